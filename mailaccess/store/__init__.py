@@ -1,0 +1,17 @@
+"""The one mail store: LMDB tables, the writer thread, domain reads and writes.
+
+Only this package knows LMDB.  Protocols read through ``Store.view()`` and
+write by handing functions from ``ops`` to ``Store.submit``/``write_sync`` (or
+the async ``mailaccess.storeio.write``).
+"""
+from .errors import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
+                     StoreFullError)
+from .lmdb_store import CommitInfo, LmdbStore as Store
+from .records import Account, Change, EmailRecord, Mailbox, Membership
+from .view import View
+
+__all__ = [
+    "Store", "View", "CommitInfo", "Account", "Change", "EmailRecord", "Mailbox", "Membership",
+    "StoreError", "StoreFullError", "NotFound", "AlreadyExists", "InvalidName", "OverQuota",
+    "Conflict",
+]

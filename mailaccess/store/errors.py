@@ -1,0 +1,29 @@
+"""Errors the store raises; protocol layers map them to their own replies."""
+
+
+class StoreError(Exception):
+    """Base class: the request could not be done; the message says why."""
+
+
+class StoreFullError(StoreError):
+    """The disk or the map is full; nothing of the request was written."""
+
+
+class NotFound(StoreError):
+    """The account, mailbox or message does not exist (for this account)."""
+
+
+class AlreadyExists(StoreError):
+    """A mailbox or account of that name exists already."""
+
+
+class InvalidName(StoreError):
+    """A mailbox or account name the store will not accept."""
+
+
+class OverQuota(StoreError):
+    """The account's quota would be exceeded."""
+
+
+class Conflict(StoreError):
+    """The request conflicts with the current state (e.g. deleting INBOX)."""

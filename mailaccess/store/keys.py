@@ -1,0 +1,183 @@
+"""Every LMDB key of the store: the only module that builds or splits keys.
+
+Keys are fixed-width big-endian integers (so byte order is numeric order and
+range scans are prefix scans), account id first in every table.  See
+docs/store.md for the table-by-table layout and what each one serves.
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+
+DATA_VERSION = 1
+
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_U32U32 = struct.Struct(">II")
+_U32U32U32 = struct.Struct(">III")
+_U32U64 = struct.Struct(">IQ")
+_U32U32U64 = struct.Struct(">IIQ")
+_U32U32U64U32 = struct.Struct(">IIQI")
+
+# Named sub-databases: (name, dupsort)
+TABLES = {
+    "meta": False,      # ascii name -> value
+    "ctr": False,       # acc kind -> u64
+    "acct": False,      # acc -> account record
+    "acct.name": False,  # casefolded login -> acc
+    "mbox": False,      # acc mbx -> mailbox record
+    "mbox.name": False,  # acc parent name -> mbx
+    "msg": False,       # acc eid -> email record
+    "uid": False,       # acc mbx uid -> eid
+    "mbx.ms": False,    # acc mbx ms uid -> ''
+    "vanished": False,  # acc mbx ms uid -> ''
+    "chg": False,       # acc ms -> change record
+    "blob": False,      # acc hash -> raw message bytes
+    "blob.idx": False,  # acc hash -> encoded MessageIndex
+    "blob.ref": False,  # acc hash eid -> ''
+    "thr.ref": False,   # acc hash16(message-id) -> thread id + subject hash
+    "thr.mem": False,   # acc tid eid -> ''
+    "dev": False,       # acc device-id \0 key -> opaque sync state
+}
+
+# ctr kinds
+CTR_ACCOUNT = 1   # under account 0: last account id
+CTR_MODSEQ = 2
+CTR_EMAIL = 3
+CTR_MAILBOX = 4
+CTR_UIDVALIDITY = 5
+
+
+def u32(n: int) -> bytes:
+    return _U32.pack(n)
+
+
+def read_u32(b) -> int:
+    return _U32.unpack_from(b)[0]
+
+
+def u64(n: int) -> bytes:
+    return _U64.pack(n)
+
+
+def read_u64(b) -> int:
+    return _U64.unpack_from(b)[0]
+
+
+def ctr(acc: int, kind: int) -> bytes:
+    return _U32.pack(acc) + bytes((kind,))
+
+
+def acct(acc: int) -> bytes:
+    return _U32.pack(acc)
+
+
+def acct_name(name: str) -> bytes:
+    return name.casefold().encode("utf-8")
+
+
+def account_prefix(acc: int) -> bytes:
+    return _U32.pack(acc)
+
+
+def mbox(acc: int, mbx: int) -> bytes:
+    return _U32U32.pack(acc, mbx)
+
+
+def split_mbox(k: bytes) -> tuple[int, int]:
+    return _U32U32.unpack_from(k)
+
+
+def mbox_name(acc: int, parent: int, name: str) -> bytes:
+    # Mailbox names compare case-sensitively, except INBOX which the session
+    # layer canonicalises before it gets here (RFC 9051 5.1).
+    return _U32U32.pack(acc, parent) + name.encode("utf-8")
+
+
+def mbox_name_prefix(acc: int, parent: int) -> bytes:
+    return _U32U32.pack(acc, parent)
+
+
+def msg(acc: int, eid: int) -> bytes:
+    return _U32U32.pack(acc, eid)
+
+
+def split_msg(k: bytes) -> tuple[int, int]:
+    return _U32U32.unpack_from(k)
+
+
+def uid(acc: int, mbx: int, uid_: int) -> bytes:
+    return _U32U32U32.pack(acc, mbx, uid_)
+
+
+def uid_prefix(acc: int, mbx: int) -> bytes:
+    return _U32U32.pack(acc, mbx)
+
+
+def split_uid(k: bytes) -> int:
+    return _U32.unpack_from(k, 8)[0]
+
+
+def mbx_ms(acc: int, mbx: int, ms: int, uid_: int) -> bytes:
+    return _U32U32U64U32.pack(acc, mbx, ms, uid_)
+
+
+def mbx_ms_from(acc: int, mbx: int, ms: int) -> bytes:
+    return _U32U32U64.pack(acc, mbx, ms)
+
+
+def split_mbx_ms(k: bytes) -> tuple[int, int]:
+    """-> (modseq, uid)"""
+    _, _, ms, u = _U32U32U64U32.unpack_from(k)
+    return ms, u
+
+
+vanished = mbx_ms
+vanished_from = mbx_ms_from
+split_vanished = split_mbx_ms
+
+
+def chg(acc: int, ms: int) -> bytes:
+    return _U32U64.pack(acc, ms)
+
+
+def split_chg(k: bytes) -> int:
+    return _U32U64.unpack_from(k)[1]
+
+
+def blob(acc: int, h: bytes) -> bytes:
+    return _U32.pack(acc) + h
+
+
+def blob_ref(acc: int, h: bytes, eid: int) -> bytes:
+    return _U32.pack(acc) + h + _U32.pack(eid)
+
+
+def blob_ref_prefix(acc: int, h: bytes) -> bytes:
+    return _U32.pack(acc) + h
+
+
+def blob_hash(raw: bytes) -> bytes:
+    return hashlib.sha256(raw).digest()
+
+
+def thr_ref(acc: int, message_id: str) -> bytes:
+    return _U32.pack(acc) + hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).digest()[:16]
+
+
+def thr_mem(acc: int, tid: int, eid: int) -> bytes:
+    return _U32U32U32.pack(acc, tid, eid)
+
+
+def thr_mem_prefix(acc: int, tid: int) -> bytes:
+    return _U32U32.pack(acc, tid)
+
+
+def dev(acc: int, device: str, key: str) -> bytes:
+    return _U32.pack(acc) + device.encode("utf-8") + b"\0" + key.encode("utf-8")
+
+
+def dev_prefix(acc: int, device: str) -> bytes:
+    return _U32.pack(acc) + device.encode("utf-8") + b"\0"
+
+CTR_USAGE = 6     # bytes used by the account's distinct emails (quota)

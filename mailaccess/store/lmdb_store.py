@@ -1,0 +1,295 @@
+"""The LMDB environment, its one writer thread (group commit) and read views.
+
+LMDB write transactions must begin, run and commit on one OS thread, so one
+dedicated thread owns every write.  Callers hand it plain functions
+``fn(tx) -> result``; it takes every request that is waiting, applies them
+in one transaction (each inside its own nested transaction, so one failing
+request never spoils the others), commits once durably, and only then
+completes each request and publishes the changes.  Many concurrent APPENDs or
+deliveries therefore share one fsync.
+
+This module imports no Trio: completion is a callback, which the async layer
+turns into a wake-up on its event loop (mailaccess/storeio.py).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import queue
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import lmdb
+
+from . import keys
+from .errors import StoreError, StoreFullError
+from .records import Change
+
+log = logging.getLogger("mailaccess.store")
+
+_GIB = 1 << 30
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple
+    done: Callable[[Any, BaseException | None], None]
+
+
+@dataclass(slots=True)
+class CommitInfo:
+    """Handed to the on_commit hook after each durable commit."""
+
+    changes: list[tuple[int, Change]]   # (account, change) in modseq order
+    batch_size: int
+
+
+class _Gate:
+    """Readers share; map growth excludes them (set_mapsize needs no live txn)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._resizing = False
+
+    @contextmanager
+    def reading(self):
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self):
+        with self._cond:
+            self._resizing = True
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class LmdbStore:
+    """Owns the environment, the writer thread and the commit hook."""
+
+    def __init__(self, path: str | os.PathLike, *, map_size: int | None = None,
+                 max_batch: int = 256, readonly: bool = False):
+        self.path = os.fspath(path)
+        os.makedirs(self.path, exist_ok=True)
+        data_file = os.path.join(self.path, "data.mdb")
+        existing = os.path.getsize(data_file) if os.path.exists(data_file) else 0
+        # The map is virtual address space, not disk: start with room to grow
+        # and double whenever a transaction fills it.
+        self._map_size = map_size or max(_GIB, existing * 2)
+        self.env = lmdb.open(
+            self.path, map_size=self._map_size, max_dbs=len(keys.TABLES) + 4,
+            max_readers=1024, sync=True, metasync=True, readonly=readonly,
+            lock=True, subdir=True, max_spare_txns=64)
+        self.db: dict[str, Any] = {}
+        with self.env.begin(write=not readonly) as txn:
+            for name, dup in keys.TABLES.items():
+                self.db[name] = self.env.open_db(name.encode(), txn=txn, dupsort=dup,
+                                                 create=not readonly)
+            meta = self.db["meta"]
+            ver = txn.get(b"data_version", db=meta)
+            if ver is None and not readonly:
+                txn.put(b"data_version", str(keys.DATA_VERSION).encode(), db=meta)
+                txn.put(b"created", str(int(time.time())).encode(), db=meta)
+            elif ver is not None and int(ver) != keys.DATA_VERSION:
+                raise StoreError(
+                    f"{self.path} holds store format {int(ver)}, this mailaccess reads "
+                    f"format {keys.DATA_VERSION}: upgrade or export with the matching version")
+        self._gate = _Gate()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._max_batch = max_batch
+        self.on_commit: list[Callable[[CommitInfo], None]] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.stats = {"commits": 0, "jobs": 0}
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._writer_loop, name="store-writer",
+                                            daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Finish every queued write, stop the writer, close the environment."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self.env.sync(True)
+        self.env.close()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- reads -------------------------------------------------------------------
+
+    @contextmanager
+    def read(self):
+        """A read snapshot.  Keep it short and never hold it across an await."""
+        with self._gate.reading():
+            try:
+                txn = self.env.begin(write=False, buffers=True)
+            except lmdb.MapResizedError:
+                # another process grew the map: adopt its size and retry
+                self.env.set_mapsize(0)
+                txn = self.env.begin(write=False, buffers=True)
+            try:
+                yield txn
+            finally:
+                txn.abort()
+
+    @contextmanager
+    def view(self):
+        """A read snapshot wrapped in the domain read API (store.view.View)."""
+        from .view import View
+
+        with self.read() as txn:
+            yield View(self, txn)
+
+    # --- writes ------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], *args,
+               done: Callable[[Any, BaseException | None], None]) -> None:
+        """Queue ``fn(tx, *args)``; ``done(result, error)`` runs on the writer
+        thread after the commit that made it durable (or with the error)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self._thread is None:
+            self.start()
+        self._queue.put(_Job(fn, args, done))
+
+    def write_sync(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """Blocking write for threads that are not the event loop (CLI, import)."""
+        ev = threading.Event()
+        box: list = []
+
+        def done(result, error):
+            box.append((result, error))
+            ev.set()
+
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
+        self.submit(fn, *args, done=done)
+        ev.wait()
+        result, error = box[0]
+        if error is not None:
+            raise error
+        return result
+
+    def _writer_loop(self) -> None:
+        from .tx import WriteTx  # late: tx imports records/keys only
+
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_batch(batch, WriteTx)
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[_Job], WriteTx) -> None:
+        for attempt in range(8):
+            results: list[tuple[Any, BaseException | None]] = []
+            changes: list[tuple[int, Change]] = []
+            try:
+                with self._gate.reading():
+                    txn = self.env.begin(write=True)
+                    try:
+                        for job in batch:
+                            sub = self.env.begin(write=True, parent=txn)
+                            tx = WriteTx(self, sub)
+                            try:
+                                res = job.fn(tx, *job.args)
+                            except lmdb.MapFullError:
+                                sub.abort()
+                                raise
+                            except Exception as exc:  # the request's own failure
+                                sub.abort()
+                                results.append((None, exc))
+                                continue
+                            tx.flush_changes()
+                            sub.commit()
+                            results.append((res, None))
+                            changes.extend(tx.changes())
+                        txn.commit()
+                    except BaseException:
+                        txn.abort()
+                        raise
+            except lmdb.MapFullError:
+                self._grow()
+                continue
+            except lmdb.Error as exc:
+                log.error("store commit failed: %s", exc)
+                err = StoreFullError(
+                    f"the mail store could not commit ({exc}); nothing was written. "
+                    "Free disk space on the data directory's file system.")
+                for job in batch:
+                    self._complete(job, None, err)
+                return
+            self.stats["commits"] += 1
+            self.stats["jobs"] += len(batch)
+            info = CommitInfo(changes, len(batch))
+            for hook in self.on_commit:
+                try:
+                    hook(info)
+                except Exception:
+                    log.exception("commit hook failed")
+            for job, (res, err) in zip(batch, results):
+                self._complete(job, res, err)
+            return
+        err = StoreFullError("the mail store map could not grow far enough")
+        for job in batch:
+            self._complete(job, None, err)
+
+    @staticmethod
+    def _complete(job: _Job, res, err) -> None:
+        try:
+            job.done(res, err)
+        except Exception:
+            log.exception("write completion callback failed")
+
+    def _grow(self) -> None:
+        with self._gate.exclusive():
+            self._map_size *= 2
+            log.info("growing the LMDB map to %d MiB", self._map_size >> 20)
+            self.env.set_mapsize(self._map_size)

@@ -1,0 +1,534 @@
+"""Protocol-neutral write operations: each runs on the writer thread inside
+one request's transaction (``fn(tx, ...)``) and allocates one modseq.
+
+IMAP, JMAP, ActiveSync, LMTP and the CLI all change mail only through these.
+Every function checks that the objects it touches belong to the account it
+was given.  Indexing (parsing the message) happens before the request is
+queued, on the caller's side, so the writer thread only writes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from . import keys, records
+from .errors import AlreadyExists, Conflict, InvalidName, NotFound, OverQuota
+from .records import EMAIL, MAILBOX, THREAD, Account, EmailRecord, Mailbox, Membership
+from .tx import WriteTx
+
+SEEN = "$seen"
+DELETED = "$deleted"
+
+# Created for every new account (issue: CREATE-SPECIAL-USE, JMAP roles).
+DEFAULT_MAILBOXES = (
+    ("INBOX", "inbox"),
+    ("Drafts", "drafts"),
+    ("Sent", "sent"),
+    ("Trash", "trash"),
+    ("Junk", "junk"),
+    ("Archive", "archive"),
+)
+
+MAX_NAME_BYTES = 200  # one hierarchy level; keys must stay far under LMDB's 511
+
+
+# --- accounts --------------------------------------------------------------------
+
+def create_account(tx: WriteTx, name: str, password_hash: str, quota: int = 0) -> int:
+    if not name or len(name.encode()) > 255 or any(c in name for c in "\0\r\n\t "):
+        raise InvalidName("account names are 1-255 bytes with no spaces or control characters")
+    if tx.account_by_name(name) is not None:
+        raise AlreadyExists(f"account {name!r} exists already")
+    acc = tx.next_counter(0, keys.CTR_ACCOUNT)
+    tx.put_account(Account(acc, name, password_hash, int(time.time()), quota))
+    tx.put("acct.name", keys.acct_name(name), keys.u32(acc))
+    for mname, role in DEFAULT_MAILBOXES:
+        create_mailbox(tx, acc, 0, mname, role=role)
+    return acc
+
+
+def set_password(tx: WriteTx, acc: int, password_hash: str) -> None:
+    a = tx.account(acc)
+    if a is None:
+        raise NotFound("no such account")
+    a.password_hash = password_hash
+    tx.put_account(a)
+
+
+def set_quota(tx: WriteTx, acc: int, quota: int) -> None:
+    a = tx.account(acc)
+    if a is None:
+        raise NotFound("no such account")
+    a.quota = quota
+    tx.put_account(a)
+
+
+def delete_account(tx: WriteTx, acc: int) -> None:
+    a = tx.account(acc)
+    if a is None:
+        raise NotFound("no such account")
+    pre = keys.account_prefix(acc)
+    for table in ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg",
+                  "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "acct"):
+        tx.delete_prefix(table, pre)
+    for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
+                 keys.CTR_USAGE):
+        tx.delete("ctr", keys.ctr(acc, kind))
+    tx.delete("acct.name", keys.acct_name(a.name))
+
+
+# --- mailboxes ---------------------------------------------------------------------
+
+def _check_name(name: str) -> None:
+    if not name or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InvalidName(f"mailbox names are 1-{MAX_NAME_BYTES} bytes per level")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in name):
+        raise InvalidName("mailbox names cannot contain control characters")
+
+
+def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str | None = None,
+                   subscribed: bool = True, sort_order: int = 0) -> int:
+    _check_name(name)
+    if parent and tx.mailbox(acc, parent) is None:
+        raise NotFound("the parent mailbox does not exist")
+    if tx.child_id(acc, parent, name) is not None:
+        raise AlreadyExists(f"mailbox {name!r} exists already")
+    if role is not None and tx.mailbox_by_role(acc, role) is not None:
+        raise AlreadyExists(f"a mailbox with role {role} exists already")
+    mbx = tx.next_counter(acc, keys.CTR_MAILBOX)
+    ms = tx.modseq(acc)
+    uidvalidity = tx.next_counter(acc, keys.CTR_UIDVALIDITY, at_least=int(time.time()) & 0x7FFFFFFF)
+    m = Mailbox(mbx, name, parent, role, uidvalidity, 1, ms, ms, subscribed, sort_order)
+    tx.put_mailbox(acc, m)
+    tx.put("mbox.name", keys.mbox_name(acc, parent, name), keys.u32(mbx))
+    tx.log(acc, "created", MAILBOX, mbx)
+    return mbx
+
+
+def create_mailbox_path(tx: WriteTx, acc: int, path: list[str], *,
+                        role: str | None = None) -> int:
+    """Create PATH and any missing parents (IMAP CREATE semantics); -> leaf id."""
+    parent = 0
+    for i, part in enumerate(path):
+        existing = tx.child_id(acc, parent, part)
+        last = i == len(path) - 1
+        if existing is not None:
+            if last:
+                raise AlreadyExists("mailbox exists already")
+            parent = existing
+        else:
+            parent = create_mailbox(tx, acc, parent, part, role=role if last else None)
+    return parent
+
+
+def rename_mailbox(tx: WriteTx, acc: int, mbx: int, new_parent: int, new_name: str) -> None:
+    _check_name(new_name)
+    m = tx.require_mailbox(acc, mbx)
+    if new_parent:
+        p = new_parent
+        while p:  # no cycles
+            if p == mbx:
+                raise Conflict("a mailbox cannot move under itself")
+            pm = tx.require_mailbox(acc, p)
+            p = pm.parent
+    if tx.child_id(acc, new_parent, new_name) is not None:
+        raise AlreadyExists("a mailbox of that name exists already")
+    tx.delete("mbox.name", keys.mbox_name(acc, m.parent, m.name))
+    m.parent, m.name = new_parent, new_name
+    m.highest_ms = tx.modseq(acc)
+    tx.put_mailbox(acc, m)
+    tx.put("mbox.name", keys.mbox_name(acc, new_parent, new_name), keys.u32(mbx))
+    tx.log(acc, "updated", MAILBOX, mbx)
+
+
+def rename_inbox(tx: WriteTx, acc: int, new_parent: int, new_name: str) -> int:
+    """IMAP RENAME INBOX (RFC 9051 6.3.6): move every message to a new mailbox,
+    INBOX stays and is empty."""
+    inbox = tx.mailbox_by_role(acc, "inbox")
+    if inbox is None:
+        raise NotFound("no INBOX")
+    dst = create_mailbox(tx, acc, new_parent, new_name)
+    uids = [u for u, _ in tx.uids(acc, inbox.id)]
+    if uids:
+        move(tx, acc, inbox.id, uids, dst)
+    return dst
+
+
+def delete_mailbox(tx: WriteTx, acc: int, mbx: int, *, remove_emails: bool = True) -> None:
+    m = tx.require_mailbox(acc, mbx)
+    if m.role == "inbox":
+        raise Conflict("INBOX cannot be deleted")
+    if tx.children(acc, mbx):
+        raise Conflict("the mailbox has children; delete them first")
+    uids = tx.uids(acc, mbx)
+    if uids and not remove_emails:
+        raise Conflict("the mailbox is not empty")
+    if uids:
+        expunge(tx, acc, mbx, [u for u, _ in uids])
+    tx.delete_prefix("vanished", keys.uid_prefix(acc, mbx))
+    tx.delete("mbox.name", keys.mbox_name(acc, m.parent, m.name))
+    tx.delete("mbox", keys.mbox(acc, mbx))
+    tx.log(acc, "destroyed", MAILBOX, mbx)
+
+
+def update_mailbox(tx: WriteTx, acc: int, mbx: int, *, subscribed: bool | None = None,
+                   sort_order: int | None = None, role: str | None | type(...) = ...) -> None:
+    m = tx.require_mailbox(acc, mbx)
+    if subscribed is not None:
+        m.subscribed = subscribed
+    if sort_order is not None:
+        m.sort_order = sort_order
+    if role is not ...:
+        if role is not None and role != m.role:
+            other = tx.mailbox_by_role(acc, role)
+            if other is not None:
+                raise AlreadyExists(f"a mailbox with role {role} exists already")
+        m.role = role
+    tx.modseq(acc)
+    tx.put_mailbox(acc, m)
+    tx.log(acc, "updated", MAILBOX, mbx)
+
+
+# --- emails ---------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class NewEmail:
+    """Everything append needs, computed before the request is queued."""
+
+    raw: bytes
+    index: bytes                 # encoded MessageIndex
+    blob: bytes                  # sha256(raw)
+    received_at: int
+    tz: int = 0
+    message_id: str | None = None
+    thread_refs: tuple[str, ...] = ()   # In-Reply-To + References
+    subject_hash: bytes = b"\0" * 8     # hash of the RFC 5256 base subject
+
+
+@dataclass(slots=True)
+class Appended:
+    email: int
+    thread: int
+    placed: list[tuple[int, int, int]]   # (mailbox, uidvalidity, uid)
+
+
+def _set_ms_index(tx: WriteTx, acc: int, rec: EmailRecord, new_ms: int,
+                  cache: dict[int, Mailbox]) -> None:
+    """Move REC to modseq NEW_MS in every mailbox it is in; those mailboxes'
+    HIGHESTMODSEQ moves with it (they are saved from CACHE)."""
+    for m in rec.members:
+        _load_mbx(tx, acc, cache, m.mailbox)
+        tx.delete("mbx.ms", keys.mbx_ms(acc, m.mailbox, rec.last_ms, m.uid))
+        tx.put("mbx.ms", keys.mbx_ms(acc, m.mailbox, new_ms, m.uid), b"")
+    rec.last_ms = new_ms
+
+
+def _load_mbx(tx: WriteTx, acc: int, cache: dict[int, Mailbox], mbx: int) -> Mailbox:
+    m = cache.get(mbx)
+    if m is None:
+        m = tx.require_mailbox(acc, mbx)
+        cache[mbx] = m
+    return m
+
+
+def _save_mailboxes(tx: WriteTx, acc: int, cache: dict[int, Mailbox]) -> None:
+    ms = tx.modseq(acc)
+    for m in cache.values():
+        m.highest_ms = ms
+        tx.put_mailbox(acc, m)
+        tx.touch_mailbox(acc, m.id)
+        tx.log(acc, "updated", MAILBOX, m.id)
+
+
+def _add_member(tx: WriteTx, acc: int, rec: EmailRecord, m: Mailbox, now: int) -> int:
+    uid = m.uidnext
+    m.uidnext += 1
+    m.total += 1
+    m.size += rec.size
+    if SEEN not in rec.keywords:
+        m.unseen += 1
+    rec.members.append(Membership(m.id, uid, now))
+    tx.put("uid", keys.uid(acc, m.id, uid), keys.u32(rec.id))
+    tx.put("mbx.ms", keys.mbx_ms(acc, m.id, rec.last_ms, uid), b"")
+    return uid
+
+
+def _remove_member(tx: WriteTx, acc: int, rec: EmailRecord, m: Mailbox, ms: int) -> int:
+    mem = rec.member(m.id)
+    if mem is None:
+        raise NotFound("message not in mailbox")
+    rec.members.remove(mem)
+    m.total -= 1
+    m.size -= rec.size
+    if SEEN not in rec.keywords:
+        m.unseen -= 1
+    tx.delete("uid", keys.uid(acc, m.id, mem.uid))
+    tx.delete("mbx.ms", keys.mbx_ms(acc, m.id, rec.last_ms, mem.uid))
+    tx.put("vanished", keys.vanished(acc, m.id, ms, mem.uid), b"")
+    return mem.uid
+
+
+def _assign_thread(tx: WriteTx, acc: int, eid: int, new: NewEmail) -> tuple[int, bool]:
+    """JMAP-style threading: join the thread of a referenced message whose base
+    subject matches; else start a thread named after this email."""
+    tid = None
+    ids = list(new.thread_refs)
+    if new.message_id:
+        ids.append(new.message_id)
+    for mid in ids:
+        v = tx._get("thr.ref", keys.thr_ref(acc, mid))
+        if v is not None:
+            t, sh = records.decode_thread_ref(v)
+            if sh == new.subject_hash:
+                tid = t
+                break
+    created = tid is None
+    if tid is None:
+        tid = eid
+    ref = records.encode_thread_ref(tid, new.subject_hash)
+    for mid in ids:
+        k = keys.thr_ref(acc, mid)
+        if tx._get("thr.ref", k) is None:
+            tx.put("thr.ref", k, ref)
+    tx.put("thr.mem", keys.thr_mem(acc, tid, eid), b"")
+    return tid, created
+
+
+def append(tx: WriteTx, acc: int, mailboxes: list[int], new: NewEmail,
+           keywords: list[str] = (), quota: int = 0) -> Appended:
+    """Store one message in MAILBOXES (one email id, one UID per mailbox)."""
+    if not mailboxes:
+        raise Conflict("an email must be in at least one mailbox")
+    a = tx.account(acc)
+    if a is None:
+        raise NotFound("no such account")
+    limit = a.quota or quota
+    size = len(new.raw)
+    if limit and tx.usage(acc) + size > limit:
+        raise OverQuota(f"the account's quota of {limit} bytes would be exceeded")
+    cache: dict[int, Mailbox] = {}
+    for mbx in mailboxes:
+        _load_mbx(tx, acc, cache, mbx)
+    ms = tx.modseq(acc)
+    eid = tx.next_counter(acc, keys.CTR_EMAIL)
+    bkey = keys.blob(acc, new.blob)
+    if tx._get("blob", bkey) is None:
+        tx.put("blob", bkey, new.raw)
+        tx.put("blob.idx", bkey, new.index)
+    tx.put("blob.ref", keys.blob_ref(acc, new.blob, eid), b"")
+    tid, thread_created = _assign_thread(tx, acc, eid, new)
+    kws = sorted({k.lower() for k in keywords})
+    rec = EmailRecord(eid, new.blob, new.received_at, new.tz, size, tid, ms, kws, [])
+    now = int(time.time())
+    placed = []
+    for mbx in dict.fromkeys(mailboxes):
+        m = cache[mbx]
+        uid = _add_member(tx, acc, rec, m, now)
+        placed.append((mbx, m.uidvalidity, uid))
+    tx.put_email(acc, rec)
+    tx.add_counter(acc, keys.CTR_USAGE, size)
+    _save_mailboxes(tx, acc, cache)
+    tx.log(acc, "created", EMAIL, eid)
+    tx.log(acc, "created" if thread_created else "updated", THREAD, tid)
+    return Appended(eid, tid, placed)
+
+
+def _destroy(tx: WriteTx, acc: int, rec: EmailRecord) -> None:
+    """Remove an email with no memberships left, and its blob if unreferenced."""
+    tx.delete("msg", keys.msg(acc, rec.id))
+    tx.delete("blob.ref", keys.blob_ref(acc, rec.blob, rec.id))
+    tx.delete("thr.mem", keys.thr_mem(acc, rec.thread, rec.id))
+    tx.add_counter(acc, keys.CTR_USAGE, -rec.size)
+    if not tx.blob_refs(acc, rec.blob):
+        tx.delete("blob", keys.blob(acc, rec.blob))
+        tx.delete("blob.idx", keys.blob(acc, rec.blob))
+    tx.log(acc, "destroyed", EMAIL, rec.id)
+    if tx.thread_members(acc, rec.thread):
+        tx.log(acc, "updated", THREAD, rec.thread)
+    else:
+        tx.log(acc, "destroyed", THREAD, rec.thread)
+
+
+def expunge(tx: WriteTx, acc: int, mbx: int, uids: list[int]) -> list[int]:
+    """Remove UIDS from MBX; an email left in no mailbox is destroyed.  -> the
+    UIDs actually removed, ascending."""
+    cache: dict[int, Mailbox] = {}
+    m = _load_mbx(tx, acc, cache, mbx)
+    ms = tx.modseq(acc)
+    done = []
+    for uid in sorted(set(uids)):
+        eid = tx.email_at(acc, mbx, uid)
+        if eid is None:
+            continue
+        rec = tx.email(acc, eid)
+        _remove_member(tx, acc, rec, m, ms)
+        done.append(uid)
+        if rec.members:
+            _set_ms_index(tx, acc, rec, ms, cache)
+            tx.put_email(acc, rec)
+            tx.log(acc, "updated", EMAIL, eid)
+        else:
+            _destroy(tx, acc, rec)
+    if done:
+        _save_mailboxes(tx, acc, cache)
+    return done
+
+
+def destroy_emails(tx: WriteTx, acc: int, eids: list[int]) -> list[int]:
+    """JMAP Email/set destroy: remove the emails from every mailbox."""
+    out = []
+    for eid in eids:
+        rec = tx.email(acc, eid)
+        if rec is None:
+            continue
+        for mem in list(rec.members):
+            expunge(tx, acc, mem.mailbox, [mem.uid])
+        out.append(eid)
+    return out
+
+
+def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
+                 remove: list[str] = (), replace: list[str] | None = None,
+                 unchanged_since: int | None = None) -> tuple[list[int], list[int]]:
+    """Change keywords of EIDS.  -> (changed eids, eids that failed the
+    UNCHANGEDSINCE test).  Emails whose keywords end up the same are untouched
+    (no modseq change), as RFC 7162 3.1.3 allows."""
+    changed, conflicts = [], []
+    cache: dict[int, Mailbox] = {}
+    add = {k.lower() for k in add}
+    remove = {k.lower() for k in remove}
+    for eid in eids:
+        rec = tx.email(acc, eid)
+        if rec is None:
+            continue
+        if unchanged_since is not None and rec.last_ms > unchanged_since:
+            conflicts.append(eid)
+            continue
+        old = set(rec.keywords)
+        new = {k.lower() for k in replace} if replace is not None else (old | add) - remove
+        if new == old:
+            continue
+        ms = tx.modseq(acc)
+        seen_delta = (SEEN in new) - (SEEN in old)
+        if seen_delta:
+            for mem in rec.members:
+                m = _load_mbx(tx, acc, cache, mem.mailbox)
+                m.unseen -= seen_delta
+        rec.keywords = sorted(new)
+        _set_ms_index(tx, acc, rec, ms, cache)
+        tx.put_email(acc, rec)
+        tx.log(acc, "updated", EMAIL, eid)
+        changed.append(eid)
+    if cache:
+        _save_mailboxes(tx, acc, cache)
+    return changed, conflicts
+
+
+def copy(tx: WriteTx, acc: int, eids: list[int], dst: int) -> list[int]:
+    """Add EIDS to DST in order (IMAP COPY shares the email: same EMAILID,
+    RFC 8474 5.1).  An email already in DST gets a new UID all the same (IMAP
+    COPY always creates messages), so it is appended as a new email.
+    -> the new UIDs, in the order of EIDS."""
+    cache: dict[int, Mailbox] = {}
+    m = _load_mbx(tx, acc, cache, dst)
+    ms = tx.modseq(acc)
+    now = int(time.time())
+    uids = []
+    for eid in eids:
+        rec = tx.email(acc, eid)
+        if rec is None:
+            raise NotFound(f"email {eid} does not exist")
+        if rec.member(dst) is not None:
+            uids.append(_duplicate(tx, acc, rec, m, now))
+            continue
+        _set_ms_index(tx, acc, rec, ms, cache)
+        uids.append(_add_member(tx, acc, rec, m, now))
+        tx.put_email(acc, rec)
+        tx.log(acc, "updated", EMAIL, eid)
+    _save_mailboxes(tx, acc, cache)
+    return uids
+
+
+def _duplicate(tx: WriteTx, acc: int, rec: EmailRecord, m: Mailbox, now: int) -> int:
+    ms = tx.modseq(acc)
+    eid = tx.next_counter(acc, keys.CTR_EMAIL)
+    tx.put("blob.ref", keys.blob_ref(acc, rec.blob, eid), b"")
+    tx.put("thr.mem", keys.thr_mem(acc, rec.thread, eid), b"")
+    new = EmailRecord(eid, rec.blob, rec.received_at, rec.tz, rec.size, rec.thread, ms,
+                      list(rec.keywords), [])
+    uid = _add_member(tx, acc, new, m, now)
+    tx.put_email(acc, new)
+    tx.add_counter(acc, keys.CTR_USAGE, rec.size)
+    tx.log(acc, "created", EMAIL, eid)
+    tx.log(acc, "updated", THREAD, rec.thread)
+    return uid
+
+
+def move(tx: WriteTx, acc: int, src: int, uids: list[int], dst: int) -> list[tuple[int, int]]:
+    """IMAP MOVE (RFC 6851): -> [(source uid, destination uid)] ascending by source."""
+    if src == dst:
+        raise Conflict("source and destination are the same mailbox")
+    cache: dict[int, Mailbox] = {}
+    s = _load_mbx(tx, acc, cache, src)
+    d = _load_mbx(tx, acc, cache, dst)
+    ms = tx.modseq(acc)
+    now = int(time.time())
+    out = []
+    for uid in sorted(set(uids)):
+        eid = tx.email_at(acc, src, uid)
+        if eid is None:
+            continue
+        rec = tx.email(acc, eid)
+        _remove_member(tx, acc, rec, s, ms)
+        if rec.member(dst) is not None:
+            # already there: the move only removes it from the source
+            _set_ms_index(tx, acc, rec, ms, cache)
+            tx.put_email(acc, rec)
+            out.append((uid, rec.member(dst).uid))
+            tx.log(acc, "updated", EMAIL, eid)
+            continue
+        _set_ms_index(tx, acc, rec, ms, cache)
+        new_uid = _add_member(tx, acc, rec, d, now)
+        tx.put_email(acc, rec)
+        tx.log(acc, "updated", EMAIL, eid)
+        out.append((uid, new_uid))
+    _save_mailboxes(tx, acc, cache)
+    return out
+
+
+def set_mailboxes(tx: WriteTx, acc: int, eid: int, mailboxes: set[int]) -> None:
+    """JMAP Email/set mailboxIds: make EID's memberships exactly MAILBOXES."""
+    if not mailboxes:
+        raise Conflict("an email must be in at least one mailbox")
+    rec = tx.email(acc, eid)
+    if rec is None:
+        raise NotFound(f"email {eid} does not exist")
+    cache: dict[int, Mailbox] = {}
+    for mbx in mailboxes:
+        _load_mbx(tx, acc, cache, mbx)
+    ms = tx.modseq(acc)
+    now = int(time.time())
+    current = {m.mailbox for m in rec.members}
+    for mbx in current - mailboxes:
+        _remove_member(tx, acc, rec, _load_mbx(tx, acc, cache, mbx), ms)
+    _set_ms_index(tx, acc, rec, ms, cache)
+    for mbx in sorted(mailboxes - current):
+        _add_member(tx, acc, rec, cache[mbx], now)
+    tx.put_email(acc, rec)
+    tx.log(acc, "updated", EMAIL, eid)
+    _save_mailboxes(tx, acc, cache)
+
+
+# --- per-device sync state -----------------------------------------------------------
+
+def put_device_state(tx: WriteTx, acc: int, device: str, key: str, value: bytes) -> None:
+    if tx.account(acc) is None:
+        raise NotFound("no such account")
+    tx.put("dev", keys.dev(acc, device, key), value)
+
+
+def delete_device_state(tx: WriteTx, acc: int, device: str, key: str | None = None) -> None:
+    if key is None:
+        tx.delete_prefix("dev", keys.dev_prefix(acc, device))
+    else:
+        tx.delete("dev", keys.dev(acc, device, key))

@@ -1,0 +1,195 @@
+"""The store's domain records and their versioned value codecs.
+
+Email records are hot (every FETCH FLAGS and STORE reads one), so they are a
+fixed struct plus two variable tails; the colder records (accounts, mailboxes,
+change-log entries) are versioned JSON.  Every encoded value starts with a
+format-version byte.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+
+# --- emails -----------------------------------------------------------------
+
+# version, hash(32), received_at(i64 seconds), tz(i16 minutes), size(u32),
+# thread(u32), last_ms(u64), n_keywords(u16), n_members(u16)
+_MSG_HEAD = struct.Struct(">B32sqhIIQHH")
+# mailbox(u32), uid(u32), savedate(i64)
+_MEMBER = struct.Struct(">IIq")
+_MSG_V1 = 1
+
+
+@dataclass(slots=True)
+class Membership:
+    mailbox: int
+    uid: int
+    savedate: int  # seconds since the epoch when the message entered that mailbox
+
+
+@dataclass(slots=True)
+class EmailRecord:
+    """The mutable part of an email: keywords, memberships, modseq."""
+
+    id: int
+    blob: bytes               # sha256 of the raw message (the blob key)
+    received_at: int          # seconds since the epoch (IMAP INTERNALDATE, JMAP receivedAt)
+    tz: int                   # INTERNALDATE zone offset in minutes
+    size: int
+    thread: int
+    last_ms: int              # modseq of the last change to this email
+    keywords: list[str] = field(default_factory=list)   # lowercase, JMAP form ($seen ...)
+    members: list[Membership] = field(default_factory=list)
+
+    def uid_in(self, mailbox: int) -> int | None:
+        for m in self.members:
+            if m.mailbox == mailbox:
+                return m.uid
+        return None
+
+    def member(self, mailbox: int) -> Membership | None:
+        for m in self.members:
+            if m.mailbox == mailbox:
+                return m
+        return None
+
+
+def encode_email(r: EmailRecord) -> bytes:
+    kw = "\0".join(r.keywords).encode("utf-8")
+    parts = [
+        _MSG_HEAD.pack(_MSG_V1, r.blob, r.received_at, r.tz, r.size, r.thread, r.last_ms,
+                       len(r.keywords), len(r.members))
+    ]
+    parts.extend(_MEMBER.pack(m.mailbox, m.uid, m.savedate) for m in r.members)
+    parts.append(kw)
+    return b"".join(parts)
+
+
+def decode_email(eid: int, data) -> EmailRecord:
+    (ver, h, received, tz, size, thread, last_ms, nkw, nmem) = _MSG_HEAD.unpack_from(data)
+    if ver != _MSG_V1:
+        raise ValueError(f"unknown email record version {ver}")
+    off = _MSG_HEAD.size
+    members = []
+    for _ in range(nmem):
+        mb, u, sd = _MEMBER.unpack_from(data, off)
+        members.append(Membership(mb, u, sd))
+        off += _MEMBER.size
+    kws = bytes(data[off:]).decode("utf-8").split("\0") if nkw else []
+    return EmailRecord(eid, bytes(h), received, tz, size, thread, last_ms, kws, members)
+
+
+def email_keywords_and_ms(data) -> tuple[list[str], int]:
+    """Just keywords and modseq (FETCH FLAGS fast path) without building members."""
+    (_v, _h, _r, _tz, _s, _t, last_ms, nkw, nmem) = _MSG_HEAD.unpack_from(data)
+    if not nkw:
+        return [], last_ms
+    off = _MSG_HEAD.size + nmem * _MEMBER.size
+    return bytes(data[off:]).decode("utf-8").split("\0"), last_ms
+
+
+# --- mailboxes ----------------------------------------------------------------
+
+@dataclass(slots=True)
+class Mailbox:
+    id: int
+    name: str            # leaf name
+    parent: int          # 0 = top level
+    role: str | None     # JMAP role / IMAP special-use without backslash: "inbox", "drafts", ...
+    uidvalidity: int
+    uidnext: int
+    highest_ms: int
+    created_ms: int
+    subscribed: bool = True
+    sort_order: int = 0
+    total: int = 0
+    unseen: int = 0
+    size: int = 0
+
+
+def encode_mailbox(m: Mailbox) -> bytes:
+    return b"\x01" + json.dumps(
+        [m.name, m.parent, m.role, m.uidvalidity, m.uidnext, m.highest_ms, m.created_ms,
+         m.subscribed, m.sort_order, m.total, m.unseen, m.size],
+        separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_mailbox(mbx: int, data) -> Mailbox:
+    if data[0] != 1:
+        raise ValueError("unknown mailbox record version")
+    v = json.loads(bytes(data[1:]))
+    return Mailbox(mbx, *v)
+
+
+# --- accounts -------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Account:
+    id: int
+    name: str
+    password_hash: str
+    created: int
+    quota: int = 0        # bytes, 0 = the configured default
+
+
+def encode_account(a: Account) -> bytes:
+    return b"\x01" + json.dumps(
+        [a.name, a.password_hash, a.created, a.quota], separators=(",", ":"),
+        ensure_ascii=False).encode("utf-8")
+
+
+def decode_account(acc: int, data) -> Account:
+    if data[0] != 1:
+        raise ValueError("unknown account record version")
+    return Account(acc, *json.loads(bytes(data[1:])))
+
+
+# --- change log -------------------------------------------------------------------
+
+# Collections named as JMAP data types; IMAP and ActiveSync read the same log.
+MAILBOX = "Mailbox"
+EMAIL = "Email"
+THREAD = "Thread"
+COLLECTIONS = (MAILBOX, EMAIL, THREAD)
+
+
+@dataclass(slots=True)
+class Change:
+    """What one modseq changed: per collection, created/updated/destroyed ids,
+    plus the mailboxes whose IMAP view moved (for push filtering)."""
+
+    modseq: int
+    created: dict[str, list[int]] = field(default_factory=dict)
+    updated: dict[str, list[int]] = field(default_factory=dict)
+    destroyed: dict[str, list[int]] = field(default_factory=dict)
+    mailboxes: list[int] = field(default_factory=list)
+
+    def collections(self) -> set[str]:
+        return set(self.created) | set(self.updated) | set(self.destroyed)
+
+
+def encode_change(c: Change) -> bytes:
+    return b"\x01" + json.dumps(
+        [c.created, c.updated, c.destroyed, c.mailboxes], separators=(",", ":")).encode()
+
+
+def decode_change(ms: int, data) -> Change:
+    if data[0] != 1:
+        raise ValueError("unknown change record version")
+    cr, up, de, mb = json.loads(bytes(data[1:]))
+    return Change(ms, cr, up, de, mb)
+
+
+# --- threads --------------------------------------------------------------------
+
+_THR = struct.Struct(">I8s")
+
+
+def encode_thread_ref(tid: int, subject_hash: bytes) -> bytes:
+    return _THR.pack(tid, subject_hash)
+
+
+def decode_thread_ref(data) -> tuple[int, bytes]:
+    tid, sh = _THR.unpack_from(data)
+    return tid, sh

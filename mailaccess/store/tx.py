@@ -1,0 +1,124 @@
+"""A write transaction in domain terms: table writes plus the change log.
+
+One WriteTx serves one request on the writer thread.  The first change it
+makes to an account allocates that account's next modseq (one per request,
+however many objects it touches); ``flush_changes`` writes the coalesced
+change record for it before the nested transaction commits.
+"""
+from __future__ import annotations
+
+from . import keys, records
+from .records import Change
+from .view import View
+
+
+class WriteTx(View):
+    def __init__(self, store, txn):
+        super().__init__(store, txn)
+        self._changes: dict[int, Change] = {}
+        self._flushed: list[tuple[int, Change]] = []
+
+    # --- raw writes -----------------------------------------------------------------
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self.txn.put(key, value, db=self.db[table])
+
+    def delete(self, table: str, key: bytes) -> bool:
+        return self.txn.delete(key, db=self.db[table])
+
+    def delete_prefix(self, table: str, prefix: bytes) -> int:
+        cur = self.txn.cursor(db=self.db[table])
+        n = 0
+        if not cur.set_range(prefix):
+            return 0
+        while True:
+            k = cur.key()
+            if not bytes(k).startswith(prefix):
+                break
+            if not cur.delete():
+                break
+            n += 1
+            if not cur.key():
+                break
+        return n
+
+    def next_counter(self, acc: int, kind: int, at_least: int = 0) -> int:
+        n = max(self.counter(acc, kind) + 1, at_least)
+        self.put("ctr", keys.ctr(acc, kind), keys.u64(n))
+        return n
+
+    def add_counter(self, acc: int, kind: int, delta: int) -> int:
+        n = max(0, self.counter(acc, kind) + delta)
+        self.put("ctr", keys.ctr(acc, kind), keys.u64(n))
+        return n
+
+    # --- records ----------------------------------------------------------------------
+
+    def put_mailbox(self, acc: int, m: records.Mailbox) -> None:
+        self.put("mbox", keys.mbox(acc, m.id), records.encode_mailbox(m))
+
+    def put_email(self, acc: int, r: records.EmailRecord) -> None:
+        self.put("msg", keys.msg(acc, r.id), records.encode_email(r))
+
+    def put_account(self, a: records.Account) -> None:
+        self.put("acct", keys.acct(a.id), records.encode_account(a))
+
+    # --- the change clock -----------------------------------------------------------
+
+    def change(self, acc: int) -> Change:
+        """This request's change record for ACC, allocating its modseq once."""
+        c = self._changes.get(acc)
+        if c is None:
+            ms = self.next_counter(acc, keys.CTR_MODSEQ)
+            c = Change(ms)
+            self._changes[acc] = c
+        return c
+
+    def modseq(self, acc: int) -> int:
+        return self.change(acc).modseq
+
+    def log(self, acc: int, kind: str, collection: str, oid: int) -> None:
+        """Record that OID of COLLECTION was created/updated/destroyed."""
+        c = self.change(acc)
+        created = c.created.setdefault(collection, [])
+        updated = c.updated.setdefault(collection, [])
+        destroyed = c.destroyed.setdefault(collection, [])
+        # Coalesce within the request: created+updated = created,
+        # created+destroyed = nothing, destroyed+created = updated.
+        if kind == "created":
+            if oid in destroyed:
+                destroyed.remove(oid)
+                if oid not in updated:
+                    updated.append(oid)
+            elif oid not in created:
+                created.append(oid)
+        elif kind == "updated":
+            if oid not in created and oid not in updated and oid not in destroyed:
+                updated.append(oid)
+        elif kind == "destroyed":
+            if oid in created:
+                created.remove(oid)
+            else:
+                if oid in updated:
+                    updated.remove(oid)
+                if oid not in destroyed:
+                    destroyed.append(oid)
+        else:
+            raise ValueError(kind)
+
+    def touch_mailbox(self, acc: int, mbx: int) -> None:
+        c = self.change(acc)
+        if mbx not in c.mailboxes:
+            c.mailboxes.append(mbx)
+
+    def flush_changes(self) -> None:
+        for acc, c in self._changes.items():
+            for d in (c.created, c.updated, c.destroyed):
+                for k in [k for k, v in d.items() if not v]:
+                    del d[k]
+            self.put("chg", keys.chg(acc, c.modseq), records.encode_change(c))
+            self._flushed.append((acc, c))
+        self._changes.clear()
+
+    def changes(self) -> list[tuple[int, Change]]:
+        return list(self._flushed)

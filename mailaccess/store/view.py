@@ -1,0 +1,196 @@
+"""Read access to the store in domain terms, over one LMDB transaction.
+
+``View`` wraps a read snapshot (``store.read()``) or the writer's transaction;
+every method takes the account id and only ever looks under that account's
+key prefix, so no call can read across accounts.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from . import keys, records
+from .errors import NotFound
+from .records import Account, Change, EmailRecord, Mailbox
+
+
+class View:
+    def __init__(self, store, txn):
+        self.store = store
+        self.txn = txn
+        self.db = store.db
+
+    # --- raw helpers ---------------------------------------------------------
+
+    def _get(self, table: str, key: bytes):
+        return self.txn.get(key, db=self.db[table])
+
+    def _scan(self, table: str, prefix: bytes, start: bytes | None = None,
+              values: bool = True) -> Iterator[tuple[bytes, bytes]]:
+        cur = self.txn.cursor(db=self.db[table])
+        if not cur.set_range(start if start is not None else prefix):
+            return
+        n = len(prefix)
+        for k, v in cur:
+            k = bytes(k)
+            if k[:n] != prefix:
+                return
+            yield k, v
+
+    def counter(self, acc: int, kind: int) -> int:
+        v = self._get("ctr", keys.ctr(acc, kind))
+        return keys.read_u64(v) if v is not None else 0
+
+    # --- accounts --------------------------------------------------------------
+
+    def account(self, acc: int) -> Account | None:
+        v = self._get("acct", keys.acct(acc))
+        return records.decode_account(acc, v) if v is not None else None
+
+    def account_by_name(self, name: str) -> Account | None:
+        v = self._get("acct.name", keys.acct_name(name))
+        if v is None:
+            return None
+        return self.account(keys.read_u32(v))
+
+    def accounts(self) -> list[Account]:
+        return [records.decode_account(keys.read_u32(k), v)
+                for k, v in self._scan("acct", b"")]
+
+    def highest_modseq(self, acc: int) -> int:
+        return self.counter(acc, keys.CTR_MODSEQ)
+
+    def usage(self, acc: int) -> int:
+        return self.counter(acc, keys.CTR_USAGE)
+
+    # --- mailboxes -------------------------------------------------------------
+
+    def mailbox(self, acc: int, mbx: int) -> Mailbox | None:
+        v = self._get("mbox", keys.mbox(acc, mbx))
+        return records.decode_mailbox(mbx, v) if v is not None else None
+
+    def require_mailbox(self, acc: int, mbx: int) -> Mailbox:
+        m = self.mailbox(acc, mbx)
+        if m is None:
+            raise NotFound(f"mailbox {mbx} does not exist")
+        return m
+
+    def mailboxes(self, acc: int) -> list[Mailbox]:
+        return [records.decode_mailbox(keys.split_mbox(k)[1], v)
+                for k, v in self._scan("mbox", keys.account_prefix(acc))]
+
+    def child_id(self, acc: int, parent: int, name: str) -> int | None:
+        v = self._get("mbox.name", keys.mbox_name(acc, parent, name))
+        return keys.read_u32(v) if v is not None else None
+
+    def children(self, acc: int, parent: int) -> list[int]:
+        return [keys.read_u32(v) for _, v in
+                self._scan("mbox.name", keys.mbox_name_prefix(acc, parent))]
+
+    def mailbox_by_path(self, acc: int, path: list[str]) -> Mailbox | None:
+        parent = 0
+        for part in path:
+            nxt = self.child_id(acc, parent, part)
+            if nxt is None:
+                return None
+            parent = nxt
+        return self.mailbox(acc, parent) if path else None
+
+    def mailbox_path(self, acc: int, mbx: int) -> list[str]:
+        out = []
+        seen = set()
+        while mbx and mbx not in seen:
+            seen.add(mbx)
+            m = self.mailbox(acc, mbx)
+            if m is None:
+                break
+            out.append(m.name)
+            mbx = m.parent
+        return out[::-1]
+
+    def mailbox_by_role(self, acc: int, role: str) -> Mailbox | None:
+        for m in self.mailboxes(acc):
+            if m.role == role:
+                return m
+        return None
+
+    # --- messages in a mailbox ----------------------------------------------------
+
+    def uids(self, acc: int, mbx: int) -> list[tuple[int, int]]:
+        """[(uid, email id)] in UID order: the IMAP sequence order."""
+        pre = keys.uid_prefix(acc, mbx)
+        return [(keys.split_uid(k), keys.read_u32(v)) for k, v in self._scan("uid", pre)]
+
+    def email_at(self, acc: int, mbx: int, uid: int) -> int | None:
+        v = self._get("uid", keys.uid(acc, mbx, uid))
+        return keys.read_u32(v) if v is not None else None
+
+    def changed_since(self, acc: int, mbx: int, modseq: int) -> list[tuple[int, int]]:
+        """[(modseq, uid)] of messages in MBX changed after MODSEQ (CHANGEDSINCE)."""
+        pre = keys.uid_prefix(acc, mbx)
+        start = keys.mbx_ms_from(acc, mbx, modseq + 1)
+        return [keys.split_mbx_ms(k) for k, _ in self._scan("mbx.ms", pre, start)]
+
+    def vanished_since(self, acc: int, mbx: int, modseq: int) -> list[tuple[int, int]]:
+        """[(modseq, uid)] expunged from MBX after MODSEQ (QRESYNC VANISHED)."""
+        pre = keys.uid_prefix(acc, mbx)
+        start = keys.vanished_from(acc, mbx, modseq + 1)
+        return [keys.split_vanished(k) for k, _ in self._scan("vanished", pre, start)]
+
+    # --- emails ------------------------------------------------------------------
+
+    def email(self, acc: int, eid: int) -> EmailRecord | None:
+        v = self._get("msg", keys.msg(acc, eid))
+        return records.decode_email(eid, v) if v is not None else None
+
+    def email_raw(self, acc: int, eid: int):
+        """The encoded email record (for fast partial decoders)."""
+        return self._get("msg", keys.msg(acc, eid))
+
+    def emails(self, acc: int) -> Iterator[EmailRecord]:
+        for k, v in self._scan("msg", keys.account_prefix(acc)):
+            yield records.decode_email(keys.split_msg(k)[1], v)
+
+    def email_ids(self, acc: int) -> list[int]:
+        return [keys.split_msg(k)[1] for k, _ in self._scan("msg", keys.account_prefix(acc))]
+
+    def blob(self, acc: int, h: bytes):
+        """Raw message bytes (a buffer valid while the transaction lives)."""
+        return self._get("blob", keys.blob(acc, h))
+
+    def blob_index(self, acc: int, h: bytes):
+        return self._get("blob.idx", keys.blob(acc, h))
+
+    def blob_refs(self, acc: int, h: bytes) -> list[int]:
+        pre = keys.blob_ref_prefix(acc, h)
+        return [keys.read_u32(k[len(pre):]) for k, _ in self._scan("blob.ref", pre)]
+
+    def thread_members(self, acc: int, tid: int) -> list[int]:
+        pre = keys.thr_mem_prefix(acc, tid)
+        return [keys.read_u32(k[len(pre):]) for k, _ in self._scan("thr.mem", pre)]
+
+    # --- change log -----------------------------------------------------------------
+
+    def changes_since(self, acc: int, modseq: int, limit: int | None = None) -> list[Change]:
+        pre = keys.account_prefix(acc)
+        out = []
+        for k, v in self._scan("chg", pre, keys.chg(acc, modseq + 1)):
+            out.append(records.decode_change(keys.split_chg(k), v))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def oldest_change(self, acc: int) -> int:
+        """Lowest modseq still in the log (0 when the log is empty)."""
+        for k, _ in self._scan("chg", keys.account_prefix(acc)):
+            return keys.split_chg(k)
+        return 0
+
+    # --- per-device sync state (ActiveSync) -------------------------------------------
+
+    def device_state(self, acc: int, device: str, key: str) -> bytes | None:
+        v = self._get("dev", keys.dev(acc, device, key))
+        return bytes(v) if v is not None else None
+
+    def device_keys(self, acc: int, device: str) -> list[str]:
+        pre = keys.dev_prefix(acc, device)
+        return [k[len(pre):].decode("utf-8") for k, _ in self._scan("dev", pre)]
