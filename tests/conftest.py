@@ -11,3 +11,41 @@ def twin_params(name: str):
     if mod is not None:
         params.append(pytest.param(mod, id="c"))
     return params
+
+
+import dataclasses
+
+from mailaccess import config as _config
+
+
+def make_config(tmp_path, **overrides) -> _config.Config:
+    """Embedded defaults on ephemeral loopback ports in TMP_PATH, no demo user."""
+    cfg = _config.Config(data_dir=str(tmp_path / "data"), demo_account=False)
+    lo = _config.Listener("127.0.0.1", 0)
+    cfg = dataclasses.replace(
+        cfg,
+        imap=dataclasses.replace(cfg.imap, listen=lo, listen_tls=lo, login_failure_delay=0.0),
+        http=dataclasses.replace(cfg.http, listen=lo),
+        lmtp=dataclasses.replace(cfg.lmtp, listen=lo),
+    )
+    return dataclasses.replace(cfg, **overrides)
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+async def server(cfg, nursery):
+    """The whole server in-process; yields the ServerContext (ctx.bound has ports)."""
+    from mailaccess.server import app
+
+    ctx = await nursery.start(lambda task_status: app.serve(cfg, task_status=task_status,
+                                                             install_signals=False))
+    yield ctx
+    nursery.cancel_scope.cancel()
+
+
+def port_of(ctx, service: str) -> int:
+    return ctx.bound[service][0][1]

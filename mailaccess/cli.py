@@ -1,0 +1,254 @@
+"""The `mailaccess` command line: serve, user, import, export, check.
+
+Every command takes --data-dir and --config so several instances can run
+side by side and scripts can drive them.  Errors say what to do and exit
+non-zero; nothing prints a traceback for a user mistake.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import ConfigError, load
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in "
+                   "embedded settings)")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (default: the config's "
+                   "data_dir, or ./mailaccess-data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mailaccess",
+        description="One mail store served over IMAP, JMAP and Exchange ActiveSync.")
+    p.add_argument("--version", action="version", version=f"mailaccess {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("serve", help="run the server (all services in one process)",
+                       description="Run every configured service until SIGINT/SIGTERM. "
+                       "With no config: loopback listeners (IMAP 1143, IMAPS 1993, HTTP 8080, "
+                       "LMTP 2424), data in ./mailaccess-data, a demo account.")
+    _common(s)
+    s.add_argument("--no-demo", action="store_true", help="do not create the demo account")
+
+    u = sub.add_parser("user", help="manage accounts", description="Manage accounts.")
+    usub = u.add_subparsers(dest="user_command", metavar="ACTION")
+    usub.required = True
+    ua = usub.add_parser("add", help="create an account", description="Create an account "
+                         "with the default mailboxes (INBOX, Drafts, Sent, Trash, Junk, Archive).")
+    ua.add_argument("name")
+    ua.add_argument("--password-stdin", action="store_true",
+                    help="read the password from standard input (for scripts)")
+    ua.add_argument("--quota", type=int, default=0, metavar="BYTES",
+                    help="quota in bytes (0 = the configured default)")
+    _common(ua)
+    up = usub.add_parser("passwd", help="set an account's password",
+                         description="Set an account's password.")
+    up.add_argument("name")
+    up.add_argument("--password-stdin", action="store_true",
+                    help="read the password from standard input")
+    _common(up)
+    ud = usub.add_parser("delete", help="delete an account and all its mail",
+                         description="Delete an account and all its mail.")
+    ud.add_argument("name")
+    ud.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _common(ud)
+    ul = usub.add_parser("list", help="list accounts", description="List accounts.")
+    _common(ul)
+
+    i = sub.add_parser("import", help="import a Maildir, Maildir++ tree or mbox",
+                       description="Import mail into an account. Resumable: run the same "
+                       "command again after an interruption and it continues.")
+    i.add_argument("user", help="the account to import into")
+    i.add_argument("source", help="a Maildir, a Maildir++ root, an mbox file or a directory of "
+                   "mbox files")
+    i.add_argument("--into", metavar="MAILBOX", default=None,
+                   help="place the imported tree under this mailbox (\"/\" separates levels)")
+    i.add_argument("--format", choices=["auto", "maildir", "mbox"], default="auto")
+    i.add_argument("--no-resume", action="store_true",
+                   help="ignore the journal of an earlier interrupted run")
+    _common(i)
+
+    e = sub.add_parser("export", help="export an account to Maildir++",
+                       description="Write the whole account to DIR as a Maildir++ tree "
+                       "(flags in file names, keywords in dovecot-keywords).")
+    e.add_argument("user")
+    e.add_argument("dir")
+    _common(e)
+
+    c = sub.add_parser("check", help="verify the store's invariants",
+                       description="Verify every store invariant; exit 1 if any is broken.")
+    _common(c)
+    return p
+
+
+def _read_password(args, prompt="Password: ") -> str:
+    if args.password_stdin:
+        pw = sys.stdin.readline().rstrip("\r\n")
+    else:
+        pw = getpass.getpass(prompt)
+        if pw != getpass.getpass("Again: "):
+            raise SystemExit("error: the passwords do not match")
+    if not pw:
+        raise SystemExit("error: the password is empty")
+    return pw
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load(args.config, data_dir=args.data_dir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(cfg.log_level)
+    from .store import StoreError
+
+    try:
+        return _dispatch(args, cfg)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _open_store(cfg):
+    from .server.app import open_store
+
+    s = open_store(cfg)
+    s.start()
+    return s
+
+
+def _dispatch(args, cfg) -> int:
+    if args.command == "serve":
+        return _serve(args, cfg)
+    if args.command == "user":
+        from . import accounts
+
+        store = _open_store(cfg)
+        try:
+            if args.user_command == "add":
+                pw = _read_password(args)
+                accounts.add_user(store, args.name, pw, args.quota)
+                print(f"created account {args.name}")
+            elif args.user_command == "passwd":
+                pw = _read_password(args)
+                accounts.set_password(store, args.name, pw)
+                print(f"password of {args.name} changed")
+            elif args.user_command == "delete":
+                if not args.yes:
+                    if not sys.stdin.isatty():
+                        raise SystemExit("error: pass --yes to delete without a prompt")
+                    if input(f"Delete {args.name} and all its mail? [y/N] ").lower() != "y":
+                        return 1
+                accounts.delete_user(store, args.name)
+                print(f"deleted account {args.name}")
+            else:
+                rows = accounts.list_users(store)
+                if not rows:
+                    print("no accounts (add one with: mailaccess user add NAME)")
+                for name, n, used in rows:
+                    print(f"{name}\t{n} messages\t{used} bytes")
+        finally:
+            store.close()
+        return 0
+    if args.command == "import":
+        from .importer import import_path
+        from .progress import Progress
+
+        store = _open_store(cfg)
+        try:
+            into = args.into.split("/") if args.into else None
+            summary = import_path(store, args.user, args.source, into=into, fmt=args.format,
+                                  progress=Progress("importing"), resume=not args.no_resume)
+        finally:
+            store.close()
+        print(summary)
+        return 0 if not getattr(summary, "failed", 0) else 1
+    if args.command == "export":
+        from .exporter import export_account
+        from .progress import Progress
+
+        store = _open_store(cfg)
+        try:
+            summary = export_account(store, args.user, args.dir, progress=Progress("exporting"))
+        finally:
+            store.close()
+        print(summary)
+        return 0
+    if args.command == "check":
+        from .check import check_store
+
+        store = _open_store(cfg)
+        try:
+            problems = check_store(store)
+        finally:
+            store.close()
+        for p in problems:
+            print(p)
+        print("store is consistent" if not problems else f"{len(problems)} problem(s) found")
+        return 0 if not problems else 1
+    raise AssertionError(args.command)
+
+
+def _serve(args, cfg) -> int:
+    import dataclasses
+
+    import trio
+
+    from .server import app
+
+    if args.no_demo:
+        cfg = dataclasses.replace(cfg, demo_account=False)
+    os.makedirs(cfg.data_dir, exist_ok=True)
+
+    async def run():
+        async with trio.open_nursery() as n:
+            ctx = await n.start(app.serve, cfg)
+            _print_banner(cfg, ctx)
+
+    try:
+        trio.run(run)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(f"error: {exc.code}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+def _print_banner(cfg, ctx) -> None:
+    lines = ["", "mailaccess is running (Ctrl-C stops it)"]
+    for name, addrs in ctx.bound.items():
+        for host, port in addrs:
+            lines.append(f"  {name:<6} {host}:{port}")
+    lines.append(f"  data   {os.path.abspath(cfg.data_dir)}")
+    if cfg.demo_account:
+        from .server.app import DEMO_PASSWORD, DEMO_USER
+
+        with ctx.store.view() as v:
+            if v.account_by_name(DEMO_USER) is not None:
+                lines.append(f"  demo account: user {DEMO_USER!r}, password {DEMO_PASSWORD!r}")
+    if not cfg.tls.cert:
+        lines.append(f"  TLS: self-signed; clients can trust "
+                     f"{os.path.join(cfg.data_dir, 'tls', 'selfsigned-ca.pem')}")
+    print("\n".join(lines) + "\n", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The configuration: one TOML file, every setting with an embedded default.
+
+``load(path)`` reads the file (stdlib tomllib) and returns a frozen Config;
+an unknown key or a bad value raises ConfigError naming the key.  With no file
+the defaults give the embedded mode: loopback listeners on unprivileged ports,
+data in ./mailaccess-data, a self-signed certificate made on first start.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str
+    port: int
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    listen: Listener = Listener("127.0.0.1", 1143)
+    listen_tls: Listener = Listener("127.0.0.1", 1993)
+    max_line: int = 65536
+    max_literal: int = 64 * 1024 * 1024      # APPENDLIMIT
+    max_sessions_per_user: int = 100
+    idle_timeout: int = 30 * 60               # RFC 9051 5.4: at least 30 minutes
+    login_failure_delay: float = 1.0
+    # LOGINDISABLED on unencrypted connections that are not from loopback
+    plaintext_login_on_loopback_only: bool = True
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    listen: Listener = Listener("127.0.0.1", 8080)
+
+
+@dataclass(frozen=True)
+class LmtpConfig:
+    listen: Listener = Listener("127.0.0.1", 2424)
+    max_message_size: int = 64 * 1024 * 1024
+    max_recipients: int = 1000
+    local_domains: tuple[str, ...] = ("localhost",)
+    timeout: int = 300
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: str = ""          # PEM chain; empty = self-signed, generated on first start
+    key: str = ""
+    hostnames: tuple[str, ...] = ("localhost",)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    quota: int = 0          # bytes per account, 0 = unlimited
+    map_size: int = 0       # initial LMDB map; 0 = automatic (grows by itself)
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = "mailaccess-data"
+    hostname: str = "localhost"
+    log_level: str = "info"
+    demo_account: bool = True   # embedded default: create demo/demo on first start
+    imap: ImapConfig = ImapConfig()
+    http: HttpConfig = HttpConfig()
+    lmtp: LmtpConfig = LmtpConfig()
+    tls: TlsConfig = TlsConfig()
+    store: StoreConfig = StoreConfig()
+
+    @property
+    def store_path(self) -> str:
+        return os.path.join(self.data_dir, "store")
+
+
+def _build(base, data: dict, where: str):
+    """BASE (a dataclass instance) with the settings of DATA applied."""
+    cls = type(base)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        path = f"{where}.{key}" if where else key
+        if name not in fields:
+            raise ConfigError(f"unknown setting {path!r}; known: "
+                              + ", ".join(sorted(fields)))
+        kwargs[name] = _convert(getattr(base, name), value, path)
+    try:
+        return dataclasses.replace(base, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def _convert(default, value, path: str):
+    if dataclasses.is_dataclass(default):
+        if isinstance(default, Listener) and isinstance(value, str):
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"{path}: expected \"host:port\", got {value!r}")
+            value = {"host": host.strip("[]"), "port": int(port)}
+        return _build(default, value, path)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{path}: expected a non-negative integer, got {value!r}")
+        if path.endswith("port") and not 0 <= value <= 65535:
+            raise ConfigError(f"{path}: a port is 0-65535")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{path}: expected a non-negative number, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: expected a list of strings")
+        return tuple(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        if path == "log_level" and value.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"{path}: one of debug, info, warning, error")
+        return value
+    raise ConfigError(f"{path}: cannot set this")
+
+
+def load(path: str | None = None, *, data_dir: str | None = None) -> Config:
+    """Read PATH (None = defaults only); DATA_DIR overrides the file's data_dir."""
+    cfg = Config()
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        cfg = _build(cfg, data, "")
+        if "data_dir" in data and not os.path.isabs(cfg.data_dir):
+            base = os.path.dirname(os.path.abspath(path))
+            cfg = dataclasses.replace(cfg, data_dir=os.path.join(base, cfg.data_dir))
+    if data_dir:
+        cfg = dataclasses.replace(cfg, data_dir=data_dir)
+    return cfg

@@ -1,0 +1,306 @@
+"""The message index: parse a raw RFC 5322 message once, at append/delivery.
+
+:func:`index_message` turns raw bytes into a :class:`MessageIndex`: ENVELOPE,
+BODYSTRUCTURE and BODY in their IMAP wire form, the part spans that FETCH
+BODY[...]/BINARY[...] and JMAP downloads slice with, the JMAP bodyStructure
+and textBody/htmlBody/attachments, and normalised search text.  FETCH and
+Email/get then read prepared bytes instead of re-parsing the message.
+
+The parsing itself is the ``msgindex`` hot path (``mailaccess._speedups``):
+the compiled module when built, else its pure-Python twin; the choice is made
+once, here, at import (MAILACCESS_NO_EXTENSIONS=1 forces the twin).
+"""
+from __future__ import annotations
+
+import json
+import re
+import struct
+import types
+from dataclasses import dataclass, fields as dc_fields
+
+from mailaccess import _speedups
+from mailaccess.mime.parts import Part
+
+_impl = _speedups.load("msgindex")
+
+__all__ = [
+    "MessageIndex", "Part", "UnknownCTE", "index_message", "index_with", "encode_index",
+    "decode_index", "index_field", "normalize_search", "base_subject", "part_bytes",
+    "header_fields", "decoded_part", "body_text",
+]
+
+Address = tuple  # (name: str | None, email: str)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIndex:
+    size: int
+    header_end: int
+    lines: int
+    envelope: bytes
+    bodystructure: bytes
+    body: bytes
+    parts: tuple[Part, ...]
+    subject: str
+    from_: tuple[Address, ...]
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    bcc: tuple[Address, ...]
+    reply_to: tuple[Address, ...]
+    sender: tuple[Address, ...]
+    sent_at: int | None
+    sent_at_tz: int | None
+    message_id: str | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    search_headers: str
+    search_body: str
+    preview: str
+    has_attachment: bool
+    jmap_body: dict
+    text_body: tuple[str, ...]
+    html_body: tuple[str, ...]
+    attachments: tuple[str, ...]
+
+    def part(self, section: str) -> Part | None:
+        for p in self.parts:
+            if p.section == section:
+                return p
+        return None
+
+
+class UnknownCTE(ValueError):
+    """decoded_part on a part whose Content-Transfer-Encoding is unknown (RFC 3516 UNKNOWN-CTE)."""
+
+
+def index_with(raw: bytes, impl: types.ModuleType) -> MessageIndex:
+    """index_message with an explicit twin (tests compare both in one process)."""
+    try:
+        return MessageIndex(*impl.build(bytes(raw)))
+    except Exception:  # a bug must not lose the message: index it as opaque text
+        return _fallback(bytes(raw))
+
+
+def index_message(raw: bytes) -> MessageIndex:
+    """Index a raw message; never raises on any bytes input."""
+    return index_with(raw, _impl)
+
+
+def _fallback(raw: bytes) -> MessageIndex:
+    n = len(raw)
+    lines = raw.count(b"\n") + (1 if raw and not raw.endswith(b"\n") else 0)
+    body = b'("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" %d %d)' % (n, lines)
+    part = Part("1", 0, 0, n, "text/plain", "7bit", "us-ascii")
+    return MessageIndex(
+        n, 0, lines, b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+        body[:-1] + b" NIL NIL NIL NIL)", body,
+        (Part("", 0, 0, n, "text/plain", "7bit", "us-ascii"), part),
+        "", (), (), (), (), (), (), None, None, None, (), (), "", "", "", False,
+        {"partId": "1", "headers": [], "name": None, "type": "text/plain", "charset": "us-ascii",
+         "disposition": None, "cid": None, "language": None, "location": None, "size": n},
+        ("1",), ("1",), (),
+    )
+
+
+# ---------------------------------------------------------------- storage form
+
+FORMAT_VERSION = 1
+_FIELDS = ("envelope", "bodystructure", "body", "search_headers", "search_body", "preview", "meta")
+_FIELD_INDEX = {name: i for i, name in enumerate(_FIELDS)}
+_HEAD = struct.Struct(">B%dI" % len(_FIELDS))
+_TEXT_FIELDS = ("search_headers", "search_body", "preview")
+_META = tuple(
+    f.name for f in dc_fields(MessageIndex)
+    if f.name not in ("envelope", "bodystructure", "body") and f.name not in _TEXT_FIELDS
+)
+
+
+def encode_index(mi: MessageIndex) -> bytes:
+    """Versioned storage form: version byte, end offsets of each field, the fields.
+
+    The wire-form fields and search text are stored as bytes so
+    :func:`index_field` can slice one without decoding the rest; everything
+    else is one JSON document.
+    """
+    meta = [getattr(mi, name) for name in _META]
+    blobs = [
+        mi.envelope, mi.bodystructure, mi.body,
+        mi.search_headers.encode("utf-8", "surrogatepass"),
+        mi.search_body.encode("utf-8", "surrogatepass"),
+        mi.preview.encode("utf-8", "surrogatepass"),
+        json.dumps(meta, separators=(",", ":")).encode("ascii"),
+    ]
+    ends = []
+    pos = 0
+    for b in blobs:
+        pos += len(b)
+        ends.append(pos)
+    return _HEAD.pack(FORMAT_VERSION, *ends) + b"".join(blobs)
+
+
+def index_field(data: bytes | memoryview, name: str) -> bytes:
+    """One field of the storage form, sliced without decoding the others.
+
+    Names: envelope, bodystructure, body, search_headers, search_body,
+    preview (the text ones as UTF-8 bytes) and meta (JSON).
+    """
+    k = _FIELD_INDEX[name]
+    if data[0] != FORMAT_VERSION:
+        raise ValueError(f"unknown index format version {data[0]}")
+    ends = _HEAD.unpack_from(data)[1:]
+    start = ends[k - 1] if k else 0
+    return bytes(data[_HEAD.size + start : _HEAD.size + ends[k]])
+
+
+def decode_index(data: bytes) -> MessageIndex:
+    data = bytes(data)
+    if not data or data[0] != FORMAT_VERSION:
+        raise ValueError("unknown index format version")
+    ends = _HEAD.unpack_from(data)[1:]
+    blobs = []
+    start = 0
+    for end in ends:
+        blobs.append(data[_HEAD.size + start : _HEAD.size + end])
+        start = end
+    values = dict(zip(_META, json.loads(blobs[6])))
+    values["parts"] = tuple(Part(*p) for p in values["parts"])
+    for name in ("from_", "to", "cc", "bcc", "reply_to", "sender"):
+        values[name] = tuple(tuple(a) for a in values[name])
+    for name in ("in_reply_to", "references", "text_body", "html_body", "attachments"):
+        values[name] = tuple(values[name])
+    values["envelope"], values["bodystructure"], values["body"] = blobs[0], blobs[1], blobs[2]
+    for name, blob in zip(_TEXT_FIELDS, blobs[3:6]):
+        values[name] = blob.decode("utf-8", "surrogatepass")
+    return MessageIndex(**values)
+
+
+# ---------------------------------------------------------------- text helpers
+
+
+def normalize_search(text: str) -> str:
+    """Needle normalisation, the same as search_body/search_headers got."""
+    return _impl.normalize(text)
+
+
+_BLOB = r"\[[\x01-\x5a\x5c\x5e-\x7f]*\] *"
+_LEADER = re.compile(r"(?:%s)*(?:re|fwd?) *(?:%s)?:" % (_BLOB, _BLOB), re.I)
+_BLOB_RE = re.compile(_BLOB)
+_TRAILER = re.compile(r"(?: |\(fwd\))+$", re.I)
+
+
+def base_subject(subject: str) -> str:
+    """RFC 5256 section 2.1 base subject (case kept; compare case-insensitively)."""
+    s = " ".join(subject.split())  # (1)
+    while True:
+        s = _TRAILER.sub("", s)  # (2)
+        while True:  # (3) (4) (5)
+            s = s.lstrip(" ")
+            m = _LEADER.match(s)
+            if m:
+                s = s[m.end():]
+                continue
+            m = _BLOB_RE.match(s)
+            if m and s[m.end():]:
+                s = s[m.end():]
+                continue
+            break
+        if s[:5].lower() == "[fwd:" and s.endswith("]"):  # (6)
+            s = s[5:-1]
+            continue
+        return s
+
+
+# ---------------------------------------------------------------- fetch helpers
+
+
+def _find(mi: MessageIndex, section: str) -> Part | None:
+    for p in mi.parts:
+        if p.section == section:
+            return p
+    return None
+
+
+def part_bytes(raw: bytes, mi: MessageIndex, section: str, what: str = "") -> bytes | None:
+    """IMAP BODY[section.what]; None when that section does not exist.
+
+    ``what`` is "", "HEADER", "TEXT" or "MIME".  HEADER and TEXT of a numbered
+    section exist only for message/rfc822 parts (the encapsulated message).
+    """
+    what = what.upper()
+    if section == "":
+        if what == "":
+            return raw
+        if what == "HEADER":
+            return raw[: mi.header_end]
+        if what == "TEXT":
+            return raw[mi.header_end :]
+        return None
+    p = _find(mi, section)
+    if p is None:
+        return None
+    if what == "":
+        return raw[p.body_start : p.end]
+    if what == "MIME":
+        return raw[p.header_start : p.body_start]
+    if p.inner_body_start < 0:
+        return None
+    if what == "HEADER":
+        return raw[p.body_start : p.inner_body_start]
+    if what == "TEXT":
+        return raw[p.inner_body_start : p.end]
+    return None
+
+
+def header_fields(raw_header: bytes, names: list[str], negate: bool) -> bytes:
+    """BODY[HEADER.FIELDS (names)] (or .NOT): raw matching fields + closing CRLF."""
+    wanted = {n.lower() for n in names}
+    fields, _ = _impl.split_header(raw_header, 0, len(raw_header))
+    out = []
+    for name, fstart, _vs, fend in fields:
+        if (name.lower() in wanted) != negate:
+            chunk = raw_header[fstart:fend]
+            if not chunk.endswith(b"\n"):
+                chunk += b"\r\n"
+            out.append(chunk)
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+_IDENTITY = ("7bit", "8bit", "binary", "")
+
+
+def decoded_part(raw: bytes, mi: MessageIndex, section: str) -> bytes | None:
+    """IMAP BINARY[section] (RFC 3516): the part with its transfer encoding removed.
+
+    None when the section does not exist; raises UnknownCTE for an encoding
+    that is neither identity, base64 nor quoted-printable.
+    """
+    if section == "":
+        return raw
+    p = _find(mi, section)
+    if p is None:
+        return None
+    data = raw[p.body_start : p.end]
+    if p.content_type.startswith("multipart/") or p.encoding in _IDENTITY:
+        return data
+    if p.encoding in ("base64", "quoted-printable"):
+        return _impl.decode_cte(data, p.encoding)
+    raise UnknownCTE(p.encoding)
+
+
+def body_text(raw: bytes, mi: MessageIndex, part_id: str) -> str:
+    """JMAP bodyValues: a part's content as text via its charset.
+
+    Unknown charsets decode as UTF-8 with replacement characters; an unknown
+    transfer encoding leaves the bytes as they are.  KeyError for no such part.
+    """
+    p = _find(mi, part_id)
+    if p is None or p.section == "":
+        raise KeyError(part_id)
+    data = raw[p.body_start : p.end]
+    if p.encoding in ("base64", "quoted-printable"):
+        data = _impl.decode_cte(data, p.encoding)
+    charset = p.charset
+    if charset is None and p.content_type.startswith("text/"):
+        charset = "us-ascii"
+    return _impl.decode_text(data, charset)

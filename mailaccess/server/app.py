@@ -1,0 +1,146 @@
+"""`mailaccess serve`: the process.  One root nursery, every service a sibling.
+
+The store writer thread starts first and is closed last (after every session
+is gone, so every acknowledged write is on disk).  Protocol services register
+themselves in SERVICES; each is ``async def serve(ctx, task_status)`` that
+binds its listeners, reports the bound addresses through ``task_status`` and
+serves until cancelled.  SIGINT/SIGTERM cancel the nursery: sessions end,
+in-flight writes finish (they are shielded), the store is flushed and closed.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import trio
+
+from .. import accounts
+from ..bus import Bus
+from ..config import Config
+from ..store import Store
+
+log = logging.getLogger("mailaccess.server")
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo"
+
+
+@dataclass
+class ServerContext:
+    cfg: Config
+    store: Store
+    bus: Bus
+    tls_cert: str = ""
+    tls_key: str = ""
+    bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+
+ServeFn = Callable[..., Awaitable[None]]
+SERVICES: list[tuple[str, Callable[[Config], bool], str]] = []
+
+
+def register(name: str, module: str, enabled: Callable[[Config], bool]) -> None:
+    """Register service NAME whose ``serve(ctx, task_status=...)`` lives in MODULE."""
+    SERVICES.append((name, enabled, module))
+
+
+register("lmtp", "mailaccess.server.lmtp", lambda cfg: cfg.lmtp.listen.enabled)
+register("imap", "mailaccess.server.imap",
+         lambda cfg: cfg.imap.listen.enabled or cfg.imap.listen_tls.enabled)
+
+
+def open_store(cfg: Config) -> Store:
+    return Store(cfg.store_path, map_size=cfg.store.map_size or None)
+
+
+def ensure_demo_account(cfg: Config, store: Store) -> bool:
+    with store.view() as v:
+        if v.accounts():
+            return False
+    accounts.add_user(store, DEMO_USER, DEMO_PASSWORD)
+    return True
+
+
+async def serve(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED,
+                install_signals: bool = True) -> None:
+    import importlib
+
+    from .tls import ensure_certificate
+
+    store = open_store(cfg)
+    store.start()
+    bus = Bus()
+    bus.attach()
+    store.on_commit.append(bus.on_commit)
+    try:
+        cert, key = ensure_certificate(cfg)
+        ctx = ServerContext(cfg, store, bus, cert, key)
+        if cfg.demo_account and ensure_demo_account(cfg, store):
+            log.info("created the demo account: user %r, password %r", DEMO_USER, DEMO_PASSWORD)
+        async with trio.open_nursery() as nursery:
+            if install_signals:
+                nursery.start_soon(_signal_watcher, nursery.cancel_scope)
+            for name, enabled, module in SERVICES:
+                if not enabled(cfg):
+                    continue
+                try:
+                    mod = importlib.import_module(module)
+                except ImportError as exc:
+                    log.warning("service %s is not available (%s)", name, exc)
+                    continue
+                ctx.bound[name] = await nursery.start(mod.serve, ctx)
+                for host, port in ctx.bound[name]:
+                    log.info("%s listening on %s:%d", name, host, port)
+            log.info("mailaccess is ready; data in %s", cfg.data_dir)
+            task_status.started(ctx)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(store.close)
+        log.info("store flushed and closed")
+
+
+async def _signal_watcher(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: draining connections and flushing the store",
+                     signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def open_listeners(listener) -> list[trio.SocketListener]:
+    try:
+        return await trio.open_tcp_listeners(listener.port, host=listener.host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(
+                f"cannot listen on {listener.host}:{listener.port}: the port is in use. "
+                "Stop the other server or pick another port in the config file.") from None
+        raise
+
+
+def bound_addresses(listeners) -> list[tuple[str, int]]:
+    out = []
+    for ln in listeners:
+        host, port = ln.socket.getsockname()[:2]
+        out.append((host, port))
+    return out
+
+
+async def serve_connections(name: str, listeners, handler) -> None:
+    """trio.serve_listeners, with each connection's crash logged and contained."""
+
+    async def guarded(stream):
+        try:
+            await handler(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            pass
+        except Exception:
+            log.exception("%s connection failed", name)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    await trio.serve_listeners(guarded, listeners)
