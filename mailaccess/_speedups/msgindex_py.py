@@ -301,9 +301,6 @@ def _flush_words(value: bytes, charset: str, data: bytes, start: int, end: int) 
     return text
 
 
-_WS_ALL = re.compile(r"\s+")
-
-
 def normalize(text: str) -> str:
     """Search normalisation: casefold, white space runs to one space, trimmed."""
     return " ".join(text.casefold().split())
@@ -682,7 +679,7 @@ def imap_params(params) -> bytes:
 class _Entity:
     __slots__ = (
         "section", "hstart", "bstart", "end", "fields", "hdr", "mtype", "subtype",
-        "params", "ptext", "enc", "children", "inner", "lines", "dtype", "dparams",
+        "params", "ptext", "enc", "children", "inner", "lines", "dtype", "dparams", "addrs",
     )
 
 
@@ -712,6 +709,7 @@ def _parse(buf, start, end, section, depth, is_message, default_type, counter):
     e.children = None
     e.inner = None
     e.lines = -1
+    e.addrs = {}
     ct = hdr.get("content-type")
     mtype = subtype = b""
     params = []
@@ -812,9 +810,9 @@ def _nvalue(hdr, name: str):
 def envelope(e) -> bytes:
     """ENVELOPE of a message entity (RFC 3501 7.4.2, RFC 9051 7.5.2)."""
     hdr = e.hdr
-    frm = _addr_field(hdr, "from")
-    sender = _addr_field(hdr, "sender") or frm
-    reply_to = _addr_field(hdr, "reply-to") or frm
+    frm = _addr_field(e, "from")
+    sender = _addr_field(e, "sender") or frm
+    reply_to = _addr_field(e, "reply-to") or frm
     return b"".join((
         b"(",
         imap_nstring(_nvalue(hdr, "date")), b" ",
@@ -822,20 +820,23 @@ def envelope(e) -> bytes:
         imap_addresses(frm), b" ",
         imap_addresses(sender), b" ",
         imap_addresses(reply_to), b" ",
-        imap_addresses(_addr_field(hdr, "to")), b" ",
-        imap_addresses(_addr_field(hdr, "cc")), b" ",
-        imap_addresses(_addr_field(hdr, "bcc")), b" ",
+        imap_addresses(_addr_field(e, "to")), b" ",
+        imap_addresses(_addr_field(e, "cc")), b" ",
+        imap_addresses(_addr_field(e, "bcc")), b" ",
         imap_nstring(_nvalue(hdr, "in-reply-to")), b" ",
         imap_nstring(_nvalue(hdr, "message-id")),
         b")",
     ))
 
 
-def _addr_field(hdr, name):
-    v = hdr.get(name)
-    if v is None:
-        return []
-    return parse_addresses(unfold(v))
+def _addr_field(e, name):
+    """Parsed address header of an entity (parsed once, cached on it)."""
+    items = e.addrs.get(name)
+    if items is None:
+        v = e.hdr.get(name)
+        items = [] if v is None else parse_addresses(unfold(v))
+        e.addrs[name] = items
+    return items
 
 
 def _language(hdr):
@@ -914,10 +915,10 @@ def _ext_tail(e) -> bytes:
 # ---------------------------------------------------------------- JMAP + search
 
 
-def _addresses_text(hdr, name):
+def _addresses_text(e, name):
     """[(decoded name or None, email)] with groups flattened."""
     out = []
-    for dname, _adl, mailbox, host in _addr_field(hdr, name):
+    for dname, _adl, mailbox, host in _addr_field(e, name):
         if host is None:
             continue
         email = bytes_to_str(mailbox + b"@" + host if host else mailbox)
@@ -1135,12 +1136,12 @@ def build(raw: bytes):
         body,
         tuple(parts),
         subject,
-        _addresses_text(hdr, "from"),
-        _addresses_text(hdr, "to"),
-        _addresses_text(hdr, "cc"),
-        _addresses_text(hdr, "bcc"),
-        _addresses_text(hdr, "reply-to"),
-        _addresses_text(hdr, "sender"),
+        _addresses_text(root, "from"),
+        _addresses_text(root, "to"),
+        _addresses_text(root, "cc"),
+        _addresses_text(root, "bcc"),
+        _addresses_text(root, "reply-to"),
+        _addresses_text(root, "sender"),
         sent_at,
         sent_at_tz,
         message_id,
