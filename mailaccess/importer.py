@@ -36,19 +36,19 @@ import re
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import lmdb
 
-from .store import keys, ops
-from .store.errors import NotFound, StoreError, StoreFullError
+from .store import ops
+from .store.errors import NotFound, StoreError
 
 __all__ = [
     "ImportSummary", "import_path", "mutf7_encode", "mutf7_decode", "FLAG_LETTERS",
     "LETTER_FLAGS", "parse_maildir_flags", "read_dovecot_keywords", "iter_mbox",
-    "ImportError_",
+    "ImportError_", "journal_path",
 ]
 
 # Maildir info letters <-> JMAP keywords (Maildir spec + Dovecot)
@@ -557,8 +557,8 @@ def journal_path(store, account_name: str, source_path: str,
                  into: list[str] | None) -> str:
     key = "\0".join([account_name.casefold(), os.path.abspath(source_path),
                      "/".join(into or [])])
-    return os.path.join(store.path,
-                        f"import-{hashlib.sha256(key.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}.journal")
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return os.path.join(store.path, f"import-{digest}.journal")
 
 
 # --- the writer side ---------------------------------------------------------------------------
@@ -626,17 +626,17 @@ def _write_batch(tx, acc: int, entries: list, claimed: set[int] | None):
         except StoreError as exc:
             out.append((None, f"{type(exc).__name__}: {exc}", False))
             continue
+        if claimed is not None:
+            claimed.add(r.email)   # a later identical message is not this one
         out.append((r.email, None, False))
     return out
 
 
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-
-
 def _crlf(raw: bytes) -> bytes:
-    """Stored messages use CRLF, as IMAP APPEND and LMTP deliver them."""
-    if b"\n" in raw and _BARE_LF.search(raw):
-        return _BARE_LF.sub(b"\r\n", raw)
+    """Stored messages use CRLF, as IMAP APPEND and LMTP deliver them: every
+    bare LF becomes CRLF (two C-speed passes; CR CR LF stays as it was)."""
+    if raw.count(b"\n") != raw.count(b"\r\n"):
+        return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return raw
 
 
@@ -663,12 +663,16 @@ def _load(item: _Item):
 def import_path(store, account_name: str, source_path: str | os.PathLike, *,
                 into: list[str] | None = None, fmt: str = "auto", progress=None,
                 resume: bool = True, workers: int | None = None,
-                batch: int = BATCH) -> ImportSummary:
+                batch: int = BATCH, processes: bool = False) -> ImportSummary:
     """Import SOURCE_PATH into ACCOUNT_NAME; see the module docstring.
 
     ``progress``: a :class:`mailaccess.progress.Progress` (or anything with
     ``set_total``/``update``/``close``), or None.  ``resume``: continue from the
     journal of an earlier run (False: start over and import everything again).
+    ``workers``: reading/indexing threads; ``processes=True`` indexes in
+    worker processes instead (indexing is Python code, so threads share one
+    core; but each message then crosses a pipe: on 2 cores processes measured
+    2.2k msg/s against 3.1k for threads, so threads are the default).
     """
     t0 = time.monotonic()
     source = os.fspath(source_path)
@@ -761,7 +765,13 @@ def import_path(store, account_name: str, source_path: str | os.PathLike, *,
         except BaseException as exc:
             completions.put((metas, None, exc))
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="import-prepare")
+    if processes:
+        import multiprocessing
+        # forkserver: never fork this process, whose writer thread holds locks
+        pool = ProcessPoolExecutor(max_workers=workers,
+                                   mp_context=multiprocessing.get_context("forkserver"))
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="import-prepare")
     inflight: deque = deque()
     pending: list = []
     max_inflight = max(batch * 2, workers * 16)

@@ -33,10 +33,12 @@ def _fmt_duration(seconds: float) -> str:
 class Progress:
     """count/total, megabytes, messages per second and an ETA on stderr."""
 
-    def __init__(self, total: int | None = None, *, label: str = "",
+    def __init__(self, total: int | None = None, *, total_bytes: int | None = None,
+                 label: str = "",
                  stream: TextIO | None = None, interval: float = 5.0,
                  tty: bool | None = None, unit: str = "msg"):
         self.total = total
+        self.total_bytes = total_bytes
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.unit = unit
@@ -63,6 +65,12 @@ class Progress:
         with self._lock:
             self.total = total
 
+    def set_total_bytes(self, total_bytes: int | None) -> None:
+        """For sources whose message count is unknown up front (mbox): the ETA
+        then follows the bytes."""
+        with self._lock:
+            self.total_bytes = total_bytes
+
     def update(self, n: int = 1, nbytes: int = 0) -> None:
         with self._lock:
             self.count += n
@@ -88,7 +96,7 @@ class Progress:
 
     # --- rendering ----------------------------------------------------------------
 
-    def render(self, now: float | None = None) -> str:
+    def render(self, now: float | None = None, final: bool = False) -> str:
         """The status text (without the terminal control characters)."""
         now = time.monotonic() if now is None else now
         elapsed = max(now - self.start, 1e-9)
@@ -101,23 +109,35 @@ class Progress:
             parts.append(f"{self.count}/{self.total} {self.unit} ({pct:5.1f}%)")
         else:
             parts.append(f"{self.count} {self.unit}")
-        parts.append(f"{self.bytes / 1e6:.1f} MB")
+        if self.total_bytes:
+            parts.append(f"{self.bytes / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB")
+        else:
+            parts.append(f"{self.bytes / 1e6:.1f} MB")
         parts.append(f"{rate:.0f} {self.unit}/s")
+        eta = None
         if self.total and self.count and self.count < self.total and rate > 0:
-            parts.append(f"ETA {_fmt_duration((self.total - self.count) / rate)}")
+            eta = (self.total - self.count) / rate
+        elif not self.total and self.total_bytes and 0 < self.bytes < self.total_bytes:
+            eta = (self.total_bytes - self.bytes) / (self.bytes / elapsed)
+        if eta is not None and not final:
+            parts.append(f"ETA {_fmt_duration(eta)}")
         else:
             parts.append(f"elapsed {_fmt_duration(elapsed)}")
         return "  ".join(parts)
 
     def _bar(self) -> str:
-        if not self.total:
+        if self.total:
+            frac = self.count / self.total
+        elif self.total_bytes:
+            frac = self.bytes / self.total_bytes
+        else:
             return ""
         width = 24
-        filled = min(width, int(width * self.count / self.total))
+        filled = max(0, min(width, int(width * frac)))
         return "[" + "#" * filled + "." * (width - filled) + "] "
 
     def _draw(self, now: float, final: bool = False) -> None:
-        text = self.render(now)
+        text = self.render(now, final)
         try:
             if self.tty:
                 line = self._bar() + text

@@ -1,14 +1,27 @@
-"""Message indexer hot paths, pure Python: the source of truth.
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Message indexer hot paths, compiled twin of ``msgindex_py`` (the source of truth).
 
-``msgindex_c.pyx`` has the same functions, typed; ``tests/speedups`` requires
-identical results from both.  ``mailaccess.mime.index`` is the public face:
-it calls :func:`build` once per message and wraps the tuple it returns.
-
-Everything here works on the raw message bytes and byte offsets into them;
-nothing uses ``email.parser``.  The functions never raise on malformed mail:
-a broken message still gets a (best effort) index.
+Same functions, same results (``tests/speedups/test_msgindex_equivalence.py``);
+the byte-level scanners here are C loops over ``const unsigned char *``:
+header splitting, line counting, the structured-header tokenizer and address
+parser, RFC 2047 word scanning, IMAP string quoting and search
+normalisation.  The MIME walk itself is the twin's code, compiled, with its
+entity as a cdef class.
 """
-from __future__ import annotations
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_DecodeLatin1, PyUnicode_DecodeASCII
+from libc.string cimport memchr, memcpy
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object)
+    void* PyUnicode_DATA(object)
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+    int PyUnicode_KIND(object)
+    Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t index) noexcept
+    str PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
+
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+
 
 import binascii
 import calendar
@@ -26,13 +39,17 @@ PREVIEW_LEN = 256
 
 # ---------------------------------------------------------------- bytes level
 
-_NAME_CHARS = bytes(c for c in range(33, 127) if c != 58)
-_QUOTABLE = bytes(c for c in range(1, 128) if c not in (10, 13, 34, 92))
-_B64_ALPHA = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_NONALPHA = bytes(c for c in range(256) if c not in _B64_ALPHA)
+cdef inline Py_ssize_t _memfind(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, int c) noexcept:
+    cdef const void* hit
+    if pos >= end:
+        return -1
+    hit = memchr(p + pos, c, <size_t>(end - pos))
+    if hit == NULL:
+        return -1
+    return <const unsigned char*>hit - p
 
 
-def split_header(buf: bytes, start: int, end: int):
+def split_header(bytes buf, Py_ssize_t start, Py_ssize_t end):
     """Split the header block at buf[start:end].
 
     Returns ``(fields, body_start)``; each field is ``(name, field_start,
@@ -40,38 +57,55 @@ def split_header(buf: bytes, start: int, end: int):
     break.  The header ends at a blank line (body_start after it), at a line
     that is not a header field (body_start at that line) or at ``end``.
     """
-    fields = []
-    name = None
-    fstart = vstart = 0
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
+    cdef list fields = []
+    cdef object name = None
+    cdef Py_ssize_t fstart = 0, vstart = 0, pos, nl, line_end, content_end, colon, ne, k
+    cdef unsigned char c
+    cdef bint ok
+    if end > n:
+        end = n
+    if start < 0:
+        start = 0
     pos = start
     while pos < end:
-        nl = buf.find(b"\n", pos, end)
+        nl = _memfind(p, pos, end, 10)
         if nl < 0:
             line_end = content_end = end
         else:
             line_end = nl + 1
             content_end = nl
-        if content_end > pos and buf[content_end - 1] == 13:
+        if content_end > pos and p[content_end - 1] == 13:
             content_end -= 1
-        if content_end == pos:  # blank line
+        if content_end == pos:
             if name is not None:
                 fields.append((name, fstart, vstart, pos))
             return fields, line_end
-        c = buf[pos]
+        c = p[pos]
         if c == 32 or c == 9:
             if name is None:
                 return fields, pos
             pos = line_end
             continue
-        colon = buf.find(b":", pos, content_end)
+        colon = _memfind(p, pos, content_end, 58)
         if colon < 0:
             break
-        fname = buf[pos:colon].rstrip(b" \t")
-        if not fname or fname.translate(None, _NAME_CHARS):
+        ne = colon
+        while ne > pos and (p[ne - 1] == 32 or p[ne - 1] == 9):
+            ne -= 1
+        if ne == pos:
+            break
+        ok = True
+        for k in range(pos, ne):
+            if p[k] < 33 or p[k] > 126:
+                ok = False
+                break
+        if not ok:
             break
         if name is not None:
             fields.append((name, fstart, vstart, pos))
-        name = fname.decode("ascii")
+        name = PyUnicode_DecodeLatin1(<const char*>p + pos, ne - pos, NULL)
         fstart = pos
         vstart = colon + 1
         pos = line_end
@@ -80,38 +114,52 @@ def split_header(buf: bytes, start: int, end: int):
     return fields, pos
 
 
-def find_parts(buf: bytes, start: int, end: int, boundary: bytes):
+def find_parts(bytes buf, Py_ssize_t start, Py_ssize_t end, bytes boundary):
     """Body spans of the parts of the multipart body buf[start:end].
 
     Returns ``(spans, closed)``; the line break before a delimiter belongs to
     the delimiter.  Without a close delimiter the last part runs to ``end``.
     """
-    delim = b"--" + boundary
-    dlen = len(delim)
-    spans = []
-    part_start = -1
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
+    cdef bytes delim = b"--" + boundary
+    cdef Py_ssize_t dlen = len(delim)
+    cdef list spans = []
+    cdef Py_ssize_t part_start = -1, pos, i, j, k, nl, line_end, pe
+    cdef bint close, junk
+    cdef unsigned char c
+    if end > n:
+        end = n
+    if start < 0:
+        start = 0
     pos = start
     while True:
         i = buf.find(delim, pos, end)
         if i < 0:
             break
-        if i != start and buf[i - 1] != 10:
+        if i != start and p[i - 1] != 10:
             pos = i + 1
             continue
         j = i + dlen
-        close = j + 1 < end and buf[j] == 45 and buf[j + 1] == 45
+        close = j + 1 < end and p[j] == 45 and p[j + 1] == 45
         if close:
             j += 2
-        nl = buf.find(b"\n", j, end)
+        nl = _memfind(p, j, end, 10)
         line_end = end if nl < 0 else nl
-        if buf[j:line_end].strip(b" \t\r"):
+        junk = False
+        for k in range(j, line_end):
+            c = p[k]
+            if c != 32 and c != 9 and c != 13:
+                junk = True
+                break
+        if junk:
             pos = i + 1
             continue
         if part_start >= 0:
             pe = i
-            if pe > part_start and buf[pe - 1] == 10:
+            if pe > part_start and p[pe - 1] == 10:
                 pe -= 1
-                if pe > part_start and buf[pe - 1] == 13:
+                if pe > part_start and p[pe - 1] == 13:
                     pe -= 1
             spans.append((part_start, pe))
         if close:
@@ -123,17 +171,30 @@ def find_parts(buf: bytes, start: int, end: int, boundary: bytes):
     return spans, False
 
 
-def count_lines(buf: bytes, start: int, end: int) -> int:
+cpdef Py_ssize_t count_lines(bytes buf, Py_ssize_t start, Py_ssize_t end):
     """Number of lines in buf[start:end] (a last line without LF counts)."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(buf), count = 0, pos
+    if end > n:
+        end = n
+    if start < 0:
+        start = 0
     if end <= start:
         return 0
-    n = buf.count(b"\n", start, end)
-    if buf[end - 1] != 10:
-        n += 1
-    return n
+    for pos in range(start, end):
+        if p[pos] == 10:
+            count += 1
+    if p[end - 1] != 10:
+        count += 1
+    return count
 
 
-def unfold(value: bytes) -> bytes:
+_NAME_CHARS = bytes(c for c in range(33, 127) if c != 58)
+_B64_ALPHA = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_NONALPHA = bytes(c for c in range(256) if c not in _B64_ALPHA)
+
+
+cpdef bytes unfold(bytes value):
     """A header value with its line breaks removed and outer blanks stripped."""
     return value.translate(None, b"\r\n").strip(b" \t")
 
@@ -143,7 +204,7 @@ def decode_b64(data: bytes) -> bytes:
     clean = data.translate(None, _B64_NONALPHA)
     rem = len(clean) & 3
     if rem == 1:
-        clean = clean[:-1]
+        clean = clean[: len(clean) - 1]
     elif rem:
         clean += b"=" * (4 - rem)
     return binascii.a2b_base64(clean)
@@ -165,14 +226,6 @@ def decode_cte(data: bytes, encoding: str) -> bytes:
     if encoding == "quoted-printable":
         return decode_qp(data)
     return data
-
-
-def bytes_to_str(data: bytes) -> str:
-    """Header bytes as text: UTF-8, else latin-1."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
 
 
 _CHARSET_ALIASES = {
@@ -248,35 +301,68 @@ def decode_text(data: bytes, charset: str | None) -> str:
 _EWORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 
 
-def decode_words(value: bytes) -> str:
+def decode_words(bytes value):
     """RFC 2047: a raw header value with its encoded words decoded.
 
     Adjacent encoded words (only white space between them) are joined, bytes
     of neighbours in the same charset first, so a character split across two
     words survives.  An encoded word in an unknown charset is kept as is.
     """
-    if b"=?" not in value:
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
+    cdef Py_ssize_t pos = 0, i, cs_end, t_start, t_end, m_end, k, run_start = 0, run_end = 0
+    cdef unsigned char c, enc
+    cdef bint gap_blank
+    cdef list out
+    cdef object cs = None
+    cdef bytes pending = b"", data
+    cdef str charset
+    if value.find(b"=?") < 0:
         return bytes_to_str(value)
     out = []
-    pos = 0
-    cs = None  # charset of the pending run of words
-    pending = b""
-    run_start = 0
-    run_end = 0
-    for m in _EWORD.finditer(value):
-        gap = value[pos : m.start()]
-        if cs is None or gap.strip(b" \t\r\n"):
+    i = 0
+    while True:
+        i = value.find(b"=?", i)
+        if i < 0:
+            break
+        # charset: [^?\s]+
+        k = i + 2
+        while k < n:
+            c = p[k]
+            if c == 63 or c == 32 or (9 <= c <= 13):
+                break
+            k += 1
+        if k == i + 2 or k + 2 >= n or p[k] != 63 or p[k + 2] != 63:
+            i += 1
+            continue
+        cs_end = k
+        enc = p[k + 1]
+        if enc != 66 and enc != 98 and enc != 81 and enc != 113:
+            i += 1
+            continue
+        t_start = k + 3
+        t_end = _memfind(p, t_start, n, 63)
+        if t_end < 0 or t_end + 1 >= n or p[t_end + 1] != 61:
+            i += 1
+            continue
+        m_end = t_end + 2
+        gap_blank = True
+        for k in range(pos, i):
+            c = p[k]
+            if c != 32 and c != 9 and c != 13 and c != 10:
+                gap_blank = False
+                break
+        if cs is None or not gap_blank:
             if cs is not None:
                 out.append(_flush_words(value, cs, pending, run_start, run_end))
                 cs = None
-            if gap:
-                out.append(bytes_to_str(gap))
-        charset = m.group(1).decode("latin-1")
-        text = m.group(3)
-        if m.group(2) in b"bB":
-            data = decode_b64(text)
+            if i > pos:
+                out.append(bytes_to_str(value[pos:i]))
+        charset = PyUnicode_DecodeLatin1(<const char*>p + i + 2, cs_end - i - 2, NULL)
+        if enc == 66 or enc == 98:
+            data = decode_b64(value[t_start:t_end])
         else:
-            data = binascii.a2b_qp(text, header=True)
+            data = binascii.a2b_qp(value[t_start:t_end], header=True)
         if cs is not None and charset.lower() == cs.lower():
             pending += data
         else:
@@ -284,12 +370,13 @@ def decode_words(value: bytes) -> str:
                 out.append(_flush_words(value, cs, pending, run_start, run_end))
             cs = charset
             pending = data
-            run_start = m.start()
-        run_end = m.end()
-        pos = run_end
+            run_start = i
+        run_end = m_end
+        pos = m_end
+        i = m_end
     if cs is not None:
         out.append(_flush_words(value, cs, pending, run_start, run_end))
-    if pos < len(value):
+    if pos < n:
         out.append(bytes_to_str(value[pos:]))
     return "".join(out)
 
@@ -299,11 +386,6 @@ def _flush_words(value: bytes, charset: str, data: bytes, start: int, end: int) 
     if text is None:
         return value[start:end].decode("latin-1")
     return text
-
-
-def normalize(text: str) -> str:
-    """Search normalisation: casefold, white space runs to one space, trimmed."""
-    return " ".join(text.casefold().split())
 
 
 _HTML_DROP = re.compile(
@@ -328,45 +410,56 @@ def html_to_text(text: str) -> str:
 
 # ------------------------------------------------------ structured header values
 
-_ATOM = re.compile(rb'[^ \t\r\n()<>@,;:"\[]+')
+cdef unsigned char _ATOM_STOP[256]
+for _c in bytearray(b' \t\r\n()<>@,;:"['):
+    _ATOM_STOP[_c] = 1
 
-# token kinds: 0 word (atom or domain literal), 1 quoted string, 2 comment,
-# otherwise the special character itself (< > @ , ; :)
 _T_WORD = 0
 _T_QUOTED = 1
 _T_COMMENT = 2
 
 
-def _quoted(value: bytes, i: int):
-    """Quoted string starting after the DQUOTE at i-1: (content, next index)."""
-    n = len(value)
-    out = []
-    seg = i
+cdef tuple _quoted_c(bytes value, Py_ssize_t i):
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value), seg = i, w = 0
+    cdef bytearray out = None
+    cdef unsigned char c
+    # fast path: no backslash before the closing quote
     while i < n:
-        c = value[i]
+        c = p[i]
         if c == 34:
-            out.append(value[seg:i])
-            return b"".join(out), i + 1
+            if out is None:
+                return value[seg:i], i + 1
+            out += value[seg:i]
+            return bytes(out), i + 1
         if c == 92 and i + 1 < n:
-            out.append(value[seg:i])
+            if out is None:
+                out = bytearray()
+            out += value[seg:i]
             seg = i + 1
             i += 2
             continue
         i += 1
-    out.append(value[seg:n])
-    return b"".join(out), n
+    if out is None:
+        return value[seg:n], n
+    out += value[seg:n]
+    return bytes(out), n
 
 
-def _comment(value: bytes, i: int):
-    """Comment starting after the '(' at i-1: (content, next index)."""
-    n = len(value)
-    depth = 1
-    out = []
-    seg = i
+def _quoted(bytes value, Py_ssize_t i):
+    """Quoted string starting after the DQUOTE at i-1: (content, next index)."""
+    return _quoted_c(value, i)
+
+
+cdef tuple _comment_c(bytes value, Py_ssize_t i):
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value), seg = i, depth = 1
+    cdef bytearray out = bytearray()
+    cdef unsigned char c
     while i < n:
-        c = value[i]
+        c = p[i]
         if c == 92 and i + 1 < n:
-            out.append(value[seg:i])
+            out += value[seg:i]
             seg = i + 1
             i += 2
             continue
@@ -375,80 +468,108 @@ def _comment(value: bytes, i: int):
         elif c == 41:
             depth -= 1
             if depth == 0:
-                out.append(value[seg:i])
-                return b"".join(out), i + 1
+                out += value[seg:i]
+                return bytes(out), i + 1
         i += 1
-    out.append(value[seg:n])
-    return b"".join(out), n
+    out += value[seg:n]
+    return bytes(out), n
 
 
-def tokenize(value: bytes):
-    """RFC 5322 lexical tokens of a structured header value: (kinds, values)."""
-    kinds = []
-    vals = []
-    n = len(value)
-    i = 0
+def _comment(bytes value, Py_ssize_t i):
+    """Comment starting after the '(' at i-1: (content, next index)."""
+    return _comment_c(value, i)
+
+
+cdef bytearray _tokenize_c(bytes value, list vals):
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value), i = 0, j
+    cdef bytearray kinds = bytearray()
+    cdef unsigned char c
+    cdef tuple r
     while i < n:
-        c = value[i]
+        c = p[i]
         if c == 32 or c == 9 or c == 13 or c == 10:
             i += 1
         elif c == 34:
-            v, i = _quoted(value, i + 1)
-            kinds.append(_T_QUOTED)
-            vals.append(v)
+            r = _quoted_c(value, i + 1)
+            kinds.append(1)
+            vals.append(r[0])
+            i = r[1]
         elif c == 40:
-            v, i = _comment(value, i + 1)
-            kinds.append(_T_COMMENT)
-            vals.append(v)
+            r = _comment_c(value, i + 1)
+            kinds.append(2)
+            vals.append(r[0])
+            i = r[1]
         elif c == 41:
             i += 1
         elif c == 91:
-            j = value.find(b"]", i + 1)
+            j = _memfind(p, i + 1, n, 93)
             j = n if j < 0 else j + 1
-            kinds.append(_T_WORD)
+            kinds.append(0)
             vals.append(value[i:j])
             i = j
-        elif c in b"<>@,;:":
+        elif c == 60 or c == 62 or c == 64 or c == 44 or c == 59 or c == 58:
             kinds.append(c)
             vals.append(value[i : i + 1])
             i += 1
         else:
-            m = _ATOM.match(value, i)
-            kinds.append(_T_WORD)
-            vals.append(m.group())
-            i = m.end()
-    return kinds, vals
+            j = i + 1
+            while j < n and not _ATOM_STOP[p[j]]:
+                j += 1
+            kinds.append(0)
+            vals.append(value[i:j])
+            i = j
+    return kinds
 
 
-def _addr_spec(kinds, vals, lo: int, hi: int):
-    """(mailbox, host) from tokens lo..hi of an addr-spec; host b"" when missing."""
-    at = -1
+def tokenize(bytes value):
+    """RFC 5322 lexical tokens of a structured header value: (kinds, values)."""
+    cdef list vals = []
+    kinds = _tokenize_c(value, vals)
+    return list(kinds), vals
+
+
+cdef tuple _addr_spec_c(const unsigned char* kinds, list vals, Py_ssize_t lo, Py_ssize_t hi):
+    cdef Py_ssize_t at = -1, k
+    cdef unsigned char kind
+    cdef list local = [], dom = []
     for k in range(lo, hi):
         if kinds[k] == 64:
             at = k
-    local = []
-    dom = []
     for k in range(lo, hi):
         kind = kinds[k]
-        if kind == _T_COMMENT or k == at:
+        if kind == 2 or k == at:
             continue
-        if kind == _T_WORD or kind == _T_QUOTED or kind == 64:
-            (local if at < 0 or k < at else dom).append(vals[k])
+        if kind == 0 or kind == 1 or kind == 64:
+            if at < 0 or k < at:
+                local.append(vals[k])
+            else:
+                dom.append(vals[k])
     return b"".join(local), b"".join(dom)
 
 
-def parse_addresses(value: bytes):
+def _addr_spec(kinds, list vals, Py_ssize_t lo, Py_ssize_t hi):
+    """(mailbox, host) from tokens lo..hi of an addr-spec; host b"" when missing."""
+    cdef bytes kb = bytes(kinds)
+    return _addr_spec_c(<const unsigned char*>PyBytes_AS_STRING(kb), vals, lo, hi)
+
+
+def parse_addresses(bytes value):
     """An address-list header value as IMAP address tuples.
 
     Each item is ``(name, adl, mailbox, host)`` of bytes or None, names left
     RFC 2047 encoded.  Groups are ``(None, None, name, None)`` ...
     ``(None, None, None, None)``.  A missing domain is ``b""``.
     """
-    kinds, vals = tokenize(value)
-    n = len(kinds)
-    out = []
-    in_group = False
-    i = 0
+    cdef list vals = []
+    cdef bytes kb = bytes(_tokenize_c(value, vals))
+    cdef const unsigned char* kinds = <const unsigned char*>PyBytes_AS_STRING(kb)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(kb), i = 0, j, k, lo, r, x
+    cdef list out = [], words, adl_parts
+    cdef bint in_group = False, has_addr
+    cdef unsigned char kind
+    cdef object comment, name, adl
+    cdef bytes v
     while i < n:
         kind = kinds[i]
         if kind == 44:
@@ -466,12 +587,17 @@ def parse_addresses(value: bytes):
             if kind == 44 or kind == 59 or kind == 60 or (kind == 58 and not in_group):
                 break
             j += 1
-        words = [vals[k] for k in range(i, j) if kinds[k] <= _T_QUOTED]
+        words = []
+        for k in range(i, j):
+            if kinds[k] <= 1:
+                words.append(vals[k])
         comment = None
         for k in range(i, j):
-            if kinds[k] == _T_COMMENT and vals[k].strip():
-                comment = vals[k].strip()
-                break
+            if kinds[k] == 2:
+                v = vals[k].strip()
+                if v:
+                    comment = v
+                    break
         if j < n and kinds[j] == 58:
             out.append((None, None, b" ".join(words), None))
             in_group = True
@@ -484,14 +610,18 @@ def parse_addresses(value: bytes):
                 k += 1
             lo = j + 1
             adl = None
-            if lo < k and kinds[lo] == 64:  # obsolete route: @a,@b:
+            if lo < k and kinds[lo] == 64:
                 r = lo
                 while r < k and kinds[r] != 58:
                     r += 1
                 if r < k:
-                    adl = b"".join(vals[x] for x in range(lo, r) if kinds[x] != _T_COMMENT)
+                    adl_parts = []
+                    for x in range(lo, r):
+                        if kinds[x] != 2:
+                            adl_parts.append(vals[x])
+                    adl = b"".join(adl_parts)
                     lo = r + 1
-            mailbox, host = _addr_spec(kinds, vals, lo, k)
+            mailbox, host = _addr_spec_c(kinds, vals, lo, k)
             out.append((name or None, adl, mailbox, host))
             i = k + 1
             while i < n and kinds[i] != 44 and kinds[i] != 59:
@@ -499,11 +629,11 @@ def parse_addresses(value: bytes):
             continue
         has_addr = False
         for k in range(i, j):
-            if kinds[k] != _T_COMMENT:
+            if kinds[k] != 2:
                 has_addr = True
                 break
         if has_addr:
-            mailbox, host = _addr_spec(kinds, vals, i, j)
+            mailbox, host = _addr_spec_c(kinds, vals, i, j)
             out.append((comment, None, mailbox, host))
         i = j
     if in_group:
@@ -511,6 +641,8 @@ def parse_addresses(value: bytes):
     return out
 
 
+# token kinds: 0 word (atom or domain literal), 1 quoted string, 2 comment,
+# otherwise the special character itself (< > @ , ; :)
 def parse_params(value: bytes):
     """``value; attr=val; ...`` (Content-Type, Content-Disposition).
 
@@ -595,7 +727,7 @@ def params_2231(params):
         ext = False
         if attr.endswith(b"*"):
             ext = True
-            base = attr[:-1]
+            base = attr[: len(attr) - 1]
         star = base.find(b"*")
         if star >= 0:
             num = base[star + 1 :]
@@ -631,21 +763,115 @@ def params_2231(params):
 
 # ---------------------------------------------------------------- IMAP wire form
 
+cdef unsigned char _QUOTE_OK[256]
+for _c in range(1, 128):
+    if _c not in (10, 13, 34, 92):
+        _QUOTE_OK[_c] = 1
 
-def imap_string(v: bytes) -> bytes:
+
+cpdef bytes imap_string(bytes v):
     """Quoted string when safe, else a literal."""
-    if len(v) > 1000 or v.translate(None, _QUOTABLE):
-        return b"{%d}\r\n" % len(v) + v
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(v)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(v), k
+    cdef bint lit = n > 1000
+    if not lit:
+        for k in range(n):
+            if not _QUOTE_OK[p[k]]:
+                lit = True
+                break
+    if lit:
+        return b"{%d}\r\n" % n + v
     return b'"' + v + b'"'
 
 
-def imap_nstring(v) -> bytes:
+cpdef bytes imap_nstring(v):
     if v is None:
         return b"NIL"
     return imap_string(v)
 
 
-def imap_addresses(items) -> bytes:
+cdef unsigned char _SPACE[128]
+for _c in (9, 10, 11, 12, 13, 28, 29, 30, 31, 32):
+    _SPACE[_c] = 1
+
+
+cdef inline bint _is_space(Py_UCS4 c) noexcept:
+    """str.isspace() (what str.split() splits on); tests check the table."""
+    if c < 128:
+        return _SPACE[c]
+    return (c == 0x85 or c == 0xA0 or c == 0x1680 or 0x2000 <= c <= 0x200A or c == 0x2028
+            or c == 0x2029 or c == 0x202F or c == 0x205F or c == 0x3000)
+
+
+cpdef str normalize(str text):
+    """Search normalisation: casefold, white space runs to one space, trimmed."""
+    cdef Py_ssize_t n, k, w = 0
+    cdef const unsigned char* p
+    cdef unsigned char c
+    cdef Py_UCS4 ch
+    cdef bint space = False
+    cdef unsigned char* q
+    cdef Py_UCS4* u
+    cdef int kind
+    cdef void* data
+    cdef str folded
+    n = PyUnicode_GET_LENGTH(text)
+    if PyUnicode_IS_ASCII(text):
+        p = <const unsigned char*>PyUnicode_DATA(text)
+        q = <unsigned char*>PyMem_Malloc(n + 1)
+        if q == NULL:
+            raise MemoryError
+        for k in range(n):
+            c = p[k]
+            if _SPACE[c]:
+                space = w > 0
+                continue
+            if space:
+                q[w] = 32
+                w += 1
+                space = False
+            if 65 <= c <= 90:
+                c += 32
+            q[w] = c
+            w += 1
+        try:
+            return PyUnicode_DecodeASCII(<const char*>q, w, NULL)
+        finally:
+            PyMem_Free(q)
+    folded = text.casefold()
+    n = PyUnicode_GET_LENGTH(folded)
+    kind = PyUnicode_KIND(folded)
+    data = PyUnicode_DATA(folded)
+    u = <Py_UCS4*>PyMem_Malloc((n + 1) * sizeof(Py_UCS4))
+    if u == NULL:
+        raise MemoryError
+    for k in range(n):
+        ch = PyUnicode_READ(kind, data, k)
+        if _is_space(ch):
+            space = w > 0
+            continue
+        if space:
+            u[w] = 32
+            w += 1
+            space = False
+        u[w] = ch
+        w += 1
+    try:
+        return PyUnicode_FromKindAndData(4, u, w)
+    finally:
+        PyMem_Free(u)
+
+
+cpdef str bytes_to_str(bytes data):
+    """Header bytes as text: UTF-8, else latin-1."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+
+cpdef bytes imap_addresses(list items):
     if not items:
         return b"NIL"
     out = [b"("]
@@ -663,7 +889,7 @@ def imap_addresses(items) -> bytes:
     return b"".join(out)
 
 
-def imap_params(params) -> bytes:
+cpdef bytes imap_params(list params):
     if not params:
         return b"NIL"
     out = []
@@ -676,14 +902,13 @@ def imap_params(params) -> bytes:
 # ---------------------------------------------------------------- MIME walk
 
 
-class _Entity:
-    __slots__ = (
-        "section", "hstart", "bstart", "end", "fields", "hdr", "mtype", "subtype",
-        "params", "ptext", "enc", "children", "inner", "lines", "dtype", "dparams", "addrs",
-    )
+cdef class _Entity:
+    cdef public object section, fields, hdr, mtype, subtype, params, ptext, enc
+    cdef public object children, inner, dtype, dparams, addrs
+    cdef public Py_ssize_t hstart, bstart, end, lines
 
 
-def _header_map(buf, fields):
+cdef dict _header_map(bytes buf, list fields):
     hdr = {}
     for name, _fs, vs, fe in fields:
         key = name.lower()
@@ -692,12 +917,12 @@ def _header_map(buf, fields):
     return hdr
 
 
-def _join(prefix: str, n: int) -> str:
+cdef str _join(str prefix, Py_ssize_t n):
     return f"{prefix}.{n}" if prefix else str(n)
 
 
-def _parse(buf, start, end, section, depth, is_message, default_type, counter):
-    e = _Entity()
+def _parse(bytes buf, Py_ssize_t start, Py_ssize_t end, str section, int depth, bint is_message, tuple default_type, list counter):
+    cdef _Entity e = _Entity()
     fields, bstart = split_header(buf, start, end)
     hdr = _header_map(buf, fields)
     e.section = section
@@ -775,7 +1000,7 @@ def _parse(buf, start, end, section, depth, is_message, default_type, counter):
     return e
 
 
-def _parts(e, is_message, out):
+def _parts(_Entity e, bint is_message, list out):
     """Depth-first Part spans (see mailaccess.mime.parts)."""
     ctype = (e.mtype + b"/" + e.subtype).decode("latin-1")
     charset = _param(e.ptext, "charset")
@@ -795,19 +1020,19 @@ def _parts(e, is_message, out):
         _parts(e.inner, True, out)
 
 
-def _param(ptext, name: str):
+cdef object _param(list ptext, str name):
     for attr, _wa, _wv, text in ptext:
         if attr == name:
             return text
     return None
 
 
-def _nvalue(hdr, name: str):
+cdef object _nvalue(dict hdr, str name):
     v = hdr.get(name)
     return None if v is None else unfold(v)
 
 
-def envelope(e) -> bytes:
+def envelope(_Entity e):
     """ENVELOPE of a message entity (RFC 3501 7.4.2, RFC 9051 7.5.2)."""
     hdr = e.hdr
     frm = _addr_field(e, "from")
@@ -829,7 +1054,7 @@ def envelope(e) -> bytes:
     ))
 
 
-def _addr_field(e, name):
+cdef list _addr_field(_Entity e, str name):
     """Parsed address header of an entity (parsed once, cached on it)."""
     items = e.addrs.get(name)
     if items is None:
@@ -847,7 +1072,7 @@ def _language(hdr):
     return [x for x in langs if x] or None
 
 
-def bodystructure(e, ext: bool) -> bytes:
+def bodystructure(_Entity e, bint ext):
     """BODYSTRUCTURE (ext) or BODY of an entity, IMAP wire form."""
     out = [b"("]
     if e.children is not None:
@@ -894,7 +1119,7 @@ def bodystructure(e, ext: bool) -> bytes:
     return b"".join(out)
 
 
-def _ext_tail(e) -> bytes:
+cdef bytes _ext_tail(_Entity e):
     """ SP disposition SP language SP location (shared by both body kinds)."""
     if e.dtype is not None:
         disp = b"(" + imap_string(e.dtype.upper()) + b" " + imap_params(
@@ -915,7 +1140,7 @@ def _ext_tail(e) -> bytes:
 # ---------------------------------------------------------------- JMAP + search
 
 
-def _addresses_text(e, name):
+def _addresses_text(_Entity e, str name):
     """[(decoded name or None, email)] with groups flattened."""
     out = []
     for dname, _adl, mailbox, host in _addr_field(e, name):
@@ -956,12 +1181,12 @@ def _jmap_headers(buf, fields):
     for name, _fs, vs, fe in fields:
         v = buf[vs:fe]
         if v.endswith(b"\n"):
-            v = v[:-2] if v.endswith(b"\r\n") else v[:-1]
+            v = v[: len(v) - 2] if v.endswith(b"\r\n") else v[: len(v) - 1]
         out.append({"name": name, "value": bytes_to_str(v)})
     return out
 
 
-def _decoded_size(buf, e) -> int:
+def _decoded_size(bytes buf, _Entity e):
     if e.enc == b"base64":
         return b64_size(buf[e.bstart : e.end])
     if e.enc == b"quoted-printable":
@@ -969,7 +1194,7 @@ def _decoded_size(buf, e) -> int:
     return e.end - e.bstart
 
 
-def _jmap_node(buf, e, part_id, texts):
+def _jmap_node(bytes buf, _Entity e, part_id, dict texts):
     """RFC 8621 4.1.4 EmailBodyPart of an entity (a message entity = its content)."""
     hdr = e.hdr
     mtype = (e.mtype + b"/" + e.subtype).decode("latin-1")
@@ -1015,7 +1240,7 @@ def _jmap_node(buf, e, part_id, texts):
     return node
 
 
-def _inner_texts(buf, e, texts):
+def _inner_texts(bytes buf, _Entity e, dict texts):
     """Text of the parts of an encapsulated message (searchable, not JMAP)."""
     if e.children is not None:
         for c in e.children:

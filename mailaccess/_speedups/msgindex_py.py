@@ -40,6 +40,8 @@ def split_header(buf: bytes, start: int, end: int):
     break.  The header ends at a blank line (body_start after it), at a line
     that is not a header field (body_start at that line) or at ``end``.
     """
+    end = min(end, len(buf))
+    start = max(start, 0)
     fields = []
     name = None
     fstart = vstart = 0
@@ -86,6 +88,8 @@ def find_parts(buf: bytes, start: int, end: int, boundary: bytes):
     Returns ``(spans, closed)``; the line break before a delimiter belongs to
     the delimiter.  Without a close delimiter the last part runs to ``end``.
     """
+    end = min(end, len(buf))
+    start = max(start, 0)
     delim = b"--" + boundary
     dlen = len(delim)
     spans = []
@@ -125,6 +129,8 @@ def find_parts(buf: bytes, start: int, end: int, boundary: bytes):
 
 def count_lines(buf: bytes, start: int, end: int) -> int:
     """Number of lines in buf[start:end] (a last line without LF counts)."""
+    end = min(end, len(buf))
+    start = max(start, 0)
     if end <= start:
         return 0
     n = buf.count(b"\n", start, end)

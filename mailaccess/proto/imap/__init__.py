@@ -1,0 +1,1 @@
+"""IMAP wire layer (sans-IO): receiver (framing), commands (parsing), serialize (responses), state."""

@@ -24,6 +24,8 @@ QUOTED = re.compile(rb'"((?:[^"\\\r\n\x00]|\\["\\])*)"')
 _UNESCAPE = re.compile(rb"\\([\"\\])")
 NUMBER = re.compile(rb"[0-9]+")
 SEQSET = re.compile(rb"[0-9:,*$]+")
+TAG = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+')  # 1*<ASTRING-CHAR except "+">
+DATE_TOKEN = re.compile(rb"[0-9A-Za-z-]+")
 FLAG = re.compile(rb"\\?[^\x00-\x20\x7f-\xff(){%*\"\\\]]+")
 
 MAX_NUMBER = 0xFFFFFFFF
@@ -256,7 +258,7 @@ class Reader:
     def date(self) -> date:
         if self.peek() == 0x22:
             return parse_date(self.quoted())
-        tok = self._match(re.compile(rb"[0-9A-Za-z-]+"))
+        tok = self._match(DATE_TOKEN)
         if tok is None:
             raise self._fail("date")
         return parse_date(tok)

@@ -35,11 +35,11 @@ AUTHENTICATE or IDLE frame), before ``next_event`` is called again.
 """
 from __future__ import annotations
 
-import re
 from types import ModuleType
 
 from mailaccess import _speedups
 
+from .grammar import TAG as _TAG_RE
 from .frames import (
     BAD_LITERAL,
     COMMAND_TOO_LARGE,
@@ -71,7 +71,6 @@ _SKIP_LITERAL = 3  # throwing away literal data
 _DEAD = 4  # fatal error: nothing more is framed
 
 _TAIL = 32  # bytes of a skipped line kept to spot a literal header at its end
-_TAG_RE = re.compile(rb"[\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c\x7e]+")
 
 DEFAULT_MAX_LINE = 65536
 DEFAULT_MAX_LITERAL = 64 * 1024 * 1024
@@ -337,7 +336,7 @@ class Receiver:
             self._discard = True
             self._state = _SKIP_LITERAL
             self._lit_left = size
-            return FrameError(etag, NONSYNC_TOO_LARGE, msg, code="TOOBIG", response="BAD")
+            return FrameError(etag, error, msg, code="TOOBIG", response="BAD")
 
     # -- helpers ----------------------------------------------------------
 

@@ -1,0 +1,41 @@
+"""Object ids shared by every protocol.
+
+The JMAP Mailbox/Email/Thread ids are the IMAP OBJECTID MAILBOXID/EMAILID/
+THREADID (RFC 8474) and the ActiveSync ServerIds: one function each way, so
+no protocol can drift.  Ids are per account (the store's counters), prefixed
+so a mailbox id can never be taken for an email id.
+"""
+from __future__ import annotations
+
+
+def mailbox_id(n: int) -> str:
+    return f"M{n}"
+
+
+def email_id(n: int) -> str:
+    return f"E{n}"
+
+
+def thread_id(n: int) -> str:
+    return f"T{n}"
+
+
+def blob_id(h: bytes) -> str:
+    return "B" + h.hex()
+
+
+def parse(prefix: str, s: str) -> int | None:
+    """'E42' -> 42 for prefix 'E'; None for anything else."""
+    if not s or s[0] != prefix or not s[1:].isdigit() or len(s) > 12:
+        return None
+    n = int(s[1:])
+    return n if 0 < n < 1 << 32 else None
+
+
+def parse_blob(s: str) -> bytes | None:
+    if len(s) != 65 or s[0] != "B":
+        return None
+    try:
+        return bytes.fromhex(s[1:])
+    except ValueError:
+        return None

@@ -1,0 +1,967 @@
+"""CommandFrame -> typed Command (RFC 9051 §6 plus the extensions we serve).
+
+``parse_command(frame)`` reads the frame once with a ``grammar.Reader`` and
+dispatches on the command name through ``COMMAND_PARSERS`` (one function per
+command).  Any syntax error raises ``CommandError(tag, message, code)``,
+which the session answers with ``tag BAD [code] message``.
+
+Bounds: parenthesis / search-key nesting (``max_depth``) and sequence-set
+size (``max_ranges``) raise ``CommandError(..., code="LIMIT")``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+from collections.abc import Callable
+
+from . import modutf7
+from .errors import CommandError, ParseError
+from .events import (
+    Age,
+    All,
+    And,
+    Append,
+    AppendMessage,
+    Authenticate,
+    Body,
+    Capability,
+    CatenateText,
+    CatenateUrl,
+    Check,
+    Close,
+    Command,
+    Compress,
+    Copy,
+    Create,
+    Date,
+    Delete,
+    Enable,
+    Expunge,
+    Fetch,
+    FetchAtt,
+    FetchBinarySize,
+    FetchBody,
+    FetchItem,
+    FetchPreview,
+    Flag,
+    GetQuota,
+    GetQuotaRoot,
+    Header,
+    Id,
+    Idle,
+    List,
+    Login,
+    Logout,
+    Lsub,
+    ModSeq,
+    Move,
+    Namespace,
+    Noop,
+    Not,
+    ObjectId,
+    Or,
+    QResync,
+    Rename,
+    SaveDateSupported,
+    Search,
+    SearchKey,
+    Section,
+    Select,
+    Sequence,
+    SetQuota,
+    Size,
+    Sort,
+    SortKey,
+    StartTLS,
+    Status,
+    Store,
+    Subscribe,
+    Text,
+    Thread,
+    Unauthenticate,
+    Unselect,
+    Unsubscribe,
+)
+from .frames import CommandFrame
+from .grammar import DEFAULT_MAX_DEPTH, TAG, Reader
+from .numset import DEFAULT_MAX_RANGES, STAR, NumSet
+
+STATUS_ITEMS = frozenset(
+    {
+        "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT",
+        "HIGHESTMODSEQ", "APPENDLIMIT", "MAILBOXID",
+    }
+)
+LIST_SELECT = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+LIST_RETURN = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
+SEARCH_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
+THREAD_ALGORITHMS = frozenset({"REFERENCES", "ORDEREDSUBJECT"})
+SPECIAL_USES = {
+    u.lower(): u for u in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
+}
+UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"})
+
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}")
+_FETCH_NAME = re.compile(rb"[A-Za-z0-9.]+")
+_STORE_NAME = re.compile(rb"[+-]?[A-Za-z.]+")
+_SECTION_TEXT = re.compile(rb"[A-Za-z.]+")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+
+FETCH_SIMPLE = frozenset(
+    {
+        "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE", "UID",
+        "RFC822", "RFC822.HEADER", "RFC822.TEXT", "MODSEQ", "EMAILID", "THREADID", "SAVEDATE",
+    }
+)
+_FAST = (FetchItem("FLAGS"), FetchItem("INTERNALDATE"), FetchItem("RFC822.SIZE"))
+FETCH_MACROS = {
+    "FAST": _FAST,
+    "ALL": _FAST + (FetchItem("ENVELOPE"),),
+    "FULL": _FAST + (FetchItem("ENVELOPE"), FetchItem("BODY")),
+}
+
+
+class _Ctx:
+    __slots__ = ("uid", "utf8", "charset")
+
+    def __init__(self, uid: bool, utf8: bool) -> None:
+        self.uid = uid
+        self.utf8 = utf8
+        self.charset = "utf-8"
+
+
+Parser = Callable[[Reader, bytes, _Ctx], Command]
+
+
+def parse_command(
+    frame: CommandFrame,
+    *,
+    utf8: bool = False,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_ranges: int = DEFAULT_MAX_RANGES,
+) -> Command:
+    """Parse one framed command.  ``utf8``: UTF8=ACCEPT is enabled (RFC 6855)."""
+    tag = frame.tag
+    if not tag or TAG.fullmatch(tag) is None:
+        raise CommandError(None, "invalid tag")
+    r = Reader(frame.parts, max_depth=max_depth, max_ranges=max_ranges)
+    try:
+        name = r.keyword()
+        uid = False
+        if name == "UID":
+            r.sp()
+            name = r.keyword()
+            if name not in UID_COMMANDS:
+                raise ParseError(f"UID {name} is not a command")
+            uid = True
+        parser = COMMAND_PARSERS.get(name)
+        if parser is None:
+            raise ParseError("unknown command")
+        cmd = parser(r, tag, _Ctx(uid, utf8))
+        r.end()
+        return cmd
+    except ParseError as exc:
+        raise CommandError(tag, exc.message, exc.code) from None
+    except RecursionError:
+        raise CommandError(tag, "too deeply nested", "LIMIT") from None
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def decode_mailbox(raw: bytes, utf8: bool = False) -> str:
+    """Wire mailbox name -> str (INBOX normalised)."""
+    if utf8:
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ParseError("mailbox name is not UTF-8") from None
+    else:
+        name = modutf7.decode(raw)
+    if len(name) == 5 and name.upper() == "INBOX":
+        return "INBOX"
+    return name
+
+
+def _mailbox(r: Reader, ctx: _Ctx) -> str:
+    return decode_mailbox(r.astring("mailbox name"), ctx.utf8)
+
+
+def _pattern(r: Reader, ctx: _Ctx) -> str:
+    return decode_mailbox(r.list_mailbox(), ctx.utf8)
+
+
+def _utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ParseError(f"{what} is not UTF-8") from None
+
+
+def _charset(r: Reader, ctx: _Ctx) -> str:
+    """A CHARSET argument: sets the codec for the search strings, returns the
+    name as the client wrote it, upper-cased."""
+    name = r.astring("charset").decode("ascii", "replace").upper()
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        raise ParseError(f"unsupported charset {name[:40]}", code="BADCHARSET (UTF-8 US-ASCII)")
+    ctx.charset = info.name
+    return name
+
+
+def _text(r: Reader, ctx: _Ctx) -> str:
+    raw = r.astring()
+    try:
+        return raw.decode(ctx.charset)
+    except UnicodeDecodeError:
+        raise ParseError(f"search text is not valid {ctx.charset}") from None
+
+
+def _no_args(cls: type) -> Parser:
+    def parse(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+        return cls(tag)
+
+    return parse
+
+
+def _uid_only(ctx: _Ctx, name: str) -> None:
+    if ctx.uid:
+        raise ParseError(f"UID {name} is not a command")
+
+
+# --------------------------------------------------------- any / non-auth state
+
+
+def _authenticate(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    mech = r.atom("mechanism").decode("ascii").upper()
+    initial = None
+    if r.maybe_sp():
+        raw = r.atom("initial response")
+        if raw == b"=":
+            initial = b""
+        else:
+            if _BASE64.fullmatch(raw) is None or len(raw) % 4:
+                raise ParseError("invalid base64 in initial response")
+            try:
+                initial = base64.b64decode(raw, validate=True)
+            except binascii.Error:
+                raise ParseError("invalid base64 in initial response") from None
+    return Authenticate(tag, mech, initial)
+
+
+def _login(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    user = _utf8(r.astring("user name"), "user name")
+    r.sp()
+    password = _utf8(r.astring("password"), "password")
+    return Login(tag, user, password)
+
+
+def _enable(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    caps = []
+    r.sp()
+    caps.append(r.atom("capability").decode("ascii").upper())
+    while r.maybe_sp():
+        caps.append(r.atom("capability").decode("ascii").upper())
+    return Enable(tag, tuple(caps))
+
+
+def _compress(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    return Compress(tag, r.atom("algorithm").decode("ascii").upper())
+
+
+def _id(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    if r.maybe_keyword("NIL"):
+        return Id(tag, None)
+    r.open()
+    params: list[tuple[str, str | None]] = []
+    if not r.maybe_close():
+        while True:
+            key = r.string().decode("utf-8", "replace")
+            r.sp()
+            val = r.nstring()
+            params.append((key, None if val is None else val.decode("utf-8", "replace")))
+            if len(params) > 30:
+                raise ParseError("too many ID parameters", code="LIMIT")
+            if r.maybe_close():
+                break
+            r.sp()
+    return Id(tag, tuple(params))
+
+
+# ------------------------------------------------------------ authenticated
+
+
+def _select(readonly: bool) -> Parser:
+    def parse(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+        r.sp()
+        mailbox = _mailbox(r, ctx)
+        condstore = False
+        qresync = None
+        if r.maybe_sp():
+            r.open()
+            if not r.maybe_close():
+                while True:
+                    param = r.keyword()
+                    if param == "CONDSTORE":
+                        condstore = True
+                    elif param == "QRESYNC" and qresync is None:
+                        r.sp()
+                        qresync = _qresync(r)
+                    else:
+                        raise ParseError(f"unknown select parameter {param[:40]}")
+                    if r.maybe_close():
+                        break
+                    r.sp()
+        return Select(tag, mailbox, readonly, condstore, qresync)
+
+    return parse
+
+
+def _qresync(r: Reader) -> QResync:
+    r.open()
+    uidvalidity = r.nz_number()
+    r.sp()
+    modseq = r.number64()
+    if modseq == 0:
+        raise ParseError("mod-sequence must not be zero")
+    known = None
+    match = None
+    if r.maybe_sp():
+        if r.peek() != 0x28:
+            known = _no_star(r.seqset(allow_saved=False))
+            if r.maybe_sp():
+                match = _seq_match(r)
+        else:
+            match = _seq_match(r)
+    r.close()
+    return QResync(uidvalidity, modseq, known, match)
+
+
+def _seq_match(r: Reader) -> tuple[NumSet, NumSet]:
+    r.open()
+    seqs = _no_star(r.seqset(allow_saved=False))
+    r.sp()
+    uids = _no_star(r.seqset(allow_saved=False))
+    r.close()
+    return seqs, uids
+
+
+def _no_star(ns: NumSet) -> NumSet:
+    if ns.has_star:
+        raise ParseError("* not allowed here")
+    return ns
+
+
+def _create(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    mailbox = _mailbox(r, ctx)
+    uses: list[str] = []
+    if r.maybe_sp():
+        r.open()
+        while True:
+            param = r.keyword()
+            if param != "USE":
+                raise ParseError(f"unknown CREATE parameter {param[:40]}")
+            r.sp()
+            for flag in r.flag_list():
+                if not flag.startswith("\\"):
+                    raise ParseError("special-use attributes start with a backslash")
+                uses.append(SPECIAL_USES.get(flag.lower(), flag))
+            if r.maybe_close():
+                break
+            r.sp()
+    return Create(tag, mailbox, tuple(uses))
+
+
+def _one_mailbox(cls: type) -> Parser:
+    def parse(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+        r.sp()
+        return cls(tag, _mailbox(r, ctx))
+
+    return parse
+
+
+def _rename(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    old = _mailbox(r, ctx)
+    r.sp()
+    return Rename(tag, old, _mailbox(r, ctx))
+
+
+def _list(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    extended = False
+    selection: set[str] = set()
+    if r.peek() == 0x28:
+        extended = True
+        r.open()
+        if not r.maybe_close():
+            while True:
+                opt = r.keyword()
+                if opt not in LIST_SELECT:
+                    raise ParseError(f"unknown LIST selection option {opt[:40]}")
+                selection.add(opt)
+                if r.maybe_close():
+                    break
+                r.sp()
+        r.sp()
+        if selection == {"RECURSIVEMATCH"}:
+            raise ParseError("RECURSIVEMATCH needs another selection option")
+    reference = _pattern(r, ctx)
+    r.sp()
+    patterns: list[str] = []
+    if r.peek() == 0x28:
+        extended = True
+        r.open()
+        patterns.append(_pattern(r, ctx))
+        while not r.maybe_close():
+            r.sp()
+            patterns.append(_pattern(r, ctx))
+    else:
+        patterns.append(_pattern(r, ctx))
+    returns: set[str] = set()
+    status = None
+    if r.maybe_sp():
+        if not r.maybe_keyword("RETURN"):
+            raise ParseError("expected RETURN")
+        extended = True
+        r.sp()
+        r.open()
+        if not r.maybe_close():
+            while True:
+                opt = r.keyword()
+                if opt not in LIST_RETURN:
+                    raise ParseError(f"unknown LIST return option {opt[:40]}")
+                if opt == "STATUS":
+                    r.sp()
+                    status = _status_items(r)
+                returns.add(opt)
+                if r.maybe_close():
+                    break
+                r.sp()
+    return List(tag, reference, tuple(patterns), frozenset(selection), frozenset(returns), status, extended)
+
+
+def _lsub(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    ref = _pattern(r, ctx)
+    r.sp()
+    return Lsub(tag, ref, _pattern(r, ctx))
+
+
+def _status_items(r: Reader) -> tuple[str, ...]:
+    r.open()
+    items = []
+    while True:
+        item = r.keyword()
+        if item not in STATUS_ITEMS:
+            raise ParseError(f"unknown STATUS item {item[:40]}")
+        items.append(item)
+        if r.maybe_close():
+            return tuple(items)
+        r.sp()
+
+
+def _status(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    mailbox = _mailbox(r, ctx)
+    r.sp()
+    return Status(tag, mailbox, _status_items(r))
+
+
+def _append(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    mailbox = _mailbox(r, ctx)
+    messages = []
+    while True:
+        r.sp()
+        flags: tuple[str, ...] = ()
+        when = None
+        if r.peek() == 0x28:
+            flags = r.flag_list()
+            r.sp()
+        if r.peek() == 0x22:
+            when = r.date_time()
+            r.sp()
+        if r.at_literal():
+            data, binary = r.literal(binary_ok=True)
+            messages.append(AppendMessage(flags, when, data, binary))
+        elif r.maybe_keyword("CATENATE"):
+            r.sp()
+            messages.append(AppendMessage(flags, when, catenate=_catenate(r)))
+        elif r.maybe_keyword("UTF8"):
+            r.sp()
+            r.open()
+            data, binary = r.literal(binary_ok=True)
+            r.close()
+            messages.append(AppendMessage(flags, when, data, binary, utf8=True))
+        else:
+            raise ParseError("expected message literal")
+        if r.at_end():
+            return Append(tag, mailbox, tuple(messages))
+
+
+def _catenate(r: Reader) -> tuple[CatenateText | CatenateUrl, ...]:
+    r.open()
+    parts: list[CatenateText | CatenateUrl] = []
+    while True:
+        kind = r.keyword()
+        r.sp()
+        if kind == "TEXT":
+            data, binary = r.literal(binary_ok=True)
+            parts.append(CatenateText(data, binary))
+        elif kind == "URL":
+            parts.append(CatenateUrl(_utf8(r.astring("URL"), "URL")))
+        else:
+            raise ParseError("expected TEXT or URL")
+        if r.maybe_close():
+            return tuple(parts)
+        r.sp()
+
+
+def _getquota(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    return GetQuota(tag, _utf8(r.astring("quota root"), "quota root"))
+
+
+def _setquota(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    root = _utf8(r.astring("quota root"), "quota root")
+    r.sp()
+    r.open()
+    limits = []
+    if not r.maybe_close():
+        while True:
+            res = r.keyword()
+            r.sp()
+            limits.append((res, r.number64()))
+            if r.maybe_close():
+                break
+            r.sp()
+    return SetQuota(tag, root, tuple(limits))
+
+
+# ---------------------------------------------------------------- selected
+
+
+def _expunge(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    if ctx.uid:
+        r.sp()
+        return Expunge(tag, True, r.seqset())
+    return Expunge(tag)
+
+
+def _copy_move(cls: type) -> Parser:
+    def parse(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+        r.sp()
+        seqs = r.seqset()
+        r.sp()
+        return cls(tag, ctx.uid, seqs, _mailbox(r, ctx))
+
+    return parse
+
+
+def _store(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    seqs = r.seqset()
+    r.sp()
+    unchanged = None
+    if r.maybe_open():
+        while True:
+            mod = r.keyword()
+            if mod != "UNCHANGEDSINCE" or unchanged is not None:
+                raise ParseError(f"unknown STORE modifier {mod[:40]}")
+            r.sp()
+            unchanged = r.number64()
+            if r.maybe_close():
+                break
+            r.sp()
+        r.sp()
+    tok = r._match(_STORE_NAME)
+    if tok is None:
+        raise ParseError("expected FLAGS, +FLAGS or -FLAGS")
+    name = tok.decode("ascii").upper()
+    mode = "replace"
+    if name[0] == "+":
+        mode, name = "add", name[1:]
+    elif name[0] == "-":
+        mode, name = "remove", name[1:]
+    silent = name == "FLAGS.SILENT"
+    if name not in ("FLAGS", "FLAGS.SILENT"):
+        raise ParseError(f"unknown store item {name[:40]}")
+    r.sp()
+    if r.peek() == 0x28:
+        flags = r.flag_list()
+    else:
+        fl = [r.flag()]
+        while r.maybe_sp():
+            fl.append(r.flag())
+        flags = tuple(fl)
+    return Store(tag, ctx.uid, seqs, mode, flags, silent, unchanged)
+
+
+def _fetch(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    seqs = r.seqset()
+    r.sp()
+    items: list[FetchAtt] = []
+    if r.maybe_open():
+        items.append(_fetch_att(r))
+        while not r.maybe_close():
+            r.sp()
+            items.append(_fetch_att(r))
+    else:
+        m = _FETCH_NAME.match(r.buf, r.pos)
+        macro = FETCH_MACROS.get(m.group().decode("ascii").upper()) if m else None
+        if macro is not None and (m.end() == len(r.buf) or r.buf[m.end()] == 0x20):
+            r.pos = m.end()
+            items.extend(macro)
+        else:
+            items.append(_fetch_att(r))
+    changedsince = None
+    vanished = False
+    if r.maybe_sp():
+        r.open()
+        while True:
+            mod = r.keyword()
+            if mod == "CHANGEDSINCE" and changedsince is None:
+                r.sp()
+                changedsince = r.number64()
+            elif mod == "VANISHED" and not vanished:
+                vanished = True
+            else:
+                raise ParseError(f"unknown FETCH modifier {mod[:40]}")
+            if r.maybe_close():
+                break
+            r.sp()
+        if vanished and (not ctx.uid or changedsince is None):
+            raise ParseError("VANISHED needs UID FETCH and CHANGEDSINCE")
+    return Fetch(tag, ctx.uid, seqs, tuple(items), changedsince, vanished)
+
+
+def _fetch_att(r: Reader) -> FetchAtt:
+    tok = r._match(_FETCH_NAME)
+    if tok is None:
+        raise ParseError("expected fetch attribute")
+    name = tok.decode("ascii").upper()
+    bracket = r.peek() == 0x5B
+    if name in ("BODY", "BODY.PEEK") and bracket:
+        section = _section(r, binary=False)
+        return FetchBody(section, _partial(r), peek=name == "BODY.PEEK")
+    if name in ("BINARY", "BINARY.PEEK") and bracket:
+        section = _section(r, binary=True)
+        return FetchBody(section, _partial(r), peek=name == "BINARY.PEEK", binary=True)
+    if name == "BINARY.SIZE" and bracket:
+        return FetchBinarySize(_section(r, binary=True).part)
+    if bracket:
+        raise ParseError(f"{name[:40]} takes no section")
+    if name == "PREVIEW":
+        lazy = False
+        if r.buf.startswith(b" (", r.pos):
+            r.pos += 1
+            r.open()
+            while True:
+                mod = r.keyword()
+                if mod != "LAZY":
+                    raise ParseError("unknown PREVIEW modifier")
+                lazy = True
+                if r.maybe_close():
+                    break
+                r.sp()
+        return FetchPreview(lazy)
+    if name in FETCH_SIMPLE:
+        return FetchItem(name)
+    raise ParseError(f"unknown fetch attribute {name[:40]}")
+
+
+def _section(r: Reader, binary: bool) -> Section:
+    r.char(b"[")
+    part: list[int] = []
+    text = None
+    fields: tuple[str, ...] = ()
+    c = r.peek()
+    if 0x30 <= c <= 0x39:
+        part.append(r.nz_number())
+        while r.maybe_char(b"."):
+            c = r.peek()
+            if 0x30 <= c <= 0x39:
+                part.append(r.nz_number())
+            else:
+                text = _section_text(r)
+                break
+        if len(part) > 100:
+            raise ParseError("section part too deep", code="LIMIT")
+    elif c != 0x5D:
+        text = _section_text(r)
+    if text is not None:
+        if binary:
+            raise ParseError("BINARY sections are part numbers only")
+        if text == "MIME" and not part:
+            raise ParseError("MIME needs a part number")
+        if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+            r.sp()
+            r.open()
+            names = [r.astring("header name")]
+            while not r.maybe_close():
+                r.sp()
+                names.append(r.astring("header name"))
+            try:
+                fields = tuple(n.decode("ascii") for n in names)
+            except UnicodeDecodeError:
+                raise ParseError("header names are ASCII") from None
+    r.char(b"]")
+    return Section(tuple(part), text, fields)
+
+
+def _section_text(r: Reader) -> str:
+    tok = r._match(_SECTION_TEXT)
+    text = tok.decode("ascii").upper() if tok else ""
+    if text not in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"):
+        raise ParseError("invalid section")
+    return text
+
+
+def _partial(r: Reader) -> tuple[int, int] | None:
+    if not r.maybe_char(b"<"):
+        return None
+    origin = r.number()
+    r.char(b".")
+    length = r.nz_number()
+    r.char(b">")
+    return origin, length
+
+
+# ------------------------------------------------------------- search keys
+
+
+def _return_opts(r: Reader, allowed: frozenset[str]) -> tuple[str, ...]:
+    """``RETURN (...)`` after the keyword RETURN; ``RETURN ()`` means ALL."""
+    r.sp()
+    r.open()
+    opts: list[str] = []
+    if not r.maybe_close():
+        while True:
+            opt = r.keyword()
+            if opt not in allowed:
+                raise ParseError(f"unknown RETURN option {opt[:40]}")
+            if opt not in opts:
+                opts.append(opt)
+            if r.maybe_close():
+                break
+            r.sp()
+    return tuple(opts) or ("ALL",)
+
+
+def _search_keys(r: Reader, ctx: _Ctx) -> SearchKey:
+    keys = [_search_key(r, ctx)]
+    while r.maybe_sp():
+        keys.append(_search_key(r, ctx))
+    return keys[0] if len(keys) == 1 else And(tuple(keys))
+
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True), "DELETED": ("\\Deleted", True), "DRAFT": ("\\Draft", True),
+    "FLAGGED": ("\\Flagged", True), "SEEN": ("\\Seen", True), "RECENT": ("\\Recent", True),
+    "UNANSWERED": ("\\Answered", False), "UNDELETED": ("\\Deleted", False),
+    "UNDRAFT": ("\\Draft", False), "UNFLAGGED": ("\\Flagged", False), "UNSEEN": ("\\Seen", False),
+}
+_HEADER_KEYS = frozenset({"BCC", "CC", "FROM", "SUBJECT", "TO"})
+_DATE_KEYS = {
+    "BEFORE": ("internal", "before"), "ON": ("internal", "on"), "SINCE": ("internal", "since"),
+    "SENTBEFORE": ("sent", "before"), "SENTON": ("sent", "on"), "SENTSINCE": ("sent", "since"),
+    "SAVEDBEFORE": ("saved", "before"), "SAVEDON": ("saved", "on"), "SAVEDSINCE": ("saved", "since"),
+}
+_NEW = And((Flag("\\Recent"), Flag("\\Seen", False)))
+_OLD = Not(Flag("\\Recent"))
+
+
+def _search_key(r: Reader, ctx: _Ctx) -> SearchKey:
+    if r.maybe_open():
+        keys = [_search_key(r, ctx)]
+        while not r.maybe_close():
+            r.sp()
+            keys.append(_search_key(r, ctx))
+        return keys[0] if len(keys) == 1 else And(tuple(keys))
+    if r.at_seqset():
+        return Sequence(r.seqset())
+    name = r.keyword()
+    flag = _FLAG_KEYS.get(name)
+    if flag is not None:
+        return Flag(*flag)
+    if name == "ALL":
+        return All()
+    if name in _HEADER_KEYS:
+        r.sp()
+        return Header(name, _text(r, ctx))
+    date_key = _DATE_KEYS.get(name)
+    if date_key is not None:
+        r.sp()
+        return Date(date_key[0], date_key[1], r.date())
+    if name == "NOT":
+        r.sp()
+        r.enter()
+        key = _search_key(r, ctx)
+        r.depth -= 1
+        return Not(key)
+    if name == "OR":
+        r.sp()
+        r.enter()
+        left = _search_key(r, ctx)
+        r.sp()
+        right = _search_key(r, ctx)
+        r.depth -= 1
+        return Or(left, right)
+    if name == "HEADER":
+        r.sp()
+        field = r.astring("header name")
+        r.sp()
+        try:
+            fname = field.decode("ascii")
+        except UnicodeDecodeError:
+            raise ParseError("header names are ASCII") from None
+        return Header(fname, _text(r, ctx))
+    if name == "BODY":
+        r.sp()
+        return Body(_text(r, ctx))
+    if name == "TEXT":
+        r.sp()
+        return Text(_text(r, ctx))
+    if name in ("KEYWORD", "UNKEYWORD"):
+        r.sp()
+        return Flag(r.atom("keyword").decode("ascii"), name == "KEYWORD")
+    if name in ("LARGER", "SMALLER"):
+        r.sp()
+        return Size(name.lower(), r.number64())
+    if name == "UID":
+        r.sp()
+        return Sequence(r.seqset(), uid=True)
+    if name == "NEW":
+        return _NEW
+    if name == "OLD":
+        return _OLD
+    if name == "MODSEQ":
+        r.sp()
+        entry = etype = None
+        if r.peek() == 0x22:
+            entry = _utf8(r.quoted(), "entry name")
+            r.sp()
+            etype = r.keyword().lower()
+            if etype not in ("priv", "shared", "all"):
+                raise ParseError("entry type must be priv, shared or all")
+            r.sp()
+        return ModSeq(r.number64(), entry, etype)
+    if name in ("OLDER", "YOUNGER"):
+        r.sp()
+        return Age(name.lower(), r.nz_number())
+    if name in ("EMAILID", "THREADID"):
+        r.sp()
+        tok = r.astring("object id")
+        if _OBJECTID.fullmatch(tok) is None:
+            raise ParseError("invalid object id")
+        return ObjectId("email" if name == "EMAILID" else "thread", tok.decode("ascii"))
+    if name == "SAVEDATESUPPORTED":
+        return SaveDateSupported()
+    raise ParseError(f"unknown search key {name[:40]}")
+
+
+def _search(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    returns = None
+    charset = None
+    if r.maybe_keyword("RETURN"):
+        returns = _return_opts(r, SEARCH_RETURN)
+        r.sp()
+    if r.maybe_keyword("CHARSET"):
+        r.sp()
+        charset = _charset(r, ctx)
+        r.sp()
+    return Search(tag, ctx.uid, _search_keys(r, ctx), charset, returns)
+
+
+def _sort(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    returns = None
+    if r.maybe_keyword("RETURN"):
+        returns = _return_opts(r, SEARCH_RETURN)
+        r.sp()
+    r.open()
+    criteria = []
+    while True:
+        reverse = r.maybe_keyword("REVERSE")
+        if reverse:
+            r.sp()
+        key = r.keyword()
+        if key not in SORT_KEYS:
+            raise ParseError(f"unknown sort key {key[:40]}")
+        criteria.append(SortKey(key, reverse))
+        if r.maybe_close():
+            break
+        r.sp()
+    r.sp()
+    charset = _charset(r, ctx)
+    r.sp()
+    return Sort(tag, ctx.uid, tuple(criteria), charset, _search_keys(r, ctx), returns)
+
+
+def _thread(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    r.sp()
+    alg = r.keyword()
+    if alg not in THREAD_ALGORITHMS:
+        raise ParseError(f"unknown threading algorithm {alg[:40]}")
+    r.sp()
+    charset = _charset(r, ctx)
+    r.sp()
+    return Thread(tag, ctx.uid, alg, charset, _search_keys(r, ctx))
+
+
+COMMAND_PARSERS: dict[str, Parser] = {
+    "CAPABILITY": _no_args(Capability),
+    "NOOP": _no_args(Noop),
+    "LOGOUT": _no_args(Logout),
+    "STARTTLS": _no_args(StartTLS),
+    "AUTHENTICATE": _authenticate,
+    "LOGIN": _login,
+    "ENABLE": _enable,
+    "ID": _id,
+    "COMPRESS": _compress,
+    "UNAUTHENTICATE": _no_args(Unauthenticate),
+    "SELECT": _select(False),
+    "EXAMINE": _select(True),
+    "CREATE": _create,
+    "DELETE": _one_mailbox(Delete),
+    "RENAME": _rename,
+    "SUBSCRIBE": _one_mailbox(Subscribe),
+    "UNSUBSCRIBE": _one_mailbox(Unsubscribe),
+    "LIST": _list,
+    "LSUB": _lsub,
+    "NAMESPACE": _no_args(Namespace),
+    "STATUS": _status,
+    "APPEND": _append,
+    "IDLE": _no_args(Idle),
+    "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _one_mailbox(GetQuotaRoot),
+    "SETQUOTA": _setquota,
+    "CHECK": _no_args(Check),
+    "CLOSE": _no_args(Close),
+    "UNSELECT": _no_args(Unselect),
+    "EXPUNGE": _expunge,
+    "SEARCH": _search,
+    "FETCH": _fetch,
+    "STORE": _store,
+    "COPY": _copy_move(Copy),
+    "MOVE": _copy_move(Move),
+    "SORT": _sort,
+    "THREAD": _thread,
+}
+
+__all__ = ["COMMAND_PARSERS", "CommandError", "decode_mailbox", "parse_command", "STAR"]

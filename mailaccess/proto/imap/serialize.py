@@ -1,0 +1,514 @@
+"""Server responses as exact bytes (RFC 9051 §7 and the extensions we serve).
+
+Plain functions, each returning the complete bytes of one response (CRLF
+included) or of one fragment (a response code, a FETCH data item).  The
+session layer decides *what* to say; this module only decides how it looks
+on the wire, so nothing else in the server formats IMAP.
+
+FETCH is the hot path (``UID FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE)`` over
+10,000 messages): the ``fetch_*`` item helpers return small bytes objects,
+ENVELOPE and BODYSTRUCTURE are taken as prepared wire bytes from the store,
+and ``fetch()`` joins them once.
+"""
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from functools import lru_cache
+
+from . import modutf7
+from .dates import format_datetime
+from .events import FetchBody, Section
+from .numset import NumSet, format_ints
+
+CRLF = b"\r\n"
+NIL = b"NIL"
+
+_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+\Z')
+_ASTRING_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+\Z')
+_QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*\Z")
+_QUOTABLE8 = re.compile(rb"[^\x00\r\n]*\Z")
+_ESCAPE = re.compile(rb'(["\\])')
+MAX_QUOTED = 1024
+
+# ----------------------------------------------------------------- strings
+
+
+def _b(s: str | bytes) -> bytes:
+    return s.encode("utf-8") if isinstance(s, str) else s
+
+
+def quoted(s: str | bytes) -> bytes:
+    """A quoted string; the caller checked that it has no CR, LF or NUL."""
+    data = _b(s)
+    if b'"' in data or b"\\" in data:
+        data = _ESCAPE.sub(rb"\\\1", data)
+    return b'"' + data + b'"'
+
+
+def literal(data: bytes, binary: bool = False) -> bytes:
+    """``{n}\\r\\n`` + data, or ``~{n}`` (literal8) when ``binary``."""
+    head = b"~{%d}\r\n" if binary else b"{%d}\r\n"
+    return head % len(data) + data
+
+
+def string(s: str | bytes, utf8: bool = False) -> bytes:
+    """The shortest correct IMAP string: quoted when possible, else a literal.
+
+    8-bit text is quoted only when ``utf8`` (UTF8=ACCEPT enabled or IMAP4rev2
+    UTF-8 quoted strings allowed); otherwise it goes out as a literal.
+    """
+    data = _b(s)
+    if len(data) <= MAX_QUOTED and (_QUOTABLE8 if utf8 else _QUOTABLE).match(data):
+        return quoted(data)
+    return literal(data)
+
+
+def astring(s: str | bytes, utf8: bool = False) -> bytes:
+    data = _b(s)
+    if data and _ASTRING_ATOM.match(data) and data.upper() != b"NIL":
+        return data
+    return string(data, utf8)
+
+
+def nstring(s: str | bytes | None, utf8: bool = False) -> bytes:
+    return NIL if s is None else string(s, utf8)
+
+
+def mailbox(name: str, utf8: bool = False) -> bytes:
+    """A mailbox name: modified UTF-7 unless UTF8=ACCEPT is enabled (RFC 6855)."""
+    if name == "INBOX":
+        return b"INBOX"
+    if utf8:
+        return string(name.encode("utf-8"), utf8=True)
+    return astring(modutf7.encode(name))
+
+
+def paren(items: Iterable[bytes]) -> bytes:
+    return b"(" + b" ".join(items) + b")"
+
+
+def _nums(nums: Iterable[int]) -> bytes:
+    return b" ".join(b"%d" % n for n in nums)
+
+
+# ------------------------------------------------------------ status lines
+
+
+def _code(code: str | bytes | None) -> bytes:
+    if code is None:
+        return b""
+    return b"[" + _b(code) + b"] "
+
+
+def tagged(tag: bytes, status: str, text: str, code: str | bytes | None = None) -> bytes:
+    """``tag OK [code] text``; ``status`` is OK, NO or BAD."""
+    return tag + b" " + status.encode("ascii") + b" " + _code(code) + _text(text) + CRLF
+
+
+def untagged(status: str, text: str, code: str | bytes | None = None) -> bytes:
+    """``* OK/NO/BAD/PREAUTH/BYE [code] text``."""
+    return b"* " + status.encode("ascii") + b" " + _code(code) + _text(text) + CRLF
+
+
+def ok(tag: bytes, text: str = "done", code: str | bytes | None = None) -> bytes:
+    return tagged(tag, "OK", text, code)
+
+
+def no(tag: bytes, text: str, code: str | bytes | None = None) -> bytes:
+    return tagged(tag, "NO", text, code)
+
+
+def bad(tag: bytes | None, text: str, code: str | bytes | None = None) -> bytes:
+    """Tagged BAD, or ``* BAD`` when the tag was unusable."""
+    if tag is None:
+        return untagged("BAD", text, code)
+    return tagged(tag, "BAD", text, code)
+
+
+def bye(text: str, code: str | bytes | None = None) -> bytes:
+    return untagged("BYE", text, code)
+
+
+def preauth(text: str, code: str | bytes | None = None) -> bytes:
+    return untagged("PREAUTH", text, code)
+
+
+def greeting(text: str, code: str | bytes | None = None) -> bytes:
+    return untagged("OK", text, code)
+
+
+def continuation(text: str = "Ready") -> bytes:
+    """``+ Ready``: the go-ahead for a synchronizing literal or IDLE."""
+    return b"+ " + _text(text) + CRLF
+
+
+def continuation_data(data: bytes) -> bytes:
+    """``+ base64``: a SASL challenge (``+ `` alone for an empty one)."""
+    return b"+ " + base64.b64encode(data) + CRLF
+
+
+def _text(text: str) -> bytes:
+    data = text.encode("utf-8")
+    if b"\r" in data or b"\n" in data:
+        data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+    return data or b"-"
+
+
+# ---------------------------------------------------------- response codes
+
+
+def code_capability(caps: Iterable[str]) -> bytes:
+    return b"CAPABILITY " + " ".join(caps).encode("ascii")
+
+
+def code_uidvalidity(n: int) -> bytes:
+    return b"UIDVALIDITY %d" % n
+
+
+def code_uidnext(n: int) -> bytes:
+    return b"UIDNEXT %d" % n
+
+
+def code_unseen(n: int) -> bytes:
+    return b"UNSEEN %d" % n
+
+
+def code_permanentflags(flags: Iterable[str], allow_new: bool = True) -> bytes:
+    items = [f.encode("ascii") for f in flags]
+    if allow_new:
+        items.append(b"\\*")
+    return b"PERMANENTFLAGS " + paren(items)
+
+
+def code_highestmodseq(n: int) -> bytes:
+    return b"HIGHESTMODSEQ %d" % n
+
+
+def code_appenduid(uidvalidity: int, uids: Iterable[int] | NumSet) -> bytes:
+    s = uids.to_bytes() if isinstance(uids, NumSet) else format_ints(uids, sort=False)
+    return b"APPENDUID %d " % uidvalidity + s
+
+
+def code_copyuid(uidvalidity: int, src: Sequence[int], dst: Sequence[int]) -> bytes:
+    """COPYUID (RFC 4315): the two sets correspond element by element."""
+    return b"COPYUID %d %s %s" % (uidvalidity, format_ints(src, sort=False), format_ints(dst, sort=False))
+
+
+def code_modified(nums: Iterable[int] | NumSet) -> bytes:
+    s = nums.to_bytes() if isinstance(nums, NumSet) else format_ints(nums)
+    return b"MODIFIED " + s
+
+
+def code_mailboxid(object_id: str) -> bytes:
+    return b"MAILBOXID (" + object_id.encode("ascii") + b")"
+
+
+def code_badcharset(charsets: Iterable[str] = ("UTF-8", "US-ASCII")) -> bytes:
+    return b"BADCHARSET " + paren(astring(c) for c in charsets)
+
+
+def code_appendlimit(n: int) -> bytes:
+    return b"APPENDLIMIT %d" % n
+
+
+# Atom-only codes need no helper: pass the name, e.g. code="TRYCREATE".
+ATOM_CODES = frozenset(
+    {
+        "ALERT", "PARSE", "READ-ONLY", "READ-WRITE", "TRYCREATE", "ALREADYEXISTS", "NONEXISTENT",
+        "CLOSED", "TOOBIG", "OVERQUOTA", "LIMIT", "CANNOT", "UNAVAILABLE", "AUTHENTICATIONFAILED",
+        "AUTHORIZATIONFAILED", "EXPIRED", "PRIVACYREQUIRED", "CONTACTADMIN", "NOPERM", "INUSE",
+        "EXPUNGEISSUED", "CORRUPTION", "SERVERBUG", "CLIENTBUG", "UNKNOWN-CTE", "NOMODSEQ",
+        "UIDNOTSTICKY", "HASCHILDREN", "NOTSAVED", "USEATTR", "COMPRESSIONACTIVE",
+    }
+)
+
+# ------------------------------------------------------------ untagged data
+
+
+def capability(caps: Iterable[str]) -> bytes:
+    return b"* " + code_capability(caps) + CRLF
+
+
+def enabled(caps: Iterable[str]) -> bytes:
+    caps = list(caps)
+    return b"* ENABLED" + b"".join(b" " + c.encode("ascii") for c in caps) + CRLF
+
+
+def flags(flag_names: Iterable[str]) -> bytes:
+    return b"* FLAGS " + _flag_list(tuple(flag_names)) + CRLF
+
+
+def exists(n: int) -> bytes:
+    return b"* %d EXISTS\r\n" % n
+
+
+def recent(n: int) -> bytes:
+    return b"* %d RECENT\r\n" % n
+
+
+def expunge(seq: int) -> bytes:
+    return b"* %d EXPUNGE\r\n" % seq
+
+
+def vanished(uids: Iterable[int] | NumSet, earlier: bool = False) -> bytes:
+    s = uids.to_bytes() if isinstance(uids, NumSet) else format_ints(uids)
+    return (b"* VANISHED (EARLIER) " if earlier else b"* VANISHED ") + s + CRLF
+
+
+def search(nums: Iterable[int], modseq: int | None = None) -> bytes:
+    body = _nums(nums)
+    out = b"* SEARCH"
+    if body:
+        out += b" " + body
+        if modseq is not None:
+            out += b" (MODSEQ %d)" % modseq
+    return out + CRLF
+
+
+def sort(nums: Iterable[int], modseq: int | None = None) -> bytes:
+    body = _nums(nums)
+    out = b"* SORT"
+    if body:
+        out += b" " + body
+        if modseq is not None:
+            out += b" (MODSEQ %d)" % modseq
+    return out + CRLF
+
+
+def esearch(
+    tag: bytes | None,
+    uid: bool,
+    *,
+    min: int | None = None,
+    max: int | None = None,
+    all: Iterable[int] | NumSet | None = None,
+    count: int | None = None,
+    modseq: int | None = None,
+) -> bytes:
+    """``* ESEARCH (TAG "t") UID MIN 1 MAX 9 ALL 1:3,9 COUNT 4 MODSEQ 7`` (RFC 4731)."""
+    out = [b"* ESEARCH"]
+    if tag is not None:
+        out.append(b'(TAG "' + tag + b'")')
+    if uid:
+        out.append(b"UID")
+    if min is not None:
+        out.append(b"MIN %d" % min)
+    if max is not None:
+        out.append(b"MAX %d" % max)
+    if all is not None:
+        s = all.to_bytes() if isinstance(all, NumSet) else format_ints(all)
+        if s:
+            out.append(b"ALL " + s)
+    if count is not None:
+        out.append(b"COUNT %d" % count)
+    if modseq is not None:
+        out.append(b"MODSEQ %d" % modseq)
+    return b" ".join(out) + CRLF
+
+
+ThreadNode = tuple  # (msg number or None for a dummy parent, list of child nodes)
+
+
+def _thread_members(node: ThreadNode) -> bytes:
+    parts: list[bytes] = []
+    num, children = node
+    while True:
+        if num is not None:
+            parts.append(b"%d" % num)
+        if len(children) == 1:
+            num, children = children[0]
+            continue
+        if children:
+            parts.append(b"".join(b"(" + _thread_members(c) + b")" for c in children))
+        break
+    return b" ".join(parts)
+
+
+def thread(roots: Iterable[ThreadNode]) -> bytes:
+    """``* THREAD (2)(3 6 (4 23)(44 7 96))`` from ``(num, [children])`` trees (RFC 5256)."""
+    body = b"".join(b"(" + _thread_members(r) + b")" for r in roots)
+    return b"* THREAD" + (b" " + body if body else b"") + CRLF
+
+
+def list_(
+    attributes: Iterable[str],
+    delimiter: str | None,
+    name: str,
+    *,
+    utf8: bool = False,
+    childinfo: Iterable[str] = (),
+    oldname: str | None = None,
+    command: bytes = b"LIST",
+) -> bytes:
+    """``* LIST (\\HasNoChildren) "/" INBOX`` plus RFC 5258 extended items."""
+    delim = NIL if delimiter is None else quoted(delimiter)
+    out = [
+        b"* " + command + b" " + paren(a.encode("ascii") for a in attributes) + b" " + delim + b" " + mailbox(name, utf8)
+    ]
+    ext = []
+    childinfo = tuple(childinfo)
+    if childinfo:
+        ext.append(b'"CHILDINFO" ' + paren(quoted(c) for c in childinfo))
+    if oldname is not None:
+        ext.append(b'"OLDNAME" (' + mailbox(oldname, utf8) + b")")
+    if ext:
+        out.append(paren(ext))
+    return b" ".join(out) + CRLF
+
+
+def lsub(attributes: Iterable[str], delimiter: str | None, name: str, *, utf8: bool = False) -> bytes:
+    return list_(attributes, delimiter, name, utf8=utf8, command=b"LSUB")
+
+
+def status(name: str, items: Iterable[tuple[str, int | str | None]], *, utf8: bool = False) -> bytes:
+    """``* STATUS name (MESSAGES 3 UIDNEXT 9 MAILBOXID (M1) APPENDLIMIT NIL)``."""
+    out = []
+    for key, val in items:
+        if val is None:
+            out.append(key.encode("ascii") + b" NIL")
+        elif isinstance(val, str):
+            out.append(key.encode("ascii") + b" (" + val.encode("ascii") + b")")
+        else:
+            out.append(b"%s %d" % (key.encode("ascii"), val))
+    return b"* STATUS " + mailbox(name, utf8) + b" " + paren(out) + CRLF
+
+
+def _ns(entries: Iterable[tuple[str, str | None]] | None, utf8: bool) -> bytes:
+    if entries is None:
+        return NIL
+    out = []
+    for prefix, delim in entries:
+        name = prefix.encode("utf-8") if utf8 else modutf7.encode(prefix)
+        out.append(b"(" + string(name, utf8) + b" " + (NIL if delim is None else quoted(delim)) + b")")
+    return b"(" + b"".join(out) + b")"
+
+
+def namespace(
+    personal: Iterable[tuple[str, str | None]] | None,
+    other: Iterable[tuple[str, str | None]] | None = None,
+    shared: Iterable[tuple[str, str | None]] | None = None,
+    *,
+    utf8: bool = False,
+) -> bytes:
+    """``* NAMESPACE (("" "/")) NIL NIL``."""
+    return b"* NAMESPACE " + b" ".join(_ns(x, utf8) for x in (personal, other, shared)) + CRLF
+
+
+def id_(params: Iterable[tuple[str, str | None]] | None) -> bytes:
+    if params is None:
+        return b"* ID NIL\r\n"
+    items = []
+    for k, v in params:
+        items.append(string(k))
+        items.append(nstring(v, utf8=True))
+    return b"* ID " + paren(items) + CRLF
+
+
+def quota(root: str, resources: Iterable[tuple[str, int, int]]) -> bytes:
+    """``* QUOTA "" (STORAGE 10 512)`` (RFC 9208; STORAGE in KiB)."""
+    body = paren(b"%s %d %d" % (name.encode("ascii"), usage, limit) for name, usage, limit in resources)
+    return b"* QUOTA " + astring(root) + b" " + body + CRLF
+
+
+def quotaroot(name: str, roots: Iterable[str], *, utf8: bool = False) -> bytes:
+    return b"* QUOTAROOT " + mailbox(name, utf8) + b"".join(b" " + astring(r) for r in roots) + CRLF
+
+
+# ------------------------------------------------------------------- FETCH
+
+
+def fetch(seq: int, items: Sequence[bytes]) -> bytes:
+    """``* seq FETCH (item item ...)`` from items built by the ``fetch_*`` helpers."""
+    return b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n"
+
+
+@lru_cache(maxsize=4096)
+def _flag_list(flag_names: tuple[str, ...]) -> bytes:
+    return b"(" + " ".join(flag_names).encode("utf-8") + b")"
+
+
+def fetch_flags(flag_names: Iterable[str]) -> bytes:
+    t = flag_names if isinstance(flag_names, tuple) else tuple(flag_names)
+    return b"FLAGS " + _flag_list(t)
+
+
+def fetch_uid(uid: int) -> bytes:
+    return b"UID %d" % uid
+
+
+def fetch_modseq(modseq: int) -> bytes:
+    return b"MODSEQ (%d)" % modseq
+
+
+def fetch_size(size: int) -> bytes:
+    return b"RFC822.SIZE %d" % size
+
+
+def fetch_internaldate(dt: datetime) -> bytes:
+    return b"INTERNALDATE " + format_datetime(dt)
+
+
+def fetch_savedate(dt: datetime | None) -> bytes:
+    return b"SAVEDATE " + (NIL if dt is None else format_datetime(dt))
+
+
+def fetch_envelope(wire: bytes) -> bytes:
+    """``ENVELOPE (...)`` from the store's prepared envelope bytes."""
+    return b"ENVELOPE " + wire
+
+
+def fetch_bodystructure(wire: bytes, extensible: bool = True) -> bytes:
+    """``BODYSTRUCTURE (...)``, or ``BODY (...)`` (non-extensible form) when not ``extensible``."""
+    return (b"BODYSTRUCTURE " if extensible else b"BODY ") + wire
+
+
+def fetch_emailid(object_id: str) -> bytes:
+    return b"EMAILID (" + object_id.encode("ascii") + b")"
+
+
+def fetch_threadid(object_id: str | None) -> bytes:
+    return b"THREADID NIL" if object_id is None else b"THREADID (" + object_id.encode("ascii") + b")"
+
+
+def fetch_preview(text: str | None) -> bytes:
+    return b"PREVIEW " + nstring(text, utf8=True)
+
+
+def fetch_rfc822(name: str, data: bytes | None) -> bytes:
+    """``RFC822`` / ``RFC822.HEADER`` / ``RFC822.TEXT`` with a literal."""
+    return name.encode("ascii") + b" " + (NIL if data is None else literal(data))
+
+
+def fetch_binary_size(part: tuple[int, ...], size: int) -> bytes:
+    return b"BINARY.SIZE[" + b".".join(b"%d" % p for p in part) + b"] %d" % size
+
+
+def section_spec(section: Section) -> bytes:
+    """The text between the brackets: ``1.2.HEADER.FIELDS (From To)``."""
+    out = b".".join(b"%d" % p for p in section.part)
+    if section.text is not None:
+        out = (out + b"." if out else b"") + section.text.encode("ascii")
+        if section.fields:
+            out += b" " + paren(astring(f) for f in section.fields)
+    return out
+
+
+def fetch_section(att: FetchBody, data: bytes | None, *, apply_partial: bool = True) -> bytes:
+    """``BODY[1]<0> {n}\\r\\n...`` / ``BINARY[1] ~{n}\\r\\n...`` for a BODY/BINARY request.
+
+    ``data`` is the whole section; with ``apply_partial`` the ``<o.n>`` window
+    is cut here (an origin past the end gives an empty string).  BINARY data
+    holding NUL goes out as literal8.  ``None`` gives NIL.
+    """
+    label = (b"BINARY[" if att.binary else b"BODY[") + section_spec(att.section) + b"]"
+    if att.partial is not None:
+        origin, length = att.partial
+        label += b"<%d>" % origin
+        if apply_partial and data is not None:
+            data = data[origin : origin + length]
+    if data is None:
+        return label + b" NIL"
+    return label + b" " + literal(data, binary=att.binary and b"\x00" in data)

@@ -1,0 +1,323 @@
+"""IMAP service: listeners, TLS, STARTTLS, COMPRESS, the read loop, IDLE.
+
+Thin Trio glue around the sans-IO receiver/parser (proto/imap) and the
+session (imap_session.py).  One task per connection reads, frames, parses,
+lets the session handle the command and sends what it produced.  IDLE races a
+DONE line from the client against change notifications from the bus; nothing
+polls.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import zlib
+
+import trio
+
+from ..proto.imap import commands as imap_commands
+from ..proto.imap import events as ev
+from ..proto.imap import frames
+from ..proto.imap.errors import CommandError
+from ..proto.imap.receiver import Receiver
+from .app import ServerContext, bound_addresses, open_listeners, serve_connections
+from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No
+from .tls import server_context
+
+log = logging.getLogger("mailaccess.imap")
+
+RECV = 65536
+
+
+class DeflateStream(trio.abc.Stream):
+    """COMPRESS=DEFLATE (RFC 4978): raw deflate both ways over another stream."""
+
+    def __init__(self, inner: trio.abc.Stream):
+        self.inner = inner
+        self._c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self._d = zlib.decompressobj(-15)
+
+    async def send_all(self, data) -> None:
+        out = self._c.compress(bytes(data)) + self._c.flush(zlib.Z_SYNC_FLUSH)
+        await self.inner.send_all(out)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes=None) -> bytes:
+        while True:
+            if self._d.unconsumed_tail:
+                data = self._d.decompress(self._d.unconsumed_tail, RECV)
+            else:
+                raw = await self.inner.receive_some(RECV)
+                if not raw:
+                    return b""
+                data = self._d.decompress(raw, RECV)
+            if data:
+                return data
+
+    def feed(self, compressed: bytes) -> bytes:
+        return self._d.decompress(compressed)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class ImapConnection:
+    def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, *, secure: bool,
+                 loopback: bool):
+        self.ctx = ctx
+        self.stream = stream
+        cfg = ctx.cfg.imap
+        self.receiver = Receiver(max_line=cfg.max_line, max_literal=cfg.max_literal)
+        self.session = ImapSession(ctx, secure=secure, loopback=loopback)
+        self.idle_timeout = cfg.idle_timeout
+
+    async def send(self, data: bytes) -> None:
+        if data:
+            await self.stream.send_all(data)
+
+    async def flush(self) -> None:
+        await self.send(self.session.take_output())
+
+    async def next_event(self):
+        """The next receiver event, reading from the peer as needed."""
+        while True:
+            e = self.receiver.next_event()
+            if e is not frames.NEED_DATA:
+                return e
+            with trio.move_on_after(self.idle_timeout) as scope:
+                data = await self.stream.receive_some(RECV)
+            if scope.cancelled_caught:
+                await self.send(b"* BYE idle for too long, closing\r\n")
+                return frames.CONNECTION_CLOSED
+            self.receiver.receive_data(data)
+
+    async def run(self) -> None:
+        s = self.session
+        await self.send(s.greeting())
+        try:
+            while s.state != LOGOUT:
+                e = await self.next_event()
+                if e is frames.CONNECTION_CLOSED:
+                    return
+                if isinstance(e, frames.ContinuationRequest):
+                    await self.send(b"+ Ready for literal data\r\n")
+                    continue
+                if isinstance(e, frames.FrameError):
+                    await self.frame_error(e)
+                    if e.fatal:
+                        return
+                    continue
+                if isinstance(e, frames.RawLine):
+                    await self.send(b"* BAD unexpected line\r\n")
+                    continue
+                await self.command(e)
+        finally:
+            self.session.close_subscription()
+            self.release_slot()
+
+    async def frame_error(self, e: frames.FrameError) -> None:
+        code = f"[{e.code}] " if e.code else ""
+        if e.fatal:
+            await self.send(f"* BYE {e.message}\r\n".encode())
+        elif e.tag is None:
+            await self.send(f"* BAD {code}{e.message}\r\n".encode())
+        else:
+            await self.send(e.tag + f" {e.response} {code}{e.message}\r\n".encode())
+
+    async def command(self, frame: frames.CommandFrame) -> None:
+        s = self.session
+        try:
+            cmd = imap_commands.parse_command(frame, utf8=s.utf8)
+        except CommandError as exc:
+            code = f"[{exc.code}] " if exc.code else ""
+            tag = exc.tag or b"*"
+            await self.send(tag + f" BAD {code}{exc.message}\r\n".encode())
+            return
+        if isinstance(cmd, ev.Authenticate):
+            await self.authenticate(cmd)
+        elif isinstance(cmd, ev.Idle):
+            if s.state not in ("AUTHENTICATED", SELECTED):
+                await self.send(cmd.tag + b" BAD log in first\r\n")
+                return
+            await self.idle(cmd)
+        else:
+            was = s.state
+            await s.handle(cmd)
+            if s.state in ("AUTHENTICATED", SELECTED) and was == "NOT_AUTHENTICATED":
+                if not self.take_slot():
+                    s.out.clear()
+                    s.close_subscription()
+                    await self.send(cmd.tag + b" NO [LIMIT] too many sessions for this user\r\n")
+                    s.state = "NOT_AUTHENTICATED"
+                    s.user = s.acc = None
+                    return
+            await self.flush()
+            if s.starttls_requested:
+                s.starttls_requested = False
+                await self.start_tls()
+            if s.compress_requested and not isinstance(self.stream, DeflateStream):
+                leftover = self.receiver.discard_buffered()
+                self.stream = DeflateStream(self.stream)
+                if leftover:
+                    self.receiver.receive_data(self.stream.feed(leftover))
+
+    # --- per-user session limit ---------------------------------------------------------------
+
+    _slot_user = None
+
+    def take_slot(self) -> bool:
+        counts = self.ctx.__dict__.setdefault("imap_sessions", {})
+        user = self.session.acc
+        if counts.get(user, 0) >= self.ctx.cfg.imap.max_sessions_per_user:
+            return False
+        counts[user] = counts.get(user, 0) + 1
+        self._slot_user = user
+        return True
+
+    def release_slot(self) -> None:
+        if self._slot_user is not None:
+            counts = self.ctx.__dict__.setdefault("imap_sessions", {})
+            counts[self._slot_user] -= 1
+            self._slot_user = None
+
+    # --- STARTTLS --------------------------------------------------------------------------------
+
+    async def start_tls(self) -> None:
+        # RFC 9051 6.2.1: discard anything pipelined after STARTTLS
+        self.receiver.discard_buffered()
+        ssl_ctx = server_context(self.ctx.tls_cert, self.ctx.tls_key)
+        tls = trio.SSLStream(self.stream, ssl_ctx, server_side=True)
+        await tls.do_handshake()
+        self.stream = tls
+        self.session.secure = True
+
+    # --- AUTHENTICATE (SASL) ------------------------------------------------------------------
+
+    async def read_sasl_line(self) -> bytes | None:
+        self.receiver.line_mode = True
+        try:
+            e = await self.next_event()
+        finally:
+            self.receiver.line_mode = False
+        if not isinstance(e, frames.RawLine):
+            return None
+        return e.line
+
+    async def authenticate(self, cmd: ev.Authenticate) -> None:
+        s = self.session
+        if s.state != "NOT_AUTHENTICATED":
+            await self.send(cmd.tag + b" BAD already authenticated\r\n")
+            return
+        mech = cmd.mechanism
+        if mech not in ("PLAIN", "LOGIN"):
+            await self.send(cmd.tag + b" NO unsupported authentication mechanism\r\n")
+            return
+        if not s.login_allowed():
+            await self.send(cmd.tag + b" NO [PRIVACYREQUIRED] use STARTTLS or port 993 first\r\n")
+            return
+        prompts = [b""] if mech == "PLAIN" else [b"Username:", b"Password:"]
+        responses = []
+        if cmd.initial_response is not None:
+            responses.append(cmd.initial_response)
+        while len(responses) < len(prompts):
+            await self.send(b"+ " + base64.b64encode(prompts[len(responses)]) + b"\r\n")
+            line = await self.read_sasl_line()
+            if line is None:
+                return
+            if line.strip() == b"*":
+                await self.send(cmd.tag + b" BAD authentication cancelled\r\n")
+                return
+            try:
+                responses.append(base64.b64decode(line.strip(), validate=True))
+            except ValueError:
+                await self.send(cmd.tag + b" BAD invalid base64\r\n")
+                return
+        try:
+            await s.sasl_finish(cmd.tag, mech, responses)
+        except Bad as exc:
+            s.tagged(cmd.tag, "BAD", exc.text, exc.code)
+        except No as exc:
+            s.tagged(cmd.tag, "NO", exc.text, exc.code)
+        if s.state != "NOT_AUTHENTICATED" and not self.take_slot():
+            s.out.clear()
+            s.close_subscription()
+            s.state = "NOT_AUTHENTICATED"
+            s.user = s.acc = None
+            await self.send(cmd.tag + b" NO [LIMIT] too many sessions for this user\r\n")
+            return
+        await self.flush()
+
+    # --- IDLE (RFC 2177) -------------------------------------------------------------------------
+
+    async def idle(self, cmd: ev.Idle) -> None:
+        s = self.session
+        sub = s.subscription
+        await s.refresh(allow_expunge=True)
+        await self.flush()
+        await self.send(b"+ idling\r\n")
+        done = None
+
+        async def watch(cancel_scope):
+            while True:
+                await sub.wait()
+                await s.refresh(allow_expunge=True)
+                await self.flush()
+
+        async with trio.open_nursery() as n:
+            if sub is not None and s.state == SELECTED:
+                n.start_soon(watch, n.cancel_scope)
+            self.receiver.line_mode = True
+            try:
+                while True:
+                    e = await self.next_event()
+                    if isinstance(e, frames.RawLine):
+                        done = e.line.strip().upper() == b"DONE"
+                        break
+                    if e is frames.CONNECTION_CLOSED or isinstance(e, frames.FrameError):
+                        done = None
+                        break
+            finally:
+                self.receiver.line_mode = False
+                n.cancel_scope.cancel()
+        if done is None:
+            s.state = LOGOUT
+            return
+        if not done:
+            await self.send(cmd.tag + b" BAD expected DONE\r\n")
+            return
+        await self.send(cmd.tag + b" OK IDLE terminated\r\n")
+
+
+def _is_loopback(stream) -> bool:
+    try:
+        sock = stream.socket if hasattr(stream, "socket") else stream.transport_stream.socket
+        host = sock.getpeername()[0]
+    except (AttributeError, OSError):
+        return False
+    return host.startswith("127.") or host == "::1" or host.startswith("::ffff:127.")
+
+
+async def serve(ctx: ServerContext, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    cfg = ctx.cfg.imap
+    plain = await open_listeners(cfg.listen) if cfg.listen.enabled else []
+    tls = await open_listeners(cfg.listen_tls) if cfg.listen_tls.enabled else []
+    ssl_ctx = server_context(ctx.tls_cert, ctx.tls_key)
+
+    async def plain_handler(stream):
+        await ImapConnection(ctx, stream, secure=False, loopback=_is_loopback(stream)).run()
+
+    async def tls_handler(stream):
+        loop = _is_loopback(stream)
+        tstream = trio.SSLStream(stream, ssl_ctx, server_side=True)
+        with trio.fail_after(30):
+            await tstream.do_handshake()
+        await ImapConnection(ctx, tstream, secure=True, loopback=loop).run()
+
+    ctx.bound["imaps"] = bound_addresses(tls)
+    task_status.started(bound_addresses(plain))
+    async with trio.open_nursery() as n:
+        if plain:
+            n.start_soon(serve_connections, "imap", plain, plain_handler)
+        if tls:
+            n.start_soon(serve_connections, "imaps", tls, tls_handler)

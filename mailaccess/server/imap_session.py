@@ -1,0 +1,1237 @@
+"""IMAP session semantics: typed commands (proto/imap) applied to the store.
+
+One ImapSession per connection.  ``handle(cmd)`` runs one command and queues
+response bytes in ``self.out``; the service (server/imap.py) sends them and
+owns sockets, TLS, literals' continuations, IDLE waiting and SASL exchanges.
+Nothing here reads or writes a socket.
+
+Untagged updates (EXISTS, EXPUNGE/VANISHED, FETCH FLAGS) come from
+``refresh``, which compares the session's view (views/imap_selected.py) with
+the store after each command, at the points RFC 9051 7.5.1 allows.
+"""
+from __future__ import annotations
+
+import base64
+import calendar
+import logging
+import re
+import time
+from datetime import date, datetime, timedelta, timezone
+
+import trio
+
+from .. import accounts, ids, ingest, storeio
+from ..mime import index as mindex
+from ..proto.imap import events as ev
+from ..proto.imap.dates import format_datetime
+from ..proto.imap.numset import NumSet, format_ints
+from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
+                     StoreFullError, ops)
+from ..store.records import EmailRecord, Mailbox
+from ..views.imap_selected import SelectedMailbox
+from .imap_fmt import (ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, astring, flag_of, flags_list,
+                       keyword_of, literal, mailbox_name, nstring, quoted)
+
+log = logging.getLogger("mailaccess.imap")
+
+NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = "NOT_AUTHENTICATED", "AUTHENTICATED", \
+    "SELECTED", "LOGOUT"
+
+SEP = "/"
+PERMANENT_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
+FLAGS_RESPONSE = b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
+
+# Commands whose responses may not carry EXPUNGE (RFC 9051 7.5.1; the UID
+# forms are exempt in RFC 3501 but we keep it simple and safe for both).
+NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH"}
+BIG_FETCH = 300    # above this many messages FETCH builds off the event loop
+
+
+class No(Exception):
+    """Answer the command NO [code] text."""
+
+    def __init__(self, text: str, code: str | None = None):
+        super().__init__(text)
+        self.text = text
+        self.code = code
+
+
+class Bad(No):
+    """Answer the command BAD [code] text."""
+
+
+def _path(name: str) -> list[str]:
+    parts = name.split(SEP)
+    if parts and parts[0].upper() == "INBOX":
+        parts[0] = "INBOX"
+    return parts
+
+
+def _epoch_day(d: date) -> int:
+    return calendar.timegm(d.timetuple())
+
+
+class ImapSession:
+    def __init__(self, ctx, *, secure: bool, loopback: bool):
+        self.ctx = ctx
+        self.cfg = ctx.cfg.imap
+        self.store = ctx.store
+        self.secure = secure
+        self.loopback = loopback
+        self.state = NOT_AUTHENTICATED
+        self.user: str | None = None
+        self.acc: int | None = None
+        self.sel: SelectedMailbox | None = None
+        self.enabled: set[str] = set()
+        self.condstore = False            # CONDSTORE active in this session
+        self.out: list[bytes] = []
+        self.compress_requested = False
+        self.starttls_requested = False
+        self.subscription = None
+
+    # --- capabilities -----------------------------------------------------------------
+
+    def capabilities(self) -> list[str]:
+        caps = ["IMAP4rev1", "IMAP4rev2"]
+        if self.state == NOT_AUTHENTICATED:
+            if not self.secure and self.ctx.tls_cert:
+                caps.append("STARTTLS")
+            if self.login_allowed():
+                caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+            else:
+                caps.append("LOGINDISABLED")
+            caps += ["SASL-IR", "ID", "ENABLE", "LITERAL+"]
+            return caps
+        caps += [
+            "LITERAL+", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE",
+            "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
+            "STATUS=SIZE", "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "WITHIN",
+            "OBJECTID", "MULTIAPPEND", "BINARY", f"APPENDLIMIT={self.cfg.max_literal}",
+            "SAVEDATE", "PREVIEW", "UNAUTHENTICATE", "SORT", "SORT=DISPLAY", "ESORT",
+            "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
+            "QUOTA=RES-MESSAGE",
+        ]
+        return caps
+
+    def login_allowed(self) -> bool:
+        return self.secure or (self.loopback and self.cfg.plaintext_login_on_loopback_only) \
+            or not self.cfg.plaintext_login_on_loopback_only
+
+    def capability_code(self) -> str:
+        return "CAPABILITY " + " ".join(self.capabilities())
+
+    def greeting(self) -> bytes:
+        return (f"* OK [{self.capability_code()}] mailaccess IMAP ready\r\n").encode()
+
+    @property
+    def utf8(self) -> bool:
+        return "UTF8=ACCEPT" in self.enabled or "IMAP4REV2" in self.enabled
+
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    # --- output -----------------------------------------------------------------------------
+
+    def untagged(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.out.append(b"* " + data + b"\r\n")
+
+    def tagged(self, tag: bytes, status: str, text: str, code: str | None = None) -> None:
+        c = f"[{code}] " if code else ""
+        self.out.append(tag + f" {status} {c}{text}\r\n".encode("utf-8"))
+
+    def take_output(self) -> bytes:
+        data = b"".join(self.out)
+        self.out.clear()
+        return data
+
+    # --- dispatch ------------------------------------------------------------------------------
+
+    ALLOWED = {
+        NOT_AUTHENTICATED: {"CAPABILITY", "NOOP", "LOGOUT", "ID", "STARTTLS", "AUTHENTICATE",
+                            "LOGIN", "ENABLE"},
+        AUTHENTICATED: {"CAPABILITY", "NOOP", "LOGOUT", "ID", "ENABLE", "SELECT", "CREATE",
+                        "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB",
+                        "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT",
+                        "SETQUOTA", "UNAUTHENTICATE", "COMPRESS"},
+    }
+    ALLOWED[SELECTED] = ALLOWED[AUTHENTICATED] | {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE",
+                                                  "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
+                                                  "SORT", "THREAD"}
+
+    async def handle(self, cmd: ev.Command) -> None:
+        name = cmd.NAME
+        if name not in self.ALLOWED.get(self.state, ()):
+            if self.state == NOT_AUTHENTICATED:
+                self.tagged(cmd.tag, "BAD", f"{name} needs you to log in first")
+            elif name in ("STARTTLS", "LOGIN", "AUTHENTICATE"):
+                self.tagged(cmd.tag, "BAD", "already authenticated")
+            else:
+                self.tagged(cmd.tag, "BAD", f"{name} needs a selected mailbox")
+            return
+        method = getattr(self, "do_" + name.lower())
+        try:
+            await method(cmd)
+        except Bad as exc:
+            self.tagged(cmd.tag, "BAD", exc.text, exc.code)
+        except No as exc:
+            self.tagged(cmd.tag, "NO", exc.text, exc.code)
+        except OverQuota as exc:
+            self.tagged(cmd.tag, "NO", str(exc), "OVERQUOTA")
+        except StoreFullError as exc:
+            self.tagged(cmd.tag, "NO", str(exc), "SERVERBUG")
+        except AlreadyExists as exc:
+            self.tagged(cmd.tag, "NO", str(exc), "ALREADYEXISTS")
+        except NotFound as exc:
+            self.tagged(cmd.tag, "NO", str(exc), "NONEXISTENT")
+        except (Conflict, InvalidName) as exc:
+            self.tagged(cmd.tag, "NO", str(exc), "CANNOT")
+        except StoreError as exc:
+            self.tagged(cmd.tag, "NO", str(exc))
+
+    # --- any state ---------------------------------------------------------------------------
+
+    async def do_capability(self, cmd):
+        self.untagged("CAPABILITY " + " ".join(self.capabilities()))
+        self.tagged(cmd.tag, "OK", "CAPABILITY completed")
+
+    async def do_noop(self, cmd):
+        await self.refresh(allow_expunge=True)
+        self.tagged(cmd.tag, "OK", "NOOP completed")
+
+    async def do_check(self, cmd):
+        await self.do_noop(cmd)
+
+    async def do_logout(self, cmd):
+        self.untagged("BYE mailaccess logging out")
+        self.state = LOGOUT
+        self.tagged(cmd.tag, "OK", "LOGOUT completed")
+
+    async def do_id(self, cmd):
+        from .. import __version__
+        self.untagged(f'ID ("name" "mailaccess" "version" "{__version__}")')
+        self.tagged(cmd.tag, "OK", "ID completed")
+
+    async def do_enable(self, cmd):
+        if self.state == NOT_AUTHENTICATED:
+            raise Bad("ENABLE needs you to log in first")
+        known = {"CONDSTORE", "QRESYNC", "IMAP4REV2", "UTF8=ACCEPT"}
+        newly = []
+        for c in cmd.capabilities:
+            if c in known and c not in self.enabled:
+                if c == "UTF8=ACCEPT":
+                    continue  # not advertised: the RFC 6858 downgrade is not done yet
+                self.enabled.add(c)
+                newly.append(c)
+                if c == "QRESYNC":
+                    self.condstore = True
+                if c == "CONDSTORE":
+                    self.condstore = True
+        self.untagged("ENABLED" + "".join(" " + c for c in newly))
+        self.tagged(cmd.tag, "OK", "ENABLE completed")
+
+    async def do_starttls(self, cmd):
+        if self.secure or not self.ctx.tls_cert:
+            raise Bad("TLS is already active" if self.secure else "STARTTLS is not available")
+        self.tagged(cmd.tag, "OK", "Begin TLS negotiation now")
+        self.starttls_requested = True
+
+    async def do_compress(self, cmd):
+        if self.compress_requested:
+            raise No("compression is already active", "COMPRESSIONACTIVE")
+        if cmd.mechanism != "DEFLATE":
+            raise Bad("only DEFLATE is supported")
+        self.tagged(cmd.tag, "OK", "DEFLATE active")
+        self.compress_requested = True
+
+    # --- authentication ---------------------------------------------------------------------
+
+    async def do_login(self, cmd):
+        if not self.login_allowed():
+            raise No("plaintext login is disabled on unencrypted connections; use STARTTLS "
+                     "or port 993", "PRIVACYREQUIRED")
+        await self.login(cmd.tag, cmd.username, cmd.password)
+
+    async def login(self, tag: bytes, user: str, password: str, authz: str = "") -> None:
+        if authz and authz != user:
+            await trio.sleep(self.cfg.login_failure_delay)
+            raise No("cannot act as another user", "AUTHORIZATIONFAILED")
+        acc = await trio.to_thread.run_sync(accounts.authenticate, self.store, user, password)
+        if acc is None:
+            log.info("failed login for %r", user)
+            await trio.sleep(self.cfg.login_failure_delay)
+            raise No("wrong user name or password", "AUTHENTICATIONFAILED")
+        self.user, self.acc = user, acc
+        self.state = AUTHENTICATED
+        self.subscription = self.ctx.bus.subscribe(acc)
+        log.info("user %s logged in", user)
+        self.tagged(tag, "OK", "logged in", self.capability_code())
+
+    async def do_authenticate(self, cmd):
+        # the SASL exchange itself runs in the service (it needs more lines);
+        # it calls sasl_finish with the decoded credentials.
+        raise Bad("AUTHENTICATE is handled by the service")
+
+    async def sasl_finish(self, tag: bytes, mech: str, responses: list[bytes]) -> None:
+        if not self.login_allowed():
+            raise No("plaintext authentication is disabled here; use STARTTLS",
+                     "PRIVACYREQUIRED")
+        if mech == "PLAIN":
+            parts = responses[0].split(b"\0")
+            if len(parts) != 3:
+                raise Bad("malformed PLAIN response")
+            authz, user, pw = (p.decode("utf-8", "replace") for p in parts)
+            await self.login(tag, user, pw, authz)
+        elif mech == "LOGIN":
+            user, pw = (r.decode("utf-8", "replace") for r in responses[:2])
+            await self.login(tag, user, pw)
+        else:
+            raise No("unsupported mechanism")
+
+    async def do_unauthenticate(self, cmd):
+        self.sel = None
+        self.close_subscription()
+        self.user = self.acc = None
+        self.enabled.clear()
+        self.condstore = False
+        self.state = NOT_AUTHENTICATED
+        self.tagged(cmd.tag, "OK", "UNAUTHENTICATE completed")
+
+    def close_subscription(self) -> None:
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
+
+    # --- mailbox resolution ----------------------------------------------------------------
+
+    def find_mailbox(self, v, name: str) -> Mailbox | None:
+        return v.mailbox_by_path(self.acc, _path(name))
+
+    def require_mailbox(self, v, name: str, trycreate: bool = False) -> Mailbox:
+        m = self.find_mailbox(v, name)
+        if m is None:
+            raise No(f"no mailbox {name}", "TRYCREATE" if trycreate else "NONEXISTENT")
+        return m
+
+    def full_name(self, v, mbx: int) -> str:
+        return SEP.join(v.mailbox_path(self.acc, mbx))
+
+    # --- mailbox commands -------------------------------------------------------------------
+
+    async def do_select(self, cmd):
+        self.sel = None
+        if self.state == SELECTED:
+            self.state = AUTHENTICATED
+            if self.qresync:
+                self.untagged("OK [CLOSED] previous mailbox closed")
+        if cmd.condstore or cmd.qresync:
+            if cmd.qresync and not self.qresync:
+                raise Bad("QRESYNC needs ENABLE QRESYNC first")
+            self.condstore = True
+        with self.store.view() as v:
+            m = self.require_mailbox(v, cmd.mailbox)
+            pairs = v.uids(self.acc, m.id)
+            deleted = 0
+        sel = SelectedMailbox(self.acc, m.id, m.uidvalidity, cmd.readonly, pairs, m.highest_ms,
+                              m.uidnext)
+        self.out.append(FLAGS_RESPONSE)
+        self.untagged(f"{sel.exists} EXISTS")
+        if not self.rev2:
+            self.untagged("0 RECENT")
+        self.untagged(f"OK [UIDVALIDITY {m.uidvalidity}] UIDs valid")
+        self.untagged(f"OK [UIDNEXT {m.uidnext}] predicted next UID")
+        if cmd.readonly:
+            self.untagged("OK [PERMANENTFLAGS ()] read-only")
+        else:
+            self.out.append(b"* OK [PERMANENTFLAGS " + PERMANENT_FLAGS + b"] flags permitted\r\n")
+        self.untagged(f"OK [HIGHESTMODSEQ {m.highest_ms}] highest modseq")
+        self.untagged(f"OK [MAILBOXID ({ids.mailbox_id(m.id)})] mailbox id")
+        if not self.rev2 and m.unseen:
+            first = await storeio.read(self.store, _first_unseen, self.acc, pairs)
+            if first:
+                self.untagged(f"OK [UNSEEN {first}] first unseen")
+        self.sel = sel
+        self.state = SELECTED
+        if cmd.qresync is not None:
+            await self.qresync_select(cmd.qresync)
+        self.tagged(cmd.tag, "OK", "EXAMINE completed" if cmd.readonly else "SELECT completed",
+                    "READ-ONLY" if cmd.readonly else "READ-WRITE")
+
+    async def qresync_select(self, q: ev.QResync) -> None:
+        """RFC 7162 3.2.5.1: report what changed since the client's modseq."""
+        sel = self.sel
+        if q.uidvalidity != sel.uidvalidity:
+            return
+        with self.store.view() as v:
+            gone = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, q.modseq)]
+            changed = [u for _ms, u in v.changed_since(self.acc, sel.mbx, q.modseq)]
+        known = None
+        if q.known_uids is not None:
+            known = set(q.known_uids.iter(max(gone + [sel.max_uid(), 1])))
+        if known is not None:
+            gone = [u for u in gone if u in known]
+        gone = sorted(set(gone) - set(sel.uids))
+        if gone:
+            self.untagged(b"VANISHED (EARLIER) " + format_ints(gone))
+        changed = sorted(u for u in set(changed) if u in sel.eid)
+        if changed:
+            await self.send_fetch(changed, [ev.FetchItem("FLAGS"), ev.FetchItem("UID"),
+                                            ev.FetchItem("MODSEQ")], uid_cmd=True)
+
+    do_examine = do_select
+
+    async def do_create(self, cmd):
+        name = cmd.mailbox.rstrip(SEP)
+        if not name:
+            raise Bad("empty mailbox name")
+        path = _path(name)
+        if path[0] == "INBOX" and len(path) == 1:
+            raise No("INBOX always exists", "ALREADYEXISTS")
+        if any(not p for p in path):
+            raise No("empty level in the mailbox name", "CANNOT")
+        role = None
+        if cmd.special_use:
+            if len(cmd.special_use) > 1:
+                raise No("one special use per mailbox", "USEATTR")
+            role = SPECIAL_USE_TO_ROLE.get(cmd.special_use[0].lower())
+            if role is None:
+                raise No(f"unsupported special use {cmd.special_use[0]}", "USEATTR")
+        try:
+            mbx = await storeio.write(self.store, ops.create_mailbox_path, self.acc, path,
+                                      role=role)
+        except AlreadyExists as exc:
+            if role and "role" in str(exc):
+                raise No(str(exc), "USEATTR") from None
+            raise
+        self.tagged(cmd.tag, "OK", "CREATE completed", f"MAILBOXID ({ids.mailbox_id(mbx)})")
+
+    async def do_delete(self, cmd):
+        with self.store.view() as v:
+            m = self.require_mailbox(v, cmd.mailbox)
+            if v.children(self.acc, m.id):
+                # RFC 9051 6.3.4: a mailbox with inferiors cannot be deleted here
+                raise No("the mailbox has child mailboxes; delete them first", "INUSE")
+        if m.role == "inbox":
+            raise No("INBOX cannot be deleted", "CANNOT")
+        await storeio.write(self.store, ops.delete_mailbox, self.acc, m.id)
+        if self.sel is not None and self.sel.mbx == m.id:
+            self.sel = None
+            self.state = AUTHENTICATED
+        self.tagged(cmd.tag, "OK", "DELETE completed")
+
+    async def do_rename(self, cmd):
+        new_path = _path(cmd.new_name.rstrip(SEP))
+        if any(not p for p in new_path):
+            raise No("empty level in the new name", "CANNOT")
+        with self.store.view() as v:
+            m = self.require_mailbox(v, cmd.mailbox)
+            if self.find_mailbox(v, cmd.new_name) is not None:
+                raise No("the new name exists already", "ALREADYEXISTS")
+        if new_path == ["INBOX"]:
+            raise No("cannot rename to INBOX", "ALREADYEXISTS")
+
+        def rename(tx, acc):
+            parent = 0
+            for part in new_path[:-1]:  # create missing superiors (RFC 9051 6.3.6)
+                nxt = tx.child_id(acc, parent, part)
+                parent = nxt if nxt is not None else ops.create_mailbox(tx, acc, parent, part)
+            if m.role == "inbox":
+                return ops.rename_inbox(tx, acc, parent, new_path[-1])
+            return ops.rename_mailbox(tx, acc, m.id, parent, new_path[-1])
+
+        await storeio.write(self.store, rename, self.acc)
+        self.tagged(cmd.tag, "OK", "RENAME completed")
+
+    async def do_subscribe(self, cmd):
+        with self.store.view() as v:
+            m = self.require_mailbox(v, cmd.mailbox)
+        await storeio.write(self.store, ops.update_mailbox, self.acc, m.id, subscribed=True)
+        self.tagged(cmd.tag, "OK", "SUBSCRIBE completed")
+
+    async def do_unsubscribe(self, cmd):
+        with self.store.view() as v:
+            m = self.require_mailbox(v, cmd.mailbox)
+        await storeio.write(self.store, ops.update_mailbox, self.acc, m.id, subscribed=False)
+        self.tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
+
+    async def do_namespace(self, cmd):
+        self.untagged('NAMESPACE (("" "/")) NIL NIL')
+        self.tagged(cmd.tag, "OK", "NAMESPACE completed")
+
+    async def do_list(self, cmd):
+        await self.list_mailboxes(cmd.tag, cmd.reference, cmd.patterns, cmd.selection,
+                                  cmd.returns, cmd.return_status, cmd.extended, "LIST")
+
+    async def do_lsub(self, cmd):
+        await self.list_mailboxes(cmd.tag, cmd.reference, (cmd.pattern,),
+                                  frozenset({"SUBSCRIBED"}), frozenset(), None, False, "LSUB")
+
+    async def list_mailboxes(self, tag, reference, patterns, selection, returns, return_status,
+                             extended, verb):
+        if verb == "LIST" and len(patterns) == 1 and patterns[0] == "" and not selection:
+            # RFC 9051 6.3.9: the hierarchy delimiter and root
+            self.untagged('LIST (\\Noselect) "/" ""')
+            self.tagged(tag, "OK", "LIST completed")
+            return
+        with self.store.view() as v:
+            boxes = v.mailboxes(self.acc)
+            by_id = {m.id: m for m in boxes}
+            names = {}
+            for m in boxes:
+                parts, p, seen = [], m, set()
+                while p is not None and p.id not in seen:
+                    seen.add(p.id)
+                    parts.append(p.name)
+                    p = by_id.get(p.parent)
+                names[m.id] = SEP.join(reversed(parts))
+        children = {}
+        for m in boxes:
+            children.setdefault(m.parent, []).append(m.id)
+        regexes = [_pattern_regex(reference, p) for p in patterns]
+        subscribed_only = "SUBSCRIBED" in selection
+        special_only = "SPECIAL-USE" in selection
+        recursive = "RECURSIVEMATCH" in selection
+        lines = []
+        matched = set()
+        for m in sorted(boxes, key=lambda b: (names[b.id] != "INBOX", names[b.id])):
+            name = names[m.id]
+            if not any(r.match(name) for r in regexes):
+                # RECURSIVEMATCH / LSUB: a parent whose subscribed child matches
+                if (recursive or verb == "LSUB") and subscribed_only:
+                    pass
+                continue
+            if subscribed_only and not m.subscribed:
+                if recursive and _has_subscribed_descendant(m.id, children, by_id):
+                    lines.append((m, name, ["CHILDINFO"]))
+                continue
+            if special_only and not m.role or (special_only and m.role == "inbox"):
+                continue
+            lines.append((m, name, []))
+            matched.add(m.id)
+        for m, name, extra in lines:
+            attrs = []
+            if children.get(m.id):
+                attrs.append("\\HasChildren")
+            else:
+                attrs.append("\\HasNoChildren")
+            if verb == "LIST":
+                want_su = "SPECIAL-USE" in returns or not extended or special_only
+                if want_su and m.role in ROLE_TO_SPECIAL_USE:
+                    attrs.append(ROLE_TO_SPECIAL_USE[m.role])
+                if (subscribed_only or "SUBSCRIBED" in returns) and m.subscribed:
+                    attrs.append("\\Subscribed")
+            elif not m.subscribed:
+                attrs.append("\\Noselect")
+            line = (f"{verb} (" + " ".join(attrs) + ') "/" ').encode() + \
+                mailbox_name(name, self.utf8)
+            if extra == ["CHILDINFO"]:
+                line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+            self.untagged(line)
+            if return_status is not None and not extra:
+                with self.store.view() as v:
+                    await self.status_line(v, m, name, return_status)
+        self.tagged(tag, "OK", f"{verb} completed")
+
+    async def do_status(self, cmd):
+        with self.store.view() as v:
+            m = self.require_mailbox(v, cmd.mailbox)
+            await self.status_line(v, m, cmd.mailbox, cmd.items)
+        self.tagged(cmd.tag, "OK", "STATUS completed")
+
+    async def status_line(self, v, m: Mailbox, name: str, items) -> None:
+        vals = []
+        deleted = None
+        for item in items:
+            if item == "MESSAGES":
+                vals.append(f"MESSAGES {m.total}")
+            elif item == "UIDNEXT":
+                vals.append(f"UIDNEXT {m.uidnext}")
+            elif item == "UIDVALIDITY":
+                vals.append(f"UIDVALIDITY {m.uidvalidity}")
+            elif item == "UNSEEN":
+                vals.append(f"UNSEEN {m.unseen}")
+            elif item == "RECENT":
+                vals.append("RECENT 0")
+            elif item == "SIZE":
+                vals.append(f"SIZE {m.size}")
+            elif item == "HIGHESTMODSEQ":
+                self.condstore = True
+                vals.append(f"HIGHESTMODSEQ {m.highest_ms}")
+            elif item == "DELETED":
+                if deleted is None:
+                    deleted = sum(1 for _u, e in v.uids(self.acc, m.id)
+                                  if "$deleted" in (v.email(self.acc, e).keywords))
+                vals.append(f"DELETED {deleted}")
+            elif item == "APPENDLIMIT":
+                vals.append(f"APPENDLIMIT {self.cfg.max_literal}")
+            elif item == "MAILBOXID":
+                vals.append(f"MAILBOXID ({ids.mailbox_id(m.id)})")
+        self.untagged(b"STATUS " + mailbox_name(name, self.utf8) + b" ("
+                      + " ".join(vals).encode() + b")")
+
+    # --- quota (RFC 9208) ---------------------------------------------------------------------
+
+    def _quota_limit(self, v) -> int:
+        a = v.account(self.acc)
+        return (a.quota if a and a.quota else 0) or self.ctx.cfg.store.quota
+
+    async def do_getquotaroot(self, cmd):
+        with self.store.view() as v:
+            self.require_mailbox(v, cmd.mailbox)
+            limit = self._quota_limit(v)
+            used = v.usage(self.acc)
+            count = len(v.email_ids(self.acc)) if limit else 0
+        if limit:
+            self.untagged(b"QUOTAROOT " + mailbox_name(cmd.mailbox, self.utf8) + b' ""')
+            self.untagged(f'QUOTA "" (STORAGE {used // 1024} {limit // 1024})')
+        else:
+            self.untagged(b"QUOTAROOT " + mailbox_name(cmd.mailbox, self.utf8))
+        self.tagged(cmd.tag, "OK", "GETQUOTAROOT completed")
+
+    async def do_getquota(self, cmd):
+        with self.store.view() as v:
+            limit = self._quota_limit(v)
+            used = v.usage(self.acc)
+        if cmd.root != "" or not limit:
+            raise No("no such quota root", "NONEXISTENT")
+        self.untagged(f'QUOTA "" (STORAGE {used // 1024} {limit // 1024})')
+        self.tagged(cmd.tag, "OK", "GETQUOTA completed")
+
+    async def do_setquota(self, cmd):
+        raise No("quotas are set by the administrator (mailaccess user add --quota)", "NOPERM")
+
+    # --- append -------------------------------------------------------------------------------
+
+    async def do_append(self, cmd):
+        with self.store.view() as v:
+            m = self.require_mailbox(v, cmd.mailbox, trycreate=True)
+            quota = self.ctx.cfg.store.quota
+        prepared = []
+        for msg in cmd.messages:
+            if msg.catenate is not None:
+                raw = await self.catenate(msg.catenate)
+            else:
+                raw = msg.data
+            if raw is None or len(raw) == 0:
+                raise No("empty message", "CANNOT")
+            if len(raw) > self.cfg.max_literal:
+                raise No("message too large", "TOOBIG")
+            when = msg.date_time
+            received = int(when.timestamp()) if when else int(time.time())
+            tz = int(when.utcoffset().total_seconds() // 60) if when and when.utcoffset() else 0
+            kws = [k for k in (keyword_of(f) for f in msg.flags) if k]
+            if len(raw) > 256 * 1024:
+                new = await trio.to_thread.run_sync(ingest.prepare, raw, received, tz)
+            else:
+                new = ingest.prepare(raw, received, tz)
+            prepared.append((new, kws))
+
+        def append_all(tx, acc, mbx):  # MULTIAPPEND is atomic (RFC 3502)
+            return [ops.append(tx, acc, [mbx], new, kws, quota) for new, kws in prepared]
+
+        results = await storeio.write(self.store, append_all, self.acc, m.id)
+        uids = [r.placed[0][2] for r in results]
+        if self.state == SELECTED:
+            await self.refresh(allow_expunge=True)
+        code = f"APPENDUID {m.uidvalidity} {format_ints(uids, sort=False).decode()}"
+        self.tagged(cmd.tag, "OK", "APPEND completed", code)
+
+    async def catenate(self, parts) -> bytes:
+        """RFC 4469: build the message from literal text and URLs that point at
+        this user's own messages (RFC 5092 IMAP URLs, relative or absolute)."""
+        out = []
+        for part in parts:
+            if isinstance(part, ev.CatenateText):
+                out.append(part.data)
+                continue
+            data = self.resolve_url(part.url)
+            if data is None:
+                raise No(f"bad URL {part.url}", "BADURL " + part.url)
+            out.append(data)
+        return b"".join(out)
+
+    def resolve_url(self, url: str) -> bytes | None:
+        m = _URL.match(url)
+        if m is None:
+            return None
+        from urllib.parse import unquote
+        box = m.group("mailbox")
+        with self.store.view() as v:
+            if box:
+                mb = self.find_mailbox(v, unquote(box))
+            elif self.sel is not None:
+                mb = v.mailbox(self.acc, self.sel.mbx)
+            else:
+                return None
+            if mb is None:
+                return None
+            if m.group("uidvalidity") and int(m.group("uidvalidity")) != mb.uidvalidity:
+                return None
+            eid = v.email_at(self.acc, mb.id, int(m.group("uid")))
+            if eid is None:
+                return None
+            rec = v.email(self.acc, eid)
+            raw = bytes(v.blob(self.acc, rec.blob))
+            section = unquote(m.group("section") or "")
+            if not section:
+                data = raw
+            else:
+                mi = mindex.decode_index(bytes(v.blob_index(self.acc, rec.blob)))
+                data = _section_bytes(raw, mi, section)
+            if data is None:
+                return None
+            if m.group("partial"):
+                off, _, ln = m.group("partial").partition(".")
+                off = int(off)
+                data = data[off:off + int(ln)] if ln else data[off:]
+            return data
+
+    # --- selected state ---------------------------------------------------------------------
+
+    async def do_close(self, cmd):
+        sel = self.sel
+        if not sel.readonly:
+            with self.store.view() as v:
+                doomed = [u for u in sel.uids
+                          if u not in sel.gone and _has(v, self.acc, sel.eid[u], "$deleted")]
+            if doomed:
+                await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
+        self.sel = None
+        self.state = AUTHENTICATED
+        self.tagged(cmd.tag, "OK", "CLOSE completed")
+
+    async def do_unselect(self, cmd):
+        self.sel = None
+        self.state = AUTHENTICATED
+        self.tagged(cmd.tag, "OK", "UNSELECT completed")
+
+    async def do_expunge(self, cmd):
+        sel = self.sel
+        if sel.readonly:
+            raise No("the mailbox is read-only", "READ-ONLY")
+        targets = sel.uids
+        if cmd.uid:
+            targets = sel.uids_for_set(cmd.uids, True)
+        with self.store.view() as v:
+            doomed = [u for u in targets
+                      if u not in sel.gone and _has(v, self.acc, sel.eid[u], "$deleted")]
+        if doomed:
+            await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
+        await self.refresh(allow_expunge=True)
+        code = None
+        if self.condstore:
+            with self.store.view() as v:
+                code = f"HIGHESTMODSEQ {v.mailbox(self.acc, sel.mbx).highest_ms}"
+        self.tagged(cmd.tag, "OK", "EXPUNGE completed", code)
+
+    def _targets(self, cmd) -> list[int]:
+        sel = self.sel
+        if not cmd.uid and not cmd.set.saved and not sel.seqs_valid(cmd.set):
+            raise Bad("invalid message sequence number")
+        return sel.uids_for_set(cmd.set, cmd.uid, sel.saved_result if cmd.set.saved else None)
+
+    # --- fetch -------------------------------------------------------------------------------
+
+    async def do_fetch(self, cmd):
+        sel = self.sel
+        if cmd.set.saved and not cmd.uid:
+            uids = sel.uids_for_set(cmd.set, True, sel.saved_result)
+        else:
+            uids = self._targets(cmd)
+        items = list(cmd.items)
+        if cmd.uid and not any(isinstance(i, ev.FetchItem) and i.name == "UID" for i in items):
+            items.insert(0, ev.FetchItem("UID"))
+        if cmd.changedsince is not None or any(
+                isinstance(i, ev.FetchItem) and i.name == "MODSEQ" for i in items):
+            self.condstore = True
+        if cmd.vanished:
+            if not self.qresync or not cmd.uid or cmd.changedsince is None:
+                raise Bad("VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE")
+        if cmd.changedsince is not None:
+            if not any(isinstance(i, ev.FetchItem) and i.name == "MODSEQ" for i in items):
+                items.append(ev.FetchItem("MODSEQ"))
+            with self.store.view() as v:
+                changed = {u for _ms, u in v.changed_since(self.acc, sel.mbx, cmd.changedsince)}
+                if cmd.vanished:
+                    gone = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, cmd.changedsince)]
+            if cmd.vanished:
+                wanted = set(cmd.set.iter(max([sel.max_uid()] + gone)))
+                gone = sorted(u for u in set(gone) if u in wanted and u not in sel.eid)
+                if gone:
+                    self.untagged(b"VANISHED (EARLIER) " + format_ints(gone))
+            uids = [u for u in uids if u in changed]
+        await self.send_fetch(uids, items, uid_cmd=cmd.uid)
+        await self.refresh(allow_expunge=False)
+        self.tagged(cmd.tag, "OK", "FETCH completed")
+
+    async def send_fetch(self, uids: list[int], items, *, uid_cmd: bool) -> None:
+        sel = self.sel
+        sets_seen = (not sel.readonly) and any(
+            isinstance(i, ev.FetchBody) and not i.peek for i in items) or \
+            any(isinstance(i, ev.FetchItem) and i.name in ("RFC822", "RFC822.TEXT")
+                for i in items) and not sel.readonly
+        if sets_seen:
+            with self.store.view() as v:
+                unseen = [sel.eid[u] for u in uids if u in sel.eid and u not in sel.gone
+                          and not _has(v, self.acc, sel.eid[u], "$seen")]
+            if unseen:
+                await storeio.write(self.store, ops.set_keywords, self.acc, unseen, add=["$seen"])
+                items = list(items)
+                if not any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items):
+                    items.append(ev.FetchItem("FLAGS"))
+        # sel.reported learns each message's modseq as sent, so refresh does
+        # not repeat a change this response already told
+        args = (self.acc, sel, uids, tuple(items), self.condstore, sel.reported)
+        if len(uids) > BIG_FETCH:
+            chunks = await storeio.read(self.store, build_fetch, *args)
+        else:
+            with self.store.view() as v:
+                chunks = build_fetch(v, *args)
+        self.out.extend(chunks)
+
+    # --- store ------------------------------------------------------------------------------------
+
+    async def do_store(self, cmd):
+        sel = self.sel
+        if sel.readonly:
+            raise No("the mailbox is read-only", "READ-ONLY")
+        uids = self._targets(cmd)
+        kws = []
+        for f in cmd.flags:
+            k = keyword_of(f)
+            if k is None and f.lower() != "\\recent":
+                raise Bad(f"invalid flag {f}")
+            if k:
+                kws.append(k)
+        if cmd.unchangedsince is not None:
+            self.condstore = True
+        eids = [sel.eid[u] for u in uids if u not in sel.gone]
+        kw = {"add": dict(add=kws), "remove": dict(remove=kws),
+              "replace": dict(replace=kws)}[cmd.mode]
+        changed, conflicts = await storeio.write(
+            self.store, ops.set_keywords, self.acc, eids, unchanged_since=cmd.unchangedsince, **kw)
+        by_eid = {sel.eid[u]: u for u in uids}
+        conflict_uids = sorted(by_eid[e] for e in conflicts)
+        # Report the new flags of every message the command touched (RFC
+        # 9051 6.4.6), unless .SILENT; with CONDSTORE also for messages whose
+        # flags did not change (their MODSEQ is reported when asked).
+        report = [u for u in uids if u not in sel.gone and u not in conflict_uids]
+        if cmd.silent:
+            changed_set = set(changed)
+            # RFC 7162 3.1.3: with UNCHANGEDSINCE, .SILENT still reports
+            # messages changed by someone else... keep the plain rule: silent
+            report = []
+        items = [ev.FetchItem("FLAGS")]
+        if cmd.uid:
+            items.insert(0, ev.FetchItem("UID"))
+        if self.condstore:
+            items.append(ev.FetchItem("MODSEQ"))
+        if report:
+            await self.send_fetch(report, items, uid_cmd=cmd.uid)
+        await self.refresh(allow_expunge=False)
+        code = None
+        if conflict_uids:
+            nums = conflict_uids if cmd.uid else [sel.seq_of(u) for u in conflict_uids]
+            code = "MODIFIED " + format_ints(nums).decode()
+        self.tagged(cmd.tag, "OK", "STORE completed" if not code else "conditional STORE failed",
+                    code)
+
+    # --- copy / move ------------------------------------------------------------------------
+
+    async def do_copy(self, cmd):
+        sel = self.sel
+        uids = self._targets(cmd)
+        with self.store.view() as v:
+            dst = self.require_mailbox(v, cmd.mailbox, trycreate=True)
+        live = [u for u in uids if u not in sel.gone]
+        if not live:
+            self.tagged(cmd.tag, "OK", "nothing to copy")
+            return
+        new = await storeio.write(self.store, ops.copy, self.acc, [sel.eid[u] for u in live],
+                                  dst.id)
+        await self.refresh(allow_expunge=True)
+        code = f"COPYUID {dst.uidvalidity} {format_ints(live).decode()} " \
+               f"{format_ints(new, sort=False).decode()}"
+        self.tagged(cmd.tag, "OK", "COPY completed", code)
+
+    async def do_move(self, cmd):
+        sel = self.sel
+        if sel.readonly:
+            raise No("the mailbox is read-only", "READ-ONLY")
+        uids = self._targets(cmd)
+        with self.store.view() as v:
+            dst = self.require_mailbox(v, cmd.mailbox, trycreate=True)
+        live = [u for u in uids if u not in sel.gone]
+        if not live:
+            self.tagged(cmd.tag, "OK", "nothing to move")
+            return
+        if dst.id == sel.mbx:
+            raise No("cannot move into the same mailbox", "CANNOT")
+        pairs = await storeio.write(self.store, ops.move, self.acc, sel.mbx, live, dst.id)
+        src = [a for a, _ in pairs]
+        dstu = [b for _, b in pairs]
+        # RFC 6851 3.3: COPYUID in an untagged OK before the expunges
+        self.untagged(f"OK [COPYUID {dst.uidvalidity} {format_ints(src).decode()} "
+                      f"{format_ints(dstu, sort=False).decode()}] moved")
+        await self.refresh(allow_expunge=True)
+        self.tagged(cmd.tag, "OK", "MOVE completed")
+
+    # --- search / sort / thread ----------------------------------------------------------------
+
+    async def run_search(self, key) -> list[int]:
+        from ..query import engine
+        from .imap_search import to_query
+
+        sel = self.sel
+        query = to_query(key, sel, self.acc)
+        candidates = [(u, sel.eid[u]) for u in sel.uids if u not in sel.gone]
+        return await storeio.read(self.store, engine.search, self.acc, candidates, query)
+
+    async def do_search(self, cmd):
+        sel = self.sel
+        if cmd.charset and cmd.charset.upper() not in ("UTF-8", "US-ASCII"):
+            raise No("only UTF-8 and US-ASCII are supported", "BADCHARSET (UTF-8 US-ASCII)")
+        if _uses_modseq(cmd.key):
+            self.condstore = True
+        uids = await self.run_search(cmd.key)
+        modseq = None
+        if self.condstore and _uses_modseq(cmd.key) and uids:
+            with self.store.view() as v:
+                modseq = max(v.email(self.acc, sel.eid[u]).last_ms for u in uids)
+        nums = uids if cmd.uid else [sel.seq_of(u) for u in uids]
+        returns = cmd.returns
+        if returns is None and self.rev2:
+            returns = ("ALL",)
+        if returns is not None:
+            if "SAVE" in returns:
+                sel.saved_result = list(uids)
+            shown = [r for r in returns if r != "SAVE"]
+            if not shown and "SAVE" in returns:
+                pass
+            else:
+                self.out.append(self.esearch(cmd.tag, cmd.uid, nums, shown or ["ALL"], modseq))
+        else:
+            line = b"SEARCH" + b"".join(b" %d" % n for n in nums)
+            if modseq is not None:
+                line += b" (MODSEQ %d)" % modseq
+            self.untagged(line)
+        await self.refresh(allow_expunge=False)
+        self.tagged(cmd.tag, "OK", "SEARCH completed")
+
+    def esearch(self, tag: bytes, uid: bool, nums: list[int], returns, modseq=None) -> bytes:
+        parts = [b"* ESEARCH (TAG " + quoted(tag) + b")"]
+        if uid:
+            parts.append(b"UID")
+        if nums:
+            if "MIN" in returns:
+                parts.append(b"MIN %d" % min(nums))
+            if "MAX" in returns:
+                parts.append(b"MAX %d" % max(nums))
+        if "COUNT" in returns:
+            parts.append(b"COUNT %d" % len(nums))
+        if "ALL" in returns and nums:
+            parts.append(b"ALL " + format_ints(nums))
+        if modseq is not None and nums:
+            parts.append(b"MODSEQ %d" % modseq)
+        return b" ".join(parts) + b"\r\n"
+
+    async def do_sort(self, cmd):
+        from ..query import sort as qsort
+
+        sel = self.sel
+        uids = await self.run_search(cmd.key)
+        keys = [qsort.SortKey(k.key.lower(), k.reverse) for k in cmd.criteria]
+        ordered = await storeio.read(self.store, qsort.sort, self.acc,
+                                     [(u, sel.eid[u]) for u in uids], keys)
+        nums = ordered if cmd.uid else [sel.seq_of(u) for u in ordered]
+        if cmd.returns is not None:
+            parts = [b"* ESEARCH (TAG " + quoted(cmd.tag) + b")"]
+            if cmd.uid:
+                parts.append(b"UID")
+            r = cmd.returns or ("ALL",)
+            if nums and "MIN" in r:
+                parts.append(b"MIN %d" % min(nums))
+            if nums and "MAX" in r:
+                parts.append(b"MAX %d" % max(nums))
+            if "COUNT" in r:
+                parts.append(b"COUNT %d" % len(nums))
+            if nums and "ALL" in r:
+                # ESORT: ALL keeps the sort order (RFC 5267 3.2)
+                parts.append(b"ALL " + format_ints(nums, sort=False))
+            self.out.append(b" ".join(parts) + b"\r\n")
+        else:
+            self.untagged(b"SORT" + b"".join(b" %d" % n for n in nums))
+        await self.refresh(allow_expunge=False)
+        self.tagged(cmd.tag, "OK", "SORT completed")
+
+    async def do_thread(self, cmd):
+        from ..query import thread as qthread
+
+        sel = self.sel
+        uids = await self.run_search(cmd.key)
+        fn = qthread.thread_references if cmd.algorithm == "REFERENCES" \
+            else qthread.thread_orderedsubject
+        cands = [(u if cmd.uid else sel.seq_of(u), sel.eid[u]) for u in uids]
+        threads = await storeio.read(self.store, fn, self.acc, cands)
+        self.untagged(b"THREAD " + qthread.format_thread(threads) if threads else b"THREAD")
+        await self.refresh(allow_expunge=False)
+        self.tagged(cmd.tag, "OK", "THREAD completed")
+
+    # --- updates ---------------------------------------------------------------------------------
+
+    async def refresh(self, allow_expunge: bool) -> None:
+        """Tell the client what changed in the selected mailbox since it last heard."""
+        sel = self.sel
+        if sel is None:
+            return
+        with self.store.view() as v:
+            m = v.mailbox(self.acc, sel.mbx)
+            if m is None:
+                # deleted under us (RFC 9051 allows BYE; we close it)
+                self.untagged("BYE the selected mailbox was deleted")
+                self.state = LOGOUT
+                return
+            if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
+                return
+            pairs = v.uids(self.acc, sel.mbx)
+            changed = v.changed_since(self.acc, sel.mbx, sel.known_ms)
+        r = sel.refresh(pairs, changed, m.highest_ms, allow_expunge)
+        if r.expunged:
+            if self.qresync:
+                self.untagged(b"VANISHED " + format_ints(r.expunged))
+            else:
+                self.out.extend(b"* %d EXPUNGE\r\n" % s for s in r.expunged_seqs)
+        if r.exists is not None:
+            self.untagged(f"{r.exists} EXISTS")
+            if not self.rev2:
+                self.untagged("0 RECENT")
+        if r.changed:
+            items = [ev.FetchItem("UID"), ev.FetchItem("FLAGS")]
+            if self.condstore:
+                items.append(ev.FetchItem("MODSEQ"))
+            with self.store.view() as v:
+                self.out.extend(build_fetch(v, self.acc, sel, r.changed, tuple(items),
+                                            self.condstore))
+
+
+# --- helpers that read the store (run inline or in a worker thread) --------------------------
+
+def _has(v, acc: int, eid: int, keyword: str) -> bool:
+    rec = v.email_raw(acc, eid)
+    if rec is None:
+        return False
+    from ..store.records import email_keywords_and_ms
+    return keyword in email_keywords_and_ms(rec)[0]
+
+
+def _first_unseen(v, acc: int, pairs) -> int | None:
+    from ..store.records import email_keywords_and_ms
+    for i, (_u, e) in enumerate(pairs):
+        rec = v.email_raw(acc, e)
+        if rec is not None and "$seen" not in email_keywords_and_ms(rec)[0]:
+            return i + 1
+    return None
+
+
+def _uses_modseq(key) -> bool:
+    if isinstance(key, ev.ModSeq):
+        return True
+    for attr in ("keys",):
+        if hasattr(key, attr):
+            return any(_uses_modseq(k) for k in getattr(key, attr))
+    if isinstance(key, ev.Or):
+        return _uses_modseq(key.left) or _uses_modseq(key.right)
+    if isinstance(key, ev.Not):
+        return _uses_modseq(key.key)
+    return False
+
+
+def _internaldate(rec: EmailRecord) -> bytes:
+    tz = timezone(timedelta(minutes=rec.tz))
+    return format_datetime(datetime.fromtimestamp(rec.received_at, tz))
+
+
+def _section_name(item) -> bytes:
+    s = item.section
+    parts = ".".join(str(p) for p in s.part)
+    text = s.text or ""
+    if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        text += " (" + " ".join(s.fields) + ")"
+    spec = ".".join(x for x in (parts, text) if x)
+    return spec.encode()
+
+
+def _section_bytes(raw: bytes, mi, section: str) -> bytes | None:
+    """RFC 5092 / IMAP section text like '1.2.HEADER' -> bytes."""
+    parts = section.upper().split(".")
+    nums = []
+    while parts and parts[0].isdigit():
+        nums.append(parts.pop(0))
+    what = ".".join(parts)
+    return mindex.part_bytes(raw, mi, ".".join(nums), what if what in
+                             ("HEADER", "TEXT", "MIME") else "")
+
+
+def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
+                reported: dict | None = None) -> list[bytes]:
+    """FETCH responses for UIDS: the hot path.  Reads prepared index bytes;
+    raw message bytes only for body sections."""
+    from ..store.records import decode_email
+
+    out = []
+    need_index = any(isinstance(i, ev.FetchItem) and i.name in ("ENVELOPE", "BODYSTRUCTURE",
+                                                                 "BODY")
+                     or isinstance(i, (ev.FetchBody, ev.FetchBinarySize, ev.FetchPreview))
+                     for i in items)
+    index_field = mindex.index_field
+    for u in uids:
+        eid = sel.eid.get(u)
+        if eid is None:
+            continue
+        raw_rec = v.email_raw(acc, eid)
+        if raw_rec is None:
+            continue   # expunged meanwhile: RFC 9051 lets us omit it
+        rec = decode_email(eid, raw_rec)
+        seq = sel.seq_of(u)
+        if seq is None:
+            continue
+        idx = v.blob_index(acc, rec.blob) if need_index else None
+        raw = None
+        mi = None
+        pieces = []
+        for it in items:
+            if isinstance(it, ev.FetchItem):
+                n = it.name
+                if n == "UID":
+                    pieces.append(b"UID %d" % u)
+                elif n == "FLAGS":
+                    pieces.append(b"FLAGS " + flags_list(rec.keywords))
+                elif n == "MODSEQ":
+                    pieces.append(b"MODSEQ (%d)" % rec.last_ms)
+                elif n == "INTERNALDATE":
+                    pieces.append(b"INTERNALDATE " + _internaldate(rec))
+                elif n == "RFC822.SIZE":
+                    pieces.append(b"RFC822.SIZE %d" % rec.size)
+                elif n == "ENVELOPE":
+                    pieces.append(b"ENVELOPE " + bytes(index_field(idx, "envelope")))
+                elif n == "BODYSTRUCTURE":
+                    pieces.append(b"BODYSTRUCTURE " + bytes(index_field(idx, "bodystructure")))
+                elif n == "BODY":
+                    pieces.append(b"BODY " + bytes(index_field(idx, "body")))
+                elif n == "EMAILID":
+                    pieces.append(f"EMAILID ({ids.email_id(eid)})".encode())
+                elif n == "THREADID":
+                    pieces.append(f"THREADID ({ids.thread_id(rec.thread)})".encode())
+                elif n == "SAVEDATE":
+                    mem = rec.member(sel.mbx)
+                    pieces.append(b"SAVEDATE " + format_datetime(
+                        datetime.fromtimestamp(mem.savedate, timezone.utc)) if mem
+                        else b"SAVEDATE NIL")
+                elif n in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
+                    if raw is None:
+                        raw = bytes(v.blob(acc, rec.blob))
+                    if mi is None:
+                        mi = mindex.decode_index(bytes(idx))
+                    if n == "RFC822":
+                        data = raw
+                    elif n == "RFC822.HEADER":
+                        data = raw[:mi.header_end]
+                    else:
+                        data = raw[mi.header_end:]
+                    pieces.append(n.encode() + b" " + literal(data))
+            elif isinstance(it, ev.FetchBody):
+                if raw is None:
+                    raw = bytes(v.blob(acc, rec.blob))
+                if mi is None:
+                    mi = mindex.decode_index(bytes(idx))
+                data = _fetch_section(raw, mi, it)
+                name = (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
+                if data is None:
+                    pieces.append(name + b" NIL")
+                    continue
+                if it.partial is not None:
+                    off, ln = it.partial
+                    data = data[off:off + ln]
+                    name += b"<%d>" % off
+                binary = it.binary and b"\0" in data
+                pieces.append(name + b" " + literal(data, binary))
+            elif isinstance(it, ev.FetchBinarySize):
+                if raw is None:
+                    raw = bytes(v.blob(acc, rec.blob))
+                if mi is None:
+                    mi = mindex.decode_index(bytes(idx))
+                sec = ".".join(str(p) for p in it.part)
+                try:
+                    data = mindex.decoded_part(raw, mi, sec)
+                except mindex.UnknownCTE:
+                    data = None
+                pieces.append(b"BINARY.SIZE[" + sec.encode() + b"] " +
+                              (b"%d" % len(data) if data is not None else b"NIL"))
+            elif isinstance(it, ev.FetchPreview):
+                if mi is None:
+                    mi = mindex.decode_index(bytes(idx))
+                pieces.append(b"PREVIEW " + nstring(mi.preview.encode("utf-8")))
+        if condstore and not any(p.startswith(b"MODSEQ") for p in pieces):
+            # RFC 7162 3.1.4.1: once CONDSTORE is on, FETCH FLAGS carries MODSEQ
+            if any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items):
+                pieces.append(b"MODSEQ (%d)" % rec.last_ms)
+        out.append(b"* %d FETCH (" % seq + b" ".join(pieces) + b")\r\n")
+        if reported is not None:
+            reported[u] = rec.last_ms
+    return out
+
+
+def _fetch_section(raw: bytes, mi, it) -> bytes | None:
+    s = it.section
+    sec = ".".join(str(p) for p in s.part)
+    if it.binary:
+        try:
+            return mindex.decoded_part(raw, mi, sec)
+        except mindex.UnknownCTE:
+            raise No("unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
+    text = s.text or ""
+    if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        hdr = mindex.part_bytes(raw, mi, sec, "HEADER")
+        if hdr is None:
+            return None
+        return mindex.header_fields(hdr, list(s.fields), text.endswith(".NOT"))
+    return mindex.part_bytes(raw, mi, sec, text)
+
+
+def _pattern_regex(reference: str, pattern: str) -> re.Pattern:
+    full = reference + pattern if not pattern.startswith(SEP) else pattern
+    out = []
+    for ch in full:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append("[^/]*")
+        else:
+            out.append(re.escape(ch))
+    rx = "".join(out)
+    # INBOX is case-insensitive (RFC 9051 5.1)
+    if full[:5].upper() == "INBOX":
+        rx = "(?i:INBOX)" + "".join(out[5:]) if len(full) >= 5 else rx
+    return re.compile(rx + r"\Z", re.S)
+
+
+def _has_subscribed_descendant(mbx, children, by_id) -> bool:
+    stack = list(children.get(mbx, ()))
+    while stack:
+        c = stack.pop()
+        if by_id[c].subscribed:
+            return True
+        stack.extend(children.get(c, ()))
+    return False
+
+
+_URL = re.compile(
+    r"^(?:imap://[^/]*)?/?(?P<mailbox>[^;/?]*(?:/[^;/?]+)*?)?"
+    r"(?:;UIDVALIDITY=(?P<uidvalidity>\d+))?/;UID=(?P<uid>\d+)"
+    r"(?:/;SECTION=(?P<section>[^/;]+))?(?:/;PARTIAL=(?P<partial>\d+(?:\.\d+)?))?$", re.I)

@@ -1,0 +1,1 @@
+"""Per-protocol session views: the only place per-connection state lives."""
