@@ -58,27 +58,32 @@ def extensions():
         extra = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
     from setuptools import Extension
 
-    exts = [
-        Extension(
+    out = []
+    for src in sources:
+        ext = Extension(
             "mailaccess._speedups." + os.path.basename(src)[:-4],
             [src],
             include_dirs=["csrc"],
             extra_compile_args=["-O2"] + extra,
             extra_link_args=extra,
         )
-        for src in sources
-    ]
-    return cythonize(
-        exts,
-        compiler_directives={
-            "language_level": 3,
-            "boundscheck": False,
-            "wraparound": False,
-            "cdivision": True,
-            "embedsignature": True,
-        },
-        quiet=True,
-    )
+        try:
+            # one module at a time, so a module that fails to cythonize only
+            # costs that module (it falls back to its twin)
+            out.extend(cythonize(
+                [ext],
+                compiler_directives={
+                    "language_level": 3,
+                    "boundscheck": False,
+                    "wraparound": False,
+                    "cdivision": True,
+                    "embedsignature": True,
+                },
+                quiet=True,
+            ))
+        except Exception as exc:
+            OptionalBuildExt._warn(exc, ext.name)
+    return out
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

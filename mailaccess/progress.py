@@ -4,7 +4,7 @@ On a terminal it redraws one line in place (count/total, MB, rate, ETA) at
 most ten times a second; otherwise (a log file, a pipe, systemd's journal) it
 prints a full line every few seconds, so logs stay readable.
 
-    p = Progress(total=1200, label="import")
+    p = Progress("importing", total=1200)
     for msg in ...:
         p.update(1, len(raw))
     p.close()
@@ -33,8 +33,8 @@ def _fmt_duration(seconds: float) -> str:
 class Progress:
     """count/total, megabytes, messages per second and an ETA on stderr."""
 
-    def __init__(self, total: int | None = None, *, total_bytes: int | None = None,
-                 label: str = "",
+    def __init__(self, label: str = "", total: int | None = None, *,
+                 total_bytes: int | None = None,
                  stream: TextIO | None = None, interval: float = 5.0,
                  tty: bool | None = None, unit: str = "msg"):
         self.total = total
@@ -54,7 +54,9 @@ class Progress:
         self.count = 0
         self.bytes = 0
         self.start = time.monotonic()
-        self._last = 0.0
+        # a log gets its first line after INTERVAL, not for every short job
+        self._last = 0.0 if tty else self.start
+        self._drawn: tuple[int, int] | None = None
         self._width = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -137,6 +139,9 @@ class Progress:
         return "[" + "#" * filled + "." * (width - filled) + "] "
 
     def _draw(self, now: float, final: bool = False) -> None:
+        if final and not self.tty and self._drawn == (self.count, self.bytes):
+            return   # the last line already says it
+        self._drawn = (self.count, self.bytes)
         text = self.render(now, final)
         try:
             if self.tty:

@@ -49,3 +49,14 @@ async def server(cfg, nursery):
 
 def port_of(ctx, service: str) -> int:
     return ctx.bound[service][0][1]
+
+
+@pytest.fixture
+async def imap_server(server):
+    """The server with user alice/pw (and bob/pw)."""
+    import trio as _trio
+
+    from mailaccess import accounts as _accounts
+    await _trio.to_thread.run_sync(_accounts.add_user, server.store, "alice", "pw")
+    await _trio.to_thread.run_sync(_accounts.add_user, server.store, "bob", "pw")
+    return server

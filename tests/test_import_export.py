@@ -331,6 +331,21 @@ def test_progress_output(store, tmp_path):
     assert "50/50 msg" in text and "MB" in text and "msg/s" in text
 
 
+def test_progress_tty_redraws_in_place():
+    out = io.StringIO()
+    p = Progress("exporting", 4, stream=out, tty=True)
+    p.interval = 0
+    for _ in range(4):
+        p.update(1, 500_000)
+    p.close()
+    text = out.getvalue()
+    assert text.count("\r") == 5 and text.endswith("\n") and "\n" not in text[:-1]
+    assert "[########################] exporting  4/4 msg (100.0%)  2.0 MB" in text
+    q = Progress(total_bytes=1000, stream=io.StringIO(), tty=False)
+    q.update(1, 250)
+    assert "0.0/0.0 MB" in q.render() and "ETA" in q.render()
+
+
 # --- export and round trip -------------------------------------------------------------------
 
 def test_export_layout(store, tmp_path):

@@ -245,7 +245,6 @@ _CHARSET_ALIASES = {
     "x-gbk": "gb18030",
     "ks_c_5601-1987": "cp949",
     "x-sjis": "shift_jis",
-    "utf8": "utf-8",
 }
 _CODECS: dict[str, str | None] = {}
 
@@ -266,8 +265,6 @@ def _codec_name(charset: str) -> str | None:
             name = info.name if getattr(info, "_is_text_encoding", True) else None
         except (LookupError, ValueError):
             name = None
-        if name == "utf-8":
-            name = ""
     else:
         name = ""
     if len(_CODECS) < 512:

@@ -1,0 +1,141 @@
+"""Order candidates by sort keys: IMAP SORT (RFC 5256, RFC 5957) and JMAP
+Email/query ``sort`` (RFC 8621 section 4.4.2).
+
+Strings compare by i;unicode-casemap (RFC 5256 section 7, RFC 8621's default),
+approximated as NFKD of the casefolded string; the empty string (absent
+header) sorts first.  Each key may be reversed on its own; candidates equal
+on every key keep their candidate order (IMAP: sequence number), also under
+REVERSE, as RFC 5256 requires.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Sequence
+
+from mailaccess.mime import index as mindex
+from mailaccess.store.records import EmailRecord
+
+__all__ = ["SortKey", "sort", "FIELDS", "addr_mailbox", "display_value", "collate",
+           "sent_date"]
+
+FIELDS = frozenset({
+    "arrival", "date", "from", "to", "cc", "displayfrom", "displayto", "subject", "size",
+    "receivedAt", "sentAt", "id",
+})
+_KEYWORD_FIELDS = ("hasKeyword:", "someInThreadHaveKeyword:", "allInThreadHaveKeyword:")
+_NEEDS_INDEX = frozenset({"date", "from", "to", "cc", "displayfrom", "displayto", "subject",
+                          "sentAt"})
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """FIELD is one of FIELDS (IMAP names lowercase, JMAP names as JMAP spells
+    them) or ``hasKeyword:KW`` / ``someInThreadHaveKeyword:KW`` /
+    ``allInThreadHaveKeyword:KW`` (false sorts before true)."""
+
+    field: str
+    reverse: bool = False
+
+    def __post_init__(self):
+        f = self.field
+        if f in FIELDS:
+            return
+        for pre in _KEYWORD_FIELDS:
+            if f.startswith(pre) and len(f) > len(pre):
+                object.__setattr__(self, "field", pre + f[len(pre):].lower())
+                return
+        raise ValueError(f"unknown sort field {f!r}")
+
+
+def collate(s: str) -> str:
+    """The comparison form of a string (i;unicode-casemap, approximately)."""
+    if s.isascii():
+        return s.lower()
+    return unicodedata.normalize("NFKD", s.casefold())
+
+
+def addr_mailbox(addrs) -> str:
+    """RFC 5256 FROM/TO/CC: the [IMAP] addr-mailbox (local part) of the first address."""
+    if not addrs:
+        return ""
+    email = addrs[0][1] or ""
+    local, at, _host = email.rpartition("@")
+    return local if at else email
+
+
+def display_value(addrs) -> str:
+    """RFC 5957 section 3: the first address's decoded display name if not
+    empty, else addr-mailbox@addr-host, else addr-mailbox, else empty."""
+    if not addrs:
+        return ""
+    name, email = addrs[0][0], addrs[0][1] or ""
+    if name and name.strip():
+        return name.strip()
+    return email
+
+
+def sent_date(rec: EmailRecord, mi: mindex.MessageIndex | None) -> int:
+    """RFC 5256 section 2.2: the Date: header in UTC, else the internal date."""
+    if mi is not None and mi.sent_at is not None:
+        return mi.sent_at
+    return rec.received_at
+
+
+def _value(fld: str, eid: int, rec: EmailRecord, mi, thread_kw) -> object:
+    if fld in ("arrival", "receivedAt"):
+        return rec.received_at
+    if fld == "size":
+        return rec.size
+    if fld == "id":
+        return eid
+    if fld in ("date", "sentAt"):
+        return sent_date(rec, mi)
+    if fld == "subject":
+        return collate(mindex.base_subject(mi.subject or "")) if mi else ""
+    if fld in ("from", "to", "cc"):
+        return collate(addr_mailbox(getattr(mi, "from_" if fld == "from" else fld))) if mi else ""
+    if fld in ("displayfrom", "displayto"):
+        return collate(display_value(mi.from_ if fld == "displayfrom" else mi.to)) if mi else ""
+    if fld.startswith("hasKeyword:"):
+        return fld[11:] in rec.keywords
+    return thread_kw(fld, rec)
+
+
+def sort(view, acc: int, candidates: Sequence[tuple[int, int]], keys: list[SortKey]) -> list[int]:
+    """The keys of CANDIDATES ((key, email id) pairs) ordered by KEYS."""
+    if not keys:
+        return [k for k, _ in candidates]
+    need_index = any(k.field in _NEEDS_INDEX for k in keys)
+    thread_cache: dict[tuple[str, int], bool] = {}
+
+    def thread_kw(fld: str, rec: EmailRecord) -> bool:
+        ck = (fld, rec.thread)
+        v = thread_cache.get(ck)
+        if v is None:
+            quant, _, kw = fld.partition("InThreadHaveKeyword:")
+            recs = [r for r in (view.email(acc, e) for e in view.thread_members(acc, rec.thread))
+                    if r is not None] or [rec]
+            has = [kw in r.keywords for r in recs]
+            v = all(has) if quant == "all" else any(has)
+            thread_cache[ck] = v
+        return v
+
+    empty = EmailRecord(0, b"", 0, 0, 0, 0, 0, [], [])
+    rows = []
+    for key, eid in candidates:
+        rec = view.email(acc, eid) or empty
+        mi = None
+        if need_index and rec.blob:
+            data = view.blob_index(acc, rec.blob)
+            if data is not None:
+                try:
+                    mi = mindex.decode_index(data)
+                except ValueError:
+                    mi = None
+        rows.append((key, tuple(_value(k.field, eid, rec, mi, thread_kw) for k in keys)))
+    # stable sorts from the least significant key up; reverse=True keeps
+    # equal items in their original order, so ties stay in candidate order
+    for i in range(len(keys) - 1, -1, -1):
+        rows.sort(key=lambda row: row[1][i], reverse=keys[i].reverse)
+    return [k for k, _ in rows]
