@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import message, report  # noqa: E402
 
 from mailaccess import _speedups, ingest  # noqa: E402
-from mailaccess.query import engine, model  # noqa: E402
+from mailaccess.query import engine, model, sort, thread  # noqa: E402
 from mailaccess.store import Store, ops  # noqa: E402
 
 RARE = "zanzibar"
@@ -110,6 +110,20 @@ def main() -> None:
                     r = results[(word, "ms")]
                     rows.append((f"TEXT {word!r} py/c", f"{r['py'] / r['c']:.2f}x"))
                 assert len(results[word]) == 1, "twins disagree"
+            # combined with cheap conditions: only unseen messages get scanned
+            q = model.And([model.Not(model.Keyword("$seen")), model.Larger(15_000),
+                           model.Text(RARE)])
+            ms = timeit(lambda: engine.search(v, acc, cands, q, mailbox=mbx), args.repeat)
+            rows.append(("UNSEEN LARGER 15000 TEXT [loaded]", f"{ms:8.1f} ms"))
+            ms = timeit(lambda: engine.search(v, acc, cands, model.From("sender7@"),
+                                              mailbox=mbx), args.repeat)
+            rows.append(("FROM 'sender7@' [loaded]", f"{ms:8.1f} ms"))
+            for keys in (["arrival"], ["date"], ["subject"], ["from"]):
+                sk = [sort.SortKey(k) for k in keys]
+                ms = timeit(lambda: sort.sort(v, acc, cands, sk), 1)
+                rows.append((f"SORT ({' '.join(keys).upper()})", f"{ms:8.1f} ms"))
+            ms = timeit(lambda: thread.thread_references(v, acc, cands), 1)
+            rows.append(("THREAD REFERENCES", f"{ms:8.1f} ms"))
             # the scan alone, texts already in memory
             texts = []
             for _, e in cands:

@@ -276,3 +276,12 @@ def test_never_raises(scanner, data, cuts, line_mode):
         if isinstance(ev, CommandFrame):
             assert all(len(p) <= 32 for p in ev.parts if isinstance(p, bytes))
             assert all(len(p.data) <= 16 for p in ev.parts if isinstance(p, Literal))
+
+
+def test_line_mode_long_line_ignores_literal_header(scanner):
+    r = Receiver(max_line=32, scanner=scanner)
+    r.line_mode = True
+    r.receive_data(b"x" * 40)
+    assert r.next_event() == FrameError(None, "line-too-long", "command line too long")
+    r.receive_data(b" {3+}\r\nDONE\r\n")
+    assert r.next_event() == RawLine(b"DONE")

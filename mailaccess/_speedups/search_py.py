@@ -3,10 +3,10 @@
 Pure-Python twin of ``search_c``.  Texts and needles are UTF-8 bytes of the
 normalised search text (casefolded, white space collapsed, see
 ``mailaccess.mime.index.normalize_search``), so a byte substring is exactly a
-character substring and case-insensitivity is already in the data.  Texts are
-bytes (any object with the buffer protocol, e.g. memoryview slices of
-an LMDB value) in the compiled twin; this one needs bytes (``in`` on a
-memoryview compares items, not substrings).
+character substring and case-insensitivity is already in the data.  A text
+is any object with the buffer protocol (bytes, or a memoryview slice of an
+LMDB value: the compiled twin scans it in place, this one has to copy it,
+since ``in`` on a memoryview compares items, not substrings).
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def find_all(texts: list, needle: bytes) -> list[int]:
     """Positions i (ascending) of the TEXTS that contain NEEDLE."""
     if not needle:
         return list(range(len(texts)))
-    return [i for i, t in enumerate(texts) if needle in t]
+    return [i for i, t in enumerate(texts)
+            if needle in (t if type(t) is bytes else bytes(t))]
 
 
 def find_header(texts: list, name: bytes, needle: bytes) -> list[int]:

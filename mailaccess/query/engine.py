@@ -48,6 +48,41 @@ def _field_bytes(data, name: str) -> bytes:
     return mindex.index_field(data, name) if data is not None else b""
 
 
+def _local_span(data, name: str) -> tuple[int, int]:
+    """(start, end) of field NAME in the storage form DATA.
+
+    Stand-in until mime.index exports a span accessor: it reads the same
+    header that ``index_field`` reads, and refuses formats it does not know.
+    """
+    if data[0] != mindex.FORMAT_VERSION:
+        raise ValueError(f"unknown index format version {data[0]}")
+    head = mindex._HEAD
+    k = mindex._FIELD_INDEX[name]
+    ends = head.unpack_from(data)
+    return head.size + (ends[k] if k else 0), head.size + ends[k + 1]
+
+
+_span = getattr(mindex, "index_field_span", None)
+if _span is None:
+    try:
+        _local_span(mindex.encode_index(mindex.index_message(b"Subject: x\r\n\r\ny")),
+                    "search_body")
+        _span = _local_span
+    except Exception:  # the private layout moved: copy through index_field
+        _span = None
+
+
+def _field_view(data, name: str):
+    """Field NAME of the index DATA without copying it when DATA is a buffer
+    (an LMDB value in a read transaction): a memoryview slice, else bytes."""
+    if data is None:
+        return b""
+    if _span is None or type(data) is bytes:
+        return mindex.index_field(data, name)
+    start, end = _span(data, name)
+    return memoryview(data)[start:end]
+
+
 # cost classes: evaluate lower first inside And / Or
 _C_KEY, _C_RECORD, _C_THREAD, _C_META, _C_HEADER, _C_BODY = range(6)
 
@@ -163,7 +198,7 @@ class _Batch:
             self._meta[p] = mi
             return mi
 
-    def texts(self, name: str, pos: list[int]) -> list[bytes]:
+    def texts(self, name: str, pos: list[int]) -> list:
         out = []
         cache = self._fields
         for p in pos:
@@ -172,7 +207,7 @@ class _Batch:
             if t is None:
                 data = self.index(p)
                 try:
-                    t = _field_bytes(data, name)
+                    t = _field_view(data, name)
                 except ValueError:  # an index format this version cannot read
                     t = b""
                 cache[k] = t

@@ -86,7 +86,7 @@ from .events import (
 )
 from .frames import CommandFrame
 from .grammar import DEFAULT_MAX_DEPTH, TAG, Reader
-from .numset import DEFAULT_MAX_RANGES, STAR, NumSet
+from .numset import DEFAULT_MAX_RANGES, NumSet
 
 STATUS_ITEMS = frozenset(
     {
@@ -964,4 +964,4 @@ COMMAND_PARSERS: dict[str, Parser] = {
     "THREAD": _thread,
 }
 
-__all__ = ["COMMAND_PARSERS", "CommandError", "decode_mailbox", "parse_command", "STAR"]
+__all__ = ["COMMAND_PARSERS", "CommandError", "decode_mailbox", "parse_command"]

@@ -217,7 +217,10 @@ class Receiver:
                 else:
                     self._scan_pos = n
                     if n > self.max_line:
-                        tag = self._tag if self._parts else self._peek_tag(buf)
+                        if self._parts:
+                            tag = self._tag
+                        else:
+                            tag = None if self.line_mode else self._peek_tag(buf)
                         self._parts = []
                         self._tag = tag
                         self._keep_tail(buf, n)
@@ -237,8 +240,9 @@ class Receiver:
                 self._tail = b""
                 if line.endswith(b"\r"):
                     line = line[:-1]
+                follow = q == 0 and not (self.line_mode and self._tag is None)
                 kind, size, _hdr = (
-                    scan.literal_header(line, 0, len(line)) if q == 0 else (_LIT_NONE, 0, 0)
+                    scan.literal_header(line, 0, len(line)) if follow else (_LIT_NONE, 0, 0)
                 )
                 if kind > 0 and kind & _LIT_NONSYNC:
                     if size > self.max_literal:

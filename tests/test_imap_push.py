@@ -1,0 +1,77 @@
+"""IDLE is woken by the store's events: an LMTP delivery and an APPEND from
+another session reach an idling imaplib/imapclient session without polling."""
+import smtplib
+import socket
+
+import trio
+from imapclient import IMAPClient
+
+from imap_helpers import connect, imap_port, msg, run
+
+
+def lmtp_deliver(ctx, rcpt, data):
+    with smtplib.LMTP("127.0.0.1", ctx.bound["lmtp"][0][1]) as c:
+        c.sendmail("s@example.org", [rcpt], data)
+
+
+async def test_lmtp_delivery_wakes_idle(imap_server):
+    client = await run(lambda: IMAPClient("127.0.0.1", port=imap_port(imap_server), ssl=False, timeout=30))
+    await run(client.login, "alice", "pw")
+    await run(client.select_folder, "INBOX")
+    await run(client.idle)
+    await run(lmtp_deliver, imap_server, "alice@localhost", msg("pushed"))
+    responses = await run(client.idle_check, 10)
+    assert (1, b"EXISTS") in responses
+    await run(client.idle_done)
+    await run(client.logout)
+
+
+async def test_append_in_one_session_wakes_idle_in_another(imap_server):
+    idler = await run(lambda: IMAPClient("127.0.0.1", port=imap_port(imap_server), ssl=False, timeout=30))
+    await run(idler.login, "alice", "pw")
+    await run(idler.select_folder, "INBOX")
+    await run(idler.idle)
+
+    def other():
+        c = connect(imap_server)
+        c.append("INBOX", None, None, msg("one"))
+        c.select("INBOX")
+        c.store("1", "+FLAGS", r"(\Flagged)")
+        c.logout()
+
+    await run(other)
+    seen = []
+    with trio.fail_after(20):
+        while not any(isinstance(r, tuple) and len(r) > 2 and r[1] == b"FETCH" for r in seen):
+            seen += await run(idler.idle_check, 5)
+    assert (1, b"EXISTS") in seen
+    await run(idler.idle_done)
+    await run(idler.logout)
+
+
+async def test_idle_other_account_is_not_woken(imap_server):
+    idler = await run(lambda: IMAPClient("127.0.0.1", port=imap_port(imap_server), ssl=False, timeout=30))
+    await run(idler.login, "bob", "pw")
+    await run(idler.select_folder, "INBOX")
+    await run(idler.idle)
+    await run(lmtp_deliver, imap_server, "alice@localhost", msg("not for bob"))
+    responses = await run(idler.idle_check, 0.5)
+    assert responses == []
+    await run(idler.idle_done)
+    await run(idler.logout)
+
+
+async def test_idle_without_selected_mailbox_and_bad_done(imap_server):
+    def go():
+        s = socket.create_connection(("127.0.0.1", imap_port(imap_server)), timeout=10)
+        f = s.makefile("rwb")
+        f.readline()
+        f.write(b"a LOGIN alice pw\r\nb IDLE\r\n"); f.flush()
+        assert f.readline().startswith(b"a OK")
+        assert f.readline().startswith(b"+ ")
+        f.write(b"NOTDONE\r\n"); f.flush()
+        assert f.readline().startswith(b"b BAD")
+        f.write(b"c NOOP\r\n"); f.flush()
+        assert f.readline().startswith(b"c OK")
+        s.close()
+    await run(go)
