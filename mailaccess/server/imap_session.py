@@ -12,6 +12,7 @@ the store after each command, at the points RFC 9051 7.5.1 allows.
 from __future__ import annotations
 
 import base64
+import functools
 import calendar
 import logging
 import re
@@ -891,7 +892,8 @@ class ImapSession:
         sel = self.sel
         query = to_query(key, sel, self.acc)
         candidates = [(u, sel.eid[u]) for u in sel.uids if u not in sel.gone]
-        return await storeio.read(self.store, engine.search, self.acc, candidates, query)
+        return await storeio.read(self.store, functools.partial(engine.search, mailbox=sel.mbx),
+                                  self.acc, candidates, query)
 
     async def do_search(self, cmd):
         sel = self.sel
