@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argon2
 
+from . import sasl
 from .store import NotFound, Store, ops
 
 _hasher = argon2.PasswordHasher()  # argon2id with the library's RFC 9106 defaults
@@ -21,7 +22,8 @@ def hash_password(password: str) -> str:
 
 
 def add_user(store: Store, name: str, password: str, quota: int = 0) -> int:
-    return store.write_sync(ops.create_account, name, hash_password(password), quota)
+    return store.write_sync(ops.create_account, name, hash_password(password), quota,
+                            sasl.scram_credentials(password))
 
 
 def set_password(store: Store, name: str, password: str) -> None:
@@ -29,7 +31,8 @@ def set_password(store: Store, name: str, password: str) -> None:
         a = v.account_by_name(name)
     if a is None:
         raise NotFound(f"no user {name!r}")
-    store.write_sync(ops.set_password, a.id, hash_password(password))
+    store.write_sync(ops.set_password, a.id, hash_password(password),
+                     sasl.scram_credentials(password))
 
 
 def delete_user(store: Store, name: str) -> None:
@@ -60,3 +63,11 @@ def authenticate(store: Store, name: str, password: str) -> int | None:
     except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
         return None
     return a.id if a is not None else None
+
+
+def scram_lookup(store: Store, name: str) -> str | None:
+    """SCRAM verifiers of NAME (None for unknown users and users whose
+    password predates SCRAM support)."""
+    with store.view() as v:
+        a = v.account_by_name(name)
+    return a.scram if a is not None and a.scram else None

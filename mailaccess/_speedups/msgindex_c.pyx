@@ -19,8 +19,11 @@ cdef extern from "Python.h":
     int PyUnicode_KIND(object)
     Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t index) noexcept
     str PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
+    Py_UCS4* PyUnicode_AsUCS4Copy(object) except NULL
+    ctypedef unsigned char Py_UCS1
+    ctypedef unsigned short Py_UCS2
 
-from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_Realloc
 
 
 import binascii
@@ -800,62 +803,149 @@ cdef inline bint _is_space(Py_UCS4 c) noexcept:
             or c == 0x2029 or c == 0x202F or c == 0x205F or c == 0x3000)
 
 
-cpdef str normalize(str text):
-    """Search normalisation: casefold, white space runs to one space, trimmed."""
-    cdef Py_ssize_t n, k, w = 0
-    cdef const unsigned char* p
-    cdef unsigned char c
-    cdef Py_UCS4 ch
+# casefold of one character, filled lazily from str.casefold() (so it is
+# exactly Python's, whatever its Unicode version): 0 unknown, else the folded
+# character, or _FOLD_EXP | i for a fold of 2-3 characters (_FOLD_X[i]).
+# BMP characters get a table; others a small direct-mapped cache.
+cdef unsigned int _FOLD[65536]
+cdef unsigned int _FOLD_AST_KEY[1024]
+cdef unsigned int _FOLD_AST_VAL[1024]
+cdef unsigned int _FOLD_EXP = 0x80000000
+cdef unsigned int _FOLD_X[512][4]  # [length, c1, c2, c3]
+cdef int _FOLD_NX = 0
+
+
+cdef unsigned int _fold_slow(unsigned int c) except 0:
+    global _FOLD_NX
+    cdef str f = chr(c).casefold()
+    cdef Py_ssize_t m = PyUnicode_GET_LENGTH(f), j
+    cdef unsigned int r
+    if m == 1:
+        r = PyUnicode_READ(PyUnicode_KIND(f), PyUnicode_DATA(f), 0)
+    elif 2 <= m <= 3 and _FOLD_NX < 512:
+        r = _FOLD_EXP | _FOLD_NX
+        _FOLD_X[_FOLD_NX][0] = m
+        for j in range(m):
+            _FOLD_X[_FOLD_NX][j + 1] = PyUnicode_READ(PyUnicode_KIND(f), PyUnicode_DATA(f), j)
+        _FOLD_NX += 1
+    else:  # pragma: no cover - Unicode has no such fold today
+        raise ValueError("unexpected casefold")
+    if c < 65536:
+        _FOLD[c] = r
+    else:
+        _FOLD_AST_KEY[c & 1023] = c
+        _FOLD_AST_VAL[c & 1023] = r
+    return r
+
+
+cdef inline unsigned int _fold1(unsigned int c) except 0:
+    """casefold of c (>= 128): the character, or _FOLD_EXP | index into _FOLD_X."""
+    cdef unsigned int f
+    if c < 65536:
+        f = _FOLD[c]
+        if f != 0:
+            return f
+    elif _FOLD_AST_KEY[c & 1023] == c:
+        return _FOLD_AST_VAL[c & 1023]
+    return _fold_slow(c)
+
+
+ctypedef fused _uchar:
+    Py_UCS1
+    Py_UCS2
+    Py_UCS4
+
+
+cdef Py_ssize_t _normalize_into(const _uchar* src, Py_ssize_t n, _uchar* dst, Py_ssize_t cap,
+                                Py_UCS4 maxc) except -2:
+    """normalize() of src into dst (same character width); -1 when a fold does
+    not fit that width, -3 when dst is too short (the caller retries)."""
+    cdef Py_ssize_t k, w = 0, j, m
+    cdef unsigned int ch, f, x  # not Py_UCS4: Cython does str arithmetic on that
     cdef bint space = False
-    cdef unsigned char* q
-    cdef Py_UCS4* u
-    cdef int kind
-    cdef void* data
-    cdef str folded
-    n = PyUnicode_GET_LENGTH(text)
-    if PyUnicode_IS_ASCII(text):
-        p = <const unsigned char*>PyUnicode_DATA(text)
-        q = <unsigned char*>PyMem_Malloc(n + 1)
-        if q == NULL:
-            raise MemoryError
-        for k in range(n):
-            c = p[k]
-            if _SPACE[c]:
+    for k in range(n):
+        ch = src[k]
+        if ch < 128:
+            if _SPACE[ch]:
                 space = w > 0
                 continue
+            if 65 <= ch <= 90:
+                ch += 32
+            if w + 2 > cap:
+                return -3
             if space:
-                q[w] = 32
+                dst[w] = 32
                 w += 1
                 space = False
-            if 65 <= c <= 90:
-                c += 32
-            q[w] = c
+            dst[w] = <_uchar>ch
             w += 1
-        try:
-            return PyUnicode_DecodeASCII(<const char*>q, w, NULL)
-        finally:
-            PyMem_Free(q)
-    folded = text.casefold()
-    n = PyUnicode_GET_LENGTH(folded)
-    kind = PyUnicode_KIND(folded)
-    data = PyUnicode_DATA(folded)
-    u = <Py_UCS4*>PyMem_Malloc((n + 1) * sizeof(Py_UCS4))
-    if u == NULL:
-        raise MemoryError
-    for k in range(n):
-        ch = PyUnicode_READ(kind, data, k)
-        if _is_space(ch):
-            space = w > 0
             continue
-        if space:
-            u[w] = 32
+        f = _fold1(ch)
+        m = 1
+        x = f & 511
+        if f & _FOLD_EXP:
+            m = _FOLD_X[x][0]
+        for j in range(m):
+            if m > 1:
+                f = _FOLD_X[x][j + 1]
+            if _is_space(f):
+                space = w > 0
+                continue
+            if f > maxc:
+                return -1
+            if w + 2 > cap:
+                return -3
+            if space:
+                dst[w] = 32
+                w += 1
+                space = False
+            dst[w] = <_uchar>f
             w += 1
-            space = False
-        u[w] = ch
-        w += 1
+    return w
+
+
+cpdef str normalize(str text):
+    """Search normalisation: casefold, white space runs to one space, trimmed."""
+    cdef Py_ssize_t n, w, cap
+    cdef int kind
+    cdef void* data
+    cdef void* buf
+    n = PyUnicode_GET_LENGTH(text)
+    kind = PyUnicode_KIND(text)
+    data = PyUnicode_DATA(text)
+    # same width as the input first (folds rarely widen the text), with
+    # room for the longest folds (3 characters) if the text grew; UCS4 if a
+    # fold widened it
+    cap = n + (n >> 3) + 16
+    while True:
+        buf = PyMem_Malloc(cap * kind)
+        if buf == NULL:
+            raise MemoryError
+        try:
+            if kind == 1:
+                w = _normalize_into(<const Py_UCS1*>data, n, <Py_UCS1*>buf, cap, 0xFF)
+            elif kind == 2:
+                w = _normalize_into(<const Py_UCS2*>data, n, <Py_UCS2*>buf, cap, 0xFFFF)
+            else:
+                w = _normalize_into(<const Py_UCS4*>data, n, <Py_UCS4*>buf, cap, 0x10FFFF)
+            if w >= 0:
+                return PyUnicode_FromKindAndData(kind, buf, w)
+        finally:
+            PyMem_Free(buf)
+        if w == -3:
+            cap = 3 * n + 16
+        else:
+            break
+    cap = 3 * n + 16
+    cdef Py_UCS4* u = PyUnicode_AsUCS4Copy(text)
+    buf = PyMem_Malloc(cap * 4)
     try:
-        return PyUnicode_FromKindAndData(4, u, w)
+        if buf == NULL:
+            raise MemoryError
+        w = _normalize_into(<const Py_UCS4*>u, n, <Py_UCS4*>buf, cap, 0x10FFFF)
+        return PyUnicode_FromKindAndData(4, buf, w)
     finally:
+        PyMem_Free(buf)
         PyMem_Free(u)
 
 

@@ -14,6 +14,7 @@ import zlib
 
 import trio
 
+from .. import accounts, sasl
 from ..proto.imap import commands as imap_commands
 from ..proto.imap import events as ev
 from ..proto.imap import frames
@@ -209,32 +210,56 @@ class ImapConnection:
         if s.state != "NOT_AUTHENTICATED":
             await self.send(cmd.tag + b" BAD already authenticated\r\n")
             return
-        mech = cmd.mechanism
-        if mech not in ("PLAIN", "LOGIN"):
+        mech_name = cmd.mechanism
+        if mech_name == "PLAIN":
+            mech = sasl.Plain()
+        elif mech_name == "LOGIN":
+            mech = sasl.Login()
+        elif mech_name == "SCRAM-SHA-256":
+            store = self.ctx.store
+            mech = sasl.ScramSha256(lambda user: accounts.scram_lookup(store, user))
+        else:
             await self.send(cmd.tag + b" NO unsupported authentication mechanism\r\n")
             return
-        if not s.login_allowed():
+        if mech_name != "SCRAM-SHA-256" and not s.login_allowed():
             await self.send(cmd.tag + b" NO [PRIVACYREQUIRED] use STARTTLS or port 993 first\r\n")
             return
-        prompts = [b""] if mech == "PLAIN" else [b"Username:", b"Password:"]
-        responses = []
-        if cmd.initial_response is not None:
-            responses.append(cmd.initial_response)
-        while len(responses) < len(prompts):
-            await self.send(b"+ " + base64.b64encode(prompts[len(responses)]) + b"\r\n")
-            line = await self.read_sasl_line()
-            if line is None:
-                return
-            if line.strip() == b"*":
-                await self.send(cmd.tag + b" BAD authentication cancelled\r\n")
-                return
-            try:
-                responses.append(base64.b64decode(line.strip(), validate=True))
-            except ValueError:
-                await self.send(cmd.tag + b" BAD invalid base64\r\n")
-                return
+        challenge = sasl.INITIAL_CHALLENGE[mech_name]
+        response = cmd.initial_response
         try:
-            await s.sasl_finish(cmd.tag, mech, responses)
+            while True:
+                if response is None:
+                    await self.send(b"+ " + base64.b64encode(challenge) + b"\r\n")
+                    line = await self.read_sasl_line()
+                    if line is None:
+                        return
+                    if line.strip() == b"*":
+                        await self.send(cmd.tag + b" BAD authentication cancelled\r\n")
+                        return
+                    try:
+                        response = base64.b64decode(line.strip(), validate=True)
+                    except ValueError:
+                        await self.send(cmd.tag + b" BAD invalid base64\r\n")
+                        return
+                step = mech.step(response)
+                response = None
+                if isinstance(step, sasl.Challenge):
+                    challenge = step.data
+                    continue
+                break
+            if step.final is not None:
+                # SCRAM: the server's proof, then the client's empty answer
+                await self.send(b"+ " + base64.b64encode(step.final) + b"\r\n")
+                line = await self.read_sasl_line()
+                if line is None:
+                    return
+                if line.strip() == b"*":
+                    await self.send(cmd.tag + b" BAD authentication cancelled\r\n")
+                    return
+            await s.sasl_finish(cmd.tag, step)
+        except sasl.SaslError as exc:
+            await trio.sleep(self.ctx.cfg.imap.login_failure_delay)
+            s.tagged(cmd.tag, "NO", f"authentication failed: {exc}", "AUTHENTICATIONFAILED")
         except Bad as exc:
             s.tagged(cmd.tag, "BAD", exc.text, exc.code)
         except No as exc:

@@ -101,6 +101,8 @@ class ImapSession:
                 caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
             else:
                 caps.append("LOGINDISABLED")
+            # SCRAM never reveals the password, so it is offered everywhere
+            caps.append("AUTH=SCRAM-SHA-256")
             caps += ["SASL-IR", "ID", "ENABLE", "LITERAL+"]
             return caps
         caps += [
@@ -268,6 +270,9 @@ class ImapSession:
             log.info("failed login for %r", user)
             await trio.sleep(self.cfg.login_failure_delay)
             raise No("wrong user name or password", "AUTHENTICATIONFAILED")
+        self._logged_in(tag, user, acc)
+
+    def _logged_in(self, tag: bytes, user: str, acc: int) -> None:
         self.user, self.acc = user, acc
         self.state = AUTHENTICATED
         self.subscription = self.ctx.bus.subscribe(acc)
@@ -279,21 +284,22 @@ class ImapSession:
         # it calls sasl_finish with the decoded credentials.
         raise Bad("AUTHENTICATE is handled by the service")
 
-    async def sasl_finish(self, tag: bytes, mech: str, responses: list[bytes]) -> None:
+    async def sasl_finish(self, tag: bytes, done) -> None:
+        """A SASL exchange (run by the service) ended with sasl.Done."""
+        if done.password is None:
+            # SCRAM proved the password itself; the identity is settled
+            if done.authzid and done.authzid != done.user:
+                raise No("cannot act as another user", "AUTHORIZATIONFAILED")
+            with self.store.view() as v:
+                a = v.account_by_name(done.user)
+            if a is None:
+                raise No("wrong user name or password", "AUTHENTICATIONFAILED")
+            self._logged_in(tag, a.name, a.id)
+            return
         if not self.login_allowed():
             raise No("plaintext authentication is disabled here; use STARTTLS",
                      "PRIVACYREQUIRED")
-        if mech == "PLAIN":
-            parts = responses[0].split(b"\0")
-            if len(parts) != 3:
-                raise Bad("malformed PLAIN response")
-            authz, user, pw = (p.decode("utf-8", "replace") for p in parts)
-            await self.login(tag, user, pw, authz)
-        elif mech == "LOGIN":
-            user, pw = (r.decode("utf-8", "replace") for r in responses[:2])
-            await self.login(tag, user, pw)
-        else:
-            raise No("unsupported mechanism")
+        await self.login(tag, done.user, done.password, done.authzid)
 
     async def do_unauthenticate(self, cmd):
         self.sel = None

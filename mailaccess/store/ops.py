@@ -34,24 +34,26 @@ MAX_NAME_BYTES = 200  # one hierarchy level; keys must stay far under LMDB's 511
 
 # --- accounts --------------------------------------------------------------------
 
-def create_account(tx: WriteTx, name: str, password_hash: str, quota: int = 0) -> int:
+def create_account(tx: WriteTx, name: str, password_hash: str, quota: int = 0,
+                   scram: str = "") -> int:
     if not name or len(name.encode()) > 255 or any(c in name for c in "\0\r\n\t "):
         raise InvalidName("account names are 1-255 bytes with no spaces or control characters")
     if tx.account_by_name(name) is not None:
         raise AlreadyExists(f"account {name!r} exists already")
     acc = tx.next_counter(0, keys.CTR_ACCOUNT)
-    tx.put_account(Account(acc, name, password_hash, int(time.time()), quota))
+    tx.put_account(Account(acc, name, password_hash, int(time.time()), quota, scram))
     tx.put("acct.name", keys.acct_name(name), keys.u32(acc))
     for mname, role in DEFAULT_MAILBOXES:
         create_mailbox(tx, acc, 0, mname, role=role)
     return acc
 
 
-def set_password(tx: WriteTx, acc: int, password_hash: str) -> None:
+def set_password(tx: WriteTx, acc: int, password_hash: str, scram: str = "") -> None:
     a = tx.account(acc)
     if a is None:
         raise NotFound("no such account")
     a.password_hash = password_hash
+    a.scram = scram
     tx.put_account(a)
 
 

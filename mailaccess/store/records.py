@@ -131,11 +131,12 @@ class Account:
     password_hash: str
     created: int
     quota: int = 0        # bytes, 0 = the configured default
+    scram: str = ""       # SCRAM-SHA-256 verifiers (sasl.scram_credentials), no password
 
 
 def encode_account(a: Account) -> bytes:
     return b"\x01" + json.dumps(
-        [a.name, a.password_hash, a.created, a.quota], separators=(",", ":"),
+        [a.name, a.password_hash, a.created, a.quota, a.scram], separators=(",", ":"),
         ensure_ascii=False).encode("utf-8")
 
 
