@@ -35,6 +35,9 @@ class ImapConfig:
     login_failure_delay: float = 1.0
     # LOGINDISABLED on unencrypted connections that are not from loopback
     plaintext_login_on_loopback_only: bool = True
+    # RFC 7888: "plus" accepts non-synchronizing literals of any size up to
+    # max_literal (LITERAL+); "minus" only up to 4096 bytes (LITERAL-)
+    nonsync_literals: str = "plus"
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ def _convert(default, value, path: str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         if path == "log_level" and value.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"{path}: one of debug, info, warning, error")
+        if path == "imap.nonsync_literals" and value not in ("plus", "minus"):
+            raise ConfigError(f"{path}: \"plus\" (LITERAL+) or \"minus\" (LITERAL-)")
         return value
     raise ConfigError(f"{path}: cannot set this")
 

@@ -164,3 +164,46 @@ async def test_session_limit_per_user(imap_server, monkeypatch):
         await run(go)
     finally:
         imap_server.cfg = cfg
+
+
+async def test_literal_minus_mode(cfg, nursery):
+    import dataclasses
+    from mailaccess import accounts
+    from mailaccess.server import app
+    cfg = dataclasses.replace(cfg, imap=dataclasses.replace(cfg.imap, nonsync_literals="minus"))
+    ctx = await nursery.start(lambda task_status: app.serve(cfg, task_status=task_status,
+                                                             install_signals=False))
+    await run(accounts.add_user, ctx.store, "alice", "pw")
+
+    def go():
+        s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=10)
+        f = s.makefile("rwb")
+        assert b"LITERAL-" in f.readline()
+        f.write(b"a LOGIN alice pw\r\n"); f.flush()
+        f.readline()
+        small = msg("small")
+        f.write(b"b APPEND INBOX {%d+}\r\n%s\r\n" % (len(small), small)); f.flush()
+        assert f.readline().startswith(b"b OK")
+        big = msg("big", body="x" * 5000)
+        f.write(b"c APPEND INBOX {%d+}\r\n%s\r\n" % (len(big), big)); f.flush()
+        assert f.readline().startswith(b"c BAD [TOOBIG]")
+        f.write(b"d NOOP\r\n"); f.flush()
+        assert f.readline().startswith(b"d OK")
+        s.close()
+    await run(go)
+    nursery.cancel_scope.cancel()
+
+
+async def test_user_added_by_cli_while_running_can_log_in(imap_server):
+    import subprocess
+    import sys
+
+    def add():
+        return subprocess.run(
+            [sys.executable, "-m", "mailaccess", "user", "add", "carol", "--password-stdin",
+             "--data-dir", imap_server.cfg.data_dir], input=b"pw3\n", capture_output=True,
+            timeout=120)
+    r = await run(add)
+    assert r.returncode == 0, r.stderr
+    c = await run(connect, imap_server, "carol", "pw3")
+    await run(c.logout)

@@ -69,7 +69,9 @@ class ImapConnection:
         self.ctx = ctx
         self.stream = stream
         cfg = ctx.cfg.imap
-        self.receiver = Receiver(max_line=cfg.max_line, max_literal=cfg.max_literal)
+        nonsync = cfg.max_literal if cfg.nonsync_literals == "plus" else 4096
+        self.receiver = Receiver(max_line=cfg.max_line, max_literal=cfg.max_literal,
+                                 max_nonsync_literal=nonsync)
         self.session = ImapSession(ctx, secure=secure, loopback=loopback)
         self.idle_timeout = cfg.idle_timeout
 

@@ -103,10 +103,10 @@ class ImapSession:
                 caps.append("LOGINDISABLED")
             # SCRAM never reveals the password, so it is offered everywhere
             caps.append("AUTH=SCRAM-SHA-256")
-            caps += ["SASL-IR", "ID", "ENABLE", "LITERAL+"]
+            caps += ["SASL-IR", "ID", "ENABLE", self.literal_cap()]
             return caps
         caps += [
-            "LITERAL+", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE",
+            self.literal_cap(), "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE",
             "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
             "STATUS=SIZE", "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "WITHIN",
             "OBJECTID", "MULTIAPPEND", "BINARY", f"APPENDLIMIT={self.cfg.max_literal}",
@@ -115,6 +115,9 @@ class ImapSession:
             "QUOTA=RES-MESSAGE",
         ]
         return caps
+
+    def literal_cap(self) -> str:
+        return "LITERAL+" if self.cfg.nonsync_literals == "plus" else "LITERAL-"
 
     def login_allowed(self) -> bool:
         return self.secure or (self.loopback and self.cfg.plaintext_login_on_loopback_only) \
