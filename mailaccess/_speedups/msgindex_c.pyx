@@ -9,7 +9,7 @@ normalisation.  The MIME walk itself is the twin's code, compiled, with its
 entity as a cdef class.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
-from cpython.unicode cimport PyUnicode_DecodeLatin1, PyUnicode_DecodeASCII
+from cpython.unicode cimport PyUnicode_DecodeLatin1, PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8, PyUnicode_DecodeCharmap
 from libc.string cimport memchr, memcpy
 
 cdef extern from "Python.h":
@@ -27,6 +27,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_Realloc
 
 
 import binascii
+import sys
 import calendar
 import codecs
 import html
@@ -202,28 +203,63 @@ cpdef bytes unfold(bytes value):
     return value.translate(None, b"\r\n").strip(b" \t")
 
 
-def decode_b64(data: bytes) -> bytes:
+cdef signed char _B64[256]
+for _c in range(256):
+    _B64[_c] = -1
+for _i, _c in enumerate(_B64_ALPHA):
+    _B64[_c] = _i
+
+
+cdef inline Py_ssize_t _b64_count(const unsigned char* p, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t k, m = 0
+    for k in range(n):
+        m += _B64[p[k]] >= 0
+    return m
+
+
+cpdef bytes decode_b64(bytes data):
     """Lenient base64: ignore non-alphabet bytes and '=', tolerate bad padding."""
-    clean = data.translate(None, _B64_NONALPHA)
-    rem = len(clean) & 3
-    if rem == 1:
-        clean = clean[: len(clean) - 1]
-    elif rem:
-        clean += b"=" * (4 - rem)
-    return binascii.a2b_base64(clean)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), m, k, w = 0
+    cdef unsigned int acc = 0, cnt = 0
+    cdef signed char v
+    cdef bytes out
+    cdef unsigned char* q
+    m = _b64_count(p, n)
+    out = PyBytes_FromStringAndSize(NULL, m // 4 * 3 + (0, 0, 1, 2)[m & 3])
+    q = <unsigned char*>PyBytes_AS_STRING(out)
+    for k in range(n):
+        v = _B64[p[k]]
+        if v < 0:
+            continue
+        acc = (acc << 6) | <unsigned int>v
+        cnt += 1
+        if cnt == 4:
+            q[w] = (acc >> 16) & 255
+            q[w + 1] = (acc >> 8) & 255
+            q[w + 2] = acc & 255
+            w += 3
+            cnt = 0
+            acc = 0
+    if cnt == 2:
+        q[w] = (acc >> 4) & 255
+    elif cnt == 3:
+        q[w] = (acc >> 10) & 255
+        q[w + 1] = (acc >> 2) & 255
+    return out
 
 
-def b64_size(data: bytes) -> int:
+cpdef Py_ssize_t b64_size(bytes data):
     """len(decode_b64(data)) without decoding."""
-    n = len(data) - len(data.translate(None, _B64_ALPHA))
-    return n // 4 * 3 + (0, 0, 1, 2)[n & 3]
+    cdef Py_ssize_t m = _b64_count(<const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+    return m // 4 * 3 + (0, 0, 1, 2)[m & 3]
 
 
-def decode_qp(data: bytes) -> bytes:
+cpdef bytes decode_qp(bytes data):
     return binascii.a2b_qp(data)
 
 
-def decode_cte(data: bytes, encoding: str) -> bytes:
+cpdef bytes decode_cte(bytes data, str encoding):
     if encoding == "base64":
         return decode_b64(data)
     if encoding == "quoted-printable":
@@ -275,26 +311,86 @@ def _codec_name(charset: str) -> str | None:
     return name
 
 
-def decode_charset(data: bytes, charset: str) -> str | None:
-    """Bytes in a MIME charset as text (bad bytes replaced); None if unknown."""
+# decoders by MIME charset: the same codec _codec_name picks, called directly
+# (the stdlib's one-byte charsets through their table, like their
+# Codec.decode does) instead of through bytes.decode's registry look-up
+cdef enum:
+    _D_UNKNOWN, _D_HEADER, _D_UTF8, _D_ASCII, _D_LATIN1, _D_CHARMAP, _D_CALL
+
+cdef class _Decoder:
+    cdef int kind
+    cdef object arg
+
+cdef dict _DECODERS = {}
+
+
+cdef _Decoder _decoder(str charset):
+    cdef _Decoder d = _DECODERS.get(charset)
+    if d is not None:
+        return d
+    d = _Decoder()
     name = _codec_name(charset)
     if name is None:
+        d.kind = _D_UNKNOWN
+    elif not name:
+        d.kind = _D_HEADER
+    elif name == "utf-8":
+        d.kind = _D_UTF8
+    elif name == "ascii":
+        d.kind = _D_ASCII
+    elif name == "iso8859-1":
+        d.kind = _D_LATIN1
+    else:
+        d.kind = _D_CALL
+        d.arg = codecs.lookup(name).decode
+        owner = getattr(d.arg, "__self__", None)
+        method = getattr(type(owner), "decode", None)
+        code = getattr(method, "__code__", None)
+        if code is not None and code.co_names == ("codecs", "charmap_decode", "decoding_table"):
+            table = getattr(sys.modules.get(type(owner).__module__), "decoding_table", None)
+            if type(table) is str:
+                d.kind = _D_CHARMAP
+                d.arg = table
+    if len(_DECODERS) < 512:
+        _DECODERS[charset] = d
+    return d
+
+
+cpdef object decode_charset(bytes data, str charset):
+    """Bytes in a MIME charset as text (bad bytes replaced); None if unknown."""
+    cdef _Decoder d = _decoder(charset)
+    cdef const char* p = PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    if d.kind == _D_UNKNOWN:
         return None
-    if not name:
+    if d.kind == _D_HEADER:
         return bytes_to_str(data)
+    if n == 0:  # bytes.decode does not even ask the codec
+        return ""
     try:
-        return data.decode(name, "replace")
+        if d.kind == _D_UTF8:
+            return PyUnicode_DecodeUTF8(p, n, "replace")
+        if d.kind == _D_ASCII:
+            return PyUnicode_DecodeASCII(p, n, "replace")
+        if d.kind == _D_LATIN1:
+            return PyUnicode_DecodeLatin1(p, n, "replace")
+        if d.kind == _D_CHARMAP:
+            return PyUnicode_DecodeCharmap(p, n, d.arg, "replace")
+        text = d.arg(data, "replace")[0]
+        if type(text) is not str:
+            return None
+        return text
     except Exception:  # a codec that cannot even replace (idna & co)
         return None
 
 
-def decode_text(data: bytes, charset: str | None) -> str:
+cpdef str decode_text(bytes data, charset):
     """Body text: by charset, unknown charset as UTF-8 with replacement."""
     if charset:
         text = decode_charset(data, charset)
         if text is not None:
             return text
-        return data.decode("utf-8", "replace")
+        return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), "replace")
     return bytes_to_str(data)
 
 

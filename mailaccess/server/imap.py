@@ -147,14 +147,8 @@ class ImapConnection:
         else:
             was = s.state
             await s.handle(cmd)
-            if s.state in ("AUTHENTICATED", SELECTED) and was == "NOT_AUTHENTICATED":
-                if not self.take_slot():
-                    s.out.clear()
-                    s.close_subscription()
-                    await self.send(cmd.tag + b" NO [LIMIT] too many sessions for this user\r\n")
-                    s.state = "NOT_AUTHENTICATED"
-                    s.user = s.acc = None
-                    return
+            if was == "NOT_AUTHENTICATED" and not await self.admit(cmd.tag):
+                return
             await self.flush()
             if s.starttls_requested:
                 s.starttls_requested = False
@@ -166,6 +160,19 @@ class ImapConnection:
                     self.receiver.receive_data(self.stream.feed(leftover))
 
     # --- per-user session limit ---------------------------------------------------------------
+
+    async def admit(self, tag: bytes) -> bool:
+        """After a successful login: take a session slot or undo the login
+        and answer NO [LIMIT].  True when the session may go on."""
+        s = self.session
+        if s.state == "NOT_AUTHENTICATED" or self.take_slot():
+            return True
+        s.out.clear()
+        s.close_subscription()
+        s.state = "NOT_AUTHENTICATED"
+        s.user = s.acc = None
+        await self.send(tag + b" NO [LIMIT] too many sessions for this user\r\n")
+        return False
 
     _slot_user = None
 
@@ -266,12 +273,7 @@ class ImapConnection:
             s.tagged(cmd.tag, "BAD", exc.text, exc.code)
         except No as exc:
             s.tagged(cmd.tag, "NO", exc.text, exc.code)
-        if s.state != "NOT_AUTHENTICATED" and not self.take_slot():
-            s.out.clear()
-            s.close_subscription()
-            s.state = "NOT_AUTHENTICATED"
-            s.user = s.acc = None
-            await self.send(cmd.tag + b" NO [LIMIT] too many sessions for this user\r\n")
+        if not await self.admit(cmd.tag):
             return
         await self.flush()
 

@@ -1,10 +1,10 @@
-"""Small IMAP wire formatting helpers used by the session (strings, flags,
-mailbox names).  Kept beside the session; the sans-IO response module of
-proto/imap owns the bigger serialisers."""
+"""The session's vocabulary between store and wire: keyword <-> IMAP flag,
+JMAP role <-> special-use attribute, and thin wrappers over the sans-IO
+serialiser (proto/imap/serialize.py) for strings and mailbox names."""
 from __future__ import annotations
 
-from ..proto.imap import modutf7
-from ..proto.imap.grammar import ASTRING_ATOM
+from ..proto.imap import serialize
+from ..proto.imap.serialize import astring, literal, nstring  # noqa: F401  (re-exported)
 
 SYSTEM_FLAGS = {
     "$seen": "\\Seen",
@@ -44,35 +44,12 @@ def flags_list(keywords) -> bytes:
     return ("(" + " ".join(flag_of(k) for k in keywords) + ")").encode("utf-8")
 
 
-def quoted(s: str | bytes) -> bytes:
-    """A quoted string when possible, else a literal."""
-    b = s.encode("utf-8") if isinstance(s, str) else s
-    if b"\r" in b or b"\n" in b or b"\0" in b or len(b) > 4000:
-        return b"{%d}\r\n" % len(b) + b
-    return b'"' + b.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-
-
-def astring(s: str | bytes) -> bytes:
-    b = s.encode("utf-8") if isinstance(s, str) else s
-    if b and ASTRING_ATOM.fullmatch(b) and b.upper() != b"NIL":
-        return b
-    return quoted(b)
-
-
-def nstring(b: bytes | None) -> bytes:
-    if b is None:
-        return b"NIL"
-    return quoted(b)
-
-
-def literal(b: bytes, binary: bool = False) -> bytes:
-    return (b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(b) + b
+def quoted(s: str | bytes, utf8: bool = False) -> bytes:
+    """A quoted string when possible, else a literal (serialize.string)."""
+    return serialize.string(s, utf8)
 
 
 def mailbox_name(name: str, utf8: bool) -> bytes:
     """A mailbox name on the wire: UTF-8 when the client enabled it, else
     modified UTF-7 (RFC 3501 5.1.3)."""
-    raw = name.encode("utf-8") if utf8 else modutf7.encode(name)
-    if raw.upper() == b"INBOX":
-        return b"INBOX"
-    return astring(raw)
+    return serialize.mailbox(name, utf8)
