@@ -61,7 +61,12 @@ def write_rc(tmp_path, ctx, *, tls="STARTTLS", cafile=None, user="alice",
              password="pw") -> str:
     port = imap_port(ctx) if tls == "STARTTLS" else imaps_port(ctx)
     maildir = tmp_path / "Mail"
+    maildir.mkdir(exist_ok=True)          # mbsync wants the store's Path to exist
     rc = tmp_path / "mbsyncrc"
+    # Host is "localhost", not 127.0.0.1: isync 1.4 checks the certificate's DNS names
+    # (then its CN) against Host and ignores IP-address SANs, so with 127.0.0.1 it
+    # fails "cannot get certificate common name" on the generated certificate
+    # (SANs localhost, 127.0.0.1, ::1; no CN).
     rc.write_text(f"""\
 IMAPAccount test
 Host localhost
@@ -178,7 +183,8 @@ def deliver_local(boxdir: str, data: bytes, letters: str = "") -> str:
     global _seq
     _seq += 1
     base = f"{int(time.time())}.M{_seq}P{os.getpid()}.testhost"
-    os.makedirs(os.path.join(boxdir, "tmp"), exist_ok=True)
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(boxdir, sub), exist_ok=True)
     tmp = os.path.join(boxdir, "tmp", base)
     with open(tmp, "wb") as fh:
         fh.write(data)
@@ -334,7 +340,9 @@ LAYOUT = {                     # mailbox (wire name) -> number of messages
     "Projects": 25,
     NONASCII_WIRE: 25,
 }
-FLAG_CHOICES = ["", "", "", "S", "S", "S", "SF", "RS", "F", "DS", "PS"]
+# No "P" ($Forwarded) here: mailaccess hands keywords back lower-cased and mbsync 1.4
+# then drops P (see test_mbsync_keeps_forwarded_flag).
+FLAG_CHOICES = ["", "", "", "S", "S", "S", "FS", "RS", "F", "DS"]
 
 
 def populate(root, rng) -> dict[str, dict[str, tuple[frozenset, bytes]]]:
@@ -565,3 +573,31 @@ async def test_mbsync_imaps_and_certificate_check(imap_server, tmp_path):
         assert p.returncode != 0, p.stdout + p.stderr
         assert re.search(r"certificate", p.stderr, re.I), p.stderr
         assert not read_local(str(bad / "Mail")).get("INBOX")
+
+
+@pytest.mark.xfail(strict=True, reason="mailaccess returns keywords lower-cased ($Forwarded "
+                   "stored, FETCH FLAGS says $forwarded); mbsync matches $Forwarded "
+                   "case-sensitively, so the next sync drops the Maildir P flag")
+async def test_mbsync_keeps_forwarded_flag(imap_server, tmp_path):
+    """Maildir P <-> IMAP $Forwarded must survive a round trip and a no-op sync."""
+    ctx = imap_server
+    root = str(tmp_path / "Mail")
+    mid = "<forwarded@local.test>"
+    path = deliver_local(os.path.join(root, "INBOX"),
+                         make_message(random.Random(1), mid, 500, "forwarded"), "PS")
+    rc = write_rc(tmp_path, ctx, user="bob")
+    await mbsync(rc)
+
+    def fetch_flags():
+        c = connect(ctx, "bob")
+        try:
+            return read_server(c)["INBOX"][mid].flags
+        finally:
+            c.logout()
+    # the server has the keyword (compared case-insensitively: this part passes) ...
+    assert await run(fetch_flags) == {"$forwarded", "\\seen"}
+    # ... but it sends it back as "$forwarded", so the second sync, with nothing
+    # changed anywhere, "propagates" the loss of P to the Maildir
+    await mbsync(rc)
+    (name,) = os.listdir(os.path.join(root, "INBOX", "cur"))
+    assert maildir_flags(name) == {"$forwarded", "\\seen"}, (path, name)

@@ -21,6 +21,10 @@ cdef extern from "Python.h":
     str PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
     Py_UCS4* PyUnicode_AsUCS4Copy(object) except NULL
     ctypedef unsigned char Py_UCS1
+    Py_ssize_t PyUnicode_FindChar(object, Py_UCS4, Py_ssize_t, Py_ssize_t, int) except -2
+    Py_UCS4 Py_UNICODE_TOLOWER(Py_UCS4) noexcept
+    bint Py_UNICODE_ISSPACE(Py_UCS4) noexcept
+    bint Py_UNICODE_ISALNUM(Py_UCS4) noexcept
     ctypedef unsigned short Py_UCS2
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_Realloc
@@ -484,22 +488,157 @@ def _flush_words(value: bytes, charset: str, data: bytes, start: int, end: int) 
     return text
 
 
-_HTML_DROP = re.compile(
-    r"<(script|style|head|title)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I
-)
-_HTML_BREAK = re.compile(
-    r"</?(?:br|p|div|tr|li|ul|ol|h[1-6]|table|hr|blockquote|pre|td|th)\b[^>]*>", re.I
-)
-_HTML_TAG = re.compile(r"<[^>]*>")
+# html_to_text: the twin's three regex substitutions, each as one C pass over
+# a UCS4 copy, in place (every substitution shortens the text).  re's rules
+# matter here: IGNORECASE literals also match U+0130/U+0131 for "i", U+212A
+# for "k" and U+017F for "s"; the back reference compares simple lowercase
+# mappings; \b and \s are Unicode word characters and white space.
+
+cdef inline bint _ci(Py_UCS4 c, unsigned int lit) noexcept:
+    """c matches the lowercase ASCII letter or digit lit under re.IGNORECASE."""
+    cdef unsigned int u = c
+    if u == lit or (97 <= lit <= 122 and u == lit - 32):
+        return True
+    if lit == 105:  # i
+        return u == 0x130 or u == 0x131
+    if lit == 107:  # k
+        return u == 0x212A
+    if lit == 115:  # s
+        return u == 0x17F
+    return False
 
 
-def html_to_text(text: str) -> str:
+cdef inline bint _is_word(Py_UCS4 c) noexcept:
+    return c == 95 or Py_UNICODE_ISALNUM(c)
+
+
+cdef inline bint _ci_word(const Py_UCS4* s, Py_ssize_t i, Py_ssize_t n, const char* word) noexcept:
+    """word (lowercase ASCII) at s[i:] under re.IGNORECASE, followed by \\b."""
+    cdef Py_ssize_t k = 0
+    while word[k]:
+        if i + k >= n or not _ci(s[i + k], <unsigned char>word[k]):
+            return False
+        k += 1
+    return i + k >= n or not _is_word(s[i + k])
+
+
+cdef Py_ssize_t _drop_end(const Py_UCS4* s, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """End of a <(script|style|head|title)\\b.*?</\\1\\s*>|<!--.*?--> match at s[i] ('<'), or -1."""
+    cdef Py_ssize_t j, k, t, L
+    cdef const char* name
+    cdef bint same
+    if i + 1 < n and s[i + 1] == 33:  # <!--
+        if i + 3 < n and s[i + 2] == 45 and s[i + 3] == 45:
+            j = i + 4
+            while j + 2 < n:
+                if s[j] == 45 and s[j + 1] == 45 and s[j + 2] == 62:
+                    return j + 3
+                j += 1
+        return -1
+    for name in (b"script", b"style", b"head", b"title"):
+        if _ci_word(s, i + 1, n, name):
+            break
+    else:
+        return -1
+    L = len(name)
+    j = i + 1 + L
+    while j + 2 + L < n:
+        if s[j] == 60 and s[j + 1] == 47:
+            same = True
+            for t in range(L):
+                if Py_UNICODE_TOLOWER(s[j + 2 + t]) != Py_UNICODE_TOLOWER(s[i + 1 + t]):
+                    same = False
+                    break
+            if same:
+                k = j + 2 + L
+                while k < n and Py_UNICODE_ISSPACE(s[k]):
+                    k += 1
+                if k < n and s[k] == 62:
+                    return k + 1
+        j += 1
+    return -1
+
+
+cdef tuple _BREAK_WORDS = (b"br", b"p", b"div", b"tr", b"li", b"ul", b"ol", b"h1", b"h2", b"h3", b"h4",
+                           b"h5", b"h6", b"table", b"hr", b"blockquote", b"pre", b"td", b"th")
+cdef const char* _BREAK_TAGS[19]
+for _i in range(19):
+    _BREAK_TAGS[_i] = <bytes>_BREAK_WORDS[_i]  # kept alive by _BREAK_WORDS
+
+
+cdef Py_ssize_t _break_end(const Py_UCS4* s, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """End of a </?(?:br|p|...|th)\\b[^>]*> match at s[i] ('<'), or -1."""
+    cdef Py_ssize_t j = i + 1, k, t
+    if j < n and s[j] == 47:
+        j += 1
+    for t in range(19):
+        if _ci_word(s, j, n, _BREAK_TAGS[t]):
+            k = j + 1
+            while k < n:
+                if s[k] == 62:
+                    return k + 1
+                k += 1
+            return -1
+    return -1
+
+
+cdef Py_ssize_t _html_passes(Py_UCS4* s, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t r, w, e
+    # 1. scripts, styles, head, title, comments -> " "
+    r = w = 0
+    while r < n:
+        if s[r] == 60:
+            e = _drop_end(s, r, n)
+            if e >= 0:
+                s[w] = 32
+                w += 1
+                r = e
+                continue
+        s[w] = s[r]
+        w += 1
+        r += 1
+    n = w
+    # 2. block tags -> "\n"
+    r = w = 0
+    while r < n:
+        if s[r] == 60:
+            e = _break_end(s, r, n)
+            if e >= 0:
+                s[w] = 10
+                w += 1
+                r = e
+                continue
+        s[w] = s[r]
+        w += 1
+        r += 1
+    n = w
+    # 3. other tags -> ""
+    r = w = 0
+    while r < n:
+        if s[r] == 60:
+            e = r + 1
+            while e < n and s[e] != 62:
+                e += 1
+            if e < n:
+                r = e + 1
+                continue
+        s[w] = s[r]
+        w += 1
+        r += 1
+    return w
+
+
+cpdef str html_to_text(str text):
     """HTML reduced to its text: scripts/styles dropped, block tags to line breaks."""
-    if "<" in text:
-        text = _HTML_DROP.sub(" ", text)
-        text = _HTML_BREAK.sub("\n", text)
-        text = _HTML_TAG.sub("", text)
-    if "&" in text:
+    cdef Py_UCS4* u
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
+    if PyUnicode_FindChar(text, 60, 0, n, 1) >= 0:
+        u = PyUnicode_AsUCS4Copy(text)
+        try:
+            text = PyUnicode_FromKindAndData(4, u, _html_passes(u, n))
+        finally:
+            PyMem_Free(u)
+    if PyUnicode_FindChar(text, 38, 0, PyUnicode_GET_LENGTH(text), 1) >= 0:
         text = html.unescape(text)
     return text
 

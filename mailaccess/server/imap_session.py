@@ -109,7 +109,7 @@ class ImapSession:
             self.literal_cap(), "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE",
             "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
             "STATUS=SIZE", "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "WITHIN",
-            "OBJECTID", "MULTIAPPEND", "BINARY", f"APPENDLIMIT={self.cfg.max_literal}",
+            "OBJECTID", "MULTIAPPEND", "CATENATE", "BINARY", f"APPENDLIMIT={self.cfg.max_literal}",
             "SAVEDATE", "PREVIEW", "UNAUTHENTICATE", "SORT", "SORT=DISPLAY", "ESORT",
             "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
             "QUOTA=RES-MESSAGE",
