@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("dir")
     _common(e)
 
+    d = sub.add_parser("dns", help="print the DNS records to publish for a mail domain",
+                       description="Print the RFC 6186 SRV records (and autoconfig/"
+                       "autodiscover records) matching the configured listeners, with notes "
+                       "on the TLS certificate names clients will check (RFC 7817).")
+    d.add_argument("domain", help="the mail domain, e.g. example.org")
+    _common(d)
+
     c = sub.add_parser("check", help="verify the store's invariants",
                        description="Verify every store invariant; exit 1 if any is broken.")
     _common(c)
@@ -191,6 +198,10 @@ def _dispatch(args, cfg) -> int:
             store.close()
         print(summary)
         return 0
+    if args.command == "dns":
+        from .dnsrecords import main_dns
+
+        return main_dns(cfg, args.domain)
     if args.command == "check":
         from .check import check_store
 

@@ -11,6 +11,7 @@ import time
 from .mime import index as mindex
 from .store import keys
 from .store.ops import NewEmail
+from .store.records import FLAG_UTF8_HEADERS
 
 
 def subject_hash(base_subject: str) -> bytes:
@@ -29,4 +30,5 @@ def prepare(raw: bytes, received_at: int | None = None, tz: int = 0) -> NewEmail
         message_id=mi.message_id,
         thread_refs=refs,
         subject_hash=subject_hash(mindex.base_subject(mi.subject or "")),
+        flags=0 if raw[:mi.header_end].isascii() else FLAG_UTF8_HEADERS,
     )

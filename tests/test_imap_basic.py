@@ -21,7 +21,7 @@ async def test_login_list_select_fetch(imap_server):
         typ, data = c.select("INBOX")
         assert data == [b"2"]
         typ, data = c.fetch("1:*", "(UID FLAGS RFC822.SIZE ENVELOPE)")
-        assert b'"first"' in data[0] and b"\\Seen" in data[0] and b"$custom" in data[0]
+        assert b'"first"' in data[0] and b"\\Seen" in data[0] and b"$Custom" in data[0]
         assert b"UID 2" in data[1]
         typ, data = c.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         assert data[0][1] == b"Subject: second\r\n\r\n"

@@ -57,7 +57,7 @@ cdef inline Py_ssize_t _memfind(const unsigned char* p, Py_ssize_t pos, Py_ssize
     return <const unsigned char*>hit - p
 
 
-def split_header(bytes buf, Py_ssize_t start, Py_ssize_t end):
+cpdef tuple split_header(bytes buf, Py_ssize_t start, Py_ssize_t end):
     """Split the header block at buf[start:end].
 
     Returns ``(fields, body_start)``; each field is ``(name, field_start,
@@ -122,7 +122,7 @@ def split_header(bytes buf, Py_ssize_t start, Py_ssize_t end):
     return fields, pos
 
 
-def find_parts(bytes buf, Py_ssize_t start, Py_ssize_t end, bytes boundary):
+cpdef tuple find_parts(bytes buf, Py_ssize_t start, Py_ssize_t end, bytes boundary):
     """Body spans of the parts of the multipart body buf[start:end].
 
     Returns ``(spans, closed)``; the line break before a delimiter belongs to
@@ -292,7 +292,7 @@ _CHARSET_ALIASES = {
 _CODECS: dict[str, str | None] = {}
 
 
-def _codec_name(charset: str) -> str | None:
+cpdef object _codec_name(str charset):
     """Python codec for a MIME charset; "" means UTF-8-else-latin-1; None unknown."""
     name = _CODECS.get(charset, False)
     if name is not False:
@@ -401,7 +401,7 @@ cpdef str decode_text(bytes data, charset):
 _EWORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 
 
-def decode_words(bytes value):
+cpdef str decode_words(bytes value):
     """RFC 2047: a raw header value with its encoded words decoded.
 
     Adjacent encoded words (only white space between them) are joined, bytes
@@ -481,7 +481,7 @@ def decode_words(bytes value):
     return "".join(out)
 
 
-def _flush_words(value: bytes, charset: str, data: bytes, start: int, end: int) -> str:
+cpdef str _flush_words(bytes value, str charset, bytes data, Py_ssize_t start, Py_ssize_t end):
     text = decode_charset(data, charset)
     if text is None:
         return value[start:end].decode("latin-1")
@@ -789,7 +789,7 @@ def _addr_spec(kinds, list vals, Py_ssize_t lo, Py_ssize_t hi):
     return _addr_spec_c(<const unsigned char*>PyBytes_AS_STRING(kb), vals, lo, hi)
 
 
-def parse_addresses(bytes value):
+cpdef list parse_addresses(bytes value):
     """An address-list header value as IMAP address tuples.
 
     Each item is ``(name, adl, mailbox, host)`` of bytes or None, names left
@@ -878,13 +878,17 @@ def parse_addresses(bytes value):
 
 # token kinds: 0 word (atom or domain literal), 1 quoted string, 2 comment,
 # otherwise the special character itself (< > @ , ; :)
-def parse_params(value: bytes):
+cpdef tuple parse_params(bytes value):
     """``value; attr=val; ...`` (Content-Type, Content-Disposition).
 
     Returns ``(main, params)``: main lower-cased and stripped of comments,
     params as ``[(attr_lower, value)]`` in order, quoted values unescaped.
     """
-    n = len(value)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value), i, eq, semi
+    cdef unsigned char c
+    cdef list params
+    cdef bytes main, attr, v
     semi = value.find(b";")
     if semi < 0:
         semi = n
@@ -895,7 +899,7 @@ def parse_params(value: bytes):
     params = []
     i = semi + 1
     while i < n:
-        c = value[i]
+        c = p[i]
         if c == 32 or c == 9 or c == 13 or c == 10 or c == 59:
             i += 1
             continue
@@ -908,10 +912,10 @@ def parse_params(value: bytes):
             continue
         attr = value[i:eq].strip(b" \t\r\n").lower()
         i = eq + 1
-        while i < n and value[i] in b" \t\r\n":
+        while i < n and (p[i] == 32 or p[i] == 9 or p[i] == 13 or p[i] == 10):
             i += 1
-        if i < n and value[i] == 34:
-            v, i = _quoted(value, i + 1)
+        if i < n and p[i] == 34:
+            v, i = _quoted_c(value, i + 1)
             semi = value.find(b";", i)
             i = n if semi < 0 else semi
         else:
@@ -945,15 +949,23 @@ def _pct_encode(v: bytes) -> bytes:
     return b"".join(bytes((c,)) if c in _ATTR_CHARS else b"%%%02X" % c for c in v)
 
 
-def params_2231(params):
+cpdef list params_2231(list params):
     """Merge RFC 2231 continuations and charsets.
 
     Returns ``[(attr, wire_attr, wire_value, text)]``: ``wire_*`` what
     BODYSTRUCTURE shows (``attr*`` + ``charset'lang'%XX`` when the value was
     extended), ``text`` the decoded value (RFC 2047 words decoded too).
     """
-    if not any(b"*" in a for a, _ in params):
-        return [(a.decode("latin-1"), a, v, decode_words(v)) for a, v in params]
+    cdef list out = []
+    cdef bytes a, v
+    for a, v in params:
+        if b"*" in a:
+            return _params_2231_ext(params)
+        out.append((PyUnicode_DecodeLatin1(PyBytes_AS_STRING(a), PyBytes_GET_SIZE(a), NULL), a, v, decode_words(v)))
+    return out
+
+
+def _params_2231_ext(params):
     order = []
     groups: dict[bytes, list] = {}
     for attr, v in params:
@@ -1091,45 +1103,51 @@ ctypedef fused _uchar:
     Py_UCS4
 
 
+cdef unsigned char _ASCII_FOLD[128]  # 0: white space, else the lower-cased byte
+for _c in range(128):
+    _ASCII_FOLD[_c] = 0 if chr(_c).isspace() else ord(chr(_c).lower())
+
+
 cdef Py_ssize_t _normalize_into(const _uchar* src, Py_ssize_t n, _uchar* dst, Py_ssize_t cap,
                                 Py_UCS4 maxc) except -2:
-    """normalize() of src into dst (same character width); -1 when a fold does
-    not fit that width, -3 when dst is too short (the caller retries)."""
-    cdef Py_ssize_t k, w = 0, j, m
+    """normalize() of src into dst[1:] (same character width, cap > n + 1),
+    possibly with a leading space; -1 when a fold does not fit that width,
+    -3 when dst is too short (the caller retries).
+
+    dst[0] is a dummy so that "a space is pending" never has to ask whether
+    anything was written yet: a leading space is cut by the caller."""
+    cdef Py_ssize_t k, w = 1, j, m
     cdef unsigned int ch, f, x  # not Py_UCS4: Cython does str arithmetic on that
-    cdef bint space = False
+    cdef bint space = False, sp
+    dst[0] = 32
     for k in range(n):
         ch = src[k]
         if ch < 128:
-            if _SPACE[ch]:
-                space = w > 0
-                continue
-            if 65 <= ch <= 90:
-                ch += 32
-            if w + 2 > cap:
-                return -3
-            if space:
-                dst[w] = 32
-                w += 1
-                space = False
-            dst[w] = <_uchar>ch
-            w += 1
+            # branch-free: both stores happen, the counts decide what stays
+            # (output never outruns input here, so dst has room)
+            f = _ASCII_FOLD[ch]
+            sp = f == 0
+            dst[w] = 32
+            w += space & (not sp)
+            dst[w] = <_uchar>f
+            w += not sp
+            space = sp
             continue
         f = _fold1(ch)
         m = 1
         x = f & 511
         if f & _FOLD_EXP:
             m = _FOLD_X[x][0]
+            if w + m + 2 + (n - k) > cap:
+                return -3
         for j in range(m):
             if m > 1:
                 f = _FOLD_X[x][j + 1]
             if _is_space(f):
-                space = w > 0
+                space = True
                 continue
             if f > maxc:
                 return -1
-            if w + 2 > cap:
-                return -3
             if space:
                 dst[w] = 32
                 w += 1
@@ -1137,6 +1155,19 @@ cdef Py_ssize_t _normalize_into(const _uchar* src, Py_ssize_t n, _uchar* dst, Py
             dst[w] = <_uchar>f
             w += 1
     return w
+
+
+cdef inline str _from_norm(int kind, void* buf, Py_ssize_t w):
+    """The str of _normalize_into's output."""
+    cdef Py_ssize_t lo = 1
+    if w > 1:
+        if kind == 1:
+            lo += (<Py_UCS1*>buf)[1] == 32
+        elif kind == 2:
+            lo += (<Py_UCS2*>buf)[1] == 32
+        else:
+            lo += (<Py_UCS4*>buf)[1] == 32
+    return PyUnicode_FromKindAndData(kind, <char*>buf + lo * kind, w - lo)
 
 
 cpdef str normalize(str text):
@@ -1164,7 +1195,7 @@ cpdef str normalize(str text):
             else:
                 w = _normalize_into(<const Py_UCS4*>data, n, <Py_UCS4*>buf, cap, 0x10FFFF)
             if w >= 0:
-                return PyUnicode_FromKindAndData(kind, buf, w)
+                return _from_norm(kind, buf, w)
         finally:
             PyMem_Free(buf)
         if w == -3:
@@ -1178,7 +1209,7 @@ cpdef str normalize(str text):
         if buf == NULL:
             raise MemoryError
         w = _normalize_into(<const Py_UCS4*>u, n, <Py_UCS4*>buf, cap, 0x10FFFF)
-        return PyUnicode_FromKindAndData(4, buf, w)
+        return _from_norm(4, buf, w)
     finally:
         PyMem_Free(buf)
         PyMem_Free(u)
@@ -1243,7 +1274,7 @@ cdef str _join(str prefix, Py_ssize_t n):
     return f"{prefix}.{n}" if prefix else str(n)
 
 
-def _parse(bytes buf, Py_ssize_t start, Py_ssize_t end, str section, int depth, bint is_message, tuple default_type, list counter):
+cpdef _Entity _parse(bytes buf, Py_ssize_t start, Py_ssize_t end, str section, int depth, bint is_message, tuple default_type, list counter):
     cdef _Entity e = _Entity()
     fields, bstart = split_header(buf, start, end)
     hdr = _header_map(buf, fields)
@@ -1322,7 +1353,7 @@ def _parse(bytes buf, Py_ssize_t start, Py_ssize_t end, str section, int depth, 
     return e
 
 
-def _parts(_Entity e, bint is_message, list out):
+cpdef _parts(_Entity e, bint is_message, list out):
     """Depth-first Part spans (see mailaccess.mime.parts)."""
     ctype = (e.mtype + b"/" + e.subtype).decode("latin-1")
     charset = _param(e.ptext, "charset")
@@ -1354,7 +1385,7 @@ cdef object _nvalue(dict hdr, str name):
     return None if v is None else unfold(v)
 
 
-def envelope(_Entity e):
+cpdef bytes envelope(_Entity e):
     """ENVELOPE of a message entity (RFC 3501 7.4.2, RFC 9051 7.5.2)."""
     hdr = e.hdr
     frm = _addr_field(e, "from")
@@ -1386,15 +1417,19 @@ cdef list _addr_field(_Entity e, str name):
     return items
 
 
-def _language(hdr):
+cpdef object _language(dict hdr):
     v = hdr.get("content-language")
     if v is None:
         return None
-    langs = [x.strip() for x in unfold(v).split(b",")]
-    return [x for x in langs if x] or None
+    cdef list langs = []
+    for x in unfold(v).split(b","):
+        x = x.strip()
+        if x:
+            langs.append(x)
+    return langs or None
 
 
-def bodystructure(_Entity e, bint ext):
+cpdef bytes bodystructure(_Entity e, bint ext):
     """BODYSTRUCTURE (ext) or BODY of an entity, IMAP wire form."""
     out = [b"("]
     if e.children is not None:
@@ -1462,7 +1497,7 @@ cdef bytes _ext_tail(_Entity e):
 # ---------------------------------------------------------------- JMAP + search
 
 
-def _addresses_text(_Entity e, str name):
+cpdef tuple _addresses_text(_Entity e, str name):
     """[(decoded name or None, email)] with groups flattened."""
     out = []
     for dname, _adl, mailbox, host in _addr_field(e, name):
@@ -1476,16 +1511,20 @@ def _addresses_text(_Entity e, str name):
 _MSGID = re.compile(rb"<([^<>]*)>")
 
 
-def _ids(value):
+cpdef tuple _ids(value):
     if value is None:
         return ()
-    found = [unfold(m).translate(None, b" \t") for m in _MSGID.findall(value)]
+    cdef list found = [unfold(m).translate(None, b" \t") for m in _MSGID.findall(value)]
     if not found:
         found = [w for w in unfold(value).split() if b"@" in w]
-    return tuple(bytes_to_str(x) for x in found if x)
+    cdef list out = []
+    for x in found:
+        if x:
+            out.append(bytes_to_str(x))
+    return tuple(out)
 
 
-def _date(value):
+cpdef tuple _date(value):
     if value is None:
         return None, None
     try:
@@ -1498,7 +1537,7 @@ def _date(value):
         return None, None
 
 
-def _jmap_headers(buf, fields):
+cpdef list _jmap_headers(bytes buf, list fields):
     out = []
     for name, _fs, vs, fe in fields:
         v = buf[vs:fe]
@@ -1508,7 +1547,7 @@ def _jmap_headers(buf, fields):
     return out
 
 
-def _decoded_size(bytes buf, _Entity e):
+cpdef Py_ssize_t _decoded_size(bytes buf, _Entity e):
     if e.enc == b"base64":
         return b64_size(buf[e.bstart : e.end])
     if e.enc == b"quoted-printable":
@@ -1516,7 +1555,7 @@ def _decoded_size(bytes buf, _Entity e):
     return e.end - e.bstart
 
 
-def _jmap_node(bytes buf, _Entity e, part_id, dict texts):
+cpdef dict _jmap_node(bytes buf, _Entity e, part_id, dict texts):
     """RFC 8621 4.1.4 EmailBodyPart of an entity (a message entity = its content)."""
     hdr = e.hdr
     mtype = (e.mtype + b"/" + e.subtype).decode("latin-1")
@@ -1562,7 +1601,7 @@ def _jmap_node(bytes buf, _Entity e, part_id, dict texts):
     return node
 
 
-def _inner_texts(bytes buf, _Entity e, dict texts):
+cpdef _inner_texts(bytes buf, _Entity e, dict texts):
     """Text of the parts of an encapsulated message (searchable, not JMAP)."""
     if e.children is not None:
         for c in e.children:
@@ -1577,11 +1616,11 @@ def _inner_texts(bytes buf, _Entity e, dict texts):
         texts["#%d" % len(texts)] = text
 
 
-def _inline_media(t: str) -> bool:
+cpdef bint _inline_media(str t):
     return t.startswith("image/") or t.startswith("audio/") or t.startswith("video/")
 
 
-def parse_structure(parts, multipart_type, in_alternative, html_body, text_body, attachments):
+cpdef parse_structure(list parts, str multipart_type, bint in_alternative, list html_body, list text_body, list attachments):
     """RFC 8621 section 4.1.4 parseStructure, on EmailBodyPart dicts."""
     text_len = len(text_body) if text_body is not None else -1
     html_len = len(html_body) if html_body is not None else -1
@@ -1628,7 +1667,7 @@ def parse_structure(parts, multipart_type, in_alternative, html_body, text_body,
             html_body.extend(text_body[text_len:])
 
 
-def _attachment_names(node, out):
+cpdef _attachment_names(dict node, list out):
     if node.get("subParts") is not None:
         for c in node["subParts"]:
             _attachment_names(c, out)
@@ -1636,7 +1675,7 @@ def _attachment_names(node, out):
         out.append(node["name"])
 
 
-def build(raw: bytes):
+cpdef tuple build(bytes raw):
     """Index one message: the MessageIndex fields, in declaration order."""
     counter = [0]
     root = _parse(raw, 0, len(raw), "", 0, True, (b"text", b"plain"), counter)
@@ -1666,7 +1705,8 @@ def build(raw: bytes):
     body_texts = [normalize(t) for t in texts.values()]
     names: list[str] = []
     _attachment_names(jmap, names)
-    body_texts.extend(normalize(x) for x in names)
+    for x in names:
+        body_texts.append(normalize(x))
     preview = ""
     for pid in text_body:
         t = texts.get(pid)
@@ -1695,7 +1735,7 @@ def build(raw: bytes):
         _ids(hdr.get("in-reply-to")),
         _ids(hdr.get("references")),
         "\n".join(search_headers),
-        "\n".join(x for x in body_texts if x),
+        "\n".join([x for x in body_texts if x]),
         preview,
         bool(attachments),
         jmap,

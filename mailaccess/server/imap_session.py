@@ -39,8 +39,7 @@ NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = "NOT_AUTHENTICATED", "AUTHE
     "SELECTED", "LOGOUT"
 
 SEP = "/"
-PERMANENT_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
-FLAGS_RESPONSE = b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
+SYSTEM_FLAG_LIST = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 # Commands whose responses may not carry EXPUNGE (RFC 9051 7.5.1; the UID
 # forms are exempt in RFC 3501 but we keep it simple and safe for both).
@@ -112,7 +111,7 @@ class ImapSession:
             "OBJECTID", "MULTIAPPEND", "CATENATE", "BINARY", f"APPENDLIMIT={self.cfg.max_literal}",
             "SAVEDATE", "PREVIEW", "UNAUTHENTICATE", "SORT", "SORT=DISPLAY", "ESORT",
             "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
-            "QUOTA=RES-MESSAGE",
+            "QUOTA=RES-MESSAGE", "UTF8=ACCEPT",
         ]
         return caps
 
@@ -231,8 +230,6 @@ class ImapSession:
         newly = []
         for c in cmd.capabilities:
             if c in known and c not in self.enabled:
-                if c == "UTF8=ACCEPT":
-                    continue  # not advertised: the RFC 6858 downgrade is not done yet
                 self.enabled.add(c)
                 newly.append(c)
                 if c == "QRESYNC":
@@ -348,9 +345,12 @@ class ImapSession:
             m = self.require_mailbox(v, cmd.mailbox)
             pairs = v.uids(self.acc, m.id)
             deleted = 0
+            spell = v.keyword_spellings(self.acc)
         sel = SelectedMailbox(self.acc, m.id, m.uidvalidity, cmd.readonly, pairs, m.highest_ms,
                               m.uidnext)
-        self.out.append(FLAGS_RESPONSE)
+        # the keywords this account uses, in their first spelling (RFC 9051 7.3.5)
+        custom = "".join(" " + k for k in sorted(spell.values()))
+        self.untagged(f"FLAGS ({SYSTEM_FLAG_LIST}{custom})")
         self.untagged(f"{sel.exists} EXISTS")
         if not self.rev2:
             self.untagged("0 RECENT")
@@ -359,7 +359,7 @@ class ImapSession:
         if cmd.readonly:
             self.untagged("OK [PERMANENTFLAGS ()] read-only")
         else:
-            self.out.append(b"* OK [PERMANENTFLAGS " + PERMANENT_FLAGS + b"] flags permitted\r\n")
+            self.untagged(f"OK [PERMANENTFLAGS ({SYSTEM_FLAG_LIST}{custom} \\*)] flags permitted")
         self.untagged(f"OK [HIGHESTMODSEQ {m.highest_ms}] highest modseq")
         self.untagged(f"OK [MAILBOXID ({ids.mailbox_id(m.id)})] mailbox id")
         if not self.rev2 and m.unseen:
@@ -624,6 +624,8 @@ class ImapSession:
             quota = self.ctx.cfg.store.quota
         prepared = []
         for msg in cmd.messages:
+            if msg.utf8 and "UTF8=ACCEPT" not in self.enabled:
+                raise Bad("APPEND with UTF8 needs ENABLE UTF8=ACCEPT first (RFC 6855)")
             if msg.catenate is not None:
                 raw = await self.catenate(msg.catenate)
             else:
@@ -797,7 +799,7 @@ class ImapSession:
                     items.append(ev.FetchItem("FLAGS"))
         # sel.reported learns each message's modseq as sent, so refresh does
         # not repeat a change this response already told
-        args = (self.acc, sel, uids, tuple(items), self.condstore, sel.reported)
+        args = (self.acc, sel, uids, tuple(items), self.condstore, sel.reported, self.utf8)
         if len(uids) > BIG_FETCH:
             chunks = await storeio.read(self.store, build_fetch, *args)
         else:
@@ -1028,7 +1030,7 @@ class ImapSession:
                 items.append(ev.FetchItem("MODSEQ"))
             with self.store.view() as v:
                 self.out.extend(build_fetch(v, self.acc, sel, r.changed, tuple(items),
-                                            self.condstore))
+                                            self.condstore, None, self.utf8))
 
 
 # --- helpers that read the store (run inline or in a worker thread) --------------------------
@@ -1089,11 +1091,33 @@ def _section_bytes(raw: bytes, mi, section: str) -> bytes | None:
                              ("HEADER", "TEXT", "MIME") else "")
 
 
+_DOWNGRADED: dict[tuple[int, bytes], tuple[bytes, bytes]] = {}
+
+
+def _downgraded(v, acc: int, rec: EmailRecord) -> tuple[bytes, bytes]:
+    """(raw, encoded index) of REC's message as RFC 6858 downgrades it, for
+    clients without UTF8=ACCEPT.  Rare (raw UTF-8 headers), so computed on
+    demand and kept in a small cache keyed by content hash."""
+    key = (acc, rec.blob)
+    hit = _DOWNGRADED.get(key)
+    if hit is None:
+        from .imap_downgrade import downgrade
+        raw = bytes(v.blob(acc, rec.blob))
+        mi = mindex.decode_index(bytes(v.blob_index(acc, rec.blob)))
+        dg = downgrade(raw, mi.header_end)
+        hit = (dg, mindex.encode_index(mindex.index_message(dg)))
+        if len(_DOWNGRADED) > 256:
+            _DOWNGRADED.clear()
+        _DOWNGRADED[key] = hit
+    return hit
+
+
 def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
-                reported: dict | None = None) -> list[bytes]:
+                reported: dict | None = None, utf8: bool = True) -> list[bytes]:
     """FETCH responses for UIDS: the hot path.  Reads prepared index bytes;
-    raw message bytes only for body sections."""
-    from ..store.records import decode_email
+    raw message bytes only for body sections.  UTF8=false: messages with raw
+    UTF-8 headers are served downgraded (RFC 6858)."""
+    from ..store.records import FLAG_UTF8_HEADERS, decode_email
 
     out = []
     need_index = any(isinstance(i, ev.FetchItem) and i.name in ("ENVELOPE", "BODYSTRUCTURE",
@@ -1101,6 +1125,8 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                      or isinstance(i, (ev.FetchBody, ev.FetchBinarySize, ev.FetchPreview))
                      for i in items)
     index_field = mindex.index_field
+    spell = v.keyword_spellings(acc) if any(
+        isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items) else None
     for u in uids:
         eid = sel.eid.get(u)
         if eid is None:
@@ -1112,9 +1138,14 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         seq = sel.seq_of(u)
         if seq is None:
             continue
-        idx = v.blob_index(acc, rec.blob) if need_index else None
         raw = None
         mi = None
+        size = rec.size
+        if not utf8 and rec.flags & FLAG_UTF8_HEADERS:
+            raw, idx = _downgraded(v, acc, rec)
+            size = len(raw)
+        else:
+            idx = v.blob_index(acc, rec.blob) if need_index else None
         pieces = []
         for it in items:
             if isinstance(it, ev.FetchItem):
@@ -1122,13 +1153,13 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 if n == "UID":
                     pieces.append(b"UID %d" % u)
                 elif n == "FLAGS":
-                    pieces.append(b"FLAGS " + flags_list(rec.keywords))
+                    pieces.append(b"FLAGS " + flags_list(rec.keywords, spell))
                 elif n == "MODSEQ":
                     pieces.append(b"MODSEQ (%d)" % rec.last_ms)
                 elif n == "INTERNALDATE":
                     pieces.append(b"INTERNALDATE " + _internaldate(rec))
                 elif n == "RFC822.SIZE":
-                    pieces.append(b"RFC822.SIZE %d" % rec.size)
+                    pieces.append(b"RFC822.SIZE %d" % size)
                 elif n == "ENVELOPE":
                     pieces.append(b"ENVELOPE " + bytes(index_field(idx, "envelope")))
                 elif n == "BODYSTRUCTURE":

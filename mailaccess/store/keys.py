@@ -38,6 +38,7 @@ TABLES = {
     "thr.ref": False,   # acc hash16(message-id) -> thread id + subject hash
     "thr.mem": False,   # acc tid eid -> ''
     "dev": False,       # acc device-id \0 key -> opaque sync state
+    "kw": False,        # acc lowercase-keyword -> the spelling first seen (IMAP shows it)
 }
 
 # ctr kinds
@@ -181,3 +182,7 @@ def dev_prefix(acc: int, device: str) -> bytes:
     return _U32.pack(acc) + device.encode("utf-8") + b"\0"
 
 CTR_USAGE = 6     # bytes used by the account's distinct emails (quota)
+
+
+def kw(acc: int, lower: str) -> bytes:
+    return _U32.pack(acc) + lower.encode("utf-8")

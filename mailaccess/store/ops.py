@@ -71,7 +71,7 @@ def delete_account(tx: WriteTx, acc: int) -> None:
         raise NotFound("no such account")
     pre = keys.account_prefix(acc)
     for table in ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg",
-                  "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "acct"):
+                  "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "acct"):
         tx.delete_prefix(table, pre)
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
                  keys.CTR_USAGE):
@@ -205,6 +205,7 @@ class NewEmail:
     message_id: str | None = None
     thread_refs: tuple[str, ...] = ()   # In-Reply-To + References
     subject_hash: bytes = b"\0" * 8     # hash of the RFC 5256 base subject
+    flags: int = 0                      # records.FLAG_* (e.g. UTF-8 header)
 
 
 @dataclass(slots=True)
@@ -320,7 +321,8 @@ def append(tx: WriteTx, acc: int, mailboxes: list[int], new: NewEmail,
     tx.put("blob.ref", keys.blob_ref(acc, new.blob, eid), b"")
     tid, thread_created = _assign_thread(tx, acc, eid, new)
     kws = sorted({k.lower() for k in keywords})
-    rec = EmailRecord(eid, new.blob, new.received_at, new.tz, size, tid, ms, kws, [])
+    _remember_spellings(tx, acc, keywords)
+    rec = EmailRecord(eid, new.blob, new.received_at, new.tz, size, tid, ms, kws, [], new.flags)
     now = int(time.time())
     placed = []
     for mbx in dict.fromkeys(mailboxes):
@@ -333,6 +335,22 @@ def append(tx: WriteTx, acc: int, mailboxes: list[int], new: NewEmail,
     tx.log(acc, "created", EMAIL, eid)
     tx.log(acc, "created" if thread_created else "updated", THREAD, tid)
     return Appended(eid, tid, placed)
+
+
+SYSTEM_KEYWORDS = {"$seen", "$answered", "$flagged", "$draft", "$deleted"}
+
+
+def _remember_spellings(tx: WriteTx, acc: int, keywords) -> None:
+    """Keywords are stored lowercase (JMAP); remember how each custom keyword
+    was first spelled so IMAP clients get "$Forwarded" back as they sent it
+    (mbsync compares keywords case-sensitively)."""
+    for k in keywords:
+        low = k.lower()
+        if low in SYSTEM_KEYWORDS:
+            continue
+        key = keys.kw(acc, low)
+        if tx._get("kw", key) is None:
+            tx.put("kw", key, k.encode("utf-8"))
 
 
 def _destroy(tx: WriteTx, acc: int, rec: EmailRecord) -> None:
@@ -397,6 +415,7 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
     (no modseq change), as RFC 7162 3.1.3 allows."""
     changed, conflicts = [], []
     cache: dict[int, Mailbox] = {}
+    _remember_spellings(tx, acc, list(add) + list(replace or ()))
     add = {k.lower() for k in add}
     remove = {k.lower() for k in remove}
     for eid in eids:
@@ -457,7 +476,7 @@ def _duplicate(tx: WriteTx, acc: int, rec: EmailRecord, m: Mailbox, now: int) ->
     tx.put("blob.ref", keys.blob_ref(acc, rec.blob, eid), b"")
     tx.put("thr.mem", keys.thr_mem(acc, rec.thread, eid), b"")
     new = EmailRecord(eid, rec.blob, rec.received_at, rec.tz, rec.size, rec.thread, ms,
-                      list(rec.keywords), [])
+                      list(rec.keywords), [], rec.flags)
     uid = _add_member(tx, acc, new, m, now)
     tx.put_email(acc, new)
     tx.add_counter(acc, keys.CTR_USAGE, rec.size)

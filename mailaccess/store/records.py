@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 # --- emails -----------------------------------------------------------------
 
 # version, hash(32), received_at(i64 seconds), tz(i16 minutes), size(u32),
-# thread(u32), last_ms(u64), n_keywords(u16), n_members(u16)
-_MSG_HEAD = struct.Struct(">B32sqhIIQHH")
+# thread(u32), last_ms(u64), flags(u8), n_keywords(u16), n_members(u16)
+_MSG_HEAD = struct.Struct(">B32sqhIIQBHH")
+
+FLAG_UTF8_HEADERS = 1   # raw 8-bit bytes in the header (RFC 6532); IMAP downgrades
 # mailbox(u32), uid(u32), savedate(i64)
 _MEMBER = struct.Struct(">IIq")
 _MSG_V1 = 1
@@ -41,6 +43,7 @@ class EmailRecord:
     last_ms: int              # modseq of the last change to this email
     keywords: list[str] = field(default_factory=list)   # lowercase, JMAP form ($seen ...)
     members: list[Membership] = field(default_factory=list)
+    flags: int = 0            # FLAG_* bits about the message content
 
     def uid_in(self, mailbox: int) -> int | None:
         for m in self.members:
@@ -59,7 +62,7 @@ def encode_email(r: EmailRecord) -> bytes:
     kw = "\0".join(r.keywords).encode("utf-8")
     parts = [
         _MSG_HEAD.pack(_MSG_V1, r.blob, r.received_at, r.tz, r.size, r.thread, r.last_ms,
-                       len(r.keywords), len(r.members))
+                       r.flags, len(r.keywords), len(r.members))
     ]
     parts.extend(_MEMBER.pack(m.mailbox, m.uid, m.savedate) for m in r.members)
     parts.append(kw)
@@ -67,7 +70,7 @@ def encode_email(r: EmailRecord) -> bytes:
 
 
 def decode_email(eid: int, data) -> EmailRecord:
-    (ver, h, received, tz, size, thread, last_ms, nkw, nmem) = _MSG_HEAD.unpack_from(data)
+    (ver, h, received, tz, size, thread, last_ms, flags, nkw, nmem) = _MSG_HEAD.unpack_from(data)
     if ver != _MSG_V1:
         raise ValueError(f"unknown email record version {ver}")
     off = _MSG_HEAD.size
@@ -77,12 +80,12 @@ def decode_email(eid: int, data) -> EmailRecord:
         members.append(Membership(mb, u, sd))
         off += _MEMBER.size
     kws = bytes(data[off:]).decode("utf-8").split("\0") if nkw else []
-    return EmailRecord(eid, bytes(h), received, tz, size, thread, last_ms, kws, members)
+    return EmailRecord(eid, bytes(h), received, tz, size, thread, last_ms, kws, members, flags)
 
 
 def email_keywords_and_ms(data) -> tuple[list[str], int]:
     """Just keywords and modseq (FETCH FLAGS fast path) without building members."""
-    (_v, _h, _r, _tz, _s, _t, last_ms, nkw, nmem) = _MSG_HEAD.unpack_from(data)
+    (_v, _h, _r, _tz, _s, _t, last_ms, _f, nkw, nmem) = _MSG_HEAD.unpack_from(data)
     if not nkw:
         return [], last_ms
     off = _MSG_HEAD.size + nmem * _MEMBER.size

@@ -185,6 +185,13 @@ class View:
             return keys.split_chg(k)
         return 0
 
+    def keyword_spellings(self, acc: int) -> dict[str, str]:
+        """{lowercase keyword: the spelling it was first stored with} for every
+        custom keyword the account has used (IMAP keeps "$Forwarded" as sent)."""
+        pre = keys.account_prefix(acc)
+        return {bytes(k[len(pre):]).decode("utf-8"): bytes(v).decode("utf-8")
+                for k, v in self._scan("kw", pre)}
+
     # --- per-device sync state (ActiveSync) -------------------------------------------
 
     def device_state(self, acc: int, device: str, key: str) -> bytes | None:
