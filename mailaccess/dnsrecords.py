@@ -136,8 +136,19 @@ def _listener_notes(what: str, lst: Listener) -> list[str]:
     return notes
 
 
-def records(cfg: Config, domain: str) -> list[str]:
-    """Zone-file lines (records and ``;`` comments) for DOMAIN served by CFG."""
+def http_services_available() -> bool:
+    """True once this build serves JMAP/autodiscover over HTTP (the http
+    service module exists); until then no record may point clients at it."""
+    import importlib.util
+
+    return importlib.util.find_spec("mailaccess.server.http") is not None
+
+
+def records(cfg: Config, domain: str, *, http_served: bool | None = None) -> list[str]:
+    """Zone-file lines (records and ``;`` comments) for DOMAIN served by CFG.
+    HTTP_SERVED: whether JMAP/autodiscover are served (default: detected)."""
+    if http_served is None:
+        http_served = http_services_available()
     domain = normalize_domain(domain)
     host_raw = (cfg.hostname or "").strip().rstrip(".")
     out: list[str] = [
@@ -190,7 +201,11 @@ def records(cfg: Config, domain: str) -> list[str]:
     # --- HTTP: JMAP, autoconfig, autodiscover --------------------------------------
     http = cfg.http.listen
     out += ["", "; JMAP (RFC 8620 §2.2) and client autoconfiguration over HTTPS"]
-    if http.enabled:
+    if http.enabled and not http_served:
+        out.append("; this version of mailaccess does not serve JMAP or autodiscover yet:")
+        out.append(_not_offered("_jmap", domain, "JMAP not offered yet"))
+        out.append(_not_offered("_autodiscover", domain, "Autodiscover not offered yet"))
+    elif http.enabled:
         out += _listener_notes("HTTP", http)
         out.append(_srv("_jmap", domain, 0, http.port, host, "JMAP session resource"))
         for label, what in (("autoconfig", "Thunderbird & co.: /mail/config-v1.1.xml"),
@@ -220,7 +235,7 @@ def records(cfg: Config, domain: str) -> list[str]:
             f"; so the certificate must cover {host}; clients that do not trust the SRV",
             f"; lookup (no DNSSEC) check the mail domain instead: cover {domain} too (or",
             f"; the SRV-IDs _imaps.{domain} and _imap.{domain})."]
-    if http.enabled:
+    if http.enabled and http_served:
         out += [f"; autoconfig.{domain} and autodiscover.{domain} are fetched over HTTPS:",
                 "; cover them as well."]
     out.append(f"; Names covered ({source}): " + (", ".join(names) if names else "(none)"))

@@ -47,7 +47,7 @@ def production(**tls):
 
 
 def test_default_config_records():
-    lines = dnsrecords.records(config.Config(), "example.org")
+    lines = dnsrecords.records(config.Config(), "example.org", http_served=True)
     assert rrs(lines) == [
         ("_imaps._tcp.example.org.", "SRV", "0 1 1993 localhost."),
         ("_imap._tcp.example.org.", "SRV", "10 1 1143 localhost."),
@@ -72,7 +72,7 @@ def test_default_config_records():
 def test_submission_only_as_commented_templates():
     """mailaccess has no submission service: no live _submission records either way
     (the operator's MTA may offer it), only commented templates."""
-    lines = dnsrecords.records(config.Config(), "example.org")
+    lines = dnsrecords.records(config.Config(), "example.org", http_served=True)
     assert not any("_submission" in owner for owner, _, _ in rrs(lines))
     text = "\n".join(lines)
     assert ";   _submission._tcp.example.org.  3600 IN SRV 10 1 587 <mta-host>." in text
@@ -83,7 +83,7 @@ def test_submission_only_as_commented_templates():
 
 
 def test_production_config_records():
-    lines = dnsrecords.records(production(), "example.org")
+    lines = dnsrecords.records(production(), "example.org", http_served=True)
     assert rrs(lines) == [
         ("_imaps._tcp.example.org.", "SRV", "0 1 993 mail.example.org."),
         ("_imap._tcp.example.org.", "SRV", "10 1 143 mail.example.org."),
@@ -112,7 +112,7 @@ def test_production_with_real_certificate(tmp_path):
     leaf.private_key_pem.write_to_path(str(key))
     # tls.hostnames is not what counts once a certificate is configured
     cfg = production(cert=str(cert), key=str(key), hostnames=("bogus.invalid",))
-    lines = dnsrecords.records(cfg, "example.org")
+    lines = dnsrecords.records(cfg, "example.org", http_served=True)
     assert f"; Names covered (subjectAltName of {cert}): mail.example.org, example.org" \
         in lines
     assert warnings(lines) == []
@@ -126,7 +126,7 @@ def test_wildcard_certificate_covers_host(tmp_path):
     leaf = trustme.CA().issue_cert("*.example.org")
     cert = tmp_path / "cert.pem"
     leaf.cert_chain_pems[0].write_to_path(str(cert))
-    lines = dnsrecords.records(production(cert=str(cert), key=str(cert)), "example.org")
+    lines = dnsrecords.records(production(cert=str(cert), key=str(cert)), "example.org", http_served=True)
     assert warnings(lines) == []
     # a wildcard covers one label: not the bare domain
     assert [line for line in lines if line.startswith("; note:")] == [
@@ -135,20 +135,20 @@ def test_wildcard_certificate_covers_host(tmp_path):
 
 def test_warns_when_hostname_not_in_certificate_names():
     cfg = production(hostnames=("imap.example.org", "example.org"))
-    lines = dnsrecords.records(cfg, "example.org")
+    lines = dnsrecords.records(cfg, "example.org", http_served=True)
     assert ("; WARNING: mail.example.org (the `hostname` setting, the SRV target) is not "
             "among the certificate's names: TLS clients will reject the server") in lines
     # the wildcard must be the whole left-most label, and one level only
     cfg = production(hostnames=("*.mail.example.org", "m*.example.org", "*.org"))
     assert any("mail.example.org (the `hostname` setting" in w
-               for w in warnings(dnsrecords.records(cfg, "example.org")))
+               for w in warnings(dnsrecords.records(cfg, "example.org", http_served=True)))
 
 
 def test_unreadable_certificate_falls_back_with_warning(tmp_path):
     bad = tmp_path / "not-a-cert.pem"
     bad.write_text("nothing here\n")
     cfg = production(cert=str(bad), key=str(bad), hostnames=("mail.example.org",))
-    lines = dnsrecords.records(cfg, "example.org")
+    lines = dnsrecords.records(cfg, "example.org", http_served=True)
     assert "; Names covered (tls.hostnames): mail.example.org" in lines
     assert any(f"tls.cert {bad} cannot be read" in w for w in warnings(lines))
 
@@ -158,7 +158,7 @@ def test_disabled_listeners_are_published_as_not_available():
     cfg = dataclasses.replace(
         cfg, imap=dataclasses.replace(cfg.imap, listen=Listener("0.0.0.0", 143, False)),
         http=dataclasses.replace(cfg.http, listen=Listener("::", 443, False)))
-    recs = rrs(dnsrecords.records(cfg, "example.org"))
+    recs = rrs(dnsrecords.records(cfg, "example.org", http_served=True))
     assert ("_imap._tcp.example.org.", "SRV", "0 0 0 .") in recs
     assert ("_imaps._tcp.example.org.", "SRV", "0 1 993 mail.example.org.") in recs
     assert ("_jmap._tcp.example.org.", "SRV", "0 0 0 .") in recs
@@ -168,7 +168,7 @@ def test_disabled_listeners_are_published_as_not_available():
 
 def test_hostname_is_the_autoconfig_name():
     cfg = dataclasses.replace(production(), hostname="autoconfig.example.org")
-    recs = rrs(dnsrecords.records(cfg, "example.org"))
+    recs = rrs(dnsrecords.records(cfg, "example.org", http_served=True))
     assert ("autoconfig.example.org.", "CNAME", "autoconfig.example.org.") not in recs
     assert ("autodiscover.example.org.", "CNAME", "autoconfig.example.org.") in recs
 
@@ -179,7 +179,7 @@ def test_nonstandard_ports_and_ip_hostname():
         cfg, hostname="192.0.2.10",
         imap=dataclasses.replace(cfg.imap, listen_tls=Listener("192.0.2.10", 10993)),
         http=dataclasses.replace(cfg.http, listen=Listener("192.0.2.10", 8443)))
-    lines = dnsrecords.records(cfg, "example.org")
+    lines = dnsrecords.records(cfg, "example.org", http_served=True)
     assert ("_imaps._tcp.example.org.", "SRV", "0 1 10993 192.0.2.10.") in rrs(lines)
     w = "\n".join(warnings(lines))
     assert "'192.0.2.10' is not a DNS name" in w
@@ -197,7 +197,7 @@ def test_nonstandard_ports_and_ip_hostname():
 ])
 def test_domain_normalisation(given, expected):
     assert dnsrecords.normalize_domain(given) == expected
-    recs = rrs(dnsrecords.records(production(), given))
+    recs = rrs(dnsrecords.records(production(), given, http_served=True))
     assert recs[0][0] == f"_imaps._tcp.{expected}."
 
 
@@ -220,7 +220,7 @@ def test_main_dns_prints_the_records(capsys):
 
 def test_every_line_is_a_record_or_a_comment():
     for cfg in (config.Config(), production()):
-        for line in dnsrecords.records(cfg, "example.org"):
+        for line in dnsrecords.records(cfg, "example.org", http_served=True):
             assert line == "" or line.startswith(";") or RR.match(line), line
 
 
@@ -235,7 +235,7 @@ def test_zone_file_syntax_with_named_checkzone(tmp_path, which):
         "$ORIGIN example.org.\n$TTL 3600\n"
         "@ IN SOA ns1.example.org. hostmaster.example.org. 1 7200 900 1209600 300\n"
         "@ IN NS ns1.example.org.\nns1 IN A 192.0.2.1\nmail IN A 192.0.2.10\n"
-        + "\n".join(dnsrecords.records(cfg, "example.org")) + "\n")
+        + "\n".join(dnsrecords.records(cfg, "example.org", http_served=True)) + "\n")
     p = subprocess.run(["named-checkzone", "-k", "fail", "-n", "fail", "example.org",
                         str(zone)], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stdout + p.stderr
