@@ -1,0 +1,95 @@
+"""Session-level guarantees over real sockets: 100 sessions per user, the
+idle timeout, and sequence numbers that stay right while other sessions
+expunge concurrently."""
+import dataclasses
+import imaplib
+import random
+import re
+import socket
+
+import trio
+
+from imap_helpers import connect, imap_port, msg, run
+from mailaccess import accounts
+from mailaccess.server import app
+
+
+async def test_hundred_sessions_for_one_user(imap_server):
+    def go():
+        conns = [connect(imap_server) for _ in range(100)]
+        for c in conns[::10]:
+            assert c.select("INBOX")[0] == "OK"
+        for c in conns:
+            c.logout()
+    await run(go)
+
+
+async def test_idle_timeout_says_bye(cfg, nursery):
+    cfg = dataclasses.replace(cfg, imap=dataclasses.replace(cfg.imap, idle_timeout=1))
+    ctx = await nursery.start(lambda task_status: app.serve(cfg, task_status=task_status,
+                                                             install_signals=False))
+
+    def go():
+        s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=10)
+        f = s.makefile("rb")
+        f.readline()
+        assert f.readline().startswith(b"* BYE")
+        assert f.readline() == b""   # closed
+    await run(go)
+    nursery.cancel_scope.cancel()
+
+
+async def test_sequence_numbers_under_concurrent_expunges(imap_server):
+    """Three sessions delete random messages while a fourth keeps FETCHing by
+    sequence number; after each NOOP its view must equal the server's."""
+    def setup():
+        c = connect(imap_server)
+        for i in range(60):
+            c.append("INBOX", None, None, msg(f"n{i}", mid=f"<n{i}@t>"))
+        c.logout()
+    await run(setup)
+
+    def deleter(seed):
+        rng = random.Random(seed)
+        c = connect(imap_server)
+        c.select("INBOX")
+        for _ in range(8):
+            typ, data = c.uid("SEARCH", None, "ALL")
+            uids = data[0].split()
+            if not uids:
+                break
+            victim = rng.choice(uids)
+            c.uid("STORE", victim, "+FLAGS", r"(\Deleted)")
+            c.uid("EXPUNGE", victim)
+        c.logout()
+
+    class Watcher(imaplib.IMAP4):
+        def _exists(self):
+            return int(self.untagged_responses.get("EXISTS", [b"0"])[-1]) > 0
+
+    w = await run(lambda: Watcher("127.0.0.1", imap_port(imap_server)))
+    await run(w.login, "alice", "pw")
+    await run(w.select, "INBOX")
+    async with trio.open_nursery() as n:
+        for seed in range(3):
+            n.start_soon(run, deleter, seed)
+        for _ in range(5):
+            await run(w.noop)
+            await trio.sleep(0.01)
+
+    def final():
+        w.untagged_responses.clear()
+        w.noop()
+        typ, data = w.uid("SEARCH", None, "ALL")
+        server_uids = [int(x) for x in data[0].split()]
+        w.untagged_responses.clear()
+        typ, data = w.fetch(f"1:{len(server_uids)}", "(UID)")
+        pairs = [re.match(rb"(\d+) \(UID (\d+)\)", d) for d in data]
+        seen = [int(m.group(2)) for m in pairs]
+        seqs = [int(m.group(1)) for m in pairs]
+        return server_uids, seen, seqs
+    server_uids, seen, seqs = await run(final)
+    assert 60 - 24 <= len(server_uids) < 60   # deleters may race for the same victim
+    assert seen == server_uids            # sequence n is the n-th UID, for every n
+    assert seqs == list(range(1, len(server_uids) + 1))
+    await run(w.logout)
