@@ -11,6 +11,7 @@ entity as a cdef class.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeLatin1, PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8, PyUnicode_DecodeCharmap
 from libc.string cimport memchr, memcpy
+from libc.stdint cimport uint64_t, int64_t
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object)
@@ -189,9 +190,17 @@ cpdef Py_ssize_t count_lines(bytes buf, Py_ssize_t start, Py_ssize_t end):
         start = 0
     if end <= start:
         return 0
-    for pos in range(start, end):
-        if p[pos] == 10:
-            count += 1
+    cdef uint64_t x
+    pos = start
+    while pos + 8 <= end:  # eight bytes at a time: LF bytes become 0x01
+        memcpy(&x, p + pos, 8)
+        x ^= 0x0A0A0A0A0A0A0A0AULL
+        x = ~(((x & 0x7F7F7F7F7F7F7F7FULL) + 0x7F7F7F7F7F7F7F7FULL) | x) & 0x8080808080808080ULL
+        count += <Py_ssize_t>(((x >> 7) * 0x0101010101010101ULL) >> 56)
+        pos += 8
+    while pos < end:
+        count += p[pos] == 10
+        pos += 1
     if p[end - 1] != 10:
         count += 1
     return count
@@ -204,7 +213,29 @@ _B64_NONALPHA = bytes(c for c in range(256) if c not in _B64_ALPHA)
 
 cpdef bytes unfold(bytes value):
     """A header value with its line breaks removed and outer blanks stripped."""
-    return value.translate(None, b"\r\n").strip(b" \t")
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t lo = 0, hi = PyBytes_GET_SIZE(value), k, w = 0
+    cdef unsigned char c
+    cdef bytes out
+    cdef unsigned char* q
+    while lo < hi and (p[lo] == 32 or p[lo] == 9 or p[lo] == 13 or p[lo] == 10):
+        lo += 1
+    while hi > lo and (p[hi - 1] == 32 or p[hi - 1] == 9 or p[hi - 1] == 13 or p[hi - 1] == 10):
+        hi -= 1
+    for k in range(lo, hi):
+        c = p[k]
+        if c == 13 or c == 10:
+            break
+    else:
+        return PyBytes_FromStringAndSize(<const char*>p + lo, hi - lo)
+    out = PyBytes_FromStringAndSize(NULL, hi - lo)
+    q = <unsigned char*>PyBytes_AS_STRING(out)
+    for k in range(lo, hi):
+        c = p[k]
+        if c != 13 and c != 10:
+            q[w] = c
+            w += 1
+    return out[:w]
 
 
 cdef signed char _B64[256]
@@ -1103,9 +1134,9 @@ ctypedef fused _uchar:
     Py_UCS4
 
 
-cdef unsigned char _ASCII_FOLD[128]  # 0: white space, else the lower-cased byte
+cdef unsigned char _ASCII_FOLD[128]  # 0xFF: white space, else the lower-cased byte
 for _c in range(128):
-    _ASCII_FOLD[_c] = 0 if chr(_c).isspace() else ord(chr(_c).lower())
+    _ASCII_FOLD[_c] = 0xFF if chr(_c).isspace() else ord(chr(_c).lower())
 
 
 cdef Py_ssize_t _normalize_into(const _uchar* src, Py_ssize_t n, _uchar* dst, Py_ssize_t cap,
@@ -1126,7 +1157,7 @@ cdef Py_ssize_t _normalize_into(const _uchar* src, Py_ssize_t n, _uchar* dst, Py
             # branch-free: both stores happen, the counts decide what stays
             # (output never outruns input here, so dst has room)
             f = _ASCII_FOLD[ch]
-            sp = f == 0
+            sp = f == 0xFF
             dst[w] = 32
             w += space & (not sp)
             dst[w] = <_uchar>f
@@ -1524,9 +1555,109 @@ cpdef tuple _ids(value):
     return tuple(out)
 
 
+cdef tuple _MONTHS = (b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct",
+                      b"nov", b"dec", b"january", b"february", b"march", b"april", b"may", b"june",
+                      b"july", b"august", b"september", b"october", b"november", b"december")
+cdef tuple _DAYS = (b"mon", b"tue", b"wed", b"thu", b"fri", b"sat", b"sun")
+cdef dict _ZONES = {b"UT": 0, b"UTC": 0, b"GMT": 0, b"Z": 0, b"AST": -400, b"ADT": -300, b"EST": -500,
+                    b"EDT": -400, b"CST": -600, b"CDT": -500, b"MST": -700, b"MDT": -600, b"PST": -800,
+                    b"PDT": -700}
+
+
+cdef bint _digits(bytes t, Py_ssize_t lo, Py_ssize_t hi, int64_t* out) noexcept:
+    """t[lo:hi] is 1..4 ASCII digits: their value."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(t)
+    cdef int64_t v = 0
+    cdef Py_ssize_t k
+    if hi <= lo or hi - lo > 4:
+        return False
+    for k in range(lo, hi):
+        if not 48 <= p[k] <= 57:
+            return False
+        v = v * 10 + (p[k] - 48)
+    out[0] = v
+    return True
+
+
+cdef tuple _date_fast(bytes v):
+    """_date of a plain "[Day,] D Mon YYYY HH:MM[:SS] [zone]" value, or None
+    for anything else (then email.utils decides, as in the twin)."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(v)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(v), k, c1, c2
+    cdef int64_t dd, yy, hh, mi, ss = 0, mm, tz, y, era, yoe, doy, doe, days, secs
+    cdef list toks
+    cdef bytes t, tm
+    for k in range(n):
+        if not (33 <= p[k] <= 126 or p[k] == 32 or p[k] == 9):
+            return None
+    toks = v.split()
+    if not toks:
+        return None
+    t = toks[0]
+    if t.endswith(b",") or t.lower() in _DAYS:
+        del toks[0]
+    elif b"," in t:
+        return None
+    if len(toks) == 4:
+        if b"+" in toks[3] or b"-" in toks[3]:
+            return None
+        toks.append(b"")
+    if len(toks) < 5:
+        return None
+    t = toks[1].lower()
+    if t not in _MONTHS:
+        return None
+    mm = _MONTHS.index(t) + 1
+    if mm > 12:
+        mm -= 12
+    if not _digits(toks[0], 0, len(toks[0]), &dd) or not _digits(toks[2], 0, len(toks[2]), &yy):
+        return None
+    tm = toks[3]
+    c1 = tm.find(b":")
+    if c1 < 0:
+        return None
+    c2 = tm.find(b":", c1 + 1)
+    if c2 < 0:
+        c2 = len(tm)
+    elif not _digits(tm, c2 + 1, len(tm), &ss) or len(tm) - c2 > 3:
+        return None
+    if (not _digits(tm, 0, c1, &hh) or c1 > 2 or not _digits(tm, c1 + 1, c2, &mi)
+            or c2 - c1 > 3):
+        return None
+    if yy < 100:
+        yy += 1900 if yy > 68 else 2000
+    t = toks[4].upper()
+    if t in _ZONES:
+        tz = _ZONES[t]
+    elif t == b"":
+        tz = 0
+    elif (len(t) == 5 and (t[0] == 43 or t[0] == 45) and _digits(t, 1, 5, &tz)):
+        if t[0] == 45:
+            tz = -tz
+    else:
+        return None
+    if tz < 0:
+        tz = -((-tz) // 100 * 3600 + (-tz) % 100 * 60)
+    else:
+        tz = tz // 100 * 3600 + tz % 100 * 60
+    # calendar.timegm: days from 1970-01-01 to yy-mm-01 (proleptic Gregorian)
+    y = yy - (mm <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (mm + (-3 if mm > 2 else 9)) + 2) // 5
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468 + dd - 1
+    secs = ((days * 24 + hh) * 60 + mi) * 60 + ss
+    return secs - tz, (tz // 60 if tz >= 0 else -((-tz + 59) // 60))
+
+
 cpdef tuple _date(value):
     if value is None:
         return None, None
+    cdef bytes v = unfold(value)
+    cdef tuple fast = _date_fast(v)
+    if fast is not None:
+        return fast
     try:
         t = parsedate_tz(bytes_to_str(unfold(value)))
         if t is None:
@@ -1675,6 +1806,46 @@ cpdef _attachment_names(dict node, list out):
         out.append(node["name"])
 
 
+cdef str _search_header(bytes raw, str name, Py_ssize_t vs, Py_ssize_t fe):
+    """normalize(name + ": " + decode_words(unfold(raw[vs:fe]))), in one pass
+    over the bytes when the value is ASCII without encoded words."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t k, w, nlen = PyUnicode_GET_LENGTH(name)
+    cdef const unsigned char* nm
+    cdef unsigned char* q
+    cdef unsigned char c, f
+    cdef bint space = True, sp
+    for k in range(vs, fe):
+        c = p[k]
+        if c >= 128 or (c == 61 and k + 1 < fe and p[k + 1] == 63):
+            return normalize(name + ": " + decode_words(unfold(raw[vs:fe])))
+    if not PyUnicode_IS_ASCII(name):  # split_header gives ASCII names
+        return normalize(name + ": " + decode_words(unfold(raw[vs:fe])))
+    nm = <const unsigned char*>PyUnicode_DATA(name)
+    q = <unsigned char*>PyMem_Malloc(nlen + 3 + (fe - vs))
+    if q == NULL:
+        raise MemoryError
+    try:
+        for k in range(nlen):
+            q[k] = _ASCII_FOLD[nm[k]]
+        q[nlen] = 58
+        w = nlen + 1
+        for k in range(vs, fe):
+            c = p[k]
+            if c == 13 or c == 10:  # unfold drops line breaks, no blank
+                continue
+            f = _ASCII_FOLD[c]
+            sp = f == 0xFF
+            q[w] = 32
+            w += space & (not sp)
+            q[w] = f
+            w += not sp
+            space = sp
+        return PyUnicode_DecodeASCII(<const char*>q, w, NULL)
+    finally:
+        PyMem_Free(q)
+
+
 cpdef tuple build(bytes raw):
     """Index one message: the MessageIndex fields, in declaration order."""
     counter = [0]
@@ -1695,7 +1866,7 @@ cpdef tuple build(bytes raw):
 
     search_headers = []
     for name, _fs, vs, fe in root.fields:
-        search_headers.append(normalize(name + ": " + decode_words(unfold(raw[vs:fe]))))
+        search_headers.append(_search_header(raw, name, vs, fe))
     texts: dict[str, str] = {}
     jmap = _jmap_node(raw, root, "1", texts)
     text_body: list = []
