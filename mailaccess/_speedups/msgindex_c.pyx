@@ -41,6 +41,8 @@ from email.utils import parsedate_tz
 
 from mailaccess.mime.parts import Part
 
+_tuple_new = tuple.__new__  # what Part(...) calls, minus its Python frame
+
 MAX_DEPTH = 20  # nesting of multiparts / message/rfc822 before a part is a leaf
 MAX_PARTS = 2000  # parts per message; later multiparts become leaves
 MAX_TEXT = 1 << 20  # decoded bytes per text part that feed search text
@@ -254,8 +256,11 @@ cdef inline Py_ssize_t _b64_count(const unsigned char* p, Py_ssize_t n) noexcept
 
 cpdef bytes decode_b64(bytes data):
     """Lenient base64: ignore non-alphabet bytes and '=', tolerate bad padding."""
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), m, k, w = 0
+    return _b64_decode(<const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
+cdef bytes _b64_decode(const unsigned char* p, Py_ssize_t n):
+    cdef Py_ssize_t m, k, w = 0
     cdef unsigned int acc = 0, cnt = 0
     cdef signed char v
     cdef bytes out
@@ -263,8 +268,25 @@ cpdef bytes decode_b64(bytes data):
     m = _b64_count(p, n)
     out = PyBytes_FromStringAndSize(NULL, m // 4 * 3 + (0, 0, 1, 2)[m & 3])
     q = <unsigned char*>PyBytes_AS_STRING(out)
-    for k in range(n):
+    cdef signed char a, b, c, d
+    k = 0
+    while k < n:
+        if cnt == 0 and k + 4 <= n:  # a whole quantum of alphabet bytes
+            a = _B64[p[k]]
+            b = _B64[p[k + 1]]
+            c = _B64[p[k + 2]]
+            d = _B64[p[k + 3]]
+            if (a | b | c | d) >= 0:
+                acc = (<unsigned int>a << 18) | (<unsigned int>b << 12) | (<unsigned int>c << 6) | <unsigned int>d
+                q[w] = (acc >> 16) & 255
+                q[w + 1] = (acc >> 8) & 255
+                q[w + 2] = acc & 255
+                w += 3
+                k += 4
+                acc = 0
+                continue
         v = _B64[p[k]]
+        k += 1
         if v < 0:
             continue
         acc = (acc << 6) | <unsigned int>v
@@ -1248,10 +1270,14 @@ cpdef str normalize(str text):
 
 cpdef str bytes_to_str(bytes data):
     """Header bytes as text: UTF-8, else latin-1."""
+    return _str_range(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
+cdef str _str_range(const char* p, Py_ssize_t n):
     try:
-        return data.decode("utf-8")
+        return PyUnicode_DecodeUTF8(p, n, NULL)
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return PyUnicode_DecodeLatin1(p, n, NULL)
 
 
 
@@ -1392,11 +1418,11 @@ cpdef _parts(_Entity e, bint is_message, list out):
     enc = e.enc.decode("latin-1")
     if is_message:
         if not e.section:
-            out.append(Part("", e.hstart, e.bstart, e.end, ctype, enc, charset, inner))
+            out.append(_tuple_new(Part, ("", e.hstart, e.bstart, e.end, ctype, enc, charset, inner)))
         if e.children is None:
-            out.append(Part(_join(e.section, 1), e.hstart, e.bstart, e.end, ctype, enc, charset, inner))
+            out.append(_tuple_new(Part, (_join(e.section, 1), e.hstart, e.bstart, e.end, ctype, enc, charset, inner)))
     else:
-        out.append(Part(e.section, e.hstart, e.bstart, e.end, ctype, enc, charset, inner))
+        out.append(_tuple_new(Part, (e.section, e.hstart, e.bstart, e.end, ctype, enc, charset, inner)))
     if e.children is not None:
         for c in e.children:
             _parts(c, False, out)
@@ -1669,18 +1695,35 @@ cpdef tuple _date(value):
 
 
 cpdef list _jmap_headers(bytes buf, list fields):
-    out = []
-    for name, _fs, vs, fe in fields:
-        v = buf[vs:fe]
-        if v.endswith(b"\n"):
-            v = v[: len(v) - 2] if v.endswith(b"\r\n") else v[: len(v) - 1]
-        out.append({"name": name, "value": bytes_to_str(v)})
+    cdef const char* p = PyBytes_AS_STRING(buf)
+    cdef list out = []
+    cdef Py_ssize_t vs, fe
+    cdef tuple f
+    for f in fields:
+        vs = f[2]
+        fe = f[3]
+        if fe > vs and p[fe - 1] == 10:
+            fe -= 1
+            if fe > vs and p[fe - 1] == 13:
+                fe -= 1
+        out.append({"name": f[0], "value": _str_range(p + vs, fe - vs)})
     return out
 
 
-cpdef Py_ssize_t _decoded_size(bytes buf, _Entity e):
+cdef bytes _body_data(bytes buf, _Entity e):
+    """decode_cte(buf[e.bstart:e.end], e.enc), base64 without the slice."""
     if e.enc == b"base64":
-        return b64_size(buf[e.bstart : e.end])
+        return _b64_decode(<const unsigned char*>PyBytes_AS_STRING(buf) + e.bstart, e.end - e.bstart)
+    if e.enc == b"quoted-printable":
+        return binascii.a2b_qp(buf[e.bstart : e.end])
+    return buf[e.bstart : e.end]
+
+
+cpdef Py_ssize_t _decoded_size(bytes buf, _Entity e):
+    cdef Py_ssize_t m
+    if e.enc == b"base64":
+        m = _b64_count(<const unsigned char*>PyBytes_AS_STRING(buf) + e.bstart, e.end - e.bstart)
+        return m // 4 * 3 + (0, 0, 1, 2)[m & 3]
     if e.enc == b"quoted-printable":
         return len(decode_qp(buf[e.bstart : e.end]))
     return e.end - e.bstart
@@ -1719,7 +1762,7 @@ cpdef dict _jmap_node(bytes buf, _Entity e, part_id, dict texts):
         if e.inner is not None:
             _inner_texts(buf, e.inner, texts)
         if e.mtype == b"text":
-            data = decode_cte(buf[e.bstart : e.end], e.enc.decode("latin-1"))
+            data = _body_data(buf, e)
             node["size"] = len(data)
             if len(data) > MAX_TEXT:
                 data = data[:MAX_TEXT]
@@ -1740,7 +1783,7 @@ cpdef _inner_texts(bytes buf, _Entity e, dict texts):
     elif e.inner is not None:
         _inner_texts(buf, e.inner, texts)
     elif e.mtype == b"text":
-        data = decode_cte(buf[e.bstart : e.end], e.enc.decode("latin-1"))[:MAX_TEXT]
+        data = _body_data(buf, e)[:MAX_TEXT]
         text = decode_text(data, _param(e.ptext, "charset"))
         if e.subtype == b"html":
             text = html_to_text(text)

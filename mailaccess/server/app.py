@@ -36,6 +36,8 @@ class ServerContext:
     tls_cert: str = ""
     tls_key: str = ""
     bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    imap_views: object = None       # server.imap_session.SharedViews, made on first use
+    imap_sessions: dict = field(default_factory=dict)   # account id -> open sessions
 
 
 ServeFn = Callable[..., Awaitable[None]]

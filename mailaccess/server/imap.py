@@ -177,7 +177,7 @@ class ImapConnection:
     _slot_user = None
 
     def take_slot(self) -> bool:
-        counts = self.ctx.__dict__.setdefault("imap_sessions", {})
+        counts = self.ctx.imap_sessions
         user = self.session.acc
         if counts.get(user, 0) >= self.ctx.cfg.imap.max_sessions_per_user:
             return False
@@ -187,7 +187,7 @@ class ImapConnection:
 
     def release_slot(self) -> None:
         if self._slot_user is not None:
-            counts = self.ctx.__dict__.setdefault("imap_sessions", {})
+            counts = self.ctx.imap_sessions
             counts[self._slot_user] -= 1
             self._slot_user = None
 

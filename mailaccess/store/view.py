@@ -115,10 +115,11 @@ class View:
 
     # --- messages in a mailbox ----------------------------------------------------
 
-    def uids(self, acc: int, mbx: int) -> list[tuple[int, int]]:
-        """[(uid, email id)] in UID order: the IMAP sequence order."""
+    def uids(self, acc: int, mbx: int, after: int = 0) -> list[tuple[int, int]]:
+        """[(uid, email id)] in UID order (the IMAP sequence order), UIDs > AFTER."""
         pre = keys.uid_prefix(acc, mbx)
-        return [(keys.split_uid(k), keys.read_u32(v)) for k, v in self._scan("uid", pre)]
+        start = keys.uid(acc, mbx, after + 1) if after else None
+        return [(keys.split_uid(k), keys.read_u32(v)) for k, v in self._scan("uid", pre, start)]
 
     def email_at(self, acc: int, mbx: int, uid: int) -> int | None:
         v = self._get("uid", keys.uid(acc, mbx, uid))

@@ -128,3 +128,97 @@ def test_structured_messages_agree(raw):
 @given(st.text(max_size=200))
 def test_normalize_agrees(text):
     assert PY.normalize(text) == C.normalize(text)
+
+
+# ---- the C-only rewrites: HTML stripping, dates, charset decoders, b64, unfold
+
+_HTML_BITS = [
+    "<", ">", "/", "!", "-", "--", "<!--", "-->", "script", "SCRIPT", "\u017fcript", "style", "head", "title",
+    "<script>", "</script>", "</ScRiPt >", "</script\n>", "<br>", "<BR/>", "<p class=x>", "<pre>", "<p", "<h1>",
+    "<h7>", "<hr>", "<blockquote>", "<td>", "<tr>", "<div>", "</div>", "<li>", "<b>", "&amp;", "&copy;",
+    "&#8364;", "&nbsp;", "&lt;p&gt;", " ", "\n", "a", "\u00e9", "\u65e5", "\U0001f642", "_", "1", "K", "\u212a",
+    "\u0130", "\u0131", "<t\u0130tle>", "</t\u0131tle>", "\u2003", "<scripts>", "<script_>", "<head>", "</HEAD>",
+    "</title >", "<STYLE type=x>", "</style>", "<bloc\u212aquote>",
+]
+
+
+@needs_c
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_HTML_BITS), max_size=16).map("".join) | st.text(max_size=60))
+def test_html_to_text_agrees(text):
+    assert PY.html_to_text(text) == C.html_to_text(text)
+
+
+@needs_c
+@pytest.mark.parametrize("c", [0x130, 0x131, 0x17F, 0x212A, 0x5F, 0x30, 0xB2, 0x2003, 0x85, 0xA0])
+def test_html_to_text_regex_corners(c):
+    ch = chr(c)
+    for t in ("<br" + ch + ">", "<" + ch + "r>", "<script" + ch + ">x</script>", "<script>x</scrip" + ch + ">",
+              "<script>x</script" + ch + ">", "<s" + ch + "ript>x</s" + ch + "ript>", "<tit" + ch + "e>1</title>"):
+        assert PY.html_to_text(t) == C.html_to_text(t), t
+
+
+_DATE_BITS = ["Mon,", "Tue", "wed,", "x,", "1", "01", "31", "99", "0", "Jan", "feb", "MAR", "December", "Sept",
+              "1999", "69", "68", "0000", "100", "12345", "2024,", "10:00", "23:59:59", "1:2:3", "10:00,",
+              "10.00.00", "24:61:61", "+0000", "-0000", "-0700", "+0530", "+1260", "GMT", "est", "Z", "(UTC)",
+              "+5", "0530", "1-Jan-99", ",", "-"]
+
+
+@st.composite
+def _dates(draw):
+    if draw(st.booleans()):
+        return " ".join(draw(st.lists(st.sampled_from(_DATE_BITS), max_size=8))).encode()
+    return ("%s%d %s %d %02d:%02d%s%s" % (
+        draw(st.sampled_from(["", "Mon, ", "Sun,"])), draw(st.integers(0, 40)),
+        draw(st.sampled_from(["Jan", "feb", "DEC", "June"])), draw(st.sampled_from([5, 69, 99, 100, 1999, 9999])),
+        draw(st.integers(0, 30)), draw(st.integers(0, 70)), draw(st.sampled_from(["", ":07", ":9"])),
+        draw(st.sampled_from(["", " +0000", " -0700", " +0530", " EST", " -0000", " (garbage)", " +0000 (UTC)"])),
+    )).encode()
+
+
+@needs_c
+@settings(max_examples=500, deadline=None)
+@given(_dates() | st.binary(max_size=40))
+def test_dates_agree(value):
+    assert PY._date(value) == C._date(value)
+
+
+_CHARSETS = ["utf-8", "UTF-8", "us-ascii", "iso-8859-1", "latin1", "iso-8859-15", "windows-1252", "koi8-r",
+             "cp1251", "shift_jis", "euc-jp", "iso-2022-jp", "gb2312", "big5", "euc-kr", "utf-16", "utf-7",
+             '"koi8-r"', "utf-8*en", "x-unknown", "bogus", "", "idna", "punycode", "rot13", "base64", "mac-roman"]
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=60), st.sampled_from(_CHARSETS))
+def test_charset_decoding_agrees(data, charset):
+    assert PY.decode_charset(data, charset) == C.decode_charset(data, charset)
+    assert PY.decode_text(data, charset) == C.decode_text(data, charset)
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80) | st.text("ABCabc019+/= \r\n\t-", max_size=80).map(str.encode))
+def test_b64_and_unfold_agree(data):
+    assert PY.decode_b64(data) == C.decode_b64(data)
+    assert PY.b64_size(data) == C.b64_size(data)
+    assert PY.unfold(data) == C.unfold(data)
+    assert PY.count_lines(data, 0, len(data)) == C.count_lines(data, 0, len(data))
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("aZ \t\u00df\u00b5\u0130\u2003\ufb03\U00010400\U0001f642\x00\x85"), max_size=60))
+def test_normalize_folds_agree(text):
+    assert PY.normalize(text) == C.normalize(text)
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("aZ:=?_ \t\r\n\x0b\x0c\x1c\x1f\x00\x7f"), max_size=40).map(str.encode)
+       | st.binary(max_size=40))
+def test_search_headers_agree(value):
+    # build() normalises plain ASCII header fields straight from the bytes
+    raw = b"Subject: " + value + b"\r\nX-A:" + value + b"\r\n\r\nbody"
+    assert PY.build(raw)[19] == C.build(raw)[19]
+    _same_index(raw)
