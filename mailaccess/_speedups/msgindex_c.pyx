@@ -10,7 +10,7 @@ entity as a cdef class.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeLatin1, PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8, PyUnicode_DecodeCharmap
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcpy, memmove
 from libc.stdint cimport uint64_t, int64_t
 
 cdef extern from "Python.h":
@@ -29,6 +29,17 @@ cdef extern from "Python.h":
     ctypedef unsigned short Py_UCS2
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Free, PyMem_Realloc
+
+
+ctypedef fused _uchar:  # the three str widths
+    Py_UCS1
+    Py_UCS2
+    Py_UCS4
+
+ctypedef fused _uchar_out:
+    Py_UCS1
+    Py_UCS2
+    Py_UCS4
 
 
 import binascii
@@ -565,7 +576,7 @@ cdef inline bint _is_word(Py_UCS4 c) noexcept:
     return c == 95 or Py_UNICODE_ISALNUM(c)
 
 
-cdef inline bint _ci_word(const Py_UCS4* s, Py_ssize_t i, Py_ssize_t n, const char* word) noexcept:
+cdef inline bint _ci_word(const _uchar* s, Py_ssize_t i, Py_ssize_t n, const char* word) noexcept:
     """word (lowercase ASCII) at s[i:] under re.IGNORECASE, followed by \\b."""
     cdef Py_ssize_t k = 0
     while word[k]:
@@ -575,7 +586,7 @@ cdef inline bint _ci_word(const Py_UCS4* s, Py_ssize_t i, Py_ssize_t n, const ch
     return i + k >= n or not _is_word(s[i + k])
 
 
-cdef Py_ssize_t _drop_end(const Py_UCS4* s, Py_ssize_t i, Py_ssize_t n) noexcept:
+cdef Py_ssize_t _drop_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n) noexcept:
     """End of a <(script|style|head|title)\\b.*?</\\1\\s*>|<!--.*?--> match at s[i] ('<'), or -1."""
     cdef Py_ssize_t j, k, t, L
     cdef const char* name
@@ -619,7 +630,7 @@ for _i in range(19):
     _BREAK_TAGS[_i] = <bytes>_BREAK_WORDS[_i]  # kept alive by _BREAK_WORDS
 
 
-cdef Py_ssize_t _break_end(const Py_UCS4* s, Py_ssize_t i, Py_ssize_t n) noexcept:
+cdef Py_ssize_t _break_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n) noexcept:
     """End of a </?(?:br|p|...|th)\\b[^>]*> match at s[i] ('<'), or -1."""
     cdef Py_ssize_t j = i + 1, k, t
     if j < n and s[j] == 47:
@@ -635,7 +646,7 @@ cdef Py_ssize_t _break_end(const Py_UCS4* s, Py_ssize_t i, Py_ssize_t n) noexcep
     return -1
 
 
-cdef Py_ssize_t _html_passes(Py_UCS4* s, Py_ssize_t n) noexcept:
+cdef Py_ssize_t _html_passes(_uchar* s, Py_ssize_t n) noexcept:
     cdef Py_ssize_t r, w, e
     # 1. scripts, styles, head, title, comments -> " "
     r = w = 0
@@ -683,14 +694,24 @@ cdef Py_ssize_t _html_passes(Py_UCS4* s, Py_ssize_t n) noexcept:
 
 cpdef str html_to_text(str text):
     """HTML reduced to its text: scripts/styles dropped, block tags to line breaks."""
-    cdef Py_UCS4* u
-    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), w
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* buf
     if PyUnicode_FindChar(text, 60, 0, n, 1) >= 0:
-        u = PyUnicode_AsUCS4Copy(text)
+        buf = PyMem_Malloc(n * kind + 1)  # a copy in the text's own width
+        if buf == NULL:
+            raise MemoryError
         try:
-            text = PyUnicode_FromKindAndData(4, u, _html_passes(u, n))
+            memcpy(buf, PyUnicode_DATA(text), n * kind)
+            if kind == 1:
+                w = _html_passes(<Py_UCS1*>buf, n)
+            elif kind == 2:
+                w = _html_passes(<Py_UCS2*>buf, n)
+            else:
+                w = _html_passes(<Py_UCS4*>buf, n)
+            text = PyUnicode_FromKindAndData(kind, buf, w)
         finally:
-            PyMem_Free(u)
+            PyMem_Free(buf)
     if PyUnicode_FindChar(text, 38, 0, PyUnicode_GET_LENGTH(text), 1) >= 0:
         text = html.unescape(text)
     return text
@@ -1150,18 +1171,12 @@ cdef inline unsigned int _fold1(unsigned int c) except 0:
     return _fold_slow(c)
 
 
-ctypedef fused _uchar:
-    Py_UCS1
-    Py_UCS2
-    Py_UCS4
-
-
 cdef unsigned char _ASCII_FOLD[128]  # 0xFF: white space, else the lower-cased byte
 for _c in range(128):
     _ASCII_FOLD[_c] = 0xFF if chr(_c).isspace() else ord(chr(_c).lower())
 
 
-cdef Py_ssize_t _normalize_into(const _uchar* src, Py_ssize_t n, _uchar* dst, Py_ssize_t cap,
+cdef Py_ssize_t _normalize_into(const _uchar* src, Py_ssize_t n, _uchar_out* dst, Py_ssize_t cap,
                                 Py_UCS4 maxc) except -2:
     """normalize() of src into dst[1:] (same character width, cap > n + 1),
     possibly with a leading space; -1 when a fold does not fit that width,
@@ -1182,7 +1197,7 @@ cdef Py_ssize_t _normalize_into(const _uchar* src, Py_ssize_t n, _uchar* dst, Py
             sp = f == 0xFF
             dst[w] = 32
             w += space & (not sp)
-            dst[w] = <_uchar>f
+            dst[w] = <_uchar_out>f
             w += not sp
             space = sp
             continue
@@ -1205,7 +1220,7 @@ cdef Py_ssize_t _normalize_into(const _uchar* src, Py_ssize_t n, _uchar* dst, Py
                 dst[w] = 32
                 w += 1
                 space = False
-            dst[w] = <_uchar>f
+            dst[w] = <_uchar_out>f
             w += 1
     return w
 
@@ -1221,6 +1236,81 @@ cdef inline str _from_norm(int kind, void* buf, Py_ssize_t w):
         else:
             lo += (<Py_UCS4*>buf)[1] == 32
     return PyUnicode_FromKindAndData(kind, <char*>buf + lo * kind, w - lo)
+
+
+cdef Py_ssize_t _normalize_any(str t, void* dst, int okind, Py_ssize_t cap) except -2:
+    cdef int kind = PyUnicode_KIND(t)
+    cdef void* data = PyUnicode_DATA(t)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(t)
+    if okind == 1:
+        if kind == 1:
+            return _normalize_into(<const Py_UCS1*>data, n, <Py_UCS1*>dst, cap, 0xFF)
+        return -1
+    if okind == 2:
+        if kind == 1:
+            return _normalize_into(<const Py_UCS1*>data, n, <Py_UCS2*>dst, cap, 0xFFFF)
+        if kind == 2:
+            return _normalize_into(<const Py_UCS2*>data, n, <Py_UCS2*>dst, cap, 0xFFFF)
+        return -1
+    if kind == 1:
+        return _normalize_into(<const Py_UCS1*>data, n, <Py_UCS4*>dst, cap, 0x10FFFF)
+    if kind == 2:
+        return _normalize_into(<const Py_UCS2*>data, n, <Py_UCS4*>dst, cap, 0x10FFFF)
+    return _normalize_into(<const Py_UCS4*>data, n, <Py_UCS4*>dst, cap, 0x10FFFF)
+
+
+cdef str _normalize_join(list texts):
+    """"\n".join(x for x in map(normalize, texts) if x), written into one
+    buffer: each text's dummy slot (see _normalize_into) becomes the "\n"."""
+    cdef int okind = 1
+    cdef Py_ssize_t cap = 16, pos = 0, w
+    cdef str t
+    cdef char* buf
+    cdef char* at
+    for t in texts:
+        if PyUnicode_KIND(t) > okind:
+            okind = PyUnicode_KIND(t)
+        cap += PyUnicode_GET_LENGTH(t) + (PyUnicode_GET_LENGTH(t) >> 3) + 16
+    buf = <char*>PyMem_Malloc(cap * okind)
+    if buf == NULL:
+        raise MemoryError
+    try:
+        for t in texts:
+            at = buf + pos * okind
+            # each text keeps to its own share of the buffer, so texts after
+            # it still have theirs (their ASCII runs are written unchecked)
+            w = _normalize_any(t, at, okind, PyUnicode_GET_LENGTH(t) + (PyUnicode_GET_LENGTH(t) >> 3) + 16)
+            if w < 0:  # a fold widened or lengthened the text: the plain way
+                return "\n".join([x for x in [normalize(t) for t in texts] if x])
+            if w <= 1:
+                continue
+            if _norm_char(at, okind, 1) == 32:  # leading white space
+                memmove(at + okind, at + 2 * okind, (w - 2) * okind)
+                w -= 1
+            _norm_set(at, okind, 0, 10)
+            pos += w
+        if pos <= 1:
+            return ""
+        return PyUnicode_FromKindAndData(okind, buf + okind, pos - 1)
+    finally:
+        PyMem_Free(buf)
+
+
+cdef inline Py_UCS4 _norm_char(char* at, int kind, Py_ssize_t i) noexcept:
+    if kind == 1:
+        return (<Py_UCS1*>at)[i]
+    if kind == 2:
+        return (<Py_UCS2*>at)[i]
+    return (<Py_UCS4*>at)[i]
+
+
+cdef inline void _norm_set(char* at, int kind, Py_ssize_t i, Py_UCS4 c) noexcept:
+    if kind == 1:
+        (<Py_UCS1*>at)[i] = <Py_UCS1>c
+    elif kind == 2:
+        (<Py_UCS2*>at)[i] = <Py_UCS2>c
+    else:
+        (<Py_UCS4*>at)[i] = c
 
 
 cpdef str normalize(str text):
@@ -1916,11 +2006,9 @@ cpdef tuple build(bytes raw):
     html_body: list = []
     attachments: list = []
     parse_structure([jmap], "mixed", False, html_body, text_body, attachments)
-    body_texts = [normalize(t) for t in texts.values()]
     names: list[str] = []
     _attachment_names(jmap, names)
-    for x in names:
-        body_texts.append(normalize(x))
+    search_body = _normalize_join(list(texts.values()) + names)
     preview = ""
     for pid in text_body:
         t = texts.get(pid)
@@ -1949,7 +2037,7 @@ cpdef tuple build(bytes raw):
         _ids(hdr.get("in-reply-to")),
         _ids(hdr.get("references")),
         "\n".join(search_headers),
-        "\n".join([x for x in body_texts if x]),
+        search_body,
         preview,
         bool(attachments),
         jmap,

@@ -93,9 +93,11 @@ async def serve(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED,
                 except ImportError as exc:
                     log.warning("service %s is not available (%s)", name, exc)
                     continue
+                before = set(ctx.bound)
                 ctx.bound[name] = await nursery.start(mod.serve, ctx)
-                for host, port in ctx.bound[name]:
-                    log.info("%s listening on %s:%d", name, host, port)
+                for svc in [name] + sorted(set(ctx.bound) - before - {name}):
+                    for host, port in ctx.bound[svc]:
+                        log.info("%s listening on %s:%d", svc, host, port)
             log.info("mailaccess is ready; data in %s", cfg.data_dir)
             task_status.started(ctx)
     finally:
