@@ -161,8 +161,13 @@ class DovecotServer:
         return "".join(warn[-10:])
 
 
+NODELAY = False   # --nodelay: TCP_NODELAY on the benchmark's imaplib sockets
+
+
 def connect(port: int) -> imaplib.IMAP4:
     c = imaplib.IMAP4("127.0.0.1", port)
+    if NODELAY:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     c.login(USER, PASSWORD)
     return c
 
@@ -635,6 +640,19 @@ def _get(r, ks):
     return r
 
 
+def code_version() -> str:
+    """The commit the server code came from (read-only git query), '+dirty' if modified."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no",
+                                "mailaccess"], capture_output=True, text=True).stdout.strip()
+        return (head or "unknown") + (" +uncommitted changes" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
 def raise_limits(want: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < want:
@@ -671,7 +689,13 @@ def main() -> None:
     ap.add_argument("--deliveries", type=int, default=3, help="deliveries to the IDLE sessions")
     ap.add_argument("--dovecot-format", default="sdbox", choices=("sdbox", "mdbox", "maildir"))
     ap.add_argument("--servers", default="mailaccess,dovecot")
+    ap.add_argument("--nodelay", action="store_true",
+                    help="set TCP_NODELAY on the imaplib client sockets (imaplib sends an "
+                         "APPEND literal and its CRLF in two writes; with Nagle on, the CRLF "
+                         "waits for the server's ACK)")
     args = ap.parse_args()
+    global NODELAY
+    NODELAY = args.nodelay
     only = args.only if args.only != "append" else None
     if args.only == "append":
         only = "none"
@@ -711,10 +735,12 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
 
     notes += [
+        f"mailaccess {code_version()}",
         f"{dv.version(binary)}, mail_location={args.dovecot_format}, mail_fsync=always, "
         "no FTS plugin (SEARCH TEXT scans the message files), default cache decisions "
         "(ENVELOPE/BODYSTRUCTURE enter dovecot.index.cache on the first FETCH)",
-        f"{len(msgs)} messages, {total / 1e6:.1f} MB; APPEND by {args.clients} imaplib clients",
+        f"{len(msgs)} messages, {total / 1e6:.1f} MB; APPEND by {args.clients} imaplib clients"
+        + (" with TCP_NODELAY" if args.nodelay else " (Nagle on, imaplib's default)"),
         "cold = first run, warm med = median of the later runs "
         f"(SELECT/SEARCH {args.repeat} runs, FETCH {max(3, args.repeat - 2)}, BODY[] 2)",
         f"BODY[]: {args.batch} UIDs per UID FETCH; every body's SHA-1 checked",

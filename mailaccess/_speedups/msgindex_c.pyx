@@ -3,15 +3,26 @@
 
 Same functions, same results (``tests/speedups/test_msgindex_equivalence.py``);
 the byte-level scanners here are C loops over ``const unsigned char *``:
-header splitting, line counting, the structured-header tokenizer and address
-parser, RFC 2047 word scanning, IMAP string quoting and search
-normalisation.  The MIME walk itself is the twin's code, compiled, with its
-entity as a cdef class.
+header splitting, line counting (SSE2, csrc/msgindex_simd.h), unfolding, base64, the
+structured-header tokenizer and address parser, RFC 2047 word scanning, IMAP
+string quoting, quoted-printable (binascii.a2b_qp's rules, bad escapes
+included, straight from the message buffer).  Text work is C too: search normalisation (casefold through a
+table filled from ``str.casefold``, white space collapsed in the same pass,
+all body texts into one buffer), the HTML-to-text passes (the twin's three
+regexes, matched by hand with re's IGNORECASE/\\b/\\s rules), charset decoding
+straight into the codec (one-byte charsets through their table), plain
+"Day, D Mon YYYY HH:MM:SS zone" dates (anything else goes to email.utils, as
+in the twin) and ASCII search-header lines straight from the bytes.  The MIME
+walk itself is the twin's code, compiled as cpdef functions, with its entity
+as a cdef class.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeLatin1, PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8, PyUnicode_DecodeCharmap
 from libc.string cimport memchr, memcpy, memmove
 from libc.stdint cimport uint64_t, int64_t
+
+cdef extern from "msgindex_simd.h":  # csrc/, hand-written
+    size_t mi_count_byte(const unsigned char* p, size_t n, unsigned char c) noexcept nogil
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object)
@@ -60,6 +71,24 @@ MAX_TEXT = 1 << 20  # decoded bytes per text part that feed search text
 PREVIEW_LEN = 256
 
 # ---------------------------------------------------------------- bytes level
+
+cdef inline bytes _bslice(bytes b, Py_ssize_t i, Py_ssize_t j):
+    """b[i:j] (same clamping), without building a slice object."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    if i < 0:
+        i = i + n if i + n > 0 else 0
+    elif i > n:
+        i = n
+    if j < 0:
+        j = j + n if j + n > 0 else 0
+    elif j > n:
+        j = n
+    if j <= i:
+        return b""
+    if i == 0 and j == n:
+        return b
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(b) + i, j - i)
+
 
 cdef inline Py_ssize_t _memfind(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end, int c) noexcept:
     cdef const void* hit
@@ -203,17 +232,7 @@ cpdef Py_ssize_t count_lines(bytes buf, Py_ssize_t start, Py_ssize_t end):
         start = 0
     if end <= start:
         return 0
-    cdef uint64_t x
-    pos = start
-    while pos + 8 <= end:  # eight bytes at a time: LF bytes become 0x01
-        memcpy(&x, p + pos, 8)
-        x ^= 0x0A0A0A0A0A0A0A0AULL
-        x = ~(((x & 0x7F7F7F7F7F7F7F7FULL) + 0x7F7F7F7F7F7F7F7FULL) | x) & 0x8080808080808080ULL
-        count += <Py_ssize_t>(((x >> 7) * 0x0101010101010101ULL) >> 56)
-        pos += 8
-    while pos < end:
-        count += p[pos] == 10
-        pos += 1
+    count = <Py_ssize_t>mi_count_byte(p + start, <size_t>(end - start), 10)  # SSE2 when there
     if p[end - 1] != 10:
         count += 1
     return count
@@ -323,8 +342,94 @@ cpdef Py_ssize_t b64_size(bytes data):
     return m // 4 * 3 + (0, 0, 1, 2)[m & 3]
 
 
+cdef unsigned char _HEXVAL[256]  # 0xFF: not a hex digit
+for _c in range(256):
+    _HEXVAL[_c] = int(chr(_c), 16) if chr(_c) in "0123456789abcdefABCDEF" else 0xFF
+
+
+cdef Py_ssize_t _qp_into(const unsigned char* p, Py_ssize_t n, unsigned char* out, bint header) noexcept:
+    """binascii.a2b_qp(p[:n], header) into out (room for n bytes): its length.
+
+    Its rules, bad input included: "=" + LF is a soft break, "=" + CR skips
+    to the next LF, "==" is "=", "=" + two hex digits a byte, any other "="
+    stays as is (and the bytes after it are read as plain bytes), a final "="
+    is dropped; with header, "_" is a space."""
+    cdef Py_ssize_t i = 0, w = 0, e
+    cdef unsigned char c, hi, lo
+    while i < n:
+        if not header:  # copy the run up to the next "=" in one go
+            e = _memfind(p, i, n, 61)
+            if e < 0:
+                e = n
+            if e > i:
+                memcpy(out + w, p + i, e - i)
+                w += e - i
+                i = e
+                if i >= n:
+                    break
+        c = p[i]
+        i += 1
+        if c != 61:
+            out[w] = 32 if (header and c == 95) else c
+            w += 1
+            continue
+        if i >= n:
+            break
+        c = p[i]
+        if c == 10 or c == 13:
+            if c == 13:
+                while i < n and p[i] != 10:
+                    i += 1
+            if i < n:
+                i += 1
+            continue
+        if c == 61:
+            out[w] = 61
+            w += 1
+            i += 1
+            continue
+        if i + 1 < n:
+            hi = _HEXVAL[c]
+            lo = _HEXVAL[p[i + 1]]
+            if hi != 0xFF and lo != 0xFF:
+                out[w] = (hi << 4) | lo
+                w += 1
+                i += 2
+                continue
+        out[w] = 61
+        w += 1
+    return w
+
+
+cdef bytes _qp_decode(const unsigned char* p, Py_ssize_t n, bint header):
+    """binascii.a2b_qp(p[:n], header) without slicing the input first."""
+    cdef unsigned char* out = <unsigned char*>PyMem_Malloc(n + 1)
+    if out == NULL:
+        raise MemoryError
+    try:
+        return PyBytes_FromStringAndSize(<char*>out, _qp_into(p, n, out, header))
+    finally:
+        PyMem_Free(out)
+
+
+cdef Py_ssize_t _qp_size(const unsigned char* p, Py_ssize_t n) except -1:
+    """len(binascii.a2b_qp(p[:n]))."""
+    cdef unsigned char* out = <unsigned char*>PyMem_Malloc(n + 1)
+    if out == NULL:
+        raise MemoryError
+    try:
+        return _qp_into(p, n, out, False)
+    finally:
+        PyMem_Free(out)
+
+
 cpdef bytes decode_qp(bytes data):
-    return binascii.a2b_qp(data)
+    return _qp_decode(<const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), False)
+
+
+def _decode_qp_header(bytes data):
+    """binascii.a2b_qp(data, header=True) (tests compare the two)."""
+    return _qp_decode(<const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), True)
 
 
 cpdef bytes decode_cte(bytes data, str encoding):
@@ -521,12 +626,12 @@ cpdef str decode_words(bytes value):
                 out.append(_flush_words(value, cs, pending, run_start, run_end))
                 cs = None
             if i > pos:
-                out.append(bytes_to_str(value[pos:i]))
+                out.append(_str_range(<const char*>p + pos, i - pos))
         charset = PyUnicode_DecodeLatin1(<const char*>p + i + 2, cs_end - i - 2, NULL)
         if enc == 66 or enc == 98:
-            data = decode_b64(value[t_start:t_end])
+            data = _b64_decode(p + t_start, t_end - t_start)
         else:
-            data = binascii.a2b_qp(value[t_start:t_end], header=True)
+            data = _qp_decode(p + t_start, t_end - t_start, True)
         if cs is not None and charset.lower() == cs.lower():
             pending += data
         else:
@@ -541,14 +646,14 @@ cpdef str decode_words(bytes value):
     if cs is not None:
         out.append(_flush_words(value, cs, pending, run_start, run_end))
     if pos < n:
-        out.append(bytes_to_str(value[pos:]))
+        out.append(_str_range(<const char*>p + pos, n - pos))
     return "".join(out)
 
 
 cpdef str _flush_words(bytes value, str charset, bytes data, Py_ssize_t start, Py_ssize_t end):
     text = decode_charset(data, charset)
     if text is None:
-        return value[start:end].decode("latin-1")
+        return _bslice(value, start, end).decode("latin-1")
     return text
 
 
@@ -586,6 +691,29 @@ cdef inline bint _ci_word(const _uchar* s, Py_ssize_t i, Py_ssize_t n, const cha
     return i + k >= n or not _is_word(s[i + k])
 
 
+# first letters of the tag names below, both cases: an ASCII byte outside
+# these cannot start a match (non-ASCII characters may, under IGNORECASE, so
+# they take the full test)
+cdef unsigned char _DROP_FIRST[128]
+cdef unsigned char _BREAK_FIRST[128]
+for _c in bytearray(b"shtSHT"):
+    _DROP_FIRST[_c] = 1
+for _c in bytearray(b"bpdtluohBPDTLUOH"):
+    _BREAK_FIRST[_c] = 1
+
+
+cdef inline Py_ssize_t _next_lt(const _uchar* s, Py_ssize_t r, Py_ssize_t n) noexcept:
+    """Index of the next "<" at or after r, else n."""
+    cdef const void* q
+    if _uchar is Py_UCS1:
+        q = memchr(s + r, 60, n - r)
+        return n if q == NULL else <Py_ssize_t>(<const Py_UCS1*>q - s)
+    else:
+        while r < n and s[r] != 60:
+            r += 1
+        return r
+
+
 cdef Py_ssize_t _drop_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n) noexcept:
     """End of a <(script|style|head|title)\\b.*?</\\1\\s*>|<!--.*?--> match at s[i] ('<'), or -1."""
     cdef Py_ssize_t j, k, t, L
@@ -599,6 +727,8 @@ cdef Py_ssize_t _drop_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n) noexcept:
                     return j + 3
                 j += 1
         return -1
+    if i + 1 >= n or (s[i + 1] < 128 and not _DROP_FIRST[s[i + 1]]):
+        return -1  # cannot start any of the four names, even under IGNORECASE
     for name in (b"script", b"style", b"head", b"title"):
         if _ci_word(s, i + 1, n, name):
             break
@@ -635,6 +765,8 @@ cdef Py_ssize_t _break_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n) noexcept
     cdef Py_ssize_t j = i + 1, k, t
     if j < n and s[j] == 47:
         j += 1
+    if j >= n or (s[j] < 128 and not _BREAK_FIRST[s[j]]):
+        return -1
     for t in range(19):
         if _ci_word(s, j, n, _BREAK_TAGS[t]):
             k = j + 1
@@ -647,49 +779,49 @@ cdef Py_ssize_t _break_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n) noexcept
 
 
 cdef Py_ssize_t _html_passes(_uchar* s, Py_ssize_t n) noexcept:
-    cdef Py_ssize_t r, w, e
-    # 1. scripts, styles, head, title, comments -> " "
-    r = w = 0
-    while r < n:
-        if s[r] == 60:
-            e = _drop_end(s, r, n)
-            if e >= 0:
-                s[w] = 32
-                w += 1
+    """The twin's three substitutions, in place; each pass moves the text
+    between two "<" as one block (memchr finds them in one-byte text)."""
+    cdef Py_ssize_t r, w, e, pass_
+    for pass_ in range(3):
+        # 1. scripts, styles, head, title, comments -> " "
+        # 2. block tags -> "\n"
+        # 3. other tags -> ""
+        r = w = 0
+        while r < n:
+            e = _next_lt(s, r, n)
+            if e > r:
+                if w != r:
+                    memmove(s + w, s + r, (e - r) * sizeof(s[0]))
+                w += e - r
                 r = e
-                continue
-        s[w] = s[r]
-        w += 1
-        r += 1
-    n = w
-    # 2. block tags -> "\n"
-    r = w = 0
-    while r < n:
-        if s[r] == 60:
-            e = _break_end(s, r, n)
-            if e >= 0:
-                s[w] = 10
-                w += 1
-                r = e
-                continue
-        s[w] = s[r]
-        w += 1
-        r += 1
-    n = w
-    # 3. other tags -> ""
-    r = w = 0
-    while r < n:
-        if s[r] == 60:
-            e = r + 1
-            while e < n and s[e] != 62:
-                e += 1
-            if e < n:
-                r = e + 1
-                continue
-        s[w] = s[r]
-        w += 1
-        r += 1
-    return w
+                if r >= n:
+                    break
+            if pass_ == 0:
+                e = _drop_end(s, r, n)
+                if e >= 0:
+                    s[w] = 32
+                    w += 1
+                    r = e
+                    continue
+            elif pass_ == 1:
+                e = _break_end(s, r, n)
+                if e >= 0:
+                    s[w] = 10
+                    w += 1
+                    r = e
+                    continue
+            else:
+                e = r + 1
+                while e < n and s[e] != 62:
+                    e += 1
+                if e < n:
+                    r = e + 1
+                    continue
+            s[w] = s[r]
+            w += 1
+            r += 1
+        n = w
+    return n
 
 
 cpdef str html_to_text(str text):
@@ -738,20 +870,20 @@ cdef tuple _quoted_c(bytes value, Py_ssize_t i):
         c = p[i]
         if c == 34:
             if out is None:
-                return value[seg:i], i + 1
-            out += value[seg:i]
+                return _bslice(value, seg, i), i + 1
+            out += _bslice(value, seg, i)
             return bytes(out), i + 1
         if c == 92 and i + 1 < n:
             if out is None:
                 out = bytearray()
-            out += value[seg:i]
+            out += _bslice(value, seg, i)
             seg = i + 1
             i += 2
             continue
         i += 1
     if out is None:
-        return value[seg:n], n
-    out += value[seg:n]
+        return _bslice(value, seg, n), n
+    out += _bslice(value, seg, n)
     return bytes(out), n
 
 
@@ -768,7 +900,7 @@ cdef tuple _comment_c(bytes value, Py_ssize_t i):
     while i < n:
         c = p[i]
         if c == 92 and i + 1 < n:
-            out += value[seg:i]
+            out += _bslice(value, seg, i)
             seg = i + 1
             i += 2
             continue
@@ -777,10 +909,10 @@ cdef tuple _comment_c(bytes value, Py_ssize_t i):
         elif c == 41:
             depth -= 1
             if depth == 0:
-                out += value[seg:i]
+                out += _bslice(value, seg, i)
                 return bytes(out), i + 1
         i += 1
-    out += value[seg:n]
+    out += _bslice(value, seg, n)
     return bytes(out), n
 
 
@@ -815,18 +947,18 @@ cdef bytearray _tokenize_c(bytes value, list vals):
             j = _memfind(p, i + 1, n, 93)
             j = n if j < 0 else j + 1
             kinds.append(0)
-            vals.append(value[i:j])
+            vals.append(_bslice(value, i, j))
             i = j
         elif c == 60 or c == 62 or c == 64 or c == 44 or c == 59 or c == 58:
             kinds.append(c)
-            vals.append(value[i : i + 1])
+            vals.append(_bslice(value, i, i + 1))
             i += 1
         else:
             j = i + 1
             while j < n and not _ATOM_STOP[p[j]]:
                 j += 1
             kinds.append(0)
-            vals.append(value[i:j])
+            vals.append(_bslice(value, i, j))
             i = j
     return kinds
 
@@ -966,7 +1098,7 @@ cpdef tuple parse_params(bytes value):
     semi = value.find(b";")
     if semi < 0:
         semi = n
-    main = value[:semi]
+    main = _bslice(value, 0, semi)
     if b"(" in main:
         main = re.sub(rb"\([^)]*\)?", b"", main)
     main = main.strip(b" \t\r\n").lower()
@@ -984,7 +1116,7 @@ cpdef tuple parse_params(bytes value):
         if eq < 0 or eq > semi:  # attribute without a value
             i = semi + 1
             continue
-        attr = value[i:eq].strip(b" \t\r\n").lower()
+        attr = _bslice(value, i, eq).strip(b" \t\r\n").lower()
         i = eq + 1
         while i < n and (p[i] == 32 or p[i] == 9 or p[i] == 13 or p[i] == 10):
             i += 1
@@ -993,7 +1125,7 @@ cpdef tuple parse_params(bytes value):
             semi = value.find(b";", i)
             i = n if semi < 0 else semi
         else:
-            v = value[i:semi].strip(b" \t\r\n")
+            v = _bslice(value, i, semi).strip(b" \t\r\n")
             i = semi
         if attr:
             params.append((attr, v))
@@ -1102,7 +1234,12 @@ cpdef bytes imap_string(bytes v):
                 break
     if lit:
         return b"{%d}\r\n" % n + v
-    return b'"' + v + b'"'
+    cdef bytes r = PyBytes_FromStringAndSize(NULL, n + 2)  # one object, not two concatenations
+    cdef char* q = PyBytes_AS_STRING(r)
+    q[0] = 34
+    memcpy(q + 1, p, n)
+    q[n + 1] = 34
+    return r
 
 
 cpdef bytes imap_nstring(v):
@@ -1408,12 +1545,19 @@ cdef class _Entity:
     cdef public Py_ssize_t hstart, bstart, end, lines
 
 
+cdef dict _LOWER_NAMES = {}  # header name -> name.lower(); names repeat across messages
+
+
 cdef dict _header_map(bytes buf, list fields):
     hdr = {}
     for name, _fs, vs, fe in fields:
-        key = name.lower()
+        key = _LOWER_NAMES.get(name)
+        if key is None:
+            key = name.lower()
+            if len(_LOWER_NAMES) < 4096:
+                _LOWER_NAMES[name] = key
         if key not in hdr:
-            hdr[key] = buf[vs:fe]
+            hdr[key] = _bslice(buf, vs, fe)
     return hdr
 
 
@@ -1659,15 +1803,49 @@ _MSGID = re.compile(rb"<([^<>]*)>")
 
 
 cpdef tuple _ids(value):
+    """The twin's _MSGID.findall, unfold and blank removal in one scan: each
+    "<" opens an id that a ">" closes before the next "<" (else the search
+    goes on from that "<"); an id keeps its bytes minus CR, LF, SP, HTAB."""
     if value is None:
         return ()
-    cdef list found = [unfold(m).translate(None, b" \t") for m in _MSGID.findall(value)]
-    if not found:
-        found = [w for w in unfold(value).split() if b"@" in w]
+    cdef bytes v = value
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(v)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(v), i = 0, j, k, w
+    cdef bint matched = False
+    cdef unsigned char c
     cdef list out = []
-    for x in found:
-        if x:
-            out.append(bytes_to_str(x))
+    cdef unsigned char* buf = <unsigned char*>PyMem_Malloc(n + 1)
+    if buf == NULL:
+        raise MemoryError
+    try:
+        while True:
+            i = _memfind(p, i, n, 60)
+            if i < 0:
+                break
+            j = i + 1
+            while j < n and p[j] != 60 and p[j] != 62:
+                j += 1
+            if j >= n:
+                break
+            if p[j] == 60:
+                i = j
+                continue
+            matched = True
+            w = 0
+            for k in range(i + 1, j):
+                c = p[k]
+                if c != 32 and c != 9 and c != 13 and c != 10:
+                    buf[w] = c
+                    w += 1
+            if w:
+                out.append(_str_range(<const char*>buf, w))
+            i = j + 1
+    finally:
+        PyMem_Free(buf)
+    if not matched:
+        for x in unfold(v).split():
+            if b"@" in x:
+                out.append(bytes_to_str(x))
     return tuple(out)
 
 
@@ -1805,8 +1983,8 @@ cdef bytes _body_data(bytes buf, _Entity e):
     if e.enc == b"base64":
         return _b64_decode(<const unsigned char*>PyBytes_AS_STRING(buf) + e.bstart, e.end - e.bstart)
     if e.enc == b"quoted-printable":
-        return binascii.a2b_qp(buf[e.bstart : e.end])
-    return buf[e.bstart : e.end]
+        return _qp_decode(<const unsigned char*>PyBytes_AS_STRING(buf) + e.bstart, e.end - e.bstart, False)
+    return _bslice(buf, e.bstart, e.end)
 
 
 cpdef Py_ssize_t _decoded_size(bytes buf, _Entity e):
@@ -1815,7 +1993,7 @@ cpdef Py_ssize_t _decoded_size(bytes buf, _Entity e):
         m = _b64_count(<const unsigned char*>PyBytes_AS_STRING(buf) + e.bstart, e.end - e.bstart)
         return m // 4 * 3 + (0, 0, 1, 2)[m & 3]
     if e.enc == b"quoted-printable":
-        return len(decode_qp(buf[e.bstart : e.end]))
+        return _qp_size(<const unsigned char*>PyBytes_AS_STRING(buf) + e.bstart, e.end - e.bstart)
     return e.end - e.bstart
 
 
@@ -1979,6 +2157,38 @@ cdef str _search_header(bytes raw, str name, Py_ssize_t vs, Py_ssize_t fe):
         PyMem_Free(q)
 
 
+cdef enum:
+    _PREVIEW_LEN = 256  # PREVIEW_LEN
+
+
+cdef str _preview(str t):
+    """" ".join(t[:PREVIEW_LEN * 8].split())[:PREVIEW_LEN], without the words."""
+    cdef Py_UCS4 buf[_PREVIEW_LEN]
+    cdef int kind = PyUnicode_KIND(t)
+    cdef void* data = PyUnicode_DATA(t)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(t), k, w = 0
+    cdef Py_UCS4 c
+    cdef bint pending = False
+    if n > _PREVIEW_LEN * 8:
+        n = _PREVIEW_LEN * 8
+    for k in range(n):
+        c = PyUnicode_READ(kind, data, k)
+        if _is_space(c):
+            pending = w > 0
+            continue
+        if pending:
+            if w >= _PREVIEW_LEN:
+                break
+            buf[w] = 32
+            w += 1
+            pending = False
+        if w >= _PREVIEW_LEN:
+            break
+        buf[w] = c
+        w += 1
+    return PyUnicode_FromKindAndData(4, buf, w)
+
+
 cpdef tuple build(bytes raw):
     """Index one message: the MessageIndex fields, in declaration order."""
     counter = [0]
@@ -2013,7 +2223,7 @@ cpdef tuple build(bytes raw):
     for pid in text_body:
         t = texts.get(pid)
         if t:
-            preview = " ".join(t[: PREVIEW_LEN * 8].split())[:PREVIEW_LEN]
+            preview = _preview(t)
             if preview:
                 break
     return (

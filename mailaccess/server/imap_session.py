@@ -1228,9 +1228,12 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
             elif isinstance(it, ev.FetchBody):
                 if raw is None:
                     raw = bytes(v.blob(acc, rec.blob))
-                if mi is None:
-                    mi = mindex.decode_index(bytes(idx))
-                data = _fetch_section(raw, mi, it)
+                if not it.section.part and not it.section.text and not it.binary:
+                    data = raw          # BODY[]: the stored bytes, no index needed
+                else:
+                    if mi is None:
+                        mi = mindex.decode_index(bytes(idx))
+                    data = _fetch_section(raw, mi, it)
                 name = (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
                 if data is None:
                     pieces.append(name + b" NIL")
