@@ -1,20 +1,21 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Message indexer hot paths, compiled twin of ``msgindex_py`` (the source of truth).
 
-Same functions, same results (``tests/speedups/test_msgindex_equivalence.py``);
-the byte-level scanners here are C loops over ``const unsigned char *``:
-header splitting, line counting (SSE2, csrc/msgindex_simd.h), unfolding, base64, the
-structured-header tokenizer and address parser, RFC 2047 word scanning, IMAP
-string quoting, quoted-printable (binascii.a2b_qp's rules, bad escapes
-included, straight from the message buffer).  Text work is C too: search normalisation (casefold through a
-table filled from ``str.casefold``, white space collapsed in the same pass,
-all body texts into one buffer), the HTML-to-text passes (the twin's three
-regexes, matched by hand with re's IGNORECASE/\\b/\\s rules), charset decoding
-straight into the codec (one-byte charsets through their table), plain
-"Day, D Mon YYYY HH:MM:SS zone" dates (anything else goes to email.utils, as
-in the twin) and ASCII search-header lines straight from the bytes.  The MIME
-walk itself is the twin's code, compiled as cpdef functions, with its entity
-as a cdef class.
+Same functions, same results (``tests/speedups/test_msgindex_*.py``); the
+byte-level scanners here are C loops over ``const unsigned char *``: header
+splitting, line counting (SSE2, ``csrc/msgindex_simd.h``), unfolding, base64,
+quoted-printable (binascii.a2b_qp's rules, bad escapes included, straight
+from the message buffer), the structured-header tokenizer and address parser,
+RFC 2047 word scanning, Message-ID lists, IMAP string quoting.  Text work is
+C too: search normalisation (casefold through a table filled from
+``str.casefold``, white space collapsed in the same pass, all body texts into
+one buffer), the preview, the HTML-to-text passes (the twin's three regexes,
+matched by hand with re's IGNORECASE/\\b/\\s rules, text between tags moved
+as blocks), charset decoding straight into the codec (one-byte charsets
+through their table), plain "Day, D Mon YYYY HH:MM:SS zone" dates (anything
+else goes to email.utils, as in the twin) and ASCII search-header lines
+straight from the bytes.  The MIME walk itself is the twin's code, compiled
+as cpdef functions, with its entity as a cdef class.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeLatin1, PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8, PyUnicode_DecodeCharmap
