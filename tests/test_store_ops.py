@@ -219,3 +219,25 @@ def test_delete_account_removes_everything(store, acc):
     with store.view() as v:
         assert v.account(acc) is None and v.account_by_name("alice") is None
         assert v.mailboxes(acc) == [] and v.email_ids(acc) == []
+
+
+def test_change_log_coalesces_within_a_request(store, acc):
+    from mailaccess.store.records import EMAIL
+
+    def req(tx):
+        tx.log(acc, "created", EMAIL, 1)
+        tx.log(acc, "updated", EMAIL, 1)      # created+updated = created
+        tx.log(acc, "created", EMAIL, 2)
+        tx.log(acc, "destroyed", EMAIL, 2)    # created+destroyed = nothing
+        tx.log(acc, "destroyed", EMAIL, 3)
+        tx.log(acc, "created", EMAIL, 3)      # destroyed+created = updated
+        tx.log(acc, "updated", EMAIL, 4)
+        tx.log(acc, "destroyed", EMAIL, 4)    # updated+destroyed = destroyed
+        return tx.modseq(acc)
+
+    ms = store.write_sync(req)
+    with store.view() as v:
+        [c] = v.changes_since(acc, ms - 1)
+    assert c.created == {EMAIL: [1]}
+    assert c.updated == {EMAIL: [3]}
+    assert c.destroyed == {EMAIL: [4]}

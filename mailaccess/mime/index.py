@@ -26,7 +26,7 @@ _impl = _speedups.load("msgindex")
 __all__ = [
     "MessageIndex", "Part", "UnknownCTE", "index_message", "index_with", "encode_index",
     "decode_index", "index_field", "normalize_search", "base_subject", "part_bytes",
-    "header_fields", "decoded_part", "body_text",
+    "header_fields", "decoded_part", "body_text", "index_field_span", "index_fields",
 ]
 
 Address = tuple  # (name: str | None, email: str)
@@ -150,6 +150,31 @@ def index_field(data: bytes | memoryview, name: str) -> bytes:
     ends = _HEAD.unpack_from(data)[1:]
     start = ends[k - 1] if k else 0
     return bytes(data[_HEAD.size + start : _HEAD.size + ends[k]])
+
+
+def index_field_span(data: bytes | memoryview, name: str) -> tuple[int, int]:
+    """(start, end) of field NAME inside the storage form DATA, so a caller
+    holding an LMDB buffer can slice or scan it without a copy."""
+    k = _FIELD_INDEX[name]
+    if data[0] != FORMAT_VERSION:
+        raise ValueError(f"unknown index format version {data[0]}")
+    ends = _HEAD.unpack_from(data)[1:]
+    start = ends[k - 1] if k else 0
+    return _HEAD.size + start, _HEAD.size + ends[k]
+
+
+def index_fields(data: bytes | memoryview, names: tuple[str, ...]) -> list[bytes]:
+    """Several fields of the storage form with one header read (FETCH
+    ENVELOPE + BODYSTRUCTURE per message)."""
+    if data[0] != FORMAT_VERSION:
+        raise ValueError(f"unknown index format version {data[0]}")
+    ends = _HEAD.unpack_from(data)
+    h = _HEAD.size
+    out = []
+    for name in names:
+        k = _FIELD_INDEX[name] + 1
+        out.append(bytes(data[h + (ends[k - 1] if k > 1 else 0): h + ends[k]]))
+    return out
 
 
 def decode_index(data: bytes) -> MessageIndex:

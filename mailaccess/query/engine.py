@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
-from mailaccess.store.records import EmailRecord
+from mailaccess.store.records import EmailRecord, blob_hash_of, decode_email
 
 from . import model as m
 
@@ -165,13 +165,17 @@ class _Batch:
         self._meta: dict[int, mindex.MessageIndex | None] = {}
         self._fields: dict[tuple[str, int], bytes] = {}
         self._threads: dict[int, list[EmailRecord]] = {}
+        self.members = True
 
     # --- lazily read data ------------------------------------------------------
 
     def rec(self, p: int) -> EmailRecord:
         r = self._recs[p]
         if r is None:
-            r = self.view.email(self.acc, self.eids[p]) or _EMPTY_RECORD
+            eid = self.eids[p]
+            data = self.view.email_raw(self.acc, eid)
+            # memberships only when a condition asks about mailboxes
+            r = decode_email(eid, data, self.members) if data is not None else _EMPTY_RECORD
             self._recs[p] = r
         return r
 
@@ -179,8 +183,15 @@ class _Batch:
         try:
             return self._idx[p]
         except KeyError:
-            r = self.rec(p)
-            data = self.view.blob_index(self.acc, r.blob) if r.blob else None
+            r = self._recs[p]
+            if r is not None:
+                h = r.blob
+            else:
+                # text-only conditions need just the blob hash: read it from
+                # the record without decoding the rest
+                data = self.view.email_raw(self.acc, self.eids[p])
+                h = blob_hash_of(data) if data is not None else b""
+            data = self.view.blob_index(self.acc, h) if h else None
             self._idx[p] = data
             return data
 
@@ -365,6 +376,7 @@ def search(view, acc: int, candidates: Sequence[tuple[int, int]], query, *,
     if type(plan) is m.All:
         return [k for k, _ in candidates]
     impl = impl or _impl
+    members = _needs_members(plan)
     out: list[int] = []
     n = len(candidates)
     for start in range(0, n, CHUNK):
@@ -372,9 +384,21 @@ def search(view, acc: int, candidates: Sequence[tuple[int, int]], query, *,
         keys = [k for k, _ in chunk]
         eids = [e for _, e in chunk]
         batch = _Batch(view, acc, keys, eids, mailbox, impl)
+        batch.members = members
         for p in batch.eval(plan, list(range(len(keys)))):
             out.append(keys[p])
     return out
+
+
+def _needs_members(q) -> bool:
+    """Does any condition of Q look at the email's mailboxes?"""
+    if isinstance(q, (m.InMailbox, m.InMailboxOtherThan, m.Saved)):
+        return True
+    if isinstance(q, (m.And, m.Or)):
+        return any(_needs_members(x) for x in q.items)
+    if isinstance(q, m.Not):
+        return _needs_members(q.item)
+    return False
 
 
 def matches(view, acc: int, key: int, eid: int, query, *, mailbox: int | None = None) -> bool:

@@ -12,6 +12,7 @@ the store after each command, at the points RFC 9051 7.5.1 allows.
 from __future__ import annotations
 
 import base64
+import bisect
 import functools
 import calendar
 import logging
@@ -45,6 +46,7 @@ SYSTEM_FLAG_LIST = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 # forms are exempt in RFC 3501 but we keep it simple and safe for both).
 NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH"}
 BIG_FETCH = 300    # above this many messages FETCH builds off the event loop
+FETCH_SLICE = 1000  # ... and sends its answer in slices of this many messages
 
 
 class SharedViews:
@@ -98,6 +100,7 @@ class ImapSession:
         self.compress_requested = False
         self.starttls_requested = False
         self.subscription = None
+        self.sender = None   # async fn(bytes), set by the service: lets big answers stream
         shared = getattr(ctx, "imap_views", None)
         if shared is None:
             shared = ctx.imap_views = SharedViews()
@@ -809,13 +812,21 @@ class ImapSession:
                     items.append(ev.FetchItem("FLAGS"))
         # sel.reported learns each message's modseq as sent, so refresh does
         # not repeat a change this response already told
-        args = (self.acc, sel, uids, tuple(items), self.condstore, sel.reported, self.utf8)
-        if len(uids) > BIG_FETCH:
-            chunks = await storeio.read(self.store, build_fetch, *args)
-        else:
+        items = tuple(items)
+        if len(uids) <= BIG_FETCH:
             with self.store.view() as v:
-                chunks = build_fetch(v, *args)
-        self.out.extend(chunks)
+                self.out.extend(build_fetch(v, self.acc, sel, uids, items, self.condstore,
+                                            sel.reported, self.utf8))
+            return
+        # Big answers are built in a worker thread a slice at a time and sent
+        # as each slice is ready, so the client parses while we build.
+        for i in range(0, len(uids), FETCH_SLICE):
+            part = await storeio.read(self.store, build_fetch, self.acc, sel,
+                                      uids[i:i + FETCH_SLICE], items, self.condstore,
+                                      sel.reported, self.utf8)
+            self.out.extend(part)
+            if self.sender is not None:
+                await self.sender(self.take_output())
 
     # --- store ------------------------------------------------------------------------------------
 
@@ -1162,20 +1173,28 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                                                                  "BODY")
                      or isinstance(i, (ev.FetchBody, ev.FetchBinarySize, ev.FetchPreview))
                      for i in items)
-    index_field = mindex.index_field
-    spell = v.keyword_spellings(acc) if any(
-        isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items) else None
+    want_flags = any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items)
+    spell = v.keyword_spellings(acc) if want_flags else None
+    need_members = any(isinstance(i, ev.FetchItem) and i.name == "SAVEDATE" for i in items)
+    flag_cache: dict[tuple, bytes] = {}
+    # ENVELOPE/BODYSTRUCTURE/BODY come from the index with one header read
+    wire_names = tuple(n for n in ("ENVELOPE", "BODYSTRUCTURE", "BODY")
+                       if any(isinstance(i, ev.FetchItem) and i.name == n for i in items))
+    wire_fields = tuple(n.lower() for n in wire_names)
+    index_fields = mindex.index_fields
+    snap_uids, snap_eids = sel.snap.uids, sel.snap.eids
+    n_snap = len(snap_uids)
+    bisect_left = bisect.bisect_left
     for u in uids:
-        eid = sel.eid_of(u)
-        if eid is None:
+        i = bisect_left(snap_uids, u)
+        if i >= n_snap or snap_uids[i] != u:
             continue
+        eid = snap_eids[i]
+        seq = i + 1
         raw_rec = v.email_raw(acc, eid)
         if raw_rec is None:
             continue   # expunged meanwhile: RFC 9051 lets us omit it
-        rec = decode_email(eid, raw_rec)
-        seq = sel.seq_of(u)
-        if seq is None:
-            continue
+        rec = decode_email(eid, raw_rec, need_members)
         raw = None
         mi = None
         size = rec.size
@@ -1184,6 +1203,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
             size = len(raw)
         else:
             idx = v.blob_index(acc, rec.blob) if need_index else None
+        wire = dict(zip(wire_names, index_fields(idx, wire_fields))) if wire_names else None
         pieces = []
         for it in items:
             if isinstance(it, ev.FetchItem):
@@ -1191,7 +1211,11 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 if n == "UID":
                     pieces.append(b"UID %d" % u)
                 elif n == "FLAGS":
-                    pieces.append(b"FLAGS " + flags_list(rec.keywords, spell))
+                    kt = tuple(rec.keywords)
+                    fl = flag_cache.get(kt)
+                    if fl is None:
+                        fl = flag_cache[kt] = b"FLAGS " + flags_list(kt, spell)
+                    pieces.append(fl)
                 elif n == "MODSEQ":
                     pieces.append(b"MODSEQ (%d)" % rec.last_ms)
                 elif n == "INTERNALDATE":
@@ -1199,11 +1223,11 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 elif n == "RFC822.SIZE":
                     pieces.append(b"RFC822.SIZE %d" % size)
                 elif n == "ENVELOPE":
-                    pieces.append(b"ENVELOPE " + bytes(index_field(idx, "envelope")))
+                    pieces.append(b"ENVELOPE " + wire["ENVELOPE"])
                 elif n == "BODYSTRUCTURE":
-                    pieces.append(b"BODYSTRUCTURE " + bytes(index_field(idx, "bodystructure")))
+                    pieces.append(b"BODYSTRUCTURE " + wire["BODYSTRUCTURE"])
                 elif n == "BODY":
-                    pieces.append(b"BODY " + bytes(index_field(idx, "body")))
+                    pieces.append(b"BODY " + wire["BODY"])
                 elif n == "EMAILID":
                     pieces.append(f"EMAILID ({ids.email_id(eid)})".encode())
                 elif n == "THREADID":

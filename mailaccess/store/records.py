@@ -69,18 +69,29 @@ def encode_email(r: EmailRecord) -> bytes:
     return b"".join(parts)
 
 
-def decode_email(eid: int, data) -> EmailRecord:
+def decode_email(eid: int, data, members: bool = True) -> EmailRecord:
+    """The record of email EID.  MEMBERS=False skips the memberships (an
+    empty list then): the FETCH hot path needs only flags, sizes and the blob."""
     (ver, h, received, tz, size, thread, last_ms, flags, nkw, nmem) = _MSG_HEAD.unpack_from(data)
     if ver != _MSG_V1:
         raise ValueError(f"unknown email record version {ver}")
     off = _MSG_HEAD.size
-    members = []
-    for _ in range(nmem):
-        mb, u, sd = _MEMBER.unpack_from(data, off)
-        members.append(Membership(mb, u, sd))
-        off += _MEMBER.size
+    mlist = []
+    if members:
+        for _ in range(nmem):
+            mb, u, sd = _MEMBER.unpack_from(data, off)
+            mlist.append(Membership(mb, u, sd))
+            off += _MEMBER.size
+    else:
+        off += nmem * _MEMBER.size
+    members = mlist
     kws = bytes(data[off:]).decode("utf-8").split("\0") if nkw else []
     return EmailRecord(eid, bytes(h), received, tz, size, thread, last_ms, kws, members, flags)
+
+
+def blob_hash_of(data) -> bytes:
+    """The blob hash of an encoded email record, without decoding the rest."""
+    return bytes(data[1:33])
 
 
 def email_keywords_and_ms(data) -> tuple[list[str], int]:

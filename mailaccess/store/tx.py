@@ -16,6 +16,7 @@ class WriteTx(View):
     def __init__(self, store, txn):
         super().__init__(store, txn)
         self._changes: dict[int, Change] = {}
+        self._states: dict[tuple[int, str], dict[int, str | None]] = {}
         self._flushed: list[tuple[int, Change]] = []
 
     # --- raw writes -----------------------------------------------------------------
@@ -78,44 +79,40 @@ class WriteTx(View):
         return self.change(acc).modseq
 
     def log(self, acc: int, kind: str, collection: str, oid: int) -> None:
-        """Record that OID of COLLECTION was created/updated/destroyed."""
-        c = self.change(acc)
-        created = c.created.setdefault(collection, [])
-        updated = c.updated.setdefault(collection, [])
-        destroyed = c.destroyed.setdefault(collection, [])
-        # Coalesce within the request: created+updated = created,
-        # created+destroyed = nothing, destroyed+created = updated.
+        """Record that OID of COLLECTION was created/updated/destroyed.
+
+        Coalesced within the request (O(1) per call; a STORE over 10,000
+        messages logs 10,000 updates): created+updated = created,
+        created+destroyed = nothing, destroyed+created = updated."""
+        self.change(acc)
+        states = self._states.setdefault((acc, collection), {})
+        old = states.get(oid)
         if kind == "created":
-            if oid in destroyed:
-                destroyed.remove(oid)
-                if oid not in updated:
-                    updated.append(oid)
-            elif oid not in created:
-                created.append(oid)
+            states[oid] = "updated" if old == "destroyed" else (old or "created")
         elif kind == "updated":
-            if oid not in created and oid not in updated and oid not in destroyed:
-                updated.append(oid)
+            if old is None:
+                states[oid] = "updated"
         elif kind == "destroyed":
-            if oid in created:
-                created.remove(oid)
+            if old == "created":
+                states[oid] = None          # never existed outside this request
             else:
-                if oid in updated:
-                    updated.remove(oid)
-                if oid not in destroyed:
-                    destroyed.append(oid)
+                states[oid] = "destroyed"
         else:
             raise ValueError(kind)
 
     def touch_mailbox(self, acc: int, mbx: int) -> None:
         c = self.change(acc)
-        if mbx not in c.mailboxes:
+        if mbx not in c.mailboxes:    # a handful per request: a list is fine
             c.mailboxes.append(mbx)
 
     def flush_changes(self) -> None:
+        for (acc, collection), states in self._states.items():
+            c = self._changes[acc]
+            for oid, kind in states.items():
+                if kind is not None:
+                    getattr(c, kind).setdefault(collection, []).append(oid)
+        self._states.clear()
         for acc, c in self._changes.items():
-            for d in (c.created, c.updated, c.destroyed):
-                for k in [k for k, v in d.items() if not v]:
-                    del d[k]
             self.put("chg", keys.chg(acc, c.modseq), records.encode_change(c))
             self._flushed.append((acc, c))
         self._changes.clear()
