@@ -268,14 +268,16 @@ class LmdbStore:
                 return
             self.stats["commits"] += 1
             self.stats["jobs"] += len(batch)
+            # acknowledge first (the writers are waiting on a network reply),
+            # then tell the subscribers (IDLE/push fan-out can be large)
+            for job, (res, err) in zip(batch, results):
+                self._complete(job, res, err)
             info = CommitInfo(changes, len(batch))
             for hook in self.on_commit:
                 try:
                     hook(info)
                 except Exception:
                     log.exception("commit hook failed")
-            for job, (res, err) in zip(batch, results):
-                self._complete(job, res, err)
             return
         err = StoreFullError("the mail store map could not grow far enough")
         for job in batch:
