@@ -47,6 +47,7 @@ SYSTEM_FLAG_LIST = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH"}
 BIG_FETCH = 300    # above this many messages FETCH builds off the event loop
 FETCH_SLICE = 1000  # ... and sends its answer in slices of this many messages
+FETCH_FIRST_SLICE = 100
 
 
 class SharedViews:
@@ -818,15 +819,33 @@ class ImapSession:
                 self.out.extend(build_fetch(v, self.acc, sel, uids, items, self.condstore,
                                             sel.reported, self.utf8))
             return
-        # Big answers are built in a worker thread a slice at a time and sent
-        # as each slice is ready, so the client parses while we build.
-        for i in range(0, len(uids), FETCH_SLICE):
-            part = await storeio.read(self.store, build_fetch, self.acc, sel,
-                                      uids[i:i + FETCH_SLICE], items, self.condstore,
-                                      sel.reported, self.utf8)
-            self.out.extend(part)
-            if self.sender is not None:
-                await self.sender(self.take_output())
+        # Big answers are built in a worker thread, a slice at a time, and
+        # each slice is sent while the next is built: the client parses while
+        # we build (the first slice is small so it can start at once).
+        bounds = [0, min(FETCH_FIRST_SLICE, len(uids))]
+        while bounds[-1] < len(uids):
+            bounds.append(min(bounds[-1] + FETCH_SLICE, len(uids)))
+        send, receive = trio.open_memory_channel(2)
+        acc, condstore, utf8, store = self.acc, self.condstore, self.utf8, self.store
+
+        def produce():
+            try:
+                with store.view() as v:
+                    for a, b in zip(bounds, bounds[1:]):
+                        part = build_fetch(v, acc, sel, uids[a:b], items, condstore,
+                                           sel.reported, utf8)
+                        trio.from_thread.run(send.send, b"".join(part))
+                trio.from_thread.run_sync(send.close)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass    # the connection went away: stop building
+
+        async with trio.open_nursery() as n:
+            n.start_soon(trio.to_thread.run_sync, produce)
+            with receive:   # closing it on the way out unblocks the producer
+                async for chunk in receive:
+                    self.out.append(chunk)
+                    if self.sender is not None:
+                        await self.sender(self.take_output())
 
     # --- store ------------------------------------------------------------------------------------
 
