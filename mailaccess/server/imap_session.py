@@ -208,7 +208,7 @@ class ImapSession:
         except OverQuota as exc:
             self.tagged(cmd.tag, "NO", str(exc), "OVERQUOTA")
         except StoreFullError as exc:
-            self.tagged(cmd.tag, "NO", str(exc), "SERVERBUG")
+            self.tagged(cmd.tag, "NO", str(exc), "UNAVAILABLE")   # RFC 5530: try later
         except AlreadyExists as exc:
             self.tagged(cmd.tag, "NO", str(exc), "ALREADYEXISTS")
         except NotFound as exc:
