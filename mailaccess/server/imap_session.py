@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta, timezone
 import trio
 
 from .. import accounts, ids, ingest, storeio
+from .. import _speedups
 from ..mime import index as mindex
 from ..proto.imap import events as ev
 from ..proto.imap.dates import format_datetime
@@ -1180,12 +1181,43 @@ def _downgraded(v, acc: int, rec: EmailRecord) -> tuple[bytes, bytes]:
     return hit
 
 
+# FETCH items that need only the email record and the prepared index: the
+# compiled hot path answers requests made of these alone (_speedups/fetchfmt)
+_fetchfmt = _speedups.load("fetchfmt")
+_SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
+
+
 def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
-                reported: dict | None = None, utf8: bool = True) -> list[bytes]:
+                reported: dict | None = None, utf8: bool = True, *,
+                simple: bool = True) -> list[bytes]:
     """FETCH responses for UIDS: the hot path.  Reads prepared index bytes;
     raw message bytes only for body sections.  UTF8=false: messages with raw
-    UTF-8 headers are served downgraded (RFC 6858)."""
+    UTF-8 headers are served downgraded (RFC 6858).  SIMPLE=False forces the
+    Python loop below (the hot path's own fallback)."""
     from ..store.records import FLAG_UTF8_HEADERS, decode_email
+
+    names = [i.name for i in items if isinstance(i, ev.FetchItem)]
+    if simple and len(names) == len(items) and _SIMPLE_FETCH.issuperset(names):
+        snap = sel.snap
+        out, rep, fallback = _fetchfmt.fetch_simple(
+            v.txn.get, v.db["msg"], v.db["blob.idx"], acc, uids, snap.uids, snap.eids, names,
+            v.keyword_spellings(acc) if "FLAGS" in names else None, condstore, utf8)
+        if reported is not None:
+            reported.update(rep)
+        if not fallback:
+            return out
+        # RFC 6858 downgrades (and records the hot path does not read) go
+        # through the loop below, merged back in UIDS order
+        merged = []
+        answered = iter(out)
+        slow = set(fallback)
+        for u in uids:
+            if u in slow:
+                merged.extend(build_fetch(v, acc, sel, [u], items, condstore, reported, utf8,
+                                          simple=False))
+            elif u in rep:
+                merged.append(next(answered))
+        return merged
 
     out = []
     need_index = any(isinstance(i, ev.FetchItem) and i.name in ("ENVELOPE", "BODYSTRUCTURE",

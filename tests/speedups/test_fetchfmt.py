@@ -1,0 +1,251 @@
+"""fetchfmt_py and fetchfmt_c give identical FETCH responses, and both match the
+Python loop of build_fetch byte for byte, on a real LMDB store."""
+import itertools
+import os
+from array import array
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import twin_params
+from mailaccess import _speedups, ingest
+from mailaccess.proto.imap import events as ev
+from mailaccess.proto.imap.dates import format_datetime
+from mailaccess.server import imap_session
+from mailaccess.server.imap_session import build_fetch
+from mailaccess.store import Store, ops
+from mailaccess.views.imap_selected import SelectedMailbox, Snapshot
+
+PY = _speedups.load_py("fetchfmt")
+C = _speedups.load_c("fetchfmt")
+needs_c = pytest.mark.skipif(C is None, reason="fetchfmt_c is not built")
+
+SYSTEM = ["$seen", "$answered", "$flagged", "$draft", "$deleted"]
+
+
+def _msg(i: int, body: bytes, subject: str = "", extra: bytes = b"") -> bytes:
+    subject = subject or f"message {i}"
+    return (b"From: Sender %d <s%d@example.org>\r\nTo: Alice <alice@localhost>\r\n"
+            b"Subject: " % (i, i) + subject.encode("utf-8") +
+            b"\r\nMessage-ID: <m%d@example.org>\r\nDate: Mon, 3 Nov 2025 00:00:00 +0000\r\n"
+            % i + extra + b"\r\n" + body)
+
+
+def _multipart(i: int) -> bytes:
+    return _msg(i, b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\n"
+                   b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64"
+                   b"\r\n\r\nAAECAwQ=\r\n--b--\r\n",
+                extra=b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n")
+
+
+# (raw, keywords, received_at, tz): custom keywords with their first spelling,
+# every system flag, none at all, many; big and small; odd zones and dates;
+# raw UTF-8 headers (downgraded for clients without UTF8=ACCEPT)
+MESSAGES = [
+    (_msg(1, b"small\r\n"), [], 1_700_000_000, 0),
+    (_msg(2, b"x" * 300_000 + b"\r\n"), SYSTEM, 1_700_000_001, -420),
+    (_multipart(3), ["$Forwarded", "MyFlag", "$seen"], 946_684_799, 330),
+    (_msg(4, b"hi\r\n", subject="Gr\u00fc\u00dfe aus K\u00f6ln"), ["$seen"], 0, 60),
+    (_msg(5, b"many\r\n"), [f"Kw{k}" for k in range(40)] + SYSTEM, 2_000_000_000, -1439),
+    (_msg(6, b"neg\r\n"), ["$flagged", "myflag", "$Junk"], -86_400 * 365 * 60 - 7, 1439),
+    (_msg(7, b"lines\r\n" * 2000), ["\u00e9t\u00e9"], 1_234_567_890, 545),
+    (_msg(8, b"utf8 again\r\n", subject="\u65e5\u672c\u8a9e"), SYSTEM + ["$Forwarded"],
+     1_700_000_100, -30),
+    (_msg(9, b""), [], 253_402_300_799 - 3 * 86_400, 0),
+] + [(_msg(10 + k, b"bulk %d\r\n" % k), SYSTEM[:k % 4] + (["$Forwarded"] if k % 3 else []),
+      1_700_001_000 + 3600 * k, 0) for k in range(30)]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    st_ = Store(str(tmp_path_factory.mktemp("fetchfmt") / "store"))
+    st_.start()
+    acc = st_.write_sync(ops.create_account, "a", "h")
+    with st_.view() as v:
+        ib = v.mailbox_by_role(acc, "inbox").id
+    news = [(ingest.prepare(raw, when, tz), kws) for raw, kws, when, tz in MESSAGES]
+
+    def load(tx):
+        for n, kws in news:
+            ops.append(tx, acc, [ib], n, keywords=kws)
+        # a duplicate of the first message (shared blob, own record)
+        ops.append(tx, acc, [ib], news[0][0], keywords=["Other"])
+    st_.write_sync(load)
+    yield st_, acc, ib
+    st_.close()
+
+
+def _selected(v, acc, ib, extra_pairs=()):
+    m = v.mailbox(acc, ib)
+    pairs = sorted(list(v.uids(acc, ib)) + list(extra_pairs))
+    return SelectedMailbox(acc, ib, m.uidvalidity, False, Snapshot.from_pairs(pairs, m.highest_ms),
+                           m.uidnext)
+
+
+ALL = list(PY.ITEMS)
+COMBOS = [
+    ["UID", "FLAGS", "ENVELOPE", "BODYSTRUCTURE"],
+    ["UID", "FLAGS"],
+    ["FLAGS", "UID", "MODSEQ"],
+    ["UID", "FLAGS", "MODSEQ", "INTERNALDATE", "RFC822.SIZE"],
+    ["BODY", "ENVELOPE", "EMAILID", "THREADID", "UID"],
+    ALL,
+    ALL[::-1],
+    ["FLAGS", "FLAGS"],
+    ["INTERNALDATE"],
+    [],
+]
+
+
+def _run(mod, v, acc, sel, uids, names, condstore, utf8):
+    spell = v.keyword_spellings(acc) if "FLAGS" in names else None
+    return mod.fetch_simple(v.txn.get, v.db["msg"], v.db["blob.idx"], acc, uids, sel.snap.uids,
+                            sel.snap.eids, names, spell, condstore, utf8)
+
+
+def _uid_sets(sel):
+    u = list(sel.uids)
+    return [u, u[::-1], u[3:7] + u[:2] + [u[5], 999_999, 0], [u[1], u[1]], [], array("I", u)]
+
+
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+@pytest.mark.parametrize("names", COMBOS, ids=lambda n: "+".join(n) or "none")
+@pytest.mark.parametrize("condstore,utf8", [(False, True), (True, True), (True, False),
+                                            (False, False)])
+def test_matches_python_loop(store, impl, names, condstore, utf8):
+    """Each twin answers exactly what the Python loop answers; messages it
+    hands back are exactly the UTF-8-header ones when UTF8 is off."""
+    st_, acc, ib = store
+    items = tuple(ev.FetchItem(n) for n in names)
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        utf8_uids = {u for u, e in v.uids(acc, ib) if v.email(acc, e).flags & 1}
+        assert len(utf8_uids) == 2
+        for uids in _uid_sets(sel):
+            rep_old: dict = {}
+            expect = build_fetch(v, acc, sel, uids, items, condstore, rep_old, utf8,
+                                 simple=False)
+            out, rep, fallback = _run(impl, v, acc, sel, uids, names, condstore, utf8)
+            assert fallback == ([] if utf8 else [u for u in uids if u in utf8_uids])
+            handled = [r for r, u in zip(expect, [u for u in uids if u in rep_old])
+                       if u not in fallback]
+            assert out == handled
+            assert rep == {u: ms for u, ms in rep_old.items() if u not in fallback}
+            # and build_fetch's own merge gives the old answer back
+            rep_new: dict = {}
+            assert build_fetch(v, acc, sel, uids, items, condstore, rep_new, utf8) == expect
+            assert rep_new == rep_old
+
+
+@needs_c
+@pytest.mark.parametrize("names", COMBOS, ids=lambda n: "+".join(n) or "none")
+def test_twins_agree(store, names):
+    st_, acc, ib = store
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        for uids, condstore, utf8 in itertools.product(_uid_sets(sel), (False, True),
+                                                       (False, True)):
+            assert (_run(PY, v, acc, sel, uids, names, condstore, utf8)
+                    == _run(C, v, acc, sel, uids, names, condstore, utf8))
+
+
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+def test_gone_records_are_skipped(store, impl):
+    """A snapshot entry whose email record is gone (expunged meanwhile) is
+    left out, as RFC 9051 allows; so are UIDs not in the snapshot."""
+    st_, acc, ib = store
+    with st_.view() as v:
+        sel = _selected(v, acc, ib, extra_pairs=[(500_000, 4_000_000)])
+        uids = list(sel.uids)
+        out, rep, fallback = _run(impl, v, acc, sel, uids + [500_001], ["UID", "FLAGS"],
+                                  False, True)
+        assert 500_000 not in rep and 500_001 not in rep and not fallback
+        assert len(out) == len(uids) - 1
+        assert out == build_fetch(v, acc, sel, uids, (ev.FetchItem("UID"), ev.FetchItem("FLAGS")),
+                                  False, None, True, simple=False)
+
+
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+def test_unknown_layouts_fall_back(store, impl):
+    """Records or indexes of another format version, or cut short, go to the
+    Python path (which raises the proper error) instead of being misread."""
+    st_, acc, ib = store
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        uids = list(sel.uids)[:6]
+        eids = {u: e for u, e in zip(sel.uids, sel.snap.eids)}
+        msg_db, idx_db = v.db["msg"], v.db["blob.idx"]
+        bad_rec = {eids[uids[0]]: lambda b: b"\x02" + b[1:], eids[uids[1]]: lambda b: b[:40]}
+        bad_blob = {}
+        for u in uids[2:4]:
+            bad_blob[bytes(v.email_raw(acc, eids[u]))[1:33]] = u
+
+        def get(key, default=None, db=None):
+            val = v.txn.get(key, default, db)
+            if db is msg_db:
+                f = bad_rec.get(int.from_bytes(key[4:8], "big"))
+                return f(bytes(val)) if f else val
+            if bad_blob.get(bytes(key[4:])) == uids[2]:
+                return b"\x07" + bytes(val)[1:]
+            if bad_blob.get(bytes(key[4:])) == uids[3]:
+                return bytes(val)[:10]
+            return val
+
+        out, rep, fallback = impl.fetch_simple(get, msg_db, idx_db, acc, uids, sel.snap.uids,
+                                               sel.snap.eids, ["UID", "ENVELOPE"], None, False,
+                                               True)
+        assert fallback == uids[:4]
+        assert sorted(rep) == uids[4:]
+        # without an index item, only the records matter
+        out, rep, fallback = impl.fetch_simple(get, msg_db, idx_db, acc, uids, sel.snap.uids,
+                                               sel.snap.eids, ["UID", "FLAGS"], {}, False, True)
+        assert fallback == uids[:2]
+
+
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+def test_not_simple_items_refused(impl):
+    with pytest.raises(ValueError):
+        impl.item_codes(["UID", "BODY[]"])
+    with pytest.raises(ValueError):
+        impl.fetch_simple(None, None, None, 1, [], array("I"), array("I"), ["SAVEDATE"], None,
+                          False, True)
+
+
+def _internaldate_ref(received, tz):
+    return format_datetime(datetime.fromtimestamp(received, timezone(timedelta(minutes=tz))))
+
+
+def _outcome(f, *args):
+    try:
+        return f(*args)
+    except Exception as exc:  # the same error as datetime raises, too
+        return type(exc)
+
+
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+@settings(max_examples=2000, deadline=None)
+@given(received=st.one_of(st.integers(-62_135_596_800 - 200_000, 253_402_300_799 + 200_000),
+                          st.integers(-10**10, 10**10),
+                          st.sampled_from([0, -1, 86_399, 86_400, 951_782_400, 4_107_542_400,
+                                           -62_135_596_800, 253_402_300_799])),
+       tz=st.one_of(st.integers(-1439, 1439), st.integers(-32768, 32767)))
+def test_internaldate(impl, received, tz):
+    assert _outcome(impl.internaldate, received, tz) == _outcome(_internaldate_ref, received, tz)
+
+
+def test_build_fetch_uses_the_selected_twin():
+    assert imap_session._fetchfmt is _speedups.load("fetchfmt")
+
+
+@pytest.mark.skipif(bool(os.environ.get("MAILACCESS_NO_EXTENSIONS")),
+                    reason="MAILACCESS_NO_EXTENSIONS forces the pure-Python twins")
+def test_fetchfmt_c_loaded():
+    assert _speedups.IMPLEMENTATION["fetchfmt"] == "c"
+    assert imap_session._fetchfmt.__name__.endswith("fetchfmt_c")
+
+
+def test_no_extensions_means_py():
+    if os.environ.get("MAILACCESS_NO_EXTENSIONS"):
+        assert _speedups.IMPLEMENTATION["fetchfmt"] == "py"
+        assert imap_session._fetchfmt.__name__.endswith("fetchfmt_py")
