@@ -868,19 +868,28 @@ class ImapSession:
         eids = [e for _u, e in live_pairs]
         kw = {"add": dict(add=kws), "remove": dict(remove=kws),
               "replace": dict(replace=kws)}[cmd.mode]
-        changed, conflicts = await storeio.write(
-            self.store, ops.set_keywords, self.acc, eids, unchanged_since=cmd.unchangedsince, **kw)
+        mbx = sel.mbx
+
+        def store(tx, acc):
+            before = tx.mailbox(acc, mbx).highest_ms
+            changed, conflicts = ops.set_keywords(tx, acc, eids,
+                                                  unchanged_since=cmd.unchangedsince, **kw)
+            return changed, conflicts, before, (tx.modseq(acc) if changed else None)
+
+        changed, conflicts, before, modseq = await storeio.write(self.store, store, self.acc)
         by_eid = {e: u for u, e in live_pairs}
         conflict_uids = sorted(by_eid[e] for e in conflicts)
+        conflict_set = set(conflict_uids)
         # Report the new flags of every message the command touched (RFC
-        # 9051 6.4.6), unless .SILENT; with CONDSTORE also for messages whose
-        # flags did not change (their MODSEQ is reported when asked).
-        report = [u for u in uids if u not in sel.gone and u not in conflict_uids]
-        if cmd.silent:
-            changed_set = set(changed)
-            # RFC 7162 3.1.3: with UNCHANGEDSINCE, .SILENT still reports
-            # messages changed by someone else... keep the plain rule: silent
-            report = []
+        # 9051 6.4.6), unless .SILENT.
+        report = [] if cmd.silent else [u for u, _e in live_pairs if u not in conflict_set]
+        if modseq is not None and before == sel.known_ms and not sel.gone:
+            # Nobody else changed the mailbox between what this session knew
+            # and this STORE: once our own answer is out, the session is up
+            # to date without rescanning what it just changed.
+            with self.store.view() as v:
+                if v.mailbox(self.acc, mbx).highest_ms == modseq:
+                    sel.known_ms = modseq
         items = [ev.FetchItem("FLAGS")]
         if cmd.uid:
             items.insert(0, ev.FetchItem("UID"))
