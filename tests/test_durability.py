@@ -28,13 +28,18 @@ listen = "127.0.0.1:0"
 """
 
 
+def _past(moment: float) -> bool:
+    return time.monotonic() >= moment
+
+
 def start_server(cfg_path):
     proc = subprocess.Popen([sys.executable, "-m", "mailaccess", "serve", "--config", cfg_path],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
+    # a deadline so a server that never starts fails the test instead of hanging
+    give_up = time.monotonic() + 60
     port = None
     lines = []
-    while time.monotonic() < deadline:
+    while not _past(give_up):
         line = proc.stdout.readline().decode(errors="replace")
         if not line:
             break
@@ -85,8 +90,8 @@ def test_kill9_loses_no_acknowledged_delivery(tmp_path):
     threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 120
-    while len(acked) < 300 and time.monotonic() < deadline:
+    give_up = time.monotonic() + 120
+    while len(acked) < 300 and not _past(give_up):
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
