@@ -29,7 +29,8 @@ listen = "127.0.0.1:0"
 
 
 def _past(moment: float) -> bool:
-    return time.monotonic() >= moment
+    now = time.monotonic()
+    return now >= moment
 
 
 def start_server(cfg_path):
