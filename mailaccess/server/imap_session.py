@@ -1104,7 +1104,7 @@ class ImapSession:
         self.out.append(data)
         if shareable and not sel.gone:
             transitions = self.shared.transitions
-            if len(transitions) > 4096:
+            if len(transitions) > 256:   # each holds a snapshot: bound the memory
                 transitions.clear()
             transitions[key] = (sel.snap, data)
             if sel.snap.highest_ms == m.highest_ms:
