@@ -18,6 +18,7 @@ import calendar
 import logging
 import re
 import time
+import weakref
 from datetime import date, datetime, timedelta, timezone
 
 import trio
@@ -57,7 +58,10 @@ class SharedViews:
     catch-up answers keyed by the state they start from."""
 
     def __init__(self):
-        self.snapshots: dict[tuple[int, int], Snapshot] = {}
+        # weak: a mailbox's map lives only while some session (or a cached
+        # transition) still uses it
+        self.snapshots: "weakref.WeakValueDictionary[tuple[int, int], Snapshot]" = \
+            weakref.WeakValueDictionary()
         self.transitions: dict[tuple, tuple[Snapshot, bytes]] = {}
 
 
