@@ -1,0 +1,463 @@
+"""Differential tests: the same IMAP conversation against mailaccess and against a
+private Dovecot (bench/dovecot.py), compared after normalising what two correct
+servers may legitimately answer differently (go-imap's GOIMAP_TEST_DOVECOT idea).
+
+Opt-in: run with ``MAILACCESS_DIFFERENTIAL=1 pytest -m differential``.  Dovecot is
+installed with apt-get when missing.
+
+What is normalised away (imapdiff.Normaliser), and why it is a freedom:
+- tags are identical by construction; text after a status and untagged OK
+  without a code are free text;
+- CAPABILITY responses/codes, [MAILBOXID], [HIGHESTMODSEQ], [NOMODSEQ], MODSEQ
+  values: server-specific (mailaccess keeps one modseq per account);
+- UIDVALIDITY values (also inside APPENDUID/COPYUID and STATUS);
+- EMAILID/THREADID values (RFC 8474 leaves them opaque);
+- \\Recent and RECENT (RFC 9051 removed them; mailaccess never sets them);
+- flag case and flag-list order (flags are case-insensitive; mailaccess
+  stores keywords lowercased, docs/imap.md);
+- the order of untagged responses (RFC 3501 §7), SEARCH result order, the
+  order of FETCH items, quoted string vs literal for the same bytes;
+- EXPUNGE announcements compared as the set of original sequence numbers
+  removed (3,2 and 2,2 are the same expunge);
+- INTERNALDATE compared as an instant (zone free), or not at all for APPEND
+  without a date;
+- unsolicited FLAGS / PERMANENTFLAGS after a STORE introduces a keyword
+  (a server may announce new keywords; mailaccess has ``\\*``).
+
+Real mailaccess bugs are ``xfail(strict=True)`` with the exact difference.
+"""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import trio
+
+import diffcorpus
+from diffcorpus import M, seq
+from imapdiff import Duo, Normaliser
+from imap_helpers import imap_port
+
+pytestmark = [pytest.mark.differential]
+
+
+async def in_thread(fn, *args):
+    with trio.fail_after(300):
+        return await trio.to_thread.run_sync(fn, *args)
+
+
+def load(duo: Duo, mailbox: str = "INBOX") -> None:
+    """APPEND the corpus with flags and dates; compare each APPEND's answer."""
+    for key, raw, flags, date in M:
+        parts = [mailbox]
+        if flags:
+            parts.append(flags)
+        if date:
+            parts.append(f'"{date}"')
+        duo.send("APPEND " + " ".join(parts) + " {}", [raw])
+
+
+def conversation(imap_server, dovecot, body, load_corpus=True, select="INBOX"):
+    """Run BODY(duo) against both servers and fail listing every difference."""
+    async def go():
+        def blocking():
+            duo = Duo(imap_port(imap_server), dovecot.ports["imap"])
+            try:
+                if load_corpus:
+                    load(duo)
+                if select:
+                    duo.send(f"SELECT {select}")
+                body(duo)
+                return duo
+            finally:
+                duo.close()
+        duo = await in_thread(blocking)
+        duo.assert_same()
+    return go()
+
+
+def xfail_bug(reason: str):
+    return pytest.mark.xfail(strict=True, reason="mailaccess bug: " + reason)
+
+
+def cases(values, bugs):
+    """pytest params for VALUES, the ones named in BUGS marked xfail(strict)."""
+    return [pytest.param(v, id=v, marks=[xfail_bug(bugs[v])] if v in bugs else [])
+            for v in values]
+
+
+# Real differences found against Dovecot 2.3 (each checked against the RFCs).
+BUG_RFC822_ALONE = (
+    "FETCH of RFC822 / RFC822.HEADER / RFC822.TEXT without another body item drops the "
+    "connection: build_fetch() calls mindex.decode_index(bytes(idx)) with idx None "
+    "(TypeError); Dovecot answers the literal")
+BUG_BODYSTRUCTURE = (
+    "BODY/BODYSTRUCTURE differ from Dovecot in two ways: (1) a text part with "
+    "'Content-Type: text/plain' and no charset gets body-fld-param NIL instead of "
+    "(\"charset\" \"us-ascii\") (RFC 2046 §4.1.2 default; mailaccess does add it when the "
+    "Content-Type header is missing altogether), e.g. message 5 part 1, message 24 part 2; "
+    "(2) body-fld-lines counts a final line that has no CRLF (the CRLF before a boundary "
+    "belongs to the delimiter): message 11 part 1 is 82 octets '76 chars CRLF 4 chars' -> "
+    "mailaccess 2, Dovecot 1; message 24 part 1 (28 octets, no CRLF) 1 vs 0; message 30 "
+    "part 1 1 vs 0")
+BUG_SORT_GROUP = (
+    "SORT TO/CC/DISPLAYTO on an address list that starts with a group: RFC 5256 sorts on "
+    "the addr-mailbox of the first address, which for a group is the group name (the "
+    "ENVELOPE group-start entry); mailaccess uses the first member (or empty for "
+    "'undisclosed-recipients:;'): message 6 sorts first by TO (Dovecot: last, "
+    "'undisclosed-recipients') and by CC as 'anna' (Dovecot: 'Team')")
+BUG_SUBSCRIPTION = (
+    "DELETE removes the mailbox from the subscription list: after CREATE gone2, "
+    "SUBSCRIBE gone2, DELETE gone2 mailaccess no longer lists gone2 in LSUB / LIST "
+    "(SUBSCRIBED); RFC 3501 §6.3.9 / RFC 9051 §6.3.9: the server MUST NOT unilaterally "
+    "remove a name from the subscription list; Dovecot answers LSUB () \"/\" gone2 and "
+    "LIST (\\NonExistent \\Subscribed) \"/\" gone2")
+BUG_LSUB_NOSELECT = (
+    "LSUB \"\" \"%\" omits the unsubscribed parents of subscribed mailboxes: with a/b/c and "
+    "foo/bar subscribed (a, foo not), RFC 3501 §6.3.9 says LSUB % MUST return a and foo "
+    "flagged \\Noselect; Dovecot does, mailaccess returns neither")
+
+
+# ---------------------------------------------------------------------------------------------
+# APPEND, SELECT, EXAMINE
+
+
+async def test_append_select_examine(imap_server, dovecot):
+    def body(duo):
+        duo.send("EXAMINE INBOX")
+        duo.send("SELECT INBOX")
+        duo.send("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)")
+        duo.send("NOOP")
+        duo.send("CHECK")
+        duo.send("UNSELECT")
+        duo.send("SELECT Archive")
+        duo.send("EXAMINE Trash")
+        duo.send("CLOSE")
+    await conversation(imap_server, dovecot, body)
+
+
+async def test_append_without_date_and_flags(imap_server, dovecot):
+    raw = M[0][1]
+
+    def body(duo):
+        duo.send("APPEND INBOX {}", [raw])
+        duo.send("APPEND INBOX () {}", [raw])
+        duo.send("APPEND INBOX (\\Seen $MDNSent NewKeyword) {}", [raw])
+        duo.send('APPEND INBOX "05-Jan-2024 23:59:59 -0800" {}', [raw])
+        duo.send("APPEND Nonexistent {}", [raw])
+        duo.send("SELECT INBOX")
+        duo.send("FETCH 1:3 (FLAGS INTERNALDATE RFC822.SIZE)",
+                 norm=Normaliser(drop_internaldate=True))
+        duo.send("FETCH 4 (FLAGS INTERNALDATE)")
+    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# FETCH
+
+MULTIPART = ",".join(str(seq(k)) for k in ("alternative", "mixed-attach", "nested",
+                                            "related-b64", "odd-parts", "signed"))
+FETCH_CASES = {
+    "envelope": "1:* ENVELOPE",
+    "bodystructure": "1:* BODYSTRUCTURE",
+    "body": "1:* BODY",
+    "header": "1:* BODY.PEEK[HEADER]",
+    "text": "1:* BODY.PEEK[TEXT]",
+    "part1": "1:* BODY.PEEK[1]",
+    "part1-mime": f"{MULTIPART} BODY.PEEK[1.MIME]",
+    "part2-mime": f"{MULTIPART} BODY.PEEK[2.MIME]",
+    "nested-2-header": f"{seq('nested')} (BODY.PEEK[2.HEADER] BODY.PEEK[2.TEXT] BODY.PEEK[2.1] "
+                       f"BODY.PEEK[2.2.MIME] BODY.PEEK[2])",
+    # part 1 of 'nested' is text/plain, so 1.HEADER/1.1 do not exist there: NIL (mailaccess)
+    # and "" (Dovecot) are both answers to a nonexistent section; only ask where it exists
+    "nested-structure-parts": f"{seq('rfc822-body')} (BODY.PEEK[1.HEADER] "
+                              f"BODY.PEEK[1.TEXT] BODY.PEEK[1.1])",
+    "header-fields": "1:* BODY.PEEK[HEADER.FIELDS (From Subject X-Custom-Header Date)]",
+    "header-fields-not": "1:* BODY.PEEK[HEADER.FIELDS.NOT (From Subject Received Date To Cc)]",
+    "nested-header-fields": f"{seq('nested')} BODY.PEEK[2.HEADER.FIELDS (Subject)]",
+    "partial": "1:* (BODY.PEEK[]<0.10> BODY.PEEK[TEXT]<5.20>)",
+    "partial-beyond": "1:* BODY.PEEK[TEXT]<100000.10>",
+    "binary-b64": f"{seq('related-b64')},{seq('mixed-attach')} (BINARY.PEEK[1] BINARY.SIZE[1])",
+    "binary-b64-part2": f"{seq('mixed-attach')},{seq('related-b64')} "
+                        f"(BINARY.PEEK[2] BINARY.SIZE[2])",
+    "binary-singlepart": f"{seq('single-b64')},{seq('plain')} (BINARY.PEEK[1] BINARY.SIZE[1])",
+    "binary-qp": f"{seq('encoded')},{seq('qp-folded')} (BINARY.PEEK[1] BINARY.SIZE[1])",
+    "rfc822-size": "1:* RFC822.SIZE",
+    "rfc822-header": "1:* RFC822.HEADER",
+    "full-peek": "1:* BODY.PEEK[]",
+    "macros": "1:5 (FAST)",
+    "all-macro": "1:* ALL",
+    "full-macro": "1:* FULL",
+    "uid-fetch-star": "UID 25:* (FLAGS)",
+    "sets-seen": "2 (BODY[TEXT])",
+    "rfc822-sets-seen": "3 RFC822",
+}
+
+
+@pytest.mark.parametrize("case", cases(list(FETCH_CASES), {
+    "rfc822-header": BUG_RFC822_ALONE, "rfc822-sets-seen": BUG_RFC822_ALONE,
+    "bodystructure": BUG_BODYSTRUCTURE, "body": BUG_BODYSTRUCTURE,
+    "full-macro": BUG_BODYSTRUCTURE}))
+async def test_fetch(imap_server, dovecot, case):
+    cmd = FETCH_CASES[case]
+
+    def body(duo):
+        if cmd.startswith("UID "):
+            duo.send("UID FETCH " + cmd[4:])
+        else:
+            duo.send("FETCH " + cmd)
+        duo.send("FETCH 1:* (FLAGS)")
+    await conversation(imap_server, dovecot, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# STORE
+
+async def test_store(imap_server, dovecot):
+    def body(duo):
+        n = Normaliser(drop_flag_updates=True)
+        duo.send = functools.partial(duo.send, extra_fetch_ok=True)
+        duo.send("STORE 1:3 +FLAGS (\\Flagged Custom3)", norm=n)
+        duo.send("STORE 2 -FLAGS (\\Flagged $Forwarded)", norm=n)
+        duo.send("STORE 4 FLAGS (\\Seen \\Draft keyword_a keyword-b)", norm=n)
+        duo.send("STORE 5:6 +FLAGS.SILENT (\\Answered)", norm=n)
+        duo.send("UID STORE 7,9 +FLAGS ($Important)", norm=n)
+        duo.send("UID STORE 8 FLAGS ()", norm=n)
+        duo.send("STORE 10:* -FLAGS (\\Seen)", norm=n)
+        duo.send("STORE 1 +FLAGS (\\Bogus)", norm=n)
+        duo.send("FETCH 1:* (UID FLAGS)")
+        duo.send("SEARCH KEYWORD custom3")
+        duo.send("SEARCH KEYWORD Custom3")
+        duo.send("SEARCH UNKEYWORD custom1")
+    await conversation(imap_server, dovecot, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# SEARCH
+
+SEARCH_KEYS = [
+    "ALL", "SEEN", "UNSEEN", "FLAGGED", "UNFLAGGED", "ANSWERED", "UNANSWERED", "DELETED",
+    "UNDELETED", "DRAFT", "UNDRAFT",
+    # NEW/OLD/RECENT are left out: \\Recent is never set by mailaccess (RFC 9051 removed it)
+    "KEYWORD $Forwarded", "KEYWORD custom1", "UNKEYWORD custom1", "KEYWORD nosuchkeyword",
+    "FROM alice", "FROM Smith", "FROM \"john.smith\"", "TO alice@example.org", "TO undisclosed",
+    "CC dave", "CC anna", "BCC hidden", "SUBJECT kickoff", "SUBJECT \"Project kickoff\"",
+    "SUBJECT Grüße", "SUBJECT köln", "HEADER Message-ID t-root", "HEADER X-Custom-Header two",
+    "HEADER In-Reply-To \"\"", "HEADER References \"\"", "HEADER Subject \"\"",
+    "BODY zebra", "BODY giraffe", "BODY wombat", "BODY café", "BODY ümlaut",
+    "TEXT zebra", "TEXT Alice", "TEXT kiwi", "TEXT ocelot", "BODY aardvark",
+    "BEFORE 10-Nov-2025", "ON 16-Nov-2025", "SINCE 17-Nov-2025", "BEFORE 1-Jan-2000",
+    # Dovecot treats a missing Date: as the epoch (so SENTBEFORE matches it); restrict to
+    # messages that have one
+    "SENTBEFORE 5-Nov-2025 HEADER Date \"\"", "SENTON 15-Nov-2025", "SENTSINCE 20-Nov-2025",
+    "LARGER 2000", "SMALLER 300", "LARGER 100000",
+    "OR FLAGGED SEEN", "NOT SEEN", "NOT OR FLAGGED SEEN", "OR (FROM leo) (FROM mia)",
+    "(SEEN FLAGGED)", "1:5", "2,4,6:8", "10:*", "*", "5:3", "UID 3:*", "UID 1,5,20:25",
+    "UID 100:*", "SEEN 1:10 NOT FLAGGED", "OR OR SEEN FLAGGED DRAFT",
+    "NOT NOT SEEN", "UNSEEN SINCE 15-Nov-2025 SUBJECT Re", "SUBJECT \"\"",
+    "CHARSET UTF-8 SUBJECT Été", "CHARSET UTF-8 BODY Ölfass", "CHARSET US-ASCII TEXT budget",
+    "CHARSET X-BOGUS TEXT x",
+]
+
+
+@pytest.mark.parametrize("key", cases(SEARCH_KEYS, {
+    "CHARSET X-BOGUS TEXT x": "SEARCH CHARSET X-BOGUS TEXT x is answered 'BAD [BADCHARSET "
+                              "(UTF-8 US-ASCII)]'; RFC 3501 §6.4.4 requires a tagged NO "
+                              "(not BAD) with BADCHARSET (Dovecot: 'NO [BADCHARSET] Unknown "
+                              "charset')"}))
+async def test_search(imap_server, dovecot, key):
+    def body(duo):
+        duo.send("SEARCH " + key)
+        duo.send("UID SEARCH " + key)
+    await conversation(imap_server, dovecot, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# ESEARCH
+
+ESEARCH_CASES = [
+    "SEARCH RETURN (MIN MAX COUNT ALL) SEEN",
+    "SEARCH RETURN () FLAGGED",
+    "SEARCH RETURN (COUNT) NOTHINGMATCHES",
+    "UID SEARCH RETURN (MIN MAX) SUBJECT kickoff",
+    "UID SEARCH RETURN (ALL) 1:*",
+    "SEARCH RETURN (MIN) KEYWORD nosuchkeyword",
+    "SEARCH RETURN (ALL) UNSEEN",
+    "SEARCH RETURN (COUNT MIN) UID 5:*",
+]
+
+
+@pytest.mark.parametrize("cmd", ESEARCH_CASES)
+async def test_esearch(imap_server, dovecot, cmd):
+    cmd = cmd.replace("NOTHINGMATCHES", "SUBJECT nothing-matches-this")
+
+    def body(duo):
+        duo.send(cmd)
+    await conversation(imap_server, dovecot, body)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "mailaccess bug: UID SEARCH RETURN (SAVE MIN) FLAGGED saves every match (UIDs 2,9,23) "
+    "instead of only the MIN result (RFC 5182 §2.1: with MIN/MAX, SAVE keeps only the "
+    "returned messages); Dovecot's UID FETCH $ answers only UID 2, and the following "
+    "SEARCH $ SEEN answers 9 on mailaccess, nothing on Dovecot"))
+async def test_searchres(imap_server, dovecot):
+    def body(duo):
+        duo.send("SEARCH RETURN (SAVE) SUBJECT kickoff")
+        duo.send("FETCH $ (UID FLAGS)")
+        duo.send("UID SEARCH RETURN (SAVE MIN) FLAGGED")
+        duo.send("UID FETCH $ (UID)")
+        duo.send("SEARCH $ SEEN")
+    await conversation(imap_server, dovecot, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# SORT and THREAD
+
+SORT_CASES = [
+    "(ARRIVAL)", "(DATE)", "(REVERSE DATE)", "(FROM)", "(TO)", "(CC)", "(SUBJECT)",
+    "(REVERSE SUBJECT)", "(SIZE)", "(REVERSE SIZE)", "(SUBJECT DATE)", "(DISPLAYFROM)",
+    "(DISPLAYTO)", "(REVERSE ARRIVAL)",
+]
+
+
+@pytest.mark.parametrize("keys", cases(SORT_CASES, {
+    "(TO)": BUG_SORT_GROUP, "(CC)": BUG_SORT_GROUP, "(DISPLAYTO)": BUG_SORT_GROUP}))
+async def test_sort(imap_server, dovecot, keys):
+    def body(duo):
+        n = Normaliser(keep_order=True)
+        duo.send(f"SORT {keys} UTF-8 ALL", norm=n)
+        duo.send(f"UID SORT {keys} UTF-8 UNSEEN", norm=n)
+    await conversation(imap_server, dovecot, body)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "mailaccess bug: SORT RETURN (MIN MAX ...) (SUBJECT) answers MIN 1 MAX 30 (lowest/highest "
+    "number); RFC 5267 §4.2 (ESORT) makes MIN/MAX the first/last message in sort order: "
+    "Dovecot answers MIN 7 MAX 29"))
+async def test_esort(imap_server, dovecot):
+    def body(duo):
+        n = Normaliser(keep_order=True)
+        duo.send("SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL", norm=n)
+        duo.send("UID SORT RETURN (ALL) (REVERSE DATE) UTF-8 SEEN", norm=n)
+    await conversation(imap_server, dovecot, body)
+
+
+@pytest.mark.parametrize("algo", ["ORDEREDSUBJECT", "REFERENCES"])
+@pytest.mark.parametrize("crit", ["ALL", "UNSEEN"])
+async def test_thread(imap_server, dovecot, algo, crit):
+    def body(duo):
+        n = Normaliser(keep_order=True)
+        duo.send(f"THREAD {algo} UTF-8 {crit}", norm=n)
+        duo.send(f"UID THREAD {algo} UTF-8 {crit}", norm=n)
+    await conversation(imap_server, dovecot, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# COPY / MOVE / EXPUNGE
+
+
+async def test_copy(imap_server, dovecot):
+    def body(duo):
+        duo.send("COPY 1:3 Archive", extra_fetch_ok=True)
+        duo.send("UID COPY 5,7:8 Archive", extra_fetch_ok=True)
+        duo.send("COPY 1 Nonexistent")
+        duo.send("COPY 100 Archive")
+        duo.send("STATUS Archive (MESSAGES UIDNEXT UNSEEN)")
+        duo.send("SELECT Archive")
+        duo.send("FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)")
+    await conversation(imap_server, dovecot, body)
+
+
+async def test_move(imap_server, dovecot):
+    def body(duo):
+        duo.send("MOVE 2:4 Archive")
+        duo.send("UID MOVE 10,12 Archive")
+        duo.send("UID MOVE 1000 Archive")
+        duo.send("FETCH 1:* (UID)")
+        duo.send("STATUS Archive (MESSAGES UIDNEXT)")
+        duo.send("SELECT Archive")
+        duo.send("FETCH 1:* (UID FLAGS)")
+    await conversation(imap_server, dovecot, body)
+
+
+async def test_expunge(imap_server, dovecot):
+    def body(duo):
+        duo.send("STORE 2,3,7,20 +FLAGS.SILENT (\\Deleted)")
+        duo.send("EXPUNGE")
+        duo.send("FETCH 1:* (UID)")
+        duo.send("STORE 1:5 +FLAGS.SILENT (\\Deleted)")
+        duo.send("UID EXPUNGE 1:5")
+        duo.send("FETCH 1:* (UID FLAGS)")
+        duo.send("UID EXPUNGE 100:200")
+        duo.send("CLOSE")
+        duo.send("STATUS INBOX (MESSAGES UIDNEXT)")
+    await conversation(imap_server, dovecot, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# STATUS
+
+
+async def test_status(imap_server, dovecot):
+    def body(duo):
+        duo.send("STATUS INBOX (MESSAGES UIDNEXT UNSEEN UIDVALIDITY RECENT)")
+        duo.send("STATUS INBOX (SIZE)")
+        duo.send("STATUS INBOX (HIGHESTMODSEQ)")
+        duo.send("STATUS Archive (MESSAGES UIDNEXT UNSEEN SIZE)")
+        duo.send("STATUS Nonexistent (MESSAGES)")
+        duo.send("STATUS INBOX ()")
+    await conversation(imap_server, dovecot, body, select=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# LIST / LSUB
+
+
+TREE = ("a", "a/b", "a/b/c", "foo", "foo/bar", "Zeta", "Gr&APwA3w-e")
+
+
+def make_tree(duo):
+    for name in TREE:
+        duo.send(f'CREATE "{name}"')
+    # mailaccess subscribes what CREATE makes (and INBOX), Dovecot does not; either is
+    # allowed, so set the subscriptions explicitly on both
+    for name in TREE:
+        duo.send(f'UNSUBSCRIBE "{name}"', compare=False)
+    duo.send("SUBSCRIBE INBOX", compare=False)
+    # Dovecot reports a never-opened INBOX as \\NonExistent; open it once on both
+    duo.send("EXAMINE INBOX", compare=False)
+    duo.send("UNSELECT", compare=False)
+    duo.send("SUBSCRIBE foo/bar")
+    duo.send("SUBSCRIBE a/b/c")
+    duo.send("SUBSCRIBE gone")
+    duo.send("CREATE gone2")
+    duo.send("SUBSCRIBE gone2")
+    duo.send("DELETE gone2")
+    duo.send("UNSUBSCRIBE Zeta")
+
+
+LIST_CASES = [
+    'LIST "" ""', 'LIST "" "*"', 'LIST "" "%"', 'LIST "" "a/%"', 'LIST "a/" "%"',
+    'LIST "" "a*"', 'LIST "" "*/c"', 'LIST "" "inbox"', 'LIST "" "foo/%"', 'LIST "" "nomatch*"',
+    'LSUB "" "*"', 'LSUB "" "%"', 'LSUB "" "foo"',
+    'LIST (SUBSCRIBED) "" "*"', 'LIST (SPECIAL-USE) "" "*"',
+    'LIST "" "*" RETURN (CHILDREN)', 'LIST "" "%" RETURN (SUBSCRIBED)',
+    'LIST "" "*" RETURN (SPECIAL-USE)',
+    'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"', 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%" RETURN (CHILDREN)',
+    'LIST "" ("INBOX" "foo*")', 'LIST "" "%" RETURN (STATUS (MESSAGES UIDNEXT))',
+    'LIST () "" "%"', 'LIST "" "Gr*"',
+]
+
+
+@pytest.mark.parametrize("cmd", cases(LIST_CASES, {
+    'LSUB "" "*"': BUG_SUBSCRIPTION,
+    'LSUB "" "%"': BUG_SUBSCRIPTION + "; and " + BUG_LSUB_NOSELECT,
+    'LIST (SUBSCRIBED) "" "*"': BUG_SUBSCRIPTION,
+    'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"': BUG_SUBSCRIPTION,
+    'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%" RETURN (CHILDREN)': BUG_SUBSCRIPTION}))
+async def test_list(imap_server, dovecot, cmd):
+    def body(duo):
+        make_tree(duo)
+        duo.send(cmd)
+    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
