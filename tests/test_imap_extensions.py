@@ -232,3 +232,27 @@ async def test_quota_reported_and_enforced(imap_server):
             c.append("INBOX", msg("big", body="x" * 5000))
         c.logout()
     await run(go)
+
+
+async def test_differential_findings_fixed(imap_server):
+    """Differences the Dovecot differential run found, held here for CI."""
+    await run(fill, imap_server, 6)
+
+    def go():
+        r = Raw(imap_server)
+        r.cmd(b"SELECT INBOX")
+        out = b"".join(r.cmd(b"FETCH 1 RFC822.HEADER"))      # used to drop the connection
+        assert b"RFC822.HEADER {" in out and out.rstrip().endswith(b"OK FETCH completed")
+        out = b"".join(r.cmd(b"FETCH 2 RFC822"))
+        assert b"RFC822 {" in out
+        out = r.cmd(b"SEARCH CHARSET X-BOGUS TEXT x")
+        assert out[-1].split()[1] == b"NO" and b"BADCHARSET" in out[-1]
+        assert b"* SEARCH 1\r\n" in r.cmd(b"SEARCH CHARSET KOI8-U TEXT unique0")
+        r.cmd(b"STORE 2,4,5 +FLAGS (\\Flagged)")
+        r.cmd(b"UID SEARCH RETURN (SAVE MIN) FLAGGED")           # RFC 5182: saves only MIN
+        assert b"* 2 FETCH (UID 2)\r\n" in r.cmd(b"UID FETCH $ (UID)")
+        assert not any(l.startswith(b"* 4 ") for l in r.cmd(b"UID FETCH $ (UID)"))
+        out = b"".join(r.cmd(b"SORT RETURN (MIN MAX ALL) (REVERSE SUBJECT) UTF-8 ALL"))
+        assert b"MIN 6" in out and b"MAX 1" in out                # first/last in sort order
+        r.close()
+    await run(go)

@@ -224,7 +224,8 @@ cpdef tuple find_parts(bytes buf, Py_ssize_t start, Py_ssize_t end, bytes bounda
 
 
 cpdef Py_ssize_t count_lines(bytes buf, Py_ssize_t start, Py_ssize_t end):
-    """Number of lines in buf[start:end] (a last line without LF counts)."""
+    """Number of lines in buf[start:end]: the line ends it holds (twin of
+    msgindex_py.count_lines)."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(buf), count = 0, pos
     if end > n:
@@ -234,8 +235,6 @@ cpdef Py_ssize_t count_lines(bytes buf, Py_ssize_t start, Py_ssize_t end):
     if end <= start:
         return 0
     count = <Py_ssize_t>mi_count_byte(p + start, <size_t>(end - start), 10)  # SSE2 when there
-    if p[end - 1] != 10:
-        count += 1
     return count
 
 
@@ -1740,7 +1739,16 @@ cpdef bytes bodystructure(_Entity e, bint ext):
     out.append(b" ")
     out.append(imap_string(e.subtype.upper()))
     out.append(b" ")
-    out.append(imap_params([(wa.upper(), wv) for _a, wa, wv, _t in e.ptext]))
+    wire = []
+    has_charset = False
+    for _a, wa, wv, _t in e.ptext:
+        wire.append((wa.upper(), wv))
+        if _a == "charset":
+            has_charset = True
+    if e.mtype == b"text" and not has_charset:
+        # RFC 2046 4.1.2: a text part without a charset parameter is us-ascii
+        wire.insert(0, (b"CHARSET", b"us-ascii"))
+    out.append(imap_params(wire))
     out.append(b" ")
     out.append(imap_nstring(_nvalue(hdr, "content-id")))
     out.append(b" ")

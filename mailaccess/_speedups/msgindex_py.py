@@ -128,15 +128,14 @@ def find_parts(buf: bytes, start: int, end: int, boundary: bytes):
 
 
 def count_lines(buf: bytes, start: int, end: int) -> int:
-    """Number of lines in buf[start:end] (a last line without LF counts)."""
+    """Number of lines in buf[start:end]: the line ends it holds.  A last line
+    without its own CRLF is not counted (before a MIME boundary that CRLF
+    belongs to the delimiter), as Dovecot and Cyrus count body-fld-lines."""
     end = min(end, len(buf))
     start = max(start, 0)
     if end <= start:
         return 0
-    n = buf.count(b"\n", start, end)
-    if buf[end - 1] != 10:
-        n += 1
-    return n
+    return buf.count(b"\n", start, end)
 
 
 def unfold(value: bytes) -> bytes:
@@ -869,7 +868,11 @@ def bodystructure(e, ext: bool) -> bytes:
     out.append(b" ")
     out.append(imap_string(e.subtype.upper()))
     out.append(b" ")
-    out.append(imap_params([(wa.upper(), wv) for _a, wa, wv, _t in e.ptext]))
+    wire = [(wa.upper(), wv) for _a, wa, wv, _t in e.ptext]
+    if e.mtype == b"text" and not any(_a == "charset" for _a, _wa, _wv, _t in e.ptext):
+        # RFC 2046 4.1.2: a text part without a charset parameter is us-ascii
+        wire.insert(0, (b"CHARSET", b"us-ascii"))
+    out.append(imap_params(wire))
     out.append(b" ")
     out.append(imap_nstring(_nvalue(hdr, "content-id")))
     out.append(b" ")

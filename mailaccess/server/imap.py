@@ -142,7 +142,9 @@ class ImapConnection:
         except CommandError as exc:
             code = f"[{exc.code}] " if exc.code else ""
             tag = exc.tag or b"*"
-            await self.send(tag + f" BAD {code}{exc.message}\r\n".encode())
+            # RFC 3501 6.4.4: an unknown SEARCH charset is NO [BADCHARSET]
+            status = "NO" if (exc.code or "").startswith("BADCHARSET") and exc.tag else "BAD"
+            await self.send(tag + f" {status} {code}{exc.message}\r\n".encode())
             return
         if isinstance(cmd, ev.Authenticate):
             await self.authenticate(cmd)

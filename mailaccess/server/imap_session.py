@@ -963,8 +963,8 @@ class ImapSession:
 
     async def do_search(self, cmd):
         sel = self.sel
-        if cmd.charset and cmd.charset.upper() not in ("UTF-8", "US-ASCII"):
-            raise No("only UTF-8 and US-ASCII are supported", "BADCHARSET (UTF-8 US-ASCII)")
+        # CHARSET: the parser decoded the strings with any charset Python
+        # knows and answered NO [BADCHARSET] for the others (RFC 3501 6.4.4)
         if _uses_modseq(cmd.key):
             self.condstore = True
         uids = await self.run_search(cmd.key)
@@ -978,7 +978,18 @@ class ImapSession:
             returns = ("ALL",)
         if returns is not None:
             if "SAVE" in returns:
-                sel.saved_result = list(uids)
+                # RFC 5182 2.4: with MIN and/or MAX (and neither ALL nor
+                # COUNT) only those messages are saved
+                if uids and ("MIN" in returns or "MAX" in returns) and not (
+                        "ALL" in returns or "COUNT" in returns):
+                    keep = set()
+                    if "MIN" in returns:
+                        keep.add(min(uids))
+                    if "MAX" in returns:
+                        keep.add(max(uids))
+                    sel.saved_result = sorted(keep)
+                else:
+                    sel.saved_result = list(uids)
             shown = [r for r in returns if r != "SAVE"]
             if not shown and "SAVE" in returns:
                 pass
@@ -1023,10 +1034,12 @@ class ImapSession:
             if cmd.uid:
                 parts.append(b"UID")
             r = cmd.returns or ("ALL",)
+            # RFC 5267 3.2: for SORT, MIN/MAX are the first/last message in
+            # the sort order, not the lowest/highest number
             if nums and "MIN" in r:
-                parts.append(b"MIN %d" % min(nums))
+                parts.append(b"MIN %d" % nums[0])
             if nums and "MAX" in r:
-                parts.append(b"MAX %d" % max(nums))
+                parts.append(b"MAX %d" % nums[-1])
             if "COUNT" in r:
                 parts.append(b"COUNT %d" % len(nums))
             if nums and "ALL" in r:
@@ -1233,8 +1246,8 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         return merged
 
     out = []
-    need_index = any(isinstance(i, ev.FetchItem) and i.name in ("ENVELOPE", "BODYSTRUCTURE",
-                                                                 "BODY")
+    need_index = any(isinstance(i, ev.FetchItem) and i.name in (
+                         "ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.HEADER", "RFC822.TEXT")
                      or isinstance(i, (ev.FetchBody, ev.FetchBinarySize, ev.FetchPreview))
                      for i in items)
     want_flags = any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items)
@@ -1304,7 +1317,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 elif n in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
                     if raw is None:
                         raw = bytes(v.blob(acc, rec.blob))
-                    if mi is None:
+                    if n != "RFC822" and mi is None:
                         mi = mindex.decode_index(bytes(idx))
                     if n == "RFC822":
                         data = raw
