@@ -38,6 +38,50 @@ from diffcorpus import M, seq
 from imapdiff import Duo, Normaliser
 from imap_helpers import imap_port
 
+import os
+import shutil
+import tempfile
+
+# --- fixtures (kept in this module: a conftest.py here would shadow the
+# top-level tests/conftest.py that other test modules import helpers from)
+
+ENV = "MAILACCESS_DIFFERENTIAL"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV) == "1"
+
+
+@pytest.fixture(scope="session")
+def _dovecot_instance():
+    if not enabled():
+        pytest.skip(f"differential tests run only with {ENV}=1")
+    from imapdiff import make_dovecot
+    workdir = tempfile.mkdtemp(prefix="mailaccess-diff-dovecot-")
+    d = make_dovecot(workdir)
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot(_dovecot_instance):
+    """The Dovecot peer with an empty mail home (user alice/pw)."""
+    home = _dovecot_instance.home()
+    for name in os.listdir(home):
+        p = os.path.join(home, name)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        else:
+            os.unlink(p)
+    return _dovecot_instance
+
+# ---
+
+
 pytestmark = [pytest.mark.differential]
 
 
