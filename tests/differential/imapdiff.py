@@ -265,6 +265,8 @@ class Normaliser:
                     code = None
                 if code and status != "OK" and code.split(" ", 1)[0].upper() not in KEEP_FAILURE_CODES:
                     code = None
+                if code and code.upper().startswith("BADCHARSET"):
+                    code = "BADCHARSET"   # the list of supported charsets is optional
                 line = f"TAGGED {status}" + (f" [{norm_code(code)}]" if code else "")
                 tagged.append(line)
                 continue
