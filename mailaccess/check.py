@@ -36,7 +36,7 @@ from .store.ops import SEEN
 __all__ = ["check_store", "check_account"]
 
 _ACCOUNT_TABLES = ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg", "blob",
-                   "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw")
+                   "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "sub")
 
 
 def _scan(txn, db, prefix: bytes = b""):

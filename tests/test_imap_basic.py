@@ -138,3 +138,31 @@ async def test_accounts_are_isolated_over_imap(imap_server):
         a.logout()
         b.logout()
     await run(go)
+
+
+async def test_subscriptions_outlive_mailboxes_and_lsub_noselect(imap_server):
+    def go():
+        c = connect(imap_server)
+        c.create("gone")
+        c.subscribe("gone")
+        c.delete("gone")
+        # RFC 9051 6.3.9: DELETE does not unsubscribe
+        typ, data = c.lsub('""', "gone")
+        assert data == [b'() "/" gone']
+        typ, data = c._simple_command("LIST", "(SUBSCRIBED)", '""', "gone")
+        assert c.untagged_responses.pop("LIST") == [b'(\\NonExistent \\Subscribed) "/" gone']
+        c.create("gone")                     # comes back subscribed, once
+        typ, data = c.lsub('""', "gone")
+        assert len(data) == 1 and data[0].endswith(b" gone") and b"Noselect" not in data[0]
+        c.delete("gone")
+        assert c.unsubscribe("gone")[0] == "OK"
+        typ, data = c.lsub('""', "gone")
+        assert data == [None]
+        # LSUB "%": an unsubscribed parent of a subscribed child is \Noselect
+        c.create("a/b/c")
+        c.unsubscribe("a")
+        c.unsubscribe("a/b")
+        typ, data = c.lsub('""', "%")
+        assert b'(\\Noselect) "/" a' in data
+        c.logout()
+    await run(go)

@@ -490,7 +490,14 @@ class ImapSession:
 
     async def do_unsubscribe(self, cmd):
         with self.store.view() as v:
-            m = self.require_mailbox(v, cmd.mailbox)
+            m = self.find_mailbox(v, cmd.mailbox)
+        if m is None:
+            # a subscription that outlived its mailbox
+            name = SEP.join(_path(cmd.mailbox))
+            if not await storeio.write(self.store, ops.unsubscribe_name, self.acc, name):
+                raise No(f"not subscribed to {cmd.mailbox}", "NONEXISTENT")
+            self.tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
+            return
         await storeio.write(self.store, ops.update_mailbox, self.acc, m.id, subscribed=False)
         self.tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
 
@@ -515,6 +522,7 @@ class ImapSession:
             return
         with self.store.view() as v:
             boxes = v.mailboxes(self.acc)
+            orphans = v.orphan_subscriptions(self.acc)
             by_id = {m.id: m for m in boxes}
             names = {}
             for m in boxes:
@@ -543,6 +551,13 @@ class ImapSession:
             if subscribed_only and not m.subscribed:
                 if recursive and _has_subscribed_descendant(m.id, children, by_id):
                     lines.append((m, name, ["CHILDINFO"]))
+                elif verb == "LSUB" and any("%" in p for p in patterns) and \
+                        _has_subscribed_descendant(
+                        m.id, children, by_id,
+                        lambda d: not any(r.match(names[d]) for r in regexes)):
+                    # RFC 3501 6.3.9: LSUB "%" shows the unsubscribed parent
+                    # of a subscribed mailbox the pattern does not reach
+                    lines.append((m, name, ["NOSELECT"]))
                 continue
             if special_only and not m.role or (special_only and m.role == "inbox"):
                 continue
@@ -560,8 +575,8 @@ class ImapSession:
                     attrs.append(ROLE_TO_SPECIAL_USE[m.role])
                 if (subscribed_only or "SUBSCRIBED" in returns) and m.subscribed:
                     attrs.append("\\Subscribed")
-            elif not m.subscribed:
-                attrs.append("\\Noselect")
+            elif extra == ["NOSELECT"]:
+                attrs = ["\\Noselect"]
             line = (f"{verb} (" + " ".join(attrs) + ') "/" ').encode() + \
                 mailbox_name(name, self.utf8)
             if extra == ["CHILDINFO"]:
@@ -570,6 +585,15 @@ class ImapSession:
             if return_status is not None and not extra:
                 with self.store.view() as v:
                     await self.status_line(v, m, name, return_status)
+        if subscribed_only:
+            # subscriptions whose mailbox is gone (RFC 9051 6.3.9)
+            for name in sorted(orphans):
+                if any(r.match(name) for r in regexes):
+                    attrs = "(\\NonExistent \\Subscribed)" if verb == "LIST" else "()"
+                    if verb == "LIST" and "CHILDREN" in returns:
+                        attrs = "(\\HasNoChildren \\NonExistent \\Subscribed)"
+                    self.untagged(f"{verb} {attrs} \"/\" ".encode() +
+                                  mailbox_name(name, self.utf8))
         self.tagged(tag, "OK", f"{verb} completed")
 
     async def do_status(self, cmd):
@@ -1405,11 +1429,11 @@ def _pattern_regex(reference: str, pattern: str) -> re.Pattern:
     return re.compile(rx + r"\Z", re.S)
 
 
-def _has_subscribed_descendant(mbx, children, by_id) -> bool:
+def _has_subscribed_descendant(mbx, children, by_id, also=lambda d: True) -> bool:
     stack = list(children.get(mbx, ()))
     while stack:
         c = stack.pop()
-        if by_id[c].subscribed:
+        if by_id[c].subscribed and also(c):
             return True
         stack.extend(children.get(c, ()))
     return False

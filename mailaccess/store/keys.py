@@ -39,6 +39,7 @@ TABLES = {
     "thr.mem": False,   # acc tid eid -> ''
     "dev": False,       # acc device-id \0 key -> opaque sync state
     "kw": False,        # acc lowercase-keyword -> the spelling first seen (IMAP shows it)
+    "sub": False,       # acc full-name -> '': subscriptions to names with no mailbox (deleted)
 }
 
 # ctr kinds
@@ -186,3 +187,7 @@ CTR_USAGE = 6     # bytes used by the account's distinct emails (quota)
 
 def kw(acc: int, lower: str) -> bytes:
     return _U32.pack(acc) + lower.encode("utf-8")
+
+
+def sub(acc: int, full_name: str) -> bytes:
+    return _U32.pack(acc) + full_name.encode("utf-8")

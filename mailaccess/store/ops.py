@@ -71,7 +71,8 @@ def delete_account(tx: WriteTx, acc: int) -> None:
         raise NotFound("no such account")
     pre = keys.account_prefix(acc)
     for table in ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg",
-                  "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "acct"):
+                  "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "sub",
+                  "acct"):
         tx.delete_prefix(table, pre)
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
                  keys.CTR_USAGE):
@@ -97,6 +98,11 @@ def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str |
         raise AlreadyExists(f"mailbox {name!r} exists already")
     if role is not None and tx.mailbox_by_role(acc, role) is not None:
         raise AlreadyExists(f"a mailbox with role {role} exists already")
+    full = "/".join(tx.mailbox_path(acc, parent) + [name])
+    if tx._get("sub", keys.sub(acc, full)) is not None:
+        # the name was subscribed while it did not exist: it is again
+        tx.delete("sub", keys.sub(acc, full))
+        subscribed = True
     mbx = tx.next_counter(acc, keys.CTR_MAILBOX)
     ms = tx.modseq(acc)
     uidvalidity = tx.next_counter(acc, keys.CTR_UIDVALIDITY, at_least=int(time.time()) & 0x7FFFFFFF)
@@ -168,6 +174,9 @@ def delete_mailbox(tx: WriteTx, acc: int, mbx: int, *, remove_emails: bool = Tru
     if uids:
         expunge(tx, acc, mbx, [u for u, _ in uids])
     tx.delete_prefix("vanished", keys.uid_prefix(acc, mbx))
+    if m.subscribed:
+        # RFC 9051 6.3.9: the subscription outlives the mailbox
+        tx.put("sub", keys.sub(acc, "/".join(tx.mailbox_path(acc, mbx))), b"")
     tx.delete("mbox.name", keys.mbox_name(acc, m.parent, m.name))
     tx.delete("mbox", keys.mbox(acc, mbx))
     tx.log(acc, "destroyed", MAILBOX, mbx)
@@ -553,3 +562,8 @@ def delete_device_state(tx: WriteTx, acc: int, device: str, key: str | None = No
         tx.delete_prefix("dev", keys.dev_prefix(acc, device))
     else:
         tx.delete("dev", keys.dev(acc, device, key))
+
+
+def unsubscribe_name(tx: WriteTx, acc: int, full_name: str) -> bool:
+    """Drop a subscription to a name with no mailbox; True if there was one."""
+    return tx.delete("sub", keys.sub(acc, full_name))

@@ -193,6 +193,12 @@ class View:
         return {bytes(k[len(pre):]).decode("utf-8"): bytes(v).decode("utf-8")
                 for k, v in self._scan("kw", pre)}
 
+    def orphan_subscriptions(self, acc: int) -> list[str]:
+        """Subscribed names whose mailbox no longer exists (RFC 9051 6.3.9:
+        deleting a mailbox does not unsubscribe it), "/"-separated."""
+        pre = keys.account_prefix(acc)
+        return [bytes(k[len(pre):]).decode("utf-8") for k, _ in self._scan("sub", pre)]
+
     # --- per-device sync state (ActiveSync) -------------------------------------------
 
     def device_state(self, acc: int, device: str, key: str) -> bytes | None:
