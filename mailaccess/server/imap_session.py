@@ -11,15 +11,13 @@ the store after each command, at the points RFC 9051 7.5.1 allows.
 """
 from __future__ import annotations
 
-import base64
 import bisect
 import functools
-import calendar
 import logging
 import re
 import time
 import weakref
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import trio
 
@@ -28,13 +26,13 @@ from .. import _speedups
 from ..mime import index as mindex
 from ..proto.imap import events as ev
 from ..proto.imap.dates import format_datetime
-from ..proto.imap.numset import NumSet, format_ints
+from ..proto.imap.numset import format_ints
 from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
                      StoreFullError, ops)
 from ..store.records import EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
-from .imap_fmt import (ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, astring, flag_of, flags_list,
-                       keyword_of, literal, mailbox_name, nstring, quoted)
+from .imap_fmt import (ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of, literal,
+                       mailbox_name, nstring, quoted)
 
 log = logging.getLogger("mailaccess.imap")
 
@@ -85,10 +83,6 @@ def _path(name: str) -> list[str]:
     return parts
 
 
-def _epoch_day(d: date) -> int:
-    return calendar.timegm(d.timetuple())
-
-
 class ImapSession:
     def __init__(self, ctx, *, secure: bool, loopback: bool):
         self.ctx = ctx
@@ -134,7 +128,7 @@ class ImapSession:
             "OBJECTID", "MULTIAPPEND", "CATENATE", "BINARY", f"APPENDLIMIT={self.cfg.max_literal}",
             "SAVEDATE", "PREVIEW", "UNAUTHENTICATE", "SORT", "SORT=DISPLAY", "ESORT",
             "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
-            "QUOTA=RES-MESSAGE", "UTF8=ACCEPT",
+            "UTF8=ACCEPT",
         ]
         return caps
 
@@ -644,7 +638,6 @@ class ImapSession:
             self.require_mailbox(v, cmd.mailbox)
             limit = self._quota_limit(v)
             used = v.usage(self.acc)
-            count = len(v.email_ids(self.acc)) if limit else 0
         if limit:
             self.untagged(b"QUOTAROOT " + mailbox_name(cmd.mailbox, self.utf8) + b' ""')
             self.untagged(f'QUOTA "" (STORAGE {used // 1024} {limit // 1024})')
