@@ -133,3 +133,17 @@ def test_helpers():
     assert qsort.display_value([("  ", "a@b")]) == "a@b"
     assert qsort.display_value([(" Bo ", "a@b")]) == "Bo"
     assert qsort.collate("ÉMILE") == qsort.collate("émile")
+
+
+def test_group_address_sorts_by_group_name():
+    """RFC 5256: the first address's addr-mailbox; for a group that is the
+    group name (as Dovecot sorts it)."""
+    from mailaccess.mime.index import index_message
+    from mailaccess.query.sort import first_group_name
+    mi = index_message(b"From: z@z.z\r\nTo: undisclosed-recipients:;\r\n"
+                       b"Cc: Team: anna@x.org, bob@y.org;\r\nSubject: s\r\n\r\nx")
+    assert first_group_name(mi.envelope, 5) == "undisclosed-recipients"
+    assert first_group_name(mi.envelope, 6) == "Team"
+    plain = index_message(b"From: z@z.z\r\nTo: A <a@b.c>\r\n\r\nx")
+    assert first_group_name(plain.envelope, 5) is None
+    assert first_group_name(b"garbage(", 5) is None

@@ -75,6 +75,84 @@ def display_value(addrs) -> str:
     return email
 
 
+# positions in the ENVELOPE list (RFC 9051 7.5.2): date subject from sender
+# reply-to to cc bcc in-reply-to message-id
+_ENVELOPE_FIELD = {"from": 2, "displayfrom": 2, "to": 5, "displayto": 5, "cc": 6}
+
+
+def _envelope_items(data: bytes) -> list | None:
+    """Parse an ENVELOPE in IMAP wire form into nested lists of bytes/None."""
+    pos = 0
+    n = len(data)
+
+    def value():
+        nonlocal pos
+        while pos < n and data[pos] == 0x20:
+            pos += 1
+        if pos >= n:
+            raise ValueError("truncated")
+        c = data[pos]
+        if c == 0x28:                       # (
+            pos += 1
+            out = []
+            while True:
+                while pos < n and data[pos] == 0x20:
+                    pos += 1
+                if pos >= n:
+                    raise ValueError("truncated")
+                if data[pos] == 0x29:       # )
+                    pos += 1
+                    return out
+                out.append(value())
+        if c == 0x22:                       # "quoted"
+            pos += 1
+            buf = bytearray()
+            while pos < n and data[pos] != 0x22:
+                if data[pos] == 0x5C and pos + 1 < n:
+                    pos += 1
+                buf.append(data[pos])
+                pos += 1
+            pos += 1
+            return bytes(buf)
+        if c == 0x7B:                       # {n}\r\n literal
+            close = data.index(b"}", pos)
+            size = int(data[pos + 1:close])
+            start = close + 3
+            pos = start + size
+            return data[start:pos]
+        end = pos
+        while end < n and data[end] not in b" ()":
+            end += 1
+        atom = data[pos:end]
+        pos = end
+        return None if atom == b"NIL" else atom
+
+    try:
+        v = value()
+    except (ValueError, IndexError):
+        return None
+    return v if isinstance(v, list) else None
+
+
+def first_group_name(envelope: bytes, field: int) -> str | None:
+    """The group name when the first address of envelope FIELD starts a group
+    (an address with NIL host and a mailbox, RFC 9051 7.5.2), else None."""
+    items = _envelope_items(envelope)
+    if not items or len(items) <= field or not items[field]:
+        return None
+    first = items[field][0]
+    if not isinstance(first, list) or len(first) < 4:
+        return None
+    if first[3] is None and first[2] is not None:
+        from email.header import decode_header, make_header
+        raw = first[2].decode("utf-8", "replace")
+        try:
+            return str(make_header(decode_header(raw)))
+        except Exception:  # a malformed encoded word: the raw text
+            return raw
+    return None
+
+
 def sent_date(rec: EmailRecord, mi: mindex.MessageIndex | None) -> int:
     """RFC 5256 section 2.2: the Date: header in UTC, else the internal date."""
     if mi is not None and mi.sent_at is not None:
@@ -93,10 +171,17 @@ def _value(fld: str, eid: int, rec: EmailRecord, mi, thread_kw) -> object:
         return sent_date(rec, mi)
     if fld == "subject":
         return collate(mindex.base_subject(mi.subject or "")) if mi else ""
-    if fld in ("from", "to", "cc"):
-        return collate(addr_mailbox(getattr(mi, "from_" if fld == "from" else fld))) if mi else ""
-    if fld in ("displayfrom", "displayto"):
-        return collate(display_value(mi.from_ if fld == "displayfrom" else mi.to)) if mi else ""
+    if fld in ("from", "to", "cc", "displayfrom", "displayto"):
+        if mi is None:
+            return ""
+        # RFC 5256: the first address of the field; when that is a group,
+        # its addr-mailbox in the ENVELOPE is the group name
+        group = first_group_name(mi.envelope, _ENVELOPE_FIELD[fld])
+        if group is not None:
+            return collate(group)
+        if fld in ("displayfrom", "displayto"):
+            return collate(display_value(mi.from_ if fld == "displayfrom" else mi.to))
+        return collate(addr_mailbox(getattr(mi, "from_" if fld == "from" else fld)))
     if fld.startswith("hasKeyword:"):
         return fld[11:] in rec.keywords
     return thread_kw(fld, rec)
