@@ -25,7 +25,6 @@ def main() -> None:
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-lmtp-")
     msgs = [message(i, args.size) for i in range(args.messages)]
-    total_bytes = sum(map(len, msgs))
     proc, ports = start_mailaccess(work)
     try:
         port = ports["lmtp"]

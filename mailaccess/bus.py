@@ -68,9 +68,6 @@ class Bus:
         self._subs[account].add(sub)
         return sub
 
-    def subscribers(self, account: int) -> int:
-        return len(self._subs.get(account, ()))
-
     # writer thread -> Trio loop
     def on_commit(self, info: CommitInfo) -> None:
         if self._token is None or not info.changes:

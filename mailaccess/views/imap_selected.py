@@ -191,7 +191,3 @@ class SelectedMailbox:
         self.reported.clear()   # everything up to known_ms is now told
         return r
 
-    def adopt(self, snap: Snapshot) -> None:
-        """Share an equal snapshot another session built (saves memory)."""
-        if snap is not self.snap and snap.uids == self.snap.uids and not self.gone:
-            self.snap = snap
