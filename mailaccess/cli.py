@@ -26,15 +26,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mailaccess",
-        description="One mail store served over IMAP, JMAP and Exchange ActiveSync.")
+        description="One mail store served over IMAP (JMAP and Exchange ActiveSync are "
+        "planned), with LMTP delivery.")
     p.add_argument("--version", action="version", version=f"mailaccess {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     s = sub.add_parser("serve", help="run the server (all services in one process)",
                        description="Run every configured service until SIGINT/SIGTERM. "
-                       "With no config: loopback listeners (IMAP 1143, IMAPS 1993, HTTP 8080, "
-                       "LMTP 2424), data in ./mailaccess-data, a demo account.")
+                       "With no config: loopback listeners (IMAP 1143, IMAPS 1993, LMTP 2424)"
+                       ", data in ./mailaccess-data, a demo account.")
     _common(s)
     s.add_argument("--no-demo", action="store_true", help="do not create the demo account")
 
