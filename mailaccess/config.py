@@ -42,6 +42,9 @@ class ImapConfig:
 
 @dataclass(frozen=True)
 class HttpConfig:
+    """Planned: the JMAP and ActiveSync listener.  Parsed so config files can
+    carry it already; no service binds it yet."""
+
     listen: Listener = Listener("127.0.0.1", 8080)
 
 
