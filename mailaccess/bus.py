@@ -179,9 +179,12 @@ class Subscription:
 
     async def wait(self) -> Notification:
         """Wait until a matching notification newer than ``since`` arrives and
-        take it (everything that arrived meanwhile, merged)."""
+        take it (everything that arrived meanwhile, merged).  One task waits on
+        a subscription at a time."""
         if self.closed:
             raise trio.ClosedResourceError("the subscription is closed")
+        if self._event is not None:
+            raise trio.BusyResourceError("another task is waiting on this subscription")
         if self.pending is None:
             self._event = trio.Event()
             try:

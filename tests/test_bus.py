@@ -212,6 +212,17 @@ async def test_a_waiter_is_woken_and_takes_the_merge():
     assert bus.holding(1) == (0, 0) and not bus._subs
 
 
+async def test_one_task_waits_on_a_subscription_at_a_time():
+    bus = Bus()
+    with bus.subscribe(1, since=0) as sub:
+        async with trio.open_nursery() as n:
+            n.start_soon(sub.wait)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                await sub.wait()
+            bus.publish(N(1, 1))
+
+
 async def test_close_removes_the_waiter():
     bus = Bus()
     with bus.subscribe(1, since=0) as sub:
