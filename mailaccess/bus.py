@@ -58,7 +58,6 @@ loop's thread.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
@@ -66,8 +65,6 @@ import trio
 
 if TYPE_CHECKING:   # the bus needs only the Change attributes, not the store
     from .store.lmdb_store import CommitInfo
-
-log = logging.getLogger("mailaccess.bus")
 
 #: past this many distinct mailboxes a notification says "all mailboxes"
 MAX_MAILBOXES = 32
