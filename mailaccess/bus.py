@@ -1,83 +1,293 @@
-"""In-process event bus: "account A's state moved to modseq N".
+"""In-process event bus: "account A reached modseq N (these kinds, these mailboxes)".
 
-The store's writer thread calls ``Bus.on_commit`` after every durable commit;
-the bus hops onto the Trio loop and wakes every subscriber of the accounts
-that changed.  Notifications carry the change records of the commit, but a
-subscriber may treat them as a hint and re-read the store: coalescing or
-dropping duplicates is always safe.  IMAP IDLE, JMAP push and ActiveSync
-Ping all wait here; nothing polls.
+What this module owns: waking the tasks that wait for an account's state to
+move (IMAP IDLE today; JMAP EventSource/WebSocket push and ActiveSync Ping
+next).  It never holds changes themselves; the change log in the store does.
+A waiter is told *that* something it cares about moved and re-reads the store.
+
+Memory is bounded by design:
+
+* The bus remembers, per account, only the latest modseq it was told and the
+  latest modseq per kind (a handful of ints): O(accounts).
+* A waiter (``Subscription``) holds at most one pending ``Notification``:
+  later ones are merged into it (max modseq, union of kinds, union of
+  mailboxes; past ``MAX_MAILBOXES`` the set becomes "all mailboxes").
+* Nothing is kept for a task that is not waiting: subscribe only while you
+  wait (``with bus.subscribe(...)`` or ``await bus.wait(...)``), and keep your
+  own last seen modseq in between.  Subscribing with that ``since`` wakes at
+  once if the account moved past it in the meantime, so no wake-up is lost
+  between a read and the start of the next wait.
+
+How a protocol waits (every wait is cancellable; a Trio cancel scope or
+deadline ends it and leaves nothing behind)::
+
+    # ActiveSync Ping: one wait with a deadline, only some kinds/folders
+    seen = bus.latest(acc)              # before reading the store
+    ... read the store, compute the answer so far ...
+    with trio.move_on_after(heartbeat):
+        n = await bus.wait(acc, since=seen, kinds={"Email"}, mailboxes=folders)
+        ...                             # n.modseq, n.kinds, n.touches(mbx)
+
+    # JMAP EventSource / WebSocket push: a stream of coalesced wake-ups
+    with bus.subscribe(acc, kinds={"Email", "Mailbox", "Thread"}, since=seen) as sub:
+        while True:
+            with trio.move_on_after(ping_interval) as scope:
+                n = await sub.wait()
+            if scope.cancelled_caught:
+                ... send a keep-alive ...
+                continue
+            ... read the store, send a StateChange (n.kinds says which types) ...
+
+    # IMAP IDLE: wake on anything touching the selected mailbox
+    with bus.subscribe(acc, mailboxes={selected}, since=seen) as sub:
+        while True:
+            await sub.wait()
+            await session.refresh(allow_expunge=True)
+
+``since`` must be a modseq the caller has already accounted for: either one
+it read from the store, or ``bus.latest(acc)`` taken *before* it read.  The
+bus knows only what happened since it started, so a caller with an older
+state (e.g. from before a restart) compares with the store first.
+
+Producers: the store's writer thread calls ``on_commit`` after each durable
+commit; it builds one plain ``Notification`` per account and hops onto the
+Trio loop (``run_sync_soon``), where ``publish`` delivers it.  ``publish`` is
+the public entry for any other source (e.g. notifications from other worker
+processes: ``Notification`` is small, frozen and picklable); call it on the
+loop's thread.
 """
 from __future__ import annotations
 
-import logging
-from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
 
 import trio
 
-from .store.lmdb_store import CommitInfo
-from .store.records import Change
+if TYPE_CHECKING:   # the bus needs only the Change attributes, not the store
+    from .store.lmdb_store import CommitInfo
 
-log = logging.getLogger("mailaccess.bus")
+#: past this many distinct mailboxes a notification says "all mailboxes"
+MAX_MAILBOXES = 32
+
+#: the change-log collection whose ids are mailbox ids
+MAILBOX_KIND = "Mailbox"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """Account ACCOUNT reached modseq MODSEQ; KINDS (change-log collection
+    names: "Email", "Mailbox", "Thread", ...) changed, in MAILBOXES.
+
+    ``mailboxes`` is None when the set is unknown or too large: treat it as
+    "any mailbox may have changed".  Plain data, picklable."""
+
+    account: int
+    modseq: int
+    kinds: frozenset[str] = frozenset()
+    mailboxes: frozenset[int] | None = frozenset()
+
+    @property
+    def all_mailboxes(self) -> bool:
+        return self.mailboxes is None
+
+    def touches(self, mailbox: int) -> bool:
+        return self.mailboxes is None or mailbox in self.mailboxes
+
+    def merge(self, other: "Notification") -> "Notification":
+        """One notification saying what both say (same account)."""
+        return Notification(self.account, max(self.modseq, other.modseq),
+                            self.kinds | other.kinds,
+                            _union(self.mailboxes, other.mailboxes))
+
+
+def _union(a: frozenset[int] | None, b: frozenset[int] | None) -> frozenset[int] | None:
+    if a is None or b is None:
+        return None
+    if b <= a:
+        return a
+    u = a | b
+    return None if len(u) > MAX_MAILBOXES else u
+
+
+def _bounded(mailboxes: Iterable[int]) -> frozenset[int] | None:
+    s = frozenset(mailboxes)
+    return None if len(s) > MAX_MAILBOXES else s
+
+
+def notifications(changes) -> list[Notification]:
+    """Fold a commit's ``(account, Change)`` list into one Notification per
+    account (kinds: the Change's collections; mailboxes: those whose IMAP view
+    moved plus the ids of Mailbox records created/updated/destroyed)."""
+    out: dict[int, Notification] = {}
+    for acc, c in changes:
+        mbx = set(c.mailboxes)
+        for by_kind in (c.created, c.updated, c.destroyed):
+            mbx.update(by_kind.get(MAILBOX_KIND, ()))
+            if len(mbx) > MAX_MAILBOXES:
+                break
+        n = Notification(acc, c.modseq, frozenset(c.collections()), _bounded(mbx))
+        prev = out.get(acc)
+        out[acc] = n if prev is None else prev.merge(n)
+    return list(out.values())
 
 
 class Subscription:
-    """One waiter's view of one account's changes (coalesced)."""
+    """One waiter on one account: a filter, the modseq it has seen, and at most
+    one pending (merged) notification.  Use it as a context manager; leaving
+    it (or ``close``) removes it from the bus."""
 
-    def __init__(self, bus: "Bus", account: int):
+    __slots__ = ("_bus", "account", "kinds", "mailboxes", "since", "pending", "_event",
+                 "closed")
+
+    def __init__(self, bus: "Bus", account: int, kinds: frozenset[str] | None,
+                 mailboxes: frozenset[int] | None, since: int):
         self._bus = bus
         self.account = account
-        self._pending: list[Change] = []
-        self._event = trio.Event()
+        self.kinds = kinds              # None: every kind
+        self.mailboxes = mailboxes      # None: every mailbox (and account-wide changes)
+        self.since = since              # notifications up to here are not news
+        self.pending: Notification | None = None
+        self._event: trio.Event | None = None
+        self.closed = False
 
-    def _push(self, change: Change) -> None:
-        self._pending.append(change)
-        self._event.set()
+    def matches(self, n: Notification) -> bool:
+        if n.modseq <= self.since:
+            return False
+        if self.kinds is not None and not (n.kinds & self.kinds):
+            return False
+        if self.mailboxes is not None and n.mailboxes is not None \
+                and n.mailboxes.isdisjoint(self.mailboxes):
+            return False
+        return True
 
-    def pending(self) -> list[Change]:
-        """Take what arrived so far without waiting."""
-        out, self._pending = self._pending, []
-        self._event = trio.Event()
-        return out
+    def _offer(self, n: Notification) -> None:
+        if not self.matches(n):
+            return
+        self.pending = n if self.pending is None else self.pending.merge(n)
+        if self._event is not None:
+            self._event.set()
 
-    async def wait(self) -> list[Change]:
-        """Wait for at least one change and take everything pending."""
-        await self._event.wait()
-        return self.pending()
+    def take(self) -> Notification | None:
+        """What arrived so far (merged), without waiting; None if nothing."""
+        n, self.pending = self.pending, None
+        if n is not None:
+            self.since = max(self.since, n.modseq)
+        return n
+
+    async def wait(self) -> Notification:
+        """Wait until a matching notification newer than ``since`` arrives and
+        take it (everything that arrived meanwhile, merged).  One task waits on
+        a subscription at a time."""
+        if self.closed:
+            raise trio.ClosedResourceError("the subscription is closed")
+        if self._event is not None:
+            raise trio.BusyResourceError("another task is waiting on this subscription")
+        if self.pending is None:
+            self._event = trio.Event()
+            try:
+                await self._event.wait()
+            finally:
+                self._event = None
+        else:
+            await trio.lowlevel.checkpoint()
+        return self.take()
 
     def close(self) -> None:
-        self._bus._subs[self.account].discard(self)
+        if not self.closed:
+            self.closed = True
+            self.pending = None
+            self._bus._remove(self)
 
-    def __enter__(self):
+    def __enter__(self) -> "Subscription":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.close()
 
 
 class Bus:
     def __init__(self):
-        self._subs: dict[int, set[Subscription]] = defaultdict(set)
+        self._subs: dict[int, set[Subscription]] = {}
+        self._latest: dict[int, int] = {}                    # account -> modseq
+        self._latest_kind: dict[int, dict[str, int]] = {}    # account -> kind -> modseq
         self._token: trio.lowlevel.TrioToken | None = None
 
     def attach(self) -> None:
         """Bind to the running Trio loop (call from inside it)."""
         self._token = trio.lowlevel.current_trio_token()
 
-    def subscribe(self, account: int) -> Subscription:
-        sub = Subscription(self, account)
-        self._subs[account].add(sub)
+    # --- waiting -------------------------------------------------------------------------
+
+    def latest(self, account: int) -> int:
+        """The newest modseq the bus was told for ACCOUNT (0: nothing yet)."""
+        return self._latest.get(account, 0)
+
+    def subscribe(self, account: int, kinds: Iterable[str] | None = None,
+                  mailboxes: Iterable[int] | None = None, *, since: int | None = None
+                  ) -> Subscription:
+        """Start waiting for ACCOUNT's changes of KINDS (None: all) touching
+        MAILBOXES (None: any, account-wide changes included) newer than SINCE
+        (None: from now on).  If the account already moved past SINCE in a
+        matching kind, the subscription is woken at once (its mailboxes are
+        then unknown: "all")."""
+        if since is None:
+            since = self.latest(account)
+        sub = Subscription(self, account,
+                           None if kinds is None else frozenset(kinds),
+                           None if mailboxes is None else frozenset(mailboxes), since)
+        if since < self.latest(account):
+            by_kind = self._latest_kind.get(account, {})
+            missed = frozenset(k for k, ms in by_kind.items() if ms > since)
+            sub._offer(Notification(account, self.latest(account), missed, None))
+        self._subs.setdefault(account, set()).add(sub)
         return sub
 
-    # writer thread -> Trio loop
-    def on_commit(self, info: CommitInfo) -> None:
+    async def wait(self, account: int, kinds: Iterable[str] | None = None,
+                   mailboxes: Iterable[int] | None = None, *, since: int) -> Notification:
+        """Wait once (see ``subscribe``); cancel with a Trio cancel scope or
+        deadline.  Nothing stays on the bus afterwards, however it ends."""
+        with self.subscribe(account, kinds, mailboxes, since=since) as sub:
+            return await sub.wait()
+
+    def _remove(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.account)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.account]
+
+    def holding(self, account: int) -> tuple[int, int]:
+        """(subscriptions, pending notifications) held for ACCOUNT: what a
+        test counts to see that memory stays bounded."""
+        subs = self._subs.get(account, ())
+        return len(subs), sum(s.pending is not None for s in subs)
+
+    # --- publishing ----------------------------------------------------------------------
+
+    def publish(self, n: Notification) -> None:
+        """Deliver N to the waiters of its account.  Call on the Trio loop."""
+        acc = n.account
+        if n.modseq > self._latest.get(acc, 0):
+            self._latest[acc] = n.modseq
+        by_kind = self._latest_kind.setdefault(acc, {})
+        for k in n.kinds:
+            if n.modseq > by_kind.get(k, 0):
+                by_kind[k] = n.modseq
+        subs = self._subs.get(acc)
+        if subs:
+            for sub in list(subs):
+                sub._offer(n)
+
+    def on_commit(self, info: "CommitInfo") -> None:
+        """The store's commit hook (writer thread): hop onto the loop."""
         if self._token is None or not info.changes:
             return
+        batch = notifications(info.changes)
         try:
-            self._token.run_sync_soon(self._deliver, info.changes)
+            self._token.run_sync_soon(self._publish_all, batch)
         except trio.RunFinishedError:
             pass
 
-    def _deliver(self, changes: list[tuple[int, Change]]) -> None:
-        for acc, change in changes:
-            for sub in list(self._subs.get(acc, ())):
-                sub._push(change)
+    def _publish_all(self, batch: list[Notification]) -> None:
+        for n in batch:
+            self.publish(n)

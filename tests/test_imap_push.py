@@ -4,9 +4,11 @@ import smtplib
 import socket
 
 import trio
+import trio.testing
 from imapclient import IMAPClient
 
 from imap_helpers import connect, imap_port, msg, run
+from mailaccess.server.imap_session import ImapSession
 
 
 def lmtp_deliver(ctx, rcpt, data):
@@ -49,14 +51,37 @@ async def test_append_in_one_session_wakes_idle_in_another(imap_server):
     await run(idler.logout)
 
 
-async def test_idle_other_account_is_not_woken(imap_server):
+async def test_idle_other_account_is_not_woken(imap_server, monkeypatch):
+    """Bob idles; a delivery to alice must not wake bob's session at all (not
+    merely produce no output: a woken session refreshes, and that is counted)."""
+    refreshed = []
+    real_refresh = ImapSession.refresh
+
+    async def spy(self, allow_expunge):
+        refreshed.append(self.user)
+        return await real_refresh(self, allow_expunge)
+
+    monkeypatch.setattr(ImapSession, "refresh", spy)
+    bus = imap_server.bus
+    with imap_server.store.view() as v:
+        alice = v.account_by_name("alice").id
     idler = await run(lambda: IMAPClient("127.0.0.1", port=imap_port(imap_server), ssl=False, timeout=30))
     await run(idler.login, "bob", "pw")
     await run(idler.select_folder, "INBOX")
     await run(idler.idle)
+    await trio.testing.wait_all_tasks_blocked()
+    assert refreshed == ["bob"]                  # the one at the start of IDLE
+    before = bus.latest(alice)
     await run(lmtp_deliver, imap_server, "alice@localhost", msg("not for bob"))
-    responses = await run(idler.idle_check, 0.5)
-    assert responses == []
+    with trio.fail_after(10):
+        await bus.wait(alice, since=before)      # alice's change is on the bus
+    await trio.testing.wait_all_tasks_blocked()  # a woken bob would refresh now
+    assert refreshed == ["bob"]
+    # the control: bob's own delivery does wake him
+    await run(lmtp_deliver, imap_server, "bob@localhost", msg("for bob"))
+    responses = await run(idler.idle_check, 10)
+    assert (1, b"EXISTS") in responses
+    assert refreshed[1:] and set(refreshed) == {"bob"}
     await run(idler.idle_done)
     await run(idler.logout)
 

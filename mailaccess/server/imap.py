@@ -123,7 +123,6 @@ class ImapConnection:
                     continue
                 await self.command(e)
         finally:
-            self.session.close_subscription()
             self.release_slot()
 
     async def frame_error(self, e: frames.FrameError) -> None:
@@ -177,7 +176,6 @@ class ImapConnection:
         if s.state == "NOT_AUTHENTICATED" or self.take_slot():
             return True
         s.out.clear()
-        s.close_subscription()
         s.state = "NOT_AUTHENTICATED"
         s.user = s.acc = None
         await self.send(tag + b" NO [LIMIT] too many sessions for this user\r\n")
@@ -290,21 +288,28 @@ class ImapConnection:
 
     async def idle(self, cmd: ev.Idle) -> None:
         s = self.session
-        sub = s.subscription
+        bus = self.ctx.bus
+        # taken before the refresh reads the store: anything newer wakes us,
+        # so nothing is lost between this read and the wait below
+        seen = bus.latest(s.acc)
         await s.refresh(allow_expunge=True)
         await self.flush()
         await self.send(b"+ idling\r\n")
         done = None
 
-        async def watch(cancel_scope):
-            while True:
-                await sub.wait()
-                await s.refresh(allow_expunge=True)
-                await self.flush()
+        async def watch():
+            # subscribed only while idling: outside IDLE the session holds
+            # nothing on the bus.  A change elsewhere in the account does not
+            # wake us; one to the selected mailbox (or its deletion) does.
+            with bus.subscribe(s.acc, mailboxes=(s.sel.mbx,), since=seen) as sub:
+                while True:
+                    await sub.wait()
+                    await s.refresh(allow_expunge=True)
+                    await self.flush()
 
         async with trio.open_nursery() as n:
-            if sub is not None and s.state == SELECTED:
-                n.start_soon(watch, n.cancel_scope)
+            if s.state == SELECTED:
+                n.start_soon(watch)
             self.receiver.line_mode = True
             try:
                 while True:

@@ -99,7 +99,6 @@ class ImapSession:
         self.out: list[bytes] = []
         self.compress_requested = False
         self.starttls_requested = False
-        self.subscription = None
         self.sender = None   # async fn(bytes), set by the service: lets big answers stream
         shared = getattr(ctx, "imap_views", None)
         if shared is None:
@@ -292,7 +291,6 @@ class ImapSession:
     def _logged_in(self, tag: bytes, user: str, acc: int) -> None:
         self.user, self.acc = user, acc
         self.state = AUTHENTICATED
-        self.subscription = self.ctx.bus.subscribe(acc)
         log.info("user %s logged in", user)
         self.tagged(tag, "OK", "logged in", self.capability_code())
 
@@ -320,17 +318,11 @@ class ImapSession:
 
     async def do_unauthenticate(self, cmd):
         self.sel = None
-        self.close_subscription()
         self.user = self.acc = None
         self.enabled.clear()
         self.condstore = False
         self.state = NOT_AUTHENTICATED
         self.tagged(cmd.tag, "OK", "UNAUTHENTICATE completed")
-
-    def close_subscription(self) -> None:
-        if self.subscription is not None:
-            self.subscription.close()
-            self.subscription = None
 
     # --- mailbox resolution ----------------------------------------------------------------
 
