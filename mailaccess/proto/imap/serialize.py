@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 from datetime import datetime
 from functools import lru_cache
 
@@ -98,7 +99,7 @@ def _nums(nums: Iterable[int]) -> bytes:
 
 
 def _code(code: str | bytes | None) -> bytes:
-    if code is None:
+    if not code:
         return b""
     return b"[" + _b(code) + b"] "
 
@@ -284,52 +285,80 @@ def esearch(
     *,
     min: int | None = None,
     max: int | None = None,
-    all: Iterable[int] | NumSet | None = None,
     count: int | None = None,
+    all: Iterable[int] | None = None,
     modseq: int | None = None,
+    keep_order: bool = False,
 ) -> bytes:
-    """``* ESEARCH (TAG "t") UID MIN 1 MAX 9 ALL 1:3,9 COUNT 4 MODSEQ 7`` (RFC 4731)."""
+    """``* ESEARCH (TAG "t") UID MIN 1 MAX 9 COUNT 4 ALL 1:3,9 MODSEQ 7`` (RFC 4731).
+
+    The one formatter for SEARCH RETURN, IMAP4rev2 SEARCH and ESORT (RFC 5267):
+    an item left None (or ``all`` empty) is left out.  ``keep_order`` keeps
+    ``all`` in the given order (ESORT's ALL is in sort order, RFC 5267 §3.2);
+    otherwise it goes out as an ascending set.
+    """
     out = [b"* ESEARCH"]
     if tag is not None:
-        out.append(b'(TAG "' + tag + b'")')
+        out.append(b"(TAG " + quoted(tag) + b")")
     if uid:
         out.append(b"UID")
     if min is not None:
         out.append(b"MIN %d" % min)
     if max is not None:
         out.append(b"MAX %d" % max)
-    if all is not None:
-        s = all.to_bytes() if isinstance(all, NumSet) else format_ints(all)
-        if s:
-            out.append(b"ALL " + s)
     if count is not None:
         out.append(b"COUNT %d" % count)
+    if all is not None:
+        s = format_ints(all, sort=not keep_order)
+        if s:
+            out.append(b"ALL " + s)
     if modseq is not None:
         out.append(b"MODSEQ %d" % modseq)
     return b" ".join(out) + CRLF
 
 
-ThreadNode = tuple  # (msg number or None for a dummy parent, list of child nodes)
+class ThreadNode(Protocol):
+    """A THREAD tree node: a message number (None for a dummy parent) and its children."""
+
+    key: int | None
+    children: Sequence[ThreadNode]
 
 
-def _thread_members(node: ThreadNode) -> bytes:
-    parts: list[bytes] = []
-    num, children = node
-    while True:
-        if num is not None:
-            parts.append(b"%d" % num)
-        if len(children) == 1:
-            num, children = children[0]
+def thread(roots: Sequence[ThreadNode]) -> bytes:
+    """``* THREAD (2)(3 6 (4 23)(44 7 96))`` (RFC 5256 §4).
+
+    A parent and a single child continue one list (``3 6``); siblings open
+    one nested list each; a dummy contributes no number (``((3)(5))``).
+    Iterative, so a reply chain of any depth cannot hit the recursion limit.
+    """
+    out: list[bytes] = []
+    work: list[object] = list(reversed(roots))
+    while work:
+        item = work.pop()
+        if isinstance(item, bytes):
+            out.append(item)
             continue
-        if children:
-            parts.append(b"".join(b"(" + _thread_members(c) + b")" for c in children))
-        break
-    return b" ".join(parts)
-
-
-def thread(roots: Iterable[ThreadNode]) -> bytes:
-    """``* THREAD (2)(3 6 (4 23)(44 7 96))`` from ``(num, [children])`` trees (RFC 5256)."""
-    body = b"".join(b"(" + _thread_members(r) + b")" for r in roots)
+        node = item
+        out.append(b"(")
+        started = False
+        while True:
+            if node.key is not None:
+                if started:
+                    out.append(b" ")
+                out.append(b"%d" % node.key)
+                started = True
+            if len(node.children) == 1:
+                node = node.children[0]
+                continue
+            if node.children:
+                if started:
+                    out.append(b" ")
+                work.append(b")")
+                work.extend(reversed(node.children))
+            else:
+                out.append(b")")
+            break
+    body = b"".join(out)
     return b"* THREAD" + (b" " + body if body else b"") + CRLF
 
 
