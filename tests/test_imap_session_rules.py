@@ -150,3 +150,16 @@ async def test_fetch_items_exact_bytes(imap_server):
             assert out.startswith(b"* 1 FETCH (" + wire + b")\r\n"), (att, out)
         r.close()
     await run(go)
+
+
+def test_server_context_carries_no_service_state():
+    """IMAP's shared views and session counts live in its service (server/imap.py
+    ImapService), so JMAP and ActiveSync will not each add fields here."""
+    import dataclasses
+
+    from mailaccess.server.app import ServerContext
+    from mailaccess.server.imap import ImapService
+
+    names = {f.name for f in dataclasses.fields(ServerContext)}
+    assert names == {"cfg", "store", "bus", "tls_cert", "tls_key", "bound"}, names
+    assert {"views", "sessions"} <= set(vars(ImapService(None)))
