@@ -43,8 +43,8 @@ from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, 
                      StoreFullError, ops)
 from ..store.records import EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
-from .imap_fmt import (ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of, literal,
-                       mailbox_name, nstring, quoted)
+from ..proto.imap.serialize import literal, nstring
+from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of
 
 log = logging.getLogger("mailaccess.imap")
 
