@@ -85,9 +85,9 @@ class ImapService:
 
 class ImapConnection:
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, *, secure: bool,
-                 loopback: bool, service: ImapService | None = None):
+                 loopback: bool, service: ImapService):
         self.ctx = ctx
-        self.service = service if service is not None else ImapService(ctx)
+        self.service = service
         self.stream = stream
         cfg = ctx.cfg.imap
         nonsync = cfg.max_literal if cfg.nonsync_literals == "plus" else 4096
