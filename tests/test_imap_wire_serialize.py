@@ -146,3 +146,62 @@ def _lit(wire):
     from mailaccess.proto.imap.frames import Literal
 
     return Literal(wire[wire.index(b"\n") + 1 :])
+
+
+# ---------------------------------------------- THREAD: a round trip (RFC 5256 §4)
+
+def _parse_thread(data: bytes) -> list[Thread]:
+    """The THREAD response back into trees (a client's reading of RFC 5256 §4)."""
+    import re
+
+    toks = re.findall(rb"\(|\)|\d+", data.removeprefix(b"* THREAD").strip())
+    pos = 0
+
+    def thread_list() -> Thread:
+        # "(" numbers... subthreads... ")": a chain whose last node has the subthreads
+        nonlocal pos
+        assert toks[pos] == b"("
+        pos += 1
+        nums, subs = [], []
+        while toks[pos] != b")":
+            if toks[pos] == b"(":
+                subs.append(thread_list())
+            else:
+                assert not subs, "a number after a nested list"
+                nums.append(int(toks[pos]))
+                pos += 1
+        pos += 1
+        node = Thread(None if not nums else nums[-1], tuple(subs))
+        for n in reversed(nums[:-1]):
+            node = Thread(n, (node,))
+        return node
+
+    out = []
+    while pos < len(toks):
+        out.append(thread_list())
+    return out
+
+
+@st.composite
+def _thread_forest(draw):
+    counter = iter(range(1, 10_000))
+
+    def tree(depth):
+        key = next(counter)
+        if depth > 6:
+            return Thread(key)
+        n = draw(st.sampled_from([0, 0, 1, 1, 2, 3]))
+        return Thread(key, tuple(tree(depth + 1) for _ in range(n)))
+
+    roots = []
+    for _ in range(draw(st.integers(0, 4))):
+        if draw(st.booleans()):
+            roots.append(tree(0))
+        else:   # a dummy root holds two or more siblings
+            roots.append(Thread(None, tuple(tree(1) for _ in range(draw(st.integers(2, 3))))))
+    return roots
+
+
+@given(_thread_forest())
+def test_thread_round_trip(roots):
+    assert _parse_thread(S.thread(roots)) == roots
