@@ -26,7 +26,6 @@ that no journal line claims is taken as that message.
 """
 from __future__ import annotations
 
-import base64
 import calendar
 import hashlib
 import json
@@ -42,6 +41,7 @@ from typing import Callable, Iterator
 
 import lmdb
 
+from .proto.imap import modutf7
 from .store import ops
 from .store.errors import NotFound, StoreError
 
@@ -80,55 +80,15 @@ class ImportError_(StoreError):
 # --- modified UTF-7 (RFC 3501 5.1.3), as Dovecot names Maildir++ folders -------------
 
 def mutf7_encode(name: str, force: str = "") -> str:
-    """Encode NAME; characters in FORCE are base64-encoded even when printable
-    (the exporter uses this for "." and "/", which Maildir++ cannot hold)."""
-    out = []
-    run: list[str] = []
-
-    def flush():
-        if run:
-            b = "".join(run).encode("utf-16-be", "surrogatepass")
-            out.append("&" + base64.b64encode(b).decode().rstrip("=").replace("/", ",") + "-")
-            run.clear()
-
-    for ch in name:
-        if 0x20 <= ord(ch) <= 0x7E and ch not in force:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            run.append(ch)
-    flush()
-    return "".join(out)
+    """Encode NAME (proto/imap/modutf7); characters in FORCE are base64-encoded
+    even when printable (the exporter uses this for "." and "/", which
+    Maildir++ cannot hold)."""
+    return modutf7.encode(name, force).decode("ascii")
 
 
 def mutf7_decode(name: str) -> str:
     """Decode a modified UTF-7 NAME; an invalid sequence stays as it is."""
-    if "&" not in name:
-        return name
-    out = []
-    i = 0
-    n = len(name)
-    while i < n:
-        ch = name[i]
-        if ch != "&":
-            out.append(ch)
-            i += 1
-            continue
-        j = name.find("-", i + 1)
-        if j < 0:
-            out.append(name[i:])
-            break
-        if j == i + 1:
-            out.append("&")
-        else:
-            chunk = name[i + 1:j].replace(",", "/")
-            try:
-                b = base64.b64decode(chunk + "=" * (-len(chunk) % 4), validate=True)
-                out.append(b.decode("utf-16-be", "surrogatepass"))
-            except (ValueError, UnicodeDecodeError):
-                out.append(name[i:j + 1])
-        i = j + 1
-    return "".join(out)
+    return modutf7.decode(name, strict=False)
 
 
 # --- source items -------------------------------------------------------------------

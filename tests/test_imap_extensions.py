@@ -74,7 +74,11 @@ async def test_condstore_and_qresync(imap_server):
         c.expunge()
         c.logout()
         # QRESYNC SELECT from the old modseq: VANISHED (EARLIER) 3 and FETCH for 2
+        # ENABLE only before a mailbox is selected (RFC 5161 3.1): unselect first
+        assert r.cmd(b"ENABLE QRESYNC")[-1].startswith(b"t4 BAD")
+        r.cmd(b"UNSELECT")
         out = r.cmd(b"ENABLE QRESYNC")
+        assert out[-1].startswith(b"t6 OK")
         out = r.cmd(b"SELECT INBOX (QRESYNC (%d %d 1:4))" % (uidv, hms))
         text = b"".join(out)
         assert b"* VANISHED (EARLIER) 3" in text

@@ -65,6 +65,8 @@ async def test_non_utf8_client_gets_downgraded_views(imap_server):
         assert len(literal) == size
         assert literal.split(b"\r\n\r\n")[0].isascii()
         # once UTF8=ACCEPT is enabled the same message comes as stored
+        # (ENABLE only before a mailbox is selected, RFC 5161 3.1)
+        r.cmd(b"UNSELECT")
         assert b"ENABLED UTF8=ACCEPT" in r.cmd(b"ENABLE UTF8=ACCEPT")
         r.cmd(b"SELECT INBOX")
         env = r.cmd(b"FETCH 1 (ENVELOPE)")

@@ -146,3 +146,70 @@ def test_dates():
 def test_datetime_round_trip(when, offset_min):
     aware = when.replace(microsecond=0, tzinfo=dt.timezone(dt.timedelta(minutes=offset_min)))
     assert parse_datetime(format_datetime(aware)[1:-1]) == aware
+
+
+# ------------------------------------------- modutf7 for Maildir++ folder names
+# The importer and exporter used their own copy; these are that copy's
+# results, kept as the reference the shared functions must still give.
+
+def _ref_encode(name: str, force: str = "") -> str:
+    import base64
+
+    out, run = [], []
+
+    def flush():
+        if run:
+            b = "".join(run).encode("utf-16-be", "surrogatepass")
+            out.append("&" + base64.b64encode(b).decode().rstrip("=").replace("/", ",") + "-")
+            run.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E and ch not in force:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            run.append(ch)
+    flush()
+    return "".join(out)
+
+
+def _ref_decode(name: str) -> str:
+    import base64
+
+    if "&" not in name:
+        return name
+    out, i, n = [], 0, len(name)
+    while i < n:
+        ch = name[i]
+        if ch != "&":
+            out.append(ch)
+            i += 1
+            continue
+        j = name.find("-", i + 1)
+        if j < 0:
+            out.append(name[i:])
+            break
+        if j == i + 1:
+            out.append("&")
+        else:
+            chunk = name[i + 1:j].replace(",", "/")
+            try:
+                b = base64.b64decode(chunk + "=" * (-len(chunk) % 4), validate=True)
+                out.append(b.decode("utf-16-be", "surrogatepass"))
+            except (ValueError, UnicodeDecodeError):
+                out.append(name[i:j + 1])
+        i = j + 1
+    return "".join(out)
+
+
+@given(st.text(max_size=30), st.sampled_from(["", "./", "/"]))
+def test_modutf7_force_matches_maildir_names(text, force):
+    assert modutf7.encode(text, force).decode("ascii") == _ref_encode(text, force)
+    if not force:
+        assert modutf7.encode(text) == modutf7.encode(text, "")
+
+
+@given(st.one_of(st.text(alphabet="&-,+/AZaz09Bé.\x00", max_size=30), st.text(max_size=30)))
+def test_modutf7_lenient_decode_matches_maildir_names(text):
+    assert modutf7.decode(text, strict=False) == _ref_decode(text)
+    assert modutf7.decode(modutf7.encode(text, "./"), strict=False) == text

@@ -1,15 +1,12 @@
-"""Response serialisation: exact bytes."""
-import datetime as dt
-
+"""Response serialisation: exact bytes (every function here has a production caller;
+FETCH data items are tested through the session, tests/test_imap_wire_session.py)."""
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mailaccess.proto.imap import serialize as S
-from mailaccess.proto.imap.commands import parse_command
-from mailaccess.proto.imap.events import FetchBody, Section
-from mailaccess.proto.imap.frames import CommandFrame
 from mailaccess.proto.imap.grammar import Reader
+from mailaccess.query.thread import Thread
 
 
 def test_status_lines():
@@ -18,7 +15,6 @@ def test_status_lines():
     assert S.bad(None, "junk") == b"* BAD junk\r\n"
     assert S.bad(b"a1", "too big", "TOOBIG") == b"a1 BAD [TOOBIG] too big\r\n"
     assert S.bye("server shutting down", "UNAVAILABLE") == b"* BYE [UNAVAILABLE] server shutting down\r\n"
-    assert S.preauth("welcome") == b"* PREAUTH welcome\r\n"
     assert S.greeting("ready", S.code_capability(["IMAP4rev1", "IMAP4rev2", "LITERAL+"])) == (
         b"* OK [CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+] ready\r\n"
     )
@@ -26,6 +22,8 @@ def test_status_lines():
     assert S.continuation_data(b"") == b"+ \r\n"
     assert S.continuation_data(b"abc") == b"+ YWJj\r\n"
     assert S.tagged(b"a1", "OK", "line\r\nbreak") == b"a1 OK line  break\r\n"
+    assert S.tagged(b"a1", "NO", "x", "") == b"a1 NO x\r\n"
+    assert S.untagged("OK", "moved", b"COPYUID 1 2 3") == b"* OK [COPYUID 1 2 3] moved\r\n"
 
 
 @pytest.mark.parametrize(
@@ -42,8 +40,7 @@ def test_status_lines():
         (S.code_copyuid(38505, [304, 319, 320, 321], [3956, 3957, 3958, 3959]), b"COPYUID 38505 304,319:321 3956:3959"),
         (S.code_modified([7, 9, 10]), b"MODIFIED 7,9:10"),
         (S.code_mailboxid("F2212ea87-6097-4256-9d51-71338625"), b"MAILBOXID (F2212ea87-6097-4256-9d51-71338625)"),
-        (S.code_badcharset(), b"BADCHARSET (UTF-8 US-ASCII)"),
-        (S.code_appendlimit(1000), b"APPENDLIMIT 1000"),
+        (S.code_capability(["IMAP4rev1", "IDLE"]), b"CAPABILITY IMAP4rev1 IDLE"),
     ],
 )
 def test_codes(code, wire):
@@ -53,7 +50,6 @@ def test_codes(code, wire):
 def test_atom_codes():
     for code in ("TRYCREATE", "ALREADYEXISTS", "NONEXISTENT", "CLOSED", "TOOBIG", "OVERQUOTA", "LIMIT", "CANNOT",
                  "UNAVAILABLE", "AUTHENTICATIONFAILED", "UNKNOWN-CTE", "CONTACTADMIN", "NOMODSEQ"):
-        assert code in S.ATOM_CODES
         assert S.no(b"a", "x", code) == b"a NO [" + code.encode() + b"] x\r\n"
 
 
@@ -76,11 +72,26 @@ def test_untagged():
     assert S.esearch(b"A283", True, all=[43, 44, 45, 80, 81]) == b'* ESEARCH (TAG "A283") UID ALL 43:45,80:81\r\n'
     assert S.esearch(b"A284", True, count=0) == b'* ESEARCH (TAG "A284") UID COUNT 0\r\n'
     assert S.esearch(b"A285", False, min=1, max=9, modseq=7) == b'* ESEARCH (TAG "A285") MIN 1 MAX 9 MODSEQ 7\r\n'
-    assert S.thread([(2, []), (3, [(6, [(4, [(23, [])]), (44, [(7, [(96, [])])])])])]) == (
+    # COUNT before ALL, as the session has always sent it
+    assert S.esearch(b"A", True, count=3, all=[5, 1, 2], modseq=9) == b'* ESEARCH (TAG "A") UID COUNT 3 ALL 1:2,5 MODSEQ 9\r\n'
+    # ESORT: ALL in sort order (RFC 5267 3.2)
+    assert S.esearch(b"B", False, min=5, max=2, all=[5, 1, 2], keep_order=True) == b'* ESEARCH (TAG "B") MIN 5 MAX 2 ALL 5,1:2\r\n'
+    assert S.esearch(b"C", False, all=[]) == b'* ESEARCH (TAG "C")\r\n'
+    T = Thread
+    assert S.thread([T(2), T(3, (T(6, (T(4, (T(23),)), T(44, (T(7, (T(96),)),)))),))]) == (
         b"* THREAD (2)(3 6 (4 23)(44 7 96))\r\n"
     )
-    assert S.thread([(None, [(3, []), (5, [])])]) == b"* THREAD ((3)(5))\r\n"
+    assert S.thread([T(None, (T(3), T(5)))]) == b"* THREAD ((3)(5))\r\n"
     assert S.thread([]) == b"* THREAD\r\n"
+
+
+def test_thread_of_any_depth():
+    """A reply chain deeper than the recursion limit still formats (no recursion)."""
+    node = Thread(20_000)
+    for k in range(19_999, 0, -1):
+        node = Thread(k, (node, Thread(k + 100_000)))
+    out = S.thread([node])
+    assert out.startswith(b"* THREAD (1 (2 (3 ") and out.endswith(b")\r\n")
 
 
 def test_list_and_friends():
@@ -91,7 +102,7 @@ def test_list_and_friends():
     assert S.list_(["\\Drafts"], "/", "Entw\u00fcrfe") == b'* LIST (\\Drafts) "/" Entw&APw-rfe\r\n'
     assert S.list_(["\\Drafts"], "/", "Entw\u00fcrfe", utf8=True) == '* LIST (\\Drafts) "/" "Entw\u00fcrfe"\r\n'.encode()
     assert S.list_([], "\\", "a b") == b'* LIST () "\\\\" "a b"\r\n'
-    assert S.lsub([], ".", "x") == b'* LSUB () "." x\r\n'
+    assert S.list_([], ".", "x", command=b"LSUB") == b'* LSUB () "." x\r\n'
     assert S.status("blurdybloop", [("MESSAGES", 231), ("UIDNEXT", 44292)]) == (
         b"* STATUS blurdybloop (MESSAGES 231 UIDNEXT 44292)\r\n"
     )
@@ -137,62 +148,60 @@ def _lit(wire):
     return Literal(wire[wire.index(b"\n") + 1 :])
 
 
-def test_fetch():
-    env = b'("Wed, 17 Jul 1996 02:23:25 -0700" "IMAP4rev1 WG mtg" NIL NIL NIL NIL NIL NIL NIL "<B27397@x>")'
-    bs = b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 3028 92)'
-    line = S.fetch(12, [
-        S.fetch_uid(4827313), S.fetch_flags(("\\Seen",)), S.fetch_modseq(624140003),
-        S.fetch_internaldate(dt.datetime(1996, 7, 17, 9, 44, 25, tzinfo=dt.timezone(dt.timedelta(hours=-7)))),
-        S.fetch_size(4286), S.fetch_envelope(env), S.fetch_bodystructure(bs),
-    ])
-    assert line == (
-        b'* 12 FETCH (UID 4827313 FLAGS (\\Seen) MODSEQ (624140003) INTERNALDATE "17-Jul-1996 09:44:25 -0700" '
-        b"RFC822.SIZE 4286 ENVELOPE " + env + b" BODYSTRUCTURE " + bs + b")\r\n"
-    )
-    assert S.fetch(1, [S.fetch_flags([])]) == b"* 1 FETCH (FLAGS ())\r\n"
-    assert S.fetch_bodystructure(bs, extensible=False) == b"BODY " + bs
-    assert S.fetch_emailid("M6d99ac3275bb4e") == b"EMAILID (M6d99ac3275bb4e)"
-    assert S.fetch_threadid(None) == b"THREADID NIL"
-    assert S.fetch_threadid("T64b478a75b7ea9") == b"THREADID (T64b478a75b7ea9)"
-    assert S.fetch_savedate(None) == b"SAVEDATE NIL"
-    assert S.fetch_preview("Hi there") == b'PREVIEW "Hi there"'
-    assert S.fetch_preview(None) == b"PREVIEW NIL"
-    assert S.fetch_rfc822("RFC822.HEADER", b"A: b\r\n\r\n") == b"RFC822.HEADER {8}\r\nA: b\r\n\r\n"
-    assert S.fetch_binary_size((1, 2), 2014) == b"BINARY.SIZE[1.2] 2014"
+# ---------------------------------------------- THREAD: a round trip (RFC 5256 §4)
+
+def _parse_thread(data: bytes) -> list[Thread]:
+    """The THREAD response back into trees (a client's reading of RFC 5256 §4)."""
+    import re
+
+    toks = re.findall(rb"\(|\)|\d+", data.removeprefix(b"* THREAD").strip())
+    pos = 0
+
+    def thread_list() -> Thread:
+        # "(" numbers... subthreads... ")": a chain whose last node has the subthreads
+        nonlocal pos
+        assert toks[pos] == b"("
+        pos += 1
+        nums, subs = [], []
+        while toks[pos] != b")":
+            if toks[pos] == b"(":
+                subs.append(thread_list())
+            else:
+                assert not subs, "a number after a nested list"
+                nums.append(int(toks[pos]))
+                pos += 1
+        pos += 1
+        node = Thread(None if not nums else nums[-1], tuple(subs))
+        for n in reversed(nums[:-1]):
+            node = Thread(n, (node,))
+        return node
+
+    out = []
+    while pos < len(toks):
+        out.append(thread_list())
+    return out
 
 
-@pytest.mark.parametrize(
-    "att,data,wire",
-    [
-        (b"BODY[]", b"hello", b"BODY[] {5}\r\nhello"),
-        (b"BODY.PEEK[1]", b"hi", b"BODY[1] {2}\r\nhi"),
-        (b"BODY[1]<0.3>", b"hello", b"BODY[1]<0> {3}\r\nhel"),
-        (b"BODY[]<10.3>", b"hello", b"BODY[]<10> {0}\r\n"),
-        (b"BODY[1.2.MIME]", b"x", b"BODY[1.2.MIME] {1}\r\nx"),
-        (b"BODY[HEADER.FIELDS (From \"To\")]", b"From: a\r\n\r\n", b"BODY[HEADER.FIELDS (From To)] {11}\r\nFrom: a\r\n\r\n"),
-        (b"BODY[4.TEXT]", None, b"BODY[4.TEXT] NIL"),
-        (b"BINARY[1]", b"plain", b"BINARY[1] {5}\r\nplain"),
-        (b"BINARY.PEEK[1]", b"a\x00b", b"BINARY[1] ~{3}\r\na\x00b"),
-        (b"BINARY[2]<1.2>", b"a\x00b", b"BINARY[2]<1> ~{2}\r\n\x00b"),
-    ],
-)
-def test_fetch_section(att, data, wire):
-    (item,) = parse_command(CommandFrame(b"t", (b"FETCH 1 " + att,))).items
-    assert S.fetch_section(item, data) == wire
+@st.composite
+def _thread_forest(draw):
+    counter = iter(range(1, 10_000))
+
+    def tree(depth):
+        key = next(counter)
+        if depth > 6:
+            return Thread(key)
+        n = draw(st.sampled_from([0, 0, 1, 1, 2, 3]))
+        return Thread(key, tuple(tree(depth + 1) for _ in range(n)))
+
+    roots = []
+    for _ in range(draw(st.integers(0, 4))):
+        if draw(st.booleans()):
+            roots.append(tree(0))
+        else:   # a dummy root holds two or more siblings
+            roots.append(Thread(None, tuple(tree(1) for _ in range(draw(st.integers(2, 3))))))
+    return roots
 
 
-def test_fetch_is_fast_enough():
-    """10,000 FETCH lines of FLAGS ENVELOPE BODYSTRUCTURE in well under a second."""
-    import time
-
-    env = b'("date" "subject" (("A" NIL "a" "b.example")) NIL NIL NIL NIL NIL NIL "<id@x>")' * 2
-    bs = b'("TEXT" "PLAIN" ("CHARSET" "UTF-8") NIL NIL "7BIT" 3028 92 NIL NIL NIL NIL)'
-    flags = ("\\Seen", "$Forwarded")
-    t0 = time.perf_counter()
-    out = [
-        S.fetch(i, [S.fetch_uid(i), S.fetch_flags(flags), S.fetch_envelope(env), S.fetch_bodystructure(bs)])
-        for i in range(1, 10_001)
-    ]
-    elapsed = time.perf_counter() - t0
-    assert len(b"".join(out)) > 10_000 * 200
-    assert elapsed < 1.0
+@given(_thread_forest())
+def test_thread_round_trip(roots):
+    assert _parse_thread(S.thread(roots)) == roots

@@ -6,8 +6,12 @@ from mailaccess.proto.imap.state import (
     LOGOUT,
     NOT_AUTHENTICATED,
     SELECTED,
+    after_bye,
+    after_deselect,
     allowed,
+    may_announce_expunge,
     next_state,
+    refusal,
 )
 
 
@@ -44,3 +48,27 @@ def test_transitions():
     assert next_state(SELECTED, "UNAUTHENTICATE", True) is NOT_AUTHENTICATED
     for s in (NOT_AUTHENTICATED, AUTHENTICATED, SELECTED):
         assert next_state(s, "LOGOUT", True) is LOGOUT
+
+
+def test_refusals():
+    assert refusal(NOT_AUTHENTICATED, "SELECT") == "SELECT needs you to log in first"
+    assert refusal(NOT_AUTHENTICATED, "ENABLE") == "ENABLE needs you to log in first"
+    assert refusal(AUTHENTICATED, "LOGIN") == "already authenticated"
+    assert refusal(SELECTED, "AUTHENTICATE") == "already authenticated"
+    assert refusal(AUTHENTICATED, "FETCH") == "FETCH needs a selected mailbox"
+    assert refusal(SELECTED, "ENABLE") == "ENABLE is not allowed once a mailbox is selected"
+
+
+def test_no_expunge_during_fetch_store_search():
+    """RFC 9051 7.5.1 (and SORT/THREAD, which are searches)."""
+    for name in ("FETCH", "STORE", "SEARCH", "SORT", "THREAD"):
+        assert not may_announce_expunge(name), name
+    for name in ("NOOP", "CHECK", "EXPUNGE", "COPY", "MOVE", "APPEND", "IDLE"):
+        assert may_announce_expunge(name), name
+
+
+def test_transitions_no_command_causes():
+    for s in (NOT_AUTHENTICATED, AUTHENTICATED, SELECTED):
+        assert after_bye(s) is LOGOUT
+    assert after_deselect(SELECTED) is AUTHENTICATED
+    assert after_deselect(AUTHENTICATED) is AUTHENTICATED

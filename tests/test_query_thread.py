@@ -4,10 +4,16 @@ import pytest
 
 from mailaccess import ingest
 from mailaccess.mime import index as mindex
-from mailaccess.query.thread import (Thread, format_thread, is_reply_or_forward,
+from mailaccess.proto.imap.serialize import thread as thread_response
+from mailaccess.query.thread import (Thread, is_reply_or_forward,
                                      normalize_msgid, thread_orderedsubject, thread_references)
 from mailaccess.store import Store, ops
 from mailaccess.store.records import EmailRecord
+
+
+def format_thread(threads) -> bytes:
+    """The THREAD response data, as the session sends it (serialize.thread)."""
+    return thread_response(threads).removeprefix(b"* THREAD").strip()
 
 
 def msg(subject, hour, mid=None, refs=None, irt=None):

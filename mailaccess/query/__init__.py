@@ -5,7 +5,7 @@ evaluates it over candidates (``search``), :mod:`.sort` orders
 from . import engine, model, sort, thread
 from .engine import search
 from .sort import SortKey
-from .thread import Thread, format_thread, thread_orderedsubject, thread_references
+from .thread import Thread, thread_orderedsubject, thread_references
 
 __all__ = ["model", "engine", "sort", "thread", "search", "SortKey", "Thread",
-           "format_thread", "thread_orderedsubject", "thread_references"]
+           "thread_orderedsubject", "thread_references"]

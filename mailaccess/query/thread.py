@@ -1,5 +1,4 @@
-"""IMAP THREAD (RFC 5256): ORDEREDSUBJECT and REFERENCES, and the THREAD
-response syntax.
+"""IMAP THREAD (RFC 5256): ORDEREDSUBJECT and REFERENCES.
 
 Both algorithms take ``(key, email id)`` candidates in mailbox order (the
 order is the "sequence number" tie-break) and return a list of
@@ -18,7 +17,7 @@ from mailaccess.store.records import EmailRecord
 
 from .sort import collate, sent_date
 
-__all__ = ["Thread", "thread_orderedsubject", "thread_references", "format_thread",
+__all__ = ["Thread", "thread_orderedsubject", "thread_references",
            "normalize_msgid", "is_reply_or_forward"]
 
 
@@ -300,43 +299,3 @@ def _freeze(top: list[_Box]) -> list[Thread]:
         done[id(b)] = Thread(b.msg.key if b.msg is not None else None,
                              tuple(done[id(c)] for c in b.children))
     return [done[id(b)] for b in top]
-
-
-# ------------------------------------------------------------ response syntax
-
-
-def format_thread(threads: Sequence[Thread]) -> bytes:
-    """The THREAD response data after ``* THREAD``: ``(2)(3 6 (4 23)(44 7 96))``.
-
-    Per RFC 5256 section 4: a parent and a single child continue one list
-    (``3 6``); siblings open one nested list each; a dummy contributes no
-    number (``((3)(5))``).
-    """
-    out: list[str] = []
-    work: list[object] = [t for t in reversed(threads)]
-    while work:
-        item = work.pop()
-        if isinstance(item, str):
-            out.append(item)
-            continue
-        node = item
-        out.append("(")
-        started = False
-        while True:
-            if node.key is not None:
-                if started:
-                    out.append(" ")
-                out.append(str(node.key))
-                started = True
-            if len(node.children) == 1:
-                node = node.children[0]
-                continue
-            if node.children:
-                if started:
-                    out.append(" ")
-                work.append(")")
-                work.extend(reversed(node.children))
-            else:
-                out.append(")")
-            break
-    return "".join(out).encode("ascii")

@@ -36,8 +36,9 @@ class ServerContext:
     tls_cert: str = ""
     tls_key: str = ""
     bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
-    imap_views: object = None       # server.imap_session.SharedViews, made on first use
-    imap_sessions: dict = field(default_factory=dict)   # account id -> open sessions
+    # Only what every service shares.  A service's own state (IMAP's shared
+    # sequence maps and session counts: server/imap.py ImapService) lives in
+    # that service, made by its serve().
 
 
 ServeFn = Callable[..., Awaitable[None]]

@@ -4,7 +4,9 @@ Thin Trio glue around the sans-IO receiver/parser (proto/imap) and the
 session (imap_session.py).  One task per connection reads, frames, parses,
 lets the session handle the command and sends what it produced.  IDLE races a
 DONE line from the client against change notifications from the bus; nothing
-polls.
+polls.  What the IMAP service keeps for all its connections (shared sequence
+maps, sessions per user) is ``ImapService``, not the process-wide
+``ServerContext``.  The bytes it writes itself come from proto/imap/serialize.
 """
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ from .. import accounts, sasl
 from ..proto.imap import commands as imap_commands
 from ..proto.imap import events as ev
 from ..proto.imap import frames
+from ..proto.imap import serialize as S
+from ..proto.imap import state as st
 from ..proto.imap.errors import CommandError
 from ..proto.imap.receiver import Receiver
 from .app import ServerContext, bound_addresses, open_listeners, serve_connections
-from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No
+from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No, SharedViews
 from .tls import server_context
 
 log = logging.getLogger("mailaccess.imap")
@@ -64,16 +68,33 @@ class DeflateStream(trio.abc.Stream):
         await self.inner.aclose()
 
 
+class ImapService:
+    """The IMAP service's own state, shared by its connections (one per server).
+
+    ``views``: the latest sequence map of each mailbox and recent catch-up
+    answers (the memory and fan-out budget of IDLE).  ``sessions``: account id
+    -> logged-in sessions, for ``imap.max_sessions_per_user``.  Kept here so
+    the process-wide ServerContext carries nothing IMAP-specific.
+    """
+
+    def __init__(self, ctx: ServerContext):
+        self.ctx = ctx
+        self.views = SharedViews()
+        self.sessions: dict[int, int] = {}
+
+
 class ImapConnection:
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, *, secure: bool,
-                 loopback: bool):
+                 loopback: bool, service: ImapService):
         self.ctx = ctx
+        self.service = service
         self.stream = stream
         cfg = ctx.cfg.imap
         nonsync = cfg.max_literal if cfg.nonsync_literals == "plus" else 4096
         self.receiver = Receiver(max_line=cfg.max_line, max_literal=cfg.max_literal,
                                  max_nonsync_literal=nonsync)
-        self.session = ImapSession(ctx, secure=secure, loopback=loopback)
+        self.session = ImapSession(ctx, secure=secure, loopback=loopback,
+                                   views=self.service.views)
         self.session.sender = self.send
         self.idle_timeout = cfg.idle_timeout
 
@@ -93,7 +114,7 @@ class ImapConnection:
             with trio.move_on_after(self.idle_timeout) as scope:
                 data = await self.stream.receive_some(RECV)
             if scope.cancelled_caught:
-                await self.send(b"* BYE idle for too long, closing\r\n")
+                await self.send(S.bye("idle for too long, closing"))
                 return frames.CONNECTION_CLOSED
             self.receiver.receive_data(data)
             if self.receiver.in_command:
@@ -111,7 +132,7 @@ class ImapConnection:
                 if e is frames.CONNECTION_CLOSED:
                     return
                 if isinstance(e, frames.ContinuationRequest):
-                    await self.send(b"+ Ready for literal data\r\n")
+                    await self.send(S.continuation("Ready for literal data"))
                     continue
                 if isinstance(e, frames.FrameError):
                     await self.frame_error(e)
@@ -119,43 +140,43 @@ class ImapConnection:
                         return
                     continue
                 if isinstance(e, frames.RawLine):
-                    await self.send(b"* BAD unexpected line\r\n")
+                    await self.send(S.bad(None, "unexpected line"))
                     continue
                 await self.command(e)
         finally:
             self.release_slot()
 
     async def frame_error(self, e: frames.FrameError) -> None:
-        code = f"[{e.code}] " if e.code else ""
         if e.fatal:
-            await self.send(f"* BYE {e.message}\r\n".encode())
+            await self.send(S.bye(e.message))
         elif e.tag is None:
-            await self.send(f"* BAD {code}{e.message}\r\n".encode())
+            await self.send(S.bad(None, e.message, e.code))
         else:
-            await self.send(e.tag + f" {e.response} {code}{e.message}\r\n".encode())
+            await self.send(S.tagged(e.tag, e.response, e.message, e.code))
 
     async def command(self, frame: frames.CommandFrame) -> None:
         s = self.session
         try:
             cmd = imap_commands.parse_command(frame, utf8=s.utf8)
         except CommandError as exc:
-            code = f"[{exc.code}] " if exc.code else ""
-            tag = exc.tag or b"*"
+            if exc.tag is None:
+                await self.send(S.bad(None, exc.message, exc.code))
+                return
             # RFC 3501 6.4.4: an unknown SEARCH charset is NO [BADCHARSET]
-            status = "NO" if (exc.code or "").startswith("BADCHARSET") and exc.tag else "BAD"
-            await self.send(tag + f" {status} {code}{exc.message}\r\n".encode())
+            status = "NO" if (exc.code or "").startswith("BADCHARSET") else "BAD"
+            await self.send(S.tagged(exc.tag, status, exc.message, exc.code))
             return
         if isinstance(cmd, ev.Authenticate):
             await self.authenticate(cmd)
         elif isinstance(cmd, ev.Idle):
-            if s.state not in ("AUTHENTICATED", SELECTED):
-                await self.send(cmd.tag + b" BAD log in first\r\n")
+            if not st.allowed(s.state, cmd.NAME):
+                await self.send(S.bad(cmd.tag, "log in first"))
                 return
             await self.idle(cmd)
         else:
             was = s.state
             await s.handle(cmd)
-            if was == "NOT_AUTHENTICATED" and not await self.admit(cmd.tag):
+            if was is st.NOT_AUTHENTICATED and not await self.admit(cmd.tag):
                 return
             await self.flush()
             if s.starttls_requested:
@@ -173,18 +194,18 @@ class ImapConnection:
         """After a successful login: take a session slot or undo the login
         and answer NO [LIMIT].  True when the session may go on."""
         s = self.session
-        if s.state == "NOT_AUTHENTICATED" or self.take_slot():
+        if s.state is st.NOT_AUTHENTICATED or self.take_slot():
             return True
         s.out.clear()
-        s.state = "NOT_AUTHENTICATED"
+        s.state = st.NOT_AUTHENTICATED     # the login is undone
         s.user = s.acc = None
-        await self.send(tag + b" NO [LIMIT] too many sessions for this user\r\n")
+        await self.send(S.no(tag, "too many sessions for this user", "LIMIT"))
         return False
 
     _slot_user = None
 
     def take_slot(self) -> bool:
-        counts = self.ctx.imap_sessions
+        counts = self.service.sessions
         user = self.session.acc
         if counts.get(user, 0) >= self.ctx.cfg.imap.max_sessions_per_user:
             return False
@@ -194,7 +215,7 @@ class ImapConnection:
 
     def release_slot(self) -> None:
         if self._slot_user is not None:
-            counts = self.ctx.imap_sessions
+            counts = self.service.sessions
             counts[self._slot_user] -= 1
             self._slot_user = None
 
@@ -223,8 +244,8 @@ class ImapConnection:
 
     async def authenticate(self, cmd: ev.Authenticate) -> None:
         s = self.session
-        if s.state != "NOT_AUTHENTICATED":
-            await self.send(cmd.tag + b" BAD already authenticated\r\n")
+        if not st.allowed(s.state, cmd.NAME):
+            await self.send(S.bad(cmd.tag, st.refusal(s.state, cmd.NAME)))
             return
         mech_name = cmd.mechanism
         if mech_name == "PLAIN":
@@ -235,27 +256,27 @@ class ImapConnection:
             store = self.ctx.store
             mech = sasl.ScramSha256(lambda user: accounts.scram_lookup(store, user))
         else:
-            await self.send(cmd.tag + b" NO unsupported authentication mechanism\r\n")
+            await self.send(S.no(cmd.tag, "unsupported authentication mechanism"))
             return
         if mech_name != "SCRAM-SHA-256" and not s.login_allowed():
-            await self.send(cmd.tag + b" NO [PRIVACYREQUIRED] use STARTTLS or port 993 first\r\n")
+            await self.send(S.no(cmd.tag, "use STARTTLS or port 993 first", "PRIVACYREQUIRED"))
             return
         challenge = sasl.INITIAL_CHALLENGE[mech_name]
         response = cmd.initial_response
         try:
             while True:
                 if response is None:
-                    await self.send(b"+ " + base64.b64encode(challenge) + b"\r\n")
+                    await self.send(S.continuation_data(challenge))
                     line = await self.read_sasl_line()
                     if line is None:
                         return
                     if line.strip() == b"*":
-                        await self.send(cmd.tag + b" BAD authentication cancelled\r\n")
+                        await self.send(S.bad(cmd.tag, "authentication cancelled"))
                         return
                     try:
                         response = base64.b64decode(line.strip(), validate=True)
                     except ValueError:
-                        await self.send(cmd.tag + b" BAD invalid base64\r\n")
+                        await self.send(S.bad(cmd.tag, "invalid base64"))
                         return
                 step = mech.step(response)
                 response = None
@@ -265,12 +286,12 @@ class ImapConnection:
                 break
             if step.final is not None:
                 # SCRAM: the server's proof, then the client's empty answer
-                await self.send(b"+ " + base64.b64encode(step.final) + b"\r\n")
+                await self.send(S.continuation_data(step.final))
                 line = await self.read_sasl_line()
                 if line is None:
                     return
                 if line.strip() == b"*":
-                    await self.send(cmd.tag + b" BAD authentication cancelled\r\n")
+                    await self.send(S.bad(cmd.tag, "authentication cancelled"))
                     return
             await s.sasl_finish(cmd.tag, step)
         except sasl.SaslError as exc:
@@ -361,19 +382,21 @@ def _is_loopback(stream) -> bool:
 
 async def serve(ctx: ServerContext, task_status=trio.TASK_STATUS_IGNORED) -> None:
     cfg = ctx.cfg.imap
+    service = ImapService(ctx)
     plain = await open_listeners(cfg.listen) if cfg.listen.enabled else []
     tls = await open_listeners(cfg.listen_tls) if cfg.listen_tls.enabled else []
     ssl_ctx = server_context(ctx.tls_cert, ctx.tls_key)
 
     async def plain_handler(stream):
-        await ImapConnection(ctx, stream, secure=False, loopback=_is_loopback(stream)).run()
+        await ImapConnection(ctx, stream, secure=False, loopback=_is_loopback(stream),
+                             service=service).run()
 
     async def tls_handler(stream):
         loop = _is_loopback(stream)
         tstream = trio.SSLStream(stream, ssl_ctx, server_side=True)
         with trio.fail_after(30):
             await tstream.do_handshake()
-        await ImapConnection(ctx, tstream, secure=True, loopback=loop).run()
+        await ImapConnection(ctx, tstream, secure=True, loopback=loop, service=service).run()
 
     ctx.bound["imaps"] = bound_addresses(tls)
     task_status.started(bound_addresses(plain))

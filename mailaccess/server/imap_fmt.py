@@ -1,10 +1,7 @@
 """The session's vocabulary between store and wire: keyword <-> IMAP flag,
-JMAP role <-> special-use attribute, and thin wrappers over the sans-IO
-serialiser (proto/imap/serialize.py) for strings and mailbox names."""
+JMAP role <-> special-use attribute, and a keyword list as FETCH's flag
+list.  (Every other response's bytes come from proto/imap/serialize.py.)"""
 from __future__ import annotations
-
-from ..proto.imap import serialize
-from ..proto.imap.serialize import astring, literal, nstring  # noqa: F401  (re-exported)
 
 SYSTEM_FLAGS = {
     "$seen": "\\Seen",
@@ -49,14 +46,3 @@ def flag_of(keyword: str, spell: dict[str, str] | None = None) -> str:
 
 def flags_list(keywords, spell: dict[str, str] | None = None) -> bytes:
     return ("(" + " ".join(flag_of(k, spell) for k in keywords) + ")").encode("utf-8")
-
-
-def quoted(s: str | bytes, utf8: bool = False) -> bytes:
-    """A quoted string when possible, else a literal (serialize.string)."""
-    return serialize.string(s, utf8)
-
-
-def mailbox_name(name: str, utf8: bool) -> bytes:
-    """A mailbox name on the wire: UTF-8 when the client enabled it, else
-    modified UTF-7 (RFC 3501 5.1.3)."""
-    return serialize.mailbox(name, utf8)

@@ -5,9 +5,18 @@ response bytes in ``self.out``; the service (server/imap.py) sends them and
 owns sockets, TLS, literals' continuations, IDLE waiting and SASL exchanges.
 Nothing here reads or writes a socket.
 
-Untagged updates (EXISTS, EXPUNGE/VANISHED, FETCH FLAGS) come from
-``refresh``, which compares the session's view (views/imap_selected.py) with
-the store after each command, at the points RFC 9051 7.5.1 allows.
+The session decides *what* to say; every response's bytes come from
+``proto/imap/serialize.py`` (domain values in, bytes out), except FETCH
+data items, which ``build_fetch`` and its compiled twin format on the hot
+path.  Which command may run in which state, and which state follows, is
+``proto/imap/state.py``'s table: ``handle`` asks it and keeps no
+``if state == ...`` of its own.
+
+Each ``do_*`` handler returns its completion (``Done``: the text and code of
+the tagged OK) or raises ``No``/``Bad``; the dispatcher then runs the one
+``refresh`` (untagged EXISTS, EXPUNGE/VANISHED, FETCH FLAGS from
+views/imap_selected.py) before the tagged line, allowing expunges only where
+RFC 9051 §7.5.1 does (``state.may_announce_expunge``).
 """
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ import logging
 import re
 import time
 import weakref
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import trio
@@ -25,26 +35,31 @@ from .. import accounts, ids, ingest, storeio
 from .. import _speedups
 from ..mime import index as mindex
 from ..proto.imap import events as ev
+from ..proto.imap import serialize as S
+from ..proto.imap import state as st
 from ..proto.imap.dates import format_datetime
 from ..proto.imap.numset import format_ints
 from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
                      StoreFullError, ops)
 from ..store.records import EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
-from .imap_fmt import (ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of, literal,
-                       mailbox_name, nstring, quoted)
+from ..proto.imap.serialize import literal, nstring
+from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of
 
 log = logging.getLogger("mailaccess.imap")
 
-NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = "NOT_AUTHENTICATED", "AUTHENTICATED", \
-    "SELECTED", "LOGOUT"
+NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = st.NOT_AUTHENTICATED, st.AUTHENTICATED, \
+    st.SELECTED, st.LOGOUT
 
 SEP = "/"
-SYSTEM_FLAG_LIST = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
-# Commands whose responses may not carry EXPUNGE (RFC 9051 7.5.1; the UID
-# forms are exempt in RFC 3501 but we keep it simple and safe for both).
-NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH"}
+# After these commands (when they succeed) the dispatcher tells the client
+# what changed in the selected mailbox; whether that may include expunges is
+# state.may_announce_expunge (RFC 9051 7.5.1).  Other commands answer
+# without catching up (the client hears at its next NOOP, IDLE or FETCH).
+REPORTS_UPDATES = frozenset({"NOOP", "CHECK", "APPEND", "EXPUNGE", "COPY", "MOVE", "FETCH",
+                             "STORE", "SEARCH", "SORT", "THREAD"})
 BIG_FETCH = 300    # above this many messages FETCH builds off the event loop
 FETCH_SLICE = 1000  # ... and sends its answer in slices of this many messages
 FETCH_FIRST_SLICE = 100
@@ -61,6 +76,14 @@ class SharedViews:
         self.snapshots: "weakref.WeakValueDictionary[tuple[int, int], Snapshot]" = \
             weakref.WeakValueDictionary()
         self.transitions: dict[tuple, tuple[Snapshot, bytes]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A handler's successful completion: ``tag OK [code] text``."""
+
+    text: str
+    code: str | bytes | None = None
 
 
 class No(Exception):
@@ -83,8 +106,19 @@ def _path(name: str) -> list[str]:
     return parts
 
 
+def _esearch(tag: bytes, uid: bool, nums: list[int], returns, modseq: int | None,
+             lowest: int | None, highest: int | None, *, keep_order: bool = False) -> bytes:
+    """The ESEARCH response for RETURN options RETURNS over result NUMS."""
+    return S.esearch(tag, uid,
+                     min=lowest if "MIN" in returns else None,
+                     max=highest if "MAX" in returns else None,
+                     count=len(nums) if "COUNT" in returns else None,
+                     all=nums if "ALL" in returns else None,
+                     modseq=modseq if nums else None, keep_order=keep_order)
+
+
 class ImapSession:
-    def __init__(self, ctx, *, secure: bool, loopback: bool):
+    def __init__(self, ctx, *, secure: bool, loopback: bool, views: SharedViews | None = None):
         self.ctx = ctx
         self.cfg = ctx.cfg.imap
         self.store = ctx.store
@@ -100,10 +134,8 @@ class ImapSession:
         self.compress_requested = False
         self.starttls_requested = False
         self.sender = None   # async fn(bytes), set by the service: lets big answers stream
-        shared = getattr(ctx, "imap_views", None)
-        if shared is None:
-            shared = ctx.imap_views = SharedViews()
-        self.shared = shared
+        # the IMAP service's SharedViews (one per server); a lone session gets its own
+        self.shared = views if views is not None else SharedViews()
 
     # --- capabilities -----------------------------------------------------------------
 
@@ -138,11 +170,11 @@ class ImapSession:
         return self.secure or (self.loopback and self.cfg.plaintext_login_on_loopback_only) \
             or not self.cfg.plaintext_login_on_loopback_only
 
-    def capability_code(self) -> str:
-        return "CAPABILITY " + " ".join(self.capabilities())
+    def capability_code(self) -> bytes:
+        return S.code_capability(self.capabilities())
 
     def greeting(self) -> bytes:
-        return (f"* OK [{self.capability_code()}] mailaccess IMAP ready\r\n").encode()
+        return S.greeting("mailaccess IMAP ready", self.capability_code())
 
     @property
     def utf8(self) -> bool:
@@ -159,13 +191,14 @@ class ImapSession:
     # --- output -----------------------------------------------------------------------------
 
     def untagged(self, data: bytes | str) -> None:
+        """``* data``: only for the QRESYNC VANISHED (EARLIER) lines; prefer a serialize function."""
         if isinstance(data, str):
             data = data.encode("utf-8")
         self.out.append(b"* " + data + b"\r\n")
 
-    def tagged(self, tag: bytes, status: str, text: str, code: str | None = None) -> None:
-        c = f"[{code}] " if code else ""
-        self.out.append(tag + f" {status} {c}{text}\r\n".encode("utf-8"))
+    def tagged(self, tag: bytes, status: str, text: str, code: str | bytes | None = None) -> None:
+        """A tagged line written by code outside the dispatcher (login, SASL)."""
+        self.out.append(S.tagged(tag, status, text, code))
 
     def take_output(self) -> bytes:
         data = b"".join(self.out)
@@ -174,74 +207,64 @@ class ImapSession:
 
     # --- dispatch ------------------------------------------------------------------------------
 
-    ALLOWED = {
-        NOT_AUTHENTICATED: {"CAPABILITY", "NOOP", "LOGOUT", "ID", "STARTTLS", "AUTHENTICATE",
-                            "LOGIN", "ENABLE"},
-        AUTHENTICATED: {"CAPABILITY", "NOOP", "LOGOUT", "ID", "ENABLE", "SELECT", "CREATE",
-                        "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB",
-                        "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT",
-                        "SETQUOTA", "UNAUTHENTICATE", "COMPRESS"},
-    }
-    ALLOWED[SELECTED] = ALLOWED[AUTHENTICATED] | {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE",
-                                                  "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
-                                                  "SORT", "THREAD"}
-
     async def handle(self, cmd: ev.Command) -> None:
+        """Run one command: the state table, the handler, the one catch-up, the tagged line."""
         name = cmd.NAME
-        if name not in self.ALLOWED.get(self.state, ()):
-            if self.state == NOT_AUTHENTICATED:
-                self.tagged(cmd.tag, "BAD", f"{name} needs you to log in first")
-            elif name in ("STARTTLS", "LOGIN", "AUTHENTICATE"):
-                self.tagged(cmd.tag, "BAD", "already authenticated")
-            else:
-                self.tagged(cmd.tag, "BAD", f"{name} needs a selected mailbox")
+        if not st.allowed(self.state, name):
+            self.out.append(S.bad(cmd.tag, st.refusal(self.state, name)))
             return
         method = getattr(self, "do_" + name.lower())
         try:
-            await method(cmd)
-        except Bad as exc:
-            self.tagged(cmd.tag, "BAD", exc.text, exc.code)
-        except No as exc:
-            self.tagged(cmd.tag, "NO", exc.text, exc.code)
+            done = await method(cmd)
+            if done is not None and name in REPORTS_UPDATES:
+                await self.refresh(allow_expunge=st.may_announce_expunge(name))
+        except No as exc:   # Bad too
+            status = "BAD" if isinstance(exc, Bad) else "NO"
+            self._complete(cmd, False, S.tagged(cmd.tag, status, exc.text, exc.code))
         except OverQuota as exc:
-            self.tagged(cmd.tag, "NO", str(exc), "OVERQUOTA")
-        except StoreFullError as exc:
-            self.tagged(cmd.tag, "NO", str(exc), "UNAVAILABLE")   # RFC 5530: try later
+            self._complete(cmd, False, S.no(cmd.tag, str(exc), "OVERQUOTA"))
+        except StoreFullError as exc:   # RFC 5530: try later
+            self._complete(cmd, False, S.no(cmd.tag, str(exc), "UNAVAILABLE"))
         except AlreadyExists as exc:
-            self.tagged(cmd.tag, "NO", str(exc), "ALREADYEXISTS")
+            self._complete(cmd, False, S.no(cmd.tag, str(exc), "ALREADYEXISTS"))
         except NotFound as exc:
-            self.tagged(cmd.tag, "NO", str(exc), "NONEXISTENT")
+            self._complete(cmd, False, S.no(cmd.tag, str(exc), "NONEXISTENT"))
         except (Conflict, InvalidName) as exc:
-            self.tagged(cmd.tag, "NO", str(exc), "CANNOT")
+            self._complete(cmd, False, S.no(cmd.tag, str(exc), "CANNOT"))
         except StoreError as exc:
-            self.tagged(cmd.tag, "NO", str(exc))
+            self._complete(cmd, False, S.no(cmd.tag, str(exc)))
+        else:
+            # None: the handler wrote its own tagged line (LOGIN and
+            # UNAUTHENTICATE, whose lines are shared with the SASL path)
+            self._complete(cmd, True, None if done is None else S.ok(cmd.tag, done.text, done.code))
+
+    def _complete(self, cmd: ev.Command, ok: bool, line: bytes | None) -> None:
+        self.state = st.next_state(self.state, cmd.NAME, ok)
+        if line is not None:
+            self.out.append(line)
 
     # --- any state ---------------------------------------------------------------------------
 
     async def do_capability(self, cmd):
-        self.untagged("CAPABILITY " + " ".join(self.capabilities()))
-        self.tagged(cmd.tag, "OK", "CAPABILITY completed")
+        self.out.append(S.capability(self.capabilities()))
+        return Done("CAPABILITY completed")
 
     async def do_noop(self, cmd):
-        await self.refresh(allow_expunge=True)
-        self.tagged(cmd.tag, "OK", "NOOP completed")
+        return Done("NOOP completed")   # the dispatcher's refresh is the point
 
     async def do_check(self, cmd):
-        await self.do_noop(cmd)
+        return await self.do_noop(cmd)
 
     async def do_logout(self, cmd):
-        self.untagged("BYE mailaccess logging out")
-        self.state = LOGOUT
-        self.tagged(cmd.tag, "OK", "LOGOUT completed")
+        self.out.append(S.bye("mailaccess logging out"))
+        return Done("LOGOUT completed")
 
     async def do_id(self, cmd):
         from .. import __version__
-        self.untagged(f'ID ("name" "mailaccess" "version" "{__version__}")')
-        self.tagged(cmd.tag, "OK", "ID completed")
+        self.out.append(S.id_([("name", "mailaccess"), ("version", __version__)]))
+        return Done("ID completed")
 
     async def do_enable(self, cmd):
-        if self.state == NOT_AUTHENTICATED:
-            raise Bad("ENABLE needs you to log in first")
         known = {"CONDSTORE", "QRESYNC", "IMAP4REV2", "UTF8=ACCEPT"}
         newly = []
         for c in cmd.capabilities:
@@ -252,22 +275,22 @@ class ImapSession:
                     self.condstore = True
                 if c == "CONDSTORE":
                     self.condstore = True
-        self.untagged("ENABLED" + "".join(" " + c for c in newly))
-        self.tagged(cmd.tag, "OK", "ENABLE completed")
+        self.out.append(S.enabled(newly))
+        return Done("ENABLE completed")
 
     async def do_starttls(self, cmd):
         if self.secure or not self.ctx.tls_cert:
             raise Bad("TLS is already active" if self.secure else "STARTTLS is not available")
-        self.tagged(cmd.tag, "OK", "Begin TLS negotiation now")
         self.starttls_requested = True
+        return Done("Begin TLS negotiation now")
 
     async def do_compress(self, cmd):
         if self.compress_requested:
             raise No("compression is already active", "COMPRESSIONACTIVE")
         if cmd.mechanism != "DEFLATE":
             raise Bad("only DEFLATE is supported")
-        self.tagged(cmd.tag, "OK", "DEFLATE active")
         self.compress_requested = True
+        return Done("DEFLATE active")
 
     # --- authentication ---------------------------------------------------------------------
 
@@ -341,11 +364,10 @@ class ImapSession:
     # --- mailbox commands -------------------------------------------------------------------
 
     async def do_select(self, cmd):
-        self.sel = None
-        if self.state == SELECTED:
-            self.state = AUTHENTICATED
-            if self.qresync:
-                self.untagged("OK [CLOSED] previous mailbox closed")
+        # a failed SELECT leaves nothing selected (state.TRANSITIONS agrees)
+        previous, self.sel = self.sel, None
+        if previous is not None and self.qresync:
+            self.out.append(S.untagged("OK", "previous mailbox closed", "CLOSED"))
         if cmd.condstore or cmd.qresync:
             if cmd.qresync and not self.qresync:
                 raise Bad("QRESYNC needs ENABLE QRESYNC first")
@@ -359,28 +381,28 @@ class ImapSession:
             spell = v.keyword_spellings(self.acc)
         sel = SelectedMailbox(self.acc, m.id, m.uidvalidity, cmd.readonly, snap, m.uidnext)
         # the keywords this account uses, in their first spelling (RFC 9051 7.3.5)
-        custom = "".join(" " + k for k in sorted(spell.values()))
-        self.untagged(f"FLAGS ({SYSTEM_FLAG_LIST}{custom})")
-        self.untagged(f"{sel.exists} EXISTS")
+        flags = SYSTEM_FLAGS + tuple(sorted(spell.values()))
+        out = self.out
+        out.append(S.flags(flags))
+        out.append(S.exists(sel.exists))
         if not self.rev2:
-            self.untagged("0 RECENT")
-        self.untagged(f"OK [UIDVALIDITY {m.uidvalidity}] UIDs valid")
-        self.untagged(f"OK [UIDNEXT {m.uidnext}] predicted next UID")
+            out.append(S.recent(0))
+        out.append(S.untagged("OK", "UIDs valid", S.code_uidvalidity(m.uidvalidity)))
+        out.append(S.untagged("OK", "predicted next UID", S.code_uidnext(m.uidnext)))
         if cmd.readonly:
-            self.untagged("OK [PERMANENTFLAGS ()] read-only")
+            out.append(S.untagged("OK", "read-only", S.code_permanentflags((), allow_new=False)))
         else:
-            self.untagged(f"OK [PERMANENTFLAGS ({SYSTEM_FLAG_LIST}{custom} \\*)] flags permitted")
-        self.untagged(f"OK [HIGHESTMODSEQ {m.highest_ms}] highest modseq")
-        self.untagged(f"OK [MAILBOXID ({ids.mailbox_id(m.id)})] mailbox id")
+            out.append(S.untagged("OK", "flags permitted", S.code_permanentflags(flags)))
+        out.append(S.untagged("OK", "highest modseq", S.code_highestmodseq(m.highest_ms)))
+        out.append(S.untagged("OK", "mailbox id", S.code_mailboxid(ids.mailbox_id(m.id))))
         if not self.rev2 and m.unseen:
             first = await storeio.read(self.store, _first_unseen, self.acc, snap.eids)
             if first:
-                self.untagged(f"OK [UNSEEN {first}] first unseen")
+                out.append(S.untagged("OK", "first unseen", S.code_unseen(first)))
         self.sel = sel
-        self.state = SELECTED
         if cmd.qresync is not None:
             await self.qresync_select(cmd.qresync)
-        self.tagged(cmd.tag, "OK", "EXAMINE completed" if cmd.readonly else "SELECT completed",
+        return Done("EXAMINE completed" if cmd.readonly else "SELECT completed",
                     "READ-ONLY" if cmd.readonly else "READ-WRITE")
 
     async def qresync_select(self, q: ev.QResync) -> None:
@@ -429,7 +451,7 @@ class ImapSession:
             if role and "role" in str(exc):
                 raise No(str(exc), "USEATTR") from None
             raise
-        self.tagged(cmd.tag, "OK", "CREATE completed", f"MAILBOXID ({ids.mailbox_id(mbx)})")
+        return Done("CREATE completed", S.code_mailboxid(ids.mailbox_id(mbx)))
 
     async def do_delete(self, cmd):
         with self.store.view() as v:
@@ -442,8 +464,8 @@ class ImapSession:
         await storeio.write(self.store, ops.delete_mailbox, self.acc, m.id)
         if self.sel is not None and self.sel.mbx == m.id:
             self.sel = None
-            self.state = AUTHENTICATED
-        self.tagged(cmd.tag, "OK", "DELETE completed")
+            self.state = st.after_deselect(self.state)
+        return Done("DELETE completed")
 
     async def do_rename(self, cmd):
         new_path = _path(cmd.new_name.rstrip(SEP))
@@ -466,13 +488,13 @@ class ImapSession:
             return ops.rename_mailbox(tx, acc, m.id, parent, new_path[-1])
 
         await storeio.write(self.store, rename, self.acc)
-        self.tagged(cmd.tag, "OK", "RENAME completed")
+        return Done("RENAME completed")
 
     async def do_subscribe(self, cmd):
         with self.store.view() as v:
             m = self.require_mailbox(v, cmd.mailbox)
         await storeio.write(self.store, ops.update_mailbox, self.acc, m.id, subscribed=True)
-        self.tagged(cmd.tag, "OK", "SUBSCRIBE completed")
+        return Done("SUBSCRIBE completed")
 
     async def do_unsubscribe(self, cmd):
         with self.store.view() as v:
@@ -482,30 +504,28 @@ class ImapSession:
             name = SEP.join(_path(cmd.mailbox))
             if not await storeio.write(self.store, ops.unsubscribe_name, self.acc, name):
                 raise No(f"not subscribed to {cmd.mailbox}", "NONEXISTENT")
-            self.tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
-            return
+            return Done("UNSUBSCRIBE completed")
         await storeio.write(self.store, ops.update_mailbox, self.acc, m.id, subscribed=False)
-        self.tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
+        return Done("UNSUBSCRIBE completed")
 
     async def do_namespace(self, cmd):
-        self.untagged('NAMESPACE (("" "/")) NIL NIL')
-        self.tagged(cmd.tag, "OK", "NAMESPACE completed")
+        self.out.append(S.namespace([("", SEP)]))
+        return Done("NAMESPACE completed")
 
     async def do_list(self, cmd):
-        await self.list_mailboxes(cmd.tag, cmd.reference, cmd.patterns, cmd.selection,
+        return await self.list_mailboxes(cmd.tag, cmd.reference, cmd.patterns, cmd.selection,
                                   cmd.returns, cmd.return_status, cmd.extended, "LIST")
 
     async def do_lsub(self, cmd):
-        await self.list_mailboxes(cmd.tag, cmd.reference, (cmd.pattern,),
+        return await self.list_mailboxes(cmd.tag, cmd.reference, (cmd.pattern,),
                                   frozenset({"SUBSCRIBED"}), frozenset(), None, False, "LSUB")
 
     async def list_mailboxes(self, tag, reference, patterns, selection, returns, return_status,
                              extended, verb):
         if verb == "LIST" and len(patterns) == 1 and patterns[0] == "" and not selection:
             # RFC 9051 6.3.9: the hierarchy delimiter and root
-            self.untagged('LIST (\\Noselect) "/" ""')
-            self.tagged(tag, "OK", "LIST completed")
-            return
+            self.out.append(S.list_(["\\Noselect"], SEP, ""))
+            return Done("LIST completed")
         with self.store.view() as v:
             boxes = v.mailboxes(self.acc)
             orphans = v.orphan_subscriptions(self.acc)
@@ -563,11 +583,8 @@ class ImapSession:
                     attrs.append("\\Subscribed")
             elif extra == ["NOSELECT"]:
                 attrs = ["\\Noselect"]
-            line = (f"{verb} (" + " ".join(attrs) + ') "/" ').encode() + \
-                mailbox_name(name, self.utf8)
-            if extra == ["CHILDINFO"]:
-                line += b' ("CHILDINFO" ("SUBSCRIBED"))'
-            self.untagged(line)
+            self.out.append(S.list_(attrs, SEP, name, utf8=self.utf8, command=verb.encode(),
+                                    childinfo=["SUBSCRIBED"] if extra == ["CHILDINFO"] else ()))
             if return_status is not None and not extra:
                 with self.store.view() as v:
                     await self.status_line(v, m, name, return_status)
@@ -575,49 +592,51 @@ class ImapSession:
             # subscriptions whose mailbox is gone (RFC 9051 6.3.9)
             for name in sorted(orphans):
                 if any(r.match(name) for r in regexes):
-                    attrs = "(\\NonExistent \\Subscribed)" if verb == "LIST" else "()"
-                    if verb == "LIST" and "CHILDREN" in returns:
-                        attrs = "(\\HasNoChildren \\NonExistent \\Subscribed)"
-                    self.untagged(f"{verb} {attrs} \"/\" ".encode() +
-                                  mailbox_name(name, self.utf8))
-        self.tagged(tag, "OK", f"{verb} completed")
+                    if verb != "LIST":
+                        attrs = []
+                    elif "CHILDREN" in returns:
+                        attrs = ["\\HasNoChildren", "\\NonExistent", "\\Subscribed"]
+                    else:
+                        attrs = ["\\NonExistent", "\\Subscribed"]
+                    self.out.append(S.list_(attrs, SEP, name, utf8=self.utf8,
+                                            command=verb.encode()))
+        return Done(f"{verb} completed")
 
     async def do_status(self, cmd):
         with self.store.view() as v:
             m = self.require_mailbox(v, cmd.mailbox)
             await self.status_line(v, m, cmd.mailbox, cmd.items)
-        self.tagged(cmd.tag, "OK", "STATUS completed")
+        return Done("STATUS completed")
 
     async def status_line(self, v, m: Mailbox, name: str, items) -> None:
-        vals = []
+        vals: list[tuple[str, int | str]] = []
         deleted = None
         for item in items:
             if item == "MESSAGES":
-                vals.append(f"MESSAGES {m.total}")
+                vals.append((item, m.total))
             elif item == "UIDNEXT":
-                vals.append(f"UIDNEXT {m.uidnext}")
+                vals.append((item, m.uidnext))
             elif item == "UIDVALIDITY":
-                vals.append(f"UIDVALIDITY {m.uidvalidity}")
+                vals.append((item, m.uidvalidity))
             elif item == "UNSEEN":
-                vals.append(f"UNSEEN {m.unseen}")
+                vals.append((item, m.unseen))
             elif item == "RECENT":
-                vals.append("RECENT 0")
+                vals.append((item, 0))
             elif item == "SIZE":
-                vals.append(f"SIZE {m.size}")
+                vals.append((item, m.size))
             elif item == "HIGHESTMODSEQ":
                 self.condstore = True
-                vals.append(f"HIGHESTMODSEQ {m.highest_ms}")
+                vals.append((item, m.highest_ms))
             elif item == "DELETED":
                 if deleted is None:
                     deleted = sum(1 for _u, e in v.uids(self.acc, m.id)
                                   if "$deleted" in (v.email(self.acc, e).keywords))
-                vals.append(f"DELETED {deleted}")
+                vals.append((item, deleted))
             elif item == "APPENDLIMIT":
-                vals.append(f"APPENDLIMIT {self.cfg.max_literal}")
+                vals.append((item, self.cfg.max_literal))
             elif item == "MAILBOXID":
-                vals.append(f"MAILBOXID ({ids.mailbox_id(m.id)})")
-        self.untagged(b"STATUS " + mailbox_name(name, self.utf8) + b" ("
-                      + " ".join(vals).encode() + b")")
+                vals.append((item, ids.mailbox_id(m.id)))
+        self.out.append(S.status(name, vals, utf8=self.utf8))
 
     # --- quota (RFC 9208) ---------------------------------------------------------------------
 
@@ -631,11 +650,11 @@ class ImapSession:
             limit = self._quota_limit(v)
             used = v.usage(self.acc)
         if limit:
-            self.untagged(b"QUOTAROOT " + mailbox_name(cmd.mailbox, self.utf8) + b' ""')
-            self.untagged(f'QUOTA "" (STORAGE {used // 1024} {limit // 1024})')
+            self.out.append(S.quotaroot(cmd.mailbox, [""], utf8=self.utf8))
+            self.out.append(S.quota("", [("STORAGE", used // 1024, limit // 1024)]))
         else:
-            self.untagged(b"QUOTAROOT " + mailbox_name(cmd.mailbox, self.utf8))
-        self.tagged(cmd.tag, "OK", "GETQUOTAROOT completed")
+            self.out.append(S.quotaroot(cmd.mailbox, [], utf8=self.utf8))
+        return Done("GETQUOTAROOT completed")
 
     async def do_getquota(self, cmd):
         with self.store.view() as v:
@@ -643,8 +662,8 @@ class ImapSession:
             used = v.usage(self.acc)
         if cmd.root != "" or not limit:
             raise No("no such quota root", "NONEXISTENT")
-        self.untagged(f'QUOTA "" (STORAGE {used // 1024} {limit // 1024})')
-        self.tagged(cmd.tag, "OK", "GETQUOTA completed")
+        self.out.append(S.quota("", [("STORAGE", used // 1024, limit // 1024)]))
+        return Done("GETQUOTA completed")
 
     async def do_setquota(self, cmd):
         raise No("quotas are set by the administrator (mailaccess user add --quota)", "NOPERM")
@@ -682,10 +701,7 @@ class ImapSession:
 
         results = await storeio.write(self.store, append_all, self.acc, m.id)
         uids = [r.placed[0][2] for r in results]
-        if self.state == SELECTED:
-            await self.refresh(allow_expunge=True)
-        code = f"APPENDUID {m.uidvalidity} {format_ints(uids, sort=False).decode()}"
-        self.tagged(cmd.tag, "OK", "APPEND completed", code)
+        return Done("APPEND completed", S.code_appenduid(m.uidvalidity, uids))
 
     async def catenate(self, parts) -> bytes:
         """RFC 4469: build the message from literal text and URLs that point at
@@ -747,13 +763,11 @@ class ImapSession:
             if doomed:
                 await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
         self.sel = None
-        self.state = AUTHENTICATED
-        self.tagged(cmd.tag, "OK", "CLOSE completed")
+        return Done("CLOSE completed")
 
     async def do_unselect(self, cmd):
         self.sel = None
-        self.state = AUTHENTICATED
-        self.tagged(cmd.tag, "OK", "UNSELECT completed")
+        return Done("UNSELECT completed")
 
     async def do_expunge(self, cmd):
         sel = self.sel
@@ -764,12 +778,11 @@ class ImapSession:
             doomed = [u for u, e in sel.pairs(targets) if _has(v, self.acc, e, "$deleted")]
         if doomed:
             await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
-        await self.refresh(allow_expunge=True)
         code = None
         if self.condstore:
             with self.store.view() as v:
-                code = f"HIGHESTMODSEQ {v.mailbox(self.acc, sel.mbx).highest_ms}"
-        self.tagged(cmd.tag, "OK", "EXPUNGE completed", code)
+                code = S.code_highestmodseq(v.mailbox(self.acc, sel.mbx).highest_ms)
+        return Done("EXPUNGE completed", code)
 
     def _targets(self, cmd) -> list[int]:
         sel = self.sel
@@ -808,8 +821,7 @@ class ImapSession:
                     self.untagged(b"VANISHED (EARLIER) " + format_ints(gone))
             uids = [u for u in uids if u in changed]
         await self.send_fetch(uids, items, uid_cmd=cmd.uid)
-        await self.refresh(allow_expunge=False)
-        self.tagged(cmd.tag, "OK", "FETCH completed")
+        return Done("FETCH completed")
 
     async def send_fetch(self, uids: list[int], items, *, uid_cmd: bool) -> None:
         sel = self.sel
@@ -910,13 +922,10 @@ class ImapSession:
             items.append(ev.FetchItem("MODSEQ"))
         if report:
             await self.send_fetch(report, items, uid_cmd=cmd.uid)
-        await self.refresh(allow_expunge=False)
-        code = None
         if conflict_uids:
             nums = conflict_uids if cmd.uid else [sel.seq_of(u) for u in conflict_uids]
-            code = "MODIFIED " + format_ints(nums).decode()
-        self.tagged(cmd.tag, "OK", "STORE completed" if not code else "conditional STORE failed",
-                    code)
+            return Done("conditional STORE failed", S.code_modified(nums))
+        return Done("STORE completed")
 
     # --- copy / move ------------------------------------------------------------------------
 
@@ -927,14 +936,10 @@ class ImapSession:
             dst = self.require_mailbox(v, cmd.mailbox, trycreate=True)
         live = [u for u in uids if u not in sel.gone]
         if not live:
-            self.tagged(cmd.tag, "OK", "nothing to copy")
-            return
+            return Done("nothing to copy")
         new = await storeio.write(self.store, ops.copy, self.acc, [sel.eid_of(u) for u in live],
                                   dst.id)
-        await self.refresh(allow_expunge=True)
-        code = f"COPYUID {dst.uidvalidity} {format_ints(live).decode()} " \
-               f"{format_ints(new, sort=False).decode()}"
-        self.tagged(cmd.tag, "OK", "COPY completed", code)
+        return Done("COPY completed", S.code_copyuid(dst.uidvalidity, live, new))
 
     async def do_move(self, cmd):
         sel = self.sel
@@ -945,18 +950,15 @@ class ImapSession:
             dst = self.require_mailbox(v, cmd.mailbox, trycreate=True)
         live = [u for u in uids if u not in sel.gone]
         if not live:
-            self.tagged(cmd.tag, "OK", "nothing to move")
-            return
+            return Done("nothing to move")
         if dst.id == sel.mbx:
             raise No("cannot move into the same mailbox", "CANNOT")
         pairs = await storeio.write(self.store, ops.move, self.acc, sel.mbx, live, dst.id)
         src = [a for a, _ in pairs]
         dstu = [b for _, b in pairs]
         # RFC 6851 3.3: COPYUID in an untagged OK before the expunges
-        self.untagged(f"OK [COPYUID {dst.uidvalidity} {format_ints(src).decode()} "
-                      f"{format_ints(dstu, sort=False).decode()}] moved")
-        await self.refresh(allow_expunge=True)
-        self.tagged(cmd.tag, "OK", "MOVE completed")
+        self.out.append(S.untagged("OK", "moved", S.code_copyuid(dst.uidvalidity, src, dstu)))
+        return Done("MOVE completed")
 
     # --- search / sort / thread ----------------------------------------------------------------
 
@@ -985,49 +987,27 @@ class ImapSession:
         returns = cmd.returns
         if returns is None and self.rev2:
             returns = ("ALL",)
-        if returns is not None:
-            if "SAVE" in returns:
-                # RFC 5182 2.4: with MIN and/or MAX (and neither ALL nor
-                # COUNT) only those messages are saved
-                if uids and ("MIN" in returns or "MAX" in returns) and not (
-                        "ALL" in returns or "COUNT" in returns):
-                    keep = set()
-                    if "MIN" in returns:
-                        keep.add(min(uids))
-                    if "MAX" in returns:
-                        keep.add(max(uids))
-                    sel.saved_result = sorted(keep)
-                else:
-                    sel.saved_result = list(uids)
-            shown = [r for r in returns if r != "SAVE"]
-            if not shown and "SAVE" in returns:
-                pass
+        if returns is None:
+            self.out.append(S.search(nums, modseq))
+            return Done("SEARCH completed")
+        if "SAVE" in returns:
+            # RFC 5182 2.4: with MIN and/or MAX (and neither ALL nor
+            # COUNT) only those messages are saved
+            if uids and ("MIN" in returns or "MAX" in returns) and not (
+                    "ALL" in returns or "COUNT" in returns):
+                keep = set()
+                if "MIN" in returns:
+                    keep.add(min(uids))
+                if "MAX" in returns:
+                    keep.add(max(uids))
+                sel.saved_result = sorted(keep)
             else:
-                self.out.append(self.esearch(cmd.tag, cmd.uid, nums, shown or ["ALL"], modseq))
-        else:
-            line = b"SEARCH" + b"".join(b" %d" % n for n in nums)
-            if modseq is not None:
-                line += b" (MODSEQ %d)" % modseq
-            self.untagged(line)
-        await self.refresh(allow_expunge=False)
-        self.tagged(cmd.tag, "OK", "SEARCH completed")
-
-    def esearch(self, tag: bytes, uid: bool, nums: list[int], returns, modseq=None) -> bytes:
-        parts = [b"* ESEARCH (TAG " + quoted(tag) + b")"]
-        if uid:
-            parts.append(b"UID")
-        if nums:
-            if "MIN" in returns:
-                parts.append(b"MIN %d" % min(nums))
-            if "MAX" in returns:
-                parts.append(b"MAX %d" % max(nums))
-        if "COUNT" in returns:
-            parts.append(b"COUNT %d" % len(nums))
-        if "ALL" in returns and nums:
-            parts.append(b"ALL " + format_ints(nums))
-        if modseq is not None and nums:
-            parts.append(b"MODSEQ %d" % modseq)
-        return b" ".join(parts) + b"\r\n"
+                sel.saved_result = list(uids)
+        shown = [r for r in returns if r != "SAVE"]
+        if shown or "SAVE" not in returns:
+            self.out.append(_esearch(cmd.tag, cmd.uid, nums, shown or ["ALL"], modseq,
+                                     min(nums, default=None), max(nums, default=None)))
+        return Done("SEARCH completed")
 
     async def do_sort(self, cmd):
         from ..query import sort as qsort
@@ -1038,27 +1018,15 @@ class ImapSession:
         ordered = await storeio.read(self.store, qsort.sort, self.acc,
                                      sel.pairs(uids), keys)
         nums = ordered if cmd.uid else [sel.seq_of(u) for u in ordered]
-        if cmd.returns is not None:
-            parts = [b"* ESEARCH (TAG " + quoted(cmd.tag) + b")"]
-            if cmd.uid:
-                parts.append(b"UID")
-            r = cmd.returns or ("ALL",)
-            # RFC 5267 3.2: for SORT, MIN/MAX are the first/last message in
-            # the sort order, not the lowest/highest number
-            if nums and "MIN" in r:
-                parts.append(b"MIN %d" % nums[0])
-            if nums and "MAX" in r:
-                parts.append(b"MAX %d" % nums[-1])
-            if "COUNT" in r:
-                parts.append(b"COUNT %d" % len(nums))
-            if nums and "ALL" in r:
-                # ESORT: ALL keeps the sort order (RFC 5267 3.2)
-                parts.append(b"ALL " + format_ints(nums, sort=False))
-            self.out.append(b" ".join(parts) + b"\r\n")
+        if cmd.returns is None:
+            self.out.append(S.sort(nums))
         else:
-            self.untagged(b"SORT" + b"".join(b" %d" % n for n in nums))
-        await self.refresh(allow_expunge=False)
-        self.tagged(cmd.tag, "OK", "SORT completed")
+            # ESORT (RFC 5267 3.2): MIN/MAX are the first/last message in the
+            # sort order, not the lowest/highest number; ALL keeps the order
+            first, last = (nums[0], nums[-1]) if nums else (None, None)
+            self.out.append(_esearch(cmd.tag, cmd.uid, nums, cmd.returns or ("ALL",), None,
+                                     first, last, keep_order=True))
+        return Done("SORT completed")
 
     async def do_thread(self, cmd):
         from ..query import thread as qthread
@@ -1069,9 +1037,8 @@ class ImapSession:
             else qthread.thread_orderedsubject
         cands = [(u if cmd.uid else sel.seq_of(u), e) for u, e in sel.pairs(uids)]
         threads = await storeio.read(self.store, fn, self.acc, cands)
-        self.untagged(b"THREAD " + qthread.format_thread(threads) if threads else b"THREAD")
-        await self.refresh(allow_expunge=False)
-        self.tagged(cmd.tag, "OK", "THREAD completed")
+        self.out.append(S.thread(threads))
+        return Done("THREAD completed")
 
     # --- updates ---------------------------------------------------------------------------------
 
@@ -1090,8 +1057,8 @@ class ImapSession:
             m = v.mailbox(self.acc, sel.mbx)
             if m is None:
                 # deleted under us (RFC 9051 allows BYE; we close it)
-                self.untagged("BYE the selected mailbox was deleted")
-                self.state = LOGOUT
+                self.out.append(S.bye("the selected mailbox was deleted"))
+                self.state = st.after_bye(self.state)
                 return
             if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
                 return
@@ -1113,13 +1080,13 @@ class ImapSession:
             out = []
             if r.expunged:
                 if self.qresync:
-                    out.append(b"* VANISHED " + format_ints(r.expunged) + b"\r\n")
+                    out.append(S.vanished(r.expunged))
                 else:
-                    out.extend(b"* %d EXPUNGE\r\n" % s for s in r.expunged_seqs)
+                    out.extend(S.expunge(s) for s in r.expunged_seqs)
             if r.exists is not None:
-                out.append(b"* %d EXISTS\r\n" % r.exists)
+                out.append(S.exists(r.exists))
                 if not self.rev2:
-                    out.append(b"* 0 RECENT\r\n")
+                    out.append(S.recent(0))
             if r.changed:
                 items = [ev.FetchItem("UID"), ev.FetchItem("FLAGS")]
                 if self.condstore:

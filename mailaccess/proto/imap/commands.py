@@ -230,11 +230,6 @@ def _no_args(cls: type) -> Parser:
     return parse
 
 
-def _uid_only(ctx: _Ctx, name: str) -> None:
-    if ctx.uid:
-        raise ParseError(f"UID {name} is not a command")
-
-
 # --------------------------------------------------------- any / non-auth state
 
 

@@ -5,9 +5,15 @@ accepts only canonical input (so ``encode(decode(b)) == b``): no 8-bit or
 control bytes, no unterminated or empty shift, no base64-encoded printable
 ASCII, no adjacent shifted runs, no non-zero padding bits, no lone UTF-16
 surrogates.  Errors raise ``ParseError`` (the parser turns that into BAD).
+
+The importer and exporter use the same functions for Dovecot's Maildir++
+folder names: ``encode(name, force="./")`` also shifts characters a folder
+name cannot hold, and ``decode(name, strict=False)`` keeps a shift it cannot
+decode as it is instead of raising.
 """
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 
@@ -22,11 +28,12 @@ def _b64(chunk: str) -> str:
     return binascii.b2a_base64(raw, newline=False).decode("ascii").rstrip("=").replace("/", ",")
 
 
-def encode(name: str) -> bytes:
-    """Encode a mailbox name as modified UTF-7."""
+def encode(name: str, force: str = "") -> bytes:
+    """Encode a mailbox name as modified UTF-7; characters in FORCE are shifted too."""
     out = []
     pos = 0
-    for m in _SHIFTED.finditer(name):
+    shifted = re.compile("(?:[^\\x20-\\x7e]|[" + re.escape(force) + "])+") if force else _SHIFTED
+    for m in shifted.finditer(name):
         out.append(name[pos : m.start()].replace("&", "&-"))
         out.append("&" + _b64(m.group()) + "-")
         pos = m.end()
@@ -34,8 +41,10 @@ def encode(name: str) -> bytes:
     return "".join(out).encode("ascii")
 
 
-def decode(data: bytes | str) -> str:
-    """Decode a modified UTF-7 mailbox name, strictly."""
+def decode(data: bytes | str, strict: bool = True) -> str:
+    """Decode a modified UTF-7 mailbox name, strictly (or leniently: ``strict=False``)."""
+    if not strict:
+        return _decode_lenient(data if isinstance(data, str) else data.decode("latin-1"))
     if isinstance(data, str):
         try:
             data = data.encode("ascii")
@@ -91,3 +100,33 @@ def decode(data: bytes | str) -> str:
 
 def _b64_canon(raw: bytes) -> bytes:
     return binascii.b2a_base64(raw, newline=False).rstrip(b"=").replace(b"/", b",")
+
+
+def _decode_lenient(name: str) -> str:
+    """Each shift that decodes is decoded; anything else stays as it is."""
+    if "&" not in name:
+        return name
+    out = []
+    pos = 0
+    n = len(name)
+    while pos < n:
+        amp = name.find("&", pos)
+        if amp < 0:
+            out.append(name[pos:])
+            break
+        out.append(name[pos:amp])
+        dash = name.find("-", amp + 1)
+        if dash < 0:
+            out.append(name[amp:])
+            break
+        if dash == amp + 1:
+            out.append("&")
+        else:
+            chunk = name[amp + 1 : dash].replace(",", "/")
+            try:
+                raw = base64.b64decode(chunk + "=" * (-len(chunk) % 4), validate=True)
+                out.append(raw.decode("utf-16-be", "surrogatepass"))
+            except (ValueError, UnicodeDecodeError):
+                out.append(name[amp : dash + 1])
+        pos = dash + 1
+    return "".join(out)

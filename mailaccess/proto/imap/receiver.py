@@ -147,11 +147,6 @@ class Receiver:
             data = data[left:]
         self._buf += data
 
-    @property
-    def trailing_data(self) -> tuple[bytes, bool]:
-        """Bytes received but not framed yet, and whether EOF was seen (h11 style)."""
-        return bytes(self._buf), self._eof
-
     def discard_buffered(self) -> bytes:
         """Drop and return every buffered byte.
 

@@ -1,32 +1,30 @@
 """Server responses as exact bytes (RFC 9051 §7 and the extensions we serve).
 
 Plain functions, each returning the complete bytes of one response (CRLF
-included) or of one fragment (a response code, a FETCH data item).  The
-session layer decides *what* to say; this module only decides how it looks
-on the wire, so nothing else in the server formats IMAP.
+included) or of one fragment (a response code, a string).  The session layer
+(``server/imap_session.py``) and the service (``server/imap.py``) decide
+*what* to say and call these with domain values (ints, strs, lists); this
+module only decides how it looks on the wire.  No intermediate response
+objects: one call per response, bytes straight out.
 
-FETCH is the hot path (``UID FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE)`` over
-10,000 messages): the ``fetch_*`` item helpers return small bytes objects,
-ENVELOPE and BODYSTRUCTURE are taken as prepared wire bytes from the store,
-and ``fetch()`` joins them once.
+FETCH data items are the one exception: they are built per message on the
+hot path (``_speedups/fetchfmt_*`` and ``build_fetch``'s fallback loop, which
+uses ``literal``/``nstring`` from here), because a function call per item per
+message is what that path cannot afford (docs/imap.md, "Wire layer").
 """
 from __future__ import annotations
 
 import base64
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from functools import lru_cache
+from typing import Protocol
 
 from . import modutf7
-from .dates import format_datetime
-from .events import FetchBody, Section
-from .numset import NumSet, format_ints
+from .numset import format_ints
 
 CRLF = b"\r\n"
 NIL = b"NIL"
 
-_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+\Z')
 _ASTRING_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+\Z')
 _QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*\Z")
 _QUOTABLE8 = re.compile(rb"[^\x00\r\n]*\Z")
@@ -98,7 +96,7 @@ def _nums(nums: Iterable[int]) -> bytes:
 
 
 def _code(code: str | bytes | None) -> bytes:
-    if code is None:
+    if not code:
         return b""
     return b"[" + _b(code) + b"] "
 
@@ -132,8 +130,6 @@ def bye(text: str, code: str | bytes | None = None) -> bytes:
     return untagged("BYE", text, code)
 
 
-def preauth(text: str, code: str | bytes | None = None) -> bytes:
-    return untagged("PREAUTH", text, code)
 
 
 def greeting(text: str, code: str | bytes | None = None) -> bytes:
@@ -187,9 +183,9 @@ def code_highestmodseq(n: int) -> bytes:
     return b"HIGHESTMODSEQ %d" % n
 
 
-def code_appenduid(uidvalidity: int, uids: Iterable[int] | NumSet) -> bytes:
-    s = uids.to_bytes() if isinstance(uids, NumSet) else format_ints(uids, sort=False)
-    return b"APPENDUID %d " % uidvalidity + s
+def code_appenduid(uidvalidity: int, uids: Sequence[int]) -> bytes:
+    """APPENDUID (RFC 4315), the UIDs in the order the messages were appended."""
+    return b"APPENDUID %d " % uidvalidity + format_ints(uids, sort=False)
 
 
 def code_copyuid(uidvalidity: int, src: Sequence[int], dst: Sequence[int]) -> bytes:
@@ -197,33 +193,18 @@ def code_copyuid(uidvalidity: int, src: Sequence[int], dst: Sequence[int]) -> by
     return b"COPYUID %d %s %s" % (uidvalidity, format_ints(src, sort=False), format_ints(dst, sort=False))
 
 
-def code_modified(nums: Iterable[int] | NumSet) -> bytes:
-    s = nums.to_bytes() if isinstance(nums, NumSet) else format_ints(nums)
-    return b"MODIFIED " + s
+def code_modified(nums: Iterable[int]) -> bytes:
+    return b"MODIFIED " + format_ints(nums)
 
 
 def code_mailboxid(object_id: str) -> bytes:
     return b"MAILBOXID (" + object_id.encode("ascii") + b")"
 
 
-def code_badcharset(charsets: Iterable[str] = ("UTF-8", "US-ASCII")) -> bytes:
-    return b"BADCHARSET " + paren(astring(c) for c in charsets)
 
 
-def code_appendlimit(n: int) -> bytes:
-    return b"APPENDLIMIT %d" % n
 
 
-# Atom-only codes need no helper: pass the name, e.g. code="TRYCREATE".
-ATOM_CODES = frozenset(
-    {
-        "ALERT", "PARSE", "READ-ONLY", "READ-WRITE", "TRYCREATE", "ALREADYEXISTS", "NONEXISTENT",
-        "CLOSED", "TOOBIG", "OVERQUOTA", "LIMIT", "CANNOT", "UNAVAILABLE", "AUTHENTICATIONFAILED",
-        "AUTHORIZATIONFAILED", "EXPIRED", "PRIVACYREQUIRED", "CONTACTADMIN", "NOPERM", "INUSE",
-        "EXPUNGEISSUED", "CORRUPTION", "SERVERBUG", "CLIENTBUG", "UNKNOWN-CTE", "NOMODSEQ",
-        "UIDNOTSTICKY", "HASCHILDREN", "NOTSAVED", "USEATTR", "COMPRESSIONACTIVE",
-    }
-)
 
 # ------------------------------------------------------------ untagged data
 
@@ -238,7 +219,7 @@ def enabled(caps: Iterable[str]) -> bytes:
 
 
 def flags(flag_names: Iterable[str]) -> bytes:
-    return b"* FLAGS " + _flag_list(tuple(flag_names)) + CRLF
+    return b"* FLAGS (" + " ".join(flag_names).encode("utf-8") + b")" + CRLF
 
 
 def exists(n: int) -> bytes:
@@ -253,8 +234,8 @@ def expunge(seq: int) -> bytes:
     return b"* %d EXPUNGE\r\n" % seq
 
 
-def vanished(uids: Iterable[int] | NumSet, earlier: bool = False) -> bytes:
-    s = uids.to_bytes() if isinstance(uids, NumSet) else format_ints(uids)
+def vanished(uids: Iterable[int], earlier: bool = False) -> bytes:
+    s = format_ints(uids)
     return (b"* VANISHED (EARLIER) " if earlier else b"* VANISHED ") + s + CRLF
 
 
@@ -268,14 +249,10 @@ def search(nums: Iterable[int], modseq: int | None = None) -> bytes:
     return out + CRLF
 
 
-def sort(nums: Iterable[int], modseq: int | None = None) -> bytes:
+def sort(nums: Iterable[int]) -> bytes:
+    """``* SORT 5 3 4`` (RFC 5256), in sort order."""
     body = _nums(nums)
-    out = b"* SORT"
-    if body:
-        out += b" " + body
-        if modseq is not None:
-            out += b" (MODSEQ %d)" % modseq
-    return out + CRLF
+    return b"* SORT" + (b" " + body if body else b"") + CRLF
 
 
 def esearch(
@@ -284,52 +261,80 @@ def esearch(
     *,
     min: int | None = None,
     max: int | None = None,
-    all: Iterable[int] | NumSet | None = None,
     count: int | None = None,
+    all: Iterable[int] | None = None,
     modseq: int | None = None,
+    keep_order: bool = False,
 ) -> bytes:
-    """``* ESEARCH (TAG "t") UID MIN 1 MAX 9 ALL 1:3,9 COUNT 4 MODSEQ 7`` (RFC 4731)."""
+    """``* ESEARCH (TAG "t") UID MIN 1 MAX 9 COUNT 4 ALL 1:3,9 MODSEQ 7`` (RFC 4731).
+
+    The one formatter for SEARCH RETURN, IMAP4rev2 SEARCH and ESORT (RFC 5267):
+    an item left None (or ``all`` empty) is left out.  ``keep_order`` keeps
+    ``all`` in the given order (ESORT's ALL is in sort order, RFC 5267 §3.2);
+    otherwise it goes out as an ascending set.
+    """
     out = [b"* ESEARCH"]
     if tag is not None:
-        out.append(b'(TAG "' + tag + b'")')
+        out.append(b"(TAG " + quoted(tag) + b")")
     if uid:
         out.append(b"UID")
     if min is not None:
         out.append(b"MIN %d" % min)
     if max is not None:
         out.append(b"MAX %d" % max)
-    if all is not None:
-        s = all.to_bytes() if isinstance(all, NumSet) else format_ints(all)
-        if s:
-            out.append(b"ALL " + s)
     if count is not None:
         out.append(b"COUNT %d" % count)
+    if all is not None:
+        s = format_ints(all, sort=not keep_order)
+        if s:
+            out.append(b"ALL " + s)
     if modseq is not None:
         out.append(b"MODSEQ %d" % modseq)
     return b" ".join(out) + CRLF
 
 
-ThreadNode = tuple  # (msg number or None for a dummy parent, list of child nodes)
+class ThreadNode(Protocol):
+    """A THREAD tree node: a message number (None for a dummy parent) and its children."""
+
+    key: int | None
+    children: Sequence[ThreadNode]
 
 
-def _thread_members(node: ThreadNode) -> bytes:
-    parts: list[bytes] = []
-    num, children = node
-    while True:
-        if num is not None:
-            parts.append(b"%d" % num)
-        if len(children) == 1:
-            num, children = children[0]
+def thread(roots: Sequence[ThreadNode]) -> bytes:
+    """``* THREAD (2)(3 6 (4 23)(44 7 96))`` (RFC 5256 §4).
+
+    A parent and a single child continue one list (``3 6``); siblings open
+    one nested list each; a dummy contributes no number (``((3)(5))``).
+    Iterative, so a reply chain of any depth cannot hit the recursion limit.
+    """
+    out: list[bytes] = []
+    work: list[object] = list(reversed(roots))
+    while work:
+        item = work.pop()
+        if isinstance(item, bytes):
+            out.append(item)
             continue
-        if children:
-            parts.append(b"".join(b"(" + _thread_members(c) + b")" for c in children))
-        break
-    return b" ".join(parts)
-
-
-def thread(roots: Iterable[ThreadNode]) -> bytes:
-    """``* THREAD (2)(3 6 (4 23)(44 7 96))`` from ``(num, [children])`` trees (RFC 5256)."""
-    body = b"".join(b"(" + _thread_members(r) + b")" for r in roots)
+        node = item
+        out.append(b"(")
+        started = False
+        while True:
+            if node.key is not None:
+                if started:
+                    out.append(b" ")
+                out.append(b"%d" % node.key)
+                started = True
+            if len(node.children) == 1:
+                node = node.children[0]
+                continue
+            if node.children:
+                if started:
+                    out.append(b" ")
+                work.append(b")")
+                work.extend(reversed(node.children))
+            else:
+                out.append(b")")
+            break
+    body = b"".join(out)
     return b"* THREAD" + (b" " + body if body else b"") + CRLF
 
 
@@ -359,8 +364,6 @@ def list_(
     return b" ".join(out) + CRLF
 
 
-def lsub(attributes: Iterable[str], delimiter: str | None, name: str, *, utf8: bool = False) -> bytes:
-    return list_(attributes, delimiter, name, utf8=utf8, command=b"LSUB")
 
 
 def status(name: str, items: Iterable[tuple[str, int | str | None]], *, utf8: bool = False) -> bytes:
@@ -415,100 +418,3 @@ def quota(root: str, resources: Iterable[tuple[str, int, int]]) -> bytes:
 
 def quotaroot(name: str, roots: Iterable[str], *, utf8: bool = False) -> bytes:
     return b"* QUOTAROOT " + mailbox(name, utf8) + b"".join(b" " + astring(r) for r in roots) + CRLF
-
-
-# ------------------------------------------------------------------- FETCH
-
-
-def fetch(seq: int, items: Sequence[bytes]) -> bytes:
-    """``* seq FETCH (item item ...)`` from items built by the ``fetch_*`` helpers."""
-    return b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n"
-
-
-@lru_cache(maxsize=4096)
-def _flag_list(flag_names: tuple[str, ...]) -> bytes:
-    return b"(" + " ".join(flag_names).encode("utf-8") + b")"
-
-
-def fetch_flags(flag_names: Iterable[str]) -> bytes:
-    t = flag_names if isinstance(flag_names, tuple) else tuple(flag_names)
-    return b"FLAGS " + _flag_list(t)
-
-
-def fetch_uid(uid: int) -> bytes:
-    return b"UID %d" % uid
-
-
-def fetch_modseq(modseq: int) -> bytes:
-    return b"MODSEQ (%d)" % modseq
-
-
-def fetch_size(size: int) -> bytes:
-    return b"RFC822.SIZE %d" % size
-
-
-def fetch_internaldate(dt: datetime) -> bytes:
-    return b"INTERNALDATE " + format_datetime(dt)
-
-
-def fetch_savedate(dt: datetime | None) -> bytes:
-    return b"SAVEDATE " + (NIL if dt is None else format_datetime(dt))
-
-
-def fetch_envelope(wire: bytes) -> bytes:
-    """``ENVELOPE (...)`` from the store's prepared envelope bytes."""
-    return b"ENVELOPE " + wire
-
-
-def fetch_bodystructure(wire: bytes, extensible: bool = True) -> bytes:
-    """``BODYSTRUCTURE (...)``, or ``BODY (...)`` (non-extensible form) when not ``extensible``."""
-    return (b"BODYSTRUCTURE " if extensible else b"BODY ") + wire
-
-
-def fetch_emailid(object_id: str) -> bytes:
-    return b"EMAILID (" + object_id.encode("ascii") + b")"
-
-
-def fetch_threadid(object_id: str | None) -> bytes:
-    return b"THREADID NIL" if object_id is None else b"THREADID (" + object_id.encode("ascii") + b")"
-
-
-def fetch_preview(text: str | None) -> bytes:
-    return b"PREVIEW " + nstring(text, utf8=True)
-
-
-def fetch_rfc822(name: str, data: bytes | None) -> bytes:
-    """``RFC822`` / ``RFC822.HEADER`` / ``RFC822.TEXT`` with a literal."""
-    return name.encode("ascii") + b" " + (NIL if data is None else literal(data))
-
-
-def fetch_binary_size(part: tuple[int, ...], size: int) -> bytes:
-    return b"BINARY.SIZE[" + b".".join(b"%d" % p for p in part) + b"] %d" % size
-
-
-def section_spec(section: Section) -> bytes:
-    """The text between the brackets: ``1.2.HEADER.FIELDS (From To)``."""
-    out = b".".join(b"%d" % p for p in section.part)
-    if section.text is not None:
-        out = (out + b"." if out else b"") + section.text.encode("ascii")
-        if section.fields:
-            out += b" " + paren(astring(f) for f in section.fields)
-    return out
-
-
-def fetch_section(att: FetchBody, data: bytes | None, *, apply_partial: bool = True) -> bytes:
-    """``BODY[1]<0> {n}\\r\\n...`` / ``BINARY[1] ~{n}\\r\\n...`` for a BODY/BINARY request.
-
-    ``data`` is the whole section; with ``apply_partial`` the ``<o.n>`` window
-    is cut here (an origin past the end gives an empty string).  BINARY data
-    holding NUL goes out as literal8.  ``None`` gives NIL.
-    """
-    label = (b"BINARY[" if att.binary else b"BODY[") + section_spec(att.section) + b"]"
-    if att.partial is not None:
-        origin, length = att.partial
-        label += b"<%d>" % origin
-        if apply_partial and data is not None:
-            data = data[origin : origin + length]
-    if data is None:
-        return label + b" NIL"
-    return label + b" " + literal(data, binary=att.binary and b"\x00" in data)

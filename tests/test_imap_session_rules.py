@@ -1,0 +1,165 @@
+"""Rules the session's dispatcher holds for every command, seen by real clients.
+
+- RFC 9051 §7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH (nor
+  SORT/THREAD, nor their UID forms); the next NOOP announces it.  One place
+  holds this (the dispatcher's refresh), so a handler that catches up on its
+  own breaks this test.
+- The state table (proto/imap/state.py) is what runs: ENABLE after SELECT is
+  BAD (RFC 5161 §3.1), a command of the wrong state is BAD with the table's
+  reason, and the state follows the table (a failed SELECT leaves nothing
+  selected).
+- FETCH data items on the live path, exact bytes (sections, partials,
+  literal8).
+"""
+import socket
+
+from imap_helpers import connect, imap_port, msg, run
+
+
+class Raw:
+    def __init__(self, ctx, login=True):
+        self.s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=10)
+        self.f = self.s.makefile("rwb")
+        self.f.readline()
+        self.n = 0
+        if login:
+            self.cmd(b"LOGIN alice pw")
+
+    def cmd(self, line: bytes) -> bytes:
+        """Everything the server answered, literals included, up to the tagged line."""
+        self.n += 1
+        tag = b"r%d" % self.n
+        self.f.write(tag + b" " + line + b"\r\n")
+        self.f.flush()
+        out = []
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise EOFError
+            out.append(line)
+            head = line.rstrip(b"\r\n")
+            if head.endswith(b"}") and b"{" in head:
+                out.append(self.f.read(int(head[head.rindex(b"{") + 1:-1])))
+                continue
+            if line.startswith(tag + b" "):
+                return b"".join(out)
+
+    def close(self):
+        self.s.close()
+
+
+async def test_no_expunge_announced_during_fetch_search_store(imap_server):
+    def go():
+        a = connect(imap_server)
+        for i in range(4):
+            a.append("INBOX", None, None, msg(f"m{i}"))
+        a.select("INBOX")
+        b = connect(imap_server)
+        b.select("INBOX")
+        b.store("1", "+FLAGS", "\\Deleted")
+        b.expunge()
+        b.logout()
+
+        checks = [
+            ("FETCH", lambda: a.fetch("1:*", "(FLAGS)")),
+            ("UID FETCH", lambda: a.uid("FETCH", "1:*", "(FLAGS)")),
+            ("SEARCH", lambda: a.search(None, "ALL")),
+            ("UID SEARCH", lambda: a.uid("SEARCH", "ALL")),
+            ("STORE", lambda: a.store("2", "+FLAGS", "\\Seen")),
+            ("UID STORE", lambda: a.uid("STORE", "3", "+FLAGS", "\\Answered")),
+            ("SORT", lambda: a.sort("(DATE)", "UTF-8", "ALL")),
+            ("THREAD", lambda: a.thread("REFERENCES", "UTF-8", "ALL")),
+        ]
+        for name, call in checks:
+            a.untagged_responses.clear()
+            typ, _data = call()
+            assert typ == "OK", name
+            assert "EXPUNGE" not in a.untagged_responses, f"EXPUNGE announced during {name}"
+        # the sequence map did not move: message 2 is still UID 2
+        typ, data = a.fetch("2", "(UID)")
+        assert typ == "OK" and data[0].startswith(b"2 (UID 2"), data
+        a.untagged_responses.clear()
+        typ, _ = a.noop()
+        assert a.untagged_responses.get("EXPUNGE") == [b"1"]
+        a.logout()
+    await run(go)
+
+
+async def test_enable_after_select_is_bad(imap_server):
+    def go():
+        r = Raw(imap_server)
+        assert r.cmd(b"ENABLE CONDSTORE").endswith(b"OK ENABLE completed\r\n")
+        r.cmd(b"SELECT INBOX")
+        out = r.cmd(b"ENABLE QRESYNC")
+        assert out == b"r4 BAD ENABLE is not allowed once a mailbox is selected\r\n", out
+        r.cmd(b"UNSELECT")
+        assert b"* ENABLED QRESYNC\r\n" in r.cmd(b"ENABLE QRESYNC")
+        r.close()
+    await run(go)
+
+
+async def test_the_state_table_decides(imap_server):
+    def go():
+        r = Raw(imap_server, login=False)
+        assert r.cmd(b"SELECT INBOX") == b"r1 BAD SELECT needs you to log in first\r\n"
+        assert r.cmd(b"ENABLE CONDSTORE") == b"r2 BAD ENABLE needs you to log in first\r\n"
+        assert r.cmd(b"IDLE") == b"r3 BAD log in first\r\n"
+        assert r.cmd(b"LOGIN alice pw").startswith(b"r4 OK [CAPABILITY ")
+        assert r.cmd(b"LOGIN alice pw") == b"r5 BAD already authenticated\r\n"
+        assert r.cmd(b"AUTHENTICATE PLAIN") == b"r6 BAD already authenticated\r\n"
+        assert r.cmd(b"FETCH 1 FLAGS") == b"r7 BAD FETCH needs a selected mailbox\r\n"
+        assert r.cmd(b"SELECT INBOX").endswith(b"r8 OK [READ-WRITE] SELECT completed\r\n")
+        assert r.cmd(b"UID FETCH 1:* FLAGS").endswith(b"r9 OK FETCH completed\r\n")
+        # a failed SELECT in the selected state leaves nothing selected (RFC 9051 6.3.2)
+        assert r.cmd(b"SELECT Nowhere").startswith(b"r10 NO [NONEXISTENT]")
+        assert r.cmd(b"FETCH 1 FLAGS") == b"r11 BAD FETCH needs a selected mailbox\r\n"
+        assert r.cmd(b"LOGOUT") == b"* BYE mailaccess logging out\r\nr12 OK LOGOUT completed\r\n"
+        r.close()
+    await run(go)
+
+
+MULTIPART = (
+    b"From: a@example.org\r\nTo: b@example.org\r\nSubject: parts\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+    b"--XX\r\nContent-Type: text/plain\r\n\r\nhello world\r\n"
+    b"--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"YQBi\r\n--XX--\r\n"
+)
+
+
+async def test_fetch_items_exact_bytes(imap_server):
+    """FETCH data items as the live path (build_fetch) sends them."""
+    def go():
+        r = Raw(imap_server)
+        r.cmd(b"APPEND INBOX {%d+}\r\n%s" % (len(MULTIPART), MULTIPART))
+        r.cmd(b"EXAMINE INBOX")
+        cases = [
+            (b"BODY.PEEK[1]", b"BODY[1] {11}\r\nhello world"),
+            (b"BODY.PEEK[1]<0.5>", b"BODY[1]<0> {5}\r\nhello"),
+            (b"BODY.PEEK[1]<100.3>", b"BODY[1]<100> {0}\r\n"),
+            (b"BODY.PEEK[1.MIME]", b"BODY[1.MIME] {28}\r\nContent-Type: text/plain\r\n\r\n"),
+            (b'BODY.PEEK[HEADER.FIELDS (Subject "To")]',
+             b"BODY[HEADER.FIELDS (Subject To)] {37}\r\nTo: b@example.org\r\nSubject: parts\r\n\r\n"),
+            (b"BINARY.PEEK[1]", b"BINARY[1] {11}\r\nhello world"),
+            (b"BINARY.PEEK[2]", b"BINARY[2] ~{3}\r\na\x00b"),
+            (b"BINARY.PEEK[2]<1.2>", b"BINARY[2]<1> ~{2}\r\n\x00b"),
+            (b"BINARY.SIZE[2]", b"BINARY.SIZE[2] 3"),
+        ]
+        for att, wire in cases:
+            out = r.cmd(b"FETCH 1 (" + att + b")")
+            assert out.startswith(b"* 1 FETCH (" + wire + b")\r\n"), (att, out)
+        r.close()
+    await run(go)
+
+
+def test_server_context_carries_no_service_state():
+    """IMAP's shared views and session counts live in its service (server/imap.py
+    ImapService), so JMAP and ActiveSync will not each add fields here."""
+    import dataclasses
+
+    from mailaccess.server.app import ServerContext
+    from mailaccess.server.imap import ImapService
+
+    names = {f.name for f in dataclasses.fields(ServerContext)}
+    assert names == {"cfg", "store", "bus", "tls_cert", "tls_key", "bound"}, names
+    assert {"views", "sessions"} <= set(vars(ImapService(None)))
