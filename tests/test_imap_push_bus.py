@@ -92,7 +92,8 @@ async def test_idle_is_not_woken_by_another_mailbox(imap_server, monkeypatch):
     real_refresh = ImapSession.refresh
 
     async def spy(self, allow_expunge):
-        refreshed.append(self.user)
+        if self.sel is not None:   # the idler; the appending session selects nothing
+            refreshed.append(self.user)
         return await real_refresh(self, allow_expunge)
 
     monkeypatch.setattr(ImapSession, "refresh", spy)
