@@ -1,31 +1,20 @@
 """The session's vocabulary between store and wire: keyword <-> IMAP flag,
-JMAP role <-> special-use attribute, and thin wrappers over the sans-IO
-serialiser (proto/imap/serialize.py) for strings and mailbox names."""
+JMAP role <-> special-use attribute (both built from mailaccess.vocab, the one
+table), and thin wrappers over the sans-IO serialiser
+(proto/imap/serialize.py) for strings and mailbox names."""
 from __future__ import annotations
 
+from .. import vocab
 from ..proto.imap import serialize
 from ..proto.imap.serialize import astring, literal, nstring  # noqa: F401  (re-exported)
 
-SYSTEM_FLAGS = {
-    "$seen": "\\Seen",
-    "$answered": "\\Answered",
-    "$flagged": "\\Flagged",
-    "$draft": "\\Draft",
-    "$deleted": "\\Deleted",
-}
-FLAG_TO_KEYWORD = {v.lower(): k for k, v in SYSTEM_FLAGS.items()}
+# keyword -> IMAP system flag ("$seen" -> "\\Seen") and back (lowercased flag)
+SYSTEM_FLAGS = vocab.KEYWORD_TO_IMAP_FLAG
+FLAG_TO_KEYWORD = vocab.IMAP_FLAG_TO_KEYWORD
 
-ROLE_TO_SPECIAL_USE = {
-    "drafts": "\\Drafts",
-    "sent": "\\Sent",
-    "trash": "\\Trash",
-    "junk": "\\Junk",
-    "archive": "\\Archive",
-    "all": "\\All",
-    "flagged": "\\Flagged",
-    "important": "\\Important",
-}
-SPECIAL_USE_TO_ROLE = {v.lower(): k for k, v in ROLE_TO_SPECIAL_USE.items()}
+# JMAP role -> IMAP special-use attribute ("drafts" -> "\\Drafts") and back
+ROLE_TO_SPECIAL_USE = vocab.ROLE_TO_SPECIAL_USE
+SPECIAL_USE_TO_ROLE = vocab.SPECIAL_USE_TO_ROLE
 
 
 def keyword_of(flag: str) -> str | None:
