@@ -49,12 +49,13 @@ class Keyword:
     maildir: str | None        # Maildir info letter
 
 
+# The IMAP system flags come first, in the order IMAP lists them in FLAGS.
 KEYWORDS: tuple[Keyword, ...] = (
-    Keyword(SEEN, "\\Seen", "Read", "S"),
     Keyword(ANSWERED, "\\Answered", "LastVerbExecuted=1 (ReplyToSender)", "R"),
     Keyword(FLAGGED, "\\Flagged", "Flag (Status 2)", "F"),
-    Keyword(DRAFT, "\\Draft", "IsDraft", "D"),
     Keyword(DELETED, "\\Deleted", None, "T"),
+    Keyword(SEEN, "\\Seen", "Read", "S"),
+    Keyword(DRAFT, "\\Draft", "IsDraft", "D"),
     Keyword(FORWARDED, None, "LastVerbExecuted=3 (Forward)", "P"),
     Keyword(JUNK, None, None, None),
     Keyword(NOTJUNK, None, None, None),

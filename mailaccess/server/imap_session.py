@@ -40,7 +40,7 @@ NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = "NOT_AUTHENTICATED", "AUTHE
     "SELECTED", "LOGOUT"
 
 SEP = "/"
-SYSTEM_FLAG_LIST = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+SYSTEM_FLAG_LIST = " ".join(vocab.KEYWORD_TO_IMAP_FLAG.values())
 
 # Commands whose responses may not carry EXPUNGE (RFC 9051 7.5.1; the UID
 # forms are exempt in RFC 3501 but we keep it simple and safe for both).
