@@ -563,8 +563,13 @@ def set_mailboxes(tx: WriteTx, acc: int, eid: int, mailboxes: set[int]) -> None:
 # --- per-device sync state -----------------------------------------------------------
 
 def put_device_state(tx: WriteTx, acc: int, device: str, key: str, value: bytes) -> None:
+    """Store VALUE under (DEVICE, KEY) for ACC (ActiveSync SyncKeys and what
+    the device holds); View.device_state/device_keys read it back."""
     if tx.account(acc) is None:
         raise NotFound("no such account")
+    if not device or "\0" in device:
+        # the key is acc device NUL key: a NUL in the name would alias another device
+        raise InvalidName("device ids are non-empty and contain no NUL")
     tx.put("dev", keys.dev(acc, device, key), value)
 
 
