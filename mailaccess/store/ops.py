@@ -384,12 +384,12 @@ def expunge(tx: WriteTx, acc: int, mbx: int, uids: list[int]) -> list[int]:
     UIDs actually removed, ascending."""
     cache: dict[int, Mailbox] = {}
     m = _load_mbx(tx, acc, cache, mbx)
-    ms = tx.modseq(acc)
     done = []
     for uid in sorted(set(uids)):
         eid = tx.email_at(acc, mbx, uid)
         if eid is None:
             continue
+        ms = tx.modseq(acc)    # only when something changes: a no-op takes no modseq
         rec = tx.email(acc, eid)
         _remove_member(tx, acc, rec, m, ms)
         done.append(uid)
@@ -512,13 +512,13 @@ def move(tx: WriteTx, acc: int, src: int, uids: list[int], dst: int) -> list[tup
     cache: dict[int, Mailbox] = {}
     s = _load_mbx(tx, acc, cache, src)
     d = _load_mbx(tx, acc, cache, dst)
-    ms = tx.modseq(acc)
     now = int(time.time())
     out = []
     for uid in sorted(set(uids)):
         eid = tx.email_at(acc, src, uid)
         if eid is None:
             continue
+        ms = tx.modseq(acc)    # only when something changes: a no-op takes no modseq
         rec = tx.email(acc, eid)
         _remove_member(tx, acc, rec, s, ms)
         if rec.member(dst) is not None:
@@ -533,7 +533,8 @@ def move(tx: WriteTx, acc: int, src: int, uids: list[int], dst: int) -> list[tup
         tx.put_email(acc, rec)
         tx.log(acc, "updated", EMAIL, eid)
         out.append((uid, new_uid))
-    _save_mailboxes(tx, acc, cache)
+    if out:
+        _save_mailboxes(tx, acc, cache)
     return out
 
 
