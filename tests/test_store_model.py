@@ -52,6 +52,7 @@ class MBox:
 class Email:
     size: int
     keywords: set[str]
+    last_ms: int = 0         # the modseq of its last change (CONDSTORE MODSEQ)
 
 
 class Model:
@@ -63,6 +64,10 @@ class Model:
         self.next_mbx = 1
         self.next_eid = 1
         self.quota = 0
+        self.touched: set[int] = set()    # emails the current step changed
+
+    def touch(self, eid: int) -> None:
+        self.touched.add(eid)
 
     # --- queries ---
     def child(self, parent: int, name: str) -> int | None:
@@ -95,6 +100,7 @@ class Model:
         return mbx
 
     def add(self, mbx: int, eid: int) -> int:
+        self.touch(eid)
         b = self.boxes[mbx]
         uid = b.uidnext
         b.uidnext += 1
@@ -105,10 +111,12 @@ class Model:
         eid = self.next_eid
         self.next_eid += 1
         self.emails[eid] = Email(size, {k.lower() for k in kws})
+        self.touch(eid)
         return eid
 
     def remove(self, mbx: int, uid: int) -> None:
         eid = self.boxes[mbx].uids.pop(uid)
+        self.touch(eid)
         if not self.members(eid):
             del self.emails[eid]
 
@@ -177,6 +185,10 @@ class StoreMachine(RuleBasedStateMachine):
         else:
             assert ms == self.modseq, "nothing changed but the modseq moved"
         self.modseq = ms
+        for eid in self.m.touched:
+            if eid in self.m.emails:
+                self.m.emails[eid].last_ms = ms
+        self.m.touched.clear()
 
     def draw_box(self, data, any_id: bool = False) -> int:
         ids = sorted(self.m.boxes)
@@ -337,6 +349,7 @@ class StoreMachine(RuleBasedStateMachine):
             eid = self.m.boxes[src].uids.pop(uid, None)
             if eid is None:
                 continue
+            self.m.touch(eid)
             already = self.m.members(eid).get(dst)
             want.append((uid, already if already is not None else self.m.add(dst, eid)))
         assert got == want
@@ -356,21 +369,31 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(data=st.data(), mode=st.sampled_from(["add", "remove", "replace"]),
           kws=st.lists(st.sampled_from(KEYWORDS), max_size=3))
     def set_keywords(self, data, mode, kws):
+        """set_keywords_reporting, with UNCHANGEDSINCE sometimes (RFC 7162 3.1.3)."""
         eids = data.draw(st.lists(st.sampled_from(sorted(self.m.emails) + [10_000]),
                                   max_size=4))
-        res = self.run(None, ops.set_keywords, eids, **{mode: kws})
+        mbx = self.draw_box(data)
+        since = data.draw(st.one_of(st.none(),
+                                    st.integers(max(0, self.modseq - 6), self.modseq)))
+        res = self.run(None, ops.set_keywords_reporting, mbx, eids, unchanged_since=since,
+                       **{mode: kws})
         low = {k.lower() for k in kws}
-        want = []
+        want, conflicts = [], []
         for eid in eids:
             e = self.m.emails.get(eid)
             if e is None:
                 continue
+            if since is not None and (eid in self.m.touched or e.last_ms > since):
+                conflicts.append(eid)
+                continue
             new = {"add": e.keywords | low, "remove": e.keywords - low, "replace": low}[mode]
             if new != e.keywords:
                 e.keywords = new
+                self.m.touch(eid)
                 want.append(eid)
-        assert res == (want, [])
+        assert (res.changed, res.conflicts) == (want, conflicts)
         self.changed(bool(want))
+        assert res.modseq_after == (self.modseq if want else None)
 
     @precondition(lambda self: self.m.emails)
     @rule(data=st.data())
@@ -381,6 +404,7 @@ class StoreMachine(RuleBasedStateMachine):
         if not boxes:
             return
         current = self.m.members(eid)
+        self.m.touch(eid)
         for mbx in set(current) - boxes:
             self.m.boxes[mbx].uids.pop(current[mbx])
         for mbx in sorted(boxes - set(current)):
@@ -428,6 +452,7 @@ class StoreMachine(RuleBasedStateMachine):
             for eid, want in m.emails.items():
                 rec = v.email(acc, eid)
                 assert set(rec.keywords) == want.keywords and rec.size == want.size
+                assert rec.last_ms == want.last_ms, f"email {eid}: MODSEQ"
                 assert {mem.mailbox: mem.uid for mem in rec.members} == m.members(eid)
             assert v.usage(acc) == m.usage()
             assert v.highest_modseq(acc) == self.modseq
@@ -437,6 +462,6 @@ class StoreMachine(RuleBasedStateMachine):
 def test_store_against_model():
     run_state_machine_as_test(
         StoreMachine,
-        settings=settings(max_examples=40, stateful_step_count=30, deadline=None,
+        settings=settings(max_examples=60, stateful_step_count=40, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow,
                                                  HealthCheck.filter_too_much]))
