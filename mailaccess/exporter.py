@@ -25,8 +25,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .importer import FLAG_LETTERS, mutf7_encode
+from .importer import mutf7_encode
 from .store.errors import NotFound
+from .vocab import KEYWORD_TO_MAILDIR_LETTER as FLAG_LETTERS, ROLE_INBOX
 
 __all__ = ["ExportSummary", "export_account", "folder_dir_name"]
 
@@ -124,13 +125,13 @@ def export_account(store, account_name: str, dest_dir: str | os.PathLike, progre
         raise FileExistsError(f"{dest} is not empty: export into a new directory")
     os.makedirs(dest, exist_ok=True)
     _make_maildir(dest)
-    boxes.sort(key=lambda b: (b[0].role != "inbox", b[1]))
+    boxes.sort(key=lambda b: (b[0].role != ROLE_INBOX, b[1]))
     subscribed: list[str] = []
     dirs: list[str] = []
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="export")
     try:
         for m, path in boxes:
-            if m.role == "inbox" and m.parent == 0:
+            if m.role == ROLE_INBOX and m.parent == 0:
                 fdir = dest
                 listed = "INBOX"
             else:

@@ -41,6 +41,7 @@ from typing import Callable, Iterator
 
 import lmdb
 
+from . import vocab
 from .proto.imap import modutf7
 from .store import ops
 from .store.errors import NotFound, StoreError
@@ -51,23 +52,26 @@ __all__ = [
     "ImportError_", "journal_path",
 ]
 
-# Maildir info letters <-> JMAP keywords (Maildir spec + Dovecot)
-LETTER_FLAGS = {
-    "D": "$draft", "F": "$flagged", "P": "$forwarded", "R": "$answered", "S": "$seen",
-    "T": "$deleted",
-}
-FLAG_LETTERS = {v: k for k, v in LETTER_FLAGS.items()}
+# Maildir info letters <-> JMAP keywords (Maildir spec + Dovecot): the vocabulary's
+LETTER_FLAGS = vocab.MAILDIR_LETTER_TO_KEYWORD
+FLAG_LETTERS = vocab.KEYWORD_TO_MAILDIR_LETTER
 
 # Top-level folder names that mean a special-use mailbox (casefolded)
-SPECIAL_NAMES = {
-    "inbox": "inbox",
-    "sent": "sent", "sent items": "sent", "sent messages": "sent", "sent mail": "sent",
-    "drafts": "drafts", "draft": "drafts",
-    "trash": "trash", "deleted items": "trash", "deleted messages": "trash", "bin": "trash",
-    "junk": "junk", "spam": "junk", "junk e-mail": "junk", "junk email": "junk",
-    "bulk mail": "junk",
-    "archive": "archive", "archives": "archive",
+_NAMES_OF_ROLE = {
+    vocab.ROLE_INBOX: ("inbox",),
+    vocab.ROLE_SENT: ("sent", "sent items", "sent messages", "sent mail"),
+    vocab.ROLE_DRAFTS: ("drafts", "draft"),
+    vocab.ROLE_TRASH: ("trash", "deleted items", "deleted messages", "bin"),
+    vocab.ROLE_JUNK: ("junk", "spam", "junk e-mail", "junk email", "bulk mail"),
+    vocab.ROLE_ARCHIVE: ("archive", "archives"),
 }
+SPECIAL_NAMES = {name: role for role, names in _NAMES_OF_ROLE.items() for name in names}
+
+# mbox Status/X-Status letters and X-Mozilla-Status bits -> keywords
+_X_STATUS = ((b"A", vocab.ANSWERED), (b"F", vocab.FLAGGED), (b"T", vocab.DRAFT),
+             (b"D", vocab.DELETED))
+_MOZILLA_BITS = ((0x1, vocab.SEEN), (0x2, vocab.ANSWERED), (0x4, vocab.FLAGGED),
+                 (0x8, vocab.DELETED), (0x1000, vocab.FORWARDED))
 
 BATCH = 64          # messages per writer request
 WINDOW_BATCHES = 8  # batches submitted and not yet durable
@@ -358,10 +362,9 @@ def _mbox_flags(raw: bytes) -> tuple[bytes, tuple[str, ...]]:
         value = b"".join(cur).split(b":", 1)[1].strip()
         if cur_name == b"status":
             if b"R" in value:
-                kws.append("$seen")
+                kws.append(vocab.SEEN)
         elif cur_name == b"x-status":
-            for ch, kw in ((b"A", "$answered"), (b"F", "$flagged"), (b"T", "$draft"),
-                           (b"D", "$deleted")):
+            for ch, kw in _X_STATUS:
                 if ch in value:
                     kws.append(kw)
         elif cur_name == b"x-keywords":
@@ -394,8 +397,7 @@ def _mbox_flags(raw: bytes) -> tuple[bytes, tuple[str, ...]]:
     has_status = any(n in header.lower() for n in (b"\nstatus:", b"\nx-status:")) or \
         header[:7].lower() == b"status:"
     if mozilla is not None and not has_status:
-        for bit, kw in ((0x1, "$seen"), (0x2, "$answered"), (0x4, "$flagged"),
-                        (0x8, "$deleted"), (0x1000, "$forwarded")):
+        for bit, kw in _MOZILLA_BITS:
             if mozilla & bit:
                 kws.append(kw)
     if stripped:
@@ -532,7 +534,7 @@ def _ensure_mailboxes(tx, acc: int, folders: list[tuple[str, ...]], into: list[s
         if into:
             target = list(into) + list(parts)
         elif not parts:
-            target = tx.mailbox_path(acc, tx.mailbox_by_role(acc, "inbox").id)
+            target = tx.mailbox_path(acc, tx.mailbox_by_role(acc, vocab.ROLE_INBOX).id)
         else:
             role = SPECIAL_NAMES.get(parts[0].casefold())
             special = tx.mailbox_by_role(acc, role) if role else None

@@ -1,28 +1,18 @@
 """The session's vocabulary between store and wire: keyword <-> IMAP flag,
-JMAP role <-> special-use attribute, and a keyword list as FETCH's flag
-list.  (Every other response's bytes come from proto/imap/serialize.py.)"""
+JMAP role <-> special-use attribute (both built from mailaccess.vocab, the one
+table), and a keyword list as FETCH's flag list.  (Every other response's
+bytes come from proto/imap/serialize.py.)"""
 from __future__ import annotations
 
-SYSTEM_FLAGS = {
-    "$seen": "\\Seen",
-    "$answered": "\\Answered",
-    "$flagged": "\\Flagged",
-    "$draft": "\\Draft",
-    "$deleted": "\\Deleted",
-}
-FLAG_TO_KEYWORD = {v.lower(): k for k, v in SYSTEM_FLAGS.items()}
+from .. import vocab
 
-ROLE_TO_SPECIAL_USE = {
-    "drafts": "\\Drafts",
-    "sent": "\\Sent",
-    "trash": "\\Trash",
-    "junk": "\\Junk",
-    "archive": "\\Archive",
-    "all": "\\All",
-    "flagged": "\\Flagged",
-    "important": "\\Important",
-}
-SPECIAL_USE_TO_ROLE = {v.lower(): k for k, v in ROLE_TO_SPECIAL_USE.items()}
+# keyword -> IMAP system flag ("$seen" -> "\\Seen") and back (lowercased flag)
+SYSTEM_FLAGS = vocab.KEYWORD_TO_IMAP_FLAG
+FLAG_TO_KEYWORD = vocab.IMAP_FLAG_TO_KEYWORD
+
+# JMAP role -> IMAP special-use attribute ("drafts" -> "\\Drafts") and back
+ROLE_TO_SPECIAL_USE = vocab.ROLE_TO_SPECIAL_USE
+SPECIAL_USE_TO_ROLE = vocab.SPECIAL_USE_TO_ROLE
 
 
 def keyword_of(flag: str) -> str | None:

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 
 import trio
 
-from .. import accounts, ids, ingest, storeio
+from .. import accounts, ids, ingest, storeio, vocab
 from .. import _speedups
 from ..mime import index as mindex
 from ..proto.imap import events as ev
@@ -52,7 +52,7 @@ NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = st.NOT_AUTHENTICATED, st.AU
     st.SELECTED, st.LOGOUT
 
 SEP = "/"
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+SYSTEM_FLAGS = tuple(vocab.KEYWORD_TO_IMAP_FLAG.values())
 
 # After these commands (when they succeed) the dispatcher tells the client
 # what changed in the selected mailbox; whether that may include expunges is
@@ -459,7 +459,7 @@ class ImapSession:
             if v.children(self.acc, m.id):
                 # RFC 9051 6.3.4: a mailbox with inferiors cannot be deleted here
                 raise No("the mailbox has child mailboxes; delete them first", "INUSE")
-        if m.role == "inbox":
+        if m.role == vocab.ROLE_INBOX:
             raise No("INBOX cannot be deleted", "CANNOT")
         await storeio.write(self.store, ops.delete_mailbox, self.acc, m.id)
         if self.sel is not None and self.sel.mbx == m.id:
@@ -478,16 +478,7 @@ class ImapSession:
         if new_path == ["INBOX"]:
             raise No("cannot rename to INBOX", "ALREADYEXISTS")
 
-        def rename(tx, acc):
-            parent = 0
-            for part in new_path[:-1]:  # create missing superiors (RFC 9051 6.3.6)
-                nxt = tx.child_id(acc, parent, part)
-                parent = nxt if nxt is not None else ops.create_mailbox(tx, acc, parent, part)
-            if m.role == "inbox":
-                return ops.rename_inbox(tx, acc, parent, new_path[-1])
-            return ops.rename_mailbox(tx, acc, m.id, parent, new_path[-1])
-
-        await storeio.write(self.store, rename, self.acc)
+        await storeio.write(self.store, ops.move_mailbox_to_path, self.acc, m.id, new_path)
         return Done("RENAME completed")
 
     async def do_subscribe(self, cmd):
@@ -565,7 +556,7 @@ class ImapSession:
                     # of a subscribed mailbox the pattern does not reach
                     lines.append((m, name, ["NOSELECT"]))
                 continue
-            if special_only and not m.role or (special_only and m.role == "inbox"):
+            if special_only and not m.role or (special_only and m.role == vocab.ROLE_INBOX):
                 continue
             lines.append((m, name, []))
             matched.add(m.id)
@@ -630,7 +621,7 @@ class ImapSession:
             elif item == "DELETED":
                 if deleted is None:
                     deleted = sum(1 for _u, e in v.uids(self.acc, m.id)
-                                  if "$deleted" in (v.email(self.acc, e).keywords))
+                                  if vocab.DELETED in (v.email(self.acc, e).keywords))
                 vals.append((item, deleted))
             elif item == "APPENDLIMIT":
                 vals.append((item, self.cfg.max_literal))
@@ -696,10 +687,8 @@ class ImapSession:
                 new = ingest.prepare(raw, received, tz)
             prepared.append((new, kws))
 
-        def append_all(tx, acc, mbx):  # MULTIAPPEND is atomic (RFC 3502)
-            return [ops.append(tx, acc, [mbx], new, kws, quota) for new, kws in prepared]
-
-        results = await storeio.write(self.store, append_all, self.acc, m.id)
+        # MULTIAPPEND is atomic (RFC 3502)
+        results = await storeio.write(self.store, ops.append_many, self.acc, m.id, prepared, quota)
         uids = [r.placed[0][2] for r in results]
         return Done("APPEND completed", S.code_appenduid(m.uidvalidity, uids))
 
@@ -759,7 +748,7 @@ class ImapSession:
         sel = self.sel
         if not sel.readonly:
             with self.store.view() as v:
-                doomed = [u for u, e in sel.pairs() if _has(v, self.acc, e, "$deleted")]
+                doomed = [u for u, e in sel.pairs() if _has(v, self.acc, e, vocab.DELETED)]
             if doomed:
                 await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
         self.sel = None
@@ -775,7 +764,7 @@ class ImapSession:
             raise No("the mailbox is read-only", "READ-ONLY")
         targets = sel.uids_for_set(cmd.uids, True) if cmd.uid else None
         with self.store.view() as v:
-            doomed = [u for u, e in sel.pairs(targets) if _has(v, self.acc, e, "$deleted")]
+            doomed = [u for u, e in sel.pairs(targets) if _has(v, self.acc, e, vocab.DELETED)]
         if doomed:
             await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
         code = None
@@ -831,9 +820,10 @@ class ImapSession:
                 for i in items) and not sel.readonly
         if sets_seen:
             with self.store.view() as v:
-                unseen = [e for _u, e in sel.pairs(uids) if not _has(v, self.acc, e, "$seen")]
+                unseen = [e for _u, e in sel.pairs(uids) if not _has(v, self.acc, e, vocab.SEEN)]
             if unseen:
-                await storeio.write(self.store, ops.set_keywords, self.acc, unseen, add=["$seen"])
+                await storeio.write(self.store, ops.set_keywords, self.acc, unseen,
+                                    add=[vocab.SEEN])
                 items = list(items)
                 if not any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items):
                     items.append(ev.FetchItem("FLAGS"))
@@ -895,13 +885,9 @@ class ImapSession:
               "replace": dict(replace=kws)}[cmd.mode]
         mbx = sel.mbx
 
-        def store(tx, acc):
-            before = tx.mailbox(acc, mbx).highest_ms
-            changed, conflicts = ops.set_keywords(tx, acc, eids,
-                                                  unchanged_since=cmd.unchangedsince, **kw)
-            return changed, conflicts, before, (tx.modseq(acc) if changed else None)
-
-        changed, conflicts, before, modseq = await storeio.write(self.store, store, self.acc)
+        res = await storeio.write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
+                                  unchanged_since=cmd.unchangedsince, **kw)
+        conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
         by_eid = {e: u for u, e in live_pairs}
         conflict_uids = sorted(by_eid[e] for e in conflicts)
         conflict_set = set(conflict_uids)
@@ -1118,7 +1104,7 @@ def _first_unseen(v, acc: int, eids) -> int | None:
     from ..store.records import email_keywords_and_ms
     for i, e in enumerate(eids):
         rec = v.email_raw(acc, e)
-        if rec is not None and "$seen" not in email_keywords_and_ms(rec)[0]:
+        if rec is not None and vocab.SEEN not in email_keywords_and_ms(rec)[0]:
             return i + 1
     return None
 

@@ -13,7 +13,7 @@ import time
 
 import trio
 
-from .. import ingest, storeio
+from .. import ingest, storeio, vocab
 from ..proto.lmtp import wire
 from ..store import OverQuota, StoreError, StoreFullError, ops
 from .app import ServerContext, bound_addresses, open_listeners, serve_connections
@@ -41,7 +41,7 @@ def resolve_recipient(ctx: ServerContext, address: str) -> tuple[int, int] | Non
                 m = v.mailbox_by_path(a.id, detail.split("/"))
                 mbx = m.id if m is not None else None
             if mbx is None:
-                inbox = v.mailbox_by_role(a.id, "inbox")
+                inbox = v.mailbox_by_role(a.id, vocab.ROLE_INBOX)
                 if inbox is None:
                     return None
                 mbx = inbox.id

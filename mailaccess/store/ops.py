@@ -5,29 +5,30 @@ IMAP, JMAP, ActiveSync, LMTP and the CLI all change mail only through these.
 Every function checks that the objects it touches belong to the account it
 was given.  Indexing (parsing the message) happens before the request is
 queued, on the caller's side, so the writer thread only writes.
+
+A request is all or nothing: the writer runs it in a nested transaction that
+is rolled back whole when the function raises, so a composite operation
+(``append_many``, ``move_mailbox_to_path``) needs no undo of its own.
+
+Keywords and roles are spelled as in ``mailaccess.vocab`` (JMAP forms).
+The features only IMAP needs are grouped at the end under "IMAP-only".
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+from .. import vocab
 from . import keys, records
 from .errors import AlreadyExists, Conflict, InvalidName, NotFound, OverQuota
 from .records import EMAIL, MAILBOX, THREAD, Account, EmailRecord, Mailbox, Membership
 from .tx import WriteTx
 
-SEEN = "$seen"
-DELETED = "$deleted"
+SEEN = vocab.SEEN          # (kept for callers that import them from here)
+DELETED = vocab.DELETED
 
 # Created for every new account (issue: CREATE-SPECIAL-USE, JMAP roles).
-DEFAULT_MAILBOXES = (
-    ("INBOX", "inbox"),
-    ("Drafts", "drafts"),
-    ("Sent", "sent"),
-    ("Trash", "trash"),
-    ("Junk", "junk"),
-    ("Archive", "archive"),
-)
+DEFAULT_MAILBOXES = vocab.DEFAULT_MAILBOXES
 
 MAX_NAME_BYTES = 200  # one hierarchy level; keys must stay far under LMDB's 511
 
@@ -100,7 +101,8 @@ def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str |
         raise AlreadyExists(f"a mailbox with role {role} exists already")
     full = "/".join(tx.mailbox_path(acc, parent) + [name])
     if tx._get("sub", keys.sub(acc, full)) is not None:
-        # the name was subscribed while it did not exist: it is again
+        # IMAP-only: the name was subscribed while it did not exist (the
+        # ``sub`` table, keyed by IMAP names): it is again
         tx.delete("sub", keys.sub(acc, full))
         subscribed = True
     mbx = tx.next_counter(acc, keys.CTR_MAILBOX)
@@ -149,22 +151,28 @@ def rename_mailbox(tx: WriteTx, acc: int, mbx: int, new_parent: int, new_name: s
     tx.log(acc, "updated", MAILBOX, mbx)
 
 
-def rename_inbox(tx: WriteTx, acc: int, new_parent: int, new_name: str) -> int:
-    """IMAP RENAME INBOX (RFC 9051 6.3.6): move every message to a new mailbox,
-    INBOX stays and is empty."""
-    inbox = tx.mailbox_by_role(acc, "inbox")
-    if inbox is None:
-        raise NotFound("no INBOX")
-    dst = create_mailbox(tx, acc, new_parent, new_name)
-    uids = [u for u, _ in tx.uids(acc, inbox.id)]
-    if uids:
-        move(tx, acc, inbox.id, uids, dst)
-    return dst
+def move_mailbox_to_path(tx: WriteTx, acc: int, mbx: int, path: list[str]) -> int:
+    """Give MBX the full name PATH: missing parents are created (RFC 9051
+    6.3.6; a JMAP Mailbox/set update names an existing parent, so nothing is
+    created), then MBX is renamed/moved there.  The inbox follows the
+    IMAP-only INBOX rule (``rename_inbox``): its messages move to a new
+    mailbox at PATH and the inbox stays.  -> the id of the mailbox at PATH."""
+    if not path:
+        raise InvalidName("a mailbox path has at least one level")
+    m = tx.require_mailbox(acc, mbx)
+    parent = 0
+    for part in path[:-1]:
+        nxt = tx.child_id(acc, parent, part)
+        parent = nxt if nxt is not None else create_mailbox(tx, acc, parent, part)
+    if m.role == vocab.ROLE_INBOX:
+        return rename_inbox(tx, acc, parent, path[-1])
+    rename_mailbox(tx, acc, mbx, parent, path[-1])
+    return mbx
 
 
 def delete_mailbox(tx: WriteTx, acc: int, mbx: int, *, remove_emails: bool = True) -> None:
     m = tx.require_mailbox(acc, mbx)
-    if m.role == "inbox":
+    if m.role == vocab.ROLE_INBOX:
         raise Conflict("INBOX cannot be deleted")
     if tx.children(acc, mbx):
         raise Conflict("the mailbox has children; delete them first")
@@ -175,7 +183,7 @@ def delete_mailbox(tx: WriteTx, acc: int, mbx: int, *, remove_emails: bool = Tru
         expunge(tx, acc, mbx, [u for u, _ in uids])
     tx.delete_prefix("vanished", keys.uid_prefix(acc, mbx))
     if m.subscribed:
-        # RFC 9051 6.3.9: the subscription outlives the mailbox
+        # IMAP-only, RFC 9051 6.3.9: the subscription outlives the mailbox
         tx.put("sub", keys.sub(acc, "/".join(tx.mailbox_path(acc, mbx))), b"")
     tx.delete("mbox.name", keys.mbox_name(acc, m.parent, m.name))
     tx.delete("mbox", keys.mbox(acc, mbx))
@@ -346,20 +354,13 @@ def append(tx: WriteTx, acc: int, mailboxes: list[int], new: NewEmail,
     return Appended(eid, tid, placed)
 
 
-SYSTEM_KEYWORDS = {"$seen", "$answered", "$flagged", "$draft", "$deleted"}
-
-
-def _remember_spellings(tx: WriteTx, acc: int, keywords) -> None:
-    """Keywords are stored lowercase (JMAP); remember how each custom keyword
-    was first spelled so IMAP clients get "$Forwarded" back as they sent it
-    (mbsync compares keywords case-sensitively)."""
-    for k in keywords:
-        low = k.lower()
-        if low in SYSTEM_KEYWORDS:
-            continue
-        key = keys.kw(acc, low)
-        if tx._get("kw", key) is None:
-            tx.put("kw", key, k.encode("utf-8"))
+def append_many(tx: WriteTx, acc: int, mbx: int, items, quota: int = 0) -> list[Appended]:
+    """Append each (NewEmail, keywords) of ITEMS to MBX, in order, all or
+    nothing (IMAP MULTIAPPEND, RFC 3502 6.3.11; a JMAP Email/import of several
+    emails would use ``append`` once per email, each on its own).  The quota
+    is checked per message, counting the ones before it.  -> one Appended per
+    item, in order."""
+    return [append(tx, acc, [mbx], new, kws, quota) for new, kws in items]
 
 
 def _destroy(tx: WriteTx, acc: int, rec: EmailRecord) -> None:
@@ -383,12 +384,12 @@ def expunge(tx: WriteTx, acc: int, mbx: int, uids: list[int]) -> list[int]:
     UIDs actually removed, ascending."""
     cache: dict[int, Mailbox] = {}
     m = _load_mbx(tx, acc, cache, mbx)
-    ms = tx.modseq(acc)
     done = []
     for uid in sorted(set(uids)):
         eid = tx.email_at(acc, mbx, uid)
         if eid is None:
             continue
+        ms = tx.modseq(acc)    # only when something changes: a no-op takes no modseq
         rec = tx.email(acc, eid)
         _remove_member(tx, acc, rec, m, ms)
         done.append(uid)
@@ -454,11 +455,36 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
     return changed, conflicts
 
 
+@dataclass(slots=True)
+class KeywordsResult:
+    """What ``set_keywords_reporting`` did, for the protocol's reply."""
+
+    changed: list[int]           # emails whose keywords changed
+    conflicts: list[int]         # emails that failed the UNCHANGEDSINCE test
+    modseq_before: int           # the mailbox's highest modseq before the request
+    modseq_after: int | None     # the request's modseq; None when nothing changed
+
+
+def set_keywords_reporting(tx: WriteTx, acc: int, mbx: int, eids: list[int], *,
+                           add: list[str] = (), remove: list[str] = (),
+                           replace: list[str] | None = None,
+                           unchanged_since: int | None = None) -> KeywordsResult:
+    """``set_keywords`` on EIDS (seen from mailbox MBX), reporting MBX's modseq
+    before and the request's modseq after: IMAP STORE uses them to know
+    whether anybody else changed the mailbox meanwhile (then it must rescan),
+    JMAP Email/set to return oldState/newState."""
+    before = tx.require_mailbox(acc, mbx).highest_ms
+    changed, conflicts = set_keywords(tx, acc, eids, add=add, remove=remove, replace=replace,
+                                      unchanged_since=unchanged_since)
+    return KeywordsResult(changed, conflicts, before, tx.modseq(acc) if changed else None)
+
+
 def copy(tx: WriteTx, acc: int, eids: list[int], dst: int) -> list[int]:
     """Add EIDS to DST in order (IMAP COPY shares the email: same EMAILID,
-    RFC 8474 5.1).  An email already in DST gets a new UID all the same (IMAP
-    COPY always creates messages), so it is appended as a new email.
-    -> the new UIDs, in the order of EIDS."""
+    RFC 8474 5.1).  IMAP-only rule: an email already in DST gets a new UID all
+    the same (IMAP COPY always creates messages), so it is appended as a new
+    email (``_duplicate``); JMAP adds mailboxes with ``set_mailboxes``, where
+    being in DST already is a no-op.  -> the new UIDs, in the order of EIDS."""
     cache: dict[int, Mailbox] = {}
     m = _load_mbx(tx, acc, cache, dst)
     ms = tx.modseq(acc)
@@ -479,21 +505,6 @@ def copy(tx: WriteTx, acc: int, eids: list[int], dst: int) -> list[int]:
     return uids
 
 
-def _duplicate(tx: WriteTx, acc: int, rec: EmailRecord, m: Mailbox, now: int) -> int:
-    ms = tx.modseq(acc)
-    eid = tx.next_counter(acc, keys.CTR_EMAIL)
-    tx.put("blob.ref", keys.blob_ref(acc, rec.blob, eid), b"")
-    tx.put("thr.mem", keys.thr_mem(acc, rec.thread, eid), b"")
-    new = EmailRecord(eid, rec.blob, rec.received_at, rec.tz, rec.size, rec.thread, ms,
-                      list(rec.keywords), [], rec.flags)
-    uid = _add_member(tx, acc, new, m, now)
-    tx.put_email(acc, new)
-    tx.add_counter(acc, keys.CTR_USAGE, rec.size)
-    tx.log(acc, "created", EMAIL, eid)
-    tx.log(acc, "updated", THREAD, rec.thread)
-    return uid
-
-
 def move(tx: WriteTx, acc: int, src: int, uids: list[int], dst: int) -> list[tuple[int, int]]:
     """IMAP MOVE (RFC 6851): -> [(source uid, destination uid)] ascending by source."""
     if src == dst:
@@ -501,13 +512,13 @@ def move(tx: WriteTx, acc: int, src: int, uids: list[int], dst: int) -> list[tup
     cache: dict[int, Mailbox] = {}
     s = _load_mbx(tx, acc, cache, src)
     d = _load_mbx(tx, acc, cache, dst)
-    ms = tx.modseq(acc)
     now = int(time.time())
     out = []
     for uid in sorted(set(uids)):
         eid = tx.email_at(acc, src, uid)
         if eid is None:
             continue
+        ms = tx.modseq(acc)    # only when something changes: a no-op takes no modseq
         rec = tx.email(acc, eid)
         _remove_member(tx, acc, rec, s, ms)
         if rec.member(dst) is not None:
@@ -522,7 +533,8 @@ def move(tx: WriteTx, acc: int, src: int, uids: list[int], dst: int) -> list[tup
         tx.put_email(acc, rec)
         tx.log(acc, "updated", EMAIL, eid)
         out.append((uid, new_uid))
-    _save_mailboxes(tx, acc, cache)
+    if out:
+        _save_mailboxes(tx, acc, cache)
     return out
 
 
@@ -552,8 +564,13 @@ def set_mailboxes(tx: WriteTx, acc: int, eid: int, mailboxes: set[int]) -> None:
 # --- per-device sync state -----------------------------------------------------------
 
 def put_device_state(tx: WriteTx, acc: int, device: str, key: str, value: bytes) -> None:
+    """Store VALUE under (DEVICE, KEY) for ACC (ActiveSync SyncKeys and what
+    the device holds); View.device_state/device_keys read it back."""
     if tx.account(acc) is None:
         raise NotFound("no such account")
+    if not device or "\0" in device:
+        # the key is acc device NUL key: a NUL in the name would alias another device
+        raise InvalidName("device ids are non-empty and contain no NUL")
     tx.put("dev", keys.dev(acc, device, key), value)
 
 
@@ -564,6 +581,62 @@ def delete_device_state(tx: WriteTx, acc: int, device: str, key: str | None = No
         tx.delete("dev", keys.dev(acc, device, key))
 
 
+# --- IMAP-only ---------------------------------------------------------------------------
+# What only IMAP's rules need: JMAP and ActiveSync neither call nor see these.
+#  * the ``sub`` table: subscriptions to names with no mailbox (RFC 9051
+#    6.3.9), keyed by IMAP names ("/"-joined); create_mailbox and
+#    delete_mailbox keep it, unsubscribe_name drops an entry;
+#  * rename_inbox: the RFC 9051 6.3.6 INBOX rule (move_mailbox_to_path applies it);
+#  * COPY's duplicate rule (copy/_duplicate);
+#  * the keyword-spelling table ``kw`` (_remember_spellings,
+#    View.keyword_spellings): mbsync compares keywords case-sensitively.
+
+def rename_inbox(tx: WriteTx, acc: int, new_parent: int, new_name: str) -> int:
+    """IMAP-only: RENAME INBOX (RFC 9051 6.3.6) moves every message to a new
+    mailbox; INBOX stays and is empty.  -> the new mailbox's id."""
+    inbox = tx.mailbox_by_role(acc, vocab.ROLE_INBOX)
+    if inbox is None:
+        raise NotFound("no INBOX")
+    dst = create_mailbox(tx, acc, new_parent, new_name)
+    uids = [u for u, _ in tx.uids(acc, inbox.id)]
+    if uids:
+        move(tx, acc, inbox.id, uids, dst)
+    return dst
+
+
+def _duplicate(tx: WriteTx, acc: int, rec: EmailRecord, m: Mailbox, now: int) -> int:
+    ms = tx.modseq(acc)
+    eid = tx.next_counter(acc, keys.CTR_EMAIL)
+    tx.put("blob.ref", keys.blob_ref(acc, rec.blob, eid), b"")
+    tx.put("thr.mem", keys.thr_mem(acc, rec.thread, eid), b"")
+    new = EmailRecord(eid, rec.blob, rec.received_at, rec.tz, rec.size, rec.thread, ms,
+                      list(rec.keywords), [], rec.flags)
+    uid = _add_member(tx, acc, new, m, now)
+    tx.put_email(acc, new)
+    tx.add_counter(acc, keys.CTR_USAGE, rec.size)
+    tx.log(acc, "created", EMAIL, eid)
+    tx.log(acc, "updated", THREAD, rec.thread)
+    return uid
+
+
+SYSTEM_KEYWORDS = vocab.SYSTEM_KEYWORDS
+
+
+def _remember_spellings(tx: WriteTx, acc: int, keywords) -> None:
+    """IMAP-only (the ``kw`` table).  Keywords are stored lowercase (JMAP);
+    remember how each custom keyword was first spelled so IMAP clients get
+    "$Forwarded" back as they sent it (mbsync compares keywords
+    case-sensitively)."""
+    for k in keywords:
+        low = k.lower()
+        if low in SYSTEM_KEYWORDS:
+            continue
+        key = keys.kw(acc, low)
+        if tx._get("kw", key) is None:
+            tx.put("kw", key, k.encode("utf-8"))
+
+
 def unsubscribe_name(tx: WriteTx, acc: int, full_name: str) -> bool:
-    """Drop a subscription to a name with no mailbox; True if there was one."""
+    """IMAP-only: drop a subscription to a name with no mailbox (the ``sub``
+    table, keyed by "/"-joined IMAP names); True if there was one."""
     return tx.delete("sub", keys.sub(acc, full_name))

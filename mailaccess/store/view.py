@@ -187,15 +187,17 @@ class View:
         return 0
 
     def keyword_spellings(self, acc: int) -> dict[str, str]:
-        """{lowercase keyword: the spelling it was first stored with} for every
-        custom keyword the account has used (IMAP keeps "$Forwarded" as sent)."""
+        """IMAP-only (the ``kw`` table).  {lowercase keyword: the spelling it
+        was first stored with} for every custom keyword the account has used
+        (IMAP keeps "$Forwarded" as sent)."""
         pre = keys.account_prefix(acc)
         return {bytes(k[len(pre):]).decode("utf-8"): bytes(v).decode("utf-8")
                 for k, v in self._scan("kw", pre)}
 
     def orphan_subscriptions(self, acc: int) -> list[str]:
-        """Subscribed names whose mailbox no longer exists (RFC 9051 6.3.9:
-        deleting a mailbox does not unsubscribe it), "/"-separated."""
+        """IMAP-only (the ``sub`` table).  Subscribed names whose mailbox no
+        longer exists (RFC 9051 6.3.9: deleting a mailbox does not unsubscribe
+        it), "/"-separated."""
         pre = keys.account_prefix(acc)
         return [bytes(k[len(pre):]).decode("utf-8") for k, _ in self._scan("sub", pre)]
 

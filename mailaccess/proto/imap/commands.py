@@ -16,6 +16,7 @@ import codecs
 import re
 from collections.abc import Callable
 
+from ... import vocab
 from . import modutf7
 from .errors import CommandError, ParseError
 from .events import (
@@ -99,9 +100,7 @@ LIST_RETURN = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
 SEARCH_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 THREAD_ALGORITHMS = frozenset({"REFERENCES", "ORDEREDSUBJECT"})
-SPECIAL_USES = {
-    u.lower(): u for u in ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
-}
+SPECIAL_USES = {u.lower(): u for u in vocab.ROLE_TO_SPECIAL_USE.values()}
 UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"})
 
 _OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
+from ... import vocab
 from .dates import parse_date, parse_datetime
 from .errors import ParseError
 from .frames import Literal
@@ -33,8 +34,7 @@ MAX_NUMBER64 = (1 << 63) - 1
 DEFAULT_MAX_DEPTH = 64
 
 SYSTEM_FLAGS = {
-    f.lower(): f
-    for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent")
+    f.lower(): f for f in (*vocab.KEYWORD_TO_IMAP_FLAG.values(), "\\Recent")
 }
 
 
