@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from mailaccess.mime.index import (
-    UnknownCTE, base_subject, body_text, decode_index, decoded_part, encode_index, header_fields,
+    FORMAT_VERSION, UnknownCTE, base_subject, body_text, decode_index, decoded_part, encode_index, header_fields,
     index_field, index_message, normalize_search, part_bytes,
 )
 
@@ -285,7 +285,7 @@ def test_storage_round_trip_over_corpus():
     for raw in make_corpus.corpus(120):
         mi = index_message(raw)
         data = encode_index(mi)
-        assert data[0] == 1
+        assert data[0] == FORMAT_VERSION
         assert decode_index(data) == mi
         view = memoryview(data)
         for name in ("envelope", "bodystructure", "body"):
