@@ -269,7 +269,23 @@ def _serve(args, cfg) -> int:
             print(f"error: {exc.code}", file=sys.stderr)
             return 1
         raise
+    except BaseExceptionGroup as group:
+        # the store refused to open (format, index version) inside the nursery
+        from .store import StoreError
+
+        refused, rest = group.split(StoreError)
+        if refused is None or rest is not None:
+            raise
+        print(f"error: {_leaves(refused)[0]}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _print_banner(cfg, ctx) -> None:
