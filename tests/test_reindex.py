@@ -205,8 +205,14 @@ def test_serve_and_cli_refuse_a_newer_index_version(tmp_path, capsys, monkeypatc
     data = tmp_path / "data"
     with Store(str(data / "store")) as st:
         st.write_sync(ops.set_index_version, mindex.FORMAT_VERSION + 1)
-    # no services: were the store accepted, serve would start and return 0 at once
+    # no services, no signal watcher: were the store accepted, serve would
+    # start and return 0 at once
     monkeypatch.setattr(app, "SERVICES", [])
+
+    async def no_signals(scope):
+        pass
+
+    monkeypatch.setattr(app, "_signal_watcher", no_signals)
     for argv in (["serve", "--no-demo"], ["check"], ["reindex"], ["user", "list"]):
         capsys.readouterr()
         assert cli.main(argv + ["--data-dir", str(data)]) == 1, argv
