@@ -404,3 +404,65 @@ def test_fetchfmt_c_is_built():
     if _speedups.load_c("fetchfmt") is None:
         pytest.skip("extensions not built")
     assert _speedups.IMPLEMENTATION.get("fetchfmt", "c") == "c"
+
+
+# ---------------------------------------------------------------- with the server up
+
+
+async def test_reindex_while_the_server_runs(imap_server):
+    """`mailaccess reindex` in its own process while IMAP sessions are
+    selected: a session sees byte-identical FETCH output afterwards, and no
+    untagged FETCH or modseq change (nothing a client syncs on moved)."""
+    import os
+    import subprocess
+
+    import trio
+
+    from imap_helpers import connect, run
+
+    store = imap_server.store
+    raws = RAWS[:20]
+
+    def fill():
+        c = connect(imap_server)
+        for raw in raws:
+            c.append("INBOX", None, None, raw)
+        c.logout()
+
+    await run(fill)
+
+    def make_v1(tx):
+        acc = tx.account_by_name("alice").id
+        for h, idx in list(tx.blob_indexes(acc)):
+            ops.replace_index(tx, acc, h, encode_v1(mindex.decode_index(bytes(idx))))
+        ops.set_index_version(tx, 1)
+
+    await trio.to_thread.run_sync(store.write_sync, make_v1)
+    assert _versions(store) == {1: len(raws)}
+    c = await run(connect, imap_server)
+    await run(c.enable, "CONDSTORE")
+    typ, data = await run(c.select, "INBOX")
+    assert data == [str(len(raws)).encode()]
+    typ, before = await run(c.fetch, "1:*", "(UID ENVELOPE BODYSTRUCTURE BODY)")
+    status_before = (await run(c.status, "INBOX", "(HIGHESTMODSEQ UIDNEXT)"))[1]
+
+    root = str(pathlib.Path(__file__).parent.parent)
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = await trio.to_thread.run_sync(lambda: subprocess.run(
+        [sys.executable, "-m", "mailaccess", "reindex", "--data-dir",
+         imap_server.cfg.data_dir], env=env, capture_output=True, text=True, timeout=300))
+    assert proc.returncode == 0, proc.stderr
+    assert "reindexing" in proc.stderr
+    assert f"reindexed {len(raws)} messages" in proc.stdout
+    assert f"{len(raws)} changed" in proc.stdout
+
+    assert _versions(store) == {2: len(raws)}
+    with store.view() as v:
+        assert v.index_version() == 2
+    c.untagged_responses.clear()
+    typ, _ = await run(c.noop)
+    assert "FETCH" not in c.untagged_responses and "EXISTS" not in c.untagged_responses
+    typ, after = await run(c.fetch, "1:*", "(UID ENVELOPE BODYSTRUCTURE BODY)")
+    assert after == before
+    assert (await run(c.status, "INBOX", "(HIGHESTMODSEQ UIDNEXT)"))[1] == status_before
+    await run(c.logout)
