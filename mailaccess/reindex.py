@@ -22,6 +22,7 @@ store logs at open.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -147,8 +148,6 @@ class _InFlight:
     """The one batch the writer is committing while the next one is parsed."""
 
     def __init__(self, store):
-        import threading
-
         self.store = store
         self.event = threading.Event()
         self.box: list = []

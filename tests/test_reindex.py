@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from conftest import twin_params
-from mailaccess import _speedups, cli, ingest, reindex as rx
+from mailaccess import cli, ingest, reindex as rx
 from mailaccess.check import check_store
 from mailaccess.mime import index as mindex
 from mailaccess.progress import Progress
@@ -397,13 +397,6 @@ def test_cli_reindex_help(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "reindex" in capsys.readouterr().out
-
-
-def test_fetchfmt_c_is_built():
-    """The compiled FETCH twin still loads with the new index versions."""
-    if _speedups.load_c("fetchfmt") is None:
-        pytest.skip("extensions not built")
-    assert _speedups.IMPLEMENTATION.get("fetchfmt", "c") == "c"
 
 
 # ---------------------------------------------------------------- with the server up
