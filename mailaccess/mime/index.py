@@ -125,6 +125,7 @@ def _fallback(raw: bytes) -> MessageIndex:
 
 FORMAT_VERSION = 2                 # what encode_index writes
 READABLE_VERSIONS = (1, 2)         # what decode_index reads; all share _HEAD framing
+_READABLE = frozenset(READABLE_VERSIONS)
 _FIELDS = ("envelope", "bodystructure", "body", "search_headers", "search_body", "preview", "meta")
 _FIELD_INDEX = {name: i for i, name in enumerate(_FIELDS)}
 _HEAD = struct.Struct(">B%dI" % len(_FIELDS))
@@ -201,16 +202,17 @@ def index_field_span(data: bytes | memoryview, name: str) -> tuple[int, int]:
     """(start, end) of field NAME inside the storage form DATA, so a caller
     holding an LMDB buffer can slice or scan it without a copy."""
     k = _FIELD_INDEX[name]
-    _check_version(data)
-    ends = _HEAD.unpack_from(data)[1:]
-    start = ends[k - 1] if k else 0
-    return _HEAD.size + start, _HEAD.size + ends[k]
+    if not data or data[0] not in _READABLE:
+        _check_version(data)
+    ends = _HEAD.unpack_from(data)
+    return _HEAD.size + (ends[k] if k else 0), _HEAD.size + ends[k + 1]
 
 
 def index_fields(data: bytes | memoryview, names: tuple[str, ...]) -> list[bytes]:
     """Several fields of the storage form with one header read (FETCH
     ENVELOPE + BODYSTRUCTURE per message)."""
-    _check_version(data)
+    if not data or data[0] not in _READABLE:
+        _check_version(data)
     ends = _HEAD.unpack_from(data)
     h = _HEAD.size
     out = []
