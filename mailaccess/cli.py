@@ -1,4 +1,4 @@
-"""The `mailaccess` command line: serve, user, import, export, check.
+"""The `mailaccess` command line: serve, user, import, export, reindex, dns, check.
 
 Every command takes --data-dir and --config so several instances can run
 side by side and scripts can drive them.  Errors say what to do and exit
@@ -90,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
                        "on the TLS certificate names clients will check (RFC 7817).")
     d.add_argument("domain", help="the mail domain, e.g. example.org")
     _common(d)
+
+    r = sub.add_parser(
+        "reindex", help="rebuild the message indexes from the stored mail",
+        description="Rebuild the prepared index of every stored message (ENVELOPE, "
+        "BODYSTRUCTURE, search text, JMAP properties) from the stored raw message, for one "
+        "account or all of them. Run it after an upgrade whose notes ask for it (the server "
+        "logs a notice while older indexes remain), or after a parser fix. Safe while the "
+        "server runs: ids, UIDs and flags do not change. Resumable: run the same command "
+        "again after an interruption and it continues where it stopped.")
+    r.add_argument("user", nargs="?", default=None,
+                   help="the account to reindex (default: every account)")
+    r.add_argument("--outdated-only", action="store_true",
+                   help="rebuild only indexes older than the current format (faster after "
+                   "an upgrade; a parser fix needs the full run)")
+    r.add_argument("--restart", action="store_true",
+                   help="forget an interrupted run and start over")
+    _common(r)
 
     c = sub.add_parser("check", help="verify the store's invariants",
                        description="Verify every store invariant; exit 1 if any is broken.")
@@ -199,6 +216,18 @@ def _dispatch(args, cfg) -> int:
             store.close()
         print(summary)
         return 0
+    if args.command == "reindex":
+        from .progress import Progress
+        from .reindex import reindex
+
+        store = _open_store(cfg)
+        try:
+            summary = reindex(store, args.user, progress=Progress("reindexing"),
+                              outdated_only=args.outdated_only, restart=args.restart)
+        finally:
+            store.close()
+        print(summary)
+        return 0
     if args.command == "dns":
         from .dnsrecords import main_dns
 
@@ -241,7 +270,23 @@ def _serve(args, cfg) -> int:
             print(f"error: {exc.code}", file=sys.stderr)
             return 1
         raise
+    except BaseExceptionGroup as group:
+        # the store refused to open (format, index version) inside the nursery
+        from .store import StoreError
+
+        refused, rest = group.split(StoreError)
+        if refused is None or rest is not None:
+            raise
+        print(f"error: {_leaves(refused)[0]}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _print_banner(cfg, ctx) -> None:

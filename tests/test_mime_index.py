@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from mailaccess.mime.index import (
-    UnknownCTE, base_subject, body_text, decode_index, decoded_part, encode_index, header_fields,
+    FORMAT_VERSION, UnknownCTE, base_subject, body_text, decode_index, decoded_part, encode_index, header_fields,
     index_field, index_message, normalize_search, part_bytes,
 )
 
@@ -285,7 +285,7 @@ def test_storage_round_trip_over_corpus():
     for raw in make_corpus.corpus(120):
         mi = index_message(raw)
         data = encode_index(mi)
-        assert data[0] == 1
+        assert data[0] == FORMAT_VERSION
         assert decode_index(data) == mi
         view = memoryview(data)
         for name in ("envelope", "bodystructure", "body"):
@@ -302,3 +302,176 @@ def test_corpus_invariants():
         for p in mi.parts:
             assert p.header_start <= p.body_start <= p.end <= len(raw)
             assert part_bytes(raw, mi, p.section) is not None
+
+
+# ---------------------------------------------------------------- versioned storage form
+
+import json  # noqa: E402
+import struct  # noqa: E402
+from dataclasses import fields as _dc_fields  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from mailaccess.mime import index as mindex  # noqa: E402
+from mailaccess.mime.index import IndexFormatError, MessageIndex, Part  # noqa: E402
+
+# The version 1 encoder as it shipped (meta = a JSON list by field position):
+# kept here, frozen, to make the records existing stores hold.
+_V1_HEAD = struct.Struct(">B7I")
+_V1_META = ("size", "header_end", "lines", "parts", "subject", "from_", "to", "cc", "bcc",
+            "reply_to", "sender", "sent_at", "sent_at_tz", "message_id", "in_reply_to",
+            "references", "has_attachment", "jmap_body", "text_body", "html_body",
+            "attachments")
+
+
+def encode_v1(mi: MessageIndex) -> bytes:
+    meta = [getattr(mi, name) for name in _V1_META]
+    blobs = [
+        mi.envelope, mi.bodystructure, mi.body,
+        mi.search_headers.encode("utf-8", "surrogatepass"),
+        mi.search_body.encode("utf-8", "surrogatepass"),
+        mi.preview.encode("utf-8", "surrogatepass"),
+        json.dumps(meta, separators=(",", ":")).encode("ascii"),
+    ]
+    ends, pos = [], 0
+    for b in blobs:
+        pos += len(b)
+        ends.append(pos)
+    return _V1_HEAD.pack(1, *ends) + b"".join(blobs)
+
+
+def _with_meta(data: bytes, edit) -> bytes:
+    """DATA with its meta JSON replaced by edit(decoded meta), re-framed."""
+    h = mindex._HEAD
+    ver, *ends = h.unpack_from(data)
+    meta = edit(json.loads(data[h.size + ends[5]:]))
+    new_meta = json.dumps(meta, separators=(",", ":")).encode("ascii")
+    return h.pack(ver, *ends[:6], ends[5] + len(new_meta)) + data[h.size:h.size + ends[5]] + \
+        new_meta
+
+
+def test_v1_layout_is_the_one_that_shipped():
+    assert mindex._META_V1 == _V1_META
+    assert mindex._HEAD.format == _V1_HEAD.format
+    # every field of version 1 is still a field (or decoding v1 would need a mapping)
+    assert set(_V1_META) <= {f.name for f in _dc_fields(MessageIndex)}
+
+
+def test_encode_writes_the_current_version_keyed_by_name():
+    mi = index_message(RFC3501_HEADER + b"hello\r\n")
+    data = encode_index(mi)
+    assert data[0] == mindex.FORMAT_VERSION == 2
+    assert mindex.index_version(data) == 2
+    meta = json.loads(index_field(data, "meta"))
+    assert isinstance(meta, dict)
+    assert meta["subject"] == "IMAP4rev1 WG mtg summary and minutes"
+    assert set(meta) == set(mindex._META)
+
+
+def test_reads_version_1_records():
+    for raw in make_corpus.corpus(120):
+        mi = index_message(raw)
+        old = encode_v1(mi)
+        assert mindex.index_version(old) == 1
+        assert decode_index(old) == mi
+        for name in ("envelope", "bodystructure", "body"):
+            assert index_field(memoryview(old), name) == getattr(mi, name)
+        assert mindex.index_fields(old, ("envelope", "body")) == [mi.envelope, mi.body]
+        assert index_field(old, "search_body").decode() == mi.search_body
+
+
+def test_unknown_names_and_trailing_part_values_are_ignored():
+    mi = index_message(RFC3501_HEADER + b"hello\r\n")
+
+    def add(meta):
+        meta["jmapFutureProperty"] = {"anything": [1, 2]}
+        meta["zzz"] = None
+        meta["parts"] = [p + ["a later Part field", 7] for p in meta["parts"]]
+        return meta
+
+    assert decode_index(_with_meta(encode_index(mi), add)) == mi
+
+
+def test_a_field_with_a_default_may_be_missing(monkeypatch):
+    """A field added later (with a default) is absent from older records of the
+    same version: they decode with the default, no bump, no reindex."""
+    mi = index_message(RFC3501_HEADER + b"hello\r\n")
+    data = _with_meta(encode_index(mi), lambda m: {k: v for k, v in m.items()
+                                                   if k != "has_attachment"})
+    with pytest.raises(IndexFormatError, match="has_attachment"):
+        decode_index(data)
+    monkeypatch.setitem(mindex._DEFAULTS, "has_attachment", False)
+    assert decode_index(data) == mi
+
+
+def test_missing_required_name_raises_a_clear_error():
+    mi = index_message(RFC3501_HEADER + b"hello\r\n")
+    data = _with_meta(encode_index(mi), lambda m: {k: v for k, v in m.items() if k != "parts"})
+    with pytest.raises(IndexFormatError, match=r"required field 'parts'.*mailaccess reindex"):
+        decode_index(data)
+
+
+@pytest.mark.parametrize("version", [0, 3, 99, 255])
+def test_unknown_version_raises(version):
+    data = bytearray(encode_index(index_message(RFC3501_HEADER + b"hello\r\n")))
+    data[0] = version
+    for call in (lambda: decode_index(bytes(data)),
+                 lambda: index_field(bytes(data), "envelope"),
+                 lambda: mindex.index_field_span(memoryview(data), "search_body"),
+                 lambda: mindex.index_fields(bytes(data), ("envelope",))):
+        with pytest.raises(IndexFormatError, match=f"version {version}"):
+            call()
+    if version > mindex.FORMAT_VERSION:
+        with pytest.raises(ValueError, match="newer"):
+            decode_index(bytes(data))
+
+
+def test_empty_record_raises():
+    with pytest.raises(IndexFormatError):
+        decode_index(b"")
+    assert mindex.index_version(b"") == 0
+    assert mindex.index_version(None) == 0
+
+
+def test_damaged_meta_shape_raises():
+    mi = index_message(RFC3501_HEADER + b"hello\r\n")
+    with pytest.raises(IndexFormatError, match="damaged"):
+        decode_index(_with_meta(encode_index(mi), lambda m: list(m.values())))
+    with pytest.raises(IndexFormatError, match="damaged"):
+        decode_index(_with_meta(encode_v1(mi), lambda m: m[:-1]))
+
+
+# hypothesis: any MessageIndex value survives the storage form by name
+
+_text = st.text(max_size=30)
+_addr = st.tuples(st.none() | _text, _text)
+_addrs = st.lists(_addr, max_size=3).map(tuple)
+_strs = st.lists(_text, max_size=3).map(tuple)
+_int = st.integers(min_value=-(2 ** 53), max_value=2 ** 53)
+_part = st.builds(Part, _text, _int, _int, _int, _text, _text, st.none() | _text, _int)
+_json = st.recursive(st.none() | st.booleans() | _int | _text,
+                     lambda inner: st.lists(inner, max_size=3) |
+                     st.dictionaries(_text, inner, max_size=3), max_leaves=8)
+_message_index = st.builds(
+    MessageIndex,
+    size=_int, header_end=_int, lines=_int, envelope=st.binary(max_size=40),
+    bodystructure=st.binary(max_size=40), body=st.binary(max_size=40),
+    parts=st.lists(_part, max_size=3).map(tuple), subject=_text,
+    from_=_addrs, to=_addrs, cc=_addrs, bcc=_addrs, reply_to=_addrs, sender=_addrs,
+    sent_at=st.none() | _int, sent_at_tz=st.none() | st.integers(-1439, 1439),
+    message_id=st.none() | _text, in_reply_to=_strs, references=_strs,
+    search_headers=_text, search_body=_text, preview=_text, has_attachment=st.booleans(),
+    jmap_body=st.dictionaries(_text, _json, max_size=4),
+    text_body=_strs, html_body=_strs, attachments=_strs,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_message_index)
+def test_round_trip_by_name(mi):
+    data = encode_index(mi)
+    assert decode_index(data) == mi
+    assert decode_index(encode_v1(mi)) == mi
+    for name in ("envelope", "bodystructure", "body"):
+        assert index_field(data, name) == getattr(mi, name)
+    assert index_field(data, "preview").decode("utf-8", "surrogatepass") == mi.preview

@@ -40,6 +40,7 @@ cdef enum:
     MSG_SIZE = 64
     MEMBER_SIZE = 16
 # mime.index._HEAD ">B7I": version, end offsets of envelope, bodystructure, body, ...
+# (the same framing for every version in mime.index.READABLE_VERSIONS: 1 and 2)
 cdef enum:
     IDX_SIZE = 29
 
@@ -47,7 +48,7 @@ if (_records._MSG_HEAD.format != ">B32sqhIIQBHH" or _records._MSG_HEAD.size != M
         or _records._MEMBER.size != MEMBER_SIZE or _records._MSG_V1 != 1
         or _records.FLAG_UTF8_HEADERS != 1
         or _mindex._HEAD.format != ">B7I" or _mindex._HEAD.size != IDX_SIZE
-        or _mindex.FORMAT_VERSION != 1
+        or tuple(_mindex.READABLE_VERSIONS) != (1, 2)
         or _mindex._FIELDS[:3] != ("envelope", "bodystructure", "body")):
     raise ImportError("fetchfmt_c: storage layout changed; rebuild against the new layout")
 
@@ -405,7 +406,7 @@ def fetch_simple(get, msg_db, idx_db, unsigned int acc, uids, snap_uids, snap_ei
                     fallback.append(u_obj)
                     continue
                 _span(idx, &xs)
-                if xs.n < IDX_SIZE or xs.p[0] != 1:
+                if xs.n < IDX_SIZE or (xs.p[0] != 1 and xs.p[0] != 2):
                     _unspan(&xs)
                     fallback.append(u_obj)
                     continue

@@ -21,7 +21,7 @@ from bisect import bisect_left
 from datetime import datetime, timedelta, timezone
 
 from ..ids import email_id, thread_id
-from ..mime.index import _HEAD as _IDX_HEAD, FORMAT_VERSION as _IDX_VERSION
+from ..mime.index import _HEAD as _IDX_HEAD, READABLE_VERSIONS as _IDX_VERSIONS
 from ..proto.imap.dates import format_datetime
 from ..server.imap_fmt import flags_list
 from ..store.records import _MEMBER, _MSG_HEAD, _MSG_V1, FLAG_UTF8_HEADERS
@@ -105,7 +105,7 @@ def fetch_simple(get, msg_db, idx_db, acc: int, uids, snap_uids, snap_eids, item
         idx = None
         if want_index:
             idx = get(akey + blob, None, idx_db)
-            if idx is None or len(idx) < _IDX_SIZE or idx[0] != _IDX_VERSION:
+            if idx is None or len(idx) < _IDX_SIZE or idx[0] not in _IDX_VERSIONS:
                 fallback.append(u)
                 continue
             ends = unpack_idx(idx)

@@ -16,7 +16,7 @@ import json
 import re
 import struct
 import types
-from dataclasses import dataclass, fields as dc_fields
+from dataclasses import MISSING, dataclass, fields as dc_fields
 
 from mailaccess import _speedups
 from mailaccess.mime.parts import Part
@@ -27,6 +27,7 @@ __all__ = [
     "MessageIndex", "Part", "UnknownCTE", "index_message", "index_with", "encode_index",
     "decode_index", "index_field", "normalize_search", "base_subject", "part_bytes",
     "header_fields", "decoded_part", "body_text", "index_field_span", "index_fields",
+    "FORMAT_VERSION", "READABLE_VERSIONS", "IndexFormatError", "index_version",
 ]
 
 Address = tuple  # (name: str | None, email: str)
@@ -103,8 +104,28 @@ def _fallback(raw: bytes) -> MessageIndex:
 
 
 # ---------------------------------------------------------------- storage form
+#
+# Framing (every readable version): one version byte, the end offset of each
+# of the seven fields in _FIELDS order (u32 big-endian), then the fields.  The
+# wire forms and search text are bytes, so FETCH and SEARCH slice one field
+# without decoding the rest; the FETCH fast path (_speedups/fetchfmt_*) reads
+# this framing directly and accepts every version in READABLE_VERSIONS.
+#
+# The "meta" field is JSON:
+#   version 1: a list, one value per name of _META_V1, by position (read only);
+#   version 2: an object keyed by MessageIndex field name.  Readers ignore
+#     names they do not know, and a field added later with a default may be
+#     missing from older records, so adding a field needs no version bump and
+#     no reindex; a record missing a field without default is an error.
+#     Parts are positional lists in Part's field order: fields are appended
+#     with defaults, and readers drop trailing values they do not know.
+# A change that older code would misread (another framing, a field renamed or
+# re-typed) takes a new FORMAT_VERSION, reading of the older ones here, and
+# `mailaccess reindex` (mailaccess/reindex.py) to rewrite stored indexes.
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                 # what encode_index writes
+READABLE_VERSIONS = (1, 2)         # what decode_index reads; all share _HEAD framing
+_READABLE = frozenset(READABLE_VERSIONS)
 _FIELDS = ("envelope", "bodystructure", "body", "search_headers", "search_body", "preview", "meta")
 _FIELD_INDEX = {name: i for i, name in enumerate(_FIELDS)}
 _HEAD = struct.Struct(">B%dI" % len(_FIELDS))
@@ -113,16 +134,45 @@ _META = tuple(
     f.name for f in dc_fields(MessageIndex)
     if f.name not in ("envelope", "bodystructure", "body") and f.name not in _TEXT_FIELDS
 )
+# version 1's positional meta list, frozen: never edit (stored records use it)
+_META_V1 = ("size", "header_end", "lines", "parts", "subject", "from_", "to", "cc", "bcc",
+            "reply_to", "sender", "sent_at", "sent_at_tz", "message_id", "in_reply_to",
+            "references", "has_attachment", "jmap_body", "text_body", "html_body",
+            "attachments")
+_DEFAULTS = {f.name: f.default for f in dc_fields(MessageIndex) if f.name in _META
+             and f.default is not MISSING}
+_ADDRESS_FIELDS = ("from_", "to", "cc", "bcc", "reply_to", "sender")
+_TUPLE_FIELDS = ("in_reply_to", "references", "text_body", "html_body", "attachments")
+_PART_ARITY = len(Part._fields)
+
+
+class IndexFormatError(ValueError):
+    """A stored index this code cannot read: unknown version, or a record
+    missing a required field.  The message says what to run."""
+
+
+def index_version(data: bytes | memoryview | None) -> int:
+    """The format version of a stored index (0 for none or an empty value)."""
+    return data[0] if data is not None and len(data) else 0
+
+
+def _check_version(data) -> int:
+    ver = index_version(data)
+    if ver not in READABLE_VERSIONS:
+        if ver > FORMAT_VERSION:
+            raise IndexFormatError(
+                f"message index format version {ver} is newer than this mailaccess reads "
+                f"(up to {FORMAT_VERSION}): run the newer mailaccess that wrote it")
+        raise IndexFormatError(
+            f"unknown message index format version {ver} (this mailaccess reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}): run `mailaccess reindex`")
+    return ver
 
 
 def encode_index(mi: MessageIndex) -> bytes:
-    """Versioned storage form: version byte, end offsets of each field, the fields.
-
-    The wire-form fields and search text are stored as bytes so
-    :func:`index_field` can slice one without decoding the rest; everything
-    else is one JSON document.
-    """
-    meta = [getattr(mi, name) for name in _META]
+    """The storage form (version FORMAT_VERSION): version byte, end offsets of
+    each field, the fields; the meta field is a JSON object keyed by name."""
+    meta = {name: getattr(mi, name) for name in _META}
     blobs = [
         mi.envelope, mi.bodystructure, mi.body,
         mi.search_headers.encode("utf-8", "surrogatepass"),
@@ -144,30 +194,25 @@ def index_field(data: bytes | memoryview, name: str) -> bytes:
     Names: envelope, bodystructure, body, search_headers, search_body,
     preview (the text ones as UTF-8 bytes) and meta (JSON).
     """
-    k = _FIELD_INDEX[name]
-    if data[0] != FORMAT_VERSION:
-        raise ValueError(f"unknown index format version {data[0]}")
-    ends = _HEAD.unpack_from(data)[1:]
-    start = ends[k - 1] if k else 0
-    return bytes(data[_HEAD.size + start : _HEAD.size + ends[k]])
+    start, end = index_field_span(data, name)
+    return bytes(data[start:end])
 
 
 def index_field_span(data: bytes | memoryview, name: str) -> tuple[int, int]:
     """(start, end) of field NAME inside the storage form DATA, so a caller
     holding an LMDB buffer can slice or scan it without a copy."""
     k = _FIELD_INDEX[name]
-    if data[0] != FORMAT_VERSION:
-        raise ValueError(f"unknown index format version {data[0]}")
-    ends = _HEAD.unpack_from(data)[1:]
-    start = ends[k - 1] if k else 0
-    return _HEAD.size + start, _HEAD.size + ends[k]
+    if not data or data[0] not in _READABLE:
+        _check_version(data)
+    ends = _HEAD.unpack_from(data)
+    return _HEAD.size + (ends[k] if k else 0), _HEAD.size + ends[k + 1]
 
 
 def index_fields(data: bytes | memoryview, names: tuple[str, ...]) -> list[bytes]:
     """Several fields of the storage form with one header read (FETCH
     ENVELOPE + BODYSTRUCTURE per message)."""
-    if data[0] != FORMAT_VERSION:
-        raise ValueError(f"unknown index format version {data[0]}")
+    if not data or data[0] not in _READABLE:
+        _check_version(data)
     ends = _HEAD.unpack_from(data)
     h = _HEAD.size
     out = []
@@ -177,21 +222,43 @@ def index_fields(data: bytes | memoryview, names: tuple[str, ...]) -> list[bytes
     return out
 
 
+def _meta_values(ver: int, meta_json: bytes) -> dict:
+    doc = json.loads(meta_json)
+    if ver == 1:
+        if not isinstance(doc, list) or len(doc) != len(_META_V1):
+            raise IndexFormatError("damaged message index (version 1): run `mailaccess reindex`")
+        return dict(zip(_META_V1, doc))
+    if not isinstance(doc, dict):
+        raise IndexFormatError(f"damaged message index (version {ver}): run `mailaccess reindex`")
+    values = {}
+    for name in _META:
+        if name in doc:
+            values[name] = doc[name]
+        elif name in _DEFAULTS:
+            values[name] = _DEFAULTS[name]
+        else:
+            raise IndexFormatError(
+                f"message index (version {ver}) lacks the required field {name!r}: "
+                "run `mailaccess reindex`")
+    return values
+
+
 def decode_index(data: bytes) -> MessageIndex:
+    """The MessageIndex of a stored index of any READABLE_VERSIONS; raises
+    IndexFormatError (a ValueError) for one it cannot read."""
     data = bytes(data)
-    if not data or data[0] != FORMAT_VERSION:
-        raise ValueError("unknown index format version")
+    ver = _check_version(data)
     ends = _HEAD.unpack_from(data)[1:]
     blobs = []
     start = 0
     for end in ends:
         blobs.append(data[_HEAD.size + start : _HEAD.size + end])
         start = end
-    values = dict(zip(_META, json.loads(blobs[6])))
-    values["parts"] = tuple(Part(*p) for p in values["parts"])
-    for name in ("from_", "to", "cc", "bcc", "reply_to", "sender"):
+    values = _meta_values(ver, blobs[6])
+    values["parts"] = tuple(Part(*p[:_PART_ARITY]) for p in values["parts"])
+    for name in _ADDRESS_FIELDS:
         values[name] = tuple(tuple(a) for a in values[name])
-    for name in ("in_reply_to", "references", "text_body", "html_body", "attachments"):
+    for name in _TUPLE_FIELDS:
         values[name] = tuple(values[name])
     values["envelope"], values["bodystructure"], values["body"] = blobs[0], blobs[1], blobs[2]
     for name, blob in zip(_TEXT_FIELDS, blobs[3:6]):

@@ -191,3 +191,20 @@ def kw(acc: int, lower: str) -> bytes:
 
 def sub(acc: int, full_name: str) -> bytes:
     return _U32.pack(acc) + full_name.encode("utf-8")
+
+
+# meta keys of the message index's version bookkeeping (mailaccess reindex)
+META_INDEX_VERSION = b"index_version"   # oldest format version any stored index may have
+_REINDEX = b"reindex."                  # + u32 acc -> last blob hash rebuilt (b"": none yet)
+
+
+def reindex_cursor(acc: int) -> bytes:
+    return _REINDEX + _U32.pack(acc)
+
+
+def reindex_cursor_prefix() -> bytes:
+    return _REINDEX
+
+
+def split_reindex_cursor(k: bytes) -> int:
+    return _U32.unpack_from(k, len(_REINDEX))[0]

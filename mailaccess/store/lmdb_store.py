@@ -34,6 +34,14 @@ log = logging.getLogger("mailaccess.store")
 _GIB = 1 << 30
 
 
+def _index_versions() -> tuple[int, tuple[int, ...]]:
+    """(the message index format this code writes, the formats it reads):
+    mime.index owns the format; the store records which one it holds."""
+    from ..mime import index as mindex
+
+    return mindex.FORMAT_VERSION, tuple(mindex.READABLE_VERSIONS)
+
+
 @dataclass(slots=True)
 class _Job:
     fn: Callable[..., Any]
@@ -111,10 +119,18 @@ class LmdbStore:
             if ver is None and not readonly:
                 txn.put(b"data_version", str(keys.DATA_VERSION).encode(), db=meta)
                 txn.put(b"created", str(int(time.time())).encode(), db=meta)
+                txn.put(keys.META_INDEX_VERSION, str(_index_versions()[0]).encode(), db=meta)
             elif ver is not None and int(ver) != keys.DATA_VERSION:
                 raise StoreError(
                     f"{self.path} holds store format {int(ver)}, this mailaccess reads "
                     f"format {keys.DATA_VERSION}: upgrade or export with the matching version")
+            iver = txn.get(keys.META_INDEX_VERSION, db=meta)
+            iver = int(bytes(iver)) if iver is not None else 1
+        try:
+            self._check_index_version(iver)
+        except StoreError:
+            self.env.close()
+            raise
         self._gate = _Gate()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._max_batch = max_batch
@@ -122,6 +138,23 @@ class LmdbStore:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.stats = {"commits": 0, "jobs": 0}
+
+    def _check_index_version(self, stored: int) -> None:
+        """Refuse a store whose message indexes this code cannot read; note
+        one whose indexes are older than the format this code writes."""
+        current, readable = _index_versions()
+        if stored > current or stored not in readable:
+            raise StoreError(
+                f"{self.path} holds message indexes of format {stored}, this mailaccess "
+                f"reads formats {', '.join(map(str, readable))}: " + (
+                    "a newer mailaccess wrote them; run that version (or newer) on this "
+                    "data directory" if stored > current else
+                    "run `mailaccess reindex` with a mailaccess release that reads format "
+                    f"{stored}, then this one"))
+        if stored < current:
+            log.warning("%s holds message indexes older than format %d (format %d and up); "
+                        "they are read as they are: run `mailaccess reindex` to rebuild them",
+                        self.path, current, stored)
 
     # --- lifecycle -------------------------------------------------------------
 

@@ -640,3 +640,56 @@ def unsubscribe_name(tx: WriteTx, acc: int, full_name: str) -> bool:
     """IMAP-only: drop a subscription to a name with no mailbox (the ``sub``
     table, keyed by "/"-joined IMAP names); True if there was one."""
     return tx.delete("sub", keys.sub(acc, full_name))
+
+
+# --- message index rebuilds (mailaccess reindex) ------------------------------------
+# An index is derived from its blob's bytes, which never change for a hash, so
+# replacing it changes no id, UID, record or modseq: these ops log no change.
+
+def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes) -> bool | None:
+    """Store INDEX (built from the blob's own bytes) as BLOB_HASH's index.
+
+    -> True if the stored bytes changed, False if they were identical, None if
+    the blob is gone meanwhile (expunged: nothing is written)."""
+    bkey = keys.blob(acc, blob_hash)
+    old = tx._get("blob.idx", bkey)
+    if old is None:
+        return None
+    if bytes(old) == index:
+        return False
+    tx.put("blob.idx", bkey, index)
+    return True
+
+
+def reindex_batch(tx: WriteTx, acc: int, entries: list[tuple[bytes, bytes]],
+                  cursor: bytes) -> tuple[int, int]:
+    """Replace the indexes of ENTRIES [(blob hash, index)] and move ACC's
+    reindex cursor to CURSOR (the last hash handled), in one transaction, so
+    an interrupted run resumes after the last durable batch.
+    -> (indexes changed, indexes identical)."""
+    changed = same = 0
+    for h, index in entries:
+        r = replace_index(tx, acc, h, index)
+        if r:
+            changed += 1
+        elif r is False:
+            same += 1
+    tx.put("meta", keys.reindex_cursor(acc), cursor)
+    return changed, same
+
+
+def plan_reindex(tx: WriteTx, accs: list[int]) -> None:
+    """Start a reindex run over ACCS: each gets a cursor at the beginning."""
+    for acc in accs:
+        tx.put("meta", keys.reindex_cursor(acc), b"")
+
+
+def end_reindex(tx: WriteTx, accs: list[int]) -> None:
+    """Forget the reindex cursors of ACCS (done, gone, or a restart)."""
+    for acc in accs:
+        tx.delete("meta", keys.reindex_cursor(acc))
+
+
+def set_index_version(tx: WriteTx, version: int) -> None:
+    """Record the oldest message index format version the store holds."""
+    tx.put("meta", keys.META_INDEX_VERSION, str(int(version)).encode("ascii"))

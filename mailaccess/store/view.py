@@ -210,3 +210,37 @@ class View:
     def device_keys(self, acc: int, device: str) -> list[str]:
         pre = keys.dev_prefix(acc, device)
         return [k[len(pre):].decode("utf-8") for k, _ in self._scan("dev", pre)]
+
+    # --- message index versions (mailaccess reindex) ---------------------------------
+
+    def index_version(self) -> int:
+        """The store-wide message index version: the oldest format any stored
+        index may have (stores made before it was recorded hold version 1)."""
+        v = self._get("meta", keys.META_INDEX_VERSION)
+        return int(bytes(v)) if v is not None else 1
+
+    def blob_indexes(self, acc: int, after: bytes = b"") -> Iterator[tuple[bytes, object]]:
+        """(blob hash, stored index) of ACC's blobs in hash order, hashes after
+        AFTER; the index is a buffer valid while the transaction lives."""
+        pre = keys.account_prefix(acc)
+        start = keys.blob(acc, after + b"\0") if after else None
+        for k, v in self._scan("blob.idx", pre, start):
+            yield k[len(pre):], v
+
+    def count_blobs(self, acc: int, after: bytes = b"") -> int:
+        """How many blobs ACC has with a hash after AFTER (keys only)."""
+        pre = keys.account_prefix(acc)
+        cur = self.txn.cursor(db=self.db["blob.idx"])
+        if not cur.set_range(keys.blob(acc, after + b"\0") if after else pre):
+            return 0
+        n = 0
+        for k in cur.iternext(keys=True, values=False):
+            if bytes(k[:len(pre)]) != pre:
+                break
+            n += 1
+        return n
+
+    def reindex_cursors(self) -> dict[int, bytes]:
+        """{account: last blob hash rebuilt} of every reindex run not finished."""
+        pre = keys.reindex_cursor_prefix()
+        return {keys.split_reindex_cursor(k): bytes(v) for k, v in self._scan("meta", pre)}
