@@ -3,6 +3,7 @@
 the format-1 migration, and IMAP QRESYNC falling back past the horizon."""
 import dataclasses
 import hashlib
+import itertools
 import socket
 
 import lmdb
@@ -157,6 +158,7 @@ def test_states_from_elsewhere_cannot_be_calculated(store):
 # --- hypothesis: paging reconstructs one big read ----------------------------------------
 
 KINDS = ("Email", "Thread")
+NAMES = itertools.count()
 
 
 @st.composite
@@ -198,8 +200,7 @@ def shared_store(tmp_path_factory):
 @given(reqs=histories(), data=st.data())
 def test_paged_reads_reconstruct_one_big_read(shared_store, reqs, data):
     s = shared_store
-    acc = s.write_sync(lambda tx: tx.next_counter(0, keys.CTR_ACCOUNT))
-    s.write_sync(lambda tx: tx.put_account(records.Account(acc, f"h{acc}", "x", 0)))
+    acc = s.write_sync(ops.create_account, f"h{next(NAMES)}", "x")
     cut = data.draw(st.integers(0, len(reqs)), label="since after request")
     live = {k: set() for k in KINDS}
     since = {}
@@ -249,6 +250,61 @@ def test_paged_reads_reconstruct_one_big_read(shared_store, reqs, data):
         assert client == live[kind]
         assert final == big.new_state
         assert set(big.updated) <= updated
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reqs=histories(), data=st.data())
+def test_pruning_never_changes_an_answer_only_withdraws_it(shared_store, reqs, data):
+    """After pruning (any limit, any budget, so modseqs cut short too) every
+    state answers exactly as before or raises CannotCalculateChanges, and a
+    state at or after the horizon always answers."""
+    from mailaccess.store import changelog
+
+    s = shared_store
+    acc = s.write_sync(ops.create_account, f"p{next(NAMES)}", "x")
+    states = set()
+    for req in reqs:
+        def run_req(tx, req=req):
+            tx.modseq(acc)
+            for kind, action, oid in req:
+                tx.log(acc, action, kind, oid)
+        s.write_sync(run_req)
+        with s.view() as v:
+            states |= {(k, v.kind_state(acc, k)) for k in KINDS}
+    m = data.draw(st.integers(1, 5), label="max_changes")
+    # mid-modseq states too: every state a paged reader can be handed
+    for kind, st_ in list(states):
+        for p in read_all(s, acc, kind, "0", m)[0]:
+            states.add((kind, p.new_state))
+
+    def answers():
+        out = {}
+        for kind, st_ in states:
+            with s.view() as v:
+                try:
+                    p = v.changes(acc, kind, st_, m)
+                    out[kind, st_] = (p.created, p.updated, p.destroyed, p.new_state, p.has_more)
+                except CannotCalculateChanges:
+                    out[kind, st_] = None
+        return out
+
+    before = answers()
+    assert None not in before.values()
+    limit = data.draw(st.integers(0, 60), label="max_entries")
+    budget = data.draw(st.integers(1, 40), label="budget")
+    policy = Retention(max_age=0, max_entries=limit, slice=budget)
+    s.write_sync(lambda tx: changelog.prune(tx, acc, policy, 0, budget))
+    after = answers()
+    with s.view() as v:
+        hz = {k: changelog.kind_meta(v, acc, k)[1] for k in KINDS}
+    for (kind, st_), got in after.items():
+        ms, mid = changelog.parse_state(st_)
+        if ms > hz[kind] or (ms == hz[kind] and mid is None):
+            assert got == before[kind, st_]
+        else:
+            assert got is None
+    assert check_store(s) == []
 
 
 # --- retention: horizon, pruning, slices ------------------------------------------------------
