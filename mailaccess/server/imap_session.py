@@ -23,13 +23,14 @@ import trio
 
 from .. import accounts, ids, ingest, storeio
 from .. import _speedups
+from ..store.changelog import absent_ranges      # QRESYNC past the change log's horizon
+from ..store.errors import CannotCalculateChanges
 from ..mime import index as mindex
 from ..proto.imap import events as ev
 from ..proto.imap.dates import format_datetime
-from ..proto.imap.numset import NumSet, format_ints
-from ..store import (AlreadyExists, CannotCalculateChanges, Conflict, InvalidName, NotFound,
-                     OverQuota, StoreError, StoreFullError, ops)
-from ..store.changelog import absent_ranges
+from ..proto.imap.numset import format_ints
+from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
+                     StoreFullError, ops)
 from ..store.records import EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
 from .imap_fmt import (ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of, literal,
@@ -1468,4 +1469,5 @@ def _absent_uids(sel, numset) -> bytes:
         return b""
     want = numset.normalized(top, sel.saved_result) if numset is not None else [(1, top)]
     want = [(lo, min(hi, top)) for lo, hi in want if lo <= top]
-    return NumSet(tuple(absent_ranges(want, sel.uids))).to_bytes()
+    return b",".join(b"%d" % lo if lo == hi else b"%d:%d" % (lo, hi)
+                     for lo, hi in absent_ranges(want, sel.uids))

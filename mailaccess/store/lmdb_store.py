@@ -111,18 +111,12 @@ class LmdbStore:
                                                  create=not readonly)
             meta = self.db["meta"]
             ver = txn.get(b"data_version", db=meta)
+            if ver is not None and int(ver) == 1 and not readonly:
+                ver = self._migrate_v1(txn)
+
             if ver is None and not readonly:
                 txn.put(b"data_version", str(keys.DATA_VERSION).encode(), db=meta)
                 txn.put(b"created", str(int(time.time())).encode(), db=meta)
-            elif ver is not None and int(ver) == 1 and keys.DATA_VERSION == 2 and not readonly:
-                # format 1 kept one JSON change row per modseq: rewrite it as
-                # the per-object log (one transaction, at open)
-                from .changelog import migrate_v1
-                from .tx import WriteTx
-
-                n = migrate_v1(WriteTx(self, txn), int(time.time()))
-                txn.put(b"data_version", str(keys.DATA_VERSION).encode(), db=meta)
-                log.info("store format 1 -> 2: migrated %d change-log entries", n)
             elif ver is not None and int(ver) != keys.DATA_VERSION:
                 raise StoreError(
                     f"{self.path} holds store format {int(ver)}, this mailaccess reads "
@@ -131,11 +125,11 @@ class LmdbStore:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._max_batch = max_batch
         self.on_commit: list[Callable[[CommitInfo], None]] = []
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self.stats = {"commits": 0, "jobs": 0, "pruned": 0}
         self._sweep_from: int | None = 0      # account the next age sweep starts at
         self._next_sweep = time.monotonic() + self.retention.sweep_interval
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.stats = {"commits": 0, "jobs": 0}
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -304,6 +298,18 @@ class LmdbStore:
             self._complete(job, None, err)
 
     # --- change-log retention -------------------------------------------------------
+
+    def _migrate_v1(self, txn) -> bytes:
+        """Format 1 kept one JSON change row per modseq: rewrite it as the
+        per-object log (store/changelog.py), in the opening transaction."""
+        from .changelog import migrate_v1
+        from .tx import WriteTx
+
+        n = migrate_v1(WriteTx(self, txn), int(time.time()))
+        ver = str(keys.DATA_VERSION).encode()
+        txn.put(b"data_version", ver, db=self.db["meta"])
+        log.info("store format 1 -> %d: migrated %d change-log entries", keys.DATA_VERSION, n)
+        return ver
 
     def _sweep_timeout(self) -> float | None:
         if not self.retention.sweep_interval:
