@@ -386,6 +386,36 @@ def test_pruning_by_age_in_slices_prunes_vanished_too(tmp_path):
         s.close()
 
 
+def test_the_writer_sweeps_when_idle(tmp_path):
+    """No request needed: the writer thread prunes a log over its limits."""
+    import time
+
+    s = open_store(tmp_path / "d", max_entries=0)
+    acc, inbox = account(s)
+    eids = append_many(s, acc, inbox, 50)
+    for i in range(4):
+        s.write_sync(ops.set_keywords, acc, eids, add=[f"k{i}"])
+    s.close()
+    s = open_store(tmp_path / "d", max_entries=60, slice=10, sweep_interval=0.01)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with s.view() as v:
+                if v.counter(acc, keys.CTR_LOG_ROWS) <= 60 + 51:
+                    break
+            assert time.monotonic() < deadline, "the writer never pruned"
+            time.sleep(0.01)
+        with s.view() as v:
+            assert v.change_horizon(acc) > 0
+    finally:
+        s.close()
+    s = open_store(tmp_path / "d")
+    try:
+        assert check_store(s) == []
+    finally:
+        s.close()
+
+
 def test_flag_changes_alone_stop_growing_the_file_and_cost_no_quota(tmp_path):
     """400 STOREs grew data.mdb by 12.6 MB (issue 6); with retention the
     pages in use reach a plateau: as many after 2N rounds as after N."""
