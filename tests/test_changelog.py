@@ -452,6 +452,45 @@ def test_flag_changes_alone_stop_growing_the_file_and_cost_no_quota(tmp_path):
     assert u2 > u1 + 100, out    # the same load without a limit keeps growing
 
 
+CORRUPTIONS = {
+    "row without summary": (
+        lambda tx, acc, ms, inbox: tx.put("chg.id", keys.chg_id(acc, "Other", ms - 1, 9), b"u"),
+        "has no summary naming it"),
+    "row counter": (
+        lambda tx, acc, ms, inbox: tx.put("ctr", keys.ctr(acc, keys.CTR_LOG_ROWS), keys.u64(3)),
+        "row counter 3 but"),
+    "summary count": (
+        lambda tx, acc, ms, inbox: tx.delete_prefix("chg.id", keys.chg_id_prefix(acc, EMAIL, ms)),
+        "summary counts"),
+    "bad status": (
+        lambda tx, acc, ms, inbox: tx.put("chg.id", keys.chg_id(acc, EMAIL, ms, 4), b"x"),
+        "bad status"),
+    "row above kind state": (
+        lambda tx, acc, ms, inbox: tx.put("chg.kind", keys.chg_kind(acc, EMAIL),
+                                          records.encode_kind_state(1, 0)),
+        "above the kind's state"),
+    "vanished below horizon": (
+        lambda tx, acc, ms, inbox: tx.put("ctr", keys.ctr(acc, keys.CTR_LOG_HORIZON),
+                                          keys.u64(ms)),
+        "below the change-log horizon"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_check_knows_the_change_log(store, case):
+    acc, inbox = account(store)
+    append_many(store, acc, inbox, 3)
+    store.write_sync(ops.expunge, acc, inbox, [1])
+    append_many(store, acc, inbox, 1, start=9)
+    with store.view() as v:
+        ms = v.highest_modseq(acc)
+    assert check_store(store) == []
+    corrupt, expected = CORRUPTIONS[case]
+    store.write_sync(lambda tx: corrupt(tx, acc, ms, inbox))
+    problems = check_store(store)
+    assert any(expected in p for p in problems), problems
+
+
 def test_delete_account_removes_its_log(store):
     acc, inbox = account(store)
     other, _ = account(store, "bob")
