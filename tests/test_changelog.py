@@ -416,6 +416,33 @@ def test_the_writer_sweeps_when_idle(tmp_path):
         s.close()
 
 
+def test_sweep_slices_cover_every_account(tmp_path, monkeypatch):
+    from mailaccess.store import changelog
+
+    s = open_store(tmp_path / "d", max_entries=0)
+    accs = []
+    for i in range(4):
+        acc, inbox = account(s, f"u{i}")
+        eids = append_many(s, acc, inbox, 10)
+        s.write_sync(ops.set_keywords, acc, eids, add=["$seen"])
+        accs.append(acc)
+    s.close()
+    monkeypatch.setattr(changelog, "SWEEP_ACCOUNTS", 1)
+    s = open_store(tmp_path / "d", max_entries=5, slice=4)
+    try:
+        calls = []
+        real = changelog.sweep
+        monkeypatch.setattr(changelog, "sweep", lambda *a: calls.append(a[3]) or real(*a))
+        s.prune_changes()
+        with s.view() as v:
+            for acc in accs:
+                assert v.change_horizon(acc) == v.highest_modseq(acc) - 1
+        assert len(calls) > 4 * 2
+        assert check_store(s) == []
+    finally:
+        s.close()
+
+
 def test_flag_changes_alone_stop_growing_the_file_and_cost_no_quota(tmp_path):
     """400 STOREs grew data.mdb by 12.6 MB (issue 6); with retention the
     pages in use reach a plateau: as many after 2N rounds as after N."""

@@ -37,6 +37,7 @@ from .errors import CannotCalculateChanges
 from .records import STATUS_CODES, Change, ModseqSummary
 
 _C, _U, _D = (STATUS_CODES[s][0] for s in ("created", "updated", "destroyed"))
+SWEEP_ACCOUNTS = 500    # accounts one sweep transaction looks at, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,8 +296,12 @@ def sweep(tx, policy: Retention, now: int, start_acc: int = 0) -> int | None:
     runs it when idle).  -> the account to continue from, or None when every
     account is within its limits."""
     budget = policy.slice
+    looked = 0
     for k, _ in tx._scan("acct", b"", keys.acct(start_acc)):
         acc = keys.read_u32(k)
+        if looked >= SWEEP_ACCOUNTS:      # bounded work per transaction
+            return acc
+        looked += 1
         spent, more = prune(tx, acc, policy, now, budget)
         budget -= spent
         if more or budget <= 0:
