@@ -22,8 +22,12 @@ Invariants, per account:
     missing email or to an email with another hash;
   * threads: every ``thr.mem`` entry names an email of that thread;
   * mailbox counters total/unseen/size match the members;
-  * change log: every modseq <= the account modseq, records decode;
-  * ``vanished``: in an existing mailbox, below uidnext, not a live UID;
+  * change log: every modseq <= the account modseq and >= the horizon (pruned
+    below it), summaries decode and count the ``chg.id`` rows of their modseq,
+    every row has a summary naming its kind, lies between the kind's horizon
+    and state, and the row counter is the number of rows;
+  * ``vanished``: in an existing mailbox, below uidnext, not a live UID, not
+    below the change-log horizon;
   * usage counter = sum of the sizes of the account's emails.
 """
 from __future__ import annotations
@@ -35,8 +39,9 @@ from .store.ops import SEEN
 
 __all__ = ["check_store", "check_account"]
 
-_ACCOUNT_TABLES = ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg", "blob",
-                   "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "sub")
+_ACCOUNT_TABLES = ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg", "chg.id",
+                   "chg.kind", "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw",
+                   "sub")
 
 
 def _scan(txn, db, prefix: bytes = b""):
@@ -300,14 +305,50 @@ def check_account(txn, db, acc: int) -> list[str]:
             P.append(f"thr.mem thread {tid} -> email {eid}, whose thread is {rec.thread}")
 
     # --- change log and vanished ----------------------------------------------------------------
+    hz = _counter(txn, db, acc, keys.CTR_LOG_HORIZON)
+    log_rows = _counter(txn, db, acc, keys.CTR_LOG_ROWS)
+    if hz > modseq:
+        P.append(f"change log: horizon {hz} above the account modseq {modseq}")
+    summaries: dict[int, records.ModseqSummary] = {}
     for k, v in _scan(txn, db["chg"], pre):
         ms = keys.split_chg(k)
         if ms > modseq:
             P.append(f"change log: modseq {ms} above the account modseq {modseq}")
+        if ms < hz:
+            P.append(f"change log: modseq {ms} below the horizon {hz} (not pruned)")
         try:
-            records.decode_change(ms, v)
+            summaries[ms] = records.decode_summary(v)
         except Exception as exc:  # noqa: BLE001
             P.append(f"change log: record {ms} does not decode ({exc})")
+    kind_states: dict[str, tuple[int, int]] = {}
+    for k, v in _scan(txn, db["chg.kind"], pre):
+        kind = keys.split_chg_kind(k)
+        last, khz = kind_states[kind] = records.decode_kind_state(v)
+        if last > modseq or khz > last:
+            P.append(f"change log: kind {kind} state {last} / horizon {khz} out of order "
+                     f"(account modseq {modseq})")
+    per_ms: dict[int, int] = defaultdict(int)
+    n_rows = 0
+    for k, v in _scan(txn, db["chg.id"], pre):
+        kind, ms, oid = keys.split_chg_id(k)
+        n_rows += 1
+        per_ms[ms] += 1
+        s = summaries.get(ms)
+        if s is None or kind not in s.kinds:
+            P.append(f"change log: {kind} {oid} at modseq {ms} has no summary naming it")
+        if bytes(v) not in (b"c", b"u", b"d"):
+            P.append(f"change log: {kind} {oid} at modseq {ms}: bad status {bytes(v)!r}")
+        last, khz = kind_states.get(kind, (0, 0))
+        if ms > last:
+            P.append(f"change log: {kind} {oid} at modseq {ms} above the kind's state {last}")
+        if ms < khz:
+            P.append(f"change log: {kind} {oid} at modseq {ms} below the kind's horizon {khz}")
+    for ms, s in summaries.items():
+        if s.rows != per_ms.get(ms, 0):
+            P.append(f"change log: modseq {ms} summary counts {s.rows} rows, "
+                     f"{per_ms.get(ms, 0)} present")
+    if n_rows != log_rows:
+        P.append(f"change log: row counter {log_rows} but {n_rows} rows present")
     for k, _ in _scan(txn, db["vanished"], pre):
         mbx = keys.read_u32(k[4:8])
         ms, uid = keys.split_vanished(k)
@@ -318,6 +359,9 @@ def check_account(txn, db, acc: int) -> list[str]:
         if ms > modseq:
             P.append(f"{mname(mbx)}: vanished UID {uid} at modseq {ms} above the account "
                      f"modseq {modseq}")
+        if ms < hz:
+            P.append(f"{mname(mbx)}: vanished UID {uid} at modseq {ms} below the change-log "
+                     f"horizon {hz} (not pruned)")
         if uid >= m.uidnext:
             P.append(f"{mname(mbx)}: vanished UID {uid} not below uidnext {m.uidnext}")
         if (mbx, uid) in uid_map:

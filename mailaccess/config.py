@@ -68,6 +68,21 @@ class TlsConfig:
 class StoreConfig:
     quota: int = 0          # bytes per account, 0 = unlimited
     map_size: int = 0       # initial LMDB map; 0 = automatic (grows by itself)
+    # Change-log retention (docs/operations.md): a client state older than what
+    # is kept gets a full resync (JMAP cannotCalculateChanges, IMAP QRESYNC
+    # VANISHED by range).  0 disables a limit.
+    changelog_max_age_days: int = 90
+    changelog_max_entries: int = 100_000    # logged object changes kept per account
+    changelog_prune_slice: int = 2_000      # rows deleted per pruning transaction at most
+    changelog_sweep_interval: int = 300     # seconds between age sweeps
+
+    def retention(self):
+        from .store.changelog import Retention
+
+        return Retention(max_age=self.changelog_max_age_days * 86400,
+                         max_entries=self.changelog_max_entries,
+                         slice=max(1, self.changelog_prune_slice),
+                         sweep_interval=float(self.changelog_sweep_interval))
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ register("imap", "mailaccess.server.imap",
 
 
 def open_store(cfg: Config) -> Store:
-    return Store(cfg.store_path, map_size=cfg.store.map_size or None)
+    return Store(cfg.store_path, map_size=cfg.store.map_size or None,
+                 retention=cfg.store.retention())
 
 
 def ensure_demo_account(cfg: Config, store: Store) -> bool:

@@ -33,6 +33,8 @@ import trio
 
 from .. import accounts, ids, ingest, storeio, vocab
 from .. import _speedups
+from ..store.changelog import absent_ranges      # QRESYNC past the change log's horizon
+from ..store.errors import CannotCalculateChanges
 from ..mime import index as mindex
 from ..proto.imap import events as ev
 from ..proto.imap import serialize as S
@@ -411,10 +413,18 @@ class ImapSession:
         if q.uidvalidity != sel.uidvalidity:
             return
         with self.store.view() as v:
-            gone = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, q.modseq)]
+            try:
+                gone = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, q.modseq)]
+            except CannotCalculateChanges:
+                gone = None     # older than the log: RFC 7162 3.2.5.2
             changed = [u for _ms, u in v.changed_since(self.acc, sel.mbx, q.modseq)]
+        if gone is None:
+            lost = _absent_uids(sel, q.known_uids)
+            if lost:
+                self.untagged(b"VANISHED (EARLIER) " + lost)
+            gone = []
         known = None
-        if q.known_uids is not None:
+        if q.known_uids is not None and gone:
             known = set(q.known_uids.iter(max(gone + [sel.max_uid(), 1])))
         if known is not None:
             gone = [u for u in gone if u in known]
@@ -802,8 +812,16 @@ class ImapSession:
             with self.store.view() as v:
                 changed = {u for _ms, u in v.changed_since(self.acc, sel.mbx, cmd.changedsince)}
                 if cmd.vanished:
-                    gone = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, cmd.changedsince)]
-            if cmd.vanished:
+                    try:
+                        gone = [u for _ms, u in
+                                v.vanished_since(self.acc, sel.mbx, cmd.changedsince)]
+                    except CannotCalculateChanges:
+                        gone = None     # older than the log: RFC 7162 3.2.5.2
+            if cmd.vanished and gone is None:
+                lost = _absent_uids(sel, cmd.set)
+                if lost:
+                    self.untagged(b"VANISHED (EARLIER) " + lost)
+            elif cmd.vanished:
                 wanted = set(cmd.set.iter(max([sel.max_uid()] + gone)))
                 gone = sorted(u for u in set(gone) if u in wanted and not sel.has(u))
                 if gone:
@@ -1060,7 +1078,11 @@ class ImapSession:
                     self.out.append(data)
                     return
             new_pairs = v.uids(self.acc, sel.mbx, after=sel.max_uid())
-            vanished = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, sel.known_ms)]
+            try:
+                vanished = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, sel.known_ms)]
+            except CannotCalculateChanges:   # pruned past known_ms: compare with the mailbox
+                live = {u for u, _ in v.uids(self.acc, sel.mbx)}
+                vanished = [u for u in sel.uids if u not in live]
             changed = v.changed_since(self.acc, sel.mbx, sel.known_ms)
             r = sel.apply(new_pairs, vanished, changed, m.highest_ms, allow_expunge)
             out = []
@@ -1381,3 +1403,16 @@ _URL = re.compile(
     r"^(?:imap://[^/]*)?/?(?P<mailbox>[^;/?]*(?:/[^;/?]+)*?)?"
     r"(?:;UIDVALIDITY=(?P<uidvalidity>\d+))?/;UID=(?P<uid>\d+)"
     r"(?:/;SECTION=(?P<section>[^/;]+))?(?:/;PARTIAL=(?P<partial>\d+(?:\.\d+)?))?$", re.I)
+
+
+def _absent_uids(sel, numset) -> bytes:
+    """RFC 7162 3.2.5.2: the change log no longer reaches the client's modseq,
+    so every UID of NUMSET (no set: 1:UIDNEXT-1) not in the mailbox is
+    reported vanished, as ranges however large."""
+    top = max(sel.uidnext - 1, sel.max_uid())
+    if top < 1:
+        return b""
+    want = numset.normalized(top, sel.saved_result) if numset is not None else [(1, top)]
+    want = [(lo, min(hi, top)) for lo, hi in want if lo <= top]
+    return b",".join(b"%d" % lo if lo == hi else b"%d:%d" % (lo, hi)
+                     for lo, hi in absent_ranges(want, sel.uids))

@@ -4,8 +4,8 @@ Only this package knows LMDB.  Protocols read through ``Store.view()`` and
 write by handing functions from ``ops`` to ``Store.submit``/``write_sync`` (or
 the async ``mailaccess.storeio.write``).
 """
-from .errors import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
-                     StoreFullError)
+from .errors import (AlreadyExists, CannotCalculateChanges, Conflict, InvalidName, NotFound,
+                     OverQuota, StoreError, StoreFullError)
 from .lmdb_store import CommitInfo, LmdbStore as Store
 from .records import Account, Change, EmailRecord, Mailbox, Membership
 from .view import View
@@ -13,5 +13,5 @@ from .view import View
 __all__ = [
     "Store", "View", "CommitInfo", "Account", "Change", "EmailRecord", "Mailbox", "Membership",
     "StoreError", "StoreFullError", "NotFound", "AlreadyExists", "InvalidName", "OverQuota",
-    "Conflict",
+    "Conflict", "CannotCalculateChanges",
 ]

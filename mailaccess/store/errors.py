@@ -27,3 +27,9 @@ class OverQuota(StoreError):
 
 class Conflict(StoreError):
     """The request conflicts with the current state (e.g. deleting INBOX)."""
+
+
+class CannotCalculateChanges(StoreError):
+    """The state given is older than the change log's retention horizon (or
+    not a state this store issued): JMAP answers ``cannotCalculateChanges``,
+    ActiveSync a full resync, IMAP QRESYNC reports vanished UIDs by range."""

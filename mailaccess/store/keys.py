@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import struct
 
-DATA_VERSION = 1
+# 2: the change log became per-object rows (chg.id), per-kind state (chg.kind)
+#    and a per-modseq summary (chg); format-1 stores are migrated on open
+#    (store/changelog.py migrate_v1).
+DATA_VERSION = 2
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -18,6 +21,7 @@ _U32U32U32 = struct.Struct(">III")
 _U32U64 = struct.Struct(">IQ")
 _U32U32U64 = struct.Struct(">IIQ")
 _U32U32U64U32 = struct.Struct(">IIQI")
+_U64U64 = struct.Struct(">QQ")
 
 # Named sub-databases: (name, dupsort)
 TABLES = {
@@ -31,7 +35,9 @@ TABLES = {
     "uid": False,       # acc mbx uid -> eid
     "mbx.ms": False,    # acc mbx ms uid -> ''
     "vanished": False,  # acc mbx ms uid -> ''
-    "chg": False,       # acc ms -> change record
+    "chg": False,       # acc ms -> modseq summary (time, rows, kinds, mailboxes)
+    "chg.id": False,    # acc kind ms oid -> status byte c/u/d (one row per object per modseq)
+    "chg.kind": False,  # acc kind -> last modseq that changed the kind, kind horizon
     "blob": False,      # acc hash -> raw message bytes
     "blob.idx": False,  # acc hash -> encoded MessageIndex
     "blob.ref": False,  # acc hash eid -> ''
@@ -48,6 +54,8 @@ CTR_MODSEQ = 2
 CTR_EMAIL = 3
 CTR_MAILBOX = 4
 CTR_UIDVALIDITY = 5
+CTR_LOG_ROWS = 7      # chg.id rows the account's change log holds (size pruning)
+CTR_LOG_HORIZON = 8   # highest modseq pruned from the log: older states cannot be answered
 
 
 def u32(n: int) -> bytes:
@@ -145,6 +153,47 @@ def chg(acc: int, ms: int) -> bytes:
 
 def split_chg(k: bytes) -> int:
     return _U32U64.unpack_from(k)[1]
+
+
+def _kind(kind: str) -> bytes:
+    b = kind.encode("utf-8")
+    if not 0 < len(b) < 256:
+        raise ValueError(f"a change-log kind is 1-255 bytes: {kind!r}")
+    return bytes((len(b),)) + b
+
+
+def chg_kind(acc: int, kind: str) -> bytes:
+    """acc, len(kind) u8, kind: per-kind state of the change log."""
+    return _U32.pack(acc) + _kind(kind)
+
+
+def split_chg_kind(k: bytes) -> str:
+    return bytes(k[5:5 + k[4]]).decode("utf-8")
+
+
+def chg_id(acc: int, kind: str, ms: int, oid: int) -> bytes:
+    """acc, len(kind) u8, kind, ms u64, object id u64: one object's change."""
+    return _U32.pack(acc) + _kind(kind) + _U64U64.pack(ms, oid)
+
+
+def chg_id_prefix(acc: int, kind: str, ms: int | None = None) -> bytes:
+    """Every row of KIND (MS None), or of KIND at modseq MS."""
+    pre = _U32.pack(acc) + _kind(kind)
+    return pre if ms is None else pre + _U64.pack(ms)
+
+
+def chg_id_keys(acc: int, kind: str, ms: int, oids):
+    """chg_id(acc, kind, ms, oid) for each of OIDS (the prefix built once)."""
+    pre = _U32.pack(acc) + _kind(kind) + _U64.pack(ms)
+    pack = _U64.pack
+    return (pre + pack(oid) for oid in oids)
+
+
+def split_chg_id(k: bytes) -> tuple[str, int, int]:
+    """-> (kind, modseq, object id)"""
+    n = k[4]
+    ms, oid = _U64U64.unpack_from(k, 5 + n)
+    return bytes(k[5:5 + n]).decode("utf-8"), ms, oid
 
 
 def blob(acc: int, h: bytes) -> bytes:

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import lmdb
 
 from . import keys
+from .changelog import Retention
 from .errors import StoreError, StoreFullError
 from .records import Change
 
@@ -97,8 +98,10 @@ class LmdbStore:
     """Owns the environment, the writer thread and the commit hook."""
 
     def __init__(self, path: str | os.PathLike, *, map_size: int | None = None,
-                 max_batch: int = 256, readonly: bool = False):
+                 max_batch: int = 256, readonly: bool = False,
+                 retention: Retention | None = None):
         self.path = os.fspath(path)
+        self.retention = retention or Retention()
         os.makedirs(self.path, exist_ok=True)
         data_file = os.path.join(self.path, "data.mdb")
         existing = os.path.getsize(data_file) if os.path.exists(data_file) else 0
@@ -116,6 +119,9 @@ class LmdbStore:
                                                  create=not readonly)
             meta = self.db["meta"]
             ver = txn.get(b"data_version", db=meta)
+            if ver is not None and int(ver) == 1 and not readonly:
+                ver = self._migrate_v1(txn)
+
             if ver is None and not readonly:
                 txn.put(b"data_version", str(keys.DATA_VERSION).encode(), db=meta)
                 txn.put(b"created", str(int(time.time())).encode(), db=meta)
@@ -135,6 +141,8 @@ class LmdbStore:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._max_batch = max_batch
         self.on_commit: list[Callable[[CommitInfo], None]] = []
+        self._sweep_from: int | None = 0      # account the next age sweep starts at
+        self._next_sweep = time.monotonic() + self.retention.sweep_interval
         self._thread: threading.Thread | None = None
         self._closed = False
         self.stats = {"commits": 0, "jobs": 0}
@@ -242,7 +250,11 @@ class LmdbStore:
         from .tx import WriteTx  # late: tx imports records/keys only
 
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=self._sweep_timeout())
+            except queue.Empty:
+                self._sweep(WriteTx)
+                continue
             if job is None:
                 return
             batch = [job]
@@ -259,6 +271,8 @@ class LmdbStore:
             self._run_batch(batch, WriteTx)
             if stop:
                 return
+            if self.retention.sweep_interval and time.monotonic() >= self._next_sweep:
+                self._sweep(WriteTx)   # under constant load too, one slice at a time
 
     def _run_batch(self, batch: list[_Job], WriteTx) -> None:
         for attempt in range(8):
@@ -315,6 +329,66 @@ class LmdbStore:
         err = StoreFullError("the mail store map could not grow far enough")
         for job in batch:
             self._complete(job, None, err)
+
+    # --- change-log retention -------------------------------------------------------
+
+    def _migrate_v1(self, txn) -> bytes:
+        """Format 1 kept one JSON change row per modseq: rewrite it as the
+        per-object log (store/changelog.py), in the opening transaction."""
+        from .changelog import migrate_v1
+        from .tx import WriteTx
+
+        n = migrate_v1(WriteTx(self, txn), int(time.time()))
+        ver = str(keys.DATA_VERSION).encode()
+        txn.put(b"data_version", ver, db=self.db["meta"])
+        log.info("store format 1 -> %d: migrated %d change-log entries", keys.DATA_VERSION, n)
+        return ver
+
+    def _sweep_timeout(self) -> float | None:
+        if not self.retention.sweep_interval:
+            return None
+        return max(0.0, self._next_sweep - time.monotonic())
+
+    def _sweep(self, WriteTx) -> None:
+        """Prune the change log by age (and any size excess left over), one
+        slice per transaction, until done or a request is waiting."""
+        from . import changelog
+
+        while True:
+            try:
+                with self._gate.reading():
+                    txn = self.env.begin(write=True)
+                    try:
+                        start = self._sweep_from or 0
+                        nxt = changelog.sweep(WriteTx(self, txn), self.retention,
+                                              int(time.time()), start)
+                        txn.commit()
+                    except BaseException:
+                        txn.abort()
+                        raise
+            except lmdb.MapFullError:
+                self._grow()
+                continue
+            except lmdb.Error as exc:
+                log.error("change-log pruning failed: %s", exc)
+                nxt = None
+            self._sweep_from = nxt
+            if nxt is None or not self._queue.empty():
+                break
+        # a full pass done: wait an interval; cut short: continue soon
+        delay = self.retention.sweep_interval if self._sweep_from is None else 0.05
+        self._next_sweep = time.monotonic() + delay
+
+    def prune_changes(self, now: int | None = None) -> None:
+        """Run the age/size pruning to completion now (tools and tests); one
+        write request per slice, so other writes interleave."""
+        from . import changelog
+
+        when = int(time.time()) if now is None else now
+        start: int | None = 0
+        while start is not None:
+            start = self.write_sync(
+                lambda tx, s: changelog.sweep(tx, self.retention, when, s), start)
 
     @staticmethod
     def _complete(job: _Job, res, err) -> None:

@@ -72,11 +72,12 @@ def delete_account(tx: WriteTx, acc: int) -> None:
         raise NotFound("no such account")
     pre = keys.account_prefix(acc)
     for table in ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg",
+                  "chg.id", "chg.kind",
                   "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "sub",
                   "acct"):
         tx.delete_prefix(table, pre)
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
-                 keys.CTR_USAGE):
+                 keys.CTR_USAGE, keys.CTR_LOG_ROWS, keys.CTR_LOG_HORIZON):
         tx.delete("ctr", keys.ctr(acc, kind))
     tx.delete("acct.name", keys.acct_name(a.name))
 

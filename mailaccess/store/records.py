@@ -162,7 +162,9 @@ def decode_account(acc: int, data) -> Account:
 
 # --- change log -------------------------------------------------------------------
 
-# Collections named as JMAP data types; IMAP and ActiveSync read the same log.
+# Collections ("kinds") named as JMAP data types; IMAP and ActiveSync read the
+# same log.  The set is open: any name of 1-255 UTF-8 bytes can be logged
+# (EmailSubmission, ...), each gets its own state and rows.
 MAILBOX = "Mailbox"
 EMAIL = "Email"
 THREAD = "Thread"
@@ -184,6 +186,52 @@ class Change:
         return set(self.created) | set(self.updated) | set(self.destroyed)
 
 
+# The log on disk (store/changelog.py reads and writes it): one ``chg.id`` row
+# per (kind, modseq, object) whose value is the object's net status at that
+# modseq, and one ``chg`` summary per modseq.
+STATUS_CODES = {"created": b"c", "updated": b"u", "destroyed": b"d"}
+STATUS_NAMES = {v[0]: k for k, v in STATUS_CODES.items()}
+
+
+@dataclass(slots=True)
+class ModseqSummary:
+    """The ``chg`` row of one modseq: when it was committed, how many
+    ``chg.id`` rows it still has, under which kinds, and the mailboxes whose
+    IMAP view moved (their ``vanished`` rows at this modseq go with it)."""
+
+    time: int
+    rows: int
+    kinds: list[str]
+    mailboxes: list[int]
+
+
+def encode_summary(s: ModseqSummary) -> bytes:
+    return b"\x02" + json.dumps([s.time, s.rows, s.kinds, s.mailboxes],
+                                separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_summary(data) -> ModseqSummary:
+    if data[0] != 2:
+        raise ValueError(f"unknown change summary version {data[0]}")
+    t, rows, kinds, mb = json.loads(bytes(data[1:]))
+    return ModseqSummary(t, rows, kinds, mb)
+
+
+_KIND_STATE = struct.Struct(">QQ")
+
+
+def encode_kind_state(last_ms: int, horizon: int) -> bytes:
+    """``chg.kind``: the last modseq that changed the kind (its state) and the
+    highest modseq pruned from the kind's rows (older states are gone)."""
+    return _KIND_STATE.pack(last_ms, horizon)
+
+
+def decode_kind_state(data) -> tuple[int, int]:
+    return _KIND_STATE.unpack_from(data)
+
+
+# Format 1 (DATA_VERSION 1) kept a whole Change as one JSON row per modseq;
+# these codecs remain only to migrate such stores (changelog.migrate_v1).
 def encode_change(c: Change) -> bytes:
     return b"\x01" + json.dumps(
         [c.created, c.updated, c.destroyed, c.mailboxes], separators=(",", ":")).encode()

@@ -3,11 +3,15 @@
 One WriteTx serves one request on the writer thread.  The first change it
 makes to an account allocates that account's next modseq (one per request,
 however many objects it touches); ``flush_changes`` writes the coalesced
-change record for it before the nested transaction commits.
+change record for it before the nested transaction commits: one change-log
+row per object it touched (store/changelog.py), pruning the log if it grew
+past its size limit.
 """
 from __future__ import annotations
 
-from . import keys, records
+import time
+
+from . import changelog, keys, records
 from .records import Change
 from .view import View
 
@@ -112,8 +116,9 @@ class WriteTx(View):
                 if kind is not None:
                     getattr(c, kind).setdefault(collection, []).append(oid)
         self._states.clear()
+        now = int(time.time())
         for acc, c in self._changes.items():
-            self.put("chg", keys.chg(acc, c.modseq), records.encode_change(c))
+            changelog.write(self, acc, c, now)
             self._flushed.append((acc, c))
         self._changes.clear()
 

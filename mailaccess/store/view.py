@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from . import keys, records
-from .errors import NotFound
+from . import changelog, keys, records
+from .errors import CannotCalculateChanges, NotFound
 from .records import Account, Change, EmailRecord, Mailbox
 
 
@@ -132,7 +132,15 @@ class View:
         return [keys.split_mbx_ms(k) for k, _ in self._scan("mbx.ms", pre, start)]
 
     def vanished_since(self, acc: int, mbx: int, modseq: int) -> list[tuple[int, int]]:
-        """[(modseq, uid)] expunged from MBX after MODSEQ (QRESYNC VANISHED)."""
+        """[(modseq, uid)] expunged from MBX after MODSEQ (QRESYNC VANISHED).
+        Raises CannotCalculateChanges when expunges after MODSEQ may have been
+        pruned (MODSEQ below the log's horizon and below the mailbox's highest
+        modseq): the caller then reports every absent UID (RFC 7162 3.2.5.2)."""
+        if modseq < changelog.horizon(self, acc):
+            m = self.mailbox(acc, mbx)
+            if m is None or modseq < m.highest_ms:
+                raise CannotCalculateChanges(
+                    f"expunges after modseq {modseq} are no longer recorded")
         pre = keys.uid_prefix(acc, mbx)
         start = keys.vanished_from(acc, mbx, modseq + 1)
         return [keys.split_vanished(k) for k, _ in self._scan("vanished", pre, start)]
@@ -169,22 +177,29 @@ class View:
         pre = keys.thr_mem_prefix(acc, tid)
         return [keys.read_u32(k[len(pre):]) for k, _ in self._scan("thr.mem", pre)]
 
-    # --- change log -----------------------------------------------------------------
+    # --- change log (store/changelog.py) ----------------------------------------------
+
+    def kind_state(self, acc: int, kind: str) -> str:
+        """The state of KIND ("Email", "Mailbox", ...): the last modseq that
+        changed it, as a string (a JMAP state; "0" if never changed)."""
+        return changelog.kind_state(self, acc, kind)
+
+    def changes(self, acc: int, kind: str, since: str | int,
+                max_changes: int | None = None) -> changelog.ChangesPage:
+        """RFC 8620 /changes for KIND after state SINCE, paged by MAX_CHANGES
+        ids; raises CannotCalculateChanges beyond the retention horizon."""
+        return changelog.changes(self, acc, kind, since, max_changes)
+
+    def change_horizon(self, acc: int) -> int:
+        """Highest modseq pruned from the log; changes after it are complete."""
+        return changelog.horizon(self, acc)
 
     def changes_since(self, acc: int, modseq: int, limit: int | None = None) -> list[Change]:
-        pre = keys.account_prefix(acc)
-        out = []
-        for k, v in self._scan("chg", pre, keys.chg(acc, modseq + 1)):
-            out.append(records.decode_change(keys.split_chg(k), v))
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+        return changelog.changes_since(self, acc, modseq, limit)
 
     def oldest_change(self, acc: int) -> int:
         """Lowest modseq still in the log (0 when the log is empty)."""
-        for k, _ in self._scan("chg", keys.account_prefix(acc)):
-            return keys.split_chg(k)
-        return 0
+        return changelog.oldest_change(self, acc)
 
     def keyword_spellings(self, acc: int) -> dict[str, str]:
         """IMAP-only (the ``kw`` table).  {lowercase keyword: the spelling it

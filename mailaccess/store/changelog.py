@@ -1,0 +1,354 @@
+"""The change log: what changed at each modseq, readable per kind, pruned.
+
+Owns three tables (layouts in docs/store.md):
+
+* ``chg.id``   ``acc kind ms oid -> c|u|d``: one row per object per modseq,
+  the object's net status in that request.  Rows of one kind are contiguous
+  and ordered by (modseq, object id), so ``/changes`` is one cursor walk from
+  the client's position and can stop after any row, inside a modseq too (a
+  ``STORE 1:*`` on 10,000 messages is 10,000 rows a client pages through).
+* ``chg.kind`` ``acc kind -> (last modseq, horizon)``: the kind's state (the
+  last modseq that changed it, kept on write, so no scan finds it) and the
+  highest modseq whose rows of that kind were pruned.
+* ``chg``      ``acc ms -> summary``: commit time, rows left, kinds and
+  mailboxes of the modseq; pruning walks it oldest first.
+
+plus two ``ctr`` counters per account: rows held (``CTR_LOG_ROWS``) and the
+account horizon (``CTR_LOG_HORIZON``, the highest modseq pruned at all; the
+``vanished`` table is pruned with the same modseqs).
+
+A *state* is a position in one kind's rows: ``"57"`` means every change up
+to and including modseq 57, ``"57.12"`` every change up to object 12 of
+modseq 57 (a page that ended inside a modseq).  A state is answerable while
+it is not older than the kind's horizon; otherwise ``CannotCalculateChanges``.
+
+Writing is one pass over the request's coalesced ``Change`` (one put per
+object, no read of the log); pruning deletes whole modseqs oldest first, by
+age and by size, at most a budget of rows per call, so no transaction grows
+without bound.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from . import keys, records
+from .errors import CannotCalculateChanges
+from .records import STATUS_CODES, Change, ModseqSummary
+
+_C, _U, _D = (STATUS_CODES[s][0] for s in ("created", "updated", "destroyed"))
+SWEEP_ACCOUNTS = 500    # accounts one sweep transaction looks at, at most
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long the log keeps changes (config.py [store] changelog_*)."""
+
+    max_age: int = 90 * 86400       # seconds; 0 = no age limit
+    max_entries: int = 100_000      # chg.id rows per account; 0 = no size limit
+    slice: int = 2_000              # rows deleted per pruning step at most
+    sweep_interval: float = 300.0   # seconds between age sweeps by the writer; 0 = never
+
+
+@dataclass(slots=True)
+class ChangesPage:
+    """One ``/changes`` answer (RFC 8620 5.2) for one kind."""
+
+    old_state: str
+    new_state: str
+    has_more: bool
+    created: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    destroyed: list[int] = field(default_factory=list)
+
+
+# --- states -----------------------------------------------------------------------------
+
+def format_state(ms: int, after: int | None = None) -> str:
+    return str(ms) if after is None else f"{ms}.{after}"
+
+
+def parse_state(state: str | int) -> tuple[int, int | None]:
+    """-> (modseq, last object id seen inside it or None when complete)."""
+    if isinstance(state, int) and not isinstance(state, bool):
+        if state < 0:
+            raise CannotCalculateChanges(f"not a state: {state}")
+        return state, None
+    if isinstance(state, str):
+        ms, dot, after = state.partition(".")
+        if ms.isascii() and ms.isdigit() and len(ms) <= 20 and (
+                not dot or (after.isascii() and after.isdigit() and len(after) <= 20)):
+            return int(ms), (int(after) if dot else None)
+    raise CannotCalculateChanges(f"not a state of this store: {state!r}")
+
+
+# --- reading ----------------------------------------------------------------------------
+
+def kind_meta(v, acc: int, kind: str) -> tuple[int, int]:
+    """(last modseq that changed KIND, KIND's horizon); (0, 0) if never logged."""
+    raw = v._get("chg.kind", keys.chg_kind(acc, kind))
+    return records.decode_kind_state(raw) if raw is not None else (0, 0)
+
+
+def kind_state(v, acc: int, kind: str) -> str:
+    return format_state(kind_meta(v, acc, kind)[0])
+
+
+def horizon(v, acc: int) -> int:
+    """Highest modseq pruned from ACC's log (0: nothing pruned yet).  Changes
+    after it are complete; a state older than it cannot be answered."""
+    return v.counter(acc, keys.CTR_LOG_HORIZON)
+
+
+def changes(v, acc: int, kind: str, since: str | int,
+            max_changes: int | None = None) -> ChangesPage:
+    """What changed in KIND after state SINCE, at most MAX_CHANGES ids.
+
+    RFC 8620 5.2: an id is in at most one list; created then destroyed after
+    SINCE is in none; created then updated is created; has_more says another
+    call from new_state has more.  Raises CannotCalculateChanges for a state
+    older than the horizon, newer than the account, or malformed."""
+    if max_changes is not None and max_changes < 1:
+        raise ValueError("max_changes must be a positive number")
+    ms, after = parse_state(since)
+    last, hz = kind_meta(v, acc, kind)
+    if ms > v.highest_modseq(acc):
+        raise CannotCalculateChanges(f"state {since} is newer than the account")
+    if ms < hz or (ms == hz and after is not None):
+        raise CannotCalculateChanges(
+            f"state {since} is older than the change log keeps for {kind} (horizon {hz})")
+    pre = keys.chg_id_prefix(acc, kind)
+    start = (keys.chg_id(acc, kind, ms, after + 1) if after is not None
+             else keys.chg_id(acc, kind, ms + 1, 0))
+    first: dict[int, int] = {}
+    final: dict[int, int] = {}
+    pos = None
+    next_ms = None
+    for k, val in v._scan("chg.id", pre, start):
+        _, rms, oid = keys.split_chg_id(k)
+        if oid not in first:
+            if max_changes is not None and len(first) >= max_changes:
+                next_ms = rms
+                break
+            first[oid] = val[0]
+        final[oid] = val[0]
+        pos = (rms, oid)
+    page = ChangesPage(format_state(ms, after), "", next_ms is not None)
+    if next_ms is None:
+        page.new_state = format_state(max(ms, last))
+    elif next_ms != pos[0]:
+        page.new_state = format_state(pos[0])          # every row of pos's modseq taken
+    else:
+        page.new_state = format_state(*pos)
+    for oid, f in first.items():
+        fin = final[oid]
+        if f == _C:
+            if fin != _D:
+                page.created.append(oid)
+            # created and destroyed since: the client never saw it (RFC 8620 5.2)
+        elif fin == _D:
+            page.destroyed.append(oid)
+        else:
+            page.updated.append(oid)
+    return page
+
+
+def changes_since(v, acc: int, modseq: int, limit: int | None = None) -> list[Change]:
+    """The whole Change of each modseq after MODSEQ, oldest first (for tests,
+    tools and push catch-up); CannotCalculateChanges below the horizon."""
+    if modseq < horizon(v, acc):
+        raise CannotCalculateChanges(f"modseq {modseq} is older than the change log")
+    out = []
+    for k, raw in v._scan("chg", keys.account_prefix(acc), keys.chg(acc, modseq + 1)):
+        ms = keys.split_chg(k)
+        s = records.decode_summary(raw)
+        c = Change(ms, mailboxes=list(s.mailboxes))
+        for kind in s.kinds:
+            for rk, val in v._scan("chg.id", keys.chg_id_prefix(acc, kind, ms)):
+                status = records.STATUS_NAMES[val[0]]
+                getattr(c, status).setdefault(kind, []).append(keys.split_chg_id(rk)[2])
+        out.append(c)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def oldest_change(v, acc: int) -> int:
+    """Lowest modseq still in the log (0 when the log is empty)."""
+    for k, _ in v._scan("chg", keys.account_prefix(acc)):
+        return keys.split_chg(k)
+    return 0
+
+
+# --- writing ----------------------------------------------------------------------------
+
+def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> None:
+    """Append C (one request's coalesced change) to ACC's log: one row per
+    object, the kinds' states, the modseq summary; then prune if the log is
+    over its size limit (at most as many rows as were written plus a slice)."""
+    txn, db = tx.txn, tx.db["chg.id"]
+    rows = 0
+    for status, code in STATUS_CODES.items():
+        for kind, ids in getattr(c, status).items():
+            for k in keys.chg_id_keys(acc, kind, c.modseq, ids):
+                txn.put(k, code, db=db)
+            rows += len(ids)
+    kinds = sorted(c.collections())
+    for kind in kinds:
+        kk = keys.chg_kind(acc, kind)
+        raw = tx._get("chg.kind", kk)
+        hz = records.decode_kind_state(raw)[1] if raw is not None else 0
+        tx.put("chg.kind", kk, records.encode_kind_state(c.modseq, hz))
+    tx.put("chg", keys.chg(acc, c.modseq),
+           records.encode_summary(ModseqSummary(now, rows, kinds, list(c.mailboxes))))
+    total = tx.add_counter(acc, keys.CTR_LOG_ROWS, rows) if rows else \
+        tx.counter(acc, keys.CTR_LOG_ROWS)
+    policy = tx.store.retention
+    if prune_after and policy.max_entries and total > policy.max_entries:
+        prune(tx, acc, policy, now, rows + policy.slice)
+
+
+# --- pruning ----------------------------------------------------------------------------
+
+def _delete_prefix(tx, table: str, prefix: bytes, limit: int) -> int:
+    """Delete up to LIMIT rows under PREFIX; -> how many."""
+    if limit <= 0:
+        return 0
+    cur = tx.txn.cursor(db=tx.db[table])
+    n = 0
+    if not cur.set_range(prefix):
+        return 0
+    while n < limit:
+        k = cur.key()
+        if not k or not bytes(k).startswith(prefix):
+            break
+        if not cur.delete():
+            break
+        n += 1
+    return n
+
+
+def _raise_horizon(tx, acc: int, ms: int, kinds) -> None:
+    if tx.counter(acc, keys.CTR_LOG_HORIZON) < ms:
+        tx.put("ctr", keys.ctr(acc, keys.CTR_LOG_HORIZON), keys.u64(ms))
+    for kind in kinds:
+        kk = keys.chg_kind(acc, kind)
+        raw = tx._get("chg.kind", kk)
+        last, hz = records.decode_kind_state(raw) if raw is not None else (ms, 0)
+        if hz < ms:
+            tx.put("chg.kind", kk, records.encode_kind_state(last, ms))
+
+
+def prune(tx, acc: int, policy: Retention, now: int, budget: int) -> tuple[int, bool]:
+    """Drop ACC's oldest modseqs while the log holds more than max_entries
+    rows or they are older than max_age, deleting at most BUDGET rows
+    (chg.id and vanished).  The newest modseq always stays.  A modseq cut
+    short by the budget keeps its remaining rows (and summary) and is
+    finished by the next call; the horizon already covers it.
+    -> (rows deleted, True when more is due)."""
+    newest = tx.highest_modseq(acc)
+    total = tx.counter(acc, keys.CTR_LOG_ROWS)
+    cutoff = now - policy.max_age if policy.max_age else None
+    pre = keys.account_prefix(acc)
+    spent = 0
+    while True:
+        first = next(tx._scan("chg", pre), None)
+        if first is None:
+            return spent, False
+        k, raw = first
+        ms = keys.split_chg(k)
+        if ms >= newest:
+            return spent, False
+        s = records.decode_summary(raw)
+        over = bool(policy.max_entries) and total > policy.max_entries
+        old = cutoff is not None and s.time <= cutoff
+        if not (over or old):
+            return spent, False
+        if spent >= budget:
+            return spent, True
+        _raise_horizon(tx, acc, ms, s.kinds)
+        for mbx in s.mailboxes:
+            spent += _delete_prefix(tx, "vanished", keys.vanished_from(acc, mbx, ms),
+                                    budget - spent)
+        gone = 0
+        for kind in s.kinds:
+            gone += _delete_prefix(tx, "chg.id", keys.chg_id_prefix(acc, kind, ms),
+                                   budget - spent - gone)
+        spent += gone
+        total -= gone
+        tx.put("ctr", keys.ctr(acc, keys.CTR_LOG_ROWS), keys.u64(max(0, total)))
+        if gone < s.rows or spent >= budget and _has_rows(tx, acc, ms, s):
+            s.rows -= gone
+            tx.put("chg", k, records.encode_summary(s))
+            return spent, True
+        tx.delete("chg", k)
+
+
+def _has_rows(tx, acc: int, ms: int, s: ModseqSummary) -> bool:
+    for mbx in s.mailboxes:
+        if next(tx._scan("vanished", keys.vanished_from(acc, mbx, ms)), None) is not None:
+            return True
+    return False
+
+
+def sweep(tx, policy: Retention, now: int, start_acc: int = 0) -> int | None:
+    """One pruning slice over every account from START_ACC on (the writer
+    runs it when idle).  -> the account to continue from, or None when every
+    account is within its limits."""
+    budget = policy.slice
+    looked = 0
+    for k, _ in tx._scan("acct", b"", keys.acct(start_acc)):
+        acc = keys.read_u32(k)
+        if looked >= SWEEP_ACCOUNTS:      # bounded work per transaction
+            return acc
+        looked += 1
+        spent, more = prune(tx, acc, policy, now, budget)
+        budget -= spent
+        if more or budget <= 0:
+            return acc
+    return None
+
+
+# --- format 1 -> 2 ----------------------------------------------------------------------
+
+def migrate_v1(tx, now: int, chunk: int = 1000) -> int:
+    """Rewrite every format-1 ``chg`` row (a whole Change as JSON) as rows and
+    a summary, in the open transaction.  -> modseqs migrated."""
+    done = 0
+    start = b""
+    while True:
+        batch = []
+        for k, raw in tx._scan("chg", b"", start):
+            if raw[0] == 1:
+                batch.append((k, bytes(raw)))
+                if len(batch) >= chunk:
+                    break
+        if not batch:
+            return done
+        for k, raw in batch:
+            acc = keys.read_u32(k)
+            c = records.decode_change(keys.split_chg(k), raw)
+            write(tx, acc, c, now, prune_after=False)
+        done += len(batch)
+        start = batch[-1][0] + b"\0"
+
+
+# --- IMAP QRESYNC fallback helper --------------------------------------------------------
+
+def absent_ranges(ranges, present) -> list[tuple[int, int]]:
+    """The parts of RANGES (sorted, merged (lo, hi)) holding no number of
+    PRESENT (ascending): what a client may know that no longer exists, as
+    ranges however large they are."""
+    out = []
+    for lo, hi in ranges:
+        i = bisect.bisect_left(present, lo)
+        cur = lo
+        while i < len(present) and present[i] <= hi:
+            p = present[i]
+            if p > cur:
+                out.append((cur, p - 1))
+            cur = p + 1
+            i += 1
+        if cur <= hi:
+            out.append((cur, hi))
+    return out
