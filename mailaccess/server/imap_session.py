@@ -192,12 +192,6 @@ class ImapSession:
 
     # --- output -----------------------------------------------------------------------------
 
-    def untagged(self, data: bytes | str) -> None:
-        """``* data``: only for the QRESYNC VANISHED (EARLIER) lines; prefer a serialize function."""
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        self.out.append(b"* " + data + b"\r\n")
-
     def tagged(self, tag: bytes, status: str, text: str, code: str | bytes | None = None) -> None:
         """A tagged line written by code outside the dispatcher (login, SASL)."""
         self.out.append(S.tagged(tag, status, text, code))
@@ -421,7 +415,7 @@ class ImapSession:
         if gone is None:
             lost = _absent_uids(sel, q.known_uids)
             if lost:
-                self.untagged(b"VANISHED (EARLIER) " + lost)
+                self.out.append(S.vanished_ranges(lost, earlier=True))
             gone = []
         known = None
         if q.known_uids is not None and gone:
@@ -430,7 +424,7 @@ class ImapSession:
             gone = [u for u in gone if u in known]
         gone = sorted(u for u in set(gone) if not sel.has(u))
         if gone:
-            self.untagged(b"VANISHED (EARLIER) " + format_ints(gone))
+            self.out.append(S.vanished(gone, earlier=True))
         changed = sorted(u for u in set(changed) if sel.has(u))
         if changed:
             await self.send_fetch(changed, [ev.FetchItem("FLAGS"), ev.FetchItem("UID"),
@@ -820,12 +814,12 @@ class ImapSession:
             if cmd.vanished and gone is None:
                 lost = _absent_uids(sel, cmd.set)
                 if lost:
-                    self.untagged(b"VANISHED (EARLIER) " + lost)
+                    self.out.append(S.vanished_ranges(lost, earlier=True))
             elif cmd.vanished:
                 wanted = set(cmd.set.iter(max([sel.max_uid()] + gone)))
                 gone = sorted(u for u in set(gone) if u in wanted and not sel.has(u))
                 if gone:
-                    self.untagged(b"VANISHED (EARLIER) " + format_ints(gone))
+                    self.out.append(S.vanished(gone, earlier=True))
             uids = [u for u in uids if u in changed]
         await self.send_fetch(uids, items, uid_cmd=cmd.uid)
         return Done("FETCH completed")
@@ -1405,14 +1399,13 @@ _URL = re.compile(
     r"(?:/;SECTION=(?P<section>[^/;]+))?(?:/;PARTIAL=(?P<partial>\d+(?:\.\d+)?))?$", re.I)
 
 
-def _absent_uids(sel, numset) -> bytes:
+def _absent_uids(sel, numset) -> list[tuple[int, int]]:
     """RFC 7162 3.2.5.2: the change log no longer reaches the client's modseq,
     so every UID of NUMSET (no set: 1:UIDNEXT-1) not in the mailbox is
     reported vanished, as ranges however large."""
     top = max(sel.uidnext - 1, sel.max_uid())
     if top < 1:
-        return b""
+        return []
     want = numset.normalized(top, sel.saved_result) if numset is not None else [(1, top)]
     want = [(lo, min(hi, top)) for lo, hi in want if lo <= top]
-    return b",".join(b"%d" % lo if lo == hi else b"%d:%d" % (lo, hi)
-                     for lo, hi in absent_ranges(want, sel.uids))
+    return list(absent_ranges(want, sel.uids))

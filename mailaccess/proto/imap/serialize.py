@@ -239,6 +239,13 @@ def vanished(uids: Iterable[int], earlier: bool = False) -> bytes:
     return (b"* VANISHED (EARLIER) " if earlier else b"* VANISHED ") + s + CRLF
 
 
+def vanished_ranges(ranges: Iterable[tuple[int, int]], earlier: bool = False) -> bytes:
+    """VANISHED for UID ranges ``[(lo, hi), ...]`` however large (RFC 7162
+    3.2.5.2: everything a client knows of that is gone, past the log)."""
+    s = b",".join(b"%d" % lo if lo == hi else b"%d:%d" % (lo, hi) for lo, hi in ranges)
+    return (b"* VANISHED (EARLIER) " if earlier else b"* VANISHED ") + s + CRLF
+
+
 def search(nums: Iterable[int], modseq: int | None = None) -> bytes:
     body = _nums(nums)
     out = b"* SEARCH"
