@@ -115,6 +115,21 @@ _META = tuple(
 )
 
 
+@dataclass(frozen=True)
+class IndexLayout:
+    """The framing of the storage form, for hot paths that slice it in place
+    (the FETCH fast path and its compiled twin read this at import): a
+    VERSION byte, then HEAD's u32 end offsets of FIELDS (relative to the end
+    of HEAD), then the fields in that order."""
+
+    version: int
+    head: struct.Struct
+    fields: tuple[str, ...]
+
+
+INDEX_LAYOUT = IndexLayout(FORMAT_VERSION, _HEAD, _FIELDS)
+
+
 def encode_index(mi: MessageIndex) -> bytes:
     """Versioned storage form: version byte, end offsets of each field, the fields.
 

@@ -6,6 +6,7 @@ docs/store.md for the table-by-table layout and what each one serves.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 
@@ -108,6 +109,12 @@ def split_msg(k: bytes) -> tuple[int, int]:
     return _U32U32.unpack_from(k)
 
 
+def msg_of(acc: int):
+    """``eid -> msg(acc, eid)`` as a C-level callable (no Python frame per
+    call): the key builder that View's hot-path readers use."""
+    return functools.partial(_U32U32.pack, acc)
+
+
 def uid(acc: int, mbx: int, uid_: int) -> bytes:
     return _U32U32U32.pack(acc, mbx, uid_)
 
@@ -151,6 +158,11 @@ def blob(acc: int, h: bytes) -> bytes:
     return _U32.pack(acc) + h
 
 
+def blob_of(acc: int):
+    """``hash -> blob(acc, hash)`` as a C-level callable (see msg_of)."""
+    return _U32.pack(acc).__add__
+
+
 def blob_ref(acc: int, h: bytes, eid: int) -> bytes:
     return _U32.pack(acc) + h + _U32.pack(eid)
 
@@ -191,3 +203,43 @@ def kw(acc: int, lower: str) -> bytes:
 
 def sub(acc: int, full_name: str) -> bytes:
     return _U32.pack(acc) + full_name.encode("utf-8")
+
+
+# --- whole-key parsers (mailaccess check reads every table) ---------------------
+
+def account_of(k) -> int:
+    """The account id that starts every key (``ctr`` keys included)."""
+    return _U32.unpack_from(k)[0]
+
+
+def parse_mbox_name(k) -> tuple[int, str]:
+    """-> (parent, name) of an ``mbox.name`` key."""
+    return _U32.unpack_from(k, 4)[0], bytes(k[8:]).decode("utf-8", "replace")
+
+
+def parse_uid(k) -> tuple[int, int]:
+    """-> (mailbox, uid) of a ``uid`` key."""
+    return _U32U32.unpack_from(k, 4)
+
+
+def parse_mbx_ms(k) -> tuple[int, int, int]:
+    """-> (mailbox, modseq, uid) of an ``mbx.ms`` or ``vanished`` key."""
+    return _U32U32U64U32.unpack_from(k)[1:]
+
+
+parse_vanished = parse_mbx_ms
+
+
+def parse_blob(k) -> bytes:
+    """-> hash of a ``blob`` or ``blob.idx`` key."""
+    return bytes(k[4:])
+
+
+def parse_blob_ref(k) -> tuple[bytes, int]:
+    """-> (hash, email id) of a ``blob.ref`` key."""
+    return bytes(k[4:-4]), _U32.unpack_from(k, len(k) - 4)[0]
+
+
+def parse_thr_mem(k) -> tuple[int, int]:
+    """-> (thread id, email id) of a ``thr.mem`` key."""
+    return _U32U32.unpack_from(k, 4)

@@ -6,7 +6,7 @@ key prefix, so no call can read across accounts.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from . import keys, records
 from .errors import NotFound
@@ -146,6 +146,32 @@ class View:
     def email_raw(self, acc: int, eid: int):
         """The encoded email record (for fast partial decoders)."""
         return self._get("msg", keys.msg(acc, eid))
+
+    def keywords(self, acc: int, eid: int) -> list[str] | None:
+        """The keywords of email EID (None: no such email), without decoding
+        the rest of its record."""
+        v = self._get("msg", keys.msg(acc, eid))
+        return records.email_keywords_and_ms(v)[0] if v is not None else None
+
+    # hot-path readers: callables for loops over thousands of emails.  They
+    # read through this view's transaction and return LMDB buffers valid while
+    # it lives; read the bytes with records.EMAIL_LAYOUT / mime.index.INDEX_LAYOUT.
+
+    def email_reader(self, acc: int) -> Callable[[int], Any]:
+        """``eid -> encoded email record`` (None when the email is gone)."""
+        get, db, key = self.txn.get, self.db["msg"], keys.msg_of(acc)
+
+        def read_email(eid: int):
+            return get(key(eid), None, db)
+        return read_email
+
+    def index_reader(self, acc: int) -> Callable[[bytes], Any]:
+        """``blob hash -> encoded message index`` (None when missing)."""
+        get, db, key = self.txn.get, self.db["blob.idx"], keys.blob_of(acc)
+
+        def read_index(h: bytes):
+            return get(key(h), None, db)
+        return read_index
 
     def emails(self, acc: int) -> Iterator[EmailRecord]:
         for k, v in self._scan("msg", keys.account_prefix(acc)):

@@ -1,5 +1,6 @@
 """fetchfmt_py and fetchfmt_c give identical FETCH responses, and both match the
 Python loop of build_fetch byte for byte, on a real LMDB store."""
+import functools
 import itertools
 import os
 from array import array
@@ -13,6 +14,7 @@ from mailaccess import _speedups, ingest
 from mailaccess.proto.imap import events as ev
 from mailaccess.proto.imap.dates import format_datetime
 from mailaccess.server import imap_session
+from mailaccess.server.imap_fmt import flags_list
 from mailaccess.server.imap_session import build_fetch
 from mailaccess.store import Store, ops
 from mailaccess.views.imap_selected import SelectedMailbox, Snapshot
@@ -98,10 +100,15 @@ COMBOS = [
 ]
 
 
+def _flags(v, acc, names):
+    if "FLAGS" not in names:
+        return None
+    return functools.partial(flags_list, spell=v.keyword_spellings(acc))
+
+
 def _run(mod, v, acc, sel, uids, names, condstore, utf8):
-    spell = v.keyword_spellings(acc) if "FLAGS" in names else None
-    return mod.fetch_simple(v.txn.get, v.db["msg"], v.db["blob.idx"], acc, uids, sel.snap.uids,
-                            sel.snap.eids, names, spell, condstore, utf8)
+    return mod.fetch_simple(v.email_reader(acc), v.index_reader(acc), uids, sel.snap.uids,
+                            sel.snap.eids, names, _flags(v, acc, names), condstore, utf8)
 
 
 def _uid_sets(sel):
@@ -175,31 +182,34 @@ def test_unknown_layouts_fall_back(store, impl):
         sel = _selected(v, acc, ib)
         uids = list(sel.uids)[:6]
         eids = {u: e for u, e in zip(sel.uids, sel.snap.eids)}
-        msg_db, idx_db = v.db["msg"], v.db["blob.idx"]
+        read_email, read_index = v.email_reader(acc), v.index_reader(acc)
         bad_rec = {eids[uids[0]]: lambda b: b"\x02" + b[1:], eids[uids[1]]: lambda b: b[:40]}
         bad_blob = {}
         for u in uids[2:4]:
-            bad_blob[bytes(v.email_raw(acc, eids[u]))[1:33]] = u
+            bad_blob[v.email(acc, eids[u]).blob] = u
 
-        def get(key, default=None, db=None):
-            val = v.txn.get(key, default, db)
-            if db is msg_db:
-                f = bad_rec.get(int.from_bytes(key[4:8], "big"))
-                return f(bytes(val)) if f else val
-            if bad_blob.get(bytes(key[4:])) == uids[2]:
+        def bad_email(eid):
+            val = read_email(eid)
+            f = bad_rec.get(eid)
+            return f(bytes(val)) if f else val
+
+        def bad_index(h):
+            val = read_index(h)
+            if bad_blob.get(h) == uids[2]:
                 return b"\x07" + bytes(val)[1:]
-            if bad_blob.get(bytes(key[4:])) == uids[3]:
+            if bad_blob.get(h) == uids[3]:
                 return bytes(val)[:10]
             return val
 
-        out, rep, fallback = impl.fetch_simple(get, msg_db, idx_db, acc, uids, sel.snap.uids,
+        out, rep, fallback = impl.fetch_simple(bad_email, bad_index, uids, sel.snap.uids,
                                                sel.snap.eids, ["UID", "ENVELOPE"], None, False,
                                                True)
         assert fallback == uids[:4]
         assert sorted(rep) == uids[4:]
         # without an index item, only the records matter
-        out, rep, fallback = impl.fetch_simple(get, msg_db, idx_db, acc, uids, sel.snap.uids,
-                                               sel.snap.eids, ["UID", "FLAGS"], {}, False, True)
+        out, rep, fallback = impl.fetch_simple(bad_email, bad_index, uids, sel.snap.uids,
+                                               sel.snap.eids, ["UID", "FLAGS"], _flags(v, acc, ["FLAGS"]),
+                                               False, True)
         assert fallback == uids[:2]
 
 
@@ -208,8 +218,8 @@ def test_not_simple_items_refused(impl):
     with pytest.raises(ValueError):
         impl.item_codes(["UID", "BODY[]"])
     with pytest.raises(ValueError):
-        impl.fetch_simple(None, None, None, 1, [], array("I"), array("I"), ["SAVEDATE"], None,
-                          False, True)
+        impl.fetch_simple(None, None, [], array("I"), array("I"), ["SAVEDATE"], None, False,
+                          True)
 
 
 def _internaldate_ref(received, tz):
