@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
+from dataclasses import dataclass
 
 DATA_VERSION = 1
 
@@ -109,9 +110,27 @@ def split_msg(k: bytes) -> tuple[int, int]:
     return _U32U32.unpack_from(k)
 
 
+@dataclass(frozen=True)
+class KeyShape:
+    """How the keys of one table under one account are made from an id, as
+    data: PREFIX, then the id as SUFFIX ("u32": 4 bytes big-endian; "bytes":
+    as given).  ``key`` builds one (the same bytes as the builder functions
+    above); compiled readers may assemble the same bytes from the shape."""
+
+    prefix: bytes
+    suffix: str
+
+    def key(self, x) -> bytes:
+        return self.prefix + (_U32.pack(x) if self.suffix == "u32" else bytes(x))
+
+
+def msg_shape(acc: int) -> KeyShape:
+    """Keys of ``msg`` (email records) of ACC: ``msg(acc, eid)``."""
+    return KeyShape(_U32.pack(acc), "u32")
+
+
 def msg_of(acc: int):
-    """``eid -> msg(acc, eid)`` as a C-level callable (no Python frame per
-    call): the key builder that View's hot-path readers use."""
+    """``eid -> msg(acc, eid)`` as a C-level callable (no Python frame per call)."""
     return functools.partial(_U32U32.pack, acc)
 
 
@@ -156,6 +175,11 @@ def split_chg(k: bytes) -> int:
 
 def blob(acc: int, h: bytes) -> bytes:
     return _U32.pack(acc) + h
+
+
+def blob_shape(acc: int) -> KeyShape:
+    """Keys of ``blob`` / ``blob.idx`` of ACC: ``blob(acc, hash)``."""
+    return KeyShape(_U32.pack(acc), "bytes")
 
 
 def blob_of(acc: int):

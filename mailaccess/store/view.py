@@ -13,6 +13,30 @@ from .errors import NotFound
 from .records import Account, Change, EmailRecord, Mailbox
 
 
+class Reader:
+    """``reader(x)``: the stored value of one table of one account under X
+    (an email id, a blob hash), or None; an LMDB buffer valid while the view's
+    transaction lives.
+
+    For compiled hot loops (_speedups/fetchfmt) the same read is spelled out:
+    ``get(key(x), None, db)``, where ``key`` may also be assembled from SHAPE
+    (``keys.KeyShape``), so a loop over thousands of emails needs no Python
+    call per key.  The store chooses all of it from store/keys.py; the caller
+    holds no key layout of its own.
+    """
+
+    __slots__ = ("get", "key", "db", "shape")
+
+    def __init__(self, get: Callable, key: Callable, db: Any, shape: keys.KeyShape):
+        self.get = get
+        self.key = key
+        self.db = db
+        self.shape = shape
+
+    def __call__(self, x) -> Any:
+        return self.get(self.key(x), None, self.db)
+
+
 class View:
     def __init__(self, store, txn):
         self.store = store
@@ -153,25 +177,18 @@ class View:
         v = self._get("msg", keys.msg(acc, eid))
         return records.email_keywords_and_ms(v)[0] if v is not None else None
 
-    # hot-path readers: callables for loops over thousands of emails.  They
-    # read through this view's transaction and return LMDB buffers valid while
-    # it lives; read the bytes with records.EMAIL_LAYOUT / mime.index.INDEX_LAYOUT.
+    # hot-path readers, for loops over thousands of emails: see Reader
 
-    def email_reader(self, acc: int) -> Callable[[int], Any]:
-        """``eid -> encoded email record`` (None when the email is gone)."""
-        get, db, key = self.txn.get, self.db["msg"], keys.msg_of(acc)
+    def email_reader(self, acc: int) -> Reader:
+        """``eid -> encoded email record`` (None when the email is gone);
+        read it with ``records.EMAIL_LAYOUT``."""
+        return Reader(self.txn.get, keys.msg_of(acc), self.db["msg"], keys.msg_shape(acc))
 
-        def read_email(eid: int):
-            return get(key(eid), None, db)
-        return read_email
-
-    def index_reader(self, acc: int) -> Callable[[bytes], Any]:
-        """``blob hash -> encoded message index`` (None when missing)."""
-        get, db, key = self.txn.get, self.db["blob.idx"], keys.blob_of(acc)
-
-        def read_index(h: bytes):
-            return get(key(h), None, db)
-        return read_index
+    def index_reader(self, acc: int) -> Reader:
+        """``blob hash -> encoded message index`` (None when missing); read
+        it with ``mime.index.INDEX_LAYOUT``."""
+        return Reader(self.txn.get, keys.blob_of(acc), self.db["blob.idx"],
+                      keys.blob_shape(acc))
 
     def emails(self, acc: int) -> Iterator[EmailRecord]:
         for k, v in self._scan("msg", keys.account_prefix(acc)):

@@ -158,6 +158,46 @@ def test_twins_agree(store, names):
 
 
 @pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+@pytest.mark.parametrize("names", [COMBOS[0], ALL], ids=lambda n: "+".join(n))
+def test_plain_readers(store, impl, names):
+    """Any ``eid -> record`` / ``hash -> index`` callables work, not only the
+    store's Readers (whose key shape the compiled twin assembles itself): the
+    answers are the same."""
+    st_, acc, ib = store
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        em, ix = v.email_reader(acc), v.index_reader(acc)
+        calls = []
+
+        def read_email(eid):
+            calls.append(eid)
+            return em(eid)
+
+        for uids in _uid_sets(sel):
+            calls.clear()
+            got = impl.fetch_simple(read_email, lambda h: ix(h), uids, sel.snap.uids,
+                                    sel.snap.eids, names, _flags(v, acc, names), True, True)
+            assert got == _run(impl, v, acc, sel, uids, names, True, True)
+            assert len(calls) == len(got[0])
+
+
+def test_reader_is_the_store_read(store):
+    """A Reader's spelled-out form and its key shape give the bytes its call gives."""
+    st_, acc, ib = store
+    with st_.view() as v:
+        em, ix = v.email_reader(acc), v.index_reader(acc)
+        for _u, eid in v.uids(acc, ib):
+            rec = em(eid)
+            assert bytes(rec) == bytes(v.email_raw(acc, eid))
+            assert em.shape.key(eid) == em.key(eid)
+            assert bytes(em.get(em.shape.key(eid), None, em.db)) == bytes(rec)
+            h = v.email(acc, eid).blob
+            assert bytes(ix(h)) == bytes(v.blob_index(acc, h))
+            assert ix.shape.key(h) == ix.key(h)
+        assert em(10**9) is None and ix(b"\0" * 32) is None
+
+
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
 def test_gone_records_are_skipped(store, impl):
     """A snapshot entry whose email record is gone (expunged meanwhile) is
     left out, as RFC 9051 allows; so are UIDs not in the snapshot."""
