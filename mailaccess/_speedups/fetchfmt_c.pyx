@@ -25,8 +25,6 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
-import struct as _struct
-
 from ..ids import email_id, thread_id
 from ..mime.index import INDEX_LAYOUT
 from ..store.records import EMAIL_LAYOUT, decode_keywords
@@ -58,8 +56,7 @@ def _email_layout(L):
 
 
 def _index_layout(X):
-    n = len(X.fields)
-    if X.head.format != _struct.Struct(">B%dI" % n).format:
+    if X.head.format != ">B%dI" % len(X.fields):
         raise ImportError("fetchfmt_c: message index framing changed; rebuild against it")
     if not 0 <= X.version <= 255:
         raise ImportError("fetchfmt_c: message index version out of range")
