@@ -17,6 +17,8 @@ store's tables (``msg`` and ``blob.idx``) and sits below every reader of mail.
 """
 from __future__ import annotations
 
+import struct
+
 from ..mime import index as mindex
 from . import records
 from .records import EmailRecord
@@ -33,7 +35,7 @@ def decode_index(data) -> mindex.MessageIndex | None:
         return None
     try:
         return mindex.decode_index(data)
-    except ValueError:
+    except (ValueError, struct.error):    # another version, or cut short
         return None
 
 
