@@ -1200,7 +1200,7 @@ def _section_bytes(raw: bytes, mi, section: str) -> bytes | None:
                              ("HEADER", "TEXT", "MIME") else "")
 
 
-_DOWNGRADED: dict[tuple[int, bytes], tuple[bytes, bytes]] = {}
+_DOWNGRADED: dict[tuple[int, bytes], tuple[bytes, bytes, mindex.MessageIndex]] = {}
 
 
 def _downgraded(v, acc: int, em: LoadedEmail) -> tuple[bytes, bytes, mindex.MessageIndex]:
