@@ -299,3 +299,81 @@ def test_no_extensions_means_py():
     if os.environ.get("MAILACCESS_NO_EXTENSIONS"):
         assert _speedups.IMPLEMENTATION["fetchfmt"] == "py"
         assert imap_session._fetchfmt.__name__.endswith("fetchfmt_py")
+
+
+# --- the twins follow the layout descriptions ----------------------------------------------
+
+_MOVED = r'''
+import struct, sys
+from mailaccess.store import records
+from mailaccess.mime import index as mindex
+L = records.EMAIL_LAYOUT
+fields = ("version", "n_members", "blob", "tz", "size", "flags", "thread", "last_ms",
+          "received_at", "n_keywords")
+head = struct.Struct(">" + "".join(L.code(f) for f in fields))
+records.EMAIL_LAYOUT = records.RecordLayout(L.version, head, fields, L.member,
+                                            L.flag_utf8_headers)
+from mailaccess import _speedups
+py, c = _speedups.load_py("fetchfmt"), _speedups.load_c("fetchfmt")
+assert c is not None, "the compiled twin refused a layout it can read"
+idx = mindex.encode_index(mindex.index_message(b"Subject: moved\r\n\r\nbody\r\n"))
+recs = {}
+for eid in (1, 2, 3):
+    kws = ["$seen", "kw%d" % eid][:eid - 1]
+    vals = dict(version=L.version, blob=bytes([eid]) * 32, received_at=1_700_000_000 + eid,
+                tz=60 * eid, size=1000 + eid, thread=70 + eid, last_ms=500 + eid, flags=0,
+                n_keywords=len(kws), n_members=eid)
+    recs[eid] = (head.pack(*(vals[f] for f in fields))
+                 + b"".join(L.member.pack(9, eid, 0) for _ in range(eid))
+                 + "\0".join(kws).encode())
+names = list(py.ITEMS)
+fmt = lambda kws: ("(" + " ".join(kws) + ")").encode()
+args = ([1, 2, 3], [1, 2, 3], [1, 2, 3], names, fmt, True, True)
+a = py.fetch_simple(recs.get, lambda h: idx, *args)
+b = c.fetch_simple(recs.get, lambda h: idx, *args)
+assert a == b, (a, b)
+assert b[2] == [] and len(b[0]) == 3
+assert b"RFC822.SIZE 1003" in b[0][2] and b"MODSEQ (503)" in b[0][2], b[0][2]
+assert b"FLAGS ($seen kw3)" in b[0][2] and b"FLAGS ()" in b[0][0], b[0]
+assert b"+0300" in b[0][2] and b"moved" in b[0][2]
+print("ok")
+'''
+
+_RETYPED = r'''
+import struct
+from mailaccess.store import records
+L = records.EMAIL_LAYOUT
+fmt = L.head.format.replace("QBHH", "QBHI")          # n_members becomes a u32
+records.EMAIL_LAYOUT = records.RecordLayout(L.version, struct.Struct(fmt), L.fields, L.member,
+                                            L.flag_utf8_headers)
+from mailaccess import _speedups
+assert _speedups.load_c("fetchfmt") is None, "compiled twin loaded a layout it cannot read"
+assert _speedups.load("fetchfmt").__name__.endswith("fetchfmt_py")
+print("ok")
+'''
+
+
+def _python(code: str) -> str:
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("MAILACCESS_NO_EXTENSIONS", None)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       cwd=root)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@needs_c
+def test_twins_follow_a_moved_field():
+    """Fields moved in records.EMAIL_LAYOUT (same types): both twins read the
+    new places without a rebuild and still agree."""
+    assert _python(_MOVED).strip() == "ok"
+
+
+@needs_c
+def test_compiled_twin_refuses_a_retyped_field():
+    """A field the compiled twin reads changes type: it refuses to load and
+    the pure-Python twin takes over."""
+    assert _python(_RETYPED).strip() == "ok"
