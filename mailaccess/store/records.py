@@ -139,9 +139,13 @@ def decode_email(eid: int, data, members: bool = True) -> EmailRecord:
     return EmailRecord(eid, bytes(h), received, tz, size, thread, last_ms, kws, members, flags)
 
 
+_BLOB_AT = EMAIL_LAYOUT.offset("blob")
+_BLOB_END = _BLOB_AT + EMAIL_LAYOUT.size("blob")
+
+
 def blob_hash_of(data) -> bytes:
     """The blob hash of an encoded email record, without decoding the rest."""
-    return bytes(data[1:33])
+    return bytes(data[_BLOB_AT:_BLOB_END])
 
 
 def email_keywords_and_ms(data) -> tuple[list[str], int]:
