@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 from mailaccess import ingest
 from mailaccess.mime import index as mindex
 from mailaccess.store import Store, keys, ops, records
-from mailaccess.store.emails import decode_index, load_email
+from mailaccess.store.emails import decode_index, load_email, load_record
 from mailaccess.store.records import EMAIL_LAYOUT, EmailRecord, Membership
 
 U32 = st.integers(0, 2**32 - 1)
@@ -182,3 +182,16 @@ def test_missing_index(loaded):
         assert em.index_data is None and em.index is None
         with pytest.raises(ValueError):
             em.require_index()
+
+
+def test_load_record_and_a_held_record(loaded):
+    s, acc, _ib, eids = loaded
+    with s.view() as real:
+        want = real.email(acc, eids[1])
+        assert load_record(real, acc, eids[1]) == want
+        assert load_record(real, acc, eids[1], False).members == []
+        assert load_record(real, acc, 10**6) is None
+        v = _Counting(real)
+        em = load_email(v, acc, eids[1], record=want)     # not read again
+        assert em.record is want and em.index.subject == "two"
+        assert v.reads == [("idx", want.blob)]

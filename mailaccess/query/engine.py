@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
-from mailaccess.store.emails import LoadedEmail, load_email
+from mailaccess.store.emails import LoadedEmail, load_email, load_record
 from mailaccess.store.records import EmailRecord
 
 from . import model as m
@@ -138,6 +138,7 @@ class _Batch:
         self.mailbox = mailbox
         self.impl = impl
         self._emails: list[LoadedEmail | None | bool] = [False] * len(keys)
+        self._recs: list[EmailRecord | None] = [None] * len(keys)
         self._fields: dict[tuple[str, int], bytes] = {}
         self._threads: dict[int, list[EmailRecord]] = {}
         self.members = True
@@ -147,14 +148,19 @@ class _Batch:
     def email(self, p: int) -> LoadedEmail | None:
         em = self._emails[p]
         if em is False:
-            # memberships only when a condition asks about mailboxes
-            em = self._emails[p] = load_email(self.view, self.acc, self.eids[p],
-                                              members=self.members)
+            r = self._recs[p]
+            em = self._emails[p] = load_email(
+                self.view, self.acc, self.eids[p], members=self.members,
+                record=r if r is not _EMPTY_RECORD else None)
         return em
 
     def rec(self, p: int) -> EmailRecord:
-        em = self.email(p)
-        return em.record if em is not None else _EMPTY_RECORD
+        r = self._recs[p]
+        if r is None:
+            # memberships only when a condition asks about mailboxes
+            r = load_record(self.view, self.acc, self.eids[p], self.members) or _EMPTY_RECORD
+            self._recs[p] = r
+        return r
 
     def index(self, p: int):
         """The encoded index (text-only conditions never decode the record)."""

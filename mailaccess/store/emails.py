@@ -2,7 +2,7 @@
 
 ``load_email(view, acc, eid)`` is the one loader of an email with its message
 index: IMAP FETCH, SEARCH, SORT and THREAD use it, and JMAP Email/get is meant
-to.  The record and the index are each read at most once, and only when asked
+to (``load_record`` is its record-only part, for SEARCH's cheap conditions).  The record and the index are each read at most once, and only when asked
 for, so a caller that needs only keywords never touches the index and one that
 needs only the index text never decodes the memberships.
 
@@ -23,7 +23,7 @@ from ..mime import index as mindex
 from . import records
 from .records import EmailRecord
 
-__all__ = ["LoadedEmail", "load_email", "decode_index"]
+__all__ = ["LoadedEmail", "load_email", "load_record", "decode_index"]
 
 _UNSET = object()
 
@@ -94,11 +94,24 @@ class LoadedEmail:
         return mi
 
 
-def load_email(view, acc: int, eid: int, *, members: bool = True) -> LoadedEmail | None:
+def load_email(view, acc: int, eid: int, *, members: bool = True,
+               record: EmailRecord | None = None) -> LoadedEmail | None:
     """Email EID of account ACC (None when it does not exist).  MEMBERS=False
     leaves the record's memberships out (the usual case above IMAP SAVEDATE
-    and mailbox conditions: it saves decoding them)."""
+    and mailbox conditions: it saves decoding them).  RECORD: its record, when
+    the caller already holds it (read with load_record), so it is not read twice."""
+    if record is not None:
+        em = LoadedEmail(view, acc, eid, None, members)
+        em._record = record
+        return em
     raw = view.email_raw(acc, eid)
     if raw is None:
         return None
     return LoadedEmail(view, acc, eid, raw, members)
+
+
+def load_record(view, acc: int, eid: int, members: bool = True) -> EmailRecord | None:
+    """Just the record of email EID (None when it does not exist): the cheap
+    SEARCH conditions (keywords, sizes, dates) need no more, once per candidate."""
+    raw = view.email_raw(acc, eid)
+    return records.decode_email(eid, raw, members) if raw is not None else None
