@@ -63,7 +63,7 @@ def check_store(store) -> list[str]:
     with store.read() as txn:
         accounts: dict[int, records.Account] = {}
         for k, v in _scan(txn, db["acct"]):
-            acc = keys.read_u32(k)
+            acc = keys.account_of(k)
             try:
                 accounts[acc] = records.decode_account(acc, v)
             except Exception as exc:  # noqa: BLE001 - report, keep checking
@@ -87,13 +87,13 @@ def check_store(store) -> list[str]:
         for table in _ACCOUNT_TABLES:
             seen = set()
             for k, _ in _scan(txn, db[table]):
-                acc = keys.read_u32(k)
+                acc = keys.account_of(k)
                 if acc not in accounts and acc not in seen:
                     seen.add(acc)
                     problems.append(f"table {table}: entries under account {acc}, which does "
                                     f"not exist")
         for k, _ in _scan(txn, db["ctr"]):
-            acc = keys.read_u32(k)
+            acc = keys.account_of(k)
             if acc and acc not in accounts:
                 problems.append(f"table ctr: counter under account {acc}, which does not exist")
                 break
@@ -155,8 +155,7 @@ def check_account(txn, db, acc: int) -> list[str]:
         if hops > len(boxes):
             P.append(f"{mname(mbx)}: its parents form a cycle")
     for k, v in _scan(txn, db["mbox.name"], pre):
-        parent = keys.read_u32(k[4:8])
-        name = k[8:].decode("utf-8", "replace")
+        parent, name = keys.parse_mbox_name(k)
         mbx = keys.read_u32(v)
         m = boxes.get(mbx)
         if m is None or m.parent != parent or m.name != name:
@@ -176,8 +175,7 @@ def check_account(txn, db, acc: int) -> list[str]:
     uid_map: dict[tuple[int, int], int] = {}
     last_uid: dict[int, int] = {}
     for k, v in _scan(txn, db["uid"], pre):
-        mbx = keys.read_u32(k[4:8])
-        uid = keys.split_uid(k)
+        mbx, uid = keys.parse_uid(k)
         eid = keys.read_u32(v)
         uid_map[(mbx, uid)] = eid
         m = boxes.get(mbx)
@@ -200,8 +198,7 @@ def check_account(txn, db, acc: int) -> list[str]:
     # mbx.ms
     ms_entries: dict[tuple[int, int], list[int]] = defaultdict(list)
     for k, _ in _scan(txn, db["mbx.ms"], pre):
-        mbx = keys.read_u32(k[4:8])
-        ms, uid = keys.split_mbx_ms(k)
+        mbx, ms, uid = keys.parse_mbx_ms(k)
         ms_entries[(mbx, uid)].append(ms)
     for (mbx, uid), mss in ms_entries.items():
         eid = uid_map.get((mbx, uid))
@@ -277,7 +274,7 @@ def check_account(txn, db, acc: int) -> list[str]:
     # --- blobs --------------------------------------------------------------------------
     refs: dict[bytes, list[int]] = defaultdict(list)
     for k, _ in _scan(txn, db["blob.ref"], pre):
-        h, eid = k[4:-4], keys.read_u32(k[-4:])
+        h, eid = keys.parse_blob_ref(k)
         refs[h].append(eid)
         rec = emails.get(eid)
         if rec is None:
@@ -287,17 +284,18 @@ def check_account(txn, db, acc: int) -> list[str]:
                      f"{rec.blob.hex()[:16]}")
     blobs = set()
     for k, _ in _scan(txn, db["blob"], pre):
-        h = k[4:]
+        h = keys.parse_blob(k)
         blobs.add(h)
         if h not in refs:
             P.append(f"blob {h.hex()[:16]}: orphan (no blob.ref)")
     for k, _ in _scan(txn, db["blob.idx"], pre):
-        if k[4:] not in blobs:
-            P.append(f"blob.idx {k[4:].hex()[:16]}: orphan (no blob)")
+        h = keys.parse_blob(k)
+        if h not in blobs:
+            P.append(f"blob.idx {h.hex()[:16]}: orphan (no blob)")
 
     # --- threads ------------------------------------------------------------------------
     for k, _ in _scan(txn, db["thr.mem"], pre):
-        tid, eid = keys.read_u32(k[4:8]), keys.read_u32(k[8:12])
+        tid, eid = keys.parse_thr_mem(k)
         rec = emails.get(eid)
         if rec is None:
             P.append(f"thr.mem thread {tid} -> email {eid}, which does not exist")
@@ -350,8 +348,7 @@ def check_account(txn, db, acc: int) -> list[str]:
     if n_rows != log_rows:
         P.append(f"change log: row counter {log_rows} but {n_rows} rows present")
     for k, _ in _scan(txn, db["vanished"], pre):
-        mbx = keys.read_u32(k[4:8])
-        ms, uid = keys.split_vanished(k)
+        mbx, ms, uid = keys.parse_vanished(k)
         m = boxes.get(mbx)
         if m is None:
             P.append(f"vanished UID {uid} in mailbox {mbx}, which does not exist")

@@ -8,7 +8,7 @@ from mailaccess.proto.imap.serialize import thread as thread_response
 from mailaccess.query.thread import (Thread, is_reply_or_forward,
                                      normalize_msgid, thread_orderedsubject, thread_references)
 from mailaccess.store import Store, ops
-from mailaccess.store.records import EmailRecord
+from mailaccess.store.records import EmailRecord, encode_email
 
 
 def format_thread(threads) -> bytes:
@@ -120,6 +120,10 @@ class _FakeView:
 
     def email(self, acc, eid):
         return self.recs.get(eid)
+
+    def email_raw(self, acc, eid):
+        r = self.recs.get(eid)
+        return encode_email(r) if r is not None else None
 
     def blob_index(self, acc, h):
         return self.idx.get(h)

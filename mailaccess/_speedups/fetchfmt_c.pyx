@@ -2,15 +2,19 @@
 """FETCH responses for the simple items, compiled twin of ``fetchfmt_py``.
 
 Same functions, same results (the pure-Python module is the source of truth
-and documents the contract).  Per message this reads the LMDB values through
-the buffer protocol without copying, parses the fixed record header by hand,
-and writes the response into one growing C buffer; FLAGS text is formatted by
-Python once per distinct keyword set and INTERNALDATE by Python only outside
-the years 1..9999 (where ``datetime`` has the last word, errors included).
+and documents the contract).  Per message this reads the stored values
+through the store's readers (``View.email_reader`` / ``index_reader``), looks
+at them through the buffer protocol without copying, picks the record's
+fields at the offsets ``store.records.EMAIL_LAYOUT`` gives, and writes the
+response into one growing C buffer; FLAGS text is formatted by the caller's
+formatter once per distinct keyword set and INTERNALDATE by Python only
+outside the years 1..9999 (where ``datetime`` has the last word, errors
+included).  It builds no LMDB key and imports nothing above the store.
 
-The storage layouts are checked at import: if records.py or mime/index.py
-changed them, this module refuses to load (ImportError) and the pure-Python
-twin, which reads the layouts from those modules, takes over.
+The layouts are read at import from their descriptions (EMAIL_LAYOUT,
+``mime.index.INDEX_LAYOUT``): moving a field needs no rebuild, but if a
+field this module reads changes its type, or the index framing changes
+shape, it refuses to load (ImportError) and the pure-Python twin takes over.
 """
 from array import array
 
@@ -22,9 +26,8 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
 from ..ids import email_id, thread_id
-from ..mime import index as _mindex
-from ..server.imap_fmt import flags_list
-from ..store import records as _records
+from ..mime.index import INDEX_LAYOUT
+from ..store.records import EMAIL_LAYOUT, decode_keywords
 from . import fetchfmt_py as _py
 
 cdef extern from "Python.h":
@@ -32,25 +35,60 @@ cdef extern from "Python.h":
     Py_buffer *PyMemoryView_GET_BUFFER(object o)
 
 
-# --- layouts this module hard-codes (checked against the real ones) -------------------------
+# --- layouts, from their descriptions (checked against what this code reads) ----------------
 
-# records._MSG_HEAD ">B32sqhIIQBHH": version, hash, received_at, tz, size, thread,
-# last_ms, flags, n_keywords, n_members; then n_members * _MEMBER, then keywords.
-cdef enum:
-    MSG_SIZE = 64
-    MEMBER_SIZE = 16
-# mime.index._HEAD ">B7I": version, end offsets of envelope, bodystructure, body, ...
-# (the same framing for every version in mime.index.READABLE_VERSIONS: 1 and 2)
-cdef enum:
-    IDX_SIZE = 29
+# the struct code of each email record field read here: the C reads below
+# (_be widths, signed casts) are written for exactly these
+_READS = {"version": "B", "blob": "32s", "received_at": "q", "tz": "h", "size": "I",
+          "thread": "I", "last_ms": "Q", "flags": "B", "n_keywords": "H", "n_members": "H"}
 
-if (_records._MSG_HEAD.format != ">B32sqhIIQBHH" or _records._MSG_HEAD.size != MSG_SIZE
-        or _records._MEMBER.size != MEMBER_SIZE or _records._MSG_V1 != 1
-        or _records.FLAG_UTF8_HEADERS != 1
-        or _mindex._HEAD.format != ">B7I" or _mindex._HEAD.size != IDX_SIZE
-        or tuple(_mindex.READABLE_VERSIONS) != (1, 2)
-        or _mindex._FIELDS[:3] != ("envelope", "bodystructure", "body")):
-    raise ImportError("fetchfmt_c: storage layout changed; rebuild against the new layout")
+
+def _email_layout(L):
+    if L.head.format[:1] not in (">", "!") or L.index("version") != 0:
+        raise ImportError("fetchfmt_c: email records are not big-endian, version first")
+    for name, code in _READS.items():
+        if name not in L.fields or L.code(name) != code:
+            raise ImportError(f"fetchfmt_c: email record field {name!r} changed type; "
+                              "rebuild against the new layout")
+    if not (0 <= L.version <= 255 and 0 < L.flag_utf8_headers <= 255):
+        raise ImportError("fetchfmt_c: email record version or flag out of range")
+    return L
+
+
+def _index_layout(X):
+    if X.head.format != ">B%dI" % len(X.fields):
+        raise ImportError("fetchfmt_c: message index framing changed; rebuild against it")
+    if not 0 <= X.version <= 255:
+        raise ImportError("fetchfmt_c: message index version out of range")
+    return [X.fields.index(f) for f in ("envelope", "bodystructure", "body")]
+
+
+_L = _email_layout(EMAIL_LAYOUT)
+_X = _index_layout(INDEX_LAYOUT)
+
+cdef Py_ssize_t MSG_SIZE = _L.head.size
+cdef Py_ssize_t MEMBER_SIZE = _L.member.size
+cdef unsigned char MSG_VERSION = _L.version
+cdef unsigned char UTF8_FLAG = _L.flag_utf8_headers
+cdef Py_ssize_t O_BLOB = _L.offset("blob")
+cdef Py_ssize_t O_RECEIVED = _L.offset("received_at")
+cdef Py_ssize_t O_TZ = _L.offset("tz")
+cdef Py_ssize_t O_SIZE = _L.offset("size")
+cdef Py_ssize_t O_THREAD = _L.offset("thread")
+cdef Py_ssize_t O_LAST_MS = _L.offset("last_ms")
+cdef Py_ssize_t O_FLAGS = _L.offset("flags")
+cdef Py_ssize_t O_NKW = _L.offset("n_keywords")
+cdef Py_ssize_t O_NMEM = _L.offset("n_members")
+cdef Py_ssize_t BLOB_SIZE = _L.size("blob")
+
+cdef Py_ssize_t IDX_SIZE = INDEX_LAYOUT.head.size
+# IDX_OK[v]: version byte v is one of INDEX_LAYOUT.readable (same framing)
+cdef unsigned char IDX_OK[256]
+for _v in range(256):
+    IDX_OK[_v] = 1 if _v in INDEX_LAYOUT.readable else 0
+# positions of envelope, bodystructure and body among the index fields
+cdef int IDX_FIELD[3]
+IDX_FIELD[0], IDX_FIELD[1], IDX_FIELD[2] = _X
 
 
 def _id_prefix(f):
@@ -258,9 +296,10 @@ cdef inline uint64_t _be(const unsigned char *p, int n):
     return v
 
 
-cdef inline void _idx_field(const Span *s, int k, const unsigned char **start, Py_ssize_t *n):
-    """Field K (0 envelope, 1 bodystructure, 2 body) of the index storage form,
+cdef inline void _idx_field(const Span *s, int w, const unsigned char **start, Py_ssize_t *n):
+    """Field W (0 envelope, 1 bodystructure, 2 body) of the index storage form,
     clamped the way a Python slice clamps."""
+    cdef int k = IDX_FIELD[w]
     cdef Py_ssize_t a = IDX_SIZE + (<Py_ssize_t>_be(s.p + 1 + 4 * (k - 1), 4) if k else 0)
     cdef Py_ssize_t e = IDX_SIZE + <Py_ssize_t>_be(s.p + 1 + 4 * k, 4)
     if a > s.n:
@@ -273,8 +312,8 @@ cdef inline void _idx_field(const Span *s, int k, const unsigned char **start, P
 
 # --- the hot path ---------------------------------------------------------------------------
 
-def fetch_simple(get, msg_db, idx_db, unsigned int acc, uids, snap_uids, snap_eids, items,
-                 spell, bint condstore, bint utf8):
+def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flags,
+                 bint condstore, bint utf8):
     """``(responses, reported, fallback)``: see ``fetchfmt_py.fetch_simple``."""
     cdef list codes_l = _py.item_codes(items)
     cdef int ncodes = len(codes_l)
@@ -283,8 +322,8 @@ def fetch_simple(get, msg_db, idx_db, unsigned int acc, uids, snap_uids, snap_ei
     cdef bint want_flags = False, want_ms = False, want_index = False, add_modseq
     if ncodes > MAX_ITEMS:
         # absurd but legal: let the pure twin do it
-        return _py.fetch_simple(get, msg_db, idx_db, acc, uids, snap_uids, snap_eids, items,
-                                spell, condstore, utf8)
+        return _py.fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
+                                flags, condstore, utf8)
     for k in range(ncodes):
         c = codes_l[k]
         codes[k] = c
@@ -306,6 +345,21 @@ def fetch_simple(get, msg_db, idx_db, unsigned int acc, uids, snap_uids, snap_ei
     if se.shape[0] < n_snap:
         n_snap = se.shape[0]
 
+    # a store Reader (store/view.py) spells its read out: get(key, None, db)
+    # with the key assembled here from the store's KeyShape, no call per key
+    cdef bint e_fast = False, x_fast = False
+    cdef object e_get = None, e_db = None, x_get = None, x_db = None
+    cdef bytes e_pre = b"", x_pre = b""
+    shape = getattr(read_email, "shape", None)
+    if shape is not None and shape.suffix == "u32" and type(shape.prefix) is bytes:
+        e_fast, e_pre, e_get, e_db = True, shape.prefix, read_email.get, read_email.db
+    shape = getattr(read_index, "shape", None)
+    if shape is not None and shape.suffix == "bytes" and type(shape.prefix) is bytes:
+        x_fast, x_pre, x_get, x_db = True, shape.prefix, read_index.get, read_index.db
+    cdef Py_ssize_t e_pn = PyBytes_GET_SIZE(e_pre), x_pn = PyBytes_GET_SIZE(x_pre)
+    cdef bytes key
+    cdef char *kp
+
     cdef list out = []
     cdef dict reported = {}
     cdef list fallback = []
@@ -313,9 +367,7 @@ def fetch_simple(get, msg_db, idx_db, unsigned int acc, uids, snap_uids, snap_ei
     cdef bytes last_tail = None
     cdef bytes fl = None
     cdef bytes tail
-    cdef bytes key
-    cdef char *kp
-    cdef unsigned char hash_[32]
+    cdef bytes blob = None
     cdef Span ms, xs
     cdef Buf b
     cdef Py_ssize_t i = -1, lo, hi, mid, off, tail_n, fn
@@ -351,31 +403,40 @@ def fetch_simple(get, msg_db, idx_db, unsigned int acc, uids, snap_uids, snap_ei
                     i -= 1
                     continue
             eid = se[i]
-            key = PyBytes_FromStringAndSize(NULL, 8)
-            kp = PyBytes_AS_STRING(key)
-            kp[0] = <char>(acc >> 24); kp[1] = <char>(acc >> 16)
-            kp[2] = <char>(acc >> 8); kp[3] = <char>acc
-            kp[4] = <char>(eid >> 24); kp[5] = <char>(eid >> 16)
-            kp[6] = <char>(eid >> 8); kp[7] = <char>eid
-            data = get(key, None, msg_db)
+            if e_fast:
+                key = PyBytes_FromStringAndSize(NULL, e_pn + 4)
+                kp = PyBytes_AS_STRING(key)
+                memcpy(kp, PyBytes_AS_STRING(e_pre), e_pn)
+                kp[e_pn] = <char>(eid >> 24); kp[e_pn + 1] = <char>(eid >> 16)
+                kp[e_pn + 2] = <char>(eid >> 8); kp[e_pn + 3] = <char>eid
+                data = e_get(key, None, e_db)
+            else:
+                data = read_email(eid)
             if data is None:
                 continue    # expunged meanwhile: RFC 9051 lets us omit it
             _span(data, &ms)
             try:
-                if ms.n < MSG_SIZE or ms.p[0] != 1:
+                if ms.n < MSG_SIZE or ms.p[0] != MSG_VERSION:
                     fallback.append(u_obj)
                     continue
-                received = <int64_t>_be(ms.p + 33, 8)
-                tz = <short>_be(ms.p + 41, 2)
-                size = <unsigned int>_be(ms.p + 43, 4)
-                thread = <unsigned int>_be(ms.p + 47, 4)
-                last_ms = _be(ms.p + 51, 8)
-                nkw = <int>_be(ms.p + 60, 2)
-                nmem = <int>_be(ms.p + 62, 2)
-                if not utf8 and ms.p[59] & 1:
+                received = <int64_t>_be(ms.p + O_RECEIVED, 8)
+                tz = <short>_be(ms.p + O_TZ, 2)
+                size = <unsigned int>_be(ms.p + O_SIZE, 4)
+                thread = <unsigned int>_be(ms.p + O_THREAD, 4)
+                last_ms = _be(ms.p + O_LAST_MS, 8)
+                nkw = <int>_be(ms.p + O_NKW, 2)
+                nmem = <int>_be(ms.p + O_NMEM, 2)
+                if not utf8 and ms.p[O_FLAGS] & UTF8_FLAG:
                     fallback.append(u_obj)
                     continue
-                memcpy(hash_, ms.p + 1, 32)
+                if want_index:
+                    if x_fast:
+                        blob = PyBytes_FromStringAndSize(NULL, x_pn + BLOB_SIZE)
+                        kp = PyBytes_AS_STRING(blob)
+                        memcpy(kp, PyBytes_AS_STRING(x_pre), x_pn)
+                        memcpy(kp + x_pn, ms.p + O_BLOB, BLOB_SIZE)
+                    else:
+                        blob = PyBytes_FromStringAndSize(<const char *>ms.p + O_BLOB, BLOB_SIZE)
                 if want_flags:
                     if nkw:
                         off = MSG_SIZE + <Py_ssize_t>nmem * MEMBER_SIZE
@@ -389,24 +450,19 @@ def fetch_simple(get, msg_db, idx_db, unsigned int acc, uids, snap_uids, snap_ei
                         tail = PyBytes_FromStringAndSize(<const char *>ms.p + off, tail_n)
                         fl = flag_cache.get(tail)
                         if fl is None:
-                            kws = tail.decode("utf-8").split("\0") if nkw else []
-                            fl = flag_cache[tail] = b"FLAGS " + flags_list(kws, spell)
+                            fl = flag_cache[tail] = b"FLAGS " + flags(decode_keywords(tail))
                         last_tail = tail
             finally:
                 _unspan(&ms)
             data = None
             if want_index:
-                key = PyBytes_FromStringAndSize(NULL, 36)
-                kp = PyBytes_AS_STRING(key)
-                kp[0] = <char>(acc >> 24); kp[1] = <char>(acc >> 16)
-                kp[2] = <char>(acc >> 8); kp[3] = <char>acc
-                memcpy(kp + 4, hash_, 32)
-                idx = get(key, None, idx_db)
+                idx = x_get(blob, None, x_db) if x_fast else read_index(blob)
+                blob = None
                 if idx is None:
                     fallback.append(u_obj)
                     continue
                 _span(idx, &xs)
-                if xs.n < IDX_SIZE or (xs.p[0] != 1 and xs.p[0] != 2):
+                if xs.n < IDX_SIZE or not IDX_OK[xs.p[0]]:
                     _unspan(&xs)
                     fallback.append(u_obj)
                     continue

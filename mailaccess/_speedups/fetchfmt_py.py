@@ -5,26 +5,26 @@ return identical results (tests/speedups/test_fetchfmt.py).
 
 ``fetch_simple`` answers FETCH for items that need only the email record and
 the prepared index: UID, FLAGS, MODSEQ, RFC822.SIZE, INTERNALDATE, ENVELOPE,
-BODYSTRUCTURE, BODY, EMAILID, THREADID.  It reads the LMDB values itself
-through ``get(key, None, db)`` (``lmdb.Transaction.get``), straight from the
-storage layouts (``store/records.py`` ``_MSG_HEAD``, ``mime/index.py``
-``_HEAD``).  A message it cannot answer byte for byte the way
-``server.imap_session.build_fetch`` would is handed back as a fallback UID:
-raw UTF-8 headers for a client not in UTF-8 mode (RFC 6858 downgrading),
-and records or indexes it does not recognise (the Python path raises the
-proper error for those).
+BODYSTRUCTURE, BODY, EMAILID, THREADID.  It reads the stored values through
+the store's hot-path readers (``View.email_reader`` / ``View.index_reader``)
+and slices them in place as the layout descriptions say
+(``store.records.EMAIL_LAYOUT``, ``mime.index.INDEX_LAYOUT``); it builds no
+key and knows no offset of its own.  FLAGS text comes from the caller's
+formatter, so this module needs nothing from the IMAP server.  A message it
+cannot answer byte for byte the way ``server.imap_session.build_fetch`` would
+is handed back as a fallback UID: raw UTF-8 headers for a client not in UTF-8
+mode (RFC 6858 downgrading), and records or indexes of a version it does not
+read (the Python path raises the proper error for those).
 """
 from __future__ import annotations
 
-import struct
 from bisect import bisect_left
 from datetime import datetime, timedelta, timezone
 
 from ..ids import email_id, thread_id
-from ..mime.index import _HEAD as _IDX_HEAD, READABLE_VERSIONS as _IDX_VERSIONS
+from ..mime.index import INDEX_LAYOUT
 from ..proto.imap.dates import format_datetime
-from ..server.imap_fmt import flags_list
-from ..store.records import _MEMBER, _MSG_HEAD, _MSG_V1, FLAG_UTF8_HEADERS
+from ..store.records import EMAIL_LAYOUT, decode_keywords
 
 # item codes, in the order of ITEMS
 UID, FLAGS, MODSEQ, RFC822_SIZE, INTERNALDATE, ENVELOPE, BODYSTRUCTURE, BODY, EMAILID, \
@@ -33,11 +33,30 @@ ITEMS = ("UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE", "ENVELOPE",
          "BODYSTRUCTURE", "BODY", "EMAILID", "THREADID")
 _CODE = {name: i for i, name in enumerate(ITEMS)}
 
-_U32 = struct.Struct(">I")
-_U32U32 = struct.Struct(">II")
-_MSG_SIZE = _MSG_HEAD.size
-_MEMBER_SIZE = _MEMBER.size
-_IDX_SIZE = _IDX_HEAD.size
+# the email record, read in place (store/records.py EMAIL_LAYOUT)
+_MSG = EMAIL_LAYOUT.head
+_MSG_SIZE = _MSG.size
+_MSG_VERSION = EMAIL_LAYOUT.version
+_MEMBER_SIZE = EMAIL_LAYOUT.member.size
+_UTF8_HEADERS = EMAIL_LAYOUT.flag_utf8_headers
+(_F_BLOB, _F_RECEIVED, _F_TZ, _F_SIZE, _F_THREAD, _F_LAST_MS, _F_FLAGS, _F_NKW,
+ _F_NMEM) = (EMAIL_LAYOUT.index(n) for n in (
+     "blob", "received_at", "tz", "size", "thread", "last_ms", "flags", "n_keywords",
+     "n_members"))
+
+# the message index framing (mime/index.py INDEX_LAYOUT): end offsets of the
+# fields after the version byte, each field starting where the one before ends
+_IDX = INDEX_LAYOUT.head
+_IDX_SIZE = _IDX.size
+_IDX_VERSIONS = frozenset(INDEX_LAYOUT.readable)
+# field k runs from ends[k] (0 for the first) to ends[k + 1], ends = _IDX.unpack_from()
+_IDX_SPAN = {name: (k, k + 1) for k, name in enumerate(INDEX_LAYOUT.fields)}
+_ENV, _BS, _BODY = (_IDX_SPAN[n] for n in ("envelope", "bodystructure", "body"))
+
+
+def _idx_field(idx, ends, span) -> bytes:
+    a, e = span
+    return bytes(idx[_IDX_SIZE + (ends[a] if a else 0):_IDX_SIZE + ends[e]])
 
 
 def item_codes(items) -> list[int]:
@@ -53,28 +72,30 @@ def internaldate(received: int, tz: int) -> bytes:
     return format_datetime(datetime.fromtimestamp(received, timezone(timedelta(minutes=tz))))
 
 
-def fetch_simple(get, msg_db, idx_db, acc: int, uids, snap_uids, snap_eids, items,
-                 spell: dict | None, condstore: bool,
+def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
+                 flags, condstore: bool,
                  utf8: bool) -> tuple[list[bytes], dict[int, int], list[int]]:
     """``(responses, reported, fallback)`` for UIDS of a mailbox whose sequence
     map is SNAP_UIDS (ascending) / SNAP_EIDS (parallel email ids).
 
+    READ_EMAIL is ``eid -> encoded email record or None`` and READ_INDEX
+    ``blob hash -> encoded message index or None`` (``View.email_reader`` and
+    ``View.index_reader`` of the account).
     RESPONSES holds one ``* seq FETCH (...)\\r\\n`` per answered message, in
     UIDS order; UIDs not in the map and emails whose record is gone are
     skipped.  REPORTED maps each answered UID to the modseq it carried.
     FALLBACK lists, in UIDS order, the UIDs left to the Python path.
-    ITEMS are names from ``ITEMS`` in request order; SPELL is
-    ``View.keyword_spellings``; CONDSTORE adds MODSEQ after FLAGS (RFC 7162
-    3.1.4.1) unless MODSEQ was asked for; UTF8 says the client enabled
-    UTF8=ACCEPT.
+    ITEMS are names from ``ITEMS`` in request order; FLAGS formats a list of
+    keywords as the FLAGS value (``b"(\\Seen $Forwarded)"``), called once per
+    distinct keyword set (None when FLAGS is not asked for); CONDSTORE adds
+    MODSEQ after FLAGS (RFC 7162 3.1.4.1) unless MODSEQ was asked for; UTF8
+    says the client enabled UTF8=ACCEPT.
     """
     codes = item_codes(items)
     add_modseq = condstore and FLAGS in codes and MODSEQ not in codes
     want_index = any(c in (ENVELOPE, BODYSTRUCTURE, BODY) for c in codes)
-    akey = _U32.pack(acc)
-    msg_key = _U32U32.pack
-    unpack_msg = _MSG_HEAD.unpack_from
-    unpack_idx = _IDX_HEAD.unpack_from
+    unpack_msg = _MSG.unpack_from
+    unpack_idx = _IDX.unpack_from
     flag_cache: dict[bytes, bytes] = {}
     tz_cache: dict[int, timezone] = {}
     out: list[bytes] = []
@@ -91,20 +112,20 @@ def fetch_simple(get, msg_db, idx_db, acc: int, uids, snap_uids, snap_eids, item
                 i -= 1
                 continue
         eid = snap_eids[i]
-        data = get(msg_key(acc, eid), None, msg_db)
+        data = read_email(eid)
         if data is None:
             continue    # expunged meanwhile: RFC 9051 lets us omit it
-        if len(data) < _MSG_SIZE or data[0] != _MSG_V1:
+        if len(data) < _MSG_SIZE or data[0] != _MSG_VERSION:
             fallback.append(u)
             continue
-        (_v, blob, received, tz, size, thread, last_ms, flags, nkw,
-         nmem) = unpack_msg(data)
-        if not utf8 and flags & FLAG_UTF8_HEADERS:
+        rec = unpack_msg(data)
+        if not utf8 and rec[_F_FLAGS] & _UTF8_HEADERS:
             fallback.append(u)
             continue
+        last_ms = rec[_F_LAST_MS]
         idx = None
         if want_index:
-            idx = get(akey + blob, None, idx_db)
+            idx = read_index(rec[_F_BLOB])
             if idx is None or len(idx) < _IDX_SIZE or idx[0] not in _IDX_VERSIONS:
                 fallback.append(u)
                 continue
@@ -114,33 +135,33 @@ def fetch_simple(get, msg_db, idx_db, acc: int, uids, snap_uids, snap_eids, item
             if c == UID:
                 pieces.append(b"UID %d" % u)
             elif c == FLAGS:
-                tail = bytes(data[_MSG_SIZE + nmem * _MEMBER_SIZE:]) if nkw else b""
+                tail = bytes(data[_MSG_SIZE + rec[_F_NMEM] * _MEMBER_SIZE:]) \
+                    if rec[_F_NKW] else b""
                 fl = flag_cache.get(tail)
                 if fl is None:
-                    kws = tail.decode("utf-8").split("\0") if nkw else []
-                    fl = flag_cache[tail] = b"FLAGS " + flags_list(kws, spell)
+                    fl = flag_cache[tail] = b"FLAGS " + flags(decode_keywords(tail))
                 pieces.append(fl)
             elif c == MODSEQ:
                 pieces.append(b"MODSEQ (%d)" % last_ms)
             elif c == RFC822_SIZE:
-                pieces.append(b"RFC822.SIZE %d" % size)
+                pieces.append(b"RFC822.SIZE %d" % rec[_F_SIZE])
             elif c == INTERNALDATE:
+                tz = rec[_F_TZ]
                 zone = tz_cache.get(tz)
                 if zone is None:
                     zone = tz_cache[tz] = timezone(timedelta(minutes=tz))
                 pieces.append(b"INTERNALDATE " +
-                              format_datetime(datetime.fromtimestamp(received, zone)))
+                              format_datetime(datetime.fromtimestamp(rec[_F_RECEIVED], zone)))
             elif c == ENVELOPE:
-                pieces.append(b"ENVELOPE " + bytes(idx[_IDX_SIZE:_IDX_SIZE + ends[1]]))
+                pieces.append(b"ENVELOPE " + _idx_field(idx, ends, _ENV))
             elif c == BODYSTRUCTURE:
-                pieces.append(b"BODYSTRUCTURE " +
-                              bytes(idx[_IDX_SIZE + ends[1]:_IDX_SIZE + ends[2]]))
+                pieces.append(b"BODYSTRUCTURE " + _idx_field(idx, ends, _BS))
             elif c == BODY:
-                pieces.append(b"BODY " + bytes(idx[_IDX_SIZE + ends[2]:_IDX_SIZE + ends[3]]))
+                pieces.append(b"BODY " + _idx_field(idx, ends, _BODY))
             elif c == EMAILID:
                 pieces.append(f"EMAILID ({email_id(eid)})".encode())
             else:   # THREADID
-                pieces.append(f"THREADID ({thread_id(thread)})".encode())
+                pieces.append(f"THREADID ({thread_id(rec[_F_THREAD])})".encode())
         if add_modseq:
             pieces.append(b"MODSEQ (%d)" % last_ms)
         out.append(b"* %d FETCH (" % (i + 1) + b" ".join(pieces) + b")\r\n")

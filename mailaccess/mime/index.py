@@ -169,6 +169,22 @@ def _check_version(data) -> int:
     return ver
 
 
+@dataclass(frozen=True)
+class IndexLayout:
+    """The framing of the storage form, for hot paths that slice it in place
+    (the FETCH fast path and its compiled twin read this at import): a
+    VERSION byte, then HEAD's u32 end offsets of FIELDS (relative to the end
+    of HEAD), then the fields in that order."""
+
+    version: int                  # the version written now
+    head: struct.Struct
+    fields: tuple[str, ...]
+    readable: tuple[int, ...]     # every version with this framing a reader accepts
+
+
+INDEX_LAYOUT = IndexLayout(FORMAT_VERSION, _HEAD, _FIELDS, READABLE_VERSIONS)
+
+
 def encode_index(mi: MessageIndex) -> bytes:
     """The storage form (version FORMAT_VERSION): version byte, end offsets of
     each field, the fields; the meta field is a JSON object keyed by name."""

@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
-from mailaccess.store.records import EmailRecord, blob_hash_of, decode_email
+from mailaccess.store.emails import LoadedEmail, load_email, load_record
+from mailaccess.store.records import EmailRecord
 
 from . import model as m
 
@@ -48,38 +49,14 @@ def _field_bytes(data, name: str) -> bytes:
     return mindex.index_field(data, name) if data is not None else b""
 
 
-def _local_span(data, name: str) -> tuple[int, int]:
-    """(start, end) of field NAME in the storage form DATA.
-
-    Stand-in until mime.index exports a span accessor: it reads the same
-    header that ``index_field`` reads, and refuses formats it does not know.
-    """
-    if data[0] != mindex.FORMAT_VERSION:
-        raise ValueError(f"unknown index format version {data[0]}")
-    head = mindex._HEAD
-    k = mindex._FIELD_INDEX[name]
-    ends = head.unpack_from(data)
-    return head.size + (ends[k] if k else 0), head.size + ends[k + 1]
-
-
-_span = getattr(mindex, "index_field_span", None)
-if _span is None:
-    try:
-        _local_span(mindex.encode_index(mindex.index_message(b"Subject: x\r\n\r\ny")),
-                    "search_body")
-        _span = _local_span
-    except Exception:  # the private layout moved: copy through index_field
-        _span = None
-
-
 def _field_view(data, name: str):
     """Field NAME of the index DATA without copying it when DATA is a buffer
     (an LMDB value in a read transaction): a memoryview slice, else bytes."""
     if data is None:
         return b""
-    if _span is None or type(data) is bytes:
+    if type(data) is bytes:
         return mindex.index_field(data, name)
-    start, end = _span(data, name)
+    start, end = mindex.index_field_span(data, name)
     return memoryview(data)[start:end]
 
 
@@ -160,54 +137,39 @@ class _Batch:
         self.eids = eids
         self.mailbox = mailbox
         self.impl = impl
+        self._emails: list[LoadedEmail | None | bool] = [False] * len(keys)
         self._recs: list[EmailRecord | None] = [None] * len(keys)
-        self._idx: dict[int, object] = {}
-        self._meta: dict[int, mindex.MessageIndex | None] = {}
         self._fields: dict[tuple[str, int], bytes] = {}
         self._threads: dict[int, list[EmailRecord]] = {}
         self.members = True
 
-    # --- lazily read data ------------------------------------------------------
+    # --- lazily read data (store.emails: each part read at most once) ----------
+
+    def email(self, p: int) -> LoadedEmail | None:
+        em = self._emails[p]
+        if em is False:
+            r = self._recs[p]
+            em = self._emails[p] = load_email(
+                self.view, self.acc, self.eids[p], members=self.members,
+                record=r if r is not _EMPTY_RECORD else None)
+        return em
 
     def rec(self, p: int) -> EmailRecord:
         r = self._recs[p]
         if r is None:
-            eid = self.eids[p]
-            data = self.view.email_raw(self.acc, eid)
             # memberships only when a condition asks about mailboxes
-            r = decode_email(eid, data, self.members) if data is not None else _EMPTY_RECORD
+            r = load_record(self.view, self.acc, self.eids[p], self.members) or _EMPTY_RECORD
             self._recs[p] = r
         return r
 
     def index(self, p: int):
-        try:
-            return self._idx[p]
-        except KeyError:
-            r = self._recs[p]
-            if r is not None:
-                h = r.blob
-            else:
-                # text-only conditions need just the blob hash: read it from
-                # the record without decoding the rest
-                data = self.view.email_raw(self.acc, self.eids[p])
-                h = blob_hash_of(data) if data is not None else b""
-            data = self.view.blob_index(self.acc, h) if h else None
-            self._idx[p] = data
-            return data
+        """The encoded index (text-only conditions never decode the record)."""
+        em = self.email(p)
+        return em.index_data if em is not None else None
 
     def meta(self, p: int) -> mindex.MessageIndex | None:
-        try:
-            return self._meta[p]
-        except KeyError:
-            data = self.index(p)
-            mi = None
-            if data is not None:
-                try:
-                    mi = mindex.decode_index(data)
-                except ValueError:
-                    mi = None
-            self._meta[p] = mi
-            return mi
+        em = self.email(p)
+        return em.index if em is not None else None
 
     def texts(self, name: str, pos: list[int]) -> list:
         out = []

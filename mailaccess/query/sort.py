@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from mailaccess.mime import index as mindex
+from mailaccess.store.emails import load_email
 from mailaccess.store.records import EmailRecord
 
 __all__ = ["SortKey", "sort", "FIELDS", "addr_mailbox", "display_value", "collate",
@@ -209,15 +210,9 @@ def sort(view, acc: int, candidates: Sequence[tuple[int, int]], keys: list[SortK
     empty = EmailRecord(0, b"", 0, 0, 0, 0, 0, [], [])
     rows = []
     for key, eid in candidates:
-        rec = view.email(acc, eid) or empty
-        mi = None
-        if need_index and rec.blob:
-            data = view.blob_index(acc, rec.blob)
-            if data is not None:
-                try:
-                    mi = mindex.decode_index(data)
-                except ValueError:
-                    mi = None
+        em = load_email(view, acc, eid, members=False)
+        rec = em.record if em is not None else empty
+        mi = em.index if need_index and em is not None else None
         rows.append((key, tuple(_value(k.field, eid, rec, mi, thread_kw) for k in keys)))
     # stable sorts from the least significant key up; reverse=True keeps
     # equal items in their original order, so ties stay in candidate order

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from mailaccess.mime import index as mindex
+from mailaccess.store.emails import load_email
 from mailaccess.store.records import EmailRecord
 
 from .sort import collate, sent_date
@@ -82,15 +83,9 @@ def _messages(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[_Ms
     empty = EmailRecord(0, b"", 0, 0, 0, 0, 0, [], [])
     out = []
     for seq, (key, eid) in enumerate(candidates):
-        rec = view.email(acc, eid) or empty
-        mi = None
-        if rec.blob:
-            data = view.blob_index(acc, rec.blob)
-            if data is not None:
-                try:
-                    mi = mindex.decode_index(data)
-                except ValueError:
-                    mi = None
+        em = load_email(view, acc, eid, members=False)
+        rec = em.record if em is not None else empty
+        mi = em.index if em is not None else None
         if mi is None:
             out.append(_Msg(key, seq, rec.received_at, "", "", None, ()))
             continue

@@ -43,7 +43,8 @@ from ..proto.imap.dates import format_datetime
 from ..proto.imap.numset import format_ints
 from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
                      StoreFullError, ops)
-from ..store.records import EmailRecord, Mailbox
+from ..store.emails import LoadedEmail, load_email
+from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
 from ..proto.imap.serialize import literal, nstring
 from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of
@@ -1109,18 +1110,14 @@ class ImapSession:
 # --- helpers that read the store (run inline or in a worker thread) --------------------------
 
 def _has(v, acc: int, eid: int, keyword: str) -> bool:
-    rec = v.email_raw(acc, eid)
-    if rec is None:
-        return False
-    from ..store.records import email_keywords_and_ms
-    return keyword in email_keywords_and_ms(rec)[0]
+    kws = v.keywords(acc, eid)
+    return kws is not None and keyword in kws
 
 
 def _first_unseen(v, acc: int, eids) -> int | None:
-    from ..store.records import email_keywords_and_ms
     for i, e in enumerate(eids):
-        rec = v.email_raw(acc, e)
-        if rec is not None and vocab.SEEN not in email_keywords_and_ms(rec)[0]:
+        kws = v.keywords(acc, e)
+        if kws is not None and vocab.SEEN not in kws:
             return i + 1
     return None
 
@@ -1164,21 +1161,21 @@ def _section_bytes(raw: bytes, mi, section: str) -> bytes | None:
                              ("HEADER", "TEXT", "MIME") else "")
 
 
-_DOWNGRADED: dict[tuple[int, bytes], tuple[bytes, bytes]] = {}
+_DOWNGRADED: dict[tuple[int, bytes], tuple[bytes, bytes, mindex.MessageIndex]] = {}
 
 
-def _downgraded(v, acc: int, rec: EmailRecord) -> tuple[bytes, bytes]:
-    """(raw, encoded index) of REC's message as RFC 6858 downgrades it, for
-    clients without UTF8=ACCEPT.  Rare (raw UTF-8 headers), so computed on
-    demand and kept in a small cache keyed by content hash."""
-    key = (acc, rec.blob)
+def _downgraded(v, acc: int, em: LoadedEmail) -> tuple[bytes, bytes, mindex.MessageIndex]:
+    """(raw, encoded index, index) of EM's message as RFC 6858 downgrades it,
+    for clients without UTF8=ACCEPT.  Rare (raw UTF-8 headers), so computed
+    on demand and kept in a small cache keyed by content hash."""
+    key = (acc, em.blob)
     hit = _DOWNGRADED.get(key)
     if hit is None:
         from .imap_downgrade import downgrade
-        raw = bytes(v.blob(acc, rec.blob))
-        mi = mindex.decode_index(bytes(v.blob_index(acc, rec.blob)))
-        dg = downgrade(raw, mi.header_end)
-        hit = (dg, mindex.encode_index(mindex.index_message(dg)))
+        raw = bytes(v.blob(acc, em.blob))
+        dg = downgrade(raw, em.require_index().header_end)
+        mi = mindex.index_message(dg)
+        hit = (dg, mindex.encode_index(mi), mi)
         if len(_DOWNGRADED) > 256:
             _DOWNGRADED.clear()
         _DOWNGRADED[key] = hit
@@ -1198,14 +1195,14 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
     raw message bytes only for body sections.  UTF8=false: messages with raw
     UTF-8 headers are served downgraded (RFC 6858).  SIMPLE=False forces the
     Python loop below (the hot path's own fallback)."""
-    from ..store.records import FLAG_UTF8_HEADERS, decode_email
-
     names = [i.name for i in items if isinstance(i, ev.FetchItem)]
     if simple and len(names) == len(items) and _SIMPLE_FETCH.issuperset(names):
         snap = sel.snap
+        flags = (functools.partial(flags_list, spell=v.keyword_spellings(acc))
+                 if "FLAGS" in names else None)
         out, rep, fallback = _fetchfmt.fetch_simple(
-            v.txn.get, v.db["msg"], v.db["blob.idx"], acc, uids, snap.uids, snap.eids, names,
-            v.keyword_spellings(acc) if "FLAGS" in names else None, condstore, utf8)
+            v.email_reader(acc), v.index_reader(acc), uids, snap.uids, snap.eids, names, flags,
+            condstore, utf8)
         if reported is not None:
             reported.update(rep)
         if not fallback:
@@ -1246,18 +1243,18 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
             continue
         eid = snap_eids[i]
         seq = i + 1
-        raw_rec = v.email_raw(acc, eid)
-        if raw_rec is None:
+        em = load_email(v, acc, eid, members=need_members)
+        if em is None:
             continue   # expunged meanwhile: RFC 9051 lets us omit it
-        rec = decode_email(eid, raw_rec, need_members)
+        rec = em.record
         raw = None
         mi = None
         size = rec.size
         if not utf8 and rec.flags & FLAG_UTF8_HEADERS:
-            raw, idx = _downgraded(v, acc, rec)
+            raw, idx, mi = _downgraded(v, acc, em)
             size = len(raw)
         else:
-            idx = v.blob_index(acc, rec.blob) if need_index else None
+            idx = em.index_data if need_index else None
         wire = dict(zip(wire_names, index_fields(idx, wire_fields))) if wire_names else None
         pieces = []
         for it in items:
@@ -1296,7 +1293,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                     if raw is None:
                         raw = bytes(v.blob(acc, rec.blob))
                     if n != "RFC822" and mi is None:
-                        mi = mindex.decode_index(bytes(idx))
+                        mi = em.require_index()
                     if n == "RFC822":
                         data = raw
                     elif n == "RFC822.HEADER":
@@ -1311,7 +1308,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                     data = raw          # BODY[]: the stored bytes, no index needed
                 else:
                     if mi is None:
-                        mi = mindex.decode_index(bytes(idx))
+                        mi = em.require_index()
                     data = _fetch_section(raw, mi, it)
                 name = (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
                 if data is None:
@@ -1327,7 +1324,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 if raw is None:
                     raw = bytes(v.blob(acc, rec.blob))
                 if mi is None:
-                    mi = mindex.decode_index(bytes(idx))
+                    mi = em.require_index()
                 sec = ".".join(str(p) for p in it.part)
                 try:
                     data = mindex.decoded_part(raw, mi, sec)
@@ -1337,7 +1334,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                               (b"%d" % len(data) if data is not None else b"NIL"))
             elif isinstance(it, ev.FetchPreview):
                 if mi is None:
-                    mi = mindex.decode_index(bytes(idx))
+                    mi = em.require_index()
                 pieces.append(b"PREVIEW " + nstring(mi.preview.encode("utf-8")))
         if condstore and not any(p.startswith(b"MODSEQ") for p in pieces):
             # RFC 7162 3.1.4.1: once CONDSTORE is on, FETCH FLAGS carries MODSEQ

@@ -6,8 +6,10 @@ docs/store.md for the table-by-table layout and what each one serves.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
+from dataclasses import dataclass
 
 # 2: the change log became per-object rows (chg.id), per-kind state (chg.kind)
 #    and a per-modseq summary (chg); format-1 stores are migrated on open
@@ -116,6 +118,30 @@ def split_msg(k: bytes) -> tuple[int, int]:
     return _U32U32.unpack_from(k)
 
 
+@dataclass(frozen=True)
+class KeyShape:
+    """How the keys of one table under one account are made from an id, as
+    data: PREFIX, then the id as SUFFIX ("u32": 4 bytes big-endian; "bytes":
+    as given).  ``key`` builds one (the same bytes as the builder functions
+    above); compiled readers may assemble the same bytes from the shape."""
+
+    prefix: bytes
+    suffix: str
+
+    def key(self, x) -> bytes:
+        return self.prefix + (_U32.pack(x) if self.suffix == "u32" else bytes(x))
+
+
+def msg_shape(acc: int) -> KeyShape:
+    """Keys of ``msg`` (email records) of ACC: ``msg(acc, eid)``."""
+    return KeyShape(_U32.pack(acc), "u32")
+
+
+def msg_of(acc: int):
+    """``eid -> msg(acc, eid)`` as a C-level callable (no Python frame per call)."""
+    return functools.partial(_U32U32.pack, acc)
+
+
 def uid(acc: int, mbx: int, uid_: int) -> bytes:
     return _U32U32U32.pack(acc, mbx, uid_)
 
@@ -200,6 +226,16 @@ def blob(acc: int, h: bytes) -> bytes:
     return _U32.pack(acc) + h
 
 
+def blob_shape(acc: int) -> KeyShape:
+    """Keys of ``blob`` / ``blob.idx`` of ACC: ``blob(acc, hash)``."""
+    return KeyShape(_U32.pack(acc), "bytes")
+
+
+def blob_of(acc: int):
+    """``hash -> blob(acc, hash)`` as a C-level callable (see msg_of)."""
+    return _U32.pack(acc).__add__
+
+
 def blob_ref(acc: int, h: bytes, eid: int) -> bytes:
     return _U32.pack(acc) + h + _U32.pack(eid)
 
@@ -257,3 +293,43 @@ def reindex_cursor_prefix() -> bytes:
 
 def split_reindex_cursor(k: bytes) -> int:
     return _U32.unpack_from(k, len(_REINDEX))[0]
+
+
+# --- whole-key parsers (mailaccess check reads every table) ---------------------
+
+def account_of(k) -> int:
+    """The account id that starts every key (``ctr`` keys included)."""
+    return _U32.unpack_from(k)[0]
+
+
+def parse_mbox_name(k) -> tuple[int, str]:
+    """-> (parent, name) of an ``mbox.name`` key."""
+    return _U32.unpack_from(k, 4)[0], bytes(k[8:]).decode("utf-8", "replace")
+
+
+def parse_uid(k) -> tuple[int, int]:
+    """-> (mailbox, uid) of a ``uid`` key."""
+    return _U32U32.unpack_from(k, 4)
+
+
+def parse_mbx_ms(k) -> tuple[int, int, int]:
+    """-> (mailbox, modseq, uid) of an ``mbx.ms`` or ``vanished`` key."""
+    return _U32U32U64U32.unpack_from(k)[1:]
+
+
+parse_vanished = parse_mbx_ms
+
+
+def parse_blob(k) -> bytes:
+    """-> hash of a ``blob`` or ``blob.idx`` key."""
+    return bytes(k[4:])
+
+
+def parse_blob_ref(k) -> tuple[bytes, int]:
+    """-> (hash, email id) of a ``blob.ref`` key."""
+    return bytes(k[4:-4]), _U32.unpack_from(k, len(k) - 4)[0]
+
+
+def parse_thr_mem(k) -> tuple[int, int]:
+    """-> (thread id, email id) of a ``thr.mem`` key."""
+    return _U32U32.unpack_from(k, 4)

@@ -8,6 +8,7 @@ format-version byte.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -16,11 +17,60 @@ from dataclasses import dataclass, field
 # version, hash(32), received_at(i64 seconds), tz(i16 minutes), size(u32),
 # thread(u32), last_ms(u64), flags(u8), n_keywords(u16), n_members(u16)
 _MSG_HEAD = struct.Struct(">B32sqhIIQBHH")
+_MSG_FIELDS = ("version", "blob", "received_at", "tz", "size", "thread", "last_ms", "flags",
+               "n_keywords", "n_members")
 
 FLAG_UTF8_HEADERS = 1   # raw 8-bit bytes in the header (RFC 6532); IMAP downgrades
 # mailbox(u32), uid(u32), savedate(i64)
 _MEMBER = struct.Struct(">IIq")
 _MSG_V1 = 1
+
+
+@dataclass(frozen=True)
+class RecordLayout:
+    """Where the fields of an encoded email record sit, for hot paths that
+    read records in place instead of decoding them (the FETCH fast path and
+    its compiled twin read this at import; a layout change is made here only).
+
+    A record is HEAD (big-endian, no padding: FIELDS in order, the first one
+    the version byte), then ``n_members`` MEMBER structs, then ``n_keywords``
+    keywords as UTF-8 joined by NUL (:func:`decode_keywords`).
+    """
+
+    version: int                  # first byte of every record in this layout
+    head: struct.Struct
+    fields: tuple[str, ...]       # the names of HEAD's fields, in order
+    member: struct.Struct
+    flag_utf8_headers: int        # bit of the ``flags`` field: raw UTF-8 headers
+
+    def _codes(self) -> list[str]:
+        return re.findall(r"\d*[a-zA-Z?]", self.head.format.lstrip("<>!=@"))
+
+    def code(self, name: str) -> str:
+        """The struct code of field NAME ("q", "32s", ...)."""
+        return self._codes()[self.fields.index(name)]
+
+    def index(self, name: str) -> int:
+        """Position of field NAME in ``head.unpack_from(record)``."""
+        return self.fields.index(name)
+
+    def offset(self, name: str) -> int:
+        """Byte offset of field NAME from the start of the record."""
+        endian = self.head.format[0]
+        return struct.calcsize(endian + "".join(self._codes()[:self.fields.index(name)]))
+
+    def size(self, name: str) -> int:
+        return struct.calcsize(self.head.format[0] + self.code(name))
+
+
+EMAIL_LAYOUT = RecordLayout(_MSG_V1, _MSG_HEAD, _MSG_FIELDS, _MEMBER, FLAG_UTF8_HEADERS)
+"""The email record layout (``msg`` table values) as data: see RecordLayout."""
+
+
+def decode_keywords(tail) -> list[str]:
+    """The keywords of a record from its keyword tail (the bytes after the
+    memberships; empty when it has none)."""
+    return bytes(tail).decode("utf-8").split("\0") if len(tail) else []
 
 
 @dataclass(slots=True)
@@ -85,13 +135,17 @@ def decode_email(eid: int, data, members: bool = True) -> EmailRecord:
     else:
         off += nmem * _MEMBER.size
     members = mlist
-    kws = bytes(data[off:]).decode("utf-8").split("\0") if nkw else []
+    kws = decode_keywords(data[off:]) if nkw else []
     return EmailRecord(eid, bytes(h), received, tz, size, thread, last_ms, kws, members, flags)
+
+
+_BLOB_AT = EMAIL_LAYOUT.offset("blob")
+_BLOB_END = _BLOB_AT + EMAIL_LAYOUT.size("blob")
 
 
 def blob_hash_of(data) -> bytes:
     """The blob hash of an encoded email record, without decoding the rest."""
-    return bytes(data[1:33])
+    return bytes(data[_BLOB_AT:_BLOB_END])
 
 
 def email_keywords_and_ms(data) -> tuple[list[str], int]:
@@ -100,7 +154,7 @@ def email_keywords_and_ms(data) -> tuple[list[str], int]:
     if not nkw:
         return [], last_ms
     off = _MSG_HEAD.size + nmem * _MEMBER.size
-    return bytes(data[off:]).decode("utf-8").split("\0"), last_ms
+    return decode_keywords(data[off:]), last_ms
 
 
 # --- mailboxes ----------------------------------------------------------------

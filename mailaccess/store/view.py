@@ -6,11 +6,35 @@ key prefix, so no call can read across accounts.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from . import changelog, keys, records
 from .errors import CannotCalculateChanges, NotFound
 from .records import Account, Change, EmailRecord, Mailbox
+
+
+class Reader:
+    """``reader(x)``: the stored value of one table of one account under X
+    (an email id, a blob hash), or None; an LMDB buffer valid while the view's
+    transaction lives.
+
+    For compiled hot loops (_speedups/fetchfmt) the same read is spelled out:
+    ``get(key(x), None, db)``, where ``key`` may also be assembled from SHAPE
+    (``keys.KeyShape``), so a loop over thousands of emails needs no Python
+    call per key.  The store chooses all of it from store/keys.py; the caller
+    holds no key layout of its own.
+    """
+
+    __slots__ = ("get", "key", "db", "shape")
+
+    def __init__(self, get: Callable, key: Callable, db: Any, shape: keys.KeyShape):
+        self.get = get
+        self.key = key
+        self.db = db
+        self.shape = shape
+
+    def __call__(self, x) -> Any:
+        return self.get(self.key(x), None, self.db)
 
 
 class View:
@@ -154,6 +178,25 @@ class View:
     def email_raw(self, acc: int, eid: int):
         """The encoded email record (for fast partial decoders)."""
         return self._get("msg", keys.msg(acc, eid))
+
+    def keywords(self, acc: int, eid: int) -> list[str] | None:
+        """The keywords of email EID (None: no such email), without decoding
+        the rest of its record."""
+        v = self._get("msg", keys.msg(acc, eid))
+        return records.email_keywords_and_ms(v)[0] if v is not None else None
+
+    # hot-path readers, for loops over thousands of emails: see Reader
+
+    def email_reader(self, acc: int) -> Reader:
+        """``eid -> encoded email record`` (None when the email is gone);
+        read it with ``records.EMAIL_LAYOUT``."""
+        return Reader(self.txn.get, keys.msg_of(acc), self.db["msg"], keys.msg_shape(acc))
+
+    def index_reader(self, acc: int) -> Reader:
+        """``blob hash -> encoded message index`` (None when missing); read
+        it with ``mime.index.INDEX_LAYOUT``."""
+        return Reader(self.txn.get, keys.blob_of(acc), self.db["blob.idx"],
+                      keys.blob_shape(acc))
 
     def emails(self, acc: int) -> Iterator[EmailRecord]:
         for k, v in self._scan("msg", keys.account_prefix(acc)):

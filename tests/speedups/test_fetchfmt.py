@@ -1,5 +1,6 @@
 """fetchfmt_py and fetchfmt_c give identical FETCH responses, and both match the
 Python loop of build_fetch byte for byte, on a real LMDB store."""
+import functools
 import itertools
 import os
 from array import array
@@ -13,6 +14,7 @@ from mailaccess import _speedups, ingest
 from mailaccess.proto.imap import events as ev
 from mailaccess.proto.imap.dates import format_datetime
 from mailaccess.server import imap_session
+from mailaccess.server.imap_fmt import flags_list
 from mailaccess.server.imap_session import build_fetch
 from mailaccess.store import Store, ops
 from mailaccess.views.imap_selected import SelectedMailbox, Snapshot
@@ -98,10 +100,15 @@ COMBOS = [
 ]
 
 
+def _flags(v, acc, names):
+    if "FLAGS" not in names:
+        return None
+    return functools.partial(flags_list, spell=v.keyword_spellings(acc))
+
+
 def _run(mod, v, acc, sel, uids, names, condstore, utf8):
-    spell = v.keyword_spellings(acc) if "FLAGS" in names else None
-    return mod.fetch_simple(v.txn.get, v.db["msg"], v.db["blob.idx"], acc, uids, sel.snap.uids,
-                            sel.snap.eids, names, spell, condstore, utf8)
+    return mod.fetch_simple(v.email_reader(acc), v.index_reader(acc), uids, sel.snap.uids,
+                            sel.snap.eids, names, _flags(v, acc, names), condstore, utf8)
 
 
 def _uid_sets(sel):
@@ -151,6 +158,46 @@ def test_twins_agree(store, names):
 
 
 @pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+@pytest.mark.parametrize("names", [COMBOS[0], ALL], ids=lambda n: "+".join(n))
+def test_plain_readers(store, impl, names):
+    """Any ``eid -> record`` / ``hash -> index`` callables work, not only the
+    store's Readers (whose key shape the compiled twin assembles itself): the
+    answers are the same."""
+    st_, acc, ib = store
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        em, ix = v.email_reader(acc), v.index_reader(acc)
+        calls = []
+
+        def read_email(eid):
+            calls.append(eid)
+            return em(eid)
+
+        for uids in _uid_sets(sel):
+            calls.clear()
+            got = impl.fetch_simple(read_email, lambda h: ix(h), uids, sel.snap.uids,
+                                    sel.snap.eids, names, _flags(v, acc, names), True, True)
+            assert got == _run(impl, v, acc, sel, uids, names, True, True)
+            assert len(calls) == len(got[0])
+
+
+def test_reader_is_the_store_read(store):
+    """A Reader's spelled-out form and its key shape give the bytes its call gives."""
+    st_, acc, ib = store
+    with st_.view() as v:
+        em, ix = v.email_reader(acc), v.index_reader(acc)
+        for _u, eid in v.uids(acc, ib):
+            rec = em(eid)
+            assert bytes(rec) == bytes(v.email_raw(acc, eid))
+            assert em.shape.key(eid) == em.key(eid)
+            assert bytes(em.get(em.shape.key(eid), None, em.db)) == bytes(rec)
+            h = v.email(acc, eid).blob
+            assert bytes(ix(h)) == bytes(v.blob_index(acc, h))
+            assert ix.shape.key(h) == ix.key(h)
+        assert em(10**9) is None and ix(b"\0" * 32) is None
+
+
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
 def test_gone_records_are_skipped(store, impl):
     """A snapshot entry whose email record is gone (expunged meanwhile) is
     left out, as RFC 9051 allows; so are UIDs not in the snapshot."""
@@ -175,31 +222,34 @@ def test_unknown_layouts_fall_back(store, impl):
         sel = _selected(v, acc, ib)
         uids = list(sel.uids)[:6]
         eids = {u: e for u, e in zip(sel.uids, sel.snap.eids)}
-        msg_db, idx_db = v.db["msg"], v.db["blob.idx"]
+        read_email, read_index = v.email_reader(acc), v.index_reader(acc)
         bad_rec = {eids[uids[0]]: lambda b: b"\x02" + b[1:], eids[uids[1]]: lambda b: b[:40]}
         bad_blob = {}
         for u in uids[2:4]:
-            bad_blob[bytes(v.email_raw(acc, eids[u]))[1:33]] = u
+            bad_blob[v.email(acc, eids[u]).blob] = u
 
-        def get(key, default=None, db=None):
-            val = v.txn.get(key, default, db)
-            if db is msg_db:
-                f = bad_rec.get(int.from_bytes(key[4:8], "big"))
-                return f(bytes(val)) if f else val
-            if bad_blob.get(bytes(key[4:])) == uids[2]:
+        def bad_email(eid):
+            val = read_email(eid)
+            f = bad_rec.get(eid)
+            return f(bytes(val)) if f else val
+
+        def bad_index(h):
+            val = read_index(h)
+            if bad_blob.get(h) == uids[2]:
                 return b"\x07" + bytes(val)[1:]
-            if bad_blob.get(bytes(key[4:])) == uids[3]:
+            if bad_blob.get(h) == uids[3]:
                 return bytes(val)[:10]
             return val
 
-        out, rep, fallback = impl.fetch_simple(get, msg_db, idx_db, acc, uids, sel.snap.uids,
+        out, rep, fallback = impl.fetch_simple(bad_email, bad_index, uids, sel.snap.uids,
                                                sel.snap.eids, ["UID", "ENVELOPE"], None, False,
                                                True)
         assert fallback == uids[:4]
         assert sorted(rep) == uids[4:]
         # without an index item, only the records matter
-        out, rep, fallback = impl.fetch_simple(get, msg_db, idx_db, acc, uids, sel.snap.uids,
-                                               sel.snap.eids, ["UID", "FLAGS"], {}, False, True)
+        out, rep, fallback = impl.fetch_simple(bad_email, bad_index, uids, sel.snap.uids,
+                                               sel.snap.eids, ["UID", "FLAGS"], _flags(v, acc, ["FLAGS"]),
+                                               False, True)
         assert fallback == uids[:2]
 
 
@@ -208,8 +258,8 @@ def test_not_simple_items_refused(impl):
     with pytest.raises(ValueError):
         impl.item_codes(["UID", "BODY[]"])
     with pytest.raises(ValueError):
-        impl.fetch_simple(None, None, None, 1, [], array("I"), array("I"), ["SAVEDATE"], None,
-                          False, True)
+        impl.fetch_simple(None, None, [], array("I"), array("I"), ["SAVEDATE"], None, False,
+                          True)
 
 
 def _internaldate_ref(received, tz):
@@ -249,3 +299,81 @@ def test_no_extensions_means_py():
     if os.environ.get("MAILACCESS_NO_EXTENSIONS"):
         assert _speedups.IMPLEMENTATION["fetchfmt"] == "py"
         assert imap_session._fetchfmt.__name__.endswith("fetchfmt_py")
+
+
+# --- the twins follow the layout descriptions ----------------------------------------------
+
+_MOVED = r'''
+import struct, sys
+from mailaccess.store import records
+from mailaccess.mime import index as mindex
+L = records.EMAIL_LAYOUT
+fields = ("version", "n_members", "blob", "tz", "size", "flags", "thread", "last_ms",
+          "received_at", "n_keywords")
+head = struct.Struct(">" + "".join(L.code(f) for f in fields))
+records.EMAIL_LAYOUT = records.RecordLayout(L.version, head, fields, L.member,
+                                            L.flag_utf8_headers)
+from mailaccess import _speedups
+py, c = _speedups.load_py("fetchfmt"), _speedups.load_c("fetchfmt")
+assert c is not None, "the compiled twin refused a layout it can read"
+idx = mindex.encode_index(mindex.index_message(b"Subject: moved\r\n\r\nbody\r\n"))
+recs = {}
+for eid in (1, 2, 3):
+    kws = ["$seen", "kw%d" % eid][:eid - 1]
+    vals = dict(version=L.version, blob=bytes([eid]) * 32, received_at=1_700_000_000 + eid,
+                tz=60 * eid, size=1000 + eid, thread=70 + eid, last_ms=500 + eid, flags=0,
+                n_keywords=len(kws), n_members=eid)
+    recs[eid] = (head.pack(*(vals[f] for f in fields))
+                 + b"".join(L.member.pack(9, eid, 0) for _ in range(eid))
+                 + "\0".join(kws).encode())
+names = list(py.ITEMS)
+fmt = lambda kws: ("(" + " ".join(kws) + ")").encode()
+args = ([1, 2, 3], [1, 2, 3], [1, 2, 3], names, fmt, True, True)
+a = py.fetch_simple(recs.get, lambda h: idx, *args)
+b = c.fetch_simple(recs.get, lambda h: idx, *args)
+assert a == b, (a, b)
+assert b[2] == [] and len(b[0]) == 3
+assert b"RFC822.SIZE 1003" in b[0][2] and b"MODSEQ (503)" in b[0][2], b[0][2]
+assert b"FLAGS ($seen kw3)" in b[0][2] and b"FLAGS ()" in b[0][0], b[0]
+assert b"+0300" in b[0][2] and b"moved" in b[0][2]
+print("ok")
+'''
+
+_RETYPED = r'''
+import struct
+from mailaccess.store import records
+L = records.EMAIL_LAYOUT
+fmt = L.head.format.replace("QBHH", "QBHI")          # n_members becomes a u32
+records.EMAIL_LAYOUT = records.RecordLayout(L.version, struct.Struct(fmt), L.fields, L.member,
+                                            L.flag_utf8_headers)
+from mailaccess import _speedups
+assert _speedups.load_c("fetchfmt") is None, "compiled twin loaded a layout it cannot read"
+assert _speedups.load("fetchfmt").__name__.endswith("fetchfmt_py")
+print("ok")
+'''
+
+
+def _python(code: str) -> str:
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("MAILACCESS_NO_EXTENSIONS", None)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       cwd=root)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@needs_c
+def test_twins_follow_a_moved_field():
+    """Fields moved in records.EMAIL_LAYOUT (same types): both twins read the
+    new places without a rebuild and still agree."""
+    assert _python(_MOVED).strip() == "ok"
+
+
+@needs_c
+def test_compiled_twin_refuses_a_retyped_field():
+    """A field the compiled twin reads changes type: it refuses to load and
+    the pure-Python twin takes over."""
+    assert _python(_RETYPED).strip() == "ok"
