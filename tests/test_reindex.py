@@ -101,7 +101,7 @@ def _fetch_all(st) -> dict:
                 for p in twin_params("fetchfmt"):
                     impl = p.values[0]
                     resp, _rep, fallback = impl.fetch_simple(
-                        v.txn.get, v.db["msg"], v.db["blob.idx"], a.id, uids, sel.snap.uids,
+                        v.email_reader(a.id), v.index_reader(a.id), uids, sel.snap.uids,
                         sel.snap.eids, ITEMS, None, False, True)
                     assert fallback == []
                     out[(a.id, m.id, p.id)] = resp
