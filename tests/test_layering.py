@@ -7,6 +7,10 @@ loop over ``modules()``.  Rules held here:
 
 * a compiled hot path (``mailaccess/_speedups``) is a leaf: it imports nothing
   from the layers that sit on the store (server, views, query, ...);
+* sans-IO packages (proto, vocab, sasl, mime) import no Trio, sockets, LMDB,
+  store or server code; store/ imports no protocol and no event loop;
+  protocol modules (proto/P, server/P*, views/P_*) never import another
+  protocol's;
 * only ``mailaccess/store`` builds LMDB keys or knows record layouts: no
   module outside it imports ``store.keys`` (but for the named exceptions),
   packs binary layouts with ``struct`` (outside store/ and mime/), or reaches
@@ -226,3 +230,65 @@ def test_no_private_layouts_outside_their_package():
                                     for a in attribute_uses(path, alias)
                                     if a.startswith("_") and not a.startswith("__")]
     assert bad == [], "; ".join(bad)
+
+
+# --- sans-IO layers and protocol separation -------------------------------------------------------
+
+# sans-IO: bytes/values in, values/bytes out; no event loop, no sockets, no
+# server glue, no store (the vocabulary and the wire never touch mail)
+SANS_IO = ("mailaccess.proto", "mailaccess.vocab", "mailaccess.sasl", "mailaccess.mime")
+IO_AND_GLUE = ("trio", "socket", "ssl", "lmdb", "mailaccess.server", "mailaccess.storeio",
+               "mailaccess.bus", "mailaccess.views", "mailaccess.store", "mailaccess.accounts")
+
+
+def _bad_imports(packages, forbidden):
+    return [f"{mod}:{i.line} imports {t}"
+            for mod, path in modules() if any(_within(mod, p) for p in packages)
+            for i in imports_of(path) for t in i.targets()
+            if any(_within(t, f) for f in forbidden)]
+
+
+def test_sans_io_packages_import_no_io_and_no_server():
+    bad = _bad_imports(SANS_IO, IO_AND_GLUE)
+    assert bad == [], "sans-IO layers stay sans-IO: " + "; ".join(bad)
+
+
+def test_the_store_imports_no_protocol_and_no_event_loop():
+    """store/ is protocol-neutral and Trio-free (storeio.py is the Trio side)."""
+    bad = _bad_imports(("mailaccess.store",), ("trio", "mailaccess.proto", "mailaccess.server",
+                                               "mailaccess.views", "mailaccess.query",
+                                               "mailaccess.bus", "mailaccess.storeio"))
+    assert bad == [], "; ".join(bad)
+
+
+def _protocol_modules() -> dict[str, list[str]]:
+    """protocol name -> its modules: proto/NAME/*, server/NAME*.py, views/NAME_*.py."""
+    out: dict[str, list[str]] = {}
+    for proto_dir in sorted(p for p in (PKG / "proto").iterdir() if p.is_dir()
+                            and p.name != "__pycache__"):
+        name = proto_dir.name
+        mods = [m for m, _ in modules() if _within(m, f"mailaccess.proto.{name}")
+                or re.fullmatch(rf"mailaccess\.server\.{name}(_\w+)?", m)
+                or re.fullmatch(rf"mailaccess\.views\.{name}(_\w+)?", m)]
+        out[name] = mods
+    return out
+
+
+def test_protocols_never_import_each_other():
+    """All sharing between IMAP, LMTP (and JMAP, ActiveSync) goes through the
+    store, the bus and the neutral modules (vocab, ids, sasl, query)."""
+    protos = _protocol_modules()
+    assert {"imap", "lmtp"} <= set(protos) and "mailaccess.server.imap_session" in protos["imap"]
+    owner = {m: p for p, mods in protos.items() for m in mods}
+    bad = []
+    for mod, path in modules():
+        mine = owner.get(mod)
+        if mine is None:
+            continue
+        for i in imports_of(path):
+            for t in i.targets():
+                other = owner.get(t) or next((p for p in protos if p != mine and any(
+                    _within(t, m) for m in protos[p])), None)
+                if other is not None and other != mine:
+                    bad.append(f"{mod}:{i.line} ({mine}) imports {t} ({other})")
+    assert bad == [], "; ".join(sorted(set(bad)))

@@ -231,8 +231,8 @@ class ImapSession:
         except StoreError as exc:
             self._complete(cmd, False, S.no(cmd.tag, str(exc)))
         else:
-            # None: the handler wrote its own tagged line (LOGIN and
-            # UNAUTHENTICATE, whose lines are shared with the SASL path)
+            # None: the handler wrote its own tagged line (LOGIN, whose
+            # line is shared with the SASL path)
             self._complete(cmd, True, None if done is None else S.ok(cmd.tag, done.text, done.code))
 
     def _complete(self, cmd: ev.Command, ok: bool, line: bytes | None) -> None:
@@ -310,9 +310,10 @@ class ImapSession:
 
     def _logged_in(self, tag: bytes, user: str, acc: int) -> None:
         self.user, self.acc = user, acc
-        self.state = AUTHENTICATED
+        # LOGIN and AUTHENTICATE (SASL, run by the service) lead to the same state
+        self.state = st.next_state(self.state, "LOGIN", True)
         log.info("user %s logged in", user)
-        self.tagged(tag, "OK", "logged in", self.capability_code())
+        self.out.append(S.ok(tag, "logged in", self.capability_code()))
 
     async def do_authenticate(self, cmd):
         # the SASL exchange itself runs in the service (it needs more lines);
@@ -341,8 +342,7 @@ class ImapSession:
         self.user = self.acc = None
         self.enabled.clear()
         self.condstore = False
-        self.state = NOT_AUTHENTICATED
-        self.tagged(cmd.tag, "OK", "UNAUTHENTICATE completed")
+        return Done("UNAUTHENTICATE completed")   # the state table leads back
 
     # --- mailbox resolution ----------------------------------------------------------------
 
