@@ -4,8 +4,8 @@
 Same functions, same results (``tests/speedups/test_msgindex_*.py``); the
 byte-level scanners here are C loops over ``const unsigned char *``: header
 splitting, line counting (SSE2, ``csrc/msgindex_simd.h``), unfolding, base64,
-quoted-printable (binascii.a2b_qp's rules, bad escapes included, straight
-from the message buffer), the structured-header tokenizer and address parser,
+quoted-printable (RFC 2045 6.7 lines over binascii.a2b_qp's escape rules,
+bad escapes included, straight from the message buffer), the structured-header tokenizer and address parser,
 RFC 2047 word scanning, Message-ID lists, IMAP string quoting.  Text work is
 C too: search normalisation (casefold through a table filled from
 ``str.casefold``, white space collapsed in the same pass, all body texts into
@@ -401,24 +401,59 @@ cdef Py_ssize_t _qp_into(const unsigned char* p, Py_ssize_t n, unsigned char* ou
     return w
 
 
+cdef Py_ssize_t _qp_body_into(const unsigned char* p, Py_ssize_t n, unsigned char* out) noexcept:
+    """The twin's decode_qp (RFC 2045 6.7) into out (room for n bytes): its length.
+
+    Line by line (a line ends at LF, a CR before it is part of the line
+    break): trailing spaces and tabs are dropped (rule 3), a line then
+    ending in "=" is a soft line break (rule 5: line break and "=" go), the
+    rest is decoded by binascii.a2b_qp's rules (_qp_into) and a hard line
+    break is kept as written."""
+    cdef Py_ssize_t i = 0, w = 0, lf, tstart, term, end
+    while i < n:
+        lf = _memfind(p, i, n, 10)
+        if lf < 0:
+            tstart = term = n
+        else:
+            tstart = lf
+            term = lf + 1
+            if tstart > i and p[tstart - 1] == 13:
+                tstart -= 1
+        end = tstart
+        while end > i and (p[end - 1] == 32 or p[end - 1] == 9):
+            end -= 1
+        if end > i and p[end - 1] == 61:
+            w += _qp_into(p + i, end - 1 - i, out + w, False)
+        else:
+            w += _qp_into(p + i, end - i, out + w, False)
+            if term > tstart:
+                memcpy(out + w, p + tstart, term - tstart)
+                w += term - tstart
+        i = term
+    return w
+
+
 cdef bytes _qp_decode(const unsigned char* p, Py_ssize_t n, bint header):
-    """binascii.a2b_qp(p[:n], header) without slicing the input first."""
+    """The twin's decode_qp(p[:n]) (header: binascii.a2b_qp(p[:n], True))
+    without slicing the input first."""
     cdef unsigned char* out = <unsigned char*>PyMem_Malloc(n + 1)
     if out == NULL:
         raise MemoryError
     try:
-        return PyBytes_FromStringAndSize(<char*>out, _qp_into(p, n, out, header))
+        if header:
+            return PyBytes_FromStringAndSize(<char*>out, _qp_into(p, n, out, True))
+        return PyBytes_FromStringAndSize(<char*>out, _qp_body_into(p, n, out))
     finally:
         PyMem_Free(out)
 
 
 cdef Py_ssize_t _qp_size(const unsigned char* p, Py_ssize_t n) except -1:
-    """len(binascii.a2b_qp(p[:n]))."""
+    """len(decode_qp(p[:n]))."""
     cdef unsigned char* out = <unsigned char*>PyMem_Malloc(n + 1)
     if out == NULL:
         raise MemoryError
     try:
-        return _qp_into(p, n, out, False)
+        return _qp_body_into(p, n, out)
     finally:
         PyMem_Free(out)
 

@@ -161,7 +161,31 @@ def b64_size(data: bytes) -> int:
 
 
 def decode_qp(data: bytes) -> bytes:
-    return binascii.a2b_qp(data)
+    """Quoted-printable body decoding (RFC 2045 6.7), line by line.
+
+    A line ends at LF (a CR before it belongs to the line break).  Trailing
+    spaces and tabs are transport padding and go (rule 3); a line that then
+    ends in "=" is a soft line break: the "=" and the line break go (rule 5).
+    Escapes in the rest follow binascii.a2b_qp (bad ones kept as written); a
+    hard line break is kept as written."""
+    out = []
+    i, n = 0, len(data)
+    while i < n:
+        lf = data.find(b"\n", i)
+        if lf < 0:
+            tstart = term = n
+        else:
+            tstart, term = lf, lf + 1
+            if tstart > i and data[tstart - 1] == 13:
+                tstart -= 1
+        line = data[i:tstart].rstrip(b" \t")
+        if line.endswith(b"="):
+            out.append(binascii.a2b_qp(line[:-1]))
+        else:
+            out.append(binascii.a2b_qp(line))
+            out.append(data[tstart:term])
+        i = term
+    return b"".join(out)
 
 
 def decode_cte(data: bytes, encoding: str) -> bytes:

@@ -217,7 +217,12 @@ class _Batch:
             out = []
             for p in pos:
                 mi = self.meta(p)
-                if mi is not None and mi.sent_at is not None and q.holds(mi.sent_at):
+                if mi is None or mi.sent_at is None:
+                    continue
+                t = mi.sent_at
+                if q.wall_clock:
+                    t += (mi.sent_at_tz or 0) * 60
+                if q.holds(t):
                     out.append(p)
             return out
         if t is m.HasAttachment:

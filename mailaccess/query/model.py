@@ -265,7 +265,14 @@ class Received(_Range):
 
 @dataclass(frozen=True, slots=True)
 class Sent(_Range):
-    """Date: header in [after, before); no match when it is missing or bad."""
+    """Date: header in [after, before); no match when it is missing or bad.
+
+    With ``wall_clock`` the header's own local date and time is compared (its
+    zone offset added to the instant, bounds read as UTC): IMAP SENT* compare
+    the date of the Date: header "disregarding time and timezone" (RFC 3501
+    6.4.4), i.e. the day written in the header, not the UTC day."""
+
+    wall_clock: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,10 +185,11 @@ def thread_references(view, acc: int, candidates: Sequence[tuple[int, int]]) -> 
                     and not _descends(prev, rb)):
                 _link(prev, rb)
             prev = rb
-        if prev is None:                   # (1B) no references: no parent
-            _unlink(box)
-        elif not _descends(prev, box):     # a better parent than a truncated chain's
-            _unlink(box)
+        # (1B) the last reference becomes the parent: any current parent (from a
+        # truncated References elsewhere) is broken first, and the new link is
+        # not made when it would close a loop, so the message may end up a root
+        _unlink(box)
+        if prev is not None and not _descends(prev, box):
             _link(prev, box)
     # (2) the root set
     roots = [b for b in table.values() if b.parent is None]

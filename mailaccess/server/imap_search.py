@@ -56,7 +56,10 @@ def to_query(key, sel: SelectedMailbox, acc: int, now: float | None = None) -> q
         if isinstance(k, ev.Text):
             return q.Text(k.value)
         if isinstance(k, ev.Date):
-            cls = {"internal": q.Received, "sent": q.Sent, "saved": q.Saved}[k.field]
+            if k.field == "sent":
+                # RFC 3501 6.4.4: the day written in the Date: header, in its own zone
+                return q.Sent(**_date_range(k.op, k.date), wall_clock=True)
+            cls = {"internal": q.Received, "saved": q.Saved}[k.field]
             return cls(**_date_range(k.op, k.date))
         if isinstance(k, ev.Size):
             return q.Larger(k.size) if k.op == "larger" else q.Smaller(k.size)
