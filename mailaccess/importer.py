@@ -548,11 +548,12 @@ def _ensure_mailboxes(tx, acc: int, folders: list[tuple[str, ...]], into: list[s
         for i, name in enumerate(target):
             nxt = tx.child_id(acc, parent, name)
             if nxt is None:
-                nxt = ops.create_mailbox(tx, acc, parent, name)
+                # subscribed unless the source's subscriptions file leaves it out
+                nxt = ops.create_mailbox(
+                    tx, acc, parent, name,
+                    subscribed=not (subscriptions is not None and i >= offset
+                                    and parts[:i - offset + 1] not in subscriptions))
                 created += 1
-                if (subscriptions is not None and i >= offset
-                        and parts[:i - offset + 1] not in subscriptions):
-                    ops.update_mailbox(tx, acc, nxt, subscribed=False)
             parent = nxt
         out[parts] = parent
     return out, created

@@ -160,6 +160,7 @@ async def test_subscriptions_outlive_mailboxes_and_lsub_noselect(imap_server):
         assert data == [None]
         # LSUB "%": an unsubscribed parent of a subscribed child is \Noselect
         c.create("a/b/c")
+        c.subscribe("a/b/c")                 # CREATE subscribes nothing (RFC 3501 6.3.3)
         c.unsubscribe("a")
         c.unsubscribe("a/b")
         typ, data = c.lsub('""', "%")

@@ -353,7 +353,10 @@ def test_export_layout(store, tmp_path):
         acc = v.account_by_name("alice").id
         inbox = v.mailbox_by_role(acc, "inbox").id
     sub = store.write_sync(ops.create_mailbox_path, acc, ["Café", "a.b"])
-    store.write_sync(ops.update_mailbox, acc, sub, subscribed=False)
+    # CREATE subscribes nothing (RFC 3501 6.3.3): subscribe the parent only
+    with store.view() as v:
+        cafe = v.mailbox_by_path(acc, ["Café"]).id
+    store.write_sync(ops.update_mailbox, acc, cafe, subscribed=True)
     from mailaccess import ingest
     raw = msg(1, eol=b"\r\n")
     r = store.write_sync(ops.append, acc, [inbox, sub], ingest.prepare(raw, T0, 0),

@@ -1,14 +1,17 @@
 """Order candidates by sort keys: IMAP SORT (RFC 5256, RFC 5957) and JMAP
 Email/query ``sort`` (RFC 8621 section 4.4.2).
 
-Strings compare by i;unicode-casemap (RFC 5256 section 7, RFC 8621's default),
-approximated as NFKD of the casefolded string; the empty string (absent
-header) sorts first.  Each key may be reversed on its own; candidates equal
+Strings compare by i;ascii-casemap (RFC 5256 section 2.1, RFC 4790 section
+9.2: ASCII letters mapped to upper case, so "[", "\\", "]", "^" and "_" sort
+after the letters) extended to Unicode as i;unicode-casemap does (RFC 5051:
+titlecase, then NFKD; titlecase of an ASCII letter is its upper case, so the
+two agree on ASCII); the empty string (absent header) sorts first.  Each key may be reversed on its own; candidates equal
 on every key keep their candidate order (IMAP: sequence number), also under
 REVERSE, as RFC 5256 requires.
 """
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
@@ -50,10 +53,19 @@ class SortKey:
 
 
 def collate(s: str) -> str:
-    """The comparison form of a string (i;unicode-casemap, approximately)."""
+    """The comparison form of a string: i;ascii-casemap on ASCII (upper case),
+    i;unicode-casemap (per-character titlecase, then NFKD) beyond it."""
     if s.isascii():
-        return s.lower()
-    return unicodedata.normalize("NFKD", s.casefold())
+        return s.upper()
+    return unicodedata.normalize("NFKD", "".join(map(_title, s)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _title(c: str) -> str:
+    """RFC 5051's simple titlecase mapping of one character (a character
+    whose full mapping is longer, like "\u00df", stays as it is)."""
+    t = c.title()
+    return t if len(t) == 1 else c
 
 
 def addr_mailbox(addrs) -> str:

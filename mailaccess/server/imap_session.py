@@ -78,7 +78,7 @@ class SharedViews:
         # transition) still uses it
         self.snapshots: "weakref.WeakValueDictionary[tuple[int, int], Snapshot]" = \
             weakref.WeakValueDictionary()
-        self.transitions: dict[tuple, tuple[Snapshot, bytes]] = {}
+        self.transitions: dict[tuple, tuple[Snapshot, bytes, tuple[str, ...]]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +132,8 @@ class ImapSession:
         self.acc: int | None = None
         self.sel: SelectedMailbox | None = None
         self.enabled: set[str] = set()
-        self.condstore = False            # CONDSTORE active in this session
+        self._condstore = False           # CONDSTORE active in this session (see condstore)
+        self.sel_flags: tuple[str, ...] = ()   # the FLAGS list last sent for self.sel
         self.out: list[bytes] = []
         self.compress_requested = False
         self.starttls_requested = False
@@ -251,6 +252,35 @@ class ImapSession:
 
     async def do_check(self, cmd):
         return await self.do_noop(cmd)
+
+    @property
+    def condstore(self) -> bool:
+        """CONDSTORE is active in this session (RFC 7162 3.1)."""
+        return self._condstore
+
+    @condstore.setter
+    def condstore(self, on: bool) -> None:
+        # RFC 7162 3.1: a CONDSTORE-enabling command other than SELECT/EXAMINE
+        # with a mailbox selected makes the server send OK [HIGHESTMODSEQ]
+        # (do_select clears self.sel before it turns CONDSTORE on)
+        if on and not self._condstore and self.sel is not None:
+            self.out.append(S.untagged("OK", "highest modseq",
+                                       S.code_highestmodseq(self.sel.known_ms)))
+        self._condstore = on
+
+    def flag_updates(self, v) -> list[bytes]:
+        """RFC 3501 7.2.6 / RFC 9051 7.3.5: when the account's keywords differ
+        from the FLAGS list this session last sent for the selected mailbox,
+        the new ``* FLAGS`` and ``* OK [PERMANENTFLAGS]``; they must precede a
+        FETCH that shows a new keyword."""
+        flags = _flag_list(v.keyword_spellings(self.acc))
+        if flags == self.sel_flags:
+            return []
+        self.sel_flags = flags
+        out = [S.flags(flags)]
+        if not self.sel.readonly:
+            out.append(S.untagged("OK", "flags permitted", S.code_permanentflags(flags)))
+        return out
 
     async def do_logout(self, cmd):
         self.out.append(S.bye("mailaccess logging out"))
@@ -377,8 +407,7 @@ class ImapSession:
                 self.shared.snapshots[(self.acc, m.id)] = snap
             spell = v.keyword_spellings(self.acc)
         sel = SelectedMailbox(self.acc, m.id, m.uidvalidity, cmd.readonly, snap, m.uidnext)
-        # the keywords this account uses, in their first spelling (RFC 9051 7.3.5)
-        flags = SYSTEM_FLAGS + tuple(sorted(spell.values()))
+        flags = _flag_list(spell)
         out = self.out
         out.append(S.flags(flags))
         out.append(S.exists(sel.exists))
@@ -397,6 +426,7 @@ class ImapSession:
             if first:
                 out.append(S.untagged("OK", "first unseen", S.code_unseen(first)))
         self.sel = sel
+        self.sel_flags = flags
         if cmd.qresync is not None:
             await self.qresync_select(cmd.qresync)
         return Done("EXAMINE completed" if cmd.readonly else "SELECT completed",
@@ -914,6 +944,9 @@ class ImapSession:
             with self.store.view() as v:
                 if v.mailbox(self.acc, mbx).highest_ms == modseq:
                     sel.known_ms = modseq
+        if kws and cmd.mode != "remove":
+            with self.store.view() as v:
+                self.out.extend(self.flag_updates(v))
         items = [ev.FetchItem("FLAGS")]
         if cmd.uid:
             items.insert(0, ev.FetchItem("UID"))
@@ -978,14 +1011,21 @@ class ImapSession:
         if _uses_modseq(cmd.key):
             self.condstore = True
         uids = await self.run_search(cmd.key)
-        modseq = None
-        if self.condstore and _uses_modseq(cmd.key) and uids:
-            with self.store.view() as v:
-                modseq = max(v.email(self.acc, e).last_ms for _u, e in sel.pairs(uids))
-        nums = uids if cmd.uid else [sel.seq_of(u) for u in uids]
         returns = cmd.returns
         if returns is None and self.rev2:
             returns = ("ALL",)
+        modseq = None
+        if self.condstore and _uses_modseq(cmd.key) and uids:
+            # RFC 4731 3.2 / RFC 7162 3.1.5: the highest modseq of the messages
+            # returned: with MIN and/or MAX but neither ALL nor COUNT only those
+            shown_uids = uids
+            if returns and not ({"ALL", "COUNT"} & set(returns)) and (
+                    "MIN" in returns or "MAX" in returns):
+                shown_uids = sorted({u for r, u in (("MIN", min(uids)), ("MAX", max(uids)))
+                                     if r in returns})
+            with self.store.view() as v:
+                modseq = max(v.email(self.acc, e).last_ms for _u, e in sel.pairs(shown_uids))
+        nums = uids if cmd.uid else [sel.seq_of(u) for u in uids]
         if returns is None:
             self.out.append(S.search(nums, modseq))
             return Done("SEARCH completed")
@@ -1062,14 +1102,15 @@ class ImapSession:
             if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
                 return
             key = (sel.snap, sel.known_ms, m.highest_ms, allow_expunge, self.qresync,
-                   self.rev2, self.condstore, self.utf8)
+                   self.rev2, self.condstore, self.utf8, sel.readonly, self.sel_flags)
             shareable = not sel.gone and not sel.reported
             if shareable:
                 hit = self.shared.transitions.get(key)
                 if hit is not None:
-                    snap, data = hit
+                    snap, data, flags = hit
                     sel.snap = snap
                     sel.known_ms = m.highest_ms
+                    self.sel_flags = flags
                     self.out.append(data)
                     return
             new_pairs = v.uids(self.acc, sel.mbx, after=sel.max_uid())
@@ -1080,7 +1121,8 @@ class ImapSession:
                 vanished = [u for u in sel.uids if u not in live]
             changed = v.changed_since(self.acc, sel.mbx, sel.known_ms)
             r = sel.apply(new_pairs, vanished, changed, m.highest_ms, allow_expunge)
-            out = []
+            # a keyword new to the account is announced before any FETCH shows it
+            out = self.flag_updates(v)
             if r.expunged:
                 if self.qresync:
                     out.append(S.vanished(r.expunged))
@@ -1102,12 +1144,18 @@ class ImapSession:
             transitions = self.shared.transitions
             if len(transitions) > 256:   # each holds a snapshot: bound the memory
                 transitions.clear()
-            transitions[key] = (sel.snap, data)
+            transitions[key] = (sel.snap, data, self.sel_flags)
             if sel.snap.highest_ms == m.highest_ms:
                 self.shared.snapshots[(self.acc, sel.mbx)] = sel.snap
 
 
 # --- helpers that read the store (run inline or in a worker thread) --------------------------
+
+def _flag_list(spellings: dict[str, str]) -> tuple[str, ...]:
+    """The FLAGS list: system flags, then the keywords this account uses in
+    their first spelling (RFC 9051 7.3.5)."""
+    return SYSTEM_FLAGS + tuple(sorted(spellings.values()))
+
 
 def _has(v, acc: int, eid: int, keyword: str) -> bool:
     kws = v.keywords(acc, eid)

@@ -44,8 +44,10 @@ def create_account(tx: WriteTx, name: str, password_hash: str, quota: int = 0,
     acc = tx.next_counter(0, keys.CTR_ACCOUNT)
     tx.put_account(Account(acc, name, password_hash, int(time.time()), quota, scram))
     tx.put("acct.name", keys.acct_name(name), keys.u32(acc))
+    # a new account's default (special-use) mailboxes start subscribed; any
+    # other mailbox only when a client subscribes it (RFC 3501 6.3.3)
     for mname, role in DEFAULT_MAILBOXES:
-        create_mailbox(tx, acc, 0, mname, role=role)
+        create_mailbox(tx, acc, 0, mname, role=role, subscribed=True)
     return acc
 
 
@@ -92,7 +94,9 @@ def _check_name(name: str) -> None:
 
 
 def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str | None = None,
-                   subscribed: bool = True, sort_order: int = 0) -> int:
+                   subscribed: bool = False, sort_order: int = 0) -> int:
+    """A new mailbox NAME under PARENT; -> its id.  It is not subscribed
+    unless SUBSCRIBED, or its name was subscribed while it did not exist."""
     _check_name(name)
     if parent and tx.mailbox(acc, parent) is None:
         raise NotFound("the parent mailbox does not exist")
