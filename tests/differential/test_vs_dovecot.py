@@ -418,8 +418,8 @@ TREE = ("a", "a/b", "a/b/c", "foo", "foo/bar", "Zeta", "Gr&APwA3w-e")
 def make_tree(duo):
     for name in TREE:
         duo.send(f'CREATE "{name}"')
-    # mailaccess subscribes what CREATE makes (and INBOX), Dovecot does not; either is
-    # allowed, so set the subscriptions explicitly on both
+    # neither server subscribes what CREATE makes (RFC 3501 6.3.3) and Dovecot does not
+    # auto-subscribe INBOX here; set the subscriptions explicitly on both
     for name in TREE:
         duo.send(f'UNSUBSCRIBE "{name}"', compare=False)
     duo.send("SUBSCRIBE INBOX", compare=False)
@@ -454,4 +454,180 @@ async def test_list(imap_server, dovecot, cmd):
     def body(duo):
         make_tree(duo)
         duo.send(cmd)
+    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 7 section 5: conformance items 1, 3-8 (each on messages of its own)
+
+
+def _mail(subject: str, date: str = "Mon, 3 Nov 2025 10:00:00 +0000", frm: str = "s@example.org",
+          extra: str = "", body: bytes = b"body\r\n") -> bytes:
+    return (f"From: {frm}\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
+            f"Date: {date}\r\n{extra}\r\n").encode() + body
+
+
+def _append(duo, *raws, flags: str = ""):
+    for raw in raws:
+        duo.send("APPEND INBOX " + (f"({flags}) " if flags else "") + "{}", [raw])
+
+
+# item 1: FLAGS / PERMANENTFLAGS before the FETCH that shows a new keyword
+_FLAG_ORDER = Normaliser(drop_flag_updates=False, keep_order=True)
+
+
+async def test_new_keyword_announced_by_own_store(imap_server, dovecot):
+    def body(duo):
+        _append(duo, _mail("one"), _mail("two"))
+        duo.send("SELECT INBOX")
+        duo.send("STORE 1 +FLAGS (Newkeyword)", norm=_FLAG_ORDER)
+        duo.send("STORE 2 +FLAGS (Newkeyword)", norm=_FLAG_ORDER)   # known: no FLAGS
+    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+
+
+async def test_new_keyword_announced_from_another_session(imap_server, dovecot):
+    async def go():
+        def blocking():
+            duo = Duo(imap_port(imap_server), dovecot.ports["imap"])
+            other = Duo(imap_port(imap_server), dovecot.ports["imap"])
+            try:
+                _append(duo, _mail("one"))
+                duo.send("SELECT INBOX")
+                other.send("SELECT INBOX")
+                other.send("STORE 1 +FLAGS.SILENT (Otherkeyword)")
+                # what an unsolicited FETCH carries besides FLAGS (UID?) is free: check
+                # on each server that FLAGS and PERMANENTFLAGS name the keyword and come
+                # before the FETCH
+                for side in duo.send("NOOP", compare=False):
+                    kinds = [("flags" if r.startswith(b"* FLAGS ") else
+                              "perm" if r.startswith(b"* OK [PERMANENTFLAGS ") else
+                              "fetch" if b" FETCH " in r else None) for r in side]
+                    assert "fetch" in kinds and "flags" in kinds and "perm" in kinds, side
+                    assert kinds.index("flags") < kinds.index("fetch"), side
+                    assert kinds.index("perm") < kinds.index("fetch"), side
+                    assert b"Otherkeyword".lower() in side[kinds.index("flags")].lower(), side
+                return duo
+            finally:
+                duo.close()
+                other.close()
+        duo = await in_thread(blocking)
+        duo.assert_same()
+    await go()
+
+
+# item 3: SENT* by the day written in the Date: header (these are near midnight on purpose)
+SENT_KEYS = ["SENTON 3-Nov-2025", "SENTON 4-Nov-2025", "SENTON 5-Nov-2025",
+             "SENTBEFORE 4-Nov-2025", "SENTSINCE 4-Nov-2025", "SENTBEFORE 5-Nov-2025",
+             "SENTSINCE 5-Nov-2025"]
+
+
+async def test_sent_dates_in_the_headers_zone(imap_server, dovecot):
+    def body(duo):
+        _append(duo, _mail("west", "Mon, 3 Nov 2025 23:30:00 -0500"),
+                _mail("east", "Wed, 5 Nov 2025 01:00:00 +1400"),
+                _mail("utc", "Tue, 4 Nov 2025 12:00:00 +0000"))
+        duo.send("SELECT INBOX")
+        for key in SENT_KEYS:
+            duo.send("SEARCH " + key)
+    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+
+
+# item 4: quoted-printable transport padding and "=" + spaces soft breaks
+QP_PADDED = (b"Subject: qp\r\nDate: Mon, 3 Nov 2025 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+             b"Content-Type: text/plain; charset=us-ascii\r\n"
+             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+             b"The quick brown   \r\nfox jumps over=  \r\n the lazy dog=3D\t\r\nend\r\n")
+
+
+async def test_binary_qp_padding(imap_server, dovecot):
+    def body(duo):
+        _append(duo, QP_PADDED)
+        duo.send("SELECT INBOX")
+        duo.send("FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])")
+        duo.send("FETCH 1 (BINARY.PEEK[1]<10.20>)")
+        duo.send("FETCH 1 (BINARY.PEEK[1]<40.100>)")
+    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+
+
+# item 5: CREATE subscribes nothing, implicit parents included
+async def test_create_does_not_subscribe(imap_server, dovecot):
+    def body(duo):
+        duo.send("SUBSCRIBE INBOX", compare=False)
+        duo.send("EXAMINE INBOX", compare=False)
+        duo.send("UNSELECT", compare=False)
+        duo.send("CREATE top/mid/leaf")
+        duo.send("CREATE plain")
+        duo.send('LSUB "" "*"')
+        duo.send('LIST (SUBSCRIBED) "" "*"')
+        duo.send("SUBSCRIBE top/mid/leaf")
+        duo.send('LSUB "" "*"')
+    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+
+
+# item 6: i;ascii-casemap puts "[\]^_" after the letters
+async def test_sort_ascii_casemap(imap_server, dovecot):
+    def body(duo):
+        for subj, frm in (("_under", "b@x.org"), ("abc", "_a@x.org"), ("^caret", "Zed@x.org"),
+                          ("Zed", "a@x.org"), ("\\back", "]b@x.org"), ("]close", "[c@x.org")):
+            _append(duo, _mail(subj, frm=frm))
+        duo.send("SELECT INBOX")
+        n = Normaliser(keep_order=True)
+        for keys in ("(SUBJECT)", "(REVERSE SUBJECT)", "(FROM)", "(DISPLAYFROM)"):
+            duo.send(f"SORT {keys} UTF-8 ALL", norm=n)
+    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+
+
+# item 7: MODSEQ values differ between servers (one counter per account here), so each
+# server's answer is checked against its own FETCH MODSEQ; the rule is the same for both
+def _modseqs(resps) -> dict[int, int]:
+    import re
+    out = {}
+    for r in resps:
+        m = re.match(rb"\* (\d+) FETCH \(.*MODSEQ \((\d+)\)", r)
+        if m:
+            out[int(m.group(1))] = int(m.group(2))
+    return out
+
+
+def _esearch_modseq(resps) -> int | None:
+    import re
+    for r in resps:
+        m = re.match(rb"\* ESEARCH .*MODSEQ (\d+)", r)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+async def test_esearch_minmax_modseq_and_first_condstore_command(imap_server, dovecot):
+    def body(duo):
+        _append(duo, _mail("a"), _mail("b"), _mail("c"))
+        duo.send("SELECT INBOX")
+        # the first CONDSTORE-enabling command with a mailbox selected: OK [HIGHESTMODSEQ]
+        first = duo.send("FETCH 1:3 (MODSEQ)", compare=False)
+        for side in first:
+            assert any(r.startswith(b"* OK [HIGHESTMODSEQ ") for r in side), side
+        duo.send("STORE 2 +FLAGS.SILENT (\\Flagged)", compare=False)
+        for side in duo.send("FETCH 1:3 (MODSEQ)"):
+            assert not any(b"HIGHESTMODSEQ" in r for r in side), side
+        ms = [_modseqs(side) for side in duo.send("FETCH 1:3 (MODSEQ)")]
+        for cmd, want in (("SEARCH RETURN (MIN MAX) MODSEQ 1", lambda m: max(m[1], m[3])),
+                          ("SEARCH RETURN (MIN) MODSEQ 1", lambda m: m[1]),
+                          ("SEARCH RETURN (MAX COUNT) MODSEQ 1", lambda m: max(m.values()))):
+            got = duo.send(cmd)
+            for side, m in zip(got, ms):
+                assert _esearch_modseq(side) == want(m), (cmd, side, m)
+    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+
+
+# item 8: THREAD=REFERENCES with a References loop (RFC 5256 2.2 step 1B)
+async def test_thread_references_loop(imap_server, dovecot):
+    def body(duo):
+        _append(duo,
+                _mail("first", extra="Message-ID: <a@x>\r\n"),
+                _mail("second", "Mon, 3 Nov 2025 11:00:00 +0000",
+                      extra="Message-ID: <b@x>\r\nReferences: <a@x> <c@x>\r\n"),
+                _mail("third", "Mon, 3 Nov 2025 09:00:00 +0000",
+                      extra="Message-ID: <c@x>\r\nReferences: <b@x>\r\n"))
+        duo.send("SELECT INBOX")
+        duo.send("THREAD REFERENCES UTF-8 ALL", norm=Normaliser(keep_order=True))
     await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
