@@ -24,6 +24,7 @@ import re
 import socket
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mailaccess import _speedups, ingest
 from mailaccess.mime import index as mindex
@@ -398,3 +399,46 @@ def test_references_loop_breaks_old_parent(tmp_path):
         assert got == b"(3 2)(1)"
     finally:
         store.close()
+
+
+_IDS = ["<a@x>", "<b@x>", "<c@x>", "<d@x>", "<e@x>"]
+
+
+@pytest.fixture(scope="module")
+def thread_store(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("thr") / "data")
+    store.start()
+    acc = store.write_sync(ops.create_account, "t", "h")
+    yield store, acc
+    store.close()
+
+
+_counter = iter(range(10**6))
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(_IDS + [None]),
+                          st.lists(st.sampled_from(_IDS), max_size=4),
+                          st.integers(0, 23)), min_size=1, max_size=6))
+def test_references_threads_every_message_once(thread_store, msgs):
+    # loops, self-references and duplicates included: every message appears
+    # exactly once, and no dummy is left without children
+    store, acc = thread_store
+    mbx = store.write_sync(ops.create_mailbox, acc, 0, f"t{next(_counter)}")
+    for i, (mid, refs, hour) in enumerate(msgs):
+        raw = _tmsg(f"s{i}", f"{hour:02d}:00", mid or f"<u{i}@y>", " ".join(refs) or None)
+        store.write_sync(ops.append, acc, [mbx], ingest.prepare(raw, 1000 + i))
+    with store.view() as v:
+        cands = v.uids(acc, mbx)
+        threads = thread_references(v, acc, cands)
+    seen = []
+    stack = list(threads)
+    while stack:
+        t = stack.pop()
+        if t.key is None:
+            assert t.children
+        else:
+            seen.append(t.key)
+        stack.extend(t.children)
+    assert sorted(seen) == sorted(k for k, _ in cands)
