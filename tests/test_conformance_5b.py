@@ -341,3 +341,20 @@ async def test_compress_and_sasl_ir_advertised_after_login(imap_server):
         assert c.has_capability("COMPRESS=DEFLATE") and c.has_capability("SASL-IR")
         c.logout()
     await run(go)
+
+
+async def test_move_of_a_message_moved_meanwhile_sends_no_empty_copyuid(imap_server):
+    def go():
+        c = connect(imap_server)
+        c.create("race")
+        c.append("race", None, None, msg("r"))
+        c.logout()
+        a, b = Raw(imap_server), Raw(imap_server)
+        a.cmd(b"s SELECT race")
+        b.cmd(b"s SELECT race")
+        assert tagged(a.cmd(b"m UID MOVE 1 race"), b"m").startswith(b"m OK")
+        out = b.cmd(b"m UID MOVE 1 race")     # b has not heard of the move yet
+        assert tagged(out, b"m").startswith(b"m OK") and b"COPYUID" not in out, out
+        a.close()
+        b.close()
+    await run(go)

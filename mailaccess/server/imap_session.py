@@ -991,6 +991,9 @@ class ImapSession:
         # into the selected mailbox too (RFC 6851 3.3 allows it): new UIDs,
         # the old ones expunged, as for any other destination
         pairs = await storeio.write(self.store, ops.move, self.acc, sel.mbx, live, dst.id)
+        if not pairs:
+            # all expunged meanwhile by another session: no empty COPYUID
+            return Done("nothing to move")
         src = [a for a, _ in pairs]
         dstu = [b for _, b in pairs]
         # RFC 6851 3.3: COPYUID in an untagged OK before the expunges
