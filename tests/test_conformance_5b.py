@@ -358,3 +358,41 @@ async def test_move_of_a_message_moved_meanwhile_sends_no_empty_copyuid(imap_ser
         a.close()
         b.close()
     await run(go)
+
+
+# --- sans-IO layers of item 15 -----------------------------------------------------------------
+
+
+def test_receiver_refuses_a_literal_before_continuation():
+    from mailaccess.proto.imap.frames import ContinuationRequest, NEED_DATA
+    from mailaccess.proto.imap.receiver import Receiver
+    r = Receiver()
+    r.receive_data(b'a APPEND box (\\Seen) {5}\r\n')
+    e = r.next_event()
+    assert isinstance(e, ContinuationRequest) and e.parts == (b"APPEND box (\\Seen) ",)
+    r.refuse_literal()
+    assert r.next_event() is NEED_DATA
+    r.receive_data(b"b NOOP\r\n")
+    assert r.next_event() == CommandFrame(b"b", (b"NOOP",))
+
+
+def test_append_target_reads_the_command_so_far():
+    import pytest
+    from mailaccess.proto.imap.errors import CommandError
+    from mailaccess.proto.imap.frames import Literal
+
+    def target(*parts):
+        return commands.append_target(b"t", tuple(parts))
+    assert target(b"APPEND box ") == "box"
+    assert target(b'APPEND "a b" (\\Seen) "05-Jan-2024 23:59:59 -0800" ') == "a b"
+    assert target(b"APPEND inbox ") == "INBOX"
+    # MULTIAPPEND: the second message literal
+    assert target(b"APPEND box ", Literal(b"x"), b" (\\Seen) ") == "box"
+    # the mailbox name is itself the literal; CATENATE text; other commands
+    assert target(b"APPEND ") is None
+    assert target(b"APPEND box CATENATE (TEXT ") is None
+    assert target(b"LOGIN ") is None and target(b"") is None
+    with pytest.raises(CommandError):
+        target(b'APPEND box "31-Foo-2020 10:00:00 +0000" ')
+    with pytest.raises(CommandError):
+        target(b"APPEND box (\\Seen ")
