@@ -396,3 +396,19 @@ def test_append_target_reads_the_command_so_far():
         target(b'APPEND box "31-Foo-2020 10:00:00 +0000" ')
     with pytest.raises(CommandError):
         target(b"APPEND box (\\Seen ")
+
+
+def test_lenient_spacing_in_lists_parses_the_same():
+    def parse(line):
+        tag, rest = line.split(b" ", 1)
+        return commands.parse_command(CommandFrame(tag, (rest,)))
+    pairs = [
+        (b't ID ( "name" "x"  "version" NIL )', b't ID ("name" "x" "version" NIL)'),
+        (b"t ID ( )", b"t ID ()"),
+        (b"t STATUS INBOX ( MESSAGES  UIDNEXT )", b"t STATUS INBOX (MESSAGES UIDNEXT)"),
+        (b't LIST ( SUBSCRIBED ) "" "*" RETURN ( CHILDREN )',
+         b't LIST (SUBSCRIBED) "" "*" RETURN (CHILDREN)'),
+        (b"t FETCH 1 ( FLAGS  UID )", b"t FETCH 1 (FLAGS UID)"),
+    ]
+    for sloppy, strict in pairs:
+        assert parse(sloppy) == parse(strict), sloppy

@@ -677,9 +677,9 @@ def _fetch(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
     r.sp()
     items: list[FetchAtt] = []
     if r.maybe_open():
+        _spaces(r)
         items.append(_fetch_att(r))
-        while not r.maybe_close():
-            r.sp()
+        while not _close_or_sp(r):
             items.append(_fetch_att(r))
     else:
         m = _FETCH_NAME.match(r.buf, r.pos)
