@@ -278,6 +278,10 @@ async def test_append_to_missing_mailbox_refused_before_continuation(imap_server
         assert r.line().startswith(b"+")
         r.s.sendall(body + b"\r\n")
         assert tagged(r.until(b"d"), b"d").startswith(b"d OK [APPENDUID")
+        # CATENATE into a missing mailbox: refused at its first literal
+        r.s.sendall(b"g APPEND nosuchbox CATENATE (TEXT {10}\r\n")
+        assert r.line().startswith(b"g NO [TRYCREATE]")
+        assert tagged(r.cmd(b"n NOOP"), b"n").startswith(b"n OK")
         r.close()
         # before login: refused before "+" too
         r = Raw(imap_server, login=False)
@@ -388,9 +392,11 @@ def test_append_target_reads_the_command_so_far():
     assert target(b"APPEND inbox ") == "INBOX"
     # MULTIAPPEND: the second message literal
     assert target(b"APPEND box ", Literal(b"x"), b" (\\Seen) ") == "box"
-    # the mailbox name is itself the literal; CATENATE text; other commands
+    # a literal inside CATENATE or UTF8 belongs to the message too
+    assert target(b"APPEND box CATENATE (TEXT ") == "box"
+    assert target(b"APPEND box (\\Seen) UTF8 (") == "box"
+    # the mailbox name is itself the literal; other commands
     assert target(b"APPEND ") is None
-    assert target(b"APPEND box CATENATE (TEXT ") is None
     assert target(b"LOGIN ") is None and target(b"") is None
     with pytest.raises(CommandError):
         target(b'APPEND box "31-Foo-2020 10:00:00 +0000" ')

@@ -536,7 +536,7 @@ def append_target(tag: bytes, parts: tuple, *, utf8: bool = False) -> str | None
     """An APPEND whose message literal is announced (``parts``: the command
     so far, from ``frames.ContinuationRequest``): the target mailbox name, so
     the session can answer NO [TRYCREATE] before "+" (RFC 3501 6.3.11).
-    None when the literal is not a message literal of APPEND (or the
+    None when the literal is not part of an APPEND's messages (or the
     mailbox name is itself the literal).  Raises ``CommandError`` when the
     text so far is already malformed (a bad date-time, flag or name): BAD
     before "+" rather than after the upload."""
@@ -565,7 +565,9 @@ def append_target(tag: bytes, parts: tuple, *, utf8: bool = False) -> str | None
                     return mailbox
                 r.literal(binary_ok=True)
             else:
-                return None     # CATENATE / UTF8 (or an error the full parse reports)
+                # a literal inside CATENATE / UTF8: the target is known all the
+                # same (and any syntax error there is the full parse's to report)
+                return mailbox
             if r.at_end():
                 return None
     except ParseError as exc:
