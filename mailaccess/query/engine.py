@@ -116,6 +116,23 @@ def _compile(q):
     return q
 
 
+# address headers whose parsed form (the message index's address lists) is
+# searched too
+_ADDRESS_HEADERS = {b"from": "from_", b"to": "to", b"cc": "cc", b"bcc": "bcc"}
+_ODD_ADDRESS = (b"(", b'"', b"\\", b" @", b"@ ", b" .", b". ")
+
+
+def _unusual_address(text, name: bytes) -> bool:
+    """Whether header NAME's line in the search text TEXT writes an address
+    in a way its plain text does not show (comments, quoting, spaces)."""
+    t = bytes(text)
+    prefix = name + b":"
+    for line in t.split(b"\n"):
+        if line[:len(prefix)] == prefix and any(c in line for c in _ODD_ADDRESS):
+            return True
+    return False
+
+
 class _Compiled:
     __slots__ = ("kind", "items", "needle", "name")
 
@@ -269,8 +286,32 @@ class _Batch:
             return [p for p in pos if p in hit]
         if k is m.Header:
             texts = self.texts(F_HEADERS, pos)
-            return [pos[i] for i in self.impl.find_header(texts, q.name, q.needle)]
+            found = [pos[i] for i in self.impl.find_header(texts, q.name, q.needle)]
+            if q.needle and q.name in _ADDRESS_HEADERS and len(found) < len(pos):
+                found = self._addresses(q, pos, texts, found)
+            return found
         raise TypeError(f"cannot evaluate {k!r}")
+
+    def _addresses(self, q: _Compiled, pos: list[int], texts: list, found: list[int]) -> list[int]:
+        """FROM/TO/CC/BCC also match the parsed addresses (what ENVELOPE
+        shows): ``user (comment) @ domain.org`` is found by
+        ``user@domain.org``.  Only messages whose header line is written
+        with comments, quotes or spaces in an address decode their index."""
+        hit = set(found)
+        field = _ADDRESS_HEADERS[q.name]
+        needle = q.needle.decode("utf-8", "surrogatepass")
+        for i, p in enumerate(pos):
+            if p in hit or not _unusual_address(texts[i], q.name):
+                continue
+            mi = self.meta(p)
+            if mi is None:
+                continue
+            for name, email in getattr(mi, field):
+                text = f"{name} <{email}>" if name else email
+                if needle in mindex.normalize_search(text):
+                    hit.add(p)
+                    break
+        return [p for p in pos if p in hit]
 
     def _scan(self, name: str, needle: bytes, pos: list[int]) -> list[int]:
         if not pos:

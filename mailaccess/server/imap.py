@@ -132,6 +132,11 @@ class ImapConnection:
                 if e is frames.CONNECTION_CLOSED:
                     return
                 if isinstance(e, frames.ContinuationRequest):
+                    refusal = s.literal_refusal(e.tag, e.parts)
+                    if refusal is not None:     # answered before "+"
+                        self.receiver.refuse_literal()
+                        await self.send(refusal)
+                        continue
                     await self.send(S.continuation("Ready for literal data"))
                     continue
                 if isinstance(e, frames.FrameError):

@@ -40,6 +40,9 @@ from ..proto.imap import events as ev
 from ..proto.imap import serialize as S
 from ..proto.imap import state as st
 from ..proto.imap.dates import format_datetime
+from ..proto.imap import commands as imap_commands
+from ..proto.imap.errors import CommandError
+from ..proto.imap.modutf7 import InvalidName
 from ..proto.imap.numset import format_ints
 from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
                      StoreFullError, ops)
@@ -109,6 +112,13 @@ def _path(name: str) -> list[str]:
     return parts
 
 
+def _check_name(name: str) -> None:
+    """SELECT/EXAMINE/STATUS of a name that is not valid modified UTF-7: NO
+    (Dovecot's answer), not the BAD of a syntax error."""
+    if isinstance(name, InvalidName):
+        raise No("mailbox name is not valid modified UTF-7")
+
+
 def _esearch(tag: bytes, uid: bool, nums: list[int], returns, modseq: int | None,
              lowest: int | None, highest: int | None, *, keep_order: bool = False) -> bytes:
     """The ESEARCH response for RETURN options RETURNS over result NUMS."""
@@ -163,8 +173,12 @@ class ImapSession:
             "OBJECTID", "MULTIAPPEND", "CATENATE", "BINARY", f"APPENDLIMIT={self.cfg.max_literal}",
             "SAVEDATE", "PREVIEW", "UNAUTHENTICATE", "SORT", "SORT=DISPLAY", "ESORT",
             "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
-            "UTF8=ACCEPT",
+            "UTF8=ACCEPT", "SASL-IR",
         ]
+        if not self.compress_requested:
+            # RFC 4978: offered after login (Dovecot does the same), and no
+            # more once compression is active
+            caps.append("COMPRESS=DEFLATE")
         return caps
 
     def literal_cap(self) -> str:
@@ -399,6 +413,7 @@ class ImapSession:
             if cmd.qresync and not self.qresync:
                 raise Bad("QRESYNC needs ENABLE QRESYNC first")
             self.condstore = True
+        _check_name(cmd.mailbox)
         with self.store.view() as v:
             m = self.require_mailbox(v, cmd.mailbox)
             snap = self.shared.snapshots.get((self.acc, m.id))
@@ -629,6 +644,7 @@ class ImapSession:
         return Done(f"{verb} completed")
 
     async def do_status(self, cmd):
+        _check_name(cmd.mailbox)
         with self.store.view() as v:
             m = self.require_mailbox(v, cmd.mailbox)
             await self.status_line(v, m, cmd.mailbox, cmd.items)
@@ -726,6 +742,28 @@ class ImapSession:
         results = await storeio.write(self.store, ops.append_many, self.acc, m.id, prepared, quota)
         uids = [r.placed[0][2] for r in results]
         return Done("APPEND completed", S.code_appenduid(m.uidvalidity, uids))
+
+    def literal_refusal(self, tag: bytes | None, parts: tuple) -> bytes | None:
+        """Asked by the service before it sends "+" for a synchronizing
+        literal (``frames.ContinuationRequest``): the tagged NO/BAD that
+        answers the command at once, or None to let the literal come.  An
+        APPEND to a mailbox that does not exist gets NO [TRYCREATE], a bad
+        date-time or flag BAD, before the client uploads the message (RFC
+        3501 6.3.11 / RFC 9051 6.3.12)."""
+        if tag is None:
+            return None
+        try:
+            name = imap_commands.append_target(tag, parts, utf8=self.utf8)
+        except CommandError as exc:
+            return S.bad(tag, exc.message, exc.code)
+        if name is None:
+            return None
+        if not st.allowed(self.state, "APPEND"):
+            return S.bad(tag, st.refusal(self.state, "APPEND"))
+        with self.store.view() as v:
+            if self.find_mailbox(v, name) is None:
+                return S.no(tag, f"no mailbox {name}", "TRYCREATE")
+        return None
 
     async def catenate(self, parts) -> bytes:
         """RFC 4469: build the message from literal text and URLs that point at
@@ -983,9 +1021,12 @@ class ImapSession:
         live = [u for u in uids if u not in sel.gone]
         if not live:
             return Done("nothing to move")
-        if dst.id == sel.mbx:
-            raise No("cannot move into the same mailbox", "CANNOT")
+        # into the selected mailbox too (RFC 6851 3.3 allows it): new UIDs,
+        # the old ones expunged, as for any other destination
         pairs = await storeio.write(self.store, ops.move, self.acc, sel.mbx, live, dst.id)
+        if not pairs:
+            # all expunged meanwhile by another session: no empty COPYUID
+            return Done("nothing to move")
         src = [a for a, _ in pairs]
         dstu = [b for _, b in pairs]
         # RFC 6851 3.3: COPYUID in an untagged OK before the expunges
@@ -1348,7 +1389,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                         data = raw[:mi.header_end]
                     else:
                         data = raw[mi.header_end:]
-                    pieces.append(n.encode() + b" " + literal(data))
+                    pieces.append(n.encode() + b" " + literal(_no_nul(data)))
             elif isinstance(it, ev.FetchBody):
                 if raw is None:
                     raw = bytes(v.blob(acc, rec.blob))
@@ -1367,7 +1408,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                     data = data[off:off + ln]
                     name += b"<%d>" % off
                 binary = it.binary and b"\0" in data
-                pieces.append(name + b" " + literal(data, binary))
+                pieces.append(name + b" " + literal(data if binary else _no_nul(data), binary))
             elif isinstance(it, ev.FetchBinarySize):
                 if raw is None:
                     raw = bytes(v.blob(acc, rec.blob))
@@ -1392,6 +1433,15 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         if reported is not None:
             reported[u] = rec.last_ms
     return out
+
+
+def _no_nul(data: bytes) -> bytes:
+    """A non-binary literal never carries NUL (RFC 3501 4.3, RFC 9051 4.3):
+    BODY[...]/RFC822* of content with NUL bytes send each NUL as 0x80, as
+    Dovecot does.  The length stays the same, so RFC822.SIZE, partial
+    ranges and BODYSTRUCTURE sizes still agree; BINARY[] (literal8) is the
+    way to get the exact bytes."""
+    return data.replace(b"\0", b"\x80") if b"\0" in data else data
 
 
 def _fetch_section(raw: bytes, mi, it) -> bytes | None:

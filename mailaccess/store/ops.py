@@ -511,9 +511,9 @@ def copy(tx: WriteTx, acc: int, eids: list[int], dst: int) -> list[int]:
 
 
 def move(tx: WriteTx, acc: int, src: int, uids: list[int], dst: int) -> list[tuple[int, int]]:
-    """IMAP MOVE (RFC 6851): -> [(source uid, destination uid)] ascending by source."""
-    if src == dst:
-        raise Conflict("source and destination are the same mailbox")
+    """IMAP MOVE (RFC 6851): -> [(source uid, destination uid)] ascending by source.
+    SRC == DST (allowed by RFC 6851) gives each message a new UID there and
+    expunges the old one."""
     cache: dict[int, Mailbox] = {}
     s = _load_mbx(tx, acc, cache, src)
     d = _load_mbx(tx, acc, cache, dst)

@@ -85,7 +85,7 @@ from .events import (
     Unselect,
     Unsubscribe,
 )
-from .frames import CommandFrame
+from .frames import CommandFrame, Literal
 from .grammar import DEFAULT_MAX_DEPTH, TAG, Reader
 from .numset import DEFAULT_MAX_RANGES, NumSet
 
@@ -171,26 +171,51 @@ def parse_command(
 # ------------------------------------------------------------------ helpers
 
 
-def decode_mailbox(raw: bytes, utf8: bool = False) -> str:
-    """Wire mailbox name -> str (INBOX normalised)."""
+def decode_mailbox(raw: bytes, utf8: bool = False, lenient: bool = False) -> str:
+    """Wire mailbox name -> str (INBOX normalised).  LENIENT: a name that is
+    not valid modified UTF-7 comes back as ``modutf7.InvalidName`` (its wire
+    text) instead of raising, for the commands that answer it NO (SELECT,
+    EXAMINE, STATUS) or match it as a plain name (LIST), as Dovecot does."""
     if utf8:
         try:
             name = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ParseError("mailbox name is not UTF-8") from None
     else:
-        name = modutf7.decode(raw)
+        try:
+            name = modutf7.decode(raw)
+        except ParseError:
+            if not lenient:
+                raise
+            return modutf7.InvalidName(raw.decode("utf-8", "replace"))
     if len(name) == 5 and name.upper() == "INBOX":
         return "INBOX"
     return name
 
 
-def _mailbox(r: Reader, ctx: _Ctx) -> str:
-    return decode_mailbox(r.astring("mailbox name"), ctx.utf8)
+def _mailbox(r: Reader, ctx: _Ctx, lenient: bool = False) -> str:
+    return decode_mailbox(r.astring("mailbox name"), ctx.utf8, lenient)
 
 
 def _pattern(r: Reader, ctx: _Ctx) -> str:
-    return decode_mailbox(r.list_mailbox(), ctx.utf8)
+    return decode_mailbox(r.list_mailbox(), ctx.utf8, lenient=True)
+
+
+def _spaces(r: Reader) -> None:
+    """Leniency: extra spaces just inside a parenthesised list (``( "a" "b" )``,
+    aioimaplib's ID) where no ambiguity can arise."""
+    while r.maybe_sp():
+        pass
+
+
+def _close_or_sp(r: Reader) -> bool:
+    """After a list element: True at the closing parenthesis (spaces before it
+    allowed), else consume the separating space(s) and return False."""
+    if r.maybe_close():
+        return True
+    r.sp()
+    _spaces(r)
+    return r.maybe_close()
 
 
 def _utf8(raw: bytes, what: str) -> str:
@@ -277,18 +302,19 @@ def _id(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
     if r.maybe_keyword("NIL"):
         return Id(tag, None)
     r.open()
+    _spaces(r)
     params: list[tuple[str, str | None]] = []
     if not r.maybe_close():
         while True:
             key = r.string().decode("utf-8", "replace")
             r.sp()
+            _spaces(r)
             val = r.nstring()
             params.append((key, None if val is None else val.decode("utf-8", "replace")))
             if len(params) > 30:
                 raise ParseError("too many ID parameters", code="LIMIT")
-            if r.maybe_close():
+            if _close_or_sp(r):
                 break
-            r.sp()
     return Id(tag, tuple(params))
 
 
@@ -298,7 +324,7 @@ def _id(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
 def _select(readonly: bool) -> Parser:
     def parse(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
         r.sp()
-        mailbox = _mailbox(r, ctx)
+        mailbox = _mailbox(r, ctx, lenient=True)
         condstore = False
         qresync = None
         if r.maybe_sp():
@@ -399,18 +425,19 @@ def _list(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
     if r.peek() == 0x28:
         extended = True
         r.open()
+        _spaces(r)
         if not r.maybe_close():
             while True:
                 opt = r.keyword()
                 if opt not in LIST_SELECT:
                     raise ParseError(f"unknown LIST selection option {opt[:40]}")
                 selection.add(opt)
-                if r.maybe_close():
+                if _close_or_sp(r):
                     break
-                r.sp()
         r.sp()
-        if selection == {"RECURSIVEMATCH"}:
-            raise ParseError("RECURSIVEMATCH needs another selection option")
+        if "RECURSIVEMATCH" in selection and not selection - {"RECURSIVEMATCH", "REMOTE"}:
+            # RFC 5258 3: BAD when used alone or only with REMOTE
+            raise ParseError("RECURSIVEMATCH needs another selection option than REMOTE")
     reference = _pattern(r, ctx)
     r.sp()
     patterns: list[str] = []
@@ -431,6 +458,7 @@ def _list(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
         extended = True
         r.sp()
         r.open()
+        _spaces(r)
         if not r.maybe_close():
             while True:
                 opt = r.keyword()
@@ -440,9 +468,8 @@ def _list(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
                     r.sp()
                     status = _status_items(r)
                 returns.add(opt)
-                if r.maybe_close():
+                if _close_or_sp(r):
                     break
-                r.sp()
     return List(tag, reference, tuple(patterns), frozenset(selection), frozenset(returns), status, extended)
 
 
@@ -455,20 +482,20 @@ def _lsub(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
 
 def _status_items(r: Reader) -> tuple[str, ...]:
     r.open()
+    _spaces(r)
     items = []
     while True:
         item = r.keyword()
         if item not in STATUS_ITEMS:
             raise ParseError(f"unknown STATUS item {item[:40]}")
         items.append(item)
-        if r.maybe_close():
+        if _close_or_sp(r):
             return tuple(items)
-        r.sp()
 
 
 def _status(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
     r.sp()
-    mailbox = _mailbox(r, ctx)
+    mailbox = _mailbox(r, ctx, lenient=True)
     r.sp()
     return Status(tag, mailbox, _status_items(r))
 
@@ -503,6 +530,48 @@ def _append(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
             raise ParseError("expected message literal")
         if r.at_end():
             return Append(tag, mailbox, tuple(messages))
+
+
+def append_target(tag: bytes, parts: tuple, *, utf8: bool = False) -> str | None:
+    """An APPEND whose message literal is announced (``parts``: the command
+    so far, from ``frames.ContinuationRequest``): the target mailbox name, so
+    the session can answer NO [TRYCREATE] before "+" (RFC 3501 6.3.11).
+    None when the literal is not part of an APPEND's messages (or the
+    mailbox name is itself the literal).  Raises ``CommandError`` when the
+    text so far is already malformed (a bad date-time, flag or name): BAD
+    before "+" rather than after the upload."""
+    r = Reader(tuple(parts) + (Literal(b""), b""))
+    try:
+        if r.keyword() != "APPEND":
+            return None
+    except ParseError:
+        return None     # not ours: the full parse answers it
+    try:
+        r.sp()
+        if r.at_literal():
+            return None
+        mailbox = _mailbox(r, _Ctx(False, utf8))
+        last = len(parts)          # the index of the announced literal
+        while True:
+            r.sp()
+            if r.peek() == 0x28:
+                r.flag_list()
+                r.sp()
+            if r.peek() == 0x22:
+                r.date_time()
+                r.sp()
+            if r.at_literal():
+                if r._i + 1 == last:
+                    return mailbox
+                r.literal(binary_ok=True)
+            else:
+                # a literal inside CATENATE / UTF8: the target is known all the
+                # same (and any syntax error there is the full parse's to report)
+                return mailbox
+            if r.at_end():
+                return None
+    except ParseError as exc:
+        raise CommandError(tag, exc.message, exc.code) from None
 
 
 def _catenate(r: Reader) -> tuple[CatenateText | CatenateUrl, ...]:
@@ -610,9 +679,9 @@ def _fetch(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
     r.sp()
     items: list[FetchAtt] = []
     if r.maybe_open():
+        _spaces(r)
         items.append(_fetch_att(r))
-        while not r.maybe_close():
-            r.sp()
+        while not _close_or_sp(r):
             items.append(_fetch_att(r))
     else:
         m = _FETCH_NAME.match(r.buf, r.pos)

@@ -6,7 +6,7 @@ hypercorn's two vocabularies): a frame is "some bytes made a command", a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 
@@ -63,10 +63,14 @@ class ContinuationRequest:
 
     The I/O layer sends ``+ Ready\\r\\n`` (``serialize.continuation()``) once,
     then keeps feeding data.  Non-synchronizing literals never produce this.
+    ``parts``: the command so far, as in ``CommandFrame.parts`` and ending in
+    the text before the literal header, so the session can refuse the
+    command before "+" (``Receiver.refuse_literal``; RFC 3501 6.3.11).
     """
 
     tag: bytes | None
     size: int
+    parts: tuple[bytes | Literal, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

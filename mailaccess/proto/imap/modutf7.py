@@ -23,6 +23,15 @@ _SHIFTED = re.compile(r"[^\x20-\x7e]+")
 _B64CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,")
 
 
+class InvalidName(str):
+    """A mailbox name that is not valid modified UTF-7, kept as its wire text.
+
+    SELECT/EXAMINE/STATUS answer it NO and LIST matches it as a plain name
+    (what Dovecot does), instead of the BAD a syntax error gets."""
+
+    __slots__ = ()
+
+
 def _b64(chunk: str) -> str:
     raw = chunk.encode("utf-16-be", "surrogatepass")
     return binascii.b2a_base64(raw, newline=False).decode("ascii").rstrip("=").replace("/", ",")

@@ -322,7 +322,7 @@ class Receiver:
                 self._lit_left = size
                 self._lit_kind = kind
                 if sync:
-                    return ContinuationRequest(etag, size)
+                    return ContinuationRequest(etag, size, tuple(self._parts))
                 continue
             if sync:
                 # RFC 7888 §4 / RFC 9051 §7.1: refuse before "+"; the client
@@ -336,6 +336,16 @@ class Receiver:
             self._state = _SKIP_LITERAL
             self._lit_left = size
             return FrameError(etag, error, msg, code="TOOBIG", response="BAD")
+
+    def refuse_literal(self) -> None:
+        """Right after a ``ContinuationRequest``, instead of sending "+": the
+        command was answered (NO/BAD) and the client sends no literal, so the
+        next line starts a new command."""
+        if self._state != _LITERAL:
+            raise RuntimeError("refuse_literal outside a literal")
+        self._chunks = []
+        self._lit_left = 0
+        self._reset()
 
     # -- helpers ----------------------------------------------------------
 
