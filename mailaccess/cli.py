@@ -307,16 +307,13 @@ def _serve(args, cfg) -> int:
     if args.no_demo:
         cfg = dataclasses.replace(cfg, demo_account=False)
     from .store import StoreError
-    from .store.lmdb_store import store_state
 
     try:
+        # a store is created on the first start only (the store logs it)
         _refuse_orphaned_data_dir(cfg)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if store_state(cfg.store_path) != "present":
-        logging.getLogger("mailaccess").warning(
-            "first start: %s holds no store, a new empty one is created", cfg.data_dir)
     os.makedirs(cfg.data_dir, exist_ok=True)
 
     async def run():

@@ -47,6 +47,8 @@ def damaged_copy(good, tmp_path, how):
     f = data / "store" / "data.mdb"
     if how == "half":
         os.truncate(f, os.path.getsize(f) // 2)
+    elif how == "one-page":
+        os.truncate(f, 4096)
     elif how == "zero":
         os.truncate(f, 0)
     elif how == "foreign":
@@ -61,6 +63,7 @@ COMMANDS = [["check"], ["user", "list"],
             ["serve", "--no-demo"]]
 
 WHAT = {"half": "was truncated or only partly copied",
+        "one-page": "is not a readable LMDB store",
         "zero": "is empty (0 bytes): the store was truncated",
         "foreign": "is not a readable LMDB store",
         "no-data-file": "holds no data.mdb"}

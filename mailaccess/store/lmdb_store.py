@@ -69,11 +69,15 @@ def _refuse_damaged_files(path: str) -> int:
     return size
 
 
-def _refuse_short(path: str, env, size: int) -> None:
+def _refuse_short(path: str, env) -> None:
     """LMDB maps the file and reads pages past its end as SIGBUS: compare the
     file with the last page the store's meta page says is in use, before any
-    page but the two meta pages is touched."""
+    page but the two meta pages is touched.  The size is read after the meta
+    page: LMDB writes pages before the meta page naming them and never
+    shrinks the file, so a writer in another process cannot make a whole
+    store look short."""
     need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
     if size < need:
         raise StoreDamaged(
             f"{os.path.join(path, 'data.mdb')} is {size} bytes but the store needs {need}: "
@@ -177,7 +181,7 @@ class LmdbStore:
             ) from None
         try:
             if state == "present":
-                _refuse_short(self.path, self.env, existing)
+                _refuse_short(self.path, self.env)
             # an environment with no table at all is one whose creation never
             # committed: it is initialised like a new one
             fresh = self.env.stat()["entries"] == 0
