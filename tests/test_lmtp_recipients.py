@@ -11,7 +11,7 @@ from mailaccess.proto.lmtp import wire
 from test_lmtp_service import MSG, mailbox_count
 
 BAD = ["<+bob@localhost>", "<@localhost>", "<+@localhost>", "<+>", "<@>",
-       "<" + "x" * 600 + "@localhost>", "<bob+" + "d" * 600 + "@localhost>"]
+       "<" + "x" * 600 + "@localhost>", "<" + "x" * 600 + "+d@localhost>"]
 
 
 def _transaction(port):

@@ -90,8 +90,11 @@ def delete_account(tx: WriteTx, acc: int) -> None:
 # --- mailboxes ---------------------------------------------------------------------
 
 def _check_name(name: str) -> None:
-    if not name or len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise InvalidName(f"mailbox names are 1-{MAX_NAME_BYTES} bytes per level")
+    if not name:
+        raise InvalidName("a mailbox name has no empty level")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InvalidName(f"mailbox name too long: at most {MAX_NAME_BYTES} bytes per level "
+                          f"and {MAX_PATH_BYTES} in all")
     if any(ord(c) < 0x20 or c == "\x7f" for c in name):
         raise InvalidName("mailbox names cannot contain control characters")
 
