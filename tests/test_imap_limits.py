@@ -3,6 +3,7 @@ with a clear text, never an LMDB key error, and the session goes on."""
 import imaplib
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from imap_helpers import connect, msg, run
 from mailaccess import vocab
@@ -120,3 +121,46 @@ def test_the_store_never_builds_a_key_lmdb_refuses(tmp_path):
             assert v.child_id(acc, 0, "v" * 600) is None
             assert v.account_by_name("") is None
             assert v.account_by_name("u" * 600) is None
+
+
+_names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/"),
+                 min_size=0, max_size=300)
+
+
+@pytest.fixture(scope="module")
+def hyp_store(tmp_path_factory):
+    from mailaccess import accounts
+    from mailaccess.store import Store
+
+    with Store(tmp_path_factory.mktemp("hyp") / "s") as s:
+        accounts.add_user(s, "alice", "pw")
+        yield s
+
+
+@settings(max_examples=60, deadline=None)
+@given(path=st.lists(_names, min_size=1, max_size=4),
+       kw=st.text(st.characters(blacklist_categories=("Cs",)), max_size=300))
+def test_any_name_or_keyword_is_stored_or_refused_as_invalid(hyp_store, path, kw):
+    """Never an lmdb error: a name or keyword is accepted within the limits,
+    or refused with InvalidName (the protocols' NO/BAD)."""
+    from mailaccess.store import AlreadyExists
+
+    s = hyp_store
+    with s.view() as v:
+        acc = v.account_by_name("alice").id
+    full = "/".join(path).encode()
+    try:
+        s.write_sync(ops.create_mailbox_path, acc, path)
+        assert len(full) <= vocab.MAX_MAILBOX_PATH_BYTES
+    except InvalidName:
+        assert (len(full) > vocab.MAX_MAILBOX_PATH_BYTES or
+                any(not p or len(p.encode()) > vocab.MAX_MAILBOX_LEVEL_BYTES
+                    or any(ord(c) < 0x20 or c == "\x7f" for c in p) for p in path))
+    except AlreadyExists:
+        pass
+    try:
+        s.write_sync(ops.set_keywords, acc, [], add=[kw])
+        assert 0 < len(kw.encode()) <= vocab.MAX_KEYWORD_BYTES
+    except InvalidName:
+        assert not kw or len(kw.encode()) > vocab.MAX_KEYWORD_BYTES
+
