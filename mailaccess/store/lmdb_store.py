@@ -172,13 +172,15 @@ class LmdbStore:
                 self.path, map_size=self._map_size, max_dbs=len(keys.TABLES) + 4,
                 max_readers=1024, sync=True, metasync=True, readonly=readonly,
                 lock=True, subdir=True, max_spare_txns=64)
-        except lmdb.Error as exc:
+        except (lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.CorruptedError) as exc:
             if state != "present":
                 raise StoreError(f"cannot create a store at {self.path}: {exc}") from None
             raise StoreDamaged(
                 f"{os.path.join(self.path, 'data.mdb')} is not a readable LMDB store "
                 f"({exc}): it is damaged, truncated or of a foreign format; {_RESTORE}"
             ) from None
+        except lmdb.Error as exc:    # permissions, no space, too many readers ...
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
         try:
             if state == "present":
                 _refuse_short(self.path, self.env)
