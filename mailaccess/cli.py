@@ -1,8 +1,14 @@
-"""The `mailaccess` command line: serve, user, import, export, reindex, dns, check.
+"""The `mailaccess` command line: serve, user, import, export, reindex, dns, check,
+backup.
 
 Every command takes --data-dir and --config so several instances can run
 side by side and scripts can drive them.  Errors say what to do and exit
 non-zero; nothing prints a traceback for a user mistake.
+
+Only two commands may create a store, and only in an empty or absent data
+directory, saying so: `serve` on its first start and `user add` (the first
+step of a new installation).  Every other command exits non-zero when there
+is no store, and a store that is there but damaged is refused by all of them.
 """
 from __future__ import annotations
 
@@ -111,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="verify the store's invariants",
                        description="Verify every store invariant; exit 1 if any is broken.")
     _common(c)
+
+    b = sub.add_parser(
+        "backup", help="copy the store, consistently, while the server runs",
+        description="Write a consistent, compacted copy of the store to DIR/store/data.mdb "
+        "(LMDB's copy with compaction, from one read snapshot: safe while the server runs "
+        "and delivers). DIR must be new or empty. To restore, stop the server and copy "
+        "DIR/store to the data directory's store/ (or use DIR as --data-dir).")
+    b.add_argument("dir", help="the backup directory (created; must be empty)")
+    _common(b)
     return p
 
 
@@ -151,12 +166,45 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _open_store(cfg):
+def _open_store(cfg, *, create: bool = False):
+    """The existing store (StoreMissing when there is none, unless CREATE)."""
     from .server.app import open_store
 
-    s = open_store(cfg)
+    if create:
+        _refuse_orphaned_data_dir(cfg)
+    s = open_store(cfg, create=create)
     s.start()
     return s
+
+
+def _refuse_orphaned_data_dir(cfg) -> None:
+    """A store is created only in an empty or absent data directory: one
+    that holds other things (TLS keys, a lock file) but no store lost it."""
+    from .store import StoreDamaged
+    from .store.lmdb_store import store_state
+
+    if store_state(cfg.store_path) == "present" or store_state(cfg.data_dir) != "present":
+        return
+    others = sorted(set(os.listdir(cfg.data_dir)) - {"store"})
+    if others:
+        raise StoreDamaged(
+            f"the data directory {cfg.data_dir} holds {', '.join(others)} but no mail store "
+            f"({cfg.store_path}/data.mdb): restore the store from a backup "
+            "(docs/operations.md, \"Backups\"), or use an empty directory for a new store")
+
+
+def _backup(cfg, target: str) -> int:
+    """Copy the store to TARGET/store/data.mdb from one read snapshot."""
+    from .store.backup import backup_store
+    from .server.app import open_store
+
+    store = open_store(cfg, create=False, readonly=True)
+    try:
+        out = backup_store(store, target)
+    finally:
+        store.close()
+    print(f"backed up {cfg.store_path} to {out} ({os.path.getsize(out)} bytes)")
+    return 0
 
 
 def _dispatch(args, cfg) -> int:
@@ -165,7 +213,7 @@ def _dispatch(args, cfg) -> int:
     if args.command == "user":
         from . import accounts
 
-        store = _open_store(cfg)
+        store = _open_store(cfg, create=args.user_command == "add")
         try:
             if args.user_command == "add":
                 pw = _read_password(args)
@@ -228,6 +276,8 @@ def _dispatch(args, cfg) -> int:
             store.close()
         print(summary)
         return 0
+    if args.command == "backup":
+        return _backup(cfg, args.dir)
     if args.command == "dns":
         from .dnsrecords import main_dns
 
@@ -256,6 +306,14 @@ def _serve(args, cfg) -> int:
 
     if args.no_demo:
         cfg = dataclasses.replace(cfg, demo_account=False)
+    from .store import StoreError
+
+    try:
+        # a store is created on the first start only (the store logs it)
+        _refuse_orphaned_data_dir(cfg)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     os.makedirs(cfg.data_dir, exist_ok=True)
 
     async def run():

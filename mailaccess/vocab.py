@@ -134,3 +134,12 @@ def activesync_folder_type(role: str | None) -> int:
     """FolderSync Type of a mail folder with ROLE (None: a user's folder)."""
     r = BY_ROLE.get(role) if role else None
     return r.activesync_type if r is not None else AS_USER_MAIL
+
+
+# --- size limits every protocol enforces and the store re-checks ---------------------
+# LMDB refuses keys over 511 bytes; the store's longest keys built from client
+# names are ``kw`` (4 + keyword), ``mbox.name`` (8 + one level) and ``sub``
+# (4 + the "/"-joined full path), so these limits keep every key under it.
+MAX_KEYWORD_BYTES = 250          # one keyword (flag), UTF-8
+MAX_MAILBOX_LEVEL_BYTES = 200    # one hierarchy level of a mailbox name, UTF-8
+MAX_MAILBOX_PATH_BYTES = 500     # a whole mailbox name, levels joined by "/"

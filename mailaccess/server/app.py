@@ -55,9 +55,10 @@ register("imap", "mailaccess.server.imap",
          lambda cfg: cfg.imap.listen.enabled or cfg.imap.listen_tls.enabled)
 
 
-def open_store(cfg: Config) -> Store:
+def open_store(cfg: Config, *, create: bool = True, readonly: bool = False) -> Store:
+    """The configured store; CREATE=False refuses to make one where none is."""
     return Store(cfg.store_path, map_size=cfg.store.map_size or None,
-                 retention=cfg.store.retention())
+                 retention=cfg.store.retention(), create=create, readonly=readonly)
 
 
 def ensure_demo_account(cfg: Config, store: Store) -> bool:

@@ -780,10 +780,19 @@ class ImapSession:
         return b"".join(out)
 
     def resolve_url(self, url: str) -> bytes | None:
+        """The bytes an IMAP URL (RFC 5092) names, or None (the caller answers
+        NO [BADURL], RFC 4469 5): only this user's own messages on this
+        server; a URL naming another user or another server is refused."""
         m = _URL.match(url)
         if m is None:
             return None
         from urllib.parse import unquote
+        if m.group("user") is not None and (
+                self.user is None or unquote(m.group("user")).casefold() != self.user.casefold()):
+            return None
+        if m.group("host") is not None and not self._url_names_us(m.group("host"),
+                                                                   m.group("port")):
+            return None
         box = m.group("mailbox")
         with self.store.view() as v:
             if box:
@@ -814,6 +823,23 @@ class ImapSession:
                 off = int(off)
                 data = data[off:off + int(ln)] if ln else data[off:]
             return data
+
+    def _url_names_us(self, host: str, port: str | None) -> bool:
+        """Whether an IMAP URL's host[:port] is this server: its configured
+        hostname and certificate names, the addresses it listens on, and the
+        loopback names for a client on loopback."""
+        ours = {self.ctx.cfg.hostname, *self.ctx.cfg.tls.hostnames}
+        ports = {143, 993}
+        for svc in ("imap", "imaps"):
+            for h, p in getattr(self.ctx, "bound", {}).get(svc, ()):
+                ours.add(h)
+                ports.add(p)
+        if self.loopback:
+            ours |= {"localhost", "127.0.0.1", "::1"}
+        ours = {h.lower().rstrip(".") for h in ours} - {"", "0.0.0.0", "::"}
+        if port is not None and int(port) not in ports:
+            return False
+        return host.strip("[]").lower().rstrip(".") in ours
 
     # --- selected state ---------------------------------------------------------------------
 
@@ -1488,10 +1514,20 @@ def _has_subscribed_descendant(mbx, children, by_id, also=lambda d: True) -> boo
     return False
 
 
+# An RFC 5092 IMAP URL naming one message (or a section or part of it), as
+# CATENATE takes it (RFC 4469 5): absolute, or relative to the selected
+# mailbox.  Linear on any input: no quantified group holds another quantifier,
+# and each repeat must be followed by a character it cannot match ("@" after
+# the user, "/" after the host, ";" or "/;" after the mailbox), so a
+# backtracking step fails at once instead of rescanning the rest.
 _URL = re.compile(
-    r"^(?:imap://[^/]*)?/?(?P<mailbox>[^;/?]*(?:/[^;/?]+)*?)?"
-    r"(?:;UIDVALIDITY=(?P<uidvalidity>\d+))?/;UID=(?P<uid>\d+)"
-    r"(?:/;SECTION=(?P<section>[^/;]+))?(?:/;PARTIAL=(?P<partial>\d+(?:\.\d+)?))?$", re.I)
+    r"^(?:imap://"
+    r"(?:(?P<user>[^/;@?\[\]]+)(?:;AUTH=[^/;@?]+)?@)?"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^/;@?:\[\]]+)(?::(?P<port>[0-9]{1,5}))?/|/)?"
+    r"(?P<mailbox>[^;?]*?)"
+    r"(?:;UIDVALIDITY=(?P<uidvalidity>[0-9]{1,10}))?/;UID=(?P<uid>[0-9]{1,10})"
+    r"(?:/;SECTION=(?P<section>[^/;?]+))?"
+    r"(?:/;PARTIAL=(?P<partial>[0-9]{1,20}(?:\.[0-9]{1,20})?))?$", re.I)
 
 
 def _absent_uids(sel, numset) -> list[tuple[int, int]]:

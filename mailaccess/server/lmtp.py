@@ -4,7 +4,9 @@ Recipients resolve to accounts: ``name@domain`` goes to account ``name`` when
 ``domain`` is a configured local domain, else to an account named by the
 whole address; ``name+detail@...`` goes to mailbox ``detail`` when that
 mailbox exists (else INBOX).  Each recipient gets its own reply after DATA,
-and a 250 is sent only once that recipient's copy is durable.
+and a 250 is sent only once that recipient's copy is durable.  A recipient
+that names no account (an empty or over-long name, ``+detail@domain``) gets
+its own 550 and the transaction goes on; an empty name never reaches the store.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import trio
 
 from .. import ingest, storeio, vocab
 from ..proto.lmtp import wire
-from ..store import OverQuota, StoreError, StoreFullError, ops
+from ..store import InvalidName, OverQuota, StoreError, StoreFullError, ops
 from .app import ServerContext, bound_addresses, open_listeners, serve_connections
 
 log = logging.getLogger("mailaccess.lmtp")
@@ -33,7 +35,9 @@ def resolve_recipient(ctx: ServerContext, address: str) -> tuple[int, int] | Non
         candidates.append(address)
         for cand in candidates:
             name, plus, detail = cand.partition("+")
-            a = v.account_by_name(cand) or (v.account_by_name(name) if plus else None)
+            a = v.account_by_name(cand) if cand else None
+            if a is None and plus and name:
+                a = v.account_by_name(name)
             if a is None:
                 continue
             mbx = None
@@ -90,7 +94,15 @@ class LmtpSession:
             self.rcpts.clear()
             await self.send(wire.reply(250, "OK", "2.1.0"))
         elif isinstance(ev, wire.RcptTo):
-            target = resolve_recipient(self.ctx, ev.address)
+            try:
+                target = resolve_recipient(self.ctx, ev.address)
+            except InvalidName:     # e.g. a name too long for any account
+                target = None
+            except StoreError as exc:
+                log.warning("recipient %r not resolved: %s", ev.address, exc)
+                await self.send(wire.reply(451, "Recipient lookup failed; try again later",
+                                           "4.3.0"))
+                return True
             if target is None:
                 await self.send(wire.reply(550, f"No such user here: {ev.address}", "5.1.1"))
             else:

@@ -5,13 +5,15 @@ write by handing functions from ``ops`` to ``Store.submit``/``write_sync`` (or
 the async ``mailaccess.storeio.write``).
 """
 from .errors import (AlreadyExists, CannotCalculateChanges, Conflict, InvalidName, NotFound,
-                     OverQuota, StoreError, StoreFullError)
+                     OverQuota, StoreDamaged, StoreError, StoreFullError,
+                     StoreMissing)
 from .lmdb_store import CommitInfo, LmdbStore as Store
 from .records import Account, Change, EmailRecord, Mailbox, Membership
 from .view import View
 
 __all__ = [
     "Store", "View", "CommitInfo", "Account", "Change", "EmailRecord", "Mailbox", "Membership",
-    "StoreError", "StoreFullError", "NotFound", "AlreadyExists", "InvalidName", "OverQuota",
+    "StoreError", "StoreFullError", "StoreMissing", "StoreDamaged", "NotFound", "AlreadyExists",
+    "InvalidName", "OverQuota",
     "Conflict", "CannotCalculateChanges",
 ]

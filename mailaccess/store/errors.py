@@ -9,6 +9,15 @@ class StoreFullError(StoreError):
     """The disk or the map is full; nothing of the request was written."""
 
 
+class StoreMissing(StoreError):
+    """There is no store where one was expected (and none may be created)."""
+
+
+class StoreDamaged(StoreError):
+    """The data directory holds something that is not a whole store of ours
+    (truncated, zero-length, foreign format); it is refused, never replaced."""
+
+
 class NotFound(StoreError):
     """The account, mailbox or message does not exist (for this account)."""
 

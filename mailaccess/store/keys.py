@@ -11,6 +11,8 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
+from .errors import InvalidName
+
 # 2: the change log became per-object rows (chg.id), per-kind state (chg.kind)
 #    and a per-modseq summary (chg); format-1 stores are migrated on open
 #    (store/changelog.py migrate_v1).
@@ -24,6 +26,22 @@ _U32U64 = struct.Struct(">IQ")
 _U32U32U64 = struct.Struct(">IIQ")
 _U32U32U64U32 = struct.Struct(">IIQI")
 _U64U64 = struct.Struct(">QQ")
+
+# LMDB refuses an empty key and one longer than its compiled-in maximum (511
+# bytes): a key built from a name a client chose is checked here, so such a
+# name is an InvalidName (a protocol's NO), never an lmdb error.
+MAX_KEY = 511
+
+
+def _fit(key: bytes, what: str) -> bytes:
+    if not key or len(key) > MAX_KEY:
+        raise InvalidName(f"{what} is empty or too long")
+    return key
+
+
+def fits(key_len: int) -> bool:
+    """Whether a key of KEY_LEN bytes is one LMDB accepts."""
+    return 0 < key_len <= MAX_KEY
 
 # Named sub-databases: (name, dupsort)
 TABLES = {
@@ -85,7 +103,7 @@ def acct(acc: int) -> bytes:
 
 
 def acct_name(name: str) -> bytes:
-    return name.casefold().encode("utf-8")
+    return _fit(name.casefold().encode("utf-8"), "the account name")
 
 
 def account_prefix(acc: int) -> bytes:
@@ -103,7 +121,7 @@ def split_mbox(k: bytes) -> tuple[int, int]:
 def mbox_name(acc: int, parent: int, name: str) -> bytes:
     # Mailbox names compare case-sensitively, except INBOX which the session
     # layer canonicalises before it gets here (RFC 9051 5.1).
-    return _U32U32.pack(acc, parent) + name.encode("utf-8")
+    return _fit(_U32U32.pack(acc, parent) + name.encode("utf-8"), "the mailbox name")
 
 
 def mbox_name_prefix(acc: int, parent: int) -> bytes:
@@ -261,21 +279,22 @@ def thr_mem_prefix(acc: int, tid: int) -> bytes:
 
 
 def dev(acc: int, device: str, key: str) -> bytes:
-    return _U32.pack(acc) + device.encode("utf-8") + b"\0" + key.encode("utf-8")
+    return _fit(_U32.pack(acc) + device.encode("utf-8") + b"\0" + key.encode("utf-8"),
+                "the device id or state key")
 
 
 def dev_prefix(acc: int, device: str) -> bytes:
-    return _U32.pack(acc) + device.encode("utf-8") + b"\0"
+    return _fit(_U32.pack(acc) + device.encode("utf-8") + b"\0", "the device id")
 
 CTR_USAGE = 6     # bytes used by the account's distinct emails (quota)
 
 
 def kw(acc: int, lower: str) -> bytes:
-    return _U32.pack(acc) + lower.encode("utf-8")
+    return _fit(_U32.pack(acc) + lower.encode("utf-8"), "the keyword")
 
 
 def sub(acc: int, full_name: str) -> bytes:
-    return _U32.pack(acc) + full_name.encode("utf-8")
+    return _fit(_U32.pack(acc) + full_name.encode("utf-8"), "the mailbox name")
 
 
 # meta keys of the message index's version bookkeeping (mailaccess reindex)

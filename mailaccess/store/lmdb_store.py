@@ -27,12 +27,61 @@ import lmdb
 
 from . import keys
 from .changelog import Retention
-from .errors import StoreError, StoreFullError
+from .errors import StoreDamaged, StoreError, StoreFullError, StoreMissing
 from .records import Change
 
 log = logging.getLogger("mailaccess.store")
 
 _GIB = 1 << 30
+
+_RESTORE = ("restore the store from a backup (docs/operations.md, \"Backups\"); "
+            "mailaccess never replaces an existing store")
+
+
+def store_state(path: str | os.PathLike) -> str:
+    """What PATH holds, before anything opens it: ``"absent"`` (no such
+    directory), ``"empty"`` (a directory with nothing in it) or
+    ``"present"`` (anything else: a store, or something that must be
+    checked as one and is never replaced)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return "absent"
+    if os.path.isdir(path) and not os.listdir(path):
+        return "empty"
+    return "present"
+
+
+def _refuse_damaged_files(path: str) -> int:
+    """Refuse what LMDB would silently re-initialise (a zero-length or
+    missing data.mdb beside other files) -> the size of data.mdb."""
+    if not os.path.isdir(path):
+        raise StoreDamaged(f"{path} is not a directory, so it holds no mail store: "
+                           "point --data-dir at the data directory")
+    data_file = os.path.join(path, "data.mdb")
+    if not os.path.exists(data_file):
+        raise StoreDamaged(
+            f"{path} is not empty but holds no data.mdb: the store is missing; "
+            f"{_RESTORE} (or use an empty directory for a new store)")
+    size = os.path.getsize(data_file)
+    if size == 0:
+        raise StoreDamaged(f"{data_file} is empty (0 bytes): the store was truncated; "
+                           f"{_RESTORE}")
+    return size
+
+
+def _refuse_short(path: str, env) -> None:
+    """LMDB maps the file and reads pages past its end as SIGBUS: compare the
+    file with the last page the store's meta page says is in use, before any
+    page but the two meta pages is touched.  The size is read after the meta
+    page: LMDB writes pages before the meta page naming them and never
+    shrinks the file, so a writer in another process cannot make a whole
+    store look short."""
+    need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
+    if size < need:
+        raise StoreDamaged(
+            f"{os.path.join(path, 'data.mdb')} is {size} bytes but the store needs {need}: "
+            f"it was truncated or only partly copied; {_RESTORE}")
 
 
 def _index_versions() -> tuple[int, tuple[int, ...]]:
@@ -99,19 +148,50 @@ class LmdbStore:
 
     def __init__(self, path: str | os.PathLike, *, map_size: int | None = None,
                  max_batch: int = 256, readonly: bool = False,
-                 retention: Retention | None = None):
+                 retention: Retention | None = None, create: bool = True):
         self.path = os.fspath(path)
+        self.readonly = readonly
         self.retention = retention or Retention()
-        os.makedirs(self.path, exist_ok=True)
-        data_file = os.path.join(self.path, "data.mdb")
-        existing = os.path.getsize(data_file) if os.path.exists(data_file) else 0
+        state = store_state(self.path)
+        if state != "present" and (readonly or not create):
+            raise StoreMissing(
+                f"there is no mail store at {self.path}: check --data-dir/--config (the "
+                "server creates a store on its first start in an empty data directory), "
+                "or restore one from a backup (docs/operations.md)")
+        existing = 0
+        if state == "present":
+            existing = _refuse_damaged_files(self.path)
+        else:
+            log.warning("creating a new, empty mail store at %s", self.path)
+            os.makedirs(self.path, exist_ok=True)
         # The map is virtual address space, not disk: start with room to grow
         # and double whenever a transaction fills it.
         self._map_size = map_size or max(_GIB, existing * 2)
-        self.env = lmdb.open(
-            self.path, map_size=self._map_size, max_dbs=len(keys.TABLES) + 4,
-            max_readers=1024, sync=True, metasync=True, readonly=readonly,
-            lock=True, subdir=True, max_spare_txns=64)
+        try:
+            self.env = lmdb.open(
+                self.path, map_size=self._map_size, max_dbs=len(keys.TABLES) + 4,
+                max_readers=1024, sync=True, metasync=True, readonly=readonly,
+                lock=True, subdir=True, max_spare_txns=64)
+        except (lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.CorruptedError) as exc:
+            if state != "present":
+                raise StoreError(f"cannot create a store at {self.path}: {exc}") from None
+            raise StoreDamaged(
+                f"{os.path.join(self.path, 'data.mdb')} is not a readable LMDB store "
+                f"({exc}): it is damaged, truncated or of a foreign format; {_RESTORE}"
+            ) from None
+        except lmdb.Error as exc:    # permissions, no space, too many readers ...
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
+        try:
+            if state == "present":
+                _refuse_short(self.path, self.env)
+            # an environment with no table at all is one whose creation never
+            # committed: it is initialised like a new one
+            fresh = self.env.stat()["entries"] == 0
+            if not fresh:
+                self._refuse_foreign()
+        except BaseException:
+            self.env.close()
+            raise
         self.db: dict[str, Any] = {}
         with self.env.begin(write=not readonly) as txn:
             for name, dup in keys.TABLES.items():
@@ -122,6 +202,11 @@ class LmdbStore:
             if ver is not None and int(ver) == 1 and not readonly:
                 ver = self._migrate_v1(txn)
 
+            if ver is None and not fresh:
+                self.env.close()
+                raise StoreDamaged(
+                    f"{self.path} holds an LMDB database that is not a mailaccess store "
+                    f"(no data_version): point --data-dir elsewhere, or {_RESTORE}")
             if ver is None and not readonly:
                 txn.put(b"data_version", str(keys.DATA_VERSION).encode(), db=meta)
                 txn.put(b"created", str(int(time.time())).encode(), db=meta)
@@ -146,6 +231,14 @@ class LmdbStore:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.stats = {"commits": 0, "jobs": 0}
+
+    def _refuse_foreign(self) -> None:
+        """An LMDB file with tables but no ``meta`` table is not ours."""
+        with self.env.begin() as txn:
+            if txn.get(b"meta") is None:
+                raise StoreDamaged(
+                    f"{self.path} holds an LMDB database that is not a mailaccess store "
+                    f"(no meta table): point --data-dir elsewhere, or {_RESTORE}")
 
     def _check_index_version(self, stored: int) -> None:
         """Refuse a store whose message indexes this code cannot read; note
@@ -181,7 +274,8 @@ class LmdbStore:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
-        self.env.sync(True)
+        if not self.readonly:
+            self.env.sync(True)
         self.env.close()
 
     def __enter__(self):

@@ -30,7 +30,12 @@ DELETED = vocab.DELETED
 # Created for every new account (issue: CREATE-SPECIAL-USE, JMAP roles).
 DEFAULT_MAILBOXES = vocab.DEFAULT_MAILBOXES
 
-MAX_NAME_BYTES = 200  # one hierarchy level; keys must stay far under LMDB's 511
+# Name limits (mailaccess/vocab.py) keep every key built from a client's
+# names under LMDB's 511 bytes: ``mbox.name`` = 8 + one level, ``sub`` = 4 +
+# the "/"-joined full name, ``kw`` = 4 + a keyword.
+MAX_NAME_BYTES = vocab.MAX_MAILBOX_LEVEL_BYTES     # one hierarchy level
+MAX_PATH_BYTES = vocab.MAX_MAILBOX_PATH_BYTES      # the whole name, levels joined by "/"
+MAX_KEYWORD_BYTES = vocab.MAX_KEYWORD_BYTES
 
 
 # --- accounts --------------------------------------------------------------------
@@ -87,10 +92,35 @@ def delete_account(tx: WriteTx, acc: int) -> None:
 # --- mailboxes ---------------------------------------------------------------------
 
 def _check_name(name: str) -> None:
-    if not name or len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise InvalidName(f"mailbox names are 1-{MAX_NAME_BYTES} bytes per level")
+    if not name:
+        raise InvalidName("a mailbox name has no empty level")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InvalidName(f"mailbox name too long: at most {MAX_NAME_BYTES} bytes per level "
+                          f"and {MAX_PATH_BYTES} in all")
     if any(ord(c) < 0x20 or c == "\x7f" for c in name):
         raise InvalidName("mailbox names cannot contain control characters")
+
+
+def _check_path(full: str) -> None:
+    if len(full.encode("utf-8")) > MAX_PATH_BYTES:
+        raise InvalidName(f"mailbox name too long: at most {MAX_PATH_BYTES} bytes in all "
+                          f"and {MAX_NAME_BYTES} per level")
+
+
+def _longest_below(tx: WriteTx, acc: int, mbx: int) -> int:
+    """Bytes the deepest descendant of MBX adds to MBX's full name."""
+    longest, todo, seen = 0, [(mbx, 0)], set()
+    while todo:
+        cur, extra = todo.pop()
+        if cur in seen:
+            continue
+        seen.add(cur)
+        longest = max(longest, extra)
+        for child in tx.children(acc, cur):
+            m = tx.mailbox(acc, child)
+            if m is not None:
+                todo.append((child, extra + 1 + len(m.name.encode("utf-8"))))
+    return longest
 
 
 def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str | None = None,
@@ -105,6 +135,7 @@ def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str |
     if role is not None and tx.mailbox_by_role(acc, role) is not None:
         raise AlreadyExists(f"a mailbox with role {role} exists already")
     full = "/".join(tx.mailbox_path(acc, parent) + [name])
+    _check_path(full)
     if tx._get("sub", keys.sub(acc, full)) is not None:
         # IMAP-only: the name was subscribed while it did not exist (the
         # ``sub`` table, keyed by IMAP names): it is again
@@ -148,6 +179,10 @@ def rename_mailbox(tx: WriteTx, acc: int, mbx: int, new_parent: int, new_name: s
             p = pm.parent
     if tx.child_id(acc, new_parent, new_name) is not None:
         raise AlreadyExists("a mailbox of that name exists already")
+    new_full = "/".join(tx.mailbox_path(acc, new_parent) + [new_name])
+    if len(new_full.encode("utf-8")) + _longest_below(tx, acc, mbx) > MAX_PATH_BYTES:
+        raise InvalidName(f"mailbox name too long: at most {MAX_PATH_BYTES} bytes in all "
+                          f"(child mailboxes included) and {MAX_NAME_BYTES} per level")
     tx.delete("mbox.name", keys.mbox_name(acc, m.parent, m.name))
     m.parent, m.name = new_parent, new_name
     m.highest_ms = tx.modseq(acc)
@@ -187,9 +222,12 @@ def delete_mailbox(tx: WriteTx, acc: int, mbx: int, *, remove_emails: bool = Tru
     if uids:
         expunge(tx, acc, mbx, [u for u, _ in uids])
     tx.delete_prefix("vanished", keys.uid_prefix(acc, mbx))
-    if m.subscribed:
+    full = "/".join(tx.mailbox_path(acc, mbx))
+    if m.subscribed and len(full.encode("utf-8")) <= MAX_PATH_BYTES:
         # IMAP-only, RFC 9051 6.3.9: the subscription outlives the mailbox
-        tx.put("sub", keys.sub(acc, "/".join(tx.mailbox_path(acc, mbx))), b"")
+        # (not that of a name longer than the limit, made before there was
+        # one: its key would not fit, and the mailbox must still go)
+        tx.put("sub", keys.sub(acc, full), b"")
     tx.delete("mbox.name", keys.mbox_name(acc, m.parent, m.name))
     tx.delete("mbox", keys.mbox(acc, mbx))
     tx.log(acc, "destroyed", MAILBOX, mbx)
@@ -633,6 +671,8 @@ def _remember_spellings(tx: WriteTx, acc: int, keywords) -> None:
     "$Forwarded" back as they sent it (mbsync compares keywords
     case-sensitively)."""
     for k in keywords:
+        if not k or len(k.encode("utf-8")) > MAX_KEYWORD_BYTES:
+            raise InvalidName(f"keywords are 1-{MAX_KEYWORD_BYTES} bytes")
         low = k.lower()
         if low in SYSTEM_KEYWORDS:
             continue
@@ -644,6 +684,8 @@ def _remember_spellings(tx: WriteTx, acc: int, keywords) -> None:
 def unsubscribe_name(tx: WriteTx, acc: int, full_name: str) -> bool:
     """IMAP-only: drop a subscription to a name with no mailbox (the ``sub``
     table, keyed by "/"-joined IMAP names); True if there was one."""
+    if not keys.fits(4 + len(full_name.encode("utf-8"))):
+        return False    # no such key can exist
     return tx.delete("sub", keys.sub(acc, full_name))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from . import changelog, keys, records
-from .errors import CannotCalculateChanges, NotFound
+from .errors import CannotCalculateChanges, InvalidName, NotFound
 from .records import Account, Change, EmailRecord, Mailbox
 
 
@@ -71,7 +71,13 @@ class View:
         return records.decode_account(acc, v) if v is not None else None
 
     def account_by_name(self, name: str) -> Account | None:
-        v = self._get("acct.name", keys.acct_name(name))
+        """None also for a name no account can have (empty, or too long for
+        a key): a login or a recipient naming it names no one."""
+        try:
+            key = keys.acct_name(name)
+        except InvalidName:
+            return None
+        v = self._get("acct.name", key)
         if v is None:
             return None
         return self.account(keys.read_u32(v))
@@ -103,7 +109,11 @@ class View:
                 for k, v in self._scan("mbox", keys.account_prefix(acc))]
 
     def child_id(self, acc: int, parent: int, name: str) -> int | None:
-        v = self._get("mbox.name", keys.mbox_name(acc, parent, name))
+        try:
+            key = keys.mbox_name(acc, parent, name)
+        except InvalidName:     # too long for any mailbox: there is none
+            return None
+        v = self._get("mbox.name", key)
         return keys.read_u32(v) if v is not None else None
 
     def children(self, acc: int, parent: int) -> list[int]:

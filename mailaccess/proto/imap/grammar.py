@@ -243,6 +243,9 @@ class Reader:
         tok = self._match(FLAG)
         if tok is None or tok == b"\\":
             raise self._fail("flag")
+        if len(tok) > vocab.MAX_KEYWORD_BYTES:
+            # the store keeps keywords in keys, which LMDB bounds
+            raise ParseError(f"keyword too long: at most {vocab.MAX_KEYWORD_BYTES} bytes")
         return canonical_flag(tok)
 
     def flag_list(self) -> tuple[str, ...]:

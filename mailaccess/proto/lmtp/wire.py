@@ -217,6 +217,12 @@ class LmtpConnection:
                 return ProtocolError(reply(501, "Syntax: RCPT TO:<address>", "5.5.4"))
             if self.recipients >= self.max_recipients:
                 return ProtocolError(reply(452, "Too many recipients", "4.5.3"))
+            local = parsed[0].rpartition("@")[0] if "@" in parsed[0] else parsed[0]
+            if not local:
+                # RFC 5321 4.1.2: a Local-part is never empty; refused for this
+                # recipient alone, the transaction goes on
+                return ProtocolError(reply(
+                    550, f"No such user here: {parsed[0]} (empty local part)", "5.1.3"))
             return RcptTo(*parsed)
         if verb == "DATA":
             if self._state != _HAVE_MAIL:
