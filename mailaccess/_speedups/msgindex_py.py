@@ -336,7 +336,7 @@ def _simple_lower(c: str) -> str:
 
 
 def _close_re(opening: str) -> re.Pattern:
-    """</\1\s*> for the tag name as written in the opening."""
+    r"""</\1\s*> for the tag name as written in the opening."""
     key = "".join(map(_simple_lower, opening))
     rx = _CLOSE_RE.get(key)
     if rx is None:

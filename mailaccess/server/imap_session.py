@@ -687,8 +687,8 @@ class ImapSession:
             received = int(when.timestamp()) if when else int(time.time())
             tz = int(when.utcoffset().total_seconds() // 60) if when and when.utcoffset() else 0
             kws = [k for k in (keyword_of(f) for f in msg.flags) if k]
-            if len(raw) > 256 * 1024:
-                new = await trio.to_thread.run_sync(ingest.prepare, raw, received, tz)
+            if len(raw) >= storeio.OFFLOOP_BYTES:
+                new = await storeio.cpu(ingest.prepare, raw, received, tz)
             else:
                 new = ingest.prepare(raw, received, tz)
             prepared.append((new, kws))
