@@ -1,9 +1,15 @@
-"""Trio side of the store: await a durable write, run a long read off-loop.
+"""Trio side of the store: await a durable write, run long work off-loop.
 
 ``await write(store, fn, *args)`` queues ``fn(tx, *args)`` on the writer
 thread and returns its result once the commit that holds it is on disk.  The
 write is not cancelled with the caller: once queued it lands (an ack may be
 lost, the data is not half-written).
+
+``await read(store, fn, *args)`` (search, sort, thread) and ``await
+cpu(fn, *args)`` (indexing a delivered or appended message) run in worker
+threads, at most CPU_THREADS at once for the whole server: the event loop
+keeps answering every other session meanwhile, and a crowd of expensive
+commands queues for the pool instead of starving the loop of the GIL.
 """
 from __future__ import annotations
 
@@ -38,12 +44,36 @@ async def write(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
     return result
 
 
+# worker threads for CPU-bound work, shared by every session of one server
+# (one limiter per Trio run); more would only contend for the GIL
+CPU_THREADS = 4
+# messages at least this big are indexed off the event loop (APPEND, LMTP)
+OFFLOOP_BYTES = 64 * 1024
+_cpu_limiter: trio.lowlevel.RunVar = trio.lowlevel.RunVar("mailaccess_cpu_limiter")
+
+
+def cpu_limiter() -> trio.CapacityLimiter:
+    """The server's pool of CPU_THREADS worker threads (created on first use)."""
+    try:
+        return _cpu_limiter.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(CPU_THREADS)
+        _cpu_limiter.set(limiter)
+        return limiter
+
+
+async def cpu(fn: Callable[..., Any], *args) -> Any:
+    """``fn(*args)`` in the bounded worker pool."""
+    return await trio.to_thread.run_sync(fn, *args, limiter=cpu_limiter())
+
+
 async def read(store: Store, fn: Callable[..., Any], *args) -> Any:
-    """Run ``fn(view, *args)`` over a fresh snapshot in a worker thread: for
-    reads that may take more than a millisecond or two (search, big fetches)."""
+    """Run ``fn(view, *args)`` over a fresh snapshot in the bounded worker
+    pool: for reads that may take more than a millisecond or two (search,
+    sort, thread)."""
 
     def run():
         with store.view() as v:
             return fn(v, *args)
 
-    return await trio.to_thread.run_sync(run)
+    return await cpu(run)

@@ -749,28 +749,70 @@ cdef inline Py_ssize_t _next_lt(const _uchar* s, Py_ssize_t r, Py_ssize_t n) noe
         return r
 
 
-cdef Py_ssize_t _drop_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n) noexcept:
+# Closing parts are searched once, not from every opening: re would scan to
+# the end of the text from each "<script" (or "<!--", "<br", "<") that has no
+# closing part, quadratic in the text (420 KB of "<script" took 20 s).  The
+# first closing part found searching from q is also the first from any later
+# q' up to it, and none from q means none from any later q'; so each search
+# is remembered in a slot: [searched from, its start (-1: none), its end].
+# Slot 0 is "-->"; a tag name's slot is 1 + 64 * name + mask, where the mask
+# marks the letters written as U+0131 or U+017F (the back reference then
+# wants that very letter; every other spelling lowercases to ASCII).
+cdef enum:
+    _DROP_SLOTS = 1 + 4 * 64
+
+
+cdef inline bint _memo_get(Py_ssize_t* slot, Py_ssize_t q, Py_ssize_t* end) noexcept:
+    if slot[0] >= 0 and slot[0] <= q and (slot[1] < 0 or slot[1] >= q):
+        end[0] = slot[2] if slot[1] >= 0 else -1
+        return True
+    return False
+
+
+cdef inline Py_ssize_t _memo_set(Py_ssize_t* slot, Py_ssize_t q, Py_ssize_t start, Py_ssize_t end) noexcept:
+    slot[0] = q
+    slot[1] = start
+    slot[2] = end if start >= 0 else -1
+    return slot[2]
+
+
+cdef Py_ssize_t _drop_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t* memo) noexcept:
     """End of a <(script|style|head|title)\\b.*?</\\1\\s*>|<!--.*?--> match at s[i] ('<'), or -1."""
-    cdef Py_ssize_t j, k, t, L
+    cdef Py_ssize_t j, k, t, L, q, e, ni, mask
     cdef const char* name
     cdef bint same
+    cdef Py_ssize_t* slot
     if i + 1 < n and s[i + 1] == 33:  # <!--
         if i + 3 < n and s[i + 2] == 45 and s[i + 3] == 45:
-            j = i + 4
+            q = i + 4
+            if _memo_get(memo, q, &e):
+                return e
+            j = q
             while j + 2 < n:
                 if s[j] == 45 and s[j + 1] == 45 and s[j + 2] == 62:
-                    return j + 3
+                    return _memo_set(memo, q, j, j + 3)
                 j += 1
+            return _memo_set(memo, q, -1, -1)
         return -1
     if i + 1 >= n or (s[i + 1] < 128 and not _DROP_FIRST[s[i + 1]]):
         return -1  # cannot start any of the four names, even under IGNORECASE
+    ni = 0
     for name in (b"script", b"style", b"head", b"title"):
         if _ci_word(s, i + 1, n, name):
             break
+        ni += 1
     else:
         return -1
     L = len(name)
-    j = i + 1 + L
+    mask = 0
+    for t in range(L):
+        if Py_UNICODE_TOLOWER(s[i + 1 + t]) >= 128:
+            mask |= 1 << t
+    slot = memo + 3 * (1 + 64 * ni + mask)
+    q = i + 1 + L
+    if _memo_get(slot, q, &e):
+        return e
+    j = q
     while j + 2 + L < n:
         if s[j] == 60 and s[j + 1] == 47:
             same = True
@@ -783,9 +825,9 @@ cdef Py_ssize_t _drop_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n) noexcept:
                 while k < n and Py_UNICODE_ISSPACE(s[k]):
                     k += 1
                 if k < n and s[k] == 62:
-                    return k + 1
+                    return _memo_set(slot, q, j, k + 1)
         j += 1
-    return -1
+    return _memo_set(slot, q, -1, -1)
 
 
 cdef tuple _BREAK_WORDS = (b"br", b"p", b"div", b"tr", b"li", b"ul", b"ol", b"h1", b"h2", b"h3", b"h4",
@@ -795,9 +837,13 @@ for _i in range(19):
     _BREAK_TAGS[_i] = <bytes>_BREAK_WORDS[_i]  # kept alive by _BREAK_WORDS
 
 
-cdef Py_ssize_t _break_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n) noexcept:
-    """End of a </?(?:br|p|...|th)\\b[^>]*> match at s[i] ('<'), or -1."""
+cdef Py_ssize_t _break_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t last_gt) noexcept:
+    """End of a </?(?:br|p|...|th)\\b[^>]*> match at s[i] ('<'), or -1.
+    last_gt is the last ">" of the text: after it nothing matches, before it
+    the scan for ">" always ends in a match (so it never repeats)."""
     cdef Py_ssize_t j = i + 1, k, t
+    if i > last_gt:
+        return -1
     if j < n and s[j] == 47:
         j += 1
     if j >= n or (s[j] < 128 and not _BREAK_FIRST[s[j]]):
@@ -816,11 +862,17 @@ cdef Py_ssize_t _break_end(const _uchar* s, Py_ssize_t i, Py_ssize_t n) noexcept
 cdef Py_ssize_t _html_passes(_uchar* s, Py_ssize_t n) noexcept:
     """The twin's three substitutions, in place; each pass moves the text
     between two "<" as one block (memchr finds them in one-byte text)."""
-    cdef Py_ssize_t r, w, e, pass_
+    cdef Py_ssize_t r, w, e, pass_, last_gt
+    cdef Py_ssize_t memo[3 * _DROP_SLOTS]
+    for e in range(_DROP_SLOTS):
+        memo[3 * e] = -1
     for pass_ in range(3):
         # 1. scripts, styles, head, title, comments -> " "
         # 2. block tags -> "\n"
         # 3. other tags -> ""
+        last_gt = n - 1
+        while last_gt >= 0 and s[last_gt] != 62:
+            last_gt -= 1
         r = w = 0
         while r < n:
             e = _next_lt(s, r, n)
@@ -832,20 +884,20 @@ cdef Py_ssize_t _html_passes(_uchar* s, Py_ssize_t n) noexcept:
                 if r >= n:
                     break
             if pass_ == 0:
-                e = _drop_end(s, r, n)
+                e = _drop_end(s, r, n, memo)
                 if e >= 0:
                     s[w] = 32
                     w += 1
                     r = e
                     continue
             elif pass_ == 1:
-                e = _break_end(s, r, n)
+                e = _break_end(s, r, n, last_gt)
                 if e >= 0:
                     s[w] = 10
                     w += 1
                     r = e
                     continue
-            else:
+            elif r < last_gt:
                 e = r + 1
                 while e < n and s[e] != 62:
                     e += 1

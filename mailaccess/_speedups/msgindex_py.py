@@ -332,21 +332,133 @@ def normalize(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-_HTML_DROP = re.compile(
-    r"<(script|style|head|title)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I
-)
+# html_to_text is what these three substitutions do, in order:
+#   <(script|style|head|title)\b.*?</\1\s*>|<!--.*?-->   -> " "
+#   </?(?:br|p|div|tr|li|ul|ol|h[1-6]|table|hr|blockquote|pre|td|th)\b[^>]*>  -> "\n"
+#   <[^>]*>                                                 -> ""
+# but re would scan to the end of the text from every "<" that has no closing
+# part (quadratic: 420 KB of "<script" took 20 s).  The last two only scan up
+# to the last ">" (see _tag_pass).  For the first, each opening is matched by
+# re (bounded work), and the search for its closing part is remembered: the
+# first closing part at or after q is also the first at or after any later q'
+# up to it, and none after q means none after q'.  So every character is
+# searched a bounded number of times.
+_DROP_OPEN = re.compile(r"<(?:(script|style|head|title)\b|!--)", re.I)
 _HTML_BREAK = re.compile(
     r"</?(?:br|p|div|tr|li|ul|ol|h[1-6]|table|hr|blockquote|pre|td|th)\b[^>]*>", re.I
 )
 _HTML_TAG = re.compile(r"<[^>]*>")
+# re's back reference under IGNORECASE compares simple lowercase mappings;
+# the characters whose simple lowercase is an ASCII letter besides its two
+# cases (str.lower() gives the full mapping, two characters for U+0130)
+_LOWER_EXTRA = {"i": "\u0130", "k": "\u212a"}
+_CLOSE_RE: dict[str, re.Pattern] = {}
+
+
+def _simple_lower(c: str) -> str:
+    return "i" if c == "\u0130" else c.lower()
+
+
+def _close_re(opening: str) -> re.Pattern:
+    r"""</\1\s*> for the tag name as written in the opening."""
+    key = "".join(map(_simple_lower, opening))
+    rx = _CLOSE_RE.get(key)
+    if rx is None:
+        classes = []
+        for c in key:
+            same = c + c.upper() + _LOWER_EXTRA.get(c, "") if c.isascii() else c
+            classes.append("[" + re.escape(same) + "]")
+        rx = _CLOSE_RE[key] = re.compile("</" + "".join(classes) + r"\s*>")
+    return rx
+
+
+class _NextMatch:
+    """The first match of one pattern at or after a growing position."""
+
+    __slots__ = ("find", "start", "end")
+
+    def __init__(self, find):
+        self.find = find        # q -> (match start, match end) or None
+        self.start = -1         # searched from here ...
+        self.end = None         # ... and found this (start, end), or None
+
+    def at_or_after(self, q: int):
+        if self.start >= 0 and self.start <= q and (self.end is None or self.end[0] >= q):
+            return self.end
+        self.start, self.end = q, self.find(q)
+        return self.end
+
+
+def _search(rx: re.Pattern, text: str):
+    def find(q):
+        m = rx.search(text, q)
+        return (m.start(), m.end()) if m else None
+    return find
+
+
+def _literal(text: str, lit: str):
+    def find(q):
+        i = text.find(lit, q)
+        return (i, i + len(lit)) if i >= 0 else None
+    return find
+
+
+def _html_pass(text: str, opening, repl: str) -> str:
+    """One substitution: opening(text, i) -> (end of the opening, closing
+    search) at a "<", or None; the match runs to the end of the closing."""
+    out = []
+    last = r = 0
+    while True:
+        i = text.find("<", r)
+        if i < 0:
+            break
+        o = opening(i)
+        found = o[1].at_or_after(o[0]) if o is not None else None
+        if found is None:
+            r = i + 1
+            continue
+        out.append(text[last:i])
+        out.append(repl)
+        last = r = found[1]
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _drop_pass(text: str) -> str:
+    comments = _NextMatch(_literal(text, "-->"))
+    closers: dict[str, _NextMatch] = {}
+
+    def opening(i):
+        m = _DROP_OPEN.match(text, i)
+        if m is None:
+            return None
+        name = m.group(1)
+        if name is None:
+            return m.end(), comments
+        rx = _close_re(name)
+        nm = closers.get(rx.pattern)
+        if nm is None:
+            nm = closers[rx.pattern] = _NextMatch(_search(rx, text))
+        return m.end(), nm
+
+    return _html_pass(text, opening, repl=" ")
+
+
+def _tag_pass(rx: re.Pattern, text: str, repl: str) -> str:
+    """rx ends in [^>]*>: every match ends at a ">", so rx only scans up to
+    the last one; cut there, every scan that starts ends in a match."""
+    k = text.rfind(">") + 1
+    return rx.sub(repl, text[:k]) + text[k:] if k else text
 
 
 def html_to_text(text: str) -> str:
     """HTML reduced to its text: scripts/styles dropped, block tags to line breaks."""
     if "<" in text:
-        text = _HTML_DROP.sub(" ", text)
-        text = _HTML_BREAK.sub("\n", text)
-        text = _HTML_TAG.sub("", text)
+        text = _drop_pass(text)
+        text = _tag_pass(_HTML_BREAK, text, "\n")
+        text = _tag_pass(_HTML_TAG, text, "")
     if "&" in text:
         text = html.unescape(text)
     return text

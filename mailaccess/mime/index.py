@@ -291,31 +291,71 @@ def normalize_search(text: str) -> str:
 
 
 _BLOB = r"\[[\x01-\x5a\x5c\x5e-\x7f]*\] *"
-_LEADER = re.compile(r"(?:%s)*(?:re|fwd?) *(?:%s)?:" % (_BLOB, _BLOB), re.I)
+# Anchored pieces of the RFC 5256 section 2.1 grammar.  base_subject applies
+# them by index (match(s, pos, endpos)), never to re-sliced copies, and never
+# re-scans a run of blobs: every step below is linear in the subject, whatever
+# it holds (a 200 KB Subject of "(fwd)" or "[x]" repeated took 41 s before).
+# The blob inside a subj-leader is matched under IGNORECASE as it always was
+# (its class then also admits U+0130, U+0131, U+017F and U+212A); a lone
+# subj-blob is not.
+_BLOB_I = re.compile(_BLOB, re.I)
 _BLOB_RE = re.compile(_BLOB)
-_TRAILER = re.compile(r"(?: |\(fwd\))+$", re.I)
+_REFWD_TAIL = re.compile(r"(?:re|fwd?) *(?:%s)?:" % _BLOB, re.I)
+
+
+def _strip_leaders(s: str, i: int, hi: int) -> int:
+    """Steps (3)-(5) on s[i:hi]: the index after every subj-leader and
+    subj-blob that base subject extraction removes."""
+    while True:
+        while i < hi and s[i] == " ":
+            i += 1
+        # a subj-refwd is a run of blobs then "re"/"fw"/"fwd" ... ":"; regex
+        # backtracking into fewer blobs always fails (a "[" is never "r"/"f"),
+        # so the leader matches at i exactly when its tail matches after the
+        # longest run of blobs
+        j = i
+        m = _BLOB_I.match(s, j, hi)
+        while m:
+            j = m.end()
+            m = _BLOB_I.match(s, j, hi)
+        m = _REFWD_TAIL.match(s, j, hi)
+        if m:
+            i = m.end()
+            continue
+        # no leader here, nor after any blob of this run (the run, and so the
+        # failing tail, is the same): drop the blobs while text remains
+        m = _BLOB_RE.match(s, i, hi)
+        while m and m.end() < hi:
+            i = m.end()
+            m = _BLOB_RE.match(s, i, hi)
+        return i
+
+
+def _is_fwd_trailer(s: str, i: int) -> bool:
+    return (s[i] == "(" and s[i + 1] in "fF" and s[i + 2] in "wW" and s[i + 3] in "dD"
+            and s[i + 4] == ")")
 
 
 def base_subject(subject: str) -> str:
-    """RFC 5256 section 2.1 base subject (case kept; compare case-insensitively)."""
+    """RFC 5256 section 2.1 base subject (case kept; compare case-insensitively).
+
+    Linear in the length of the subject: it works on indexes into one string.
+    """
     s = " ".join(subject.split())  # (1)
+    i, hi = 0, len(s)
     while True:
-        s = _TRAILER.sub("", s)  # (2)
-        while True:  # (3) (4) (5)
-            s = s.lstrip(" ")
-            m = _LEADER.match(s)
-            if m:
-                s = s[m.end():]
-                continue
-            m = _BLOB_RE.match(s)
-            if m and s[m.end():]:
-                s = s[m.end():]
-                continue
-            break
-        if s[:5].lower() == "[fwd:" and s.endswith("]"):  # (6)
-            s = s[5:-1]
+        while i < hi:  # (2) trailing " " and "(fwd)", right to left
+            if s[hi - 1] == " ":
+                hi -= 1
+            elif hi - i >= 5 and _is_fwd_trailer(s, hi - 5):
+                hi -= 5
+            else:
+                break
+        i = _strip_leaders(s, i, hi)  # (3) (4) (5)
+        if hi - i >= 6 and s[i:i + 5].lower() == "[fwd:" and s[hi - 1] == "]":  # (6)
+            i, hi = i + 5, hi - 1
             continue
-        return s
+        return s[i:hi]
 
 
 # ---------------------------------------------------------------- fetch helpers

@@ -68,15 +68,10 @@ def is_reply_or_forward(subject: str) -> bool:
         return True
     if s[:5].lower() == "[fwd:" and s.endswith("]"):
         return True
-    while s:
-        if _REPLY_LEADER.match(s):
-            return True
-        # a leading blob that base subject extraction would strip
-        m = re.match(r"^\[[^\[\]]*\]\s*", s)
-        if not m or not s[m.end():]:
-            return False
-        s = s[m.end():]
-    return False
+    # A leader after leading blobs that base subject extraction would strip
+    # is the leader at the start: a failing match never succeeds after
+    # dropping blobs of the same run, so one anchored (linear) match decides.
+    return _REPLY_LEADER.match(s) is not None
 
 
 def _messages(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[_Msg]:

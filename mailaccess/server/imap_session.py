@@ -44,6 +44,7 @@ from ..proto.imap import commands as imap_commands
 from ..proto.imap.errors import CommandError
 from ..proto.imap.modutf7 import InvalidName
 from ..proto.imap.numset import format_ints
+from ..proto.imap.pattern import compile_pattern   # LIST/LSUB "*" and "%"
 from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
                      StoreFullError, ops)
 from ..store.emails import LoadedEmail, load_email
@@ -582,7 +583,7 @@ class ImapSession:
         children = {}
         for m in boxes:
             children.setdefault(m.parent, []).append(m.id)
-        regexes = [_pattern_regex(reference, p) for p in patterns]
+        regexes = [compile_pattern(reference, p, SEP) for p in patterns]
         subscribed_only = "SUBSCRIBED" in selection
         special_only = "SPECIAL-USE" in selection
         recursive = "RECURSIVEMATCH" in selection
@@ -590,7 +591,7 @@ class ImapSession:
         matched = set()
         for m in sorted(boxes, key=lambda b: (names[b.id] != "INBOX", names[b.id])):
             name = names[m.id]
-            if not any(r.match(name) for r in regexes):
+            if not any(r.matches(name) for r in regexes):
                 # RECURSIVEMATCH / LSUB: a parent whose subscribed child matches
                 if (recursive or verb == "LSUB") and subscribed_only:
                     pass
@@ -601,7 +602,7 @@ class ImapSession:
                 elif verb == "LSUB" and any("%" in p for p in patterns) and \
                         _has_subscribed_descendant(
                         m.id, children, by_id,
-                        lambda d: not any(r.match(names[d]) for r in regexes)):
+                        lambda d: not any(r.matches(names[d]) for r in regexes)):
                     # RFC 3501 6.3.9: LSUB "%" shows the unsubscribed parent
                     # of a subscribed mailbox the pattern does not reach
                     lines.append((m, name, ["NOSELECT"]))
@@ -632,7 +633,7 @@ class ImapSession:
         if subscribed_only:
             # subscriptions whose mailbox is gone (RFC 9051 6.3.9)
             for name in sorted(orphans):
-                if any(r.match(name) for r in regexes):
+                if any(r.matches(name) for r in regexes):
                     if verb != "LIST":
                         attrs = []
                     elif "CHILDREN" in returns:
@@ -732,8 +733,8 @@ class ImapSession:
             received = int(when.timestamp()) if when else int(time.time())
             tz = int(when.utcoffset().total_seconds() // 60) if when and when.utcoffset() else 0
             kws = [k for k in (keyword_of(f) for f in msg.flags) if k]
-            if len(raw) > 256 * 1024:
-                new = await trio.to_thread.run_sync(ingest.prepare, raw, received, tz)
+            if len(raw) >= storeio.OFFLOOP_BYTES:
+                new = await storeio.cpu(ingest.prepare, raw, received, tz)
             else:
                 new = ingest.prepare(raw, received, tz)
             prepared.append((new, kws))
@@ -1485,23 +1486,6 @@ def _fetch_section(raw: bytes, mi, it) -> bytes | None:
             return None
         return mindex.header_fields(hdr, list(s.fields), text.endswith(".NOT"))
     return mindex.part_bytes(raw, mi, sec, text)
-
-
-def _pattern_regex(reference: str, pattern: str) -> re.Pattern:
-    full = reference + pattern if not pattern.startswith(SEP) else pattern
-    out = []
-    for ch in full:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append("[^/]*")
-        else:
-            out.append(re.escape(ch))
-    rx = "".join(out)
-    # INBOX is case-insensitive (RFC 9051 5.1)
-    if full[:5].upper() == "INBOX":
-        rx = "(?i:INBOX)" + "".join(out[5:]) if len(full) >= 5 else rx
-    return re.compile(rx + r"\Z", re.S)
 
 
 def _has_subscribed_descendant(mbx, children, by_id, also=lambda d: True) -> bool:

@@ -138,8 +138,8 @@ class LmtpSession:
             return
         raw = ev.data
         now = int(time.time())
-        if len(raw) > 256 * 1024:
-            new = await trio.to_thread.run_sync(ingest.prepare, raw, now)
+        if len(raw) >= storeio.OFFLOOP_BYTES:
+            new = await storeio.cpu(ingest.prepare, raw, now)
         else:
             new = ingest.prepare(raw, now)
         quota = self.ctx.cfg.store.quota
