@@ -567,8 +567,11 @@ async def test_create_does_not_subscribe(imap_server, dovecot):
 # item 6: i;ascii-casemap puts "[\]^_" after the letters
 async def test_sort_ascii_casemap(imap_server, dovecot):
     def body(duo):
+        # addresses use only atext (RFC 5322 3.2.3): "[", "]" and "\\" would
+        # make them invalid, and the servers' parse of a broken address is not
+        # what this compares; "^", "_" and "`" sort after letters in i;ascii-casemap
         for subj, frm in (("_under", "b@x.org"), ("abc", "_a@x.org"), ("^caret", "Zed@x.org"),
-                          ("Zed", "a@x.org"), ("\\back", "]b@x.org"), ("]close", "[c@x.org")):
+                          ("Zed", "a@x.org"), ("\\back", "^b@x.org"), ("]close", "`c@x.org")):
             _append(duo, _mail(subj, frm=frm))
         duo.send("SELECT INBOX")
         n = Normaliser(keep_order=True)

@@ -43,6 +43,11 @@ async def test_search_address_with_comments(imap_server, dovecot):
 # 10: no NUL in a non-binary literal (the message arrives as literal8)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "Dovecot rewrites a binary part with NUL into base64 when it saves the message "
+    "(RFC822.SIZE grows 200 -> 207); mailaccess keeps the stored bytes and sends each "
+    "NUL as 0x80 in BODY[] (lengths kept), exact bytes in BINARY[]. Both never send NUL "
+    "in a plain literal (RFC 9051 4.3)."))
 async def test_fetch_body_with_nul(imap_server, dovecot):
     raw = _msg("nul", "a@example.org",
                "Content-Type: text/plain\r\nContent-Transfer-Encoding: binary\r\n",
@@ -95,6 +100,11 @@ async def test_move_into_selected_mailbox(imap_server, dovecot):
 ])
 async def test_list_recursivematch(imap_server, dovecot, cmd):
     def body(duo):
+        # a new account's INBOX is subscribed here, not in the test Dovecot's
+        # config (which auto-subscribes special-use mailboxes only): align them
+        # (STATUS makes the test Dovecot create its lazily made INBOX)
+        duo.send("SUBSCRIBE INBOX")
+        duo.send("STATUS INBOX (MESSAGES)")
         duo.send(cmd)
     await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
 
@@ -104,6 +114,7 @@ async def test_list_recursivematch(imap_server, dovecot, cmd):
 
 async def test_list_spacing(imap_server, dovecot):
     def body(duo):
+        duo.send("SUBSCRIBE INBOX")   # see test_list_recursivematch
         duo.send("STATUS INBOX ( MESSAGES UIDNEXT )")
         duo.send('LIST ( SUBSCRIBED ) "" "*"')
     await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
