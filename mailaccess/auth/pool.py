@@ -34,14 +34,17 @@ class VerifyPool:
         self.refused = 0       # callers turned away with Unavailable
 
     async def run(self, fn: Callable[..., Any], *args) -> Any:
-        if self._slots.available_tokens == 0 and self.waiting >= self.queue:
-            self.refused += 1
-            raise Unavailable("too many logins in progress")
-        self.waiting += 1
         try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            if self.waiting >= self.queue:
+                self.refused += 1
+                raise Unavailable("too many logins in progress") from None
+            self.waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self.waiting -= 1
         try:
             self.running += 1
             self.peak = max(self.peak, self.running)
