@@ -297,7 +297,7 @@ async def test_penalty_grows_per_address_and_a_correct_password_does_not_reset_i
         assert (await svc.login("alice", "guess", address=attacker)).status is Status.FAILED
     # waited before attempts 2, 3, 4: 1, 2, 4 seconds
     assert t.slept == [1.0, 2.0, 4.0]
-    assert "failed login from 203.0.113.7 for 'alice'; penalty now 8.0s" in caplog.text
+    assert "failed login from 203.0.113.7 for 'alice'; penalty now 8s" in caplog.text
     # the attacker logs in to their own account: the address keeps its penalty
     assert (await svc.login("mallory", "mine", address=attacker)).ok
     assert t.slept[-1] == 8.0

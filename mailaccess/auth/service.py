@@ -133,7 +133,7 @@ class LoginService:
         """Wait out the penalty of ADDRESS (and USER) before answering."""
         wait = self.penalty.delay(address, user)
         if wait > 0:
-            log.info("login from %s for %r delayed %.1fs (penalty)", address or "?", user, wait)
+            log.info("login from %s for %r delayed %gs (penalty)", address or "?", user, wait)
             await self._sleep(wait)
 
     def record(self, address: str, user: str | None, *, ok: bool, known: bool) -> None:
@@ -142,7 +142,7 @@ class LoginService:
             self.penalty.succeeded(address, user or "")
             return
         wait = self.penalty.failed(address, user, known_user=known)
-        log.warning("failed login from %s for %r; penalty now %.1fs", address or "?",
+        log.warning("failed login from %s for %r; penalty now %gs", address or "?",
                     user, wait)
 
     def scram_lookup(self, user: str) -> str | None:
