@@ -1,15 +1,14 @@
 """Server memory and a real user's login latency under a flood of wrong LOGINs.
 
-    .venv/bin/python bench/bench_login.py [--clients 80] [--rounds 3]
+    .venv/bin/python bench/bench_login.py [--clients 80] [--rounds 3] [--config TOML]
 
-Run it from the root of the tree to measure (the server is started with the
-current directory first on its path).
-Starts `mailaccess serve` (whatever `mailaccess` is on PYTHONPATH: point it at
-an older tree to compare), then C clients each send one wrong `LOGIN alice x`
-at the same moment (from 127.0.0.2), ROUNDS times.  Meanwhile a real user
-logs in once per round (from 127.0.0.1).  Prints the server's RSS before, its peak RSS (VmHWM), how the wrong
-logins were answered (NO [AUTHENTICATIONFAILED] / NO [UNAVAILABLE]) and the
-real user's login latency.
+Starts `mailaccess serve` from the tree whose root is the current directory
+(run it from an older tree's root to compare), then C clients each send one
+wrong `LOGIN alice wrong` at the same moment (from 127.0.0.2), ROUNDS times;
+meanwhile a real user logs in once per round (from 127.0.0.1, after one
+earlier login).  Prints the server's RSS before, its peak RSS (VmHWM), how
+the wrong logins were answered (NO [AUTHENTICATIONFAILED] / NO [UNAVAILABLE])
+and the real user's answer and latency.
 """
 from __future__ import annotations
 

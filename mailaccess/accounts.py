@@ -85,7 +85,8 @@ def lookup(store: Store, name: str) -> Account | None:
         return v.account_by_name(name)
 
 
-def authenticate(store: Store, name: str, password: str, hasher: Hasher | None = None) -> int | None:
+def authenticate(store: Store, name: str, password: str,
+                 hasher: Hasher | None = None) -> int | None:
     """-> the account id when NAME/PASSWORD are right, else None.  Blocking
     and unbounded: for tools; servers use auth.service.LoginService."""
     a = lookup(store, name)

@@ -87,7 +87,9 @@ class Penalty:
         self.clock = clock
         # the count at which the delay reaches the maximum, plus a few: a long
         # attack stays at the maximum for a few decay periods after it stops
-        steps = 1 + max(0, math.ceil(math.log2(maximum / initial))) if initial > 0 and maximum > initial else 1
+        steps = 1
+        if initial > 0 and maximum > initial:
+            steps += math.ceil(math.log2(maximum / initial))
         cap = steps + 3
         self.addresses = _Counter(entries, decay, cap)
         self.users = _Counter(entries, decay, cap)
