@@ -32,12 +32,58 @@ class ImapConfig:
     max_literal: int = 64 * 1024 * 1024      # APPENDLIMIT
     max_sessions_per_user: int = 100
     idle_timeout: int = 30 * 60               # RFC 9051 5.4: at least 30 minutes
+    # a fixed pause before each failed login's NO; the growing penalty per
+    # address and user name, applied before every attempt, is [auth] penalty_*
     login_failure_delay: float = 1.0
     # LOGINDISABLED on unencrypted connections that are not from loopback
     plaintext_login_on_loopback_only: bool = True
     # RFC 7888: "plus" accepts non-synchronizing literals of any size up to
     # max_literal (LITERAL+); "minus" only up to 4096 bytes (LITERAL-)
     nonsync_literals: str = "plus"
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """The login service (mailaccess/auth), shared by every protocol.
+
+    Password hashes are argon2id with OWASP's first recommended setting
+    (m=19 MiB, t=2, p=1; Password Storage Cheat Sheet), rather than
+    argon2-cffi's default, RFC 9106 section 4's second recommended option
+    (m=64 MiB, t=3, p=4): the same resistance per OWASP at under a third of
+    the memory, which matters when a server verifies many logins at once.
+    Hashes made with other parameters keep verifying and are rehashed with
+    these at the next successful login.  docs/operations.md ("Logins").
+    """
+
+    argon2_memory_kib: int = 19456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    # at most this many argon2 verifications run at once (worker threads),
+    # at most verify_queue more wait; beyond that a login is "unavailable"
+    # (IMAP: NO [UNAVAILABLE]) and costs nothing
+    verify_threads: int = 2
+    verify_queue: int = 64
+    # successful verifications remembered in memory (keyed by an HMAC of
+    # user and password under a per-process key); 0 disables the cache
+    cache_ttl: float = 60.0
+    cache_size: int = 10_000
+    # failed-login penalty (Dovecot's auth penalty is the model): after n
+    # failures from one address (or against one user name) the next attempt
+    # waits penalty_initial * 2^(n-1) seconds, at most penalty_max; one
+    # failure is forgotten per penalty_decay seconds without failures.
+    # penalty_initial = 0 disables it.
+    penalty_initial: float = 1.0
+    penalty_max: float = 15.0
+    penalty_decay: float = 300.0
+    penalty_entries: int = 65_536    # addresses and user names remembered at most
+
+    def __post_init__(self):
+        if self.argon2_time_cost < 1 or self.argon2_parallelism < 1:
+            raise ValueError("argon2_time_cost and argon2_parallelism are at least 1")
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise ValueError("argon2_memory_kib is at least 8 x argon2_parallelism")
+        if self.verify_threads < 1:
+            raise ValueError("verify_threads is at least 1")
 
 
 @dataclass(frozen=True)
@@ -92,6 +138,7 @@ class Config:
     log_level: str = "info"
     demo_account: bool = True   # embedded default: create demo/demo on first start
     imap: ImapConfig = ImapConfig()
+    auth: AuthConfig = AuthConfig()
     http: HttpConfig = HttpConfig()
     lmtp: LmtpConfig = LmtpConfig()
     tls: TlsConfig = TlsConfig()

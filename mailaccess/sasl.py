@@ -85,10 +85,15 @@ class ScramSha256:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise SaslError("SCRAM messages are UTF-8") from None
-        if self._state == 0:
-            return self._first(text)
-        if self._state == 1:
-            return self._final(text)
+        try:
+            if self._state == 0:
+                return self._first(text)
+            if self._state == 1:
+                return self._final(text)
+        except (ValueError, TypeError):
+            # whatever a client sends is answered, never a traceback
+            self._state = 2
+            raise SaslError("malformed SCRAM message") from None
         raise SaslError("unexpected SCRAM message")
 
     def _first(self, text: str):
@@ -103,6 +108,8 @@ class ScramSha256:
         if "m" in a or "n" not in a or "r" not in a:
             raise SaslError("malformed client-first-message")
         self.user = _unescape_name(a["n"])
+        if not self.user:
+            raise SaslError("empty user name")
         creds = self._lookup(self.user)
         parsed = _parse_creds(creds) if creds else None
         # unknown users get a plausible fake exchange, so timing and replies
@@ -127,7 +134,11 @@ class ScramSha256:
         a = _attrs(without_proof)
         if a.get("r") != self._nonce or not proof_part:
             raise SaslError("nonce mismatch")
-        if base64.b64decode(a.get("c", "")) != self._gs2.encode():
+        try:
+            cbind = base64.b64decode(a.get("c", ""), validate=True)
+        except ValueError:      # binascii.Error
+            raise SaslError("malformed channel binding data") from None
+        if cbind != self._gs2.encode():
             raise SaslError("channel binding data mismatch")
         auth_message = f"{self._client_first_bare},{self._server_first},{without_proof}".encode()
         try:
@@ -168,6 +179,8 @@ class Login:
     def step(self, data: bytes):
         if self._user is None:
             self._user = data.decode("utf-8", "replace")
+            if not self._user:
+                raise SaslError("empty user name")
             return Challenge(b"Password:")
         return Done(self._user, password=data.decode("utf-8", "replace"))
 

@@ -25,6 +25,9 @@ def make_config(tmp_path, **overrides) -> _config.Config:
     cfg = dataclasses.replace(
         cfg,
         imap=dataclasses.replace(cfg.imap, listen=lo, listen_tls=lo, login_failure_delay=0.0),
+        # no failed-login penalty (tests log in from one address, many times);
+        # tests of the penalty turn it on
+        auth=dataclasses.replace(cfg.auth, penalty_initial=0.0),
         http=dataclasses.replace(cfg.http, listen=lo),
         lmtp=dataclasses.replace(cfg.lmtp, listen=lo),
     )

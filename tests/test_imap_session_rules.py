@@ -161,5 +161,6 @@ def test_server_context_carries_no_service_state():
     from mailaccess.server.imap import ImapService
 
     names = {f.name for f in dataclasses.fields(ServerContext)}
-    assert names == {"cfg", "store", "bus", "tls_cert", "tls_key", "bound"}, names
+    # auth: the login service every protocol shares (mailaccess/auth)
+    assert names == {"cfg", "store", "bus", "tls_cert", "tls_key", "bound", "auth"}, names
     assert {"views", "sessions"} <= set(vars(ImapService(None)))

@@ -18,6 +18,8 @@ from typing import Awaitable, Callable
 import trio
 
 from .. import accounts
+from ..auth.hashing import Argon2Params, Hasher
+from ..auth.service import LoginService
 from ..bus import Bus
 from ..config import Config
 from ..store import Store
@@ -36,9 +38,17 @@ class ServerContext:
     tls_cert: str = ""
     tls_key: str = ""
     bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    # the one login service (mailaccess/auth): every protocol checks
+    # passwords through it, sharing its verification pool, credential cache
+    # and failed-login penalty.  Made from cfg.auth when not given.
+    auth: LoginService | None = None
     # Only what every service shares.  A service's own state (IMAP's shared
     # sequence maps and session counts: server/imap.py ImapService) lives in
     # that service, made by its serve().
+
+    def __post_init__(self):
+        if self.auth is None:
+            self.auth = LoginService(self.store, self.cfg.auth)
 
 
 ServeFn = Callable[..., Awaitable[None]]
@@ -65,7 +75,8 @@ def ensure_demo_account(cfg: Config, store: Store) -> bool:
     with store.view() as v:
         if v.accounts():
             return False
-    accounts.add_user(store, DEMO_USER, DEMO_PASSWORD)
+    accounts.add_user(store, DEMO_USER, DEMO_PASSWORD,
+                      hasher=Hasher(Argon2Params.from_config(cfg.auth)))
     return True
 
 
@@ -83,6 +94,10 @@ async def serve(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED,
     try:
         cert, key = ensure_certificate(cfg)
         ctx = ServerContext(cfg, store, bus, cert, key)
+        a = cfg.auth
+        log.debug("logins: argon2id m=%d KiB t=%d p=%d, %d verifications at once, %d waiting",
+                  a.argon2_memory_kib, a.argon2_time_cost, a.argon2_parallelism,
+                  a.verify_threads, a.verify_queue)
         if cfg.demo_account and ensure_demo_account(cfg, store):
             log.info("created the demo account: user %r, password %r", DEMO_USER, DEMO_PASSWORD)
         async with trio.open_nursery() as nursery:

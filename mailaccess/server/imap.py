@@ -17,7 +17,7 @@ import zlib
 
 import trio
 
-from .. import accounts, sasl
+from .. import sasl
 from ..proto.imap import commands as imap_commands
 from ..proto.imap import events as ev
 from ..proto.imap import frames
@@ -95,6 +95,7 @@ class ImapConnection:
                                  max_nonsync_literal=nonsync)
         self.session = ImapSession(ctx, secure=secure, loopback=loopback,
                                    views=self.service.views)
+        self.session.remote = _peer_host(stream)
         self.session.sender = self.send
         self.idle_timeout = cfg.idle_timeout
 
@@ -237,29 +238,37 @@ class ImapConnection:
 
     # --- AUTHENTICATE (SASL) ------------------------------------------------------------------
 
-    async def read_sasl_line(self) -> bytes | None:
+    async def read_sasl_line(self) -> bytes | frames.FrameError | None:
+        """The client's next SASL response line; a (non-fatal) FrameError
+        when it was too long (the rest of it is skipped); None when the
+        connection ended or cannot go on."""
         self.receiver.line_mode = True
         try:
             e = await self.next_event()
         finally:
             self.receiver.line_mode = False
-        if not isinstance(e, frames.RawLine):
-            return None
-        return e.line
+        if isinstance(e, frames.RawLine):
+            return e.line
+        if isinstance(e, frames.FrameError):
+            if not e.fatal:
+                return e
+            await self.send(S.bye(e.message))
+            self.session.state = LOGOUT
+        return None
 
     async def authenticate(self, cmd: ev.Authenticate) -> None:
         s = self.session
         if not st.allowed(s.state, cmd.NAME):
             await self.send(S.bad(cmd.tag, st.refusal(s.state, cmd.NAME)))
             return
+        auth = self.ctx.auth
         mech_name = cmd.mechanism
         if mech_name == "PLAIN":
             mech = sasl.Plain()
         elif mech_name == "LOGIN":
             mech = sasl.Login()
         elif mech_name == "SCRAM-SHA-256":
-            store = self.ctx.store
-            mech = sasl.ScramSha256(lambda user: accounts.scram_lookup(store, user))
+            mech = sasl.ScramSha256(auth.scram_lookup)
         else:
             await self.send(S.no(cmd.tag, "unsupported authentication mechanism"))
             return
@@ -272,11 +281,8 @@ class ImapConnection:
             while True:
                 if response is None:
                     await self.send(S.continuation_data(challenge))
-                    line = await self.read_sasl_line()
+                    line = await self.sasl_response(cmd.tag)
                     if line is None:
-                        return
-                    if line.strip() == b"*":
-                        await self.send(S.bad(cmd.tag, "authentication cancelled"))
                         return
                     try:
                         response = base64.b64decode(line.strip(), validate=True)
@@ -290,16 +296,19 @@ class ImapConnection:
                     continue
                 break
             if step.final is not None:
-                # SCRAM: the server's proof, then the client's empty answer
+                # SCRAM checked the proof itself: the penalty is waited out
+                # before the answer (the server's proof) tells the client
+                await auth.throttle(s.remote, step.user)
+                # the server's proof, then the client's empty answer
                 await self.send(S.continuation_data(step.final))
-                line = await self.read_sasl_line()
-                if line is None:
-                    return
-                if line.strip() == b"*":
-                    await self.send(S.bad(cmd.tag, "authentication cancelled"))
+                if await self.sasl_response(cmd.tag) is None:
                     return
             await s.sasl_finish(cmd.tag, step)
         except sasl.SaslError as exc:
+            # a wrong SCRAM proof, or a malformed exchange: a failed attempt
+            user = getattr(mech, "user", None)
+            await auth.throttle(s.remote, user)
+            auth.record(s.remote, user, ok=False, known=bool(user) and auth.known(user))
             await trio.sleep(self.ctx.cfg.imap.login_failure_delay)
             s.tagged(cmd.tag, "NO", f"authentication failed: {exc}", "AUTHENTICATIONFAILED")
         except Bad as exc:
@@ -309,6 +318,21 @@ class ImapConnection:
         if not await self.admit(cmd.tag):
             return
         await self.flush()
+
+    async def sasl_response(self, tag: bytes) -> bytes | None:
+        """One response line of an AUTHENTICATE exchange; None when the
+        exchange is over (cancelled with "*", too long, or the connection
+        ended: the tagged answer, if any, is sent)."""
+        line = await self.read_sasl_line()
+        if line is None:
+            return None
+        if isinstance(line, frames.FrameError):
+            await self.send(S.bad(tag, "authentication response line too long"))
+            return None
+        if line.strip() == b"*":
+            await self.send(S.bad(tag, "authentication cancelled"))
+            return None
+        return line
 
     # --- IDLE (RFC 2177) -------------------------------------------------------------------------
 
@@ -374,6 +398,16 @@ def _quickack(stream) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         except OSError:
             pass
+
+
+def _peer_host(stream) -> str:
+    """The client's IP address as text ("" when unknown)."""
+    sock = _raw_socket(stream)
+    try:
+        name = sock.getpeername() if sock is not None else None
+    except OSError:
+        return ""
+    return str(name[0]) if isinstance(name, tuple) and name else ""
 
 
 def _is_loopback(stream) -> bool:

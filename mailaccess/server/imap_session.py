@@ -138,6 +138,7 @@ class ImapSession:
         self.store = ctx.store
         self.secure = secure
         self.loopback = loopback
+        self.remote = ""     # the client's address, set by the service (login penalty)
         self.state = NOT_AUTHENTICATED
         self.user: str | None = None
         self.acc: int | None = None
@@ -343,15 +344,18 @@ class ImapSession:
         await self.login(cmd.tag, cmd.username, cmd.password)
 
     async def login(self, tag: bytes, user: str, password: str, authz: str = "") -> None:
+        """Check USER/PASSWORD with the login service (ctx.auth: bounded
+        argon2 pool, credential cache, failed-login penalty) and log in."""
         if authz and authz != user:
             await trio.sleep(self.cfg.login_failure_delay)
             raise No("cannot act as another user", "AUTHORIZATIONFAILED")
-        acc = await trio.to_thread.run_sync(accounts.authenticate, self.store, user, password)
-        if acc is None:
-            log.info("failed login for %r", user)
+        r = await self.ctx.auth.login(user, password, address=self.remote)
+        if r.unavailable:
+            raise No("too many logins in progress, try again shortly", "UNAVAILABLE")
+        if not r.ok:
             await trio.sleep(self.cfg.login_failure_delay)
             raise No("wrong user name or password", "AUTHENTICATIONFAILED")
-        self._logged_in(tag, user, acc)
+        self._logged_in(tag, user, r.account)
 
     def _logged_in(self, tag: bytes, user: str, acc: int) -> None:
         self.user, self.acc = user, acc
@@ -371,10 +375,10 @@ class ImapSession:
             # SCRAM proved the password itself; the identity is settled
             if done.authzid and done.authzid != done.user:
                 raise No("cannot act as another user", "AUTHORIZATIONFAILED")
-            with self.store.view() as v:
-                a = v.account_by_name(done.user)
+            a = accounts.lookup(self.store, done.user)
             if a is None:
                 raise No("wrong user name or password", "AUTHENTICATIONFAILED")
+            self.ctx.auth.record(self.remote, a.name, ok=True, known=True)
             self._logged_in(tag, a.name, a.id)
             return
         if not self.login_allowed():
