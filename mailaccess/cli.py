@@ -212,16 +212,19 @@ def _dispatch(args, cfg) -> int:
         return _serve(args, cfg)
     if args.command == "user":
         from . import accounts
+        from .auth.hashing import Argon2Params, Hasher
 
+        # hash with the configured parameters ([auth]), as the server does
+        hasher = Hasher(Argon2Params.from_config(cfg.auth))
         store = _open_store(cfg, create=args.user_command == "add")
         try:
             if args.user_command == "add":
                 pw = _read_password(args)
-                accounts.add_user(store, args.name, pw, args.quota)
+                accounts.add_user(store, args.name, pw, args.quota, hasher=hasher)
                 print(f"created account {args.name}")
             elif args.user_command == "passwd":
                 pw = _read_password(args)
-                accounts.set_password(store, args.name, pw)
+                accounts.set_password(store, args.name, pw, hasher=hasher)
                 print(f"password of {args.name} changed")
             elif args.user_command == "delete":
                 if not args.yes:
