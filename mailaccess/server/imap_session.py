@@ -1278,8 +1278,9 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                    big: int | None = None):
     """(seq, pieces) of one message's FETCH response, or None when it is gone.
 
-    With BIG, a literal longer than that is a ``_Big`` piece (not copied into
-    the line); identical sections share one bytes object."""
+    With BIG, a literal that would take the literals copied into the line
+    past that many bytes is a ``_Big`` piece (streamed, not copied); identical
+    sections share one bytes object."""
     snap_uids = sel.snap.uids
     i = bisect.bisect_left(snap_uids, u)
     if i >= len(snap_uids) or snap_uids[i] != u:
@@ -1302,9 +1303,12 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     wire = dict(zip(wire_names, mindex.index_fields(idx, plan.wire_fields))) \
         if wire_names else None
     sections: dict = {}
+    inline = [0]    # literal bytes copied into the line so far
 
     def lit(name: bytes, data, binary: bool = False):
-        if big is not None and len(data) > big:
+        if big is not None:
+            inline[0] += len(data)
+        if big is not None and inline[0] > big:
             return _Big(name + b" " + ((b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(data)),
                         data)
         return name + b" " + literal(data, binary)
