@@ -64,6 +64,7 @@ SYSTEM_FLAGS = tuple(vocab.KEYWORD_TO_IMAP_FLAG.values())
 REPORTS_UPDATES = frozenset({"NOOP", "CHECK", "APPEND", "EXPUNGE", "COPY", "MOVE", "FETCH",
                              "STORE", "SEARCH", "SORT", "THREAD"})
 FETCH_BUFFER = 256 * 1024   # bytes of a FETCH answer built ahead of the socket
+FETCH_CHUNK = 64 * 1024     # ... built this many at a time (other sessions run between)
 FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
 FETCH_FIRST_SLICE = 100     # (the first one small, so the client can start at once)
 
@@ -1410,7 +1411,7 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
 
 def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                  reported: dict | None = None, utf8: bool = True, *,
-                 budget: int = FETCH_BUFFER):
+                 budget: int = FETCH_CHUNK):
     """The FETCH answer for UIDS as byte chunks of about BUDGET bytes.
 
     Joined, the chunks are exactly ``b"".join(build_fetch(...))``.  Messages
