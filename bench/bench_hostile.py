@@ -11,7 +11,7 @@ its RSS at the end, and how long the attack itself took.
 
 Scenarios (bounded counts, loopback only, each stops by itself):
   baseline    nothing else running
-  subject     LMTP delivery of a Subject of "(fwd)" repeated (200 KB)
+  subject     LMTP delivery of a Subject of "(fwd)" repeated (200 KB), then "x"
   sort        SORT (SUBJECT) and THREAD on a mailbox holding that message
   script      LMTP delivery of a text/html of "<script" repeated (420 KB)
   list        LIST "" "*a*a*a*a*b" after CREATE of a 200-character name of a's
@@ -204,10 +204,11 @@ def scenarios(ports: dict, q: bool):
         load(imap, "Big", [small(0, body=(b"x" * 76 + b"\r\n") * (big // 78))])
         load(imap, "Flags", (small(i) for i in range(200)))
         load(imap, "Subj", [small(i) for i in range(20)] +
-             [small(99, subject="(fwd)" * ((20_000 if q else 40_000) // 1))])
+             [small(99, subject="(fwd)" * (20_000 if q else 40_000) + "x")])
 
     sc["baseline"] = lambda: time.sleep(3 if q else 6)
-    sc["subject"] = lambda: deliver(lmtp, small(1, subject="(fwd)" * (20_000 if q else 40_000)))
+    sc["subject"] = lambda: deliver(lmtp, small(1, subject="(fwd)" * (20_000 if q else 40_000)
+                                                + "x"))
 
     def sort():
         c = login(imap)
@@ -225,7 +226,8 @@ def scenarios(ports: dict, q: bool):
     def wildcards():
         c = login(imap)
         c.create("a" * 200)
-        c.list("", "*a*a*a*b" if q else "*a*a*a*a*b")
+        typ, _ = c.list('""', '"*a*a*a*b"' if q else '"*a*a*a*a*b"')
+        assert typ == "OK"
         c.delete("a" * 200)
         c.logout()
     sc["list"] = wildcards
