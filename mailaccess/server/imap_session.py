@@ -64,7 +64,7 @@ SYSTEM_FLAGS = tuple(vocab.KEYWORD_TO_IMAP_FLAG.values())
 REPORTS_UPDATES = frozenset({"NOOP", "CHECK", "APPEND", "EXPUNGE", "COPY", "MOVE", "FETCH",
                              "STORE", "SEARCH", "SORT", "THREAD"})
 FETCH_BUFFER = 256 * 1024   # bytes of a FETCH answer built ahead of the socket
-FETCH_CHUNK = 64 * 1024     # ... built this many at a time (other sessions run between)
+FETCH_CHUNK = 16 * 1024     # ... built this many at a time (other sessions run between)
 FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
 FETCH_FIRST_SLICE = 100     # (the first one small, so the client can start at once)
 
