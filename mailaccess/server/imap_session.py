@@ -1437,10 +1437,12 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     i = 0
     buf: list[bytes] = []
     held = 0
+    plan = None
     while i < n_all:
         pending = None
         with store.view() as v:
-            plan = _FetchPlan(v, acc, items)
+            if plan is None:
+                plan = _FetchPlan(v, acc, items)   # one per answer, as one view had
             stop = min(n_all, i + FETCH_SLICE)
             while i < stop and held < budget:
                 m = _fetch_message(v, acc, sel, uids[i], items, condstore, reported, utf8,
