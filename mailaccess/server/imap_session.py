@@ -1365,8 +1365,8 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
             name = (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
             key = (name, it.partial)
             hit = sections.get(key)
-            if hit is not None:
-                pieces.append(hit)
+            if hit is not None:       # (name, data, binary): counted again by lit()
+                pieces.append(lit(*hit) if hit[1] is not None else hit[0] + b" NIL")
                 continue
             if not it.section.part and not it.section.text and not it.binary:
                 data = raw          # BODY[]: the stored bytes, no index needed
@@ -1375,16 +1375,16 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                     mi = em.require_index()
                 data = _fetch_section(raw, mi, it)
             if data is None:
-                piece = name + b" NIL"
-            else:
-                if it.partial is not None:
-                    off, ln = it.partial
-                    data = data[off:off + ln]
-                    name += b"<%d>" % off
-                binary = it.binary and b"\0" in data
-                piece = lit(name, data, binary)
-            sections[key] = piece
-            pieces.append(piece)
+                sections[key] = (name, None, False)
+                pieces.append(name + b" NIL")
+                continue
+            if it.partial is not None:
+                off, ln = it.partial
+                data = data[off:off + ln]
+                name += b"<%d>" % off
+            binary = it.binary and b"\0" in data
+            sections[key] = (name, data, binary)
+            pieces.append(lit(name, data, binary))
         elif isinstance(it, ev.FetchBinarySize):
             if raw is None:
                 raw = bytes(v.blob(acc, rec.blob))
