@@ -139,18 +139,23 @@ def load(port: int, mailbox: str, msgs) -> None:
     f.write(b"l LOGIN alice pw\r\n")
     f.write(b'c CREATE "%s"\r\n' % mailbox.encode())
     f.flush()
+    bad = []
+
+    def read():   # answers are read while we write: no pipelining deadlock
+        while line := f.readline():
+            if line.startswith(b"a") and b" OK" not in line:
+                bad.append(line)
+    reader = threading.Thread(target=read)
+    reader.start()
     n = 0
     for m in msgs:
         n += 1
-        f.write(b'a%d APPEND "%s" {%d+}\r\n' % (n, mailbox.encode(), len(m)) + m + b"\r\n")
-        if n % 200 == 0:
-            f.flush()
-    f.write(b"z LOGOUT\r\n")
-    f.flush()
-    while line := f.readline():
-        if line.startswith(b"a") and b" OK" not in line:
-            raise SystemExit(f"APPEND failed: {line!r}")
+        s.sendall(b'a%d APPEND "%s" {%d+}\r\n' % (n, mailbox.encode(), len(m)) + m + b"\r\n")
+    s.sendall(b"z LOGOUT\r\n")
+    reader.join()
     s.close()
+    if bad:
+        raise SystemExit(f"APPEND failed: {bad[0]!r}")
 
 
 def deliver(port: int, raw: bytes) -> None:
