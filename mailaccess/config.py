@@ -40,6 +40,9 @@ class ImapConfig:
     # RFC 7888: "plus" accepts non-synchronizing literals of any size up to
     # max_literal (LITERAL+); "minus" only up to 4096 bytes (LITERAL-)
     nonsync_literals: str = "plus"
+    # before login: one command (lines and literals) of at most this many
+    # bytes; a bigger {n} gets NO [TOOBIG], a bigger {n+} closes (RFC 7888 §4)
+    preauth_max_command: int = 8192
 
 
 @dataclass(frozen=True)

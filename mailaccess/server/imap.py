@@ -24,7 +24,7 @@ from ..proto.imap import frames
 from ..proto.imap import serialize as S
 from ..proto.imap import state as st
 from ..proto.imap.errors import CommandError
-from ..proto.imap.receiver import Receiver
+from ..proto.imap.receiver import Limits, Receiver, preauth_limits
 from .app import ServerContext, bound_addresses, open_listeners, serve_connections
 from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No, SharedViews
 from .tls import server_context
@@ -91,8 +91,11 @@ class ImapConnection:
         self.stream = stream
         cfg = ctx.cfg.imap
         nonsync = cfg.max_literal if cfg.nonsync_literals == "plus" else 4096
-        self.receiver = Receiver(max_line=cfg.max_line, max_literal=cfg.max_literal,
-                                 max_nonsync_literal=nonsync)
+        # the configured bounds apply once logged in; before, a few KB
+        self.limits = Limits(max_line=cfg.max_line, max_literal=cfg.max_literal,
+                             max_nonsync_literal=nonsync)
+        self.preauth = preauth_limits(cfg.preauth_max_command)
+        self.receiver = Receiver(limits=self.preauth)
         self.session = ImapSession(ctx, secure=secure, loopback=loopback,
                                    views=self.service.views)
         self.session.remote = _peer_host(stream)
@@ -105,6 +108,12 @@ class ImapConnection:
 
     async def flush(self) -> None:
         await self.send(self.session.take_output())
+
+    def sync_limits(self) -> None:
+        """Pre-auth bounds until logged in (again after UNAUTHENTICATE)."""
+        want = self.preauth if self.session.state is st.NOT_AUTHENTICATED else self.limits
+        if self.receiver.limits is not want:
+            self.receiver.set_limits(want)
 
     async def next_event(self):
         """The next receiver event, reading from the peer as needed."""
@@ -154,6 +163,8 @@ class ImapConnection:
 
     async def frame_error(self, e: frames.FrameError) -> None:
         if e.fatal:
+            if e.tag is not None and e.response != "BYE":
+                await self.send(S.tagged(e.tag, e.response, e.message, e.code))
             await self.send(S.bye(e.message))
         elif e.tag is None:
             await self.send(S.bad(None, e.message, e.code))
@@ -174,6 +185,7 @@ class ImapConnection:
             return
         if isinstance(cmd, ev.Authenticate):
             await self.authenticate(cmd)
+            self.sync_limits()
         elif isinstance(cmd, ev.Idle):
             if not st.allowed(s.state, cmd.NAME):
                 await self.send(S.bad(cmd.tag, "log in first"))
@@ -184,6 +196,7 @@ class ImapConnection:
             await s.handle(cmd)
             if was is st.NOT_AUTHENTICATED and not await self.admit(cmd.tag):
                 return
+            self.sync_limits()
             await self.flush()
             if s.starttls_requested:
                 s.starttls_requested = False

@@ -67,9 +67,10 @@ SYSTEM_FLAGS = tuple(vocab.KEYWORD_TO_IMAP_FLAG.values())
 # without catching up (the client hears at its next NOOP, IDLE or FETCH).
 REPORTS_UPDATES = frozenset({"NOOP", "CHECK", "APPEND", "EXPUNGE", "COPY", "MOVE", "FETCH",
                              "STORE", "SEARCH", "SORT", "THREAD"})
-BIG_FETCH = 300    # above this many messages FETCH builds off the event loop
-FETCH_SLICE = 1000  # ... and sends its answer in slices of this many messages
-FETCH_FIRST_SLICE = 100
+FETCH_BUFFER = 256 * 1024   # bytes of a FETCH answer built ahead of the socket
+FETCH_CHUNK = 16 * 1024     # ... built this many at a time (other sessions run between)
+FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
+FETCH_FIRST_SLICE = 100     # (the first one small, so the client can start at once)
 
 
 class SharedViews:
@@ -940,40 +941,30 @@ class ImapSession:
                 if not any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items):
                     items.append(ev.FetchItem("FLAGS"))
         # sel.reported learns each message's modseq as sent, so refresh does
-        # not repeat a change this response already told
+        # not repeat a change this response already told.
+        # Every answer streams: fetch_chunks builds it a slice at a time (by
+        # message count and by bytes; a body bigger than the buffer goes out
+        # in pieces) and opens a store view per slice, never across an await.
+        # Once FETCH_BUFFER bytes are waiting they are sent, and the next
+        # slice is built only when the socket took them (back-pressure).
+        # An error (UNKNOWN-CTE) drops what was not sent yet, as before.
         items = tuple(items)
-        if len(uids) <= BIG_FETCH:
-            with self.store.view() as v:
-                self.out.extend(build_fetch(v, self.acc, sel, uids, items, self.condstore,
-                                            sel.reported, self.utf8))
-            return
-        # Big answers are built in a worker thread, a slice at a time, and
-        # each slice is sent while the next is built: the client parses while
-        # we build (the first slice is small so it can start at once).
-        bounds = [0, min(FETCH_FIRST_SLICE, len(uids))]
-        while bounds[-1] < len(uids):
-            bounds.append(min(bounds[-1] + FETCH_SLICE, len(uids)))
-        send, receive = trio.open_memory_channel(2)
-        acc, condstore, utf8, store = self.acc, self.condstore, self.utf8, self.store
-
-        def produce():
-            try:
-                with store.view() as v:
-                    for a, b in zip(bounds, bounds[1:]):
-                        part = build_fetch(v, acc, sel, uids[a:b], items, condstore,
-                                           sel.reported, utf8)
-                        trio.from_thread.run(send.send, b"".join(part))
-                trio.from_thread.run_sync(send.close)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass    # the connection went away: stop building
-
-        async with trio.open_nursery() as n:
-            n.start_soon(trio.to_thread.run_sync, produce)
-            with receive:   # closing it on the way out unblocks the producer
-                async for chunk in receive:
-                    self.out.append(chunk)
-                    if self.sender is not None:
+        held = 0
+        mark = len(self.out)
+        try:
+            for chunk in fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
+                                      sel.reported, self.utf8):
+                self.out.append(chunk)
+                held += len(chunk)
+                if self.sender is not None:
+                    if held >= FETCH_BUFFER:
+                        held = mark = 0
                         await self.sender(self.take_output())
+                    else:
+                        await trio.lowlevel.checkpoint()   # others run between slices
+        except No:
+            del self.out[mark:]
+            raise
 
     # --- store ------------------------------------------------------------------------------------
 
@@ -1340,130 +1331,261 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 merged.append(next(answered))
         return merged
 
+    plan = _FetchPlan(v, acc, items)
     out = []
-    need_index = any(isinstance(i, ev.FetchItem) and i.name in (
-                         "ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.HEADER", "RFC822.TEXT")
-                     or isinstance(i, (ev.FetchBody, ev.FetchBinarySize, ev.FetchPreview))
-                     for i in items)
-    want_flags = any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items)
-    spell = v.keyword_spellings(acc) if want_flags else None
-    need_members = any(isinstance(i, ev.FetchItem) and i.name == "SAVEDATE" for i in items)
-    flag_cache: dict[tuple, bytes] = {}
-    # ENVELOPE/BODYSTRUCTURE/BODY come from the index with one header read
-    wire_names = tuple(n for n in ("ENVELOPE", "BODYSTRUCTURE", "BODY")
-                       if any(isinstance(i, ev.FetchItem) and i.name == n for i in items))
-    wire_fields = tuple(n.lower() for n in wire_names)
-    index_fields = mindex.index_fields
-    snap_uids, snap_eids = sel.snap.uids, sel.snap.eids
-    n_snap = len(snap_uids)
-    bisect_left = bisect.bisect_left
     for u in uids:
-        i = bisect_left(snap_uids, u)
-        if i >= n_snap or snap_uids[i] != u:
-            continue
-        eid = snap_eids[i]
-        seq = i + 1
-        em = load_email(v, acc, eid, members=need_members)
-        if em is None:
-            continue   # expunged meanwhile: RFC 9051 lets us omit it
-        rec = em.record
-        raw = None
-        mi = None
-        size = rec.size
-        if not utf8 and rec.flags & FLAG_UTF8_HEADERS:
-            raw, idx, mi = _downgraded(v, acc, em)
-            size = len(raw)
-        else:
-            idx = em.index_data if need_index else None
-        wire = dict(zip(wire_names, index_fields(idx, wire_fields))) if wire_names else None
-        pieces = []
-        for it in items:
-            if isinstance(it, ev.FetchItem):
-                n = it.name
-                if n == "UID":
-                    pieces.append(b"UID %d" % u)
-                elif n == "FLAGS":
-                    kt = tuple(rec.keywords)
-                    fl = flag_cache.get(kt)
-                    if fl is None:
-                        fl = flag_cache[kt] = b"FLAGS " + flags_list(kt, spell)
-                    pieces.append(fl)
-                elif n == "MODSEQ":
-                    pieces.append(b"MODSEQ (%d)" % rec.last_ms)
-                elif n == "INTERNALDATE":
-                    pieces.append(b"INTERNALDATE " + _internaldate(rec))
-                elif n == "RFC822.SIZE":
-                    pieces.append(b"RFC822.SIZE %d" % size)
-                elif n == "ENVELOPE":
-                    pieces.append(b"ENVELOPE " + wire["ENVELOPE"])
-                elif n == "BODYSTRUCTURE":
-                    pieces.append(b"BODYSTRUCTURE " + wire["BODYSTRUCTURE"])
-                elif n == "BODY":
-                    pieces.append(b"BODY " + wire["BODY"])
-                elif n == "EMAILID":
-                    pieces.append(f"EMAILID ({ids.email_id(eid)})".encode())
-                elif n == "THREADID":
-                    pieces.append(f"THREADID ({ids.thread_id(rec.thread)})".encode())
-                elif n == "SAVEDATE":
-                    mem = rec.member(sel.mbx)
-                    pieces.append(b"SAVEDATE " + format_datetime(
-                        datetime.fromtimestamp(mem.savedate, timezone.utc)) if mem
-                        else b"SAVEDATE NIL")
-                elif n in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
-                    if raw is None:
-                        raw = bytes(v.blob(acc, rec.blob))
-                    if n != "RFC822" and mi is None:
-                        mi = em.require_index()
-                    if n == "RFC822":
-                        data = raw
-                    elif n == "RFC822.HEADER":
-                        data = raw[:mi.header_end]
-                    else:
-                        data = raw[mi.header_end:]
-                    pieces.append(n.encode() + b" " + literal(_no_nul(data)))
-            elif isinstance(it, ev.FetchBody):
-                if raw is None:
-                    raw = bytes(v.blob(acc, rec.blob))
-                if not it.section.part and not it.section.text and not it.binary:
-                    data = raw          # BODY[]: the stored bytes, no index needed
-                else:
-                    if mi is None:
-                        mi = em.require_index()
-                    data = _fetch_section(raw, mi, it)
-                name = (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
-                if data is None:
-                    pieces.append(name + b" NIL")
-                    continue
-                if it.partial is not None:
-                    off, ln = it.partial
-                    data = data[off:off + ln]
-                    name += b"<%d>" % off
-                binary = it.binary and b"\0" in data
-                pieces.append(name + b" " + literal(data if binary else _no_nul(data), binary))
-            elif isinstance(it, ev.FetchBinarySize):
-                if raw is None:
-                    raw = bytes(v.blob(acc, rec.blob))
-                if mi is None:
-                    mi = em.require_index()
-                sec = ".".join(str(p) for p in it.part)
-                try:
-                    data = mindex.decoded_part(raw, mi, sec)
-                except mindex.UnknownCTE:
-                    data = None
-                pieces.append(b"BINARY.SIZE[" + sec.encode() + b"] " +
-                              (b"%d" % len(data) if data is not None else b"NIL"))
-            elif isinstance(it, ev.FetchPreview):
-                if mi is None:
-                    mi = em.require_index()
-                pieces.append(b"PREVIEW " + nstring(mi.preview.encode("utf-8")))
-        if condstore and not any(p.startswith(b"MODSEQ") for p in pieces):
-            # RFC 7162 3.1.4.1: once CONDSTORE is on, FETCH FLAGS carries MODSEQ
-            if any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items):
-                pieces.append(b"MODSEQ (%d)" % rec.last_ms)
-        out.append(b"* %d FETCH (" % seq + b" ".join(pieces) + b")\r\n")
-        if reported is not None:
-            reported[u] = rec.last_ms
+        m = _fetch_message(v, acc, sel, u, items, condstore, reported, utf8, plan)
+        if m is not None:
+            out.append(b"".join(_message_segments(*m)))
     return out
+
+
+class _FetchPlan:
+    """What the Python FETCH loop needs to know once per answer."""
+
+    def __init__(self, v, acc: int, items):
+        self.need_index = any(
+            isinstance(i, ev.FetchItem) and i.name in (
+                "ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.HEADER", "RFC822.TEXT")
+            or isinstance(i, (ev.FetchBody, ev.FetchBinarySize, ev.FetchPreview))
+            for i in items)
+        self.want_flags = any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items)
+        self.spell = v.keyword_spellings(acc) if self.want_flags else None
+        self.need_members = any(isinstance(i, ev.FetchItem) and i.name == "SAVEDATE"
+                                for i in items)
+        self.flag_cache: dict[tuple, bytes] = {}
+        # ENVELOPE/BODYSTRUCTURE/BODY come from the index with one header read
+        self.wire_names = tuple(n for n in ("ENVELOPE", "BODYSTRUCTURE", "BODY")
+                                if any(isinstance(i, ev.FetchItem) and i.name == n
+                                       for i in items))
+        self.wire_fields = tuple(n.lower() for n in self.wire_names)
+        self.has_modseq = any(isinstance(i, ev.FetchItem) and i.name == "MODSEQ"
+                              for i in items)
+
+
+class _Big:
+    """A literal too big to copy into its response line: streamed in pieces."""
+
+    __slots__ = ("head", "data")
+
+    def __init__(self, head: bytes, data):
+        self.head = head
+        self.data = data
+
+
+def _message_segments(seq: int, pieces: list, chunk: int = FETCH_BUFFER):
+    """The bytes of one ``* n FETCH (...)`` response, in pieces of about CHUNK
+    bytes where a literal is bigger than that; joined they are exactly
+    ``b"* n FETCH (" + b" ".join(pieces) + b")\r\n"``."""
+    text = [b"* %d FETCH (" % seq]
+    for k, p in enumerate(pieces):
+        if k:
+            text.append(b" ")
+        if type(p) is _Big:
+            text.append(p.head)
+            yield b"".join(text)
+            text = []
+            data = p.data
+            for off in range(0, len(data), chunk):
+                yield data[off:off + chunk]
+        else:
+            text.append(p)
+    text.append(b")\r\n")
+    yield b"".join(text)
+
+
+def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: bool,
+                   reported: dict | None, utf8: bool, plan: _FetchPlan,
+                   big: int | None = None):
+    """(seq, pieces) of one message's FETCH response, or None when it is gone.
+
+    With BIG, a literal that would take the literals copied into the line
+    past that many bytes is a ``_Big`` piece (streamed, not copied); identical
+    sections share one bytes object."""
+    snap_uids = sel.snap.uids
+    i = bisect.bisect_left(snap_uids, u)
+    if i >= len(snap_uids) or snap_uids[i] != u:
+        return None
+    eid = sel.snap.eids[i]
+    seq = i + 1
+    em = load_email(v, acc, eid, members=plan.need_members)
+    if em is None:
+        return None   # expunged meanwhile: RFC 9051 lets us omit it
+    rec = em.record
+    raw = None
+    mi = None
+    size = rec.size
+    if not utf8 and rec.flags & FLAG_UTF8_HEADERS:
+        raw, idx, mi = _downgraded(v, acc, em)
+        size = len(raw)
+    else:
+        idx = em.index_data if plan.need_index else None
+    wire_names = plan.wire_names
+    wire = dict(zip(wire_names, mindex.index_fields(idx, plan.wire_fields))) \
+        if wire_names else None
+    sections: dict = {}
+    inline = [0]    # literal bytes copied into the line so far
+
+    def lit(name: bytes, data, binary: bool = False):
+        if not binary:
+            data = _no_nul(data)   # never NUL in a plain literal (RFC 9051 4.3)
+        if big is not None:
+            inline[0] += len(data)
+        if big is not None and inline[0] > big:
+            return _Big(name + b" " + ((b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(data)),
+                        data)
+        return name + b" " + literal(data, binary)
+
+    pieces = []
+    for it in items:
+        if isinstance(it, ev.FetchItem):
+            n = it.name
+            if n == "UID":
+                pieces.append(b"UID %d" % u)
+            elif n == "FLAGS":
+                kt = tuple(rec.keywords)
+                fl = plan.flag_cache.get(kt)
+                if fl is None:
+                    fl = plan.flag_cache[kt] = b"FLAGS " + flags_list(kt, plan.spell)
+                pieces.append(fl)
+            elif n == "MODSEQ":
+                pieces.append(b"MODSEQ (%d)" % rec.last_ms)
+            elif n == "INTERNALDATE":
+                pieces.append(b"INTERNALDATE " + _internaldate(rec))
+            elif n == "RFC822.SIZE":
+                pieces.append(b"RFC822.SIZE %d" % size)
+            elif n == "ENVELOPE":
+                pieces.append(b"ENVELOPE " + wire["ENVELOPE"])
+            elif n == "BODYSTRUCTURE":
+                pieces.append(b"BODYSTRUCTURE " + wire["BODYSTRUCTURE"])
+            elif n == "BODY":
+                pieces.append(b"BODY " + wire["BODY"])
+            elif n == "EMAILID":
+                pieces.append(f"EMAILID ({ids.email_id(eid)})".encode())
+            elif n == "THREADID":
+                pieces.append(f"THREADID ({ids.thread_id(rec.thread)})".encode())
+            elif n == "SAVEDATE":
+                mem = rec.member(sel.mbx)
+                pieces.append(b"SAVEDATE " + format_datetime(
+                    datetime.fromtimestamp(mem.savedate, timezone.utc)) if mem
+                    else b"SAVEDATE NIL")
+            elif n in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
+                if raw is None:
+                    raw = bytes(v.blob(acc, rec.blob))
+                if n != "RFC822" and mi is None:
+                    mi = em.require_index()
+                if n == "RFC822":
+                    data = raw
+                elif n == "RFC822.HEADER":
+                    data = raw[:mi.header_end]
+                else:
+                    data = raw[mi.header_end:]
+                pieces.append(lit(n.encode(), data))
+        elif isinstance(it, ev.FetchBody):
+            if raw is None:
+                raw = bytes(v.blob(acc, rec.blob))
+            name = (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
+            key = (name, it.partial)
+            hit = sections.get(key)
+            if hit is not None:       # (name, data, binary): counted again by lit()
+                pieces.append(lit(*hit) if hit[1] is not None else hit[0] + b" NIL")
+                continue
+            if not it.section.part and not it.section.text and not it.binary:
+                data = raw          # BODY[]: the stored bytes, no index needed
+            else:
+                if mi is None:
+                    mi = em.require_index()
+                data = _fetch_section(raw, mi, it)
+            if data is None:
+                sections[key] = (name, None, False)
+                pieces.append(name + b" NIL")
+                continue
+            if it.partial is not None:
+                off, ln = it.partial
+                data = data[off:off + ln]
+                name += b"<%d>" % off
+            binary = it.binary and b"\0" in data
+            sections[key] = (name, data, binary)
+            pieces.append(lit(name, data, binary))
+        elif isinstance(it, ev.FetchBinarySize):
+            if raw is None:
+                raw = bytes(v.blob(acc, rec.blob))
+            if mi is None:
+                mi = em.require_index()
+            sec = ".".join(str(p) for p in it.part)
+            try:
+                data = mindex.decoded_part(raw, mi, sec)
+            except mindex.UnknownCTE:
+                data = None
+            pieces.append(b"BINARY.SIZE[" + sec.encode() + b"] " +
+                          (b"%d" % len(data) if data is not None else b"NIL"))
+        elif isinstance(it, ev.FetchPreview):
+            if mi is None:
+                mi = em.require_index()
+            pieces.append(b"PREVIEW " + nstring(mi.preview.encode("utf-8")))
+    if condstore and not plan.has_modseq and plan.want_flags:
+        # RFC 7162 3.1.4.1: once CONDSTORE is on, FETCH FLAGS carries MODSEQ
+        pieces.append(b"MODSEQ (%d)" % rec.last_ms)
+    if reported is not None:
+        reported[u] = rec.last_ms
+    return seq, pieces
+
+
+def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
+                 reported: dict | None = None, utf8: bool = True, *,
+                 budget: int = FETCH_CHUNK):
+    """The FETCH answer for UIDS as byte chunks of about BUDGET bytes.
+
+    Joined, the chunks are exactly ``b"".join(build_fetch(...))``.  Messages
+    are built a slice at a time (at most FETCH_SLICE, fewer when they are
+    big), each slice under its own store view, closed before the chunk is
+    yielded: the consumer may wait for its socket between chunks without
+    holding an LMDB snapshot.  A literal bigger than BUDGET is yielded in
+    pieces of BUDGET bytes; the message's raw bytes are held once."""
+    n_all = len(uids)
+    names = [i.name for i in items if isinstance(i, ev.FetchItem)]
+    if len(names) == len(items) and _SIMPLE_FETCH.issuperset(names):
+        i, n = 0, FETCH_FIRST_SLICE
+        while i < n_all:
+            with store.view() as v:
+                part = build_fetch(v, acc, sel, uids[i:i + n], items, condstore, reported, utf8)
+            i += n
+            size = sum(map(len, part))
+            if part:
+                yield b"".join(part)
+            # aim the next slice at BUDGET bytes
+            n = max(1, min(FETCH_SLICE, n * budget // max(size, 1)))
+        return
+    i = 0
+    buf: list[bytes] = []
+    held = 0
+    plan = None
+    while i < n_all:
+        pending = None
+        with store.view() as v:
+            if plan is None:
+                plan = _FetchPlan(v, acc, items)   # one per answer, as one view had
+            stop = min(n_all, i + FETCH_SLICE)
+            while i < stop and held < budget:
+                m = _fetch_message(v, acc, sel, uids[i], items, condstore, reported, utf8,
+                                   plan, big=budget)
+                i += 1
+                if m is None:
+                    continue
+                if any(type(p) is _Big for p in m[1]):
+                    pending = m
+                    break
+                data = b"".join(_message_segments(*m))
+                buf.append(data)
+                held += len(data)
+        if buf and (held >= budget or pending is not None or i >= n_all):
+            yield b"".join(buf)
+            buf, held = [], 0
+        if pending is not None:
+            for seg in _message_segments(*pending, budget):
+                yield seg
+    if buf:
+        yield b"".join(buf)
 
 
 def _no_nul(data: bytes) -> bytes:

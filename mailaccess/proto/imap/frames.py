@@ -95,8 +95,10 @@ class FrameError:
 
     ``response`` says how the I/O layer answers: ``"NO"`` / ``"BAD"`` tagged
     with ``tag`` (untagged ``* BAD`` when ``tag`` is None), or ``"BYE"`` when
-    ``fatal``: the receiver cannot find the next command boundary, so the
-    connection must be closed after the BYE.  ``code`` is the response code to
+    ``fatal``: the receiver cannot find the next command boundary (or, before
+    login, refuses to read on), so the connection must be closed after the
+    BYE; a fatal error with ``response == "BAD"`` is answered with the
+    tagged BAD first, then the BYE (RFC 7888 §4).  ``code`` is the response code to
     include (``"TOOBIG"``) or None.  Non-fatal errors leave the receiver at the
     start of the next command.
     """

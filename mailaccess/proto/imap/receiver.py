@@ -20,6 +20,17 @@ command).  A breached bound becomes a ``FrameError``; whenever the command's
 end can still be found the receiver skips to it and carries on with the next
 command, otherwise the error is ``fatal`` and the connection must be closed.
 
+The bounds are a ``Limits`` value and can be changed between commands
+(``set_limits``): the service uses ``preauth_limits`` until the client has
+logged in (LOGIN and AUTHENTICATE need a few KB, RFC 7888 §4 lets a server
+refuse more) and its configured limits afterwards.  With
+``Limits.close_on_refusal`` a refused non-synchronizing literal is not skipped
+but ends the connection (tagged BAD [TOOBIG], then BYE; RFC 7888 §4), so a
+client that is not logged in never makes the server read, let alone keep,
+more than ``max_command`` bytes of one command.  Literal data is only ever
+held for a literal that was accepted, so the bytes a receiver holds are
+bounded by ``max_command`` plus one read.
+
 The I/O layer's loop::
 
     receiver.receive_data(chunk)          # b"" on EOF
@@ -35,6 +46,7 @@ AUTHENTICATE or IDLE frame), before ``next_event`` is called again.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import ModuleType
 
 from mailaccess import _speedups
@@ -76,6 +88,29 @@ DEFAULT_MAX_LINE = 65536
 DEFAULT_MAX_LITERAL = 64 * 1024 * 1024
 
 
+PREAUTH_MAX_COMMAND = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The receiver's bounds (see the module docstring)."""
+
+    max_line: int = DEFAULT_MAX_LINE
+    max_literal: int = DEFAULT_MAX_LITERAL
+    max_nonsync_literal: int | None = None  # None: max_literal
+    max_command: int | None = None  # None: 2 * max_literal + max_line
+    max_literals: int = 10_000
+    close_on_refusal: bool = False  # a refused {n+} literal closes the connection
+
+
+def preauth_limits(max_command: int = PREAUTH_MAX_COMMAND) -> Limits:
+    """Bounds before authentication: one command (lines and literals) of at
+    most ``max_command`` bytes; a refused non-synchronizing literal closes."""
+    return Limits(max_line=max_command, max_literal=max_command,
+                  max_nonsync_literal=max_command, max_command=max_command,
+                  max_literals=4, close_on_refusal=True)
+
+
 def _valid_tag(tag: bytes) -> bytes | None:
     return tag if _TAG_RE.fullmatch(tag) else None
 
@@ -92,14 +127,11 @@ class Receiver:
         max_command: int | None = None,
         max_literals: int = 10_000,
         scanner: ModuleType | None = None,
+        limits: Limits | None = None,
     ) -> None:
-        if max_line < 16:
-            raise ValueError("max_line too small")
-        self.max_line = max_line
-        self.max_literal = max_literal
-        self.max_nonsync_literal = max_literal if max_nonsync_literal is None else max_nonsync_literal
-        self.max_command = (2 * max_literal + max_line) if max_command is None else max_command
-        self.max_literals = max_literals
+        if limits is None:
+            limits = Limits(max_line, max_literal, max_nonsync_literal, max_command, max_literals)
+        self.set_limits(limits)
         self._scanner = _scan if scanner is None else scanner
         self.line_mode = False
         self._buf = bytearray()
@@ -117,6 +149,27 @@ class Receiver:
         self._lit_left = 0
         self._lit_kind = 0
         self._chunks: list[bytes] = []
+
+    def set_limits(self, limits: Limits) -> None:
+        """Change the bounds; they apply from the next line or literal header."""
+        if limits.max_line < 16:
+            raise ValueError("max_line too small")
+        self.limits = limits
+        self.max_line = limits.max_line
+        self.max_literal = limits.max_literal
+        self.max_nonsync_literal = (limits.max_literal if limits.max_nonsync_literal is None
+                                    else limits.max_nonsync_literal)
+        self.max_command = ((2 * limits.max_literal + limits.max_line)
+                            if limits.max_command is None else limits.max_command)
+        self.max_literals = limits.max_literals
+        self.close_on_refusal = limits.close_on_refusal
+
+    @property
+    def held(self) -> int:
+        """Bytes this receiver holds right now (buffer, command so far, literal)."""
+        return (len(self._buf) + sum(len(p) if isinstance(p, bytes) else len(p.data)
+                                     for p in self._parts)
+                + sum(len(c) for c in self._chunks) + len(self._tail))
 
     # -- input ------------------------------------------------------------
 
@@ -240,8 +293,9 @@ class Receiver:
                     scan.literal_header(line, 0, len(line)) if follow else (_LIT_NONE, 0, 0)
                 )
                 if kind > 0 and kind & _LIT_NONSYNC:
-                    if size > self.max_literal:
-                        return self._fatal(self._tag, NONSYNC_TOO_LARGE, "literal too large")
+                    if size > self.max_literal or self.close_on_refusal:
+                        return self._fatal(self._tag, NONSYNC_TOO_LARGE, "literal too large",
+                                           "BAD" if self.close_on_refusal else "BYE")
                     self._state = _SKIP_LITERAL
                     self._lit_left = size
                 else:
@@ -329,6 +383,9 @@ class Receiver:
                 # does not send the data, so the next line is a new command.
                 self._reset()
                 return FrameError(etag, error, msg, code="TOOBIG", response="NO")
+            if self.close_on_refusal:
+                # RFC 7888 §4: BAD [TOOBIG], then close instead of reading it
+                return self._fatal(etag, error, msg, "BAD")
             if size > self.max_literal:
                 return self._fatal(etag, error, msg)
             self._parts.clear()
@@ -384,9 +441,12 @@ class Receiver:
         tag = _valid_tag(tag) if tag else None
         return FrameError(tag, LINE_TOO_LONG, "command line too long")
 
-    def _fatal(self, tag: bytes | None, kind: str, message: str) -> FrameError:
+    def _fatal(self, tag: bytes | None, kind: str, message: str,
+               response: str = "BYE") -> FrameError:
         self._state = _DEAD
         self._buf.clear()
         self._parts = []
         self._chunks = []
-        return FrameError(tag, kind, message, fatal=True, code="TOOBIG", response="BYE")
+        if tag is None and response != "BYE":
+            response = "BYE"
+        return FrameError(tag, kind, message, fatal=True, code="TOOBIG", response=response)

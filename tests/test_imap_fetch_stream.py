@@ -1,0 +1,159 @@
+"""FETCH answers stream (issue 7 §2): the chunks of ``fetch_chunks`` join to
+exactly the unstreamed answer (``build_fetch``), none is much bigger than the
+buffer (a body literal bigger than it goes in pieces), and the session builds
+the next slice only when its sender (the socket) took the previous ones."""
+import functools
+import types
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings, strategies as st
+
+from conftest import make_config
+from mailaccess import ingest
+from mailaccess.proto.imap import events as ev
+from mailaccess.proto.imap import commands
+from mailaccess.proto.imap.frames import CommandFrame
+from mailaccess.server import imap_session
+from mailaccess.server.imap_session import FETCH_BUFFER, FETCH_FIRST_SLICE, ImapSession, build_fetch, fetch_chunks
+from mailaccess.store import Store, ops
+from mailaccess.views.imap_selected import SelectedMailbox, Snapshot
+
+BIG = b"x" * (1 << 20)
+MULTI = (b"From: a@example.org\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+         b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n"
+         b"--XX\r\nContent-Type: text/plain\r\n\r\n" + b"hello world\r\n" * 40000 +
+         b"--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64"
+         b"\r\n\r\nYQBi\r\n--XX--\r\n")
+
+
+def _msg(i, body=b"small\r\n"):
+    return (b"From: s%d@example.org\r\nSubject: m %d\r\nMessage-ID: <m%d@x>\r\n"
+            b"Date: Mon, 3 Nov 2025 00:00:00 +0000\r\n\r\n" % (i, i, i) + body)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = Store(str(tmp_path_factory.mktemp("stream") / "store"))
+    s.start()
+    acc = s.write_sync(ops.create_account, "a", "h")
+    with s.view() as v:
+        ib = v.mailbox_by_role(acc, "inbox").id
+    raws = [_msg(i) for i in range(700)]
+    raws[3] = _msg(3, BIG)
+    raws[10] = MULTI
+    raws[400] = _msg(400, b"y" * 300_000)
+    news = [ingest.prepare(r, 1_700_000_000 + i) for i, r in enumerate(raws)]
+
+    def load(tx):
+        for i, n in enumerate(news):
+            ops.append(tx, acc, [ib], n, keywords=["$seen"] if i % 3 else [])
+    s.write_sync(load)
+    yield s, acc, ib
+    s.close()
+
+
+def _sel(v, acc, ib):
+    m = v.mailbox(acc, ib)
+    return SelectedMailbox(acc, ib, m.uidvalidity, False,
+                           Snapshot.from_pairs(sorted(v.uids(acc, ib)), m.highest_ms), m.uidnext)
+
+
+def _items(text: str):
+    cmd = commands.parse_command(CommandFrame(b"a", (b"FETCH 1 " + text.encode(),)))
+    return tuple(cmd.items)
+
+
+ITEM_SETS = ["(UID FLAGS)", "(FLAGS ENVELOPE BODYSTRUCTURE)", "(UID BODY.PEEK[])",
+             "(BODY.PEEK[] BODY.PEEK[] BODY.PEEK[1] RFC822.SIZE)", "(RFC822 UID)",
+             "(BODY.PEEK[1]<5.600000> BINARY.PEEK[2] BINARY.SIZE[1])",
+             "(BODY.PEEK[HEADER] BODY.PEEK[TEXT] FLAGS MODSEQ)", "(RFC822.HEADER RFC822.TEXT)"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(items=st.sampled_from(ITEM_SETS), budget=st.integers(1024, 3 << 20),
+       pick=st.sampled_from(["all", "big", "few", "reverse"]), condstore=st.booleans())
+def test_streamed_is_byte_identical(store, items, budget, pick, condstore):
+    s, acc, ib = store
+    with s.view() as v:
+        sel = _sel(v, acc, ib)
+        all_uids = list(sel.uids)
+        uids = {"all": all_uids, "big": [all_uids[3], all_uids[10], all_uids[3]],
+                "few": all_uids[395:405], "reverse": all_uids[::-7]}[pick]
+        its = _items(items)
+        whole = b"".join(build_fetch(v, acc, sel, uids, its, condstore, {}, True))
+    chunks = list(fetch_chunks(s, acc, sel, uids, its, condstore, {}, True, budget=budget))
+    assert b"".join(chunks) == whole
+    small = max(build_fetch_sizes(s, acc, sel, uids, its), default=0)
+    # a chunk holds at most the buffer plus one message without its literals
+    # (the first slice of simple items is a fixed count of messages)
+    assert all(len(c) <= max(2 * budget, FETCH_FIRST_SLICE * small) + small for c in chunks)
+
+
+def build_fetch_sizes(s, acc, sel, uids, its):
+    """Sizes of the messages' responses without their literals' data."""
+    with s.view() as v:
+        for r in build_fetch(v, acc, sel, uids[:20], tuple(
+                i for i in its if not isinstance(i, ev.FetchBody)
+                and not (isinstance(i, ev.FetchItem) and i.name.startswith("RFC822"))), False):
+            yield len(r) + 200
+
+
+def test_body_literal_is_exactly_the_stored_bytes(store):
+    s, acc, ib = store
+    with s.view() as v:
+        sel = _sel(v, acc, ib)
+    uid = sel.uids[3]
+    raw = _msg(3, BIG)
+    chunks = list(fetch_chunks(s, acc, sel, [uid] * 3, _items("(BODY.PEEK[])"), False))
+    one = b"* 4 FETCH (BODY[] {%d}\r\n" % len(raw) + raw + b")\r\n"
+    assert b"".join(chunks) == one * 3
+    assert max(map(len, chunks)) <= FETCH_BUFFER + 64
+
+
+async def test_producer_waits_for_the_socket(store, tmp_path, monkeypatch):
+    """While the sender (the socket) does not take data, nothing more is built."""
+    s, acc, ib = store
+    built = [0]
+    real = imap_session.fetch_chunks
+
+    def counting(*a, **kw):
+        for c in real(*a, **kw):
+            built[0] += len(c)
+            yield c
+    monkeypatch.setattr(imap_session, "fetch_chunks", counting)
+
+    ctx = types.SimpleNamespace(cfg=make_config(tmp_path), store=s)
+    sess = ImapSession(ctx, secure=True, loopback=True)
+    sess.acc, sess.state = acc, imap_session.SELECTED
+    with s.view() as v:
+        sess.sel = _sel(v, acc, ib)
+    uids = [sess.sel.uids[3]] * 200            # 200 x BODY[] of 1 MiB in one command
+    sent = [0]
+    ahead = []
+    gate = trio.Event()
+    got = []
+
+    async def sender(data):
+        ahead.append(built[0] - sent[0])
+        sent[0] += len(data)
+        got.append(data)
+        await gate.wait()
+
+    sess.sender = sender
+    async with trio.open_nursery() as n:
+        n.start_soon(functools.partial(sess.send_fetch, uids, _items("(BODY.PEEK[])"),
+                                       uid_cmd=False))
+        await trio.testing.wait_all_tasks_blocked()
+        before = built[0]
+        for _ in range(5):
+            await trio.testing.wait_all_tasks_blocked()
+        assert built[0] == before          # paused while the socket is not read
+        assert before <= 2 * FETCH_BUFFER + 4096
+        gate.set()
+    got.append(sess.take_output())
+    total = b"".join(got)
+    assert len(total) == 200 * (len(_msg(3, BIG)) + len(b"* 4 FETCH (BODY[] {1048694}\r\n)\r\n"))
+    # never more than about one buffer built ahead of what the socket took
+    assert max(ahead) <= 2 * FETCH_BUFFER + 4096
