@@ -39,3 +39,8 @@ def parse_blob(s: str) -> bytes | None:
         return bytes.fromhex(s[1:])
     except ValueError:
         return None
+
+
+def account_id(n: int) -> str:
+    """The JMAP accountId of account N (JMAP only; IMAP and EAS have none)."""
+    return f"A{n}"
