@@ -44,3 +44,23 @@ def parse_blob(s: str) -> bytes | None:
 def account_id(n: int) -> str:
     """The JMAP accountId of account N (JMAP only; IMAP and EAS have none)."""
     return f"A{n}"
+
+
+def part_blob_id(h: bytes, part: str) -> str:
+    """The blobId of body part PART ("1.2") of the message with hash H: its
+    decoded content (RFC 8621 §4.1.4).  Only [A-Za-z0-9_-] (RFC 8620 §1.2)."""
+    return f"P{h.hex()}_{part.replace('.', '-')}"
+
+
+def parse_part_blob(s: str) -> tuple[bytes, str] | None:
+    """'P<hex>_1-2' -> (hash, "1.2"); None for anything else."""
+    if len(s) < 67 or s[0] != "P" or s[65] != "_":
+        return None
+    try:
+        h = bytes.fromhex(s[1:65])
+    except ValueError:
+        return None
+    part = s[66:].replace("-", ".")
+    if not part or not all(p.isdigit() for p in part.split(".")) or len(part) > 64:
+        return None
+    return h, part

@@ -1,0 +1,184 @@
+"""The standard JMAP methods' shared parts (RFC 8620 §5): argument checks
+and response shapes of /get, /changes, /query and /set, and PatchObject.
+
+Each data type's module (jmap_mailbox, jmap_email, ...) supplies what is
+specific to it (how to read one object, which properties exist, how to apply
+a create/update/destroy) and uses these for the rest, so every type answers
+the same way to the same mistakes.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from .. import ids
+from ..proto.jmap.errors import MethodError
+from ..store.changelog import CannotCalculateChanges
+from .jmap_api import Call
+
+
+def invalid(description: str) -> MethodError:
+    return MethodError("invalidArguments", description)
+
+
+def arg(call: Call, name: str, types: type | tuple, default: Any = None, *,
+        nullable: bool = True) -> Any:
+    """Argument NAME of the call, checked against TYPES (invalidArguments)."""
+    v = call.args.get(name, default)
+    if v is None:
+        if not nullable and name in call.args:
+            raise invalid(f"'{name}' must not be null")
+        return default
+    if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise invalid(f"'{name}' has the wrong type")
+    if not isinstance(v, types):
+        raise invalid(f"'{name}' has the wrong type")
+    return v
+
+
+def state(call: Call, kind: str) -> str:
+    with call.view() as v:
+        return v.kind_state(call.acc, kind)
+
+
+# --- /get (§5.1) --------------------------------------------------------------------
+
+def get_ids(call: Call, all_ids: Callable[[], Iterable[str]]) -> list[str]:
+    """The ids asked for: ``ids`` (creation references resolved, duplicates
+    dropped, at most maxObjectsInGet) or, when null, every id."""
+    want = call.args.get("ids")
+    if want is None:
+        return list(all_ids())
+    if not isinstance(want, list) or not all(isinstance(i, str) for i in want):
+        raise invalid("'ids' must be a list of ids or null")
+    if len(want) > call.ctx.limits.max_objects_in_get:
+        raise MethodError("requestTooLarge",
+                          f"at most {call.ctx.limits.max_objects_in_get} ids per /get")
+    out, seen = [], set()
+    for i in want:
+        r = call.resolve_id(i) or i
+        if r not in seen:
+            seen.add(r)
+            out.append(r)
+    return out
+
+
+def get_properties(call: Call, known: Iterable[str], default: Iterable[str]) -> list[str]:
+    """``properties`` checked against KNOWN (invalidArguments); DEFAULT when
+    null.  ``id`` is always returned (§5.1)."""
+    props = call.args.get("properties")
+    if props is None:
+        props = list(default)
+    elif not isinstance(props, list) or not all(isinstance(p, str) for p in props):
+        raise invalid("'properties' must be a list of strings or null")
+    known = set(known)
+    bad = [p for p in props if p not in known]
+    if bad:
+        raise invalid(f"unknown properties: {', '.join(bad)}")
+    if "id" not in props:
+        props = ["id"] + list(props)
+    return list(dict.fromkeys(props))
+
+
+def get_response(call: Call, kind: str, found: list[dict], not_found: list[str]) -> dict:
+    return {"accountId": ids.account_id(call.acc), "state": state(call, kind),
+            "list": found, "notFound": not_found}
+
+
+# --- /changes (§5.2) ----------------------------------------------------------------
+
+def changes_response(call: Call, kind: str, to_id: Callable[[int], str]) -> dict:
+    """The whole /changes method for KIND, ids formatted with TO_ID."""
+    since = call.args.get("sinceState")
+    if not isinstance(since, str):
+        raise invalid("'sinceState' must be a string")
+    mx = arg(call, "maxChanges", int)
+    if mx is not None and mx < 1:
+        raise invalid("'maxChanges' must be a positive integer")
+    try:
+        with call.view() as v:
+            page = v.changes(call.acc, kind, since, mx)
+    except CannotCalculateChanges as exc:
+        raise MethodError("cannotCalculateChanges", str(exc)) from None
+    return {"accountId": ids.account_id(call.acc), "oldState": page.old_state,
+            "newState": page.new_state, "hasMoreChanges": page.has_more,
+            "created": [to_id(i) for i in page.created],
+            "updated": [to_id(i) for i in page.updated],
+            "destroyed": [to_id(i) for i in page.destroyed]}
+
+
+# --- /query (§5.5) ------------------------------------------------------------------
+
+def query_window(call: Call, result_ids: list[str]) -> dict:
+    """position / anchor / anchorOffset / limit / calculateTotal over the
+    full sorted RESULT_IDS -> the window part of a /query response."""
+    position = arg(call, "position", int, 0)
+    anchor = arg(call, "anchor", str)
+    offset = arg(call, "anchorOffset", int, 0)
+    limit = arg(call, "limit", int)
+    if limit is not None and limit < 0:
+        raise invalid("'limit' must not be negative")
+    total = len(result_ids)
+    if anchor is not None:
+        try:
+            at = result_ids.index(anchor)
+        except ValueError:
+            raise MethodError("anchorNotFound") from None
+        start = max(0, at + offset)
+    else:
+        start = position if position >= 0 else max(0, total + position)
+    start = min(start, total)
+    end = total if limit is None else min(total, start + limit)
+    out = {"position": start, "ids": result_ids[start:end]}
+    if call.args.get("calculateTotal"):
+        out["total"] = total
+    if limit is not None and limit > 0:
+        out["limit"] = limit
+    return out
+
+
+# --- /set (§5.3) --------------------------------------------------------------------
+
+def check_if_in_state(call: Call, kind: str) -> str:
+    """The current state; stateMismatch when ``ifInState`` differs."""
+    cur = state(call, kind)
+    want = call.args.get("ifInState")
+    if want is not None and want != cur:
+        raise MethodError("stateMismatch", f"the state is {cur}, not {want}")
+    return cur
+
+
+def set_sizes(call: Call) -> tuple[dict, dict, list]:
+    """create / update / destroy arguments, shape- and size-checked."""
+    create = call.args.get("create") or {}
+    update = call.args.get("update") or {}
+    destroy = call.args.get("destroy") or []
+    if not isinstance(create, dict) or not isinstance(update, dict) or not isinstance(destroy, list):
+        raise invalid("'create' and 'update' must be objects, 'destroy' a list")
+    if len(create) + len(update) + len(destroy) > call.ctx.limits.max_objects_in_set:
+        raise MethodError("requestTooLarge",
+                          f"at most {call.ctx.limits.max_objects_in_set} objects per /set")
+    return create, update, destroy
+
+
+class PatchError(ValueError):
+    """A PatchObject that cannot be applied (invalidPatch / invalidProperties)."""
+
+
+def apply_patch(obj: dict, patch: dict) -> dict:
+    """RFC 8620 §5.3 PatchObject: keys are JSON Pointers (no leading '/');
+    a null value removes.  Returns the patched copy; raises PatchError."""
+    import copy
+    out = copy.deepcopy(obj)
+    for path, value in patch.items():
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")]
+        target = out
+        for p in parts[:-1]:
+            if not isinstance(target, dict) or p not in target or not isinstance(target[p], dict):
+                raise PatchError(f"cannot patch {path}")
+            target = target[p]
+        last = parts[-1]
+        if value is None:
+            target.pop(last, None)
+        else:
+            target[last] = value
+    return out
