@@ -604,6 +604,67 @@ def set_mailboxes(tx: WriteTx, acc: int, eid: int, mailboxes: set[int]) -> None:
     _save_mailboxes(tx, acc, cache)
 
 
+class NoSuchMailbox(NotFound):
+    """A mailbox named for an email's memberships does not exist."""
+
+
+class TooMany(Conflict):
+    """An email would carry more keywords or sit in more mailboxes than the
+    server allows; WHAT is "keywords" or "mailboxes"."""
+
+    def __init__(self, what: str, limit: int):
+        super().__init__(f"an email can have at most {limit} {what}")
+        self.what = what
+
+
+def update_email(tx: WriteTx, acc: int, eid: int, *, keywords=None, add_keywords=(),
+                 remove_keywords=(), mailboxes=None, add_mailboxes=(), remove_mailboxes=(),
+                 max_keywords: int = 0, max_mailboxes: int = 0) -> bool:
+    """JMAP Email/set update (and Email/copy within one account): EID's
+    keywords and memberships changed in one transaction, from what they are
+    when the writer runs (so two clients' patches both apply).
+
+    KEYWORDS / MAILBOXES replace the whole set when not None; the add/remove
+    sets are applied after.  JMAP cannot see IMAP's ``$deleted``, so a whole
+    keywords value keeps it.  Everything is checked before anything changes:
+    NotFound (no such email), NoSuchMailbox, Conflict (no mailbox left),
+    TooMany (over MAX_KEYWORDS / MAX_MAILBOXES when the set grows),
+    InvalidName (a keyword too long).  -> True if anything changed."""
+    rec = tx.email(acc, eid)
+    if rec is None:
+        raise NotFound(f"email {eid} does not exist")
+    old_kw = set(rec.keywords)
+    new_kw = {k.lower() for k in keywords} if keywords is not None else set(old_kw)
+    if keywords is not None and DELETED in old_kw:
+        new_kw.add(DELETED)
+    new_kw = (new_kw | {k.lower() for k in add_keywords}) - {k.lower() for k in remove_keywords}
+    old_mb = {m.mailbox for m in rec.members}
+    new_mb = set(mailboxes) if mailboxes is not None else set(old_mb)
+    new_mb = (new_mb | set(add_mailboxes)) - set(remove_mailboxes)
+    if not new_mb:
+        raise Conflict("an email must be in at least one mailbox")
+    for mbx in new_mb - old_mb:
+        if tx.mailbox(acc, mbx) is None:
+            raise NoSuchMailbox(f"mailbox {mbx} does not exist")
+    if max_keywords and len(new_kw) > max(max_keywords, len(old_kw)):
+        raise TooMany("keywords", max_keywords)
+    if max_mailboxes and len(new_mb) > max(max_mailboxes, len(old_mb)):
+        raise TooMany("mailboxes", max_mailboxes)
+    added = [k for k in (list(keywords or ()) + list(add_keywords)) if k.lower() in new_kw]
+    for k in added:
+        if not k or len(k.encode("utf-8")) > MAX_KEYWORD_BYTES:
+            raise InvalidName(f"keywords are 1-{MAX_KEYWORD_BYTES} bytes")
+    changed = False
+    if new_kw != old_kw:
+        _remember_spellings(tx, acc, added)
+        set_keywords(tx, acc, [eid], replace=sorted(new_kw))
+        changed = True
+    if new_mb != old_mb:
+        set_mailboxes(tx, acc, eid, new_mb)
+        changed = True
+    return changed
+
+
 # --- per-device sync state -----------------------------------------------------------
 
 def put_device_state(tx: WriteTx, acc: int, device: str, key: str, value: bytes) -> None:
