@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import trio
 
 from mailaccess import ids, ingest
 from mailaccess.mime import index as mindex
@@ -236,6 +237,7 @@ async def test_imap_sees_created_email_with_a_uid(imap_server):
     try:
         await run(c.select, "Drafts")
         c.untagged_responses.pop("EXISTS", None)
+        sub = srv.bus.subscribe(a, ["Email"])
         r = await email_set(jctx, create={"d": {
             "mailboxIds": {mid(srv.store, a, "drafts"): True},
             "keywords": {"$draft": True, "$seen": True},
@@ -243,6 +245,9 @@ async def test_imap_sees_created_email_with_a_uid(imap_server):
             "subject": "a draft", "textBody": [{"partId": "t"}],
             "bodyValues": {"t": {"value": "hello there"}}}})
         assert set(r["created"]["d"]) == {"id", "blobId", "threadId", "size"}
+        with trio.fail_after(10), sub:
+            note = await sub.wait()
+        assert "Email" in note.kinds and mbx(srv.store, a, "drafts") in note.mailboxes
         await run(c.noop)
         assert c.untagged_responses.pop("EXISTS", []) == [b"1"]
         typ, data = await run(c.uid, "FETCH", "1:*", "(UID FLAGS EMAILID BODY.PEEK[TEXT])")

@@ -507,6 +507,13 @@ class _Builder:
         self.missing: list[str] = []
         self.count = 0
         self.size = 0
+        self.limit = _max_size(call)
+
+    def _add_size(self, n: int) -> None:
+        """Bounded memory: stop reading blobs once the message is too big."""
+        self.size += n
+        if self.size > self.limit:
+            raise _Bad(set_error("tooLarge", f"the message would be over {self.limit} octets"))
 
     def part(self, obj: Any, prop: str, depth: int = 0, root_names: set[str] = frozenset()
              ) -> C.BodyPart:
@@ -558,7 +565,7 @@ class _Builder:
                 data = text.encode("utf-8")
             except UnicodeEncodeError:
                 raise _bad("bodyValues", "a body value is not valid Unicode") from None
-            self.size += len(data)
+            self._add_size(len(data))
             return C.BodyPart(ctype or "text/plain", data, charset="utf-8", **common)
         if not isinstance(bid, str):
             raise _bad(prop, "blobId must be a string")
@@ -566,7 +573,7 @@ class _Builder:
         if data is None:
             self.missing.append(bid)
             data = b""
-        self.size += len(data)
+        self._add_size(len(data))
         return C.BodyPart(ctype or "application/octet-stream", data,
                           charset=obj.get("charset"), **common)
 
@@ -609,8 +616,9 @@ def _structure(b: _Builder, obj: dict, root_names: set[str]) -> C.BodyPart:
     return core or C.BodyPart("text/plain", b"", charset="utf-8")
 
 
-def build_message(call: Call, obj: dict) -> tuple[bytes, list[str]]:
-    """The create object OBJ -> (RFC 5322 bytes, blobIds not found); raises _Bad."""
+def plan_message(call: Call, obj: dict) -> tuple[list[tuple[str, str]], C.BodyPart, int]:
+    """The create object OBJ -> (header fields, body tree, content octets),
+    blobs read and every rule of §4.6 checked; raises _Bad."""
     bad = sorted(k for k in obj if k in _SERVER_SET
                  or (k not in _EMAIL_CREATE and not k.startswith("header:")))
     if bad:
@@ -633,7 +641,8 @@ def build_message(call: Call, obj: dict) -> tuple[bytes, list[str]]:
     extra, extra_names = _header_props(obj, "", allow_content=False)
     dup = names & extra_names
     if dup:
-        raise _bad(sorted(dup)[0], "a header field is given twice")
+        conv = {f.lower(): p for p, (f, _) in _CONVENIENCE.items()}
+        raise _bad(conv[sorted(dup)[0]], "a header field is given twice")
     headers += extra
     names |= extra_names
     bv = obj.get("bodyValues") or {}
@@ -649,14 +658,21 @@ def build_message(call: Call, obj: dict) -> tuple[bytes, list[str]]:
         root = _structure(b, obj, names)
     if b.missing:
         raise _Bad(set_error("blobNotFound", "blobs not found", notFound=b.missing))
-    if b.size > _max_size(call):
-        raise _Bad(set_error("tooLarge", f"the message would be over {_max_size(call)} octets"))
+    return headers, root, b.size
+
+
+def build_message(call: Call, obj: dict) -> bytes:
+    """The create object OBJ -> RFC 5322 bytes (on the caller's thread)."""
+    headers, root, _ = plan_message(call, obj)
+    return _compose(call, headers, root)
+
+
+def _compose(call: Call, headers, root) -> bytes:
     domain = getattr(call.ctx.cfg, "hostname", None) or "localhost"
     try:
-        raw = C.compose(headers, root, domain=domain)
+        return C.compose(headers, root, domain=domain)
     except C.ComposeError as exc:
         raise _Bad(set_error("invalidProperties", str(exc))) from None
-    return raw, b.missing
 
 
 async def create_email(call: Call, cid: str, obj: dict) -> dict:
@@ -667,7 +683,11 @@ async def create_email(call: Call, cid: str, obj: dict) -> dict:
         if received is None:
             raise _invalid("receivedAt", "receivedAt is a UTCDate")
     try:
-        raw, _ = build_message(call, obj)
+        headers, root, size = plan_message(call, obj)
+        if size >= storeio.OFFLOOP_BYTES:     # base64 of big attachments: off the loop
+            raw = await storeio.cpu(_compose, call, headers, root)
+        else:
+            raw = _compose(call, headers, root)
     except _Bad as exc:
         raise SetError(exc.err) from None
     return await _store_message(call, raw, mbxs, kws, received)
@@ -819,5 +839,5 @@ async def _import_one(call: Call, obj: Any) -> dict:
 
 
 __all__ = ["email_set", "email_copy", "email_import", "create_email", "update_email",
-           "destroy_email", "build_message", "check_keyword", "parse_header_prop",
+           "destroy_email", "build_message", "plan_message", "check_keyword", "parse_header_prop",
            "looks_like_message"]
