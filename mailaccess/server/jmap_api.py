@@ -11,6 +11,7 @@ store transaction).  Extra responses a method produces (the implicit
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,30 @@ from ..proto.jmap.errors import MethodError, RequestError
 from ..proto.jmap.request import Limits, Request
 
 log = logging.getLogger("mailaccess.jmap")
+
+# The method modules; each registers its methods with @method on import.
+# Every JMAP part adds its module here (one line each).
+JMAP_METHOD_MODULES = [
+    "mailaccess.server.jmap_mailbox",
+    "mailaccess.server.jmap_thread",
+]
+_loaded = False
+
+
+def load_methods() -> None:
+    """Import every module of JMAP_METHOD_MODULES once (run_request calls it).
+    A module that is not there (yet) is skipped: its methods are unknown."""
+    global _loaded
+    if _loaded:
+        return
+    for name in JMAP_METHOD_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            log.warning("JMAP method module %s is missing", name)
+    _loaded = True
 
 
 @dataclass
@@ -44,6 +69,10 @@ class Call:
     call_id: str
     created_ids: dict[str, str]      # creation id -> real id, for the whole request
     extra: list[tuple[str, dict]] = field(default_factory=list)
+    # run_set: creation ids of this /set not created yet, and whether this is
+    # the last pass (a create may raise jmap_standard.Deferred until then)
+    pending_creates: set[str] = field(default_factory=set)
+    set_last_pass: bool = False
 
     @property
     def acc(self) -> int:
@@ -89,6 +118,7 @@ def check_account(call: Call, key: str = "accountId") -> None:
 
 async def run_request(ctx: JmapContext, req: Request, session_state: str = "") -> dict:
     """Run every method call in order; per-call errors become error responses."""
+    load_methods()
     unknown = [u for u in req.using if u not in KNOWN_CAPABILITIES]
     if unknown:
         raise RequestError("unknownCapability", 400,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from .. import ids
-from ..proto.jmap.errors import MethodError
+from ..proto.jmap.errors import MethodError, set_error
 from ..store.changelog import CannotCalculateChanges
 from .jmap_api import Call
 
@@ -149,15 +149,123 @@ def check_if_in_state(call: Call, kind: str) -> str:
 
 def set_sizes(call: Call) -> tuple[dict, dict, list]:
     """create / update / destroy arguments, shape- and size-checked."""
-    create = call.args.get("create") or {}
-    update = call.args.get("update") or {}
-    destroy = call.args.get("destroy") or []
+    create = call.args.get("create")
+    update = call.args.get("update")
+    destroy = call.args.get("destroy")
+    create = {} if create is None else create
+    update = {} if update is None else update
+    destroy = [] if destroy is None else destroy
     if not isinstance(create, dict) or not isinstance(update, dict) or not isinstance(destroy, list):
         raise invalid("'create' and 'update' must be objects, 'destroy' a list")
     if len(create) + len(update) + len(destroy) > call.ctx.limits.max_objects_in_set:
         raise MethodError("requestTooLarge",
                           f"at most {call.ctx.limits.max_objects_in_set} objects per /set")
     return create, update, destroy
+
+
+class SetError(Exception):
+    """One object of a /set failed: carries a SetError object (§5.3), made by
+    ``proto.jmap.errors.set_error``.  ``SetError(set_error("notFound"))`` or
+    the short form ``SetError("invalidProperties", "why", properties=[...])``."""
+
+    def __init__(self, error: dict | str, description: str | None = None, **extra: Any):
+        if isinstance(error, str):
+            error = set_error(error, description, **extra)
+        super().__init__(error.get("description") or error.get("type"))
+        self.error = error
+
+
+class Deferred(Exception):
+    """Raised by a create function whose object refers (``#cid``) to another
+    object created by the same /set call that is not created yet: run_set
+    tries it again after the others (a Mailbox whose parent comes later in
+    ``create``).  On the last pass (``call.set_last_pass``) nothing is
+    pending any more, and the function answers with a SetError instead."""
+
+
+async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
+    """The whole /set method (RFC 8620 §5.3) for KIND.
+
+    ``create(call, cid, obj) -> dict``: the properties the server set or
+    changed, including "id" (the creation id is then registered for ``#cid``
+    references, later in this call and in later calls);
+    ``update(call, id, patch) -> dict | None``: properties the server changed
+    other than those in the patch (§5.3), or None;
+    ``destroy(call, id) -> None``.  Each raises SetError for that object.
+    Creates run first, then updates, then destroys (§5.3)."""
+    old_state = check_if_in_state(call, kind)
+    creates, updates, destroys = set_sizes(call)
+    if not all(isinstance(i, str) for i in updates) or \
+            not all(isinstance(i, str) for i in destroys):
+        raise invalid("'update' keys and 'destroy' items must be ids")
+    created: dict[str, dict] = {}
+    not_created: dict[str, dict] = {}
+    pending = []
+    for cid, obj in creates.items():
+        if not isinstance(obj, dict):
+            not_created[cid] = set_error("invalidProperties", "not an object", properties=[])
+        else:
+            pending.append((cid, obj))
+    call.pending_creates = {cid for cid, _ in pending}
+    call.set_last_pass = False
+    while pending:
+        deferred = []
+        for cid, obj in pending:
+            try:
+                out = await create(call, cid, obj)
+            except Deferred:
+                deferred.append((cid, obj))
+                continue
+            except SetError as exc:
+                not_created[cid] = exc.error
+            else:
+                created[cid] = out
+                call.created_ids[cid] = out["id"]
+            call.pending_creates.discard(cid)
+        if len(deferred) == len(pending):       # no progress: last pass, no deferring
+            call.set_last_pass = True
+            call.pending_creates = set()
+        pending = deferred
+    updated: dict[str, Any] = {}
+    not_updated: dict[str, dict] = {}
+    doomed = {call.resolve_id(i) for i in destroys}
+    for uid, patch in updates.items():
+        rid = call.resolve_id(uid)
+        if rid is None:
+            not_updated[uid] = set_error("notFound", f"no object was created as {uid}")
+            continue
+        if not isinstance(patch, dict):
+            not_updated[uid] = set_error("invalidPatch", "a PatchObject is a JSON object")
+            continue
+        if rid in doomed:
+            not_updated[uid] = set_error("willDestroy", "this object is destroyed in this call")
+            continue
+        try:
+            updated[rid] = await update(call, rid, patch)
+        except SetError as exc:
+            not_updated[rid] = exc.error
+    destroyed: list[str] = []
+    not_destroyed: dict[str, dict] = {}
+    for did in destroys:
+        rid = call.resolve_id(did)
+        if rid is None:
+            not_destroyed[did] = set_error("notFound", f"no object was created as {did}")
+            continue
+        if rid in destroyed:
+            not_destroyed[rid] = set_error("notFound", "destroyed already")
+            continue
+        try:
+            await destroy(call, rid)
+        except SetError as exc:
+            not_destroyed[rid] = exc.error
+        else:
+            destroyed.append(rid)
+    return {"accountId": ids.account_id(call.acc), "oldState": old_state,
+            "newState": state(call, kind),
+            "created": created or None, "updated": updated or None,
+            "destroyed": destroyed or None,
+            "notCreated": not_created or None, "notUpdated": not_updated or None,
+            "notDestroyed": not_destroyed or None}
 
 
 class PatchError(ValueError):
