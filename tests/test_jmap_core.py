@@ -129,3 +129,114 @@ async def test_created_ids_in_and_out(ctx):
     del body["createdIds"]
     res = await request(ctx, body)
     assert "createdIds" not in res
+
+
+# --- dispatcher: request- and method-level errors (RFC 8620 §3.6) ---------------------
+
+@method("Boom/get", cap.CORE)
+async def boom_get(call):
+    raise RuntimeError("a bug")
+
+
+@method("Full/get", cap.CORE)
+async def full_get(call):
+    from mailaccess.store import StoreFullError
+    raise StoreFullError("disk full")
+
+
+@method("Strict/get", cap.MAIL, args=["ids"])
+async def strict_get(call):
+    return {"ok": True}
+
+
+async def test_result_reference_in_a_request(ctx):
+    r = await api(ctx, ["Core/echo", {"list": [{"id": "x"}, {"id": "y"}]}, "e"],
+                  ["Core/echo", {"#ids": {"resultOf": "e", "name": "Core/echo",
+                                          "path": "/list/*/id"}}, "f"],
+                  ["Core/echo", {"#ids": {"resultOf": "e", "name": "Core/echo",
+                                          "path": "/nope"}}, "g"],
+                  ["Core/echo", {"ids": 1, "#ids": {"resultOf": "e", "name": "Core/echo",
+                                                    "path": "/list"}}, "h"],
+                  ["Core/echo", {"#x": {"resultOf": "g", "name": "Core/echo",
+                                        "path": ""}}, "i"])
+    assert r[1][1]["ids"] == ["x", "y"]
+    assert r[2] == ["error", r[2][1], "g"] and r[2][1]["type"] == "invalidResultReference"
+    assert r[3][1]["type"] == "invalidArguments"
+    # a reference to a call that failed: its response is "error"
+    assert r[4][1]["type"] == "invalidResultReference"
+
+
+async def test_unknown_capability_is_a_request_error(ctx):
+    with pytest.raises(RequestError) as e:
+        await api(ctx, ["Core/echo", {}], using=[cap.CORE, "urn:example:nope"])
+    assert e.value.status == 400
+    assert e.value.problem()["type"] == "urn:ietf:params:jmap:error:unknownCapability"
+
+
+async def test_method_level_errors(ctx):
+    other = account_id(ctx)[:-1] + "9"
+    r = await api(ctx, ["Nope/get", {}], ["Strict/get", {}],
+                  ["Widget/set", {"accountId": other}],
+                  ["Widget/set", {"accountId": 5}],
+                  ["Strict/get", {"ids": [], "bogus": 1}],
+                  ["Boom/get", {}], ["Full/get", {}], ["Strict/get", {"ids": None}],
+                  using=[cap.CORE])
+    types = [x[1].get("type") for x in r]
+    assert types == ["unknownMethod", "unknownMethod",        # Strict/get needs mail
+                     "accountNotFound", "invalidArguments", "unknownMethod",
+                     "serverFail", "serverUnavailable", "unknownMethod"]
+    r = await api(ctx, ["Strict/get", {"ids": [], "bogus": 1}], ["Strict/get", {"ids": None}])
+    assert r[0][1]["type"] == "invalidArguments" and "bogus" in r[0][1]["description"]
+    assert r[1][1] == {"ok": True}
+    assert [x[2] for x in r] == ["c0", "c1"]
+
+
+async def test_account_read_only(ctx):
+    ctx.store.readonly = True
+    try:
+        r = await api(ctx, ["Widget/set", {"create": {"a": {"name": "A"}}}],
+                      ["Widget/get", {}])
+    finally:
+        ctx.store.readonly = False
+    assert r[0][1]["type"] == "accountReadOnly"
+    assert r[1][0] == "Widget/get"
+    assert WIDGETS == {}
+
+
+async def test_partial_failure(ctx, monkeypatch):
+    async def bad_update(call, wid, patch):
+        raise RuntimeError("a bug")
+
+    @method("Widget2/set", cap.CORE)
+    async def widget2_set(call):
+        return await run_set(call, "Widget", create=_w_create, update=bad_update,
+                             destroy=_w_destroy)
+    r = await api(ctx, ["Widget2/set", {"update": {"W1": {}}}])
+    assert r[0][1]["type"] == "serverFail"
+    r = await api(ctx, ["Widget2/set", {"create": {"a": {"name": "A"}}, "update": {"W1": {}}}])
+    assert r[0][1]["type"] == "serverPartialFail"
+    assert "W1" in WIDGETS
+
+
+@pytest.mark.parametrize("body,type_", [
+    (b"[1", "notJSON"), (b"[]", "notRequest"), (b'{"using": "x", "methodCalls": []}', "notRequest"),
+    (b'{"using": [], "methodCalls": [["a", {}]]}', "notRequest"),
+    (b'{"using": [], "methodCalls": [], "createdIds": {"a": 1}}', "notRequest"),
+])
+def test_request_shapes(body, type_):
+    from mailaccess.proto.jmap.request import parse_request
+    with pytest.raises(RequestError) as e:
+        parse_request(body)
+    assert e.value.type.endswith(":" + type_) and e.value.status == 400
+
+
+def test_request_limits():
+    from mailaccess.proto.jmap.request import Limits, parse_request
+    lim = Limits(max_size_request=100, max_calls_in_request=2)
+    with pytest.raises(RequestError) as e:
+        parse_request(b'{"using": [], "methodCalls": []}' + b" " * 100, lim)
+    assert e.value.problem()["limit"] == "maxSizeRequest"
+    with pytest.raises(RequestError) as e:
+        parse_request(b'{"using": [], "methodCalls": [["a",{},"1"],["a",{},"2"],["a",{},"3"]]}',
+                      lim)
+    assert e.value.problem()["limit"] == "maxCallsInRequest"

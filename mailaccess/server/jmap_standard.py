@@ -8,12 +8,16 @@ the same way to the same mistakes.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Iterable
 
 from .. import ids
 from ..proto.jmap.errors import MethodError, set_error
 from ..store.changelog import CannotCalculateChanges
+from ..store.errors import NotFound, OverQuota, StoreFullError
 from .jmap_api import Call
+
+log = logging.getLogger("mailaccess.jmap")
 
 
 def invalid(description: str) -> MethodError:
@@ -195,10 +199,34 @@ async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
     Creates run first, then updates, then destroys (§5.3)."""
     old_state = check_if_in_state(call, kind)
     creates, updates, destroys = set_sizes(call)
+    created: dict[str, dict] = {}
+    updated: dict[str, Any] = {}
+    destroyed: list[str] = []
+
+    async def guard(aw):
+        """Store errors every type answers alike become SetErrors; an
+        unexpected failure after some writes is serverPartialFail (§3.6.2),
+        before any is left to the dispatcher (serverFail)."""
+        try:
+            return await aw
+        except (SetError, Deferred, MethodError):
+            raise
+        except NotFound as exc:
+            raise SetError("notFound", str(exc)) from None
+        except OverQuota as exc:
+            raise SetError("overQuota", str(exc)) from None
+        except StoreFullError:
+            raise
+        except Exception:
+            if created or updated or destroyed:
+                log.exception("%s/set failed part way", kind)
+                raise MethodError("serverPartialFail",
+                                  "some changes were made; resynchronise") from None
+            raise
+
     if not all(isinstance(i, str) for i in updates) or \
             not all(isinstance(i, str) for i in destroys):
         raise invalid("'update' keys and 'destroy' items must be ids")
-    created: dict[str, dict] = {}
     not_created: dict[str, dict] = {}
     pending = []
     for cid, obj in creates.items():
@@ -212,7 +240,7 @@ async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
         deferred = []
         for cid, obj in pending:
             try:
-                out = await create(call, cid, obj)
+                out = await guard(create(call, cid, obj))
             except Deferred:
                 deferred.append((cid, obj))
                 continue
@@ -226,7 +254,6 @@ async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
             call.set_last_pass = True
             call.pending_creates = set()
         pending = deferred
-    updated: dict[str, Any] = {}
     not_updated: dict[str, dict] = {}
     doomed = {call.resolve_id(i) for i in destroys}
     for uid, patch in updates.items():
@@ -241,10 +268,9 @@ async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
             not_updated[uid] = set_error("willDestroy", "this object is destroyed in this call")
             continue
         try:
-            updated[rid] = await update(call, rid, patch)
+            updated[rid] = await guard(update(call, rid, patch))
         except SetError as exc:
             not_updated[rid] = exc.error
-    destroyed: list[str] = []
     not_destroyed: dict[str, dict] = {}
     for did in destroys:
         rid = call.resolve_id(did)
@@ -255,7 +281,7 @@ async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
             not_destroyed[rid] = set_error("notFound", "destroyed already")
             continue
         try:
-            await destroy(call, rid)
+            await guard(destroy(call, rid))
         except SetError as exc:
             not_destroyed[rid] = exc.error
         else:
