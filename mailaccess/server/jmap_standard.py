@@ -140,6 +140,79 @@ def query_window(call: Call, result_ids: list[str]) -> dict:
     return out
 
 
+def query_response(call: Call, query_state: str, result_ids: list[str], *,
+                   can_calculate_changes: bool = True) -> dict:
+    """The whole /query response over the full sorted RESULT_IDS.
+
+    A query state is the state of the queried type (``Mailbox``, ``Email``)
+    at the moment the results were computed: the results can only differ
+    once that state moves, and /queryChanges reads the change log from it."""
+    out = {"accountId": ids.account_id(call.acc), "queryState": query_state,
+           "canCalculateChanges": can_calculate_changes}
+    out.update(query_window(call, result_ids))
+    return out
+
+
+# --- /queryChanges (§5.6) -----------------------------------------------------------
+
+QUERY_CHANGES_SCAN = 10_000     # change-log ids one /queryChanges reads at most
+
+
+def query_changes_response(call: Call, kind: str,
+                           compute: Callable[[Any], list[str]],
+                           to_id: Callable[[int], str],
+                           expand: Callable[[Any, set[str]], set[str]] | None = None) -> dict:
+    """The whole /queryChanges method for KIND (RFC 8620 §5.6).
+
+    COMPUTE(view) is the query's full sorted result (ids); TO_ID formats
+    the change log's object ids; EXPAND(view, changed ids) adds the ids
+    whose place in the results depends on a changed one (a tree sort: the
+    children of a renamed mailbox).  The strategy: every object changed or
+    destroyed since ``sinceQueryState`` is in ``removed`` (the RFC lets
+    removed name ids that were not in the old results), and every changed
+    or created one that matches now is in ``added`` at its current index;
+    the client removes, then inserts, and has the new results.  A state the
+    log no longer covers, or more changes than QUERY_CHANGES_SCAN, is
+    cannotCalculateChanges; more than ``maxChanges`` is tooManyChanges.
+    ``upToId`` is accepted and ignored (allowed: the sort and filter
+    properties are mutable)."""
+    since = call.args.get("sinceQueryState")
+    if not isinstance(since, str):
+        raise invalid("'sinceQueryState' must be a string")
+    mx = arg(call, "maxChanges", int)
+    if mx is not None and mx < 0:
+        raise invalid("'maxChanges' must not be negative")
+    arg(call, "upToId", str)
+    with call.view() as v:
+        cur = v.kind_state(call.acc, kind)
+        results = compute(v)
+        if since == cur:
+            removed, added = [], []
+        else:
+            try:
+                page = v.changes(call.acc, kind, since, QUERY_CHANGES_SCAN)
+            except CannotCalculateChanges as exc:
+                raise MethodError("cannotCalculateChanges", str(exc)) from None
+            if page.has_more:
+                raise MethodError("cannotCalculateChanges",
+                                  "too many changes since that state; query again")
+            gone = [to_id(i) for i in page.updated + page.destroyed]
+            changed = set(gone) | {to_id(i) for i in page.created}
+            if expand is not None:
+                more = expand(v, changed) - changed
+                gone += sorted(more)
+                changed |= more
+            removed = gone
+            added = [{"id": r, "index": n} for n, r in enumerate(results) if r in changed]
+    if mx is not None and len(removed) + len(added) > mx:
+        raise MethodError("tooManyChanges", f"more than {mx} changes")
+    out = {"accountId": ids.account_id(call.acc), "oldQueryState": since,
+           "newQueryState": cur, "removed": removed, "added": added}
+    if call.args.get("calculateTotal"):
+        out["total"] = len(results)
+    return out
+
+
 # --- /set (§5.3) --------------------------------------------------------------------
 
 def check_if_in_state(call: Call, kind: str) -> str:
