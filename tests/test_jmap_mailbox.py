@@ -253,3 +253,52 @@ async def test_query_changes(ctx):
                                                      maxChanges=1)],
                   ["Mailbox/queryChanges", dict(args, sinceQueryState="x")])
     assert [x[1]["type"] for x in r] == ["tooManyChanges", "cannotCalculateChanges"]
+
+
+# --- cross-protocol: a real IMAP client on the same store ---------------------------------
+
+async def test_imap_and_jmap_see_each_others_mailboxes(imap_server):
+    from imap_helpers import connect, run
+
+    from mailaccess.server.jmap_api import JmapContext
+    with imap_server.store.view() as v:
+        acc = v.account_by_name("alice").id
+    jctx = JmapContext(imap_server.store, imap_server.bus if hasattr(imap_server, "bus")
+                       else None, imap_server.cfg, acc, "alice")
+    st = (await one(jctx, "Mailbox/get", {"ids": []}))["state"]
+    res = await one(jctx, "Mailbox/set", {"create": {
+        "p": {"name": "Projects", "isSubscribed": True},
+        "c": {"name": "2026", "parentId": "#p"}}})
+    child = res["created"]["c"]["id"]
+
+    def imap_side():
+        c = connect(imap_server)
+        try:
+            listed = c.list()[1]
+            lsub = c.lsub()[1]
+            c.create("FromImap")
+            c.subscribe("Projects/2026")
+            return listed, lsub
+        finally:
+            c.logout()
+    listed, lsub = await run(imap_side)
+    assert any(b'"Projects/2026"' in x or b"Projects/2026" in x for x in listed), listed
+    assert any(b"Projects" in x for x in lsub) and not any(b"2026" in x for x in lsub)
+    ch = await one(jctx, "Mailbox/changes", {"sinceState": st})
+    got = await one(jctx, "Mailbox/get", {"ids": ch["created"], "properties": ["name",
+                                                                               "isSubscribed"]})
+    names = {m["name"]: m for m in got["list"]}
+    assert set(names) == {"Projects", "2026", "FromImap"}
+    assert names["2026"]["isSubscribed"] is True        # IMAP SUBSCRIBE
+    # a JMAP rename is what IMAP LIST shows next
+    await one(jctx, "Mailbox/set", {"update": {child: {"name": "2027"}}})
+
+    def imap_list():
+        c = connect(imap_server)
+        try:
+            return c.list()[1]
+        finally:
+            c.logout()
+    listed = await run(imap_list)
+    assert any(b"Projects/2027" in x for x in listed)
+    assert not any(b"Projects/2026" in x for x in listed)
