@@ -65,7 +65,18 @@ async def test_changes_see_imap_side_creates_and_deliveries(ctx):
     res = await one(ctx, "Mailbox/changes", {"sinceState": st})
     assert set(res["created"]) == {ids.mailbox_id(new), ids.mailbox_id(new - 1)}
     assert res["updated"] == [ids.mailbox_id(mbx_by_role(ctx, "inbox").id)]
-    assert res["updatedProperties"] is None and res["hasMoreChanges"] is False
+    assert res["hasMoreChanges"] is False
+    # the creates are created; the inbox's update is a delivery: only counts
+    counts = ["totalEmails", "unreadEmails", "totalThreads", "unreadThreads"]
+    assert res["updatedProperties"] == counts
+    res2 = await one(ctx, "Mailbox/changes", {"sinceState": str(int(st) + 1)})
+    assert res2["created"] == [] and res2["updated"] == res["updated"]
+    assert res2["updatedProperties"] == ["totalEmails", "unreadEmails", "totalThreads",
+                                         "unreadThreads"]
+    ctx.store.write_sync(ops.update_mailbox, ctx.acc, mbx_by_role(ctx, "inbox").id,
+                         subscribed=False)          # IMAP UNSUBSCRIBE: a property
+    res3 = await one(ctx, "Mailbox/changes", {"sinceState": str(int(st) + 1)})
+    assert res3["updatedProperties"] is None
     page = await one(ctx, "Mailbox/changes", {"sinceState": st, "maxChanges": 1})
     assert page["hasMoreChanges"] and len(page["created"] + page["updated"]) == 1
     r = await api(ctx, ["Mailbox/changes", {"sinceState": "bogus"}])

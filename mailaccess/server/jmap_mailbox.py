@@ -18,7 +18,7 @@ from ..proto.jmap import capabilities as cap
 from ..proto.jmap.errors import MethodError
 from ..store import ops
 from ..store.errors import AlreadyExists, Conflict, InvalidName, NotFound
-from ..store.records import MAILBOX
+from ..store.records import EMAIL, MAILBOX, THREAD
 from .jmap_api import Call, method
 from .jmap_standard import (Deferred, PatchError, SetError, apply_patch, arg, changes_response,
                             get_ids, get_properties, get_response, invalid,
@@ -140,8 +140,14 @@ async def mailbox_get(call: Call) -> dict:
 @method("Mailbox/changes", cap.MAIL, args=("sinceState", "maxChanges"))
 async def mailbox_changes(call: Call) -> dict:
     out = changes_response(call, MAILBOX, ids.mailbox_id)
-    # the log does not tell count changes from property changes: null (§2.2)
-    out["updatedProperties"] = None
+    # only the counts changed when every update came with an email change
+    # (the store logs a mailbox updated when its emails change); else null
+    only_counts = False
+    if out["updated"]:
+        with call.view() as v:
+            only_counts = v.updates_come_with(call.acc, MAILBOX, out["oldState"],
+                                              out["newState"], (EMAIL, THREAD))
+    out["updatedProperties"] = list(COUNTS) if only_counts else None
     return out
 
 

@@ -243,6 +243,12 @@ class View:
         ids; raises CannotCalculateChanges beyond the retention horizon."""
         return changelog.changes(self, acc, kind, since, max_changes)
 
+    def updates_come_with(self, acc: int, kind: str, since: str, until: str,
+                          companions: tuple[str, ...]) -> bool:
+        """Whether every update of KIND between two states came with a change
+        of a COMPANIONS kind (changelog.updates_come_with)."""
+        return changelog.updates_come_with(self, acc, kind, since, until, companions)
+
     def change_horizon(self, acc: int) -> int:
         """Highest modseq pruned from the log; changes after it are complete."""
         return changelog.horizon(self, acc)
