@@ -240,3 +240,18 @@ def test_request_limits():
         parse_request(b'{"using": [], "methodCalls": [["a",{},"1"],["a",{},"2"],["a",{},"3"]]}',
                       lim)
     assert e.value.problem()["limit"] == "maxCallsInRequest"
+
+
+async def test_account_not_supported_by_method(ctx, monkeypatch):
+    monkeypatch.setattr(jmap_api, "account_capabilities", lambda c: set())
+    r = await api(ctx, ["Strict/get", {"ids": None}], ["Core/echo", {"x": 1}])
+    assert r[0][1]["type"] == "accountNotSupportedByMethod"
+    assert r[1][1]["x"] == 1
+
+
+def test_method_modules_load_and_a_missing_one_is_skipped(monkeypatch):
+    monkeypatch.setattr(jmap_api, "_loaded", False)
+    monkeypatch.setattr(jmap_api, "JMAP_METHOD_MODULES",
+                        jmap_api.JMAP_METHOD_MODULES + ["mailaccess.server.jmap_not_yet"])
+    jmap_api.load_methods()
+    assert {"Mailbox/get", "Mailbox/set", "Thread/get"} <= set(jmap_api.METHODS)

@@ -62,18 +62,16 @@ def counts(v, acc: int, mailboxes) -> dict[int, dict[str, int]]:
     # per thread: its mailboxes, whether an unread email outside the trash
     # only, whether an unread email in the trash
     threads: dict[int, list] = {}
-    for e in v.emails(acc):
-        boxes = [mem.mailbox for mem in e.members]
-        unread = vocab.SEEN not in e.keywords and vocab.DRAFT not in e.keywords
+    for thread, boxes, unread in v.email_count_rows(acc, vocab.SEEN, vocab.DRAFT):
         for b in boxes:
             c = out.get(b)
             if c is not None:
                 c["totalEmails"] += 1
                 if unread:
                     c["unreadEmails"] += 1
-        t = threads.get(e.thread)
+        t = threads.get(thread)
         if t is None:
-            t = threads[e.thread] = [set(), False, False]
+            t = threads[thread] = [set(), False, False]
         t[0].update(boxes)
         if unread:
             if not all(b in trash for b in boxes):

@@ -212,6 +212,15 @@ class View:
         for k, v in self._scan("msg", keys.account_prefix(acc)):
             yield records.decode_email(keys.split_msg(k)[1], v)
 
+    def email_count_rows(self, acc: int, seen: str, draft: str) -> Iterator[tuple[int, list[int], bool]]:
+        """(thread, mailbox ids, unread) of every email of ACC, unread being
+        neither keyword SEEN nor DRAFT: what JMAP's Mailbox counts need,
+        without building records."""
+        s, d = seen.encode("utf-8"), draft.encode("utf-8")
+        fn = records.email_thread_boxes_flags
+        for _, v in self._scan("msg", keys.account_prefix(acc)):
+            yield fn(v, s, d)
+
     def email_ids(self, acc: int) -> list[int]:
         return [keys.split_msg(k)[1] for k, _ in self._scan("msg", keys.account_prefix(acc))]
 
