@@ -11,17 +11,44 @@ store transaction).  Extra responses a method produces (the implicit
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 from .. import ids, storeio
 from ..proto.jmap import capabilities as cap
+from ..proto.jmap import refs
 from ..proto.jmap.errors import MethodError, RequestError
 from ..proto.jmap.request import Limits, Request
+from ..store.errors import StoreFullError
 
 log = logging.getLogger("mailaccess.jmap")
+
+# The method modules; each registers its methods with @method on import.
+# Every JMAP part adds its module here (one line each).
+JMAP_METHOD_MODULES = [
+    "mailaccess.server.jmap_mailbox",
+    "mailaccess.server.jmap_thread",
+]
+_loaded = False
+
+
+def load_methods() -> None:
+    """Import every module of JMAP_METHOD_MODULES once (run_request calls it).
+    A module that is not there (yet) is skipped: its methods are unknown."""
+    global _loaded
+    if _loaded:
+        return
+    for name in JMAP_METHOD_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            log.warning("JMAP method module %s is missing", name)
+    _loaded = True
 
 
 @dataclass
@@ -44,6 +71,10 @@ class Call:
     call_id: str
     created_ids: dict[str, str]      # creation id -> real id, for the whole request
     extra: list[tuple[str, dict]] = field(default_factory=list)
+    # run_set: creation ids of this /set not created yet, and whether this is
+    # the last pass (a create may raise jmap_standard.Deferred until then)
+    pending_creates: set[str] = field(default_factory=set)
+    set_last_pass: bool = False
 
     @property
     def acc(self) -> int:
@@ -65,13 +96,30 @@ class Call:
 
 
 Method = Callable[[Call], Awaitable[dict]]
-# name -> (capability it needs in `using`, function, takes accountId)
-METHODS: dict[str, tuple[str, Method, bool]] = {}
 
 
-def method(name: str, capability: str = cap.CORE, *, account: bool = True):
+@dataclass(frozen=True)
+class MethodEntry:
+    capability: str             # must be in the request's `using`
+    fn: Method
+    account: bool               # takes accountId (checked by the dispatcher)
+    args: frozenset[str] | None  # the arguments it knows; None: not checked
+
+
+METHODS: dict[str, MethodEntry] = {}
+
+
+def method(name: str, capability: str = cap.CORE, *, account: bool = True,
+           args: Iterable[str] | None = None):
+    """Register ``async def fn(call) -> dict`` as method NAME.  With ARGS,
+    any other argument is invalidArguments (RFC 8620 §3.6.2: unknown
+    arguments are refused); accountId is always allowed when ACCOUNT."""
+    known = None
+    if args is not None:
+        known = frozenset(args) | ({"accountId"} if account else frozenset())
+
     def deco(fn: Method) -> Method:
-        METHODS[name] = (capability, fn, account)
+        METHODS[name] = MethodEntry(capability, fn, account, known)
         return fn
     return deco
 
@@ -82,37 +130,80 @@ async def core_echo(call: Call) -> dict:
 
 
 def check_account(call: Call, key: str = "accountId") -> None:
-    """Another user's (or no such) accountId is accountNotFound, never data."""
-    if call.args.get(key) != ids.account_id(call.acc):
+    """Another user's (or no such) accountId is accountNotFound, never data;
+    a missing or non-string one is invalidArguments."""
+    given = call.args.get(key)
+    if not isinstance(given, str):
+        raise MethodError("invalidArguments", f"'{key}' must be an account id")
+    if given != ids.account_id(call.acc):
         raise MethodError("accountNotFound")
+    if call.ctx.store.readonly and call.name.endswith(WRITING_VERBS):
+        raise MethodError("accountReadOnly", "the store is open read-only")
+
+
+# methods of these verbs change the account (accountReadOnly on a read-only store)
+WRITING_VERBS = ("/set", "/copy", "/import")
+
+
+def account_capabilities(ctx: JmapContext) -> set[str]:
+    """The capabilities the authenticated account supports (its
+    ``accountCapabilities`` in the Session): today every account has all
+    the data capabilities the server knows."""
+    return set(KNOWN_CAPABILITIES) - {cap.CORE, cap.WEBSOCKET}
+
+
+async def _run_one(ctx: JmapContext, call: Call, using: set[str]) -> dict:
+    entry = METHODS.get(call.name)
+    if entry is None:
+        raise MethodError("unknownMethod", f"no method {call.name}")
+    if entry.capability not in using:
+        raise MethodError("unknownMethod",
+                          f"{call.name} needs {entry.capability} in 'using'")
+    if entry.args is not None:
+        extra = sorted(k for k in call.args if k not in entry.args)
+        if extra:
+            raise MethodError("invalidArguments",
+                              f"unknown arguments: {', '.join(extra)}")
+    if entry.account:
+        check_account(call)
+        if entry.capability != cap.CORE and entry.capability not in account_capabilities(ctx):
+            raise MethodError("accountNotSupportedByMethod")
+    return await entry.fn(call)
 
 
 async def run_request(ctx: JmapContext, req: Request, session_state: str = "") -> dict:
-    """Run every method call in order; per-call errors become error responses."""
+    """Run every method call in order; per-call errors become error responses.
+
+    Request-level: unknownCapability (RequestError, 400).  Per call: result
+    references resolved first (invalidResultReference / invalidArguments),
+    then unknownMethod, invalidArguments, accountNotFound,
+    accountNotSupportedByMethod, accountReadOnly, the method's own errors;
+    a store that is full is serverUnavailable, anything unexpected
+    serverFail (the method reports serverPartialFail itself when some of
+    its writes were made)."""
+    load_methods()
     unknown = [u for u in req.using if u not in KNOWN_CAPABILITIES]
     if unknown:
         raise RequestError("unknownCapability", 400,
                            f"the server does not support {', '.join(unknown)}")
+    using = set(req.using)
     created = dict(req.created_ids or {})
     responses: list[list] = []
     for inv in req.method_calls:
         call = Call(ctx, inv.name, inv.args, inv.call_id, created)
         try:
-            entry = METHODS.get(inv.name)
-            if entry is None:
-                raise MethodError("unknownMethod", f"no method {inv.name}")
-            capability, fn, takes_account = entry
-            if capability not in req.using:
-                raise MethodError("unknownMethod",
-                                  f"{inv.name} needs {capability} in 'using'")
-            if takes_account:
-                check_account(call)
-            result = await fn(call)
+            call.args = refs.resolve_args(inv.args, responses)
+            result = await _run_one(ctx, call, using)
             responses.append([inv.name, result, inv.call_id])
             for name, args in call.extra:
                 responses.append([name, args, inv.call_id])
         except MethodError as exc:
             responses.append(["error", exc.args_json(), inv.call_id])
+        except StoreFullError:
+            log.warning("JMAP method %s: the store is full", inv.name)
+            responses.append(["error", {"type": "serverUnavailable",
+                                        "description": "the mail store is full"},
+                              inv.call_id])
         except Exception:
             log.exception("JMAP method %s failed", inv.name)
             responses.append(["error", {"type": "serverFail",

@@ -8,12 +8,16 @@ the same way to the same mistakes.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Iterable
 
 from .. import ids
-from ..proto.jmap.errors import MethodError
+from ..proto.jmap.errors import MethodError, set_error
 from ..store.changelog import CannotCalculateChanges
+from ..store.errors import NotFound, OverQuota, StoreFullError
 from .jmap_api import Call
+
+log = logging.getLogger("mailaccess.jmap")
 
 
 def invalid(description: str) -> MethodError:
@@ -136,6 +140,79 @@ def query_window(call: Call, result_ids: list[str]) -> dict:
     return out
 
 
+def query_response(call: Call, query_state: str, result_ids: list[str], *,
+                   can_calculate_changes: bool = True) -> dict:
+    """The whole /query response over the full sorted RESULT_IDS.
+
+    A query state is the state of the queried type (``Mailbox``, ``Email``)
+    at the moment the results were computed: the results can only differ
+    once that state moves, and /queryChanges reads the change log from it."""
+    out = {"accountId": ids.account_id(call.acc), "queryState": query_state,
+           "canCalculateChanges": can_calculate_changes}
+    out.update(query_window(call, result_ids))
+    return out
+
+
+# --- /queryChanges (§5.6) -----------------------------------------------------------
+
+QUERY_CHANGES_SCAN = 10_000     # change-log ids one /queryChanges reads at most
+
+
+def query_changes_response(call: Call, kind: str,
+                           compute: Callable[[Any], list[str]],
+                           to_id: Callable[[int], str],
+                           expand: Callable[[Any, set[str]], set[str]] | None = None) -> dict:
+    """The whole /queryChanges method for KIND (RFC 8620 §5.6).
+
+    COMPUTE(view) is the query's full sorted result (ids); TO_ID formats
+    the change log's object ids; EXPAND(view, changed ids) adds the ids
+    whose place in the results depends on a changed one (a tree sort: the
+    children of a renamed mailbox).  The strategy: every object changed or
+    destroyed since ``sinceQueryState`` is in ``removed`` (the RFC lets
+    removed name ids that were not in the old results), and every changed
+    or created one that matches now is in ``added`` at its current index;
+    the client removes, then inserts, and has the new results.  A state the
+    log no longer covers, or more changes than QUERY_CHANGES_SCAN, is
+    cannotCalculateChanges; more than ``maxChanges`` is tooManyChanges.
+    ``upToId`` is accepted and ignored (allowed: the sort and filter
+    properties are mutable)."""
+    since = call.args.get("sinceQueryState")
+    if not isinstance(since, str):
+        raise invalid("'sinceQueryState' must be a string")
+    mx = arg(call, "maxChanges", int)
+    if mx is not None and mx < 0:
+        raise invalid("'maxChanges' must not be negative")
+    arg(call, "upToId", str)
+    with call.view() as v:
+        cur = v.kind_state(call.acc, kind)
+        results = compute(v)
+        if since == cur:
+            removed, added = [], []
+        else:
+            try:
+                page = v.changes(call.acc, kind, since, QUERY_CHANGES_SCAN)
+            except CannotCalculateChanges as exc:
+                raise MethodError("cannotCalculateChanges", str(exc)) from None
+            if page.has_more:
+                raise MethodError("cannotCalculateChanges",
+                                  "too many changes since that state; query again")
+            gone = [to_id(i) for i in page.updated + page.destroyed]
+            changed = set(gone) | {to_id(i) for i in page.created}
+            if expand is not None:
+                more = expand(v, changed) - changed
+                gone += sorted(more)
+                changed |= more
+            removed = gone
+            added = [{"id": r, "index": n} for n, r in enumerate(results) if r in changed]
+    if mx is not None and len(removed) + len(added) > mx:
+        raise MethodError("tooManyChanges", f"more than {mx} changes")
+    out = {"accountId": ids.account_id(call.acc), "oldQueryState": since,
+           "newQueryState": cur, "removed": removed, "added": added}
+    if call.args.get("calculateTotal"):
+        out["total"] = len(results)
+    return out
+
+
 # --- /set (§5.3) --------------------------------------------------------------------
 
 def check_if_in_state(call: Call, kind: str) -> str:
@@ -149,15 +226,145 @@ def check_if_in_state(call: Call, kind: str) -> str:
 
 def set_sizes(call: Call) -> tuple[dict, dict, list]:
     """create / update / destroy arguments, shape- and size-checked."""
-    create = call.args.get("create") or {}
-    update = call.args.get("update") or {}
-    destroy = call.args.get("destroy") or []
+    create = call.args.get("create")
+    update = call.args.get("update")
+    destroy = call.args.get("destroy")
+    create = {} if create is None else create
+    update = {} if update is None else update
+    destroy = [] if destroy is None else destroy
     if not isinstance(create, dict) or not isinstance(update, dict) or not isinstance(destroy, list):
         raise invalid("'create' and 'update' must be objects, 'destroy' a list")
     if len(create) + len(update) + len(destroy) > call.ctx.limits.max_objects_in_set:
         raise MethodError("requestTooLarge",
                           f"at most {call.ctx.limits.max_objects_in_set} objects per /set")
     return create, update, destroy
+
+
+class SetError(Exception):
+    """One object of a /set failed: carries a SetError object (§5.3), made by
+    ``proto.jmap.errors.set_error``.  ``SetError(set_error("notFound"))`` or
+    the short form ``SetError("invalidProperties", "why", properties=[...])``."""
+
+    def __init__(self, error: dict | str, description: str | None = None, **extra: Any):
+        if isinstance(error, str):
+            error = set_error(error, description, **extra)
+        super().__init__(error.get("description") or error.get("type"))
+        self.error = error
+
+
+class Deferred(Exception):
+    """Raised by a create function whose object refers (``#cid``) to another
+    object created by the same /set call that is not created yet: run_set
+    tries it again after the others (a Mailbox whose parent comes later in
+    ``create``).  On the last pass (``call.set_last_pass``) nothing is
+    pending any more, and the function answers with a SetError instead."""
+
+
+async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
+    """The whole /set method (RFC 8620 §5.3) for KIND.
+
+    ``create(call, cid, obj) -> dict``: the properties the server set or
+    changed, including "id" (the creation id is then registered for ``#cid``
+    references, later in this call and in later calls);
+    ``update(call, id, patch) -> dict | None``: properties the server changed
+    other than those in the patch (§5.3), or None;
+    ``destroy(call, id) -> None``.  Each raises SetError for that object.
+    Creates run first, then updates, then destroys (§5.3)."""
+    old_state = check_if_in_state(call, kind)
+    creates, updates, destroys = set_sizes(call)
+    created: dict[str, dict] = {}
+    updated: dict[str, Any] = {}
+    destroyed: list[str] = []
+
+    async def guard(aw):
+        """Store errors every type answers alike become SetErrors; an
+        unexpected failure after some writes is serverPartialFail (§3.6.2),
+        before any is left to the dispatcher (serverFail)."""
+        try:
+            return await aw
+        except (SetError, Deferred, MethodError):
+            raise
+        except NotFound as exc:
+            raise SetError("notFound", str(exc)) from None
+        except OverQuota as exc:
+            raise SetError("overQuota", str(exc)) from None
+        except StoreFullError:
+            raise
+        except Exception:
+            if created or updated or destroyed:
+                log.exception("%s/set failed part way", kind)
+                raise MethodError("serverPartialFail",
+                                  "some changes were made; resynchronise") from None
+            raise
+
+    if not all(isinstance(i, str) for i in updates) or \
+            not all(isinstance(i, str) for i in destroys):
+        raise invalid("'update' keys and 'destroy' items must be ids")
+    not_created: dict[str, dict] = {}
+    pending = []
+    for cid, obj in creates.items():
+        if not isinstance(obj, dict):
+            not_created[cid] = set_error("invalidProperties", "not an object", properties=[])
+        else:
+            pending.append((cid, obj))
+    call.pending_creates = {cid for cid, _ in pending}
+    call.set_last_pass = False
+    while pending:
+        deferred = []
+        for cid, obj in pending:
+            try:
+                out = await guard(create(call, cid, obj))
+            except Deferred:
+                deferred.append((cid, obj))
+                continue
+            except SetError as exc:
+                not_created[cid] = exc.error
+            else:
+                created[cid] = out
+                call.created_ids[cid] = out["id"]
+            call.pending_creates.discard(cid)
+        if len(deferred) == len(pending):       # no progress: last pass, no deferring
+            call.set_last_pass = True
+            call.pending_creates = set()
+        pending = deferred
+    not_updated: dict[str, dict] = {}
+    doomed = {call.resolve_id(i) for i in destroys}
+    for uid, patch in updates.items():
+        rid = call.resolve_id(uid)
+        if rid is None:
+            not_updated[uid] = set_error("notFound", f"no object was created as {uid}")
+            continue
+        if not isinstance(patch, dict):
+            not_updated[uid] = set_error("invalidPatch", "a PatchObject is a JSON object")
+            continue
+        if rid in doomed:
+            not_updated[uid] = set_error("willDestroy", "this object is destroyed in this call")
+            continue
+        try:
+            updated[rid] = await guard(update(call, rid, patch))
+        except SetError as exc:
+            not_updated[rid] = exc.error
+    not_destroyed: dict[str, dict] = {}
+    for did in destroys:
+        rid = call.resolve_id(did)
+        if rid is None:
+            not_destroyed[did] = set_error("notFound", f"no object was created as {did}")
+            continue
+        if rid in destroyed:
+            not_destroyed[rid] = set_error("notFound", "destroyed already")
+            continue
+        try:
+            await guard(destroy(call, rid))
+        except SetError as exc:
+            not_destroyed[rid] = exc.error
+        else:
+            destroyed.append(rid)
+    return {"accountId": ids.account_id(call.acc), "oldState": old_state,
+            "newState": state(call, kind),
+            "created": created or None, "updated": updated or None,
+            "destroyed": destroyed or None,
+            "notCreated": not_created or None, "notUpdated": not_updated or None,
+            "notDestroyed": not_destroyed or None}
 
 
 class PatchError(ValueError):

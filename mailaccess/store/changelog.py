@@ -153,6 +153,39 @@ def changes(v, acc: int, kind: str, since: str | int,
     return page
 
 
+def updates_come_with(v, acc: int, kind: str, since: str, until: str,
+                      companions: tuple[str, ...], budget: int = 10_000) -> bool:
+    """True when every modseq after state SINCE up to state UNTIL at which
+    KIND has an *updated* row also has a row of one of the COMPANIONS kinds.
+    JMAP Mailbox/changes uses it to tell that only the counts changed (a
+    mailbox is logged updated with its emails' changes; a rename,
+    subscription, sort order or role change logs no email).  False when it
+    cannot tell: a malformed state, or more than BUDGET rows to look at.  A
+    SINCE inside a modseq ("57.12") looks at the whole modseq (safe side)."""
+    try:
+        ms, inside = parse_state(since)
+        end, _ = parse_state(until)       # a page ending inside END: END looked at whole
+    except CannotCalculateChanges:
+        return False
+    pre = keys.chg_id_prefix(acc, kind)
+    last_ok = None
+    start = keys.chg_id(acc, kind, ms if inside is not None else ms + 1, 0)
+    for k, val in v._scan("chg.id", pre, start):
+        budget -= 1
+        if budget < 0:
+            return False
+        _, rms, _oid = keys.split_chg_id(k)
+        if rms > end:
+            break
+        if val[0] != _U or rms == last_ok:
+            continue
+        if not any(next(v._scan("chg.id", keys.chg_id_prefix(acc, c, rms)), None) is not None
+                   for c in companions):
+            return False
+        last_ok = rms
+    return True
+
+
 def changes_since(v, acc: int, modseq: int, limit: int | None = None) -> list[Change]:
     """The whole Change of each modseq after MODSEQ, oldest first (for tests,
     tools and push catch-up); CannotCalculateChanges below the horizon."""

@@ -251,6 +251,21 @@ def update_mailbox(tx: WriteTx, acc: int, mbx: int, *, subscribed: bool | None =
     tx.log(acc, "updated", MAILBOX, mbx)
 
 
+def set_mailbox(tx: WriteTx, acc: int, mbx: int, *, parent: int | None = None,
+                name: str | None = None, subscribed: bool | None = None,
+                sort_order: int | None = None, role: str | None | type(...) = ...) -> None:
+    """JMAP Mailbox/set update in one request: a move/rename (PARENT 0 is the
+    top level; cycle- and name-checked by rename_mailbox) and the other
+    properties (update_mailbox).  None/... leave a property as it is."""
+    m = tx.require_mailbox(acc, mbx)
+    new_parent = m.parent if parent is None else parent
+    new_name = m.name if name is None else name
+    if (new_parent, new_name) != (m.parent, m.name):
+        rename_mailbox(tx, acc, mbx, new_parent, new_name)
+    if subscribed is not None or sort_order is not None or role is not ...:
+        update_mailbox(tx, acc, mbx, subscribed=subscribed, sort_order=sort_order, role=role)
+
+
 # --- emails ---------------------------------------------------------------------------
 
 @dataclass(slots=True)

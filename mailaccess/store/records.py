@@ -157,6 +157,19 @@ def email_keywords_and_ms(data) -> tuple[list[str], int]:
     return decode_keywords(data[off:]), last_ms
 
 
+def email_thread_boxes_flags(data, seen: bytes, draft: bytes) -> tuple[int, list[int], bool]:
+    """(thread, mailbox ids, unread) of an encoded email record, without
+    building it: unread is neither SEEN nor DRAFT among its keywords (JMAP
+    Mailbox counts, RFC 8621 §2)."""
+    (_v, _h, _r, _tz, _s, thread, _ms, _f, nkw, nmem) = _MSG_HEAD.unpack_from(data)
+    off = _MSG_HEAD.size
+    boxes = [_MEMBER.unpack_from(data, off + i * _MEMBER.size)[0] for i in range(nmem)]
+    if not nkw:
+        return thread, boxes, True
+    kws = bytes(data[off + nmem * _MEMBER.size:]).split(b"\0")
+    return thread, boxes, seen not in kws and draft not in kws
+
+
 # --- mailboxes ----------------------------------------------------------------
 
 @dataclass(slots=True)

@@ -212,6 +212,15 @@ class View:
         for k, v in self._scan("msg", keys.account_prefix(acc)):
             yield records.decode_email(keys.split_msg(k)[1], v)
 
+    def email_count_rows(self, acc: int, seen: str, draft: str) -> Iterator[tuple[int, list[int], bool]]:
+        """(thread, mailbox ids, unread) of every email of ACC, unread being
+        neither keyword SEEN nor DRAFT: what JMAP's Mailbox counts need,
+        without building records."""
+        s, d = seen.encode("utf-8"), draft.encode("utf-8")
+        fn = records.email_thread_boxes_flags
+        for _, v in self._scan("msg", keys.account_prefix(acc)):
+            yield fn(v, s, d)
+
     def email_ids(self, acc: int) -> list[int]:
         return [keys.split_msg(k)[1] for k, _ in self._scan("msg", keys.account_prefix(acc))]
 
@@ -242,6 +251,12 @@ class View:
         """RFC 8620 /changes for KIND after state SINCE, paged by MAX_CHANGES
         ids; raises CannotCalculateChanges beyond the retention horizon."""
         return changelog.changes(self, acc, kind, since, max_changes)
+
+    def updates_come_with(self, acc: int, kind: str, since: str, until: str,
+                          companions: tuple[str, ...]) -> bool:
+        """Whether every update of KIND between two states came with a change
+        of a COMPANIONS kind (changelog.updates_come_with)."""
+        return changelog.updates_come_with(self, acc, kind, since, until, companions)
 
     def change_horizon(self, acc: int) -> int:
         """Highest modseq pruned from the log; changes after it are complete."""
