@@ -595,3 +595,9 @@ def test_update_email_op_is_all_or_nothing(store, acc):
     assert store.write_sync(ops.update_email, acc, eid, add_keywords=["$forwarded"]) is False
     with store.view() as v:
         assert v.keyword_spellings(acc).get("$forwarded") == "$Forwarded"
+
+
+async def test_unknown_arguments_are_refused(ctx):
+    for name in ("Email/set", "Email/copy", "Email/import"):
+        [r] = await call(ctx, [name, {"bogus": 1}])
+        assert r[0] == "error" and r[1]["type"] == "invalidArguments", (name, r)

@@ -31,6 +31,7 @@ log = logging.getLogger("mailaccess.jmap")
 JMAP_METHOD_MODULES = [
     "mailaccess.server.jmap_mailbox",
     "mailaccess.server.jmap_thread",
+    "mailaccess.server.jmap_email_set",
 ]
 _loaded = False
 

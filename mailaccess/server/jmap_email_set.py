@@ -44,15 +44,8 @@ MAX_PARTS = 200             # body parts in one created email
 MAX_DEPTH = 16              # multipart nesting in one created email
 
 
-# --- run_set (j-core's, in jmap_standard) -----------------------------------------------
-
-class _LocalSetError(Exception):
-    def __init__(self, err: dict):
-        super().__init__(err.get("type"))
-        self.err = err
-
-
-SetError = getattr(std, "SetError", _LocalSetError)
+SetError = std.SetError
+run_set = std.run_set
 
 
 def _set_err(type: str, description: str | None = None, **extra) -> Exception:
@@ -60,64 +53,7 @@ def _set_err(type: str, description: str | None = None, **extra) -> Exception:
 
 
 def _err_dict(exc: Exception) -> dict:
-    for attr in ("err", "error", "obj"):
-        v = getattr(exc, attr, None)
-        if isinstance(v, dict):
-            return v
-    v = exc.args[0] if exc.args else None
-    return v if isinstance(v, dict) else {"type": "serverFail"}
-
-
-async def _run_set_local(call: Call, kind: str, *, create, update, destroy) -> dict:
-    """Stand-in for jmap_standard.run_set until j-core's lands (same shape)."""
-    old = std.check_if_in_state(call, kind)
-    c_in, u_in, d_in = std.set_sizes(call)
-    created, not_created, updated, not_updated, destroyed, not_destroyed = {}, {}, {}, {}, [], {}
-    for cid, obj in c_in.items():
-        if not isinstance(obj, dict):
-            not_created[cid] = set_error("invalidProperties", "not an object")
-            continue
-        try:
-            res = await create(call, cid, obj)
-        except SetError as exc:
-            not_created[cid] = _err_dict(exc)
-            continue
-        created[cid] = res
-        call.created_ids[cid] = res["id"]
-    doomed = {call.resolve_id(i) or i for i in d_in if isinstance(i, str)}
-    for key, patch in u_in.items():
-        oid = call.resolve_id(key)
-        if oid is None:
-            not_updated[key] = set_error("notFound")
-            continue
-        if oid in doomed:
-            not_updated[key] = set_error("willDestroy")
-            continue
-        if not isinstance(patch, dict):
-            not_updated[key] = set_error("invalidPatch")
-            continue
-        try:
-            updated[oid] = await update(call, oid, patch)
-        except SetError as exc:
-            not_updated[key] = _err_dict(exc)
-    for key in d_in:
-        oid = call.resolve_id(key) if isinstance(key, str) else None
-        if oid is None:
-            not_destroyed[str(key)] = set_error("notFound")
-            continue
-        try:
-            await destroy(call, oid)
-            destroyed.append(oid)
-        except SetError as exc:
-            not_destroyed[key] = _err_dict(exc)
-    return {"accountId": ids.account_id(call.acc), "oldState": old,
-            "newState": std.state(call, kind),
-            "created": created or None, "updated": updated or None,
-            "destroyed": destroyed or None, "notCreated": not_created or None,
-            "notUpdated": not_updated or None, "notDestroyed": not_destroyed or None}
-
-
-run_set = getattr(std, "run_set", _run_set_local)
+    return exc.error
 
 
 # --- small checks ------------------------------------------------------------------------
@@ -695,7 +631,7 @@ async def create_email(call: Call, cid: str, obj: dict) -> dict:
 
 # --- the methods -----------------------------------------------------------------------------
 
-@method("Email/set", cap.MAIL)
+@method("Email/set", cap.MAIL, args=("ifInState", "create", "update", "destroy"))
 async def email_set(call: Call) -> dict:
     return await run_set(call, EMAIL, create=create_email, update=update_email,
                          destroy=destroy_email)
@@ -704,7 +640,9 @@ async def email_set(call: Call) -> dict:
 _COPY_PROPS = {"id", "mailboxIds", "keywords", "receivedAt"}
 
 
-@method("Email/copy", cap.MAIL)
+@method("Email/copy", cap.MAIL,
+        args=("fromAccountId", "ifFromInState", "ifInState", "create",
+              "onSuccessDestroyOriginal", "destroyFromIfInState"))
 async def email_copy(call: Call) -> dict:
     """RFC 8621 §4.7 within the user's one account (see the module docstring)."""
     me = ids.account_id(call.acc)
@@ -792,7 +730,7 @@ def looks_like_message(raw: bytes) -> bool:
     return bool(raw) and b"\0" not in raw and _FIELD_LINE.match(raw) is not None
 
 
-@method("Email/import", cap.MAIL)
+@method("Email/import", cap.MAIL, args=("ifInState", "emails"))
 async def email_import(call: Call) -> dict:
     old = std.check_if_in_state(call, EMAIL)
     emails = call.args.get("emails")
