@@ -135,12 +135,20 @@ async def test_mailbox_moves(store, acc, ctx):
     ({"keywords/$seen/x": True}, "invalidPatch", None),
     ({"keywords": {f"k{i}": True for i in range(101)}}, "tooManyKeywords", None),
 ])
-async def test_update_errors(store, acc, ctx, patch, err, props):
+@pytest.mark.parametrize("batched", [False, True])
+async def test_update_errors(store, acc, ctx, patch, err, props, batched):
     eid = deliver(store, acc, msg("e"), kws=["$seen"])
+    other = deliver(store, acc, msg("other"))
     before = record(store, acc, eid)
     if patch == "nomailbox":
         patch = {f"mailboxIds/{mid(store, acc, 'inbox')}": None}
-    r = await email_set(ctx, update={ids.email_id(eid): patch})
+    update = {ids.email_id(eid): patch}
+    if batched:     # two updates: one transaction for both (email_set's batch)
+        update[ids.email_id(other)] = {"keywords/$flagged": True}
+    r = await email_set(ctx, update=update)
+    if batched:
+        assert r["updated"] == {ids.email_id(other): None}
+        assert record(store, acc, other).keywords == ["$flagged"]
     got = r["notUpdated"][ids.email_id(eid)]
     assert got["type"] == err, got
     if props is not None:
@@ -148,7 +156,7 @@ async def test_update_errors(store, acc, ctx, patch, err, props):
     after = record(store, acc, eid)
     assert (after.keywords, after.members, after.last_ms) == \
         (before.keywords, before.members, before.last_ms)
-    assert r["oldState"] == r["newState"]
+    assert (r["oldState"] == r["newState"]) != batched
 
 
 async def test_update_and_destroy_unknown_ids(ctx):
@@ -158,6 +166,47 @@ async def test_update_and_destroy_unknown_ids(ctx):
     assert r["notUpdated"]["junk"]["type"] == "notFound"
     assert r["notDestroyed"]["E4343"]["type"] == "notFound"
     assert r["notDestroyed"]["M1"]["type"] == "notFound"
+
+
+async def test_many_updates_and_destroys_in_one_call(store, acc, ctx):
+    eids = [deliver(store, acc, msg(f"m{i}")) for i in range(6)]
+    es_ = [ids.email_id(e) for e in eids]
+    with store.view() as v:
+        st = v.kind_state(acc, "Email")
+        ms = v.highest_modseq(acc)
+    r = await email_set(ctx, ifInState=st, update={
+        es_[0]: {"keywords/$seen": True}, es_[1]: {"keywords/$seen": True},
+        es_[2]: {"mailboxIds": {}}, es_[3]: {"keywords/$seen": True}, "E999": {"keywords": {}}},
+        destroy=[es_[3], es_[4], es_[5], "E998", "junk"])
+    assert r["oldState"] == st and r["newState"] != st
+    assert r["updated"] == {es_[0]: None, es_[1]: None}
+    assert r["notUpdated"][es_[2]]["type"] == "invalidProperties"
+    assert r["notUpdated"][es_[3]]["type"] == "willDestroy"
+    assert r["notUpdated"]["E999"]["type"] == "notFound"
+    assert sorted(r["destroyed"]) == sorted(es_[3:6])
+    assert set(r["notDestroyed"]) == {"E998", "junk"}
+    assert record(store, acc, eids[0]).keywords == ["$seen"]
+    assert all(record(store, acc, e) is None for e in eids[3:])
+    with store.view() as v:      # one transaction: one modseq for all of it
+        assert v.highest_modseq(acc) == ms + 1
+    [r] = await call(ctx, ["Email/set", {"ifInState": st, "update": {
+        es_[0]: {"keywords": {}}, es_[1]: {"keywords": {}}}}])
+    assert r[0] == "error" and r[1]["type"] == "stateMismatch"
+    assert record(store, acc, eids[0]).keywords == ["$seen"]
+
+
+async def test_batch_with_creates_and_references(store, acc, ctx):
+    e1 = deliver(store, acc, msg("a"))
+    rs = await call(ctx, ["Email/set", {
+        "create": {"k": _base(store, acc)},
+        "update": {"#k": {"keywords/$seen": True}, ids.email_id(e1): {"keywords/$seen": True}},
+        "destroy": [ids.email_id(e1)]}])
+    r = rs[0][1]
+    new = r["created"]["k"]["id"]
+    assert r["updated"] == {new: None}
+    assert r["notUpdated"][ids.email_id(e1)]["type"] == "willDestroy"
+    assert r["destroyed"] == [ids.email_id(e1)]
+    assert record(store, acc, ids.parse("E", new)).keywords == ["$seen"]
 
 
 async def test_if_in_state(store, acc, ctx):

@@ -193,7 +193,9 @@ def _unescape(p: str) -> str:
     return p.replace("~1", "/").replace("~0", "~")
 
 
-async def update_email(call: Call, oid: str, patch: dict) -> dict | None:
+def parse_patch(call: Call, oid: str, patch: dict) -> tuple[int, dict]:
+    """An Email PatchObject -> (email number, ops.update_email arguments);
+    raises SetError (notFound, invalidPatch, invalidProperties)."""
     eid = ids.parse("E", oid)
     if eid is None:
         raise _set_err("notFound")
@@ -241,34 +243,55 @@ async def update_email(call: Call, oid: str, patch: dict) -> dict | None:
         raise _set_err("invalidPatch", "a property is patched both whole and in part")
     if bad:
         raise _invalid(bad, "only keywords and mailboxIds can change, to valid values")
+    return eid, dict(keywords=kw_whole, add_keywords=sorted(kw_add),
+                     remove_keywords=sorted(kw_rm), mailboxes=mb_whole,
+                     add_mailboxes=sorted(mb_add), remove_mailboxes=sorted(mb_rm),
+                     max_keywords=MAX_KEYWORDS, max_mailboxes=MAX_MAILBOXES)
+
+
+def _update_error(exc: Exception) -> Exception:
+    """A store error of ops.update_email -> the SetError it is."""
+    if isinstance(exc, ops.NoSuchMailbox):
+        return _invalid("mailboxIds", "a mailbox does not exist")
+    if isinstance(exc, NotFound):
+        return _set_err("notFound")
+    if isinstance(exc, ops.TooMany):
+        return _set_err("tooManyKeywords" if exc.what == "keywords" else "tooManyMailboxes",
+                        str(exc))
+    if isinstance(exc, Conflict):
+        return _invalid("mailboxIds", str(exc))
+    if isinstance(exc, InvalidName):
+        return _invalid("keywords", str(exc))
+    return exc
+
+
+async def update_email(call: Call, oid: str, patch: dict) -> dict | None:
+    done = _batched(call, "update", oid)
+    if done is not _NOT_BATCHED:
+        if isinstance(done, Exception):
+            raise done
+        return None
+    eid, change = parse_patch(call, oid, patch)
     with call.view() as v:
         if v.email(call.acc, eid) is None:
             raise _set_err("notFound")
-    if _missing_mailboxes(call, (mb_whole or set()) | mb_add):
+    if _missing_mailboxes(call, (change["mailboxes"] or set()) | set(change["add_mailboxes"])):
         raise _invalid("mailboxIds", "a mailbox does not exist")
     try:
-        await call.write(ops.update_email, call.acc, eid, keywords=kw_whole,
-                         add_keywords=sorted(kw_add), remove_keywords=sorted(kw_rm),
-                         mailboxes=mb_whole, add_mailboxes=sorted(mb_add),
-                         remove_mailboxes=sorted(mb_rm), max_keywords=MAX_KEYWORDS,
-                         max_mailboxes=MAX_MAILBOXES)
-    except ops.NoSuchMailbox:
-        raise _invalid("mailboxIds", "a mailbox does not exist") from None
-    except NotFound:
-        raise _set_err("notFound") from None
-    except ops.TooMany as exc:
-        raise _set_err("tooManyKeywords" if exc.what == "keywords" else "tooManyMailboxes",
-                       str(exc)) from None
-    except Conflict as exc:
-        raise _invalid("mailboxIds", str(exc)) from None
-    except InvalidName as exc:
-        raise _invalid("keywords", str(exc)) from None
+        await call.write(ops.update_email, call.acc, eid, **change)
+    except (NotFound, Conflict, InvalidName) as exc:
+        raise _update_error(exc) from None
     return None
 
 
 # --- destroy -------------------------------------------------------------------------------
 
 async def destroy_email(call: Call, oid: str) -> None:
+    done = _batched(call, "destroy", oid)
+    if done is not _NOT_BATCHED:
+        if isinstance(done, Exception):
+            raise done
+        return
     eid = ids.parse("E", oid)
     if eid is None:
         raise _set_err("notFound")
@@ -631,10 +654,80 @@ async def create_email(call: Call, cid: str, obj: dict) -> dict:
 
 # --- the methods -----------------------------------------------------------------------------
 
+# --- one transaction for many updates / destroys ----------------------------------------------
+# run_set calls update/destroy once per object, and one store write each is one
+# durable commit each: marking 500 emails read would take 500 commits.  So
+# Email/set first applies the updates and destroys of existing emails
+# (plain ids, not ids created by this call) in one transaction
+# (ops.update_emails, each email checked before it changes, failures per
+# email), then run_set runs as always and the callbacks answer from what the
+# batch did.  Destroys join the batch only when the call creates nothing (a
+# create may attach a blob of an email the call destroys; RFC 8620 §5.3
+# creates first).
+
+_NOT_BATCHED = object()
+BATCH_MIN = 2           # fewer objects than this: the plain per-object path
+
+
+def _batched(call: Call, what: str, oid: str):
+    outcomes = getattr(call, "_email_batch", None)
+    if outcomes is None:
+        return _NOT_BATCHED
+    return outcomes[what].get(oid, _NOT_BATCHED)
+
+
+async def _run_batch(call: Call, creates: dict, updates: dict, destroys: list) -> None:
+    doomed = {call.resolve_id(i) for i in destroys if isinstance(i, str)}
+    out: dict[str, dict] = {"update": {}, "destroy": {}}
+    items: list[tuple[int, dict]] = []
+    keys: list[str] = []
+    for key, patch in updates.items():
+        if not isinstance(key, str) or key.startswith("#") or key in doomed \
+                or not isinstance(patch, dict):
+            continue                   # run_set's own rules (or a created id)
+        try:
+            eid, change = parse_patch(call, key, patch)
+        except SetError as exc:
+            out["update"][key] = exc
+            continue
+        items.append((eid, change))
+        keys.append(key)
+    gone: list[int] = []
+    gone_keys: list[str] = []
+    if not creates:
+        for key in destroys:
+            if isinstance(key, str) and not key.startswith("#") and key not in gone_keys:
+                eid = ids.parse("E", key)
+                if eid is None:
+                    out["destroy"][key] = _set_err("notFound")
+                else:
+                    gone.append(eid)
+                    gone_keys.append(key)
+    if items or gone:
+        results, destroyed = await call.write(ops.update_emails, call.acc, items, gone)
+        for key, res in zip(keys, results):
+            out["update"][key] = _update_error(res) if res is not None else None
+        for key, eid in zip(gone_keys, gone):
+            out["destroy"][key] = None if eid in destroyed else _set_err("notFound")
+    call._email_batch = out
+
+
 @method("Email/set", cap.MAIL, args=("ifInState", "create", "update", "destroy"))
 async def email_set(call: Call) -> dict:
-    return await run_set(call, EMAIL, create=create_email, update=update_email,
-                         destroy=destroy_email)
+    creates, updates, destroys = std.set_sizes(call)
+    if len(updates) + (0 if creates else len(destroys)) < BATCH_MIN:
+        return await run_set(call, EMAIL, create=create_email, update=update_email,
+                             destroy=destroy_email)
+    old = std.check_if_in_state(call, EMAIL)
+    await _run_batch(call, creates, updates, destroys)
+    call.args = {k: v for k, v in call.args.items() if k != "ifInState"}   # checked above
+    try:
+        out = await run_set(call, EMAIL, create=create_email, update=update_email,
+                            destroy=destroy_email)
+    finally:
+        call._email_batch = None
+    out["oldState"] = old
+    return out
 
 
 _COPY_PROPS = {"id", "mailboxIds", "keywords", "receivedAt"}

@@ -680,6 +680,24 @@ def update_email(tx: WriteTx, acc: int, eid: int, *, keywords=None, add_keywords
     return changed
 
 
+def update_emails(tx: WriteTx, acc: int, items: list[tuple[int, dict]], destroy: list[int] = ()
+                  ) -> tuple[list[Exception | None], list[int]]:
+    """JMAP Email/set in one transaction: ``update_email(eid, **change)`` for
+    each (eid, change) of ITEMS, then DESTROY (``destroy_emails``).  Each
+    update either applies whole or fails before changing anything (every
+    check of update_email comes before its first write), so one email's
+    failure is reported, not raised, and the others still apply.
+    -> ([None or the error, per item], the destroyed eids)."""
+    results: list[Exception | None] = []
+    for eid, change in items:
+        try:
+            update_email(tx, acc, eid, **change)
+            results.append(None)
+        except (NotFound, Conflict, InvalidName) as exc:
+            results.append(exc)
+    return results, destroy_emails(tx, acc, list(dict.fromkeys(destroy)))
+
+
 # --- per-device sync state -----------------------------------------------------------
 
 def put_device_state(tx: WriteTx, acc: int, device: str, key: str, value: bytes) -> None:
