@@ -267,12 +267,22 @@ async def test_imap_session_sees_keywords_moves_and_destroy(imap_server):
         assert c.untagged_responses.pop("EXPUNGE", []) == [b"1"]
         typ, data = await run(c.status, "Archive", "(MESSAGES)")
         assert b"MESSAGES 1" in data[0]
-        # destroy: EXPUNGE too
-        await email_set(jctx, destroy=[e2])
-        await run(c.noop)
-        assert c.untagged_responses.pop("EXPUNGE", []) == [b"1"]
-        typ, data = await run(c.search, None, "ALL")
-        assert data == [b""]
+        # destroy: EXPUNGE too, and VANISHED to a QRESYNC session
+        q = await run(connect, srv)
+        try:
+            await run(q.enable, "QRESYNC")
+            await run(q.select, "INBOX")
+            typ, data = await run(q.uid, "SEARCH", "ALL")
+            uid2 = data[0]
+            await email_set(jctx, destroy=[e2])
+            await run(c.noop)
+            assert c.untagged_responses.pop("EXPUNGE", []) == [b"1"]
+            typ, data = await run(c.search, None, "ALL")
+            assert data == [b""]
+            await run(q.noop)
+            assert q.untagged_responses.pop("VANISHED", []) == [uid2]
+        finally:
+            await run(q.logout)
     finally:
         await run(c.logout)
 
