@@ -660,3 +660,14 @@ async def test_unknown_arguments_are_refused(ctx):
     for name in ("Email/set", "Email/copy", "Email/import"):
         [r] = await call(ctx, [name, {"bogus": 1}])
         assert r[0] == "error" and r[1]["type"] == "invalidArguments", (name, r)
+
+
+async def test_malformed_call_writes_nothing(store, acc, ctx):
+    eids = [ids.email_id(deliver(store, acc, msg(f"m{i}"))) for i in range(3)]
+    with store.view() as v:
+        ms = v.highest_modseq(acc)
+    [r] = await call(ctx, ["Email/set", {"update": {e: {"keywords/$seen": True} for e in eids},
+                                         "destroy": [eids[0], 5]}])
+    assert r[0] == "error" and r[1]["type"] == "invalidArguments"
+    with store.view() as v:
+        assert v.highest_modseq(acc) == ms

@@ -715,7 +715,9 @@ async def _run_batch(call: Call, creates: dict, updates: dict, destroys: list) -
 @method("Email/set", cap.MAIL, args=("ifInState", "create", "update", "destroy"))
 async def email_set(call: Call) -> dict:
     creates, updates, destroys = std.set_sizes(call)
-    if len(updates) + (0 if creates else len(destroys)) < BATCH_MIN:
+    if len(updates) + (0 if creates else len(destroys)) < BATCH_MIN \
+            or not all(isinstance(i, str) for i in destroys):
+        # (a malformed call is refused whole by run_set: nothing may be written first)
         return await run_set(call, EMAIL, create=create_email, update=update_email,
                              destroy=destroy_email)
     old = std.check_if_in_state(call, EMAIL)
