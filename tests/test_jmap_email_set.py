@@ -671,3 +671,20 @@ async def test_malformed_call_writes_nothing(store, acc, ctx):
     assert r[0] == "error" and r[1]["type"] == "invalidArguments"
     with store.view() as v:
         assert v.highest_modseq(acc) == ms
+
+
+def test_update_emails_op_reports_failures_per_email(store, acc):
+    a, b, c = (deliver(store, acc, msg(s)) for s in "abc")
+    results, gone = store.write_sync(ops.update_emails, acc, [
+        (a, {"add_keywords": ["$seen"]}),
+        (b, {"add_mailboxes": [999]}),
+        (424242, {"add_keywords": ["$seen"]}),
+        (c, {"mailboxes": set()}),
+    ], [c, 777])
+    assert results[0] is None
+    assert isinstance(results[1], ops.NoSuchMailbox)
+    assert isinstance(results[2], ops.NotFound)
+    assert isinstance(results[3], ops.Conflict)
+    assert gone == [c]
+    assert record(store, acc, a).keywords == ["$seen"]
+    assert len(record(store, acc, b).members) == 1 and record(store, acc, c) is None
