@@ -688,3 +688,16 @@ def test_update_emails_op_reports_failures_per_email(store, acc):
     assert gone == [c]
     assert record(store, acc, a).keywords == ["$seen"]
     assert len(record(store, acc, b).members) == 1 and record(store, acc, c) is None
+
+
+async def test_mailbox_created_earlier_in_the_request(store, acc, ctx):
+    rs = await call(ctx,
+                    ["Mailbox/set", {"create": {"mb": {"name": "Projects"}}}],
+                    ["Email/set", {"create": {"k": {**_base(store, acc),
+                                                    "mailboxIds": {"#mb": True}}}}],
+                    ["Email/set", {"update": {"#k": {"mailboxIds/#mb": None,
+                                                     f"mailboxIds/{mid(store, acc, 'inbox')}": True}}}])
+    assert rs[0][1]["created"]["mb"]["id"]
+    new = ids.parse("E", rs[1][1]["created"]["k"]["id"])
+    assert rs[2][1]["updated"]
+    assert {m.mailbox for m in record(store, acc, new).members} == {mbx(store, acc, "inbox")}
