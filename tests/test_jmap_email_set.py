@@ -701,3 +701,43 @@ async def test_mailbox_created_earlier_in_the_request(store, acc, ctx):
     new = ids.parse("E", rs[1][1]["created"]["k"]["id"])
     assert rs[2][1]["updated"]
     assert {m.mailbox for m in record(store, acc, new).members} == {mbx(store, acc, "inbox")}
+
+
+async def test_import_many_in_one_transaction_each_on_its_own(store, acc, ctx):
+    raws = [msg(f"imp{i}", body="x" * 100) for i in range(4)]
+    srcs = [deliver(store, acc, r) for r in raws]
+    with store.view() as v:
+        blobs = [ids.blob_id(v.email(acc, e).blob) for e in srcs]
+        used, ms = v.usage(acc), v.highest_modseq(acc)
+    store.write_sync(ops.set_quota, acc, used + len(raws[0]) + len(raws[1]) + 10)
+    arch = {mid(store, acc, "archive"): True}
+    [r] = await call(ctx, ["Email/import", {"emails": {
+        f"i{i}": {"blobId": b, "mailboxIds": arch} for i, b in enumerate(blobs)}}])
+    res = r[1]
+    assert set(res["created"]) == {"i0", "i1"}
+    assert {k: e["type"] for k, e in res["notCreated"].items()} == \
+        {"i2": "overQuota", "i3": "overQuota"}
+    with store.view() as v:
+        assert v.highest_modseq(acc) == ms + 1
+        assert len(v.uids(acc, mbx(store, acc, "archive"))) == 2
+
+
+async def test_batched_creates(store, acc, ctx):
+    with store.view() as v:
+        ms = v.highest_modseq(acc)
+    rs = await call(ctx, ["Email/set", {"create": {
+        "a": _base(store, acc, subject="a"), "b": _base(store, acc, subject="b"),
+        "bad": _base(store, acc, id="E1"), "nombx": _base(store, acc, mailboxIds={"M999": True}),
+        "notobj": 5}}],
+        ["Email/set", {"update": {"#a": {"keywords/$seen": True},
+                                  "#b": {"keywords/$seen": True}}}])
+    r = rs[0][1]
+    assert set(r["created"]) == {"a", "b"}
+    assert set(r["notCreated"]) == {"bad", "nombx", "notobj"}
+    assert r["notCreated"]["bad"]["properties"] == ["id"]
+    with store.view() as v:
+        assert v.highest_modseq(acc) == ms + 2       # one commit per call
+    subjects = {mindex.index_message(raw_of(store, acc, ids.parse("E", c["id"]))).subject
+                for c in r["created"].values()}
+    assert subjects == {"a", "b"}
+    assert set(rs[1][1]["updated"]) == {r["created"]["a"]["id"], r["created"]["b"]["id"]}

@@ -142,26 +142,72 @@ def _quota(call: Call) -> int:
     return getattr(store, "quota", 0) or 0
 
 
-async def _store_message(call: Call, raw: bytes, mailboxes: set[int], keywords: set[str],
-                         received_at: int | None) -> dict:
-    """Index RAW and append it like IMAP APPEND; -> the created properties."""
+async def _prepare(call: Call, raw: bytes, received_at: int | None) -> ops.NewEmail:
+    """Index RAW (off the event loop when big), as IMAP APPEND does."""
     if len(raw) > _max_size(call):
         raise _set_err("tooLarge", f"the message is larger than {_max_size(call)} octets")
     if len(raw) >= storeio.OFFLOOP_BYTES:
-        new = await storeio.cpu(ingest.prepare, raw, received_at)
-    else:
-        new = ingest.prepare(raw, received_at)
+        return await storeio.cpu(ingest.prepare, raw, received_at)
+    return ingest.prepare(raw, received_at)
+
+
+def _appended(new: ops.NewEmail, res) -> dict:
+    """One result of ops.append_each -> the created properties (or SetError)."""
+    if isinstance(res, OverQuota):
+        raise _set_err("overQuota", str(res))
+    if isinstance(res, (NotFound, Conflict)):
+        raise _invalid("mailboxIds", "a mailbox does not exist")
+    return {"id": ids.email_id(res.email), "blobId": ids.blob_id(new.blob),
+            "threadId": ids.thread_id(res.thread), "size": len(new.raw)}
+
+
+async def _append(call: Call, items: list[tuple[set[int], ops.NewEmail, set[str]]]) -> list:
     try:
-        appended = await call.write(ops.append, call.acc, sorted(mailboxes), new,
-                                    sorted(keywords), _quota(call))
-    except OverQuota as exc:
-        raise _set_err("overQuota", str(exc)) from None
-    except NotFound:
-        raise _invalid("mailboxIds", "a mailbox does not exist") from None
-    except InvalidName as exc:
+        return await call.write(ops.append_each, call.acc,
+                                [(sorted(m), new, sorted(k)) for m, new, k in items],
+                                _quota(call))
+    except InvalidName as exc:      # (keywords are checked before: not expected)
         raise _invalid("keywords", str(exc)) from None
-    return {"id": ids.email_id(appended.email), "blobId": ids.blob_id(new.blob),
-            "threadId": ids.thread_id(appended.thread), "size": len(raw)}
+
+
+async def _store_message(call: Call, raw: bytes, mailboxes: set[int], keywords: set[str],
+                         received_at: int | None) -> dict:
+    """Index RAW and append it like IMAP APPEND; -> the created properties."""
+    new = await _prepare(call, raw, received_at)
+    [res] = await _append(call, [(mailboxes, new, keywords)])
+    return _appended(new, res)
+
+
+APPEND_BATCH_BYTES = 16 * 1024 * 1024   # messages per store transaction, at most
+
+
+class _Appender:
+    """Stores prepared messages a transaction at a time (``ops.append_each``)
+    instead of one each; OUT: key -> created properties or SetError."""
+
+    def __init__(self, call: Call):
+        self.call = call
+        self.pending: list[tuple[str, set[int], ops.NewEmail, set[str]]] = []
+        self.size = 0
+        self.out: dict[str, Any] = {}
+
+    async def add(self, key: str, mbxs: set[int], new: ops.NewEmail, kws: set[str]) -> None:
+        self.pending.append((key, mbxs, new, kws))
+        self.size += len(new.raw)
+        if self.size >= APPEND_BATCH_BYTES:     # bounded memory
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        results = await _append(self.call, [(m, new, k) for _, m, new, k in self.pending])
+        for (key, _, new, _), res in zip(self.pending, results):
+            try:
+                self.out[key] = _appended(new, res)
+            except SetError as exc:
+                self.out[key] = exc
+        self.pending.clear()
+        self.size = 0
 
 
 def _check_placement(call: Call, obj: dict, *, required: bool = True
@@ -634,7 +680,7 @@ def _compose(call: Call, headers, root) -> bytes:
         raise _Bad(set_error("invalidProperties", str(exc))) from None
 
 
-async def create_email(call: Call, cid: str, obj: dict) -> dict:
+async def _prepare_create(call: Call, obj: dict) -> tuple[set[int], set[str], ops.NewEmail]:
     mbxs, kws = _check_placement(call, obj)
     received = None
     if obj.get("receivedAt") is not None:
@@ -649,21 +695,33 @@ async def create_email(call: Call, cid: str, obj: dict) -> dict:
             raw = _compose(call, headers, root)
     except _Bad as exc:
         raise SetError(exc.err) from None
-    return await _store_message(call, raw, mbxs, kws, received)
+    return mbxs, kws, await _prepare(call, raw, received)
+
+
+async def create_email(call: Call, cid: str, obj: dict) -> dict:
+    done = _batched(call, "create", cid)
+    if done is not _NOT_BATCHED:
+        if isinstance(done, Exception):
+            raise done
+        return done
+    mbxs, kws, new = await _prepare_create(call, obj)
+    [res] = await _append(call, [(mbxs, new, kws)])
+    return _appended(new, res)
 
 
 # --- the methods -----------------------------------------------------------------------------
 
-# --- one transaction for many updates / destroys ----------------------------------------------
-# run_set calls update/destroy once per object, and one store write each is one
-# durable commit each: marking 500 emails read would take 500 commits.  So
-# Email/set first applies the updates and destroys of existing emails
-# (plain ids, not ids created by this call) in one transaction
-# (ops.update_emails, each email checked before it changes, failures per
-# email), then run_set runs as always and the callbacks answer from what the
-# batch did.  Destroys join the batch only when the call creates nothing (a
-# create may attach a blob of an email the call destroys; RFC 8620 §5.3
-# creates first).
+# --- one transaction for many creates / updates / destroys ----------------------------------
+# run_set calls create/update/destroy once per object, and one store write
+# each is one durable commit each: marking 500 emails read would take 500
+# commits.  So Email/set first applies, in run_set's order, the creates (a
+# transaction per APPEND_BATCH_BYTES, ops.append_each), then the updates and
+# destroys of existing emails (plain ids, not ids created by this call) in
+# one transaction (ops.update_emails); every object is checked before it
+# changes and fails on its own.  Then run_set runs as always and the
+# callbacks answer from what the batch did.  Destroys join the batch only
+# when the call creates nothing (a create may attach a blob of an email the
+# call destroys; RFC 8620 §5.3 creates first).
 
 _NOT_BATCHED = object()
 BATCH_MIN = 2           # fewer objects than this: the plain per-object path
@@ -677,32 +735,57 @@ def _batched(call: Call, what: str, oid: str):
 
 
 async def _run_batch(call: Call, creates: dict, updates: dict, destroys: list) -> None:
-    doomed = {call.resolve_id(i) for i in destroys if isinstance(i, str)}
-    out: dict[str, dict] = {"update": {}, "destroy": {}}
+    out: dict[str, dict] = {"update": {}, "destroy": {}, "create": {}}
+    if len(creates) >= BATCH_MIN:
+        app = _Appender(call)
+        for cid, obj in creates.items():
+            if not isinstance(obj, dict):
+                continue                   # run_set's own answer
+            try:
+                mbxs, kws, new = await _prepare_create(call, obj)
+            except SetError as exc:
+                out["create"][cid] = exc
+                continue
+            await app.add(cid, mbxs, new, kws)
+        await app.flush()
+        out["create"].update(app.out)
+
+    def resolve(key: str) -> str | None:
+        """KEY as run_set will resolve it once the creates are registered."""
+        if not key.startswith("#"):
+            return key
+        made = out["create"].get(key[1:])
+        if isinstance(made, dict):
+            return made["id"]
+        return None if key[1:] in creates else call.resolve_id(key)
+
+    doomed = {resolve(i) for i in destroys}
     items: list[tuple[int, dict]] = []
     keys: list[str] = []
     for key, patch in updates.items():
-        if not isinstance(key, str) or key.startswith("#") or key in doomed \
-                or not isinstance(patch, dict):
-            continue                   # run_set's own rules (or a created id)
+        rid = resolve(key)
+        if rid is None or rid in doomed or not isinstance(patch, dict):
+            continue                   # run_set's own answer
         try:
-            eid, change = parse_patch(call, key, patch)
+            eid, change = parse_patch(call, rid, patch)
         except SetError as exc:
-            out["update"][key] = exc
+            out["update"][rid] = exc
             continue
         items.append((eid, change))
-        keys.append(key)
+        keys.append(rid)
     gone: list[int] = []
     gone_keys: list[str] = []
     if not creates:
         for key in destroys:
-            if isinstance(key, str) and not key.startswith("#") and key not in gone_keys:
-                eid = ids.parse("E", key)
-                if eid is None:
-                    out["destroy"][key] = _set_err("notFound")
-                else:
-                    gone.append(eid)
-                    gone_keys.append(key)
+            rid = resolve(key)
+            if rid is None or rid in gone_keys or rid in out["destroy"]:
+                continue
+            eid = ids.parse("E", rid)
+            if eid is None:
+                out["destroy"][rid] = _set_err("notFound")
+            else:
+                gone.append(eid)
+                gone_keys.append(rid)
     if items or gone:
         results, destroyed = await call.write(ops.update_emails, call.acc, items, gone)
         for key, res in zip(keys, results):
@@ -715,7 +798,7 @@ async def _run_batch(call: Call, creates: dict, updates: dict, destroys: list) -
 @method("Email/set", cap.MAIL, args=("ifInState", "create", "update", "destroy"))
 async def email_set(call: Call) -> dict:
     creates, updates, destroys = std.set_sizes(call)
-    if len(updates) + (0 if creates else len(destroys)) < BATCH_MIN \
+    if max(len(creates), len(updates) + (0 if creates else len(destroys))) < BATCH_MIN \
             or not all(isinstance(i, str) for i in destroys):
         # (a malformed call is refused whole by run_set: nothing may be written first)
         return await run_set(call, EMAIL, create=create_email, update=update_email,
@@ -835,18 +918,29 @@ async def email_import(call: Call) -> dict:
         raise MethodError("requestTooLarge",
                           f"at most {call.ctx.limits.max_objects_in_set} emails per import")
     created, not_created = {}, {}
+    # a transaction per APPEND_BATCH_BYTES of messages, not one per message;
+    # each message still succeeds or fails on its own (ops.append_each)
+    app = _Appender(call)
     for cid, obj in emails.items():
         try:
-            created[cid] = await _import_one(call, obj)
-            call.created_ids[cid] = created[cid]["id"]
+            mbxs, kws, new = await _import_one(call, obj)
         except SetError as exc:
             not_created[cid] = _err_dict(exc)
+            continue
+        await app.add(cid, mbxs, new, kws)
+    await app.flush()
+    for cid, res in app.out.items():
+        if isinstance(res, Exception):
+            not_created[cid] = _err_dict(res)
+        else:
+            created[cid] = res
+            call.created_ids[cid] = res["id"]
     return {"accountId": ids.account_id(call.acc), "oldState": old,
             "newState": std.state(call, EMAIL), "created": created or None,
             "notCreated": not_created or None}
 
 
-async def _import_one(call: Call, obj: Any) -> dict:
+async def _import_one(call: Call, obj: Any) -> tuple[set[int], set[str], ops.NewEmail]:
     if not isinstance(obj, dict):
         raise _invalid([], "not an object")
     bad = sorted(k for k in obj if k not in _IMPORT_PROPS)
@@ -868,7 +962,7 @@ async def _import_one(call: Call, obj: Any) -> dict:
         raise _invalid("blobId", "no such blob")
     if not looks_like_message(raw):
         raise _set_err("invalidEmail", "the blob is not an RFC 5322 message")
-    return await _store_message(call, raw, mbxs, kws, received)
+    return mbxs, kws, await _prepare(call, raw, received)
 
 
 __all__ = ["email_set", "email_copy", "email_import", "create_email", "update_email",

@@ -421,6 +421,21 @@ def append_many(tx: WriteTx, acc: int, mbx: int, items, quota: int = 0) -> list[
     return [append(tx, acc, [mbx], new, kws, quota) for new, kws in items]
 
 
+def append_each(tx: WriteTx, acc: int, items, quota: int = 0) -> list:
+    """``append`` of each (mailboxes, NewEmail, keywords) of ITEMS in one
+    transaction, each on its own (JMAP Email/import, Email/set create): an
+    item ``append`` refuses (OverQuota, NotFound, Conflict: all raised before
+    it writes anything) is reported, the others are stored.  The quota counts
+    the items before.  -> per item, its Appended or the error."""
+    out: list = []
+    for mailboxes, new, kws in items:
+        try:
+            out.append(append(tx, acc, mailboxes, new, kws, quota))
+        except (OverQuota, NotFound, Conflict) as exc:
+            out.append(exc)
+    return out
+
+
 def _destroy(tx: WriteTx, acc: int, rec: EmailRecord) -> None:
     """Remove an email with no memberships left, and its blob if unreferenced."""
     tx.delete("msg", keys.msg(acc, rec.id))
