@@ -18,9 +18,11 @@
   response destroys nothing (the copy is the original).
 * Email/import: a stored blob (a message) into mailboxes with keywords.
 
-Every write is one store op (store/ops.py), so the change log, IMAP sessions
+Every write is a store op (store/ops.py), so the change log, IMAP sessions
 and the bus see it.  The create/update/destroy functions have the shape of
-``jmap_standard.run_set``'s callbacks.
+``jmap_standard.run_set``'s callbacks; a call with many objects is written a
+few transactions at a time, not one per object (see "one transaction for
+many", below), each object still succeeding or failing on its own.
 """
 from __future__ import annotations
 
@@ -168,14 +170,6 @@ async def _append(call: Call, items: list[tuple[set[int], ops.NewEmail, set[str]
                                 _quota(call))
     except InvalidName as exc:      # (keywords are checked before: not expected)
         raise _invalid("keywords", str(exc)) from None
-
-
-async def _store_message(call: Call, raw: bytes, mailboxes: set[int], keywords: set[str],
-                         received_at: int | None) -> dict:
-    """Index RAW and append it like IMAP APPEND; -> the created properties."""
-    new = await _prepare(call, raw, received_at)
-    [res] = await _append(call, [(mailboxes, new, keywords)])
-    return _appended(new, res)
 
 
 APPEND_BATCH_BYTES = 16 * 1024 * 1024   # messages per store transaction, at most
