@@ -495,6 +495,7 @@ async def test_own_store_idle_cancel_reuse_and_limits(imap_server):
         a.read_until(tag)
         # CANCELUPDATE: no more updates for B01
         assert a.cmd(b'CANCELUPDATE "B01"')[-1].split()[1] == b"OK"
+        assert a.cmd(b'CANCELUPDATE "B01"')[-1].split()[1] == b"NO"    # no longer live
         b.cmd(b"STORE 2 +FLAGS (\\Seen)")
         assert not any(b"ESEARCH" in l for l in a.cmd(b"NOOP"))
         # the limit: NO [NOUPDATE], the other return options still answered

@@ -129,10 +129,10 @@ class Contexts:
         self.live(sel)
         return tag in self.by_tag
 
-    def cancel(self, sel, tags) -> None:
+    def cancel(self, sel, tags) -> list[bytes]:
+        """End the updates of TAGS; the tags that named no live context."""
         self.live(sel)
-        for t in tags:
-            self.by_tag.pop(t, None)
+        return [t for t in tags if self.by_tag.pop(t, None) is None]
 
     def tracked(self) -> int:
         return sum(c.size() for c in self.by_tag.values())

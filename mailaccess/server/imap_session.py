@@ -1128,7 +1128,8 @@ class ImapSession:
                                        S.code_noupdate(cmd.tag)))
 
     async def do_cancelupdate(self, cmd):
-        self.contexts.cancel(self.sel, cmd.tags)
+        if self.contexts.cancel(self.sel, cmd.tags):
+            raise No("unknown tag")   # as Dovecot answers (RFC 5267 says nothing)
         return Done("no further updates")
 
     async def do_sort(self, cmd):
