@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..proto.imap import serialize as S
 from ..query import engine
@@ -150,13 +150,15 @@ class Contexts:
 
     # --- updates -------------------------------------------------------------------------
 
-    def before_refresh(self, v, sel) -> bytes:
-        """In the refresh's store view, before it announces anything: members
-        expunged since each context's modseq leave it (REMOVEFROM), numbered
-        as the client still numbers them."""
+    def before_refresh(self, v, sel, highest: int) -> bytes:
+        """In the refresh's store view (the mailbox at modseq HIGHEST), before
+        it announces anything: members expunged since each context's modseq
+        leave it (REMOVEFROM), numbered as the client still numbers them."""
         if not self.live(sel):
             return b""
         since = min(c.ms for c in self.by_tag.values())
+        if since >= highest:
+            return b""
         try:
             gone = {u for _ms, u in v.vanished_since(sel.acc, sel.mbx, since)}
         except CannotCalculateChanges:
@@ -183,12 +185,17 @@ class Contexts:
         if not stale:
             return b""
         snap, gone = sel.snap, frozenset(sel.gone)
+        # the worker changes nothing: if this task is cancelled meanwhile
+        # (IDLE ended), the next refresh finds the same changes again
         updates = await storeio.read(store, _evaluate, sel.acc, sel.mbx, stale, snap, gone,
                                      target)
         out = []
-        for c, items in updates:
+        for c, items, new in updates:
+            if self.by_tag.get(c.tag) is not c:
+                continue
             c.ms = target
-            if items and self.by_tag.get(c.tag) is c:
+            if items:
+                c.members, c.order = new.members, new.order
                 out.append(_format(c, sel, items))
         return b"".join(out)
 
@@ -208,10 +215,10 @@ def _eid(snap, u: int) -> int | None:
 
 
 def _evaluate(v, acc: int, mbx: int, contexts, snap, gone, target: int):
-    """(context, items) for each of CONTEXTS: the messages of the session's
-    view (SNAP less GONE) changed after the context's modseq and no later
-    than TARGET, evaluated again.  Runs in a worker thread; changes each
-    context's members (nothing else touches them meanwhile)."""
+    """(context, items, updated copy) for each of CONTEXTS: the messages of
+    the session's view (SNAP less GONE) changed after the context's modseq
+    and no later than TARGET, evaluated again.  Runs in a worker thread and
+    changes no context: the caller applies the copies."""
     since = min(c.ms for c in contexts)
     changed = [(ms, u) for ms, u in v.changed_since(acc, mbx, since) if ms <= target]
     out = []
@@ -219,17 +226,21 @@ def _evaluate(v, acc: int, mbx: int, contexts, snap, gone, target: int):
         cand = sorted({u for ms, u in changed if ms > c.ms and u not in gone})
         pairs = [(u, e) for u in cand if (e := _eid(snap, u)) is not None]
         if not pairs:
-            out.append((c, []))
+            out.append((c, [], None))
             continue
         hit = set(engine.search(v, acc, pairs, c.query, mailbox=mbx))
         adds = [u for u, _e in pairs if u in hit and not c.has(u)]
         drops = [u for u, _e in pairs if u not in hit and c.has(u)]
         items = []
+        new = None
+        if drops or adds:
+            new = replace(c, members=array("I", c.members),
+                          order=array("I", c.order) if c.order is not None else None)
         if drops:
-            items.append(("REMOVEFROM", _remove(c, drops)))
+            items.append(("REMOVEFROM", _remove(new, drops)))
         if adds:
-            items.append(("ADDTO", _insert(v, acc, c, snap, adds)))
-        out.append((c, items))
+            items.append(("ADDTO", _insert(v, acc, new, snap, adds)))
+        out.append((c, items, new))
     return out
 
 

@@ -1195,7 +1195,7 @@ class ImapSession:
                 self.state = st.after_bye(self.state)
                 return
             if self.contexts.live(sel):   # RFC 5267 4.3.4: REMOVEFROM before the EXPUNGE
-                self.out.append(self.contexts.before_refresh(v, sel))
+                self.out.append(self.contexts.before_refresh(v, sel, m.highest_ms))
             if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
                 return
             key = (sel.snap, sel.known_ms, m.highest_ms, allow_expunge, self.qresync,
