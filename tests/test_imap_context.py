@@ -84,6 +84,32 @@ def test_bad_return_options(data):
     bad(data)
 
 
+_OPTS = st.sampled_from([b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE", b"CONTEXT", b"UPDATE",
+                         b"PARTIAL 1:5", b"PARTIAL -3:-1", b"PARTIAL 9:2", b"PARTIAL",
+                         b"PARTIAL 0:1", b"PARTIAL 1:-1", b"FOO", b"partial 2:3"])
+
+
+@settings(max_examples=500)
+@given(st.lists(_OPTS, max_size=4), st.booleans())
+def test_return_options_parse_or_bad(opts, sort):
+    """Any list of options: a typed command with the RFC's rules, or BAD."""
+    head = b"t1 UID SORT RETURN (" if sort else b"t1 UID SEARCH RETURN ("
+    tail = b") (SUBJECT) UTF-8 ALL\r\n" if sort else b") ALL\r\n"
+    try:
+        cmd = parse(head + b" ".join(opts) + tail)
+    except CommandError:
+        return
+    names = set(cmd.returns)
+    assert names <= {"MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE", "PARTIAL"}
+    assert not ({"ALL", "PARTIAL"} <= names)
+    assert ("PARTIAL" in names) == (cmd.partial is not None)
+    assert sum(o.upper().startswith(b"PARTIAL") for o in opts) <= 1
+    if cmd.partial is not None:
+        lo, hi = cmd.partial
+        assert (lo > 0) == (hi > 0) and abs(lo) <= abs(hi)
+    assert names - {"CONTEXT"}     # nothing but CONTEXT means ALL
+
+
 def test_cancelupdate_syntax():
     cmd = parse(b't1 CANCELUPDATE "B01"\r\n')
     assert cmd == E.CancelUpdate(b"t1", (b"B01",))
@@ -514,6 +540,26 @@ async def test_own_store_idle_cancel_reuse_and_limits(imap_server):
         assert not any(b"NOUPDATE" in l for l in r)
         a.close()
         b.close()
+    await run(go)
+
+
+async def test_noupdate_past_the_uid_budget(imap_server, monkeypatch):
+    monkeypatch.setattr(IC, "MAX_TRACKED", 5)
+
+    def go():
+        a = Raw(imap_server)
+        rnd = random.Random(3)
+        for i in range(4):
+            _append(a, rnd, i)
+        a.cmd(b"SELECT INBOX")
+        r = a.cmd(b"UID SEARCH RETURN (UPDATE) ALL", tag=b"U1")     # holds 4 UIDs
+        assert not any(b"NOUPDATE" in l for l in r)
+        r = a.cmd(b"UID SEARCH RETURN (UPDATE COUNT) ALL", tag=b"U2")   # 4 more: over 5
+        assert r[:2] == [b'* ESEARCH (TAG "U2") UID COUNT 4\r\n',
+                         b'* NO [NOUPDATE "U2"] too many contexts, no updates\r\n']
+        r = a.cmd(b"UID SEARCH RETURN (UPDATE) 1", tag=b"U3")           # 1 more: fits
+        assert not any(b"NOUPDATE" in l for l in r)
+        a.close()
     await run(go)
 
 
