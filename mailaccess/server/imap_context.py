@@ -275,8 +275,11 @@ def _remove(c: Context, drops: list[int]) -> list[tuple[int, list[int]]]:
 
 def _insert(v, acc: int, c: Context, snap, adds: list[int]) -> list[tuple[int, list[int]]]:
     """Put ADDS (ascending UIDs, not members) into C; the ADDTO pairs."""
-    for u in adds:
-        bisect.insort(c.members, u)
+    if len(adds) * 16 < len(c.members):
+        for u in adds:
+            bisect.insort(c.members, u)
+    else:
+        c.members = array("I", sorted([*c.members, *adds]))
     if c.order is None:
         return [(0, adds)]
     n = len(c.order)
