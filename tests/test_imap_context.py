@@ -629,3 +629,41 @@ async def test_imapclient_search_return_and_updates(imap_server):
         c.logout()
         other.logout()
     await run(go)
+
+
+async def test_an_update_cut_off_by_cancellation_comes_next_time(imap_server):
+    """IDLE ends (its task is cancelled) before an evaluation is applied: the
+    next refresh finds the same change again."""
+    import trio
+
+    from mailaccess.server.imap_search import to_query
+    from mailaccess.views.imap_selected import SelectedMailbox, Snapshot
+
+    def setup():
+        a = Raw(imap_server)
+        rnd = random.Random(4)
+        for i in range(3):
+            _append(a, rnd, i)
+        return a
+    a = await run(setup)
+    store = imap_server.store
+    with store.view() as v:
+        acc = v.account_by_name("alice").id
+        m = v.mailbox_by_path(acc, ["INBOX"])
+        sel = SelectedMailbox(acc, m.id, m.uidvalidity, False,
+                              Snapshot.from_pairs(v.uids(acc, m.id), m.highest_ms), m.uidnext)
+    key = parse(b"t SEARCH UNSEEN\r\n").key
+    ctxs = IC.Contexts()
+    assert ctxs.add(sel, b"B01", True, to_query(key, sel, acc), None, [1, 2, 3], sel.known_ms)
+    await run(lambda: a.cmd(b"SELECT INBOX") and a.cmd(b"STORE 2 +FLAGS (\\Seen)"))
+    with store.view() as v:
+        sel.known_ms = v.mailbox(acc, m.id).highest_ms     # what the refresh would do
+
+    # cancelled before the evaluation could be applied: nothing is lost
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await ctxs.after_refresh(store, sel)
+    assert scope.cancelled_caught
+    assert await ctxs.after_refresh(store, sel) == b'* ESEARCH (TAG "B01") UID REMOVEFROM (0 2)\r\n'
+    assert await ctxs.after_refresh(store, sel) == b""
+    a.close()
