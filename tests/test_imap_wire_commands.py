@@ -240,7 +240,7 @@ def test_search_return_and_charset():
     assert cmd.key == E.Body("\u00e4")
     err = bad(b"t1 SEARCH CHARSET KLINGON BODY x\r\n")
     assert err.code.startswith("BADCHARSET")
-    bad(b"t1 SEARCH RETURN (PARTIAL 1:5) ALL\r\n")
+    bad(b"t1 SEARCH RETURN (PARTIAL 1:5 ALL) ALL\r\n")   # RFC 5267 4.4: not both
 
 
 def test_sort_and_thread():

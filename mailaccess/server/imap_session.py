@@ -52,6 +52,7 @@ from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
 from ..proto.imap.serialize import literal, nstring
 from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of
+from . import imap_context   # RFC 5267 contexts (UPDATE, PARTIAL)
 
 log = logging.getLogger("mailaccess.imap")
 
@@ -122,14 +123,18 @@ def _check_name(name: str) -> None:
 
 
 def _esearch(tag: bytes, uid: bool, nums: list[int], returns, modseq: int | None,
-             lowest: int | None, highest: int | None, *, keep_order: bool = False) -> bytes:
-    """The ESEARCH response for RETURN options RETURNS over result NUMS."""
+             lowest: int | None, highest: int | None, *, keep_order: bool = False,
+             partial: tuple[int, int] | None = None) -> bytes:
+    """The ESEARCH response for RETURN options RETURNS over result NUMS (in
+    result order; PARTIAL counts in it, RFC 5267 4.4)."""
     return S.esearch(tag, uid,
                      min=lowest if "MIN" in returns else None,
                      max=highest if "MAX" in returns else None,
                      count=len(nums) if "COUNT" in returns else None,
                      all=nums if "ALL" in returns else None,
-                     modseq=modseq if nums else None, keep_order=keep_order)
+                     modseq=modseq if nums else None, keep_order=keep_order,
+                     partial=None if partial is None or "PARTIAL" not in returns else
+                     (partial, imap_context.partial_slice(nums, partial)))
 
 
 class ImapSession:
@@ -153,6 +158,7 @@ class ImapSession:
         self.sender = None   # async fn(bytes), set by the service: lets big answers stream
         # the IMAP service's SharedViews (one per server); a lone session gets its own
         self.shared = views if views is not None else SharedViews()
+        self.contexts = imap_context.Contexts()   # RFC 5267 updating contexts
 
     # --- capabilities -----------------------------------------------------------------
 
@@ -175,6 +181,7 @@ class ImapSession:
             "STATUS=SIZE", "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "WITHIN",
             "OBJECTID", "MULTIAPPEND", "CATENATE", "BINARY", f"APPENDLIMIT={self.cfg.max_literal}",
             "SAVEDATE", "PREVIEW", "UNAUTHENTICATE", "SORT", "SORT=DISPLAY", "ESORT",
+            "CONTEXT=SEARCH", "CONTEXT=SORT",
             "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
             "UTF8=ACCEPT", "SASL-IR",
         ]
@@ -1073,19 +1080,18 @@ class ImapSession:
         # knows and answered NO [BADCHARSET] for the others (RFC 3501 6.4.4)
         if _uses_modseq(cmd.key):
             self.condstore = True
-        uids = await self.run_search(cmd.key)
         returns = cmd.returns
+        update = self._context_check(cmd)
+        base = sel.known_ms
+        uids = await self.run_search(cmd.key)
         if returns is None and self.rev2:
             returns = ("ALL",)
         modseq = None
         if self.condstore and _uses_modseq(cmd.key) and uids:
             # RFC 4731 3.2 / RFC 7162 3.1.5: the highest modseq of the messages
-            # returned: with MIN and/or MAX but neither ALL nor COUNT only those
-            shown_uids = uids
-            if returns and not ({"ALL", "COUNT"} & set(returns)) and (
-                    "MIN" in returns or "MAX" in returns):
-                shown_uids = sorted({u for r, u in (("MIN", min(uids)), ("MAX", max(uids)))
-                                     if r in returns})
+            # returned: with MIN, MAX and/or PARTIAL but neither ALL nor COUNT
+            # only those
+            shown_uids = imap_context.returned(uids, returns, cmd.partial)
             with self.store.view() as v:
                 modseq = max(v.email(self.acc, e).last_ms for _u, e in sel.pairs(shown_uids))
         nums = uids if cmd.uid else [sel.seq_of(u) for u in uids]
@@ -1093,28 +1099,45 @@ class ImapSession:
             self.out.append(S.search(nums, modseq))
             return Done("SEARCH completed")
         if "SAVE" in returns:
-            # RFC 5182 2.4: with MIN and/or MAX (and neither ALL nor
-            # COUNT) only those messages are saved
-            if uids and ("MIN" in returns or "MAX" in returns) and not (
-                    "ALL" in returns or "COUNT" in returns):
-                keep = set()
-                if "MIN" in returns:
-                    keep.add(min(uids))
-                if "MAX" in returns:
-                    keep.add(max(uids))
-                sel.saved_result = sorted(keep)
-            else:
-                sel.saved_result = list(uids)
-        shown = [r for r in returns if r != "SAVE"]
-        if shown or "SAVE" not in returns:
-            self.out.append(_esearch(cmd.tag, cmd.uid, nums, shown or ["ALL"], modseq,
-                                     min(nums, default=None), max(nums, default=None)))
+            # RFC 5182 2.4 / RFC 9394 3.2: with MIN, MAX and/or PARTIAL (and
+            # neither ALL nor COUNT) only those messages are saved
+            sel.saved_result = imap_context.returned(uids, returns, cmd.partial)
+        if set(returns) != {"SAVE"}:
+            self.out.append(_esearch(cmd.tag, cmd.uid, nums, returns, modseq,
+                                     min(nums, default=None), max(nums, default=None),
+                                     partial=cmd.partial))
+        if update:
+            self._context_start(cmd, uids, None, base)
         return Done("SEARCH completed")
+
+    def _context_check(self, cmd) -> bool:
+        """RETURN (UPDATE) asked for (RFC 5267 4.3); BAD when the tag already
+        names a live context (the command then has no effect)."""
+        if cmd.returns is None or "UPDATE" not in cmd.returns:
+            return False
+        if self.contexts.has(self.sel, cmd.tag):
+            raise Bad("tag reuse: that tag names a context with updates")
+        return True
+
+    def _context_start(self, cmd, results: list[int], keys, base: int) -> None:
+        from .imap_search import to_query
+
+        query = to_query(cmd.key, self.sel, self.acc)
+        if not self.contexts.add(self.sel, cmd.tag, cmd.uid, query, keys, results, base):
+            self.out.append(S.untagged("NO", "too many contexts, no updates",
+                                       S.code_noupdate(cmd.tag)))
+
+    async def do_cancelupdate(self, cmd):
+        if self.contexts.cancel(self.sel, cmd.tags):
+            raise No("unknown tag")   # as Dovecot answers (RFC 5267 says nothing)
+        return Done("no further updates")
 
     async def do_sort(self, cmd):
         from ..query import sort as qsort
 
         sel = self.sel
+        update = self._context_check(cmd)
+        base = sel.known_ms
         uids = await self.run_search(cmd.key)
         keys = [qsort.SortKey(k.key.lower(), k.reverse) for k in cmd.criteria]
         ordered = await storeio.read(self.store, qsort.sort, self.acc,
@@ -1124,10 +1147,12 @@ class ImapSession:
             self.out.append(S.sort(nums))
         else:
             # ESORT (RFC 5267 3.2): MIN/MAX are the first/last message in the
-            # sort order, not the lowest/highest number; ALL keeps the order
+            # sort order, not the lowest/highest number; ALL and PARTIAL keep the order
             first, last = (nums[0], nums[-1]) if nums else (None, None)
-            self.out.append(_esearch(cmd.tag, cmd.uid, nums, cmd.returns or ("ALL",), None,
-                                     first, last, keep_order=True))
+            self.out.append(_esearch(cmd.tag, cmd.uid, nums, cmd.returns, None,
+                                     first, last, keep_order=True, partial=cmd.partial))
+        if update:
+            self._context_start(cmd, ordered, keys, base)
         return Done("SORT completed")
 
     async def do_thread(self, cmd):
@@ -1145,6 +1170,13 @@ class ImapSession:
     # --- updates ---------------------------------------------------------------------------------
 
     async def refresh(self, allow_expunge: bool) -> None:
+        """The catch-up below, then the RFC 5267 context updates it implies
+        (ADDTO after the EXISTS that numbers the new messages)."""
+        await self._refresh(allow_expunge)
+        if self.state is SELECTED and self.contexts.live(self.sel):
+            self.out.append(await self.contexts.after_refresh(self.store, self.sel))
+
+    async def _refresh(self, allow_expunge: bool) -> None:
         """Tell the client what changed in the selected mailbox since it last heard.
 
         Reads only what changed since the session's modseq.  Sessions in the
@@ -1162,6 +1194,8 @@ class ImapSession:
                 self.out.append(S.bye("the selected mailbox was deleted"))
                 self.state = st.after_bye(self.state)
                 return
+            if self.contexts.live(sel):   # RFC 5267 4.3.4: REMOVEFROM before the EXPUNGE
+                self.out.append(self.contexts.before_refresh(v, sel, m.highest_ms))
             if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
                 return
             key = (sel.snap, sel.known_ms, m.highest_ms, allow_expunge, self.qresync,

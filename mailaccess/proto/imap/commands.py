@@ -27,6 +27,7 @@ from .events import (
     AppendMessage,
     Authenticate,
     Body,
+    CancelUpdate,
     Capability,
     CatenateText,
     CatenateUrl,
@@ -97,7 +98,8 @@ STATUS_ITEMS = frozenset(
 )
 LIST_SELECT = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 LIST_RETURN = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
-SEARCH_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+SEARCH_RETURN = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE",
+                           "CONTEXT", "UPDATE", "PARTIAL"})   # the last three: RFC 5267
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 THREAD_ALGORITHMS = frozenset({"REFERENCES", "ORDEREDSUBJECT"})
 SPECIAL_USES = {u.lower(): u for u in vocab.ROLE_TO_SPECIAL_USE.values()}
@@ -108,6 +110,8 @@ _FETCH_NAME = re.compile(rb"[A-Za-z0-9.]+")
 _STORE_NAME = re.compile(rb"[+-]?[A-Za-z.]+")
 _SECTION_TEXT = re.compile(rb"[A-Za-z.]+")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+# RFC 5267 partial-range, with RFC 9394's partial-range-last (-1 is the last result)
+_PARTIAL_RANGE = re.compile(rb"(-?)([1-9][0-9]{0,9}):(-?)([1-9][0-9]{0,9})")
 
 FETCH_SIMPLE = frozenset(
     {
@@ -807,22 +811,53 @@ def _partial(r: Reader) -> tuple[int, int] | None:
 # ------------------------------------------------------------- search keys
 
 
-def _return_opts(r: Reader, allowed: frozenset[str]) -> tuple[str, ...]:
-    """``RETURN (...)`` after the keyword RETURN; ``RETURN ()`` means ALL."""
+def _return_opts(r: Reader, allowed: frozenset[str]
+                 ) -> tuple[tuple[str, ...], tuple[int, int] | None]:
+    """``RETURN (...)`` after the keyword RETURN: the options and the PARTIAL
+    range.  ``RETURN ()`` means ALL, and so does a list of CONTEXT alone (a
+    hint with no result of its own, RFC 5267 4.2; Dovecot answers ALL too).
+
+    PARTIAL (RFC 5267 4.4, RFC 9394 3.1) takes ``lo:hi`` or ``-lo:-hi`` (both
+    ends of one sign; 500:400 is 400:500); it and ALL exclude each other, and
+    it may be given once.  The range comes back ordered: ``(1, 100)`` or
+    ``(-1, -100)`` (nearest the end first)."""
     r.sp()
     r.open()
     opts: list[str] = []
+    partial = None
     if not r.maybe_close():
         while True:
             opt = r.keyword()
             if opt not in allowed:
                 raise ParseError(f"unknown RETURN option {opt[:40]}")
+            if opt == "PARTIAL":
+                if partial is not None:
+                    raise ParseError("PARTIAL may be given only once")
+                r.sp()
+                partial = _partial_range(r)
             if opt not in opts:
                 opts.append(opt)
             if r.maybe_close():
                 break
             r.sp()
-    return tuple(opts) or ("ALL",)
+    if "PARTIAL" in opts and "ALL" in opts:
+        raise ParseError("PARTIAL conflicts with ALL")
+    if not [o for o in opts if o != "CONTEXT"]:
+        opts.append("ALL")
+    return tuple(opts), partial
+
+
+def _partial_range(r: Reader) -> tuple[int, int]:
+    tok = r._match(_PARTIAL_RANGE)
+    if tok is None:
+        raise ParseError("expected a PARTIAL range such as 1:100 or -1:-100")
+    m = _PARTIAL_RANGE.fullmatch(tok)
+    if m.group(1) != m.group(3):
+        raise ParseError("both ends of a PARTIAL range have the same sign")
+    a, b = sorted((int(m.group(2)), int(m.group(4))))
+    if a > 0xFFFFFFFF or b > 0xFFFFFFFF:
+        raise ParseError("PARTIAL range out of range")
+    return (-a, -b) if m.group(1) else (a, b)
 
 
 def _search_keys(r: Reader, ctx: _Ctx) -> SearchKey:
@@ -941,21 +976,23 @@ def _search(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
     r.sp()
     returns = None
     charset = None
+    partial = None
     if r.maybe_keyword("RETURN"):
-        returns = _return_opts(r, SEARCH_RETURN)
+        returns, partial = _return_opts(r, SEARCH_RETURN)
         r.sp()
     if r.maybe_keyword("CHARSET"):
         r.sp()
         charset = _charset(r, ctx)
         r.sp()
-    return Search(tag, ctx.uid, _search_keys(r, ctx), charset, returns)
+    return Search(tag, ctx.uid, _search_keys(r, ctx), charset, returns, partial)
 
 
 def _sort(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
     r.sp()
     returns = None
+    partial = None
     if r.maybe_keyword("RETURN"):
-        returns = _return_opts(r, SEARCH_RETURN)
+        returns, partial = _return_opts(r, SEARCH_RETURN)
         r.sp()
     r.open()
     criteria = []
@@ -973,7 +1010,19 @@ def _sort(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
     r.sp()
     charset = _charset(r, ctx)
     r.sp()
-    return Sort(tag, ctx.uid, tuple(criteria), charset, _search_keys(r, ctx), returns)
+    return Sort(tag, ctx.uid, tuple(criteria), charset, _search_keys(r, ctx), returns, partial)
+
+
+def _cancelupdate(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    """``CANCELUPDATE 1*(SP quoted)`` (RFC 5267 5)."""
+    tags = []
+    r.sp()
+    tags.append(r.quoted())
+    while r.maybe_sp():
+        tags.append(r.quoted())
+        if len(tags) > 100:
+            raise ParseError("too many tags", code="LIMIT")
+    return CancelUpdate(tag, tuple(tags))
 
 
 def _thread(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
@@ -1025,6 +1074,7 @@ COMMAND_PARSERS: dict[str, Parser] = {
     "MOVE": _copy_move(Move),
     "SORT": _sort,
     "THREAD": _thread,
+    "CANCELUPDATE": _cancelupdate,
 }
 
 __all__ = ["COMMAND_PARSERS", "CommandError", "decode_mailbox", "parse_command"]

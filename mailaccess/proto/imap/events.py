@@ -390,6 +390,7 @@ class Search(Command):
     key: SearchKey
     charset: str | None = None
     returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None   # RETURN (PARTIAL lo:hi), RFC 5267/9394
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +448,15 @@ class Sort(Command):
     charset: str
     key: SearchKey
     returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None   # RETURN (PARTIAL lo:hi), RFC 5267/9394
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate(Command):
+    """CANCELUPDATE "tag" ... (RFC 5267 4.3.5): stop the updates of those contexts."""
+
+    NAME: ClassVar[str] = "CANCELUPDATE"
+    tags: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -272,13 +272,17 @@ def esearch(
     all: Iterable[int] | None = None,
     modseq: int | None = None,
     keep_order: bool = False,
+    partial: tuple[tuple[int, int], Iterable[int]] | None = None,
 ) -> bytes:
     """``* ESEARCH (TAG "t") UID MIN 1 MAX 9 COUNT 4 ALL 1:3,9 MODSEQ 7`` (RFC 4731).
 
     The one formatter for SEARCH RETURN, IMAP4rev2 SEARCH and ESORT (RFC 5267):
     an item left None (or ``all`` empty) is left out.  ``keep_order`` keeps
     ``all`` in the given order (ESORT's ALL is in sort order, RFC 5267 §3.2);
-    otherwise it goes out as an ascending set.
+    otherwise it goes out as an ascending set.  ``partial`` is the requested
+    range and the results in it: ``PARTIAL (1:100 4:9)``, ``NIL`` when there
+    are none (RFC 5267 §4.4, RFC 9394: ``PARTIAL (-1:-100 ...)``), in the same
+    order rule as ``all``.
     """
     out = [b"* ESEARCH"]
     if tag is not None:
@@ -295,9 +299,34 @@ def esearch(
         s = format_ints(all, sort=not keep_order)
         if s:
             out.append(b"ALL " + s)
+    if partial is not None:
+        (lo, hi), nums = partial
+        s = format_ints(nums, sort=not keep_order)
+        out.append(b"PARTIAL (%d:%d %s)" % (lo, hi, s or b"NIL"))
     if modseq is not None:
         out.append(b"MODSEQ %d" % modseq)
     return b" ".join(out) + CRLF
+
+
+def esearch_update(tag: bytes, uid: bool,
+                   items: Iterable[tuple[str, Iterable[tuple[int, Iterable[int]]]]]) -> bytes:
+    """``* ESEARCH (TAG "t") UID REMOVEFROM (0 3:4) ADDTO (1 7,2)`` (RFC 5267 §4.3).
+
+    ITEMS: ("ADDTO" or "REMOVEFROM", [(context position, numbers)]) in the
+    order the client must apply them.  The numbers keep their given order
+    (a SORT context's are in sort order; a SEARCH context's come ascending)."""
+    out = [b"* ESEARCH (TAG " + quoted(tag) + b")"]
+    if uid:
+        out.append(b"UID")
+    for name, pairs in items:
+        body = b" ".join(b"%d %s" % (pos, format_ints(nums, sort=False)) for pos, nums in pairs)
+        out.append(name.encode("ascii") + b" (" + body + b")")
+    return b" ".join(out) + CRLF
+
+
+def code_noupdate(tag: bytes) -> bytes:
+    """``NOUPDATE "tag"``: no updates for that searching command (RFC 5267 §4.3.1)."""
+    return b"NOUPDATE " + quoted(tag)
 
 
 class ThreadNode(Protocol):

@@ -48,7 +48,8 @@ AUTHENTICATED_AND_SELECTED = frozenset(
 AUTHENTICATED_ONLY = frozenset({"ENABLE"})
 # §6.4
 SELECTED_ONLY = frozenset(
-    {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "SORT", "THREAD"}
+    {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "SORT", "THREAD",
+     "CANCELUPDATE"}   # CANCELUPDATE: RFC 5267 command-select
 )
 
 ALLOWED: dict[State, frozenset[str]] = {
