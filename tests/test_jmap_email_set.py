@@ -513,59 +513,22 @@ async def test_creation_references_across_calls(store, acc, ctx):
 
 # --- copy -------------------------------------------------------------------------------------
 
-async def test_copy_within_the_account_adds_mailboxes(store, acc, ctx):
-    eid = deliver(store, acc, msg("c"), kws=["$seen"])
-    e = ids.email_id(eid)
-    arch = mid(store, acc, "archive")
-    me = ids.account_id(acc)
-    rs = await call(ctx, ["Email/copy", {"fromAccountId": me, "create": {
-        "x": {"id": e, "mailboxIds": {arch: True}, "keywords": {"$flagged": True}}}}])
-    [(name, r, _)] = rs
-    assert name == "Email/copy" and r["created"]["x"]["id"] == e
-    assert r["fromAccountId"] == me and r["oldState"] != r["newState"]
-    rec = record(store, acc, eid)
-    assert {ids.mailbox_id(m.mailbox) for m in rec.members} == {mid(store, acc, "inbox"), arch}
-    assert rec.keywords == ["$flagged"]
-
-
-async def test_copy_with_destroy_original_is_a_move(store, acc, ctx):
-    eid = deliver(store, acc, msg("c"))
-    e = ids.email_id(eid)
-    arch = mid(store, acc, "archive")
-    me = ids.account_id(acc)
-    rs = await call(ctx, ["Email/copy", {"fromAccountId": me, "onSuccessDestroyOriginal": True,
-                                         "create": {"x": {"id": e, "mailboxIds": {arch: True}}}}])
-    assert [x[0] for x in rs] == ["Email/copy", "Email/set"]
-    assert rs[0][2] == rs[1][2]
-    assert rs[1][1]["destroyed"] is None
-    assert {ids.mailbox_id(m.mailbox) for m in record(store, acc, eid).members} == {arch}
-    rs = await call(ctx, ["Email/copy", {"fromAccountId": me, "onSuccessDestroyOriginal": True,
-                                         "destroyFromIfInState": "old",
-                                         "create": {"x": {"id": e, "mailboxIds": {arch: True}}}}])
-    assert rs[1][0] == "error" and rs[1][1]["type"] == "stateMismatch"
-
-
-async def test_copy_errors(store, acc, ctx):
+async def test_copy_needs_another_account(store, acc, ctx):
+    """RFC 8620 §5.4: accountId MUST differ from fromAccountId; a user owns
+    one account, so the own account is invalidArguments and any other is
+    fromAccountNotFound.  Nothing is written either way."""
     eid = deliver(store, acc, msg("c"))
     me = ids.account_id(acc)
+    before = record(store, acc, eid)
     [r] = await call(ctx, ["Email/copy", {"fromAccountId": "A999", "create": {}}])
     assert r[0] == "error" and r[1]["type"] == "fromAccountNotFound"
-    [r] = await call(ctx, ["Email/copy", {"fromAccountId": me, "ifFromInState": "x",
-                                          "create": {}}])
-    assert r[1]["type"] == "stateMismatch"
-    [r] = await call(ctx, ["Email/copy", {"fromAccountId": me, "create": {
-        "a": {"id": "E999", "mailboxIds": {mid(store, acc, "archive"): True}},
-        "b": {"id": ids.email_id(eid), "mailboxIds": {}},
-        "c": {"id": ids.email_id(eid), "mailboxIds": {mid(store, acc, "archive"): True},
-              "subject": "x"},
-        "d": {"id": ids.email_id(eid), "mailboxIds": {mid(store, acc, "archive"): True},
-              "receivedAt": "2001-01-01T00:00:00Z"}}}])
-    nc = r[1]["notCreated"]
-    assert nc["a"]["type"] == "notFound"
-    assert nc["b"]["properties"] == ["mailboxIds"]
-    assert nc["c"]["properties"] == ["subject"]
-    assert nc["d"]["properties"] == ["receivedAt"]
-    assert r[1]["created"] is None
+    [r] = await call(ctx, ["Email/copy", {"fromAccountId": me, "onSuccessDestroyOriginal": True,
+                                          "create": {"x": {"id": ids.email_id(eid),
+                                                           "mailboxIds": {mid(store, acc, "archive"): True}}}}])
+    assert r[0] == "error" and r[1]["type"] == "invalidArguments"
+    [r] = await call(ctx, ["Email/copy", {"create": {}}])
+    assert r[0] == "error" and r[1]["type"] == "invalidArguments"
+    assert record(store, acc, eid).members == before.members
 
 
 # --- import -----------------------------------------------------------------------------------

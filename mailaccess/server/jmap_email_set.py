@@ -11,11 +11,8 @@
   is composed into RFC 5322 bytes by ``mime/compose.py`` and stored like an
   IMAP APPEND (``ingest.prepare`` + ``ops.append``).
 * destroy: the email leaves every mailbox (IMAP sees EXPUNGE/VANISHED).
-* Email/copy: one account per user today, so a copy names the same account
-  and merges: the email gains the create object's mailboxIds (keywords are
-  replaced when given); with ``onSuccessDestroyOriginal`` its memberships
-  become exactly those mailboxIds (a move), and the implicit Email/set
-  response destroys nothing (the copy is the original).
+* Email/copy: copies between accounts only (RFC 8620 §5.4); a user owns one
+  account today, so it answers invalidArguments / fromAccountNotFound.
 * Email/import: a stored blob (a message) into mailboxes with keywords.
 
 Every write is a store op (store/ops.py), so the change log, IMAP sessions
@@ -809,88 +806,27 @@ async def email_set(call: Call) -> dict:
     return out
 
 
-_COPY_PROPS = {"id", "mailboxIds", "keywords", "receivedAt"}
-
-
 @method("Email/copy", cap.MAIL,
         args=("fromAccountId", "ifFromInState", "ifInState", "create",
               "onSuccessDestroyOriginal", "destroyFromIfInState"))
 async def email_copy(call: Call) -> dict:
-    """RFC 8621 §4.7 within the user's one account (see the module docstring)."""
+    """RFC 8621 §4.7 / RFC 8620 §5.4: copies between two accounts.
+
+    The target account must differ from the source ("MUST be different to
+    the fromAccountId", §5.4), and a user owns exactly one account today, so
+    there is nothing a copy can do yet: the own account as the source is
+    invalidArguments (within one account a client adds mailboxIds with
+    Email/set), any other is fromAccountNotFound.  Email/copy is not a
+    reason to advertise anything more; it answers per the RFC.
+    """
     me = ids.account_id(call.acc)
-    if call.args.get("fromAccountId") != me:
-        raise MethodError("fromAccountNotFound")
-    cur = std.state(call, EMAIL)
-    for key in ("ifFromInState", "ifInState"):
-        want = call.args.get(key)
-        if want is not None and want != cur:
-            raise MethodError("stateMismatch", f"the state is {cur}, not {want}")
-    create = call.args.get("create")
-    if not isinstance(create, dict):
-        raise std.invalid("'create' must be an object")
-    if len(create) > call.ctx.limits.max_objects_in_set:
-        raise MethodError("requestTooLarge",
-                          f"at most {call.ctx.limits.max_objects_in_set} objects per /copy")
-    move = bool(std.arg(call, "onSuccessDestroyOriginal", bool, False))
-    destroy_if = std.arg(call, "destroyFromIfInState", str)
-    created, not_created = {}, {}
-    for cid, obj in create.items():
-        try:
-            created[cid] = await _copy_one(call, obj, move)
-            call.created_ids[cid] = created[cid]["id"]
-        except SetError as exc:
-            not_created[cid] = _err_dict(exc)
-    out = {"fromAccountId": me, "accountId": me, "oldState": cur,
-           "newState": std.state(call, EMAIL), "created": created or None,
-           "notCreated": not_created or None}
-    if move and created:
-        now = std.state(call, EMAIL)
-        if destroy_if is not None and destroy_if != cur:
-            call.extra.append(("error", {"type": "stateMismatch",
-                                         "description": f"the state was {cur}"}))
-        else:
-            # the copies are the originals (one account): nothing is destroyed
-            call.extra.append(("Email/set", {"accountId": me, "oldState": now,
-                                             "newState": now, "created": None,
-                                             "updated": None, "destroyed": None,
-                                             "notCreated": None, "notUpdated": None,
-                                             "notDestroyed": None}))
-    return out
-
-
-async def _copy_one(call: Call, obj: Any, move: bool) -> dict:
-    if not isinstance(obj, dict):
-        raise _invalid([], "not an object")
-    bad = sorted(k for k in obj if k not in _COPY_PROPS)
-    if bad:
-        raise _invalid(bad, "only mailboxIds, keywords and receivedAt can be set on a copy")
-    src = obj.get("id")
-    eid = ids.parse("E", call.resolve_id(src)) if isinstance(src, str) else None
-    if eid is None:
-        raise _set_err("notFound", "no such email to copy")
-    with call.view() as v:
-        rec = v.email(call.acc, eid)
-    if rec is None:
-        raise _set_err("notFound", "no such email to copy")
-    mbxs, kws = _check_placement(call, obj)
-    if obj.get("receivedAt") is not None:
-        when = _utc_date(obj["receivedAt"])
-        if when is None or when != rec.received_at:
-            raise _invalid("receivedAt", "a copy in the same account keeps its receivedAt")
-    try:
-        await call.write(ops.update_email, call.acc, eid,
-                         keywords=kws if obj.get("keywords") is not None else None,
-                         mailboxes=mbxs if move else None,
-                         add_mailboxes=() if move else sorted(mbxs),
-                         max_keywords=MAX_KEYWORDS, max_mailboxes=MAX_MAILBOXES)
-    except ops.NoSuchMailbox:
-        raise _invalid("mailboxIds", "a mailbox does not exist") from None
-    except NotFound:
-        raise _set_err("notFound") from None
-    except ops.TooMany as exc:
-        raise _set_err("tooManyKeywords" if exc.what == "keywords" else "tooManyMailboxes",
-                       str(exc)) from None
-    return _created(call, eid)
+    src = call.args.get("fromAccountId")
+    if not isinstance(src, str):
+        raise std.invalid("'fromAccountId' must be an account id")
+    if src == me:
+        raise std.invalid("'accountId' must differ from 'fromAccountId' (RFC 8620 §5.4); "
+                          "use Email/set mailboxIds within one account")
+    raise MethodError("fromAccountNotFound")
 
 
 _IMPORT_PROPS = {"blobId", "mailboxIds", "keywords", "receivedAt"}
