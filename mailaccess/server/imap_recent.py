@@ -37,12 +37,13 @@ async def on_refresh(store, shared, sel) -> None:
         await _take(store, shared, sel, m)
 
 
-def updates(sel, exists_changed: bool) -> list[bytes]:
-    """``* n RECENT`` when EXISTS changed or the count moved (IMAP4rev1)."""
+def updates(sel) -> list[bytes]:
+    """``* n RECENT`` when the session's count moved (IMAP4rev1; as Dovecot,
+    not repeated with every EXISTS)."""
     if not sel.show_recent:
         return []
     n = sel.recent_count()
-    if exists_changed or n != sel.recent_told:
+    if n != sel.recent_told:
         sel.recent_told = n
         return [S.recent(n)]
     return []

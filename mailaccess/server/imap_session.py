@@ -1168,7 +1168,7 @@ class ImapSession:
                 self.state = st.after_bye(self.state)
                 return
             if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
-                self.out.extend(imap_recent.updates(sel, False))
+                self.out.extend(imap_recent.updates(sel))
                 return
             key = (sel.snap, sel.known_ms, m.highest_ms, allow_expunge, self.qresync,
                    self.rev2, self.condstore, self.utf8, sel.readonly, self.sel_flags)
@@ -1200,7 +1200,7 @@ class ImapSession:
                     out.extend(S.expunge(s) for s in r.expunged_seqs)
             if r.exists is not None:
                 out.append(S.exists(r.exists))
-            out.extend(imap_recent.updates(sel, r.exists is not None))
+            out.extend(imap_recent.updates(sel))
             if r.changed:
                 items = [ev.FetchItem("UID"), ev.FetchItem("FLAGS")]
                 if self.condstore:
