@@ -388,3 +388,20 @@ def test_format_2_store_opens_as_format_3(tmp_path):
         assert bytes(txn.get(b"data_version", db=st_.db["meta"])) == \
             str(keys.DATA_VERSION).encode() == b"3"
     st_.close()
+
+
+def test_check_reports_a_watermark_above_uidnext(tmp_path):
+    from mailaccess.check import check_store
+
+    st_, acc, inbox = _setup_store(tmp_path / "store")
+    try:
+        assert check_store(st_) == []
+
+        def corrupt(tx):
+            m = tx.mailbox(acc, inbox)
+            m.recent_from = m.uidnext + 1
+            tx.put_mailbox(acc, m)
+        st_.write_sync(corrupt)
+        assert any("first recent UID" in p for p in check_store(st_))
+    finally:
+        st_.close()
