@@ -4,7 +4,8 @@ test_vs_dovecot.py: ``MAILACCESS_DIFFERENTIAL=1 pytest -m differential tests/dif
 Which session a message is recent in depends on every session before it,
 so these cases drive several sessions per server (one Duo each, the same
 commands in the same order on both servers) and compare \\Recent in FETCH
-FLAGS, ``* n RECENT`` and STATUS RECENT, which the other cases leave out.
+FLAGS, ``* n RECENT`` and STATUS RECENT (every other case compares them too,
+one session at a time: imapdiff.Normaliser keep_recent).
 """
 from __future__ import annotations
 
