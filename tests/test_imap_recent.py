@@ -405,3 +405,24 @@ def test_check_reports_a_watermark_above_uidnext(tmp_path):
         assert any("first recent UID" in p for p in check_store(st_))
     finally:
         st_.close()
+
+
+async def test_a_failed_claim_does_not_fail_select(imap_server, monkeypatch):
+    from mailaccess.store import StoreFullError
+
+    def full(tx, acc, mbx):
+        raise StoreFullError("no space left")
+    port = imap_port(imap_server)
+
+    def go():
+        a = Raw(port)
+        a.cmd("APPEND INBOX", msg("f1"))
+        monkeypatch.setattr(ops, "claim_recent", full)
+        r = a.cmd("SELECT INBOX")          # OK (Raw.cmd checks), nothing claimed
+        assert exists_of(r) == [1] and recent_of(r) == [0]
+        monkeypatch.undo()
+        b = Raw(port)
+        assert recent_of(b.cmd("SELECT INBOX")) == [1]     # still there to take
+        a.close()
+        b.close()
+    await run(go)

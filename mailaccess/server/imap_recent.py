@@ -16,9 +16,13 @@ claimed lives in its SelectedMailbox (views/imap_selected.py).
 """
 from __future__ import annotations
 
+import logging
+
 from .. import storeio
 from ..proto.imap import serialize as S
-from ..store import ops
+from ..store import StoreError, ops
+
+log = logging.getLogger("mailaccess.imap")
 
 
 async def on_select(store, shared, sel, m) -> None:
@@ -63,6 +67,10 @@ async def _take(store, shared, sel, m) -> None:
     claiming.add(key)
     try:
         lo, hi = await storeio.write(store, ops.claim_recent, sel.acc, sel.mbx)
+    except StoreError as exc:
+        # (a full disk): the session goes on without them; a later one takes them
+        log.warning("could not claim \\Recent messages: %s", exc)
+        return
     finally:
         claiming.discard(key)
     sel.add_recent(lo, hi)

@@ -1173,7 +1173,8 @@ class ImapSession:
             key = (sel.snap, sel.known_ms, m.highest_ms, allow_expunge, self.qresync,
                    self.rev2, self.condstore, self.utf8, sel.readonly, self.sel_flags)
             # a session with recent messages answers for itself (\Recent, RECENT)
-            shareable = not sel.gone and not sel.reported and not sel.recent
+            shareable = not sel.gone and not sel.reported and not sel.recent \
+                and not sel.recent_told
             if shareable:
                 hit = self.shared.transitions.get(key)
                 if hit is not None:
