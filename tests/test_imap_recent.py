@@ -426,3 +426,80 @@ async def test_a_failed_claim_does_not_fail_select(imap_server, monkeypatch):
         a.close()
         b.close()
     await run(go)
+
+
+def uid_recent(resp: list[bytes]) -> set[int]:
+    out = set()
+    for r in resp:
+        m = re.match(rb"\* \d+ FETCH \((.*)\)\r\n", r)
+        if m:
+            u = int(re.search(rb"UID (\d+)", m.group(1)).group(1))
+            if b"\\Recent" in re.search(rb"FLAGS \(([^)]*)\)", m.group(1)).group(1).split():
+                out.add(u)
+    return out
+
+
+async def test_concurrent_sessions_never_share_a_recent_message(imap_server):
+    """Four sessions SELECT, refresh and re-SELECT INBOX while mail arrives:
+    each message ends up \\Recent in exactly one of them."""
+    import threading
+
+    port = imap_port(imap_server)
+
+    def go():
+        readers = [Raw(port) for _ in range(4)]
+        for r in readers:
+            r.cmd("SELECT INBOX")
+        n = 40
+        stop = threading.Event()
+        errors = []
+
+        def deliver():
+            d = Raw(port)
+            try:
+                for i in range(n):
+                    d.cmd("APPEND INBOX", msg(f"race{i}"))
+            except BaseException as exc:   # noqa: BLE001 - reported below
+                errors.append(exc)
+            finally:
+                stop.set()
+                d.close()
+
+        seen = [set() for _ in readers]     # what each session held before re-selecting
+
+        def churn(r, k):
+            try:
+                while not stop.is_set():
+                    if k % 2:
+                        r.cmd("NOOP")
+                    else:               # re-SELECT: claims at SELECT, drops what it held
+                        while True:     # until no update after the answer claimed more
+                            resp = r.cmd("UID FETCH 1:* (UID FLAGS)")
+                            seen[k] |= uid_recent(resp)
+                            if not exists_of(resp) and not recent_of(resp):
+                                break
+                        r.cmd("UNSELECT")
+                        r.cmd("SELECT INBOX")
+            except BaseException as exc:   # noqa: BLE001
+                errors.append(exc)
+
+        ts = [threading.Thread(target=deliver)] + [
+            threading.Thread(target=churn, args=(r, k)) for k, r in enumerate(readers)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert not errors, errors
+        for r in readers:
+            r.cmd("NOOP")          # the last arrivals are claimed by someone now
+        got = [uid_recent(r.cmd("UID FETCH 1:* (UID FLAGS)")) for r in readers]
+        for i, held in enumerate(seen):
+            assert not held & got[i]        # once dropped, never recent again
+            got[i] |= held
+        for i in range(len(got)):
+            for j in range(i + 1, len(got)):
+                assert not got[i] & got[j], (i, j, got[i] & got[j])
+        assert set().union(*got) == set(range(1, n + 1))
+        for r in readers:
+            r.close()
+    await run(go)
