@@ -503,3 +503,28 @@ async def test_concurrent_sessions_never_share_a_recent_message(imap_server):
         for r in readers:
             r.close()
     await run(go)
+
+
+async def test_recent_messages_keep_the_fetch_hot_path(imap_server, monkeypatch):
+    """A first SELECT after an import makes every message recent: FETCH
+    FLAGS of them stays on the compiled/fast path (the per-message Python
+    loop is not used), with \\Recent added to each."""
+    from mailaccess.server import imap_session
+
+    port = imap_port(imap_server)
+
+    def go():
+        a = Raw(port)
+        for i in range(5):
+            a.cmd("APPEND INBOX (\\Seen)" if i % 2 else "APPEND INBOX", msg(f"h{i}"))
+        assert recent_of(a.cmd("SELECT INBOX")) == [5]
+
+        def no_slow_path(*args, **kw):
+            raise AssertionError("the Python FETCH loop was used")
+        monkeypatch.setattr(imap_session, "_fetch_message", no_slow_path)
+        r = a.cmd("FETCH 1:* (UID FLAGS RFC822.SIZE)")
+        assert recent_flags(r) == {i: True for i in range(1, 6)}
+        assert b"FLAGS (\\Seen \\Recent)" in r[1] and b"FLAGS (\\Recent)" in r[0]
+        monkeypatch.undo()
+        a.close()
+    await run(go)

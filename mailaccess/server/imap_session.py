@@ -1318,8 +1318,8 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         snap = sel.snap
         flags = (functools.partial(flags_list, spell=v.keyword_spellings(acc))
                  if "FLAGS" in names else None)
-        # \Recent is session state the hot path does not know: those messages
-        # take the loop below
+        # \Recent is the session's, not the record's: the session's recent
+        # messages take a second pass whose FLAGS formatter adds it
         recent = (set(sel.recent_uids()).intersection(uids)
                   if flags is not None and sel.show_recent and sel.recent else None)
         out, rep, fallback = _fetchfmt.fetch_simple(
@@ -1328,20 +1328,37 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
             names, flags, condstore, utf8)
         if reported is not None:
             reported.update(rep)
-        if not fallback and not recent:
+        if recent:
+            out_r, rep_r, fallback_r = _fetchfmt.fetch_simple(
+                v.email_reader(acc), v.index_reader(acc), [u for u in uids if u in recent],
+                snap.uids, snap.eids, names, functools.partial(_with_recent, flags),
+                condstore, utf8)
+            if reported is not None:
+                reported.update(rep_r)
+            fallback = fallback + fallback_r
+        elif not fallback:
             return out
         # RFC 6858 downgrades (and records the hot path does not read) go
         # through the loop below, merged back in UIDS order
         merged = []
         answered = iter(out)
-        slow = set(fallback) | (recent or set())
+        answered_r = iter(out_r) if recent else None
+        slow = set(fallback)
         for u in uids:
             if u in slow:
                 merged.extend(build_fetch(v, acc, sel, [u], items, condstore, reported, utf8,
                                           simple=False))
+            elif recent and u in rep_r:
+                merged.append(next(answered_r))
             elif u in rep:
                 merged.append(next(answered))
         return merged
+
+
+def _with_recent(flags, keywords) -> bytes:
+    """FLAGS value of a message \\Recent in this session: FLAGS's, plus it."""
+    fl = flags(keywords)
+    return fl[:-1] + (b" \\Recent)" if len(fl) > 2 else b"\\Recent)")
 
     plan = _FetchPlan(v, acc, items)
     out = []
