@@ -528,3 +528,25 @@ async def test_recent_messages_keep_the_fetch_hot_path(imap_server, monkeypatch)
         monkeypatch.undo()
         a.close()
     await run(go)
+
+
+async def test_recent_on_the_python_fetch_path(imap_server):
+    """Messages the hot path leaves to the Python loop (raw UTF-8 headers
+    for a client without UTF8=ACCEPT: RFC 6858 downgrade) show \\Recent too."""
+    store = imap_server.store
+    port = imap_port(imap_server)
+    raw8 = "From: Dé <d@example.org>\r\nSubject: Grüße\r\n\r\nutf8\r\n".encode()
+
+    def go():
+        with store.view() as v:
+            acc = v.account_by_name("alice").id
+            inbox = v.mailbox_by_role(acc, "inbox").id
+        store.write_sync(ops.append, acc, [inbox], ingest.prepare(raw8))
+        store.write_sync(ops.append, acc, [inbox], ingest.prepare(msg("plain")))
+        a = Raw(port)
+        assert recent_of(a.cmd("SELECT INBOX")) == [2]
+        r = a.cmd("FETCH 1:2 (UID FLAGS RFC822.SIZE)")
+        assert recent_flags(r) == {1: True, 2: True}
+        assert recent_flags(a.cmd("FETCH 1 (FLAGS BODY.PEEK[HEADER])")) == {1: True}
+        a.close()
+    await run(go)

@@ -1354,12 +1354,6 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 merged.append(next(answered))
         return merged
 
-
-def _with_recent(flags, keywords) -> bytes:
-    """FLAGS value of a message \\Recent in this session: FLAGS's, plus it."""
-    fl = flags(keywords)
-    return fl[:-1] + (b" \\Recent)" if len(fl) > 2 else b"\\Recent)")
-
     plan = _FetchPlan(v, acc, items)
     out = []
     for u in uids:
@@ -1367,6 +1361,12 @@ def _with_recent(flags, keywords) -> bytes:
         if m is not None:
             out.append(b"".join(_message_segments(*m)))
     return out
+
+
+def _with_recent(flags, keywords) -> bytes:
+    """FLAGS value of a message \\Recent in this session: FLAGS's, plus it."""
+    fl = flags(keywords)
+    return fl[:-1] + (b" \\Recent)" if len(fl) > 2 else b"\\Recent)")
 
 
 class _FetchPlan:
