@@ -10,6 +10,7 @@ Invariants, per account:
   * mailboxes: the parent exists (no cycles), ``mbox.name[parent, name]`` is
     the mailbox and every ``mbox.name`` entry names an existing mailbox; ids
     <= the mailbox counter; highest_ms <= the account modseq; one mailbox per role;
+    the first recent UID (\\Recent) is in 1..uidnext;
   * ``uid``: every entry points at an existing email whose record lists that
     membership, and every membership has its entry; UIDs < uidnext, strictly
     increasing, no email twice in one mailbox;
@@ -143,6 +144,9 @@ def check_account(txn, db, acc: int) -> list[str]:
         if m.highest_ms > modseq:
             P.append(f"{mname(mbx)}: highest_ms {m.highest_ms} above the account modseq "
                      f"{modseq}")
+        if not 1 <= m.recent_from <= m.uidnext:
+            P.append(f"{mname(mbx)}: first recent UID {m.recent_from} outside 1..uidnext "
+                     f"{m.uidnext}")
         if m.role:
             if m.role in roles:
                 P.append(f"{mname(mbx)}: role {m.role} also held by mailbox {roles[m.role]}")

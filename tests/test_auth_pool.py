@@ -293,8 +293,8 @@ async def test_penalty_grows_per_address_and_a_correct_password_does_not_reset_i
     svc = service(store, t, **PEN)
     attacker = "203.0.113.7"
     caplog.set_level(logging.INFO, "mailaccess.auth")
-    for _ in range(4):
-        assert (await svc.login("alice", "guess", address=attacker)).status is Status.FAILED
+    for i in range(4):      # four guesses (a repeated password would not count again)
+        assert (await svc.login("alice", f"guess{i}", address=attacker)).status is Status.FAILED
     # waited before attempts 2, 3, 4: 1, 2, 4 seconds
     assert t.slept == [1.0, 2.0, 4.0]
     assert "failed login from 203.0.113.7 for 'alice'; penalty now 8s" in caplog.text

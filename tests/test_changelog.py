@@ -563,7 +563,7 @@ def test_format1_store_is_migrated_on_open(tmp_path):
             got = [(c.modseq, c.created, c.updated, c.destroyed, c.mailboxes)
                    for c in v.changes_since(acc, 0)]
             assert v.kind_state(acc, EMAIL) == email_state
-            assert v.txn.get(b"data_version", db=s.db["meta"]) == b"2"
+            assert v.txn.get(b"data_version", db=s.db["meta"]) == str(keys.DATA_VERSION).encode()
         norm = lambda rows: [(ms, {k: sorted(x) for k, x in cr.items()},
                               {k: sorted(x) for k, x in up.items()},
                               {k: sorted(x) for k, x in de.items()}, mb)

@@ -223,9 +223,9 @@ async def test_failed_logins_grow_the_penalty_of_the_address_and_it_is_logged(
     caplog.set_level(logging.INFO, "mailaccess.auth")
 
     def go():
-        for _ in range(3):
+        for i in range(3):      # three guesses (a repeated password would not count again)
             with pytest.raises(imaplib.IMAP4.error):
-                connect(ctx, password="wrong")
+                connect(ctx, password=f"wrong{i}")
         connect(ctx, user="bob", password="pw").logout()   # a right password, same address
     await run(go)
     p = ctx.auth.penalty

@@ -16,19 +16,31 @@ Two counters feed the delay, and the larger one wins:
   It does not apply to an address the user logged in from successfully in
   the last day, so the owner of an attacked account is not locked out.
 
-Everything is pure and bounded: at most ``entries`` addresses, user names
-and trusted (address, user) pairs each, least recently touched evicted
-first; the clock is a parameter (tests use a fake one).
+A failure that repeats one of the last few failed (user name, password)
+pairs of the same address counts for neither (Dovecot's anvil does the same
+with a checksum): a client retrying a stale password, or a user typing the
+same wrong one twice, is not mistaken for guessing; a guess is a new
+password.  Only a short keyed hash of the pair is kept (8 bytes of BLAKE2b
+under a key made at start, never written anywhere), the last
+``REPEATS_KEPT`` per address.
+
+Everything is pure and bounded: at most ``entries`` addresses, user names,
+trusted (address, user) pairs and addresses' recent failed pairs each,
+least recently touched evicted first; the clock is a parameter (tests use a
+fake one).
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
+import secrets
 import time
 from collections import OrderedDict
 from typing import Callable
 
 TRUST_SECONDS = 24 * 3600    # how long a successful (address, user) pair is exempt
+REPEATS_KEPT = 10            # failed (user, password) hashes remembered per address (as anvil)
 
 
 def address_key(address: str) -> str:
@@ -94,6 +106,9 @@ class Penalty:
         self.addresses = _Counter(entries, decay, cap)
         self.users = _Counter(entries, decay, cap)
         self.trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # address -> keyed hashes of its last failed (user, password) pairs
+        self.tried: OrderedDict[str, tuple[bytes, ...]] = OrderedDict()
+        self._key = secrets.token_bytes(32)
         self.entries = entries
 
     @property
@@ -127,13 +142,43 @@ class Penalty:
                 n = max(n, self.users.count(u, now))
         return self.seconds(n)
 
-    def failed(self, address: str, user: str | None, *, known_user: bool) -> float:
-        """Count a failure; -> the delay the next attempt from ADDRESS will
-        wait (what the log reports)."""
+    def _fingerprint(self, user: str | None, secret: str) -> bytes:
+        data = user_key(user or "").encode("utf-8", "surrogatepass") + b"\0" + \
+            secret.encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(data, key=self._key, digest_size=8).digest()
+
+    def repeated(self, address: str, user: str | None, secret: str | None) -> bool:
+        """Whether USER/SECRET is one of the last failed pairs of ADDRESS
+        that its penalty still counts (a repeat: not counted again)."""
+        if secret is None or not self.enabled:
+            return False
+        a = address_key(address)
+        if not self.addresses.count(a, self.clock()):
+            self.tried.pop(a, None)      # the failures are forgotten: so are their pairs
+            return False
+        return self._fingerprint(user, secret) in self.tried.get(a, ())
+
+    def failed(self, address: str, user: str | None, *, known_user: bool,
+               secret: str | None = None) -> float:
+        """Count a failure with password SECRET (None: a mechanism that has
+        no password to compare, such as SCRAM; always counted), unless it
+        repeats a recent failure of the same address (see the module
+        docstring); -> the delay the next attempt from ADDRESS will wait
+        (what the log reports)."""
         if not self.enabled:
             return 0.0
         now = self.clock()
-        n = self.addresses.add(address_key(address), now)
+        a = address_key(address)
+        if secret is not None:
+            if self.repeated(address, user, secret):
+                self.tried.move_to_end(a)
+                return self.seconds(self.addresses.count(a, now))
+            fp = self._fingerprint(user, secret)
+            self.tried[a] = (self.tried.get(a, ()) + (fp,))[-REPEATS_KEPT:]
+            self.tried.move_to_end(a)
+            while len(self.tried) > self.entries:
+                self.tried.popitem(last=False)
+        n = self.addresses.add(a, now)
         if user and known_user:
             self.users.add(user_key(user), now)
         return self.seconds(n)

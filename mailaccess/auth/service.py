@@ -16,7 +16,8 @@ verification pool is full (IMAP answers ``NO [UNAVAILABLE]``).  In order:
    hash, or a dummy for unknown users;
 5. a success is cached, and a hash made with other parameters than the
    configured ones is replaced through the store's writer; a failure is
-   counted and logged with address, user and penalty.
+   counted and logged with address, user and penalty (the same wrong
+   password again from the same address is logged, not counted again).
 
 Mechanisms that verify the proof themselves (SCRAM) call ``throttle`` before
 they answer and ``record`` after.
@@ -103,7 +104,7 @@ class LoginService:
                         address or "?", user, self.pool.running, self.pool.waiting)
             return UNAVAILABLE
         if not checked.ok or a is None:
-            self.record(address, user, ok=False, known=a is not None)
+            self.record(address, user, ok=False, known=a is not None, secret=password)
             return FAILED
         verified = a.password_hash
         if checked.new_hash is not None:
@@ -136,14 +137,19 @@ class LoginService:
             log.info("login from %s for %r delayed %gs (penalty)", address or "?", user, wait)
             await self._sleep(wait)
 
-    def record(self, address: str, user: str | None, *, ok: bool, known: bool) -> None:
-        """The outcome of one attempt, for the penalty and the log."""
+    def record(self, address: str, user: str | None, *, ok: bool, known: bool,
+               secret: str | None = None) -> None:
+        """The outcome of one attempt, for the penalty and the log.  SECRET:
+        the password of a failed attempt, so a repeat is not counted again
+        (only a keyed hash of it is kept, penalty.py)."""
         if ok:
             self.penalty.succeeded(address, user or "")
             return
-        wait = self.penalty.failed(address, user, known_user=known)
-        log.warning("failed login from %s for %r; penalty now %gs", address or "?",
-                    user, wait)
+        repeat = self.penalty.repeated(address, user, secret)
+        wait = self.penalty.failed(address, user, known_user=known, secret=secret)
+        log.warning("failed login from %s for %r; penalty now %gs%s", address or "?",
+                    user, wait, " (the same password as before: not counted again)"
+                    if repeat else "")
 
     def scram_lookup(self, user: str) -> str | None:
         """SCRAM verifiers of USER (None: unknown, not a possible name, or no

@@ -44,7 +44,8 @@ def to_query(key, sel: SelectedMailbox, acc: int, now: float | None = None) -> q
             return q.Not(conv(k.key))
         if isinstance(k, ev.Flag):
             if k.flag.lower() == "\\recent":
-                node = q.Uids(())          # no message is \Recent (IMAP4rev2 dropped it)
+                # the session's own \Recent messages (none for IMAP4rev2)
+                node = q.Uids([(lo, hi - 1) for lo, hi in sel.recent] if sel.show_recent else ())
             else:
                 kw = keyword_of(k.flag)
                 node = q.Keyword(kw) if kw else q.Uids(())

@@ -51,6 +51,7 @@ from ..store.emails import LoadedEmail, load_email
 from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
 from ..proto.imap.serialize import literal, nstring
+from . import imap_recent
 from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of
 from . import imap_context   # RFC 5267 contexts (UPDATE, PARTIAL)
 
@@ -85,6 +86,7 @@ class SharedViews:
         self.snapshots: "weakref.WeakValueDictionary[tuple[int, int], Snapshot]" = \
             weakref.WeakValueDictionary()
         self.transitions: dict[tuple, tuple[Snapshot, bytes, tuple[str, ...]]] = {}
+        self.claiming: set[tuple[int, int]] = set()   # \Recent claims on their way (imap_recent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,12 +437,14 @@ class ImapSession:
                 self.shared.snapshots[(self.acc, m.id)] = snap
             spell = v.keyword_spellings(self.acc)
         sel = SelectedMailbox(self.acc, m.id, m.uidvalidity, cmd.readonly, snap, m.uidnext)
+        sel.show_recent = not self.rev2
+        await imap_recent.on_select(self.store, self.shared, sel, m)
         flags = _flag_list(spell)
         out = self.out
         out.append(S.flags(flags))
         out.append(S.exists(sel.exists))
         if not self.rev2:
-            out.append(S.recent(0))
+            out.append(S.recent(sel.recent_told))
         out.append(S.untagged("OK", "UIDs valid", S.code_uidvalidity(m.uidvalidity)))
         out.append(S.untagged("OK", "predicted next UID", S.code_uidnext(m.uidnext)))
         if cmd.readonly:
@@ -676,7 +680,7 @@ class ImapSession:
             elif item == "UNSEEN":
                 vals.append((item, m.unseen))
             elif item == "RECENT":
-                vals.append((item, 0))
+                vals.append((item, imap_recent.status_count(v, self.acc, self.sel, m)))
             elif item == "SIZE":
                 vals.append((item, m.size))
             elif item == "HIGHESTMODSEQ":
@@ -1187,6 +1191,7 @@ class ImapSession:
         sel = self.sel
         if sel is None:
             return
+        await imap_recent.on_refresh(self.store, self.shared, sel)
         with self.store.view() as v:
             m = v.mailbox(self.acc, sel.mbx)
             if m is None:
@@ -1197,10 +1202,13 @@ class ImapSession:
             if self.contexts.live(sel):   # RFC 5267 4.3.4: REMOVEFROM before the EXPUNGE
                 self.out.append(self.contexts.before_refresh(v, sel, m.highest_ms))
             if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
+                self.out.extend(imap_recent.updates(sel))
                 return
             key = (sel.snap, sel.known_ms, m.highest_ms, allow_expunge, self.qresync,
                    self.rev2, self.condstore, self.utf8, sel.readonly, self.sel_flags)
-            shareable = not sel.gone and not sel.reported
+            # a session with recent messages answers for itself (\Recent, RECENT)
+            shareable = not sel.gone and not sel.reported and not sel.recent \
+                and not sel.recent_told
             if shareable:
                 hit = self.shared.transitions.get(key)
                 if hit is not None:
@@ -1227,8 +1235,7 @@ class ImapSession:
                     out.extend(S.expunge(s) for s in r.expunged_seqs)
             if r.exists is not None:
                 out.append(S.exists(r.exists))
-                if not self.rev2:
-                    out.append(S.recent(0))
+            out.extend(imap_recent.updates(sel))
             if r.changed:
                 items = [ev.FetchItem("UID"), ev.FetchItem("FLAGS")]
                 if self.condstore:
@@ -1345,22 +1352,38 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         snap = sel.snap
         flags = (functools.partial(flags_list, spell=v.keyword_spellings(acc))
                  if "FLAGS" in names else None)
+        # \Recent is the session's, not the record's: the session's recent
+        # messages take a second pass whose FLAGS formatter adds it
+        recent = (set(sel.recent_uids()).intersection(uids)
+                  if flags is not None and sel.show_recent and sel.recent else None)
         out, rep, fallback = _fetchfmt.fetch_simple(
-            v.email_reader(acc), v.index_reader(acc), uids, snap.uids, snap.eids, names, flags,
-            condstore, utf8)
+            v.email_reader(acc), v.index_reader(acc),
+            [u for u in uids if u not in recent] if recent else uids, snap.uids, snap.eids,
+            names, flags, condstore, utf8)
         if reported is not None:
             reported.update(rep)
-        if not fallback:
+        if recent:
+            out_r, rep_r, fallback_r = _fetchfmt.fetch_simple(
+                v.email_reader(acc), v.index_reader(acc), [u for u in uids if u in recent],
+                snap.uids, snap.eids, names, functools.partial(_with_recent, flags),
+                condstore, utf8)
+            if reported is not None:
+                reported.update(rep_r)
+            fallback = fallback + fallback_r
+        elif not fallback:
             return out
         # RFC 6858 downgrades (and records the hot path does not read) go
         # through the loop below, merged back in UIDS order
         merged = []
         answered = iter(out)
+        answered_r = iter(out_r) if recent else None
         slow = set(fallback)
         for u in uids:
             if u in slow:
                 merged.extend(build_fetch(v, acc, sel, [u], items, condstore, reported, utf8,
                                           simple=False))
+            elif recent and u in rep_r:
+                merged.append(next(answered_r))
             elif u in rep:
                 merged.append(next(answered))
         return merged
@@ -1372,6 +1395,12 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         if m is not None:
             out.append(b"".join(_message_segments(*m)))
     return out
+
+
+def _with_recent(flags, keywords) -> bytes:
+    """FLAGS value of a message \\Recent in this session: FLAGS's, plus it."""
+    fl = flags(keywords)
+    return fl[:-1] + (b" \\Recent)" if len(fl) > 2 else b"\\Recent)")
 
 
 class _FetchPlan:
@@ -1481,6 +1510,8 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                 fl = plan.flag_cache.get(kt)
                 if fl is None:
                     fl = plan.flag_cache[kt] = b"FLAGS " + flags_list(kt, plan.spell)
+                if sel.show_recent and sel.recent and sel.is_recent(u):
+                    fl = fl[:-1] + (b" \\Recent)" if kt else b"\\Recent)")
                 pieces.append(fl)
             elif n == "MODSEQ":
                 pieces.append(b"MODSEQ (%d)" % rec.last_ms)

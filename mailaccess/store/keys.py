@@ -16,7 +16,13 @@ from .errors import InvalidName
 # 2: the change log became per-object rows (chg.id), per-kind state (chg.kind)
 #    and a per-modseq summary (chg); format-1 stores are migrated on open
 #    (store/changelog.py migrate_v1).
-DATA_VERSION = 2
+# 3: mailbox records carry ``recent_from`` (IMAP \Recent, records.Mailbox);
+#    a format-2 record reads without it (as "nothing is recent"), so opening
+#    a format-2 store only sets the version (older mailaccess cannot read
+#    the longer records and refuses format 3 by its version check).
+DATA_VERSION = 3
+# formats this code reads as they are (a read-only open does not migrate)
+READABLE_DATA_VERSIONS = (2, 3)
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")

@@ -201,6 +201,11 @@ class LmdbStore:
             ver = txn.get(b"data_version", db=meta)
             if ver is not None and int(ver) == 1 and not readonly:
                 ver = self._migrate_v1(txn)
+            if ver is not None and int(ver) == 2 and not readonly:
+                # format 2 -> 3 changes no stored byte (records.decode_mailbox)
+                ver = str(keys.DATA_VERSION).encode()
+                txn.put(b"data_version", ver, db=meta)
+                log.info("store format 2 -> %d", keys.DATA_VERSION)
 
             if ver is None and not fresh:
                 self.env.close()
@@ -211,7 +216,7 @@ class LmdbStore:
                 txn.put(b"data_version", str(keys.DATA_VERSION).encode(), db=meta)
                 txn.put(b"created", str(int(time.time())).encode(), db=meta)
                 txn.put(keys.META_INDEX_VERSION, str(_index_versions()[0]).encode(), db=meta)
-            elif ver is not None and int(ver) != keys.DATA_VERSION:
+            elif ver is not None and int(ver) not in keys.READABLE_DATA_VERSIONS:
                 raise StoreError(
                     f"{self.path} holds store format {int(ver)}, this mailaccess reads "
                     f"format {keys.DATA_VERSION}: upgrade or export with the matching version")

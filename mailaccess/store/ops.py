@@ -798,6 +798,26 @@ def unsubscribe_name(tx: WriteTx, acc: int, full_name: str) -> bool:
     return tx.delete("sub", keys.sub(acc, full_name))
 
 
+
+def claim_recent(tx: WriteTx, acc: int, mbx: int) -> tuple[int, int]:
+    """IMAP-only: claim the \\Recent messages of MBX for the calling session
+    (RFC 3501 2.3.2: a message is recent in exactly one session).
+
+    -> (lo, hi): the session owns the UIDs in [lo, hi) (empty when lo == hi);
+    the mailbox's watermark (``recent_from``) is raised to its uidnext in the
+    same write, so two sessions claiming at once never share a message.
+    Session state, not mail: no modseq, no change-log row, nothing pushed.
+    A mailbox deleted meanwhile claims nothing."""
+    m = tx.mailbox(acc, mbx)
+    if m is None:
+        return (0, 0)
+    lo, hi = m.recent_from, m.uidnext
+    if lo >= hi:
+        return (hi, hi)
+    m.recent_from = hi
+    tx.put_mailbox(acc, m)
+    return (lo, hi)
+
 # --- message index rebuilds (mailaccess reindex) ------------------------------------
 # An index is derived from its blob's bytes, which never change for a hash, so
 # replacing it changes no id, UID, record or modseq: these ops log no change.

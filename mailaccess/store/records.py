@@ -187,12 +187,18 @@ class Mailbox:
     total: int = 0
     unseen: int = 0
     size: int = 0
+    # IMAP \Recent (RFC 3501 2.3.2): the first UID no session has claimed
+    # yet.  A read-write SELECT (or a selected session's refresh) claims
+    # [recent_from, uidnext) and raises it to uidnext (ops.claim_recent).
+    # A record written before this field existed reads it as its uidnext:
+    # what was stored before the upgrade is old (docs/store.md, "\Recent").
+    recent_from: int = 1
 
 
 def encode_mailbox(m: Mailbox) -> bytes:
     return b"\x01" + json.dumps(
         [m.name, m.parent, m.role, m.uidvalidity, m.uidnext, m.highest_ms, m.created_ms,
-         m.subscribed, m.sort_order, m.total, m.unseen, m.size],
+         m.subscribed, m.sort_order, m.total, m.unseen, m.size, m.recent_from],
         separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -200,7 +206,13 @@ def decode_mailbox(mbx: int, data) -> Mailbox:
     if data[0] != 1:
         raise ValueError("unknown mailbox record version")
     v = json.loads(bytes(data[1:]))
-    return Mailbox(mbx, *v)
+    if len(v) < _MAILBOX_FIELDS:
+        # written before ``recent_from`` (store format 2): nothing is recent
+        return Mailbox(mbx, *v, recent_from=v[4])
+    return Mailbox(mbx, *v[:_MAILBOX_FIELDS])
+
+
+_MAILBOX_FIELDS = 13   # values in a mailbox record's JSON list (later ones are ignored)
 
 
 # --- accounts -------------------------------------------------------------------

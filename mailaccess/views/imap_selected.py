@@ -56,6 +56,14 @@ class SelectedMailbox:
         self.gone: set[int] = set()         # expunged in the store, not announced yet
         self.reported: dict[int, int] = {}  # uid -> modseq this session already sent
         self.saved_result: list[int] = []   # SEARCHRES "$" (UIDs)
+        # \Recent (RFC 3501 2.3.2): the UID ranges [lo, hi) this session
+        # claimed (SELECT) or found unclaimed (EXAMINE); UIDs below
+        # recent_upto were looked at.  IMAP4rev2 sessions claim the same way
+        # but show none of it (show_recent False; RFC 9051 dropped \Recent).
+        self.show_recent = False
+        self.recent: list[tuple[int, int]] = []
+        self.recent_upto = 0
+        self.recent_told = 0                # the RECENT count last sent
 
     # --- numbering --------------------------------------------------------------
 
@@ -139,6 +147,45 @@ class SelectedMailbox:
             if lo > n or hi > n:
                 return False
         return True
+
+    # --- \Recent ------------------------------------------------------------------
+
+    def add_recent(self, lo: int, hi: int) -> None:
+        """UIDs in [LO, HI) are recent in this session."""
+        if lo >= hi:
+            return
+        if self.recent and self.recent[-1][1] == lo:
+            self.recent[-1] = (self.recent[-1][0], hi)
+        else:
+            self.recent.append((lo, hi))
+            self.recent.sort()
+
+    def is_recent(self, uid: int) -> bool:
+        return any(lo <= uid < hi for lo, hi in self.recent)
+
+    def recent_uids(self) -> list[int]:
+        """The recent UIDs of the view (not expunged), ascending."""
+        uids = self.snap.uids
+        out: list[int] = []
+        for lo, hi in self.recent:
+            out.extend(uids[bisect.bisect_left(uids, lo):bisect.bisect_left(uids, hi)])
+        return [u for u in out if u not in self.gone] if self.gone else out
+
+    def recent_count(self) -> int:
+        """How many messages of the view are recent; ranges that can hold no
+        more of them are dropped (a UID below the top one is in the view or
+        expunged for good)."""
+        uids = self.snap.uids
+        top = uids[-1] if uids else 0
+        n = 0
+        keep = []
+        for lo, hi in self.recent:
+            k = bisect.bisect_left(uids, hi) - bisect.bisect_left(uids, lo)
+            if k or hi > top:
+                keep.append((lo, hi))
+            n += k
+        self.recent = keep
+        return n
 
     # --- catching up with the store ----------------------------------------------
 

@@ -12,7 +12,6 @@ What is normalised away (imapdiff.Normaliser), and why it is a freedom:
   values: server-specific (mailaccess keeps one modseq per account);
 - UIDVALIDITY values (also inside APPENDUID/COPYUID and STATUS);
 - EMAILID/THREADID values (RFC 8474 leaves them opaque);
-- \\Recent and RECENT (RFC 9051 removed them; mailaccess never sets them);
 - flag case and flag-list order (flags are case-insensitive; mailaccess
   stores keywords lowercased, docs/imap.md);
 - the order of untagged responses (RFC 3501 §7), SEARCH result order, the

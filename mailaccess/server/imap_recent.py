@@ -1,0 +1,87 @@
+"""IMAP4rev1 \\Recent: which session a message is recent in (RFC 3501 2.3.2).
+
+A message is recent in exactly one session: the first one that selects its
+mailbox read-write after the message arrived, or that has the mailbox
+selected and refreshes first (Dovecot's model).  The store keeps one
+watermark per mailbox, ``recent_from`` (store/records.py): UIDs at or above
+it are claimed by nobody yet.  A claim (store/ops.claim_recent) raises it to
+UIDNEXT in one write, so two sessions never claim the same message; it
+survives a restart, so mail that arrived while the server was down is recent
+to the next session that selects.
+
+EXAMINE claims nothing (RFC 3501 6.3.2) but still shows the unclaimed
+messages as recent in its own view.  IMAP4rev2 sessions claim like any other
+but never show \\Recent or RECENT (RFC 9051 dropped them).  What a session
+claimed lives in its SelectedMailbox (views/imap_selected.py).
+"""
+from __future__ import annotations
+
+import logging
+
+from .. import storeio
+from ..proto.imap import serialize as S
+from ..store import StoreError, ops
+
+log = logging.getLogger("mailaccess.imap")
+
+
+async def on_select(store, shared, sel, m) -> None:
+    """At SELECT/EXAMINE of mailbox record M into SEL: claim (read-write) or
+    look at (read-only) the unclaimed messages; sets the RECENT count."""
+    await _take(store, shared, sel, m)
+    sel.recent_told = sel.recent_count() if sel.show_recent else 0
+
+
+async def on_refresh(store, shared, sel) -> None:
+    """Before a refresh: claim what arrived since SEL last looked.  One small
+    read; a write only when something is unclaimed."""
+    with store.view() as v:
+        m = v.mailbox(sel.acc, sel.mbx)
+    if m is not None and m.uidnext > sel.recent_upto:
+        await _take(store, shared, sel, m)
+
+
+def updates(sel) -> list[bytes]:
+    """``* n RECENT`` when the session's count moved (IMAP4rev1; as Dovecot,
+    not repeated with every EXISTS)."""
+    if not sel.show_recent:
+        return []
+    n = sel.recent_count()
+    if n != sel.recent_told:
+        sel.recent_told = n
+        return [S.recent(n)]
+    return []
+
+
+async def _take(store, shared, sel, m) -> None:
+    if sel.readonly or m.recent_from >= m.uidnext:
+        # nothing to claim: what nobody claimed is recent in a read-only view
+        if sel.readonly:
+            sel.add_recent(max(m.recent_from, sel.recent_upto), m.uidnext)
+        sel.recent_upto = max(sel.recent_upto, m.uidnext)
+        return
+    key = (sel.acc, sel.mbx)
+    claiming = shared.claiming
+    if key in claiming:
+        return      # another session's claim is on its way; it takes these
+    claiming.add(key)
+    try:
+        lo, hi = await storeio.write(store, ops.claim_recent, sel.acc, sel.mbx)
+    except StoreError as exc:
+        # (a full disk): the session goes on without them; a later one takes them
+        log.warning("could not claim \\Recent messages: %s", exc)
+        return
+    finally:
+        claiming.discard(key)
+    sel.add_recent(lo, hi)
+    sel.recent_upto = max(sel.recent_upto, hi, m.uidnext)
+
+
+def status_count(v, acc: int, sel, m) -> int:
+    """STATUS (RECENT) of mailbox M: the selected one answers with the
+    session's own count, any other with the messages nobody claimed yet."""
+    if sel is not None and sel.mbx == m.id:
+        return sel.recent_count() if sel.show_recent else 0
+    if m.recent_from >= m.uidnext:
+        return 0
+    return len(v.uids(acc, m.id, after=m.recent_from - 1))
