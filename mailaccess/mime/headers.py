@@ -33,7 +33,7 @@ _impl = _speedups.load("msgindex")
 __all__ = [
     "FORMS", "HeaderProperty", "parse_property", "form_allowed", "header_property",
     "values_of", "as_raw", "as_text", "as_addresses", "as_grouped_addresses",
-    "as_message_ids", "as_date", "as_urls", "apply_form", "text", "date_string",
+    "as_message_ids", "as_date", "as_urls", "apply_form", "text", "date_string", "address",
     "MAX_VALUE",
 ]
 
@@ -167,10 +167,16 @@ def as_text(value: str) -> str:
     return text(_impl.decode_words(_unfold(value)))
 
 
+def address(name: str | None, email: str) -> dict:
+    """An EmailAddress from a decoded display name (None: none) and email."""
+    if name is not None:
+        name = text(name).strip() or None
+    return {"name": name, "email": text(email)}
+
+
 def _address(dname, mailbox: bytes, host: bytes) -> dict:
     email = _impl.bytes_to_str(mailbox + b"@" + host if host else mailbox)
-    name = text(_impl.decode_words(dname)).strip() if dname is not None else None
-    return {"name": name or None, "email": text(email)}
+    return address(_impl.decode_words(dname) if dname is not None else None, email)
 
 
 def as_addresses(value: str) -> list[dict]:

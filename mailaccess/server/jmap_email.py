@@ -13,6 +13,8 @@ index; anything else: indexed on the spot, off the event loop).
 """
 from __future__ import annotations
 
+import struct
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -53,19 +55,32 @@ DEFAULT_BODY_PROPERTIES = (
 # properties answered from the email record alone
 _RECORD_ONLY = frozenset(("id", "blobId", "threadId", "mailboxIds", "keywords", "size",
                           "receivedAt"))
-# convenience properties: the header:{name}:as{form} they stand for (§4.1.3)
-_CONVENIENCE = {
-    "messageId": ("message-id", mh.as_message_ids),
-    "inReplyTo": ("in-reply-to", mh.as_message_ids),
-    "references": ("references", mh.as_message_ids),
-    "sender": ("sender", mh.as_addresses),
-    "from": ("from", mh.as_addresses),
-    "to": ("to", mh.as_addresses),
-    "cc": ("cc", mh.as_addresses),
-    "bcc": ("bcc", mh.as_addresses),
-    "replyTo": ("reply-to", mh.as_addresses),
-    "subject": ("subject", mh.as_text),
-    "sentAt": ("date", mh.as_date),
+
+
+def _addresses(items) -> list[dict] | None:
+    return [mh.address(n, e) for n, e in items] if items else None
+
+
+# convenience properties (§4.1.3) from the index's fields: the same parse as
+# header:{name}:as{form} (mime/headers.py uses the indexer's parsers), read
+# from the stored summary without decoding the body structure.  The indexer
+# keeps a header's first instance where JMAP names the last: they differ
+# only for a message with two From (Subject, ...) fields, which RFC 5322
+# forbids; and an empty field reads as an absent one (null).
+_CONVENIENCE: dict[str, Callable[[Any], Any]] = {
+    "messageId": lambda s: [s.message_id] if s.message_id else None,
+    "inReplyTo": lambda s: list(s.in_reply_to) or None,
+    "references": lambda s: list(s.references) or None,
+    "sender": lambda s: _addresses(s.sender),
+    "from": lambda s: _addresses(s.from_),
+    "to": lambda s: _addresses(s.to),
+    "cc": lambda s: _addresses(s.cc),
+    "bcc": lambda s: _addresses(s.bcc),
+    "replyTo": lambda s: _addresses(s.reply_to),
+    "subject": lambda s: mh.text(s.subject) if s.subject else None,
+    "sentAt": lambda s: mh.date_string(s.sent_at, s.sent_at_tz or 0) if s.sent_at is not None else None,
+    "preview": lambda s: s.preview,
+    "hasAttachment": lambda s: s.has_attachment,
 }
 
 
@@ -133,21 +148,77 @@ def get_options(call: Call, default_props, always_id: bool) -> GetOptions:
 
 def utc_date(t: int) -> str | None:
     """A JMAP UTCDate ("2014-10-30T06:12:00Z")."""
-    return mh.date_string(t, 0)
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return mh.date_string(t, 0)
+
+
+class _ListCache:
+    """The convenience properties of recently listed messages, as JSON
+    values, by (blob hash, index head): the same content always gives the
+    same values, and a rewritten index (mailaccess reindex) a new head.  The
+    cached values are shared by responses: nothing may modify them."""
+
+    def __init__(self, size: int = 20000):
+        self.size = size
+        self.data: dict = {}
+
+    def get(self, key, make):
+        d = self.data
+        v = d.get(key)
+        if v is None:
+            v = make()
+            if len(d) >= self.size:
+                del d[next(iter(d))]
+            d[key] = v
+        return v
+
+
+LIST_CACHE = _ListCache()
 
 
 class Source:
-    """What an Email object is built from: its message index, a way to read
-    the message bytes (only bodyValues calls it), and how to name part blobs."""
+    """What an Email object is built from: its message index (the summary for
+    the list properties, the whole index for the rest, each decoded once
+    when first needed), a way to read the message bytes (only bodyValues
+    calls it), and how to name part blobs."""
 
-    __slots__ = ("mi", "_raw", "read_raw", "part_blob")
+    __slots__ = ("_data", "_summary", "_mi", "_raw", "read_raw", "part_blob", "cache_key")
 
-    def __init__(self, mi: mindex.MessageIndex, read_raw: Callable[[], Any],
-                 part_blob: Callable[[str], str | None]):
-        self.mi = mi
+    def __init__(self, read_raw: Callable[[], Any], part_blob: Callable[[str], str | None],
+                 *, index_data=None, mi: mindex.MessageIndex | None = None, cache_key=None):
+        self.cache_key = cache_key
+        self._data = index_data
+        self._summary = self._mi = mi
         self._raw = None
         self.read_raw = read_raw
         self.part_blob = part_blob
+
+    def _reindex(self) -> mindex.MessageIndex:
+        """No readable stored index: index the message now (bounded work)."""
+        self._summary = self._mi = mindex.index_message(bytes(self.raw()))
+        return self._mi
+
+    @property
+    def summary(self):
+        s = self._summary
+        if s is None:
+            try:
+                s = self._summary = mindex.index_summary(self._data)
+            except (ValueError, TypeError, struct.error):
+                s = self._reindex()
+        return s
+
+    @property
+    def mi(self) -> mindex.MessageIndex:
+        mi = self._mi
+        if mi is None:
+            try:
+                mi = self._mi = mindex.decode_index_meta(self._data)
+            except (ValueError, TypeError, struct.error):
+                mi = self._reindex()
+        return mi
 
     def raw(self):
         if self._raw is None:
@@ -213,27 +284,26 @@ def _part_list(src: Source, pids, opts: GetOptions) -> list[dict]:
     return [body_part(src, by_id[p], opts, sub=False) for p in pids if p in by_id]
 
 
+def _convenience(src: Source) -> dict:
+    summary = src.summary
+    return {p: fn(summary) for p, fn in _CONVENIENCE.items()}
+
+
 def content_properties(src: Source, props, opts: GetOptions, out: dict) -> None:
     """Every requested property answered from the message (not the record)."""
-    mi = src.mi
-    root_headers = mi.jmap_body.get("headers", ())
+    conv = None
     for p in props:
         if p in _RECORD_ONLY:
             continue
-        conv = _CONVENIENCE.get(p)
-        if conv is not None:
-            key, fn = conv
-            last = None
-            for h in root_headers:
-                if h["name"].lower() == key:
-                    last = h["value"]
-            out[p] = fn(last) if last is not None else None
-        elif p == "preview":
-            out[p] = mi.preview
-        elif p == "hasAttachment":
-            out[p] = mi.has_attachment
-        elif p == "headers":
-            out[p] = _headers_json(root_headers)
+        if p in _CONVENIENCE:
+            if conv is None:
+                conv = (LIST_CACHE.get(src.cache_key, lambda: _convenience(src))
+                        if src.cache_key is not None else _convenience(src))
+            out[p] = conv[p]
+            continue
+        mi = src.mi
+        if p == "headers":
+            out[p] = _headers_json(mi.jmap_body.get("headers", ()))
         elif p == "bodyStructure":
             out[p] = body_part(src, mi.jmap_body, opts)
         elif p == "textBody":
@@ -245,7 +315,7 @@ def content_properties(src: Source, props, opts: GetOptions, out: dict) -> None:
         elif p == "bodyValues":
             out[p] = _body_values(src, opts)
         elif p in opts.header_props:
-            out[p] = mh.header_property(root_headers, opts.header_props[p])
+            out[p] = mh.header_property(mi.jmap_body.get("headers", ()), opts.header_props[p])
 
 
 def record_properties(rec: records.EmailRecord, props, out: dict) -> None:
@@ -264,6 +334,10 @@ def record_properties(rec: records.EmailRecord, props, out: dict) -> None:
             out[p] = rec.size
         elif p == "receivedAt":
             out[p] = utc_date(rec.received_at)
+
+
+def _cache_key(h: bytes, data):
+    return (h, bytes(data[:mindex.INDEX_LAYOUT.head.size])) if data is not None else None
 
 
 # --- Email/get -----------------------------------------------------------------------
@@ -304,13 +378,11 @@ async def email_get(call: Call) -> dict:
             obj: dict[str, Any] = {}
             record_properties(rec, props, obj)
             if needs_index:
-                mi = em.index
                 h = rec.blob
-                if mi is None:      # no readable stored index: index it now (bounded)
-                    blob = v.blob(acc, h)
-                    mi = mindex.index_message(bytes(blob) if blob is not None else b"")
-                src = Source(mi, lambda v=v, h=h: v.blob(acc, h) or b"",
-                             lambda pid, h=h: ids.part_blob_id(h, pid))
+                src = Source(lambda h=h: v.blob(acc, h) or b"",
+                             lambda pid, h=h: ids.part_blob_id(h, pid),
+                             index_data=em.index_data,
+                             cache_key=_cache_key(h, em.index_data))
                 content_properties(src, props, opts, obj)
             found.append({p: obj.get(p) for p in props})
         state = v.kind_state(acc, records.EMAIL)
@@ -374,7 +446,7 @@ async def email_parse(call: Call) -> dict:
         if not _parsable(raw, mi):
             not_parsable.append(bid)
             continue
-        src = Source(mi, lambda raw=raw: raw, _part_namer(bid))
+        src = Source(lambda raw=raw: raw, _part_namer(bid), mi=mi)
         obj: dict[str, Any] = {}
         for p in opts.props:
             if p == "blobId":
