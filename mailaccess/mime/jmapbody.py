@@ -69,8 +69,8 @@ class BodyValue:
 
 
 _IDENTITY = ("7bit", "8bit", "binary", "")
-_B64_OK = bytes(range(256)).translate(
-    None, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n")
+# what a well-formed base64 body holds (anything else is a problem)
+_B64_OK = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n"
 _ASCII_FAMILY = ("us-ascii", "ascii", "us_ascii", "ansi_x3.4-1968", "")
 
 
