@@ -8,6 +8,7 @@ import pytest
 
 from mailaccess import ids
 from mailaccess.server import jmap_email
+from mailaccess.store import ops
 
 from jmap_email_helpers import CORPUS, Env, corpus, crlf
 
@@ -518,3 +519,19 @@ async def test_every_corpus_message_every_property(env):
         assert set(e) == set(jmap_email.EMAIL_PROPERTIES)
         for v in e["bodyValues"].values():
             assert len(v["value"].encode()) <= 50
+
+
+@pytest.mark.parametrize("damage", [b"\x09not an index", b"\x02" + b"\xff" * 40])
+async def test_unreadable_stored_index_is_rebuilt_for_the_answer(env, damage):
+    """An index this version cannot read (or a damaged one): Email/get indexes
+    the message on the spot and answers in full."""
+    eid = env.add(SIMPLE)
+    want = await env.one(eid, properties=list(jmap_email.EMAIL_PROPERTIES),
+                         fetchAllBodyValues=True)
+    with env.store.view() as v:
+        h = v.email(env.acc, ids.parse("E", eid)).blob
+    env.store.write_sync(ops.replace_index, env.acc, h, damage)
+    jmap_email.LIST_CACHE.data.clear()
+    got = await env.one(eid, properties=list(jmap_email.EMAIL_PROPERTIES),
+                        fetchAllBodyValues=True)
+    assert got == want

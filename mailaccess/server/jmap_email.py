@@ -13,7 +13,6 @@ index; anything else: indexed on the spot, off the event loop).
 """
 from __future__ import annotations
 
-import struct
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -206,7 +205,7 @@ class Source:
         if s is None:
             try:
                 s = self._summary = mindex.index_summary(self._data)
-            except (ValueError, TypeError, struct.error):
+            except Exception:     # unreadable (another version, damaged)
                 s = self._reindex()
         return s
 
@@ -216,7 +215,7 @@ class Source:
         if mi is None:
             try:
                 mi = self._mi = mindex.decode_index_meta(self._data)
-            except (ValueError, TypeError, struct.error):
+            except Exception:     # unreadable (another version, damaged)
                 mi = self._reindex()
         return mi
 
