@@ -535,3 +535,13 @@ async def test_unreadable_stored_index_is_rebuilt_for_the_answer(env, damage):
     got = await env.one(eid, properties=list(jmap_email.EMAIL_PROPERTIES),
                         fetchAllBodyValues=True)
     assert got == want
+
+
+async def test_property_lists_are_bounded(env):
+    eid = env.add(SIMPLE)
+    many = [f"header:X-{i}" for i in range(jmap_email.MAX_PROPERTIES + 1)]
+    for key in ("properties", "bodyProperties"):
+        name, res = await env.call("Email/get", ids=[eid], **{key: many})
+        assert name == "error" and res["type"] == "requestTooLarge"
+    name, res = await env.call("Email/get", ids=[eid], properties=many[:-1])
+    assert name == "Email/get" and len(res["list"][0]) == jmap_email.MAX_PROPERTIES + 1

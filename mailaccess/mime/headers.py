@@ -20,6 +20,7 @@ JMAP uses these for Email and EmailBodyPart; ActiveSync reuses the forms.
 """
 from __future__ import annotations
 
+import calendar
 import datetime
 import re
 import unicodedata
@@ -293,9 +294,9 @@ def parse_date(value: str) -> tuple[int, int] | None:
     offset = t[9] or 0
     if abs(offset) >= 24 * 3600:
         return None
-    try:
-        epoch = int((datetime.datetime(*t[:6]) - datetime.datetime(1970, 1, 1)).total_seconds())
-    except (ValueError, OverflowError):
+    try:        # as the indexer reads Date (sentAt): the same instant for odd fields
+        epoch = calendar.timegm(tuple(t[:6]) + (0, 0, 0))
+    except (ValueError, OverflowError, TypeError):
         return None
     return epoch - offset, offset // 60
 

@@ -51,6 +51,7 @@ DEFAULT_BODY_PROPERTIES = (
     "partId", "blobId", "size", "name", "type", "charset", "disposition", "cid",
     "language", "location",
 )
+MAX_PROPERTIES = 256      # per properties / bodyProperties list
 # properties answered from the email record alone
 _RECORD_ONLY = frozenset(("id", "blobId", "threadId", "mailboxIds", "keywords", "size",
                           "receivedAt"))
@@ -103,6 +104,8 @@ def _prop_list(call: Call, key: str, known, default) -> tuple[list[str], dict]:
         return list(default), {}
     if not isinstance(v, list) or not all(isinstance(p, str) for p in v):
         raise invalid(f"'{key}' must be a list of strings or null")
+    if len(v) > MAX_PROPERTIES:     # each header:* property is a scan per object
+        raise MethodError("requestTooLarge", f"at most {MAX_PROPERTIES} {key}")
     known = set(known)
     hdrs = {}
     bad = []
