@@ -199,3 +199,38 @@ def test_structured_parse_is_bounded():
     got = mh.as_addresses(value)
     assert 0 < len(got) < 100000
     assert sum(len(a["email"]) + 2 for a in got) <= mh.MAX_VALUE + 2
+
+
+def _phrase(name: str) -> str:
+    """NAME as an RFC 5322 phrase: encoded words when not ASCII, else quoted."""
+    if not name.isascii():
+        return Header(name, "utf-8").encode()
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.none() | names,
+                          st.lists(st.tuples(st.none() | names, emails), max_size=4)),
+                min_size=1, max_size=4))
+def test_grouped_addresses_round_trip(groups):
+    """Groups and runs of ungrouped mailboxes come back as written."""
+    pieces, want = [], []
+    for gname, members in groups:
+        addrs = [formataddr((n, e), charset="utf-8") if n is not None else e for n, e in members]
+        expect = [{"name": (unicodedata.normalize("NFC", n).strip() or None) if n else None,
+                   "email": e} for n, e in members]
+        if gname is None:
+            if not members:
+                continue
+            pieces.append(", ".join(addrs))
+            if want and want[-1]["name"] is None:       # consecutive runs merge
+                want[-1]["addresses"].extend(expect)
+            else:
+                want.append({"name": None, "addresses": expect})
+        else:
+            pieces.append(f"{_phrase(gname)}: {', '.join(addrs)};")
+            want.append({"name": unicodedata.normalize("NFC", gname).strip() or None,
+                         "addresses": expect})
+    value = " " + ", ".join(pieces)
+    assert mh.as_grouped_addresses(value) == want
+    assert mh.as_addresses(value) == [a for g in want for a in g["addresses"]]
