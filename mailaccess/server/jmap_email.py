@@ -320,22 +320,22 @@ def content_properties(src: Source, props, opts: GetOptions, out: dict) -> None:
             out[p] = mh.header_property(mi.jmap_body.get("headers", ()), opts.header_props[p])
 
 
+_RECORD_GETTERS: dict[str, Callable[[records.EmailRecord], Any]] = {
+    "id": lambda r: ids.email_id(r.id),
+    "blobId": lambda r: ids.blob_id(r.blob),
+    "threadId": lambda r: ids.thread_id(r.thread),
+    "mailboxIds": lambda r: {ids.mailbox_id(m.mailbox): True for m in r.members},
+    "keywords": lambda r: dict.fromkeys(r.keywords, True),
+    "size": lambda r: r.size,
+    "receivedAt": lambda r: utc_date(r.received_at),
+}
+
+
 def record_properties(rec: records.EmailRecord, props, out: dict) -> None:
     for p in props:
-        if p == "id":
-            out[p] = ids.email_id(rec.id)
-        elif p == "blobId":
-            out[p] = ids.blob_id(rec.blob)
-        elif p == "threadId":
-            out[p] = ids.thread_id(rec.thread)
-        elif p == "mailboxIds":
-            out[p] = {ids.mailbox_id(m.mailbox): True for m in rec.members}
-        elif p == "keywords":
-            out[p] = {k: True for k in rec.keywords}
-        elif p == "size":
-            out[p] = rec.size
-        elif p == "receivedAt":
-            out[p] = utc_date(rec.received_at)
+        g = _RECORD_GETTERS.get(p)
+        if g is not None:
+            out[p] = g(rec)
 
 
 def _cache_key(h: bytes, data):
@@ -357,6 +357,8 @@ async def email_get(call: Call) -> dict:
     props = opts.props
     needs_index = any(p not in _RECORD_ONLY for p in props)
     list_only = all(p in _RECORD_ONLY or p in _CONVENIENCE for p in props)
+    getters = [(p, _RECORD_GETTERS[p]) for p in props if p in _RECORD_GETTERS]
+    members = "mailboxIds" in props
     found, not_found = [], []
     with call.view() as v:
         acc = call.acc
@@ -373,13 +375,12 @@ async def email_get(call: Call) -> dict:
                 continue
             seen.add(s)
             eid = ids.parse("E", s)
-            em = load_email(v, acc, eid) if eid is not None else None
+            em = load_email(v, acc, eid, members=members) if eid is not None else None
             if em is None:
                 not_found.append(s)
                 continue
             rec = em.record
-            obj: dict[str, Any] = {}
-            record_properties(rec, props, obj)
+            obj = {p: g(rec) for p, g in getters}
             if needs_index:
                 h = rec.blob
                 data = em.index_data
