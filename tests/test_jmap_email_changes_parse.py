@@ -196,3 +196,25 @@ async def test_imap_envelope_agrees_with_email_get(imap_server):
             assert addrs(imap_list) == [(x["name"], x["email"]) for x in jmap_list or ()]
         if envl.message_id:
             assert e["messageId"] == [envl.message_id.decode().strip("<>")]
+
+
+async def test_jmapc_models_read_our_responses(env):
+    """A real client library's models (jmapc) decode Email/get with every
+    property and Email/changes as we send them (types, dates, nesting)."""
+    from jmapc.methods import EmailChangesResponse, EmailGetResponse
+
+    state0 = (await env.get([]))["state"]
+    eids = [env.add(p.read_bytes()) for p in sorted(CORPUS.glob("*.eml"))]
+    name, res = await env.call("Email/get", ids=eids,
+                               properties=list(jmap_email.EMAIL_PROPERTIES),
+                               bodyProperties=list(jmap_email.BODY_PROPERTIES),
+                               fetchAllBodyValues=True)
+    resp = EmailGetResponse.from_dict(res)
+    assert [e.id for e in resp.data] == eids
+    by_id = {e.id: e for e in resp.data}
+    e = by_id[eids[9]]                               # 10-encoded-words.eml
+    assert e.mail_from[0].name == "Keld Jørn Simonsen"
+    assert e.received_at.year == 2023 and e.text_body[0].part_id == "1"
+    name, res = await env.call("Email/changes", sinceState=state0)
+    ch = EmailChangesResponse.from_dict(res)
+    assert sorted(ch.created) == sorted(eids)
