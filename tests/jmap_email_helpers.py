@@ -7,14 +7,12 @@ from pathlib import Path
 
 from mailaccess import ingest
 from mailaccess.proto.jmap.request import parse_request
-from mailaccess.server import jmap_api
+from mailaccess.server import jmap_email  # noqa: F401  (registers Email/get, ...)
 from mailaccess.server.jmap_api import JmapContext, run_request
 from mailaccess.store import Store, ops
 
 CORPUS = Path(__file__).parent / "corpus"
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
-
-jmap_api.load_methods()
 
 
 class Env:
