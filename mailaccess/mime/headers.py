@@ -21,8 +21,8 @@ JMAP uses these for Email and EmailBodyPart; ActiveSync reuses the forms.
 from __future__ import annotations
 
 import calendar
-import datetime
 import re
+import time
 import unicodedata
 from dataclasses import dataclass
 from email.utils import parsedate_tz
@@ -267,10 +267,10 @@ def date_string(t: int, tz_minutes: int) -> str | None:
     """RFC 3339 date-time of epoch seconds T in the zone TZ_MINUTES east of
     UTC ("2014-10-30T14:12:00+08:00", "Z" for UTC), None when unrepresentable."""
     try:
-        local = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=t + tz_minutes * 60)
-    except (OverflowError, ValueError):
+        local = time.gmtime(t + tz_minutes * 60)
+    except (OverflowError, OSError, ValueError):
         return None
-    if not 1 <= local.year <= 9999:
+    if not 1 <= local.tm_year <= 9999:
         return None
     if tz_minutes == 0:
         zone = "Z"
@@ -278,7 +278,7 @@ def date_string(t: int, tz_minutes: int) -> str | None:
         sign = "+" if tz_minutes > 0 else "-"
         h, m = divmod(abs(tz_minutes), 60)
         zone = f"{sign}{h:02d}:{m:02d}"
-    return local.strftime("%Y-%m-%dT%H:%M:%S") + zone
+    return "%04d-%02d-%02dT%02d:%02d:%02d" % local[:6] + zone
 
 
 def parse_date(value: str) -> tuple[int, int] | None:
