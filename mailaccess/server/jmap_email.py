@@ -162,7 +162,7 @@ class _ListCache:
     same values, and a rewritten index (mailaccess reindex) a new head.  The
     cached values are shared by responses: nothing may modify them."""
 
-    def __init__(self, size: int = 5000):     # ~1.5 KB an entry
+    def __init__(self, size: int = 5000):     # ~2 KB an entry: ~10 MB full
         self.size = size
         self.data: dict = {}
 
