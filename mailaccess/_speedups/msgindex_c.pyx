@@ -2178,10 +2178,16 @@ cpdef parse_structure(list parts, str multipart_type, bint in_alternative, list 
             )
         elif is_inline:
             if multipart_type == "alternative":
+                # the RFC's pseudo-code pushes unconditionally; a list is null
+                # here when an outer alternative already chose the other type
+                # (alternative > mixed > [text/plain, alternative > html]):
+                # that part then goes to neither body
                 if ptype == "text/plain":
-                    text_body.append(part["partId"])
+                    if text_body is not None:
+                        text_body.append(part["partId"])
                 elif ptype == "text/html":
-                    html_body.append(part["partId"])
+                    if html_body is not None:
+                        html_body.append(part["partId"])
                 else:
                     attachments.append(part["partId"])
                 continue

@@ -28,6 +28,7 @@ __all__ = [
     "decode_index", "index_field", "normalize_search", "base_subject", "part_bytes",
     "header_fields", "decoded_part", "body_text", "index_field_span", "index_fields",
     "FORMAT_VERSION", "READABLE_VERSIONS", "IndexFormatError", "index_version",
+    "IndexSummary", "SUMMARY_FIELDS", "index_summary", "decode_index_meta",
 ]
 
 Address = tuple  # (name: str | None, email: str)
@@ -452,3 +453,91 @@ def body_text(raw: bytes, mi: MessageIndex, part_id: str) -> str:
     if charset is None and p.content_type.startswith("text/"):
         charset = "us-ascii"
     return _impl.decode_text(data, charset)
+
+
+# ---------------------------------------------------------------- light readers
+#
+# Listing emails (JMAP Email/get of list properties, 50 at a time, many times
+# a second) needs a few meta fields and the preview, not the search text nor
+# the body structure.  The meta JSON object is written in _META order, so the
+# fields before "jmap_body" (the large one) are read by decoding only the
+# prefix of the object up to its "jmap_body" key: a key of the top-level
+# object, found as the first `,"jmap_body":` (inside a JSON string a quote is
+# escaped, so the text cannot occur there).
+
+SUMMARY_FIELDS = ("size", "subject", "from_", "to", "cc", "bcc", "reply_to", "sender",
+                  "sent_at", "sent_at_tz", "message_id", "in_reply_to", "references",
+                  "has_attachment")
+_CUT_RE = re.compile(re.escape(b',"jmap_body":'))
+assert all(_META.index(f) < _META.index("jmap_body") for f in SUMMARY_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSummary:
+    """The list fields of a stored index (see SUMMARY_FIELDS) and its preview."""
+
+    size: int
+    subject: str
+    from_: tuple
+    to: tuple
+    cc: tuple
+    bcc: tuple
+    reply_to: tuple
+    sender: tuple
+    sent_at: int | None
+    sent_at_tz: int | None
+    message_id: str | None
+    in_reply_to: tuple
+    references: tuple
+    has_attachment: bool
+    preview: str
+
+
+def index_summary(data: bytes | memoryview) -> IndexSummary:
+    """The IndexSummary of a stored index, without decoding the body
+    structure or the search text; raises IndexFormatError like decode_index."""
+    ver = _check_version(data)
+    ends = _HEAD.unpack_from(data)
+    h = _HEAD.size
+    k = _FIELD_INDEX["meta"]
+    start, end = h + ends[k], h + ends[k + 1]
+    values = None
+    if ver >= 2:
+        m = _CUT_RE.search(data, start, end)     # no copy of the whole meta
+        if m is not None:
+            doc = json.loads(bytes(data[start:m.start()]) + b"}")
+            if all(f in doc for f in SUMMARY_FIELDS):
+                values = doc
+    if values is None:
+        values = _meta_values(ver, bytes(data[start:end]))
+    p = _FIELD_INDEX["preview"]
+    preview = bytes(data[h + ends[p]: h + ends[p + 1]]).decode("utf-8", "surrogatepass")
+    out = {f: values[f] for f in SUMMARY_FIELDS}
+    for name in _ADDRESS_FIELDS:
+        out[name] = tuple(tuple(a) for a in out[name])
+    out["in_reply_to"] = tuple(out["in_reply_to"])
+    out["references"] = tuple(out["references"])
+    return IndexSummary(preview=preview, **out)
+
+
+def decode_index_meta(data: bytes | memoryview) -> MessageIndex:
+    """decode_index without the search text (search_headers and search_body
+    are empty): what Email/get needs, at a fraction of the copying."""
+    ver = _check_version(data)
+    ends = _HEAD.unpack_from(data)
+    h = _HEAD.size
+
+    def field(name):
+        k = _FIELD_INDEX[name]
+        return bytes(data[h + ends[k]: h + ends[k + 1]])
+
+    values = _meta_values(ver, field("meta"))
+    values["parts"] = tuple(Part(*p[:_PART_ARITY]) for p in values["parts"])
+    for name in _ADDRESS_FIELDS:
+        values[name] = tuple(tuple(a) for a in values[name])
+    for name in _TUPLE_FIELDS:
+        values[name] = tuple(values[name])
+    values["envelope"] = values["bodystructure"] = values["body"] = b""
+    values["search_headers"] = values["search_body"] = ""
+    values["preview"] = field("preview").decode("utf-8", "surrogatepass")
+    return MessageIndex(**values)

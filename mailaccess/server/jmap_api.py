@@ -215,6 +215,19 @@ async def run_request(ctx: JmapContext, req: Request, session_state: str = "") -
     return out
 
 
+# the method modules: importing one registers its methods (load_methods)
+JMAP_METHOD_MODULES = [
+    "mailaccess.server.jmap_email",
+]
+
+
+def load_methods() -> None:
+    """Import every module of JMAP_METHOD_MODULES (idempotent)."""
+    import importlib
+    for name in JMAP_METHOD_MODULES:
+        importlib.import_module(name)
+
+
 # capabilities a request may name in `using`; the Session resource lists the
 # ones that are complete (server/jmap_session.py)
 KNOWN_CAPABILITIES = {cap.CORE, cap.MAIL}

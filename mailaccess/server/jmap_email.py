@@ -1,0 +1,472 @@
+"""JMAP Email/get, Email/changes and Email/parse (RFC 8621 §4.1, §4.2, §4.3, §4.9).
+
+An Email object is read from the email's store record (id, blobId, threadId,
+mailboxIds, keywords, size, receivedAt) and its stored message index
+(headers and every header form, the body structure, textBody / htmlBody /
+attachments, hasAttachment, preview): no property but ``bodyValues`` reads
+the message itself, and that reads only the parts it returns.  The parsing
+rules live in mailaccess/mime (headers.py: the header forms; jmapbody.py:
+body parts and their text); this module shapes them as JMAP objects.
+
+Email/parse runs the same code over a blob (a stored message: its stored
+index; anything else: indexed on the spot, off the event loop).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .. import ids, storeio
+from ..mime import headers as mh
+from ..mime import index as mindex
+from ..mime import jmapbody
+from ..proto.jmap import capabilities as cap
+from ..proto.jmap.errors import MethodError
+from ..store import records
+from ..store.emails import decode_index, load_email
+from .jmap_api import Call, method
+from .jmap_blobs import read_blob
+from .jmap_standard import changes_response, invalid
+
+EMAIL_PROPERTIES = (
+    "id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt",
+    "headers", "messageId", "inReplyTo", "references", "sender", "from", "to", "cc",
+    "bcc", "replyTo", "subject", "sentAt", "bodyStructure", "bodyValues", "textBody",
+    "htmlBody", "attachments", "hasAttachment", "preview",
+)
+DEFAULT_PROPERTIES = (
+    "id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt",
+    "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc",
+    "replyTo", "subject", "sentAt", "hasAttachment", "preview", "bodyValues",
+    "textBody", "htmlBody", "attachments",
+)
+# Email/parse: the same less the metadata (§4.9)
+PARSE_DEFAULT_PROPERTIES = DEFAULT_PROPERTIES[7:]
+BODY_PROPERTIES = (
+    "partId", "blobId", "size", "headers", "name", "type", "charset", "disposition",
+    "cid", "language", "location", "subParts",
+)
+DEFAULT_BODY_PROPERTIES = (
+    "partId", "blobId", "size", "name", "type", "charset", "disposition", "cid",
+    "language", "location",
+)
+MAX_PROPERTIES = 256      # per properties / bodyProperties list
+# properties answered from the email record alone
+_RECORD_ONLY = frozenset(("id", "blobId", "threadId", "mailboxIds", "keywords", "size",
+                          "receivedAt"))
+
+
+def _addresses(items) -> list[dict] | None:
+    return [mh.address(n, e) for n, e in items] if items else None
+
+
+# convenience properties (§4.1.3) from the index's fields: the same parse as
+# header:{name}:as{form} (mime/headers.py uses the indexer's parsers), read
+# from the stored summary without decoding the body structure.  The indexer
+# keeps a header's first instance where JMAP names the last: they differ
+# only for a message with two From (Subject, ...) fields, which RFC 5322
+# forbids; and an empty field reads as an absent one (null).
+_CONVENIENCE: dict[str, Callable[[Any], Any]] = {
+    "messageId": lambda s: [s.message_id] if s.message_id else None,
+    "inReplyTo": lambda s: list(s.in_reply_to) or None,
+    "references": lambda s: list(s.references) or None,
+    "sender": lambda s: _addresses(s.sender),
+    "from": lambda s: _addresses(s.from_),
+    "to": lambda s: _addresses(s.to),
+    "cc": lambda s: _addresses(s.cc),
+    "bcc": lambda s: _addresses(s.bcc),
+    "replyTo": lambda s: _addresses(s.reply_to),
+    "subject": lambda s: mh.text(s.subject) if s.subject else None,
+    "sentAt": lambda s: mh.date_string(s.sent_at, s.sent_at_tz or 0) if s.sent_at is not None else None,
+    "preview": lambda s: s.preview,
+    "hasAttachment": lambda s: s.has_attachment,
+}
+
+
+# --- arguments -----------------------------------------------------------------------
+
+@dataclass
+class GetOptions:
+    props: list[str]
+    header_props: dict[str, mh.HeaderProperty]
+    body_props: list[str]
+    body_header_props: dict[str, mh.HeaderProperty]
+    fetch_text: bool
+    fetch_html: bool
+    fetch_all: bool
+    max_bytes: int
+
+
+def _prop_list(call: Call, key: str, known, default) -> tuple[list[str], dict]:
+    v = call.args.get(key)
+    if v is None:
+        return list(default), {}
+    if not isinstance(v, list) or not all(isinstance(p, str) for p in v):
+        raise invalid(f"'{key}' must be a list of strings or null")
+    if len(v) > MAX_PROPERTIES:     # each header:* property is a scan per object
+        raise MethodError("requestTooLarge", f"at most {MAX_PROPERTIES} {key}")
+    known = set(known)
+    hdrs = {}
+    bad = []
+    for p in v:
+        if p in known:
+            continue
+        hp = mh.parse_property(p)
+        if hp is None:
+            bad.append(p)
+        else:
+            hdrs[p] = hp
+    if bad:
+        raise invalid(f"unknown or not allowed {key}: {', '.join(bad[:10])}")
+    return list(dict.fromkeys(v)), hdrs
+
+
+def _flag(call: Call, key: str) -> bool:
+    v = call.args.get(key, False)
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise invalid(f"'{key}' must be a boolean")
+    return v
+
+
+def get_options(call: Call, default_props, always_id: bool) -> GetOptions:
+    props, hprops = _prop_list(call, "properties", EMAIL_PROPERTIES, default_props)
+    if always_id and "id" not in props:
+        props.insert(0, "id")
+    bprops, bhprops = _prop_list(call, "bodyProperties", BODY_PROPERTIES,
+                                 DEFAULT_BODY_PROPERTIES)
+    mx = call.args.get("maxBodyValueBytes", 0)
+    if mx is None:
+        mx = 0
+    if isinstance(mx, bool) or not isinstance(mx, int) or mx < 0:
+        raise invalid("'maxBodyValueBytes' must be an unsigned integer")
+    return GetOptions(props, hprops, bprops, bhprops, _flag(call, "fetchTextBodyValues"),
+                      _flag(call, "fetchHTMLBodyValues"), _flag(call, "fetchAllBodyValues"), mx)
+
+
+# --- one Email object ----------------------------------------------------------------
+
+def utc_date(t: int) -> str | None:
+    """A JMAP UTCDate ("2014-10-30T06:12:00Z")."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return mh.date_string(t, 0)
+
+
+class _ListCache:
+    """The convenience properties of recently listed messages, as JSON
+    values, by (blob hash, index head): the same content always gives the
+    same values, and a rewritten index (mailaccess reindex) a new head.  The
+    cached values are shared by responses: nothing may modify them."""
+
+    def __init__(self, size: int = 5000):     # ~2 KB an entry: ~10 MB full
+        self.size = size
+        self.data: dict = {}
+
+    def get(self, key, make):
+        d = self.data
+        v = d.get(key)
+        if v is None:
+            v = make()
+            if len(d) >= self.size:
+                del d[next(iter(d))]
+            d[key] = v
+        return v
+
+
+LIST_CACHE = _ListCache()
+
+
+class Source:
+    """What an Email object is built from: its message index (the summary for
+    the list properties, the whole index for the rest, each decoded once
+    when first needed), a way to read the message bytes (only bodyValues
+    calls it), and how to name part blobs."""
+
+    __slots__ = ("_data", "_summary", "_mi", "_raw", "read_raw", "part_blob", "cache_key")
+
+    def __init__(self, read_raw: Callable[[], Any], part_blob: Callable[[str], str | None],
+                 *, index_data=None, mi: mindex.MessageIndex | None = None, cache_key=None):
+        self.cache_key = cache_key
+        self._data = index_data
+        self._summary = self._mi = mi
+        self._raw = None
+        self.read_raw = read_raw
+        self.part_blob = part_blob
+
+    def _reindex(self) -> mindex.MessageIndex:
+        """No readable stored index: index the message now (bounded work)."""
+        self._summary = self._mi = mindex.index_message(bytes(self.raw()))
+        return self._mi
+
+    @property
+    def summary(self):
+        s = self._summary
+        if s is None:
+            try:
+                s = self._summary = mindex.index_summary(self._data)
+            except Exception:     # unreadable (another version, damaged)
+                s = self._reindex()
+        return s
+
+    @property
+    def mi(self) -> mindex.MessageIndex:
+        mi = self._mi
+        if mi is None:
+            try:
+                mi = self._mi = mindex.decode_index_meta(self._data)
+            except Exception:     # unreadable (another version, damaged)
+                mi = self._reindex()
+        return mi
+
+    def raw(self):
+        if self._raw is None:
+            self._raw = self.read_raw()
+        return self._raw
+
+
+def _headers_json(hdrs) -> list[dict]:
+    return [{"name": h["name"], "value": mh.as_raw(h["value"])} for h in hdrs]
+
+
+def body_part(src: Source, node: dict, opts: GetOptions, sub: bool = True) -> dict:
+    """The EmailBodyPart NODE with the requested bodyProperties."""
+    out: dict[str, Any] = {}
+    for p in opts.body_props:
+        if p == "blobId":
+            pid = node.get("partId")
+            out[p] = src.part_blob(pid) if pid is not None else None
+        elif p == "headers":
+            out[p] = _headers_json(node.get("headers", ()))
+        elif p == "subParts":
+            subs = node.get("subParts")
+            out[p] = [body_part(src, c, opts) for c in subs] if (subs is not None and sub) else None
+        elif p in opts.body_header_props:
+            out[p] = mh.header_property(node.get("headers", ()), opts.body_header_props[p])
+        else:
+            out[p] = node.get(p)
+    return out
+
+
+def _body_values(src: Source, opts: GetOptions) -> dict:
+    mi = src.mi
+    want: dict[str, dict] = {}
+    by_id = jmapbody.parts_by_id(mi.jmap_body)
+    chosen = []
+    if opts.fetch_all:
+        chosen = list(by_id)
+    else:
+        if opts.fetch_text:
+            chosen.extend(mi.text_body)
+        if opts.fetch_html:
+            chosen.extend(mi.html_body)
+    for pid in chosen:
+        node = by_id.get(pid)
+        if node is not None and jmapbody.is_text(node):
+            want[pid] = node
+    out = {}
+    if not want:
+        return out
+    raw = src.raw()
+    for pid, node in want.items():
+        part = mi.part(pid)
+        if part is None:
+            continue
+        bv = jmapbody.body_value(raw, part, opts.max_bytes, node["type"] == "text/html")
+        out[pid] = {"value": bv.value, "isEncodingProblem": bv.is_encoding_problem,
+                    "isTruncated": bv.is_truncated}
+    return out
+
+
+def _part_list(src: Source, pids, opts: GetOptions) -> list[dict]:
+    by_id = jmapbody.parts_by_id(src.mi.jmap_body)
+    return [body_part(src, by_id[p], opts, sub=False) for p in pids if p in by_id]
+
+
+def _convenience(src: Source) -> dict:
+    summary = src.summary
+    return {p: fn(summary) for p, fn in _CONVENIENCE.items()}
+
+
+def content_properties(src: Source, props, opts: GetOptions, out: dict) -> None:
+    """Every requested property answered from the message (not the record)."""
+    conv = None
+    for p in props:
+        if p in _RECORD_ONLY:
+            continue
+        if p in _CONVENIENCE:
+            if conv is None:
+                conv = (LIST_CACHE.get(src.cache_key, lambda: _convenience(src))
+                        if src.cache_key is not None else _convenience(src))
+            out[p] = conv[p]
+            continue
+        mi = src.mi
+        if p == "headers":
+            out[p] = _headers_json(mi.jmap_body.get("headers", ()))
+        elif p == "bodyStructure":
+            out[p] = body_part(src, mi.jmap_body, opts)
+        elif p == "textBody":
+            out[p] = _part_list(src, mi.text_body, opts)
+        elif p == "htmlBody":
+            out[p] = _part_list(src, mi.html_body, opts)
+        elif p == "attachments":
+            out[p] = _part_list(src, mi.attachments, opts)
+        elif p == "bodyValues":
+            out[p] = _body_values(src, opts)
+        elif p in opts.header_props:
+            out[p] = mh.header_property(mi.jmap_body.get("headers", ()), opts.header_props[p])
+
+
+_RECORD_GETTERS: dict[str, Callable[[records.EmailRecord], Any]] = {
+    "id": lambda r: ids.email_id(r.id),
+    "blobId": lambda r: ids.blob_id(r.blob),
+    "threadId": lambda r: ids.thread_id(r.thread),
+    "mailboxIds": lambda r: {ids.mailbox_id(m.mailbox): True for m in r.members},
+    "keywords": lambda r: dict.fromkeys(r.keywords, True),
+    "size": lambda r: r.size,
+    "receivedAt": lambda r: utc_date(r.received_at),
+}
+
+
+def record_properties(rec: records.EmailRecord, props, out: dict) -> None:
+    for p in props:
+        g = _RECORD_GETTERS.get(p)
+        if g is not None:
+            out[p] = g(rec)
+
+
+def _cache_key(h: bytes, data):
+    return (h, bytes(data[:mindex.INDEX_LAYOUT.head.size])) if data is not None else None
+
+
+# --- Email/get -----------------------------------------------------------------------
+
+@method("Email/get", cap.MAIL)
+async def email_get(call: Call) -> dict:
+    opts = get_options(call, DEFAULT_PROPERTIES, always_id=True)
+    want = call.args.get("ids")
+    limit = call.ctx.limits.max_objects_in_get
+    if want is not None:
+        if not isinstance(want, list) or not all(isinstance(i, str) for i in want):
+            raise invalid("'ids' must be a list of ids or null")
+        if len(want) > limit:
+            raise MethodError("requestTooLarge", f"at most {limit} ids per Email/get")
+    props = opts.props
+    needs_index = any(p not in _RECORD_ONLY for p in props)
+    list_only = all(p in _RECORD_ONLY or p in _CONVENIENCE for p in props)
+    getters = [(p, _RECORD_GETTERS[p]) for p in props if p in _RECORD_GETTERS]
+    members = "mailboxIds" in props
+    found, not_found = [], []
+    with call.view() as v:
+        acc = call.acc
+        if want is None:
+            eids = v.email_ids(acc)
+            if len(eids) > limit:
+                raise MethodError("requestTooLarge",
+                                  f"the account has more than {limit} emails: ask for ids")
+            want = [ids.email_id(e) for e in eids]
+        seen = set()
+        for s in want:
+            s = call.resolve_id(s) or s
+            if s in seen:
+                continue
+            seen.add(s)
+            eid = ids.parse("E", s)
+            em = load_email(v, acc, eid, members=members) if eid is not None else None
+            if em is None:
+                not_found.append(s)
+                continue
+            rec = em.record
+            obj = {p: g(rec) for p, g in getters}
+            if needs_index:
+                h = rec.blob
+                data = em.index_data
+                key = _cache_key(h, data)
+                conv = LIST_CACHE.data.get(key) if list_only and key is not None else None
+                if conv is not None:        # the list fast path: a cache hit
+                    for p in props:
+                        if p in conv:
+                            obj[p] = conv[p]
+                else:
+                    src = Source(lambda h=h: v.blob(acc, h) or b"",
+                                 lambda pid, h=h: ids.part_blob_id(h, pid),
+                                 index_data=data, cache_key=key)
+                    content_properties(src, props, opts, obj)
+            found.append({p: obj.get(p) for p in props})
+        state = v.kind_state(acc, records.EMAIL)
+    return {"accountId": ids.account_id(call.acc), "state": state,
+            "list": found, "notFound": not_found}
+
+
+# --- Email/changes -------------------------------------------------------------------
+
+@method("Email/changes", cap.MAIL)
+async def email_changes(call: Call) -> dict:
+    return changes_response(call, records.EMAIL, ids.email_id)
+
+
+# --- Email/parse ---------------------------------------------------------------------
+
+# a blob parses as a message when its header holds at least one field
+# before its first line that is not one
+def _parsable(raw: bytes, mi: mindex.MessageIndex) -> bool:
+    return bool(raw) and bool(mi.jmap_body.get("headers"))
+
+
+def _part_namer(blob_id: str) -> Callable[[str], str | None]:
+    """How the parts of the message in blob BLOB_ID are named as blobs: the
+    parts of a stored message by its hash; the parts of an attached message
+    (a part blob "P<hash>_2") as the outer message's parts ("2.1", ...)."""
+    h = ids.parse_blob(blob_id)
+    if h is not None:
+        return lambda pid: ids.part_blob_id(h, pid)
+    pb = ids.parse_part_blob(blob_id)
+    if pb is not None:
+        oh, sec = pb
+        return lambda pid: ids.part_blob_id(oh, f"{sec}.{pid}")
+    return lambda pid: None
+
+
+@method("Email/parse", cap.MAIL)
+async def email_parse(call: Call) -> dict:
+    opts = get_options(call, PARSE_DEFAULT_PROPERTIES, always_id=False)
+    blob_ids = call.args.get("blobIds")
+    if not isinstance(blob_ids, list) or not all(isinstance(b, str) for b in blob_ids):
+        raise invalid("'blobIds' must be a list of ids")
+    limit = call.ctx.limits.max_objects_in_get
+    if len(blob_ids) > limit:
+        raise MethodError("requestTooLarge", f"at most {limit} blobs per Email/parse")
+    parsed: dict[str, dict] = {}
+    not_parsable: list[str] = []
+    not_found: list[str] = []
+    for bid in dict.fromkeys(blob_ids):
+        with call.view() as v:
+            raw = read_blob(v, call.acc, bid)
+            stored = None
+            h = ids.parse_blob(bid)
+            if raw is not None and h is not None:
+                stored = v.blob_index(call.acc, h)
+                stored = decode_index(stored)
+        if raw is None:
+            not_found.append(bid)
+            continue
+        mi = stored if stored is not None else await storeio.cpu(mindex.index_message, raw)
+        if not _parsable(raw, mi):
+            not_parsable.append(bid)
+            continue
+        src = Source(lambda raw=raw: raw, _part_namer(bid), mi=mi)
+        obj: dict[str, Any] = {}
+        for p in opts.props:
+            if p == "blobId":
+                obj[p] = bid
+            elif p == "size":
+                obj[p] = len(raw)
+            elif p in ("id", "mailboxIds", "keywords", "receivedAt", "threadId"):
+                obj[p] = None
+        content_properties(src, opts.props, opts, obj)
+        parsed[bid] = {p: obj.get(p) for p in opts.props}
+    return {"accountId": ids.account_id(call.acc), "parsed": parsed or None,
+            "notParsable": not_parsable or None, "notFound": not_found or None}
