@@ -31,6 +31,7 @@ log = logging.getLogger("mailaccess.jmap")
 JMAP_METHOD_MODULES = [
     "mailaccess.server.jmap_mailbox",
     "mailaccess.server.jmap_thread",
+    "mailaccess.server.jmap_email",
     "mailaccess.server.jmap_email_set",
 ]
 _loaded = False
@@ -38,17 +39,13 @@ _loaded = False
 
 def load_methods() -> None:
     """Import every module of JMAP_METHOD_MODULES once (run_request calls it).
-    A module that is not there (yet) is skipped: its methods are unknown."""
+    A listed module that cannot be imported is an error, not a silently
+    smaller server."""
     global _loaded
     if _loaded:
         return
     for name in JMAP_METHOD_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            log.warning("JMAP method module %s is missing", name)
+        importlib.import_module(name)
     _loaded = True
 
 
@@ -213,19 +210,6 @@ async def run_request(ctx: JmapContext, req: Request, session_state: str = "") -
     if req.created_ids is not None:
         out["createdIds"] = created
     return out
-
-
-# the method modules: importing one registers its methods (load_methods)
-JMAP_METHOD_MODULES = [
-    "mailaccess.server.jmap_email",
-]
-
-
-def load_methods() -> None:
-    """Import every module of JMAP_METHOD_MODULES (idempotent)."""
-    import importlib
-    for name in JMAP_METHOD_MODULES:
-        importlib.import_module(name)
 
 
 # capabilities a request may name in `using`; the Session resource lists the
