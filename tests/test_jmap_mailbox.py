@@ -313,3 +313,67 @@ async def test_imap_and_jmap_see_each_others_mailboxes(imap_server):
     listed = await run(imap_list)
     assert any(b"Projects/2027" in x for x in listed)
     assert not any(b"Projects/2026" in x for x in listed)
+
+
+# --- /queryChanges replays to the new results, whatever changed (hypothesis) ---------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+OPS = st.lists(st.tuples(st.sampled_from(["create", "rename", "move", "destroy", "subscribe",
+                                          "sortorder"]),
+                         st.integers(0, 50), st.sampled_from(["a", "B", "c", "Zed", "m"])),
+               min_size=1, max_size=8)
+QUERIES = st.sampled_from([
+    {"sortAsTree": True, "sort": [{"property": "name"}]},
+    {"sort": [{"property": "name", "isAscending": False}]},
+    {"filter": {"isSubscribed": True}, "filterAsTree": True, "sortAsTree": True},
+    {"filter": {"hasAnyRole": False}, "sort": [{"property": "sortOrder"},
+                                               {"property": "name"}]},
+])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(before=OPS, after=OPS, query=QUERIES)
+def test_query_changes_replay(tmp_path_factory, before, after, query):
+    import trio
+
+    async def apply(ctx, steps):
+        for op, n, name in steps:
+            boxes = (await one(ctx, "Mailbox/get", {"ids": None,
+                                                    "properties": ["name", "role"]}))["list"]
+            b = boxes[n % len(boxes)]["id"]
+            other = boxes[(n // 3) % len(boxes)]["id"]
+            if op == "create":
+                args = {"create": {"k": {"name": f"{name}{n}", "parentId": b,
+                                         "isSubscribed": n % 2 == 0}}}
+            elif op == "rename":
+                args = {"update": {b: {"name": f"{name}{n}"}}}
+            elif op == "move":
+                args = {"update": {b: {"parentId": None if n % 5 == 0 else other}}}
+            elif op == "destroy":
+                args = {"destroy": [b], "onDestroyRemoveEmails": True}
+            elif op == "subscribe":
+                args = {"update": {b: {"isSubscribed": n % 2 == 1}}}
+            else:
+                args = {"update": {b: {"sortOrder": n}}}
+            await one(ctx, "Mailbox/set", args)     # failures (cycles, ...) are fine
+
+    async def main():
+        store = make_store(tmp_path_factory.mktemp("qc"))
+        try:
+            ctx = make_ctx(store)
+            await apply(ctx, before)
+            q = await one(ctx, "Mailbox/query", query)
+            await apply(ctx, after)
+            ch = await one(ctx, "Mailbox/queryChanges",
+                           dict(query, sinceQueryState=q["queryState"]))
+            now = await one(ctx, "Mailbox/query", query)
+            removed = set(ch["removed"])
+            got = [i for i in q["ids"] if i not in removed]
+            for a in sorted(ch["added"], key=lambda a: a["index"]):
+                got.insert(a["index"], a["id"])
+            assert got == now["ids"], (ch, q["ids"], now["ids"])
+            assert ch["newQueryState"] == now["queryState"]
+        finally:
+            store.close()
+    trio.run(main)
