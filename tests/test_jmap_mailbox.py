@@ -86,21 +86,22 @@ async def test_changes_see_imap_side_creates_and_deliveries(ctx):
 async def test_set_create_tree_with_creation_refs_and_imap_sees_it(ctx):
     r = await api(ctx, ["Mailbox/set", {"create": {
         "leaf": {"name": "leaf", "parentId": "#mid"},
-        "mid": {"name": "mid", "parentId": "#top", "isSubscribed": True},
+        "mid": {"name": "mid", "parentId": "#top", "isSubscribed": False},
         "top": {"name": "top", "sortOrder": 5}}}],
         ["Mailbox/get", {"ids": ["#leaf"], "properties": ["name", "parentId"]}])
     res = r[0][1]
     assert set(res["created"]) == {"leaf", "mid", "top"}, res
     created = {k: v["id"] for k, v in res["created"].items()}
     assert res["created"]["top"]["totalEmails"] == 0
-    assert res["created"]["top"]["isSubscribed"] is False      # the default is reported
+    assert res["created"]["top"]["isSubscribed"] is True       # the default is reported
     assert "sortOrder" not in res["created"]["top"]             # given as the client sent it
     assert r[1][1]["list"] == [{"id": created["leaf"], "name": "leaf",
                                 "parentId": created["mid"]}]
     with ctx.store.view() as v:
         m = v.mailbox_by_path(ctx.acc, ["top", "mid", "leaf"])     # IMAP LIST's view
         assert m is not None and ids.mailbox_id(m.id) == created["leaf"]
-        assert v.mailbox_by_path(ctx.acc, ["top", "mid"]).subscribed
+        assert not v.mailbox_by_path(ctx.acc, ["top", "mid"]).subscribed
+        assert v.mailbox_by_path(ctx.acc, ["top"]).subscribed
         assert v.mailbox_by_path(ctx.acc, ["top"]).sort_order == 5
     assert res["oldState"] != res["newState"]
 
@@ -189,9 +190,9 @@ async def test_if_in_state(ctx):
 
 async def make_tree(ctx):
     res = await one(ctx, "Mailbox/set", {"create": {
-        "w": {"name": "Work", "sortOrder": 1},
+        "w": {"name": "Work", "sortOrder": 1, "isSubscribed": False},
         "w1": {"name": "zeta", "parentId": "#w", "isSubscribed": True},
-        "w2": {"name": "Alpha", "parentId": "#w"},
+        "w2": {"name": "Alpha", "parentId": "#w", "isSubscribed": False},
         "h": {"name": "home", "sortOrder": 1, "isSubscribed": True}}})
     return {k: v["id"] for k, v in res["created"].items()}
 
@@ -279,7 +280,7 @@ async def test_imap_and_jmap_see_each_others_mailboxes(imap_server):
     st = (await one(jctx, "Mailbox/get", {"ids": []}))["state"]
     res = await one(jctx, "Mailbox/set", {"create": {
         "p": {"name": "Projects", "isSubscribed": True},
-        "c": {"name": "2026", "parentId": "#p"}}})
+        "c": {"name": "2026", "parentId": "#p", "isSubscribed": False}}})
     child = res["created"]["c"]["id"]
 
     def imap_side():

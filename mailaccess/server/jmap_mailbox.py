@@ -420,6 +420,7 @@ def _check_place(call: Call, v, mbx: int | None, parent: int, name: str, role) -
 
 
 async def _create(call: Call, cid: str, obj: dict) -> dict:
+    """isSubscribed defaults to true: the user made it (RFC 8621 §2)."""
     unknown = [k for k in obj if k not in SETTABLE]
     if unknown:
         raise SetError("invalidProperties", "server-set or unknown properties",
@@ -437,9 +438,11 @@ async def _create(call: Call, cid: str, obj: dict) -> dict:
         _check_place(call, v, None, parent, a["name"], a.get("role"))
     try:
         mbx = await call.write(ops.create_mailbox, call.acc, parent, a["name"],
-                               role=a.get("role"), subscribed=a.get("subscribed", False),
+                               role=a.get("role"), subscribed=a.get("subscribed", True),
                                sort_order=a.get("sort_order", 0))
-    except (AlreadyExists, InvalidName) as exc:
+    except AlreadyExists as exc:
+        raise _bad("role" if "role" in str(exc) else "name", str(exc)) from None
+    except InvalidName as exc:
         raise _bad("name", str(exc)) from None
     except NotFound as exc:
         raise _bad("parentId", str(exc)) from None
