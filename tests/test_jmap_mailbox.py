@@ -3,6 +3,8 @@ cross-protocol: what Mailbox/set does is what the store (and so IMAP) sees,
 and what IMAP-side ops do shows in Mailbox/changes."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mailaccess import ids, vocab
@@ -378,3 +380,81 @@ def test_query_changes_replay(tmp_path_factory, before, after, query):
         finally:
             store.close()
     trio.run(main)
+
+
+# --- a real client library's requests and parsing (jmapc), without HTTP -------------------
+
+class _FakeResponse:
+    def __init__(self, body):
+        self._body = body
+        self.text = json.dumps(body)
+
+    def raise_for_status(self):
+        pass
+
+    def json(self):
+        return self._body
+
+
+def jmapc_client(ctx):
+    """A jmapc Client whose API POSTs go to run_request (from a worker thread)."""
+    import jmapc
+    import trio
+
+    from mailaccess.proto.jmap.request import parse_request
+    from mailaccess.server.jmap_api import run_request
+
+    acc = ids.account_id(ctx.acc)
+    from jmapc.session import Session
+    session = Session.from_dict({
+        "username": "alice", "apiUrl": "https://x/api", "downloadUrl": "https://x/d",
+        "uploadUrl": "https://x/u", "eventSourceUrl": "https://x/e", "state": "s",
+        "primaryAccounts": {"urn:ietf:params:jmap:core": acc,
+                            "urn:ietf:params:jmap:mail": acc},
+        "capabilities": {"urn:ietf:params:jmap:core": {
+            "maxSizeUpload": 1, "maxConcurrentUpload": 1, "maxSizeRequest": 10**7,
+            "maxConcurrentRequests": 1, "maxCallsInRequest": 64, "maxObjectsInGet": 1000,
+            "maxObjectsInSet": 1000, "collationAlgorithms": []},
+            "urn:ietf:params:jmap:mail": {}}})
+
+    class Fake:
+        auth = None
+
+        def post(self, url, headers=None, data=None, timeout=None):
+            req = parse_request(data.encode() if isinstance(data, str) else data, ctx.limits)
+            return _FakeResponse(trio.from_thread.run(run_request, ctx, req, "s"))
+
+    c = jmapc.Client("x")
+    c.__dict__["jmap_session"] = session
+    c.__dict__["requests_session"] = Fake()
+    return c
+
+
+async def test_jmapc_drives_mailbox_and_thread(ctx):
+    import trio
+    from jmapc import Ref
+    from jmapc.methods import (MailboxChanges, MailboxGet, MailboxQuery, MailboxSet,
+                               ThreadGet)
+    from jmapc.models import Mailbox, MailboxQueryFilterCondition
+
+    inbox = mbx_by_role(ctx, "inbox").id
+    a = deliver(ctx, inbox, message("topic", "<1@x>"))
+    deliver(ctx, inbox, message("Re: topic", "<2@x>", "<1@x>"), ["$seen"])
+    client = jmapc_client(ctx)
+
+    def run_client():
+        out = {}
+        out["q"] = client.request([
+            MailboxQuery(filter=MailboxQueryFilterCondition(role="inbox")),
+            MailboxGet(ids=Ref("/ids"))], raise_errors=True)
+        out["set"] = client.request(MailboxSet(create={"n": Mailbox(name="Lists")}))
+        out["changes"] = client.request(MailboxChanges(since_state=out["q"][1].response.state))
+        out["thread"] = client.request(ThreadGet(ids=[ids.thread_id(a.thread)]))
+        return out
+    out = await trio.to_thread.run_sync(run_client)
+    box = out["q"][1].response.data[0]
+    assert box.name == "INBOX" and box.role == "inbox"
+    assert box.total_emails == 2 and box.unread_emails == 1 and box.unread_threads == 1
+    new_id = out["set"].created["n"].id
+    assert out["changes"].created == [new_id]
+    assert out["thread"].data[0].email_ids == [ids.email_id(a.email), ids.email_id(a.email + 1)]
