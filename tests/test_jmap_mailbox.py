@@ -251,6 +251,10 @@ async def test_query_changes(ctx):
     same = await one(ctx, "Mailbox/queryChanges", dict(args, sinceQueryState=q["queryState"]))
     assert same["removed"] == [] and same["added"] == []
     assert same["newQueryState"] == q["queryState"]
+    deliver(ctx, mbx_by_role(ctx, "inbox").id, message())     # only counts change
+    same = await one(ctx, "Mailbox/queryChanges", dict(args, sinceQueryState=q["queryState"]))
+    assert same["removed"] == [] and same["added"] == []
+    assert same["newQueryState"] != q["queryState"]
     await one(ctx, "Mailbox/set", {"update": {t["w"]: {"name": "Abc"}},
                                    "create": {"n": {"name": "new"}},
                                    "destroy": [t["h"]]})
@@ -323,7 +327,7 @@ async def test_imap_and_jmap_see_each_others_mailboxes(imap_server):
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 OPS = st.lists(st.tuples(st.sampled_from(["create", "rename", "move", "destroy", "subscribe",
-                                          "sortorder"]),
+                                          "sortorder", "deliver"]),
                          st.integers(0, 50), st.sampled_from(["a", "B", "c", "Zed", "m"])),
                min_size=1, max_size=8)
 QUERIES = st.sampled_from([
@@ -355,6 +359,9 @@ def test_query_changes_replay(tmp_path_factory, before, after, query):
                 args = {"update": {b: {"parentId": None if n % 5 == 0 else other}}}
             elif op == "destroy":
                 args = {"destroy": [b], "onDestroyRemoveEmails": True}
+            elif op == "deliver":
+                deliver(ctx, ids.parse("M", b), message(f"m{n}", f"<{n}.{len(boxes)}@x>"))
+                continue
             elif op == "subscribe":
                 args = {"update": {b: {"isSubscribed": n % 2 == 1}}}
             else:

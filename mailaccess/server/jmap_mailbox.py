@@ -339,8 +339,11 @@ def _descendants(call: Call):
 async def mailbox_query_changes(call: Call) -> dict:
     compute = compute_query(call)
     tree = call.args.get("sortAsTree") or call.args.get("filterAsTree")
-    return query_changes_response(call, MAILBOX, compute, ids.mailbox_id,
-                                  _descendants(call) if tree else None)
+    # the query reads no count: updates that only moved counts do not matter
+    return query_changes_response(
+        call, MAILBOX, compute, ids.mailbox_id, _descendants(call) if tree else None,
+        lambda v, since, now: v.updates_come_with(call.acc, MAILBOX, since, now,
+                                                  (EMAIL, THREAD)))
 
 
 # --- Mailbox/set (§2.5) -----------------------------------------------------------------------
