@@ -360,8 +360,7 @@ async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
         if rid is None:
             not_destroyed[did] = set_error("notFound", f"no object was created as {did}")
             continue
-        if rid in destroyed:
-            not_destroyed[rid] = set_error("notFound", "destroyed already")
+        if rid in destroyed or rid in not_destroyed:     # named twice: answered once
             continue
         try:
             await guard(destroy(call, rid))
