@@ -345,10 +345,10 @@ async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
             not_updated[uid] = set_error("notFound", f"no object was created as {uid}")
             continue
         if not isinstance(patch, dict):
-            not_updated[uid] = set_error("invalidPatch", "a PatchObject is a JSON object")
+            not_updated[rid] = set_error("invalidPatch", "a PatchObject is a JSON object")
             continue
         if rid in doomed:
-            not_updated[uid] = set_error("willDestroy", "this object is destroyed in this call")
+            not_updated[rid] = set_error("willDestroy", "this object is destroyed in this call")
             continue
         try:
             updated[rid] = await guard(update(call, rid, patch))
