@@ -465,3 +465,18 @@ async def test_jmapc_drives_mailbox_and_thread(ctx):
     new_id = out["set"].created["n"].id
     assert out["changes"].created == [new_id]
     assert out["thread"].data[0].email_ids == [ids.email_id(a.email), ids.email_id(a.email + 1)]
+
+
+async def test_hostile_queries_are_bounded(ctx):
+    deep = {"name": "x"}
+    for _ in range(50):
+        deep = {"operator": "NOT", "conditions": [deep]}
+    wide = {"operator": "OR", "conditions": [{"name": "x"}] * 500}
+    r = await api(ctx, ["Mailbox/query", {"filter": deep}],
+                  ["Mailbox/query", {"filter": wide}],
+                  ["Mailbox/query", {"sort": [{"property": "name"}] * 50}],
+                  ["Mailbox/get", {"ids": ["M1"] * 2000}],
+                  ["Mailbox/set", {"update": {"M1": {"a" * 100 + "/" * 1000: 1}}}])
+    assert [x[1].get("type") for x in r[:4]] == ["unsupportedFilter", "unsupportedFilter",
+                                                 "invalidArguments", "requestTooLarge"]
+    assert r[4][1]["notUpdated"]["M1"]["type"] == "invalidProperties"

@@ -58,33 +58,38 @@ def counts(v, acc: int, mailboxes) -> dict[int, dict[str, int]]:
     if hit is not None and hit[0] == ms:
         return hit[1]
     trash = {m.id for m in mailboxes if m.role == vocab.ROLE_TRASH}
-    out = {m.id: dict.fromkeys(COUNTS, 0) for m in mailboxes}
-    # per thread: its mailboxes, whether an unread email outside the trash
-    # only, whether an unread email in the trash
-    threads: dict[int, list] = {}
+    total: dict[int, int] = {}
+    unread_n: dict[int, int] = {}
+    thread_boxes: dict[int, set[int]] = {}
+    # threads with an unread email outside the trash only / in the trash
+    unread_out: set[int] = set()
+    unread_trash: set[int] = set()
     for thread, boxes, unread in v.email_count_rows(acc, vocab.SEEN, vocab.DRAFT):
         for b in boxes:
-            c = out.get(b)
-            if c is not None:
-                c["totalEmails"] += 1
-                if unread:
-                    c["unreadEmails"] += 1
-        t = threads.get(thread)
-        if t is None:
-            t = threads[thread] = [set(), False, False]
-        t[0].update(boxes)
+            total[b] = total.get(b, 0) + 1
         if unread:
-            if not all(b in trash for b in boxes):
-                t[1] = True
-            if any(b in trash for b in boxes):
-                t[2] = True
-    for boxes, unread_out, unread_trash in threads.values():
+            for b in boxes:
+                unread_n[b] = unread_n.get(b, 0) + 1
+            if any(b not in trash for b in boxes):
+                unread_out.add(thread)
+            if trash and any(b in trash for b in boxes):
+                unread_trash.add(thread)
+        s = thread_boxes.get(thread)
+        if s is None:
+            thread_boxes[thread] = set(boxes)
+        else:
+            s.update(boxes)
+    out = {m.id: dict.fromkeys(COUNTS, 0) for m in mailboxes}
+    for b, c in out.items():
+        c["totalEmails"] = total.get(b, 0)
+        c["unreadEmails"] = unread_n.get(b, 0)
+    for thread, boxes in thread_boxes.items():
         for b in boxes:
             c = out.get(b)
             if c is None:
                 continue
             c["totalThreads"] += 1
-            if unread_trash if b in trash else unread_out:
+            if thread in (unread_trash if b in trash else unread_out):
                 c["unreadThreads"] += 1
     if len(_COUNT_CACHE) >= _COUNT_CACHE_MAX:
         _COUNT_CACHE.clear()
