@@ -258,3 +258,55 @@ def test_method_modules_load_and_a_missing_one_is_an_error(monkeypatch):
                         jmap_api.JMAP_METHOD_MODULES + ["mailaccess.server.jmap_not_yet"])
     with pytest.raises(ModuleNotFoundError):
         jmap_api.load_methods()
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+SET_ARGS = st.fixed_dictionaries({}, optional={
+    "create": st.dictionaries(st.sampled_from(["a", "b", "c", "d"]),
+                              st.sampled_from([{"name": "n"}, {}, {"name": 1},
+                                               {"name": "n", "parent": "#a"},
+                                               {"name": "n", "parent": "#d"}, "x"]),
+                              max_size=4),
+    "update": st.dictionaries(st.sampled_from(["W1", "W2", "W9", "#a", "#zz"]),
+                              st.sampled_from([{"name": "m"}, {"id": "x"}, {}, 3]),
+                              max_size=4),
+    "destroy": st.lists(st.sampled_from(["W1", "W2", "W9", "#b", "#zz"]), max_size=4),
+})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(args=SET_ARGS)
+def test_run_set_accounts_for_every_object(tmp_path_factory, args):
+    """Each create, update and destroy is answered exactly once."""
+    import trio
+
+    async def main():
+        WIDGETS.clear()
+        WIDGETS.update({"W1": {"name": "one"}, "W2": {"name": "two"}})
+        store = make_store(tmp_path_factory.mktemp("s"))
+        try:
+            ctx = make_ctx(store)
+            r = await api(ctx, ["Widget/set", args])
+        finally:
+            store.close()
+        res = r[0][1]
+        assert r[0][0] == "Widget/set", r
+        created, not_created = res["created"] or {}, res["notCreated"] or {}
+        assert set(created) | set(not_created) == set(args.get("create", {}))
+        assert not set(created) & set(not_created)
+        cids = {cid: o["id"] for cid, o in created.items()}
+
+        def real(i):
+            return cids.get(i[1:], i) if i.startswith("#") else i
+        updated, not_updated = res["updated"] or {}, res["notUpdated"] or {}
+        upd = {real(i) for i in args.get("update", {})}
+        assert set(updated) | set(not_updated) == upd
+        assert not set(updated) & set(not_updated)
+        destroyed, not_destroyed = res["destroyed"] or [], res["notDestroyed"] or {}
+        assert set(destroyed) | set(not_destroyed) == {real(i) for i in args.get("destroy", [])}
+        assert not set(destroyed) & set(not_destroyed)
+        assert len(destroyed) == len(set(destroyed))
+        for i in destroyed:
+            assert i not in WIDGETS
+    trio.run(main)

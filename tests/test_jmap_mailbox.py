@@ -3,6 +3,8 @@ cross-protocol: what Mailbox/set does is what the store (and so IMAP) sees,
 and what IMAP-side ops do shows in Mailbox/changes."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mailaccess import ids, vocab
@@ -86,21 +88,22 @@ async def test_changes_see_imap_side_creates_and_deliveries(ctx):
 async def test_set_create_tree_with_creation_refs_and_imap_sees_it(ctx):
     r = await api(ctx, ["Mailbox/set", {"create": {
         "leaf": {"name": "leaf", "parentId": "#mid"},
-        "mid": {"name": "mid", "parentId": "#top", "isSubscribed": True},
+        "mid": {"name": "mid", "parentId": "#top", "isSubscribed": False},
         "top": {"name": "top", "sortOrder": 5}}}],
         ["Mailbox/get", {"ids": ["#leaf"], "properties": ["name", "parentId"]}])
     res = r[0][1]
     assert set(res["created"]) == {"leaf", "mid", "top"}, res
     created = {k: v["id"] for k, v in res["created"].items()}
     assert res["created"]["top"]["totalEmails"] == 0
-    assert res["created"]["top"]["isSubscribed"] is False      # the default is reported
+    assert res["created"]["top"]["isSubscribed"] is True       # the default is reported
     assert "sortOrder" not in res["created"]["top"]             # given as the client sent it
     assert r[1][1]["list"] == [{"id": created["leaf"], "name": "leaf",
                                 "parentId": created["mid"]}]
     with ctx.store.view() as v:
         m = v.mailbox_by_path(ctx.acc, ["top", "mid", "leaf"])     # IMAP LIST's view
         assert m is not None and ids.mailbox_id(m.id) == created["leaf"]
-        assert v.mailbox_by_path(ctx.acc, ["top", "mid"]).subscribed
+        assert not v.mailbox_by_path(ctx.acc, ["top", "mid"]).subscribed
+        assert v.mailbox_by_path(ctx.acc, ["top"]).subscribed
         assert v.mailbox_by_path(ctx.acc, ["top"]).sort_order == 5
     assert res["oldState"] != res["newState"]
 
@@ -189,9 +192,9 @@ async def test_if_in_state(ctx):
 
 async def make_tree(ctx):
     res = await one(ctx, "Mailbox/set", {"create": {
-        "w": {"name": "Work", "sortOrder": 1},
+        "w": {"name": "Work", "sortOrder": 1, "isSubscribed": False},
         "w1": {"name": "zeta", "parentId": "#w", "isSubscribed": True},
-        "w2": {"name": "Alpha", "parentId": "#w"},
+        "w2": {"name": "Alpha", "parentId": "#w", "isSubscribed": False},
         "h": {"name": "home", "sortOrder": 1, "isSubscribed": True}}})
     return {k: v["id"] for k, v in res["created"].items()}
 
@@ -248,6 +251,10 @@ async def test_query_changes(ctx):
     same = await one(ctx, "Mailbox/queryChanges", dict(args, sinceQueryState=q["queryState"]))
     assert same["removed"] == [] and same["added"] == []
     assert same["newQueryState"] == q["queryState"]
+    deliver(ctx, mbx_by_role(ctx, "inbox").id, message())     # only counts change
+    same = await one(ctx, "Mailbox/queryChanges", dict(args, sinceQueryState=q["queryState"]))
+    assert same["removed"] == [] and same["added"] == []
+    assert same["newQueryState"] != q["queryState"]
     await one(ctx, "Mailbox/set", {"update": {t["w"]: {"name": "Abc"}},
                                    "create": {"n": {"name": "new"}},
                                    "destroy": [t["h"]]})
@@ -279,7 +286,7 @@ async def test_imap_and_jmap_see_each_others_mailboxes(imap_server):
     st = (await one(jctx, "Mailbox/get", {"ids": []}))["state"]
     res = await one(jctx, "Mailbox/set", {"create": {
         "p": {"name": "Projects", "isSubscribed": True},
-        "c": {"name": "2026", "parentId": "#p"}}})
+        "c": {"name": "2026", "parentId": "#p", "isSubscribed": False}}})
     child = res["created"]["c"]["id"]
 
     def imap_side():
@@ -313,3 +320,163 @@ async def test_imap_and_jmap_see_each_others_mailboxes(imap_server):
     listed = await run(imap_list)
     assert any(b"Projects/2027" in x for x in listed)
     assert not any(b"Projects/2026" in x for x in listed)
+
+
+# --- /queryChanges replays to the new results, whatever changed (hypothesis) ---------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+OPS = st.lists(st.tuples(st.sampled_from(["create", "rename", "move", "destroy", "subscribe",
+                                          "sortorder", "deliver"]),
+                         st.integers(0, 50), st.sampled_from(["a", "B", "c", "Zed", "m"])),
+               min_size=1, max_size=8)
+QUERIES = st.sampled_from([
+    {"sortAsTree": True, "sort": [{"property": "name"}]},
+    {"sort": [{"property": "name", "isAscending": False}]},
+    {"filter": {"isSubscribed": True}, "filterAsTree": True, "sortAsTree": True},
+    {"filter": {"hasAnyRole": False}, "sort": [{"property": "sortOrder"},
+                                               {"property": "name"}]},
+])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(before=OPS, after=OPS, query=QUERIES)
+def test_query_changes_replay(tmp_path_factory, before, after, query):
+    import trio
+
+    async def apply(ctx, steps):
+        for op, n, name in steps:
+            boxes = (await one(ctx, "Mailbox/get", {"ids": None,
+                                                    "properties": ["name", "role"]}))["list"]
+            b = boxes[n % len(boxes)]["id"]
+            other = boxes[(n // 3) % len(boxes)]["id"]
+            if op == "create":
+                args = {"create": {"k": {"name": f"{name}{n}", "parentId": b,
+                                         "isSubscribed": n % 2 == 0}}}
+            elif op == "rename":
+                args = {"update": {b: {"name": f"{name}{n}"}}}
+            elif op == "move":
+                args = {"update": {b: {"parentId": None if n % 5 == 0 else other}}}
+            elif op == "destroy":
+                args = {"destroy": [b], "onDestroyRemoveEmails": True}
+            elif op == "deliver":
+                deliver(ctx, ids.parse("M", b), message(f"m{n}", f"<{n}.{len(boxes)}@x>"))
+                continue
+            elif op == "subscribe":
+                args = {"update": {b: {"isSubscribed": n % 2 == 1}}}
+            else:
+                args = {"update": {b: {"sortOrder": n}}}
+            await one(ctx, "Mailbox/set", args)     # failures (cycles, ...) are fine
+
+    async def main():
+        store = make_store(tmp_path_factory.mktemp("qc"))
+        try:
+            ctx = make_ctx(store)
+            await apply(ctx, before)
+            q = await one(ctx, "Mailbox/query", query)
+            await apply(ctx, after)
+            ch = await one(ctx, "Mailbox/queryChanges",
+                           dict(query, sinceQueryState=q["queryState"]))
+            now = await one(ctx, "Mailbox/query", query)
+            removed = set(ch["removed"])
+            got = [i for i in q["ids"] if i not in removed]
+            for a in sorted(ch["added"], key=lambda a: a["index"]):
+                got.insert(a["index"], a["id"])
+            assert got == now["ids"], (ch, q["ids"], now["ids"])
+            assert ch["newQueryState"] == now["queryState"]
+        finally:
+            store.close()
+    trio.run(main)
+
+
+# --- a real client library's requests and parsing (jmapc), without HTTP -------------------
+
+class _FakeResponse:
+    def __init__(self, body):
+        self._body = body
+        self.text = json.dumps(body)
+
+    def raise_for_status(self):
+        pass
+
+    def json(self):
+        return self._body
+
+
+def jmapc_client(ctx):
+    """A jmapc Client whose API POSTs go to run_request (from a worker thread)."""
+    import jmapc
+    import trio
+
+    from mailaccess.proto.jmap.request import parse_request
+    from mailaccess.server.jmap_api import run_request
+
+    acc = ids.account_id(ctx.acc)
+    from jmapc.session import Session
+    session = Session.from_dict({
+        "username": "alice", "apiUrl": "https://x/api", "downloadUrl": "https://x/d",
+        "uploadUrl": "https://x/u", "eventSourceUrl": "https://x/e", "state": "s",
+        "primaryAccounts": {"urn:ietf:params:jmap:core": acc,
+                            "urn:ietf:params:jmap:mail": acc},
+        "capabilities": {"urn:ietf:params:jmap:core": {
+            "maxSizeUpload": 1, "maxConcurrentUpload": 1, "maxSizeRequest": 10**7,
+            "maxConcurrentRequests": 1, "maxCallsInRequest": 64, "maxObjectsInGet": 1000,
+            "maxObjectsInSet": 1000, "collationAlgorithms": []},
+            "urn:ietf:params:jmap:mail": {}}})
+
+    class Fake:
+        auth = None
+
+        def post(self, url, headers=None, data=None, timeout=None):
+            req = parse_request(data.encode() if isinstance(data, str) else data, ctx.limits)
+            return _FakeResponse(trio.from_thread.run(run_request, ctx, req, "s"))
+
+    c = jmapc.Client("x")
+    c.__dict__["jmap_session"] = session
+    c.__dict__["requests_session"] = Fake()
+    return c
+
+
+async def test_jmapc_drives_mailbox_and_thread(ctx):
+    import trio
+    from jmapc import Ref
+    from jmapc.methods import (MailboxChanges, MailboxGet, MailboxQuery, MailboxSet,
+                               ThreadGet)
+    from jmapc.models import Mailbox, MailboxQueryFilterCondition
+
+    inbox = mbx_by_role(ctx, "inbox").id
+    a = deliver(ctx, inbox, message("topic", "<1@x>"))
+    deliver(ctx, inbox, message("Re: topic", "<2@x>", "<1@x>"), ["$seen"])
+    client = jmapc_client(ctx)
+
+    def run_client():
+        out = {}
+        out["q"] = client.request([
+            MailboxQuery(filter=MailboxQueryFilterCondition(role="inbox")),
+            MailboxGet(ids=Ref("/ids"))], raise_errors=True)
+        out["set"] = client.request(MailboxSet(create={"n": Mailbox(name="Lists")}))
+        out["changes"] = client.request(MailboxChanges(since_state=out["q"][1].response.state))
+        out["thread"] = client.request(ThreadGet(ids=[ids.thread_id(a.thread)]))
+        return out
+    out = await trio.to_thread.run_sync(run_client)
+    box = out["q"][1].response.data[0]
+    assert box.name == "INBOX" and box.role == "inbox"
+    assert box.total_emails == 2 and box.unread_emails == 1 and box.unread_threads == 1
+    new_id = out["set"].created["n"].id
+    assert out["changes"].created == [new_id]
+    assert out["thread"].data[0].email_ids == [ids.email_id(a.email), ids.email_id(a.email + 1)]
+
+
+async def test_hostile_queries_are_bounded(ctx):
+    deep = {"name": "x"}
+    for _ in range(50):
+        deep = {"operator": "NOT", "conditions": [deep]}
+    wide = {"operator": "OR", "conditions": [{"name": "x"}] * 500}
+    r = await api(ctx, ["Mailbox/query", {"filter": deep}],
+                  ["Mailbox/query", {"filter": wide}],
+                  ["Mailbox/query", {"sort": [{"property": "name"}] * 50}],
+                  ["Mailbox/get", {"ids": ["M1"] * 2000}],
+                  ["Mailbox/set", {"update": {"M1": {"a" * 100 + "/" * 1000: 1}}}])
+    assert [x[1].get("type") for x in r[:4]] == ["unsupportedFilter", "unsupportedFilter",
+                                                 "invalidArguments", "requestTooLarge"]
+    assert r[4][1]["notUpdated"]["M1"]["type"] == "invalidProperties"

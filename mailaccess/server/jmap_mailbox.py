@@ -58,33 +58,38 @@ def counts(v, acc: int, mailboxes) -> dict[int, dict[str, int]]:
     if hit is not None and hit[0] == ms:
         return hit[1]
     trash = {m.id for m in mailboxes if m.role == vocab.ROLE_TRASH}
-    out = {m.id: dict.fromkeys(COUNTS, 0) for m in mailboxes}
-    # per thread: its mailboxes, whether an unread email outside the trash
-    # only, whether an unread email in the trash
-    threads: dict[int, list] = {}
+    total: dict[int, int] = {}
+    unread_n: dict[int, int] = {}
+    thread_boxes: dict[int, set[int]] = {}
+    # threads with an unread email outside the trash only / in the trash
+    unread_out: set[int] = set()
+    unread_trash: set[int] = set()
     for thread, boxes, unread in v.email_count_rows(acc, vocab.SEEN, vocab.DRAFT):
         for b in boxes:
-            c = out.get(b)
-            if c is not None:
-                c["totalEmails"] += 1
-                if unread:
-                    c["unreadEmails"] += 1
-        t = threads.get(thread)
-        if t is None:
-            t = threads[thread] = [set(), False, False]
-        t[0].update(boxes)
+            total[b] = total.get(b, 0) + 1
         if unread:
-            if not all(b in trash for b in boxes):
-                t[1] = True
-            if any(b in trash for b in boxes):
-                t[2] = True
-    for boxes, unread_out, unread_trash in threads.values():
+            for b in boxes:
+                unread_n[b] = unread_n.get(b, 0) + 1
+            if any(b not in trash for b in boxes):
+                unread_out.add(thread)
+            if trash and any(b in trash for b in boxes):
+                unread_trash.add(thread)
+        s = thread_boxes.get(thread)
+        if s is None:
+            thread_boxes[thread] = set(boxes)
+        else:
+            s.update(boxes)
+    out = {m.id: dict.fromkeys(COUNTS, 0) for m in mailboxes}
+    for b, c in out.items():
+        c["totalEmails"] = total.get(b, 0)
+        c["unreadEmails"] = unread_n.get(b, 0)
+    for thread, boxes in thread_boxes.items():
         for b in boxes:
             c = out.get(b)
             if c is None:
                 continue
             c["totalThreads"] += 1
-            if unread_trash if b in trash else unread_out:
+            if thread in (unread_trash if b in trash else unread_out):
                 c["unreadThreads"] += 1
     if len(_COUNT_CACHE) >= _COUNT_CACHE_MAX:
         _COUNT_CACHE.clear()
@@ -339,8 +344,11 @@ def _descendants(call: Call):
 async def mailbox_query_changes(call: Call) -> dict:
     compute = compute_query(call)
     tree = call.args.get("sortAsTree") or call.args.get("filterAsTree")
-    return query_changes_response(call, MAILBOX, compute, ids.mailbox_id,
-                                  _descendants(call) if tree else None)
+    # the query reads no count: updates that only moved counts do not matter
+    return query_changes_response(
+        call, MAILBOX, compute, ids.mailbox_id, _descendants(call) if tree else None,
+        lambda v, since, now: v.updates_come_with(call.acc, MAILBOX, since, now,
+                                                  (EMAIL, THREAD)))
 
 
 # --- Mailbox/set (§2.5) -----------------------------------------------------------------------
@@ -420,6 +428,7 @@ def _check_place(call: Call, v, mbx: int | None, parent: int, name: str, role) -
 
 
 async def _create(call: Call, cid: str, obj: dict) -> dict:
+    """isSubscribed defaults to true: the user made it (RFC 8621 §2)."""
     unknown = [k for k in obj if k not in SETTABLE]
     if unknown:
         raise SetError("invalidProperties", "server-set or unknown properties",
@@ -437,9 +446,11 @@ async def _create(call: Call, cid: str, obj: dict) -> dict:
         _check_place(call, v, None, parent, a["name"], a.get("role"))
     try:
         mbx = await call.write(ops.create_mailbox, call.acc, parent, a["name"],
-                               role=a.get("role"), subscribed=a.get("subscribed", False),
+                               role=a.get("role"), subscribed=a.get("subscribed", True),
                                sort_order=a.get("sort_order", 0))
-    except (AlreadyExists, InvalidName) as exc:
+    except AlreadyExists as exc:
+        raise _bad("role" if "role" in str(exc) else "name", str(exc)) from None
+    except InvalidName as exc:
         raise _bad("name", str(exc)) from None
     except NotFound as exc:
         raise _bad("parentId", str(exc)) from None

@@ -161,7 +161,9 @@ QUERY_CHANGES_SCAN = 10_000     # change-log ids one /queryChanges reads at most
 def query_changes_response(call: Call, kind: str,
                            compute: Callable[[Any], list[str]],
                            to_id: Callable[[int], str],
-                           expand: Callable[[Any, set[str]], set[str]] | None = None) -> dict:
+                           expand: Callable[[Any, set[str]], set[str]] | None = None,
+                           updates_irrelevant: Callable[[Any, str, str], bool] | None = None,
+                           ) -> dict:
     """The whole /queryChanges method for KIND (RFC 8620 §5.6).
 
     COMPUTE(view) is the query's full sorted result (ids); TO_ID formats
@@ -175,7 +177,9 @@ def query_changes_response(call: Call, kind: str,
     log no longer covers, or more changes than QUERY_CHANGES_SCAN, is
     cannotCalculateChanges; more than ``maxChanges`` is tooManyChanges.
     ``upToId`` is accepted and ignored (allowed: the sort and filter
-    properties are mutable)."""
+    properties are mutable).  UPDATES_IRRELEVANT(view, since, now) True
+    says no update since SINCE touched what the query looks at (Mailbox:
+    only counts changed): then only creates and destroys count."""
     since = call.args.get("sinceQueryState")
     if not isinstance(since, str):
         raise invalid("'sinceQueryState' must be a string")
@@ -196,7 +200,10 @@ def query_changes_response(call: Call, kind: str,
             if page.has_more:
                 raise MethodError("cannotCalculateChanges",
                                   "too many changes since that state; query again")
-            gone = [to_id(i) for i in page.updated + page.destroyed]
+            upd = page.updated
+            if upd and updates_irrelevant is not None and updates_irrelevant(v, since, cur):
+                upd = []
+            gone = [to_id(i) for i in upd + page.destroyed]
             changed = set(gone) | {to_id(i) for i in page.created}
             if expand is not None:
                 more = expand(v, changed) - changed
@@ -289,6 +296,9 @@ async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
         except OverQuota as exc:
             raise SetError("overQuota", str(exc)) from None
         except StoreFullError:
+            if created or updated or destroyed:
+                raise MethodError("serverPartialFail", "the store is full; some changes "
+                                  "were made: resynchronise") from None
             raise
         except Exception:
             if created or updated or destroyed:
@@ -335,10 +345,10 @@ async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
             not_updated[uid] = set_error("notFound", f"no object was created as {uid}")
             continue
         if not isinstance(patch, dict):
-            not_updated[uid] = set_error("invalidPatch", "a PatchObject is a JSON object")
+            not_updated[rid] = set_error("invalidPatch", "a PatchObject is a JSON object")
             continue
         if rid in doomed:
-            not_updated[uid] = set_error("willDestroy", "this object is destroyed in this call")
+            not_updated[rid] = set_error("willDestroy", "this object is destroyed in this call")
             continue
         try:
             updated[rid] = await guard(update(call, rid, patch))
@@ -350,8 +360,7 @@ async def run_set(call: Call, kind: str, *, create, update, destroy) -> dict:
         if rid is None:
             not_destroyed[did] = set_error("notFound", f"no object was created as {did}")
             continue
-        if rid in destroyed:
-            not_destroyed[rid] = set_error("notFound", "destroyed already")
+        if rid in destroyed or rid in not_destroyed:     # named twice: answered once
             continue
         try:
             await guard(destroy(call, rid))

@@ -157,17 +157,26 @@ def email_keywords_and_ms(data) -> tuple[list[str], int]:
     return decode_keywords(data[off:]), last_ms
 
 
-def email_thread_boxes_flags(data, seen: bytes, draft: bytes) -> tuple[int, list[int], bool]:
+_U32_AT = struct.Struct(">I").unpack_from
+
+
+def email_thread_boxes_flags(data, seen: bytes, draft: bytes) -> tuple[int, tuple, bool]:
     """(thread, mailbox ids, unread) of an encoded email record, without
-    building it: unread is neither SEEN nor DRAFT among its keywords (JMAP
-    Mailbox counts, RFC 8621 §2)."""
-    (_v, _h, _r, _tz, _s, thread, _ms, _f, nkw, nmem) = _MSG_HEAD.unpack_from(data)
+    building it: unread is neither keyword SEEN nor DRAFT (JMAP Mailbox
+    counts, RFC 8621 §2)."""
+    h = _MSG_HEAD.unpack_from(data)
+    nkw, nmem = h[8], h[9]
     off = _MSG_HEAD.size
-    boxes = [_MEMBER.unpack_from(data, off + i * _MEMBER.size)[0] for i in range(nmem)]
+    if nmem == 1:
+        boxes = (_U32_AT(data, off)[0],)
+    else:
+        boxes = tuple(_U32_AT(data, off + i * _MEMBER.size)[0] for i in range(nmem))
     if not nkw:
-        return thread, boxes, True
-    kws = bytes(data[off + nmem * _MEMBER.size:]).split(b"\0")
-    return thread, boxes, seen not in kws and draft not in kws
+        return h[5], boxes, True
+    # keywords are NUL-separated: look for "\0kw\0" in "\0" + tail + "\0"
+    tail = b"\0" + bytes(data[off + nmem * _MEMBER.size:]) + b"\0"
+    return h[5], boxes, (b"\0" + seen + b"\0") not in tail and \
+        (b"\0" + draft + b"\0") not in tail
 
 
 # --- mailboxes ----------------------------------------------------------------
