@@ -363,6 +363,33 @@ async def test_news_waits_for_the_running_command(imap_server):
     b.close()
 
 
+async def test_news_waits_for_a_command_in_progress(imap_server, monkeypatch):
+    """A command the server is still working on (held here at a gate) is
+    answered whole before any news (the connection's turn)."""
+    from mailaccess.server.imap_session import ImapSession
+    gate = trio.Event()
+    real = ImapSession.do_noop
+
+    async def slow_noop(self, cmd):
+        await gate.wait()
+        return await real(self, cmd)
+
+    monkeypatch.setattr(ImapSession, "do_noop", slow_noop)
+    a = await login(imap_server)
+    b = await login(imap_server)
+    await b.cmd("CREATE Lists")
+    await a.cmd("NOTIFY SET (MAILBOXES Lists (MessageNew MessageExpunge))")
+    a.send(b"x1 NOOP\r\n")
+    await trio.testing.wait_all_tasks_blocked()
+    await append(b, "Lists", msg("during"))
+    assert await a.idle_output() == b""
+    gate.set()
+    got = await a.until(lambda l: l.startswith(b"* STATUS"))
+    assert got == [b"x1 OK NOOP completed", b"* STATUS Lists (MESSAGES 1 UIDNEXT 2 UNSEEN 1)"]
+    a.close()
+    b.close()
+
+
 async def test_selected_delayed_keeps_expunges_for_a_command(imap_server):
     a = await login(imap_server)
     b = await login(imap_server)
