@@ -180,9 +180,14 @@ class ImapConnection:
             self.release_slot()
 
     async def _notify_task(self) -> None:
+        """The NOTIFY task; a failure there ends the connection, not the reader's
+        command half-way (the reader is cancelled at its next wait)."""
         try:
             await self.notifier.run()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            self.close_soon()
+        except Exception:
+            log.exception("NOTIFY failed; closing the connection")
             self.close_soon()
 
     async def read_loop(self) -> None:
