@@ -552,3 +552,93 @@ async def test_imapclient_notify_and_unsolicited_status(imap_server):
     assert fetches and fetches[0][2][:2] == (b"UID", 1), seen
     await run(c.logout)
     b.close()
+
+
+# ------------------------------------------------- the watch against a real store
+
+def _new_email(raw: bytes):
+    import hashlib
+    from mailaccess.store import ops
+    return ops.NewEmail(raw=raw, index=b"\x00idx", blob=hashlib.sha256(raw).digest(),
+                        received_at=1_700_000_000, message_id=None, thread_refs=(),
+                        subject_hash=b"s" * 8)
+
+
+LIST_RE = re.compile(r'^\* LIST \(([^)]*)\) "/" (\S+)(?: \("OLDNAME" \((\S+)\)\))?$')
+STATUS_RE = re.compile(r"^\* STATUS (\S+) \((.*)\)$")
+
+ops_strategy = st.lists(st.tuples(
+    st.sampled_from(["create", "delete", "rename", "sub", "unsub", "append", "flag",
+                     "expunge"]),
+    st.sampled_from(["a", "b", "c", "INBOX"]), st.sampled_from(["a", "b", "c"])),
+    min_size=1, max_size=25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops_strategy)
+def test_watch_reports_exactly_what_changed(tmp_path_factory, steps):
+    """Each store change, seen through a PERSONAL watch of every event, gives
+    exactly the LIST or STATUS a model of the change expects, with the
+    store's numbers (and nothing for a change that changed nothing)."""
+    from mailaccess.store import Store, ops
+    store = Store(tmp_path_factory.mktemp("w") / "data")
+    store.start()
+    try:
+        acc = store.write_sync(ops.create_account, "alice", "hash")
+        cmd = parse("NOTIFY SET (PERSONAL (MessageNew MessageExpunge FlagChange "
+                    "MailboxName SubscriptionChange))")
+        with store.view() as v:
+            watch = nt.Watch(nt.NotifySpec.from_command(cmd), nt.scan(v, acc))
+        for k, (op, name, other) in enumerate(steps):
+            with store.view() as v:
+                m = v.mailbox_by_path(acc, [name])
+                dst = v.mailbox_by_path(acc, [other])
+                uids = v.uids(acc, m.id) if m else []
+            want: set = set()
+            if op == "create" and m is None:
+                store.write_sync(ops.create_mailbox_path, acc, [name])
+                want = {("LIST", name, None)}
+            elif m is None or (name == "INBOX" and op in ("delete", "rename")):
+                continue
+            elif op == "delete":
+                store.write_sync(ops.delete_mailbox, acc, m.id)
+                want = {("GONE", name, None)}
+            elif op == "rename" and dst is None:
+                store.write_sync(ops.move_mailbox_to_path, acc, m.id, [other])
+                want = {("LIST", other, name)}
+            elif op in ("sub", "unsub") and m.subscribed != (op == "sub"):
+                store.write_sync(ops.update_mailbox, acc, m.id, subscribed=op == "sub")
+                want = {("LIST", name, None)}
+            elif op == "append":
+                store.write_sync(ops.append, acc, [m.id], _new_email(b"m%d" % k))
+                want = {("STATUS", name, None)}
+            elif op in ("flag", "expunge") and uids:
+                if op == "flag":
+                    store.write_sync(ops.set_keywords, acc, [uids[0][1]], add=["$flagged"])
+                else:
+                    store.write_sync(ops.expunge, acc, m.id, [uids[0][0]])
+                want = {("STATUS", name, None)}
+            got = set()
+            with store.view() as v:
+                lines = watch.catch_up(v, acc, None, condstore=False, utf8=False)
+                for line in lines:
+                    text = line.decode().rstrip("\r\n")
+                    lm, sm = LIST_RE.match(text), STATUS_RE.match(text)
+                    if lm:
+                        kind = "GONE" if "\\NonExistent" in lm.group(1) else "LIST"
+                        got.add((kind, lm.group(2), lm.group(3)))
+                        box = v.mailbox_by_path(acc, [lm.group(2)])
+                        assert (kind == "GONE") == (box is None)
+                        if box is not None:
+                            assert ("\\Subscribed" in lm.group(1)) == box.subscribed
+                    else:
+                        assert sm, text
+                        got.add(("STATUS", sm.group(1), None))
+                        box = v.mailbox_by_path(acc, [sm.group(1)])
+                        assert sm.group(2).startswith(
+                            f"MESSAGES {box.total} UIDNEXT {box.uidnext} ")
+                        assert f"UNSEEN {box.unseen}" in sm.group(2)
+                        assert f"HIGHESTMODSEQ {box.highest_ms}" in sm.group(2)
+            assert got == want, (op, name, other, lines)
+    finally:
+        store.close()

@@ -259,8 +259,12 @@ class Watch:
                                                        utf8=utf8, uidvalidity=True)))
             elif b.highest_ms == was.highest_ms:
                 continue
-            elif "FlagChange" in events or b.uidnext != was.uidnext or b.total != was.total \
+            elif b.uidnext != was.uidnext or b.total != was.total \
+                    or "FlagChange" in events and (
+                        b.unseen != was.unseen or v.changed_since(acc, mid, was.highest_ms)) \
                     or _expunged(v, acc, mid, was.highest_ms):
+                # (a rename or a subscription moves the mailbox's modseq too:
+                # only message changes count here)
                 stats.append((b.name, self.status_line(b, events, condstore=condstore,
                                                        utf8=utf8)))
             if len(lists) + len(stats) > MAX_LINES:
