@@ -390,6 +390,25 @@ async def test_news_waits_for_a_command_in_progress(imap_server, monkeypatch):
     b.close()
 
 
+async def test_messagenew_fetch_follows_an_exists_a_command_sent(imap_server):
+    """A message announced by a command's own catch-up (it arrived while the
+    command was coming in) still gets its MessageNew FETCH, after the command."""
+    a = await login(imap_server)
+    b = await login(imap_server)
+    await a.cmd("SELECT INBOX")
+    await a.cmd("NOTIFY SET (SELECTED (MessageNew (UID) MessageExpunge))")
+    a.send(b"x1 NOOP")
+    await trio.testing.wait_all_tasks_blocked()
+    await append(b, "INBOX", msg("during"))
+    assert await a.idle_output() == b""
+    a.send(b"\r\n")
+    got = await a.until(lambda l: b"FETCH" in l)
+    assert [l for l in got if b"RECENT" not in l] == \
+        [b"* 1 EXISTS", b"x1 OK NOOP completed", b"* 1 FETCH (UID 1)"]
+    a.close()
+    b.close()
+
+
 async def test_selected_delayed_keeps_expunges_for_a_command(imap_server):
     a = await login(imap_server)
     b = await login(imap_server)

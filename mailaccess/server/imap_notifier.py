@@ -100,8 +100,10 @@ class Notifier:
                         await self.conn.flush()
                         self.conn.close_soon()
                         return
-                    if spec.fetch:
-                        await self.fetch_new(watch, sel)
+                if spec.fetch:
+                    # also for messages a command's own catch-up announced
+                    # meanwhile (their EXISTS went out with it, as Dovecot does)
+                    await self.fetch_new(watch, sel)
             with s.store.view() as v:
                 lines = watch.catch_up(v, s.acc, sel.mbx if sel is not None else None,
                                        condstore=s.condstore, utf8=s.utf8)
