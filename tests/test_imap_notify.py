@@ -409,6 +409,30 @@ async def test_messagenew_fetch_follows_an_exists_a_command_sent(imap_server):
     b.close()
 
 
+async def test_condstore_and_qresync_shape_the_news(imap_server):
+    """With CONDSTORE on, STATUS carries HIGHESTMODSEQ (RFC 5465 5.2); with
+    QRESYNC, expunges in the selected mailbox are VANISHED (5.3)."""
+    a = await login(imap_server)
+    b = await login(imap_server)
+    await b.cmd("CREATE Lists")
+    await append(b, "INBOX", msg("one"))
+    await a.cmd("ENABLE QRESYNC")
+    await a.cmd("SELECT INBOX")
+    await a.cmd("NOTIFY SET (SELECTED (MessageNew MessageExpunge)) "
+                "(MAILBOXES Lists (MessageNew MessageExpunge))")
+    await append(b, "Lists", msg("l"))
+    got = await a.until(lambda l: l.startswith(b"* STATUS"))
+    assert re.fullmatch(rb"\* STATUS Lists \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1 "
+                        rb"HIGHESTMODSEQ \d+\)", got[-1]), got
+    await b.cmd("SELECT INBOX")
+    await b.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    await b.cmd("EXPUNGE")
+    got = await a.until(lambda l: l.startswith(b"* VANISHED"))
+    assert got[-1] == b"* VANISHED 1"
+    a.close()
+    b.close()
+
+
 async def test_selected_delayed_keeps_expunges_for_a_command(imap_server):
     a = await login(imap_server)
     b = await login(imap_server)
