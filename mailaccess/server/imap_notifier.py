@@ -104,10 +104,11 @@ class Notifier:
                     # also for messages a command's own catch-up announced
                     # meanwhile (their EXISTS went out with it, as Dovecot does)
                     await self.fetch_new(watch, sel)
-            with s.store.view() as v:
-                lines = watch.catch_up(v, s.acc, sel.mbx if sel is not None else None,
-                                       condstore=s.condstore, utf8=s.utf8)
-            s.out.extend(lines)
+            if spec.watches_others:
+                with s.store.view() as v:
+                    lines = watch.catch_up(v, s.acc, sel.mbx if sel is not None else None,
+                                           condstore=s.condstore, utf8=s.utf8)
+                s.out.extend(lines)
         except nt.Overflow:
             s.notify = None     # NOTIFY NONE (the loop in run sees it)
             s.out.append(S.untagged("OK", "too many notifications; NOTIFY NONE is in effect",
