@@ -617,7 +617,7 @@ ops_strategy = st.lists(st.tuples(
     min_size=1, max_size=25)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(ops_strategy)
 def test_watch_reports_exactly_what_changed(tmp_path_factory, steps):
     """Each store change, seen through a PERSONAL watch of every event, gives
@@ -656,8 +656,11 @@ def test_watch_reports_exactly_what_changed(tmp_path_factory, steps):
                 store.write_sync(ops.append, acc, [m.id], _new_email(b"m%d" % k))
                 want = {("STATUS", name, None)}
             elif op in ("flag", "expunge") and uids:
-                if op == "flag":
-                    store.write_sync(ops.set_keywords, acc, [uids[0][1]], add=["$flagged"])
+                if op == "flag":        # a toggle: always a change
+                    with store.view() as v:
+                        on = "$flagged" in v.keywords(acc, uids[0][1])
+                    store.write_sync(ops.set_keywords, acc, [uids[0][1]],
+                                     **{"remove" if on else "add": ["$flagged"]})
                 else:
                     store.write_sync(ops.expunge, acc, m.id, [uids[0][0]])
                 want = {("STATUS", name, None)}
