@@ -174,6 +174,15 @@ class Raw:
         self.buf += data
 
     async def line(self) -> bytes:
+        """The next response, literals inlined.  \\Recent (RFC 3501; another
+        change's subject) is left out: ``* n RECENT`` and the flag."""
+        while True:
+            line = await self._line()
+            if re.fullmatch(rb"\* \d+ RECENT", line):
+                continue
+            return re.sub(rb" ?\\Recent(?=[ )])", b"", line).replace(b"( ", b"(")
+
+    async def _line(self) -> bytes:
         with trio.fail_after(30):    # a hang guard, not a timing assertion
             while b"\r\n" not in self.buf:
                 await self._fill()
@@ -184,7 +193,7 @@ class Raw:
                 while len(self.buf) < n:
                     await self._fill()
                 lit, self.buf = self.buf[:n], self.buf[n:]
-                line += b"\r\n" + lit + await self.line()
+                line += b"\r\n" + lit + await self._line()
             return line
 
     def send(self, data: bytes) -> None:

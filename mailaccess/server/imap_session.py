@@ -183,8 +183,9 @@ class ImapSession:
             "OBJECTID", "MULTIAPPEND", "CATENATE", "BINARY", f"APPENDLIMIT={self.cfg.max_literal}",
             "SAVEDATE", "PREVIEW", "UNAUTHENTICATE", "SORT", "SORT=DISPLAY", "ESORT",
             "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
-            "UTF8=ACCEPT", "SASL-IR", "NOTIFY",
+            "UTF8=ACCEPT", "SASL-IR",
         ]
+        caps.append("NOTIFY")   # RFC 5465 (server/imap_notifier.py)
         if not self.compress_requested:
             # RFC 4978: offered after login (Dovecot does the same), and no
             # more once compression is active
