@@ -8,9 +8,9 @@ polls.  A second task per connection, the NOTIFY task (imap_notifier.py),
 sends RFC 5465 news between commands.  The two share one writer: ``send``
 holds a lock per connection, has a write deadline and is never cancelled
 half-way; and ``turn`` is held by the reader from a parsed command to its
-tagged line, so news never falls inside a command's responses.  What the IMAP service keeps for all its connections (shared sequence
-maps, sessions per user) is ``ImapService``, not the process-wide
-``ServerContext``.  The bytes it writes itself come from proto/imap/serialize.
+tagged line, so news never falls inside a command's responses.  What the
+IMAP service keeps for all its connections (shared sequence maps, sessions
+per user) is ``ImapService``, not the process-wide ``ServerContext``.  The bytes it writes itself come from proto/imap/serialize.
 """
 from __future__ import annotations
 
