@@ -4,9 +4,13 @@ Thin Trio glue around the sans-IO receiver/parser (proto/imap) and the
 session (imap_session.py).  One task per connection reads, frames, parses,
 lets the session handle the command and sends what it produced.  IDLE races a
 DONE line from the client against change notifications from the bus; nothing
-polls.  What the IMAP service keeps for all its connections (shared sequence
-maps, sessions per user) is ``ImapService``, not the process-wide
-``ServerContext``.  The bytes it writes itself come from proto/imap/serialize.
+polls.  A second task per connection, the NOTIFY task (imap_notifier.py),
+sends RFC 5465 news between commands.  The two share one writer: ``send``
+holds a lock per connection, has a write deadline and is never cancelled
+half-way; and ``turn`` is held by the reader from a parsed command to its
+tagged line, so news never falls inside a command's responses.  What the
+IMAP service keeps for all its connections (shared sequence maps, sessions
+per user) is ``ImapService``, not the process-wide ``ServerContext``.  The bytes it writes itself come from proto/imap/serialize.
 """
 from __future__ import annotations
 
@@ -26,12 +30,15 @@ from ..proto.imap import state as st
 from ..proto.imap.errors import CommandError
 from ..proto.imap.receiver import Limits, Receiver, preauth_limits
 from .app import ServerContext, bound_addresses, open_listeners, serve_connections
+from .imap_notifier import Notifier
 from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No, SharedViews
 from .tls import server_context
 
 log = logging.getLogger("mailaccess.imap")
 
 RECV = 65536
+#: seconds one write may take (a client that does not read is dropped)
+WRITE_TIMEOUT = 120
 
 
 class DeflateStream(trio.abc.Stream):
@@ -101,10 +108,31 @@ class ImapConnection:
         self.session.remote = _peer_host(stream)
         self.session.sender = self.send
         self.idle_timeout = cfg.idle_timeout
+        self.write_lock = trio.Lock()       # one writer at a time
+        self.turn = trio.Lock()             # a command, or the NOTIFY task's news
+        self.command_done = trio.Event()    # set (and replaced) after each command
+        self.notifier = Notifier(self)
+        self._nursery: trio.Nursery | None = None
 
     async def send(self, data: bytes) -> None:
+        """Write DATA whole: one writer at a time, within WRITE_TIMEOUT
+        (trio.TooSlowError: the connection ends), and never cancelled
+        half-way (a cancelled IDLE watcher or NOTIFY task would leave half
+        a response on the wire)."""
         if data:
-            await self.stream.send_all(data)
+            async with self.write_lock:
+                with trio.CancelScope(shield=True):
+                    with trio.fail_after(WRITE_TIMEOUT):
+                        await self.stream.send_all(data)
+
+    def close_soon(self) -> None:
+        """End the connection (the reader and the NOTIFY task)."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def _finished(self) -> None:
+        self.command_done.set()
+        self.command_done = trio.Event()
 
     async def flush(self) -> None:
         await self.send(self.session.take_output())
@@ -137,29 +165,63 @@ class ImapConnection:
         s = self.session
         await self.send(s.greeting())
         try:
-            while s.state != LOGOUT:
-                e = await self.next_event()
-                if e is frames.CONNECTION_CLOSED:
-                    return
-                if isinstance(e, frames.ContinuationRequest):
-                    refusal = s.literal_refusal(e.tag, e.parts)
-                    if refusal is not None:     # answered before "+"
-                        self.receiver.refuse_literal()
-                        await self.send(refusal)
-                        continue
-                    await self.send(S.continuation("Ready for literal data"))
-                    continue
-                if isinstance(e, frames.FrameError):
-                    await self.frame_error(e)
-                    if e.fatal:
-                        return
-                    continue
-                if isinstance(e, frames.RawLine):
-                    await self.send(S.bad(None, "unexpected line"))
-                    continue
-                await self.command(e)
+            async with trio.open_nursery() as n:
+                self._nursery = n
+                n.start_soon(self._notify_task)
+                await self.read_loop()
+                n.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # one failure (the reader's) is what the caller expects to see
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
+            self._nursery = None
             self.release_slot()
+
+    async def _notify_task(self) -> None:
+        """The NOTIFY task; a failure there ends the connection, not the reader's
+        command half-way (the reader is cancelled at its next wait)."""
+        try:
+            await self.notifier.run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            self.close_soon()
+        except Exception:
+            log.exception("NOTIFY failed; closing the connection")
+            self.close_soon()
+
+    async def read_loop(self) -> None:
+        s = self.session
+        while s.state != LOGOUT:
+            e = await self.next_event()
+            if e is frames.CONNECTION_CLOSED:
+                return
+            async with self.turn:
+                go_on = await self.handle_event(e)
+            self._finished()
+            if not go_on:
+                return
+
+    async def handle_event(self, e) -> bool:
+        """One receiver event (a command, a literal's continuation, an error);
+        False when the connection ends."""
+        s = self.session
+        if isinstance(e, frames.ContinuationRequest):
+            refusal = s.literal_refusal(e.tag, e.parts)
+            if refusal is not None:     # answered before "+"
+                self.receiver.refuse_literal()
+                await self.send(refusal)
+                return True
+            await self.send(S.continuation("Ready for literal data"))
+            return True
+        if isinstance(e, frames.FrameError):
+            await self.frame_error(e)
+            return not e.fatal
+        if isinstance(e, frames.RawLine):
+            await self.send(S.bad(None, "unexpected line"))
+            return True
+        await self.command(e)
+        return True
 
     async def frame_error(self, e: frames.FrameError) -> None:
         if e.fatal:
@@ -359,6 +421,9 @@ class ImapConnection:
         await self.flush()
         await self.send(b"+ idling\r\n")
         done = None
+        # RFC 5465 4: with NOTIFY in effect, IDLE sends what NOTIFY asked for
+        # (the NOTIFY task, which gets the turn while we wait for DONE)
+        notify = s.notify is not None
 
         async def watch():
             # subscribed only while idling: outside IDLE the session holds
@@ -370,22 +435,27 @@ class ImapConnection:
                     await s.refresh(allow_expunge=True)
                     await self.flush()
 
-        async with trio.open_nursery() as n:
-            if s.state == SELECTED:
-                n.start_soon(watch)
-            self.receiver.line_mode = True
-            try:
-                while True:
-                    e = await self.next_event()
-                    if isinstance(e, frames.RawLine):
-                        done = e.line.strip().upper() == b"DONE"
-                        break
-                    if e is frames.CONNECTION_CLOSED or isinstance(e, frames.FrameError):
-                        done = None
-                        break
-            finally:
-                self.receiver.line_mode = False
-                n.cancel_scope.cancel()
+        self.turn.release()
+        try:
+            async with trio.open_nursery() as n:
+                if s.state == SELECTED and not notify:
+                    n.start_soon(watch)
+                self.receiver.line_mode = True
+                try:
+                    while True:
+                        e = await self.next_event()
+                        if isinstance(e, frames.RawLine):
+                            done = e.line.strip().upper() == b"DONE"
+                            break
+                        if e is frames.CONNECTION_CLOSED or isinstance(e, frames.FrameError):
+                            done = None
+                            break
+                finally:
+                    self.receiver.line_mode = False
+                    n.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.turn.acquire()
         if done is None:
             s.state = LOGOUT
             return

@@ -50,6 +50,7 @@ from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, 
 from ..store.emails import LoadedEmail, load_email
 from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
+from ..views import imap_notify
 from ..proto.imap.serialize import literal, nstring
 from . import imap_recent
 from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of
@@ -68,7 +69,8 @@ SYSTEM_FLAGS = tuple(vocab.KEYWORD_TO_IMAP_FLAG.values())
 # state.may_announce_expunge (RFC 9051 7.5.1).  Other commands answer
 # without catching up (the client hears at its next NOOP, IDLE or FETCH).
 REPORTS_UPDATES = frozenset({"NOOP", "CHECK", "APPEND", "EXPUNGE", "COPY", "MOVE", "FETCH",
-                             "STORE", "SEARCH", "SORT", "THREAD"})
+                             "STORE", "SEARCH", "SORT", "THREAD",
+                             "NOTIFY"})   # RFC 5465 3.1: NOTIFY SET implies a NOOP
 FETCH_BUFFER = 256 * 1024   # bytes of a FETCH answer built ahead of the socket
 FETCH_CHUNK = 16 * 1024     # ... built this many at a time (other sessions run between)
 FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
@@ -158,6 +160,11 @@ class ImapSession:
         self.compress_requested = False
         self.starttls_requested = False
         self.sender = None   # async fn(bytes), set by the service: lets big answers stream
+        # NOTIFY (RFC 5465): the Watch of the last NOTIFY SET, None for NOTIFY
+        # NONE; the service's notify task delivers it between commands and
+        # is told of a new one through on_notify
+        self.notify: imap_notify.Watch | None = None
+        self.on_notify = None
         # the IMAP service's SharedViews (one per server); a lone session gets its own
         self.shared = views if views is not None else SharedViews()
         self.contexts = imap_context.Contexts()   # RFC 5267 updating contexts
@@ -187,6 +194,7 @@ class ImapSession:
             "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
             "UTF8=ACCEPT", "SASL-IR",
         ]
+        caps.append("NOTIFY")   # RFC 5465 (server/imap_notifier.py)
         if not self.compress_requested:
             # RFC 4978: offered after login (Dovecot does the same), and no
             # more once compression is active
@@ -401,6 +409,7 @@ class ImapSession:
         self.user = self.acc = None
         self.enabled.clear()
         self.condstore = False
+        self.set_notify(None)
         return Done("UNAUTHENTICATE completed")   # the state table leads back
 
     # --- mailbox resolution ----------------------------------------------------------------
@@ -565,6 +574,35 @@ class ImapSession:
             return Done("UNSUBSCRIBE completed")
         await storeio.write(self.store, ops.update_mailbox, self.acc, m.id, subscribed=False)
         return Done("UNSUBSCRIBE completed")
+
+    async def do_notify(self, cmd):
+        """RFC 5465: NOTIFY NONE, or NOTIFY SET [STATUS] (the notify task of
+        the service delivers; the dispatcher's refresh is the implicit NOOP)."""
+        if cmd.groups is None:
+            self.set_notify(None)
+            return Done("NOTIFY completed")
+        try:
+            spec = imap_notify.NotifySpec.from_command(cmd)
+        except imap_notify.Unsupported as exc:
+            raise No(f"unsupported NOTIFY events: {exc}", exc.code) from None
+        if spec.name_count > imap_notify.MAX_NAMES:
+            raise No("too many mailbox names", "NOTIFICATIONOVERFLOW")
+        since = self.ctx.bus.latest(self.acc)    # before the read: nothing is missed
+        with self.store.view() as v:
+            watch = imap_notify.Watch(spec, imap_notify.scan(v, self.acc), since)
+        if self.sel is not None:    # MessageNew FETCH from the next new message on
+            watch.sel, watch.fetch_from = self.sel, max(self.sel.uidnext,
+                                                        self.sel.max_uid() + 1)
+        if spec.status:
+            self.out.extend(watch.initial_status(self.sel.mbx if self.sel else None,
+                                                 condstore=self.condstore, utf8=self.utf8))
+        self.set_notify(watch)
+        return Done("NOTIFY completed")
+
+    def set_notify(self, watch) -> None:
+        self.notify = watch
+        if self.on_notify is not None:
+            self.on_notify()
 
     async def do_namespace(self, cmd):
         self.out.append(S.namespace([("", SEP)]))

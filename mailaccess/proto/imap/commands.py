@@ -62,6 +62,8 @@ from .events import (
     Namespace,
     Noop,
     Not,
+    Notify,
+    NotifyGroup,
     ObjectId,
     Or,
     QResync,
@@ -1036,6 +1038,102 @@ def _thread(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
     return Thread(tag, ctx.uid, alg, charset, _search_keys(r, ctx))
 
 
+# ---------------------------------------------------------------- notify
+
+#: RFC 5465 §8 event names, keyed by their upper-case spelling
+NOTIFY_EVENTS = {e.upper(): e for e in (
+    "MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange", "MailboxName",
+    "SubscriptionChange", "MailboxMetadataChange", "ServerMetadataChange")}
+NOTIFY_MESSAGE_EVENTS = frozenset({"MessageNew", "MessageExpunge", "FlagChange",
+                                   "AnnotationChange"})
+NOTIFY_SELECTED = frozenset({"SELECTED", "SELECTED-DELAYED"})
+NOTIFY_FILTERS = NOTIFY_SELECTED | {"INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE", "MAILBOXES"}
+#: event groups, and mailbox names in one group, one NOTIFY SET may carry
+NOTIFY_MAX_GROUPS = 64
+NOTIFY_MAX_NAMES = 1000
+
+
+def _notify(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
+    """``NOTIFY NONE`` / ``NOTIFY SET [STATUS] event-group *(SP event-group)``.
+
+    The composition rules of RFC 5465 §5 and §6.1 are syntax here (BAD):
+    MessageNew and MessageExpunge together, FlagChange/AnnotationChange only
+    with both, one SELECTED/SELECTED-DELAYED group, only message events
+    there, FETCH attributes only there.  Whether an event is *supported* is
+    the session's question (NO [BADEVENT])."""
+    r.sp()
+    verb = r.keyword()
+    if verb == "NONE":
+        return Notify(tag, None)
+    if verb != "SET":
+        raise ParseError("expected NOTIFY SET or NOTIFY NONE")
+    r.sp()
+    status = r.maybe_keyword("STATUS")
+    if status:
+        r.sp()
+    groups = [_notify_group(r, ctx)]
+    while r.maybe_sp():
+        groups.append(_notify_group(r, ctx))
+        if len(groups) > NOTIFY_MAX_GROUPS:
+            raise ParseError("too many NOTIFY event groups", code="LIMIT")
+    if sum(g.filter in NOTIFY_SELECTED for g in groups) > 1:
+        raise ParseError("only one SELECTED or SELECTED-DELAYED group")
+    return Notify(tag, tuple(groups), status)
+
+
+def _notify_group(r: Reader, ctx: _Ctx) -> NotifyGroup:
+    r.open()
+    spec = r.keyword()
+    if spec not in NOTIFY_FILTERS:
+        raise ParseError(f"unknown NOTIFY mailbox filter {spec[:40]}")
+    names: list[str] = []
+    if spec in ("SUBTREE", "MAILBOXES"):
+        r.sp()
+        if r.maybe_open():
+            names.append(_mailbox(r, ctx))
+            while not r.maybe_close():
+                r.sp()
+                names.append(_mailbox(r, ctx))
+                if len(names) > NOTIFY_MAX_NAMES:
+                    raise ParseError("too many mailbox names", code="LIMIT")
+        else:
+            names.append(_mailbox(r, ctx))
+    r.sp()
+    selected = spec in NOTIFY_SELECTED
+    events: list[str] = []
+    fetch = None
+    if not r.maybe_keyword("NONE"):
+        r.open()
+        while True:
+            raw = r.atom("event").decode("ascii")
+            name = NOTIFY_EVENTS.get(raw.upper(), raw)
+            if name in events:
+                raise ParseError(f"event {name[:40]} given twice")
+            events.append(name)
+            if name == "MessageNew" and r.buf.startswith(b" (", r.pos):
+                if not selected:
+                    raise ParseError("FETCH attributes only with SELECTED or SELECTED-DELAYED")
+                r.sp()
+                r.open()
+                atts = [_fetch_att(r)]
+                while not r.maybe_close():
+                    r.sp()
+                    atts.append(_fetch_att(r))
+                fetch = tuple(atts)
+            if r.maybe_close():
+                break
+            r.sp()
+    r.close()
+    have = set(events)
+    if ("MessageNew" in have) != ("MessageExpunge" in have):
+        raise ParseError("MessageNew and MessageExpunge go together")
+    if have & {"FlagChange", "AnnotationChange"} and "MessageNew" not in have:
+        raise ParseError("FlagChange and AnnotationChange need MessageNew and MessageExpunge")
+    if selected and have - NOTIFY_MESSAGE_EVENTS:
+        raise ParseError("only message events with SELECTED or SELECTED-DELAYED")
+    return NotifyGroup(spec, tuple(names), tuple(events), fetch)
+
+
 COMMAND_PARSERS: dict[str, Parser] = {
     "CAPABILITY": _no_args(Capability),
     "NOOP": _no_args(Noop),
@@ -1075,6 +1173,7 @@ COMMAND_PARSERS: dict[str, Parser] = {
     "SORT": _sort,
     "THREAD": _thread,
     "CANCELUPDATE": _cancelupdate,
+    "NOTIFY": _notify,
 }
 
 __all__ = ["COMMAND_PARSERS", "CommandError", "decode_mailbox", "parse_command"]

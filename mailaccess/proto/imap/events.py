@@ -353,6 +353,31 @@ class Idle(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """One event group of NOTIFY SET (RFC 5465 §8 ``event-group``).
+
+    ``filter`` is SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED,
+    SUBTREE or MAILBOXES; ``mailboxes`` the names of SUBTREE/MAILBOXES (else
+    empty); ``events`` the event names in their canonical spelling (an
+    unknown ``event-ext`` keeps the client's spelling), empty for NONE;
+    ``fetch`` the MessageNew FETCH attributes (SELECTED* only), or None."""
+
+    filter: str
+    mailboxes: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    fetch: tuple["FetchAtt", ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notify(Command):
+    """NOTIFY NONE (``groups`` None) or NOTIFY SET [STATUS] groups (RFC 5465)."""
+
+    NAME: ClassVar[str] = "NOTIFY"
+    groups: tuple[NotifyGroup, ...] | None = None
+    status: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Check(Command):
     NAME: ClassVar[str] = "CHECK"
 
