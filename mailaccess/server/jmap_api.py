@@ -23,6 +23,12 @@ from ..proto.jmap.request import Limits, Request
 
 log = logging.getLogger("mailaccess.jmap")
 
+# The method modules; each registers its methods with @method on import.
+# Every JMAP part adds its module here (one line each).
+JMAP_METHOD_MODULES = [
+    "mailaccess.server.jmap_email_query",
+]
+
 
 @dataclass
 class JmapContext:

@@ -1,0 +1,258 @@
+"""JMAP Email/query, Email/queryChanges (RFC 8621 4.4, 4.5; RFC 8620 5.5,
+5.6) and SearchSnippet/get (RFC 8621 5).
+
+The filter and sort compile to the shared query model
+(:mod:`.jmap_email_filter`), evaluated over the whole account by
+:func:`mailaccess.query.account.query_emails` in the worker pool
+(``storeio.read``, as IMAP SEARCH runs).  Results are cached per store by
+Email state (:class:`~mailaccess.query.account.ResultCache`): a client
+paging through a list, or many clients asking the same question, pay for the
+query once per change of the account.
+
+queryState is the account's Email state.  queryChanges reads the change log
+from sinceQueryState: every email created, updated or destroyed since then is
+re-placed (removed, then added at its new index when it is in the results),
+which is exact for filters and sorts that read each email alone.  Queries
+with collapseThreads or thread-wide keyword conditions or sorts depend on
+other emails of a thread as well: for those canCalculateChanges is false and
+queryChanges answers cannotCalculateChanges.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+
+from .. import _speedups, ids, storeio
+from ..mime import index as mindex
+from ..proto.jmap import capabilities as cap
+from ..proto.jmap.errors import MethodError
+from ..query import account as qaccount
+from ..store.changelog import CannotCalculateChanges
+from ..store.emails import load_email
+from ..store.records import EMAIL
+from . import jmap_snippet
+from .jmap_api import Call, method
+from .jmap_email_filter import compile_filter, compile_sort, snippet_terms, tracking
+from .jmap_standard import arg, invalid, query_window
+
+__all__ = ["email_query", "email_query_changes", "search_snippet_get", "cache_for"]
+
+_html_to_text = _speedups.load("msgindex").html_to_text
+
+_caches: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+class _LockedCache(qaccount.ResultCache):
+    """The ResultCache used from the event loop and from worker threads."""
+
+    def __init__(self):
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            return super().get(key)
+
+    def put(self, key, result):
+        with self._lock:
+            super().put(key, result)
+
+
+def cache_for(store) -> qaccount.ResultCache:
+    with _caches_lock:
+        c = _caches.get(store)
+        if c is None:
+            c = _caches[store] = _LockedCache()
+        return c
+
+
+class _Ids:
+    """The ordered email ids as the JMAP id strings query_window slices,
+    formatted only for the window (a 10,000-email result is not turned into
+    10,000 strings per page)."""
+
+    __slots__ = ("r",)
+
+    def __init__(self, r: qaccount.Result):
+        self.r = r
+
+    def __len__(self) -> int:
+        return len(self.r.ids)
+
+    def __getitem__(self, s):
+        if isinstance(s, slice):
+            return [ids.email_id(e) for e in self.r.ids[s]]
+        return ids.email_id(self.r.ids[s])
+
+    def index(self, anchor: str) -> int:
+        n = ids.parse("E", anchor)
+        p = self.r.position(n) if n is not None else None
+        if p is None:
+            raise ValueError(anchor)
+        return p
+
+
+def _query_args(call: Call):
+    fv = call.args.get("filter")
+    sv = call.args.get("sort")
+    query = compile_filter(fv, call.resolve_id)
+    keys = compile_sort(sv)
+    collapse = arg(call, "collapseThreads", bool, False)
+    if not isinstance(call.args.get("calculateTotal", False) or False, bool):
+        raise invalid("'calculateTotal' must be a boolean")
+    return fv, sv, query, keys, collapse
+
+
+def _compute(v, acc: int, query, keys, collapse: bool) -> qaccount.Result:
+    return qaccount.Result(v.kind_state(acc, EMAIL),
+                           qaccount.query_emails(v, acc, query, keys, collapse))
+
+
+async def _results(call: Call, query, keys, collapse: bool) -> qaccount.Result:
+    cache = cache_for(call.ctx.store)
+    key = (call.acc, query, tuple(keys), collapse)
+    with call.view() as v:
+        state = v.kind_state(call.acc, EMAIL)
+    r = cache.get((state,) + key)
+    if r is None:
+        r = await storeio.read(call.ctx.store, _compute, call.acc, query, keys, collapse)
+        cache.put((r.state,) + key, r)
+    return r
+
+
+@method("Email/query", cap.MAIL)
+async def email_query(call: Call) -> dict:
+    fv, sv, query, keys, collapse = _query_args(call)
+    for name in ("position", "anchorOffset"):
+        arg(call, name, int)
+    arg(call, "anchor", str)
+    limit = arg(call, "limit", int)
+    if limit is not None and limit < 0:
+        raise invalid("'limit' must not be negative")
+    r = await _results(call, query, keys, collapse)
+    out = {"accountId": ids.account_id(call.acc), "queryState": r.state,
+           "canCalculateChanges": tracking(fv, sv, collapse).possible}
+    out.update(query_window(call, _Ids(r)))
+    return out
+
+
+def _query_changes(v, acc: int, cache, key: tuple, query, keys, collapse: bool, since: str):
+    """(result, changes page) from one snapshot, so the page ends exactly at
+    the result's state."""
+    state = v.kind_state(acc, EMAIL)
+    r = cache.get((state,) + key)
+    if r is None:
+        r = qaccount.Result(state, qaccount.query_emails(v, acc, query, keys, collapse))
+        cache.put((state,) + key, r)
+    return r, v.changes(acc, EMAIL, since)
+
+
+@method("Email/queryChanges", cap.MAIL)
+async def email_query_changes(call: Call) -> dict:
+    fv, sv, query, keys, collapse = _query_args(call)
+    since = call.args.get("sinceQueryState")
+    if not isinstance(since, str):
+        raise invalid("'sinceQueryState' must be a string")
+    max_changes = arg(call, "maxChanges", int)
+    if max_changes is not None and max_changes < 0:
+        raise invalid("'maxChanges' must not be negative")
+    up_to = arg(call, "upToId", str)
+    tr = tracking(fv, sv, collapse)
+    if not tr.possible:
+        raise MethodError("cannotCalculateChanges",
+                          "changes to queries with collapseThreads or thread keyword "
+                          "conditions or sorts are not tracked")
+    key = (call.acc, query, tuple(keys), collapse)
+    try:
+        r, page = await storeio.read(call.ctx.store, _query_changes, call.acc,
+                                     cache_for(call.ctx.store), key, query, keys, collapse,
+                                     since)
+    except CannotCalculateChanges as exc:
+        raise MethodError("cannotCalculateChanges", str(exc)) from None
+    if tr.immutable:
+        # nothing about an email that the query reads ever changes: only
+        # created and destroyed emails move the results
+        removed = sorted(page.destroyed)
+        moved = page.created
+    else:
+        removed = sorted(page.updated + page.destroyed)
+        moved = page.created + page.updated
+    added = sorted((p, e) for e in moved if (p := r.position(e)) is not None)
+    if tr.immutable and up_to is not None:
+        n = ids.parse("E", up_to)
+        last = r.position(n) if n is not None else None
+        if last is not None:
+            added = [(p, e) for p, e in added if p <= last]
+    if max_changes is not None and len(removed) + len(added) > max_changes:
+        raise MethodError("tooManyChanges",
+                          f"{len(removed) + len(added)} changes, more than maxChanges")
+    out = {"accountId": ids.account_id(call.acc), "oldQueryState": since,
+           "newQueryState": r.state,
+           "removed": [ids.email_id(e) for e in removed],
+           "added": [{"id": ids.email_id(e), "index": p} for p, e in added]}
+    if call.args.get("calculateTotal"):
+        out["total"] = len(r.ids)
+    return out
+
+
+# --- SearchSnippet/get (RFC 8621 5) ---------------------------------------------------------
+
+def _body_texts(raw: bytes, mi):
+    """The decoded text of the body parts a reader sees, plain before HTML."""
+    types = {p.section: p.content_type for p in mi.parts}
+    seen = set()
+    for pid in tuple(mi.text_body) + tuple(mi.html_body):
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            text = mindex.body_text(raw, mi, pid)
+        except (KeyError, ValueError):
+            continue
+        if types.get(pid) == "text/html":
+            text = _html_to_text(text)
+        yield text
+
+
+def _snippets(v, acc: int, wanted: list[tuple[str, int | None]], terms) -> tuple[list, list]:
+    found, not_found = [], []
+    for sid, eid in wanted:
+        em = load_email(v, acc, eid, members=False) if eid is not None else None
+        if em is None:
+            not_found.append(sid)
+            continue
+        mi = em.index
+        subject = preview = None
+        if mi is not None:
+            if terms.subject:
+                subject = jmap_snippet.mark_subject(mi.subject, terms.subject)
+            if terms.body:
+                blob = v.blob(acc, em.blob)
+                if blob is not None:
+                    raw = bytes(blob)
+                    for text in _body_texts(raw, mi):
+                        preview = jmap_snippet.mark_preview(text, terms.body)
+                        if preview is not None:
+                            break
+        found.append({"emailId": sid, "subject": subject, "preview": preview})
+    return found, not_found
+
+
+@method("SearchSnippet/get", cap.MAIL)
+async def search_snippet_get(call: Call) -> dict:
+    fv = call.args.get("filter")
+    compile_filter(fv, call.resolve_id)            # the same errors as Email/query
+    email_ids = call.args.get("emailIds")
+    if not isinstance(email_ids, list) or not all(isinstance(i, str) for i in email_ids):
+        raise invalid("'emailIds' must be a list of ids")
+    if len(email_ids) > call.ctx.limits.max_objects_in_get:
+        raise MethodError("requestTooLarge",
+                          f"at most {call.ctx.limits.max_objects_in_get} emailIds")
+    wanted = []
+    for i in dict.fromkeys(email_ids):
+        wanted.append((i, ids.parse("E", call.resolve_id(i) or "")))
+    terms = snippet_terms(fv)
+    found, not_found = await storeio.read(call.ctx.store, _snippets, call.acc, wanted, terms)
+    return {"accountId": ids.account_id(call.acc), "list": found,
+            "notFound": not_found}
