@@ -20,7 +20,7 @@ from mailaccess.mime import index as mindex
 from mailaccess.store.emails import load_email
 from mailaccess.store.records import EMAIL_LAYOUT, EmailRecord
 
-__all__ = ["SortKey", "sort", "FIELDS", "COLLATIONS", "addr_mailbox", "display_value",
+__all__ = ["SortKey", "sort", "sort_rows", "values", "FIELDS", "COLLATIONS", "addr_mailbox", "display_value",
            "collate", "sent_date"]
 
 FIELDS = frozenset({
@@ -240,8 +240,8 @@ _HEAD = EMAIL_LAYOUT.head
 
 
 def _head_sort(view, acc: int, candidates: Sequence[tuple[int, int]], keys: list[SortKey]):
-    """SORT over record-head fields (and "id") only, reading each record in
-    place; None when a key needs more."""
+    """Sort values of record-head fields (and "id") only, reading each record
+    in place; None when a key needs more."""
     cols = []
     for k in keys:
         if k.field == "id":
@@ -263,13 +263,30 @@ def _head_sort(view, acc: int, candidates: Sequence[tuple[int, int]], keys: list
 
 def sort(view, acc: int, candidates: Sequence[tuple[int, int]], keys: list[SortKey]) -> list[int]:
     """The keys of CANDIDATES ((key, email id) pairs) ordered by KEYS."""
+    return [k for k, _ in sort_rows(view, acc, candidates, keys)]
+
+
+def sort_rows(view, acc: int, candidates: Sequence[tuple[int, int]],
+              keys: list[SortKey]) -> list[tuple[int, tuple]]:
+    """``(key, values)`` of CANDIDATES ordered by KEYS, VALUES being each
+    candidate's comparison value under each key (what :func:`sort` orders
+    by; a caller keeping a sorted list places new entries with them)."""
+    rows = values(view, acc, candidates, keys)
+    # stable sorts from the least significant key up; reverse=True keeps
+    # equal items in their original order, so ties stay in candidate order
+    for i in range(len(keys) - 1, -1, -1):
+        rows.sort(key=lambda row: row[1][i], reverse=keys[i].reverse)
+    return rows
+
+
+def values(view, acc: int, candidates: Sequence[tuple[int, int]],
+           keys: list[SortKey]) -> list[tuple[int, tuple]]:
+    """``(key, values)`` of CANDIDATES in candidate order (unsorted)."""
     if not keys:
-        return [k for k, _ in candidates]
+        return [(k, ()) for k, _ in candidates]
     rows = _head_sort(view, acc, candidates, keys)
     if rows is not None:
-        for i in range(len(keys) - 1, -1, -1):
-            rows.sort(key=lambda row: row[1][i], reverse=keys[i].reverse)
-        return [k for k, _ in rows]
+        return rows
     need_index = any(k.field in _NEEDS_INDEX for k in keys)
     thread_cache: dict[tuple[str, int], bool] = {}
 
@@ -294,8 +311,4 @@ def sort(view, acc: int, candidates: Sequence[tuple[int, int]], keys: list[SortK
         mi = em.index if need_index and em is not None else None
         rows.append((key, tuple(_value(k.field, eid, rec, mi, thread_kw, colls[i])
                                 for i, k in enumerate(keys))))
-    # stable sorts from the least significant key up; reverse=True keeps
-    # equal items in their original order, so ties stay in candidate order
-    for i in range(len(keys) - 1, -1, -1):
-        rows.sort(key=lambda row: row[1][i], reverse=keys[i].reverse)
-    return [k for k, _ in rows]
+    return rows

@@ -43,27 +43,12 @@ _caches: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
 
 
-class _LockedCache(qaccount.ResultCache):
-    """The ResultCache used from the event loop and from worker threads."""
-
-    def __init__(self):
-        super().__init__()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            return super().get(key)
-
-    def put(self, key, result):
-        with self._lock:
-            super().put(key, result)
-
-
 def cache_for(store) -> qaccount.ResultCache:
+    """The result cache of STORE (one per store, shared by its requests)."""
     with _caches_lock:
         c = _caches.get(store)
         if c is None:
-            c = _caches[store] = _LockedCache()
+            c = _caches[store] = qaccount.ResultCache()
         return c
 
 
@@ -104,20 +89,16 @@ def _query_args(call: Call):
     return fv, sv, query, keys, collapse
 
 
-def _compute(v, acc: int, query, keys, collapse: bool) -> qaccount.Result:
-    return qaccount.Result(v.kind_state(acc, EMAIL),
-                           qaccount.query_emails(v, acc, query, keys, collapse))
-
-
 async def _results(call: Call, query, keys, collapse: bool) -> qaccount.Result:
+    """The query's result at the current state: a cache hit is answered on
+    the event loop, anything else runs in the worker pool."""
     cache = cache_for(call.ctx.store)
-    key = (call.acc, query, tuple(keys), collapse)
     with call.view() as v:
         state = v.kind_state(call.acc, EMAIL)
-    r = cache.get((state,) + key)
-    if r is None:
-        r = await storeio.read(call.ctx.store, _compute, call.acc, query, keys, collapse)
-        cache.put((r.state,) + key, r)
+    r = cache.get((call.acc, query, tuple(keys), collapse))
+    if r is None or r.state != state:
+        r = await storeio.read(call.ctx.store, qaccount.run, call.acc, cache, query, keys,
+                               collapse)
     return r
 
 
@@ -137,15 +118,10 @@ async def email_query(call: Call) -> dict:
     return out
 
 
-def _query_changes(v, acc: int, cache, key: tuple, query, keys, collapse: bool, since: str):
+def _query_changes(v, acc: int, cache, query, keys, collapse: bool, since: str):
     """(result, changes page) from one snapshot, so the page ends exactly at
     the result's state."""
-    state = v.kind_state(acc, EMAIL)
-    r = cache.get((state,) + key)
-    if r is None:
-        r = qaccount.Result(state, qaccount.query_emails(v, acc, query, keys, collapse))
-        cache.put((state,) + key, r)
-    return r, v.changes(acc, EMAIL, since)
+    return qaccount.run(v, acc, cache, query, keys, collapse), v.changes(acc, EMAIL, since)
 
 
 @method("Email/queryChanges", cap.MAIL)
@@ -163,11 +139,9 @@ async def email_query_changes(call: Call) -> dict:
         raise MethodError("cannotCalculateChanges",
                           "changes to queries with collapseThreads or thread keyword "
                           "conditions or sorts are not tracked")
-    key = (call.acc, query, tuple(keys), collapse)
     try:
         r, page = await storeio.read(call.ctx.store, _query_changes, call.acc,
-                                     cache_for(call.ctx.store), key, query, keys, collapse,
-                                     since)
+                                     cache_for(call.ctx.store), query, keys, collapse, since)
     except CannotCalculateChanges as exc:
         raise MethodError("cannotCalculateChanges", str(exc)) from None
     if tr.immutable:
