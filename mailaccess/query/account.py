@@ -48,7 +48,9 @@ def split_mailbox(query) -> tuple[int | None, object]:
         for i, item in enumerate(query.items):
             if type(item) is m.InMailbox:
                 rest = query.items[:i] + query.items[i + 1:]
-                return item.mailbox, (m.And(rest) if rest else m.All())
+                if not rest:
+                    return item.mailbox, m.All()
+                return item.mailbox, rest[0] if len(rest) == 1 else m.And(rest)
     return None, query
 
 
