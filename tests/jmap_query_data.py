@@ -113,9 +113,10 @@ class Account:
     """The account ACC of STORE with N generated messages in INBOX, Archive
     or both, and helpers to call JMAP methods on it."""
 
-    def __init__(self, store, n: int = 40, seed: int = 7, name: str = "alice"):
+    def __init__(self, store, n: int = 40, seed: int = 7, name: str = "alice",
+                 acc: int | None = None):
         self.store = store
-        self.acc = store.write_sync(ops.create_account, name, "x")
+        self.acc = acc if acc is not None else store.write_sync(ops.create_account, name, "x")
         with store.view() as v:
             self.inbox = v.mailbox_by_role(self.acc, "inbox").id
         with store.view() as v:
