@@ -126,6 +126,6 @@ def test_subject_marks_every_match(text, ts):
         assert out is None
         return
     assert _plain(out) == text
-    marked = re.findall(r"<mark>(.*?)</mark>", out)
+    marked = re.findall(r"<mark>(.*?)</mark>", out, re.S)
     assert [html.unescape(x) for x in marked] == [m.group() for m in pattern.finditer(text)
                                                   if m.group()]
