@@ -205,3 +205,31 @@ def test_split_mailbox():
     assert qaccount.split_mailbox(q.And([q.Text("x"), q.InMailbox(3)])) == (3, q.Text("x"))
     assert qaccount.split_mailbox(q.Or([q.InMailbox(3)])) == (None, q.Or([q.InMailbox(3)]))
     assert jq.cache_for(object.__new__(Store)) is not None
+
+
+def test_a_crowd_computes_once(A, monkeypatch):
+    import json
+
+    import trio
+
+    from mailaccess.proto.jmap.request import parse_request
+    from mailaccess.server.jmap_api import run_request
+
+    from jmap_query_data import USING
+
+    calls = []
+    real = qaccount._full
+    monkeypatch.setattr(qaccount, "_full", lambda *a: calls.append(a) or real(*a))
+    body = json.dumps({"using": USING, "methodCalls": [
+        ["Email/query", {"accountId": f"A{A.acc}", "filter": {"text": "kiwi"}}, "0"]]}).encode()
+    got = []
+
+    async def main():
+        async def one():
+            got.append(await run_request(A.ctx, parse_request(body)))
+        async with trio.open_nursery() as n:
+            for _ in range(10):
+                n.start_soon(one)
+    trio.run(main)
+    assert len(calls) == 1
+    assert len({json.dumps(g) for g in got}) == 1

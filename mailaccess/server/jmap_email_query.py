@@ -22,6 +22,8 @@ from __future__ import annotations
 import threading
 import weakref
 
+import trio
+
 from .. import _speedups, ids, storeio
 from ..mime import index as mindex
 from ..proto.jmap import capabilities as cap
@@ -39,17 +41,31 @@ __all__ = ["email_query", "email_query_changes", "search_snippet_get", "cache_fo
 
 _html_to_text = _speedups.load("msgindex").html_to_text
 
-_caches: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
+class _StoreQueries:
+    """Per store: the result cache, and the queries being computed now (a
+    crowd of clients asking the same question after a change waits for one
+    computation instead of running it once each)."""
+
+    def __init__(self):
+        self.cache = qaccount.ResultCache()
+        self.inflight: dict[tuple, trio.Event] = {}
+
+
+_stores: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_stores_lock = threading.Lock()
+
+
+def _queries(store) -> _StoreQueries:
+    with _stores_lock:
+        q = _stores.get(store)
+        if q is None:
+            q = _stores[store] = _StoreQueries()
+        return q
 
 
 def cache_for(store) -> qaccount.ResultCache:
     """The result cache of STORE (one per store, shared by its requests)."""
-    with _caches_lock:
-        c = _caches.get(store)
-        if c is None:
-            c = _caches[store] = qaccount.ResultCache()
-        return c
+    return _queries(store).cache
 
 
 class _Ids:
@@ -91,15 +107,27 @@ def _query_args(call: Call):
 
 async def _results(call: Call, query, keys, collapse: bool) -> qaccount.Result:
     """The query's result at the current state: a cache hit is answered on
-    the event loop, anything else runs in the worker pool."""
-    cache = cache_for(call.ctx.store)
-    with call.view() as v:
-        state = v.kind_state(call.acc, EMAIL)
-    r = cache.get((call.acc, query, tuple(keys), collapse))
-    if r is None or r.state != state:
-        r = await storeio.read(call.ctx.store, qaccount.run, call.acc, cache, query, keys,
-                               collapse)
-    return r
+    the event loop, anything else runs in the worker pool, once at a time
+    per query."""
+    sq = _queries(call.ctx.store)
+    ck = (call.acc, query, tuple(keys), collapse)
+    while True:
+        with call.view() as v:
+            state = v.kind_state(call.acc, EMAIL)
+        r = sq.cache.get(ck)
+        if r is not None and r.state == state:
+            return r
+        busy = sq.inflight.get(ck)
+        if busy is None:
+            break
+        await busy.wait()
+    done = sq.inflight[ck] = trio.Event()
+    try:
+        return await storeio.read(call.ctx.store, qaccount.run, call.acc, sq.cache, query,
+                                  keys, collapse)
+    finally:
+        del sq.inflight[ck]
+        done.set()
 
 
 @method("Email/query", cap.MAIL)
