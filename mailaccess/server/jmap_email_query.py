@@ -37,7 +37,18 @@ from .jmap_api import Call, method
 from .jmap_email_filter import compile_filter, compile_sort, snippet_terms, tracking
 from .jmap_standard import arg, invalid, query_window
 
-__all__ = ["email_query", "email_query_changes", "search_snippet_get", "cache_for"]
+__all__ = ["email_query", "email_query_changes", "search_snippet_get", "cache_for",
+           "ARGS"]
+
+# the arguments each method takes (RFC 8620 5.5/5.6, RFC 8621 4.4/4.5/5.1): for
+# a dispatcher that answers invalidArguments to any other
+ARGS = {
+    "Email/query": ("accountId", "filter", "sort", "position", "anchor", "anchorOffset",
+                    "limit", "calculateTotal", "collapseThreads"),
+    "Email/queryChanges": ("accountId", "filter", "sort", "sinceQueryState", "maxChanges",
+                           "upToId", "calculateTotal", "collapseThreads"),
+    "SearchSnippet/get": ("accountId", "filter", "emailIds"),
+}
 
 _html_to_text = _speedups.load("msgindex").html_to_text
 
