@@ -393,7 +393,8 @@ def test_window(A):
     assert q(filter={"inMailbox": f"M{A.inbox}"}, anchor=f"E{outside}")["error"] == \
         "anchorNotFound"
     for bad in ({"limit": -1}, {"limit": "5"}, {"position": 1.5}, {"anchor": 5},
-                {"anchorOffset": "x"}, {"calculateTotal": "yes"}):
+                {"anchorOffset": "x"}, {"calculateTotal": "yes"}, {"calculateTotal": 0},
+                {"position": True}):
         assert q(**bad)["error"] == "invalidArguments", bad
 
 

@@ -111,7 +111,8 @@ def _query_args(call: Call):
     query = compile_filter(fv, call.resolve_id)
     keys = compile_sort(sv)
     collapse = arg(call, "collapseThreads", bool, False)
-    if not isinstance(call.args.get("calculateTotal", False) or False, bool):
+    total = call.args.get("calculateTotal")
+    if total is not None and not isinstance(total, bool):
         raise invalid("'calculateTotal' must be a boolean")
     return fv, sv, query, keys, collapse
 
