@@ -8,9 +8,9 @@ shapes and types (``invalidArguments``) and refuse what the server does not
 know (``unsupportedFilter`` / ``unsupportedSort``), with bounded work: at
 most MAX_DEPTH nested operators and MAX_NODES conditions in all.
 
-``tracking(filter, sort, collapse)`` says how Email/queryChanges can follow
-the query from the change log (see jmap_email_query), and ``snippet_terms``
-which strings SearchSnippet/get highlights.
+``immutable(filter, sort, collapse)`` says whether a result can only change
+by emails created or destroyed (Email/queryChanges, upToId), and
+``snippet_terms`` which strings SearchSnippet/get highlights.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from ..proto.jmap.errors import MethodError
 from ..query import model as q
 from ..query import sort as qsort
 
-__all__ = ["compile_filter", "compile_sort", "tracking", "snippet_terms", "SORT_OPTIONS",
-           "COLLATIONS", "CONDITIONS", "MAX_DEPTH", "MAX_NODES", "Tracking"]
+__all__ = ["compile_filter", "compile_sort", "immutable", "snippet_terms", "SORT_OPTIONS",
+           "COLLATIONS", "CONDITIONS", "MAX_DEPTH", "MAX_NODES"]
 
 MAX_DEPTH = 16      # nested FilterOperators
 MAX_NODES = 512     # FilterOperators + FilterConditions + their properties
@@ -40,7 +40,7 @@ CONDITIONS = frozenset({"inMailbox", "inMailboxOtherThan", "before", "after", "m
                        | _KEYWORD_CONDITIONS)
 """Every FilterCondition property of RFC 8621 4.4.1 (all supported)."""
 
-# properties whose value can change for an email (queryChanges must re-place
+# properties whose value can change for an email (queryChanges re-places
 # the emails that changed); the thread ones depend on other emails too
 _MUTABLE = {"inMailbox", "inMailboxOtherThan", "hasKeyword", "notKeyword"}
 _QUANTIFIER = {"allInThreadHaveKeyword": "all", "someInThreadHaveKeyword": "some",
@@ -60,7 +60,6 @@ DEFAULT_COLLATION = "i;unicode-casemap"
 _SORT_FIELDS = {"receivedAt": "receivedAt", "size": "size", "sentAt": "sentAt",
                 "subject": "subject", "from": "displayfrom", "to": "displayto"}
 _SORT_KEYWORD = {"hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"}
-_SORT_MUTABLE = {"hasKeyword"}
 
 _NOT_IN_KEYWORD = set('(){]%*"\\')
 
@@ -235,12 +234,15 @@ def compile_sort(value) -> list[qsort.SortKey]:
     return out
 
 
-@dataclass(frozen=True)
-class Tracking:
-    """How Email/queryChanges follows a query through the change log."""
-
-    possible: bool        # False: cannotCalculateChanges (canCalculateChanges false)
-    immutable: bool       # filter and sort read only what never changes for an email
+def immutable(filter_value, sort_value, collapse_threads: bool) -> bool:
+    """Whether the filter and sort read only what never changes for an
+    email (its content, size, dates): then only created and destroyed emails
+    move a result, and queryChanges may stop at upToId (RFC 8620 5.6).
+    Keywords, mailboxes, thread-wide conditions and collapsing all change."""
+    props: set = set()
+    _filter_props(filter_value, props)
+    sprops = {c.get("property") for c in sort_value or () if isinstance(c, dict)}
+    return not (collapse_threads or props & (_MUTABLE | _THREAD) or sprops & _SORT_KEYWORD)
 
 
 def _filter_props(value, acc: set) -> None:
@@ -253,19 +255,6 @@ def _filter_props(value, acc: set) -> None:
             stack.extend(node.get("conditions") or [])
         else:
             acc.update(k for k, v in node.items() if v is not None)
-
-
-def tracking(filter_value, sort_value, collapse_threads: bool) -> Tracking:
-    """Email/queryChanges can follow a query whose filter and sort read each
-    email alone: then every email whose place may have moved is in the change
-    log's created/updated/destroyed.  Thread-wide conditions and sorts and
-    collapseThreads depend on other emails of the thread too: not tracked."""
-    props: set = set()
-    _filter_props(filter_value, props)
-    sprops = {c.get("property") for c in sort_value or () if isinstance(c, dict)}
-    if collapse_threads or props & _THREAD or sprops & (_SORT_KEYWORD - _SORT_MUTABLE):
-        return Tracking(False, False)
-    return Tracking(True, not (props & _MUTABLE or sprops & _SORT_MUTABLE))
 
 
 @dataclass

@@ -10,12 +10,12 @@ paging through a list, or many clients asking the same question, pay for the
 query once per change of the account.
 
 queryState is the account's Email state.  queryChanges reads the change log
-from sinceQueryState: every email created, updated or destroyed since then is
-re-placed (removed, then added at its new index when it is in the results),
-which is exact for filters and sorts that read each email alone.  Queries
-with collapseThreads or thread-wide keyword conditions or sorts depend on
-other emails of a thread as well: for those canCalculateChanges is false and
-queryChanges answers cannotCalculateChanges.
+from sinceQueryState: every email created, updated or destroyed since then
+(and, for collapseThreads or thread-wide keyword conditions and sorts, every
+email of their threads: the Thread log names the threads of destroyed
+emails) is re-placed, removed and then added at its new index when it is in
+the results.  So every query can calculate changes; cannotCalculateChanges
+comes only from a state the change log no longer covers (or never did).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from ..store.emails import load_email
 from ..store.records import EMAIL
 from . import jmap_snippet
 from .jmap_api import Call, method
-from .jmap_email_filter import compile_filter, compile_sort, snippet_terms, tracking
+from .jmap_email_filter import compile_filter, compile_sort, immutable, snippet_terms
 from .jmap_standard import arg, invalid, query_window
 
 __all__ = ["email_query", "email_query_changes", "search_snippet_get", "cache_for",
@@ -153,15 +153,16 @@ async def email_query(call: Call) -> dict:
         raise invalid("'limit' must not be negative")
     r = await _results(call, query, keys, collapse)
     out = {"accountId": ids.account_id(call.acc), "queryState": r.state,
-           "canCalculateChanges": tracking(fv, sv, collapse).possible}
+           "canCalculateChanges": True}
     out.update(query_window(call, _Ids(r)))
     return out
 
 
 def _query_changes(v, acc: int, cache, query, keys, collapse: bool, since: str):
-    """(result, changes page) from one snapshot, so the page ends exactly at
-    the result's state."""
-    return qaccount.run(v, acc, cache, query, keys, collapse), v.changes(acc, EMAIL, since)
+    """(result, what moved since SINCE) from one snapshot, so both end
+    exactly at the result's state."""
+    r = qaccount.run(v, acc, cache, query, keys, collapse)
+    return r, qaccount.moved(v, acc, since, qaccount.thread_wide(query, keys, collapse))
 
 
 @method("Email/queryChanges", cap.MAIL)
@@ -174,26 +175,24 @@ async def email_query_changes(call: Call) -> dict:
     if max_changes is not None and max_changes < 0:
         raise invalid("'maxChanges' must not be negative")
     up_to = arg(call, "upToId", str)
-    tr = tracking(fv, sv, collapse)
-    if not tr.possible:
-        raise MethodError("cannotCalculateChanges",
-                          "changes to queries with collapseThreads or thread keyword "
-                          "conditions or sorts are not tracked")
     try:
-        r, page = await storeio.read(call.ctx.store, _query_changes, call.acc,
-                                     cache_for(call.ctx.store), query, keys, collapse, since)
+        r, mv = await storeio.read(call.ctx.store, _query_changes, call.acc,
+                                   cache_for(call.ctx.store), query, keys, collapse, since)
     except CannotCalculateChanges as exc:
         raise MethodError("cannotCalculateChanges", str(exc)) from None
-    if tr.immutable:
+    fixed = immutable(fv, sv, collapse)
+    if fixed:
         # nothing about an email that the query reads ever changes: only
         # created and destroyed emails move the results
-        removed = sorted(page.destroyed)
-        moved = page.created
+        removed = sorted(mv.destroyed)
+        placed = mv.created
     else:
-        removed = sorted(page.updated + page.destroyed)
-        moved = page.created + page.updated
-    added = sorted((p, e) for e in moved if (p := r.position(e)) is not None)
-    if tr.immutable and up_to is not None:
+        # every email that may have moved is removed, and added back where
+        # it is now (RFC 8620 5.6 allows removing ids the client never had)
+        removed = sorted(mv.affected - mv.created)
+        placed = mv.affected - mv.destroyed
+    added = sorted((p, e) for e in placed if (p := r.position(e)) is not None)
+    if fixed and up_to is not None:
         n = ids.parse("E", up_to)
         last = r.position(n) if n is not None else None
         if last is not None:
