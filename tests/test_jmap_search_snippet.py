@@ -22,7 +22,8 @@ def A(tmp_path_factory) -> Account:
     s.start()
     a = Account(s, n=0)
     raws = {
-        "plain": b"From: a@x.org\r\nSubject: apples & <pears>\r\n\r\nwe like kiwi   mango a lot\r\n",
+        "plain": (b"From: a@x.org\r\nSubject: apples & <pears>\r\n\r\n"
+                  b"we like kiwi   mango a lot\r\n"),
         "html": (b"From: a@x.org\r\nSubject: html one\r\nContent-Type: text/html\r\n\r\n"
                  b"<p>Hello <b>kiwi</b> &amp; co</p>\r\n"),
         "long": (b"From: a@x.org\r\nSubject: long\r\n\r\n" + b"alpha beta " * 200

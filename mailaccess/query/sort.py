@@ -20,8 +20,8 @@ from mailaccess.mime import index as mindex
 from mailaccess.store.emails import load_email
 from mailaccess.store.records import EMAIL_LAYOUT, EmailRecord
 
-__all__ = ["SortKey", "sort", "sort_rows", "values", "FIELDS", "COLLATIONS", "addr_mailbox", "display_value",
-           "collate", "sent_date"]
+__all__ = ["SortKey", "sort", "sort_rows", "values", "FIELDS", "COLLATIONS", "addr_mailbox",
+           "display_value", "collate", "ascii_casemap", "ascii_numeric", "sent_date"]
 
 FIELDS = frozenset({
     "arrival", "date", "from", "to", "cc", "displayfrom", "displayto", "subject", "size",
