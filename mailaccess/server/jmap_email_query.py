@@ -52,6 +52,7 @@ ARGS = {
 
 _html_to_text = _speedups.load("msgindex").html_to_text
 
+
 class _StoreQueries:
     """Per store: the result cache, and the queries being computed now (a
     crowd of clients asking the same question after a change waits for one
@@ -123,22 +124,23 @@ async def _results(call: Call, query, keys, collapse: bool) -> qaccount.Result:
     per query."""
     sq = _queries(call.ctx.store)
     ck = (call.acc, query, tuple(keys), collapse)
+    fk = (trio.lowlevel.current_trio_token(),) + ck     # trio.Events belong to one run
     while True:
         with call.view() as v:
             state = v.kind_state(call.acc, EMAIL)
         r = sq.cache.get(ck)
         if r is not None and r.state == state:
             return r
-        busy = sq.inflight.get(ck)
+        busy = sq.inflight.get(fk)
         if busy is None:
             break
         await busy.wait()
-    done = sq.inflight[ck] = trio.Event()
+    done = sq.inflight[fk] = trio.Event()
     try:
         return await storeio.read(call.ctx.store, qaccount.run, call.acc, sq.cache, query,
                                   keys, collapse)
     finally:
-        del sq.inflight[ck]
+        del sq.inflight[fk]
         done.set()
 
 
