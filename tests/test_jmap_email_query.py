@@ -446,3 +446,17 @@ def test_corpus_group_and_encoded_words(C):
     every = set(C.query())
     for needle in ("example", "undisclosed", "=?"):
         assert set(C.query({"text": needle})) <= every
+
+
+def test_from_sort_reads_the_flattened_addresses(store):
+    """RFC 8621 4.4.2: the name, else the email, of the first address of the
+    Email's from (groups flattened), not the group name IMAP sorts by."""
+    a = Account(store, n=0, name="groups")
+    for i, frm in enumerate([b"Friends: bob@b.net, Zed <z@z.org>;", b"Carol <c@c.org>",
+                             b"alice@a.org"]):
+        raw = b"From: " + frm + b"\r\nTo: x@y\r\nSubject: s\r\n\r\nhi\r\n"
+        a.store.write_sync(ops.append, a.acc, [a.inbox], ingest.prepare(raw, T0 + i))
+    got = a.query(sort=[{"property": "from"}])
+    with store.view() as v:
+        first = v.email_ids(a.acc)[0]
+    assert got == [first + 2, first, first + 1]   # alice@a.org, bob@b.net, Carol

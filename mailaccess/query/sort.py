@@ -25,17 +25,17 @@ __all__ = ["SortKey", "sort", "sort_rows", "values", "FIELDS", "COLLATIONS", "ad
 
 FIELDS = frozenset({
     "arrival", "date", "from", "to", "cc", "displayfrom", "displayto", "subject", "size",
-    "receivedAt", "sentAt", "id",
+    "receivedAt", "sentAt", "id", "jmapFrom", "jmapTo",
 })
 _KEYWORD_FIELDS = ("hasKeyword:", "someInThreadHaveKeyword:", "allInThreadHaveKeyword:")
 _NEEDS_INDEX = frozenset({"date", "from", "to", "cc", "displayfrom", "displayto", "subject",
-                          "sentAt"})
+                          "sentAt", "jmapFrom", "jmapTo"})
 
 
 @dataclass(frozen=True, slots=True)
 class SortKey:
     """FIELD is one of FIELDS (IMAP names lowercase, JMAP names as JMAP spells
-    them) or ``hasKeyword:KW`` / ``someInThreadHaveKeyword:KW`` /
+    them; JMAP's from/to are jmapFrom/jmapTo) or ``hasKeyword:KW`` / ``someInThreadHaveKeyword:KW`` /
     ``allInThreadHaveKeyword:KW`` (false sorts before true).  COLLATION (a
     name of COLLATIONS, RFC 4790) compares the string fields; None is
     :func:`collate` (what IMAP SORT uses)."""
@@ -217,6 +217,13 @@ def _value(fld: str, eid: int, rec: EmailRecord, mi, thread_kw, coll=collate) ->
         return sent_date(rec, mi)
     if fld == "subject":
         return coll(mindex.base_subject(mi.subject or "")) if mi else coll("")
+    if fld in ("jmapFrom", "jmapTo"):
+        # RFC 8621 4.4.2: the name, else the email, of the first address of
+        # the Email's from/to (asAddresses: groups are flattened, unlike the
+        # group names RFC 5256/5957 sort by)
+        if mi is None:
+            return coll("")
+        return coll(display_value(mi.from_ if fld == "jmapFrom" else mi.to))
     if fld in ("from", "to", "cc", "displayfrom", "displayto"):
         if mi is None:
             return coll("")

@@ -58,7 +58,7 @@ DEFAULT_COLLATION = "i;unicode-casemap"
 
 # JMAP sort property -> the engine's field
 _SORT_FIELDS = {"receivedAt": "receivedAt", "size": "size", "sentAt": "sentAt",
-                "subject": "subject", "from": "displayfrom", "to": "displayto"}
+                "subject": "subject", "from": "jmapFrom", "to": "jmapTo"}
 _SORT_KEYWORD = {"hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"}
 
 _NOT_IN_KEYWORD = set('(){]%*"\\')
