@@ -460,3 +460,20 @@ def test_from_sort_reads_the_flattened_addresses(store):
     with store.view() as v:
         first = v.email_ids(a.acc)[0]
     assert got == [first + 2, first, first + 1]   # alice@a.org, bob@b.net, Carol
+
+
+def test_in_mailbox_by_creation_reference(A):
+    import json
+
+    import trio
+
+    from mailaccess.proto.jmap.request import parse_request
+    from mailaccess.server.jmap_api import run_request
+
+    from jmap_query_data import USING
+    body = json.dumps({"using": USING, "createdIds": {"k": f"M{A.archive}"}, "methodCalls": [
+        ["Email/query", {"accountId": f"A{A.acc}", "filter": {"inMailbox": "#k"}}, "0"],
+        ["Email/query", {"accountId": f"A{A.acc}", "filter": {"inMailbox": "#nope"}}, "1"]]})
+    (r0, r1) = trio.run(run_request, A.ctx, parse_request(body.encode()))["methodResponses"]
+    assert [int(i[1:]) for i in r0[1]["ids"]] == expected(A, {"inMailbox": f"M{A.archive}"})
+    assert r1[1]["ids"] == []
