@@ -399,9 +399,12 @@ def search(view, acc: int, candidates: Sequence[tuple[int, int]], query, *,
 
 
 def _needs_members(q) -> bool:
-    """Does any condition of Q look at the email's mailboxes?"""
+    """Does any condition of Q (a query or a compiled plan) look at the
+    email's mailboxes?"""
     if isinstance(q, (m.InMailbox, m.InMailboxOtherThan, m.Saved)):
         return True
+    if type(q) is _Compiled:
+        return any(_needs_members(x) for x in q.items)
     if isinstance(q, (m.And, m.Or)):
         return any(_needs_members(x) for x in q.items)
     if isinstance(q, m.Not):

@@ -18,30 +18,35 @@ from typing import Sequence
 
 from mailaccess.mime import index as mindex
 from mailaccess.store.emails import load_email
-from mailaccess.store.records import EmailRecord
+from mailaccess.store.records import EMAIL_LAYOUT, EmailRecord
 
-__all__ = ["SortKey", "sort", "FIELDS", "addr_mailbox", "display_value", "collate",
-           "sent_date"]
+__all__ = ["SortKey", "sort", "sort_rows", "values", "FIELDS", "COLLATIONS", "addr_mailbox",
+           "display_value", "collate", "ascii_casemap", "ascii_numeric", "sent_date"]
 
 FIELDS = frozenset({
     "arrival", "date", "from", "to", "cc", "displayfrom", "displayto", "subject", "size",
-    "receivedAt", "sentAt", "id",
+    "receivedAt", "sentAt", "id", "jmapFrom", "jmapTo",
 })
 _KEYWORD_FIELDS = ("hasKeyword:", "someInThreadHaveKeyword:", "allInThreadHaveKeyword:")
 _NEEDS_INDEX = frozenset({"date", "from", "to", "cc", "displayfrom", "displayto", "subject",
-                          "sentAt"})
+                          "sentAt", "jmapFrom", "jmapTo"})
 
 
 @dataclass(frozen=True, slots=True)
 class SortKey:
     """FIELD is one of FIELDS (IMAP names lowercase, JMAP names as JMAP spells
-    them) or ``hasKeyword:KW`` / ``someInThreadHaveKeyword:KW`` /
-    ``allInThreadHaveKeyword:KW`` (false sorts before true)."""
+    them; JMAP's from/to are jmapFrom/jmapTo) or ``hasKeyword:KW`` / ``someInThreadHaveKeyword:KW`` /
+    ``allInThreadHaveKeyword:KW`` (false sorts before true).  COLLATION (a
+    name of COLLATIONS, RFC 4790) compares the string fields; None is
+    :func:`collate` (what IMAP SORT uses)."""
 
     field: str
     reverse: bool = False
+    collation: str | None = None
 
     def __post_init__(self):
+        if self.collation is not None and self.collation not in COLLATIONS:
+            raise ValueError(f"unknown collation {self.collation!r}")
         f = self.field
         if f in FIELDS:
             return
@@ -58,6 +63,34 @@ def collate(s: str) -> str:
     if s.isascii():
         return s.upper()
     return unicodedata.normalize("NFKD", "".join(map(_title, s)))
+
+
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def ascii_casemap(s: str) -> str:
+    """i;ascii-casemap (RFC 4790 9.2): ASCII letters to upper case, the rest
+    compared by octet (code point order is UTF-8 octet order)."""
+    return s.translate(_ASCII_UPPER)
+
+
+def ascii_numeric(s: str) -> tuple[int, int]:
+    """i;ascii-numeric (RFC 4790 9.1): the number the string starts with;
+    a string not starting with a digit is greater than every number."""
+    n = 0
+    i = 0
+    while i < len(s) and "0" <= s[i] <= "9":
+        n = n * 10 + ord(s[i]) - 48
+        i += 1
+    return (0, n) if i else (1, 0)
+
+
+COLLATIONS = {
+    "i;ascii-casemap": ascii_casemap,
+    "i;unicode-casemap": collate,
+    "i;ascii-numeric": ascii_numeric,
+}
+"""The collations a SortKey may name (JMAP Comparator ``collation``)."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -173,7 +206,7 @@ def sent_date(rec: EmailRecord, mi: mindex.MessageIndex | None) -> int:
     return rec.received_at
 
 
-def _value(fld: str, eid: int, rec: EmailRecord, mi, thread_kw) -> object:
+def _value(fld: str, eid: int, rec: EmailRecord, mi, thread_kw, coll=collate) -> object:
     if fld in ("arrival", "receivedAt"):
         return rec.received_at
     if fld == "size":
@@ -183,27 +216,84 @@ def _value(fld: str, eid: int, rec: EmailRecord, mi, thread_kw) -> object:
     if fld in ("date", "sentAt"):
         return sent_date(rec, mi)
     if fld == "subject":
-        return collate(mindex.base_subject(mi.subject or "")) if mi else ""
+        return coll(mindex.base_subject(mi.subject or "")) if mi else coll("")
+    if fld in ("jmapFrom", "jmapTo"):
+        # RFC 8621 4.4.2: the name, else the email, of the first address of
+        # the Email's from/to (asAddresses: groups are flattened, unlike the
+        # group names RFC 5256/5957 sort by)
+        if mi is None:
+            return coll("")
+        return coll(display_value(mi.from_ if fld == "jmapFrom" else mi.to))
     if fld in ("from", "to", "cc", "displayfrom", "displayto"):
         if mi is None:
-            return ""
+            return coll("")
         # RFC 5256: the first address of the field; when that is a group,
         # its addr-mailbox in the ENVELOPE is the group name
         group = first_group_name(mi.envelope, _ENVELOPE_FIELD[fld])
         if group is not None:
-            return collate(group)
+            return coll(group)
         if fld in ("displayfrom", "displayto"):
-            return collate(display_value(mi.from_ if fld == "displayfrom" else mi.to))
-        return collate(addr_mailbox(getattr(mi, "from_" if fld == "from" else fld)))
+            return coll(display_value(mi.from_ if fld == "displayfrom" else mi.to))
+        return coll(addr_mailbox(getattr(mi, "from_" if fld == "from" else fld)))
     if fld.startswith("hasKeyword:"):
         return fld[11:] in rec.keywords
     return thread_kw(fld, rec)
 
 
+# fields read from the head of the email record alone (no keyword or
+# membership decoding, no message index): the common JMAP/IMAP sorts
+_HEAD_FIELDS = {"arrival": "received_at", "receivedAt": "received_at", "size": "size"}
+_HEAD = EMAIL_LAYOUT.head
+
+
+def _head_sort(view, acc: int, candidates: Sequence[tuple[int, int]], keys: list[SortKey]):
+    """Sort values of record-head fields (and "id") only, reading each record
+    in place; None when a key needs more."""
+    cols = []
+    for k in keys:
+        if k.field == "id":
+            cols.append(-1)
+        elif k.field in _HEAD_FIELDS:
+            cols.append(EMAIL_LAYOUT.index(_HEAD_FIELDS[k.field]))
+        else:
+            return None
+    reader = view.email_reader(acc)
+    unpack = _HEAD.unpack_from
+    rows = []
+    for key, eid in candidates:
+        raw = reader(eid)
+        head = unpack(raw) if raw is not None else None
+        rows.append((key, tuple(eid if c < 0 else (head[c] if head is not None else 0)
+                                for c in cols)))
+    return rows
+
+
 def sort(view, acc: int, candidates: Sequence[tuple[int, int]], keys: list[SortKey]) -> list[int]:
     """The keys of CANDIDATES ((key, email id) pairs) ordered by KEYS."""
+    return [k for k, _ in sort_rows(view, acc, candidates, keys)]
+
+
+def sort_rows(view, acc: int, candidates: Sequence[tuple[int, int]],
+              keys: list[SortKey]) -> list[tuple[int, tuple]]:
+    """``(key, values)`` of CANDIDATES ordered by KEYS, VALUES being each
+    candidate's comparison value under each key (what :func:`sort` orders
+    by; a caller keeping a sorted list places new entries with them)."""
+    rows = values(view, acc, candidates, keys)
+    # stable sorts from the least significant key up; reverse=True keeps
+    # equal items in their original order, so ties stay in candidate order
+    for i in range(len(keys) - 1, -1, -1):
+        rows.sort(key=lambda row: row[1][i], reverse=keys[i].reverse)
+    return rows
+
+
+def values(view, acc: int, candidates: Sequence[tuple[int, int]],
+           keys: list[SortKey]) -> list[tuple[int, tuple]]:
+    """``(key, values)`` of CANDIDATES in candidate order (unsorted)."""
     if not keys:
-        return [k for k, _ in candidates]
+        return [(k, ()) for k, _ in candidates]
+    rows = _head_sort(view, acc, candidates, keys)
+    if rows is not None:
+        return rows
     need_index = any(k.field in _NEEDS_INDEX for k in keys)
     thread_cache: dict[tuple[str, int], bool] = {}
 
@@ -220,14 +310,12 @@ def sort(view, acc: int, candidates: Sequence[tuple[int, int]], keys: list[SortK
         return v
 
     empty = EmailRecord(0, b"", 0, 0, 0, 0, 0, [], [])
+    colls = [COLLATIONS[k.collation] if k.collation else collate for k in keys]
     rows = []
     for key, eid in candidates:
         em = load_email(view, acc, eid, members=False)
         rec = em.record if em is not None else empty
         mi = em.index if need_index and em is not None else None
-        rows.append((key, tuple(_value(k.field, eid, rec, mi, thread_kw) for k in keys)))
-    # stable sorts from the least significant key up; reverse=True keeps
-    # equal items in their original order, so ties stay in candidate order
-    for i in range(len(keys) - 1, -1, -1):
-        rows.sort(key=lambda row: row[1][i], reverse=keys[i].reverse)
-    return [k for k, _ in rows]
+        rows.append((key, tuple(_value(k.field, eid, rec, mi, thread_kw, colls[i])
+                                for i, k in enumerate(keys))))
+    return rows

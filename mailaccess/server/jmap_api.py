@@ -33,6 +33,7 @@ JMAP_METHOD_MODULES = [
     "mailaccess.server.jmap_thread",
     "mailaccess.server.jmap_email",
     "mailaccess.server.jmap_email_set",
+    "mailaccess.server.jmap_email_query",
 ]
 _loaded = False
 
