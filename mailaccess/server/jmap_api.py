@@ -31,6 +31,9 @@ log = logging.getLogger("mailaccess.jmap")
 JMAP_METHOD_MODULES = [
     "mailaccess.server.jmap_mailbox",
     "mailaccess.server.jmap_thread",
+    "mailaccess.server.jmap_identity",
+    "mailaccess.server.jmap_submission",
+    "mailaccess.server.jmap_vacation",
 ]
 _loaded = False
 
@@ -216,4 +219,4 @@ async def run_request(ctx: JmapContext, req: Request, session_state: str = "") -
 
 # capabilities a request may name in `using`; the Session resource lists the
 # ones that are complete (server/jmap_session.py)
-KNOWN_CAPABILITIES = {cap.CORE, cap.MAIL}
+KNOWN_CAPABILITIES = {cap.CORE, cap.MAIL, cap.SUBMISSION, cap.VACATION}
