@@ -289,3 +289,72 @@ async def test_acknowledged_submission_survives_kill_9(tmp_path, sink, nursery):
     ctx = jctx(server)
     await until(ctx, done(ctx, sid))
     assert status(ctx, sid)["deliveryStatus"]["bob@example.com"]["delivered"] == "yes"
+
+
+SERVER_CONFIG = """
+data_dir = "{data}"
+demo_account = false
+[imap]
+listen = {{ host = "127.0.0.1", port = 0, enabled = false }}
+listen_tls = {{ host = "127.0.0.1", port = 0, enabled = false }}
+[http]
+listen = "127.0.0.1:0"
+[lmtp]
+listen = "127.0.0.1:0"
+[smtp]
+relay_host = "127.0.0.1"
+relay_port = {port}
+retry_first = 2
+"""
+
+
+@pytest.mark.slow
+async def test_queued_reply_survives_kill_9_of_the_server(tmp_path, sink, nursery):
+    """The server is killed -9 while a message waits in its queue for a
+    retry (the relay was down); restarted, it sends it."""
+    import re
+
+    from smtp_sink import free_port
+    from test_lmtp_service import lmtp_send
+    data = str(tmp_path / "data")
+    cfg = dataclasses.replace(smtp_cfg(tmp_path, sink.port), data_dir=data)
+    from mailaccess.server.app import open_store
+    store = open_store(cfg)
+    store.start()
+    try:
+        accounts.add_user(store, "bob", "pw")
+        with store.view() as v:
+            bob = v.account_by_name("bob").id
+        store.write_sync(sending.set_vacation, bob, {"isEnabled": True, "subject": "away"})
+    finally:
+        store.close()
+    cfg_path = tmp_path / "server.toml"
+    cfg_path.write_text(SERVER_CONFIG.format(data=data, port=free_port()))
+    proc = subprocess.Popen([sys.executable, "-m", "mailaccess", "serve", "--config",
+                             str(cfg_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def read_until(pattern):
+            while True:
+                line = proc.stdout.readline().decode(errors="replace")
+                assert line, "the server stopped"
+                m = re.search(pattern, line)
+                if m:
+                    return m
+        with trio.fail_after(60):
+            port = int((await trio.to_thread.run_sync(
+                read_until, r"lmtp listening on 127\.0\.0\.1:(\d+)")).group(1))
+            msg = (b"From: ext@example.org\r\nTo: bob@localhost\r\nSubject: q\r\n"
+                   b"Message-ID: <k9@example.org>\r\n\r\nhi\r\n")
+            r = await trio.to_thread.run_sync(lmtp_send, port, "ext@example.org",
+                                              ["bob@localhost"], msg)
+            assert r["bob@localhost"][0] == 250
+            await trio.to_thread.run_sync(read_until, r"outbound: .*ext@example\.org.*will retry")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    from mailaccess.server import app
+    await nursery.start(lambda task_status: app.serve(cfg, task_status=task_status,
+                                                       install_signals=False))
+    await wait_received(sink, 1)
+    got = sink.received[0]
+    assert got.rcpt_tos == ["ext@example.org"] and b"In-Reply-To: <k9@example.org>" in got.content
