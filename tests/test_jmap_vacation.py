@@ -124,3 +124,8 @@ def test_once_per_sender_per_period_bounded(tmp_path):
         assert not w(sending.note_auto_reply, acc, "s9@x", 1210, 100, 3)
     finally:
         store.close()
+
+
+def test_resent_to_counts_as_addressed():
+    assert autoreply.should_reply(msg("Resent-To: alice@localhost\r\n", to="x@example.com"),
+                                  "bob@example.com", ME) is None

@@ -54,7 +54,8 @@ def should_reply(raw: bytes, return_path: str, user_addresses: set[str]) -> str 
             re.search(r"\b(all|oof|autoreply)\b", msg.get("X-Auto-Response-Suppress"), re.I):
         return "auto responses suppressed"
     personal = [a.lower() for _n, a in email.utils.getaddresses(
-        [str(v) for f in ("To", "Cc", "Bcc") for v in (msg.get_all(f) or [])])]
+        [str(v) for f in ("To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
+         for v in (msg.get_all(f) or [])])]
     if not any(a in user_addresses for a in personal):
         return "not addressed to the user"
     return None

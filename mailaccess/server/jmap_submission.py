@@ -38,6 +38,14 @@ FILTERS = ("identityIds", "emailIds", "threadIds", "undoStatus", "before", "afte
 SORTS = ("emailId", "threadId", "sentAt")
 
 
+def capability_objects() -> tuple[dict, dict]:
+    """The urn:ietf:params:jmap:submission objects for the Session resource
+    (RFC 8621 §1.3.2): (in ``capabilities``, in an account's
+    ``accountCapabilities``).  No delayed send (FUTURERELEASE) for clients
+    and no SMTP extension parameters are offered."""
+    return {}, {"maxDelayedSend": 0, "submissionExtensions": {}}
+
+
 def utc(ts: float) -> str:
     return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
