@@ -236,3 +236,43 @@ async def test_destroy(ctx):
         assert v.outbound_queue() == []          # a pending one is not sent
     g = await one(ctx, "EmailSubmission/get", {"ids": [sid]})
     assert g["notFound"] == [sid]
+
+
+@pytest.mark.parametrize("obj", [
+    {"envelope": "x"},
+    {"envelope": {"mailFrom": "alice@localhost", "rcptTo": []}},
+    {"envelope": {"mailFrom": {"email": "alice@localhost"}, "rcptTo": "b@x"}},
+    {"envelope": {"mailFrom": {"email": "alice@localhost", "parameters": {"HOLDFOR": "9"}},
+                  "rcptTo": [{"email": "b@example.com"}]}},
+    {"envelope": {"mailFrom": {"email": 7}, "rcptTo": [{"email": "b@example.com"}]}},
+    {"identityId": 5},
+    {"emailId": ["E1"]},
+    {"undoStatus": "final"},
+    {"deliveryStatus": {"b@x": {}}},
+    {"sendAt": "2030-01-01T00:00:00Z"},
+    {"nosuch": 1},
+])
+async def test_hostile_create_is_a_set_error(ctx, obj):
+    base = {"identityId": await identity(ctx), "emailId": draft(ctx)}
+    base.update(obj)
+    res = await one(ctx, "EmailSubmission/set", {"create": {"k": base, "z": 3}})
+    assert res["notCreated"]["k"]["type"] == "invalidProperties", res
+    assert res["notCreated"]["z"]["type"] == "invalidProperties"
+    with ctx.store.view() as v:
+        assert v.outbound_queue() == []
+
+
+@pytest.mark.parametrize("args", [
+    {"onSuccessUpdateEmail": []}, {"onSuccessUpdateEmail": {"#k": 1}},
+    {"onSuccessDestroyEmail": {"a": 1}}, {"onSuccessDestroyEmail": [1]}, {"create": []},
+])
+async def test_bad_set_arguments(ctx, args):
+    r = await call(ctx, ["EmailSubmission/set", args])
+    assert r[0][0] == "error" and r[0][1]["type"] == "invalidArguments"
+
+
+@pytest.mark.parametrize("f", [{"undoStatus": "sent"}, {"before": "yesterday"},
+                               {"emailIds": "E1"}, {"operator": "XOR", "conditions": []}])
+async def test_bad_query_filters(ctx, f):
+    r = await call(ctx, ["EmailSubmission/query", {"filter": f}])
+    assert r[0][0] == "error" and r[0][1]["type"] in ("unsupportedFilter", "invalidArguments")

@@ -121,6 +121,10 @@ async def test_relay_gets_the_right_envelope(tmp_path, sink, nursery):
     sid = await submit(ctx, draft(ctx, to="Bob <bob@example.com>, carol@example.org",
                                   extra="Cc: bob@example.com\r\nBcc: dave@example.net\r\n"))
     await until(ctx, done(ctx, sid))
+    ch = await call(ctx, "EmailSubmission/changes", {"sinceState": "0"})
+    assert ch["created"] == [sid]
+    got = (await call(ctx, "EmailSubmission/get", {"ids": [sid]}))["list"][0]
+    assert got["undoStatus"] == "final"
     assert len(sink.received) == 1
     got = sink.received[0]
     assert got.mail_from == "alice@localhost"
