@@ -222,6 +222,11 @@ def record_attempt(tx, acc: int, qid: int, results: dict[str, tuple[str, str]],
     if entry is None:
         return True
     entry["attempts"] = entry.get("attempts", 0) + 1
+    results = dict(results)
+    if next_at is None:         # no next attempt: whoever is left has failed
+        for r, s in entry["rcpts"].items():
+            if s is None and results.get(r, ("queued",))[0] == "queued":
+                results[r] = ("no", "554 5.3.0 not delivered; given up")
     for r, (state, reply) in results.items():
         if r in entry["rcpts"]:
             entry["rcpts"][r] = None if state == "queued" else state
