@@ -362,3 +362,13 @@ async def test_queued_reply_survives_kill_9_of_the_server(tmp_path, sink, nurser
     await wait_received(sink, 1)
     got = sink.received[0]
     assert got.rcpt_tos == ["ext@example.org"] and b"In-Reply-To: <k9@example.org>" in got.content
+
+
+async def test_expiry_fails_what_is_still_queued(tmp_path, nursery):
+    from smtp_sink import free_port
+    server = await start(nursery, smtp_cfg(tmp_path, free_port(), expire=0))
+    ctx = jctx(server)
+    sid = await submit(ctx, draft(ctx, to="far@example.com"))
+    await until(ctx, done(ctx, sid))
+    st = status(ctx, sid)["deliveryStatus"]["far@example.com"]
+    assert st["delivered"] == "no" and "expired" in st["smtpReply"]

@@ -136,7 +136,7 @@ class Outbound:
             await storeio.write(store, sending.record_attempt, acc, qid, results, None)
             return
         if now >= entry.get("expires", math.inf):
-            results = {r: ("no", "554 4.4.7 delivery time expired; giving up")
+            results = {r: ("no", "554 5.4.7 delivery time expired; giving up")
                        for r in pending}
             log.warning("outbound: %d/%d expired for %s", acc, qid, ", ".join(pending))
             await storeio.write(store, sending.record_attempt, acc, qid, results, None)
