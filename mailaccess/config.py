@@ -107,6 +107,37 @@ class LmtpConfig:
 
 
 @dataclass(frozen=True)
+class SmtpConfig:
+    """Outbound mail (server/outbound.py, docs/operations.md "Outbound
+    mail"): the relay every remote recipient goes through, and the queue's
+    schedule.  With no relay_host, remote recipients fail at once (local
+    ones are delivered directly)."""
+
+    relay_host: str = ""
+    relay_port: int = 25
+    starttls: bool = False        # STARTTLS before anything else (required when true)
+    username: str = ""            # AUTH after EHLO (and STARTTLS) when set
+    password: str = ""
+    timeout: float = 60.0         # seconds per SMTP conversation step
+    connections: int = 4          # relay conversations at once
+    hold: float = 0.0             # seconds a submission stays "pending" (undo window)
+    retry_first: float = 60.0     # first retry after a temporary failure; doubles
+    retry_max: float = 3600.0     # longest wait between attempts
+    expire: int = 5 * 86400       # seconds after which a message still queued fails
+    max_recipients: int = 100     # per submission (tooManyRecipients)
+    max_size: int = 50 * 1024 * 1024   # bytes per submitted message (tooLarge)
+    send_enabled: bool = True     # false: every EmailSubmission is forbiddenToSend
+
+
+@dataclass(frozen=True)
+class VacationConfig:
+    """Automatic replies of the vacation response (RFC 3834)."""
+
+    period_days: int = 7          # one reply per sender per this many days
+    max_senders: int = 10_000     # senders remembered per account at most
+
+
+@dataclass(frozen=True)
 class TlsConfig:
     cert: str = ""          # PEM chain; empty = self-signed, generated on first start
     key: str = ""
@@ -146,6 +177,8 @@ class Config:
     lmtp: LmtpConfig = LmtpConfig()
     tls: TlsConfig = TlsConfig()
     store: StoreConfig = StoreConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    vacation: VacationConfig = VacationConfig()
 
     @property
     def store_path(self) -> str:

@@ -20,6 +20,16 @@ def thread_id(n: int) -> str:
     return f"T{n}"
 
 
+def identity_id(n: int) -> str:
+    """JMAP Identity ids (RFC 8621 §6; JMAP only)."""
+    return f"I{n}"
+
+
+def submission_id(n: int) -> str:
+    """JMAP EmailSubmission ids (RFC 8621 §7; JMAP only)."""
+    return f"S{n}"
+
+
 def blob_id(h: bytes) -> str:
     return "B" + h.hex()
 

@@ -34,6 +34,9 @@ JMAP_METHOD_MODULES = [
     "mailaccess.server.jmap_email",
     "mailaccess.server.jmap_email_set",
     "mailaccess.server.jmap_email_query",
+    "mailaccess.server.jmap_identity",
+    "mailaccess.server.jmap_submission",
+    "mailaccess.server.jmap_vacation",
 ]
 _loaded = False
 
@@ -215,4 +218,4 @@ async def run_request(ctx: JmapContext, req: Request, session_state: str = "") -
 
 # capabilities a request may name in `using`; the Session resource lists the
 # ones that are complete (server/jmap_session.py)
-KNOWN_CAPABILITIES = {cap.CORE, cap.MAIL}
+KNOWN_CAPABILITIES = {cap.CORE, cap.MAIL, cap.SUBMISSION, cap.VACATION}

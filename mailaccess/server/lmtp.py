@@ -18,6 +18,7 @@ import trio
 from .. import ingest, storeio, vocab
 from ..proto.lmtp import wire
 from ..store import InvalidName, OverQuota, StoreError, StoreFullError, ops
+from . import autoreply
 from .app import ServerContext, bound_addresses, open_listeners, serve_connections
 
 log = logging.getLogger("mailaccess.lmtp")
@@ -61,6 +62,7 @@ class LmtpSession:
         self.conn = wire.LmtpConnection(max_message_size=cfg.max_message_size,
                                         max_recipients=cfg.max_recipients)
         self.rcpts: list[tuple[str, int, int]] = []
+        self.mail_from = ""
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
@@ -92,6 +94,7 @@ class LmtpSession:
                 f"SIZE {size}"])))
         elif isinstance(ev, wire.MailFrom):
             self.rcpts.clear()
+            self.mail_from = ev.address
             await self.send(wire.reply(250, "OK", "2.1.0"))
         elif isinstance(ev, wire.RcptTo):
             try:
@@ -142,19 +145,10 @@ class LmtpSession:
             new = await storeio.cpu(ingest.prepare, raw, now)
         else:
             new = ingest.prepare(raw, now)
-        quota = self.ctx.cfg.store.quota
         results: list[bytes | None] = [None] * len(rcpts)
 
         async def one(i, acc, mbx):
-            try:
-                await storeio.write(self.ctx.store, ops.append, acc, [mbx], new, [], quota)
-                results[i] = wire.reply(250, "Delivered", "2.0.0")
-            except OverQuota:
-                results[i] = wire.reply(552, "Mailbox full: quota exceeded", "5.2.2")
-            except StoreFullError:
-                results[i] = wire.reply(452, "Mail store full; try again later", "4.3.1")
-            except StoreError as exc:
-                results[i] = wire.reply(451, f"Delivery failed: {exc}", "4.3.0")
+            results[i] = await store_copy(self.ctx, acc, mbx, new)
 
         async with trio.open_nursery() as n:
             for i, (_addr, acc, mbx) in enumerate(rcpts):
@@ -163,6 +157,25 @@ class LmtpSession:
             log.debug("delivered to %s: %s", addr, r.strip())
         # RFC 2033 4.2: one reply per accepted recipient, in RCPT order
         await self.send(b"".join(results))
+        # the vacation response (RFC 3834), after the replies: never delays them
+        for (addr, acc, _m), r in zip(rcpts, results):
+            if r.startswith(b"250"):
+                await autoreply.after_delivery(self.ctx, acc, addr, self.mail_from, raw)
+
+
+async def store_copy(ctx: ServerContext, acc: int, mbx: int, new) -> bytes:
+    """Store one recipient's copy of NEW (ingest.prepare) in mailbox MBX of
+    ACC; -> the LMTP reply for it (250 once durable).  The outbound queue
+    delivers to local recipients through this too."""
+    try:
+        await storeio.write(ctx.store, ops.append, acc, [mbx], new, [], ctx.cfg.store.quota)
+        return wire.reply(250, "Delivered", "2.0.0")
+    except OverQuota:
+        return wire.reply(552, "Mailbox full: quota exceeded", "5.2.2")
+    except StoreFullError:
+        return wire.reply(452, "Mail store full; try again later", "4.3.1")
+    except StoreError as exc:
+        return wire.reply(451, f"Delivery failed: {exc}", "4.3.0")
 
 
 async def serve(ctx: ServerContext, task_status=trio.TASK_STATUS_IGNORED) -> None:

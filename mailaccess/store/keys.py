@@ -72,6 +72,14 @@ TABLES = {
     "dev": False,       # acc device-id \0 key -> opaque sync state
     "kw": False,        # acc lowercase-keyword -> the spelling first seen (IMAP shows it)
     "sub": False,       # acc full-name -> '': subscriptions to names with no mailbox (deleted)
+    # outbound mail (store/sending.py): JMAP Identity, EmailSubmission, the
+    # durable outbound queue and VacationResponse
+    "ident": False,     # acc id -> identity record
+    "esub": False,      # acc id -> email submission record
+    "outq": False,      # acc id -> queue entry (what is left to send, when next)
+    "outq.msg": False,  # acc id -> the message bytes to send (a copy: the email may go)
+    "vac": False,       # acc -> vacation response record
+    "vac.sent": False,  # acc hash16(sender) -> u64 time an automatic reply went to it
 }
 
 # ctr kinds
@@ -293,6 +301,23 @@ def dev_prefix(acc: int, device: str) -> bytes:
     return _fit(_U32.pack(acc) + device.encode("utf-8") + b"\0", "the device id")
 
 CTR_USAGE = 6     # bytes used by the account's distinct emails (quota)
+# outbound mail (store/sending.py); high numbers leave room for other counters
+CTR_IDENTITY = 20     # last identity id
+CTR_OUTQ = 21         # last submission / queue entry id (shared: an entry's id is its submission's)
+CTR_VAC_SENT = 22     # rows in vac.sent (bounded)
+
+
+def acc_id(acc: int, n: int) -> bytes:
+    """acc u32, id u32: ``ident``, ``esub``, ``outq``, ``outq.msg`` keys."""
+    return _U32U32.pack(acc, n)
+
+
+def split_acc_id(k) -> tuple[int, int]:
+    return _U32U32.unpack_from(k)
+
+
+def vac_sent(acc: int, sender: str) -> bytes:
+    return _U32.pack(acc) + hashlib.sha256(sender.encode("utf-8", "surrogateescape")).digest()[:16]
 
 
 def kw(acc: int, lower: str) -> bytes:

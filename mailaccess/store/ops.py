@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from .. import vocab
-from . import keys, records
+from . import keys, records, sending
 from .errors import AlreadyExists, Conflict, InvalidName, NotFound, OverQuota
 from .records import EMAIL, MAILBOX, THREAD, Account, EmailRecord, Mailbox, Membership
 from .tx import WriteTx
@@ -86,6 +86,7 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
                  keys.CTR_USAGE, keys.CTR_LOG_ROWS, keys.CTR_LOG_HORIZON):
         tx.delete("ctr", keys.ctr(acc, kind))
+    sending.forget_account(tx, acc)
     tx.delete("acct.name", keys.acct_name(a.name))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-from . import changelog, keys, records
+from . import changelog, keys, records, sending
 from .errors import CannotCalculateChanges, InvalidName, NotFound
 from .records import Account, Change, EmailRecord, Mailbox
 
@@ -293,6 +293,37 @@ class View:
     def device_keys(self, acc: int, device: str) -> list[str]:
         pre = keys.dev_prefix(acc, device)
         return [k[len(pre):].decode("utf-8") for k, _ in self._scan("dev", pre)]
+
+    # --- outbound mail (store/sending.py) ------------------------------------------------
+
+    def identities(self, acc: int) -> dict[int, dict]:
+        """{identity id: record} of ACC (JMAP Identity)."""
+        return sending.identities(self, acc)
+
+    def identity(self, acc: int, iid: int) -> dict | None:
+        return sending.identity(self, acc, iid)
+
+    def submissions(self, acc: int) -> dict[int, dict]:
+        """{submission id: record} of ACC (JMAP EmailSubmission)."""
+        return sending.submissions(self, acc)
+
+    def submission(self, acc: int, sid: int) -> dict | None:
+        return sending.submission(self, acc, sid)
+
+    def outbound_queue(self) -> list[tuple[int, int, dict]]:
+        """Every queued message of every account: [(account, id, entry)]."""
+        return sending.queue(self)
+
+    def outbound_entry(self, acc: int, qid: int) -> dict | None:
+        return sending.queue_entry(self, acc, qid)
+
+    def outbound_message(self, acc: int, qid: int) -> bytes | None:
+        """The bytes queued as QID (a copy, whatever happened to the email)."""
+        return sending.queue_message(self, acc, qid)
+
+    def vacation(self, acc: int) -> dict | None:
+        """ACC's vacation response record (None: never set)."""
+        return sending.vacation(self, acc)
 
     # --- message index versions (mailaccess reindex) ---------------------------------
 
