@@ -42,6 +42,8 @@ class ServerContext:
     # passwords through it, sharing its verification pool, credential cache
     # and failed-login penalty.  Made from cfg.auth when not given.
     auth: LoginService | None = None
+    # the HTTP service (server/http.py HttpService) once it runs
+    http: object | None = None
     # Only what every service shares.  A service's own state (IMAP's shared
     # sequence maps and session counts: server/imap.py ImapService) lives in
     # that service, made by its serve().
@@ -63,6 +65,7 @@ def register(name: str, module: str, enabled: Callable[[Config], bool]) -> None:
 register("lmtp", "mailaccess.server.lmtp", lambda cfg: cfg.lmtp.listen.enabled)
 register("imap", "mailaccess.server.imap",
          lambda cfg: cfg.imap.listen.enabled or cfg.imap.listen_tls.enabled)
+register("http", "mailaccess.server.http", lambda cfg: cfg.http.listen.enabled)
 
 
 def open_store(cfg: Config, *, create: bool = True, readonly: bool = False) -> Store:

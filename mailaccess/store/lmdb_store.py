@@ -195,8 +195,13 @@ class LmdbStore:
         self.db: dict[str, Any] = {}
         with self.env.begin(write=not readonly) as txn:
             for name, dup in keys.TABLES.items():
-                self.db[name] = self.env.open_db(name.encode(), txn=txn, dupsort=dup,
-                                                 create=not readonly)
+                try:
+                    self.db[name] = self.env.open_db(name.encode(), txn=txn, dupsort=dup,
+                                                     create=not readonly)
+                except lmdb.NotFoundError:
+                    if name not in keys.LATER_TABLES:
+                        raise
+                    self.db[name] = None     # read-only, older store: reads as empty
             meta = self.db["meta"]
             ver = txn.get(b"data_version", db=meta)
             if ver is not None and int(ver) == 1 and not readonly:
