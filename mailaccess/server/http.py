@@ -308,11 +308,8 @@ class WebSocket:
 
 # --- the service ---------------------------------------------------------------------------------
 
-class _Refused(Exception):
-    """Answer with RESPONSE and close the connection."""
-
-    def __init__(self, response: Response):
-        self.response = response
+class SlotsFull(Exception):
+    """All of a user's slots of one kind are taken (``HttpService.slot``)."""
 
 
 class HttpService:
@@ -352,13 +349,13 @@ class HttpService:
 
     @contextmanager
     def slot(self, name: str, account: int):
-        """Hold one of ACCOUNT's NAME slots; raises _Refused-free LookupError
-        when all are taken (the caller answers)."""
+        """Hold one of ACCOUNT's NAME slots; raises SlotsFull when all are
+        taken (the caller answers)."""
         key = (name, account)
         limit = self.slot_limits.get(name)
         n = self.slots.get(key, 0)
         if limit is not None and n >= limit:
-            raise LookupError(name)
+            raise SlotsFull(name)
         self.slots[key] = n + 1
         try:
             yield
@@ -649,7 +646,7 @@ class Connection:
                 try:
                     with self.svc.slot(route.slot, req.principal.account):
                         return await self._body_and_handle(req, route, ev)
-                except LookupError:
+                except SlotsFull:
                     r = route.busy() if route.busy else problem(429, "Too Many Requests")
                     await self._respond(r, close=self.h11.their_state is not h11.DONE)
                     return self.h11.their_state is h11.DONE

@@ -16,6 +16,7 @@ import trio
 from ..proto.jmap import ws as W
 from ..proto.jmap.errors import RequestError
 from . import jmap_api, jmap_push
+from .http import SlotsFull
 
 log = logging.getLogger("mailaccess.jmap")
 
@@ -77,7 +78,7 @@ async def serve_socket(jmap, ws, principal) -> None:
                     out = await jmap_api.run_request(
                         ctx_j, m.request, jmap.session_state(acc, principal.name))
                 await ws.send_text(W.response(m.id, out))
-            except LookupError:
+            except SlotsFull:
                 await ws.send_text(W.request_error(
                     RequestError("limit", 429, "too many concurrent requests",
                                  limit="maxConcurrentRequests"), m.id))
