@@ -137,7 +137,7 @@ class HttpConfig:
 class JmapConfig:
     """JMAP limits (RFC 8620 §2 core capability), advertised in the Session
     resource and enforced.  Uploads are kept upload_ttl seconds (at least
-    an hour: RFC 8620 §6.1)."""
+    an hour: RFC 8620 §6.1), at most max_pending_upload_bytes per account."""
 
     max_size_request: int = 10_000_000
     max_calls_in_request: int = 64
@@ -147,6 +147,8 @@ class JmapConfig:
     max_size_upload: int = 50_000_000
     max_concurrent_upload: int = 4
     upload_ttl: int = 24 * 3600
+    # bytes of unexpired uploads one account may hold at once (0: no limit)
+    max_pending_upload_bytes: int = 1_000_000_000
 
     def __post_init__(self):
         if self.upload_ttl < 3600:

@@ -24,7 +24,8 @@ CORE = cap.CORE
 def cfg(tmp_path):
     c = make_config(tmp_path)
     return dataclasses.replace(c, jmap=dataclasses.replace(c.jmap, max_size_upload=100_000,
-                                                           max_calls_in_request=5))
+                                                           max_calls_in_request=5,
+                                                           max_pending_upload_bytes=150_000))
 
 
 @pytest.fixture
@@ -245,6 +246,23 @@ async def test_upload_download_and_other_accounts_blobs(srv):
     assert out["bobcopy"][0][1]["notCopied"] == {blob: {"type": "notFound"}}
 
 
+async def test_pending_uploads_per_account_are_capped(srv):
+    alice = ids.account_id(accounts.lookup(srv.store, "alice").id)
+
+    def go():
+        with client(srv) as c:
+            url = f"/jmap/upload/{alice}/"
+            first = c.post(url, content=b"a" * 90_000).status_code
+            again = c.post(url, content=b"a" * 90_000).status_code      # same blob: free
+            other = c.post(url, content=b"b" * 90_000)
+            small = c.post(url, content=b"c" * 50_000).status_code
+            return first, again, other.status_code, other.json()["detail"], small
+
+    first, again, other, detail, small = await run(go)
+    assert (first, again, other, small) == (201, 201, 413, 201)
+    assert "150000 bytes" in detail
+
+
 async def test_uploads_expire_and_are_swept(srv):
     from mailaccess import storeio
     from mailaccess.server import jmap_blobs
@@ -255,9 +273,13 @@ async def test_uploads_expire_and_are_swept(srv):
         assert jmap_blobs.read_blob(v, acc, up["blobId"]) == b"short-lived"
     import time
     later = int(time.time()) + 3601
+    from mailaccess.store import uploads
+    with srv.store.view() as v:
+        assert uploads.pending_bytes(v, acc) == len(b"short-lived")
     assert await storeio.write(srv.store, jmap_blobs.sweep_uploads, later) == 1
     with srv.store.view() as v:
         assert jmap_blobs.read_blob(v, acc, up["blobId"]) is None
+        assert uploads.pending_bytes(v, acc) == 0
 
 
 # --- Bearer tokens -----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import trio
 from .. import ids, storeio
 from ..proto.jmap.errors import RequestError
 from ..proto.jmap.request import Limits, parse_request
+from ..store import OverQuota
 from . import jmap_api, jmap_push
 from . import jmap_blobs as blobs
 from . import jmap_session as S
@@ -128,8 +129,15 @@ class Jmap:
         ctype = (req.header("content-type") or "application/octet-stream").strip()
         if not _MEDIA.fullmatch(ctype) or len(ctype) > 255:
             ctype = "application/octet-stream"
-        up = await blobs.store_upload(self.ctx.store, req.principal.account, req.body,
-                                             ctype, self.ctx.cfg.jmap.upload_ttl)
+        jcfg = self.ctx.cfg.jmap
+        try:
+            up = await blobs.store_upload(self.ctx.store, req.principal.account, req.body,
+                                          ctype, jcfg.upload_ttl, jcfg.max_pending_upload_bytes)
+        except OverQuota:
+            return problem(413, "Content Too Large",
+                           f"this account's pending uploads would exceed "
+                           f"{jcfg.max_pending_upload_bytes} bytes; they expire after "
+                           f"{jcfg.upload_ttl} seconds")
         return Response.json(201, json.dumps({"accountId": acc_id, **up}).encode())
 
     def upload_too_large(self) -> Response:

@@ -126,3 +126,9 @@ async def run_request(ctx: JmapContext, req: Request, session_state: str = "") -
 # capabilities a request may name in `using`; the Session resource lists the
 # ones that are complete (server/jmap_session.py)
 KNOWN_CAPABILITIES = {cap.CORE, cap.MAIL}
+
+# method modules: each registers its methods with @method on import; the HTTP
+# endpoint (server/jmap.py load_methods) imports them all.  One line each.
+JMAP_METHOD_MODULES = [
+    "mailaccess.server.jmap_blobs",     # Blob/copy (j-http)
+]

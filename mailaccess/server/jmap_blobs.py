@@ -87,12 +87,15 @@ def blob_exists(v, acc: int, blob_id: str) -> bool:
     return read_blob_typed(v, acc, blob_id) is not None
 
 
-async def store_upload(store, acc: int, data: bytes, content_type: str, ttl: int) -> dict:
+async def store_upload(store, acc: int, data: bytes, content_type: str, ttl: int,
+                       max_pending: int = 0) -> dict:
     """Keep DATA as an upload of ACC for TTL seconds -> the upload response
-    object of RFC 8620 §6.1 (without accountId)."""
+    object of RFC 8620 §6.1 (without accountId).  Raises store OverQuota
+    when ACC's pending uploads would pass MAX_PENDING bytes."""
     h = hashlib.sha256(data).digest()
     expires = int(time.time()) + ttl
-    await storeio.write(store, store_uploads.put, acc, h, content_type, data, expires)
+    await storeio.write(store, store_uploads.put, acc, h, content_type, data, expires,
+                        max_pending)
     return {"blobId": ids.blob_id(h), "type": content_type, "size": len(data)}
 
 

@@ -295,6 +295,7 @@ def dev_prefix(acc: int, device: str) -> bytes:
     return _fit(_U32.pack(acc) + device.encode("utf-8") + b"\0", "the device id")
 
 CTR_USAGE = 6     # bytes used by the account's distinct emails (quota)
+CTR_UPLOADS = 9   # bytes of the account's unexpired JMAP uploads (store/uploads.py)
 
 
 def kw(acc: int, lower: str) -> bytes:

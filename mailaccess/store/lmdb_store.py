@@ -195,13 +195,11 @@ class LmdbStore:
         self.db: dict[str, Any] = {}
         with self.env.begin(write=not readonly) as txn:
             for name, dup in keys.TABLES.items():
-                try:
-                    self.db[name] = self.env.open_db(name.encode(), txn=txn, dupsort=dup,
-                                                     create=not readonly)
-                except lmdb.NotFoundError:
-                    if name not in keys.LATER_TABLES:
-                        raise
+                if readonly and name in keys.LATER_TABLES and txn.get(name.encode()) is None:
                     self.db[name] = None     # read-only, older store: reads as empty
+                    continue
+                self.db[name] = self.env.open_db(name.encode(), txn=txn, dupsort=dup,
+                                                 create=not readonly)
             meta = self.db["meta"]
             ver = txn.get(b"data_version", db=meta)
             if ver is not None and int(ver) == 1 and not readonly:

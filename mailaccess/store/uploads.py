@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from . import keys
+from .errors import OverQuota
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,26 @@ def get(v, acc: int, h: bytes, now: float | None = None) -> Upload | None:
     return Upload(expires, ctype, data)
 
 
-def put(tx, acc: int, h: bytes, content_type: str, data: bytes, expires: int) -> None:
+def pending_bytes(v, acc: int) -> int:
+    """Bytes of ACC's uploads not yet swept."""
+    return v.counter(acc, keys.CTR_UPLOADS)
+
+
+def put(tx, acc: int, h: bytes, content_type: str, data: bytes, expires: int,
+        max_pending: int = 0) -> None:
+    """Keep DATA (hash H) for ACC until EXPIRES; OverQuota when ACC's
+    pending uploads would pass MAX_PENDING bytes (0: no limit)."""
     key = keys.upl(acc, h)
     old = tx._get("upl", key)
     if old is not None:
         old_expires = keys.decode_upload(old)[0]
         tx.delete("upl.exp", keys.upl_exp(old_expires, acc, h))
         expires = max(expires, old_expires)
+    else:
+        total = tx.counter(acc, keys.CTR_UPLOADS) + len(data)
+        if max_pending and total > max_pending:
+            raise OverQuota(f"pending uploads would exceed {max_pending} bytes")
+        tx.put("ctr", keys.ctr(acc, keys.CTR_UPLOADS), keys.u64(total))
     tx.put("upl", key, keys.encode_upload(expires, content_type, data))
     tx.put("upl.exp", keys.upl_exp(expires, acc, h), b"")
 
@@ -64,7 +78,10 @@ def sweep(tx, now: int, limit: int = 1000) -> int:
         tx.delete("upl.exp", k)
         raw = tx._get("upl", keys.upl(acc, h))
         if raw is not None and keys.decode_upload(raw)[0] <= now:
+            size = len(keys.decode_upload(raw)[2])
             tx.delete("upl", keys.upl(acc, h))
+            if tx.account(acc) is not None:
+                tx.add_counter(acc, keys.CTR_UPLOADS, -size)
     return len(gone)
 
 
@@ -72,3 +89,4 @@ def delete_all(tx, acc: int) -> None:
     """Every upload of ACC (the account is being deleted); their sweep rows
     are dropped by the next sweep."""
     tx.delete_prefix("upl", keys.account_prefix(acc))
+    tx.delete("ctr", keys.ctr(acc, keys.CTR_UPLOADS))
