@@ -237,3 +237,47 @@ async def test_shutdown_closes_idle_connections_and_ends(tmp_path):
             n.cancel_scope.cancel()          # SIGTERM's path: drain and stop
         rest = await s.receive_some(1000)    # the kept-alive connection was closed
         assert rest == b""
+
+
+async def test_shutdown_lets_a_request_in_flight_finish(tmp_path):
+    from mailaccess.server import app
+    from mailaccess.server.http import Response, Route
+
+    cfg = make_config(tmp_path)
+    entered, release = trio.Event(), trio.Event()
+    got = []
+
+    async def slow(req):
+        entered.set()
+        await release.wait()
+        return Response.text(200, "finished")
+
+    async def client(p):
+        s = await trio.open_tcp_stream("127.0.0.1", p)
+        await s.send_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        out = b""
+        while True:
+            chunk = await s.receive_some(1000)
+            if not chunk:
+                break
+            out += chunk
+        got.append(out)
+
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as n:
+                ctx = await n.start(lambda task_status: app.serve(
+                    cfg, task_status=task_status, install_signals=False))
+                ctx.http.add_routes([Route("GET", "/slow", slow, auth=False)])
+                outer.start_soon(client, port(ctx))
+                await entered.wait()
+
+                async def release_when_draining():
+                    while not ctx.http.draining:
+                        await trio.sleep(0.01)
+                    release.set()
+
+                outer.start_soon(release_when_draining)
+                n.cancel_scope.cancel()        # shutdown begins with the request in flight
+    assert statuses(got[0]) == [200]
+    assert got[0].endswith(b"finished\n") and b"connection: close" in got[0].lower()
