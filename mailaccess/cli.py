@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="run the server (all services in one process)",
                        description="Run every configured service until SIGINT/SIGTERM. "
-                       "With no config: loopback listeners (IMAP 1143, IMAPS 1993, LMTP 2424)"
-                       ", data in ./mailaccess-data, a demo account.")
+                       "With no config: loopback listeners (IMAP 1143, IMAPS 1993, HTTP/JMAP "
+                       "8080, LMTP 2424), data in ./mailaccess-data, a demo account.")
     _common(s)
     s.add_argument("--no-demo", action="store_true", help="do not create the demo account")
 
