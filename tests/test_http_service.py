@@ -9,6 +9,7 @@ import trio
 
 from conftest import make_config
 from mailaccess import accounts
+from mailaccess.server.http import service_of
 
 GUARD = 30       # seconds: a hang guard, not a threshold
 
@@ -151,13 +152,13 @@ async def test_per_address_connection_cap(srv):
     with trio.fail_after(GUARD):
         held = [await trio.open_tcp_stream("127.0.0.1", port(srv)) for _ in range(3)]
         # the service counts a connection once it accepted it: wait for that
-        while srv.http.per_ip.get("127.0.0.1", 0) < 3:
+        while service_of(srv).per_ip.get("127.0.0.1", 0) < 3:
             await trio.sleep(0.01)
         raw = await talk(srv, GET_WK)
         assert statuses(raw) == [503]
         for s in held:
             await s.aclose()
-        while srv.http.per_ip.get("127.0.0.1", 0):
+        while service_of(srv).per_ip.get("127.0.0.1", 0):
             await trio.sleep(0.01)
         assert statuses(await talk(srv, GET_WK)) == [307]
 
@@ -205,7 +206,7 @@ async def test_basic_auth_uses_the_credential_cache_not_argon2_per_request(srv):
 async def test_concurrent_api_requests_per_user_are_capped(srv):
     from mailaccess.server.http import HttpService
 
-    svc: HttpService = srv.http
+    svc: HttpService = service_of(srv)
     acc = accounts.lookup(srv.store, "alice").id
     limit = svc.slot_limits["api"]
     body = b'{"using":["urn:ietf:params:jmap:core"],"methodCalls":[]}'
@@ -268,12 +269,12 @@ async def test_shutdown_lets_a_request_in_flight_finish(tmp_path):
             async with trio.open_nursery() as n:
                 ctx = await n.start(lambda task_status: app.serve(
                     cfg, task_status=task_status, install_signals=False))
-                ctx.http.add_routes([Route("GET", "/slow", slow, auth=False)])
+                service_of(ctx).add_routes([Route("GET", "/slow", slow, auth=False)])
                 outer.start_soon(client, port(ctx))
                 await entered.wait()
 
                 async def release_when_draining():
-                    while not ctx.http.draining:
+                    while not service_of(ctx).draining:
                         await trio.sleep(0.01)
                     release.set()
 

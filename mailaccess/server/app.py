@@ -42,8 +42,6 @@ class ServerContext:
     # passwords through it, sharing its verification pool, credential cache
     # and failed-login penalty.  Made from cfg.auth when not given.
     auth: LoginService | None = None
-    # the HTTP service (server/http.py HttpService) once it runs
-    http: object | None = None
     # Only what every service shares.  A service's own state (IMAP's shared
     # sequence maps and session counts: server/imap.py ImapService) lives in
     # that service, made by its serve().

@@ -715,7 +715,8 @@ class Connection:
 
     async def _stream(self, out: Stream) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out.headers]
-        headers += [(b"server", SERVER_NAME)]
+        # the connection ends with the stream: say so, or a client may reuse it
+        headers += [(b"server", SERVER_NAME), (b"connection", b"close")]
         await self.send(h11.Response(status_code=out.status, headers=headers,
                                      reason=_REASONS.get(out.status, "").encode()))
 
@@ -818,7 +819,23 @@ async def serve(ctx: ServerContext, task_status=trio.TASK_STATUS_IGNORED) -> Non
         mod = importlib.import_module(name)
         service.add_routes(mod.routes(service))
     listeners = await open_listeners(cfg.listen)
-    ctx.http = service     # for tests and the other services' status
+    _RUNNING[id(ctx)] = service
+    try:
+        await _serve(service, listeners, task_status)
+    finally:
+        _RUNNING.pop(id(ctx), None)
+
+
+# the running service of each ServerContext (the context carries no
+# service's state: tests and status pages look it up here)
+_RUNNING: dict[int, HttpService] = {}
+
+
+def service_of(ctx: ServerContext) -> HttpService | None:
+    return _RUNNING.get(id(ctx))
+
+
+async def _serve(service: HttpService, listeners, task_status) -> None:
     async with trio.open_nursery() as n:
         n.start_soon(service.run, listeners)
         for name in ROUTE_MODULES:

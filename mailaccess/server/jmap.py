@@ -244,7 +244,6 @@ def _event(name: str, changed: dict, push_state: str) -> bytes:
 def routes(service: HttpService) -> list[Route]:
     load_methods()
     j = Jmap(service)
-    service.jmap = j
     api_body = j.limits.max_size_request
     out = [
         Route("GET", "/.well-known/jmap", j.well_known, auth=False),
