@@ -599,11 +599,15 @@ class Connection:
         headers += [(b"content-length", str(len(r.body)).encode()), (b"server", SERVER_NAME)]
         if close or self.svc.draining:
             headers.append((b"connection", b"close"))
-        await self.send(h11.Response(status_code=r.status, headers=headers,
-                                     reason=_REASONS.get(r.status, "").encode()))
+        # one write for the whole response (no small segments for Nagle to hold)
+        out = [self.h11.send(h11.Response(status_code=r.status, headers=headers,
+                                          reason=_REASONS.get(r.status, "").encode()))]
         if r.body and not head:
-            await self.send(h11.Data(data=r.body))
-        await self.send(h11.EndOfMessage())
+            out.append(self.h11.send(h11.Data(data=r.body)))
+        out.append(self.h11.send(h11.EndOfMessage()))
+        data = b"".join(x for x in out if x)
+        with trio.fail_after(self.cfg.write_timeout):
+            await self.stream.send_all(data)
 
     async def _request(self, ev: h11.Request) -> bool:
         """Serve one request -> whether the connection may carry another."""
