@@ -123,6 +123,10 @@ class HttpConfig:
     max_push_streams_per_user: int = 16
     # on shutdown: in-flight requests get this long to finish
     shutdown_grace: float = 10.0
+    # reverse proxies whose X-Forwarded-For (last address) and
+    # X-Forwarded-Proto are believed: the client's address then counts for
+    # the login penalty, the logs and the Session's URL scheme
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.public_url and not self.public_url.startswith(("http://", "https://")):

@@ -333,3 +333,39 @@ def test_token_cli(tmp_path, capsys, monkeypatch):
         cli.main(["token", "--help"])
     assert e.value.code == 0
     assert "app-password" in capsys.readouterr().out
+
+
+async def test_trusted_proxy_forwarded_address_and_scheme(tmp_path, nursery):
+    """Behind a trusted proxy the client's address (X-Forwarded-For, last
+    entry) is what the login penalty counts, and X-Forwarded-Proto the
+    scheme of the Session's URLs; from anyone else both headers are ignored."""
+    from mailaccess.server import app
+
+    c = make_config(tmp_path)
+
+    async def start(trusted):
+        cfg = dataclasses.replace(c, data_dir=str(tmp_path / f"d{len(trusted)}"),
+                                  http=dataclasses.replace(c.http, trusted_proxies=trusted))
+        ctx = await nursery.start(lambda task_status: app.serve(
+            cfg, task_status=task_status, install_signals=False))
+        await trio.to_thread.run_sync(accounts.add_user, ctx.store, "alice", "pw")
+        return ctx
+
+    headers = {"x-forwarded-for": "198.51.100.7, 203.0.113.9", "x-forwarded-proto": "https"}
+    for trusted, scheme, counted in ((("127.0.0.1",), "https", "203.0.113.9"),
+                                     ((), "http", "127.0.0.1")):
+        ctx = await start(trusted)
+
+        def go():
+            with client(ctx) as cl:
+                s = cl.get("/jmap/session", headers=headers).json()
+                bad = cl.get("/jmap/session", headers=headers, auth=("alice", "wrong"))
+            return s["apiUrl"], bad.status_code
+
+        seen = []
+        real = ctx.auth.record
+        ctx.auth.record = lambda address, user, **kw: (seen.append(address), real(
+            address, user, **kw))[1]
+        api_url, status = await run(go)
+        assert api_url.startswith(scheme + "://") and status == 401
+        assert set(seen) == {counted}

@@ -293,3 +293,28 @@ async def test_jmapc_discovers_the_session_echoes_and_gets_events(tls_cfg, nurse
     assert first.data.changed[account_id].email is not None
     _, now = states(ctx)
     assert second.data.changed[account_id].email == now["Email"]
+
+
+async def test_push_streams_per_user_are_capped(srv):
+    from mailaccess.server.http import service_of
+
+    service_of(srv).slot_limits["push"] = 1
+
+    def go():
+        with httpx.Client(base_url=http_base(srv), auth=("alice", "pw"), timeout=30) as c:
+            with c.stream("GET", "/jmap/eventsource/",
+                          params={"types": "*", "closeafter": "no", "ping": "0"}) as r:
+                lines = r.iter_lines()        # kept: dropping it would close the stream
+                read_events(lines, 1)         # the stream is open
+                second = httpx.get(http_base(srv) + "/jmap/eventsource/", auth=("alice", "pw"),
+                                   timeout=30).status_code
+                other = httpx.get(http_base(srv) + "/jmap/session", auth=("bob", "pw"),
+                                  timeout=30).status_code
+                try:
+                    ws_connect(srv).close()
+                    ws = 101
+                except websocket.WebSocketBadStatusException as exc:
+                    ws = exc.status_code
+            return second, ws, other
+
+    assert await run(go) == (429, 429, 200)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import base64
 import errno
 import importlib
+import ipaddress
 import logging
 import re
 import time
@@ -515,7 +516,7 @@ class HttpService:
             bound = self.ctx.bound.get("http") or [(self.cfg.listen.host, self.cfg.listen.port)]
             h, p = bound[0]
             host = f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
-        return f"{self.scheme}://{host}"
+        return f"{req.scheme}://{host}"
 
 
 class Connection:
@@ -628,6 +629,8 @@ class Connection:
         req = Request(method, target, parsed[0], parsed[1],
                       [(k.decode("latin-1"), v.decode("latin-1")) for k, v in ev.headers],
                       self.peer, self.svc.scheme)
+        if self.peer in self.cfg.trusted_proxies:
+            forwarded_for(req)
         if req.header("transfer-encoding") is None and \
                 (req.header("content-length") or "0").split(",")[0].strip() == "0":
             self.h11.next_event()       # no body: its EndOfMessage is here already
@@ -770,6 +773,21 @@ class Connection:
                 self.svc._stream_scopes.discard(scope)
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await ws.close(1001 if scope.cancelled_caught else 1000)
+
+
+def forwarded_for(req: Request) -> None:
+    """REQ came through a trusted reverse proxy: take the client's address
+    (the last X-Forwarded-For entry, the one the proxy added) and scheme."""
+    xff = req.header("x-forwarded-for")
+    if xff:
+        last = xff.split(",")[-1].strip()
+        try:
+            req.peer = str(ipaddress.ip_address(last))
+        except ValueError:
+            pass
+    proto = (req.header("x-forwarded-proto") or "").split(",")[-1].strip().lower()
+    if proto in ("http", "https"):
+        req.scheme = proto
 
 
 def websocket_request_problem(req: Request) -> str | None:
