@@ -6,7 +6,9 @@ route table, WebSocket upgrades (wsproto) and graceful shutdown.  It knows no
 JMAP: route providers (``ROUTE_MODULES``, e.g. server/jmap.py) hand it
 ``Route``s whose handlers take a ``Request`` and return a ``Response``, a
 ``Stream`` (the handler writes the body as it goes: EventSource) or an
-``Upgrade`` (the handler then owns a ``WebSocket``).
+``Upgrade`` (the handler then owns a ``WebSocket``).  Those types and the
+sans-IO helpers are in server/http_messages.py, the WebSocket in
+server/http_ws.py; this module re-exports what handlers import.
 
 Limits, all in config ``[http]`` (``HttpConfig``):
 
@@ -24,7 +26,7 @@ Limits, all in config ``[http]`` (``HttpConfig``):
 * malformed requests and request-smuggling shapes (Content-Length with
   Transfer-Encoding, conflicting Content-Lengths, bad chunking, obs-folded or
   bad header lines, a missing or doubled Host) get 400 and the connection is
-  closed: h11 finds most, ``_smuggling`` the rest.
+  closed: h11 finds most, ``http_messages.smuggling`` the rest.
 
 Every connection is a task of one nursery; API requests, push streams and
 uploads are told apart by their slots, so a flood of one kind is refused
@@ -40,29 +42,29 @@ password.  Failures answer 401 with ``WWW-Authenticate`` for both schemes.
 """
 from __future__ import annotations
 
-import base64
 import errno
 import importlib
-import ipaddress
 import logging
-import re
 import time
-import urllib.parse
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
 
 import h11
 import trio
-from wsproto.connection import Connection as WsConnection
-from wsproto.connection import ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import generate_accept_token
 
 from .. import storeio, tokens
 from ..store import tokens as store_tokens
 from .app import ServerContext, bound_addresses, open_listeners
+from .http_messages import (REASONS, Principal, Request, Response, Route, Stream, Upgrade,
+                            forwarded_for, media_type, offered_subprotocols, parse_basic,
+                            parse_bearer, parse_target, problem, smuggling,
+                            websocket_request_problem)
+from .http_ws import WebSocket
 from .tls import server_context
+
+__all__ = ["HttpService", "SlotsFull", "serve", "service_of", "Principal", "Request",
+           "Response", "Route", "Stream", "Upgrade", "WebSocket", "media_type",
+           "offered_subprotocols", "problem", "websocket_request_problem"]
 
 log = logging.getLogger("mailaccess.http")
 
@@ -73,238 +75,6 @@ SERVER_NAME = b"mailaccess"
 ROUTE_MODULES = ["mailaccess.server.jmap"]
 # a token's last use is written at most this often (seconds)
 TOKEN_TOUCH_INTERVAL = 3600
-
-
-# --- what handlers see and return --------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a request authenticated as."""
-
-    account: int
-    name: str
-    via: str          # "basic", "bearer" or "token" (an app password as the Basic password)
-
-
-@dataclass
-class Request:
-    method: str
-    target: str                     # as sent: path and query
-    path: str                       # percent-decoded path
-    query: dict[str, str]           # first value of each parameter
-    headers: list[tuple[str, str]]  # lower-case names, in order
-    peer: str                       # client address ("" when unknown)
-    scheme: str                     # "http" or "https" (of this listener)
-    body: bytes = b""
-    principal: Principal | None = None
-    route: "Route | None" = None
-    match: str = ""                 # the part of the path after a prefix route's path
-
-    def header(self, name: str) -> str | None:
-        """NAME's value (several fields joined with ", "), or None."""
-        vals = [v for k, v in self.headers if k == name]
-        return ", ".join(vals) if vals else None
-
-    @property
-    def host(self) -> str:
-        """The Host header when it is a plain host[:port] ("" otherwise)."""
-        h = self.header("host") or ""
-        return h if _HOST.fullmatch(h) else ""
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-    @classmethod
-    def json(cls, status: int, body: bytes, ctype: str = "application/json") -> "Response":
-        return cls(status, body, [("content-type", ctype), ("cache-control", "no-store")])
-
-    @classmethod
-    def text(cls, status: int, text: str) -> "Response":
-        return cls(status, text.encode() + b"\n", [("content-type", "text/plain; charset=utf-8")])
-
-
-@dataclass
-class Stream:
-    """A response whose body the handler writes: ``await run(write)`` with
-    ``await write(bytes)``; the service ends the body when RUN returns."""
-
-    status: int
-    headers: list[tuple[str, str]]
-    run: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]]
-
-
-@dataclass
-class Upgrade:
-    """Accept a WebSocket upgrade (RFC 6455) with SUBPROTOCOL, then ``await
-    run(ws)``; the service closes the socket when RUN returns."""
-
-    subprotocol: str | None
-    run: Callable[["WebSocket"], Awaitable[None]]
-    max_message: int = 10_000_000
-
-
-Handler = Callable[[Request], Awaitable["Response | Stream | Upgrade"]]
-
-
-@dataclass
-class Route:
-    method: str                     # "GET", "POST", ... ("*": any)
-    path: str
-    handler: Handler
-    prefix: bool = False            # PATH is a prefix ("/jmap/download/")
-    auth: bool = True
-    max_body: int | None = None     # None: [http] max_body_bytes
-    slot: str | None = None         # per-user concurrency class (slot_limits)
-    too_large: Callable[[], Response] | None = None
-    busy: Callable[[], Response] | None = None
-
-
-def problem(status: int, title: str, detail: str = "") -> Response:
-    """A plain RFC 7807 problem answer (for HTTP-level refusals)."""
-    import json
-
-    body = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    return Response.json(status, json.dumps(body).encode(), "application/problem+json")
-
-
-# --- small sans-IO helpers -----------------------------------------------------------------------
-
-_HOST = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
-
-
-def parse_target(target: str) -> tuple[str, dict[str, str]] | None:
-    """'/a%20b?x=1' -> ('/a b', {'x': '1'}); None when it is not an origin-form path."""
-    if not target.startswith("/"):
-        return None
-    path, _, qs = target.partition("?")
-    try:
-        path = urllib.parse.unquote(path, errors="strict")
-        q = urllib.parse.parse_qs(qs, keep_blank_values=True, errors="strict",
-                                  max_num_fields=100)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if "\0" in path:
-        return None
-    return path, {k: v[0] for k, v in q.items()}
-
-
-def parse_basic(value: str) -> tuple[str, str] | None:
-    """'Basic dXNlcjpwdw==' -> ('user', 'pw'); None when malformed."""
-    scheme, _, cred = value.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        raw = base64.b64decode(cred.strip(), validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    user, sep, pw = raw.partition(":")
-    return (user, pw) if sep else None
-
-
-def parse_bearer(value: str) -> str | None:
-    scheme, _, cred = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not cred.strip():
-        return None
-    return cred.strip()
-
-
-def media_type(value: str | None) -> str:
-    """'Application/JSON; charset=utf-8' -> 'application/json'."""
-    return (value or "").split(";", 1)[0].strip().lower()
-
-
-def _smuggling(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """What h11 lets through but a front proxy may read differently."""
-    names = [k for k, _ in headers]
-    if b"transfer-encoding" in names and b"content-length" in names:
-        return "Content-Length together with Transfer-Encoding"
-    for k, v in headers:
-        if k == b"host" and not _HOST.fullmatch(v.decode("latin-1")):
-            return "a malformed Host header"
-    return None
-
-
-# --- WebSocket over a stream (wsproto) ----------------------------------------------------------
-
-class WebSocket:
-    """One accepted WebSocket: ``receive()`` -> str | bytes | None (closed),
-    ``send_text``, ``close``.  Sends are serialised (a push task and the
-    request loop may both send); pings are answered inside ``receive``."""
-
-    def __init__(self, stream: trio.abc.Stream, trailing: bytes, *, max_message: int,
-                 write_timeout: float, subprotocol: str | None, request: Request):
-        self.stream = stream
-        self.conn = WsConnection(ConnectionType.SERVER, trailing_data=trailing)
-        self.max_message = max_message
-        self.write_timeout = write_timeout
-        self.subprotocol = subprotocol
-        self.request = request
-        self._lock = trio.Lock()
-        self._parts: list = []
-        self._size = 0
-        self.closed = False
-
-    async def _send(self, event) -> None:
-        async with self._lock:
-            if self.conn.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-                return
-            data = self.conn.send(event)
-            with trio.fail_after(self.write_timeout):
-                await self.stream.send_all(data)
-
-    async def send_text(self, text: str) -> None:
-        if self.closed:
-            raise trio.ClosedResourceError("the WebSocket is closed")
-        await self._send(TextMessage(data=text))
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                await self._send(CloseConnection(code=code, reason=reason))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-                pass
-
-    async def receive(self) -> str | bytes | None:
-        while True:
-            for ev in self.conn.events():
-                if isinstance(ev, (TextMessage, BytesMessage)):
-                    self._size += len(ev.data)
-                    if self._size > self.max_message:
-                        await self.close(1009, "message too big")
-                        return None
-                    self._parts.append(ev.data)
-                    if ev.message_finished:
-                        parts, self._parts, self._size = self._parts, [], 0
-                        return ("" if isinstance(ev, TextMessage) else b"").join(parts)
-                elif isinstance(ev, Ping):
-                    await self._send(ev.response())
-                elif isinstance(ev, CloseConnection):
-                    if not self.closed:
-                        self.closed = True
-                        try:
-                            await self._send(ev.response())
-                        except (trio.BrokenResourceError, trio.ClosedResourceError,
-                                trio.TooSlowError):
-                            pass
-                    return None
-            if self.closed:
-                return None
-            data = await self.stream.receive_some(RECV)
-            if not data:
-                self.closed = True
-                return None
-            try:
-                self.conn.receive_data(data)
-            except Exception:      # a protocol violation wsproto raises on
-                await self.close(1002, "protocol error")
-                return None
 
 
 # --- the service ---------------------------------------------------------------------------------
@@ -589,7 +359,7 @@ class Connection:
         """A malformed request: answer STATUS (if h11 still lets us) and close."""
         log.info("HTTP %d to %s: %s", status, self.peer or "?", why)
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            r = problem(status, _REASONS.get(status, "Bad Request"), why)
+            r = problem(status, REASONS.get(status, "Bad Request"), why)
             try:
                 await self._respond(r, close=True)
             except (h11.LocalProtocolError, trio.TooSlowError):
@@ -602,7 +372,7 @@ class Connection:
             headers.append((b"connection", b"close"))
         # one write for the whole response (no small segments for Nagle to hold)
         out = [self.h11.send(h11.Response(status_code=r.status, headers=headers,
-                                          reason=_REASONS.get(r.status, "").encode()))]
+                                          reason=REASONS.get(r.status, "").encode()))]
         if r.body and not head:
             out.append(self.h11.send(h11.Data(data=r.body)))
         out.append(self.h11.send(h11.EndOfMessage()))
@@ -612,7 +382,7 @@ class Connection:
 
     async def _request(self, ev: h11.Request) -> bool:
         """Serve one request -> whether the connection may carry another."""
-        bad = _smuggling(list(ev.headers))
+        bad = smuggling(list(ev.headers))
         if bad:
             await self._fail(400, bad)
             return False
@@ -725,7 +495,7 @@ class Connection:
         # the connection ends with the stream: say so, or a client may reuse it
         headers += [(b"server", SERVER_NAME), (b"connection", b"close")]
         await self.send(h11.Response(status_code=out.status, headers=headers,
-                                     reason=_REASONS.get(out.status, "").encode()))
+                                     reason=REASONS.get(out.status, "").encode()))
 
         async def write(data: bytes) -> None:
             if data:
@@ -773,56 +543,6 @@ class Connection:
                 self.svc._stream_scopes.discard(scope)
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await ws.close(1001 if scope.cancelled_caught else 1000)
-
-
-def forwarded_for(req: Request) -> None:
-    """REQ came through a trusted reverse proxy: take the client's address
-    (the last X-Forwarded-For entry, the one the proxy added) and scheme."""
-    xff = req.header("x-forwarded-for")
-    if xff:
-        last = xff.split(",")[-1].strip()
-        try:
-            req.peer = str(ipaddress.ip_address(last))
-        except ValueError:
-            pass
-    proto = (req.header("x-forwarded-proto") or "").split(",")[-1].strip().lower()
-    if proto in ("http", "https"):
-        req.scheme = proto
-
-
-def websocket_request_problem(req: Request) -> str | None:
-    """Why REQ is not a WebSocket upgrade we can accept (None: it is)."""
-    if req.method != "GET":
-        return "a WebSocket upgrade is a GET"
-    if "websocket" not in (req.header("upgrade") or "").lower():
-        return "expected Upgrade: websocket"
-    if "upgrade" not in (req.header("connection") or "").lower():
-        return "expected Connection: Upgrade"
-    if (req.header("sec-websocket-version") or "").strip() != "13":
-        return "only WebSocket version 13 is supported"
-    key = req.header("sec-websocket-key") or ""
-    try:
-        if len(base64.b64decode(key, validate=True)) != 16:
-            return "a bad Sec-WebSocket-Key"
-    except ValueError:
-        return "a bad Sec-WebSocket-Key"
-    return None
-
-
-def offered_subprotocols(req: Request) -> list[str]:
-    return [p.strip() for p in (req.header("sec-websocket-protocol") or "").split(",")
-            if p.strip()]
-
-
-_REASONS = {
-    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created",
-    204: "No Content", 301: "Moved Permanently", 302: "Found", 307: "Temporary Redirect",
-    308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
-    408: "Request Timeout", 413: "Content Too Large", 415: "Unsupported Media Type",
-    426: "Upgrade Required", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
-}
 
 
 def _peer(stream) -> str:
