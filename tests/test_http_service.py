@@ -282,3 +282,40 @@ async def test_shutdown_lets_a_request_in_flight_finish(tmp_path):
                 n.cancel_scope.cancel()        # shutdown begins with the request in flight
     assert statuses(got[0]) == [200]
     assert got[0].endswith(b"finished\n") and b"connection: close" in got[0].lower()
+
+
+# --- the sans-IO helpers (server/http_messages.py) ------------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from mailaccess.server import http_messages as M  # noqa: E402
+
+
+def test_parse_target_and_credentials():
+    assert M.parse_target("/a%20b/c?x=1&x=2&y=") == ("/a b/c", {"x": "1", "y": ""})
+    assert M.parse_target("http://evil/") is None
+    assert M.parse_target("/%00") is None and M.parse_target("/%ff") is None
+    assert M.parse_basic("Basic " + base64.b64encode(b"al:ice:p w").decode()) == ("al", "ice:p w")
+    assert M.parse_basic("basic !!") is None and M.parse_basic("Basic Zm9v") is None
+    assert M.parse_bearer("Bearer  mat_x ") == "mat_x" and M.parse_bearer("Bearer ") is None
+    assert M.media_type("Application/JSON; charset=utf-8") == "application/json"
+
+
+def test_forwarded_for_takes_the_proxy_added_address():
+    req = M.Request("GET", "/", "/", {}, [("x-forwarded-for", "10.0.0.1, 192.0.2.5"),
+                                          ("x-forwarded-proto", "https")], "127.0.0.1", "http")
+    M.forwarded_for(req)
+    assert (req.peer, req.scheme) == ("192.0.2.5", "https")
+    req = M.Request("GET", "/", "/", {}, [("x-forwarded-for", "not-an-ip"),
+                                          ("x-forwarded-proto", "gopher")], "127.0.0.1", "http")
+    M.forwarded_for(req)
+    assert (req.peer, req.scheme) == ("127.0.0.1", "http")
+
+
+@given(st.text(max_size=100))
+def test_helpers_never_raise(s):
+    M.parse_target(s)
+    M.parse_basic(s)
+    M.parse_bearer(s)
+    M.media_type(s)
+    M.smuggling([(b"host", s.encode("utf-8", "replace"))])
