@@ -42,7 +42,7 @@ __all__ = ["check_store", "check_account"]
 
 _ACCOUNT_TABLES = ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg", "chg.id",
                    "chg.kind", "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw",
-                   "sub")
+                   "sub", "tok", "upl")
 
 
 def _scan(txn, db, prefix: bytes = b""):
@@ -87,6 +87,8 @@ def check_store(store) -> list[str]:
         # data under account ids that do not exist
         for table in _ACCOUNT_TABLES:
             seen = set()
+            if db[table] is None:      # a later table a read-only open did not find
+                continue
             for k, _ in _scan(txn, db[table]):
                 acc = keys.account_of(k)
                 if acc not in accounts and acc not in seen:

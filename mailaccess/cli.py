@@ -32,7 +32,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mailaccess",
-        description="One mail store served over IMAP (JMAP and Exchange ActiveSync are "
+        description="One mail store served over IMAP and JMAP (Exchange ActiveSync is "
         "planned), with LMTP delivery.")
     p.add_argument("--version", action="version", version=f"mailaccess {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="run the server (all services in one process)",
                        description="Run every configured service until SIGINT/SIGTERM. "
-                       "With no config: loopback listeners (IMAP 1143, IMAPS 1993, LMTP 2424)"
-                       ", data in ./mailaccess-data, a demo account.")
+                       "With no config: loopback listeners (IMAP 1143, IMAPS 1993, HTTP/JMAP "
+                       "8080, LMTP 2424), data in ./mailaccess-data, a demo account.")
     _common(s)
     s.add_argument("--no-demo", action="store_true", help="do not create the demo account")
 
@@ -69,6 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ud)
     ul = usub.add_parser("list", help="list accounts", description="List accounts.")
     _common(ul)
+
+    t = sub.add_parser("token", help="manage app-password tokens (HTTP Bearer)",
+                       description="Manage a user's app-password tokens: each is sent by "
+                       "JMAP clients as \"Authorization: Bearer TOKEN\" instead of the "
+                       "account password, and can be revoked alone.")
+    tsub = t.add_subparsers(dest="token_command", metavar="ACTION")
+    tsub.required = True
+    ta = tsub.add_parser("add", help="make a token and print it (once)",
+                         description="Make a new token named NAME for USER and print it. "
+                         "It is shown only this once: the store keeps only its hash.")
+    ta.add_argument("user")
+    ta.add_argument("name", help="a label for the token, e.g. the client's name")
+    _common(ta)
+    tl = tsub.add_parser("list", help="list a user's tokens",
+                         description="List USER's tokens: name, created, last used.")
+    tl.add_argument("user")
+    _common(tl)
+    tr = tsub.add_parser("revoke", help="revoke a token",
+                         description="Revoke USER's token NAME: it stops working at once.")
+    tr.add_argument("user")
+    tr.add_argument("name")
+    _common(tr)
 
     i = sub.add_parser("import", help="import a Maildir, Maildir++ tree or mbox",
                        description="Import mail into an account. Resumable: run the same "
@@ -207,6 +229,36 @@ def _backup(cfg, target: str) -> int:
     return 0
 
 
+def _token(args, cfg) -> int:
+    import time
+
+    from . import tokens
+
+    def when(t: int) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if t else "never"
+
+    store = _open_store(cfg)
+    try:
+        if args.token_command == "add":
+            token = tokens.add(store, args.user, args.name)
+            print(token)
+            print(f"(token {args.name!r} of {args.user}: shown only now; use it as the "
+                  "password or as \"Authorization: Bearer ...\")", file=sys.stderr)
+        elif args.token_command == "list":
+            rows = tokens.list_tokens(store, args.user)
+            if not rows:
+                print(f"no tokens for {args.user} (add one with: mailaccess token add "
+                      f"{args.user} NAME)")
+            for t in rows:
+                print(f"{t.name}\tcreated {when(t.created)}\tlast used {when(t.last_used)}")
+        else:
+            tokens.revoke(store, args.user, args.name)
+            print(f"revoked token {args.name!r} of {args.user}")
+    finally:
+        store.close()
+    return 0
+
+
 def _dispatch(args, cfg) -> int:
     if args.command == "serve":
         return _serve(args, cfg)
@@ -243,6 +295,8 @@ def _dispatch(args, cfg) -> int:
         finally:
             store.close()
         return 0
+    if args.command == "token":
+        return _token(args, cfg)
     if args.command == "import":
         from .importer import import_path
         from .progress import Progress

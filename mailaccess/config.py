@@ -91,10 +91,87 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class HttpConfig:
-    """Planned: the JMAP and ActiveSync listener.  Parsed so config files can
-    carry it already; no service binds it yet."""
+    """The HTTP service (server/http.py): JMAP now, ActiveSync later.
+
+    Plain HTTP on ``listen`` (put a TLS-terminating reverse proxy in front,
+    or set ``tls = true`` to serve HTTPS with the [tls] certificate).
+    ``public_url`` is the base URL clients reach the service at
+    (``https://mail.example.org``); the JMAP Session resource builds its
+    absolute URLs from it, or, when empty, from each request's Host header and
+    scheme.  docs/operations.md ("HTTP and JMAP").
+    """
 
     listen: Listener = Listener("127.0.0.1", 8080)
+    tls: bool = False
+    public_url: str = ""
+    # connections: at most this many at once, and from one client address
+    max_connections: int = 1024
+    max_connections_per_ip: int = 64
+    # the request line and headers: at most this many bytes, within
+    # header_timeout seconds of their first byte
+    max_header_bytes: int = 16384
+    header_timeout: float = 30.0
+    # a request body (other than the JMAP API's and uploads', which have
+    # [jmap] limits): at most this many bytes, read within body_timeout
+    max_body_bytes: int = 1024 * 1024
+    body_timeout: float = 300.0
+    # a response must be written within this many seconds
+    write_timeout: float = 60.0
+    # a kept-alive connection with no request for this long is closed
+    keepalive_timeout: float = 60.0
+    # long-lived push streams (EventSource, WebSocket) of one user at once
+    max_push_streams_per_user: int = 16
+    # on shutdown: in-flight requests get this long to finish
+    shutdown_grace: float = 10.0
+    # reverse proxies whose X-Forwarded-For (last address) and
+    # X-Forwarded-Proto are believed: the client's address then counts for
+    # the login penalty, the logs and the Session's URL scheme
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError("public_url must start with http:// or https://")
+        if self.max_connections < 1 or self.max_connections_per_ip < 1:
+            raise ValueError("max_connections and max_connections_per_ip are at least 1")
+        if self.max_header_bytes < 1024:
+            raise ValueError("max_header_bytes is at least 1024")
+
+
+@dataclass(frozen=True)
+class JmapConfig:
+    """JMAP limits (RFC 8620 §2 core capability), advertised in the Session
+    resource and enforced.  Uploads are kept upload_ttl seconds (at least
+    an hour: RFC 8620 §6.1), at most max_pending_upload_bytes per account."""
+
+    max_size_request: int = 10_000_000
+    max_calls_in_request: int = 64
+    max_objects_in_get: int = 1000
+    max_objects_in_set: int = 1000
+    max_concurrent_requests: int = 8
+    max_size_upload: int = 50_000_000
+    max_concurrent_upload: int = 4
+    upload_ttl: int = 24 * 3600
+    # bytes of unexpired uploads one account may hold at once (0: no limit)
+    max_pending_upload_bytes: int = 1_000_000_000
+
+    def __post_init__(self):
+        if self.upload_ttl < 3600:
+            raise ValueError("upload_ttl is at least 3600 seconds (RFC 8620 §6.1)")
+        if min(self.max_size_request, self.max_calls_in_request, self.max_objects_in_get,
+               self.max_objects_in_set, self.max_concurrent_requests,
+               self.max_size_upload, self.max_concurrent_upload) < 1:
+            raise ValueError("every JMAP limit is at least 1")
+
+    def limits(self):
+        from .proto.jmap.request import Limits
+
+        return Limits(max_size_request=self.max_size_request,
+                      max_calls_in_request=self.max_calls_in_request,
+                      max_objects_in_get=self.max_objects_in_get,
+                      max_objects_in_set=self.max_objects_in_set,
+                      max_size_upload=self.max_size_upload,
+                      max_concurrent_upload=self.max_concurrent_upload,
+                      max_concurrent_requests=self.max_concurrent_requests)
 
 
 @dataclass(frozen=True)
@@ -174,6 +251,7 @@ class Config:
     imap: ImapConfig = ImapConfig()
     auth: AuthConfig = AuthConfig()
     http: HttpConfig = HttpConfig()
+    jmap: JmapConfig = JmapConfig()
     lmtp: LmtpConfig = LmtpConfig()
     tls: TlsConfig = TlsConfig()
     store: StoreConfig = StoreConfig()

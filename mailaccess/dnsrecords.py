@@ -11,9 +11,11 @@ the listeners in the configuration:
   looking instead of guessing: POP3 and POP3S always, IMAP/IMAPS when their
   listener is disabled.  Submission is not a mailaccess service (the MTA offers
   it, if anyone does), so it appears only as commented-out templates.
-- ``_jmap._tcp`` (RFC 8620 §2.2) and the autoconfig/autodiscover names for the
-  HTTP service: ``autoconfig.DOMAIN`` and ``autodiscover.DOMAIN`` CNAMEs to the
-  host and an ``_autodiscover._tcp`` SRV (Outlook/ActiveSync over HTTPS).
+- ``_jmap._tcp`` (RFC 8620 §2.2) for the HTTP service, which serves
+  ``/.well-known/jmap``; once autoconfig/autodiscover are served (ActiveSync),
+  ``autoconfig.DOMAIN`` and ``autodiscover.DOMAIN`` CNAMEs to the host and an
+  ``_autodiscover._tcp`` SRV (Outlook/ActiveSync over HTTPS); until then
+  ``_autodiscover._tcp`` is "not offered".
 - A note on the TLS certificate (RFC 7817): it must cover the SRV target host
   name; the names it covers are listed, with a warning when ``cfg.hostname``
   is not among them.
@@ -137,18 +139,33 @@ def _listener_notes(what: str, lst: Listener) -> list[str]:
 
 
 def http_services_available() -> bool:
-    """True once this build serves JMAP/autodiscover over HTTP (the http
-    service module exists); until then no record may point clients at it."""
+    """True when this build serves JMAP over HTTP (server/http.py and its JMAP
+    routes exist); until then no record may point clients at it."""
     import importlib.util
 
-    return importlib.util.find_spec("mailaccess.server.http") is not None
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("mailaccess.server.http", "mailaccess.server.jmap"))
 
 
-def records(cfg: Config, domain: str, *, http_served: bool | None = None) -> list[str]:
+def autodiscover_available() -> bool:
+    """True once autoconfig/autodiscover (ActiveSync) are served."""
+    import importlib.util
+
+    return importlib.util.find_spec("mailaccess.server.autodiscover") is not None
+
+
+def records(cfg: Config, domain: str, *, http_served: bool | None = None,
+            autodiscover_served: bool | None = None) -> list[str]:
     """Zone-file lines (records and ``;`` comments) for DOMAIN served by CFG.
-    HTTP_SERVED: whether JMAP/autodiscover are served (default: detected)."""
+    HTTP_SERVED: whether JMAP is served; AUTODISCOVER_SERVED: whether
+    autoconfig/autodiscover are (default: as HTTP_SERVED when that is given,
+    else each detected)."""
+    if autodiscover_served is None:
+        autodiscover_served = (http_served if http_served is not None
+                               else autodiscover_available())
     if http_served is None:
         http_served = http_services_available()
+    autodiscover_served = autodiscover_served and http_served
     domain = normalize_domain(domain)
     host_raw = (cfg.hostname or "").strip().rstrip(".")
     out: list[str] = [
@@ -208,21 +225,25 @@ def records(cfg: Config, domain: str, *, http_served: bool | None = None) -> lis
     elif http.enabled:
         out += _listener_notes("HTTP", http)
         out.append(_srv("_jmap", domain, 0, http.port, host, "JMAP session resource"))
-        for label, what in (("autoconfig", "Thunderbird & co.: /mail/config-v1.1.xml"),
-                            ("autodiscover",
-                             "Outlook/ActiveSync: /autodiscover/autodiscover.xml")):
-            if host == f"{label}.{domain}":
-                out.append(f"; {host} is the server itself: it needs A/AAAA records, "
-                           "no CNAME")
-            else:
-                out.append(_line(f"{label}.{domain}.", "CNAME", _fqdn(host), what))
-        out.append(_srv("_autodiscover", domain, 0, http.port, host,
-                        "Autodiscover over HTTPS (Outlook, ActiveSync)"))
-        if http.port != 443:
-            out.append(f"; WARNING: HTTP listens on port {http.port}; autoconfig."
-                       f"{domain} and autodiscover.{domain} are fetched on the standard "
-                       "HTTPS port 443, which the CNAMEs cannot change (only the SRV "
-                       "records carry the port): serve 443 or forward it")
+        if not autodiscover_served:
+            out.append("; autoconfig/autodiscover (ActiveSync) are not served yet:")
+            out.append(_not_offered("_autodiscover", domain, "Autodiscover not offered yet"))
+        else:
+            for label, what in (("autoconfig", "Thunderbird & co.: /mail/config-v1.1.xml"),
+                                ("autodiscover",
+                                 "Outlook/ActiveSync: /autodiscover/autodiscover.xml")):
+                if host == f"{label}.{domain}":
+                    out.append(f"; {host} is the server itself: it needs A/AAAA records, "
+                               "no CNAME")
+                else:
+                    out.append(_line(f"{label}.{domain}.", "CNAME", _fqdn(host), what))
+            out.append(_srv("_autodiscover", domain, 0, http.port, host,
+                            "Autodiscover over HTTPS (Outlook, ActiveSync)"))
+            if http.port != 443:
+                out.append(f"; WARNING: HTTP listens on port {http.port}; autoconfig."
+                           f"{domain} and autodiscover.{domain} are fetched on the standard "
+                           "HTTPS port 443, which the CNAMEs cannot change (only the SRV "
+                           "records carry the port): serve 443 or forward it")
     else:
         out.append(_not_offered("_jmap", domain, "JMAP not offered (HTTP disabled)"))
         out.append(_not_offered("_autodiscover", domain,
@@ -235,7 +256,7 @@ def records(cfg: Config, domain: str, *, http_served: bool | None = None) -> lis
             f"; so the certificate must cover {host}; clients that do not trust the SRV",
             f"; lookup (no DNSSEC) check the mail domain instead: cover {domain} too (or",
             f"; the SRV-IDs _imaps.{domain} and _imap.{domain})."]
-    if http.enabled and http_served:
+    if http.enabled and autodiscover_served:
         out += [f"; autoconfig.{domain} and autodiscover.{domain} are fetched over HTTPS:",
                 "; cover them as well."]
     out.append(f"; Names covered ({source}): " + (", ".join(names) if names else "(none)"))
@@ -246,7 +267,7 @@ def records(cfg: Config, domain: str, *, http_served: bool | None = None) -> lis
         out.append(f"; WARNING: {host} (the `hostname` setting, the SRV target) is not "
                    "among the certificate's names: TLS clients will reject the server")
     extras = [domain] + ([f"autoconfig.{domain}", f"autodiscover.{domain}"]
-                         if http.enabled else [])
+                         if http.enabled and autodiscover_served else [])
     for extra in extras:
         if extra != host and not any(_name_matches(n, extra) for n in names):
             out.append(f"; note: {extra} is not covered by the certificate")

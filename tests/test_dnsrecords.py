@@ -240,3 +240,13 @@ def test_zone_file_syntax_with_named_checkzone(tmp_path, which):
                         str(zone)], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "loaded serial 1" in p.stdout
+
+
+def test_this_build_publishes_jmap_but_not_autodiscover_yet():
+    """JMAP is served (server/http.py + server/jmap.py): its SRV points at the
+    HTTP listener; autodiscover is not served, so it is "not offered"."""
+    assert dnsrecords.http_services_available()
+    recs = rrs(dnsrecords.records(production(), "example.org"))
+    assert ("_jmap._tcp.example.org.", "SRV", "0 1 443 mail.example.org.") in recs
+    assert ("_autodiscover._tcp.example.org.", "SRV", "0 0 0 .") in recs
+    assert not any(rtype == "CNAME" for _, rtype, _ in recs)

@@ -64,6 +64,7 @@ register("lmtp", "mailaccess.server.lmtp", lambda cfg: cfg.lmtp.listen.enabled)
 register("imap", "mailaccess.server.imap",
          lambda cfg: cfg.imap.listen.enabled or cfg.imap.listen_tls.enabled)
 register("outbound", "mailaccess.server.outbound", lambda cfg: True)
+register("http", "mailaccess.server.http", lambda cfg: cfg.http.listen.enabled)
 
 
 def open_store(cfg: Config, *, create: bool = True, readonly: bool = False) -> Store:

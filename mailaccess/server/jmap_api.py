@@ -37,6 +37,7 @@ JMAP_METHOD_MODULES = [
     "mailaccess.server.jmap_identity",
     "mailaccess.server.jmap_submission",
     "mailaccess.server.jmap_vacation",
+    "mailaccess.server.jmap_blobs",     # Blob/copy
 ]
 _loaded = False
 

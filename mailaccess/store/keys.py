@@ -80,7 +80,15 @@ TABLES = {
     "outq.msg": False,  # acc id -> the message bytes to send (a copy: the email may go)
     "vac": False,       # acc -> vacation response record
     "vac.sent": False,  # acc hash16(sender) -> u64 time an automatic reply went to it
+    "tok": False,       # acc name -> app-password token record (store/tokens.py)
+    "tok.hash": False,  # sha256(token) -> acc name: Bearer look-up
+    "upl": False,       # acc hash -> upload: expiry u64, type, bytes (store/uploads.py)
+    "upl.exp": False,   # expiry u64, acc, hash -> '': the upload sweep's order
 }
+
+# Tables added after a store was first made: a read-only open of an older
+# store (backup, check) may not find them and reads them as empty.
+LATER_TABLES = ("tok", "tok.hash", "upl", "upl.exp")
 
 # ctr kinds
 CTR_ACCOUNT = 1   # under account 0: last account id
@@ -318,6 +326,7 @@ def split_acc_id(k) -> tuple[int, int]:
 
 def vac_sent(acc: int, sender: str) -> bytes:
     return _U32.pack(acc) + hashlib.sha256(sender.encode("utf-8", "surrogateescape")).digest()[:16]
+CTR_UPLOADS = 9   # bytes of the account's unexpired JMAP uploads (store/uploads.py)
 
 
 def kw(acc: int, lower: str) -> bytes:
@@ -326,6 +335,52 @@ def kw(acc: int, lower: str) -> bytes:
 
 def sub(acc: int, full_name: str) -> bytes:
     return _fit(_U32.pack(acc) + full_name.encode("utf-8"), "the mailbox name")
+
+
+def tok(acc: int, name: str) -> bytes:
+    return _fit(_U32.pack(acc) + name.encode("utf-8"), "the token name")
+
+
+def tok_hash(digest: bytes) -> bytes:
+    return bytes(digest)
+
+
+def tok_target(acc: int, name: str) -> bytes:
+    """The value of a ``tok.hash`` row: acc u32 + token name."""
+    return _U32.pack(acc) + name.encode("utf-8")
+
+
+def split_tok_target(v) -> tuple[int, str]:
+    return _U32.unpack_from(v)[0], bytes(v[4:]).decode("utf-8")
+
+
+def split_tok(k) -> str:
+    return bytes(k[4:]).decode("utf-8")
+
+
+def upl(acc: int, h: bytes) -> bytes:
+    return _U32.pack(acc) + h
+
+
+def upl_exp(expires: int, acc: int, h: bytes) -> bytes:
+    return _U64.pack(expires) + _U32.pack(acc) + h
+
+
+def split_upl_exp(k) -> tuple[int, int, bytes]:
+    """-> (expires, acc, hash) of an ``upl.exp`` key."""
+    return _U64.unpack_from(k)[0], _U32.unpack_from(k, 8)[0], bytes(k[12:])
+
+
+def encode_upload(expires: int, content_type: str, data: bytes) -> bytes:
+    t = content_type.encode("utf-8")[:255]
+    return _U64.pack(expires) + bytes((len(t),)) + t + data
+
+
+def decode_upload(v) -> tuple[int, str, memoryview]:
+    """-> (expires, type, data) of an ``upl`` value."""
+    mv = memoryview(v)
+    n = mv[8]
+    return _U64.unpack_from(mv)[0], bytes(mv[9:9 + n]).decode("utf-8", "replace"), mv[9 + n:]
 
 
 # meta keys of the message index's version bookkeeping (mailaccess reindex)

@@ -195,6 +195,9 @@ class LmdbStore:
         self.db: dict[str, Any] = {}
         with self.env.begin(write=not readonly) as txn:
             for name, dup in keys.TABLES.items():
+                if readonly and name in keys.LATER_TABLES and txn.get(name.encode()) is None:
+                    self.db[name] = None     # read-only, older store: reads as empty
+                    continue
                 self.db[name] = self.env.open_db(name.encode(), txn=txn, dupsort=dup,
                                                  create=not readonly)
             meta = self.db["meta"]

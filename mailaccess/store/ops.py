@@ -83,6 +83,9 @@ def delete_account(tx: WriteTx, acc: int) -> None:
                   "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "sub",
                   "acct"):
         tx.delete_prefix(table, pre)
+    from . import tokens, uploads     # their own tables (app passwords, uploads)
+    tokens.delete_all(tx, acc)
+    uploads.delete_all(tx, acc)
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
                  keys.CTR_USAGE, keys.CTR_LOG_ROWS, keys.CTR_LOG_HORIZON):
         tx.delete("ctr", keys.ctr(acc, kind))
