@@ -64,9 +64,13 @@ async def test_session_resource_and_well_known_redirect(srv):
     s, s2 = await run(go)
     acc = ids.account_id(accounts.lookup(srv.store, "alice").id)
     assert s["username"] == "alice"
-    assert s["accounts"] == {acc: {"name": "alice", "isPersonal": True, "isReadOnly": False,
-                                   "accountCapabilities": {CORE: {}}}}
-    assert s["primaryAccounts"] == {CORE: acc}
+    full = {CORE, cap.MAIL, cap.SUBMISSION, cap.VACATION}
+    assert s["accounts"][acc]["name"] == "alice"
+    assert s["accounts"][acc]["isPersonal"] is True and s["accounts"][acc]["isReadOnly"] is False
+    assert set(s["accounts"][acc]["accountCapabilities"]) == full
+    assert s["accounts"][acc]["accountCapabilities"][cap.SUBMISSION] == {
+        "maxDelayedSend": 0, "submissionExtensions": {}}
+    assert s["primaryAccounts"] == {c: acc for c in full}
     core = s["capabilities"][CORE]
     lim = srv.cfg.jmap
     assert core["maxSizeUpload"] == lim.max_size_upload == 100_000
@@ -74,8 +78,9 @@ async def test_session_resource_and_well_known_redirect(srv):
     assert core["maxConcurrentRequests"] == lim.max_concurrent_requests
     assert set(core) >= {"maxConcurrentUpload", "maxSizeRequest", "maxObjectsInGet",
                          "maxObjectsInSet", "collationAlgorithms"}
-    # mail is not advertised until all its methods are registered
-    assert cap.MAIL not in s["capabilities"]
+    # every method of mail, submission and vacation is registered; the blob
+    # capability (RFC 9404) is not, so it is not advertised
+    assert full < set(s["capabilities"]) and cap.BLOB not in s["capabilities"]
     assert s["capabilities"][cap.WEBSOCKET] == {"url": base(srv).replace("http", "ws", 1)
                                                 + "/jmap/ws/", "supportsPush": True}
     # absolute URLs from the Host the client used
