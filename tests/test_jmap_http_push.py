@@ -16,6 +16,7 @@ from conftest import make_config
 from imap_helpers import ca_file, connect, msg, run
 from mailaccess import accounts, ids
 from mailaccess.proto.jmap import capabilities as cap
+from mailaccess.server import jmap_push
 
 CORE = cap.CORE
 
@@ -92,7 +93,7 @@ async def test_eventsource_pushes_imap_append_as_state_change(srv):
     (first,), (second,) = await run(go)
     acc, now = states(srv)
     assert first[0] == "state" and first[2]["@type"] == "StateChange"
-    assert set(first[2]["changed"][acc]) == {"Email", "Mailbox", "Thread"}
+    assert set(first[2]["changed"][acc]) == set(jmap_push.DEFAULT_TYPES)
     name, event_id, data = second
     assert name == "state"
     changed = data["changed"][acc]

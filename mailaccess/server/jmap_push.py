@@ -14,9 +14,10 @@ from typing import Iterable
 
 from .. import ids
 
-# the data types a "*" subscription is told about when it starts (every
-# change-log kind that exists is reported as it changes)
-DEFAULT_TYPES = ("Mailbox", "Email", "Thread")
+# the JMAP data types pushed: the change log also holds kinds that are no
+# JMAP type (the outbound queue's "Outbound"), which are never sent
+DEFAULT_TYPES = ("Mailbox", "Email", "Thread", "Identity", "EmailSubmission",
+                 "VacationResponse")
 
 
 def parse_types(value: str | None) -> frozenset[str] | None:
@@ -29,7 +30,7 @@ def parse_types(value: str | None) -> frozenset[str] | None:
 def current(store, acc: int, types: Iterable[str] | None) -> tuple[dict, str]:
     """({accountId: {Type: state}} for TYPES (None: the default set), push state)."""
     with store.view() as v:
-        kinds = sorted(DEFAULT_TYPES if types is None else types)
+        kinds = sorted(DEFAULT_TYPES if types is None else set(types) & set(DEFAULT_TYPES))
         states = {k: v.kind_state(acc, k) for k in kinds}
         ms = v.highest_modseq(acc)
     return ({ids.account_id(acc): states} if states else {}), str(ms)
@@ -39,7 +40,7 @@ def changed(store, acc: int, kinds: Iterable[str], types: frozenset[str] | None
             ) -> tuple[dict, str]:
     """The StateChange ``changed`` map for the KINDS a notification named,
     restricted to TYPES (None: all), and the push state."""
-    want = sorted(k for k in kinds if types is None or k in types)
+    want = sorted(k for k in kinds if k in DEFAULT_TYPES and (types is None or k in types))
     with store.view() as v:
         states = {k: v.kind_state(acc, k) for k in want}
         ms = v.highest_modseq(acc)
