@@ -41,7 +41,7 @@ __all__ = ["check_store", "check_account"]
 
 _ACCOUNT_TABLES = ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg", "chg.id",
                    "chg.kind", "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw",
-                   "sub")
+                   "sub", "psub")
 
 
 def _scan(txn, db, prefix: bytes = b""):

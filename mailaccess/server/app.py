@@ -63,6 +63,7 @@ def register(name: str, module: str, enabled: Callable[[Config], bool]) -> None:
 register("lmtp", "mailaccess.server.lmtp", lambda cfg: cfg.lmtp.listen.enabled)
 register("imap", "mailaccess.server.imap",
          lambda cfg: cfg.imap.listen.enabled or cfg.imap.listen_tls.enabled)
+register("push", "mailaccess.server.push_delivery", lambda cfg: cfg.push.enabled)
 
 
 def open_store(cfg: Config, *, create: bool = True, readonly: bool = False) -> Store:

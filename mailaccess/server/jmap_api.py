@@ -32,6 +32,7 @@ JMAP_METHOD_MODULES = [
     "mailaccess.server.jmap_mailbox",
     "mailaccess.server.jmap_thread",
     "mailaccess.server.jmap_email_set",
+    "mailaccess.server.jmap_push_subscription",
 ]
 _loaded = False
 

@@ -66,6 +66,7 @@ TABLES = {
     "dev": False,       # acc device-id \0 key -> opaque sync state
     "kw": False,        # acc lowercase-keyword -> the spelling first seen (IMAP shows it)
     "sub": False,       # acc full-name -> '': subscriptions to names with no mailbox (deleted)
+    "psub": False,      # acc sid -> JMAP PushSubscription record (records.PushSubscription)
 }
 
 # ctr kinds
@@ -76,6 +77,7 @@ CTR_MAILBOX = 4
 CTR_UIDVALIDITY = 5
 CTR_LOG_ROWS = 7      # chg.id rows the account's change log holds (size pruning)
 CTR_LOG_HORIZON = 8   # highest modseq pruned from the log: older states cannot be answered
+CTR_PUSHSUB = 9       # last JMAP PushSubscription id of the account
 
 
 def u32(n: int) -> bytes:
@@ -295,6 +297,15 @@ def kw(acc: int, lower: str) -> bytes:
 
 def sub(acc: int, full_name: str) -> bytes:
     return _fit(_U32.pack(acc) + full_name.encode("utf-8"), "the mailbox name")
+
+
+def psub(acc: int, sid: int) -> bytes:
+    return _U32U32.pack(acc, sid)
+
+
+def split_psub(k) -> tuple[int, int]:
+    """-> (account, subscription id) of a ``psub`` key."""
+    return _U32U32.unpack_from(k)
 
 
 # meta keys of the message index's version bookkeeping (mailaccess reindex)
