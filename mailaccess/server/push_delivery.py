@@ -38,6 +38,9 @@ from . import http_out
 
 log = logging.getLogger("mailaccess.push")
 
+# POSTs in flight at once, whatever the number of subscriptions
+MAX_POSTS_IN_FLIGHT = 64
+
 # the running services, by store (a test may run several servers in one process)
 _RUNNING: dict[int, "PushDelivery"] = {}
 
@@ -82,6 +85,7 @@ class PushDelivery:
         self._wake = trio.Event()
         self._tasks: dict[tuple[int, int], tuple[PushSubscription, trio.CancelScope]] = {}
         self._verified_sent: set[tuple[int, int, str]] = set()
+        self._posts = trio.CapacityLimiter(MAX_POSTS_IN_FLIGHT)
         self.stats = {"posts": 0, "verifications": 0, "state_changes": 0, "failures": 0,
                       "gone": 0, "expired": 0}
 
@@ -217,10 +221,11 @@ class PushDelivery:
             self.stats["posts"] += 1
             wait = delay
             try:
-                resp = await http_out.post(
-                    p.url, body, headers, connect_timeout=self.cfg.connect_timeout,
-                    io_timeout=self.cfg.io_timeout, ssl_context=self.ssl_context,
-                    allow_address=self._allow, allow_http=self.cfg.allow_loopback_http)
+                async with self._posts:
+                    resp = await http_out.post(
+                        p.url, body, headers, connect_timeout=self.cfg.connect_timeout,
+                        io_timeout=self.cfg.io_timeout, ssl_context=self.ssl_context,
+                        allow_address=self._allow, allow_http=self.cfg.allow_loopback_http)
             except http_out.Refused as exc:
                 log.warning("push subscription %d: %s", p.id, exc)
                 self.stats["failures"] += 1
