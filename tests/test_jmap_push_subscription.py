@@ -22,7 +22,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from mailaccess import accounts, ids
+from mailaccess import accounts, ids, storeio
 from mailaccess.config import Config, PushConfig
 from mailaccess.proto.jmap import capabilities as cap
 from mailaccess.server import http_out, push_delivery
@@ -408,10 +408,27 @@ async def test_unverified_gets_no_state_change(running):
     await subscribe(jctx, rcv, deviceClientId="other")
     await trio.to_thread.run_sync(lmtp_deliver, port_of(srv, "lmtp"))
     await rcv.wait_for(lambda p: len(state_changes(p)) >= 1)
-    await trio.testing.wait_all_tasks_blocked()
-    assert [t for t, _, b in rcv.posts if b"StateChange" in b] and all(
-        t != "/a" for t, _, b in rcv.posts if b"StateChange" in b)
+    assert all(t != "/a" for t, _, b in rcv.posts if b"StateChange" in b)
+    # only the verified subscription waits on the bus
+    assert srv.bus.holding(jctx.acc)[0] == 1
     assert res["created"]["k"]["id"]
+
+
+async def test_the_service_sweeps_a_subscription_when_it_expires(running):
+    srv, jctx, rcv = running
+    from mailaccess.store.records import PushSubscription
+    p = PushSubscription(0, "d", rcv.url(), code="c", client_code="c",
+                         expires=int(time.time()) + 1)
+    await storeio.write(srv.store, ops.create_push_subscription, jctx.acc, p, 10)
+    push_delivery.subscriptions_changed(srv.store)
+    with trio.fail_after(60):
+        while True:
+            with srv.store.view() as v:
+                if not v.push_subscriptions(jctx.acc):
+                    break
+            await trio.sleep(0.05)
+    svc = push_delivery._RUNNING[id(srv.store)]
+    assert svc.stats["expired"] == 1
 
 
 async def test_types_filter_and_imap_append(running):

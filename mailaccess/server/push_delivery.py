@@ -137,6 +137,7 @@ class PushDelivery:
             live[(acc, p.id)] = p
             left = p.expires - now
             soonest = left if soonest is None else min(soonest, left)
+        self._verified_sent = {t for t in self._verified_sent if t[:2] in live}
         for k, (p, scope) in list(self._tasks.items()):
             if live.get(k) != p:
                 scope.cancel()
