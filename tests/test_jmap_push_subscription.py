@@ -562,3 +562,41 @@ def test_push_config_section(tmp_path):
     p.write_text("[push]\nmax_expires_days = 2\nallow_loopback_http = true\n")
     cfg = config.load(str(p))
     assert cfg.push.max_expires_days == 2 and cfg.push.allow_loopback_http
+
+
+# --- values (hypothesis) -----------------------------------------------------------
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailaccess.server import jmap_push_subscription as jps
+from mailaccess.server.jmap_standard import SetError
+
+
+@given(st.integers(min_value=0, max_value=2**33))
+def test_utc_dates_round_trip(t):
+    assert jps.parse_utc_date(jps.utc_date(t)) == t
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(max_size=60), st.from_regex(r"https?://[a-z0-9.:\[\]@%-]{0,30}/?.{0,20}"),
+                 st.integers(), st.none(), st.lists(st.text(max_size=3), max_size=2)))
+def test_any_url_value_is_accepted_or_refused_cleanly(url):
+    try:
+        out = jps.check_url(url, PushConfig())
+    except SetError as exc:
+        assert exc.error["type"] == "invalidProperties"
+    else:
+        assert out.startswith("https://")
+
+
+@settings(max_examples=200)
+@given(st.one_of(st.none(), st.dictionaries(st.sampled_from(["p256dh", "auth", "x"]),
+                                            st.one_of(st.text(max_size=100), st.integers()))))
+def test_any_keys_value_is_accepted_or_refused_cleanly(keys):
+    try:
+        p256dh, auth = jps.check_keys(keys)
+    except SetError as exc:
+        assert exc.error["properties"] == ["keys"]
+    else:
+        assert keys is None or (p256dh, auth) == (keys["p256dh"], keys["auth"])
