@@ -42,7 +42,7 @@ __all__ = ["check_store", "check_account"]
 
 _ACCOUNT_TABLES = ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg", "chg.id",
                    "chg.kind", "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw",
-                   "sub", "tok", "upl")
+                   "sub", "tok", "upl", "psub")
 
 
 def _scan(txn, db, prefix: bytes = b""):

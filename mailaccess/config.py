@@ -243,6 +243,28 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    """JMAP PushSubscription delivery (RFC 8620 §7.2, server/push_delivery.py)."""
+
+    enabled: bool = True            # run the delivery service
+    max_expires_days: int = 7       # a subscription lives at most this long (renewable)
+    max_per_user: int = 20
+    # plain http:// push URLs, and push URLs on loopback addresses, are
+    # refused unless this is set (tests, or a push gateway on this host)
+    allow_loopback_http: bool = False
+    # push URLs resolving to private / link-local addresses are refused
+    # (server-side request forgery) unless this is set (a LAN push gateway)
+    allow_private_addresses: bool = False
+    connect_timeout: float = 10.0
+    io_timeout: float = 30.0        # each write, and each read of the answer
+    ttl: int = 86400                # RFC 8030 TTL header: how long a push service may hold it
+    retries: int = 5                # attempts after the first one (429/5xx/timeouts)
+    retry_delay: float = 2.0        # first backoff, doubled per attempt (Retry-After wins)
+    retry_max_delay: float = 600.0
+    sweep_interval: int = 3600      # seconds between sweeps of expired subscriptions
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "mailaccess-data"
     hostname: str = "localhost"
@@ -257,6 +279,7 @@ class Config:
     store: StoreConfig = StoreConfig()
     smtp: SmtpConfig = SmtpConfig()
     vacation: VacationConfig = VacationConfig()
+    push: PushConfig = PushConfig()
 
     @property
     def store_path(self) -> str:

@@ -65,6 +65,7 @@ register("imap", "mailaccess.server.imap",
          lambda cfg: cfg.imap.listen.enabled or cfg.imap.listen_tls.enabled)
 register("outbound", "mailaccess.server.outbound", lambda cfg: True)
 register("http", "mailaccess.server.http", lambda cfg: cfg.http.listen.enabled)
+register("push", "mailaccess.server.push_delivery", lambda cfg: cfg.push.enabled)
 
 
 def open_store(cfg: Config, *, create: bool = True, readonly: bool = False) -> Store:

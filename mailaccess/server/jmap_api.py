@@ -38,6 +38,7 @@ JMAP_METHOD_MODULES = [
     "mailaccess.server.jmap_submission",
     "mailaccess.server.jmap_vacation",
     "mailaccess.server.jmap_blobs",     # Blob/copy
+    "mailaccess.server.jmap_push_subscription",
 ]
 _loaded = False
 

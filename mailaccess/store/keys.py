@@ -84,6 +84,7 @@ TABLES = {
     "tok.hash": False,  # sha256(token) -> acc name: Bearer look-up
     "upl": False,       # acc hash -> upload: expiry u64, type, bytes (store/uploads.py)
     "upl.exp": False,   # expiry u64, acc, hash -> '': the upload sweep's order
+    "psub": False,      # acc sid -> JMAP PushSubscription record (records.PushSubscription)
 }
 
 # Tables added after a store was first made: a read-only open of an older
@@ -98,6 +99,7 @@ CTR_MAILBOX = 4
 CTR_UIDVALIDITY = 5
 CTR_LOG_ROWS = 7      # chg.id rows the account's change log holds (size pruning)
 CTR_LOG_HORIZON = 8   # highest modseq pruned from the log: older states cannot be answered
+CTR_PUSHSUB = 10      # last JMAP PushSubscription id of the account
 
 
 def u32(n: int) -> bytes:
@@ -381,6 +383,13 @@ def decode_upload(v) -> tuple[int, str, memoryview]:
     mv = memoryview(v)
     n = mv[8]
     return _U64.unpack_from(mv)[0], bytes(mv[9:9 + n]).decode("utf-8", "replace"), mv[9 + n:]
+def psub(acc: int, sid: int) -> bytes:
+    return _U32U32.pack(acc, sid)
+
+
+def split_psub(k) -> tuple[int, int]:
+    """-> (account, subscription id) of a ``psub`` key."""
+    return _U32U32.unpack_from(k)
 
 
 # meta keys of the message index's version bookkeeping (mailaccess reindex)

@@ -81,13 +81,14 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     for table in ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg",
                   "chg.id", "chg.kind",
                   "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "sub",
-                  "acct"):
+                  "psub", "acct"):
         tx.delete_prefix(table, pre)
     from . import tokens, uploads     # their own tables (app passwords, uploads)
     tokens.delete_all(tx, acc)
     uploads.delete_all(tx, acc)
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
-                 keys.CTR_USAGE, keys.CTR_LOG_ROWS, keys.CTR_LOG_HORIZON):
+                 keys.CTR_USAGE, keys.CTR_LOG_ROWS, keys.CTR_LOG_HORIZON,
+                 keys.CTR_PUSHSUB):
         tx.delete("ctr", keys.ctr(acc, kind))
     sending.forget_account(tx, acc)
     tx.delete("acct.name", keys.acct_name(a.name))
@@ -873,3 +874,50 @@ def end_reindex(tx: WriteTx, accs: list[int]) -> None:
 def set_index_version(tx: WriteTx, version: int) -> None:
     """Record the oldest message index format version the store holds."""
     tx.put("meta", keys.META_INDEX_VERSION, str(int(version)).encode("ascii"))
+
+
+# --- JMAP push subscriptions (RFC 8620 §7.2) --------------------------------------
+# Not mail: no modseq, no change-log row (a PushSubscription has no state).
+
+def create_push_subscription(tx: WriteTx, acc: int, p: records.PushSubscription,
+                             max_per_user: int) -> int:
+    """Store P as a new subscription of ACC -> its id.  OverQuota when ACC
+    has MAX_PER_USER already."""
+    if tx.account(acc) is None:
+        raise NotFound("no such account")
+    if len(tx.push_subscriptions(acc)) >= max_per_user:
+        raise OverQuota(f"at most {max_per_user} push subscriptions per user")
+    p.id = tx.next_counter(acc, keys.CTR_PUSHSUB)
+    tx.put("psub", keys.psub(acc, p.id), records.encode_push_subscription(p))
+    return p.id
+
+
+def update_push_subscription(tx: WriteTx, acc: int, sid: int, *,
+                             expires: int | None = None,
+                             types: list[str] | None | bool = False,
+                             client_code: str | None | bool = False) -> records.PushSubscription:
+    """Change the mutable properties of subscription SID of ACC (an argument
+    left at its default stays as it is) -> the new record."""
+    p = tx.push_subscription(acc, sid)
+    if p is None:
+        raise NotFound("no such push subscription")
+    if expires is not None:
+        p.expires = expires
+    if types is not False:
+        p.types = types
+    if client_code is not False:
+        p.client_code = client_code
+    tx.put("psub", keys.psub(acc, sid), records.encode_push_subscription(p))
+    return p
+
+
+def destroy_push_subscription(tx: WriteTx, acc: int, sid: int) -> bool:
+    return tx.delete("psub", keys.psub(acc, sid))
+
+
+def sweep_push_subscriptions(tx: WriteTx, now: int) -> list[tuple[int, int]]:
+    """Delete every subscription that expired before NOW -> (account, id)s."""
+    gone = [(acc, p.id) for acc, p in tx.all_push_subscriptions() if p.expires <= now]
+    for acc, sid in gone:
+        tx.delete("psub", keys.psub(acc, sid))
+    return gone

@@ -344,3 +344,40 @@ def encode_thread_ref(tid: int, subject_hash: bytes) -> bytes:
 def decode_thread_ref(data) -> tuple[int, bytes]:
     tid, sh = _THR.unpack_from(data)
     return tid, sh
+
+
+# --- JMAP push subscriptions (RFC 8620 §7.2) ------------------------------------
+
+@dataclass(slots=True)
+class PushSubscription:
+    """One push subscription of a user (kept under the user's account).
+    ``code`` is the verification code the server sent; ``client_code`` what
+    the client set (verified when they are equal).  Keys are the client's
+    base64url strings as given; ``expires`` is a Unix time."""
+
+    id: int
+    device_client_id: str
+    url: str
+    p256dh: str = ""
+    auth: str = ""
+    code: str = ""
+    client_code: str | None = None
+    expires: int = 0
+    types: list[str] | None = None
+    created: int = 0
+
+    @property
+    def verified(self) -> bool:
+        return self.client_code is not None and self.client_code == self.code
+
+
+def encode_push_subscription(p: PushSubscription) -> bytes:
+    return b"\x01" + json.dumps(
+        [p.device_client_id, p.url, p.p256dh, p.auth, p.code, p.client_code, p.expires,
+         p.types, p.created], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_push_subscription(sid: int, data) -> PushSubscription:
+    if data[0] != 1:
+        raise ValueError("unknown push subscription record version")
+    return PushSubscription(sid, *json.loads(bytes(data[1:])))

@@ -325,6 +325,24 @@ class View:
         """ACC's vacation response record (None: never set)."""
         return sending.vacation(self, acc)
 
+    # --- JMAP push subscriptions (RFC 8620 §7.2) -------------------------------------
+
+    def push_subscription(self, acc: int, sid: int) -> records.PushSubscription | None:
+        v = self._get("psub", keys.psub(acc, sid))
+        return records.decode_push_subscription(sid, v) if v is not None else None
+
+    def push_subscriptions(self, acc: int) -> list[records.PushSubscription]:
+        return [records.decode_push_subscription(keys.split_psub(k)[1], v)
+                for k, v in self._scan("psub", keys.account_prefix(acc))]
+
+    def all_push_subscriptions(self) -> list[tuple[int, records.PushSubscription]]:
+        """(account, subscription) of every user: what push delivery serves."""
+        out = []
+        for k, v in self._scan("psub", b""):
+            acc, sid = keys.split_psub(k)
+            out.append((acc, records.decode_push_subscription(sid, v)))
+        return out
+
     # --- message index versions (mailaccess reindex) ---------------------------------
 
     def index_version(self) -> int:
