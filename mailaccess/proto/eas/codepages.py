@@ -3,8 +3,14 @@ tag name of every token.
 
 Only facts (token value -> tag name) are held here; the codec in wbxml.py
 builds its lookup tables from them.  Sources: the MS-ASWBXML section 2.1.2.1
-tables (one per code page, "Code Page N: Name"), read through the public
-specification text; tokens that the current specification lists as "not used"
+tables (one per code page, "Code Page N: Name").  Checked here against
+the specification text for pages 10, 12 and 25 and its encoding example
+(pages 0, 1, 17); against a commercial ActiveSync library's published
+enumerations for pages 4, 8, 14, 17, 21, 22 and part of 2; and against
+pyactivesync's tables (about 290 names on 18 pages, tests/test_eas_wbxml.py).
+The rest (AirNotify, ValidateCert, DocumentLibrary, Notes, RightsManagement,
+the tail of Provision, Settings, Tasks, Contacts) was not re-read against a
+second source in this change.  Tokens that the current specification lists as "not used"
 but that older protocol versions (2.5, 12.0) sent are kept under their old
 names so that a decoder never rejects a document an old device produces
 (``LEGACY`` names them).  Tag tokens are 0x05..0x3F: 0x00-0x04 are the WBXML
@@ -68,8 +74,8 @@ _page(3, "AirNotify",
       "DeviceAddress ValidCarrierProfiles CarrierProfile Status Responses Devices "
       "Device Id Expiry NotifyGUID DeviceFriendlyName")
 
-_page(4, "Calendar",
-      "TimeZone AllDayEvent Attendees Attendee Email Name Body BodyTruncated "
+_page(4, "Calendar",      # "Timezone" as in the Calendar schema (MS-ASCAL 2.2.2.44)
+      "Timezone AllDayEvent Attendees Attendee Email Name Body BodyTruncated "
       "BusyStatus Categories Category Rtf DtStamp EndTime Exception Exceptions "
       "Deleted ExceptionStartTime Location MeetingStatus OrganizerEmail "
       "OrganizerName Recurrence Type Until Occurrences Interval DayOfWeek "
@@ -213,7 +219,7 @@ LEGACY: frozenset[tuple[int, str]] = frozenset(
                         "MIMEData", "MIMETruncated", "MIMESize")]
     + [(3, n) for n in _PAGES[3][1].values()]
     + [(4, n) for n in ("Body", "BodyTruncated", "Rtf")]
-    + [(6, "Version"), (8, "Version")]
+    + [(6, "Version"), (8, "Version"), (14, "DocumentBrowseEnabled")]
     + [(7, n) for n in ("Folders", "Folder", "Response", "ContentClass", "Version")]
     + [(9, n) for n in ("Body", "BodySize", "BodyTruncated", "Rtf")]
     + [(15, n) for n in ("Stores", "SubstringOp", "Schema", "Supported")]
