@@ -258,6 +258,18 @@ def test_size_element_string_and_opaque_limits():
         decode(blob, Limits(max_opaque=999))
 
 
+def test_many_pieces_are_joined_once():
+    # 100,000 one-byte OPAQUE chunks (and STR_I pieces) in one element: joined
+    # at its END, not by repeated concatenation (which would be quadratic)
+    n = 100_000
+    blob = H("03 01 6A 00 00 14 4C") + H("C3 01 7A") * n + H("01")
+    assert decode(blob).opaque == b"z" * n
+    text = H("03 01 6A 00 00 0D 47") + H("03 61 00") * n + H("01")
+    assert decode(text).text == "a" * n
+    with pytest.raises(WbxmlError, match="opaque-too-long"):
+        decode(blob, Limits(max_opaque=n - 1))
+
+
 def test_opaque_length_is_checked_before_any_copy():
     # a 4 GiB length announced in a 12-byte body: refused, nothing allocated
     with pytest.raises(WbxmlError) as e:
@@ -278,6 +290,12 @@ def test_encoder_refuses_what_it_cannot_write():
         encode(Element(0, "Status", text="a\x00b"))
     with pytest.raises(WbxmlError, match="bad-text"):
         encode(Element(0, "Status", text="\ud800"))
+    with pytest.raises(WbxmlError, match="bad-opaque"):
+        encode(Element(0, "Status", opaque="text"))  # type: ignore[arg-type]
+    with pytest.raises(WbxmlError, match="bad-text"):
+        encode(Element(0, "Status", text=b"bytes"))  # type: ignore[arg-type]
+    with pytest.raises(WbxmlError, match="not-an-element"):
+        encode(Element(0, "Sync", ["child"]))  # type: ignore[list-item]
     with pytest.raises(WbxmlError):
         E("Nowhere:Sync")
     with pytest.raises(WbxmlError):

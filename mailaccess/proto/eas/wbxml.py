@@ -201,9 +201,13 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
     page = 0
     root: Element | None = None
     stack: list[Element] = []
-    # text pieces of the innermost open element (STR_I/STR_T/ENTITY), joined at END
+    # per open element: its text pieces (STR_I/STR_T/ENTITY) and opaque
+    # chunks, joined once at its END (never by repeated concatenation), and
+    # the byte counts they add up to
     pieces: list[list[str]] = []
     text_len: list[int] = []
+    blobs: list[list[bytes]] = []
+    blob_len: list[int] = []
     elements = 0
     tags = TAGS[0]
 
@@ -224,15 +228,19 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
             el = stack.pop()
             parts = pieces.pop()
             text_len.pop()
+            chunks = blobs.pop()
+            blob_len.pop()
             if parts:
                 el.text = parts[0] if len(parts) == 1 else "".join(parts)
+            elif chunks:
+                el.opaque = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             pos += 1
             continue
         if b == STR_I or b == STR_T or b == ENTITY:
             if not stack:
                 raise WbxmlError("text-outside-root", "", pos)
             el = stack[-1]
-            if el.children or el.opaque is not None:
+            if el.children or blobs[-1]:
                 raise WbxmlError("mixed-content", el.qname, pos)
             at = pos
             if b == STR_I:
@@ -272,13 +280,12 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
                 raise WbxmlError("mixed-content", el.qname, pos)
             at = pos
             n, pos = _read_mb(data, pos + 1, end)
-            have = 0 if el.opaque is None else len(el.opaque)
-            if have + n > limits.max_opaque:
+            if blob_len[-1] + n > limits.max_opaque:
                 raise WbxmlError("opaque-too-long", el.qname, at)
             if n > end - pos:
                 raise WbxmlError("truncated", "opaque data", at)
-            chunk = data[pos:pos + n]
-            el.opaque = chunk if el.opaque is None else el.opaque + chunk
+            blobs[-1].append(data[pos:pos + n])
+            blob_len[-1] += n
             pos += n
             continue
         token = b & TOKEN_MASK
@@ -298,7 +305,7 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
         el = Element(page, name)
         if stack:
             parent = stack[-1]
-            if pieces[-1] or parent.opaque is not None:
+            if pieces[-1] or blobs[-1]:
                 raise WbxmlError("mixed-content", parent.qname, pos)
             parent.children.append(el)
         elif root is None:
@@ -311,6 +318,8 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
             stack.append(el)
             pieces.append([])
             text_len.append(0)
+            blobs.append([])
+            blob_len.append(0)
         pos += 1
     if stack:
         raise WbxmlError("truncated", f"{len(stack)} element(s) not closed", end)
@@ -328,6 +337,12 @@ def _check_element(el: object) -> Element:
         raise WbxmlError("unknown-page", str(el.page))
     if el.tag not in TOKENS[el.page]:
         raise WbxmlError("unknown-tag", f"{el.namespace}:{el.tag}")
+    if el.text is not None and not isinstance(el.text, str):
+        raise WbxmlError("bad-text", el.qname)
+    if el.opaque is not None and not isinstance(el.opaque, (bytes, bytearray)):
+        raise WbxmlError("bad-opaque", el.qname)
+    if not isinstance(el.children, list):
+        raise WbxmlError("bad-children", el.qname)
     kinds = (1 if el.children else 0) + (el.text is not None) + (el.opaque is not None)
     if kinds > 1:
         raise WbxmlError("mixed-content", el.qname)
