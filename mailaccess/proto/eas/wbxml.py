@@ -204,9 +204,10 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
     # per open element: its text pieces (STR_I/STR_T/ENTITY) and opaque
     # chunks, joined once at its END (never by repeated concatenation), and
     # the byte counts they add up to
-    pieces: list[list[str]] = []
+    # (None until the element gets text or opaque data: most elements get none)
+    pieces: list = []
     text_len: list[int] = []
-    blobs: list[list[bytes]] = []
+    blobs: list = []
     blob_len: list[int] = []
     elements = 0
     tags = TAGS[0]
@@ -230,9 +231,9 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
             text_len.pop()
             chunks = blobs.pop()
             blob_len.pop()
-            if parts:
+            if parts is not None:
                 el.text = parts[0] if len(parts) == 1 else "".join(parts)
-            elif chunks:
+            elif chunks is not None:
                 el.opaque = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             pos += 1
             continue
@@ -240,7 +241,7 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
             if not stack:
                 raise WbxmlError("text-outside-root", "", pos)
             el = stack[-1]
-            if el.children or blobs[-1]:
+            if el.children or blobs[-1] is not None:
                 raise WbxmlError("mixed-content", el.qname, pos)
             at = pos
             if b == STR_I:
@@ -269,14 +270,17 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
                 n = len(s.encode("utf-8"))
                 if text_len[-1] + n > limits.max_string:
                     raise WbxmlError("string-too-long", el.qname, at)
-            pieces[-1].append(s)
+            if pieces[-1] is None:
+                pieces[-1] = [s]
+            else:
+                pieces[-1].append(s)
             text_len[-1] += n
             continue
         if b == OPAQUE:
             if not stack:
                 raise WbxmlError("text-outside-root", "opaque", pos)
             el = stack[-1]
-            if el.children or pieces[-1]:
+            if el.children or pieces[-1] is not None:
                 raise WbxmlError("mixed-content", el.qname, pos)
             at = pos
             n, pos = _read_mb(data, pos + 1, end)
@@ -284,7 +288,10 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
                 raise WbxmlError("opaque-too-long", el.qname, at)
             if n > end - pos:
                 raise WbxmlError("truncated", "opaque data", at)
-            blobs[-1].append(data[pos:pos + n])
+            if blobs[-1] is None:
+                blobs[-1] = [data[pos:pos + n]]
+            else:
+                blobs[-1].append(data[pos:pos + n])
             blob_len[-1] += n
             pos += n
             continue
@@ -305,7 +312,7 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
         el = Element(page, name)
         if stack:
             parent = stack[-1]
-            if pieces[-1] or blobs[-1]:
+            if pieces[-1] is not None or blobs[-1] is not None:
                 raise WbxmlError("mixed-content", parent.qname, pos)
             parent.children.append(el)
         elif root is None:
@@ -316,9 +323,9 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
             if len(stack) >= limits.max_depth:
                 raise WbxmlError("too-deep", str(limits.max_depth), pos)
             stack.append(el)
-            pieces.append([])
+            pieces.append(None)
             text_len.append(0)
-            blobs.append([])
+            blobs.append(None)
             blob_len.append(0)
         pos += 1
     if stack:
