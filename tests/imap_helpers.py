@@ -8,6 +8,7 @@ import ssl
 
 import pytest
 import trio
+import trio.testing
 
 from mailaccess import accounts
 
@@ -126,6 +127,15 @@ class Raw:
                 return out
             out += self.read(int(m.group(1)))
 
+    def responses_until(self, pred) -> list[bytes]:
+        """Whole responses up to the first one PRED accepts (unsolicited news;
+        the socket's timeout is the hang guard)."""
+        out = []
+        while True:
+            out.append(self.response())
+            if pred(out[-1]):
+                return out
+
     # -- commands ------------------------------------------------------------
     def send(self, line: bytes | str, tag: bytes | None = None) -> bytes:
         """Send TAG LINE (a fresh tag unless one is named); the tag."""
@@ -226,3 +236,99 @@ class RawText(Raw):
 
     def until(self, tag: bytes) -> bytes:
         return b"".join(self.read_until(tag))
+
+
+class AsyncRaw:
+    """A raw IMAP client on a non-blocking socket, read from the Trio loop (so
+    a test can see what the server sends unasked, and when).  HIDE_RECENT:
+    leave \\Recent (``* n RECENT`` and the flag) out of what line() returns."""
+
+    def __init__(self, port: int, hide_recent: bool = False):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setblocking(False)
+        self.buf = b""
+        self.n = 0
+        self.hide_recent = hide_recent
+
+    @classmethod
+    async def login(cls, ctx, user="alice", password="pw", **kw) -> "AsyncRaw":
+        """A connection to CTX's IMAP port, greeting read, logged in (OK checked)."""
+        c = cls(imap_port(ctx), **kw)
+        await c.line()
+        await c.cmd(f"LOGIN {user} {password}")
+        return c
+
+    async def _fill(self) -> None:
+        await trio.lowlevel.wait_readable(self.sock)
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("server closed")
+        self.buf += data
+
+    async def line(self) -> bytes:
+        """The next response (no CRLF), literals inlined."""
+        while True:
+            line = await self._line()
+            if not self.hide_recent:
+                return line
+            if re.fullmatch(rb"\* \d+ RECENT", line):
+                continue
+            return re.sub(rb" ?\\Recent(?=[ )])", b"", line).replace(b"( ", b"(")
+
+    async def _line(self) -> bytes:
+        with trio.fail_after(30):    # a hang guard, not a timing assertion
+            while b"\r\n" not in self.buf:
+                await self._fill()
+            line, _, self.buf = self.buf.partition(b"\r\n")
+            m = re.search(rb"\{(\d+)\}$", line)
+            if m:
+                n = int(m.group(1))
+                while len(self.buf) < n:
+                    await self._fill()
+                lit, self.buf = self.buf[:n], self.buf[n:]
+                line += b"\r\n" + lit + await self._line()
+            return line
+
+    def send(self, data: bytes) -> None:
+        self.sock.setblocking(True)
+        self.sock.sendall(data)
+        self.sock.setblocking(False)
+
+    async def cmd(self, text: str) -> list[bytes]:
+        self.n += 1
+        tag = b"t%d" % self.n
+        self.send(tag + b" " + text.encode() + b"\r\n")
+        lines = []
+        while True:
+            line = await self.line()
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                assert line.startswith(tag + b" OK"), lines
+                return lines
+
+    async def until(self, pred) -> list[bytes]:
+        lines = []
+        while True:
+            line = await self.line()
+            lines.append(line)
+            if pred(line):
+                return lines
+
+    async def idle_output(self) -> bytes:
+        """What the server sent without being asked, once it has done all it would."""
+        await trio.testing.wait_all_tasks_blocked()
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            data = b""
+        self.buf += data
+        out, self.buf = self.buf, b""
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def literal(data: bytes) -> str:
+    """DATA as a non-synchronising literal, to end a command's text."""
+    return "{%d+}\r\n" % len(data) + data.decode()
