@@ -63,7 +63,8 @@ class Raw:
                     unless CHECK_OK.
       prefix        tags are PREFIX + a counter (``self.n``).
       own_tags      cmd(TEXT): TEXT already starts with its tag.
-      check_ok      cmd asserts the tagged answer is OK.
+      check_ok      cmd asserts the tagged answer is OK (True: its status word;
+                    a function: that function of the tagged line).
       whole         cmd's lines are whole responses (a line, its literals and the
                     rest of the line in one item) rather than a literal as an
                     item of its own.
@@ -165,7 +166,9 @@ class Raw:
                 continue
             if got.startswith(tag + b" "):
                 if self.check_ok:
-                    assert got.split()[1] == b"OK", out
+                    ok = (self.check_ok(got) if callable(self.check_ok)
+                          else got.split()[1] == b"OK")
+                    assert ok, out
                 return out
             if self.continuation and got.startswith(b"+ "):
                 return out

@@ -26,13 +26,12 @@ def test_downgrade_rules():
     assert "name*=utf-8''b%C3%A4r.txt" in text
 
 
-Raw = functools.partial(RawText, login=False, prefix=b"u")
+Raw = functools.partial(RawText, prefix=b"u")
 
 
 async def test_non_utf8_client_gets_downgraded_views(imap_server):
     def go():
         r = Raw(imap_server)
-        r.cmd(b"LOGIN alice pw")
         out = r.cmd(b"APPEND INBOX {%d+}\r\n%s" % (len(RAW), RAW))
         assert b"OK" in out.splitlines()[-1]
         r.cmd(b"SELECT INBOX")
@@ -66,7 +65,6 @@ async def test_non_utf8_client_gets_downgraded_views(imap_server):
 async def test_utf8_append_needs_enable(imap_server):
     def go():
         r = Raw(imap_server)
-        r.cmd(b"LOGIN alice pw")
         out = r.cmd(b"APPEND INBOX UTF8 (~{%d+}\r\n%s)" % (len(RAW), RAW))
         assert b" BAD " in out.splitlines()[-1]
         r.s.close()
