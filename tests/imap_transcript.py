@@ -11,10 +11,12 @@ byte-identical gives the same transcript:
     PYTHONPATH=NEW_TREE python tests/imap_transcript.py > new.txt
     diff old.txt new.txt
 """
-import dataclasses, re, socket, sys, tempfile, threading, base64
+import dataclasses, re, sys, tempfile, threading, base64
 import trio
 from mailaccess import config as _config, accounts
 from mailaccess.server import app
+
+from imap_helpers import Raw as _Raw
 
 MSGS = [
     b"From: Ann <ann@example.org>\r\nTo: bob@example.org\r\nSubject: hello world\r\nMessage-ID: <a1@x>\r\nDate: Mon, 3 Nov 2025 10:00:00 +0000\r\n\r\nfirst body\r\n",
@@ -23,32 +25,13 @@ MSGS = [
     "From: Dé <d@example.org>\r\nTo: ann@example.org\r\nSubject: Grüße\r\nMessage-ID: <a4@x>\r\nDate: Thu, 6 Nov 2025 10:00:00 +0000\r\n\r\nutf8\r\n".encode(),
 ]
 
-class Raw:
-    def __init__(self, port, out, name):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.f = self.s.makefile("rwb"); self.out = out; self.name = name; self.n = 0
-        self.out.append(name.encode() + b" greeting: " + self.f.readline())
-    def cmd(self, line):
-        self.n += 1
-        tag = b"%s%d" % (self.name.encode(), self.n)
-        data = tag + b" " + line + b"\r\n"
-        self.out.append(b"C: " + data)
-        self.f.write(data); self.f.flush()
-        while True:
-            l = self.f.readline()
-            if not l:
-                self.out.append(b"EOF\r\n"); return
-            self.out.append(l)
-            h = l.rstrip(b"\r\n")
-            if h.endswith(b"}") and b"{" in h:
-                self.out.append(self.f.read(int(h[h.rindex(b"{")+1:-1].rstrip(b"+"))))
-                continue
-            if l.startswith(tag + b" ") or l.startswith(b"+ "):
-                return
-    def raw(self, data):
-        self.out.append(b"C: " + data); self.f.write(data); self.f.flush()
-    def line(self):
-        l = self.f.readline(); self.out.append(l); return l
+def Raw(port, out, name):
+    """A recording raw client: OUT gets every line read and every write; a
+    command also ends at a ``+`` continuation, or when the server closes."""
+    r = _Raw(port, login=False, prefix=name.encode(), record=out, continuation=True,
+             eof_ok=True)
+    out.append(name.encode() + b" greeting: " + r.greeting)
+    return r
 
 def convo(port, out):
     lit = lambda m: b"{%d+}\r\n%s" % (len(m), m)
@@ -114,8 +97,8 @@ def convo(port, out):
     e.cmd(b"AUTHENTICATE PLAIN " + base64.b64encode(b"\0alice\0pw")); e.cmd(b"SELECT INBOX")
     e.cmd(b"AUTHENTICATE PLAIN")
     f = Raw(port, out, "f")
-    f.cmd(b"AUTHENTICATE PLAIN"); f.raw(b"*\r\n"); f.line()
-    f.cmd(b"AUTHENTICATE LOGIN"); f.raw(base64.b64encode(b"alice") + b"\r\n"); f.line(); f.raw(b"!!\r\n"); f.line()
+    f.cmd(b"AUTHENTICATE PLAIN"); f.write(b"*\r\n"); f.line()
+    f.cmd(b"AUTHENTICATE LOGIN"); f.write(base64.b64encode(b"alice") + b"\r\n"); f.line(); f.write(b"!!\r\n"); f.line()
 
     f.cmd(b"SEARCH (((")
     for x in (a, b, c, d, e, f):

@@ -2,9 +2,9 @@
 /changes paging inside and across modseqs, the retention horizon, pruning,
 the format-1 migration, and IMAP QRESYNC falling back past the horizon."""
 import dataclasses
+import functools
 import hashlib
 import itertools
-import socket
 
 import lmdb
 import pytest
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_config
-from imap_helpers import connect, imap_port, msg, run
+from imap_helpers import connect, msg, RawText, run
 from mailaccess.check import check_store
 from mailaccess.store import CannotCalculateChanges, Store, keys, ops, records
 from mailaccess.store.changelog import Retention, absent_ranges
@@ -591,31 +591,7 @@ def cfg(tmp_path):
         changelog_sweep_interval=0))
 
 
-class Raw:
-    def __init__(self, ctx):
-        self.s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=10)
-        self.f = self.s.makefile("rwb")
-        self.f.readline()
-        self.n = 0
-        self.cmd(b"LOGIN alice pw")
-
-    def cmd(self, line: bytes) -> bytes:
-        self.n += 1
-        tag = b"t%d" % self.n
-        self.f.write(tag + b" " + line + b"\r\n")
-        self.f.flush()
-        out = []
-        while True:
-            ln = self.f.readline()
-            if not ln:
-                raise EOFError
-            out.append(ln)
-            if ln.startswith(tag + b" "):
-                assert b" OK " in ln, out
-                return b"".join(out)
-
-    def close(self):
-        self.s.close()
+Raw = functools.partial(RawText, check_ok=lambda tagged: b" OK " in tagged)
 
 
 async def test_qresync_past_the_horizon_reports_absent_uids_by_range(imap_server):

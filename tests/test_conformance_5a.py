@@ -20,8 +20,8 @@ directly otherwise).
 8. THREAD=REFERENCES step 1B breaks a message's old parent link even when
    the new one would close a loop (RFC 5256 2.2).
 """
+import functools
 import re
-import socket
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -32,47 +32,11 @@ from mailaccess.query import sort as qsort
 from mailaccess.query.thread import thread_references
 from mailaccess.store import Store, ops
 
-from imap_helpers import imap_port, run
+from imap_helpers import RawText, run
 from test_query_thread import format_thread
 
 
-class Raw:
-    """A raw IMAP connection: every line the server sends, literals included."""
-
-    def __init__(self, ctx, login=True):
-        self.s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=10)
-        self.f = self.s.makefile("rwb")
-        self.f.readline()
-        self.n = 0
-        if login:
-            self.cmd(b"LOGIN alice pw")
-
-    def cmd(self, line: bytes, literal: bytes | None = None) -> bytes:
-        self.n += 1
-        tag = b"r%d" % self.n
-        if literal is not None:
-            self.f.write(tag + b" " + line + b" {%d+}\r\n" % len(literal) + literal + b"\r\n")
-        else:
-            self.f.write(tag + b" " + line + b"\r\n")
-        self.f.flush()
-        out = []
-        while True:
-            got = self.f.readline()
-            if not got:
-                raise EOFError
-            out.append(got)
-            head = got.rstrip(b"\r\n")
-            if head.endswith(b"}") and b"{" in head:
-                out.append(self.f.read(int(head[head.rindex(b"{") + 1:-1].lstrip(b"~"))))
-                continue
-            if got.startswith(tag + b" "):
-                return b"".join(out)
-
-    def append(self, raw: bytes, flags: bytes = b"") -> bytes:
-        return self.cmd(b"APPEND INBOX" + (b" (" + flags + b")" if flags else b""), raw)
-
-    def close(self):
-        self.s.close()
+Raw = functools.partial(RawText, prefix=b"r")
 
 
 def mail(subject="hello", date="Mon, 3 Nov 2025 10:00:00 +0000", body="body\r\n",

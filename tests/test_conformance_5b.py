@@ -12,6 +12,7 @@
    (RFC 3501 6.3.11)
 -  COMPRESS=DEFLATE and SASL-IR are advertised after login
 """
+import functools
 import imaplib
 import re
 import socket
@@ -19,57 +20,13 @@ import zlib
 
 from imapclient import IMAPClient
 
-from imap_helpers import connect, imap_port, msg, run
+from imap_helpers import connect, imap_port, msg, RawText, run
 from mailaccess.proto.imap import commands
 from mailaccess.proto.imap.frames import CommandFrame
 
 
-class Raw:
-    """A raw IMAP conversation: send lines, read up to a tagged answer."""
-
-    def __init__(self, ctx, login=True):
-        self.s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=20)
-        self.buf = b""
-        self.line()
-        if login:
-            assert self.cmd(b"a0 LOGIN alice pw").startswith(b"a0 OK") or True
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            data = self.s.recv(65536)
-            assert data, "connection closed"
-            self.buf += data
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line + b"\r\n"
-
-    def read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            data = self.s.recv(65536)
-            assert data, "connection closed"
-            self.buf += data
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def until(self, tag: bytes) -> bytes:
-        """Everything up to and including the tagged line, literals included."""
-        out = b""
-        while True:
-            line = self.line()
-            out += line
-            m = re.search(rb"~?\{(\d+)\}\r\n$", line)
-            if m:
-                out += self.read(int(m.group(1)))
-                continue
-            if line.startswith(tag + b" "):
-                return out
-
-    def cmd(self, text: bytes) -> bytes:
-        tag = text.split(b" ", 1)[0]
-        self.s.sendall(text + b"\r\n")
-        return self.until(tag)
-
-    def close(self):
-        self.s.close()
+# cmd(b"TAG ...") carries its own tag; answers joined.
+Raw = functools.partial(RawText, own_tags=True, timeout=20)
 
 
 def tagged(out: bytes, tag: bytes) -> bytes:

@@ -7,8 +7,8 @@ these functions used before.  No timing thresholds: a regression shows as a
 test that does not finish.  Then the same cases through a real server over a
 raw socket, and the bounded worker pool CPU-heavy commands run in.
 """
+import functools
 import re
-import socket
 import threading
 
 import pytest
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import twin_params
-from imap_helpers import imap_port, run
+from imap_helpers import Raw, run
 from mailaccess import storeio
 from mailaccess.mime import index as mindex
 from mailaccess.proto.imap.pattern import compile_pattern
@@ -195,33 +195,7 @@ def test_pattern_with_many_wildcards_on_a_long_name():
 
 # ------------------------------------------------------------- over the wire
 
-class Raw:
-    def __init__(self, ctx):
-        self.s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=60)
-        self.f = self.s.makefile("rwb")
-        self.f.readline()
-        self.n = 0
-        self.cmd(b"LOGIN alice pw")
-
-    def cmd(self, line: bytes) -> list[bytes]:
-        self.n += 1
-        tag = b"h%d" % self.n
-        self.f.write(tag + b" " + line + b"\r\n")
-        self.f.flush()
-        out = []
-        while True:
-            l = self.f.readline()
-            if not l:
-                raise EOFError
-            out.append(l)
-            if l.startswith(tag + b" "):
-                return out
-
-    def append(self, mailbox: bytes, message: bytes) -> list[bytes]:
-        return self.cmd(b"APPEND %s {%d+}\r\n%s" % (mailbox, len(message), message))
-
-    def close(self):
-        self.s.close()
+Raw = functools.partial(Raw, prefix=b"h", timeout=60)
 
 
 def _message(subject: bytes, body: bytes = b"hi\r\n", ctype: bytes = b"text/plain") -> bytes:
@@ -232,12 +206,12 @@ def _message(subject: bytes, body: bytes = b"hi\r\n", ctype: bytes = b"text/plai
 async def test_hostile_subjects_and_html_through_append_sort_thread(imap_server):
     def go():
         r, bystander = Raw(imap_server), Raw(imap_server)
-        assert r.append(b"INBOX", _message(b"b"))[-1].startswith(b"h2 OK")
-        assert r.append(b"INBOX", _message(b"(fwd)" * N + b"x"))[-1].startswith(b"h3 OK")
-        assert r.append(b"INBOX", _message(b"[fwd:" * N + b"a" + b"]" * N))[-1] \
+        assert r.append(_message(b"b"))[-1].startswith(b"h2 OK")
+        assert r.append(_message(b"(fwd)" * N + b"x"))[-1].startswith(b"h3 OK")
+        assert r.append(_message(b"[fwd:" * N + b"a" + b"]" * N))[-1] \
             .startswith(b"h4 OK")
-        assert r.append(b"INBOX", _message(b"[x]" * N + b"c"))[-1].startswith(b"h5 OK")
-        assert r.append(b"INBOX", _message(b"html", b"<script" * N + b"</p>words\r\n",
+        assert r.append(_message(b"[x]" * N + b"c"))[-1].startswith(b"h5 OK")
+        assert r.append(_message(b"html", b"<script" * N + b"</p>words\r\n",
                                            b"text/html"))[-1].startswith(b"h6 OK")
         assert bystander.cmd(b"NOOP")[-1].startswith(b"h2 OK")
         r.cmd(b"SELECT INBOX")

@@ -16,9 +16,9 @@ ranges), at three levels:
 """
 from __future__ import annotations
 
+import functools
 import random
 import re
-import socket
 import types
 from array import array
 
@@ -26,7 +26,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from imapclient import IMAPClient
 
-from imap_helpers import imap_port, msg, run
+from imap_helpers import imap_port, msg, Raw, run
 from mailaccess.proto.imap import events as E
 from mailaccess.proto.imap import serialize as S
 from mailaccess.proto.imap.commands import parse_command
@@ -229,42 +229,9 @@ def test_sort_context_pairs_rebuild_the_order(values, data):
 
 # --- live sessions ----------------------------------------------------------------------------
 
-class Raw:
-    """Lines up to the tagged one; the caller names the tag (contexts are named by it)."""
-
-    def __init__(self, ctx):
-        self.s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=20)
-        self.f = self.s.makefile("rwb")
-        self.f.readline()
-        self.n = 0
-        self.cmd(b"LOGIN alice pw")
-
-    def send(self, line: bytes, tag: bytes | None = None) -> bytes:
-        self.n += 1
-        tag = tag or b"r%d" % self.n
-        self.f.write(tag + b" " + line + b"\r\n")
-        self.f.flush()
-        return tag
-
-    def read_until(self, tag: bytes) -> list[bytes]:
-        out = []
-        while True:
-            line = self.f.readline()
-            if not line:
-                raise EOFError
-            out.append(line)
-            head = line.rstrip(b"\r\n")
-            if head.endswith(b"}") and b"{" in head:
-                out.append(self.f.read(int(head[head.rindex(b"{") + 1:-1])))
-                continue
-            if line.startswith(tag + b" "):
-                return out
-
-    def cmd(self, line: bytes, tag: bytes | None = None) -> list[bytes]:
-        return self.read_until(self.send(line, tag))
-
-    def close(self):
-        self.s.close()
+# Lines up to the tagged one (a literal an item of its own); the caller may
+# name the tag (contexts are named by it).
+Raw = functools.partial(Raw, prefix=b"r", timeout=20)
 
 
 _ESEARCH = re.compile(rb'^\* ESEARCH \(TAG "([^"]*)"\)( UID)?(.*)\r\n$')

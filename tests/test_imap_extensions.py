@@ -1,12 +1,12 @@
 """The advertised extensions, each exercised with imapclient (a real client),
 falling back to raw protocol lines only where no client library speaks them."""
-import socket
+import functools
 from datetime import datetime, timezone
 
 import pytest
 from imapclient import IMAPClient
 
-from imap_helpers import connect, imap_port, msg, run
+from imap_helpers import connect, imap_port, msg, Raw, run
 
 
 def client(ctx, user="alice"):
@@ -15,33 +15,7 @@ def client(ctx, user="alice"):
     return c
 
 
-class Raw:
-    """Line-level access for extensions no client library covers."""
-
-    def __init__(self, ctx, login=True):
-        self.s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=10)
-        self.f = self.s.makefile("rwb")
-        self.f.readline()
-        self.n = 0
-        if login:
-            self.cmd(b"LOGIN alice pw")
-
-    def cmd(self, line: bytes) -> list[bytes]:
-        self.n += 1
-        tag = b"t%d" % self.n
-        self.f.write(tag + b" " + line + b"\r\n")
-        self.f.flush()
-        out = []
-        while True:
-            l = self.f.readline()
-            if not l:
-                raise EOFError
-            out.append(l)
-            if l.startswith(tag + b" "):
-                return out
-
-    def close(self):
-        self.s.close()
+Raw = functools.partial(Raw, prefix=b"t")
 
 
 def fill(ctx, n=5):

@@ -8,9 +8,9 @@ server runs in the same loop: ``wait_all_tasks_blocked`` then means "the
 server has done everything it was going to do", which is how the tests see
 that something was *not* sent (no sleeps, no timing thresholds).
 """
+import functools
 import re
 import smtplib
-import socket
 
 import pytest
 import trio
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from imapclient import IMAPClient
 
-from imap_helpers import imap_port, msg, run
+from imap_helpers import AsyncRaw, imap_port, literal, msg, run
 from mailaccess.proto.imap import events as ev
 from mailaccess.proto.imap.commands import CommandError, parse_command
 from mailaccess.proto.imap.frames import CommandFrame
@@ -157,90 +157,8 @@ def test_first_matching_group_wins():
 
 # ------------------------------------------------------------- raw conversations
 
-class Raw:
-    """A raw IMAP client on a non-blocking socket, read from the Trio loop."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setblocking(False)
-        self.buf = b""
-        self.n = 0
-
-    async def _fill(self) -> None:
-        await trio.lowlevel.wait_readable(self.sock)
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("server closed")
-        self.buf += data
-
-    async def line(self) -> bytes:
-        """The next response, literals inlined.  \\Recent (RFC 3501; another
-        change's subject) is left out: ``* n RECENT`` and the flag."""
-        while True:
-            line = await self._line()
-            if re.fullmatch(rb"\* \d+ RECENT", line):
-                continue
-            return re.sub(rb" ?\\Recent(?=[ )])", b"", line).replace(b"( ", b"(")
-
-    async def _line(self) -> bytes:
-        with trio.fail_after(30):    # a hang guard, not a timing assertion
-            while b"\r\n" not in self.buf:
-                await self._fill()
-            line, _, self.buf = self.buf.partition(b"\r\n")
-            m = re.search(rb"\{(\d+)\}$", line)
-            if m:
-                n = int(m.group(1))
-                while len(self.buf) < n:
-                    await self._fill()
-                lit, self.buf = self.buf[:n], self.buf[n:]
-                line += b"\r\n" + lit + await self._line()
-            return line
-
-    def send(self, data: bytes) -> None:
-        self.sock.setblocking(True)
-        self.sock.sendall(data)
-        self.sock.setblocking(False)
-
-    async def cmd(self, text: str) -> list[bytes]:
-        self.n += 1
-        tag = b"t%d" % self.n
-        self.send(tag + b" " + text.encode() + b"\r\n")
-        lines = []
-        while True:
-            line = await self.line()
-            lines.append(line)
-            if line.startswith(tag + b" "):
-                assert line.startswith(tag + b" OK"), lines
-                return lines
-
-    async def until(self, pred) -> list[bytes]:
-        lines = []
-        while True:
-            line = await self.line()
-            lines.append(line)
-            if pred(line):
-                return lines
-
-    async def idle_output(self) -> bytes:
-        """What the server sent without being asked, once it has done all it would."""
-        await trio.testing.wait_all_tasks_blocked()
-        try:
-            data = self.sock.recv(65536)
-        except BlockingIOError:
-            data = b""
-        self.buf += data
-        out, self.buf = self.buf, b""
-        return out
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-async def login(ctx, user="alice") -> Raw:
-    c = Raw(imap_port(ctx))
-    await c.line()
-    await c.cmd(f"LOGIN {user} pw")
-    return c
+# \\Recent (RFC 3501; another change's subject) is left out of what line() returns.
+login = functools.partial(AsyncRaw.login, hide_recent=True)
 
 
 def lmtp_deliver(ctx, rcpt, data):
@@ -248,11 +166,7 @@ def lmtp_deliver(ctx, rcpt, data):
         c.sendmail("s@example.org", [rcpt], data)
 
 
-def literal(data: bytes) -> str:
-    return "{%d+}\r\n" % len(data) + data.decode()
-
-
-async def append(c: Raw, box: str, data: bytes) -> None:
+async def append(c: AsyncRaw, box: str, data: bytes) -> None:
     await c.cmd(f"APPEND {box} " + literal(data))
 
 

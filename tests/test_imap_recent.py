@@ -9,8 +9,8 @@ op, and a restart.
 """
 from __future__ import annotations
 
+import functools
 import re
-import socket
 
 import pytest
 import trio
@@ -18,50 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import make_config
-from imap_helpers import imap_port, msg, run
+from imap_helpers import imap_port, msg, Raw, run
 from mailaccess import accounts, ingest
 from mailaccess.server import app
 from mailaccess.store import Store, keys, ops, records
 
 
-class Raw:
-    """One blocking IMAP connection speaking raw lines."""
-
-    def __init__(self, port: int, user: str = "alice"):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.f = self.s.makefile("rwb")
-        self.n = 0
-        self.f.readline()
-        if user:
-            assert self.cmd(f"LOGIN {user} pw")[-1].split()[1] == b"OK"
-
-    def cmd(self, line: str, literal: bytes | None = None) -> list[bytes]:
-        self.n += 1
-        tag = b"t%d" % self.n
-        if literal is not None:
-            self.f.write(tag + b" " + line.encode() + b" {%d+}\r\n" % len(literal) + literal
-                         + b"\r\n")
-        else:
-            self.f.write(tag + b" " + line.encode() + b"\r\n")
-        self.f.flush()
-        out = []
-        while True:
-            l = self.f.readline()
-            assert l, "connection closed"
-            h = l.rstrip(b"\r\n")
-            if h.endswith(b"}") and b"{" in h:
-                l += self.f.read(int(h[h.rindex(b"{") + 1:-1].rstrip(b"+"))) + self.f.readline()
-            out.append(l)
-            if l.startswith(tag + b" "):
-                assert l.split()[1] == b"OK", out
-                return out
-
-    def close(self):
-        try:
-            self.cmd("LOGOUT")
-        except AssertionError:
-            pass
-        self.s.close()
+# Whole responses, every answer must be OK, LOGOUT (answer awaited) on close.
+Raw = functools.partial(Raw, timeout=30, whole=True, check_ok=True, logout="wait")
 
 
 def recent_of(resp: list[bytes]) -> list[int]:

@@ -11,41 +11,12 @@
 - FETCH data items on the live path, exact bytes (sections, partials,
   literal8).
 """
-import socket
+import functools
 
-from imap_helpers import connect, imap_port, msg, run
+from imap_helpers import connect, msg, RawText, run
 
 
-class Raw:
-    def __init__(self, ctx, login=True):
-        self.s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=10)
-        self.f = self.s.makefile("rwb")
-        self.f.readline()
-        self.n = 0
-        if login:
-            self.cmd(b"LOGIN alice pw")
-
-    def cmd(self, line: bytes) -> bytes:
-        """Everything the server answered, literals included, up to the tagged line."""
-        self.n += 1
-        tag = b"r%d" % self.n
-        self.f.write(tag + b" " + line + b"\r\n")
-        self.f.flush()
-        out = []
-        while True:
-            line = self.f.readline()
-            if not line:
-                raise EOFError
-            out.append(line)
-            head = line.rstrip(b"\r\n")
-            if head.endswith(b"}") and b"{" in head:
-                out.append(self.f.read(int(head[head.rindex(b"{") + 1:-1])))
-                continue
-            if line.startswith(tag + b" "):
-                return b"".join(out)
-
-    def close(self):
-        self.s.close()
+Raw = functools.partial(RawText, prefix=b"r")
 
 
 async def test_no_expunge_announced_during_fetch_search_store(imap_server):

@@ -1,7 +1,7 @@
 """UTF8=ACCEPT (RFC 6855) and the RFC 6858 downgrade for clients without it."""
-import socket
+import functools
 
-from imap_helpers import imap_port, run
+from imap_helpers import RawText, run
 from mailaccess.server.imap_downgrade import downgrade
 
 RAW = ("From: Jöran Überg <jöran@exämple.org>\r\n"
@@ -26,33 +26,12 @@ def test_downgrade_rules():
     assert "name*=utf-8''b%C3%A4r.txt" in text
 
 
-class Raw:
-    def __init__(self, ctx):
-        self.s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=10)
-        self.f = self.s.makefile("rwb")
-        self.f.readline()
-        self.n = 0
-
-    def cmd(self, line: bytes) -> bytes:
-        self.n += 1
-        tag = b"u%d" % self.n
-        self.f.write(tag + b" " + line + b"\r\n")
-        self.f.flush()
-        out = []
-        while True:
-            l = self.f.readline()
-            out.append(l)
-            m = l.rstrip().rsplit(b"{", 1)
-            if len(m) == 2 and m[1].endswith(b"}") and m[1][:-1].isdigit():
-                out.append(self.f.read(int(m[1][:-1])))
-            if l.startswith(tag + b" "):
-                return b"".join(out)
+Raw = functools.partial(RawText, prefix=b"u")
 
 
 async def test_non_utf8_client_gets_downgraded_views(imap_server):
     def go():
         r = Raw(imap_server)
-        r.cmd(b"LOGIN alice pw")
         out = r.cmd(b"APPEND INBOX {%d+}\r\n%s" % (len(RAW), RAW))
         assert b"OK" in out.splitlines()[-1]
         r.cmd(b"SELECT INBOX")
@@ -86,7 +65,6 @@ async def test_non_utf8_client_gets_downgraded_views(imap_server):
 async def test_utf8_append_needs_enable(imap_server):
     def go():
         r = Raw(imap_server)
-        r.cmd(b"LOGIN alice pw")
         out = r.cmd(b"APPEND INBOX UTF8 (~{%d+}\r\n%s)" % (len(RAW), RAW))
         assert b" BAD " in out.splitlines()[-1]
         r.s.close()

@@ -11,82 +11,38 @@ may come in any order, and so on.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
-import socket
 from dataclasses import dataclass
+
+from imap_helpers import Raw
 
 # --------------------------------------------------------------------------------------------
 # raw client
 
 
-class RawIMAP:
-    """A blocking, literal-aware IMAP client that sends lines verbatim."""
+# The shared raw client (tests/imap_helpers.py) as the differential tests use it:
+# no login, whole responses (literals inlined), LOGOUT sent but not awaited on close.
+RawIMAP = functools.partial(Raw, login=False, timeout=30, whole=True, logout="send")
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 30):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.rfile = self.sock.makefile("rb")
-        self.greeting = self._read_response()
-        self.n = 0
 
-    def _read_response(self) -> bytes:
-        """One response (a line plus any literals it carries), CRLF-terminated."""
-        out = b""
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                raise EOFError("server closed the connection; so far: %r" % out)
-            out += line
-            m = re.search(rb"~?\{(\d+)\+?\}\r\n$", line)
-            if not m:
-                return out
-            out += self._read_exact(int(m.group(1)))
+def login(port: int, user: str = "alice", password: str = "pw") -> Raw:
+    """A RawIMAP session logged in (the LOGIN must be OK)."""
+    c = RawIMAP(port)
+    r = c.command(f"LOGIN {user} {password}")
+    assert r[-1].split()[1] == b"OK", r
+    return c
 
-    def _read_exact(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.rfile.read(n - len(buf))
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        return buf
 
-    def command(self, text: bytes | str, literals: list[bytes] = (), tag: bytes | None = None
-                ) -> list[bytes]:
-        """Send TAG TEXT; each ``{}`` placeholder in TEXT is replaced by a synchronising
-        literal from LITERALS.  Returns all responses up to and including the tagged one."""
-        if isinstance(text, str):
-            text = text.encode()
-        self.n += 1
-        tag = tag or b"t%d" % self.n
-        pieces = text.split(b"{}")
-        assert len(pieces) == len(literals) + 1, "placeholder/literal count mismatch"
-        out: list[bytes] = []
-        self.sock.sendall(tag + b" " + pieces[0])
-        for lit, rest in zip(literals, pieces[1:]):
-            self.sock.sendall(b"{%d}\r\n" % len(lit))
-            while True:
-                resp = self._read_response()
-                if resp.startswith(b"+"):
-                    break
-                out.append(resp)
-                if resp.startswith(tag + b" "):
-                    return out          # literal refused
-            self.sock.sendall(lit + rest)
-        self.sock.sendall(b"\r\n")
-        while True:
-            resp = self._read_response()
-            out.append(resp)
-            if resp.startswith(tag + b" "):
-                return out
-
-    def close(self) -> None:
-        try:
-            self.sock.sendall(b"zz LOGOUT\r\n")
-        except OSError:
-            pass
-        self.sock.close()
+def message(subject: str, frm: str = "a@example.org", extra: str = "",
+            body: bytes = b"body\r\n", domain: str = "diff") -> bytes:
+    """A small message for a case: Message-ID <SUBJECT@DOMAIN>, EXTRA header
+    lines (CRLF-ended) before the blank line."""
+    return (f"From: {frm}\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
+            f"Date: Mon, 3 Nov 2025 10:00:00 +0000\r\nMessage-ID: <{subject}@{domain}>\r\n"
+            f"{extra}\r\n").encode() + body
 
 
 # --------------------------------------------------------------------------------------------
@@ -591,12 +547,9 @@ class Duo:
     """Two sessions, one per server, fed the same commands."""
 
     def __init__(self, ma_port: int, dc_port: int, user: str = "alice", password: str = "pw"):
-        self.ma = RawIMAP(ma_port)
-        self.dc = RawIMAP(dc_port)
+        self.ma = login(ma_port, user, password)
+        self.dc = login(dc_port, user, password)
         self.diffs: list[Diff] = []
-        for c in (self.ma, self.dc):
-            r = c.command(f"LOGIN {user} {password}")
-            assert r[-1].split()[1] == b"OK", r
 
     def send(self, text: str | bytes, literals=(), norm: Normaliser | None = None,
              compare: bool = True, extra_fetch_ok: bool = False):

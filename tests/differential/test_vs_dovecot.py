@@ -51,13 +51,23 @@ def enabled() -> bool:
     return os.environ.get(ENV) == "1"
 
 
-@pytest.fixture(scope="session")
-def _dovecot_instance():
+def dovecot_peer(prefix: str, extra_config: str = ""):
+    """Fixture body: a private Dovecot started in a fresh work dir (EXTRA_CONFIG
+    appended to its config), stopped and removed afterwards."""
     if not enabled():
         pytest.skip(f"differential tests run only with {ENV}=1")
     from imapdiff import make_dovecot
-    workdir = tempfile.mkdtemp(prefix="mailaccess-diff-dovecot-")
+    workdir = tempfile.mkdtemp(prefix=prefix)
     d = make_dovecot(workdir)
+    if extra_config:
+        base = d.write_config
+
+        def write_config():
+            base()
+            with open(d.conf, "a") as fh:
+                fh.write(extra_config)
+
+        d.write_config = write_config
     d.start()
     try:
         yield d
@@ -66,17 +76,25 @@ def _dovecot_instance():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def emptied(d):
+    """D with its mail home emptied (user alice/pw starts with nothing)."""
+    home = d.home()
+    if os.path.isdir(home):
+        for name in os.listdir(home):
+            p = os.path.join(home, name)
+            shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+    return d
+
+
+@pytest.fixture(scope="session")
+def _dovecot_instance():
+    yield from dovecot_peer("mailaccess-diff-dovecot-")
+
+
 @pytest.fixture
 def dovecot(_dovecot_instance):
     """The Dovecot peer with an empty mail home (user alice/pw)."""
-    home = _dovecot_instance.home()
-    for name in os.listdir(home):
-        p = os.path.join(home, name)
-        if os.path.isdir(p):
-            shutil.rmtree(p)
-        else:
-            os.unlink(p)
-    return _dovecot_instance
+    return emptied(_dovecot_instance)
 
 # ---
 
@@ -100,23 +118,40 @@ def load(duo: Duo, mailbox: str = "INBOX") -> None:
         duo.send("APPEND " + " ".join(parts) + " {}", [raw])
 
 
-def conversation(imap_server, dovecot, body, load_corpus=True, select="INBOX"):
-    """Run BODY(duo) against both servers and fail listing every difference."""
+def sessions(imap_server, dovecot, n, body):
+    """Run BODY(*duos) with N sessions on each server; fail listing every difference."""
     async def go():
         def blocking():
-            duo = Duo(imap_port(imap_server), dovecot.ports["imap"])
+            duos = [Duo(imap_port(imap_server), dovecot.ports["imap"]) for _ in range(n)]
             try:
-                if load_corpus:
-                    load(duo)
-                if select:
-                    duo.send(f"SELECT {select}")
-                body(duo)
-                return duo
+                body(*duos)
+                return duos
             finally:
-                duo.close()
-        duo = await in_thread(blocking)
-        duo.assert_same()
+                for d in duos:
+                    d.close()
+        duos = await in_thread(blocking)
+        if n == 1:
+            duos[0].assert_same()
+        diffs = [f"-- session {i + 1}:\n{d.report()}" for i, d in enumerate(duos) if d.diffs]
+        assert not diffs, "\n\n".join(diffs)
     return go()
+
+
+def conversation(imap_server, dovecot, body, load_corpus=True, select="INBOX"):
+    """Run BODY(duo) against both servers (after loading the corpus and
+    selecting SELECT, unless told not to) and fail listing every difference."""
+    def run(duo):
+        if load_corpus:
+            load(duo)
+        if select:
+            duo.send(f"SELECT {select}")
+        body(duo)
+    return sessions(imap_server, dovecot, 1, run)
+
+
+def fresh(imap_server, dovecot, body):
+    """conversation() on empty accounts, nothing selected."""
+    return conversation(imap_server, dovecot, body, load_corpus=False, select=None)
 
 
 def xfail_bug(reason: str):
@@ -163,7 +198,7 @@ async def test_append_without_date_and_flags(imap_server, dovecot):
         duo.send("FETCH 1:3 (FLAGS INTERNALDATE RFC822.SIZE)",
                  norm=Normaliser(drop_internaldate=True))
         duo.send("FETCH 4 (FLAGS INTERNALDATE)")
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,7 +488,7 @@ async def test_list(imap_server, dovecot, cmd):
     def body(duo):
         make_tree(duo)
         duo.send(cmd)
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +516,7 @@ async def test_new_keyword_announced_by_own_store(imap_server, dovecot):
         duo.send("SELECT INBOX")
         duo.send("STORE 1 +FLAGS (Newkeyword)", norm=_FLAG_ORDER)
         duo.send("STORE 2 +FLAGS (Newkeyword)", norm=_FLAG_ORDER)   # known: no FLAGS
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 async def test_new_keyword_announced_from_another_session(imap_server, dovecot):
@@ -528,7 +563,7 @@ async def test_sent_dates_in_the_headers_zone(imap_server, dovecot):
         duo.send("SELECT INBOX")
         for key in SENT_KEYS:
             duo.send("SEARCH " + key)
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # item 4: quoted-printable transport padding and "=" + spaces soft breaks
@@ -545,7 +580,7 @@ async def test_binary_qp_padding(imap_server, dovecot):
         duo.send("FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])")
         duo.send("FETCH 1 (BINARY.PEEK[1]<10.20>)")
         duo.send("FETCH 1 (BINARY.PEEK[1]<40.100>)")
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # item 5: CREATE subscribes nothing, implicit parents included
@@ -560,7 +595,7 @@ async def test_create_does_not_subscribe(imap_server, dovecot):
         duo.send('LIST (SUBSCRIBED) "" "*"')
         duo.send("SUBSCRIBE top/mid/leaf")
         duo.send('LSUB "" "*"')
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # item 6: i;ascii-casemap puts "[\]^_" after the letters
@@ -576,7 +611,7 @@ async def test_sort_ascii_casemap(imap_server, dovecot):
         n = Normaliser(keep_order=True)
         for keys in ("(SUBJECT)", "(REVERSE SUBJECT)", "(FROM)", "(DISPLAYFROM)"):
             duo.send(f"SORT {keys} UTF-8 ALL", norm=n)
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # item 7: MODSEQ values differ between servers (one counter per account here), so each
@@ -618,7 +653,7 @@ async def test_esearch_minmax_modseq_and_first_condstore_command(imap_server, do
             got = duo.send(cmd)
             for side, m in zip(got, ms):
                 assert _esearch_modseq(side) == want(m), (cmd, side, m)
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # item 8: THREAD=REFERENCES with a References loop (RFC 5256 2.2 step 1B)
@@ -632,4 +667,4 @@ async def test_thread_references_loop(imap_server, dovecot):
                       extra="Message-ID: <c@x>\r\nReferences: <b@x>\r\n"))
         duo.send("SELECT INBOX")
         duo.send("THREAD REFERENCES UTF-8 ALL", norm=Normaliser(keep_order=True))
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)

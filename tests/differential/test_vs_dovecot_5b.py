@@ -4,21 +4,16 @@ Dovecot's answer can be compared), run like test_vs_dovecot.py:
 
 Kept in their own module so the cases of the other §5 items (added to
 test_vs_dovecot.py at the same time) do not collide; the fixtures and the
-conversation helper are test_vs_dovecot's.
+conversation helpers are test_vs_dovecot's.
 """
 from __future__ import annotations
 
 import pytest
 
-from test_vs_dovecot import _dovecot_instance, conversation, dovecot  # noqa: F401 (fixtures)
+from imapdiff import message
+from test_vs_dovecot import _dovecot_instance, dovecot, fresh  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.differential]
-
-
-def _msg(subject: str, frm: str, extra: str = "", body: bytes = b"body\r\n") -> bytes:
-    return (f"From: {frm}\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
-            f"Date: Mon, 3 Nov 2025 10:00:00 +0000\r\nMessage-ID: <{subject}@diff>\r\n"
-            f"{extra}\r\n").encode() + body
 
 
 # 9: SEARCH FROM/CC find an address written with comments and spaces
@@ -26,9 +21,9 @@ def _msg(subject: str, frm: str, extra: str = "", body: bytes = b"body\r\n") -> 
 
 async def test_search_address_with_comments(imap_server, dovecot):
     def body(duo):
-        duo.send("APPEND INBOX {}", [_msg("one", "user (comment) @ domain.org")])
-        duo.send("APPEND INBOX {}", [_msg("two", "Other <other@example.org>")])
-        duo.send("APPEND INBOX {}", [_msg("three", '"Joe" <"user" @ domain.org>',
+        duo.send("APPEND INBOX {}", [message("one", "user (comment) @ domain.org")])
+        duo.send("APPEND INBOX {}", [message("two", "Other <other@example.org>")])
+        duo.send("APPEND INBOX {}", [message("three", '"Joe" <"user" @ domain.org>',
                                           "Cc: team (the team) @ lists.example\r\n")])
         duo.send("SELECT INBOX")
         duo.send("FETCH 1:* ENVELOPE")
@@ -37,7 +32,7 @@ async def test_search_address_with_comments(imap_server, dovecot):
         duo.send("SEARCH CC team@lists.example")
         duo.send("SEARCH FROM comment")
         duo.send("SEARCH FROM nobody@domain.org")
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # 10: no NUL in a non-binary literal (the message arrives as literal8)
@@ -49,7 +44,7 @@ async def test_search_address_with_comments(imap_server, dovecot):
     "NUL as 0x80 in BODY[] (lengths kept), exact bytes in BINARY[]. Both never send NUL "
     "in a plain literal (RFC 9051 4.3)."))
 async def test_fetch_body_with_nul(imap_server, dovecot):
-    raw = _msg("nul", "a@example.org",
+    raw = message("nul", "a@example.org",
                "Content-Type: text/plain\r\nContent-Transfer-Encoding: binary\r\n",
                b"ab\x00cd\r\nline two\r\n")
 
@@ -60,7 +55,7 @@ async def test_fetch_body_with_nul(imap_server, dovecot):
         duo.send("FETCH 1 BODY.PEEK[]")
         duo.send("FETCH 1 BODY.PEEK[TEXT]<1.4>")
         duo.send("FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])")
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # 11: names that are not valid modified UTF-7
@@ -73,7 +68,7 @@ async def test_invalid_modified_utf7_names(imap_server, dovecot):
         duo.send("STATUS &Jjo (MESSAGES)")
         duo.send('LIST "" "&Jjo*"')
         duo.send('LIST "" "&AGE-"')
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # 12: MOVE into the selected mailbox
@@ -82,13 +77,13 @@ async def test_invalid_modified_utf7_names(imap_server, dovecot):
 async def test_move_into_selected_mailbox(imap_server, dovecot):
     def body(duo):
         for i in range(3):
-            duo.send("APPEND INBOX {}", [_msg(f"m{i}", "a@example.org")])
+            duo.send("APPEND INBOX {}", [message(f"m{i}", "a@example.org")])
         duo.send("SELECT INBOX")
         duo.send("UID MOVE 1:2 INBOX")
         duo.send("UID FETCH 1:* (UID FLAGS)")
         duo.send("MOVE 1 INBOX")
         duo.send("UID FETCH 1:* (UID)")
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # 13: RECURSIVEMATCH alone or only with REMOTE is BAD (RFC 5258 3)
@@ -106,7 +101,7 @@ async def test_list_recursivematch(imap_server, dovecot, cmd):
         duo.send("SUBSCRIBE INBOX")
         duo.send("STATUS INBOX (MESSAGES)")
         duo.send(cmd)
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # 14: spaces inside parenthesised lists (ID's answer itself is server-specific)
@@ -117,18 +112,18 @@ async def test_list_spacing(imap_server, dovecot):
         duo.send("SUBSCRIBE INBOX")   # see test_list_recursivematch
         duo.send("STATUS INBOX ( MESSAGES UIDNEXT )")
         duo.send('LIST ( SUBSCRIBED ) "" "*"')
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 # 15: APPEND refused before "+" (the harness stops at a tagged answer)
 
 
 async def test_append_refused_before_continuation(imap_server, dovecot):
-    raw = _msg("x", "a@example.org")
+    raw = message("x", "a@example.org")
 
     def body(duo):
         duo.send("APPEND Nonexistent {}", [raw])
         duo.send('APPEND INBOX "31-Foo-2020 10:00:00 +0000" {}', [raw])
         duo.send("APPEND INBOX (\\Seen) {}", [raw])
         duo.send("NOOP")
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)

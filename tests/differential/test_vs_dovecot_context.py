@@ -23,17 +23,14 @@ import re
 
 import pytest
 
-from imapdiff import Duo, Normaliser
-from imap_helpers import imap_port
-from test_vs_dovecot import _dovecot_instance, conversation, dovecot, in_thread  # noqa: F401
+from imapdiff import Normaliser, message
+from test_vs_dovecot import _dovecot_instance, dovecot, fresh, sessions  # noqa: F401
 
 pytestmark = [pytest.mark.differential]
 
 
 def _msg(subject: str, frm: str = "a@example.org") -> bytes:
-    return (f"From: {frm}\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
-            f"Date: Mon, 3 Nov 2025 10:00:00 +0000\r\nMessage-ID: <{subject}@ctx>\r\n"
-            f"\r\nbody {subject}\r\n").encode()
+    return message(subject, frm, body=f"body {subject}\r\n".encode(), domain="ctx")
 
 
 async def test_return_options_and_partial(imap_server, dovecot):
@@ -54,7 +51,7 @@ async def test_return_options_and_partial(imap_server, dovecot):
         duo.send("SORT RETURN (PARTIAL 1:2) (REVERSE SUBJECT) UTF-8 ALL")
         duo.send("UID SORT RETURN (PARTIAL 2:4 COUNT) (SUBJECT) UTF-8 ALL")
         duo.send("SORT RETURN (PARTIAL 9:10) (SUBJECT) UTF-8 ALL")
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 async def test_update_tags_and_cancelupdate(imap_server, dovecot):
@@ -73,7 +70,7 @@ async def test_update_tags_and_cancelupdate(imap_server, dovecot):
         duo.send('CANCELUPDATE "nope"')
         duo.send("CANCELUPDATE nope")           # 1*(SP quoted)
         duo.send("NOOP")
-    await conversation(imap_server, dovecot, body, load_corpus=False, select=None)
+    await fresh(imap_server, dovecot, body)
 
 
 class _Contexts(Normaliser):
@@ -97,42 +94,31 @@ def _order(side: list[bytes]) -> None:
 async def test_two_sessions_updates(imap_server, dovecot):
     norm = _Contexts()
 
-    async def go():
-        def blocking():
-            a = Duo(imap_port(imap_server), dovecot.ports["imap"])
-            b = Duo(imap_port(imap_server), dovecot.ports["imap"])
-            try:
-                for s in ("one", "two", "three", "four"):
-                    a.send("APPEND INBOX {}", [_msg(s)])
-                a.send("SELECT INBOX")
-                b.send("SELECT INBOX")
-                for c in (a.ma, a.dc):
-                    c.command("UID SEARCH RETURN (UPDATE) UNSEEN", tag=b"B01")
-                    c.command("SEARCH RETURN (UPDATE COUNT) FLAGGED", tag=b"B02")
-                    c.command("SEARCH RETURN (UPDATE MIN) UNDELETED", tag=b"B03")
+    def body(a, b):
+        for s in ("one", "two", "three", "four"):
+            a.send("APPEND INBOX {}", [_msg(s)])
+        a.send("SELECT INBOX")
+        b.send("SELECT INBOX")
+        for c in (a.ma, a.dc):
+            c.command("UID SEARCH RETURN (UPDATE) UNSEEN", tag=b"B01")
+            c.command("SEARCH RETURN (UPDATE COUNT) FLAGGED", tag=b"B02")
+            c.command("SEARCH RETURN (UPDATE MIN) UNDELETED", tag=b"B03")
 
-                def step(*cmds):
-                    for c in cmds:
-                        b.send(c, norm=norm)
-                    for side in a.send("NOOP", norm=norm):
-                        _order(side)
+        def step(*cmds):
+            for c in cmds:
+                b.send(c, norm=norm)
+            for side in a.send("NOOP", norm=norm):
+                _order(side)
 
-                step("STORE 2 +FLAGS (\\Seen)")
-                step("STORE 1,4 +FLAGS (\\Flagged)")
-                a.send("STORE 2 -FLAGS (\\Seen)", norm=norm)      # own change
-                a.send("STORE 3 +FLAGS (\\Seen \\Flagged)", norm=norm)
-                step("STORE 3 +FLAGS (\\Deleted)", "EXPUNGE")
-                b.send("APPEND INBOX {}", [_msg("five")], norm=norm)
-                step()
-                step("STORE 1 -FLAGS (\\Flagged)", "STORE 1 +FLAGS (\\Deleted)")
-                step("EXPUNGE")
-                a.send('CANCELUPDATE "B01"', norm=norm)
-                step("STORE 1 +FLAGS (\\Seen)")
-                return a, b
-            finally:
-                a.close()
-                b.close()
-        a, b = await in_thread(blocking)
-        a.assert_same()
-        b.assert_same()
-    await go()
+        step("STORE 2 +FLAGS (\\Seen)")
+        step("STORE 1,4 +FLAGS (\\Flagged)")
+        a.send("STORE 2 -FLAGS (\\Seen)", norm=norm)      # own change
+        a.send("STORE 3 +FLAGS (\\Seen \\Flagged)", norm=norm)
+        step("STORE 3 +FLAGS (\\Deleted)", "EXPUNGE")
+        b.send("APPEND INBOX {}", [_msg("five")], norm=norm)
+        step()
+        step("STORE 1 -FLAGS (\\Flagged)", "STORE 1 +FLAGS (\\Deleted)")
+        step("EXPUNGE")
+        a.send('CANCELUPDATE "B01"', norm=norm)
+        step("STORE 1 +FLAGS (\\Seen)")
+    await sessions(imap_server, dovecot, 2, body)

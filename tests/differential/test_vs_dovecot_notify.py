@@ -19,76 +19,27 @@ deterministic and the RFC leaves no choice:
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 import time
 
 import pytest
 import trio
 
 from imap_helpers import imap_port
-from imapdiff import Normaliser, RawIMAP, make_dovecot
-from test_vs_dovecot import enabled, ENV
+from imapdiff import Normaliser, login, message as _msg
+from test_vs_dovecot import dovecot_peer, emptied
 
 pytestmark = [pytest.mark.differential]
 
 
 @pytest.fixture(scope="module")
 def notify_dovecot():
-    if not enabled():
-        pytest.skip(f"differential tests run only with {ENV}=1")
-    workdir = tempfile.mkdtemp(prefix="mailaccess-diff-notify-")
-    d = make_dovecot(workdir)
-    base = d.write_config
-
-    def write_config():
-        base()
-        with open(d.conf, "a") as fh:
-            fh.write("mailbox_list_index = yes\n")
-
-    d.write_config = write_config
-    d.start()
-    try:
-        yield d
-    finally:
-        d.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    yield from dovecot_peer("mailaccess-diff-notify-", "mailbox_list_index = yes\n")
 
 
 @pytest.fixture
 def dovecot(notify_dovecot):
-    home = notify_dovecot.home()
-    if os.path.isdir(home):
-        for name in os.listdir(home):
-            p = os.path.join(home, name)
-            shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
-    return notify_dovecot
-
-
-def _msg(subject: str) -> bytes:
-    return (f"From: a@example.org\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
-            f"Date: Mon, 3 Nov 2025 10:00:00 +0000\r\nMessage-ID: <{subject}@diff>\r\n"
-            f"\r\nbody\r\n").encode()
-
-
-def login(port: int) -> RawIMAP:
-    c = RawIMAP(port)
-    r = c.command("LOGIN alice pw")
-    assert r[-1].split()[1] == b"OK", r
-    return c
-
-
-def read_until(c: RawIMAP, pred) -> list[bytes]:
-    """Unsolicited responses up to the first one PRED accepts (the socket's
-    timeout is the hang guard)."""
-    out = []
-    while True:
-        r = c._read_response()
-        out.append(r)
-        if pred(r):
-            return out
+    return emptied(notify_dovecot)
 
 
 async def both(imap_server, dovecot, fn):
@@ -190,7 +141,7 @@ def _steps(port):
                     b.command(*cmd)
                 else:
                     b.command(cmd)
-            out.append((name, n(read_until(a, pred))))
+            out.append((name, n(a.responses_until(pred))))
 
         step("append elsewhere", lambda r: r.startswith(b"* STATUS"),
              ("APPEND Lists {}", [_msg("l1")]))

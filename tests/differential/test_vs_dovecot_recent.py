@@ -9,19 +9,17 @@ one session at a time: imapdiff.Normaliser keep_recent).
 """
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from imapdiff import Duo, Normaliser
-from imap_helpers import imap_port
-from test_vs_dovecot import _dovecot_instance, dovecot, in_thread  # noqa: F401 (fixtures)
+from imapdiff import Duo, Normaliser, message
+from test_vs_dovecot import _dovecot_instance, dovecot, sessions  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.differential]
 
 
-def _msg(subject: str) -> bytes:
-    return (f"From: a@example.org\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
-            f"Date: Mon, 3 Nov 2025 10:00:00 +0000\r\nMessage-ID: <{subject}@recent>\r\n"
-            "\r\nbody\r\n").encode()
+_msg = functools.partial(message, domain="recent")
 
 
 def send(duo: Duo, text: str, literals=()):
@@ -29,23 +27,6 @@ def send(duo: Duo, text: str, literals=()):
     return duo.send(text, literals, norm=Normaliser(
         keep_recent=True, drop_flag_updates=verb not in ("SELECT", "EXAMINE")),
         extra_fetch_ok=verb == "COPY")
-
-
-def sessions(imap_server, dovecot, n, body):
-    """Run BODY(*duos) with N sessions on each server; fail listing every difference."""
-    async def go():
-        def blocking():
-            duos = [Duo(imap_port(imap_server), dovecot.ports["imap"]) for _ in range(n)]
-            try:
-                body(*duos)
-                return duos
-            finally:
-                for d in duos:
-                    d.close()
-        duos = await in_thread(blocking)
-        diffs = [f"-- session {i + 1}:\n{d.report()}" for i, d in enumerate(duos) if d.diffs]
-        assert not diffs, "\n\n".join(diffs)
-    return go()
 
 
 async def test_select_claims_examine_does_not(imap_server, dovecot):
