@@ -107,6 +107,13 @@ async def test_concurrent_logins_never_run_more_than_the_pool_and_overflow_is_un
         await trio.testing.wait_all_tasks_blocked()
         assert svc.pool.running == 3 and svc.pool.waiting == 5
         assert [r.status for r in results] == [Status.UNAVAILABLE] * 12
+        # the pool counts a verification as running when it hands it to a
+        # thread; wait (bounded) until all three threads are inside check
+        for _ in range(3000):
+            if check.running == 3:
+                break
+            await trio.sleep(0.01)
+        assert check.running == 3
         check.release.set()
     assert sorted(r.status.value for r in results) == ["failed"] * 8 + ["unavailable"] * 12
     assert check.calls == 8          # the refused ones cost no argon2 at all
