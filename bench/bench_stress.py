@@ -40,18 +40,22 @@ ops (utime+stime+cutime+cstime over the server's whole process tree from
 /proc, so Dovecot's exited imap processes count), peak RSS (and PSS) of the
 whole process tree, sampled every 0.5 s, and this client's own CPU share.
 
-Password hash cost (LOGIN per cycle):
-  same cost   mailaccess [auth] argon2id m=8 KiB, t=1, p=1; Dovecot verifies a
+Password hash cost (LOGIN per cycle; --hash picks the profiles):
+  same        mailaccess [auth] argon2id m=8 KiB, t=1, p=1; Dovecot verifies a
               {ARGON2ID} hash with the same parameters (libsodium)
   default     each at its default: mailaccess argon2id m=19456 KiB, t=2, p=1
-              (its [auth] defaults); Dovecot {PLAIN} (bench/dovecot.py, and
-              the issue's anchor)
-The login cache of mailaccess ([auth] cache_ttl) stays at its default (on);
-Dovecot's auth cache stays at its default (off).  Runs without login per cycle
-use the "same cost" servers (the hash does not matter there).
+              (its [auth] defaults) with its login cache ([auth] cache_ttl, on);
+              Dovecot {PLAIN} (bench/dovecot.py, and the issue's anchor)
+  argon2      the same cost at mailaccess's default hash: both verify argon2id
+              m=19456 KiB, t=2, p=1 on every LOGIN (mailaccess cache_ttl = 0;
+              Dovecot's auth cache is off by default)
+mailaccess restarts on its data between profiles; one LOGIN before the clock
+lets it rehash to the new parameters.  Dovecot's passwd-file is rewritten (it
+is re-read when it changes).  Runs without login per cycle use the "same"
+servers (the hash does not matter there).
 
 Run as root (Dovecot):
-    .venv/bin/python bench/bench_stress.py            # the full matrix (~4-5 min)
+    .venv/bin/python bench/bench_stress.py            # the full matrix (~4 min)
     .venv/bin/python bench/bench_stress.py --quick    # 10 and 50 clients, 3 s each
     .venv/bin/python bench/bench_stress.py --clients 10,50 --seconds 5 [--no-login | --login]
 """
@@ -80,6 +84,18 @@ USER, PASSWORD = "alice", "pw"
 SEED = 20261203
 CHEAP = (8, 1, 1)                 # argon2id m KiB, t, p: the cheapest argon2 allows
 DEFAULT = (19456, 2, 1)           # mailaccess's [auth] defaults
+# hash-cost profile -> (mailaccess argon2 params, mailaccess login cache on, Dovecot's
+# password entry: "cheap"/"default" argon2id hash or PLAIN, title)
+PROFILES = {
+    "same": (CHEAP, True, "cheap",
+             "same cost (argon2id m=8 KiB t=1 p=1 both)"),
+    "default": (DEFAULT, True, "plain",
+                "each at its default (mailaccess argon2id m=19456 t=2 p=1 + login cache, "
+                "Dovecot PLAIN)"),
+    "argon2": (DEFAULT, False, "default",
+               "same cost at mailaccess's default hash (argon2id m=19456 t=2 p=1 both, "
+               "no login cache)"),
+}
 TIMEOUT = 60.0
 HEADERS = "BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)]"
 SHARED_FLAGS = ("\\Seen", "\\Flagged", "\\Answered", "\\Draft", "$label1", "$label2", "$Junk")
@@ -129,7 +145,7 @@ class Mailaccess:
         self.added = False
         self.log: list[str] = []
 
-    def start(self, argon: tuple[int, int, int]) -> None:
+    def start(self, argon: tuple[int, int, int], cache: bool = True) -> None:
         w = self.workdir
         os.makedirs(w, exist_ok=True)
         m, t, p = argon
@@ -138,7 +154,7 @@ class Mailaccess:
                      '[imap]\nlisten = "127.0.0.1:0"\nlisten_tls = "127.0.0.1:0"\n'
                      f'max_sessions_per_user = {self.max_sessions}\n'
                      f'[auth]\nargon2_memory_kib = {m}\nargon2_time_cost = {t}\n'
-                     f'argon2_parallelism = {p}\n'
+                     f'argon2_parallelism = {p}\n' + ('' if cache else 'cache_ttl = 0\n') +
                      '[http]\nlisten = "127.0.0.1:0"\n[lmtp]\nlisten = "127.0.0.1:0"\n')
         if not self.added:
             subprocess.run([sys.executable, "-m", "mailaccess", "user", "add", USER,
@@ -590,7 +606,15 @@ async def run_config(port: int, pids_of, clients: int, seconds: float, login_cyc
     shared: dict = {}
     cs = [Client(i, port, login_cycle, msgs, stats, shared) for i in range(clients)]
     if not login_cycle:            # log in before the clock starts
-        await asyncio.gather(*(c.login() for c in cs))
+        async def first_login(c):
+            try:
+                await c.login()
+            except (Failure, OSError) as exc:      # counted; the client retries in run()
+                stats.errors.append(str(exc))
+                if c.conn:
+                    c.conn.close()
+                c.conn = None
+        await asyncio.gather(*(first_login(c) for c in cs))
         stats.lat.clear()
         stats.ops = 0
     peak = [0, 0]
@@ -621,6 +645,15 @@ async def run_config(port: int, pids_of, clients: int, seconds: float, login_cyc
             "lat": {k: (len(v), pct(v, 0.5) * 1000, pct(v, 0.99) * 1000)
                     for k, v in stats.lat.items()},
             "errors": stats.errors, "expungeissue": stats.expungeissue}
+
+
+async def warm_login(port: int) -> None:
+    c = await Conn.open(port)
+    tagged, _ = await c.command(f"LOGIN {USER} {PASSWORD}".encode())
+    if not tagged.startswith(b"OK"):
+        raise SystemExit(f"LOGIN after a hash change answered {tagged!r}")
+    await c.command(b"LOGOUT")
+    c.close()
 
 
 async def load(port: int, msgs: list[bytes], n: int) -> None:
@@ -667,22 +700,26 @@ def show(label: str, res: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clients", default="10,50,200", help="comma-separated client counts")
-    ap.add_argument("--seconds", type=float, default=5.0, help="seconds per configuration")
+    ap.add_argument("--clients", help="comma-separated client counts (default 10,50,200)")
+    ap.add_argument("--seconds", type=float, help="seconds per configuration (default 5)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--no-login", action="store_true",
                       help="only runs where sessions stay logged in")
     mode.add_argument("--login", action="store_true", help="only runs with LOGIN per cycle")
     ap.add_argument("--quick", action="store_true",
-                    help="10 and 50 clients, 3 s per configuration, 300 messages")
-    ap.add_argument("--messages", type=int, default=1000, help="INBOX size at the start")
-    ap.add_argument("--hash", default="same,default",
-                    help="hash-cost profiles for the login runs: same, default or both")
+                    help="defaults for a short run: 10 and 50 clients, 3 s per "
+                         "configuration, 300 messages")
+    ap.add_argument("--messages", type=int, help="INBOX size at the start (default 1000)")
+    ap.add_argument("--hash", default="same,default,argon2",
+                    help="hash-cost profiles for the login runs (comma-separated): same, "
+                         "default, argon2")
     ap.add_argument("--servers", default="mailaccess,dovecot")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = ap.parse_args()
-    if args.quick:
-        args.clients, args.seconds, args.messages = "10,50", 3.0, 300
+    quick = ("10,50", 3.0, 300) if args.quick else ("10,50,200", 5.0, 1000)
+    args.clients = args.clients or quick[0]
+    args.seconds = args.seconds or quick[1]
+    args.messages = args.messages or quick[2]
     counts = [int(x) for x in args.clients.split(",") if x]
     profiles = [p for p in args.hash.split(",") if p]
     servers = [s for s in args.servers.split(",") if s]
@@ -696,7 +733,9 @@ def main() -> None:
     ma = Mailaccess(os.path.join(root, "mailaccess"), max(counts) + 50)
     dc = Dovecot(os.path.join(root, "dovecot"), USER, PASSWORD,
                  max_connections=max(counts) + 50)
-    cheap_hash = argon2_hash(CHEAP)
+    entries = {"cheap": "{ARGON2ID}" + argon2_hash(CHEAP),
+               "default": "{ARGON2ID}" + argon2_hash(DEFAULT),
+               "plain": "{PLAIN}" + PASSWORD}
     print(f"bench_stress: clients {counts}, {args.seconds:g} s per configuration, "
           f"INBOX starts at {args.messages} messages; {dv.version(dc.binary)}; "
           f"{os.cpu_count()} cores", flush=True)
@@ -706,7 +745,7 @@ def main() -> None:
             ma.start(CHEAP)
             loop.run_until_complete(load(ma.port, msgs, args.messages))
         if "dovecot" in servers:
-            dc.set_password("{ARGON2ID}" + cheap_hash)
+            dc.set_password(entries["cheap"])
             dc.start()
             loop.run_until_complete(load(dc.ports["imap"], msgs, args.messages))
         plan = []
@@ -719,15 +758,18 @@ def main() -> None:
         summary = []
         for prof, c, login_cycle in plan:
             if prof != current:
+                params, cache, entry, _ = PROFILES[prof]
                 if "mailaccess" in servers:
                     ma.stop()
-                    ma.start(CHEAP if prof == "same" else DEFAULT)
-                dc.set_password("{ARGON2ID}" + cheap_hash if prof == "same"
-                                else "{PLAIN}" + PASSWORD)
+                    ma.start(params, cache)
+                    # one login before the clock: mailaccess rehashes to the new parameters
+                    loop.run_until_complete(warm_login(ma.port))
+                if "dovecot" in servers:
+                    dc.set_password(entries[entry])
+                    loop.run_until_complete(warm_login(dc.ports["imap"]))
                 current = prof
             title = (f"{c} clients, " + ("LOGIN per cycle" if login_cycle else "stay logged in")
-                     + (f", hash: {'same cost (argon2id m=8 KiB t=1 p=1 both)' if prof == 'same' else 'each at its default (mailaccess argon2id m=19456 t=2 p=1, Dovecot PLAIN)'}"
-                        if login_cycle else ""))
+                     + (f", hash: {PROFILES[prof][3]}" if login_cycle else ""))
             print(f"\n== {title}", flush=True)
             row = {}
             for s in servers:
