@@ -781,7 +781,7 @@ def main() -> None:
                         dc.ports["imap"], dc.pids, c, args.seconds, login_cycle, msgs))
                 show(s, res)
                 row[s] = res
-            if len(row) == 2:
+            if len(row) == 2 and row["dovecot"]["ops"] and row["mailaccess"]["ops"]:
                 a, b = row["mailaccess"], row["dovecot"]
                 print(f"  {'mailaccess / dovecot':<34} ops/s {a['ops_s'] / b['ops_s']:.2f}x  "
                       f"cpu per op {a['cpu_per_k'] / b['cpu_per_k']:.2f}x", flush=True)
