@@ -128,6 +128,37 @@ async def test_eventsource_closeafter_state_types_and_last_event_id(srv):
     assert bad == 400
 
 
+async def test_email_delivery_moves_only_on_mta_delivery(srv):
+    """RFC 8621 §1.5: the push-only EmailDelivery type changes when the MTA
+    delivers (LMTP), not when a client stores a message (IMAP APPEND)."""
+    acc_n = accounts.lookup(srv.store, "alice").id
+
+    def delivery_state():
+        with srv.store.view() as v:
+            return v.kind_state(acc_n, "EmailDelivery")
+
+    def go():
+        with httpx.Client(base_url=http_base(srv), auth=("alice", "pw"), timeout=30) as c:
+            with c.stream("GET", "/jmap/eventsource/",
+                          params={"types": "EmailDelivery", "closeafter": "no",
+                                  "ping": "0"}) as r:
+                lines = r.iter_lines()
+                (first,) = read_events(lines, 1)
+                before = delivery_state()
+                imap_append(srv)                      # a client's APPEND: no delivery
+                after_append = delivery_state()
+                lmtp_deliver(srv)                     # the MTA delivers
+                (second,) = read_events(lines, 1)
+        return first, before, after_append, second
+
+    first, before, after_append, second = await run(go)
+    acc = ids.account_id(acc_n)
+    assert before == after_append
+    assert list(first[2]["changed"][acc]) == ["EmailDelivery"]
+    assert second[2]["changed"][acc] == {"EmailDelivery": delivery_state()}
+    assert delivery_state() != before
+
+
 async def test_eventsource_ping(srv):
     def go():
         with httpx.Client(base_url=http_base(srv), auth=("alice", "pw"), timeout=30) as c:

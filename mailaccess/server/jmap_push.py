@@ -17,7 +17,7 @@ from .. import ids
 # the JMAP data types pushed: the change log also holds kinds that are no
 # JMAP type (the outbound queue's "Outbound"), which are never sent
 DEFAULT_TYPES = ("Mailbox", "Email", "Thread", "Identity", "EmailSubmission",
-                 "VacationResponse")
+                 "VacationResponse", "EmailDelivery")
 
 
 def parse_types(value: str | None) -> frozenset[str] | None:

@@ -168,7 +168,8 @@ async def store_copy(ctx: ServerContext, acc: int, mbx: int, new) -> bytes:
     ACC; -> the LMTP reply for it (250 once durable).  The outbound queue
     delivers to local recipients through this too."""
     try:
-        await storeio.write(ctx.store, ops.append, acc, [mbx], new, [], ctx.cfg.store.quota)
+        await storeio.write(ctx.store, ops.append, acc, [mbx], new, [], ctx.cfg.store.quota,
+                            delivery=True)
         return wire.reply(250, "Delivered", "2.0.0")
     except OverQuota:
         return wire.reply(552, "Mailbox full: quota exceeded", "5.2.2")

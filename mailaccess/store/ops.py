@@ -377,9 +377,19 @@ def _assign_thread(tx: WriteTx, acc: int, eid: int, new: NewEmail) -> tuple[int,
     return tid, created
 
 
+# RFC 8621 §1.5 push-only type: moves on MTA delivery only
+EMAIL_DELIVERY = "EmailDelivery"
+
+
 def append(tx: WriteTx, acc: int, mailboxes: list[int], new: NewEmail,
-           keywords: list[str] = (), quota: int = 0) -> Appended:
-    """Store one message in MAILBOXES (one email id, one UID per mailbox)."""
+           keywords: list[str] = (), quota: int = 0, *, delivery: bool = False) -> Appended:
+    """Store one message in MAILBOXES (one email id, one UID per mailbox).
+
+    DELIVERY: it came from the MTA (LMTP, local delivery of outbound mail),
+    which moves the account's ``EmailDelivery`` state (RFC 8621 §1.5: a
+    push-only type whose state changes when new mail is delivered, not when
+    a draft is saved or a message imported).  One object, id 1, so the log
+    holds one row per delivery modseq and nothing grows per message."""
     if not mailboxes:
         raise Conflict("an email must be in at least one mailbox")
     a = tx.account(acc)
@@ -414,6 +424,8 @@ def append(tx: WriteTx, acc: int, mailboxes: list[int], new: NewEmail,
     _save_mailboxes(tx, acc, cache)
     tx.log(acc, "created", EMAIL, eid)
     tx.log(acc, "created" if thread_created else "updated", THREAD, tid)
+    if delivery:
+        tx.log(acc, "updated", EMAIL_DELIVERY, 1)
     return Appended(eid, tid, placed)
 
 
