@@ -231,3 +231,193 @@ async def test_jmapc_full_flow(srv, sink, tmp_path):
     assert out["ev0"].data.changed[acc].email is not None
     assert out["ev1"].data.changed[acc].email != out["ev0"].data.changed[acc].email \
         or out["ev1"].data.changed[acc].mailbox != out["ev0"].data.changed[acc].mailbox
+
+
+# --- jmaplib -----------------------------------------------------------------------------------
+
+async def test_jmaplib_flow_with_eventsource(srv):
+    import httpx
+    from jmap.auth import BasicAuth
+    from jmap.client import JMAPClient
+    from jmap.push.listener import EventSourceClient
+    from jmap.models.push import StateChange
+
+    await run(seed, srv)
+    raw = msg("jmaplib import", body="via jmaplib")
+
+    def go():
+        out = {}
+        http = httpx.Client(verify=ca_file(srv), follow_redirects=True, timeout=30)
+        with JMAPClient.connect(f"https://{host(srv)}/.well-known/jmap",
+                                auth=BasicAuth("alice", "pw"), http=http) as client:
+            out["echo"] = client.echo(ping="pong")
+            with client.batch() as b:
+                mboxes = b.mail.mailbox.get(ids=None)
+            inbox = next(m for m in mboxes.result.items if m.role == "inbox")
+            out["inbox"] = inbox
+            with client.batch() as b:
+                found = b.mail.email.query(filter={"inMailbox": inbox.id, "notKeyword": "$seen"},
+                                           sort=[{"property": "receivedAt",
+                                                  "isAscending": False}], limit=10)
+                got = b.mail.email.get(ids=found.ref_ids(),
+                                       properties=["subject", "keywords", "preview"])
+            out["found"], out["got"] = found.result, got.result
+            state0 = got.result.state
+            eid = found.result.ids[0]
+            with client.batch() as b:
+                upd = b.mail.email.set(update={eid: {"keywords/$seen": True}})
+            out["set"] = upd.result
+            up = client.upload(raw, content_type="message/rfc822")
+            out["upload"] = up
+            with client.batch() as b:
+                imp = b.mail.email.import_(emails={"k": {"blobId": up.blob_id,
+                                                         "mailboxIds": {inbox.id: True}}})
+                ch = b.mail.email.changes(since_state=state0)
+            out["import"], out["changes"] = imp.result, ch.result
+            es = EventSourceClient(client, types=["Email", "Mailbox"])
+            events = es.events()
+            first = next(e for e in events if isinstance(e, StateChange))
+            c = imap(srv)
+            c.append("INBOX", msg("while listening"))
+            c.logout()
+            second = next(e for e in events if isinstance(e, StateChange))
+            events.close()
+            out["first"], out["second"] = first, second
+        return out
+
+    out = await run(go)
+    acc = ids.account_id(accounts.lookup(srv.store, "alice").id)
+    assert out["echo"] == {"ping": "pong"}
+    assert [e.subject for e in out["got"].items] == ["seed 2"]     # the only unread one
+    eid = out["found"].ids[0]
+    assert eid in out["set"].updated and not out["set"].not_updated
+    assert out["upload"].size == len(raw)
+    new = out["import"].created["k"]
+    new_id = new["id"] if isinstance(new, dict) else new.id
+    assert eid in out["changes"].updated and new_id in out["changes"].created
+    first, second = out["first"].changed[acc], out["second"].changed[acc]
+    assert set(first) <= {"Email", "Mailbox"} and "Email" in first
+    with srv.store.view() as v:
+        now = v.kind_state(accounts.lookup(srv.store, "alice").id, "Email")
+    assert second["Email"] == now != first["Email"]
+
+
+# --- cross-protocol ----------------------------------------------------------------------------
+
+async def test_imap_append_shows_in_email_changes_and_pushes(srv):
+    import httpx
+
+    await run(seed, srv, 1)
+    acc = ids.account_id(accounts.lookup(srv.store, "alice").id)
+
+    def go():
+        with httpx.Client(base_url=f"https://{host(srv)}", verify=ca_file(srv),
+                          auth=("alice", "pw"), timeout=30) as h:
+            def api(calls):
+                r = h.post("/jmap/api/", json={"using": ["urn:ietf:params:jmap:core",
+                                                         "urn:ietf:params:jmap:mail"],
+                                               "methodCalls": calls})
+                r.raise_for_status()
+                return r.json()["methodResponses"]
+            first = api([["Email/get", {"accountId": acc, "ids": []}, "0"]])
+            assert first[0][0] == "Email/get", first
+            st = first[0][1]["state"]
+            with h.stream("GET", "/jmap/eventsource/",
+                          params={"types": "Email", "closeafter": "no", "ping": "0"}) as r:
+                lines = r.iter_lines()
+                evs = [_next_event(lines)]
+                c = imap(srv)
+                res = c.append("INBOX", msg("from imap"))
+                c.logout()
+                evs.append(_next_event(lines))
+            ch = api([["Email/changes", {"accountId": acc, "sinceState": st}, "0"],
+                      ["Email/get", {"accountId": acc, "#ids": {"resultOf": "0", "name": "Email/changes",
+                                              "path": "/created"},
+                                     "properties": ["subject"]}, "1"]])
+            return res, st, evs, ch
+
+    res, st, evs, ch = await run(go)
+    acc = ids.account_id(accounts.lookup(srv.store, "alice").id)
+    changes, got = ch[0][1], ch[1][1]
+    assert len(changes["created"]) == 1 and changes["oldState"] == st
+    assert [e["subject"] for e in got["list"]] == ["from imap"]
+    assert evs[0]["changed"][acc]["Email"] == st
+    assert evs[1]["@type"] == "StateChange"
+    assert evs[1]["changed"][acc]["Email"] == changes["newState"]
+
+
+def _next_event(lines) -> dict:
+    data = None
+    for line in lines:
+        if line.startswith("data:"):
+            data = line[5:].strip()
+        elif line == "" and data is not None:
+            return json.loads(data)
+    raise AssertionError("the event stream ended")
+
+
+async def test_jmap_keyword_change_is_an_imap_untagged_fetch_with_higher_modseq(srv):
+    import httpx
+
+    await run(seed, srv, 1)
+    acc = ids.account_id(accounts.lookup(srv.store, "alice").id)
+
+    def go():
+        c = imap(srv)
+        c.enable("CONDSTORE")
+        c.select_folder("INBOX")
+        before = c.fetch(c.search(), ["MODSEQ", "FLAGS", "EMAILID"])
+        (uid, data), = before.items()
+        eid = data[b"EMAILID"][0].decode()
+        c.idle()                     # the session waits; JMAP writes meanwhile
+        with httpx.Client(base_url=f"https://{host(srv)}", verify=ca_file(srv),
+                          auth=("alice", "pw"), timeout=30) as h:
+            r = h.post("/jmap/api/", json={
+                "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+                "methodCalls": [["Email/set", {"accountId": acc, "update": {
+                    eid: {"keywords/$flagged": True}}}, "0"]]})
+            r.raise_for_status()
+            updated = r.json()["methodResponses"][0][1]["updated"]
+        got = c.idle_check(timeout=30)
+        c.idle_done()
+        c.logout()
+        return data, eid, updated, got
+
+    data, eid, updated, got = await run(go)
+    assert eid in updated
+    fetches = [r for r in got if len(r) >= 3 and r[1] == b"FETCH"]
+    assert fetches, got
+    _, _, items = fetches[0]
+    items = list(items)
+    kv = dict(zip(items[::2], items[1::2]))
+    assert b"\\Flagged" in kv[b"FLAGS"]
+    assert kv[b"MODSEQ"][0] > data[b"MODSEQ"][0]
+
+
+async def test_change_pending_when_imap_idle_starts_comes_after_the_continuation(srv):
+    """A JMAP write between two IMAP commands, then IDLE: imapclient's idle()
+    takes anything before the "+" for an error, so the server answers "+ idling"
+    first and the FETCH after it (as Dovecot does)."""
+    import httpx
+
+    await run(seed, srv, 1)
+    acc = ids.account_id(accounts.lookup(srv.store, "alice").id)
+
+    def go():
+        c = imap(srv)
+        c.select_folder("INBOX")
+        eid = c.fetch(c.search(), ["EMAILID"]).popitem()[1][b"EMAILID"][0].decode()
+        with httpx.Client(base_url=f"https://{host(srv)}", verify=ca_file(srv),
+                          auth=("alice", "pw"), timeout=30) as h:
+            h.post("/jmap/api/", json={
+                "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+                "methodCalls": [["Email/set", {"accountId": acc, "update": {
+                    eid: {"keywords/$flagged": True}}}, "0"]]}).raise_for_status()
+        c.idle()
+        text, responses = c.idle_done()
+        c.logout()
+        return responses
+
+    responses = await run(go)
+    assert any(r[1] == b"FETCH" and b"\\Flagged" in dict(zip(r[2][::2], r[2][1::2]))[b"FLAGS"]
+               for r in responses if len(r) >= 3), responses
