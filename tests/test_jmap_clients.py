@@ -421,3 +421,43 @@ async def test_change_pending_when_imap_idle_starts_comes_after_the_continuation
     responses = await run(go)
     assert any(r[1] == b"FETCH" and b"\\Flagged" in dict(zip(r[2][::2], r[2][1::2]))[b"FLAGS"]
                for r in responses if len(r) >= 3), responses
+
+
+# --- jmap-jam (npm) run by node ----------------------------------------------------------------
+
+def jam_available() -> str | None:
+    """Why the jmap-jam test cannot run here (None: it can).  scripts/test
+    installs it into tests/js (npm ci) when npm is there."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not os.path.isdir(os.path.join(JS, "node_modules", "jmap-jam")):
+        return "jmap-jam is not installed (scripts/test runs npm ci in tests/js)"
+    return None
+
+
+async def test_jmap_jam_drives_session_query_get_set(srv):
+    from mailaccess import tokens
+
+    if (why := jam_available()) is not None:
+        pytest.skip(why)
+    await run(seed, srv)
+    token = await trio.to_thread.run_sync(tokens.add, srv.store, "alice", "jam")
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=ca_file(srv))
+
+    def go():
+        return subprocess.run(["node", os.path.join(JS, "jam_flow.mjs"),
+                               f"https://{host(srv)}/.well-known/jmap", token],
+                              cwd=JS, env=env, capture_output=True, text=True, timeout=60)
+
+    p = await run(go)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    acc = ids.account_id(accounts.lookup(srv.store, "alice").id)
+    assert out["username"] == "alice" and out["accountId"] == acc
+    assert out["apiUrl"] == f"https://{host(srv)}/jmap/api/"
+    assert ["inbox", "Inbox", 3] in out["mailboxes"] or \
+        any(m[0] == "inbox" and m[2] == 3 for m in out["mailboxes"])
+    assert len(out["queryIds"]) == 3 and sorted(out["subjects"]) == ["seed 0", "seed 1",
+                                                                     "seed 2"]
+    assert out["updated"] == [out["queryIds"][0]] and out["notUpdated"] is None
+    assert out["keywordsAfter"].get("$flagged") is True
