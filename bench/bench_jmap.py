@@ -53,7 +53,8 @@ IMAP_LIST = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"
 
 # --- the server ----------------------------------------------------------------------------------
 
-def load_and_start(workdir: str, n: int) -> tuple[subprocess.Popen, dict, str, list[str]]:
+def load_and_start(workdir: str, n: int, profile: str = ""
+                   ) -> tuple[subprocess.Popen, dict, str, list[str]]:
     """Write N corpus messages into a fresh store (the ingest path LMTP uses,
     500 per transaction), then start `serve` on it -> (process, ports, account
     id, the messages' email ids in receivedAt order)."""
@@ -92,7 +93,9 @@ def load_and_start(workdir: str, n: int) -> tuple[subprocess.Popen, dict, str, l
         store.close()
     print(f"loaded {n} messages ({sum(map(len, msgs)) / 1e6:.0f} MB) in "
           f"{time.perf_counter() - t0:.0f}s", flush=True)
-    proc = subprocess.Popen([sys.executable, "-m", "mailaccess", "serve", "--config", cfg_path],
+    prof = ["-m", "cProfile", "-o", profile] if profile else []
+    proc = subprocess.Popen([sys.executable, *prof, "-m", "mailaccess", "serve", "--config",
+                             cfg_path],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     ports = {}
     deadline = time.monotonic() + 120
@@ -303,10 +306,11 @@ def main() -> None:
     ap.add_argument("--body-messages", type=int, default=2000)
     ap.add_argument("--pushes", type=int, default=100)
     ap.add_argument("--only", default="list,bodies,push")
+    ap.add_argument("--profile", default="", help="run the server under cProfile into FILE")
     a = ap.parse_args()
     only = set(a.only.split(","))
     work = tempfile.mkdtemp(prefix="bench-jmap-")
-    proc, ports, acc, order = load_and_start(work, a.messages)
+    proc, ports, acc, order = load_and_start(work, a.messages, a.profile)
     rows: list[tuple[str, str, str, str]] = []
     try:
         c = http.client.HTTPConnection("127.0.0.1", ports["http"], timeout=60)
