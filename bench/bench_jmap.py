@@ -11,10 +11,9 @@ work done over IMAP on the same server for comparison.
    receivedAt desc, limit 50) + Email/get (#ids, the list properties) ->
    round trips/s, p50/p99.  Every answer is checked (50 emails, newest first).
    IMAP, same clients and the same 50 messages: `UID FETCH <50 uids> (UID
-   FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)`; and the whole page with the
-   query, `UID SORT RETURN (PARTIAL -1:-50)`-free form: `UID SORT (REVERSE
-   ARRIVAL) UTF-8 ALL` + the FETCH (two round trips, like a client without
-   CONTEXT=SORT).
+   FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)`; and the whole page with its
+   query: `UID SORT (REVERSE ARRIVAL) UTF-8 ALL` (all 10,000 UIDs back) + that
+   FETCH, two round trips, as a client without CONTEXT=SORT does it.
 2. bodies: Email/get of BODY-MESSAGES messages, 50 per request, with
    bodyStructure and fetchAllBodyValues -> MB/s of message bytes; IMAP `UID
    FETCH <50 uids> BODY.PEEK[]` over the same messages.
