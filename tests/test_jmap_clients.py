@@ -331,9 +331,9 @@ async def test_imap_append_shows_in_email_changes_and_pushes(srv):
                 c.logout()
                 evs.append(_next_event(lines))
             ch = api([["Email/changes", {"accountId": acc, "sinceState": st}, "0"],
-                      ["Email/get", {"accountId": acc, "#ids": {"resultOf": "0", "name": "Email/changes",
-                                              "path": "/created"},
-                                     "properties": ["subject"]}, "1"]])
+                      ["Email/get", {"accountId": acc, "properties": ["subject"],
+                                     "#ids": {"resultOf": "0", "name": "Email/changes",
+                                              "path": "/created"}}, "1"]])
             return res, st, evs, ch
 
     res, st, evs, ch = await run(go)
