@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from conftest import make_config
-from imap_helpers import ca_file, msg, run
+from imap_helpers import ca_file, client_ssl, msg, run
 from mailaccess import accounts, ids
 from smtp_sink import Sink
 
@@ -247,7 +247,7 @@ async def test_jmaplib_flow_with_eventsource(srv):
 
     def go():
         out = {}
-        http = httpx.Client(verify=ca_file(srv), follow_redirects=True, timeout=30)
+        http = httpx.Client(verify=client_ssl(srv), follow_redirects=True, timeout=30)
         with JMAPClient.connect(f"https://{host(srv)}/.well-known/jmap",
                                 auth=BasicAuth("alice", "pw"), http=http) as client:
             out["echo"] = client.echo(ping="pong")
@@ -311,7 +311,7 @@ async def test_imap_append_shows_in_email_changes_and_pushes(srv):
     acc = ids.account_id(accounts.lookup(srv.store, "alice").id)
 
     def go():
-        with httpx.Client(base_url=f"https://{host(srv)}", verify=ca_file(srv),
+        with httpx.Client(base_url=f"https://{host(srv)}", verify=client_ssl(srv),
                           auth=("alice", "pw"), timeout=30) as h:
             def api(calls):
                 r = h.post("/jmap/api/", json={"using": ["urn:ietf:params:jmap:core",
@@ -370,7 +370,7 @@ async def test_jmap_keyword_change_is_an_imap_untagged_fetch_with_higher_modseq(
         (uid, data), = before.items()
         eid = data[b"EMAILID"][0].decode()
         c.idle()                     # the session waits; JMAP writes meanwhile
-        with httpx.Client(base_url=f"https://{host(srv)}", verify=ca_file(srv),
+        with httpx.Client(base_url=f"https://{host(srv)}", verify=client_ssl(srv),
                           auth=("alice", "pw"), timeout=30) as h:
             r = h.post("/jmap/api/", json={
                 "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
@@ -407,7 +407,7 @@ async def test_change_pending_when_imap_idle_starts_comes_after_the_continuation
         c = imap(srv)
         c.select_folder("INBOX")
         eid = c.fetch(c.search(), ["EMAILID"]).popitem()[1][b"EMAILID"][0].decode()
-        with httpx.Client(base_url=f"https://{host(srv)}", verify=ca_file(srv),
+        with httpx.Client(base_url=f"https://{host(srv)}", verify=client_ssl(srv),
                           auth=("alice", "pw"), timeout=30) as h:
             h.post("/jmap/api/", json={
                 "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
