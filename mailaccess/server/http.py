@@ -502,9 +502,14 @@ class Connection:
                 await self.send(h11.Data(data=data))
 
         async def watch_close():
-            # the client going away ends the stream (EventSource reconnects)
+            # the client going away ends the stream (EventSource reconnects);
+            # a TLS client that closes without close_notify (httpx, jmapc) is
+            # a broken stream, which is the same thing here, not an error
             while True:
-                data = await self.stream.receive_some(RECV)
+                try:
+                    data = await self.stream.receive_some(RECV)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
                 if not data:
                     scope.cancel()
                     return

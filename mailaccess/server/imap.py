@@ -417,9 +417,12 @@ class ImapConnection:
         # taken before the refresh reads the store: anything newer wakes us,
         # so nothing is lost between this read and the wait below
         seen = bus.latest(s.acc)
+        # the continuation first, then what changed since the last command (as
+        # Dovecot does): imapclient's idle() takes any untagged response before
+        # the "+" for an error
+        await self.send(b"+ idling\r\n")
         await s.refresh(allow_expunge=True)
         await self.flush()
-        await self.send(b"+ idling\r\n")
         done = None
         # RFC 5465 4: with NOTIFY in effect, IDLE sends what NOTIFY asked for
         # (the NOTIFY task, which gets the turn while we wait for DONE)
