@@ -157,3 +157,55 @@ async def test_producer_waits_for_the_socket(store, tmp_path, monkeypatch):
     assert len(total) == 200 * (len(_msg(3, BIG)) + len(b"* 4 FETCH (BODY[] {1048694}\r\n)\r\n"))
     # never more than about one buffer built ahead of what the socket took
     assert max(ahead) <= 2 * FETCH_BUFFER + 4096
+
+
+async def test_streaming_answers_take_turns(store, tmp_path, monkeypatch):
+    """Many answers streaming at once build one chunk at a time between two
+    steps of another task: a bystander waits for about one chunk, not one
+    chunk of every streaming session (issue 7 §1, the 50 × FETCH 1:* case)."""
+    s, acc, ib = store
+    built = [0]
+    real = imap_session.fetch_chunks
+
+    def counting(*a, **kw):
+        for k, c in enumerate(real(*a, **kw)):
+            if k:                       # the first chunk is built at once
+                built[0] += 1
+            yield c
+    monkeypatch.setattr(imap_session, "fetch_chunks", counting)
+    ctx = types.SimpleNamespace(cfg=make_config(tmp_path), store=s)
+    items = _items("(FLAGS BODY.PEEK[])")
+
+    async def sender(data):
+        await trio.lowlevel.checkpoint()
+
+    sessions = []
+    for _ in range(8):
+        sess = ImapSession(ctx, secure=True, loopback=True)
+        sess.acc, sess.state = acc, imap_session.SELECTED
+        with s.view() as v:
+            sess.sel = _sel(v, acc, ib)
+        sess.sender = sender
+        sessions.append(sess)
+    uids = [u for u in sessions[0].sel.uids if u != sessions[0].sel.uids[3]][:600]
+    gaps = []
+    running = [len(sessions)]
+
+    async def fetch(sess):
+        await sess.send_fetch(uids, items, uid_cmd=False)
+        running[0] -= 1
+
+    async def bystander():
+        while running[0]:
+            before = built[0]
+            await trio.lowlevel.checkpoint()
+            gaps.append(built[0] - before)
+
+    async with trio.open_nursery() as n:
+        for sess in sessions:
+            n.start_soon(fetch, sess)
+        n.start_soon(bystander)
+    assert built[0] > 10 * len(sessions)        # the answers did stream in many chunks
+    # one chunk per scheduling batch: the bystander's step may fall at either
+    # end of a batch, so two chunks at most between two of its steps
+    assert max(gaps) <= 2 * imap_session.FETCH_BUILDERS
