@@ -83,8 +83,15 @@ def test_streamed_is_byte_identical(store, items, budget, pick, condstore):
                 "few": all_uids[395:405], "reverse": all_uids[::-7]}[pick]
         its = _items(items)
         whole = b"".join(build_fetch(v, acc, sel, uids, its, condstore, {}, True))
-    chunks = list(fetch_chunks(s, acc, sel, uids, its, condstore, {}, True, budget=budget))
+    progress = imap_session.FetchProgress()
+    chunks, more = [], []
+    for c in fetch_chunks(s, acc, sel, uids, its, condstore, {}, True, budget=budget,
+                          progress=progress):
+        chunks.append(c)
+        more.append(progress.more)
     assert b"".join(chunks) == whole
+    # the session stops (without waiting for its FETCH turn) at the last chunk
+    assert more == [True] * (len(chunks) - 1) + [False]
     small = max(build_fetch_sizes(s, acc, sel, uids, its), default=0)
     # a chunk holds at most the buffer plus one message without its literals
     # (the first slice of simple items is a fixed count of messages)

@@ -1029,8 +1029,9 @@ class ImapSession:
         held = 0
         mark = len(self.out)
         turn = _fetch_turn()
+        progress = FetchProgress()
         chunks = fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
-                              sel.reported, self.utf8)
+                              sel.reported, self.utf8, progress=progress)
         try:
             chunk = next(chunks, None)
             while chunk is not None:
@@ -1039,6 +1040,8 @@ class ImapSession:
                 if self.sender is not None and held >= FETCH_BUFFER:
                     held = mark = 0
                     await self.sender(self.take_output())
+                if not progress.more:
+                    break
                 async with turn:        # a checkpoint, then one chunk alone
                     chunk = next(chunks, None)
         except No:
@@ -1664,9 +1667,19 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     return seq, pieces
 
 
+class FetchProgress:
+    """Told by ``fetch_chunks`` before each chunk: ``more`` is False when
+    that chunk is the answer's last (the session then does not wait for the
+    FETCH turn just to learn the answer is complete)."""
+    __slots__ = ("more",)
+
+    def __init__(self):
+        self.more = True
+
+
 def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                  reported: dict | None = None, utf8: bool = True, *,
-                 budget: int = FETCH_CHUNK):
+                 budget: int = FETCH_CHUNK, progress: FetchProgress | None = None):
     """The FETCH answer for UIDS as byte chunks of about BUDGET bytes.
 
     Joined, the chunks are exactly ``b"".join(build_fetch(...))``.  Messages
@@ -1674,7 +1687,10 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     big), each slice under its own store view, closed before the chunk is
     yielded: the consumer may wait for its socket between chunks without
     holding an LMDB snapshot.  A literal bigger than BUDGET is yielded in
-    pieces of BUDGET bytes; the message's raw bytes are held once."""
+    pieces of BUDGET bytes; the message's raw bytes are held once.  PROGRESS,
+    when given, says before each chunk whether more follow."""
+    if progress is None:
+        progress = FetchProgress()
     n_all = len(uids)
     names = [i.name for i in items if isinstance(i, ev.FetchItem)]
     if len(names) == len(items) and _SIMPLE_FETCH.issuperset(names):
@@ -1685,6 +1701,7 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
             i += n
             size = sum(map(len, part))
             if part:
+                progress.more = i < n_all
                 yield b"".join(part)
             # aim the next slice at BUDGET bytes
             n = max(1, min(FETCH_SLICE, n * budget // max(size, 1)))
@@ -1712,13 +1729,22 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
                 buf.append(data)
                 held += len(data)
         if buf and (held >= budget or pending is not None or i >= n_all):
+            progress.more = pending is not None or i < n_all
             yield b"".join(buf)
             buf, held = [], 0
         if pending is not None:
-            for seg in _message_segments(*pending, budget):
+            segs = _message_segments(*pending, budget)
+            seg = next(segs)
+            for after in segs:          # one ahead, to know which is the last
+                progress.more = True
                 yield seg
+                seg = after
+            progress.more = i < n_all
+            yield seg
     if buf:
+        progress.more = False
         yield b"".join(buf)
+    progress.more = False
 
 
 def _no_nul(data: bytes) -> bytes:
