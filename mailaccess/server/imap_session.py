@@ -77,6 +77,8 @@ FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many mes
 FETCH_FIRST_SLICE = 100     # (the first one small, so the client can start at once)
 #: how many FETCH answers may build a chunk at the same moment (see _fetch_turn)
 FETCH_BUILDERS = 1
+#: seconds of building one FETCH turn may use (chunks, at least one, until then)
+FETCH_TURN_SECONDS = 0.002
 _FETCH_TURN: trio.lowlevel.RunVar = trio.lowlevel.RunVar("mailaccess_fetch_turn")
 
 
@@ -91,9 +93,11 @@ def _fetch_turn() -> trio.CapacityLimiter:
     such batches.  An answer now builds each chunk after the first only
     while holding this turn; the others wait parked (not runnable), so a
     batch holds about one chunk and the bystander waits about one chunk per
-    scheduling point, whatever N is.  The total work, and so the big
-    answers' total time, is the same: they take turns instead of
-    interleaving."""
+    scheduling point, whatever N is.  A turn builds chunks for up to
+    FETCH_TURN_SECONDS (or until FETCH_BUFFER bytes wait), so the cost of
+    a scheduling round is spread over a few milliseconds of work: the total
+    work, and so the big answers' total time, stays about the same; they
+    take turns instead of interleaving."""
     try:
         return _FETCH_TURN.get()
     except LookupError:
@@ -1023,8 +1027,9 @@ class ImapSession:
         # slice is built only when the socket took them (back-pressure).
         # An error (UNKNOWN-CTE) drops what was not sent yet, as before.
         # The first chunk is built at once (a small answer is one chunk and
-        # never waits); each later one waits for the FETCH turn, which is
-        # also the yield that lets other sessions run between chunks.
+        # never waits); the later ones are built in FETCH turns (see
+        # _fetch_turn), whose wait is also the yield that lets other
+        # sessions run between them.
         items = tuple(items)
         held = 0
         mark = len(self.out)
@@ -1032,18 +1037,32 @@ class ImapSession:
         progress = FetchProgress()
         chunks = fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
                               sel.reported, self.utf8, progress=progress)
-        try:
-            chunk = next(chunks, None)
-            while chunk is not None:
+
+        def build(until: float) -> bool:
+            """Chunks into self.out until the buffer is full, the answer is
+            complete or the clock passes UNTIL (at least one); more to build?"""
+            nonlocal held
+            while True:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    return False
                 self.out.append(chunk)
                 held += len(chunk)
+                if not progress.more:
+                    return False
+                if held >= FETCH_BUFFER or time.perf_counter() >= until:
+                    return True
+
+        try:
+            more = build(0.0)
+            while True:
                 if self.sender is not None and held >= FETCH_BUFFER:
                     held = mark = 0
                     await self.sender(self.take_output())
-                if not progress.more:
+                if not more:
                     break
-                async with turn:        # a checkpoint, then one chunk alone
-                    chunk = next(chunks, None)
+                async with turn:        # a checkpoint, then this answer alone
+                    more = build(time.perf_counter() + FETCH_TURN_SECONDS)
         except No:
             del self.out[mark:]
             raise
