@@ -1572,7 +1572,7 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
         raw, idx, mi = _downgraded(v, acc, em)
         size = len(raw)
     else:
-        idx = em.index_data if plan.need_index else None
+        idx = em.index_data if plan.wire_names else None   # sections read it via require_index
     wire_names = plan.wire_names
     wire = dict(zip(wire_names, mindex.index_fields(idx, plan.wire_fields))) \
         if wire_names else None
