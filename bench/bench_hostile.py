@@ -18,11 +18,14 @@ Scenarios (bounded counts, loopback only, each stops by itself):
   logins      80 concurrent wrong LOGINs
   literal     LOGIN {63000000+} before authentication, then the data
   bodypeek    FETCH 1 (BODY.PEEK[] x 200) of a 1 MiB message
+  fetchone    one connection doing FETCH 1:* (FLAGS BODY.PEEK[]) on 5,000 messages
+              (not an attack: the speed of the big FETCH itself)
   fetchall    50 connections doing FETCH 1:* (FLAGS BODY.PEEK[]) on 5,000 messages
   store       2,500 STORE 1:* (+/-FLAGS.SILENT) while another session sits
               selected on that mailbox without reading (RSS must stay flat)
 
 Run:  PYTHONPATH=. .venv/bin/python bench/bench_hostile.py [--quick] [--only NAME,...]
+          [--repeat N]
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import report, start_mailaccess  # noqa: E402
 
 SCENARIOS = ("baseline", "subject", "sort", "script", "list", "logins", "literal", "bodypeek",
-             "fetchall", "store")
+             "fetchone", "fetchall", "store")
 TIMEOUT = 600        # no single client call waits longer than this
 
 
@@ -282,6 +285,11 @@ def scenarios(ports: dict, q: bool):
                                 for s in socks])
     sc["fetchall"] = fetchall
 
+    def fetchone():     # the same FETCH from one connection: its own speed
+        s = raw_login(imap, "Many")
+        return lambda: drain_cmd(s, b"f FETCH 1:* (FLAGS BODY.PEEK[])")
+    sc["fetchone"] = fetchone
+
     def store():
         # a session selected on the mailbox that never reads: its pending
         # changes must not pile up (the bus is bounded)
@@ -296,7 +304,7 @@ def scenarios(ports: dict, q: bool):
             idle.close()
         return attack
     sc["store"] = store
-    return prepare, sc, {"sort", "list", "bodypeek", "fetchall", "store"}
+    return prepare, sc, {"sort", "list", "bodypeek", "fetchone", "fetchall", "store"}
 
 
 def main():
@@ -304,6 +312,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller counts, a short run")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run each scenario this many times (one load, one server)")
     args = ap.parse_args()
     only = [s for s in args.only.split(",") if s] or list(SCENARIOS)
     work = tempfile.mkdtemp(prefix="bench-hostile-")
@@ -319,7 +329,7 @@ def main():
         sampler.start()
         by = Bystander(ports["imap"])
         by.start()
-        for name in only:
+        for name in [n for n in only for _ in range(args.repeat)]:
             attack = sc[name]() if name in staged else sc[name]
             time.sleep(1.0)           # let the previous one (and the setup) settle
             t0 = time.monotonic()

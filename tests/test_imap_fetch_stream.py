@@ -83,8 +83,15 @@ def test_streamed_is_byte_identical(store, items, budget, pick, condstore):
                 "few": all_uids[395:405], "reverse": all_uids[::-7]}[pick]
         its = _items(items)
         whole = b"".join(build_fetch(v, acc, sel, uids, its, condstore, {}, True))
-    chunks = list(fetch_chunks(s, acc, sel, uids, its, condstore, {}, True, budget=budget))
+    progress = imap_session.FetchProgress()
+    chunks, more = [], []
+    for c in fetch_chunks(s, acc, sel, uids, its, condstore, {}, True, budget=budget,
+                          progress=progress):
+        chunks.append(c)
+        more.append(progress.more)
     assert b"".join(chunks) == whole
+    # the session stops (without waiting for its FETCH turn) at the last chunk
+    assert more == [True] * (len(chunks) - 1) + [False]
     small = max(build_fetch_sizes(s, acc, sel, uids, its), default=0)
     # a chunk holds at most the buffer plus one message without its literals
     # (the first slice of simple items is a fixed count of messages)
@@ -157,3 +164,61 @@ async def test_producer_waits_for_the_socket(store, tmp_path, monkeypatch):
     assert len(total) == 200 * (len(_msg(3, BIG)) + len(b"* 4 FETCH (BODY[] {1048694}\r\n)\r\n"))
     # never more than about one buffer built ahead of what the socket took
     assert max(ahead) <= 2 * FETCH_BUFFER + 4096
+
+
+async def test_streaming_answers_take_turns(store, tmp_path, monkeypatch):
+    """Many answers streaming at once build in turns, one answer per turn:
+    between two steps of another task at most two answers (one per
+    scheduling batch) built anything, so a bystander waits for about one
+    turn, not one chunk of every streaming session (issue 7 §1, the
+    50 × FETCH 1:* case)."""
+    s, acc, ib = store
+    builders = set()        # answers that built a chunk since the bystander's last step
+    built = [0]
+    real = imap_session.fetch_chunks
+
+    def counting(*a, **kw):
+        me = object()
+        for k, c in enumerate(real(*a, **kw)):
+            if k:                       # the first chunk is built at once
+                builders.add(me)
+                built[0] += 1
+            yield c
+    monkeypatch.setattr(imap_session, "fetch_chunks", counting)
+    monkeypatch.setattr(imap_session, "FETCH_TURN_SECONDS", 0.0)   # one chunk per turn
+    ctx = types.SimpleNamespace(cfg=make_config(tmp_path), store=s)
+    items = _items("(FLAGS BODY.PEEK[])")
+
+    async def sender(data):
+        await trio.lowlevel.checkpoint()
+
+    sessions = []
+    for _ in range(8):
+        sess = ImapSession(ctx, secure=True, loopback=True)
+        sess.acc, sess.state = acc, imap_session.SELECTED
+        with s.view() as v:
+            sess.sel = _sel(v, acc, ib)
+        sess.sender = sender
+        sessions.append(sess)
+    uids = [u for u in sessions[0].sel.uids if u != sessions[0].sel.uids[3]][:600]
+    gaps = []
+    running = [len(sessions)]
+
+    async def fetch(sess):
+        await sess.send_fetch(uids, items, uid_cmd=False)
+        running[0] -= 1
+
+    async def bystander():
+        while running[0]:
+            builders.clear()
+            await trio.lowlevel.checkpoint()
+            gaps.append(len(builders))
+
+    async with trio.open_nursery() as n:
+        for sess in sessions:
+            n.start_soon(fetch, sess)
+        n.start_soon(bystander)
+    assert built[0] > 10 * len(sessions)        # the answers did stream in many chunks
+    # one turn per scheduling batch: the bystander's step may fall at either
+    # end of a batch, so two answers at most built between two of its steps
+    assert max(gaps) <= 2 * imap_session.FETCH_BUILDERS

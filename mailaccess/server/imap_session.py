@@ -75,6 +75,35 @@ FETCH_BUFFER = 256 * 1024   # bytes of a FETCH answer built ahead of the socket
 FETCH_CHUNK = 16 * 1024     # ... built this many at a time (other sessions run between)
 FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
 FETCH_FIRST_SLICE = 100     # (the first one small, so the client can start at once)
+#: how many FETCH answers may build a chunk at the same moment (see _fetch_turn)
+FETCH_BUILDERS = 1
+#: seconds of building one FETCH turn may use (chunks, at least one, until then)
+FETCH_TURN_SECONDS = 0.002
+_FETCH_TURN: trio.lowlevel.RunVar = trio.lowlevel.RunVar("mailaccess_fetch_turn")
+
+
+def _fetch_turn() -> trio.CapacityLimiter:
+    """The turn that big FETCH answers take to build their next chunk (one
+    per event loop, FIFO).
+
+    Trio runs every runnable task once per scheduling batch before it looks
+    at the sockets again.  With N answers streaming, each yielding after a
+    chunk, every batch held N chunks of CPU, and a bystander's NOOP, which
+    crosses several scheduling points (read, answer, write), waited several
+    such batches.  An answer now builds each chunk after the first only
+    while holding this turn; the others wait parked (not runnable), so a
+    batch holds about one chunk and the bystander waits about one chunk per
+    scheduling point, whatever N is.  A turn builds chunks for up to
+    FETCH_TURN_SECONDS (or until FETCH_BUFFER bytes wait), so the cost of
+    a scheduling round is spread over a few milliseconds of work: the total
+    work, and so the big answers' total time, stays about the same; they
+    take turns instead of interleaving."""
+    try:
+        return _FETCH_TURN.get()
+    except LookupError:
+        turn = trio.CapacityLimiter(FETCH_BUILDERS)
+        _FETCH_TURN.set(turn)
+        return turn
 
 
 class SharedViews:
@@ -997,20 +1026,43 @@ class ImapSession:
         # Once FETCH_BUFFER bytes are waiting they are sent, and the next
         # slice is built only when the socket took them (back-pressure).
         # An error (UNKNOWN-CTE) drops what was not sent yet, as before.
+        # The first chunk is built at once (a small answer is one chunk and
+        # never waits); the later ones are built in FETCH turns (see
+        # _fetch_turn), whose wait is also the yield that lets other
+        # sessions run between them.
         items = tuple(items)
         held = 0
         mark = len(self.out)
-        try:
-            for chunk in fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
-                                      sel.reported, self.utf8):
+        turn = _fetch_turn()
+        progress = FetchProgress()
+        chunks = fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
+                              sel.reported, self.utf8, progress=progress)
+
+        def build(until: float) -> bool:
+            """Chunks into self.out until the buffer is full, the answer is
+            complete or the clock passes UNTIL (at least one); more to build?"""
+            nonlocal held
+            while True:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    return False
                 self.out.append(chunk)
                 held += len(chunk)
-                if self.sender is not None:
-                    if held >= FETCH_BUFFER:
-                        held = mark = 0
-                        await self.sender(self.take_output())
-                    else:
-                        await trio.lowlevel.checkpoint()   # others run between slices
+                if not progress.more:
+                    return False
+                if held >= FETCH_BUFFER or time.perf_counter() >= until:
+                    return True
+
+        try:
+            more = build(0.0)
+            while True:
+                if self.sender is not None and held >= FETCH_BUFFER:
+                    held = mark = 0
+                    await self.sender(self.take_output())
+                if not more:
+                    break
+                async with turn:        # a checkpoint, then this answer alone
+                    more = build(time.perf_counter() + FETCH_TURN_SECONDS)
         except No:
             del self.out[mark:]
             raise
@@ -1520,7 +1572,7 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
         raw, idx, mi = _downgraded(v, acc, em)
         size = len(raw)
     else:
-        idx = em.index_data if plan.need_index else None
+        idx = em.index_data if plan.wire_names else None   # sections read it via require_index
     wire_names = plan.wire_names
     wire = dict(zip(wire_names, mindex.index_fields(idx, plan.wire_fields))) \
         if wire_names else None
@@ -1634,9 +1686,19 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     return seq, pieces
 
 
+class FetchProgress:
+    """Told by ``fetch_chunks`` before each chunk: ``more`` is False when
+    that chunk is the answer's last (the session then does not wait for the
+    FETCH turn just to learn the answer is complete)."""
+    __slots__ = ("more",)
+
+    def __init__(self):
+        self.more = True
+
+
 def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                  reported: dict | None = None, utf8: bool = True, *,
-                 budget: int = FETCH_CHUNK):
+                 budget: int = FETCH_CHUNK, progress: FetchProgress | None = None):
     """The FETCH answer for UIDS as byte chunks of about BUDGET bytes.
 
     Joined, the chunks are exactly ``b"".join(build_fetch(...))``.  Messages
@@ -1644,7 +1706,10 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     big), each slice under its own store view, closed before the chunk is
     yielded: the consumer may wait for its socket between chunks without
     holding an LMDB snapshot.  A literal bigger than BUDGET is yielded in
-    pieces of BUDGET bytes; the message's raw bytes are held once."""
+    pieces of BUDGET bytes; the message's raw bytes are held once.  PROGRESS,
+    when given, says before each chunk whether more follow."""
+    if progress is None:
+        progress = FetchProgress()
     n_all = len(uids)
     names = [i.name for i in items if isinstance(i, ev.FetchItem)]
     if len(names) == len(items) and _SIMPLE_FETCH.issuperset(names):
@@ -1655,6 +1720,7 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
             i += n
             size = sum(map(len, part))
             if part:
+                progress.more = i < n_all
                 yield b"".join(part)
             # aim the next slice at BUDGET bytes
             n = max(1, min(FETCH_SLICE, n * budget // max(size, 1)))
@@ -1682,13 +1748,22 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
                 buf.append(data)
                 held += len(data)
         if buf and (held >= budget or pending is not None or i >= n_all):
+            progress.more = pending is not None or i < n_all
             yield b"".join(buf)
             buf, held = [], 0
         if pending is not None:
-            for seg in _message_segments(*pending, budget):
+            segs = _message_segments(*pending, budget)
+            seg = next(segs)
+            for after in segs:          # one ahead, to know which is the last
+                progress.more = True
                 yield seg
+                seg = after
+            progress.more = i < n_all
+            yield seg
     if buf:
+        progress.more = False
         yield b"".join(buf)
+    progress.more = False
 
 
 def _no_nul(data: bytes) -> bytes:
