@@ -176,7 +176,11 @@ class PushDelivery:
 
     async def _push_changes(self, acc: int, p: PushSubscription) -> None:
         wanted = None if p.types is None else frozenset(p.types)
-        with self.bus.subscribe(acc, kinds=wanted, since=self.bus.latest(acc)) as sub:
+        # from the modseq it was verified at: a change committed between the
+        # verification and this task's start is pushed, not lost (a restart
+        # starts from now: what changed while down is not replayed)
+        since = min(p.verified_ms, self.bus.latest(acc)) if p.verified_ms else None
+        with self.bus.subscribe(acc, kinds=wanted, since=since) as sub:
             while True:
                 n = await sub.wait()
                 kinds = set(n.kinds)

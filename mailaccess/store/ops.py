@@ -918,7 +918,10 @@ def update_push_subscription(tx: WriteTx, acc: int, sid: int, *,
     if types is not False:
         p.types = types
     if client_code is not False:
+        was = p.verified
         p.client_code = client_code
+        if p.verified and not was:
+            p.verified_ms = tx.highest_modseq(acc)
     tx.put("psub", keys.psub(acc, sid), records.encode_push_subscription(p))
     return p
 

@@ -365,6 +365,9 @@ class PushSubscription:
     expires: int = 0
     types: list[str] | None = None
     created: int = 0
+    # the account's modseq when the client verified it: delivery pushes
+    # every change after it, even one committed before its task started
+    verified_ms: int = 0
 
     @property
     def verified(self) -> bool:
@@ -374,7 +377,8 @@ class PushSubscription:
 def encode_push_subscription(p: PushSubscription) -> bytes:
     return b"\x01" + json.dumps(
         [p.device_client_id, p.url, p.p256dh, p.auth, p.code, p.client_code, p.expires,
-         p.types, p.created], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+         p.types, p.created, p.verified_ms], separators=(",", ":"),
+        ensure_ascii=False).encode("utf-8")
 
 
 def decode_push_subscription(sid: int, data) -> PushSubscription:
