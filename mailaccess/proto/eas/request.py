@@ -48,8 +48,9 @@ OPTION_SAVE_IN_SENT = 0x01
 OPTION_ACCEPT_MULTIPART = 0x02
 
 # plain-form parameters besides Cmd/User/DeviceId/DeviceType
+# (SaveInSent and AcceptMultiPart become EasRequest flags)
 PLAIN_PARAMS = ("AttachmentName", "CollectionId", "CollectionName", "ItemId", "LongId",
-                "ParentId", "Occurrence", "SaveInSent", "AcceptMultiPart")
+                "ParentId", "Occurrence")
 
 MAX_QUERY = 2048                 # characters of the query string
 MAX_FIELD = 256                  # characters of one identifying value
