@@ -432,3 +432,77 @@ async def test_folder_sync_incremental_replay_and_bad_key(srv):
     assert changes(quiet) == [] and quiet.child_text("FolderHierarchy:SyncKey") == k3
     assert stale.child_text("FolderHierarchy:Status") == "9"
     assert garbage.child_text("FolderHierarchy:Status") == "9"
+
+
+# --- remote wipe -------------------------------------------------------------------------------
+
+async def test_remote_wipe(srv):
+    from mailaccess.server import eas_provision as prov
+
+    acc = accounts.lookup(srv.store, "alice").id
+
+    def setup():
+        with http(srv) as c:
+            return provision(c), provision(c, version="12.1", device="old1")
+
+    key, key12 = await run(setup)
+    await trio.to_thread.run_sync(prov.request_wipe, srv.store, acc, "raw1")
+    await trio.to_thread.run_sync(prov.request_wipe, srv.store, acc, "old1")
+
+    def go():
+        with http(srv) as c:
+            fs = folder_sync(c, key)
+            fs12 = post(c, "FolderSync", encode(E("FolderHierarchy:FolderSync",
+                        E("FolderHierarchy:SyncKey", text="0"))), version="12.1",
+                        device="old1", key=key12).status_code
+            p1 = decode(post(c, "Provision", provision_body()).content)
+            ack = decode(post(c, "Provision", encode(E("Provision:Provision", E(
+                "Provision:RemoteWipe", E("Provision:Status", text="1"))))).content)
+            again = decode(post(c, "Provision", provision_body()).content)
+            other = folder_sync(c, provision(c, device="raw2"), device="raw2")
+            return fs, fs12, p1, ack, again, other
+
+    fs, fs12, p1, ack, again, other = await run(go)
+    assert fs.child_text("FolderHierarchy:Status") == "140"
+    assert fs12 == 449
+    assert p1.child_text("Provision:Status") == "1" and p1.find("Provision:RemoteWipe") \
+        is not None and p1.find("Provision:Policies") is None
+    assert ack.child_text("Provision:Status") == "1" and ack.find("Provision:RemoteWipe") is None
+    assert again.find("Provision:RemoteWipe") is not None      # wiped until forgotten
+    assert other.child_text("FolderHierarchy:Status") == "1"   # other devices unaffected
+    st = prov.device_status(srv.store, acc, "raw1")
+    assert st["wipe"] == "done" and st["wipe_status"] == "1"
+    await trio.to_thread.run_sync(prov.forget_device, srv.store, acc, "raw1")
+
+    def after():
+        with http(srv) as c:
+            return folder_sync(c, provision(c))
+
+    assert (await run(after)).child_text("FolderHierarchy:Status") == "1"
+
+
+def test_eas_cli(tmp_path, capsys, monkeypatch):
+    import io
+    import json
+
+    from mailaccess import cli
+    from mailaccess.server import eas_provision as prov
+    from mailaccess.store import Store
+
+    d = ["--data-dir", str(tmp_path / "data")]
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
+    assert cli.main(["user", "add", "carol", "--password-stdin"] + d) == 0
+    assert cli.main(["eas", "status", "carol", "ph1"] + d) == 1
+    assert cli.main(["eas", "wipe", "carol", "ph1"] + d) == 0
+    capsys.readouterr()
+    assert cli.main(["eas", "status", "carol", "ph1"] + d) == 0
+    assert json.loads(capsys.readouterr().out) == {"wipe": "pending"}
+    assert cli.main(["eas", "forget", "carol", "ph1"] + d) == 0
+    assert cli.main(["eas", "status", "carol", "ph1"] + d) == 1
+    assert cli.main(["eas", "wipe", "nobody", "ph1"] + d) != 0
+    s = Store(tmp_path / "data" / "store")
+    s.start()
+    try:
+        assert prov.device_status(s, accounts.lookup(s, "carol").id, "ph1") is None
+    finally:
+        s.close()

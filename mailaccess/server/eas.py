@@ -19,7 +19,10 @@ lives in the store (``put_device_state``), keyed by the request's DeviceId.
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
+
+import trio
 
 from ..proto.eas import request as R
 from ..proto.eas.wbxml import Element, E, Limits, WbxmlError, decode, encode
@@ -43,6 +46,7 @@ NO_POLICY = frozenset({"Provision"})
 
 # MS-ASCMD 2.2.2 common status codes
 STATUS_INVALID_WBXML = 102
+STATUS_REMOTE_WIPE_REQUESTED = 140
 STATUS_DEVICE_NOT_PROVISIONED = 142
 STATUS_POLICY_REFRESH = 143
 STATUS_INVALID_POLICY_KEY = 144
@@ -85,6 +89,15 @@ class Eas:
         self.limits = Limits(max_size=self.cfg.max_body_bytes, max_depth=32,
                              max_elements=100_000)
         service.slot_limits["eas"] = self.cfg.max_concurrent_requests
+        # one request at a time per (account, device): its state is read, then written
+        self._device_locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+    def _device_lock(self, account: int, device: str) -> trio.Lock:
+        key = (account, device)
+        lock = self._device_locks.get(key)
+        if lock is None:
+            lock = self._device_locks[key] = trio.Lock()
+        return lock
 
     def _common_headers(self) -> list[tuple[str, str]]:
         return [("ms-server-activesync", SERVER_VERSION),
@@ -116,11 +129,15 @@ class Eas:
             r = problem(501, "Not Implemented", f"{er.cmd} is not implemented")
             r.headers += self._common_headers()
             return r
+        async with self._device_lock(req.principal.account, er.device_id):
+            return await self._run(req, er, handler)
+
+    async def _run(self, req: Request, er: R.EasRequest, handler) -> Response:
         major = R.major(er.version)
         ectx = EasContext(self.ctx.store, self.ctx.bus, self.cfg, req.principal.account,
                           req.principal.name, er)
-        if er.cmd not in NO_POLICY and self.cfg.require_provisioning:
-            bad = eas_provision.policy_status(ectx)
+        if er.cmd not in NO_POLICY:
+            bad = eas_provision.policy_status(ectx, self.cfg.require_provisioning)
             if bad:
                 if major < 14:
                     r = problem(449, "Retry With", "provision the device first")

@@ -13,8 +13,16 @@ State per device, in the store under device-state key ``prov`` (JSON):
 (a digest of the policy the final key was granted for: a changed policy makes
 old keys answer 143 PolicyRefresh), ``info`` (DeviceInformation).
 
-Not done: remote wipe (``RemoteWipe``, ``AccountOnlyRemoteWipe``) and the
-legacy ``MS-WAP-Provisioning-XML`` policy type of 12.0 and older.
+Remote wipe (MS-ASPROV 3.2.5.1.2): ``request_wipe`` (the CLI's ``mailaccess
+eas wipe USER DEVICE``) sets ``wipe`` to ``pending``; every other command of
+that device then gets status 140 (HTTP 449 for 12.x), and a Provision gets
+``<RemoteWipe/>`` (``sent``); the device's acknowledgement (RemoteWipe with
+its Status) is recorded (``done``, ``wipe_status``).  The device stays
+wiped (every Provision answers RemoteWipe again) until the operator runs
+``mailaccess eas forget USER DEVICE``.
+
+Not done: ``AccountOnlyRemoteWipe`` (16.1) and the legacy
+``MS-WAP-Provisioning-XML`` policy type of 12.0 and older.
 """
 from __future__ import annotations
 
@@ -109,11 +117,16 @@ async def save_state(store, acc: int, device: str, state: dict) -> None:
                         json.dumps(state, separators=(",", ":")).encode())
 
 
-def policy_status(ctx) -> int:
-    """0 when the request's policy key is the device's current final key;
-    else the common status to answer (142, 143 or 144)."""
+def policy_status(ctx, required: bool = True) -> int:
+    """0 when the request's policy key is the device's current final key
+    (or REQUIRED is off); else the common status to answer (142, 143 or
+    144; 140 while a remote wipe is pending for the device)."""
     key = ctx.req.policy_key
     st = load_state(ctx.store, ctx.account, ctx.req.device_id)
+    if st.get("wipe"):
+        return 140                                  # RemoteWipeRequested
+    if not required:
+        return 0
     if not key:
         return 142                                  # DeviceNotProvisioned
     if key != st.get("key"):
@@ -137,6 +150,8 @@ async def run(ctx, body: Element | None) -> Element:
         return E("Provision:Provision", E("Provision:Status", text=str(PROTOCOL_ERROR)))
     out: list[Element] = []
     state = load_state(ctx.store, ctx.account, ctx.req.device_id)
+    if state.get("wipe"):
+        return await _wipe(ctx, body, state)
     info = body.find("Settings:DeviceInformation")
     if info is not None:
         if ctx.major < 14 or ctx.version == "14.0":
@@ -186,3 +201,41 @@ async def run(ctx, body: Element | None) -> Element:
                E("Provision:PolicyType", text=POLICY_TYPE),
                E("Provision:Status", text=str(OK)),
                E("Provision:PolicyKey", text=str(final)))))
+
+
+async def _wipe(ctx, body: Element, state: dict) -> Element:
+    ack = body.find("Provision:RemoteWipe")
+    if ack is not None and ack.child_text("Provision:Status") is not None:
+        state["wipe"] = "done"
+        state["wipe_status"] = (ack.child_text("Provision:Status") or "")[:4]
+        await save_state(ctx.store, ctx.account, ctx.req.device_id, state)
+        return E("Provision:Provision", E("Provision:Status", text=str(OK)))
+    if state["wipe"] == "pending":
+        state["wipe"] = "sent"
+        await save_state(ctx.store, ctx.account, ctx.req.device_id, state)
+    return E("Provision:Provision", E("Provision:Status", text=str(OK)),
+             E("Provision:RemoteWipe"))
+
+
+# --- the operator's side (synchronous: the CLI) ----------------------------------------------
+
+def request_wipe(store, acc: int, device: str) -> None:
+    """Ask DEVICE of ACC to wipe itself at its next request."""
+    with store.view() as v:
+        raw = v.device_state(acc, device, STATE_KEY)
+    state = json.loads(raw) if raw else {}
+    state["wipe"] = "pending"
+    store.write_sync(ops.put_device_state, acc, device, STATE_KEY,
+                     json.dumps(state, separators=(",", ":")).encode())
+
+
+def device_status(store, acc: int, device: str) -> dict | None:
+    """DEVICE's provisioning state (None: the store knows no such device)."""
+    with store.view() as v:
+        raw = v.device_state(acc, device, STATE_KEY)
+    return json.loads(raw) if raw else None
+
+
+def forget_device(store, acc: int, device: str) -> None:
+    """Drop all of DEVICE's state: it provisions and syncs from scratch."""
+    store.write_sync(ops.delete_device_state, acc, device)
