@@ -82,11 +82,26 @@ def test_base64_form_known_bytes():
     (bytes([141, 0, 0, 0, 1, 7, 0, 1]) + b"T" + bytes([9, 1]) + b"x", "tag"),
     (bytes([141, 0, 0, 0, 1, 7, 0, 1]) + b"T" + bytes([8, 5]) + b"ab", "truncated"),
     (bytes([141, 0, 0, 0, 1, 7, 0, 1]) + b"T" + bytes([7, 2, 1, 1, 8, 1]) + b"a", "Options"),
-    (bytes([141, 0, 0, 0, 1, 7, 0, 1]) + b"T", "User"),
+    (bytes([141, 0, 0, 0, 1, 7, 0, 1]) + b"T" + bytes([8, 0]), "User"),
+    (bytes([141, 0, 0, 0, 1, 7, 0, 1]) + b"T" + bytes([1, 1]) + b"a" + bytes([1, 1]) + b"b",
+     "twice"),
 ])
 def test_base64_form_refusals(raw, why):
     with pytest.raises(R.BadRequest, match=why):
         R.decode_binary(raw)
+
+
+def test_base64_form_the_specification_example():
+    # MS-ASHTTP 2.2.1.1.1.1: a string device id, no policy key, no parameters
+    r = R.parse("jAAJBAp2MTQwRGV2aWNlAApTbWFydFBob25l", [])
+    assert (r.version, r.cmd, r.locale, r.device_id, r.policy_key, r.device_type, r.user) == (
+        "14.0", "Sync", 0x0409, "v140Device", None, "SmartPhone", "")
+
+
+def test_base64_device_id_string_or_hex():
+    assert R.device_id_of(b"Appl123") == "Appl123"
+    assert R.device_id_of(bytes.fromhex("deadbeef")) == "deadbeef"
+    assert R.device_id_of(b"a,b") == "612c62"
 
 
 def test_not_base64_is_refused():
@@ -100,8 +115,8 @@ requests = st.builds(
     R.EasRequest,
     cmd=st.sampled_from(sorted(R.COMMANDS)),
     user=st.text(st.characters(min_codepoint=0x20, blacklist_characters="\x7f",
-                               blacklist_categories=("Cs",)), min_size=1, max_size=40),
-    device_id=st.binary(min_size=1, max_size=16).map(bytes.hex),
+                               blacklist_categories=("Cs",)), max_size=40),
+    device_id=st.binary(min_size=1, max_size=16).map(R.device_id_of),
     device_type=_ident,
     version=st.sampled_from(R.VERSIONS),
     policy_key=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
@@ -125,12 +140,19 @@ def test_base64_round_trip(req):
 
 
 @given(requests, st.data())
-@settings(max_examples=200, deadline=None)
-def test_every_strict_prefix_is_refused(req, data):
+@settings(max_examples=300, deadline=None)
+def test_a_prefix_is_refused_unless_it_ends_between_parameters(req, data):
+    """A cut inside the fixed fields or inside a parameter is refused; a cut
+    between parameters is a shorter, complete request (whose encoding is
+    exactly that prefix)."""
     raw = R.encode_binary(req)
     cut = data.draw(st.integers(0, len(raw) - 1))
-    with pytest.raises(R.BadRequest):
-        R.decode_binary(raw[:cut])
+    try:
+        got = R.decode_binary(raw[:cut])
+    except R.BadRequest:
+        return
+    assert R.encode_binary(got) == raw[:cut]
+    assert set(got.params.items()) <= set(req.params.items())
 
 
 @given(st.binary(max_size=300))
@@ -140,7 +162,7 @@ def test_arbitrary_bytes_parse_or_bad_request(raw):
         r = R.decode_binary(raw)
     except R.BadRequest:
         return
-    assert r.cmd in R.COMMANDS and r.user
+    assert r.cmd in R.COMMANDS and r.device_id
 
 
 @given(st.text(max_size=300), st.lists(st.tuples(st.sampled_from(

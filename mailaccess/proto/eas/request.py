@@ -13,9 +13,12 @@ Two query forms (MS-ASHTTP 2.2.1.1.1):
   then ``tag(1) len(1) value`` command parameters to the end.  The version
   byte is 10 times the version (121 = 12.1); the headers then carry neither.
   Every length is checked against what is left (``BadRequest`` on any
-  overrun, trailing garbage or unknown tag); the binary device id is given
-  as lowercase hex (as Z-Push does), so the same device always has the same
-  id string.
+  overrun, trailing garbage or unknown tag).  The device id field is "a
+  string or a GUID": one that is a valid plain-form DeviceId (letters,
+  digits, ``-_.``) is taken as that string, any other is given as lowercase
+  hex (as Z-Push does), so the same device always gets the same id string.
+  ``User`` may be absent here (the specification's own example has none):
+  the authenticated account decides the mailbox anyway.
 
 ``VERSIONS`` is what the server may speak; the caller passes the subset it
 advertises to ``check_version``.
@@ -188,6 +191,23 @@ class _Reader:
         return len(self.data) - self.pos
 
 
+def device_id_of(raw: bytes) -> str:
+    """The DeviceId string of the base64 form's device id field RAW."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return raw.hex()
+    return text if _DEVICE_ID.fullmatch(text) else raw.hex()
+
+
+def _device_id_bytes(device_id: str) -> bytes:
+    try:
+        raw = bytes.fromhex(device_id)
+    except ValueError:
+        return device_id.encode("ascii")
+    return raw if raw and device_id_of(raw) == device_id else device_id.encode("ascii")
+
+
 def decode_binary(raw: bytes, headers=()) -> EasRequest:
     """The decoded bytes of a base64 query (MS-ASHTTP 2.2.1.1.1.1)."""
     r = _Reader(raw)
@@ -236,7 +256,8 @@ def decode_binary(raw: bytes, headers=()) -> EasRequest:
             raise BadRequest(f"parameter {name} given twice")
         else:
             params[name] = text
-    return EasRequest(cmd=cmd, user=_user(user), device_id=dev.hex(),
+    return EasRequest(cmd=cmd, user=_user(user) if user is not None else "",
+                      device_id=device_id_of(dev),
                       device_type=device_type, version=version, policy_key=policy_key,
                       locale=locale, params=params, accept_multipart=accept_multipart
                       or (_header(list(headers), "ms-asacceptmultipart") or "").upper() == "T",
@@ -245,10 +266,10 @@ def decode_binary(raw: bytes, headers=()) -> EasRequest:
 
 def encode_binary(req: EasRequest) -> bytes:
     """The inverse of decode_binary (for tests and tools); the device id is
-    hex (as decode_binary gives it)."""
+    string or hex, as decode_binary gives it."""
     major, _, minor = (req.version or "14.1").partition(".")
     code = {v: k for k, v in COMMAND_CODES.items()}[req.cmd]
-    dev = bytes.fromhex(req.device_id)
+    dev = _device_id_bytes(req.device_id)
     out = bytearray((int(major) * 10 + int(minor), code))
     out += (req.locale or 0).to_bytes(2, "little")
     out += bytes((len(dev),)) + dev
@@ -266,8 +287,9 @@ def encode_binary(req: EasRequest) -> bytes:
         (OPTION_ACCEPT_MULTIPART if req.accept_multipart else 0)
     if opts:
         out += bytes((tags["Options"], 1, opts))
-    u = req.user.encode("utf-8")
-    out += bytes((tags["User"], len(u))) + u
+    if req.user:
+        u = req.user.encode("utf-8")
+        out += bytes((tags["User"], len(u))) + u
     return bytes(out)
 
 
