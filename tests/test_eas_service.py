@@ -506,3 +506,20 @@ def test_eas_cli(tmp_path, capsys, monkeypatch):
         assert prov.device_status(s, accounts.lookup(s, "carol").id, "ph1") is None
     finally:
         s.close()
+
+
+def test_eas_config_section(tmp_path):
+    from mailaccess import config
+
+    p = tmp_path / "c.toml"
+    p.write_text('[eas]\nversions = ["14.1", "16.1"]\ndevice_password_enabled = true\n'
+                 'min_password_length = 6\n')
+    c = config.load(str(p))
+    assert c.eas.versions == ("14.1", "16.1") and c.eas.device_password_enabled
+    from mailaccess.server.eas_provision import policy_doc
+    assert ("MinDevicePasswordLength", "6") in policy_doc(c.eas)
+    for bad in ('versions = ["2.5"]', "versions = []", "max_body_bytes = 10",
+                "unknown_thing = 1"):
+        p.write_text("[eas]\n" + bad + "\n")
+        with pytest.raises(config.ConfigError):
+            config.load(str(p))
