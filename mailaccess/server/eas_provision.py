@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 
 from .. import storeio
 from ..proto.eas.wbxml import E, Element
 from ..store import ops
+
+log = logging.getLogger("mailaccess.eas")
 
 STATE_KEY = "prov"
 POLICY_TYPE = "MS-EAS-Provisioning-WBXML"
@@ -196,6 +199,8 @@ async def run(ctx, body: Element | None) -> Element:
     state["policy"] = policy_digest(ctx.cfg)
     state["ack"] = policy.child_text("Provision:Status") or ""
     await save_state(ctx.store, ctx.account, ctx.req.device_id, state)
+    log.info("ActiveSync device %s (%s) of %s provisioned", ctx.req.device_id,
+             ctx.req.device_type, ctx.username)
     return E("Provision:Provision", *out, E("Provision:Status", text=str(OK)),
              E("Provision:Policies", E("Provision:Policy",
                E("Provision:PolicyType", text=POLICY_TYPE),
