@@ -523,3 +523,49 @@ def test_eas_config_section(tmp_path):
         p.write_text("[eas]\n" + bad + "\n")
         with pytest.raises(config.ConfigError):
             config.load(str(p))
+
+
+# --- limits and the credential cache --------------------------------------------------------------
+
+async def test_concurrent_requests_per_user_are_capped_with_retry_after(srv):
+    from contextlib import ExitStack
+
+    from mailaccess.server.http import service_of
+
+    svc = service_of(srv)
+    acc = accounts.lookup(srv.store, "alice").id
+    with ExitStack() as held:
+        for _ in range(svc.slot_limits["eas"]):     # the user's other EAS requests, in flight
+            held.enter_context(svc.slot("eas", acc))
+
+        def busy():
+            with http(srv) as c:
+                return post(c, "Provision", provision_body())
+
+        r = await run(busy)
+        assert r.status_code == 503 and r.headers["retry-after"]
+    with http(srv) as c:
+        assert (await run(lambda: post(c, "Provision", provision_body()))).status_code == 200
+
+
+async def test_basic_auth_goes_through_the_credential_cache(srv):
+    auth = srv.auth
+    calls = []
+    real = auth.hasher.check
+
+    def counting(*a):
+        calls.append(1)
+        return real(*a)
+
+    auth.hasher.check = counting
+    try:
+        def go():
+            with http(srv) as c:
+                key = provision(c)
+                return [folder_sync(c, key).child_text("FolderHierarchy:Status")
+                        for _ in range(5)]
+
+        assert await run(go) == ["1"] * 5
+    finally:
+        auth.hasher.check = real
+    assert len(calls) <= 1          # 7 requests, at most one argon2 verification
