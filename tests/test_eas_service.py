@@ -569,3 +569,20 @@ async def test_basic_auth_goes_through_the_credential_cache(srv):
     finally:
         auth.hasher.check = real
     assert len(calls) <= 1          # 7 requests, at most one argon2 verification
+
+
+@pytest.mark.parametrize("version", ["12.1", "14.0", "14.1", "16.0", "16.1"])
+async def test_every_advertised_version_provisions_and_syncs_folders(srv, version):
+    def go():
+        with http(srv) as c:
+            key = provision(c, version=version, device="v" + version.replace(".", ""))
+            full = folder_sync(c, key, version=version, device="v" + version.replace(".", ""))
+            info = post(c, "Provision", provision_body(info=True), version=version,
+                        device="i" + version.replace(".", ""))
+            return full, decode(info.content)
+
+    full, info = await run(go)
+    assert full.child_text("FolderHierarchy:Status") == "1" and len(changes(full)) >= 5
+    # DeviceInformation in Provision is 14.1 and later
+    want = "1" if version in ("14.1", "16.0", "16.1") else "2"
+    assert info.child_text("Provision:Status") == want
