@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("name")
     _common(tr)
 
+    ea = sub.add_parser("eas", help="ActiveSync devices: remote wipe, status, forget",
+                        description="Manage a user's ActiveSync devices (by DeviceId).")
+    easub = ea.add_subparsers(dest="eas_command", metavar="ACTION")
+    easub.required = True
+    for action, text in (("wipe", "ask the device to wipe itself at its next request"),
+                         ("status", "show the device's provisioning state"),
+                         ("forget", "drop the device's state (it provisions and syncs "
+                                    "again; ends a wipe)")):
+        ep = easub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
+        ep.add_argument("user")
+        ep.add_argument("device", help="the DeviceId the device sends")
+        _common(ep)
+
     i = sub.add_parser("import", help="import a Maildir, Maildir++ tree or mbox",
                        description="Import mail into an account. Resumable: run the same "
                        "command again after an interruption and it continues.")
@@ -259,6 +272,36 @@ def _token(args, cfg) -> int:
     return 0
 
 
+def _eas(args, cfg) -> int:
+    import json
+
+    from . import accounts
+    from .server import eas_provision as prov
+
+    store = _open_store(cfg)
+    try:
+        a = accounts.lookup(store, args.user)
+        if a is None:
+            print(f"error: no account {args.user}", file=sys.stderr)
+            return 1
+        if args.eas_command == "wipe":
+            prov.request_wipe(store, a.id, args.device)
+            print(f"device {args.device} of {args.user} will be wiped at its next request")
+        elif args.eas_command == "status":
+            st = prov.device_status(store, a.id, args.device)
+            if st is None:
+                print(f"no device {args.device} for {args.user}")
+                return 1
+            print(json.dumps({k: v for k, v in st.items() if k not in ("key", "temp")},
+                             indent=2, sort_keys=True))
+        else:
+            prov.forget_device(store, a.id, args.device)
+            print(f"forgot device {args.device} of {args.user}")
+    finally:
+        store.close()
+    return 0
+
+
 def _dispatch(args, cfg) -> int:
     if args.command == "serve":
         return _serve(args, cfg)
@@ -297,6 +340,8 @@ def _dispatch(args, cfg) -> int:
         return 0
     if args.command == "token":
         return _token(args, cfg)
+    if args.command == "eas":
+        return _eas(args, cfg)
     if args.command == "import":
         from .importer import import_path
         from .progress import Progress

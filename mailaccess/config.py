@@ -175,6 +175,39 @@ class JmapConfig:
 
 
 @dataclass(frozen=True)
+class EasConfig:
+    """Exchange ActiveSync (server/eas.py, docs/activesync.md): the protocol
+    versions advertised, request limits, and the device policy sent by
+    Provision (MS-ASPROV EASProvisionDoc).  The default policy asks the
+    device for nothing (no device password)."""
+
+    versions: tuple = ("12.1", "14.0", "14.1", "16.0", "16.1")
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_concurrent_requests: int = 8
+    require_provisioning: bool = True
+    device_password_enabled: bool = False
+    alphanumeric_password_required: bool = False
+    min_password_length: int = 4
+    min_password_complex_characters: int = 1
+    allow_simple_password: bool = True
+    max_inactivity_lock: int = 0            # seconds; 0: no limit
+    max_failed_attempts: int = 0            # before a wipe; 0: no limit
+    password_expiration: int = 0            # days; 0: never
+    password_history: int = 0
+    require_device_encryption: bool = False
+    max_attachment_size: int = 0            # bytes; 0: no limit
+
+    def __post_init__(self):
+        from .proto.eas.request import VERSIONS
+
+        bad = [v for v in self.versions if v not in VERSIONS]
+        if bad or not self.versions:
+            raise ValueError(f"versions: a non-empty subset of {', '.join(VERSIONS)}")
+        if self.max_body_bytes < 1024 or self.max_concurrent_requests < 1:
+            raise ValueError("max_body_bytes is at least 1024, max_concurrent_requests 1")
+
+
+@dataclass(frozen=True)
 class LmtpConfig:
     listen: Listener = Listener("127.0.0.1", 2424)
     max_message_size: int = 64 * 1024 * 1024
@@ -274,6 +307,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     http: HttpConfig = HttpConfig()
     jmap: JmapConfig = JmapConfig()
+    eas: EasConfig = EasConfig()
     lmtp: LmtpConfig = LmtpConfig()
     tls: TlsConfig = TlsConfig()
     store: StoreConfig = StoreConfig()

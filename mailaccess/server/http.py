@@ -72,7 +72,7 @@ RECV = 65536
 REALM = "mailaccess"
 SERVER_NAME = b"mailaccess"
 # modules whose ``routes(service) -> list[Route]`` the service serves
-ROUTE_MODULES = ["mailaccess.server.jmap"]
+ROUTE_MODULES = ["mailaccess.server.jmap", "mailaccess.server.eas"]
 # a token's last use is written at most this often (seconds)
 TOKEN_TOUCH_INTERVAL = 3600
 
@@ -110,7 +110,8 @@ class HttpService:
         None -> 405)."""
         seen = False
         for r in self.routes:
-            if (path.startswith(r.path) if r.prefix else path == r.path):
+            p = path.lower() if r.nocase else path
+            if (p.startswith(r.path) if r.prefix else p == r.path):
                 seen = True
                 if r.method in ("*", method) or (r.method == "GET" and method == "HEAD"):
                     return r, True

@@ -106,6 +106,7 @@ class Route:
     slot: str | None = None         # per-user concurrency class (slot_limits)
     too_large: Callable[[], Response] | None = None
     busy: Callable[[], Response] | None = None
+    nocase: bool = False            # PATH matches case-insensitively (ActiveSync)
 
 
 def problem(status: int, title: str, detail: str = "") -> Response:

@@ -1,0 +1,181 @@
+"""Exchange ActiveSync over HTTP (MS-ASHTTP): the route provider for
+server/http.py.
+
+``OPTIONS`` and ``POST`` on ``/Microsoft-Server-ActiveSync`` (any case).
+Every request is authenticated by the HTTP service (Basic through
+``ctx.auth.login``, or a Bearer/app-password token) before it gets here.
+A POST is parsed by proto/eas/request.py (plain or base64 query form), its
+protocol version checked against ``[eas] versions``, its policy key against
+the device's provisioning state, its WBXML body decoded with limits, and the
+command run by its module (server/eas_provision.py, server/eas_foldersync.py).
+
+Refusals: a malformed request (query, headers) is HTTP 400; an unadvertised
+version is HTTP 400 with ``MS-ASProtocolVersions``; a command the server
+does not implement is HTTP 501; bad WBXML is status 102 in the command's
+response for 14.0+ and HTTP 400 for 12.x; a device without a valid policy
+key is HTTP 449 (12.x) or status 142/143/144 (14.0+).  Per-device state
+lives in the store (``put_device_state``), keyed by the request's DeviceId.
+"""
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass
+
+import trio
+
+from ..proto.eas import request as R
+from ..proto.eas.wbxml import Element, E, Limits, WbxmlError, decode, encode
+from . import eas_foldersync, eas_provision
+from .http import HttpService, Request, Response, Route, problem
+
+log = logging.getLogger("mailaccess.eas")
+
+PATH = "/microsoft-server-activesync"
+WBXML_TYPE = "application/vnd.ms-sync.wbxml"
+SERVER_VERSION = "16.1"
+
+# command -> (run(ctx, request, body) -> Element, the response's root element,
+# its Status element) for the commands implemented
+HANDLERS = {
+    "Provision": (eas_provision.run, "Provision:Provision", "Provision:Status"),
+    "FolderSync": (eas_foldersync.run, "FolderHierarchy:FolderSync", "FolderHierarchy:Status"),
+}
+# commands that need no policy key
+NO_POLICY = frozenset({"Provision"})
+
+# MS-ASCMD 2.2.2 common status codes
+STATUS_INVALID_WBXML = 102
+STATUS_REMOTE_WIPE_REQUESTED = 140
+STATUS_DEVICE_NOT_PROVISIONED = 142
+STATUS_POLICY_REFRESH = 143
+STATUS_INVALID_POLICY_KEY = 144
+
+
+@dataclass
+class EasContext:
+    """What a command handler gets: the store, the config, who and which device."""
+    store: object
+    bus: object
+    cfg: object          # EasConfig
+    account: int
+    username: str
+    req: R.EasRequest
+
+    @property
+    def version(self) -> str:
+        return self.req.version
+
+    @property
+    def major(self) -> int:
+        return R.major(self.req.version)
+
+
+def status_response(cmd: str, status: int) -> bytes:
+    _, root, st = HANDLERS[cmd]
+    return encode(E(root, E(st, text=str(status))))
+
+
+def wbxml_response(body: bytes, status: int = 200) -> Response:
+    return Response(status, body, [("content-type", WBXML_TYPE), ("cache-control", "private")])
+
+
+class Eas:
+    def __init__(self, service: HttpService):
+        self.svc = service
+        self.ctx = service.ctx
+        self.cfg = service.ctx.cfg.eas
+        self.versions = tuple(self.cfg.versions)
+        self.limits = Limits(max_size=self.cfg.max_body_bytes, max_depth=32,
+                             max_elements=100_000)
+        service.slot_limits["eas"] = self.cfg.max_concurrent_requests
+        # one request at a time per (account, device): its state is read, then written
+        self._device_locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+    def _device_lock(self, account: int, device: str) -> trio.Lock:
+        key = (account, device)
+        lock = self._device_locks.get(key)
+        if lock is None:
+            lock = self._device_locks[key] = trio.Lock()
+        return lock
+
+    def _common_headers(self) -> list[tuple[str, str]]:
+        return [("ms-server-activesync", SERVER_VERSION),
+                ("ms-asprotocolversions", ",".join(self.versions))]
+
+    async def options(self, req: Request) -> Response:
+        r = Response(200, b"", self._common_headers() + [
+            ("ms-asprotocolcommands", ",".join(HANDLERS)),
+            ("allow", "OPTIONS,POST"), ("public", "OPTIONS,POST"),
+            ("cache-control", "private")])
+        return r
+
+    def _bad(self, why: str) -> Response:
+        r = problem(400, "Bad Request", why)
+        r.headers += self._common_headers()
+        return r
+
+    async def post(self, req: Request) -> Response:
+        try:
+            er = R.parse(req.target.partition("?")[2], req.headers)
+        except R.BadRequest as exc:
+            return self._bad(str(exc))
+        try:
+            R.check_version(er.version, self.versions)
+        except R.BadRequest as exc:
+            return self._bad(str(exc))
+        handler = HANDLERS.get(er.cmd)
+        if handler is None:
+            r = problem(501, "Not Implemented", f"{er.cmd} is not implemented")
+            r.headers += self._common_headers()
+            return r
+        async with self._device_lock(req.principal.account, er.device_id):
+            return await self._run(req, er, handler)
+
+    async def _run(self, req: Request, er: R.EasRequest, handler) -> Response:
+        major = R.major(er.version)
+        ectx = EasContext(self.ctx.store, self.ctx.bus, self.cfg, req.principal.account,
+                          req.principal.name, er)
+        if er.cmd not in NO_POLICY:
+            bad = eas_provision.policy_status(ectx, self.cfg.require_provisioning)
+            if bad:
+                if major < 14:
+                    r = problem(449, "Retry With", "provision the device first")
+                    r.headers += self._common_headers()
+                    return r
+                return self._answer(status_response(er.cmd, bad))
+        body = None
+        if req.body:
+            try:
+                body = decode(req.body, self.limits)
+            except WbxmlError as exc:
+                log.info("EAS %s from %s: bad WBXML: %s", er.cmd, er.device_id, exc)
+                if major < 14:
+                    return self._bad(f"invalid WBXML: {exc.reason}")
+                return self._answer(status_response(er.cmd, STATUS_INVALID_WBXML))
+        out = await handler[0](ectx, body)
+        if isinstance(out, Response):
+            return out
+        return self._answer(encode(out))
+
+    def _answer(self, body: bytes) -> Response:
+        r = wbxml_response(body)
+        r.headers.append(("ms-server-activesync", SERVER_VERSION))
+        return r
+
+    def busy(self) -> Response:
+        r = problem(503, "Service Unavailable", "too many ActiveSync requests at once")
+        r.headers.append(("retry-after", "5"))
+        return r
+
+
+def routes(service: HttpService) -> list[Route]:
+    e = Eas(service)
+    return [
+        Route("OPTIONS", PATH, e.options, nocase=True),
+        Route("POST", PATH, e.post, nocase=True, slot="eas", max_body=e.cfg.max_body_bytes,
+              busy=e.busy),
+    ]
+
+
+__all__ = ["routes", "EasContext", "Element", "HANDLERS"]
