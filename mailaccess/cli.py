@@ -32,8 +32,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mailaccess",
-        description="One mail store served over IMAP and JMAP (Exchange ActiveSync is "
-        "planned), with LMTP delivery.")
+        description="One mail store served over IMAP and JMAP, with LMTP delivery "
+        "(Exchange ActiveSync: Provision and FolderSync so far; mail sync is planned).")
     p.add_argument("--version", action="version", version=f"mailaccess {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
