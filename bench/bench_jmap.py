@@ -30,7 +30,6 @@ import imaplib
 import json
 import multiprocessing
 import os
-import re
 import smtplib
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common  # noqa: E402
 from bench_imap import corpus  # noqa: E402
 
 AUTH = "Basic " + base64.b64encode(b"alice:pw").decode()
@@ -96,18 +96,7 @@ def load_and_start(workdir: str, n: int, profile: str = ""
     proc = subprocess.Popen([sys.executable, *prof, "-m", "mailaccess", "serve", "--config",
                              cfg_path],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    ports = {}
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode(errors="replace")
-        if not line:
-            break
-        m = re.search(r"^\s+(\w+)\s+127\.0\.0\.1:(\d+)", line)
-        if m:
-            ports.setdefault(m.group(1), int(m.group(2)))
-        if line.startswith("  data"):
-            break
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    ports = common.read_ports(proc, 120)
     if not {"http", "imap", "lmtp"} <= set(ports):
         proc.kill()
         raise SystemExit(f"mailaccess did not start: {ports}")

@@ -71,8 +71,18 @@ def start_mailaccess(workdir: str, extra_config: str = "") -> tuple[subprocess.P
          "logging.getLogger('mailaccess').setLevel(logging.INFO); sys.exit(main(sys.argv[1:]))",
          "serve", "--config", cfg],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    ports = {}
-    deadline = time.monotonic() + 60
+    ports = read_ports(proc, 60)
+    if not ports:
+        proc.kill()
+        raise SystemExit("mailaccess did not start")
+    return proc, ports
+
+
+def read_ports(proc: subprocess.Popen, wait: float) -> dict[str, int]:
+    """{service: port} from the startup lines `mailaccess serve` prints,
+    read for at most WAIT seconds; the rest of its output is drained."""
+    ports: dict[str, int] = {}
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         line = proc.stdout.readline().decode(errors="replace")
         if not line:
@@ -83,10 +93,7 @@ def start_mailaccess(workdir: str, extra_config: str = "") -> tuple[subprocess.P
         if line.startswith("  data"):
             break
     threading.Thread(target=proc.stdout.read, daemon=True).start()
-    if not ports:
-        proc.kill()
-        raise SystemExit("mailaccess did not start")
-    return proc, ports
+    return ports
 
 
 def rss_kb(pid: int) -> int:

@@ -16,8 +16,7 @@ from ..proto.jmap import capabilities as cap
 from ..store import sending
 from ..store.errors import Conflict
 from .jmap_api import Call, method
-from .jmap_standard import (SetError, changes_response, get_ids, get_properties,
-                            get_response, run_set)
+from .jmap_standard import SetError, changes_response, get_records, run_set
 
 KIND = sending.IDENTITY
 PROPERTIES = ("id", "name", "email", "replyTo", "bcc", "textSignature", "htmlSignature",
@@ -78,17 +77,8 @@ def to_json(iid: int, rec: dict, props) -> dict:
 @method("Identity/get", cap.SUBMISSION, args=("ids", "properties"))
 async def identity_get(call: Call) -> dict:
     await ensure_default(call)
-    recs = identities(call)
-    want = get_ids(call, lambda: [ids.identity_id(i) for i in sorted(recs)])
-    props = get_properties(call, PROPERTIES, PROPERTIES)
-    found, missing = [], []
-    for i in want:
-        n = ids.parse("I", i)
-        if n is None or n not in recs:
-            missing.append(i)
-        else:
-            found.append(to_json(n, recs[n], props))
-    return get_response(call, KIND, found, missing)
+    return get_records(call, KIND, identities(call), "I", ids.identity_id, to_json,
+                       PROPERTIES, PROPERTIES)
 
 
 @method("Identity/changes", cap.SUBMISSION, args=("sinceState", "maxChanges"))

@@ -88,6 +88,23 @@ def get_response(call: Call, kind: str, found: list[dict], not_found: list[str])
             "list": found, "notFound": not_found}
 
 
+def get_records(call: Call, kind: str, records: dict[int, Any], prefix: str,
+                to_id: Callable[[int], str], to_json: Callable[[int, Any, list[str]], dict],
+                known: Iterable[str], default: Iterable[str]) -> dict:
+    """The whole /get over RECORDS ({number: record}) whose ids are PREFIX +
+    number: ids, properties, notFound and the state of KIND."""
+    want = get_ids(call, lambda: [to_id(n) for n in sorted(records)])
+    props = get_properties(call, known, default)
+    found, missing = [], []
+    for i in want:
+        n = ids.parse(prefix, i)
+        if n is None or n not in records:
+            missing.append(i)
+        else:
+            found.append(to_json(n, records[n], props))
+    return get_response(call, kind, found, missing)
+
+
 # --- /changes (§5.2) ----------------------------------------------------------------
 
 def changes_response(call: Call, kind: str, to_id: Callable[[int], str]) -> dict:

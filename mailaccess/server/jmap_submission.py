@@ -25,9 +25,8 @@ from ..store import sending
 from ..store.errors import Conflict, NotFound
 from .jmap_api import Call, method
 from .jmap_identity import config, ensure_default, own_addresses
-from .jmap_standard import (SetError, apply_patch, arg, changes_response, get_ids,
-                            get_properties, get_response, invalid, query_changes_response,
-                            query_response, run_set)
+from .jmap_standard import (SetError, apply_patch, arg, changes_response, get_records,
+                            invalid, query_changes_response, query_response, run_set)
 
 KIND = sending.SUBMISSION
 PROPERTIES = ("id", "identityId", "emailId", "threadId", "envelope", "sendAt", "undoStatus",
@@ -78,17 +77,8 @@ def submissions(call: Call) -> dict[int, dict]:
 
 @method("EmailSubmission/get", cap.SUBMISSION, args=("ids", "properties"))
 async def submission_get(call: Call) -> dict:
-    recs = submissions(call)
-    want = get_ids(call, lambda: [ids.submission_id(i) for i in sorted(recs)])
-    props = get_properties(call, PROPERTIES, PROPERTIES)
-    found, missing = [], []
-    for i in want:
-        n = ids.parse("S", i)
-        if n is None or n not in recs:
-            missing.append(i)
-        else:
-            found.append(to_json(n, recs[n], props))
-    return get_response(call, KIND, found, missing)
+    return get_records(call, KIND, submissions(call), "S", ids.submission_id, to_json,
+                       PROPERTIES, PROPERTIES)
 
 
 @method("EmailSubmission/changes", cap.SUBMISSION, args=("sinceState", "maxChanges"))
