@@ -350,3 +350,18 @@ async def test_push_streams_per_user_are_capped(srv):
             return second, ws, other
 
     assert await run(go) == (429, 429, 200)
+
+
+def test_state_change_names_only_jmap_types(tmp_path):
+    """The change log also holds kinds that are no JMAP type (the outbound
+    queue's "Outbound"); no push (EventSource, WebSocket, PushSubscription,
+    all through jmap_push.changed) ever names them."""
+    from mailaccess.store import Store
+    store = Store(tmp_path / "store")
+    try:
+        acc = accounts.add_user(store, "carol", "pw")
+        changed, _ = jmap_push.changed(store, acc, {"Email", "Outbound"}, None)
+        assert list(changed[ids.account_id(acc)]) == ["Email"]
+        assert jmap_push.changed(store, acc, {"Outbound"}, None)[0] == {}
+    finally:
+        store.close()

@@ -30,11 +30,11 @@ from typing import Callable
 
 import trio
 
-from .. import ids, storeio
+from .. import storeio
 from ..config import PushConfig
 from ..store import ops
 from ..store.records import PushSubscription
-from . import http_out
+from . import http_out, jmap_push
 
 log = logging.getLogger("mailaccess.push")
 
@@ -189,12 +189,12 @@ class PushDelivery:
                     more = sub.take()           # what came while we waited to retry
                     if more is not None:
                         kinds.update(more.kinds)
-                    want = sorted(k for k in kinds if wanted is None or k in wanted)
-                    if not want:
+                    # the same StateChange EventSource and WebSocket send:
+                    # JMAP types only (not the outbound queue's log kind)
+                    changed, _ = jmap_push.changed(self.store, acc, kinds, wanted)
+                    if not changed:
                         return None
-                    with self.store.view() as v:
-                        states = {k: v.kind_state(acc, k) for k in want}
-                    return {"@type": "StateChange", "changed": {ids.account_id(acc): states}}
+                    return {"@type": "StateChange", "changed": changed}
 
                 outcome = await self._send(acc, p, payload, "normal")
                 if outcome == "ok":
