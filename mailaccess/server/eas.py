@@ -26,7 +26,11 @@ import trio
 
 from ..proto.eas import request as R
 from ..proto.eas.wbxml import Element, E, Limits, WbxmlError, decode, encode
-from . import eas_foldersync, eas_provision
+import importlib
+from contextlib import asynccontextmanager
+
+from . import eas_provision
+from .eas_command import Command
 from .http import HttpService, Request, Response, Route, problem
 
 log = logging.getLogger("mailaccess.eas")
@@ -35,14 +39,27 @@ PATH = "/microsoft-server-activesync"
 WBXML_TYPE = "application/vnd.ms-sync.wbxml"
 SERVER_VERSION = "16.1"
 
-# command -> (run(ctx, request, body) -> Element, the response's root element,
-# its Status element) for the commands implemented
-HANDLERS = {
-    "Provision": (eas_provision.run, "Provision:Provision", "Provision:Status"),
-    "FolderSync": (eas_foldersync.run, "FolderHierarchy:FolderSync", "FolderHierarchy:Status"),
-}
-# commands that need no policy key
-NO_POLICY = frozenset({"Provision"})
+# The modules (in mailaccess.server) that implement commands: each has a
+# COMMANDS list of eas_command.Command.  A module named here that is missing is
+# an error at startup, not a silently smaller command list.
+EAS_COMMAND_MODULES = [
+    "eas_provision",
+    "eas_foldersync",
+]
+
+
+def load_commands() -> dict[str, Command]:
+    out: dict[str, Command] = {}
+    for name in EAS_COMMAND_MODULES:
+        mod = importlib.import_module(f"{__package__}.{name}")
+        for c in mod.COMMANDS:
+            if c.name in out:
+                raise RuntimeError(f"EAS command {c.name} registered twice")
+            out[c.name] = c
+    return out
+
+
+HANDLERS: dict[str, Command] = load_commands()
 
 # MS-ASCMD 2.2.2 common status codes
 STATUS_INVALID_WBXML = 102
@@ -61,6 +78,24 @@ class EasContext:
     account: int
     username: str
     req: R.EasRequest
+    app: object = None                 # the server's AppContext (outbound queue, login, ...)
+    http: Request | None = None        # the HTTP request (headers; raw body for MIME commands)
+    lock: trio.Lock | None = None      # this device's request lock, held while the command runs
+
+    @asynccontextmanager
+    async def released(self):
+        """Release the device lock for a long wait (Ping, hanging Sync), so a
+        newer request from the same device can run; take it back after."""
+        lock = self.lock
+        if lock is None:
+            yield
+            return
+        lock.release()
+        try:
+            yield
+        finally:
+            with trio.CancelScope(shield=True):
+                await lock.acquire()
 
     @property
     def version(self) -> str:
@@ -72,8 +107,8 @@ class EasContext:
 
 
 def status_response(cmd: str, status: int) -> bytes:
-    _, root, st = HANDLERS[cmd]
-    return encode(E(root, E(st, text=str(status))))
+    c = HANDLERS[cmd]
+    return encode(E(c.root, E(c.status_tag, text=str(status))))
 
 
 def wbxml_response(body: bytes, status: int = 200) -> Response:
@@ -129,14 +164,16 @@ class Eas:
             r = problem(501, "Not Implemented", f"{er.cmd} is not implemented")
             r.headers += self._common_headers()
             return r
-        async with self._device_lock(req.principal.account, er.device_id):
-            return await self._run(req, er, handler)
+        lock = self._device_lock(req.principal.account, er.device_id)
+        async with lock:
+            return await self._run(req, er, handler, lock)
 
-    async def _run(self, req: Request, er: R.EasRequest, handler) -> Response:
+    async def _run(self, req: Request, er: R.EasRequest, handler: Command,
+                   lock: trio.Lock) -> Response:
         major = R.major(er.version)
         ectx = EasContext(self.ctx.store, self.ctx.bus, self.cfg, req.principal.account,
-                          req.principal.name, er)
-        if er.cmd not in NO_POLICY:
+                          req.principal.name, er, app=self.ctx, http=req, lock=lock)
+        if handler.needs_policy:
             bad = eas_provision.policy_status(ectx, self.cfg.require_provisioning)
             if bad:
                 if major < 14:
@@ -145,7 +182,9 @@ class Eas:
                     return r
                 return self._answer(status_response(er.cmd, bad))
         body = None
-        if req.body:
+        if req.body and handler.raw_body and not _is_wbxml(req):
+            body = None            # the handler reads ctx.http.body (12.x MIME)
+        elif req.body:
             try:
                 body = decode(req.body, self.limits)
             except WbxmlError as exc:
@@ -153,7 +192,7 @@ class Eas:
                 if major < 14:
                     return self._bad(f"invalid WBXML: {exc.reason}")
                 return self._answer(status_response(er.cmd, STATUS_INVALID_WBXML))
-        out = await handler[0](ectx, body)
+        out = await handler.run(ectx, body)
         if isinstance(out, Response):
             return out
         return self._answer(encode(out))
@@ -167,6 +206,13 @@ class Eas:
         r = problem(503, "Service Unavailable", "too many ActiveSync requests at once")
         r.headers.append(("retry-after", "5"))
         return r
+
+
+def _is_wbxml(req: Request) -> bool:
+    for k, v in req.headers:
+        if k.lower() == "content-type":
+            return v.split(";")[0].strip().lower() == WBXML_TYPE
+    return False
 
 
 def routes(service: HttpService) -> list[Route]:

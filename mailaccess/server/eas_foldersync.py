@@ -25,6 +25,7 @@ import json
 from .. import ids, storeio, vocab
 from ..proto.eas.wbxml import E, Element
 from ..store import ops
+from .eas_command import Command
 
 STATE_KEY = "fs"
 
@@ -111,3 +112,6 @@ async def run(ctx, body: Element | None) -> Element:
     return E("FolderHierarchy:FolderSync", E("FolderHierarchy:Status", text=str(OK)),
              E("FolderHierarchy:SyncKey", text=str(new_key)),
              E("FolderHierarchy:Changes", *changes))
+
+
+COMMANDS = [Command("FolderSync", run, "FolderHierarchy:FolderSync", "FolderHierarchy:Status")]

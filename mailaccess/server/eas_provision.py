@@ -34,6 +34,7 @@ import secrets
 from .. import storeio
 from ..proto.eas.wbxml import E, Element
 from ..store import ops
+from .eas_command import Command
 
 log = logging.getLogger("mailaccess.eas")
 
@@ -244,3 +245,7 @@ def device_status(store, acc: int, device: str) -> dict | None:
 def forget_device(store, acc: int, device: str) -> None:
     """Drop all of DEVICE's state: it provisions and syncs from scratch."""
     store.write_sync(ops.delete_device_state, acc, device)
+
+
+COMMANDS = [Command("Provision", run, "Provision:Provision", "Provision:Status",
+                    needs_policy=False)]
