@@ -196,9 +196,23 @@ class EasConfig:
     password_history: int = 0
     require_device_encryption: bool = False
     max_attachment_size: int = 0            # bytes; 0: no limit
+    # long-lived requests (server/eas_push.py, eas_ping.py): the Ping (and
+    # hanging Sync) HeartbeatInterval bounds in seconds (Exchange's: 60 to
+    # 3540, MS-ASCMD 2.2.3.88.1 note 6), the folders one Ping may watch, and
+    # how many requests may wait at once per user and in all (503 beyond)
+    min_heartbeat: int = 60
+    max_heartbeat: int = 3540
+    max_ping_folders: int = 300
+    max_pings_per_user: int = 16
+    max_pings: int = 10000
 
     def __post_init__(self):
         from .proto.eas.request import VERSIONS
+
+        if not 1 <= self.min_heartbeat <= self.max_heartbeat:
+            raise ValueError("min_heartbeat is at least 1 and at most max_heartbeat")
+        if self.max_ping_folders < 1 or self.max_pings_per_user < 1 or self.max_pings < 1:
+            raise ValueError("max_ping_folders, max_pings_per_user and max_pings are at least 1")
 
         bad = [v for v in self.versions if v not in VERSIONS]
         if bad or not self.versions:

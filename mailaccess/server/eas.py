@@ -29,7 +29,7 @@ from ..proto.eas.wbxml import Element, E, Limits, WbxmlError, decode, encode
 import importlib
 from contextlib import asynccontextmanager
 
-from . import eas_provision
+from . import eas_provision, eas_push
 from .eas_command import Command
 from .http import HttpService, Request, Response, Route, problem
 
@@ -45,6 +45,7 @@ SERVER_VERSION = "16.1"
 EAS_COMMAND_MODULES = [
     "eas_provision",
     "eas_foldersync",
+    "eas_ping",
 ]
 
 
@@ -192,7 +193,12 @@ class Eas:
                 if major < 14:
                     return self._bad(f"invalid WBXML: {exc.reason}")
                 return self._answer(status_response(er.cmd, STATUS_INVALID_WBXML))
-        out = await handler.run(ectx, body)
+        try:
+            out = await handler.run(ectx, body)
+        except eas_push.PushBusy as exc:      # too many waiting requests (Ping, hanging Sync)
+            r = exc.response()
+            r.headers += self._common_headers()
+            return r
         if isinstance(out, Response):
             return out
         return self._answer(encode(out))

@@ -95,6 +95,9 @@ class HttpService:
         self.slots: dict[tuple[str, int], int] = {}
         self.slot_limits: dict[str, int] = {"push": self.cfg.max_push_streams_per_user}
         self.draining = False
+        # called (synchronously) when the service starts draining: long waits
+        # (ActiveSync Ping) answer at once instead of holding shutdown_grace
+        self.drain_hooks: list = []
         self._idle_scopes: set[trio.CancelScope] = set()
         self._stream_scopes: set[trio.CancelScope] = set()
         self._drained = trio.Event()
@@ -138,6 +141,26 @@ class HttpService:
             else:
                 del self.slots[key]
 
+    @contextmanager
+    def slot_released(self, name: str, account: int):
+        """Give back one of ACCOUNT's NAME slots (held by the calling request)
+        for a while: a long wait (ActiveSync Ping, which has caps of its
+        own) does not count as a request being worked on.  Taken back
+        after, even past the limit (the request is already admitted)."""
+        key = (name, account)
+        n = self.slots.get(key, 0)
+        if n <= 0:
+            yield
+            return
+        if n == 1:
+            del self.slots[key]
+        else:
+            self.slots[key] = n - 1
+        try:
+            yield
+        finally:
+            self.slots[key] = self.slots.get(key, 0) + 1
+
     # --- accepting ---------------------------------------------------------------------------
 
     async def run(self, listeners) -> None:
@@ -160,6 +183,11 @@ class HttpService:
     def drain(self) -> None:
         self.draining = True
         self._drained.set()
+        for hook in list(self.drain_hooks):
+            try:
+                hook()
+            except Exception:
+                log.exception("an HTTP drain hook failed")
         for sc in list(self._idle_scopes) + list(self._stream_scopes):
             sc.cancel()
 
@@ -454,6 +482,7 @@ class Connection:
             await self._respond(too_large, close=True)
             return False
         req.body = body
+        req.wait_closed = self._wait_closed
         try:
             out = await route.handler(req)
         except Exception:
@@ -490,6 +519,24 @@ class Connection:
                     return b"".join(parts)
                 elif isinstance(ev, h11.ConnectionClosed) or ev is h11.PAUSED:
                     raise h11.RemoteProtocolError("the body ended early", 400)
+
+    async def _wait_closed(self) -> None:
+        """Return when the client closes the connection (a handler's long
+        wait races this: ActiveSync Ping).  Only while the handler runs and
+        nothing else reads; bytes the client sends meanwhile (a pipelined
+        request) go to h11 for later, up to max_header_bytes, then reading
+        stops."""
+        got = 0
+        while got <= self.cfg.max_header_bytes:
+            try:
+                data = await self.stream.receive_some(RECV)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            self.h11.receive_data(data)
+            got += len(data)
+        await trio.sleep_forever()
 
     async def _stream(self, out: Stream) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out.headers]

@@ -44,6 +44,9 @@ class Request:
     principal: Principal | None = None
     route: "Route | None" = None
     match: str = ""                 # the part of the path after a prefix route's path
+    # set by the HTTP service while the handler runs: returns when the client
+    # closes the connection (a long wait races it: ActiveSync Ping)
+    wait_closed: "Callable[[], Awaitable[None]] | None" = None
 
     def header(self, name: str) -> str | None:
         """NAME's value (several fields joined with ", "), or None."""
