@@ -46,6 +46,7 @@ EAS_COMMAND_MODULES = [
     "eas_provision",
     "eas_foldersync",
     "eas_sync",
+    "eas_estimate",
 ]
 
 
