@@ -598,8 +598,10 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
         els, sent, gone = render_batch(view, acc, p.mbx, st.batch, p.opts, ctx.version)
         cur = ss.Snapshot(counter, st.cur.modseq, ss.packed(set(st.cur.held) - gone),
                           st.cur.changed, st.cur.filter, st.cur.complete and not gone)
-        new = ss.SyncState(cur, st.prev, counter, sent, client_adds)
-        kids = [E("AirSync:Commands", *els)] if els else []
+        new = ss.SyncState(cur, st.prev, counter, sent, client_adds, st.more)
+        kids = [E("AirSync:MoreAvailable")] if st.more else []
+        if els:
+            kids.append(E("AirSync:Commands", *els))
         if responses:
             kids.append(E("AirSync:Responses", *responses))
         return Outcome(_collection(cr.cid, str(counter), OK, *kids), True,
@@ -626,7 +628,7 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
     if not anything and not more and new_snap.filter == snap.filter and not p.replay:
         # nothing to say: the key stays (the empty Sync response if all are so)
         return Outcome(_collection(cr.cid, cr.key, OK), False, None, p.mbx, diff.modseq), 0
-    new = ss.SyncState(new_snap, snap, counter, sent, client_adds)
+    new = ss.SyncState(new_snap, snap, counter, sent, client_adds, more)
     kids = []
     if more:
         kids.append(E("AirSync:MoreAvailable"))
