@@ -45,6 +45,8 @@ SERVER_VERSION = "16.1"
 EAS_COMMAND_MODULES = [
     "eas_provision",
     "eas_foldersync",
+    "eas_sync",
+    "eas_estimate",
     "eas_ping",
 ]
 

@@ -20,7 +20,8 @@ the previous key and must get the same batch again):
   given; keys never repeat, even after a re-sync from 0), ``batch`` (what
   the answer that made ``cur`` sent: (op, email id), op "A" add, "C" change,
   "D" delete, "S" soft delete) and ``client_adds`` (ClientId -> email id of
-  the drafts that request added, so a resent Add is not stored twice).
+  the drafts that request added, so a resent Add is not stored twice) and
+  ``more`` (that answer said MoreAvailable: so does its replay).
 
 The difference (``compute``) is exact, from the store, not from a log that
 could be pruned:
@@ -93,6 +94,7 @@ class SyncState:
     counter: int = 0
     batch: list = field(default_factory=list)          # [(op, eid)]
     client_adds: dict = field(default_factory=dict)    # ClientId -> eid
+    more: bool = False                                 # that answer said MoreAvailable
 
     def snapshot_for(self, key: int) -> tuple[Snapshot | None, bool]:
         """(the snapshot of KEY, whether it is the previous one)."""
@@ -105,7 +107,7 @@ class SyncState:
 
 def encode(st: SyncState) -> bytes:
     head = {"v": FORMAT, "cur": st.cur.meta(), "prev": st.prev.meta() if st.prev else None,
-            "n": st.counter, "b": [[op, e] for op, e in st.batch], "a": st.client_adds,
+            "n": st.counter, "b": [[op, e] for op, e in st.batch], "a": st.client_adds, "mo": st.more,
             "le": sys.byteorder == "little"}
     hj = json.dumps(head, separators=(",", ":")).encode()
     parts = [len(hj).to_bytes(4, "big"), hj, st.cur.held.tobytes(), st.cur.changed.tobytes()]
@@ -144,7 +146,7 @@ def decode(raw) -> SyncState | None:
         cur = snap(head["cur"])
         prev = snap(head["prev"]) if head.get("prev") else None
         return SyncState(cur, prev, head["n"], [(op, e) for op, e in head["b"]],
-                         dict(head.get("a") or {}))
+                         dict(head.get("a") or {}), bool(head.get("mo")))
     except (ValueError, KeyError, TypeError):
         return None
 
