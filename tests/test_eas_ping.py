@@ -396,3 +396,117 @@ async def test_shutdown_answers_waiting_pings(srv, nursery):
         r = await p.result()
     assert r.status_code == 200 and decode(r.content).child_text("Ping:Status") == "1"
     assert r.headers.get("connection") == "close"
+
+
+# --- with Sync (eas_sync.py): pending changes, hanging Sync ------------------------------------
+
+def sync_body(cid, key, *, wait=None, window=None) -> bytes:
+    kids = [E("AirSync:SyncKey", text=str(key)), E("AirSync:CollectionId", text=cid)]
+    if window is not None:
+        kids.append(E("AirSync:WindowSize", text=str(window)))
+    top = [E("AirSync:Collections", E("AirSync:Collection", *kids))]
+    if wait is not None:
+        top.append(E("AirSync:Wait", text=str(wait)))
+    return encode(E("AirSync:Sync", *top))
+
+
+async def sync(c, policy, cid, key, **kw):
+    """-> (new SyncKey, [added ServerIds]); (None, []) for the empty answer."""
+    wait = kw.pop("wait", None)
+    r = await post(c, "Sync", sync_body(cid, key, wait=wait), key=policy, **kw)
+    assert r.status_code == 200
+    if not r.content:
+        return None, []
+    doc = decode(r.content)
+    coll = doc.find("AirSync:Collections").find("AirSync:Collection")
+    cmds = coll.find("AirSync:Commands")
+    adds = [a.child_text("AirSync:ServerId") for a in cmds.findall("AirSync:Add")] \
+        if cmds is not None else []
+    return coll.child_text("AirSync:SyncKey"), adds
+
+
+async def synced(c, policy, cid) -> str:
+    """Sync CID from key 0 until nothing is left -> the current key."""
+    key, _ = await sync(c, policy, cid, 0)
+    while True:
+        new, adds = await sync(c, policy, cid, key)
+        if not adds:
+            return new or key
+        key = new
+
+
+async def test_pending_changes_answer_at_once_then_push_after_sync(srv, nursery):
+    async with client(srv) as c:
+        policy = await device(c)
+        box = inbox(srv)
+        await run(lmtp_deliver, srv)
+        key, _ = await sync(c, policy, box, 0)          # primed: the message not sent yet
+        assert (await ping(c, policy, [box], 300))[:2] == (2, [box])
+        key = await synced(c, policy, box)
+        # nothing left to send: the Ping waits, and a delivery answers it
+        p = Later(nursery, ping, c, policy, [box], 300)
+        await until_waiting(srv, "raw1")
+        assert not p.done
+        await run(lmtp_deliver, srv, "alice@localhost", "second")
+        assert (await p.result())[:2] == (2, [box])
+        new, adds = await sync(c, policy, box, key)
+        assert len(adds) == 1
+        # the device's own change (a Sync it made) is no news for its Ping
+        assert (await ping(c, policy, [box], 1))[:2] == (1, [])
+
+
+async def test_ping_and_hanging_sync_of_one_device_end_each_other(srv, nursery):
+    async with client(srv) as c1, client(srv) as c2:
+        policy = await device(c1)
+        box = inbox(srv)
+        key = await synced(c1, policy, box)
+        hanging = Later(nursery, sync, c1, policy, box, key, wait=5)
+        await until_waiting(srv, "raw1")
+        p = Later(nursery, ping, c2, policy, [box], 300)
+        assert await hanging.result() == (None, [])     # the empty answer: ended
+        await until_waiting(srv, "raw1")
+        hanging = Later(nursery, sync, c1, policy, box, key, wait=5)
+        assert (await p.result())[:2] == (1, [])         # ended by the hanging Sync
+        await until_waiting(srv, "raw1")
+        await run(lmtp_deliver, srv)
+        new, adds = await hanging.result()
+        assert len(adds) == 1
+        assert registry(srv).total == 0
+
+
+# --- the registry alone -------------------------------------------------------------------------
+
+def test_registry_orders_requests_of_a_device_by_arrival():
+    reg = eas_push.Registry(max_per_user=5, max_total=5)
+    older = reg.admit(1, "d", seq=1)
+    newer = reg.admit(1, "d", seq=2)
+    assert older.ended and older.why == "superseded" and not newer.ended
+    # the older request waiting again (a hanging Sync's loop) does not end the newer
+    again = reg.admit(1, "d", seq=1)
+    assert again.ended and not newer.ended and reg.by_device[(1, "d")] is newer
+    assert reg.total == 1
+    for w in (older, newer, again):
+        reg.release(w)
+    assert (reg.total, reg.per_user, reg.by_device) == (0, {}, {})
+
+
+def test_registry_caps_and_drain():
+    reg = eas_push.Registry(max_per_user=2, max_total=3)
+    a1, a2 = reg.admit(1, "a1", 1), reg.admit(1, "a2", 2)
+    with pytest.raises(eas_push.PushBusy):
+        reg.admit(1, "a3", 3)
+    b1 = reg.admit(2, "b1", 4)
+    with pytest.raises(eas_push.PushBusy) as exc:
+        reg.admit(3, "c1", 5)
+    r = exc.value.response()
+    assert r.status == 503 and ("retry-after", str(eas_push.RETRY_AFTER)) in r.headers
+    # a device's newer request replaces its older one within the caps
+    a1b = reg.admit(1, "a1", 6)
+    assert a1.ended and reg.total == 3
+    reg.drain()
+    assert all(w.ended and w.why == "shutdown" for w in (a2, b1, a1b))
+    reg.release(a1)
+    for w in (a2, b1, a1b):
+        reg.release(w)
+    assert reg.total == 0
+    assert reg.admit(4, "late", 7).ended         # draining: answered at once

@@ -34,6 +34,7 @@ What this module owns: the waiting requests of the HTTP service (a
 """
 from __future__ import annotations
 
+import itertools
 import weakref
 from contextlib import asynccontextmanager
 from typing import Iterable
@@ -66,11 +67,12 @@ class PushBusy(Exception):
 class Waiter:
     """One waiting request: who, and how to end it."""
 
-    __slots__ = ("account", "device", "ended", "why", "_scope", "counted", "sub")
+    __slots__ = ("account", "device", "seq", "ended", "why", "_scope", "counted", "sub")
 
-    def __init__(self, account: int, device: str):
+    def __init__(self, account: int, device: str, seq: int = 0):
         self.account = account
         self.device = device
+        self.seq = seq              # the request's order of arrival (see ``waiting``)
         self.ended = False          # ended by a newer request or by shutdown
         self.why = ""               # "superseded" or "shutdown"
         self._scope: trio.CancelScope | None = None
@@ -114,12 +116,20 @@ class Registry:
         self.superseded = 0         # how many waits a newer request ended (for tests, stats)
         self.refused = 0
 
-    def admit(self, account: int, device: str) -> Waiter:
-        """Register a waiting request of DEVICE: ends the device's older one;
-        raises PushBusy past a cap."""
+    def admit(self, account: int, device: str, seq: int = 0) -> Waiter:
+        """Register a waiting request of DEVICE: ends the device's older one
+        (a smaller SEQ; a request older than the one waiting is itself ended
+        at once: a hanging Sync that woke and waits again after a newer Ping
+        began); raises PushBusy past a cap."""
         key = (account, device)
-        old = self.by_device.pop(key, None)
+        old = self.by_device.get(key)
+        if old is not None and old.seq > seq:
+            w = Waiter(account, device, seq)
+            w.counted = False
+            w.end("superseded")
+            return w
         if old is not None:
+            del self.by_device[key]
             self._uncount(old)
             old.end("superseded")
             self.superseded += 1
@@ -130,7 +140,7 @@ class Registry:
             self.refused += 1
             raise PushBusy(f"too many waiting ActiveSync requests for this user "
                            f"({self.max_per_user})")
-        w = Waiter(account, device)
+        w = Waiter(account, device, seq)
         self.by_device[key] = w
         self.per_user[account] = self.per_user.get(account, 0) + 1
         self.total += 1
@@ -160,6 +170,8 @@ class Registry:
         for w in list(self.by_device.values()):
             w.end("shutdown")
 
+
+_SEQ = itertools.count(1)
 
 # one registry per HTTP service (or per server context when there is none: unit tests)
 _REGISTRIES: "weakref.WeakKeyDictionary[object, Registry]" = weakref.WeakKeyDictionary()
@@ -195,7 +207,14 @@ async def waiting(ctx, mailboxes: Iterable[int] | None, since: int,
     (the ``async with`` then ends quietly, and the caller's answer goes
     nowhere)."""
     reg = registry(ctx)
-    w = reg.admit(ctx.account, ctx.req.device_id)
+    # a request is numbered at its first wait: requests of one device run one
+    # at a time up to their wait (the device lock), so the order of first
+    # waits is the order of arrival, and a request waiting again (a hanging
+    # Sync's loop) keeps its number
+    seq = ctx.__dict__.get("_push_seq")
+    if seq is None:
+        seq = ctx.__dict__["_push_seq"] = next(_SEQ)
+    w = reg.admit(ctx.account, ctx.req.device_id, seq)
     try:
         req = ctx.http
         svc = service_of(ctx.app) if ctx.app is not None else None
