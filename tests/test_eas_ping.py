@@ -425,11 +425,11 @@ async def sync(c, policy, cid, key, **kw):
     return coll.child_text("AirSync:SyncKey"), adds
 
 
-async def synced(c, policy, cid) -> str:
+async def synced(c, policy, cid, **kw) -> str:
     """Sync CID from key 0 until nothing is left -> the current key."""
-    key, _ = await sync(c, policy, cid, 0)
+    key, _ = await sync(c, policy, cid, 0, **kw)
     while True:
-        new, adds = await sync(c, policy, cid, key)
+        new, adds = await sync(c, policy, cid, key, **kw)
         if not adds:
             return new or key
         key = new
@@ -510,3 +510,17 @@ def test_registry_caps_and_drain():
         reg.release(w)
     assert reg.total == 0
     assert reg.admit(4, "late", 7).ended         # draining: answered at once
+
+
+async def test_a_hanging_sync_past_the_cap_gets_503(srv, nursery):
+    async with client(srv) as c:
+        keys = {d: await device(c, device=d) for d in ("d1", "d2", "d3")}
+        box = inbox(srv)
+        key = await synced(c, keys["d3"], box, device="d3")
+        async with trio.open_nursery() as waits:
+            for d in ("d1", "d2"):
+                waits.start_soon(partial(ping, c, keys[d], [box], 300, device=d))
+                await until_waiting(srv, d)
+            r = await post(c, "Sync", sync_body(box, key, wait=5), key=keys["d3"], device="d3")
+            assert r.status_code == 503 and "retry-after" in r.headers
+            waits.cancel_scope.cancel()
