@@ -46,6 +46,8 @@ EAS_COMMAND_MODULES = [
     "eas_provision",
     "eas_foldersync",
     "eas_sendmail",
+    "eas_settings",
+    "eas_misc",
 ]
 
 
