@@ -14,6 +14,7 @@ import imaplib
 from email.message import EmailMessage
 
 import httpx
+from hypothesis import given, settings, strategies as st
 import pytest
 import trio
 from pyactivesync import Client
@@ -491,3 +492,55 @@ def test_forward_wraps_a_single_part_message():
     assert first.get_content_type() == "text/plain" and first.get_content_charset() == "utf-8"
     assert second.get_content_type() == "message/rfc822"
     assert out.count(b"MIME-Version") == 2         # the message's and the original's
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=200)
+
+
+@settings(max_examples=30, deadline=None)
+@given(new_text=_text, orig_text=_text, html_too=st.booleans())
+def test_reply_keeps_the_new_text_and_quotes_every_original_line(new_text, orig_text, html_too):
+    orig = EmailMessage()
+    orig["From"] = "Bob <bob@example.org>"
+    orig["Subject"] = "s"
+    orig.set_content(orig_text)
+    new = EmailMessage()
+    new["From"] = "alice@localhost"
+    new["To"] = "bob@example.org"
+    new.set_content(new_text)
+    plain = new.get_content()
+    if html_too:
+        new.add_alternative("<html><body><p>new</p></body></html>", subtype="html")
+    out = eas_compose.smart_reply(eas_compose.prepare(new.as_bytes(), "a@l", "l"),
+                                  orig.as_bytes())
+    msg = email.message_from_bytes(out, policy=email.policy.default)
+    text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    head, sep, quoted = text.partition("Bob <bob@example.org> wrote:\n")
+    assert sep
+    norm = lambda s: [ln.rstrip() for ln in s.splitlines()]    # noqa: E731
+    assert norm(head.rstrip("\n")) == norm(plain.rstrip("\n"))
+    want = [("> " + ln).rstrip() if ln else ">"
+            for ln in orig.get_content().splitlines()]
+    assert norm(quoted) == want
+    if html_too:
+        assert "<blockquote" in msg.get_body(("html",)).get_content()
+
+
+@settings(max_examples=30, deadline=None)
+@given(new_text=_text, mixed=st.booleans())
+def test_forward_carries_the_original_byte_for_byte(new_text, mixed):
+    new = EmailMessage()
+    new["From"] = "alice@localhost"
+    new["To"] = "carol@example.net"
+    new.set_content(new_text)
+    if mixed:
+        new.add_attachment(b"\x00\x01data", maintype="application", subtype="octet-stream",
+                           filename="d.bin")
+    out = eas_compose.smart_forward(eas_compose.prepare(new.as_bytes(), "a@l", "l"), ORIGINAL)
+    assert ORIGINAL in out
+    msg = email.message_from_bytes(out, policy=email.policy.default)
+    parts = list(msg.iter_parts())
+    assert parts[-1].get_content_type() == "message/rfc822"
+    assert len(parts) == (3 if mixed else 2)
+    if not mixed:
+        assert parts[0].get_content().replace("\r\n", "\n") == new.get_content()

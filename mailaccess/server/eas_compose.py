@@ -280,7 +280,8 @@ def smart_forward(new: bytes, orig: bytes) -> bytes:
     delim = b"--" + b
     out = b"".join(outer) + b"MIME-Version: 1.0\r\n" + \
         b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n'
-    if not first.endswith(_CRLF):
-        first += _CRLF
-    return out + delim + _CRLF + first + delim + _CRLF + attached + _CRLF + delim + b"--" + _CRLF
+    # the CRLF before each delimiter belongs to it (RFC 2046 5.1.1): the
+    # parts' own last line ends stay theirs
+    return out + delim + _CRLF + first + _CRLF + delim + _CRLF + attached + _CRLF + \
+        delim + b"--" + _CRLF
 
