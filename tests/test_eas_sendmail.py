@@ -544,3 +544,60 @@ def test_forward_carries_the_original_byte_for_byte(new_text, mixed):
     assert len(parts) == (3 if mixed else 2)
     if not mixed:
         assert parts[0].get_content().replace("\r\n", "\n") == new.get_content()
+
+
+async def test_limits_and_sending_disabled(tmp_path, sink, nursery):
+    from mailaccess.server import app
+    c = make_config(tmp_path)
+    c = dataclasses.replace(c, smtp=dataclasses.replace(
+        c.smtp, relay_host="127.0.0.1", relay_port=sink.port, max_size=4000,
+        max_recipients=2))
+    ctx = await nursery.start(lambda task_status: app.serve(c, task_status=task_status,
+                                                             install_signals=False))
+    await trio.to_thread.run_sync(accounts.add_user, ctx.store, "alice", "pw")
+    eid = seed(ctx, ORIGINAL.replace(b"JVBERi0xLjQK", b"QUFB" * 900))      # ~3.6 kB
+
+    def go():
+        with http(ctx) as h:
+            key = provision(h, "16.1")
+            out = {}
+            out["big"] = post(h, "SendMail", compose("SendMail", mime(body="x" * 5000),
+                                                     client_id="b1"), version="16.1", key=key)
+            out["big forward"] = post(h, "SmartForward", compose(
+                "SmartForward", mime(), client_id="b2", item=ids.email_id(eid)),
+                version="16.1", key=key)
+            out["rcpts"] = post(h, "SendMail", compose(
+                "SendMail", mime(to="a@x.example, b@x.example, c@x.example"), client_id="b3"),
+                version="16.1", key=key)
+            out["wrong root"] = post(h, "SendMail", compose("SmartReply", mime(),
+                                                            client_id="b4"),
+                                     version="16.1", key=key)
+            out["long id"] = post(h, "SendMail", compose("SendMail", mime(),
+                                                         client_id="x" * 41),
+                                  version="16.1", key=key)
+            out["ok"] = post(h, "SendMail", compose("SendMail", mime(), client_id="b5"),
+                             version="16.1", key=key)
+            return out
+
+    rs = await run(go)
+    assert {k: status_of(r) for k, r in rs.items()} == {
+        "big": 122, "big forward": 122, "rcpts": 115, "wrong root": 101, "long id": 101,
+        "ok": None}
+    await wait_received(sink, 1)
+
+
+async def test_sending_disabled_is_access_denied(tmp_path, sink, nursery):
+    from mailaccess.server import app
+    c = make_config(tmp_path)
+    c = dataclasses.replace(c, smtp=dataclasses.replace(c.smtp, send_enabled=False))
+    ctx = await nursery.start(lambda task_status: app.serve(c, task_status=task_status,
+                                                             install_signals=False))
+    await trio.to_thread.run_sync(accounts.add_user, ctx.store, "alice", "pw")
+
+    def go():
+        with http(ctx) as h:
+            key = provision(h, "14.0")
+            return post(h, "SendMail", compose("SendMail", mime()), version="14.0", key=key)
+
+    assert status_of(await run(go)) == 130
+    assert await trio.to_thread.run_sync(imap_sent, ctx) == []

@@ -36,6 +36,8 @@ body is returned").
 Failures (MS-ASCMD 2.2.2 common status codes, in a ``Status`` under the
 command's root for 14.0+; 12.x has no Status element there and gets HTTP
 500, as Exchange 2007 answered a failed SendMail):
+* 101 InvalidContent: a WBXML body that is not this command's
+  ComposeMail element, or a ClientId that is not 1-40 characters.
 * 107 InvalidMIME: no Mime, or a message that does not start with a header.
 * 118 MessagePreviouslySent: a ClientId this device already sent (a phone
   repeating a request whose answer it lost; the message is not sent twice).
@@ -79,6 +81,7 @@ MAX_CLIENT_IDS = 200
 
 # MS-ASCMD 2.2.2 common status codes used here
 OK = 1
+INVALID_CONTENT = 101
 INVALID_MIME = 107
 SERVER_ERROR = 110
 SERVER_ERROR_RETRY_LATER = 111
@@ -122,7 +125,7 @@ def parse(ctx, body: Element | None, kind: str) -> Compose:
         return Compose(kind, raw, save=ctx.req.save_in_sent, item_id=p.get("ItemId"),
                        folder_id=p.get("CollectionId"), long_id=p.get("LongId"))
     if body.qname != f"ComposeMail:{kind}":
-        raise Refused(INVALID_MIME, f"the body is not a ComposeMail:{kind}")
+        raise Refused(INVALID_CONTENT, f"the body is not a ComposeMail:{kind}")
     mime_el = body.find("ComposeMail:Mime")
     if mime_el is None:
         raise Refused(INVALID_MIME, "no Mime")
@@ -249,7 +252,7 @@ async def send(ctx, c: Compose) -> None:
     if not c.mime or not c.mime.strip():
         raise Refused(INVALID_MIME, "no message")
     if c.client_id is not None and not 1 <= len(c.client_id) <= 40:
-        raise Refused(INVALID_MIME, "a ClientId is 1 to 40 characters")
+        raise Refused(INVALID_CONTENT, "a ClientId is 1 to 40 characters")
     if len(c.mime) > cfg.smtp.max_size:
         raise Refused(ATTACHMENT_TOO_LARGE, "the message is too big to send")
     own, default = _own(ctx)
