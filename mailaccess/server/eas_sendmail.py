@@ -144,8 +144,9 @@ def parse(ctx, body: Element | None, kind: str) -> Compose:
 
 
 def _source_id(c: Compose) -> int | None:
-    """The original's email id: ItemId ("E42"), else a LongId naming one
-    (Search results: eas_search gives "E42" or "M7:E42")."""
+    """The original's email id: ItemId ("E42"), else a LongId whose last
+    ":"-separated field is one ("E42", "M7:E42"; the Search command owns
+    the LongId format)."""
     eid = eas_item.parse_server_id(c.item_id)
     if eid is None and c.long_id:
         eid = eas_item.parse_server_id(c.long_id.rpartition(":")[2])
