@@ -45,6 +45,10 @@ SERVER_VERSION = "16.1"
 EAS_COMMAND_MODULES = [
     "eas_provision",
     "eas_foldersync",
+    "eas_folders",
+    "eas_moveitems",
+    "eas_search",
+    "eas_find",
 ]
 
 
