@@ -14,7 +14,7 @@ SearchId is kept under device state ``find``.
 
 Result: ``airsync:Class``, ``airsync:ServerId`` (the email's "E42"),
 ``airsync:CollectionId``, and ``Properties`` with the Find summary fields
-(2.2.3.140.1): email:Subject, email:DateReceived, DisplayTo, DisplayCc,
+(2.2.3.140.1): email:Subject, email:DateReceived, email:DisplayTo, DisplayCc,
 DisplayBcc, email:Importance, email:Read, email2:IsDraft, Preview,
 HasAttachments, email:From; then ``Range`` and ``Total``.
 
@@ -80,7 +80,7 @@ def properties(v, acc: int, eid: int) -> list[Element] | None:
     out = [E("Email:Subject", text=mi.subject if mi is not None else ""),
            E("Email:DateReceived", text=_date(rec.received_at))]
     if mi is not None:
-        out += [E("Find:DisplayTo", text=_display(mi.to)),
+        out += [E("Email:DisplayTo", text=_display(mi.to)),
                 E("Find:DisplayCc", text=_display(mi.cc)),
                 E("Find:DisplayBcc", text=_display(mi.bcc))]
     out += [E("Email:Importance", text="1"),
