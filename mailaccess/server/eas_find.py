@@ -93,6 +93,20 @@ def properties(v, acc: int, eid: int) -> list[Element] | None:
     return out
 
 
+def _results(v, acc: int, page: list[int], mailboxes) -> list[Element]:
+    out = []
+    for eid in page:
+        props = properties(v, acc, eid)
+        coll = S.collection_of(v, acc, eid, mailboxes)
+        if props is None or coll is None:       # gone since the query ran
+            continue
+        out.append(E("Find:Result", E("AirSync:Class", text="Email"),
+                     E("AirSync:ServerId", text=server_id(eid)),
+                     E("AirSync:CollectionId", text=coll),
+                     E("Find:Properties", *props)))
+    return out
+
+
 def _answer(status: int, response: Element | None = None) -> Element:
     kids = [E("Find:Status", text=str(status))]
     if response is not None:
@@ -158,18 +172,8 @@ async def _mailbox(ctx, search_id: str, crit: Element) -> Element:
     if not same:
         await storeio.write(ctx.store, ops.put_device_state, ctx.account, dev, STATE_KEY,
                             search_id.encode("ascii"))
-    page = S.window(hits, rng)
-    results = []
-    with ctx.store.view() as v:
-        for eid in page:
-            props = properties(v, ctx.account, eid)
-            coll = S.collection_of(v, ctx.account, eid, mailboxes)
-            if props is None or coll is None:
-                continue
-            results.append(E("Find:Result", E("AirSync:Class", text="Email"),
-                             E("AirSync:ServerId", text=server_id(eid)),
-                             E("AirSync:CollectionId", text=coll),
-                             E("Find:Properties", *props)))
+    results = await storeio.read(ctx.store, _results, ctx.account, S.window(hits, rng),
+                                 mailboxes)
     rng_out = (rng[0], rng[0] + len(results) - 1) if results else None
     return _answer(OK, _response(OK, results, rng_out, len(hits)))
 

@@ -45,6 +45,7 @@ from ..proto.eas.wbxml import E, Element
 from ..query import account as qaccount
 from ..query import model as q
 from ..query import sort as qsort
+from ..store.errors import StoreError
 from .eas_command import Command
 from . import eas_item
 
@@ -288,8 +289,9 @@ async def _mailbox(ctx, store: Element) -> Element:
     mq = parse_query(store.find("Search:Query"))
     hits, mailboxes = await mailbox_search(ctx, mq, deep)
     page = window(hits, rng)
-    with ctx.store.view() as v:
-        results = _results(v, ctx.account, page, mailboxes, opts, ctx.version)
+    # rendering reads bodies: off the event loop too
+    results = await storeio.read(ctx.store, _results, ctx.account, page, mailboxes, opts,
+                                 ctx.version)
     if not results:
         return _store_answer(OK, total=len(hits))
     return _store_answer(OK, results, (rng[0], rng[0] + len(results) - 1), len(hits))
@@ -315,6 +317,9 @@ async def run(ctx, body: Element | None) -> Element:
     except Refused as r:
         log.info("EAS Search from %s refused (%d): %s", ctx.req.device_id, r.status, r)
         return _store_answer(r.status)
+    except StoreError as exc:
+        log.warning("EAS Search for %s failed: %s", ctx.username, exc)
+        return E("Search:Search", E("Search:Status", text=str(SERVER_ERROR)))
 
 
 COMMANDS = [Command("Search", run, "Search:Search", "Search:Status")]
