@@ -7,6 +7,8 @@ import dataclasses
 import xml.etree.ElementTree as ET
 
 import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 import trio
 
@@ -195,3 +197,19 @@ async def test_json_v2(srv):
         assert out[k].status_code == 400 and out[k].json()["ErrorCode"] == "InvalidProtocol"
     assert out["no_email"].status_code == 400
     assert out["other_path"].status_code == 404
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=400),
+                 st.builds(lambda a, b: a + b, st.sampled_from([MOBILE_REQ, OUTLOOK_REQ,
+                                                                BILLION_LAUGHS, EXTERNAL]),
+                           st.binary(max_size=40)),
+                 st.builds(lambda r, i: r[:i], st.sampled_from([MOBILE_REQ, BILLION_LAUGHS]),
+                           st.integers(0, 400))))
+def test_parser_answers_any_bytes_with_a_request_or_bad_request(body):
+    try:
+        r = AD.parse_request(body)
+    except AD.BadRequest:
+        return
+    assert r.root == "Autodiscover"
+    assert all(len(v) <= AD.MAX_TEXT for v in r.fields.values())

@@ -9,6 +9,8 @@ import imaplib
 import re
 
 import httpx
+from hypothesis import given
+from hypothesis import strategies as st
 import pytest
 import trio
 from pyactivesync import Client
@@ -325,3 +327,27 @@ async def test_properties_and_pyactivesync(srv):
     assert props.child_text("Email:DateReceived") == iso(T0 + 13 * 3600)
     assert [f.get("Email.Subject") for f in found] == [f"note {i} about {WORDS[i % 5]}"
                                                        for i in (19, 18, 17)]
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**6))
+def test_parse_range(a, b):
+    text = f"{a}-{b}"
+    if a <= b:
+        assert eas_search.parse_range(text) == (a, b)
+    else:
+        with pytest.raises(eas_search.Refused):
+            eas_search.parse_range(text)
+
+
+@given(st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2100, 1, 1)))
+def test_parse_date_round_trips(d):
+    t = int(d.replace(tzinfo=dt.timezone.utc).timestamp())
+    assert eas_search.parse_date(iso(t)) == t
+
+
+@given(st.text(max_size=30))
+def test_parse_date_refuses_or_parses(s):
+    try:
+        eas_search.parse_date(s)
+    except eas_search.Refused as r:
+        assert r.status == eas_search.INVALID
