@@ -48,6 +48,10 @@ EAS_COMMAND_MODULES = [
     "eas_sendmail",
     "eas_settings",
     "eas_misc",
+    "eas_folders",
+    "eas_moveitems",
+    "eas_search",
+    "eas_find",
 ]
 
 
