@@ -242,11 +242,12 @@ def test_zone_file_syntax_with_named_checkzone(tmp_path, which):
     assert "loaded serial 1" in p.stdout
 
 
-def test_this_build_publishes_jmap_but_not_autodiscover_yet():
-    """JMAP is served (server/http.py + server/jmap.py): its SRV points at the
-    HTTP listener; autodiscover is not served, so it is "not offered"."""
-    assert dnsrecords.http_services_available()
+def test_this_build_publishes_jmap_and_autodiscover():
+    """JMAP (server/http.py + server/jmap.py) and Autodiscover
+    (server/autodiscover.py) are served: their SRVs point at the HTTP
+    listener."""
+    assert dnsrecords.http_services_available() and dnsrecords.autodiscover_available()
     recs = rrs(dnsrecords.records(production(), "example.org"))
     assert ("_jmap._tcp.example.org.", "SRV", "0 1 443 mail.example.org.") in recs
-    assert ("_autodiscover._tcp.example.org.", "SRV", "0 0 0 .") in recs
-    assert not any(rtype == "CNAME" for _, rtype, _ in recs)
+    assert ("_autodiscover._tcp.example.org.", "SRV", "0 1 443 mail.example.org.") in recs
+    assert ("autodiscover.example.org.", "CNAME", "mail.example.org.") in recs

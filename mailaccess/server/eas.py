@@ -45,6 +45,13 @@ SERVER_VERSION = "16.1"
 EAS_COMMAND_MODULES = [
     "eas_provision",
     "eas_foldersync",
+    "eas_sendmail",
+    "eas_settings",
+    "eas_misc",
+    "eas_folders",
+    "eas_moveitems",
+    "eas_search",
+    "eas_find",
     "eas_sync",
     "eas_estimate",
     "eas_ping",

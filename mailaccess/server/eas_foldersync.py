@@ -61,6 +61,32 @@ def diff(old: dict, new: dict) -> tuple[list[str], list[str], list[str]]:
     return added, updated, deleted
 
 
+def load_state(view, acc: int, device: str) -> dict:
+    """The device's FolderSync state (``{}``: it never ran FolderSync)."""
+    raw = view.device_state(acc, device, STATE_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def after_own_change(st: dict, changes: dict[str, list | None]) -> tuple[int, bytes]:
+    """(new key, encoded state) after a change the device made itself
+    (FolderCreate/FolderUpdate/FolderDelete, server/eas_folders.py): its
+    snapshot takes CHANGES (ServerId -> [ParentId, DisplayName, Type], None:
+    deleted) under a new key, so its next FolderSync does not report its own
+    change back; the old key stays valid as the previous one, with the old
+    snapshot (a device that lost the answer and resyncs from it is told).
+    ST must hold a snapshot (the caller checked the device's key)."""
+    snap = dict(st["snap"])
+    for sid, entry in changes.items():
+        if entry is None:
+            snap.pop(sid, None)
+        else:
+            snap[sid] = list(entry)
+    cur = st.get("key", 0)
+    new_key = max(cur, st.get("prev") or 0) + 1
+    new = {"key": new_key, "snap": snap, "prev": cur, "prev_snap": st["snap"]}
+    return new_key, json.dumps(new, separators=(",", ":")).encode()
+
+
 def _status(n: int) -> Element:
     return E("FolderHierarchy:FolderSync", E("FolderHierarchy:Status", text=str(n)))
 

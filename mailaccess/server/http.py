@@ -72,7 +72,8 @@ RECV = 65536
 REALM = "mailaccess"
 SERVER_NAME = b"mailaccess"
 # modules whose ``routes(service) -> list[Route]`` the service serves
-ROUTE_MODULES = ["mailaccess.server.jmap", "mailaccess.server.eas"]
+ROUTE_MODULES = ["mailaccess.server.jmap", "mailaccess.server.eas",
+                 "mailaccess.server.autodiscover"]
 # a token's last use is written at most this often (seconds)
 TOKEN_TOUCH_INTERVAL = 3600
 
