@@ -45,6 +45,7 @@ SERVER_VERSION = "16.1"
 EAS_COMMAND_MODULES = [
     "eas_provision",
     "eas_foldersync",
+    "eas_itemops",
 ]
 
 
