@@ -320,3 +320,31 @@ def test_multipart_body_layout():
     metas = [struct.unpack_from("<ii", body_, 4 + 8 * i) for i in range(3)]
     assert [body_[o:o + ln] for o, ln in metas] == [b"wbxml", b"", b"abc"]
     assert metas[0][0] == 4 + 24
+
+
+def test_12x_mimesupport_alone_and_mimetruncation(store):
+    s, acc, _ = store
+    big = ALT + b"x" * 5000
+    eid = add(store, big)
+
+    def b(*kids, version="12.1"):
+        opts = I.item_options(E("AirSync:Options", *kids), version)
+        with s.view() as v:
+            out = I.application_data(v, acc, eid, opts, version)
+        return body(decode(encode(E("AirSync:ApplicationData", *out))))
+
+    m = b(E("AirSync:MIMESupport", text="2"), E("AirSync:MIMETruncation", text="1"))
+    assert m["type"] == 4 and m["truncated"] and m["data"].encode() == big[:4096]
+    whole = b(E("AirSync:MIMESupport", text="2"), E("AirSync:MIMETruncation", text="8"))
+    assert whole["data"].encode() == big and not whole["truncated"]
+    assert b(E("AirSync:MIMESupport", text="0"))["type"] == 1
+    with_pref = b(E("AirSyncBase:BodyPreference", E("AirSyncBase:Type", text="4")),
+                  E("AirSync:MIMESupport", text="2"), E("AirSync:MIMETruncation", text="2"))
+    assert with_pref["truncated"] and len(with_pref["data"].encode()) == 5120
+
+
+def test_address_quoting(store):
+    eid = add(store, b'From: "A \\"Q\\" B" <a@example.com>\r\nTo: undisclosed-recipients:;\r\n'
+              b"Subject: q\r\n\r\nx\r\n")
+    d = render(store, eid, "14.1")
+    assert text(d, "Email:From") == '"A \\"Q\\" B" <a@example.com>'

@@ -129,6 +129,11 @@ def parse_file_reference(s: str | None) -> tuple[int, str] | None:
     return eid, section
 
 
+# AirSync:MIMETruncation (MS-ASCMD 2.2.3.109): code -> octets (None: whole)
+MIME_TRUNCATION = {0: 0, 1: 4096, 2: 5120, 3: 7168, 4: 10240, 5: 20480, 6: 51200,
+                   7: 102400, 8: None}
+
+
 def _int(s: str | None) -> int | None:
     return int(s) if s and s.isascii() and s.isdigit() and len(s) <= 10 else None
 
@@ -146,11 +151,15 @@ def item_options(options: Element | None, version: str) -> ItemOptions:
             all_or_none=bp.child_text("AirSyncBase:AllOrNone") == "1",
             preview=_int(bp.child_text("AirSyncBase:Preview"))))
     ms = _int(options.child_text("AirSync:MIMESupport"))
+    extra = {}
+    mt = _int(options.child_text("AirSync:MIMETruncation"))
+    if mt is not None and mt in MIME_TRUNCATION:
+        extra["mime_truncation"] = MIME_TRUNCATION[mt]
     schema = None
     sch = options.find("ItemOperations:Schema")
     if sch is not None and sch.children:
         schema = frozenset(c.qname for c in sch.children)
-    return ItemOptions(tuple(prefs), ms if ms in (0, 1, 2) else 0, schema=schema)
+    return ItemOptions(tuple(prefs), ms if ms in (0, 1, 2) else 0, extra, schema=schema)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -180,11 +189,11 @@ def _date(t: int) -> str:
 
 
 def _addr(name, email) -> str:
-    if name:
-        if '"' in name or "\\" in name:
-            name = name.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{name}" <{email}>'
-    return f"<{email}>" if email else ""
+    if name and ('"' in name or "\\" in name):
+        name = name.replace("\\", "\\\\").replace('"', '\\"')
+    if not email:
+        return f'"{name}"' if name else ""
+    return f'"{name}" <{email}>' if name else f"<{email}>"
 
 
 def _addrs(addrs, sep: str = ", ") -> str:
@@ -253,6 +262,9 @@ def choose_body(opts: ItemOptions, native: int, smime: bool) -> BodyPref:
     """The BodyPreference to answer with (see the module docstring)."""
     prefs = opts.body_prefs
     if not prefs:
+        # 12.x without BodyPreference: MIMESupport (with MIMETruncation) alone
+        if opts.mime_support == 2 or (opts.mime_support == 1 and smime):
+            return BodyPref(MIME, opts.extra.get("mime_truncation"))
         return BodyPref(PLAIN)
     by_type = {}
     for p in prefs:
@@ -260,6 +272,8 @@ def choose_body(opts: ItemOptions, native: int, smime: bool) -> BodyPref:
     mime = by_type.get(MIME)
     if mime is not None and (opts.mime_support == 2 or (opts.mime_support == 1 and smime)
                              or len(by_type) == 1):
+        if mime.truncation is None and opts.extra.get("mime_truncation") is not None:
+            return BodyPref(MIME, opts.extra["mime_truncation"], mime.all_or_none, mime.preview)
         return mime
     for t in (native, HTML, PLAIN):
         if t in by_type:
