@@ -181,12 +181,15 @@ async def test_file_reference_ranges_and_statuses(srv):
                          fetch_item(coll, "E999999"), fetch_item("M999", sid),
                          E("ItemOperations:Fetch", E("ItemOperations:Store", text="Mailbox"),
                            E("Search:LongId", text=sid)),
-                         E("ItemOperations:Move", E("ItemOperations:ConversationId", text="x")))
+                         E("ItemOperations:Move", E("ItemOperations:ConversationId", text="x")),
+                         E("ItemOperations:Fetch", E("AirSync:ServerId", text=sid)),
+                         E("ItemOperations:Fetch", E("ItemOperations:Store", text="Mailbox")))
             empty = post(c, "ItemOperations", b"", key=key)
             return fetches(r), decode(empty.content)
 
     f, empty = await run(go)
-    rng, whole, tail, bad, past, nopart, noemail, junk, store, noitem, wrongcoll, longid, move = f
+    (rng, whole, tail, bad, past, nopart, noemail, junk, store, noitem, wrongcoll, longid, move,
+     nocoll, nothing) = f
     props = rng.find("ItemOperations:Properties")
     assert rng.child_text("ItemOperations:Status") == "1"
     assert rng.child_text("AirSyncBase:FileReference") == f"{sid}:2"
@@ -215,6 +218,8 @@ async def test_file_reference_ranges_and_statuses(srv):
     assert longid.find("ItemOperations:Properties").child_text("Email:Subject") == "report"
     assert move.child_text("ItemOperations:Status") == "156"
     assert empty.child_text("ItemOperations:Status") == "2"
+    assert nocoll.child_text("ItemOperations:Status") == "1"
+    assert nothing.child_text("ItemOperations:Status") == "2"
 
 
 async def test_multipart_response_header_and_query_forms(srv):

@@ -4,7 +4,8 @@ MIME and attachments, and EmptyFolderContents.
 Fetch (Store "Mailbox"; another store is Status 9):
 - ``airsync:CollectionId`` + ``airsync:ServerId`` ("M7" + "E42"): the email
   as eas_item renders it (Options: BodyPreference, MIMESupport, Schema), if
-  it is in that folder; Status 6 if not.
+  it is in that folder; Status 6 if not (a ServerId without CollectionId
+  is tolerated: the email wherever it is).
 - ``search:LongId``: the Search command's LongIds are ServerIds ("E42"):
   the email wherever it is.
 - ``airsyncbase:FileReference`` ("E42:2.1", eas_item.file_reference): the
@@ -242,13 +243,15 @@ def _fetch_email(view, acc: int, version: str, fetch: Element, opts, parts: list
             head.append(_el(_AS, "CollectionId", coll))
         if sid is not None:
             head.append(_el(_AS, "ServerId", sid))
-        if coll is None or sid is None:
+        if sid is None:
             return Element(_IO, "Fetch", [_el(_IO, "Status", str(PROTOCOL_ERROR))] + head,
                            None, None)
         eid = eas_item.parse_server_id(sid)
-        mbx = ids.parse("M", coll)
-        if mbx is None:
-            eid = None
+        mbx = None
+        if coll is not None:        # required by MS-ASCMD; tolerated when absent
+            mbx = ids.parse("M", coll)
+            if mbx is None:
+                eid = None
     em = emails.load_email(view, acc, eid, members=True) if eid is not None else None
     if em is not None and mbx is not None and em.record.member(mbx) is None:
         em = None
