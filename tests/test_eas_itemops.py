@@ -343,3 +343,34 @@ async def test_empty_folder_contents_seen_over_imap(srv):
     with srv.store.view() as v:
         assert v.mailbox(acc, sub) is None and v.mailbox(acc, keep_sub) is not None
         assert v.email(acc, e1) is not None and v.email(acc, e3) is None
+
+
+async def test_response_and_range_limits(srv, monkeypatch):
+    from mailaccess.server import eas_itemops
+    monkeypatch.setattr(eas_itemops, "MAX_RESPONSE_DATA", 5000)
+    monkeypatch.setattr(eas_itemops, "MAX_RANGE", 50)
+    inbox, eid = deliver(srv)
+    sid, coll = ids.email_id(eid), ids.mailbox_id(inbox)
+
+    def go():
+        with http(srv) as c:
+            key = provision(c)
+            inline = fetches(item_ops(c, key, fetch_ref(f"{sid}:2"), fetch_ref(f"{sid}:2", "0-999"),
+                                      fetch_item(coll, sid, {"Type": 4}, mime=2),
+                                      fetch_item(coll, sid, {"Type": 4, "TruncationSize": 100},
+                                                 mime=2)))
+            multi = item_ops(c, key, fetch_ref(f"{sid}:2"), fetch_item(coll, sid, {"Type": 4}),
+                             extra={"ms-asacceptmultipart": "T"})
+            return inline, split_multipart(multi.content)
+
+    (whole, rng, mime, cut), parts = await run(go)
+    assert whole.child_text("ItemOperations:Status") == "11"
+    assert mime.child_text("ItemOperations:Status") == "11"
+    p = rng.find("ItemOperations:Properties")
+    assert rng.child_text("ItemOperations:Status") == "1"
+    assert p.child_text("ItemOperations:Range") == "0-49"
+    assert base64.b64decode(p.child_text("ItemOperations:Data")) == PDF[:50]
+    assert cut.child_text("ItemOperations:Status") == "1"
+    statuses = [f.child_text("ItemOperations:Status")
+                for f in decode(parts[0]).find("ItemOperations:Response").children]
+    assert statuses == ["11", "11"] and len(parts) == 1

@@ -262,14 +262,28 @@ def _fetch_email(view, acc: int, version: str, fetch: Element, opts, parts: list
         props, data = eas_item.render(view, acc, em, opts, version, part=part_no)
     except (ValueError, UnicodeError):
         return Element(_IO, "Fetch", [_el(_IO, "Status", "14")] + head, None, None)
+    if parts is None:
+        size = _inline_size(props)
+    else:
+        size = len(data) if data is not None else 0
+    if size > budget.left:
+        return Element(_IO, "Fetch", [_el(_IO, "Status", str(TOO_LARGE))] + head, None, None)
+    budget.left -= size
     if parts is not None and data is not None:
-        if len(data) > budget.left:
-            return Element(_IO, "Fetch", [_el(_IO, "Status", str(TOO_LARGE))] + head, None, None)
-        budget.left -= len(data)
         parts.append(data)
     kids = [_el(_IO, "Status", str(OK))] + head + [_el(_AS, "Class", "Email"),
                                                    Element(_IO, "Properties", props, None, None)]
     return Element(_IO, "Fetch", kids, None, None)
+
+
+def _inline_size(props: list[Element]) -> int:
+    """The length of the body Data among PROPS (characters or octets)."""
+    for e in props:
+        if e.tag == "Body" and e.page == _ASB:
+            for c in e.children:
+                if c.tag == "Data":
+                    return len(c.text) if c.text is not None else len(c.opaque or b"")
+    return 0
 
 
 def fetch(view, acc: int, version: str, el: Element, parts: list | None,
