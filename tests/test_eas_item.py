@@ -348,3 +348,19 @@ def test_address_quoting(store):
               b"Subject: q\r\n\r\nx\r\n")
     d = render(store, eid, "14.1")
     assert text(d, "Email:From") == '"A \\"Q\\" B" <a@example.com>'
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_lite_index_reads_what_the_full_decoder_reads(subject, name):
+    tricky = ',"text_body":[1],"jmap_body":{}'
+    for raw in (ALT, MIXED, b"Subject: " + (subject + tricky).encode() + b"\r\nX-A: "
+                + tricky.encode() + b"\r\nFrom: \"" + name.replace('"', "").encode()
+                + b"\" <a@example.com>\r\n\r\nbody\r\n"):
+        data = mindex.encode_index(mindex.index_message(raw))
+        li = I.read_index(data)
+        full = mindex.decode_index_meta(data)
+        assert isinstance(li, I.LiteIndex)
+        for f in I._LITE_FIELDS + ("preview", "jmap_body"):
+            assert getattr(li, f) == getattr(full, f), f
+        assert li.part("1") == full.part("1")

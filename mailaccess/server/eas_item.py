@@ -58,6 +58,7 @@ bytes so no octet is changed.
 from __future__ import annotations
 
 import html as _html
+import json
 import struct
 import time
 from dataclasses import dataclass, field
@@ -206,19 +207,32 @@ def _display_to(addrs) -> str:
     return "; ".join((n or e or "") for n, e in addrs)
 
 
-def _importance(headers) -> int:
-    """MS-ASEMAIL Importance: 0 low, 1 normal, 2 high, from the headers."""
-    for h in headers:
-        name = h["name"].lower()
-        if name == "importance":
-            v = h["value"].strip().lower()
-            return 2 if v == "high" else 0 if v == "low" else 1
-        if name == "x-priority":
-            v = h["value"].strip()[:1]
-            return 2 if v in ("1", "2") else 0 if v in ("4", "5") else 1
-        if name == "priority":
-            v = h["value"].strip().lower()
-            return 2 if v == "urgent" else 0 if v == "non-urgent" else 1
+def _header_value(head: bytes, name: bytes) -> bytes | None:
+    """The first line of header NAME (lower case, with the colon) in HEAD
+    (the lower-cased header block, starting with a line break)."""
+    i = head.find(b"\n" + name)
+    if i < 0:
+        return None
+    i += len(name) + 1
+    j = head.find(b"\n", i)
+    return head[i:j if j >= 0 else len(head)].strip()
+
+
+def importance(raw, header_end: int) -> int:
+    """MS-ASEMAIL Importance: 0 low, 1 normal, 2 high, from the Importance,
+    X-Priority or Priority header of the message RAW."""
+    head = b"\n" + bytes(raw[:header_end]).lower()
+    if b"priority:" not in head and b"importance:" not in head:
+        return 1
+    v = _header_value(head, b"importance:")
+    if v is not None:
+        return 2 if v == b"high" else 0 if v == b"low" else 1
+    v = _header_value(head, b"x-priority:")
+    if v is not None:
+        return 2 if v[:1] in (b"1", b"2") else 0 if v[:1] in (b"4", b"5") else 1
+    v = _header_value(head, b"priority:")
+    if v is not None:
+        return 2 if v == b"urgent" else 0 if v == b"non-urgent" else 1
     return 1
 
 
@@ -239,12 +253,11 @@ def _nodes(mi: mindex.MessageIndex) -> dict[str, dict]:
     return jmapbody.parts_by_id(mi.jmap_body)
 
 
-def native_type(mi: mindex.MessageIndex, nodes: dict | None = None) -> int:
+def native_type(mi: mindex.MessageIndex) -> int:
     """HTML when htmlBody holds a text/html part, else PLAIN."""
-    nodes = nodes if nodes is not None else _nodes(mi)
     for pid in mi.html_body:
-        n = nodes.get(pid)
-        if n is not None and n["type"] == "text/html":
+        p = mi.part(pid)
+        if p is not None and p.content_type == "text/html":
             return HTML
     return PLAIN
 
@@ -282,17 +295,20 @@ def choose_body(opts: ItemOptions, native: int, smime: bool) -> BodyPref:
     return BodyPref(PLAIN, p.truncation, p.all_or_none, p.preview)
 
 
-def _part_texts(raw, mi, nodes, pids, ctype: str, max_bytes: int, html: bool):
-    """[(BodyValue, decoded size)] of the parts PIDS of type CTYPE."""
+def _estimated(part) -> int:
+    """About the decoded size of PART, from its span (no decoding)."""
+    n = part.end - part.body_start
+    return n * 3 // 4 if part.encoding == "base64" else n
+
+
+def _part_texts(raw, mi, pids, ctype: str, max_bytes: int, html: bool):
+    """[(BodyValue, estimated decoded size)] of the parts PIDS of type CTYPE."""
     out = []
     for pid in pids:
-        n = nodes.get(pid)
-        if n is None or n["type"] != ctype:
-            continue
         part = mi.part(pid)
-        if part is None:
+        if part is None or part.content_type != ctype:
             continue
-        out.append((jmapbody.body_value(raw, part, max_bytes, html), n.get("size") or 0))
+        out.append((jmapbody.body_value(raw, part, max_bytes, html), _estimated(part)))
     return out
 
 
@@ -313,26 +329,26 @@ def _plain_to_html(text: str) -> str:
             + "</body></html>")
 
 
-def body_text(raw, mi: mindex.MessageIndex, nodes: dict, want: int,
+def body_text(raw, mi: mindex.MessageIndex, want: int,
               max_bytes: int) -> tuple[str, bool, int]:
     """The text of body type WANT (PLAIN or HTML) cut to MAX_BYTES octets
     (0: whole) -> (text, truncated, estimated size of the whole)."""
     if want == HTML:
-        vals = _part_texts(raw, mi, nodes, mi.html_body, "text/html", max_bytes, True)
+        vals = _part_texts(raw, mi, mi.html_body, "text/html", max_bytes, True)
         if vals:
             return _joined(vals, max_bytes, True, "\n")
-        vals = _part_texts(raw, mi, nodes, mi.html_body, "text/plain", 0, False)
+        vals = _part_texts(raw, mi, mi.html_body, "text/plain", 0, False)
         whole = _plain_to_html("\n".join(bv.value for bv, _ in vals))
         text, cut = jmapbody.truncate_utf8(whole, max_bytes, True)
         return text, cut, len(whole.encode("utf-8", "surrogatepass")) if cut else len(whole)
-    vals = _part_texts(raw, mi, nodes, mi.text_body, "text/plain", max_bytes, False)
+    vals = _part_texts(raw, mi, mi.text_body, "text/plain", max_bytes, False)
     if vals:
         return _joined(vals, max_bytes, False, "\n")
     # no text/plain: the HTML reduced to text (a generous prefix of it when cut)
     cap = max(8 * max_bytes, 65536) if max_bytes > 0 else 0
-    vals = _part_texts(raw, mi, nodes, mi.text_body, "text/html", cap, True)
+    vals = _part_texts(raw, mi, mi.text_body, "text/html", cap, True)
     if not vals:
-        vals = _part_texts(raw, mi, nodes, mi.html_body, "text/html", cap, True)
+        vals = _part_texts(raw, mi, mi.html_body, "text/html", cap, True)
     whole = "\n".join(_html_to_text(bv.value) for bv, _ in vals)
     text, cut = jmapbody.truncate_utf8(whole, max_bytes)
     cut = cut or any(bv.is_truncated for bv, _ in vals)
@@ -360,7 +376,7 @@ def mime_data(raw, max_bytes: int | None) -> tuple[str | None, bytes | None, boo
     return text, None, cut
 
 
-def body_element(raw, mi: mindex.MessageIndex, nodes: dict, size: int, pref: BodyPref,
+def body_element(raw, mi: mindex.MessageIndex, size: int, pref: BodyPref,
                  version_major: int, part: int | None = None) -> tuple[Element, bytes | None]:
     """The AirSyncBase:Body for PREF.  PART (ItemOperations multipart): the
     Data goes out of the WBXML as part PART, returned as bytes."""
@@ -376,10 +392,10 @@ def body_element(raw, mi: mindex.MessageIndex, nodes: dict, size: int, pref: Bod
             text, opaque, cut = mime_data(raw, trunc)
     else:
         if trunc == 0:
-            body, cut, estimated = body_text(raw, mi, nodes, t, 1)
+            body, cut, estimated = body_text(raw, mi, t, 1)
             cut = cut or bool(body)
         else:
-            body, cut, estimated = body_text(raw, mi, nodes, t, trunc or 0)
+            body, cut, estimated = body_text(raw, mi, t, trunc or 0)
             text = _s(body)
             if not cut:
                 estimated = len(text) if text.isascii() else len(text.encode("utf-8"))
@@ -414,9 +430,12 @@ def _att_name(node: dict, pid: str) -> str:
     return f"attachment-{pid}.{ext}" if ext and ext.isalnum() else f"attachment-{pid}"
 
 
-def attachments_element(eid: int, mi: mindex.MessageIndex, nodes: dict,
+def attachments_element(eid: int, mi: mindex.MessageIndex,
                         version_major: int) -> Element | None:
     """AirSyncBase:Attachments for the JMAP attachments of the message."""
+    if not mi.attachments:
+        return None
+    nodes = _nodes(mi)
     atts = []
     for pid in mi.attachments:
         n = nodes.get(pid)
@@ -449,12 +468,81 @@ def _major(version: str) -> int:
     return int(head) if head.isdigit() else 16
 
 
-def _index_of(view, acc: int, em) -> tuple[mindex.MessageIndex, object]:
+class LiteIndex:
+    """The fields of a stored message index that rendering reads, decoded
+    without the JMAP body structure (``jmap_body``, the largest part of
+    the index's meta JSON: every header of every part), which is decoded
+    only when asked for (attachments: their names, sizes and Content-IDs).
+
+    It relies on what mime/index.py documents about its storage form
+    (version 2): the meta field is a JSON object written in field order,
+    so ``,"jmap_body":`` (first occurrence) starts the structure and
+    ``,"text_body":`` (last occurrence; a quote inside a JSON string is
+    escaped, so neither can occur in one) follows it; index_summary reads
+    the same prefix.  Another version, or any surprise, falls back to
+    mindex.decode_index_meta."""
+
+    __slots__ = ("parts", "subject", "from_", "to", "cc", "bcc", "reply_to", "sender",
+                 "sent_at", "header_end", "text_body", "html_body", "attachments",
+                 "preview", "_data", "_jmap_body")
+
+    def part(self, section: str):
+        for p in self.parts:
+            if p.section == section:
+                return p
+        return None
+
+    @property
+    def jmap_body(self) -> dict:
+        jb = self._jmap_body
+        if jb is None:
+            jb = self._jmap_body = json.loads(self._data)
+        return jb
+
+
+_LITE_FIELDS = ("parts", "subject", "from_", "to", "cc", "bcc", "reply_to", "sender",
+                "sent_at", "header_end", "text_body", "html_body", "attachments")
+_JB_KEY = b',"jmap_body":'
+_TB_KEY = b',"text_body":'
+_PART_ARITY = len(mindex.Part._fields)
+
+
+def read_index(data):
+    """A LiteIndex (or a MessageIndex) of the stored index DATA; ValueError
+    when it cannot be read."""
+    if mindex.index_version(data) != 2:
+        return mindex.decode_index_meta(data)
+    s, e = mindex.index_field_span(data, "meta")
+    meta = bytes(data[s:e])
+    a = meta.find(_JB_KEY)
+    b = meta.rfind(_TB_KEY)
+    if a < 0 or b < a:
+        return mindex.decode_index_meta(data)
+    doc = json.loads(meta[:a] + meta[b:])
+    li = LiteIndex()
+    try:
+        li.parts = tuple(mindex.Part(*p[:_PART_ARITY]) for p in doc["parts"])
+        for f in ("from_", "to", "cc", "bcc", "reply_to", "sender"):
+            setattr(li, f, tuple(tuple(x) for x in doc[f]))
+        for f in ("subject", "sent_at", "header_end"):
+            setattr(li, f, doc[f])
+        for f in ("text_body", "html_body", "attachments"):
+            setattr(li, f, tuple(doc[f]))
+    except (KeyError, TypeError):
+        return mindex.decode_index_meta(data)
+    ps, pe = mindex.index_field_span(data, "preview")
+    li.preview = bytes(data[ps:pe]).decode("utf-8", "surrogatepass")
+    li._data = meta[a + len(_JB_KEY):b]      # the jmap_body object's JSON
+    li._jmap_body = None
+    return li
+
+
+def _index_of(view, acc: int, em) -> tuple[object, object]:
     """(the message index, the raw message or None if not read yet)."""
     data = em.index_data
     if data is not None:
         try:
-            return mindex.decode_index_meta(data), None
+            return read_index(data), None
         except (ValueError, struct.error):
             pass
     raw = view.blob(acc, em.blob)
@@ -478,7 +566,10 @@ def render(view, acc: int, em, opts: ItemOptions, version: str,
     rec = em.record
     eid = em.id
     mi, raw = _index_of(view, acc, em)
-    nodes = _nodes(mi)
+    if raw is None:
+        raw = view.blob(acc, em.blob)
+        if raw is None:
+            raw = b""
     kw = rec.keywords
     E_ = _el
     out = []
@@ -495,19 +586,15 @@ def render(view, acc: int, em, opts: ItemOptions, version: str,
     out.append(E_(_EM, "DateReceived", _date(rec.received_at)))
     out.append(E_(_EM, "DisplayTo", _s(_display_to(mi.to))))
     out.append(E_(_EM, "ThreadTopic", _s(mindex.base_subject(subject)) if subject else ""))
-    out.append(E_(_EM, "Importance", str(_importance(mi.jmap_body.get("headers", ())))))
+    out.append(E_(_EM, "Importance", str(importance(raw, mi.header_end))))
     out.append(E_(_EM, "Read", "1" if vocab.SEEN in kw else "0"))
-    atts = attachments_element(eid, mi, nodes, major)
+    atts = attachments_element(eid, mi, major)
     if atts is not None:
         out.append(atts)
     smime = _smime(mi)
-    native = native_type(mi, nodes)
+    native = native_type(mi)
     pref = choose_body(opts, native, smime is not None)
-    if raw is None:
-        raw = view.blob(acc, em.blob)
-        if raw is None:
-            raw = b""
-    body, data = body_element(raw, mi, nodes, rec.size, pref, major, part)
+    body, data = body_element(raw, mi, rec.size, pref, major, part)
     out.append(body)
     out.append(E_(_EM, "MessageClass", smime or "IPM.Note"))
     out.append(E_(_EM, "InternetCPID", UTF8_CPID))
