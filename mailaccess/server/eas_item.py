@@ -397,8 +397,9 @@ def body_element(raw, mi: mindex.MessageIndex, size: int, pref: BodyPref,
         else:
             body, cut, estimated = body_text(raw, mi, t, trunc or 0)
             text = _s(body)
-            if not cut:
-                estimated = len(text) if text.isascii() else len(text.encode("utf-8"))
+            sent = len(text) if text.isascii() else len(text.encode("utf-8"))
+            # whole: its exact size; cut: the estimate, but more than was sent
+            estimated = max(estimated, sent + 1) if cut else sent
     kids.append(_el(_ASB, "EstimatedDataSize", str(estimated)))
     if cut:
         kids.append(_el(_ASB, "Truncated", "1"))
