@@ -594,9 +594,11 @@ def render(view, acc: int, em, opts: ItemOptions, version: str,
         out.append(atts)
     smime = _smime(mi)
     native = native_type(mi)
-    pref = choose_body(opts, native, smime is not None)
-    body, data = body_element(raw, mi, rec.size, pref, major, part)
-    out.append(body)
+    data = None
+    if opts.schema is None or "AirSyncBase:Body" in opts.schema:
+        pref = choose_body(opts, native, smime is not None)
+        body, data = body_element(raw, mi, rec.size, pref, major, part)
+        out.append(body)
     out.append(E_(_EM, "MessageClass", smime or "IPM.Note"))
     out.append(E_(_EM, "InternetCPID", UTF8_CPID))
     if vocab.FLAGGED in kw:
@@ -614,7 +616,7 @@ def render(view, acc: int, em, opts: ItemOptions, version: str,
         if cats:
             out.append(Element(_EM, "Categories",
                                [E_(_EM, "Category", _s(k)) for k in sorted(cats)], None, None))
-        if mi.sender and mi.from_ and mi.sender[0][1] != mi.from_[0][1]:
+        if mi.sender and mi.from_ and mi.sender[0][1].lower() != mi.from_[0][1].lower():
             out.append(E_(_EM2, "Sender", _s(_addrs(mi.sender))))
         if vocab.ANSWERED in kw:
             out.append(E_(_EM2, "LastVerbExecuted", "1"))
@@ -627,12 +629,11 @@ def render(view, acc: int, em, opts: ItemOptions, version: str,
             out.append(E_(_EM2, "Bcc", _s(_addrs(mi.bcc))))
     if opts.schema is not None:
         out = [e for e in out if e.qname in opts.schema]
-        if "AirSyncBase:Body" not in opts.schema:
-            data = None
     return out, data
 
 
 __all__ = ["PLAIN", "HTML", "RTF", "MIME", "BodyPref", "ItemOptions", "item_options",
            "application_data", "render", "server_id", "parse_server_id", "file_reference",
            "parse_file_reference", "choose_body", "body_text", "body_element",
-           "attachments_element", "native_type", "mime_data"]
+           "attachments_element", "native_type", "mime_data", "importance", "read_index",
+           "LiteIndex", "MIME_TRUNCATION"]
