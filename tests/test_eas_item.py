@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mailaccess import ingest
 from mailaccess.mime import index as mindex
+from mailaccess.mime import lite_index
 from mailaccess.proto.eas.wbxml import E, decode, encode
 from mailaccess.server import eas_item as I
 from mailaccess.server import eas_itemops as IO
@@ -360,9 +361,9 @@ def test_lite_index_reads_what_the_full_decoder_reads(subject, name):
                 + tricky.encode() + b"\r\nFrom: \"" + name.replace('"', "").encode()
                 + b"\" <a@example.com>\r\n\r\nbody\r\n"):
         data = mindex.encode_index(mindex.index_message(raw))
-        li = I.read_index(data)
+        li = lite_index.read_index(data)
         full = mindex.decode_index_meta(data)
-        assert isinstance(li, I.LiteIndex)
-        for f in I._LITE_FIELDS + ("preview", "jmap_body"):
+        assert isinstance(li, lite_index.LiteIndex)
+        for f in lite_index.LITE_FIELDS + ("preview", "jmap_body"):
             assert getattr(li, f) == getattr(full, f), f
         assert li.part("1") == full.part("1")

@@ -58,14 +58,12 @@ bytes so no octet is changed.
 from __future__ import annotations
 
 import html as _html
-import json
-import struct
 import time
 from dataclasses import dataclass, field
 
 from .. import _speedups, ids, vocab
 from ..mime import index as mindex
-from ..mime import jmapbody
+from ..mime import jmapbody, lite_index
 from ..proto.eas.wbxml import Element
 from ..store import emails
 
@@ -240,11 +238,11 @@ def _filetime5(t: int | None) -> bytes:
     """ConversationIndex (MS-ASEMAIL 2.2.2.18): the first five octets of the
     header block, the top 40 bits (after the reserved octet) of a FILETIME."""
     ft = ((t or 0) + 11644473600) * 10_000_000
-    return struct.pack(">Q", ft & 0xFFFFFFFFFFFFFFFF)[1:6]
+    return (ft & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")[1:6]
 
 
 def _conversation_id(thread: int) -> bytes:
-    return b"mailaccessT" + struct.pack(">BI", 0, thread & 0xFFFFFFFF)
+    return b"mailaccessT\x00" + (thread & 0xFFFFFFFF).to_bytes(4, "big")
 
 
 # ---------------------------------------------------------------- bodies
@@ -469,82 +467,13 @@ def _major(version: str) -> int:
     return int(head) if head.isdigit() else 16
 
 
-class LiteIndex:
-    """The fields of a stored message index that rendering reads, decoded
-    without the JMAP body structure (``jmap_body``, the largest part of
-    the index's meta JSON: every header of every part), which is decoded
-    only when asked for (attachments: their names, sizes and Content-IDs).
-
-    It relies on what mime/index.py documents about its storage form
-    (version 2): the meta field is a JSON object written in field order,
-    so ``,"jmap_body":`` (first occurrence) starts the structure and
-    ``,"text_body":`` (last occurrence; a quote inside a JSON string is
-    escaped, so neither can occur in one) follows it; index_summary reads
-    the same prefix.  Another version, or any surprise, falls back to
-    mindex.decode_index_meta."""
-
-    __slots__ = ("parts", "subject", "from_", "to", "cc", "bcc", "reply_to", "sender",
-                 "sent_at", "header_end", "text_body", "html_body", "attachments",
-                 "preview", "_data", "_jmap_body")
-
-    def part(self, section: str):
-        for p in self.parts:
-            if p.section == section:
-                return p
-        return None
-
-    @property
-    def jmap_body(self) -> dict:
-        jb = self._jmap_body
-        if jb is None:
-            jb = self._jmap_body = json.loads(self._data)
-        return jb
-
-
-_LITE_FIELDS = ("parts", "subject", "from_", "to", "cc", "bcc", "reply_to", "sender",
-                "sent_at", "header_end", "text_body", "html_body", "attachments")
-_JB_KEY = b',"jmap_body":'
-_TB_KEY = b',"text_body":'
-_PART_ARITY = len(mindex.Part._fields)
-
-
-def read_index(data):
-    """A LiteIndex (or a MessageIndex) of the stored index DATA; ValueError
-    when it cannot be read."""
-    if mindex.index_version(data) != 2:
-        return mindex.decode_index_meta(data)
-    s, e = mindex.index_field_span(data, "meta")
-    meta = bytes(data[s:e])
-    a = meta.find(_JB_KEY)
-    b = meta.rfind(_TB_KEY)
-    if a < 0 or b < a:
-        return mindex.decode_index_meta(data)
-    doc = json.loads(meta[:a] + meta[b:])
-    li = LiteIndex()
-    try:
-        li.parts = tuple(mindex.Part(*p[:_PART_ARITY]) for p in doc["parts"])
-        for f in ("from_", "to", "cc", "bcc", "reply_to", "sender"):
-            setattr(li, f, tuple(tuple(x) for x in doc[f]))
-        for f in ("subject", "sent_at", "header_end"):
-            setattr(li, f, doc[f])
-        for f in ("text_body", "html_body", "attachments"):
-            setattr(li, f, tuple(doc[f]))
-    except (KeyError, TypeError):
-        return mindex.decode_index_meta(data)
-    ps, pe = mindex.index_field_span(data, "preview")
-    li.preview = bytes(data[ps:pe]).decode("utf-8", "surrogatepass")
-    li._data = meta[a + len(_JB_KEY):b]      # the jmap_body object's JSON
-    li._jmap_body = None
-    return li
-
-
 def _index_of(view, acc: int, em) -> tuple[object, object]:
     """(the message index, the raw message or None if not read yet)."""
     data = em.index_data
     if data is not None:
         try:
-            return read_index(data), None
-        except (ValueError, struct.error):
+            return lite_index.read_index(data), None
+        except Exception:    # unreadable (another version, damaged): index the message
             pass
     raw = view.blob(acc, em.blob)
     raw = bytes(raw) if raw is not None else b""
@@ -635,5 +564,5 @@ def render(view, acc: int, em, opts: ItemOptions, version: str,
 __all__ = ["PLAIN", "HTML", "RTF", "MIME", "BodyPref", "ItemOptions", "item_options",
            "application_data", "render", "server_id", "parse_server_id", "file_reference",
            "parse_file_reference", "choose_body", "body_text", "body_element",
-           "attachments_element", "native_type", "mime_data", "importance", "read_index",
-           "LiteIndex", "MIME_TRUNCATION"]
+           "attachments_element", "native_type", "mime_data", "importance",
+           "MIME_TRUNCATION"]

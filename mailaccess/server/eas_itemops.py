@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import struct
 
 from .. import ids, storeio
 from ..mime import index as mindex
@@ -189,7 +188,7 @@ def _attachment_props(view, acc, em, section, rng, parts, budget):
     data_idx = em.index_data
     try:
         mi = mindex.decode_index_meta(data_idx) if data_idx is not None else None
-    except (ValueError, struct.error):
+    except Exception:       # unreadable (another version, damaged): index the message
         mi = None
     raw = view.blob(acc, em.blob)
     if raw is None:
@@ -362,9 +361,9 @@ def multipart_body(parts: list[bytes]) -> bytes:
     """The MultiPartResponse structure (MS-ASCMD 2.2.1.10.1.1)."""
     n = len(parts)
     offset = 4 + 8 * n
-    meta = [struct.pack("<i", n)]
+    meta = [n.to_bytes(4, "little")]
     for p in parts:
-        meta.append(struct.pack("<ii", offset, len(p)))
+        meta.append(offset.to_bytes(4, "little") + len(p).to_bytes(4, "little"))
         offset += len(p)
     return b"".join(meta + parts)
 
