@@ -4,6 +4,7 @@ view and read back as WBXML elements.  Hypothesis checks that truncation
 never splits a UTF-8 character or an HTML tag and honours AllOrNone, and
 that an attachment's byte ranges (eas_itemops.part_range) are exact."""
 import base64
+import quopri
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -295,22 +296,33 @@ def test_truncation_never_splits_and_honours_allornone(store, s, limit, aon, kin
         assert data == full and b["size"] == size
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=3000), st.integers(0, 3200), st.integers(0, 3200),
-       st.integers(1, 200), st.sampled_from([b"\r\n", b"\n", b" \r\n"]))
-def test_attachment_ranges_are_exact(data, a, b, chunk, nl):
+       st.integers(1, 200), st.sampled_from([b"\r\n", b"\n", b" \r\n"]),
+       st.sampled_from(["base64", "quoted-printable", "8bit"]))
+def test_attachment_ranges_are_exact(data, a, b, chunk, nl, cte):
     lo, hi = min(a, b), max(a, b)
-    enc = base64.b64encode(data)
-    lines = nl.join(enc[i:i + 76] for i in range(0, len(enc), 76)) + nl
-    raw = b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n" + lines
+    if cte == "base64":
+        enc = base64.b64encode(data)
+        body = nl.join(enc[i:i + 76] for i in range(0, len(enc), 76)) + nl
+    elif cte == "quoted-printable":
+        body = quopri.encodestring(data)
+    else:
+        body = data
+    head = b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: " + cte.encode()
+    raw = b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n" \
+        + head + b"\r\n\r\n" + body + b"\r\n--zz--\r\n"
     mi = mindex.index_message(raw)
     part = mi.part("1")
+    want = mindex.decoded_part(raw, mi, "1")        # IMAP BINARY[1]: the reference
+    if cte == "base64":
+        assert want == data
     old = IO.CHUNK
     IO.CHUNK = chunk
     try:
-        assert IO.part_size(raw, part) == len(data)
-        assert IO.part_range(raw, part, lo, hi) == data[lo:hi]
-        assert IO.part_range(memoryview(raw), part, lo, hi) == data[lo:hi]
+        assert IO.part_size(raw, mi, part) == len(want)
+        assert IO.part_range(raw, mi, part, lo, hi) == want[lo:hi]
+        assert IO.part_range(memoryview(raw), mi, part, lo, hi) == want[lo:hi]
     finally:
         IO.CHUNK = old
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from .. import ids, storeio
+from .. import _speedups, ids, storeio
 from ..mime import index as mindex
 from ..mime import jmapbody
 from ..proto.eas.wbxml import E, Element, encode
@@ -53,6 +53,8 @@ from ..store.errors import StoreError
 from . import eas_item
 from .eas_command import Command
 from .http import Response
+
+_msgindex = _speedups.load("msgindex")
 
 MULTIPART_TYPE = "application/vnd.ms-sync.multipart"
 
@@ -131,8 +133,13 @@ def b64_range(buf, start: int, end: int, lo: int, hi: int) -> bytes:
     return b"".join(out)
 
 
-def part_size(raw, part) -> int:
-    """The decoded size of PART (exact, as decoded_part / the index count it)."""
+def _qp(raw, part) -> bytes:
+    return _msgindex.decode_cte(bytes(raw[part.body_start:part.end]), "quoted-printable")
+
+
+def part_size(raw, mi, part) -> int:
+    """The decoded size of PART of the message RAW with index MI (exact, as
+    decoded_part and the indexer count it)."""
     enc = part.encoding
     if part.content_type.startswith("multipart/") or enc not in ("base64", "quoted-printable"):
         return part.end - part.body_start
@@ -142,24 +149,18 @@ def part_size(raw, part) -> int:
             chunk = bytes(raw[i:min(part.end, i + CHUNK)])
             n += len(chunk) - len(chunk.translate(None, _B64_ALPHA))
         return n // 4 * 3 + (0, 0, 1, 2)[n & 3]
-    return len(mindex.decoded_part(raw, _Mi((part,)), part.section))
+    return len(_qp(raw, part))
 
 
-class _Mi:
-    """The least of a MessageIndex that mindex.decoded_part reads."""
-    def __init__(self, parts):
-        self.parts = parts
-
-
-def part_range(raw, part, lo: int, hi: int) -> bytes:
-    """Decoded octets [LO, HI) of PART of the message RAW (a buffer)."""
+def part_range(raw, mi, part, lo: int, hi: int) -> bytes:
+    """Decoded octets [LO, HI) of PART of the message RAW (a buffer) with index MI."""
     enc = part.encoding
     if part.content_type.startswith("multipart/") or enc not in ("base64", "quoted-printable"):
         s = part.body_start
         return bytes(raw[s + lo:min(part.end, s + hi)])
     if enc == "base64":
         return b64_range(raw, part.body_start, part.end, lo, hi)
-    data = mindex.decoded_part(raw, _Mi((part,)), part.section)   # QP: text-sized
+    data = _qp(raw, part)      # quoted-printable: text-sized parts; decoded whole
     return data[lo:hi]
 
 
@@ -199,7 +200,7 @@ def _attachment_props(view, acc, em, section, rng, parts, budget):
     if part is None or part.content_type.startswith("multipart/"):
         return BAD_ATTACHMENT, None
     node = jmapbody.parts_by_id(mi.jmap_body).get(section) or {}
-    total = part_size(raw, part)
+    total = part_size(raw, mi, part)
     if rng is False:
         return BAD_RANGE, None
     if rng is None:
@@ -212,7 +213,7 @@ def _attachment_props(view, acc, em, section, rng, parts, budget):
     if hi - lo > budget.left:
         return TOO_LARGE, None
     budget.left -= hi - lo
-    data = part_range(raw, part, lo, hi)
+    data = part_range(raw, mi, part, lo, hi)
     props = [_el(_ASB, "ContentType", node.get("type") or part.content_type)]
     if rng is not None:
         props.append(_el(_IO, "Range", f"{lo}-{max(lo, lo + len(data) - 1)}"))
