@@ -379,3 +379,18 @@ def test_lite_index_reads_what_the_full_decoder_reads(subject, name):
         for f in lite_index.LITE_FIELDS + ("preview", "jmap_body"):
             assert getattr(li, f) == getattr(full, f), f
         assert li.part("1") == full.part("1")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=200), st.integers(0, 400), st.booleans())
+def test_mime_truncation_keeps_octets_and_characters(s, limit, latin):
+    raw = b"Subject: m\r\n\r\n" + (s.encode("latin-1", "replace") if latin else s.encode("utf-8",
+                                                                                       "replace"))
+    text, opaque, cut = I.mime_data(memoryview(raw), limit)
+    assert cut == (limit < len(raw))
+    got = opaque if opaque is not None else text.encode("utf-8")
+    assert raw.startswith(got) and len(got) <= limit
+    if opaque is None:
+        assert len(got) >= limit - 3 or not cut          # only a split character is dropped
+    untouched = I.mime_data(raw, None)
+    assert (untouched[1] if untouched[1] is not None else untouched[0].encode()) == raw

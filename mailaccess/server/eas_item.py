@@ -6,9 +6,14 @@ API (the contract Sync, ItemOperations, Search and Find build on):
 ``item_options(options_el, version) -> ItemOptions``,
 ``application_data(view, acc, eid, opts, version) -> list[Element] | None``,
 ``server_id`` / ``parse_server_id``, and for attachments
-``file_reference`` / ``parse_file_reference``.  Call under a store view
+``file_reference`` / ``parse_file_reference``; ``render`` takes an
+already loaded email (emails.LoadedEmail) and can put the body's data
+aside for an ItemOperations multipart answer.  Call under a store view
 (``with store.view() as v``); the work is bounded by what is sent (a body
-asked for with TruncationSize decodes only a prefix of its part).
+asked for with TruncationSize decodes only a prefix of its part).  The
+stored index is read by mime/lite_index.py (without the JMAP body
+structure unless the message has attachments); headers the index does not
+hold (Importance) are read from the raw header block.
 
 Ids
 - ServerId of an email: ``ids.email_id`` ("E42"), the same in every folder,
