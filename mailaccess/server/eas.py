@@ -55,6 +55,7 @@ EAS_COMMAND_MODULES = [
     "eas_sync",
     "eas_estimate",
     "eas_ping",
+    "eas_itemops",
 ]
 
 
