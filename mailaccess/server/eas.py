@@ -56,6 +56,7 @@ EAS_COMMAND_MODULES = [
     "eas_estimate",
     "eas_ping",
     "eas_itemops",
+    "eas_getattachment",
 ]
 
 
