@@ -515,3 +515,56 @@ async def test_hanging_sync_answers_on_delivery(srv):
     co = collections(res["doc"])[cid(inbox)]
     assert len(co.adds) == 1
     assert co.adds[0][1].child_text("Email:Subject") == "pushed"
+
+
+# --- the hanging Sync's timeout, on a virtual clock (the handler called directly) -------------------
+
+async def test_hanging_sync_times_out_with_the_empty_answer_and_frees_the_device(tmp_path,
+                                                                                 autojump_clock):
+    from mailaccess import accounts
+    from mailaccess.bus import Bus
+    from mailaccess.proto.eas import request as R
+    from mailaccess.server import eas, eas_sync
+    from mailaccess.server.http import Response
+    from mailaccess.store import Store
+
+    store = Store(tmp_path / "data")
+    store.start()
+    bus = Bus()
+    bus.attach()
+    store.on_commit.append(bus.on_commit)
+    try:
+        accounts.add_user(store, "alice", "pw")
+        acc = account(store)
+        inbox = role(store, acc, "inbox")
+        fill(store, acc, inbox, 2)
+        lock = trio.Lock()
+        ctx = eas.EasContext(store, bus, None, acc, "alice",
+                             R.EasRequest("Sync", "alice", "virt", "t", "14.1", None), lock=lock)
+
+        async def call(body):
+            async with lock:
+                return await eas_sync.run(ctx, decode(body))
+
+        k = collections(await call(sync_body(collection(cid(inbox), 0))))[cid(inbox)].key
+        k = collections(await call(sync_body(collection(cid(inbox), k))))[cid(inbox)].key
+        seen = []
+
+        async def other_request():
+            await trio.sleep(600)
+            async with lock:                  # free while the Sync hangs
+                seen.append(trio.current_time())
+
+        t0 = trio.current_time()
+        async with trio.open_nursery() as n:
+            n.start_soon(other_request)
+            out = await call(sync_body(collection(cid(inbox), k), heartbeat=3540))
+        assert isinstance(out, Response) and out.status == 200 and out.body == b""
+        assert trio.current_time() - t0 >= 3540
+        assert seen and seen[0] - t0 < 3540
+        # Wait is in minutes: 2 minutes
+        t1 = trio.current_time()
+        out = await call(sync_body(collection(cid(inbox), k), wait=2))
+        assert out.body == b"" and 120 <= trio.current_time() - t1 < 3540
+    finally:
+        store.close()
