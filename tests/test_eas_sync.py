@@ -568,3 +568,107 @@ async def test_hanging_sync_times_out_with_the_empty_answer_and_frees_the_device
         assert out.body == b"" and 120 <= trio.current_time() - t1 < 3540
     finally:
         store.close()
+
+
+# --- exactness: random server changes, random windows, lost answers --------------------------------
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_device_converges_to_the_mailbox_whatever_happens(tmp_path, seed):
+    """A model device applies every answer (or loses it and resends with the
+    previous key) while the mailbox changes at random; after a last full
+    sync it holds exactly the mailbox's messages with their Read flags."""
+    import random
+
+    from mailaccess import accounts
+    from mailaccess.bus import Bus
+    from mailaccess.proto.eas import request as R
+    from mailaccess.server import eas, eas_sync
+    from mailaccess.store import Store
+
+    rnd = random.Random(seed)
+    store = Store(tmp_path / "data")
+    store.start()
+    try:
+        accounts.add_user(store, "alice", "pw")
+        acc = account(store)
+        inbox, arch = role(store, acc, "inbox"), role(store, acc, "archive")
+        fill(store, acc, inbox, 20)
+        ctx = eas.EasContext(store, Bus(), None, acc, "alice",
+                             R.EasRequest("Sync", "alice", "model", "t", "16.1", None))
+
+        async def call(key, window=None, commands=None):
+            out = await eas_sync.run(ctx, decode(sync_body(
+                collection(cid(inbox), key, window=window, commands=commands))))
+            return collections(out)[cid(inbox)] if out is not None and not hasattr(out, "status") \
+                else None
+
+        held: dict[str, str] = {}
+        key = (await call(0)).key
+        prev_held, prev_key = dict(held), key
+
+        def apply(co):
+            for s_, app in co.adds:
+                assert s_ not in held, "added twice"
+                held[s_] = app.child_text("Email:Read")
+            for s_, app in co.changes:
+                assert s_ in held
+                held[s_] = app.child_text("Email:Read")
+            for s_ in co.deletes + co.soft:
+                assert s_ in held
+                del held[s_]
+
+        def mailbox():
+            with store.view() as v:
+                return {sid(e): ("1" if vocab.SEEN in v.email(acc, e).keywords else "0")
+                        for _, e in v.uids(acc, inbox)}
+
+        for step in range(40):
+            r = rnd.random()
+            with store.view() as v:
+                here = [(u, e) for u, e in v.uids(acc, inbox)]
+                there = [(u, e) for u, e in v.uids(acc, arch)]
+            if r < 0.2:
+                fill(store, acc, inbox, rnd.randint(1, 3), start=time.time() + step)
+            elif r < 0.4 and here:
+                e = rnd.choice(here)[1]
+                store.write_sync(ops.set_keywords, acc, [e], add=[vocab.SEEN]) if rnd.random() < .5 \
+                    else store.write_sync(ops.set_keywords, acc, [e], remove=[vocab.SEEN])
+            elif r < 0.5 and here:
+                store.write_sync(ops.expunge, acc, inbox, [rnd.choice(here)[0]])
+            elif r < 0.6 and here:
+                store.write_sync(ops.move, acc, inbox, [rnd.choice(here)[0]], arch)
+            elif r < 0.65 and there:
+                store.write_sync(ops.move, acc, arch, [rnd.choice(there)[0]], inbox)
+            elif r < 0.75 and held:
+                # the device marks something read itself
+                s_ = rnd.choice(sorted(held))
+                cmd = E("AirSync:Change", E("AirSync:ServerId", text=s_),
+                        E("AirSync:ApplicationData", E("Email:Read", text="1")))
+                co = await call(key, window=rnd.randint(1, 6), commands=[cmd])
+                if co is not None:
+                    if not co.responses:
+                        held[s_] = "1"
+                    apply(co)
+                    prev_held, prev_key, key = dict(held), key, co.key
+            else:
+                co = await call(key, window=rnd.randint(1, 6))
+                if co is None:
+                    continue
+                if rnd.random() < 0.3:
+                    # the answer is lost: resend with the same key, get the same batch
+                    again = await call(key, window=rnd.randint(1, 6))
+                    assert again.add_ids == co.add_ids and again.deletes == co.deletes
+                    co = again
+                apply(co)
+                key = co.key
+        while True:
+            co = await call(key, window=7)
+            if co is None:
+                break
+            apply(co)
+            key = co.key
+            if not co.more:
+                break
+        assert held == mailbox()
+    finally:
+        store.close()
