@@ -672,3 +672,13 @@ async def test_device_converges_to_the_mailbox_whatever_happens(tmp_path, seed):
         assert held == mailbox()
     finally:
         store.close()
+
+
+async def test_options_advertises_sync_and_get_item_estimate(srv):
+    def go():
+        with http(srv) as c:
+            return c.options("/Microsoft-Server-ActiveSync")
+
+    r = await run(go)
+    cmds = r.headers["ms-asprotocolcommands"].split(",")
+    assert "Sync" in cmds and "GetItemEstimate" in cmds
