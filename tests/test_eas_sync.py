@@ -682,3 +682,25 @@ async def test_options_advertises_sync_and_get_item_estimate(srv):
     r = await run(go)
     cmds = r.headers["ms-asprotocolcommands"].split(",")
     assert "Sync" in cmds and "GetItemEstimate" in cmds
+
+
+async def test_note_move_keeps_a_device_move_out_of_the_next_sync(srv):
+    acc = account(srv.store)
+    inbox, arch = role(srv.store, acc, "inbox"), role(srv.store, acc, "archive")
+    eids = await trio.to_thread.run_sync(fill, srv.store, acc, inbox, 3)
+
+    def go():
+        d = Device(srv)
+        ki, ka = d.prime(cid(inbox)), d.prime(cid(arch))
+        ki = d.one(cid(inbox), ki).key
+        with srv.store.view() as v:
+            uid = [u for u, e in v.uids(acc, inbox) if e == eids[0]][0]
+        srv.store.write_sync(ops.move, acc, inbox, [uid], arch)       # what MoveItems does
+        srv.store.write_sync(ss.note_move, acc, d.device, cid(inbox), cid(arch), [eids[0]])
+        a, b = d.one(cid(inbox), ki), d.one(cid(arch), ka)
+        d.close()
+        return a, b
+
+    a, b = await run(go)
+    assert a.deletes == [] and a.adds == []
+    assert b.adds == [] and b.deletes == []

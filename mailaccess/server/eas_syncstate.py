@@ -268,3 +268,27 @@ def pending(view, acc: int, device: str, collection_id: str) -> int | None:
         return 0
     d = compute(view, acc, mbx, snap)
     return d.count() if d is not None else 1
+
+
+def note_move(tx, acc: int, device: str, src: str, dst: str, eids) -> None:
+    """Tell DEVICE's sync states that it moved EIDS from collection SRC to
+    DST itself (MoveItems: the device moves the items locally, the
+    ServerId stays the same), so that its next Sync of SRC sends no Delete
+    and of DST no Add for them.  Runs in the writer (``storeio.write(store,
+    eas_syncstate.note_move, ...)``, after the move); keys do not change.
+    A collection the device never synced is left alone."""
+    from ..store import ops      # the writer side only
+    moved = set(eids)
+    for cid, add in ((src, False), (dst, True)):
+        raw = tx.device_state(acc, device, state_key(cid))
+        st = decode(raw) if raw is not None else None
+        if st is None:
+            continue
+        for snap in (st.cur, st.prev):
+            if snap is None:
+                continue
+            held = set(snap.held)
+            held = held | moved if add else held - moved
+            snap.held = packed(held)
+            snap.changed = packed(set(snap.changed) - moved)
+        ops.put_device_state(tx, acc, device, state_key(cid), encode(st))
