@@ -704,3 +704,31 @@ async def test_note_move_keeps_a_device_move_out_of_the_next_sync(srv):
     a, b = await run(go)
     assert a.deletes == [] and a.adds == []
     assert b.adds == [] and b.deletes == []
+
+
+async def test_a_message_that_cannot_be_rendered_does_not_stall_the_sync(srv, monkeypatch):
+    from mailaccess.server import eas_item
+    acc = account(srv.store)
+    inbox = role(srv.store, acc, "inbox")
+    eids = await trio.to_thread.run_sync(fill, srv.store, acc, inbox, 3)
+    real = eas_item.application_data
+
+    def broken(view, acc_, eid, opts, version):
+        if eid == eids[1]:
+            raise ValueError("unrenderable")
+        return real(view, acc_, eid, opts, version)
+
+    monkeypatch.setattr(eas_item, "application_data", broken)
+
+    def go():
+        d = Device(srv)
+        k = d.prime(cid(inbox))
+        a = d.one(cid(inbox), k)
+        b = d.one(cid(inbox), a.key)
+        d.close()
+        return a, b
+
+    a, b = await run(go)
+    assert a.add_ids == [sid(e) for e in eids] and not a.more
+    assert a.adds[1][1].child_text("Email:Read") == "0"
+    assert b.adds == [] and b.key == a.key

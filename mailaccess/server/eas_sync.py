@@ -469,7 +469,16 @@ def render_batch(view, acc: int, mbx: int, batch: list, opts: CollOptions, versi
             els.append(E("AirSync:Change", E("AirSync:ServerId", text=sid),
                          E("AirSync:ApplicationData", *_flags_data(rec))))
         else:
-            data = eas_item.application_data(view, acc, eid, opts.item, version)
+            try:
+                data = eas_item.application_data(view, acc, eid, opts.item, version)
+            except Exception:
+                # one message we cannot render must not stall the device's sync
+                # (it would come back as an Add in every answer): send what
+                # the record says, log the rest
+                log.exception("EAS Sync: cannot render email %s", eid)
+                rec = view.email(acc, eid)
+                data = None if rec is None else _flags_data(rec) + [
+                    E("Email:MessageClass", text="IPM.Note")]
             if data is None:
                 gone.add(eid)
                 continue
