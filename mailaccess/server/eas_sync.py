@@ -451,6 +451,19 @@ def _collection(cid: str, key: str, status: int, *rest: Element) -> Element:
              E("AirSync:CollectionId", text=cid), E("AirSync:Status", text=str(status)), *rest)
 
 
+def _render(view, acc: int, eid: int, opts: CollOptions, version: str) -> list[Element] | None:
+    try:
+        return eas_item.application_data(view, acc, eid, opts.item, version)
+    except Exception:
+        # one message we cannot render must not stall the device's sync (it
+        # would come back as an Add in every answer): send what the record
+        # says, log the rest
+        log.exception("EAS Sync: cannot render email %s", eid)
+        rec = view.email(acc, eid)
+        return None if rec is None else _flags_data(rec) + [
+            E("Email:MessageClass", text="IPM.Note")]
+
+
 def render_batch(view, acc: int, mbx: int, batch: list, opts: CollOptions, version: str
                  ) -> tuple[list[Element], list, set[int]]:
     """Commands elements of BATCH [(op, eid)] -> (elements, the batch as sent
@@ -469,16 +482,7 @@ def render_batch(view, acc: int, mbx: int, batch: list, opts: CollOptions, versi
             els.append(E("AirSync:Change", E("AirSync:ServerId", text=sid),
                          E("AirSync:ApplicationData", *_flags_data(rec))))
         else:
-            try:
-                data = eas_item.application_data(view, acc, eid, opts.item, version)
-            except Exception:
-                # one message we cannot render must not stall the device's sync
-                # (it would come back as an Add in every answer): send what
-                # the record says, log the rest
-                log.exception("EAS Sync: cannot render email %s", eid)
-                rec = view.email(acc, eid)
-                data = None if rec is None else _flags_data(rec) + [
-                    E("Email:MessageClass", text="IPM.Note")]
+            data = _render(view, acc, eid, opts, version)
             if data is None:
                 gone.add(eid)
                 continue
@@ -576,7 +580,7 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
     for sid in client.fetches:
         eid = eas_item.parse_server_id(sid)
         rec = view.email(acc, eid) if eid is not None else None
-        data = (eas_item.application_data(view, acc, eid, p.opts.item, ctx.version)
+        data = (_render(view, acc, eid, p.opts, ctx.version)
                 if rec is not None and rec.member(p.mbx) is not None else None)
         if data is None:
             responses.append(_resp("Fetch", "ServerId", sid, NOT_FOUND))
@@ -620,6 +624,9 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
     held |= new_held_extra
     echo = written["echo"] if written else {}
     diff = ss.compute(view, acc, p.mbx, snap, p.opts.filter, held=held, echo=echo)
+    if diff is None:        # the mailbox went away meanwhile
+        return Outcome(_collection(cr.cid, cr.key, HIERARCHY_CHANGED), True,
+                       (ss.state_key(cr.cid), None)), 0
     get_changes = cr.get_changes if cr.get_changes is not None else True
     window = cr.window if cr.window is not None else DEFAULT_WINDOW
     window = max(0, min(window, MAX_WINDOW, budget))
