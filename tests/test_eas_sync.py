@@ -732,3 +732,50 @@ async def test_a_message_that_cannot_be_rendered_does_not_stall_the_sync(srv, mo
     assert a.add_ids == [sid(e) for e in eids] and not a.more
     assert a.adds[1][1].child_text("Email:Read") == "0"
     assert b.adds == [] and b.key == a.key
+
+
+async def test_a_12_1_request_with_class_and_options(srv):
+    """12.1 clients name the Class in the Collection and in Options."""
+    acc = account(srv.store)
+    inbox = role(srv.store, acc, "inbox")
+    eids = await trio.to_thread.run_sync(fill, srv.store, acc, inbox, 2)
+
+    def coll(key):
+        return E("AirSync:Collection", E("AirSync:Class", text="Email"),
+                 E("AirSync:SyncKey", text=str(key)), E("AirSync:CollectionId", text=cid(inbox)),
+                 E("AirSync:DeletesAsMoves"), E("AirSync:GetChanges"),
+                 E("AirSync:WindowSize", text="5"),
+                 E("AirSync:Options", E("AirSync:FilterType", text="0"),
+                   E("AirSyncBase:BodyPreference", E("AirSyncBase:Type", text="1"))))
+
+    def go():
+        d = Device(srv, "12.1")
+        k = collections(d.sync(coll(0)))[cid(inbox)].key
+        co = collections(d.sync(coll(k)))[cid(inbox)]
+        d.close()
+        return co
+
+    co = await run(go)
+    assert co.status == 1 and co.add_ids == [sid(e) for e in eids]
+
+
+def test_sync_state_round_trips():
+    from hypothesis import given, strategies as st
+
+    ids_ = st.sets(st.integers(1, 2**32 - 1), max_size=50)
+
+    def snap(key):
+        return st.builds(lambda h, c, m, f, done: ss.Snapshot(key, m, ss.packed(h), ss.packed(c),
+                                                              f, done),
+                         ids_, ids_, st.integers(0, 2**63), st.sampled_from(sorted(ss.FILTER_DAYS)),
+                         st.booleans())
+
+    @given(snap(7), st.none() | snap(6), st.lists(st.tuples(st.sampled_from("ACDS"),
+                                                              st.integers(1, 2**32 - 1))),
+           st.dictionaries(st.text(max_size=64), st.integers(1, 2**32 - 1)), st.booleans())
+    def check(cur, prev, batch, adds, more):
+        s = ss.SyncState(cur, prev, 9, batch, adds, more)
+        assert ss.decode(ss.encode(s)) == s
+
+    check()
+    assert ss.decode(b"") is None and ss.decode(b"\x00\x00\x00\x02{}") is None
