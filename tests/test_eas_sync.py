@@ -15,7 +15,7 @@ from eas_helpers import (VERSIONS, Coll, account, cid, collection, collections, 
                          fill, http, message, post, provision, role, sid, srv, sync, sync_body)
 from imap_helpers import run
 from mailaccess import ingest, vocab
-from mailaccess.proto.eas.wbxml import E, decode
+from mailaccess.proto.eas.wbxml import E, decode, encode
 from mailaccess.server import eas_syncstate as ss
 from mailaccess.store import ops
 
@@ -779,3 +779,23 @@ def test_sync_state_round_trips():
 
     check()
     assert ss.decode(b"") is None and ss.decode(b"\x00\x00\x00\x02{}") is None
+
+
+async def test_malformed_sync_requests_get_status_4_or_13(srv):
+    acc = account(srv.store)
+    inbox = role(srv.store, acc, "inbox")
+
+    def go():
+        d = Device(srv)
+        k = d.prime(cid(inbox))
+        out = [d.sync(collection(cid(inbox), k), collection(cid(inbox), k)),
+               d.raw(sync_body(E("AirSync:Collection", E("AirSync:CollectionId", text=cid(inbox))))),
+               d.raw(sync_body()),
+               d.raw(sync_body(collection(cid(inbox), k), wait="x")),
+               d.raw(b"\x03\x01\x6a\x00\x45\x01"),              # <Sync></Sync>, hand-made
+               d.raw(encode(E("FolderHierarchy:FolderSync",
+                              E("FolderHierarchy:SyncKey", text="0"))))]
+        d.close()
+        return [o.child_text("AirSync:Status") for o in out]
+
+    assert await run(go) == ["4", "4", "13", "4", "13", "4"]

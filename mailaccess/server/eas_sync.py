@@ -174,7 +174,8 @@ def parse_request(body: Element, major: int, cache: dict | None) -> SyncReq:
     for c in cs.findall("AirSync:Collection") if cs is not None else []:
         cid = c.child_text("AirSync:CollectionId")
         key = c.child_text("AirSync:SyncKey")
-        if not cid or key is None:
+        if not cid or key is None or any(x.cid == cid for x in colls):
+            # a collection named twice would race with itself over one state
             raise RequestError(PROTOCOL_ERROR)
         old = cached.get(cid) or {}
         w = c.child_text("AirSync:WindowSize")
