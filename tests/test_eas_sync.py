@@ -799,3 +799,48 @@ async def test_malformed_sync_requests_get_status_4_or_13(srv):
         return [o.child_text("AirSync:Status") for o in out]
 
     assert await run(go) == ["4", "4", "13", "4", "13", "4"]
+
+
+# --- the request layer alone (eas_sync_request: no store) -------------------------------------
+
+def test_wait_and_heartbeat_limits_property():
+    from hypothesis import given, strategies as st
+
+    from mailaccess.server import eas_sync_request as rq
+
+    def req(tag, n, major=14):
+        body = decode(encode(E("AirSync:Sync", E("AirSync:Collections", collection("M1", 1)),
+                               E(f"AirSync:{tag}", text=str(n)))))
+        return rq.parse_request(body, major, None)
+
+    @given(st.integers(0, 10**6))
+    def check(n):
+        for tag, lo, hi, scale in (("Wait", 1, 59, 60), ("HeartbeatInterval", 60, 3540, 1)):
+            if lo <= n <= hi:
+                assert req(tag, n).wait == n * scale
+            else:
+                with pytest.raises(rq.RequestError) as e:
+                    req(tag, n)
+                assert (e.value.status, e.value.limit) == (14, lo if n < lo else hi)
+
+    check()
+
+
+def test_partial_and_omitted_options_come_from_the_cache():
+    from mailaccess.server import eas_sync_request as rq
+
+    ft3 = [E("AirSync:FilterType", text="3")]
+    first = rq.parse_request(decode(sync_body(collection("M1", 5, window=7, options=ft3),
+                                              collection("M2", 9), wait=2)), 14, None)
+    cache = rq.cache_after(None, first)
+    again = rq.parse_request(decode(sync_body(collection("M1", 6), partial=True)), 14, cache)
+    by = {c.cid: c for c in again.collections}
+    assert set(by) == {"M1", "M2"} and by["M1"].key == "6" and by["M2"].key is None
+    assert by["M1"].window == 7 and rq.collection_options(by["M1"].options, "14.1").filter == 3
+    assert again.wait == 120
+    empty = rq.request_from_cache(cache)
+    assert [c.cid for c in empty.collections] == ["M1", "M2"] and empty.wait == 120
+    assert all(c.key is None for c in empty.collections)
+    with pytest.raises(rq.RequestError) as e:
+        rq.request_from_cache(None)
+    assert e.value.status == 13
