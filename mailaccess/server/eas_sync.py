@@ -96,6 +96,17 @@ class Outcome:
     since: int = 0
 
 
+def _children(commands: list[Element], more: bool, responses: list[Element]) -> list[Element]:
+    """A Collection's Commands, MoreAvailable and Responses, in the order of
+    MS-ASCMD 4.5.8's example (MoreAvailable after Commands)."""
+    kids = [E("AirSync:Commands", *commands)] if commands else []
+    if more:
+        kids.append(E("AirSync:MoreAvailable"))
+    if responses:
+        kids.append(E("AirSync:Responses", *responses))
+    return kids
+
+
 def _collection(cid: str, key: str, status: int, *rest: Element) -> Element:
     return E("AirSync:Collection", E("AirSync:SyncKey", text=key),
              E("AirSync:CollectionId", text=cid), E("AirSync:Status", text=str(status)), *rest)
@@ -262,11 +273,7 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
         cur = ss.Snapshot(counter, st.cur.modseq, ss.packed(set(st.cur.held) - gone),
                           st.cur.changed, st.cur.filter, st.cur.complete and not gone)
         new = ss.SyncState(cur, st.prev, counter, sent, client_adds, st.more)
-        kids = [E("AirSync:MoreAvailable")] if st.more else []
-        if els:
-            kids.append(E("AirSync:Commands", *els))
-        if responses:
-            kids.append(E("AirSync:Responses", *responses))
+        kids = _children(els, st.more, responses)
         return Outcome(_collection(cr.cid, str(counter), OK, *kids), True,
                        (ss.state_key(cr.cid), ss.encode(new)), p.mbx, cur.modseq), len(sent)
     held = set(snap.held)
@@ -295,13 +302,7 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
         # nothing to say: the key stays (the empty Sync response if all are so)
         return Outcome(_collection(cr.cid, cr.key, OK), False, None, p.mbx, diff.modseq), 0
     new = ss.SyncState(new_snap, snap, counter, sent, client_adds, more)
-    kids = []
-    if more:
-        kids.append(E("AirSync:MoreAvailable"))
-    if els:
-        kids.append(E("AirSync:Commands", *els))
-    if responses:
-        kids.append(E("AirSync:Responses", *responses))
+    kids = _children(els, more, responses)
     return Outcome(_collection(cr.cid, str(counter), OK, *kids), True,
                    (ss.state_key(cr.cid), ss.encode(new)), p.mbx, diff.modseq), len(sent)
 
