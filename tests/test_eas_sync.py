@@ -844,3 +844,32 @@ def test_partial_and_omitted_options_come_from_the_cache():
     with pytest.raises(rq.RequestError) as e:
         rq.request_from_cache(None)
     assert e.value.status == 13
+
+
+async def test_hanging_sync_with_wait_on_12_1_answers_an_lmtp_delivery(srv):
+    import smtplib
+    import threading
+
+    acc = account(srv.store)
+    inbox = role(srv.store, acc, "inbox")
+
+    def go():
+        d = Device(srv, "12.1", timeout=120)
+        k = d.prime(cid(inbox))
+        res = {}
+
+        def hang():
+            res["doc"] = d.sync(collection(cid(inbox), k), wait=1)
+
+        th = threading.Thread(target=hang)
+        th.start()
+        time.sleep(0.5)
+        with smtplib.LMTP("127.0.0.1", srv.bound["lmtp"][0][1]) as c:
+            c.sendmail("s@example.org", ["alice"], message(5, "by lmtp"))
+        th.join(100)
+        d.close()
+        return res
+
+    res = await run(go)
+    co = collections(res["doc"])[cid(inbox)]
+    assert [a.child_text("Email:Subject") for _, a in co.adds] == ["by lmtp"]

@@ -2,7 +2,7 @@
 Wait/HeartbeatInterval and WindowSize read and checked, completed from the
 device's cached last request (an empty request, ``Partial``, Options
 omitted), and each collection's Options (FilterType, Conflict, the item
-options of eas_item).  Also the Sync status codes and limits.  Sans store:
+options of eas_item).  Also the Sync status codes and limits.  It reads no store:
 server/eas_sync.py stores the cache (device-state key ``sync``, JSON).
 """
 from __future__ import annotations
