@@ -15,7 +15,7 @@ from eas_helpers import (VERSIONS, Coll, account, cid, collection, collections, 
                          fill, http, message, post, provision, role, sid, srv, sync, sync_body)
 from imap_helpers import run
 from mailaccess import ingest, vocab
-from mailaccess.proto.eas.wbxml import E, decode
+from mailaccess.proto.eas.wbxml import E, decode, encode
 from mailaccess.server import eas_syncstate as ss
 from mailaccess.store import ops
 
@@ -515,3 +515,361 @@ async def test_hanging_sync_answers_on_delivery(srv):
     co = collections(res["doc"])[cid(inbox)]
     assert len(co.adds) == 1
     assert co.adds[0][1].child_text("Email:Subject") == "pushed"
+
+
+# --- the hanging Sync's timeout, on a virtual clock (the handler called directly) -------------------
+
+async def test_hanging_sync_times_out_with_the_empty_answer_and_frees_the_device(tmp_path,
+                                                                                 autojump_clock):
+    from mailaccess import accounts
+    from mailaccess.bus import Bus
+    from mailaccess.proto.eas import request as R
+    from mailaccess.server import eas, eas_sync
+    from mailaccess.server.http import Response
+    from mailaccess.store import Store
+
+    store = Store(tmp_path / "data")
+    store.start()
+    bus = Bus()
+    bus.attach()
+    store.on_commit.append(bus.on_commit)
+    try:
+        accounts.add_user(store, "alice", "pw")
+        acc = account(store)
+        inbox = role(store, acc, "inbox")
+        fill(store, acc, inbox, 2)
+        lock = trio.Lock()
+        ctx = eas.EasContext(store, bus, None, acc, "alice",
+                             R.EasRequest("Sync", "alice", "virt", "t", "14.1", None), lock=lock)
+
+        async def call(body):
+            async with lock:
+                return await eas_sync.run(ctx, decode(body))
+
+        k = collections(await call(sync_body(collection(cid(inbox), 0))))[cid(inbox)].key
+        k = collections(await call(sync_body(collection(cid(inbox), k))))[cid(inbox)].key
+        seen = []
+
+        async def other_request():
+            await trio.sleep(600)
+            async with lock:                  # free while the Sync hangs
+                seen.append(trio.current_time())
+
+        t0 = trio.current_time()
+        async with trio.open_nursery() as n:
+            n.start_soon(other_request)
+            out = await call(sync_body(collection(cid(inbox), k), heartbeat=3540))
+        assert isinstance(out, Response) and out.status == 200 and out.body == b""
+        assert trio.current_time() - t0 >= 3540
+        assert seen and seen[0] - t0 < 3540
+        # Wait is in minutes: 2 minutes
+        t1 = trio.current_time()
+        out = await call(sync_body(collection(cid(inbox), k), wait=2))
+        assert out.body == b"" and 120 <= trio.current_time() - t1 < 3540
+    finally:
+        store.close()
+
+
+# --- exactness: random server changes, random windows, lost answers --------------------------------
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_device_converges_to_the_mailbox_whatever_happens(tmp_path, seed):
+    """A model device applies every answer (or loses it and resends with the
+    previous key) while the mailbox changes at random; after a last full
+    sync it holds exactly the mailbox's messages with their Read flags."""
+    import random
+
+    from mailaccess import accounts
+    from mailaccess.bus import Bus
+    from mailaccess.proto.eas import request as R
+    from mailaccess.server import eas, eas_sync
+    from mailaccess.store import Store
+
+    rnd = random.Random(seed)
+    store = Store(tmp_path / "data")
+    store.start()
+    try:
+        accounts.add_user(store, "alice", "pw")
+        acc = account(store)
+        inbox, arch = role(store, acc, "inbox"), role(store, acc, "archive")
+        fill(store, acc, inbox, 20)
+        ctx = eas.EasContext(store, Bus(), None, acc, "alice",
+                             R.EasRequest("Sync", "alice", "model", "t", "16.1", None))
+
+        async def call(key, window=None, commands=None):
+            out = await eas_sync.run(ctx, decode(sync_body(
+                collection(cid(inbox), key, window=window, commands=commands))))
+            return collections(out)[cid(inbox)] if out is not None and not hasattr(out, "status") \
+                else None
+
+        held: dict[str, str] = {}
+        key = (await call(0)).key
+        prev_held, prev_key = dict(held), key
+
+        def apply(co):
+            for s_, app in co.adds:
+                assert s_ not in held, "added twice"
+                held[s_] = app.child_text("Email:Read")
+            for s_, app in co.changes:
+                assert s_ in held
+                held[s_] = app.child_text("Email:Read")
+            for s_ in co.deletes + co.soft:
+                assert s_ in held
+                del held[s_]
+
+        def mailbox():
+            with store.view() as v:
+                return {sid(e): ("1" if vocab.SEEN in v.email(acc, e).keywords else "0")
+                        for _, e in v.uids(acc, inbox)}
+
+        for step in range(40):
+            r = rnd.random()
+            with store.view() as v:
+                here = [(u, e) for u, e in v.uids(acc, inbox)]
+                there = [(u, e) for u, e in v.uids(acc, arch)]
+            if r < 0.2:
+                fill(store, acc, inbox, rnd.randint(1, 3), start=time.time() + step)
+            elif r < 0.4 and here:
+                e = rnd.choice(here)[1]
+                store.write_sync(ops.set_keywords, acc, [e], add=[vocab.SEEN]) if rnd.random() < .5 \
+                    else store.write_sync(ops.set_keywords, acc, [e], remove=[vocab.SEEN])
+            elif r < 0.5 and here:
+                store.write_sync(ops.expunge, acc, inbox, [rnd.choice(here)[0]])
+            elif r < 0.6 and here:
+                store.write_sync(ops.move, acc, inbox, [rnd.choice(here)[0]], arch)
+            elif r < 0.65 and there:
+                store.write_sync(ops.move, acc, arch, [rnd.choice(there)[0]], inbox)
+            elif r < 0.75 and held:
+                # the device marks something read itself
+                s_ = rnd.choice(sorted(held))
+                cmd = E("AirSync:Change", E("AirSync:ServerId", text=s_),
+                        E("AirSync:ApplicationData", E("Email:Read", text="1")))
+                co = await call(key, window=rnd.randint(1, 6), commands=[cmd])
+                if co is not None:
+                    if not co.responses:
+                        held[s_] = "1"
+                    apply(co)
+                    prev_held, prev_key, key = dict(held), key, co.key
+            else:
+                co = await call(key, window=rnd.randint(1, 6))
+                if co is None:
+                    continue
+                if rnd.random() < 0.3:
+                    # the answer is lost: resend with the same key, get the same batch
+                    again = await call(key, window=rnd.randint(1, 6))
+                    assert again.add_ids == co.add_ids and again.deletes == co.deletes
+                    co = again
+                apply(co)
+                key = co.key
+        while True:
+            co = await call(key, window=7)
+            if co is None:
+                break
+            apply(co)
+            key = co.key
+            if not co.more:
+                break
+        assert held == mailbox()
+    finally:
+        store.close()
+
+
+async def test_options_advertises_sync_and_get_item_estimate(srv):
+    def go():
+        with http(srv) as c:
+            return c.options("/Microsoft-Server-ActiveSync")
+
+    r = await run(go)
+    cmds = r.headers["ms-asprotocolcommands"].split(",")
+    assert "Sync" in cmds and "GetItemEstimate" in cmds
+
+
+async def test_note_move_keeps_a_device_move_out_of_the_next_sync(srv):
+    acc = account(srv.store)
+    inbox, arch = role(srv.store, acc, "inbox"), role(srv.store, acc, "archive")
+    eids = await trio.to_thread.run_sync(fill, srv.store, acc, inbox, 3)
+
+    def go():
+        d = Device(srv)
+        ki, ka = d.prime(cid(inbox)), d.prime(cid(arch))
+        ki = d.one(cid(inbox), ki).key
+        with srv.store.view() as v:
+            uid = [u for u, e in v.uids(acc, inbox) if e == eids[0]][0]
+        srv.store.write_sync(ops.move, acc, inbox, [uid], arch)       # what MoveItems does
+        srv.store.write_sync(ss.note_move, acc, d.device, cid(inbox), cid(arch), [eids[0]])
+        a, b = d.one(cid(inbox), ki), d.one(cid(arch), ka)
+        d.close()
+        return a, b
+
+    a, b = await run(go)
+    assert a.deletes == [] and a.adds == []
+    assert b.adds == [] and b.deletes == []
+
+
+async def test_a_message_that_cannot_be_rendered_does_not_stall_the_sync(srv, monkeypatch):
+    from mailaccess.server import eas_item
+    acc = account(srv.store)
+    inbox = role(srv.store, acc, "inbox")
+    eids = await trio.to_thread.run_sync(fill, srv.store, acc, inbox, 3)
+    real = eas_item.application_data
+
+    def broken(view, acc_, eid, opts, version):
+        if eid == eids[1]:
+            raise ValueError("unrenderable")
+        return real(view, acc_, eid, opts, version)
+
+    monkeypatch.setattr(eas_item, "application_data", broken)
+
+    def go():
+        d = Device(srv)
+        k = d.prime(cid(inbox))
+        a = d.one(cid(inbox), k)
+        b = d.one(cid(inbox), a.key)
+        d.close()
+        return a, b
+
+    a, b = await run(go)
+    assert a.add_ids == [sid(e) for e in eids] and not a.more
+    assert a.adds[1][1].child_text("Email:Read") == "0"
+    assert b.adds == [] and b.key == a.key
+
+
+async def test_a_12_1_request_with_class_and_options(srv):
+    """12.1 clients name the Class in the Collection and in Options."""
+    acc = account(srv.store)
+    inbox = role(srv.store, acc, "inbox")
+    eids = await trio.to_thread.run_sync(fill, srv.store, acc, inbox, 2)
+
+    def coll(key):
+        return E("AirSync:Collection", E("AirSync:Class", text="Email"),
+                 E("AirSync:SyncKey", text=str(key)), E("AirSync:CollectionId", text=cid(inbox)),
+                 E("AirSync:DeletesAsMoves"), E("AirSync:GetChanges"),
+                 E("AirSync:WindowSize", text="5"),
+                 E("AirSync:Options", E("AirSync:FilterType", text="0"),
+                   E("AirSyncBase:BodyPreference", E("AirSyncBase:Type", text="1"))))
+
+    def go():
+        d = Device(srv, "12.1")
+        k = collections(d.sync(coll(0)))[cid(inbox)].key
+        co = collections(d.sync(coll(k)))[cid(inbox)]
+        d.close()
+        return co
+
+    co = await run(go)
+    assert co.status == 1 and co.add_ids == [sid(e) for e in eids]
+
+
+def test_sync_state_round_trips():
+    from hypothesis import given, strategies as st
+
+    ids_ = st.sets(st.integers(1, 2**32 - 1), max_size=50)
+
+    def snap(key):
+        return st.builds(lambda h, c, m, f, done: ss.Snapshot(key, m, ss.packed(h), ss.packed(c),
+                                                              f, done),
+                         ids_, ids_, st.integers(0, 2**63), st.sampled_from(sorted(ss.FILTER_DAYS)),
+                         st.booleans())
+
+    @given(snap(7), st.none() | snap(6), st.lists(st.tuples(st.sampled_from("ACDS"),
+                                                              st.integers(1, 2**32 - 1))),
+           st.dictionaries(st.text(max_size=64), st.integers(1, 2**32 - 1)), st.booleans())
+    def check(cur, prev, batch, adds, more):
+        s = ss.SyncState(cur, prev, 9, batch, adds, more)
+        assert ss.decode(ss.encode(s)) == s
+
+    check()
+    assert ss.decode(b"") is None and ss.decode(b"\x00\x00\x00\x02{}") is None
+
+
+async def test_malformed_sync_requests_get_status_4_or_13(srv):
+    acc = account(srv.store)
+    inbox = role(srv.store, acc, "inbox")
+
+    def go():
+        d = Device(srv)
+        k = d.prime(cid(inbox))
+        out = [d.sync(collection(cid(inbox), k), collection(cid(inbox), k)),
+               d.raw(sync_body(E("AirSync:Collection", E("AirSync:CollectionId", text=cid(inbox))))),
+               d.raw(sync_body()),
+               d.raw(sync_body(collection(cid(inbox), k), wait="x")),
+               d.raw(b"\x03\x01\x6a\x00\x45\x01"),              # <Sync></Sync>, hand-made
+               d.raw(encode(E("FolderHierarchy:FolderSync",
+                              E("FolderHierarchy:SyncKey", text="0"))))]
+        d.close()
+        return [o.child_text("AirSync:Status") for o in out]
+
+    assert await run(go) == ["4", "4", "13", "4", "13", "4"]
+
+
+# --- the request layer alone (eas_sync_request: no store) -------------------------------------
+
+def test_wait_and_heartbeat_limits_property():
+    from hypothesis import given, strategies as st
+
+    from mailaccess.server import eas_sync_request as rq
+
+    def req(tag, n, major=14):
+        body = decode(encode(E("AirSync:Sync", E("AirSync:Collections", collection("M1", 1)),
+                               E(f"AirSync:{tag}", text=str(n)))))
+        return rq.parse_request(body, major, None)
+
+    @given(st.integers(0, 10**6))
+    def check(n):
+        for tag, lo, hi, scale in (("Wait", 1, 59, 60), ("HeartbeatInterval", 60, 3540, 1)):
+            if lo <= n <= hi:
+                assert req(tag, n).wait == n * scale
+            else:
+                with pytest.raises(rq.RequestError) as e:
+                    req(tag, n)
+                assert (e.value.status, e.value.limit) == (14, lo if n < lo else hi)
+
+    check()
+
+
+def test_partial_and_omitted_options_come_from_the_cache():
+    from mailaccess.server import eas_sync_request as rq
+
+    ft3 = [E("AirSync:FilterType", text="3")]
+    first = rq.parse_request(decode(sync_body(collection("M1", 5, window=7, options=ft3),
+                                              collection("M2", 9), wait=2)), 14, None)
+    cache = rq.cache_after(None, first)
+    again = rq.parse_request(decode(sync_body(collection("M1", 6), partial=True)), 14, cache)
+    by = {c.cid: c for c in again.collections}
+    assert set(by) == {"M1", "M2"} and by["M1"].key == "6" and by["M2"].key is None
+    assert by["M1"].window == 7 and rq.collection_options(by["M1"].options, "14.1").filter == 3
+    assert again.wait == 120
+    empty = rq.request_from_cache(cache)
+    assert [c.cid for c in empty.collections] == ["M1", "M2"] and empty.wait == 120
+    assert all(c.key is None for c in empty.collections)
+    with pytest.raises(rq.RequestError) as e:
+        rq.request_from_cache(None)
+    assert e.value.status == 13
+
+
+async def test_hanging_sync_with_wait_on_12_1_answers_an_lmtp_delivery(srv):
+    import smtplib
+    import threading
+
+    acc = account(srv.store)
+    inbox = role(srv.store, acc, "inbox")
+
+    def go():
+        d = Device(srv, "12.1", timeout=120)
+        k = d.prime(cid(inbox))
+        res = {}
+
+        def hang():
+            res["doc"] = d.sync(collection(cid(inbox), k), wait=1)
+
+        th = threading.Thread(target=hang)
+        th.start()
+        time.sleep(0.5)
+        with smtplib.LMTP("127.0.0.1", srv.bound["lmtp"][0][1]) as c:
+            c.sendmail("s@example.org", ["alice"], message(5, "by lmtp"))
+        th.join(100)
+        d.close()
+        return res
+
+    res = await run(go)
+    co = collections(res["doc"])[cid(inbox)]
+    assert [a.child_text("Email:Subject") for _, a in co.adds] == ["by lmtp"]

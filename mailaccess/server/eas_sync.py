@@ -50,380 +50,30 @@ rendering by version is eas_item's.
 """
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 
 from .. import ids, ingest, storeio, vocab
 from ..mime import compose as mcompose
-from ..proto.eas.wbxml import E, Element, WbxmlError, decode, encode
-from ..store import NotFound, StoreError, ops
+from ..proto.eas.wbxml import E, Element
+from ..store import NotFound, ops
 from . import eas_item, eas_push
 from . import eas_syncstate as ss
 from .eas_command import Command
+from .eas_sync_client import ClientOps, _draft_message, check_commands, item_response, write_client_ops
+from .eas_sync_request import (BAD_KEY, CONVERSION_ERROR, DEFAULT_WINDOW, FULL, HIERARCHY_CHANGED,
+                               MAX_WINDOW, NOT_FOUND, OK, CollOptions, CollReq, RequestError,
+                               SyncReq, cache_after, collection_options, parse_request,
+                               request_from_cache)
 from .http import Response
 
 log = logging.getLogger("mailaccess.eas")
 
 LAST_KEY = "sync"
-
-# MS-ASCMD 2.2.3.177.17 Status (Sync)
-OK = 1
-BAD_KEY = 3
-PROTOCOL_ERROR = 4
-SERVER_ERROR = 5
-CONVERSION_ERROR = 6
-CONFLICT = 7
-NOT_FOUND = 8
-FULL = 9
-HIERARCHY_CHANGED = 12
-INCOMPLETE = 13
-BAD_WAIT = 14
-TOO_MANY_COLLECTIONS = 15
-
-MAX_WINDOW = 512
-DEFAULT_WINDOW = 100
-MAX_COLLECTIONS = 1000
-WAIT_MIN, WAIT_MAX = 1, 59                  # minutes
-HEARTBEAT_MIN, HEARTBEAT_MAX = 60, 3540     # seconds
-
-
-# --- the request --------------------------------------------------------------------------
-
-@dataclass
-class CollReq:
-    """One Collection of a request (or of the cached last request)."""
-    cid: str
-    key: str | None                 # None: the device's current key (cached request)
-    window: int | None = None
-    deletes_as_moves: bool = True
-    get_changes: bool | None = None
-    options: bytes | None = None    # the Options element, WBXML (cached with the request)
-    commands: Element | None = None
-
-    def params(self) -> dict:
-        return {"w": self.window, "d": self.deletes_as_moves, "g": self.get_changes,
-                "o": self.options.hex() if self.options else None}
-
-
-@dataclass
-class SyncReq:
-    collections: list[CollReq]
-    wait: int | None = None         # seconds
-    window: int | None = None       # the request's WindowSize
-
-
-class RequestError(Exception):
-    def __init__(self, status: int, limit: int | None = None):
-        self.status = status
-        self.limit = limit
-
-
-def _int(text: str | None) -> int | None:
-    if text is None or not text.strip().isdigit() or len(text.strip()) > 9:
-        return None
-    return int(text.strip())
-
-
-def _email_options(coll: Element) -> Element | None:
-    """The collection's Options for email (several Options may come, one per Class)."""
-    for o in coll.findall("AirSync:Options"):
-        cls = o.child_text("AirSync:Class")
-        if cls in (None, "Email"):
-            return o
-    return None
-
-
-def parse_request(body: Element, major: int, cache: dict | None) -> SyncReq:
-    """The request in BODY, completed from the cached last request (Options
-    omitted, Partial).  Raises RequestError with the top-level Status."""
-    if body.qname != "AirSync:Sync":
-        raise RequestError(PROTOCOL_ERROR)
-    wait_el, hb_el = body.find("AirSync:Wait"), body.find("AirSync:HeartbeatInterval")
-    wait = None
-    if wait_el is not None and hb_el is not None:
-        raise RequestError(PROTOCOL_ERROR)
-    if wait_el is not None:
-        n = _int(wait_el.text)
-        if n is None:
-            raise RequestError(PROTOCOL_ERROR)
-        if not WAIT_MIN <= n <= WAIT_MAX:
-            raise RequestError(BAD_WAIT, WAIT_MIN if n < WAIT_MIN else WAIT_MAX)
-        wait = n * 60
-    elif hb_el is not None:
-        if major < 14:
-            raise RequestError(PROTOCOL_ERROR)
-        n = _int(hb_el.text)
-        if n is None:
-            raise RequestError(PROTOCOL_ERROR)
-        if not HEARTBEAT_MIN <= n <= HEARTBEAT_MAX:
-            raise RequestError(BAD_WAIT, HEARTBEAT_MIN if n < HEARTBEAT_MIN else HEARTBEAT_MAX)
-        wait = n
-    window = None
-    if body.find("AirSync:WindowSize") is not None:
-        window = _int(body.child_text("AirSync:WindowSize"))
-        if window is None:
-            raise RequestError(PROTOCOL_ERROR)
-    cached = (cache or {}).get("coll", {})
-    colls: list[CollReq] = []
-    cs = body.find("AirSync:Collections")
-    for c in cs.findall("AirSync:Collection") if cs is not None else []:
-        cid = c.child_text("AirSync:CollectionId")
-        key = c.child_text("AirSync:SyncKey")
-        if not cid or key is None:
-            raise RequestError(PROTOCOL_ERROR)
-        old = cached.get(cid) or {}
-        w = c.child_text("AirSync:WindowSize")
-        dam = c.child_text("AirSync:DeletesAsMoves")
-        gc = c.child_text("AirSync:GetChanges")
-        opts = _email_options(c)
-        colls.append(CollReq(
-            cid, key.strip(),
-            window=_int(w) if w is not None else old.get("w"),
-            deletes_as_moves=(dam.strip() != "0") if dam is not None else True,
-            get_changes=(gc.strip() != "0") if gc is not None else None,
-            options=encode(opts) if opts is not None else (
-                bytes.fromhex(old["o"]) if old.get("o") else None),
-            commands=c.find("AirSync:Commands")))
-    if body.find("AirSync:Partial") is not None:
-        have = {c.cid for c in colls}
-        for cid in (cache or {}).get("last", []):
-            if cid not in have:
-                colls.append(_cached(cid, cached.get(cid) or {}))
-        if wait is None and (cache or {}).get("wait"):
-            wait = cache["wait"]
-        if window is None:
-            window = (cache or {}).get("window")
-    if not colls:
-        raise RequestError(INCOMPLETE)
-    if len(colls) > MAX_COLLECTIONS:
-        raise RequestError(TOO_MANY_COLLECTIONS, MAX_COLLECTIONS)
-    return SyncReq(colls, wait, window)
-
-
-def _cached(cid: str, p: dict) -> CollReq:
-    return CollReq(cid, None, window=p.get("w"), deletes_as_moves=p.get("d", True),
-                   get_changes=p.get("g"),
-                   options=bytes.fromhex(p["o"]) if p.get("o") else None)
-
-
-def request_from_cache(cache: dict | None) -> SyncReq:
-    """The empty request: the last request's collections at their current keys."""
-    if not cache or not cache.get("last"):
-        raise RequestError(INCOMPLETE)
-    coll = cache.get("coll", {})
-    return SyncReq([_cached(cid, coll.get(cid) or {}) for cid in cache["last"]],
-                   cache.get("wait"), cache.get("window"))
-
-
-def cache_after(cache: dict | None, req: SyncReq) -> dict:
-    coll = dict((cache or {}).get("coll", {}))
-    for c in req.collections:
-        coll[c.cid] = c.params()
-    # forget collections nobody asked for in a while: keep the cache small
-    if len(coll) > 4 * MAX_COLLECTIONS:
-        keep = {c.cid for c in req.collections}
-        coll = {k: v for k, v in coll.items() if k in keep}
-    return {"last": [c.cid for c in req.collections], "coll": coll, "wait": req.wait,
-            "window": req.window}
-
-
-# --- options --------------------------------------------------------------------------------
-
-@dataclass
-class CollOptions:
-    filter: int = 0
-    conflict: int = 1
-    item: eas_item.ItemOptions = field(default_factory=eas_item.ItemOptions)
-
-
-def collection_options(raw: bytes | None, version: str) -> CollOptions:
-    """Raises RequestError(PROTOCOL_ERROR) for a FilterType or Conflict out of range."""
-    if not raw:
-        return CollOptions(item=eas_item.item_options(None, version))
-    try:
-        el = decode(raw)
-    except WbxmlError:
-        return CollOptions(item=eas_item.item_options(None, version))
-    ft = el.child_text("AirSync:FilterType")
-    conflict = el.child_text("AirSync:Conflict")
-    f = _int(ft) if ft is not None else 0
-    c = _int(conflict) if conflict is not None else 1
-    # MS-ASCMD 2.2.3.68.2: 0..5 for email; 6 and 7 (3 and 6 months) are
-    # accepted too, as the date windows they name; 8 (tasks) is no email filter
-    if f is None or f not in ss.FILTER_DAYS or c not in (0, 1):
-        raise RequestError(PROTOCOL_ERROR)
-    return CollOptions(f, c, eas_item.item_options(el, version))
-
-
-# --- client commands ------------------------------------------------------------------------
-
-@dataclass
-class ClientOps:
-    """The client's commands of one collection, checked against the store."""
-    changes: list = field(default_factory=list)    # (eid, add kws, remove kws)
-    deletes: list = field(default_factory=list)    # eid
-    adds: list = field(default_factory=list)       # (client id, NewEmail, keywords)
-    fetches: list = field(default_factory=list)    # server id strings
-    responses: list = field(default_factory=list)  # ready Responses elements (errors)
-    known_adds: list = field(default_factory=list)  # (client id, eid): resent Adds
-    forget: list = field(default_factory=list)     # eids the device deleted that are gone already
-
-
-def _keyword_change(app: Element | None) -> tuple[list[str], list[str]] | None:
-    """(add, remove) keywords of a Change's ApplicationData (None: nothing we keep)."""
-    if app is None:
-        return None
-    add, remove = [], []
-    for el in app.children:
-        if el.qname == "Email:Read":
-            (add if (el.text or "").strip() == "1" else remove).append(vocab.SEEN)
-        elif el.qname == "Email:Flag":
-            st = el.child_text("Email:Status")
-            # MS-ASEMAIL 2.2.2.34: 2 active, 1 complete, 0 / empty Flag cleared;
-            # IMAP and JMAP know only flagged or not
-            (add if (st or "").strip() == "2" else remove).append(vocab.FLAGGED)
-    if not add and not remove:
-        return None
-    return add, remove
-
-
-def _resp(tag: str, sid_tag: str, sid: str, status: int, *extra: Element) -> Element:
-    return E(f"AirSync:{tag}", E(f"AirSync:{sid_tag}", text=sid),
-             E("AirSync:Status", text=str(status)), *extra)
-
-
-def _draft_message(app: Element, now: float) -> tuple[bytes, list[str]]:
-    """An RFC 5322 draft from a 16.x Add's ApplicationData (MS-ASEMAIL 2.2.2,
-    MS-ASCMD 2.2.3.7.2): a MIME body (AirSyncBase:Body Type 4) is stored as
-    is; else the message is composed from To/Cc/Bcc/Subject/Importance and a
-    plain or HTML body.  -> (raw, keywords)."""
-    kws = [vocab.DRAFT]
-    if app.child_text("Email:Read") == "1":
-        kws.append(vocab.SEEN)
-    flag = app.find("Email:Flag")
-    if flag is not None and flag.child_text("Email:Status") == "2":
-        kws.append(vocab.FLAGGED)
-    body = app.find("AirSyncBase:Body")
-    btype = body.child_text("AirSyncBase:Type") if body is not None else None
-    data = ""
-    if body is not None:
-        d = body.find("AirSyncBase:Data")
-        if d is not None:
-            data = d.text if d.text is not None else (d.opaque or b"").decode("utf-8", "replace")
-    if btype == "4":
-        raw = data.encode("utf-8")
-        if b"\r\n" not in raw:
-            raw = raw.replace(b"\n", b"\r\n")
-        return raw, kws
-    headers = []
-    for tag, name in (("Email:From", "From"), ("Email:To", "To"), ("Email:Cc", "Cc"),
-                      ("Email2:Bcc", "Bcc"), ("Email:ReplyTo", "Reply-To")):
-        v = app.child_text(tag)
-        if v:
-            pairs = [(n or None, a) for n, a in email.utils.getaddresses([v]) if a]
-            if pairs:
-                headers.append((name, mcompose.format_addresses(pairs)))
-    subj = app.child_text("Email:Subject")
-    if subj:
-        headers.append(("Subject", mcompose.format_text(subj)))
-    imp = app.child_text("Email:Importance")
-    if imp in ("0", "2"):
-        headers.append(("Importance", "low" if imp == "0" else "high"))
-    ctype = "text/html" if btype == "2" else "text/plain"
-    part = mcompose.BodyPart(type=ctype, data=data.replace("\r\n", "\n").replace("\n", "\r\n")
-                             .encode("utf-8"), charset="utf-8")
-    return mcompose.compose(headers, part, now=now), kws
-
-
-def check_commands(view, acc: int, mbx: int, cmds: Element | None, snap: ss.Snapshot,
-                   opts: CollOptions, major: int, role: str | None,
-                   known_adds: dict) -> ClientOps:
-    """The client's Commands checked against the store: what to write, and
-    the per-item Responses of those that fail (8 not found, 7 conflict, 6
-    an Add we do not take)."""
-    out = ClientOps()
-    if cmds is None:
-        return out
-    changed_since = None
-    for c in cmds.children:
-        sid = c.child_text("AirSync:ServerId") or ""
-        if c.tag in ("Change", "Delete", "Fetch"):
-            eid = eas_item.parse_server_id(sid)
-            rec = view.email(acc, eid) if eid is not None else None
-            here = rec is not None and rec.member(mbx) is not None
-        if c.tag == "Change":
-            if not here:
-                out.responses.append(_resp("Change", "ServerId", sid, NOT_FOUND))
-                continue
-            kw = _keyword_change(c.find("AirSync:ApplicationData"))
-            if kw is None:
-                continue
-            server_changed = rec.last_ms > snap.modseq or eid in set(snap.changed)
-            if server_changed and opts.conflict == 1:
-                # the server's object wins; the client learns with Status 7
-                # and gets the server's Change in this answer
-                out.responses.append(_resp("Change", "ServerId", sid, CONFLICT))
-                continue
-            out.changes.append((eid, kw[0], kw[1]))
-        elif c.tag == "Delete":
-            if not here:
-                out.responses.append(_resp("Delete", "ServerId", sid, NOT_FOUND))
-                if eid is not None:
-                    out.forget.append(eid)        # gone anyway: not held any more
-                continue
-            out.deletes.append(eid)
-        elif c.tag == "Fetch":
-            out.fetches.append(sid)
-        elif c.tag == "Add":
-            cid = c.child_text("AirSync:ClientId") or ""
-            app = c.find("AirSync:ApplicationData")
-            if cid in known_adds:
-                out.known_adds.append((cid, known_adds[cid]))
-                continue
-            if major < 16 or role != "drafts" or app is None or not cid or len(cid) > 64:
-                out.responses.append(_resp("Add", "ClientId", cid, CONVERSION_ERROR))
-                continue
-            out.adds.append((cid, app))
-    return out
-
-
-def write_client_ops(tx, acc: int, mbx: int, trash: int | None, deletes_as_moves: bool,
-                     changes: list, deletes: list, adds: list) -> dict:
-    """One transaction: the client's keyword changes, deletes and draft adds
-    of one collection (through the store ops IMAP and JMAP use).  -> {"echo":
-    eid -> its modseq after, "added": [(client id, eid or None)],
-    "failed": [eids]}."""
-    echo: dict[int, int] = {}
-    if changes:
-        items = [(eid, {"add_keywords": add, "remove_keywords": rem}) for eid, add, rem in changes]
-        ops.update_emails(tx, acc, items)
-    for eid, _, _ in changes:
-        rec = tx.email(acc, eid)
-        if rec is not None:
-            echo[eid] = rec.last_ms
-    failed = []
-    for eid in deletes:
-        rec = tx.email(acc, eid)
-        uid = rec.uid_in(mbx) if rec is not None else None
-        if uid is None:
-            failed.append(eid)
-            continue
-        if deletes_as_moves and trash is not None and trash != mbx:
-            ops.move(tx, acc, mbx, [uid], trash)
-        else:
-            ops.expunge(tx, acc, mbx, [uid])
-    added = []
-    for cid, new, kws in adds:
-        try:
-            added.append((cid, ops.append(tx, acc, [mbx], new, kws).email))
-        except StoreError:
-            added.append((cid, None))
-    return {"echo": echo, "added": added, "failed": failed}
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -446,9 +96,33 @@ class Outcome:
     since: int = 0
 
 
+def _children(commands: list[Element], more: bool, responses: list[Element]) -> list[Element]:
+    """A Collection's Commands, MoreAvailable and Responses, in the order of
+    MS-ASCMD 4.5.8's example (MoreAvailable after Commands)."""
+    kids = [E("AirSync:Commands", *commands)] if commands else []
+    if more:
+        kids.append(E("AirSync:MoreAvailable"))
+    if responses:
+        kids.append(E("AirSync:Responses", *responses))
+    return kids
+
+
 def _collection(cid: str, key: str, status: int, *rest: Element) -> Element:
     return E("AirSync:Collection", E("AirSync:SyncKey", text=key),
              E("AirSync:CollectionId", text=cid), E("AirSync:Status", text=str(status)), *rest)
+
+
+def _render(view, acc: int, eid: int, opts: CollOptions, version: str) -> list[Element] | None:
+    try:
+        return eas_item.application_data(view, acc, eid, opts.item, version)
+    except Exception:
+        # one message we cannot render must not stall the device's sync (it
+        # would come back as an Add in every answer): send what the record
+        # says, log the rest
+        log.exception("EAS Sync: cannot render email %s", eid)
+        rec = view.email(acc, eid)
+        return None if rec is None else _flags_data(rec) + [
+            E("Email:MessageClass", text="IPM.Note")]
 
 
 def render_batch(view, acc: int, mbx: int, batch: list, opts: CollOptions, version: str
@@ -469,7 +143,7 @@ def render_batch(view, acc: int, mbx: int, batch: list, opts: CollOptions, versi
             els.append(E("AirSync:Change", E("AirSync:ServerId", text=sid),
                          E("AirSync:ApplicationData", *_flags_data(rec))))
         else:
-            data = eas_item.application_data(view, acc, eid, opts.item, version)
+            data = _render(view, acc, eid, opts, version)
             if data is None:
                 gone.add(eid)
                 continue
@@ -567,12 +241,12 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
     for sid in client.fetches:
         eid = eas_item.parse_server_id(sid)
         rec = view.email(acc, eid) if eid is not None else None
-        data = (eas_item.application_data(view, acc, eid, p.opts.item, ctx.version)
+        data = (_render(view, acc, eid, p.opts, ctx.version)
                 if rec is not None and rec.member(p.mbx) is not None else None)
         if data is None:
-            responses.append(_resp("Fetch", "ServerId", sid, NOT_FOUND))
+            responses.append(item_response("Fetch", "ServerId", sid, NOT_FOUND))
         else:
-            responses.append(_resp("Fetch", "ServerId", sid, OK,
+            responses.append(item_response("Fetch", "ServerId", sid, OK,
                                    E("AirSync:ApplicationData", *data)))
     client_adds = dict(st.client_adds) if p.replay else {}
     new_held_extra: set[int] = set()
@@ -584,7 +258,7 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
     if written:
         for cid, eid in written["added"]:
             if eid is None:
-                responses.append(_resp("Add", "ClientId", cid, FULL))
+                responses.append(item_response("Add", "ClientId", cid, FULL))
                 continue
             responses.append(E("AirSync:Add", E("AirSync:ClientId", text=cid),
                                E("AirSync:ServerId", text=eas_item.server_id(eid)),
@@ -599,11 +273,7 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
         cur = ss.Snapshot(counter, st.cur.modseq, ss.packed(set(st.cur.held) - gone),
                           st.cur.changed, st.cur.filter, st.cur.complete and not gone)
         new = ss.SyncState(cur, st.prev, counter, sent, client_adds, st.more)
-        kids = [E("AirSync:MoreAvailable")] if st.more else []
-        if els:
-            kids.append(E("AirSync:Commands", *els))
-        if responses:
-            kids.append(E("AirSync:Responses", *responses))
+        kids = _children(els, st.more, responses)
         return Outcome(_collection(cr.cid, str(counter), OK, *kids), True,
                        (ss.state_key(cr.cid), ss.encode(new)), p.mbx, cur.modseq), len(sent)
     held = set(snap.held)
@@ -611,6 +281,9 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
     held |= new_held_extra
     echo = written["echo"] if written else {}
     diff = ss.compute(view, acc, p.mbx, snap, p.opts.filter, held=held, echo=echo)
+    if diff is None:        # the mailbox went away meanwhile
+        return Outcome(_collection(cr.cid, cr.key, HIERARCHY_CHANGED), True,
+                       (ss.state_key(cr.cid), None)), 0
     get_changes = cr.get_changes if cr.get_changes is not None else True
     window = cr.window if cr.window is not None else DEFAULT_WINDOW
     window = max(0, min(window, MAX_WINDOW, budget))
@@ -629,13 +302,7 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
         # nothing to say: the key stays (the empty Sync response if all are so)
         return Outcome(_collection(cr.cid, cr.key, OK), False, None, p.mbx, diff.modseq), 0
     new = ss.SyncState(new_snap, snap, counter, sent, client_adds, more)
-    kids = []
-    if more:
-        kids.append(E("AirSync:MoreAvailable"))
-    if els:
-        kids.append(E("AirSync:Commands", *els))
-    if responses:
-        kids.append(E("AirSync:Responses", *responses))
+    kids = _children(els, more, responses)
     return Outcome(_collection(cr.cid, str(counter), OK, *kids), True,
                    (ss.state_key(cr.cid), ss.encode(new)), p.mbx, diff.modseq), len(sent)
 
@@ -660,7 +327,7 @@ async def _prepare_adds(client: ClientOps) -> list:
             raw, kws = _draft_message(app, time.time())
             new = await storeio.cpu(ingest.prepare, raw)
         except (ValueError, mcompose.ComposeError):
-            client.responses.append(_resp("Add", "ClientId", cid, CONVERSION_ERROR))
+            client.responses.append(item_response("Add", "ClientId", cid, CONVERSION_ERROR))
             continue
         out.append((cid, new, kws))
     return out

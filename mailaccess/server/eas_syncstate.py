@@ -176,11 +176,20 @@ def window_start(filter_type: int, now: float | None = None) -> int | None:
     return int((time.time() if now is None else now) - days * DAY)
 
 
-def _received(view, acc: int, eid: int) -> int:
-    raw = view.email_raw(acc, eid)
-    if raw is None:
-        return 0
-    return records.decode_email(eid, raw, members=False).received_at
+_HEAD = records.EMAIL_LAYOUT.head
+_RECEIVED = records.EMAIL_LAYOUT.index("received_at")
+
+
+def received_dates(view, acc: int, eids) -> dict[int, int]:
+    """email id -> received date (seconds), read in place from the records
+    (records.EMAIL_LAYOUT: no decoding of keywords and memberships)."""
+    get = view.email_reader(acc)
+    unpack = _HEAD.unpack_from
+    out = {}
+    for eid in eids:
+        raw = get(eid)
+        out[eid] = unpack(raw)[_RECEIVED] if raw is not None else 0
+    return out
 
 
 def compute(view, acc: int, mbx: int, snap: Snapshot, filter_type: int | None = None, *,
@@ -198,33 +207,32 @@ def compute(view, acc: int, mbx: int, snap: Snapshot, filter_type: int | None = 
         held = set(snap.held)
     ft = snap.filter if filter_type is None else filter_type
     start = window_start(ft, now)
-    inbox = {eid for _, eid in view.uids(acc, mbx)}
+    by_uid = dict(view.uids(acc, mbx))
+    inbox = set(by_uid.values())
     deletes = sorted(held - inbox)
-    dates: dict[int, int] = {}
     if start is None:
         soft: list[int] = []
         candidates = inbox - held
-        for eid in candidates:
-            dates[eid] = _received(view, acc, eid)
+        dates = received_dates(view, acc, candidates)
         visible_held = held & inbox
     else:
-        for eid in inbox:
-            dates[eid] = _received(view, acc, eid)
+        dates = received_dates(view, acc, inbox)
         in_window = {e for e in inbox if dates[e] >= start}
         candidates = in_window - held
         soft = sorted((held & inbox) - in_window)
         visible_held = held & in_window
     adds = sorted(candidates, key=lambda e: (dates[e], e), reverse=True)
     changed = {e for e in snap.changed if e in visible_held}
-    echo = echo or {}
-    for ms, uid in view.changed_since(acc, mbx, snap.modseq):
-        eid = view.email_at(acc, mbx, uid)
-        if eid is None or eid not in visible_held:
-            continue
-        if echo.get(eid) == ms:
-            changed.discard(eid)      # the client's own change: not echoed
-            continue
-        changed.add(eid)
+    if visible_held:
+        echo = echo or {}
+        for ms, uid in view.changed_since(acc, mbx, snap.modseq):
+            eid = by_uid.get(uid)
+            if eid is None or eid not in visible_held:
+                continue
+            if echo.get(eid) == ms:
+                changed.discard(eid)      # the client's own change: not echoed
+                continue
+            changed.add(eid)
     return Diff(top, adds, sorted(changed), deletes, soft)
 
 
@@ -260,3 +268,27 @@ def pending(view, acc: int, device: str, collection_id: str) -> int | None:
         return 0
     d = compute(view, acc, mbx, snap)
     return d.count() if d is not None else 1
+
+
+def note_move(tx, acc: int, device: str, src: str, dst: str, eids) -> None:
+    """Tell DEVICE's sync states that it moved EIDS from collection SRC to
+    DST itself (MoveItems: the device moves the items locally, the
+    ServerId stays the same), so that its next Sync of SRC sends no Delete
+    and of DST no Add for them.  Runs in the writer (``storeio.write(store,
+    eas_syncstate.note_move, ...)``, after the move); keys do not change.
+    A collection the device never synced is left alone."""
+    from ..store import ops      # the writer side only
+    moved = set(eids)
+    for cid, add in ((src, False), (dst, True)):
+        raw = tx.device_state(acc, device, state_key(cid))
+        st = decode(raw) if raw is not None else None
+        if st is None:
+            continue
+        for snap in (st.cur, st.prev):
+            if snap is None:
+                continue
+            held = set(snap.held)
+            held = held | moved if add else held - moved
+            snap.held = packed(held)
+            snap.changed = packed(set(snap.changed) - moved)
+        ops.put_device_state(tx, acc, device, state_key(cid), encode(st))
