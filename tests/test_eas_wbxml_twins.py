@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mailaccess import _speedups
 from mailaccess.proto.eas import codepages, wbxml
-from mailaccess.proto.eas.wbxml import HEADER, Element, WbxmlError
+from mailaccess.proto.eas.wbxml import HEADER, E, Element, WbxmlError
 
 PY = _speedups.load_py("wbxml")
 C = _speedups.load_c("wbxml")
@@ -172,3 +172,25 @@ def test_twins_mb_u_int32(n):
     long = bytes([0x80 | (n & 0x7F)] * 5) + b"\x01"
     assert (run(C, lambda m: m.read_mb(long, 0, len(long), WbxmlError))
             == run(PY, lambda m: m.read_mb(long, 0, len(long), WbxmlError)))
+
+
+class Plain:
+    """An element class without slots: the compiled twin calls it as the
+    pure one does (its field-by-field fast path is for wbxml.Element)."""
+
+    def __init__(self, page, tag):
+        self.page, self.tag, self.children, self.text, self.opaque = page, tag, [], None, None
+
+    qname = property(lambda self: f"{self.page}:{self.tag}")
+
+    def __eq__(self, other):
+        return vars(self) == vars(other)
+
+
+@needs_c
+def test_twins_with_another_element_class():
+    wire = wbxml.encode(E("AirSync:Sync", E("AirSync:Status", text="1"),
+                          E("AirSyncBase:Data", opaque=b"\x00\x01")))
+    args = (wire, 4, b"", wbxml._TAG_ROWS, Plain, WbxmlError, 10, 10, 10, 10)
+    a, b = PY.decode_body(*args), C.decode_body(*args)
+    assert type(b) is Plain and a == b and b.children[1].opaque == b"\x00\x01"

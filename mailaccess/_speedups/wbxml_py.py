@@ -11,7 +11,9 @@ arguments:
 * ``tag_rows``: page number -> a 64-tuple, token -> tag name or None;
 * ``token_maps``: page number -> {tag name: token};
 * ``element``: the Element class (called as ``element(page, tag)``; its
-  ``children`` list, ``text``, ``opaque`` and ``qname`` are used);
+  ``children`` list, ``text``, ``opaque`` and ``qname`` are used; the
+  compiled twin builds a slots class with exactly the fields page, tag,
+  children, text, opaque field by field instead, without its __init__);
 * ``error``: the WbxmlError class (called as ``error(reason, detail, offset)``).
 
 A profile of a 512-item Sync response (bench/bench_wbxml.py) put 60-75 % of
