@@ -133,8 +133,12 @@ class Eas:
         self.ctx = service.ctx
         self.cfg = service.ctx.cfg.eas
         self.versions = tuple(self.cfg.versions)
+        # one string may take at most half the body (the codec's 16 MB at
+        # the default 32 MB body limit), so the string limit is reachable
+        # under any configured body limit
         self.limits = Limits(max_size=self.cfg.max_body_bytes, max_depth=32,
-                             max_elements=100_000)
+                             max_elements=100_000,
+                             max_string=min(Limits.max_string, self.cfg.max_body_bytes // 2))
         service.slot_limits["eas"] = self.cfg.max_concurrent_requests
         # one request at a time per (account, device): its state is read, then written
         self._device_locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()

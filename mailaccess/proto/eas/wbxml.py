@@ -31,13 +31,27 @@ is HTTP 400.  A body over ``max_size`` is best refused before decoding, with
 HTTP 413.  The unknown-tag and unknown-page reasons are the same 102.
 
 The decoder and the encoder are plain loops over bytes with an explicit stack
-(no recursion), written so that Cython can compile the module unchanged.
+(no recursion); they live in mailaccess/_speedups/wbxml_py.py (the source of
+truth) and its compiled twin wbxml_c.pyx, loaded with ``_speedups.load``;
+this module keeps the header, the tables, the classes and the public API.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mailaccess import _speedups
+
 from .codepages import NAMESPACES, PAGE_OF, TAGS, TOKENS
+
+# the hot loops (decode_body, encode_tree): compiled when built, else the
+# pure twin (mailaccess/_speedups/wbxml_py.py, the source of truth)
+_impl = _speedups.load("wbxml")
+
+# the tables in the form the loops index: page -> 64 names by token (None:
+# no such tag), page -> {name: token}; pages are 0..len-1
+assert sorted(TAGS) == list(range(len(TAGS)))
+_TAG_ROWS = tuple(tuple(TAGS[p].get(t) for t in range(64)) for p in range(len(TAGS)))
+_TOKEN_MAPS = tuple(TOKENS[p] for p in range(len(TOKENS)))
 
 SWITCH_PAGE = 0x00
 END = 0x01
@@ -122,6 +136,13 @@ class Element:
 def E(qname: str, *children: Element, text: str | None = None,
       opaque: bytes | None = None) -> Element:
     """Build an element from its qualified name: E("AirSync:Sync", ...)."""
+    # the common case by one dict lookup (a Sync response builds ~15 a message)
+    try:
+        page, tag = _QNAMES[qname]
+    except (KeyError, TypeError):
+        pass
+    else:
+        return Element(page, tag, list(children), text, opaque)
     ns, sep, tag = qname.partition(":")
     if not sep or ns not in PAGE_OF:
         raise WbxmlError("unknown-page", f"no code page named in {qname!r}")
@@ -131,45 +152,21 @@ def E(qname: str, *children: Element, text: str | None = None,
     return Element(page, tag, list(children), text, opaque)
 
 
+#: "Namespace:Tag" -> (page, tag) for every tag of every page
+_QNAMES: dict[str, tuple[int, str]] = {f"{ns}:{tag}": (p, tag) for p, ns in NAMESPACES.items()
+                                       for tag in TOKENS[p]}
+
+
 # ---- multi-byte integers -------------------------------------------------------------------
 
 def mb_u_int32(n: int) -> bytes:
     """Encode N (0 <= N < 2**32) as a WBXML mb_u_int32."""
-    if n < 0 or n > 0xFFFFFFFF:
-        raise WbxmlError("mb-u-int32-range", str(n))
-    out = bytearray((n & 0x7F,))
-    n >>= 7
-    while n:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.reverse()
-    return bytes(out)
+    return _impl.mb_u_int32(n, WbxmlError)
 
 
 def _read_mb(data: bytes, pos: int, end: int) -> tuple[int, int]:
     """(value, next position) of the mb_u_int32 at POS: five bytes at most."""
-    value = 0
-    start = pos
-    while True:
-        if pos >= end:
-            raise WbxmlError("truncated", "in a multi-byte integer", start)
-        if pos - start >= 5:
-            raise WbxmlError("mb-u-int32-too-long", "", start)
-        b = data[pos]
-        pos += 1
-        value = (value << 7) | (b & 0x7F)
-        if not b & 0x80:
-            break
-    if value > 0xFFFFFFFF:
-        raise WbxmlError("mb-u-int32-range", str(value), start)
-    return value, pos
-
-
-def _utf8(raw: bytes, offset: int) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise WbxmlError("bad-utf8", str(e.reason), offset) from None
+    return _impl.read_mb(data, pos, end, WbxmlError)
 
 
 # ---- decoding ----------------------------------------------------------------------------
@@ -197,217 +194,17 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Element:
         raise WbxmlError("truncated", "string table", cpos)
     table = data[pos:pos + table_len]
     pos += table_len
-
-    page = 0
-    root: Element | None = None
-    stack: list[Element] = []
-    # per open element: its text pieces (STR_I/STR_T/ENTITY) and opaque
-    # chunks, joined once at its END (never by repeated concatenation), and
-    # the byte counts they add up to
-    # (None until the element gets text or opaque data: most elements get none)
-    pieces: list = []
-    text_len: list[int] = []
-    blobs: list = []
-    blob_len: list[int] = []
-    elements = 0
-    tags = TAGS[0]
-
-    while pos < end:
-        b = data[pos]
-        if b == SWITCH_PAGE:
-            if pos + 1 >= end:
-                raise WbxmlError("truncated", "SWITCH_PAGE", pos)
-            page = data[pos + 1]
-            if page not in TAGS:
-                raise WbxmlError("unknown-page", str(page), pos)
-            tags = TAGS[page]
-            pos += 2
-            continue
-        if b == END:
-            if not stack:
-                raise WbxmlError("unbalanced-end", "", pos)
-            el = stack.pop()
-            parts = pieces.pop()
-            text_len.pop()
-            chunks = blobs.pop()
-            blob_len.pop()
-            if parts is not None:
-                el.text = parts[0] if len(parts) == 1 else "".join(parts)
-            elif chunks is not None:
-                el.opaque = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            pos += 1
-            continue
-        if b == STR_I or b == STR_T or b == ENTITY:
-            if not stack:
-                raise WbxmlError("text-outside-root", "", pos)
-            el = stack[-1]
-            if el.children or blobs[-1] is not None:
-                raise WbxmlError("mixed-content", el.qname, pos)
-            at = pos
-            if b == STR_I:
-                nul = data.find(b"\x00", pos + 1)
-                if nul < 0:
-                    raise WbxmlError("truncated", "inline string", pos)
-                n = nul - pos - 1
-                if text_len[-1] + n > limits.max_string:
-                    raise WbxmlError("string-too-long", el.qname, pos)
-                s = _utf8(data[pos + 1:nul], pos)
-                pos = nul + 1
-            elif b == STR_T:
-                offset, pos = _read_mb(data, pos + 1, end)
-                nul = table.find(b"\x00", offset) if offset < table_len else -1
-                if nul < 0:
-                    raise WbxmlError("bad-string-table-reference", str(offset), at)
-                n = nul - offset
-                if text_len[-1] + n > limits.max_string:
-                    raise WbxmlError("string-too-long", el.qname, at)
-                s = _utf8(table[offset:nul], at)
-            else:
-                cp, pos = _read_mb(data, pos + 1, end)
-                if cp == 0 or cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
-                    raise WbxmlError("bad-entity", str(cp), at)
-                s = chr(cp)
-                n = len(s.encode("utf-8"))
-                if text_len[-1] + n > limits.max_string:
-                    raise WbxmlError("string-too-long", el.qname, at)
-            if pieces[-1] is None:
-                pieces[-1] = [s]
-            else:
-                pieces[-1].append(s)
-            text_len[-1] += n
-            continue
-        if b == OPAQUE:
-            if not stack:
-                raise WbxmlError("text-outside-root", "opaque", pos)
-            el = stack[-1]
-            if el.children or pieces[-1] is not None:
-                raise WbxmlError("mixed-content", el.qname, pos)
-            at = pos
-            n, pos = _read_mb(data, pos + 1, end)
-            if blob_len[-1] + n > limits.max_opaque:
-                raise WbxmlError("opaque-too-long", el.qname, at)
-            if n > end - pos:
-                raise WbxmlError("truncated", "opaque data", at)
-            if blobs[-1] is None:
-                blobs[-1] = [data[pos:pos + n]]
-            else:
-                blobs[-1].append(data[pos:pos + n])
-            blob_len[-1] += n
-            pos += n
-            continue
-        token = b & TOKEN_MASK
-        if token < 0x05:
-            # the remaining global tokens: LITERAL*, EXT*, PI
-            if token == LITERAL:
-                raise WbxmlError("literal-tag", f"0x{b:02X}", pos)
-            raise WbxmlError("unsupported-token", f"0x{b:02X}", pos)
-        if b & TAG_ATTRIBUTES:
-            raise WbxmlError("attributes", f"0x{b:02X}", pos)
-        name = tags.get(token)
-        if name is None:
-            raise WbxmlError("unknown-tag", f"page {page} token 0x{token:02X}", pos)
-        elements += 1
-        if elements > limits.max_elements:
-            raise WbxmlError("too-many-elements", str(limits.max_elements), pos)
-        el = Element(page, name)
-        if stack:
-            parent = stack[-1]
-            if pieces[-1] is not None or blobs[-1] is not None:
-                raise WbxmlError("mixed-content", parent.qname, pos)
-            parent.children.append(el)
-        elif root is None:
-            root = el
-        else:
-            raise WbxmlError("second-root", el.qname, pos)
-        if b & TAG_CONTENT:
-            if len(stack) >= limits.max_depth:
-                raise WbxmlError("too-deep", str(limits.max_depth), pos)
-            stack.append(el)
-            pieces.append(None)
-            text_len.append(0)
-            blobs.append(None)
-            blob_len.append(0)
-        pos += 1
-    if stack:
-        raise WbxmlError("truncated", f"{len(stack)} element(s) not closed", end)
-    if root is None:
-        raise WbxmlError("no-root", "", end)
-    return root
+    return _impl.decode_body(data, pos, table, _TAG_ROWS, Element, WbxmlError,
+                             limits.max_depth, limits.max_elements, limits.max_string,
+                             limits.max_opaque)
 
 
 # ---- encoding ----------------------------------------------------------------------------
 
-def _check_element(el: object) -> Element:
-    if not isinstance(el, Element):
-        raise WbxmlError("not-an-element", type(el).__name__)
-    if el.page not in TOKENS:
-        raise WbxmlError("unknown-page", str(el.page))
-    if el.tag not in TOKENS[el.page]:
-        raise WbxmlError("unknown-tag", f"{el.namespace}:{el.tag}")
-    if el.text is not None and not isinstance(el.text, str):
-        raise WbxmlError("bad-text", el.qname)
-    if el.opaque is not None and not isinstance(el.opaque, (bytes, bytearray)):
-        raise WbxmlError("bad-opaque", el.qname)
-    if not isinstance(el.children, list):
-        raise WbxmlError("bad-children", el.qname)
-    kinds = (1 if el.children else 0) + (el.text is not None) + (el.opaque is not None)
-    if kinds > 1:
-        raise WbxmlError("mixed-content", el.qname)
-    return el
-
-
 def encode(root: Element, max_depth: int = 256) -> bytes:
     """The WBXML document for the tree ROOT (header, body); WbxmlError if the
     tree holds an unknown tag, mixed content or a NUL in a string."""
-    out = bytearray(HEADER)
-    page = 0
-    # (element, index of the next child to write); an entry is pushed when
-    # its start tag is written and popped when its END is
-    stack: list[list] = []
-    el = _check_element(root)
-    while True:
-        if el is not None:
-            if el.page != page:
-                out.append(SWITCH_PAGE)
-                out.append(el.page)
-                page = el.page
-            token = TOKENS[page][el.tag]
-            if el.children or el.text is not None or el.opaque is not None:
-                out.append(token | TAG_CONTENT)
-                if el.text is not None:
-                    try:
-                        raw = el.text.encode("utf-8")
-                    except (UnicodeEncodeError, AttributeError):
-                        raise WbxmlError("bad-text", el.qname) from None
-                    if b"\x00" in raw:
-                        raise WbxmlError("nul-in-string", el.qname)
-                    out.append(STR_I)
-                    out += raw
-                    out.append(0)
-                elif el.opaque is not None:
-                    out.append(OPAQUE)
-                    out += mb_u_int32(len(el.opaque))
-                    out += el.opaque
-                if el.children:
-                    if len(stack) >= max_depth:
-                        raise WbxmlError("too-deep", str(max_depth))
-                    stack.append([el, 0])
-                else:
-                    out.append(END)
-            else:
-                out.append(token)
-            el = None
-        if not stack:
-            break
-        top = stack[-1]
-        kids = top[0].children
-        if top[1] < len(kids):
-            el = _check_element(kids[top[1]])
-            top[1] += 1
-        else:
-            stack.pop()
-            out.append(END)
-    return bytes(out)
+    return _impl.encode_tree(root, HEADER, _TOKEN_MAPS, Element, WbxmlError, max_depth)
 
 
 # ---- the readable form ---------------------------------------------------------------------
