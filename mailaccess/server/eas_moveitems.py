@@ -22,6 +22,7 @@ from .. import ids, storeio
 from ..proto.eas.wbxml import E, Element
 from ..store import ops
 from ..store.errors import StoreError
+from . import eas_syncstate
 from .eas_command import Command
 from .eas_item import parse_server_id, server_id
 
@@ -65,8 +66,10 @@ def _plan(v, acc: int, moves: list[tuple[str, str, str]]) -> list[tuple]:
     return out
 
 
-def _move_all(tx, acc: int, plan: list[tuple]) -> list[int]:
-    """Every planned move in one transaction -> a status for each."""
+def _move_all(tx, acc: int, device: str, plan: list[tuple]) -> list[int]:
+    """Every planned move in one transaction -> a status for each.  The
+    moving device's sync states learn of its own moves (note_move), so its
+    next Sync sends no Delete/Add for what it already moved."""
     out = []
     for st, src, uid, dst, _eid in plan:
         if st is not None:
@@ -79,6 +82,9 @@ def _move_all(tx, acc: int, plan: list[tuple]) -> list[int]:
             continue
         # nothing moved: the email left the source since the plan was made
         out.append(SUCCESS if done else BAD_SOURCE)
+        if done:
+            eas_syncstate.note_move(tx, acc, device, ids.mailbox_id(src), ids.mailbox_id(dst),
+                                    [_eid])
     return out
 
 
@@ -93,7 +99,8 @@ async def run(ctx, body: Element | None) -> Element:
         plan = _plan(v, ctx.account, moves)
     if any(p[0] is None for p in plan):
         try:
-            statuses = await storeio.write(ctx.store, _move_all, ctx.account, plan)
+            statuses = await storeio.write(ctx.store, _move_all, ctx.account,
+                                           ctx.req.device_id, plan)
         except StoreError as exc:
             log.info("EAS MoveItems for %s failed: %s", ctx.username, exc)
             statuses = [p[0] if p[0] is not None else FAILED for p in plan]
