@@ -32,15 +32,15 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mailaccess",
-        description="One mail store served over IMAP and JMAP, with LMTP delivery "
-        "(Exchange ActiveSync: Provision and FolderSync so far; mail sync is planned).")
+        description="One mail store served over IMAP, JMAP and Exchange ActiveSync "
+        "(email), with LMTP delivery.")
     p.add_argument("--version", action="version", version=f"mailaccess {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     s = sub.add_parser("serve", help="run the server (all services in one process)",
                        description="Run every configured service until SIGINT/SIGTERM. "
-                       "With no config: loopback listeners (IMAP 1143, IMAPS 1993, HTTP/JMAP "
+                       "With no config: loopback listeners (IMAP 1143, IMAPS 1993, HTTP for JMAP and ActiveSync "
                        "8080, LMTP 2424), data in ./mailaccess-data, a demo account.")
     _common(s)
     s.add_argument("--no-demo", action="store_true", help="do not create the demo account")
