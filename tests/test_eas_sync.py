@@ -539,7 +539,8 @@ async def test_hanging_sync_times_out_with_the_empty_answer_and_frees_the_device
         inbox = role(store, acc, "inbox")
         fill(store, acc, inbox, 2)
         lock = trio.Lock()
-        ctx = eas.EasContext(store, bus, None, acc, "alice",
+        from mailaccess.config import EasConfig
+        ctx = eas.EasContext(store, bus, EasConfig(), acc, "alice",
                              R.EasRequest("Sync", "alice", "virt", "t", "14.1", None), lock=lock)
 
         async def call(body):
