@@ -181,6 +181,10 @@ class LmdbStore:
             ) from None
         except lmdb.Error as exc:    # permissions, no space, too many readers ...
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
+        if not readonly:
+            # reader slots left by a process that died holding a snapshot
+            # (a killed worker, server/workers.py) pin old pages: free them
+            self.env.reader_check()
         try:
             if state == "present":
                 _refuse_short(self.path, self.env)
@@ -298,17 +302,19 @@ class LmdbStore:
     @contextmanager
     def read(self):
         """A read snapshot.  Keep it short and never hold it across an await."""
-        with self._gate.reading():
-            try:
-                txn = self.env.begin(write=False, buffers=True)
-            except lmdb.MapResizedError:
-                # another process grew the map: adopt its size and retry
-                self.env.set_mapsize(0)
-                txn = self.env.begin(write=False, buffers=True)
-            try:
-                yield txn
-            finally:
-                txn.abort()
+        while True:
+            with self._gate.reading():
+                try:
+                    txn = self.env.begin(write=False, buffers=True)
+                except lmdb.MapResizedError:
+                    txn = None
+                if txn is not None:
+                    try:
+                        yield txn
+                    finally:
+                        txn.abort()
+                    return
+            self._adopt_map_size()
 
     @contextmanager
     def view(self):
@@ -407,6 +413,9 @@ class LmdbStore:
             except lmdb.MapFullError:
                 self._grow()
                 continue
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+                continue
             except lmdb.Error as exc:
                 log.error("store commit failed: %s", exc)
                 err = StoreFullError(
@@ -471,6 +480,9 @@ class LmdbStore:
             except lmdb.MapFullError:
                 self._grow()
                 continue
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+                continue
             except lmdb.Error as exc:
                 log.error("change-log pruning failed: %s", exc)
                 nxt = None
@@ -499,8 +511,16 @@ class LmdbStore:
         except Exception:
             log.exception("write completion callback failed")
 
+    def _adopt_map_size(self) -> None:
+        """Another process (a worker, server/workers.py) grew the map past
+        ours: take its size (no transaction of ours may be open)."""
+        with self._gate.exclusive():
+            self.env.set_mapsize(0)
+            self._map_size = max(self._map_size, self.env.info()["map_size"])
+
     def _grow(self) -> None:
         with self._gate.exclusive():
-            self._map_size *= 2
+            # another process may have grown it already: double the larger
+            self._map_size = max(self._map_size, self.env.info()["map_size"]) * 2
             log.info("growing the LMDB map to %d MiB", self._map_size >> 20)
             self.env.set_mapsize(self._map_size)

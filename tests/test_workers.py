@@ -1,0 +1,453 @@
+"""`mailaccess serve` with [server] workers = 2, over real loopback sockets.
+
+Which worker holds a connection is read from /proc (the worker whose file
+table holds the accepted socket), so nothing debug-only is added to the
+protocols.  Sessions are opened until the two workers each hold one.  The
+channel layer (server/workers.py encode/decode, WorkerLink) is tested on its
+own below too.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import trio
+from hypothesis import given, strategies as st
+
+from mailaccess.bus import Bus, Notification
+from mailaccess.server import workers
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"),
+                                reason="finds a connection's worker through /proc")
+
+USER, PASSWORD = "demo", "demo"
+MESSAGE = (b"From: a@example.org\r\nTo: demo@localhost\r\nSubject: hi\r\n"
+           b"Message-ID: <%d@example.org>\r\n\r\nhello\r\n")
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+class Cluster:
+    def __init__(self, tmp_path, n: int = 2):
+        cfg = tmp_path / "mailaccess.toml"
+        cfg.write_text(f"""
+data_dir = "{tmp_path / 'data'}"
+[imap]
+listen = "127.0.0.1:0"
+listen_tls = "127.0.0.1:0"
+[lmtp]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+[auth]
+argon2_memory_kib = 64
+argon2_time_cost = 1
+penalty_initial = 0
+[server]
+workers = {n}
+restart_delay = 0.1
+stop_timeout = 20
+""")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailaccess", "serve", "--config", str(cfg)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.log: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._drain_log, daemon=True).start()
+        self.ports: dict[str, int] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            m = re.match(r"^\s+(\w+)\s+127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.ports[m.group(1)] = int(m.group(2))
+            if line.startswith("  data"):
+                break
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        assert {"imap", "lmtp", "http"} <= set(self.ports), "".join(self.log)
+
+    def _drain_log(self) -> None:
+        for raw in self.proc.stderr:
+            with self._cond:
+                self.log.append(raw.decode(errors="replace"))
+                self._cond.notify_all()
+
+    def wait_log(self, pattern: str, start: int = 0, timeout: float = 60) -> re.Match:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.log[start:]:
+                    m = re.search(pattern, line)
+                    if m:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no log line {pattern!r}:\n" + "".join(self.log))
+                self._cond.wait(left)
+
+    def pids(self) -> dict[int, int]:
+        """{worker index: pid}, the latest start of each."""
+        out = {}
+        with self._cond:
+            for line in self.log:
+                m = re.search(r"worker (\d+) started, pid (\d+)", line)
+                if m:
+                    out[int(m.group(1))] = int(m.group(2))
+        return out
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        code = c.stop()
+        for pid in c.pids().values():
+            assert not _alive(pid), "a worker outlived the supervisor"
+        assert code == 0, "".join(c.log)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def worker_pid(sock: socket.socket, pids) -> int | None:
+    """The worker process whose file table holds the server side of SOCK."""
+    mine = sock.getsockname()[1]
+    theirs = sock.getpeername()[1]
+    inode = None
+    with open("/proc/net/tcp") as fh:
+        for line in fh.readlines()[1:]:
+            f = line.split()
+            local, remote = f[1], f[2]
+            if int(local.split(":")[1], 16) == theirs and int(remote.split(":")[1], 16) == mine:
+                inode = f[9]
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                        return pid
+                except OSError:
+                    continue
+        except OSError:
+            continue
+    return None
+
+
+# --- a raw IMAP client ----------------------------------------------------------------------
+
+class Imap:
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+        self.n = 0
+        assert self.line().startswith(b"* OK")     # accepted: a worker holds it
+
+    def line(self, timeout: float = 30) -> bytes:
+        self.sock.settimeout(timeout)
+        while b"\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("connection closed")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def cmd(self, text: str, literal: bytes | None = None) -> list[bytes]:
+        self.n += 1
+        tag = f"t{self.n}".encode()
+        if literal is None:
+            self.sock.sendall(tag + b" " + text.encode() + b"\r\n")
+        else:
+            self.sock.sendall(tag + b" " + text.encode() + b" {%d+}\r\n" % len(literal)
+                              + literal + b"\r\n")
+        out = []
+        while True:
+            ln = self.line()
+            out.append(ln)
+            if ln.startswith(tag + b" "):
+                assert ln.startswith(tag + b" OK"), out
+                return out
+
+    def login(self) -> "Imap":
+        self.cmd(f"LOGIN {USER} {PASSWORD}")
+        return self
+
+    def idle(self) -> None:
+        self.cmd("SELECT INBOX")
+        self.n += 1
+        self.idle_tag = f"t{self.n}".encode()
+        self.sock.sendall(self.idle_tag + b" IDLE\r\n")
+        assert self.line().startswith(b"+")
+
+    def wait_exists(self, timeout: float = 30) -> bytes:
+        deadline = time.monotonic() + timeout
+        while True:
+            ln = self.line(max(0.01, deadline - time.monotonic()))
+            if ln.endswith(b" EXISTS"):
+                return ln
+
+    def done(self) -> None:
+        self.sock.sendall(b"DONE\r\n")
+        while not self.line().startswith(self.idle_tag + b" OK"):
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def on_each_worker(cluster: Cluster, open_one, want: int = 2, tries: int = 200) -> dict:
+    """Open connections until WANT distinct workers hold one -> {pid: conn};
+    the others are closed."""
+    pids = list(cluster.pids().values())
+    got: dict[int, object] = {}
+    extra = []
+    for _ in range(tries):
+        c = open_one()
+        pid = worker_pid(c.sock, pids)
+        if pid is not None and pid not in got:
+            got[pid] = c
+            if len(got) == want:
+                break
+        else:
+            extra.append(c)
+    for c in extra:
+        c.close()
+    assert len(got) == want, f"connections landed on {len(got)} worker(s) only"
+    return got
+
+
+def append(port: int, n: int = 1) -> None:
+    c = Imap(port).login()
+    c.cmd("APPEND INBOX", MESSAGE % n)
+    c.close()
+
+
+def lmtp_deliver(port: int, n: int) -> None:
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    f = s.makefile("rb")
+
+    def expect(code: bytes) -> None:
+        while True:
+            ln = f.readline()
+            assert ln.startswith(code), ln
+            if ln[3:4] != b"-":
+                return
+
+    expect(b"220")
+    for cmd, code in ((b"LHLO test", b"250"), (b"MAIL FROM:<a@example.org>", b"250"),
+                      (b"RCPT TO:<demo@localhost>", b"250"), (b"DATA", b"354")):
+        s.sendall(cmd + b"\r\n")
+        expect(code)
+    s.sendall(MESSAGE % n + b".\r\n")
+    expect(b"250")
+    s.sendall(b"QUIT\r\n")
+    s.close()
+
+
+# --- across workers --------------------------------------------------------------------------
+
+def test_idle_wakes_when_a_session_on_the_other_worker_appends(cluster):
+    port = cluster.ports["imap"]
+    conns = on_each_worker(cluster, lambda: Imap(port))
+    (pa, a), (pb, b) = conns.items()
+    assert pa != pb
+    a.login().idle()
+    b.login()
+    b.cmd("APPEND INBOX", MESSAGE % 1)
+    assert a.wait_exists() == b"* 1 EXISTS"
+    a.done()
+    # and the other way round
+    b.idle()
+    a.cmd("APPEND INBOX", MESSAGE % 2)
+    assert b.wait_exists() == b"* 2 EXISTS"
+    b.done()
+
+
+def test_lmtp_delivery_wakes_idle_on_every_worker(cluster):
+    conns = on_each_worker(cluster, lambda: Imap(cluster.ports["imap"]))
+    for c in conns.values():
+        c.login().idle()
+    for i in range(3):
+        lmtp_deliver(cluster.ports["lmtp"], i)
+        for c in conns.values():
+            assert c.wait_exists() == b"* %d EXISTS" % (i + 1)
+
+
+class EventSource:
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        self.sock.sendall(
+            f"GET /jmap/eventsource/?types=*&closeafter=no&ping=0 HTTP/1.1\r\n"
+            f"Host: localhost\r\nAuthorization: Basic {auth}\r\n"
+            f"Accept: text/event-stream\r\n\r\n".encode())
+        self.buf = b""
+        self.wait_events(1)            # the current state, sent at once
+
+    def wait_events(self, n: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.buf.count(b"event: state") < n:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError(self.buf)
+            self.buf += data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_eventsource_push_across_workers(cluster):
+    pids = list(cluster.pids().values())
+    streams = on_each_worker(cluster, lambda: EventSource(cluster.ports["http"]))
+    imaps = on_each_worker(cluster, lambda: Imap(cluster.ports["imap"]))
+    # a change made on each worker reaches the stream on each worker
+    for k, pid in enumerate(pids):
+        imaps[pid].login()
+        imaps[pid].cmd("APPEND INBOX", MESSAGE % k)
+        for es in streams.values():
+            es.wait_events(2 + k)
+    for es in streams.values():
+        assert b'"Email"' in es.buf
+        es.close()
+
+
+def test_killed_worker_is_restarted_and_the_others_stay_connected(cluster):
+    port = cluster.ports["imap"]
+    conns = on_each_worker(cluster, lambda: Imap(port))
+    (survivor_pid, survivor), (victim_pid, victim) = conns.items()
+    survivor.login().idle()
+    mark = len(cluster.log)
+    os.kill(victim_pid, signal.SIGKILL)
+    with pytest.raises((EOFError, ConnectionError)):
+        victim.line()
+    m = cluster.wait_log(r"worker (\d+) started, pid (\d+)", start=mark)
+    new_pid = int(m.group(2))
+    assert new_pid != victim_pid
+    cluster.wait_log(rf"worker {m.group(1)} \(pid {new_pid}\) is ready", start=mark)
+    # the survivor's session is still there, and the restarted worker's
+    # commits reach it through the channel
+    fresh = on_each_worker(cluster, lambda: Imap(port))
+    fresh[new_pid].login().cmd("APPEND INBOX", MESSAGE % 7)
+    assert survivor.wait_exists() == b"* 1 EXISTS"
+    survivor.done()
+    survivor.cmd("NOOP")
+    assert not _alive(victim_pid)
+
+
+def test_sigterm_drains_every_worker(tmp_path):
+    c = Cluster(tmp_path)
+    conns = on_each_worker(c, lambda: Imap(c.ports["imap"]))
+    for conn in conns.values():
+        conn.login().idle()
+    lmtp_deliver(c.ports["lmtp"], 1)
+    for conn in conns.values():
+        conn.wait_exists()
+    c.proc.send_signal(signal.SIGTERM)
+    assert c.proc.wait(60) == 0, "".join(c.log)
+    for pid, conn in conns.items():
+        assert not _alive(pid)
+        with pytest.raises((EOFError, ConnectionError)):
+            while True:
+                conn.line()
+    c.wait_log(r"worker 0 .*exited with status 0")
+    c.wait_log(r"worker 1 .*exited with status 0")
+    assert sum("store flushed and closed" in ln for ln in c.log) == 2
+    # the store is whole: one delivered message, readable by a new server
+    r = subprocess.run([sys.executable, "-m", "mailaccess", "check", "--data-dir",
+                        str(tmp_path / "data")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# --- the channel on its own -------------------------------------------------------------------
+
+kinds = st.frozensets(st.sampled_from(["Email", "Mailbox", "Thread", "Outbound"]))
+notes = st.builds(Notification, st.integers(1, 2**40), st.integers(1, 2**50), kinds,
+                  st.none() | st.frozensets(st.integers(1, 2**40), max_size=32))
+
+
+@given(notes)
+def test_channel_encoding_round_trips(n):
+    line = workers.encode(n)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert workers.decode(line[:-1]) == n
+
+
+class _Ctx:
+    def __init__(self, bus):
+        self.bus = bus
+        self.store = object()
+
+
+async def test_worker_link_publishes_what_the_other_end_sends_and_stops_on_eof():
+    a, b = socket.socketpair()
+    bus = Bus()
+    bus.attach()
+    link = workers.WorkerLink(1, 2, a)
+    ctx = _Ctx(bus)
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as scope:
+            await nursery.start(link.run, ctx, scope)
+            with bus.subscribe(5, since=0) as sub:
+                b.sendall(workers.encode(Notification(5, 9, frozenset({"Email"}),
+                                                      frozenset({3}))))
+                with trio.fail_after(10):
+                    n = await sub.wait()
+                assert (n.account, n.modseq, n.kinds, n.mailboxes) == (5, 9, {"Email"}, {3})
+            b.close()                      # the supervisor is gone: the server stops
+            with trio.fail_after(10):
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+
+
+async def test_worker_link_sends_each_commit_as_one_line_per_account():
+    from mailaccess.store.records import Change
+
+    a, b = socket.socketpair()
+    link = workers.WorkerLink(0, 2, a)
+
+    class Info:
+        changes = [(1, Change(modseq=4, mailboxes=[7], created={"Email": [11]})),
+                   (2, Change(modseq=8, mailboxes=[9], updated={"Mailbox": [9]}))]
+
+    link.on_commit(Info)
+    b.settimeout(5)
+    data = b""
+    while data.count(b"\n") < 2:
+        data += b.recv(4096)
+    got = [workers.decode(ln) for ln in data.split(b"\n") if ln]
+    assert [(n.account, n.modseq) for n in got] == [(1, 4), (2, 8)]
+    assert got[0].kinds == {"Email"} and got[0].mailboxes == {7}
+    assert got[1].kinds == {"Mailbox"} and got[1].mailboxes == {9}
+    a.close()
+    b.close()
