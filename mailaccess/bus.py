@@ -55,6 +55,16 @@ Trio loop (``run_sync_soon``), where ``publish`` delivers it.  ``publish`` is
 the public entry for any other source (e.g. notifications from other worker
 processes: ``Notification`` is small, frozen and picklable); call it on the
 loop's thread.
+
+With several worker processes (server/workers.py) each has its own bus, fed
+by its own commits and, about a millisecond later, by the other workers'.
+So ``latest`` may trail the store briefly (a waiter is then woken once for
+a change it already read: harmless), and another worker's modseq N may
+arrive after this worker's N+1: ``latest`` and the per-kind latest only
+move forward, a waiter at N+1 ignores the late N (LMDB serialises the
+writers, so what it read at N+1 includes N), and a waiter behind N takes
+N's kinds and mailboxes into its merge.  The bus never assumes modseqs
+arrive in order or without gaps.
 """
 from __future__ import annotations
 
