@@ -148,6 +148,97 @@ def balance_kernel(reuseport: bool, procs: int, conns: int, burst: bool) -> list
     return counts
 
 
+def channel_latency(rounds: int) -> list[float]:
+    """The channel alone, with the server's own code: process A calls
+    WorkerLink.on_commit (what the store writer thread calls after a commit),
+    this process relays with Supervisor._read/_flush, process B's
+    WorkerLink.run publishes on its Bus, where a subscriber wakes.  ms from
+    the call in A to the wake-up in B (CLOCK_MONOTONIC is one clock for all
+    processes)."""
+    import json
+    import selectors
+
+    import trio
+
+    from mailaccess.bus import Bus
+    from mailaccess.config import Config
+    from mailaccess.server import workers
+    from mailaccess.store.records import Change
+
+    hub = workers.Supervisor(Config())
+    ends, res = [], []
+    for slot in hub.slots[:2]:
+        p, c = socket.socketpair()
+        p.setblocking(False)
+        slot.sock = p
+        hub.sel.register(p, selectors.EVENT_READ, slot)
+        ends.append(c)
+    hub.slots = hub.slots[:2]
+    pids = []
+    for role in ("B", "A"):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                out = []
+                if role == "B":
+                    async def main():
+                        bus = Bus()
+                        bus.attach()
+                        link = workers.WorkerLink(1, 2, ends[1])
+
+                        class Ctx:
+                            store = object()
+                        Ctx.bus = bus
+                        async with trio.open_nursery() as n:
+                            await n.start(link.run, Ctx, n.cancel_scope)
+                            os.write(w, b"R")
+                            since = 0
+                            while since < rounds:
+                                with bus.subscribe(1, since=since) as sub:
+                                    got = await sub.wait()
+                                out.append((got.modseq, time.perf_counter()))
+                                since = got.modseq
+                            n.cancel_scope.cancel()
+                    trio.run(main)
+                else:
+                    os.read(ready_r, 1)
+                    link = workers.WorkerLink(0, 2, ends[0])
+                    for i in range(1, rounds + 1):
+                        info = type("Info", (), {"changes": [
+                            (1, Change(modseq=i, mailboxes=[1], created={"Email": [i]}))]})
+                        t0 = time.perf_counter()
+                        link.on_commit(info)
+                        out.append((i, t0))
+                        time.sleep(0.002)
+                os.write(w, json.dumps(out).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        pids.append(pid)
+        res.append(r)
+        if role == "B":
+            # A, forked next, waits for B's "R" on this pipe (its read end
+            # is inherited): B listens before A sends
+            ready_r = r
+    for e in ends:
+        e.close()
+    while pids:
+        for key, mask in hub.sel.select(0.5):
+            slot = key.data
+            if mask & selectors.EVENT_READ:
+                hub._read(slot)
+            if mask & selectors.EVENT_WRITE and slot.sock is not None:
+                hub._flush(slot)
+        for pid in list(pids):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                pids.remove(pid)
+    b = dict(json.loads(os.read(res[0], 1 << 22) or b"[]"))
+    a = dict(json.loads(os.read(res[1], 1 << 22) or b"[]"))
+    return [(b[k] - a[k]) * 1000 for k in a if k in b and b[k] >= a[k]]
+
+
 def latency(cluster, rounds: int, cross: bool) -> list[float]:
     port = cluster.ports["imap"]
     if cross:
@@ -194,6 +285,10 @@ def main() -> None:
                 print(f"  {'SO_REUSEPORT' if reuse else 'one inherited socket':<22} "
                       f"{'burst' if burst else 'sequential':<11} {counts}")
         os.makedirs(Path(root) / "w2")
+        xs = channel_latency(args.rounds)
+        print(f"\n== channel alone (WorkerLink.on_commit in A -> bus wake-up in B, "
+              f"through the supervisor's relay), ms\n  p50 {statistics.median(xs):.3f}  "
+              f"p99 {pct(xs, 99):.3f}  (n={len(xs)})")
         c = Cluster(Path(root) / "w2")
         try:
             seq, burst = balance_mailaccess(c, args.conns)
