@@ -36,7 +36,7 @@ MESSAGE = (b"From: a@example.org\r\nTo: demo@localhost\r\nSubject: hi\r\n"
 # --- the server ----------------------------------------------------------------------------------
 
 class Cluster:
-    def __init__(self, tmp_path, n: int = 2):
+    def __init__(self, tmp_path, n: int = 2, extra: str = ""):
         cfg = tmp_path / "mailaccess.toml"
         cfg.write_text(f"""
 data_dir = "{tmp_path / 'data'}"
@@ -55,7 +55,7 @@ penalty_initial = 0
 workers = {n}
 restart_delay = 0.1
 stop_timeout = 20
-""")
+""" + extra)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailaccess", "serve", "--config", str(cfg)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -234,6 +234,11 @@ def on_each_worker(cluster: Cluster, open_one, want: int = 2, tries: int = 200) 
     for _ in range(tries):
         c = open_one()
         pid = worker_pid(c.sock, pids)
+        for _ in range(100):            # a client that speaks first: until accepted
+            if pid is not None:
+                break
+            time.sleep(0.01)
+            pid = worker_pid(c.sock, pids)
         if pid is not None and pid not in got:
             got[pid] = c
             if len(got) == want:
@@ -252,26 +257,36 @@ def append(port: int, n: int = 1) -> None:
     c.close()
 
 
-def lmtp_deliver(port: int, n: int) -> None:
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    f = s.makefile("rb")
+class Lmtp:
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.f = self.sock.makefile("rb")
+        self.expect(b"220")                      # accepted: a worker holds it
 
-    def expect(code: bytes) -> None:
+    def expect(self, code: bytes) -> None:
         while True:
-            ln = f.readline()
+            ln = self.f.readline()
             assert ln.startswith(code), ln
             if ln[3:4] != b"-":
                 return
 
-    expect(b"220")
-    for cmd, code in ((b"LHLO test", b"250"), (b"MAIL FROM:<a@example.org>", b"250"),
-                      (b"RCPT TO:<demo@localhost>", b"250"), (b"DATA", b"354")):
-        s.sendall(cmd + b"\r\n")
-        expect(code)
-    s.sendall(MESSAGE % n + b".\r\n")
-    expect(b"250")
-    s.sendall(b"QUIT\r\n")
-    s.close()
+    def deliver(self, n: int, sender: str = "a@example.org") -> None:
+        for cmd, code in ((b"LHLO test", b"250"), (f"MAIL FROM:<{sender}>".encode(), b"250"),
+                          (b"RCPT TO:<demo@localhost>", b"250"), (b"DATA", b"354")):
+            self.sock.sendall(cmd + b"\r\n")
+            self.expect(code)
+        self.sock.sendall(MESSAGE.replace(b"a@example.org", sender.encode()) % n + b".\r\n")
+        self.expect(b"250")
+        self.sock.sendall(b"QUIT\r\n")
+        self.close()
+
+    def close(self) -> None:
+        self.f.close()
+        self.sock.close()
+
+
+def lmtp_deliver(port: int, n: int) -> None:
+    Lmtp(port).deliver(n)
 
 
 # --- across workers --------------------------------------------------------------------------
@@ -451,3 +466,107 @@ async def test_worker_link_sends_each_commit_as_one_line_per_account():
     assert got[1].kinds == {"Mailbox"} and got[1].mailboxes == {9}
     a.close()
     b.close()
+
+
+def test_singletons_hear_every_worker(tmp_path):
+    """The outbound queue runs in worker 0 only; an autoreply queued by a
+    delivery on either worker is sent (the queue wakes on the channel), as
+    is the push verification of a subscription made on either worker."""
+    import httpx
+    from smtp_sink import Sink
+
+    with Sink() as sink:
+        c = Cluster(tmp_path, extra=f"""
+[smtp]
+relay_host = "127.0.0.1"
+relay_port = {sink.port}
+""")
+        try:
+            http = f"http://127.0.0.1:{c.ports['http']}"
+            with httpx.Client(base_url=http, auth=(USER, PASSWORD), timeout=30) as h:
+                acc = h.get("/jmap/session").json()["primaryAccounts"][
+                    "urn:ietf:params:jmap:mail"]
+                r = h.post("/jmap/api/", json={
+                    "using": ["urn:ietf:params:jmap:core",
+                              "urn:ietf:params:jmap:vacationresponse"],
+                    "methodCalls": [["VacationResponse/set", {"accountId": acc, "update": {
+                        "singleton": {"isEnabled": True, "subject": "away",
+                                      "textBody": "back soon"}}}, "0"]]}).json()
+                assert "singleton" in r["methodResponses"][0][1]["updated"], r
+            conns = on_each_worker(c, lambda: Lmtp(c.ports["lmtp"]))
+            for k, conn in enumerate(conns.values()):
+                conn.deliver(k, sender=f"ext{k}@example.org")
+            deadline = time.monotonic() + 60
+            with sink.handler.arrived:
+                while len(sink.received) < 2 and time.monotonic() < deadline:
+                    sink.handler.arrived.wait(1)
+            assert sorted(r.rcpt_tos[0] for r in sink.received) == \
+                ["ext0@example.org", "ext1@example.org"], "".join(c.log)
+        finally:
+            assert c.stop() == 0
+
+
+class RawHttp:
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+
+    def post_json(self, path: str, body: bytes) -> bytes:
+        auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        self.sock.sendall(f"POST {path} HTTP/1.1\r\nHost: localhost\r\n"
+                          f"Authorization: Basic {auth}\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                          .encode() + body)
+        out = b""
+        while True:
+            data = self.sock.recv(65536)
+            if not data:
+                return out
+            out += data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_push_subscription_made_on_any_worker_is_verified(tmp_path):
+    """Push delivery runs in worker 0; a PushSubscription created through
+    either worker gets its PushVerification POSTed (the 'P push' line)."""
+    import http.server
+    import json
+
+    posted = []
+    arrived = threading.Condition()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"]))
+            with arrived:
+                posted.append(json.loads(body))
+                arrived.notify_all()
+            self.send_response(201)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    c = Cluster(tmp_path, extra="[push]\nallow_loopback_http = true\n")
+    try:
+        conns = on_each_worker(c, lambda: RawHttp(c.ports["http"]))
+        for k, conn in enumerate(conns.values()):
+            body = json.dumps({"using": ["urn:ietf:params:jmap:core"], "methodCalls": [
+                ["PushSubscription/set", {"create": {"p": {
+                    "deviceClientId": f"dev{k}",
+                    "url": f"http://127.0.0.1:{srv.server_port}/push/{k}"}}}, "0"]]})
+            answer = conn.post_json("/jmap/api/", body.encode())
+            assert b'"created"' in answer, answer
+        deadline = time.monotonic() + 60
+        with arrived:
+            while len(posted) < 2 and time.monotonic() < deadline:
+                arrived.wait(1)
+        assert [p["@type"] for p in posted] == ["PushVerification"] * 2, "".join(c.log)
+        assert len({p["pushSubscriptionId"] for p in posted}) == 2
+    finally:
+        srv.shutdown()
+        assert c.stop() == 0
