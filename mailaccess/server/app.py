@@ -113,8 +113,12 @@ def open_store(cfg: Config, *, create: bool = True, readonly: bool = False,
         import dataclasses
 
         retention = dataclasses.replace(retention, sweep_interval=0.0)
+    # LMDB's reader table is shared by every process of the server (the
+    # first to open the environment sizes it: the supervisor): room for each
+    # worker's cached read transactions (64) and its readers in flight
     return Store(cfg.store_path, map_size=cfg.store.map_size or None,
-                 retention=retention, create=create, readonly=readonly)
+                 retention=retention, create=create, readonly=readonly,
+                 max_readers=max(1024, 160 * cfg.server.count()))
 
 
 def ensure_demo_account(cfg: Config, store: Store) -> bool:

@@ -148,7 +148,8 @@ class LmdbStore:
 
     def __init__(self, path: str | os.PathLike, *, map_size: int | None = None,
                  max_batch: int = 256, readonly: bool = False,
-                 retention: Retention | None = None, create: bool = True):
+                 retention: Retention | None = None, create: bool = True,
+                 max_readers: int = 1024):
         self.path = os.fspath(path)
         self.readonly = readonly
         self.retention = retention or Retention()
@@ -170,7 +171,7 @@ class LmdbStore:
         try:
             self.env = lmdb.open(
                 self.path, map_size=self._map_size, max_dbs=len(keys.TABLES) + 4,
-                max_readers=1024, sync=True, metasync=True, readonly=readonly,
+                max_readers=max_readers, sync=True, metasync=True, readonly=readonly,
                 lock=True, subdir=True, max_spare_txns=64)
         except (lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.CorruptedError) as exc:
             if state != "present":
