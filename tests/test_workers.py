@@ -598,3 +598,36 @@ def test_push_subscription_made_on_any_worker_is_verified(tmp_path):
     finally:
         srv.shutdown()
         assert c.stop() == 0
+
+
+async def test_worker_link_broadcasts_by_topic():
+    a, b = socket.socketpair()
+    bus = Bus()
+    bus.attach()
+    link = workers.WorkerLink(1, 2, a)
+    heard = []
+    stop = link.on("eas-ping", heard.append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(link.run, _Ctx(bus), nursery.cancel_scope)
+        # what this worker sends goes to the supervisor, not to its own handlers
+        link.broadcast("eas-ping", {"account": 1, "device": "d"})
+        b.settimeout(5)
+        line = b.recv(4096)
+        assert line.startswith(b"B") and line.endswith(b"\n")
+        assert not heard
+        # what another worker sends (relayed by the supervisor) is heard
+        b.sendall(line + b'B["other",1]\n')
+        with trio.fail_after(10):
+            while not heard:
+                await trio.sleep(0.01)
+        assert heard == [{"account": 1, "device": "d"}]
+        stop()
+        b.sendall(line)
+        b.sendall(workers.encode(Notification(1, 1)))
+        with trio.fail_after(10):
+            with bus.subscribe(1, since=0) as sub:
+                await sub.wait()                # read past the second broadcast
+        assert len(heard) == 1
+        nursery.cancel_scope.cancel()
+    a.close()
+    b.close()

@@ -18,8 +18,9 @@ describes the model; in short:
   the supervisor copies every line not addressed to itself (``!``) to every
   other worker, whose link task publishes it on its bus.  IDLE, NOTIFY, JMAP
   push and ActiveSync Ping wait on their own process's bus as before.
-  ``P push`` lines tell the primary worker's push delivery that a push
-  subscription changed.  ``!R`` (worker ready, with its bound addresses) is
+  ``B[topic, data]`` lines are broadcasts between workers
+  (``WorkerLink.broadcast``/``on``): topic ``push`` tells the primary
+  worker's push delivery that a push subscription changed.  ``!R`` (worker ready, with its bound addresses) is
   for the supervisor; ``!S`` (stop) for a worker.
 * Singletons (app.SINGLETONS: the outbound queue, push delivery, the HTTP
   routes' background sweeps, the change log's age sweep) run in worker 0,
@@ -48,6 +49,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
 import trio
 
@@ -90,7 +92,29 @@ class WorkerLink:
         self.sock = sock
         self._send_lock = threading.Lock()
         self._broken = False
+        self._handlers: dict[str, list] = {}
         self.stats = {"sent": 0, "received": 0}
+
+    # messages between workers, by topic ----------------------------------------------
+
+    def broadcast(self, topic: str, data=None) -> None:
+        """Send DATA (JSON-able) to every other worker's handlers of TOPIC
+        (not to this worker's: the caller acts here itself).  E.g. push
+        subscriptions changed, or, for ActiveSync, "device D of account A
+        sent a newer Ping: end yours"."""
+        self.send(b"B" + json.dumps([topic, data], separators=(",", ":")).encode() + b"\n")
+
+    def on(self, topic: str, fn) -> "Callable[[], None]":
+        """Call FN(data) on this worker's Trio loop for each broadcast of
+        TOPIC by another worker; -> a function that stops it.  FN must not
+        block or raise."""
+        self._handlers.setdefault(topic, []).append(fn)
+
+        def stop() -> None:
+            fns = self._handlers.get(topic, [])
+            if fn in fns:
+                fns.remove(fn)
+        return stop
 
     # sending (any thread) ------------------------------------------------------------
 
@@ -135,7 +159,9 @@ class WorkerLink:
         from . import push_delivery
 
         key = id(ctx.store)
-        push_delivery._ELSEWHERE[key] = lambda: self.send(b"Ppush\n")
+        push_delivery._ELSEWHERE[key] = lambda: self.broadcast("push")
+        stop_push = self.on("push", lambda _data: push_delivery.subscriptions_changed(
+            ctx.store, here_only=True))
         tsock = trio.socket.from_stdlib_socket(self.sock)
         task_status.started()
         buf = b""
@@ -152,6 +178,7 @@ class WorkerLink:
                     self._handle(ctx, line, scope)
         finally:
             push_delivery._ELSEWHERE.pop(key, None)
+            stop_push()
 
     def _handle(self, ctx, line: bytes, scope: trio.CancelScope) -> None:
         kind = line[:1]
@@ -163,10 +190,17 @@ class WorkerLink:
                 return
             self.stats["received"] += 1
             ctx.bus.publish(n)
-        elif line == b"Ppush":
-            from . import push_delivery
-
-            push_delivery.subscriptions_changed(ctx.store, here_only=True)
+        elif kind == b"B":
+            try:
+                topic, data = json.loads(line[1:])
+            except (ValueError, TypeError):
+                log.error("bad message on the channel: %r", line[:200])
+                return
+            for fn in list(self._handlers.get(topic, ())):
+                try:
+                    fn(data)
+                except Exception:
+                    log.exception("handler of %r failed", topic)
         elif line == b"!S":
             log.info("stopping: draining connections and flushing the store")
             scope.cancel()
