@@ -631,3 +631,28 @@ async def test_worker_link_broadcasts_by_topic():
         nursery.cancel_scope.cancel()
     a.close()
     b.close()
+
+
+def test_workers_1_is_the_single_process(tmp_path):
+    """[server] workers = 1: no supervisor, one process serving everything."""
+    c = Cluster(tmp_path, n=1)
+    try:
+        assert c.pids() == {}                      # no worker was started
+        assert not any("[supervisor]" in ln for ln in c.log)
+        assert not [p for p in os.listdir("/proc") if p.isdigit()
+                    and _ppid(int(p)) == c.proc.pid]      # no child process
+        a = Imap(c.ports["imap"]).login()
+        a.idle()
+        append(c.ports["imap"])
+        assert a.wait_exists() == b"* 1 EXISTS"
+        a.done()
+    finally:
+        assert c.stop() == 0
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
