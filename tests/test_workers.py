@@ -656,3 +656,95 @@ def _ppid(pid: int) -> int:
             return int(fh.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return -1
+
+
+# --- ActiveSync: a newer Ping ends the older one whichever worker holds it ------------------------
+
+class EasPing:
+    """A raw HTTP connection that sends one ActiveSync Ping and reads its answer."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+
+    def send(self, key: int, folder: str, heartbeat: int = 600) -> None:
+        from mailaccess.proto.eas.wbxml import E, encode
+        body = encode(E("Ping:Ping", E("Ping:HeartbeatInterval", text=str(heartbeat)),
+                        E("Ping:Folders", E("Ping:Folder", E("Ping:Id", text=folder),
+                                            E("Ping:Class", text="Email")))))
+        auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        self.sock.sendall(
+            f"POST /Microsoft-Server-ActiveSync?Cmd=Ping&User={USER}&DeviceId=phone1"
+            f"&DeviceType=test HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\n"
+            f"MS-ASProtocolVersion: 14.1\r\nX-MS-PolicyKey: {key}\r\n"
+            f"Content-Type: application/vnd.ms-sync.wbxml\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    def answer(self, timeout: float = 60):
+        from mailaccess.proto.eas.wbxml import decode
+        buf = b""
+        self.sock.settimeout(timeout)
+        while b"\r\n\r\n" not in buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError(buf)
+            buf += data
+        head, _, body = buf.partition(b"\r\n\r\n")
+        n = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        while len(body) < n:
+            body += self.sock.recv(65536)
+        return decode(body[:n])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_newer_ping_ends_the_older_on_another_worker(cluster):
+    import httpx
+
+    from mailaccess.proto.eas.wbxml import E, decode, encode
+    base = f"http://127.0.0.1:{cluster.ports['http']}/Microsoft-Server-ActiveSync"
+    q = {"User": USER, "DeviceId": "phone1", "DeviceType": "test"}
+    with httpx.Client(auth=(USER, PASSWORD), timeout=60) as c:
+        def post(cmd, body, key=None):
+            h = {"content-type": "application/vnd.ms-sync.wbxml", "ms-asprotocolversion": "14.1"}
+            if key is not None:
+                h["x-ms-policykey"] = str(key)
+            r = c.post(base, params={"Cmd": cmd, **q}, content=encode(body), headers=h)
+            assert r.status_code == 200, r.text
+            return decode(r.content) if r.content else None
+
+        def policy(doc):
+            return doc.find("Provision:Policies").find("Provision:Policy") \
+                .child_text("Provision:PolicyKey")
+        pol = [E("Provision:PolicyType", text="MS-EAS-Provisioning-WBXML")]
+        temp = policy(post("Provision", E("Provision:Provision",
+                                          E("Provision:Policies", E("Provision:Policy", *pol)))))
+        key = int(policy(post("Provision", E("Provision:Provision", E("Provision:Policies",
+            E("Provision:Policy", *pol, E("Provision:PolicyKey", text=temp),
+              E("Provision:Status", text="1")))))))
+        fs = post("FolderSync", E("FolderHierarchy:FolderSync",
+                                  E("FolderHierarchy:SyncKey", text="0")), key)
+        inbox = next(a.child_text("FolderHierarchy:ServerId")
+                     for a in fs.find("FolderHierarchy:Changes").findall("FolderHierarchy:Add")
+                     if a.child_text("FolderHierarchy:Type") == "2")
+
+        def sync(k):
+            doc = post("Sync", E("AirSync:Sync", E("AirSync:Collections", E(
+                "AirSync:Collection", E("AirSync:SyncKey", text=k),
+                E("AirSync:CollectionId", text=inbox)))), key)
+            return doc.find("AirSync:Collections").find("AirSync:Collection") \
+                .child_text("AirSync:SyncKey") if doc is not None else k
+        sync(sync("0"))
+    pings = on_each_worker(cluster, lambda: EasPing(cluster.ports["http"]))
+    (_, older), (_, newer) = pings.items()
+    older.send(key, inbox)
+    time.sleep(2)                       # the older is waiting (and has let go of the device)
+    newer.send(key, inbox)
+    # the older answers at once, as if its interval ran out (Status 1); the
+    # newer is the one that waits, and hears of the delivery
+    assert older.answer(timeout=30).child_text("Ping:Status") == "1"
+    lmtp_deliver(cluster.ports["lmtp"], 1)
+    got = newer.answer(timeout=30)
+    assert got.child_text("Ping:Status") == "2"
+    for p in pings.values():
+        p.close()
