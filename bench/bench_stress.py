@@ -58,6 +58,8 @@ Run as root (Dovecot):
     .venv/bin/python bench/bench_stress.py            # the full matrix (~4 min)
     .venv/bin/python bench/bench_stress.py --quick    # 10 and 50 clients, 3 s each
     .venv/bin/python bench/bench_stress.py --clients 10,50 --seconds 5 [--no-login | --login]
+    .venv/bin/python bench/bench_stress.py --quick --workers 1,2   # mailaccess with 1
+                  # and with 2 worker processes ([server] workers), and Dovecot, one run
 """
 from __future__ import annotations
 
@@ -137,8 +139,9 @@ def argon2_hash(params: tuple[int, int, int]) -> str:
 class Mailaccess:
     """`mailaccess serve` with [auth] argon2 parameters; restartable on its data."""
 
-    def __init__(self, workdir: str, max_sessions: int):
+    def __init__(self, workdir: str, max_sessions: int, workers: int | None = None):
         self.workdir, self.max_sessions = workdir, max_sessions
+        self.workers = workers           # [server] workers; None: its default (cores)
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.cfg = os.path.join(workdir, "mailaccess.toml")
@@ -155,7 +158,9 @@ class Mailaccess:
                      f'max_sessions_per_user = {self.max_sessions}\n'
                      f'[auth]\nargon2_memory_kib = {m}\nargon2_time_cost = {t}\n'
                      f'argon2_parallelism = {p}\n' + ('' if cache else 'cache_ttl = 0\n') +
-                     '[http]\nlisten = "127.0.0.1:0"\n[lmtp]\nlisten = "127.0.0.1:0"\n')
+                     '[http]\nlisten = "127.0.0.1:0"\n[lmtp]\nlisten = "127.0.0.1:0"\n'
+                     + ('' if self.workers is None else
+                        f'[server]\nworkers = {self.workers}\n'))
         if not self.added:
             subprocess.run([sys.executable, "-m", "mailaccess", "user", "add", USER,
                             "--password-stdin", "--config", self.cfg],
@@ -714,6 +719,10 @@ def main() -> None:
                     help="hash-cost profiles for the login runs (comma-separated): same, "
                          "default, argon2")
     ap.add_argument("--servers", default="mailaccess,dovecot")
+    ap.add_argument("--workers", default="",
+                    help="mailaccess [server] workers, comma-separated: one mailaccess "
+                         "server per value, each on its own copy of the data (default: "
+                         "one server at its default, a worker per core)")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = ap.parse_args()
     quick = ("10,50", 3.0, 300) if args.quick else ("10,50,200", 5.0, 1000)
@@ -730,7 +739,17 @@ def main() -> None:
     msgs = corpus(400)
     root = tempfile.mkdtemp(prefix="bench-stress-")
     os.chmod(root, 0o755)
-    ma = Mailaccess(os.path.join(root, "mailaccess"), max(counts) + 50)
+    wcounts = [int(x) for x in args.workers.split(",") if x]
+    mas: dict[str, Mailaccess] = {}
+    if "mailaccess" in servers:
+        i = servers.index("mailaccess")
+        if wcounts:
+            names = [f"mailaccess-w{w}" for w in wcounts]
+            for name, w in zip(names, wcounts):
+                mas[name] = Mailaccess(os.path.join(root, name), max(counts) + 50, w)
+            servers[i:i + 1] = names
+        else:
+            mas["mailaccess"] = Mailaccess(os.path.join(root, "mailaccess"), max(counts) + 50)
     dc = Dovecot(os.path.join(root, "dovecot"), USER, PASSWORD,
                  max_connections=max(counts) + 50)
     entries = {"cheap": "{ARGON2ID}" + argon2_hash(CHEAP),
@@ -741,7 +760,7 @@ def main() -> None:
           f"{os.cpu_count()} cores", flush=True)
     loop = asyncio.new_event_loop()
     try:
-        if "mailaccess" in servers:
+        for ma in mas.values():
             ma.start(CHEAP)
             loop.run_until_complete(load(ma.port, msgs, args.messages))
         if "dovecot" in servers:
@@ -759,7 +778,7 @@ def main() -> None:
         for prof, c, login_cycle in plan:
             if prof != current:
                 params, cache, entry, _ = PROFILES[prof]
-                if "mailaccess" in servers:
+                for ma in mas.values():
                     ma.stop()
                     ma.start(params, cache)
                     # one login before the clock: mailaccess rehashes to the new parameters
@@ -773,33 +792,36 @@ def main() -> None:
             print(f"\n== {title}", flush=True)
             row = {}
             for s in servers:
-                if s == "mailaccess":
+                if s in mas:
                     res = loop.run_until_complete(run_config(
-                        ma.port, ma.pids, c, args.seconds, login_cycle, msgs))
+                        mas[s].port, mas[s].pids, c, args.seconds, login_cycle, msgs))
                 else:
                     res = loop.run_until_complete(run_config(
                         dc.ports["imap"], dc.pids, c, args.seconds, login_cycle, msgs))
                 show(s, res)
                 row[s] = res
-            if len(row) == 2 and row["dovecot"]["ops"] and row["mailaccess"]["ops"]:
-                a, b = row["mailaccess"], row["dovecot"]
-                print(f"  {'mailaccess / dovecot':<34} ops/s {a['ops_s'] / b['ops_s']:.2f}x  "
-                      f"cpu per op {a['cpu_per_k'] / b['cpu_per_k']:.2f}x", flush=True)
+            for name in mas:
+                if name in row and "dovecot" in row and row["dovecot"]["ops"] \
+                        and row[name]["ops"]:
+                    a, b = row[name], row["dovecot"]
+                    print(f"  {name + ' / dovecot':<34} ops/s {a['ops_s'] / b['ops_s']:.2f}x  "
+                          f"cpu per op {a['cpu_per_k'] / b['cpu_per_k']:.2f}x", flush=True)
             summary.append((title, row))
         print("\n== summary (ops/s; server CPU s per 1,000 ops; peak RSS MB; errors)")
         for title, row in summary:
             cells = [f"{s} {r['ops_s']:.0f} ops/s, {r['cpu_per_k']:.2f} s/1k, "
                      f"{r['rss_mb']:.0f} MB, {len(r['errors'])} err" for s, r in row.items()]
             print(f"  {title}\n      " + " | ".join(cells))
-        for s, srv in (("mailaccess", ma), ("dovecot", dc)):
+        for s, srv in [*mas.items(), ("dovecot", dc)]:
             if s in servers:
-                notes = srv.notes() if s == "mailaccess" else "".join(
+                notes = srv.notes() if s in mas else "".join(
                     ln for ln in open(dc.log, errors="replace").readlines()[-400:]
                     if "Error" in ln or "Fatal" in ln or "Panic" in ln)[-3000:]
                 if notes.strip():
                     print(f"\n{s} log (warnings/errors):\n{notes}")
     finally:
-        ma.stop()
+        for ma in mas.values():
+            ma.stop()
         dc.stop()
         loop.close()
         if args.keep:

@@ -55,11 +55,21 @@ Trio loop (``run_sync_soon``), where ``publish`` delivers it.  ``publish`` is
 the public entry for any other source (e.g. notifications from other worker
 processes: ``Notification`` is small, frozen and picklable); call it on the
 loop's thread.
+
+With several worker processes (server/workers.py) each has its own bus, fed
+by its own commits and, about a millisecond later, by the other workers'.
+So ``latest`` may trail the store briefly (a waiter is then woken once for
+a change it already read: harmless), and another worker's modseq N may
+arrive after this worker's N+1: ``latest`` and the per-kind latest only
+move forward, a waiter at N+1 ignores the late N (LMDB serialises the
+writers, so what it read at N+1 includes N), and a waiter behind N takes
+N's kinds and mailboxes into its merge.  The bus never assumes modseqs
+arrive in order or without gaps.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import trio
 
@@ -211,6 +221,9 @@ class Bus:
         self._latest: dict[int, int] = {}                    # account -> modseq
         self._latest_kind: dict[int, dict[str, int]] = {}    # account -> kind -> modseq
         self._token: trio.lowlevel.TrioToken | None = None
+        # called with every published notification, whatever its account
+        # (a service that watches all accounts: the outbound queue)
+        self._listeners: list[Callable[[Notification], None]] = []
 
     def attach(self) -> None:
         """Bind to the running Trio loop (call from inside it)."""
@@ -262,6 +275,19 @@ class Bus:
         subs = self._subs.get(account, ())
         return len(subs), sum(s.pending is not None for s in subs)
 
+    def listen(self, fn: "Callable[[Notification], None]") -> "Callable[[], None]":
+        """Call FN (on the loop) with every notification of every account,
+        local or from another worker; -> a function that stops it.  FN must
+        not block or raise."""
+        self._listeners.append(fn)
+
+        def stop() -> None:
+            try:
+                self._listeners.remove(fn)
+            except ValueError:
+                pass
+        return stop
+
     # --- publishing ----------------------------------------------------------------------
 
     def publish(self, n: Notification) -> None:
@@ -277,6 +303,8 @@ class Bus:
         if subs:
             for sub in list(subs):
                 sub._offer(n)
+        for fn in self._listeners:
+            fn(n)
 
     def on_commit(self, info: "CommitInfo") -> None:
         """The store's commit hook (writer thread): hop onto the loop."""

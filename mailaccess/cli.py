@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    s = sub.add_parser("serve", help="run the server (all services in one process)",
+    s = sub.add_parser("serve", help="run the server (every service, on every core)",
                        description="Run every configured service until SIGINT/SIGTERM. "
                        "With no config: loopback listeners (IMAP 1143, IMAPS 1993, HTTP for JMAP and ActiveSync "
                        "8080, LMTP 2424), data in ./mailaccess-data, a demo account.")
@@ -421,9 +421,17 @@ def _serve(args, cfg) -> int:
     async def run():
         async with trio.open_nursery() as n:
             ctx = await n.start(app.serve, cfg)
-            _print_banner(cfg, ctx)
+            with ctx.store.view() as v:
+                demo = v.account_by_name(app.DEMO_USER) is not None
+            _print_banner(cfg, ctx.bound, demo)
 
     try:
+        if cfg.server.count() > 1:
+            # worker processes under a supervisor (server/workers.py)
+            from .server import workers
+
+            return workers.supervise(cfg, banner=lambda bound, demo:
+                                     _print_banner(cfg, bound, demo, cfg.server.count()))
         trio.run(run)
     except SystemExit as exc:
         if isinstance(exc.code, str):
@@ -449,18 +457,18 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
     return out
 
 
-def _print_banner(cfg, ctx) -> None:
+def _print_banner(cfg, bound, demo: bool, workers: int = 1) -> None:
     lines = ["", "mailaccess is running (Ctrl-C stops it)"]
-    for name, addrs in ctx.bound.items():
+    if workers > 1:
+        lines[-1] = f"mailaccess is running, {workers} worker processes (Ctrl-C stops it)"
+    for name, addrs in bound.items():
         for host, port in addrs:
             lines.append(f"  {name:<6} {host}:{port}")
     lines.append(f"  data   {os.path.abspath(cfg.data_dir)}")
-    if cfg.demo_account:
+    if cfg.demo_account and demo:
         from .server.app import DEMO_PASSWORD, DEMO_USER
 
-        with ctx.store.view() as v:
-            if v.account_by_name(DEMO_USER) is not None:
-                lines.append(f"  demo account: user {DEMO_USER!r}, password {DEMO_PASSWORD!r}")
+        lines.append(f"  demo account: user {DEMO_USER!r}, password {DEMO_PASSWORD!r}")
     if not cfg.tls.cert:
         lines.append(f"  TLS: self-signed; clients can trust "
                      f"{os.path.join(cfg.data_dir, 'tls', 'selfsigned-ca.pem')}")

@@ -312,6 +312,27 @@ class PushConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """The process model of `mailaccess serve` (server/workers.py,
+    docs/architecture.md "Worker processes").  ``workers`` processes share
+    the listeners and the store; 0 means one per core (os.cpu_count());
+    1 is the single process (no supervisor: the setting for debugging)."""
+
+    workers: int = 0
+    # a worker that dies is restarted after restart_delay seconds, doubled
+    # for each death within a minute of its start, at most restart_max_delay
+    restart_delay: float = 0.5
+    restart_max_delay: float = 30.0
+    # on SIGTERM/SIGINT: workers that have not drained after this many
+    # seconds are killed (the store is durable at every acknowledged write)
+    stop_timeout: float = 60.0
+
+    def count(self) -> int:
+        """The number of worker processes this setting means."""
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "mailaccess-data"
     hostname: str = "localhost"
@@ -328,6 +349,7 @@ class Config:
     smtp: SmtpConfig = SmtpConfig()
     vacation: VacationConfig = VacationConfig()
     push: PushConfig = PushConfig()
+    server: ServerConfig = ServerConfig()
 
     @property
     def store_path(self) -> str:

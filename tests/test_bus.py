@@ -281,3 +281,65 @@ def test_module_needs_no_store():
     tree = ast.parse(inspect.getsource(busmod))
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert not any("store" in (getattr(n, "module", "") or "") for n in top)
+
+
+# --- notifications from other worker processes (server/workers.py) ---------------------------
+# Another worker's commit N can arrive after this worker's own N+1: LMDB
+# serialises writers, so a reader that saw N+1 saw N too; the late N must
+# neither move ``latest`` back nor wake a waiter that saw N+1, and must
+# still wake (and add its kinds to) a waiter behind N.
+
+def test_a_late_notification_from_another_worker():
+    b = Bus()
+    behind = b.subscribe(1, since=4)
+    b.publish(N(1, 6, kinds=("Email",), mailboxes=(1,)))        # ours, first
+    seen = b.latest(1)
+    assert seen == 6
+    current = b.subscribe(1, since=seen)
+    b.publish(N(1, 5, kinds=("Mailbox",), mailboxes=(2,)))      # theirs, late
+    assert b.latest(1) == 6
+    assert current.take() is None
+    n = behind.take()
+    assert n.modseq == 6 and n.kinds == {"Email", "Mailbox"} and n.mailboxes == {1, 2}
+    # a waiter arriving later, behind 5, for the late kind only: woken at once
+    late = b.subscribe(1, kinds={"Mailbox"}, since=4)
+    assert "Mailbox" in late.take().kinds
+    assert b.subscribe(1, kinds={"Mailbox"}, since=5).take() is None
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.integers(1, 30), st.sampled_from(["Email", "Mailbox", "Thread"])),
+                min_size=1, max_size=12, unique_by=lambda t: t[0]),
+       st.randoms(), st.integers(0, 30), st.sampled_from(["Email", "Mailbox", "Thread"]))
+def test_arrival_order_does_not_matter(events, rnd, since, kind):
+    """Whatever order the notifications arrive in, the bus ends in the same
+    state, and a waiter is woken iff one of them is news to it."""
+    def run(order):
+        b = Bus()
+        before = b.subscribe(7, kinds={kind}, since=since)
+        for ms, k in order:
+            b.publish(N(7, ms, kinds=(k,)))
+        after = b.subscribe(7, kinds={kind}, since=since)
+        p, q = before.take(), after.take()
+        return (b.latest(7), dict(b._latest_kind[7]),
+                None if p is None else p.modseq, None if q is None else bool(q.kinds & {kind}))
+
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    in_order = run(sorted(events))
+    assert run(shuffled) == in_order
+    news = [ms for ms, k in events if ms > since and k == kind]
+    assert (in_order[2] is not None) == bool(news)
+    assert (in_order[3] is not None) == bool(news)
+
+
+def test_a_listener_hears_every_account_until_stopped():
+    b = Bus()
+    heard = []
+    stop = b.listen(heard.append)
+    b.publish(N(1, 1))
+    b.publish(N(2, 1, kinds=("Outbound",)))
+    stop()
+    b.publish(N(3, 1))
+    stop()                               # twice is harmless
+    assert [(n.account, n.kinds) for n in heard] == [(1, {"Email"}), (2, {"Outbound"})]

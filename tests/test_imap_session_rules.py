@@ -132,6 +132,8 @@ def test_server_context_carries_no_service_state():
     from mailaccess.server.imap import ImapService
 
     names = {f.name for f in dataclasses.fields(ServerContext)}
-    # auth: the login service every protocol shares (mailaccess/auth)
-    assert names == {"cfg", "store", "bus", "tls_cert", "tls_key", "bound", "auth"}, names
+    # auth: the login service every protocol shares (mailaccess/auth);
+    # worker: the worker process this is (server/workers.py), or None
+    assert names == {"cfg", "store", "bus", "tls_cert", "tls_key", "bound", "auth",
+                     "worker"}, names
     assert {"views", "sessions"} <= set(vars(ImapService(None)))

@@ -147,7 +147,13 @@ class Eas:
         key = (account, device)
         lock = self._device_locks.get(key)
         if lock is None:
-            lock = self._device_locks[key] = trio.Lock()
+            if getattr(self.ctx, "worker", None) is None:
+                lock = trio.Lock()
+            else:   # several worker processes: the lock holds across them
+                from .devicelock import SharedLock, lock_path
+
+                lock = SharedLock(lock_path(self.ctx.cfg.data_dir, account, device))
+            self._device_locks[key] = lock
         return lock
 
     def _common_headers(self) -> list[tuple[str, str]]:

@@ -34,7 +34,7 @@ What this module owns: the waiting requests of the HTTP service (a
 """
 from __future__ import annotations
 
-import itertools
+import time
 import weakref
 from contextlib import asynccontextmanager
 from typing import Iterable
@@ -114,6 +114,7 @@ class Registry:
         self.total = 0
         self.draining = False
         self.superseded = 0         # how many waits a newer request ended (for tests, stats)
+        self.worker = None          # the worker link (several processes), else None
         self.refused = 0
 
     def admit(self, account: int, device: str, seq: int = 0) -> Waiter:
@@ -164,6 +165,17 @@ class Registry:
             else:
                 del self.per_user[w.account]
 
+    def end_older(self, account: int, device: str, seq: int) -> None:
+        """Another worker admitted DEVICE's request number SEQ: end an older
+        one waiting here."""
+        key = (account, device)
+        old = self.by_device.get(key)
+        if old is not None and old.seq < seq:
+            del self.by_device[key]
+            self._uncount(old)
+            old.end("superseded")
+            self.superseded += 1
+
     def drain(self) -> None:
         """Shutdown: every waiting request answers now, new ones at once."""
         self.draining = True
@@ -171,11 +183,30 @@ class Registry:
             w.end("shutdown")
 
 
-_SEQ = itertools.count(1)
+_last_seq = 0
+
+
+def _next_seq() -> int:
+    """A request number: increasing in this process, and ordered across the
+    worker processes (CLOCK_MONOTONIC is one clock for the whole system)."""
+    global _last_seq
+    _last_seq = max(_last_seq + 1, time.monotonic_ns())
+    return _last_seq
 
 # one registry per HTTP service (or per server context when there is none: unit tests)
 _REGISTRIES: "weakref.WeakKeyDictionary[object, Registry]" = weakref.WeakKeyDictionary()
 _LOOSE: dict[int, Registry] = {}
+
+
+TOPIC = "eas-ping"     # worker broadcasts: [account, device, request number]
+
+
+def _from_elsewhere(reg: Registry, data) -> None:
+    try:
+        account, device, seq = data
+        reg.end_older(int(account), str(device), int(seq))
+    except (TypeError, ValueError):
+        pass
 
 
 def registry(ctx) -> Registry:
@@ -190,6 +221,10 @@ def registry(ctx) -> Registry:
     if reg is None:
         reg = _REGISTRIES[svc] = Registry(ctx.cfg.max_pings_per_user, ctx.cfg.max_pings)
         svc.drain_hooks.append(reg.drain)
+        worker = getattr(ctx.app, "worker", None)
+        if worker is not None:
+            reg.worker = worker
+            worker.on(TOPIC, lambda data: _from_elsewhere(reg, data))
         if svc.draining:
             reg.drain()
     return reg
@@ -213,8 +248,10 @@ async def waiting(ctx, mailboxes: Iterable[int] | None, since: int,
     # Sync's loop) keeps its number
     seq = ctx.__dict__.get("_push_seq")
     if seq is None:
-        seq = ctx.__dict__["_push_seq"] = next(_SEQ)
+        seq = ctx.__dict__["_push_seq"] = _next_seq()
     w = reg.admit(ctx.account, ctx.req.device_id, seq)
+    if reg.worker is not None and not w.ended:
+        reg.worker.broadcast(TOPIC, [ctx.account, ctx.req.device_id, seq])
     try:
         req = ctx.http
         svc = service_of(ctx.app) if ctx.app is not None else None

@@ -636,7 +636,8 @@ async def _serve(service: HttpService, listeners, task_status) -> None:
         n.start_soon(service.run, listeners)
         for name in ROUTE_MODULES:
             bg = getattr(importlib.import_module(name), "background", None)
-            if bg is not None:
+            # sweeps run in one process of a multi-worker server (app.py)
+            if bg is not None and service.ctx.primary:
                 n.start_soon(bg, service)
         task_status.started(bound_addresses(listeners))
         try:

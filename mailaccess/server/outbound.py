@@ -19,8 +19,8 @@ Each attempt first *claims* the entry (its submission becomes undoStatus
 ``final``: a cancel after that gets cannotUnsend), then records every
 recipient's outcome in the store (the submission's deliveryStatus, visible
 to EmailSubmission/get and /changes).  Nothing polls: a commit that touches
-the queue (kind ``Outbound``) wakes the service, the same commit hook the
-bus hangs on, and a timer waits for the next retry or the end of a hold.
+the queue (kind ``Outbound``) wakes the service through the bus (whichever
+worker process committed it), and a timer waits for the next retry or the end of a hold.
 An entry is only dropped once every recipient has an outcome, so after a
 crash or kill -9 the queue resumes where the store says (a message whose
 attempt was cut off may be sent twice, never lost).
@@ -60,21 +60,17 @@ class Outbound:
     def kick(self) -> None:
         self._wake.set()
 
-    def on_commit(self, info) -> None:
-        """Store commit hook (writer thread): wake when the queue changed."""
-        if self._token is None:
-            return
-        if any(sending.OUTBOUND in c.collections() for _acc, c in info.changes):
-            try:
-                self._token.run_sync_soon(self.kick)
-            except trio.RunFinishedError:
-                pass
+    def on_notification(self, n) -> None:
+        """Bus listener (on the loop): wake when the queue changed, by a
+        commit of this process or of another worker (server/workers.py)."""
+        if sending.OUTBOUND in n.kinds:
+            self.kick()
 
     # --- the loop ----------------------------------------------------------------------
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._token = trio.lowlevel.current_trio_token()
-        self.ctx.store.on_commit.append(self.on_commit)
+        stop_listening = self.ctx.bus.listen(self.on_notification)
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started([])     # no listener of its own
@@ -84,10 +80,7 @@ class Outbound:
                     with trio.move_on_after(wait if wait is not None else math.inf):
                         await self._wake.wait()
         finally:
-            try:
-                self.ctx.store.on_commit.remove(self.on_commit)
-            except ValueError:
-                pass
+            stop_listening()
 
     def _start_due(self, nursery) -> float | None:
         """Start an attempt for every due entry; -> seconds until the next one."""

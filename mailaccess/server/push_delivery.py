@@ -45,11 +45,20 @@ MAX_POSTS_IN_FLIGHT = 64
 _RUNNING: dict[int, "PushDelivery"] = {}
 
 
-def subscriptions_changed(store) -> None:
-    """A subscription of STORE was created, changed or destroyed."""
+# how to tell the other worker processes over the same store (server/workers.py
+# sets it; the service runs in the primary worker only), by store
+_ELSEWHERE: dict[int, Callable[[], None]] = {}
+
+
+def subscriptions_changed(store, *, here_only: bool = False) -> None:
+    """A subscription of STORE was created, changed or destroyed (in this
+    process; HERE_ONLY: told by another worker, not to be passed on)."""
     svc = _RUNNING.get(id(store))
     if svc is not None:
         svc.poke()
+    tell = None if here_only else _ELSEWHERE.get(id(store))
+    if tell is not None:
+        tell()
 
 
 def encrypt(body: bytes, p256dh: str, auth: str) -> bytes:

@@ -148,7 +148,8 @@ class LmdbStore:
 
     def __init__(self, path: str | os.PathLike, *, map_size: int | None = None,
                  max_batch: int = 256, readonly: bool = False,
-                 retention: Retention | None = None, create: bool = True):
+                 retention: Retention | None = None, create: bool = True,
+                 max_readers: int = 1024):
         self.path = os.fspath(path)
         self.readonly = readonly
         self.retention = retention or Retention()
@@ -170,7 +171,7 @@ class LmdbStore:
         try:
             self.env = lmdb.open(
                 self.path, map_size=self._map_size, max_dbs=len(keys.TABLES) + 4,
-                max_readers=1024, sync=True, metasync=True, readonly=readonly,
+                max_readers=max_readers, sync=True, metasync=True, readonly=readonly,
                 lock=True, subdir=True, max_spare_txns=64)
         except (lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.CorruptedError) as exc:
             if state != "present":
@@ -181,6 +182,10 @@ class LmdbStore:
             ) from None
         except lmdb.Error as exc:    # permissions, no space, too many readers ...
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
+        if not readonly:
+            # reader slots left by a process that died holding a snapshot
+            # (a killed worker, server/workers.py) pin old pages: free them
+            self.env.reader_check()
         try:
             if state == "present":
                 _refuse_short(self.path, self.env)
@@ -298,17 +303,19 @@ class LmdbStore:
     @contextmanager
     def read(self):
         """A read snapshot.  Keep it short and never hold it across an await."""
-        with self._gate.reading():
-            try:
-                txn = self.env.begin(write=False, buffers=True)
-            except lmdb.MapResizedError:
-                # another process grew the map: adopt its size and retry
-                self.env.set_mapsize(0)
-                txn = self.env.begin(write=False, buffers=True)
-            try:
-                yield txn
-            finally:
-                txn.abort()
+        while True:
+            with self._gate.reading():
+                try:
+                    txn = self.env.begin(write=False, buffers=True)
+                except lmdb.MapResizedError:
+                    txn = None
+                if txn is not None:
+                    try:
+                        yield txn
+                    finally:
+                        txn.abort()
+                    return
+            self._adopt_map_size()
 
     @contextmanager
     def view(self):
@@ -407,6 +414,9 @@ class LmdbStore:
             except lmdb.MapFullError:
                 self._grow()
                 continue
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+                continue
             except lmdb.Error as exc:
                 log.error("store commit failed: %s", exc)
                 err = StoreFullError(
@@ -471,6 +481,9 @@ class LmdbStore:
             except lmdb.MapFullError:
                 self._grow()
                 continue
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+                continue
             except lmdb.Error as exc:
                 log.error("change-log pruning failed: %s", exc)
                 nxt = None
@@ -499,8 +512,16 @@ class LmdbStore:
         except Exception:
             log.exception("write completion callback failed")
 
+    def _adopt_map_size(self) -> None:
+        """Another process (a worker, server/workers.py) grew the map past
+        ours: take its size (no transaction of ours may be open)."""
+        with self._gate.exclusive():
+            self.env.set_mapsize(0)
+            self._map_size = max(self._map_size, self.env.info()["map_size"])
+
     def _grow(self) -> None:
         with self._gate.exclusive():
-            self._map_size *= 2
+            # another process may have grown it already: double the larger
+            self._map_size = max(self._map_size, self.env.info()["map_size"]) * 2
             log.info("growing the LMDB map to %d MiB", self._map_size >> 20)
             self.env.set_mapsize(self._map_size)
