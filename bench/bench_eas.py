@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import common  # noqa: E402
 from bench_jmap import load_and_start  # noqa: E402
+from dovecot import process_tree  # noqa: E402
 
 from mailaccess.proto.eas.wbxml import E, decode, encode  # noqa: E402
 
@@ -45,7 +46,7 @@ WBXML = "application/vnd.ms-sync.wbxml"
 
 # --- the server's CPU time ----------------------------------------------------------------------
 
-def server_cpu(pid: int) -> float:
+def _pid_cpu(pid: int) -> float:
     """Seconds of CPU the process PID has used, all its threads (ns precision
     from schedstat; /proc/PID/stat's clock ticks if schedstat is missing)."""
     total = 0
@@ -59,9 +60,18 @@ def server_cpu(pid: int) -> float:
             pass
     if found:
         return total / 1e9
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds of the server's whole process tree (the supervisor and
+    its workers when [server] workers > 1)."""
+    return sum(_pid_cpu(p) for p in process_tree(pid))
 
 
 # --- a device ------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import trio
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from common import read_ports, rss_kb  # noqa: E402
+from common import read_ports, tree_rss_kb  # noqa: E402
 from mailaccess.proto.eas.wbxml import E, decode, encode  # noqa: E402
 
 AUTH = "Basic " + __import__("base64").b64encode(b"alice:pw").decode()
@@ -195,14 +195,14 @@ async def memory(proc, ports, n: int) -> None:
     folder = folders[0]
     await ping_round(port, lmtp, devices[:50], folder, 1.0)        # warm-up
     await trio.sleep(1.0)
-    before = rss_kb(proc.pid)
+    before = tree_rss_kb(proc.pid)
     seen = {}
 
     def measure():
-        seen["after"] = rss_kb(proc.pid)
+        seen["after"] = tree_rss_kb(proc.pid)
     fan = await ping_round(port, lmtp, devices, folder, 3.0 + n / 500, measure)
     after = seen["after"]
-    print(f"memory: {n} waiting Pings: serve RSS {before / 1024:.1f} MB -> "
+    print(f"memory: {n} waiting Pings: serve process tree RSS {before / 1024:.1f} MB -> "
           f"{after / 1024:.1f} MB = {(after - before) / n:.1f} KB per waiting Ping "
           f"(its connection included); one delivery answered all {n} in {fan * 1000:.0f} ms")
 

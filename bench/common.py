@@ -96,6 +96,18 @@ def read_ports(proc: subprocess.Popen, wait: float) -> dict[str, int]:
     return ports
 
 
+def tree_rss_kb(pid: int) -> int:
+    """RSS of PID and all its descendants (a server with worker processes)."""
+    from dovecot import process_tree
+    total = 0
+    for p in process_tree(pid):
+        try:
+            total += rss_kb(p)
+        except OSError:
+            pass
+    return total
+
+
 def rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
