@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 
-from common import report, rss_kb, start_mailaccess
+from common import report, start_mailaccess, tree_rss_kb
 
 
 def vm_hwm_kb(pid: int) -> int:
@@ -61,7 +61,7 @@ def main() -> None:
             warm: list = []
             login(port, b"alice", b"pw", warm)      # one right login: the steady state
             time.sleep(0.5)
-            before = rss_kb(proc.pid)
+            before = tree_rss_kb(proc.pid)
             wrong: list = []
             real: list = []
             for _ in range(args.rounds):
@@ -78,7 +78,7 @@ def main() -> None:
                 for t in ts:
                     t.join()
             peak = vm_hwm_kb(proc.pid)
-            after = rss_kb(proc.pid)
+            after = tree_rss_kb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(30)
