@@ -37,6 +37,7 @@ _GIB = 1 << 30
 # a checkpoint (store/redolog.py) when the log holds this much, or this long
 # after the last one (and at once when the writer is idle for REDO_IDLE)
 REDO_MAX_BYTES = 16 << 20
+REDO_MAX_COMMITS = 8
 REDO_INTERVAL = 2.0
 REDO_IDLE = 0.2
 
@@ -147,6 +148,53 @@ class _Gate:
             with self._cond:
                 self._resizing = False
                 self._cond.notify_all()
+
+
+class _Presync:
+    """A thread that flushes data.mdb (env.sync) when kicked, so that the
+    next checkpoint finds little left to flush.  Safe beside the writer: a
+    sync only flushes the file, it changes nothing in LMDB."""
+
+    def __init__(self, env):
+        self._env = env
+        self._cond = threading.Condition()
+        self._wanted = False
+        self._running = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="store-presync", daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        with self._cond:
+            if not self._wanted and not self._running:
+                self._wanted = True
+                self._cond.notify()
+
+    def busy(self) -> bool:
+        return self._wanted or self._running
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._wanted and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                self._wanted = False
+                self._running = True
+            try:
+                self._env.sync(True)
+            except lmdb.Error as exc:      # the checkpoint's own sync reports it
+                log.warning("background store sync failed: %s", exc)
+            finally:
+                with self._cond:
+                    self._running = False
 
 
 class LmdbStore:
@@ -267,6 +315,8 @@ class LmdbStore:
         self._names = {id(h): n for n, h in self.db.items() if h is not None}
         self._pin = None                     # read txn on the last checkpoint
         self._redo_tail = 0
+        self._redo_commits = 0
+        self._presync: _Presync | None = None
         self._last_checkpoint = time.monotonic()
         if self.redo is not None:
             try:
@@ -358,6 +408,7 @@ class LmdbStore:
                 txn.commit()
                 self._last_checkpoint = time.monotonic()
                 self._redo_tail = redolog.RECORDS_AT
+                self._redo_commits = 0
                 self.stats["checkpoints"] = self.stats.get("checkpoints", 0) + 1
                 return
             except lmdb.MapFullError:
@@ -373,12 +424,18 @@ class LmdbStore:
             return redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=self.db["meta"]))
 
     def _checkpoint_due(self) -> bool:
-        if self.redo is None or not self._owner:
+        """A checkpoint bounds the log and the pages the pin holds back.  Its
+        expensive part, flushing the pages written since the last one, runs
+        first in the background (``_Presync``), off the acknowledgement path;
+        the checkpoint itself then flushes only what came after."""
+        if self.redo is None or not self._owner or self._redo_tail <= redolog.RECORDS_AT:
             return False
-        if self._redo_tail - redolog.RECORDS_AT >= REDO_MAX_BYTES:
-            return True
-        return (self._redo_tail > redolog.RECORDS_AT
-                and time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
+        pre = self._presync
+        if pre is not None and self._redo_commits >= REDO_MAX_COMMITS // 2:
+            pre.kick()
+        return (self._redo_commits >= REDO_MAX_COMMITS
+                or self._redo_tail - redolog.RECORDS_AT >= REDO_MAX_BYTES
+                or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
 
     def _log_commit(self, txn, ops: list, sync: bool = True) -> None:
         """Append TXN's OPS to the redo log (durably when SYNC), then commit
@@ -403,6 +460,7 @@ class LmdbStore:
                 log.exception("could not void a redo record")
             raise
         self._redo_tail = end
+        self._redo_commits += 1
 
     def _drop_redo(self) -> None:
         """No redo log from here on (LMDB syncs by itself): everything is
@@ -450,6 +508,8 @@ class LmdbStore:
     # --- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
+        if self.redo is not None and self._owner and self._presync is None:
+            self._presync = _Presync(self.env)
         if self._thread is None:
             self._thread = threading.Thread(target=self._writer_loop, name="store-writer",
                                             daemon=True)
@@ -464,6 +524,9 @@ class LmdbStore:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        if self._presync is not None:
+            self._presync.stop()
+            self._presync = None
         if self.redo is not None:
             rl = self.redo
             self.env.sync(True)
