@@ -15,6 +15,10 @@ from libc.stdint cimport uint64_t, uint32_t
 from libc.string cimport memcpy
 
 from ..store.records import EMAIL_LAYOUT
+from ..store.redolog import OP
+
+if OP.format not in (">BBHI", "!BBHI"):
+    raise ImportError("emailrec_c: the redo log's op layout changed")
 
 _READS = {"last_ms": "Q", "n_keywords": "H", "n_members": "H"}
 if EMAIL_LAYOUT.head.format[:1] not in (">", "!"):

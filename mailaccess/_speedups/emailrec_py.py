@@ -11,16 +11,14 @@ this module builds no LMDB key.
 """
 from __future__ import annotations
 
-import struct
-
 from ..store.records import EMAIL_LAYOUT
+from ..store.redolog import OP as _OP
 
 _HEAD = EMAIL_LAYOUT.head
 _I_MS = EMAIL_LAYOUT.index("last_ms")
 _I_NKW = EMAIL_LAYOUT.index("n_keywords")
 _I_NMEM = EMAIL_LAYOUT.index("n_members")
 _MEMBER = EMAIL_LAYOUT.member
-_OP = struct.Struct(">BBHI")
 
 
 def rewrite_keywords(data, add: frozenset, remove: frozenset, replace: frozenset | None,
@@ -51,8 +49,8 @@ def rewrite_keywords(data, add: frozenset, remove: frozenset, replace: frozenset
 
 def encode_ops(ops) -> bytes:
     """The redo log payload of table writes OPS: (kind, table, key, value)
-    each as kind u8, len(table) u8, len(key) u16, len(value) u32, then the
-    three byte strings (table as ASCII/UTF-8)."""
+    each as ``store.redolog.OP`` (kind u8, len(table) u8, len(key) u16,
+    len(value) u32), then the three byte strings (table UTF-8)."""
     parts = []
     pack = _OP.pack
     for kind, table, key, value in ops:

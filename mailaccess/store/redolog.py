@@ -68,8 +68,9 @@ RECORDS_AT = 2 * HEADER_SLOT
 META_BYTES = 512                 # of each meta page: LMDB's MDB_meta is ~140 bytes at offset 16
 # record: length of what follows the header, generation, txnid, crc32 of the rest
 _REC = struct.Struct(">IQQI")
-# op: kind (1 put, 2 delete), table name length, key length, value length
-_OP = struct.Struct(">BBHI")
+# op: kind (1 put, 2 delete), table name length, key length, value length;
+# then the table name, the key and the value (encoded by _speedups/emailrec)
+OP = _OP = struct.Struct(">BBHI")
 PUT, DELETE = 1, 2
 
 TAIL_KEY = b"redo.tail"          # meta table: generation u64, tail u64 (not logged)
