@@ -175,3 +175,75 @@ def test_acknowledged_writes_survive_power_loss(tmp_path, monkeypatch):
         assert "error" not in res, (d, res["error"])
         assert res["got"] == want, (d, set(want) ^ set(res["got"]))
         assert res["problems"] == [], (d, res["problems"][:5])
+
+
+SECOND = r"""
+import json, os, sys, time
+from mailaccess import ingest
+from mailaccess.store import Store, ops
+path, flags = sys.argv[1], sys.argv[2]
+st = Store(path)
+st.start()
+acc = st.write_sync(ops.create_account, "bob", "x")
+with st.view() as v:
+    ib = v.mailbox_by_role(acc, "inbox").id
+def write(lo, hi):
+    for i in range(lo, hi):
+        raw = (f"From: a@example.org\r\nMessage-ID: <{i}@two.test>\r\n\r\nbody {i}\r\n").encode()
+        st.write_sync(ops.append, acc, [ib], ingest.prepare(raw))
+write(0, 30)
+before = st.stats.get("checkpoints", 0)
+open(os.path.join(flags, "phase1"), "w").close()
+while not os.path.exists(os.path.join(flags, "first_closed")):
+    time.sleep(0.01)
+write(30, 60)
+out = {"before": before, "after": st.stats.get("checkpoints", 0), "owner": st._owner}
+st.close()
+print(json.dumps(out))
+"""
+
+
+def test_a_second_process_logs_and_takes_over_checkpoints(tmp_path):
+    """Two processes write one store: the second appends records to the same
+    log but does not checkpoint while the first (the owner) lives; when the
+    first closes, the second checkpoints before its next write; everything
+    both wrote is there and consistent."""
+    import time
+
+    from mailaccess.check import check_store
+
+    path = str(tmp_path / "store")
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    first = Store(path, redo=True)
+    first.start()
+    assert first._owner
+    acc = first.write_sync(ops.create_account, "alice", "x")
+    with first.view() as v:
+        ib = v.mailbox_by_role(acc, "inbox").id
+    proc = subprocess.Popen([sys.executable, "-c", SECOND, path, str(flags)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for i in range(20):
+        first.write_sync(ops.append, acc, [ib], ingest.prepare(_msg(i)))
+    give_up = time.monotonic() + 120
+    while not (flags / "phase1").exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < give_up
+        time.sleep(0.01)
+    first.close()
+    (flags / "first_closed").touch()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    res = json.loads(out)
+    assert res["before"] == 0 and res["after"] >= 1 and res["owner"], res
+    st = Store(path)
+    try:
+        with st.view() as v:
+            a = v.account_by_name("alice").id
+            b = v.account_by_name("bob").id
+            assert len(v.uids(a, v.mailbox_by_role(a, "inbox").id)) == 20
+            assert len(v.uids(b, v.mailbox_by_role(b, "inbox").id)) == 60
+        assert check_store(st) == []
+    finally:
+        st.close()
+    assert os.path.getsize(os.path.join(path, "redo.log")) == 0    # closed clean, alone

@@ -332,8 +332,11 @@ class LmdbStore:
         """Before LMDB opens: if no other process has the store open and the
         redo log has a checkpoint, put its meta pages back (LMDB then sees
         exactly the durable, pinned snapshot) -> the header to replay from."""
-        self._owner = rl.lock_alone()
-        if not self._owner:
+        alone = rl.lock_alone()
+        # the checkpointer: whoever holds redo.owner (the first opener; another
+        # process takes over when it exits, see _take_over)
+        self._owner = rl.try_own()
+        if not alone:
             rl.lock_shared()          # a live writer elsewhere: its page cache is the truth
             return None
         h = rl.header()
@@ -418,6 +421,17 @@ class LmdbStore:
                 txn.abort()
                 raise
         raise StoreFullError("the mail store map could not grow far enough")
+
+    def _take_over(self) -> None:
+        """The checkpointing process exited: this one checkpoints from now
+        on, starting at once (before its next write), so a snapshot is pinned
+        and the log stays bounded."""
+        if self.redo.try_own():
+            self._owner = True
+            log.info("store %s: this process now checkpoints the redo log", self.path)
+            self._checkpoint()
+            if self._thread is not None and self._presync is None:
+                self._presync = _Presync(self.env)
 
     def _tail_state(self):
         with self.env.begin() as txn:
@@ -622,6 +636,8 @@ class LmdbStore:
                 continue
             if job is None:
                 return
+            if self.redo is not None and not self._owner:
+                self._take_over()
             if self._checkpoint_due():
                 self._checkpoint()
             batch = [job]

@@ -43,7 +43,9 @@ reused file are never replayed.
 
 Processes share the log: a record is appended while the writing process holds
 LMDB's writer lock (inside the write transaction), at the tail kept in the
-``meta`` table (``redo.tail``), so records are in commit order.
+``meta`` table (``redo.tail``), so records are in commit order.  One process
+checkpoints and pins (it holds ``redo.owner``); when it exits another takes
+over before its next write.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ log = logging.getLogger("mailaccess.store")
 
 LOG_NAME = "redo.log"
 LOCK_NAME = "redo.lock"
+OWNER_NAME = "redo.owner"
 
 _MAGIC = b"MAREDO01"
 # header slot: magic, generation, snapshot txnid, page size, meta bytes saved, crc
@@ -208,6 +211,8 @@ class RedoLog:
         self.path = os.path.join(directory, LOG_NAME)
         self.lock_path = os.path.join(directory, LOCK_NAME)
         self.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.owner_fd = os.open(os.path.join(directory, OWNER_NAME), os.O_RDWR | os.O_CREAT,
+                                0o600)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self.size = os.fstat(self.fd).st_size
         # test hook: on_sync(what) right after each flush this store relies
@@ -219,6 +224,7 @@ class RedoLog:
     def close(self) -> None:
         os.close(self.fd)
         os.close(self.lock_fd)
+        os.close(self.owner_fd)
 
     # --- who else has the store open ------------------------------------------------
 
@@ -226,6 +232,14 @@ class RedoLog:
         """Take the lock exclusively if no other read-write store holds it."""
         try:
             fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def try_own(self) -> bool:
+        """Become the process that checkpoints, if no live process is."""
+        try:
+            fcntl.flock(self.owner_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             return False
