@@ -247,3 +247,35 @@ def test_a_second_process_logs_and_takes_over_checkpoints(tmp_path):
     finally:
         st.close()
     assert os.path.getsize(os.path.join(path, "redo.log")) == 0    # closed clean, alone
+
+
+def test_a_failed_log_write_fails_the_batch_and_the_writer_goes_on(tmp_path):
+    """No space for the redo record: the requests get an error (nothing was
+    written), the writer thread survives and the next write lands."""
+    import pytest
+
+    from mailaccess.store import StoreFullError
+
+    st = Store(str(tmp_path / "store"), redo=True)
+    st.start()
+    try:
+        acc = st.write_sync(ops.create_account, "alice", "x")
+        with st.view() as v:
+            ib = v.mailbox_by_role(acc, "inbox").id
+        real = st.redo.append
+        calls = []
+
+        def full(*a, **k):
+            if not calls:
+                calls.append(1)
+                raise OSError(28, "No space left on device")
+            return real(*a, **k)
+
+        st.redo.append = full
+        with pytest.raises(StoreFullError):
+            st.write_sync(ops.append, acc, [ib], ingest.prepare(_msg(1)))
+        st.write_sync(ops.append, acc, [ib], ingest.prepare(_msg(2)))
+        with st.view() as v:
+            assert len(v.uids(acc, ib)) == 1
+    finally:
+        st.close()

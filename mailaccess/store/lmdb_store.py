@@ -429,13 +429,22 @@ class LmdbStore:
         if self.redo.try_own():
             self._owner = True
             log.info("store %s: this process now checkpoints the redo log", self.path)
-            self._checkpoint()
+            self._try_checkpoint()
             if self._thread is not None and self._presync is None:
                 self._presync = _Presync(self.env)
 
     def _tail_state(self):
         with self.env.begin() as txn:
             return redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=self.db["meta"]))
+
+    def _try_checkpoint(self) -> None:
+        """A checkpoint from the writer loop: one that fails (no space, I/O
+        error) leaves the previous header and pin in place, which is safe;
+        the next one is tried after the next commit."""
+        try:
+            self._checkpoint()
+        except (lmdb.Error, OSError, StoreError) as exc:
+            log.error("store checkpoint failed (the redo log keeps every write): %s", exc)
 
     def _checkpoint_due(self) -> bool:
         """A checkpoint bounds the log and the pages the pin holds back.  Its
@@ -630,7 +639,7 @@ class LmdbStore:
                 job = self._queue.get(timeout=self._idle_timeout())
             except queue.Empty:
                 if self._owner and self._redo_tail > redolog.RECORDS_AT:
-                    self._checkpoint()        # idle: make LMDB durable, empty the log
+                    self._try_checkpoint()    # idle: make LMDB durable, empty the log
                 if self._sweep_timeout() == 0:
                     self._sweep(WriteTx)
                 continue
@@ -639,7 +648,7 @@ class LmdbStore:
             if self.redo is not None and not self._owner:
                 self._take_over()
             if self._checkpoint_due():
-                self._checkpoint()
+                self._try_checkpoint()
             batch = [job]
             stop = False
             while len(batch) < self._max_batch:
@@ -694,7 +703,7 @@ class LmdbStore:
             except lmdb.MapFullError:
                 self._grow()
                 continue
-            except lmdb.Error as exc:
+            except (lmdb.Error, OSError, StoreError) as exc:  # OSError: the redo log
                 log.error("store commit failed: %s", exc)
                 err = StoreFullError(
                     f"the mail store could not commit ({exc}); nothing was written. "
@@ -766,7 +775,7 @@ class LmdbStore:
             except lmdb.MapFullError:
                 self._grow()
                 continue
-            except lmdb.Error as exc:
+            except (lmdb.Error, OSError) as exc:  # OSError: the redo log
                 log.error("change-log pruning failed: %s", exc)
                 nxt = None
             self._sweep_from = nxt
