@@ -554,8 +554,8 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
             delete("mbx.ms", mbx_ms(acc, mbx, old_ms, uid))
             put("mbx.ms", mbx_ms(acc, mbx, ms, uid), b"")
         put("msg", key, record)
-        tx.log(acc, "updated", EMAIL, eid)
         changed.append(eid)
+    tx.log_updated(acc, EMAIL, changed)
     if cache:
         _save_mailboxes(tx, acc, cache)
     return changed, conflicts
