@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import lmdb
 
-from . import keys
+from . import keys, redolog
 from .changelog import Retention
 from .errors import StoreDamaged, StoreError, StoreFullError, StoreMissing
 from .records import Change
@@ -33,6 +33,13 @@ from .records import Change
 log = logging.getLogger("mailaccess.store")
 
 _GIB = 1 << 30
+
+# a checkpoint (store/redolog.py) when the log holds this much, or this long
+# after the last one (and at once when the writer is idle for REDO_IDLE)
+REDO_MAX_BYTES = 16 << 20
+REDO_MAX_COMMITS = 8
+REDO_INTERVAL = 2.0
+REDO_IDLE = 0.2
 
 _RESTORE = ("restore the store from a backup (docs/operations.md, \"Backups\"); "
             "mailaccess never replaces an existing store")
@@ -143,15 +150,68 @@ class _Gate:
                 self._cond.notify_all()
 
 
+class _Presync:
+    """A thread that flushes data.mdb (env.sync) when kicked, so that the
+    next checkpoint finds little left to flush.  Safe beside the writer: a
+    sync only flushes the file, it changes nothing in LMDB."""
+
+    def __init__(self, env):
+        self._env = env
+        self._cond = threading.Condition()
+        self._wanted = False
+        self._running = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="store-presync", daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        with self._cond:
+            if not self._wanted and not self._running:
+                self._wanted = True
+                self._cond.notify()
+
+    def busy(self) -> bool:
+        return self._wanted or self._running
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._wanted and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                self._wanted = False
+                self._running = True
+            try:
+                self._env.sync(True)
+            except lmdb.Error as exc:      # the checkpoint's own sync reports it
+                log.warning("background store sync failed: %s", exc)
+            finally:
+                with self._cond:
+                    self._running = False
+
+
 class LmdbStore:
     """Owns the environment, the writer thread and the commit hook."""
 
     def __init__(self, path: str | os.PathLike, *, map_size: int | None = None,
                  max_batch: int = 256, readonly: bool = False,
                  retention: Retention | None = None, create: bool = True,
-                 max_readers: int = 1024):
+                 max_readers: int = 1024, redo: bool | None = None):
         self.path = os.fspath(path)
         self.readonly = readonly
+        if redo is None:
+            redo = os.environ.get("MAILACCESS_STORE_REDO", "1") != "0"
+        # the redo log (store/redolog.py): one sequential fdatasync per commit
+        # instead of LMDB's two flushes of scattered pages
+        self.redo: redolog.RedoLog | None = None
+        self._owner = False      # this process checkpoints (it opened the store alone)
         self.retention = retention or Retention()
         state = store_state(self.path)
         if state != "present" and (readonly or not create):
@@ -168,12 +228,21 @@ class LmdbStore:
         # The map is virtual address space, not disk: start with room to grow
         # and double whenever a transaction fills it.
         self._map_size = map_size or max(_GIB, existing * 2)
+        recover = None
+        if not readonly:
+            self.redo = rl = redolog.RedoLog(self.path)
+            try:
+                recover = self._restore_checkpoint(rl, existing)
+            except BaseException:
+                rl.close()
+                raise
         try:
             self.env = lmdb.open(
                 self.path, map_size=self._map_size, max_dbs=len(keys.TABLES) + 4,
-                max_readers=max_readers, sync=True, metasync=True, readonly=readonly,
-                lock=True, subdir=True, max_spare_txns=64)
+                max_readers=max_readers, sync=not redo or readonly, metasync=True,
+                readonly=readonly, lock=True, subdir=True, max_spare_txns=64)
         except (lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.CorruptedError) as exc:
+            self._close_redo()
             if state != "present":
                 raise StoreError(f"cannot create a store at {self.path}: {exc}") from None
             raise StoreDamaged(
@@ -181,11 +250,8 @@ class LmdbStore:
                 f"({exc}): it is damaged, truncated or of a foreign format; {_RESTORE}"
             ) from None
         except lmdb.Error as exc:    # permissions, no space, too many readers ...
+            self._close_redo()
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
-        if not readonly:
-            # reader slots left by a process that died holding a snapshot
-            # (a killed worker, server/workers.py) pin old pages: free them
-            self.env.reader_check()
         try:
             if state == "present":
                 _refuse_short(self.path, self.env)
@@ -196,6 +262,7 @@ class LmdbStore:
                 self._refuse_foreign()
         except BaseException:
             self.env.close()
+            self._close_redo()
             raise
         self.db: dict[str, Any] = {}
         with self.env.begin(write=not readonly) as txn:
@@ -234,6 +301,7 @@ class LmdbStore:
             self._check_index_version(iver)
         except StoreError:
             self.env.close()
+            self._close_redo()
             raise
         self._gate = _Gate()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -244,6 +312,203 @@ class LmdbStore:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.stats = {"commits": 0, "jobs": 0}
+        self._names = {id(h): n for n, h in self.db.items() if h is not None}
+        self._pin = None                     # read txn on the last checkpoint
+        self._redo_tail = 0
+        self._redo_commits = 0
+        self._presync: _Presync | None = None
+        self._last_checkpoint = time.monotonic()
+        if self.redo is not None:
+            try:
+                self._open_redo(recover, redo)
+            except BaseException:
+                self.env.close()
+                self._close_redo()
+                raise
+        if not readonly:
+            # reader slots left by a process that died holding a snapshot
+            # (a killed worker, server/workers.py) pin old pages: free them.
+            # Only now: a dead checkpointer's slot is the redo log's pin, and
+            # if this process took over checkpointing it has just made (in
+            # _open_redo) the new checkpoint that no longer needs it.
+            self.env.reader_check()
+
+    # --- the redo log ---------------------------------------------------------------
+
+    def _restore_checkpoint(self, rl: "redolog.RedoLog", existing: int):
+        """Before LMDB opens: if no other process has the store open and the
+        redo log has a checkpoint, put its meta pages back (LMDB then sees
+        exactly the durable, pinned snapshot) -> the header to replay from."""
+        alone = rl.lock_alone()
+        # the checkpointer: whoever holds redo.owner (the first opener; another
+        # process takes over when it exits, see _take_over)
+        self._owner = rl.try_own()
+        if not alone:
+            rl.lock_shared()          # a live writer elsewhere: its page cache is the truth
+            return None
+        h = rl.header()
+        if h is None or not existing:
+            return None
+        redolog.restore_metas(os.path.join(self.path, "data.mdb"), h)
+        return h
+
+    def _open_redo(self, recover, keep: bool) -> None:
+        rl = self.redo
+        if recover is not None:
+            n = 0
+            for rec, _end in redolog.read_records(rl.fd, recover.generation, recover.txnid):
+                self._replay(rec)
+                n += 1
+            if n:
+                log.warning("store %s was not closed cleanly: replayed %d transactions "
+                            "from the redo log", self.path, n)
+        gen = recover.generation if recover is not None else 0
+        h = rl.header()
+        if h is not None:
+            gen = max(gen, h.generation)
+        if self._owner or self._tail_state() is None:
+            self._checkpoint(at_least=gen + 1)
+        if not keep:
+            self._drop_redo()
+        else:
+            rl.lock_shared()
+
+    def _replay(self, rec: "redolog.Record") -> None:
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for kind, table, key, value in rec.ops:
+                        db = self.db[table]
+                        if kind == redolog.PUT:
+                            txn.put(key, value, db=db)
+                        else:
+                            txn.delete(key, db=db)
+                return
+            except lmdb.MapFullError:
+                self._map_size *= 2
+                self.env.set_mapsize(self._map_size)
+
+    def _checkpoint(self, at_least: int = 0) -> None:
+        """Make every committed transaction durable in data.mdb, save its meta
+        pages as the log's new header (a new generation: the log starts over)
+        and pin that snapshot until the next checkpoint.  Runs in its own
+        write transaction, so under LMDB's writer lock."""
+        rl = self.redo
+        meta = self.db["meta"]
+        for _attempt in range(8):
+            txn = self.env.begin(write=True)
+            try:
+                old = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=meta))
+                gen = max(at_least, (old[0] if old else 0) + 1)
+                self.env.sync(True)
+                if rl.on_sync is not None:
+                    rl.on_sync("data")
+                psize = self.env.stat()["psize"]
+                metas = redolog.read_metas(os.path.join(self.path, "data.mdb"), psize)
+                pin = self.env.begin(write=False)     # the snapshot just made durable
+                try:
+                    rl.write_header(redolog.Header(gen, pin.id(), psize, metas))
+                except BaseException:
+                    pin.abort()
+                    raise
+                if self._pin is not None:
+                    self._pin.abort()
+                self._pin = pin
+                txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, redolog.RECORDS_AT), db=meta)
+                txn.commit()
+                self._last_checkpoint = time.monotonic()
+                self._redo_tail = redolog.RECORDS_AT
+                self._redo_commits = 0
+                self.stats["checkpoints"] = self.stats.get("checkpoints", 0) + 1
+                return
+            except lmdb.MapFullError:
+                txn.abort()
+                self._grow()
+            except BaseException:
+                txn.abort()
+                raise
+        raise StoreFullError("the mail store map could not grow far enough")
+
+    def _take_over(self) -> None:
+        """The checkpointing process exited: this one checkpoints from now
+        on, starting at once (before its next write), so a snapshot is pinned
+        and the log stays bounded."""
+        if self.redo.try_own():
+            self._owner = True
+            log.info("store %s: this process now checkpoints the redo log", self.path)
+            self._try_checkpoint()
+            if self._thread is not None and self._presync is None:
+                self._presync = _Presync(self.env)
+
+    def _tail_state(self):
+        with self.env.begin() as txn:
+            return redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=self.db["meta"]))
+
+    def _try_checkpoint(self) -> None:
+        """A checkpoint from the writer loop: one that fails (no space, I/O
+        error) leaves the previous header and pin in place, which is safe;
+        the next one is tried after the next commit."""
+        try:
+            self._checkpoint()
+        except (lmdb.Error, OSError, StoreError) as exc:
+            log.error("store checkpoint failed (the redo log keeps every write): %s", exc)
+
+    def _checkpoint_due(self) -> bool:
+        """A checkpoint bounds the log and the pages the pin holds back.  Its
+        expensive part, flushing the pages written since the last one, runs
+        first in the background (``_Presync``), off the acknowledgement path;
+        the checkpoint itself then flushes only what came after."""
+        if self.redo is None or not self._owner or self._redo_tail <= redolog.RECORDS_AT:
+            return False
+        pre = self._presync
+        if pre is not None and self._redo_commits >= REDO_MAX_COMMITS // 2:
+            pre.kick()
+        return (self._redo_commits >= REDO_MAX_COMMITS
+                or self._redo_tail - redolog.RECORDS_AT >= REDO_MAX_BYTES
+                or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
+
+    def _log_commit(self, txn, ops: list, sync: bool = True) -> None:
+        """Append TXN's OPS to the redo log (durably when SYNC), then commit
+        it: LMDB itself does not sync."""
+        rl = self.redo
+        if rl is None or not ops:
+            txn.commit()
+            return
+        meta = self.db["meta"]
+        gen, tail = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=meta)) or (0, 0)
+        if not gen:
+            raise StoreError("the redo log has no checkpoint")
+        record = redolog.encode_record(gen, txn.id(), redolog.encode_ops(ops))
+        end = rl.append(tail, record, sync=sync)
+        txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, end), db=meta)
+        try:
+            txn.commit()
+        except BaseException:
+            try:
+                rl.void(tail)        # logged but never committed: never replayed
+            except OSError:
+                log.exception("could not void a redo record")
+            raise
+        self._redo_tail = end
+        self._redo_commits += 1
+
+    def _drop_redo(self) -> None:
+        """No redo log from here on (LMDB syncs by itself): everything is
+        durable in data.mdb first, then the log is emptied."""
+        rl = self.redo
+        self.env.sync(True)
+        if self._pin is not None:
+            self._pin.abort()
+            self._pin = None
+        if rl.lock_alone():
+            os.ftruncate(rl.fd, 0)
+            os.fsync(rl.fd)
+        self._close_redo()
+
+    def _close_redo(self) -> None:
+        if self.redo is not None:
+            self.redo.close()
+            self.redo = None
 
     def _refuse_foreign(self) -> None:
         """An LMDB file with tables but no ``meta`` table is not ours."""
@@ -273,6 +538,8 @@ class LmdbStore:
     # --- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
+        if self.redo is not None and self._owner and self._presync is None:
+            self._presync = _Presync(self.env)
         if self._thread is None:
             self._thread = threading.Thread(target=self._writer_loop, name="store-writer",
                                             daemon=True)
@@ -287,7 +554,25 @@ class LmdbStore:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
-        if not self.readonly:
+        if self._presync is not None:
+            self._presync.stop()
+            self._presync = None
+        if self.redo is not None:
+            rl = self.redo
+            self.env.sync(True)
+            if rl.lock_alone():
+                # the only writer: everything is in data.mdb, the log is empty
+                if self._pin is not None:
+                    self._pin.abort()
+                    self._pin = None
+                os.ftruncate(rl.fd, 0)
+                os.fsync(rl.fd)
+            # else others keep writing: their records follow ours in the log
+            if self._pin is not None:
+                self._pin.abort()
+                self._pin = None
+            self._close_redo()
+        elif not self.readonly:
             self.env.sync(True)
         self.env.close()
 
@@ -360,12 +645,19 @@ class LmdbStore:
 
         while True:
             try:
-                job = self._queue.get(timeout=self._sweep_timeout())
+                job = self._queue.get(timeout=self._idle_timeout())
             except queue.Empty:
-                self._sweep(WriteTx)
+                if self._owner and self._redo_tail > redolog.RECORDS_AT:
+                    self._try_checkpoint()    # idle: make LMDB durable, empty the log
+                if self._sweep_timeout() == 0:
+                    self._sweep(WriteTx)
                 continue
             if job is None:
                 return
+            if self.redo is not None and not self._owner:
+                self._take_over()
+            if self._checkpoint_due():
+                self._try_checkpoint()
             batch = [job]
             stop = False
             while len(batch) < self._max_batch:
@@ -387,12 +679,16 @@ class LmdbStore:
         for attempt in range(8):
             results: list[tuple[Any, BaseException | None]] = []
             changes: list[tuple[int, Change]] = []
+            ops: list = []
+            logged = self.redo is not None
             try:
                 with self._gate.reading():
                     txn = self.env.begin(write=True)
                     try:
                         for job in batch:
                             sub = self.env.begin(write=True, parent=txn)
+                            if logged:
+                                sub = redolog.LoggedTxn(sub, self._names)
                             tx = WriteTx(self, sub)
                             try:
                                 res = job.fn(tx, *job.args)
@@ -405,9 +701,11 @@ class LmdbStore:
                                 continue
                             tx.flush_changes()
                             sub.commit()
+                            if logged:
+                                ops.extend(sub.ops)
                             results.append((res, None))
                             changes.extend(tx.changes())
-                        txn.commit()
+                        self._log_commit(txn, ops)
                     except BaseException:
                         txn.abort()
                         raise
@@ -417,7 +715,7 @@ class LmdbStore:
             except lmdb.MapResizedError:
                 self._adopt_map_size()
                 continue
-            except lmdb.Error as exc:
+            except (lmdb.Error, OSError, StoreError) as exc:  # OSError: the redo log
                 log.error("store commit failed: %s", exc)
                 err = StoreFullError(
                     f"the mail store could not commit ({exc}); nothing was written. "
@@ -456,6 +754,12 @@ class LmdbStore:
         log.info("store format 1 -> %d: migrated %d change-log entries", keys.DATA_VERSION, n)
         return ver
 
+    def _idle_timeout(self) -> float | None:
+        t = self._sweep_timeout()
+        if self.redo is not None and self._owner and self._redo_tail > redolog.RECORDS_AT:
+            t = REDO_IDLE if t is None else min(t, REDO_IDLE)
+        return t
+
     def _sweep_timeout(self) -> float | None:
         if not self.retention.sweep_interval:
             return None
@@ -472,9 +776,11 @@ class LmdbStore:
                     txn = self.env.begin(write=True)
                     try:
                         start = self._sweep_from or 0
-                        nxt = changelog.sweep(WriteTx(self, txn), self.retention,
+                        wtxn = txn if self.redo is None else redolog.LoggedTxn(txn, self._names)
+                        nxt = changelog.sweep(WriteTx(self, wtxn), self.retention,
                                               int(time.time()), start)
-                        txn.commit()
+                        # nobody waits on a sweep: its record is synced with the next
+                        self._log_commit(txn, getattr(wtxn, "ops", []), sync=False)
                     except BaseException:
                         txn.abort()
                         raise
@@ -484,7 +790,7 @@ class LmdbStore:
             except lmdb.MapResizedError:
                 self._adopt_map_size()
                 continue
-            except lmdb.Error as exc:
+            except (lmdb.Error, OSError) as exc:  # OSError: the redo log
                 log.error("change-log pruning failed: %s", exc)
                 nxt = None
             self._sweep_from = nxt

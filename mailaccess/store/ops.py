@@ -18,11 +18,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .. import vocab
+from .. import _speedups, vocab
 from . import keys, records, sending
 from .errors import AlreadyExists, Conflict, InvalidName, NotFound, OverQuota
 from .records import EMAIL, MAILBOX, THREAD, Account, EmailRecord, Mailbox, Membership
 from .tx import WriteTx
+
+_emailrec = _speedups.load("emailrec")
 
 SEEN = vocab.SEEN          # (kept for callers that import them from here)
 DELETED = vocab.DELETED
@@ -516,30 +518,44 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
     changed, conflicts = [], []
     cache: dict[int, Mailbox] = {}
     _remember_spellings(tx, acc, list(add) + list(replace or ()))
-    add = {k.lower() for k in add}
-    remove = {k.lower() for k in remove}
+    add = frozenset(k.lower() for k in add)
+    remove = frozenset(k.lower() for k in remove)
+    if replace is not None:
+        replace = frozenset(k.lower() for k in replace)
+    # per message on the raw record (_speedups/emailrec: compiled): no
+    # EmailRecord is built; the modseq is allocated at the first change only
+    rewrite = _emailrec.rewrite_keywords
+    get, put, delete = tx._get, tx.put, tx.delete
+    mbx_ms, msg_key = keys.mbx_ms, keys.msg
+    ms = None
     for eid in eids:
-        rec = tx.email(acc, eid)
-        if rec is None:
+        key = msg_key(acc, eid)
+        data = get("msg", key)
+        if data is None:
             continue
-        if unchanged_since is not None and rec.last_ms > unchanged_since:
+        if unchanged_since is not None and records.email_last_ms(data) > unchanged_since:
             conflicts.append(eid)
             continue
-        old = set(rec.keywords)
-        new = {k.lower() for k in replace} if replace is not None else (old | add) - remove
-        if new == old:
+        if ms is None:
+            # a modseq only when something changes: ask first with any value
+            if rewrite(data, add, remove, replace, 0, SEEN) is None:
+                continue
+            ms = tx.modseq(acc)
+        out = rewrite(data, add, remove, replace, ms, SEEN)
+        if out is None:
             continue
-        ms = tx.modseq(acc)
-        seen_delta = (SEEN in new) - (SEEN in old)
-        if seen_delta:
-            for mem in rec.members:
-                m = _load_mbx(tx, acc, cache, mem.mailbox)
+        record, old_ms, members, seen_delta = out
+        for mbx, uid in members:
+            m = cache.get(mbx)
+            if m is None:
+                m = _load_mbx(tx, acc, cache, mbx)
+            if seen_delta:
                 m.unseen -= seen_delta
-        rec.keywords = sorted(new)
-        _set_ms_index(tx, acc, rec, ms, cache)
-        tx.put_email(acc, rec)
-        tx.log(acc, "updated", EMAIL, eid)
+            delete("mbx.ms", mbx_ms(acc, mbx, old_ms, uid))
+            put("mbx.ms", mbx_ms(acc, mbx, ms, uid), b"")
+        put("msg", key, record)
         changed.append(eid)
+    tx.log_updated(acc, EMAIL, changed)
     if cache:
         _save_mailboxes(tx, acc, cache)
     return changed, conflicts

@@ -157,6 +157,15 @@ def email_keywords_and_ms(data) -> tuple[list[str], int]:
     return decode_keywords(data[off:]), last_ms
 
 
+_MS_AT = EMAIL_LAYOUT.offset("last_ms")
+_U64_AT = struct.Struct(">Q").unpack_from
+
+
+def email_last_ms(data) -> int:
+    """The modseq of the last change to an encoded email record."""
+    return _U64_AT(data, _MS_AT)[0]
+
+
 _U32_AT = struct.Struct(">I").unpack_from
 
 

@@ -1,0 +1,373 @@
+"""The redo log: one small sequential fdatasync per acknowledged commit.
+
+LMDB makes a commit durable with two flushes of data.mdb: every B-tree page
+the transaction dirtied (a one-message STORE dirties about fifteen, scattered
+over the file), then the meta page.  On this project's disks the scattered
+pages are what costs (docs/durability.md has the figures).  With the redo log
+the store opens LMDB without syncing (MDB_NOSYNC) and instead, inside each
+write transaction, before its commit:
+
+1. every table write of the transaction (put / delete, physical: table name,
+   key, value) is appended to ``redo.log`` as one record, and
+2. ``redo.log`` is fdatasync'ed: a few sequential pages in a preallocated file
+   (no size change, so no journal commit).
+
+Only then does LMDB commit, in memory, and the writer acknowledge.  Every so
+often (``Checkpointer``) the store makes LMDB itself durable: ``env.sync``
+flushes every committed page, the two meta pages (which now name a durable
+snapshot S) are copied into the log's header, and the log starts over.
+
+Why a crash after a checkpoint at S loses nothing and corrupts nothing:
+
+* kill -9: the page cache survives, LMDB holds every committed transaction
+  (it writes its meta page last), and the log holds at least those.
+* power loss: data.mdb on disk is S's pages plus any later page the kernel
+  happened to write back, possibly including a later meta page that names
+  pages that never reached the disk.  The pages of S itself are intact:
+  the store holds a read transaction on S until the next checkpoint is
+  durable, so LMDB never reuses them (``pin``).  Recovery writes S's meta
+  pages back from the log header, which makes LMDB see exactly S, then
+  replays every record after S in order.  A record whose fdatasync did not
+  complete was never acknowledged; its CRC or generation fails and replay
+  stops there.
+
+Recovery runs only when no other process has the store open read-write (an
+exclusive ``flock`` on ``redo.lock``; every read-write store holds it shared):
+a live server's page cache is the truth, not the disk.
+
+The header has two slots (generation g in slot g % 2), so a header torn by a
+crash in the middle of a checkpoint leaves the previous one, whose snapshot is
+still pinned and whose records are still in the file.  Records written under
+generation g carry g: records of an older generation left further on in the
+reused file are never replayed.
+
+Processes share the log: a record is appended while the writing process holds
+LMDB's writer lock (inside the write transaction), at the tail kept in the
+``meta`` table (``redo.tail``), so records are in commit order.  One process
+checkpoints and pins (it holds ``redo.owner``); when it exits another takes
+over before its next write.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import struct
+import time
+import zlib
+from dataclasses import dataclass, field
+
+log = logging.getLogger("mailaccess.store")
+
+LOG_NAME = "redo.log"
+LOCK_NAME = "redo.lock"
+OWNER_NAME = "redo.owner"
+
+_MAGIC = b"MAREDO01"
+# header slot: magic, generation, snapshot txnid, page size, meta bytes saved, crc
+_HEAD = struct.Struct(">8sQQII")
+HEADER_SLOT = 4096
+RECORDS_AT = 2 * HEADER_SLOT
+META_BYTES = 512                 # of each meta page: LMDB's MDB_meta is ~140 bytes at offset 16
+# record: length of what follows the header, generation, txnid, crc32 of the rest
+_REC = struct.Struct(">IQQI")
+# op: kind (1 put, 2 delete), table name length, key length, value length;
+# then the table name, the key and the value (encoded by _speedups/emailrec)
+OP = _OP = struct.Struct(">BBHI")
+PUT, DELETE = 1, 2
+
+TAIL_KEY = b"redo.tail"          # meta table: generation u64, tail u64 (not logged)
+_TAIL = struct.Struct(">QQ")
+
+GROW = 1 << 20                   # the log file grows by zero-filled steps of this
+
+
+@dataclass
+class Header:
+    generation: int
+    txnid: int
+    psize: int
+    metas: tuple[bytes, bytes]
+
+
+@dataclass
+class Record:
+    generation: int
+    txnid: int
+    ops: list = field(default_factory=list)   # (kind, table, key, value)
+
+
+def encode_ops(ops: list) -> bytes:
+    """The payload of one record (the compiled twin in _speedups/emailrec)."""
+    return _emailrec().encode_ops(ops)
+
+
+_EMAILREC = None
+
+
+def _emailrec():
+    global _EMAILREC
+    if _EMAILREC is None:
+        from .. import _speedups
+
+        _EMAILREC = _speedups.load("emailrec")
+    return _EMAILREC
+
+
+def decode_ops(data: bytes) -> list:
+    ops, off, n = [], 0, len(data)
+    while off < n:
+        kind, tl, kl, vl = _OP.unpack_from(data, off)
+        off += _OP.size
+        table = data[off:off + tl].decode()
+        off += tl
+        key = data[off:off + kl]
+        off += kl
+        value = data[off:off + vl]
+        off += vl
+        ops.append((kind, table, key, value))
+    return ops
+
+
+def encode_record(generation: int, txnid: int, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(struct.pack(">QQ", generation, txnid)))
+    return _REC.pack(len(payload), generation, txnid, crc) + payload
+
+
+def encode_header(h: Header) -> bytes:
+    body = _HEAD.pack(_MAGIC, h.generation, h.txnid, h.psize, META_BYTES) + h.metas[0] + h.metas[1]
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def decode_header(data: bytes) -> Header | None:
+    n = _HEAD.size + 2 * META_BYTES
+    if len(data) < n + 4:
+        return None
+    body = data[:n]
+    if struct.unpack_from(">I", data, n)[0] != zlib.crc32(body):
+        return None
+    magic, gen, txnid, psize, mb = _HEAD.unpack_from(body)
+    if magic != _MAGIC or mb != META_BYTES:
+        return None
+    m0 = body[_HEAD.size:_HEAD.size + META_BYTES]
+    m1 = body[_HEAD.size + META_BYTES:n]
+    return Header(gen, txnid, psize, (m0, m1))
+
+
+def read_header(fd: int) -> Header | None:
+    """The valid header slot with the highest generation, or None."""
+    best = None
+    for slot in (0, 1):
+        h = decode_header(os.pread(fd, HEADER_SLOT, slot * HEADER_SLOT))
+        if h is not None and (best is None or h.generation > best.generation):
+            best = h
+    return best
+
+
+def read_records(fd: int, generation: int, after_txnid: int):
+    """Records of GENERATION from the start of the record area, in order,
+    stopping at the first torn, foreign or out-of-order one."""
+    off = RECORDS_AT
+    size = os.fstat(fd).st_size
+    last = after_txnid
+    while off + _REC.size <= size:
+        head = os.pread(fd, _REC.size, off)
+        length, gen, txnid, crc = _REC.unpack(head)
+        if gen != generation or length == 0 or off + _REC.size + length > size:
+            return
+        payload = os.pread(fd, length, off + _REC.size)
+        if zlib.crc32(payload, zlib.crc32(struct.pack(">QQ", gen, txnid))) != crc:
+            return
+        if txnid <= last:
+            return
+        last = txnid
+        yield Record(gen, txnid, decode_ops(payload)), off + _REC.size + length
+        off += _REC.size + length
+
+
+def read_metas(data_path: str, psize: int) -> tuple[bytes, bytes]:
+    fd = os.open(data_path, os.O_RDONLY)
+    try:
+        return (os.pread(fd, META_BYTES, 0), os.pread(fd, META_BYTES, psize))
+    finally:
+        os.close(fd)
+
+
+def restore_metas(data_path: str, h: Header) -> None:
+    """Write the checkpoint's meta pages back into data.mdb (durably)."""
+    fd = os.open(data_path, os.O_RDWR)
+    try:
+        os.pwrite(fd, h.metas[0], 0)
+        os.pwrite(fd, h.metas[1], h.psize)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+class RedoLog:
+    """The open log file of one store (one per process)."""
+
+    def __init__(self, directory: str):
+        self.path = os.path.join(directory, LOG_NAME)
+        self.lock_path = os.path.join(directory, LOCK_NAME)
+        self.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.owner_fd = os.open(os.path.join(directory, OWNER_NAME), os.O_RDWR | os.O_CREAT,
+                                0o600)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.size = os.fstat(self.fd).st_size
+        # test hook: on_sync(what) right after each flush this store relies
+        # on: "log" (a record), "header" (a checkpoint's header) and "data"
+        # (a checkpoint's env.sync of data.mdb)
+        self.on_sync = None
+        self.syncs = 0
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self.lock_fd)
+        os.close(self.owner_fd)
+
+    # --- who else has the store open ------------------------------------------------
+
+    def lock_alone(self) -> bool:
+        """Take the lock exclusively if no other read-write store holds it."""
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def try_own(self) -> bool:
+        """Become the process that checkpoints, if no live process is."""
+        try:
+            fcntl.flock(self.owner_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def lock_shared(self) -> None:
+        fcntl.flock(self.lock_fd, fcntl.LOCK_SH)
+
+    # --- writing ------------------------------------------------------------------------
+
+    def _ensure(self, end: int) -> None:
+        """Zero-fill the file up to END (and a step beyond), durably: records
+        then overwrite allocated blocks and their fdatasync changes no metadata."""
+        if end <= self.size:
+            return
+        new = max(end, self.size + GROW)
+        new = (new + GROW - 1) // GROW * GROW
+        zero = b"\0" * GROW
+        off = self.size
+        while off < new:
+            os.pwrite(self.fd, zero[:new - off], off)
+            off += min(GROW, new - off)
+        os.fsync(self.fd)
+        self.size = new
+
+    def append(self, at: int, record: bytes, sync: bool = True) -> int:
+        """Write RECORD at offset AT (the tail) -> the new tail; durable
+        when SYNC (else the next synced append or checkpoint covers it)."""
+        end = at + len(record)
+        self._ensure(end + _REC.size)
+        os.pwrite(self.fd, record, at)
+        if sync:
+            os.fdatasync(self.fd)
+            self.syncs += 1
+            if self.on_sync is not None:
+                self.on_sync("log")
+        return end
+
+    def void(self, at: int) -> None:
+        """Invalidate a record written at AT whose transaction did not commit."""
+        os.pwrite(self.fd, b"\0" * _REC.size, at)
+        os.fdatasync(self.fd)
+
+    def write_header(self, h: Header) -> None:
+        self._ensure(RECORDS_AT + _REC.size)
+        os.pwrite(self.fd, encode_header(h), (h.generation % 2) * HEADER_SLOT)
+        # a new generation starts with an empty record area
+        os.pwrite(self.fd, b"\0" * _REC.size, RECORDS_AT)
+        os.fdatasync(self.fd)
+        self.syncs += 1
+        if self.on_sync is not None:
+            self.on_sync("header")
+
+    def header(self) -> Header | None:
+        return read_header(self.fd)
+
+
+class LoggedTxn:
+    """An LMDB write transaction that also records its table writes (for the
+    redo log).  Reads pass straight through; ``ops`` is the list of
+    (kind, table, key, value) in the order they were made (key and value as
+    given: bytes, or buffers read from this write transaction, which stay
+    valid until it ends; they are encoded before it commits)."""
+
+    __slots__ = ("txn", "ops", "_names", "get", "id")
+
+    def __init__(self, txn, names: dict):
+        self.txn = txn
+        self.ops: list = []
+        self._names = names          # id(db handle) -> table name
+        self.get = txn.get
+        self.id = txn.id
+
+    def put(self, key, value, db=None, **kw):
+        r = self.txn.put(key, value, db=db, **kw)
+        if r:
+            self.ops.append((PUT, self._names[id(db)], key, value))
+        return r
+
+    def delete(self, key, value=b"", db=None):
+        r = self.txn.delete(key, value, db=db)
+        if r:
+            self.ops.append((DELETE, self._names[id(db)], key, b""))
+        return r
+
+    def cursor(self, db=None):
+        return _LoggedCursor(self.txn.cursor(db=db), self.ops, self._names[id(db)])
+
+    def __getattr__(self, name):
+        return getattr(self.txn, name)
+
+
+class _LoggedCursor:
+    __slots__ = ("cur", "ops", "table")
+
+    def __init__(self, cur, ops: list, table: str):
+        self.cur = cur
+        self.ops = ops
+        self.table = table
+
+    def delete(self, dupdata: bool = False):
+        key = self.cur.key()
+        r = self.cur.delete(dupdata)
+        if r:
+            self.ops.append((DELETE, self.table, key, b""))
+        return r
+
+    def put(self, key, value, **kw):
+        r = self.cur.put(key, value, **kw)
+        if r:
+            self.ops.append((PUT, self.table, key, value))
+        return r
+
+    def __iter__(self):
+        return iter(self.cur)
+
+    def __getattr__(self, name):
+        return getattr(self.cur, name)
+
+
+def decode_tail(raw) -> tuple[int, int] | None:
+    if raw is None or len(raw) != _TAIL.size:
+        return None
+    return _TAIL.unpack(bytes(raw))
+
+
+def encode_tail(generation: int, tail: int) -> bytes:
+    return _TAIL.pack(generation, tail)
+
+
+def now() -> float:
+    return time.monotonic()
