@@ -365,3 +365,36 @@ def test_state_change_names_only_jmap_types(tmp_path):
         assert jmap_push.changed(store, acc, {"Outbound"}, None)[0] == {}
     finally:
         store.close()
+
+
+async def test_a_late_published_commit_is_not_pushed_twice(srv):
+    """A commit acknowledged before a stream opens but published to the bus
+    only after the stream read its first state (the writer acknowledges
+    first, then publishes) is not pushed again with a state the client has:
+    the next event is the next change (jmap_push.unsent)."""
+    held = []
+    hooks = srv.store.on_commit
+    real = srv.bus.on_commit
+    i = hooks.index(real)
+    hooks[i] = held.append                  # commits reach the bus only when released
+    try:
+        await trio.to_thread.run_sync(imap_append, srv, "before the stream")
+        assert held
+    finally:
+        hooks[i] = real
+
+    def go():
+        with httpx.Client(base_url=http_base(srv), auth=("alice", "pw"), timeout=30) as c:
+            with c.stream("GET", "/jmap/eventsource/",
+                          params={"types": "*", "closeafter": "no", "ping": "0"}) as r:
+                lines = r.iter_lines()
+                first = read_events(lines, 1)
+                trio.from_thread.run_sync(lambda: [real(info) for info in held])
+                imap_append(srv, "after the stream")
+                second = read_events(lines, 1)
+        return first, second
+
+    (first,), (second,) = await run(go)
+    acc, now = states(srv)
+    assert second[2]["changed"][acc]["Email"] == now["Email"] \
+        != first[2]["changed"][acc]["Email"]

@@ -182,10 +182,13 @@ class Jmap:
         async def run(write):
             seen = bus.latest(acc)
             changed, push_state = jmap_push.current(store, acc, types)
+            sent: dict = {}
             if closeafter == "no" or (last_id is not None and int(push_state) > last_id):
-                await write(_event("state", changed, push_state))
+                await write(_event("state", jmap_push.unsent(changed, sent), push_state))
                 if closeafter == "state":
                     return
+            else:
+                jmap_push.unsent(changed, sent)     # the client has these states
             with bus.subscribe(acc, kinds=types, since=seen) as sub:
                 while True:
                     with trio.move_on_after(ping if ping else float("inf")) as scope:
@@ -195,6 +198,7 @@ class Jmap:
                                     + json.dumps({"interval": ping}).encode() + b"\n\n")
                         continue
                     changed, push_state = jmap_push.changed(store, acc, n.kinds, types)
+                    changed = jmap_push.unsent(changed, sent)
                     if not changed:
                         continue
                     await write(_event("state", changed, push_state))

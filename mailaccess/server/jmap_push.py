@@ -47,6 +47,23 @@ def changed(store, acc: int, kinds: Iterable[str], types: frozenset[str] | None
     return ({ids.account_id(acc): states} if states else {}), str(ms)
 
 
+def unsent(changed: dict, sent: dict) -> dict:
+    """CHANGED ({accountId: {Type: state}}) without the states already sent
+    on this stream (SENT, {accountId: {Type: state}}, updated in place).
+    A stream reads the current state, then subscribes from the bus's latest
+    modseq; a commit acknowledged just before may be published to the bus
+    only after that read, and would otherwise be pushed a second time with a
+    state the client already has."""
+    out = {}
+    for acc, states in changed.items():
+        had = sent.setdefault(acc, {})
+        new = {t: st for t, st in states.items() if had.get(t) != st}
+        if new:
+            had.update(new)
+            out[acc] = new
+    return out
+
+
 def parse_push_state(s: str | None) -> int | None:
     if s is None or not s.isdigit() or len(s) > 20:
         return None

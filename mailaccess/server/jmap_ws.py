@@ -41,12 +41,15 @@ async def serve_socket(jmap, ws, principal) -> None:
             seen = ctx.bus.latest(acc)
             changed, state = jmap_push.current(ctx.store, acc, types)
             since = jmap_push.parse_push_state(push_state)
+            sent: dict = {}
+            first = jmap_push.unsent(changed, sent)
             if push_state is not None and (since is None or int(state) > since):
-                await ws.send_text(W.state_change(changed, state))
+                await ws.send_text(W.state_change(first, state))
             with ctx.bus.subscribe(acc, kinds=types, since=seen) as sub:
                 while True:
                     n = await sub.wait()
                     changed, state = jmap_push.changed(ctx.store, acc, n.kinds, types)
+                    changed = jmap_push.unsent(changed, sent)
                     if changed:
                         await ws.send_text(W.state_change(changed, state))
 
