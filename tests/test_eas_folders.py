@@ -13,6 +13,7 @@ from pyactivesync import Client, FolderType
 from pyactivesync.exceptions import StatusError
 
 from conftest import make_config, port_of
+from eas_helpers import base, eas_client, post, provision, srv  # noqa: F401 (srv: a fixture)
 from imap_helpers import run
 from mailaccess import accounts, ids, ingest
 from mailaccess.proto.eas.wbxml import E, decode, encode
@@ -25,45 +26,6 @@ FH = "FolderHierarchy:"
 @pytest.fixture
 def cfg(tmp_path):
     return make_config(tmp_path)
-
-
-@pytest.fixture
-async def srv(server):
-    await trio.to_thread.run_sync(accounts.add_user, server.store, "alice", "pw")
-    return server
-
-
-def base(ctx) -> str:
-    return f"http://127.0.0.1:{port_of(ctx, 'http')}"
-
-
-def eas_client(ctx, device="dev1") -> Client:
-    c = Client("unused", "alice", "pw", device_id=device, timeout=30)
-    c._transport.base_url = base(ctx) + "/Microsoft-Server-ActiveSync"
-    return c
-
-
-def post(c, cmd, body, *, version="14.1", device="raw1", key=None):
-    headers = {"content-type": WBXML, "ms-asprotocolversion": version}
-    if key is not None:
-        headers["x-ms-policykey"] = str(key)
-    return c.post("/Microsoft-Server-ActiveSync", params={
-        "Cmd": cmd, "User": "alice", "DeviceId": device, "DeviceType": "test"},
-        content=body or b"", headers=headers)
-
-
-def provision(c, version, device) -> int:
-    def body(key=None):
-        pol = [E("Provision:PolicyType", text="MS-EAS-Provisioning-WBXML")]
-        if key is not None:
-            pol += [E("Provision:PolicyKey", text=str(key)), E("Provision:Status", text="1")]
-        return encode(E("Provision:Provision", E("Provision:Policies", E("Provision:Policy", *pol))))
-
-    def key_of(r):
-        return decode(r.content).find("Provision:Policies").find("Provision:Policy") \
-            .child_text("Provision:PolicyKey")
-    temp = key_of(post(c, "Provision", body(), version=version, device=device))
-    return int(key_of(post(c, "Provision", body(temp), version=version, device=device)))
 
 
 def imap_list(srv) -> set[str]:
