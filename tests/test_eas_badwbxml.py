@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from conftest import make_config
+from eas_helpers import provision
 from imap_helpers import run
 from mailaccess import accounts
 from mailaccess.proto.eas import codepages
@@ -65,13 +66,6 @@ def provision_body(key=None):
 
 def policy_key(doc) -> str:
     return doc.find("Provision:Policies").find("Provision:Policy").child_text("Provision:PolicyKey")
-
-
-def provision(c, version, device) -> int:
-    temp = policy_key(decode(post(c, "Provision", provision_body(), version=version,
-                                  device=device).content))
-    return int(policy_key(decode(post(c, "Provision", provision_body(temp), version=version,
-                                      device=device).content)))
 
 
 def folder_sync_status(c, key, version, device) -> str:

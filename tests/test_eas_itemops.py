@@ -13,6 +13,7 @@ import trio
 from pyactivesync import BodyType, Client
 
 from conftest import make_config
+from eas_helpers import base, provision
 from imap_helpers import connect, run
 from mailaccess import accounts, ids, ingest
 from mailaccess.proto.eas import request as R
@@ -35,10 +36,6 @@ async def srv(server):
 
 
 # --- helpers (as in test_eas_service.py) ---------------------------------------------------
-
-def base(ctx) -> str:
-    return f"http://127.0.0.1:{ctx.bound['http'][0][1]}"
-
 
 def eas_client(ctx, device="dev1", user="alice", pw="pw") -> Client:
     c = Client("unused", user, pw, device_id=device, timeout=30)
@@ -65,14 +62,6 @@ def provision_body(key=None):
     if key is not None:
         pol += [E("Provision:PolicyKey", text=str(key)), E("Provision:Status", text="1")]
     return encode(E("Provision:Provision", E("Provision:Policies", E("Provision:Policy", *pol))))
-
-
-def provision(c, version="14.1", device="raw1") -> int:
-    def key_of(r):
-        return decode(r.content).find("Provision:Policies").find("Provision:Policy") \
-            .child_text("Provision:PolicyKey")
-    temp = key_of(post(c, "Provision", provision_body(), version=version, device=device))
-    return int(key_of(post(c, "Provision", provision_body(temp), version=version, device=device)))
 
 
 def item_ops(c, key, *ops_, version="14.1", device="raw1", extra=None):

@@ -9,6 +9,7 @@ import trio
 from pyactivesync import Client
 
 from conftest import port_of
+from eas_helpers import base, provision
 from imap_helpers import run
 from mailaccess import accounts
 from mailaccess.proto.eas.wbxml import E, decode, encode
@@ -28,10 +29,6 @@ async def srv(server):
     return server
 
 
-def base(ctx) -> str:
-    return f"http://127.0.0.1:{port_of(ctx, 'http')}"
-
-
 def post(c, cmd, body: bytes, *, version="14.1", device="raw1", key=None):
     headers = {"content-type": WBXML, "ms-asprotocolversion": version}
     if key is not None:
@@ -39,20 +36,6 @@ def post(c, cmd, body: bytes, *, version="14.1", device="raw1", key=None):
     return c.post("/Microsoft-Server-ActiveSync", content=body, headers=headers,
                   params={"Cmd": cmd, "User": "alice", "DeviceId": device,
                           "DeviceType": "test"})
-
-
-def provision(c, version="14.1", device="raw1") -> int:
-    def body(key=None):
-        pol = [E("Provision:PolicyType", text="MS-EAS-Provisioning-WBXML")]
-        if key is not None:
-            pol += [E("Provision:PolicyKey", text=str(key)), E("Provision:Status", text="1")]
-        return encode(E("Provision:Provision", E("Provision:Policies",
-                                                 E("Provision:Policy", *pol))))
-    r1 = decode(post(c, "Provision", body(), version=version, device=device).content)
-    temp = r1.find("Provision:Policies").find("Provision:Policy").child_text("Provision:PolicyKey")
-    r2 = decode(post(c, "Provision", body(temp), version=version, device=device).content)
-    return int(r2.find("Provision:Policies").find("Provision:Policy")
-               .child_text("Provision:PolicyKey"))
 
 
 def raw(ctx, cmd, root, version="14.1"):

@@ -16,6 +16,7 @@ import trio
 from pyactivesync import Client
 
 from conftest import make_config
+from eas_helpers import base
 from imap_helpers import connect, msg, run
 from mailaccess import accounts, ids
 from mailaccess.proto.eas.wbxml import E, decode, encode
@@ -39,10 +40,6 @@ async def srv(server):
     await trio.to_thread.run_sync(accounts.add_user, server.store, "alice", "pw")
     await trio.to_thread.run_sync(accounts.add_user, server.store, "bob", "pw")
     return server
-
-
-def base(ctx) -> str:
-    return f"http://127.0.0.1:{ctx.bound['http'][0][1]}"
 
 
 def client(ctx, user="alice") -> httpx.AsyncClient:

@@ -12,6 +12,7 @@ from pyactivesync import Client
 from pyactivesync.models import OofState
 
 from conftest import port_of
+from eas_helpers import base, provision
 from imap_helpers import run
 from mailaccess import accounts
 from mailaccess.proto.eas.wbxml import E, decode, encode
@@ -26,10 +27,6 @@ USING = [cap.CORE, cap.MAIL, cap.SUBMISSION, cap.VACATION]
 async def srv(server):
     await trio.to_thread.run_sync(accounts.add_user, server.store, "alice", "pw")
     return server
-
-
-def base(ctx) -> str:
-    return f"http://127.0.0.1:{port_of(ctx, 'http')}"
 
 
 def http(ctx) -> httpx.Client:
@@ -60,20 +57,6 @@ def post(c, body: bytes, *, version="14.1", device="raw1", key=None, cmd="Settin
     return c.post("/Microsoft-Server-ActiveSync", content=body, headers=headers,
                   params={"Cmd": cmd, "User": "alice", "DeviceId": device,
                           "DeviceType": "test"})
-
-
-def provision(c, version="14.1", device="raw1") -> int:
-    def body(key=None):
-        pol = [E("Provision:PolicyType", text="MS-EAS-Provisioning-WBXML")]
-        if key is not None:
-            pol += [E("Provision:PolicyKey", text=str(key)), E("Provision:Status", text="1")]
-        return encode(E("Provision:Provision", E("Provision:Policies",
-                                                 E("Provision:Policy", *pol))))
-    r1 = decode(post(c, body(), version=version, device=device, cmd="Provision").content)
-    temp = r1.find("Provision:Policies").find("Provision:Policy").child_text("Provision:PolicyKey")
-    r2 = decode(post(c, body(temp), version=version, device=device, cmd="Provision").content)
-    return int(r2.find("Provision:Policies").find("Provision:Policy")
-               .child_text("Provision:PolicyKey"))
 
 
 def settings(c, *children, version="14.1", device="raw1", key=None):
