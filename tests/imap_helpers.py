@@ -45,9 +45,11 @@ def msg(subject="hello", body="body text", mid=None, frm="Sender <s@example.org>
 
 
 async def run(fn, *args):
-    """Run a blocking client function in a thread (the server stays on the loop)."""
+    """Run a blocking client function in a thread (the server stays on the loop).
+    A client stuck past 60 s fails the test (TooSlowError) instead of hanging
+    the run: the thread is abandoned, since a blocked read cannot be cancelled."""
     with trio.fail_after(60):
-        return await trio.to_thread.run_sync(fn, *args)
+        return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
 
 
 LITERAL_AT_END = re.compile(rb"~?\{(\d+)\+?\}\r?\n?$")
