@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import json
 import logging
 import os
@@ -55,6 +56,7 @@ import trio
 
 from ..bus import Notification, notifications
 from ..config import Config
+from . import memory
 
 log = logging.getLogger("mailaccess.workers")
 
@@ -357,6 +359,20 @@ class Supervisor:
 
     def run(self) -> int:
         _name_logs("supervisor")
+        # what is built from here on is inherited by the workers: no
+        # collection leaves holes in it, and it is frozen before each fork
+        # (server/memory.py)
+        collecting = gc.isenabled()
+        gc.collect()
+        memory.hold_collector()
+        try:
+            return self._run()
+        finally:
+            gc.unfreeze()
+            if collecting:
+                gc.enable()
+
+    def _run(self) -> int:
         demo = self.preflight()
         self.preload()
         self.listeners = bind_listeners(self.cfg)
@@ -401,6 +417,7 @@ class Supervisor:
         sys.stderr.flush()
         if threading.active_count() > 1:
             log.warning("forking with %d threads alive", threading.active_count())
+        memory.freeze()
         pid = os.fork()
         if pid == 0:                                    # the worker
             code = 1
@@ -431,6 +448,7 @@ class Supervisor:
         from . import app
 
         signal.set_wakeup_fd(-1)
+        memory.release_collector()
         # the first SIGTERM/SIGINT drains (app.serve's watcher); any later
         # one is ignored (the supervisor's stop_timeout backs it up)
         for sig in (signal.SIGTERM, signal.SIGINT):
