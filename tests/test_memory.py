@@ -142,3 +142,34 @@ def test_a_big_block_freed_in_a_thread_goes_back_to_the_kernel():
                                 env={k: v for k, v in os.environ.items()
                                      if not k.startswith("MALLOC_")}).stdout)
     assert kept < 0.5
+
+
+def test_starting_a_worker_imports_nothing_the_supervisor_did_not(tmp_path):
+    """Every module a worker needs to start is imported by the supervisor
+    before the fork (Supervisor.preflight and preload): a module first
+    imported in a worker is built again, privately, in each one."""
+    cfg_path = tmp_path / "mailaccess.toml"
+    _config(tmp_path, n=1)                     # writes the config file
+    code = f"""
+        import sys
+        import trio
+        from mailaccess.config import load
+        from mailaccess.server import app, workers
+
+        cfg = load({str(cfg_path)!r})
+        sup = workers.Supervisor(cfg)
+        sup.preflight()
+        sup.preload()
+        before = set(sys.modules)
+
+        async def main():
+            async with trio.open_nursery() as n:
+                await n.start(app.serve, cfg)
+                print(sorted(set(sys.modules) - before))
+                n.cancel_scope.cancel()
+
+        trio.run(main)
+    """
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, check=True, cwd=tmp_path).stdout.strip().splitlines()
+    assert out[-1] == "[]"

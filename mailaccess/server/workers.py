@@ -65,6 +65,10 @@ MAX_PENDING = 16 * 1024 * 1024
 #: a worker that lived longer than this had a "good" run: its backoff resets
 GOOD_RUN = 60.0
 
+#: imported by the services only as they start (not when their modules are
+#: imported): the IDNA codec, which getaddrinfo of a host name loads
+LATE_IMPORTS = ("encodings.idna",)
+
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(worker)s] %(name)s: %(message)s"
 
 
@@ -340,8 +344,10 @@ class Supervisor:
         return demo
 
     def preload(self) -> None:
-        """Import every service's modules before forking: the workers share
-        those pages (copy-on-write) and start sooner."""
+        """Import every module a worker imports as it starts, before forking:
+        the workers share those pages (copy-on-write) and start sooner.  A
+        module first imported in a worker is built there, once per worker
+        (tests/test_memory.py: starting the server imports nothing more)."""
         import importlib
 
         from . import app
@@ -356,6 +362,14 @@ class Supervisor:
                     importlib.import_module(name)
                 except ImportError:
                     pass
+        for name in LATE_IMPORTS:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+        jmap_api = sys.modules.get("mailaccess.server.jmap_api")
+        if jmap_api is not None:
+            jmap_api.load_methods()        # the JMAP routes import the methods as they start
 
     def run(self) -> int:
         _name_logs("supervisor")
