@@ -340,6 +340,21 @@ class Supervisor:
                 demo = v.account_by_name(app.DEMO_USER) is not None
         finally:
             store.close()
+        # made in a child: generating a certificate loads cryptography
+        # (about 10 MB this process and its workers would keep for good)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                ensure_certificate(self.cfg)
+                code = 0
+            except BaseException:
+                pass                # the call below fails the same way, and says why
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)
         ensure_certificate(self.cfg)
         return demo
 
