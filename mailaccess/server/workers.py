@@ -6,8 +6,10 @@ describes the model; in short:
 
 * The supervisor never opens the store while workers run and never starts a
   thread.  Before the first fork it opens the store once (creating or
-  upgrading it, the demo account), closes it, makes the TLS certificate and
-  binds every listener; then it forks ``[server] workers`` processes.  Each
+  upgrading it, the demo account), closes it, makes the TLS certificate (in
+  a short-lived child: server/memory.py), imports every module the workers
+  will use and binds every listener; then it forks ``[server] workers``
+  processes, its objects frozen (gc.freeze) so that they share its pages.  Each
   worker runs the ordinary Trio server (app.serve) on the inherited
   listening sockets (app.INHERITED) and opens the one LMDB environment
   itself, after the fork.  All workers accept on the same sockets: the
@@ -384,7 +386,10 @@ class Supervisor:
                 pass
         jmap_api = sys.modules.get("mailaccess.server.jmap_api")
         if jmap_api is not None:
-            jmap_api.load_methods()        # the JMAP routes import the methods as they start
+            try:
+                jmap_api.load_methods()    # the JMAP routes import the methods as they start
+            except ImportError:
+                pass                       # the worker reports it as it starts
 
     def run(self) -> int:
         _name_logs("supervisor")
