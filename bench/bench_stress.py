@@ -37,8 +37,15 @@ client reconnects.
 Per server and configuration it reports ops/s (commands answered per second,
 LOGIN and LOGOUT included), p50/p99 per command, server CPU seconds per 1,000
 ops (utime+stime+cutime+cstime over the server's whole process tree from
-/proc, so Dovecot's exited imap processes count), peak RSS (and PSS) of the
-whole process tree, sampled every 0.5 s, and this client's own CPU share.
+/proc, so Dovecot's exited imap processes count), the peak memory of the whole
+process tree, sampled every 0.5 s, and this client's own CPU share.  Memory, each
+figure its own peak over the samples, summed over the tree's processes
+(bench/dovecot.py mem_parts_kb): RSS and PSS (a page shared by N processes
+counts 1/N: the fair figure for a tree of forked processes); anon, the
+anonymous part of RSS (heap, stacks, arenas; "pss" after it: its PSS); file,
+the file-backed part of RSS (code, libraries, mmapped data: page cache the
+kernel can drop); and for mailaccess "LMDB", the part of RSS that is pages of
+the LMDB map (data.mdb) touched through mmap.
 
 Password hash cost (LOGIN per cycle; --hash picks the profiles):
   same        mailaccess [auth] argon2id m=8 KiB, t=1, p=1; Dovecot verifies a
@@ -250,13 +257,9 @@ def tree_cpu(pids: list[int]) -> float:
     return total / TICK
 
 
-def tree_mem_kb(pids: list[int]) -> tuple[int, int]:
-    rss = pss = 0
-    for pid in pids:
-        r, p = dv.mem_kb(pid)
-        rss += r
-        pss += p
-    return rss, pss
+def tree_mem_kb(pids: list[int], mapped: tuple[str, ...] = ()) -> dict[str, int]:
+    """bench/dovecot.py's memory parts (KB) summed over PIDS."""
+    return dv.tree_mem_parts_kb(pids, mapped)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,7 +609,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def run_config(port: int, pids_of, clients: int, seconds: float, login_cycle: bool,
-                     msgs: list[bytes]) -> dict:
+                     msgs: list[bytes], mapped: tuple[str, ...] = ()) -> dict:
     stats = Stats()
     shared: dict = {}
     cs = [Client(i, port, login_cycle, msgs, stats, shared) for i in range(clients)]
@@ -622,13 +625,13 @@ async def run_config(port: int, pids_of, clients: int, seconds: float, login_cyc
         await asyncio.gather(*(first_login(c) for c in cs))
         stats.lat.clear()
         stats.ops = 0
-    peak = [0, 0]
+    peak = dict.fromkeys(dv.MEM_PARTS, 0)
     stop = asyncio.Event()
 
     async def sample():
         while not stop.is_set():
-            rss, pss = tree_mem_kb(pids_of())
-            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            for k, v in tree_mem_kb(pids_of(), mapped).items():
+                peak[k] = max(peak[k], v)
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)
             except asyncio.TimeoutError:
@@ -646,7 +649,8 @@ async def run_config(port: int, pids_of, clients: int, seconds: float, login_cyc
             "cpu_per_k": (cpu1 - cpu0) / ops * 1000 if ops else float("nan"),
             "cpu_share": (cpu1 - cpu0) / elapsed,
             "client_cpu": (me1 - me0) / elapsed,
-            "rss_mb": peak[0] / 1024, "pss_mb": peak[1] / 1024,
+            "rss_mb": peak["rss"] / 1024, "pss_mb": peak["pss"] / 1024,
+            "mem_mb": {k: v / 1024 for k, v in peak.items()},
             "lat": {k: (len(v), pct(v, 0.5) * 1000, pct(v, 0.99) * 1000)
                     for k, v in stats.lat.items()},
             "errors": stats.errors, "expungeissue": stats.expungeissue}
@@ -686,9 +690,12 @@ def show(label: str, res: dict) -> None:
     errs = len(res["errors"])
     print(f"  {label:<34} {res['ops_s']:8.0f} ops/s  {res['ops']:6d} ops  "
           f"cpu {res['cpu_per_k']:6.2f} s/1k ops ({res['cpu_share']:.2f} cores)  "
-          f"peak RSS {res['rss_mb']:6.0f} MB (PSS {res['pss_mb']:5.0f})  "
           f"client cpu {res['client_cpu']:.2f}  errors {errs}"
           + (f"  EXPUNGEISSUE {res['expungeissue']}" if res["expungeissue"] else ""), flush=True)
+    m = res["mem_mb"]
+    print(f"  {'':<34} peak MB: RSS {m['rss']:.0f} (PSS {m['pss']:.0f}) = anon {m['anon']:.0f} "
+          f"(PSS {m['pss_anon']:.0f}) + file {m['file']:.0f} (PSS {m['pss_file']:.0f})"
+          + (f"; LMDB map pages in RSS {m['mapped']:.0f}" if m["mapped"] else ""), flush=True)
     cells = []
     for c in CMDS:
         if c in res["lat"]:
@@ -794,7 +801,8 @@ def main() -> None:
             for s in servers:
                 if s in mas:
                     res = loop.run_until_complete(run_config(
-                        mas[s].port, mas[s].pids, c, args.seconds, login_cycle, msgs))
+                        mas[s].port, mas[s].pids, c, args.seconds, login_cycle, msgs,
+                        mapped=("/data.mdb",)))
                 else:
                     res = loop.run_until_complete(run_config(
                         dc.ports["imap"], dc.pids, c, args.seconds, login_cycle, msgs))
@@ -807,10 +815,13 @@ def main() -> None:
                     print(f"  {name + ' / dovecot':<34} ops/s {a['ops_s'] / b['ops_s']:.2f}x  "
                           f"cpu per op {a['cpu_per_k'] / b['cpu_per_k']:.2f}x", flush=True)
             summary.append((title, row))
-        print("\n== summary (ops/s; server CPU s per 1,000 ops; peak RSS MB; errors)")
+        print("\n== summary (ops/s; server CPU s per 1,000 ops; peak MB: RSS / PSS / "
+              "anon RSS / anon PSS; errors)")
         for title, row in summary:
             cells = [f"{s} {r['ops_s']:.0f} ops/s, {r['cpu_per_k']:.2f} s/1k, "
-                     f"{r['rss_mb']:.0f} MB, {len(r['errors'])} err" for s, r in row.items()]
+                     f"{r['rss_mb']:.0f}/{r['pss_mb']:.0f}/{r['mem_mb']['anon']:.0f}/"
+                     f"{r['mem_mb']['pss_anon']:.0f} MB, {len(r['errors'])} err"
+                     for s, r in row.items()]
             print(f"  {title}\n      " + " | ".join(cells))
         for s, srv in [*mas.items(), ("dovecot", dc)]:
             if s in servers:

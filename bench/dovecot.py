@@ -258,3 +258,56 @@ def mem_kb(pid: int) -> tuple[int, int]:
     except OSError:
         pass
     return rss, pss
+
+
+#: what mem_parts_kb reports, in KB (summed over processes by tree_mem_parts_kb)
+MEM_PARTS = ("rss", "pss", "anon", "pss_anon", "file", "pss_file", "mapped")
+
+
+def mem_parts_kb(pid: int, mapped: tuple[str, ...] = ()) -> dict[str, int]:
+    """One process's memory in KB, split by where the pages come from:
+
+    rss, pss           resident set, and its proportional share (a page shared by
+                       N processes counts 1/N in each one's PSS)
+    anon, pss_anon     anonymous memory (heap, stacks, malloc arenas; pages shared
+                       copy-on-write with a parent count in each RSS)
+    file, pss_file     file-backed pages mapped in (program, libraries, and any
+                       mmapped data file: page cache the kernel can drop)
+    mapped             RSS of the mappings whose path ends with one of MAPPED
+                       (e.g. "data.mdb": the LMDB map), read from the full
+                       /proc/PID/smaps; 0 when MAPPED is empty
+    """
+    out = dict.fromkeys(MEM_PARTS, 0)
+    names = {"Rss": "rss", "Pss": "pss", "Pss_Anon": "pss_anon", "Pss_File": "pss_file",
+             "Anonymous": "anon"}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                key = line.split(":", 1)[0]
+                if key in names:
+                    out[names[key]] = int(line.split()[1])
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("RssFile:"):
+                    out["file"] = int(line.split()[1])
+        if mapped:
+            inside = False
+            with open(f"/proc/{pid}/smaps") as fh:
+                for line in fh:
+                    first = line.split(None, 1)[0]
+                    if "-" in first and not first.endswith(":"):   # a mapping's header
+                        inside = line.rstrip().endswith(mapped)
+                    elif inside and first == "Rss:":
+                        out["mapped"] += int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def tree_mem_parts_kb(pids: list[int], mapped: tuple[str, ...] = ()) -> dict[str, int]:
+    """mem_parts_kb summed over PIDS (a server's whole process tree)."""
+    total = dict.fromkeys(MEM_PARTS, 0)
+    for pid in pids:
+        for k, v in mem_parts_kb(pid, mapped).items():
+            total[k] += v
+    return total

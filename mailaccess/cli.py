@@ -417,6 +417,10 @@ def _serve(args, cfg) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     os.makedirs(cfg.data_dir, exist_ok=True)
+    # before any thread: the allocator's arenas and mmap threshold
+    from .server import memory
+
+    memory.tune_malloc()
 
     async def run():
         async with trio.open_nursery() as n:

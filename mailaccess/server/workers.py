@@ -6,8 +6,10 @@ describes the model; in short:
 
 * The supervisor never opens the store while workers run and never starts a
   thread.  Before the first fork it opens the store once (creating or
-  upgrading it, the demo account), closes it, makes the TLS certificate and
-  binds every listener; then it forks ``[server] workers`` processes.  Each
+  upgrading it, the demo account), closes it, makes the TLS certificate (in
+  a short-lived child: server/memory.py), imports every module the workers
+  will use and binds every listener; then it forks ``[server] workers``
+  processes, its objects frozen (gc.freeze) so that they share its pages.  Each
   worker runs the ordinary Trio server (app.serve) on the inherited
   listening sockets (app.INHERITED) and opens the one LMDB environment
   itself, after the fork.  All workers accept on the same sockets: the
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import json
 import logging
 import os
@@ -55,6 +58,7 @@ import trio
 
 from ..bus import Notification, notifications
 from ..config import Config
+from . import memory
 
 log = logging.getLogger("mailaccess.workers")
 
@@ -62,6 +66,10 @@ log = logging.getLogger("mailaccess.workers")
 MAX_PENDING = 16 * 1024 * 1024
 #: a worker that lived longer than this had a "good" run: its backoff resets
 GOOD_RUN = 60.0
+
+#: imported by the services only as they start (not when their modules are
+#: imported): the IDNA codec, which getaddrinfo of a host name loads
+LATE_IMPORTS = ("encodings.idna",)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(worker)s] %(name)s: %(message)s"
 
@@ -334,12 +342,29 @@ class Supervisor:
                 demo = v.account_by_name(app.DEMO_USER) is not None
         finally:
             store.close()
+        # made in a child: generating a certificate loads cryptography
+        # (about 10 MB this process and its workers would keep for good)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                ensure_certificate(self.cfg)
+                code = 0
+            except BaseException:
+                pass                # the call below fails the same way, and says why
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)
         ensure_certificate(self.cfg)
         return demo
 
     def preload(self) -> None:
-        """Import every service's modules before forking: the workers share
-        those pages (copy-on-write) and start sooner."""
+        """Import every module a worker imports as it starts, before forking:
+        the workers share those pages (copy-on-write) and start sooner.  A
+        module first imported in a worker is built there, once per worker
+        (tests/test_memory.py: starting the server imports nothing more)."""
         import importlib
 
         from . import app
@@ -354,9 +379,34 @@ class Supervisor:
                     importlib.import_module(name)
                 except ImportError:
                     pass
+        for name in LATE_IMPORTS:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+        jmap_api = sys.modules.get("mailaccess.server.jmap_api")
+        if jmap_api is not None:
+            try:
+                jmap_api.load_methods()    # the JMAP routes import the methods as they start
+            except ImportError:
+                pass                       # the worker reports it as it starts
 
     def run(self) -> int:
         _name_logs("supervisor")
+        # what is built from here on is inherited by the workers: no
+        # collection leaves holes in it, and it is frozen before each fork
+        # (server/memory.py)
+        collecting = gc.isenabled()
+        gc.collect()
+        memory.hold_collector()
+        try:
+            return self._run()
+        finally:
+            gc.unfreeze()
+            if collecting:
+                gc.enable()
+
+    def _run(self) -> int:
         demo = self.preflight()
         self.preload()
         self.listeners = bind_listeners(self.cfg)
@@ -401,6 +451,7 @@ class Supervisor:
         sys.stderr.flush()
         if threading.active_count() > 1:
             log.warning("forking with %d threads alive", threading.active_count())
+        memory.freeze()
         pid = os.fork()
         if pid == 0:                                    # the worker
             code = 1
@@ -431,6 +482,7 @@ class Supervisor:
         from . import app
 
         signal.set_wakeup_fd(-1)
+        memory.release_collector()
         # the first SIGTERM/SIGINT drains (app.serve's watcher); any later
         # one is ignored (the supervisor's stop_timeout backs it up)
         for sig in (signal.SIGTERM, signal.SIGINT):
