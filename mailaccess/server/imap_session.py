@@ -471,7 +471,7 @@ class ImapSession:
             m = self.require_mailbox(v, cmd.mailbox)
             snap = self.shared.snapshots.get((self.acc, m.id))
             if snap is None or snap.highest_ms != m.highest_ms:
-                snap = Snapshot.from_pairs(v.uids(self.acc, m.id), m.highest_ms)
+                snap = _current_map(v, self.acc, m, snap)
                 self.shared.snapshots[(self.acc, m.id)] = snap
             spell = v.keyword_spellings(self.acc)
         sel = SelectedMailbox(self.acc, m.id, m.uidvalidity, cmd.readonly, snap, m.uidnext)
@@ -755,8 +755,8 @@ class ImapSession:
                 vals.append((item, m.highest_ms))
             elif item == "DELETED":
                 if deleted is None:
-                    deleted = sum(1 for _u, e in v.uids(self.acc, m.id)
-                                  if vocab.DELETED in (v.email(self.acc, e).keywords))
+                    deleted = len(v.keyword_positions(self.acc, v.uid_map(self.acc, m.id)[1],
+                                                      vocab.DELETED))
                 vals.append((item, deleted))
             elif item == "APPENDLIMIT":
                 vals.append((item, self.cfg.max_literal))
@@ -931,7 +931,7 @@ class ImapSession:
         sel = self.sel
         if not sel.readonly:
             with self.store.view() as v:
-                doomed = [u for u, e in sel.pairs() if _has(v, self.acc, e, vocab.DELETED)]
+                doomed = _deleted_uids(v, self.acc, sel, None)
             if doomed:
                 await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
         self.sel = None
@@ -947,7 +947,7 @@ class ImapSession:
             raise No("the mailbox is read-only", "READ-ONLY")
         targets = sel.uids_for_set(cmd.uids, True) if cmd.uid else None
         with self.store.view() as v:
-            doomed = [u for u, e in sel.pairs(targets) if _has(v, self.acc, e, vocab.DELETED)]
+            doomed = _deleted_uids(v, self.acc, sel, targets)
         if doomed:
             await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
         code = None
@@ -1308,11 +1308,11 @@ class ImapSession:
                     self.sel_flags = flags
                     self.out.append(data)
                     return
-            new_pairs = v.uids(self.acc, sel.mbx, after=sel.max_uid())
+            new_pairs = v.uid_map(self.acc, sel.mbx, after=sel.max_uid())
             try:
                 vanished = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, sel.known_ms)]
             except CannotCalculateChanges:   # pruned past known_ms: compare with the mailbox
-                live = {u for u, _ in v.uids(self.acc, sel.mbx)}
+                live = set(v.uid_map(self.acc, sel.mbx)[0])
                 vanished = [u for u in sel.uids if u not in live]
             changed = v.changed_since(self.acc, sel.mbx, sel.known_ms)
             r = sel.apply(new_pairs, vanished, changed, m.highest_ms, allow_expunge)
@@ -1357,11 +1357,43 @@ def _has(v, acc: int, eid: int, keyword: str) -> bool:
 
 
 def _first_unseen(v, acc: int, eids) -> int | None:
-    for i, e in enumerate(eids):
-        kws = v.keywords(acc, e)
-        if kws is not None and vocab.SEEN not in kws:
-            return i + 1
-    return None
+    """The sequence number of the first message of EIDS without \\Seen."""
+    hit = v.keyword_positions(acc, eids, vocab.SEEN, present=False, limit=1)
+    return hit[0] + 1 if hit else None
+
+
+def _deleted_uids(v, acc: int, sel: SelectedMailbox, targets) -> list[int]:
+    """The UIDs of the view (TARGETS only, when not None) that are not
+    expunged yet and carry \\Deleted now: what EXPUNGE and CLOSE remove."""
+    if targets is None:
+        uids, eids = sel.snap.uids, sel.snap.eids
+    else:
+        pairs = sel.pairs(targets)
+        uids = [u for u, _ in pairs]
+        eids = [e for _, e in pairs]
+    gone = sel.gone
+    return [uids[i] for i in v.keyword_positions(acc, eids, vocab.DELETED)
+            if uids[i] not in gone]
+
+
+def _current_map(v, acc: int, m: Mailbox, last: Snapshot | None) -> Snapshot:
+    """The sequence map of mailbox M as of this view (M read from it).
+    LAST, the newest shared map of M (at an older modseq), is brought
+    forward with what changed since (UIDs above its top, expunges since its
+    modseq) instead of reading every UID again; without it, or when the
+    expunges since are no longer recorded, or when the result does not
+    count M's messages, the whole map is read."""
+    if last is not None and last.highest_ms < m.highest_ms:
+        try:
+            vanished = [u for _ms, u in v.vanished_since(acc, m.id, last.highest_ms)]
+        except CannotCalculateChanges:
+            vanished = None
+        if vanished is not None:
+            top = last.uids[-1] if last.uids else 0
+            snap = last.advance(*v.uid_map(acc, m.id, after=top), vanished, m.highest_ms)
+            if len(snap.uids) == m.total:
+                return snap
+    return Snapshot(*v.uid_map(acc, m.id), m.highest_ms)
 
 
 def _uses_modseq(key) -> bool:
