@@ -52,7 +52,7 @@ from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
 from ..views import imap_notify
 from ..proto.imap.serialize import literal, nstring
-from . import imap_recent
+from . import imap_marked, imap_recent
 from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of
 from . import imap_context   # RFC 5267 contexts (UPDATE, PARTIAL)
 
@@ -118,6 +118,7 @@ class SharedViews:
             weakref.WeakValueDictionary()
         self.transitions: dict[tuple, tuple[Snapshot, bytes, tuple[str, ...]]] = {}
         self.claiming: set[tuple[int, int]] = set()   # \Recent claims on their way (imap_recent)
+        self.marked: dict = {}     # messages carrying \Deleted, per mailbox (imap_marked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -931,7 +932,7 @@ class ImapSession:
         sel = self.sel
         if not sel.readonly:
             with self.store.view() as v:
-                doomed = _deleted_uids(v, self.acc, sel, None)
+                doomed = _deleted_uids(v, self.shared, self.acc, sel, None)
             if doomed:
                 await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
         self.sel = None
@@ -947,7 +948,7 @@ class ImapSession:
             raise No("the mailbox is read-only", "READ-ONLY")
         targets = sel.uids_for_set(cmd.uids, True) if cmd.uid else None
         with self.store.view() as v:
-            doomed = _deleted_uids(v, self.acc, sel, targets)
+            doomed = _deleted_uids(v, self.shared, self.acc, sel, targets)
         if doomed:
             await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
         code = None
@@ -1362,18 +1363,19 @@ def _first_unseen(v, acc: int, eids) -> int | None:
     return hit[0] + 1 if hit else None
 
 
-def _deleted_uids(v, acc: int, sel: SelectedMailbox, targets) -> list[int]:
+def _deleted_uids(v, shared: SharedViews, acc: int, sel: SelectedMailbox,
+                  targets) -> list[int]:
     """The UIDs of the view (TARGETS only, when not None) that are not
-    expunged yet and carry \\Deleted now: what EXPUNGE and CLOSE remove."""
-    if targets is None:
-        uids, eids = sel.snap.uids, sel.snap.eids
-    else:
-        pairs = sel.pairs(targets)
-        uids = [u for u, _ in pairs]
-        eids = [e for _, e in pairs]
-    gone = sel.gone
-    return [uids[i] for i in v.keyword_positions(acc, eids, vocab.DELETED)
-            if uids[i] not in gone]
+    expunged yet and carry \\Deleted now: what EXPUNGE and CLOSE remove.
+    Found from the server's \\Deleted set of the mailbox (imap_marked), not
+    by reading every message."""
+    m = v.mailbox(acc, sel.mbx)
+    if m is None:
+        return []
+    marked = imap_marked.marked_uids(v, shared.marked, acc, m, vocab.DELETED)
+    if targets is not None:
+        marked = marked.intersection(targets)
+    return [u for u in sorted(marked) if sel.live(u)]
 
 
 def _current_map(v, acc: int, m: Mailbox, last: Snapshot | None) -> Snapshot:
