@@ -1309,7 +1309,10 @@ class ImapSession:
                     self.sel_flags = flags
                     self.out.append(data)
                     return
-            new_pairs = v.uid_map(self.acc, sel.mbx, after=sel.max_uid())
+            top = sel.max_uid()
+            # every UID is below UIDNEXT: nothing can lie above TOP when it is next
+            new_pairs = v.uid_map(self.acc, sel.mbx, after=top) if m.uidnext > top + 1 \
+                else ((), ())
             try:
                 vanished = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, sel.known_ms)]
             except CannotCalculateChanges:   # pruned past known_ms: compare with the mailbox
@@ -1392,7 +1395,8 @@ def _current_map(v, acc: int, m: Mailbox, last: Snapshot | None) -> Snapshot:
             vanished = None
         if vanished is not None:
             top = last.uids[-1] if last.uids else 0
-            snap = last.advance(*v.uid_map(acc, m.id, after=top), vanished, m.highest_ms)
+            new = v.uid_map(acc, m.id, after=top) if m.uidnext > top + 1 else ((), ())
+            snap = last.advance(*new, vanished, m.highest_ms)
             if len(snap.uids) == m.total:
                 return snap
     return Snapshot(*v.uid_map(acc, m.id), m.highest_ms)
