@@ -203,6 +203,32 @@ async def test_uid_expunge_only_looks_at_its_set(env):
     assert [u for u, _ in store_uids(env)] == uids[:2] + uids[4:]
 
 
+async def test_uid_expunge_reads_only_its_set_when_nothing_is_kept(env, monkeypatch):
+    append(env, 20)
+    a = session(env)
+    await run(a, b"SELECT INBOX")
+    uids = [u for u, _ in store_uids(env)]
+    set_flags(env, [uids[3], uids[4], uids[9]], add=["$deleted"])
+    looked = []
+    real = store_view.View.keyword_positions
+
+    def spy(self, acc, eids, *a, **kw):
+        looked.append(len(eids))
+        return real(self, acc, eids, *a, **kw)
+    monkeypatch.setattr(store_view.View, "keyword_positions", spy)
+    await run(a, b"UID EXPUNGE %d:%d" % (uids[4], uids[5]))
+    assert looked == [2]
+    assert uids[4] not in [u for u, _ in store_uids(env)]
+    # a plain EXPUNGE reads the mailbox once; a UID EXPUNGE after it uses what it kept
+    await run(a, b"EXPUNGE")
+    set_flags(env, [uids[7]], add=["$deleted"])
+    looked.clear()
+    await run(a, b"UID EXPUNGE %d:%d" % (uids[6], uids[8]))
+    assert looked == [1]     # only the message that changed since
+    assert [u for u, _ in store_uids(env)] == [u for u in uids if u not in
+                                               (uids[3], uids[4], uids[7], uids[9])]
+
+
 async def test_expunge_skips_what_another_session_expunged(env):
     append(env, 6)
     a = session(env)

@@ -29,10 +29,13 @@ class Marked:
     uids: frozenset
 
 
-def marked_uids(v, cache: dict, acc: int, m: Mailbox, keyword: str) -> frozenset:
+def marked_uids(v, cache: dict, acc: int, m: Mailbox, keyword: str,
+                read_all: bool = True) -> frozenset | None:
     """The UIDs of mailbox M (as read in view V) whose email has KEYWORD
     (lowercase) in V's state.  CACHE: {(acc, mailbox, keyword): Marked},
-    shared by the sessions of a server, updated here."""
+    shared by the sessions of a server, updated here.  READ_ALL False: None
+    instead of reading every message of M (the caller has a smaller set to
+    look at)."""
     key = (acc, m.id, keyword)
     hit = cache.get(key)
     if hit is not None and hit.ms == m.highest_ms:
@@ -41,6 +44,8 @@ def marked_uids(v, cache: dict, acc: int, m: Mailbox, keyword: str) -> frozenset
     if hit is not None and hit.ms < m.highest_ms:
         uids = _brought_forward(v, acc, m, keyword, hit)
     if uids is None:
+        if not read_all:
+            return None
         all_uids, eids = v.uid_map(acc, m.id)
         uids = frozenset(all_uids[i] for i in v.keyword_positions(acc, eids, keyword))
     if len(cache) >= MAX_MAILBOXES and key not in cache:

@@ -1375,7 +1375,12 @@ def _deleted_uids(v, shared: SharedViews, acc: int, sel: SelectedMailbox,
     m = v.mailbox(acc, sel.mbx)
     if m is None:
         return []
-    marked = imap_marked.marked_uids(v, shared.marked, acc, m, vocab.DELETED)
+    marked = imap_marked.marked_uids(v, shared.marked, acc, m, vocab.DELETED,
+                                     read_all=targets is None)
+    if marked is None:      # UID EXPUNGE, nothing kept for the mailbox: read only its set
+        pairs = sel.pairs(targets)
+        return [pairs[i][0] for i in v.keyword_positions(acc, [e for _, e in pairs],
+                                                         vocab.DELETED)]
     if targets is not None:
         marked = marked.intersection(targets)
     return [u for u in sorted(marked) if sel.live(u)]
