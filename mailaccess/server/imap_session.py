@@ -1282,60 +1282,70 @@ class ImapSession:
         sel = self.sel
         if sel is None:
             return
-        await imap_recent.on_refresh(self.store, self.shared, sel)
         with self.store.view() as v:
             m = v.mailbox(self.acc, sel.mbx)
-            if m is None:
-                # deleted under us (RFC 9051 allows BYE; we close it)
-                self.out.append(S.bye("the selected mailbox was deleted"))
-                self.state = st.after_bye(self.state)
+            if m is None or not imap_recent.unclaimed(sel, m):
+                self._catch_up(v, m, allow_expunge)
                 return
-            if self.contexts.live(sel):   # RFC 5267 4.3.4: REMOVEFROM before the EXPUNGE
-                self.out.append(self.contexts.before_refresh(v, sel, m.highest_ms))
-            if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
-                self.out.extend(imap_recent.updates(sel))
+        # new mail nobody claimed as \Recent yet: claim it (a write), then look again
+        await imap_recent.on_refresh(self.store, self.shared, sel)
+        with self.store.view() as v:
+            self._catch_up(v, v.mailbox(self.acc, sel.mbx), allow_expunge)
+
+    def _catch_up(self, v, m, allow_expunge: bool) -> None:
+        """The refresh in store view V, M the selected mailbox read from it."""
+        sel = self.sel
+        if m is None:
+            # deleted under us (RFC 9051 allows BYE; we close it)
+            self.out.append(S.bye("the selected mailbox was deleted"))
+            self.state = st.after_bye(self.state)
+            return
+        if self.contexts.live(sel):   # RFC 5267 4.3.4: REMOVEFROM before the EXPUNGE
+            self.out.append(self.contexts.before_refresh(v, sel, m.highest_ms))
+        if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
+            self.out.extend(imap_recent.updates(sel))
+            return
+        key = (sel.snap, sel.known_ms, m.highest_ms, allow_expunge, self.qresync,
+               self.rev2, self.condstore, self.utf8, sel.readonly, self.sel_flags)
+        # a session with recent messages answers for itself (\Recent, RECENT)
+        shareable = not sel.gone and not sel.reported and not sel.recent \
+            and not sel.recent_told
+        if shareable:
+            hit = self.shared.transitions.get(key)
+            if hit is not None:
+                snap, data, flags = hit
+                sel.snap = snap
+                sel.known_ms = m.highest_ms
+                self.sel_flags = flags
+                self.out.append(data)
                 return
-            key = (sel.snap, sel.known_ms, m.highest_ms, allow_expunge, self.qresync,
-                   self.rev2, self.condstore, self.utf8, sel.readonly, self.sel_flags)
-            # a session with recent messages answers for itself (\Recent, RECENT)
-            shareable = not sel.gone and not sel.reported and not sel.recent \
-                and not sel.recent_told
-            if shareable:
-                hit = self.shared.transitions.get(key)
-                if hit is not None:
-                    snap, data, flags = hit
-                    sel.snap = snap
-                    sel.known_ms = m.highest_ms
-                    self.sel_flags = flags
-                    self.out.append(data)
-                    return
-            top = sel.max_uid()
-            # every UID is below UIDNEXT: nothing can lie above TOP when it is next
-            new_pairs = v.uid_map(self.acc, sel.mbx, after=top) if m.uidnext > top + 1 \
-                else ((), ())
-            try:
-                vanished = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, sel.known_ms)]
-            except CannotCalculateChanges:   # pruned past known_ms: compare with the mailbox
-                live = set(v.uid_map(self.acc, sel.mbx)[0])
-                vanished = [u for u in sel.uids if u not in live]
-            changed = v.changed_since(self.acc, sel.mbx, sel.known_ms)
-            r = sel.apply(new_pairs, vanished, changed, m.highest_ms, allow_expunge)
-            # a keyword new to the account is announced before any FETCH shows it
-            out = self.flag_updates(v)
-            if r.expunged:
-                if self.qresync:
-                    out.append(S.vanished(r.expunged))
-                else:
-                    out.extend(S.expunge(s) for s in r.expunged_seqs)
-            if r.exists is not None:
-                out.append(S.exists(r.exists))
-            out.extend(imap_recent.updates(sel))
-            if r.changed:
-                items = [ev.FetchItem("UID"), ev.FetchItem("FLAGS")]
-                if self.condstore:
-                    items.append(ev.FetchItem("MODSEQ"))
-                out.extend(build_fetch(v, self.acc, sel, r.changed, tuple(items),
-                                       self.condstore, None, self.utf8))
+        top = sel.max_uid()
+        # every UID is below UIDNEXT: nothing can lie above TOP when it is next
+        new_pairs = v.uid_map(self.acc, sel.mbx, after=top) if m.uidnext > top + 1 \
+            else ((), ())
+        try:
+            vanished = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, sel.known_ms)]
+        except CannotCalculateChanges:   # pruned past known_ms: compare with the mailbox
+            live = set(v.uid_map(self.acc, sel.mbx)[0])
+            vanished = [u for u in sel.uids if u not in live]
+        changed = v.changed_since(self.acc, sel.mbx, sel.known_ms)
+        r = sel.apply(new_pairs, vanished, changed, m.highest_ms, allow_expunge)
+        # a keyword new to the account is announced before any FETCH shows it
+        out = self.flag_updates(v)
+        if r.expunged:
+            if self.qresync:
+                out.append(S.vanished(r.expunged))
+            else:
+                out.extend(S.expunge(s) for s in r.expunged_seqs)
+        if r.exists is not None:
+            out.append(S.exists(r.exists))
+        out.extend(imap_recent.updates(sel))
+        if r.changed:
+            items = [ev.FetchItem("UID"), ev.FetchItem("FLAGS")]
+            if self.condstore:
+                items.append(ev.FetchItem("MODSEQ"))
+            out.extend(build_fetch(v, self.acc, sel, r.changed, tuple(items),
+                                   self.condstore, None, self.utf8))
         data = b"".join(out)
         self.out.append(data)
         if shareable and not sel.gone:
