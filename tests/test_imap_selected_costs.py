@@ -162,7 +162,9 @@ async def test_each_mailbox_has_its_own_map(env):
     assert b"* 0 EXISTS" in out and b.sel.exists == 0
 
 
-async def test_first_unseen_is_the_first_message_without_seen(env):
+@pytest.mark.parametrize("inline", [1024, 4, 1])
+async def test_first_unseen_is_the_first_message_without_seen(env, monkeypatch, inline):
+    monkeypatch.setattr(imap_session, "FIRST_UNSEEN_INLINE", inline)
     append(env, 6, keywords=["$seen"])
     append(env, 3)
     uids = [u for u, _ in store_uids(env)]
