@@ -475,6 +475,11 @@ class ImapSession:
                 snap = _current_map(v, self.acc, m, snap)
                 self.shared.snapshots[(self.acc, m.id)] = snap
             spell = v.keyword_spellings(self.acc)
+            first = None
+            if not self.rev2 and m.unseen:
+                # the first unseen message is usually near the top: look there
+                # inline, and past it off the loop
+                first = _first_unseen(v, self.acc, snap.eids[:FIRST_UNSEEN_INLINE])
         sel = SelectedMailbox(self.acc, m.id, m.uidvalidity, cmd.readonly, snap, m.uidnext)
         sel.show_recent = not self.rev2
         await imap_recent.on_select(self.store, self.shared, sel, m)
@@ -493,7 +498,11 @@ class ImapSession:
         out.append(S.untagged("OK", "highest modseq", S.code_highestmodseq(m.highest_ms)))
         out.append(S.untagged("OK", "mailbox id", S.code_mailboxid(ids.mailbox_id(m.id))))
         if not self.rev2 and m.unseen:
-            first = await storeio.read(self.store, _first_unseen, self.acc, snap.eids)
+            if first is None and len(snap.eids) > FIRST_UNSEEN_INLINE:
+                first = await storeio.read(self.store, _first_unseen, self.acc,
+                                           snap.eids[FIRST_UNSEEN_INLINE:])
+                if first:
+                    first += FIRST_UNSEEN_INLINE
             if first:
                 out.append(S.untagged("OK", "first unseen", S.code_unseen(first)))
         self.sel = sel
@@ -1368,6 +1377,11 @@ def _flag_list(spellings: dict[str, str]) -> tuple[str, ...]:
 def _has(v, acc: int, eid: int, keyword: str) -> bool:
     kws = v.keywords(acc, eid)
     return kws is not None and keyword in kws
+
+
+# SELECT looks for the first unseen message among this many inline (a compiled
+# scan of the raw records, well under a millisecond); beyond, in a worker thread
+FIRST_UNSEEN_INLINE = 1024
 
 
 def _first_unseen(v, acc: int, eids) -> int | None:
