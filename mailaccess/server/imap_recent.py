@@ -37,8 +37,14 @@ async def on_refresh(store, shared, sel) -> None:
     read; a write only when something is unclaimed."""
     with store.view() as v:
         m = v.mailbox(sel.acc, sel.mbx)
-    if m is not None and m.uidnext > sel.recent_upto:
+    if m is not None and unclaimed(sel, m):
         await _take(store, shared, sel, m)
+
+
+def unclaimed(sel, m) -> bool:
+    """Whether mailbox record M has messages SEL has not looked at for
+    \\Recent yet (on_refresh then has something to do)."""
+    return m.uidnext > sel.recent_upto
 
 
 def updates(sel) -> list[bytes]:

@@ -52,7 +52,7 @@ from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
 from ..views import imap_notify
 from ..proto.imap.serialize import literal, nstring
-from . import imap_recent
+from . import imap_marked, imap_recent
 from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of
 from . import imap_context   # RFC 5267 contexts (UPDATE, PARTIAL)
 
@@ -118,6 +118,7 @@ class SharedViews:
             weakref.WeakValueDictionary()
         self.transitions: dict[tuple, tuple[Snapshot, bytes, tuple[str, ...]]] = {}
         self.claiming: set[tuple[int, int]] = set()   # \Recent claims on their way (imap_recent)
+        self.marked: dict = {}     # messages carrying \Deleted, per mailbox (imap_marked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,9 +472,14 @@ class ImapSession:
             m = self.require_mailbox(v, cmd.mailbox)
             snap = self.shared.snapshots.get((self.acc, m.id))
             if snap is None or snap.highest_ms != m.highest_ms:
-                snap = Snapshot.from_pairs(v.uids(self.acc, m.id), m.highest_ms)
+                snap = _current_map(v, self.acc, m, snap)
                 self.shared.snapshots[(self.acc, m.id)] = snap
             spell = v.keyword_spellings(self.acc)
+            first = None
+            if not self.rev2 and m.unseen:
+                # the first unseen message is usually near the top: look there
+                # inline, and past it off the loop
+                first = _first_unseen(v, self.acc, snap.eids[:FIRST_UNSEEN_INLINE])
         sel = SelectedMailbox(self.acc, m.id, m.uidvalidity, cmd.readonly, snap, m.uidnext)
         sel.show_recent = not self.rev2
         await imap_recent.on_select(self.store, self.shared, sel, m)
@@ -492,7 +498,11 @@ class ImapSession:
         out.append(S.untagged("OK", "highest modseq", S.code_highestmodseq(m.highest_ms)))
         out.append(S.untagged("OK", "mailbox id", S.code_mailboxid(ids.mailbox_id(m.id))))
         if not self.rev2 and m.unseen:
-            first = await storeio.read(self.store, _first_unseen, self.acc, snap.eids)
+            if first is None and len(snap.eids) > FIRST_UNSEEN_INLINE:
+                first = await storeio.read(self.store, _first_unseen, self.acc,
+                                           snap.eids[FIRST_UNSEEN_INLINE:])
+                if first:
+                    first += FIRST_UNSEEN_INLINE
             if first:
                 out.append(S.untagged("OK", "first unseen", S.code_unseen(first)))
         self.sel = sel
@@ -755,8 +765,8 @@ class ImapSession:
                 vals.append((item, m.highest_ms))
             elif item == "DELETED":
                 if deleted is None:
-                    deleted = sum(1 for _u, e in v.uids(self.acc, m.id)
-                                  if vocab.DELETED in (v.email(self.acc, e).keywords))
+                    deleted = len(v.keyword_positions(self.acc, v.uid_map(self.acc, m.id)[1],
+                                                      vocab.DELETED))
                 vals.append((item, deleted))
             elif item == "APPENDLIMIT":
                 vals.append((item, self.cfg.max_literal))
@@ -931,7 +941,7 @@ class ImapSession:
         sel = self.sel
         if not sel.readonly:
             with self.store.view() as v:
-                doomed = [u for u, e in sel.pairs() if _has(v, self.acc, e, vocab.DELETED)]
+                doomed = _deleted_uids(v, self.shared, self.acc, sel, None)
             if doomed:
                 await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
         self.sel = None
@@ -947,7 +957,7 @@ class ImapSession:
             raise No("the mailbox is read-only", "READ-ONLY")
         targets = sel.uids_for_set(cmd.uids, True) if cmd.uid else None
         with self.store.view() as v:
-            doomed = [u for u, e in sel.pairs(targets) if _has(v, self.acc, e, vocab.DELETED)]
+            doomed = _deleted_uids(v, self.shared, self.acc, sel, targets)
         if doomed:
             await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
         code = None
@@ -1281,57 +1291,70 @@ class ImapSession:
         sel = self.sel
         if sel is None:
             return
-        await imap_recent.on_refresh(self.store, self.shared, sel)
         with self.store.view() as v:
             m = v.mailbox(self.acc, sel.mbx)
-            if m is None:
-                # deleted under us (RFC 9051 allows BYE; we close it)
-                self.out.append(S.bye("the selected mailbox was deleted"))
-                self.state = st.after_bye(self.state)
+            if m is None or not imap_recent.unclaimed(sel, m):
+                self._catch_up(v, m, allow_expunge)
                 return
-            if self.contexts.live(sel):   # RFC 5267 4.3.4: REMOVEFROM before the EXPUNGE
-                self.out.append(self.contexts.before_refresh(v, sel, m.highest_ms))
-            if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
-                self.out.extend(imap_recent.updates(sel))
+        # new mail nobody claimed as \Recent yet: claim it (a write), then look again
+        await imap_recent.on_refresh(self.store, self.shared, sel)
+        with self.store.view() as v:
+            self._catch_up(v, v.mailbox(self.acc, sel.mbx), allow_expunge)
+
+    def _catch_up(self, v, m, allow_expunge: bool) -> None:
+        """The refresh in store view V, M the selected mailbox read from it."""
+        sel = self.sel
+        if m is None:
+            # deleted under us (RFC 9051 allows BYE; we close it)
+            self.out.append(S.bye("the selected mailbox was deleted"))
+            self.state = st.after_bye(self.state)
+            return
+        if self.contexts.live(sel):   # RFC 5267 4.3.4: REMOVEFROM before the EXPUNGE
+            self.out.append(self.contexts.before_refresh(v, sel, m.highest_ms))
+        if m.highest_ms == sel.known_ms and not (allow_expunge and sel.gone):
+            self.out.extend(imap_recent.updates(sel))
+            return
+        key = (sel.snap, sel.known_ms, m.highest_ms, allow_expunge, self.qresync,
+               self.rev2, self.condstore, self.utf8, sel.readonly, self.sel_flags)
+        # a session with recent messages answers for itself (\Recent, RECENT)
+        shareable = not sel.gone and not sel.reported and not sel.recent \
+            and not sel.recent_told
+        if shareable:
+            hit = self.shared.transitions.get(key)
+            if hit is not None:
+                snap, data, flags = hit
+                sel.snap = snap
+                sel.known_ms = m.highest_ms
+                self.sel_flags = flags
+                self.out.append(data)
                 return
-            key = (sel.snap, sel.known_ms, m.highest_ms, allow_expunge, self.qresync,
-                   self.rev2, self.condstore, self.utf8, sel.readonly, self.sel_flags)
-            # a session with recent messages answers for itself (\Recent, RECENT)
-            shareable = not sel.gone and not sel.reported and not sel.recent \
-                and not sel.recent_told
-            if shareable:
-                hit = self.shared.transitions.get(key)
-                if hit is not None:
-                    snap, data, flags = hit
-                    sel.snap = snap
-                    sel.known_ms = m.highest_ms
-                    self.sel_flags = flags
-                    self.out.append(data)
-                    return
-            new_pairs = v.uids(self.acc, sel.mbx, after=sel.max_uid())
-            try:
-                vanished = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, sel.known_ms)]
-            except CannotCalculateChanges:   # pruned past known_ms: compare with the mailbox
-                live = {u for u, _ in v.uids(self.acc, sel.mbx)}
-                vanished = [u for u in sel.uids if u not in live]
-            changed = v.changed_since(self.acc, sel.mbx, sel.known_ms)
-            r = sel.apply(new_pairs, vanished, changed, m.highest_ms, allow_expunge)
-            # a keyword new to the account is announced before any FETCH shows it
-            out = self.flag_updates(v)
-            if r.expunged:
-                if self.qresync:
-                    out.append(S.vanished(r.expunged))
-                else:
-                    out.extend(S.expunge(s) for s in r.expunged_seqs)
-            if r.exists is not None:
-                out.append(S.exists(r.exists))
-            out.extend(imap_recent.updates(sel))
-            if r.changed:
-                items = [ev.FetchItem("UID"), ev.FetchItem("FLAGS")]
-                if self.condstore:
-                    items.append(ev.FetchItem("MODSEQ"))
-                out.extend(build_fetch(v, self.acc, sel, r.changed, tuple(items),
-                                       self.condstore, None, self.utf8))
+        top = sel.max_uid()
+        # every UID is below UIDNEXT: nothing can lie above TOP when it is next
+        new_pairs = v.uid_map(self.acc, sel.mbx, after=top) if m.uidnext > top + 1 \
+            else ((), ())
+        try:
+            vanished = [u for _ms, u in v.vanished_since(self.acc, sel.mbx, sel.known_ms)]
+        except CannotCalculateChanges:   # pruned past known_ms: compare with the mailbox
+            live = set(v.uid_map(self.acc, sel.mbx)[0])
+            vanished = [u for u in sel.uids if u not in live]
+        changed = v.changed_since(self.acc, sel.mbx, sel.known_ms)
+        r = sel.apply(new_pairs, vanished, changed, m.highest_ms, allow_expunge)
+        # a keyword new to the account is announced before any FETCH shows it
+        out = self.flag_updates(v)
+        if r.expunged:
+            if self.qresync:
+                out.append(S.vanished(r.expunged))
+            else:
+                out.extend(S.expunge(s) for s in r.expunged_seqs)
+        if r.exists is not None:
+            out.append(S.exists(r.exists))
+        out.extend(imap_recent.updates(sel))
+        if r.changed:
+            items = [ev.FetchItem("UID"), ev.FetchItem("FLAGS")]
+            if self.condstore:
+                items.append(ev.FetchItem("MODSEQ"))
+            out.extend(build_fetch(v, self.acc, sel, r.changed, tuple(items),
+                                   self.condstore, None, self.utf8))
         data = b"".join(out)
         self.out.append(data)
         if shareable and not sel.gone:
@@ -1356,12 +1379,56 @@ def _has(v, acc: int, eid: int, keyword: str) -> bool:
     return kws is not None and keyword in kws
 
 
+# SELECT looks for the first unseen message among this many inline (a compiled
+# scan of the raw records, well under a millisecond); beyond, in a worker thread
+FIRST_UNSEEN_INLINE = 1024
+
+
 def _first_unseen(v, acc: int, eids) -> int | None:
-    for i, e in enumerate(eids):
-        kws = v.keywords(acc, e)
-        if kws is not None and vocab.SEEN not in kws:
-            return i + 1
-    return None
+    """The sequence number of the first message of EIDS without \\Seen."""
+    hit = v.keyword_positions(acc, eids, vocab.SEEN, present=False, limit=1)
+    return hit[0] + 1 if hit else None
+
+
+def _deleted_uids(v, shared: SharedViews, acc: int, sel: SelectedMailbox,
+                  targets) -> list[int]:
+    """The UIDs of the view (TARGETS only, when not None) that are not
+    expunged yet and carry \\Deleted now: what EXPUNGE and CLOSE remove.
+    Found from the server's \\Deleted set of the mailbox (imap_marked), not
+    by reading every message."""
+    m = v.mailbox(acc, sel.mbx)
+    if m is None:
+        return []
+    marked = imap_marked.marked_uids(v, shared.marked, acc, m, vocab.DELETED,
+                                     read_all=targets is None)
+    if marked is None:      # UID EXPUNGE, nothing kept for the mailbox: read only its set
+        pairs = sel.pairs(targets)
+        return [pairs[i][0] for i in v.keyword_positions(acc, [e for _, e in pairs],
+                                                         vocab.DELETED)]
+    if targets is not None:
+        marked = marked.intersection(targets)
+    return [u for u in sorted(marked) if sel.live(u)]
+
+
+def _current_map(v, acc: int, m: Mailbox, last: Snapshot | None) -> Snapshot:
+    """The sequence map of mailbox M as of this view (M read from it).
+    LAST, the newest shared map of M (at an older modseq), is brought
+    forward with what changed since (UIDs above its top, expunges since its
+    modseq) instead of reading every UID again; without it, or when the
+    expunges since are no longer recorded, or when the result does not
+    count M's messages, the whole map is read."""
+    if last is not None and last.highest_ms < m.highest_ms:
+        try:
+            vanished = [u for _ms, u in v.vanished_since(acc, m.id, last.highest_ms)]
+        except CannotCalculateChanges:
+            vanished = None
+        if vanished is not None:
+            top = last.uids[-1] if last.uids else 0
+            new = v.uid_map(acc, m.id, after=top) if m.uidnext > top + 1 else ((), ())
+            snap = last.advance(*new, vanished, m.highest_ms)
+            if len(snap.uids) == m.total:
+                return snap
+    return Snapshot(*v.uid_map(acc, m.id), m.highest_ms)
 
 
 def _uses_modseq(key) -> bool:

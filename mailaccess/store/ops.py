@@ -90,7 +90,7 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     uploads.delete_all(tx, acc)
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
                  keys.CTR_USAGE, keys.CTR_LOG_ROWS, keys.CTR_LOG_HORIZON,
-                 keys.CTR_PUSHSUB):
+                 keys.CTR_PUSHSUB, keys.CTR_KEYWORDS):
         tx.delete("ctr", keys.ctr(acc, kind))
     sending.forget_account(tx, acc)
     tx.delete("acct.name", keys.acct_name(a.name))
@@ -821,6 +821,7 @@ def _remember_spellings(tx: WriteTx, acc: int, keywords) -> None:
         key = keys.kw(acc, low)
         if tx._get("kw", key) is None:
             tx.put("kw", key, k.encode("utf-8"))
+            tx.add_counter(acc, keys.CTR_KEYWORDS, 1)   # View.keyword_spellings' cache
 
 
 def unsubscribe_name(tx: WriteTx, acc: int, full_name: str) -> bool:

@@ -6,8 +6,11 @@ key prefix, so no call can read across accounts.
 """
 from __future__ import annotations
 
+import weakref
+from array import array
 from typing import Any, Callable, Iterator
 
+from .. import _speedups
 from . import changelog, keys, records, sending
 from .errors import CannotCalculateChanges, InvalidName, NotFound
 from .records import Account, Change, EmailRecord, Mailbox
@@ -35,6 +38,15 @@ class Reader:
 
     def __call__(self, x) -> Any:
         return self.get(self.key(x), None, self.db)
+
+
+# the IMAP selected-state scans (_speedups/imapsel: compiled)
+_imapsel = _speedups.load("imapsel")
+
+# {store: {account: (CTR_KEYWORDS value, spellings)}}: keyword_spellings
+# answers from here while the account's kw table has not grown
+_SPELLINGS: "weakref.WeakKeyDictionary[Any, dict[int, tuple[int, dict[str, str]]]]" = \
+    weakref.WeakKeyDictionary()
 
 
 class View:
@@ -155,6 +167,25 @@ class View:
         start = keys.uid(acc, mbx, after + 1) if after else None
         return [(keys.split_uid(k), keys.read_u32(v)) for k, v in self._scan("uid", pre, start)]
 
+    def uid_map(self, acc: int, mbx: int, after: int = 0) -> tuple[array, array]:
+        """``uids`` as two parallel ``array('I')`` (UIDs ascending, email ids),
+        read without a Python object per message: an IMAP sequence map."""
+        pre = keys.uid_prefix(acc, mbx)
+        cur = self.txn.cursor(db=self.db["uid"])
+        if not cur.set_range(keys.uid(acc, mbx, after + 1) if after else pre):
+            return array("I"), array("I")
+        return _imapsel.uid_map(cur.iternext(keys=True, values=True), pre)
+
+    def keyword_positions(self, acc: int, eids, keyword: str, present: bool = True,
+                          limit: int = 0) -> list[int]:
+        """The positions i in EIDS, ascending, of the emails that exist and
+        have KEYWORD (lowercase) -- or lack it, PRESENT False; at most LIMIT
+        of them when LIMIT > 0.  Reads the raw records (one LMDB get each, no
+        record decoded): what EXPUNGE (\\Deleted) and SELECT's first unseen
+        message need."""
+        return _imapsel.keyword_hits(self.email_reader(acc), eids, keyword.encode("utf-8"),
+                                     present, limit)
+
     def email_at(self, acc: int, mbx: int, uid: int) -> int | None:
         v = self._get("uid", keys.uid(acc, mbx, uid))
         return keys.read_u32(v) if v is not None else None
@@ -272,10 +303,26 @@ class View:
     def keyword_spellings(self, acc: int) -> dict[str, str]:
         """IMAP-only (the ``kw`` table).  {lowercase keyword: the spelling it
         was first stored with} for every custom keyword the account has used
-        (IMAP keeps "$Forwarded" as sent)."""
+        (IMAP keeps "$Forwarded" as sent).
+
+        The answer is shared between calls (cached per store and account
+        until a keyword joins the table): read it, never change it."""
+        cacheable = type(self) is View   # a read snapshot: its state is committed
+        if cacheable:
+            version = self.counter(acc, keys.CTR_KEYWORDS)
+            try:
+                per_acc = _SPELLINGS.setdefault(self.store, {})
+            except TypeError:            # a store without weak references
+                per_acc = {}
+            hit = per_acc.get(acc)
+            if hit is not None and hit[0] == version:
+                return hit[1]
         pre = keys.account_prefix(acc)
-        return {bytes(k[len(pre):]).decode("utf-8"): bytes(v).decode("utf-8")
-                for k, v in self._scan("kw", pre)}
+        spell = {bytes(k[len(pre):]).decode("utf-8"): bytes(v).decode("utf-8")
+                 for k, v in self._scan("kw", pre)}
+        if cacheable:
+            per_acc[acc] = (version, spell)
+        return spell
 
     def orphan_subscriptions(self, acc: int) -> list[str]:
         """IMAP-only (the ``sub`` table).  Subscribed names whose mailbox no

@@ -34,6 +34,56 @@ class Snapshot:
         return cls(array("I", (u for u, _ in pairs)), array("I", (e for _, e in pairs)),
                    highest_ms)
 
+    def advance(self, new_uids, new_eids, vanished, highest_ms: int) -> "Snapshot":
+        """This map brought forward to HIGHEST_MS: the UIDs in VANISHED
+        removed, then NEW_UIDS (ascending, with NEW_EIDS) that lie above its
+        top UID appended.  A new Snapshot (this one is shared and stays as it
+        is); the arrays are cut and joined in slices, so expunging N of M
+        messages costs O(N log M) Python steps, not O(M)."""
+        uids, eids = _without(self.uids, self.eids, vanished)
+        top = uids[-1] if uids else 0
+        k = bisect.bisect_right(new_uids, top)
+        if k < len(new_uids):
+            if uids is self.uids:
+                uids, eids = array("I", uids), array("I", eids)
+            uids.extend(new_uids[k:] if k else new_uids)
+            eids.extend(new_eids[k:] if k else new_eids)
+        return Snapshot(uids, eids, highest_ms)
+
+
+def _positions(uids: array, drop) -> list[int]:
+    """The indexes in UIDS (ascending) of the UIDs of DROP it holds, ascending."""
+    out = []
+    n = len(uids)
+    for u in drop:
+        i = bisect.bisect_left(uids, u)
+        if i < n and uids[i] == u:
+            out.append(i)
+    out.sort()
+    return out
+
+
+def _cut(uids: array, eids: array, idx: list[int]) -> tuple[array, array]:
+    """New arrays without the entries at the ascending, distinct IDX."""
+    nu, ne = array("I"), array("I")
+    prev = 0
+    for i in idx:
+        if i > prev:
+            nu += uids[prev:i]
+            ne += eids[prev:i]
+        prev = i + 1
+    nu += uids[prev:]
+    ne += eids[prev:]
+    return nu, ne
+
+
+def _without(uids: array, eids: array, drop) -> tuple[array, array]:
+    """UIDS/EIDS without the UIDs in DROP; the same arrays when none is there."""
+    idx = _positions(uids, set(drop)) if drop else []
+    if not idx:
+        return uids, eids
+    return _cut(uids, eids, idx)
+
 
 @dataclass
 class Refresh:
@@ -106,6 +156,8 @@ class SelectedMailbox:
     def pairs(self, uids=None) -> list[tuple[int, int]]:
         """(uid, eid) for UIDS (default: all), skipping unknown and gone ones."""
         if uids is None:
+            if not self.gone:
+                return list(zip(self.snap.uids, self.snap.eids))
             return [(u, e) for u, e in zip(self.snap.uids, self.snap.eids)
                     if u not in self.gone]
         out = []
@@ -202,31 +254,35 @@ class SelectedMailbox:
         uids, eids = snap.uids, snap.eids
         copied = False
         if allow_expunge and self.gone:
-            keep = [(u, e) for u, e in zip(uids, eids) if u not in self.gone]
+            idx = _positions(uids, self.gone)
             # announce from the highest sequence number down, so each number
             # is still right when the client applies it
-            for u in sorted(self.gone, reverse=True):
-                seq = self.seq_of(u)
-                if seq is not None:
-                    r.expunged_seqs.append(seq)
-                    r.expunged.append(u)
-            uids = array("I", (u for u, _ in keep))
-            eids = array("I", (e for _, e in keep))
+            for i in reversed(idx):
+                r.expunged_seqs.append(i + 1)
+                r.expunged.append(uids[i])
+            uids, eids = _cut(uids, eids, idx)
             copied = True
             self.gone.clear()
         top = uids[-1] if uids else 0
-        new = [(u, e) for u, e in new_pairs if u > top]
-        if new:
+        if isinstance(new_pairs, tuple):     # (UIDs, email ids): View.uid_map
+            new_uids, new_eids = new_pairs
+            k = bisect.bisect_right(new_uids, top)
+            new_uids, new_eids = new_uids[k:], new_eids[k:]
+        else:
+            new = [(u, e) for u, e in new_pairs if u > top]
+            new_uids = [u for u, _ in new]
+            new_eids = [e for _, e in new]
+        if new_uids:
             if not copied:
                 uids, eids = array("I", uids), array("I", eids)
                 copied = True
-            uids.extend(u for u, _ in new)
-            eids.extend(e for _, e in new)
+            uids.extend(new_uids)
+            eids.extend(new_eids)
             r.exists = len(uids)
         if copied or highest_ms != snap.highest_ms:
             # a new (shareable) snapshot object; unchanged arrays stay shared
             self.snap = Snapshot(uids, eids, highest_ms)
-        newset = {u for u, _ in new}
+        newset = set(new_uids)
         for ms, u in changed:
             if u in newset or u in self.gone or not self.has(u):
                 continue

@@ -1,0 +1,6 @@
+from array import array
+from typing import Any, Callable, Iterable
+
+def uid_map(rows: Iterable[tuple[Any, Any]], prefix: bytes) -> tuple[array, array]: ...
+def keyword_hits(read_email: Callable[[int], Any], eids: Iterable[int], keyword: bytes,
+                 present: bool, limit: int = 0) -> list[int]: ...
