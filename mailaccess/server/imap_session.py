@@ -1424,10 +1424,31 @@ def _downgraded(v, acc: int, em: LoadedEmail) -> tuple[bytes, bytes, mindex.Mess
     return hit
 
 
-# FETCH items that need only the email record and the prepared index: the
-# compiled hot path answers requests made of these alone (_speedups/fetchfmt)
+# FETCH items that need only the email record and the prepared index, and
+# the whole message's HEADER.FIELDS: the compiled hot path answers requests
+# made of these alone (_speedups/fetchfmt)
 _fetchfmt = _speedups.load("fetchfmt")
 _SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
+_HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
+
+
+def _simple_items(items) -> list | None:
+    """ITEMS as fetchfmt items (names, HeaderFields), or None when one of
+    them needs the Python loop."""
+    out = []
+    for it in items:
+        if isinstance(it, ev.FetchItem):
+            if it.name not in _SIMPLE_FETCH:
+                return None
+            out.append(it.name)
+        elif (isinstance(it, ev.FetchBody) and not it.binary and it.partial is None
+              and not it.section.part and it.section.text in _HEADER_FIELDS):
+            out.append(_fetchfmt.HeaderFields(b"BODY[" + _section_name(it) + b"]",
+                                              tuple(it.section.fields),
+                                              it.section.text == "HEADER.FIELDS.NOT"))
+        else:
+            return None
+    return out
 
 
 def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
@@ -1437,9 +1458,11 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
     raw message bytes only for body sections.  UTF8=false: messages with raw
     UTF-8 headers are served downgraded (RFC 6858).  SIMPLE=False forces the
     Python loop below (the hot path's own fallback)."""
-    names = [i.name for i in items if isinstance(i, ev.FetchItem)]
-    if simple and len(names) == len(items) and _SIMPLE_FETCH.issuperset(names):
+    names = _simple_items(items) if simple else None
+    if names is not None:
         snap = sel.snap
+        read_blob = v.blob_reader(acc) if any(
+            type(n) is _fetchfmt.HeaderFields for n in names) else None
         flags = (functools.partial(flags_list, spell=v.keyword_spellings(acc))
                  if "FLAGS" in names else None)
         # \Recent is the session's, not the record's: the session's recent
@@ -1449,14 +1472,14 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         out, rep, fallback = _fetchfmt.fetch_simple(
             v.email_reader(acc), v.index_reader(acc),
             [u for u in uids if u not in recent] if recent else uids, snap.uids, snap.eids,
-            names, flags, condstore, utf8)
+            names, flags, condstore, utf8, read_blob)
         if reported is not None:
             reported.update(rep)
         if recent:
             out_r, rep_r, fallback_r = _fetchfmt.fetch_simple(
                 v.email_reader(acc), v.index_reader(acc), [u for u in uids if u in recent],
                 snap.uids, snap.eids, names, functools.partial(_with_recent, flags),
-                condstore, utf8)
+                condstore, utf8, read_blob)
             if reported is not None:
                 reported.update(rep_r)
             fallback = fallback + fallback_r
@@ -1627,14 +1650,11 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
             elif n in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
                 if raw is None:
                     raw = bytes(v.blob(acc, rec.blob))
-                if n != "RFC822" and mi is None:
-                    mi = em.require_index()
                 if n == "RFC822":
                     data = raw
-                elif n == "RFC822.HEADER":
-                    data = raw[:mi.header_end]
                 else:
-                    data = raw[mi.header_end:]
+                    he = mi.header_end if mi is not None else em.header_end()
+                    data = raw[:he] if n == "RFC822.HEADER" else raw[he:]
                 pieces.append(lit(n.encode(), data))
         elif isinstance(it, ev.FetchBody):
             if raw is None:
@@ -1647,6 +1667,9 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                 continue
             if not it.section.part and not it.section.text and not it.binary:
                 data = raw          # BODY[]: the stored bytes, no index needed
+            elif not it.section.part and not it.binary and mi is None:
+                # the whole message's header or text: its end is enough
+                data = _top_section(raw, em.header_end(), it.section)
             else:
                 if mi is None:
                     mi = em.require_index()
@@ -1711,8 +1734,7 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     if progress is None:
         progress = FetchProgress()
     n_all = len(uids)
-    names = [i.name for i in items if isinstance(i, ev.FetchItem)]
-    if len(names) == len(items) and _SIMPLE_FETCH.issuperset(names):
+    if _simple_items(items) is not None:
         i, n = 0, FETCH_FIRST_SLICE
         while i < n_all:
             with store.view() as v:
@@ -1790,6 +1812,21 @@ def _fetch_section(raw: bytes, mi, it) -> bytes | None:
             return None
         return mindex.header_fields(hdr, list(s.fields), text.endswith(".NOT"))
     return mindex.part_bytes(raw, mi, sec, text)
+
+
+def _top_section(raw: bytes, header_end: int, s) -> bytes | None:
+    """BODY[HEADER], [TEXT], [HEADER.FIELDS (...)] or [HEADER.FIELDS.NOT (...)]
+    of the whole message (section S without part numbers) from RAW and where
+    its header ends: what _fetch_section answers from the whole index."""
+    text = s.text
+    if text in _HEADER_FIELDS:
+        return mindex.header_fields(raw[:header_end], list(s.fields),
+                                    text == "HEADER.FIELDS.NOT")
+    if text == "HEADER":
+        return raw[:header_end]
+    if text == "TEXT":
+        return raw[header_end:]
+    return None         # MIME needs a part number
 
 
 def _has_subscribed_descendant(mbx, children, by_id, also=lambda d: True) -> bool:

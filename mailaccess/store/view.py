@@ -208,6 +208,10 @@ class View:
         return Reader(self.txn.get, keys.blob_of(acc), self.db["blob.idx"],
                       keys.blob_shape(acc))
 
+    def blob_reader(self, acc: int) -> Reader:
+        """``blob hash -> raw message bytes`` (None when missing)."""
+        return Reader(self.txn.get, keys.blob_of(acc), self.db["blob"], keys.blob_shape(acc))
+
     def emails(self, acc: int) -> Iterator[EmailRecord]:
         for k, v in self._scan("msg", keys.account_prefix(acc)):
             yield records.decode_email(keys.split_msg(k)[1], v)
