@@ -1463,7 +1463,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         snap = sel.snap
         read_blob = v.blob_reader(acc) if any(
             type(n) is _fetchfmt.HeaderFields for n in names) else None
-        flags = (functools.partial(flags_list, spell=v.keyword_spellings(acc))
+        flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
                  if "FLAGS" in names else None)
         # \Recent is the session's, not the record's: the session's recent
         # messages take a second pass whose FLAGS formatter adds it
@@ -1510,6 +1510,29 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
     return out
 
 
+class _Spellings:
+    """View.keyword_spellings for flags_list, read a keyword at a time when
+    a FLAGS answer first shows it (a FETCH shows a few keywords; the account
+    may have used many): the same answers within one view."""
+
+    __slots__ = ("view", "acc", "known")
+
+    def __init__(self, view, acc: int):
+        self.view = view
+        self.acc = acc
+        self.known: dict[str, str | None] = {}
+
+    def get(self, keyword: str, default=None):
+        try:
+            s = self.known[keyword]
+        except KeyError:
+            s = self.known[keyword] = self.view.keyword_spelling(self.acc, keyword)
+        return default if s is None else s
+
+    def __bool__(self) -> bool:
+        return True
+
+
 def _with_recent(flags, keywords) -> bytes:
     """FLAGS value of a message \\Recent in this session: FLAGS's, plus it."""
     fl = flags(keywords)
@@ -1526,7 +1549,7 @@ class _FetchPlan:
             or isinstance(i, (ev.FetchBody, ev.FetchBinarySize, ev.FetchPreview))
             for i in items)
         self.want_flags = any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items)
-        self.spell = v.keyword_spellings(acc) if self.want_flags else None
+        self.spell = _Spellings(v, acc) if self.want_flags else None
         self.need_members = any(isinstance(i, ev.FetchItem) and i.name == "SAVEDATE"
                                 for i in items)
         self.flag_cache: dict[tuple, bytes] = {}
@@ -1756,6 +1779,8 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
         with store.view() as v:
             if plan is None:
                 plan = _FetchPlan(v, acc, items)   # one per answer, as one view had
+            elif plan.spell is not None:
+                plan.spell.view = v     # spellings not read yet come from this slice's view
             stop = min(n_all, i + FETCH_SLICE)
             while i < stop and held < budget:
                 m = _fetch_message(v, acc, sel, uids[i], items, condstore, reported, utf8,

@@ -281,6 +281,13 @@ class View:
         return {bytes(k[len(pre):]).decode("utf-8"): bytes(v).decode("utf-8")
                 for k, v in self._scan("kw", pre)}
 
+    def keyword_spelling(self, acc: int, lower: str) -> str | None:
+        """IMAP-only (the ``kw`` table).  The spelling custom keyword LOWER was
+        first stored with (None: never stored): one read, for a caller that
+        needs a few keywords' spellings, not all of them."""
+        v = self._get("kw", keys.kw(acc, lower))
+        return bytes(v).decode("utf-8") if v is not None else None
+
     def orphan_subscriptions(self, acc: int) -> list[str]:
         """IMAP-only (the ``sub`` table).  Subscribed names whose mailbox no
         longer exists (RFC 9051 6.3.9: deleting a mailbox does not unsubscribe
