@@ -8,6 +8,7 @@ The header end comes from the stored index's meta prefix, not the decoded
 JSON (mime.index.meta_header_end): it must agree with the decoded index for
 every message, in both stored versions, and an index written some other way
 must go to the Python loop instead of being misread."""
+import functools
 import json
 import pathlib
 import sys
@@ -24,7 +25,7 @@ from mailaccess.server import imap_session
 from mailaccess.server.imap_fmt import flags_list
 from mailaccess.server.imap_session import _no_nul, build_fetch, fetch_chunks
 from mailaccess.store import Store, ops
-from mailaccess.store.emails import load_email
+from mailaccess.store.emails import LoadedEmail, load_email
 from mailaccess.views.imap_selected import SelectedMailbox, Snapshot
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "corpus"))
@@ -133,6 +134,15 @@ def _expected(raw_header: bytes, item) -> bytes:
     return item.label + b" " + literal(_no_nul(data))
 
 
+def _reference(v, acc, sel, uids, items, condstore, reported, utf8):
+    """The Python loop's answer with the header end taken from the decoded
+    index, as it was before the meta prefix was read."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LoadedEmail, "header_end", lambda em: em.require_index().header_end)
+        mp.setattr(mindex, "meta_header_end", lambda *a: None)
+        return build_fetch(v, acc, sel, uids, items, condstore, reported, utf8, simple=False)
+
+
 @pytest.mark.parametrize("impl", twin_params("fetchfmt"))
 @settings(max_examples=1500, deadline=None)
 @given(raw=_header, names=_names, negate=st.booleans())
@@ -189,7 +199,12 @@ def _other_metas(data: bytes) -> list[bytes]:
     he = moved.pop("header_end")
     moved["header_end"] = he                            # another key order
     spaced = json.dumps(meta).encode()                  # blanks after ":" and ","
-    return [json.dumps(moved, separators=(",", ":")).encode(), spaced]
+    # a key readers ignore, as long as ',"header_end":', with a number
+    other = {"size": meta["size"], "zzzzzzzzzz": 7}
+    other.update((k, x) for k, x in meta.items() if k != "size")
+    compact = [json.dumps(m, separators=(",", ":")).encode() for m in (moved, other)]
+    escaped = compact[0].replace(b'"header_end"', b'"header\\u005fend"')   # the same key
+    return compact + [spaced, escaped]
 
 
 def test_other_meta_spellings_are_decoded_not_guessed():
@@ -211,6 +226,15 @@ def test_other_meta_spellings_are_decoded_not_guessed():
 _uids = st.lists(st.integers(0, len(RAWS) + 3), max_size=25)
 
 
+def _reference(v, acc, sel, uids, items, condstore, reported, utf8):
+    """The Python loop's answer with the header end taken from the decoded
+    index, as it was before the meta prefix was read."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LoadedEmail, "header_end", lambda em: em.require_index().header_end)
+        mp.setattr(mindex, "meta_header_end", lambda *a: None)
+        return build_fetch(v, acc, sel, uids, items, condstore, reported, utf8, simple=False)
+
+
 @pytest.mark.parametrize("impl", twin_params("fetchfmt"))
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(names=st.lists(st.sampled_from(NAMES), min_size=1, max_size=6), negate=st.booleans(),
@@ -225,7 +249,7 @@ def test_fetch_matches_python_loop(store, impl, names, negate, picks, before, af
         sel = _selected(v, acc, ib)
         uids = [sel.uids[p - 1] if 0 < p <= len(sel.uids) else 10_000 + p for p in picks]
         rep_old: dict = {}
-        expect = build_fetch(v, acc, sel, uids, items, condstore, rep_old, utf8, simple=False)
+        expect = _reference(v, acc, sel, uids, items, condstore, rep_old, utf8)
         out, rep, fallback = _simple(v, acc, sel, uids, items, impl, condstore, utf8)
         # only the raw UTF-8 headers of a client without UTF8=ACCEPT go back
         assert all(not utf8 and v.email(acc, sel.snap.eids[sel.uids.index(u)]).flags & 1
@@ -247,7 +271,7 @@ def test_the_stress_fetch_is_answered_by_the_fast_path(store, impl):
         uids = list(sel.uids)
         out, rep, fallback = _simple(v, acc, sel, uids, items, impl)
         assert fallback == [] and sorted(rep) == uids
-        assert out == build_fetch(v, acc, sel, uids, items, False, None, True, simple=False)
+        assert out == _reference(v, acc, sel, uids, items, False, None, True)
         assert out[0].endswith(
             b"BODY[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)] " + literal(
                 b"From: a@example.org\r\nTo: b@example.org,\r\n  c@example.org\r\n"
@@ -285,20 +309,23 @@ def test_an_index_written_otherwise_goes_to_the_python_loop(store, impl):
 
         def odd_index(h):
             data = read_index(h)
-            if blobs.get(h) == uids[1]:
-                return _reframed(bytes(data), _other_metas(bytes(data))[0])
+            k = uids.index(blobs[h]) if blobs.get(h) in uids[1:4] else None
+            if k is not None:
+                return _reframed(bytes(data), _other_metas(bytes(data))[k - 1])
             return data
 
         def no_blob(h):
             return None if blobs.get(h) == uids[4] else read_blob(h)
 
         names = imap_session._simple_items(items)
-        flags = lambda kws: flags_list(kws)   # noqa: E731
+        flags = functools.partial(flags_list, spell=v.keyword_spellings(acc))
         out, rep, fallback = impl.fetch_simple(v.email_reader(acc), odd_index, uids,
                                                sel.snap.uids, sel.snap.eids, names, flags,
                                                False, True, no_blob)
-        assert fallback == [uids[1], uids[4]]
+        assert fallback == uids[1:5]
         assert sorted(rep) == [u for u in uids if u not in fallback]
+        assert out == [r for r, u in zip(_reference(v, acc, sel, uids, items, False, None, True),
+                                         uids) if u not in fallback]
         with pytest.raises(ValueError):
             impl.fetch_simple(v.email_reader(acc), read_index, uids, sel.snap.uids,
                               sel.snap.eids, names, flags, False, True)
