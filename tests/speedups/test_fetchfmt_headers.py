@@ -236,7 +236,8 @@ def _reference(v, acc, sel, uids, items, condstore, reported, utf8):
 
 
 @pytest.mark.parametrize("impl", twin_params("fetchfmt"))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(names=st.lists(st.sampled_from(NAMES), min_size=1, max_size=6), negate=st.booleans(),
        picks=_uids, before=st.sampled_from([(), ("UID",), ("UID", "FLAGS"), ("ENVELOPE",)]),
        after=st.sampled_from([(), ("RFC822.SIZE",), ("MODSEQ", "BODY")]),
