@@ -1453,16 +1453,21 @@ def _simple_items(items) -> list | None:
 
 def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 reported: dict | None = None, utf8: bool = True, *,
-                simple: bool = True) -> list[bytes]:
+                simple: bool = True, simple_items: list | None = None) -> list[bytes]:
     """FETCH responses for UIDS: the hot path.  Reads prepared index bytes;
     raw message bytes only for body sections.  UTF8=false: messages with raw
     UTF-8 headers are served downgraded (RFC 6858).  SIMPLE=False forces the
-    Python loop below (the hot path's own fallback)."""
-    names = _simple_items(items) if simple else None
+    Python loop below (the hot path's own fallback).  SIMPLE_ITEMS: ITEMS'
+    _simple_items, when the caller has them."""
+    names = (simple_items if simple_items is not None else _simple_items(items)) \
+        if simple else None
     if names is not None:
         snap = sel.snap
-        read_blob = v.blob_reader(acc) if any(
-            type(n) is _fetchfmt.HeaderFields for n in names) else None
+        read_blob = None
+        for n in names:
+            if type(n) is _fetchfmt.HeaderFields:
+                read_blob = v.blob_reader(acc)
+                break
         flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
                  if "FLAGS" in names else None)
         # \Recent is the session's, not the record's: the session's recent
@@ -1757,11 +1762,13 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     if progress is None:
         progress = FetchProgress()
     n_all = len(uids)
-    if _simple_items(items) is not None:
+    simple = _simple_items(items)
+    if simple is not None:
         i, n = 0, FETCH_FIRST_SLICE
         while i < n_all:
             with store.view() as v:
-                part = build_fetch(v, acc, sel, uids[i:i + n], items, condstore, reported, utf8)
+                part = build_fetch(v, acc, sel, uids[i:i + n], items, condstore, reported, utf8,
+                                   simple_items=simple)
             i += n
             size = sum(map(len, part))
             if part:
