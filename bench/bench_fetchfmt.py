@@ -1,4 +1,5 @@
-"""FETCH of the simple items over a mailbox of N realistic messages, in process:
+"""FETCH of the simple items (and the stress run's header fields) over a
+mailbox of N realistic messages, in process:
 ``build_fetch`` with each twin of the ``fetchfmt`` hot path, and with the
 Python loop it falls back to.  No sockets, no client parsing: this is the
 server's own cost of ``UID FETCH 1:* (...)``.
@@ -22,8 +23,12 @@ from mailaccess.proto.imap import events as ev  # noqa: E402
 from mailaccess.server import imap_session  # noqa: E402
 from mailaccess.views.imap_selected import SelectedMailbox, Snapshot  # noqa: E402
 
+# bench/bench_stress.py's FETCH: flags and five header fields
+STRESS_HEADERS = ev.FetchBody(ev.Section((), "HEADER.FIELDS", (
+    "FROM", "TO", "SUBJECT", "DATE", "MESSAGE-ID")), peek=True)
 REQUESTS = [
     ("UID FLAGS", ["UID", "FLAGS"]),
+    ("UID FLAGS BODY.PEEK[HEADER.FIELDS (5 fields)]", ["UID", "FLAGS", STRESS_HEADERS]),
     ("FLAGS ENVELOPE BODYSTRUCTURE", ["UID", "FLAGS", "ENVELOPE", "BODYSTRUCTURE"]),
     ("UID FLAGS INTERNALDATE RFC822.SIZE MODSEQ",
      ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"]),
@@ -70,7 +75,7 @@ def main() -> None:
             uids = list(sel.uids)
             rows.append(("messages", str(len(uids))))
             for label, names in REQUESTS:
-                items = tuple(ev.FetchItem(n) for n in names)
+                items = tuple(ev.FetchItem(n) if isinstance(n, str) else n for n in names)
                 answers = set()
                 for name, mod in twins:
                     imap_session._fetchfmt = mod

@@ -1,8 +1,9 @@
 from collections.abc import Buffer, Callable, Iterable, Sequence
+from typing import NamedTuple
 
 ITEMS: tuple[str, ...]
 
-def item_codes(items: Iterable[str]) -> list[int]: ...
+def item_codes(items: Iterable[str | HeaderFields]) -> list[int]: ...
 def internaldate(received: int, tz: int) -> bytes: ...
 def fetch_simple(
     read_email: Callable[[int], Buffer | None],
@@ -10,8 +11,18 @@ def fetch_simple(
     uids: Iterable[int],
     snap_uids: Sequence[int],
     snap_eids: Sequence[int],
-    items: Sequence[str],
+    items: Sequence[str | HeaderFields],
     flags: Callable[[list[str]], bytes] | None,
     condstore: bool,
     utf8: bool,
+    read_blob: Callable[[bytes], Buffer | None] | None = None,
 ) -> tuple[list[bytes], dict[int, int], list[int]]: ...
+
+class HeaderFields(NamedTuple):
+    label: bytes
+    names: tuple[str, ...]
+    negate: bool
+
+HEADER_FIELDS: int
+
+def header_literal(raw_header: Buffer, item: HeaderFields) -> bytes: ...

@@ -9,7 +9,11 @@ fields at the offsets ``store.records.EMAIL_LAYOUT`` gives, and writes the
 response into one growing C buffer; FLAGS text is formatted by the caller's
 formatter once per distinct keyword set and INTERNALDATE by Python only
 outside the years 1..9999 (where ``datetime`` has the last word, errors
-included).  It builds no LMDB key and imports nothing above the store.
+included).  HEADER.FIELDS items scan the raw message's header in C the way
+``msgindex``'s ``split_header`` splits it (the header end read from the
+index's meta prefix, ``INDEX_LAYOUT.header_end_at``) and match the names
+without regard to ASCII case.  It builds no LMDB key and imports nothing
+above the store.
 
 The layouts are read at import from their descriptions (EMAIL_LAYOUT,
 ``mime.index.INDEX_LAYOUT``): moving a field needs no rebuild, but if a
@@ -23,7 +27,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExa
     PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 
 from ..ids import email_id, thread_id
 from ..mime.index import INDEX_LAYOUT
@@ -60,7 +64,7 @@ def _index_layout(X):
         raise ImportError("fetchfmt_c: message index framing changed; rebuild against it")
     if not 0 <= X.version <= 255:
         raise ImportError("fetchfmt_c: message index version out of range")
-    return [X.fields.index(f) for f in ("envelope", "bodystructure", "body")]
+    return [X.fields.index(f) for f in ("envelope", "bodystructure", "body", "meta")]
 
 
 _L = _email_layout(EMAIL_LAYOUT)
@@ -86,9 +90,25 @@ cdef Py_ssize_t IDX_SIZE = INDEX_LAYOUT.head.size
 cdef unsigned char IDX_OK[256]
 for _v in range(256):
     IDX_OK[_v] = 1 if _v in INDEX_LAYOUT.readable else 0
-# positions of envelope, bodystructure and body among the index fields
-cdef int IDX_FIELD[3]
-IDX_FIELD[0], IDX_FIELD[1], IDX_FIELD[2] = _X
+# positions of envelope, bodystructure, body and meta among the index fields
+cdef int IDX_FIELD[4]
+IDX_FIELD[0], IDX_FIELD[1], IDX_FIELD[2], IDX_FIELD[3] = _X
+
+# the meta prefix holding the header end, per version (see _header_end):
+# HE_LEAD_N[v] < 0 when version v has none (its HEADER.FIELDS fall back)
+cdef char HE_LEAD[256][16]
+cdef int HE_LEAD_N[256]
+cdef char HE_SEP[256][32]
+cdef int HE_SEP_N[256]
+for _v in range(256):
+    HE_LEAD_N[_v] = HE_SEP_N[_v] = -1
+for _v, _lead, _sep in INDEX_LAYOUT.header_end_at:
+    if not (0 <= _v <= 255 and len(_lead) <= 16 and len(_sep) <= 32):
+        raise ImportError("fetchfmt_c: header end prefix out of range")
+    HE_LEAD_N[_v] = len(_lead)
+    HE_SEP_N[_v] = len(_sep)
+    memcpy(HE_LEAD[_v], <const char *>_lead, len(_lead))
+    memcpy(HE_SEP[_v], <const char *>_sep, len(_sep))
 
 
 def _id_prefix(f):
@@ -106,6 +126,10 @@ ITEMS = _py.ITEMS
 if ITEMS != ("UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE", "ENVELOPE",
              "BODYSTRUCTURE", "BODY", "EMAILID", "THREADID"):
     raise ImportError("fetchfmt_c: item codes changed")
+if _py.HEADER_FIELDS != 10 or _py.HeaderFields._fields != ("label", "names", "negate"):
+    raise ImportError("fetchfmt_c: HeaderFields changed")
+HeaderFields = _py.HeaderFields
+HEADER_FIELDS = _py.HEADER_FIELDS
 
 cdef enum:
     C_UID = 0
@@ -118,7 +142,10 @@ cdef enum:
     C_BODY = 7
     C_EMAILID = 8
     C_THREADID = 9
+    C_HEADER_FIELDS = 10
     MAX_ITEMS = 64
+    MAX_HF = 16         # HEADER.FIELDS items in one request (more: the pure twin)
+    MAX_WANT = 256      # field names in all of them
 
 cdef const char *_MONTHS = b"JanFebMarAprMayJunJulAugSepOctNovDec"
 
@@ -297,8 +324,8 @@ cdef inline uint64_t _be(const unsigned char *p, int n):
 
 
 cdef inline void _idx_field(const Span *s, int w, const unsigned char **start, Py_ssize_t *n):
-    """Field W (0 envelope, 1 bodystructure, 2 body) of the index storage form,
-    clamped the way a Python slice clamps."""
+    """Field W (0 envelope, 1 bodystructure, 2 body, 3 meta) of the index
+    storage form, clamped the way a Python slice clamps."""
     cdef int k = IDX_FIELD[w]
     cdef Py_ssize_t a = IDX_SIZE + (<Py_ssize_t>_be(s.p + 1 + 4 * (k - 1), 4) if k else 0)
     cdef Py_ssize_t e = IDX_SIZE + <Py_ssize_t>_be(s.p + 1 + 4 * k, 4)
@@ -310,20 +337,196 @@ cdef inline void _idx_field(const Span *s, int w, const unsigned char **start, P
     n[0] = e - a if e > a else 0
 
 
+cdef inline Py_ssize_t _digits(const unsigned char *p, Py_ssize_t pos, Py_ssize_t e,
+                               uint64_t *value):
+    """How many decimal digits start at P[POS] (before E), counting at most
+    19; their value in VALUE."""
+    cdef Py_ssize_t k = 0
+    cdef uint64_t v = 0
+    while pos + k < e and k < 19 and 48 <= p[pos + k] <= 57:
+        v = v * 10 + (p[pos + k] - 48)
+        k += 1
+    value[0] = v
+    return k
+
+
+cdef Py_ssize_t _header_end(const Span *s):
+    """The header end in the index S's meta prefix (mime.index.meta_header_end:
+    LEAD, 1-18 digits, SEP, 1-18 digits, ","), or -1 when it is not there."""
+    cdef int v = s.p[0]
+    cdef int ln = HE_LEAD_N[v], sn = HE_SEP_N[v]
+    cdef const unsigned char *p = NULL
+    cdef Py_ssize_t n = 0, pos, k
+    cdef uint64_t size, he
+    if ln < 0:
+        return -1
+    _idx_field(s, 3, &p, &n)
+    if n < ln or memcmp(p, HE_LEAD[v], ln) != 0:
+        return -1
+    pos = ln
+    k = _digits(p, pos, n, &size)
+    if k < 1 or k > 18:
+        return -1
+    pos += k
+    if n - pos < sn or memcmp(p + pos, HE_SEP[v], sn) != 0:
+        return -1
+    pos += sn
+    k = _digits(p, pos, n, &he)
+    if k < 1 or k > 18 or pos + k >= n or p[pos + k] != 44:
+        return -1
+    return <Py_ssize_t>he
+
+
+cdef inline bint _name_in(const unsigned char *name, Py_ssize_t n, const char **wname,
+                          const Py_ssize_t *wlen, int w0, int w1):
+    """NAME (ASCII) lower-cased is one of wname[w0:w1] (lower case)."""
+    cdef int j
+    cdef Py_ssize_t k
+    cdef unsigned char c
+    for j in range(w0, w1):
+        if wlen[j] != n:
+            continue
+        for k in range(n):
+            c = name[k]
+            if 65 <= c <= 90:
+                c += 32
+            if c != <unsigned char>wname[j][k]:
+                break
+        else:
+            return True
+    return False
+
+
+cdef int _put_header_fields(Buf *b, Buf *t, const unsigned char *p, Py_ssize_t end,
+                            const char **wname, const Py_ssize_t *wlen, int w0, int w1,
+                            bint negate, bytes label) except -1:
+    """``LABEL {n}\\r\\n`` + the field lines of P[:END] whose name is (NEGATE:
+    is not) one of wname[w0:w1], each ending in a line break, then CRLF; NUL
+    as 0x80.  The fields are split exactly as msgindex ``split_header``
+    splits P[0:END]; T is scratch space."""
+    cdef Py_ssize_t pos = 0, line_end, content_end, fstart = 0, nstart = 0, nlen = 0, q, k
+    cdef const unsigned char *hit
+    cdef bint have = False
+    cdef unsigned char c
+    t.n = 0
+    while pos < end:
+        hit = <const unsigned char *>memchr(p + pos, 10, end - pos)
+        if hit == NULL:
+            line_end = content_end = end
+        else:
+            content_end = hit - p
+            line_end = content_end + 1
+        if content_end > pos and p[content_end - 1] == 13:
+            content_end -= 1
+        if content_end == pos:      # blank line: the header ends
+            break
+        c = p[pos]
+        if c == 32 or c == 9:       # a continuation line (or none to continue: the end)
+            if not have:
+                break
+            pos = line_end
+            continue
+        hit = <const unsigned char *>memchr(p + pos, 58, content_end - pos)
+        if hit == NULL:
+            break
+        q = hit - p
+        while q > pos and (p[q - 1] == 32 or p[q - 1] == 9):
+            q -= 1
+        if q == pos:
+            break
+        for k in range(pos, q):
+            if p[k] < 33 or p[k] > 126:
+                break
+        else:
+            k = q
+        if k != q:
+            break
+        if have and _name_in(p + nstart, nlen, wname, wlen, w0, w1) != negate:
+            _put(t, <const char *>p + fstart, pos - fstart)
+            if p[pos - 1] != 10:
+                _put(t, b"\r\n", 2)
+        have = True
+        fstart = nstart = pos
+        nlen = q - pos
+        pos = line_end
+    if have and _name_in(p + nstart, nlen, wname, wlen, w0, w1) != negate:
+        _put(t, <const char *>p + fstart, pos - fstart)
+        if p[pos - 1] != 10:
+            _put(t, b"\r\n", 2)
+    _put(t, b"\r\n", 2)
+    hit = <const unsigned char *>memchr(t.p, 0, t.n)
+    while hit != NULL:
+        (<unsigned char *>hit)[0] = 0x80
+        q = hit - <const unsigned char *>t.p + 1
+        hit = <const unsigned char *>memchr(t.p + q, 0, t.n - q)
+    _put_bytes(b, label)
+    _put(b, b" {", 2)
+    _put_u64(b, <uint64_t>t.n)
+    _put(b, b"}\r\n", 3)
+    _put(b, t.p, t.n)
+    return 0
+
+
+def header_literal(raw_header, item):
+    """``LABEL {n}\\r\\n`` + the matching field lines: see ``fetchfmt_py.header_literal``."""
+    cdef const char *wname[MAX_WANT]
+    cdef Py_ssize_t wlen[MAX_WANT]
+    cdef int nw = 0
+    cdef list keep = []
+    cdef bytes w
+    cdef Span rs
+    cdef Buf b, t
+    if len(item.names) > MAX_WANT:
+        return _py.header_literal(raw_header, item)
+    for name in item.names:
+        low = name.lower()
+        if low.isascii():
+            w = low.encode("ascii")
+            keep.append(w)
+            wname[nw] = PyBytes_AS_STRING(w)
+            wlen[nw] = PyBytes_GET_SIZE(w)
+            nw += 1
+    b.p = t.p = NULL
+    b.n = b.cap = t.n = t.cap = 0
+    rs.release = False
+    _span(raw_header, &rs)
+    try:
+        _put_header_fields(&b, &t, rs.p, rs.n, wname, wlen, 0, nw, bool(item.negate),
+                           bytes(item.label))
+        return PyBytes_FromStringAndSize(b.p, b.n)
+    finally:
+        _unspan(&rs)
+        PyMem_Free(b.p)
+        PyMem_Free(t.p)
+
+
 # --- the hot path ---------------------------------------------------------------------------
 
 def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flags,
-                 bint condstore, bint utf8):
+                 bint condstore, bint utf8, read_blob=None):
     """``(responses, reported, fallback)``: see ``fetchfmt_py.fetch_simple``."""
     cdef list codes_l = _py.item_codes(items)
     cdef int ncodes = len(codes_l)
     cdef int codes[MAX_ITEMS]
-    cdef int k, c
-    cdef bint want_flags = False, want_ms = False, want_index = False, add_modseq
+    cdef int k, c, k2
+    cdef bint want_flags = False, want_ms = False, want_index = False, want_header = False
+    cdef bint add_modseq
+    # HEADER.FIELDS items: hf_of[k] is item k's spec; spec s wants the names
+    # wname[hf_w[s]:hf_w[s + 1]] (lower case; names that cannot match an
+    # ASCII field name are left out), hf_neg[s] for .NOT, labels[s]
+    cdef int hf_of[MAX_ITEMS]
+    cdef int hf_w[MAX_HF + 1]
+    cdef bint hf_neg[MAX_HF]
+    cdef const char *wname[MAX_WANT]
+    cdef Py_ssize_t wlen[MAX_WANT]
+    cdef int nhf = 0, nw = 0
+    cdef list labels = [], keep = []
+    cdef bytes w
     if ncodes > MAX_ITEMS:
         # absurd but legal: let the pure twin do it
         return _py.fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
-                                flags, condstore, utf8)
+                                flags, condstore, utf8, read_blob)
+    hf_w[0] = 0
     for k in range(ncodes):
         c = codes_l[k]
         codes[k] = c
@@ -333,6 +536,27 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
             want_ms = True
         elif c == C_ENVELOPE or c == C_BODYSTRUCTURE or c == C_BODY:
             want_index = True
+        elif c == C_HEADER_FIELDS:
+            want_index = want_header = True
+            spec = items[k]
+            if nhf == MAX_HF or nw + len(spec.names) > MAX_WANT:
+                return _py.fetch_simple(read_email, read_index, uids, snap_uids, snap_eids,
+                                        items, flags, condstore, utf8, read_blob)
+            for name in spec.names:
+                low = name.lower()
+                if low.isascii():
+                    w = low.encode("ascii")
+                    keep.append(w)
+                    wname[nw] = PyBytes_AS_STRING(w)
+                    wlen[nw] = PyBytes_GET_SIZE(w)
+                    nw += 1
+            hf_of[k] = nhf
+            hf_neg[nhf] = bool(spec.negate)
+            labels.append(bytes(spec.label))
+            nhf += 1
+            hf_w[nhf] = nw
+    if want_header and read_blob is None:
+        raise ValueError("HEADER.FIELDS items need read_blob")
     add_modseq = condstore and want_flags and not want_ms
 
     if not isinstance(snap_uids, array) or snap_uids.typecode != "I":
@@ -356,7 +580,14 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
     shape = getattr(read_index, "shape", None)
     if shape is not None and shape.suffix == "bytes" and type(shape.prefix) is bytes:
         x_fast, x_pre, x_get, x_db = True, shape.prefix, read_index.get, read_index.db
+    cdef bint r_fast = False
+    cdef object r_get = None, r_db = None
+    cdef bytes r_pre = b""
+    shape = getattr(read_blob, "shape", None) if want_header else None
+    if shape is not None and shape.suffix == "bytes" and type(shape.prefix) is bytes:
+        r_fast, r_pre, r_get, r_db = True, shape.prefix, read_blob.get, read_blob.db
     cdef Py_ssize_t e_pn = PyBytes_GET_SIZE(e_pre), x_pn = PyBytes_GET_SIZE(x_pre)
+    cdef Py_ssize_t r_pn = PyBytes_GET_SIZE(r_pre)
     cdef bytes key
     cdef char *kp
 
@@ -367,9 +598,10 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
     cdef bytes last_tail = None
     cdef bytes fl = None
     cdef bytes tail
-    cdef bytes blob = None
-    cdef Span ms, xs
-    cdef Buf b
+    cdef bytes blob = None, rkey = None
+    cdef Span ms, xs, rs
+    cdef Buf b, t
+    cdef Py_ssize_t he = 0
     cdef Py_ssize_t i = -1, lo, hi, mid, off, tail_n, fn
     cdef long long u
     cdef unsigned int eid
@@ -378,10 +610,10 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
     cdef unsigned int size, thread
     cdef uint64_t last_ms
     cdef const unsigned char *fp
-    cdef object data, idx
-    ms.release = xs.release = False
-    b.p = NULL
-    b.n = b.cap = 0
+    cdef object data, idx, raw
+    ms.release = xs.release = rs.release = False
+    b.p = t.p = NULL
+    b.n = b.cap = t.n = t.cap = 0
     try:
         for u_obj in uids:
             u = u_obj
@@ -437,6 +669,14 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
                         memcpy(kp + x_pn, ms.p + O_BLOB, BLOB_SIZE)
                     else:
                         blob = PyBytes_FromStringAndSize(<const char *>ms.p + O_BLOB, BLOB_SIZE)
+                if want_header:
+                    if r_fast:
+                        rkey = PyBytes_FromStringAndSize(NULL, r_pn + BLOB_SIZE)
+                        kp = PyBytes_AS_STRING(rkey)
+                        memcpy(kp, PyBytes_AS_STRING(r_pre), r_pn)
+                        memcpy(kp + r_pn, ms.p + O_BLOB, BLOB_SIZE)
+                    else:
+                        rkey = PyBytes_FromStringAndSize(<const char *>ms.p + O_BLOB, BLOB_SIZE)
                 if want_flags:
                     if nkw:
                         off = MSG_SIZE + <Py_ssize_t>nmem * MEMBER_SIZE
@@ -466,6 +706,23 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
                     _unspan(&xs)
                     fallback.append(u_obj)
                     continue
+            if want_header:
+                # the header end from the meta's prefix (an index written
+                # otherwise is decoded by the Python path), the fields from
+                # the raw message up to it
+                raw = r_get(rkey, None, r_db) if r_fast else read_blob(rkey)
+                rkey = None
+                he = -1
+                if raw is not None:
+                    he = _header_end(&xs)
+                if he < 0:
+                    _unspan(&xs)
+                    raw = None
+                    fallback.append(u_obj)
+                    continue
+                _span(raw, &rs)
+                if he > rs.n:
+                    he = rs.n
             try:
                 b.n = 0
                 _put(&b, b"* ", 2)
@@ -502,6 +759,10 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
                         _put(&b, b"BODY ", 5)
                         _idx_field(&xs, 2, &fp, &fn)
                         _put(&b, <const char *>fp, fn)
+                    elif c == C_HEADER_FIELDS:
+                        k2 = hf_of[k]
+                        _put_header_fields(&b, &t, rs.p, he, wname, wlen, hf_w[k2],
+                                           hf_w[k2 + 1], hf_neg[k2], labels[k2])
                     elif c == C_EMAILID:
                         _put(&b, b"EMAILID (", 9)
                         _put_bytes(&b, _EMAIL_PREFIX)
@@ -521,11 +782,14 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
                 _put(&b, b")\r\n", 3)
             finally:
                 _unspan(&xs)
-            idx = None
+                _unspan(&rs)
+            idx = raw = None
             out.append(PyBytes_FromStringAndSize(b.p, b.n))
             reported[u_obj] = last_ms
     finally:
         _unspan(&ms)
         _unspan(&xs)
+        _unspan(&rs)
         PyMem_Free(b.p)
+        PyMem_Free(t.p)
     return out, reported, fallback

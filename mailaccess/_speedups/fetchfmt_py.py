@@ -5,8 +5,11 @@ return identical results (tests/speedups/test_fetchfmt.py).
 
 ``fetch_simple`` answers FETCH for items that need only the email record and
 the prepared index: UID, FLAGS, MODSEQ, RFC822.SIZE, INTERNALDATE, ENVELOPE,
-BODYSTRUCTURE, BODY, EMAILID, THREADID.  It reads the stored values through
-the store's hot-path readers (``View.email_reader`` / ``View.index_reader``)
+BODYSTRUCTURE, BODY, EMAILID, THREADID, and the whole message's header
+fields, ``BODY[HEADER.FIELDS (...)]`` and ``.NOT`` (a ``HeaderFields`` item:
+the header's end from the index, the field lines from the raw message).  It
+reads the stored values through the store's hot-path readers
+(``View.email_reader`` / ``index_reader`` / ``blob_reader``)
 and slices them in place as the layout descriptions say
 (``store.records.EMAIL_LAYOUT``, ``mime.index.INDEX_LAYOUT``); it builds no
 key and knows no offset of its own.  FLAGS text comes from the caller's
@@ -20,9 +23,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 from ..ids import email_id, thread_id
-from ..mime.index import INDEX_LAYOUT
+from ..mime.index import INDEX_LAYOUT, header_fields, meta_header_end
 from ..proto.imap.dates import format_datetime
 from ..store.records import EMAIL_LAYOUT, decode_keywords
 
@@ -32,6 +36,18 @@ UID, FLAGS, MODSEQ, RFC822_SIZE, INTERNALDATE, ENVELOPE, BODYSTRUCTURE, BODY, EM
 ITEMS = ("UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE", "ENVELOPE",
          "BODYSTRUCTURE", "BODY", "EMAILID", "THREADID")
 _CODE = {name: i for i, name in enumerate(ITEMS)}
+HEADER_FIELDS = len(ITEMS)      # the code of a HeaderFields item
+
+
+class HeaderFields(NamedTuple):
+    """``BODY[HEADER.FIELDS (names)]`` (``.NOT`` when NEGATE) of the whole
+    message, without a partial range: LABEL is the item as the response
+    names it (``b"BODY[HEADER.FIELDS (From To)]"``), NAMES the field names as
+    the client sent them (matched without regard to case, RFC 9051 6.4.5)."""
+
+    label: bytes
+    names: tuple[str, ...]
+    negate: bool
 
 # the email record, read in place (store/records.py EMAIL_LAYOUT)
 _MSG = EMAIL_LAYOUT.head
@@ -60,11 +76,27 @@ def _idx_field(idx, ends, span) -> bytes:
 
 
 def item_codes(items) -> list[int]:
-    """Codes of the item NAMES; ValueError for one this module cannot answer."""
-    try:
-        return [_CODE[n] for n in items]
-    except KeyError as exc:
-        raise ValueError(f"not a simple FETCH item: {exc.args[0]}") from None
+    """Codes of ITEMS (names of ITEMS, or HeaderFields); ValueError for one
+    this module cannot answer."""
+    out = []
+    for n in items:
+        if isinstance(n, HeaderFields):
+            out.append(HEADER_FIELDS)
+        elif type(n) is str and n in _CODE:
+            out.append(_CODE[n])
+        else:
+            raise ValueError(f"not a simple FETCH item: {n!r}")
+    return out
+
+
+def header_literal(raw_header, item: HeaderFields) -> bytes:
+    """``LABEL {n}\r\n`` + the matching field lines of RAW_HEADER (the
+    message's bytes up to its header end) and the closing CRLF, NUL sent as
+    0x80 as in every non-binary literal (server.imap_session._no_nul)."""
+    data = header_fields(bytes(raw_header), list(item.names), item.negate)
+    if b"\0" in data:
+        data = data.replace(b"\0", b"\x80")
+    return item.label + b" {%d}\r\n" % len(data) + data
 
 
 def internaldate(received: int, tz: int) -> bytes:
@@ -73,19 +105,20 @@ def internaldate(received: int, tz: int) -> bytes:
 
 
 def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
-                 flags, condstore: bool,
-                 utf8: bool) -> tuple[list[bytes], dict[int, int], list[int]]:
+                 flags, condstore: bool, utf8: bool,
+                 read_blob=None) -> tuple[list[bytes], dict[int, int], list[int]]:
     """``(responses, reported, fallback)`` for UIDS of a mailbox whose sequence
     map is SNAP_UIDS (ascending) / SNAP_EIDS (parallel email ids).
 
     READ_EMAIL is ``eid -> encoded email record or None`` and READ_INDEX
     ``blob hash -> encoded message index or None`` (``View.email_reader`` and
-    ``View.index_reader`` of the account).
+    ``View.index_reader`` of the account); READ_BLOB ``blob hash -> raw
+    message or None`` (``View.blob_reader``), needed for HeaderFields items.
     RESPONSES holds one ``* seq FETCH (...)\\r\\n`` per answered message, in
     UIDS order; UIDs not in the map and emails whose record is gone are
     skipped.  REPORTED maps each answered UID to the modseq it carried.
     FALLBACK lists, in UIDS order, the UIDs left to the Python path.
-    ITEMS are names from ``ITEMS`` in request order; FLAGS formats a list of
+    ITEMS are names from ``ITEMS`` and HeaderFields in request order; FLAGS formats a list of
     keywords as the FLAGS value (``b"(\\Seen $Forwarded)"``), called once per
     distinct keyword set (None when FLAGS is not asked for); CONDSTORE adds
     MODSEQ after FLAGS (RFC 7162 3.1.4.1) unless MODSEQ was asked for; UTF8
@@ -93,7 +126,10 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
     """
     codes = item_codes(items)
     add_modseq = condstore and FLAGS in codes and MODSEQ not in codes
-    want_index = any(c in (ENVELOPE, BODYSTRUCTURE, BODY) for c in codes)
+    want_header = HEADER_FIELDS in codes
+    want_index = want_header or any(c in (ENVELOPE, BODYSTRUCTURE, BODY) for c in codes)
+    if want_header and read_blob is None:
+        raise ValueError("HEADER.FIELDS items need read_blob")
     unpack_msg = _MSG.unpack_from
     unpack_idx = _IDX.unpack_from
     flag_cache: dict[bytes, bytes] = {}
@@ -130,8 +166,18 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
                 fallback.append(u)
                 continue
             ends = unpack_idx(idx)
+        if want_header:
+            # the header end from the meta's prefix (an index written
+            # otherwise is decoded by the Python path); the fields from the
+            # raw message, cut there as a Python slice cuts
+            raw = read_blob(rec[_F_BLOB])
+            he = meta_header_end(idx, ends) if raw is not None else None
+            if he is None:
+                fallback.append(u)
+                continue
+            raw_header = raw[:he]
         pieces = []
-        for c in codes:
+        for k, c in enumerate(codes):
             if c == UID:
                 pieces.append(b"UID %d" % u)
             elif c == FLAGS:
@@ -158,6 +204,8 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
                 pieces.append(b"BODYSTRUCTURE " + _idx_field(idx, ends, _BS))
             elif c == BODY:
                 pieces.append(b"BODY " + _idx_field(idx, ends, _BODY))
+            elif c == HEADER_FIELDS:
+                pieces.append(header_literal(raw_header, items[k]))
             elif c == EMAILID:
                 pieces.append(f"EMAILID ({email_id(eid)})".encode())
             else:   # THREADID

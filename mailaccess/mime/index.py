@@ -29,6 +29,7 @@ __all__ = [
     "header_fields", "decoded_part", "body_text", "index_field_span", "index_fields",
     "FORMAT_VERSION", "READABLE_VERSIONS", "IndexFormatError", "index_version",
     "IndexSummary", "SUMMARY_FIELDS", "index_summary", "decode_index_meta",
+    "index_header_end", "meta_header_end",
 ]
 
 Address = tuple  # (name: str | None, email: str)
@@ -123,6 +124,15 @@ def _fallback(raw: bytes) -> MessageIndex:
 # A change that older code would misread (another framing, a field renamed or
 # re-typed) takes a new FORMAT_VERSION, reading of the older ones here, and
 # `mailaccess reindex` (mailaccess/reindex.py) to rewrite stored indexes.
+#
+# The header end without the JSON: both versions write "size" then
+# "header_end" first (version 2's object follows _META order, which starts
+# with them; version 1's list is _META_V1).  So the meta field starts with
+# LEAD, the size's digits, SEP, the header end's digits and a comma, (LEAD,
+# SEP) per version in _HEADER_END_AT (INDEX_LAYOUT.header_end_at, for the
+# compiled FETCH path).  FETCH of the whole message's header (HEADER,
+# HEADER.FIELDS, TEXT, RFC822.HEADER) reads that prefix (meta_header_end) and
+# decodes the JSON only when the prefix is not there.
 
 FORMAT_VERSION = 2                 # what encode_index writes
 READABLE_VERSIONS = (1, 2)         # what decode_index reads; all share _HEAD framing
@@ -145,6 +155,8 @@ _DEFAULTS = {f.name: f.default for f in dc_fields(MessageIndex) if f.name in _ME
 _ADDRESS_FIELDS = ("from_", "to", "cc", "bcc", "reply_to", "sender")
 _TUPLE_FIELDS = ("in_reply_to", "references", "text_body", "html_body", "attachments")
 _PART_ARITY = len(Part._fields)
+_HEADER_END_AT = ((1, b"[", b","), (2, b'{"size":', b',"header_end":'))
+assert _META[:2] == _META_V1[:2] == ("size", "header_end")
 
 
 class IndexFormatError(ValueError):
@@ -181,9 +193,15 @@ class IndexLayout:
     head: struct.Struct
     fields: tuple[str, ...]
     readable: tuple[int, ...]     # every version with this framing a reader accepts
+    # (version, LEAD, SEP): that version's meta field starts with LEAD, the
+    # size, SEP, the header end, "," (decimal digits; see meta_header_end)
+    header_end_at: tuple[tuple[int, bytes, bytes], ...] = ()
 
 
-INDEX_LAYOUT = IndexLayout(FORMAT_VERSION, _HEAD, _FIELDS, READABLE_VERSIONS)
+INDEX_LAYOUT = IndexLayout(FORMAT_VERSION, _HEAD, _FIELDS, READABLE_VERSIONS, _HEADER_END_AT)
+_HEADER_END_RE = {
+    ver: re.compile(re.escape(lead) + rb"[0-9]{1,18}" + re.escape(sep) + rb"([0-9]{1,18}),")
+    for ver, lead, sep in _HEADER_END_AT}
 
 
 def encode_index(mi: MessageIndex) -> bytes:
@@ -237,6 +255,35 @@ def index_fields(data: bytes | memoryview, names: tuple[str, ...]) -> list[bytes
         k = _FIELD_INDEX[name] + 1
         out.append(bytes(data[h + (ends[k - 1] if k > 1 else 0): h + ends[k]]))
     return out
+
+
+def meta_header_end(data: bytes | memoryview, ends: tuple | None = None) -> int | None:
+    """The header end of the stored index DATA read from its meta field's
+    prefix (see _HEADER_END_AT), without decoding the JSON; None when that
+    prefix is not there (or the version is not one this reads).  ENDS: DATA's
+    head, unpacked (INDEX_LAYOUT.head.unpack_from), when the caller has it."""
+    r = _HEADER_END_RE.get(data[0]) if len(data) >= _HEAD.size else None
+    if r is None:
+        return None
+    if ends is None:
+        ends = _HEAD.unpack_from(data)
+    k = _FIELD_INDEX["meta"] + 1
+    m = r.match(data, _HEAD.size + ends[k - 1], _HEAD.size + ends[k])
+    return int(m.group(1)) if m is not None else None
+
+
+def index_header_end(data: bytes | memoryview) -> int:
+    """MessageIndex.header_end of the stored index DATA, from the meta
+    prefix when it is there, else from the decoded meta; raises
+    IndexFormatError (a ValueError) like decode_index."""
+    ver = _check_version(data)
+    ends = _HEAD.unpack_from(data)
+    he = meta_header_end(data, ends)
+    if he is not None:
+        return he
+    k = _FIELD_INDEX["meta"] + 1
+    return _meta_values(ver, bytes(data[_HEAD.size + ends[k - 1]:_HEAD.size + ends[k]]))[
+        "header_end"]
 
 
 def _meta_values(ver: int, meta_json: bytes) -> dict:

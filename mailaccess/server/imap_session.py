@@ -1491,23 +1491,51 @@ def _downgraded(v, acc: int, em: LoadedEmail) -> tuple[bytes, bytes, mindex.Mess
     return hit
 
 
-# FETCH items that need only the email record and the prepared index: the
-# compiled hot path answers requests made of these alone (_speedups/fetchfmt)
+# FETCH items that need only the email record and the prepared index, and
+# the whole message's HEADER.FIELDS: the compiled hot path answers requests
+# made of these alone (_speedups/fetchfmt)
 _fetchfmt = _speedups.load("fetchfmt")
 _SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
+_HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
+
+
+def _simple_items(items) -> list | None:
+    """ITEMS as fetchfmt items (names, HeaderFields), or None when one of
+    them needs the Python loop."""
+    out = []
+    for it in items:
+        if isinstance(it, ev.FetchItem):
+            if it.name not in _SIMPLE_FETCH:
+                return None
+            out.append(it.name)
+        elif (isinstance(it, ev.FetchBody) and not it.binary and it.partial is None
+              and not it.section.part and it.section.text in _HEADER_FIELDS):
+            out.append(_fetchfmt.HeaderFields(b"BODY[" + _section_name(it) + b"]",
+                                              tuple(it.section.fields),
+                                              it.section.text == "HEADER.FIELDS.NOT"))
+        else:
+            return None
+    return out
 
 
 def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 reported: dict | None = None, utf8: bool = True, *,
-                simple: bool = True) -> list[bytes]:
+                simple: bool = True, simple_items: list | None = None) -> list[bytes]:
     """FETCH responses for UIDS: the hot path.  Reads prepared index bytes;
     raw message bytes only for body sections.  UTF8=false: messages with raw
     UTF-8 headers are served downgraded (RFC 6858).  SIMPLE=False forces the
-    Python loop below (the hot path's own fallback)."""
-    names = [i.name for i in items if isinstance(i, ev.FetchItem)]
-    if simple and len(names) == len(items) and _SIMPLE_FETCH.issuperset(names):
+    Python loop below (the hot path's own fallback).  SIMPLE_ITEMS: ITEMS'
+    _simple_items, when the caller has them."""
+    names = (simple_items if simple_items is not None else _simple_items(items)) \
+        if simple else None
+    if names is not None:
         snap = sel.snap
-        flags = (functools.partial(flags_list, spell=v.keyword_spellings(acc))
+        read_blob = None
+        for n in names:
+            if type(n) is _fetchfmt.HeaderFields:
+                read_blob = v.blob_reader(acc)
+                break
+        flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
                  if "FLAGS" in names else None)
         # \Recent is the session's, not the record's: the session's recent
         # messages take a second pass whose FLAGS formatter adds it
@@ -1516,14 +1544,14 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         out, rep, fallback = _fetchfmt.fetch_simple(
             v.email_reader(acc), v.index_reader(acc),
             [u for u in uids if u not in recent] if recent else uids, snap.uids, snap.eids,
-            names, flags, condstore, utf8)
+            names, flags, condstore, utf8, read_blob)
         if reported is not None:
             reported.update(rep)
         if recent:
             out_r, rep_r, fallback_r = _fetchfmt.fetch_simple(
                 v.email_reader(acc), v.index_reader(acc), [u for u in uids if u in recent],
                 snap.uids, snap.eids, names, functools.partial(_with_recent, flags),
-                condstore, utf8)
+                condstore, utf8, read_blob)
             if reported is not None:
                 reported.update(rep_r)
             fallback = fallback + fallback_r
@@ -1554,6 +1582,29 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
     return out
 
 
+class _Spellings:
+    """View.keyword_spellings for flags_list, read a keyword at a time when
+    a FLAGS answer first shows it (a FETCH shows a few keywords; the account
+    may have used many): the same answers within one view."""
+
+    __slots__ = ("view", "acc", "known")
+
+    def __init__(self, view, acc: int):
+        self.view = view
+        self.acc = acc
+        self.known: dict[str, str | None] = {}
+
+    def get(self, keyword: str, default=None):
+        try:
+            s = self.known[keyword]
+        except KeyError:
+            s = self.known[keyword] = self.view.keyword_spelling(self.acc, keyword)
+        return default if s is None else s
+
+    def __bool__(self) -> bool:
+        return True
+
+
 def _with_recent(flags, keywords) -> bytes:
     """FLAGS value of a message \\Recent in this session: FLAGS's, plus it."""
     fl = flags(keywords)
@@ -1570,7 +1621,7 @@ class _FetchPlan:
             or isinstance(i, (ev.FetchBody, ev.FetchBinarySize, ev.FetchPreview))
             for i in items)
         self.want_flags = any(isinstance(i, ev.FetchItem) and i.name == "FLAGS" for i in items)
-        self.spell = v.keyword_spellings(acc) if self.want_flags else None
+        self.spell = _Spellings(v, acc) if self.want_flags else None
         self.need_members = any(isinstance(i, ev.FetchItem) and i.name == "SAVEDATE"
                                 for i in items)
         self.flag_cache: dict[tuple, bytes] = {}
@@ -1694,14 +1745,11 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
             elif n in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
                 if raw is None:
                     raw = bytes(v.blob(acc, rec.blob))
-                if n != "RFC822" and mi is None:
-                    mi = em.require_index()
                 if n == "RFC822":
                     data = raw
-                elif n == "RFC822.HEADER":
-                    data = raw[:mi.header_end]
                 else:
-                    data = raw[mi.header_end:]
+                    he = mi.header_end if mi is not None else em.header_end()
+                    data = raw[:he] if n == "RFC822.HEADER" else raw[he:]
                 pieces.append(lit(n.encode(), data))
         elif isinstance(it, ev.FetchBody):
             if raw is None:
@@ -1714,6 +1762,9 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                 continue
             if not it.section.part and not it.section.text and not it.binary:
                 data = raw          # BODY[]: the stored bytes, no index needed
+            elif not it.section.part and not it.binary and mi is None:
+                # the whole message's header or text: its end is enough
+                data = _top_section(raw, em.header_end(), it.section)
             else:
                 if mi is None:
                     mi = em.require_index()
@@ -1778,12 +1829,13 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     if progress is None:
         progress = FetchProgress()
     n_all = len(uids)
-    names = [i.name for i in items if isinstance(i, ev.FetchItem)]
-    if len(names) == len(items) and _SIMPLE_FETCH.issuperset(names):
+    simple = _simple_items(items)
+    if simple is not None:
         i, n = 0, FETCH_FIRST_SLICE
         while i < n_all:
             with store.view() as v:
-                part = build_fetch(v, acc, sel, uids[i:i + n], items, condstore, reported, utf8)
+                part = build_fetch(v, acc, sel, uids[i:i + n], items, condstore, reported, utf8,
+                                   simple_items=simple)
             i += n
             size = sum(map(len, part))
             if part:
@@ -1801,6 +1853,8 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
         with store.view() as v:
             if plan is None:
                 plan = _FetchPlan(v, acc, items)   # one per answer, as one view had
+            elif plan.spell is not None:
+                plan.spell.view = v     # spellings not read yet come from this slice's view
             stop = min(n_all, i + FETCH_SLICE)
             while i < stop and held < budget:
                 m = _fetch_message(v, acc, sel, uids[i], items, condstore, reported, utf8,
@@ -1857,6 +1911,21 @@ def _fetch_section(raw: bytes, mi, it) -> bytes | None:
             return None
         return mindex.header_fields(hdr, list(s.fields), text.endswith(".NOT"))
     return mindex.part_bytes(raw, mi, sec, text)
+
+
+def _top_section(raw: bytes, header_end: int, s) -> bytes | None:
+    """BODY[HEADER], [TEXT], [HEADER.FIELDS (...)] or [HEADER.FIELDS.NOT (...)]
+    of the whole message (section S without part numbers) from RAW and where
+    its header ends: what _fetch_section answers from the whole index."""
+    text = s.text
+    if text in _HEADER_FIELDS:
+        return mindex.header_fields(raw[:header_end], list(s.fields),
+                                    text == "HEADER.FIELDS.NOT")
+    if text == "HEADER":
+        return raw[:header_end]
+    if text == "TEXT":
+        return raw[header_end:]
+    return None         # MIME needs a part number
 
 
 def _has_subscribed_descendant(mbx, children, by_id, also=lambda d: True) -> bool:

@@ -9,7 +9,9 @@ needs only the index text never decodes the memberships.
 Decoding the index is lenient by default (``LoadedEmail.index``): an index this
 version cannot read is ``None``, and the email is then searched, sorted and
 threaded as one without headers.  ``require_index()`` is the strict form for
-callers that must answer from the index or fail (FETCH BODY[...]).  Every
+callers that must answer from the index or fail (FETCH BODY[...]);
+``header_end()`` the strict reader of just where the header ends (FETCH of
+the whole message's header or text), which skips decoding the index.  Every
 decode of a stored index goes through here (``mime.index.decode_index``).
 
 It lives in the store, not in query/ or a protocol, because it pairs two of the
@@ -92,6 +94,18 @@ class LoadedEmail:
                 raise ValueError(f"email {self.id}: no message index")
             mi = self._index = mindex.decode_index(data)
         return mi
+
+    def header_end(self) -> int:
+        """Where the message's header ends (MessageIndex.header_end), read
+        from the index's meta prefix without decoding it when it is not
+        decoded yet; ValueError when missing or unreadable (strict)."""
+        mi = self._index
+        if mi is not _UNSET and mi is not None:
+            return mi.header_end
+        data = self.index_data
+        if data is None:
+            raise ValueError(f"email {self.id}: no message index")
+        return mindex.index_header_end(data)
 
 
 def load_email(view, acc: int, eid: int, *, members: bool = True,

@@ -239,6 +239,10 @@ class View:
         return Reader(self.txn.get, keys.blob_of(acc), self.db["blob.idx"],
                       keys.blob_shape(acc))
 
+    def blob_reader(self, acc: int) -> Reader:
+        """``blob hash -> raw message bytes`` (None when missing)."""
+        return Reader(self.txn.get, keys.blob_of(acc), self.db["blob"], keys.blob_shape(acc))
+
     def emails(self, acc: int) -> Iterator[EmailRecord]:
         for k, v in self._scan("msg", keys.account_prefix(acc)):
             yield records.decode_email(keys.split_msg(k)[1], v)
@@ -323,6 +327,13 @@ class View:
         if cacheable:
             per_acc[acc] = (version, spell)
         return spell
+
+    def keyword_spelling(self, acc: int, lower: str) -> str | None:
+        """IMAP-only (the ``kw`` table).  The spelling custom keyword LOWER was
+        first stored with (None: never stored): one read, for a caller that
+        needs a few keywords' spellings, not all of them."""
+        v = self._get("kw", keys.kw(acc, lower))
+        return bytes(v).decode("utf-8") if v is not None else None
 
     def orphan_subscriptions(self, acc: int) -> list[str]:
         """IMAP-only (the ``sub`` table).  Subscribed names whose mailbox no
