@@ -122,6 +122,19 @@ class _Gate:
         self._readers = 0
         self._resizing = False
 
+    def enter(self) -> None:
+        """``reading()`` without the context manager (the writer's hot path)."""
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
+
     @contextmanager
     def reading(self):
         with self._cond:
@@ -672,43 +685,64 @@ class LmdbStore:
             self._run_batch(batch, WriteTx)
             if stop:
                 return
+            if self._queue.empty() and self._checkpoint_due():
+                # now, between a lone client's acknowledgement and its next
+                # command, rather than in front of that command
+                self._try_checkpoint()
             if self.retention.sweep_interval and time.monotonic() >= self._next_sweep:
                 self._sweep(WriteTx)   # under constant load too, one slice at a time
 
     def _run_batch(self, batch: list[_Job], WriteTx) -> None:
+        # A batch of one request (a lone client's STORE) runs straight in the
+        # transaction: its failure aborts the whole of it.  Several requests
+        # run each in a nested transaction, so one failing spoils no other.
+        single = len(batch) == 1
+        logged = self.redo is not None
+        names = self._names
+        gate = self._gate
         for attempt in range(8):
             results: list[tuple[Any, BaseException | None]] = []
             changes: list[tuple[int, Change]] = []
             ops: list = []
-            logged = self.redo is not None
             try:
-                with self._gate.reading():
+                gate.enter()
+                try:
                     txn = self.env.begin(write=True)
                     try:
                         for job in batch:
-                            sub = self.env.begin(write=True, parent=txn)
+                            sub = txn if single else self.env.begin(write=True, parent=txn)
                             if logged:
-                                sub = redolog.LoggedTxn(sub, self._names)
+                                sub = redolog.LoggedTxn(sub, names)
                             tx = WriteTx(self, sub)
                             try:
                                 res = job.fn(tx, *job.args)
                             except lmdb.MapFullError:
-                                sub.abort()
+                                if not single:
+                                    sub.abort()
                                 raise
                             except Exception as exc:  # the request's own failure
-                                sub.abort()
+                                if single:
+                                    txn.abort()
+                                    txn = None
+                                else:
+                                    sub.abort()
                                 results.append((None, exc))
                                 continue
                             tx.flush_changes()
-                            sub.commit()
+                            if not single:
+                                sub.commit()
                             if logged:
                                 ops.extend(sub.ops)
                             results.append((res, None))
                             changes.extend(tx.changes())
-                        self._log_commit(txn, ops)
+                        if txn is not None:
+                            self._log_commit(txn, ops)
                     except BaseException:
-                        txn.abort()
+                        if txn is not None:
+                            txn.abort()
                         raise
+                finally:
+                    gate.leave()
             except lmdb.MapFullError:
                 self._grow()
                 continue
