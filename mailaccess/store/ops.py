@@ -525,14 +525,24 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
     # per message on the raw record (_speedups/emailrec: compiled): no
     # EmailRecord is built; the modseq is allocated at the first change only
     rewrite = _emailrec.rewrite_keywords
-    get, put, delete = tx._get, tx.put, tx.delete
+    get, msg_db = tx._raw.get, tx.db["msg"]
     mbx_ms, msg_key = keys.mbx_ms, keys.msg
+    # the writes are gathered and made in one call per table: each email's
+    # new record waits in NEW (an email named twice is read from there), its
+    # old and new mbx.ms keys differ by modseq
+    new: dict[int, tuple[bytes, bytes]] = {}
+    index_out: list[tuple[bytes, bytes]] = []
+    index_gone: list[bytes] = []
     ms = None
     for eid in eids:
-        key = msg_key(acc, eid)
-        data = get("msg", key)
-        if data is None:
-            continue
+        done = new.get(eid)
+        if done is None:
+            key = msg_key(acc, eid)
+            data = get(key, db=msg_db)
+            if data is None:
+                continue
+        else:
+            key, data = done
         if unchanged_since is not None and records.email_last_ms(data) > unchanged_since:
             conflicts.append(eid)
             continue
@@ -551,10 +561,13 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
                 m = _load_mbx(tx, acc, cache, mbx)
             if seen_delta:
                 m.unseen -= seen_delta
-            delete("mbx.ms", mbx_ms(acc, mbx, old_ms, uid))
-            put("mbx.ms", mbx_ms(acc, mbx, ms, uid), b"")
-        put("msg", key, record)
+            index_gone.append(mbx_ms(acc, mbx, old_ms, uid))
+            index_out.append((mbx_ms(acc, mbx, ms, uid), b""))
+        new[eid] = (key, record)
         changed.append(eid)
+    tx.delete_many("mbx.ms", index_gone)
+    tx.put_many("mbx.ms", index_out)
+    tx.put_many("msg", list(new.values()))
     tx.log_updated(acc, EMAIL, changed)
     if cache:
         _save_mailboxes(tx, acc, cache)
