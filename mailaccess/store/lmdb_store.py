@@ -330,6 +330,7 @@ class LmdbStore:
         self._redo_tail = 0
         self._redo_commits = 0
         self._presync: _Presync | None = None
+        self._presynced = False              # kicked since the last checkpoint
         self._last_checkpoint = time.monotonic()
         if self.redo is not None:
             try:
@@ -432,6 +433,7 @@ class LmdbStore:
                 self._last_checkpoint = time.monotonic()
                 self._redo_tail = redolog.RECORDS_AT
                 self._redo_commits = 0
+                self._presynced = False
                 self.stats["checkpoints"] = self.stats.get("checkpoints", 0) + 1
                 return
             except lmdb.MapFullError:
@@ -474,7 +476,9 @@ class LmdbStore:
         if self.redo is None or not self._owner or self._redo_tail <= redolog.RECORDS_AT:
             return False
         pre = self._presync
-        if pre is not None and self._redo_commits >= REDO_MAX_COMMITS // 2:
+        if pre is not None and not self._presynced and \
+                self._redo_commits >= REDO_MAX_COMMITS // 2:
+            self._presynced = True          # once per checkpoint interval
             pre.kick()
         return (self._redo_commits >= REDO_MAX_COMMITS
                 or self._redo_tail - redolog.RECORDS_AT >= REDO_MAX_BYTES

@@ -511,10 +511,12 @@ def destroy_emails(tx: WriteTx, acc: int, eids: list[int]) -> list[int]:
 
 def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
                  remove: list[str] = (), replace: list[str] | None = None,
-                 unchanged_since: int | None = None) -> tuple[list[int], list[int]]:
+                 unchanged_since: int | None = None,
+                 loaded: dict[int, Mailbox] | None = None) -> tuple[list[int], list[int]]:
     """Change keywords of EIDS.  -> (changed eids, eids that failed the
     UNCHANGEDSINCE test).  Emails whose keywords end up the same are untouched
-    (no modseq change), as RFC 7162 3.1.3 allows."""
+    (no modseq change), as RFC 7162 3.1.3 allows.  LOADED: mailboxes the
+    caller read in this transaction (used, not re-read, when they change)."""
     changed, conflicts = [], []
     cache: dict[int, Mailbox] = {}
     _remember_spellings(tx, acc, list(add) + list(replace or ()))
@@ -558,7 +560,11 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
         for mbx, uid in members:
             m = cache.get(mbx)
             if m is None:
-                m = _load_mbx(tx, acc, cache, mbx)
+                m = loaded.get(mbx) if loaded else None
+                if m is not None:
+                    cache[mbx] = m
+                else:
+                    m = _load_mbx(tx, acc, cache, mbx)
             if seen_delta:
                 m.unseen -= seen_delta
             index_gone.append(mbx_ms(acc, mbx, old_ms, uid))
@@ -592,9 +598,10 @@ def set_keywords_reporting(tx: WriteTx, acc: int, mbx: int, eids: list[int], *,
     before and the request's modseq after: IMAP STORE uses them to know
     whether anybody else changed the mailbox meanwhile (then it must rescan),
     JMAP Email/set to return oldState/newState."""
-    before = tx.require_mailbox(acc, mbx).highest_ms
+    m = tx.require_mailbox(acc, mbx)
+    before = m.highest_ms
     changed, conflicts = set_keywords(tx, acc, eids, add=add, remove=remove, replace=replace,
-                                      unchanged_since=unchanged_since)
+                                      unchanged_since=unchanged_since, loaded={mbx: m})
     return KeywordsResult(changed, conflicts, before, tx.modseq(acc) if changed else None)
 
 
