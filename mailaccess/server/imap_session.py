@@ -799,8 +799,10 @@ class ImapSession:
 
     async def do_append(self, cmd):
         with self.store.view() as v:
-            m = self.require_mailbox(v, cmd.mailbox, trycreate=True)
-            quota = self.ctx.cfg.store.quota
+            mbx = _mailbox_id(v, self.acc, cmd.mailbox)
+        if mbx is None:
+            raise No(f"no mailbox {cmd.mailbox}", "TRYCREATE")
+        quota = self.ctx.cfg.store.quota
         prepared = []
         for msg in cmd.messages:
             if msg.utf8 and "UTF8=ACCEPT" not in self.enabled:
@@ -824,9 +826,10 @@ class ImapSession:
             prepared.append((new, kws))
 
         # MULTIAPPEND is atomic (RFC 3502)
-        results = await storeio.write(self.store, ops.append_many, self.acc, m.id, prepared, quota)
+        results = await storeio.write(self.store, ops.append_many, self.acc, mbx, prepared, quota)
         uids = [r.placed[0][2] for r in results]
-        return Done("APPEND completed", S.code_appenduid(m.uidvalidity, uids))
+        # the mailbox's UIDVALIDITY as the writer found it (placed: mailbox, uidvalidity, uid)
+        return Done("APPEND completed", S.code_appenduid(results[0].placed[0][1], uids))
 
     def literal_refusal(self, tag: bytes | None, parts: tuple) -> bytes | None:
         """Asked by the service before it sends "+" for a synchronizing
@@ -846,7 +849,7 @@ class ImapSession:
         if not st.allowed(self.state, "APPEND"):
             return S.bad(tag, st.refusal(self.state, "APPEND"))
         with self.store.view() as v:
-            if self.find_mailbox(v, name) is None:
+            if _mailbox_id(v, self.acc, name) is None:
                 return S.no(tag, f"no mailbox {name}", "TRYCREATE")
         return None
 
@@ -1405,6 +1408,18 @@ class ImapSession:
 
 
 # --- helpers that read the store (run inline or in a worker thread) --------------------------
+
+def _mailbox_id(v, acc: int, name: str) -> int | None:
+    """The id of the mailbox NAME, or None (APPEND: the record itself is not
+    needed, so it is not decoded)."""
+    parent = 0
+    path = _path(name)
+    for part in path:
+        parent = v.child_id(acc, parent, part)
+        if parent is None:
+            return None
+    return parent if path else None
+
 
 def _flag_list(spellings: dict[str, str]) -> tuple[str, ...]:
     """The FLAGS list: system flags, then the keywords this account uses in
