@@ -6,13 +6,15 @@ loop.  After a commit the writer acknowledges each write of the batch
 ``TrioToken.run_sync_soon`` writes the loop's wake-up socket (a system call,
 and a GIL hand-off to the loop in the middle of the writer's work); a
 ``Hop`` queues the calls and wakes the loop once for every call queued
-before the loop gets to them, so a commit costs one wake-up however many
-writes it acknowledges.  Calls run on the loop in the order they were
+before the loop gets to them; the writer holds its calls until the end of
+a commit's completions (``batched``), so a commit costs one wake-up however
+many writes it acknowledges.  Calls run on the loop in the order they were
 queued.
 """
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from typing import Any, Callable
 
 import trio
@@ -31,9 +33,17 @@ class Hop:
 
     def call(self, fn: Callable[..., Any], *args) -> None:
         """Run ``fn(*args)`` on the loop soon (from any thread).  Dropped if
-        the run has finished."""
+        the run has finished.  Inside ``batched()`` it waits for the end of
+        the block."""
+        held = getattr(_held, "calls", None)
+        if held is not None:
+            held.setdefault(self, []).append((fn, args))
+            return
+        self._call_many([(fn, args)])
+
+    def _call_many(self, calls: list) -> None:
         with self._lock:
-            self._pending.append((fn, args))
+            self._pending.extend(calls)
             if self._armed:
                 return
             self._armed = True
@@ -51,6 +61,28 @@ class Hop:
             self._armed = False
         for fn, args in calls:
             fn(*args)
+
+
+_held = threading.local()
+
+
+@contextmanager
+def batched():
+    """Hold every ``Hop.call`` this thread makes inside the block and wake
+    each loop once at its end.  The writer wraps a commit's
+    acknowledgements and notification in it: waking the loop hands it the
+    GIL in the middle of the writer's work, and the loop, idle until then,
+    would drain the first call before the writer queues the next."""
+    if getattr(_held, "calls", None) is not None:
+        yield
+        return
+    _held.calls = calls = {}
+    try:
+        yield
+    finally:
+        _held.calls = None
+        for hop, items in calls.items():
+            hop._call_many(items)
 
 
 _HOP: trio.lowlevel.RunVar = trio.lowlevel.RunVar("mailaccess_loophop")

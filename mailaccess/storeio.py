@@ -32,6 +32,8 @@ async def write(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
 
     if kwargs:
         fn = functools.partial(fn, **kwargs)
+    if store.around_completions is None:
+        store.around_completions = loophop.batched
     store.submit(fn, *args, done=finished)
     # not cancellable: once queued the write lands, and the caller learns
     # how it went (an abort that always fails is a shield, without the scope)

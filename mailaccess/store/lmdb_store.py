@@ -13,6 +13,7 @@ turns into a wake-up on its event loop (mailaccess/storeio.py).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import logging
@@ -321,6 +322,9 @@ class LmdbStore:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._max_batch = max_batch
         self.on_commit: list[Callable[[CommitInfo], None]] = []
+        # a context manager factory wrapped around a commit's completions and
+        # hooks (storeio sets loophop.batched: one loop wake-up per commit)
+        self.around_completions: Callable[[], Any] | None = None
         self._sweep_from: int | None = 0      # account the next age sweep starts at
         self._next_sweep = time.monotonic() + self.retention.sweep_interval
         self._thread: threading.Thread | None = None
@@ -780,14 +784,15 @@ class LmdbStore:
             self.stats["jobs"] += len(batch)
             # acknowledge first (the writers are waiting on a network reply),
             # then tell the subscribers (IDLE/push fan-out can be large)
-            for job, (res, err) in zip(batch, results):
-                self._complete(job, res, err)
-            info = CommitInfo(changes, len(batch))
-            for hook in self.on_commit:
-                try:
-                    hook(info)
-                except Exception:
-                    log.exception("commit hook failed")
+            with self._completing():
+                for job, (res, err) in zip(batch, results):
+                    self._complete(job, res, err)
+                info = CommitInfo(changes, len(batch))
+                for hook in self.on_commit:
+                    try:
+                        hook(info)
+                    except Exception:
+                        log.exception("commit hook failed")
             return
         err = StoreFullError("the mail store map could not grow far enough")
         for job in batch:
@@ -863,6 +868,12 @@ class LmdbStore:
         while start is not None:
             start = self.write_sync(
                 lambda tx, s: changelog.sweep(tx, self.retention, when, s), start)
+
+    def _completing(self):
+        """The block the writer completes a commit's requests and runs its
+        hooks in (``around_completions``, or nothing)."""
+        around = self.around_completions
+        return around() if around is not None else contextlib.nullcontext()
 
     @staticmethod
     def _complete(job: _Job, res, err) -> None:

@@ -47,7 +47,9 @@ class WriteTx(View):
     def put_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
         """``put`` of each (key, value) of ITEMS, in order, in one call into
         LMDB (a bulk STORE writes 10,000 records and 10,000 index keys)."""
-        if not items:
+        if len(items) < 4:          # a cursor costs more than a few puts
+            for k, v in items:
+                self.put(table, k, v)
             return
         self._raw.cursor(db=self.db[table]).putmulti(items)
         if self._ops is not None:
