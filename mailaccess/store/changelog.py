@@ -30,6 +30,7 @@ without bound.
 from __future__ import annotations
 
 import bisect
+from itertools import repeat
 from dataclasses import dataclass, field
 
 from . import keys, records
@@ -222,7 +223,8 @@ def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> Non
     rows = 0
     for status, code in STATUS_CODES.items():
         for kind, ids in getattr(c, status).items():
-            tx.put_many("chg.id", [(k, code) for k in keys.chg_id_keys(acc, kind, c.modseq, ids)])
+            tx.put_many("chg.id", list(zip(keys.chg_id_keys(acc, kind, c.modseq, ids),
+                                           repeat(code))))
             rows += len(ids)
     kinds = sorted(c.collections())
     for kind in kinds:

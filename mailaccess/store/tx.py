@@ -10,6 +10,7 @@ past its size limit.
 from __future__ import annotations
 
 import time
+from itertools import repeat
 
 from . import changelog, keys, records
 from .records import Change
@@ -52,8 +53,9 @@ class WriteTx(View):
                 self.put(table, k, v)
             return
         self._raw.cursor(db=self.db[table]).putmulti(items)
-        if self._ops is not None:
-            self._ops.extend([(PUT, table, k, v) for k, v in items])
+        if self._ops is not None:     # (PUT, table, key, value) each, built in C
+            ks, vs = zip(*items)
+            self._ops.extend(zip(repeat(PUT, len(ks)), repeat(table), ks, vs))
 
     def delete_many(self, table: str, keys_: list[bytes]) -> None:
         """``delete`` of each key of KEYS_, in order."""
