@@ -708,10 +708,6 @@ class LmdbStore:
                     gc.enable()
             if stop:
                 return
-            if self._queue.empty() and self._checkpoint_due():
-                # now, between a lone client's acknowledgement and its next
-                # command, rather than in front of that command
-                self._try_checkpoint()
             if self.retention.sweep_interval and time.monotonic() >= self._next_sweep:
                 self._sweep(WriteTx)   # under constant load too, one slice at a time
 
