@@ -51,7 +51,8 @@ state (e.g. from before a restart) compares with the store first.
 
 Producers: the store's writer thread calls ``on_commit`` after each durable
 commit; it builds one plain ``Notification`` per account and hops onto the
-Trio loop (``run_sync_soon``), where ``publish`` delivers it.  ``publish`` is
+Trio loop (``loophop``: the wake-up that carries the commit's
+acknowledgements), where ``publish`` delivers it.  ``publish`` is
 the public entry for any other source (e.g. notifications from other worker
 processes: ``Notification`` is small, frozen and picklable); call it on the
 loop's thread.
@@ -72,6 +73,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import trio
+
+from . import loophop
 
 if TYPE_CHECKING:   # the bus needs only the Change attributes, not the store
     from .store.lmdb_store import CommitInfo
@@ -220,14 +223,14 @@ class Bus:
         self._subs: dict[int, set[Subscription]] = {}
         self._latest: dict[int, int] = {}                    # account -> modseq
         self._latest_kind: dict[int, dict[str, int]] = {}    # account -> kind -> modseq
-        self._token: trio.lowlevel.TrioToken | None = None
+        self._hop: loophop.Hop | None = None
         # called with every published notification, whatever its account
         # (a service that watches all accounts: the outbound queue)
         self._listeners: list[Callable[[Notification], None]] = []
 
     def attach(self) -> None:
         """Bind to the running Trio loop (call from inside it)."""
-        self._token = trio.lowlevel.current_trio_token()
+        self._hop = loophop.current()
 
     # --- waiting -------------------------------------------------------------------------
 
@@ -308,13 +311,10 @@ class Bus:
 
     def on_commit(self, info: "CommitInfo") -> None:
         """The store's commit hook (writer thread): hop onto the loop."""
-        if self._token is None or not info.changes:
+        if self._hop is None or not info.changes:
             return
-        batch = notifications(info.changes)
-        try:
-            self._token.run_sync_soon(self._publish_all, batch)
-        except trio.RunFinishedError:
-            pass
+        # the same wake-up as the batch's acknowledgements (storeio), after them
+        self._hop.call(self._publish_all, notifications(info.changes))
 
     def _publish_all(self, batch: list[Notification]) -> None:
         for n in batch:

@@ -18,30 +18,39 @@ from typing import Any, Callable
 
 import trio
 
+from . import loophop
 from .store import Store
 
 
 async def write(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
-    token = trio.lowlevel.current_trio_token()
-    done = trio.Event()
+    hop = loophop.current()
+    task = trio.lowlevel.current_task()
     box: list = []
 
-    def finished(result, error):
-        box.append((result, error))
-        try:
-            token.run_sync_soon(done.set)
-        except trio.RunFinishedError:
-            pass
+    def finished(result, error):        # the writer thread, after the commit
+        hop.call(_wake, task, box, result, error)
 
     if kwargs:
         fn = functools.partial(fn, **kwargs)
+    if store.around_completions is None:
+        store.around_completions = loophop.batched
     store.submit(fn, *args, done=finished)
-    with trio.CancelScope(shield=True):
-        await done.wait()
+    # not cancellable: once queued the write lands, and the caller learns
+    # how it went (an abort that always fails is a shield, without the scope)
+    await trio.lowlevel.wait_task_rescheduled(_no_abort)
     result, error = box[0]
     if error is not None:
         raise error
     return result
+
+
+def _wake(task, box: list, result, error) -> None:
+    box.append((result, error))
+    trio.lowlevel.reschedule(task)
+
+
+def _no_abort(_raise_cancel):
+    return trio.lowlevel.Abort.FAILED
 
 
 # worker threads for CPU-bound work, shared by every session of one server

@@ -53,7 +53,7 @@ from ..views.imap_selected import SelectedMailbox, Snapshot
 from ..views import imap_notify
 from ..proto.imap.serialize import literal, nstring
 from . import imap_marked, imap_recent
-from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flags_list, keyword_of
+from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flag_of, flags_list, keyword_of
 from . import imap_context   # RFC 5267 contexts (UPDATE, PARTIAL)
 
 log = logging.getLogger("mailaccess.imap")
@@ -186,6 +186,7 @@ class ImapSession:
         self.enabled: set[str] = set()
         self._condstore = False           # CONDSTORE active in this session (see condstore)
         self.sel_flags: tuple[str, ...] = ()   # the FLAGS list last sent for self.sel
+        self._told_flags: tuple | None = None  # (sel_flags, {lowercase flag: flag}) (do_store)
         self.out: list[bytes] = []
         self.compress_requested = False
         self.starttls_requested = False
@@ -808,8 +809,10 @@ class ImapSession:
 
     async def do_append(self, cmd):
         with self.store.view() as v:
-            m = self.require_mailbox(v, cmd.mailbox, trycreate=True)
-            quota = self.ctx.cfg.store.quota
+            mbx = _mailbox_id(v, self.acc, cmd.mailbox)
+        if mbx is None:
+            raise No(f"no mailbox {cmd.mailbox}", "TRYCREATE")
+        quota = self.ctx.cfg.store.quota
         prepared = []
         for msg in cmd.messages:
             if msg.utf8 and "UTF8=ACCEPT" not in self.enabled:
@@ -833,9 +836,10 @@ class ImapSession:
             prepared.append((new, kws))
 
         # MULTIAPPEND is atomic (RFC 3502)
-        results = await storeio.write(self.store, ops.append_many, self.acc, m.id, prepared, quota)
+        results = await storeio.write(self.store, ops.append_many, self.acc, mbx, prepared, quota)
         uids = [r.placed[0][2] for r in results]
-        return Done("APPEND completed", S.code_appenduid(m.uidvalidity, uids))
+        # the mailbox's UIDVALIDITY as the writer found it (placed: mailbox, uidvalidity, uid)
+        return Done("APPEND completed", S.code_appenduid(results[0].placed[0][1], uids))
 
     def literal_refusal(self, tag: bytes | None, parts: tuple) -> bytes | None:
         """Asked by the service before it sends "+" for a synchronizing
@@ -855,7 +859,7 @@ class ImapSession:
         if not st.allowed(self.state, "APPEND"):
             return S.bad(tag, st.refusal(self.state, "APPEND"))
         with self.store.view() as v:
-            if self.find_mailbox(v, name) is None:
+            if _mailbox_id(v, self.acc, name) is None:
                 return S.no(tag, f"no mailbox {name}", "TRYCREATE")
         return None
 
@@ -1098,24 +1102,29 @@ class ImapSession:
         kw = {"add": dict(add=kws), "remove": dict(remove=kws),
               "replace": dict(replace=kws)}[cmd.mode]
         mbx = sel.mbx
+        known = sel.known_ms
 
         res = await storeio.write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
                                   unchanged_since=cmd.unchangedsince, **kw)
         conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
-        by_eid = {e: u for u, e in live_pairs}
-        conflict_uids = sorted(by_eid[e] for e in conflicts)
-        conflict_set = set(conflict_uids)
+        if conflicts:
+            by_eid = {e: u for u, e in live_pairs}
+            conflict_uids = sorted(by_eid[e] for e in conflicts)
+            conflict_set = set(conflict_uids)
+        else:
+            conflict_uids, conflict_set = [], ()
         # Report the new flags of every message the command touched (RFC
         # 9051 6.4.6), unless .SILENT.
         report = [] if cmd.silent else [u for u, _e in live_pairs if u not in conflict_set]
-        if modseq is not None and before == sel.known_ms and not sel.gone:
-            # Nobody else changed the mailbox between what this session knew
-            # and this STORE: once our own answer is out, the session is up
-            # to date without rescanning what it just changed.
-            with self.store.view() as v:
-                if v.mailbox(self.acc, mbx).highest_ms == modseq:
-                    sel.known_ms = modseq
-        if kws and cmd.mode != "remove":
+        # Nobody else changed the mailbox between what this session knew and
+        # this STORE (the writer read BEFORE in the STORE's own transaction):
+        # once our own answer is out, the session is up to date to MODSEQ
+        # without rescanning what it just changed; a later commit by someone
+        # else is the catch-up's, from MODSEQ on.
+        alone = before == known
+        if modseq is not None and alone and not sel.gone:
+            sel.known_ms = modseq
+        if kws and cmd.mode != "remove" and not (alone and self._announced(kws)):
             with self.store.view() as v:
                 self.out.extend(self.flag_updates(v))
         items = [ev.FetchItem("FLAGS")]
@@ -1124,11 +1133,66 @@ class ImapSession:
         if self.condstore:
             items.append(ev.FetchItem("MODSEQ"))
         if report:
-            await self.send_fetch(report, items, uid_cmd=cmd.uid)
+            lines = (self._store_fetch(report, items)
+                     if alone and len(report) <= STORE_REPLY_INLINE else None)
+            if lines is not None:
+                self.out.extend(lines)
+            else:
+                await self.send_fetch(report, items, uid_cmd=cmd.uid)
         if conflict_uids:
             nums = conflict_uids if cmd.uid else [sel.seq_of(u) for u in conflict_uids]
             return Done("conditional STORE failed", S.code_modified(nums))
         return Done("STORE completed")
+
+    def _announced(self, kws: list[str]) -> bool:
+        """Every keyword of KWS is in the FLAGS list this session was last
+        sent (so a STORE adding them needs no new ``* FLAGS``)."""
+        told = self._told_flags
+        if told is None or told[0] is not self.sel_flags:
+            told = self._told_flags = (self.sel_flags, {f.lower(): f for f in self.sel_flags})
+        low = told[1]
+        return all(flag_of(k).lower() in low for k in kws)
+
+    def _store_fetch(self, uids: list[int], items) -> list[bytes] | None:
+        """The ``* n FETCH (FLAGS ...)`` answers of a STORE on a few messages,
+        built at once over one view (a bulk STORE streams through
+        send_fetch).  Custom keywords are spelled as in the FLAGS list the
+        session was sent; None when a message needs more than that (a
+        keyword the session was not told, a record the compiled formatter
+        leaves to the Python path): then send_fetch answers."""
+        sel = self.sel
+        spelled = self._told_flags[1] if self._told_flags is not None and \
+            self._told_flags[0] is self.sel_flags else {f.lower(): f for f in self.sel_flags}
+
+        def flags(keywords) -> bytes:
+            out = []
+            for k in keywords:
+                f = spelled.get(flag_of(k).lower())
+                if f is None:
+                    raise _NotTold
+                out.append(f)
+            return ("(" + " ".join(out) + ")").encode("utf-8")
+
+        names = [i.name for i in items]
+        recent = sel.show_recent and sel.recent
+        snap = sel.snap
+        lines: list[bytes] = []
+        try:
+            with self.store.view() as v:
+                read_email, read_index = v.email_reader(self.acc), v.index_reader(self.acc)
+                for u in uids:
+                    fmt = functools.partial(_with_recent, flags) \
+                        if recent and u not in sel.gone and sel.is_recent(u) else flags
+                    out, rep, fallback = _fetchfmt.fetch_simple(
+                        read_email, read_index, [u], snap.uids, snap.eids, names, fmt,
+                        self.condstore, self.utf8)
+                    if fallback:
+                        return None
+                    lines.extend(out)
+                    sel.reported.update(rep)
+        except _NotTold:
+            return None
+        return lines
 
     # --- copy / move ------------------------------------------------------------------------
 
@@ -1368,6 +1432,18 @@ class ImapSession:
 
 # --- helpers that read the store (run inline or in a worker thread) --------------------------
 
+def _mailbox_id(v, acc: int, name: str) -> int | None:
+    """The id of the mailbox NAME, or None (APPEND: the record itself is not
+    needed, so it is not decoded)."""
+    parent = 0
+    path = _path(name)
+    for part in path:
+        parent = v.child_id(acc, parent, part)
+        if parent is None:
+            return None
+    return parent if path else None
+
+
 def _flag_list(spellings: dict[str, str]) -> tuple[str, ...]:
     """The FLAGS list: system flags, then the keywords this account uses in
     their first spelling (RFC 9051 7.3.5)."""
@@ -1497,6 +1573,12 @@ def _downgraded(v, acc: int, em: LoadedEmail) -> tuple[bytes, bytes, mindex.Mess
 _fetchfmt = _speedups.load("fetchfmt")
 _SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
 _HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
+# a STORE touching at most this many messages answers at once (do_store)
+STORE_REPLY_INLINE = 8
+
+
+class _NotTold(Exception):
+    """A STORE's answer shows a keyword the session was not told (do_store)."""
 
 
 def _simple_items(items) -> list | None:

@@ -30,6 +30,7 @@ without bound.
 from __future__ import annotations
 
 import bisect
+from itertools import repeat
 from dataclasses import dataclass, field
 
 from . import keys, records
@@ -219,12 +220,11 @@ def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> Non
     """Append C (one request's coalesced change) to ACC's log: one row per
     object, the kinds' states, the modseq summary; then prune if the log is
     over its size limit (at most as many rows as were written plus a slice)."""
-    txn, db = tx.txn, tx.db["chg.id"]
     rows = 0
     for status, code in STATUS_CODES.items():
         for kind, ids in getattr(c, status).items():
-            for k in keys.chg_id_keys(acc, kind, c.modseq, ids):
-                txn.put(k, code, db=db)
+            tx.put_many("chg.id", list(zip(keys.chg_id_keys(acc, kind, c.modseq, ids),
+                                           repeat(code))))
             rows += len(ids)
     kinds = sorted(c.collections())
     for kind in kinds:

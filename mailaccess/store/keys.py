@@ -254,8 +254,7 @@ def chg_id_prefix(acc: int, kind: str, ms: int | None = None) -> bytes:
 def chg_id_keys(acc: int, kind: str, ms: int, oids):
     """chg_id(acc, kind, ms, oid) for each of OIDS (the prefix built once)."""
     pre = _U32.pack(acc) + _kind(kind) + _U64.pack(ms)
-    pack = _U64.pack
-    return (pre + pack(oid) for oid in oids)
+    return map(pre.__add__, map(_U64.pack, oids))     # no Python frame per key
 
 
 def split_chg_id(k: bytes) -> tuple[str, int, int]:

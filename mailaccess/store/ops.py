@@ -511,10 +511,12 @@ def destroy_emails(tx: WriteTx, acc: int, eids: list[int]) -> list[int]:
 
 def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
                  remove: list[str] = (), replace: list[str] | None = None,
-                 unchanged_since: int | None = None) -> tuple[list[int], list[int]]:
+                 unchanged_since: int | None = None,
+                 loaded: dict[int, Mailbox] | None = None) -> tuple[list[int], list[int]]:
     """Change keywords of EIDS.  -> (changed eids, eids that failed the
     UNCHANGEDSINCE test).  Emails whose keywords end up the same are untouched
-    (no modseq change), as RFC 7162 3.1.3 allows."""
+    (no modseq change), as RFC 7162 3.1.3 allows.  LOADED: mailboxes the
+    caller read in this transaction (used, not re-read, when they change)."""
     changed, conflicts = [], []
     cache: dict[int, Mailbox] = {}
     _remember_spellings(tx, acc, list(add) + list(replace or ()))
@@ -525,14 +527,24 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
     # per message on the raw record (_speedups/emailrec: compiled): no
     # EmailRecord is built; the modseq is allocated at the first change only
     rewrite = _emailrec.rewrite_keywords
-    get, put, delete = tx._get, tx.put, tx.delete
+    get, msg_db = tx._raw.get, tx.db["msg"]
     mbx_ms, msg_key = keys.mbx_ms, keys.msg
+    # the writes are gathered and made in one call per table: each email's
+    # new record waits in NEW (an email named twice is read from there), its
+    # old and new mbx.ms keys differ by modseq
+    new: dict[int, tuple[bytes, bytes]] = {}
+    index_out: list[tuple[bytes, bytes]] = []
+    index_gone: list[bytes] = []
     ms = None
     for eid in eids:
-        key = msg_key(acc, eid)
-        data = get("msg", key)
-        if data is None:
-            continue
+        done = new.get(eid)
+        if done is None:
+            key = msg_key(acc, eid)
+            data = get(key, db=msg_db)
+            if data is None:
+                continue
+        else:
+            key, data = done
         if unchanged_since is not None and records.email_last_ms(data) > unchanged_since:
             conflicts.append(eid)
             continue
@@ -548,13 +560,20 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
         for mbx, uid in members:
             m = cache.get(mbx)
             if m is None:
-                m = _load_mbx(tx, acc, cache, mbx)
+                m = loaded.get(mbx) if loaded else None
+                if m is not None:
+                    cache[mbx] = m
+                else:
+                    m = _load_mbx(tx, acc, cache, mbx)
             if seen_delta:
                 m.unseen -= seen_delta
-            delete("mbx.ms", mbx_ms(acc, mbx, old_ms, uid))
-            put("mbx.ms", mbx_ms(acc, mbx, ms, uid), b"")
-        put("msg", key, record)
+            index_gone.append(mbx_ms(acc, mbx, old_ms, uid))
+            index_out.append((mbx_ms(acc, mbx, ms, uid), b""))
+        new[eid] = (key, record)
         changed.append(eid)
+    tx.delete_many("mbx.ms", index_gone)
+    tx.put_many("mbx.ms", index_out)
+    tx.put_many("msg", list(new.values()))
     tx.log_updated(acc, EMAIL, changed)
     if cache:
         _save_mailboxes(tx, acc, cache)
@@ -579,9 +598,10 @@ def set_keywords_reporting(tx: WriteTx, acc: int, mbx: int, eids: list[int], *,
     before and the request's modseq after: IMAP STORE uses them to know
     whether anybody else changed the mailbox meanwhile (then it must rescan),
     JMAP Email/set to return oldState/newState."""
-    before = tx.require_mailbox(acc, mbx).highest_ms
+    m = tx.require_mailbox(acc, mbx)
+    before = m.highest_ms
     changed, conflicts = set_keywords(tx, acc, eids, add=add, remove=remove, replace=replace,
-                                      unchanged_since=unchanged_since)
+                                      unchanged_since=unchanged_since, loaded={mbx: m})
     return KeywordsResult(changed, conflicts, before, tx.modseq(acc) if changed else None)
 
 

@@ -10,6 +10,7 @@ past its size limit.
 from __future__ import annotations
 
 import time
+from itertools import repeat
 
 from . import changelog, keys, records
 from .records import Change
@@ -43,6 +44,25 @@ class WriteTx(View):
         if r:
             self._ops.append((DELETE, table, key, b""))
         return r
+
+    def put_many(self, table: str, items: list[tuple[bytes, bytes]]) -> None:
+        """``put`` of each (key, value) of ITEMS, in order, in one call into
+        LMDB (a bulk STORE writes 10,000 records and 10,000 index keys)."""
+        if len(items) < 4:          # a cursor costs more than a few puts
+            for k, v in items:
+                self.put(table, k, v)
+            return
+        self._raw.cursor(db=self.db[table]).putmulti(items)
+        if self._ops is not None:     # (PUT, table, key, value) each, built in C
+            ks, vs = zip(*items)
+            self._ops.extend(zip(repeat(PUT, len(ks)), repeat(table), ks, vs))
+
+    def delete_many(self, table: str, keys_: list[bytes]) -> None:
+        """``delete`` of each key of KEYS_, in order."""
+        delete, db, ops = self._raw.delete, self.db[table], self._ops
+        for k in keys_:
+            if delete(k, db=db) and ops is not None:
+                ops.append((DELETE, table, k, b""))
 
     def delete_prefix(self, table: str, prefix: bytes) -> int:
         cur = self.txn.cursor(db=self.db[table])

@@ -1,0 +1,180 @@
+"""The write path's plumbing (issue 10): the writer's one-request batch, the
+bulk writes' redo-log records, and the hop from the writer thread onto the
+Trio loop (mailaccess/loophop.py, storeio.write)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import trio
+
+from mailaccess import loophop, storeio
+from mailaccess.store import keys, redolog
+from mailaccess.store.lmdb_store import LmdbStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LmdbStore(tmp_path / "store")
+    s.start()
+    yield s
+    s.close()
+
+
+def _kw(i: int) -> bytes:
+    return keys.account_prefix(7) + b"k%03d" % i
+
+
+def test_put_many_and_delete_many_write_and_log_what_single_writes_do(store):
+    """put_many / delete_many (the bulk STORE's writes) leave the same table
+    and the same redo-log ops as the one-by-one puts and deletes."""
+    def bulk(tx):
+        tx.put_many("kw", [(_kw(i), b"v%d" % i) for i in range(10)])
+        tx.put_many("kw", [(_kw(20), b"x")])
+        tx.delete_many("kw", [_kw(3), _kw(5), _kw(99)])     # 99: absent, not logged
+        return list(tx._ops)
+
+    def single(tx):
+        for i in range(10):
+            tx.put("kw", _kw(i), b"v%d" % i)
+        tx.put("kw", _kw(20), b"x")
+        for i in (3, 5, 99):
+            tx.delete("kw", _kw(i))
+        return list(tx._ops)
+
+    ops_bulk = store.write_sync(bulk)
+    with store.view() as v:
+        after_bulk = [(bytes(k), bytes(val)) for k, val in v._scan("kw", keys.account_prefix(7))]
+    store.write_sync(lambda tx: tx.delete_many("kw", [_kw(i) for i in range(30)]))
+    ops_single = store.write_sync(single)
+    with store.view() as v:
+        after_single = [(bytes(k), bytes(val)) for k, val in v._scan("kw", keys.account_prefix(7))]
+    assert [(k, t, bytes(a), bytes(b)) for k, t, a, b in ops_bulk] == \
+        [(k, t, bytes(a), bytes(b)) for k, t, a, b in ops_single]
+    assert len(after_bulk) == 9 and after_bulk == after_single
+    assert redolog.decode_ops(redolog.encode_ops(ops_bulk)) == \
+        [(k, t, bytes(a), bytes(b)) for k, t, a, b in ops_bulk]
+
+
+def test_a_lone_failing_request_writes_nothing(store):
+    """A batch of one runs without a nested transaction: its failure must
+    still take back every write it made, and the next write goes through."""
+    def fails(tx):
+        tx.put("kw", _kw(1), b"half")
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        store.write_sync(fails)
+    with store.view() as v:
+        assert v._get("kw", _kw(1)) is None
+    store.write_sync(lambda tx: tx.put("kw", _kw(2), b"ok"))
+    with store.view() as v:
+        assert v._get("kw", _kw(1)) is None and bytes(v._get("kw", _kw(2))) == b"ok"
+
+
+class _Token:
+    def __init__(self):
+        self.calls = []
+
+    def run_sync_soon(self, fn, *args):
+        self.calls.append((fn, args))
+
+
+def test_hop_wakes_the_loop_once_per_burst_and_keeps_the_order():
+    tok = _Token()
+    hop = loophop.Hop(tok)
+    seen = []
+    t = threading.Thread(target=lambda: [hop.call(seen.append, i) for i in range(5)])
+    t.start()
+    t.join()
+    assert len(tok.calls) == 1 and seen == []
+    fn, args = tok.calls[0]
+    fn(*args)
+    assert seen == [0, 1, 2, 3, 4]
+    hop.call(seen.append, 5)          # after the loop ran them: a new wake-up
+    assert len(tok.calls) == 2
+
+
+def test_hop_after_the_run_finished_drops_calls():
+    class Finished:
+        def run_sync_soon(self, fn, *args):
+            raise trio.RunFinishedError
+
+    hop = loophop.Hop(Finished())
+    hop.call(print, "never")
+    hop.call(print, "never")          # not left armed: it tries again, and drops again
+
+
+async def test_write_lands_and_answers_even_when_the_caller_is_cancelled(store):
+    """A queued write is not cancelled with its caller: it lands, and the
+    caller gets its result (the cancel takes effect afterwards)."""
+    gate = threading.Event()
+
+    def slow(tx):
+        gate.wait(5)
+        tx.put("kw", _kw(9), b"landed")
+        return "done"
+
+    got = []
+    with trio.move_on_after(0.05) as scope:
+        trio.lowlevel.current_trio_token().run_sync_soon(lambda: None)
+        threading.Timer(0.3, gate.set).start()
+        got.append(await storeio.write(store, slow))
+    assert got == ["done"]
+    with store.view() as v:
+        assert bytes(v._get("kw", _kw(9))) == b"landed"
+    assert scope.cancel_called
+
+
+def test_batched_holds_a_threads_calls_until_the_end_of_the_block():
+    tok = _Token()
+    hop = loophop.Hop(tok)
+    seen = []
+
+    def writer():
+        with loophop.batched():
+            for i in range(3):
+                hop.call(seen.append, i)
+            assert tok.calls == []        # nothing woken inside the block
+    t = threading.Thread(target=writer)
+    t.start()
+    t.join()
+    assert len(tok.calls) == 1
+    fn, args = tok.calls[0]
+    fn(*args)
+    assert seen == [0, 1, 2]
+
+
+def test_a_commits_acknowledgements_and_hooks_run_inside_around_completions(store):
+    """The writer completes a commit's requests and runs its hooks (the bus)
+    inside one ``around_completions`` block (storeio: loophop.batched, one
+    loop wake-up per commit)."""
+    import contextlib
+
+    inside = []
+    depth = [0]
+    log = []
+
+    @contextlib.contextmanager
+    def around():
+        depth[0] += 1
+        log.append("enter")
+        yield
+        log.append("exit")
+        depth[0] -= 1
+
+    store.around_completions = around
+    store.on_commit.append(lambda info: log.append(("hook", depth[0])))
+    hold = threading.Event()
+    done = threading.Event()
+    store.submit(lambda tx: hold.wait(5), done=lambda r, e: None)
+    for i in range(3):
+        store.submit(lambda tx, i=i: tx.put("kw", _kw(50 + i), b"x"),
+                     done=lambda r, e, i=i: (log.append(("done", depth[0])),
+                                             i == 2 and done.set()))
+    hold.set()
+    assert done.wait(5)
+    store.close()
+    batch = log[log.index(("done", 1)) - 1:]
+    assert batch[:5] == ["enter", ("done", 1), ("done", 1), ("done", 1), ("hook", 1)]
+    assert batch[5] == "exit"
