@@ -18,7 +18,8 @@ import base64
 import logging
 import socket
 import zlib
-from os import write as _os_write
+import errno
+from os import read as _os_read, write as _os_write
 
 import trio
 
@@ -36,6 +37,8 @@ from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No, SharedViews
 from .tls import server_context
 
 NEED_DATA, CONNECTION_CLOSED = frames.NEED_DATA, frames.CONNECTION_CLOSED
+_wait_readable = trio.lowlevel.wait_readable
+_checkpoint = trio.lowlevel.checkpoint
 
 log = logging.getLogger("mailaccess.imap")
 
@@ -169,6 +172,31 @@ class ImapConnection:
                 with trio.fail_after(WRITE_TIMEOUT):
                     await self.stream.send_all(data)
 
+    async def receive(self) -> bytes:
+        """The next bytes from the peer (b"" at EOF).
+
+        On the plain TCP stream: wait until the socket is readable, then one
+        read (in a request/response exchange the next command is never there
+        yet, so trying first would cost a failed read each time).  Errors as
+        trio's SocketStream raises them."""
+        plain = self._plain
+        if self.stream is not plain:
+            return await self.stream.receive_some(RECV)
+        sock = plain.socket
+        while True:
+            await _wait_readable(sock)
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("this socket was already closed")
+            try:
+                return _os_read(fd, RECV)
+            except BlockingIOError:
+                continue        # (woken without data)
+            except OSError as exc:
+                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                    raise trio.ClosedResourceError("this socket was already closed") from None
+                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+
     def close_soon(self) -> None:
         """End the connection (the reader and the NOTIFY task)."""
         if self._nursery is not None:
@@ -213,7 +241,7 @@ class ImapConnection:
                 # APPEND ~40 ms.  (A read that completed a command needs none.)
                 _quickack(self.stream)
             with trio.move_on_after(self.idle_timeout) as scope:
-                data = await self.stream.receive_some(RECV)
+                data = await self.receive()
             if scope.cancelled_caught:
                 await self.send(S.bye("idle for too long, closing"))
                 return frames.CONNECTION_CLOSED
@@ -250,8 +278,15 @@ class ImapConnection:
     async def read_loop(self) -> None:
         s = self.session
         turn = self.turn
+        receiver = self.receiver
         while s.state is not LOGOUT:
-            e = await self.next_event()
+            e = receiver.next_event()
+            if e is NEED_DATA:
+                e = await self.next_event()     # reads: a wait, so a scheduling point
+            else:
+                # pipelined (already read): let the other connections run
+                # between commands, as a read would
+                await _checkpoint()
             if e is CONNECTION_CLOSED:
                 return
             # the turn, without a scheduling round when nobody holds it
