@@ -108,7 +108,7 @@ class ImapService:
 
 class ImapConnection:
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, *, secure: bool,
-                 loopback: bool, service: ImapService):
+                 loopback: bool, service: ImapService, remote: str | None = None):
         self.ctx = ctx
         self.service = service
         self.stream = stream
@@ -121,7 +121,7 @@ class ImapConnection:
         self.receiver = Receiver(limits=self.preauth)
         self.session = s = ImapSession(ctx, secure=secure, loopback=loopback,
                                        views=self.service.views)
-        s.remote = _peer_host(stream)
+        s.remote = _peer_host(stream) if remote is None else remote
         s.sender = self.send
         self.idle_timeout = cfg.idle_timeout
         self.write_lock = trio.Lock()       # one writer at a time
@@ -601,6 +601,10 @@ def _peer_host(stream) -> str:
     return str(name[0]) if isinstance(name, tuple) and name else ""
 
 
+def _loopback_host(host: str) -> bool:
+    return host.startswith("127.") or host == "::1" or host.startswith("::ffff:127.")
+
+
 def _is_loopback(stream) -> bool:
     try:
         sock = stream.socket if hasattr(stream, "socket") else stream.transport_stream.socket
@@ -618,8 +622,9 @@ async def serve(ctx: ServerContext, task_status=trio.TASK_STATUS_IGNORED) -> Non
     ssl_ctx = server_context(ctx.tls_cert, ctx.tls_key)
 
     async def plain_handler(stream):
-        await ImapConnection(ctx, stream, secure=False, loopback=_is_loopback(stream),
-                             service=service).run()
+        host = _peer_host(stream)
+        await ImapConnection(ctx, stream, secure=False, loopback=_loopback_host(host),
+                             service=service, remote=host).run()
 
     async def tls_handler(stream):
         loop = _is_loopback(stream)
