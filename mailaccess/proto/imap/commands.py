@@ -152,6 +152,13 @@ def parse_command(
     tag = frame.tag
     if not tag or TAG.fullmatch(tag) is None:
         raise CommandError(None, "invalid tag")
+    parts = frame.parts
+    if len(parts) == 1:
+        # fast path: a command without arguments (NOOP, CHECK, LOGOUT...),
+        # the same event the parser below makes of it
+        cls = _BARE.get(parts[0].upper())
+        if cls is not None:
+            return cls(tag)
     r = Reader(frame.parts, max_depth=max_depth, max_ranges=max_ranges)
     try:
         name = r.keyword()
@@ -1174,6 +1181,14 @@ COMMAND_PARSERS: dict[str, Parser] = {
     "THREAD": _thread,
     "CANCELUPDATE": _cancelupdate,
     "NOTIFY": _notify,
+}
+
+#: the argument-less commands, by their upper-cased wire name (parse_command's fast path)
+_BARE: dict[bytes, type] = {
+    name.encode(): cls for name, cls in (
+        ("CAPABILITY", Capability), ("NOOP", Noop), ("LOGOUT", Logout), ("STARTTLS", StartTLS),
+        ("UNAUTHENTICATE", Unauthenticate), ("NAMESPACE", Namespace), ("IDLE", Idle),
+        ("CHECK", Check), ("CLOSE", Close), ("UNSELECT", Unselect), ("EXPUNGE", Expunge))
 }
 
 __all__ = ["COMMAND_PARSERS", "CommandError", "decode_mailbox", "parse_command"]
