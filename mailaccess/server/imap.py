@@ -212,6 +212,8 @@ class ImapConnection:
         """The session's first NOTIFY: start the NOTIFY task (which takes
         over ``session.on_notify``) and tell it."""
         if self.notifier is None:
+            if self.session.notify is None:
+                return      # NOTIFY NONE (or UNAUTHENTICATE) with none ever set
             self.notifier = Notifier(self)      # sets session.on_notify = its reset
             if self._nursery is not None:
                 self._nursery.start_soon(self._notify_task)
