@@ -12,7 +12,6 @@ account invalidates it at once).  Failed logins are never put here.  At most
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import time
@@ -51,7 +50,7 @@ class CredentialCache:
     def _mac(self, user: str, password: str) -> bytes:
         msg = _name_key(user).encode("utf-8", "surrogatepass") + b"\0" \
             + password.encode("utf-8", "surrogatepass")
-        return hmac.new(self._key, msg, hashlib.sha256).digest()
+        return hmac.digest(self._key, msg, "sha256")
 
     def get(self, user: str, password: str) -> Verified | None:
         if not self.enabled:

@@ -31,6 +31,7 @@ fake one).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import math
@@ -43,8 +44,10 @@ TRUST_SECONDS = 24 * 3600    # how long a successful (address, user) pair is exe
 REPEATS_KEPT = 10            # failed (user, password) hashes remembered per address (as anvil)
 
 
+@functools.lru_cache(maxsize=4096)
 def address_key(address: str) -> str:
-    """The unit of penalty for ADDRESS: an IPv4 address or an IPv6 /64."""
+    """The unit of penalty for ADDRESS: an IPv4 address or an IPv6 /64
+    (remembered for the last few thousand addresses: every login asks twice)."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:

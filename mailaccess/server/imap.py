@@ -18,6 +18,8 @@ import base64
 import logging
 import socket
 import zlib
+import errno
+from os import read as _os_read, write as _os_write
 
 import trio
 
@@ -33,6 +35,10 @@ from .app import ServerContext, bound_addresses, open_listeners, serve_connectio
 from .imap_notifier import Notifier
 from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No, SharedViews
 from .tls import server_context
+
+NEED_DATA, CONNECTION_CLOSED = frames.NEED_DATA, frames.CONNECTION_CLOSED
+_wait_readable = trio.lowlevel.wait_readable
+_checkpoint = trio.lowlevel.checkpoint
 
 log = logging.getLogger("mailaccess.imap")
 
@@ -88,11 +94,21 @@ class ImapService:
         self.ctx = ctx
         self.views = SharedViews()
         self.sessions: dict[int, int] = {}
+        self._greetings: dict[tuple, bytes] = {}
+
+    def greeting(self, session: ImapSession) -> bytes:
+        """The session's greeting (its capabilities depend only on the
+        configuration and on how the client connected): made once per kind."""
+        key = (session.secure, session.loopback)
+        g = self._greetings.get(key)
+        if g is None:
+            g = self._greetings[key] = session.greeting()
+        return g
 
 
 class ImapConnection:
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, *, secure: bool,
-                 loopback: bool, service: ImapService):
+                 loopback: bool, service: ImapService, remote: str | None = None):
         self.ctx = ctx
         self.service = service
         self.stream = stream
@@ -103,27 +119,83 @@ class ImapConnection:
                              max_nonsync_literal=nonsync)
         self.preauth = preauth_limits(cfg.preauth_max_command)
         self.receiver = Receiver(limits=self.preauth)
-        self.session = ImapSession(ctx, secure=secure, loopback=loopback,
-                                   views=self.service.views)
-        self.session.remote = _peer_host(stream)
-        self.session.sender = self.send
+        self.session = s = ImapSession(ctx, secure=secure, loopback=loopback,
+                                       views=self.service.views)
+        s.remote = _peer_host(stream) if remote is None else remote
+        s.sender = self.send
         self.idle_timeout = cfg.idle_timeout
         self.write_lock = trio.Lock()       # one writer at a time
         self.turn = trio.Lock()             # a command, or the NOTIFY task's news
-        self.command_done = trio.Event()    # set (and replaced) after each command
-        self.notifier = Notifier(self)
+        self._command_done: trio.Event | None = None
+        # the NOTIFY task starts with the session's first NOTIFY (most
+        # connections never send one): until then nothing runs beside the reader
+        self.notifier: Notifier | None = None
+        s.on_notify = self._start_notifier
         self._nursery: trio.Nursery | None = None
+        # the plain TCP stream this connection started with (send's fast path
+        # applies while it is still self.stream: not after STARTTLS or COMPRESS)
+        self._plain = stream if type(stream) is trio.SocketStream else None
+
+    @property
+    def command_done(self) -> trio.Event:
+        """Set (and replaced) after each command (made when someone waits)."""
+        if self._command_done is None:
+            self._command_done = trio.Event()
+        return self._command_done
 
     async def send(self, data: bytes) -> None:
         """Write DATA whole: one writer at a time, within WRITE_TIMEOUT
         (trio.TooSlowError: the connection ends), and never cancelled
         half-way (a cancelled IDLE watcher or NOTIFY task would leave half
-        a response on the wire)."""
-        if data:
-            async with self.write_lock:
-                with trio.CancelScope(shield=True):
-                    with trio.fail_after(WRITE_TIMEOUT):
-                        await self.stream.send_all(data)
+        a response on the wire).
+
+        Fast path: on a plain TCP socket with no other write under way, the
+        bytes go straight to the non-blocking socket, with no checkpoint
+        between: what the kernel takes at once (a command's answer, nearly
+        always) needs no lock, deadline or scheduling round.  What it does
+        not take (a full socket buffer, an error) goes the full way below."""
+        if not data:
+            return
+        if self.stream is self._plain and not self.write_lock.locked():
+            fd = self._plain.socket.fileno()
+            if fd >= 0:
+                try:
+                    n = _os_write(fd, data)
+                except OSError:   # EAGAIN; EPIPE etc.: the full path raises it as trio does
+                    n = 0
+                if n >= len(data):
+                    return
+                if n:
+                    data = memoryview(data)[n:]
+        async with self.write_lock:
+            with trio.CancelScope(shield=True):
+                with trio.fail_after(WRITE_TIMEOUT):
+                    await self.stream.send_all(data)
+
+    async def receive(self) -> bytes:
+        """The next bytes from the peer (b"" at EOF).
+
+        On the plain TCP stream: wait until the socket is readable, then one
+        read (in a request/response exchange the next command is never there
+        yet, so trying first would cost a failed read each time).  Errors as
+        trio's SocketStream raises them."""
+        plain = self._plain
+        if self.stream is not plain:
+            return await self.stream.receive_some(RECV)
+        sock = plain.socket
+        while True:
+            await _wait_readable(sock)
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("this socket was already closed")
+            try:
+                return _os_read(fd, RECV)
+            except BlockingIOError:
+                continue        # (woken without data)
+            except OSError as exc:
+                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                    raise trio.ClosedResourceError("this socket was already closed") from None
+                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
 
     def close_soon(self) -> None:
         """End the connection (the reader and the NOTIFY task)."""
@@ -131,8 +203,21 @@ class ImapConnection:
             self._nursery.cancel_scope.cancel()
 
     def _finished(self) -> None:
-        self.command_done.set()
-        self.command_done = trio.Event()
+        done = self._command_done
+        if done is not None:
+            self._command_done = None
+            done.set()
+
+    def _start_notifier(self) -> None:
+        """The session's first NOTIFY: start the NOTIFY task (which takes
+        over ``session.on_notify``) and tell it."""
+        if self.notifier is None:
+            if self.session.notify is None:
+                return      # NOTIFY NONE (or UNAUTHENTICATE) with none ever set
+            self.notifier = Notifier(self)      # sets session.on_notify = its reset
+            if self._nursery is not None:
+                self._nursery.start_soon(self._notify_task)
+        self.notifier.reset()
 
     async def flush(self) -> None:
         await self.send(self.session.take_output())
@@ -145,29 +230,31 @@ class ImapConnection:
 
     async def next_event(self):
         """The next receiver event, reading from the peer as needed."""
+        receiver = self.receiver
+        read = False
         while True:
-            e = self.receiver.next_event()
-            if e is not frames.NEED_DATA:
+            e = receiver.next_event()
+            if e is not NEED_DATA:
                 return e
+            if read and receiver.in_command:
+                # Mid-command (a literal is arriving): ACK what came.  A
+                # client with Nagle on (imaplib) holds the CRLF after a
+                # literal until its data is ACKed; a delayed ACK costs every
+                # APPEND ~40 ms.  (A read that completed a command needs none.)
+                _quickack(self.stream)
             with trio.move_on_after(self.idle_timeout) as scope:
-                data = await self.stream.receive_some(RECV)
+                data = await self.receive()
             if scope.cancelled_caught:
                 await self.send(S.bye("idle for too long, closing"))
                 return frames.CONNECTION_CLOSED
-            self.receiver.receive_data(data)
-            if self.receiver.in_command:
-                # Mid-command (a literal is arriving): ACK now.  A client with
-                # Nagle on (imaplib) holds the CRLF after a literal until its
-                # data is ACKed; a delayed ACK costs every APPEND ~40 ms.
-                _quickack(self.stream)
+            receiver.receive_data(data)
+            read = True
 
     async def run(self) -> None:
-        s = self.session
-        await self.send(s.greeting())
+        await self.send(self.service.greeting(self.session))
         try:
             async with trio.open_nursery() as n:
                 self._nursery = n
-                n.start_soon(self._notify_task)
                 await self.read_loop()
                 n.cancel_scope.cancel()
         except BaseExceptionGroup as group:
@@ -192,12 +279,32 @@ class ImapConnection:
 
     async def read_loop(self) -> None:
         s = self.session
-        while s.state != LOGOUT:
-            e = await self.next_event()
-            if e is frames.CONNECTION_CLOSED:
+        turn = self.turn
+        receiver = self.receiver
+        while s.state is not LOGOUT:
+            e = receiver.next_event()
+            if e is NEED_DATA:
+                e = await self.next_event()     # reads: a wait, so a scheduling point
+            else:
+                # pipelined (already read): let the other connections run
+                # between commands, as a read would
+                await _checkpoint()
+            if e is CONNECTION_CLOSED:
                 return
-            async with self.turn:
-                go_on = await self.handle_event(e)
+            # the turn, without a scheduling round when nobody holds it
+            # (the NOTIFY task, if any, waits for it like for any lock)
+            if turn.locked():
+                await turn.acquire()
+            else:
+                turn.acquire_nowait()
+            try:
+                if type(e) is frames.CommandFrame:
+                    await self.command(e)
+                    go_on = True
+                else:
+                    go_on = await self.handle_event(e)
+            finally:
+                turn.release()
             self._finished()
             if not go_on:
                 return
@@ -496,6 +603,10 @@ def _peer_host(stream) -> str:
     return str(name[0]) if isinstance(name, tuple) and name else ""
 
 
+def _loopback_host(host: str) -> bool:
+    return host.startswith("127.") or host == "::1" or host.startswith("::ffff:127.")
+
+
 def _is_loopback(stream) -> bool:
     try:
         sock = stream.socket if hasattr(stream, "socket") else stream.transport_stream.socket
@@ -513,8 +624,9 @@ async def serve(ctx: ServerContext, task_status=trio.TASK_STATUS_IGNORED) -> Non
     ssl_ctx = server_context(ctx.tls_cert, ctx.tls_key)
 
     async def plain_handler(stream):
-        await ImapConnection(ctx, stream, secure=False, loopback=_is_loopback(stream),
-                             service=service).run()
+        host = _peer_host(stream)
+        await ImapConnection(ctx, stream, secure=False, loopback=_loopback_host(host),
+                             service=service, remote=host).run()
 
     async def tls_handler(stream):
         loop = _is_loopback(stream)

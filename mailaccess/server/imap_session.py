@@ -142,6 +142,10 @@ class Bad(No):
     """Answer the command BAD [code] text."""
 
 
+#: command name -> the name of its ImapSession handler (filled as commands come)
+_HANDLERS: dict[str, str] = {}
+
+
 def _path(name: str) -> list[str]:
     parts = name.split(SEP)
     if parts and parts[0].upper() == "INBOX":
@@ -199,6 +203,10 @@ class ImapSession:
         # the IMAP service's SharedViews (one per server); a lone session gets its own
         self.shared = views if views is not None else SharedViews()
         self.contexts = imap_context.Contexts()   # RFC 5267 updating contexts
+        # the account's modseq (a lower bound) when the dispatcher last caught
+        # up on selection _quiet_sel: see _needs_refresh
+        self._quiet_sel: SelectedMailbox | None = None
+        self._quiet_ms = -1
 
     # --- capabilities -----------------------------------------------------------------
 
@@ -276,11 +284,15 @@ class ImapSession:
         if not st.allowed(self.state, name):
             self.out.append(S.bad(cmd.tag, st.refusal(self.state, name)))
             return
-        method = getattr(self, "do_" + name.lower())
+        attr = _HANDLERS.get(name)
+        if attr is None:
+            attr = _HANDLERS[name] = "do_" + name.lower()
         try:
-            done = await method(cmd)
+            done = await getattr(self, attr)(cmd)
             if done is not None and name in REPORTS_UPDATES:
-                await self.refresh(allow_expunge=st.may_announce_expunge(name))
+                allow_expunge = st.may_announce_expunge(name)
+                if self._needs_refresh(allow_expunge):
+                    await self.refresh(allow_expunge=allow_expunge)
         except No as exc:   # Bad too
             status = "BAD" if isinstance(exc, Bad) else "NO"
             self._complete(cmd, False, S.tagged(cmd.tag, status, exc.text, exc.code))
@@ -300,6 +312,40 @@ class ImapSession:
             # None: the handler wrote its own tagged line (LOGIN, whose
             # line is shared with the SASL path)
             self._complete(cmd, True, None if done is None else S.ok(cmd.tag, done.text, done.code))
+
+    def _needs_refresh(self, allow_expunge: bool) -> bool:
+        """Could the dispatcher's catch-up say anything?  False only when
+        nothing changed in the account since the last one this session ran
+        for the same selection (the account's modseq is where it was) and
+        nothing is held back (expunges not announced yet, RFC 5267 contexts);
+        then only a changed RECENT count is told, as the catch-up would.
+
+        The bus is the cheap first look: it is told of each commit after
+        the commit (bus.py), so a modseq above the one recorded means a
+        change without reading the store, and is a safe lower bound of what
+        the catch-up then reads.  Otherwise one small read of the account's
+        modseq decides.  (Claiming \\Recent writes no modseq: a claim that
+        failed, e.g. on a full disk, is retried at the next change or
+        SELECT rather than at the next command.)"""
+        sel = self.sel
+        if sel is None:
+            return True      # (nothing to catch up on; the refresh returns at once)
+        acc = self.acc
+        known = self._quiet_ms if self._quiet_sel is sel else -1
+        bus = getattr(self.ctx, "bus", None)
+        hint = bus.latest(acc) if bus is not None else 0
+        if hint > known:
+            self._quiet_sel, self._quiet_ms = sel, hint
+            return True
+        if (allow_expunge and sel.gone) or self.contexts.live(sel):
+            return True
+        with self.store.view() as v:
+            ms = v.highest_modseq(acc)
+        if ms != known:
+            self._quiet_sel, self._quiet_ms = sel, ms
+            return True
+        self.out.extend(imap_recent.updates(sel))
+        return False
 
     def _complete(self, cmd: ev.Command, ok: bool, line: bytes | None) -> None:
         self.state = st.next_state(self.state, cmd.NAME, ok)

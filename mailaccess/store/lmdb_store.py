@@ -607,30 +607,15 @@ class LmdbStore:
 
     # --- reads -------------------------------------------------------------------
 
-    @contextmanager
-    def read(self):
-        """A read snapshot.  Keep it short and never hold it across an await."""
-        while True:
-            with self._gate.reading():
-                try:
-                    txn = self.env.begin(write=False, buffers=True)
-                except lmdb.MapResizedError:
-                    txn = None
-                if txn is not None:
-                    try:
-                        yield txn
-                    finally:
-                        txn.abort()
-                    return
-            self._adopt_map_size()
+    def read(self) -> "_Read":
+        """A read snapshot (``with store.read() as txn``).  Keep it short and
+        never hold it across an await."""
+        return _Read(self)
 
-    @contextmanager
-    def view(self):
-        """A read snapshot wrapped in the domain read API (store.view.View)."""
-        from .view import View
-
-        with self.read() as txn:
-            yield View(self, txn)
+    def view(self) -> "_ReadView":
+        """A read snapshot wrapped in the domain read API (store.view.View):
+        ``with store.view() as v``."""
+        return _ReadView(self)
 
     # --- writes ------------------------------------------------------------------
 
@@ -891,3 +876,78 @@ class LmdbStore:
             self._map_size = max(self._map_size, self.env.info()["map_size"]) * 2
             log.info("growing the LMDB map to %d MiB", self._map_size >> 20)
             self.env.set_mapsize(self._map_size)
+
+
+# --- read snapshots ------------------------------------------------------------------
+# Plain context-manager classes, not @contextmanager generators: every IMAP
+# command opens one or more views, and the generator machinery (three nested
+# generators and two Condition enters per view) was ~5% of the event loop.
+# The reader count is the _Gate's (readers share; map growth waits for zero).
+
+
+def _read_begin(store: "LmdbStore"):
+    """Count a reader in the gate and begin a read txn; retries after another
+    process grew the map (lmdb.MapResizedError)."""
+    gate = store._gate
+    cond = gate._cond
+    while True:
+        cond.acquire()
+        try:
+            while gate._resizing:
+                cond.wait()
+            gate._readers += 1
+        finally:
+            cond.release()
+        try:
+            return store.env.begin(write=False, buffers=True)
+        except lmdb.MapResizedError:
+            _read_end(gate)
+            store._adopt_map_size()
+        except BaseException:
+            _read_end(gate)
+            raise
+
+
+def _read_end(gate: _Gate) -> None:
+    cond = gate._cond
+    cond.acquire()
+    try:
+        gate._readers -= 1
+        if not gate._readers and gate._resizing:
+            cond.notify_all()     # only map growth waits for the readers to leave
+    finally:
+        cond.release()
+
+
+class _Read:
+    """``with store.read() as txn``: one read transaction."""
+
+    __slots__ = ("_store", "_txn")
+
+    def __init__(self, store: "LmdbStore"):
+        self._store = store
+        self._txn = None
+
+    def __enter__(self):
+        self._txn = txn = _read_begin(self._store)
+        return txn
+
+    def __exit__(self, *exc) -> None:
+        txn, self._txn = self._txn, None
+        try:
+            txn.abort()
+        finally:
+            _read_end(self._store._gate)
+
+
+class _ReadView(_Read):
+    """``with store.view() as v``: a read transaction as a store.view.View."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        self._txn = txn = _read_begin(self._store)
+        return _View(self._store, txn)
+
+
+from .view import View as _View  # noqa: E402  (view.py imports nothing from here)

@@ -152,6 +152,14 @@ def parse_command(
     tag = frame.tag
     if not tag or TAG.fullmatch(tag) is None:
         raise CommandError(None, "invalid tag")
+    parts = frame.parts
+    if len(parts) == 1:
+        # fast path: a command without arguments (NOOP, CHECK, LOGOUT...),
+        # the same event the parser below makes of it
+        bare = _BARE.get(parts[0].upper())
+        # (COMMAND_PARSERS stays the authority: a replaced parser is used)
+        if bare is not None and COMMAND_PARSERS.get(bare[0]) is bare[1]:
+            return bare[2](tag)
     r = Reader(frame.parts, max_depth=max_depth, max_ranges=max_ranges)
     try:
         name = r.keyword()
@@ -1174,6 +1182,15 @@ COMMAND_PARSERS: dict[str, Parser] = {
     "THREAD": _thread,
     "CANCELUPDATE": _cancelupdate,
     "NOTIFY": _notify,
+}
+
+#: the argument-less commands, by their upper-cased wire name (parse_command's
+#: fast path): (name, its parser in COMMAND_PARSERS, the event class)
+_BARE: dict[bytes, tuple] = {
+    name.encode(): (name, COMMAND_PARSERS[name], cls) for name, cls in (
+        ("CAPABILITY", Capability), ("NOOP", Noop), ("LOGOUT", Logout), ("STARTTLS", StartTLS),
+        ("UNAUTHENTICATE", Unauthenticate), ("NAMESPACE", Namespace), ("IDLE", Idle),
+        ("CHECK", Check), ("CLOSE", Close), ("UNSELECT", Unselect), ("EXPUNGE", Expunge))
 }
 
 __all__ = ["COMMAND_PARSERS", "CommandError", "decode_mailbox", "parse_command"]

@@ -15,6 +15,7 @@ message is what that path cannot afford (docs/imap.md, "Wire layer").
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol
@@ -103,7 +104,14 @@ def _code(code: str | bytes | None) -> bytes:
 
 def tagged(tag: bytes, status: str, text: str, code: str | bytes | None = None) -> bytes:
     """``tag OK [code] text``; ``status`` is OK, NO or BAD."""
-    return tag + b" " + status.encode("ascii") + b" " + _code(code) + _text(text) + CRLF
+    return tag + _status_tail(status, text, code)
+
+
+@functools.lru_cache(maxsize=512)
+def _status_tail(status: str, text: str, code: str | bytes | None) -> bytes:
+    """`` OK [code] text\r\n``: the same few hundred tails end nearly every
+    command (``x OK NOOP completed``), so each is made once."""
+    return b" " + status.encode("ascii") + b" " + _code(code) + _text(text) + CRLF
 
 
 def untagged(status: str, text: str, code: str | bytes | None = None) -> bytes:

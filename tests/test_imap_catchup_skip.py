@@ -1,0 +1,113 @@
+"""The dispatcher's catch-up is skipped only when it could say nothing.
+
+After NOOP, FETCH, STORE... the session tells the client what changed in the
+selected mailbox.  When the account's modseq is where it was at the last
+catch-up of the same selection and nothing is held back, the catch-up is
+not run (no store views, no mailbox decode).  These tests pin what must
+still be told: changes made elsewhere (also when this worker's bus has not
+heard of them yet: another worker's commit), expunges a FETCH had to hold
+back (RFC 9051 7.5.1), and a new selection.
+"""
+import trio
+
+from imap_helpers import AsyncRaw, msg
+from mailaccess.server.imap_session import ImapSession
+
+
+def literal(data: bytes) -> str:
+    return "{%d+}\r\n" % len(data) + data.decode()
+
+
+async def login(ctx) -> AsyncRaw:
+    return await AsyncRaw.login(ctx)
+
+
+def count_refreshes(monkeypatch) -> list:
+    calls = []
+    real = ImapSession.refresh
+
+    async def counting(self, allow_expunge):
+        calls.append(allow_expunge)
+        return await real(self, allow_expunge)
+
+    monkeypatch.setattr(ImapSession, "refresh", counting)
+    return calls
+
+
+async def test_quiet_noop_runs_no_catch_up(imap_server, monkeypatch):
+    a = await login(imap_server)
+    await a.cmd("APPEND INBOX " + literal(msg("one")))
+    await a.cmd("SELECT INBOX")
+    calls = count_refreshes(monkeypatch)
+    await a.cmd("NOOP")             # the first after SELECT looks
+    n = len(calls)
+    for _ in range(3):
+        assert await a.cmd("NOOP") == [b"t%d OK NOOP completed" % a.n]
+    assert len(calls) == n          # nothing changed: not run again
+    a.close()
+
+
+async def test_noop_tells_a_change_made_elsewhere(imap_server):
+    a = await login(imap_server)
+    b = await login(imap_server)
+    await a.cmd("APPEND INBOX " + literal(msg("one")))
+    await a.cmd("SELECT INBOX")
+    await a.cmd("NOOP")
+    await b.cmd("APPEND INBOX " + literal(msg("two")))
+    assert b"* 2 EXISTS" in await a.cmd("NOOP")
+    await b.cmd("SELECT INBOX")
+    await b.cmd("STORE 1 +FLAGS (\\Flagged)")
+    got = await a.cmd("NOOP")
+    assert any(l.startswith(b"* 1 FETCH") and b"\\Flagged" in l for l in got), got
+    a.close()
+    b.close()
+
+
+async def test_a_commit_the_bus_has_not_heard_of_is_told(imap_server, monkeypatch):
+    """Another worker's commit reaches this worker's bus a moment later: the
+    store, not the bus, decides that nothing changed."""
+    a = await login(imap_server)
+    b = await login(imap_server)
+    await a.cmd("APPEND INBOX " + literal(msg("one")))
+    await a.cmd("SELECT INBOX")
+    await a.cmd("NOOP")
+    frozen = imap_server.bus.latest(1)
+    monkeypatch.setattr(type(imap_server.bus), "latest", lambda self, acc: frozen)
+    await b.cmd("APPEND INBOX " + literal(msg("two")))
+    assert b"* 2 EXISTS" in await a.cmd("NOOP")
+    a.close()
+    b.close()
+
+
+async def test_expunge_held_back_by_fetch_is_told_at_noop(imap_server):
+    """FETCH may not announce an expunge; the NOOP after it must, although
+    the account's modseq has not moved since the FETCH's catch-up."""
+    a = await login(imap_server)
+    b = await login(imap_server)
+    for s in ("one", "two"):
+        await a.cmd("APPEND INBOX " + literal(msg(s)))
+    await a.cmd("SELECT INBOX")
+    await b.cmd("SELECT INBOX")
+    await b.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    await b.cmd("EXPUNGE")
+    got = await a.cmd("FETCH 2 (FLAGS)")
+    assert not any(b"EXPUNGE" in l for l in got), got
+    got = await a.cmd("NOOP")
+    assert b"* 1 EXPUNGE" in got, got
+    a.close()
+    b.close()
+
+
+async def test_new_selection_is_caught_up(imap_server):
+    """After SELECT of another mailbox, a change there is told."""
+    a = await login(imap_server)
+    b = await login(imap_server)
+    await a.cmd("CREATE Other")
+    await a.cmd("APPEND INBOX " + literal(msg("one")))
+    await a.cmd("SELECT INBOX")
+    await a.cmd("NOOP")
+    await a.cmd("SELECT Other")
+    await b.cmd("APPEND Other " + literal(msg("two")))
+    assert b"* 1 EXISTS" in await a.cmd("NOOP")
+    a.close()
+    b.close()
