@@ -51,6 +51,7 @@ LITE_FIELDS = ("parts", "subject", "from_", "to", "cc", "bcc", "reply_to", "send
 _JB_KEY = b',"jmap_body":'
 _TB_KEY = b',"text_body":'
 _PART_ARITY = len(mindex.Part._fields)
+_ADDRESS_FIELDS = ("from_", "to", "cc", "bcc", "reply_to", "sender")
 
 
 def read_index(data):
@@ -67,9 +68,11 @@ def read_index(data):
     doc = json.loads(meta[:a] + meta[b:])
     li = LiteIndex()
     try:
-        li.parts = tuple(mindex.Part(*p[:_PART_ARITY]) for p in doc["parts"])
-        for f in ("from_", "to", "cc", "bcc", "reply_to", "sender"):
-            setattr(li, f, tuple(tuple(x) for x in doc[f]))
+        make = mindex.Part._make
+        li.parts = tuple([make(p) if len(p) == _PART_ARITY else make(p[:_PART_ARITY])
+                          for p in doc["parts"]])
+        li.from_, li.to, li.cc, li.bcc, li.reply_to, li.sender = (
+            tuple(map(tuple, doc[f])) for f in _ADDRESS_FIELDS)
         for f in ("subject", "sent_at", "header_end"):
             setattr(li, f, doc[f])
         for f in ("text_body", "html_body", "attachments"):

@@ -62,7 +62,9 @@ bytes so no octet is changed.
 """
 from __future__ import annotations
 
+import functools
 import html as _html
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -185,9 +187,21 @@ def _s(text: str) -> str:
     return text
 
 
+_DAYS: dict[int, str] = {}
+
+
 def _date(t: int) -> str:
+    """T (seconds, UTC) as MS-ASEMAIL's DateReceived; the date part is
+    formatted once per day (a page of a mailbox is mostly a few days)."""
     try:
-        return "%04d-%02d-%02dT%02d:%02d:%02d.000Z" % time.gmtime(t)[:6]
+        day, sec = divmod(int(t), 86400)
+        head = _DAYS.get(day)
+        if head is None:
+            if len(_DAYS) > 4096:
+                _DAYS.clear()
+            head = _DAYS[day] = "%04d-%02d-%02dT" % time.gmtime(day * 86400)[:3]
+        h, sec = divmod(sec, 3600)
+        return "%s%02d:%02d:%02d.000Z" % (head, h, sec // 60, sec % 60)
     except (OverflowError, OSError, ValueError):
         return "1970-01-01T00:00:00.000Z"
 
@@ -221,12 +235,15 @@ def _header_value(head: bytes, name: bytes) -> bytes | None:
     return head[i:j if j >= 0 else len(head)].strip()
 
 
+_PRIORITY = re.compile(rb"(?i)priority:|importance:")
+
+
 def importance(raw, header_end: int) -> int:
     """MS-ASEMAIL Importance: 0 low, 1 normal, 2 high, from the Importance,
     X-Priority or Priority header of the message RAW."""
-    head = b"\n" + bytes(raw[:header_end]).lower()
-    if b"priority:" not in head and b"importance:" not in head:
+    if _PRIORITY.search(raw, 0, header_end) is None:
         return 1
+    head = b"\n" + bytes(raw[:header_end]).lower()
     v = _header_value(head, b"importance:")
     if v is not None:
         return 2 if v == b"high" else 0 if v == b"low" else 1
@@ -467,6 +484,7 @@ def attachments_element(eid: int, mi: mindex.MessageIndex,
 
 # ---------------------------------------------------------------- the item
 
+@functools.lru_cache(maxsize=32)
 def _major(version: str) -> int:
     head = version.partition(".")[0]
     return int(head) if head.isdigit() else 16

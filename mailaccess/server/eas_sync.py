@@ -270,17 +270,20 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
         # the same batch again under a new key; the device then holds what
         # the lost answer would have left it with (st.cur)
         els, sent, gone = render_batch(view, acc, p.mbx, st.batch, p.opts, ctx.version)
-        cur = ss.Snapshot(counter, st.cur.modseq, ss.packed(set(st.cur.held) - gone),
-                          st.cur.changed, st.cur.filter, st.cur.complete and not gone)
+        if gone:
+            cur = ss.Snapshot(counter, st.cur.modseq, ss.packed(set(st.cur.held) - gone),
+                              st.cur.changed, st.cur.filter, False)
+        else:
+            cur = ss.Snapshot(counter, st.cur.modseq, st.cur.held, st.cur.changed,
+                              st.cur.filter, st.cur.complete, st.cur.basis)
         new = ss.SyncState(cur, st.prev, counter, sent, client_adds, st.more)
         kids = _children(els, st.more, responses)
         return Outcome(_collection(cr.cid, str(counter), OK, *kids), True,
                        (ss.state_key(cr.cid), ss.encode(new)), p.mbx, cur.modseq), len(sent)
-    held = set(snap.held)
-    held -= set(client.deletes) | set(client.forget)
-    held |= new_held_extra
+    drop = set(client.deletes) | set(client.forget)
     echo = written["echo"] if written else {}
-    diff = ss.compute(view, acc, p.mbx, snap, p.opts.filter, held=held, echo=echo)
+    diff = ss.compute(view, acc, p.mbx, snap, p.opts.filter, drop=drop, extra=new_held_extra,
+                      echo=echo)
     if diff is None:        # the mailbox went away meanwhile
         return Outcome(_collection(cr.cid, cr.key, HIERARCHY_CHANGED), True,
                        (ss.state_key(cr.cid), None)), 0
@@ -293,7 +296,7 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
     sent_changes = [e for op, e in sent if op == "C"]
     sent_removed = [e for op, e in sent if op in ("D", "S")]
     gone_changes = {e for op, e in batch if op == "C"} - set(sent_changes)
-    new_snap = ss.advance(snap, diff, counter, p.opts.filter, held=held,
+    new_snap = ss.advance(snap, diff, counter, p.opts.filter,
                           sent_adds=sent_adds, sent_changes=set(sent_changes) | gone_changes,
                           sent_removed=sent_removed)
     more = get_changes and len(batch) < diff.count()
