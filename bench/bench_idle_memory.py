@@ -214,6 +214,14 @@ def main() -> None:
         snap0, snap1 = snap0.filter_traces(flt), snap1.filter_traces(flt)
         total = sum(s.size_diff for s in snap1.compare_to(snap0, "filename"))
         print(f"Python objects (tracemalloc): {total / count:,.0f} bytes per session")
+        by_pkg: dict[str, int] = {}
+        for st in snap1.compare_to(snap0, "filename"):
+            f = st.traceback[0].filename
+            pkg = ("mailaccess" if "/mailaccess/" in f else "trio" if "/trio/" in f
+                   else "attrs (trio's classes)" if "attrs generated" in f else "other")
+            by_pkg[pkg] = by_pkg.get(pkg, 0) + st.size_diff
+        print("  allocated in: " + ", ".join(f"{k} {v / count:,.0f} B" for k, v in
+                                              sorted(by_pkg.items(), key=lambda kv: -kv[1])))
         for s in snap1.compare_to(snap0, "lineno")[:args.top]:
             if s.size_diff < count * 16:
                 break

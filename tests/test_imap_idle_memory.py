@@ -30,7 +30,7 @@ SESSIONS = 200
 #: Python bytes one logged-in, SELECTed, IDLEing session may hold (issue 10:
 #: <= 10 KB per idle session; about 5.7 KB measured on 2026-12-04, 15.5 KB
 #: before: three tasks, two nurseries and their cancel scopes, two locks)
-MAX_BYTES_PER_SESSION = 8 * 1024
+MAX_BYTES_PER_SESSION = 10 * 1024
 
 CLIENT = r"""
 import re, selectors, socket, sys
@@ -100,6 +100,16 @@ def cfg(tmp_path):
         c.imap, max_sessions_per_user=SESSIONS + 10))
 
 
+def _prune_deadlines() -> None:
+    """Drop the stale entries of trio's deadline heap (it keeps one per
+    deadline set, pruned when they outnumber the live ones by 1,000 and
+    twice over): what trio frees later in any case is not the sessions'."""
+    try:
+        trio._core._run.GLOBAL_RUN_CONTEXT.runner.deadlines._prune()
+    except AttributeError:     # another trio: measured with them
+        pass
+
+
 def _tasks() -> int:
     """Trio tasks running now, in the whole run."""
     n, todo = 0, [trio.lowlevel.current_root_task()]
@@ -146,12 +156,14 @@ async def test_an_idle_session_is_one_task_and_a_few_kb(imap_server):
     await _end(await _sessions(port, 1))
     await trio.sleep(0.2)
     tasks0 = _tasks()
+    _prune_deadlines()
     gc.collect()
     tracemalloc.start()
     try:
         snap0 = tracemalloc.take_snapshot()
         proc = await _sessions(port, SESSIONS)
         await trio.sleep(0.5)          # every session back in its wait
+        _prune_deadlines()
         gc.collect()
         snap1 = tracemalloc.take_snapshot()
         tasks1 = _tasks()
@@ -198,11 +210,15 @@ async def test_changes_wake_idle_and_the_client_s_silence_still_ends_it(cfg, nur
             if not line or line.startswith(b"* BYE"):
                 return
 
+    stopped_by_bye = []
+
     async def deliver():
         import smtplib
-        for i in range(40):
+        for i in range(30):             # ~10 s of changes, 5 times the limit
             if seen and (not seen[-1] or seen[-1].startswith(b"* BYE")):
+                stopped_by_bye.append(i)
                 return
+
             def one(i=i):
                 with smtplib.LMTP("127.0.0.1", ctx.bound["lmtp"][0][1]) as c:
                     c.sendmail("s@example.org", ["alice@localhost"], msg(f"d{i}"))
@@ -214,7 +230,8 @@ async def test_changes_wake_idle_and_the_client_s_silence_still_ends_it(cfg, nur
         await run(client)
     exists = [line for line in seen if line.endswith(b" EXISTS\r\n")]
     assert len(exists) >= 2, seen          # the wake-ups reached the client
-    assert seen[-1].startswith(b"* BYE"), seen   # ... and the silence still ended it
+    assert seen[-1].startswith(b"* BYE"), seen   # ... and the silence still ended it,
+    assert stopped_by_bye, seen                  # while the changes kept coming
     nursery.cancel_scope.cancel()
 
 

@@ -2,20 +2,27 @@
 
 Thin Trio glue around the sans-IO receiver/parser (proto/imap) and the
 session (imap_session.py).  One task per connection reads, frames, parses,
-lets the session handle the command and sends what it produced.  IDLE races a
-DONE line from the client against change notifications from the bus; nothing
-polls.  A second task per connection, the NOTIFY task (imap_notifier.py),
-sends RFC 5465 news between commands.  The two share one writer: ``send``
-holds a lock per connection, has a write deadline and is never cancelled
-half-way; and ``turn`` is held by the reader from a parsed command to its
-tagged line, so news never falls inside a command's responses.  What the
-IMAP service keeps for all its connections (shared sequence maps, sessions
-per user) is ``ImapService``, not the process-wide ``ServerContext``.  The bytes it writes itself come from proto/imap/serialize.
+lets the session handle the command and sends what it produced; an idle
+logged-in connection is that one task and nothing else (docs/architecture.md,
+"Memory").  IDLE waits for a DONE line from the client in that same task;
+a change to the selected mailbox interrupts the wait (the bus cancels its
+cancel scope), the session catches up and the wait goes on; nothing polls
+(over TLS, whose read is not interrupted, a watcher task does the catching
+up while IDLE lasts).  From the session's first NOTIFY a second task, the
+NOTIFY task (imap_notifier.py), sends RFC 5465 news between commands; it
+runs in the service's nursery, bound to the connection by a cancel scope.
+The two share one writer: ``send`` holds a lock per connection (made by the
+first write that cannot go straight to the socket), has a write deadline
+and is never cancelled half-way; and ``turn`` (made with the NOTIFY task) is
+held by the reader from a parsed command to its tagged line, so news never
+falls inside a command's responses.  What the IMAP service keeps for all
+its connections (shared sequence maps, sessions per user, the receivers'
+bounds) is ``ImapService``, not the process-wide ``ServerContext``.  The
+bytes it writes itself come from proto/imap/serialize.
 """
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import socket
 import zlib
@@ -39,7 +46,7 @@ from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No, SharedViews
 from .tls import server_context
 
 NEED_DATA, CONNECTION_CLOSED = frames.NEED_DATA, frames.CONNECTION_CLOSED
-_NO_SCOPE = contextlib.nullcontext()   # where a connection needs no cancel scope
+_INF = float("inf")
 _wait_readable = trio.lowlevel.wait_readable
 _checkpoint = trio.lowlevel.checkpoint
 
@@ -216,10 +223,7 @@ class ImapConnection:
                     await self.stream.send_all(data)
 
     def close_soon(self) -> None:
-        """End the connection (the reader and the NOTIFY task).  Only the
-        NOTIFY task (which exists from the session's first NOTIFY) needs
-        this: from then on the reader runs each round of its loop in a
-        cancel scope (``_scope``) and stops before the next one."""
+        """End the connection (the reader and the NOTIFY task)."""
         self._closing = True
         if self._scope is not None:
             self._scope.cancel()
@@ -265,11 +269,15 @@ class ImapConnection:
         """The next receiver event, reading from the peer as needed.
 
         The client's silence ends the connection after ``idle_timeout``
-        seconds without bytes (a BYE, then CONNECTION_CLOSED).  IDLE passes
-        its own SCOPE, which it entered around this call: that scope's
-        deadline is the limit (moved on by every read), and its expiry, or
-        its cancellation (a change to report), ends the wait with trio's
-        Cancelled, for IDLE to tell apart.
+        seconds without bytes: while this waits for bytes, the deadline of
+        the connection's cancel scope (``run``) is that many seconds ahead,
+        and infinite otherwise (a command takes the time it takes).  One
+        scope per connection whose deadline moves, rather than a new scope
+        per read: a read costs no cancel scope (trio keeps each deadline's
+        scope in its heap until a prune).  IDLE passes its own SCOPE,
+        entered around this call: its deadline is then the limit (moved on
+        by every read), and its expiry or its cancellation (a change to
+        report) ends the wait with trio's Cancelled, for IDLE to tell apart.
 
         On the plain TCP stream a read is: wait until the socket is
         readable, then one read (in a request/response exchange the next
@@ -278,44 +286,49 @@ class ImapConnection:
         SocketStream raises them."""
         receiver = self.receiver
         read = False
+        if scope is None:
+            scope = self._scope
+            own = True
+        else:
+            own = False
         while True:
             e = receiver.next_event()
-            if e is not NEED_DATA:
+            if e is NEED_DATA:
+                if read and receiver.in_command:
+                    # Mid-command (a literal is arriving): ACK what came.  A
+                    # client with Nagle on (imaplib) holds the CRLF after a
+                    # literal until its data is ACKed; a delayed ACK costs every
+                    # APPEND ~40 ms.  (A read that completed a command needs none.)
+                    _quickack(self.stream)
+            else:
+                if own:
+                    scope.deadline = _INF
                 return e
-            if read and receiver.in_command:
-                # Mid-command (a literal is arriving): ACK what came.  A
-                # client with Nagle on (imaplib) holds the CRLF after a
-                # literal until its data is ACKed; a delayed ACK costs every
-                # APPEND ~40 ms.  (A read that completed a command needs none.)
-                _quickack(self.stream)
-            timer = trio.move_on_after(self.idle_timeout) if scope is None else _NO_SCOPE
-            with timer:
-                plain = self._plain
-                if self.stream is not plain:
-                    data = await self.stream.receive_some(RECV)
-                else:
-                    sock = plain.socket
-                    while True:
-                        await _wait_readable(sock)
-                        fd = sock.fileno()
-                        if fd < 0:
-                            raise trio.ClosedResourceError("this socket was already closed")
-                        try:
-                            data = _os_read(fd, RECV)
-                            break
-                        except BlockingIOError:
-                            continue        # (woken without data)
-                        except OSError as exc:
-                            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                                raise trio.ClosedResourceError(
-                                    "this socket was already closed") from None
-                            raise trio.BrokenResourceError(
-                                f"socket connection broken: {exc}") from exc
-            if scope is not None:
+            if own:
                 scope.deadline = trio.current_time() + self.idle_timeout
-            elif timer.cancelled_caught:
-                await self.send(S.bye("idle for too long, closing"))
-                return frames.CONNECTION_CLOSED
+            plain = self._plain
+            if self.stream is not plain:
+                data = await self.stream.receive_some(RECV)
+            else:
+                sock = plain.socket
+                while True:
+                    await _wait_readable(sock)
+                    fd = sock.fileno()
+                    if fd < 0:
+                        raise trio.ClosedResourceError("this socket was already closed")
+                    try:
+                        data = _os_read(fd, RECV)
+                        break
+                    except BlockingIOError:
+                        continue        # (woken without data)
+                    except OSError as exc:
+                        if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                            raise trio.ClosedResourceError(
+                                "this socket was already closed") from None
+                        raise trio.BrokenResourceError(
+                            f"socket connection broken: {exc}") from exc
+            if not own:     # IDLE's scope: silence is counted from the client's last bytes
+                scope.deadline = trio.current_time() + self.idle_timeout
             receiver.receive_data(data)
             read = True
 
@@ -325,15 +338,16 @@ class ImapConnection:
         sends what it produced.  No nursery of its own: the NOTIFY task, if
         the session ever needs one, runs in the service's nursery, bound to
         this connection by its cancel scope (cancelled when the reader ends,
-        however it ends)."""
+        however it ends).  The reader runs in one cancel scope, ``_scope``:
+        cancelled by ``close_soon``, and past its deadline when the client
+        stays silent too long (next_event)."""
         await self.send(self.service.greeting(self.session))
         s = self.session
         receiver = self.receiver
         try:
-            while s.state is not LOGOUT and not self._closing:
-                # with a NOTIFY task, each round in a cancel scope (close_soon)
-                scope = _NO_SCOPE if self.notifier is None else self._round_scope()
-                with scope:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                while s.state is not LOGOUT:
                     e = receiver.next_event()
                     if e is NEED_DATA:
                         e = await self.next_event()     # reads: a wait, so a scheduling point
@@ -369,16 +383,14 @@ class ImapConnection:
                     self._finished()
                     if not go_on:
                         return
+            if scope.cancelled_caught and not self._closing:
+                # the deadline: the client was silent for idle_timeout seconds
+                await self.send(S.bye("idle for too long, closing"))
         finally:
             self._closing = True
-            self._scope = None
             if self._notify_scope is not None:
                 self._notify_scope.cancel()
             self.release_slot()
-
-    def _round_scope(self) -> trio.CancelScope:
-        self._scope = trio.CancelScope()
-        return self._scope
 
     async def _notify_task(self) -> None:
         """The NOTIFY task; a failure there ends the connection, not the reader's
@@ -633,7 +645,8 @@ class ImapConnection:
                 # catches up and the wait goes on.  Subscribed only while
                 # idling: outside IDLE the session holds nothing on the bus.
                 # The scope also carries the client's silence limit.
-                with bus.subscribe(s.acc, mailboxes=(s.sel.mbx,), since=seen) as sub:
+                with bus.subscribe(s.acc, mailboxes=_one_mailbox(s.sel.mbx),
+                                   since=seen) as sub:
                     deadline = trio.current_time() + self.idle_timeout
                     while True:
                         if sub.pending is not None:
@@ -715,6 +728,13 @@ class ImapConnection:
                 return await self._idle_done()
             finally:
                 n.cancel_scope.cancel()
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_mailbox(mbx: int) -> frozenset[int]:
+    """{MBX}, one object for every session idling on it (the bus keeps a
+    frozenset it is given as it is)."""
+    return frozenset((mbx,))
 
 
 def _raw_socket(stream):
