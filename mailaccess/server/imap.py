@@ -41,6 +41,7 @@ from ..proto.imap import state as st
 from ..proto.imap.errors import CommandError
 from ..proto.imap.receiver import Limits, Receiver, preauth_limits
 from .app import ServerContext, bound_addresses, open_listeners, serve_connections
+from . import idle_wait
 from .imap_notifier import Notifier
 from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No, SharedViews
 from .tls import server_context
@@ -107,6 +108,14 @@ class ImapService:
         self._greetings: dict[tuple, bytes] = {}
         #: where the connections' NOTIFY tasks run (set by ``serve``)
         self.nursery: trio.Nursery | None = None
+        self._idle_waits: idle_wait.IdleWaits | None = None
+
+    def idle_waits(self) -> "idle_wait.IdleWaits | None":
+        """Where IDLE sessions on the plain socket park (None: not here)."""
+        w = self._idle_waits
+        if w is None and self.nursery is not None and idle_wait.available():
+            w = self._idle_waits = idle_wait.IdleWaits(self.nursery)
+        return w
 
     # the receivers' bounds, shared by every connection: the configured
     # ones once logged in; before, a few KB
@@ -265,7 +274,7 @@ class ImapConnection:
         if self.receiver.limits is not want:
             self.receiver.set_limits(want)
 
-    async def next_event(self, scope: trio.CancelScope | None = None):
+    async def next_event(self):
         """The next receiver event, reading from the peer as needed.
 
         The client's silence ends the connection after ``idle_timeout``
@@ -274,38 +283,27 @@ class ImapConnection:
         and infinite otherwise (a command takes the time it takes).  One
         scope per connection whose deadline moves, rather than a new scope
         per read: a read costs no cancel scope (trio keeps each deadline's
-        scope in its heap until a prune).  IDLE passes its own SCOPE,
-        entered around this call: its deadline is then the limit (moved on
-        by every read), and its expiry or its cancellation (a change to
-        report) ends the wait with trio's Cancelled, for IDLE to tell apart.
+        scope in its heap until a prune).
 
         On the plain TCP stream a read is: wait until the socket is
         readable, then one read (in a request/response exchange the next
         command is never there yet, so trying first would cost a failed
-        read each time), never cancelled half-way.  Errors as trio's
-        SocketStream raises them."""
+        read each time)."""
         receiver = self.receiver
+        scope = self._scope
         read = False
-        if scope is None:
-            scope = self._scope
-            own = True
-        else:
-            own = False
         while True:
             e = receiver.next_event()
-            if e is NEED_DATA:
-                if read and receiver.in_command:
-                    # Mid-command (a literal is arriving): ACK what came.  A
-                    # client with Nagle on (imaplib) holds the CRLF after a
-                    # literal until its data is ACKed; a delayed ACK costs every
-                    # APPEND ~40 ms.  (A read that completed a command needs none.)
-                    _quickack(self.stream)
-            else:
-                if own:
-                    scope.deadline = _INF
+            if e is not NEED_DATA:
+                scope.deadline = _INF
                 return e
-            if own:
-                scope.deadline = trio.current_time() + self.idle_timeout
+            if read and receiver.in_command:
+                # Mid-command (a literal is arriving): ACK what came.  A
+                # client with Nagle on (imaplib) holds the CRLF after a
+                # literal until its data is ACKed; a delayed ACK costs every
+                # APPEND ~40 ms.  (A read that completed a command needs none.)
+                _quickack(self.stream)
+            scope.deadline = trio.current_time() + self.idle_timeout
             plain = self._plain
             if self.stream is not plain:
                 data = await self.stream.receive_some(RECV)
@@ -313,22 +311,9 @@ class ImapConnection:
                 sock = plain.socket
                 while True:
                     await _wait_readable(sock)
-                    fd = sock.fileno()
-                    if fd < 0:
-                        raise trio.ClosedResourceError("this socket was already closed")
-                    try:
-                        data = _os_read(fd, RECV)
+                    data = _read_plain(sock)
+                    if data is not None:
                         break
-                    except BlockingIOError:
-                        continue        # (woken without data)
-                    except OSError as exc:
-                        if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                            raise trio.ClosedResourceError(
-                                "this socket was already closed") from None
-                        raise trio.BrokenResourceError(
-                            f"socket connection broken: {exc}") from exc
-            if not own:     # IDLE's scope: silence is counted from the client's last bytes
-                scope.deadline = trio.current_time() + self.idle_timeout
             receiver.receive_data(data)
             read = True
 
@@ -635,45 +620,49 @@ class ImapConnection:
         try:
             if not watch:
                 done = await self._idle_done()
-            elif not self._cancel_safe():
+            elif self.stream is not self._plain or (waits := self.service.idle_waits()) is None:
                 done = await self._idle_watcher_task(seen)
             else:
-                # IDLE in the reader's task alone (no task, nursery or event
-                # per idling session): the wait for the client's line is
-                # interrupted, its cancel scope cancelled by the bus, when the
-                # selected mailbox changes (or is deleted); the session
-                # catches up and the wait goes on.  Subscribed only while
+                # IDLE in the reader's task alone (no task, nursery, cancel
+                # scope or event per idling session): it parks until its
+                # socket is readable or the bus wakes it (server/idle_wait.py)
+                # for a change to the selected mailbox (or its deletion); the
+                # session catches up and parks again.  Subscribed only while
                 # idling: outside IDLE the session holds nothing on the bus.
-                # The scope also carries the client's silence limit.
+                # The client's silence limit is the connection scope's
+                # deadline (run: a BYE), counted from its last bytes.
+                sock = self._plain.socket
+                fd = sock.fileno()
+                receiver = self.receiver
+                scope = self._scope
                 with bus.subscribe(s.acc, mailboxes=_one_mailbox(s.sel.mbx),
                                    since=seen) as sub:
-                    deadline = trio.current_time() + self.idle_timeout
-                    while True:
-                        if sub.pending is not None:
-                            sub.take()
-                            await s.refresh(allow_expunge=True)
-                            await self.flush()
-                            continue
-                        e = None
-                        with trio.CancelScope(deadline=deadline) as wake:
-                            sub.waker = wake.cancel
-                            try:
-                                e = await self.next_event(wake)
-                            finally:
-                                sub.waker = None
-                        deadline = wake.deadline
-                        if e is None:
+                    sub.waker = functools.partial(waits.wake, fd)
+                    scope.deadline = trio.current_time() + self.idle_timeout
+                    try:
+                        while True:
                             if sub.pending is not None:
-                                continue        # woken: catch up (above)
-                            await self.send(S.bye("idle for too long, closing"))
-                            done = None
-                        elif isinstance(e, frames.RawLine):
-                            done = e.line.strip().upper() == b"DONE"
-                        elif e is frames.CONNECTION_CLOSED or isinstance(e, frames.FrameError):
-                            done = None
-                        else:
-                            continue
-                        break
+                                sub.take()
+                                await s.refresh(allow_expunge=True)
+                                await self.flush()
+                                continue
+                            e = receiver.next_event()
+                            if e is NEED_DATA:
+                                if await waits.wait(fd):        # readable (False: news)
+                                    data = _read_plain(sock)
+                                    if data is not None:
+                                        scope.deadline = trio.current_time() + self.idle_timeout
+                                        receiver.receive_data(data)
+                                continue
+                            if isinstance(e, frames.RawLine):
+                                done = e.line.strip().upper() == b"DONE"
+                                break
+                            if e is frames.CONNECTION_CLOSED or isinstance(e, frames.FrameError):
+                                done = None
+                                break
+                    finally:
+                        sub.waker = None
+                        scope.deadline = _INF
         finally:
             self.receiver.line_mode = False
             if turn is not None:
@@ -697,21 +686,10 @@ class ImapConnection:
             if e is frames.CONNECTION_CLOSED or isinstance(e, frames.FrameError):
                 return None
 
-    def _cancel_safe(self) -> bool:
-        """Whether a read may be interrupted (cancelled) and simply done
-        again: on the plain socket, with or without COMPRESS (a wait for
-        readable, then a read that is never cancelled half-way).  Not over
-        TLS, whose read may be writing (trio.SSLStream: a cancelled write
-        breaks the stream)."""
-        stream = self.stream
-        if type(stream) is DeflateStream:
-            stream = stream.inner
-        return stream is self._plain
-
     async def _idle_watcher_task(self, seen: int) -> bool | None:
-        """IDLE over TLS: a second task (the watcher) catches up on changes
-        while the reader waits for the client's line (a TLS read is not
-        interrupted)."""
+        """IDLE over TLS or COMPRESS (bytes may wait in the stream, not on
+        the socket): a second task (the watcher) catches up on changes
+        while the reader waits for the client's line."""
         s = self.session
         bus = self.ctx.bus
 
@@ -728,6 +706,22 @@ class ImapConnection:
                 return await self._idle_done()
             finally:
                 n.cancel_scope.cancel()
+
+
+def _read_plain(sock) -> bytes | None:
+    """One non-blocking read from SOCK (b"" at EOF); None when nothing was
+    there after all.  Errors as trio's SocketStream raises them."""
+    fd = sock.fileno()
+    if fd < 0:
+        raise trio.ClosedResourceError("this socket was already closed")
+    try:
+        return _os_read(fd, RECV)
+    except BlockingIOError:
+        return None         # (woken without data)
+    except OSError as exc:
+        if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+            raise trio.ClosedResourceError("this socket was already closed") from None
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
 
 
 @functools.lru_cache(maxsize=4096)
