@@ -18,6 +18,7 @@ Linux only (``select.epoll``); ``available()`` says whether it can be used.
 """
 from __future__ import annotations
 
+import functools
 import select
 
 import trio
@@ -48,12 +49,13 @@ class IdleWaits:
             raise trio.BusyResourceError("another task is waiting on this socket")
         self._ep.register(fd, _IN)
         self._waiters[fd] = trio.lowlevel.current_task()
+        # (a partial, not a closure: held by every parked waiter)
+        return await trio.lowlevel.wait_task_rescheduled(functools.partial(self._abort, fd))
 
-        def abort(_raise_cancel):
-            self._drop(fd)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        return await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, fd: int, _raise_cancel) -> trio.lowlevel.Abort:
+        """Cancelled while parked: no longer a waiter."""
+        self._drop(fd)
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def wake(self, fd: int) -> None:
         """End FD's wait (with False); nothing if none is under way."""

@@ -4,11 +4,12 @@ Thin Trio glue around the sans-IO receiver/parser (proto/imap) and the
 session (imap_session.py).  One task per connection reads, frames, parses,
 lets the session handle the command and sends what it produced; an idle
 logged-in connection is that one task and nothing else (docs/architecture.md,
-"Memory").  IDLE waits for a DONE line from the client in that same task;
-a change to the selected mailbox interrupts the wait (the bus cancels its
-cancel scope), the session catches up and the wait goes on; nothing polls
-(over TLS, whose read is not interrupted, a watcher task does the catching
-up while IDLE lasts).  From the session's first NOTIFY a second task, the
+"Memory").  IDLE waits for a DONE line from the client in that same task,
+parked until its socket is readable or the bus wakes it for a change to
+the selected mailbox (server/idle_wait.py); the session catches up and
+parks again; nothing polls (over TLS or COMPRESS, where bytes may wait in
+the stream rather than on the socket, a watcher task does the catching up
+while IDLE lasts).  From the session's first NOTIFY a second task, the
 NOTIFY task (imap_notifier.py), sends RFC 5465 news between commands; it
 runs in the service's nursery, bound to the connection by a cancel scope.
 The two share one writer: ``send`` holds a lock per connection (made by the
