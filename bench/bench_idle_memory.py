@@ -155,7 +155,8 @@ def main() -> None:
     cfg = dataclasses.replace(
         cfg, imap=dataclasses.replace(cfg.imap, listen=lo, listen_tls=off,
                                       max_sessions_per_user=args.sessions + 100),
-        http=dataclasses.replace(cfg.http, listen=lo), lmtp=dataclasses.replace(cfg.lmtp, listen=lo))
+        http=dataclasses.replace(cfg.http, listen=lo),
+        lmtp=dataclasses.replace(cfg.lmtp, listen=lo))
 
     async def run():
         async with trio.open_nursery() as n:

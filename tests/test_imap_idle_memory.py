@@ -15,7 +15,6 @@ import gc
 import socket
 import subprocess
 import sys
-import textwrap
 import tracemalloc
 import zlib
 
