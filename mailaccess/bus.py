@@ -150,7 +150,7 @@ class Subscription:
     it (or ``close``) removes it from the bus."""
 
     __slots__ = ("_bus", "account", "kinds", "mailboxes", "since", "pending", "_event",
-                 "closed")
+                 "closed", "waker")
 
     def __init__(self, bus: "Bus", account: int, kinds: frozenset[str] | None,
                  mailboxes: frozenset[int] | None, since: int):
@@ -162,6 +162,10 @@ class Subscription:
         self.pending: Notification | None = None
         self._event: trio.Event | None = None
         self.closed = False
+        # instead of ``wait``: called (on the loop, must not block or raise)
+        # when a matching notification arrives; the caller then ``take``s it
+        # (IMAP IDLE: it cancels the read it is waiting in, no task of its own)
+        self.waker: Callable[[], object] | None = None
 
     def matches(self, n: Notification) -> bool:
         if n.modseq <= self.since:
@@ -179,6 +183,8 @@ class Subscription:
         self.pending = n if self.pending is None else self.pending.merge(n)
         if self._event is not None:
             self._event.set()
+        elif self.waker is not None:
+            self.waker()
 
     def take(self) -> Notification | None:
         """What arrived so far (merged), without waiting; None if nothing."""

@@ -71,7 +71,7 @@ def session(env, rev2=False):
     s = ImapSession(env.ctx, secure=True, loopback=True, views=env.shared)
     s.acc, s.state = env.acc, imap_session.AUTHENTICATED
     if rev2:
-        s.enabled.add("IMAP4REV2")
+        s.enabled = {"IMAP4REV2"}
     return s
 
 

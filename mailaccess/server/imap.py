@@ -2,15 +2,24 @@
 
 Thin Trio glue around the sans-IO receiver/parser (proto/imap) and the
 session (imap_session.py).  One task per connection reads, frames, parses,
-lets the session handle the command and sends what it produced.  IDLE races a
-DONE line from the client against change notifications from the bus; nothing
-polls.  A second task per connection, the NOTIFY task (imap_notifier.py),
-sends RFC 5465 news between commands.  The two share one writer: ``send``
-holds a lock per connection, has a write deadline and is never cancelled
-half-way; and ``turn`` is held by the reader from a parsed command to its
-tagged line, so news never falls inside a command's responses.  What the
-IMAP service keeps for all its connections (shared sequence maps, sessions
-per user) is ``ImapService``, not the process-wide ``ServerContext``.  The bytes it writes itself come from proto/imap/serialize.
+lets the session handle the command and sends what it produced; an idle
+logged-in connection is that one task and nothing else (docs/architecture.md,
+"Memory").  IDLE waits for a DONE line from the client in that same task,
+parked until its socket is readable or the bus wakes it for a change to
+the selected mailbox (server/idle_wait.py); the session catches up and
+parks again; nothing polls (over TLS or COMPRESS, where bytes may wait in
+the stream rather than on the socket, a watcher task does the catching up
+while IDLE lasts).  From the session's first NOTIFY a second task, the
+NOTIFY task (imap_notifier.py), sends RFC 5465 news between commands; it
+runs in the service's nursery, bound to the connection by a cancel scope.
+The two share one writer: ``send`` holds a lock per connection (made by the
+first write that cannot go straight to the socket), has a write deadline
+and is never cancelled half-way; and ``turn`` (made with the NOTIFY task) is
+held by the reader from a parsed command to its tagged line, so news never
+falls inside a command's responses.  What the IMAP service keeps for all
+its connections (shared sequence maps, sessions per user, the receivers'
+bounds) is ``ImapService``, not the process-wide ``ServerContext``.  The
+bytes it writes itself come from proto/imap/serialize.
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ import logging
 import socket
 import zlib
 import errno
+import functools
 from os import read as _os_read, write as _os_write
 
 import trio
@@ -32,11 +42,13 @@ from ..proto.imap import state as st
 from ..proto.imap.errors import CommandError
 from ..proto.imap.receiver import Limits, Receiver, preauth_limits
 from .app import ServerContext, bound_addresses, open_listeners, serve_connections
+from . import idle_wait
 from .imap_notifier import Notifier
 from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No, SharedViews
 from .tls import server_context
 
 NEED_DATA, CONNECTION_CLOSED = frames.NEED_DATA, frames.CONNECTION_CLOSED
+_INF = float("inf")
 _wait_readable = trio.lowlevel.wait_readable
 _checkpoint = trio.lowlevel.checkpoint
 
@@ -95,6 +107,30 @@ class ImapService:
         self.views = SharedViews()
         self.sessions: dict[int, int] = {}
         self._greetings: dict[tuple, bytes] = {}
+        #: where the connections' NOTIFY tasks run (set by ``serve``)
+        self.nursery: trio.Nursery | None = None
+        self._idle_waits: idle_wait.IdleWaits | None = None
+
+    def idle_waits(self) -> "idle_wait.IdleWaits | None":
+        """Where IDLE sessions on the plain socket park (None: not here)."""
+        w = self._idle_waits
+        if w is None and self.nursery is not None and idle_wait.available():
+            w = self._idle_waits = idle_wait.IdleWaits(self.nursery)
+        return w
+
+    # the receivers' bounds, shared by every connection: the configured
+    # ones once logged in; before, a few KB
+
+    @functools.cached_property
+    def limits(self) -> Limits:
+        cfg = self.ctx.cfg.imap
+        nonsync = cfg.max_literal if cfg.nonsync_literals == "plus" else 4096
+        return Limits(max_line=cfg.max_line, max_literal=cfg.max_literal,
+                      max_nonsync_literal=nonsync)
+
+    @functools.cached_property
+    def preauth(self) -> Limits:
+        return preauth_limits(self.ctx.cfg.imap.preauth_max_command)
 
     def greeting(self, session: ImapSession) -> bytes:
         """The session's greeting (its capabilities depend only on the
@@ -107,34 +143,55 @@ class ImapService:
 
 
 class ImapConnection:
+    """One client connection: one task (the reader), plus the NOTIFY task
+    once the session sends NOTIFY, plus an IDLE watcher task only while an
+    IDLE over TLS waits.  Memory (docs/architecture.md, "Memory"): an idle
+    logged-in connection is this object, its session, its receiver, its
+    socket and one task's coroutine frames; the trio objects a connection
+    does not need yet (the writer lock, the turn lock, the NOTIFY task)
+    are made when first needed, the receiver's bounds are the service's."""
+
+    __slots__ = ("ctx", "service", "stream", "receiver", "session", "idle_timeout",
+                 "write_lock", "turn", "_command_done", "notifier", "_scope",
+                 "_notify_scope", "_plain", "_slot_user", "_closing", "__weakref__")
+
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, *, secure: bool,
                  loopback: bool, service: ImapService, remote: str | None = None):
         self.ctx = ctx
         self.service = service
         self.stream = stream
-        cfg = ctx.cfg.imap
-        nonsync = cfg.max_literal if cfg.nonsync_literals == "plus" else 4096
-        # the configured bounds apply once logged in; before, a few KB
-        self.limits = Limits(max_line=cfg.max_line, max_literal=cfg.max_literal,
-                             max_nonsync_literal=nonsync)
-        self.preauth = preauth_limits(cfg.preauth_max_command)
-        self.receiver = Receiver(limits=self.preauth)
+        self.receiver = Receiver(limits=service.preauth)
         self.session = s = ImapSession(ctx, secure=secure, loopback=loopback,
                                        views=self.service.views)
         s.remote = _peer_host(stream) if remote is None else remote
         s.sender = self.send
-        self.idle_timeout = cfg.idle_timeout
-        self.write_lock = trio.Lock()       # one writer at a time
-        self.turn = trio.Lock()             # a command, or the NOTIFY task's news
+        self.idle_timeout = ctx.cfg.imap.idle_timeout
+        # one writer at a time: made by the first write that cannot go
+        # straight to the socket (send), kept from then on
+        self.write_lock: trio.Lock | None = None
+        # a command, or the NOTIFY task's news: made with the NOTIFY task
+        # (until then the reader is the only one that writes between commands)
+        self.turn: trio.Lock | None = None
         self._command_done: trio.Event | None = None
         # the NOTIFY task starts with the session's first NOTIFY (most
         # connections never send one): until then nothing runs beside the reader
         self.notifier: Notifier | None = None
         s.on_notify = self._start_notifier
-        self._nursery: trio.Nursery | None = None
+        self._scope: trio.CancelScope | None = None         # the reader's (run)
+        self._notify_scope: trio.CancelScope | None = None  # the NOTIFY task's
+        self._slot_user = None
+        self._closing = False   # the connection is ending (close_soon, or over)
         # the plain TCP stream this connection started with (send's fast path
         # applies while it is still self.stream: not after STARTTLS or COMPRESS)
         self._plain = stream if type(stream) is trio.SocketStream else None
+
+    @property
+    def limits(self) -> Limits:
+        return self.service.limits
+
+    @property
+    def preauth(self) -> Limits:
+        return self.service.preauth
 
     @property
     def command_done(self) -> trio.Event:
@@ -156,7 +213,8 @@ class ImapConnection:
         not take (a full socket buffer, an error) goes the full way below."""
         if not data:
             return
-        if self.stream is self._plain and not self.write_lock.locked():
+        lock = self.write_lock
+        if self.stream is self._plain and (lock is None or not lock.locked()):
             fd = self._plain.socket.fileno()
             if fd >= 0:
                 try:
@@ -167,40 +225,20 @@ class ImapConnection:
                     return
                 if n:
                     data = memoryview(data)[n:]
-        async with self.write_lock:
+        if lock is None:
+            lock = self.write_lock = trio.Lock()
+        async with lock:
             with trio.CancelScope(shield=True):
                 with trio.fail_after(WRITE_TIMEOUT):
                     await self.stream.send_all(data)
 
-    async def receive(self) -> bytes:
-        """The next bytes from the peer (b"" at EOF).
-
-        On the plain TCP stream: wait until the socket is readable, then one
-        read (in a request/response exchange the next command is never there
-        yet, so trying first would cost a failed read each time).  Errors as
-        trio's SocketStream raises them."""
-        plain = self._plain
-        if self.stream is not plain:
-            return await self.stream.receive_some(RECV)
-        sock = plain.socket
-        while True:
-            await _wait_readable(sock)
-            fd = sock.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("this socket was already closed")
-            try:
-                return _os_read(fd, RECV)
-            except BlockingIOError:
-                continue        # (woken without data)
-            except OSError as exc:
-                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                    raise trio.ClosedResourceError("this socket was already closed") from None
-                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
-
     def close_soon(self) -> None:
         """End the connection (the reader and the NOTIFY task)."""
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        self._closing = True
+        if self._scope is not None:
+            self._scope.cancel()
+        if self._notify_scope is not None:
+            self._notify_scope.cancel()
 
     def _finished(self) -> None:
         done = self._command_done
@@ -214,9 +252,18 @@ class ImapConnection:
         if self.notifier is None:
             if self.session.notify is None:
                 return      # NOTIFY NONE (or UNAUTHENTICATE) with none ever set
+            if self._closing:
+                return      # the connection is over
+            # the turn: the reader is inside a command (this one), so it
+            # holds it from here to its tagged line (read_loop releases it)
+            self.turn = trio.Lock()
+            self.turn.acquire_nowait()
             self.notifier = Notifier(self)      # sets session.on_notify = its reset
-            if self._nursery is not None:
-                self._nursery.start_soon(self._notify_task)
+            self._notify_scope = trio.CancelScope()
+            nursery = self.service.nursery
+            if nursery is None:
+                raise RuntimeError("NOTIFY needs ImapService.nursery")
+            nursery.start_soon(self._notify_task)
         self.notifier.reset()
 
     async def flush(self) -> None:
@@ -229,12 +276,27 @@ class ImapConnection:
             self.receiver.set_limits(want)
 
     async def next_event(self):
-        """The next receiver event, reading from the peer as needed."""
+        """The next receiver event, reading from the peer as needed.
+
+        The client's silence ends the connection after ``idle_timeout``
+        seconds without bytes: while this waits for bytes, the deadline of
+        the connection's cancel scope (``run``) is that many seconds ahead,
+        and infinite otherwise (a command takes the time it takes).  One
+        scope per connection whose deadline moves, rather than a new scope
+        per read: a read costs no cancel scope (trio keeps each deadline's
+        scope in its heap until a prune).
+
+        On the plain TCP stream a read is: wait until the socket is
+        readable, then one read (in a request/response exchange the next
+        command is never there yet, so trying first would cost a failed
+        read each time)."""
         receiver = self.receiver
+        scope = self._scope
         read = False
         while True:
             e = receiver.next_event()
             if e is not NEED_DATA:
+                scope.deadline = _INF
                 return e
             if read and receiver.in_command:
                 # Mid-command (a literal is arriving): ACK what came.  A
@@ -242,93 +304,112 @@ class ImapConnection:
                 # literal until its data is ACKed; a delayed ACK costs every
                 # APPEND ~40 ms.  (A read that completed a command needs none.)
                 _quickack(self.stream)
-            with trio.move_on_after(self.idle_timeout) as scope:
-                data = await self.receive()
-            if scope.cancelled_caught:
-                await self.send(S.bye("idle for too long, closing"))
-                return frames.CONNECTION_CLOSED
+            scope.deadline = trio.current_time() + self.idle_timeout
+            plain = self._plain
+            if self.stream is not plain:
+                data = await self.stream.receive_some(RECV)
+            else:
+                sock = plain.socket
+                while True:
+                    await _wait_readable(sock)
+                    data = _read_plain(sock)
+                    if data is not None:
+                        break
             receiver.receive_data(data)
             read = True
 
     async def run(self) -> None:
+        """The connection, in the task that called it (the reader), which
+        reads, frames, parses, lets the session handle each command and
+        sends what it produced.  No nursery of its own: the NOTIFY task, if
+        the session ever needs one, runs in the service's nursery, bound to
+        this connection by its cancel scope (cancelled when the reader ends,
+        however it ends).  The reader runs in one cancel scope, ``_scope``:
+        cancelled by ``close_soon``, and past its deadline when the client
+        stays silent too long (next_event)."""
         await self.send(self.service.greeting(self.session))
+        s = self.session
+        receiver = self.receiver
         try:
-            async with trio.open_nursery() as n:
-                self._nursery = n
-                await self.read_loop()
-                n.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            # one failure (the reader's) is what the caller expects to see
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                while s.state is not LOGOUT:
+                    e = receiver.next_event()
+                    if e is NEED_DATA:
+                        e = await self.next_event()     # reads: a wait, so a scheduling point
+                    else:
+                        # pipelined (already read): let the other connections run
+                        # between commands, as a read would
+                        await _checkpoint()
+                    if e is CONNECTION_CLOSED:
+                        return
+                    # the turn (once there is a NOTIFY task), without a scheduling
+                    # round when nobody holds it (the NOTIFY task waits for it like
+                    # for any lock).  A NOTIFY command that starts the NOTIFY task
+                    # makes the turn held by this task (_start_notifier).
+                    turn = self.turn
+                    if turn is not None:
+                        if turn.locked():
+                            await turn.acquire()
+                        else:
+                            turn.acquire_nowait()
+                    try:
+                        if type(e) is frames.CommandFrame:
+                            idle = await self.command(e)
+                            go_on = True
+                        else:
+                            idle, go_on = await self.handle_event(e)
+                        if idle is not None:
+                            # here, not in command: one coroutine frame less
+                            # held by every IDLE session
+                            await self.idle(idle)
+                    finally:
+                        if self.turn is not None:
+                            self.turn.release()
+                    self._finished()
+                    if not go_on:
+                        return
+            if scope.cancelled_caught and not self._closing:
+                # the deadline: the client was silent for idle_timeout seconds
+                await self.send(S.bye("idle for too long, closing"))
         finally:
-            self._nursery = None
+            self._closing = True
+            if self._notify_scope is not None:
+                self._notify_scope.cancel()
             self.release_slot()
 
     async def _notify_task(self) -> None:
         """The NOTIFY task; a failure there ends the connection, not the reader's
         command half-way (the reader is cancelled at its next wait)."""
         try:
-            await self.notifier.run()
+            with self._notify_scope:
+                await self.notifier.run()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             self.close_soon()
         except Exception:
             log.exception("NOTIFY failed; closing the connection")
             self.close_soon()
 
-    async def read_loop(self) -> None:
-        s = self.session
-        turn = self.turn
-        receiver = self.receiver
-        while s.state is not LOGOUT:
-            e = receiver.next_event()
-            if e is NEED_DATA:
-                e = await self.next_event()     # reads: a wait, so a scheduling point
-            else:
-                # pipelined (already read): let the other connections run
-                # between commands, as a read would
-                await _checkpoint()
-            if e is CONNECTION_CLOSED:
-                return
-            # the turn, without a scheduling round when nobody holds it
-            # (the NOTIFY task, if any, waits for it like for any lock)
-            if turn.locked():
-                await turn.acquire()
-            else:
-                turn.acquire_nowait()
-            try:
-                if type(e) is frames.CommandFrame:
-                    await self.command(e)
-                    go_on = True
-                else:
-                    go_on = await self.handle_event(e)
-            finally:
-                turn.release()
-            self._finished()
-            if not go_on:
-                return
-
-    async def handle_event(self, e) -> bool:
-        """One receiver event (a command, a literal's continuation, an error);
-        False when the connection ends."""
+    async def handle_event(self, e) -> tuple[ev.Idle | None, bool]:
+        """One receiver event (a command, a literal's continuation, an error)
+        -> (the IDLE command to run, if it was one; False when the
+        connection ends)."""
         s = self.session
         if isinstance(e, frames.ContinuationRequest):
             refusal = s.literal_refusal(e.tag, e.parts)
             if refusal is not None:     # answered before "+"
                 self.receiver.refuse_literal()
                 await self.send(refusal)
-                return True
+                return None, True
             await self.send(S.continuation("Ready for literal data"))
-            return True
+            return None, True
         if isinstance(e, frames.FrameError):
             await self.frame_error(e)
-            return not e.fatal
+            return None, not e.fatal
         if isinstance(e, frames.RawLine):
             await self.send(S.bad(None, "unexpected line"))
-            return True
-        await self.command(e)
-        return True
+            return None, True
+        return await self.command(e), True
 
     async def frame_error(self, e: frames.FrameError) -> None:
         if e.fatal:
@@ -340,7 +421,9 @@ class ImapConnection:
         else:
             await self.send(S.tagged(e.tag, e.response, e.message, e.code))
 
-    async def command(self, frame: frames.CommandFrame) -> None:
+    async def command(self, frame: frames.CommandFrame) -> ev.Idle | None:
+        """Parse and run one command; an IDLE allowed here is returned, for
+        the caller to run."""
         s = self.session
         try:
             cmd = imap_commands.parse_command(frame, utf8=s.utf8)
@@ -358,13 +441,13 @@ class ImapConnection:
         elif isinstance(cmd, ev.Idle):
             if not st.allowed(s.state, cmd.NAME):
                 await self.send(S.bad(cmd.tag, "log in first"))
-                return
-            await self.idle(cmd)
+                return None
+            return cmd
         else:
             was = s.state
             await s.handle(cmd)
             if was is st.NOT_AUTHENTICATED and not await self.admit(cmd.tag):
-                return
+                return None
             self.sync_limits()
             await self.flush()
             if s.starttls_requested:
@@ -389,8 +472,6 @@ class ImapConnection:
         s.user = s.acc = None
         await self.send(S.no(tag, "too many sessions for this user", "LIMIT"))
         return False
-
-    _slot_user = None
 
     def take_slot(self) -> bool:
         counts = self.service.sessions
@@ -530,42 +611,64 @@ class ImapConnection:
         await self.send(b"+ idling\r\n")
         await s.refresh(allow_expunge=True)
         await self.flush()
-        done = None
         # RFC 5465 4: with NOTIFY in effect, IDLE sends what NOTIFY asked for
         # (the NOTIFY task, which gets the turn while we wait for DONE)
-        notify = s.notify is not None
-
-        async def watch():
-            # subscribed only while idling: outside IDLE the session holds
-            # nothing on the bus.  A change elsewhere in the account does not
-            # wake us; one to the selected mailbox (or its deletion) does.
-            with bus.subscribe(s.acc, mailboxes=(s.sel.mbx,), since=seen) as sub:
-                while True:
-                    await sub.wait()
-                    await s.refresh(allow_expunge=True)
-                    await self.flush()
-
-        self.turn.release()
+        watch = s.state == SELECTED and s.notify is None
+        turn = self.turn
+        if turn is not None:
+            turn.release()
+        self.receiver.line_mode = True
         try:
-            async with trio.open_nursery() as n:
-                if s.state == SELECTED and not notify:
-                    n.start_soon(watch)
-                self.receiver.line_mode = True
-                try:
-                    while True:
-                        e = await self.next_event()
-                        if isinstance(e, frames.RawLine):
-                            done = e.line.strip().upper() == b"DONE"
-                            break
-                        if e is frames.CONNECTION_CLOSED or isinstance(e, frames.FrameError):
-                            done = None
-                            break
-                finally:
-                    self.receiver.line_mode = False
-                    n.cancel_scope.cancel()
+            if not watch:
+                done = await self._idle_done()
+            elif self.stream is not self._plain or (waits := self.service.idle_waits()) is None:
+                done = await self._idle_watcher_task(seen)
+            else:
+                # IDLE in the reader's task alone (no task, nursery, cancel
+                # scope or event per idling session): it parks until its
+                # socket is readable or the bus wakes it (server/idle_wait.py)
+                # for a change to the selected mailbox (or its deletion); the
+                # session catches up and parks again.  Subscribed only while
+                # idling: outside IDLE the session holds nothing on the bus.
+                # The client's silence limit is the connection scope's
+                # deadline (run: a BYE), counted from its last bytes.
+                sock = self._plain.socket
+                fd = sock.fileno()
+                receiver = self.receiver
+                scope = self._scope
+                with bus.subscribe(s.acc, mailboxes=_one_mailbox(s.sel.mbx),
+                                   since=seen) as sub:
+                    sub.waker = functools.partial(waits.wake, fd)
+                    scope.deadline = trio.current_time() + self.idle_timeout
+                    try:
+                        while True:
+                            if sub.pending is not None:
+                                sub.take()
+                                await s.refresh(allow_expunge=True)
+                                await self.flush()
+                                continue
+                            e = receiver.next_event()
+                            if e is NEED_DATA:
+                                if await waits.wait(fd):        # readable (False: news)
+                                    data = _read_plain(sock)
+                                    if data is not None:
+                                        scope.deadline = trio.current_time() + self.idle_timeout
+                                        receiver.receive_data(data)
+                                continue
+                            if isinstance(e, frames.RawLine):
+                                done = e.line.strip().upper() == b"DONE"
+                                break
+                            if e is frames.CONNECTION_CLOSED or isinstance(e, frames.FrameError):
+                                done = None
+                                break
+                    finally:
+                        sub.waker = None
+                        scope.deadline = _INF
         finally:
-            with trio.CancelScope(shield=True):
-                await self.turn.acquire()
+            self.receiver.line_mode = False
+            if turn is not None:
+                with trio.CancelScope(shield=True):
+                    await turn.acquire()
         if done is None:
             s.state = LOGOUT
             return
@@ -573,6 +676,60 @@ class ImapConnection:
             await self.send(cmd.tag + b" BAD expected DONE\r\n")
             return
         await self.send(cmd.tag + b" OK IDLE terminated\r\n")
+
+    async def _idle_done(self) -> bool | None:
+        """Wait for the client's line ending IDLE: True for DONE, False for
+        another line, None when the connection ends."""
+        while True:
+            e = await self.next_event()
+            if isinstance(e, frames.RawLine):
+                return e.line.strip().upper() == b"DONE"
+            if e is frames.CONNECTION_CLOSED or isinstance(e, frames.FrameError):
+                return None
+
+    async def _idle_watcher_task(self, seen: int) -> bool | None:
+        """IDLE over TLS or COMPRESS (bytes may wait in the stream, not on
+        the socket): a second task (the watcher) catches up on changes
+        while the reader waits for the client's line."""
+        s = self.session
+        bus = self.ctx.bus
+
+        async def watcher():
+            with bus.subscribe(s.acc, mailboxes=(s.sel.mbx,), since=seen) as sub:
+                while True:
+                    await sub.wait()
+                    await s.refresh(allow_expunge=True)
+                    await self.flush()
+
+        async with trio.open_nursery() as n:
+            n.start_soon(watcher)
+            try:
+                return await self._idle_done()
+            finally:
+                n.cancel_scope.cancel()
+
+
+def _read_plain(sock) -> bytes | None:
+    """One non-blocking read from SOCK (b"" at EOF); None when nothing was
+    there after all.  Errors as trio's SocketStream raises them."""
+    fd = sock.fileno()
+    if fd < 0:
+        raise trio.ClosedResourceError("this socket was already closed")
+    try:
+        return _os_read(fd, RECV)
+    except BlockingIOError:
+        return None         # (woken without data)
+    except OSError as exc:
+        if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+            raise trio.ClosedResourceError("this socket was already closed") from None
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_mailbox(mbx: int) -> frozenset[int]:
+    """{MBX}, one object for every session idling on it (the bus keeps a
+    frozenset it is given as it is)."""
+    return frozenset((mbx,))
 
 
 def _raw_socket(stream):
@@ -623,10 +780,12 @@ async def serve(ctx: ServerContext, task_status=trio.TASK_STATUS_IGNORED) -> Non
     tls = await open_listeners(cfg.listen_tls) if cfg.listen_tls.enabled else []
     ssl_ctx = server_context(ctx.tls_cert, ctx.tls_key)
 
-    async def plain_handler(stream):
+    def plain_handler(stream):
+        # not a coroutine function: the connection's own coroutine is awaited
+        # in its place (one frame less held by every connection's task)
         host = _peer_host(stream)
-        await ImapConnection(ctx, stream, secure=False, loopback=_loopback_host(host),
-                             service=service, remote=host).run()
+        return ImapConnection(ctx, stream, secure=False, loopback=_loopback_host(host),
+                              service=service, remote=host).run()
 
     async def tls_handler(stream):
         loop = _is_loopback(stream)
@@ -638,6 +797,7 @@ async def serve(ctx: ServerContext, task_status=trio.TASK_STATUS_IGNORED) -> Non
     ctx.bound["imaps"] = bound_addresses(tls)
     task_status.started(bound_addresses(plain))
     async with trio.open_nursery() as n:
+        service.nursery = n
         if plain:
             n.start_soon(serve_connections, "imap", plain, plain_handler)
         if tls:

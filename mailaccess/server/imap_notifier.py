@@ -1,9 +1,11 @@
 """The NOTIFY task of one IMAP connection (RFC 5465): news sent between commands.
 
-One task per connection, started with it, asleep until the session's first
-``NOTIFY SET``.  While a NOTIFY is in effect it holds one subscription on the
-bus for the account (at most one merged pending notification: memory does
-not grow with the rate of changes), and on each wake-up:
+One task per connection, started with the session's first ``NOTIFY SET``
+(in the IMAP service's nursery, under a cancel scope of the connection's;
+asleep after NOTIFY NONE until the next SET).  While a NOTIFY is in effect
+it holds one subscription on the bus for the account (at most one merged
+pending notification: memory does not grow with the rate of changes), and
+on each wake-up:
 
 * waits for its turn: the connection's ``turn`` lock is held by the reader
   while it handles a command (from the parsed command to its tagged line,

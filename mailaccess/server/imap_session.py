@@ -62,6 +62,7 @@ NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = st.NOT_AUTHENTICATED, st.AU
     st.SELECTED, st.LOGOUT
 
 SEP = "/"
+_NONE: frozenset = frozenset()   # an empty set no session writes into
 SYSTEM_FLAGS = tuple(vocab.KEYWORD_TO_IMAP_FLAG.values())
 
 # After these commands (when they succeed) the dispatcher tells the client
@@ -187,7 +188,8 @@ class ImapSession:
         self.user: str | None = None
         self.acc: int | None = None
         self.sel: SelectedMailbox | None = None
-        self.enabled: set[str] = set()
+        # ENABLEd capabilities: a set of its own from the first ENABLE
+        self.enabled: set[str] | frozenset[str] = _NONE
         self._condstore = False           # CONDSTORE active in this session (see condstore)
         self.sel_flags: tuple[str, ...] = ()   # the FLAGS list last sent for self.sel
         self._told_flags: tuple | None = None  # (sel_flags, {lowercase flag: flag}) (do_store)
@@ -407,6 +409,8 @@ class ImapSession:
         newly = []
         for c in cmd.capabilities:
             if c in known and c not in self.enabled:
+                if self.enabled is _NONE:
+                    self.enabled = set()
                 self.enabled.add(c)
                 newly.append(c)
                 if c == "QRESYNC":
@@ -484,7 +488,7 @@ class ImapSession:
     async def do_unauthenticate(self, cmd):
         self.sel = None
         self.user = self.acc = None
-        self.enabled.clear()
+        self.enabled = _NONE
         self.condstore = False
         self.set_notify(None)
         return Done("UNAUTHENTICATE completed")   # the state table leads back

@@ -85,6 +85,9 @@ def _without(uids: array, eids: array, drop) -> tuple[array, array]:
     return _cut(uids, eids, idx)
 
 
+_NONE: frozenset = frozenset()
+
+
 @dataclass
 class Refresh:
     expunged: list[int] = field(default_factory=list)      # UIDs, to announce now
@@ -103,7 +106,9 @@ class SelectedMailbox:
         self.snap = snap                    # possibly shared: never mutate in place
         self.known_ms = snap.highest_ms     # changes up to here are reported
         self.uidnext = uidnext
-        self.gone: set[int] = set()         # expunged in the store, not announced yet
+        # expunged in the store, not announced yet (a set of its own only
+        # while there are some: most sessions never hold one)
+        self.gone: set[int] | frozenset[int] = _NONE
         self.reported: dict[int, int] = {}  # uid -> modseq this session already sent
         self.saved_result: list[int] = []   # SEARCHRES "$" (UIDs)
         # \Recent (RFC 3501 2.3.2): the UID ranges [lo, hi) this session
@@ -250,6 +255,8 @@ class SelectedMailbox:
         snap = self.snap
         for u in vanished:
             if self.has(u):
+                if self.gone is _NONE:
+                    self.gone = set()
                 self.gone.add(u)
         uids, eids = snap.uids, snap.eids
         copied = False
@@ -262,7 +269,7 @@ class SelectedMailbox:
                 r.expunged.append(uids[i])
             uids, eids = _cut(uids, eids, idx)
             copied = True
-            self.gone.clear()
+            self.gone = _NONE
         top = uids[-1] if uids else 0
         if isinstance(new_pairs, tuple):     # (UIDs, email ids): View.uid_map
             new_uids, new_eids = new_pairs
