@@ -52,3 +52,11 @@ def test_a_damaged_record_still_raises():
     for bad in (b"\x01[1,2", b"\x01[1] x", b"\x01"):
         with pytest.raises(ValueError):
             records.decode_mailbox(1, bad)
+
+
+@given(st.text(), st.text(), st.integers(0, 2**40), st.integers(0, 2**40), st.text())
+def test_account_record_bytes_and_round_trip(name, pw, created, quota, scram):
+    a = records.Account(3, name, pw, created, quota, scram)
+    enc = records.encode_account(a)
+    assert enc == b"\x01" + _old([name, pw, created, quota, scram])
+    assert records.decode_account(3, enc) == a

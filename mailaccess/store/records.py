@@ -277,15 +277,14 @@ class Account:
 
 
 def encode_account(a: Account) -> bytes:
-    return b"\x01" + json.dumps(
-        [a.name, a.password_hash, a.created, a.quota, a.scram], separators=(",", ":"),
-        ensure_ascii=False).encode("utf-8")
+    return b"\x01" + json_dumps_compact(
+        [a.name, a.password_hash, a.created, a.quota, a.scram])
 
 
 def decode_account(acc: int, data) -> Account:
     if data[0] != 1:
         raise ValueError("unknown account record version")
-    return Account(acc, *json.loads(bytes(data[1:])))
+    return Account(acc, *json_loads_record(data[1:]))
 
 
 # --- change log -------------------------------------------------------------------
