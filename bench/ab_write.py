@@ -16,7 +16,7 @@ servers see the same machine load within a round, so the ratio is worth more
 than two runs one after the other.  AB_DIR=/dev/shm puts both stores on
 tmpfs (flushes cost nothing: the CPU of the rest).
 """
-import asyncio, os, sys, tempfile, time, imaplib, threading, statistics
+import asyncio, atexit, os, sys, tempfile, time, imaplib, threading, statistics
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_stress as bs
 
@@ -43,12 +43,15 @@ def cpu(ma) -> float:
 
 
 servers = []
+started: list = []      # stopped at exit, also when a check fails
+atexit.register(lambda: [m.stop() for m in started])
 for env, tree in zip(envs, trees):
     saved = dict(os.environ)
     os.environ.update(env)
     os.environ["PYTHONPATH"] = tree
     ma = bs.Mailaccess(tempfile.mkdtemp(prefix="abw-", dir=os.environ.get("AB_DIR")), 60, 1)
     ma.start(bs.CHEAP)
+    started.append(ma)
     os.environ.clear()
     os.environ.update(saved)
     if mode == "store":
