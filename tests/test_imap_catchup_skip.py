@@ -111,3 +111,65 @@ async def test_new_selection_is_caught_up(imap_server):
     assert b"* 1 EXISTS" in await a.cmd("NOOP")
     a.close()
     b.close()
+
+
+async def test_lone_store_runs_no_catch_up(imap_server, monkeypatch):
+    """A STORE nobody else raced: the session knows the mailbox up to the
+    STORE's own modseq, so the catch-up after its answer is not run (perf2:
+    it used to open a view and decode the mailbox only to find nothing)."""
+    a = await login(imap_server)
+    for s in ("one", "two"):
+        await a.cmd("APPEND INBOX " + literal(msg(s)))
+    await a.cmd("SELECT INBOX")
+    await a.cmd("NOOP")
+    calls = count_refreshes(monkeypatch)
+    for n in (1, 2, 1):
+        got = await a.cmd("UID STORE %d +FLAGS ($k%d)" % (n, a.n))
+        assert got[-1] == b"t%d OK STORE completed" % a.n, got
+        assert any(l.startswith(b"* %d FETCH" % n) for l in got), got
+    assert calls == []
+    assert await a.cmd("NOOP") == [b"t%d OK NOOP completed" % a.n]
+    assert calls == []
+    a.close()
+
+
+async def test_store_after_a_change_elsewhere_in_the_account(imap_server, monkeypatch):
+    """Another mailbox of the account moved before the STORE: the selected
+    one did not, so nothing is owed; a later change to the selected mailbox
+    is still told at the next command."""
+    a = await login(imap_server)
+    b = await login(imap_server)
+    await a.cmd("CREATE Other")
+    await a.cmd("APPEND INBOX " + literal(msg("one")))
+    await a.cmd("SELECT INBOX")
+    await a.cmd("NOOP")
+    await b.cmd("APPEND Other " + literal(msg("two")))
+    got = await a.cmd("STORE 1 +FLAGS (\\Flagged)")
+    assert got[-1].endswith(b"OK STORE completed"), got
+    assert not any(b"EXISTS" in l for l in got), got
+    await b.cmd("APPEND INBOX " + literal(msg("three")))
+    assert b"* 2 EXISTS" in await a.cmd("NOOP")
+    a.close()
+    b.close()
+
+
+async def test_a_change_after_a_lone_store_is_told_bus_or_not(imap_server, monkeypatch):
+    """After a lone STORE, a commit by someone else (one the bus has not
+    heard of yet: another worker's) is told at the next command: the store's
+    modseq, not the bus, decides."""
+    a = await login(imap_server)
+    b = await login(imap_server)
+    await a.cmd("APPEND INBOX " + literal(msg("one")))
+    await a.cmd("SELECT INBOX")
+    await a.cmd("NOOP")
+    await a.cmd("STORE 1 +FLAGS (\\Flagged)")
+    frozen = imap_server.bus.latest(1)
+    monkeypatch.setattr(type(imap_server.bus), "latest", lambda self, acc: frozen)
+    await b.cmd("APPEND INBOX " + literal(msg("two")))
+    assert b"* 2 EXISTS" in await a.cmd("NOOP")
+    await b.cmd("SELECT INBOX")
+    await b.cmd("STORE 1 -FLAGS (\\Flagged)")
+    got = await a.cmd("NOOP")
+    assert any(l.startswith(b"* 1 FETCH") and b"\\Flagged" not in l for l in got), got
+    a.close()
+    b.close()

@@ -25,6 +25,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 
 from mailaccess import ingest
 from mailaccess.store import Store, lmdb_store, ops
@@ -67,10 +68,17 @@ def _msg(i: int) -> bytes:
 
 
 class Disk:
-    """What is on stable storage: the bytes of each file as of its last flush."""
+    """What is on stable storage: the bytes of each file as of its last flush.
+
+    The writer may be in the middle of a checkpoint when the test builds an
+    image (a due checkpoint runs right after an acknowledgement when nothing
+    waits): ``durable()`` hands out data.mdb and the log as of one moment,
+    never data from before a checkpoint's data flush with the header written
+    after it (a pair no crash can leave)."""
 
     def __init__(self, path: str):
         self.path = path
+        self.lock = threading.Lock()
         self.data = self._read("data.mdb")
         self.log = self._read("redo.log")
 
@@ -79,16 +87,21 @@ class Disk:
             return fh.read()
 
     def on_sync(self, what: str) -> None:
-        if what == "data":
-            self.data = self._read("data.mdb")
-        else:
-            self.log = self._read("redo.log")
+        with self.lock:
+            if what == "data":
+                self.data = self._read("data.mdb")
+            else:
+                self.log = self._read("redo.log")
+
+    def durable(self) -> tuple[bytes, bytes]:
+        with self.lock:
+            return self.data, self.log
 
 
 def _images(disk: Disk, path: str, out_dir: str, rng: random.Random) -> list[str]:
     with open(os.path.join(path, "data.mdb"), "rb") as fh:
         live = fh.read()
-    durable = disk.data
+    durable, log = disk.durable()
     size = max(len(live), len(durable))
     changed = [p for p in range(size // PSIZE)
                if live[p * PSIZE:(p + 1) * PSIZE] != durable[p * PSIZE:(p + 1) * PSIZE]]
@@ -111,7 +124,7 @@ def _images(disk: Disk, path: str, out_dir: str, rng: random.Random) -> list[str
         with open(os.path.join(d, "data.mdb"), "wb") as fh:
             fh.write(data)
         with open(os.path.join(d, "redo.log"), "wb") as fh:
-            fh.write(disk.log)
+            fh.write(log)
         dirs.append(d)
     return dirs
 

@@ -178,3 +178,49 @@ def test_a_commits_acknowledgements_and_hooks_run_inside_around_completions(stor
     batch = log[log.index(("done", 1)) - 1:]
     assert batch[:5] == ["enter", ("done", 1), ("done", 1), ("done", 1), ("hook", 1)]
     assert batch[5] == "exit"
+
+
+def _checkpoints(store) -> int:
+    return store.stats.get("checkpoints", 0)
+
+
+def _wait_for(pred, seconds: float = 10.0) -> bool:
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.005)
+    return pred()
+
+
+@pytest.mark.parametrize("after_ack", [True, False])
+def test_a_due_checkpoint_runs_after_the_acknowledgement_when_nothing_waits(
+        tmp_path, monkeypatch, after_ack):
+    """perf2: a lone client's write no longer waits for the checkpoint its
+    predecessor made due; the writer runs it right after acknowledging,
+    before any next request (without it: only at the next request, or when
+    idle for REDO_IDLE, here an hour)."""
+    from mailaccess.store import lmdb_store
+    monkeypatch.setattr(lmdb_store, "REDO_IDLE", 3600.0)
+    monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 3600.0)
+    monkeypatch.setattr(lmdb_store, "CHECKPOINT_AFTER_ACK", after_ack)
+    s = LmdbStore(tmp_path / "store")
+    s.start()
+    try:
+        s.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
+        # the first write after opening may checkpoint: count from here
+        assert _wait_for(lambda: s._queue.empty())
+        base, commits = _checkpoints(s), s._redo_commits
+        for i in range(lmdb_store.REDO_MAX_COMMITS - commits):
+            s.write_sync(lambda tx, i=i: tx.put("kw", _kw(i), b"v"))
+        if after_ack:
+            assert _wait_for(lambda: _checkpoints(s) == base + 1)
+        else:
+            assert not _wait_for(lambda: _checkpoints(s) > base, 0.5)
+        s.write_sync(lambda tx: tx.put("kw", _kw(99), b"v"))
+        assert _checkpoints(s) == base + 1          # one either way, never two
+        with s.read() as txn:
+            assert bytes(txn.get(_kw(99), db=s.db["kw"])) == b"v"
+    finally:
+        s.close()

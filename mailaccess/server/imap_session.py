@@ -1174,6 +1174,12 @@ class ImapSession:
         alone = before == known
         if modseq is not None and alone and not sel.gone:
             sel.known_ms = modseq
+            # ... and so is the dispatcher's catch-up after it: every change
+            # of the account up to MODSEQ is known for this selection (the
+            # mailbox moved only by this STORE; other mailboxes do not
+            # matter), so _needs_refresh reads one counter instead of
+            # running the catch-up (which would find nothing to say)
+            self._quiet_sel, self._quiet_ms = sel, modseq
         if kws and cmd.mode != "remove" and not (alone and self._announced(kws)):
             with self.store.view() as v:
                 self.out.extend(self.flag_updates(v))

@@ -42,6 +42,10 @@ REDO_MAX_BYTES = 16 << 20
 REDO_MAX_COMMITS = 8
 REDO_INTERVAL = 2.0
 REDO_IDLE = 0.2
+# a checkpoint that is due runs right after a commit's acknowledgements when
+# no request waits (the next one, a lone client's round trip away, then finds
+# the writer done or nearly); else in front of the next batch, as before
+CHECKPOINT_AFTER_ACK = True
 
 _RESTORE = ("restore the store from a backup (docs/operations.md, \"Backups\"); "
             "mailaccess never replaces an existing store")
@@ -693,6 +697,11 @@ class LmdbStore:
                     gc.enable()
             if stop:
                 return
+            # The same flushes, in the same order between commit N and N+1,
+            # as a checkpoint in front of batch N+1: only earlier, while
+            # the loop sends the answer and the client sends its next write.
+            if CHECKPOINT_AFTER_ACK and self._queue.empty() and self._checkpoint_due():
+                self._try_checkpoint()
             if self.retention.sweep_interval and time.monotonic() >= self._next_sweep:
                 self._sweep(WriteTx)   # under constant load too, one slice at a time
 
