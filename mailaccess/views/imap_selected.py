@@ -160,11 +160,33 @@ class SelectedMailbox:
                 return list(zip(self.snap.uids, self.snap.eids))
             return [(u, e) for u, e in zip(self.snap.uids, self.snap.eids)
                     if u not in self.gone]
+        su, se = self.snap.uids, self.snap.eids
+        n = len(su)
+        if not uids:
+            return []
+        # a run of the map (STORE 1:*, a range): sliced at once
+        i = bisect.bisect_left(su, uids[0])
+        j = i + len(uids) - 1
+        if j < n and su[i] == uids[0] and su[j] == uids[-1] and \
+                su[i:j + 1] == (uids if type(uids) is array else array("I", uids)):
+            out = list(zip(su[i:j + 1], se[i:j + 1]))
+            if self.gone:
+                gone = self.gone
+                out = [p for p in out if p[0] not in gone]
+            return out
+        gone = self.gone
         out = []
+        i = -1
         for u in uids:
-            e = self.eid_of(u)
-            if e is not None and u not in self.gone:
-                out.append((u, e))
+            # ascending UIDS walk the map: try the next slot before bisecting
+            i += 1
+            if not (i < n and su[i] == u):
+                i = bisect.bisect_left(su, u)
+                if i >= n or su[i] != u:
+                    i -= 1
+                    continue
+            if u not in gone:
+                out.append((u, se[i]))
         return out
 
     def uids_for_set(self, numset, uid: bool, saved=None) -> list[int]:
