@@ -1067,7 +1067,8 @@ class ImapSession:
                          records: dict | None = None) -> None:
         """The FETCH answer for UIDS, streamed.  RECORDS: {eid: encoded
         record} that are the store's current ones (a STORE's own), read
-        from there instead of the store."""
+        from there instead of the store; that answer is sent from its first
+        chunk on."""
         sel = self.sel
         sets_seen = (not sel.readonly) and any(
             isinstance(i, ev.FetchBody) and not i.peek for i in items) or \
@@ -1120,8 +1121,13 @@ class ImapSession:
 
         try:
             more = build(0.0)
+            # a STORE's answer (flags only: nothing can fail half-way) goes
+            # out from its first chunk on, so the client reads while the
+            # rest is built
+            early = records is not None and more
             while True:
-                if self.sender is not None and held >= FETCH_BUFFER:
+                if self.sender is not None and (held >= FETCH_BUFFER or early):
+                    early = False
                     held = mark = 0
                     await self.sender(self.take_output())
                 if not more:
