@@ -123,7 +123,7 @@ cdef object _kw_change(bytes tail, bint has_kw, frozenset add, frozenset remove,
     return "\0".join(kws).encode("utf-8"), len(kws), (seen in new) - (seen in old)
 
 
-def rewrite_many(get, db, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove,
+def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove,
                  replace, str seen, unchanged_since, alloc_ms, bint want_records):
     cdef dict new = {}
     cdef list gone = [], out_items = [], changed = [], conflicts = []
@@ -147,7 +147,7 @@ def rewrite_many(get, db, msg_key, mbx_ms_key, eids, frozenset add, frozenset re
         done = new.get(eid)
         if done is None:
             key = msg_key(eid)
-            data = get(key, None, db)
+            data = get(key)
             if data is None:
                 continue
         else:

@@ -50,12 +50,12 @@ def rewrite_keywords(data, add: frozenset, remove: frozenset, replace: frozenset
     return record, old_ms, members, (seen in new) - (seen in old)
 
 
-def rewrite_many(get, db, msg_key, mbx_ms_key, eids, add: frozenset, remove: frozenset,
+def rewrite_many(get, msg_key, mbx_ms_key, eids, add: frozenset, remove: frozenset,
                  replace: frozenset | None, seen: str, unchanged_since: int | None,
                  alloc_ms, want_records: bool):
     """``rewrite_keywords`` over the email records of EIDS: the loop of a bulk
     STORE (store/ops.py ``set_keywords``), reading each record with
-    ``get(msg_key(eid), None, db)``.
+    ``get(msg_key(eid))`` (None when there is none).
 
     ALLOC_MS() is called once, at the first record that changes, and gives
     the new modseq.  An email named twice is rewritten from its new record;
@@ -82,7 +82,7 @@ def rewrite_many(get, db, msg_key, mbx_ms_key, eids, add: frozenset, remove: fro
         done = new.get(eid)
         if done is None:
             key = msg_key(eid)
-            data = get(key, None, db)
+            data = get(key)
             if data is None:
                 continue
         else:

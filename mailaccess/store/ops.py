@@ -533,10 +533,12 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
         replace = frozenset(k.lower() for k in replace)
     # the whole loop on the raw records (_speedups/emailrec: compiled): no
     # EmailRecord is built; the modseq is allocated at the first change only.
+    # The records are read through one cursor (LMDB looks on its page
+    # first: ascending ids cost no descent of the tree each).
     # The writes are gathered and made in one call per table: each email's
     # new record, its old and new mbx.ms keys (they differ by modseq).
     items, index_gone, index_out, changed, conflicts, deltas, recs = _emailrec.rewrite_many(
-        tx._raw.get, tx.db["msg"], keys.msg_of(acc), keys.mbx_ms_of(acc), eids,
+        tx._raw.cursor(db=tx.db["msg"]).get, keys.msg_of(acc), keys.mbx_ms_of(acc), eids,
         add, remove, replace, SEEN, unchanged_since, lambda: tx.modseq(acc), want_records)
     for mbx, seen_delta in deltas.items():
         m = loaded.get(mbx) if loaded else None

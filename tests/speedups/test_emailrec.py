@@ -129,7 +129,7 @@ def test_rewrite_many_is_rewrite_keywords_per_record(mod, recs, picks, add, remo
         calls.append(1)
         return 99
 
-    got = mod.rewrite_many(lambda k, default, db: table.get(k, default), "db",
+    got = mod.rewrite_many(table.get,
                            keys.msg_of(7), keys.mbx_ms_of(7), eids, add, remove, replace,
                            "$seen", since, alloc, want)
     exp = list(reference_many(table, eids, add, remove, replace, since, 99))
