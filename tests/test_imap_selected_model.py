@@ -194,7 +194,7 @@ def pair_queries(draw):
 @settings(max_examples=400, deadline=None)
 @given(q=pair_queries(), as_array=st.booleans())
 def test_pairs_is_eid_of_each_live_uid(q, as_array):
-    """``pairs(uids)`` (a run of the map taken as one slice, otherwise one
+    """``pairs(uids)`` and ``uids_eids(uids)`` (a run of the map taken as one slice, otherwise one
     walk) is (uid, eid) of each asked UID in the map and not gone, in the
     order asked."""
     from array import array
@@ -203,4 +203,7 @@ def test_pairs_is_eid_of_each_live_uid(q, as_array):
                           (uids[-1] if uids else 0) + 1)
     sel.gone = set(gone)
     got = sel.pairs(array("I", asked) if as_array else asked)
-    assert got == [(u, eid(u)) for u in asked if u in set(uids) and u not in gone]
+    want = [(u, eid(u)) for u in asked if u in set(uids) and u not in gone]
+    assert got == want
+    assert sel.uids_eids(array("I", asked) if as_array else asked) == \
+        ([u for u, _e in want], [e for _u, e in want])

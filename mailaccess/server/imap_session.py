@@ -1154,8 +1154,7 @@ class ImapSession:
                 kws.append(k)
         if cmd.unchangedsince is not None:
             self.condstore = True
-        live_pairs = sel.pairs(uids)
-        eids = [e for _u, e in live_pairs]
+        live, eids = sel.uids_eids(uids)
         kw = {"add": dict(add=kws), "remove": dict(remove=kws),
               "replace": dict(replace=kws)}[cmd.mode]
         mbx = sel.mbx
@@ -1163,19 +1162,20 @@ class ImapSession:
 
         # a bulk answer is formatted from the records the writer rewrote
         # (and read unchanged), not read back from the store
-        bulk = not cmd.silent and len(live_pairs) > STORE_REPLY_INLINE
+        bulk = not cmd.silent and len(live) > STORE_REPLY_INLINE
         res = await storeio.write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
                                   unchanged_since=cmd.unchangedsince, records=bulk, **kw)
         conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
         if conflicts:
-            by_eid = {e: u for u, e in live_pairs}
+            by_eid = dict(zip(eids, live))
             conflict_uids = sorted(by_eid[e] for e in conflicts)
             conflict_set = set(conflict_uids)
         else:
             conflict_uids, conflict_set = [], ()
         # Report the new flags of every message the command touched (RFC
         # 9051 6.4.6), unless .SILENT.
-        report = [] if cmd.silent else [u for u, _e in live_pairs if u not in conflict_set]
+        report = [] if cmd.silent else \
+            [u for u in live if u not in conflict_set] if conflict_set else live
         # Nobody else changed the mailbox between what this session knew and
         # this STORE (the writer read BEFORE in the STORE's own transaction):
         # once our own answer is out, the session is up to date to MODSEQ
