@@ -6,7 +6,7 @@ and says byte for byte what the streaming path reading the store says:
 the session (``* FLAGS`` first), another session's keyword the session was
 not told yet, messages already \\Seen (read, not rewritten), messages
 expunged by another session but not announced yet (no EXPUNGE during
-STORE), CONDSTORE's MODSEQ, UNCHANGEDSINCE conflicts (MODIFIED), .SILENT,
+STORE), an answer mixing \\Recent messages and others, CONDSTORE's MODSEQ, UNCHANGEDSINCE conflicts (MODIFIED), .SILENT,
 UID and sequence forms.  The other session's catch-up still sees every
 change.  Two accounts of one server run the same conversation, one with the
 records and one without; their modseqs and UIDs are the same."""
@@ -33,6 +33,10 @@ CONVERSATION = [
     "FETCH 1 (FLAGS)",                      # ... not even by FETCH: 5 is gone, unannounced
     "STORE 1:* -FLAGS (\\Draft)",           # skips the gone message, numbers unchanged
     "UID STORE 1:* FLAGS.SILENT (\\Seen $MyFlag)",
+    "OTHER APPEND",                         # new mail the other session claims as \\Recent
+    "OTHER NOOP",
+    "NOOP",
+    "STORE 1:* -FLAGS (\\Flagged)",          # \\Recent here and not, in one answer
     "ENABLE CONDSTORE",
     "STORE 1:* +FLAGS (\\Answered)",
     "OTHER STORE 3 +FLAGS (\\Flagged)",
@@ -53,6 +57,9 @@ def converse(port: int, user: str) -> list[bytes]:
     a.cmd("SELECT INBOX")               # every message is \Recent in this session
     other.cmd("SELECT INBOX")
     for line in CONVERSATION:
+        if line == "OTHER APPEND":
+            out.append(b"OTHER: " + b"".join(other.cmd("APPEND INBOX", msg("late"))))
+            continue
         if line.startswith("OTHER "):
             out.append(b"OTHER: " + b"".join(other.cmd(line[6:])))
             continue
@@ -88,5 +95,7 @@ async def test_bulk_store_reply_from_the_writer_says_what_the_store_says(imap_se
     i = CONVERSATION.index("STORE 1:* -FLAGS (\\Draft)")
     assert b"EXPUNGE" not in from_writer[i] and from_writer[i].count(b" FETCH ") == 11
     assert b"* 5 EXPUNGE" in from_writer[CONVERSATION.index("NOOP")]
+    mixed = from_writer[CONVERSATION.index("STORE 1:* -FLAGS (\\Flagged)")]
+    assert mixed.count(b" FETCH ") == 12 and mixed.count(b"\\Recent") == 11
     # the other session was told of the changes by its catch-up
     assert from_writer[-1].count(b" FETCH ") >= 10

@@ -1704,20 +1704,26 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
             recent = None
         if read_email is None:
             read_email = v.email_reader(acc)
-        out, rep, fallback = _fetchfmt.fetch_simple(
-            read_email, v.index_reader(acc),
-            [u for u in uids if u not in recent] if recent else uids, snap.uids, snap.eids,
-            names, flags, condstore, utf8, read_blob)
-        if reported is not None:
-            reported.update(rep)
+        plain = [u for u in uids if u not in recent] if recent else uids
+        if plain:
+            out, rep, fallback = _fetchfmt.fetch_simple(
+                read_email, v.index_reader(acc), plain, snap.uids, snap.eids,
+                names, flags, condstore, utf8, read_blob)
+            if reported is not None:
+                reported.update(rep)
+        else:
+            out, rep, fallback = [], {}, []
         if recent:
             out_r, rep_r, fallback_r = _fetchfmt.fetch_simple(
-                read_email, v.index_reader(acc), [u for u in uids if u in recent],
+                read_email, v.index_reader(acc),
+                [u for u in uids if u in recent] if plain else uids,
                 snap.uids, snap.eids, names, functools.partial(_with_recent, flags),
                 condstore, utf8, read_blob)
             if reported is not None:
                 reported.update(rep_r)
             fallback = fallback + fallback_r
+            if not plain and not fallback:
+                return out_r      # every message recent (the session's new mail)
         elif not fallback:
             return out
         # RFC 6858 downgrades (and records the hot path does not read) go
