@@ -169,3 +169,41 @@ def test_marked_set_reads_everything_when_expunges_are_not_recorded(tmp_path, mo
                                            vocab.DELETED) == set(uids[2:])
     finally:
         s.close()
+
+
+@st.composite
+def pair_queries(draw):
+    uids = draw(UIDS)
+    gone = draw(st.sets(st.sampled_from(uids), max_size=8)) if uids else set()
+    if uids and draw(st.booleans()):        # a run of the map, as STORE 1:* / a range
+        i = draw(st.integers(0, len(uids) - 1))
+        j = draw(st.integers(i, len(uids) - 1))
+        asked = uids[i:j + 1]
+        holes = [u for u in range(uids[i] + 1, uids[j]) if u not in set(uids)]
+        if len(asked) > 2 and holes and draw(st.booleans()):
+            # as many UIDs, same ends, one of them not in the map: not a run
+            k = draw(st.integers(1, len(asked) - 2))
+            asked = sorted(set(asked[:k] + asked[k + 1:] + [draw(st.sampled_from(holes))]))
+    else:                                   # anything: unknown, repeated, unordered UIDs
+        asked = draw(st.lists(st.integers(1, 420), max_size=40))
+        if draw(st.booleans()):
+            asked = sorted(set(asked))
+    return uids, gone, asked
+
+
+@settings(max_examples=400, deadline=None)
+@given(q=pair_queries(), as_array=st.booleans())
+def test_pairs_is_eid_of_each_live_uid(q, as_array):
+    """``pairs(uids)`` and ``uids_eids(uids)`` (a run of the map taken as one slice, otherwise one
+    walk) is (uid, eid) of each asked UID in the map and not gone, in the
+    order asked."""
+    from array import array
+    uids, gone, asked = q
+    sel = SelectedMailbox(1, 1, 1, False, Snapshot.from_pairs([(u, eid(u)) for u in uids], 5),
+                          (uids[-1] if uids else 0) + 1)
+    sel.gone = set(gone)
+    got = sel.pairs(array("I", asked) if as_array else asked)
+    want = [(u, eid(u)) for u in asked if u in set(uids) and u not in gone]
+    assert got == want
+    assert sel.uids_eids(array("I", asked) if as_array else asked) == \
+        ([u for u, _e in want], [e for _u, e in want])

@@ -483,3 +483,38 @@ def test_jmap_ops_never_touch_another_account(store, acc):
     store.write_sync(ops.delete_device_state, bob, "phone")
     assert account_snapshot(store, acc) == alice
     assert check_store(store) == []
+
+
+def test_set_keywords_reporting_records_are_the_stores(store, acc):
+    """records=True: {eid: record after the request} for every email found
+    and not in conflict, changed or not, each the bytes a view reads after
+    the commit (IMAP STORE formats its answer from them)."""
+    ib = inbox(store, acc)
+    with store.view() as v:
+        other = v.mailbox_by_role(acc, "archive")
+    eids = [store.write_sync(ops.append, acc, [ib.id] + ([other.id] if i % 3 == 0 else []),
+                             new_email(b"r%d" % i), ["$seen"] if i % 2 else []).email
+            for i in range(12)]
+    with store.view() as v:
+        ms0 = v.mailbox(acc, ib.id).highest_ms
+    store.write_sync(ops.set_keywords, acc, eids[:2], add=["$flagged"])
+    asked = eids + [eids[3], 99_999]          # one named twice, one that does not exist
+    r = store.write_sync(ops.set_keywords_reporting, acc, ib.id, asked, add=["$seen", "Custom"],
+                         unchanged_since=ms0, records=True)
+    # (named again, the email is read from its new record: changed since ms0)
+    assert r.conflicts == eids[:2] + [eids[3]]
+    assert sorted(r.records) == eids[2:]
+    with store.view() as v:
+        read = v.email_reader(acc)
+        for eid, rec in r.records.items():
+            assert type(rec) is bytes and rec == bytes(read(eid))
+        # eids[0] (unseen, in both mailboxes) conflicted: the only unseen one left
+        assert v.mailbox(acc, ib.id).unseen == 1 and v.mailbox(acc, other.id).unseen == 1
+    # nothing changes: the records are read as they are
+    r2 = store.write_sync(ops.set_keywords_reporting, acc, ib.id, eids[2:], add=["custom"],
+                          records=True)
+    assert r2.changed == [] and r2.modseq_after is None
+    with store.view() as v:
+        assert all(rec == bytes(v.email_reader(acc)(e)) for e, rec in r2.records.items())
+    assert store.write_sync(ops.set_keywords_reporting, acc, ib.id, eids,
+                            add=["x"]).records is None

@@ -51,69 +51,197 @@ cdef inline void _put_be(unsigned char *p, uint64_t v, int n) noexcept:
         v >>= 8
 
 
-def rewrite_keywords(data, frozenset add, frozenset remove, replace, uint64_t new_ms,
-                     str seen):
-    cdef Py_buffer view
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-    cdef const unsigned char *p = <const unsigned char *>view.buf
-    cdef Py_ssize_t n = view.len
+cdef object _rewrite(const unsigned char *p, Py_ssize_t n, frozenset add, frozenset remove,
+                     object replace, uint64_t new_ms, str seen):
+    """rewrite_keywords on the record at P (N bytes)."""
     cdef Py_ssize_t nkw, nmem, mem_end, i, klen
     cdef uint64_t old_ms
     cdef bytes kwb, record
     cdef unsigned char *out
+    if n < HEAD:
+        raise ValueError("email record too short")
+    nkw = <Py_ssize_t>_be(p + OFF_NKW, 2)
+    nmem = <Py_ssize_t>_be(p + OFF_NMEM, 2)
+    mem_end = HEAD + nmem * MEMBER
+    if mem_end > n:
+        raise ValueError("email record too short")
+    if nkw:
+        old = set(PyBytes_FromStringAndSize(<const char *>p + mem_end, n - mem_end)
+                  .decode("utf-8").split("\0"))
+    else:
+        old = set()
+    if replace is not None:
+        new = set(replace)
+    else:
+        new = (old | add) - remove
+    if new == old:
+        return None
+    kws = sorted(new)
+    kwb = "\0".join(kws).encode("utf-8")
+    klen = PyBytes_GET_SIZE(kwb)
+    old_ms = _be(p + OFF_MS, 8)
+    record = PyBytes_FromStringAndSize(NULL, mem_end + klen)
+    out = <unsigned char *>PyBytes_AS_STRING(record)
+    memcpy(out, p, mem_end)
+    memcpy(out + mem_end, PyBytes_AS_STRING(kwb), klen)
+    _put_be(out + OFF_MS, new_ms, 8)
+    _put_be(out + OFF_NKW, <uint64_t>len(kws), 2)
+    members = tuple([(<long>_be(p + HEAD + i * MEMBER, 4),
+                      <long>_be(p + HEAD + i * MEMBER + 4, 4)) for i in range(nmem)])
+    return record, old_ms, members, (seen in new) - (seen in old)
+
+
+def rewrite_keywords(data, frozenset add, frozenset remove, replace, uint64_t new_ms,
+                     str seen):
+    cdef Py_buffer view
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        if n < HEAD:
-            raise ValueError("email record too short")
-        nkw = <Py_ssize_t>_be(p + OFF_NKW, 2)
-        nmem = <Py_ssize_t>_be(p + OFF_NMEM, 2)
-        mem_end = HEAD + nmem * MEMBER
-        if mem_end > n:
-            raise ValueError("email record too short")
-        if nkw:
-            old = set(PyBytes_FromStringAndSize(<const char *>p + mem_end, n - mem_end)
-                      .decode("utf-8").split("\0"))
-        else:
-            old = set()
-        if replace is not None:
-            new = set(replace)
-        else:
-            new = (old | add) - remove
-        if new == old:
-            return None
-        kws = sorted(new)
-        kwb = "\0".join(kws).encode("utf-8")
-        klen = PyBytes_GET_SIZE(kwb)
-        old_ms = _be(p + OFF_MS, 8)
-        record = PyBytes_FromStringAndSize(NULL, mem_end + klen)
-        out = <unsigned char *>PyBytes_AS_STRING(record)
-        memcpy(out, p, mem_end)
-        memcpy(out + mem_end, PyBytes_AS_STRING(kwb), klen)
-        _put_be(out + OFF_MS, new_ms, 8)
-        _put_be(out + OFF_NKW, <uint64_t>len(kws), 2)
-        members = tuple([(<long>_be(p + HEAD + i * MEMBER, 4),
-                          <long>_be(p + HEAD + i * MEMBER + 4, 4)) for i in range(nmem)])
-        return record, old_ms, members, (seen in new) - (seen in old)
+        return _rewrite(<const unsigned char *>view.buf, view.len, add, remove, replace,
+                        new_ms, seen)
     finally:
         PyBuffer_Release(&view)
+
+
+cdef object _NOCHANGE = object()
+
+
+cdef object _kw_change(bytes tail, bint has_kw, frozenset add, frozenset remove, object replace,
+                       str seen):
+    """What the request makes of the keywords TAIL (a record's keyword
+    bytes): _NOCHANGE, or (the new keyword bytes, how many, \\Seen delta)."""
+    if has_kw:
+        old = set(tail.decode("utf-8").split("\0"))
+    else:
+        old = set()
+    if replace is not None:
+        new = set(replace)
+    else:
+        new = (old | add) - remove
+    if new == old:
+        return _NOCHANGE
+    kws = sorted(new)
+    return "\0".join(kws).encode("utf-8"), len(kws), (seen in new) - (seen in old)
+
+
+def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove,
+                 replace, str seen, unchanged_since, alloc_ms, bint want_records):
+    cdef dict new = {}
+    cdef list gone = [], out_items = [], changed = [], conflicts = []
+    cdef dict deltas = {}
+    cdef dict recs = {} if want_records else None
+    # a bulk STORE meets a handful of keyword sets: each is worked out once
+    cdef dict kw_cache = {}
+    cdef bint have_ms = False, check = unchanged_since is not None
+    cdef uint64_t ms = 0, since = 0, old_ms
+    cdef Py_buffer view
+    cdef const unsigned char *p
+    cdef Py_ssize_t n, nkw, nmem, mem_end, klen, i
+    cdef tuple done, kc
+    cdef bytes record, tail, kwb
+    cdef unsigned char *w
+    cdef long delta
+    if check:
+        since = <uint64_t>unchanged_since
+    ms_obj = None
+    for eid in eids:
+        done = new.get(eid)
+        if done is None:
+            key = msg_key(eid)
+            data = get(key)
+            if data is None:
+                continue
+        else:
+            key = done[0]
+            data = done[1]
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            p = <const unsigned char *>view.buf
+            n = view.len
+            if n < HEAD:
+                raise ValueError("email record too short")
+            old_ms = _be(p + OFF_MS, 8)
+            if check and old_ms > since:
+                conflicts.append(eid)
+                continue
+            nkw = <Py_ssize_t>_be(p + OFF_NKW, 2)
+            nmem = <Py_ssize_t>_be(p + OFF_NMEM, 2)
+            mem_end = HEAD + nmem * MEMBER
+            if mem_end > n:
+                raise ValueError("email record too short")
+            tail = PyBytes_FromStringAndSize(<const char *>p + mem_end, n - mem_end) \
+                if nkw else b""
+            kc_obj = kw_cache.get((nkw != 0, tail))
+            if kc_obj is None:
+                kc_obj = kw_cache[(nkw != 0, tail)] = _kw_change(tail, nkw != 0, add, remove,
+                                                                  replace, seen)
+            if kc_obj is _NOCHANGE:
+                if want_records:
+                    recs[eid] = PyBytes_FromStringAndSize(<const char *>p, n)
+                continue
+            if not have_ms:
+                # a modseq only when something changes
+                ms_obj = alloc_ms()
+                ms = <uint64_t>ms_obj
+                have_ms = True
+            kc = <tuple>kc_obj
+            kwb = <bytes>kc[0]
+            delta = kc[2]
+            klen = PyBytes_GET_SIZE(kwb)
+            record = PyBytes_FromStringAndSize(NULL, mem_end + klen)
+            w = <unsigned char *>PyBytes_AS_STRING(record)
+            memcpy(w, p, mem_end)
+            memcpy(w + mem_end, PyBytes_AS_STRING(kwb), klen)
+            _put_be(w + OFF_MS, ms, 8)
+            _put_be(w + OFF_NKW, <uint64_t>(<long>kc[1]), 2)
+            old_ms_obj = old_ms
+            for i in range(nmem):
+                mbx = <long>_be(p + HEAD + i * MEMBER, 4)
+                uid = <long>_be(p + HEAD + i * MEMBER + 4, 4)
+                deltas[mbx] = deltas.get(mbx, 0) + delta
+                gone.append(mbx_ms_key(mbx, old_ms_obj, uid))
+                out_items.append((mbx_ms_key(mbx, ms_obj, uid), b""))
+        finally:
+            PyBuffer_Release(&view)
+        new[eid] = (key, record)
+        changed.append(eid)
+        if want_records:
+            recs[eid] = record
+    return list(new.values()), gone, out_items, changed, conflicts, deltas, recs
 
 
 def encode_ops(list ops):
     cdef Py_ssize_t total = 0, tl, kl, vl
     cdef bytes out, t, key, value
     cdef unsigned char *w
-    cdef list tables = []
-    for op in ops:
-        t = (<str>op[1]).encode()
+    cdef tuple op
+    cdef list keys = [], values = [], tables = []
+    # a bulk write names a handful of tables over 10,000s of ops: each name
+    # is encoded once
+    cdef dict names = {}
+    last_name = None
+    t = None
+    for o in ops:
+        op = o if type(o) is tuple else tuple(o)
+        name = op[1]
+        if name is not last_name:
+            t = names.get(name)
+            if t is None:
+                t = names[name] = (<str>name).encode()
+            last_name = name
+        key = op[2] if type(op[2]) is bytes else bytes(op[2])
+        value = op[3] if type(op[3]) is bytes else bytes(op[3])
         tables.append(t)
-        total += 8 + PyBytes_GET_SIZE(t) + len(op[2]) + len(op[3])
+        keys.append(key)
+        values.append(value)
+        total += 8 + PyBytes_GET_SIZE(t) + PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(value)
     out = PyBytes_FromStringAndSize(NULL, total)
     w = <unsigned char *>PyBytes_AS_STRING(out)
-    cdef Py_ssize_t j = 0
-    for op in ops:
-        t = tables[j]
-        j += 1
-        key = bytes(op[2])
-        value = bytes(op[3])
+    cdef Py_ssize_t j, n = len(ops)
+    for j in range(n):
+        op = ops[j] if type(ops[j]) is tuple else tuple(ops[j])
+        t = <bytes>tables[j]
+        key = <bytes>keys[j]
+        value = <bytes>values[j]
         tl = PyBytes_GET_SIZE(t)
         kl = PyBytes_GET_SIZE(key)
         vl = PyBytes_GET_SIZE(value)

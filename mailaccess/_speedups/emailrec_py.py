@@ -1,13 +1,16 @@
 """The write path's per-message work, pure-Python twin (the source of truth).
 
 Two hot loops of a bulk write run here (issue 10: ``STORE 1:* +FLAGS`` on
-10,000 messages): changing the keywords of one encoded email record in
-place of decode -> EmailRecord -> encode, and encoding the redo log's table
-writes (store/redolog.py).  ``emailrec_c`` is the compiled twin: same
+10,000 messages): changing the keywords of encoded email records in place
+of decode -> EmailRecord -> encode (one record: ``rewrite_keywords``; the
+whole loop of a bulk STORE, with its ``mbx.ms`` index keys:
+``rewrite_many``), and encoding the redo log's table writes
+(store/redolog.py).  ``emailrec_c`` is the compiled twin: same
 functions, same results, byte for byte.
 
 The record layout is ``store.records.EMAIL_LAYOUT`` (read here at import);
-this module builds no LMDB key.
+this module builds no LMDB key of its own (``rewrite_many`` is handed the
+store's key builders).
 """
 from __future__ import annotations
 
@@ -45,6 +48,71 @@ def rewrite_keywords(data, add: frozenset, remove: frozenset, replace: frozenset
     record = b"".join((_HEAD.pack(*head), bytes(data[_HEAD.size:mem_end]),
                        "\0".join(kws).encode("utf-8")))
     return record, old_ms, members, (seen in new) - (seen in old)
+
+
+def rewrite_many(get, msg_key, mbx_ms_key, eids, add: frozenset, remove: frozenset,
+                 replace: frozenset | None, seen: str, unchanged_since: int | None,
+                 alloc_ms, want_records: bool):
+    """``rewrite_keywords`` over the email records of EIDS: the loop of a bulk
+    STORE (store/ops.py ``set_keywords``), reading each record with
+    ``get(msg_key(eid))`` (None when there is none).
+
+    ALLOC_MS() is called once, at the first record that changes, and gives
+    the new modseq.  An email named twice is rewritten from its new record;
+    one whose record is missing is skipped; with UNCHANGED_SINCE, one whose
+    last_ms is above it is a conflict and stays as it is.
+
+    -> (the new records [(key, record)] in first-change order, the mbx.ms
+    keys to delete [mbx_ms_key(mailbox, old_ms, uid)], the mbx.ms items to
+    put [(mbx_ms_key(mailbox, new_ms, uid), b"")], the changed eids (an
+    email changed twice is there twice), the conflicting eids, {mailbox:
+    change of its \\Seen count} for every mailbox of a changed email in
+    first-seen order, and, when WANT_RECORDS, {eid: the email's record
+    after the request (bytes)} for every email found and not in conflict,
+    else None)."""
+    new: dict = {}
+    gone: list = []
+    out_items: list = []
+    changed: list = []
+    conflicts: list = []
+    deltas: dict = {}
+    recs = {} if want_records else None
+    ms = None
+    for eid in eids:
+        done = new.get(eid)
+        if done is None:
+            key = msg_key(eid)
+            data = get(key)
+            if data is None:
+                continue
+        else:
+            key, data = done
+        if unchanged_since is not None and \
+                _HEAD.unpack_from(data)[_I_MS] > unchanged_since:
+            conflicts.append(eid)
+            continue
+        out = None
+        if ms is None:
+            # a modseq only when something changes: ask first with any value
+            if rewrite_keywords(data, add, remove, replace, 0, seen) is not None:
+                ms = alloc_ms()
+                out = rewrite_keywords(data, add, remove, replace, ms, seen)
+        else:
+            out = rewrite_keywords(data, add, remove, replace, ms, seen)
+        if out is None:
+            if recs is not None:
+                recs[eid] = bytes(data)
+            continue
+        record, old_ms, members, seen_delta = out
+        for mbx, uid in members:
+            deltas[mbx] = deltas.get(mbx, 0) + seen_delta
+            gone.append(mbx_ms_key(mbx, old_ms, uid))
+            out_items.append((mbx_ms_key(mbx, ms, uid), b""))
+        new[eid] = (key, record)
+        changed.append(eid)
+        if recs is not None:
+            recs[eid] = record
+    return list(new.values()), gone, out_items, changed, conflicts, deltas, recs
 
 
 def encode_ops(ops) -> bytes:

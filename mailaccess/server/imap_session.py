@@ -1067,7 +1067,12 @@ class ImapSession:
         await self.send_fetch(uids, items, uid_cmd=cmd.uid)
         return Done("FETCH completed")
 
-    async def send_fetch(self, uids: list[int], items, *, uid_cmd: bool) -> None:
+    async def send_fetch(self, uids: list[int], items, *, uid_cmd: bool,
+                         records: dict | None = None) -> None:
+        """The FETCH answer for UIDS, streamed.  RECORDS: {eid: encoded
+        record} that are the store's current ones (a STORE's own), read
+        from there instead of the store; that answer is sent from its first
+        chunk on."""
         sel = self.sel
         sets_seen = (not sel.readonly) and any(
             isinstance(i, ev.FetchBody) and not i.peek for i in items) or \
@@ -1100,7 +1105,8 @@ class ImapSession:
         turn = _fetch_turn()
         progress = FetchProgress()
         chunks = fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
-                              sel.reported, self.utf8, progress=progress)
+                              sel.reported, self.utf8, progress=progress,
+                              read_email=None if records is None else records.get)
 
         def build(until: float) -> bool:
             """Chunks into self.out until the buffer is full, the answer is
@@ -1119,8 +1125,13 @@ class ImapSession:
 
         try:
             more = build(0.0)
+            # a STORE's answer (flags only: nothing can fail half-way) goes
+            # out from its first chunk on, so the client reads while the
+            # rest is built
+            early = records is not None and more
             while True:
-                if self.sender is not None and held >= FETCH_BUFFER:
+                if self.sender is not None and (held >= FETCH_BUFFER or early):
+                    early = False
                     held = mark = 0
                     await self.sender(self.take_output())
                 if not more:
@@ -1147,25 +1158,28 @@ class ImapSession:
                 kws.append(k)
         if cmd.unchangedsince is not None:
             self.condstore = True
-        live_pairs = sel.pairs(uids)
-        eids = [e for _u, e in live_pairs]
+        live, eids = sel.uids_eids(uids)
         kw = {"add": dict(add=kws), "remove": dict(remove=kws),
               "replace": dict(replace=kws)}[cmd.mode]
         mbx = sel.mbx
         known = sel.known_ms
 
+        # a bulk answer is formatted from the records the writer rewrote
+        # (and read unchanged), not read back from the store
+        bulk = not cmd.silent and len(live) > STORE_REPLY_INLINE
         res = await storeio.write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
-                                  unchanged_since=cmd.unchangedsince, **kw)
+                                  unchanged_since=cmd.unchangedsince, records=bulk, **kw)
         conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
         if conflicts:
-            by_eid = {e: u for u, e in live_pairs}
+            by_eid = dict(zip(eids, live))
             conflict_uids = sorted(by_eid[e] for e in conflicts)
             conflict_set = set(conflict_uids)
         else:
             conflict_uids, conflict_set = [], ()
         # Report the new flags of every message the command touched (RFC
         # 9051 6.4.6), unless .SILENT.
-        report = [] if cmd.silent else [u for u, _e in live_pairs if u not in conflict_set]
+        report = [] if cmd.silent else \
+            [u for u in live if u not in conflict_set] if conflict_set else live
         # Nobody else changed the mailbox between what this session knew and
         # this STORE (the writer read BEFORE in the STORE's own transaction):
         # once our own answer is out, the session is up to date to MODSEQ
@@ -1194,11 +1208,22 @@ class ImapSession:
             if lines is not None:
                 self.out.extend(lines)
             else:
-                await self.send_fetch(report, items, uid_cmd=cmd.uid)
+                recs = res.records if alone and res.records is not None and \
+                    self._still(mbx, before if modseq is None else modseq) else None
+                await self.send_fetch(report, items, uid_cmd=cmd.uid, records=recs)
         if conflict_uids:
             nums = conflict_uids if cmd.uid else [sel.seq_of(u) for u in conflict_uids]
             return Done("conditional STORE failed", S.code_modified(nums))
         return Done("STORE completed")
+
+    def _still(self, mbx: int, ms: int) -> bool:
+        """MBX's highest modseq is still MS: no commit after the STORE's own
+        changed a message of it (each change to a message moves the modseq
+        of every mailbox holding it), so the records the STORE's
+        transaction left are the store's current ones."""
+        with self.store.view() as v:
+            m = v.mailbox(self.acc, mbx)
+        return m is not None and m.highest_ms == ms
 
     def _announced(self, kws: list[str]) -> bool:
         """Every keyword of KWS is in the FLAGS list this session was last
@@ -1658,12 +1683,17 @@ def _simple_items(items) -> list | None:
 
 def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 reported: dict | None = None, utf8: bool = True, *,
-                simple: bool = True, simple_items: list | None = None) -> list[bytes]:
+                simple: bool = True, simple_items: list | None = None,
+                recent_uids: set | None = None, read_email=None) -> list[bytes]:
     """FETCH responses for UIDS: the hot path.  Reads prepared index bytes;
     raw message bytes only for body sections.  UTF8=false: messages with raw
     UTF-8 headers are served downgraded (RFC 6858).  SIMPLE=False forces the
     Python loop below (the hot path's own fallback).  SIMPLE_ITEMS: ITEMS'
-    _simple_items, when the caller has them."""
+    _simple_items, when the caller has them.  RECENT_UIDS: the session's
+    \\Recent UIDs (a superset of those in UIDS will do), when the caller
+    built them once for a whole answer.  READ_EMAIL: where the hot path reads
+    the email records (``eid -> record``; default the view's), e.g. the
+    records a STORE just wrote, when they are known to be V's."""
     names = (simple_items if simple_items is not None else _simple_items(items)) \
         if simple else None
     if names is not None:
@@ -1677,22 +1707,33 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                  if "FLAGS" in names else None)
         # \Recent is the session's, not the record's: the session's recent
         # messages take a second pass whose FLAGS formatter adds it
-        recent = (set(sel.recent_uids()).intersection(uids)
-                  if flags is not None and sel.show_recent and sel.recent else None)
-        out, rep, fallback = _fetchfmt.fetch_simple(
-            v.email_reader(acc), v.index_reader(acc),
-            [u for u in uids if u not in recent] if recent else uids, snap.uids, snap.eids,
-            names, flags, condstore, utf8, read_blob)
-        if reported is not None:
-            reported.update(rep)
+        if flags is not None and sel.show_recent and sel.recent:
+            recent = (recent_uids if recent_uids is not None
+                      else set(sel.recent_uids())).intersection(uids)
+        else:
+            recent = None
+        if read_email is None:
+            read_email = v.email_reader(acc)
+        plain = [u for u in uids if u not in recent] if recent else uids
+        if plain:
+            out, rep, fallback = _fetchfmt.fetch_simple(
+                read_email, v.index_reader(acc), plain, snap.uids, snap.eids,
+                names, flags, condstore, utf8, read_blob)
+            if reported is not None:
+                reported.update(rep)
+        else:
+            out, rep, fallback = [], {}, []
         if recent:
             out_r, rep_r, fallback_r = _fetchfmt.fetch_simple(
-                v.email_reader(acc), v.index_reader(acc), [u for u in uids if u in recent],
+                read_email, v.index_reader(acc),
+                [u for u in uids if u in recent] if plain else uids,
                 snap.uids, snap.eids, names, functools.partial(_with_recent, flags),
                 condstore, utf8, read_blob)
             if reported is not None:
                 reported.update(rep_r)
             fallback = fallback + fallback_r
+            if not plain and not fallback:
+                return out_r      # every message recent (the session's new mail)
         elif not fallback:
             return out
         # RFC 6858 downgrades (and records the hot path does not read) go
@@ -1954,7 +1995,8 @@ class FetchProgress:
 
 def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                  reported: dict | None = None, utf8: bool = True, *,
-                 budget: int = FETCH_CHUNK, progress: FetchProgress | None = None):
+                 budget: int = FETCH_CHUNK, progress: FetchProgress | None = None,
+                 read_email=None):
     """The FETCH answer for UIDS as byte chunks of about BUDGET bytes.
 
     Joined, the chunks are exactly ``b"".join(build_fetch(...))``.  Messages
@@ -1963,17 +2005,22 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     yielded: the consumer may wait for its socket between chunks without
     holding an LMDB snapshot.  A literal bigger than BUDGET is yielded in
     pieces of BUDGET bytes; the message's raw bytes are held once.  PROGRESS,
-    when given, says before each chunk whether more follow."""
+    when given, says before each chunk whether more follow.  READ_EMAIL: as
+    for build_fetch (the records must be those of every slice's view)."""
     if progress is None:
         progress = FetchProgress()
     n_all = len(uids)
     simple = _simple_items(items)
     if simple is not None:
+        # the session's \\Recent UIDs once per answer, not once per slice
+        recent = set(sel.recent_uids()) if sel.show_recent and sel.recent and \
+            "FLAGS" in simple else None
         i, n = 0, FETCH_FIRST_SLICE
         while i < n_all:
             with store.view() as v:
                 part = build_fetch(v, acc, sel, uids[i:i + n], items, condstore, reported, utf8,
-                                   simple_items=simple)
+                                   simple_items=simple, recent_uids=recent,
+                                   read_email=read_email)
             i += n
             size = sum(map(len, part))
             if part:

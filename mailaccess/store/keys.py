@@ -201,6 +201,11 @@ def mbx_ms(acc: int, mbx: int, ms: int, uid_: int) -> bytes:
     return _U32U32U64U32.pack(acc, mbx, ms, uid_)
 
 
+def mbx_ms_of(acc: int):
+    """``(mbx, ms, uid) -> mbx_ms(acc, mbx, ms, uid)`` as a C-level callable."""
+    return functools.partial(_U32U32U64U32.pack, acc)
+
+
 def mbx_ms_from(acc: int, mbx: int, ms: int) -> bytes:
     return _U32U32U64.pack(acc, mbx, ms)
 

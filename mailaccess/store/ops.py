@@ -517,67 +517,44 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
     UNCHANGEDSINCE test).  Emails whose keywords end up the same are untouched
     (no modseq change), as RFC 7162 3.1.3 allows.  LOADED: mailboxes the
     caller read in this transaction (used, not re-read, when they change)."""
-    changed, conflicts = [], []
+    changed, conflicts, _records = _set_keywords(tx, acc, eids, add, remove, replace,
+                                                 unchanged_since, loaded, False)
+    return changed, conflicts
+
+
+def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_since,
+                  loaded, want_records: bool):
+    """``set_keywords``; -> (changed, conflicts, {eid: record after} or None)."""
     cache: dict[int, Mailbox] = {}
     _remember_spellings(tx, acc, list(add) + list(replace or ()))
     add = frozenset(k.lower() for k in add)
     remove = frozenset(k.lower() for k in remove)
     if replace is not None:
         replace = frozenset(k.lower() for k in replace)
-    # per message on the raw record (_speedups/emailrec: compiled): no
-    # EmailRecord is built; the modseq is allocated at the first change only
-    rewrite = _emailrec.rewrite_keywords
-    get, msg_db = tx._raw.get, tx.db["msg"]
-    mbx_ms, msg_key = keys.mbx_ms, keys.msg
-    # the writes are gathered and made in one call per table: each email's
-    # new record waits in NEW (an email named twice is read from there), its
-    # old and new mbx.ms keys differ by modseq
-    new: dict[int, tuple[bytes, bytes]] = {}
-    index_out: list[tuple[bytes, bytes]] = []
-    index_gone: list[bytes] = []
-    ms = None
-    for eid in eids:
-        done = new.get(eid)
-        if done is None:
-            key = msg_key(acc, eid)
-            data = get(key, db=msg_db)
-            if data is None:
-                continue
+    # the whole loop on the raw records (_speedups/emailrec: compiled): no
+    # EmailRecord is built; the modseq is allocated at the first change only.
+    # The records are read through one cursor (LMDB looks on its page
+    # first: ascending ids cost no descent of the tree each).
+    # The writes are gathered and made in one call per table: each email's
+    # new record, its old and new mbx.ms keys (they differ by modseq).
+    items, index_gone, index_out, changed, conflicts, deltas, recs = _emailrec.rewrite_many(
+        tx._raw.cursor(db=tx.db["msg"]).get, keys.msg_of(acc), keys.mbx_ms_of(acc), eids,
+        add, remove, replace, SEEN, unchanged_since, lambda: tx.modseq(acc), want_records)
+    for mbx, seen_delta in deltas.items():
+        m = loaded.get(mbx) if loaded else None
+        if m is not None:
+            cache[mbx] = m
         else:
-            key, data = done
-        if unchanged_since is not None and records.email_last_ms(data) > unchanged_since:
-            conflicts.append(eid)
-            continue
-        if ms is None:
-            # a modseq only when something changes: ask first with any value
-            if rewrite(data, add, remove, replace, 0, SEEN) is None:
-                continue
-            ms = tx.modseq(acc)
-        out = rewrite(data, add, remove, replace, ms, SEEN)
-        if out is None:
-            continue
-        record, old_ms, members, seen_delta = out
-        for mbx, uid in members:
-            m = cache.get(mbx)
-            if m is None:
-                m = loaded.get(mbx) if loaded else None
-                if m is not None:
-                    cache[mbx] = m
-                else:
-                    m = _load_mbx(tx, acc, cache, mbx)
-            if seen_delta:
-                m.unseen -= seen_delta
-            index_gone.append(mbx_ms(acc, mbx, old_ms, uid))
-            index_out.append((mbx_ms(acc, mbx, ms, uid), b""))
-        new[eid] = (key, record)
-        changed.append(eid)
+            m = _load_mbx(tx, acc, cache, mbx)
+        if seen_delta:
+            m.unseen -= seen_delta
     tx.delete_many("mbx.ms", index_gone)
     tx.put_many("mbx.ms", index_out)
-    tx.put_many("msg", list(new.values()))
+    tx.put_many("msg", items)
     tx.log_updated(acc, EMAIL, changed)
     if cache:
         _save_mailboxes(tx, acc, cache)
-    return changed, conflicts
+    return changed, conflicts, recs
 
 
 @dataclass(slots=True)
@@ -588,21 +565,27 @@ class KeywordsResult:
     conflicts: list[int]         # emails that failed the UNCHANGEDSINCE test
     modseq_before: int           # the mailbox's highest modseq before the request
     modseq_after: int | None     # the request's modseq; None when nothing changed
+    # with ``records=True``: {eid: its encoded record after the request} for
+    # every email found and not in conflict (IMAP STORE formats its answer
+    # from them instead of reading the 10,000 records it just wrote again)
+    records: dict[int, bytes] | None = None
 
 
 def set_keywords_reporting(tx: WriteTx, acc: int, mbx: int, eids: list[int], *,
                            add: list[str] = (), remove: list[str] = (),
                            replace: list[str] | None = None,
-                           unchanged_since: int | None = None) -> KeywordsResult:
+                           unchanged_since: int | None = None,
+                           records: bool = False) -> KeywordsResult:
     """``set_keywords`` on EIDS (seen from mailbox MBX), reporting MBX's modseq
     before and the request's modseq after: IMAP STORE uses them to know
     whether anybody else changed the mailbox meanwhile (then it must rescan),
     JMAP Email/set to return oldState/newState."""
     m = tx.require_mailbox(acc, mbx)
     before = m.highest_ms
-    changed, conflicts = set_keywords(tx, acc, eids, add=add, remove=remove, replace=replace,
-                                      unchanged_since=unchanged_since, loaded={mbx: m})
-    return KeywordsResult(changed, conflicts, before, tx.modseq(acc) if changed else None)
+    changed, conflicts, recs = _set_keywords(tx, acc, eids, add, remove, replace,
+                                             unchanged_since, {mbx: m}, records)
+    return KeywordsResult(changed, conflicts, before, tx.modseq(acc) if changed else None,
+                          recs)
 
 
 def copy(tx: WriteTx, acc: int, eids: list[int], dst: int) -> list[int]:

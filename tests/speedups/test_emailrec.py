@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import twin_params
 from mailaccess import _speedups
-from mailaccess.store import records, redolog
+from mailaccess.store import keys, records, redolog
 from mailaccess.store.records import EmailRecord, Membership
 
 PY = _speedups.load_py("emailrec")
@@ -64,3 +64,76 @@ def test_encode_ops_round_trips(mod, ops):
     data = mod.encode_ops(ops)
     assert data == PY.encode_ops(ops)
     assert redolog.decode_ops(data) == ops
+
+
+# --- rewrite_many: the loop of a bulk STORE -------------------------------------------
+
+def reference_many(table, eids, add, remove, replace, since, first_ms):
+    """rewrite_many spelled with rewrite_keywords, one record at a time, as
+    store/ops.py set_keywords did before the loop was compiled."""
+    new, gone, out, changed, conflicts, deltas, recs = {}, [], [], [], [], {}, {}
+    ms = None
+    for eid in eids:
+        key = keys.msg(7, eid)
+        data = new[eid][1] if eid in new else table.get(key)
+        if data is None:
+            continue
+        if since is not None and records.email_last_ms(data) > since:
+            conflicts.append(eid)
+            continue
+        if ms is None and PY.rewrite_keywords(data, add, remove, replace, 0, "$seen") is not None:
+            ms = first_ms
+        r = PY.rewrite_keywords(data, add, remove, replace, ms or 0, "$seen")
+        if r is None:
+            recs[eid] = bytes(data)
+            continue
+        record, old_ms, members, delta = r
+        for mbx, uid in members:
+            deltas[mbx] = deltas.get(mbx, 0) + delta
+            gone.append(keys.mbx_ms(7, mbx, old_ms, uid))
+            out.append((keys.mbx_ms(7, mbx, ms, uid), b""))
+        new[eid] = (key, record)
+        changed.append(eid)
+        recs[eid] = record
+    return list(new.values()), gone, out, changed, conflicts, deltas, recs
+
+
+# emails sharing a few mailboxes (the \\Seen deltas add up per mailbox)
+shared_records = st.builds(
+    lambda eid, kws, mems, ms: EmailRecord(
+        eid, bytes(range(32)), 1_700_000_000, 60, 100, 1, ms, sorted(kws),
+        [Membership(mb, u, 1_700_000_000) for mb, u in mems], 0),
+    st.integers(1, 2**32 - 1), KWS,
+    st.lists(st.tuples(st.integers(1, 3), st.integers(1, 2**32 - 1)), min_size=1,
+             max_size=3, unique_by=lambda t: t[0]),
+    st.integers(0, 2**63))
+
+
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+@settings(max_examples=300, deadline=None)
+@given(recs=st.lists(records_ | shared_records, max_size=12, unique_by=lambda r: r.id),
+       picks=st.lists(st.integers(0, 14), max_size=20),
+       add=KWS, remove=KWS, replace=st.none() | KWS,
+       since=st.none() | st.integers(0, 2**63), want=st.booleans())
+def test_rewrite_many_is_rewrite_keywords_per_record(mod, recs, picks, add, remove, replace,
+                                                     since, want):
+    """Every record of the loop as rewrite_keywords makes it, the index keys
+    of every membership, the modseq allocated once at the first change; an
+    email named twice starts from its new record; missing ones skipped."""
+    table = {keys.msg(7, r.id): memoryview(records.encode_email(r)) for r in recs}
+    ids = [r.id for r in recs]
+    eids = [ids[i] if i < len(ids) else 4_000_000_000 - i for i in picks]   # some missing
+    calls = []
+
+    def alloc():
+        calls.append(1)
+        return 99
+
+    got = mod.rewrite_many(table.get,
+                           keys.msg_of(7), keys.mbx_ms_of(7), eids, add, remove, replace,
+                           "$seen", since, alloc, want)
+    exp = list(reference_many(table, eids, add, remove, replace, since, 99))
+    if not want:
+        exp[-1] = None
+    assert list(got) == exp
+    assert len(calls) == (1 if exp[3] else 0)

@@ -1,0 +1,101 @@
+"""The answer to a bulk STORE (more than STORE_REPLY_INLINE messages): it is
+formatted from the records the writer rewrote (``KeywordsResult.records``,
+``send_fetch(records=...)``) instead of reading them back from the store,
+and says byte for byte what the streaming path reading the store says:
+\\Recent messages, custom keywords in their first spelling, a keyword new to
+the session (``* FLAGS`` first), another session's keyword the session was
+not told yet, messages already \\Seen (read, not rewritten), messages
+expunged by another session but not announced yet (no EXPUNGE during
+STORE), an answer mixing \\Recent messages and others, CONDSTORE's MODSEQ, UNCHANGEDSINCE conflicts (MODIFIED), .SILENT,
+UID and sequence forms.  The other session's catch-up still sees every
+change.  Two accounts of one server run the same conversation, one with the
+records and one without; their modseqs and UIDs are the same."""
+from __future__ import annotations
+
+import functools
+
+from imap_helpers import imap_port, msg, Raw, run
+from mailaccess.server import imap_session
+
+Raw = functools.partial(Raw, timeout=30, whole=True, logout="wait")
+
+CONVERSATION = [
+    "STORE 1:* +FLAGS (\\Flagged)",
+    "UID STORE 2:9 +FLAGS (\\Seen \\Answered)",
+    "STORE 1:10 +FLAGS ($MyFlag)",          # new to the session: * FLAGS first
+    "STORE 3:12 +FLAGS ($myflag)",          # shown as first spelled; 1-2 stay, 11-12 change
+    "STORE 1:* +FLAGS (\\Seen)",            # 2-9 already \Seen: read, not rewritten
+    "OTHER STORE 2 +FLAGS (OtherOne)",      # another session's keyword, not told to us yet
+    "STORE 1:12 +FLAGS (\\Draft)",
+    "OTHER NOOP",
+    "OTHER STORE 5 +FLAGS (\\Deleted)",
+    "OTHER EXPUNGE",                        # we are not told yet ...
+    "FETCH 1 (FLAGS)",                      # ... not even by FETCH: 5 is gone, unannounced
+    "STORE 1:* -FLAGS (\\Draft)",           # skips the gone message, numbers unchanged
+    "UID STORE 1:* FLAGS.SILENT (\\Seen $MyFlag)",
+    "OTHER APPEND",                         # new mail the other session claims as \\Recent
+    "OTHER NOOP",
+    "NOOP",
+    "STORE 1:* -FLAGS (\\Flagged)",          # \\Recent here and not, in one answer
+    "ENABLE CONDSTORE",
+    "STORE 1:* +FLAGS (\\Answered)",
+    "OTHER STORE 3 +FLAGS (\\Flagged)",
+    "NOOP",
+    "UID STORE 1:* (UNCHANGEDSINCE 40) -FLAGS (\\Answered)",   # conflicts on 3
+    "STORE 2:11 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)",          # all conflict
+    "UID STORE 1:* (UNCHANGEDSINCE 99) FLAGS ($MyFlag)",
+    "OTHER NOOP",
+]
+
+
+def converse(port: int, user: str) -> list[bytes]:
+    a = Raw(port, user=user)
+    other = Raw(port, user=user)
+    for i in range(12):
+        a.cmd("APPEND INBOX", msg(f"m{i}"))
+    out = []
+    a.cmd("SELECT INBOX")               # every message is \Recent in this session
+    other.cmd("SELECT INBOX")
+    for line in CONVERSATION:
+        if line == "OTHER APPEND":
+            out.append(b"OTHER: " + b"".join(other.cmd("APPEND INBOX", msg("late"))))
+            continue
+        if line.startswith("OTHER "):
+            out.append(b"OTHER: " + b"".join(other.cmd(line[6:])))
+            continue
+        out.append(b"".join(a.cmd(line)))
+    a.close()
+    other.close()
+    return out
+
+
+async def test_bulk_store_reply_from_the_writer_says_what_the_store_says(imap_server,
+                                                                        monkeypatch):
+    port = imap_port(imap_server)
+    used = []
+    real = imap_session.ImapSession.send_fetch
+
+    async def counting(self, uids, items, *, uid_cmd, records=None):
+        used.append(records is not None)
+        return await real(self, uids, items, uid_cmd=uid_cmd, records=records)
+
+    monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 0)
+    monkeypatch.setattr(imap_session.ImapSession, "send_fetch", counting)
+    from_writer = await run(converse, port, "alice")
+    assert used.count(True) >= 8
+    used.clear()
+    monkeypatch.setattr(imap_session.ImapSession, "_still", lambda self, mbx, ms: False)
+    from_store = await run(converse, port, "bob")
+    assert not any(used)
+    assert from_writer == from_store
+    joined = b"".join(from_writer)
+    assert b"\\Recent" in joined and b"$MyFlag" in joined and b"$myflag" not in joined
+    assert b"OtherOne" in joined and b"MODSEQ" in joined and b"MODIFIED" in joined
+    # the gone message: no EXPUNGE during the STOREs, announced by NOOP
+    i = CONVERSATION.index("STORE 1:* -FLAGS (\\Draft)")
+    assert b"EXPUNGE" not in from_writer[i] and from_writer[i].count(b" FETCH ") == 11
+    assert b"* 5 EXPUNGE" in from_writer[CONVERSATION.index("NOOP")]
+    mixed = from_writer[CONVERSATION.index("STORE 1:* -FLAGS (\\Flagged)")]
+    assert mixed.count(b" FETCH ") == 12 and mixed.count(b"\\Recent") == 11
+    # the other session was told of the changes by its catch-up
+    assert from_writer[-1].count(b" FETCH ") >= 10
