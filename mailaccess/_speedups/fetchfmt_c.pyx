@@ -28,6 +28,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExa
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
+from mailaccess._speedups.span cimport Span, _span, _unspan
 
 from ..ids import email_id, thread_id
 from ..mime.index import INDEX_LAYOUT
@@ -280,39 +281,7 @@ def internaldate(int64_t received, int tz):
 
 # --- reading LMDB values --------------------------------------------------------------------
 
-cdef struct Span:
-    const unsigned char *p
-    Py_ssize_t n
-    bint release
-    Py_buffer view
-
-
-cdef inline int _span(object o, Span *s) except -1:
-    """Point S at the bytes of O (bytes, memoryview or any buffer) without copying."""
-    cdef Py_buffer *mv
-    s.release = False
-    if PyBytes_CheckExact(o):
-        s.p = <const unsigned char *>PyBytes_AS_STRING(o)
-        s.n = PyBytes_GET_SIZE(o)
-        return 0
-    if PyMemoryView_Check(o):
-        mv = PyMemoryView_GET_BUFFER(o)
-        if mv.itemsize == 1 and mv.ndim <= 1 and (mv.strides == NULL or mv.ndim == 0
-                                                   or mv.strides[0] == 1):
-            s.p = <const unsigned char *>mv.buf
-            s.n = mv.len
-            return 0
-    PyObject_GetBuffer(o, &s.view, PyBUF_SIMPLE)
-    s.p = <const unsigned char *>s.view.buf
-    s.n = s.view.len
-    s.release = True
-    return 0
-
-
-cdef inline void _unspan(Span *s):
-    if s.release:
-        PyBuffer_Release(&s.view)
-        s.release = False
+# Span, _span, _unspan: see span.pxd
 
 
 cdef inline uint64_t _be(const unsigned char *p, int n):
