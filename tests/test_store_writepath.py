@@ -214,14 +214,27 @@ def test_a_due_checkpoint_runs_after_the_acknowledgement_when_nothing_waits(
         # the first write after opening may checkpoint: count from here
         assert _wait_for(lambda: s._queue.empty())
         base, commits = _checkpoints(s), s._redo_commits
+        # each checkpoint notes whether the next request had been submitted
+        # yet: ordering, not time, tells the two placements apart
+        submitted = [False]
+        seen = []
+        real = s._try_checkpoint
+
+        def spy():
+            seen.append(submitted[0])
+            real()
+
+        monkeypatch.setattr(s, "_try_checkpoint", spy)
         for i in range(lmdb_store.REDO_MAX_COMMITS - commits):
             s.write_sync(lambda tx, i=i: tx.put("kw", _kw(i), b"v"))
         if after_ack:
-            assert _wait_for(lambda: _checkpoints(s) == base + 1)
-        else:
-            assert not _wait_for(lambda: _checkpoints(s) > base, 0.5)
+            assert _wait_for(lambda: seen)           # (a hang guard: it comes with no request)
+        submitted[0] = True
         s.write_sync(lambda tx: tx.put("kw", _kw(99), b"v"))
-        assert _checkpoints(s) == base + 1          # one either way, never two
+        # after the acknowledgement, before any next request; or only in
+        # front of the next request.  One either way, never two.
+        assert seen == [not after_ack]
+        assert _checkpoints(s) == base + 1
         with s.read() as txn:
             assert bytes(txn.get(_kw(99), db=s.db["kw"])) == b"v"
     finally:
