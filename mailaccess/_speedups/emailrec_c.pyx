@@ -51,57 +51,6 @@ cdef inline void _put_be(unsigned char *p, uint64_t v, int n) noexcept:
         v >>= 8
 
 
-cdef object _rewrite(const unsigned char *p, Py_ssize_t n, frozenset add, frozenset remove,
-                     object replace, uint64_t new_ms, str seen):
-    """rewrite_keywords on the record at P (N bytes)."""
-    cdef Py_ssize_t nkw, nmem, mem_end, i, klen
-    cdef uint64_t old_ms
-    cdef bytes kwb, record
-    cdef unsigned char *out
-    if n < HEAD:
-        raise ValueError("email record too short")
-    nkw = <Py_ssize_t>_be(p + OFF_NKW, 2)
-    nmem = <Py_ssize_t>_be(p + OFF_NMEM, 2)
-    mem_end = HEAD + nmem * MEMBER
-    if mem_end > n:
-        raise ValueError("email record too short")
-    if nkw:
-        old = set(PyBytes_FromStringAndSize(<const char *>p + mem_end, n - mem_end)
-                  .decode("utf-8").split("\0"))
-    else:
-        old = set()
-    if replace is not None:
-        new = set(replace)
-    else:
-        new = (old | add) - remove
-    if new == old:
-        return None
-    kws = sorted(new)
-    kwb = "\0".join(kws).encode("utf-8")
-    klen = PyBytes_GET_SIZE(kwb)
-    old_ms = _be(p + OFF_MS, 8)
-    record = PyBytes_FromStringAndSize(NULL, mem_end + klen)
-    out = <unsigned char *>PyBytes_AS_STRING(record)
-    memcpy(out, p, mem_end)
-    memcpy(out + mem_end, PyBytes_AS_STRING(kwb), klen)
-    _put_be(out + OFF_MS, new_ms, 8)
-    _put_be(out + OFF_NKW, <uint64_t>len(kws), 2)
-    members = tuple([(<long>_be(p + HEAD + i * MEMBER, 4),
-                      <long>_be(p + HEAD + i * MEMBER + 4, 4)) for i in range(nmem)])
-    return record, old_ms, members, (seen in new) - (seen in old)
-
-
-def rewrite_keywords(data, frozenset add, frozenset remove, replace, uint64_t new_ms,
-                     str seen):
-    cdef Py_buffer view
-    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-    try:
-        return _rewrite(<const unsigned char *>view.buf, view.len, add, remove, replace,
-                        new_ms, seen)
-    finally:
-        PyBuffer_Release(&view)
-
-
 cdef object _NOCHANGE = object()
 
 
@@ -121,6 +70,51 @@ cdef object _kw_change(bytes tail, bint has_kw, frozenset add, frozenset remove,
         return _NOCHANGE
     kws = sorted(new)
     return "\0".join(kws).encode("utf-8"), len(kws), (seen in new) - (seen in old)
+
+
+cdef object _rewrite(const unsigned char *p, Py_ssize_t n, frozenset add, frozenset remove,
+                     object replace, uint64_t new_ms, str seen):
+    """rewrite_keywords on the record at P (N bytes)."""
+    cdef Py_ssize_t nkw, nmem, mem_end, i, klen
+    cdef uint64_t old_ms
+    cdef bytes kwb, record
+    cdef unsigned char *out
+    if n < HEAD:
+        raise ValueError("email record too short")
+    nkw = <Py_ssize_t>_be(p + OFF_NKW, 2)
+    nmem = <Py_ssize_t>_be(p + OFF_NMEM, 2)
+    mem_end = HEAD + nmem * MEMBER
+    if mem_end > n:
+        raise ValueError("email record too short")
+    r = _kw_change(PyBytes_FromStringAndSize(<const char *>p + mem_end, n - mem_end) if nkw
+                   else b"", nkw != 0, add, remove, replace, seen)
+    if r is _NOCHANGE:
+        return None
+    kwb, nk, delta = r
+    klen = PyBytes_GET_SIZE(kwb)
+    old_ms = _be(p + OFF_MS, 8)
+    record = PyBytes_FromStringAndSize(NULL, mem_end + klen)
+    out = <unsigned char *>PyBytes_AS_STRING(record)
+    memcpy(out, p, mem_end)
+    memcpy(out + mem_end, PyBytes_AS_STRING(kwb), klen)
+    _put_be(out + OFF_MS, new_ms, 8)
+    _put_be(out + OFF_NKW, <uint64_t>nk, 2)
+    members = tuple([(<long>_be(p + HEAD + i * MEMBER, 4),
+                      <long>_be(p + HEAD + i * MEMBER + 4, 4)) for i in range(nmem)])
+    return record, old_ms, members, delta
+
+
+def rewrite_keywords(data, frozenset add, frozenset remove, replace, uint64_t new_ms,
+                     str seen):
+    cdef Py_buffer view
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        return _rewrite(<const unsigned char *>view.buf, view.len, add, remove, replace,
+                        new_ms, seen)
+    finally:
+        PyBuffer_Release(&view)
+
+
 
 
 def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove,
