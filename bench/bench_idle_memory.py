@@ -19,87 +19,28 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import re
-import selectors
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 USER, PASSWORD = "bench", "benchpw"
 
 
 # --- the client (a child process) -------------------------------------------------------------
 
-def client(port: int, count: int, n_exists: int, mode: str, parallel: int = 50) -> None:
-    """COUNT connections up to IDLE (or quiet after SELECT); print "ready",
-    hold them until stdin closes."""
-    sel = selectors.DefaultSelector()
-    socks = []
-    started = ready = 0
+def client(port: int, count: int, n_exists: int, mode: str) -> None:
+    """COUNT connections up to IDLE (or quiet after SELECT), opened the way
+    bench_imap.py opens its IDLE connections; print "ready", hold them until
+    stdin closes."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_imap import open_idlers
 
-    class C:
-        __slots__ = ("sock", "buf", "state", "exists")
-
-    def launch():
-        nonlocal started
-        s = socket.create_connection(("127.0.0.1", port))
-        s.setblocking(False)
-        c = C()
-        c.sock, c.buf, c.state, c.exists = s, b"", "greeting", 0
-        socks.append(s)
-        sel.register(s, selectors.EVENT_READ, c)
-        started += 1
-
-    while started < min(parallel, count):
-        launch()
-    while ready < count:
-        for key, _ in sel.select(timeout=30):
-            c = key.data
-            try:
-                data = c.sock.recv(65536)
-            except BlockingIOError:
-                continue
-            if not data:
-                raise SystemExit(f"server closed a connection in state {c.state}")
-            c.buf += data
-            while b"\r\n" in c.buf:
-                line, c.buf = c.buf.split(b"\r\n", 1)
-                done = False
-                if c.state == "greeting":
-                    c.sock.sendall(f"a1 LOGIN {USER} {PASSWORD}\r\n".encode())
-                    c.state = "login"
-                elif c.state == "login" and line.startswith(b"a1 "):
-                    if not line.startswith(b"a1 OK"):
-                        raise SystemExit(f"LOGIN {line!r}")
-                    c.sock.sendall(b"a2 SELECT INBOX\r\n")
-                    c.state = "select"
-                elif c.state == "select":
-                    m = re.match(rb"\* (\d+) EXISTS", line)
-                    if m:
-                        c.exists = int(m.group(1))
-                    elif line.startswith(b"a2 "):
-                        if not line.startswith(b"a2 OK") or c.exists != n_exists:
-                            raise SystemExit(f"SELECT {line!r} EXISTS {c.exists}")
-                        if mode == "idle":
-                            c.sock.sendall(b"a3 IDLE\r\n")
-                            c.state = "idle-wait"
-                        else:
-                            done = True
-                elif c.state == "idle-wait" and line.startswith(b"+"):
-                    done = True
-                if done:
-                    c.state = "ready"
-                    sel.unregister(c.sock)
-                    ready += 1
-                    if started < count:
-                        launch()
-                    break
+    clients, _ = open_idlers(port, count, n_exists, idle=(mode == "idle"),
+                             user=USER, password=PASSWORD)
     print("ready", flush=True)
     sys.stdin.read()
-    for s in socks:
-        s.close()
+    for c in clients:
+        c.sock.close()
 
 
 # --- the server (this process) ----------------------------------------------------------------

@@ -356,8 +356,11 @@ class IdleClient:
         self.exists = 0
 
 
-def open_idlers(port: int, count: int, n_exists: int, parallel: int = 50) -> tuple[list, float]:
-    """COUNT logged-in, SELECTed, IDLEing connections -> (clients, seconds to set up)."""
+def open_idlers(port: int, count: int, n_exists: int, parallel: int = 50, *, idle: bool = True,
+                user: str = USER, password: str = PASSWORD) -> tuple[list, float]:
+    """COUNT logged-in, SELECTed, IDLEing connections -> (clients, seconds to
+    set up).  IDLE=False: they stop after the SELECT (bench_idle_memory's
+    "quiet" sessions)."""
     sel = selectors.DefaultSelector()
     clients: list[IdleClient] = []
     started = ready = 0
@@ -390,7 +393,7 @@ def open_idlers(port: int, count: int, n_exists: int, parallel: int = 50) -> tup
             while b"\r\n" in c.buf:
                 line, c.buf = c.buf.split(b"\r\n", 1)
                 if c.state == "greeting":
-                    c.sock.sendall(f"a1 LOGIN {USER} {PASSWORD}\r\n".encode())
+                    c.sock.sendall(f"a1 LOGIN {user} {password}\r\n".encode())
                     c.state = "login"
                 elif c.state == "login" and line.startswith(b"a1 "):
                     if not line.startswith(b"a1 OK"):
@@ -404,8 +407,14 @@ def open_idlers(port: int, count: int, n_exists: int, parallel: int = 50) -> tup
                     elif line.startswith(b"a2 "):
                         if not line.startswith(b"a2 OK") or c.exists != n_exists:
                             raise SystemExit(f"IDLE setup: SELECT {line!r} EXISTS {c.exists}")
-                        c.sock.sendall(b"a3 IDLE\r\n")
-                        c.state = "idle-wait"
+                        if idle:
+                            c.sock.sendall(b"a3 IDLE\r\n")
+                            c.state = "idle-wait"
+                        else:
+                            c.state = "selected"
+                            ready += 1
+                            if started < count:
+                                launch()
                 elif c.state == "idle-wait" and line.startswith(b"+"):
                     c.state = "idle"
                     ready += 1
