@@ -36,7 +36,7 @@ MESSAGE = (b"From: a@example.org\r\nTo: demo@localhost\r\nSubject: hi\r\n"
 # --- the server ----------------------------------------------------------------------------------
 
 class Cluster:
-    def __init__(self, tmp_path, n: int = 2, extra: str = ""):
+    def __init__(self, tmp_path, n: int = 2, extra: str = "", http: str = ""):
         cfg = tmp_path / "mailaccess.toml"
         cfg.write_text(f"""
 data_dir = "{tmp_path / 'data'}"
@@ -47,6 +47,7 @@ listen_tls = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
+{http}
 [auth]
 argon2_memory_kib = 64
 argon2_time_cost = 1
@@ -118,7 +119,19 @@ stop_timeout = 20
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = Cluster(tmp_path)
+    yield from _running(Cluster(tmp_path))
+
+
+@pytest.fixture
+def push_cluster(tmp_path):
+    """on_each_worker keeps the streams it did not pick open until it has
+    one per worker: while a worker is still starting, more than the default
+    16 streams per user can land on the other, whose 17th answer is 429
+    (kept alive: a stream that never starts)."""
+    yield from _running(Cluster(tmp_path, http="max_push_streams_per_user = 256"))
+
+
+def _running(c: Cluster):
     try:
         yield c
     finally:
@@ -342,7 +355,8 @@ class EventSource:
         self.sock.close()
 
 
-def test_eventsource_push_across_workers(cluster):
+def test_eventsource_push_across_workers(push_cluster):
+    cluster = push_cluster
     pids = list(cluster.pids().values())
     streams = on_each_worker(cluster, lambda: EventSource(cluster.ports["http"]))
     imaps = on_each_worker(cluster, lambda: Imap(cluster.ports["imap"]))
