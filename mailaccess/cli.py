@@ -189,16 +189,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _setup_logging(cfg.log_level)
-    from .store import StoreError
-
     try:
         return _dispatch(args, cfg)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # imported here: `serve`'s supervisor imports no store (server/workers.py)
+        from .store import StoreError
+
+        if not isinstance(exc, StoreError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _open_store(cfg, *, create: bool = False):
@@ -402,21 +405,36 @@ def _dispatch(args, cfg) -> int:
 def _serve(args, cfg) -> int:
     import dataclasses
 
+    if args.no_demo:
+        cfg = dataclasses.replace(cfg, demo_account=False)
+    if cfg.server.count() > 1:
+        # worker processes under a supervisor (server/workers.py), which
+        # imports none of the server: the workers' loader does
+        from .server import memory, workers
+
+        # before any thread: the allocator's arenas and mmap threshold
+        memory.tune_malloc()
+        try:
+            return workers.supervise(cfg, prepare=lambda: _prepare_data_dir(cfg),
+                                     banner=lambda bound, demo:
+                                     _print_banner(cfg, bound, demo, cfg.server.count()))
+        except SystemExit as exc:
+            if isinstance(exc.code, str):
+                print(f"error: {exc.code}", file=sys.stderr)
+                return 1
+            raise
+
     import trio
 
     from .server import app
-
-    if args.no_demo:
-        cfg = dataclasses.replace(cfg, demo_account=False)
     from .store import StoreError
 
     try:
         # a store is created on the first start only (the store logs it)
-        _refuse_orphaned_data_dir(cfg)
+        _prepare_data_dir(cfg)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    os.makedirs(cfg.data_dir, exist_ok=True)
     # before any thread: the allocator's arenas and mmap threshold
     from .server import memory
 
@@ -430,12 +448,6 @@ def _serve(args, cfg) -> int:
             _print_banner(cfg, ctx.bound, demo)
 
     try:
-        if cfg.server.count() > 1:
-            # worker processes under a supervisor (server/workers.py)
-            from .server import workers
-
-            return workers.supervise(cfg, banner=lambda bound, demo:
-                                     _print_banner(cfg, bound, demo, cfg.server.count()))
         trio.run(run)
     except SystemExit as exc:
         if isinstance(exc.code, str):
@@ -444,14 +456,18 @@ def _serve(args, cfg) -> int:
         raise
     except BaseExceptionGroup as group:
         # the store refused to open (format, index version) inside the nursery
-        from .store import StoreError
-
         refused, rest = group.split(StoreError)
         if refused is None or rest is not None:
             raise
         print(f"error: {_leaves(refused)[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _prepare_data_dir(cfg) -> None:
+    """Refuse an orphaned data directory (StoreError), then make it."""
+    _refuse_orphaned_data_dir(cfg)
+    os.makedirs(cfg.data_dir, exist_ok=True)
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
@@ -470,7 +486,10 @@ def _print_banner(cfg, bound, demo: bool, workers: int = 1) -> None:
             lines.append(f"  {name:<6} {host}:{port}")
     lines.append(f"  data   {os.path.abspath(cfg.data_dir)}")
     if cfg.demo_account and demo:
-        from .server.app import DEMO_PASSWORD, DEMO_USER
+        if isinstance(demo, tuple):         # (user, password), from the supervisor
+            DEMO_USER, DEMO_PASSWORD = demo
+        else:
+            from .server.app import DEMO_PASSWORD, DEMO_USER
 
         lines.append(f"  demo account: user {DEMO_USER!r}, password {DEMO_PASSWORD!r}")
     if not cfg.tls.cert:

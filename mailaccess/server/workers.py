@@ -52,13 +52,15 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import trio
-
-from ..bus import Notification, notifications
-from ..config import Config
 from . import memory
+
+if TYPE_CHECKING:
+    import trio
+
+    from ..bus import Notification
+    from ..config import Config
 
 log = logging.getLogger("mailaccess.workers")
 
@@ -83,6 +85,8 @@ def encode(n: Notification) -> bytes:
 
 
 def decode(line: bytes) -> Notification:
+    from ..bus import Notification
+
     acc, modseq, kinds, mbx = json.loads(line[1:])
     return Notification(int(acc), int(modseq), frozenset(kinds),
                         None if mbx is None else frozenset(int(m) for m in mbx))
@@ -149,6 +153,8 @@ class WorkerLink:
         """The store's commit hook (writer thread): tell the other workers."""
         if not info.changes or self.count < 2:
             return
+        from ..bus import notifications
+
         batch = notifications(info.changes)
         self.stats["sent"] += len(batch)
         self.send(b"".join(encode(n) for n in batch))
@@ -159,12 +165,16 @@ class WorkerLink:
 
     # receiving (the Trio loop) -------------------------------------------------------
 
-    async def run(self, ctx, scope: trio.CancelScope,
-                  task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, ctx, scope: trio.CancelScope, task_status=None) -> None:
         """Publish the other workers' notifications on this worker's bus
         until cancelled; cancel SCOPE (the server) when told to stop or
         when the supervisor is gone."""
+        import trio
+
         from . import push_delivery
+
+        if task_status is None:
+            task_status = trio.TASK_STATUS_IGNORED
 
         key = id(ctx.store)
         push_delivery._ELSEWHERE[key] = lambda: self.broadcast("push")
@@ -247,6 +257,8 @@ def bind_listeners(cfg: Config) -> list[tuple[object, list[socket.socket]]]:
     out: list[tuple[object, list[socket.socket]]] = []
     for ln in wanted:
         host = None if ln.host in ("", "*") else ln.host
+        if host is not None and host.isascii():
+            host = host.encode()        # a str is encoded with the IDNA codec (an import)
         infos = socket.getaddrinfo(host, ln.port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
         socks = []
@@ -310,10 +322,17 @@ def _name_logs(name: str) -> None:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, *, banner=None):
+    def __init__(self, cfg: Config, *, banner=None, prepare=None):
         self.cfg = cfg
         self.n = cfg.server.count()
         self.banner = banner
+        # run before the store is opened (the CLI's data-directory checks)
+        self.prepare = prepare
+        self.pid = os.getpid()
+        self.subreaper = False
+        # this process imported the server and forks from it (no subreaper)
+        self.preloaded = False
+        self.demo = False
         self.slots = [Slot(i) for i in range(self.n)]
         self.listeners: list = []
         self.sel = selectors.DefaultSelector()
@@ -393,26 +412,24 @@ class Supervisor:
 
     def run(self) -> int:
         _name_logs("supervisor")
-        # what is built from here on is inherited by the workers: no
-        # collection leaves holes in it, and it is frozen before each fork
-        # (server/memory.py)
+        self.pid = os.getpid()
+        # the workers are forked by a loader process that exits once they
+        # run: they become this process's children (a subreaper), and no
+        # process keeps the loader's pages once both workers have copied them
+        self.subreaper = _set_subreaper(True)
         collecting = gc.isenabled()
-        gc.collect()
-        memory.hold_collector()
         try:
             return self._run()
         finally:
-            gc.unfreeze()
-            if collecting:
-                gc.enable()
+            if self.subreaper:
+                _set_subreaper(False)
+            if self.preloaded:
+                gc.unfreeze()
+                if collecting:
+                    gc.enable()
 
     def _run(self) -> int:
-        demo = self.preflight()
-        self.preload()
         self.listeners = bind_listeners(self.cfg)
-        from . import app
-
-        app.INHERITED[:] = self.listeners
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -422,36 +439,191 @@ class Supervisor:
         handlers = {}
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             handlers[sig] = signal.signal(sig, self._on_signal)
-        self.demo = demo
         log.info("starting %d worker processes", self.n)
         try:
-            for slot in self.slots:
-                self._spawn(slot)
-            self._loop()
+            if self.subreaper:
+                self._start_through_loader()
+            else:
+                self._start_here()
+            if any(s.pid for s in self.slots):
+                self._loop()
         finally:
             signal.set_wakeup_fd(old_wakeup)
             for sig, h in handlers.items():
                 signal.signal(sig, h)
             self._kill_all()
+            for slot in self.slots:
+                if slot.sock is not None:
+                    self._close(slot)
             for _, socks in self.listeners:
                 for s in socks:
                     s.close()
-            app.INHERITED.clear()
+            app = sys.modules.get("mailaccess.server.app")
+            if app is not None:
+                app.INHERITED.clear()
             self.sel.close()
             os.close(wake_r)
             os.close(wake_w)
         return self.exit_code
 
+    def _start_here(self) -> None:
+        """Without a subreaper (not Linux): this process loads what the
+        workers share and forks them itself, keeping those pages."""
+        gc.collect()
+        memory.hold_collector()
+        self.preloaded = True
+        self._prepare()
+        self.demo = self._demo_login(self.preflight())
+        self.preload()
+        for slot in self.slots:
+            self._spawn(slot)
+
+    def _start_through_loader(self) -> None:
+        """Fork the loader: it prepares the store and the certificate,
+        imports what the workers share and forks them (server/memory.py's
+        rules: collector held, objects frozen at each fork), tells this
+        process their pids and exits.  The workers are then this process's
+        children.  Why: a page that every worker has written (Python writes
+        reference counts into the objects it uses) exists once per worker
+        and once more in the process they were forked from; the loader
+        takes that last copy with it, while this process stays a small
+        interpreter that has imported none of the server.  A worker
+        restarted later is forked from this process and imports the server
+        itself (server/memory.py)."""
+        pairs = {s.index: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                 for s in self.slots}
+        r, w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:                                    # the loader
+            code = 1
+            try:
+                os.close(r)
+                code = self._loader(pairs, w)
+            except SystemExit as exc:
+                if isinstance(exc.code, str):
+                    print(f"error: {exc.code}", file=sys.stderr)
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        os.close(w)
+        for _, child_end in pairs.values():
+            child_end.close()
+        data = b""
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+        try:
+            info = json.loads(data)
+        except ValueError:
+            info = None
+        if info is None:
+            for parent_end, _ in pairs.values():
+                parent_end.close()
+            self.exit_code = (os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0) or 1
+            return
+        self.demo = info["demo"] and tuple(info["demo"])
+        now = time.monotonic()
+        for slot in self.slots:
+            parent_end = pairs[slot.index][0]
+            parent_end.setblocking(False)
+            slot.pid, slot.sock, slot.started = int(info["pids"][str(slot.index)]), parent_end, now
+            slot.inbuf, slot.out, slot.ready, slot.restart_at = b"", bytearray(), False, None
+            self.sel.register(parent_end, selectors.EVENT_READ, slot)
+            log.info("worker %d started, pid %d", slot.index, slot.pid)
+
+    def _loader(self, pairs: dict, w: int) -> int:
+        """In the loader: prepare, import, fork every worker, report, exit."""
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT):   # the supervisor decides
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for parent_end, _ in pairs.values():
+            parent_end.close()
+        gc.collect()
+        memory.hold_collector()
+        from ..store import StoreError
+
+        try:
+            self._prepare()
+            demo = self._demo_login(self.preflight())
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        self.preload()
+        me = os.getpid()
+        pids: dict[int, int] = {}
+        try:
+            for slot in self.slots:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                memory.freeze()
+                pid = os.fork()
+                if pid == 0:                            # a worker
+                    code = 1
+                    try:
+                        os.close(w)
+                        for i, (_, child_end) in pairs.items():
+                            if i != slot.index:
+                                child_end.close()
+                        code = self._child(slot.index, pairs[slot.index][1], loader=me)
+                    except SystemExit as exc:
+                        if isinstance(exc.code, str):
+                            print(f"error: {exc.code}", file=sys.stderr)
+                        code = exc.code if isinstance(exc.code, int) else 1
+                    except BaseException:
+                        traceback.print_exc()
+                    finally:
+                        try:
+                            sys.stdout.flush()
+                            sys.stderr.flush()
+                        finally:
+                            os._exit(code)
+                pids[slot.index] = pid
+            os.write(w, json.dumps({"demo": demo, "pids": pids}).encode())
+        except BaseException:
+            for pid in pids.values():
+                _kill(pid, signal.SIGKILL)
+            raise
+        return 0
+
+    def _prepare(self) -> None:
+        if self.prepare is not None:
+            self.prepare()
+
+    @staticmethod
+    def _demo_login(demo: bool):
+        """-> the demo account's (user, password) for the banner, or False."""
+        if not demo:
+            return False
+        from . import app
+
+        return (app.DEMO_USER, app.DEMO_PASSWORD)
+
     def _on_signal(self, signum, frame) -> None:
         self.signals.append(signum)
 
     def _spawn(self, slot: Slot) -> None:
+        """Fork SLOT's worker from this process (a restart; every start
+        without a subreaper)."""
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         sys.stdout.flush()
         sys.stderr.flush()
         if threading.active_count() > 1:
             log.warning("forking with %d threads alive", threading.active_count())
-        memory.freeze()
+        if self.preloaded:
+            memory.freeze()
         pid = os.fork()
         if pid == 0:                                    # the worker
             code = 1
@@ -477,8 +649,12 @@ class Supervisor:
         self.sel.register(parent_end, selectors.EVENT_READ, slot)
         log.info("worker %d started, pid %d", slot.index, pid)
 
-    def _child(self, index: int, sock: socket.socket) -> int:
-        """In the forked worker: forget the supervisor's state, run the server."""
+    def _child(self, index: int, sock: socket.socket, loader: int | None = None) -> int:
+        """In the forked worker: forget the supervisor's state, run the
+        server.  LOADER: the pid of the loader that forked it (the worker
+        waits until it has exited and the supervisor is its parent)."""
+        import trio
+
         from . import app
 
         signal.set_wakeup_fd(-1)
@@ -489,7 +665,13 @@ class Supervisor:
             signal.signal(sig, signal.SIG_IGN)
         for sig in (signal.SIGCHLD, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
+        if loader is not None:
+            deadline = time.monotonic() + 60
+            while os.getppid() == loader and time.monotonic() < deadline:
+                time.sleep(0.001)
         ppid = os.getppid()
+        if ppid != self.pid:
+            return 1                    # the supervisor is gone
         _die_with_parent()
         if os.getppid() != ppid:
             return 1
@@ -500,6 +682,7 @@ class Supervisor:
         os.close(self._wake[0])
         os.close(self._wake[1])
         _name_logs(f"worker {index}")
+        app.INHERITED[:] = self.listeners
         link = WorkerLink(index, self.n, sock)
         trio.run(lambda: app.serve(self.cfg, worker=link))
         return 0
@@ -707,7 +890,19 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def supervise(cfg: Config, *, banner=None) -> int:
+def _set_subreaper(on: bool) -> bool:
+    """PR_SET_CHILD_SUBREAPER: orphaned descendants of this process (the
+    workers, once their loader exits) become its children.  -> whether it
+    is set (False where prctl is missing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, int(on), 0, 0, 0) == 0      # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def supervise(cfg: Config, *, banner=None, prepare=None) -> int:
     """Run the server as ``cfg.server.count()`` worker processes until
-    SIGTERM/SIGINT; -> the exit status."""
-    return Supervisor(cfg, banner=banner).run()
+    SIGTERM/SIGINT; -> the exit status.  PREPARE: called before the store
+    is opened."""
+    return Supervisor(cfg, banner=banner, prepare=prepare).run()
