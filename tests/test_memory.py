@@ -1,7 +1,8 @@
 """The memory rules of `mailaccess serve` (server/memory.py, server/workers.py):
-the supervisor forks its workers with the collector held and every object
-frozen, each worker collects again; glibc's allocator gets a fixed mmap
-threshold and an arena limit unless the environment chose them."""
+a loader forks the workers with the collector held and every object frozen,
+then exits; each worker collects again; the supervisor imports none of the
+server; glibc's allocator gets a fixed mmap threshold and an arena limit
+unless the environment chose them, and a running server trims it."""
 from __future__ import annotations
 
 import gc
@@ -13,6 +14,8 @@ import sys
 import textwrap
 
 import pytest
+import trio
+import trio.testing
 
 from mailaccess.config import load
 from mailaccess.server import memory, workers
@@ -43,43 +46,96 @@ stop_timeout = 10
     return load(str(path))
 
 
-def test_workers_are_forked_frozen_and_collect_again(tmp_path, monkeypatch):
-    """At each fork the supervisor's collector is off and its objects are
+def test_workers_are_forked_frozen_by_a_loader_that_exits(tmp_path, monkeypatch):
+    """The supervisor forks one process, the loader, and freezes nothing.  At
+    each fork of a worker the loader's collector is off and its objects are
     frozen (a worker's collections never walk, so never copy, the pages it
-    shares with the supervisor); in the worker the collector is on again;
-    after the supervisor returns, the caller's collector is as it was."""
+    shares with the others); the loader then exits and the workers are the
+    supervisor's children (a subreaper), collecting again.  After the
+    supervisor returns, the caller's collector is as it was."""
     cfg = _config(tmp_path)
-    at_fork: list[tuple[bool, int]] = []
+    me = os.getpid()
     real_fork = os.fork
+    r, w = os.pipe()
 
     def fork():
-        at_fork.append((gc.isenabled(), gc.get_freeze_count()))
+        os.write(w, json.dumps(["fork", os.getpid(), gc.isenabled(),
+                                gc.get_freeze_count()]).encode() + b"\n")
         return real_fork()
-
-    r, w = os.pipe()
 
     def serve_in_worker(fn):
         # in the forked worker, instead of the server: report, and return
-        os.write(w, json.dumps([gc.isenabled(), gc.get_freeze_count()]).encode() + b"\n")
+        os.write(w, json.dumps(["worker", os.getppid(), gc.isenabled(),
+                                gc.get_freeze_count()]).encode() + b"\n")
 
-    monkeypatch.setattr(workers.os, "fork", fork)
-    monkeypatch.setattr(workers.trio, "run", serve_in_worker)
+    monkeypatch.setattr(os, "fork", fork)
+    monkeypatch.setattr(trio, "run", serve_in_worker)
     assert gc.isenabled()
     try:
         workers.Supervisor(cfg).run()          # the workers "exit while starting": it stops
     finally:
         os.close(w)
     with os.fdopen(r, "rb") as fh:
-        in_workers = [json.loads(line) for line in fh.read().splitlines()]
+        events = [json.loads(line) for line in fh.read().splitlines()]
+    forks = [e[1:] for e in events if e[0] == "fork"]
+    in_workers = [e[1:] for e in events if e[0] == "worker"]
+    by_supervisor = [f for f in forks if f[0] == me]
+    by_loader = [f for f in forks if f[0] != me]
+    assert len(by_supervisor) == 1                 # the loader
+    assert by_supervisor[0][2] == 0                # the supervisor froze nothing
+    loader = {f[0] for f in by_loader}
+    assert len(loader) == 1
     # the last two forks start the workers (an earlier one made the certificate)
-    assert len(at_fork) >= 2 and len(in_workers) == 2
-    for enabled, frozen in at_fork[-2:]:
-        assert not enabled                     # no collection in the supervisor
+    assert len(by_loader) >= 2 and len(in_workers) == 2
+    for _pid, enabled, frozen in by_loader[-2:]:
+        assert not enabled                     # no collection in the loader
         assert frozen > 1000                   # everything imported is frozen
-    for enabled, frozen in in_workers:
+    for ppid, enabled, frozen in in_workers:
+        assert ppid == me                      # adopted: the loader is gone
         assert enabled                         # the worker collects its own objects
-        assert frozen > 1000                   # ... never the supervisor's
+        assert frozen > 1000                   # ... never the loader's
+    assert not os.path.exists(f"/proc/{loader.pop()}")     # exited and reaped
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_the_supervisor_imports_none_of_the_server(tmp_path):
+    """`mailaccess serve` with workers: the supervisor process imports no
+    Trio, no store and no service (the loader prepares the store and imports
+    them, then exits), so it holds none of their pages once the workers run."""
+    _config(tmp_path)                          # writes the config file
+    code = f"""
+        import sys
+        from mailaccess import cli
+        from mailaccess.server import workers
+
+        def child(self, index, sock, loader=None):
+            return 0                           # the worker exits at once: it stops
+        workers.Supervisor._child = child
+        status = cli.main(["serve", "--config", {str(tmp_path / "mailaccess.toml")!r}])
+        print(status, sorted(m for m in sys.modules if m.split(".")[0] in ("trio", "lmdb")
+                             or m.startswith(("mailaccess.store", "mailaccess.server.app",
+                                              "mailaccess.server.imap", "mailaccess.auth"))))
+    """
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip().splitlines()[-1] == "1 []", out.stderr
+    # the loader made the store (the supervisor did not)
+    assert (tmp_path / "data" / "store" / "data.mdb").exists()
+
+
+def test_trim_periodically_trims_every_interval_and_never_at_0(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "trim", lambda: calls.append(trio.current_time()) or True)
+
+    async def main(interval):
+        with trio.move_on_after(35):
+            await memory.trim_periodically(interval)
+
+    trio.run(main, 10.0, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert calls == [10.0, 20.0, 30.0]
+    calls.clear()
+    trio.run(main, 0.0, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert calls == []
 
 
 def _run(code: str, env: dict | None = None) -> str:

@@ -31,6 +31,7 @@ from ..auth.service import LoginService
 from ..bus import Bus
 from ..config import Config
 from ..store import Store
+from . import memory
 
 log = logging.getLogger("mailaccess.server")
 
@@ -158,6 +159,8 @@ async def serve(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED,
         async with trio.open_nursery() as nursery:
             if install_signals:
                 nursery.start_soon(_signal_watcher, nursery.cancel_scope)
+                # the server's own process: return freed heap pages (server/memory.py)
+                nursery.start_soon(memory.trim_periodically)
             if worker is not None:
                 await nursery.start(worker.run, ctx, nursery.cancel_scope)
             for name, enabled, module in SERVICES:
