@@ -33,7 +33,6 @@ What this module owns (docs/architecture.md, "Memory"):
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import logging
 import os
@@ -60,7 +59,10 @@ def _libc():
     """The C library (None where it cannot be loaded)."""
     if not _LIBC:
         try:
-            _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c") or None))
+            # the process's own symbols, the C library's among them (not
+            # ctypes.util.find_library: it imports subprocess, tempfile,
+            # shutil... about 1 MB the supervisor would keep)
+            _LIBC.append(ctypes.CDLL(None))
         except OSError:
             _LIBC.append(None)
     return _LIBC[0]

@@ -4,16 +4,23 @@ What this module owns: the supervisor (the parent process) and each worker's
 end of the channel between them.  docs/architecture.md ("Worker processes")
 describes the model; in short:
 
-* The supervisor never opens the store while workers run and never starts a
-  thread.  Before the first fork it opens the store once (creating or
-  upgrading it, the demo account), closes it, makes the TLS certificate (in
-  a short-lived child: server/memory.py), imports every module the workers
-  will use and binds every listener; then it forks ``[server] workers``
-  processes, its objects frozen (gc.freeze) so that they share its pages.  Each
-  worker runs the ordinary Trio server (app.serve) on the inherited
-  listening sockets (app.INHERITED) and opens the one LMDB environment
-  itself, after the fork.  All workers accept on the same sockets: the
-  kernel hands each connection to one of the workers waiting in accept.
+* The supervisor never opens the store, imports none of the server (no
+  Trio, no store, no service) and never starts a thread.  It binds every
+  listener, then forks a loader (the supervisor is a subreaper: processes
+  orphaned below it become its children).  The loader opens the store once
+  (creating or upgrading it, the demo account), closes it, makes the TLS
+  certificate (in a short-lived child: server/memory.py), imports every
+  module the workers will use and forks ``[server] workers`` processes, its
+  objects frozen (gc.freeze) so that they share its pages; it tells the
+  supervisor their pids and exits, and the workers become the supervisor's
+  children.  So no process keeps the loader's copy of a page that every
+  worker has written.  Each worker runs the ordinary Trio server (app.serve)
+  on the inherited listening sockets (app.INHERITED) and opens the one LMDB
+  environment itself, after the fork.  All workers accept on the same
+  sockets: the kernel hands each connection to one of the workers waiting
+  in accept.  A worker restarted later is forked from the supervisor and
+  imports the server itself.  Without PR_SET_CHILD_SUBREAPER (not Linux) the
+  supervisor does the loader's work and forks the workers itself.
 * The channel: one Unix socketpair per worker to the supervisor, carrying
   lines.  After each durable commit a worker's store writer thread sends one
   ``N`` line per account ("account A reached modseq N, kinds, mailboxes");
