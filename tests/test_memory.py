@@ -47,7 +47,8 @@ stop_timeout = 10
 
 
 def test_workers_are_forked_frozen_by_a_loader_that_exits(tmp_path, monkeypatch):
-    """The supervisor forks one process, the loader, and freezes nothing.  At
+    """The supervisor forks one process, the loader, its own objects frozen
+    (its collections never walk the pages it shares with the loader).  At
     each fork of a worker the loader's collector is off and its objects are
     frozen (a worker's collections never walk, so never copy, the pages it
     shares with the others); the loader then exits and the workers are the
@@ -82,7 +83,7 @@ def test_workers_are_forked_frozen_by_a_loader_that_exits(tmp_path, monkeypatch)
     by_supervisor = [f for f in forks if f[0] == me]
     by_loader = [f for f in forks if f[0] != me]
     assert len(by_supervisor) == 1                 # the loader
-    assert by_supervisor[0][2] == 0                # the supervisor froze nothing
+    assert by_supervisor[0][2] > 1000              # the supervisor's objects are frozen
     loader = {f[0] for f in by_loader}
     assert len(loader) == 1
     # the last two forks start the workers (an earlier one made the certificate)

@@ -339,6 +339,7 @@ class Supervisor:
         self.subreaper = False
         # this process imported the server and forks from it (no subreaper)
         self.preloaded = False
+        self.froze = False
         self.demo = False
         self.slots = [Slot(i) for i in range(self.n)]
         self.listeners: list = []
@@ -430,6 +431,8 @@ class Supervisor:
         finally:
             if self.subreaper:
                 _set_subreaper(False)
+            if self.froze:
+                gc.unfreeze()
             if self.preloaded:
                 gc.unfreeze()
                 if collecting:
@@ -502,6 +505,11 @@ class Supervisor:
         r, w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        # this process's own objects are shared with everything it forks: its
+        # collections must not walk (write into) them (server/memory.py)
+        gc.collect()
+        memory.freeze()
+        self.froze = True
         pid = os.fork()
         if pid == 0:                                    # the loader
             code = 1
