@@ -45,7 +45,10 @@ counts 1/N: the fair figure for a tree of forked processes); anon, the
 anonymous part of RSS (heap, stacks, arenas; "pss" after it: its PSS); file,
 the file-backed part of RSS (code, libraries, mmapped data: page cache the
 kernel can drop); and for mailaccess "LMDB", the part of RSS that is pages of
-the LMDB map (data.mdb) touched through mmap.
+the LMDB map (data.mdb) touched through mmap.  Under the peaks, each process's
+RSS/PSS/anon PSS at the sample with the highest summed RSS: the tree's root
+(mailaccess: the supervisor; Dovecot: its master) and the others, largest PSS
+first (detail only: the peaks above are the sums, sampled as before).
 
 Password hash cost (LOGIN per cycle; --hash picks the profiles):
   same        mailaccess [auth] argon2id m=8 KiB, t=1, p=1; Dovecot verifies a
@@ -626,11 +629,21 @@ async def run_config(port: int, pids_of, clients: int, seconds: float, login_cyc
         stats.lat.clear()
         stats.ops = 0
     peak = dict.fromkeys(dv.MEM_PARTS, 0)
+    # each process's parts at the sample with the highest summed RSS (the
+    # breakdown printed under the peaks; the peaks are the sums, as before)
+    at_peak: list[tuple[int, dict[str, int]]] = []
     stop = asyncio.Event()
 
     async def sample():
         while not stop.is_set():
-            for k, v in tree_mem_kb(pids_of(), mapped).items():
+            procs = [(pid, dv.mem_parts_kb(pid, mapped)) for pid in pids_of()]
+            total = dict.fromkeys(dv.MEM_PARTS, 0)
+            for _, parts in procs:
+                for k, v in parts.items():
+                    total[k] += v
+            if total["rss"] >= peak["rss"]:
+                at_peak[:] = procs
+            for k, v in total.items():
                 peak[k] = max(peak[k], v)
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)
@@ -651,6 +664,8 @@ async def run_config(port: int, pids_of, clients: int, seconds: float, login_cyc
             "client_cpu": (me1 - me0) / elapsed,
             "rss_mb": peak["rss"] / 1024, "pss_mb": peak["pss"] / 1024,
             "mem_mb": {k: v / 1024 for k, v in peak.items()},
+            "procs_mb": [(pid, {k: v / 1024 for k, v in parts.items()})
+                         for pid, parts in at_peak],
             "lat": {k: (len(v), pct(v, 0.5) * 1000, pct(v, 0.99) * 1000)
                     for k, v in stats.lat.items()},
             "errors": stats.errors, "expungeissue": stats.expungeissue}
@@ -696,6 +711,17 @@ def show(label: str, res: dict) -> None:
     print(f"  {'':<34} peak MB: RSS {m['rss']:.0f} (PSS {m['pss']:.0f}) = anon {m['anon']:.0f} "
           f"(PSS {m['pss_anon']:.0f}) + file {m['file']:.0f} (PSS {m['pss_file']:.0f})"
           + (f"; LMDB map pages in RSS {m['mapped']:.0f}" if m["mapped"] else ""), flush=True)
+    procs = res.get("procs_mb") or []
+    if procs:
+        # the first is the tree's root (mailaccess: the supervisor)
+        (_, root), rest = procs[0], procs[1:]
+
+        def cell(p):
+            return f"{p['rss']:.0f}/{p['pss']:.0f}/{p['pss_anon']:.0f}"
+        rest.sort(key=lambda x: -x[1]["pss"])
+        shown = " ".join(cell(p) for _, p in rest[:4]) + (" ..." if len(rest) > 4 else "")
+        print(f"  {'':<34} at the RSS peak, RSS/PSS/anon PSS MB: root {cell(root)}; "
+              f"{len(rest)} more: {shown}", flush=True)
     cells = []
     for c in CMDS:
         if c in res["lat"]:
