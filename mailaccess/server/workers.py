@@ -63,6 +63,8 @@ from typing import TYPE_CHECKING, Callable
 
 from . import memory
 
+# trio and the bus are imported where a worker uses them: the supervisor
+# imports this module and none of the server (tests/test_memory.py)
 if TYPE_CHECKING:
     import trio
 
