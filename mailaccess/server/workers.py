@@ -545,9 +545,12 @@ class Supervisor:
             info = json.loads(data)
         except ValueError:
             info = None
-        if info is None:
+        if info is None or "exit" in info:
             for parent_end, _ in pairs.values():
                 parent_end.close()
+            if info is not None:
+                # the store or the certificate refused (an error for the CLI to print)
+                raise SystemExit(1 if info["exit"] is None else info["exit"])
             self.exit_code = (os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0) or 1
             return
         self.demo = info["demo"] and tuple(info["demo"])
@@ -575,9 +578,11 @@ class Supervisor:
         try:
             self._prepare()
             demo = self._demo_login(self.preflight())
-        except StoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        except (StoreError, SystemExit) as exc:
+            # the supervisor reports it, as it did when it prepared the store
+            code = exc.code if isinstance(exc, SystemExit) else str(exc)
+            os.write(w, json.dumps({"exit": code}).encode())
+            return code if isinstance(code, int) else 1
         self.preload()
         me = os.getpid()
         pids: dict[int, int] = {}
