@@ -42,6 +42,10 @@ def cpu(ma) -> float:
     return t / tck
 
 
+# `python -m mailaccess` puts its working directory first on sys.path: run
+# from a tree, both servers would import that tree's code whatever
+# PYTHONPATH says.  Start them from a directory that holds no package.
+os.chdir(tempfile.gettempdir())
 servers = []
 started: list = []      # stopped at exit, also when a check fails
 atexit.register(lambda: [m.stop() for m in started])

@@ -204,6 +204,11 @@ _HEADER_END_RE = {
     for ver, lead, sep in _HEADER_END_AT}
 
 
+# the meta field's encoder, made once (json.dumps with options makes one per
+# call); the same text as json.dumps(meta, separators=(",", ":"))
+_META_JSON = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode_index(mi: MessageIndex) -> bytes:
     """The storage form (version FORMAT_VERSION): version byte, end offsets of
     each field, the fields; the meta field is a JSON object keyed by name."""
@@ -213,7 +218,7 @@ def encode_index(mi: MessageIndex) -> bytes:
         mi.search_headers.encode("utf-8", "surrogatepass"),
         mi.search_body.encode("utf-8", "surrogatepass"),
         mi.preview.encode("utf-8", "surrogatepass"),
-        json.dumps(meta, separators=(",", ":")).encode("ascii"),
+        _META_JSON(meta).encode("ascii"),
     ]
     ends = []
     pos = 0

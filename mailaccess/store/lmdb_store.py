@@ -705,6 +705,24 @@ class LmdbStore:
             if self.retention.sweep_interval and time.monotonic() >= self._next_sweep:
                 self._sweep(WriteTx)   # under constant load too, one slice at a time
 
+    def _late_jobs(self, batch: list[_Job]) -> bool:
+        """Add to BATCH the requests queued while ``begin`` waited for
+        LMDB's write lock (another worker process held it, through its
+        flush): they share this commit and its one flush instead of each
+        waiting for the lock again.  -> whether BATCH grew."""
+        grew = False
+        while len(batch) < self._max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:             # the stop marker: back, for the loop
+                self._queue.put(None)
+                break
+            batch.append(nxt)
+            grew = True
+        return grew
+
     def _run_batch(self, batch: list[_Job], WriteTx) -> None:
         # A batch of one request (a lone client's STORE) runs straight in the
         # transaction: its failure aborts the whole of it.  Several requests
@@ -721,6 +739,8 @@ class LmdbStore:
                 gate.enter()
                 try:
                     txn = self.env.begin(write=True)
+                    if attempt == 0 and self._late_jobs(batch):
+                        single = False
                     try:
                         for job in batch:
                             sub = txn if single else self.env.begin(write=True, parent=txn)
