@@ -1164,11 +1164,21 @@ class ImapSession:
         mbx = sel.mbx
         known = sel.known_ms
 
-        # a bulk answer is formatted from the records the writer rewrote
-        # (and read unchanged), not read back from the store
-        bulk = not cmd.silent and len(live) > STORE_REPLY_INLINE
-        res = await storeio.write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
-                                  unchanged_since=cmd.unchangedsince, records=bulk, **kw)
+        items = [ev.FetchItem("FLAGS")]
+        if cmd.uid:
+            items.insert(0, ev.FetchItem("UID"))
+        if self.condstore:
+            items.append(ev.FetchItem("MODSEQ"))
+        # the answer is formatted from the records the writer rewrote (and
+        # read unchanged), not read back from the store; a small one while
+        # the writer flushes the commit (write_early), sent once durable
+        res, pending = await storeio.write_early(
+            self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
+            unchanged_since=cmd.unchangedsince, records=not cmd.silent, **kw)
+        early = self._store_early(cmd, res, eids, live, kws, known, items)
+        final = await pending.durable()
+        if final is not res:        # the writer ran the batch again
+            res, early = final, None
         conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
         if conflicts:
             by_eid = dict(zip(eids, live))
@@ -1197,15 +1207,15 @@ class ImapSession:
         if kws and cmd.mode != "remove" and not (alone and self._announced(kws)):
             with self.store.view() as v:
                 self.out.extend(self.flag_updates(v))
-        items = [ev.FetchItem("FLAGS")]
-        if cmd.uid:
-            items.insert(0, ev.FetchItem("UID"))
-        if self.condstore:
-            items.append(ev.FetchItem("MODSEQ"))
         if report:
-            lines = (self._store_fetch(report, items)
-                     if alone and len(report) <= STORE_REPLY_INLINE else None)
+            if early is not None:
+                lines, reported = early
+            elif alone and len(report) <= STORE_REPLY_INLINE:
+                lines, reported = self._store_fetch(report, items)
+            else:
+                lines = None
             if lines is not None:
+                sel.reported.update(reported)
                 self.out.extend(lines)
             else:
                 recs = res.records if alone and res.records is not None and \
@@ -1234,13 +1244,37 @@ class ImapSession:
         low = told[1]
         return all(flag_of(k).lower() in low for k in kws)
 
-    def _store_fetch(self, uids: list[int], items) -> list[bytes] | None:
+    def _store_early(self, cmd, res, eids, live, kws, known, items):
+        """The answer of a STORE on a few messages, formatted from the
+        records its transaction left, before the commit is durable:
+        -> (lines, {uid: modseq reported}) or None (do_store then answers
+        as before, after the commit).  Changes nothing in the session.
+        Only when nobody else changed the mailbox before the STORE (its
+        records are then what the session would read) and the session
+        knows every keyword it adds (no ``* FLAGS`` must come first)."""
+        if cmd.silent or res.records is None or res.modseq_before != known or \
+                len(live) > STORE_REPLY_INLINE:
+            return None
+        if kws and cmd.mode != "remove" and not self._announced(kws):
+            return None
+        report = live
+        if res.conflicts:
+            failed = set(res.conflicts)
+            report = [u for e, u in zip(eids, live) if e not in failed]
+        if not report:
+            return None
+        lines, reported = self._store_fetch(report, items, res.records.get)
+        return None if lines is None else (lines, reported)
+
+    def _store_fetch(self, uids: list[int], items, read_email=None):
         """The ``* n FETCH (FLAGS ...)`` answers of a STORE on a few messages,
-        built at once over one view (a bulk STORE streams through
+        built at once over one view, or from READ_EMAIL (``eid -> the record
+        the STORE left``, no view) -> (lines, {uid: modseq reported}),
+        which the caller sends and records (a bulk STORE streams through
         send_fetch).  Custom keywords are spelled as in the FLAGS list the
-        session was sent; None when a message needs more than that (a
-        keyword the session was not told, a record the compiled formatter
-        leaves to the Python path): then send_fetch answers."""
+        session was sent; (None, None) when a message needs more than that
+        (a keyword the session was not told, a record the compiled
+        formatter leaves to the Python path): then send_fetch answers."""
         sel = self.sel
         spelled = self._told_flags[1] if self._told_flags is not None and \
             self._told_flags[0] is self.sel_flags else {f.lower(): f for f in self.sel_flags}
@@ -1258,22 +1292,30 @@ class ImapSession:
         recent = sel.show_recent and sel.recent
         snap = sel.snap
         lines: list[bytes] = []
+        reported: dict[int, int] = {}
+
+        def answer(read_email, read_index) -> bool:
+            for u in uids:
+                fmt = functools.partial(_with_recent, flags) \
+                    if recent and u not in sel.gone and sel.is_recent(u) else flags
+                out, rep, fallback = _fetchfmt.fetch_simple(
+                    read_email, read_index, [u], snap.uids, snap.eids, names, fmt,
+                    self.condstore, self.utf8)
+                if fallback:
+                    return False
+                lines.extend(out)
+                reported.update(rep)
+            return True
+
         try:
-            with self.store.view() as v:
-                read_email, read_index = v.email_reader(self.acc), v.index_reader(self.acc)
-                for u in uids:
-                    fmt = functools.partial(_with_recent, flags) \
-                        if recent and u not in sel.gone and sel.is_recent(u) else flags
-                    out, rep, fallback = _fetchfmt.fetch_simple(
-                        read_email, read_index, [u], snap.uids, snap.eids, names, fmt,
-                        self.condstore, self.utf8)
-                    if fallback:
-                        return None
-                    lines.extend(out)
-                    sel.reported.update(rep)
+            if read_email is not None:      # FLAGS, UID, MODSEQ: no index read
+                ok = answer(read_email, _no_index)
+            else:
+                with self.store.view() as v:
+                    ok = answer(v.email_reader(self.acc), v.index_reader(self.acc))
         except _NotTold:
-            return None
-        return lines
+            ok = False
+        return (lines, reported) if ok else (None, None)
 
     # --- copy / move ------------------------------------------------------------------------
 
@@ -1782,6 +1824,11 @@ class _Spellings:
 
     def __bool__(self) -> bool:
         return True
+
+
+def _no_index(_blob):
+    """A message index reader that finds nothing (a STORE's answer needs none)."""
+    return None
 
 
 def _with_recent(flags, keywords) -> bytes:
