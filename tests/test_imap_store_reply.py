@@ -67,17 +67,17 @@ async def test_inline_store_reply_says_what_the_fetch_path_says(imap_server, mon
     monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 4)
     monkeypatch.setattr(imap_session.ImapSession, "_store_fetch", counting)
     inline = await run(converse, port, "alice")
-    # formatted from the writer's records while the commit was flushed
-    # (write_early), and over a view after it (a keyword new to the session)
+    # formatted from the writer's records (no view), and over a view (a
+    # keyword new to the session)
     assert used.count((True, True)) >= 6 and used.count((False, True)) >= 1
     used.clear()
-    # every inline answer over a view, after the commit
-    early = imap_session.ImapSession._store_early
-    monkeypatch.setattr(imap_session.ImapSession, "_store_early", lambda *a: None)
+    # every inline answer over a view
+    from_records = imap_session.ImapSession._store_inline
+    monkeypatch.setattr(imap_session.ImapSession, "_store_inline", lambda *a: None)
     await trio.to_thread.run_sync(accounts.add_user, imap_server.store, "carol", "pw")
     viewed = await run(converse, port, "carol")
     assert used.count((False, True)) >= 8 and not any(e for e, _ in used)
-    monkeypatch.setattr(imap_session.ImapSession, "_store_early", early)
+    monkeypatch.setattr(imap_session.ImapSession, "_store_inline", from_records)
     monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 0)
     streamed = await run(converse, port, "bob")
     assert inline == streamed

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from mailaccess import loophop, storeio
-from mailaccess.store import StoreFullError, keys, redolog
+from mailaccess.store import keys, redolog
 from mailaccess.store.lmdb_store import LmdbStore
 
 
@@ -237,86 +237,5 @@ def test_a_due_checkpoint_runs_after_the_acknowledgement_when_nothing_waits(
         assert _checkpoints(s) == base + 1
         with s.read() as txn:
             assert bytes(txn.get(_kw(99), db=s.db["kw"])) == b"v"
-    finally:
-        s.close()
-
-
-async def test_write_early_gives_the_result_before_the_commit_is_durable(store):
-    """perf3: write_early returns the transaction's result while the redo
-    log's flush is still under way (nothing of it is committed or visible
-    yet), and durable() returns that same result once the commit is."""
-    flushing = threading.Event()
-    release = threading.Event()
-
-    def on_sync(what):
-        if what == "log" and not release.is_set():
-            flushing.set()
-            release.wait(5)
-
-    await storeio.write(store, lambda tx: tx.put("kw", _kw(1), b"before"))
-    store.redo.on_sync = on_sync
-    threading.Timer(3, release.set).start()     # (a hang guard when ready comes late)
-    res, pending = await storeio.write_early(
-        store, lambda tx: (tx.put("kw", _kw(1), b"after"), ["result"])[1])
-    assert res == ["result"]
-    assert await trio.to_thread.run_sync(flushing.wait, 5)
-    await trio.sleep(0.05)
-    assert pending.final is None                            # the flush has not returned
-    with store.view() as v:
-        assert bytes(v._get("kw", _kw(1))) == b"before"     # nor is the commit visible
-    release.set()
-    assert await pending.durable() is res
-    with store.view() as v:
-        assert bytes(v._get("kw", _kw(1))) == b"after"
-
-
-async def test_write_early_brings_a_failed_commit_as_its_error(store):
-    """The result came early, then the flush failed: durable() raises, and
-    nothing of the write is in the store."""
-    def on_sync(what):
-        if what == "log":
-            raise OSError("the disk went away")
-
-    store.redo.on_sync = on_sync
-    res, pending = await storeio.write_early(
-        store, lambda tx: (tx.put("kw", _kw(2), b"lost"), "early")[1])
-    assert res == "early"
-    with pytest.raises(StoreFullError):
-        await pending.durable()
-    store.redo.on_sync = None
-    with store.view() as v:
-        assert v._get("kw", _kw(2)) is None
-
-
-async def test_write_early_of_a_failing_request_raises_at_once(store):
-    def fails(tx):
-        tx.put("kw", _kw(3), b"half")
-        raise ValueError("no")
-
-    with pytest.raises(ValueError):
-        await storeio.write_early(store, fails)
-    with store.view() as v:
-        assert v._get("kw", _kw(3)) is None
-
-
-async def test_write_early_after_the_map_grew_brings_the_second_result(tmp_path):
-    """A batch that filled the map runs again after it grew: its request is
-    told ready twice, and durable() returns the result that was committed
-    (do_store then formats its answer again from it)."""
-    s = LmdbStore(tmp_path / "store", map_size=1 << 20)
-    s.start()
-    try:
-        runs = []
-
-        def big(tx):
-            runs.append(object())
-            for i in range(40):
-                tx.put("kw", _kw(100 + i), b"x" * 100_000)
-            return runs[-1]
-
-        res, pending = await storeio.write_early(s, big)
-        final = await pending.durable()
-        assert len(runs) >= 2 and final is runs[-1]
-        assert res is runs[0] or res is final
     finally:
         s.close()

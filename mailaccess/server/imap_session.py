@@ -1170,15 +1170,11 @@ class ImapSession:
         if self.condstore:
             items.append(ev.FetchItem("MODSEQ"))
         # the answer is formatted from the records the writer rewrote (and
-        # read unchanged), not read back from the store; a small one while
-        # the writer flushes the commit (write_early), sent once durable
-        res, pending = await storeio.write_early(
-            self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
-            unchanged_since=cmd.unchangedsince, records=not cmd.silent, **kw)
-        early = self._store_early(cmd, res, eids, live, kws, known, items)
-        final = await pending.durable()
-        if final is not res:        # the writer ran the batch again
-            res, early = final, None
+        # read unchanged), not read back from the store
+        res = await storeio.write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
+                                  unchanged_since=cmd.unchangedsince, records=not cmd.silent,
+                                  **kw)
+        inline = self._store_inline(cmd, res, eids, live, kws, known, items)
         conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
         if conflicts:
             by_eid = dict(zip(eids, live))
@@ -1208,8 +1204,8 @@ class ImapSession:
             with self.store.view() as v:
                 self.out.extend(self.flag_updates(v))
         if report:
-            if early is not None:
-                lines, reported = early
+            if inline is not None:
+                lines, reported = inline
             elif alone and len(report) <= STORE_REPLY_INLINE:
                 lines, reported = self._store_fetch(report, items)
             else:
@@ -1244,14 +1240,15 @@ class ImapSession:
         low = told[1]
         return all(flag_of(k).lower() in low for k in kws)
 
-    def _store_early(self, cmd, res, eids, live, kws, known, items):
+    def _store_inline(self, cmd, res, eids, live, kws, known, items):
         """The answer of a STORE on a few messages, formatted from the
-        records its transaction left, before the commit is durable:
-        -> (lines, {uid: modseq reported}) or None (do_store then answers
-        as before, after the commit).  Changes nothing in the session.
-        Only when nobody else changed the mailbox before the STORE (its
-        records are then what the session would read) and the session
-        knows every keyword it adds (no ``* FLAGS`` must come first)."""
+        records its transaction left (no view): -> (lines, {uid: modseq
+        reported}) or None (do_store then answers over a view, or streams).
+        Changes nothing in the session.  Only when nobody else changed the
+        mailbox before the STORE (its records are then what the session
+        would read: a change after it is the catch-up's, from the STORE's
+        modseq on) and the session knows every keyword it adds (no
+        ``* FLAGS`` must come first)."""
         if cmd.silent or res.records is None or res.modseq_before != known or \
                 len(live) > STORE_REPLY_INLINE:
             return None

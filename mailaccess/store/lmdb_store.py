@@ -110,9 +110,6 @@ class _Job:
     fn: Callable[..., Any]
     args: tuple
     done: Callable[[Any, BaseException | None], None]
-    # told the result once the transaction holds it, before the commit is
-    # durable (``submit``): the caller prepares its answer meanwhile
-    ready: Callable[[Any], None] | None = None
 
 
 @dataclass(slots=True)
@@ -627,22 +624,14 @@ class LmdbStore:
     # --- writes ------------------------------------------------------------------
 
     def submit(self, fn: Callable[..., Any], *args,
-               done: Callable[[Any, BaseException | None], None],
-               ready: Callable[[Any], None] | None = None) -> None:
+               done: Callable[[Any, BaseException | None], None]) -> None:
         """Queue ``fn(tx, *args)``; ``done(result, error)`` runs on the writer
-        thread after the commit that made it durable (or with the error).
-
-        READY, if given, runs on the writer thread with the result as soon
-        as the transaction holds it, before the redo log's flush: the caller
-        may prepare its answer while the flush runs, and must show nothing
-        of it before ``done`` (which may still bring an error, or, after the
-        map grew and the batch ran again, another result).  Requests whose
-        function fails are never told READY."""
+        thread after the commit that made it durable (or with the error)."""
         if self._closed:
             raise StoreError("the store is closed")
         if self._thread is None:
             self.start()
-        self._queue.put(_Job(fn, args, done, ready))
+        self._queue.put(_Job(fn, args, done))
 
     def write_sync(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Blocking write for threads that are not the event loop (CLI, import)."""
@@ -760,7 +749,6 @@ class LmdbStore:
                             results.append((res, None))
                             changes.extend(tx.changes())
                         if txn is not None:
-                            self._tell_ready(batch, results)
                             self._log_commit(txn, ops)
                     except BaseException:
                         if txn is not None:
@@ -876,28 +864,6 @@ class LmdbStore:
         hooks in (``around_completions``, or nothing)."""
         around = self.around_completions
         return around() if around is not None else contextlib.nullcontext()
-
-    def _tell_ready(self, batch: list[_Job], results: list) -> None:
-        """Tell each request that asked (``submit``'s READY) its result,
-        before the log's flush: one loop wake-up for the batch."""
-        if len(batch) == 1:
-            job = batch[0]
-            if job.ready is not None:
-                self._ready(job, results[0][0])
-            return
-        if not any(job.ready is not None for job in batch):
-            return
-        with self._completing():
-            for job, (res, err) in zip(batch, results):
-                if job.ready is not None and err is None:
-                    self._ready(job, res)
-
-    @staticmethod
-    def _ready(job: _Job, res) -> None:
-        try:
-            job.ready(res)
-        except Exception:
-            log.exception("write ready callback failed")
 
     @staticmethod
     def _complete(job: _Job, res, err) -> None:
