@@ -130,16 +130,24 @@ class _Gate:
 
     def enter(self) -> None:
         """``reading()`` without the context manager (the writer's hot path)."""
-        with self._cond:
+        cond = self._cond
+        cond.acquire()
+        try:
             while self._resizing:
-                self._cond.wait()
+                cond.wait()
             self._readers += 1
+        finally:
+            cond.release()
 
     def leave(self) -> None:
-        with self._cond:
+        cond = self._cond
+        cond.acquire()
+        try:
             self._readers -= 1
-            if not self._readers:
-                self._cond.notify_all()
+            if not self._readers and self._resizing:
+                cond.notify_all()     # only map growth waits for the readers to leave
+        finally:
+            cond.release()
 
     @contextmanager
     def reading(self):
