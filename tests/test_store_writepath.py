@@ -209,6 +209,10 @@ def test_a_due_checkpoint_runs_after_the_acknowledgement_when_nothing_waits(
     monkeypatch.setattr(lmdb_store, "CHECKPOINT_AFTER_ACK", after_ack)
     s = LmdbStore(tmp_path / "store")
     s.start()
+    # no background flush: one still running would put the checkpoint off
+    # (test_a_checkpoint_waits_for_the_background_flush), not what is tested here
+    s._presync.stop()
+    s._presync = None
     try:
         s.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
         # the first write after opening may checkpoint: count from here
@@ -237,5 +241,59 @@ def test_a_due_checkpoint_runs_after_the_acknowledgement_when_nothing_waits(
         assert _checkpoints(s) == base + 1
         with s.read() as txn:
             assert bytes(txn.get(_kw(99), db=s.db["kw"])) == b"v"
+    finally:
+        s.close()
+
+
+class _FakePresync:
+    def __init__(self):
+        self.kicks = []
+        self.running = False
+
+    def kick(self):
+        self.kicks.append(self.commits())
+
+    def busy(self):
+        return self.running
+
+    def stop(self):
+        pass
+
+
+def test_a_checkpoint_waits_for_the_background_flush(tmp_path, monkeypatch):
+    """perf3: the background flush runs half-way and again a commit before
+    the checkpoint; a checkpoint that comes due while it still runs waits
+    for a later commit (not behind it on the writer, in the next request's
+    way), for at most another interval."""
+    from mailaccess.store import lmdb_store
+    monkeypatch.setattr(lmdb_store, "REDO_IDLE", 3600.0)
+    monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 3600.0)
+    n = lmdb_store.REDO_MAX_COMMITS
+    s = LmdbStore(tmp_path / "store")
+    s.start()
+    s._presync.stop()
+    fake = s._presync = _FakePresync()
+    fake.commits = lambda: s._redo_commits
+    try:
+        s.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
+        assert _wait_for(lambda: s._queue.empty())
+        s._try_checkpoint()                 # (the writer is idle: count from a checkpoint)
+        base = _checkpoints(s)
+        fake.kicks.clear()
+        fake.running = True                 # the first flush never ends
+        for i in range(2 * n - 1):
+            s.write_sync(lambda tx, i=i: tx.put("kw", _kw(i), b"v"))
+        assert _checkpoints(s) == base      # put off while the flush runs
+        assert fake.kicks == [n // 2]       # (no second one while the first runs)
+        s.write_sync(lambda tx: tx.put("kw", _kw(98), b"v"))
+        assert _wait_for(lambda: _checkpoints(s) == base + 1)   # at twice the interval
+        # the flush done: kicked half-way and a commit before; the
+        # checkpoint at the interval
+        fake.kicks.clear()
+        fake.running = False
+        for i in range(n):
+            s.write_sync(lambda tx, i=i: tx.put("kw", _kw(i), b"w"))
+        assert _wait_for(lambda: _checkpoints(s) == base + 2)
+        assert fake.kicks == [n // 2, n - 1]
     finally:
         s.close()

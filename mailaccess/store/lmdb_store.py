@@ -347,7 +347,7 @@ class LmdbStore:
         self._redo_tail = 0
         self._redo_commits = 0
         self._presync: _Presync | None = None
-        self._presynced = False              # kicked since the last checkpoint
+        self._presynced = 0                  # background flushes kicked since the last checkpoint
         self._last_checkpoint = time.monotonic()
         if self.redo is not None:
             try:
@@ -450,7 +450,7 @@ class LmdbStore:
                 self._last_checkpoint = time.monotonic()
                 self._redo_tail = redolog.RECORDS_AT
                 self._redo_commits = 0
-                self._presynced = False
+                self._presynced = 0
                 self.stats["checkpoints"] = self.stats.get("checkpoints", 0) + 1
                 return
             except lmdb.MapFullError:
@@ -488,18 +488,34 @@ class LmdbStore:
     def _checkpoint_due(self) -> bool:
         """A checkpoint bounds the log and the pages the pin holds back.  Its
         expensive part, flushing the pages written since the last one, runs
-        first in the background (``_Presync``), off the acknowledgement path;
-        the checkpoint itself then flushes only what came after."""
+        first in the background (``_Presync``, twice per interval), off the
+        acknowledgement path; the checkpoint itself then flushes only what
+        came after."""
         if self.redo is None or not self._owner or self._redo_tail <= redolog.RECORDS_AT:
             return False
         pre = self._presync
-        if pre is not None and not self._presynced and \
-                self._redo_commits >= REDO_MAX_COMMITS // 2:
-            self._presynced = True          # once per checkpoint interval
-            pre.kick()
-        return (self._redo_commits >= REDO_MAX_COMMITS
-                or self._redo_tail - redolog.RECORDS_AT >= REDO_MAX_BYTES
-                or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
+        n = self._redo_commits
+        if pre is not None:
+            # a first background flush half-way, a second one a commit
+            # before the checkpoint: the checkpoint's own flush (on the
+            # writer, in the way of the next request) then holds about one
+            # commit's pages instead of half an interval's
+            if self._presynced == 0 and n >= REDO_MAX_COMMITS // 2:
+                self._presynced = 1
+                pre.kick()
+            elif self._presynced == 1 and n >= REDO_MAX_COMMITS - 1 and not pre.busy():
+                self._presynced = 2
+                pre.kick()
+        due = (n >= REDO_MAX_COMMITS
+               or self._redo_tail - redolog.RECORDS_AT >= REDO_MAX_BYTES
+               or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
+        if due and pre is not None and pre.busy() and n < 2 * REDO_MAX_COMMITS \
+                and self._redo_tail - redolog.RECORDS_AT < REDO_MAX_BYTES:
+            # the background flush is under way: the checkpoint waits for a
+            # later commit rather than flush the same pages behind it (at
+            # most another interval; when idle it runs anyway)
+            return False
+        return due
 
     def _log_commit(self, txn, ops: list, sync: bool = True) -> None:
         """Append TXN's OPS to the redo log (durably when SYNC), then commit
