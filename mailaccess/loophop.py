@@ -90,6 +90,25 @@ class batched:
             hop._call_many(items)
 
 
+class here:
+    """On the loop's own thread: run every ``Hop.call`` made inside the
+    block at its end, right there, in order, instead of waking the loop
+    (storeio.write_small: a write the loop ran itself; its commit's
+    notification need not wait for a wake-up of the loop it is on)."""
+
+    __slots__ = ("_calls", "_prev")
+
+    def __enter__(self) -> None:
+        self._prev = getattr(_held, "calls", None)
+        _held.calls = self._calls = {}
+
+    def __exit__(self, *exc) -> None:
+        _held.calls = self._prev
+        for items in self._calls.values():
+            for fn, args in items:
+                fn(*args)
+
+
 _HOP: trio.lowlevel.RunVar = trio.lowlevel.RunVar("mailaccess_loophop")
 
 

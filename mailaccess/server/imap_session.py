@@ -289,6 +289,7 @@ class ImapSession:
         attr = _HANDLERS.get(name)
         if attr is None:
             attr = _HANDLERS[name] = "do_" + name.lower()
+        _RUNNING[0] += 1
         try:
             done = await getattr(self, attr)(cmd)
             if done is not None and name in REPORTS_UPDATES:
@@ -314,6 +315,8 @@ class ImapSession:
             # None: the handler wrote its own tagged line (LOGIN, whose
             # line is shared with the SASL path)
             self._complete(cmd, True, None if done is None else S.ok(cmd.tag, done.text, done.code))
+        finally:
+            _RUNNING[0] -= 1
 
     def _needs_refresh(self, allow_expunge: bool) -> bool:
         """Could the dispatcher's catch-up say anything?  False only when
@@ -1171,9 +1174,12 @@ class ImapSession:
             items.append(ev.FetchItem("MODSEQ"))
         # the answer is formatted from the records the writer rewrote (and
         # read unchanged), not read back from the store
-        res = await storeio.write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
-                                  unchanged_since=cmd.unchangedsince, records=not cmd.silent,
-                                  **kw)
+        # a STORE on a few messages while no other command runs in this
+        # process: done by the loop itself when the writer is idle
+        write = storeio.write_small if len(eids) <= STORE_REPLY_INLINE and _RUNNING[0] == 1 \
+            else storeio.write
+        res = await write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
+                          unchanged_since=cmd.unchangedsince, records=not cmd.silent, **kw)
         inline = self._store_inline(cmd, res, eids, live, kws, known, items)
         conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
         if conflicts:
@@ -1695,6 +1701,9 @@ _SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
 _HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
 # a STORE touching at most this many messages answers at once (do_store)
 STORE_REPLY_INLINE = 8
+# commands under way in this process's IMAP sessions (handle): a small STORE
+# is written by the loop itself (storeio.write_small) only when it runs alone
+_RUNNING = [0]
 
 
 class _NotTold(Exception):

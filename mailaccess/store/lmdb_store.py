@@ -112,6 +112,10 @@ class _Job:
     done: Callable[[Any, BaseException | None], None]
 
 
+# queued by write_here when a checkpoint came due: the writer thread runs it
+_KICK = object()
+
+
 @dataclass(slots=True)
 class CommitInfo:
     """Handed to the on_commit hook after each durable commit."""
@@ -332,6 +336,10 @@ class LmdbStore:
             raise
         self._gate = _Gate()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # held by whichever thread runs a write transaction of this process:
+        # the writer thread (a batch, a checkpoint, a sweep) or a caller
+        # running a small write itself (write_here)
+        self._busy = threading.Lock()
         self._max_batch = max_batch
         self.on_commit: list[Callable[[CommitInfo], None]] = []
         # a context manager factory wrapped around a commit's completions and
@@ -675,59 +683,108 @@ class LmdbStore:
             raise error
         return result
 
-    def _writer_loop(self) -> None:
-        from .tx import WriteTx  # late: tx imports records/keys only
+    def write_here(self, fn: Callable[..., Any], args: tuple,
+                   done: Callable[[Any, BaseException | None], None]) -> bool:
+        """Run the small write ``fn(tx, *args)`` in the calling thread, now,
+        if the writer thread is idle (nothing queued, no batch, checkpoint
+        or sweep under way): the same one-request batch the writer would
+        run (``done`` is called before this returns, after the commit is
+        durable), without two thread hand-offs.  The caller waits for the
+        log's flush.  -> False (nothing done) when the writer is busy:
+        ``submit`` then."""
+        if self._closed or self._thread is None or not self._busy.acquire(False):
+            return False
+        try:
+            if not self._queue.empty() or (self.redo is not None and not self._owner):
+                return False
+            from .tx import WriteTx
 
-        while True:
-            try:
-                job = self._queue.get(timeout=self._idle_timeout())
-            except queue.Empty:
-                if self._owner and self._redo_tail > redolog.RECORDS_AT:
-                    self._try_checkpoint()    # idle: make LMDB durable, empty the log
-                if self._sweep_timeout() == 0:
-                    self._sweep(WriteTx)
-                continue
-            if job is None:
-                return
-            if self.redo is not None and not self._owner:
-                self._take_over()
-            if self._checkpoint_due():
-                self._try_checkpoint()
-            batch = [job]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            # No cyclic garbage collection while a batch runs: a bulk STORE
-            # allocates ~100,000 short-lived tuples (records, keys, redo-log
-            # ops), freed by reference counting at the commit, and the
-            # collector, triggered by the allocations, walked them (and every
-            # older object) again and again: 40-60% of a 10,000-message
-            # STORE.  Re-enabled at once after it: garbage of the batch, if
-            # any, is collected on the next allocation.
             gc_on = gc.isenabled()
             if gc_on:
                 gc.disable()
             try:
-                self._run_batch(batch, WriteTx)
+                self._run_batch([_Job(fn, args, done)], WriteTx)
             finally:
                 if gc_on:
                     gc.enable()
-            if stop:
+            due = CHECKPOINT_AFTER_ACK and self._checkpoint_due()
+        finally:
+            self._busy.release()
+        if due:
+            self._queue.put(_KICK)      # the writer thread checkpoints, not the caller
+        return True
+
+    def _writer_loop(self) -> None:
+        busy = self._busy
+        while True:
+            try:
+                job = self._queue.get(timeout=self._idle_timeout())
+            except queue.Empty:
+                with busy:
+                    self._idle_work()
+                continue
+            if job is None:
                 return
-            # The same flushes, in the same order between commit N and N+1,
-            # as a checkpoint in front of batch N+1: only earlier, while
-            # the loop sends the answer and the client sends its next write.
-            if CHECKPOINT_AFTER_ACK and self._queue.empty() and self._checkpoint_due():
-                self._try_checkpoint()
-            if self.retention.sweep_interval and time.monotonic() >= self._next_sweep:
-                self._sweep(WriteTx)   # under constant load too, one slice at a time
+            with busy:
+                if not self._writer_step(job):
+                    return
+
+    def _idle_work(self) -> None:
+        from .tx import WriteTx
+
+        if self._owner and self._redo_tail > redolog.RECORDS_AT:
+            self._try_checkpoint()    # idle: make LMDB durable, empty the log
+        if self._sweep_timeout() == 0:
+            self._sweep(WriteTx)
+
+    def _writer_step(self, job) -> bool:
+        """One batch (JOB and whatever else waits), with the checkpoint and
+        sweep around it; False when told to stop."""
+        from .tx import WriteTx  # late: tx imports records/keys only
+
+        if self.redo is not None and not self._owner:
+            self._take_over()
+        if self._checkpoint_due():
+            self._try_checkpoint()
+        if job is _KICK:            # a write_here made a checkpoint due
+            return True
+        batch = [job]
+        stop = False
+        while len(batch) < self._max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                stop = True
+                break
+            if nxt is not _KICK:
+                batch.append(nxt)
+        # No cyclic garbage collection while a batch runs: a bulk STORE
+        # allocates ~100,000 short-lived tuples (records, keys, redo-log
+        # ops), freed by reference counting at the commit, and the
+        # collector, triggered by the allocations, walked them (and every
+        # older object) again and again: 40-60% of a 10,000-message
+        # STORE.  Re-enabled at once after it: garbage of the batch, if
+        # any, is collected on the next allocation.
+        gc_on = gc.isenabled()
+        if gc_on:
+            gc.disable()
+        try:
+            self._run_batch(batch, WriteTx)
+        finally:
+            if gc_on:
+                gc.enable()
+        if stop:
+            return False
+        # The same flushes, in the same order between commit N and N+1,
+        # as a checkpoint in front of batch N+1: only earlier, while
+        # the loop sends the answer and the client sends its next write.
+        if CHECKPOINT_AFTER_ACK and self._queue.empty() and self._checkpoint_due():
+            self._try_checkpoint()
+        if self.retention.sweep_interval and time.monotonic() >= self._next_sweep:
+            self._sweep(WriteTx)   # under constant load too, one slice at a time
+        return True
 
     def _run_batch(self, batch: list[_Job], WriteTx) -> None:
         # A batch of one request (a lone client's STORE) runs straight in the
