@@ -239,12 +239,23 @@ def write(lo, hi):
         raw = (f"From: a@example.org\r\nMessage-ID: <{i}@two.test>\r\n\r\nbody {i}\r\n").encode()
         st.write_sync(ops.append, acc, [ib], ingest.prepare(raw))
 write(0, 30)
+def here(eid):
+    # a small write by this thread (storeio.write_small's path)
+    while not (st._queue.empty() and not st._busy.locked()):
+        time.sleep(0.001)
+    return st.write_here(lambda tx: ops.set_keywords(tx, acc, [eid], add=["$here"]), (),
+                         lambda r, e: None)
+with st.view() as v:
+    eids = [e for _u, e in v.uids(acc, ib)[:5]]
+here1 = [here(e) for e in eids]          # a process that does not checkpoint writes here
 before = st.stats.get("checkpoints", 0)
 open(os.path.join(flags, "phase1"), "w").close()
 while not os.path.exists(os.path.join(flags, "first_closed")):
     time.sleep(0.01)
-write(30, 60)
-out = {"before": before, "after": st.stats.get("checkpoints", 0), "owner": st._owner}
+took = here(eids[0])                     # the owner is gone: left to the writer, which
+write(30, 60)                            # takes over before its next write
+out = {"before": before, "after": st.stats.get("checkpoints", 0), "owner": st._owner,
+       "here1": here1, "took": took}
 st.close()
 print(json.dumps(out))
 """
@@ -285,6 +296,7 @@ def test_a_second_process_logs_and_takes_over_checkpoints(tmp_path):
     assert proc.returncode == 0, err
     res = json.loads(out)
     assert res["before"] == 0 and res["after"] >= 1 and res["owner"], res
+    assert res["here1"] == [True] * 5 and res["took"] is False, res
     st = Store(path)
     try:
         with st.view() as v:

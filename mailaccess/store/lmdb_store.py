@@ -690,12 +690,18 @@ class LmdbStore:
         or sweep under way): the same one-request batch the writer would
         run (``done`` is called before this returns, after the commit is
         durable), without two thread hand-offs.  The caller waits for the
-        log's flush.  -> False (nothing done) when the writer is busy:
-        ``submit`` then."""
+        log's flush.  A worker process that does not checkpoint (another
+        one does) writes here too.  -> False (nothing done) when the writer
+        is busy: ``submit`` then."""
         if self._closed or self._thread is None or not self._busy.acquire(False):
             return False
         try:
-            if not self._queue.empty() or (self.redo is not None and not self._owner):
+            if not self._queue.empty():
+                return False
+            if self.redo is not None and not self._owner and self.redo.try_own():
+                # the checkpointing process exited and this one now holds the
+                # role: the writer thread takes it over (and checkpoints)
+                # before the write (_take_over); another live owner: write on
                 return False
             from .tx import WriteTx
 
