@@ -14,7 +14,6 @@ queued.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from typing import Any, Callable
 
 import trio
@@ -66,23 +65,48 @@ class Hop:
 _held = threading.local()
 
 
-@contextmanager
-def batched():
+class batched:
     """Hold every ``Hop.call`` this thread makes inside the block and wake
     each loop once at its end.  The writer wraps a commit's
     acknowledgements and notification in it: waking the loop hands it the
     GIL in the middle of the writer's work, and the loop, idle until then,
-    would drain the first call before the writer queues the next."""
-    if getattr(_held, "calls", None) is not None:
-        yield
-        return
-    _held.calls = calls = {}
-    try:
-        yield
-    finally:
+    would drain the first call before the writer queues the next.  (A plain
+    class, not a generator context manager: it runs once per commit.)"""
+
+    __slots__ = ("_calls",)
+
+    def __enter__(self) -> None:
+        if getattr(_held, "calls", None) is not None:
+            self._calls = None          # nested: the outer block wakes
+            return
+        _held.calls = self._calls = {}
+
+    def __exit__(self, *exc) -> None:
+        calls = self._calls
+        if calls is None:
+            return
         _held.calls = None
         for hop, items in calls.items():
             hop._call_many(items)
+
+
+class here:
+    """On the loop's own thread: run every ``Hop.call`` made inside the
+    block at its end, right there, in order, instead of waking the loop
+    (storeio.write_small: a write the loop ran itself; its commit's
+    notification need not wait for a wake-up of the loop it is on)."""
+
+    __slots__ = ("_calls", "_prev")
+
+    def __enter__(self) -> None:
+        self._prev = getattr(_held, "calls", None)
+        _held.calls = self._calls = {}
+
+    def __exit__(self, *exc) -> None:
+        _held.calls = self._prev
+        for items in self._calls.values():
+            for fn, args in items:
+                fn(*args)
 
 
 _HOP: trio.lowlevel.RunVar = trio.lowlevel.RunVar("mailaccess_loophop")

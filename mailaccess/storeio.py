@@ -44,6 +44,29 @@ async def write(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
     return result
 
 
+async def write_small(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
+    """``write`` of a small change (a few records: a STORE on a few
+    messages): when the writer thread is idle the loop runs it itself
+    (``Store.write_here``: the same transaction, flush and commit, without
+    the two thread hand-offs, but holding the loop for the log's flush, so
+    only for writes of a few records, and only when no other task is ready
+    to run); else as ``write``."""
+    if kwargs:
+        fn = functools.partial(fn, **kwargs)
+    if store.around_completions is None:
+        store.around_completions = loophop.batched
+    if trio.lowlevel.current_statistics().tasks_runnable == 0:
+        box: list = []
+        with loophop.here():
+            ran = store.write_here(fn, args, lambda result, error: box.append((result, error)))
+        if ran:
+            result, error = box[0]
+            if error is not None:
+                raise error
+            return result
+    return await write(store, fn, *args)
+
+
 def _wake(task, box: list, result, error) -> None:
     box.append((result, error))
     trio.lowlevel.reschedule(task)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import functools
 
+import trio
+
 from imap_helpers import imap_port, msg, Raw, run
+from mailaccess import accounts
 from mailaccess.server import imap_session
 
 Raw = functools.partial(Raw, timeout=30, whole=True, logout="wait")
@@ -56,18 +59,29 @@ async def test_inline_store_reply_says_what_the_fetch_path_says(imap_server, mon
     used = []
     real = imap_session.ImapSession._store_fetch
 
-    def counting(self, uids, items):
-        r = real(self, uids, items)
-        used.append(r is not None)
+    def counting(self, uids, items, read_email=None):
+        r = real(self, uids, items, read_email)
+        used.append((read_email is not None, r[0] is not None))
         return r
 
     monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 4)
     monkeypatch.setattr(imap_session.ImapSession, "_store_fetch", counting)
     inline = await run(converse, port, "alice")
-    assert used.count(True) >= 8
+    # formatted from the writer's records (no view), and over a view (a
+    # keyword new to the session)
+    assert used.count((True, True)) >= 6 and used.count((False, True)) >= 1
+    used.clear()
+    # every inline answer over a view
+    from_records = imap_session.ImapSession._store_inline
+    monkeypatch.setattr(imap_session.ImapSession, "_store_inline", lambda *a: None)
+    await trio.to_thread.run_sync(accounts.add_user, imap_server.store, "carol", "pw")
+    viewed = await run(converse, port, "carol")
+    assert used.count((False, True)) >= 8 and not any(e for e, _ in used)
+    monkeypatch.setattr(imap_session.ImapSession, "_store_inline", from_records)
     monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 0)
     streamed = await run(converse, port, "bob")
     assert inline == streamed
+    assert viewed == streamed
     assert any(b"\\Recent" in r for r in inline)
     assert any(b"$MyFlag" in r for r in inline) and not any(b"$myflag" in r for r in inline)
     assert any(b"MODSEQ" in r for r in inline) and any(b"MODIFIED" in r for r in inline)

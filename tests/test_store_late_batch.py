@@ -16,6 +16,7 @@ import time
 import pytest
 
 from mailaccess.store import keys
+from mailaccess.store import lmdb_store
 from mailaccess.store.lmdb_store import LmdbStore
 
 HOLDER = r"""
@@ -40,9 +41,10 @@ def store(tmp_path):
     s.close()
 
 
-def _queued_behind_the_lock(store, tmp_path, fns):
+def _queued_behind_the_lock(store, tmp_path, fns, kick=False):
     """Submit FNS[0], let the writer take it and wait for the lock another
-    process holds, then queue the rest; release.  -> (results, commits)."""
+    process holds, then queue the rest (after a write_here's checkpoint
+    request when KICK); release.  -> (results, commits)."""
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "store")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -64,9 +66,11 @@ def _queued_behind_the_lock(store, tmp_path, fns):
             assert time.monotonic() < deadline
             time.sleep(0.005)
         time.sleep(0.05)                             # ... and waits in begin
+        if kick:
+            store._queue.put(lmdb_store._KICK)
         for i, fn in enumerate(fns[1:], 1):
             store.submit(fn, done=finisher(i))
-        assert store._queue.qsize() == len(fns) - 1
+        assert store._queue.qsize() == len(fns) - 1 + kick
         holder.stdin.write("\n")
         holder.stdin.flush()
         assert done.wait(30)
@@ -104,3 +108,16 @@ def test_a_failing_request_in_the_grown_batch_spoils_no_other(store, tmp_path):
     with store.view() as v:
         assert v._get("kw", _key(0)) is None
         assert bytes(v._get("kw", _key(1))) == b"v1" and bytes(v._get("kw", _key(2))) == b"v2"
+
+
+def test_a_checkpoint_request_queued_during_the_lock_wait_is_no_job(store, tmp_path, caplog):
+    """write_here leaves a due checkpoint to the writer with a marker in the
+    queue; the batch that grows behind the lock skips it (it is no request)."""
+    def put(i):
+        return lambda tx: tx.put("kw", _key(i), b"v%d" % i) or i
+
+    results, commits = _queued_behind_the_lock(store, tmp_path, [put(i) for i in range(3)],
+                                               kick=True)
+    assert commits == 1
+    assert results == {i: (i, None) for i in range(3)}
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

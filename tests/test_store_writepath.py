@@ -209,6 +209,10 @@ def test_a_due_checkpoint_runs_after_the_acknowledgement_when_nothing_waits(
     monkeypatch.setattr(lmdb_store, "CHECKPOINT_AFTER_ACK", after_ack)
     s = LmdbStore(tmp_path / "store")
     s.start()
+    # no background flush: one still running would put the checkpoint off
+    # (test_a_checkpoint_waits_for_the_background_flush), not what is tested here
+    s._presync.stop()
+    s._presync = None
     try:
         s.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
         # the first write after opening may checkpoint: count from here
@@ -239,3 +243,157 @@ def test_a_due_checkpoint_runs_after_the_acknowledgement_when_nothing_waits(
             assert bytes(txn.get(_kw(99), db=s.db["kw"])) == b"v"
     finally:
         s.close()
+
+
+class _FakePresync:
+    def __init__(self):
+        self.kicks = []
+        self.running = False
+
+    def kick(self):
+        self.kicks.append(self.commits())
+
+    def busy(self):
+        return self.running
+
+    def stop(self):
+        pass
+
+
+def test_a_checkpoint_waits_for_the_background_flush(tmp_path, monkeypatch):
+    """perf3: the background flush runs half-way and again a commit before
+    the checkpoint; a checkpoint that comes due while it still runs waits
+    for a later commit (not behind it on the writer, in the next request's
+    way), for at most another interval."""
+    from mailaccess.store import lmdb_store
+    monkeypatch.setattr(lmdb_store, "REDO_IDLE", 3600.0)
+    monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 3600.0)
+    n = lmdb_store.REDO_MAX_COMMITS
+    s = LmdbStore(tmp_path / "store")
+    s.start()
+    s._presync.stop()
+    fake = s._presync = _FakePresync()
+    fake.commits = lambda: s._redo_commits
+    try:
+        s.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
+        assert _wait_for(lambda: s._queue.empty())
+        s._try_checkpoint()                 # (the writer is idle: count from a checkpoint)
+        base = _checkpoints(s)
+        fake.kicks.clear()
+        fake.running = True                 # the first flush never ends
+        for i in range(2 * n - 1):
+            s.write_sync(lambda tx, i=i: tx.put("kw", _kw(i), b"v"))
+        assert _checkpoints(s) == base      # put off while the flush runs
+        assert fake.kicks == [n // 2]       # (no second one while the first runs)
+        s.write_sync(lambda tx: tx.put("kw", _kw(98), b"v"))
+        assert _wait_for(lambda: _checkpoints(s) == base + 1)   # at twice the interval
+        # the flush done: kicked half-way and a commit before; the
+        # checkpoint at the interval
+        fake.kicks.clear()
+        fake.running = False
+        for i in range(n):
+            s.write_sync(lambda tx, i=i: tx.put("kw", _kw(i), b"w"))
+        assert _wait_for(lambda: _checkpoints(s) == base + 2)
+        assert fake.kicks == [n // 2, n - 1]
+    finally:
+        s.close()
+
+
+def test_write_here_runs_a_small_write_in_the_callers_thread_when_the_writer_is_idle(store):
+    """perf3 (storeio.write_small): with the writer idle, write_here runs the
+    one-request batch in the calling thread: done() is called before it
+    returns, after the redo record's flush, and the write is committed."""
+    store.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))      # (the writer started)
+    assert _wait_for(lambda: store._queue.empty() and not store._busy.locked())
+    events = []
+    store.redo.on_sync = lambda what: events.append(("sync", what))
+    me = threading.current_thread()
+
+    def fn(tx):
+        events.append(("run", threading.current_thread() is me))
+        tx.put("kw", _kw(1), b"here")
+        return "result"
+
+    assert store.write_here(fn, (), lambda r, e: events.append(("done", r, e)))
+    store.redo.on_sync = None
+    assert events[0] == ("run", True)
+    assert events.index(("sync", "log")) < events.index(("done", "result", None))
+    with store.view() as v:
+        assert bytes(v._get("kw", _kw(1))) == b"here"
+
+
+def test_write_here_leaves_the_write_to_the_writer_when_it_is_busy(store):
+    """A batch (or checkpoint) under way, or requests queued: write_here
+    does nothing (the caller submits), so it never overtakes a queued write
+    nor waits for the writer."""
+    store.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
+    hold = threading.Event()
+    inside = threading.Event()
+    store.submit(lambda tx: (inside.set(), hold.wait(5)), done=lambda r, e: None)
+    assert inside.wait(5)
+    ran = []
+    assert not store.write_here(lambda tx: ran.append(1), (), lambda r, e: None)
+    store.submit(lambda tx: None, done=lambda r, e: None)      # queued behind the batch
+    assert not store.write_here(lambda tx: ran.append(1), (), lambda r, e: None)
+    hold.set()
+    assert ran == []
+    assert _wait_for(lambda: store._queue.empty() and not store._busy.locked())
+    # a request queued and not yet taken (the writer waits on the old queue)
+    import queue as queue_
+    real, store._queue = store._queue, queue_.SimpleQueue()
+    store._queue.put(object())
+    assert not store.write_here(lambda tx: ran.append(1), (), lambda r, e: None)
+    store._queue = real
+    assert store.write_here(lambda tx: ran.append(1), (), lambda r, e: None) and ran == [1]
+
+
+def test_a_checkpoint_made_due_by_write_here_runs_on_the_writer_thread(tmp_path, monkeypatch):
+    from mailaccess.store import lmdb_store
+    monkeypatch.setattr(lmdb_store, "REDO_IDLE", 3600.0)
+    monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 3600.0)
+    s = LmdbStore(tmp_path / "store")
+    s.start()
+    s._presync.stop()
+    s._presync = None
+    try:
+        s.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
+        assert _wait_for(lambda: s._queue.empty() and not s._busy.locked())
+        s._try_checkpoint()
+        base = _checkpoints(s)
+        threads = []
+        real = s._checkpoint
+        monkeypatch.setattr(s, "_checkpoint",
+                            lambda *a: (threads.append(threading.current_thread().name),
+                                        real(*a)))
+        for i in range(lmdb_store.REDO_MAX_COMMITS):
+            assert _wait_for(lambda: s._queue.empty() and not s._busy.locked())
+            assert s.write_here(lambda tx, i=i: tx.put("kw", _kw(i), b"v"), (),
+                                lambda r, e: None)
+        assert _wait_for(lambda: _checkpoints(s) == base + 1)
+        assert threads == ["store-writer"]
+    finally:
+        s.close()
+
+
+async def test_write_small_raises_the_writes_error_and_publishes_its_commit(store):
+    """storeio.write_small, run by the loop itself: a failing request raises
+    and leaves nothing; a commit's hooks (the bus) run before it returns."""
+    store.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
+    assert _wait_for(lambda: store._queue.empty() and not store._busy.locked())
+    here = []
+    real = store.write_here
+    store.write_here = lambda *a: here.append(real(*a)) or here[-1]
+    seen = []
+    store.on_commit.append(lambda info: loophop.current().call(seen.append, info.batch_size))
+
+    def fails(tx):
+        tx.put("kw", _kw(3), b"half")
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        await storeio.write_small(store, fails)
+    assert seen == [1]           # (the writer runs the hooks after a failed batch too)
+    assert await storeio.write_small(store, lambda tx: tx.put("kw", _kw(4), b"y") or "ok") == "ok"
+    assert here == [True, True] and seen == [1, 1]      # run before it returned
+    with store.view() as v:
+        assert v._get("kw", _kw(3)) is None and bytes(v._get("kw", _kw(4))) == b"y"

@@ -289,6 +289,7 @@ class ImapSession:
         attr = _HANDLERS.get(name)
         if attr is None:
             attr = _HANDLERS[name] = "do_" + name.lower()
+        _RUNNING[0] += 1
         try:
             done = await getattr(self, attr)(cmd)
             if done is not None and name in REPORTS_UPDATES:
@@ -314,6 +315,8 @@ class ImapSession:
             # None: the handler wrote its own tagged line (LOGIN, whose
             # line is shared with the SASL path)
             self._complete(cmd, True, None if done is None else S.ok(cmd.tag, done.text, done.code))
+        finally:
+            _RUNNING[0] -= 1
 
     def _needs_refresh(self, allow_expunge: bool) -> bool:
         """Could the dispatcher's catch-up say anything?  False only when
@@ -1164,11 +1167,20 @@ class ImapSession:
         mbx = sel.mbx
         known = sel.known_ms
 
-        # a bulk answer is formatted from the records the writer rewrote
-        # (and read unchanged), not read back from the store
-        bulk = not cmd.silent and len(live) > STORE_REPLY_INLINE
-        res = await storeio.write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
-                                  unchanged_since=cmd.unchangedsince, records=bulk, **kw)
+        items = [ev.FetchItem("FLAGS")]
+        if cmd.uid:
+            items.insert(0, ev.FetchItem("UID"))
+        if self.condstore:
+            items.append(ev.FetchItem("MODSEQ"))
+        # the answer is formatted from the records the writer rewrote (and
+        # read unchanged), not read back from the store
+        # a STORE on a few messages while no other command runs in this
+        # process: done by the loop itself when the writer is idle
+        write = storeio.write_small if len(eids) <= STORE_REPLY_INLINE and _RUNNING[0] == 1 \
+            else storeio.write
+        res = await write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
+                          unchanged_since=cmd.unchangedsince, records=not cmd.silent, **kw)
+        inline = self._store_inline(cmd, res, eids, live, kws, known, items)
         conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
         if conflicts:
             by_eid = dict(zip(eids, live))
@@ -1197,15 +1209,15 @@ class ImapSession:
         if kws and cmd.mode != "remove" and not (alone and self._announced(kws)):
             with self.store.view() as v:
                 self.out.extend(self.flag_updates(v))
-        items = [ev.FetchItem("FLAGS")]
-        if cmd.uid:
-            items.insert(0, ev.FetchItem("UID"))
-        if self.condstore:
-            items.append(ev.FetchItem("MODSEQ"))
         if report:
-            lines = (self._store_fetch(report, items)
-                     if alone and len(report) <= STORE_REPLY_INLINE else None)
+            if inline is not None:
+                lines, reported = inline
+            elif alone and len(report) <= STORE_REPLY_INLINE:
+                lines, reported = self._store_fetch(report, items)
+            else:
+                lines = None
             if lines is not None:
+                sel.reported.update(reported)
                 self.out.extend(lines)
             else:
                 recs = res.records if alone and res.records is not None and \
@@ -1234,13 +1246,38 @@ class ImapSession:
         low = told[1]
         return all(flag_of(k).lower() in low for k in kws)
 
-    def _store_fetch(self, uids: list[int], items) -> list[bytes] | None:
+    def _store_inline(self, cmd, res, eids, live, kws, known, items):
+        """The answer of a STORE on a few messages, formatted from the
+        records its transaction left (no view): -> (lines, {uid: modseq
+        reported}) or None (do_store then answers over a view, or streams).
+        Changes nothing in the session.  Only when nobody else changed the
+        mailbox before the STORE (its records are then what the session
+        would read: a change after it is the catch-up's, from the STORE's
+        modseq on) and the session knows every keyword it adds (no
+        ``* FLAGS`` must come first)."""
+        if cmd.silent or res.records is None or res.modseq_before != known or \
+                len(live) > STORE_REPLY_INLINE:
+            return None
+        if kws and cmd.mode != "remove" and not self._announced(kws):
+            return None
+        report = live
+        if res.conflicts:
+            failed = set(res.conflicts)
+            report = [u for e, u in zip(eids, live) if e not in failed]
+        if not report:
+            return None
+        lines, reported = self._store_fetch(report, items, res.records.get)
+        return None if lines is None else (lines, reported)
+
+    def _store_fetch(self, uids: list[int], items, read_email=None):
         """The ``* n FETCH (FLAGS ...)`` answers of a STORE on a few messages,
-        built at once over one view (a bulk STORE streams through
+        built at once over one view, or from READ_EMAIL (``eid -> the record
+        the STORE left``, no view) -> (lines, {uid: modseq reported}),
+        which the caller sends and records (a bulk STORE streams through
         send_fetch).  Custom keywords are spelled as in the FLAGS list the
-        session was sent; None when a message needs more than that (a
-        keyword the session was not told, a record the compiled formatter
-        leaves to the Python path): then send_fetch answers."""
+        session was sent; (None, None) when a message needs more than that
+        (a keyword the session was not told, a record the compiled
+        formatter leaves to the Python path): then send_fetch answers."""
         sel = self.sel
         spelled = self._told_flags[1] if self._told_flags is not None and \
             self._told_flags[0] is self.sel_flags else {f.lower(): f for f in self.sel_flags}
@@ -1258,22 +1295,30 @@ class ImapSession:
         recent = sel.show_recent and sel.recent
         snap = sel.snap
         lines: list[bytes] = []
+        reported: dict[int, int] = {}
+
+        def answer(read_email, read_index) -> bool:
+            for u in uids:
+                fmt = functools.partial(_with_recent, flags) \
+                    if recent and u not in sel.gone and sel.is_recent(u) else flags
+                out, rep, fallback = _fetchfmt.fetch_simple(
+                    read_email, read_index, [u], snap.uids, snap.eids, names, fmt,
+                    self.condstore, self.utf8)
+                if fallback:
+                    return False
+                lines.extend(out)
+                reported.update(rep)
+            return True
+
         try:
-            with self.store.view() as v:
-                read_email, read_index = v.email_reader(self.acc), v.index_reader(self.acc)
-                for u in uids:
-                    fmt = functools.partial(_with_recent, flags) \
-                        if recent and u not in sel.gone and sel.is_recent(u) else flags
-                    out, rep, fallback = _fetchfmt.fetch_simple(
-                        read_email, read_index, [u], snap.uids, snap.eids, names, fmt,
-                        self.condstore, self.utf8)
-                    if fallback:
-                        return None
-                    lines.extend(out)
-                    sel.reported.update(rep)
+            if read_email is not None:      # FLAGS, UID, MODSEQ: no index read
+                ok = answer(read_email, _no_index)
+            else:
+                with self.store.view() as v:
+                    ok = answer(v.email_reader(self.acc), v.index_reader(self.acc))
         except _NotTold:
-            return None
-        return lines
+            ok = False
+        return (lines, reported) if ok else (None, None)
 
     # --- copy / move ------------------------------------------------------------------------
 
@@ -1656,6 +1701,9 @@ _SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
 _HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
 # a STORE touching at most this many messages answers at once (do_store)
 STORE_REPLY_INLINE = 8
+# commands under way in this process's IMAP sessions (handle): a small STORE
+# is written by the loop itself (storeio.write_small) only when it runs alone
+_RUNNING = [0]
 
 
 class _NotTold(Exception):
@@ -1782,6 +1830,11 @@ class _Spellings:
 
     def __bool__(self) -> bool:
         return True
+
+
+def _no_index(_blob):
+    """A message index reader that finds nothing (a STORE's answer needs none)."""
+    return None
 
 
 def _with_recent(flags, keywords) -> bytes:

@@ -42,6 +42,8 @@ REDO_MAX_BYTES = 16 << 20
 REDO_MAX_COMMITS = 8
 REDO_INTERVAL = 2.0
 REDO_IDLE = 0.2
+# how often an idle checkpointing process looks for other workers' records
+REDO_POLL = 0.1
 # a checkpoint that is due runs right after a commit's acknowledgements when
 # no request waits (the next one, a lone client's round trip away, then finds
 # the writer done or nearly); else in front of the next batch, as before
@@ -112,6 +114,10 @@ class _Job:
     done: Callable[[Any, BaseException | None], None]
 
 
+# queued by write_here when a checkpoint came due: the writer thread runs it
+_KICK = object()
+
+
 @dataclass(slots=True)
 class CommitInfo:
     """Handed to the on_commit hook after each durable commit."""
@@ -130,16 +136,24 @@ class _Gate:
 
     def enter(self) -> None:
         """``reading()`` without the context manager (the writer's hot path)."""
-        with self._cond:
+        cond = self._cond
+        cond.acquire()
+        try:
             while self._resizing:
-                self._cond.wait()
+                cond.wait()
             self._readers += 1
+        finally:
+            cond.release()
 
     def leave(self) -> None:
-        with self._cond:
+        cond = self._cond
+        cond.acquire()
+        try:
             self._readers -= 1
-            if not self._readers:
-                self._cond.notify_all()
+            if not self._readers and self._resizing:
+                cond.notify_all()     # only map growth waits for the readers to leave
+        finally:
+            cond.release()
 
     @contextmanager
     def reading(self):
@@ -324,6 +338,10 @@ class LmdbStore:
             raise
         self._gate = _Gate()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # held by whichever thread runs a write transaction of this process:
+        # the writer thread (a batch, a checkpoint, a sweep) or a caller
+        # running a small write itself (write_here)
+        self._busy = threading.Lock()
         self._max_batch = max_batch
         self.on_commit: list[Callable[[CommitInfo], None]] = []
         # a context manager factory wrapped around a commit's completions and
@@ -339,7 +357,7 @@ class LmdbStore:
         self._redo_tail = 0
         self._redo_commits = 0
         self._presync: _Presync | None = None
-        self._presynced = False              # kicked since the last checkpoint
+        self._presynced = 0                  # background flushes kicked since the last checkpoint
         self._last_checkpoint = time.monotonic()
         if self.redo is not None:
             try:
@@ -442,7 +460,7 @@ class LmdbStore:
                 self._last_checkpoint = time.monotonic()
                 self._redo_tail = redolog.RECORDS_AT
                 self._redo_commits = 0
-                self._presynced = False
+                self._presynced = 0
                 self.stats["checkpoints"] = self.stats.get("checkpoints", 0) + 1
                 return
             except lmdb.MapFullError:
@@ -480,18 +498,34 @@ class LmdbStore:
     def _checkpoint_due(self) -> bool:
         """A checkpoint bounds the log and the pages the pin holds back.  Its
         expensive part, flushing the pages written since the last one, runs
-        first in the background (``_Presync``), off the acknowledgement path;
-        the checkpoint itself then flushes only what came after."""
+        first in the background (``_Presync``, twice per interval), off the
+        acknowledgement path; the checkpoint itself then flushes only what
+        came after."""
         if self.redo is None or not self._owner or self._redo_tail <= redolog.RECORDS_AT:
             return False
         pre = self._presync
-        if pre is not None and not self._presynced and \
-                self._redo_commits >= REDO_MAX_COMMITS // 2:
-            self._presynced = True          # once per checkpoint interval
-            pre.kick()
-        return (self._redo_commits >= REDO_MAX_COMMITS
-                or self._redo_tail - redolog.RECORDS_AT >= REDO_MAX_BYTES
-                or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
+        n = self._redo_commits
+        if pre is not None:
+            # a first background flush half-way, a second one a commit
+            # before the checkpoint: the checkpoint's own flush (on the
+            # writer, in the way of the next request) then holds about one
+            # commit's pages instead of half an interval's
+            if self._presynced == 0 and n >= REDO_MAX_COMMITS // 2:
+                self._presynced = 1
+                pre.kick()
+            elif self._presynced == 1 and n >= REDO_MAX_COMMITS - 1 and not pre.busy():
+                self._presynced = 2
+                pre.kick()
+        due = (n >= REDO_MAX_COMMITS
+               or self._redo_tail - redolog.RECORDS_AT >= REDO_MAX_BYTES
+               or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
+        if due and pre is not None and pre.busy() and n < 2 * REDO_MAX_COMMITS \
+                and self._redo_tail - redolog.RECORDS_AT < REDO_MAX_BYTES:
+            # the background flush is under way: the checkpoint waits for a
+            # later commit rather than flush the same pages behind it (at
+            # most another interval; when idle it runs anyway)
+            return False
+        return due
 
     def _log_commit(self, txn, ops: list, sync: bool = True) -> None:
         """Append TXN's OPS to the redo log (durably when SYNC), then commit
@@ -651,59 +685,128 @@ class LmdbStore:
             raise error
         return result
 
-    def _writer_loop(self) -> None:
-        from .tx import WriteTx  # late: tx imports records/keys only
+    def write_here(self, fn: Callable[..., Any], args: tuple,
+                   done: Callable[[Any, BaseException | None], None]) -> bool:
+        """Run the small write ``fn(tx, *args)`` in the calling thread, now,
+        if the writer thread is idle (nothing queued, no batch, checkpoint
+        or sweep under way): the same one-request batch the writer would
+        run (``done`` is called before this returns, after the commit is
+        durable), without two thread hand-offs.  The caller waits for the
+        log's flush.  A worker process that does not checkpoint (another
+        one does) writes here too.  -> False (nothing done) when the writer
+        is busy: ``submit`` then."""
+        if self._closed or self._thread is None or not self._busy.acquire(False):
+            return False
+        try:
+            if not self._queue.empty():
+                return False
+            if self.redo is not None and not self._owner and self.redo.try_own():
+                # the checkpointing process exited and this one now holds the
+                # role: the writer thread takes it over (and checkpoints)
+                # before the write (_take_over); another live owner: write on
+                return False
+            from .tx import WriteTx
 
-        while True:
-            try:
-                job = self._queue.get(timeout=self._idle_timeout())
-            except queue.Empty:
-                if self._owner and self._redo_tail > redolog.RECORDS_AT:
-                    self._try_checkpoint()    # idle: make LMDB durable, empty the log
-                if self._sweep_timeout() == 0:
-                    self._sweep(WriteTx)
-                continue
-            if job is None:
-                return
-            if self.redo is not None and not self._owner:
-                self._take_over()
-            if self._checkpoint_due():
-                self._try_checkpoint()
-            batch = [job]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            # No cyclic garbage collection while a batch runs: a bulk STORE
-            # allocates ~100,000 short-lived tuples (records, keys, redo-log
-            # ops), freed by reference counting at the commit, and the
-            # collector, triggered by the allocations, walked them (and every
-            # older object) again and again: 40-60% of a 10,000-message
-            # STORE.  Re-enabled at once after it: garbage of the batch, if
-            # any, is collected on the next allocation.
             gc_on = gc.isenabled()
             if gc_on:
                 gc.disable()
             try:
-                self._run_batch(batch, WriteTx)
+                self._run_batch([_Job(fn, args, done)], WriteTx)
             finally:
                 if gc_on:
                     gc.enable()
-            if stop:
+            due = CHECKPOINT_AFTER_ACK and self._checkpoint_due()
+        finally:
+            self._busy.release()
+        if due:
+            self._queue.put(_KICK)      # the writer thread checkpoints, not the caller
+        return True
+
+    def _writer_loop(self) -> None:
+        busy = self._busy
+        while True:
+            try:
+                job = self._queue.get(timeout=self._idle_timeout())
+            except queue.Empty:
+                with busy:
+                    self._idle_work()
+                continue
+            if job is None:
                 return
-            # The same flushes, in the same order between commit N and N+1,
-            # as a checkpoint in front of batch N+1: only earlier, while
-            # the loop sends the answer and the client sends its next write.
-            if CHECKPOINT_AFTER_ACK and self._queue.empty() and self._checkpoint_due():
-                self._try_checkpoint()
-            if self.retention.sweep_interval and time.monotonic() >= self._next_sweep:
-                self._sweep(WriteTx)   # under constant load too, one slice at a time
+            with busy:
+                if not self._writer_step(job):
+                    return
+
+    def _idle_work(self) -> None:
+        from .tx import WriteTx
+
+        if self._owner and self._redo_tail > redolog.RECORDS_AT:
+            self._try_checkpoint()    # idle: make LMDB durable, empty the log
+        elif self._owner and self._others_logged():
+            # other worker processes write and never checkpoint: without
+            # this the pin held every page they freed (data.mdb grew by
+            # 140 MB over 2,000 one-message STOREs on a second worker)
+            self._try_checkpoint()
+        if self._sweep_timeout() == 0:
+            self._sweep(WriteTx)
+
+    def _others_logged(self) -> bool:
+        """The shared log holds records this process did not write (its
+        own tail is at the start of the record area)."""
+        try:
+            state = self._tail_state()
+        except lmdb.Error:
+            return False
+        return state is not None and state[1] > redolog.RECORDS_AT
+
+    def _writer_step(self, job) -> bool:
+        """One batch (JOB and whatever else waits), with the checkpoint and
+        sweep around it; False when told to stop."""
+        from .tx import WriteTx  # late: tx imports records/keys only
+
+        if self.redo is not None and not self._owner:
+            self._take_over()
+        if self._checkpoint_due():
+            self._try_checkpoint()
+        if job is _KICK:            # a write_here made a checkpoint due
+            return True
+        batch = [job]
+        stop = False
+        while len(batch) < self._max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                stop = True
+                break
+            if nxt is not _KICK:
+                batch.append(nxt)
+        # No cyclic garbage collection while a batch runs: a bulk STORE
+        # allocates ~100,000 short-lived tuples (records, keys, redo-log
+        # ops), freed by reference counting at the commit, and the
+        # collector, triggered by the allocations, walked them (and every
+        # older object) again and again: 40-60% of a 10,000-message
+        # STORE.  Re-enabled at once after it: garbage of the batch, if
+        # any, is collected on the next allocation.
+        gc_on = gc.isenabled()
+        if gc_on:
+            gc.disable()
+        try:
+            self._run_batch(batch, WriteTx)
+        finally:
+            if gc_on:
+                gc.enable()
+        if stop:
+            return False
+        # The same flushes, in the same order between commit N and N+1,
+        # as a checkpoint in front of batch N+1: only earlier, while
+        # the loop sends the answer and the client sends its next write.
+        if CHECKPOINT_AFTER_ACK and self._queue.empty() and self._checkpoint_due():
+            self._try_checkpoint()
+        if self.retention.sweep_interval and time.monotonic() >= self._next_sweep:
+            self._sweep(WriteTx)   # under constant load too, one slice at a time
+        return True
 
     def _late_jobs(self, batch: list[_Job]) -> bool:
         """Add to BATCH the requests queued while ``begin`` waited for
@@ -719,6 +822,8 @@ class LmdbStore:
             if nxt is None:             # the stop marker: back, for the loop
                 self._queue.put(None)
                 break
+            if nxt is _KICK:            # a write_here's checkpoint request: the
+                continue                # writer checks _checkpoint_due after the batch
             batch.append(nxt)
             grew = True
         return grew
@@ -824,8 +929,11 @@ class LmdbStore:
 
     def _idle_timeout(self) -> float | None:
         t = self._sweep_timeout()
-        if self.redo is not None and self._owner and self._redo_tail > redolog.RECORDS_AT:
-            t = REDO_IDLE if t is None else min(t, REDO_IDLE)
+        if self.redo is not None and self._owner:
+            # its own records: a checkpoint once idle; none: a look at the
+            # shared log every REDO_POLL (other workers' records, _idle_work)
+            wait = REDO_IDLE if self._redo_tail > redolog.RECORDS_AT else REDO_POLL
+            t = wait if t is None else min(t, wait)
         return t
 
     def _sweep_timeout(self) -> float | None:
