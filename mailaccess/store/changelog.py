@@ -30,6 +30,7 @@ without bound.
 from __future__ import annotations
 
 import bisect
+import struct
 from itertools import repeat
 from dataclasses import dataclass, field
 
@@ -223,8 +224,12 @@ def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> Non
     rows = 0
     for status, code in STATUS_CODES.items():
         for kind, ids in getattr(c, status).items():
-            tx.put_many("chg.id", list(zip(keys.chg_id_keys(acc, kind, c.modseq, ids),
-                                           repeat(code))))
+            if len(ids) < 16:
+                tx.put_many("chg.id", list(zip(keys.chg_id_keys(acc, kind, c.modseq, ids),
+                                               repeat(code))))
+            else:       # a bulk write's rows: one redo op for all of them
+                tx.put_run("chg.id", keys.chg_id_prefix(acc, kind, c.modseq),
+                           struct.pack(f">{len(ids)}Q", *ids), 8, code)
             rows += len(ids)
     kinds = sorted(c.collections())
     for kind in kinds:

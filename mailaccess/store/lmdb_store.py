@@ -400,12 +400,7 @@ class LmdbStore:
         while True:
             try:
                 with self.env.begin(write=True) as txn:
-                    for kind, table, key, value in rec.ops:
-                        db = self.db[table]
-                        if kind == redolog.PUT:
-                            txn.put(key, value, db=db)
-                        else:
-                            txn.delete(key, db=db)
+                    redolog.apply_ops(txn, self.db, rec.ops)
                 return
             except lmdb.MapFullError:
                 self._map_size *= 2
