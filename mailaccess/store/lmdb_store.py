@@ -42,6 +42,9 @@ REDO_MAX_BYTES = 16 << 20
 REDO_MAX_COMMITS = 8
 REDO_INTERVAL = 2.0
 REDO_IDLE = 0.2
+# size pruning due after a request waits this long for the writer to be idle
+# (the request's answer is being sent meanwhile), or for the next request
+PRUNE_IDLE = 0.02
 # a checkpoint that is due runs right after a commit's acknowledgements when
 # no request waits (the next one, a lone client's round trip away, then finds
 # the writer done or nearly); else in front of the next batch, as before
@@ -330,6 +333,8 @@ class LmdbStore:
         # hooks (storeio sets loophop.batched: one loop wake-up per commit)
         self.around_completions: Callable[[], Any] | None = None
         self._sweep_from: int | None = 0      # account the next age sweep starts at
+        # size pruning a request made due (changelog.write): account -> rows
+        self._prune_due: dict[int, int] = {}
         self._next_sweep = time.monotonic() + self.retention.sweep_interval
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -653,6 +658,9 @@ class LmdbStore:
             try:
                 job = self._queue.get(timeout=self._idle_timeout())
             except queue.Empty:
+                if self._prune_due:
+                    self._prune(WriteTx, idle=True)    # idle: slices, until a request comes
+                    continue
                 if self._owner and self._redo_tail > redolog.RECORDS_AT:
                     self._try_checkpoint()    # idle: make LMDB durable, empty the log
                 if self._sweep_timeout() == 0:
@@ -660,6 +668,8 @@ class LmdbStore:
                 continue
             if job is None:
                 return
+            if self._prune_due:
+                self._prune(WriteTx, idle=False)   # due before the next request runs
             if self.redo is not None and not self._owner:
                 self._take_over()
             if self._checkpoint_due():
@@ -798,6 +808,8 @@ class LmdbStore:
         return ver
 
     def _idle_timeout(self) -> float | None:
+        if self._prune_due:
+            return PRUNE_IDLE
         t = self._sweep_timeout()
         if self.redo is not None and self._owner and self._redo_tail > redolog.RECORDS_AT:
             t = REDO_IDLE if t is None else min(t, REDO_IDLE)
@@ -842,6 +854,48 @@ class LmdbStore:
         # a full pass done: wait an interval; cut short: continue soon
         delay = self.retention.sweep_interval if self._sweep_from is None else 0.05
         self._next_sweep = time.monotonic() + delay
+
+    def prune_later(self, acc: int, budget: int) -> None:
+        """A request left ACC's change log over its size limit: prune up to
+        BUDGET rows after its acknowledgement (writer thread only)."""
+        self._prune_due[acc] = self._prune_due.get(acc, 0) + budget
+
+    def _prune(self, WriteTx, idle: bool) -> None:
+        """The size pruning requests made due, a slice per transaction (its
+        redo record synced with the next); IDLE: stop when a request waits."""
+        from . import changelog
+
+        due = self._prune_due
+        while due:
+            acc, budget = next(iter(due.items()))
+            step = min(budget, max(1, self.retention.slice))
+            try:
+                with self._gate.reading():
+                    txn = self.env.begin(write=True)
+                    try:
+                        wtxn = txn if self.redo is None else redolog.LoggedTxn(txn, self._names)
+                        spent, more = changelog.prune(WriteTx(self, wtxn), acc, self.retention,
+                                                      int(time.time()), step)
+                        self._log_commit(txn, getattr(wtxn, "ops", []), sync=False)
+                    except BaseException:
+                        txn.abort()
+                        raise
+            except lmdb.MapFullError:
+                self._grow()
+                continue
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+                continue
+            except (lmdb.Error, OSError) as exc:  # OSError: the redo log
+                log.error("change-log pruning failed: %s", exc)
+                due.clear()       # the next write over the limit asks again
+                return
+            if more and budget > spent:
+                due[acc] = budget - spent
+            else:
+                del due[acc]
+            if idle and not self._queue.empty():
+                return
 
     def prune_changes(self, now: int | None = None) -> None:
         """Run the age/size pruning to completion now (tools and tests); one
