@@ -77,7 +77,7 @@ cmd(b"b", b"SELECT INBOX")
 spy = None
 if out != "-":
     spy = subprocess.Popen(["/work/main/.venv/bin/py-spy", "record", "-p", str(pid), "-o", out,
-                            "-f", "raw", "-r", "250",
+                            "-f", "raw", "-r", os.environ.get("RATE", "250"),
                             *(["--gil"] if os.environ.get("GIL") else []), "-d", "600"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)

@@ -187,7 +187,14 @@ class WriteTx(View):
                     if kind is not None:
                         getattr(c, kind).setdefault(collection, []).append(oid)
                 continue
-            # a bulk write (10,000 updated): one pass per kind, same lists
+            # a bulk write (10,000 updated): one pass per kind, same lists;
+            # all of one kind (a bulk STORE): the ids as they are
+            kinds = set(states.values())
+            if len(kinds) == 1:
+                kind = kinds.pop()
+                if kind is not None:
+                    getattr(c, kind).setdefault(collection, []).extend(states)
+                continue
             for kind in ("created", "updated", "destroyed"):
                 ids = [oid for oid, k in states.items() if k == kind]
                 if ids:
