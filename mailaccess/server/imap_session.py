@@ -1729,7 +1729,7 @@ STORE_REPLY_INLINE = 8
 # a STORE on more messages than this (not .SILENT) is written in chunks of
 # these sizes (the last repeated), each answered once durable (_store_chunked)
 STORE_CHUNK_MIN = 1000
-STORE_CHUNKS = (500, 2000, 8000)
+STORE_CHUNKS = (500, 1000, 2000, 4000, 8000)
 
 
 class _NotTold(Exception):
