@@ -48,7 +48,7 @@ c0, t0 = cpu(), time.perf_counter()
 for u in range(1, nstore + 1):
     assert c.uid("STORE", str(u), "+FLAGS", r"(\Flagged)")[0] == "OK"
 dt = time.perf_counter() - t0
-print(f"UID STORE x{nstore}: {nstore/dt:.0f}/s  {1000*dt/nstore:.3f} ms/cmd  cpu {1000*(cpu()-c0)/nstore:.3f} s/1000")
+if nstore: print(f"UID STORE x{nstore}: {nstore/dt:.0f}/s  {1000*dt/nstore:.3f} ms/cmd  cpu {1000*(cpu()-c0)/nstore:.3f} s/1000")
 if s: s.send_signal(2); s.wait()
 s = spy("bulk", 60); time.sleep(0.5 if s else 0)
 bt = []; bc = []

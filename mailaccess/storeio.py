@@ -67,6 +67,50 @@ async def write_small(store: Store, fn: Callable[..., Any], *args, **kwargs) -> 
     return await write(store, fn, *args)
 
 
+class Pending:
+    """A write queued by ``start``: ``await pending.wait()`` -> its result
+    once its commit is durable (at once if it is already)."""
+
+    __slots__ = ("box", "task")
+
+    def __init__(self):
+        self.box: list = []
+        self.task = None
+
+    def _done(self, result, error) -> None:          # on the loop
+        self.box.append((result, error))
+        task, self.task = self.task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> Any:
+        if not self.box:
+            self.task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(_no_abort)
+        result, error = self.box[0]
+        if error is not None:
+            raise error
+        return result
+
+
+def start(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Pending:
+    """Queue ``fn(tx, *args)`` now and go on (the caller formats the answer
+    of an earlier write meanwhile); ``await`` the Pending for its result.
+    Like ``write``, a queued write lands whatever the caller does next."""
+    hop = loophop.current()
+    p = Pending()
+
+    def finished(result, error):        # the writer thread, after the commit
+        hop.call(p._done, result, error)
+
+    if kwargs:
+        fn = functools.partial(fn, **kwargs)
+    if store.around_completions is None:
+        store.around_completions = loophop.batched
+    store.submit(fn, *args, done=finished)
+    return p
+
+
 def _wake(task, box: list, result, error) -> None:
     box.append((result, error))
     trio.lowlevel.reschedule(task)

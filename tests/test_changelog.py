@@ -5,6 +5,7 @@ import dataclasses
 import functools
 import hashlib
 import itertools
+import time
 
 import lmdb
 import pytest
@@ -649,3 +650,38 @@ async def test_qresync_past_the_horizon_reports_absent_uids_by_range(imap_server
 
     await run(go)
     assert check_store(ctx.store) == []
+
+
+def test_pruning_made_due_by_a_write_the_loop_ran_itself_is_done(tmp_path):
+    """A small write run in the caller's thread (``write_here``, perf3) that
+    takes the log over its size limit leaves the pruning to the writer
+    thread (``prune_later``) and wakes it: with no redo log and no age sweep
+    the writer sleeps with no timeout, and the log would grow unpruned for
+    as long as the loop keeps writing itself."""
+    s = Store(tmp_path / "d", redo=False,
+              retention=Retention(max_age=0, max_entries=30, slice=10, **NO_SWEEP))
+    s.start()
+    try:
+        acc, inbox = account(s)
+        eids = append_many(s, acc, inbox, 10)
+        idle = lambda: s._queue.empty() and not s._busy.locked()   # noqa: E731
+        for i in range(8):
+            deadline = time.monotonic() + 10
+            while not idle():
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            box = []
+            assert s.write_here(functools.partial(ops.set_keywords, add=[f"k{i}"]), (acc, eids),
+                                lambda r, e: box.append(e))
+            assert box == [None]
+        deadline = time.monotonic() + 10
+        while True:
+            with s.view() as v:
+                rows = v.counter(acc, keys.CTR_LOG_ROWS)
+            if rows <= 30 + 10:
+                break
+            assert time.monotonic() < deadline, f"{rows} change-log rows, limit 30"
+            time.sleep(0.02)
+        assert check_store(s) == []
+    finally:
+        s.close()

@@ -103,3 +103,41 @@ async def test_bulk_store_reply_from_the_writer_says_what_the_store_says(imap_se
     assert mixed.count(b" FETCH ") == 12 and mixed.count(b"\\Recent") == 11
     # the other session was told of the changes by its catch-up
     assert from_writer[-1].count(b" FETCH ") >= 10
+
+
+async def test_a_store_written_in_chunks_says_what_the_store_says(imap_server, monkeypatch):
+    """A STORE on many messages is written in chunks, each answered once
+    durable (ImapSession._store_chunked).  Tiny chunks here: the same
+    conversation answered from the writer's records and from the store is
+    the same, byte for byte; each chunk is its own send_fetch."""
+    import trio
+
+    from mailaccess import accounts
+
+    port = imap_port(imap_server)
+    for user in ("carol", "dave"):
+        await trio.to_thread.run_sync(accounts.add_user, imap_server.store, user, "pw")
+    calls = []
+    real = imap_session.ImapSession.send_fetch
+
+    async def counting(self, uids, items, *, uid_cmd, records=None):
+        calls.append((len(uids), records is not None))
+        return await real(self, uids, items, uid_cmd=uid_cmd, records=records)
+
+    monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 0)
+    monkeypatch.setattr(imap_session, "STORE_CHUNK_MIN", 3)
+    monkeypatch.setattr(imap_session, "STORE_CHUNKS", (2, 3, 4))
+    monkeypatch.setattr(imap_session.ImapSession, "send_fetch", counting)
+    from_writer = await run(converse, port, "carol")
+    # STORE 1:* on 12 messages: chunks of 2, 3, 4, 3
+    assert [n for n, _ in calls[:4]] == [2, 3, 4, 3]
+    assert sum(r for _, r in calls) >= 8
+    calls.clear()
+    monkeypatch.setattr(imap_session.ImapSession, "_still", lambda self, mbx, ms: False)
+    from_store = await run(converse, port, "dave")
+    assert not any(r for _, r in calls)
+    assert from_writer == from_store
+    first = from_writer[0]
+    assert first.count(b" FETCH ") == 12 and b"STORE completed" in first
+    joined = b"".join(from_writer)
+    assert b"MODIFIED" in joined and b"\\Recent" in joined and b"OtherOne" in joined

@@ -1172,6 +1172,8 @@ class ImapSession:
             items.insert(0, ev.FetchItem("UID"))
         if self.condstore:
             items.append(ev.FetchItem("MODSEQ"))
+        if not cmd.silent and len(live) > STORE_CHUNK_MIN:
+            return await self._store_chunked(cmd, live, eids, kws, kw, items)
         # the answer is formatted from the records the writer rewrote (and
         # read unchanged), not read back from the store
         # a STORE on a few messages while no other command runs in this
@@ -1223,6 +1225,74 @@ class ImapSession:
                 recs = res.records if alone and res.records is not None and \
                     self._still(mbx, before if modseq is None else modseq) else None
                 await self.send_fetch(report, items, uid_cmd=cmd.uid, records=recs)
+        if conflict_uids:
+            nums = conflict_uids if cmd.uid else [sel.seq_of(u) for u in conflict_uids]
+            return Done("conditional STORE failed", S.code_modified(nums))
+        return Done("STORE completed")
+
+    async def _store_chunked(self, cmd, live: list[int], eids: list[int], kws: list[str],
+                             kw: dict, items) -> Done:
+        """A STORE on many messages, answered while it is written: the
+        messages go to the writer in chunks (STORE_CHUNKS: a small first one,
+        then growing), each its own durable commit with its own modseq;
+        each chunk's FETCH lines leave once its commit is durable, while the
+        writer already works on the next (queued before the lines are
+        formatted).  The client reads and parses the answer meanwhile
+        instead of after the whole write.  IMAP asks no atomicity of a
+        STORE over several messages; every line still shows a durable
+        change, and the tagged OK comes after the last chunk.  A session
+        gone half-way (the connection lost) leaves the chunks after it
+        unwritten, as if the client had sent a shorter STORE."""
+        sel = self.sel
+        mbx = sel.mbx
+        spans = []
+        lo, i = 0, 0
+        while lo < len(live):
+            n = STORE_CHUNKS[min(i, len(STORE_CHUNKS) - 1)]
+            spans.append((lo, min(len(live), lo + n)))
+            lo += n
+            i += 1
+
+        def submit(span):
+            a, b = span
+            return storeio.start(self.store, ops.set_keywords_reporting, self.acc, mbx,
+                                 eids[a:b], unchanged_since=cmd.unchangedsince, records=True,
+                                 **kw)
+
+        pending = submit(spans[0])
+        conflict_uids: list[int] = []
+        quiet = True           # every chunk so far written with nobody else in between
+        last_ms = None
+        for k, (a, b) in enumerate(spans):
+            res = await pending.wait()
+            conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
+            chunk = live[a:b]
+            if conflicts:
+                by_eid = dict(zip(eids[a:b], chunk))
+                gone_now = {by_eid[e] for e in conflicts}
+                conflict_uids.extend(sorted(gone_now))
+                report = [u for u in chunk if u not in gone_now]
+            else:
+                report = chunk
+            alone = quiet and before == sel.known_ms
+            if modseq is not None and alone and not sel.gone:
+                sel.known_ms = last_ms = modseq
+            quiet = quiet and alone
+            # the records are the store's current ones if nobody committed
+            # since: decided before the next chunk is queued
+            recs = res.records if alone and res.records is not None and \
+                self._still(mbx, before if modseq is None else modseq) else None
+            if k + 1 < len(spans):
+                pending = submit(spans[k + 1])
+            if k == 0 and kws and cmd.mode != "remove" and \
+                    not (alone and self._announced(kws)):
+                with self.store.view() as v:
+                    self.out.extend(self.flag_updates(v))
+            if report:
+                await self.send_fetch(report, items, uid_cmd=cmd.uid, records=recs)
+        if quiet and last_ms is not None:
+            # as after a single STORE (do_store): the catch-up has nothing to say
+            self._quiet_sel, self._quiet_ms = sel, last_ms
         if conflict_uids:
             nums = conflict_uids if cmd.uid else [sel.seq_of(u) for u in conflict_uids]
             return Done("conditional STORE failed", S.code_modified(nums))
@@ -1704,6 +1774,10 @@ STORE_REPLY_INLINE = 8
 # commands under way in this process's IMAP sessions (handle): a small STORE
 # is written by the loop itself (storeio.write_small) only when it runs alone
 _RUNNING = [0]
+# a STORE on more messages than this (not .SILENT) is written in chunks of
+# these sizes (the last repeated), each answered once durable (_store_chunked)
+STORE_CHUNK_MIN = 1000
+STORE_CHUNKS = (500, 1000, 2000, 4000, 8000)
 
 
 class _NotTold(Exception):

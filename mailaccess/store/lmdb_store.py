@@ -44,6 +44,9 @@ REDO_INTERVAL = 2.0
 REDO_IDLE = 0.2
 # how often an idle checkpointing process looks for other workers' records
 REDO_POLL = 0.1
+# size pruning due after a request waits this long for the writer to be idle
+# (the request's answer is being sent meanwhile), or for the next request
+PRUNE_IDLE = 0.02
 # a checkpoint that is due runs right after a commit's acknowledgements when
 # no request waits (the next one, a lone client's round trip away, then finds
 # the writer done or nearly); else in front of the next batch, as before
@@ -348,6 +351,8 @@ class LmdbStore:
         # hooks (storeio sets loophop.batched: one loop wake-up per commit)
         self.around_completions: Callable[[], Any] | None = None
         self._sweep_from: int | None = 0      # account the next age sweep starts at
+        # size pruning a request made due (changelog.write): account -> rows
+        self._prune_due: dict[int, int] = {}
         self._next_sweep = time.monotonic() + self.retention.sweep_interval
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -418,12 +423,7 @@ class LmdbStore:
         while True:
             try:
                 with self.env.begin(write=True) as txn:
-                    for kind, table, key, value in rec.ops:
-                        db = self.db[table]
-                        if kind == redolog.PUT:
-                            txn.put(key, value, db=db)
-                        else:
-                            txn.delete(key, db=db)
+                    redolog.apply_ops(txn, self.db, rec.ops)
                 return
             except lmdb.MapFullError:
                 self._map_size *= 2
@@ -715,11 +715,14 @@ class LmdbStore:
             finally:
                 if gc_on:
                     gc.enable()
-            due = CHECKPOINT_AFTER_ACK and self._checkpoint_due()
+            # a checkpoint or change-log pruning (prune_later) made due here
+            # is the writer thread's, not the caller's: it may sleep with no
+            # timeout and must be woken
+            due = (CHECKPOINT_AFTER_ACK and self._checkpoint_due()) or bool(self._prune_due)
         finally:
             self._busy.release()
         if due:
-            self._queue.put(_KICK)      # the writer thread checkpoints, not the caller
+            self._queue.put(_KICK)      # the writer thread checkpoints / prunes, not the caller
         return True
 
     def _writer_loop(self) -> None:
@@ -740,6 +743,9 @@ class LmdbStore:
     def _idle_work(self) -> None:
         from .tx import WriteTx
 
+        if self._prune_due:
+            self._prune(WriteTx, idle=True)    # idle: slices, until a request comes
+            return
         if self._owner and self._redo_tail > redolog.RECORDS_AT:
             self._try_checkpoint()    # idle: make LMDB durable, empty the log
         elif self._owner and self._others_logged():
@@ -764,11 +770,16 @@ class LmdbStore:
         sweep around it; False when told to stop."""
         from .tx import WriteTx  # late: tx imports records/keys only
 
+        if job is _KICK:            # a write_here made a checkpoint or pruning due
+            if self._prune_due:
+                self._prune(WriteTx, idle=True)     # the rest when idle
+        elif self._prune_due:
+            self._prune(WriteTx, idle=False)        # due before the next request runs
         if self.redo is not None and not self._owner:
             self._take_over()
         if self._checkpoint_due():
             self._try_checkpoint()
-        if job is _KICK:            # a write_here made a checkpoint due
+        if job is _KICK:
             return True
         batch = [job]
         stop = False
@@ -928,6 +939,8 @@ class LmdbStore:
         return ver
 
     def _idle_timeout(self) -> float | None:
+        if self._prune_due:
+            return PRUNE_IDLE
         t = self._sweep_timeout()
         if self.redo is not None and self._owner:
             # its own records: a checkpoint once idle; none: a look at the
@@ -975,6 +988,48 @@ class LmdbStore:
         # a full pass done: wait an interval; cut short: continue soon
         delay = self.retention.sweep_interval if self._sweep_from is None else 0.05
         self._next_sweep = time.monotonic() + delay
+
+    def prune_later(self, acc: int, budget: int) -> None:
+        """A request left ACC's change log over its size limit: prune up to
+        BUDGET rows after its acknowledgement (writer thread only)."""
+        self._prune_due[acc] = self._prune_due.get(acc, 0) + budget
+
+    def _prune(self, WriteTx, idle: bool) -> None:
+        """The size pruning requests made due, a slice per transaction (its
+        redo record synced with the next); IDLE: stop when a request waits."""
+        from . import changelog
+
+        due = self._prune_due
+        while due:
+            acc, budget = next(iter(due.items()))
+            step = min(budget, max(1, self.retention.slice))
+            try:
+                with self._gate.reading():
+                    txn = self.env.begin(write=True)
+                    try:
+                        wtxn = txn if self.redo is None else redolog.LoggedTxn(txn, self._names)
+                        spent, more = changelog.prune(WriteTx(self, wtxn), acc, self.retention,
+                                                      int(time.time()), step)
+                        self._log_commit(txn, getattr(wtxn, "ops", []), sync=False)
+                    except BaseException:
+                        txn.abort()
+                        raise
+            except lmdb.MapFullError:
+                self._grow()
+                continue
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+                continue
+            except (lmdb.Error, OSError) as exc:  # OSError: the redo log
+                log.error("change-log pruning failed: %s", exc)
+                due.clear()       # the next write over the limit asks again
+                return
+            if more and budget > spent:
+                due[acc] = budget - spent
+            else:
+                del due[acc]
+            if idle and not self._queue.empty():
+                return
 
     def prune_changes(self, now: int | None = None) -> None:
         """Run the age/size pruning to completion now (tools and tests); one

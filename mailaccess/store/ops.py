@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from .. import _speedups, vocab
-from . import keys, records, sending
+from . import keys, logical, records, sending
 from .errors import AlreadyExists, Conflict, InvalidName, NotFound, OverQuota
 from .records import EMAIL, MAILBOX, THREAD, Account, EmailRecord, Mailbox, Membership
 from .tx import WriteTx
@@ -535,11 +535,34 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
     # EmailRecord is built; the modseq is allocated at the first change only.
     # The records are read through one cursor (LMDB looks on its page
     # first: ascending ids cost no descent of the tree each).
-    # The writes are gathered and made in one call per table: each email's
-    # new record, its old and new mbx.ms keys (they differ by modseq).
-    items, index_gone, index_out, changed, conflicts, deltas, recs = _emailrec.rewrite_many(
-        tx._raw.cursor(db=tx.db["msg"]).get, keys.msg_of(acc), keys.mbx_ms_of(acc), eids,
-        add, remove, replace, SEEN, unchanged_since, lambda: tx.modseq(acc), want_records)
+    # The writes are made in one call per table: each email's new record,
+    # its old and new mbx.ms keys (they differ by modseq).  Under the redo
+    # log, a bulk change is logged as one logical op (store/logical.py)
+    # instead of its 30,000 table writes.
+    ops_ = tx._ops
+    if ops_ is not None and len(eids) >= logical.MIN_EMAILS:
+        allocated: list[int] = []
+
+        def alloc_ms() -> int:
+            ms = tx.modseq(acc)
+            allocated.append(ms)
+            return ms
+
+        changed, conflicts, deltas, recs = logical.rewrite_keywords(
+            tx._raw, tx.db, acc, eids, add, remove, replace, unchanged_since, alloc_ms,
+            want_records)
+        if changed:
+            ops_.append((logical.KEYWORDS, "msg", b"", logical.encode_keywords(
+                acc, allocated[0], eids, add, remove, replace, unchanged_since)))
+    else:
+        items, index_gone, index_out, changed, conflicts, deltas, recs = \
+            _emailrec.rewrite_many(
+                tx._raw.cursor(db=tx.db["msg"]).get, keys.msg_of(acc), keys.mbx_ms_of(acc),
+                eids, add, remove, replace, SEEN, unchanged_since, lambda: tx.modseq(acc),
+                want_records)
+        tx.delete_many("mbx.ms", index_gone)
+        tx.put_many("mbx.ms", index_out)
+        tx.put_many("msg", items)
     for mbx, seen_delta in deltas.items():
         m = loaded.get(mbx) if loaded else None
         if m is not None:
@@ -548,9 +571,6 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
             m = _load_mbx(tx, acc, cache, mbx)
         if seen_delta:
             m.unseen -= seen_delta
-    tx.delete_many("mbx.ms", index_gone)
-    tx.put_many("mbx.ms", index_out)
-    tx.put_many("msg", items)
     tx.log_updated(acc, EMAIL, changed)
     if cache:
         _save_mailboxes(tx, acc, cache)

@@ -71,8 +71,9 @@ RECORDS_AT = 2 * HEADER_SLOT
 META_BYTES = 512                 # of each meta page: LMDB's MDB_meta is ~140 bytes at offset 16
 # record: length of what follows the header, generation, txnid, crc32 of the rest
 _REC = struct.Struct(">IQQI")
-# op: kind (1 put, 2 delete), table name length, key length, value length;
-# then the table name, the key and the value (encoded by _speedups/emailrec)
+# op: kind (1 put, 2 delete; 3 and 4: logical ops, store/logical.py), table
+# name length, key length, value length; then the table name, the key and
+# the value (encoded by _speedups/emailrec)
 OP = _OP = struct.Struct(">BBHI")
 PUT, DELETE = 1, 2
 
@@ -127,6 +128,20 @@ def decode_ops(data: bytes) -> list:
         off += vl
         ops.append((kind, table, key, value))
     return ops
+
+
+def apply_ops(txn, dbs, ops: list) -> None:
+    """Replay OPS (one record's) on write transaction TXN, in order: PUT and
+    DELETE as they are, the logical kinds by store/logical.py."""
+    for kind, table, key, value in ops:
+        if kind == PUT:
+            txn.put(key, value, db=dbs[table])
+        elif kind == DELETE:
+            txn.delete(key, db=dbs[table])
+        else:
+            from . import logical      # (late: it loads _speedups, which import this)
+
+            logical.apply(txn, dbs, kind, table, key, value)
 
 
 def encode_record(generation: int, txnid: int, payload: bytes) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from itertools import repeat
 
-from . import changelog, keys, records
+from . import changelog, keys, logical, records
 from .records import Change
 from .redolog import DELETE, PUT, LoggedTxn
 from .view import View
@@ -56,6 +56,20 @@ class WriteTx(View):
         if self._ops is not None:     # (PUT, table, key, value) each, built in C
             ks, vs = zip(*items)
             self._ops.extend(zip(repeat(PUT, len(ks)), repeat(table), ks, vs))
+
+    def put_run(self, table: str, prefix: bytes, suffixes: bytes, width: int,
+                value: bytes) -> None:
+        """``put(prefix + suffix, value)`` for each WIDTH-byte suffix of
+        SUFFIXES, in order, logged as one RUN op (store/logical.py) instead
+        of one op per key (a bulk STORE's 10,000 change-log rows)."""
+        n = len(suffixes) // width
+        if n < 4 or self._ops is None:
+            self.put_many(table, [(prefix + suffixes[i:i + width], value)
+                                  for i in range(0, n * width, width)])
+            return
+        self._raw.cursor(db=self.db[table]).putmulti(
+            [(prefix + suffixes[i:i + width], value) for i in range(0, n * width, width)])
+        self._ops.append((logical.RUN, table, prefix, logical.encode_run(value, width, suffixes)))
 
     def delete_many(self, table: str, keys_: list[bytes]) -> None:
         """``delete`` of each key of KEYS_, in order, through one cursor:
@@ -173,7 +187,14 @@ class WriteTx(View):
                     if kind is not None:
                         getattr(c, kind).setdefault(collection, []).append(oid)
                 continue
-            # a bulk write (10,000 updated): one pass per kind, same lists
+            # a bulk write (10,000 updated): one pass per kind, same lists;
+            # all of one kind (a bulk STORE): the ids as they are
+            kinds = set(states.values())
+            if len(kinds) == 1:
+                kind = kinds.pop()
+                if kind is not None:
+                    getattr(c, kind).setdefault(collection, []).extend(states)
+                continue
             for kind in ("created", "updated", "destroyed"):
                 ids = [oid for oid, k in states.items() if k == kind]
                 if ids:
