@@ -300,8 +300,12 @@ class RedoLog:
     def write_header(self, h: Header) -> None:
         self._ensure(RECORDS_AT + _REC.size)
         os.pwrite(self.fd, encode_header(h), (h.generation % 2) * HEADER_SLOT)
-        # a new generation starts with an empty record area
-        os.pwrite(self.fd, b"\0" * _REC.size, RECORDS_AT)
+        # The previous generation's records stay as they are: if a power cut
+        # keeps other pages of this flush but not the header (one flush
+        # orders nothing), recovery takes the previous header and must still
+        # replay them.  The new generation's reader stops at the first
+        # record of another generation (read_records), so they need no
+        # erasing (tests/test_redolog_header.py).
         os.fdatasync(self.fd)
         self.syncs += 1
         if self.on_sync is not None:
