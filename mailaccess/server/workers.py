@@ -59,7 +59,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NoReturn
 
 from . import memory
 
@@ -514,22 +514,10 @@ class Supervisor:
         self.froze = True
         pid = os.fork()
         if pid == 0:                                    # the loader
-            code = 1
-            try:
+            def run() -> int:
                 os.close(r)
-                code = self._loader(pairs, w)
-            except SystemExit as exc:
-                if isinstance(exc.code, str):
-                    print(f"error: {exc.code}", file=sys.stderr)
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
+                return self._loader(pairs, w)
+            _exit_after(run)
         os.close(w)
         for _, child_end in pairs.values():
             child_end.close()
@@ -593,25 +581,13 @@ class Supervisor:
                 memory.freeze()
                 pid = os.fork()
                 if pid == 0:                            # a worker
-                    code = 1
-                    try:
+                    def run() -> int:
                         os.close(w)
                         for i, (_, child_end) in pairs.items():
                             if i != slot.index:
                                 child_end.close()
-                        code = self._child(slot.index, pairs[slot.index][1], loader=me)
-                    except SystemExit as exc:
-                        if isinstance(exc.code, str):
-                            print(f"error: {exc.code}", file=sys.stderr)
-                        code = exc.code if isinstance(exc.code, int) else 1
-                    except BaseException:
-                        traceback.print_exc()
-                    finally:
-                        try:
-                            sys.stdout.flush()
-                            sys.stderr.flush()
-                        finally:
-                            os._exit(code)
+                        return self._child(slot.index, pairs[slot.index][1], loader=me)
+                    _exit_after(run)
                 pids[slot.index] = pid
             os.write(w, json.dumps({"demo": demo, "pids": pids}).encode())
         except BaseException:
@@ -648,22 +624,10 @@ class Supervisor:
             memory.freeze()
         pid = os.fork()
         if pid == 0:                                    # the worker
-            code = 1
-            try:
+            def run() -> int:
                 parent_end.close()
-                code = self._child(slot.index, child_end)
-            except SystemExit as exc:
-                if isinstance(exc.code, str):
-                    print(f"error: {exc.code}", file=sys.stderr)
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
+                return self._child(slot.index, child_end)
+            _exit_after(run)
         child_end.close()
         parent_end.setblocking(False)
         slot.pid, slot.sock, slot.started = pid, parent_end, time.monotonic()
@@ -928,3 +892,24 @@ def supervise(cfg: Config, *, banner=None, prepare=None) -> int:
     SIGTERM/SIGINT; -> the exit status.  PREPARE: called before the store
     is opened."""
     return Supervisor(cfg, banner=banner, prepare=prepare).run()
+
+
+def _exit_after(run) -> NoReturn:
+    """In a forked child: ``run()``, then leave with its exit code (a
+    SystemExit's code or message, 1 on any other exception, printed), never
+    returning into the parent's stack."""
+    code = 1
+    try:
+        code = run()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(f"error: {exc.code}", file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
