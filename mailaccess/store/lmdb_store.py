@@ -960,25 +960,10 @@ class LmdbStore:
         from . import changelog
 
         while True:
+            start = self._sweep_from or 0
             try:
-                with self._gate.reading():
-                    txn = self.env.begin(write=True)
-                    try:
-                        start = self._sweep_from or 0
-                        wtxn = txn if self.redo is None else redolog.LoggedTxn(txn, self._names)
-                        nxt = changelog.sweep(WriteTx(self, wtxn), self.retention,
-                                              int(time.time()), start)
-                        # nobody waits on a sweep: its record is synced with the next
-                        self._log_commit(txn, getattr(wtxn, "ops", []), sync=False)
-                    except BaseException:
-                        txn.abort()
-                        raise
-            except lmdb.MapFullError:
-                self._grow()
-                continue
-            except lmdb.MapResizedError:
-                self._adopt_map_size()
-                continue
+                nxt = self._unsynced_write(WriteTx, lambda tx: changelog.sweep(
+                    tx, self.retention, int(time.time()), start))
             except (lmdb.Error, OSError) as exc:  # OSError: the redo log
                 log.error("change-log pruning failed: %s", exc)
                 nxt = None
@@ -988,6 +973,28 @@ class LmdbStore:
         # a full pass done: wait an interval; cut short: continue soon
         delay = self.retention.sweep_interval if self._sweep_from is None else 0.05
         self._next_sweep = time.monotonic() + delay
+
+    def _unsynced_write(self, WriteTx, fn):
+        """``fn(tx)`` in a write transaction of its own on the writer thread,
+        for housekeeping nobody waits on (change-log sweep and pruning): its
+        redo record is synced with the next one.  Retried after the map grew
+        or moved; -> fn's result (lmdb.Error, OSError raised)."""
+        while True:
+            try:
+                with self._gate.reading():
+                    txn = self.env.begin(write=True)
+                    try:
+                        wtxn = txn if self.redo is None else redolog.LoggedTxn(txn, self._names)
+                        res = fn(WriteTx(self, wtxn))
+                        self._log_commit(txn, getattr(wtxn, "ops", []), sync=False)
+                        return res
+                    except BaseException:
+                        txn.abort()
+                        raise
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
 
     def prune_later(self, acc: int, budget: int) -> None:
         """A request left ACC's change log over its size limit: prune up to
@@ -1004,22 +1011,8 @@ class LmdbStore:
             acc, budget = next(iter(due.items()))
             step = min(budget, max(1, self.retention.slice))
             try:
-                with self._gate.reading():
-                    txn = self.env.begin(write=True)
-                    try:
-                        wtxn = txn if self.redo is None else redolog.LoggedTxn(txn, self._names)
-                        spent, more = changelog.prune(WriteTx(self, wtxn), acc, self.retention,
-                                                      int(time.time()), step)
-                        self._log_commit(txn, getattr(wtxn, "ops", []), sync=False)
-                    except BaseException:
-                        txn.abort()
-                        raise
-            except lmdb.MapFullError:
-                self._grow()
-                continue
-            except lmdb.MapResizedError:
-                self._adopt_map_size()
-                continue
+                spent, more = self._unsynced_write(WriteTx, lambda tx: changelog.prune(
+                    tx, acc, self.retention, int(time.time()), step))
             except (lmdb.Error, OSError) as exc:  # OSError: the redo log
                 log.error("change-log pruning failed: %s", exc)
                 due.clear()       # the next write over the limit asks again
