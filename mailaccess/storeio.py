@@ -21,6 +21,11 @@ import trio
 from . import loophop
 from .store import Store
 
+try:        # the running Trio's state: _loop_idle reads its run queue
+    from trio._core._run import GLOBAL_RUN_CONTEXT as _RUN_CONTEXT
+except ImportError:     # pragma: no cover - another Trio: the public statistics
+    _RUN_CONTEXT = None
+
 
 async def write(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
     hop = loophop.current()
@@ -47,24 +52,51 @@ async def write(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
 async def write_small(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
     """``write`` of a small change (a few records: a STORE on a few
     messages): when the writer thread is idle the loop runs it itself
+    (``write_now``), else as ``write``."""
+    result = write_now(store, fn, *args, **kwargs)
+    if result is NOT_NOW:
+        return await write(store, fn, *args, **kwargs)
+    return result
+
+
+NOT_NOW = object()      # write_now: the write was not run (the caller writes as usual)
+
+
+def write_now(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
+    """Run the small write ``fn(tx, *args)`` on the loop, now, when the
+    writer thread is idle and no other task is ready to run
     (``Store.write_here``: the same transaction, flush and commit, without
     the two thread hand-offs, but holding the loop for the log's flush, so
-    only for writes of a few records, and only when no other task is ready
-    to run); else as ``write``."""
+    only for writes of a few records) -> its result once durable; NOT_NOW
+    when it was not run (then nothing was written: ``write`` it).  Nothing
+    awaits in between: the caller knows that no other task of this loop ran
+    between the commit and its next line."""
+    if not _loop_idle():
+        return NOT_NOW
     if kwargs:
         fn = functools.partial(fn, **kwargs)
     if store.around_completions is None:
         store.around_completions = loophop.batched
-    if trio.lowlevel.current_statistics().tasks_runnable == 0:
-        box: list = []
-        with loophop.here():
-            ran = store.write_here(fn, args, lambda result, error: box.append((result, error)))
-        if ran:
-            result, error = box[0]
-            if error is not None:
-                raise error
-            return result
-    return await write(store, fn, *args)
+    box: list = []
+    with loophop.here():
+        ran = store.write_here(fn, args, lambda result, error: box.append((result, error)))
+    if not ran:
+        return NOT_NOW
+    result, error = box[0]
+    if error is not None:
+        raise error
+    return result
+
+
+def _loop_idle() -> bool:
+    """No task of this Trio run is ready to run (``current_statistics().
+    tasks_runnable == 0``, without building the statistics: the run queue's
+    length when this Trio exposes it)."""
+    runner = getattr(_RUN_CONTEXT, "runner", None)
+    runq = getattr(runner, "runq", None)
+    if runq is None:
+        return trio.lowlevel.current_statistics().tasks_runnable == 0
+    return not runq
 
 
 class Pending:

@@ -173,3 +173,43 @@ async def test_a_change_after_a_lone_store_is_told_bus_or_not(imap_server, monke
     assert any(l.startswith(b"* 1 FETCH") and b"\\Flagged" not in l for l in got), got
     a.close()
     b.close()
+
+
+async def test_a_store_the_loop_wrote_itself_reads_nothing_back(imap_server, monkeypatch):
+    """perf4: a lone one-message STORE written by the loop itself
+    (storeio.write_now) opens no read view at all: its answer comes from the
+    records its transaction left, and the catch-up check takes the account's
+    modseq from the STORE's own commit (Done.current) instead of reading it
+    back; the next command reads it again."""
+    a = await login(imap_server)
+    for s in ("one", "two", "three"):
+        await a.cmd("APPEND INBOX " + literal(msg(s)))
+    await a.cmd("SELECT INBOX")
+    await a.cmd("UID STORE 3 +FLAGS (\\Flagged)")
+    store = imap_server.store
+    # the writer thread does no idle work (checkpoints) from now on: the
+    # loop finds it idle and writes each STORE itself
+    monkeypatch.setattr(store, "_idle_timeout", lambda: None)
+    await trio.sleep(0.3)
+    views = []
+    real = store.view
+
+    def counting():
+        views.append(1)
+        return real()
+
+    monkeypatch.setattr(store, "view", counting)
+    here = []
+    real_here = store.write_here
+    monkeypatch.setattr(store, "write_here", lambda *a: here.append(real_here(*a)) or here[-1])
+    for n in (1, 2):
+        while store._busy.locked() or not store._queue.empty():
+            await trio.sleep(0.01)
+        got = await a.cmd("UID STORE %d +FLAGS (\\Flagged)" % n)
+        assert got == [b"* %d FETCH (UID %d FLAGS (\\Flagged \\Recent))" % (n, n),
+                       b"t%d OK STORE completed" % a.n], got
+    assert here == [True, True]
+    assert views == []
+    assert await a.cmd("NOOP") == [b"t%d OK NOOP completed" % a.n]
+    assert views == [1]
+    a.close()

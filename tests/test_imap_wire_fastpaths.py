@@ -6,7 +6,7 @@ the same frame, in any letter case, and anything else (arguments, a stray
 space, UID EXPUNGE) still goes through the parser (errors included).
 """
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from mailaccess.proto.imap import commands as C
 from mailaccess.proto.imap.errors import CommandError
@@ -60,3 +60,63 @@ def test_bad_tag_still_refused():
 
 def test_reader_import():     # the helper above uses the module's own Reader
     assert C.Reader is Reader
+
+
+# --- STORE on one message (perf4) -------------------------------------------------------
+
+def parse_slow(frame: CommandFrame, monkeypatch_ctx):
+    """parse_command with its STORE fast path off: the parser's event, or
+    the CommandError it raises (as (tag, message, code))."""
+    with monkeypatch_ctx() as mp:
+        mp.setattr(C, "_STORE_ONE", C.re.compile(rb"(?!)"))
+        try:
+            return C.parse_command(frame)
+        except CommandError as exc:
+            return (exc.tag, exc.message, exc.code)
+
+
+def parse_fast(frame: CommandFrame):
+    try:
+        return C.parse_command(frame)
+    except CommandError as exc:
+        return (exc.tag, exc.message, exc.code)
+
+
+_GOOD_FLAGS = st.sampled_from([b"\\Flagged", b"\\seen", b"\\DELETED", b"\\Recent", b"\\Foo",
+                               b"$Junk", b"foo", b"a.b", b"k" * 200])
+_BAD_FLAGS = st.sampled_from([b"\\", b"", b"x]", b"(x", b"x" * 300, b"\\" + b"k" * 250,
+                              b"caf\xc3\xa9", b"a\\b", b"*", b"%"])
+
+
+def _mostly(good: list, bad: list):
+    """GOOD most of the time (a whole valid command is then common), BAD else."""
+    return st.one_of(st.sampled_from(good), st.sampled_from(good), st.sampled_from(good),
+                     st.sampled_from(bad))
+
+
+@settings(max_examples=600)
+@given(_mostly([b"", b"UID ", b"uid "], [b"Uid  ", b"UID", b"UIDX "]),
+       _mostly([b"STORE", b"store", b"StOrE"], [b"STORES", b"STOR"]),
+       _mostly([b"1", b"12", b"999999999"],
+               [b"4294967295", b"4294967296", b"0", b"01", b"1:3", b"*", b"$", b"1,2", b" 1", b""]),
+       _mostly([b"+FLAGS", b"-flags", b"FLAGS", b"+FLAGS.SILENT", b"-Flags.Silent", b"FLAGS.SILENT"],
+               [b"+FLAG", b"*FLAGS", b"(UNCHANGEDSINCE 5) +FLAGS"]),
+       st.lists(st.one_of(_GOOD_FLAGS, _GOOD_FLAGS, _GOOD_FLAGS, _BAD_FLAGS), max_size=4),
+       _mostly([(b" (", b")")], [(b" (", b") "), (b" ", b""), (b"  (", b")"), (b" (", b"")]),
+       _mostly([b" "], [b"  "]))
+def test_store_fast_path_equals_the_parser(uid, store, num, item, flags, brackets, sep):
+    import pytest as _pytest
+    wire = uid + store + b" " + num + b" " + item + brackets[0] + sep.join(flags) + brackets[1]
+    frame = CommandFrame(b"A7", (wire,))
+    fast = parse_fast(frame)
+    slow = parse_slow(frame, _pytest.MonkeyPatch.context)
+    assert fast == slow, wire
+    assert type(fast) is type(slow)
+
+
+def test_store_fast_path_takes_the_usual_store():
+    """The fast path matches a client's single flag change (so it is in use)."""
+    m = C._STORE_ONE.match(b"UID STORE 1234 +FLAGS (\\Flagged)")
+    assert m is not None and C._store_one(b"t", m) == C.parse_command(
+        CommandFrame(b"t", (b"UID STORE 1234 +FLAGS (\\Flagged)",)))
+    assert C._store_one(b"t", C._STORE_ONE.match(b"STORE 1 FLAGS (" + b"k" * 300 + b")")) is None

@@ -397,3 +397,23 @@ async def test_write_small_raises_the_writes_error_and_publishes_its_commit(stor
     assert here == [True, True] and seen == [1, 1]      # run before it returned
     with store.view() as v:
         assert v._get("kw", _kw(3)) is None and bytes(v._get("kw", _kw(4))) == b"y"
+
+
+def test_loop_idle_says_what_the_run_statistics_say():
+    """storeio._loop_idle (the run queue's length, read directly) agrees
+    with trio's public tasks_runnable, with and without a task ready."""
+    seen = []
+
+    async def main():
+        async def other():
+            await trio.sleep(0)
+
+        seen.append((storeio._loop_idle(),
+                     trio.lowlevel.current_statistics().tasks_runnable == 0))
+        async with trio.open_nursery() as n:
+            n.start_soon(other)         # ready to run, not run yet
+            seen.append((storeio._loop_idle(),
+                         trio.lowlevel.current_statistics().tasks_runnable == 0))
+
+    trio.run(main)
+    assert seen == [(True, True), (False, False)]

@@ -128,6 +128,10 @@ class Done:
 
     text: str
     code: str | bytes | None = None
+    # the account's highest modseq as the command's own commit left it, with
+    # no other task run since (a write the loop ran itself): the catch-up
+    # check need not read it back (_needs_refresh); -1: unknown
+    current: int = -1
 
 
 class No(Exception):
@@ -294,7 +298,7 @@ class ImapSession:
             done = await getattr(self, attr)(cmd)
             if done is not None and name in REPORTS_UPDATES:
                 allow_expunge = st.may_announce_expunge(name)
-                if self._needs_refresh(allow_expunge):
+                if self._needs_refresh(allow_expunge, done.current):
                     await self.refresh(allow_expunge=allow_expunge)
         except No as exc:   # Bad too
             status = "BAD" if isinstance(exc, Bad) else "NO"
@@ -318,7 +322,7 @@ class ImapSession:
         finally:
             _RUNNING[0] -= 1
 
-    def _needs_refresh(self, allow_expunge: bool) -> bool:
+    def _needs_refresh(self, allow_expunge: bool, current: int = -1) -> bool:
         """Could the dispatcher's catch-up say anything?  False only when
         nothing changed in the account since the last one this session ran
         for the same selection (the account's modseq is where it was) and
@@ -331,7 +335,9 @@ class ImapSession:
         the catch-up then reads.  Otherwise one small read of the account's
         modseq decides.  (Claiming \\Recent writes no modseq: a claim that
         failed, e.g. on a full disk, is retried at the next change or
-        SELECT rather than at the next command.)"""
+        SELECT rather than at the next command.)  CURRENT (>= 0): the
+        account's modseq as the command's own commit left it, no other task
+        having run since (Done.current): that read is not made again."""
         sel = self.sel
         if sel is None:
             return True      # (nothing to catch up on; the refresh returns at once)
@@ -344,8 +350,11 @@ class ImapSession:
             return True
         if (allow_expunge and sel.gone) or self.contexts.live(sel):
             return True
-        with self.store.view() as v:
-            ms = v.highest_modseq(acc)
+        if current >= 0:
+            ms = current
+        else:
+            with self.store.view() as v:
+                ms = v.highest_modseq(acc)
         if ms != known:
             self._quiet_sel, self._quiet_ms = sel, ms
             return True
@@ -1162,26 +1171,25 @@ class ImapSession:
         if cmd.unchangedsince is not None:
             self.condstore = True
         live, eids = sel.uids_eids(uids)
-        kw = {"add": dict(add=kws), "remove": dict(remove=kws),
-              "replace": dict(replace=kws)}[cmd.mode]
+        kw = {cmd.mode: kws}        # add=, remove= or replace=
         mbx = sel.mbx
         known = sel.known_ms
 
-        items = [ev.FetchItem("FLAGS")]
-        if cmd.uid:
-            items.insert(0, ev.FetchItem("UID"))
-        if self.condstore:
-            items.append(ev.FetchItem("MODSEQ"))
+        items = _STORE_ITEMS[cmd.uid, self.condstore]
         if not cmd.silent and len(live) > STORE_CHUNK_MIN:
             return await self._store_chunked(cmd, live, eids, kws, kw, items)
         # the answer is formatted from the records the writer rewrote (and
         # read unchanged), not read back from the store
         # a STORE on a few messages while no other command runs in this
         # process: done by the loop itself when the writer is idle
-        write = storeio.write_small if len(eids) <= STORE_REPLY_INLINE and _RUNNING[0] == 1 \
-            else storeio.write
-        res = await write(self.store, ops.set_keywords_reporting, self.acc, mbx, eids,
-                          unchanged_since=cmd.unchangedsince, records=not cmd.silent, **kw)
+        args = (self.store, ops.set_keywords_reporting, self.acc, mbx, eids)
+        res = storeio.write_now(*args, unchanged_since=cmd.unchangedsince,
+                                records=not cmd.silent, **kw) \
+            if len(eids) <= STORE_REPLY_INLINE and _RUNNING[0] == 1 else storeio.NOT_NOW
+        here = res is not storeio.NOT_NOW
+        if not here:
+            res = await storeio.write(*args, unchanged_since=cmd.unchangedsince,
+                                      records=not cmd.silent, **kw)
         inline = self._store_inline(cmd, res, eids, live, kws, known, items)
         conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
         if conflicts:
@@ -1224,11 +1232,14 @@ class ImapSession:
             else:
                 recs = res.records if alone and res.records is not None and \
                     self._still(mbx, before if modseq is None else modseq) else None
+                here = False        # other tasks may run while it sends
                 await self.send_fetch(report, items, uid_cmd=cmd.uid, records=recs)
         if conflict_uids:
             nums = conflict_uids if cmd.uid else [sel.seq_of(u) for u in conflict_uids]
             return Done("conditional STORE failed", S.code_modified(nums))
-        return Done("STORE completed")
+        # written by the loop itself, with no await since: the account's
+        # modseq is the STORE's own (its transaction allocated it last)
+        return Done("STORE completed", None, modseq if here and modseq is not None else -1)
 
     async def _store_chunked(self, cmd, live: list[int], eids: list[int], kws: list[str],
                              kw: dict, items) -> Done:
@@ -1772,8 +1783,12 @@ _HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
 # a STORE touching at most this many messages answers at once (do_store)
 STORE_REPLY_INLINE = 8
 # commands under way in this process's IMAP sessions (handle): a small STORE
-# is written by the loop itself (storeio.write_small) only when it runs alone
+# is written by the loop itself (storeio.write_now) only when it runs alone
 _RUNNING = [0]
+# what a STORE's FETCH answers show, by (UID STORE, CONDSTORE on)
+_STORE_ITEMS = {(uid, cond): tuple((ev.FetchItem("UID"),) * uid + (ev.FetchItem("FLAGS"),)
+                                   + (ev.FetchItem("MODSEQ"),) * cond)
+                for uid in (False, True) for cond in (False, True)}
 # a STORE on more messages than this (not .SILENT) is written in chunks of
 # these sizes (the last repeated), each answered once durable (_store_chunked)
 STORE_CHUNK_MIN = 1000

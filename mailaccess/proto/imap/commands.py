@@ -89,7 +89,7 @@ from .events import (
     Unsubscribe,
 )
 from .frames import CommandFrame, Literal
-from .grammar import DEFAULT_MAX_DEPTH, TAG, Reader
+from .grammar import DEFAULT_MAX_DEPTH, TAG, Reader, canonical_flag
 from .numset import DEFAULT_MAX_RANGES, NumSet
 
 STATUS_ITEMS = frozenset(
@@ -160,6 +160,13 @@ def parse_command(
         # (COMMAND_PARSERS stays the authority: a replaced parser is used)
         if bare is not None and COMMAND_PARSERS.get(bare[0]) is bare[1]:
             return bare[2](tag)
+        # fast path: a STORE on one message with a parenthesised flag list
+        # (a mail client's single flag change), the event _store makes of it
+        m = _STORE_ONE.match(parts[0])
+        if m is not None and max_ranges > 0 and COMMAND_PARSERS.get("STORE") is _store:
+            cmd = _store_one(tag, m)
+            if cmd is not None:
+                return cmd
     r = Reader(frame.parts, max_depth=max_depth, max_ranges=max_ranges)
     try:
         name = r.keyword()
@@ -1192,5 +1199,26 @@ _BARE: dict[bytes, tuple] = {
         ("UNAUTHENTICATE", Unauthenticate), ("NAMESPACE", Namespace), ("IDLE", Idle),
         ("CHECK", Check), ("CLOSE", Close), ("UNSELECT", Unselect), ("EXPUNGE", Expunge))
 }
+
+#: parse_command's STORE fast path: [UID] STORE n [+-]FLAGS[.SILENT] (flag ...),
+#: n at most 9 digits (never out of range), names in any letter case, one
+#: space between flags (grammar.FLAG each): anything else takes the parser
+_STORE_ONE = re.compile(
+    rb"(?i:(UID )?STORE )([1-9][0-9]{0,8}) (?i:([+-]?)FLAGS(\.SILENT)?) \("
+    rb"(\\?[^\x00-\x20\x7f-\xff(){%*\"\\\]]+(?: \\?[^\x00-\x20\x7f-\xff(){%*\"\\\]]+)*)\)\Z")
+_STORE_MODES = {b"": "replace", b"+": "add", b"-": "remove"}
+
+
+def _store_one(tag: bytes, m: "re.Match[bytes]") -> Command | None:
+    """The Store event of a _STORE_ONE match, as _store makes it; None when
+    a flag is too long (the parser then refuses it)."""
+    toks = m.group(5).split(b" ")
+    for tok in toks:
+        if len(tok) > vocab.MAX_KEYWORD_BYTES:
+            return None
+    n = int(m.group(2))
+    return Store(tag, m.group(1) is not None, NumSet(((n, n),)), _STORE_MODES[m.group(3)],
+                 tuple(map(canonical_flag, toks)), m.group(4) is not None, None)
+
 
 __all__ = ["COMMAND_PARSERS", "CommandError", "decode_mailbox", "parse_command"]
