@@ -93,3 +93,40 @@ async def test_sequence_numbers_under_concurrent_expunges(imap_server):
     assert seen == server_uids            # sequence n is the n-th UID, for every n
     assert seqs == list(range(1, len(server_uids) + 1))
     await run(w.logout)
+
+
+async def test_silence_counts_only_while_waiting_for_the_client(cfg, nursery, monkeypatch):
+    """perf4 (server/imap_silence.py): the client's silence is counted while
+    the server waits for its next command, not while a command runs: a NOOP
+    that takes longer than idle_timeout is answered, and the connection ends
+    with a BYE only after idle_timeout seconds of silence after it."""
+    import time as _time
+    from mailaccess.server.imap_session import ImapSession
+
+    real = ImapSession.do_noop
+
+    async def slow_noop(self, cmd):
+        await trio.sleep(1.6)
+        return await real(self, cmd)
+
+    monkeypatch.setattr(ImapSession, "do_noop", slow_noop)
+    cfg = dataclasses.replace(cfg, imap=dataclasses.replace(cfg.imap, idle_timeout=1))
+    ctx = await nursery.start(lambda task_status: app.serve(cfg, task_status=task_status,
+                                                             install_signals=False))
+    got = []
+
+    def go():
+        s = socket.create_connection(("127.0.0.1", imap_port(ctx)), timeout=10)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"a1 NOOP\r\n")
+        got.append(f.readline())
+        answered = _time.monotonic()
+        got.append(f.readline())
+        got.append(_time.monotonic() - answered)
+        assert f.readline() == b""   # closed
+    await run(go)
+    assert got[0] == b"a1 OK NOOP completed\r\n"
+    assert got[1].startswith(b"* BYE")
+    assert got[2] >= 0.9        # (1 s of silence, measured from the client's side)
+    nursery.cancel_scope.cancel()

@@ -45,6 +45,7 @@ from .app import ServerContext, bound_addresses, open_listeners, serve_connectio
 from . import idle_wait
 from .imap_notifier import Notifier
 from .imap_session import LOGOUT, SELECTED, Bad, ImapSession, No, SharedViews
+from .imap_silence import SilenceWatch
 from .tls import server_context
 
 NEED_DATA, CONNECTION_CLOSED = frames.NEED_DATA, frames.CONNECTION_CLOSED
@@ -110,6 +111,15 @@ class ImapService:
         #: where the connections' NOTIFY tasks run (set by ``serve``)
         self.nursery: trio.Nursery | None = None
         self._idle_waits: idle_wait.IdleWaits | None = None
+        self._silence: SilenceWatch | None = None
+
+    def silence(self) -> SilenceWatch | None:
+        """The client-silence limit of the service's connections between
+        commands (None without a nursery: then a deadline per read)."""
+        w = self._silence
+        if w is None and self.nursery is not None:
+            w = self._silence = SilenceWatch(self.nursery, self.ctx.cfg.imap.idle_timeout)
+        return w
 
     def idle_waits(self) -> "idle_wait.IdleWaits | None":
         """Where IDLE sessions on the plain socket park (None: not here)."""
@@ -240,6 +250,12 @@ class ImapConnection:
         if self._notify_scope is not None:
             self._notify_scope.cancel()
 
+    def silence_over(self) -> None:
+        """The client was silent for idle_timeout seconds (SilenceWatch):
+        the reader ends the connection with a BYE."""
+        if self._scope is not None:
+            self._scope.cancel()
+
     def _finished(self) -> None:
         done = self._command_done
         if done is not None:
@@ -279,12 +295,12 @@ class ImapConnection:
         """The next receiver event, reading from the peer as needed.
 
         The client's silence ends the connection after ``idle_timeout``
-        seconds without bytes: while this waits for bytes, the deadline of
-        the connection's cancel scope (``run``) is that many seconds ahead,
-        and infinite otherwise (a command takes the time it takes).  One
-        scope per connection whose deadline moves, rather than a new scope
-        per read: a read costs no cancel scope (trio keeps each deadline's
-        scope in its heap until a prune).
+        seconds without bytes: while this waits for bytes, the connection is
+        on the service's SilenceWatch (imap_silence.py), which cancels the
+        connection's scope (``run``) once the limit is over; a command
+        itself takes the time it takes.  (No service nursery: the scope's
+        deadline is that many seconds ahead while this waits, infinite
+        otherwise.)
 
         On the plain TCP stream a read is: wait until the socket is
         readable, then one read (in a request/response exchange the next
@@ -292,12 +308,16 @@ class ImapConnection:
         read each time)."""
         receiver = self.receiver
         scope = self._scope
+        silence = self.service.silence()
         read = False
         acked = False
         while True:
             e = receiver.next_event()
             if e is not NEED_DATA:
-                scope.deadline = _INF
+                if silence is None:
+                    scope.deadline = _INF
+                elif read:
+                    silence.end(self)
                 return e
             plain = self._plain
             if read and receiver.in_command:
@@ -317,7 +337,10 @@ class ImapConnection:
                     if data is not None:
                         receiver.receive_data(data)
                         continue
-            scope.deadline = trio.current_time() + self.idle_timeout
+            if silence is None:
+                scope.deadline = trio.current_time() + self.idle_timeout
+            else:
+                silence.begin(self)
             if self.stream is not plain:
                 data = await self.stream.receive_some(RECV)
             else:
@@ -337,8 +360,9 @@ class ImapConnection:
         the session ever needs one, runs in the service's nursery, bound to
         this connection by its cancel scope (cancelled when the reader ends,
         however it ends).  The reader runs in one cancel scope, ``_scope``:
-        cancelled by ``close_soon``, and past its deadline when the client
-        stays silent too long (next_event)."""
+        cancelled by ``close_soon``, and by the service's SilenceWatch (or
+        past its deadline) when the client stays silent too long
+        (next_event)."""
         await self.send(self.service.greeting(self.session))
         s = self.session
         receiver = self.receiver
@@ -388,6 +412,9 @@ class ImapConnection:
             self._closing = True
             if self._notify_scope is not None:
                 self._notify_scope.cancel()
+            silence = self.service.silence()
+            if silence is not None:
+                silence.end(self)
             self.release_slot()
 
     async def _notify_task(self) -> None:

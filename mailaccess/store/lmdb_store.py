@@ -855,7 +855,7 @@ class LmdbStore:
                 gate.enter()
                 try:
                     txn = self.env.begin(write=True)
-                    if attempt == 0 and self._late_jobs(batch):
+                    if attempt == 0 and not self._queue.empty() and self._late_jobs(batch):
                         single = False
                     try:
                         for job in batch:

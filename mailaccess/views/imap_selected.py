@@ -246,7 +246,10 @@ class SelectedMailbox:
             self.recent.sort()
 
     def is_recent(self, uid: int) -> bool:
-        return any(lo <= uid < hi for lo, hi in self.recent)
+        for lo, hi in self.recent:      # (a loop: no generator per call)
+            if lo <= uid < hi:
+                return True
+        return False
 
     def recent_uids(self) -> list[int]:
         """The recent UIDs of the view (not expunged), ascending."""

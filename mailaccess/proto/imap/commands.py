@@ -1217,8 +1217,19 @@ def _store_one(tag: bytes, m: "re.Match[bytes]") -> Command | None:
         if len(tok) > vocab.MAX_KEYWORD_BYTES:
             return None
     n = int(m.group(2))
+    flags = []
+    for tok in toks:
+        f = _FLAG_NAMES.get(tok)
+        if f is None:
+            f = canonical_flag(tok)
+            if len(_FLAG_NAMES) < 256:      # the system flags and the usual keywords
+                _FLAG_NAMES[tok] = f
+        flags.append(f)
     return Store(tag, m.group(1) is not None, NumSet(((n, n),)), _STORE_MODES[m.group(3)],
-                 tuple(map(canonical_flag, toks)), m.group(4) is not None, None)
+                 tuple(flags), m.group(4) is not None, None)
+
+
+_FLAG_NAMES: dict[bytes, str] = {}     # wire flag -> grammar.canonical_flag of it (_store_one)
 
 
 __all__ = ["COMMAND_PARSERS", "CommandError", "decode_mailbox", "parse_command"]
