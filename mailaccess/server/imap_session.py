@@ -1325,7 +1325,10 @@ class ImapSession:
         if told is None or told[0] is not self.sel_flags:
             told = self._told_flags = (self.sel_flags, {f.lower(): f for f in self.sel_flags})
         low = told[1]
-        return all(flag_of(k).lower() in low for k in kws)
+        for k in kws:
+            if flag_of(k).lower() not in low:
+                return False
+        return True
 
     def _store_inline(self, cmd, res, eids, live, kws, known, items):
         """The answer of a STORE on a few messages, formatted from the

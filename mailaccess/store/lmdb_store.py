@@ -31,6 +31,7 @@ from . import keys, redolog
 from .changelog import Retention
 from .errors import StoreDamaged, StoreError, StoreFullError, StoreMissing
 from .records import Change
+from .tx import WriteTx
 
 log = logging.getLogger("mailaccess.store")
 
@@ -705,8 +706,6 @@ class LmdbStore:
                 # role: the writer thread takes it over (and checkpoints)
                 # before the write (_take_over); another live owner: write on
                 return False
-            from .tx import WriteTx
-
             gc_on = gc.isenabled()
             if gc_on:
                 gc.disable()
@@ -741,8 +740,6 @@ class LmdbStore:
                     return
 
     def _idle_work(self) -> None:
-        from .tx import WriteTx
-
         if self._prune_due:
             self._prune(WriteTx, idle=True)    # idle: slices, until a request comes
             return
@@ -768,8 +765,6 @@ class LmdbStore:
     def _writer_step(self, job) -> bool:
         """One batch (JOB and whatever else waits), with the checkpoint and
         sweep around it; False when told to stop."""
-        from .tx import WriteTx  # late: tx imports records/keys only
-
         if job is _KICK:            # a write_here made a checkpoint or pruning due
             if self._prune_due:
                 self._prune(WriteTx, idle=True)     # the rest when idle
@@ -930,8 +925,6 @@ class LmdbStore:
         """Format 1 kept one JSON change row per modseq: rewrite it as the
         per-object log (store/changelog.py), in the opening transaction."""
         from .changelog import migrate_v1
-        from .tx import WriteTx
-
         n = migrate_v1(WriteTx(self, txn), int(time.time()))
         ver = str(keys.DATA_VERSION).encode()
         txn.put(b"data_version", ver, db=self.db["meta"])

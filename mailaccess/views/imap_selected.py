@@ -175,6 +175,12 @@ class SelectedMailbox:
         if not len(uids):
             return [], []
         gone = self.gone
+        if len(uids) == 1:          # a client's STORE or FETCH of one message
+            u = uids[0]
+            i = bisect.bisect_left(su, u)
+            if i < n and su[i] == u and u not in gone:
+                return [u], [se[i]]
+            return [], []
         # a run of the map (STORE 1:*, a range): sliced at once
         i = bisect.bisect_left(su, uids[0])
         j = i + len(uids) - 1
