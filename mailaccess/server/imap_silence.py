@@ -9,13 +9,14 @@ With a Trio deadline, the reader moved its cancel scope's deadline to "now
 + limit" before each read and back to infinity after it: two deadline
 changes per command, each a generator context manager and a heap push in
 Trio (about 4% of the server's CPU on one-message STOREs).  Here a
-connection about to wait is noted with the time (``begin``: one dict
-store) and struck off when its bytes came (``end``); one task per service
-(``_watch``) looks every limit/16 seconds and ends the connections that
-have waited for the limit, by cancelling their scope (the reader then says
-BYE, as at a deadline).  A connection so ends between limit and limit *
-17/16 seconds after it began to wait.  The IDLE command's own wait on the
-plain socket keeps its deadline (imap.py: IDLE is not per command).
+connection about to wait is noted with the watch's round (``begin``: one
+dict store, no clock read) and struck off when its bytes came (``end``);
+one task per service (``_watch``) starts a round every limit/16 seconds
+and ends the connections noted more than 16 rounds ago, by cancelling
+their scope (the reader then says BYE, as at a deadline).  A connection so
+ends between limit and limit * 17/16 seconds after it began to wait.  The
+IDLE command's own wait on the plain socket keeps its deadline (imap.py:
+IDLE is not per command).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import trio
 
-#: looks per limit: a silent connection ends at most limit / STEPS late
+#: rounds per limit: a silent connection ends at most limit / STEPS late
 STEPS = 16
 
 
@@ -31,18 +32,19 @@ class SilenceWatch:
     """The waiting connections of one IMAP service and the task that ends
     the silent ones (started with the first wait)."""
 
-    __slots__ = ("limit", "since", "_nursery", "_running")
+    __slots__ = ("limit", "since", "round", "_nursery", "_running")
 
     def __init__(self, nursery: trio.Nursery, limit: float):
         self.limit = limit
-        #: connection -> trio.current_time() when it began to wait
-        self.since: dict[Any, float] = {}
+        #: connection -> the round in which it began to wait
+        self.since: dict[Any, int] = {}
+        self.round = 0
         self._nursery = nursery
         self._running = False
 
     def begin(self, conn) -> None:
         """CONN waits for its client's bytes from now on."""
-        self.since[conn] = trio.current_time()
+        self.since[conn] = self.round
         if not self._running:
             self._running = True
             self._nursery.start_soon(self._watch)
@@ -52,13 +54,17 @@ class SilenceWatch:
         self.since.pop(conn, None)
 
     async def _watch(self) -> None:
+        # a connection noted in round r began to wait after round r started:
+        # once round r + STEPS + 1 starts it has waited STEPS periods (the
+        # limit) at least, and at most one period more
         since = self.since
         period = max(self.limit / STEPS, 0.001)
         while True:
             await trio.sleep(period)
+            self.round += 1
             if not since:
                 continue
-            cutoff = trio.current_time() - self.limit
-            for conn in [c for c, t in since.items() if t <= cutoff]:
+            cutoff = self.round - STEPS - 1
+            for conn in [c for c, r in since.items() if r <= cutoff]:
                 del since[conn]
                 conn.silence_over()

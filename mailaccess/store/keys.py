@@ -230,10 +230,19 @@ def split_chg(k: bytes) -> int:
 
 
 def _kind(kind: str) -> bytes:
+    k = _KINDS.get(kind)
+    if k is not None:
+        return k
     b = kind.encode("utf-8")
     if not 0 < len(b) < 256:
         raise ValueError(f"a change-log kind is 1-255 bytes: {kind!r}")
-    return bytes((len(b),)) + b
+    k = bytes((len(b),)) + b
+    if len(_KINDS) < 64:        # the collections in use (Email, Mailbox, Thread...)
+        _KINDS[kind] = k
+    return k
+
+
+_KINDS: dict[str, bytes] = {}   # kind -> its key part (_kind)
 
 
 def chg_kind(acc: int, kind: str) -> bytes:
