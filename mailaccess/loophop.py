@@ -93,7 +93,7 @@ class batched:
 class here:
     """On the loop's own thread: run every ``Hop.call`` made inside the
     block at its end, right there, in order, instead of waking the loop
-    (storeio.write_small: a write the loop ran itself; its commit's
+    (storeio.write_now: a write the loop ran itself; its commit's
     notification need not wait for a wake-up of the loop it is on)."""
 
     __slots__ = ("_calls", "_prev")
