@@ -870,11 +870,23 @@ class ImapSession:
     # --- append -------------------------------------------------------------------------------
 
     async def do_append(self, cmd):
-        with self.store.view() as v:
-            mbx = _mailbox_id(v, self.acc, cmd.mailbox)
-        if mbx is None:
-            raise No(f"no mailbox {cmd.mailbox}", "TRYCREATE")
-        quota = self.ctx.cfg.store.quota
+        try:
+            with self.store.view() as v:
+                mbx = _mailbox_id(v, self.acc, cmd.mailbox)
+            if mbx is None:
+                raise No(f"no mailbox {cmd.mailbox}", "TRYCREATE")
+            prepared = await self._prepare_append(cmd)
+        finally:
+            self.store.coming.arrived(id(self))     # queued next, or not at all
+        # MULTIAPPEND is atomic (RFC 3502)
+        results = await storeio.write(self.store, ops.append_many, self.acc, mbx, prepared,
+                                      self.ctx.cfg.store.quota)
+        uids = [r.placed[0][2] for r in results]
+        # the mailbox's UIDVALIDITY as the writer found it (placed: mailbox, uidvalidity, uid)
+        return Done("APPEND completed", S.code_appenduid(results[0].placed[0][1], uids))
+
+    async def _prepare_append(self, cmd) -> list:
+        """APPEND's messages, checked and indexed: [(NewEmail, keywords)]."""
         prepared = []
         for msg in cmd.messages:
             if msg.utf8 and "UTF8=ACCEPT" not in self.enabled:
@@ -896,12 +908,7 @@ class ImapSession:
             else:
                 new = ingest.prepare(raw, received, tz)
             prepared.append((new, kws))
-
-        # MULTIAPPEND is atomic (RFC 3502)
-        results = await storeio.write(self.store, ops.append_many, self.acc, mbx, prepared, quota)
-        uids = [r.placed[0][2] for r in results]
-        # the mailbox's UIDVALIDITY as the writer found it (placed: mailbox, uidvalidity, uid)
-        return Done("APPEND completed", S.code_appenduid(results[0].placed[0][1], uids))
+        return prepared
 
     def literal_refusal(self, tag: bytes | None, parts: tuple) -> bytes | None:
         """Asked by the service before it sends "+" for a synchronizing
@@ -923,6 +930,9 @@ class ImapSession:
         with self.store.view() as v:
             if _mailbox_id(v, self.acc, name) is None:
                 return S.no(tag, f"no mailbox {name}", "TRYCREATE")
+        # the message is on its way: the writer may hold a batch back for it
+        # (store/coming.py); do_append withdraws this as it queues the write
+        self.store.coming.expect(id(self))
         return None
 
     async def catenate(self, parts) -> bytes:

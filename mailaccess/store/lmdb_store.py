@@ -29,6 +29,7 @@ import lmdb
 
 from . import keys, redolog
 from .changelog import Retention
+from . import coming as _coming
 from .errors import StoreDamaged, StoreError, StoreFullError, StoreMissing
 from .records import Change
 from .tx import WriteTx
@@ -347,6 +348,9 @@ class LmdbStore:
         # running a small write itself (write_here)
         self._busy = threading.Lock()
         self._max_batch = max_batch
+        # writes the loop announced and has not queued yet (an APPEND whose
+        # literal is on its way): the writer waits for them (_wait_coming)
+        self.coming = _coming.Coming()
         self.on_commit: list[Callable[[CommitInfo], None]] = []
         # a context manager factory wrapped around a commit's completions and
         # hooks (storeio sets loophop.batched: one loop wake-up per commit)
@@ -788,6 +792,8 @@ class LmdbStore:
                 break
             if nxt is not _KICK:
                 batch.append(nxt)
+        if not stop and self.coming:
+            stop = self._wait_coming(batch)
         # No cyclic garbage collection while a batch runs: a bulk STORE
         # allocates ~100,000 short-lived tuples (records, keys, redo-log
         # ops), freed by reference counting at the commit, and the
@@ -813,6 +819,27 @@ class LmdbStore:
         if self.retention.sweep_interval and time.monotonic() >= self._next_sweep:
             self._sweep(WriteTx)   # under constant load too, one slice at a time
         return True
+
+    def _wait_coming(self, batch: list[_Job]) -> bool:
+        """Hold BATCH back, at most ``coming.WAIT``, while writes the loop
+        announced (``coming``) are still on their way, and add them as they
+        are queued: one commit, one flush, one turn of LMDB's lock for all.
+        -> whether the stop marker came."""
+        now = time.monotonic()
+        deadline = now + _coming.WAIT
+        while len(batch) < self._max_batch and self.coming.pending(now):
+            try:
+                nxt = self._queue.get(timeout=deadline - now)
+            except queue.Empty:
+                break
+            if nxt is None:
+                return True
+            if nxt is not _KICK:
+                batch.append(nxt)
+            now = time.monotonic()
+            if now >= deadline:
+                break
+        return False
 
     def _late_jobs(self, batch: list[_Job]) -> bool:
         """Add to BATCH the requests queued while ``begin`` waited for
