@@ -63,9 +63,14 @@ LOG_NAME = "redo.log"
 LOCK_NAME = "redo.lock"
 OWNER_NAME = "redo.owner"
 
-_MAGIC = b"MAREDO01"
-# header slot: magic, generation, snapshot txnid, page size, meta bytes saved, crc
-_HEAD = struct.Struct(">8sQQII")
+_MAGIC_V1 = b"MAREDO01"
+_MAGIC = b"MAREDO02"
+# header slot: magic, generation, snapshot txnid, page size, meta bytes saved,
+# (v2) where the generation's records start; then both metas and a crc32.
+# A v1 header (no start: its records start at RECORDS_AT) is still read, so a
+# store left unclean by the previous release recovers.
+_HEAD_V1 = struct.Struct(">8sQQII")
+_HEAD = struct.Struct(">8sQQIIQ")
 HEADER_SLOT = 4096
 RECORDS_AT = 2 * HEADER_SLOT
 META_BYTES = 512                 # of each meta page: LMDB's MDB_meta is ~140 bytes at offset 16
@@ -76,6 +81,10 @@ _REC = struct.Struct(">IQQI")
 # the value (encoded by _speedups/emailrec)
 OP = _OP = struct.Struct(">BBHI")
 PUT, DELETE = 1, 2
+# the one op of a NEXT record, the last record of a generation: the log goes
+# on at offset ``at`` with generation ``generation`` (key: _NEXT)
+NEXT = 5
+_NEXT = struct.Struct(">QQ")
 
 TAIL_KEY = b"redo.tail"          # meta table: generation u64, tail u64 (not logged)
 _TAIL = struct.Struct(">QQ")
@@ -89,6 +98,7 @@ class Header:
     txnid: int
     psize: int
     metas: tuple[bytes, bytes]
+    start: int = RECORDS_AT      # the offset of the generation's first record
 
 
 @dataclass
@@ -149,24 +159,39 @@ def encode_record(generation: int, txnid: int, payload: bytes) -> bytes:
     return _REC.pack(len(payload), generation, txnid, crc) + payload
 
 
+def encode_next(generation: int, txnid: int, next_generation: int, at: int) -> bytes:
+    """The NEXT record that ends GENERATION: the log goes on at AT (right
+    after this record) with NEXT_GENERATION."""
+    op = (NEXT, "", _NEXT.pack(next_generation, at), b"")
+    return encode_record(generation, txnid, encode_ops([op]))
+
+
+def next_size() -> int:
+    return len(encode_next(0, 0, 0, 0))
+
+
 def encode_header(h: Header) -> bytes:
-    body = _HEAD.pack(_MAGIC, h.generation, h.txnid, h.psize, META_BYTES) + h.metas[0] + h.metas[1]
+    body = (_HEAD.pack(_MAGIC, h.generation, h.txnid, h.psize, META_BYTES, h.start)
+            + h.metas[0] + h.metas[1])
     return body + struct.pack(">I", zlib.crc32(body))
 
 
 def decode_header(data: bytes) -> Header | None:
-    n = _HEAD.size + 2 * META_BYTES
+    head = _HEAD if data[:8] == _MAGIC else _HEAD_V1 if data[:8] == _MAGIC_V1 else None
+    if head is None:
+        return None
+    n = head.size + 2 * META_BYTES
     if len(data) < n + 4:
         return None
     body = data[:n]
     if struct.unpack_from(">I", data, n)[0] != zlib.crc32(body):
         return None
-    magic, gen, txnid, psize, mb = _HEAD.unpack_from(body)
-    if magic != _MAGIC or mb != META_BYTES:
+    magic, gen, txnid, psize, mb, *start = head.unpack_from(body)
+    if mb != META_BYTES:
         return None
-    m0 = body[_HEAD.size:_HEAD.size + META_BYTES]
-    m1 = body[_HEAD.size + META_BYTES:n]
-    return Header(gen, txnid, psize, (m0, m1))
+    m0 = body[head.size:head.size + META_BYTES]
+    m1 = body[head.size + META_BYTES:n]
+    return Header(gen, txnid, psize, (m0, m1), start[0] if start else RECORDS_AT)
 
 
 def read_header(fd: int) -> Header | None:
@@ -179,10 +204,13 @@ def read_header(fd: int) -> Header | None:
     return best
 
 
-def read_records(fd: int, generation: int, after_txnid: int):
-    """Records of GENERATION from the start of the record area, in order,
-    stopping at the first torn, foreign or out-of-order one."""
-    off = RECORDS_AT
+def read_records(fd: int, generation: int, after_txnid: int, start: int = RECORDS_AT):
+    """Records of GENERATION from START (a header's ``start``), in order,
+    and on through each NEXT record into the generation it names (a
+    checkpoint whose header never became durable: its records follow the
+    previous generation's), stopping at the first torn, foreign or
+    out-of-order record.  NEXT records themselves are not yielded."""
+    off = start
     size = os.fstat(fd).st_size
     last = after_txnid
     while off + _REC.size <= size:
@@ -193,11 +221,22 @@ def read_records(fd: int, generation: int, after_txnid: int):
         payload = os.pread(fd, length, off + _REC.size)
         if zlib.crc32(payload, zlib.crc32(struct.pack(">QQ", gen, txnid))) != crc:
             return
+        end = off + _REC.size + length
+        ops = decode_ops(payload)
+        if len(ops) == 1 and ops[0][0] == NEXT:
+            # the end of GENERATION: its snapshot txnid (not ordered
+            # against the records around it, which may share it)
+            nxt, at = _NEXT.unpack(ops[0][2])
+            if nxt != generation + 1 or at != end or txnid < last:
+                return
+            generation = nxt
+            off = at
+            continue
         if txnid <= last:
             return
         last = txnid
-        yield Record(gen, txnid, decode_ops(payload)), off + _REC.size + length
-        off += _REC.size + length
+        yield Record(gen, txnid, ops), end
+        off = end
 
 
 def read_metas(data_path: str, psize: int) -> tuple[bytes, bytes]:
