@@ -419,23 +419,26 @@ class LmdbStore:
 
     def _open_redo(self, recover, keep: bool) -> None:
         rl = self.redo
+        gen = 0
         if recover is not None:
             n = 0
+            gen = recover.generation
             for rec, _end in redolog.read_records(rl.fd, recover.generation, recover.txnid,
                                                   recover.start):
                 self._replay(rec)
+                gen = max(gen, rec.generation)
                 n += 1
             if n:
                 log.warning("store %s was not closed cleanly: replayed %d transactions "
                             "from the redo log", self.path, n)
-        gen = recover.generation if recover is not None else 0
         h = rl.header()
         if h is not None:
             gen = max(gen, h.generation)
         if self._owner or self._tail_state() is None:
-            # + 2: the log may hold records of generation h + 1 (a checkpoint
-            # whose header never became durable), never of h + 2 (the next
-            # one waits for that header)
+            # + 2: the log may hold records of one generation past the last
+            # one replayed (a switch whose NEXT record never became durable),
+            # never two (the next switch waits for that one's checkpoint,
+            # which starts only once the NEXT record is durable)
             self._checkpoint(at_least=gen + 2)
         if not keep:
             self._drop_redo()
@@ -605,8 +608,14 @@ class LmdbStore:
                 record = head + redolog.encode_record(gen, txnid, payload)
             else:
                 record = redolog.encode_record(gen, txnid, payload)
-            end = rl.append(tail, record, sync=sync)
+            # the tail first: a full map fails the put before anything is
+            # logged.  A switch is always flushed at once: a checkpoint only
+            # starts once its NEXT record is durable, so a log never holds
+            # records two generations past where recovery's chain ends
+            # (``_open_redo`` starts the generation after at + 2).
+            end = tail + len(record)
             txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, end), db=meta)
+            rl.append(tail, record, sync=sync or pin is not None)
             try:
                 txn.commit()
             except BaseException:
