@@ -248,24 +248,31 @@ def test_a_checkpoint_rides_on_a_commit_and_flushes_beside_the_writer(tmp_path, 
 
 def test_no_second_checkpoint_starts_while_one_is_in_flight(tmp_path, monkeypatch):
     """The log switches to generation g + 2 only once header g + 1 is
-    durable (recovery from header g goes through one NEXT record, and
-    the pin of g is released only then); meanwhile the writes go on in
-    g + 1."""
+    written (recovery from header g goes through one NEXT record, and the
+    pin of g is released only then); meanwhile the writes go on in g + 1,
+    up to REDO_MAX_BEHIND of them: the next one waits for the checkpoint
+    (two pins hold pages back while it runs), then switches."""
     from mailaccess.store import lmdb_store
     s = _quiet_store(tmp_path, monkeypatch)
     try:
         base, gen = _checkpoints(s), s._tail_state()[0]
         gate = s.ckpt_hook = Hold("synced")
         n = lmdb_store.REDO_MAX_COMMITS
-        for i in range(3 * n):
+        for i in range(n + lmdb_store.REDO_MAX_BEHIND):
             s.write_sync(lambda tx, i=i: tx.put("kw", _kw(i), b"v"))
         assert gate.reached.wait(30)
         assert s._tail_state()[0] == gen + 1 and _checkpoints(s) == base
+        waited = threading.Event()
+        real_wait = s._ckpt.wait
+        s._ckpt.wait = lambda: (waited.set(), real_wait())
+        t = threading.Thread(target=s.write_sync,
+                             args=(lambda tx: tx.put("kw", _kw(99), b"v"),))
+        t.start()
+        assert waited.wait(30)          # the next write waits for the checkpoint
         gate.go.set()
-        assert _wait_for(lambda: _checkpoints(s) == base + 1)
-        s.ckpt_hook = None
-        s.write_sync(lambda tx: tx.put("kw", _kw(99), b"v"))   # long due: switches now
-        assert s._tail_state()[0] == gen + 2
+        t.join(30)
+        assert _checkpoints(s) == base + 1
+        assert s._tail_state()[0] == gen + 2      # and switches once it is done
         assert _wait_for(lambda: _checkpoints(s) == base + 2)
     finally:
         s.close()

@@ -44,6 +44,9 @@ REDO_MAX_COMMITS = 8
 # reaches this offset the next checkpoint is a synchronous one (on the
 # writer), which starts the file over (as an idle one does)
 REDO_WRAP_BYTES = 64 << 20
+# a commit waits for the checkpoint in flight once this many commits (of this
+# process) went by since its switch: while it runs, two pins hold pages back
+REDO_MAX_BEHIND = REDO_MAX_COMMITS
 REDO_INTERVAL = 2.0
 REDO_IDLE = 0.2
 # how often an idle checkpointing process looks for other workers' records
@@ -596,6 +599,12 @@ class LmdbStore:
         txnid = txn.id()
         payload = redolog.encode_ops(ops)
         pin = None
+        ck = self._ckpt
+        if ck is not None and ck._job is not None and self._redo_commits >= REDO_MAX_BEHIND:
+            # the checkpoint in flight is slow (a loaded disk): wait for it,
+            # as the synchronous checkpoint did, rather than let the two
+            # pins hold back the pages of ever more commits
+            ck.wait()
         try:
             if self._switch_due(tail):
                 pin = self.env.begin(write=False)      # S: the last commit before TXN

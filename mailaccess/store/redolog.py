@@ -13,9 +13,23 @@ write transaction, before its commit:
    (no size change, so no journal commit).
 
 Only then does LMDB commit, in memory, and the writer acknowledge.  Every so
-often (``Checkpointer``) the store makes LMDB itself durable: ``env.sync``
-flushes every committed page, the two meta pages (which now name a durable
-snapshot S) are copied into the log's header, and the log starts over.
+often the store makes LMDB itself durable (a checkpoint), in two halves:
+
+* under LMDB's writer lock, riding on a commit (``LmdbStore._log_commit``):
+  the snapshot S before that commit is pinned (a read transaction), S's two
+  meta pages are read from data.mdb, and the log switches to generation
+  g + 1: a NEXT record ends generation g, the commit's own record is the
+  first of g + 1, right after it (one write, one fdatasync);
+* on the checkpoint thread, beside further commits (``_Checkpointer``):
+  ``env.sync`` flushes every committed page (S's among them), then header
+  g + 1 (S's txnid and meta pages, and where g + 1's records start) is
+  written and flushed, then the previous snapshot's pin is released.
+
+No second switch starts before that finishes.  Records therefore continue
+through the file; a synchronous checkpoint (the old way, all of it under the
+writer lock: at open, on taking the role over, when idle, and once the log
+reaches ``REDO_WRAP_BYTES``) writes its header before any record of its
+generation and starts the file over.
 
 Why a crash after a checkpoint at S loses nothing and corrupts nothing:
 
@@ -24,12 +38,15 @@ Why a crash after a checkpoint at S loses nothing and corrupts nothing:
 * power loss: data.mdb on disk is S's pages plus any later page the kernel
   happened to write back, possibly including a later meta page that names
   pages that never reached the disk.  The pages of S itself are intact:
-  the store holds a read transaction on S until the next checkpoint is
-  durable, so LMDB never reuses them (``pin``).  Recovery writes S's meta
-  pages back from the log header, which makes LMDB see exactly S, then
-  replays every record after S in order.  A record whose fdatasync did not
-  complete was never acknowledged; its CRC or generation fails and replay
-  stops there.
+  the store holds a read transaction on S until the next checkpoint's
+  header is durable, so LMDB never reuses them (``pin``).  Recovery writes
+  S's meta pages back from the log header, which makes LMDB see exactly S,
+  then replays every record after S in order, from the header's start, and
+  on through a NEXT record into the next generation (a checkpoint whose
+  header never became durable: its generation's records were written after
+  the switch).  A record whose fdatasync did not complete was never
+  acknowledged; its CRC or generation fails and replay stops there, and so
+  does everything after it: a NEXT record is followed only when intact.
 
 Recovery runs only when no other process has the store open read-write (an
 exclusive ``flock`` on ``redo.lock``; every read-write store holds it shared):
@@ -37,9 +54,14 @@ a live server's page cache is the truth, not the disk.
 
 The header has two slots (generation g in slot g % 2), so a header torn by a
 crash in the middle of a checkpoint leaves the previous one, whose snapshot is
-still pinned and whose records are still in the file.  Records written under
-generation g carry g: records of an older generation left further on in the
-reused file are never replayed.
+still pinned and whose records are still in the file (nothing overwrites them
+before a later header is durable).  Records written under generation g carry
+g: records of an older generation left further on in the reused file are
+never replayed, and a generation is never used twice (after recovery the next
+one is two past the last one replayed).  The header format is version 2
+(``MAREDO02``, with the start offset); a version 1 header (records from
+``RECORDS_AT``) is still read, so a store the previous release left unclean
+recovers.
 
 Processes share the log: a record is appended while the writing process holds
 LMDB's writer lock (inside the write transaction), at the tail kept in the
