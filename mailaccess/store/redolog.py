@@ -75,6 +75,7 @@ import fcntl
 import logging
 import os
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -291,6 +292,7 @@ class RedoLog:
                                 0o600)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self.size = os.fstat(self.fd).st_size
+        self._grow_lock = threading.Lock()       # (the checkpoint thread writes headers)
         # test hook: on_sync(what) right after each flush this store relies
         # on: "log" (a record), "header" (a checkpoint's header) and "data"
         # (a checkpoint's env.sync of data.mdb)
@@ -327,18 +329,29 @@ class RedoLog:
 
     def _ensure(self, end: int) -> None:
         """Zero-fill the file up to END (and a step beyond), durably: records
-        then overwrite allocated blocks and their fdatasync changes no metadata."""
+        then overwrite allocated blocks and their fdatasync changes no metadata.
+        The size is read again first, under an exclusive lock on the file:
+        another process (a worker) may have grown it, and written records
+        past the size this one last saw, which zeros must never overwrite."""
         if end <= self.size:
             return
-        new = max(end, self.size + GROW)
-        new = (new + GROW - 1) // GROW * GROW
-        zero = b"\0" * GROW
-        off = self.size
-        while off < new:
-            os.pwrite(self.fd, zero[:new - off], off)
-            off += min(GROW, new - off)
-        os.fsync(self.fd)
-        self.size = new
+        with self._grow_lock:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                self.size = max(self.size, os.fstat(self.fd).st_size)
+                if end <= self.size:
+                    return
+                new = max(end, self.size + GROW)
+                new = (new + GROW - 1) // GROW * GROW
+                zero = b"\0" * GROW
+                off = self.size
+                while off < new:
+                    os.pwrite(self.fd, zero[:new - off], off)
+                    off += min(GROW, new - off)
+                os.fsync(self.fd)
+                self.size = new
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def append(self, at: int, record: bytes, sync: bool = True) -> int:
         """Write RECORD at offset AT (the tail) -> the new tail; durable
