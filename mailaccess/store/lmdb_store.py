@@ -43,7 +43,10 @@ REDO_MAX_COMMITS = 8
 # the checkpoints that ride on commits continue the log where it is; once it
 # reaches this offset the next checkpoint is a synchronous one (on the
 # writer), which starts the file over (as an idle one does)
-REDO_WRAP_BYTES = 64 << 20
+REDO_WRAP_BYTES = 16 << 20
+# the checkpoint thread zero-fills the log this far past a switch, so that
+# the writer seldom grows the file itself (a zero-fill and an fsync)
+REDO_RESERVE = 2 << 20
 # a commit waits for the checkpoint in flight once this many commits (of this
 # process) went by since its switch: while it runs, two pins hold pages back
 REDO_MAX_BEHIND = REDO_MAX_COMMITS
@@ -542,6 +545,7 @@ class LmdbStore:
         self.stats["checkpoints"] = self.stats.get("checkpoints", 0) + 1
         if hook is not None:
             hook("header")
+        rl.reserve(header.start + REDO_RESERVE)
 
     def _take_over(self) -> None:
         """The checkpointing process exited: this one checkpoints from now

@@ -353,6 +353,12 @@ class RedoLog:
             finally:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
 
+    def reserve(self, end: int) -> None:
+        """Zero-fill the file up to END ahead of the records (the checkpoint
+        thread, beside the writer: it fills past the size, where no record
+        is, under the same locks as a growth by the writer)."""
+        self._ensure(end)
+
     def append(self, at: int, record: bytes, sync: bool = True) -> int:
         """Write RECORD at offset AT (the tail) -> the new tail; durable
         when SYNC (else the next synced append or checkpoint covers it)."""
