@@ -57,9 +57,11 @@ REDO_POLL = 0.1
 # size pruning due after a request waits this long for the writer to be idle
 # (the request's answer is being sent meanwhile), or for the next request
 PRUNE_IDLE = 0.02
-# a checkpoint that is due runs right after a commit's acknowledgements when
-# no request waits (the next one, a lone client's round trip away, then finds
-# the writer done or nearly); else in front of the next batch, as before
+# a synchronous checkpoint that is due (``_checkpoint_due``: the log at
+# REDO_WRAP_BYTES) runs right after a commit's acknowledgements when no
+# request waits (the next one, a lone client's round trip away, then finds
+# the writer done or nearly); else in front of the next batch.  The usual
+# checkpoints ride on a commit and flush on the checkpoint thread.
 CHECKPOINT_AFTER_ACK = True
 
 _RESTORE = ("restore the store from a backup (docs/operations.md, \"Backups\"); "
