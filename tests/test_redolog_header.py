@@ -52,3 +52,30 @@ def test_the_new_header_leaves_the_previous_generations_records_replayable(tmp_p
         assert _records(log, 8, 103) == [(104, ops)]
     finally:
         log.close()
+
+
+def test_a_process_never_zeroes_records_another_wrote_past_the_size_it_saw(tmp_path):
+    """Two processes share the log and each zero-fills it ahead of its
+    records as it grows.  One that last saw the file smaller must not fill
+    from there: the other has grown it and written acknowledged records past
+    that size (it once did, wiping them: recovery after a power cut then
+    stopped short)."""
+    one = redolog.RedoLog(str(tmp_path))
+    two = redolog.RedoLog(str(tmp_path))      # opened while the log was empty
+    try:
+        one.write_header(_header(3, 10))
+        tail = redolog.RECORDS_AT
+        want = []
+        big = b"x" * (redolog.GROW + 1000)        # past the first step: one grows the file
+        for txnid in (11, 12):
+            ops = [(redolog.PUT, "kw", b"k%d" % txnid, big)]
+            tail = one.append(tail, redolog.encode_record(3, txnid, redolog.encode_ops(ops)))
+            want.append((txnid, ops))
+        assert two.size < tail                    # what two saw at its last look
+        ops = [(redolog.PUT, "kw", b"k13", b"y" * (redolog.GROW + 1000))]
+        two.append(tail, redolog.encode_record(3, 13, redolog.encode_ops(ops)))
+        want.append((13, ops))
+        assert _records(one, 3, 10) == want
+    finally:
+        one.close()
+        two.close()

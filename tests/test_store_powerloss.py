@@ -141,12 +141,9 @@ def _wait_idle(st, seconds: float = 10.0) -> bool:
     return False
 
 
-def test_acknowledged_writes_survive_power_loss(tmp_path, monkeypatch):
-    # checkpoints every few commits, so crash points fall between them and
-    # the pinned snapshot matters (LMDB would reuse its pages otherwise)
-    monkeypatch.setattr(lmdb_store, "REDO_MAX_BYTES", 48 * 1024)
-    rng = random.Random(20261203)
-    path = str(tmp_path / "store")
+def open_watched(path: str):
+    """A started store at PATH whose flushes a Disk watches, with an account
+    -> (store, disk, account, its inbox)."""
     st = Store(path, redo=True)
     st.start()
     disk = Disk(path)
@@ -154,6 +151,16 @@ def test_acknowledged_writes_survive_power_loss(tmp_path, monkeypatch):
     acc = st.write_sync(ops.create_account, "alice", "x")
     with st.view() as v:
         ib = v.mailbox_by_role(acc, "inbox").id
+    return st, disk, acc, ib
+
+
+def test_acknowledged_writes_survive_power_loss(tmp_path, monkeypatch):
+    # checkpoints every few commits, so crash points fall between them and
+    # the pinned snapshot matters (LMDB would reuse its pages otherwise)
+    monkeypatch.setattr(lmdb_store, "REDO_MAX_BYTES", 48 * 1024)
+    rng = random.Random(20261203)
+    path = str(tmp_path / "store")
+    st, disk, acc, ib = open_watched(path)
     model: dict[str, list[str]] = {}     # acknowledged state: message-id -> keywords
     eids: dict[str, int] = {}
     checks = []

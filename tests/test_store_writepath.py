@@ -12,6 +12,8 @@ from mailaccess import loophop, storeio
 from mailaccess.store import keys, redolog
 from mailaccess.store.lmdb_store import LmdbStore
 
+from test_redolog_background import Hold
+
 
 @pytest.fixture
 def store(tmp_path):
@@ -196,105 +198,82 @@ def _wait_for(pred, seconds: float = 10.0) -> bool:
     return pred()
 
 
-@pytest.mark.parametrize("after_ack", [True, False])
-def test_a_due_checkpoint_runs_after_the_acknowledgement_when_nothing_waits(
-        tmp_path, monkeypatch, after_ack):
-    """perf2: a lone client's write no longer waits for the checkpoint its
-    predecessor made due; the writer runs it right after acknowledging,
-    before any next request (without it: only at the next request, or when
-    idle for REDO_IDLE, here an hour)."""
+def _quiet_store(tmp_path, monkeypatch):
+    """A store whose checkpoints come every REDO_MAX_COMMITS commits only."""
     from mailaccess.store import lmdb_store
     monkeypatch.setattr(lmdb_store, "REDO_IDLE", 3600.0)
+    monkeypatch.setattr(lmdb_store, "REDO_POLL", 3600.0)
     monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 3600.0)
-    monkeypatch.setattr(lmdb_store, "CHECKPOINT_AFTER_ACK", after_ack)
     s = LmdbStore(tmp_path / "store")
     s.start()
-    # no background flush: one still running would put the checkpoint off
-    # (test_a_checkpoint_waits_for_the_background_flush), not what is tested here
-    s._presync.stop()
-    s._presync = None
+    s.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
+    assert _wait_for(lambda: s._queue.empty() and not s._busy.locked())
+    s._try_checkpoint()                 # (the writer is idle: count from a checkpoint)
+    return s
+
+
+def test_a_checkpoint_rides_on_a_commit_and_flushes_beside_the_writer(tmp_path, monkeypatch):
+    """perf4: the commit that finds a checkpoint due switches the log to a
+    new generation and is acknowledged at once; env.sync and the header
+    run on the checkpoint thread.  Held at its first stage, the thread
+    does not hold up the writes that follow (with the flushes back in the
+    commit, the first write after REDO_MAX_COMMITS never returns)."""
+    from mailaccess.store import lmdb_store
+    s = _quiet_store(tmp_path, monkeypatch)
     try:
-        s.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
-        # the first write after opening may checkpoint: count from here
-        assert _wait_for(lambda: s._queue.empty())
-        base, commits = _checkpoints(s), s._redo_commits
-        # each checkpoint notes whether the next request had been submitted
-        # yet: ordering, not time, tells the two placements apart
-        submitted = [False]
-        seen = []
-        real = s._try_checkpoint
-
-        def spy():
-            seen.append(submitted[0])
-            real()
-
-        monkeypatch.setattr(s, "_try_checkpoint", spy)
-        for i in range(lmdb_store.REDO_MAX_COMMITS - commits):
+        base, gen = _checkpoints(s), s._tail_state()[0]
+        gate = s.ckpt_hook = Hold("switched")
+        syncs = []
+        real = s.redo.on_sync
+        s.redo.on_sync = lambda what: (syncs.append((what, threading.current_thread().name)),
+                                       real and real(what))
+        n = lmdb_store.REDO_MAX_COMMITS
+        for i in range(n + 3):
             s.write_sync(lambda tx, i=i: tx.put("kw", _kw(i), b"v"))
-        if after_ack:
-            assert _wait_for(lambda: seen)           # (a hang guard: it comes with no request)
-        submitted[0] = True
-        s.write_sync(lambda tx: tx.put("kw", _kw(99), b"v"))
-        # after the acknowledgement, before any next request; or only in
-        # front of the next request.  One either way, never two.
-        assert seen == [not after_ack]
-        assert _checkpoints(s) == base + 1
+        assert gate.reached.wait(30)
+        assert s._tail_state()[0] == gen + 1 and _checkpoints(s) == base
+        assert s.redo.header().generation == gen           # not durable yet
+        gate.go.set()
+        assert _wait_for(lambda: _checkpoints(s) == base + 1)
+        assert s.redo.header().generation == gen + 1
+        assert [st for st, _t in gate.seen] == ["switched", "synced", "header"]
+        assert {t for _st, t in gate.seen} == {"store-checkpoint"}
+        assert ("data", "store-checkpoint") in syncs and ("header", "store-checkpoint") in syncs
+        assert all(t == "store-writer" for what, t in syncs if what == "log")
         with s.read() as txn:
-            assert bytes(txn.get(_kw(99), db=s.db["kw"])) == b"v"
+            assert bytes(txn.get(_kw(n + 2), db=s.db["kw"])) == b"v"
     finally:
         s.close()
 
 
-class _FakePresync:
-    def __init__(self):
-        self.kicks = []
-        self.running = False
-
-    def kick(self):
-        self.kicks.append(self.commits())
-
-    def busy(self):
-        return self.running
-
-    def stop(self):
-        pass
-
-
-def test_a_checkpoint_waits_for_the_background_flush(tmp_path, monkeypatch):
-    """perf3: the background flush runs half-way and again a commit before
-    the checkpoint; a checkpoint that comes due while it still runs waits
-    for a later commit (not behind it on the writer, in the next request's
-    way), for at most another interval."""
+def test_no_second_checkpoint_starts_while_one_is_in_flight(tmp_path, monkeypatch):
+    """The log switches to generation g + 2 only once header g + 1 is
+    written (recovery from header g goes through one NEXT record, and the
+    pin of g is released only then); meanwhile the writes go on in g + 1,
+    up to REDO_MAX_BEHIND of them: the next one waits for the checkpoint
+    (two pins hold pages back while it runs), then switches."""
     from mailaccess.store import lmdb_store
-    monkeypatch.setattr(lmdb_store, "REDO_IDLE", 3600.0)
-    monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 3600.0)
-    n = lmdb_store.REDO_MAX_COMMITS
-    s = LmdbStore(tmp_path / "store")
-    s.start()
-    s._presync.stop()
-    fake = s._presync = _FakePresync()
-    fake.commits = lambda: s._redo_commits
+    s = _quiet_store(tmp_path, monkeypatch)
     try:
-        s.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
-        assert _wait_for(lambda: s._queue.empty())
-        s._try_checkpoint()                 # (the writer is idle: count from a checkpoint)
-        base = _checkpoints(s)
-        fake.kicks.clear()
-        fake.running = True                 # the first flush never ends
-        for i in range(2 * n - 1):
+        base, gen = _checkpoints(s), s._tail_state()[0]
+        gate = s.ckpt_hook = Hold("synced")
+        n = lmdb_store.REDO_MAX_COMMITS
+        for i in range(n + lmdb_store.REDO_MAX_BEHIND):
             s.write_sync(lambda tx, i=i: tx.put("kw", _kw(i), b"v"))
-        assert _checkpoints(s) == base      # put off while the flush runs
-        assert fake.kicks == [n // 2]       # (no second one while the first runs)
-        s.write_sync(lambda tx: tx.put("kw", _kw(98), b"v"))
-        assert _wait_for(lambda: _checkpoints(s) == base + 1)   # at twice the interval
-        # the flush done: kicked half-way and a commit before; the
-        # checkpoint at the interval
-        fake.kicks.clear()
-        fake.running = False
-        for i in range(n):
-            s.write_sync(lambda tx, i=i: tx.put("kw", _kw(i), b"w"))
+        assert gate.reached.wait(30)
+        assert s._tail_state()[0] == gen + 1 and _checkpoints(s) == base
+        waited = threading.Event()
+        real_wait = s._ckpt.wait
+        s._ckpt.wait = lambda: (waited.set(), real_wait())
+        t = threading.Thread(target=s.write_sync,
+                             args=(lambda tx: tx.put("kw", _kw(99), b"v"),))
+        t.start()
+        assert waited.wait(30)          # the next write waits for the checkpoint
+        gate.go.set()
+        t.join(30)
+        assert _checkpoints(s) == base + 1
+        assert s._tail_state()[0] == gen + 2      # and switches once it is done
         assert _wait_for(lambda: _checkpoints(s) == base + 2)
-        assert fake.kicks == [n // 2, n - 1]
     finally:
         s.close()
 
@@ -347,30 +326,26 @@ def test_write_here_leaves_the_write_to_the_writer_when_it_is_busy(store):
     assert store.write_here(lambda tx: ran.append(1), (), lambda r, e: None) and ran == [1]
 
 
-def test_a_checkpoint_made_due_by_write_here_runs_on_the_writer_thread(tmp_path, monkeypatch):
+def test_a_checkpoint_made_due_by_write_here_flushes_on_the_checkpoint_thread(
+        tmp_path, monkeypatch):
+    """write_here (a caller's thread) switches the log when a checkpoint is
+    due, like the writer; the flushes run on the checkpoint thread, and no
+    synchronous checkpoint runs anywhere."""
     from mailaccess.store import lmdb_store
-    monkeypatch.setattr(lmdb_store, "REDO_IDLE", 3600.0)
-    monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 3600.0)
-    s = LmdbStore(tmp_path / "store")
-    s.start()
-    s._presync.stop()
-    s._presync = None
+    s = _quiet_store(tmp_path, monkeypatch)
     try:
-        s.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
-        assert _wait_for(lambda: s._queue.empty() and not s._busy.locked())
-        s._try_checkpoint()
-        base = _checkpoints(s)
-        threads = []
+        base, gen = _checkpoints(s), s._tail_state()[0]
+        gate = s.ckpt_hook = Hold()
+        sync_ckpt = []
         real = s._checkpoint
-        monkeypatch.setattr(s, "_checkpoint",
-                            lambda *a: (threads.append(threading.current_thread().name),
-                                        real(*a)))
-        for i in range(lmdb_store.REDO_MAX_COMMITS):
+        monkeypatch.setattr(s, "_checkpoint", lambda *a: (sync_ckpt.append(1), real(*a)))
+        for i in range(lmdb_store.REDO_MAX_COMMITS + 1):
             assert _wait_for(lambda: s._queue.empty() and not s._busy.locked())
             assert s.write_here(lambda tx, i=i: tx.put("kw", _kw(i), b"v"), (),
                                 lambda r, e: None)
         assert _wait_for(lambda: _checkpoints(s) == base + 1)
-        assert threads == ["store-writer"]
+        assert s._tail_state()[0] == gen + 1
+        assert {t for _st, t in gate.seen} == {"store-checkpoint"} and sync_ckpt == []
     finally:
         s.close()
 

@@ -42,6 +42,16 @@ _GIB = 1 << 30
 # after the last one (and at once when the writer is idle for REDO_IDLE)
 REDO_MAX_BYTES = 16 << 20
 REDO_MAX_COMMITS = 8
+# the checkpoints that ride on commits continue the log where it is; once it
+# reaches this offset the next checkpoint is a synchronous one (on the
+# writer), which starts the file over (as an idle one does)
+REDO_WRAP_BYTES = 16 << 20
+# the checkpoint thread zero-fills the log this far past a switch, so that
+# the writer seldom grows the file itself (a zero-fill and an fsync)
+REDO_RESERVE = 2 << 20
+# a commit waits for the checkpoint in flight once this many commits (of this
+# process) went by since its switch: while it runs, two pins hold pages back
+REDO_MAX_BEHIND = REDO_MAX_COMMITS
 REDO_INTERVAL = 2.0
 REDO_IDLE = 0.2
 # how often an idle checkpointing process looks for other workers' records
@@ -49,9 +59,11 @@ REDO_POLL = 0.1
 # size pruning due after a request waits this long for the writer to be idle
 # (the request's answer is being sent meanwhile), or for the next request
 PRUNE_IDLE = 0.02
-# a checkpoint that is due runs right after a commit's acknowledgements when
-# no request waits (the next one, a lone client's round trip away, then finds
-# the writer done or nearly); else in front of the next batch, as before
+# a synchronous checkpoint that is due (``_checkpoint_due``: the log at
+# REDO_WRAP_BYTES) runs right after a commit's acknowledgements when no
+# request waits (the next one, a lone client's round trip away, then finds
+# the writer done or nearly); else in front of the next batch.  The usual
+# checkpoints ride on a commit and flush on the checkpoint thread.
 CHECKPOINT_AFTER_ACK = True
 
 _RESTORE = ("restore the store from a backup (docs/operations.md, \"Backups\"); "
@@ -188,51 +200,62 @@ class _Gate:
                 self._cond.notify_all()
 
 
-class _Presync:
-    """A thread that flushes data.mdb (env.sync) when kicked, so that the
-    next checkpoint finds little left to flush.  Safe beside the writer: a
-    sync only flushes the file, it changes nothing in LMDB."""
+class _Checkpointer:
+    """The thread that finishes a checkpoint beside the writer (one at a
+    time): flush data.mdb (env.sync, which takes no LMDB lock and changes
+    nothing in LMDB), write the new generation's header, release the
+    previous pin (``LmdbStore._finish_checkpoint``).  The writer has already
+    switched the log to the new generation, in a commit of its own
+    (``LmdbStore._log_commit``), and goes on committing meanwhile."""
 
-    def __init__(self, env):
-        self._env = env
+    def __init__(self, store: "LmdbStore"):
+        self._store = store
         self._cond = threading.Condition()
-        self._wanted = False
-        self._running = False
+        self._job: tuple | None = None
         self._stop = False
-        self._thread = threading.Thread(target=self._loop, name="store-presync", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="store-checkpoint",
+                                        daemon=True)
         self._thread.start()
 
-    def kick(self) -> None:
+    def submit(self, header, pin) -> None:
         with self._cond:
-            if not self._wanted and not self._running:
-                self._wanted = True
-                self._cond.notify()
+            assert self._job is None
+            self._job = (header, pin)
+            self._cond.notify_all()
 
     def busy(self) -> bool:
-        return self._wanted or self._running
+        return self._job is not None
+
+    def wait(self) -> None:
+        """Until no checkpoint is in flight."""
+        with self._cond:
+            while self._job is not None:
+                self._cond.wait()
 
     def stop(self) -> None:
         with self._cond:
+            while self._job is not None:
+                self._cond.wait()
             self._stop = True
-            self._cond.notify()
+            self._cond.notify_all()
         self._thread.join()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._wanted and not self._stop:
+                while self._job is None and not self._stop:
                     self._cond.wait()
-                if self._stop:
+                if self._job is None:
                     return
-                self._wanted = False
-                self._running = True
+                job = self._job
             try:
-                self._env.sync(True)
-            except lmdb.Error as exc:      # the checkpoint's own sync reports it
-                log.warning("background store sync failed: %s", exc)
+                self._store._finish_checkpoint(*job)
+            except Exception as exc:   # lmdb.Error, OSError: the previous header stands
+                log.error("store checkpoint failed (the redo log keeps every write): %s", exc)
             finally:
                 with self._cond:
-                    self._running = False
+                    self._job = None
+                    self._cond.notify_all()
 
 
 class LmdbStore:
@@ -363,11 +386,15 @@ class LmdbStore:
         self._closed = False
         self.stats = {"commits": 0, "jobs": 0}
         self._names = {id(h): n for n, h in self.db.items() if h is not None}
-        self._pin = None                     # read txn on the last checkpoint
+        self._pin = None                     # read txn on the last durable header's snapshot
         self._redo_tail = 0
         self._redo_commits = 0
-        self._presync: _Presync | None = None
-        self._presynced = 0                  # background flushes kicked since the last checkpoint
+        self._gen_start = redolog.RECORDS_AT  # where this generation's records start
+        self._psize = 0
+        self._ckpt: _Checkpointer | None = None
+        # test hook: ckpt_hook(stage) in the checkpoint thread, at "switched"
+        # (before env.sync), "synced" (before the header) and "header" (after)
+        self.ckpt_hook: Callable[[str], None] | None = None
         self._last_checkpoint = time.monotonic()
         if self.redo is not None:
             try:
@@ -405,20 +432,27 @@ class LmdbStore:
 
     def _open_redo(self, recover, keep: bool) -> None:
         rl = self.redo
+        gen = 0
         if recover is not None:
             n = 0
-            for rec, _end in redolog.read_records(rl.fd, recover.generation, recover.txnid):
+            gen = recover.generation
+            for rec, _end in redolog.read_records(rl.fd, recover.generation, recover.txnid,
+                                                  recover.start):
                 self._replay(rec)
+                gen = max(gen, rec.generation)
                 n += 1
             if n:
                 log.warning("store %s was not closed cleanly: replayed %d transactions "
                             "from the redo log", self.path, n)
-        gen = recover.generation if recover is not None else 0
         h = rl.header()
         if h is not None:
             gen = max(gen, h.generation)
         if self._owner or self._tail_state() is None:
-            self._checkpoint(at_least=gen + 1)
+            # + 2: the log may hold records of one generation past the last
+            # one replayed (a switch whose NEXT record never became durable),
+            # never two (the next switch waits for that one's checkpoint,
+            # which starts only once the NEXT record is durable)
+            self._checkpoint(at_least=gen + 2)
         if not keep:
             self._drop_redo()
         else:
@@ -435,11 +469,16 @@ class LmdbStore:
                 self.env.set_mapsize(self._map_size)
 
     def _checkpoint(self, at_least: int = 0) -> None:
-        """Make every committed transaction durable in data.mdb, save its meta
-        pages as the log's new header (a new generation: the log starts over)
-        and pin that snapshot until the next checkpoint.  Runs in its own
-        write transaction, so under LMDB's writer lock."""
+        """The synchronous checkpoint (at open, on taking the role over, when
+        idle, and when the log has grown to REDO_WRAP_BYTES): make every
+        committed transaction durable in data.mdb, save its meta pages as
+        the log's new header (a new generation, whose records start over at
+        the beginning of the file) and pin that snapshot.  Runs in its own
+        write transaction, so under LMDB's writer lock, after the checkpoint
+        in flight (if any) is done."""
         rl = self.redo
+        if self._ckpt is not None:
+            self._ckpt.wait()
         meta = self.db["meta"]
         for _attempt in range(8):
             txn = self.env.begin(write=True)
@@ -463,9 +502,8 @@ class LmdbStore:
                 txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, redolog.RECORDS_AT), db=meta)
                 txn.commit()
                 self._last_checkpoint = time.monotonic()
-                self._redo_tail = redolog.RECORDS_AT
+                self._redo_tail = self._gen_start = redolog.RECORDS_AT
                 self._redo_commits = 0
-                self._presynced = 0
                 self.stats["checkpoints"] = self.stats.get("checkpoints", 0) + 1
                 return
             except lmdb.MapFullError:
@@ -476,6 +514,46 @@ class LmdbStore:
                 raise
         raise StoreFullError("the mail store map could not grow far enough")
 
+    def _switch_due(self, tail: int) -> bool:
+        """A checkpoint rides on this commit (``_log_commit``): this process
+        checkpoints, none is in flight, and 8 commits, 16 MiB of log or 2 s
+        have passed since the last."""
+        ck = self._ckpt
+        if ck is None or ck._job is not None or not self._owner:
+            return False
+        return (self._redo_commits >= REDO_MAX_COMMITS
+                or tail - self._gen_start >= REDO_MAX_BYTES
+                or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
+
+    def _finish_checkpoint(self, header: "redolog.Header", pin) -> None:
+        """The checkpoint thread's half (``_Checkpointer``): the log has
+        switched to HEADER's generation at the snapshot PIN holds; make that
+        snapshot durable, then the header, then let the previous one go.  A
+        failure leaves the previous header and pin (still valid: recovery
+        goes from its records on through the NEXT record into this
+        generation's)."""
+        rl = self.redo
+        hook = self.ckpt_hook
+        try:
+            if hook is not None:
+                hook("switched")
+            self.env.sync(True)
+            if rl.on_sync is not None:
+                rl.on_sync("data")
+            if hook is not None:
+                hook("synced")
+            rl.write_header(header)
+        except BaseException:
+            pin.abort()
+            raise
+        old, self._pin = self._pin, pin
+        if old is not None:
+            old.abort()
+        self.stats["checkpoints"] = self.stats.get("checkpoints", 0) + 1
+        if hook is not None:
+            hook("header")
+        rl.reserve(header.start + REDO_RESERVE)
+
     def _take_over(self) -> None:
         """The checkpointing process exited: this one checkpoints from now
         on, starting at once (before its next write), so a snapshot is pinned
@@ -484,8 +562,8 @@ class LmdbStore:
             self._owner = True
             log.info("store %s: this process now checkpoints the redo log", self.path)
             self._try_checkpoint()
-            if self._thread is not None and self._presync is None:
-                self._presync = _Presync(self.env)
+            if self._thread is not None and self._ckpt is None:
+                self._ckpt = _Checkpointer(self)
 
     def _tail_state(self):
         with self.env.begin() as txn:
@@ -501,40 +579,26 @@ class LmdbStore:
             log.error("store checkpoint failed (the redo log keeps every write): %s", exc)
 
     def _checkpoint_due(self) -> bool:
-        """A checkpoint bounds the log and the pages the pin holds back.  Its
-        expensive part, flushing the pages written since the last one, runs
-        first in the background (``_Presync``, twice per interval), off the
-        acknowledgement path; the checkpoint itself then flushes only what
-        came after."""
+        """A synchronous checkpoint (``_checkpoint``) is due on the writer.
+        With the checkpoint thread running, only when the log has grown to
+        REDO_WRAP_BYTES (it then starts over at the beginning of the file;
+        the checkpoints between ride on commits, ``_switch_due``); without
+        it, every interval as before."""
         if self.redo is None or not self._owner or self._redo_tail <= redolog.RECORDS_AT:
             return False
-        pre = self._presync
-        n = self._redo_commits
-        if pre is not None:
-            # a first background flush half-way, a second one a commit
-            # before the checkpoint: the checkpoint's own flush (on the
-            # writer, in the way of the next request) then holds about one
-            # commit's pages instead of half an interval's
-            if self._presynced == 0 and n >= REDO_MAX_COMMITS // 2:
-                self._presynced = 1
-                pre.kick()
-            elif self._presynced == 1 and n >= REDO_MAX_COMMITS - 1 and not pre.busy():
-                self._presynced = 2
-                pre.kick()
-        due = (n >= REDO_MAX_COMMITS
-               or self._redo_tail - redolog.RECORDS_AT >= REDO_MAX_BYTES
-               or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
-        if due and pre is not None and pre.busy() and n < 2 * REDO_MAX_COMMITS \
-                and self._redo_tail - redolog.RECORDS_AT < REDO_MAX_BYTES:
-            # the background flush is under way: the checkpoint waits for a
-            # later commit rather than flush the same pages behind it (at
-            # most another interval; when idle it runs anyway)
-            return False
-        return due
+        if self._ckpt is not None:
+            return self._redo_tail >= REDO_WRAP_BYTES
+        return (self._redo_commits >= REDO_MAX_COMMITS
+                or self._redo_tail - self._gen_start >= REDO_MAX_BYTES
+                or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
 
     def _log_commit(self, txn, ops: list, sync: bool = True) -> None:
         """Append TXN's OPS to the redo log (durably when SYNC), then commit
-        it: LMDB itself does not sync."""
+        it: LMDB itself does not sync.  When a checkpoint is due
+        (``_switch_due``) the record goes in a new generation, after a NEXT
+        record ending the old one; the snapshot before TXN is pinned, its
+        meta pages read (both consistent: this process holds the writer
+        lock) and, once TXN commits, handed to the checkpoint thread."""
         rl = self.redo
         if rl is None or not ops:
             txn.commit()
@@ -543,24 +607,63 @@ class LmdbStore:
         gen, tail = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=meta)) or (0, 0)
         if not gen:
             raise StoreError("the redo log has no checkpoint")
-        record = redolog.encode_record(gen, txn.id(), redolog.encode_ops(ops))
-        end = rl.append(tail, record, sync=sync)
-        txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, end), db=meta)
+        txnid = txn.id()
+        payload = redolog.encode_ops(ops)
+        pin = None
+        ck = self._ckpt
+        if ck is not None and ck._job is not None and self._redo_commits >= REDO_MAX_BEHIND:
+            # the checkpoint in flight is slow (a loaded disk): wait for it,
+            # as the synchronous checkpoint did, rather than let the two
+            # pins hold back the pages of ever more commits
+            ck.wait()
         try:
-            txn.commit()
-        except BaseException:
+            if self._switch_due(tail):
+                pin = self.env.begin(write=False)      # S: the last commit before TXN
+                psize = self._psize or self.env.stat()["psize"]
+                self._psize = psize
+                metas = redolog.read_metas(os.path.join(self.path, "data.mdb"), psize)
+                start = tail + redolog.next_size()
+                head = redolog.encode_next(gen, pin.id(), gen + 1, start)
+                gen += 1
+                record = head + redolog.encode_record(gen, txnid, payload)
+            else:
+                record = redolog.encode_record(gen, txnid, payload)
+            # the tail first: a full map fails the put before anything is
+            # logged.  A switch is always flushed at once: a checkpoint only
+            # starts once its NEXT record is durable, so a log never holds
+            # records two generations past where recovery's chain ends
+            # (``_open_redo`` starts the generation after at + 2).
+            end = tail + len(record)
+            txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, end), db=meta)
+            rl.append(tail, record, sync=sync or pin is not None)
             try:
-                rl.void(tail)        # logged but never committed: never replayed
-            except OSError:
-                log.exception("could not void a redo record")
+                txn.commit()
+            except BaseException:
+                try:
+                    rl.void(tail)        # logged but never committed: never replayed
+                except OSError:
+                    log.exception("could not void a redo record")
+                raise
+        except BaseException:
+            if pin is not None:
+                pin.abort()
             raise
         self._redo_tail = end
-        self._redo_commits += 1
+        if pin is None:
+            self._redo_commits += 1
+            return
+        self._gen_start = start
+        self._redo_commits = 1
+        self._last_checkpoint = time.monotonic()
+        self._ckpt.submit(redolog.Header(gen, pin.id(), psize, metas, start), pin)
 
     def _drop_redo(self) -> None:
         """No redo log from here on (LMDB syncs by itself): everything is
         durable in data.mdb first, then the log is emptied."""
         rl = self.redo
+        if self._ckpt is not None:
+            self._ckpt.stop()
+            self._ckpt = None
         self.env.sync(True)
         if self._pin is not None:
             self._pin.abort()
@@ -603,8 +706,8 @@ class LmdbStore:
     # --- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        if self.redo is not None and self._owner and self._presync is None:
-            self._presync = _Presync(self.env)
+        if self.redo is not None and self._owner and self._ckpt is None:
+            self._ckpt = _Checkpointer(self)
         if self._thread is None:
             self._thread = threading.Thread(target=self._writer_loop, name="store-writer",
                                             daemon=True)
@@ -619,9 +722,9 @@ class LmdbStore:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
-        if self._presync is not None:
-            self._presync.stop()
-            self._presync = None
+        if self._ckpt is not None:
+            self._ckpt.stop()
+            self._ckpt = None
         if self.redo is not None:
             rl = self.redo
             self.env.sync(True)

@@ -13,9 +13,23 @@ write transaction, before its commit:
    (no size change, so no journal commit).
 
 Only then does LMDB commit, in memory, and the writer acknowledge.  Every so
-often (``Checkpointer``) the store makes LMDB itself durable: ``env.sync``
-flushes every committed page, the two meta pages (which now name a durable
-snapshot S) are copied into the log's header, and the log starts over.
+often the store makes LMDB itself durable (a checkpoint), in two halves:
+
+* under LMDB's writer lock, riding on a commit (``LmdbStore._log_commit``):
+  the snapshot S before that commit is pinned (a read transaction), S's two
+  meta pages are read from data.mdb, and the log switches to generation
+  g + 1: a NEXT record ends generation g, the commit's own record is the
+  first of g + 1, right after it (one write, one fdatasync);
+* on the checkpoint thread, beside further commits (``_Checkpointer``):
+  ``env.sync`` flushes every committed page (S's among them), then header
+  g + 1 (S's txnid and meta pages, and where g + 1's records start) is
+  written and flushed, then the previous snapshot's pin is released.
+
+No second switch starts before that finishes.  Records therefore continue
+through the file; a synchronous checkpoint (the old way, all of it under the
+writer lock: at open, on taking the role over, when idle, and once the log
+reaches ``REDO_WRAP_BYTES``) writes its header before any record of its
+generation and starts the file over.
 
 Why a crash after a checkpoint at S loses nothing and corrupts nothing:
 
@@ -24,12 +38,15 @@ Why a crash after a checkpoint at S loses nothing and corrupts nothing:
 * power loss: data.mdb on disk is S's pages plus any later page the kernel
   happened to write back, possibly including a later meta page that names
   pages that never reached the disk.  The pages of S itself are intact:
-  the store holds a read transaction on S until the next checkpoint is
-  durable, so LMDB never reuses them (``pin``).  Recovery writes S's meta
-  pages back from the log header, which makes LMDB see exactly S, then
-  replays every record after S in order.  A record whose fdatasync did not
-  complete was never acknowledged; its CRC or generation fails and replay
-  stops there.
+  the store holds a read transaction on S until the next checkpoint's
+  header is durable, so LMDB never reuses them (``pin``).  Recovery writes
+  S's meta pages back from the log header, which makes LMDB see exactly S,
+  then replays every record after S in order, from the header's start, and
+  on through a NEXT record into the next generation (a checkpoint whose
+  header never became durable: its generation's records were written after
+  the switch).  A record whose fdatasync did not complete was never
+  acknowledged; its CRC or generation fails and replay stops there, and so
+  does everything after it: a NEXT record is followed only when intact.
 
 Recovery runs only when no other process has the store open read-write (an
 exclusive ``flock`` on ``redo.lock``; every read-write store holds it shared):
@@ -37,9 +54,14 @@ a live server's page cache is the truth, not the disk.
 
 The header has two slots (generation g in slot g % 2), so a header torn by a
 crash in the middle of a checkpoint leaves the previous one, whose snapshot is
-still pinned and whose records are still in the file.  Records written under
-generation g carry g: records of an older generation left further on in the
-reused file are never replayed.
+still pinned and whose records are still in the file (nothing overwrites them
+before a later header is durable).  Records written under generation g carry
+g: records of an older generation left further on in the reused file are
+never replayed, and a generation is never used twice (after recovery the next
+one is two past the last one replayed).  The header format is version 2
+(``MAREDO02``, with the start offset); a version 1 header (records from
+``RECORDS_AT``) is still read, so a store the previous release left unclean
+recovers.
 
 Processes share the log: a record is appended while the writing process holds
 LMDB's writer lock (inside the write transaction), at the tail kept in the
@@ -53,6 +75,7 @@ import fcntl
 import logging
 import os
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -63,9 +86,14 @@ LOG_NAME = "redo.log"
 LOCK_NAME = "redo.lock"
 OWNER_NAME = "redo.owner"
 
-_MAGIC = b"MAREDO01"
-# header slot: magic, generation, snapshot txnid, page size, meta bytes saved, crc
-_HEAD = struct.Struct(">8sQQII")
+_MAGIC_V1 = b"MAREDO01"
+_MAGIC = b"MAREDO02"
+# header slot: magic, generation, snapshot txnid, page size, meta bytes saved,
+# (v2) where the generation's records start; then both metas and a crc32.
+# A v1 header (no start: its records start at RECORDS_AT) is still read, so a
+# store left unclean by the previous release recovers.
+_HEAD_V1 = struct.Struct(">8sQQII")
+_HEAD = struct.Struct(">8sQQIIQ")
 HEADER_SLOT = 4096
 RECORDS_AT = 2 * HEADER_SLOT
 META_BYTES = 512                 # of each meta page: LMDB's MDB_meta is ~140 bytes at offset 16
@@ -76,6 +104,10 @@ _REC = struct.Struct(">IQQI")
 # the value (encoded by _speedups/emailrec)
 OP = _OP = struct.Struct(">BBHI")
 PUT, DELETE = 1, 2
+# the one op of a NEXT record, the last record of a generation: the log goes
+# on at offset ``at`` with generation ``generation`` (key: _NEXT)
+NEXT = 5
+_NEXT = struct.Struct(">QQ")
 
 TAIL_KEY = b"redo.tail"          # meta table: generation u64, tail u64 (not logged)
 _TAIL = struct.Struct(">QQ")
@@ -89,6 +121,7 @@ class Header:
     txnid: int
     psize: int
     metas: tuple[bytes, bytes]
+    start: int = RECORDS_AT      # the offset of the generation's first record
 
 
 @dataclass
@@ -149,24 +182,39 @@ def encode_record(generation: int, txnid: int, payload: bytes) -> bytes:
     return _REC.pack(len(payload), generation, txnid, crc) + payload
 
 
+def encode_next(generation: int, txnid: int, next_generation: int, at: int) -> bytes:
+    """The NEXT record that ends GENERATION: the log goes on at AT (right
+    after this record) with NEXT_GENERATION."""
+    op = (NEXT, "", _NEXT.pack(next_generation, at), b"")
+    return encode_record(generation, txnid, encode_ops([op]))
+
+
+def next_size() -> int:
+    return len(encode_next(0, 0, 0, 0))
+
+
 def encode_header(h: Header) -> bytes:
-    body = _HEAD.pack(_MAGIC, h.generation, h.txnid, h.psize, META_BYTES) + h.metas[0] + h.metas[1]
+    body = (_HEAD.pack(_MAGIC, h.generation, h.txnid, h.psize, META_BYTES, h.start)
+            + h.metas[0] + h.metas[1])
     return body + struct.pack(">I", zlib.crc32(body))
 
 
 def decode_header(data: bytes) -> Header | None:
-    n = _HEAD.size + 2 * META_BYTES
+    head = _HEAD if data[:8] == _MAGIC else _HEAD_V1 if data[:8] == _MAGIC_V1 else None
+    if head is None:
+        return None
+    n = head.size + 2 * META_BYTES
     if len(data) < n + 4:
         return None
     body = data[:n]
     if struct.unpack_from(">I", data, n)[0] != zlib.crc32(body):
         return None
-    magic, gen, txnid, psize, mb = _HEAD.unpack_from(body)
-    if magic != _MAGIC or mb != META_BYTES:
+    magic, gen, txnid, psize, mb, *start = head.unpack_from(body)
+    if mb != META_BYTES:
         return None
-    m0 = body[_HEAD.size:_HEAD.size + META_BYTES]
-    m1 = body[_HEAD.size + META_BYTES:n]
-    return Header(gen, txnid, psize, (m0, m1))
+    m0 = body[head.size:head.size + META_BYTES]
+    m1 = body[head.size + META_BYTES:n]
+    return Header(gen, txnid, psize, (m0, m1), start[0] if start else RECORDS_AT)
 
 
 def read_header(fd: int) -> Header | None:
@@ -179,10 +227,13 @@ def read_header(fd: int) -> Header | None:
     return best
 
 
-def read_records(fd: int, generation: int, after_txnid: int):
-    """Records of GENERATION from the start of the record area, in order,
-    stopping at the first torn, foreign or out-of-order one."""
-    off = RECORDS_AT
+def read_records(fd: int, generation: int, after_txnid: int, start: int = RECORDS_AT):
+    """Records of GENERATION from START (a header's ``start``), in order,
+    and on through each NEXT record into the generation it names (a
+    checkpoint whose header never became durable: its records follow the
+    previous generation's), stopping at the first torn, foreign or
+    out-of-order record.  NEXT records themselves are not yielded."""
+    off = start
     size = os.fstat(fd).st_size
     last = after_txnid
     while off + _REC.size <= size:
@@ -193,11 +244,22 @@ def read_records(fd: int, generation: int, after_txnid: int):
         payload = os.pread(fd, length, off + _REC.size)
         if zlib.crc32(payload, zlib.crc32(struct.pack(">QQ", gen, txnid))) != crc:
             return
+        end = off + _REC.size + length
+        ops = decode_ops(payload)
+        if len(ops) == 1 and ops[0][0] == NEXT:
+            # the end of GENERATION: its snapshot txnid (not ordered
+            # against the records around it, which may share it)
+            nxt, at = _NEXT.unpack(ops[0][2])
+            if nxt != generation + 1 or at != end or txnid < last:
+                return
+            generation = nxt
+            off = at
+            continue
         if txnid <= last:
             return
         last = txnid
-        yield Record(gen, txnid, decode_ops(payload)), off + _REC.size + length
-        off += _REC.size + length
+        yield Record(gen, txnid, ops), end
+        off = end
 
 
 def read_metas(data_path: str, psize: int) -> tuple[bytes, bytes]:
@@ -230,6 +292,7 @@ class RedoLog:
                                 0o600)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self.size = os.fstat(self.fd).st_size
+        self._grow_lock = threading.Lock()       # (the checkpoint thread writes headers)
         # test hook: on_sync(what) right after each flush this store relies
         # on: "log" (a record), "header" (a checkpoint's header) and "data"
         # (a checkpoint's env.sync of data.mdb)
@@ -266,18 +329,35 @@ class RedoLog:
 
     def _ensure(self, end: int) -> None:
         """Zero-fill the file up to END (and a step beyond), durably: records
-        then overwrite allocated blocks and their fdatasync changes no metadata."""
+        then overwrite allocated blocks and their fdatasync changes no metadata.
+        The size is read again first, under an exclusive lock on the file:
+        another process (a worker) may have grown it, and written records
+        past the size this one last saw, which zeros must never overwrite."""
         if end <= self.size:
             return
-        new = max(end, self.size + GROW)
-        new = (new + GROW - 1) // GROW * GROW
-        zero = b"\0" * GROW
-        off = self.size
-        while off < new:
-            os.pwrite(self.fd, zero[:new - off], off)
-            off += min(GROW, new - off)
-        os.fsync(self.fd)
-        self.size = new
+        with self._grow_lock:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                self.size = max(self.size, os.fstat(self.fd).st_size)
+                if end <= self.size:
+                    return
+                new = max(end, self.size + GROW)
+                new = (new + GROW - 1) // GROW * GROW
+                zero = b"\0" * GROW
+                off = self.size
+                while off < new:
+                    os.pwrite(self.fd, zero[:new - off], off)
+                    off += min(GROW, new - off)
+                os.fsync(self.fd)
+                self.size = new
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def reserve(self, end: int) -> None:
+        """Zero-fill the file up to END ahead of the records (the checkpoint
+        thread, beside the writer: it fills past the size, where no record
+        is, under the same locks as a growth by the writer)."""
+        self._ensure(end)
 
     def append(self, at: int, record: bytes, sync: bool = True) -> int:
         """Write RECORD at offset AT (the tail) -> the new tail; durable
