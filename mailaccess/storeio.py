@@ -84,41 +84,50 @@ class Pending:
         self.box: list = []
         self.task = None
 
-    def _done(self, result, error) -> None:          # on the loop
-        self.box.append((result, error))
+    def _wake(self) -> None:
         task, self.task = self.task, None
         if task is not None:
             trio.lowlevel.reschedule(task)
 
+    def _done(self, result, error) -> None:          # on the loop
+        self.box.append((result, error))
+        self._wake()
+
+    async def _sleep(self) -> None:
+        self.task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(_no_abort)
+
     async def wait(self) -> Any:
-        if not self.box:
-            self.task = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(_no_abort)
+        while not self.box:
+            await self._sleep()
         result, error = self.box[0]
         if error is not None:
             raise error
         return result
 
 
-def start(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Pending:
-    """Queue ``fn(tx, *args)`` now and go on (the caller formats the answer
-    of an earlier write meanwhile); ``await`` the Pending for its result.
-    Like ``write``, a queued write lands whatever the caller does next."""
-    hop = loophop.current()
-    p = Pending()
-
+def _submit(store: Store, hop, fn: Callable[..., Any], args, kwargs, done) -> None:
+    """Queue ``fn(tx, *args, **kwargs)``; ``done(result, error)`` on the loop after."""
     def finished(result, error):        # the writer thread, after the commit
-        hop.call(p._done, result, error)
+        hop.call(done, result, error)
 
     if kwargs:
         fn = functools.partial(fn, **kwargs)
     if store.around_completions is None:
         store.around_completions = loophop.batched
     store.submit(fn, *args, done=finished)
+
+
+def start(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Pending:
+    """Queue ``fn(tx, *args)`` now and go on (the caller formats the answer
+    of an earlier write meanwhile); ``await`` the Pending for its result.
+    Like ``write``, a queued write lands whatever the caller does next."""
+    p = Pending()
+    _submit(store, loophop.current(), fn, args, kwargs, p._done)
     return p
 
 
-class Stream:
+class Stream(Pending):
     """A write queued by ``stream``, whose function hands the loop parts of
     its result while it runs: ``await s.next()`` -> the next part, in order,
     or None once the write is over; then ``await s.wait()`` -> its result
@@ -130,45 +139,24 @@ class Stream:
     map) emits its parts again from the first: a part numbered 0 after
     others starts that second run."""
 
-    __slots__ = ("parts", "box", "task")
+    __slots__ = ("parts",)
 
     def __init__(self):
+        super().__init__()
         self.parts: collections.deque = collections.deque()
-        self.box: list = []
-        self.task = None
-
-    def _wake(self) -> None:
-        task, self.task = self.task, None
-        if task is not None:
-            trio.lowlevel.reschedule(task)
 
     def _part(self, part, taken: threading.Event) -> None:     # on the loop
         self.parts.append(part)
         self._wake()
         taken.set()
 
-    def _done(self, result, error) -> None:          # on the loop
-        self.box.append((result, error))
-        self._wake()
-
     async def next(self):
         """-> (number within the run, part), or None: the write finished."""
         while not self.parts:
             if self.box:
                 return None
-            self.task = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(_no_abort)
+            await self._sleep()
         return self.parts.popleft()
-
-    async def wait(self) -> Any:
-        while not self.box:
-            self.task = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(_no_abort)
-        self.parts.clear()
-        result, error = self.box[0]
-        if error is not None:
-            raise error
-        return result
 
 
 def stream(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Stream:
@@ -193,14 +181,7 @@ def stream(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Stream:
 
         return fn(tx, *a, emit=emit, **kw)
 
-    def finished(result, error):        # the writer thread, after the commit
-        hop.call(s._done, result, error)
-
-    if kwargs:
-        run = functools.partial(run, **kwargs)
-    if store.around_completions is None:
-        store.around_completions = loophop.batched
-    store.submit(run, *args, done=finished)
+    _submit(store, hop, run, args, kwargs, s._done)
     return s
 
 

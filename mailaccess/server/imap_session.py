@@ -1312,26 +1312,28 @@ class ImapSession:
         most STORE_COMMIT messages, one after the other; a session gone
         half-way leaves the commits after the current one unwritten.
 
-        What is sent before the commit is durable.  RFC 9051 7 (RFC 3501 7)
-        lets a server send untagged responses at any time, and the client
-        learns the outcome of a command from its tagged response alone
-        (RFC 9051 2.2.2, 7.1); the FETCH lines here show each message's
-        flags in the STORE's own transaction, which holds LMDB's write lock
-        (no other commit can come between it and its lines).  So that the
-        session never leaves the client with flags that did not happen:
-        when the commit fails, the messages already answered are answered
-        again as they are in the store (RFC 9051 7.5.2: a FETCH response
-        gives the message's current data, the last one wins) before the
-        tagged NO; a writer that runs the request again (after growing the
+        What is sent before the commit is durable.  A server may send
+        untagged FETCH responses at any time (RFC 9051 5.2, 7; RFC 3501
+        5.2), and the outcome of a command is its tagged response alone
+        (RFC 9051 2.2.2): only the OK waits for durability.  The FETCH
+        lines show each message's flags in the STORE's own transaction,
+        which holds LMDB's write lock (no other commit comes between it
+        and its lines).  The session never leaves the client with flags
+        that did not happen: when the commit fails, the messages already
+        answered are answered again as they are in the store before the
+        tagged NO (a FETCH response's FLAGS are the flags set on the
+        message, RFC 9051 7.5.2: the later response is the client's
+        news); a writer that runs the request again (after growing the
         map) sends its lines again.  A crash before the commit ends the
         connection without the tagged OK, and a client without CONDSTORE
-        learns flags only by fetching them again in its next session.  With
-        CONDSTORE (or UNCHANGEDSINCE) the lines carry MODSEQ, which a
-        client keeps as its resynchronisation point (RFC 7162 3.1.2, 3.2.5
-        with QRESYNC): one lost in a crash would come back for other
-        changes, so those sessions take _store_chunked (answered once
-        durable), as does a STORE adding a keyword new to the session
-        (its ``* FLAGS`` comes from the store after the commit)."""
+        can learn flags only by fetching them again, in its next session.
+        With CONDSTORE (or UNCHANGEDSINCE) the lines carry MODSEQ, which
+        a client keeps as the point to resynchronise from (RFC 7162 3.1,
+        and 3.2.5.1 with QRESYNC): a modseq lost in a crash would be
+        given again to other changes, which that client would then miss.
+        So those sessions take _store_chunked (answered once durable), as
+        does a STORE adding a keyword new to the session (its ``* FLAGS``
+        is read from the store after the commit)."""
         sel = self.sel
         mbx = sel.mbx
         names = _simple_items(items)
@@ -1869,7 +1871,7 @@ STORE_CHUNKS = (500, 1000, 2000, 4000, 8000)
 # messages, each rewritten in slices of these sizes (the last repeated),
 # each answered as soon as it is rewritten (_store_streamed)
 STORE_COMMIT = 20000
-STORE_SLICES = (250, 500, 1000, 2000)
+STORE_SLICES = (100, 400, 1000, 2000)
 
 
 class _NotTold(Exception):
