@@ -1349,11 +1349,11 @@ class ImapSession:
             first = True
             while (part := await s.next()) is not None:
                 n, (before, recs) = part
-                if first and a == 0 and kws and cmd.mode != "remove" and \
-                        before != sel.known_ms:
-                    # somebody else changed the mailbox: maybe keywords of
-                    # theirs (FLAGS must come before a FETCH showing one;
-                    # ours are all told already)
+                if first and before != sel.known_ms:
+                    # somebody else changed the mailbox (before this commit
+                    # took the write lock): maybe with keywords of theirs,
+                    # and FLAGS must come before a FETCH showing one (ours
+                    # are all told already)
                     with self.store.view() as v:
                         self.out.extend(self.flag_updates(v))
                 first = False
