@@ -1244,7 +1244,9 @@ class ImapSession:
         STORE over several messages; every line still shows a durable
         change, and the tagged OK comes after the last chunk.  A session
         gone half-way (the connection lost) leaves the chunks after it
-        unwritten, as if the client had sent a shorter STORE."""
+        unwritten, as if the client had sent a shorter STORE.  The path of
+        sessions with CONDSTORE and of keywords new to the session; the
+        others take _store_streamed."""
         sel = self.sel
         mbx = sel.mbx
         spans = []
