@@ -243,3 +243,49 @@ async def test_a_streamed_store_whose_commit_fails_answers_the_flags_again(imap_
     assert sum(b"\\Seen" in ln for ln in told) == 8          # sent before the failure
     assert _seen_lines(failed) == {n: False for n in range(1, 9)}
     assert _seen_lines(after) == {n: False for n in range(1, 9)}
+
+
+async def test_a_streamed_store_run_again_after_a_map_growth_answers_again(imap_server,
+                                                                          monkeypatch):
+    """The writer runs a request again after growing the map: the lines of
+    the first run (its transaction aborted) are sent again from the second,
+    every message's last line shows the committed flags, and the STORE is
+    answered OK."""
+    import lmdb
+
+    from mailaccess.store import ops
+
+    port = imap_port(imap_server)
+    await _users(imap_server, "hal")
+    real = ops.set_keywords_reporting
+    runs = []
+
+    def full_once(tx, *a, **kw):
+        res = real(tx, *a, **kw)        # every slice emitted ...
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise lmdb.MapFullError("map full")     # ... then grown and run again
+        return res
+
+    monkeypatch.setattr(imap_session, "STORE_CHUNK_MIN", 3)
+    monkeypatch.setattr(imap_session, "STORE_SLICES", (2, 3))
+
+    def converse_growing():
+        a = Raw(port, user="hal")
+        for i in range(8):
+            a.cmd("APPEND INBOX", msg(f"m{i}"))
+        a.cmd("SELECT INBOX")
+        monkeypatch.setattr(ops, "set_keywords_reporting", full_once)
+        try:
+            answer = a.cmd("STORE 1:* +FLAGS (\\Seen)")
+        finally:
+            monkeypatch.setattr(ops, "set_keywords_reporting", real)
+        after = a.cmd("FETCH 1:* (FLAGS)")
+        a.close()
+        return answer, after
+
+    answer, after = await run(converse_growing)
+    assert runs == [0, 1]
+    assert answer[-1].split()[1] == b"OK", answer[-1]
+    assert sum(b" FETCH " in ln for ln in answer) == 16
+    assert _seen_lines(answer) == _seen_lines(after) == {n: True for n in range(1, 9)}
