@@ -205,39 +205,43 @@ def _seen_lines(lines: list[bytes]) -> dict[int, bool]:
     return last
 
 
+def _store_through(port: int, user: str, monkeypatch, writer_fn):
+    """8 messages; ``STORE 1:* +FLAGS (\\Seen)`` with WRITER_FN in place of
+    ops.set_keywords_reporting; -> (its answer, FETCH 1:* (FLAGS) after)."""
+    from mailaccess.store import ops
+
+    real = ops.set_keywords_reporting
+    a = Raw(port, user=user)
+    for i in range(8):
+        a.cmd("APPEND INBOX", msg(f"m{i}"))
+    a.cmd("SELECT INBOX")
+    monkeypatch.setattr(ops, "set_keywords_reporting", functools.partial(writer_fn, real))
+    try:
+        answer = a.cmd("STORE 1:* +FLAGS (\\Seen)")
+    finally:
+        monkeypatch.setattr(ops, "set_keywords_reporting", real)
+    after = a.cmd("FETCH 1:* (FLAGS)")
+    a.close()
+    return answer, after
+
+
 async def test_a_streamed_store_whose_commit_fails_answers_the_flags_again(imap_server,
                                                                           monkeypatch):
     """Lines sent from inside the transaction, then the write fails: before
     its tagged NO the session answers those messages again as they are in
     the store, so the last FETCH the client has of each shows no \\Seen."""
-    from mailaccess.store import StoreError, ops
+    from mailaccess.store import StoreError
 
     port = imap_port(imap_server)
     await _users(imap_server, "gina")
-    real = ops.set_keywords_reporting
 
-    def failing(tx, *a, **kw):
+    def failing(real, tx, *a, **kw):
         real(tx, *a, **kw)          # every slice emitted ...
         raise StoreError("the disk is full")     # ... then no commit
 
     monkeypatch.setattr(imap_session, "STORE_CHUNK_MIN", 3)
     monkeypatch.setattr(imap_session, "STORE_SLICES", (2, 3))
-
-    def converse_failing():
-        a = Raw(port, user="gina")
-        for i in range(8):
-            a.cmd("APPEND INBOX", msg(f"m{i}"))
-        a.cmd("SELECT INBOX")
-        monkeypatch.setattr(ops, "set_keywords_reporting", failing)
-        try:
-            failed = a.cmd("STORE 1:* +FLAGS (\\Seen)")
-        finally:
-            monkeypatch.setattr(ops, "set_keywords_reporting", real)
-        after = a.cmd("FETCH 1:* (FLAGS)")
-        a.close()
-        return failed, after
-
-    failed, after = await run(converse_failing)
+    failed, after = await run(_store_through, port, "gina", monkeypatch, failing)
     assert failed[-1].split()[1] == b"NO", failed[-1]
     told = [ln for ln in failed if b" FETCH " in ln]
     assert sum(b"\\Seen" in ln for ln in told) == 8          # sent before the failure
@@ -253,14 +257,11 @@ async def test_a_streamed_store_run_again_after_a_map_growth_answers_again(imap_
     answered OK."""
     import lmdb
 
-    from mailaccess.store import ops
-
     port = imap_port(imap_server)
     await _users(imap_server, "hal")
-    real = ops.set_keywords_reporting
     runs = []
 
-    def full_once(tx, *a, **kw):
+    def full_once(real, tx, *a, **kw):
         res = real(tx, *a, **kw)        # every slice emitted ...
         runs.append(len(runs))
         if len(runs) == 1:
@@ -269,22 +270,7 @@ async def test_a_streamed_store_run_again_after_a_map_growth_answers_again(imap_
 
     monkeypatch.setattr(imap_session, "STORE_CHUNK_MIN", 3)
     monkeypatch.setattr(imap_session, "STORE_SLICES", (2, 3))
-
-    def converse_growing():
-        a = Raw(port, user="hal")
-        for i in range(8):
-            a.cmd("APPEND INBOX", msg(f"m{i}"))
-        a.cmd("SELECT INBOX")
-        monkeypatch.setattr(ops, "set_keywords_reporting", full_once)
-        try:
-            answer = a.cmd("STORE 1:* +FLAGS (\\Seen)")
-        finally:
-            monkeypatch.setattr(ops, "set_keywords_reporting", real)
-        after = a.cmd("FETCH 1:* (FLAGS)")
-        a.close()
-        return answer, after
-
-    answer, after = await run(converse_growing)
+    answer, after = await run(_store_through, port, "hal", monkeypatch, full_once)
     assert runs == [0, 1]
     assert answer[-1].split()[1] == b"OK", answer[-1]
     assert sum(b" FETCH " in ln for ln in answer) == 16
