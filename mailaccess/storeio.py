@@ -5,6 +5,10 @@ thread and returns its result once the commit that holds it is on disk.  The
 write is not cancelled with the caller: once queued it lands (an ack may be
 lost, the data is not half-written).
 
+``stream(store, fn, *args)`` queues a write whose function hands the loop
+parts of its result from inside its transaction, before the commit (a
+bulk STORE's answer leaves while it is written).
+
 ``await read(store, fn, *args)`` (search, sort, thread) and ``await
 cpu(fn, *args)`` (indexing a delivered or appended message) run in worker
 threads, at most CPU_THREADS at once for the whole server: the event loop
@@ -13,7 +17,10 @@ commands queues for the pool instead of starving the loop of the GIL.
 """
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
+import threading
 from typing import Any, Callable
 
 import trio
@@ -109,38 +116,105 @@ class Pending:
         self.box: list = []
         self.task = None
 
-    def _done(self, result, error) -> None:          # on the loop
-        self.box.append((result, error))
+    def _wake(self) -> None:
         task, self.task = self.task, None
         if task is not None:
             trio.lowlevel.reschedule(task)
 
+    def _done(self, result, error) -> None:          # on the loop
+        self.box.append((result, error))
+        self._wake()
+
+    async def _sleep(self) -> None:
+        self.task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(_no_abort)
+
     async def wait(self) -> Any:
-        if not self.box:
-            self.task = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(_no_abort)
+        while not self.box:
+            await self._sleep()
         result, error = self.box[0]
         if error is not None:
             raise error
         return result
 
 
-def start(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Pending:
-    """Queue ``fn(tx, *args)`` now and go on (the caller formats the answer
-    of an earlier write meanwhile); ``await`` the Pending for its result.
-    Like ``write``, a queued write lands whatever the caller does next."""
-    hop = loophop.current()
-    p = Pending()
-
+def _submit(store: Store, hop, fn: Callable[..., Any], args, kwargs, done) -> None:
+    """Queue ``fn(tx, *args, **kwargs)``; ``done(result, error)`` on the loop after."""
     def finished(result, error):        # the writer thread, after the commit
-        hop.call(p._done, result, error)
+        hop.call(done, result, error)
 
     if kwargs:
         fn = functools.partial(fn, **kwargs)
     if store.around_completions is None:
         store.around_completions = loophop.batched
     store.submit(fn, *args, done=finished)
+
+
+def start(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Pending:
+    """Queue ``fn(tx, *args)`` now and go on (the caller formats the answer
+    of an earlier write meanwhile); ``await`` the Pending for its result.
+    Like ``write``, a queued write lands whatever the caller does next."""
+    p = Pending()
+    _submit(store, loophop.current(), fn, args, kwargs, p._done)
     return p
+
+
+class Stream(Pending):
+    """A write queued by ``stream``, whose function hands the loop parts of
+    its result while it runs: ``await s.next()`` -> the next part, in order,
+    or None once the write is over; then ``await s.wait()`` -> its result
+    (raised: its error) once its commit is durable.
+
+    A part is what the function saw inside its transaction, before the
+    commit: not durable, and not even committed when the commit then fails
+    (``wait`` raises).  A write the writer runs again (after growing the
+    map) emits its parts again from the first: a part numbered 0 after
+    others starts that second run."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self):
+        super().__init__()
+        self.parts: collections.deque = collections.deque()
+
+    def _part(self, part, taken: threading.Event) -> None:     # on the loop
+        self.parts.append(part)
+        self._wake()
+        taken.set()
+
+    async def next(self):
+        """-> (number within the run, part), or None: the write finished."""
+        while not self.parts:
+            if self.box:
+                return None
+            await self._sleep()
+        return self.parts.popleft()
+
+
+def stream(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Stream:
+    """Queue ``fn(tx, *args, emit=EMIT, **kwargs)`` now, as ``start``; FN
+    calls ``EMIT(*part)`` on the writer thread, inside its transaction, and
+    the loop gets ``(n, part)`` from ``Stream.next`` (N counts the parts of
+    one run of FN: calls hop to the loop in order, before the result)."""
+    hop = loophop.current()
+    s = Stream()
+
+    def run(tx, *a, **kw):              # the writer thread; again after a map growth
+        n = itertools.count()
+
+        def emit(*part):
+            # The writer waits (GIL released) until the loop has the part:
+            # else the loop, woken while the writer computes on, would get
+            # the GIL back only after the interpreter's switch interval
+            # (5 ms), and the part would leave that much later.
+            taken = threading.Event()
+            hop.call(s._part, (next(n), part), taken)
+            taken.wait(HANDOFF_WAIT)
+
+        return fn(tx, *a, emit=emit, **kw)
+
+    _submit(store, hop, run, args, kwargs, s._done)
+    return s
 
 
 def _wake(task, box: list, result, error) -> None:
@@ -152,6 +226,9 @@ def _no_abort(_raise_cancel):
     return trio.lowlevel.Abort.FAILED
 
 
+# seconds the writer waits at most for the loop to take a part of a
+# streamed write (stream): a loop busy elsewhere costs the writer no more
+HANDOFF_WAIT = 0.002
 # worker threads for CPU-bound work, shared by every session of one server
 # (one limiter per Trio run); more would only contend for the GIL
 CPU_THREADS = 4

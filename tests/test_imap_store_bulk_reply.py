@@ -105,18 +105,30 @@ async def test_bulk_store_reply_from_the_writer_says_what_the_store_says(imap_se
     assert from_writer[-1].count(b" FETCH ") >= 10
 
 
+def _chunked_only(monkeypatch):
+    """Every bulk STORE through _store_chunked, also those _store_streamed takes."""
+    async def chunked(self, cmd, live, eids, kws, kw, items):
+        return await self._store_chunked(cmd, live, eids, kws, kw, items)
+
+    monkeypatch.setattr(imap_session.ImapSession, "_store_streamed", chunked)
+
+
+async def _users(imap_server, *users):
+    import trio
+
+    from mailaccess import accounts
+
+    for user in users:
+        await trio.to_thread.run_sync(accounts.add_user, imap_server.store, user, "pw")
+
+
 async def test_a_store_written_in_chunks_says_what_the_store_says(imap_server, monkeypatch):
     """A STORE on many messages is written in chunks, each answered once
     durable (ImapSession._store_chunked).  Tiny chunks here: the same
     conversation answered from the writer's records and from the store is
     the same, byte for byte; each chunk is its own send_fetch."""
-    import trio
-
-    from mailaccess import accounts
-
     port = imap_port(imap_server)
-    for user in ("carol", "dave"):
-        await trio.to_thread.run_sync(accounts.add_user, imap_server.store, user, "pw")
+    await _users(imap_server, "carol", "dave")
     calls = []
     real = imap_session.ImapSession.send_fetch
 
@@ -124,6 +136,7 @@ async def test_a_store_written_in_chunks_says_what_the_store_says(imap_server, m
         calls.append((len(uids), records is not None))
         return await real(self, uids, items, uid_cmd=uid_cmd, records=records)
 
+    _chunked_only(monkeypatch)
     monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 0)
     monkeypatch.setattr(imap_session, "STORE_CHUNK_MIN", 3)
     monkeypatch.setattr(imap_session, "STORE_CHUNKS", (2, 3, 4))
@@ -141,3 +154,124 @@ async def test_a_store_written_in_chunks_says_what_the_store_says(imap_server, m
     assert first.count(b" FETCH ") == 12 and b"STORE completed" in first
     joined = b"".join(from_writer)
     assert b"MODIFIED" in joined and b"\\Recent" in joined and b"OtherOne" in joined
+
+
+async def test_a_store_streamed_from_its_transaction_says_what_the_store_says(imap_server,
+                                                                           monkeypatch):
+    """A STORE on many messages in a session without CONDSTORE is answered
+    from inside its transaction, a slice at a time (ImapSession._store_streamed,
+    storeio.stream): tiny commits and slices here.  The same conversation
+    answered so and through _store_chunked with the same commits, reading
+    the store, is the same byte for byte (\\Recent, spellings, another
+    session's keyword and FLAGS, the gone message); the sessions with
+    CONDSTORE, UNCHANGEDSINCE or a keyword new to the session take
+    _store_chunked."""
+    port = imap_port(imap_server)
+    await _users(imap_server, "erin", "frank")
+    streamed = []
+    real = imap_session.ImapSession._store_streamed
+
+    async def counting(self, cmd, live, *a):
+        streamed.append(len(live))
+        return await real(self, cmd, live, *a)
+
+    monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 0)
+    monkeypatch.setattr(imap_session, "STORE_CHUNK_MIN", 3)
+    monkeypatch.setattr(imap_session, "STORE_COMMIT", 5)
+    monkeypatch.setattr(imap_session, "STORE_SLICES", (2, 1))
+    monkeypatch.setattr(imap_session, "STORE_CHUNKS", (5,))
+    monkeypatch.setattr(imap_session.ImapSession, "_store_streamed", counting)
+    from_stream = await run(converse, port, "erin")
+    # not: $MyFlag (new to the session), .SILENT, and none once UNCHANGEDSINCE
+    # turned CONDSTORE on (ENABLE comes too late: BAD)
+    assert streamed == [12, 8, 10, 12, 12, 11, 12, 12]
+    _chunked_only(monkeypatch)
+    monkeypatch.setattr(imap_session.ImapSession, "_still", lambda self, mbx, ms: False)
+    from_store = await run(converse, port, "frank")
+    assert from_stream == from_store
+    first = from_stream[0]
+    assert first.count(b" FETCH ") == 12 and b"STORE completed" in first
+    joined = b"".join(from_stream)
+    assert b"\\Recent" in joined and b"OtherOne" in joined
+
+
+def _seen_lines(lines: list[bytes]) -> dict[int, bool]:
+    """{message number: \\Seen in its last FETCH line}."""
+    last = {}
+    for line in lines:
+        m = re.match(rb"\* (\d+) FETCH \(FLAGS \(([^)]*)\)", line)
+        if m:
+            last[int(m.group(1))] = b"\\Seen" in m.group(2)
+    return last
+
+
+def _store_through(port: int, user: str, monkeypatch, writer_fn):
+    """8 messages; ``STORE 1:* +FLAGS (\\Seen)`` with WRITER_FN in place of
+    ops.set_keywords_reporting; -> (its answer, FETCH 1:* (FLAGS) after)."""
+    from mailaccess.store import ops
+
+    real = ops.set_keywords_reporting
+    a = Raw(port, user=user)
+    for i in range(8):
+        a.cmd("APPEND INBOX", msg(f"m{i}"))
+    a.cmd("SELECT INBOX")
+    monkeypatch.setattr(ops, "set_keywords_reporting", functools.partial(writer_fn, real))
+    try:
+        answer = a.cmd("STORE 1:* +FLAGS (\\Seen)")
+    finally:
+        monkeypatch.setattr(ops, "set_keywords_reporting", real)
+    after = a.cmd("FETCH 1:* (FLAGS)")
+    a.close()
+    return answer, after
+
+
+async def test_a_streamed_store_whose_commit_fails_answers_the_flags_again(imap_server,
+                                                                          monkeypatch):
+    """Lines sent from inside the transaction, then the write fails: before
+    its tagged NO the session answers those messages again as they are in
+    the store, so the last FETCH the client has of each shows no \\Seen."""
+    from mailaccess.store import StoreError
+
+    port = imap_port(imap_server)
+    await _users(imap_server, "gina")
+
+    def failing(real, tx, *a, **kw):
+        real(tx, *a, **kw)          # every slice emitted ...
+        raise StoreError("the disk is full")     # ... then no commit
+
+    monkeypatch.setattr(imap_session, "STORE_CHUNK_MIN", 3)
+    monkeypatch.setattr(imap_session, "STORE_SLICES", (2, 3))
+    failed, after = await run(_store_through, port, "gina", monkeypatch, failing)
+    assert failed[-1].split()[1] == b"NO", failed[-1]
+    told = [ln for ln in failed if b" FETCH " in ln]
+    assert sum(b"\\Seen" in ln for ln in told) == 8          # sent before the failure
+    assert _seen_lines(failed) == {n: False for n in range(1, 9)}
+    assert _seen_lines(after) == {n: False for n in range(1, 9)}
+
+
+async def test_a_streamed_store_run_again_after_a_map_growth_answers_again(imap_server,
+                                                                          monkeypatch):
+    """The writer runs a request again after growing the map: the lines of
+    the first run (its transaction aborted) are sent again from the second,
+    every message's last line shows the committed flags, and the STORE is
+    answered OK."""
+    import lmdb
+
+    port = imap_port(imap_server)
+    await _users(imap_server, "hal")
+    runs = []
+
+    def full_once(real, tx, *a, **kw):
+        res = real(tx, *a, **kw)        # every slice emitted ...
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise lmdb.MapFullError("map full")     # ... then grown and run again
+        return res
+
+    monkeypatch.setattr(imap_session, "STORE_CHUNK_MIN", 3)
+    monkeypatch.setattr(imap_session, "STORE_SLICES", (2, 3))
+    answer, after = await run(_store_through, port, "hal", monkeypatch, full_once)
+    assert runs == [0, 1]
+    assert answer[-1].split()[1] == b"OK", answer[-1]
+    assert sum(b" FETCH " in ln for ln in answer) == 16
+    assert _seen_lines(answer) == _seen_lines(after) == {n: True for n in range(1, 9)}

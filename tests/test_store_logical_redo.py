@@ -3,8 +3,8 @@
 A bulk keyword change is logged as the request (KEYWORDS) and its change-log
 rows as one RUN op; recovery calls the same rewrite on the state as of the
 checkpoint.  The test writes a mix (appends, copies, expunges, bulk keyword
-changes with repeated, missing and conflicting emails, several requests in
-one batch), keeps the disk as it was at its last flushes (the power-loss
+changes with repeated, missing and conflicting emails, some rewritten a
+slice at a time as a streamed bulk STORE is, several requests in one batch), keeps the disk as it was at its last flushes (the power-loss
 test's hook), recovers that image in a fresh store and compares every table,
 key and value, byte for byte, with the live store.
 """
@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from mailaccess import ingest
-from mailaccess.store import Store, logical, lmdb_store, ops, redolog
+from mailaccess.store import Store, keys, logical, lmdb_store, ops, redolog
 
 
 def _msg(i: int) -> bytes:
@@ -108,8 +108,18 @@ def test_logical_records_replay_to_the_same_store(tmp_path, monkeypatch, seed):
         mode = rng.choice(["add", "remove", "replace"])
         kw = {mode: rng.sample(kws, rng.randint(0 if mode == "replace" else 1, 2))}
         since = mid_ms if step == 3 else None               # conflicts
+        # a streamed request (IMAP's bulk STORE): rewritten in slices, some
+        # too small for a logical op, each KEYWORDS op its own slice
+        emitted: dict = {}
+        if step % 3 == 1:
+            kw.update(emit=lambda before, recs: emitted.update(recs), slices=(40, 7))
         st.write_sync(ops.set_keywords_reporting, acc, ib, pick, unchanged_since=since,
                       records=step % 2 == 0, **kw)
+        if step % 3 == 1:
+            # what was emitted before the commit is what was committed
+            with st.read() as txn:
+                now = {e: txn.get(keys.msg_of(acc)(e), db=st.db["msg"]) for e in pick}
+            assert emitted and emitted == {e: r for e, r in now.items() if r is not None}
     # several requests in one batch: each in a nested transaction, one failing
     res = _batch(st, [
         (ops.set_keywords, (acc, eids[:80]), {"add": ["$seen"]}),

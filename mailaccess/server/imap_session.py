@@ -1187,6 +1187,8 @@ class ImapSession:
 
         items = _STORE_ITEMS[cmd.uid, self.condstore]
         if not cmd.silent and len(live) > STORE_CHUNK_MIN:
+            if not self.condstore and (cmd.mode == "remove" or self._announced(kws)):
+                return await self._store_streamed(cmd, live, eids, kws, kw, items)
             return await self._store_chunked(cmd, live, eids, kws, kw, items)
         # the answer is formatted from the records the writer rewrote (and
         # read unchanged), not read back from the store
@@ -1263,7 +1265,9 @@ class ImapSession:
         STORE over several messages; every line still shows a durable
         change, and the tagged OK comes after the last chunk.  A session
         gone half-way (the connection lost) leaves the chunks after it
-        unwritten, as if the client had sent a shorter STORE."""
+        unwritten, as if the client had sent a shorter STORE.  The path of
+        sessions with CONDSTORE and of keywords new to the session; the
+        others take _store_streamed."""
         sel = self.sel
         mbx = sel.mbx
         spans = []
@@ -1317,6 +1321,93 @@ class ImapSession:
         if conflict_uids:
             nums = conflict_uids if cmd.uid else [sel.seq_of(u) for u in conflict_uids]
             return Done("conditional STORE failed", S.code_modified(nums))
+        return Done("STORE completed")
+
+    async def _store_streamed(self, cmd, live: list[int], eids: list[int], kws: list[str],
+                              kw: dict, items) -> Done:
+        """A STORE on many messages whose answer leaves while it is written:
+        the writer rewrites the records a slice at a time (STORE_SLICES, a
+        small first one) and hands each slice's new records to the loop
+        from inside its transaction (storeio.stream); the loop formats and
+        sends that slice's FETCH lines at once, while the writer rewrites
+        the next one.  The client reads and parses the answer meanwhile,
+        and the tagged OK comes once the commit is durable.  Commits of at
+        most STORE_COMMIT messages, one after the other; a session gone
+        half-way leaves the commits after the current one unwritten.
+
+        What is sent before the commit is durable.  A server may send
+        untagged FETCH responses at any time (RFC 9051 5.2, 7; RFC 3501
+        5.2), and the outcome of a command is its tagged response alone
+        (RFC 9051 2.2.2): only the OK waits for durability.  The FETCH
+        lines show each message's flags in the STORE's own transaction,
+        which holds LMDB's write lock (no other commit comes between it
+        and its lines).  The session never leaves the client with flags
+        that did not happen: when the commit fails, the messages already
+        answered are answered again as they are in the store before the
+        tagged NO (a FETCH response's FLAGS are the flags set on the
+        message, RFC 9051 7.5.2: the later response is the client's
+        news); a writer that runs the request again (after growing the
+        map) sends its lines again.  A crash before the commit ends the
+        connection without the tagged OK, and a client without CONDSTORE
+        can learn flags only by fetching them again, in its next session.
+        With CONDSTORE (or UNCHANGEDSINCE) the lines carry MODSEQ, which
+        a client keeps as the point to resynchronise from (RFC 7162 3.1,
+        and 3.2.5.1 with QRESYNC): a modseq lost in a crash would be
+        given again to other changes, which that client would then miss.
+        So those sessions take _store_chunked (answered once durable), as
+        does a STORE adding a keyword new to the session (its ``* FLAGS``
+        is read from the store after the commit)."""
+        sel = self.sel
+        mbx = sel.mbx
+        names = _simple_items(items)
+        recent = set(sel.recent_uids()) if sel.show_recent and sel.recent else None
+        quiet = True           # every commit so far with nobody else in between
+        last_ms = None
+        for a, b in ops.slice_spans(len(live), (STORE_COMMIT,)):
+            spans = ops.slice_spans(b - a, STORE_SLICES)
+            told: list[int] = []         # UIDs answered before the commit
+            late: list[int] = []         # ... left to answer after it (fallback)
+            s = storeio.stream(self.store, ops.set_keywords_reporting, self.acc, mbx,
+                               eids[a:b], records=False, slices=STORE_SLICES, **kw)
+            first = True
+            while (part := await s.next()) is not None:
+                n, (before, recs) = part
+                if first and before != sel.known_ms:
+                    # somebody else changed the mailbox (before this commit
+                    # took the write lock): maybe with keywords of theirs,
+                    # and FLAGS must come before a FETCH showing one (ours
+                    # are all told already)
+                    with self.store.view() as v:
+                        self.out.extend(self.flag_updates(v))
+                first = False
+                lo, hi = spans[n]
+                uids = live[a + lo:a + hi]
+                with self.store.view() as v:
+                    # FLAGS and UID carry no header text: the lines are the
+                    # same with UTF8=ACCEPT or not
+                    self.out.extend(build_fetch(v, self.acc, sel, uids, items, False,
+                                                sel.reported, True, simple_items=names,
+                                                recent_uids=recent, read_email=recs.get,
+                                                fallback_to=late))
+                told += uids
+                if self.sender is not None:
+                    await self.sender(self.take_output())
+            try:
+                res = await s.wait()
+            except Exception:
+                if told:
+                    await self.send_fetch(told, items, uid_cmd=cmd.uid)
+                raise
+            before, modseq = res.modseq_before, res.modseq_after
+            alone = quiet and before == sel.known_ms
+            if modseq is not None and alone and not sel.gone:
+                sel.known_ms = last_ms = modseq
+            quiet = quiet and alone
+            if late:
+                await self.send_fetch(late, items, uid_cmd=cmd.uid)
+        if quiet and last_ms is not None:
+            # as after a single STORE (do_store): the catch-up has nothing to say
+            self._quiet_sel, self._quiet_ms = sel, last_ms
         return Done("STORE completed")
 
     def _still(self, mbx: int, ms: int) -> bool:
@@ -1806,6 +1897,11 @@ _STORE_ITEMS = {(uid, cond): tuple((ev.FetchItem("UID"),) * uid + (ev.FetchItem(
 # these sizes (the last repeated), each answered once durable (_store_chunked)
 STORE_CHUNK_MIN = 1000
 STORE_CHUNKS = (500, 1000, 2000, 4000, 8000)
+# ... or, in a session without CONDSTORE, in commits of at most STORE_COMMIT
+# messages, each rewritten in slices of these sizes (the last repeated),
+# each answered as soon as it is rewritten (_store_streamed)
+STORE_COMMIT = 20000
+STORE_SLICES = (100, 400, 1000, 2000)
 
 
 class _NotTold(Exception):
@@ -1834,7 +1930,8 @@ def _simple_items(items) -> list | None:
 def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 reported: dict | None = None, utf8: bool = True, *,
                 simple: bool = True, simple_items: list | None = None,
-                recent_uids: set | None = None, read_email=None) -> list[bytes]:
+                recent_uids: set | None = None, read_email=None,
+                fallback_to: list | None = None) -> list[bytes]:
     """FETCH responses for UIDS: the hot path.  Reads prepared index bytes;
     raw message bytes only for body sections.  UTF8=false: messages with raw
     UTF-8 headers are served downgraded (RFC 6858).  SIMPLE=False forces the
@@ -1843,7 +1940,9 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
     \\Recent UIDs (a superset of those in UIDS will do), when the caller
     built them once for a whole answer.  READ_EMAIL: where the hot path reads
     the email records (``eid -> record``; default the view's), e.g. the
-    records a STORE just wrote, when they are known to be V's."""
+    records a STORE just wrote, when they are known to be V's.  FALLBACK_TO:
+    the UIDs the hot path cannot answer are appended there, unanswered,
+    instead of going through the Python loop (which reads V's records)."""
     names = (simple_items if simple_items is not None else _simple_items(items)) \
         if simple else None
     if names is not None:
@@ -1886,6 +1985,9 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 return out_r      # every message recent (the session's new mail)
         elif not fallback:
             return out
+        if fallback_to is not None:      # left out: the merge below skips them
+            fallback_to.extend(fallback)
+            fallback = []
         # RFC 6858 downgrades (and records the hot path does not read) go
         # through the loop below, merged back in UIDS order
         merged = []

@@ -15,6 +15,7 @@ The features only IMAP needs are grouped at the end under "IMAP-only".
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -523,14 +524,63 @@ def set_keywords(tx: WriteTx, acc: int, eids: list[int], *, add: list[str] = (),
 
 
 def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_since,
-                  loaded, want_records: bool):
-    """``set_keywords``; -> (changed, conflicts, {eid: record after} or None)."""
+                  loaded, want_records: bool, emit=None, slices=()):
+    """``set_keywords``; -> (changed, conflicts, {eid: record after} or None).
+    EMIT: the emails are rewritten a slice at a time (SLICES: the sizes,
+    the last repeated) and ``emit({eid: record after})`` is called after
+    each, inside the transaction (storeio.stream: the loop formats a bulk
+    STORE's answer while the writer goes on)."""
     cache: dict[int, Mailbox] = {}
     _remember_spellings(tx, acc, list(add) + list(replace or ()))
     add = frozenset(k.lower() for k in add)
     remove = frozenset(k.lower() for k in remove)
     if replace is not None:
         replace = frozenset(k.lower() for k in replace)
+    if emit is None:
+        changed, conflicts, deltas, recs = _rewrite_keywords(
+            tx, acc, eids, add, remove, replace, unchanged_since, want_records)
+    else:
+        changed, conflicts, deltas = [], [], {}
+        recs = {} if want_records else None
+        for a, b in slice_spans(len(eids), slices):
+            c, x, d, r = _rewrite_keywords(tx, acc, eids[a:b], add, remove, replace,
+                                           unchanged_since, True)
+            changed += c
+            conflicts += x
+            for mbx, n in d.items():
+                deltas[mbx] = deltas.get(mbx, 0) + n
+            if recs is not None:
+                recs.update(r)
+            emit(r)
+    for mbx, seen_delta in deltas.items():
+        m = loaded.get(mbx) if loaded else None
+        if m is not None:
+            cache[mbx] = m
+        else:
+            m = _load_mbx(tx, acc, cache, mbx)
+        if seen_delta:
+            m.unseen -= seen_delta
+    tx.log_updated(acc, EMAIL, changed)
+    if cache:
+        _save_mailboxes(tx, acc, cache)
+    return changed, conflicts, recs
+
+
+def slice_spans(n: int, sizes) -> list[tuple[int, int]]:
+    """[(start, end)] cutting N items in pieces of SIZES (the last repeated)."""
+    spans, lo, i = [], 0, 0
+    while lo < n:
+        step = sizes[min(i, len(sizes) - 1)]
+        spans.append((lo, min(n, lo + step)))
+        lo += step
+        i += 1
+    return spans
+
+
+def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_since,
+                      want_records: bool):
+    """The record and index writes of ``set_keywords`` on EIDS (keywords
+    lower-cased); -> (changed, conflicts, {mailbox: \\Seen delta}, records or None)."""
     # the whole loop on the raw records (_speedups/emailrec: compiled): no
     # EmailRecord is built; the modseq is allocated at the first change only.
     # The records are read through one cursor (LMDB looks on its page
@@ -563,18 +613,7 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
         tx.delete_many("mbx.ms", index_gone)
         tx.put_many("mbx.ms", index_out)
         tx.put_many("msg", items)
-    for mbx, seen_delta in deltas.items():
-        m = loaded.get(mbx) if loaded else None
-        if m is not None:
-            cache[mbx] = m
-        else:
-            m = _load_mbx(tx, acc, cache, mbx)
-        if seen_delta:
-            m.unseen -= seen_delta
-    tx.log_updated(acc, EMAIL, changed)
-    if cache:
-        _save_mailboxes(tx, acc, cache)
-    return changed, conflicts, recs
+    return changed, conflicts, deltas, recs
 
 
 @dataclass(slots=True)
@@ -595,15 +634,19 @@ def set_keywords_reporting(tx: WriteTx, acc: int, mbx: int, eids: list[int], *,
                            add: list[str] = (), remove: list[str] = (),
                            replace: list[str] | None = None,
                            unchanged_since: int | None = None,
-                           records: bool = False) -> KeywordsResult:
+                           records: bool = False, emit=None,
+                           slices=(1000,)) -> KeywordsResult:
     """``set_keywords`` on EIDS (seen from mailbox MBX), reporting MBX's modseq
     before and the request's modseq after: IMAP STORE uses them to know
     whether anybody else changed the mailbox meanwhile (then it must rescan),
-    JMAP Email/set to return oldState/newState."""
+    JMAP Email/set to return oldState/newState.  EMIT: called as
+    ``emit(modseq before, {eid: record after})`` for each slice of EIDS
+    (sizes SLICES) once it is rewritten, before the commit."""
     m = tx.require_mailbox(acc, mbx)
     before = m.highest_ms
-    changed, conflicts, recs = _set_keywords(tx, acc, eids, add, remove, replace,
-                                             unchanged_since, {mbx: m}, records)
+    changed, conflicts, recs = _set_keywords(
+        tx, acc, eids, add, remove, replace, unchanged_since, {mbx: m}, records,
+        None if emit is None else functools.partial(emit, before), slices)
     return KeywordsResult(changed, conflicts, before, tx.modseq(acc) if changed else None,
                           recs)
 
