@@ -359,7 +359,13 @@ class ModseqSummary:
 
 
 def encode_summary(s: ModseqSummary) -> bytes:
-    return b"\x02" + json_dumps_compact([s.time, s.rows, s.kinds, s.mailboxes])
+    return encode_summary_of(s.time, s.rows, s.kinds, s.mailboxes)
+
+
+def encode_summary_of(t: int, rows: int, kinds: list[str], mailboxes: list[int]) -> bytes:
+    """``encode_summary(ModseqSummary(t, rows, kinds, mailboxes))``, with no
+    ModseqSummary built (once per commit)."""
+    return b"\x02" + json_dumps_compact([t, rows, kinds, mailboxes])
 
 
 def decode_summary(data) -> ModseqSummary:
