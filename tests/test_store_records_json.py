@@ -60,3 +60,33 @@ def test_account_record_bytes_and_round_trip(name, pw, created, quota, scram):
     enc = records.encode_account(a)
     assert enc == b"\x01" + _old([name, pw, created, quota, scram])
     assert records.decode_account(3, enc) == a
+
+
+@given(st.text(min_size=1), st.one_of(st.none(), st.text()), st.integers(1, 2**32 - 1),
+       st.integers(0, 2**63), st.booleans(), st.integers(0, 2**31))
+def test_a_mailbox_record_read_back_from_the_cache_is_what_the_parse_gives(
+        name, role, uidnext, ms, sub, total):
+    """decode_mailbox answers bytes it encoded or read before from a cache
+    (perf4-store2): the same Mailbox the JSON parse gives, a new object each
+    time, unaffected by later changes to the object that was encoded."""
+    m = records.Mailbox(7, name, 0, role, 5, uidnext, ms, ms // 2, sub, 3, total,
+                        total // 2, 100, uidnext)
+    enc = records.encode_mailbox(m)
+    m.highest_ms += 1            # the writer goes on changing its object
+    m.name += "x"
+    records._MBX_DECODED.clear()
+    parsed = records.decode_mailbox(9, enc)          # parsed (and remembered)
+    assert enc in records._MBX_DECODED
+    records.encode_mailbox(records.decode_mailbox(9, enc))   # remembered again
+    cached = records.decode_mailbox(9, enc)
+    assert cached == parsed and cached is not parsed
+    assert cached == records.decode_mailbox(9, memoryview(enc))     # no cache
+    cached.unseen += 1
+    assert records.decode_mailbox(9, enc) == parsed
+
+
+def test_the_mailbox_record_cache_stays_bounded():
+    records._MBX_DECODED.clear()
+    for i in range(3 * records._MBX_DECODED_MAX):
+        records.encode_mailbox(records.Mailbox(1, "a", 0, None, 1, 1, i, 0))
+    assert len(records._MBX_DECODED) <= records._MBX_DECODED_MAX

@@ -224,10 +224,13 @@ def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> Non
     slice): handed to the store's writer (``prune_later``), done after the
     acknowledgement in transactions of its own."""
     rows = 0
+    ms = c.modseq
     for status, code in STATUS_CODES.items():
         for kind, ids in getattr(c, status).items():
-            if len(ids) < 16:
-                tx.put_many("chg.id", list(zip(keys.chg_id_keys(acc, kind, c.modseq, ids),
+            if len(ids) == 1:       # a one-message STORE: its email, its mailbox
+                tx.put("chg.id", keys.chg_id(acc, kind, ms, ids[0]), code)
+            elif len(ids) < 16:
+                tx.put_many("chg.id", list(zip(keys.chg_id_keys(acc, kind, ms, ids),
                                                repeat(code))))
             else:       # a bulk write's rows: one redo op for all of them
                 tx.put_run("chg.id", keys.chg_id_prefix(acc, kind, c.modseq),
@@ -238,9 +241,8 @@ def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> Non
         kk = keys.chg_kind(acc, kind)
         raw = tx._get("chg.kind", kk)
         hz = records.decode_kind_state(raw)[1] if raw is not None else 0
-        tx.put("chg.kind", kk, records.encode_kind_state(c.modseq, hz))
-    tx.put("chg", keys.chg(acc, c.modseq),
-           records.encode_summary(ModseqSummary(now, rows, kinds, list(c.mailboxes))))
+        tx.put("chg.kind", kk, records.encode_kind_state(ms, hz))
+    tx.put("chg", keys.chg(acc, ms), records.encode_summary_of(now, rows, kinds, c.mailboxes))
     total = tx.add_counter(acc, keys.CTR_LOG_ROWS, rows) if rows else \
         tx.counter(acc, keys.CTR_LOG_ROWS)
     policy = tx.store.retention

@@ -245,20 +245,46 @@ def json_loads_record(data):
     return v if end == len(s) else json.loads(s)
 
 
+# The mailbox records last written or read, {encoded record: its field
+# values}: a one-message STORE reads its mailbox's record and writes it back
+# with a new modseq, and the next one reads those very bytes; decoding them
+# is then a dict look-up, not a JSON parse.  The values are a tuple taken when
+# the record was encoded (or decoded): the same values the parse would give
+# (ints, strings, bools and None make the JSON round trip unchanged).  Shared
+# by the threads of a process (single dict operations); emptied when full.
+_MBX_DECODED: dict[bytes, tuple] = {}
+_MBX_DECODED_MAX = 256
+
+
+def _mbx_remember(data: bytes, v: tuple) -> None:
+    if len(_MBX_DECODED) >= _MBX_DECODED_MAX:
+        _MBX_DECODED.clear()
+    _MBX_DECODED[data] = v
+
+
 def encode_mailbox(m: Mailbox) -> bytes:
-    return b"\x01" + json_dumps_compact(
-        [m.name, m.parent, m.role, m.uidvalidity, m.uidnext, m.highest_ms, m.created_ms,
-         m.subscribed, m.sort_order, m.total, m.unseen, m.size, m.recent_from])
+    v = (m.name, m.parent, m.role, m.uidvalidity, m.uidnext, m.highest_ms, m.created_ms,
+         m.subscribed, m.sort_order, m.total, m.unseen, m.size, m.recent_from)
+    data = b"\x01" + json_dumps_compact(v)
+    _mbx_remember(data, v)
+    return data
 
 
 def decode_mailbox(mbx: int, data) -> Mailbox:
+    if type(data) is bytes:
+        v = _MBX_DECODED.get(data)
+        if v is not None:
+            return Mailbox(mbx, *v)
     if data[0] != 1:
         raise ValueError("unknown mailbox record version")
     v = json_loads_record(data[1:])
     if len(v) < _MAILBOX_FIELDS:
         # written before ``recent_from`` (store format 2): nothing is recent
         return Mailbox(mbx, *v, recent_from=v[4])
-    return Mailbox(mbx, *v[:_MAILBOX_FIELDS])
+    v = tuple(v[:_MAILBOX_FIELDS])
+    if type(data) is bytes:
+        _mbx_remember(data, v)
+    return Mailbox(mbx, *v)
 
 
 _MAILBOX_FIELDS = 13   # values in a mailbox record's JSON list (later ones are ignored)
@@ -333,7 +359,13 @@ class ModseqSummary:
 
 
 def encode_summary(s: ModseqSummary) -> bytes:
-    return b"\x02" + json_dumps_compact([s.time, s.rows, s.kinds, s.mailboxes])
+    return encode_summary_of(s.time, s.rows, s.kinds, s.mailboxes)
+
+
+def encode_summary_of(t: int, rows: int, kinds: list[str], mailboxes: list[int]) -> bytes:
+    """``encode_summary(ModseqSummary(t, rows, kinds, mailboxes))``, with no
+    ModseqSummary built (once per commit)."""
+    return b"\x02" + json_dumps_compact([t, rows, kinds, mailboxes])
 
 
 def decode_summary(data) -> ModseqSummary:
