@@ -14,7 +14,9 @@ median and best round (ms per command, or msg/s) and the server CPU seconds
 per 1,000 commands over all rounds (its process tree, from /proc).  Both
 servers see the same machine load within a round, so the ratio is worth more
 than two runs one after the other.  AB_DIR=/dev/shm puts both stores on
-tmpfs (flushes cost nothing: the CPU of the rest).
+tmpfs (flushes cost nothing: the CPU of the rest).  AB_WORKERS=N runs both
+with N worker processes ([server] workers; bench_imap runs the default, one
+per core).
 """
 import asyncio, atexit, os, sys, tempfile, time, imaplib, threading, statistics
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +55,8 @@ for env, tree in zip(envs, trees):
     saved = dict(os.environ)
     os.environ.update(env)
     os.environ["PYTHONPATH"] = tree
-    ma = bs.Mailaccess(tempfile.mkdtemp(prefix="abw-", dir=os.environ.get("AB_DIR")), 60, 1)
+    ma = bs.Mailaccess(tempfile.mkdtemp(prefix="abw-", dir=os.environ.get("AB_DIR")), 60,
+                       int(os.environ.get("AB_WORKERS", "1")))
     ma.start(bs.CHEAP)
     started.append(ma)
     os.environ.clear()
