@@ -2106,9 +2106,10 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                    big: int | None = None):
     """(seq, pieces) of one message's FETCH response, or None when it is gone.
 
-    With BIG, a literal that would take the literals copied into the line
-    past that many bytes is a ``_Big`` piece (streamed, not copied); identical
-    sections share one bytes object."""
+    With BIG, every literal is a ``_Big`` piece (its head and its data, not
+    copied into one bytes object: the caller joins the pieces once, or sends
+    them in pieces when ``_literal_bytes`` of the pieces passes BIG);
+    identical sections share one bytes object."""
     snap_uids = sel.snap.uids
     i = bisect.bisect_left(snap_uids, u)
     if i >= len(snap_uids) or snap_uids[i] != u:
@@ -2131,14 +2132,11 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     wire = dict(zip(wire_names, mindex.index_fields(idx, plan.wire_fields))) \
         if wire_names else None
     sections: dict = {}
-    inline = [0]    # literal bytes copied into the line so far
 
     def lit(name: bytes, data, binary: bool = False):
         if not binary:
             data = _no_nul(data)   # never NUL in a plain literal (RFC 9051 4.3)
-        if big is not None:
-            inline[0] += len(data)
-        if big is not None and inline[0] > big:
+        if big is not None:     # the body is not copied into its line (perf4-body)
             return _Big(name + b" " + ((b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(data)),
                         data)
         return name + b" " + literal(data, binary)
@@ -2304,12 +2302,14 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
                 i += 1
                 if m is None:
                     continue
-                if any(type(p) is _Big for p in m[1]):
+                if _literal_bytes(m[1]) > budget:
                     pending = m
                     break
-                data = b"".join(_message_segments(*m))
-                buf.append(data)
-                held += len(data)
+                # the pieces, joined once below: a body is not copied into
+                # its line first (perf4-body)
+                for data in _message_segments(*m, 1 << 62):
+                    buf.append(data)
+                    held += len(data)
         if buf and (held >= budget or pending is not None or i >= n_all):
             progress.more = pending is not None or i < n_all
             yield b"".join(buf)
@@ -2327,6 +2327,11 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
         progress.more = False
         yield b"".join(buf)
     progress.more = False
+
+
+def _literal_bytes(pieces: list) -> int:
+    """Bytes of the ``_Big`` literals among one message's FETCH pieces."""
+    return sum(len(p.data) for p in pieces if type(p) is _Big)
 
 
 def _no_nul(data: bytes) -> bytes:
