@@ -73,7 +73,7 @@ REPORTS_UPDATES = frozenset({"NOOP", "CHECK", "APPEND", "EXPUNGE", "COPY", "MOVE
                              "STORE", "SEARCH", "SORT", "THREAD",
                              "NOTIFY"})   # RFC 5465 3.1: NOTIFY SET implies a NOOP
 FETCH_BUFFER = 256 * 1024   # bytes of a FETCH answer built ahead of the socket
-FETCH_CHUNK = 16 * 1024     # ... built this many at a time (other sessions run between)
+FETCH_CHUNK = 64 * 1024     # ... built this many at a time (other sessions run between)
 FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
 FETCH_FIRST_SLICE = 100     # (the first one small, so the client can start at once)
 #: how many FETCH answers may build a chunk at the same moment (see _fetch_turn)
