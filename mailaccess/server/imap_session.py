@@ -2068,6 +2068,8 @@ class _FetchPlan:
         self.wire_fields = tuple(n.lower() for n in self.wire_names)
         self.has_modseq = any(isinstance(i, ev.FetchItem) and i.name == "MODSEQ"
                               for i in items)
+        # id(FetchBody item of ITEMS) -> its name in the answer (b"BODY[1.MIME]")
+        self.body_names: dict[int, bytes] = {}
 
 
 class _Big:
@@ -2188,7 +2190,10 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
         elif isinstance(it, ev.FetchBody):
             if raw is None:
                 raw = bytes(v.blob(acc, rec.blob))
-            name = (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
+            name = plan.body_names.get(id(it))
+            if name is None:      # once per answer (perf4-body)
+                name = plan.body_names[id(it)] = \
+                    (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
             key = (name, it.partial)
             hit = sections.get(key)
             if hit is not None:       # (name, data, binary): counted again by lit()
