@@ -73,7 +73,7 @@ REPORTS_UPDATES = frozenset({"NOOP", "CHECK", "APPEND", "EXPUNGE", "COPY", "MOVE
                              "STORE", "SEARCH", "SORT", "THREAD",
                              "NOTIFY"})   # RFC 5465 3.1: NOTIFY SET implies a NOOP
 FETCH_BUFFER = 256 * 1024   # bytes of a FETCH answer built ahead of the socket
-FETCH_CHUNK = 16 * 1024     # ... built this many at a time (other sessions run between)
+FETCH_CHUNK = 64 * 1024     # ... built this many at a time (other sessions run between)
 FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
 FETCH_FIRST_SLICE = 100     # (the first one small, so the client can start at once)
 #: how many FETCH answers may build a chunk at the same moment (see _fetch_turn)
@@ -2068,6 +2068,8 @@ class _FetchPlan:
         self.wire_fields = tuple(n.lower() for n in self.wire_names)
         self.has_modseq = any(isinstance(i, ev.FetchItem) and i.name == "MODSEQ"
                               for i in items)
+        # id(FetchBody item of ITEMS) -> its name in the answer (b"BODY[1.MIME]")
+        self.body_names: dict[int, bytes] = {}
 
 
 class _Big:
@@ -2106,9 +2108,10 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                    big: int | None = None):
     """(seq, pieces) of one message's FETCH response, or None when it is gone.
 
-    With BIG, a literal that would take the literals copied into the line
-    past that many bytes is a ``_Big`` piece (streamed, not copied); identical
-    sections share one bytes object."""
+    With BIG, every literal is a ``_Big`` piece (its head and its data, not
+    copied into one bytes object: the caller joins the pieces once, or sends
+    them in pieces when ``_literal_bytes`` of the pieces passes BIG);
+    identical sections share one bytes object."""
     snap_uids = sel.snap.uids
     i = bisect.bisect_left(snap_uids, u)
     if i >= len(snap_uids) or snap_uids[i] != u:
@@ -2131,14 +2134,11 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     wire = dict(zip(wire_names, mindex.index_fields(idx, plan.wire_fields))) \
         if wire_names else None
     sections: dict = {}
-    inline = [0]    # literal bytes copied into the line so far
 
     def lit(name: bytes, data, binary: bool = False):
         if not binary:
             data = _no_nul(data)   # never NUL in a plain literal (RFC 9051 4.3)
-        if big is not None:
-            inline[0] += len(data)
-        if big is not None and inline[0] > big:
+        if big is not None:     # the body is not copied into its line (perf4-body)
             return _Big(name + b" " + ((b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(data)),
                         data)
         return name + b" " + literal(data, binary)
@@ -2190,7 +2190,10 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
         elif isinstance(it, ev.FetchBody):
             if raw is None:
                 raw = bytes(v.blob(acc, rec.blob))
-            name = (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
+            name = plan.body_names.get(id(it))
+            if name is None:      # once per answer (perf4-body)
+                name = plan.body_names[id(it)] = \
+                    (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
             key = (name, it.partial)
             hit = sections.get(key)
             if hit is not None:       # (name, data, binary): counted again by lit()
@@ -2304,12 +2307,14 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
                 i += 1
                 if m is None:
                     continue
-                if any(type(p) is _Big for p in m[1]):
+                if _literal_bytes(m[1]) > budget:
                     pending = m
                     break
-                data = b"".join(_message_segments(*m))
-                buf.append(data)
-                held += len(data)
+                # the pieces, joined once below: a body is not copied into
+                # its line first (perf4-body)
+                for data in _message_segments(*m, 1 << 62):
+                    buf.append(data)
+                    held += len(data)
         if buf and (held >= budget or pending is not None or i >= n_all):
             progress.more = pending is not None or i < n_all
             yield b"".join(buf)
@@ -2327,6 +2332,11 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
         progress.more = False
         yield b"".join(buf)
     progress.more = False
+
+
+def _literal_bytes(pieces: list) -> int:
+    """Bytes of the ``_Big`` literals among one message's FETCH pieces."""
+    return sum(len(p.data) for p in pieces if type(p) is _Big)
 
 
 def _no_nul(data: bytes) -> bytes:
