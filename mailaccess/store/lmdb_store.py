@@ -519,7 +519,7 @@ class LmdbStore:
         checkpoints, none is in flight, and 8 commits, 16 MiB of log or 2 s
         have passed since the last."""
         ck = self._ckpt
-        if ck is None or ck._job is not None or not self._owner:
+        if ck is None or ck.busy() or not self._owner:
             return False
         return (self._redo_commits >= REDO_MAX_COMMITS
                 or tail - self._gen_start >= REDO_MAX_BYTES
@@ -611,7 +611,7 @@ class LmdbStore:
         payload = redolog.encode_ops(ops)
         pin = None
         ck = self._ckpt
-        if ck is not None and ck._job is not None and self._redo_commits >= REDO_MAX_BEHIND:
+        if ck is not None and ck.busy() and self._redo_commits >= REDO_MAX_BEHIND:
             # the checkpoint in flight is slow (a loaded disk): wait for it,
             # as the synchronous checkpoint did, rather than let the two
             # pins hold back the pages of ever more commits
