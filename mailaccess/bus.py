@@ -66,6 +66,14 @@ move forward, a waiter at N+1 ignores the late N (LMDB serialises the
 writers, so what it read at N+1 includes N), and a waiter behind N takes
 N's kinds and mailboxes into its merge.  The bus never assumes modseqs
 arrive in order or without gaps.
+
+The other workers send a notification only where it is wanted: the bus
+tells its watcher (``watch``: the worker link) when an account gets its
+first waiter and loses its last, and which kinds its listeners hear for
+every account.  So ``latest`` may also trail the store for an account
+nobody here waits on (a reader must not take it for the store's modseq;
+it is a safe lower bound), and a waiter's first notification from another
+worker may be a catch-up for a change it had already read.
 """
 from __future__ import annotations
 
@@ -230,9 +238,15 @@ class Bus:
         self._latest: dict[int, int] = {}                    # account -> modseq
         self._latest_kind: dict[int, dict[str, int]] = {}    # account -> kind -> modseq
         self._hop: loophop.Hop | None = None
-        # called with every published notification, whatever its account
-        # (a service that watches all accounts: the outbound queue)
-        self._listeners: list[Callable[[Notification], None]] = []
+        # (fn, kinds or None: every kind), called with every published
+        # notification of those kinds, whatever its account (a service that
+        # watches all accounts: the outbound queue)
+        self._listeners: list[tuple[Callable[[Notification], None],
+                                    frozenset[str] | None]] = []
+        # told when an account gets its first waiter (True) or loses its
+        # last (False), and when the kinds the listeners hear change
+        self._on_account: Callable[[int, bool], None] | None = None
+        self._on_kinds: Callable[[frozenset[str] | None], None] | None = None
 
     def attach(self) -> None:
         """Bind to the running Trio loop (call from inside it)."""
@@ -261,7 +275,12 @@ class Bus:
             by_kind = self._latest_kind.get(account, {})
             missed = frozenset(k for k, ms in by_kind.items() if ms > since)
             sub._offer(Notification(account, self.latest(account), missed, None))
-        self._subs.setdefault(account, set()).add(sub)
+        subs = self._subs.get(account)
+        if subs is None:
+            subs = self._subs[account] = set()
+            if self._on_account is not None:
+                self._on_account(account, True)
+        subs.add(sub)
         return sub
 
     async def wait(self, account: int, kinds: Iterable[str] | None = None,
@@ -277,6 +296,8 @@ class Bus:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.account]
+                if self._on_account is not None:
+                    self._on_account(sub.account, False)
 
     def holding(self, account: int) -> tuple[int, int]:
         """(subscriptions, pending notifications) held for ACCOUNT: what a
@@ -284,18 +305,50 @@ class Bus:
         subs = self._subs.get(account, ())
         return len(subs), sum(s.pending is not None for s in subs)
 
-    def listen(self, fn: "Callable[[Notification], None]") -> "Callable[[], None]":
-        """Call FN (on the loop) with every notification of every account,
-        local or from another worker; -> a function that stops it.  FN must
-        not block or raise."""
-        self._listeners.append(fn)
+    def listen(self, fn: "Callable[[Notification], None]",
+               kinds: Iterable[str] | None = None) -> "Callable[[], None]":
+        """Call FN (on the loop) with every notification of every account
+        that names one of KINDS (None: every notification), local or from
+        another worker; -> a function that stops it.  FN must not block or
+        raise.  Name the kinds: the other workers then send only those."""
+        entry = (fn, None if kinds is None else frozenset(kinds))
+        self._listeners.append(entry)
+        self._kinds_changed()
 
         def stop() -> None:
             try:
-                self._listeners.remove(fn)
+                self._listeners.remove(entry)
             except ValueError:
-                pass
+                return
+            self._kinds_changed()
         return stop
+
+    # --- what this bus wants from elsewhere (the worker link) ------------------------------
+
+    def watch(self, on_account: "Callable[[int, bool], None] | None",
+              on_kinds: "Callable[[frozenset[str] | None], None] | None") -> None:
+        """Tell ON_ACCOUNT(account, True) when ACCOUNT gets its first waiter
+        and (account, False) when it loses its last; ON_KINDS(kinds) when the
+        kinds the listeners hear change (None: every kind).  Called on the
+        loop, inside ``subscribe``/``close``/``listen``: they must not block."""
+        self._on_account, self._on_kinds = on_account, on_kinds
+
+    def wanted(self) -> tuple[set[int], frozenset[str] | None]:
+        """(accounts with a waiter, the kinds the listeners hear for every
+        account: None for every kind)."""
+        return set(self._subs), self.listened_kinds()
+
+    def listened_kinds(self) -> frozenset[str] | None:
+        out: frozenset[str] = frozenset()
+        for _, kinds in self._listeners:
+            if kinds is None:
+                return None
+            out |= kinds
+        return out
+
+    def _kinds_changed(self) -> None:
+        if self._on_kinds is not None:
+            self._on_kinds(self.listened_kinds())
 
     # --- publishing ----------------------------------------------------------------------
 
@@ -312,8 +365,9 @@ class Bus:
         if subs:
             for sub in list(subs):
                 sub._offer(n)
-        for fn in self._listeners:
-            fn(n)
+        for fn, kinds in self._listeners:
+            if kinds is None or not kinds.isdisjoint(n.kinds):
+                fn(n)
 
     def on_commit(self, info: "CommitInfo") -> None:
         """The store's commit hook (writer thread): hop onto the loop."""

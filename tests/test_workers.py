@@ -321,6 +321,37 @@ def test_idle_wakes_when_a_session_on_the_other_worker_appends(cluster):
     b.done()
 
 
+def test_idle_started_after_the_accounts_first_commits_wakes(push_cluster):
+    cluster = push_cluster
+    """A worker sends a commit to the other only if a waiter there wants its
+    account (server/interest.py).  Here the account is written on one worker
+    while nobody waits anywhere; then a session on the other worker starts
+    its first wait on it: the next commits still wake it, and so does one
+    made while it was out of IDLE."""
+    port = cluster.ports["imap"]
+    conns = on_each_worker(cluster, lambda: Imap(port))
+    (pa, a), (pb, b) = conns.items()
+    b.login()
+    b.cmd("APPEND INBOX", MESSAGE % 1)
+    b.cmd("APPEND INBOX", MESSAGE % 2)
+    a.login().idle()
+    b.cmd("APPEND INBOX", MESSAGE % 3)
+    assert a.wait_exists() == b"* 3 EXISTS"
+    a.done()
+    b.cmd("APPEND INBOX", MESSAGE % 4)
+    a.idle()
+    b.cmd("APPEND INBOX", MESSAGE % 5)
+    assert a.wait_exists() == b"* 5 EXISTS"
+    a.done()
+    # the other way round, and a JMAP stream opened after the commits
+    es = on_each_worker(cluster, lambda: EventSource(cluster.ports["http"]))[pb]
+    b.idle()
+    a.cmd("APPEND INBOX", MESSAGE % 6)
+    assert b.wait_exists() == b"* 6 EXISTS"
+    es.wait_events(2)
+    b.done()
+
+
 def test_lmtp_delivery_wakes_idle_on_every_worker(cluster):
     conns = on_each_worker(cluster, lambda: Imap(cluster.ports["imap"]))
     for c in conns.values():
@@ -458,6 +489,24 @@ def test_channel_encoding_round_trips(n):
     line = workers.encode(n)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert workers.decode(line[:-1]) == n
+
+
+def recv_line(sock: socket.socket, prefix: bytes, buf: bytearray | None = None) -> bytes:
+    """The next line (with its newline) SOCK receives that starts with
+    PREFIX; the lines before it (e.g. the link's ``W``/``Q`` lines about
+    what it wants) are skipped.  BUF: what was received past earlier lines."""
+    buf = bytearray() if buf is None else buf
+    while True:
+        while b"\n" in buf:
+            i = buf.index(b"\n") + 1
+            line = bytes(buf[:i])
+            del buf[:i]
+            if line.startswith(prefix):
+                return line
+        data = sock.recv(4096)
+        if not data:
+            raise EOFError(bytes(buf))
+        buf += data
 
 
 class _Ctx:
@@ -626,7 +675,7 @@ async def test_worker_link_broadcasts_by_topic():
         # what this worker sends goes to the supervisor, not to its own handlers
         link.broadcast("eas-ping", {"account": 1, "device": "d"})
         b.settimeout(5)
-        line = b.recv(4096)
+        line = recv_line(b, b"B")
         assert line.startswith(b"B") and line.endswith(b"\n")
         assert not heard
         # what another worker sends (relayed by the supervisor) is heard

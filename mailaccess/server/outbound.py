@@ -70,7 +70,7 @@ class Outbound:
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._token = trio.lowlevel.current_trio_token()
-        stop_listening = self.ctx.bus.listen(self.on_notification)
+        stop_listening = self.ctx.bus.listen(self.on_notification, kinds={sending.OUTBOUND})
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started([])     # no listener of its own

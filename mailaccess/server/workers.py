@@ -23,10 +23,17 @@ describes the model; in short:
   supervisor does the loader's work and forks the workers itself.
 * The channel: one Unix socketpair per worker to the supervisor, carrying
   lines.  After each durable commit a worker's store writer thread sends one
-  ``N`` line per account ("account A reached modseq N, kinds, mailboxes");
-  the supervisor copies every line not addressed to itself (``!``) to every
-  other worker, whose link task publishes it on its bus.  IDLE, NOTIFY, JMAP
-  push and ActiveSync Ping wait on their own process's bus as before.
+  ``N`` line per account ("account A reached modseq N, kinds, mailboxes")
+  that another worker wants; the supervisor copies every line not addressed
+  to itself (``!``) to every other worker, whose link task publishes it on
+  its bus.  IDLE, NOTIFY, JMAP push and ActiveSync Ping wait on their own
+  process's bus as before.  What a worker wants (server/interest.py: the
+  accounts its bus has waiters for, the kinds its listeners hear for every
+  account) it tells the others in ``W`` lines (``W[i,"=",accounts,kinds]``
+  its whole state, ``"+"``/``"-"`` accounts gained/dropped, ``"k"`` the
+  kinds; kinds null: every kind); a worker that starts asks the others for
+  theirs (``Q[i]``) and is sent everything until they answer.  A worker
+  that learns a new want answers with a catch-up (interest.py).
   ``B[topic, data]`` lines are broadcasts between workers
   (``WorkerLink.broadcast``/``on``): topic ``push`` tells the primary
   worker's push delivery that a push subscription changed.  ``!R`` (worker ready, with its bound addresses) is
@@ -84,6 +91,10 @@ LATE_IMPORTS = ("encodings.idna",)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(worker)s] %(name)s: %(message)s"
 
+#: seconds an account stays wanted from the other workers after its last
+#: waiter here left (server/interest.py Wants)
+WANT_LINGER = 30.0
+
 
 # --- the channel: encoding ---------------------------------------------------------------
 
@@ -106,7 +117,10 @@ def decode(line: bytes) -> Notification:
 class WorkerLink:
     """One worker's end of its socketpair to the supervisor (ServerContext.worker)."""
 
-    def __init__(self, index: int, count: int, sock: socket.socket):
+    def __init__(self, index: int, count: int, sock: socket.socket,
+                 linger: float = WANT_LINGER):
+        from .interest import Fanout, Wants
+
         self.index = index
         self.count = count
         self.primary = index == 0
@@ -114,7 +128,9 @@ class WorkerLink:
         self._send_lock = threading.Lock()
         self._broken = False
         self._handlers: dict[str, list] = {}
-        self.stats = {"sent": 0, "received": 0}
+        self.stats = {"sent": 0, "received": 0, "caught_up": 0}
+        self.fanout = Fanout(index, count)      # what the others want
+        self.wants = Wants(linger)              # what this worker told them it wants
 
     # messages between workers, by topic ----------------------------------------------
 
@@ -159,14 +175,47 @@ class WorkerLink:
                 log.warning("the channel to the supervisor is broken (%s)", exc)
 
     def on_commit(self, info) -> None:
-        """The store's commit hook (writer thread): tell the other workers."""
+        """The store's commit hook (writer thread): tell the other workers
+        that want it."""
         if not info.changes or self.count < 2:
+            return
+        changes = self.fanout.committed(info.changes)
+        if not changes:
             return
         from ..bus import notifications
 
-        batch = notifications(info.changes)
+        batch = notifications(changes)
         self.stats["sent"] += len(batch)
         self.send(b"".join(encode(n) for n in batch))
+
+    # what this worker wants (the bus's watcher, on the loop) ---------------------------
+
+    def _send_wants(self, op: str, *args) -> None:
+        self.send(b"W" + json.dumps([self.index, op, *args], separators=(",", ":")).encode()
+                  + b"\n")
+
+    def _announce(self, bus) -> None:
+        accounts, kinds = bus.wanted()
+        self.wants.accounts |= accounts
+        self.wants.kinds = kinds
+        self._send_wants("=", sorted(self.wants.accounts), _kinds_out(kinds))
+
+    def _bus_account(self, account: int, on: bool) -> None:
+        if self.wants.account(account, on, time.monotonic()):
+            self._send_wants("+", [account])
+
+    def _bus_kinds(self, kinds) -> None:
+        if self.wants.listened(kinds):
+            self._send_wants("k", _kinds_out(kinds))
+
+    async def _expire_wants(self) -> None:
+        import trio
+
+        while True:
+            await trio.sleep(self.wants.linger)
+            gone = self.wants.expire(time.monotonic())
+            if gone:
+                self._send_wants("-", sorted(gone))
 
     def ready(self, ctx) -> None:
         self.send(b"!R" + json.dumps({"pid": os.getpid(), "bound": ctx.bound}).encode()
@@ -190,20 +239,31 @@ class WorkerLink:
         stop_push = self.on("push", lambda _data: push_delivery.subscriptions_changed(
             ctx.store, here_only=True))
         tsock = trio.socket.from_stdlib_socket(self.sock)
-        task_status.started()
+        bus = ctx.bus
+        bus.watch(self._bus_account, self._bus_kinds)
+        self._announce(bus)                     # then ask the others for theirs
+        self.send(b"Q" + json.dumps([self.index]).encode() + b"\n")
         buf = b""
         try:
-            while True:
-                data = await tsock.recv(65536)
-                if not data:
-                    log.warning("the supervisor is gone: stopping")
-                    scope.cancel()
-                    return
-                buf += data
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    self._handle(ctx, line, scope)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._expire_wants)
+                task_status.started()
+                while True:
+                    try:
+                        data = await tsock.recv(65536)
+                    except ConnectionResetError:    # gone with lines of ours unread
+                        data = b""
+                    if not data:
+                        log.warning("the supervisor is gone: stopping")
+                        scope.cancel()
+                        nursery.cancel_scope.cancel()
+                        return
+                    buf += data
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        self._handle(ctx, line, scope)
         finally:
+            bus.watch(None, None)
             push_delivery._ELSEWHERE.pop(key, None)
             stop_push()
 
@@ -228,9 +288,44 @@ class WorkerLink:
                     fn(data)
                 except Exception:
                     log.exception("handler of %r failed", topic)
+        elif kind == b"W":
+            try:
+                index, op, *args = json.loads(line[1:])
+                self._peer_wants(int(index), op, args)
+            except (ValueError, TypeError, IndexError):
+                log.error("bad message on the channel: %r", line[:200])
+        elif kind == b"Q":
+            self._announce(ctx.bus)             # a worker started: what this one wants
         elif line == b"!S":
             log.info("stopping: draining connections and flushing the store")
             scope.cancel()
+
+
+    def _peer_wants(self, index: int, op: str, args: list) -> None:
+        """Another worker's ``W`` line: record it, send what it newly wants."""
+        f = self.fanout
+        if op == "=":
+            notes = f.peer_state(index, [int(a) for a in args[0]], _kinds_in(args[1]))
+        elif op == "+":
+            notes = f.peer_add(index, [int(a) for a in args[0]])
+        elif op == "-":
+            f.peer_drop(index, [int(a) for a in args[0]])
+            notes = []
+        elif op == "k":
+            notes = f.peer_kinds(index, _kinds_in(args[0]))
+        else:
+            raise ValueError(op)
+        if notes:
+            self.stats["caught_up"] += len(notes)
+            self.send(b"".join(encode(n) for n in notes))
+
+
+def _kinds_out(kinds):
+    return None if kinds is None else sorted(kinds)
+
+
+def _kinds_in(kinds) -> frozenset[str] | None:
+    return None if kinds is None else frozenset(str(k) for k in kinds)
 
 
 # --- the supervisor ---------------------------------------------------------------------------
