@@ -99,6 +99,39 @@ def test_per_kind_state_moves_only_with_its_kind(store):
     assert check_store(store) == []
 
 
+def test_a_mailbox_is_logged_only_when_a_keyword_change_moves_its_counts(store):
+    """A keyword change logs its emails' mailboxes as JMAP Mailbox updated
+    only where \\Seen moved (unreadEmails): a flag that moves no count
+    changes no Mailbox property, so no row and no new Mailbox state.  The
+    mailboxes' IMAP HIGHESTMODSEQ moves and the change names them (IDLE,
+    NOTIFY) all the same."""
+    acc, inbox = account(store)
+    other = store.write_sync(ops.create_mailbox, acc, 0, "Other")
+    a, b = append_many(store, acc, inbox, 2)
+    store.write_sync(ops.set_mailboxes, acc, b, {inbox, other})
+    with store.view() as v:
+        boxes = v.kind_state(acc, MAILBOX)
+    store.write_sync(ops.set_keywords, acc, [a, b], add=["$flagged"])
+    with store.view() as v:
+        ms = v.highest_modseq(acc)
+        assert v.kind_state(acc, MAILBOX) == boxes
+        assert v.changes(acc, MAILBOX, boxes).updated == []
+        assert v.mailbox(acc, inbox).highest_ms == v.mailbox(acc, other).highest_ms == ms
+        [c] = v.changes_since(acc, ms - 1)
+        assert sorted(c.mailboxes) == sorted([inbox, other])
+        assert c.updated == {EMAIL: [a, b]}
+    store.write_sync(ops.set_keywords, acc, [a], add=["$seen"])
+    with store.view() as v:
+        ms = v.highest_modseq(acc)
+        assert v.kind_state(acc, MAILBOX) == str(ms)
+        assert v.changes(acc, MAILBOX, boxes).updated == [inbox]
+        boxes = v.kind_state(acc, MAILBOX)
+    store.write_sync(ops.set_keywords, acc, [a, b], remove=["$flagged"], add=["$seen"])
+    with store.view() as v:
+        assert sorted(v.changes(acc, MAILBOX, boxes).updated) == sorted([inbox, other])
+    assert check_store(store) == []
+
+
 def test_rfc8620_coalescing_across_modseqs(store):
     acc, inbox = account(store)
     a, b, c = append_many(store, acc, inbox, 3)

@@ -144,7 +144,8 @@ async def mailbox_get(call: Call) -> dict:
 async def mailbox_changes(call: Call) -> dict:
     out = changes_response(call, MAILBOX, ids.mailbox_id)
     # only the counts changed when every update came with an email change
-    # (the store logs a mailbox updated when its emails change); else null
+    # (the store logs a mailbox updated when its emails' changes move its
+    # counts); else null
     only_counts = False
     if out["updated"]:
         with call.view() as v:

@@ -317,13 +317,20 @@ def _load_mbx(tx: WriteTx, acc: int, cache: dict[int, Mailbox], mbx: int) -> Mai
     return m
 
 
-def _save_mailboxes(tx: WriteTx, acc: int, cache: dict[int, Mailbox]) -> None:
+def _save_mailboxes(tx: WriteTx, acc: int, cache: dict[int, Mailbox],
+                    counted: set[int] | None = None) -> None:
+    """Write the mailboxes of CACHE at this request's modseq (their IMAP
+    HIGHESTMODSEQ).  Each is logged as a JMAP Mailbox updated unless COUNTED
+    (not None) leaves it out: a keyword change that moved none of its
+    counts changed no Mailbox property (one change-log row, and a page of
+    the log's table, less per flag STORE)."""
     ms = tx.modseq(acc)
     for m in cache.values():
         m.highest_ms = ms
         tx.put_mailbox(acc, m)
         tx.touch_mailbox(acc, m.id)
-        tx.log(acc, "updated", MAILBOX, m.id)
+        if counted is None or m.id in counted:
+            tx.log(acc, "updated", MAILBOX, m.id)
 
 
 def _add_member(tx: WriteTx, acc: int, rec: EmailRecord, m: Mailbox, now: int) -> int:
@@ -561,8 +568,8 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
         if seen_delta:
             m.unseen -= seen_delta
     tx.log_updated(acc, EMAIL, changed)
-    if cache:
-        _save_mailboxes(tx, acc, cache)
+    if cache:       # a Mailbox changed for JMAP only if its \Seen count did
+        _save_mailboxes(tx, acc, cache, {mbx for mbx, d in deltas.items() if d})
     return changed, conflicts, recs
 
 
