@@ -446,6 +446,12 @@ def test_killed_worker_is_restarted_and_the_others_stay_connected(tmp_path):
     # every acknowledged APPEND is there (one cut off by the kill may be too)
     assert len(appended) + 2 <= stored <= len(appended) + 3
     assert not _alive(victim_pid)
+    # and the other way round: the restarted worker told the survivor what
+    # it wants (server/interest.py), so a wait there hears the survivor's commit
+    fresh[new_pid].idle()
+    fresh[survivor_pid].cmd("APPEND INBOX", MESSAGE % 1001)
+    assert fresh[new_pid].wait_exists() == b"* %d EXISTS" % (stored + 1)
+    fresh[new_pid].done()
     assert cluster.stop() == 0, "".join(cluster.log)
     # the store is whole
     r = subprocess.run([sys.executable, "-m", "mailaccess", "check", "--data-dir",
