@@ -146,8 +146,8 @@ class Fanout:
 
 
 class Wants:
-    """What this worker told the others it wants.  Each method -> what to
-    announce now (None: nothing)."""
+    """What this worker told the others it wants (on the loop only).  Each
+    method says what to announce now, if anything."""
 
     def __init__(self, linger: float):
         self.linger = linger
