@@ -372,6 +372,30 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
     return changed, conflicts, deltas, recs
 
 
+def id_runs(ids):
+    cdef list srt = sorted(ids)
+    cdef list singles = [], runs = []
+    cdef Py_ssize_t i = 0, j, n = len(srt)
+    cdef unsigned long long a, b
+    if n and srt[n - 1] - srt[0] == n - 1:        # one run (or one id)
+        return ([srt[0]], []) if n == 1 else ([], [(srt[0], srt[n - 1])])
+    while i < n:
+        j = i
+        b = srt[i]
+        while j + 1 < n:
+            a = srt[j + 1]
+            if a != b + 1:
+                break
+            b = a
+            j += 1
+        if j > i:
+            runs.append((srt[i], srt[j]))
+        else:
+            singles.append(srt[i])
+        i = j + 1
+    return singles, runs
+
+
 def encode_ops(list ops):
     cdef Py_ssize_t total = 0, tl, kl, vl
     cdef bytes out, t, key, value

@@ -141,6 +141,26 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
     return changed, conflicts, deltas, recs
 
 
+def id_runs(ids) -> tuple[list[int], list[tuple[int, int]]]:
+    """IDS (distinct, any order) cut in runs of consecutive ids, ascending:
+    -> (the ids in no run of two or more, [(first, last) of each run])
+    (the change-log rows of a bulk write, store/changelog.py)."""
+    ids = sorted(ids)
+    singles: list[int] = []
+    runs: list[tuple[int, int]] = []
+    i, n = 0, len(ids)
+    while i < n:
+        j = i
+        while j + 1 < n and ids[j + 1] == ids[j] + 1:
+            j += 1
+        if j > i:
+            runs.append((ids[i], ids[j]))
+        else:
+            singles.append(ids[i])
+        i = j + 1
+    return singles, runs
+
+
 def encode_ops(ops) -> bytes:
     """The redo log payload of table writes OPS: (kind, table, key, value)
     each as ``store.redolog.OP`` (kind u8, len(table) u8, len(key) u16,

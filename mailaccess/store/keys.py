@@ -20,9 +20,14 @@ from .errors import InvalidName
 #    a format-2 record reads without it (as "nothing is recent"), so opening
 #    a format-2 store only sets the version (older mailaccess cannot read
 #    the longer records and refuses format 3 by its version check).
-DATA_VERSION = 3
+# 4: a ``chg.id`` row may stand for a run of consecutive object ids (its
+#    value: the status, then the run's last id; store/changelog.py); a
+#    format-2 or -3 store has none and reads as it is, so opening one only
+#    sets the version (older mailaccess would read a run as its first id
+#    and refuses format 4 by its version check).
+DATA_VERSION = 4
 # formats this code reads as they are (a read-only open does not migrate)
-READABLE_DATA_VERSIONS = (2, 3)
+READABLE_DATA_VERSIONS = (2, 3, 4)
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
