@@ -200,3 +200,19 @@ def test_apply_keywords_writes_what_rewrite_many_says(lmdb_env, mod, recs, picks
     new_index = (index - set(gone)) | {k for k, _ in out}
     assert after == (sorted(new_table.items()), sorted(new_index))
     assert nalloc == (1 if changed else 0)
+
+
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+@settings(max_examples=300, deadline=None)
+@given(ids=st.sets(st.integers(0, 2**64 - 1), max_size=40)
+       | st.sets(st.integers(0, 60), max_size=50)
+       | st.integers(1, 2**64 - 200).flatmap(
+           lambda lo: st.integers(1, 100).map(lambda n: set(range(lo, lo + n)))))
+def test_id_runs_cut_ids_in_runs_of_consecutive_ones(mod, ids):
+    shuffled = sorted(ids, key=lambda i: hash((i, 7)))
+    singles, runs = mod.id_runs(shuffled)
+    assert (singles, runs) == PY.id_runs(sorted(ids))
+    assert sorted(singles + [i for lo, hi in runs for i in range(lo, hi + 1)]) == sorted(ids)
+    assert all(hi > lo for lo, hi in runs)
+    bounds = sorted([(i, i) for i in singles] + runs)
+    assert all(b[0] > a[1] + 1 for a, b in zip(bounds, bounds[1:]))     # maximal runs
