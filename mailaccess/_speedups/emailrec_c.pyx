@@ -14,8 +14,6 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from libc.stdint cimport uint64_t, uint32_t
 from libc.string cimport memcmp, memcpy
 
-import struct
-
 from ..store.records import EMAIL_LAYOUT
 from ..store.redolog import OP
 
@@ -277,7 +275,7 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
     for eid in eids:
         e = <uint64_t>eid
         if e > 0xFFFFFFFF:
-            raise struct.error("email id out of range")
+            raise OverflowError("email id out of range")    # (the twin: struct.error)
         j = -1
         again = e <= last_eid
         if again:

@@ -1,12 +1,13 @@
 """The write path's per-message work, pure-Python twin (the source of truth).
 
-Two hot loops of a bulk write run here (issue 10: ``STORE 1:* +FLAGS`` on
+The hot loops of a bulk write run here (issue 10: ``STORE 1:* +FLAGS`` on
 10,000 messages): changing the keywords of encoded email records in place
 of decode -> EmailRecord -> encode (one record: ``rewrite_keywords``; the
 whole loop of a bulk STORE, with its ``mbx.ms`` index keys:
-``rewrite_many``), and encoding the redo log's table writes
-(store/redolog.py).  ``emailrec_c`` is the compiled twin: same
-functions, same results, byte for byte.
+``rewrite_many``; the same with its LMDB writes made: ``apply_keywords``),
+cutting a bulk write's ids in runs for the change log (``id_runs``), and
+encoding the redo log's table writes (store/redolog.py).  ``emailrec_c``
+is the compiled twin: same functions, same results, byte for byte.
 
 The record layout is ``store.records.EMAIL_LAYOUT`` (read here at import);
 this module builds no LMDB key of its own (``rewrite_many`` is handed the
