@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .store import keys, records
+from .store import changelog, keys, records
 from .store.ops import SEEN
 
 __all__ = ["check_store", "check_account"]
@@ -335,12 +335,15 @@ def check_account(txn, db, acc: int) -> list[str]:
     n_rows = 0
     for k, v in _scan(txn, db["chg.id"], pre):
         kind, ms, oid = keys.split_chg_id(k)
-        n_rows += 1
-        per_ms[ms] += 1
+        n = changelog.row_entries(k, v)        # a run row: its ids
+        n_rows += n
+        per_ms[ms] += n
         s = summaries.get(ms)
         if s is None or kind not in s.kinds:
             P.append(f"change log: {kind} {oid} at modseq {ms} has no summary naming it")
-        if bytes(v) not in (b"c", b"u", b"d"):
+        # c|u|d, or c|u|d + the last id of a run of ids from OID (format 4)
+        if bytes(v[:1]) not in (b"c", b"u", b"d") or len(v) not in (1, 9) or \
+                len(v) == 9 and keys.read_u64(bytes(v[1:])) <= oid:
             P.append(f"change log: {kind} {oid} at modseq {ms}: bad status {bytes(v)!r}")
         last, khz = kind_states.get(kind, (0, 0))
         if ms > last:

@@ -509,7 +509,9 @@ def test_flag_changes_alone_stop_growing_the_file_and_cost_no_quota(tmp_path, mo
         s = open_store(tmp_path / name, max_entries=limit, slice=500)
         try:
             acc, inbox = account(s)
-            eids = append_many(s, acc, inbox, 300)
+            # every other email: no two ids consecutive, 300 rows per change
+            # (a run of consecutive ids would be one row: slow growth)
+            eids = append_many(s, acc, inbox, 600)[::2]
             with s.view() as v:
                 usage = v.usage(acc)
             rounds(s, acc, eids, 40)
@@ -730,6 +732,61 @@ def test_pruning_made_due_by_a_write_the_loop_ran_itself_is_done(tmp_path):
                 break
             assert time.monotonic() < deadline, f"{rows} change-log rows, limit 30"
             time.sleep(0.02)
+        assert check_store(s) == []
+    finally:
+        s.close()
+
+
+# --- runs of consecutive ids (format 4) ---------------------------------------------------
+
+def test_a_bulk_change_of_consecutive_ids_is_one_row_paged_through_inside(store):
+    """A bulk change logs a run of consecutive ids as one chg.id row (the
+    other ids one row each); /changes pages through it with states inside
+    the run, every page resuming where the last one stopped; changes_since,
+    the row counts and check_store see every id."""
+    acc, inbox = account(store)
+    eids = append_many(store, acc, inbox, 60)
+    with store.view() as v:
+        since = v.kind_state(acc, EMAIL)
+    # a run of 40, then ids alone (every other one of the last 20)
+    pick = eids[:40] + eids[41::2]
+    store.write_sync(ops.set_keywords, acc, pick, add=["$flagged"])
+    with store.view() as v:
+        ms = v.highest_modseq(acc)
+        rows = list(v._scan("chg.id", keys.chg_id_prefix(acc, EMAIL, ms)))
+        assert len(rows) == 1 + 10
+        assert rows[0][0] == keys.chg_id(acc, EMAIL, ms, eids[0])
+        assert [c.updated[EMAIL] for c in v.changes_since(acc, ms - 1)] == [pick]
+    for size in (1, 7, 39, 40, 41, 100):
+        pages, final = read_all(store, acc, EMAIL, since, size)
+        got = [i for p in pages for i in p.updated]
+        assert got == pick, size
+        assert all(len(p.updated) <= size for p in pages)
+        assert final == str(ms)
+    # a state inside the run, as a page left it
+    with store.view() as v:
+        p = v.changes(acc, EMAIL, f"{ms}.{eids[12]}")
+        assert p.updated == pick[13:]
+    assert check_store(store) == []
+
+
+def test_pruning_cuts_a_run_at_the_slice_budget(tmp_path):
+    from mailaccess.store import changelog
+    s = open_store(tmp_path / "d", max_entries=0)        # pruned below, by hand
+    try:
+        acc, inbox = account(s)
+        eids = append_many(s, acc, inbox, 30)
+        s.write_sync(ops.set_keywords, acc, eids, add=["$seen"])      # a run of 30
+        s.write_sync(ops.set_keywords, acc, eids, add=["$flagged"])   # and another
+        with s.view() as v:
+            rows = v.counter(acc, keys.CTR_LOG_ROWS)
+        # one pruning step deletes 7 entries: the first run loses its first ids
+        policy = Retention(max_entries=10, slice=7)
+        spent, more = s.write_sync(lambda tx: changelog.prune(tx, acc, policy,
+                                                              int(time.time()), 7))
+        assert (spent, more) == (7, True)
+        with s.view() as v:
+            assert v.counter(acc, keys.CTR_LOG_ROWS) == rows - 7
         assert check_store(s) == []
     finally:
         s.close()

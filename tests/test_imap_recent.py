@@ -337,20 +337,21 @@ def test_a_format_2_mailbox_record_has_nothing_recent():
     assert records.decode_mailbox(7, records.encode_mailbox(m)).recent_from == 1
 
 
-def test_format_2_store_opens_as_format_3(tmp_path):
+@pytest.mark.parametrize("old", [b"2", b"3"])
+def test_format_2_or_3_store_opens_as_format_4(tmp_path, old):
     st_, acc, inbox = _setup_store(tmp_path / "store")
     st_.close()
     import lmdb
     env = lmdb.open(str(tmp_path / "store"), max_dbs=64)
     with env.begin(write=True) as txn:
-        txn.put(b"data_version", b"2", db=env.open_db(b"meta", txn=txn))
+        txn.put(b"data_version", old, db=env.open_db(b"meta", txn=txn))
     env.close()
     ro = Store(tmp_path / "store", readonly=True)     # read-only: read as it is
     ro.close()
     st_ = Store(tmp_path / "store")
     with st_.read() as txn:
         assert bytes(txn.get(b"data_version", db=st_.db["meta"])) == \
-            str(keys.DATA_VERSION).encode() == b"3"
+            str(keys.DATA_VERSION).encode() == b"4"
     st_.close()
 
 

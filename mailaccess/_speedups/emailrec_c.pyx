@@ -12,7 +12,7 @@ the twin takes over.
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.stdint cimport uint64_t, uint32_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from ..store.records import EMAIL_LAYOUT
 from ..store.redolog import OP
@@ -117,6 +117,37 @@ def rewrite_keywords(data, frozenset add, frozenset remove, replace, uint64_t ne
 
 
 
+cdef uint64_t _last_ms(const unsigned char *p, Py_ssize_t n) except? 0:
+    if n < HEAD:
+        raise ValueError("email record too short")
+    return _be(p + OFF_MS, 8)
+
+
+cdef Py_ssize_t _members_end(const unsigned char *p, Py_ssize_t n, Py_ssize_t *nkw,
+                             Py_ssize_t *nmem) except -1:
+    """Where the keywords of the record at P (N bytes) start; *NKW, *NMEM:
+    how many keywords and memberships it has."""
+    nkw[0] = <Py_ssize_t>_be(p + OFF_NKW, 2)
+    nmem[0] = <Py_ssize_t>_be(p + OFF_NMEM, 2)
+    cdef Py_ssize_t mem_end = HEAD + nmem[0] * MEMBER
+    if mem_end > n:
+        raise ValueError("email record too short")
+    return mem_end
+
+
+cdef bytes _new_record(const unsigned char *p, Py_ssize_t mem_end, tuple kc, uint64_t ms):
+    """The record at P with the keywords of KC (a _kw_change) and last_ms MS."""
+    cdef bytes kwb = <bytes>kc[0]
+    cdef Py_ssize_t klen = PyBytes_GET_SIZE(kwb)
+    cdef bytes record = PyBytes_FromStringAndSize(NULL, mem_end + klen)
+    cdef unsigned char *w = <unsigned char *>PyBytes_AS_STRING(record)
+    memcpy(w, p, mem_end)
+    memcpy(w + mem_end, PyBytes_AS_STRING(kwb), klen)
+    _put_be(w + OFF_MS, ms, 8)
+    _put_be(w + OFF_NKW, <uint64_t>(<long>kc[1]), 2)
+    return record
+
+
 def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove,
                  replace, str seen, unchanged_since, alloc_ms, bint want_records):
     cdef dict new = {}
@@ -151,17 +182,11 @@ def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove
         try:
             p = <const unsigned char *>view.buf
             n = view.len
-            if n < HEAD:
-                raise ValueError("email record too short")
-            old_ms = _be(p + OFF_MS, 8)
+            old_ms = _last_ms(p, n)
             if check and old_ms > since:
                 conflicts.append(eid)
                 continue
-            nkw = <Py_ssize_t>_be(p + OFF_NKW, 2)
-            nmem = <Py_ssize_t>_be(p + OFF_NMEM, 2)
-            mem_end = HEAD + nmem * MEMBER
-            if mem_end > n:
-                raise ValueError("email record too short")
+            mem_end = _members_end(p, n, &nkw, &nmem)
             tail = PyBytes_FromStringAndSize(<const char *>p + mem_end, n - mem_end) \
                 if nkw else b""
             kc_obj = kw_cache.get((nkw != 0, tail))
@@ -178,15 +203,8 @@ def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove
                 ms = <uint64_t>ms_obj
                 have_ms = True
             kc = <tuple>kc_obj
-            kwb = <bytes>kc[0]
             delta = kc[2]
-            klen = PyBytes_GET_SIZE(kwb)
-            record = PyBytes_FromStringAndSize(NULL, mem_end + klen)
-            w = <unsigned char *>PyBytes_AS_STRING(record)
-            memcpy(w, p, mem_end)
-            memcpy(w + mem_end, PyBytes_AS_STRING(kwb), klen)
-            _put_be(w + OFF_MS, ms, 8)
-            _put_be(w + OFF_NKW, <uint64_t>(<long>kc[1]), 2)
+            record = _new_record(p, mem_end, kc, ms)
             old_ms_obj = old_ms
             for i in range(nmem):
                 mbx = <long>_be(p + HEAD + i * MEMBER, 4)
@@ -201,6 +219,179 @@ def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove
         if want_records:
             recs[eid] = record
     return list(new.values()), gone, out_items, changed, conflicts, deltas, recs
+
+
+cdef inline bytes _key3(bytes prefix, uint64_t a, uint64_t b, uint64_t c):
+    """PREFIX + a u32, b u64, c u32, big-endian (an ``mbx.ms`` key)."""
+    cdef Py_ssize_t pl = PyBytes_GET_SIZE(prefix)
+    cdef bytes k = PyBytes_FromStringAndSize(NULL, pl + 16)
+    cdef unsigned char *w = <unsigned char *>PyBytes_AS_STRING(k)
+    memcpy(w, PyBytes_AS_STRING(prefix), pl)
+    _put_be(w + pl, a, 4)
+    _put_be(w + pl + 4, b, 8)
+    _put_be(w + pl + 12, c, 4)
+    return k
+
+
+def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
+                   frozenset remove, replace, str seen, unchanged_since, alloc_ms,
+                   bint want_records):
+    # keys assembled here from the shapes; another shape: the twin's loop
+    if msg_shape.suffix != "u32" or ms_shape.suffix != "u32.u64.u32":
+        from . import emailrec_py
+        return emailrec_py.apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add,
+                                          remove, replace, seen, unchanged_since, alloc_ms,
+                                          want_records)
+    cdef bytes mpre = bytes(msg_shape.prefix), xpre = bytes(ms_shape.prefix)
+    cdef Py_ssize_t mpl = PyBytes_GET_SIZE(mpre), xpl = PyBytes_GET_SIZE(xpre)
+    # the old index keys are deleted through one reused buffer
+    cdef bytearray dbuf = bytearray(xpl + 16)
+    cdef unsigned char *dw = <unsigned char *>(<char *>dbuf)
+    memcpy(dw, PyBytes_AS_STRING(xpre), xpl)
+    get = msg_cur.get
+    find = ms_cur.set_key
+    delete = ms_cur.delete
+    cdef list items = [], item_eids = [], out_items = [], changed = [], conflicts = []
+    cdef dict pos = None          # eid -> index in items, once an eid comes twice
+    cdef dict deltas = {}
+    cdef dict recs = {} if want_records else None
+    # a bulk STORE meets a handful of keyword sets: [(has keywords, tail, change)]
+    cdef list kw_seen = []
+    cdef bint have_ms = False, check = unchanged_since is not None, again
+    cdef uint64_t ms = 0, since = 0, old_ms, e, last_eid = 0
+    cdef Py_buffer view
+    cdef const unsigned char *p
+    cdef const unsigned char *tp
+    cdef Py_ssize_t n, nkw, nmem, mem_end, klen, i, j, tl
+    cdef tuple kc, ent
+    cdef bytes record, key, kwb, t
+    cdef unsigned char *w
+    cdef long delta, pend = 0
+    cdef uint64_t mbx, uid, cur_mbx = 0
+    cdef bint have_mbx = False
+    if check:
+        since = <uint64_t>unchanged_since
+    nk_obj = None
+    for eid in eids:
+        e = <uint64_t>eid
+        if e > 0xFFFFFFFF:
+            raise OverflowError("email id out of range")    # (the twin: struct.error)
+        j = -1
+        again = e <= last_eid
+        if again:
+            if pos is None:
+                pos = {item_eids[k]: k for k in range(len(item_eids))}
+            j_obj = pos.get(eid)
+            if j_obj is not None:
+                j = <Py_ssize_t>j_obj
+        else:
+            last_eid = e
+        if j >= 0:
+            ent = <tuple>items[j]
+            key = <bytes>ent[0]
+            data = ent[1]
+        else:
+            key = PyBytes_FromStringAndSize(NULL, mpl + 4)
+            w = <unsigned char *>PyBytes_AS_STRING(key)
+            memcpy(w, PyBytes_AS_STRING(mpre), mpl)
+            _put_be(w + mpl, e, 4)
+            data = get(key)
+            if data is None:
+                continue
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            p = <const unsigned char *>view.buf
+            n = view.len
+            old_ms = _last_ms(p, n)
+            if check and old_ms > since:
+                conflicts.append(eid)
+                continue
+            mem_end = _members_end(p, n, &nkw, &nmem)
+            tp = p + mem_end
+            tl = n - mem_end if nkw else 0
+            kc_obj = None
+            for ent in kw_seen:
+                t = <bytes>ent[1]
+                if (<bint>ent[0]) == (nkw != 0) and PyBytes_GET_SIZE(t) == tl and \
+                        memcmp(PyBytes_AS_STRING(t), tp, tl) == 0:
+                    kc_obj = ent[2]
+                    break
+            if kc_obj is None:
+                t = PyBytes_FromStringAndSize(<const char *>tp, tl)
+                kc_obj = _kw_change(t, nkw != 0, add, remove, replace, seen)
+                kw_seen.append((nkw != 0, t, kc_obj))
+            if kc_obj is _NOCHANGE:
+                if want_records:
+                    recs[eid] = data if type(data) is bytes else \
+                        PyBytes_FromStringAndSize(<const char *>p, n)
+                continue
+            if not have_ms:
+                # a modseq only when something changes
+                ms = <uint64_t>alloc_ms()
+                have_ms = True
+            kc = <tuple>kc_obj
+            delta = kc[2]
+            record = _new_record(p, mem_end, kc, ms)
+            for i in range(nmem):
+                mbx = _be(p + HEAD + i * MEMBER, 4)
+                uid = _be(p + HEAD + i * MEMBER + 4, 4)
+                # the \Seen deltas: summed in C while the mailbox repeats
+                if not have_mbx or mbx != cur_mbx:
+                    if have_mbx:
+                        deltas[cur_mbx] = deltas.get(cur_mbx, 0) + pend
+                    cur_mbx = mbx
+                    have_mbx = True
+                    pend = 0
+                    deltas.setdefault(cur_mbx, 0)
+                pend += delta
+                _put_be(dw + xpl, mbx, 4)
+                _put_be(dw + xpl + 4, old_ms, 8)
+                _put_be(dw + xpl + 12, uid, 4)
+                if find(dbuf):
+                    delete()
+                out_items.append((_key3(xpre, mbx, ms, uid), b""))
+        finally:
+            PyBuffer_Release(&view)
+        if j >= 0:
+            items[j] = (key, record)
+        else:
+            items.append((key, record))
+            item_eids.append(eid)
+            if pos is not None:
+                pos[eid] = len(items) - 1
+        changed.append(eid)
+        if want_records:
+            recs[eid] = record
+    if have_mbx:
+        deltas[cur_mbx] = deltas.get(cur_mbx, 0) + pend
+    if changed:
+        ms_cur.putmulti(out_items)
+        msg_cur.putmulti(items)
+    return changed, conflicts, deltas, recs
+
+
+def id_runs(ids):
+    cdef list srt = sorted(ids)
+    cdef list singles = [], runs = []
+    cdef Py_ssize_t i = 0, j, n = len(srt)
+    cdef unsigned long long a, b
+    if n and srt[n - 1] - srt[0] == n - 1:        # one run (or one id)
+        return ([srt[0]], []) if n == 1 else ([], [(srt[0], srt[n - 1])])
+    while i < n:
+        j = i
+        b = srt[i]
+        while j + 1 < n:
+            a = srt[j + 1]
+            if a != b + 1:
+                break
+            b = a
+            j += 1
+        if j > i:
+            runs.append((srt[i], srt[j]))
+        else:
+            singles.append(srt[i])
+        i = j + 1
+    return singles, runs
 
 
 def encode_ops(list ops):

@@ -1,16 +1,17 @@
 """The write path's per-message work, pure-Python twin (the source of truth).
 
-Two hot loops of a bulk write run here (issue 10: ``STORE 1:* +FLAGS`` on
+The hot loops of a bulk write run here (issue 10: ``STORE 1:* +FLAGS`` on
 10,000 messages): changing the keywords of encoded email records in place
 of decode -> EmailRecord -> encode (one record: ``rewrite_keywords``; the
 whole loop of a bulk STORE, with its ``mbx.ms`` index keys:
-``rewrite_many``), and encoding the redo log's table writes
-(store/redolog.py).  ``emailrec_c`` is the compiled twin: same
-functions, same results, byte for byte.
+``rewrite_many``; the same with its LMDB writes made: ``apply_keywords``),
+cutting a bulk write's ids in runs for the change log (``id_runs``), and
+encoding the redo log's table writes (store/redolog.py).  ``emailrec_c``
+is the compiled twin: same functions, same results, byte for byte.
 
 The record layout is ``store.records.EMAIL_LAYOUT`` (read here at import);
 this module builds no LMDB key of its own (``rewrite_many`` is handed the
-store's key builders).
+store's key builders, ``apply_keywords`` its ``keys.KeyShape``s).
 """
 from __future__ import annotations
 
@@ -113,6 +114,52 @@ def rewrite_many(get, msg_key, mbx_ms_key, eids, add: frozenset, remove: frozens
         if recs is not None:
             recs[eid] = record
     return list(new.values()), gone, out_items, changed, conflicts, deltas, recs
+
+
+def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
+                   remove: frozenset, replace: frozenset | None, seen: str,
+                   unchanged_since: int | None, alloc_ms, want_records: bool):
+    """``rewrite_many`` over EIDS with its writes made: the records read
+    through MSG_CUR (an LMDB cursor on ``msg``; keys ``msg_shape.key(eid)``),
+    then, when something changed, every old ``mbx.ms`` key deleted through
+    MS_CUR (keys ``ms_shape.key((mailbox, modseq, uid))``), the new ones put
+    (``putmulti``), and the new records put through MSG_CUR.  The writes of
+    a bulk keyword change (store/logical.py), in one call: the compiled
+    twin makes the same writes without building the lists.
+
+    -> (changed eids, conflicting eids, {mailbox: \\Seen delta}, records or
+    None), as ``rewrite_many``'s last four."""
+    items, gone, out_items, changed, conflicts, deltas, recs = rewrite_many(
+        msg_cur.get, msg_shape.key, lambda mbx, ms, uid: ms_shape.key((mbx, ms, uid)), eids,
+        add, remove, replace, seen, unchanged_since, alloc_ms, want_records)
+    if changed:
+        find, delete = ms_cur.set_key, ms_cur.delete
+        for k in gone:
+            if find(k):
+                delete()
+        ms_cur.putmulti(out_items)
+        msg_cur.putmulti(items)
+    return changed, conflicts, deltas, recs
+
+
+def id_runs(ids) -> tuple[list[int], list[tuple[int, int]]]:
+    """IDS (distinct, any order) cut in runs of consecutive ids, ascending:
+    -> (the ids in no run of two or more, [(first, last) of each run])
+    (the change-log rows of a bulk write, store/changelog.py)."""
+    ids = sorted(ids)
+    singles: list[int] = []
+    runs: list[tuple[int, int]] = []
+    i, n = 0, len(ids)
+    while i < n:
+        j = i
+        while j + 1 < n and ids[j + 1] == ids[j] + 1:
+            j += 1
+        if j > i:
+            runs.append((ids[i], ids[j]))
+        else:
+            singles.append(ids[i])
+        i = j + 1
+    return singles, runs
 
 
 def encode_ops(ops) -> bytes:

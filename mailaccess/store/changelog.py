@@ -3,17 +3,23 @@
 Owns three tables (layouts in docs/store.md):
 
 * ``chg.id``   ``acc kind ms oid -> c|u|d``: one row per object per modseq,
-  the object's net status in that request.  Rows of one kind are contiguous
-  and ordered by (modseq, object id), so ``/changes`` is one cursor walk from
-  the client's position and can stop after any row, inside a modseq too (a
-  ``STORE 1:*`` on 10,000 messages is 10,000 rows a client pages through).
+  the object's net status in that request; or ``c|u|d`` + the last id (u64):
+  one row for the run of consecutive ids OID..last of one status (format 4:
+  a bulk write's ids; a ``STORE 1:*`` on 10,000 messages appended one after
+  the other is one row).  Rows of one kind are contiguous and ordered by
+  (modseq, object id), so ``/changes`` is one cursor walk from the client's
+  position and can stop after any object, inside a modseq and inside a run
+  too (a client pages through those 10,000 ids).
 * ``chg.kind`` ``acc kind -> (last modseq, horizon)``: the kind's state (the
   last modseq that changed it, kept on write, so no scan finds it) and the
   highest modseq whose rows of that kind were pruned.
-* ``chg``      ``acc ms -> summary``: commit time, rows left, kinds and
-  mailboxes of the modseq; pruning walks it oldest first.
+* ``chg``      ``acc ms -> summary``: commit time, entries left (an entry
+  is one object's change: a run row holds as many as its ids, so the
+  counts, the size limit and the pruning budget mean what they meant when
+  every row was one), kinds and mailboxes of the modseq; pruning walks it
+  oldest first.
 
-plus two ``ctr`` counters per account: rows held (``CTR_LOG_ROWS``) and the
+plus two ``ctr`` counters per account: entries held (``CTR_LOG_ROWS``) and the
 account horizon (``CTR_LOG_HORIZON``, the highest modseq pruned at all; the
 ``vanished`` table is pruned with the same modseqs).
 
@@ -23,7 +29,7 @@ modseq 57 (a page that ended inside a modseq).  A state is answerable while
 it is not older than the kind's horizon; otherwise ``CannotCalculateChanges``.
 
 Writing is one pass over the request's coalesced ``Change`` (one put per
-object, no read of the log); pruning deletes whole modseqs oldest first, by
+object or run of ids, no read of the log); pruning deletes whole modseqs oldest first, by
 age and by size, at most a budget of rows per call, so no transaction grows
 without bound.
 """
@@ -34,12 +40,15 @@ import struct
 from itertools import repeat
 from dataclasses import dataclass, field
 
+from .. import _speedups
 from . import keys, records
 from .errors import CannotCalculateChanges
 from .records import STATUS_CODES, Change, ModseqSummary
 
 _C, _U, _D = (STATUS_CODES[s][0] for s in ("created", "updated", "destroyed"))
 SWEEP_ACCOUNTS = 500    # accounts one sweep transaction looks at, at most
+_U64 = struct.Struct(">Q")
+_emailrec = _speedups.load("emailrec")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,22 +128,21 @@ def changes(v, acc: int, kind: str, since: str | int,
     if ms < hz or (ms == hz and after is not None):
         raise CannotCalculateChanges(
             f"state {since} is older than the change log keeps for {kind} (horizon {hz})")
-    pre = keys.chg_id_prefix(acc, kind)
-    start = (keys.chg_id(acc, kind, ms, after + 1) if after is not None
-             else keys.chg_id(acc, kind, ms + 1, 0))
     first: dict[int, int] = {}
     final: dict[int, int] = {}
     pos = None
     next_ms = None
-    for k, val in v._scan("chg.id", pre, start):
-        _, rms, oid = keys.split_chg_id(k)
-        if oid not in first:
-            if max_changes is not None and len(first) >= max_changes:
-                next_ms = rms
-                break
-            first[oid] = val[0]
-        final[oid] = val[0]
-        pos = (rms, oid)
+    for rms, lo, hi, code in _rows(v, acc, kind, ms, after):
+        for oid in range(lo, hi + 1):
+            if oid not in first:
+                if max_changes is not None and len(first) >= max_changes:
+                    next_ms = rms
+                    break
+                first[oid] = code
+            final[oid] = code
+            pos = (rms, oid)
+        if next_ms is not None:
+            break
     page = ChangesPage(format_state(ms, after), "", next_ms is not None)
     if next_ms is None:
         page.new_state = format_state(max(ms, last))
@@ -153,6 +161,35 @@ def changes(v, acc: int, kind: str, since: str | int,
         else:
             page.updated.append(oid)
     return page
+
+
+def _run_end(oid: int, val) -> int:
+    """The last id of the chg.id row of OID whose value is VAL."""
+    return _U64.unpack_from(val, 1)[0] if len(val) > 1 else oid
+
+
+def _rows(v, acc: int, kind: str, ms: int, after: int | None):
+    """(modseq, first id, last id, status code) of the chg.id rows under PRE
+    (one kind) after state (MS, AFTER), in order: from modseq MS + 1 on, or,
+    with AFTER, from object AFTER + 1 of modseq MS on (a run of MS starting
+    at or before AFTER and going on past it comes first, cut there)."""
+    pre = keys.chg_id_prefix(acc, kind)
+    if after is None:
+        start = keys.chg_id(acc, kind, ms + 1, 0)
+    else:
+        start = keys.chg_id(acc, kind, ms, after + 1)
+        cur = v.txn.cursor(db=v.db["chg.id"])
+        if cur.set_range(start):
+            ok = cur.prev()
+        else:
+            ok = cur.last()
+        if ok and bytes(cur.key()).startswith(keys.chg_id_prefix(acc, kind, ms)):
+            hi = _run_end(0, cur.value())
+            if hi > after:
+                yield ms, after + 1, hi, cur.value()[0]
+    for k, val in v._scan("chg.id", pre, start):
+        _, rms, oid = keys.split_chg_id(k)
+        yield rms, oid, _run_end(oid, val), val[0]
 
 
 def updates_come_with(v, acc: int, kind: str, since: str, until: str,
@@ -201,7 +238,8 @@ def changes_since(v, acc: int, modseq: int, limit: int | None = None) -> list[Ch
         for kind in s.kinds:
             for rk, val in v._scan("chg.id", keys.chg_id_prefix(acc, kind, ms)):
                 status = records.STATUS_NAMES[val[0]]
-                getattr(c, status).setdefault(kind, []).append(keys.split_chg_id(rk)[2])
+                oid = keys.split_chg_id(rk)[2]
+                getattr(c, status).setdefault(kind, []).extend(range(oid, _run_end(oid, val) + 1))
         out.append(c)
         if limit is not None and len(out) >= limit:
             break
@@ -232,9 +270,8 @@ def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> Non
             elif len(ids) < 16:
                 tx.put_many("chg.id", list(zip(keys.chg_id_keys(acc, kind, ms, ids),
                                                repeat(code))))
-            else:       # a bulk write's rows: one redo op for all of them
-                tx.put_run("chg.id", keys.chg_id_prefix(acc, kind, c.modseq),
-                           struct.pack(f">{len(ids)}Q", *ids), 8, code)
+            else:       # a bulk write's rows: a row per run of consecutive ids
+                _write_runs(tx, acc, kind, ms, ids, code)
             rows += len(ids)
     kinds = sorted(c.collections())
     for kind in kinds:
@@ -258,11 +295,25 @@ def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> Non
             prune(tx, acc, policy, now, rows + policy.slice)
 
 
+def _write_runs(tx, acc: int, kind: str, ms: int, ids, code: bytes) -> None:
+    """KIND's rows of IDS (16 or more) at MS: one row per run of consecutive
+    ids (CODE + the run's last id), the ids alone one row each (CODE, all
+    of them one redo op)."""
+    singles, runs = _emailrec.id_runs(ids)
+    if runs:
+        tx.put_many("chg.id", list(zip(keys.chg_id_keys(acc, kind, ms, [lo for lo, _ in runs]),
+                                       [code + _U64.pack(hi) for _, hi in runs])))
+    if singles:
+        tx.put_run("chg.id", keys.chg_id_prefix(acc, kind, ms),
+                   struct.pack(f">{len(singles)}Q", *singles), 8, code)
+
+
 # --- pruning ----------------------------------------------------------------------------
 
 def _delete_prefix(tx, table: str, prefix: bytes, limit: int, cur=None) -> int:
-    """Delete up to LIMIT rows under PREFIX (through CUR, a cursor on TABLE,
-    when given); -> how many."""
+    """Delete up to LIMIT entries under PREFIX (through CUR, a cursor on
+    TABLE, when given); -> how many: a ``chg.id`` run row counts its ids,
+    and one that would pass LIMIT loses its first ids only."""
     if limit <= 0:
         return 0
     if cur is None:
@@ -270,15 +321,33 @@ def _delete_prefix(tx, table: str, prefix: bytes, limit: int, cur=None) -> int:
     n = 0
     if not cur.set_range(prefix):
         return 0
-    key, delete = cur.key, cur.delete
+    key, value, delete = cur.key, cur.value, cur.delete
     while n < limit:
         k = key()
         if not k or bytes(k[:len(prefix)]) != prefix:
             break
+        k, val = bytes(k), bytes(value())
+        size = row_entries(k, val)
         if not delete():
             break
-        n += 1
+        if n + size > limit:        # the rest of the run stays
+            take = limit - n
+            acc, (kind, ms, oid) = keys.read_u32(k), keys.split_chg_id(k)
+            hi = _run_end(oid, val)
+            tx.put(table, keys.chg_id(acc, kind, ms, oid + take),
+                   val[:1] + (_U64.pack(hi) if oid + take < hi else b""))
+            return limit
+        n += size
     return n
+
+
+def row_entries(k, val) -> int:
+    """How many ids the ``chg.id`` row K: VAL stands for (1 for a row of
+    another table, whose value is empty)."""
+    if len(val) <= 1:
+        return 1
+    oid = keys.split_chg_id(bytes(k))[2]
+    return _run_end(oid, val) - oid + 1
 
 
 def _raise_horizon(tx, acc: int, ms: int, kinds) -> None:

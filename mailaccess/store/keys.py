@@ -20,9 +20,14 @@ from .errors import InvalidName
 #    a format-2 record reads without it (as "nothing is recent"), so opening
 #    a format-2 store only sets the version (older mailaccess cannot read
 #    the longer records and refuses format 3 by its version check).
-DATA_VERSION = 3
+# 4: a ``chg.id`` row may stand for a run of consecutive object ids (its
+#    value: the status, then the run's last id; store/changelog.py); a
+#    format-2 or -3 store has none and reads as it is, so opening one only
+#    sets the version (older mailaccess would read a run as its first id
+#    and refuses format 4 by its version check).
+DATA_VERSION = 4
 # formats this code reads as they are (a read-only open does not migrate)
-READABLE_DATA_VERSIONS = (2, 3)
+READABLE_DATA_VERSIONS = (2, 3, 4)
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -31,6 +36,7 @@ _U32U32U32 = struct.Struct(">III")
 _U32U64 = struct.Struct(">IQ")
 _U32U32U64 = struct.Struct(">IIQ")
 _U32U32U64U32 = struct.Struct(">IIQI")
+_U32U64U32 = struct.Struct(">IQI")
 _U64U64 = struct.Struct(">QQ")
 
 # LMDB refuses an empty key and one longer than its compiled-in maximum (511
@@ -165,14 +171,19 @@ def split_msg(k: bytes) -> tuple[int, int]:
 class KeyShape:
     """How the keys of one table under one account are made from an id, as
     data: PREFIX, then the id as SUFFIX ("u32": 4 bytes big-endian; "bytes":
-    as given).  ``key`` builds one (the same bytes as the builder functions
-    above); compiled readers may assemble the same bytes from the shape."""
+    as given; "u32.u64.u32": a tuple of three, big-endian).  ``key`` builds
+    one (the same bytes as the builder functions); compiled code may
+    assemble the same bytes from the shape (and writers, too)."""
 
     prefix: bytes
     suffix: str
 
     def key(self, x) -> bytes:
-        return self.prefix + (_U32.pack(x) if self.suffix == "u32" else bytes(x))
+        if self.suffix == "u32":
+            return self.prefix + _U32.pack(x)
+        if self.suffix == "u32.u64.u32":        # x: a tuple of the three
+            return self.prefix + _U32U64U32.pack(*x)
+        return self.prefix + bytes(x)
 
 
 def msg_shape(acc: int) -> KeyShape:
@@ -204,6 +215,12 @@ def mbx_ms(acc: int, mbx: int, ms: int, uid_: int) -> bytes:
 def mbx_ms_of(acc: int):
     """``(mbx, ms, uid) -> mbx_ms(acc, mbx, ms, uid)`` as a C-level callable."""
     return functools.partial(_U32U32U64U32.pack, acc)
+
+
+def mbx_ms_shape(acc: int) -> KeyShape:
+    """Keys of ``mbx.ms`` of ACC: ``mbx_ms(acc, mbx, ms, uid)`` is
+    ``key((mbx, ms, uid))``, big-endian u32, u64, u32 after the prefix."""
+    return KeyShape(_U32.pack(acc), "u32.u64.u32")
 
 
 def mbx_ms_from(acc: int, mbx: int, ms: int) -> bytes:

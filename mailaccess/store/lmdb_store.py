@@ -337,11 +337,13 @@ class LmdbStore:
             ver = txn.get(b"data_version", db=meta)
             if ver is not None and int(ver) == 1 and not readonly:
                 ver = self._migrate_v1(txn)
-            if ver is not None and int(ver) == 2 and not readonly:
-                # format 2 -> 3 changes no stored byte (records.decode_mailbox)
+            if ver is not None and int(ver) in (2, 3) and not readonly:
+                old_ver = ver
+                # formats 2 -> 3 -> 4 change no stored byte (records.decode_mailbox,
+                # change-log runs: keys.DATA_VERSION)
                 ver = str(keys.DATA_VERSION).encode()
                 txn.put(b"data_version", ver, db=meta)
-                log.info("store format 2 -> %d", keys.DATA_VERSION)
+                log.info("store format %d -> %d", int(old_ver), keys.DATA_VERSION)
 
             if ver is None and not fresh:
                 self.env.close()

@@ -56,21 +56,14 @@ def rewrite_keywords(txn, dbs, acc: int, eids, add: frozenset, remove: frozenset
                      replace: frozenset | None, unchanged_since: int | None, alloc_ms,
                      want_records: bool = False):
     """The writes of a bulk keyword change on raw LMDB transaction TXN
-    (DBS: table name -> handle): ``emailrec.rewrite_many`` over EIDS, then
-    its old ``mbx.ms`` keys deleted, the new ones and the new records put.
+    (DBS: table name -> handle): ``emailrec.apply_keywords`` (the records
+    rewritten as ``emailrec.rewrite_many`` does, their old ``mbx.ms`` keys
+    deleted, the new ones and the new records put).
     -> (changed eids, conflicting eids, {mailbox: \\Seen delta}, records or None)."""
-    items, gone, index_out, changed, conflicts, deltas, recs = _emailrec.rewrite_many(
-        txn.cursor(db=dbs["msg"]).get, keys.msg_of(acc), keys.mbx_ms_of(acc), eids,
-        add, remove, replace, vocab.SEEN, unchanged_since, alloc_ms, want_records)
-    if changed:
-        cur = txn.cursor(db=dbs["mbx.ms"])
-        find, delete = cur.set_key, cur.delete
-        for k in gone:
-            if find(k):
-                delete()
-        cur.putmulti(index_out)
-        txn.cursor(db=dbs["msg"]).putmulti(items)
-    return changed, conflicts, deltas, recs
+    return _emailrec.apply_keywords(
+        txn.cursor(db=dbs["msg"]), txn.cursor(db=dbs["mbx.ms"]), keys.msg_shape(acc),
+        keys.mbx_ms_shape(acc), eids, add, remove, replace, vocab.SEEN, unchanged_since,
+        alloc_ms, want_records)
 
 
 def encode_keywords(acc: int, ms: int, eids, add, remove, replace,

@@ -137,3 +137,82 @@ def test_rewrite_many_is_rewrite_keywords_per_record(mod, recs, picks, add, remo
         exp[-1] = None
     assert list(got) == exp
     assert len(calls) == (1 if exp[3] else 0)
+
+
+# --- apply_keywords: rewrite_many with its writes made -------------------------------
+
+@pytest.fixture(scope="module")
+def lmdb_env(tmp_path_factory):
+    import lmdb
+    env = lmdb.open(str(tmp_path_factory.mktemp("applykw")), max_dbs=4, map_size=1 << 26)
+    yield env, env.open_db(b"msg"), env.open_db(b"mbx.ms")
+    env.close()
+
+
+def _apply(mod, env, eids, add, remove, replace, since, want, table, index):
+    """apply_keywords of MOD in a write transaction over TABLE (msg) and INDEX
+    (mbx.ms) -> (its result, the tables after it, modseqs allocated); aborted."""
+    e, msg_db, ms_db = env
+    calls = []
+
+    def alloc():
+        calls.append(1)
+        return 99
+
+    with e.begin(write=True) as txn:
+        txn.drop(msg_db, delete=False)
+        txn.drop(ms_db, delete=False)
+        txn.cursor(db=msg_db).putmulti(sorted(table.items()))
+        txn.cursor(db=ms_db).putmulti([(k, b"") for k in sorted(index)])
+        got = mod.apply_keywords(txn.cursor(db=msg_db), txn.cursor(db=ms_db), keys.msg_shape(7),
+                                 keys.mbx_ms_shape(7), eids, add, remove, replace, "$seen", since,
+                                 alloc, want)
+        after = ([(bytes(k), bytes(v)) for k, v in txn.cursor(db=msg_db)],
+                 [bytes(k) for k, _ in txn.cursor(db=ms_db)])
+        txn.abort()
+    return got, after, len(calls)
+
+
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+@settings(max_examples=150, deadline=None)
+@given(recs=st.lists(records_ | shared_records, max_size=12, unique_by=lambda r: r.id),
+       picks=st.lists(st.integers(0, 14), max_size=20),
+       add=KWS, remove=KWS, replace=st.none() | KWS,
+       since=st.none() | st.integers(0, 2**63), want=st.booleans())
+def test_apply_keywords_writes_what_rewrite_many_says(lmdb_env, mod, recs, picks, add, remove,
+                                                      replace, since, want):
+    """The records rewrite_many makes are put, the old index keys of the
+    changed emails deleted and the new ones put; the same result (an email
+    named twice or missing, conflicts, the \\Seen deltas in first-seen order)."""
+    table = {keys.msg(7, r.id): records.encode_email(r) for r in recs}
+    index = {keys.mbx_ms(7, m.mailbox, r.last_ms, m.uid) for r in recs for m in r.members}
+    index.add(keys.mbx_ms(7, 1, 5, 5))         # a key no email of the call has
+    ids = [r.id for r in recs]
+    eids = [ids[i] if i < len(ids) else 4_000_000_000 - i for i in picks]
+    got, after, nalloc = _apply(mod, lmdb_env, eids, add, remove, replace, since, want,
+                                table, index)
+    items, gone, out, changed, conflicts, deltas, recs_ = reference_many(
+        table, eids, add, remove, replace, since, 99)
+    assert got == (changed, conflicts, deltas, recs_ if want else None)
+    assert list(got[2]) == list(deltas)             # first-seen order
+    new_table = dict(table)
+    new_table.update(items)
+    new_index = (index - set(gone)) | {k for k, _ in out}
+    assert after == (sorted(new_table.items()), sorted(new_index))
+    assert nalloc == (1 if changed else 0)
+
+
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+@settings(max_examples=300, deadline=None)
+@given(ids=st.sets(st.integers(0, 2**64 - 1), max_size=40)
+       | st.sets(st.integers(0, 60), max_size=50)
+       | st.integers(1, 2**64 - 200).flatmap(
+           lambda lo: st.integers(1, 100).map(lambda n: set(range(lo, lo + n)))))
+def test_id_runs_cut_ids_in_runs_of_consecutive_ones(mod, ids):
+    shuffled = sorted(ids, key=lambda i: hash((i, 7)))
+    singles, runs = mod.id_runs(shuffled)
+    assert (singles, runs) == PY.id_runs(sorted(ids))
+    assert sorted(singles + [i for lo, hi in runs for i in range(lo, hi + 1)]) == sorted(ids)
+    assert all(hi > lo for lo, hi in runs)
+    bounds = sorted([(i, i) for i in singles] + runs)
+    assert all(b[0] > a[1] + 1 for a, b in zip(bounds, bounds[1:]))     # maximal runs
