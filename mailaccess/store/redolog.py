@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import mmap
 import os
 import struct
 import threading
@@ -85,6 +86,7 @@ log = logging.getLogger("mailaccess.store")
 LOG_NAME = "redo.log"
 LOCK_NAME = "redo.lock"
 OWNER_NAME = "redo.owner"
+MARK_NAME = "redo.mark"
 
 _MAGIC_V1 = b"MAREDO01"
 _MAGIC = b"MAREDO02"
@@ -293,9 +295,12 @@ class RedoLog:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self.size = os.fstat(self.fd).st_size
         self._grow_lock = threading.Lock()       # (the checkpoint thread writes headers)
-        # test hook: on_sync(what) right after each flush this store relies
-        # on: "log" (a record), "header" (a checkpoint's header) and "data"
-        # (a checkpoint's env.sync of data.mdb)
+        self.mark = DurableMark(os.path.join(directory, MARK_NAME))
+        # test hook: on_sync(what) around each flush this store relies on:
+        # WHAT + "-start" right before it (what was written by then is what
+        # it makes durable) and WHAT right after it; WHAT is "log" (records:
+        # a commit's flush, or a reader's, ``flush``), "header" (a
+        # checkpoint's header) or "data" (a checkpoint's env.sync of data.mdb)
         self.on_sync = None
         self.syncs = 0
 
@@ -303,6 +308,7 @@ class RedoLog:
         os.close(self.fd)
         os.close(self.lock_fd)
         os.close(self.owner_fd)
+        self.mark.close()
 
     # --- who else has the store open ------------------------------------------------
 
@@ -361,16 +367,25 @@ class RedoLog:
 
     def append(self, at: int, record: bytes, sync: bool = True) -> int:
         """Write RECORD at offset AT (the tail) -> the new tail; durable
-        when SYNC (else the next synced append or checkpoint covers it)."""
+        when SYNC (else the next ``flush``, of any process, covers it: an
+        fdatasync writes every dirty page of the file)."""
         end = at + len(record)
         self._ensure(end + _REC.size)
         os.pwrite(self.fd, record, at)
         if sync:
-            os.fdatasync(self.fd)
-            self.syncs += 1
-            if self.on_sync is not None:
-                self.on_sync("log")
+            self.flush()
         return end
+
+    def flush(self, what: str = "log") -> None:
+        """fdatasync the log: every record written (by any process) before
+        the call is durable when it returns."""
+        hook = self.on_sync
+        if hook is not None:
+            hook(what + "-start")
+        os.fdatasync(self.fd)
+        self.syncs += 1
+        if hook is not None:
+            hook(what)
 
     def void(self, at: int) -> None:
         """Invalidate a record written at AT whose transaction did not commit."""
@@ -386,13 +401,48 @@ class RedoLog:
         # replay them.  The new generation's reader stops at the first
         # record of another generation (read_records), so they need no
         # erasing (tests/test_redolog_header.py).
-        os.fdatasync(self.fd)
-        self.syncs += 1
-        if self.on_sync is not None:
-            self.on_sync("header")
+        self.flush("header")
 
     def header(self) -> Header | None:
         return read_header(self.fd)
+
+
+_MARK = struct.Struct("<Q")
+
+
+class DurableMark:
+    """The transaction id up to which every commit is durable (its record
+    flushed), shared by the processes of one store: 8 bytes of a small
+    file mapped by each (``redo.mark``).  Only a value known to be durable
+    is ever stored, so two processes storing at once (no lock: the higher
+    may be overwritten by the lower) leave a value that is still true,
+    only lower than it could be, which costs a reader one flush more.  It
+    is not itself made durable: a store opened alone sets it again
+    (``set``) after recovery, where transaction ids start over from the
+    checkpoint's."""
+
+    def __init__(self, path: str):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < mmap.PAGESIZE:
+                os.ftruncate(fd, mmap.PAGESIZE)
+            self._mm = mmap.mmap(fd, mmap.PAGESIZE)
+        finally:
+            os.close(fd)
+
+    def get(self) -> int:
+        return _MARK.unpack_from(self._mm, 0)[0]
+
+    def advance(self, txnid: int) -> None:
+        """Every commit up to TXNID is durable."""
+        if txnid > _MARK.unpack_from(self._mm, 0)[0]:
+            _MARK.pack_into(self._mm, 0, txnid)
+
+    def set(self, txnid: int) -> None:
+        _MARK.pack_into(self._mm, 0, txnid)
+
+    def close(self) -> None:
+        self._mm.close()
 
 
 class LoggedTxn:
