@@ -725,13 +725,8 @@ class LmdbStore:
             ck.wait()
         try:
             if sync and self._switch_due(tail):
-                pin = self.env.begin(write=False)      # S: the last commit before TXN
-                psize = self._psize or self.env.stat()["psize"]
-                self._psize = psize
-                metas = redolog.read_metas(os.path.join(self.path, "data.mdb"), psize)
-                start = tail + redolog.next_size()
-                head = redolog.encode_next(gen, pin.id(), gen + 1, start)
-                gen += 1
+                header, pin, head = self._switch_at(gen, tail)
+                gen, start = header.generation, header.start
                 record = head + redolog.encode_record(gen, txnid, payload)
             else:
                 record = redolog.encode_record(gen, txnid, payload)
@@ -759,11 +754,76 @@ class LmdbStore:
         if pin is None:
             self._redo_commits += 1
             return None
+        self._switched(start, 1)
+        return (header, pin)
+
+    def _switch_at(self, gen: int, tail: int):
+        """A switch from generation GEN, whose records end at TAIL (under
+        LMDB's writer lock, in the write transaction that switches): pin S,
+        the last commit, and read its meta pages -> (header g + 1, pin,
+        the NEXT record to write at TAIL)."""
+        pin = self.env.begin(write=False)      # S: the last commit before this one
+        try:
+            psize = self._psize or self.env.stat()["psize"]
+            self._psize = psize
+            metas = redolog.read_metas(os.path.join(self.path, "data.mdb"), psize)
+        except BaseException:
+            pin.abort()
+            raise
+        start = tail + redolog.next_size()
+        head = redolog.encode_next(gen, pin.id(), gen + 1, start)
+        return redolog.Header(gen + 1, pin.id(), psize, metas, start), pin, head
+
+    def _switched(self, start: int, commits: int) -> None:
         self._gen_start = start
-        self._redo_commits = 1
+        self._redo_commits = commits
         self._last_checkpoint = time.monotonic()
         self._switching = True        # no other switch before this one's checkpoint
-        return (redolog.Header(gen, pin.id(), psize, metas, start), pin)
+
+    def _idle_switch(self) -> bool:
+        """The checkpointing process, idle, found other workers' records in
+        the log (``_others_logged``): switch the log in a write transaction
+        of its own that writes only the NEXT record (and ``redo.tail``), and
+        leave the flushes to the checkpoint thread, as a switch riding on a
+        commit does: LMDB's writer lock is held for a pwrite and a commit,
+        not through env.sync and the header's flush (the synchronous
+        checkpoint).  -> False (nothing done) when a checkpoint is in
+        flight, or the log has reached REDO_WRAP_BYTES (the synchronous
+        checkpoint then starts it over)."""
+        ck = self._ckpt
+        if ck is None or ck.busy() or self._switching or self.redo is None:
+            return False
+        meta = self.db["meta"]
+        with self._gate.reading():
+            txn = self.env.begin(write=True)
+            pin = None
+            try:
+                gen, tail = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=meta)) or (0, 0)
+                if not gen or tail >= REDO_WRAP_BYTES or tail <= self._gen_start:
+                    txn.abort()
+                    return False
+                header, pin, head = self._switch_at(gen, tail)
+                txn.put(redolog.TAIL_KEY, redolog.encode_tail(header.generation, header.start),
+                        db=meta)
+                tid = txn.id()
+                self.redo.append(tail, head, sync=False)
+            except BaseException:
+                txn.abort()
+                if pin is not None:
+                    pin.abort()
+                raise
+            try:
+                txn.commit()
+            except BaseException:
+                pin.abort()
+                try:
+                    self.redo.void(tail)
+                except OSError:
+                    log.exception("could not void a redo record")
+                raise
+        self._switched(header.start, 0)
+        self._make_durable([_Durable([], [], [], tid, (header, pin))], here=True)
+        return True
 
     def _drop_redo(self) -> None:
         """No redo log from here on (LMDB syncs by itself): everything is
@@ -972,19 +1032,28 @@ class LmdbStore:
         elif self._owner and self._others_logged():
             # other worker processes write and never checkpoint: without
             # this the pin held every page they freed (data.mdb grew by
-            # 140 MB over 2,000 one-message STOREs on a second worker)
-            self._try_checkpoint()
+            # 140 MB over 2,000 one-message STOREs on a second worker).
+            # A switch of its own, flushed beside their commits; the
+            # synchronous checkpoint when that cannot be
+            try:
+                switched = self._idle_switch()
+            except (lmdb.Error, OSError, StoreError) as exc:
+                log.error("store checkpoint failed (the redo log keeps every write): %s", exc)
+                switched = True       # (the next poll tries again)
+            if not switched:
+                self._try_checkpoint()
         if self._sweep_timeout() == 0:
             self._sweep(WriteTx)
 
     def _others_logged(self) -> bool:
-        """The shared log holds records this process did not write (its
-        own tail is at the start of the record area)."""
+        """The shared log holds records this process did not write, after
+        the start of the current generation's (its own tail is at the start
+        of the record area, or of the generation its last switch began)."""
         try:
             state = self._tail_state()
         except lmdb.Error:
             return False
-        return state is not None and state[1] > redolog.RECORDS_AT
+        return state is not None and state[1] > max(redolog.RECORDS_AT, self._gen_start)
 
     def _writer_step(self, job) -> bool:
         """One batch (JOB and whatever else waits), with the checkpoint and
@@ -1244,7 +1313,8 @@ class LmdbStore:
                     pin.abort()
                 self._switching = False
             if err is None:
-                self._acknowledge(it.batch, it.results, it.changes)
+                if it.batch:
+                    self._acknowledge(it.batch, it.results, it.changes)
             else:
                 fail = StoreError(f"the mail store could not make a commit durable ({err}); "
                                   "restart the server")

@@ -4,22 +4,38 @@ LMDB makes a commit durable with two flushes of data.mdb: every B-tree page
 the transaction dirtied (a one-message STORE dirties about fifteen, scattered
 over the file), then the meta page.  On this project's disks the scattered
 pages are what costs (docs/durability.md has the figures).  With the redo log
-the store opens LMDB without syncing (MDB_NOSYNC) and instead, inside each
-write transaction, before its commit:
+the store opens LMDB without syncing (MDB_NOSYNC) and instead:
 
-1. every table write of the transaction (put / delete, physical: table name,
-   key, value) is appended to ``redo.log`` as one record, and
-2. ``redo.log`` is fdatasync'ed: a few sequential pages in a preallocated file
-   (no size change, so no journal commit).
+1. inside each write transaction, before its commit, every table write of
+   the transaction (put / delete, physical: table name, key, value) is
+   written to ``redo.log`` as one record (a ``pwrite`` at the tail, under
+   LMDB's writer lock, so records are in commit order);
+2. LMDB commits, in memory, which releases its writer lock;
+3. ``redo.log`` is fdatasync'ed (``flush``): a few sequential pages in a
+   preallocated file (no size change, so no journal commit).  An fdatasync
+   writes every page of the file dirty when it is called, so it covers this
+   record and every earlier one, whichever process wrote it;
+4. only then are the transaction's requests acknowledged (and the commit
+   published).  A commit whose records a flush that began after them has
+   already covered (another thread's or process's: the shared ``DurableMark``)
+   needs no flush of its own.
 
-Only then does LMDB commit, in memory, and the writer acknowledge.  Every so
-often the store makes LMDB itself durable (a checkpoint), in two halves:
+A record that was not flushed was never acknowledged; if a power cut takes
+it (or tears it), replay stops there, and so does everything after it,
+which was not acknowledged either (a later acknowledgement needs a later
+flush, which would have covered it).  Between 2 and 3 other sessions could
+read a commit a power cut may still take back: a read snapshot newer than
+the ``DurableMark`` flushes the log first (``lmdb_store.READ_DURABLE``).
+
+Every so often the store makes LMDB itself durable (a checkpoint), in two
+halves:
 
 * under LMDB's writer lock, riding on a commit (``LmdbStore._log_commit``):
   the snapshot S before that commit is pinned (a read transaction), S's two
   meta pages are read from data.mdb, and the log switches to generation
   g + 1: a NEXT record ends generation g, the commit's own record is the
-  first of g + 1, right after it (one write, one fdatasync);
+  first of g + 1, right after it (one write; the checkpoint thread gets the
+  job once the commit's flush has made the NEXT record durable);
 * on the checkpoint thread, beside further commits (``_Checkpointer``):
   ``env.sync`` flushes every committed page (S's among them), then header
   g + 1 (S's txnid and meta pages, and where g + 1's records start) is
@@ -47,6 +63,10 @@ Why a crash after a checkpoint at S loses nothing and corrupts nothing:
   the switch).  A record whose fdatasync did not complete was never
   acknowledged; its CRC or generation fails and replay stops there, and so
   does everything after it: a NEXT record is followed only when intact.
+  A record written, committed and not yet flushed when a checkpoint runs
+  is in the checkpoint's data: env.sync flushes every committed page, and
+  the header's snapshot holds it (a synchronous checkpoint's) or is older
+  and replays it if it is durable (a background one's).
 
 Recovery runs only when no other process has the store open read-write (an
 exclusive ``flock`` on ``redo.lock``; every read-write store holds it shared):
@@ -65,7 +85,9 @@ recovers.
 
 Processes share the log: a record is appended while the writing process holds
 LMDB's writer lock (inside the write transaction), at the tail kept in the
-``meta`` table (``redo.tail``), so records are in commit order.  One process
+``meta`` table (``redo.tail``), so records are in commit order; each flushes
+after its commit, and one process's flush covers the records the others
+wrote before it.  One process
 checkpoints and pins (it holds ``redo.owner``); when it exits another takes
 over before its next write.
 """
