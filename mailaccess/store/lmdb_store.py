@@ -4,9 +4,12 @@ LMDB write transactions must begin, run and commit on one OS thread, so one
 dedicated thread owns every write.  Callers hand it plain functions
 ``fn(tx) -> result``; it takes every request that is waiting, applies them
 in one transaction (each inside its own nested transaction, so one failing
-request never spoils the others), commits once durably, and only then
-completes each request and publishes the changes.  Many concurrent APPENDs or
-deliveries therefore share one fsync.
+request never spoils the others), commits once, makes the commit durable (the
+redo log's fdatasync, after LMDB's commit and outside its writer lock: on
+the writer, or on the sync thread while the writer runs the next batch), and
+only then completes each request and publishes the changes.  Many concurrent
+APPENDs or deliveries therefore share one fsync.  A read snapshot holding a
+commit not yet durable flushes the log before it is used (``READ_DURABLE``).
 
 This module imports no Trio: completion is a callback, which the async layer
 turns into a wake-up on its event loop (mailaccess/storeio.py).
