@@ -790,12 +790,15 @@ class LmdbStore:
         leave the flushes to the checkpoint thread, as a switch riding on a
         commit does: LMDB's writer lock is held for a pwrite and a commit,
         not through env.sync and the header's flush (the synchronous
-        checkpoint).  -> False (nothing done) when a checkpoint is in
-        flight, or the log has reached REDO_WRAP_BYTES (the synchronous
-        checkpoint then starts it over)."""
+        checkpoint).  -> True when switched, or when a checkpoint is in
+        flight (the next poll tries again); False when the synchronous
+        checkpoint is due instead: the log has reached REDO_WRAP_BYTES (it
+        starts the file over) or there is no checkpoint thread."""
         ck = self._ckpt
-        if ck is None or ck.busy() or self._switching or self.redo is None:
+        if ck is None or self.redo is None:
             return False
+        if ck.busy() or self._switching:
+            return True
         meta = self.db["meta"]
         with self._gate.reading():
             txn = self.env.begin(write=True)
