@@ -72,6 +72,14 @@ def _msg(i: int) -> bytes:
 class Disk:
     """What is on stable storage: the bytes of each file as of its last flush.
 
+    A flush makes durable what was written before it began (an fdatasync
+    writes the pages dirty at its call; a page written during it may or may
+    not be in it), so each file's bytes are read at the flush's start
+    (``on_sync`` "log-start", "header-start", "data-start") and become the
+    durable ones when it ends, unless a flush that began later has ended
+    first (flushes run on several threads: the writer's, the sync thread's,
+    a reader's, the checkpoint thread's).
+
     The writer may be in the middle of a checkpoint when the test builds an
     image (a due checkpoint runs right after an acknowledgement when nothing
     waits): ``durable()`` hands out data.mdb and the log as of one moment,
@@ -83,17 +91,32 @@ class Disk:
         self.lock = threading.Lock()
         self.data = self._read("data.mdb")
         self.log = self._read("redo.log")
+        self._seq = 0
+        self._at = {"data": 0, "log": 0}       # the start of the flush each is from
+        self._started: dict = {}
 
     def _read(self, name: str) -> bytes:
         with open(os.path.join(self.path, name), "rb") as fh:
             return fh.read()
 
     def on_sync(self, what: str) -> None:
+        start = what.endswith("-start")
+        kind = "data" if what.startswith("data") else "log"
+        key = (threading.get_ident(), kind)
+        if start:
+            snap = self._read("data.mdb" if kind == "data" else "redo.log")
+            with self.lock:
+                self._seq += 1
+                self._started[key] = (self._seq, snap)
+            return
         with self.lock:
-            if what == "data":
-                self.data = self._read("data.mdb")
-            else:
-                self.log = self._read("redo.log")
+            seq, snap = self._started.pop(key)
+            if seq > self._at[kind]:
+                self._at[kind] = seq
+                if kind == "data":
+                    self.data = snap
+                else:
+                    self.log = snap
 
     def durable(self) -> tuple[bytes, bytes]:
         with self.lock:
@@ -114,19 +137,32 @@ def _images(disk: Disk, path: str, out_dir: str, rng: random.Random) -> list[str
             img[p * PSIZE:(p + 1) * PSIZE] = live[p * PSIZE:(p + 1) * PSIZE].ljust(PSIZE, b"\0")
         return bytes(img)
 
+    # the log: as of its last flush, or with a random half of the pages
+    # written since (records written and not flushed yet: a power cut may
+    # keep any of their pages, and replay must stop at the first torn one)
+    with open(os.path.join(path, "redo.log"), "rb") as fh:
+        live_log = fh.read()
+    lsize = max(len(live_log), len(log))
+    img = bytearray(log.ljust(lsize, b"\0"))
+    for p in range(lsize // PSIZE):
+        chunk = live_log[p * PSIZE:(p + 1) * PSIZE].ljust(PSIZE, b"\0")
+        if chunk != bytes(img[p * PSIZE:(p + 1) * PSIZE]) and rng.random() < 0.5:
+            img[p * PSIZE:(p + 1) * PSIZE] = chunk
+    torn_log = bytes(img)
     variants = {
-        "metas": build([0, 1]),
-        "mixed": build(sorted({0, 1} | {p for p in changed if rng.random() < 0.5})),
-        "live": live,
+        "metas": (build([0, 1]), log),
+        "mixed": (build(sorted({0, 1} | {p for p in changed if rng.random() < 0.5})), log),
+        "torn": (build(sorted({0, 1} | {p for p in changed if rng.random() < 0.5})), torn_log),
+        "live": (live, log),
     }
     dirs = []
-    for name, data in variants.items():
+    for name, (data, logdata) in variants.items():
         d = os.path.join(out_dir, name)
         os.makedirs(d)
         with open(os.path.join(d, "data.mdb"), "wb") as fh:
             fh.write(data)
         with open(os.path.join(d, "redo.log"), "wb") as fh:
-            fh.write(log)
+            fh.write(logdata)
         dirs.append(d)
     return dirs
 
@@ -219,15 +255,22 @@ def test_acknowledged_writes_survive_power_loss(tmp_path, monkeypatch):
     assert here[0] >= 10
     st.close()
 
+    verify_images([(d, [want]) for d, want in checks])
+
+
+def verify_images(checks) -> None:
+    """CHECKS [(image dir, [acceptable models])]: each image, opened in a
+    fresh process, recovers to one of its models (message-id -> keywords)
+    and passes check_store."""
     arg = json.dumps([{"dir": d} for d, _ in checks])
     r = subprocess.run([sys.executable, "-c", VERIFY, arg], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     results = {x["dir"]: x for x in json.loads(r.stdout)}
-    for d, want in checks:
+    for d, wants in checks:
         res = results[d]
         assert "error" not in res, (d, res["error"])
-        assert res["got"] == want, (d, set(want) ^ set(res["got"]))
+        assert res["got"] in wants, (d, [set(w) ^ set(res["got"]) for w in wants])
         assert res["problems"] == [], (d, res["problems"][:5])
 
 
@@ -387,11 +430,18 @@ def test_the_checkpointing_process_checkpoints_what_other_workers_log(tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
         # (a checkpoint may already have run while the other process was
         # still writing: wait for one after its last record)
+        # (perf5: the idle process switches the log itself, a NEXT record
+        # at the tail, and the checkpoint thread flushes: the log's tail is
+        # then where the generation it switched to starts, nothing after)
+        def done() -> bool:
+            gen, tail = first._tail_state()
+            return (first.stats.get("checkpoints", 0) > base and not first._ckpt.busy()
+                    and tail in (redolog.RECORDS_AT, first._gen_start)
+                    and first.redo.header().generation == gen)
+
         deadline = time.monotonic() + 10
-        while (first.stats.get("checkpoints", 0) == base
-               or first._tail_state()[1] != redolog.RECORDS_AT) and time.monotonic() < deadline:
+        while not done() and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert first.stats.get("checkpoints", 0) > base
-        assert first._tail_state()[1] == redolog.RECORDS_AT
+        assert done(), (first._tail_state(), first._gen_start, first.stats)
     finally:
         first.close()

@@ -239,7 +239,9 @@ def test_a_checkpoint_rides_on_a_commit_and_flushes_beside_the_writer(tmp_path, 
         assert [st for st, _t in gate.seen] == ["switched", "synced", "header"]
         assert {t for _st, t in gate.seen} == {"store-checkpoint"}
         assert ("data", "store-checkpoint") in syncs and ("header", "store-checkpoint") in syncs
-        assert all(t == "store-writer" for what, t in syncs if what == "log")
+        # perf5: a commit's flush runs after LMDB's commit, on the writer
+        # (nothing else to do) or the sync thread; never the checkpoint's
+        assert {t for what, t in syncs if what == "log"} <= {"store-writer", "store-sync"}
         with s.read() as txn:
             assert bytes(txn.get(_kw(n + 2), db=s.db["kw"])) == b"v"
     finally:

@@ -871,7 +871,8 @@ class ImapSession:
 
     async def do_append(self, cmd):
         try:
-            with self.store.view() as v:
+            # (durable=False: the APPEND's own flush covers what this read)
+            with self.store.view(durable=False) as v:
                 mbx = _mailbox_id(v, self.acc, cmd.mailbox)
             if mbx is None:
                 raise No(f"no mailbox {cmd.mailbox}", "TRYCREATE")
@@ -927,7 +928,7 @@ class ImapSession:
             return None
         if not st.allowed(self.state, "APPEND"):
             return S.bad(tag, st.refusal(self.state, "APPEND"))
-        with self.store.view() as v:
+        with self.store.view(durable=False) as v:       # (as do_append's)
             if _mailbox_id(v, self.acc, name) is None:
                 return S.no(tag, f"no mailbox {name}", "TRYCREATE")
         # the message is on its way: the writer may hold a batch back for it

@@ -4,9 +4,12 @@ LMDB write transactions must begin, run and commit on one OS thread, so one
 dedicated thread owns every write.  Callers hand it plain functions
 ``fn(tx) -> result``; it takes every request that is waiting, applies them
 in one transaction (each inside its own nested transaction, so one failing
-request never spoils the others), commits once durably, and only then
-completes each request and publishes the changes.  Many concurrent APPENDs or
-deliveries therefore share one fsync.
+request never spoils the others), commits once, makes the commit durable (the
+redo log's fdatasync, after LMDB's commit and outside its writer lock: on
+the writer, or on the sync thread while the writer runs the next batch), and
+only then completes each request and publishes the changes.  Many concurrent
+APPENDs or deliveries therefore share one fsync.  A read snapshot holding a
+commit not yet durable flushes the log before it is used (``READ_DURABLE``).
 
 This module imports no Trio: completion is a callback, which the async layer
 turns into a wake-up on its event loop (mailaccess/storeio.py).
@@ -65,6 +68,10 @@ PRUNE_IDLE = 0.02
 # the writer done or nearly); else in front of the next batch.  The usual
 # checkpoints ride on a commit and flush on the checkpoint thread.
 CHECKPOINT_AFTER_ACK = True
+# a read snapshot (``store.read()`` / ``store.view()``) newer than what the
+# redo log's shared mark says is durable flushes the log before it is used:
+# no session, of any worker, shows a commit a power cut could take back
+READ_DURABLE = True
 
 _RESTORE = ("restore the store from a backup (docs/operations.md, \"Backups\"); "
             "mailaccess never replaces an existing store")
@@ -258,6 +265,79 @@ class _Checkpointer:
                     self._cond.notify_all()
 
 
+@dataclass(slots=True)
+class _Durable:
+    """A commit (a batch's) waiting for the log's flush: its requests'
+    results and changes, the transaction id the flush must cover, and the
+    checkpoint its commit switched the log for, if any (header, pin)."""
+
+    batch: list
+    results: list
+    changes: list
+    need: int
+    switch: tuple | None
+
+
+class _Syncer:
+    """The thread that makes the writer's commits durable and acknowledges
+    them (thread ``store-sync``): it takes every commit handed to it since
+    its last flush, fdatasyncs the log once for all of them (a flush that
+    started after each one's record was written), then completes their
+    requests and runs the commit hooks, in commit order, and hands a
+    commit's checkpoint to the checkpoint thread.  Meanwhile the writer
+    thread runs the next batch: its record goes into the file during this
+    flush and waits for the next one (``LmdbStore._make_durable``)."""
+
+    def __init__(self, store: "LmdbStore"):
+        self._store = store
+        self._cond = threading.Condition()
+        self._items: list[_Durable] = []
+        self._active = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="store-sync", daemon=True)
+        self._thread.start()
+
+    def add(self, item: _Durable) -> None:
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def idle(self) -> bool:
+        return not self._items and not self._active
+
+    def drain(self) -> None:
+        """Until every commit handed over is acknowledged."""
+        with self._cond:
+            while self._items or self._active:
+                self._cond.wait()
+
+    def stop(self) -> None:
+        self.drain()
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._items and not self._stop:
+                    cond.wait()
+                if not self._items:
+                    return
+                items, self._items = self._items, []
+                self._active = True
+            try:
+                self._store._make_durable(items)
+            except Exception:      # (it completes every request itself)
+                log.exception("store flush failed")
+            finally:
+                with cond:
+                    self._active = False
+                    cond.notify_all()
+
+
 class LmdbStore:
     """Owns the environment, the writer thread and the commit hook."""
 
@@ -389,6 +469,15 @@ class LmdbStore:
         self.stats = {"commits": 0, "jobs": 0}
         self._names = {id(h): n for n, h in self.db.items() if h is not None}
         self._pin = None                     # read txn on the last durable header's snapshot
+        self._alone = False                  # opened with no other read-write process
+        # the log's flush, after LMDB's commit and its lock (_make_durable):
+        # the writer's batches on the sync thread, write_here's by its caller
+        self._syncer: _Syncer | None = None
+        # a switch made (_log_commit) whose checkpoint waits for its flush
+        self._switching = False
+        # the shared "durable up to" transaction id (redolog.DurableMark)
+        self._mark: redolog.DurableMark | None = None
+        self._broken: BaseException | None = None   # a flush failed: no more writes
         self._redo_tail = 0
         self._redo_commits = 0
         self._gen_start = redolog.RECORDS_AT  # where this generation's records start
@@ -419,7 +508,7 @@ class LmdbStore:
         """Before LMDB opens: if no other process has the store open and the
         redo log has a checkpoint, put its meta pages back (LMDB then sees
         exactly the durable, pinned snapshot) -> the header to replay from."""
-        alone = rl.lock_alone()
+        alone = self._alone = rl.lock_alone()
         # the checkpointer: whoever holds redo.owner (the first opener; another
         # process takes over when it exits, see _take_over)
         self._owner = rl.try_own()
@@ -455,9 +544,14 @@ class LmdbStore:
             # never two (the next switch waits for that one's checkpoint,
             # which starts only once the NEXT record is durable)
             self._checkpoint(at_least=gen + 2)
+        if self._alone:
+            # transaction ids start over from the checkpoint's after a
+            # recovery: the mark left by the previous run means nothing
+            rl.mark.set(self.env.info()["last_txnid"])
         if not keep:
             self._drop_redo()
         else:
+            self._mark = rl.mark
             rl.lock_shared()
 
     def _replay(self, rec: "redolog.Record") -> None:
@@ -479,6 +573,8 @@ class LmdbStore:
         write transaction, so under LMDB's writer lock, after the checkpoint
         in flight (if any) is done."""
         rl = self.redo
+        if self._syncer is not None:
+            self._syncer.drain()      # (a switch waiting for its flush goes to _ckpt)
         if self._ckpt is not None:
             self._ckpt.wait()
         meta = self.db["meta"]
@@ -487,9 +583,7 @@ class LmdbStore:
             try:
                 old = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=meta))
                 gen = max(at_least, (old[0] if old else 0) + 1)
-                self.env.sync(True)
-                if rl.on_sync is not None:
-                    rl.on_sync("data")
+                self._sync_data()
                 psize = self.env.stat()["psize"]
                 metas = redolog.read_metas(os.path.join(self.path, "data.mdb"), psize)
                 pin = self.env.begin(write=False)     # the snapshot just made durable
@@ -502,7 +596,11 @@ class LmdbStore:
                     self._pin.abort()
                 self._pin = pin
                 txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, redolog.RECORDS_AT), db=meta)
+                tid = txn.id()
                 txn.commit()
+                # every commit up to here is in data.mdb, durable (this
+                # one changed the log's tail only, which recovery remakes)
+                rl.mark.advance(tid)
                 self._last_checkpoint = time.monotonic()
                 self._redo_tail = self._gen_start = redolog.RECORDS_AT
                 self._redo_commits = 0
@@ -516,12 +614,22 @@ class LmdbStore:
                 raise
         raise StoreFullError("the mail store map could not grow far enough")
 
+    def _sync_data(self) -> None:
+        """A checkpoint's flush of data.mdb (around it the log's test hook,
+        ``RedoLog.on_sync``: "data-start", "data")."""
+        hook = self.redo.on_sync
+        if hook is not None:
+            hook("data-start")
+        self.env.sync(True)
+        if hook is not None:
+            hook("data")
+
     def _switch_due(self, tail: int) -> bool:
         """A checkpoint rides on this commit (``_log_commit``): this process
         checkpoints, none is in flight, and 8 commits, 16 MiB of log or 2 s
         have passed since the last."""
         ck = self._ckpt
-        if ck is None or ck.busy() or not self._owner:
+        if ck is None or ck.busy() or self._switching or not self._owner:
             return False
         return (self._redo_commits >= REDO_MAX_COMMITS
                 or tail - self._gen_start >= REDO_MAX_BYTES
@@ -539,9 +647,7 @@ class LmdbStore:
         try:
             if hook is not None:
                 hook("switched")
-            self.env.sync(True)
-            if rl.on_sync is not None:
-                rl.on_sync("data")
+            self._sync_data()
             if hook is not None:
                 hook("synced")
             rl.write_header(header)
@@ -594,17 +700,21 @@ class LmdbStore:
                 or self._redo_tail - self._gen_start >= REDO_MAX_BYTES
                 or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
 
-    def _log_commit(self, txn, ops: list, sync: bool = True) -> None:
-        """Append TXN's OPS to the redo log (durably when SYNC), then commit
-        it: LMDB itself does not sync.  When a checkpoint is due
-        (``_switch_due``) the record goes in a new generation, after a NEXT
-        record ending the old one; the snapshot before TXN is pinned, its
-        meta pages read (both consistent: this process holds the writer
-        lock) and, once TXN commits, handed to the checkpoint thread."""
+    def _log_commit(self, txn, ops: list, sync: bool = True):
+        """Write TXN's OPS to the redo log, then commit it: LMDB itself does
+        not sync, and neither does this (under LMDB's writer lock): the
+        caller flushes the log after the commit, which releases the lock,
+        and acknowledges after the flush (``_make_durable``).  When a
+        checkpoint is due (``_switch_due``, only for a SYNC commit, one
+        that is flushed and acknowledged) the record goes in a new
+        generation, after a NEXT record ending the old one; the snapshot
+        before TXN is pinned and its meta pages read (both consistent: this
+        process holds the writer lock) -> (header, pin) for the checkpoint
+        thread, to hand over once the record is flushed; else None."""
         rl = self.redo
         if rl is None or not ops:
             txn.commit()
-            return
+            return None
         meta = self.db["meta"]
         gen, tail = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=meta)) or (0, 0)
         if not gen:
@@ -619,25 +729,20 @@ class LmdbStore:
             # pins hold back the pages of ever more commits
             ck.wait()
         try:
-            if self._switch_due(tail):
-                pin = self.env.begin(write=False)      # S: the last commit before TXN
-                psize = self._psize or self.env.stat()["psize"]
-                self._psize = psize
-                metas = redolog.read_metas(os.path.join(self.path, "data.mdb"), psize)
-                start = tail + redolog.next_size()
-                head = redolog.encode_next(gen, pin.id(), gen + 1, start)
-                gen += 1
+            if sync and self._switch_due(tail):
+                header, pin, head = self._switch_at(gen, tail)
+                gen, start = header.generation, header.start
                 record = head + redolog.encode_record(gen, txnid, payload)
             else:
                 record = redolog.encode_record(gen, txnid, payload)
             # the tail first: a full map fails the put before anything is
-            # logged.  A switch is always flushed at once: a checkpoint only
-            # starts once its NEXT record is durable, so a log never holds
-            # records two generations past where recovery's chain ends
-            # (``_open_redo`` starts the generation after at + 2).
+            # logged.  A switch's checkpoint starts only once its NEXT
+            # record is flushed (``_make_durable`` hands it over), so a log
+            # never holds records two generations past where recovery's
+            # chain ends (``_open_redo`` starts the generation after at + 2).
             end = tail + len(record)
             txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, end), db=meta)
-            rl.append(tail, record, sync=sync or pin is not None)
+            rl.append(tail, record, sync=False)
             try:
                 txn.commit()
             except BaseException:
@@ -653,11 +758,80 @@ class LmdbStore:
         self._redo_tail = end
         if pin is None:
             self._redo_commits += 1
-            return
+            return None
+        self._switched(start, 1)
+        return (header, pin)
+
+    def _switch_at(self, gen: int, tail: int):
+        """A switch from generation GEN, whose records end at TAIL (under
+        LMDB's writer lock, in the write transaction that switches): pin S,
+        the last commit, and read its meta pages -> (header g + 1, pin,
+        the NEXT record to write at TAIL)."""
+        pin = self.env.begin(write=False)      # S: the last commit before this one
+        try:
+            psize = self._psize or self.env.stat()["psize"]
+            self._psize = psize
+            metas = redolog.read_metas(os.path.join(self.path, "data.mdb"), psize)
+        except BaseException:
+            pin.abort()
+            raise
+        start = tail + redolog.next_size()
+        head = redolog.encode_next(gen, pin.id(), gen + 1, start)
+        return redolog.Header(gen + 1, pin.id(), psize, metas, start), pin, head
+
+    def _switched(self, start: int, commits: int) -> None:
         self._gen_start = start
-        self._redo_commits = 1
+        self._redo_commits = commits
         self._last_checkpoint = time.monotonic()
-        self._ckpt.submit(redolog.Header(gen, pin.id(), psize, metas, start), pin)
+        self._switching = True        # no other switch before this one's checkpoint
+
+    def _idle_switch(self) -> bool:
+        """The checkpointing process, idle, found other workers' records in
+        the log (``_others_logged``): switch the log in a write transaction
+        of its own that writes only the NEXT record (and ``redo.tail``), and
+        leave the flushes to the checkpoint thread, as a switch riding on a
+        commit does: LMDB's writer lock is held for a pwrite and a commit,
+        not through env.sync and the header's flush (the synchronous
+        checkpoint).  -> True when switched, or when a checkpoint is in
+        flight (the next poll tries again); False when the synchronous
+        checkpoint is due instead: the log has reached REDO_WRAP_BYTES (it
+        starts the file over) or there is no checkpoint thread."""
+        ck = self._ckpt
+        if ck is None or self.redo is None:
+            return False
+        if ck.busy() or self._switching:
+            return True
+        meta = self.db["meta"]
+        with self._gate.reading():
+            txn = self.env.begin(write=True)
+            pin = None
+            try:
+                gen, tail = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=meta)) or (0, 0)
+                if not gen or tail >= REDO_WRAP_BYTES or tail <= self._gen_start:
+                    txn.abort()
+                    return False
+                header, pin, head = self._switch_at(gen, tail)
+                txn.put(redolog.TAIL_KEY, redolog.encode_tail(header.generation, header.start),
+                        db=meta)
+                tid = txn.id()
+                self.redo.append(tail, head, sync=False)
+            except BaseException:
+                txn.abort()
+                if pin is not None:
+                    pin.abort()
+                raise
+            try:
+                txn.commit()
+            except BaseException:
+                pin.abort()
+                try:
+                    self.redo.void(tail)
+                except OSError:
+                    log.exception("could not void a redo record")
+                raise
+        self._switched(header.start, 0)
+        self._make_durable([_Durable([], [], [], tid, (header, pin))], here=True)
+        return True
 
     def _drop_redo(self) -> None:
         """No redo log from here on (LMDB syncs by itself): everything is
@@ -710,6 +884,8 @@ class LmdbStore:
     def start(self) -> None:
         if self.redo is not None and self._owner and self._ckpt is None:
             self._ckpt = _Checkpointer(self)
+        if self.redo is not None and self._syncer is None:
+            self._syncer = _Syncer(self)
         if self._thread is None:
             self._thread = threading.Thread(target=self._writer_loop, name="store-writer",
                                             daemon=True)
@@ -724,6 +900,9 @@ class LmdbStore:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        if self._syncer is not None:
+            self._syncer.stop()
+            self._syncer = None
         if self._ckpt is not None:
             self._ckpt.stop()
             self._ckpt = None
@@ -760,10 +939,14 @@ class LmdbStore:
         never hold it across an await."""
         return _Read(self)
 
-    def view(self) -> "_ReadView":
+    def view(self, durable: bool = True) -> "_ReadView":
         """A read snapshot wrapped in the domain read API (store.view.View):
-        ``with store.view() as v``."""
-        return _ReadView(self)
+        ``with store.view() as v``.  ``durable=False``: the snapshot may
+        hold commits whose redo record is not flushed yet (``READ_DURABLE``
+        is skipped), for a look whose result no client sees as state (an
+        APPEND's mailbox lookup: the write that follows is flushed after
+        every commit it read)."""
+        return _ReadView(self, durable)
 
     # --- writes ------------------------------------------------------------------
 
@@ -819,7 +1002,7 @@ class LmdbStore:
             if gc_on:
                 gc.disable()
             try:
-                self._run_batch([_Job(fn, args, done)], WriteTx)
+                self._run_batch([_Job(fn, args, done)], WriteTx, here=True)
             finally:
                 if gc_on:
                     gc.enable()
@@ -857,19 +1040,28 @@ class LmdbStore:
         elif self._owner and self._others_logged():
             # other worker processes write and never checkpoint: without
             # this the pin held every page they freed (data.mdb grew by
-            # 140 MB over 2,000 one-message STOREs on a second worker)
-            self._try_checkpoint()
+            # 140 MB over 2,000 one-message STOREs on a second worker).
+            # A switch of its own, flushed beside their commits; the
+            # synchronous checkpoint when that cannot be
+            try:
+                switched = self._idle_switch()
+            except (lmdb.Error, OSError, StoreError) as exc:
+                log.error("store checkpoint failed (the redo log keeps every write): %s", exc)
+                switched = True       # (the next poll tries again)
+            if not switched:
+                self._try_checkpoint()
         if self._sweep_timeout() == 0:
             self._sweep(WriteTx)
 
     def _others_logged(self) -> bool:
-        """The shared log holds records this process did not write (its
-        own tail is at the start of the record area)."""
+        """The shared log holds records this process did not write, after
+        the start of the current generation's (its own tail is at the start
+        of the record area, or of the generation its last switch began)."""
         try:
             state = self._tail_state()
         except lmdb.Error:
             return False
-        return state is not None and state[1] > redolog.RECORDS_AT
+        return state is not None and state[1] > max(redolog.RECORDS_AT, self._gen_start)
 
     def _writer_step(self, job) -> bool:
         """One batch (JOB and whatever else waits), with the checkpoint and
@@ -966,10 +1158,19 @@ class LmdbStore:
             grew = True
         return grew
 
-    def _run_batch(self, batch: list[_Job], WriteTx) -> None:
+    def _run_batch(self, batch: list[_Job], WriteTx, here: bool = False) -> None:
+        """Run BATCH in one write transaction, commit it, and have it made
+        durable and acknowledged: by the sync thread (``_Syncer``), or
+        HERE, by the calling thread, before this returns (write_here)."""
         # A batch of one request (a lone client's STORE) runs straight in the
         # transaction: its failure aborts the whole of it.  Several requests
         # run each in a nested transaction, so one failing spoils no other.
+        if self._broken is not None:
+            err = StoreError(f"the mail store could not make a commit durable "
+                             f"({self._broken}); restart the server")
+            for job in batch:
+                self._complete(job, None, err)
+            return
         single = len(batch) == 1
         logged = self.redo is not None
         names = self._names
@@ -978,10 +1179,12 @@ class LmdbStore:
             results: list[tuple[Any, BaseException | None]] = []
             changes: list[tuple[int, Change]] = []
             ops: list = []
+            switch = None
             try:
                 gate.enter()
                 try:
                     txn = self.env.begin(write=True)
+                    tid = txn.id()
                     if attempt == 0 and not self._queue.empty() and self._late_jobs(batch):
                         single = False
                     try:
@@ -1012,7 +1215,7 @@ class LmdbStore:
                             results.append((res, None))
                             changes.extend(tx.changes())
                         if txn is not None:
-                            self._log_commit(txn, ops)
+                            switch = self._log_commit(txn, ops)
                     except BaseException:
                         if txn is not None:
                             txn.abort()
@@ -1035,21 +1238,106 @@ class LmdbStore:
                 return
             self.stats["commits"] += 1
             self.stats["jobs"] += len(batch)
-            # acknowledge first (the writers are waiting on a network reply),
-            # then tell the subscribers (IDLE/push fan-out can be large)
-            with self._completing():
-                for job, (res, err) in zip(batch, results):
-                    self._complete(job, res, err)
-                info = CommitInfo(changes, len(batch))
-                for hook in self.on_commit:
-                    try:
-                        hook(info)
-                    except Exception:
-                        log.exception("commit hook failed")
+            if not logged:             # LMDB synced the commit itself
+                self._acknowledge(batch, results, changes)
+                return
+            # the flush must cover this commit, or (nothing written) the
+            # snapshot its requests read, which may not be durable yet
+            item = _Durable(batch, results, changes, tid if ops and txn is not None else tid - 1,
+                            switch)
+            syncer = self._syncer
+            if (here or syncer is None
+                    or (syncer.idle() and self._queue.empty()
+                        and not self.coming.pending(time.monotonic()))):
+                # nothing to run beside the flush: flush here, without the
+                # hand-off to the sync thread
+                self._make_durable([item], here=True)
+            else:
+                syncer.add(item)
             return
         err = StoreFullError("the mail store map could not grow far enough")
         for job in batch:
             self._complete(job, None, err)
+
+    def _acknowledge(self, batch: list[_Job], results: list, changes: list) -> None:
+        # acknowledge first (the writers are waiting on a network reply),
+        # then tell the subscribers (IDLE/push fan-out can be large)
+        with self._completing():
+            for job, (res, err) in zip(batch, results):
+                self._complete(job, res, err)
+            info = CommitInfo(changes, len(batch))
+            for hook in self.on_commit:
+                try:
+                    hook(info)
+                except Exception:
+                    log.exception("commit hook failed")
+
+    def _flush_to(self, need: int) -> None:
+        """Every commit up to transaction NEED durable: at once if the
+        shared mark says a flush (of any process) already covered it, else
+        after an fdatasync of the log, which covers every record written
+        before it (each commit's, in every process, is written before that
+        commit, under LMDB's writer lock): the mark then moves to the last
+        transaction committed before the flush began."""
+        rl = self.redo
+        mark = rl.mark
+        if need <= mark.get():
+            self.stats["flush_skipped"] = self.stats.get("flush_skipped", 0) + 1
+            return
+        last = self.env.info()["last_txnid"]
+        self.stats["flushes"] = self.stats.get("flushes", 0) + 1
+        rl.flush()
+        mark.advance(max(need, last))
+
+    def _make_durable(self, items: list[_Durable], here: bool = False) -> None:
+        """Flush the log once for ITEMS (commits, in commit order), then
+        acknowledge them and run the commit hooks (the bus: IDLE and JMAP
+        pushes go out only once durable), and hand a switch's checkpoint
+        to the checkpoint thread (it starts once the NEXT record is
+        durable).  On the sync thread, or HERE: write_here's caller, whose
+        flush covers the sync thread's pending commits too; it waits for
+        their acknowledgements before its own (commit order).  A failed
+        flush fails the requests and every later write: the page cache may
+        have dropped the pages it could not write (fdatasync reports that
+        once), so nothing written since can be trusted to the disk."""
+        err = None
+        if self._broken is not None:
+            err = self._broken
+        else:
+            try:
+                self._flush_to(max(it.need for it in items))
+            except OSError as exc:
+                log.critical("store %s: the redo log's flush failed (%s): no more writes "
+                             "until a restart", self.path, exc)
+                self._broken = err = exc
+        if here and self._syncer is not None:
+            self._syncer.drain()
+        for it in items:
+            if it.switch is not None:
+                header, pin = it.switch
+                if err is None:
+                    self._ckpt.submit(header, pin)
+                else:
+                    pin.abort()
+                self._switching = False
+            if err is None:
+                if it.batch:
+                    self._acknowledge(it.batch, it.results, it.changes)
+            else:
+                fail = StoreError(f"the mail store could not make a commit durable ({err}); "
+                                  "restart the server")
+                for job in it.batch:
+                    self._complete(job, None, fail)
+
+    def _reader_flush(self, txnid: int) -> None:
+        """A read snapshot at TXNID, newer than the durable mark: flush the
+        log first (``READ_DURABLE``)."""
+        rl = self.redo
+        if rl is None:
+            return
+        self.stats["reader_flushes"] = self.stats.get("reader_flushes", 0) + 1
+        rl.flush()
+        rl.mark.advance(txnid)
 
     # --- change-log retention -------------------------------------------------------
 
@@ -1195,9 +1483,11 @@ class LmdbStore:
 # The reader count is the _Gate's (readers share; map growth waits for zero).
 
 
-def _read_begin(store: "LmdbStore"):
+def _read_begin(store: "LmdbStore", durable: bool = True):
     """Count a reader in the gate and begin a read txn; retries after another
-    process grew the map (lmdb.MapResizedError)."""
+    process grew the map (lmdb.MapResizedError).  DURABLE (``READ_DURABLE``):
+    a snapshot newer than the shared durable mark flushes the redo log
+    first, so that what it shows survives a power cut."""
     gate = store._gate
     cond = gate._cond
     while True:
@@ -1209,13 +1499,25 @@ def _read_begin(store: "LmdbStore"):
         finally:
             cond.release()
         try:
-            return store.env.begin(write=False, buffers=True)
+            txn = store.env.begin(write=False, buffers=True)
         except lmdb.MapResizedError:
             _read_end(gate)
             store._adopt_map_size()
+            continue
         except BaseException:
             _read_end(gate)
             raise
+        mark = store._mark
+        if mark is not None and durable and READ_DURABLE:
+            try:
+                tid = txn.id()
+                if tid > mark.get():
+                    store._reader_flush(tid)
+            except BaseException:
+                txn.abort()
+                _read_end(gate)
+                raise
+        return txn
 
 
 def _read_end(gate: _Gate) -> None:
@@ -1232,14 +1534,15 @@ def _read_end(gate: _Gate) -> None:
 class _Read:
     """``with store.read() as txn``: one read transaction."""
 
-    __slots__ = ("_store", "_txn")
+    __slots__ = ("_store", "_txn", "_durable")
 
-    def __init__(self, store: "LmdbStore"):
+    def __init__(self, store: "LmdbStore", durable: bool = True):
         self._store = store
         self._txn = None
+        self._durable = durable
 
     def __enter__(self):
-        self._txn = txn = _read_begin(self._store)
+        self._txn = txn = _read_begin(self._store, self._durable)
         return txn
 
     def __exit__(self, *exc) -> None:
@@ -1256,7 +1559,7 @@ class _ReadView(_Read):
     __slots__ = ()
 
     def __enter__(self):
-        self._txn = txn = _read_begin(self._store)
+        self._txn = txn = _read_begin(self._store, self._durable)
         return _View(self._store, txn)
 
 

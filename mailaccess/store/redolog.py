@@ -4,22 +4,38 @@ LMDB makes a commit durable with two flushes of data.mdb: every B-tree page
 the transaction dirtied (a one-message STORE dirties about fifteen, scattered
 over the file), then the meta page.  On this project's disks the scattered
 pages are what costs (docs/durability.md has the figures).  With the redo log
-the store opens LMDB without syncing (MDB_NOSYNC) and instead, inside each
-write transaction, before its commit:
+the store opens LMDB without syncing (MDB_NOSYNC) and instead:
 
-1. every table write of the transaction (put / delete, physical: table name,
-   key, value) is appended to ``redo.log`` as one record, and
-2. ``redo.log`` is fdatasync'ed: a few sequential pages in a preallocated file
-   (no size change, so no journal commit).
+1. inside each write transaction, before its commit, every table write of
+   the transaction (put / delete, physical: table name, key, value) is
+   written to ``redo.log`` as one record (a ``pwrite`` at the tail, under
+   LMDB's writer lock, so records are in commit order);
+2. LMDB commits, in memory, which releases its writer lock;
+3. ``redo.log`` is fdatasync'ed (``flush``): a few sequential pages in a
+   preallocated file (no size change, so no journal commit).  An fdatasync
+   writes every page of the file dirty when it is called, so it covers this
+   record and every earlier one, whichever process wrote it;
+4. only then are the transaction's requests acknowledged (and the commit
+   published).  A commit whose records a flush that began after them has
+   already covered (another thread's or process's: the shared ``DurableMark``)
+   needs no flush of its own.
 
-Only then does LMDB commit, in memory, and the writer acknowledge.  Every so
-often the store makes LMDB itself durable (a checkpoint), in two halves:
+A record that was not flushed was never acknowledged; if a power cut takes
+it (or tears it), replay stops there, and so does everything after it,
+which was not acknowledged either (a later acknowledgement needs a later
+flush, which would have covered it).  Between 2 and 3 other sessions could
+read a commit a power cut may still take back: a read snapshot newer than
+the ``DurableMark`` flushes the log first (``lmdb_store.READ_DURABLE``).
+
+Every so often the store makes LMDB itself durable (a checkpoint), in two
+halves:
 
 * under LMDB's writer lock, riding on a commit (``LmdbStore._log_commit``):
   the snapshot S before that commit is pinned (a read transaction), S's two
   meta pages are read from data.mdb, and the log switches to generation
   g + 1: a NEXT record ends generation g, the commit's own record is the
-  first of g + 1, right after it (one write, one fdatasync);
+  first of g + 1, right after it (one write; the checkpoint thread gets the
+  job once the commit's flush has made the NEXT record durable);
 * on the checkpoint thread, beside further commits (``_Checkpointer``):
   ``env.sync`` flushes every committed page (S's among them), then header
   g + 1 (S's txnid and meta pages, and where g + 1's records start) is
@@ -47,6 +63,10 @@ Why a crash after a checkpoint at S loses nothing and corrupts nothing:
   the switch).  A record whose fdatasync did not complete was never
   acknowledged; its CRC or generation fails and replay stops there, and so
   does everything after it: a NEXT record is followed only when intact.
+  A record written, committed and not yet flushed when a checkpoint runs
+  is in the checkpoint's data: env.sync flushes every committed page, and
+  the header's snapshot holds it (a synchronous checkpoint's) or is older
+  and replays it if it is durable (a background one's).
 
 Recovery runs only when no other process has the store open read-write (an
 exclusive ``flock`` on ``redo.lock``; every read-write store holds it shared):
@@ -65,7 +85,9 @@ recovers.
 
 Processes share the log: a record is appended while the writing process holds
 LMDB's writer lock (inside the write transaction), at the tail kept in the
-``meta`` table (``redo.tail``), so records are in commit order.  One process
+``meta`` table (``redo.tail``), so records are in commit order; each flushes
+after its commit, and one process's flush covers the records the others
+wrote before it.  One process
 checkpoints and pins (it holds ``redo.owner``); when it exits another takes
 over before its next write.
 """
@@ -73,6 +95,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import mmap
 import os
 import struct
 import threading
@@ -85,6 +108,7 @@ log = logging.getLogger("mailaccess.store")
 LOG_NAME = "redo.log"
 LOCK_NAME = "redo.lock"
 OWNER_NAME = "redo.owner"
+MARK_NAME = "redo.mark"
 
 _MAGIC_V1 = b"MAREDO01"
 _MAGIC = b"MAREDO02"
@@ -293,9 +317,12 @@ class RedoLog:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         self.size = os.fstat(self.fd).st_size
         self._grow_lock = threading.Lock()       # (the checkpoint thread writes headers)
-        # test hook: on_sync(what) right after each flush this store relies
-        # on: "log" (a record), "header" (a checkpoint's header) and "data"
-        # (a checkpoint's env.sync of data.mdb)
+        self.mark = DurableMark(os.path.join(directory, MARK_NAME))
+        # test hook: on_sync(what) around each flush this store relies on:
+        # WHAT + "-start" right before it (what was written by then is what
+        # it makes durable) and WHAT right after it; WHAT is "log" (records:
+        # a commit's flush, or a reader's, ``flush``), "header" (a
+        # checkpoint's header) or "data" (a checkpoint's env.sync of data.mdb)
         self.on_sync = None
         self.syncs = 0
 
@@ -303,6 +330,7 @@ class RedoLog:
         os.close(self.fd)
         os.close(self.lock_fd)
         os.close(self.owner_fd)
+        self.mark.close()
 
     # --- who else has the store open ------------------------------------------------
 
@@ -361,16 +389,25 @@ class RedoLog:
 
     def append(self, at: int, record: bytes, sync: bool = True) -> int:
         """Write RECORD at offset AT (the tail) -> the new tail; durable
-        when SYNC (else the next synced append or checkpoint covers it)."""
+        when SYNC (else the next ``flush``, of any process, covers it: an
+        fdatasync writes every dirty page of the file)."""
         end = at + len(record)
         self._ensure(end + _REC.size)
         os.pwrite(self.fd, record, at)
         if sync:
-            os.fdatasync(self.fd)
-            self.syncs += 1
-            if self.on_sync is not None:
-                self.on_sync("log")
+            self.flush()
         return end
+
+    def flush(self, what: str = "log") -> None:
+        """fdatasync the log: every record written (by any process) before
+        the call is durable when it returns."""
+        hook = self.on_sync
+        if hook is not None:
+            hook(what + "-start")
+        os.fdatasync(self.fd)
+        self.syncs += 1
+        if hook is not None:
+            hook(what)
 
     def void(self, at: int) -> None:
         """Invalidate a record written at AT whose transaction did not commit."""
@@ -386,13 +423,48 @@ class RedoLog:
         # replay them.  The new generation's reader stops at the first
         # record of another generation (read_records), so they need no
         # erasing (tests/test_redolog_header.py).
-        os.fdatasync(self.fd)
-        self.syncs += 1
-        if self.on_sync is not None:
-            self.on_sync("header")
+        self.flush("header")
 
     def header(self) -> Header | None:
         return read_header(self.fd)
+
+
+_MARK = struct.Struct("<Q")
+
+
+class DurableMark:
+    """The transaction id up to which every commit is durable (its record
+    flushed), shared by the processes of one store: 8 bytes of a small
+    file mapped by each (``redo.mark``).  Only a value known to be durable
+    is ever stored, so two processes storing at once (no lock: the higher
+    may be overwritten by the lower) leave a value that is still true,
+    only lower than it could be, which costs a reader one flush more.  It
+    is not itself made durable: a store opened alone sets it again
+    (``set``) after recovery, where transaction ids start over from the
+    checkpoint's."""
+
+    def __init__(self, path: str):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < mmap.PAGESIZE:
+                os.ftruncate(fd, mmap.PAGESIZE)
+            self._mm = mmap.mmap(fd, mmap.PAGESIZE)
+        finally:
+            os.close(fd)
+
+    def get(self) -> int:
+        return _MARK.unpack_from(self._mm, 0)[0]
+
+    def advance(self, txnid: int) -> None:
+        """Every commit up to TXNID is durable."""
+        if txnid > _MARK.unpack_from(self._mm, 0)[0]:
+            _MARK.pack_into(self._mm, 0, txnid)
+
+    def set(self, txnid: int) -> None:
+        _MARK.pack_into(self._mm, 0, txnid)
+
+    def close(self) -> None:
+        self._mm.close()
 
 
 class LoggedTxn:
