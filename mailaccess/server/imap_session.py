@@ -1884,6 +1884,8 @@ def _downgraded(v, acc: int, em: LoadedEmail) -> tuple[bytes, bytes, mindex.Mess
 _fetchfmt = _speedups.load("fetchfmt")
 _SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
 _HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
+_WHOLE_BODY = _fetchfmt.WholeBody(b"BODY[]")
+_WHOLE_RFC822 = _fetchfmt.WholeBody(b"RFC822")
 # a STORE touching at most this many messages answers at once (do_store)
 STORE_REPLY_INLINE = 8
 # commands under way in this process's IMAP sessions (handle): a small STORE
@@ -1914,14 +1916,20 @@ def _simple_items(items) -> list | None:
     out = []
     for it in items:
         if isinstance(it, ev.FetchItem):
-            if it.name not in _SIMPLE_FETCH:
+            if it.name == "RFC822":
+                out.append(_WHOLE_RFC822)
+            elif it.name not in _SIMPLE_FETCH:
                 return None
-            out.append(it.name)
+            else:
+                out.append(it.name)
         elif (isinstance(it, ev.FetchBody) and not it.binary and it.partial is None
               and not it.section.part and it.section.text in _HEADER_FIELDS):
             out.append(_fetchfmt.HeaderFields(b"BODY[" + _section_name(it) + b"]",
                                               tuple(it.section.fields),
                                               it.section.text == "HEADER.FIELDS.NOT"))
+        elif (isinstance(it, ev.FetchBody) and not it.binary and it.partial is None
+              and not it.section.part and it.section.text is None):
+            out.append(_WHOLE_BODY)     # BODY[], BODY.PEEK[] (perf5-body)
         else:
             return None
     return out
@@ -1949,7 +1957,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         snap = sel.snap
         read_blob = None
         for n in names:
-            if type(n) is _fetchfmt.HeaderFields:
+            if type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody:
                 read_blob = v.blob_reader(acc)
                 break
         flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
@@ -2275,6 +2283,10 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
         # the session's \\Recent UIDs once per answer, not once per slice
         recent = set(sel.recent_uids()) if sel.show_recent and sel.recent and \
             "FLAGS" in simple else None
+        if not recent:
+            yield from _chunks_upto(store, acc, sel, uids, items, simple, condstore, reported,
+                                    utf8, budget, progress, read_email)
+            return
         i, n = 0, FETCH_FIRST_SLICE
         while i < n_all:
             with store.view() as v:
@@ -2320,18 +2332,71 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
             yield b"".join(buf)
             buf, held = [], 0
         if pending is not None:
-            segs = _message_segments(*pending, budget)
-            seg = next(segs)
-            for after in segs:          # one ahead, to know which is the last
-                progress.more = True
-                yield seg
-                seg = after
-            progress.more = i < n_all
-            yield seg
+            yield from _pieces(pending, budget, progress, i < n_all)
     if buf:
         progress.more = False
         yield b"".join(buf)
     progress.more = False
+
+
+def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: list,
+                 condstore: bool, reported: dict | None, utf8: bool, budget: int,
+                 progress: FetchProgress, read_email):
+    """fetch_chunks for SIMPLE items with no \\Recent message to show: each
+    chunk is one ``fetchfmt.fetch_upto`` call under its own store view (the
+    responses joined where they are formatted, perf5-body); a message it
+    leaves to the Python path (a downgrade, a body bigger than BUDGET) is
+    answered by ``_fetch_message`` in that view, and sent in pieces when its
+    literals are bigger than BUDGET."""
+    uids = uids if isinstance(uids, list) else list(uids)
+    n_all = len(uids)
+    want_blob = any(type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody
+                    for n in simple)
+    plan = None
+    i = 0
+    while i < n_all:
+        pending = None
+        with store.view() as v:
+            flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
+                     if "FLAGS" in simple else None)
+            chunk, rep, i, fell = _fetchfmt.fetch_upto(
+                read_email if read_email is not None else v.email_reader(acc),
+                v.index_reader(acc), uids, i, sel.snap.uids, sel.snap.eids, simple, flags,
+                condstore, utf8, v.blob_reader(acc) if want_blob else None, budget)
+            if reported is not None:
+                reported.update(rep)
+            if fell:
+                if plan is None:
+                    plan = _FetchPlan(v, acc, items)
+                elif plan.spell is not None:
+                    plan.spell.view = v
+                m = _fetch_message(v, acc, sel, uids[i], items, condstore, reported, utf8,
+                                   plan, big=budget)
+                i += 1
+                if m is not None:
+                    if _literal_bytes(m[1]) > budget:
+                        pending = m
+                    else:
+                        chunk += b"".join(_message_segments(*m, 1 << 62))
+        if chunk:
+            progress.more = pending is not None or i < n_all
+            yield chunk
+        if pending is not None:
+            yield from _pieces(pending, budget, progress, i < n_all)
+    progress.more = False
+
+
+def _pieces(m, budget: int, progress: FetchProgress, more: bool):
+    """Message M's response (seq, pieces) in pieces of about BUDGET bytes;
+    PROGRESS says more follow after its last piece when MORE."""
+    segs = _message_segments(*m, budget)
+    seg = next(segs)
+    for after in segs:          # one ahead, to know which is the last
+        progress.more = True
+        yield seg
+        seg = after
+    progress.more = more
+    yield seg
 
 
 def _literal_bytes(pieces: list) -> int:
