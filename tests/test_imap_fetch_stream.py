@@ -3,6 +3,7 @@ exactly the unstreamed answer (``build_fetch``), none is much bigger than the
 buffer (a body literal bigger than it goes in pieces), and the session builds
 the next slice only when its sender (the socket) took the previous ones."""
 import functools
+import itertools
 import types
 
 import pytest
@@ -222,3 +223,85 @@ async def test_streaming_answers_take_turns(store, tmp_path, monkeypatch):
     # one turn per scheduling batch: the bystander's step may fall at either
     # end of a batch, so two answers at most built between two of its steps
     assert max(gaps) <= 2 * imap_session.FETCH_BUILDERS
+
+
+def _session(s, acc, ib, tmp_path):
+    ctx = types.SimpleNamespace(cfg=make_config(tmp_path), store=s)
+    sess = ImapSession(ctx, secure=True, loopback=True)
+    sess.acc, sess.state = acc, imap_session.SELECTED
+    with s.view() as v:
+        sess.sel = _sel(v, acc, ib)
+    return sess
+
+
+@pytest.mark.parametrize("items", ["(UID BODY.PEEK[])", "(FLAGS ENVELOPE BODYSTRUCTURE)",
+                                   "(BODY.PEEK[1]<5.600000> BINARY.PEEK[2] BINARY.SIZE[1])"])
+async def test_answer_goes_out_as_it_is_built(store, tmp_path, items):
+    """With write_nowait (the plain socket), each chunk is written as soon
+    as it is built; once the socket takes only part of one, nothing more is
+    written or built until the sender took the rest (perf5-body).  What
+    leaves, in order, is exactly the whole answer."""
+    s, acc, ib = store
+    sess = _session(s, acc, ib, tmp_path)
+    uids = list(sess.sel.uids)
+    its = _items(items)
+    with s.view() as v:
+        whole = b"".join(build_fetch(v, acc, sess.sel, uids, its, False, {}, True))
+    wire = []
+    rooms = itertools.cycle([20_000, 400_000])
+    room = [next(rooms)]            # what the "socket" takes before it is full
+    trace = []                      # ("w", partial?) per write_nowait, "s" per sender call
+
+    def write_nowait(parts):
+        data = b"".join(parts)
+        n = min(len(data), room[0])
+        trace.append(("w", n < len(data)))
+        room[0] -= n
+        wire.append(data[:n])
+        return n
+
+    async def sender(data):
+        trace.append("s")
+        assert len(data) <= 2 * FETCH_BUFFER + 4096     # about one chunk held back
+        wire.append(bytes(data))
+        room[0] = next(rooms)
+        await trio.lowlevel.checkpoint()
+
+    sess.sender, sess.write_nowait = sender, write_nowait
+    sess.out.append(b"* 1 EXISTS\r\n")      # lines before the answer go first
+    await sess.send_fetch(uids, its, uid_cmd=False)
+    wire.append(sess.take_output())
+    assert b"".join(wire) == b"* 1 EXISTS\r\n" + whole
+    assert "s" in trace and trace.count(("w", False)) > 1
+    # after a partial write the next step is the wait for the socket (the
+    # sender), not another write
+    for k, t in enumerate(trace[:-1]):
+        if t == ("w", True):
+            assert trace[k + 1] == "s"
+
+
+async def test_write_nowait_on_a_socket(tmp_path):
+    """ImapConnection.write_nowait: the pieces in order by writev, 0 once
+    the socket is full, None when another write is under way."""
+    from mailaccess.server import imap as imap_service
+    import socket
+    a0, b = socket.socketpair()
+    a = trio.socket.from_stdlib_socket(a0)
+    conn = object.__new__(imap_service.ImapConnection)
+    stream = trio.SocketStream(a)
+    conn.stream = conn._plain = stream
+    conn.write_lock = None
+    assert conn.write_nowait([b"ab", memoryview(b"xcd")[1:], b"e"]) == 5
+    assert b.recv(100) == b"abcde"
+    big = [b"x" * 65536] * 200
+    n = conn.write_nowait(big)
+    assert 0 < n < 65536 * 200
+    assert conn.write_nowait(big) == 0
+    conn.write_lock = trio.Lock()
+    await conn.write_lock.acquire()
+    assert conn.write_nowait([b"y"]) is None
+    conn.write_lock.release()
+    conn.stream = object()          # after STARTTLS / COMPRESS
+    assert conn.write_nowait([b"y"]) is None
+    a.close()
+    b.close()

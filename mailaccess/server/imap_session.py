@@ -201,6 +201,10 @@ class ImapSession:
         self.compress_requested = False
         self.starttls_requested = False
         self.sender = None   # async fn(bytes), set by the service: lets big answers stream
+        # fn(list of bytes) -> bytes written at once, or None when it cannot
+        # write without a wait (set by the service, with sender): a FETCH
+        # answer goes out as it is built
+        self.write_nowait = None
         # NOTIFY (RFC 5465): the Watch of the last NOTIFY SET, None for NOTIFY
         # NONE; the service's notify task delivers it between commands and
         # is told of a new one through on_notify
@@ -1121,9 +1125,18 @@ class ImapSession:
         # never waits); the later ones are built in FETCH turns (see
         # _fetch_turn), whose wait is also the yield that lets other
         # sessions run between them.
+        # Where the connection can write without a wait (write_nowait: the
+        # plain TCP socket), each chunk goes out as soon as it is built
+        # (perf5-body: the client parses while the rest is built, and the
+        # last bytes leave with the last chunk); once the socket takes only
+        # part of it, the rest waits in self.out for the sender (the
+        # back-pressure).
         items = tuple(items)
         held = 0
         mark = len(self.out)
+        blocked = False
+        out = self.out
+        write_now = self.write_nowait if self.sender is not None else None
         turn = _fetch_turn()
         progress = FetchProgress()
         chunks = fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
@@ -1133,16 +1146,22 @@ class ImapSession:
         def build(until: float) -> bool:
             """Chunks into self.out until the buffer is full, the answer is
             complete or the clock passes UNTIL (at least one); more to build?"""
-            nonlocal held
+            nonlocal held, mark, blocked
             while True:
                 chunk = next(chunks, None)
                 if chunk is None:
                     return False
-                self.out.append(chunk)
+                out.append(chunk)
                 held += len(chunk)
+                if write_now is not None and not blocked:
+                    n = write_now(out)
+                    if n is not None:
+                        dropped, held = _drop_written(out, n)
+                        mark = max(0, mark - dropped)
+                        blocked = held > 0
                 if not progress.more:
                     return False
-                if held >= FETCH_BUFFER or time.perf_counter() >= until:
+                if held >= FETCH_BUFFER or blocked or time.perf_counter() >= until:
                     return True
 
         try:
@@ -1152,8 +1171,8 @@ class ImapSession:
             # rest is built
             early = records is not None and more
             while True:
-                if self.sender is not None and (held >= FETCH_BUFFER or early):
-                    early = False
+                if self.sender is not None and (held >= FETCH_BUFFER or early or blocked):
+                    early = blocked = False
                     held = mark = 0
                     await self.sender(self.take_output())
                 if not more:
@@ -1161,6 +1180,10 @@ class ImapSession:
                 async with turn:        # a checkpoint, then this answer alone
                     more = build(time.perf_counter() + FETCH_TURN_SECONDS)
         except No:
+            # what was not sent is dropped, but never the rest of a piece
+            # the socket took the start of (write_nowait)
+            if self.out and type(self.out[0]) is memoryview:
+                mark = max(mark, 1)
             del self.out[mark:]
             raise
 
@@ -2249,6 +2272,19 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     if reported is not None:
         reported[u] = rec.last_ms
     return seq, pieces
+
+
+def _drop_written(out: list, n: int) -> tuple[int, int]:
+    """Drop the first N bytes of the pieces in OUT (written to the socket):
+    (how many pieces went whole, the bytes left)."""
+    k = 0
+    while k < len(out) and n >= len(out[k]):
+        n -= len(out[k])
+        k += 1
+    del out[:k]
+    if n:
+        out[0] = memoryview(out[0])[n:]
+    return k, sum(map(len, out))
 
 
 class FetchProgress:
