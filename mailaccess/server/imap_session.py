@@ -1129,8 +1129,8 @@ class ImapSession:
         # plain TCP socket), each chunk goes out as soon as it is built
         # (perf5-body: the client parses while the rest is built, and the
         # last bytes leave with the last chunk); once the socket takes only
-        # part of it, the rest waits in self.out for the sender (the
-        # back-pressure).
+        # part of it, no write is tried until the sender (the wait for the
+        # socket, the back-pressure) took what FETCH_BUFFER holds, as before.
         items = tuple(items)
         held = 0
         mark = len(self.out)
@@ -1161,7 +1161,7 @@ class ImapSession:
                         blocked = held > 0
                 if not progress.more:
                     return False
-                if held >= FETCH_BUFFER or blocked or time.perf_counter() >= until:
+                if held >= FETCH_BUFFER or time.perf_counter() >= until:
                     return True
 
         try:
@@ -1171,7 +1171,7 @@ class ImapSession:
             # rest is built
             early = records is not None and more
             while True:
-                if self.sender is not None and (held >= FETCH_BUFFER or early or blocked):
+                if self.sender is not None and (held >= FETCH_BUFFER or early):
                     early = blocked = False
                     held = mark = 0
                     await self.sender(self.take_output())
