@@ -6,7 +6,7 @@ server's process tree, exited children included), this client's CPU ms/MB in the
 
 A tree named ``dovecot`` is bench/dovecot.py's Dovecot (bench_stress's configuration) instead.
 """
-import asyncio, atexit, os, sys, tempfile, time, imaplib, socket, statistics, hashlib
+import asyncio, atexit, os, signal, sys, tempfile, time, imaplib, socket, statistics, hashlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ab_servers, bench_stress as bs, bench_imap
 N = int(sys.argv[1]); rounds = int(sys.argv[2]); trees = sys.argv[3:5]
@@ -15,7 +15,8 @@ total = sum(map(len, msgs))
 def cpu(ma):
     return bs.tree_cpu(ma.pids())
 os.chdir(tempfile.gettempdir())
-started = []; atexit.register(lambda: [m.stop() for m in started])
+started = []; atexit.register(lambda: [ab_servers.stop(m) for m in started])
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))     # atexit runs on kill too
 servers = []
 for tree in trees:
     ma = ab_servers.start(tree, "abb-", started)

@@ -7,13 +7,14 @@ CPU ms per command (/proc, the server's process tree), this client's CPU ms per 
 A tree named ``dovecot`` is bench/dovecot.py's Dovecot (bench_stress's configuration) instead;
 its first FETCH (which fills its cache) is left out, as bench_imap's warm figure leaves it out.
 """
-import asyncio, atexit, os, sys, tempfile, time, imaplib, statistics
+import asyncio, atexit, os, signal, sys, tempfile, time, imaplib, statistics
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ab_servers, bench_stress as bs, bench_imap
 N = int(sys.argv[1]); rounds = int(sys.argv[2]); trees = sys.argv[3:5]
 msgs, _ = bench_imap.corpus(N)
 os.chdir(tempfile.gettempdir())
-started = []; atexit.register(lambda: [m.stop() for m in started])
+started = []; atexit.register(lambda: [ab_servers.stop(m) for m in started])
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))     # atexit runs on kill too
 servers = []
 for tree in trees:
     ma = ab_servers.start(tree, "abf-", started)
