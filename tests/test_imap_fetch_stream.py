@@ -17,7 +17,7 @@ from mailaccess.proto.imap import events as ev
 from mailaccess.proto.imap import commands
 from mailaccess.proto.imap.frames import CommandFrame
 from mailaccess.server import imap_session
-from mailaccess.server.imap_session import FETCH_BUFFER, FETCH_FIRST_SLICE, ImapSession, build_fetch, fetch_chunks
+from mailaccess.server.imap_session import FETCH_BUFFER, ImapSession, build_fetch, fetch_chunks
 from mailaccess.store import Store, ops
 from mailaccess.views.imap_selected import SelectedMailbox, Snapshot
 
@@ -94,9 +94,9 @@ def test_streamed_is_byte_identical(store, items, budget, pick, condstore):
     # the session stops (without waiting for its FETCH turn) at the last chunk
     assert more == [True] * (len(chunks) - 1) + [False]
     small = max(build_fetch_sizes(s, acc, sel, uids, its), default=0)
-    # a chunk holds at most the buffer plus one message without its literals
-    # (the first slice of simple items is a fixed count of messages)
-    assert all(len(c) <= max(2 * budget, FETCH_FIRST_SLICE * small) + small for c in chunks)
+    # a chunk holds at most the budget plus one message whose literals are
+    # at most the budget, plus its text
+    assert all(len(c) <= 2 * budget + small for c in chunks)
 
 
 def build_fetch_sizes(s, acc, sel, uids, its):

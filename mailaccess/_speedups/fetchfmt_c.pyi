@@ -1,4 +1,4 @@
-from collections.abc import Buffer, Callable, Iterable, Sequence
+from collections.abc import Buffer, Callable, Container, Iterable, Sequence
 from typing import NamedTuple
 
 ITEMS: tuple[str, ...]
@@ -30,6 +30,7 @@ def fetch_upto(
     utf8: bool,
     read_blob: Callable[[bytes], Buffer | None] | None,
     budget: int,
+    recent: Container[int] | None = None,
 ) -> tuple[bytes, dict[int, int], int, bool]: ...
 
 class HeaderFields(NamedTuple):
@@ -47,3 +48,4 @@ class WholeBody(NamedTuple):
 WHOLE_BODY: int
 
 def body_literal(raw: Buffer, item: WholeBody) -> bytes: ...
+def with_recent(flags: bytes) -> bytes: ...

@@ -136,6 +136,7 @@ if _py.WHOLE_BODY != 11 or _py.WholeBody._fields != ("label",):
 WholeBody = _py.WholeBody
 WHOLE_BODY = _py.WHOLE_BODY
 body_literal = _py.body_literal     # not on the hot path: the loop below writes its own
+with_recent = _py.with_recent
 
 cdef enum:
     C_UID = 0
@@ -483,7 +484,7 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
     if not isinstance(uids, (list, tuple, array)):
         uids = list(uids)
     r = _run(read_email, read_index, uids, 0, snap_uids, snap_eids, items, flags, condstore,
-             utf8, read_blob, -1)
+             utf8, read_blob, -1, None)
     if r is None:       # absurd but legal requests: the pure twin
         return _py.fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
                                 flags, condstore, utf8, read_blob)
@@ -491,24 +492,25 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
 
 
 def fetch_upto(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, items,
-               flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget):
+               flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent=None):
     """``(chunk, reported, stop, fallback)``: see ``fetchfmt_py.fetch_upto``."""
     if budget < 0:
         raise ValueError("budget must not be negative")
     r = _run(read_email, read_index, uids, start, snap_uids, snap_eids, items, flags,
-             condstore, utf8, read_blob, budget)
+             condstore, utf8, read_blob, budget, recent)
     if r is None:
         return _py.fetch_upto(read_email, read_index, uids, start, snap_uids, snap_eids, items,
-                              flags, condstore, utf8, read_blob, budget)
+                              flags, condstore, utf8, read_blob, budget, recent)
     return r[0], r[1], r[3], bool(r[2])
 
 
 cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, items,
-          flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget):
+          flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent):
     """fetch_simple (BUDGET < 0: one response per message, every UID) or
     fetch_upto (BUDGET >= 0: the responses joined, until BUDGET bytes or the
     first fallback): ``(responses or chunk, reported, fallback, stop)``, or
-    None for a request the pure twin answers."""
+    None for a request the pure twin answers.  FLAGS of the UIDs in RECENT
+    show \\Recent too."""
     cdef list codes_l = _py.item_codes(items)
     cdef int ncodes = len(codes_l)
     cdef int codes[MAX_ITEMS]
@@ -602,6 +604,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef dict reported = {}
     cdef list fallback = []
     cdef dict flag_cache = {}
+    cdef dict recent_cache = {}
+    cdef bytes fl_r
     cdef bytes last_tail = None
     cdef bytes fl = None
     cdef bytes tail
@@ -765,7 +769,13 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                         _put(&b, b"UID ", 4)
                         _put_u64(&b, <uint64_t>u)
                     elif c == C_FLAGS:
-                        _put_bytes(&b, fl)
+                        if recent is not None and u_obj in recent:
+                            fl_r = recent_cache.get(fl)
+                            if fl_r is None:
+                                fl_r = recent_cache[fl] = _py.with_recent(fl)
+                            _put_bytes(&b, fl_r)
+                        else:
+                            _put_bytes(&b, fl)
                     elif c == C_MODSEQ:
                         _put(&b, b"MODSEQ (", 8)
                         _put_u64(&b, last_ms)

@@ -124,6 +124,11 @@ def body_literal(raw, item: WholeBody) -> bytes:
     return item.label + b" {%d}\r\n" % len(data) + data
 
 
+def with_recent(flags: bytes) -> bytes:
+    """FLAGS text (``b"FLAGS (...)"``) with ``\\Recent`` added last."""
+    return flags[:-1] + (b" \\Recent)" if flags[-2:] != b"()" else b"\\Recent)")
+
+
 def internaldate(received: int, tz: int) -> bytes:
     """``b'"dd-Mon-yyyy hh:mm:ss +zzzz"'`` for RECEIVED seconds at offset TZ minutes."""
     return format_datetime(datetime.fromtimestamp(received, timezone(timedelta(minutes=tz))))
@@ -169,7 +174,7 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
 
 def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, items,
                flags, condstore: bool, utf8: bool, read_blob,
-               budget: int) -> tuple[bytes, dict[int, int], int, bool]:
+               budget: int, recent=None) -> tuple[bytes, dict[int, int], int, bool]:
     """``(chunk, reported, stop, fallback)``: the responses ``fetch_simple``
     gives for ``UIDS[START:STOP]``, joined into CHUNK, for a FETCH answer
     streamed in chunks of about BUDGET bytes (server.imap_session.fetch_chunks).
@@ -180,14 +185,16 @@ def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, i
     FALLBACK True: it stopped at ``UIDS[STOP]``, a message it leaves to the
     Python path (as fetch_simple would) or whose WholeBody literals together
     hold more than BUDGET bytes (the Python path sends those in pieces);
-    the caller answers that one and goes on from STOP + 1.
+    the caller answers that one and goes on from STOP + 1.  RECENT: UIDs
+    (a container) whose FLAGS also show ``\\Recent``, the session's recent
+    messages (server.imap_session._with_recent), or None.
     """
     parts: list[bytes] = []
     held = 0
     reported: dict[int, int] = {}
     for k, u, resp, last_ms in _answers(read_email, read_index, uids, start, snap_uids,
                                         snap_eids, items, flags, condstore, utf8, read_blob,
-                                        budget):
+                                        budget, recent):
         if resp is None:
             return b"".join(parts), reported, k, True
         parts.append(resp)
@@ -199,11 +206,13 @@ def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, i
 
 
 def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, items,
-             flags, condstore: bool, utf8: bool, read_blob, limit: int | None):
+             flags, condstore: bool, utf8: bool, read_blob, limit: int | None,
+             recent=None):
     """``(k, uid, response, modseq)`` for the messages of ``UIDS[START:]`` in
     order (K: the position in UIDS), skipping UIDs not in the map and gone
     records; RESPONSE None (and modseq None) for one left to the Python
-    path, and for one whose WholeBody literals hold more than LIMIT bytes."""
+    path, and for one whose WholeBody literals hold more than LIMIT bytes.
+    FLAGS of the UIDs in RECENT show \\Recent as well."""
     codes = item_codes(items)
     add_modseq = condstore and FLAGS in codes and MODSEQ not in codes
     want_header = HEADER_FIELDS in codes
@@ -269,6 +278,8 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
                 fl = flag_cache.get(tail)
                 if fl is None:
                     fl = flag_cache[tail] = b"FLAGS " + flags(decode_keywords(tail))
+                if recent is not None and u in recent:
+                    fl = with_recent(fl)
                 pieces.append(fl)
             elif c == MODSEQ:
                 pieces.append(b"MODSEQ (%d)" % last_ms)

@@ -75,7 +75,6 @@ REPORTS_UPDATES = frozenset({"NOOP", "CHECK", "APPEND", "EXPUNGE", "COPY", "MOVE
 FETCH_BUFFER = 256 * 1024   # bytes of a FETCH answer built ahead of the socket
 FETCH_CHUNK = 64 * 1024     # ... built this many at a time (other sessions run between)
 FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
-FETCH_FIRST_SLICE = 100     # (the first one small, so the client can start at once)
 #: how many FETCH answers may build a chunk at the same moment (see _fetch_turn)
 FETCH_BUILDERS = 1
 #: seconds of building one FETCH turn may use (chunks, at least one, until then)
@@ -2319,23 +2318,8 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
         # the session's \\Recent UIDs once per answer, not once per slice
         recent = set(sel.recent_uids()) if sel.show_recent and sel.recent and \
             "FLAGS" in simple else None
-        if not recent:
-            yield from _chunks_upto(store, acc, sel, uids, items, simple, condstore, reported,
-                                    utf8, budget, progress, read_email)
-            return
-        i, n = 0, FETCH_FIRST_SLICE
-        while i < n_all:
-            with store.view() as v:
-                part = build_fetch(v, acc, sel, uids[i:i + n], items, condstore, reported, utf8,
-                                   simple_items=simple, recent_uids=recent,
-                                   read_email=read_email)
-            i += n
-            size = sum(map(len, part))
-            if part:
-                progress.more = i < n_all
-                yield b"".join(part)
-            # aim the next slice at BUDGET bytes
-            n = max(1, min(FETCH_SLICE, n * budget // max(size, 1)))
+        yield from _chunks_upto(store, acc, sel, uids, items, simple, condstore, reported,
+                                utf8, budget, progress, read_email, recent or None)
         return
     i = 0
     buf: list[bytes] = []
@@ -2377,10 +2361,11 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
 
 def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: list,
                  condstore: bool, reported: dict | None, utf8: bool, budget: int,
-                 progress: FetchProgress, read_email):
-    """fetch_chunks for SIMPLE items with no \\Recent message to show: each
-    chunk is one ``fetchfmt.fetch_upto`` call under its own store view (the
-    responses joined where they are formatted, perf5-body); a message it
+                 progress: FetchProgress, read_email, recent: set | None):
+    """fetch_chunks for SIMPLE items (RECENT: the UIDs whose FLAGS show
+    \\Recent, or None): each chunk is one ``fetchfmt.fetch_upto`` call under
+    its own store view (the responses joined where they are formatted,
+    perf5-body); a message it
     leaves to the Python path (a downgrade, a body bigger than BUDGET) is
     answered by ``_fetch_message`` in that view, and sent in pieces when its
     literals are bigger than BUDGET."""
@@ -2398,7 +2383,7 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: lis
             chunk, rep, i, fell = _fetchfmt.fetch_upto(
                 read_email if read_email is not None else v.email_reader(acc),
                 v.index_reader(acc), uids, i, sel.snap.uids, sel.snap.eids, simple, flags,
-                condstore, utf8, v.blob_reader(acc) if want_blob else None, budget)
+                condstore, utf8, v.blob_reader(acc) if want_blob else None, budget, recent)
             if reported is not None:
                 reported.update(rep)
             if fell:

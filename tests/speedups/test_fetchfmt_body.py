@@ -187,15 +187,17 @@ def test_upto_is_the_answer_in_chunks(store, impl, request_, budget, pick, conds
 @settings(max_examples=60, deadline=None)
 @given(request_=st.sampled_from(REQUESTS), budget=st.integers(0, 400_000),
        start=st.integers(0, 60), pick=st.integers(0, 4), condstore=st.booleans(),
-       utf8=st.booleans())
-def test_upto_twins_agree(store, request_, budget, start, pick, condstore, utf8):
+       utf8=st.booleans(), recent=st.booleans())
+def test_upto_twins_agree(store, request_, budget, start, pick, condstore, utf8, recent):
     s, acc, ib = store
     names = imap_session._simple_items(_items(request_))
     with s.view() as v:
         sel = _sel(v, acc, ib)
         uids = _uid_sets(sel)[pick]
         readers, rest, read_blob = _args(v, acc, sel, names)
-        got = [m.fetch_upto(*readers, uids, start, *rest, condstore, utf8, read_blob, budget)
+        shown = set(sel.uids[::3]) if recent else None
+        got = [m.fetch_upto(*readers, uids, start, *rest, condstore, utf8, read_blob, budget,
+                            shown)
                for m in (PY, C)]
         assert got[0] == got[1]
 
@@ -248,3 +250,60 @@ def test_fetch_chunks_streams_the_same_bytes(store, request_, budget):
     assert b"".join(chunks) == b"".join(whole)
     small = max(len(w) for w in whole if len(w) < 20_000)
     assert all(len(c) <= 2 * max(budget, 1) + 3 * small for c in chunks)
+
+
+def _recent_sel(v, acc, ib):
+    """The selection with every other message \\Recent in this session."""
+    sel = _sel(v, acc, ib)
+    sel.show_recent = True
+    for u in list(sel.uids)[::2]:
+        sel.add_recent(u, u + 1)
+    return sel
+
+
+@pytest.mark.parametrize("impl", TWINS)
+@pytest.mark.parametrize("request_", ["(UID FLAGS)", "(FLAGS ENVELOPE BODYSTRUCTURE)",
+                                      "(FLAGS BODY.PEEK[] MODSEQ)"])
+@pytest.mark.parametrize("budget", [0, 3000, 1 << 20])
+def test_upto_shows_recent(store, impl, request_, budget):
+    """fetch_upto with RECENT: FLAGS of those UIDs show \\Recent, as the
+    Python loop shows it for a session's recent messages."""
+    s, acc, ib = store
+    items = _items(request_)
+    names = imap_session._simple_items(items)
+    with s.view() as v:
+        sel = _recent_sel(v, acc, ib)
+        recent = set(sel.recent_uids())
+        for condstore in (False, True):
+            for uids in _uid_sets(sel):
+                whole = build_fetch(v, acc, sel, uids, items, condstore, {}, True,
+                                    simple=False)
+                readers, rest, read_blob = _args(v, acc, sel, names)
+                got, i = [], 0
+                while i < len(uids):
+                    chunk, _rep, i, fell = impl.fetch_upto(*readers, uids, i, *rest, condstore,
+                                                           True, read_blob, budget, recent)
+                    got.append(chunk)
+                    if fell:
+                        got += build_fetch(v, acc, sel, [uids[i]], items, condstore, {}, True,
+                                           simple=False)
+                        i += 1
+                assert b"".join(got) == b"".join(whole)
+                assert uids == [] or b"\\Recent" in b"".join(got)
+
+
+@pytest.mark.parametrize("request_", ["(UID FLAGS)", "(FLAGS BODY.PEEK[])"])
+def test_fetch_chunks_with_recent(store, request_):
+    s, acc, ib = store
+    items = _items(request_)
+    with s.view() as v:
+        sel = _recent_sel(v, acc, ib)
+        uids = list(sel.uids)
+        whole = build_fetch(v, acc, sel, uids, items, False, {}, True, simple=False)
+    assert b"".join(fetch_chunks(s, acc, sel, uids, items, False, {}, True)) == b"".join(whole)
+
+
+@pytest.mark.parametrize("flags", [b"FLAGS ()", b"FLAGS (\\Seen)", b"FLAGS (\\Seen Custom)"])
+def test_with_recent(flags):
+    want = flags[:-1] + (b" \\Recent)" if flags != b"FLAGS ()" else b"\\Recent)")
+    assert PY.with_recent(flags) == want
