@@ -129,14 +129,14 @@ def test_nul_is_sent_as_0x80(store):
             assert out == [b"* 2 FETCH (BODY[] {%d}\r\n" % len(RAWS[1]) + raw + b")\r\n"]
 
 
-def _upto_all(impl, v, acc, sel, uids, items, names, condstore, utf8, budget):
+def _upto_all(impl, v, acc, sel, uids, items, names, condstore, utf8, budget, recent=None):
     """Every chunk of fetch_upto over UIDS, the messages it stops at
     answered by the Python loop (as fetch_chunks does): (chunks, stops)."""
     readers, rest, read_blob = _args(v, acc, sel, names)
     chunks, stops, i = [], [], 0
     while i < len(uids):
         chunk, rep, stop, fell = impl.fetch_upto(*readers, uids, i, *rest, condstore, utf8,
-                                                 read_blob, budget)
+                                                 read_blob, budget, recent)
         assert i <= stop <= len(uids)
         assert stop > i or fell
         chunks.append(chunk)
@@ -237,13 +237,15 @@ def test_whole_body_needs_read_blob(impl):
 
 @pytest.mark.parametrize("budget", [1, 100, 20_000, 65_536, 1 << 20])
 @pytest.mark.parametrize("request_", REQUESTS)
-def test_fetch_chunks_streams_the_same_bytes(store, request_, budget):
+@pytest.mark.parametrize("recent", [False, True])
+def test_fetch_chunks_streams_the_same_bytes(store, request_, budget, recent):
     """fetch_chunks (now on fetch_upto for these) joins to build_fetch's
-    answer, and no chunk holds much more than the budget plus one message."""
+    answer, \\Recent shown or not, and no chunk holds much more than the
+    budget plus one message."""
     s, acc, ib = store
     items = _items(request_)
     with s.view() as v:
-        sel = _sel(v, acc, ib)
+        sel = _recent_sel(v, acc, ib) if recent else _sel(v, acc, ib)
         uids = list(sel.uids)
         whole = build_fetch(v, acc, sel, uids, items, False, {}, True, simple=False)
     chunks = list(fetch_chunks(s, acc, sel, uids, items, False, {}, True, budget=budget))
@@ -278,29 +280,10 @@ def test_upto_shows_recent(store, impl, request_, budget):
             for uids in _uid_sets(sel):
                 whole = build_fetch(v, acc, sel, uids, items, condstore, {}, True,
                                     simple=False)
-                readers, rest, read_blob = _args(v, acc, sel, names)
-                got, i = [], 0
-                while i < len(uids):
-                    chunk, _rep, i, fell = impl.fetch_upto(*readers, uids, i, *rest, condstore,
-                                                           True, read_blob, budget, recent)
-                    got.append(chunk)
-                    if fell:
-                        got += build_fetch(v, acc, sel, [uids[i]], items, condstore, {}, True,
-                                           simple=False)
-                        i += 1
+                got, _stops = _upto_all(impl, v, acc, sel, uids, items, names, condstore, True,
+                                        budget, recent)
                 assert b"".join(got) == b"".join(whole)
                 assert uids == [] or b"\\Recent" in b"".join(got)
-
-
-@pytest.mark.parametrize("request_", ["(UID FLAGS)", "(FLAGS BODY.PEEK[])"])
-def test_fetch_chunks_with_recent(store, request_):
-    s, acc, ib = store
-    items = _items(request_)
-    with s.view() as v:
-        sel = _recent_sel(v, acc, ib)
-        uids = list(sel.uids)
-        whole = build_fetch(v, acc, sel, uids, items, False, {}, True, simple=False)
-    assert b"".join(fetch_chunks(s, acc, sel, uids, items, False, {}, True)) == b"".join(whole)
 
 
 @pytest.mark.parametrize("flags", [b"FLAGS ()", b"FLAGS (\\Seen)", b"FLAGS (\\Seen Custom)"])
