@@ -630,6 +630,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     b.n = b.cap = t.n = t.cap = 0
     n_u = len(uids)
     stop = n_u
+    if joined:      # room for the chunk at once: no regrowth copies on the way
+        _grow(&b, (budget if budget < (1 << 22) else (1 << 22)) + 65536)
     try:
         for pos in range(start, n_u):
             if fb_pos >= 0:
