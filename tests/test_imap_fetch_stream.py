@@ -306,3 +306,53 @@ async def test_write_nowait_on_a_socket(tmp_path):
     assert conn.write_nowait([b"y"]) is None
     a.close()
     b.close()
+
+
+async def test_a_turn_ends_at_a_buffer_even_when_all_is_written(store, tmp_path, monkeypatch):
+    """A socket that takes every chunk at once does not make a FETCH turn
+    longer: it ends once FETCH_BUFFER bytes were built (plus the chunk that
+    passed it), however long FETCH_TURN_SECONDS allows, so other sessions
+    wait for it no longer than when the bytes were held."""
+    s, acc, ib = store
+    monkeypatch.setattr(imap_session, "FETCH_TURN_SECONDS", 60.0)
+    built = [0]
+    real = imap_session.fetch_chunks
+
+    def counting(*a, **kw):
+        for c in real(*a, **kw):
+            built[0] += len(c)
+            yield c
+    monkeypatch.setattr(imap_session, "fetch_chunks", counting)
+    sess = _session(s, acc, ib, tmp_path)
+    wire = []
+
+    def write_nowait(parts):
+        data = b"".join(parts)
+        wire.append(data)
+        return len(data)
+
+    async def sender(data):
+        wire.append(bytes(data))
+        await trio.lowlevel.checkpoint()
+
+    sess.sender, sess.write_nowait = sender, write_nowait
+    uids = [u for u in sess.sel.uids if u != sess.sel.uids[3]] * 4
+    its = _items("(UID BODY.PEEK[])")
+    steps = []
+    done = [False]
+
+    async def bystander():
+        while not done[0]:
+            before = built[0]
+            await trio.lowlevel.checkpoint()
+            steps.append(built[0] - before)
+
+    async def fetch():
+        await sess.send_fetch(uids, its, uid_cmd=False)
+        done[0] = True
+
+    async with trio.open_nursery() as n:
+        n.start_soon(bystander)
+        n.start_soon(fetch)
+    assert sum(steps) > 4 * FETCH_BUFFER          # it did build in many turns
+    assert max(steps) <= FETCH_BUFFER + 2 * imap_session.FETCH_CHUNK + 300_000

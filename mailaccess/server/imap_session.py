@@ -1146,12 +1146,14 @@ class ImapSession:
             """Chunks into self.out until the buffer is full, the answer is
             complete or the clock passes UNTIL (at least one); more to build?"""
             nonlocal held, mark, blocked
+            built = 0
             while True:
                 chunk = next(chunks, None)
                 if chunk is None:
                     return False
                 out.append(chunk)
                 held += len(chunk)
+                built += len(chunk)
                 if write_now is not None and not blocked:
                     n = write_now(out)
                     if n is not None:
@@ -1160,7 +1162,9 @@ class ImapSession:
                         blocked = held > 0
                 if not progress.more:
                     return False
-                if held >= FETCH_BUFFER or time.perf_counter() >= until:
+                # a turn ends at FETCH_BUFFER built, written or not (other
+                # sessions wait no longer for it than when it was held)
+                if built >= FETCH_BUFFER or time.perf_counter() >= until:
                     return True
 
         try:
