@@ -3,6 +3,7 @@ exactly the unstreamed answer (``build_fetch``), none is much bigger than the
 buffer (a body literal bigger than it goes in pieces), and the session builds
 the next slice only when its sender (the socket) took the previous ones."""
 import functools
+import itertools
 import types
 
 import pytest
@@ -16,7 +17,7 @@ from mailaccess.proto.imap import events as ev
 from mailaccess.proto.imap import commands
 from mailaccess.proto.imap.frames import CommandFrame
 from mailaccess.server import imap_session
-from mailaccess.server.imap_session import FETCH_BUFFER, FETCH_FIRST_SLICE, ImapSession, build_fetch, fetch_chunks
+from mailaccess.server.imap_session import FETCH_BUFFER, ImapSession, build_fetch, fetch_chunks
 from mailaccess.store import Store, ops
 from mailaccess.views.imap_selected import SelectedMailbox, Snapshot
 
@@ -93,9 +94,9 @@ def test_streamed_is_byte_identical(store, items, budget, pick, condstore):
     # the session stops (without waiting for its FETCH turn) at the last chunk
     assert more == [True] * (len(chunks) - 1) + [False]
     small = max(build_fetch_sizes(s, acc, sel, uids, its), default=0)
-    # a chunk holds at most the buffer plus one message without its literals
-    # (the first slice of simple items is a fixed count of messages)
-    assert all(len(c) <= max(2 * budget, FETCH_FIRST_SLICE * small) + small for c in chunks)
+    # a chunk holds at most the budget plus one message whose literals are
+    # at most the budget, plus its text
+    assert all(len(c) <= 2 * budget + small for c in chunks)
 
 
 def build_fetch_sizes(s, acc, sel, uids, its):
@@ -222,3 +223,136 @@ async def test_streaming_answers_take_turns(store, tmp_path, monkeypatch):
     # one turn per scheduling batch: the bystander's step may fall at either
     # end of a batch, so two answers at most built between two of its steps
     assert max(gaps) <= 2 * imap_session.FETCH_BUILDERS
+
+
+def _session(s, acc, ib, tmp_path):
+    ctx = types.SimpleNamespace(cfg=make_config(tmp_path), store=s)
+    sess = ImapSession(ctx, secure=True, loopback=True)
+    sess.acc, sess.state = acc, imap_session.SELECTED
+    with s.view() as v:
+        sess.sel = _sel(v, acc, ib)
+    return sess
+
+
+@pytest.mark.parametrize("items", ["(UID BODY.PEEK[])", "(FLAGS ENVELOPE BODYSTRUCTURE)",
+                                   "(BODY.PEEK[1]<5.600000> BINARY.PEEK[2] BINARY.SIZE[1])"])
+async def test_answer_goes_out_as_it_is_built(store, tmp_path, items):
+    """With write_nowait (the plain socket), each chunk is written as soon
+    as it is built; once the socket takes only part of one, no write is
+    tried until the sender (the wait for the socket) took what was held, at
+    most about FETCH_BUFFER (perf5-body).  What leaves, in order, is exactly
+    the whole answer."""
+    s, acc, ib = store
+    sess = _session(s, acc, ib, tmp_path)
+    uids = list(sess.sel.uids)
+    its = _items(items)
+    with s.view() as v:
+        whole = b"".join(build_fetch(v, acc, sess.sel, uids, its, False, {}, True))
+    wire = []
+    rooms = itertools.cycle([100_000, 20_000, 400_000])
+    room = [next(rooms)]            # what the "socket" takes before it is full
+    trace = []                      # ("w", partial?) per write_nowait, "s" per sender call
+
+    def write_nowait(parts):
+        data = b"".join(parts)
+        n = min(len(data), room[0])
+        trace.append(("w", n < len(data)))
+        room[0] -= n
+        wire.append(data[:n])
+        return n
+
+    async def sender(data):
+        trace.append("s")
+        assert len(data) <= 2 * FETCH_BUFFER + 4096     # about one buffer held back
+        wire.append(bytes(data))
+        room[0] = next(rooms)
+        await trio.lowlevel.checkpoint()
+
+    sess.sender, sess.write_nowait = sender, write_nowait
+    sess.out.append(b"* 1 EXISTS\r\n")      # lines before the answer go first
+    await sess.send_fetch(uids, its, uid_cmd=False)
+    wire.append(sess.take_output())
+    assert b"".join(wire) == b"* 1 EXISTS\r\n" + whole
+    assert ("w", True) in trace and ("w", False) in trace   # whole writes, a full socket
+    # after a partial write the next step is the wait for the socket (the
+    # sender), not another write
+    for k, t in enumerate(trace[:-1]):
+        if t == ("w", True):
+            assert trace[k + 1] == "s"
+
+
+async def test_write_nowait_on_a_socket(tmp_path):
+    """ImapConnection.write_nowait: the pieces in order by writev, 0 once
+    the socket is full, None when another write is under way."""
+    from mailaccess.server import imap as imap_service
+    import socket
+    a0, b = socket.socketpair()
+    a = trio.socket.from_stdlib_socket(a0)
+    conn = object.__new__(imap_service.ImapConnection)
+    stream = trio.SocketStream(a)
+    conn.stream = conn._plain = stream
+    conn.write_lock = None
+    assert conn.write_nowait([b"ab", memoryview(b"xcd")[1:], b"e"]) == 5
+    assert b.recv(100) == b"abcde"
+    big = [b"x" * 65536] * 200
+    n = conn.write_nowait(big)
+    assert 0 < n < 65536 * 200
+    assert conn.write_nowait(big) == 0
+    conn.write_lock = trio.Lock()
+    await conn.write_lock.acquire()
+    assert conn.write_nowait([b"y"]) is None
+    conn.write_lock.release()
+    conn.stream = object()          # after STARTTLS / COMPRESS
+    assert conn.write_nowait([b"y"]) is None
+    a.close()
+    b.close()
+
+
+async def test_a_turn_ends_at_a_buffer_even_when_all_is_written(store, tmp_path, monkeypatch):
+    """A socket that takes every chunk at once does not make a FETCH turn
+    longer: it ends once FETCH_BUFFER bytes were built (plus the chunk that
+    passed it), however long FETCH_TURN_SECONDS allows, so other sessions
+    wait for it no longer than when the bytes were held."""
+    s, acc, ib = store
+    monkeypatch.setattr(imap_session, "FETCH_TURN_SECONDS", 60.0)
+    built = [0]
+    real = imap_session.fetch_chunks
+
+    def counting(*a, **kw):
+        for c in real(*a, **kw):
+            built[0] += len(c)
+            yield c
+    monkeypatch.setattr(imap_session, "fetch_chunks", counting)
+    sess = _session(s, acc, ib, tmp_path)
+    wire = []
+
+    def write_nowait(parts):
+        data = b"".join(parts)
+        wire.append(data)
+        return len(data)
+
+    async def sender(data):
+        wire.append(bytes(data))
+        await trio.lowlevel.checkpoint()
+
+    sess.sender, sess.write_nowait = sender, write_nowait
+    uids = [u for u in sess.sel.uids if u != sess.sel.uids[3]] * 4
+    its = _items("(UID BODY.PEEK[])")
+    steps = []
+    done = [False]
+
+    async def bystander():
+        while not done[0]:
+            before = built[0]
+            await trio.lowlevel.checkpoint()
+            steps.append(built[0] - before)
+
+    async def fetch():
+        await sess.send_fetch(uids, its, uid_cmd=False)
+        done[0] = True
+
+    async with trio.open_nursery() as n:
+        n.start_soon(bystander)
+        n.start_soon(fetch)
+    assert sum(steps) > 4 * FETCH_BUFFER          # it did build in many turns
+    assert max(steps) <= FETCH_BUFFER + 2 * imap_session.FETCH_CHUNK + 300_000

@@ -1,9 +1,9 @@
-from collections.abc import Buffer, Callable, Iterable, Sequence
+from collections.abc import Buffer, Callable, Container, Iterable, Sequence
 from typing import NamedTuple
 
 ITEMS: tuple[str, ...]
 
-def item_codes(items: Iterable[str | HeaderFields]) -> list[int]: ...
+def item_codes(items: Iterable[str | HeaderFields | WholeBody]) -> list[int]: ...
 def internaldate(received: int, tz: int) -> bytes: ...
 def fetch_simple(
     read_email: Callable[[int], Buffer | None],
@@ -11,12 +11,27 @@ def fetch_simple(
     uids: Iterable[int],
     snap_uids: Sequence[int],
     snap_eids: Sequence[int],
-    items: Sequence[str | HeaderFields],
+    items: Sequence[str | HeaderFields | WholeBody],
     flags: Callable[[list[str]], bytes] | None,
     condstore: bool,
     utf8: bool,
     read_blob: Callable[[bytes], Buffer | None] | None = None,
 ) -> tuple[list[bytes], dict[int, int], list[int]]: ...
+def fetch_upto(
+    read_email: Callable[[int], Buffer | None],
+    read_index: Callable[[bytes], Buffer | None],
+    uids: Sequence[int],
+    start: int,
+    snap_uids: Sequence[int],
+    snap_eids: Sequence[int],
+    items: Sequence[str | HeaderFields | WholeBody],
+    flags: Callable[[list[str]], bytes] | None,
+    condstore: bool,
+    utf8: bool,
+    read_blob: Callable[[bytes], Buffer | None] | None,
+    budget: int,
+    recent: Container[int] | None = None,
+) -> tuple[bytes, dict[int, int], int, bool]: ...
 
 class HeaderFields(NamedTuple):
     label: bytes
@@ -26,3 +41,11 @@ class HeaderFields(NamedTuple):
 HEADER_FIELDS: int
 
 def header_literal(raw_header: Buffer, item: HeaderFields) -> bytes: ...
+
+class WholeBody(NamedTuple):
+    label: bytes
+
+WHOLE_BODY: int
+
+def body_literal(raw: Buffer, item: WholeBody) -> bytes: ...
+def with_recent(flags: bytes) -> bytes: ...

@@ -131,6 +131,12 @@ if _py.HEADER_FIELDS != 10 or _py.HeaderFields._fields != ("label", "names", "ne
     raise ImportError("fetchfmt_c: HeaderFields changed")
 HeaderFields = _py.HeaderFields
 HEADER_FIELDS = _py.HEADER_FIELDS
+if _py.WHOLE_BODY != 11 or _py.WholeBody._fields != ("label",):
+    raise ImportError("fetchfmt_c: WholeBody changed")
+WholeBody = _py.WholeBody
+WHOLE_BODY = _py.WHOLE_BODY
+body_literal = _py.body_literal     # not on the hot path: the loop below writes its own
+with_recent = _py.with_recent
 
 cdef enum:
     C_UID = 0
@@ -144,6 +150,7 @@ cdef enum:
     C_EMAILID = 8
     C_THREADID = 9
     C_HEADER_FIELDS = 10
+    C_WHOLE_BODY = 11
     MAX_ITEMS = 64
     MAX_HF = 16         # HEADER.FIELDS items in one request (more: the pure twin)
     MAX_WANT = 256      # field names in all of them
@@ -474,6 +481,36 @@ def header_literal(raw_header, item):
 def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flags,
                  bint condstore, bint utf8, read_blob=None):
     """``(responses, reported, fallback)``: see ``fetchfmt_py.fetch_simple``."""
+    if not isinstance(uids, (list, tuple, array)):
+        uids = list(uids)
+    r = _run(read_email, read_index, uids, 0, snap_uids, snap_eids, items, flags, condstore,
+             utf8, read_blob, -1, None)
+    if r is None:       # absurd but legal requests: the pure twin
+        return _py.fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
+                                flags, condstore, utf8, read_blob)
+    return r[0], r[1], r[2]
+
+
+def fetch_upto(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, items,
+               flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent=None):
+    """``(chunk, reported, stop, fallback)``: see ``fetchfmt_py.fetch_upto``."""
+    if budget < 0:
+        raise ValueError("budget must not be negative")
+    r = _run(read_email, read_index, uids, start, snap_uids, snap_eids, items, flags,
+             condstore, utf8, read_blob, budget, recent)
+    if r is None:
+        return _py.fetch_upto(read_email, read_index, uids, start, snap_uids, snap_eids, items,
+                              flags, condstore, utf8, read_blob, budget, recent)
+    return r[0], r[1], r[3], bool(r[2])
+
+
+cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, items,
+          flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent):
+    """fetch_simple (BUDGET < 0: one response per message, every UID) or
+    fetch_upto (BUDGET >= 0: the responses joined, until BUDGET bytes or the
+    first fallback): ``(responses or chunk, reported, fallback, stop)``, or
+    None for a request the pure twin answers.  FLAGS of the UIDs in RECENT
+    show \\Recent too."""
     cdef list codes_l = _py.item_codes(items)
     cdef int ncodes = len(codes_l)
     cdef int codes[MAX_ITEMS]
@@ -491,10 +528,10 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
     cdef int nhf = 0, nw = 0
     cdef list labels = [], keep = []
     cdef bytes w
+    cdef int n_whole = 0
+    cdef list whole_label = [None] * ncodes
     if ncodes > MAX_ITEMS:
-        # absurd but legal: let the pure twin do it
-        return _py.fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
-                                flags, condstore, utf8, read_blob)
+        return None     # absurd but legal: let the pure twin do it
     hf_w[0] = 0
     for k in range(ncodes):
         c = codes_l[k]
@@ -509,8 +546,7 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
             want_index = want_header = True
             spec = items[k]
             if nhf == MAX_HF or nw + len(spec.names) > MAX_WANT:
-                return _py.fetch_simple(read_email, read_index, uids, snap_uids, snap_eids,
-                                        items, flags, condstore, utf8, read_blob)
+                return None
             for name in spec.names:
                 low = name.lower()
                 if low.isascii():
@@ -524,8 +560,12 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
             labels.append(bytes(spec.label))
             nhf += 1
             hf_w[nhf] = nw
-    if want_header and read_blob is None:
-        raise ValueError("HEADER.FIELDS items need read_blob")
+        elif c == C_WHOLE_BODY:
+            n_whole += 1
+            whole_label[k] = bytes(items[k].label)
+    if (want_header or n_whole) and read_blob is None:
+        raise ValueError("HEADER.FIELDS and whole-body items need read_blob")
+    cdef bint want_raw = want_header or n_whole > 0
     add_modseq = condstore and want_flags and not want_ms
 
     if not isinstance(snap_uids, array) or snap_uids.typecode != "I":
@@ -552,7 +592,7 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
     cdef bint r_fast = False
     cdef object r_get = None, r_db = None
     cdef bytes r_pre = b""
-    shape = getattr(read_blob, "shape", None) if want_header else None
+    shape = getattr(read_blob, "shape", None) if want_raw else None
     if shape is not None and shape.suffix == "bytes" and type(shape.prefix) is bytes:
         r_fast, r_pre, r_get, r_db = True, shape.prefix, read_blob.get, read_blob.db
     cdef Py_ssize_t e_pn = PyBytes_GET_SIZE(e_pre), x_pn = PyBytes_GET_SIZE(x_pre)
@@ -564,6 +604,8 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
     cdef dict reported = {}
     cdef list fallback = []
     cdef dict flag_cache = {}
+    cdef dict recent_cache = {}
+    cdef bytes fl_r
     cdef bytes last_tail = None
     cdef bytes fl = None
     cdef bytes tail
@@ -571,7 +613,10 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
     cdef Span ms, xs, rs
     cdef Buf b, t
     cdef Py_ssize_t he = 0
-    cdef Py_ssize_t i = -1, lo, hi, mid, off, tail_n, fn
+    cdef Py_ssize_t i = -1, lo, hi, mid, off, tail_n, fn, pos, n_u, fb_pos = -1, stop
+    cdef Py_ssize_t lit_at
+    cdef const unsigned char *nul
+    cdef bint joined = budget >= 0
     cdef long long u
     cdef unsigned int eid
     cdef int64_t received
@@ -583,8 +628,15 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
     ms.release = xs.release = rs.release = False
     b.p = t.p = NULL
     b.n = b.cap = t.n = t.cap = 0
+    n_u = len(uids)
+    stop = n_u
+    if joined:      # room for the chunk at once: no regrowth copies on the way
+        _grow(&b, (budget if budget < (1 << 22) else (1 << 22)) + 65536)
     try:
-        for u_obj in uids:
+        for pos in range(start, n_u):
+            if fb_pos >= 0:
+                break       # fetch_upto stops at its first fallback
+            u_obj = uids[pos]
             u = u_obj
             if u < 0 or u > 0xFFFFFFFF:
                 continue
@@ -619,6 +671,7 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
             try:
                 if ms.n < MSG_SIZE or ms.p[0] != MSG_VERSION:
                     fallback.append(u_obj)
+                    fb_pos = pos if joined else -1
                     continue
                 received = <int64_t>_be(ms.p + O_RECEIVED, 8)
                 tz = <short>_be(ms.p + O_TZ, 2)
@@ -629,6 +682,7 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
                 nmem = <int>_be(ms.p + O_NMEM, 2)
                 if not utf8 and ms.p[O_FLAGS] & UTF8_FLAG:
                     fallback.append(u_obj)
+                    fb_pos = pos if joined else -1
                     continue
                 if want_index:
                     if x_fast:
@@ -638,7 +692,7 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
                         memcpy(kp + x_pn, ms.p + O_BLOB, BLOB_SIZE)
                     else:
                         blob = PyBytes_FromStringAndSize(<const char *>ms.p + O_BLOB, BLOB_SIZE)
-                if want_header:
+                if want_raw:
                     if r_fast:
                         rkey = PyBytes_FromStringAndSize(NULL, r_pn + BLOB_SIZE)
                         kp = PyBytes_AS_STRING(rkey)
@@ -669,31 +723,43 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
                 blob = None
                 if idx is None:
                     fallback.append(u_obj)
+                    fb_pos = pos if joined else -1
                     continue
                 _span(idx, &xs)
                 if xs.n < IDX_SIZE or not IDX_OK[xs.p[0]]:
                     _unspan(&xs)
                     fallback.append(u_obj)
+                    fb_pos = pos if joined else -1
                     continue
-            if want_header:
-                # the header end from the meta's prefix (an index written
-                # otherwise is decoded by the Python path), the fields from
-                # the raw message up to it
+            if want_raw:
+                # HEADER.FIELDS: the header end from the meta's prefix (an
+                # index written otherwise is decoded by the Python path), the
+                # fields from the raw message up to it
                 raw = r_get(rkey, None, r_db) if r_fast else read_blob(rkey)
                 rkey = None
                 he = -1
-                if raw is not None:
+                if raw is not None and want_header:
                     he = _header_end(&xs)
-                if he < 0:
+                if raw is None or (want_header and he < 0):
                     _unspan(&xs)
                     raw = None
                     fallback.append(u_obj)
+                    fb_pos = pos if joined else -1
                     continue
                 _span(raw, &rs)
                 if he > rs.n:
                     he = rs.n
+                if joined and n_whole and rs.n > budget // n_whole:
+                    # bigger than the budget: the Python path sends it in pieces
+                    _unspan(&xs)
+                    _unspan(&rs)
+                    raw = None
+                    fallback.append(u_obj)
+                    fb_pos = pos
+                    continue
             try:
-                b.n = 0
+                if not joined:
+                    b.n = 0
                 _put(&b, b"* ", 2)
                 _put_u64(&b, <uint64_t>(i + 1))
                 _put(&b, b" FETCH (", 8)
@@ -705,7 +771,13 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
                         _put(&b, b"UID ", 4)
                         _put_u64(&b, <uint64_t>u)
                     elif c == C_FLAGS:
-                        _put_bytes(&b, fl)
+                        if recent is not None and u_obj in recent:
+                            fl_r = recent_cache.get(fl)
+                            if fl_r is None:
+                                fl_r = recent_cache[fl] = _py.with_recent(fl)
+                            _put_bytes(&b, fl_r)
+                        else:
+                            _put_bytes(&b, fl)
                     elif c == C_MODSEQ:
                         _put(&b, b"MODSEQ (", 8)
                         _put_u64(&b, last_ms)
@@ -732,6 +804,19 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
                         k2 = hf_of[k]
                         _put_header_fields(&b, &t, rs.p, he, wname, wlen, hf_w[k2],
                                            hf_w[k2 + 1], hf_neg[k2], labels[k2])
+                    elif c == C_WHOLE_BODY:
+                        # LABEL {n}\r\n and the stored bytes, NUL as 0x80
+                        _put_bytes(&b, <bytes>whole_label[k])
+                        _put(&b, b" {", 2)
+                        _put_u64(&b, <uint64_t>rs.n)
+                        _put(&b, b"}\r\n", 3)
+                        lit_at = b.n
+                        _put(&b, <const char *>rs.p, rs.n)
+                        nul = <const unsigned char *>memchr(b.p + lit_at, 0, rs.n)
+                        while nul != NULL:
+                            (<unsigned char *>nul)[0] = 0x80
+                            lit_at = nul - <const unsigned char *>b.p + 1
+                            nul = <const unsigned char *>memchr(b.p + lit_at, 0, b.n - lit_at)
                     elif c == C_EMAILID:
                         _put(&b, b"EMAILID (", 9)
                         _put_bytes(&b, _EMAIL_PREFIX)
@@ -753,12 +838,20 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
                 _unspan(&xs)
                 _unspan(&rs)
             idx = raw = None
-            out.append(PyBytes_FromStringAndSize(b.p, b.n))
             reported[u_obj] = last_ms
+            if not joined:
+                out.append(PyBytes_FromStringAndSize(b.p, b.n))
+            elif b.n >= budget:
+                stop = pos + 1
+                break
+        if fb_pos >= 0:
+            stop = fb_pos
+        if joined:
+            return PyBytes_FromStringAndSize(b.p, b.n), reported, fallback, stop
+        return out, reported, fallback, stop
     finally:
         _unspan(&ms)
         _unspan(&xs)
         _unspan(&rs)
         PyMem_Free(b.p)
         PyMem_Free(t.p)
-    return out, reported, fallback

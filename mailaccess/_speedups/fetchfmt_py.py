@@ -5,9 +5,13 @@ return identical results (tests/speedups/test_fetchfmt.py).
 
 ``fetch_simple`` answers FETCH for items that need only the email record and
 the prepared index: UID, FLAGS, MODSEQ, RFC822.SIZE, INTERNALDATE, ENVELOPE,
-BODYSTRUCTURE, BODY, EMAILID, THREADID, and the whole message's header
+BODYSTRUCTURE, BODY, EMAILID, THREADID, the whole message's header
 fields, ``BODY[HEADER.FIELDS (...)]`` and ``.NOT`` (a ``HeaderFields`` item:
-the header's end from the index, the field lines from the raw message).  It
+the header's end from the index, the field lines from the raw message), and
+the whole message as a literal, ``BODY[]`` and ``RFC822`` (a ``WholeBody``
+item: the stored bytes, NUL sent as 0x80).  ``fetch_upto`` is the same
+answer for a streamed FETCH: the responses of as many UIDs as fill a byte
+budget, joined, stopping before a message it leaves to the Python path.  It
 reads the stored values through the store's hot-path readers
 (``View.email_reader`` / ``index_reader`` / ``blob_reader``)
 and slices them in place as the layout descriptions say
@@ -21,6 +25,7 @@ read (the Python path raises the proper error for those).
 """
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
@@ -37,6 +42,7 @@ ITEMS = ("UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE", "ENVELOPE",
          "BODYSTRUCTURE", "BODY", "EMAILID", "THREADID")
 _CODE = {name: i for i, name in enumerate(ITEMS)}
 HEADER_FIELDS = len(ITEMS)      # the code of a HeaderFields item
+WHOLE_BODY = HEADER_FIELDS + 1  # the code of a WholeBody item
 
 
 class HeaderFields(NamedTuple):
@@ -48,6 +54,15 @@ class HeaderFields(NamedTuple):
     label: bytes
     names: tuple[str, ...]
     negate: bool
+
+
+class WholeBody(NamedTuple):
+    """The whole message as a literal, ``BODY[]`` / ``BODY.PEEK[]`` (LABEL
+    ``b"BODY[]"``) or ``RFC822`` (LABEL ``b"RFC822"``), without a partial
+    range: ``LABEL {n}\\r\\n`` + the stored bytes, NUL as 0x80
+    (server.imap_session._no_nul; the length stays the same)."""
+
+    label: bytes
 
 # the email record, read in place (store/records.py EMAIL_LAYOUT)
 _MSG = EMAIL_LAYOUT.head
@@ -82,6 +97,8 @@ def item_codes(items) -> list[int]:
     for n in items:
         if isinstance(n, HeaderFields):
             out.append(HEADER_FIELDS)
+        elif isinstance(n, WholeBody):
+            out.append(WHOLE_BODY)
         elif type(n) is str and n in _CODE:
             out.append(_CODE[n])
         else:
@@ -99,6 +116,19 @@ def header_literal(raw_header, item: HeaderFields) -> bytes:
     return item.label + b" {%d}\r\n" % len(data) + data
 
 
+def body_literal(raw, item: WholeBody) -> bytes:
+    """``LABEL {n}\\r\\n`` + RAW (the stored message), NUL as 0x80."""
+    data = bytes(raw)
+    if b"\0" in data:
+        data = data.replace(b"\0", b"\x80")
+    return item.label + b" {%d}\r\n" % len(data) + data
+
+
+def with_recent(flags: bytes) -> bytes:
+    """FLAGS text (``b"FLAGS (...)"``) with ``\\Recent`` added last."""
+    return flags[:-1] + (b" \\Recent)" if flags[-2:] != b"()" else b"\\Recent)")
+
+
 def internaldate(received: int, tz: int) -> bytes:
     """``b'"dd-Mon-yyyy hh:mm:ss +zzzz"'`` for RECEIVED seconds at offset TZ minutes."""
     return format_datetime(datetime.fromtimestamp(received, timezone(timedelta(minutes=tz))))
@@ -113,33 +143,91 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
     READ_EMAIL is ``eid -> encoded email record or None`` and READ_INDEX
     ``blob hash -> encoded message index or None`` (``View.email_reader`` and
     ``View.index_reader`` of the account); READ_BLOB ``blob hash -> raw
-    message or None`` (``View.blob_reader``), needed for HeaderFields items.
+    message or None`` (``View.blob_reader``), needed for HeaderFields and
+    WholeBody items.
     RESPONSES holds one ``* seq FETCH (...)\\r\\n`` per answered message, in
     UIDS order; UIDs not in the map and emails whose record is gone are
     skipped.  REPORTED maps each answered UID to the modseq it carried.
     FALLBACK lists, in UIDS order, the UIDs left to the Python path.
-    ITEMS are names from ``ITEMS`` and HeaderFields in request order; FLAGS formats a list of
+    ITEMS are names from ``ITEMS``, HeaderFields and WholeBody in request
+    order; FLAGS formats a list of
     keywords as the FLAGS value (``b"(\\Seen $Forwarded)"``), called once per
     distinct keyword set (None when FLAGS is not asked for); CONDSTORE adds
     MODSEQ after FLAGS (RFC 7162 3.1.4.1) unless MODSEQ was asked for; UTF8
     says the client enabled UTF8=ACCEPT.
     """
+    if not isinstance(uids, (list, tuple, array)):
+        uids = list(uids)
+    out: list[bytes] = []
+    reported: dict[int, int] = {}
+    fallback: list[int] = []
+    for _k, u, resp, last_ms in _answers(read_email, read_index, uids, 0, snap_uids,
+                                         snap_eids, items, flags, condstore, utf8, read_blob,
+                                         None):
+        if resp is None:
+            fallback.append(u)
+        else:
+            out.append(resp)
+            reported[u] = last_ms
+    return out, reported, fallback
+
+
+def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, items,
+               flags, condstore: bool, utf8: bool, read_blob,
+               budget: int, recent=None) -> tuple[bytes, dict[int, int], int, bool]:
+    """``(chunk, reported, stop, fallback)``: the responses ``fetch_simple``
+    gives for ``UIDS[START:STOP]``, joined into CHUNK, for a FETCH answer
+    streamed in chunks of about BUDGET bytes (server.imap_session.fetch_chunks).
+
+    UIDS is a sequence; the arguments otherwise as for fetch_simple.  It
+    stops after the response that brings CHUNK to BUDGET bytes or more (so
+    CHUNK stays under BUDGET plus one response), or at the end of UIDS.
+    FALLBACK True: it stopped at ``UIDS[STOP]``, a message it leaves to the
+    Python path (as fetch_simple would) or whose WholeBody literals together
+    hold more than BUDGET bytes (the Python path sends those in pieces);
+    the caller answers that one and goes on from STOP + 1.  RECENT: UIDs
+    (a container) whose FLAGS also show ``\\Recent``, the session's recent
+    messages (server.imap_session._with_recent), or None.
+    """
+    parts: list[bytes] = []
+    held = 0
+    reported: dict[int, int] = {}
+    for k, u, resp, last_ms in _answers(read_email, read_index, uids, start, snap_uids,
+                                        snap_eids, items, flags, condstore, utf8, read_blob,
+                                        budget, recent):
+        if resp is None:
+            return b"".join(parts), reported, k, True
+        parts.append(resp)
+        held += len(resp)
+        reported[u] = last_ms
+        if held >= budget:
+            return b"".join(parts), reported, k + 1, False
+    return b"".join(parts), reported, len(uids), False
+
+
+def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, items,
+             flags, condstore: bool, utf8: bool, read_blob, limit: int | None,
+             recent=None):
+    """``(k, uid, response, modseq)`` for the messages of ``UIDS[START:]`` in
+    order (K: the position in UIDS), skipping UIDs not in the map and gone
+    records; RESPONSE None (and modseq None) for one left to the Python
+    path, and for one whose WholeBody literals hold more than LIMIT bytes.
+    FLAGS of the UIDs in RECENT show \\Recent as well."""
     codes = item_codes(items)
     add_modseq = condstore and FLAGS in codes and MODSEQ not in codes
     want_header = HEADER_FIELDS in codes
+    n_whole = codes.count(WHOLE_BODY)
     want_index = want_header or any(c in (ENVELOPE, BODYSTRUCTURE, BODY) for c in codes)
-    if want_header and read_blob is None:
-        raise ValueError("HEADER.FIELDS items need read_blob")
+    if (want_header or n_whole) and read_blob is None:
+        raise ValueError("HEADER.FIELDS and whole-body items need read_blob")
     unpack_msg = _MSG.unpack_from
     unpack_idx = _IDX.unpack_from
     flag_cache: dict[bytes, bytes] = {}
     tz_cache: dict[int, timezone] = {}
-    out: list[bytes] = []
-    reported: dict[int, int] = {}
-    fallback: list[int] = []
     n_snap = len(snap_uids)
     i = -1
-    for u in uids:
+    for k in range(start, len(uids)):
+        u = uids[k]
         # FETCH 1:* walks the map in order: try the next slot before bisecting
         i += 1
         if not (i < n_snap and snap_uids[i] == u):
@@ -152,32 +240,36 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
         if data is None:
             continue    # expunged meanwhile: RFC 9051 lets us omit it
         if len(data) < _MSG_SIZE or data[0] != _MSG_VERSION:
-            fallback.append(u)
+            yield k, u, None, None
             continue
         rec = unpack_msg(data)
         if not utf8 and rec[_F_FLAGS] & _UTF8_HEADERS:
-            fallback.append(u)
+            yield k, u, None, None
             continue
         last_ms = rec[_F_LAST_MS]
         idx = None
         if want_index:
             idx = read_index(rec[_F_BLOB])
             if idx is None or len(idx) < _IDX_SIZE or idx[0] not in _IDX_VERSIONS:
-                fallback.append(u)
+                yield k, u, None, None
                 continue
             ends = unpack_idx(idx)
+        if want_header or n_whole:
+            raw = read_blob(rec[_F_BLOB])
+            if raw is None or (limit is not None and n_whole * len(raw) > limit):
+                yield k, u, None, None
+                continue
         if want_header:
             # the header end from the meta's prefix (an index written
             # otherwise is decoded by the Python path); the fields from the
             # raw message, cut there as a Python slice cuts
-            raw = read_blob(rec[_F_BLOB])
-            he = meta_header_end(idx, ends) if raw is not None else None
+            he = meta_header_end(idx, ends)
             if he is None:
-                fallback.append(u)
+                yield k, u, None, None
                 continue
             raw_header = raw[:he]
         pieces = []
-        for k, c in enumerate(codes):
+        for j, c in enumerate(codes):
             if c == UID:
                 pieces.append(b"UID %d" % u)
             elif c == FLAGS:
@@ -186,6 +278,8 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
                 fl = flag_cache.get(tail)
                 if fl is None:
                     fl = flag_cache[tail] = b"FLAGS " + flags(decode_keywords(tail))
+                if recent is not None and u in recent:
+                    fl = with_recent(fl)
                 pieces.append(fl)
             elif c == MODSEQ:
                 pieces.append(b"MODSEQ (%d)" % last_ms)
@@ -205,13 +299,13 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
             elif c == BODY:
                 pieces.append(b"BODY " + _idx_field(idx, ends, _BODY))
             elif c == HEADER_FIELDS:
-                pieces.append(header_literal(raw_header, items[k]))
+                pieces.append(header_literal(raw_header, items[j]))
+            elif c == WHOLE_BODY:
+                pieces.append(body_literal(raw, items[j]))
             elif c == EMAILID:
                 pieces.append(f"EMAILID ({email_id(eid)})".encode())
             else:   # THREADID
                 pieces.append(f"THREADID ({thread_id(rec[_F_THREAD])})".encode())
         if add_modseq:
             pieces.append(b"MODSEQ (%d)" % last_ms)
-        out.append(b"* %d FETCH (" % (i + 1) + b" ".join(pieces) + b")\r\n")
-        reported[u] = last_ms
-    return out, reported, fallback
+        yield k, u, b"* %d FETCH (" % (i + 1) + b" ".join(pieces) + b")\r\n", last_ms

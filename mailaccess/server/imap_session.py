@@ -75,7 +75,6 @@ REPORTS_UPDATES = frozenset({"NOOP", "CHECK", "APPEND", "EXPUNGE", "COPY", "MOVE
 FETCH_BUFFER = 256 * 1024   # bytes of a FETCH answer built ahead of the socket
 FETCH_CHUNK = 64 * 1024     # ... built this many at a time (other sessions run between)
 FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
-FETCH_FIRST_SLICE = 100     # (the first one small, so the client can start at once)
 #: how many FETCH answers may build a chunk at the same moment (see _fetch_turn)
 FETCH_BUILDERS = 1
 #: seconds of building one FETCH turn may use (chunks, at least one, until then)
@@ -201,6 +200,10 @@ class ImapSession:
         self.compress_requested = False
         self.starttls_requested = False
         self.sender = None   # async fn(bytes), set by the service: lets big answers stream
+        # fn(list of bytes) -> bytes written at once, or None when it cannot
+        # write without a wait (set by the service, with sender): a FETCH
+        # answer goes out as it is built
+        self.write_nowait = None
         # NOTIFY (RFC 5465): the Watch of the last NOTIFY SET, None for NOTIFY
         # NONE; the service's notify task delivers it between commands and
         # is told of a new one through on_notify
@@ -1122,9 +1125,18 @@ class ImapSession:
         # never waits); the later ones are built in FETCH turns (see
         # _fetch_turn), whose wait is also the yield that lets other
         # sessions run between them.
+        # Where the connection can write without a wait (write_nowait: the
+        # plain TCP socket), each chunk goes out as soon as it is built
+        # (perf5-body: the client parses while the rest is built, and the
+        # last bytes leave with the last chunk); once the socket takes only
+        # part of it, no write is tried until the sender (the wait for the
+        # socket, the back-pressure) took what FETCH_BUFFER holds, as before.
         items = tuple(items)
         held = 0
         mark = len(self.out)
+        blocked = False
+        out = self.out
+        write_now = self.write_nowait if self.sender is not None else None
         turn = _fetch_turn()
         progress = FetchProgress()
         chunks = fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
@@ -1134,16 +1146,26 @@ class ImapSession:
         def build(until: float) -> bool:
             """Chunks into self.out until the buffer is full, the answer is
             complete or the clock passes UNTIL (at least one); more to build?"""
-            nonlocal held
+            nonlocal held, mark, blocked
+            built = 0
             while True:
                 chunk = next(chunks, None)
                 if chunk is None:
                     return False
-                self.out.append(chunk)
+                out.append(chunk)
                 held += len(chunk)
+                built += len(chunk)
+                if write_now is not None and not blocked:
+                    n = write_now(out)
+                    if n is not None:
+                        dropped, held = _drop_written(out, n)
+                        mark = max(0, mark - dropped)
+                        blocked = held > 0
                 if not progress.more:
                     return False
-                if held >= FETCH_BUFFER or time.perf_counter() >= until:
+                # a turn ends at FETCH_BUFFER built, written or not (other
+                # sessions wait no longer for it than when it was held)
+                if built >= FETCH_BUFFER or time.perf_counter() >= until:
                     return True
 
         try:
@@ -1154,7 +1176,7 @@ class ImapSession:
             early = records is not None and more
             while True:
                 if self.sender is not None and (held >= FETCH_BUFFER or early):
-                    early = False
+                    early = blocked = False
                     held = mark = 0
                     await self.sender(self.take_output())
                 if not more:
@@ -1162,6 +1184,10 @@ class ImapSession:
                 async with turn:        # a checkpoint, then this answer alone
                     more = build(time.perf_counter() + FETCH_TURN_SECONDS)
         except No:
+            # what was not sent is dropped, but never the rest of a piece
+            # the socket took the start of (write_nowait)
+            if self.out and type(self.out[0]) is memoryview:
+                mark = max(mark, 1)
             del self.out[mark:]
             raise
 
@@ -1885,6 +1911,8 @@ def _downgraded(v, acc: int, em: LoadedEmail) -> tuple[bytes, bytes, mindex.Mess
 _fetchfmt = _speedups.load("fetchfmt")
 _SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
 _HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
+_WHOLE_BODY = _fetchfmt.WholeBody(b"BODY[]")
+_WHOLE_RFC822 = _fetchfmt.WholeBody(b"RFC822")
 # a STORE touching at most this many messages answers at once (do_store)
 STORE_REPLY_INLINE = 8
 # commands under way in this process's IMAP sessions (handle): a small STORE
@@ -1915,14 +1943,20 @@ def _simple_items(items) -> list | None:
     out = []
     for it in items:
         if isinstance(it, ev.FetchItem):
-            if it.name not in _SIMPLE_FETCH:
+            if it.name == "RFC822":
+                out.append(_WHOLE_RFC822)
+            elif it.name not in _SIMPLE_FETCH:
                 return None
-            out.append(it.name)
+            else:
+                out.append(it.name)
         elif (isinstance(it, ev.FetchBody) and not it.binary and it.partial is None
               and not it.section.part and it.section.text in _HEADER_FIELDS):
             out.append(_fetchfmt.HeaderFields(b"BODY[" + _section_name(it) + b"]",
                                               tuple(it.section.fields),
                                               it.section.text == "HEADER.FIELDS.NOT"))
+        elif (isinstance(it, ev.FetchBody) and not it.binary and it.partial is None
+              and not it.section.part and it.section.text is None):
+            out.append(_WHOLE_BODY)     # BODY[], BODY.PEEK[] (perf5-body)
         else:
             return None
     return out
@@ -1950,7 +1984,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         snap = sel.snap
         read_blob = None
         for n in names:
-            if type(n) is _fetchfmt.HeaderFields:
+            if type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody:
                 read_blob = v.blob_reader(acc)
                 break
         flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
@@ -2244,6 +2278,19 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     return seq, pieces
 
 
+def _drop_written(out: list, n: int) -> tuple[int, int]:
+    """Drop the first N bytes of the pieces in OUT (written to the socket):
+    (how many pieces went whole, the bytes left)."""
+    k = 0
+    while k < len(out) and n >= len(out[k]):
+        n -= len(out[k])
+        k += 1
+    del out[:k]
+    if n:
+        out[0] = memoryview(out[0])[n:]
+    return k, sum(map(len, out))
+
+
 class FetchProgress:
     """Told by ``fetch_chunks`` before each chunk: ``more`` is False when
     that chunk is the answer's last (the session then does not wait for the
@@ -2276,19 +2323,8 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
         # the session's \\Recent UIDs once per answer, not once per slice
         recent = set(sel.recent_uids()) if sel.show_recent and sel.recent and \
             "FLAGS" in simple else None
-        i, n = 0, FETCH_FIRST_SLICE
-        while i < n_all:
-            with store.view() as v:
-                part = build_fetch(v, acc, sel, uids[i:i + n], items, condstore, reported, utf8,
-                                   simple_items=simple, recent_uids=recent,
-                                   read_email=read_email)
-            i += n
-            size = sum(map(len, part))
-            if part:
-                progress.more = i < n_all
-                yield b"".join(part)
-            # aim the next slice at BUDGET bytes
-            n = max(1, min(FETCH_SLICE, n * budget // max(size, 1)))
+        yield from _chunks_upto(store, acc, sel, uids, items, simple, condstore, reported,
+                                utf8, budget, progress, read_email, recent or None)
         return
     i = 0
     buf: list[bytes] = []
@@ -2321,18 +2357,72 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
             yield b"".join(buf)
             buf, held = [], 0
         if pending is not None:
-            segs = _message_segments(*pending, budget)
-            seg = next(segs)
-            for after in segs:          # one ahead, to know which is the last
-                progress.more = True
-                yield seg
-                seg = after
-            progress.more = i < n_all
-            yield seg
+            yield from _pieces(pending, budget, progress, i < n_all)
     if buf:
         progress.more = False
         yield b"".join(buf)
     progress.more = False
+
+
+def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: list,
+                 condstore: bool, reported: dict | None, utf8: bool, budget: int,
+                 progress: FetchProgress, read_email, recent: set | None):
+    """fetch_chunks for SIMPLE items (RECENT: the UIDs whose FLAGS show
+    \\Recent, or None): each chunk is one ``fetchfmt.fetch_upto`` call under
+    its own store view (the responses joined where they are formatted,
+    perf5-body); a message it
+    leaves to the Python path (a downgrade, a body bigger than BUDGET) is
+    answered by ``_fetch_message`` in that view, and sent in pieces when its
+    literals are bigger than BUDGET."""
+    uids = uids if isinstance(uids, list) else list(uids)
+    n_all = len(uids)
+    want_blob = any(type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody
+                    for n in simple)
+    plan = None
+    i = 0
+    while i < n_all:
+        pending = None
+        with store.view() as v:
+            flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
+                     if "FLAGS" in simple else None)
+            chunk, rep, i, fell = _fetchfmt.fetch_upto(
+                read_email if read_email is not None else v.email_reader(acc),
+                v.index_reader(acc), uids, i, sel.snap.uids, sel.snap.eids, simple, flags,
+                condstore, utf8, v.blob_reader(acc) if want_blob else None, budget, recent)
+            if reported is not None:
+                reported.update(rep)
+            if fell:
+                if plan is None:
+                    plan = _FetchPlan(v, acc, items)
+                elif plan.spell is not None:
+                    plan.spell.view = v
+                m = _fetch_message(v, acc, sel, uids[i], items, condstore, reported, utf8,
+                                   plan, big=budget)
+                i += 1
+                if m is not None:
+                    if _literal_bytes(m[1]) > budget:
+                        pending = m
+                    else:
+                        chunk += b"".join(_message_segments(*m, 1 << 62))
+        if chunk:
+            progress.more = pending is not None or i < n_all
+            yield chunk
+        if pending is not None:
+            yield from _pieces(pending, budget, progress, i < n_all)
+    progress.more = False
+
+
+def _pieces(m, budget: int, progress: FetchProgress, more: bool):
+    """Message M's response (seq, pieces) in pieces of about BUDGET bytes;
+    PROGRESS says more follow after its last piece when MORE."""
+    segs = _message_segments(*m, budget)
+    seg = next(segs)
+    for after in segs:          # one ahead, to know which is the last
+        progress.more = True
+        yield seg
+        seg = after
+    progress.more = more
+    yield seg
 
 
 def _literal_bytes(pieces: list) -> int:

@@ -285,12 +285,20 @@ def test_which_requests_take_the_fast_path():
     assert s(_items(STRESS, False)) is not None
     assert s(_items(STRESS, True)) is not None
     assert s((ev.FetchItem("UID"), _body(["From"], peek=False))) is not None
+    # the whole message (BODY[], BODY.PEEK[], RFC822) too (perf5-body)
+    whole = (ev.FetchBody(ev.Section((), None)), ev.FetchBody(ev.Section((), None), peek=True),
+             ev.FetchItem("RFC822"))
+    assert s((ev.FetchItem("UID"),) + whole) == [
+        "UID", PY.WholeBody(b"BODY[]"), PY.WholeBody(b"BODY[]"), PY.WholeBody(b"RFC822")]
     # a part's header, a partial range, BINARY, the whole header or text, RFC822.HEADER:
     # the Python loop
     for it in (ev.FetchBody(ev.Section((1,), "HEADER.FIELDS", ("From",))),
                ev.FetchBody(ev.Section((), "HEADER.FIELDS", ("From",)), partial=(0, 10)),
                ev.FetchBody(ev.Section((), "HEADER")), ev.FetchBody(ev.Section((), "TEXT")),
-               ev.FetchBody(ev.Section((), None)), ev.FetchItem("RFC822.HEADER")):
+               ev.FetchBody(ev.Section((), None), partial=(0, 10)),
+               ev.FetchBody(ev.Section((), None), binary=True),
+               ev.FetchBody(ev.Section((1,), None)), ev.FetchItem("RFC822.HEADER"),
+               ev.FetchItem("RFC822.TEXT")):
         assert s((ev.FetchItem("UID"), it)) is None
 
 
