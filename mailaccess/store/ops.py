@@ -538,11 +538,18 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
     each, inside the transaction (storeio.stream: the loop formats a bulk
     STORE's answer while the writer goes on)."""
     cache: dict[int, Mailbox] = {}
-    _remember_spellings(tx, acc, list(add) + list(replace or ()))
-    add = frozenset(k.lower() for k in add)
-    remove = frozenset(k.lower() for k in remove)
+    # (no list, set or generator built for an empty side: a one-message
+    # STORE names one flag)
+    if add:
+        _remember_spellings(tx, acc, add)
+        add = frozenset(map(str.lower, add))
+    else:
+        add = _NO_KEYWORDS
+    if replace:
+        _remember_spellings(tx, acc, replace)
+    remove = frozenset(map(str.lower, remove)) if remove else _NO_KEYWORDS
     if replace is not None:
-        replace = frozenset(k.lower() for k in replace)
+        replace = frozenset(map(str.lower, replace))
     if emit is None:
         changed, conflicts, deltas, recs = _rewrite_keywords(
             tx, acc, eids, add, remove, replace, unchanged_since, want_records)
@@ -571,6 +578,9 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
     if cache:       # a Mailbox changed for JMAP only if its \Seen count did
         _save_mailboxes(tx, acc, cache, {mbx for mbx, d in deltas.items() if d})
     return changed, conflicts, recs
+
+
+_NO_KEYWORDS: frozenset[str] = frozenset()
 
 
 def slice_spans(n: int, sizes) -> list[tuple[int, int]]:
@@ -886,11 +896,11 @@ def _remember_spellings(tx: WriteTx, acc: int, keywords) -> None:
     "$Forwarded" back as they sent it (mbsync compares keywords
     case-sensitively)."""
     for k in keywords:
+        low = k.lower()
+        if low in SYSTEM_KEYWORDS:     # (a few ASCII bytes: within the limit)
+            continue
         if not k or len(k.encode("utf-8")) > MAX_KEYWORD_BYTES:
             raise InvalidName(f"keywords are 1-{MAX_KEYWORD_BYTES} bytes")
-        low = k.lower()
-        if low in SYSTEM_KEYWORDS:
-            continue
         key = keys.kw(acc, low)
         if tx._get("kw", key) is None:
             tx.put("kw", key, k.encode("utf-8"))

@@ -49,8 +49,16 @@ class WriteTx(View):
         """``put`` of each (key, value) of ITEMS, in order, in one call into
         LMDB (a bulk STORE writes 10,000 records and 10,000 index keys)."""
         if len(items) < 4:          # a cursor costs more than a few puts
+            db = self.db[table]
+            if self._ops is None:
+                put = self.txn.put
+                for k, v in items:
+                    put(k, v, db=db)
+                return
+            put, log = self._raw.put, self._ops.append
             for k, v in items:
-                self.put(table, k, v)
+                put(k, v, db=db)
+                log((PUT, table, k, v))
             return
         self._raw.cursor(db=self.db[table]).putmulti(items)
         if self._ops is not None:     # (PUT, table, key, value) each, built in C
@@ -77,8 +85,16 @@ class WriteTx(View):
         together (the old mbx.ms keys of a bulk STORE) cost no descent of
         the tree each."""
         if len(keys_) < 4:
+            db = self.db[table]
+            if self._ops is None:
+                delete = self.txn.delete
+                for k in keys_:
+                    delete(k, db=db)
+                return
+            delete, log = self._raw.delete, self._ops.append
             for k in keys_:
-                self.delete(table, k)
+                if delete(k, db=db):
+                    log((DELETE, table, k, b""))
             return
         cur, ops = self._raw.cursor(db=self.db[table]), self._ops
         find, delete = cur.set_key, cur.delete
