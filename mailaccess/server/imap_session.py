@@ -874,17 +874,17 @@ class ImapSession:
 
     async def do_append(self, cmd):
         try:
-            # (durable=False: the APPEND's own flush covers what this read)
-            with self.store.view(durable=False) as v:
-                mbx = _mailbox_id(v, self.acc, cmd.mailbox)
-            if mbx is None:
-                raise No(f"no mailbox {cmd.mailbox}", "TRYCREATE")
             prepared = await self._prepare_append(cmd)
         finally:
             self.store.coming.arrived(id(self))     # queued next, or not at all
-        # MULTIAPPEND is atomic (RFC 3502)
-        results = await storeio.write(self.store, ops.append_many, self.acc, mbx, prepared,
-                                      self.ctx.cfg.store.quota)
+        # MULTIAPPEND is atomic (RFC 3502).  The mailbox is looked up in the
+        # write itself (no read transaction of its own on the loop: a
+        # synchronizing literal's literal_refusal already answered TRYCREATE
+        # before the upload; this finds the mailbox as of the commit)
+        results = await storeio.write(self.store, _append_named, self.acc, cmd.mailbox,
+                                      prepared, self.ctx.cfg.store.quota)
+        if results is None:
+            raise No(f"no mailbox {cmd.mailbox}", "TRYCREATE")
         uids = [r.placed[0][2] for r in results]
         # the mailbox's UIDVALIDITY as the writer found it (placed: mailbox, uidvalidity, uid)
         return Done("APPEND completed", S.code_appenduid(results[0].placed[0][1], uids))
@@ -1769,6 +1769,15 @@ class ImapSession:
 
 
 # --- helpers that read the store (run inline or in a worker thread) --------------------------
+
+def _append_named(tx, acc: int, name: str, items, quota: int):
+    """(The writer) ``ops.append_many`` into the mailbox NAME, found in this
+    write transaction; None (nothing written) when there is no such mailbox."""
+    mbx = _mailbox_id(tx, acc, name)
+    if mbx is None:
+        return None
+    return ops.append_many(tx, acc, mbx, items, quota)
+
 
 def _mailbox_id(v, acc: int, name: str) -> int | None:
     """The id of the mailbox NAME, or None (APPEND: the record itself is not
