@@ -1387,7 +1387,7 @@ class ImapSession:
         sel = self.sel
         mbx = sel.mbx
         names = _simple_items(items)
-        recent = set(sel.recent_uids()) if sel.show_recent and sel.recent else None
+        recent = _StoreRecent(sel) if sel.show_recent and sel.recent else None
         # keywords spelled as the store has them, read when a line first shows
         # one (no view per slice: a system flag needs none)
         flags = functools.partial(flags_list, spell=_Spellings(None, self.acc, self.store)) \
@@ -1422,7 +1422,8 @@ class ImapSession:
                         # same with UTF8=ACCEPT or not
                         self.out.extend(build_fetch(v, self.acc, sel, uids, items, False,
                                                     sel.reported, True, simple_items=names,
-                                                    recent_uids=recent, read_email=recs.get,
+                                                    recent_uids=recent and recent.all(),
+                                                    read_email=recs.get,
                                                     fallback_to=late))
                 told += uids
                 if self.sender is not None:
@@ -2059,13 +2060,17 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
     return out
 
 
-def _slice_answer(sel: SelectedMailbox, uids: list[int], names: list, flags, recent,
-                  read_email, late: list[int]) -> bytes:
+def _slice_answer(sel: SelectedMailbox, uids: list[int], names: list, flags,
+                  recent: _StoreRecent | None, read_email, late: list[int]) -> bytes:
     """The FETCH lines of one slice of a streamed STORE (_store_streamed),
     formatted from the records its transaction left (READ_EMAIL) into one
-    buffer by fetchfmt.fetch_upto, \\Recent added for the UIDs in RECENT:
-    the bytes build_fetch gives (joined), with the UIDs the compiled
-    formatter leaves to the Python path appended to LATE, unanswered."""
+    buffer by fetchfmt.fetch_upto, \\Recent added as RECENT says: the
+    bytes build_fetch gives (joined), with the UIDs the compiled formatter
+    leaves to the Python path appended to LATE, unanswered."""
+    if recent is not None and flags is not None and recent.covers(uids):
+        flags, recent = functools.partial(_with_recent, flags), None     # all recent
+    elif recent is not None:
+        recent = recent.all()
     out = []
     i, n = 0, len(uids)
     while i < n:
@@ -2078,6 +2083,30 @@ def _slice_answer(sel: SelectedMailbox, uids: list[int], names: list, flags, rec
             late.append(uids[i])
             i += 1
     return out[0] if len(out) == 1 else b"".join(out)
+
+
+class _StoreRecent:
+    """The session's \\Recent UIDs for a streamed STORE's slices: a slice
+    within its one recent range (the usual: every message new to the
+    session), nothing gone, is all recent, told without a set of 10,000
+    UIDs; else the set, built once per command."""
+
+    __slots__ = ("sel", "uids")
+
+    def __init__(self, sel: SelectedMailbox):
+        self.sel = sel
+        self.uids: set[int] | None = None
+
+    def covers(self, uids: list[int]) -> bool:
+        """Every UID of UIDS (ascending) is recent."""
+        r = self.sel.recent
+        return bool(uids) and len(r) == 1 and not self.sel.gone and \
+            r[0][0] <= uids[0] and uids[-1] < r[0][1]
+
+    def all(self) -> set[int]:
+        if self.uids is None:
+            self.uids = set(self.sel.recent_uids())
+        return self.uids
 
 
 class _Spellings:
