@@ -275,3 +275,57 @@ async def test_a_streamed_store_run_again_after_a_map_growth_answers_again(imap_
     assert answer[-1].split()[1] == b"OK", answer[-1]
     assert sum(b" FETCH " in ln for ln in answer) == 16
     assert _seen_lines(answer) == _seen_lines(after) == {n: True for n in range(1, 9)}
+
+
+async def test_a_streamed_stores_slices_open_no_view_but_for_a_keywords_spelling(imap_server,
+                                                                               monkeypatch):
+    """The slices of a streamed STORE are formatted from the records its
+    writer hands over (one fetchfmt.fetch_upto call each, perf6-bulk): no
+    store view per slice.  A system flag needs none at all; a custom keyword
+    is spelled from one view opened the first time a line shows it, not one
+    per slice; the lines still show its first spelling."""
+    port = imap_port(imap_server)
+    await _users(imap_server, "hugo")
+    store = imap_server.store
+    views = []
+    real_view = type(store).view
+    real = imap_session.ImapSession._store_streamed
+
+    def counting_view(self, *a, **kw):
+        if streaming:
+            views.append(1)
+        return real_view(self, *a, **kw)
+
+    streaming = []
+
+    async def streamed(self, *a):
+        streaming.append(1)
+        try:
+            return await real(self, *a)
+        finally:
+            streaming.clear()
+
+    def converse_views(port, user):
+        a = Raw(port, user=user)
+        for i in range(8):
+            a.cmd("APPEND INBOX", msg(f"m{i}"))
+        a.cmd("SELECT INBOX")
+        out = []
+        for line in ("STORE 1:* +FLAGS (\\Seen)", "STORE 1 +FLAGS ($Spelled)",
+                     "STORE 1:* +FLAGS ($spelled)"):
+            # (the second: one message, not streamed; its * FLAGS tells the
+            # session the keyword, so the third is streamed)
+            views.clear()
+            out.append((a.cmd(line), len(views)))
+        a.close()
+        return out
+
+    monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 0)
+    monkeypatch.setattr(imap_session, "STORE_CHUNK_MIN", 3)
+    monkeypatch.setattr(imap_session, "STORE_SLICES", (2, 3))
+    monkeypatch.setattr(type(store), "view", counting_view)
+    monkeypatch.setattr(imap_session.ImapSession, "_store_streamed", streamed)
+    (seen, seen_views), _, (kw, kw_views) = await run(converse_views, port, "hugo")
+    assert sum(b" FETCH " in ln for ln in seen) == 8 and seen_views == 0
+    assert sum(b"$Spelled" in ln for ln in kw) == 8 and b"$spelled" not in b"".join(kw)
+    assert kw_views == 1

@@ -1387,7 +1387,11 @@ class ImapSession:
         sel = self.sel
         mbx = sel.mbx
         names = _simple_items(items)
-        recent = set(sel.recent_uids()) if sel.show_recent and sel.recent else None
+        recent = _StoreRecent(sel) if sel.show_recent and sel.recent else None
+        # keywords spelled as the store has them, read when a line first shows
+        # one (no view per slice: a system flag needs none)
+        flags = functools.partial(flags_list, spell=_Spellings(None, self.acc, self.store)) \
+            if names is not None and "FLAGS" in names else None
         quiet = True           # every commit so far with nobody else in between
         last_ms = None
         for a, b in ops.slice_spans(len(live), (STORE_COMMIT,)):
@@ -1409,13 +1413,18 @@ class ImapSession:
                 first = False
                 lo, hi = spans[n]
                 uids = live[a + lo:a + hi]
-                with self.store.view() as v:
-                    # FLAGS and UID carry no header text: the lines are the
-                    # same with UTF8=ACCEPT or not
-                    self.out.extend(build_fetch(v, self.acc, sel, uids, items, False,
-                                                sel.reported, True, simple_items=names,
-                                                recent_uids=recent, read_email=recs.get,
-                                                fallback_to=late))
+                if names is not None:
+                    self.out.append(_slice_answer(sel, uids, names, flags, recent, recs.get,
+                                                  late))
+                else:
+                    with self.store.view() as v:
+                        # FLAGS and UID carry no header text: the lines are the
+                        # same with UTF8=ACCEPT or not
+                        self.out.extend(build_fetch(v, self.acc, sel, uids, items, False,
+                                                    sel.reported, True, simple_items=names,
+                                                    recent_uids=recent and recent.all(),
+                                                    read_email=recs.get,
+                                                    fallback_to=late))
                 told += uids
                 if self.sender is not None:
                     await self.sender(self.take_output())
@@ -1940,6 +1949,9 @@ STORE_CHUNKS = (500, 1000, 2000, 4000, 8000)
 # each answered as soon as it is rewritten (_store_streamed)
 STORE_COMMIT = 20000
 STORE_SLICES = (100, 400, 1000, 2000)
+# bytes of FETCH lines a streamed STORE formats per fetch_upto call (a
+# slice's lines take one call: ~50 bytes a line)
+STORE_SLICE_BYTES = 1 << 20
 
 
 class _NotTold(Exception):
@@ -2057,23 +2069,81 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
     return out
 
 
+def _slice_answer(sel: SelectedMailbox, uids: list[int], names: list, flags,
+                  recent: _StoreRecent | None, read_email, late: list[int]) -> bytes:
+    """The FETCH lines of one slice of a streamed STORE (_store_streamed),
+    formatted from the records its transaction left (READ_EMAIL) into one
+    buffer by fetchfmt.fetch_upto, \\Recent added as RECENT says: the
+    bytes build_fetch gives (joined), with the UIDs the compiled formatter
+    leaves to the Python path appended to LATE, unanswered."""
+    if recent is not None and flags is not None and recent.covers(uids):
+        flags, recent = functools.partial(_with_recent, flags), None     # all recent
+    elif recent is not None:
+        recent = recent.all()
+    out = []
+    i, n = 0, len(uids)
+    while i < n:
+        chunk, rep, i, fell = _fetchfmt.fetch_upto(
+            read_email, _no_index, uids, i, sel.snap.uids, sel.snap.eids, names, flags,
+            False, True, None, STORE_SLICE_BYTES, recent)
+        sel.reported.update(rep)
+        out.append(chunk)
+        if fell:
+            late.append(uids[i])
+            i += 1
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+class _StoreRecent:
+    """The session's \\Recent UIDs for a streamed STORE's slices: a slice
+    within its one recent range (the usual: every message new to the
+    session), nothing gone, is all recent, told without a set of 10,000
+    UIDs; else the set, built once per command."""
+
+    __slots__ = ("sel", "uids")
+
+    def __init__(self, sel: SelectedMailbox):
+        self.sel = sel
+        self.uids: set[int] | None = None
+
+    def covers(self, uids: list[int]) -> bool:
+        """Every UID of UIDS (ascending) is recent."""
+        r = self.sel.recent
+        return bool(uids) and len(r) == 1 and not self.sel.gone and \
+            r[0][0] <= uids[0] and uids[-1] < r[0][1]
+
+    def all(self) -> set[int]:
+        if self.uids is None:
+            self.uids = set(self.sel.recent_uids())
+        return self.uids
+
+
 class _Spellings:
     """View.keyword_spellings for flags_list, read a keyword at a time when
     a FLAGS answer first shows it (a FETCH shows a few keywords; the account
-    may have used many): the same answers within one view."""
+    may have used many): the same answers within one view.  STORE: with
+    VIEW None, each keyword is read in a view of its own (a streamed STORE
+    holds no view across its slices: the writer may need the readers gone
+    to grow the map; its transaction holds the write lock meanwhile, so
+    every view sees the same spellings)."""
 
-    __slots__ = ("view", "acc", "known")
+    __slots__ = ("view", "acc", "known", "store")
 
-    def __init__(self, view, acc: int):
+    def __init__(self, view, acc: int, store=None):
         self.view = view
         self.acc = acc
         self.known: dict[str, str | None] = {}
+        self.store = store
 
     def get(self, keyword: str, default=None):
         try:
             s = self.known[keyword]
         except KeyError:
-            s = self.known[keyword] = self.view.keyword_spelling(self.acc, keyword)
+            if self.view is None:
+                with self.store.view() as v:
+                    s = self.known[keyword] = v.keyword_spelling(self.acc, keyword)
+            else:
+                s = self.known[keyword] = self.view.keyword_spelling(self.acc, keyword)
         return default if s is None else s
 
     def __bool__(self) -> bool:
