@@ -31,6 +31,22 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
     int pthread_cond_broadcast(pthread_cond_t *c)
 
+cdef extern from *:
+    """
+    #include <time.h>
+    static inline unsigned long long _lf_load(unsigned long long *p) {
+        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    }
+    static inline double _lf_now(void) {
+        struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec + ts.tv_nsec * 1e-9;
+    }
+    static inline void _lf_pause(void) { __builtin_ia32_pause(); }
+    """
+    unsigned long long _lf_load(unsigned long long *p) nogil
+    double _lf_now() nogil
+    void _lf_pause() nogil
+
 cdef extern from "<unistd.h>" nogil:
     int fdatasync(int fd)
     int getpid()
@@ -78,6 +94,7 @@ cdef class Flusher:
     cdef _State *_s
     cdef pthread_t _thread
     cdef int _pid                  # the process the thread runs in; 0: none
+    cdef public double spin        # seconds wait() polls before it sleeps
 
     def __cinit__(self, int fd):
         self._s = <_State *>malloc(sizeof(_State))
@@ -89,6 +106,7 @@ cdef class Flusher:
         self._s.err = 0
         self._s.stop = 0
         self._pid = 0
+        self.spin = 0.0
         self._init_sync()
 
     cdef void _init_sync(self) noexcept:
@@ -142,7 +160,12 @@ cdef class Flusher:
                 e = s.err
                 pthread_mutex_unlock(&s.mu)
             return e
+        cdef double until
         with nogil:
+            if self.spin > 0:
+                until = _lf_now() + self.spin
+                while _lf_load(&s.done) < ticket and _lf_now() < until:
+                    _lf_pause()
             pthread_mutex_lock(&s.mu)
             while s.done < ticket:
                 pthread_cond_wait(&s.done_cv, &s.mu)
