@@ -78,65 +78,21 @@ def write_now(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
     when it was not run (then nothing was written: ``write`` it).  Nothing
     awaits in between: the caller knows that no other task of this loop ran
     between the commit and its next line."""
-    landing = begin_now(store, fn, *args, **kwargs)
-    if landing is NOT_NOW:
-        return NOT_NOW
-    landing.settle()
-    return landing.result()
-
-
-def begin_now(store: Store, fn: Callable[..., Any], *args, **kwargs):
-    """``write_now`` in two halves (perf7-overlap) -> a ``Landing`` (or
-    NOT_NOW, as write_now): the write is committed, the redo log's flush
-    under way (beside this thread, with the compiled ``logflush``), and
-    ``landing.result()`` is its result, to prepare the answer from while
-    the disk writes; ``landing.settle()`` waits for the flush and
-    acknowledges the write (the commit hooks, the bus: on this loop, at
-    once).  Until settled nothing of the write may be shown (no byte sent)
-    and nothing awaited: the loop holds the store's writer."""
     if not _loop_idle():
         return NOT_NOW
     if kwargs:
         fn = functools.partial(fn, **kwargs)
     if store.around_completions is None:
         store.around_completions = loophop.batched
+    box: list = []
     with loophop.here():
-        landing = store.write_begin(fn, args, _ignore)
-    if landing is None:
+        ran = store.write_here(fn, args, lambda result, error: box.append((result, error)))
+    if not ran:
         return NOT_NOW
-    return Landing(landing)
-
-
-def _ignore(result, error) -> None:
-    pass
-
-
-class Landing:
-    """A write the loop ran itself and has not settled (``begin_now``)."""
-
-    __slots__ = ("_landing",)
-
-    def __init__(self, landing):
-        self._landing = landing
-
-    def result(self) -> Any:
-        """The write's result (not durable before ``settle``); its error
-        raised, settled first."""
-        result, error = self._landing.peek()
-        if error is not None:
-            self.settle()
-            raise error
-        return result
-
-    def settle(self) -> None:
-        """Wait for the write's flush and acknowledge it; raise what the
-        acknowledgement says went wrong (the request's own error, or a
-        flush that failed: then the result seen before must not be shown)."""
-        with loophop.here():
-            self._landing.finish()
-        error = self._landing.peek()[1]
-        if error is not None:
-            raise error
+    result, error = box[0]
+    if error is not None:
+        raise error
+    return result
 
 
 def _loop_idle() -> bool:

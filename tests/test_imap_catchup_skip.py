@@ -200,14 +200,8 @@ async def test_a_store_the_loop_wrote_itself_reads_nothing_back(imap_server, mon
 
     monkeypatch.setattr(store, "view", counting)
     here = []
-    real_here = store.write_begin       # (write_here's first half: storeio.begin_now)
-
-    def counted(*a):
-        landing = real_here(*a)
-        here.append(landing is not None)
-        return landing
-
-    monkeypatch.setattr(store, "write_begin", counted)
+    real_here = store.write_here
+    monkeypatch.setattr(store, "write_here", lambda *a: here.append(real_here(*a)) or here[-1])
     for n in (1, 2):
         while store._busy.locked() or not store._queue.empty():
             await trio.sleep(0.01)

@@ -358,14 +358,8 @@ async def test_write_small_raises_the_writes_error_and_publishes_its_commit(stor
     store.write_sync(lambda tx: tx.put("kw", _kw(0), b"x"))
     assert _wait_for(lambda: store._queue.empty() and not store._busy.locked())
     here = []
-    real = store.write_begin        # (write_here's first half, which write_small runs)
-
-    def counted(*a):
-        landing = real(*a)
-        here.append(landing is not None)
-        return landing
-
-    store.write_begin = counted
+    real = store.write_here
+    store.write_here = lambda *a: here.append(real(*a)) or here[-1]
     seen = []
     store.on_commit.append(lambda info: loophop.current().call(seen.append, info.batch_size))
 

@@ -216,11 +216,6 @@ class ImapSession:
         # up on selection _quiet_sel: see _needs_refresh
         self._quiet_sel: SelectedMailbox | None = None
         self._quiet_ms = -1
-        # a STORE the loop wrote itself whose redo-log flush is under way
-        # (storeio.begin_now, perf7-overlap), and where its answer starts in
-        # self.out: settled (_settle) before anything is sent or awaited
-        self._landing: storeio.Landing | None = None
-        self._landing_at = 0
 
     # --- capabilities -----------------------------------------------------------------
 
@@ -304,8 +299,6 @@ class ImapSession:
         _RUNNING[0] += 1
         try:
             done = await getattr(self, attr)(cmd)
-            if self._landing is not None:
-                self._settle()      # the write durable before its answer is complete
             if done is not None and name in REPORTS_UPDATES:
                 allow_expunge = st.may_announce_expunge(name)
                 if self._needs_refresh(allow_expunge, done.current):
@@ -331,22 +324,6 @@ class ImapSession:
             self._complete(cmd, True, None if done is None else S.ok(cmd.tag, done.text, done.code))
         finally:
             _RUNNING[0] -= 1
-            if self._landing is not None:       # (a failure after the write)
-                try:
-                    self._settle()
-                except Exception:
-                    log.exception("a STORE failed after its answer was prepared")
-
-    def _settle(self) -> None:
-        """Wait for the durability of the STORE the loop wrote itself
-        (do_store, storeio.begin_now) and acknowledge it; if that fails
-        (the log's flush), drop the answer prepared from it and raise."""
-        landing, self._landing = self._landing, None
-        try:
-            landing.settle()
-        except BaseException:
-            del self.out[self._landing_at:]
-            raise
 
     def _needs_refresh(self, allow_expunge: bool, current: int = -1) -> bool:
         """Could the dispatcher's catch-up say anything?  False only when
@@ -1245,22 +1222,14 @@ class ImapSession:
         # a STORE on a few messages while no other command runs in this
         # process: done by the loop itself when the writer is idle
         args = (self.store, ops.set_keywords_reporting, self.acc, mbx, eids)
-        landing = storeio.begin_now(*args, unchanged_since=cmd.unchangedsince,
-                                    records=not cmd.silent, **kw) \
+        res = storeio.write_now(*args, unchanged_since=cmd.unchangedsince,
+                                records=not cmd.silent, **kw) \
             if len(eids) <= STORE_REPLY_INLINE and _RUNNING[0] == 1 else storeio.NOT_NOW
-        here = landing is not storeio.NOT_NOW
-        if here:
-            # committed, its flush under way (perf7-overlap): the answer is
-            # prepared meanwhile and leaves once the dispatcher settled it
-            # (handle): nothing awaited or read from the store before that
-            res = landing.result()
-            self._landing, self._landing_at = landing, len(self.out)
-        else:
+        here = res is not storeio.NOT_NOW
+        if not here:
             res = await storeio.write(*args, unchanged_since=cmd.unchangedsince,
                                       records=not cmd.silent, **kw)
         inline = self._store_inline(cmd, res, eids, live, kws, known, items)
-        if inline is None and self._landing is not None:
-            self._settle()      # the paths below read the store or await
         conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
         if conflicts:
             by_eid = dict(zip(eids, live))

@@ -276,7 +276,6 @@ class _Durable:
     changes: list
     need: int
     switch: tuple | None
-    ticket: int | None = None     # its flush, begun early (write_begin: RedoLog.flush_begin)
 
 
 class _Syncer:
@@ -337,32 +336,6 @@ class _Syncer:
                 with cond:
                     self._active = False
                     cond.notify_all()
-
-
-class Landing:
-    """A write the caller ran itself (``LmdbStore.write_begin``), committed,
-    its flush under way: ``peek()`` -> its (result, error), for preparing
-    the answer (nothing of it may be shown yet); ``finish()`` (once; again:
-    nothing) waits for the flush and acknowledges it."""
-
-    __slots__ = ("_store", "_item", "_box")
-
-    def __init__(self, store: "LmdbStore", item: "_Durable | None", box: list):
-        self._store = store
-        self._item = item
-        self._box = box
-
-    def peek(self) -> tuple[Any, BaseException | None]:
-        if self._box:
-            return self._box[0]
-        return self._item.results[0]
-
-    def finish(self) -> None:
-        store = self._store
-        if store is None:
-            return
-        self._store = None
-        store._land(self._item)
 
 
 class LmdbStore:
@@ -727,7 +700,7 @@ class LmdbStore:
                 or self._redo_tail - self._gen_start >= REDO_MAX_BYTES
                 or time.monotonic() - self._last_checkpoint >= REDO_INTERVAL)
 
-    def _log_commit(self, txn, ops: list, sync: bool = True, early: list | None = None):
+    def _log_commit(self, txn, ops: list, sync: bool = True):
         """Write TXN's OPS to the redo log, then commit it: LMDB itself does
         not sync, and neither does this (under LMDB's writer lock): the
         caller flushes the log after the commit, which releases the lock,
@@ -737,15 +710,7 @@ class LmdbStore:
         generation, after a NEXT record ending the old one; the snapshot
         before TXN is pinned and its meta pages read (both consistent: this
         process holds the writer lock) -> (header, pin) for the checkpoint
-        thread, to hand over once the record is flushed; else None.
-
-        EARLY (a list; write_here's overlap, perf7-overlap): the log's
-        flush begins right after the record is written, before LMDB's
-        commit (``RedoLog.flush_begin``), and its ticket is appended to
-        EARLY for ``_flush_to``: the commit (and the caller's work after
-        it) runs during the fdatasync.  Nothing is acknowledged or shown
-        before the flush has completed, as before; a commit that fails
-        waits for the flush (its record voided) and appends nothing."""
+        thread, to hand over once the record is flushed; else None."""
         rl = self.redo
         if rl is None or not ops:
             txn.commit()
@@ -778,7 +743,6 @@ class LmdbStore:
             end = tail + len(record)
             txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, end), db=meta)
             rl.append(tail, record, sync=False)
-            ticket = rl.flush_begin() if early is not None else None
             try:
                 txn.commit()
             except BaseException:
@@ -786,11 +750,7 @@ class LmdbStore:
                     rl.void(tail)        # logged but never committed: never replayed
                 except OSError:
                     log.exception("could not void a redo record")
-                if ticket is not None:
-                    self._end_early(ticket)
                 raise
-            if ticket is not None:
-                early.append(ticket)
         except BaseException:
             if pin is not None:
                 pin.abort()
@@ -801,17 +761,6 @@ class LmdbStore:
             return None
         self._switched(start, 1)
         return (header, pin)
-
-    def _end_early(self, ticket: int) -> None:
-        """Wait for an early flush whose commit failed (nothing to
-        acknowledge); a failed flush still breaks the store (what it could
-        not write may be an earlier record's, which it reports only once)."""
-        try:
-            self.redo.flush_end(ticket)
-        except OSError as exc:
-            log.critical("store %s: the redo log's flush failed (%s): no more writes "
-                         "until a restart", self.path, exc)
-            self._broken = exc
 
     def _switch_at(self, gen: int, tail: int):
         """A switch from generation GEN, whose records end at TAIL (under
@@ -1039,69 +988,33 @@ class LmdbStore:
         log's flush.  A worker process that does not checkpoint (another
         one does) writes here too.  -> False (nothing done) when the writer
         is busy: ``submit`` then."""
-        landing = self.write_begin(fn, args, done)
-        if landing is None:
-            return False
-        landing.finish()
-        return True
-
-    def write_begin(self, fn: Callable[..., Any], args: tuple,
-                    done: Callable[[Any, BaseException | None], None]) -> "Landing | None":
-        """``write_here`` in two halves (perf7-overlap): run ``fn(tx, *args)``
-        now and commit it, its redo record's flush begun before LMDB's
-        commit, and return at once -> a ``Landing`` (None: the writer is
-        busy, nothing done), whose ``peek()`` is the request's (result,
-        error) already and whose ``finish()`` waits for the flush, then
-        acknowledges (``done``, the commit hooks) as write_here does.  The
-        caller may prepare its answer in between but must show nothing
-        (send no byte, publish nothing) and wait for nothing (no await):
-        until ``finish`` this thread holds the writer (``_busy``), and the
-        commit is not durable (a read snapshot of it flushes, READ_DURABLE)."""
         if self._closed or self._thread is None or not self._busy.acquire(False):
-            return None
+            return False
         try:
             if not self._queue.empty():
-                self._busy.release()
-                return None
+                return False
             if self.redo is not None and not self._owner and self.redo.try_own():
                 # the checkpointing process exited and this one now holds the
                 # role: the writer thread takes it over (and checkpoints)
                 # before the write (_take_over); another live owner: write on
-                self._busy.release()
-                return None
-            box: list = []
-
-            def landed(result, error):
-                box.append((result, error))
-                done(result, error)
-
+                return False
             gc_on = gc.isenabled()
             if gc_on:
                 gc.disable()
             try:
-                item = self._run_batch([_Job(fn, args, landed)], WriteTx, here=True,
-                                       overlap=True)
+                self._run_batch([_Job(fn, args, done)], WriteTx, here=True)
             finally:
                 if gc_on:
                     gc.enable()
-        except BaseException:
-            self._busy.release()
-            raise
-        return Landing(self, item, box)
-
-    def _land(self, item: "_Durable | None") -> None:
-        """The second half of write_begin: make ITEM durable and acknowledge
-        it, then let the writer thread go (with a checkpoint or change-log
-        pruning made due here: it may sleep with no timeout and must be
-        woken)."""
-        try:
-            if item is not None:
-                self._make_durable([item], here=True)
+            # a checkpoint or change-log pruning (prune_later) made due here
+            # is the writer thread's, not the caller's: it may sleep with no
+            # timeout and must be woken
             due = (CHECKPOINT_AFTER_ACK and self._checkpoint_due()) or bool(self._prune_due)
         finally:
             self._busy.release()
         if due:
             self._queue.put(_KICK)      # the writer thread checkpoints / prunes, not the caller
+        return True
 
     def _writer_loop(self) -> None:
         busy = self._busy
@@ -1245,16 +1158,10 @@ class LmdbStore:
             grew = True
         return grew
 
-    def _run_batch(self, batch: list[_Job], WriteTx, here: bool = False,
-                   overlap: bool = False) -> "_Durable | None":
+    def _run_batch(self, batch: list[_Job], WriteTx, here: bool = False) -> None:
         """Run BATCH in one write transaction, commit it, and have it made
         durable and acknowledged: by the sync thread (``_Syncer``), or
-        HERE, by the calling thread, before this returns (write_here).
-        OVERLAP (write_begin, HERE): the log's flush begins before LMDB's
-        commit (``_log_commit``'s EARLY) and the commit is returned, not
-        yet durable nor acknowledged, for the caller to finish
-        (``_make_durable``); None when the batch was completed here (a
-        failure, or no redo log)."""
+        HERE, by the calling thread, before this returns (write_here)."""
         # A batch of one request (a lone client's STORE) runs straight in the
         # transaction: its failure aborts the whole of it.  Several requests
         # run each in a nested transaction, so one failing spoils no other.
@@ -1273,7 +1180,6 @@ class LmdbStore:
             changes: list[tuple[int, Change]] = []
             ops: list = []
             switch = None
-            early: list | None = [] if overlap else None
             try:
                 gate.enter()
                 try:
@@ -1309,7 +1215,7 @@ class LmdbStore:
                             results.append((res, None))
                             changes.extend(tx.changes())
                         if txn is not None:
-                            switch = self._log_commit(txn, ops, early=early)
+                            switch = self._log_commit(txn, ops)
                     except BaseException:
                         if txn is not None:
                             txn.abort()
@@ -1338,9 +1244,7 @@ class LmdbStore:
             # the flush must cover this commit, or (nothing written) the
             # snapshot its requests read, which may not be durable yet
             item = _Durable(batch, results, changes, tid if ops and txn is not None else tid - 1,
-                            switch, early[0] if early else None)
-            if overlap:
-                return item
+                            switch)
             syncer = self._syncer
             if (here or syncer is None
                     or (syncer.idle() and self._queue.empty()
@@ -1368,24 +1272,15 @@ class LmdbStore:
                 except Exception:
                     log.exception("commit hook failed")
 
-    def _flush_to(self, need: int, ticket: int | None = None) -> None:
+    def _flush_to(self, need: int) -> None:
         """Every commit up to transaction NEED durable: at once if the
         shared mark says a flush (of any process) already covered it, else
         after an fdatasync of the log, which covers every record written
         before it (each commit's, in every process, is written before that
         commit, under LMDB's writer lock): the mark then moves to the last
-        transaction committed before the flush began.  TICKET: NEED's own
-        flush, begun right after its record was written and before its
-        LMDB commit (``_log_commit``'s EARLY): waited for, and the mark
-        moves to NEED (no other commit came between: this thread held
-        LMDB's writer lock from the record to the commit)."""
+        transaction committed before the flush began."""
         rl = self.redo
         mark = rl.mark
-        if ticket is not None:
-            self.stats["flushes"] = self.stats.get("flushes", 0) + 1
-            rl.flush_end(ticket)
-            mark.advance(need)
-            return
         if need <= mark.get():
             self.stats["flush_skipped"] = self.stats.get("flush_skipped", 0) + 1
             return
@@ -1410,11 +1305,7 @@ class LmdbStore:
             err = self._broken
         else:
             try:
-                ticket = items[-1].ticket
-                if ticket is None:
-                    self._flush_to(max(it.need for it in items))
-                else:
-                    self._flush_to(items[-1].need, ticket)
+                self._flush_to(max(it.need for it in items))
             except OSError as exc:
                 log.critical("store %s: the redo log's flush failed (%s): no more writes "
                              "until a restart", self.path, exc)

@@ -325,14 +325,8 @@ class RedoLog:
         # checkpoint's header) or "data" (a checkpoint's env.sync of data.mdb)
         self.on_sync = None
         self.syncs = 0
-        # flushes begun early and waited for later (flush_begin / flush_end):
-        # _speedups/logflush, made on the first one
-        self._flusher = None
 
     def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.close()
-            self._flusher = None
         os.close(self.fd)
         os.close(self.lock_fd)
         os.close(self.owner_fd)
@@ -412,37 +406,6 @@ class RedoLog:
             hook(what + "-start")
         os.fdatasync(self.fd)
         self.syncs += 1
-        if hook is not None:
-            hook(what)
-
-    def flush_begin(self, what: str = "log") -> int:
-        """Begin a flush of the log (``flush`` in two halves): every record
-        written before this call is durable once ``flush_end`` of the
-        ticket returned here has returned.  With the compiled
-        ``_speedups/logflush`` the fdatasync starts now, on a thread that
-        needs no GIL, and the caller goes on meanwhile (perf7-overlap: a
-        lone STORE's LMDB commit and answer are made during its flush);
-        with its pure-Python twin it runs in ``flush_end``.  The test hook
-        sees WHAT + "-start" here and WHAT in ``flush_end``, as around
-        ``flush``."""
-        hook = self.on_sync
-        if hook is not None:
-            hook(what + "-start")
-        flusher = self._flusher
-        if flusher is None:
-            from .. import _speedups   # (late: _speedups' modules import this one)
-
-            flusher = self._flusher = _speedups.load("logflush").Flusher(self.fd)
-        return flusher.start()
-
-    def flush_end(self, ticket: int, what: str = "log") -> None:
-        """Until the flush TICKET (``flush_begin``) has completed; OSError if
-        it (or any flush begun this way before it) failed."""
-        err = self._flusher.wait(ticket)
-        if err:
-            raise OSError(err, os.strerror(err))
-        self.syncs += 1
-        hook = self.on_sync
         if hook is not None:
             hook(what)
 
