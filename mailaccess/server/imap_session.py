@@ -881,8 +881,13 @@ class ImapSession:
         # write itself (no read transaction of its own on the loop: a
         # synchronizing literal's literal_refusal already answered TRYCREATE
         # before the upload; this finds the mailbox as of the commit)
-        results = await storeio.write(self.store, _append_named, self.acc, cmd.mailbox,
-                                      prepared, self.ctx.cfg.store.quota)
+        # (a small APPEND waits on the loop for the other sessions' APPENDs
+        # on their way, and shares their commit: storeio.write_gathered)
+        write = (storeio.write_gathered
+                 if sum(len(new.raw) for new, _kws in prepared) < storeio.GATHER_BYTES
+                 else storeio.write)
+        results = await write(self.store, _append_named, self.acc, cmd.mailbox,
+                              prepared, self.ctx.cfg.store.quota)
         if results is None:
             raise No(f"no mailbox {cmd.mailbox}", "TRYCREATE")
         uids = [r.placed[0][2] for r in results]

@@ -1016,6 +1016,40 @@ class LmdbStore:
             self._queue.put(_KICK)      # the writer thread checkpoints / prunes, not the caller
         return True
 
+    def write_here_many(self, jobs: list) -> bool:
+        """Run the small writes JOBS ([(fn, args, done)]) in the calling
+        thread, now, as one batch (each in its own nested transaction, one
+        commit), if the writer thread is idle, as ``write_here`` does: the
+        APPENDs the loop gathered (storeio.write_gathered).  Unlike
+        write_here, the caller need not wait for the log's flush: it
+        flushes here only when nothing else waits (the sync thread idle,
+        nothing queued or announced), else the sync thread does, beside the
+        next batch, as after a batch of the writer thread; either way each
+        ``done`` is called after the flush (on the sync thread in the
+        second case: the caller's must hop back to its loop).  -> False
+        (nothing done) when the writer is busy: ``submit`` then."""
+        if self._closed or self._thread is None or not self._busy.acquire(False):
+            return False
+        try:
+            if not self._queue.empty():
+                return False
+            if self.redo is not None and not self._owner and self.redo.try_own():
+                return False        # the writer thread takes the role over first
+            gc_on = gc.isenabled()
+            if gc_on:
+                gc.disable()        # (as for the writer's batches)
+            try:
+                self._run_batch([_Job(fn, args, done) for fn, args, done in jobs], WriteTx)
+            finally:
+                if gc_on:
+                    gc.enable()
+            kick = (CHECKPOINT_AFTER_ACK and self._checkpoint_due()) or bool(self._prune_due)
+        finally:
+            self._busy.release()
+        if kick:
+            self._queue.put(_KICK)      # the writer thread checkpoints / prunes
+        return True
+
     def _writer_loop(self) -> None:
         busy = self._busy
         while True:
