@@ -81,6 +81,7 @@ def test_write_here_many_writes_a_batch_in_the_callers_thread_answered_after_the
     assert store.write_here_many(jobs)
     store.redo.on_sync = None
     assert store.stats["commits"] - commits == 1
+    assert store.stats.get("unflattened", 0) == 0       # straight in the transaction
     assert [e for e in events if e[0] == "run"] == [("run", i, True) for i in (1, 2, 3)]
     # nothing else waited: the flush ran here, before any answer
     flush = events.index(("sync", "log"))
@@ -89,7 +90,11 @@ def test_write_here_many_writes_a_batch_in_the_callers_thread_answered_after_the
 
 
 def test_a_failing_write_of_a_batch_spoils_no_other(store):
+    """The batch runs straight in one transaction; a request failing there
+    aborts it, and the batch runs again, each request in a nested
+    transaction of its own: one commit, the others written once."""
     box = []
+    commits = store.stats["commits"]
 
     def fails(tx):
         tx.put("kw", _key(8), b"half")
@@ -100,6 +105,7 @@ def test_a_failing_write_of_a_batch_spoils_no_other(store):
             (_put(9), (), lambda r, e: box.append((9, r, e)))]
     assert store.write_here_many(jobs)
     assert sorted(box) == [(7, 7, None), (8, None, ValueError), (9, 9, None)]
+    assert store.stats["unflattened"] == 1 and store.stats["commits"] - commits == 1
     assert (_value(store, 7), _value(store, 8), _value(store, 9)) == (b"v7", None, b"v9")
 
 
