@@ -173,8 +173,19 @@ async def test_an_append_is_announced_at_its_continuation_and_withdrawn_when_que
         assert len(store.coming) == 1
         await _send(sock, msg + b"\r\n")
         assert b"APPENDUID" in await _until(sock, buf, b"b OK")
-        assert seen == [0] and len(store.coming) == 0
-        # refused before "+": nothing announced
+        assert seen == [0]
+        # announced again from its OK on (it will likely append again), until
+        # a command other than APPEND
+        assert len(store.coming) == 1
+        await _send(sock, b"n NOOP\r\n")
+        await _until(sock, buf, b"n OK")
+        assert len(store.coming) == 0
+        await _send(sock, b"b2 APPEND INBOX {%d}\r\n" % len(msg))
+        await _until(sock, buf, b"+ ")
+        await _send(sock, msg + b"\r\n")
+        await _until(sock, buf, b"b2 OK")
+        assert len(store.coming) == 1
+        # refused before "+": nothing announced (the earlier announcement withdrawn)
         await _send(sock, b"c APPEND Nowhere {%d}\r\n" % len(msg))
         assert b"TRYCREATE" in await _until(sock, buf, b"c NO")
         assert len(store.coming) == 0
@@ -184,7 +195,7 @@ async def test_an_append_is_announced_at_its_continuation_and_withdrawn_when_que
         assert len(store.coming) == 1
         await _send(sock, b"\r\n")
         await _until(sock, buf, b"d NO")
-        assert len(store.coming) == 0 and seen == [0]
+        assert len(store.coming) == 0 and seen == [0, 0]
     finally:
         sock.close()
         store.submit, store.write_here_many = real_submit, real_here
