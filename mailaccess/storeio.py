@@ -119,8 +119,9 @@ async def write_gathered(store: Store, fn: Callable[..., Any], *args) -> Any:
 
     With 4 clients appending over 2 worker processes, the sessions of one
     process take turns: when one APPEND's write is ready, the other
-    client's literal is usually on its way (announced in ``store.coming``
-    when its "+" went out).  The write waits on the loop, at most
+    client's next APPEND is usually on its way (announced in
+    ``store.coming`` from its previous APPEND's OK, and again when its "+"
+    went out).  The write waits on the loop, at most
     ``coming.WAIT``, until no announced write is left, each one joining
     as it comes; then all of them are written in one batch (one commit,
     one flush of the redo log), by the loop itself when the writer thread

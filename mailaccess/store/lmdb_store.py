@@ -1022,9 +1022,10 @@ class LmdbStore:
 
     def write_here_many(self, jobs: list) -> bool:
         """Run the small writes JOBS ([(fn, args, done)]) in the calling
-        thread, now, as one batch (each in its own nested transaction, one
-        commit), if the writer thread is idle, as ``write_here`` does: the
-        APPENDs the loop gathered (storeio.write_gathered).  Unlike
+        thread, now, as one batch (one commit; straight in the transaction,
+        nested only if one of them fails: ``_run_batch``'s FLAT), if the
+        writer thread is idle, as ``write_here`` does: the APPENDs the loop
+        gathered (storeio.write_gathered).  Unlike
         write_here, the caller need not wait for the log's flush: it
         flushes here only when nothing else waits (the sync thread idle,
         nothing queued or announced), else the sync thread does, beside the
