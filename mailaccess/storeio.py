@@ -5,6 +5,11 @@ thread and returns its result once the commit that holds it is on disk.  The
 write is not cancelled with the caller: once queued it lands (an ack may be
 lost, the data is not half-written).
 
+``write_gathered(store, fn, *args)`` is ``write`` for an IMAP APPEND: held
+on the loop while the APPENDs other sessions announced are on their way,
+then written with them in one batch, by the loop itself when the writer
+thread is idle.
+
 ``stream(store, fn, *args)`` queues a write whose function hands the loop
 parts of its result from inside its transaction, before the commit (a
 bulk STORE's answer leaves while it is written).
@@ -27,6 +32,7 @@ import trio
 
 from . import loophop
 from .store import Store
+from .store import coming as _coming
 
 try:        # the running Trio's state: _loop_idle reads its run queue
     from trio._core._run import GLOBAL_RUN_CONTEXT as _RUN_CONTEXT
@@ -93,6 +99,82 @@ def write_now(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
     if error is not None:
         raise error
     return result
+
+
+class _Gather:
+    """Writes held on the loop for the APPENDs announced after them."""
+
+    __slots__ = ("jobs", "full")
+
+    def __init__(self, jobs: list):
+        self.jobs = jobs                # [(fn, args, Pending)], in arrival order
+        self.full = trio.Event()        # nothing more is announced: write them
+
+
+_gathers: trio.lowlevel.RunVar = trio.lowlevel.RunVar("mailaccess_gathers")
+
+
+async def write_gathered(store: Store, fn: Callable[..., Any], *args) -> Any:
+    """``write`` of an APPEND (a small one: the loop may write it itself).
+
+    With 4 clients appending over 2 worker processes, the sessions of one
+    process take turns: when one APPEND's write is ready, the other
+    client's next APPEND is usually on its way (announced in
+    ``store.coming`` from its previous APPEND's OK, and again when its "+"
+    went out).  The write waits on the loop, at most
+    ``coming.WAIT``, until no announced write is left, each one joining
+    as it comes; then all of them are written in one batch (one commit,
+    one flush of the redo log), by the loop itself when the writer thread
+    is idle and nothing else is ready to run (``Store.write_here_many``:
+    no hand-off to the writer thread, which would fight the loop for the
+    GIL), else by the writer thread as ``write``.  Either way each returns
+    its result once its commit is durable, and once joined a write lands
+    whatever the caller does next (the wait is shielded: a cancelled
+    session's write, or the writes that joined it, are never dropped)."""
+    p = Pending()
+    try:
+        gathers = _gathers.get()
+    except LookupError:
+        gathers = {}
+        _gathers.set(gathers)
+    g = gathers.get(store)
+    if g is not None:                   # an earlier write waits for this one
+        g.jobs.append((fn, args, p))
+        if not store.coming.pending():
+            g.full.set()
+        return await p.wait()
+    jobs = [(fn, args, p)]
+    if store.coming.pending():
+        g = gathers[store] = _Gather(jobs)
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + _coming.WAIT
+                await g.full.wait()
+        finally:
+            del gathers[store]
+    _write_jobs(store, jobs)
+    return await p.wait()
+
+
+def _write_jobs(store: Store, jobs: list) -> None:
+    """Write JOBS ([(fn, args, Pending)]): by the loop itself in one batch
+    when it can (write_here_many), else queued for the writer thread."""
+    hop = loophop.current()
+    if store.around_completions is None:
+        store.around_completions = loophop.batched
+    if _loop_idle():
+        # done() runs on this thread (the flush made here) or on the sync
+        # thread: through the hop either way (here: at the end of the block)
+        with loophop.here():
+            if store.write_here_many([(f, a, functools.partial(_hop_done, hop, q))
+                                      for f, a, q in jobs]):
+                return
+    for f, a, q in jobs:
+        _submit(store, hop, f, a, {}, q._done)
+
+
+def _hop_done(hop: loophop.Hop, p: Pending, result, error) -> None:
+    hop.call(p._done, result, error)
 
 
 def _loop_idle() -> bool:
@@ -234,6 +316,9 @@ HANDOFF_WAIT = 0.002
 CPU_THREADS = 4
 # messages at least this big are indexed off the event loop (APPEND, LMTP)
 OFFLOOP_BYTES = 64 * 1024
+# an APPEND (its messages together) below this size is written by
+# write_gathered, which may write it on the loop; a bigger one by write
+GATHER_BYTES = 64 * 1024
 _cpu_limiter: trio.lowlevel.RunVar = trio.lowlevel.RunVar("mailaccess_cpu_limiter")
 
 

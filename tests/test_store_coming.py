@@ -147,13 +147,18 @@ async def _send(sock: socket.socket, data: bytes) -> None:
 async def test_an_append_is_announced_at_its_continuation_and_withdrawn_when_queued(imap_server):
     store = imap_server.store
     seen = []
-    real_submit = store.submit
+    real_submit, real_here = store.submit, store.write_here_many
 
     def submit(fn, *args, done):
         seen.append(len(store.coming))          # withdrawn before it is queued
         return real_submit(fn, *args, done=done)
 
+    def write_here_many(jobs):                  # (or written by the loop itself)
+        seen.append(len(store.coming))
+        return real_here(jobs)
+
     store.submit = submit
+    store.write_here_many = write_here_many
     msg = b"Subject: c\r\n\r\nbody\r\n"
     sock = socket.create_connection(("127.0.0.1", imap_port(imap_server)))
     sock.setblocking(False)
@@ -168,8 +173,19 @@ async def test_an_append_is_announced_at_its_continuation_and_withdrawn_when_que
         assert len(store.coming) == 1
         await _send(sock, msg + b"\r\n")
         assert b"APPENDUID" in await _until(sock, buf, b"b OK")
-        assert seen == [0] and len(store.coming) == 0
-        # refused before "+": nothing announced
+        assert seen == [0]
+        # announced again from its OK on (it will likely append again), until
+        # a command other than APPEND
+        assert len(store.coming) == 1
+        await _send(sock, b"n NOOP\r\n")
+        await _until(sock, buf, b"n OK")
+        assert len(store.coming) == 0
+        await _send(sock, b"b2 APPEND INBOX {%d}\r\n" % len(msg))
+        await _until(sock, buf, b"+ ")
+        await _send(sock, msg + b"\r\n")
+        await _until(sock, buf, b"b2 OK")
+        assert len(store.coming) == 1
+        # refused before "+": nothing announced (the earlier announcement withdrawn)
         await _send(sock, b"c APPEND Nowhere {%d}\r\n" % len(msg))
         assert b"TRYCREATE" in await _until(sock, buf, b"c NO")
         assert len(store.coming) == 0
@@ -179,7 +195,7 @@ async def test_an_append_is_announced_at_its_continuation_and_withdrawn_when_que
         assert len(store.coming) == 1
         await _send(sock, b"\r\n")
         await _until(sock, buf, b"d NO")
-        assert len(store.coming) == 0 and seen == [0]
+        assert len(store.coming) == 0 and seen == [0, 0]
     finally:
         sock.close()
-        store.submit = real_submit
+        store.submit, store.write_here_many = real_submit, real_here

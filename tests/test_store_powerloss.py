@@ -201,6 +201,7 @@ def test_acknowledged_writes_survive_power_loss(tmp_path, monkeypatch):
     eids: dict[str, int] = {}
     checks = []
     here = [0]
+    gathered = [0]
 
     def small(fn, *args, force=False, **kw):
         """Half the keyword changes (and the last write before each crash)
@@ -222,7 +223,32 @@ def test_acknowledged_writes_survive_power_loss(tmp_path, monkeypatch):
     n = 0
     for step in range(160):
         r = rng.random()
-        if r < 0.45 or not eids:
+        if r < 0.15 and _wait_idle(st):
+            # APPENDs gathered on the loop: several in one batch, written by
+            # this thread itself (write_here_many, storeio.write_gathered)
+            batch = []
+            for k in range(rng.choice([1, 2, 3])):
+                batch.append((ops.append, (acc, [ib], ingest.prepare(_msg(n + k)),
+                                           ["$seen"] if (n + k) % 3 == 0 else [])))
+            box: list = []
+            landed = threading.Event()
+
+            def done(r, e, box=box, landed=landed, want=len(batch)):
+                box.append((r, e))          # (on the sync thread if it flushed there)
+                if len(box) == want:
+                    landed.set()
+
+            if st.write_here_many([(fn, a, done) for fn, a in batch]):
+                assert landed.wait(30)
+                gathered[0] += 1
+            else:
+                box = [(st.write_sync(fn, *a), None) for fn, a in batch]
+            for k, (ap, err) in enumerate(box):
+                assert err is None
+                model[f"{n + k}@pl.test"] = ["$seen"] if (n + k) % 3 == 0 else []
+                eids[f"{n + k}@pl.test"] = ap.email
+            n += len(batch)
+        elif r < 0.45 or not eids:
             new = ingest.prepare(_msg(n))
             ap = st.write_sync(ops.append, acc, [ib], new, ["$seen"] if n % 3 == 0 else [])
             model[f"{n}@pl.test"] = ["$seen"] if n % 3 == 0 else []
@@ -252,7 +278,7 @@ def test_acknowledged_writes_survive_power_loss(tmp_path, monkeypatch):
             for d in _images(disk, path, str(out), rng):
                 checks.append((d, dict(model)))
     assert st.stats.get("checkpoints", 0) >= 4      # the crash points span checkpoints
-    assert here[0] >= 10
+    assert here[0] >= 10 and gathered[0] >= 5
     st.close()
 
     verify_images([(d, [want]) for d, want in checks])

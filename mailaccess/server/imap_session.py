@@ -204,6 +204,9 @@ class ImapSession:
         # write without a wait (set by the service, with sender): a FETCH
         # answer goes out as it is built
         self.write_nowait = None
+        # announced in store.coming as likely to APPEND again (its last
+        # command was an APPEND): withdrawn by any other command (_append_over)
+        self._next_append = False
         # NOTIFY (RFC 5465): the Watch of the last NOTIFY SET, None for NOTIFY
         # NONE; the service's notify task delivers it between commands and
         # is told of a new one through on_notify
@@ -290,6 +293,8 @@ class ImapSession:
     async def handle(self, cmd: ev.Command) -> None:
         """Run one command: the state table, the handler, the one catch-up, the tagged line."""
         name = cmd.NAME
+        if self._next_append and name != "APPEND":
+            self._append_over()
         if not st.allowed(self.state, name):
             self.out.append(S.bad(cmd.tag, st.refusal(self.state, name)))
             return
@@ -881,11 +886,23 @@ class ImapSession:
         # write itself (no read transaction of its own on the loop: a
         # synchronizing literal's literal_refusal already answered TRYCREATE
         # before the upload; this finds the mailbox as of the commit)
-        results = await storeio.write(self.store, _append_named, self.acc, cmd.mailbox,
-                                      prepared, self.ctx.cfg.store.quota)
+        # (a small APPEND waits on the loop for the other sessions' APPENDs
+        # on their way, and shares their commit: storeio.write_gathered)
+        write = (storeio.write_gathered
+                 if sum(len(new.raw) for new, _kws in prepared) < storeio.GATHER_BYTES
+                 else storeio.write)
+        results = await write(self.store, _append_named, self.acc, cmd.mailbox,
+                              prepared, self.ctx.cfg.store.quota)
         if results is None:
             raise No(f"no mailbox {cmd.mailbox}", "TRYCREATE")
         uids = [r.placed[0][2] for r in results]
+        # A client that appends usually appends again (an upload, a copy
+        # between servers): announced from its OK on, so that another
+        # session's APPEND ready meanwhile waits for this one's next and
+        # shares its commit (storeio.write_gathered); its next command
+        # other than an APPEND withdraws it, else it goes stale (coming.FRESH)
+        self._next_append = True
+        self.store.coming.expect(id(self))
         # the mailbox's UIDVALIDITY as the writer found it (placed: mailbox, uidvalidity, uid)
         return Done("APPEND completed", S.code_appenduid(results[0].placed[0][1], uids))
 
@@ -914,6 +931,11 @@ class ImapSession:
             prepared.append((new, kws))
         return prepared
 
+    def _append_over(self) -> None:
+        """No APPEND of this session is on its way (after do_append announced one)."""
+        self._next_append = False
+        self.store.coming.arrived(id(self))
+
     def literal_refusal(self, tag: bytes | None, parts: tuple) -> bytes | None:
         """Asked by the service before it sends "+" for a synchronizing
         literal (``frames.ContinuationRequest``): the tagged NO/BAD that
@@ -921,6 +943,12 @@ class ImapSession:
         APPEND to a mailbox that does not exist gets NO [TRYCREATE], a bad
         date-time or flag BAD, before the client uploads the message (RFC
         3501 6.3.11 / RFC 9051 6.3.12)."""
+        refusal = self._literal_refusal(tag, parts)
+        if refusal is not None and self._next_append:
+            self._append_over()         # (answered here: handle never sees it)
+        return refusal
+
+    def _literal_refusal(self, tag: bytes | None, parts: tuple) -> bytes | None:
         if tag is None:
             return None
         try:

@@ -14,6 +14,12 @@ writer waits, at most ``WAIT`` seconds and only while an announced write is
 still fresh, for the writes it was told about; they then share one commit
 (each still in its own nested transaction, as any batch).
 
+The loop asks the same register (perf7-append): an APPEND whose write is
+ready waits there for the announced ones and writes them all in one batch
+itself (storeio.write_gathered).  A session is also announced from an
+APPEND's OK until its next command other than an APPEND: a client that
+appends usually appends again.
+
 ``Coming`` is the register: the loop announces (``expect``) and withdraws
 (``arrived``, just before it queues the write, or when the command fails
 first); the writer thread asks ``pending``.  An announcement older than

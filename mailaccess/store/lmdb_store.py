@@ -142,6 +142,10 @@ class _Job:
 _KICK = object()
 
 
+class _Unflatten(Exception):
+    """A request of a flat batch failed: the batch runs again, nested (_run_batch)."""
+
+
 @dataclass(slots=True)
 class CommitInfo:
     """Handed to the on_commit hook after each durable commit."""
@@ -1016,6 +1020,42 @@ class LmdbStore:
             self._queue.put(_KICK)      # the writer thread checkpoints / prunes, not the caller
         return True
 
+    def write_here_many(self, jobs: list) -> bool:
+        """Run the small writes JOBS ([(fn, args, done)]) in the calling
+        thread, now, as one batch (one commit; straight in the transaction,
+        nested only if one of them fails: ``_run_batch``'s FLAT), if the
+        writer thread is idle, as ``write_here`` does: the APPENDs the loop
+        gathered (storeio.write_gathered).  Unlike
+        write_here, the caller need not wait for the log's flush: it
+        flushes here only when nothing else waits (the sync thread idle,
+        nothing queued or announced), else the sync thread does, beside the
+        next batch, as after a batch of the writer thread; either way each
+        ``done`` is called after the flush (on the sync thread in the
+        second case: the caller's must hop back to its loop).  -> False
+        (nothing done) when the writer is busy: ``submit`` then."""
+        if self._closed or self._thread is None or not self._busy.acquire(False):
+            return False
+        try:
+            if not self._queue.empty():
+                return False
+            if self.redo is not None and not self._owner and self.redo.try_own():
+                return False        # the writer thread takes the role over first
+            gc_on = gc.isenabled()
+            if gc_on:
+                gc.disable()        # (as for the writer's batches)
+            try:
+                self._run_batch([_Job(fn, args, done) for fn, args, done in jobs], WriteTx,
+                                flat=True)
+            finally:
+                if gc_on:
+                    gc.enable()
+            kick = (CHECKPOINT_AFTER_ACK and self._checkpoint_due()) or bool(self._prune_due)
+        finally:
+            self._busy.release()
+        if kick:
+            self._queue.put(_KICK)      # the writer thread checkpoints / prunes
+        return True
+
     def _writer_loop(self) -> None:
         busy = self._busy
         while True:
@@ -1158,13 +1198,19 @@ class LmdbStore:
             grew = True
         return grew
 
-    def _run_batch(self, batch: list[_Job], WriteTx, here: bool = False) -> None:
+    def _run_batch(self, batch: list[_Job], WriteTx, here: bool = False,
+                   flat: bool = False) -> None:
         """Run BATCH in one write transaction, commit it, and have it made
         durable and acknowledged: by the sync thread (``_Syncer``), or
         HERE, by the calling thread, before this returns (write_here)."""
         # A batch of one request (a lone client's STORE) runs straight in the
         # transaction: its failure aborts the whole of it.  Several requests
-        # run each in a nested transaction, so one failing spoils no other.
+        # run each in a nested transaction, so one failing spoils no other;
+        # or, FLAT (write_here_many: APPENDs, which seldom fail), all straight
+        # in the transaction, and if one fails, the transaction is aborted
+        # and the batch runs again the nested way (a nested transaction
+        # costs LMDB a 2 MB dirty-page list, allocated and freed: mmap,
+        # page faults, munmap, ~20 µs a request).
         if self._broken is not None:
             err = StoreError(f"the mail store could not make a commit durable "
                              f"({self._broken}); restart the server")
@@ -1187,28 +1233,31 @@ class LmdbStore:
                     tid = txn.id()
                     if attempt == 0 and not self._queue.empty() and self._late_jobs(batch):
                         single = False
+                    nest = not single and not flat
                     try:
                         for job in batch:
-                            sub = txn if single else self.env.begin(write=True, parent=txn)
+                            sub = self.env.begin(write=True, parent=txn) if nest else txn
                             if logged:
                                 sub = redolog.LoggedTxn(sub, names)
                             tx = WriteTx(self, sub)
                             try:
                                 res = job.fn(tx, *job.args)
                             except lmdb.MapFullError:
-                                if not single:
+                                if nest:
                                     sub.abort()
                                 raise
                             except Exception as exc:  # the request's own failure
                                 if single:
                                     txn.abort()
                                     txn = None
-                                else:
+                                elif nest:
                                     sub.abort()
+                                else:
+                                    raise _Unflatten from exc
                                 results.append((None, exc))
                                 continue
                             tx.flush_changes()
-                            if not single:
+                            if nest:
                                 sub.commit()
                             if logged:
                                 ops.extend(sub.ops)
@@ -1227,6 +1276,10 @@ class LmdbStore:
                 continue
             except lmdb.MapResizedError:
                 self._adopt_map_size()
+                continue
+            except _Unflatten:          # (the transaction was aborted)
+                self.stats["unflattened"] = self.stats.get("unflattened", 0) + 1
+                flat = False
                 continue
             except (lmdb.Error, OSError, StoreError) as exc:  # OSError: the redo log
                 log.error("store commit failed: %s", exc)
