@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import lmdb
 
-from . import datasync, keys, redolog
+from . import keys, redolog
 from .changelog import Retention
 from . import coming as _coming
 from .errors import StoreDamaged, StoreError, StoreFullError, StoreMissing
@@ -72,7 +72,6 @@ CHECKPOINT_AFTER_ACK = True
 # redo log's shared mark says is durable flushes the log before it is used:
 # no session, of any worker, shows a commit a power cut could take back
 READ_DURABLE = True
-SELECTIVE = os.environ.get("MAILACCESS_CKPT_SELECTIVE", "0") == "1"   # experiment
 
 _RESTORE = ("restore the store from a backup (docs/operations.md, \"Backups\"); "
             "mailaccess never replaces an existing store")
@@ -488,8 +487,6 @@ class LmdbStore:
         self._gen_start = redolog.RECORDS_AT  # where this generation's records start
         self._psize = 0
         self._ckpt: _Checkpointer | None = None
-        self._dsync = None      # (free pages, last page, size, blocks): _sync_new_pages
-        self._fdb = None
         # test hook: ckpt_hook(stage) in the checkpoint thread, at "switched"
         # (before env.sync), "synced" (before the header) and "header" (after)
         self.ckpt_hook: Callable[[str], None] | None = None
@@ -595,7 +592,6 @@ class LmdbStore:
                     txn.delete(redolog.TAIL_KEY, db=self.db["meta"])
                     old = max(old or legacy, legacy)
                 gen = max(at_least, (old[0] if old else 0) + 1)
-                self._dsync = None
                 self._sync_data()
                 psize = self.env.stat()["psize"]
                 metas = redolog.read_metas(os.path.join(self.path, "data.mdb"), psize)
@@ -637,61 +633,6 @@ class LmdbStore:
         if hook is not None:
             hook("data")
 
-    def _sync_data_noting(self, header) -> None:
-        """The whole flush of data.mdb (env.sync), noting what the next
-        background checkpoint's ``_sync_new_pages`` starts from: the free
-        pages of HEADER's snapshot and the file's size and blocks as of
-        before the flush."""
-        self._dsync = None
-        if not SELECTIVE:
-            self._sync_data()
-            return
-        fdb = self._free_db()
-        m = datasync.meta_of(header.metas, header.txnid)
-        st = os.fstat(fdb.fd)
-        free = fdb.read(m[0]) if m is not None else None
-        self._sync_data()
-        if free is not None:
-            self._dsync = (free, m[1], st.st_size, st.st_blocks)
-
-    def _free_db(self) -> "datasync.FreeDb":
-        if self._fdb is None:
-            fd = os.open(os.path.join(self.path, "data.mdb"), os.O_RDONLY)
-            self._fdb = datasync.FreeDb(fd, self._psize or self.env.stat()["psize"])
-        return self._fdb
-
-    def _sync_new_pages(self, header) -> bool:
-        """A background checkpoint's flush of only the pages HEADER's
-        snapshot uses that the previous checkpoint's did not
-        (store/datasync.py) -> False when the whole flush is needed (no
-        previous checkpoint noted, the file grew or changed blocks)."""
-        prev, self._dsync = self._dsync, None
-        if prev is None:
-            return False
-        free_prev, last_prev, size, blocks = prev
-        m = datasync.meta_of(header.metas, header.txnid)
-        if m is None:
-            return False
-        fdb = self._free_db()
-        st = os.fstat(fdb.fd)
-        if st.st_size != size or st.st_blocks != blocks:
-            return False
-        root, last = m
-        free = fdb.read(root)
-        new = (free_prev - free)
-        if last > last_prev:
-            new.update(range(last_prev + 1, last + 1))
-            new.difference_update(free)
-        hook = self.redo.on_sync
-        if hook is not None:
-            hook("data-start")
-        datasync.write_pages(fdb.fd, fdb.psize, datasync.runs(new))
-        self.stats["ckpt_pages"] = self.stats.get("ckpt_pages", 0) + len(new)
-        if hook is not None:
-            hook("data")
-        self._dsync = (free, last, size, blocks)
-        return True
-
     def _switch_due(self, tail: int) -> bool:
         """A checkpoint rides on this commit (``_log_commit``): this process
         checkpoints, none is in flight, and 8 commits, 16 MiB of log or 2 s
@@ -715,13 +656,11 @@ class LmdbStore:
         try:
             if hook is not None:
                 hook("switched")
-            if not (SELECTIVE and self._sync_new_pages(header)):
-                self._sync_data_noting(header)
+            self._sync_data()
             if hook is not None:
                 hook("synced")
             rl.write_header(header)
         except BaseException:
-            self._dsync = None
             pin.abort()
             raise
         old, self._pin = self._pin, pin
