@@ -1,0 +1,116 @@
+"""Interleaved A/B/C... of the one-message `UID STORE n +FLAGS (\\Flagged)` from
+one imaplib client, on bench_imap's realistic corpus (perf7-overlap).
+
+    .venv/bin/python bench/ab_store1.py NMSG ROUNDS BLOCK SPEC [SPEC...]
+
+SPEC is a tree (`/work/main`), a tree with environment settings
+(`/work/wt/x:VAR=1,VAR2=2`) or `dovecot`.  Each server is loaded with NMSG
+messages of bench_imap's corpus (2-50 KB, as bench_imap does: with a few
+hundred tiny messages the gap to Dovecot is much smaller), then ROUNDS
+rounds of BLOCK STOREs each, the servers' order reversed every other round,
+so that every server sees the same machine load.  Prints per server the
+median and best round (µs per STORE) and the server's CPU per STORE (its
+process tree, from /proc).  AB_WORKERS sets mailaccess's worker count
+(default 1).
+
+The servers are started from the temp directory: `python -m mailaccess`
+puts its working directory first on sys.path, so a server started from a
+worktree runs that worktree's code whatever PYTHONPATH says (a script run
+from a worktree that starts "/work/main" measures the worktree twice).
+"""
+import os
+import statistics
+import sys
+import tempfile
+import time
+import imaplib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ab_servers  # noqa: E402
+import bench_imap  # noqa: E402
+import bench_stress as bs  # noqa: E402
+
+TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu(pids) -> float:
+    t = 0
+    for p in pids:
+        try:
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            t += int(f[11]) + int(f[12])
+        except OSError:
+            pass
+    return t / TCK
+
+
+def start(spec: str):
+    if spec == "dovecot":
+        wd = tempfile.mkdtemp(prefix="abs1-dc-")
+        srv = ab_servers._Dovecot(wd, bs.USER, bs.PASSWORD, max_connections=60)
+        srv.set_password("{PLAIN}" + bs.PASSWORD)
+        srv.start()
+        srv.ab_dir = wd
+        return srv, srv.ports["imap"]
+    tree, _, env = spec.partition(":")
+    saved = dict(os.environ)
+    try:
+        os.environ["PYTHONPATH"] = tree
+        for kv in filter(None, env.split(",")):
+            k, v = kv.split("=", 1)
+            os.environ[k] = v
+        wd = tempfile.mkdtemp(prefix="abs1-ma-")
+        srv = bs.Mailaccess(wd, 60, int(os.environ.get("AB_WORKERS", "1")))
+        srv.start(bs.CHEAP)
+        srv.ab_dir = wd
+        return srv, srv.port
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def main() -> None:
+    nmsg, rounds, block = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    specs = sys.argv[4:]
+    os.chdir(tempfile.gettempdir())
+    msgs, _ = bench_imap.corpus(nmsg)
+    servers = []
+    try:
+        for spec in specs:
+            srv, port = start(spec)
+            servers.append(srv)
+            im = imaplib.IMAP4("127.0.0.1", port)
+            im.login(bs.USER, bs.PASSWORD)
+            for m in msgs:
+                im.append("INBOX", None, None, m)
+            im.select("INBOX")
+            srv.ab = (spec, im, [], [0.0, 0])
+        k = 0
+        for r in range(rounds):
+            for srv in (servers if r % 2 == 0 else servers[::-1]):
+                spec, im, walls, acc = srv.ab
+                pids = srv.pids() if hasattr(srv, "pids") else []
+                c0, t0 = cpu(pids), time.perf_counter()
+                for i in range(block):
+                    n = k + i
+                    im.uid("STORE", str(n % nmsg + 1), "+-"[(n // nmsg) % 2] + "FLAGS",
+                           r"(\Flagged)")
+                t1, c1 = time.perf_counter(), cpu(pids)
+                walls.append((t1 - t0) / block * 1e6)
+                acc[0] += c1 - c0
+                acc[1] += block
+            k += block
+        for srv in servers:
+            spec, im, walls, (c, n) = srv.ab
+            print(f"{spec:50s} median {statistics.median(walls):6.0f} us/STORE  "
+                  f"best {min(walls):6.0f}  server cpu {c / n * 1e6:5.0f} us/STORE", flush=True)
+    finally:
+        for srv in servers:
+            try:
+                ab_servers.stop(srv)
+            except Exception as exc:     # (the others are stopped still)
+                print("stop:", exc)
+
+
+if __name__ == "__main__":
+    main()
