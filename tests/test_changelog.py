@@ -487,12 +487,8 @@ def test_flag_changes_alone_stop_growing_the_file_and_cost_no_quota(tmp_path, mo
 
     from mailaccess.store import lmdb_store
     # checkpoints every REDO_MAX_COMMITS commits, not after a time that a
-    # loaded machine may reach at another commit; nor when the writer has
-    # been idle for REDO_IDLE (a test thread held up that long between two
-    # rounds): where those fall moves the level the file reaches, and the
-    # round it first gets there (perf7-ckpt, docs/durability.md)
+    # loaded machine may reach at another commit
     monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 3600.0)
-    monkeypatch.setattr(lmdb_store, "REDO_IDLE", 3600.0)
 
     def settle(s):
         while not (s._queue.empty() and not s._busy.locked() and not s._prune_due
