@@ -504,9 +504,6 @@ def test_flag_changes_alone_stop_growing_the_file_and_cost_no_quota(tmp_path, mo
     def pages(s):
         return s.env.info()["last_pgno"]
 
-    # rounds enough for the pins to reach their plateau: a checkpoint
-    # holds back the pages of up to 2 x REDO_MAX_COMMITS commits
-    N = max(40, 4 * lmdb_store.REDO_MAX_COMMITS)
     out = {}
     for name, limit in (("pruned", 1000), ("unpruned", 0)):
         s = open_store(tmp_path / name, max_entries=limit, slice=500)
@@ -517,9 +514,9 @@ def test_flag_changes_alone_stop_growing_the_file_and_cost_no_quota(tmp_path, mo
             eids = append_many(s, acc, inbox, 600)[::2]
             with s.view() as v:
                 usage = v.usage(acc)
-            rounds(s, acc, eids, N)
+            rounds(s, acc, eids, 40)
             n1 = pages(s)
-            rounds(s, acc, eids, N)
+            rounds(s, acc, eids, 40)
             n2 = pages(s)
             with s.view() as v:
                 assert v.usage(acc) == usage        # the log is not the user's bytes

@@ -57,7 +57,7 @@ def test_a_commit_moves_the_tail_and_writes_no_page_of_meta(tmp_path):
     try:
         acc, inbox, eids = _fill(s)
         main = s.env.open_db(None)
-        for eid in eids[:20]:          # past a switch (REDO_MAX_COMMITS)
+        for eid in eids[:12]:          # past a switch (REDO_MAX_COMMITS)
             before, root = _tail(s, main), _root(s, "meta")
             s.write_sync(ops.set_keywords_reporting, acc, inbox, [eid], add=["\\Flagged"],
                          records=True)

@@ -42,15 +42,9 @@ log = logging.getLogger("mailaccess.store")
 _GIB = 1 << 30
 
 # a checkpoint (store/redolog.py) when the log holds this much, or this long
-# after the last one (and at once when the writer is idle for REDO_IDLE).
-# Every commit between two checkpoints writes new pages (the pin), which the
-# checkpoint's flush writes back: the page count per commit is the same for
-# any interval, the checkpoint's own costs (a header and its fdatasync, a
-# pin, the flush's fixed part) are per checkpoint.  16 rather than 8
-# (perf7-ckpt): 10-25 us less checkpoint-thread CPU per one-message STORE on
-# a 10,000-message store; the file holds about 2 x 16 commits' pages more
+# after the last one (and at once when the writer is idle for REDO_IDLE)
 REDO_MAX_BYTES = 16 << 20
-REDO_MAX_COMMITS = 16
+REDO_MAX_COMMITS = 8
 # the checkpoints that ride on commits continue the log where it is; once it
 # reaches this offset the next checkpoint is a synchronous one (on the
 # writer), which starts the file over (as an idle one does)
@@ -641,8 +635,8 @@ class LmdbStore:
 
     def _switch_due(self, tail: int) -> bool:
         """A checkpoint rides on this commit (``_log_commit``): this process
-        checkpoints, none is in flight, and REDO_MAX_COMMITS commits, 16 MiB
-        of log or 2 s have passed since the last."""
+        checkpoints, none is in flight, and 8 commits, 16 MiB of log or 2 s
+        have passed since the last."""
         ck = self._ckpt
         if ck is None or ck.busy() or self._switching or not self._owner:
             return False
