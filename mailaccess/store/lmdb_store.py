@@ -444,6 +444,10 @@ class LmdbStore:
                     f"format {keys.DATA_VERSION}: upgrade or export with the matching version")
             iver = txn.get(keys.META_INDEX_VERSION, db=meta)
             iver = int(bytes(iver)) if iver is not None else 1
+            # the redo log's tail (``redolog.TAIL_KEY``) is a row of LMDB's
+            # main database, whose page every commit writes anyway (each
+            # table's root moves): no page of its own per commit
+            self._tail_db = self.env.open_db(None, txn=txn)
         try:
             self._check_index_version(iver)
         except StoreError:
@@ -581,11 +585,16 @@ class LmdbStore:
             self._syncer.drain()      # (a switch waiting for its flush goes to _ckpt)
         if self._ckpt is not None:
             self._ckpt.wait()
-        meta = self.db["meta"]
+        at = self._tail_db
         for _attempt in range(8):
             txn = self.env.begin(write=True)
             try:
-                old = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=meta))
+                old = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=at))
+                legacy = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=self.db["meta"]))
+                if legacy is not None:
+                    # where an earlier release kept it (perf7-ckpt moved it)
+                    txn.delete(redolog.TAIL_KEY, db=self.db["meta"])
+                    old = max(old or legacy, legacy)
                 gen = max(at_least, (old[0] if old else 0) + 1)
                 self._sync_data()
                 psize = self.env.stat()["psize"]
@@ -599,7 +608,7 @@ class LmdbStore:
                 if self._pin is not None:
                     self._pin.abort()
                 self._pin = pin
-                txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, redolog.RECORDS_AT), db=meta)
+                txn.put(redolog.TAIL_KEY, redolog.encode_tail(gen, redolog.RECORDS_AT), db=at)
                 tid = txn.id()
                 txn.commit()
                 # every commit up to here is in data.mdb, durable (this
@@ -679,7 +688,7 @@ class LmdbStore:
 
     def _tail_state(self):
         with self.env.begin() as txn:
-            return redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=self.db["meta"]))
+            return redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=self._tail_db))
 
     def _try_checkpoint(self) -> None:
         """A checkpoint from the writer loop: one that fails (no space, I/O
@@ -719,7 +728,7 @@ class LmdbStore:
         if rl is None or not ops:
             txn.commit()
             return None
-        meta = self.db["meta"]
+        meta = self._tail_db
         gen, tail = redolog.decode_tail(txn.get(redolog.TAIL_KEY, db=meta)) or (0, 0)
         if not gen:
             raise StoreError("the redo log has no checkpoint")
@@ -805,7 +814,7 @@ class LmdbStore:
             return False
         if ck.busy() or self._switching:
             return True
-        meta = self.db["meta"]
+        meta = self._tail_db
         with self._gate.reading():
             txn = self.env.begin(write=True)
             pin = None

@@ -84,8 +84,8 @@ one is two past the last one replayed).  The header format is version 2
 recovers.
 
 Processes share the log: a record is appended while the writing process holds
-LMDB's writer lock (inside the write transaction), at the tail kept in the
-``meta`` table (``redo.tail``), so records are in commit order; each flushes
+LMDB's writer lock (inside the write transaction), at the tail kept in
+LMDB's main database (``redo.tail``), so records are in commit order; each flushes
 after its commit, and one process's flush covers the records the others
 wrote before it.  One process
 checkpoints and pins (it holds ``redo.owner``); when it exits another takes
@@ -133,7 +133,10 @@ PUT, DELETE = 1, 2
 NEXT = 5
 _NEXT = struct.Struct(">QQ")
 
-TAIL_KEY = b"redo.tail"          # meta table: generation u64, tail u64 (not logged)
+# LMDB's main database (the one that names the tables; its page is written by
+# every commit anyway): generation u64, tail u64 (not logged).  Releases
+# before perf7-ckpt kept it in the meta table (LmdbStore._checkpoint moves it)
+TAIL_KEY = b"redo.tail"
 _TAIL = struct.Struct(">QQ")
 
 GROW = 1 << 20                   # the log file grows by zero-filled steps of this
