@@ -791,7 +791,9 @@ def main() -> None:
                 print(f"  {name}: SEARCH TEXT {word} ({s['hits']} hits) runs: "
                       + ", ".join(fmt_s(x) for x in s["all"]))
         if "store" in r:
-            print(f"  {name}: STORE 1:* returned {r['store']['bulk_untagged']} untagged lines")
+            print(f"  {name}: STORE 1:* returned {r['store']['bulk_untagged']} untagged lines; "
+                  "runs (" + ", ".join(BULK_MODES) + "): "
+                  + ", ".join(fmt_s(x) for x in r["store"].get("bulk_all", [])))
 
 
 if __name__ == "__main__":
