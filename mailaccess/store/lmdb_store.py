@@ -1001,6 +1001,12 @@ class LmdbStore:
         log's flush.  A worker process that does not checkpoint (another
         one does) writes here too.  -> False (nothing done) when the writer
         is busy: ``submit`` then."""
+        return self._batch_here([_Job(fn, args, done)], here=True)
+
+    def _batch_here(self, batch: list[_Job], here: bool = False, flat: bool = False) -> bool:
+        """``_run_batch(BATCH)`` in the calling thread, now, if the writer
+        thread is idle (write_here, write_here_many) -> False (nothing
+        done) when it is busy."""
         if self._closed or self._thread is None or not self._busy.acquire(False):
             return False
         try:
@@ -1013,9 +1019,9 @@ class LmdbStore:
                 return False
             gc_on = gc.isenabled()
             if gc_on:
-                gc.disable()
+                gc.disable()        # (as for the writer's batches)
             try:
-                self._run_batch([_Job(fn, args, done)], WriteTx, here=True)
+                self._run_batch(batch, WriteTx, here=here, flat=flat)
             finally:
                 if gc_on:
                     gc.enable()
@@ -1042,28 +1048,7 @@ class LmdbStore:
         ``done`` is called after the flush (on the sync thread in the
         second case: the caller's must hop back to its loop).  -> False
         (nothing done) when the writer is busy: ``submit`` then."""
-        if self._closed or self._thread is None or not self._busy.acquire(False):
-            return False
-        try:
-            if not self._queue.empty():
-                return False
-            if self.redo is not None and not self._owner and self.redo.try_own():
-                return False        # the writer thread takes the role over first
-            gc_on = gc.isenabled()
-            if gc_on:
-                gc.disable()        # (as for the writer's batches)
-            try:
-                self._run_batch([_Job(fn, args, done) for fn, args, done in jobs], WriteTx,
-                                flat=True)
-            finally:
-                if gc_on:
-                    gc.enable()
-            kick = (CHECKPOINT_AFTER_ACK and self._checkpoint_due()) or bool(self._prune_due)
-        finally:
-            self._busy.release()
-        if kick:
-            self._queue.put(_KICK)      # the writer thread checkpoints / prunes
-        return True
+        return self._batch_here([_Job(fn, args, done) for fn, args, done in jobs], flat=True)
 
     def _writer_loop(self) -> None:
         busy = self._busy
