@@ -15,7 +15,9 @@ the CPU of everything else).  Prints per tree and mode the median over the
 rounds of: CPU of the writing thread per write (time.thread_time), CPU of
 the whole process per write (the checkpoint thread too), wall per write
 (minus the 300 us pause), and how many writes fell back to write_sync
-(writer busy).  Both trees see the same machine load within a round.
+(writer busy); then the per-round ratios B/A (median, geometric mean, and
+in how many rounds B was lower).  Both trees see the same machine load
+within a round: on a shared machine the ratios are the figure to read.
 
 Child mode (internal): ``--child WRITES NMSG`` prints one JSON line.
 """
@@ -109,6 +111,12 @@ def main() -> None:
             fb = sum(x["fallback"] for x in rs)
             print(f"  {mode:6} {t:>28}: thread cpu {med['cpu']:6.1f}  process cpu "
                   f"{med['proc']:6.1f}  wall {med['wall']:6.1f}  (write_sync fallbacks {fb})")
+        # both trees of a round saw the same load: the per-round ratio B/A
+        for k in ("cpu", "proc", "wall"):
+            r = [b[mode][k] / a[mode][k] for a, b in zip(res[trees[0]], res[trees[1]])]
+            geo = statistics.geometric_mean(r)
+            print(f"  {mode:6} B/A {k:4}: median {statistics.median(r):.3f}  geomean {geo:.3f}"
+                  f"  (B lower in {sum(x < 1 for x in r)}/{len(r)} rounds)")
 
 
 if __name__ == "__main__":

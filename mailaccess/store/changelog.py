@@ -263,8 +263,10 @@ def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> Non
     acknowledgement in transactions of its own."""
     rows = 0
     ms = c.modseq
+    named = []          # the kinds, as c.collections() (no sets for one kind)
     for status, code in STATUS_CODES.items():
         for kind, ids in getattr(c, status).items():
+            named.append(kind)
             if len(ids) == 1:       # a one-message STORE: its email, its mailbox
                 tx.put("chg.id", keys.chg_id(acc, kind, ms, ids[0]), code)
             elif len(ids) < 16:
@@ -273,7 +275,7 @@ def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> Non
             else:       # a bulk write's rows: a row per run of consecutive ids
                 _write_runs(tx, acc, kind, ms, ids, code)
             rows += len(ids)
-    kinds = sorted(c.collections())
+    kinds = sorted(set(named)) if len(named) > 1 else named
     for kind in kinds:
         kk = keys.chg_kind(acc, kind)
         raw = tx._get("chg.kind", kk)

@@ -307,6 +307,8 @@ class _Syncer:
             self._cond.notify_all()
 
     def idle(self) -> bool:
+        """No commit handed over is waiting or being flushed (read without
+        the lock: ``_loop`` marks itself active before it takes the items)."""
         return not self._items and not self._active
 
     def drain(self) -> None:
@@ -330,8 +332,10 @@ class _Syncer:
                     cond.wait()
                 if not self._items:
                     return
-                items, self._items = self._items, []
+                # active first: idle() is read without the lock
+                # (_make_durable), and must never see neither
                 self._active = True
+                items, self._items = self._items, []
             try:
                 self._store._make_durable(items)
             except Exception:      # (it completes every request itself)
@@ -1256,7 +1260,7 @@ class LmdbStore:
                             if logged:
                                 ops.extend(sub.ops)
                             results.append((res, None))
-                            changes.extend(tx.changes())
+                            changes.extend(tx._flushed)
                         if txn is not None:
                             switch = self._log_commit(txn, ops)
                     except BaseException:
@@ -1352,13 +1356,15 @@ class LmdbStore:
             err = self._broken
         else:
             try:
-                self._flush_to(max(it.need for it in items))
+                self._flush_to(items[0].need if len(items) == 1 else
+                               max(it.need for it in items))
             except OSError as exc:
                 log.critical("store %s: the redo log's flush failed (%s): no more writes "
                              "until a restart", self.path, exc)
                 self._broken = err = exc
-        if here and self._syncer is not None:
-            self._syncer.drain()
+        syncer = self._syncer
+        if here and syncer is not None and not syncer.idle():
+            syncer.drain()
         for it in items:
             if it.switch is not None:
                 header, pin = it.switch

@@ -118,14 +118,21 @@ class WriteTx(View):
                 break
         return n
 
+    def _count(self, key: bytes) -> int:
+        """The counter at KEY (``counter`` with its key made once)."""
+        v = self.txn.get(key, db=self.db["ctr"])
+        return keys.read_u64(v) if v is not None else 0
+
     def next_counter(self, acc: int, kind: int, at_least: int = 0) -> int:
-        n = max(self.counter(acc, kind) + 1, at_least)
-        self.put("ctr", keys.ctr(acc, kind), keys.u64(n))
+        key = keys.ctr(acc, kind)
+        n = max(self._count(key) + 1, at_least)
+        self.put("ctr", key, keys.u64(n))
         return n
 
     def add_counter(self, acc: int, kind: int, delta: int) -> int:
-        n = max(0, self.counter(acc, kind) + delta)
-        self.put("ctr", keys.ctr(acc, kind), keys.u64(n))
+        key = keys.ctr(acc, kind)
+        n = max(0, self._count(key) + delta)
+        self.put("ctr", key, keys.u64(n))
         return n
 
     # --- records ----------------------------------------------------------------------
