@@ -21,7 +21,7 @@ within a round: on a shared machine the ratios are the figure to read.
 
 Child mode (internal): ``--child WRITES NMSG`` prints one JSON line.
 """
-import json, os, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -38,8 +38,8 @@ def child(writes: int, nmsg: int) -> None:
     tree = os.environ["PYTHONPATH"]
     assert mailaccess.__file__.startswith(tree + "/"), (mailaccess.__file__, tree)
 
-    s = LmdbStore(os.path.join(tempfile.mkdtemp(prefix="abwi-", dir=os.environ.get("AB_DIR")),
-                               "store"))
+    top = tempfile.mkdtemp(prefix="abwi-", dir=os.environ.get("AB_DIR"))
+    s = LmdbStore(os.path.join(top, "store"))
     s.start()
     accounts.add_user(s, "u", "p")
     with s.view() as v:
@@ -81,6 +81,7 @@ def child(writes: int, nmsg: int) -> None:
     os.fdatasync = real
     assert all(e is None for e in box), [e for e in box if e is not None][:3]
     s.close()
+    shutil.rmtree(top)
     print(json.dumps(out))
 
 
