@@ -2041,8 +2041,8 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         # \Recent is the session's, not the record's: the session's recent
         # messages take a second pass whose FLAGS formatter adds it
         if flags is not None and sel.show_recent and sel.recent:
-            recent = (recent_uids if recent_uids is not None
-                      else set(sel.recent_uids())).intersection(uids)
+            recent = recent_uids.intersection(uids) if recent_uids is not None \
+                else sel.recent_among(uids)
         else:
             recent = None
         if read_email is None:
@@ -2428,7 +2428,9 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     simple = _simple_items(items)
     if simple is not None:
         # the session's \\Recent UIDs once per answer, not once per slice
-        recent = set(sel.recent_uids()) if sel.show_recent and sel.recent and \
+        if not isinstance(uids, list):
+            uids = list(uids)
+        recent = sel.recent_among(uids) if sel.show_recent and sel.recent and \
             "FLAGS" in simple else None
         yield from _chunks_upto(store, acc, sel, uids, items, simple, condstore, reported,
                                 utf8, budget, progress, read_email, recent or None)
