@@ -23,13 +23,10 @@ import statistics
 import sys
 import tempfile
 import time
-import imaplib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ab_servers  # noqa: E402
 import ab_store1  # noqa: E402
 import bench_imap  # noqa: E402
-import bench_stress as bs  # noqa: E402
 
 
 def _workloads(nmsg: int):
@@ -57,13 +54,7 @@ def main() -> None:
     servers = []
     try:
         for spec in specs:
-            srv, port = ab_store1.start(spec)
-            servers.append(srv)
-            im = imaplib.IMAP4("127.0.0.1", port)
-            im.login(bs.USER, bs.PASSWORD)
-            for m in msgs:
-                im.append("INBOX", None, None, m)
-            im.select("INBOX")
+            srv, im = ab_store1.loaded(spec, msgs, servers)
             im.uid("STORE", "1:*", "+FLAGS.SILENT", r"(\Seen)")
             srv.ab = (spec, im, {name: ([], [0.0, 0]) for name, _ in work})
         k = 0
@@ -88,11 +79,7 @@ def main() -> None:
                 print(f"{name:7s} {spec:40s} wall median {statistics.median(walls):6.0f} us  "
                       f"best {min(walls):6.0f}  server cpu {c / n * 1e6:5.0f} us/cmd", flush=True)
     finally:
-        for srv in servers:
-            try:
-                ab_servers.stop(srv)
-            except Exception as exc:     # (the others are stopped still)
-                print("stop:", exc)
+        ab_store1.stop_all(servers)
 
 
 if __name__ == "__main__":
