@@ -356,3 +356,38 @@ async def test_a_turn_ends_at_a_buffer_even_when_all_is_written(store, tmp_path,
         n.start_soon(fetch)
     assert sum(steps) > 4 * FETCH_BUFFER          # it did build in many turns
     assert max(steps) <= FETCH_BUFFER + 2 * imap_session.FETCH_CHUNK + 300_000
+
+
+async def test_a_small_answer_waits_for_the_tagged_line(store, tmp_path):
+    """A FETCH answer whose last chunk is small (with what is held, at most
+    FETCH_HOLD bytes) is not written at once: it stays in the session's
+    output, after the lines before it, and leaves with the tagged line in
+    one write (perf8-cmd).  A bigger one is written as it is built."""
+    s, acc, ib = store
+    sess = _session(s, acc, ib, tmp_path)
+    uids = list(sess.sel.uids)
+    writes = []
+
+    def write_nowait(parts):
+        data = b"".join(parts)
+        writes.append(data)
+        return len(data)
+
+    async def sender(data):
+        writes.append(bytes(data))
+
+    sess.sender, sess.write_nowait = sender, write_nowait
+    its = _items("(UID FLAGS)")
+    with s.view() as v:
+        whole = b"".join(build_fetch(v, acc, sess.sel, uids[:1], its, False, {}, True))
+    assert len(whole) <= imap_session.FETCH_HOLD
+    sess.out.append(b"* 1 EXISTS\r\n")
+    await sess.send_fetch(uids[:1], its, uid_cmd=False)
+    assert writes == []
+    assert sess.take_output() == b"* 1 EXISTS\r\n" + whole
+    big = _items("(UID BODY.PEEK[])")
+    with s.view() as v:
+        whole = b"".join(build_fetch(v, acc, sess.sel, uids, big, False, {}, True))
+    assert len(whole) > imap_session.FETCH_HOLD
+    await sess.send_fetch(uids, big, uid_cmd=False)
+    assert writes and b"".join(writes) + sess.take_output() == whole
