@@ -105,11 +105,16 @@ def _mostly(good: list, bad: list):
        _mostly([(b" (", b")")], [(b" (", b") "), (b" ", b""), (b"  (", b")"), (b" (", b"")]),
        _mostly([b" "], [b"  "]))
 def test_store_fast_path_equals_the_parser(uid, store, num, item, flags, brackets, sep):
-    import pytest as _pytest
     wire = uid + store + b" " + num + b" " + item + brackets[0] + sep.join(flags) + brackets[1]
+    _fast_is_slow(wire, parse_slow)
+
+
+def _fast_is_slow(wire: bytes, slow) -> None:
+    """WIRE parses to the same event (or error) with and without the fast path."""
+    import pytest as _pytest
     frame = CommandFrame(b"A7", (wire,))
     fast = parse_fast(frame)
-    slow = parse_slow(frame, _pytest.MonkeyPatch.context)
+    slow = slow(frame, _pytest.MonkeyPatch.context)
     assert fast == slow, wire
     assert type(fast) is type(slow)
 
@@ -151,15 +156,10 @@ _BAD_ITEMS = st.sampled_from([b"ALL", b"fast", b"FULL", b"PREVIEW", b"BODY[]", b
        _mostly([b" "], [b"  ", b""]),
        st.sampled_from([b"ALL", b"FAST", b"full", b"FLAGS", None]))
 def test_fetch_fast_path_equals_the_parser(uid, fetch, num, items, brackets, sep, alone):
-    import pytest as _pytest
     if alone is not None and brackets == (b" ", b""):
         items = [alone]             # a macro or a name alone, without parentheses
     wire = uid + fetch + b" " + num + brackets[0] + sep.join(items) + brackets[1]
-    frame = CommandFrame(b"A7", (wire,))
-    fast = parse_fast(frame)
-    slow = parse_slow_fetch(frame, _pytest.MonkeyPatch.context)
-    assert fast == slow, wire
-    assert type(fast) is type(slow)
+    _fast_is_slow(wire, parse_slow_fetch)
 
 
 def test_fetch_fast_path_takes_the_usual_fetch():
