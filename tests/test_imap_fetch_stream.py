@@ -391,3 +391,20 @@ async def test_a_small_answer_waits_for_the_tagged_line(store, tmp_path):
     assert len(whole) > imap_session.FETCH_HOLD
     await sess.send_fetch(uids, big, uid_cmd=False)
     assert writes and b"".join(writes) + sess.take_output() == whole
+
+
+@pytest.mark.parametrize("items", ["(FLAGS)", "(UID FLAGS)", "(FLAGS UID MODSEQ)", "(BODY[])",
+                                   "(BODY.PEEK[] RFC822.SIZE)", "(RFC822)", "(RFC822.TEXT UID)",
+                                   "(RFC822.HEADER ENVELOPE)", "(BINARY[1] FLAGS)",
+                                   "(BINARY.PEEK[1] PREVIEW)"])
+def test_fetch_facts_are_what_the_items_say(items):
+    """_fetch_facts (kept per item tuple) says what looking at the items
+    says: UID put first unless there, MODSEQ among them, \\Seen set."""
+    its = tuple(_items(items))
+    f = imap_session._fetch_facts(its)
+    has_uid = any(isinstance(i, ev.FetchItem) and i.name == "UID" for i in its)
+    assert f.with_uid == (its if has_uid else (ev.FetchItem("UID"),) + its)
+    assert f.modseq == any(isinstance(i, ev.FetchItem) and i.name == "MODSEQ" for i in its)
+    assert f.sets_seen == (any(isinstance(i, ev.FetchBody) and not i.peek for i in its) or any(
+        isinstance(i, ev.FetchItem) and i.name in ("RFC822", "RFC822.TEXT") for i in its))
+    assert imap_session._fetch_facts(its) is f

@@ -1091,18 +1091,16 @@ class ImapSession:
             uids = sel.uids_for_set(cmd.set, True, sel.saved_result)
         else:
             uids = self._targets(cmd)
-        items = list(cmd.items)
-        if cmd.uid and not any(isinstance(i, ev.FetchItem) and i.name == "UID" for i in items):
-            items.insert(0, ev.FetchItem("UID"))
-        if cmd.changedsince is not None or any(
-                isinstance(i, ev.FetchItem) and i.name == "MODSEQ" for i in items):
+        facts = _fetch_facts(cmd.items)
+        items = facts.with_uid if cmd.uid else cmd.items
+        if cmd.changedsince is not None or facts.modseq:
             self.condstore = True
         if cmd.vanished:
             if not self.qresync or not cmd.uid or cmd.changedsince is None:
                 raise Bad("VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE")
         if cmd.changedsince is not None:
-            if not any(isinstance(i, ev.FetchItem) and i.name == "MODSEQ" for i in items):
-                items.append(ev.FetchItem("MODSEQ"))
+            if not facts.modseq:
+                items = items + (ev.FetchItem("MODSEQ"),)
             with self.store.view() as v:
                 changed = {u for _ms, u in v.changed_since(self.acc, sel.mbx, cmd.changedsince)}
                 if cmd.vanished:
@@ -1131,11 +1129,8 @@ class ImapSession:
         from there instead of the store; that answer is sent from its first
         chunk on."""
         sel = self.sel
-        sets_seen = (not sel.readonly) and any(
-            isinstance(i, ev.FetchBody) and not i.peek for i in items) or \
-            any(isinstance(i, ev.FetchItem) and i.name in ("RFC822", "RFC822.TEXT")
-                for i in items) and not sel.readonly
-        if sets_seen:
+        items = tuple(items)
+        if not sel.readonly and _fetch_facts(items).sets_seen:
             with self.store.view() as v:
                 unseen = [e for _u, e in sel.pairs(uids) if not _has(v, self.acc, e, vocab.SEEN)]
             if unseen:
@@ -1990,6 +1985,37 @@ STORE_SLICES = (100, 400, 1000, 2000)
 # bytes of FETCH lines a streamed STORE formats per fetch_upto call (a
 # slice's lines take one call: ~50 bytes a line)
 STORE_SLICE_BYTES = 1 << 20
+
+
+class _FetchFacts:
+    """What do_fetch and send_fetch ask of a FETCH's items, found once per
+    item tuple (_fetch_facts): ``with_uid`` (the items, UID first unless
+    among them: a UID FETCH's), ``modseq`` (MODSEQ among them),
+    ``sets_seen`` (BODY[...] without PEEK, RFC822 or RFC822.TEXT: the
+    messages get \\Seen in a read-write mailbox)."""
+    __slots__ = ("with_uid", "modseq", "sets_seen")
+
+    def __init__(self, items: tuple):
+        named = {i.name for i in items if isinstance(i, ev.FetchItem)}
+        self.with_uid = items if "UID" in named else (ev.FetchItem("UID"),) + items
+        self.modseq = "MODSEQ" in named
+        self.sets_seen = any(isinstance(i, ev.FetchBody) and not i.peek for i in items) or \
+            "RFC822" in named or "RFC822.TEXT" in named
+
+
+def _fetch_facts(items: tuple) -> _FetchFacts:
+    """The _FetchFacts of ITEMS (a tuple), kept for the item lists clients
+    send (at most _FETCH_FACTS_MAX of them)."""
+    f = _FETCH_FACTS.get(items)
+    if f is None:
+        f = _FetchFacts(items)
+        if len(_FETCH_FACTS) < _FETCH_FACTS_MAX:
+            _FETCH_FACTS[items] = f
+    return f
+
+
+_FETCH_FACTS: dict[tuple, _FetchFacts] = {}
+_FETCH_FACTS_MAX = 1024
 
 
 class _NotTold(Exception):
