@@ -198,7 +198,9 @@ class ImapSession:
         self.enabled: set[str] | frozenset[str] = _NONE
         self._condstore = False           # CONDSTORE active in this session (see condstore)
         self.sel_flags: tuple[str, ...] = ()   # the FLAGS list last sent for self.sel
-        self._told_flags: tuple | None = None  # (sel_flags, {lowercase flag: flag}) (do_store)
+        # (sel_flags, {lowercase flag: flag}, the FLAGS formatters of a STORE's
+        # answer) for the FLAGS list last sent (_told, do_store)
+        self._told_flags: tuple | None = None
         self.out: list[bytes] = []
         self.compress_requested = False
         self.starttls_requested = False
@@ -1491,14 +1493,38 @@ class ImapSession:
     def _announced(self, kws: list[str]) -> bool:
         """Every keyword of KWS is in the FLAGS list this session was last
         sent (so a STORE adding them needs no new ``* FLAGS``)."""
-        told = self._told_flags
-        if told is None or told[0] is not self.sel_flags:
-            told = self._told_flags = (self.sel_flags, {f.lower(): f for f in self.sel_flags})
-        low = told[1]
+        low = self._told()[1]
         for k in kws:
             if flag_of(k).lower() not in low:
                 return False
         return True
+
+    def _told(self) -> tuple:
+        """(the FLAGS list this session was last sent, {its flags lowercased:
+        the flag as sent}, the FLAGS formatter of a STORE's answer, the same
+        adding \\Recent), made once per FLAGS list.  The formatter spells
+        custom keywords as sent (remembering each keyword's spelling) and
+        raises _NotTold for one the session was not told."""
+        told = self._told_flags
+        if told is None or told[0] is not self.sel_flags:
+            spelled = {f.lower(): f for f in self.sel_flags}
+            by_keyword: dict[str, str] = {}
+
+            def flags(keywords) -> bytes:
+                out = []
+                for k in keywords:
+                    f = by_keyword.get(k)
+                    if f is None:
+                        f = spelled.get(flag_of(k).lower())
+                        if f is None:
+                            raise _NotTold
+                        by_keyword[k] = f
+                    out.append(f)
+                return ("(" + " ".join(out) + ")").encode("utf-8")
+
+            told = self._told_flags = (self.sel_flags, spelled, flags,
+                                       functools.partial(_with_recent, flags))
+        return told
 
     def _store_inline(self, cmd, res, eids, live, kws, known, items):
         """The answer of a STORE on a few messages, formatted from the
@@ -1533,18 +1559,7 @@ class ImapSession:
         (a keyword the session was not told, a record the compiled
         formatter leaves to the Python path): then send_fetch answers."""
         sel = self.sel
-        spelled = self._told_flags[1] if self._told_flags is not None and \
-            self._told_flags[0] is self.sel_flags else {f.lower(): f for f in self.sel_flags}
-
-        def flags(keywords) -> bytes:
-            out = []
-            for k in keywords:
-                f = spelled.get(flag_of(k).lower())
-                if f is None:
-                    raise _NotTold
-                out.append(f)
-            return ("(" + " ".join(out) + ")").encode("utf-8")
-
+        _sel_flags, _spelled, flags, flags_recent = self._told()
         names = [i.name for i in items]
         recent = sel.show_recent and sel.recent
         snap = sel.snap
@@ -1553,8 +1568,8 @@ class ImapSession:
 
         def answer(read_email, read_index) -> bool:
             for u in uids:
-                fmt = functools.partial(_with_recent, flags) \
-                    if recent and u not in sel.gone and sel.is_recent(u) else flags
+                fmt = flags_recent if recent and u not in sel.gone and sel.is_recent(u) \
+                    else flags
                 out, rep, fallback = _fetchfmt.fetch_simple(
                     read_email, read_index, [u], snap.uids, snap.eids, names, fmt,
                     self.condstore, self.utf8)
