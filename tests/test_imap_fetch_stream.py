@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import make_config
 from mailaccess import ingest
+from mailaccess._speedups import fetchfmt_py as F
 from mailaccess.proto.imap import events as ev
 from mailaccess.proto.imap import commands
 from mailaccess.proto.imap.frames import CommandFrame
@@ -396,7 +397,9 @@ async def test_a_small_answer_waits_for_the_tagged_line(store, tmp_path):
 @pytest.mark.parametrize("items", ["(FLAGS)", "(UID FLAGS)", "(FLAGS UID MODSEQ)", "(BODY[])",
                                    "(BODY.PEEK[] RFC822.SIZE)", "(RFC822)", "(RFC822.TEXT UID)",
                                    "(RFC822.HEADER ENVELOPE)", "(BINARY[1] FLAGS)",
-                                   "(BINARY.PEEK[1] PREVIEW)"])
+                                   "(BINARY.PEEK[1] PREVIEW)", "(ENVELOPE FLAGS)", "(BODY UID)",
+                                   "(BODYSTRUCTURE)", "(BODY.PEEK[HEADER.FIELDS (From To)])",
+                                   "(RFC822.SIZE INTERNALDATE)", "(" + "FLAGS " * 16 + "UID)"])
 def test_fetch_facts_are_what_the_items_say(items):
     """_fetch_facts (kept per item tuple) says what looking at the items
     says: UID put first unless there, MODSEQ among them, \\Seen set."""
@@ -407,4 +410,12 @@ def test_fetch_facts_are_what_the_items_say(items):
     assert f.modseq == any(isinstance(i, ev.FetchItem) and i.name == "MODSEQ" for i in its)
     assert f.sets_seen == (any(isinstance(i, ev.FetchBody) and not i.peek for i in its) or any(
         isinstance(i, ev.FetchItem) and i.name in ("RFC822", "RFC822.TEXT") for i in its))
-    assert imap_session._fetch_facts(its) is f
+    simple = imap_session._simple_items(its)
+    assert f.simple == simple
+    codes = F.item_codes(simple) if simple is not None else []
+    assert f.want_index == any(c in (F.ENVELOPE, F.BODYSTRUCTURE, F.BODY, F.HEADER_FIELDS)
+                               for c in codes)
+    assert f.want_blob == any(c in (F.HEADER_FIELDS, F.WHOLE_BODY) for c in codes)
+    # kept unless long or with a HEADER.FIELDS list (bounded memory)
+    kept = imap_session._fetch_facts(its) is f
+    assert kept == (len(its) <= 16 and "FIELDS" not in items)

@@ -2007,8 +2007,13 @@ class _FetchFacts:
     item tuple (_fetch_facts): ``with_uid`` (the items, UID first unless
     among them: a UID FETCH's), ``modseq`` (MODSEQ among them),
     ``sets_seen`` (BODY[...] without PEEK, RFC822 or RFC822.TEXT: the
-    messages get \\Seen in a read-write mailbox)."""
-    __slots__ = ("with_uid", "modseq", "sets_seen")
+    messages get \\Seen in a read-write mailbox), ``simple`` (their
+    _simple_items, shared: not to be changed), ``want_blob`` and
+    ``want_index`` (the simple items read the raw message, the message
+    index: fetchfmt reads the index for ENVELOPE, BODYSTRUCTURE, BODY and
+    HEADER.FIELDS alone)."""
+    __slots__ = ("with_uid", "modseq", "sets_seen", "simple", "want_blob", "want_index",
+                 "keep")
 
     def __init__(self, items: tuple):
         named = {i.name for i in items if isinstance(i, ev.FetchItem)}
@@ -2016,19 +2021,31 @@ class _FetchFacts:
         self.modseq = "MODSEQ" in named
         self.sets_seen = any(isinstance(i, ev.FetchBody) and not i.peek for i in items) or \
             "RFC822" in named or "RFC822.TEXT" in named
+        self.simple = simple = _simple_items(items)
+        self.want_blob = simple is not None and any(
+            type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody for n in simple)
+        self.want_index = simple is not None and any(
+            type(n) is _fetchfmt.HeaderFields or type(n) is str and n in _INDEX_ITEMS
+            for n in simple)
+        # kept (_fetch_facts) when small: a few items, no HEADER.FIELDS list
+        self.keep = len(items) <= 16 and not any(
+            isinstance(i, ev.FetchBody) and i.section.fields for i in items)
 
 
 def _fetch_facts(items: tuple) -> _FetchFacts:
     """The _FetchFacts of ITEMS (a tuple), kept for the item lists clients
-    send (at most _FETCH_FACTS_MAX of them)."""
+    send (at most _FETCH_FACTS_MAX of them, each at most 16 items and no
+    HEADER.FIELDS list: a hostile client cannot make them hold much)."""
     f = _FETCH_FACTS.get(items)
     if f is None:
         f = _FetchFacts(items)
-        if len(_FETCH_FACTS) < _FETCH_FACTS_MAX:
+        if f.keep and len(_FETCH_FACTS) < _FETCH_FACTS_MAX:
             _FETCH_FACTS[items] = f
     return f
 
 
+#: the simple FETCH items fetchfmt answers from the message index
+_INDEX_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY"})
 _FETCH_FACTS: dict[tuple, _FetchFacts] = {}
 _FETCH_FACTS_MAX = 1024
 
@@ -2476,14 +2493,15 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     if progress is None:
         progress = FetchProgress()
     n_all = len(uids)
-    simple = _simple_items(items)
+    facts = _fetch_facts(items if type(items) is tuple else tuple(items))
+    simple = facts.simple
     if simple is not None:
         # the session's \\Recent UIDs once per answer, not once per slice
         if not isinstance(uids, list):
             uids = list(uids)
         recent = sel.recent_among(uids) if sel.show_recent and sel.recent and \
             "FLAGS" in simple else None
-        yield from _chunks_upto(store, acc, sel, uids, items, simple, condstore, reported,
+        yield from _chunks_upto(store, acc, sel, uids, items, facts, condstore, reported,
                                 utf8, budget, progress, read_email, recent or None)
         return
     i = 0
@@ -2524,7 +2542,7 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     progress.more = False
 
 
-def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: list,
+def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, facts: "_FetchFacts",
                  condstore: bool, reported: dict | None, utf8: bool, budget: int,
                  progress: FetchProgress, read_email, recent: set | None):
     """fetch_chunks for SIMPLE items (RECENT: the UIDs whose FLAGS show
@@ -2536,8 +2554,8 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: lis
     literals are bigger than BUDGET."""
     uids = uids if isinstance(uids, list) else list(uids)
     n_all = len(uids)
-    want_blob = any(type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody
-                    for n in simple)
+    simple = facts.simple
+    want_blob, want_index = facts.want_blob, facts.want_index
     plan = None
     i = 0
     while i < n_all:
@@ -2547,7 +2565,8 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: lis
                      if "FLAGS" in simple else None)
             chunk, rep, i, fell = _fetchfmt.fetch_upto(
                 read_email if read_email is not None else v.email_reader(acc),
-                v.index_reader(acc), uids, i, sel.snap.uids, sel.snap.eids, simple, flags,
+                v.index_reader(acc) if want_index else _no_index, uids, i, sel.snap.uids,
+                sel.snap.eids, simple, flags,
                 condstore, utf8, v.blob_reader(acc) if want_blob else None, budget, recent)
             if reported is not None:
                 reported.update(rep)

@@ -1270,7 +1270,7 @@ def _fetch_one(tag: bytes, m: "re.Match[bytes]") -> Command | None:
                 if name not in FETCH_SIMPLE:
                     return None
             items = tuple(FetchItem(name) for name in names)
-            if len(_FETCH_LISTS) < 256:     # the lists clients send
+            if len(_FETCH_LISTS) < 256 and len(raw) <= 128:     # the lists clients send
                 _FETCH_LISTS[raw] = items
     return Fetch(tag, m.group(1) is not None, NumSet(((lo, hi),)), items)
 
