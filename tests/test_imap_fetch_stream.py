@@ -419,3 +419,29 @@ def test_fetch_facts_are_what_the_items_say(items):
     # kept unless long or with a HEADER.FIELDS list (bounded memory)
     kept = imap_session._fetch_facts(its) is f
     assert kept == (len(its) <= 16 and "FIELDS" not in items)
+
+
+async def test_current_is_the_modseq_of_an_answer_built_at_once(store, tmp_path):
+    """send_fetch(current=True): the account's modseq as read in the view
+    of the answer's last chunk when nothing was awaited since (a small
+    answer); -1 for an answer that waited for its socket or its turn, and
+    for one not asked."""
+    s, acc, ib = store
+    sess = _session(s, acc, ib, tmp_path)
+    uids = list(sess.sel.uids)
+    sent = []
+
+    async def sender(data):
+        sent.append(len(data))
+        await trio.lowlevel.checkpoint()
+
+    sess.sender, sess.write_nowait = sender, lambda parts: None
+    with s.view() as v:
+        ms = v.highest_modseq(acc)
+    assert await sess.send_fetch(uids[:2], _items("(UID FLAGS)"), uid_cmd=True,
+                                 current=True) == ms
+    assert await sess.send_fetch(uids[:2], _items("(UID FLAGS)"), uid_cmd=True) == -1
+    sess.out.clear()
+    assert await sess.send_fetch(uids, _items("(UID BODY.PEEK[])"), uid_cmd=True,
+                                 current=True) == -1
+    assert sent

@@ -131,8 +131,9 @@ class Done:
     text: str
     code: str | bytes | None = None
     # the account's highest modseq as the command's own commit left it, with
-    # no other task run since (a write the loop ran itself): the catch-up
-    # check need not read it back (_needs_refresh); -1: unknown
+    # no other task run since (a write the loop ran itself), or as the view
+    # of a FETCH answer built at once read it: the catch-up check need not
+    # read it back (_needs_refresh); -1: unknown
     current: int = -1
 
 
@@ -1121,21 +1122,27 @@ class ImapSession:
                 if gone:
                     self.out.append(S.vanished(gone, earlier=True))
             uids = [u for u in uids if u in changed]
-        await self.send_fetch(uids, items, uid_cmd=cmd.uid)
-        return Done("FETCH completed")
+        current = await self.send_fetch(uids, items, uid_cmd=cmd.uid, current=True)
+        return Done("FETCH completed", None, current)
 
     async def send_fetch(self, uids: list[int], items, *, uid_cmd: bool,
-                         records: dict | None = None) -> None:
+                         records: dict | None = None, current: bool = False) -> int:
         """The FETCH answer for UIDS, streamed.  RECORDS: {eid: encoded
         record} that are the store's current ones (a STORE's own), read
         from there instead of the store; that answer is sent from its first
-        chunk on."""
+        chunk on.  CURRENT: return the account's modseq as read in the view
+        the answer's last chunk was built in, when nothing was awaited
+        since (an answer built at once, sent with the tagged line: the
+        dispatcher's catch-up check reads it from there, Done.current);
+        -1 otherwise."""
         sel = self.sel
         items = tuple(items)
+        waited = False
         if not sel.readonly and _fetch_facts(items).sets_seen:
             with self.store.view() as v:
                 unseen = [e for _u, e in sel.pairs(uids) if not _has(v, self.acc, e, vocab.SEEN)]
             if unseen:
+                waited = True
                 await storeio.write(self.store, ops.set_keywords, self.acc, unseen,
                                     add=[vocab.SEEN])
                 items = list(items)
@@ -1171,6 +1178,8 @@ class ImapSession:
         write_now = self.write_nowait if self.sender is not None else None
         turn = _fetch_turn()
         progress = FetchProgress()
+        if current:
+            progress.modseq = -1    # (asked of the view of the last chunk)
         chunks = fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
                               sel.reported, self.utf8, progress=progress,
                               read_email=None if records is None else records.get)
@@ -1213,9 +1222,11 @@ class ImapSession:
                 if self.sender is not None and (held >= FETCH_BUFFER or early):
                     early = blocked = False
                     held = mark = 0
+                    waited = True
                     await self.sender(self.take_output())
                 if not more:
                     break
+                waited = True
                 async with turn:        # a checkpoint, then this answer alone
                     more = build(time.perf_counter() + FETCH_TURN_SECONDS)
         except No:
@@ -1225,6 +1236,8 @@ class ImapSession:
                 mark = max(mark, 1)
             del self.out[mark:]
             raise
+        ms = progress.modseq
+        return -1 if waited or ms is None else ms
 
     # --- store ------------------------------------------------------------------------------------
 
@@ -2469,11 +2482,14 @@ def _drop_written(out: list, n: int) -> tuple[int, int]:
 class FetchProgress:
     """Told by ``fetch_chunks`` before each chunk: ``more`` is False when
     that chunk is the answer's last (the session then does not wait for the
-    FETCH turn just to learn the answer is complete)."""
-    __slots__ = ("more",)
+    FETCH turn just to learn the answer is complete).  ``modseq``: None, or
+    (asked for with -1) the account's highest modseq as read in the view
+    the last chunk of an answer of simple items was built in."""
+    __slots__ = ("more", "modseq")
 
     def __init__(self):
         self.more = True
+        self.modseq: int | None = None
 
 
 def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
@@ -2583,6 +2599,11 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, facts: "_Fe
                         pending = m
                     else:
                         chunk += b"".join(_message_segments(*m, 1 << 62))
+            if progress.modseq is not None:
+                # the account's modseq in the view of the answer's last
+                # chunk (send_fetch's CURRENT), -1 before it
+                progress.modseq = v.highest_modseq(acc) \
+                    if i >= n_all and pending is None else -1
         if chunk:
             progress.more = pending is not None or i < n_all
             yield chunk
