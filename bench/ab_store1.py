@@ -69,6 +69,29 @@ def start(spec: str):
         os.environ.update(saved)
 
 
+def loaded(spec: str, msgs: list, servers: list):
+    """The server of SPEC, started (appended to SERVERS: ``stop_all`` them),
+    MSGS appended to its INBOX by an imaplib client, which has it selected:
+    (server, client)."""
+    srv, port = start(spec)
+    servers.append(srv)
+    im = imaplib.IMAP4("127.0.0.1", port)
+    im.login(bs.USER, bs.PASSWORD)
+    for m in msgs:
+        im.append("INBOX", None, None, m)
+    im.select("INBOX")
+    return srv, im
+
+
+def stop_all(servers) -> None:
+    """Stop every server of SERVERS (the others still when one fails)."""
+    for srv in servers:
+        try:
+            ab_servers.stop(srv)
+        except Exception as exc:     # (the others are stopped still)
+            print("stop:", exc)
+
+
 def main() -> None:
     nmsg, rounds, block = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     specs = sys.argv[4:]
@@ -77,13 +100,7 @@ def main() -> None:
     servers = []
     try:
         for spec in specs:
-            srv, port = start(spec)
-            servers.append(srv)
-            im = imaplib.IMAP4("127.0.0.1", port)
-            im.login(bs.USER, bs.PASSWORD)
-            for m in msgs:
-                im.append("INBOX", None, None, m)
-            im.select("INBOX")
+            srv, im = loaded(spec, msgs, servers)
             srv.ab = (spec, im, [], [0.0, 0])
         k = 0
         for r in range(rounds):
@@ -105,11 +122,7 @@ def main() -> None:
             print(f"{spec:50s} median {statistics.median(walls):6.0f} us/STORE  "
                   f"best {min(walls):6.0f}  server cpu {c / n * 1e6:5.0f} us/STORE", flush=True)
     finally:
-        for srv in servers:
-            try:
-                ab_servers.stop(srv)
-            except Exception as exc:     # (the others are stopped still)
-                print("stop:", exc)
+        stop_all(servers)
 
 
 if __name__ == "__main__":

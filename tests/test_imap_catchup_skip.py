@@ -213,3 +213,39 @@ async def test_a_store_the_loop_wrote_itself_reads_nothing_back(imap_server, mon
     assert await a.cmd("NOOP") == [b"t%d OK NOOP completed" % a.n]
     assert views == [1]
     a.close()
+
+
+async def test_a_fetch_built_at_once_reads_the_modseq_in_its_own_view(imap_server, monkeypatch):
+    """perf8-cmd: a FETCH answer built in one view with no wait since hands
+    the account's modseq read in that view to the catch-up check
+    (Done.current): one view per quiet FETCH, not two.  A commit made before
+    the FETCH (one the bus has not heard of: another worker's) is still
+    told by that FETCH's catch-up."""
+    a = await login(imap_server)
+    b = await login(imap_server)
+    for s in ("one", "two"):
+        await a.cmd("APPEND INBOX " + literal(msg(s)))
+    await a.cmd("SELECT INBOX")
+    await a.cmd("NOOP")
+    store = imap_server.store
+    views = []
+    real = store.view
+
+    def counting(*args, **kw):
+        views.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(store, "view", counting)
+    calls = count_refreshes(monkeypatch)
+    got = await a.cmd("UID FETCH 2 (FLAGS)")
+    assert got[-1] == b"t%d OK FETCH completed" % a.n, got
+    assert views == [1] and calls == []
+    frozen = imap_server.bus.latest(1)
+    monkeypatch.setattr(type(imap_server.bus), "latest", lambda self, acc: frozen)
+    await b.cmd("SELECT INBOX")
+    await b.cmd("STORE 1 +FLAGS (\\Flagged)")
+    got = await a.cmd("UID FETCH 2 (FLAGS)")
+    assert any(l.startswith(b"* 1 FETCH") and b"\\Flagged" in l for l in got), got
+    assert calls == [False]
+    a.close()
+    b.close()

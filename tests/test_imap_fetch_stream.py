@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import make_config
 from mailaccess import ingest
+from mailaccess._speedups import fetchfmt_py as F
 from mailaccess.proto.imap import events as ev
 from mailaccess.proto.imap import commands
 from mailaccess.proto.imap.frames import CommandFrame
@@ -356,3 +357,91 @@ async def test_a_turn_ends_at_a_buffer_even_when_all_is_written(store, tmp_path,
         n.start_soon(fetch)
     assert sum(steps) > 4 * FETCH_BUFFER          # it did build in many turns
     assert max(steps) <= FETCH_BUFFER + 2 * imap_session.FETCH_CHUNK + 300_000
+
+
+async def test_a_small_answer_waits_for_the_tagged_line(store, tmp_path):
+    """A FETCH answer whose last chunk is small (with what is held, at most
+    FETCH_HOLD bytes) is not written at once: it stays in the session's
+    output, after the lines before it, and leaves with the tagged line in
+    one write (perf8-cmd).  A bigger one is written as it is built."""
+    s, acc, ib = store
+    sess = _session(s, acc, ib, tmp_path)
+    uids = list(sess.sel.uids)
+    writes = []
+
+    def write_nowait(parts):
+        data = b"".join(parts)
+        writes.append(data)
+        return len(data)
+
+    async def sender(data):
+        writes.append(bytes(data))
+
+    sess.sender, sess.write_nowait = sender, write_nowait
+    its = _items("(UID FLAGS)")
+    with s.view() as v:
+        whole = b"".join(build_fetch(v, acc, sess.sel, uids[:1], its, False, {}, True))
+    assert len(whole) <= imap_session.FETCH_HOLD
+    sess.out.append(b"* 1 EXISTS\r\n")
+    await sess.send_fetch(uids[:1], its, uid_cmd=False)
+    assert writes == []
+    assert sess.take_output() == b"* 1 EXISTS\r\n" + whole
+    big = _items("(UID BODY.PEEK[])")
+    with s.view() as v:
+        whole = b"".join(build_fetch(v, acc, sess.sel, uids, big, False, {}, True))
+    assert len(whole) > imap_session.FETCH_HOLD
+    await sess.send_fetch(uids, big, uid_cmd=False)
+    assert writes and b"".join(writes) + sess.take_output() == whole
+
+
+@pytest.mark.parametrize("items", ["(FLAGS)", "(UID FLAGS)", "(FLAGS UID MODSEQ)", "(BODY[])",
+                                   "(BODY.PEEK[] RFC822.SIZE)", "(RFC822)", "(RFC822.TEXT UID)",
+                                   "(RFC822.HEADER ENVELOPE)", "(BINARY[1] FLAGS)",
+                                   "(BINARY.PEEK[1] PREVIEW)", "(ENVELOPE FLAGS)", "(BODY UID)",
+                                   "(BODYSTRUCTURE)", "(BODY.PEEK[HEADER.FIELDS (From To)])",
+                                   "(RFC822.SIZE INTERNALDATE)", "(" + "FLAGS " * 16 + "UID)"])
+def test_fetch_facts_are_what_the_items_say(items):
+    """_fetch_facts (kept per item tuple) says what looking at the items
+    says: UID put first unless there, MODSEQ among them, \\Seen set."""
+    its = tuple(_items(items))
+    f = imap_session._fetch_facts(its)
+    has_uid = any(isinstance(i, ev.FetchItem) and i.name == "UID" for i in its)
+    assert f.with_uid == (its if has_uid else (ev.FetchItem("UID"),) + its)
+    assert f.modseq == any(isinstance(i, ev.FetchItem) and i.name == "MODSEQ" for i in its)
+    assert f.sets_seen == (any(isinstance(i, ev.FetchBody) and not i.peek for i in its) or any(
+        isinstance(i, ev.FetchItem) and i.name in ("RFC822", "RFC822.TEXT") for i in its))
+    simple = imap_session._simple_items(its)
+    assert f.simple == simple
+    codes = F.item_codes(simple) if simple is not None else []
+    assert f.want_index == any(c in (F.ENVELOPE, F.BODYSTRUCTURE, F.BODY, F.HEADER_FIELDS)
+                               for c in codes)
+    assert f.want_blob == any(c in (F.HEADER_FIELDS, F.WHOLE_BODY) for c in codes)
+    # kept unless long or with a HEADER.FIELDS list (bounded memory)
+    kept = imap_session._fetch_facts(its) is f
+    assert kept == (len(its) <= 16 and "FIELDS" not in items)
+
+
+async def test_current_is_the_modseq_of_an_answer_built_at_once(store, tmp_path):
+    """send_fetch(current=True): the account's modseq as read in the view
+    of the answer's last chunk when nothing was awaited since (a small
+    answer); -1 for an answer that waited for its socket or its turn, and
+    for one not asked."""
+    s, acc, ib = store
+    sess = _session(s, acc, ib, tmp_path)
+    uids = list(sess.sel.uids)
+    sent = []
+
+    async def sender(data):
+        sent.append(len(data))
+        await trio.lowlevel.checkpoint()
+
+    sess.sender, sess.write_nowait = sender, lambda parts: None
+    with s.view() as v:
+        ms = v.highest_modseq(acc)
+    assert await sess.send_fetch(uids[:2], _items("(UID FLAGS)"), uid_cmd=True,
+                                 current=True) == ms
+    assert await sess.send_fetch(uids[:2], _items("(UID FLAGS)"), uid_cmd=True) == -1
+    sess.out.clear()
+    assert await sess.send_fetch(uids, _items("(UID BODY.PEEK[])"), uid_cmd=True,
+                                 current=True) == -1
+    assert sent

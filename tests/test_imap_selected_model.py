@@ -207,3 +207,21 @@ def test_pairs_is_eid_of_each_live_uid(q, as_array):
     assert got == want
     assert sel.uids_eids(array("I", asked) if as_array else asked) == \
         ([u for u, _e in want], [e for _u, e in want])
+
+
+@settings(max_examples=400, deadline=None)
+@given(q=pair_queries(),
+       ranges=st.lists(st.tuples(st.integers(1, 430), st.integers(0, 60)), max_size=4))
+def test_recent_among_is_the_recent_uids_asked(q, ranges):
+    """``recent_among(uids)`` (per asked UID when they are fewer than the
+    recent ranges span, else the set of every recent UID) is
+    ``set(recent_uids()) & uids``: recent, in the map, not gone."""
+    uids, gone, asked = q
+    sel = SelectedMailbox(1, 1, 1, False, Snapshot.from_pairs([(u, eid(u)) for u in uids], 5),
+                          (uids[-1] if uids else 0) + 1)
+    sel.gone = set(gone)
+    for lo, n in sorted(ranges):
+        if not sel.recent or lo >= sel.recent[-1][1]:
+            sel.add_recent(lo, lo + n)
+    assert sel.recent_among(asked) == set(sel.recent_uids()).intersection(asked)
+    assert sel.recent_among(asked[:1]) == set(sel.recent_uids()).intersection(asked[:1])

@@ -79,9 +79,9 @@ async def test_bulk_store_reply_from_the_writer_says_what_the_store_says(imap_se
     used = []
     real = imap_session.ImapSession.send_fetch
 
-    async def counting(self, uids, items, *, uid_cmd, records=None):
+    async def counting(self, uids, items, *, uid_cmd, records=None, **kw):
         used.append(records is not None)
-        return await real(self, uids, items, uid_cmd=uid_cmd, records=records)
+        return await real(self, uids, items, uid_cmd=uid_cmd, records=records, **kw)
 
     monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 0)
     monkeypatch.setattr(imap_session.ImapSession, "send_fetch", counting)
@@ -132,9 +132,9 @@ async def test_a_store_written_in_chunks_says_what_the_store_says(imap_server, m
     calls = []
     real = imap_session.ImapSession.send_fetch
 
-    async def counting(self, uids, items, *, uid_cmd, records=None):
+    async def counting(self, uids, items, *, uid_cmd, records=None, **kw):
         calls.append((len(uids), records is not None))
-        return await real(self, uids, items, uid_cmd=uid_cmd, records=records)
+        return await real(self, uids, items, uid_cmd=uid_cmd, records=records, **kw)
 
     _chunked_only(monkeypatch)
     monkeypatch.setattr(imap_session, "STORE_REPLY_INLINE", 0)

@@ -105,11 +105,16 @@ def _mostly(good: list, bad: list):
        _mostly([(b" (", b")")], [(b" (", b") "), (b" ", b""), (b"  (", b")"), (b" (", b"")]),
        _mostly([b" "], [b"  "]))
 def test_store_fast_path_equals_the_parser(uid, store, num, item, flags, brackets, sep):
-    import pytest as _pytest
     wire = uid + store + b" " + num + b" " + item + brackets[0] + sep.join(flags) + brackets[1]
+    _fast_is_slow(wire, parse_slow)
+
+
+def _fast_is_slow(wire: bytes, slow) -> None:
+    """WIRE parses to the same event (or error) with and without the fast path."""
+    import pytest as _pytest
     frame = CommandFrame(b"A7", (wire,))
     fast = parse_fast(frame)
-    slow = parse_slow(frame, _pytest.MonkeyPatch.context)
+    slow = slow(frame, _pytest.MonkeyPatch.context)
     assert fast == slow, wire
     assert type(fast) is type(slow)
 
@@ -120,3 +125,48 @@ def test_store_fast_path_takes_the_usual_store():
     assert m is not None and C._store_one(b"t", m) == C.parse_command(
         CommandFrame(b"t", (b"UID STORE 1234 +FLAGS (\\Flagged)",)))
     assert C._store_one(b"t", C._STORE_ONE.match(b"STORE 1 FLAGS (" + b"k" * 300 + b")")) is None
+
+
+# --- FETCH of one number or range, items without arguments (perf8-cmd) --------------------
+
+def parse_slow_fetch(frame: CommandFrame, monkeypatch_ctx):
+    """parse_command with its FETCH fast path off (the parser's event or error)."""
+    with monkeypatch_ctx() as mp:
+        mp.setattr(C, "_FETCH_ONE", C.re.compile(rb"(?!)"))
+        return parse_fast(frame)
+
+
+_GOOD_ITEMS = st.sampled_from([b"FLAGS", b"uid", b"Flags", b"RFC822.SIZE", b"INTERNALDATE",
+                               b"MODSEQ", b"envelope", b"BODY", b"BODYSTRUCTURE", b"EMAILID",
+                               b"RFC822.HEADER", b"SAVEDATE", b"THREADID", b"RFC822"])
+_BAD_ITEMS = st.sampled_from([b"ALL", b"fast", b"FULL", b"PREVIEW", b"BODY[]", b"BODY.PEEK[1]",
+                              b"FLAG", b"", b"BINARY.SIZE[1]", b"X-GM-MSGID", b"FLAGS)",
+                              b"(FLAGS", b"caf\xc3\xa9", b"UID (CHANGEDSINCE 4)"])
+
+
+@settings(max_examples=800)
+@given(_mostly([b"", b"UID ", b"uid "], [b"Uid  ", b"UID", b"UIDX "]),
+       _mostly([b"FETCH", b"fetch", b"FeTcH"], [b"FETCHES", b"FETC", b"STORE"]),
+       _mostly([b"1", b"12", b"999999999", b"*", b"1:*", b"5:3", b"*:7", b"1:999999999"],
+               [b"4294967295", b"4294967296", b"0", b"01", b"1:0", b"$", b"1,2", b" 1", b"",
+                b"1:", b":1", b"1::2", b"1:2:3"]),
+       st.lists(st.one_of(_GOOD_ITEMS, _GOOD_ITEMS, _GOOD_ITEMS, _BAD_ITEMS), max_size=4),
+       _mostly([(b" (", b")"), (b" ", b"")], [(b" (", b") "), (b"  (", b")"), (b" (", b""),
+                                              (b" ", b" (CHANGEDSINCE 5)")]),
+       _mostly([b" "], [b"  ", b""]),
+       st.sampled_from([b"ALL", b"FAST", b"full", b"FLAGS", None]))
+def test_fetch_fast_path_equals_the_parser(uid, fetch, num, items, brackets, sep, alone):
+    if alone is not None and brackets == (b" ", b""):
+        items = [alone]             # a macro or a name alone, without parentheses
+    wire = uid + fetch + b" " + num + brackets[0] + sep.join(items) + brackets[1]
+    _fast_is_slow(wire, parse_slow_fetch)
+
+
+def test_fetch_fast_path_takes_the_usual_fetch():
+    """The fast path matches a client's flag check and sync (so it is in use)."""
+    for wire in (b"UID FETCH 1234 (FLAGS)", b"UID FETCH 1:* (UID FLAGS MODSEQ)", b"FETCH 3 ALL"):
+        m = C._FETCH_ONE.match(wire)
+        assert m is not None and C._fetch_one(b"t", m) == C.parse_command(
+            CommandFrame(b"t", (wire,)))
+    assert C._FETCH_ONE.match(b"UID FETCH 1 (BODY.PEEK[])") is None
+    assert C._fetch_one(b"t", C._FETCH_ONE.match(b"FETCH 1 (PREVIEW)")) is None

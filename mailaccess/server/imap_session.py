@@ -74,6 +74,9 @@ REPORTS_UPDATES = frozenset({"NOOP", "CHECK", "APPEND", "EXPUNGE", "COPY", "MOVE
                              "NOTIFY"})   # RFC 5465 3.1: NOTIFY SET implies a NOOP
 FETCH_BUFFER = 256 * 1024   # bytes of a FETCH answer built ahead of the socket
 FETCH_CHUNK = 64 * 1024     # ... built this many at a time (other sessions run between)
+#: a FETCH answer's last chunk of at most this many bytes (held with what
+#: was not written yet) is sent with the tagged line, not written at once
+FETCH_HOLD = 16 * 1024
 FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
 #: how many FETCH answers may build a chunk at the same moment (see _fetch_turn)
 FETCH_BUILDERS = 1
@@ -128,8 +131,9 @@ class Done:
     text: str
     code: str | bytes | None = None
     # the account's highest modseq as the command's own commit left it, with
-    # no other task run since (a write the loop ran itself): the catch-up
-    # check need not read it back (_needs_refresh); -1: unknown
+    # no other task run since (a write the loop ran itself), or as the view
+    # of a FETCH answer built at once read it: the catch-up check need not
+    # read it back (_needs_refresh); -1: unknown
     current: int = -1
 
 
@@ -195,7 +199,9 @@ class ImapSession:
         self.enabled: set[str] | frozenset[str] = _NONE
         self._condstore = False           # CONDSTORE active in this session (see condstore)
         self.sel_flags: tuple[str, ...] = ()   # the FLAGS list last sent for self.sel
-        self._told_flags: tuple | None = None  # (sel_flags, {lowercase flag: flag}) (do_store)
+        # (sel_flags, {lowercase flag: flag}, the FLAGS formatters of a STORE's
+        # answer) for the FLAGS list last sent (_told, do_store)
+        self._told_flags: tuple | None = None
         self.out: list[bytes] = []
         self.compress_requested = False
         self.starttls_requested = False
@@ -1088,18 +1094,16 @@ class ImapSession:
             uids = sel.uids_for_set(cmd.set, True, sel.saved_result)
         else:
             uids = self._targets(cmd)
-        items = list(cmd.items)
-        if cmd.uid and not any(isinstance(i, ev.FetchItem) and i.name == "UID" for i in items):
-            items.insert(0, ev.FetchItem("UID"))
-        if cmd.changedsince is not None or any(
-                isinstance(i, ev.FetchItem) and i.name == "MODSEQ" for i in items):
+        facts = _fetch_facts(cmd.items)
+        items = facts.with_uid if cmd.uid else cmd.items
+        if cmd.changedsince is not None or facts.modseq:
             self.condstore = True
         if cmd.vanished:
             if not self.qresync or not cmd.uid or cmd.changedsince is None:
                 raise Bad("VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE")
         if cmd.changedsince is not None:
-            if not any(isinstance(i, ev.FetchItem) and i.name == "MODSEQ" for i in items):
-                items.append(ev.FetchItem("MODSEQ"))
+            if not facts.modseq:
+                items = items + (ev.FetchItem("MODSEQ"),)
             with self.store.view() as v:
                 changed = {u for _ms, u in v.changed_since(self.acc, sel.mbx, cmd.changedsince)}
                 if cmd.vanished:
@@ -1118,24 +1122,27 @@ class ImapSession:
                 if gone:
                     self.out.append(S.vanished(gone, earlier=True))
             uids = [u for u in uids if u in changed]
-        await self.send_fetch(uids, items, uid_cmd=cmd.uid)
-        return Done("FETCH completed")
+        current = await self.send_fetch(uids, items, uid_cmd=cmd.uid, current=True)
+        return Done("FETCH completed", None, current)
 
     async def send_fetch(self, uids: list[int], items, *, uid_cmd: bool,
-                         records: dict | None = None) -> None:
+                         records: dict | None = None, current: bool = False) -> int:
         """The FETCH answer for UIDS, streamed.  RECORDS: {eid: encoded
         record} that are the store's current ones (a STORE's own), read
         from there instead of the store; that answer is sent from its first
-        chunk on."""
+        chunk on.  CURRENT: return the account's modseq as read in the view
+        the answer's last chunk was built in, when nothing was awaited
+        since (an answer built at once, sent with the tagged line: the
+        dispatcher's catch-up check reads it from there, Done.current);
+        -1 otherwise."""
         sel = self.sel
-        sets_seen = (not sel.readonly) and any(
-            isinstance(i, ev.FetchBody) and not i.peek for i in items) or \
-            any(isinstance(i, ev.FetchItem) and i.name in ("RFC822", "RFC822.TEXT")
-                for i in items) and not sel.readonly
-        if sets_seen:
+        items = tuple(items)
+        waited = False
+        if not sel.readonly and _fetch_facts(items).sets_seen:
             with self.store.view() as v:
                 unseen = [e for _u, e in sel.pairs(uids) if not _has(v, self.acc, e, vocab.SEEN)]
             if unseen:
+                waited = True
                 await storeio.write(self.store, ops.set_keywords, self.acc, unseen,
                                     add=[vocab.SEEN])
                 items = list(items)
@@ -1159,6 +1166,10 @@ class ImapSession:
         # last bytes leave with the last chunk); once the socket takes only
         # part of it, no write is tried until the sender (the wait for the
         # socket, the back-pressure) took what FETCH_BUFFER holds, as before.
+        # The answer's last chunk, when it and what is held come to at most
+        # FETCH_HOLD bytes (a FETCH of a few messages: the whole answer),
+        # stays in self.out and leaves with the tagged line in one write
+        # (perf8-cmd: a write less per command, and one wake-up of the client).
         items = tuple(items)
         held = 0
         mark = len(self.out)
@@ -1167,6 +1178,8 @@ class ImapSession:
         write_now = self.write_nowait if self.sender is not None else None
         turn = _fetch_turn()
         progress = FetchProgress()
+        if current:
+            progress.modseq = -1    # (asked of the view of the last chunk)
         chunks = fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
                               sel.reported, self.utf8, progress=progress,
                               read_email=None if records is None else records.get)
@@ -1183,7 +1196,10 @@ class ImapSession:
                 out.append(chunk)
                 held += len(chunk)
                 built += len(chunk)
-                if write_now is not None and not blocked:
+                # the last chunk of the answer, when small, waits in self.out
+                # for the tagged line: the two leave in one write
+                if write_now is not None and not blocked and \
+                        (progress.more or held > FETCH_HOLD):
                     n = write_now(out)
                     if n is not None:
                         dropped, held = _drop_written(out, n)
@@ -1206,9 +1222,11 @@ class ImapSession:
                 if self.sender is not None and (held >= FETCH_BUFFER or early):
                     early = blocked = False
                     held = mark = 0
+                    waited = True
                     await self.sender(self.take_output())
                 if not more:
                     break
+                waited = True
                 async with turn:        # a checkpoint, then this answer alone
                     more = build(time.perf_counter() + FETCH_TURN_SECONDS)
         except No:
@@ -1218,6 +1236,8 @@ class ImapSession:
                 mark = max(mark, 1)
             del self.out[mark:]
             raise
+        ms = progress.modseq
+        return -1 if waited or ms is None else ms
 
     # --- store ------------------------------------------------------------------------------------
 
@@ -1486,14 +1506,38 @@ class ImapSession:
     def _announced(self, kws: list[str]) -> bool:
         """Every keyword of KWS is in the FLAGS list this session was last
         sent (so a STORE adding them needs no new ``* FLAGS``)."""
-        told = self._told_flags
-        if told is None or told[0] is not self.sel_flags:
-            told = self._told_flags = (self.sel_flags, {f.lower(): f for f in self.sel_flags})
-        low = told[1]
+        low = self._told()[1]
         for k in kws:
             if flag_of(k).lower() not in low:
                 return False
         return True
+
+    def _told(self) -> tuple:
+        """(the FLAGS list this session was last sent, {its flags lowercased:
+        the flag as sent}, the FLAGS formatter of a STORE's answer, the same
+        adding \\Recent), made once per FLAGS list.  The formatter spells
+        custom keywords as sent (remembering each keyword's spelling) and
+        raises _NotTold for one the session was not told."""
+        told = self._told_flags
+        if told is None or told[0] is not self.sel_flags:
+            spelled = {f.lower(): f for f in self.sel_flags}
+            by_keyword: dict[str, str] = {}
+
+            def flags(keywords) -> bytes:
+                out = []
+                for k in keywords:
+                    f = by_keyword.get(k)
+                    if f is None:
+                        f = spelled.get(flag_of(k).lower())
+                        if f is None:
+                            raise _NotTold
+                        by_keyword[k] = f
+                    out.append(f)
+                return ("(" + " ".join(out) + ")").encode("utf-8")
+
+            told = self._told_flags = (self.sel_flags, spelled, flags,
+                                       functools.partial(_with_recent, flags))
+        return told
 
     def _store_inline(self, cmd, res, eids, live, kws, known, items):
         """The answer of a STORE on a few messages, formatted from the
@@ -1528,18 +1572,7 @@ class ImapSession:
         (a keyword the session was not told, a record the compiled
         formatter leaves to the Python path): then send_fetch answers."""
         sel = self.sel
-        spelled = self._told_flags[1] if self._told_flags is not None and \
-            self._told_flags[0] is self.sel_flags else {f.lower(): f for f in self.sel_flags}
-
-        def flags(keywords) -> bytes:
-            out = []
-            for k in keywords:
-                f = spelled.get(flag_of(k).lower())
-                if f is None:
-                    raise _NotTold
-                out.append(f)
-            return ("(" + " ".join(out) + ")").encode("utf-8")
-
+        _sel_flags, _spelled, flags, flags_recent = self._told()
         names = [i.name for i in items]
         recent = sel.show_recent and sel.recent
         snap = sel.snap
@@ -1548,8 +1581,8 @@ class ImapSession:
 
         def answer(read_email, read_index) -> bool:
             for u in uids:
-                fmt = functools.partial(_with_recent, flags) \
-                    if recent and u not in sel.gone and sel.is_recent(u) else flags
+                fmt = flags_recent if recent and u not in sel.gone and sel.is_recent(u) \
+                    else flags
                 out, rep, fallback = _fetchfmt.fetch_simple(
                     read_email, read_index, [u], snap.uids, snap.eids, names, fmt,
                     self.condstore, self.utf8)
@@ -1982,6 +2015,54 @@ STORE_SLICES = (100, 400, 1000, 2000)
 STORE_SLICE_BYTES = 1 << 20
 
 
+class _FetchFacts:
+    """What do_fetch and send_fetch ask of a FETCH's items, found once per
+    item tuple (_fetch_facts): ``with_uid`` (the items, UID first unless
+    among them: a UID FETCH's), ``modseq`` (MODSEQ among them),
+    ``sets_seen`` (BODY[...] without PEEK, RFC822 or RFC822.TEXT: the
+    messages get \\Seen in a read-write mailbox), ``simple`` (their
+    _simple_items, shared: not to be changed), ``want_blob`` and
+    ``want_index`` (the simple items read the raw message, the message
+    index: fetchfmt reads the index for ENVELOPE, BODYSTRUCTURE, BODY and
+    HEADER.FIELDS alone)."""
+    __slots__ = ("with_uid", "modseq", "sets_seen", "simple", "want_blob", "want_index",
+                 "keep")
+
+    def __init__(self, items: tuple):
+        named = {i.name for i in items if isinstance(i, ev.FetchItem)}
+        self.with_uid = items if "UID" in named else (ev.FetchItem("UID"),) + items
+        self.modseq = "MODSEQ" in named
+        self.sets_seen = any(isinstance(i, ev.FetchBody) and not i.peek for i in items) or \
+            "RFC822" in named or "RFC822.TEXT" in named
+        self.simple = simple = _simple_items(items)
+        self.want_blob = simple is not None and any(
+            type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody for n in simple)
+        self.want_index = simple is not None and any(
+            type(n) is _fetchfmt.HeaderFields or type(n) is str and n in _INDEX_ITEMS
+            for n in simple)
+        # kept (_fetch_facts) when small: a few items, no HEADER.FIELDS list
+        self.keep = len(items) <= 16 and not any(
+            isinstance(i, ev.FetchBody) and i.section.fields for i in items)
+
+
+def _fetch_facts(items: tuple) -> _FetchFacts:
+    """The _FetchFacts of ITEMS (a tuple), kept for the item lists clients
+    send (at most _FETCH_FACTS_MAX of them, each at most 16 items and no
+    HEADER.FIELDS list: a hostile client cannot make them hold much)."""
+    f = _FETCH_FACTS.get(items)
+    if f is None:
+        f = _FetchFacts(items)
+        if f.keep and len(_FETCH_FACTS) < _FETCH_FACTS_MAX:
+            _FETCH_FACTS[items] = f
+    return f
+
+
+#: the simple FETCH items fetchfmt answers from the message index
+_INDEX_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY"})
+_FETCH_FACTS: dict[tuple, _FetchFacts] = {}
+_FETCH_FACTS_MAX = 1024
+
+
 class _NotTold(Exception):
     """A STORE's answer shows a keyword the session was not told (do_store)."""
 
@@ -2041,8 +2122,8 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         # \Recent is the session's, not the record's: the session's recent
         # messages take a second pass whose FLAGS formatter adds it
         if flags is not None and sel.show_recent and sel.recent:
-            recent = (recent_uids if recent_uids is not None
-                      else set(sel.recent_uids())).intersection(uids)
+            recent = recent_uids.intersection(uids) if recent_uids is not None \
+                else sel.recent_among(uids)
         else:
             recent = None
         if read_email is None:
@@ -2401,11 +2482,14 @@ def _drop_written(out: list, n: int) -> tuple[int, int]:
 class FetchProgress:
     """Told by ``fetch_chunks`` before each chunk: ``more`` is False when
     that chunk is the answer's last (the session then does not wait for the
-    FETCH turn just to learn the answer is complete)."""
-    __slots__ = ("more",)
+    FETCH turn just to learn the answer is complete).  ``modseq``: None, or
+    (asked for with -1) the account's highest modseq as read in the view
+    the last chunk of an answer of simple items was built in."""
+    __slots__ = ("more", "modseq")
 
     def __init__(self):
         self.more = True
+        self.modseq: int | None = None
 
 
 def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
@@ -2425,12 +2509,15 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     if progress is None:
         progress = FetchProgress()
     n_all = len(uids)
-    simple = _simple_items(items)
+    facts = _fetch_facts(items if type(items) is tuple else tuple(items))
+    simple = facts.simple
     if simple is not None:
         # the session's \\Recent UIDs once per answer, not once per slice
-        recent = set(sel.recent_uids()) if sel.show_recent and sel.recent and \
+        if not isinstance(uids, list):
+            uids = list(uids)
+        recent = sel.recent_among(uids) if sel.show_recent and sel.recent and \
             "FLAGS" in simple else None
-        yield from _chunks_upto(store, acc, sel, uids, items, simple, condstore, reported,
+        yield from _chunks_upto(store, acc, sel, uids, items, facts, condstore, reported,
                                 utf8, budget, progress, read_email, recent or None)
         return
     i = 0
@@ -2471,7 +2558,7 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     progress.more = False
 
 
-def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: list,
+def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, facts: "_FetchFacts",
                  condstore: bool, reported: dict | None, utf8: bool, budget: int,
                  progress: FetchProgress, read_email, recent: set | None):
     """fetch_chunks for SIMPLE items (RECENT: the UIDs whose FLAGS show
@@ -2483,8 +2570,8 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: lis
     literals are bigger than BUDGET."""
     uids = uids if isinstance(uids, list) else list(uids)
     n_all = len(uids)
-    want_blob = any(type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody
-                    for n in simple)
+    simple = facts.simple
+    want_blob, want_index = facts.want_blob, facts.want_index
     plan = None
     i = 0
     while i < n_all:
@@ -2494,7 +2581,8 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: lis
                      if "FLAGS" in simple else None)
             chunk, rep, i, fell = _fetchfmt.fetch_upto(
                 read_email if read_email is not None else v.email_reader(acc),
-                v.index_reader(acc), uids, i, sel.snap.uids, sel.snap.eids, simple, flags,
+                v.index_reader(acc) if want_index else _no_index, uids, i, sel.snap.uids,
+                sel.snap.eids, simple, flags,
                 condstore, utf8, v.blob_reader(acc) if want_blob else None, budget, recent)
             if reported is not None:
                 reported.update(rep)
@@ -2511,6 +2599,11 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, simple: lis
                         pending = m
                     else:
                         chunk += b"".join(_message_segments(*m, 1 << 62))
+            if progress.modseq is not None:
+                # the account's modseq in the view of the answer's last
+                # chunk (send_fetch's CURRENT), -1 before it
+                progress.modseq = v.highest_modseq(acc) \
+                    if i >= n_all and pending is None else -1
         if chunk:
             progress.more = pending is not None or i < n_all
             yield chunk

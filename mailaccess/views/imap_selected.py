@@ -265,6 +265,33 @@ class SelectedMailbox:
             out.extend(uids[bisect.bisect_left(uids, lo):bisect.bisect_left(uids, hi)])
         return [u for u in out if u not in self.gone] if self.gone else out
 
+    def recent_among(self, uids) -> set[int]:
+        """The UIDs of UIDS that ``recent_uids`` holds (recent, in the view,
+        not expunged): what an answer on UIDS needs, in steps of len(UIDS)
+        when that is fewer than the recent ranges span (a FETCH or catch-up
+        on one message of a mailbox whose 10,000 messages are recent builds
+        no set of 10,000), else ``set(recent_uids()) & UIDS``."""
+        n = len(uids)
+        span = 0
+        for lo, hi in self.recent:
+            span += hi - lo
+        if n >= span:
+            return set(self.recent_uids()).intersection(uids)
+        view = self.snap.uids
+        top = len(view)
+        gone = self.gone
+        out = set()
+        for u in uids:
+            if u in gone:
+                continue
+            for lo, hi in self.recent:
+                if lo <= u < hi:
+                    i = bisect.bisect_left(view, u)
+                    if i < top and view[i] == u:
+                        out.add(u)
+                    break
+        return out
+
     def recent_count(self) -> int:
         """How many messages of the view are recent; ranges that can hold no
         more of them are dropped (a UID below the top one is in the view or

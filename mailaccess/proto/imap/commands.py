@@ -167,6 +167,13 @@ def parse_command(
             cmd = _store_one(tag, m)
             if cmd is not None:
                 return cmd
+        # fast path: a FETCH of one number or range with data items without
+        # arguments ([UID] FETCH n (FLAGS), UID FETCH n:* (UID FLAGS)...)
+        m = _FETCH_ONE.match(parts[0]) if m is None else None
+        if m is not None and max_ranges > 0 and COMMAND_PARSERS.get("FETCH") is _fetch:
+            cmd = _fetch_one(tag, m)
+            if cmd is not None:
+                return cmd
     r = Reader(frame.parts, max_depth=max_depth, max_ranges=max_ranges)
     try:
         name = r.keyword()
@@ -1230,6 +1237,45 @@ def _store_one(tag: bytes, m: "re.Match[bytes]") -> Command | None:
 
 
 _FLAG_NAMES: dict[bytes, str] = {}     # wire flag -> grammar.canonical_flag of it (_store_one)
+
+#: parse_command's FETCH fast path: [UID] FETCH set (name ...) or [UID] FETCH
+#: set name, the set one number or range (numbers of at most 9 digits: never
+#: out of range), names in any letter case, one space between them; a name
+#: that is not FETCH_SIMPLE (or a macro, alone) takes the parser
+_FETCH_ONE = re.compile(
+    rb"(?i:(UID )?FETCH )([1-9][0-9]{0,8}|\*)(:(?:[1-9][0-9]{0,8}|\*))? "
+    rb"(?:\(([A-Za-z0-9.]+(?: [A-Za-z0-9.]+)*)\)|([A-Za-z0-9.]+))\Z")
+
+
+def _fetch_one(tag: bytes, m: "re.Match[bytes]") -> Command | None:
+    """The Fetch event of a _FETCH_ONE match, as _fetch makes it; None when
+    a name is not one it answers (the parser then does)."""
+    lo = m.group(2)
+    lo = 0 if lo == b"*" else int(lo)      # numset.STAR is 0
+    hi = m.group(3)
+    hi = lo if hi is None else 0 if hi == b":*" else int(hi[1:])
+    raw = m.group(4)
+    if raw is None:
+        name = m.group(5).upper().decode("ascii")
+        items = FETCH_MACROS.get(name)
+        if items is None:
+            if name not in FETCH_SIMPLE:
+                return None
+            items = (FetchItem(name),)
+    else:
+        items = _FETCH_LISTS.get(raw)
+        if items is None:
+            names = raw.upper().decode("ascii").split(" ")
+            for name in names:
+                if name not in FETCH_SIMPLE:
+                    return None
+            items = tuple(FetchItem(name) for name in names)
+            if len(_FETCH_LISTS) < 256 and len(raw) <= 128:     # the lists clients send
+                _FETCH_LISTS[raw] = items
+    return Fetch(tag, m.group(1) is not None, NumSet(((lo, hi),)), items)
+
+
+_FETCH_LISTS: dict[bytes, tuple] = {}   # wire item list -> its items (_fetch_one)
 
 
 __all__ = ["COMMAND_PARSERS", "CommandError", "decode_mailbox", "parse_command"]

@@ -226,6 +226,11 @@ class Receiver:
     def next_event(self):
         """Return the next frame event, ``NEED_DATA`` or ``CONNECTION_CLOSED``."""
         buf = self._buf
+        if not buf and self._state == _LINE:
+            # nothing buffered between lines (the connection asks before each
+            # read): what the scan below finds in an empty buffer
+            self._scan_pos = 0
+            return self._need_data()
         scan = self._scanner
         while True:
             st = self._state
