@@ -400,6 +400,7 @@ cdef extern from *:
 
 cdef enum:
     MDB_SET = 15
+    MDB_CURRENT = 0x40
     MDB_NOTFOUND = -30798
 
 cdef ea_cursor_get_t _c_get = NULL
@@ -567,7 +568,8 @@ cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xp
             r = <const unsigned char *>PyBytes_AS_STRING(record)
             rv.mv_size = <size_t>PyBytes_GET_SIZE(record)
             rv.mv_data = <void *>r
-            rc = _c_put(mc, &k, &rv, 0)
+            # (the cursor stands on the record: MDB_SET just found it)
+            rc = _c_put(mc, &k, &rv, MDB_CURRENT)
             if rc:
                 _lmdb_raise("mdb_cursor_put", rc)
             if pc == NULL and nmem:

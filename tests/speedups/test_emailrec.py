@@ -222,6 +222,35 @@ def test_the_compiled_apply_keywords_calls_lmdb_directly():
     assert C.lmdb_direct()
 
 
+@pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+def test_a_full_map_raises_what_py_lmdb_raises(tmp_path, mod, lmdb_path):
+    """A write that does not fit the map raises lmdb.MapFullError on every
+    path (the store's writer grows the map on it and runs the request again)."""
+    import lmdb
+    env = lmdb.open(str(tmp_path / "full"), max_dbs=4, map_size=1 << 18)
+    msg_db, ms_db = env.open_db(b"msg"), env.open_db(b"mbx.ms")
+    recs = [EmailRecord(i, bytes(range(32)), 1_700_000_000, 0, 10, 1, 5, [],
+                        [Membership(1, i, 1_700_000_000)], 0) for i in range(1, 600)]
+    with env.begin(write=True) as txn:
+        txn.cursor(db=msg_db).putmulti([(keys.msg(7, r.id), records.encode_email(r))
+                                        for r in recs])
+        txn.cursor(db=ms_db).putmulti([(keys.mbx_ms(7, 1, 5, r.id), b"") for r in recs])
+    if mod is C:
+        C.lmdb_direct(lmdb_path == "direct")
+    try:
+        with pytest.raises(lmdb.MapFullError):
+            with env.begin(write=True) as txn:
+                mod.apply_keywords(txn.cursor(db=msg_db), txn.cursor(db=ms_db),
+                                   keys.msg_shape(7), keys.mbx_ms_shape(7),
+                                   [r.id for r in recs], frozenset({"k" * 400}), frozenset(),
+                                   None, "$seen", None, lambda: 9, False)
+    finally:
+        if mod is C:
+            C.lmdb_direct(True)
+        env.close()
+
+
 def test_py_lmdb_cursors_see_what_apply_keywords_wrote(lmdb_env):
     """A py-lmdb cursor positioned before the call answers its key and value
     from after it (the direct path moves the transaction's mutation count, as
