@@ -7,12 +7,17 @@ at the offsets ``store.records.EMAIL_LAYOUT`` gives and the new one is
 written into one fresh bytes object; keywords are still Python strings (the
 set algebra and the sort are Python's, so the result is the same).  A layout
 whose fields this code reads changed type refuses to load (ImportError) and
-the twin takes over.
+the twin takes over.  ``apply_keywords`` calls LMDB itself, with the GIL
+held, through the py-lmdb cursors it is given (see "LMDB called directly"
+below: py-lmdb 3.0.0 only; else it goes through py-lmdb's methods).
 """
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport uint64_t, uint32_t
 from libc.string cimport memcmp, memcpy
+
+import os as _os
 
 from ..store.records import EMAIL_LAYOUT
 from ..store.redolog import OP
@@ -49,6 +54,13 @@ cdef inline void _put_be(unsigned char *p, uint64_t v, int n) noexcept:
     for i in range(n - 1, -1, -1):
         p[i] = v & 0xFF
         v >>= 8
+
+
+cdef inline void _ms_suffix(unsigned char *w, uint64_t mbx, uint64_t ms, uint64_t uid) noexcept:
+    """An ``mbx.ms`` key's suffix at W: mailbox u32, modseq u64, uid u32, big-endian."""
+    _put_be(w, mbx, 4)
+    _put_be(w + 4, ms, 8)
+    _put_be(w + 12, uid, 4)
 
 
 cdef object _NOCHANGE = object()
@@ -151,23 +163,18 @@ cdef bytes _new_record(const unsigned char *p, Py_ssize_t mem_end, tuple kc, uin
 def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove,
                  replace, str seen, unchanged_since, alloc_ms, bint want_records):
     cdef dict new = {}
-    cdef list gone = [], out_items = [], changed = [], conflicts = []
+    cdef list gone = [], out_items = [], changed = []
     cdef dict deltas = {}
-    cdef dict recs = {} if want_records else None
-    # a bulk STORE meets a handful of keyword sets: each is worked out once
-    cdef dict kw_cache = {}
-    cdef bint have_ms = False, check = unchanged_since is not None
-    cdef uint64_t ms = 0, since = 0, old_ms
+    cdef _KwRequest req = _KwRequest(add, remove, replace, seen, unchanged_since, want_records,
+                                     alloc_ms)
+    cdef dict recs = req.recs
+    cdef uint64_t ms, old_ms
     cdef Py_buffer view
     cdef const unsigned char *p
-    cdef Py_ssize_t n, nkw, nmem, mem_end, klen, i
+    cdef Py_ssize_t n, nmem, mem_end, i
     cdef tuple done, kc
-    cdef bytes record, tail, kwb
-    cdef unsigned char *w
+    cdef bytes record
     cdef long delta
-    if check:
-        since = <uint64_t>unchanged_since
-    ms_obj = None
     for eid in eids:
         done = new.get(eid)
         if done is None:
@@ -182,26 +189,11 @@ def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove
         try:
             p = <const unsigned char *>view.buf
             n = view.len
-            old_ms = _last_ms(p, n)
-            if check and old_ms > since:
-                conflicts.append(eid)
-                continue
-            mem_end = _members_end(p, n, &nkw, &nmem)
-            tail = PyBytes_FromStringAndSize(<const char *>p + mem_end, n - mem_end) \
-                if nkw else b""
-            kc_obj = kw_cache.get((nkw != 0, tail))
+            kc_obj = req.change(eid, p, n, &old_ms, &mem_end, &nmem)
             if kc_obj is None:
-                kc_obj = kw_cache[(nkw != 0, tail)] = _kw_change(tail, nkw != 0, add, remove,
-                                                                  replace, seen)
-            if kc_obj is _NOCHANGE:
-                if want_records:
-                    recs[eid] = PyBytes_FromStringAndSize(<const char *>p, n)
                 continue
-            if not have_ms:
-                # a modseq only when something changes
-                ms_obj = alloc_ms()
-                ms = <uint64_t>ms_obj
-                have_ms = True
+            ms = req.modseq()
+            ms_obj = req.ms_obj
             kc = <tuple>kc_obj
             delta = kc[2]
             record = _new_record(p, mem_end, kc, ms)
@@ -218,7 +210,104 @@ def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove
         changed.append(eid)
         if want_records:
             recs[eid] = record
-    return list(new.values()), gone, out_items, changed, conflicts, deltas, recs
+    return list(new.values()), gone, out_items, changed, req.conflicts, deltas, recs
+
+
+cdef class _KwRequest:
+    """A bulk keyword change over records, as the loops below meet them: what
+    it makes of each record's keywords (the keyword sets met so far are
+    compared by their bytes: a bulk STORE meets a handful, no bytes or tuple
+    is made per record), the UNCHANGEDSINCE conflicts, the records left as
+    they were (when the records are wanted)."""
+    cdef frozenset add, remove
+    cdef object replace
+    cdef str seen
+    cdef bint check
+    cdef uint64_t since
+    cdef list kw_seen          # [(has keywords, keyword bytes, _kw_change)]
+    cdef list conflicts
+    cdef dict recs
+    cdef object alloc_ms
+    cdef object ms_obj         # the request's modseq once allocated, else None
+    cdef uint64_t ms
+
+    def __cinit__(self, frozenset add, frozenset remove, replace, str seen, unchanged_since,
+                  bint want_records, alloc_ms):
+        self.add, self.remove, self.replace, self.seen = add, remove, replace, seen
+        self.alloc_ms = alloc_ms
+        self.check = unchanged_since is not None
+        self.since = <uint64_t>unchanged_since if self.check else 0
+        self.kw_seen = []
+        self.conflicts = []
+        self.recs = {} if want_records else None
+
+    cdef object change(self, object eid, const unsigned char *p, Py_ssize_t n,
+                       uint64_t *old_ms, Py_ssize_t *mem_end, Py_ssize_t *nmem):
+        """The _kw_change for the record of EID at P (N bytes); None when the
+        record stays as it is (a conflict, or no change: noted).  *OLD_MS:
+        its last_ms; *MEM_END, *NMEM: where its memberships end, how many."""
+        cdef Py_ssize_t nkw, tl
+        cdef bytes t
+        cdef tuple ent
+        old_ms[0] = _last_ms(p, n)
+        if self.check and old_ms[0] > self.since:
+            self.conflicts.append(eid)
+            return None
+        mem_end[0] = _members_end(p, n, &nkw, nmem)
+        cdef const unsigned char *tp = p + mem_end[0]
+        tl = n - mem_end[0] if nkw else 0
+        kc = None
+        for ent in self.kw_seen:
+            t = <bytes>ent[1]
+            if (<bint>ent[0]) == (nkw != 0) and PyBytes_GET_SIZE(t) == tl and \
+                    memcmp(PyBytes_AS_STRING(t), tp, tl) == 0:
+                kc = ent[2]
+                break
+        if kc is None:
+            t = PyBytes_FromStringAndSize(<const char *>tp, tl)
+            kc = _kw_change(t, nkw != 0, self.add, self.remove, self.replace, self.seen)
+            self.kw_seen.append((nkw != 0, t, kc))
+        if kc is _NOCHANGE:
+            if self.recs is not None:
+                self.recs[eid] = PyBytes_FromStringAndSize(<const char *>p, n)
+            return None
+        return kc
+
+    cdef uint64_t modseq(self) except? 0:
+        """The request's modseq, allocated at the first change only."""
+        if self.ms_obj is None:
+            self.ms_obj = self.alloc_ms()
+            self.ms = <uint64_t>self.ms_obj
+        return self.ms
+
+
+cdef class _SeenDeltas:
+    """{mailbox: \\Seen delta} in first-seen order, summed in C while the
+    mailbox repeats (a bulk STORE's messages are mostly of one)."""
+    cdef dict deltas
+    cdef uint64_t cur
+    cdef bint have
+    cdef long pend
+
+    def __cinit__(self):
+        self.deltas = {}
+
+    cdef int add(self, uint64_t mbx, long delta) except -1:
+        if not self.have or mbx != self.cur:
+            if self.have:
+                self.deltas[self.cur] = self.deltas.get(self.cur, 0) + self.pend
+            self.cur = mbx
+            self.have = True
+            self.pend = 0
+            self.deltas.setdefault(mbx, 0)
+        self.pend += delta
+        return 0
+
+    cdef dict done(self):
+        if self.have:
+            self.deltas[self.cur] = self.deltas.get(self.cur, 0) + self.pend
+            self.have = False
+        return self.deltas
 
 
 cdef inline bytes _key3(bytes prefix, uint64_t a, uint64_t b, uint64_t c):
@@ -227,10 +316,294 @@ cdef inline bytes _key3(bytes prefix, uint64_t a, uint64_t b, uint64_t c):
     cdef bytes k = PyBytes_FromStringAndSize(NULL, pl + 16)
     cdef unsigned char *w = <unsigned char *>PyBytes_AS_STRING(k)
     memcpy(w, PyBytes_AS_STRING(prefix), pl)
-    _put_be(w + pl, a, 4)
-    _put_be(w + pl + 4, b, 8)
-    _put_be(w + pl + 12, c, 4)
+    _ms_suffix(w + pl, a, b, c)
     return k
+
+
+# --- LMDB called directly (apply_keywords) ------------------------------------------
+#
+# py-lmdb releases and retakes the GIL around every LMDB call (and counts the
+# call on its environment): a bulk STORE on 10,000 messages made ~70,000 such
+# calls through Python objects.  With py-lmdb 3.0.0, whose objects' layout is
+# known here, apply_keywords takes the LMDB cursors out of the py-lmdb Cursor
+# objects it is given and calls LMDB's own cursor functions (exported by
+# py-lmdb's module as mdb09_*) with the GIL held: the same operations on the
+# same transaction.  Everything is checked before the first use (the library's
+# version, the objects' sizes, the engine, each cursor's transaction and
+# database as LMDB itself reports them); anything else takes the py-lmdb path.
+
+cdef extern from *:
+    """
+    #include <dlfcn.h>
+    typedef struct { size_t mv_size; void *mv_data; } ea_val;
+    typedef int (*ea_cursor_get_t)(void *, ea_val *, ea_val *, int);
+    typedef int (*ea_cursor_put_t)(void *, ea_val *, ea_val *, unsigned int);
+    typedef int (*ea_cursor_del_t)(void *, unsigned int);
+    typedef int (*ea_cursor_open_t)(void *, unsigned int, void **);
+    typedef void (*ea_cursor_close_t)(void *);
+    typedef void *(*ea_cursor_txn_t)(void *);
+    typedef unsigned int (*ea_cursor_dbi_t)(void *);
+    /* py-lmdb 3.0.0's Transaction and Cursor objects, the fields read here
+       and those before them */
+    typedef struct {
+        PyObject_HEAD
+        void *links[4];
+        int valid;
+        PyObject *weaklist;
+        void *env;
+        void *parent;
+        const void *libv;
+        void *txn;
+        int flags;
+        void *db;
+        int mutations;
+    } ea_trans;
+    typedef struct {
+        PyObject_HEAD
+        void *links[4];
+        int valid;
+        ea_trans *trans;
+        const void *libv;
+        int positioned;
+        void *curs;
+        ea_val key;
+        ea_val val;
+        int last_mutation;
+        unsigned int dbi_flags;
+        unsigned int dbi;
+    } ea_cursor;
+    """
+    ctypedef struct ea_val:
+        size_t mv_size
+        void *mv_data
+    ctypedef int (*ea_cursor_get_t)(void *, ea_val *, ea_val *, int)
+    ctypedef int (*ea_cursor_put_t)(void *, ea_val *, ea_val *, unsigned int)
+    ctypedef int (*ea_cursor_del_t)(void *, unsigned int)
+    ctypedef int (*ea_cursor_open_t)(void *, unsigned int, void **)
+    ctypedef void (*ea_cursor_close_t)(void *)
+    ctypedef void *(*ea_cursor_txn_t)(void *)
+    ctypedef unsigned int (*ea_cursor_dbi_t)(void *)
+    ctypedef struct ea_trans:
+        int valid
+        const void *libv
+        void *txn
+        int mutations
+    ctypedef struct ea_cursor:
+        int valid
+        ea_trans *trans
+        const void *libv
+        void *curs
+        unsigned int dbi
+    void *dlopen(const char *, int)
+    void *dlsym(void *, const char *)
+    int RTLD_NOW, RTLD_NOLOAD
+
+cdef enum:
+    MDB_SET = 15
+    MDB_CURRENT = 0x40
+    MDB_NOTFOUND = -30798
+
+cdef ea_cursor_get_t _c_get = NULL
+cdef ea_cursor_put_t _c_put = NULL
+cdef ea_cursor_del_t _c_del = NULL
+cdef ea_cursor_open_t _c_open = NULL
+cdef ea_cursor_close_t _c_close = NULL
+cdef ea_cursor_txn_t _c_txn = NULL
+cdef ea_cursor_dbi_t _c_dbi = NULL
+cdef const void *_v09 = NULL
+cdef PyTypeObject *_cursor_type = NULL
+cdef PyTypeObject *_trans_type = NULL
+cdef int _direct = 0           # 1: usable, -1: not, 0: not looked at yet
+_lmdb_mod = None
+
+
+cdef int _direct_init() except -1:
+    """Find py-lmdb's LMDB (once); -> 1 if apply_keywords may call it directly, else 0."""
+    global _c_get, _c_put, _c_del, _c_open, _c_close, _c_txn, _c_dbi, _v09, _direct
+    global _cursor_type, _trans_type, _lmdb_mod
+    _direct = -1
+    if _os.environ.get("MAILACCESS_LMDB_DIRECT", "1") == "0":
+        return 0
+    try:
+        import lmdb
+        import lmdb.cpython as lc
+    except ImportError:
+        return 0
+    if lmdb.__version__ != "3.0.0" or lmdb.Cursor is not lc.Cursor \
+            or lmdb.Cursor.__basicsize__ != sizeof(ea_cursor) \
+            or lmdb.Transaction.__basicsize__ != sizeof(ea_trans):
+        return 0
+    h = dlopen(_os.fsencode(lc.__file__), RTLD_NOW | RTLD_NOLOAD)
+    if h == NULL:
+        return 0
+    _v09 = dlsym(h, b"lmdb_api_v09")
+    _c_get = <ea_cursor_get_t>dlsym(h, b"mdb09_cursor_get")
+    _c_put = <ea_cursor_put_t>dlsym(h, b"mdb09_cursor_put")
+    _c_del = <ea_cursor_del_t>dlsym(h, b"mdb09_cursor_del")
+    _c_open = <ea_cursor_open_t>dlsym(h, b"mdb09_cursor_open")
+    _c_close = <ea_cursor_close_t>dlsym(h, b"mdb09_cursor_close")
+    _c_txn = <ea_cursor_txn_t>dlsym(h, b"mdb09_cursor_txn")
+    _c_dbi = <ea_cursor_dbi_t>dlsym(h, b"mdb09_cursor_dbi")
+    if _v09 == NULL or _c_get == NULL or _c_put == NULL or _c_del == NULL or _c_open == NULL \
+            or _c_close == NULL or _c_txn == NULL or _c_dbi == NULL:
+        return 0
+    _cursor_type = <PyTypeObject *>lmdb.Cursor
+    _trans_type = <PyTypeObject *>lmdb.Transaction
+    _lmdb_mod = lmdb
+    _direct = 1
+    return 1
+
+
+def lmdb_direct(enable=None) -> bool:
+    """Whether apply_keywords calls LMDB directly; ENABLE False turns it off
+    (tests: the py-lmdb path of this module), True looks again."""
+    global _direct
+    if enable is not None:
+        _direct = 0 if enable else -1
+    if _direct == 0:
+        _direct_init()
+    return _direct == 1
+
+
+cdef ea_cursor *_lmdb_cursor(object cur):
+    """CUR's LMDB cursor, checked, or NULL: CUR is not a live py-lmdb 3.0.0
+    cursor of the 0.9 engine (the caller then takes the py-lmdb path)."""
+    cdef PyObject *o = <PyObject *>cur
+    if o.ob_type != _cursor_type:
+        return NULL
+    cdef ea_cursor *c = <ea_cursor *>o
+    if not c.valid or c.libv != _v09 or c.curs == NULL or c.trans == NULL:
+        return NULL
+    cdef ea_trans *t = c.trans
+    if (<PyObject *>t).ob_type != _trans_type or not t.valid or t.libv != _v09 \
+            or t.txn == NULL or _c_txn(c.curs) != t.txn or _c_dbi(c.curs) != c.dbi:
+        return NULL
+    return c
+
+
+cdef int _lmdb_raise(str what, int rc) except -1:
+    lm = _lmdb_mod
+    cls = {-30799: lm.KeyExistsError, -30797: lm.PageNotFoundError,
+           -30796: lm.CorruptedError, -30795: lm.PanicError, -30792: lm.MapFullError,
+           -30791: lm.DbsFullError, -30788: lm.TxnFullError, -30787: lm.CursorFullError,
+           -30786: lm.PageFullError, -30785: lm.MapResizedError,
+           -30782: lm.BadTxnError, -30781: lm.BadValsizeError,
+           -30780: lm.BadDbiError}.get(rc, lm.Error)
+    raise cls(f"{what}: LMDB error {rc}")
+
+
+cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xpre, eids,
+                          frozenset add, frozenset remove, replace, str seen,
+                          unchanged_since, alloc_ms, bint want_records):
+    """apply_keywords on the LMDB cursors of MCUR (msg) and XCUR (mbx.ms):
+    each changed record put and its index keys moved as it is met (an email
+    named again reads what its first mention wrote, as the py-lmdb path reads
+    what it is about to write: the same writes)."""
+    cdef void *mc = mcur.curs
+    cdef void *xc = xcur.curs
+    cdef void *pc = NULL            # puts the new index keys (the deletes keep xc in place)
+    cdef Py_ssize_t mpl = PyBytes_GET_SIZE(mpre), xpl = PyBytes_GET_SIZE(xpre)
+    if mpl + 4 > 64 or xpl + 16 > 64:
+        return None
+    cdef unsigned char kbuf[64]
+    cdef unsigned char obuf[64]
+    cdef unsigned char nbuf[64]
+    cdef unsigned char nothing = 0
+    memcpy(kbuf, PyBytes_AS_STRING(mpre), mpl)
+    memcpy(obuf, PyBytes_AS_STRING(xpre), xpl)
+    memcpy(nbuf, PyBytes_AS_STRING(xpre), xpl)
+    cdef ea_val k, d, ok, nk, empty, rv
+    k.mv_size = mpl + 4
+    k.mv_data = kbuf
+    ok.mv_size = xpl + 16
+    ok.mv_data = obuf
+    nk.mv_size = xpl + 16
+    nk.mv_data = nbuf
+    empty.mv_size = 0
+    empty.mv_data = &nothing
+    cdef list changed = []
+    cdef _SeenDeltas deltas = _SeenDeltas()
+    cdef _KwRequest req = _KwRequest(add, remove, replace, seen, unchanged_since, want_records,
+                                     alloc_ms)
+    cdef dict recs = req.recs
+    cdef uint64_t ms, old_ms, e
+    cdef const unsigned char *p
+    cdef const unsigned char *r
+    cdef Py_ssize_t n, nkw, nmem, mem_end, i
+    cdef tuple kc
+    cdef bytes record
+    cdef long delta
+    cdef uint64_t mbx, uid
+    cdef int rc
+    try:
+        for eid in eids:
+            e = <uint64_t>eid
+            if e > 0xFFFFFFFF:
+                raise OverflowError("email id out of range")    # (the twin: struct.error)
+            _put_be(kbuf + mpl, e, 4)
+            rc = _c_get(mc, &k, &d, MDB_SET)
+            if rc == MDB_NOTFOUND:
+                continue
+            if rc:
+                _lmdb_raise("mdb_cursor_get", rc)
+            p = <const unsigned char *>d.mv_data
+            n = <Py_ssize_t>d.mv_size
+            kc_obj = req.change(eid, p, n, &old_ms, &mem_end, &nmem)
+            if kc_obj is None:
+                continue
+            if req.ms_obj is None:
+                # the modseq's allocation may write: the record is read again
+                req.modseq()
+                rc = _c_get(mc, &k, &d, MDB_SET)
+                if rc:
+                    _lmdb_raise("mdb_cursor_get", rc)
+                p = <const unsigned char *>d.mv_data
+                n = <Py_ssize_t>d.mv_size
+                mem_end = _members_end(p, n, &nkw, &nmem)
+            ms = req.ms
+            kc = <tuple>kc_obj
+            delta = kc[2]
+            record = _new_record(p, mem_end, kc, ms)
+            # (P is not read after a write: the memberships come from RECORD)
+            r = <const unsigned char *>PyBytes_AS_STRING(record)
+            rv.mv_size = <size_t>PyBytes_GET_SIZE(record)
+            rv.mv_data = <void *>r
+            # (the cursor stands on the record: MDB_SET just found it)
+            rc = _c_put(mc, &k, &rv, MDB_CURRENT)
+            if rc:
+                _lmdb_raise("mdb_cursor_put", rc)
+            if pc == NULL and nmem:
+                rc = _c_open(_c_txn(xc), _c_dbi(xc), &pc)
+                if rc:
+                    pc = NULL
+                    _lmdb_raise("mdb_cursor_open", rc)
+            for i in range(nmem):
+                mbx = _be(r + HEAD + i * MEMBER, 4)
+                uid = _be(r + HEAD + i * MEMBER + 4, 4)
+                deltas.add(mbx, delta)
+                _ms_suffix(obuf + xpl, mbx, old_ms, uid)
+                rc = _c_get(xc, &ok, &d, MDB_SET)
+                if rc == 0:
+                    rc = _c_del(xc, 0)
+                    if rc:
+                        _lmdb_raise("mdb_cursor_del", rc)
+                elif rc != MDB_NOTFOUND:
+                    _lmdb_raise("mdb_cursor_get", rc)
+                _ms_suffix(nbuf + xpl, mbx, ms, uid)
+                rc = _c_put(pc, &nk, &empty, 0)
+                if rc:
+                    _lmdb_raise("mdb_cursor_put", rc)
+            changed.append(eid)
+            if want_records:
+                recs[eid] = record
+    finally:
+        if pc != NULL:
+            _c_close(pc)
+        # py-lmdb refreshes a cursor's cached key and value when its
+        # transaction's mutation count moved: the writes above were not its own
+        mcur.trans.mutations += 1
+        xcur.trans.mutations += 1
+    return changed, req.conflicts, deltas.done(), recs
 
 
 def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
@@ -243,6 +616,18 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
                                           remove, replace, seen, unchanged_since, alloc_ms,
                                           want_records)
     cdef bytes mpre = bytes(msg_shape.prefix), xpre = bytes(ms_shape.prefix)
+    cdef ea_cursor *mcur
+    cdef ea_cursor *xcur
+    if _direct == 0:
+        _direct_init()
+    if _direct == 1:
+        mcur = _lmdb_cursor(msg_cur)
+        xcur = _lmdb_cursor(ms_cur) if mcur != NULL else NULL
+        if xcur != NULL and xcur.trans == mcur.trans:
+            got = _apply_direct(mcur, xcur, mpre, xpre, eids, add, remove, replace, seen,
+                                unchanged_since, alloc_ms, want_records)
+            if got is not None:
+                return got
     cdef Py_ssize_t mpl = PyBytes_GET_SIZE(mpre), xpl = PyBytes_GET_SIZE(xpre)
     # the old index keys are deleted through one reused buffer
     cdef bytearray dbuf = bytearray(xpl + 16)
@@ -251,27 +636,22 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
     get = msg_cur.get
     find = ms_cur.set_key
     delete = ms_cur.delete
-    cdef list items = [], item_eids = [], out_items = [], changed = [], conflicts = []
+    cdef list items = [], item_eids = [], out_items = [], changed = []
     cdef dict pos = None          # eid -> index in items, once an eid comes twice
-    cdef dict deltas = {}
-    cdef dict recs = {} if want_records else None
-    # a bulk STORE meets a handful of keyword sets: [(has keywords, tail, change)]
-    cdef list kw_seen = []
-    cdef bint have_ms = False, check = unchanged_since is not None, again
-    cdef uint64_t ms = 0, since = 0, old_ms, e, last_eid = 0
+    cdef _SeenDeltas deltas = _SeenDeltas()
+    cdef _KwRequest req = _KwRequest(add, remove, replace, seen, unchanged_since, want_records,
+                                     alloc_ms)
+    cdef dict recs = req.recs
+    cdef bint again
+    cdef uint64_t ms, old_ms, e, last_eid = 0
     cdef Py_buffer view
     cdef const unsigned char *p
-    cdef const unsigned char *tp
-    cdef Py_ssize_t n, nkw, nmem, mem_end, klen, i, j, tl
+    cdef Py_ssize_t n, nmem, mem_end, i, j
     cdef tuple kc, ent
-    cdef bytes record, key, kwb, t
+    cdef bytes record, key
     cdef unsigned char *w
-    cdef long delta, pend = 0
-    cdef uint64_t mbx, uid, cur_mbx = 0
-    cdef bint have_mbx = False
-    if check:
-        since = <uint64_t>unchanged_since
-    nk_obj = None
+    cdef long delta
+    cdef uint64_t mbx, uid
     for eid in eids:
         e = <uint64_t>eid
         if e > 0xFFFFFFFF:
@@ -302,51 +682,18 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
         try:
             p = <const unsigned char *>view.buf
             n = view.len
-            old_ms = _last_ms(p, n)
-            if check and old_ms > since:
-                conflicts.append(eid)
-                continue
-            mem_end = _members_end(p, n, &nkw, &nmem)
-            tp = p + mem_end
-            tl = n - mem_end if nkw else 0
-            kc_obj = None
-            for ent in kw_seen:
-                t = <bytes>ent[1]
-                if (<bint>ent[0]) == (nkw != 0) and PyBytes_GET_SIZE(t) == tl and \
-                        memcmp(PyBytes_AS_STRING(t), tp, tl) == 0:
-                    kc_obj = ent[2]
-                    break
+            kc_obj = req.change(eid, p, n, &old_ms, &mem_end, &nmem)
             if kc_obj is None:
-                t = PyBytes_FromStringAndSize(<const char *>tp, tl)
-                kc_obj = _kw_change(t, nkw != 0, add, remove, replace, seen)
-                kw_seen.append((nkw != 0, t, kc_obj))
-            if kc_obj is _NOCHANGE:
-                if want_records:
-                    recs[eid] = data if type(data) is bytes else \
-                        PyBytes_FromStringAndSize(<const char *>p, n)
                 continue
-            if not have_ms:
-                # a modseq only when something changes
-                ms = <uint64_t>alloc_ms()
-                have_ms = True
+            ms = req.modseq()
             kc = <tuple>kc_obj
             delta = kc[2]
             record = _new_record(p, mem_end, kc, ms)
             for i in range(nmem):
                 mbx = _be(p + HEAD + i * MEMBER, 4)
                 uid = _be(p + HEAD + i * MEMBER + 4, 4)
-                # the \Seen deltas: summed in C while the mailbox repeats
-                if not have_mbx or mbx != cur_mbx:
-                    if have_mbx:
-                        deltas[cur_mbx] = deltas.get(cur_mbx, 0) + pend
-                    cur_mbx = mbx
-                    have_mbx = True
-                    pend = 0
-                    deltas.setdefault(cur_mbx, 0)
-                pend += delta
-                _put_be(dw + xpl, mbx, 4)
-                _put_be(dw + xpl + 4, old_ms, 8)
-                _put_be(dw + xpl + 12, uid, 4)
+                deltas.add(mbx, delta)
+                _ms_suffix(dw + xpl, mbx, old_ms, uid)
                 if find(dbuf):
                     delete()
                 out_items.append((_key3(xpre, mbx, ms, uid), b""))
@@ -362,12 +709,10 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
         changed.append(eid)
         if want_records:
             recs[eid] = record
-    if have_mbx:
-        deltas[cur_mbx] = deltas.get(cur_mbx, 0) + pend
     if changed:
         ms_cur.putmulti(out_items)
         msg_cur.putmulti(items)
-    return changed, conflicts, deltas, recs
+    return changed, req.conflicts, deltas.done(), recs
 
 
 def id_runs(ids):

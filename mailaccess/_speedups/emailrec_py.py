@@ -125,7 +125,9 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
     MS_CUR (keys ``ms_shape.key((mailbox, modseq, uid))``), the new ones put
     (``putmulti``), and the new records put through MSG_CUR.  The writes of
     a bulk keyword change (store/logical.py), in one call: the compiled
-    twin makes the same writes without building the lists.
+    twin makes the same writes without building the lists (and, with
+    py-lmdb 3.0.0, through LMDB's own cursor calls: each record put and its
+    index keys moved as it is met, the same table contents at the end).
 
     -> (changed eids, conflicting eids, {mailbox: \\Seen delta}, records or
     None), as ``rewrite_many``'s last four."""

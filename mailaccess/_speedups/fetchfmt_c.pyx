@@ -25,7 +25,9 @@ from array import array
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact, \
     PyBytes_FromStringAndSize
+from cpython.dict cimport PyDict_GetItemWithError
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
 from mailaccess._speedups.span cimport Span, _span, _unspan
@@ -595,6 +597,13 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     shape = getattr(read_blob, "shape", None) if want_raw else None
     if shape is not None and shape.suffix == "bytes" and type(shape.prefix) is bytes:
         r_fast, r_pre, r_get, r_db = True, shape.prefix, read_blob.get, read_blob.db
+    # ... or a dict's get (a streamed STORE's records, by email id): looked
+    # up here, no call per message
+    cdef dict e_dict = None
+    if not e_fast and type(getattr(read_email, "__self__", None)) is dict \
+            and getattr(read_email, "__name__", None) == "get":
+        e_dict = read_email.__self__
+    cdef PyObject *found
     cdef Py_ssize_t e_pn = PyBytes_GET_SIZE(e_pre), x_pn = PyBytes_GET_SIZE(x_pre)
     cdef Py_ssize_t r_pn = PyBytes_GET_SIZE(r_pre)
     cdef bytes key
@@ -622,7 +631,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef int64_t received
     cdef int tz, nkw, nmem
     cdef unsigned int size, thread
-    cdef uint64_t last_ms
+    cdef uint64_t last_ms, rep_ms = 0
+    cdef object rep_ms_obj = None
     cdef const unsigned char *fp
     cdef object data, idx, raw
     ms.release = xs.release = rs.release = False
@@ -663,6 +673,12 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 kp[e_pn] = <char>(eid >> 24); kp[e_pn + 1] = <char>(eid >> 16)
                 kp[e_pn + 2] = <char>(eid >> 8); kp[e_pn + 3] = <char>eid
                 data = e_get(key, None, e_db)
+            elif e_dict is not None:
+                found = PyDict_GetItemWithError(e_dict, eid)
+                if found == NULL:
+                    data = None
+                else:
+                    data = <object>found
             else:
                 data = read_email(eid)
             if data is None:
@@ -838,7 +854,11 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 _unspan(&xs)
                 _unspan(&rs)
             idx = raw = None
-            reported[u_obj] = last_ms
+            if rep_ms_obj is None or rep_ms != last_ms:
+                # (a bulk STORE's lines share one modseq: one int for them)
+                rep_ms = last_ms
+                rep_ms_obj = last_ms
+            reported[u_obj] = rep_ms_obj
             if not joined:
                 out.append(PyBytes_FromStringAndSize(b.p, b.n))
             elif b.n >= budget:

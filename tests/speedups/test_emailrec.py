@@ -1,6 +1,8 @@
 """emailrec_py and emailrec_c: the keyword rewrite of an encoded email record
 equals decode -> change -> records.encode_email, byte for byte, and both
 encode the redo log's ops identically (decode_ops reads them back)."""
+import os
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -173,24 +175,34 @@ def _apply(mod, env, eids, add, remove, replace, since, want, table, index):
     return got, after, len(calls)
 
 
+@pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
 @pytest.mark.parametrize("mod", twin_params("emailrec"))
 @settings(max_examples=150, deadline=None)
 @given(recs=st.lists(records_ | shared_records, max_size=12, unique_by=lambda r: r.id),
        picks=st.lists(st.integers(0, 14), max_size=20),
        add=KWS, remove=KWS, replace=st.none() | KWS,
        since=st.none() | st.integers(0, 2**63), want=st.booleans())
-def test_apply_keywords_writes_what_rewrite_many_says(lmdb_env, mod, recs, picks, add, remove,
-                                                      replace, since, want):
+def test_apply_keywords_writes_what_rewrite_many_says(lmdb_env, lmdb_path, mod, recs, picks, add,
+                                                      remove, replace, since, want):
     """The records rewrite_many makes are put, the old index keys of the
     changed emails deleted and the new ones put; the same result (an email
-    named twice or missing, conflicts, the \\Seen deltas in first-seen order)."""
+    named twice or missing, conflicts, the \\Seen deltas in first-seen order).
+    The compiled twin both calling LMDB directly and through py-lmdb."""
+    if mod is PY and lmdb_path == "py-lmdb":
+        return                          # (the pure twin has one path)
     table = {keys.msg(7, r.id): records.encode_email(r) for r in recs}
     index = {keys.mbx_ms(7, m.mailbox, r.last_ms, m.uid) for r in recs for m in r.members}
     index.add(keys.mbx_ms(7, 1, 5, 5))         # a key no email of the call has
     ids = [r.id for r in recs]
     eids = [ids[i] if i < len(ids) else 4_000_000_000 - i for i in picks]
-    got, after, nalloc = _apply(mod, lmdb_env, eids, add, remove, replace, since, want,
-                                table, index)
+    if mod is C:
+        C.lmdb_direct(lmdb_path == "direct")
+    try:
+        got, after, nalloc = _apply(mod, lmdb_env, eids, add, remove, replace, since, want,
+                                    table, index)
+    finally:
+        if mod is C:
+            C.lmdb_direct(True)
     items, gone, out, changed, conflicts, deltas, recs_ = reference_many(
         table, eids, add, remove, replace, since, 99)
     assert got == (changed, conflicts, deltas, recs_ if want else None)
@@ -200,6 +212,74 @@ def test_apply_keywords_writes_what_rewrite_many_says(lmdb_env, mod, recs, picks
     new_index = (index - set(gone)) | {k for k, _ in out}
     assert after == (sorted(new_table.items()), sorted(new_index))
     assert nalloc == (1 if changed else 0)
+
+
+def test_the_compiled_apply_keywords_calls_lmdb_directly():
+    """With the py-lmdb release whose objects it knows (3.0.0), the compiled
+    apply_keywords takes its LMDB cursors out of the py-lmdb ones; another
+    release turns that off (the py-lmdb path, slower), not wrong."""
+    import lmdb
+    if C is None or lmdb.__version__ != "3.0.0":
+        pytest.skip("the compiled twin or py-lmdb 3.0.0 is not there")
+    if os.environ.get("MAILACCESS_LMDB_DIRECT") == "0":
+        pytest.skip("MAILACCESS_LMDB_DIRECT=0 turns it off")
+    assert C.lmdb_direct()
+
+
+@pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+def test_a_full_map_raises_what_py_lmdb_raises(tmp_path, mod, lmdb_path):
+    """A write that does not fit the map raises lmdb.MapFullError on every
+    path (the store's writer grows the map on it and runs the request again)."""
+    import lmdb
+    env = lmdb.open(str(tmp_path / "full"), max_dbs=4, map_size=1 << 18)
+    msg_db, ms_db = env.open_db(b"msg"), env.open_db(b"mbx.ms")
+    recs = [EmailRecord(i, bytes(range(32)), 1_700_000_000, 0, 10, 1, 5, [],
+                        [Membership(1, i, 1_700_000_000)], 0) for i in range(1, 600)]
+    with env.begin(write=True) as txn:
+        txn.cursor(db=msg_db).putmulti([(keys.msg(7, r.id), records.encode_email(r))
+                                        for r in recs])
+        txn.cursor(db=ms_db).putmulti([(keys.mbx_ms(7, 1, 5, r.id), b"") for r in recs])
+    if mod is C:
+        C.lmdb_direct(lmdb_path == "direct")
+    try:
+        with pytest.raises(lmdb.MapFullError):
+            with env.begin(write=True) as txn:
+                mod.apply_keywords(txn.cursor(db=msg_db), txn.cursor(db=ms_db),
+                                   keys.msg_shape(7), keys.mbx_ms_shape(7),
+                                   [r.id for r in recs], frozenset({"k" * 400}), frozenset(),
+                                   None, "$seen", None, lambda: 9, False)
+    finally:
+        if mod is C:
+            C.lmdb_direct(True)
+        env.close()
+
+
+def test_py_lmdb_cursors_see_what_apply_keywords_wrote(lmdb_env):
+    """A py-lmdb cursor positioned before the call answers its key and value
+    from after it (the direct path moves the transaction's mutation count, as
+    py-lmdb's own writes do, so the cursor reads them again)."""
+    e, msg_db, ms_db = lmdb_env
+    recs = [EmailRecord(i, bytes(range(32)), 1_700_000_000, 0, 10, 1, 5, [],
+                        [Membership(1, i, 1_700_000_000)], 0) for i in range(1, 40)]
+    with e.begin(write=True) as txn:
+        txn.drop(msg_db, delete=False)
+        txn.drop(ms_db, delete=False)
+        txn.cursor(db=msg_db).putmulti([(keys.msg(7, r.id), records.encode_email(r))
+                                        for r in recs])
+        txn.cursor(db=ms_db).putmulti([(keys.mbx_ms(7, 1, 5, r.id), b"") for r in recs])
+        watch = txn.cursor(db=msg_db)
+        assert watch.set_key(keys.msg(7, 20))
+        assert bytes(watch.value()) == records.encode_email(recs[19])
+        mod = C or PY
+        mod.apply_keywords(txn.cursor(db=msg_db), txn.cursor(db=ms_db), keys.msg_shape(7),
+                           keys.mbx_ms_shape(7), [r.id for r in recs],
+                           frozenset({"$seen", "$flagged"}), frozenset(), None, "$seen", None,
+                           lambda: 9, True)
+        assert bytes(watch.key()) == keys.msg(7, 20)
+        assert bytes(watch.value()) == bytes(txn.get(keys.msg(7, 20), db=msg_db))
+        assert records.decode_email(20, bytes(watch.value())).keywords == ["$flagged", "$seen"]
+        txn.abort()
 
 
 @pytest.mark.parametrize("mod", twin_params("emailrec"))

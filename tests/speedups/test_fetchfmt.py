@@ -181,6 +181,29 @@ def test_plain_readers(store, impl, names):
             assert len(calls) == len(got[0])
 
 
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+def test_a_dicts_get_reads_as_any_callable(store, impl):
+    """A dict's ``get`` as the record reader (a streamed STORE's records, by
+    email id; the compiled twin looks them up itself) answers as the same
+    reads through a function, a missing record left out."""
+    st_, acc, ib = store
+    names = ["UID", "FLAGS"]
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        em = v.email_reader(acc)
+        recs = {e: bytes(em(e)) for e in list(sel.snap.eids)[1:]}
+        uids = list(sel.uids)
+        for budget in (-1, 200):
+            args = (imap_session._no_index, uids, 0, sel.snap.uids, sel.snap.eids, names,
+                    _flags(v, acc, names), False, True, None, 1 << 20) if budget > 0 else \
+                (imap_session._no_index, uids, sel.snap.uids, sel.snap.eids, names, _flags(v, acc, names),
+                 False, True)
+            fn = impl.fetch_upto if budget > 0 else impl.fetch_simple
+            got = fn(recs.get, *args)
+            assert got == fn(lambda e: recs.get(e), *args)
+            assert uids[0] not in got[1] and len(got[1]) == len(uids) - 1
+
+
 def test_reader_is_the_store_read(store):
     """A Reader's spelled-out form and its key shape give the bytes its call gives."""
     st_, acc, ib = store
