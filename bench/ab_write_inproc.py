@@ -29,9 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def child(writes: int, nmsg: int) -> None:
     sys.path.insert(0, HERE)
     import bench_stress as bs
-    from mailaccess import accounts, ingest
     from mailaccess.store import ops
-    from mailaccess.store.lmdb_store import LmdbStore
     import functools
     import mailaccess
 
@@ -39,19 +37,7 @@ def child(writes: int, nmsg: int) -> None:
     assert mailaccess.__file__.startswith(tree + "/"), (mailaccess.__file__, tree)
 
     top = tempfile.mkdtemp(prefix="abwi-", dir=os.environ.get("AB_DIR"))
-    s = LmdbStore(os.path.join(top, "store"))
-    s.start()
-    accounts.add_user(s, "u", "p")
-    with s.view() as v:
-        acc = v.account_by_name("u").id
-        inbox = v.mailbox_by_role(acc, "inbox").id
-    corpus = bs.corpus(400)
-    for a in range(0, nmsg, 500):
-        items = [(ingest.prepare(corpus[i % len(corpus)]), [])
-                 for i in range(a, min(nmsg, a + 500))]
-        s.write_sync(ops.append_many, acc, inbox, items)
-    with s.view() as v:
-        eids = [e for _, e in v.uids(acc, inbox)]
+    s, acc, inbox, eids = bs.loaded_store(os.path.join(top, "store"), nmsg)
     time.sleep(0.5)
     fn = functools.partial(ops.set_keywords_reporting, add=["\\Flagged"], records=True)
     box = []

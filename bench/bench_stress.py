@@ -136,6 +136,30 @@ def corpus(n: int) -> list[bytes]:
     return out
 
 
+def loaded_store(path: str, nmsg: int):
+    """An in-process store at PATH (the tree first on sys.path) with user
+    "u" and NMSG messages of ``corpus`` in its INBOX, appended 500 per
+    commit -> (store, account id, INBOX id, the email ids by UID): the
+    in-process write benchmarks (pages_per_store, ab_write_inproc)."""
+    from mailaccess import accounts, ingest
+    from mailaccess.store import ops
+    from mailaccess.store.lmdb_store import LmdbStore
+    s = LmdbStore(path)
+    s.start()
+    accounts.add_user(s, "u", "p")
+    with s.view() as v:
+        acc = v.account_by_name("u").id
+        inbox = v.mailbox_by_role(acc, "inbox").id
+    msgs = corpus(400)
+    for a in range(0, nmsg, 500):
+        items = [(ingest.prepare(msgs[i % len(msgs)]), [])
+                 for i in range(a, min(nmsg, a + 500))]
+        s.write_sync(ops.append_many, acc, inbox, items)
+    with s.view() as v:
+        eids = [e for _, e in v.uids(acc, inbox)]
+    return s, acc, inbox, eids
+
+
 # ---------------------------------------------------------------------------------------------
 # the servers
 

@@ -18,27 +18,13 @@ import collections, os, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_stress as bs
-from mailaccess import accounts, ingest
 from mailaccess.store import ops, redolog
-from mailaccess.store.lmdb_store import LmdbStore
 
 nmsg = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
 m = int(sys.argv[2]) if len(sys.argv) > 2 else 500
 kw = sys.argv[3] if len(sys.argv) > 3 else "\\Flagged"
 assert m < nmsg
-s = LmdbStore(os.path.join(tempfile.mkdtemp(prefix="pps-"), "store"))
-s.start()
-accounts.add_user(s, "u", "p")
-with s.view() as v:
-    acc = v.account_by_name("u").id
-    inbox = v.mailbox_by_role(acc, "inbox").id
-corpus = bs.corpus(400)
-for a in range(0, nmsg, 500):
-    items = [(ingest.prepare(corpus[i % len(corpus)]), [])
-             for i in range(a, min(nmsg, a + 500))]
-    s.write_sync(ops.append_many, acc, inbox, items)
-with s.view() as v:
-    eids = [e for _, e in v.uids(acc, inbox)]
+s, acc, inbox, eids = bs.loaded_store(os.path.join(tempfile.mkdtemp(prefix="pps-"), "store"), nmsg)
 records = []
 encode = redolog.encode_ops
 
