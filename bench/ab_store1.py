@@ -10,14 +10,18 @@ hundred tiny messages the gap to Dovecot is much smaller), then ROUNDS
 rounds of BLOCK STOREs each, the servers' order reversed every other round,
 so that every server sees the same machine load.  Prints per server the
 median and best round (µs per STORE) and the server's CPU per STORE (its
-process tree, from /proc).  AB_WORKERS sets mailaccess's worker count
-(default 1).
+process tree, from /proc).  A second line per server gives the percentiles
+of the single STOREs' times and how many STOREs apart the slow ones (over
+the 90th percentile) most often are: a period of 8 is the checkpoint
+(REDO_MAX_COMMITS), whose data flush the next STORE's log flush queues
+behind (perf9).  AB_WORKERS sets mailaccess's worker count (default 1).
 
 The servers are started from the temp directory: `python -m mailaccess`
 puts its working directory first on sys.path, so a server started from a
 worktree runs that worktree's code whatever PYTHONPATH says (a script run
 from a worktree that starts "/work/main" measures the worktree twice).
 """
+import collections
 import os
 import statistics
 import sys
@@ -92,6 +96,19 @@ def stop_all(servers) -> None:
             print("stop:", exc)
 
 
+def spread(times: list[float]) -> str:
+    """The percentiles of TIMES (seconds, one per command, in order) in µs,
+    and the distances (in commands) between the slow ones (over the 90th
+    percentile) that occur most often: a periodic stall shows as one
+    distance far ahead of the others."""
+    q = statistics.quantiles([t * 1e6 for t in times], n=100)
+    slow = [i for i, t in enumerate(times) if t * 1e6 > q[89]]
+    gaps = collections.Counter(b - a for a, b in zip(slow, slow[1:]))
+    top = ", ".join(f"{g} apart x{c}" for g, c in gaps.most_common(3))
+    return (f"each STORE: p10 {q[9]:.0f} p50 {q[49]:.0f} p90 {q[89]:.0f} p95 {q[94]:.0f} "
+            f"p99 {q[98]:.0f} us; slow ones {top}")
+
+
 def main() -> None:
     nmsg, rounds, block = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     specs = sys.argv[4:]
@@ -101,26 +118,32 @@ def main() -> None:
     try:
         for spec in specs:
             srv, im = loaded(spec, msgs, servers)
-            srv.ab = (spec, im, [], [0.0, 0])
+            srv.ab = (spec, im, [], [0.0, 0], [])
         k = 0
         for r in range(rounds):
             for srv in (servers if r % 2 == 0 else servers[::-1]):
-                spec, im, walls, acc = srv.ab
+                spec, im, walls, acc, each = srv.ab
                 pids = srv.pids() if hasattr(srv, "pids") else []
-                c0, t0 = cpu(pids), time.perf_counter()
+                clock = time.perf_counter
+                c0, t0 = cpu(pids), clock()
+                t = t0
                 for i in range(block):
                     n = k + i
                     im.uid("STORE", str(n % nmsg + 1), "+-"[(n // nmsg) % 2] + "FLAGS",
                            r"(\Flagged)")
-                t1, c1 = time.perf_counter(), cpu(pids)
+                    each.append(clock() - t)
+                    t += each[-1]
+                t1, c1 = clock(), cpu(pids)
                 walls.append((t1 - t0) / block * 1e6)
                 acc[0] += c1 - c0
                 acc[1] += block
             k += block
         for srv in servers:
-            spec, im, walls, (c, n) = srv.ab
+            spec, im, walls, (c, n), each = srv.ab
             print(f"{spec:50s} median {statistics.median(walls):6.0f} us/STORE  "
                   f"best {min(walls):6.0f}  server cpu {c / n * 1e6:5.0f} us/STORE", flush=True)
+        for srv in servers:
+            print(f"{srv.ab[0]:50s} {spread(srv.ab[4])}", flush=True)
     finally:
         stop_all(servers)
 
