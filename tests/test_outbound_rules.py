@@ -50,6 +50,32 @@ def test_derive_envelope():
         env.derive_mail_from(h("From: a@x.org\r\nFrom: b@x.org\r\n\r\n"))
 
 
+# what getaddresses answers for these on a Python with the CVE-2023-27043 fix
+# (3.11.10+, 3.12.6+, 3.13, Debian's 3.11.2): ('', '') for the whole field
+_STRICT = {"a b@@c": [("", "")], "a b@@c, bob@y.org": [("", "")], "a@x b@y": [("", "")]}
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["this-python", "strict-parser"])
+def test_a_field_the_parser_cannot_read_is_an_invalid_recipient(monkeypatch, strict):
+    """Whichever way this Python's parser answers a malformed field (its
+    fragments, or nothing at all), the field yields a recipient that fails
+    the address check: the sender is told "invalid recipient" (ActiveSync
+    116, JMAP invalidRecipients), not "no recipient"."""
+    if strict:
+        real = env.email.utils.getaddresses
+        monkeypatch.setattr(env.email.utils, "getaddresses",
+                            lambda vs: _STRICT.get(vs[0]) or real(vs))
+    for value in _STRICT:
+        to = h(f"To: {value}\r\n\r\n").to
+        assert to and not all(addresses.valid_address(a) for a in to), (value, to)
+    # fields that name nobody, on purpose or by being blank, stay empty
+    for value in ("undisclosed-recipients:;", '"Undisclosed recipients": ;', "  "):
+        assert h(f"To: {value}\r\nCc: c@z.org\r\n\r\n").to == [], value
+    assert h("To: a@x.org, \r\n\r\n").to == ["a@x.org"]
+    assert env.derive_rcpt_to(h("To: A <a@x.org>\r\nCc: team: b@y.org;\r\n\r\n")) == \
+        ["a@x.org", "b@y.org"]
+
+
 def test_wire_bytes_drops_bcc_only():
     raw = (b"From: a@x\r\nBcc: one@x,\r\n two@x\r\nTo: b@x\r\nbcc: three@x\r\n\r\n"
            b"Bcc: in the body stays\r\n")

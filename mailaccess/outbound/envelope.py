@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import email.utils
+import re
 from dataclasses import dataclass, field
 
 
@@ -33,8 +34,32 @@ def _header_end(raw: bytes) -> int:
     return len(raw)
 
 
+# a group with no members ("undisclosed-recipients:;"): a field that names
+# nobody, on purpose.  Linear: each character either opens a quoted string
+# or is one character of the name (white space included), never both.
+_EMPTY_GROUP = re.compile(r'(?:"[^"\\]*"|[^":;,<>@()\\\[\]])*:\s*;\s*')
+_SHOWN = 200    # of a malformed field, as much as the error message repeats
+
+
 def _addrs(values: list[str]) -> list[str]:
-    return [a for _n, a in email.utils.getaddresses(values) if a]
+    """The addresses of the header fields VALUES.  A field the parser cannot
+    read stays in the list as its own text, which no address check accepts,
+    so that the sender hears "invalid recipient" rather than "no recipient".
+
+    Python's parser answers such a field differently by release: an
+    unpatched 3.11.7 returns its fragments ("a b@@c" -> "@c"), a release
+    with the CVE-2023-27043 fix (3.11.10+, 3.12.6+, 3.13, Debian's 3.11.2)
+    returns only ('', '') for the whole field, its good addresses included.
+    ('', '') alone is also what an empty group or a blank field gives: those
+    name nobody and stay empty."""
+    out = []
+    for v in values:
+        pairs = email.utils.getaddresses([v])
+        if pairs == [("", "")] and v.strip() and not _EMPTY_GROUP.fullmatch(v):
+            out.append(" ".join(v.split())[:_SHOWN])
+            continue
+        out.extend(a for _n, a in pairs if a)
+    return out
 
 
 def header_addresses(raw: bytes) -> HeaderAddresses:
