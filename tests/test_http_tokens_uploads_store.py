@@ -140,6 +140,20 @@ def test_ws_message_shapes():
         "@type": "Response", "methodResponses": []}
 
 
+def test_ws_nesting_is_bounded_the_same_on_every_python():
+    """RFC 8887 messages are read as HTTP requests are (proto/jmap/request.py
+    MAX_DEPTH): too deep is notJSON, not a RecursionError (3.11 at about
+    1000 deep, 3.12 at 1500) nor accepted on one release only."""
+    for depth in (300, 1200, 5000):
+        with pytest.raises(W.WsError) as e:
+            W.parse_message('{"@type": "Request", "id": "1", "using": [], "methodCalls": '
+                            '[["Core/echo", {"x": ' + "[" * depth + "]" * depth + '}, "c"]]}')
+        assert e.value.error.type.endswith(":notJSON")
+    m = W.parse_message('{"@type": "Request", "id": "1", "using": [], "methodCalls": '
+                        '[["Core/echo", {"x": ' + "[" * 200 + "]" * 200 + '}, "c"]]}')
+    assert isinstance(m, W.WsRequest)
+
+
 @given(st.text(max_size=200) | st.binary(max_size=200))
 def test_ws_parse_never_raises_anything_but_wserror(data):
     try:

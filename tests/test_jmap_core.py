@@ -230,6 +230,37 @@ def test_request_shapes(body, type_):
     assert e.value.type.endswith(":" + type_) and e.value.status == 400
 
 
+def _nested(depth: int, close: bool = True) -> bytes:
+    return (b'{"using": [], "methodCalls": [["Core/echo", {"x": ' + b"[" * (depth - 4)
+            + (b"]" * (depth - 4) + b'}, "c"]]}' if close else b""))
+
+
+@pytest.mark.parametrize("depth,close", [(257, True), (1200, True), (1200, False),
+                                          (5000, True), (100_000, False)])
+def test_request_nesting_is_bounded_the_same_on_every_python(depth, close):
+    """A request nesting JSON deeper than MAX_DEPTH is notJSON (400).  json.loads
+    alone answered by release: 1200 deep parsed on 3.12 and was a RecursionError
+    (HTTP 500) on 3.11; 5000 deep a RecursionError on both."""
+    from mailaccess.proto.jmap.request import parse_request
+    with pytest.raises(RequestError) as e:
+        parse_request(_nested(depth, close))
+    assert e.value.type.endswith(":notJSON") and e.value.status == 400
+
+
+def test_request_nesting_up_to_the_bound_is_read():
+    from mailaccess.proto.jmap.request import MAX_DEPTH, parse_request
+    assert MAX_DEPTH == 256
+    r = parse_request(_nested(MAX_DEPTH))
+    x = r.method_calls[0].args["x"]
+    for _ in range(MAX_DEPTH - 5):
+        x = x[0]
+    assert x == []
+    # brackets inside strings are no nesting
+    r = parse_request(b'{"using": [], "methodCalls": [["Core/echo", {"x": "'
+                      + b"[{" * 5000 + b'"}, "c"]]}')
+    assert r.method_calls[0].args["x"] == "[{" * 5000
+
+
 def test_request_limits():
     from mailaccess.proto.jmap.request import Limits, parse_request
     lim = Limits(max_size_request=100, max_calls_in_request=2)

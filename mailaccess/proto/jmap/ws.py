@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import RequestError
-from .request import Limits, Request, parse_request
+from .request import Limits, Request, loads, parse_request
 
 SUBPROTOCOL = "jmap"
 
@@ -50,9 +50,9 @@ def parse_message(data: str | bytes, limits: Limits = Limits()) -> WsRequest | P
         raise WsError(RequestError("limit", 400, "the request is larger than maxSizeRequest",
                                    limit="maxSizeRequest"))
     try:
-        obj = json.loads(data)
-    except ValueError as exc:
-        raise WsError(RequestError("notJSON", 400, f"not JSON: {exc}")) from None
+        obj = loads(data)
+    except RequestError as exc:
+        raise WsError(exc) from None
     if not isinstance(obj, dict):
         raise WsError(RequestError("notRequest", 400, "a message is a JSON object"))
     rid = obj.get("id")
