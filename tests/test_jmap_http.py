@@ -123,6 +123,23 @@ async def test_public_url_is_used_for_every_url(tmp_path, nursery):
 
 # --- the API endpoint --------------------------------------------------------------------------
 
+async def test_api_deep_json_is_not_json_on_every_python(srv):
+    """JSON nested deeper than proto/jmap/request.py's MAX_DEPTH is a 400
+    notJSON: json.loads alone made 1200 deep a 500 on 3.11 and ran it on 3.12."""
+    def go():
+        out = []
+        with client(srv) as c:
+            for depth in (1200, 5000):
+                body = (b'{"using":["urn:ietf:params:jmap:core"],"methodCalls":'
+                        b'[["Core/echo",{"x":' + b"[" * depth + b"]" * depth + b'},"c"]]}')
+                r = c.post("/jmap/api/", content=body,
+                           headers={"content-type": "application/json"})
+                out.append((r.status_code, r.json().get("type")))
+        return out
+
+    assert await run(go) == [(400, "urn:ietf:params:jmap:error:notJSON")] * 2
+
+
 async def test_api_echo_and_request_level_errors(srv):
     def go():
         out = {}
