@@ -240,6 +240,12 @@ def test_search_return_and_charset():
     assert cmd.key == E.Body("\u00e4")
     err = bad(b"t1 SEARCH CHARSET KLINGON BODY x\r\n")
     assert err.code.startswith("BADCHARSET")
+    # a NUL in the name: codecs.lookup raises ValueError, not LookupError
+    # (found by test_imap_wire_fuzz on UID THREAD)
+    for cmd in (b"t1 SEARCH CHARSET {1}\r\n\x00 ALL\r\n",
+                b"t1 UID THREAD REFERENCES {6}\r\nUTF-8\x00 ALL\r\n",
+                b"t1 SORT (DATE) {3}\r\nA\x00B ALL\r\n"):
+        assert bad(cmd).code.startswith("BADCHARSET")
     bad(b"t1 SEARCH RETURN (PARTIAL 1:5 ALL) ALL\r\n")   # RFC 5267 4.4: not both
 
 

@@ -259,7 +259,7 @@ def _charset(r: Reader, ctx: _Ctx) -> str:
     name = r.astring("charset").decode("ascii", "replace").upper()
     try:
         info = codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError):     # ValueError: a NUL in the name
         info = None
     if info is None or not getattr(info, "_is_text_encoding", True):
         raise ParseError(f"unsupported charset {name[:40]}", code="BADCHARSET (UTF-8 US-ASCII)")
