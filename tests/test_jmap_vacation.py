@@ -88,6 +88,28 @@ def test_when_not_to_reply(raw, rp, why):
     assert autoreply.should_reply(raw, rp, ME) == why
 
 
+# what getaddresses answers on a Python with the CVE-2023-27043 fix (3.11.10+,
+# 3.12.6+, 3.13): ('', '') for all the fields together when one is malformed
+def _strict_getaddresses(real):
+    return lambda vs: [("", "")] if any("@@" in v or "(Bob" in v for v in vs) else real(vs)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["this-python", "strict-parser"])
+def test_addressed_to_the_user_whatever_the_other_fields_hold(monkeypatch, strict):
+    """The user's address in To is found whatever a malformed Cc (or an
+    unclosed comment in To) holds, on a Python whose getaddresses gives up
+    on the whole lot as on one that returns fragments."""
+    if strict:
+        import email.utils
+        monkeypatch.setattr(email.utils, "getaddresses",
+                            _strict_getaddresses(email.utils.getaddresses))
+    for raw in (msg("Cc: a b@@c\r\n"), msg(to="Alice <ALICE@localhost>, bob@y.org (Bob"),
+                msg(to="undisclosed-recipients:;", extra="Cc: x@y.org, Team: alice@localhost;\r\n")):
+        assert autoreply.should_reply(raw, "bob@example.com", ME) is None, raw
+    assert autoreply.should_reply(msg(to="a b@@c"), "bob@example.com", ME) == \
+        "not addressed to the user"
+
+
 def test_reply_shape():
     vac = {"isEnabled": True, "subject": None, "textBody": "Away", "htmlBody": "<p>Away</p>"}
     raw = autoreply.build_reply(msg("References: <q0@example.com>\r\n"), vac,

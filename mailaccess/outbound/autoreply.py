@@ -15,6 +15,7 @@ import email.policy
 import email.utils
 import re
 
+from ..mime.headers import as_addresses
 from .addresses import valid_address
 from .envelope import _header_end
 
@@ -53,9 +54,12 @@ def should_reply(raw: bytes, return_path: str, user_addresses: set[str]) -> str 
     if msg.get("X-Auto-Response-Suppress") is not None and \
             re.search(r"\b(all|oof|autoreply)\b", msg.get("X-Auto-Response-Suppress"), re.I):
         return "auto responses suppressed"
-    personal = [a.lower() for _n, a in email.utils.getaddresses(
-        [str(v) for f in ("To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
-         for v in (msg.get_all(f) or [])])]
+    # our own address-list parser, one field at a time: getaddresses answers
+    # a malformed field by release (fragments, or since the CVE-2023-27043
+    # fix nothing at all for every field passed with it)
+    personal = [a["email"].lower()
+                for f in ("To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
+                for v in (msg.get_all(f) or []) for a in as_addresses(str(v))]
     if not any(a in user_addresses for a in personal):
         return "not addressed to the user"
     return None
