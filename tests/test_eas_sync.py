@@ -3,6 +3,7 @@ pyactivesync (a third-party client sending 16.1) for the whole flow, raw
 requests built with our codec for what it lacks (other versions, Options,
 Wait, Partial, Fetch, conflicts), imaplib for what the device did as IMAP
 sees it and for changes the device must see."""
+import email.policy
 import imaplib
 import time
 from email.message import EmailMessage
@@ -233,6 +234,30 @@ async def test_replay_of_a_draft_add_does_not_store_it_twice(srv):
     assert b"To: Bob <bob@example.org>" in raw and b"Subject: =?utf-8?" in raw.replace(b"UTF-8", b"utf-8")
     assert b"hello\r\nthere" in raw
     assert refused.responses[0].child_text("AirSync:Status") == "6"
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["this-python", "strict-parser"])
+def test_draft_recipients_whatever_the_python(monkeypatch, strict):
+    """A draft's To keeps its good addresses and its encoded-word names are
+    read, whichever way this Python's getaddresses answers a malformed list
+    (fragments; or, with the CVE-2023-27043 fix of 3.12.6+/3.13, nothing)."""
+    import email.utils
+    from mailaccess.server import eas_sync_client
+    if strict:
+        real = email.utils.getaddresses
+        monkeypatch.setattr(email.utils, "getaddresses", lambda vs: [("", "")] if any(
+            "(Carol" in v for v in vs) else real(vs))
+    app = E("AirSync:ApplicationData",
+            E("Email:To", text='"Bob" <bob@example.org>, carol@example.net (Carol'),
+            E("Email:Cc", text="=?utf-8?q?D=C3=B6rte?= <doerte@example.org>"),
+            E("AirSyncBase:Body", E("AirSyncBase:Type", text="1"),
+              E("AirSyncBase:Data", text="hi")))
+    raw, _kws = eas_sync_client._draft_message(app, 1_700_000_000)
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [(a.display_name, a.addr_spec) for a in msg["To"].addresses] == [
+        ("Bob", "bob@example.org"), ("Carol", "carol@example.net")]
+    assert [(a.display_name, a.addr_spec) for a in msg["Cc"].addresses] == [
+        ("D\u00f6rte", "doerte@example.org")]
 
 
 async def test_pyactivesync_draft_add_on_16_1_seen_over_imap(srv):

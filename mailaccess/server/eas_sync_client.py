@@ -6,11 +6,11 @@ the store ops IMAP and JMAP use (``write_client_ops`` runs in the writer).
 """
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass, field
 
 from .. import vocab
 from ..mime import compose as mcompose
+from ..mime import headers as mheaders
 from ..proto.eas.wbxml import E, Element
 from ..store import StoreError, ops
 from . import eas_item
@@ -82,7 +82,10 @@ def _draft_message(app: Element, now: float) -> tuple[bytes, list[str]]:
                       ("Email2:Bcc", "Bcc"), ("Email:ReplyTo", "Reply-To")):
         v = app.child_text(tag)
         if v:
-            pairs = [(n or None, a) for n, a in email.utils.getaddresses([v]) if a]
+            # our own address-list parser: getaddresses answers a malformed
+            # list by release (since the CVE-2023-27043 fix, with nothing at
+            # all: the draft lost every recipient) and leaves encoded words
+            pairs = [(a["name"], a["email"]) for a in mheaders.as_addresses(v) if a["email"]]
             if pairs:
                 headers.append((name, mcompose.format_addresses(pairs)))
     subj = app.child_text("Email:Subject")
