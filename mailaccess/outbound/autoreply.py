@@ -15,7 +15,7 @@ import email.policy
 import email.utils
 import re
 
-from .addresses import valid_address
+from .addresses import parse_field, valid_address
 from .envelope import _header_end
 
 # return paths that are never answered (RFC 3834 §2: list and system senders)
@@ -53,9 +53,9 @@ def should_reply(raw: bytes, return_path: str, user_addresses: set[str]) -> str 
     if msg.get("X-Auto-Response-Suppress") is not None and \
             re.search(r"\b(all|oof|autoreply)\b", msg.get("X-Auto-Response-Suppress"), re.I):
         return "auto responses suppressed"
-    personal = [a.lower() for _n, a in email.utils.getaddresses(
-        [str(v) for f in ("To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
-         for v in (msg.get_all(f) or [])])]
+    # each field on its own: one that cannot be read hides no other
+    personal = [a.lower() for f in ("To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
+                for v in (msg.get_all(f) or []) for _n, a in parse_field(str(v)) or ()]
     if not any(a in user_addresses for a in personal):
         return "not addressed to the user"
     return None

@@ -6,11 +6,11 @@ the store ops IMAP and JMAP use (``write_client_ops`` runs in the writer).
 """
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass, field
 
 from .. import vocab
 from ..mime import compose as mcompose
+from ..outbound.addresses import parse_field
 from ..proto.eas.wbxml import E, Element
 from ..store import StoreError, ops
 from . import eas_item
@@ -82,7 +82,7 @@ def _draft_message(app: Element, now: float) -> tuple[bytes, list[str]]:
                       ("Email2:Bcc", "Bcc"), ("Email:ReplyTo", "Reply-To")):
         v = app.child_text(tag)
         if v:
-            pairs = [(n or None, a) for n, a in email.utils.getaddresses([v]) if a]
+            pairs = [(n or None, a) for n, a in parse_field(v) or () if a]
             if pairs:
                 headers.append((name, mcompose.format_addresses(pairs)))
     subj = app.child_text("Email:Subject")
