@@ -506,6 +506,46 @@ async def test_a_burst_coalesces(running):
     assert 2 <= len(rcv.posts) - n <= 3
 
 
+# (address, globally reachable) where Python releases disagree with each
+# other or with IANA's registries: 3.11.7 calls 192.0.0.8, 2002::/16 (6to4)
+# and 64:ff9b:1::/48 global and 2001:1::1, 2001:20::/28 not; 3.13 calls the
+# deprecated site-local fec0::/10, 3fff::/20 (documentation) and 5f00::/16
+# (SRv6) global
+ADDRESS_GLOBAL = [
+    ("8.8.8.8", True), ("2606:4700::1111", True), ("192.0.0.9", True), ("192.0.0.10", True),
+    ("2001:1::1", True), ("2001:20::1", True), ("2001:4:112::1", True),
+    ("::ffff:8.8.8.8", True), ("64:ff9b::808:808", True), ("192.88.99.1", True),
+    ("192.0.0.8", False), ("192.0.0.170", False), ("2002::1", False), ("2002:7f00:1::1", False),
+    ("64:ff9b:1::1", False), ("fec0::1", False), ("3fff::1", False), ("5f00::1", False),
+    ("::ffff:10.0.0.1", False), ("::ffff:127.0.0.1", False), ("::127.0.0.1", False),
+    ("10.1.2.3", False), ("100.64.0.1", False), ("172.16.0.1", False), ("192.168.1.1", False),
+    ("169.254.1.1", False), ("127.0.0.1", False), ("0.0.0.0", False), ("255.255.255.255", False),
+    ("224.0.0.1", False), ("::1", False), ("::", False), ("fe80::1", False), ("fd00::1", False),
+    ("2001:db8::1", False), ("2001::1", False), ("ff02::1", False), ("198.18.0.1", False),
+]
+
+
+@pytest.mark.parametrize("addr,want", ADDRESS_GLOBAL)
+def test_the_address_rule_is_the_same_on_every_python(addr, want):
+    """Which addresses push delivery reaches is our table, not the
+    interpreter's ipaddress.is_global (which changed in 3.11.10/3.12.4/3.13)."""
+    import ipaddress
+    ip = ipaddress.ip_address(addr)
+    assert http_out.global_only(ip) is want
+    assert push_delivery.address_rule(PushConfig())(http_out.plain(ip)) is want
+
+
+def test_an_ipv4_mapped_loopback_address_is_loopback_on_every_python():
+    """::ffff:127.0.0.1 is 127.0.0.1: allowed by allow_loopback_http, not by
+    allow_private_addresses (3.13's is_loopback says so, 3.11.7's did not)."""
+    import ipaddress
+    ip = http_out.plain(ipaddress.ip_address("::ffff:127.0.0.1"))
+    assert push_delivery.address_rule(PushConfig(allow_loopback_http=True))(ip)
+    assert not push_delivery.address_rule(PushConfig(allow_private_addresses=True))(ip)
+    assert push_delivery.address_rule(PushConfig(allow_private_addresses=True))(
+        http_out.plain(ipaddress.ip_address("::ffff:10.0.0.1")))
+
+
 async def test_http_client_refuses_addresses_and_times_out(nursery):
     with pytest.raises(http_out.Refused):
         await http_out.post("http://127.0.0.1:9/x", b"", allow_http=True)   # loopback: no

@@ -151,3 +151,19 @@ def test_once_per_sender_per_period_bounded(tmp_path):
 def test_resent_to_counts_as_addressed():
     assert autoreply.should_reply(msg("Resent-To: alice@localhost\r\n", to="x@example.com"),
                                   "bob@example.com", ME) is None
+
+
+@pytest.mark.parametrize("to,cc", [
+    ("alice@localhost (Liddell, Alice)", None),     # a comma in a comment
+    ("alice@localhost,", None),                      # a last comma (obs-addr-list)
+    ("alice@localhost", "a b@@c"),                   # another field cannot be read
+    ("alice@localhost", "bob@example.com (Bob, B.)"),
+])
+def test_addressed_to_the_user_on_every_python(to, cc):
+    """The user's address is found in To/Cc whatever getaddresses answers on
+    this release: 3.13 (the CVE-2023-27043 fix) answers ('', '') for all of
+    these when the fields are read together; 3.11.7 found the address."""
+    extra = f"Cc: {cc}\r\n" if cc else ""
+    assert autoreply.should_reply(msg(extra, to=to), "bob@example.com", ME) is None
+    assert autoreply.should_reply(msg(extra, to=to.replace("alice", "carol")),
+                                  "bob@example.com", ME) == "not addressed to the user"

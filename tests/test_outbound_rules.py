@@ -55,16 +55,29 @@ def test_derive_envelope():
 _STRICT = {"a b@@c": [("", "")], "a b@@c, bob@y.org": [("", "")], "a@x b@y": [("", "")]}
 
 
-@pytest.mark.parametrize("strict", [False, True], ids=["this-python", "strict-parser"])
-def test_a_field_the_parser_cannot_read_is_an_invalid_recipient(monkeypatch, strict):
+def other_release(monkeypatch):
+    """Make email.utils look like the other kind of release: on one with the
+    CVE-2023-27043 fix, an unpatched one (no strict=, the lenient parser);
+    on an unpatched one, a patched one (strict by default: _STRICT)."""
+    import email.utils
+    real = email.utils.getaddresses
+    if getattr(email.utils, "supports_strict_parsing", False):
+        monkeypatch.delattr(email.utils, "supports_strict_parsing")
+        monkeypatch.setattr(email.utils, "getaddresses", lambda vs: real(vs, strict=False))
+    else:
+        monkeypatch.setattr(email.utils, "supports_strict_parsing", True, raising=False)
+        monkeypatch.setattr(email.utils, "getaddresses", lambda vs, *, strict=True:
+                            (_STRICT.get(vs[0]) if strict else None) or real(vs))
+
+
+@pytest.mark.parametrize("other", [False, True], ids=["this-python", "other-release"])
+def test_a_field_the_parser_cannot_read_is_an_invalid_recipient(monkeypatch, other):
     """Whichever way this Python's parser answers a malformed field (its
     fragments, or nothing at all), the field yields a recipient that fails
     the address check: the sender is told "invalid recipient" (ActiveSync
     116, JMAP invalidRecipients), not "no recipient"."""
-    if strict:
-        real = env.email.utils.getaddresses
-        monkeypatch.setattr(env.email.utils, "getaddresses",
-                            lambda vs: _STRICT.get(vs[0]) or real(vs))
+    if other:
+        other_release(monkeypatch)
     for value in _STRICT:
         to = h(f"To: {value}\r\n\r\n").to
         assert to and not all(addresses.valid_address(a) for a in to), (value, to)
@@ -74,6 +87,12 @@ def test_a_field_the_parser_cannot_read_is_an_invalid_recipient(monkeypatch, str
     assert h("To: a@x.org, \r\n\r\n").to == ["a@x.org"]
     assert env.derive_rcpt_to(h("To: A <a@x.org>\r\nCc: team: b@y.org;\r\n\r\n")) == \
         ["a@x.org", "b@y.org"]
+    # fields a release with the CVE-2023-27043 fix (3.13) answers with
+    # ('', '') although they are good: a comma in a comment, a last comma
+    assert h("To: j@x.org (Doe, John)\r\nCc: a@x.org,\r\n\r\n").to == ["j@x.org"]
+    assert h("To: j@x.org (Doe, John)\r\nCc: a@x.org,\r\n\r\n").cc == ["a@x.org"]
+    # nor does one such field hide the others (Bcc is read as one list)
+    assert h("Bcc: a b@@c\r\nBcc: d@y.org\r\n\r\n").bcc[1:] == ["d@y.org"]
 
 
 def test_wire_bytes_drops_bcc_only():
@@ -119,3 +138,38 @@ def test_smtp_config_from_toml(tmp_path):
     p.write_text('[smtp]\nrelay = "mx"\n')
     with pytest.raises(config.ConfigError):
         config.load(str(p))
+
+
+# parse_field's answers: one rule on every release (None: cannot be read)
+PARSE_FIELD = [
+    ("a@x.org, b@y.org", [("", "a@x.org"), ("", "b@y.org")]),
+    ('"Doe, John" <j@x.org>', [("Doe, John", "j@x.org")]),
+    ("j@x.org (Doe, John)", [("Doe, John", "j@x.org")]),
+    ("a@x.org (a\\) b, c)", [("a) b, c", "a@x.org")]),
+    ("a@x.org,", [("", "a@x.org")]),
+    ("a@x.org,, b@y.org", [("", "a@x.org"), ("", ""), ("", "b@y.org")]),
+    ("a@x.org,\r\n b@y.org", [("", "a@x.org"), ("", "b@y.org")]),
+    ("g: a@x.org, b@y.org;", [("", "a@x.org"), ("", "b@y.org")]),
+    ("undisclosed-recipients:;", [("", "")]),
+    ("", []), ("  ", []),
+    ("a b@@c", None), ("a@x.org, a b@@c", None), ("a@x.org b@y.org", None),
+    ("a@x.org <b@y.org>", None), ("a@x.org; b@y.org", None), ("a@x.org (c", None),
+    ("alice@example.org)<bob@example.com>", None), ('"open <a@x.org>', None),
+    ("a@[1.2.3.4", None),
+]
+
+
+@pytest.mark.parametrize("other", [False, True], ids=["this-python", "other-release"])
+def test_parse_field_is_the_same_on_every_release(monkeypatch, other):
+    if other:
+        other_release(monkeypatch)
+    for value, want in PARSE_FIELD:
+        assert addresses.parse_field(value) == want, value
+
+
+def test_parse_field_is_linear():
+    import time
+    for bad in ("(" * 200_000, '"' + "\\," * 100_000, "a@x.org, " * 50_000 + "(", "," * 200_000):
+        t = time.perf_counter()
+        addresses.parse_field(bad)
+        assert time.perf_counter() - t < 2.0

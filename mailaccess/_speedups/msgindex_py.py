@@ -221,6 +221,10 @@ _CHARSET_ALIASES = {
     "x-gbk": "gb18030",
     "ks_c_5601-1987": "cp949",
     "x-sjis": "shift_jis",
+    # IANA's name for Microsoft's Shift_JIS; Python knows it only from 3.13 on
+    "windows-31j": "cp932",
+    "windows_31j": "cp932",
+    "cswindows31j": "cp932",
 }
 _CODECS: dict[str, str | None] = {}
 

@@ -8,6 +8,7 @@ the From of what it submits).
 """
 from __future__ import annotations
 
+import email.utils
 import re
 
 # RFC 5321 Mailbox, loosely: a dot-atom or quoted local part, a domain of
@@ -56,3 +57,66 @@ def may_send_from(addr: str, own: set[str]) -> bool:
     local, at, domain = a.rpartition("@")
     base, plus, _ = local.partition("+")
     return bool(at and plus and base and f"{base}@{domain}" in own)
+
+
+def _lenient(value: str) -> list[tuple[str, str]]:
+    """email.utils' address-list parser without the strict checks: the same
+    code (email._parseaddr) on every release; only a release with the
+    CVE-2023-27043 fix has strict= (its strict checks are ours, below)."""
+    if getattr(email.utils, "supports_strict_parsing", False):
+        return email.utils.getaddresses([value], strict=False)
+    return email.utils.getaddresses([value])
+
+
+def _expected(value: str) -> int | None:
+    """How many entries the lenient parser must give for VALUE: one per
+    address-list element, i.e. one more than the commas outside quoted
+    strings and comments, less one when the field ends in a comma ("a@x,",
+    RFC 5322's obs-addr-list: the parser gives nothing for that).  None when
+    a comment or quoted string is left open or a parenthesis closes none.
+    One pass, linear."""
+    n, depth, quoted, i, end, last = 1, 0, False, 0, len(value), -1
+    while i < end:
+        c = value[i]
+        if c == "\\":
+            i += 2
+            continue
+        if quoted:
+            quoted = c != '"'
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            if not depth:
+                return None
+            depth -= 1
+        elif not depth:
+            if c == '"':
+                quoted = True
+            elif c == ",":
+                n, last = n + 1, i
+        i += 1
+    if depth or quoted:
+        return None
+    return n - 1 if last == end - 1 else n
+
+
+def parse_field(value: str) -> list[tuple[str, str]] | None:
+    """The (name, address) pairs of one address-list header field VALUE, an
+    empty element or group as ("", ""); None when the field cannot be read.
+
+    The same answer on every Python release: email.utils.getaddresses
+    answers differently by release (3.11.10+, 3.12.6+ and 3.13 reject a
+    comma in a comment, "j@x (Doe, John)", and a trailing comma, "a@x,",
+    that unpatched releases read; unpatched releases return the fragments
+    of a field they cannot read, "a b@@c" -> "@c").  Here: the lenient
+    parser's answer, accepted only when it has one entry per element and
+    no address it had to patch up (an unclosed domain literal)."""
+    if not value.strip():
+        return []
+    n = _expected(value)
+    if n is None:
+        return None
+    pairs = _lenient(value)
+    if len(pairs) != n or any("[" in a for _n, a in pairs):
+        return None
+    return pairs

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-import email.utils
 import re
 from dataclasses import dataclass, field
+
+from .addresses import parse_field
 
 
 @dataclass
@@ -46,19 +47,20 @@ def _addrs(values: list[str]) -> list[str]:
     read stays in the list as its own text, which no address check accepts,
     so that the sender hears "invalid recipient" rather than "no recipient".
 
-    Python's parser answers such a field differently by release: an
-    unpatched 3.11.7 returns its fragments ("a b@@c" -> "@c"), a release
-    with the CVE-2023-27043 fix (3.11.10+, 3.12.6+, 3.13, Debian's 3.11.2)
-    returns only ('', '') for the whole field, its good addresses included.
-    ('', '') alone is also what an empty group or a blank field gives: those
-    name nobody and stay empty."""
+    Which fields can be read is addresses.parse_field's rule, the same on
+    every Python release (email.utils.getaddresses answers differently by
+    release: an unpatched 3.11.7 returns the fragments of "a b@@c", "@c";
+    a release with the CVE-2023-27043 fix, 3.11.10+, 3.12.6+, 3.13, returns
+    ('', '') for it and also for "j@x (Doe, John)" and "a@x,").  A field
+    whose only element is empty ('<>') cannot be read either; an empty
+    group or a blank field names nobody and stays empty."""
     out = []
     for v in values:
-        pairs = email.utils.getaddresses([v])
-        if pairs == [("", "")] and v.strip() and not _EMPTY_GROUP.fullmatch(v):
+        pairs = parse_field(v)
+        if (pairs is None or pairs == [("", "")]) and not _EMPTY_GROUP.fullmatch(v):
             out.append(" ".join(v.split())[:_SHOWN])
             continue
-        out.extend(a for _n, a in pairs if a)
+        out.extend(a for _n, a in pairs or () if a)
     return out
 
 

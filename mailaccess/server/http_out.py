@@ -48,9 +48,43 @@ class Response:
     body: bytes = b""
 
 
+# The addresses that are not globally reachable (IANA's IPv4 and IPv6
+# Special-Purpose Address Registries, as of 2024, plus multicast and the
+# deprecated site-local and IPv4-compatible ranges), spelled out here
+# rather than taken from ipaddress's is_global: Python's table differs by
+# release (the CVE-2024-4032 fix in 3.11.10+, 3.12.4+ and 3.13 moved
+# 192.0.0.8, 2002::/16, 64:ff9b:1::/48 out of it and 2001:1::1, 2001:20::/28
+# and others in; none of them knows 3fff::/20 or 5f00::/16), and which
+# addresses push delivery may reach must not depend on the interpreter.
+_NOT_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    "::/96", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
+    "2002::/16", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+))
+# ... less these, which the registries mark globally reachable
+_GLOBAL_EXCEPTIONS = tuple(ipaddress.ip_network(n) for n in (
+    "192.0.0.9/32", "192.0.0.10/32", "2001:1::1/128", "2001:1::2/128", "2001:1::3/128",
+    "2001:3::/32", "2001:4:112::/48", "2001:20::/28", "2001:30::/28",
+))
+
+
+def plain(ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+          ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """IP, an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address
+    it is (Python 3.13 answers is_loopback for ::ffff:127.0.0.1 as 127.0.0.1,
+    older releases do not)."""
+    return (ip.ipv4_mapped or ip) if ip.version == 6 else ip
+
+
 def global_only(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """The default address rule: only public (global) unicast addresses."""
-    return ip.is_global and not ip.is_multicast
+    """The default address rule: only public (globally reachable) unicast
+    addresses, the same on every Python release (see _NOT_GLOBAL)."""
+    ip = plain(ip)
+    if any(ip in n for n in _GLOBAL_EXCEPTIONS if n.version == ip.version):
+        return True
+    return not any(ip in n for n in _NOT_GLOBAL if n.version == ip.version)
 
 
 async def _resolve(host: str, port: int) -> list[tuple]:
@@ -66,7 +100,7 @@ async def _connect(host: str, port: int,
         raise HttpError(f"cannot resolve {host}: {exc}") from None
     checked = []
     for _fam, sa in addrs:
-        ip = ipaddress.ip_address(sa[0].split("%", 1)[0])
+        ip = plain(ipaddress.ip_address(sa[0].split("%", 1)[0]))
         if not allow(ip):
             raise Refused(f"{host} resolves to {ip}, which is not allowed")
         checked.append(str(ip))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import base64
 import re
 import urllib.parse
-from email.utils import getaddresses
+
+from ..outbound.addresses import parse_field
 
 ADDRESS_FIELDS = {"from", "sender", "reply-to", "to", "cc", "bcc", "resent-from",
                   "resent-sender", "resent-to", "resent-cc", "resent-bcc", "return-path",
@@ -61,8 +62,15 @@ def _split_header(header: bytes) -> list[bytes]:
 
 
 def _addresses(value: str) -> str:
+    pairs = parse_field(value)
+    if pairs is None:
+        # a field that cannot be read (the same on every Python release,
+        # which getaddresses is not): shown whole, as an empty group
+        return _ew(value) + ":;"
     parts = []
-    for name, addr in getaddresses([value]):
+    for name, addr in pairs:
+        if not addr:
+            continue
         if not addr.isascii():
             whole = f"{name} <{addr}>" if name else addr
             parts.append(_ew(whole) + ":;")

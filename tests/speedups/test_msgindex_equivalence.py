@@ -222,3 +222,14 @@ def test_search_headers_agree(value):
     raw = b"Subject: " + value + b"\r\nX-A:" + value + b"\r\n\r\nbody"
     assert PY.build(raw)[19] == C.build(raw)[19]
     _same_index(raw)
+
+
+@pytest.mark.parametrize("mod", [PY, C], ids=["py", "c"])
+@pytest.mark.parametrize("charset", ["windows-31j", "Windows-31J", "csWindows31J"])
+def test_windows_31j_is_cp932_on_every_python(mod, charset):
+    """IANA's Windows-31J (Microsoft's Shift_JIS) decodes as cp932 on every
+    release: Python's codec registry knows the name only from 3.13 on, so
+    such mail was undecodable text on 3.11 and 3.12."""
+    if mod is None:
+        pytest.skip("msgindex_c not built")
+    assert mod.decode_text("日本語 ①".encode("cp932"), charset) == "日本語 ①"
