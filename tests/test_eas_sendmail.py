@@ -509,6 +509,29 @@ def test_reply_keeps_the_new_text_and_quotes_every_original_line(new_text, orig_
         assert "<blockquote" in msg.get_body(("html",)).get_content()
 
 
+@pytest.mark.parametrize("ch", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_reply_refuses_a_header_with_a_line_breaking_control(ch):
+    """SmartReply writes the message anew; a Python without the
+    CVE-2024-6923 fix (3.11.7) writes these characters out as line ends
+    when it folds a header, so "Subject: a<VT>From: ceo@..." left as a second
+    From field, and a fixed one keeps them.  RFC 5322 allows none of them
+    in a field body: refused (InvalidMIME) on every Python."""
+    new = ("From: alice@localhost\r\nTo: bob@example.org\r\n"
+           f"Subject: a{ch}From: ceo@example.org\r\nContent-Type: text/plain\r\n\r\nhi\r\n")
+    with pytest.raises(eas_compose.MimeError):
+        eas_compose.smart_reply(eas_compose.prepare(new.encode("utf-8"), "a@l", "l"),
+                                b"From: b@example.org\r\n\r\norig\r\n")
+
+
+def test_reply_takes_the_originals_message_id_as_one_line():
+    orig = b"From: b@example.org\r\nMessage-ID: <m1@x>\x0bX-Injected: yes\r\n\r\norig\r\n"
+    new = b"From: alice@localhost\r\nTo: b@example.org\r\nSubject: re\r\n\r\nhi\r\n"
+    out = eas_compose.smart_reply(eas_compose.prepare(new, "a@l", "l"), orig)
+    head = out[:out.index(b"\r\n\r\n")].split(b"\r\n")
+    assert not any(line.lower().startswith(b"x-injected") for line in head), head
+    assert sum(line.lower().startswith(b"from:") for line in head) == 1
+
+
 @settings(max_examples=30, deadline=None)
 @given(new_text=_text, mixed=st.booleans())
 def test_forward_carries_the_original_byte_for_byte(new_text, mixed):

@@ -97,6 +97,25 @@ def _parse(raw: bytes) -> EmailMessage:
     return email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
 
 
+# What str.splitlines() breaks a line at besides CR and LF.  The email
+# generator of a Python without the CVE-2024-6923 fix (3.11.7, CI's, among
+# them) writes these out as line ends when it folds a header, so "Subject:
+# a\x0bBcc: x@y" left as two fields; a fixed Python keeps the character.
+# RFC 5322 §2.2 allows none of them in a field body: refused on every Python.
+_LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _refuse_line_breaks(msg: EmailMessage) -> None:
+    """MimeError when a header field of MSG (any part) holds one of
+    _LINE_BREAKS: SmartReply writes the message anew, forwarding keeps the
+    phone's bytes."""
+    for part in msg.walk():
+        for name, value in part.items():
+            if _LINE_BREAKS.search(str(value)):
+                raise MimeError(f"the {name} header field holds a line-breaking control "
+                                "character")
+
+
 def _text_of(part) -> str:
     try:
         return part.get_content()
@@ -163,6 +182,7 @@ def _set_text(part, text: str, subtype: str, top: bool) -> None:
 def smart_reply(new: bytes, orig: bytes) -> bytes:
     """NEW (prepared) with ORIG quoted below its text (see the module docstring)."""
     msg = _parse(new)
+    _refuse_line_breaks(msg)
     o = _parse(orig)
     o_text, o_html = _original_bodies(o)
     attribution = _attribution(o)
