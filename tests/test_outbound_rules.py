@@ -168,8 +168,8 @@ def test_parse_field_is_the_same_on_every_release(monkeypatch, other):
 
 
 def test_parse_field_is_linear():
-    import time
+    """Behaviour, no timing: fields of 200,000 characters that a quadratic
+    reader (a rescan per comma or parenthesis) would not finish within the
+    suite's time; each is unreadable."""
     for bad in ("(" * 200_000, '"' + "\\," * 100_000, "a@x.org, " * 50_000 + "(", "," * 200_000):
-        t = time.perf_counter()
-        addresses.parse_field(bad)
-        assert time.perf_counter() - t < 2.0
+        assert addresses.parse_field(bad) is None
