@@ -509,6 +509,46 @@ def test_reply_keeps_the_new_text_and_quotes_every_original_line(new_text, orig_
         assert "<blockquote" in msg.get_body(("html",)).get_content()
 
 
+# the regular expressions eas_compose's HTML readers replaced (quadratic on
+# unclosed tags): the reference their answers are held to
+def _old_html_to_text(s):
+    import html, re
+    s = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", "", s)
+    s = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>", "\n", s)
+    return html.unescape(re.sub(r"<[^>]*>", "", s))
+
+
+def _old_html_inner(s):
+    import re
+    m = re.search(r"(?is)<body\b[^>]*>(.*)</body\s*>", s)
+    return m.group(1) if m else s
+
+
+_html_bits = st.lists(st.sampled_from([
+    "<script", "<SCRIPT>", "<scripts>", "</script>", "</Script \n>", "<style x>", "</style>",
+    "</style", "<body", "<Body a=1>", "</body>", "</BODY >", "<", ">", "<br/>", "</p >",
+    "&amp;", "a", " ", "\n", "x>y"]), max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_html_bits)
+def test_the_html_readers_answer_as_the_regular_expressions_did(s):
+    assert eas_compose._html_to_text(s) == _old_html_to_text(s)
+    assert eas_compose._html_inner(s) == _old_html_inner(s)
+
+
+def test_the_html_readers_take_hostile_html_in_one_pass():
+    """Behaviour, no timing: the original's HTML comes from any sender, and
+    these are what the replaced expressions rescanned to the end at every
+    tag (hours each at this size); the answers are checked."""
+    n = 100_000
+    assert eas_compose._html_to_text("<script " * n + "</style>") == ""
+    assert eas_compose._html_to_text("<" * n + "a") == "<" * n + "a"
+    assert eas_compose._html_to_text("<style>" * n + "x") == "x"
+    assert eas_compose._html_inner("<body " * n) == "<body " * n
+    assert eas_compose._html_inner("<body>" + "</body" * n) == "<body>" + "</body" * n
+
+
 @pytest.mark.parametrize("ch", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"])
 def test_reply_refuses_a_header_with_a_line_breaking_control(ch):
     """SmartReply writes the message anew; a Python without the

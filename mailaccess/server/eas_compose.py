@@ -124,15 +124,63 @@ def _text_of(part) -> str:
         return payload.decode("utf-8", "replace")
 
 
+# The original's HTML comes from anyone who can send the user mail: these
+# read it in one forward pass each (the regular expressions they replace,
+# kept in tests/test_eas_sendmail.py as the reference, rescanned the rest of
+# the text at every unclosed "<script", "<body" or "<": hours for a message
+# of a few hundred KB).
+_SCRIPT_OPEN = re.compile(r"(?i)<(script|style)\b")
+_SCRIPT_CLOSE = {"script": re.compile(r"(?i)</script\s*>"),
+                 "style": re.compile(r"(?i)</style\s*>")}
+_BODY_OPEN = re.compile(r"(?i)<body\b")
+_BODY_CLOSE = re.compile(r"(?i)</body\s*>")
+
+
+def _drop_scripts(s: str) -> str:
+    """S without its script and style elements: each opening tag up to the
+    first closing tag of its kind after it (an opening with none is kept).
+    A kind with no closing tag left is not looked for again."""
+    out, keep, pos, closed = [], 0, 0, set()
+    while (m := _SCRIPT_OPEN.search(s, pos)) is not None:
+        kind = m.group(1).lower()
+        end = None if kind in closed else _SCRIPT_CLOSE[kind].search(s, m.end())
+        if end is None:
+            closed.add(kind)
+            pos = m.end()
+            continue
+        out.append(s[keep:m.start()])
+        keep = pos = end.end()
+    out.append(s[keep:])
+    return "".join(out)
+
+
+def _drop_tags(s: str) -> str:
+    """S without its tags: each "<" up to the first ">" after it."""
+    out, pos = [], 0
+    while (i := s.find("<", pos)) >= 0 and (j := s.find(">", i + 1)) >= 0:
+        out.append(s[pos:i])
+        pos = j + 1
+    out.append(s[pos:])
+    return "".join(out)
+
+
 def _html_to_text(s: str) -> str:
-    s = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", "", s)
+    s = _drop_scripts(s)
     s = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>", "\n", s)
-    return html.unescape(re.sub(r"<[^>]*>", "", s))
+    return html.unescape(_drop_tags(s))
 
 
 def _html_inner(s: str) -> str:
-    m = re.search(r"(?is)<body\b[^>]*>(.*)</body\s*>", s)
-    return m.group(1) if m else s
+    """What lies between the first <body ...> and the last </body> after it
+    (S itself when there is no such pair)."""
+    m = _BODY_OPEN.search(s)
+    gt = s.find(">", m.end()) if m is not None else -1
+    if gt < 0:
+        return s
+    last = None
+    for last in _BODY_CLOSE.finditer(s, gt + 1):
+        pass
+    return s[gt + 1:last.start()] if last is not None else s
 
 
 def _original_bodies(orig: EmailMessage) -> tuple[str, str | None]:
