@@ -39,6 +39,8 @@ import secrets
 import time
 from email.message import EmailMessage
 
+from .. import _speedups
+
 __all__ = ["MimeError", "prepare", "smart_reply", "smart_forward", "header_end"]
 
 _CRLF = b"\r\n"
@@ -124,50 +126,14 @@ def _text_of(part) -> str:
         return payload.decode("utf-8", "replace")
 
 
-# The original's HTML comes from anyone who can send the user mail: these
-# read it in one forward pass each (the regular expressions they replace,
-# kept in tests/test_eas_sendmail.py as the reference, rescanned the rest of
-# the text at every unclosed "<script", "<body" or "<": hours for a message
-# of a few hundred KB).
-_SCRIPT_OPEN = re.compile(r"(?i)<(script|style)\b")
-_SCRIPT_CLOSE = {"script": re.compile(r"(?i)</script\s*>"),
-                 "style": re.compile(r"(?i)</style\s*>")}
+# The original's HTML comes from anyone who can send the user mail: it is
+# read in one forward pass.  Its text is the message indexer's reading
+# (msgindex.html_to_text, compiled, with a pure-Python twin: what
+# eas_item shows the phone as the body of an HTML-only message, so the
+# quote is the text the user saw).
+_html_to_text = _speedups.load("msgindex").html_to_text
 _BODY_OPEN = re.compile(r"(?i)<body\b")
 _BODY_CLOSE = re.compile(r"(?i)</body\s*>")
-
-
-def _drop_scripts(s: str) -> str:
-    """S without its script and style elements: each opening tag up to the
-    first closing tag of its kind after it (an opening with none is kept).
-    A kind with no closing tag left is not looked for again."""
-    out, keep, pos, closed = [], 0, 0, set()
-    while (m := _SCRIPT_OPEN.search(s, pos)) is not None:
-        kind = m.group(1).lower()
-        end = None if kind in closed else _SCRIPT_CLOSE[kind].search(s, m.end())
-        if end is None:
-            closed.add(kind)
-            pos = m.end()
-            continue
-        out.append(s[keep:m.start()])
-        keep = pos = end.end()
-    out.append(s[keep:])
-    return "".join(out)
-
-
-def _drop_tags(s: str) -> str:
-    """S without its tags: each "<" up to the first ">" after it."""
-    out, pos = [], 0
-    while (i := s.find("<", pos)) >= 0 and (j := s.find(">", i + 1)) >= 0:
-        out.append(s[pos:i])
-        pos = j + 1
-    out.append(s[pos:])
-    return "".join(out)
-
-
-def _html_to_text(s: str) -> str:
-    s = _drop_scripts(s)
-    s = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>", "\n", s)
-    return html.unescape(_drop_tags(s))
 
 
 def _html_inner(s: str) -> str:
@@ -191,7 +157,9 @@ def _original_bodies(orig: EmailMessage) -> tuple[str, str | None]:
     if plain is not None:
         t = _text_of(plain)
     elif h is not None:
-        t = _html_to_text(h)
+        # white space around a line is not part of HTML's text (a dropped
+        # script or the head leaves a blank): the quote starts at the text
+        t = "\n".join(ln.strip() for ln in _html_to_text(h).splitlines()).strip("\n")
     else:
         t = ""
     return t, h
