@@ -38,3 +38,31 @@ def load(name: str) -> types.ModuleType:
             return mod
     IMPLEMENTATION[name] = "py"
     return load_py(name)
+
+
+def names() -> list[str]:
+    """Every hot path of this package (each has a pure twin ``NAME_py``)."""
+    here = os.path.dirname(__file__)
+    return sorted(f[:-6] for f in os.listdir(here) if f.endswith("_py.py"))
+
+
+def describe() -> tuple[bool, str]:
+    """What the server runs, for its start-up log -> (all compiled, one
+    line).  A hot path whose compiled module is missing (not built: no C
+    compiler at setup) runs as its pure twin, correct but several times
+    slower; the line says which and how to build them."""
+    if NO_EXTENSIONS:
+        return True, "hot paths: pure Python (MAILACCESS_NO_EXTENSIONS is set)"
+    missing = [n for n in names() if load_c(n) is None]
+    if missing:
+        return False, (f"hot paths running as pure Python, slower: {', '.join(missing)} "
+                       "(their compiled modules are not built; `python setup.py build_ext "
+                       "--inplace` in the source tree, or scripts/setup, builds them)")
+    line = f"hot paths: compiled ({len(names())})"
+    rec = load_c("emailrec")
+    if rec is not None:
+        import lmdb
+        line += ("; bulk flag writes call LMDB directly" if rec.lmdb_direct() else
+                 f"; bulk flag writes go through py-lmdb {lmdb.__version__} "
+                 "(direct calls need py-lmdb 3.0.0)")
+    return True, line

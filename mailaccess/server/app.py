@@ -25,7 +25,7 @@ from typing import Awaitable, Callable
 
 import trio
 
-from .. import accounts
+from .. import _speedups, accounts
 from ..auth.hashing import Argon2Params, Hasher
 from ..auth.service import LoginService
 from ..bus import Bus
@@ -154,6 +154,9 @@ async def serve(cfg: Config, *, task_status=trio.TASK_STATUS_IGNORED,
         log.debug("logins: argon2id m=%d KiB t=%d p=%d, %d verifications at once, %d waiting",
                   a.argon2_memory_kib, a.argon2_time_cost, a.argon2_parallelism,
                   a.verify_threads, a.verify_queue)
+        if primary:
+            compiled, line = _speedups.describe()
+            (log.info if compiled else log.warning)("%s", line)
         if cfg.demo_account and ensure_demo_account(cfg, store):
             log.info("created the demo account: user %r, password %r", DEMO_USER, DEMO_PASSWORD)
         async with trio.open_nursery() as nursery:
