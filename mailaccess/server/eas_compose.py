@@ -39,6 +39,8 @@ import secrets
 import time
 from email.message import EmailMessage
 
+from ..mime.compose import drop_tags
+
 __all__ = ["MimeError", "prepare", "smart_reply", "smart_forward", "header_end"]
 
 _CRLF = b"\r\n"
@@ -154,20 +156,10 @@ def _drop_scripts(s: str) -> str:
     return "".join(out)
 
 
-def _drop_tags(s: str) -> str:
-    """S without its tags: each "<" up to the first ">" after it."""
-    out, pos = [], 0
-    while (i := s.find("<", pos)) >= 0 and (j := s.find(">", i + 1)) >= 0:
-        out.append(s[pos:i])
-        pos = j + 1
-    out.append(s[pos:])
-    return "".join(out)
-
-
 def _html_to_text(s: str) -> str:
     s = _drop_scripts(s)
     s = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>", "\n", s)
-    return html.unescape(_drop_tags(s))
+    return html.unescape(drop_tags(s))
 
 
 def _html_inner(s: str) -> str:
