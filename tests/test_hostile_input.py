@@ -7,6 +7,8 @@ these functions used before.  No timing thresholds: a regression shows as a
 test that does not finish.  Then the same cases through a real server over a
 raw socket, and the bounded worker pool CPU-heavy commands run in.
 """
+import email
+import email.policy
 import functools
 import re
 import threading
@@ -20,8 +22,11 @@ from conftest import twin_params
 from imap_helpers import Raw, run
 from mailaccess import storeio
 from mailaccess.mime import index as mindex
+from mailaccess.mime.compose import drop_tags
+from mailaccess.outbound import autoreply
 from mailaccess.proto.imap.pattern import compile_pattern
 from mailaccess.query.thread import is_reply_or_forward
+from mailaccess.server import eas_settings
 
 N = 40_000   # repetitions: 120-240 KB inputs, like the reported attacks
 
@@ -150,6 +155,65 @@ def test_html_to_text_answers_like_the_regexes(impl, text):
     if "&" in want:
         want = html.unescape(want)
     assert impl.html_to_text(text) == want
+
+
+# ------------------------------------------------- a vacation reply's HTML
+
+# The vacation response's htmlBody (JMAP VacationResponse/set, ActiveSync Oof
+# Set; at most 256 KB) made text for the automatic reply and the Oof Get.
+_OLD_OOF_BREAK = re.compile(r"(?i)<br\s*/?>|</p\s*>|</div\s*>")
+_TAG_BITS = st.sampled_from(["<", ">", "<br>", "<BR />", "</p >", "</div>", "<br", "/", "x",
+                             " ", "\n", "&amp;", "&lt;", "\u00e9"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_TAG_BITS, max_size=16).map("".join))
+def test_vacation_html_to_text_answers_like_the_regexes(body):
+    import html
+    assert drop_tags(body) == _OLD_TAG.sub("", body)
+    want = html.unescape(_OLD_TAG.sub("", _OLD_OOF_BREAK.sub("\n", body))).strip()
+    assert eas_settings._as_text({"textBody": None, "htmlBody": body}) == want
+
+
+N_VACATION = eas_settings.MAX_TEXT    # "<" characters: the most a vacation response holds
+
+
+def _reply_text(body):
+    """The text the automatic reply to a message carries for an htmlBody."""
+    orig = (b"From: bob@example.com\r\nTo: alice@localhost\r\nSubject: q\r\n"
+            b"Message-ID: <q1@example.com>\r\n\r\nhi\r\n")
+    vac = {"isEnabled": True, "subject": None, "textBody": None, "htmlBody": body}
+    raw = autoreply.build_reply(orig, vac, "alice@localhost", "bob@example.com",
+                                1_700_000_000, "mx")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    return msg.get_body(("plain",)).get_content().rstrip("\r\n")
+
+
+def _oof_text(body):
+    """The reply text an ActiveSync Oof Get answers for an htmlBody."""
+    rec = dict(eas_settings.DEFAULT, isEnabled=True, htmlBody=body)
+    get = eas_settings.oof_get(rec, "Text").find("Settings:Get")
+    return get.findall("Settings:OofMessage")[0].child_text("Settings:ReplyMessage")
+
+
+@pytest.mark.parametrize("body, text", [
+    # a "<" with no ">" after it made re scan to the end of the text from each
+    ("<" * N_VACATION, "<" * N_VACATION),
+    ("<a" * (N_VACATION // 2), "<a" * (N_VACATION // 2)),
+    ("<p>x</p>" + "<br" * (N_VACATION // 3), "x\n" + "<br" * (N_VACATION // 3)),
+    ("y>" + "<b " * (N_VACATION // 3) + ">z", "y>z"),
+])
+def test_vacation_html_with_hostile_tags_is_answered(body, text):
+    assert _oof_text(body) == text
+    assert _reply_text(body) == text.replace("\n", "")
+
+
+def test_drop_tags_of_message_sized_html():
+    # SmartReply reads the original message's HTML with it too: megabytes
+    n = 2_000_000
+    assert drop_tags("<" * n) == "<" * n
+    assert drop_tags("<p>x</p>" + "<a" * n) == "x" + "<a" * n
+    assert drop_tags("<a>" * n + "<") == "<"
 
 
 # ------------------------------------------------------------- LIST patterns

@@ -15,6 +15,7 @@ import email.policy
 import email.utils
 import re
 
+from ..mime.compose import drop_tags
 from ..mime.headers import as_addresses
 from .addresses import valid_address
 from .envelope import _header_end
@@ -94,7 +95,7 @@ def build_reply(raw: bytes, vacation: dict, user_address: str, to: str, now: int
     if text is None and html is None:
         text = "I am away and will read your message when I return.\n"
     if text is None:
-        text = re.sub(r"<[^>]*>", "", html)
+        text = drop_tags(html)
     m = email.message.EmailMessage(policy=email.policy.SMTP)
     m["From"] = user_address
     m["To"] = to

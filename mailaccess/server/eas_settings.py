@@ -42,6 +42,7 @@ import re
 from datetime import datetime, timezone
 
 from .. import storeio
+from ..mime.compose import drop_tags
 from ..outbound import addresses
 from ..proto.eas.wbxml import E, Element
 from ..store import sending
@@ -105,7 +106,7 @@ def _as_text(rec: dict) -> str | None:
         return rec["textBody"]
     if rec.get("htmlBody") is not None:
         s = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>", "\n", rec["htmlBody"])
-        return html.unescape(re.sub(r"<[^>]*>", "", s)).strip()
+        return html.unescape(drop_tags(s)).strip()
     return None
 
 
