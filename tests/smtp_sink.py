@@ -53,9 +53,11 @@ def free_port() -> int:
 
 
 class Sink:
-    def __init__(self):
+    def __init__(self, **smtp):
+        """SMTP: aiosmtpd SMTP parameters (tls_context, require_starttls, ...)."""
         self.handler = SinkHandler()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=free_port())
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=free_port(),
+                                     **smtp)
 
     def __enter__(self) -> "Sink":
         self.controller.start()

@@ -8,6 +8,7 @@ import pytest
 import trio
 from pyactivesync import Client
 
+from address_release import STRICT_PARSEADDR, other_release
 from conftest import port_of
 from eas_helpers import base, provision
 from imap_helpers import run
@@ -95,6 +96,41 @@ async def test_names_addresses_and_ambiguity(srv, version):
         ("zz", "4", "0", []),
         ("alice@elsewhere.example", "4", "0", []),
     ]
+
+
+@pytest.mark.parametrize("other", [False, True], ids=["this-python", "other-release"])
+async def test_a_to_that_is_not_one_readable_address_is_matched_as_a_name(srv, monkeypatch,
+                                                                          other):
+    """Whichever way this Python's parser answers (CVE-2023-27043: 3.11.7's
+    parseaddr read alice out of "alice@localhost, bob@localhost", a fixed
+    release answers ('', '')), several addresses or a malformed one in a To
+    resolve to no one (Status 4, the name search finding nothing), and a
+    comment with a comma or a last comma does not hide the address."""
+    if other:
+        other_release(monkeypatch)
+    malformed = sorted(STRICT_PARSEADDR) + ["a b@@localhost", "bob@localhost bert@localhost"]
+    doc = await run(raw(srv, "ResolveRecipients", E(
+        "ResolveRecipients:ResolveRecipients",
+        *[E("ResolveRecipients:To", text=q) for q in malformed],
+        E("ResolveRecipients:To", text="bob@localhost (Liddell, Robert)"),
+        E("ResolveRecipients:To", text="bert@localhost,"),
+        E("ResolveRecipients:To", text="Bob"))))
+    bob = [("1", "Robert Liddell", "bob@localhost")]
+    assert responses(doc) == [(q, "4", "0", []) for q in malformed] + [
+        ("bob@localhost (Liddell, Robert)", "1", "1", bob),
+        ("bert@localhost,", "1", "1", [("1", "bert", "bert@localhost")]),
+        ("Bob", "1", "1", bob)]
+
+
+def test_the_stand_in_answers_as_a_fixed_release():
+    """address_release's tables are what a Python with the CVE-2023-27043
+    fix answers (checked where this Python is one, e.g. 3.13)."""
+    import email.utils
+    if not getattr(email.utils, "supports_strict_parsing", False):
+        pytest.skip("this Python has no CVE-2023-27043 fix")
+    for q in STRICT_PARSEADDR:
+        assert email.utils.parseaddr(q) == ("", ""), q
+        assert email.utils.parseaddr(q, strict=False)[1], q
 
 
 async def test_options_we_cannot_serve_get_their_none_answers(srv):

@@ -234,3 +234,35 @@ async def test_differential_findings_fixed(imap_server):
         assert b"MIN 6" in out and b"MAX 1" in out                # first/last in sort order
         r.close()
     await run(go)
+
+
+async def test_search_sort_thread_charset_windows_31j(imap_server):
+    """WINDOWS-31J (IANA's name for Microsoft's Shift_JIS, Python's cp932)
+    is a SEARCH, SORT and THREAD charset on every Python: 3.13.0's codecs
+    know the name, 3.11.7's and 3.12.1's do not (NO [BADCHARSET] there).
+    The search string has NEC's circled one, which cp932 has and plain
+    Shift_JIS does not."""
+    def go():
+        c = connect(imap_server)
+        c.append("INBOX", None, None, msg(
+            "nihongo", body="\u65e5\u672c\u8a9e\u2460 \u306e\u30c6\u30ad\u30b9\u30c8",
+            extra="Content-Type: text/plain; charset=utf-8\r\n"
+                  "Content-Transfer-Encoding: 8bit\r\n"))
+        c.append("INBOX", None, None, msg("english", body="plain text"))
+        c.logout()
+        r = Raw(imap_server)
+        r.cmd(b"SELECT INBOX")
+        sjis = "\u65e5\u672c\u8a9e\u2460".encode("cp932")
+        assert sjis == b"\x93\xfa\x96{\x8c\xea\x87\x40"
+        for name in (b"WINDOWS-31J", b"windows-31j", b"csWindows31J"):
+            out = b"".join(r.command(b"SEARCH CHARSET " + name + b" TEXT {}", [sjis]))
+            assert b"* SEARCH 1\r\n" in out and out.rstrip().endswith(b"completed"), out
+        out = b"".join(r.command(b"SORT (ARRIVAL) WINDOWS-31J BODY {}", [sjis]))
+        assert b"* SORT 1\r\n" in out, out
+        out = b"".join(r.command(b"UID THREAD ORDEREDSUBJECT WINDOWS-31J BODY {}", [sjis]))
+        assert b"* THREAD (1)\r\n" in out, out
+        # the bytes are not UTF-8: the charset named is what decodes them
+        out = b"".join(r.command(b"SEARCH CHARSET UTF-8 TEXT {}", [sjis]))
+        assert b"* SEARCH 1\r\n" not in out
+        r.close()
+    await run(go)

@@ -238,6 +238,9 @@ def test_search_return_and_charset():
     assert parse(b"t1 SEARCH ALL\r\n").returns is None
     cmd = parse(b"t1 SEARCH CHARSET ISO-8859-1 BODY {1}\r\n\xe4\r\n")
     assert cmd.key == E.Body("\u00e4")
+    # IANA's Windows-31J (cp932): Python's codecs know the name from 3.13 on only
+    cmd = parse(b"t1 SEARCH CHARSET WINDOWS-31J BODY {8}\r\n\x93\xfa\x96{\x8c\xea\x87\x40\r\n")
+    assert cmd.charset == "WINDOWS-31J" and cmd.key == E.Body("\u65e5\u672c\u8a9e\u2460")
     err = bad(b"t1 SEARCH CHARSET KLINGON BODY x\r\n")
     assert err.code.startswith("BADCHARSET")
     # a NUL in the name: codecs.lookup raises ValueError, not LookupError

@@ -10,6 +10,7 @@ from mailaccess import config
 from mailaccess.outbound import addresses, envelope as env, retry
 from mailaccess.server import outbound
 
+from address_release import STRICT, other_release
 from smtp_sink import free_port
 
 
@@ -50,26 +51,6 @@ def test_derive_envelope():
         env.derive_mail_from(h("From: a@x.org\r\nFrom: b@x.org\r\n\r\n"))
 
 
-# what getaddresses answers for these on a Python with the CVE-2023-27043 fix
-# (3.11.10+, 3.12.6+, 3.13, Debian's 3.11.2): ('', '') for the whole field
-_STRICT = {"a b@@c": [("", "")], "a b@@c, bob@y.org": [("", "")], "a@x b@y": [("", "")]}
-
-
-def other_release(monkeypatch):
-    """Make email.utils look like the other kind of release: on one with the
-    CVE-2023-27043 fix, an unpatched one (no strict=, the lenient parser);
-    on an unpatched one, a patched one (strict by default: _STRICT)."""
-    import email.utils
-    real = email.utils.getaddresses
-    if getattr(email.utils, "supports_strict_parsing", False):
-        monkeypatch.delattr(email.utils, "supports_strict_parsing")
-        monkeypatch.setattr(email.utils, "getaddresses", lambda vs: real(vs, strict=False))
-    else:
-        monkeypatch.setattr(email.utils, "supports_strict_parsing", True, raising=False)
-        monkeypatch.setattr(email.utils, "getaddresses", lambda vs, *, strict=True:
-                            (_STRICT.get(vs[0]) if strict else None) or real(vs))
-
-
 @pytest.mark.parametrize("other", [False, True], ids=["this-python", "other-release"])
 def test_a_field_the_parser_cannot_read_is_an_invalid_recipient(monkeypatch, other):
     """Whichever way this Python's parser answers a malformed field (its
@@ -78,7 +59,7 @@ def test_a_field_the_parser_cannot_read_is_an_invalid_recipient(monkeypatch, oth
     116, JMAP invalidRecipients), not "no recipient"."""
     if other:
         other_release(monkeypatch)
-    for value in _STRICT:
+    for value in STRICT:
         to = h(f"To: {value}\r\n\r\n").to
         assert to and not all(addresses.valid_address(a) for a in to), (value, to)
     # fields that name nobody, on purpose or by being blank, stay empty

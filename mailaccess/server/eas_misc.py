@@ -8,16 +8,18 @@ MeetingResponse (2.2.1.11).
   deliver it to an account (the account's name at a local domain, a
   ``+detail`` of it, or an account named by the whole address); a name
   without ``@`` matches accounts whose name, or whose identities' names
-  (JMAP Identity), start with it (case-insensitive).  Response Status
-  (2.2.3.177.12): 1 one match, 2 several (all listed as suggestions), 3
-  several and more than ``MaxAmbiguousRecipients`` (the list is partial),
-  4 no match.  Recipients are Type 1 (a directory entry).  The options we
-  cannot serve get their own "none" answer: CertificateRetrieval ->
-  ``Certificates`` Status 7 (no valid certificate) with CertificateCount 0;
-  Availability -> ``Availability`` Status 163 (free/busy failed: there is
-  no calendar); Picture -> ``Picture`` Status 173 (no photo).
-  Matching scans the account list: fine for the few thousand accounts one
-  node holds.
+  (JMAP Identity), start with it (case-insensitive); so does a ``To`` that
+  is not one readable mailbox (several addresses, a malformed one), the
+  same on every Python (outbound.addresses.parse_field reads it).
+  Response Status (2.2.3.177.12): 1 one match, 2 several (all listed as
+  suggestions), 3 several and more than ``MaxAmbiguousRecipients`` (the
+  list is partial), 4 no match.  Recipients are Type 1 (a directory
+  entry).  The options we cannot serve get their own "none" answer:
+  CertificateRetrieval -> ``Certificates`` Status 7 (no valid
+  certificate) with CertificateCount 0; Availability -> ``Availability``
+  Status 163 (free/busy failed: there is no calendar); Picture ->
+  ``Picture`` Status 173 (no photo).  Matching scans the account list:
+  fine for the few thousand accounts one node holds.
 * ValidateCert: the server does not validate certificates (it has no trust
   store for S/MIME): the command Status is 1 and every certificate gets
   Status 17 ("an unknown server error has occurred", 2.2.3.177.18), which
@@ -31,8 +33,6 @@ MeetingResponse (2.2.1.11).
 None of them keeps device state.
 """
 from __future__ import annotations
-
-import email.utils
 
 from ..outbound import addresses
 from ..proto.eas.wbxml import E, Element
@@ -71,9 +71,21 @@ def _entry(view, cfg, acc, address: str | None = None) -> tuple[str, str]:
     return names.get(address.lower()) or names.get(primary.lower()) or acc.name, address
 
 
+def _one_address(query: str) -> str:
+    """The address of QUERY when it is one mailbox ("a@x", "Name <a@x>"),
+    else "" (a name, several addresses, or what cannot be read).  Read by
+    outbound.addresses.parse_field, which answers the same on every Python:
+    email.utils.parseaddr does not (for "a@x, b@y" or "a@x)<b@y>", 3.11.7
+    gives a@x, a release with the CVE-2023-27043 fix ('', ''))."""
+    pairs = addresses.parse_field(query)
+    if pairs is None or len(pairs) != 1:
+        return ""
+    return pairs[0][1]
+
+
 def resolve(view, cfg, query: str) -> list[tuple[str, str]]:
     """The directory entries (display name, address) QUERY names."""
-    _name, addr = email.utils.parseaddr(query)
+    addr = _one_address(query)
     if "@" in addr:
         local, _, domain = addr.rpartition("@")
         base = local.partition("+")[0]

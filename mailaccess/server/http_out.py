@@ -7,8 +7,8 @@ Push delivery (server/push_delivery.py) uses it; nothing here knows JMAP.
 * Deadlines: connecting (DNS included), then each write and each read has
   its own (``io_timeout``), and the whole exchange at most
   ``connect_timeout + 4 * io_timeout``; any of them is ``Timeout``.
-* TLS for https with certificate and host name verification (the default
-  SSL context, or the one given).
+* TLS for https with certificate and host name verification
+  (``tls.client_context()``, or the context given).
 * The host is resolved once and every address is checked by
   ``allow_address`` before connecting (to the address checked, so a second
   DNS answer cannot send us elsewhere): server-side request forgery to
@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import h11
 import trio
+
+from .tls import client_context
 
 USER_AGENT = "mailaccess-push/1"
 
@@ -137,7 +139,7 @@ async def post(url: str, body: bytes, headers: list[tuple[str, str]] = (), *,
             raise Timeout(f"connecting to {u.hostname}:{port} took too long")
         try:
             if https:
-                ctx = ssl_context or ssl.create_default_context()
+                ctx = ssl_context or client_context()
                 stream = trio.SSLStream(stream, ctx, server_hostname=u.hostname)
                 with trio.fail_after(io_timeout):
                     await stream.do_handshake()

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import math
 import smtplib
-import ssl
 import time
 
 import trio
@@ -40,6 +39,7 @@ from ..outbound import retry
 from ..store import sending
 from . import autoreply, lmtp
 from .app import ServerContext
+from .tls import client_context
 
 log = logging.getLogger("mailaccess.outbound")
 
@@ -190,7 +190,7 @@ def relay(cfg, hostname: str, mail_from: str, rcpts: list[str],
                           timeout=cfg.timeout) as s:
             s.ehlo()
             if cfg.starttls:
-                s.starttls(context=ssl.create_default_context())
+                s.starttls(context=client_context())
                 s.ehlo()
             if cfg.username:
                 s.login(cfg.username, cfg.password)

@@ -1,5 +1,6 @@
-"""TLS contexts for the listeners, and the embedded default's self-signed
-certificate (made once, kept in the data directory)."""
+"""TLS contexts for the listeners and for our outgoing connections, and the
+embedded default's self-signed certificate (made once, kept in the data
+directory)."""
 from __future__ import annotations
 
 import logging
@@ -42,4 +43,27 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+# The certificate checks of every outgoing TLS connection (JMAP push in
+# server/http_out.py, the SMTP relay's STARTTLS in server/outbound.py), set
+# here rather than left to ssl.create_default_context(), whose flags depend
+# on the Python: 3.13 added VERIFY_X509_STRICT and VERIFY_X509_PARTIAL_CHAIN,
+# and strict mode refuses certificates OpenSSL's default accepts (a leaf
+# without an Authority Key Identifier, a CA without a Subject Key Identifier
+# or whose Basic Constraints are not critical: common in private CAs).  What
+# Postfix and Dovecot accept is OpenSSL's default checking, so: no strict
+# mode, and a certificate in the trust store is a trust anchor even when it
+# is an intermediate (partial chain, as 3.13 does).  Host name checking and
+# CERT_REQUIRED are create_default_context's, unchanged.
+CLIENT_VERIFY_FLAGS = ssl.VERIFY_X509_TRUSTED_FIRST | ssl.VERIFY_X509_PARTIAL_CHAIN
+
+
+def client_context() -> ssl.SSLContext:
+    """The context of an outgoing TLS connection: the system's trust store,
+    host name checked, the same verification flags on every Python
+    (docs/operations.md "TLS of outgoing connections")."""
+    ctx = ssl.create_default_context()
+    ctx.verify_flags = CLIENT_VERIFY_FLAGS
     return ctx
