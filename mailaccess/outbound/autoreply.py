@@ -15,7 +15,7 @@ import email.policy
 import email.utils
 import re
 
-from ..mime.compose import drop_tags
+from ..mime.compose import html_as_text
 from ..mime.headers import as_addresses
 from .addresses import valid_address
 from .envelope import _header_end
@@ -95,7 +95,7 @@ def build_reply(raw: bytes, vacation: dict, user_address: str, to: str, now: int
     if text is None and html is None:
         text = "I am away and will read your message when I return.\n"
     if text is None:
-        text = drop_tags(html)
+        text = html_as_text(html) + "\n"
     m = email.message.EmailMessage(policy=email.policy.SMTP)
     m["From"] = user_address
     m["To"] = to

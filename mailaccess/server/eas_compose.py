@@ -39,7 +39,7 @@ import secrets
 import time
 from email.message import EmailMessage
 
-from .. import _speedups
+from ..mime.compose import html_as_text
 
 __all__ = ["MimeError", "prepare", "smart_reply", "smart_forward", "header_end"]
 
@@ -127,11 +127,9 @@ def _text_of(part) -> str:
 
 
 # The original's HTML comes from anyone who can send the user mail: it is
-# read in one forward pass.  Its text is the message indexer's reading
-# (msgindex.html_to_text, compiled, with a pure-Python twin: what
-# eas_item shows the phone as the body of an HTML-only message, so the
-# quote is the text the user saw).
-_html_to_text = _speedups.load("msgindex").html_to_text
+# read in forward passes (its text by mime.compose.html_as_text; the
+# regular expressions these replaced rescanned the rest of the text at every
+# unclosed "<body", "<script" or "<").
 _BODY_OPEN = re.compile(r"(?i)<body\b")
 _BODY_CLOSE = re.compile(r"(?i)</body\s*>")
 
@@ -157,9 +155,7 @@ def _original_bodies(orig: EmailMessage) -> tuple[str, str | None]:
     if plain is not None:
         t = _text_of(plain)
     elif h is not None:
-        # white space around a line is not part of HTML's text (a dropped
-        # script or the head leaves a blank): the quote starts at the text
-        t = "\n".join(ln.strip() for ln in _html_to_text(h).splitlines()).strip("\n")
+        t = html_as_text(h)
     else:
         t = ""
     return t, h

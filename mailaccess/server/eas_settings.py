@@ -38,11 +38,10 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 from datetime import datetime, timezone
 
 from .. import storeio
-from ..mime.compose import drop_tags
+from ..mime.compose import html_as_text
 from ..outbound import addresses
 from ..proto.eas.wbxml import E, Element
 from ..store import sending
@@ -105,8 +104,7 @@ def _as_text(rec: dict) -> str | None:
     if rec.get("textBody") is not None:
         return rec["textBody"]
     if rec.get("htmlBody") is not None:
-        s = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>", "\n", rec["htmlBody"])
-        return html.unescape(drop_tags(s)).strip()
+        return html_as_text(rec["htmlBody"])
     return None
 
 
