@@ -83,13 +83,50 @@ def _ts(utc: str) -> float:
     return datetime.fromisoformat(utc.replace("Z", "+00:00")).timestamp()
 
 
+# What the reply repeats of header fields whose length a stranger (or the
+# vacation response's 256 KB subject) decides, at most: the email package
+# parses and folds a header field in time that grows with the square of its
+# length (a 1.5 MB References took 14 s, a 1.4 MB Subject of encoded words
+# ran out of memory).  A line's worth of the subject (whole words), the
+# latest message ids of References, no In-Reply-To for an id longer than a
+# line (RFC 5322 §2.1.1: 998 characters).
+MAX_LINE = 998
+MAX_REFERENCES = 8 * MAX_LINE
+
+
+def _first_words(words: list[str], limit: int) -> str:
+    """The first of WORDS, joined by spaces, in at most LIMIT characters
+    (the first word cut if it alone is longer)."""
+    out, n = [], -1
+    for w in words:
+        n += 1 + len(w)
+        if n > limit:
+            break
+        out.append(w)
+    return " ".join(out) if out else (words[0][:limit] if words else "")
+
+
+def _last_words(words: list[str], limit: int) -> str:
+    """The last of WORDS, joined by spaces, in at most LIMIT characters."""
+    out, n = [], -1
+    for w in reversed(words):
+        n += 1 + len(w)
+        if n > limit:
+            break
+        out.append(w)
+    return " ".join(reversed(out))
+
+
 def build_reply(raw: bytes, vacation: dict, user_address: str, to: str, now: int,
                 hostname: str) -> bytes:
     """The automatic reply to RAW, from USER_ADDRESS to TO (the original's
-    return path), with the vacation response's subject and bodies."""
+    return path), with the vacation response's subject and bodies (the
+    subject and references bounded: MAX_LINE, MAX_REFERENCES)."""
     orig = _headers(raw)
     osubj = " ".join(str(orig.get("Subject") or "").split())
     subject = vacation.get("subject") or (f"Auto: {osubj}" if osubj else "Auto: away")
+    if len(subject) > MAX_LINE:
+        subject = _first_words(subject.split(), MAX_LINE)
     text = vacation.get("textBody")
     html = vacation.get("htmlBody")
     if text is None and html is None:
@@ -104,9 +141,10 @@ def build_reply(raw: bytes, vacation: dict, user_address: str, to: str, now: int
     m["Message-ID"] = email.utils.make_msgid(domain=hostname or "localhost")
     m["Auto-Submitted"] = "auto-replied"
     mid = str(orig.get("Message-ID") or "").strip()
-    if mid:
+    if mid and len(mid) <= MAX_LINE:
         m["In-Reply-To"] = mid
-        refs = " ".join(str(orig.get("References") or "").split())
+        refs = _last_words(str(orig.get("References") or "").split(),
+                           MAX_REFERENCES - len(mid) - 1)
         m["References"] = f"{refs} {mid}".strip()
     m.set_content(text)
     if html is not None:

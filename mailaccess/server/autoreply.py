@@ -46,13 +46,16 @@ async def _after_delivery(ctx, acc: int, rcpt: str, return_path: str, raw: bytes
     cfg: Config = ctx.cfg
     own = addresses.own_addresses(account.name, cfg.lmtp.local_domains, cfg.hostname)
     own.add(rcpt.lower())
-    why = autoreply.should_reply(raw, return_path, own)
+    # the message's header is read (and the reply written) in the worker
+    # pool: a 64 MB header takes the email package a second or more
+    why = await storeio.cpu(autoreply.should_reply, raw, return_path, own)
     if why is not None:
         log.debug("no vacation reply to %r for account %d: %s", return_path, acc, why)
         return
     me = rcpt if addresses.may_send_from(rcpt, own) and addresses.valid_address(rcpt) else \
         addresses.default_address(account.name, cfg.lmtp.local_domains, cfg.hostname)
-    reply = autoreply.build_reply(raw, vac, me, return_path, now, cfg.hostname)
+    reply = await storeio.cpu(autoreply.build_reply, raw, vac, me, return_path, now,
+                              cfg.hostname)
     qid = await storeio.write(ctx.store, _queue_reply, acc, return_path, now,
                               cfg.vacation.period_days * 86400, cfg.vacation.max_senders,
                               reply, now + cfg.smtp.expire)

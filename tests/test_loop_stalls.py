@@ -1,0 +1,64 @@
+"""Input built to make the JMAP, ActiveSync and outbound code do work that
+grows faster than its size (the loop-stall audit, docs/architecture.md).
+
+Each case is a bounded input that took seconds to minutes (or ran out of
+memory) before its fix; here it is answered, with the answer checked.  No
+timing thresholds: a regression shows as a test that does not finish.
+"""
+import email
+import email.policy
+
+from mailaccess.outbound import autoreply
+
+N = 200_000     # message ids, encoded words: a 2-3 MB header field
+
+
+def _orig(extra: bytes) -> bytes:
+    return (b"From: bob@example.com\r\nTo: alice@localhost\r\n"
+            b"Message-ID: <q1@example.com>\r\n" + extra + b"\r\n\r\nhi\r\n")
+
+
+def _reply(raw: bytes, subject=None):
+    vac = {"isEnabled": True, "subject": subject, "textBody": "Away", "htmlBody": None}
+    out = autoreply.build_reply(raw, vac, "alice@localhost", "bob@example.com",
+                                1_700_000_000, "mx")
+    return email.message_from_bytes(out, policy=email.policy.default)
+
+
+def test_reply_to_a_huge_references_keeps_its_latest_ids():
+    """A 3 MB References (14 s at 1.5 MB before: the email package parses
+    and folds a field in quadratic time): the reply's References holds the
+    latest ids, then the original's Message-ID, within MAX_REFERENCES."""
+    refs = b" ".join(b"<m%d@example.com>" % i for i in range(N))
+    m = _reply(_orig(b"References: " + refs))
+    got = str(m["References"]).split()
+    assert got[-1] == "<q1@example.com>"
+    assert got[-2] == f"<m{N - 1}@example.com>"
+    assert got[:-1] == [f"<m{i}@example.com>" for i in range(N - len(got) + 1, N)]
+    assert len(" ".join(got)) <= autoreply.MAX_REFERENCES
+    assert len(got) > 100
+    assert str(m["In-Reply-To"]) == "<q1@example.com>"
+
+
+def test_reply_to_a_huge_subject_of_encoded_words_keeps_a_line_of_it():
+    """A 2.8 MB Subject of encoded words (out of memory before): the reply's
+    subject is its first words, decoded, within a line."""
+    m = _reply(_orig(b"Subject: " + b"=?utf-8?q?caf=C3=A9?= " * N))
+    subj = str(m["Subject"])
+    assert subj.startswith("Auto: café")
+    assert set(subj[len("Auto: "):]) == set("café")
+    assert len(subj) <= autoreply.MAX_LINE
+
+
+def test_a_huge_vacation_subject_is_cut_at_a_word():
+    m = _reply(_orig(b"Subject: q"), subject="away " * 50_000)
+    subj = str(m["Subject"])
+    assert subj.startswith("away away") and subj.endswith("away")
+    assert len(subj) <= autoreply.MAX_LINE
+
+
+def test_a_message_id_longer_than_a_line_is_not_replied_to_by_id():
+    raw = _orig(b"Subject: q").replace(b"<q1@example.com>", b"<" + b"a" * 2_000_000 + b"@b>")
+    m = _reply(raw)
+    assert m["In-Reply-To"] is None and m["References"] is None
+    assert str(m["Subject"]) == "Auto: q"
