@@ -273,15 +273,15 @@ _CONTENT = re.compile(rb"(?i)^content-")
 
 def _split_header_lines(head: bytes) -> list[bytes]:
     """Header fields (with their continuation lines), each ending CRLF."""
-    fields: list[bytes] = []
+    fields: list[list[bytes]] = []       # each field's lines (joined once: linear)
     for line in head.split(_CRLF):
         if not line:
             continue
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line + _CRLF
+            fields[-1].append(line + _CRLF)
         else:
-            fields.append(line + _CRLF)
-    return fields
+            fields.append([line + _CRLF])
+    return [b"".join(f) for f in fields]
 
 
 def smart_forward(new: bytes, orig: bytes) -> bytes:
