@@ -62,3 +62,43 @@ def test_a_message_id_longer_than_a_line_is_not_replied_to_by_id():
     m = _reply(raw)
     assert m["In-Reply-To"] is None and m["References"] is None
     assert str(m["Subject"]) == "Auto: q"
+
+
+# --- address lists (outbound/addresses.parse_field, envelope.header_addresses)
+
+from mailaccess.outbound import addresses, envelope   # noqa: E402
+from mailaccess.server import eas_compose              # noqa: E402
+
+
+def test_a_group_of_many_members_is_refused():
+    """email._parseaddr copies a group's list once per member (22 s for
+    80,000 members): a group of more than MAX_GROUP elements cannot be read,
+    one of MAX_GROUP is read whole."""
+    assert addresses.parse_field("g: " + "a@x.org, " * 500_000 + "b@x.org;") is None
+    ok = "g: " + ", ".join(f"u{i}@x.org" for i in range(addresses.MAX_GROUP)) + ";"
+    assert [a for _n, a in addresses.parse_field(ok)] == \
+        [f"u{i}@x.org" for i in range(addresses.MAX_GROUP)]
+    many = ", ".join(["g: " + ", ".join(f"u{i}@x.org" for i in range(500)) + ";"] * 200)
+    assert len(addresses.parse_field(many)) == 100_000
+
+
+def test_a_huge_group_in_a_header_is_an_invalid_recipient():
+    raw = b"From: me@localhost\r\nTo: g: " + b"a@x.org, " * 500_000 + b"b@x.org;\r\n\r\nhi\r\n"
+    h = envelope.header_addresses(raw)
+    assert len(h.to) == 1 and h.to[0].startswith("g: a@x.org, a@x.org")
+    assert not addresses.valid_address(h.to[0])
+
+
+def test_nested_groups_and_comments_cannot_be_read():
+    """A RecursionError inside email._parseaddr before: now None."""
+    assert addresses.parse_field("a:" * 100_000) is None
+    assert addresses.parse_field("a@x " + "(" * 100_000 + ")" * 100_000) is None
+    assert addresses.parse_field("g: a@x.org, h: b@x.org;;") is not None
+
+
+def test_forwarding_a_header_of_many_continuation_lines():
+    """SmartForward's split of the phone's header into fields extended a
+    bytes object per continuation line: 131 s for 1,000,000 lines."""
+    head = b"Subject: x\r\n" + b" y\r\n" * 1_000_000 + b"To: b@x.org\r\n\r\n"
+    fields = eas_compose._split_header_lines(head)
+    assert fields == [b"Subject: x\r\n" + b" y\r\n" * 1_000_000, b"To: b@x.org\r\n"]

@@ -190,6 +190,8 @@ def _build(c: Compose, orig: bytes | None, default: str, domain: str) -> bytes:
 
 
 def _envelope(msg: bytes, own: set[str], default: str, max_rcpts: int) -> tuple[str, list[str]]:
+    """(MAIL FROM, RCPT TO) of MSG (CPU: runs in storeio.cpu, the email
+    package reads a 50 MB header in seconds)."""
     h = env.header_addresses(msg)
     named = [a for f in h.from_ + h.sender for a in f]
     bad = [a for a in named if not addresses.may_send_from(a, own)]
@@ -264,7 +266,7 @@ async def send(ctx, c: Compose) -> None:
     msg = await storeio.cpu(_build, c, None if c.replace else orig, default, domain)
     if len(msg) > cfg.smtp.max_size:
         raise Refused(ATTACHMENT_TOO_LARGE, "the message is too big to send")
-    mail_from, rcpts = _envelope(msg, own, default, cfg.smtp.max_recipients)
+    mail_from, rcpts = await storeio.cpu(_envelope, msg, own, default, cfg.smtp.max_recipients)
     sent_mbx, sent_copy = None, None
     if c.save:
         with ctx.store.view() as v:
@@ -274,11 +276,12 @@ async def send(ctx, c: Compose) -> None:
         else:
             sent_mbx = m.id
             sent_copy = await storeio.cpu(ingest.prepare, msg)
+    wire = await storeio.cpu(env.wire_bytes, msg)
     now = int(time.time())
     keyword = {REPLY: vocab.ANSWERED, FORWARD: vocab.FORWARDED}.get(c.kind)
     try:
         qid = await storeio.write(ctx.store, commit, ctx.account, ctx.req.device_id,
-                                  c.client_id, env.wire_bytes(msg), mail_from, rcpts, now,
+                                  c.client_id, wire, mail_from, rcpts, now,
                                   now + int(cfg.smtp.expire), sent_mbx, sent_copy,
                                   cfg.store.quota, orig_eid, keyword)
     except Duplicate:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from .. import ids
+from .. import ids, storeio
 from ..outbound import addresses, envelope as env
 from ..proto.jmap import capabilities as cap
 from ..proto.jmap.errors import MethodError
@@ -268,7 +268,8 @@ async def _create(call: Call, cid: str, obj: dict) -> dict:
     if len(raw) > cfg.smtp.max_size:
         raise SetError("tooLarge", "the email is too big to send", maxSize=cfg.smtp.max_size)
     own = own_addresses(call)
-    h = env.header_addresses(raw)
+    # the email package reads a 50 MB header in seconds: in the worker pool
+    h = await storeio.cpu(env.header_addresses, raw)
     froms = [a for f in h.from_ for a in f]
     if not froms:
         raise SetError("invalidEmail", "the email has no From address", properties=["from"])
@@ -304,7 +305,8 @@ async def _create(call: Call, cid: str, obj: dict) -> dict:
               "threadId": ids.thread_id(rec.thread),
               "envelope": _envelope_json(mail_from, rcpts), "sendAt": utc(send_at),
               "at": int(send_at), "undoStatus": "pending"}
-    sid = await call.write(sending.enqueue, call.acc, env.wire_bytes(raw), mail_from, rcpts,
+    wire = await storeio.cpu(env.wire_bytes, raw)
+    sid = await call.write(sending.enqueue, call.acc, wire, mail_from, rcpts,
                            now=int(now), send_at=int(send_at),
                            expires=int(now + cfg.smtp.expire), submission=record)
     with call.view() as v:
