@@ -102,3 +102,73 @@ def test_forwarding_a_header_of_many_continuation_lines():
     head = b"Subject: x\r\n" + b" y\r\n" * 1_000_000 + b"To: b@x.org\r\n\r\n"
     fields = eas_compose._split_header_lines(head)
     assert fields == [b"Subject: x\r\n" + b" y\r\n" * 1_000_000, b"To: b@x.org\r\n"]
+
+
+# --- JMAP requests: read in the worker pool when big
+
+import threading                                        # noqa: E402
+
+import trio                                             # noqa: E402
+
+from mailaccess.proto.jmap import request as jreq       # noqa: E402
+from mailaccess.proto.jmap import ws as jws             # noqa: E402
+from mailaccess.server import jmap_api                  # noqa: E402
+
+
+def _where(parse):
+    """(the thread PARSE ran in, its answer) for a small and a big request."""
+    seen = []
+
+    def spy(text, limits):
+        seen.append(threading.current_thread() is threading.main_thread())
+        return parse(text, limits)
+
+    def call(args):
+        return {"using": ["urn:ietf:params:jmap:core"],
+                "methodCalls": [["Core/echo", args, "c0"]]}
+
+    async def main():
+        small = json_bytes(call({"a": 1}))
+        big = json_bytes(call({"a": [{}] * 3_000_000}))      # 9 MB: 2.4 s to read before
+        return (await jmap_api.parse_off_loop(spy, small, jreq.Limits()),
+                await jmap_api.parse_off_loop(spy, big, jreq.Limits()))
+
+    return seen, trio.run(main)
+
+
+def json_bytes(obj):
+    import json
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def test_a_big_jmap_request_is_read_off_the_loop():
+    seen, (small, big) = _where(jreq.parse_request)
+    assert seen == [True, False]
+    assert small.method_calls[0].args == {"a": 1}
+    assert len(big.method_calls[0].args["a"]) == 3_000_000
+
+
+def test_a_too_deep_request_is_still_refused():
+    deep = b'{"using":[],"methodCalls":[["Core/echo",{"a":' + b"[" * 300 + b"]" * 300 + b'},"c"]]}'
+    try:
+        jreq.parse_request(deep, jreq.Limits())
+    except jreq.RequestError as exc:
+        assert exc.type.endswith(":notJSON")
+    else:
+        raise AssertionError("accepted")
+    ok = b'{"using":[],"methodCalls":[["Core/echo",{"a":' + b"[" * 250 + b"]" * 250 + b'},"c"]]}'
+    assert jreq.parse_request(ok, jreq.Limits()).method_calls[0].call_id == "c"
+
+
+def test_a_big_websocket_message_is_read_off_the_loop():
+    seen = []
+
+    def spy(text, limits):
+        seen.append(threading.current_thread() is threading.main_thread())
+        return jws.parse_message(text, limits)
+
+    msg = json_bytes({"@type": "Request", "using": ["urn:ietf:params:jmap:core"],
+                      "methodCalls": [["Core/echo", {"a": [{}] * 100_000}, "c0"]]}).decode()
+    m = trio.run(jmap_api.parse_off_loop, spy, msg, jreq.Limits())
+    assert seen == [False]
+    assert len(m.request.method_calls[0].args["a"]) == 100_000

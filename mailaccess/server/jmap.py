@@ -90,7 +90,7 @@ class Jmap:
             return request_error(RequestError(
                 "notJSON", 400, "the request's Content-Type must be application/json"))
         try:
-            jreq = parse_request(req.body, self.limits)
+            jreq = await jmap_api.parse_off_loop(parse_request, req.body, self.limits)
             out = await jmap_api.run_request(
                 self.context(req), jreq,
                 self.session_state(req.principal.account, req.principal.name))

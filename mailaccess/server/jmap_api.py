@@ -24,6 +24,19 @@ from ..proto.jmap.errors import MethodError, RequestError
 from ..proto.jmap.request import Limits, Request
 from ..store.errors import StoreFullError
 
+
+# a request at least this big is read (JSON decoded, its depth and shape
+# checked) in the worker pool: 10 MB of "[{},{},...]" takes 2.4 s
+OFFLOOP_REQUEST = 64 * 1024
+
+
+async def parse_off_loop(parse, text, limits: Limits):
+    """parse(TEXT, LIMITS), in storeio.cpu when TEXT is big."""
+    if len(text) < OFFLOOP_REQUEST:
+        return parse(text, limits)
+    return await storeio.cpu(parse, text, limits)
+
+
 log = logging.getLogger("mailaccess.jmap")
 
 # The method modules; each registers its methods with @method on import.

@@ -59,7 +59,7 @@ async def serve_socket(jmap, ws, principal) -> None:
             if msg is None:
                 break
             try:
-                m = W.parse_message(msg, limits)
+                m = await jmap_api.parse_off_loop(W.parse_message, msg, limits)
             except W.WsError as exc:
                 await ws.send_text(W.request_error(exc.error, exc.request_id))
                 continue

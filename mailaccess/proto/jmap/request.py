@@ -25,15 +25,19 @@ MAX_DEPTH = 256
 
 def _too_deep(obj: Any) -> bool:
     """Whether OBJ (parsed JSON) nests deeper than MAX_DEPTH.  Iterative,
-    one visit per array or object."""
-    stack = [(obj, 1)]
+    one visit per non-empty array or object."""
+    if obj and isinstance(obj, (dict, list)):
+        stack = [(obj, 1)]
+    else:
+        return False
     while stack:
         o, d = stack.pop()
-        if d > MAX_DEPTH:
-            return True
         for v in (o.values() if isinstance(o, dict) else o):
             if isinstance(v, (dict, list)):
-                stack.append((v, d + 1))
+                if d >= MAX_DEPTH:
+                    return True
+                if v:
+                    stack.append((v, d + 1))
     return False
 
 
