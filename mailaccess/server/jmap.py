@@ -43,6 +43,10 @@ _MEDIA = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0
                     r"(?:\s*;\s*[A-Za-z0-9_.-]+=(?:[A-Za-z0-9_.+-]+|\"[^\"\\\r\n]*\"))*")
 
 
+def _json_bytes(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
 def request_error(exc: RequestError) -> Response:
     return Response.json(exc.status, exc.body(), "application/problem+json")
 
@@ -91,12 +95,14 @@ class Jmap:
                 "notJSON", 400, "the request's Content-Type must be application/json"))
         try:
             jreq = await jmap_api.parse_off_loop(parse_request, req.body, self.limits)
+            ctx = self.context(req)
             out = await jmap_api.run_request(
-                self.context(req), jreq,
-                self.session_state(req.principal.account, req.principal.name))
+                ctx, jreq, self.session_state(req.principal.account, req.principal.name))
         except RequestError as exc:
             return request_error(exc)
-        return Response.json(200, json.dumps(out, separators=(",", ":")).encode())
+        if ctx.response_bytes >= jmap_api.OFFLOOP_RESPONSE:
+            return Response.json(200, await storeio.cpu(_json_bytes, out))
+        return Response.json(200, _json_bytes(out))
 
     def too_large(self) -> Response:
         return request_error(RequestError("limit", 413, "the request is larger than "

@@ -28,6 +28,9 @@ from ..store.errors import StoreFullError
 # a request at least this big is read (JSON decoded, its depth and shape
 # checked) in the worker pool: 10 MB of "[{},{},...]" takes 2.4 s
 OFFLOOP_REQUEST = 64 * 1024
+# a response with this many characters of body values is written as JSON in
+# the worker pool (30 MB of text: 0.08 s)
+OFFLOOP_RESPONSE = 1024 * 1024
 
 
 async def parse_off_loop(parse, text, limits: Limits):
@@ -78,6 +81,9 @@ class JmapContext:
     acc: int            # the authenticated account
     username: str
     limits: Limits = field(default_factory=Limits)
+    # characters of text (body values) the methods put in the response so
+    # far: a response with many is written as JSON in the worker pool
+    response_bytes: int = 0
 
 
 @dataclass

@@ -13,6 +13,7 @@ import logging
 
 import trio
 
+from .. import storeio
 from ..proto.jmap import ws as W
 from ..proto.jmap.errors import RequestError
 from . import jmap_api, jmap_push
@@ -80,7 +81,11 @@ async def serve_socket(jmap, ws, principal) -> None:
                                                  principal.name, limits)
                     out = await jmap_api.run_request(
                         ctx_j, m.request, jmap.session_state(acc, principal.name))
-                await ws.send_text(W.response(m.id, out))
+                if ctx_j.response_bytes >= jmap_api.OFFLOOP_RESPONSE:
+                    text = await storeio.cpu(W.response, m.id, out)
+                else:
+                    text = W.response(m.id, out)
+                await ws.send_text(text)
             except SlotsFull:
                 await ws.send_text(W.request_error(
                     RequestError("limit", 429, "too many concurrent requests",
