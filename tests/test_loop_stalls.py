@@ -260,3 +260,62 @@ async def test_big_request_and_big_body_values_over_http(server):
     (e,) = get[1]["list"]
     assert e["subject"] == "big"
     assert list(e["bodyValues"].values())[0]["value"] == text * 30_000
+
+
+# --- ActiveSync Sync: the phone's Change commands, its draft Adds
+
+from mailaccess.proto.eas.wbxml import E                # noqa: E402
+from mailaccess.server import eas_sync, eas_sync_client, eas_syncstate   # noqa: E402
+from mailaccess.server.eas_sync_request import CollOptions              # noqa: E402
+
+
+class _Rec:
+    def __init__(self, eid):
+        self.last_ms = 5
+
+    def member(self, mbx):
+        return object()
+
+
+class _View:
+    def email(self, acc, eid):
+        return _Rec(eid)
+
+
+def test_many_changes_against_many_changed_items():
+    """Each Change made a set of the snapshot's changed ids: 50,000 Changes
+    with 200,000 items changed on the server is 10^10 steps; now one set."""
+    n_cmds, n_changed = 50_000, 200_000
+    snap = eas_syncstate.Snapshot(1, 10, changed=eas_syncstate.packed(range(1, n_changed + 1)))
+    cmds = E("AirSync:Commands", *[
+        E("AirSync:Change", E("AirSync:ServerId", text=ids.email_id(e)),
+          E("AirSync:ApplicationData", E("Email:Read", text="1")))
+        for e in range(n_changed - n_cmds // 2 + 1, n_changed + n_cmds // 2 + 1)])
+    out = eas_sync_client.check_commands(_View(), 1, 1, cmds, snap, CollOptions(conflict=1),
+                                         16, None, {})
+    # the server wins (Conflict 1) for the items it changed; the rest are taken
+    assert len(out.responses) == n_cmds // 2
+    assert all(r.child_text("AirSync:Status") == "7" for r in out.responses)
+    assert [e for e, _a, _r in out.changes] == list(range(n_changed + 1,
+                                                          n_changed + n_cmds // 2 + 1))
+
+
+async def test_a_draft_add_is_composed_off_the_loop(monkeypatch):
+    threads = []
+    real = eas_sync._draft_message
+
+    def spy(app, now):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(app, now)
+
+    monkeypatch.setattr(eas_sync, "_draft_message", spy)
+    app = E("AirSync:ApplicationData", E("Email:To", text="a@x.org"),
+            E("Email:Subject", text="draft"),
+            E("AirSyncBase:Body", E("AirSyncBase:Type", text="1"),
+              E("AirSyncBase:Data", text="caf\u00e9\n" * 100_000)))
+    client = eas_sync_client.ClientOps()
+    client.adds.append(("c1", app))
+    ((cid, new, kws),) = await eas_sync._prepare_adds(client)
+    assert threads == [False]
+    assert cid == "c1" and "$draft" in [k.lower() for k in kws]
+    assert b"Subject: draft" in new.raw and len(new.raw) > 500_000

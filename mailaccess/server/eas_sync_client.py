@@ -123,7 +123,9 @@ def check_commands(view, acc: int, mbx: int, cmds: Element | None, snap: ss.Snap
             kw = _keyword_change(c.find("AirSync:ApplicationData"))
             if kw is None:
                 continue
-            server_changed = rec.last_ms > snap.modseq or eid in set(snap.changed)
+            if changed_since is None:       # once: a set per Change was quadratic
+                changed_since = set(snap.changed)
+            server_changed = rec.last_ms > snap.modseq or eid in changed_since
             if server_changed and opts.conflict == 1:
                 # the server's object wins; the client learns with Status 7
                 # and gets the server's Change in this answer
