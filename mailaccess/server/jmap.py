@@ -96,6 +96,7 @@ class Jmap:
         try:
             jreq = await jmap_api.parse_off_loop(parse_request, req.body, self.limits)
             ctx = self.context(req)
+            ctx.request_bytes = len(req.body)
             out = await jmap_api.run_request(
                 ctx, jreq, self.session_state(req.principal.account, req.principal.name))
         except RequestError as exc:

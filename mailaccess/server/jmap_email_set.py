@@ -33,7 +33,7 @@ from ..proto.jmap.errors import MethodError, set_error
 from ..store import ops
 from ..store.errors import Conflict, InvalidName, NotFound, OverQuota
 from . import jmap_standard as std
-from .jmap_api import Call, method
+from .jmap_api import OFFLOOP_REQUEST, Call, method
 from .jmap_blobs import read_blob
 
 EMAIL = "Email"
@@ -679,11 +679,14 @@ async def _prepare_create(call: Call, obj: dict) -> tuple[set[int], set[str], op
         if received is None:
             raise _invalid("receivedAt", "receivedAt is a UTCDate")
     try:
-        headers, root, size = plan_message(call, obj)
-        if size >= storeio.OFFLOOP_BYTES:     # base64 of big attachments: off the loop
-            raw = await storeio.cpu(_compose, call, headers, root)
+        if call.ctx.request_bytes >= OFFLOOP_REQUEST:     # big header fields: off the loop
+            raw = await storeio.cpu(build_message, call, obj)
         else:
-            raw = _compose(call, headers, root)
+            headers, root, size = plan_message(call, obj)
+            if size >= storeio.OFFLOOP_BYTES:     # base64 of big attachments: off the loop
+                raw = await storeio.cpu(_compose, call, headers, root)
+            else:
+                raw = _compose(call, headers, root)
     except _Bad as exc:
         raise SetError(exc.err) from None
     return mbxs, kws, await _prepare(call, raw, received)

@@ -78,7 +78,8 @@ async def serve_socket(jmap, ws, principal) -> None:
             try:
                 with svc.slot("api", acc):
                     ctx_j = jmap_api.JmapContext(ctx.store, ctx.bus, ctx.cfg, acc,
-                                                 principal.name, limits)
+                                                 principal.name, limits,
+                                                 request_bytes=len(msg))
                     out = await jmap_api.run_request(
                         ctx_j, m.request, jmap.session_state(acc, principal.name))
                 if ctx_j.response_bytes >= jmap_api.OFFLOOP_RESPONSE:
