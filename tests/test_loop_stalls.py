@@ -341,3 +341,19 @@ async def test_email_set_create_of_a_big_request_off_the_loop(env, monkeypatch,
     e = await env.one(res["created"]["k"]["id"], properties=["to", "subject"])
     assert e["to"] == to
     assert e["subject"] == ("café " * 1000).strip()
+
+
+# --- ActiveSync ResolveRecipients: a To longer than a line is no address
+
+from mailaccess.server import eas_misc                  # noqa: E402
+
+
+def test_a_huge_resolve_recipients_query_is_not_one_address():
+    """The address-list parser took 2 s for a 9 MB To; a To is up to 16 MB
+    and a request holds 100 of them."""
+    assert eas_misc._one_address("x" * 16_000_000) == ""
+    assert eas_misc._one_address("a@x.org, " * 1_500_000) == ""
+    name = "N" * (eas_misc.MAX_QUERY - len(" <bob@x.org>"))
+    assert eas_misc._one_address(f"{name} <bob@x.org>") == "bob@x.org"
+    assert eas_misc._one_address(f"{name}N <bob@x.org>") == ""
+    assert eas_misc._one_address("Bob <bob@x.org>") == "bob@x.org"
