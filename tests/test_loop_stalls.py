@@ -357,3 +357,36 @@ def test_a_huge_resolve_recipients_query_is_not_one_address():
     assert eas_misc._one_address(f"{name} <bob@x.org>") == "bob@x.org"
     assert eas_misc._one_address(f"{name}N <bob@x.org>") == ""
     assert eas_misc._one_address("Bob <bob@x.org>") == "bob@x.org"
+
+
+async def test_a_big_activesync_request_is_decoded_off_the_loop(server, monkeypatch):
+    """ResolveRecipients with 100 To of 100 KB each (10 MB of WBXML): the
+    WBXML is decoded in the worker pool (0.09 s at the element limit), and
+    no To is read as an address list on the loop."""
+    from eas_helpers import post, provision
+    from mailaccess.proto.eas.wbxml import decode, encode
+    from mailaccess.server import eas
+
+    threads = _on_main_thread(monkeypatch, eas, "decode")
+    await trio.to_thread.run_sync(accounts.add_user, server.store, "alice", "pw")
+    big = "a@x.org, " * 11_000
+    body = encode(E("ResolveRecipients:ResolveRecipients",
+                    *[E("ResolveRecipients:To", text=big) for _ in range(99)],
+                    E("ResolveRecipients:To", text="alice@localhost")))
+    url = f"http://127.0.0.1:{server.bound['http'][0][1]}"
+
+    def go():
+        with httpx.Client(base_url=url, auth=("alice", "pw"), timeout=60) as c:
+            key = provision(c)
+            r = post(c, "ResolveRecipients", body, key=key)
+            assert r.status_code == 200, r.text
+            return decode(r.content)
+
+    doc = await run(go)
+    assert len(body) > 9_000_000
+    assert threads[-1] is False and all(threads[:-1])      # only the big one off the loop
+    got = doc.findall("ResolveRecipients:Response")
+    assert len(got) == 100
+    assert [r.child_text("ResolveRecipients:Status") for r in got[:99]] == ["4"] * 99
+    last = got[-1].find("ResolveRecipients:Recipient")
+    assert last.child_text("ResolveRecipients:EmailAddress") == "alice@localhost"
