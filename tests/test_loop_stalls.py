@@ -390,3 +390,43 @@ async def test_a_big_activesync_request_is_decoded_off_the_loop(server, monkeypa
     assert [r.child_text("ResolveRecipients:Status") for r in got[:99]] == ["4"] * 99
     last = got[-1].find("ResolveRecipients:Recipient")
     assert last.child_text("ResolveRecipients:EmailAddress") == "alice@localhost"
+
+
+# --- WebSocket: a message in more frames than MAX_FRAGMENTS is refused
+
+from mailaccess.server import http_ws                  # noqa: E402
+
+
+async def _ws_receive(frames: list[tuple[str, bool]]):
+    """What the server's WebSocket receives for FRAMES (text, fin) sent by a
+    client, and the close code the client gets back (None: none)."""
+    import trio.testing
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import CloseConnection, Message
+
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    ws = http_ws.WebSocket(server_stream, b"", max_message=10_000_000, write_timeout=5,
+                           subprotocol=None, request=None)
+    client = Connection(ConnectionType.CLIENT)
+    data = b"".join(client.send(Message(data=t, message_finished=fin)) for t, fin in frames)
+    got = []
+
+    async def feed():
+        await client_stream.send_all(data)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(feed)
+        got.append(await ws.receive())
+    code = None
+    if ws.closed:
+        client.receive_data(await client_stream.receive_some(65536))
+        code = next((e.code for e in client.events() if isinstance(e, CloseConnection)), None)
+    return got[0], code
+
+
+async def test_a_websocket_message_in_too_many_frames_is_refused():
+    n = http_ws.MAX_FRAGMENTS
+    text, code = await _ws_receive([("ab", False)] * (n - 1) + [("cd", True)])
+    assert text == "ab" * (n - 1) + "cd" and code is None
+    text, code = await _ws_receive([("ab", False)] * n + [("cd", True)])
+    assert text is None and code == 1009
