@@ -430,3 +430,59 @@ async def test_a_websocket_message_in_too_many_frames_is_refused():
     assert text == "ab" * (n - 1) + "cd" and code is None
     text, code = await _ws_receive([("ab", False)] * n + [("cd", True)])
     assert text is None and code == 1009
+
+
+# --- JMAP: blobs read and decoded in the worker pool (Email/parse, import, set)
+
+from mailaccess.server import jmap_email              # noqa: E402
+
+_INNER = (b"From: c@x.org\r\nSubject: inner\r\nContent-Type: text/plain\r\n\r\n"
+          + b"caf\xc3\xa9 line\r\n" * 50_000)
+_OUTER = (b"From: a@x.org\r\nSubject: outer\r\nMIME-Version: 1.0\r\n"
+          b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+          b"Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+          b"Content-Type: message/rfc822\r\n\r\n" + _INNER + b"\r\n--b--\r\n")
+
+
+def _inner_blob(env) -> str:
+    eid = env.add(_OUTER)
+    with env.store.view() as v:
+        rec = v.email(env.acc, ids.parse("E", eid))
+    return ids.part_blob_id(rec.blob, "2")
+
+
+async def test_email_parse_off_the_loop(env, monkeypatch):
+    threads = _on_main_thread(monkeypatch, jmap_email, "read_blob")
+    bid = _inner_blob(env)
+    name, res = await env.call("Email/parse", blobIds=[bid, "Gnope"], fetchAllBodyValues=True,
+                               properties=["subject", "bodyValues"])
+    assert name == "Email/parse", res
+    assert threads == [False, False]
+    assert res["notFound"] == ["Gnope"]
+    e = res["parsed"][bid]
+    assert e["subject"] == "inner"
+    assert list(e["bodyValues"].values())[0]["value"] == "café line\n" * 50_000
+
+
+async def test_email_import_of_a_part_blob_off_the_loop(env, monkeypatch):
+    threads = _on_main_thread(monkeypatch, jmap_email_set, "read_blob")
+    bid = _inner_blob(env)
+    name, res = await env.call("Email/import", emails={"k": {
+        "blobId": bid, "mailboxIds": {f"M{env.inbox}": True}}})
+    assert name == "Email/import" and "k" in res["created"], res
+    assert threads == [False]
+    e = await env.one(res["created"]["k"]["id"], properties=["subject", "size"])
+    assert e == {"id": res["created"]["k"]["id"], "subject": "inner", "size": len(_INNER)}
+
+
+async def test_email_set_with_an_attachment_off_the_loop(env, monkeypatch):
+    threads = _on_main_thread(monkeypatch, jmap_email_set, "plan_message")
+    bid = _inner_blob(env)
+    name, res = await env.call("Email/set", create={"k": {
+        "mailboxIds": {f"M{env.inbox}": True}, "subject": "fwd",
+        "bodyValues": {"1": {"value": "hi"}}, "textBody": [{"partId": "1", "type": "text/plain"}],
+        "attachments": [{"blobId": bid, "type": "message/rfc822"}]}})
+    assert name == "Email/set" and "k" in res["created"], res
+    assert threads == [False]
+    e = await env.one(res["created"]["k"]["id"], properties=["attachments"])
+    assert [(a["type"], a["size"]) for a in e["attachments"]] == [("message/rfc822", len(_INNER))]

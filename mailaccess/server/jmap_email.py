@@ -457,21 +457,32 @@ async def email_parse(call: Call) -> dict:
     limit = call.ctx.limits.max_objects_in_get
     if len(blob_ids) > limit:
         raise MethodError("requestTooLarge", f"at most {limit} blobs per Email/parse")
+    # in the worker pool: a part blob is decoded, a message without a stored
+    # index indexed, body values decoded (0.2-0.3 s for a 50 MB one)
+    parsed, not_parsable, not_found = await storeio.read(call.ctx.store, _parse_all, call,
+                                                         blob_ids, opts)
+    call.ctx.response_bytes += sum(len(bv["value"]) for o in parsed.values()
+                                   for bv in (o.get("bodyValues") or {}).values())
+    return {"accountId": ids.account_id(call.acc), "parsed": parsed or None,
+            "notParsable": not_parsable or None, "notFound": not_found or None}
+
+
+def _parse_all(v, call: Call, blob_ids: list, opts: GetOptions):
+    """Email/parse's (parsed, notParsable, notFound) from the snapshot V."""
     parsed: dict[str, dict] = {}
     not_parsable: list[str] = []
     not_found: list[str] = []
     for bid in dict.fromkeys(blob_ids):
-        with call.view() as v:
-            raw = read_blob(v, call.acc, bid)
-            stored = None
-            h = ids.parse_blob(bid)
-            if raw is not None and h is not None:
-                stored = v.blob_index(call.acc, h)
-                stored = decode_index(stored)
+        raw = read_blob(v, call.acc, bid)
+        stored = None
+        h = ids.parse_blob(bid)
+        if raw is not None and h is not None:
+            stored = v.blob_index(call.acc, h)
+            stored = decode_index(stored)
         if raw is None:
             not_found.append(bid)
             continue
-        mi = stored if stored is not None else await storeio.cpu(mindex.index_message, raw)
+        mi = stored if stored is not None else mindex.index_message(raw)
         if not _parsable(raw, mi):
             not_parsable.append(bid)
             continue
@@ -486,5 +497,4 @@ async def email_parse(call: Call) -> dict:
                 obj[p] = None
         content_properties(src, opts.props, opts, obj)
         parsed[bid] = {p: obj.get(p) for p in opts.props}
-    return {"accountId": ids.account_id(call.acc), "parsed": parsed or None,
-            "notParsable": not_parsable or None, "notFound": not_found or None}
+    return parsed, not_parsable, not_found
