@@ -235,9 +235,12 @@ from mailaccess import accounts, ids                    # noqa: E402
 from mailaccess.proto.jmap import capabilities as cap   # noqa: E402
 
 
-async def test_big_request_and_big_body_values_over_http(server):
-    """Both go through the worker pool (request of 64 KB or more, response
-    with 1 MB or more of body values); the answers are whole."""
+async def test_big_request_and_big_body_values_over_http(server, monkeypatch):
+    """All go through the worker pool (request of 64 KB or more, its result
+    references, a response with 1 MB or more of body values); the answers
+    are whole."""
+    from mailaccess.proto.jmap import refs
+    threads = _on_main_thread(monkeypatch, refs, "resolve_args")
     await trio.to_thread.run_sync(accounts.add_user, server.store, "alice", "pw")
     acc = ids.account_id(accounts.lookup(server.store, "alice").id)
     url = f"http://127.0.0.1:{server.bound['http'][0][1]}"
@@ -256,12 +259,16 @@ async def test_big_request_and_big_body_values_over_http(server):
                 ["Email/import", {"accountId": acc, "emails": {"k": {
                     "blobId": blob, "mailboxIds": {inbox: True}}}}, "i"],
                 ["Core/echo", {"pad": ["y" * 100] * 1000}, "e"],         # a 100 KB request
+                ["Core/echo", {"#pad": {"resultOf": "e", "name": "Core/echo",
+                                        "path": "/pad/*"}}, "r"],
                 ["Email/get", {"accountId": acc, "ids": ["#k"], "fetchAllBodyValues": True,
                                "properties": ["subject", "bodyValues"]}, "g"]]})
             return r.status_code, r.json()["methodResponses"]
 
-    status, (imp, echo, get) = await run(go)
+    status, (imp, echo, ref, get) = await run(go)
     assert status == 200
+    assert ref[1] == echo[1]
+    assert threads[-4:] == [True, True, False, True]      # the one with a reference
     assert imp[0] == "Email/import" and "k" in imp[1]["created"]
     assert echo[1] == {"pad": ["y" * 100] * 1000}
     (e,) = get[1]["list"]
@@ -486,3 +493,59 @@ async def test_email_set_with_an_attachment_off_the_loop(env, monkeypatch):
     assert threads == [False]
     e = await env.one(res["created"]["k"]["id"], properties=["attachments"])
     assert [(a["type"], a["size"]) for a in e["attachments"]] == [("message/rfc822", len(_INNER))]
+
+
+# --- JMAP result references: each item copied once, whatever the '*' depth
+
+from hypothesis import given, settings                  # noqa: E402
+from hypothesis import strategies as st                 # noqa: E402
+
+from mailaccess.proto.jmap import refs                  # noqa: E402
+
+
+def _old_walk(tokens, at, value):
+    """The walk before (a list per '*', extended into the one above)."""
+    while at < len(tokens):
+        tok = tokens[at]
+        if isinstance(value, list):
+            if tok == "*":
+                out = []
+                for item in value:
+                    r = _old_walk(tokens, at + 1, item)
+                    out.extend(r) if isinstance(r, list) else out.append(r)
+                return out
+            value = value[refs._index(tok, len(value))]
+        elif isinstance(value, dict):
+            if tok not in value:
+                raise refs.PointerError(tok)
+            value = value[tok]
+        else:
+            raise refs.PointerError(tok)
+        at += 1
+    return value
+
+
+_json = st.recursive(st.integers(0, 9) | st.text("ab", max_size=2),
+                     lambda kids: st.lists(kids, max_size=4)
+                     | st.dictionaries(st.sampled_from("ab"), kids, max_size=2), max_leaves=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json, st.lists(st.sampled_from(["*", "0", "1", "a", "b"]), max_size=6))
+def test_star_paths_answer_as_before(doc, tokens):
+    path = "".join("/" + t for t in tokens)
+    try:
+        want = _old_walk(tokens, 0, doc)
+    except refs.PointerError:
+        with pytest.raises(refs.PointerError):
+            refs.evaluate(path, doc)
+    else:
+        assert refs.evaluate(path, doc) == want
+
+
+def test_a_deep_star_path_over_many_items():
+    doc = list(range(1_000_000))
+    for _ in range(249):
+        doc = [{"x": doc}]
+    got = refs.evaluate("/*/x" * 249 + "/*", doc)
+    assert len(got) == 1_000_000 and got[:3] == [0, 1, 2] and got[-1] == 999_999

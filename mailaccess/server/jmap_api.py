@@ -219,7 +219,12 @@ async def run_request(ctx: JmapContext, req: Request, session_state: str = "") -
     for inv in req.method_calls:
         call = Call(ctx, inv.name, inv.args, inv.call_id, created)
         try:
-            call.args = refs.resolve_args(inv.args, responses)
+            if ctx.request_bytes >= OFFLOOP_REQUEST and \
+                    any(isinstance(k, str) and k.startswith("#") for k in inv.args):
+                # a big request's references may name millions of values
+                call.args = await storeio.cpu(refs.resolve_args, inv.args, responses)
+            else:
+                call.args = refs.resolve_args(inv.args, responses)
             result = await _run_one(ctx, call, using)
             responses.append([inv.name, result, inv.call_id])
             for name, args in call.extra:
