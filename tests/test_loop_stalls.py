@@ -549,3 +549,30 @@ def test_a_deep_star_path_over_many_items():
         doc = [{"x": doc}]
     got = refs.evaluate("/*/x" * 249 + "/*", doc)
     assert len(got) == 1_000_000 and got[:3] == [0, 1, 2] and got[-1] == 999_999
+
+
+async def test_a_sync_answer_is_encoded_off_the_loop(server, monkeypatch):
+    """A Sync window of whole bodies can be hundreds of MB (61 MB took 0.25 s
+    to encode): Sync, ItemOperations, Search and Find answers are encoded in
+    the worker pool, the others (Provision here) on the loop."""
+    import eas_helpers as H
+    from mailaccess.server import eas
+
+    threads = _on_main_thread(monkeypatch, eas, "encode")
+    await trio.to_thread.run_sync(accounts.add_user, server.store, "alice", "pw")
+    acc = H.account(server.store)
+    inbox = H.role(server.store, acc, "inbox")
+    eids = await trio.to_thread.run_sync(H.fill, server.store, acc, inbox, 5)
+
+    def go():
+        with H.http(server) as c:
+            key = H.provision(c)
+            first = H.collections(H.sync(c, key, H.sync_body(H.collection(H.cid(inbox), 0))))
+            k1 = first[H.cid(inbox)].key
+            return H.collections(H.sync(c, key, H.sync_body(
+                H.collection(H.cid(inbox), k1, window=10))))
+
+    got = (await run(go))[H.cid(inbox)]
+    assert sorted(got.add_ids) == sorted(H.sid(e) for e in eids)
+    assert threads[:2] == [True, True]          # the two Provision answers
+    assert threads[2:] == [False, False]        # the two Sync answers

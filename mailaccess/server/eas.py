@@ -227,6 +227,8 @@ class Eas:
             return r
         if isinstance(out, Response):
             return out
+        if handler.big_answer:
+            return self._answer(await storeio.cpu(encode, out))
         return self._answer(encode(out))
 
     def _answer(self, body: bytes) -> Response:

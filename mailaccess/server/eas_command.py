@@ -25,3 +25,6 @@ class Command:
     status_tag: str                 # "AirSync:Status"
     needs_policy: bool = True       # False only for Provision
     raw_body: bool = False          # accepts a non-WBXML (MIME) body
+    # the answer may carry message content (a Sync window of whole bodies:
+    # 61 MB took 0.25 s to encode): encoded to WBXML in the worker pool
+    big_answer: bool = False

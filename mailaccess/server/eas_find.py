@@ -203,4 +203,4 @@ async def run(ctx, body: Element | None):
         return _answer(INVALID)
 
 
-COMMANDS = [Command("Find", run, "Find:Find", "Find:Status")]
+COMMANDS = [Command("Find", run, "Find:Find", "Find:Status", big_answer=True)]

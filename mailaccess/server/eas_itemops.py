@@ -401,4 +401,4 @@ async def run(ctx, body: Element | None):
 
 
 COMMANDS = [Command("ItemOperations", run, "ItemOperations:ItemOperations",
-                    "ItemOperations:Status")]
+                    "ItemOperations:Status", big_answer=True)]

@@ -322,4 +322,4 @@ async def run(ctx, body: Element | None) -> Element:
         return E("Search:Search", E("Search:Status", text=str(SERVER_ERROR)))
 
 
-COMMANDS = [Command("Search", run, "Search:Search", "Search:Status")]
+COMMANDS = [Command("Search", run, "Search:Search", "Search:Status", big_answer=True)]

@@ -454,4 +454,4 @@ async def hang(ctx, req: SyncReq, outcomes: list[Outcome]):
             return _response(outcomes)
 
 
-COMMANDS = [Command("Sync", run, "AirSync:Sync", "AirSync:Status")]
+COMMANDS = [Command("Sync", run, "AirSync:Sync", "AirSync:Status", big_answer=True)]
