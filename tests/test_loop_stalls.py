@@ -576,3 +576,27 @@ async def test_a_sync_answer_is_encoded_off_the_loop(server, monkeypatch):
     assert sorted(got.add_ids) == sorted(H.sid(e) for e in eids)
     assert threads[:2] == [True, True]          # the two Provision answers
     assert threads[2:] == [False, False]        # the two Sync answers
+
+
+async def test_email_get_of_a_message_with_a_big_index_off_the_loop(env, monkeypatch):
+    """Anyone can send a message with a 10 MB To: reading its index took
+    Email/get 1.0 s on the loop (77 ms for a 1 MB text message)."""
+    threads = _on_main_thread(monkeypatch, jmap_email, "content_properties")
+    to = ", ".join(f"User {i} <u{i}@x.org>" for i in range(30_000))
+    big = env.add(f"From: a@x.org\r\nTo: {to}\r\nSubject: wide\r\n\r\nhi\r\n".encode())
+    small = env.add(b"From: a@x.org\r\nTo: b@x.org\r\nSubject: narrow\r\n\r\nhi\r\n")
+    jmap_email.LIST_CACHE.data.clear()
+    res = await env.get([small, big], properties=["subject", "to", "preview"])
+    # the small one read on the loop (and cached); at the big one the
+    # Email/get starts again in the pool, where the small one is a cache hit
+    assert threads == [True, False]
+    s, b = res["list"]
+    assert (s["subject"], s["to"], s["preview"]) == ("narrow", [{"name": None,
+                                                                 "email": "b@x.org"}], "hi")
+    assert b["subject"] == "wide" and len(b["to"]) == 30_000
+    assert b["to"][-1] == {"name": "User 29999", "email": "u29999@x.org"}
+    threads.clear()
+    res = await env.get([small], properties=["subject", "to", "preview"])
+    assert threads == [] and res["list"][0]["subject"] == "narrow"     # cached, on the loop
+    await env.get([small], properties=["bodyStructure"])
+    assert threads == [True]

@@ -364,15 +364,31 @@ async def email_get(call: Call) -> dict:
         call.ctx.response_bytes += sum(len(bv["value"]) for o in found
                                        for bv in (o.get("bodyValues") or {}).values())
     else:
-        with call.view() as v:
-            found, not_found, state = _collect(v, call, want, opts, True)
+        try:
+            with call.view() as v:
+                found, not_found, state = _collect(v, call, want, opts, True)
+        except _Heavy:
+            found, not_found, state = await storeio.read(call.ctx.store, _collect, call, want,
+                                                         opts, False)
     return {"accountId": ids.account_id(call.acc), "state": state,
             "list": found, "notFound": not_found}
 
 
-def _collect(v, call: Call, want, opts: GetOptions, cached: bool):
+class _Heavy(Exception):
+    """An email's index is big: the Email/get is made in the worker pool."""
+
+
+# an index this big is read in the worker pool: decoding the index of a
+# 1 MB text message took 77 ms, of a message with a 10 MB To (anyone can
+# send one) 1.0 s, each email
+HEAVY_INDEX = 64 * 1024
+
+
+def _collect(v, call: Call, want, opts: GetOptions, on_loop: bool):
     """(the Email objects of WANT, the ids not found, the Email state) from
-    the snapshot V; CACHED: LIST_CACHE may be used (on the loop only)."""
+    the snapshot V.  ON_LOOP: LIST_CACHE may be filled, and an email whose
+    index must be read and is HEAVY_INDEX or more raises _Heavy (elsewhere
+    the cache is only read: its entries are never changed)."""
     props = opts.props
     limit = call.ctx.limits.max_objects_in_get
     needs_index = any(p not in _RECORD_ONLY for p in props)
@@ -403,16 +419,19 @@ def _collect(v, call: Call, want, opts: GetOptions, cached: bool):
         if needs_index:
             h = rec.blob
             data = em.index_data
-            key = _cache_key(h, data) if cached else None
+            key = _cache_key(h, data)
             conv = LIST_CACHE.data.get(key) if list_only and key is not None else None
             if conv is not None:        # the list fast path: a cache hit
                 for p in props:
                     if p in conv:
                         obj[p] = conv[p]
             else:
+                if on_loop and (len(data) >= HEAVY_INDEX if data is not None
+                                else rec.size >= storeio.OFFLOOP_BYTES):
+                    raise _Heavy
                 src = Source(lambda h=h: v.blob(acc, h) or b"",
                              lambda pid, h=h: ids.part_blob_id(h, pid),
-                             index_data=data, cache_key=key)
+                             index_data=data, cache_key=key if on_loop else None)
                 content_properties(src, props, opts, obj)
         found.append({p: obj.get(p) for p in props})
     state = v.kind_state(acc, records.EMAIL)
