@@ -2416,6 +2416,11 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     wire = dict(zip(wire_names, mindex.index_fields(idx, plan.wire_fields))) \
         if wire_names else None
     sections: dict = {}
+    # a section's data before any <partial>, once per message: items that
+    # differ only in their partial range (BINARY[1]<0.1> BINARY[1]<1.1> ...)
+    # or repeat a BINARY.SIZE each cut, decoded or searched the whole part
+    # again (thousands of items times a 64 MB part)
+    whole: dict = {}
 
     def lit(name: bytes, data, binary: bool = False):
         if not binary:
@@ -2481,15 +2486,20 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
             if hit is not None:       # (name, data, binary): counted again by lit()
                 pieces.append(lit(*hit) if hit[1] is not None else hit[0] + b" NIL")
                 continue
-            if not it.section.part and not it.section.text and not it.binary:
-                data = raw          # BODY[]: the stored bytes, no index needed
-            elif not it.section.part and not it.binary and mi is None:
-                # the whole message's header or text: its end is enough
-                data = _top_section(raw, em.header_end(), it.section)
-            else:
-                if mi is None:
-                    mi = em.require_index()
-                data = _fetch_section(raw, mi, it)
+            data = whole.get(name, _NOT_YET)
+            if data is _UNKNOWN_CTE:
+                raise No("unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
+            if data is _NOT_YET:
+                if not it.section.part and not it.section.text and not it.binary:
+                    data = raw          # BODY[]: the stored bytes, no index needed
+                elif not it.section.part and not it.binary and mi is None:
+                    # the whole message's header or text: its end is enough
+                    data = _top_section(raw, em.header_end(), it.section)
+                else:
+                    if mi is None:
+                        mi = em.require_index()
+                    data = _fetch_section(raw, mi, it)
+                whole[name] = data
             if data is None:
                 sections[key] = (name, None, False)
                 pieces.append(name + b" NIL")
@@ -2507,12 +2517,17 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
             if mi is None:
                 mi = em.require_index()
             sec = ".".join(str(p) for p in it.part)
-            try:
-                data = mindex.decoded_part(raw, mi, sec)
-            except mindex.UnknownCTE:
-                data = None
+            bname = b"BINARY[" + sec.encode() + b"]"      # a BINARY item's name
+            data = whole.get(bname, _NOT_YET)
+            if data is _NOT_YET:
+                try:
+                    data = mindex.decoded_part(raw, mi, sec)
+                except mindex.UnknownCTE:
+                    data = _UNKNOWN_CTE
+                whole[bname] = data
             pieces.append(b"BINARY.SIZE[" + sec.encode() + b"] " +
-                          (b"%d" % len(data) if data is not None else b"NIL"))
+                          (b"%d" % len(data) if data is not None and data is not _UNKNOWN_CTE
+                           else b"NIL"))
         elif isinstance(it, ev.FetchPreview):
             if mi is None:
                 mi = em.require_index()
@@ -2523,6 +2538,10 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     if reported is not None:
         reported[u] = rec.last_ms
     return seq, pieces
+
+
+_NOT_YET = object()      # _fetch_message's whole: not computed yet
+_UNKNOWN_CTE = object()  # ... a BINARY section of an unknown transfer encoding
 
 
 def _drop_written(out: list, n: int) -> tuple[int, int]:
