@@ -5,10 +5,13 @@ within the real bounds that took minutes before.  No timing thresholds: a
 regression shows as a test that does not finish.
 """
 import base64
+import email
+import email.policy
 import functools
 import threading
 
 import pytest
+import trio
 
 from conftest import twin_params
 from imap_helpers import Raw, run
@@ -128,3 +131,42 @@ async def test_thousands_of_items_on_one_big_part_decode_it_once(imap_server):
             assert b"BINARY[1]<%d> {1}\r\n%d" % (k, k % 10) in got
         r.close()
     await run(go)
+
+
+# ------------------------------------------------------- the vacation reply
+
+async def test_the_vacation_reply_is_decided_and_built_off_the_loop(server, monkeypatch):
+    """RFC 3834 reply to an LMTP delivery: the email package reads the
+    delivered header and folds the reply's "Auto: <subject>" (1.3 s for a
+    64 KB UTF-8 Subject, 80 s for a 1 MB one) in the worker pool."""
+    from test_lmtp_service import lmtp_send
+    from mailaccess import accounts
+    from mailaccess.outbound import autoreply
+    from mailaccess.store import sending
+    from conftest import port_of
+
+    built = []
+    real = autoreply.build_reply
+
+    def spy(raw, *args):
+        reply = real(raw, *args)
+        built.append((threading.current_thread() is threading.main_thread(), reply))
+        return reply
+
+    monkeypatch.setattr(autoreply, "build_reply", spy)
+    bob = await trio.to_thread.run_sync(accounts.add_user, server.store, "bob", "pw")
+    server.store.write_sync(sending.set_vacation, bob, {"isEnabled": True})
+    subject = "Greetings from  Cologne " * 20
+    msg = ("From: ext@example.org\r\nTo: bob@localhost\r\nSubject: " + subject +
+           "\r\nMessage-ID: <v1@example.org>\r\n\r\nhi\r\n").encode()
+    r = await trio.to_thread.run_sync(lmtp_send, port_of(server, "lmtp"), "ext@example.org",
+                                      ["bob@localhost"], msg)
+    assert r["bob@localhost"][0] == 250
+    with trio.fail_after(60):
+        while not built:
+            await trio.sleep(0.01)
+    [(on_loop, reply)] = built
+    assert not on_loop
+    got = email.message_from_bytes(reply, policy=email.policy.default)
+    assert got["Subject"] == "Auto: " + " ".join(subject.split())
+    assert got["Auto-Submitted"] == "auto-replied" and got["In-Reply-To"] == "<v1@example.org>"
