@@ -16,6 +16,7 @@ import trio
 from conftest import twin_params
 from imap_helpers import Raw, run
 from mailaccess import _speedups, storeio
+from mailaccess.mime import index as mindex
 from mailaccess.server import imap_downgrade, imap_session
 from mailaccess.server.imap_downgrade import downgrade
 
@@ -170,3 +171,39 @@ async def test_the_vacation_reply_is_decided_and_built_off_the_loop(server, monk
     got = email.message_from_bytes(reply, policy=email.policy.default)
     assert got["Subject"] == "Auto: " + " ".join(subject.split())
     assert got["Auto-Submitted"] == "auto-replied" and got["In-Reply-To"] == "<v1@example.org>"
+
+
+# ------------------------------------------------ a big index, for FETCH
+
+async def test_a_big_index_is_decoded_off_the_loop(imap_server, monkeypatch):
+    """FETCH BODY[1] (any item that reads the parts) decoded the message's
+    whole index on the loop: 1 s for a 16 MB header of small fields, whose
+    index lists every field.  An index of OFFLOOP_INDEX_BYTES or more is
+    decoded in the worker pool; a small one on the loop, as before."""
+    decoded = []
+    real = mindex.decode_index
+
+    def spy(data):
+        decoded.append((len(data), threading.current_thread() is threading.main_thread()))
+        return real(data)
+
+    monkeypatch.setattr(mindex, "decode_index", spy)
+    big = b"Subject: big\r\n" + b"X: a\r\n" * 400_000 + b"\r\nbig body\r\n"
+    small = b"Subject: small\r\n\r\nsmall body\r\n"
+
+    def go():
+        r = Raw(imap_server, prefix=b"i")
+        assert r.append(big)[-1].startswith(b"i2 OK")
+        assert r.append(small)[-1].startswith(b"i3 OK")
+        r.cmd(b"SELECT INBOX")
+        decoded.clear()
+        out = r.cmd(b"FETCH 1:2 (BODY.PEEK[1] BINARY.SIZE[1])")
+        assert out[-1].startswith(b"i5 OK")
+        assert out[:-1] == [b"* 1 FETCH (BODY[1] {10}\r\n", b"big body\r\n",
+                            b" BINARY.SIZE[1] 10)\r\n",
+                            b"* 2 FETCH (BODY[1] {12}\r\n", b"small body\r\n",
+                            b" BINARY.SIZE[1] 12)\r\n"]
+        assert [on_loop for n, on_loop in sorted(decoded)] == [True, False]
+        assert max(decoded)[0] >= imap_session.OFFLOOP_INDEX_BYTES
+        r.close()
+    await run(go)

@@ -1181,14 +1181,15 @@ class ImapSession:
         if current:
             progress.modseq = -1    # (asked of the view of the last chunk)
         # a big message to downgrade (RFC 6858: UTF-8 header, no UTF8=ACCEPT)
-        # is downgraded in the worker pool, not on the loop: fetch_chunks
-        # yields a _DowngradeFirst for it, taken from here to the pool
+        # is downgraded in the worker pool, not on the loop, and a big index
+        # decoded there: fetch_chunks yields a _DowngradeFirst for it, taken
+        # from here to the pool
         downgrades: dict = {}
         first = None
         chunks = fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
                               sel.reported, self.utf8, progress=progress,
                               read_email=None if records is None else records.get,
-                              downgrades=None if self.utf8 else downgrades)
+                              downgrades=downgrades)
 
         def build(until: float) -> bool:
             """Chunks into self.out until the buffer is full, the answer is
@@ -1237,8 +1238,8 @@ class ImapSession:
                     break
                 waited = True
                 if first is not None:
-                    downgrades[first.key] = await storeio.read(
-                        self.store, _downgrade_off_loop, self.acc, first.eid)
+                    downgrades[first.key] = await storeio.read(self.store, first.fn,
+                                                               *first.args)
                     first = None
                 async with turn:        # a checkpoint, then this answer alone
                     more = build(time.perf_counter() + FETCH_TURN_SECONDS)
@@ -2001,15 +2002,32 @@ def _downgraded(v, acc: int, em: LoadedEmail) -> tuple[bytes, bytes, mindex.Mess
 
 
 class _DowngradeFirst:
-    """fetch_chunks' request to its consumer: downgrade email EID (cache
-    key KEY) off the loop (_downgrade_off_loop), put the result in the
-    answer's ``downgrades`` under KEY, then go on (the message is retried)."""
+    """fetch_chunks' request to its consumer: run ``fn(view, *args)`` off
+    the loop (storeio.read: _downgrade_off_loop, _index_off_loop), put the
+    result in the answer's ``downgrades`` under KEY, then go on (the
+    message is retried)."""
 
-    __slots__ = ("key", "eid")
+    __slots__ = ("key", "fn", "args")
 
-    def __init__(self, key: tuple, eid: int):
+    def __init__(self, key: tuple, fn, *args):
         self.key = key
-        self.eid = eid
+        self.fn = fn
+        self.args = args
+
+
+# a stored index at least this big is decoded off the loop for FETCH: its
+# JSON is most of the decoding (a 16 MB header of small fields: 1 s)
+OFFLOOP_INDEX_BYTES = 1 << 20
+
+
+def _index_off_loop(v, acc: int, blob: bytes):
+    """The decoded index of BLOB in a worker thread; None when it is missing
+    or unreadable (the loop's require_index then says why)."""
+    data = v.blob_index(acc, blob)
+    try:
+        return mindex.decode_index(data) if data is not None else None
+    except ValueError:
+        return None
 
 
 def _downgrade_off_loop(v, acc: int, eid: int):
@@ -2339,9 +2357,14 @@ class _FetchPlan:
         # without UTF8=ACCEPT gets those of the downgraded message (RFC 6858)
         self.need_content = any(not isinstance(i, ev.FetchItem) or i.name not in _NO_CONTENT
                                 for i in items)
-        # {(acc, blob): _downgraded result} computed off the loop for this
-        # answer (fetch_chunks' consumer); None: downgrade on the loop
+        # {(acc, blob): _downgraded result, ("index", acc, blob): decoded
+        # index} computed off the loop for this answer (fetch_chunks'
+        # consumer); None: downgrade and decode on the loop
         self.downgrades: dict | None = None
+        # items that decode the whole index (require_index)
+        self.need_mi = any(
+            isinstance(i, ev.FetchBody) and (i.section.part or i.binary)
+            or isinstance(i, (ev.FetchBinarySize, ev.FetchPreview)) for i in items)
         # id(FetchBody item of ITEMS) -> its name in the answer (b"BODY[1.MIME]")
         self.body_names: dict[int, bytes] = {}
 
@@ -2407,11 +2430,18 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
             hit = ready.pop(key)    # None: it was gone from the worker's view
         elif ready is not None and rec.size >= storeio.OFFLOOP_BYTES \
                 and key not in _DOWNGRADED:
-            return _DowngradeFirst(key, eid)
+            return _DowngradeFirst(key, _downgrade_off_loop, acc, eid)
         raw, idx, mi = hit if hit is not None else _downgraded(v, acc, em)
         size = len(raw)
     else:
         idx = em.index_data if plan.wire_names else None   # sections read it via require_index
+        if plan.need_mi and plan.downgrades is not None:
+            data = em.index_data
+            if data is not None and len(data) >= OFFLOOP_INDEX_BYTES:
+                key = ("index", acc, em.blob)
+                if key not in plan.downgrades:
+                    return _DowngradeFirst(key, _index_off_loop, acc, em.blob)
+                mi = plan.downgrades.pop(key)   # None: require_index tells why
     wire_names = plan.wire_names
     wire = dict(zip(wire_names, mindex.index_fields(idx, plan.wire_fields))) \
         if wire_names else None
@@ -2586,9 +2616,10 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     for build_fetch (the records must be those of every slice's view).
     DOWNGRADES: a dict, when the consumer downgrades big messages off the
     loop: for a message to downgrade (UTF-8 header, no UTF8=ACCEPT) of at
-    least storeio.OFFLOOP_BYTES not downgraded yet, a ``_DowngradeFirst``
-    is yielded (outside any view) instead of bytes, and the message is
-    retried once the consumer put its downgrade in DOWNGRADES."""
+    least storeio.OFFLOOP_BYTES not downgraded yet, or whose index of at
+    least OFFLOOP_INDEX_BYTES the items decode, a ``_DowngradeFirst`` is
+    yielded (outside any view) instead of bytes, and the message is
+    retried once the consumer put the result in DOWNGRADES."""
     if progress is None:
         progress = FetchProgress()
     n_all = len(uids)
