@@ -12,6 +12,8 @@ import threading
 
 import pytest
 import trio
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from conftest import twin_params
 from imap_helpers import Raw, run
@@ -205,5 +207,73 @@ async def test_a_big_index_is_decoded_off_the_loop(imap_server, monkeypatch):
                             b" BINARY.SIZE[1] 12)\r\n"]
         assert [on_loop for n, on_loop in sorted(decoded)] == [True, False]
         assert max(decoded)[0] >= imap_session.OFFLOOP_INDEX_BYTES
+        r.close()
+    await run(go)
+
+
+# ------------------------------------------------- THREAD=REFERENCES
+
+class _WalkedRoots:
+    """thread._Roots as it was: every question walks up to the root."""
+
+    def find(self, b):
+        while b.parent is not None:
+            b = b.parent
+        return b
+
+    def attached(self, root, under):
+        pass
+
+
+def _thread_of(msgs, monkeypatch, roots=None):
+    from mailaccess.query import thread
+    monkeypatch.setattr(thread, "_messages", lambda view, acc, cands: msgs)
+    if roots is not None:
+        monkeypatch.setattr(thread, "_Roots", roots)
+    try:
+        return thread.thread_references(None, 0, [])
+    finally:
+        monkeypatch.undo()
+
+
+_ids = st.integers(0, 12).map(lambda i: f"{i}@x")
+_spec = st.lists(st.tuples(st.one_of(st.none(), _ids), st.lists(_ids, max_size=8),
+                           st.integers(0, 3)), max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+# a root whose tree hangs under another tree later in the same message: the
+# loop check for "x" must see b's new root (x itself), not its old one (a)
+@example([(None, ["a@x", "b@x"], 0), (None, ["x@x", "y@x"], 0),
+          ("m@x", ["b@x", "q@x", "y@x", "a@x", "b@x", "x@x"], 0)])
+@given(_spec)
+def test_thread_references_answers_as_when_every_loop_check_walked(spec):
+    """Loops, repeated ids, a message referring to itself or to a later one."""
+    from mailaccess.query import thread
+    msgs = [thread._Msg(k, k, date, "s", "s", mid, tuple(refs))
+            for k, (mid, refs, date) in enumerate(spec)]
+    with pytest.MonkeyPatch.context() as mp:
+        walked = _thread_of(msgs, mp, _WalkedRoots)
+    with pytest.MonkeyPatch.context() as mp:
+        assert _thread_of(msgs, mp) == walked
+
+
+async def test_thread_references_of_a_huge_references_field(imap_server):
+    """A References field of 100,000 ids (1 MB, any sender can deliver it):
+    each id's loop check walked the chain linked so far, 5e9 steps."""
+    refs = b" ".join(b"<%d@x>" % i for i in range(1, 100_000))
+    first = b"Message-ID: <root@x>\r\nSubject: s\r\nDate: Mon, 3 Nov 2025 10:00:00 +0000\r\n\r\nx\r\n"
+    second = (b"Message-ID: <leaf@x>\r\nSubject: Re: s\r\nDate: Mon, 3 Nov 2025 11:00:00 +0000"
+              b"\r\nReferences: <root@x> " + refs + b"\r\n\r\ny\r\n")
+    third = (b"Message-ID: <other@x>\r\nSubject: t\r\nDate: Mon, 3 Nov 2025 12:00:00 +0000"
+             b"\r\nReferences: " + refs + b" <leaf@x>\r\n\r\nz\r\n")
+
+    def go():
+        r = Raw(imap_server, prefix=b"t")
+        for n, m in enumerate((first, second, third), 2):
+            assert r.append(m)[-1].startswith(b"t%d OK" % n)
+        r.cmd(b"SELECT INBOX")
+        out = r.cmd(b"THREAD REFERENCES UTF-8 ALL")
+        assert out == [b"* THREAD (1 2 3)\r\n", b"t6 OK THREAD completed\r\n"]
         r.close()
     await run(go)
