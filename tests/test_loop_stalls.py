@@ -277,3 +277,37 @@ async def test_thread_references_of_a_huge_references_field(imap_server):
         assert out == [b"* THREAD (1 2 3)\r\n", b"t6 OK THREAD completed\r\n"]
         r.close()
     await run(go)
+
+
+async def test_catenate_urls_are_resolved_off_the_loop(imap_server, monkeypatch):
+    """CATENATE (RFC 4469) URL parts with a section decoded the named
+    message's whole index on the loop, once per URL."""
+    decoded = []
+    real = mindex.decode_index
+
+    def spy(data):
+        decoded.append(threading.current_thread() is threading.main_thread())
+        return real(data)
+
+    monkeypatch.setattr(mindex, "decode_index", spy)
+    raw = (b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\n\r\none\r\n--b\r\n\r\ntwo\r\n--b--\r\n")
+
+    def go():
+        r = Raw(imap_server, prefix=b"c")
+        assert r.append(raw)[-1].startswith(b"c2 OK")
+        r.cmd(b"SELECT INBOX")
+        head = b"Subject: joined\r\n\r\n"
+        out = r.cmd(b'APPEND INBOX CATENATE (TEXT {%d+}\r\n%s URL "/INBOX/;UID=1/;SECTION=2"'
+                    b' URL "/INBOX/;UID=1/;SECTION=1" URL "/INBOX/;UID=1/;SECTION=9")'
+                    % (len(head), head))
+        assert b"c4 NO [BADURL /INBOX/;UID=1/;SECTION=9]" in out[-1]
+        out = r.cmd(b'APPEND INBOX CATENATE (TEXT {%d+}\r\n%s URL "/INBOX/;UID=1/;SECTION=2"'
+                    b' URL "/INBOX/;UID=1/;SECTION=1")' % (len(head), head))
+        assert out[-1].startswith(b"c5 OK")
+        r.cmd(b"NOOP")
+        got = r.cmd(b"FETCH 2 BODY.PEEK[]")
+        assert got[1] == head + b"twoone"
+        assert decoded and not any(decoded)
+        r.close()
+    await run(go)

@@ -981,7 +981,10 @@ class ImapSession:
             if isinstance(part, ev.CatenateText):
                 out.append(part.data)
                 continue
-            data = self.resolve_url(part.url)
+            # in the worker pool: a URL with a section decodes the message's
+            # whole index (1 s for a 16 MB header of small fields), and a
+            # CATENATE may name a thousand
+            data = await storeio.cpu(self.resolve_url, part.url)
             if data is None:
                 raise No(f"bad URL {part.url}", "BADURL " + part.url)
             out.append(data)
