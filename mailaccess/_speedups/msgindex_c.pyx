@@ -623,7 +623,8 @@ cpdef str decode_words(bytes value):
     cdef bint gap_blank
     cdef list out
     cdef object cs = None
-    cdef bytes pending = b"", data
+    cdef bytes data
+    cdef list pending = None  # the run's decoded bytes, joined once at its end (never +=)
     cdef str charset
     if value.find(b"=?") < 0:
         return bytes_to_str(value)
@@ -662,7 +663,7 @@ cpdef str decode_words(bytes value):
                 break
         if cs is None or not gap_blank:
             if cs is not None:
-                out.append(_flush_words(value, cs, pending, run_start, run_end))
+                out.append(_flush_words(value, cs, b"".join(pending), run_start, run_end))
                 cs = None
             if i > pos:
                 out.append(_str_range(<const char*>p + pos, i - pos))
@@ -672,18 +673,18 @@ cpdef str decode_words(bytes value):
         else:
             data = _qp_decode(p + t_start, t_end - t_start, True)
         if cs is not None and charset.lower() == cs.lower():
-            pending += data
+            pending.append(data)
         else:
             if cs is not None:
-                out.append(_flush_words(value, cs, pending, run_start, run_end))
+                out.append(_flush_words(value, cs, b"".join(pending), run_start, run_end))
             cs = charset
-            pending = data
+            pending = [data]
             run_start = i
         run_end = m_end
         pos = m_end
         i = m_end
     if cs is not None:
-        out.append(_flush_words(value, cs, pending, run_start, run_end))
+        out.append(_flush_words(value, cs, b"".join(pending), run_start, run_end))
     if pos < n:
         out.append(_str_range(<const char*>p + pos, n - pos))
     return "".join(out)

@@ -290,14 +290,14 @@ def decode_words(value: bytes) -> str:
     out = []
     pos = 0
     cs = None  # charset of the pending run of words
-    pending = b""
+    pending = []  # its decoded bytes, joined once at the run's end (never +=)
     run_start = 0
     run_end = 0
     for m in _EWORD.finditer(value):
         gap = value[pos : m.start()]
         if cs is None or gap.strip(b" \t\r\n"):
             if cs is not None:
-                out.append(_flush_words(value, cs, pending, run_start, run_end))
+                out.append(_flush_words(value, cs, b"".join(pending), run_start, run_end))
                 cs = None
             if gap:
                 out.append(bytes_to_str(gap))
@@ -308,17 +308,17 @@ def decode_words(value: bytes) -> str:
         else:
             data = binascii.a2b_qp(text, header=True)
         if cs is not None and charset.lower() == cs.lower():
-            pending += data
+            pending.append(data)
         else:
             if cs is not None:
-                out.append(_flush_words(value, cs, pending, run_start, run_end))
+                out.append(_flush_words(value, cs, b"".join(pending), run_start, run_end))
             cs = charset
-            pending = data
+            pending = [data]
             run_start = m.start()
         run_end = m.end()
         pos = run_end
     if cs is not None:
-        out.append(_flush_words(value, cs, pending, run_start, run_end))
+        out.append(_flush_words(value, cs, b"".join(pending), run_start, run_end))
     if pos < len(value):
         out.append(bytes_to_str(value[pos:]))
     return "".join(out)

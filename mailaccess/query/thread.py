@@ -133,6 +133,44 @@ def _descends(a: _Box, b: _Box) -> bool:
     return False
 
 
+class _Roots:
+    """The root of a box's tree, while one message's references are linked
+    (step 1A: the only change then is a root hung under a box, ``attached``).
+    Each box is walked up once per message: a References list of R ids
+    linked as a chain walked its whole depth per id (R * R / 2 steps: 2.5 s
+    for 16,000 ids, and a 1 MB field holds 160,000)."""
+
+    __slots__ = ("known", "moved")
+
+    def __init__(self):
+        self.known: dict[_Box, _Box] = {}   # box -> its root when walked
+        self.moved: dict[_Box, _Box] = {}   # a former root -> the root it hangs under
+
+    def find(self, b: _Box) -> _Box:
+        known = self.known
+        path = []
+        while b.parent is not None and b not in known:
+            path.append(b)
+            b = b.parent
+        r = known.get(b, b)
+        moved = self.moved
+        if r in moved:
+            hops = []
+            while r in moved:
+                hops.append(r)
+                r = moved[r]
+            for h in hops:
+                moved[h] = r
+        for p in path:
+            known[p] = r
+        known[b] = r
+        return r
+
+    def attached(self, root: _Box, under: _Box) -> None:
+        """ROOT (a root) was linked below a box of the tree rooted at UNDER."""
+        self.moved[root] = under
+
+
 def _unlink(c: _Box) -> None:
     if c.parent is not None:
         c.parent.children.remove(c)
@@ -172,13 +210,18 @@ def thread_references(view, acc: int, candidates: Sequence[tuple[int, int]]) -> 
             box = table.setdefault(mid, _Box())
         box.msg = x
         prev = None
+        roots = _Roots()
         for ref in x.refs:                  # (1A)
             rb = table.get(ref)
             if rb is None:
                 rb = table[ref] = _Box()
-            if (prev is not None and rb.parent is None and rb is not prev
-                    and not _descends(prev, rb)):
-                _link(prev, rb)
+            # rb has no parent, so prev descends from rb exactly when rb is
+            # the root of prev's tree: linking them would close a loop
+            if prev is not None and rb.parent is None and rb is not prev:
+                top = roots.find(prev)
+                if top is not rb:
+                    _link(prev, rb)
+                    roots.attached(rb, top)
             prev = rb
         # (1B) the last reference becomes the parent: any current parent (from a
         # truncated References elsewhere) is broken first, and the new link is

@@ -46,18 +46,26 @@ async def _after_delivery(ctx, acc: int, rcpt: str, return_path: str, raw: bytes
     cfg: Config = ctx.cfg
     own = addresses.own_addresses(account.name, cfg.lmtp.local_domains, cfg.hostname)
     own.add(rcpt.lower())
-    # the message's header is read (and the reply written) in the worker
-    # pool: a 64 MB header takes the email package a second or more
-    why = await storeio.cpu(autoreply.should_reply, raw, return_path, own)
+    me = rcpt if addresses.may_send_from(rcpt, own) and addresses.valid_address(rcpt) else \
+        addresses.default_address(account.name, cfg.lmtp.local_domains, cfg.hostname)
+    # in the worker pool: both read the delivered message's header with the
+    # email package, whose header folding of the reply's "Auto: <subject>"
+    # took 1.3 s for a 64 KB UTF-8 Subject and 80 s for a 1 MB one
+    why, reply = await storeio.cpu(_decide, raw, return_path, own, vac, me, now, cfg.hostname)
     if why is not None:
         log.debug("no vacation reply to %r for account %d: %s", return_path, acc, why)
         return
-    me = rcpt if addresses.may_send_from(rcpt, own) and addresses.valid_address(rcpt) else \
-        addresses.default_address(account.name, cfg.lmtp.local_domains, cfg.hostname)
-    reply = await storeio.cpu(autoreply.build_reply, raw, vac, me, return_path, now,
-                              cfg.hostname)
     qid = await storeio.write(ctx.store, _queue_reply, acc, return_path, now,
                               cfg.vacation.period_days * 86400, cfg.vacation.max_senders,
                               reply, now + cfg.smtp.expire)
     if qid is not None:
         log.info("vacation reply for account %d queued to %s", acc, return_path)
+
+
+def _decide(raw: bytes, return_path: str, own: set, vac: dict, me: str, now: int,
+            hostname: str) -> tuple[str | None, bytes | None]:
+    """(why RAW gets no reply, None) or (None, the reply): off the loop."""
+    why = autoreply.should_reply(raw, return_path, own)
+    if why is not None:
+        return why, None
+    return None, autoreply.build_reply(raw, vac, me, return_path, now, hostname)

@@ -50,15 +50,15 @@ def _ew(text: str) -> str:
 
 def _split_header(header: bytes) -> list[bytes]:
     """Header block -> list of raw fields (each with its folded lines)."""
-    fields: list[bytes] = []
+    fields: list[list[bytes]] = []     # each field's lines, joined once at the end
     for line in header.splitlines(keepends=True):
         if line in (b"\r\n", b"\n"):
             continue
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
+            fields[-1].append(line)
         else:
-            fields.append(line)
-    return fields
+            fields.append([line])
+    return [b"".join(f) for f in fields]
 
 
 def _addresses(value: str) -> str:

@@ -981,7 +981,10 @@ class ImapSession:
             if isinstance(part, ev.CatenateText):
                 out.append(part.data)
                 continue
-            data = self.resolve_url(part.url)
+            # in the worker pool: a URL with a section decodes the message's
+            # whole index (1 s for a 16 MB header of small fields), and a
+            # CATENATE may name a thousand
+            data = await storeio.cpu(self.resolve_url, part.url)
             if data is None:
                 raise No(f"bad URL {part.url}", "BADURL " + part.url)
             out.append(data)
@@ -1180,19 +1183,29 @@ class ImapSession:
         progress = FetchProgress()
         if current:
             progress.modseq = -1    # (asked of the view of the last chunk)
+        # a big message to downgrade (RFC 6858: UTF-8 header, no UTF8=ACCEPT)
+        # is downgraded in the worker pool, not on the loop, and a big index
+        # decoded there: fetch_chunks yields a _DowngradeFirst for it, taken
+        # from here to the pool
+        downgrades: dict = {}
+        first = None
         chunks = fetch_chunks(self.store, self.acc, sel, uids, items, self.condstore,
                               sel.reported, self.utf8, progress=progress,
-                              read_email=None if records is None else records.get)
+                              read_email=None if records is None else records.get,
+                              downgrades=downgrades)
 
         def build(until: float) -> bool:
             """Chunks into self.out until the buffer is full, the answer is
             complete or the clock passes UNTIL (at least one); more to build?"""
-            nonlocal held, mark, blocked
+            nonlocal held, mark, blocked, first
             built = 0
             while True:
                 chunk = next(chunks, None)
                 if chunk is None:
                     return False
+                if type(chunk) is _DowngradeFirst:
+                    first = chunk
+                    return True
                 out.append(chunk)
                 held += len(chunk)
                 built += len(chunk)
@@ -1227,6 +1240,10 @@ class ImapSession:
                 if not more:
                     break
                 waited = True
+                if first is not None:
+                    downgrades[first.key] = await storeio.read(self.store, first.fn,
+                                                               *first.args)
+                    first = None
                 async with turn:        # a checkpoint, then this answer alone
                     more = build(time.perf_counter() + FETCH_TURN_SECONDS)
         except No:
@@ -1969,7 +1986,10 @@ _DOWNGRADED: dict[tuple[int, bytes], tuple[bytes, bytes, mindex.MessageIndex]] =
 def _downgraded(v, acc: int, em: LoadedEmail) -> tuple[bytes, bytes, mindex.MessageIndex]:
     """(raw, encoded index, index) of EM's message as RFC 6858 downgrades it,
     for clients without UTF8=ACCEPT.  Rare (raw UTF-8 headers), so computed
-    on demand and kept in a small cache keyed by content hash."""
+    on demand and kept in a small cache keyed by content hash.  Linear in
+    the message, but at 0.2 s to 0.8 s per MB of hostile header: the FETCH
+    answer has a big message's downgraded off the loop first
+    (_DowngradeFirst, _downgrade_off_loop)."""
     key = (acc, em.blob)
     hit = _DOWNGRADED.get(key)
     if hit is None:
@@ -1982,6 +2002,42 @@ def _downgraded(v, acc: int, em: LoadedEmail) -> tuple[bytes, bytes, mindex.Mess
             _DOWNGRADED.clear()
         _DOWNGRADED[key] = hit
     return hit
+
+
+class _DowngradeFirst:
+    """fetch_chunks' request to its consumer: run ``fn(view, *args)`` off
+    the loop (storeio.read: _downgrade_off_loop, _index_off_loop), put the
+    result in the answer's ``downgrades`` under KEY, then go on (the
+    message is retried)."""
+
+    __slots__ = ("key", "fn", "args")
+
+    def __init__(self, key: tuple, fn, *args):
+        self.key = key
+        self.fn = fn
+        self.args = args
+
+
+# a stored index at least this big is decoded off the loop for FETCH: its
+# JSON is most of the decoding (a 16 MB header of small fields: 1 s)
+OFFLOOP_INDEX_BYTES = 1 << 20
+
+
+def _index_off_loop(v, acc: int, blob: bytes):
+    """The decoded index of BLOB in a worker thread; None when it is missing
+    or unreadable (the loop's require_index then says why)."""
+    data = v.blob_index(acc, blob)
+    try:
+        return mindex.decode_index(data) if data is not None else None
+    except ValueError:
+        return None
+
+
+def _downgrade_off_loop(v, acc: int, eid: int):
+    """_downgraded of email EID in a worker thread (storeio.read); None
+    when it is gone."""
+    em = load_email(v, acc, eid, members=False)
+    return _downgraded(v, acc, em) if em is not None else None
 
 
 # FETCH items that need only the email record and the prepared index, and
@@ -2273,6 +2329,12 @@ def _with_recent(flags, keywords) -> bytes:
     return fl[:-1] + (b" \\Recent)" if len(fl) > 2 else b"\\Recent)")
 
 
+# FETCH items answered from the email record alone, the same for a message
+# and its downgraded form
+_NO_CONTENT = frozenset(("UID", "FLAGS", "MODSEQ", "INTERNALDATE", "EMAILID", "THREADID",
+                         "SAVEDATE"))
+
+
 class _FetchPlan:
     """What the Python FETCH loop needs to know once per answer."""
 
@@ -2294,6 +2356,18 @@ class _FetchPlan:
         self.wire_fields = tuple(n.lower() for n in self.wire_names)
         self.has_modseq = any(isinstance(i, ev.FetchItem) and i.name == "MODSEQ"
                               for i in items)
+        # items that read the message (its size, bytes or index): a client
+        # without UTF8=ACCEPT gets those of the downgraded message (RFC 6858)
+        self.need_content = any(not isinstance(i, ev.FetchItem) or i.name not in _NO_CONTENT
+                                for i in items)
+        # {(acc, blob): _downgraded result, ("index", acc, blob): decoded
+        # index} computed off the loop for this answer (fetch_chunks'
+        # consumer); None: downgrade and decode on the loop
+        self.downgrades: dict | None = None
+        # items that decode the whole index (require_index)
+        self.need_mi = any(
+            isinstance(i, ev.FetchBody) and (i.section.part or i.binary)
+            or isinstance(i, (ev.FetchBinarySize, ev.FetchPreview)) for i in items)
         # id(FetchBody item of ITEMS) -> its name in the answer (b"BODY[1.MIME]")
         self.body_names: dict[int, bytes] = {}
 
@@ -2351,15 +2425,35 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     raw = None
     mi = None
     size = rec.size
-    if not utf8 and rec.flags & FLAG_UTF8_HEADERS:
-        raw, idx, mi = _downgraded(v, acc, em)
+    if not utf8 and rec.flags & FLAG_UTF8_HEADERS and plan.need_content:
+        key = (acc, em.blob)
+        ready = plan.downgrades
+        hit = None
+        if ready is not None and key in ready:
+            hit = ready.pop(key)    # None: it was gone from the worker's view
+        elif ready is not None and rec.size >= storeio.OFFLOOP_BYTES \
+                and key not in _DOWNGRADED:
+            return _DowngradeFirst(key, _downgrade_off_loop, acc, eid)
+        raw, idx, mi = hit if hit is not None else _downgraded(v, acc, em)
         size = len(raw)
     else:
         idx = em.index_data if plan.wire_names else None   # sections read it via require_index
+        if plan.need_mi and plan.downgrades is not None:
+            data = em.index_data
+            if data is not None and len(data) >= OFFLOOP_INDEX_BYTES:
+                key = ("index", acc, em.blob)
+                if key not in plan.downgrades:
+                    return _DowngradeFirst(key, _index_off_loop, acc, em.blob)
+                mi = plan.downgrades.pop(key)   # None: require_index tells why
     wire_names = plan.wire_names
     wire = dict(zip(wire_names, mindex.index_fields(idx, plan.wire_fields))) \
         if wire_names else None
     sections: dict = {}
+    # a section's data before any <partial>, once per message: items that
+    # differ only in their partial range (BINARY[1]<0.1> BINARY[1]<1.1> ...)
+    # or repeat a BINARY.SIZE each cut, decoded or searched the whole part
+    # again (thousands of items times a 64 MB part)
+    whole: dict = {}
 
     def lit(name: bytes, data, binary: bool = False):
         if not binary:
@@ -2425,15 +2519,20 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
             if hit is not None:       # (name, data, binary): counted again by lit()
                 pieces.append(lit(*hit) if hit[1] is not None else hit[0] + b" NIL")
                 continue
-            if not it.section.part and not it.section.text and not it.binary:
-                data = raw          # BODY[]: the stored bytes, no index needed
-            elif not it.section.part and not it.binary and mi is None:
-                # the whole message's header or text: its end is enough
-                data = _top_section(raw, em.header_end(), it.section)
-            else:
-                if mi is None:
-                    mi = em.require_index()
-                data = _fetch_section(raw, mi, it)
+            data = whole.get(name, _NOT_YET)
+            if data is _UNKNOWN_CTE:
+                raise No("unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
+            if data is _NOT_YET:
+                if not it.section.part and not it.section.text and not it.binary:
+                    data = raw          # BODY[]: the stored bytes, no index needed
+                elif not it.section.part and not it.binary and mi is None:
+                    # the whole message's header or text: its end is enough
+                    data = _top_section(raw, em.header_end(), it.section)
+                else:
+                    if mi is None:
+                        mi = em.require_index()
+                    data = _fetch_section(raw, mi, it)
+                whole[name] = data
             if data is None:
                 sections[key] = (name, None, False)
                 pieces.append(name + b" NIL")
@@ -2451,12 +2550,17 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
             if mi is None:
                 mi = em.require_index()
             sec = ".".join(str(p) for p in it.part)
-            try:
-                data = mindex.decoded_part(raw, mi, sec)
-            except mindex.UnknownCTE:
-                data = None
+            bname = b"BINARY[" + sec.encode() + b"]"      # a BINARY item's name
+            data = whole.get(bname, _NOT_YET)
+            if data is _NOT_YET:
+                try:
+                    data = mindex.decoded_part(raw, mi, sec)
+                except mindex.UnknownCTE:
+                    data = _UNKNOWN_CTE
+                whole[bname] = data
             pieces.append(b"BINARY.SIZE[" + sec.encode() + b"] " +
-                          (b"%d" % len(data) if data is not None else b"NIL"))
+                          (b"%d" % len(data) if data is not None and data is not _UNKNOWN_CTE
+                           else b"NIL"))
         elif isinstance(it, ev.FetchPreview):
             if mi is None:
                 mi = em.require_index()
@@ -2467,6 +2571,10 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     if reported is not None:
         reported[u] = rec.last_ms
     return seq, pieces
+
+
+_NOT_YET = object()      # _fetch_message's whole: not computed yet
+_UNKNOWN_CTE = object()  # ... a BINARY section of an unknown transfer encoding
 
 
 def _drop_written(out: list, n: int) -> tuple[int, int]:
@@ -2498,7 +2606,7 @@ class FetchProgress:
 def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                  reported: dict | None = None, utf8: bool = True, *,
                  budget: int = FETCH_CHUNK, progress: FetchProgress | None = None,
-                 read_email=None):
+                 read_email=None, downgrades: dict | None = None):
     """The FETCH answer for UIDS as byte chunks of about BUDGET bytes.
 
     Joined, the chunks are exactly ``b"".join(build_fetch(...))``.  Messages
@@ -2508,7 +2616,13 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     holding an LMDB snapshot.  A literal bigger than BUDGET is yielded in
     pieces of BUDGET bytes; the message's raw bytes are held once.  PROGRESS,
     when given, says before each chunk whether more follow.  READ_EMAIL: as
-    for build_fetch (the records must be those of every slice's view)."""
+    for build_fetch (the records must be those of every slice's view).
+    DOWNGRADES: a dict, when the consumer downgrades big messages off the
+    loop: for a message to downgrade (UTF-8 header, no UTF8=ACCEPT) of at
+    least storeio.OFFLOOP_BYTES not downgraded yet, or whose index of at
+    least OFFLOOP_INDEX_BYTES the items decode, a ``_DowngradeFirst`` is
+    yielded (outside any view) instead of bytes, and the message is
+    retried once the consumer put the result in DOWNGRADES."""
     if progress is None:
         progress = FetchProgress()
     n_all = len(uids)
@@ -2521,7 +2635,8 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
         recent = sel.recent_among(uids) if sel.show_recent and sel.recent and \
             "FLAGS" in simple else None
         yield from _chunks_upto(store, acc, sel, uids, items, facts, condstore, reported,
-                                utf8, budget, progress, read_email, recent or None)
+                                utf8, budget, progress, read_email, recent or None,
+                                downgrades)
         return
     i = 0
     buf: list[bytes] = []
@@ -2529,15 +2644,20 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
     plan = None
     while i < n_all:
         pending = None
+        first = None
         with store.view() as v:
             if plan is None:
                 plan = _FetchPlan(v, acc, items)   # one per answer, as one view had
+                plan.downgrades = downgrades
             elif plan.spell is not None:
                 plan.spell.view = v     # spellings not read yet come from this slice's view
             stop = min(n_all, i + FETCH_SLICE)
             while i < stop and held < budget:
                 m = _fetch_message(v, acc, sel, uids[i], items, condstore, reported, utf8,
                                    plan, big=budget)
+                if type(m) is _DowngradeFirst:
+                    first = m       # message i again once it is downgraded
+                    break
                 i += 1
                 if m is None:
                     continue
@@ -2549,12 +2669,16 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
                 for data in _message_segments(*m, 1 << 62):
                     buf.append(data)
                     held += len(data)
-        if buf and (held >= budget or pending is not None or i >= n_all):
+        if buf and (held >= budget or pending is not None or i >= n_all
+                    or first is not None):
             progress.more = pending is not None or i < n_all
             yield b"".join(buf)
             buf, held = [], 0
         if pending is not None:
             yield from _pieces(pending, budget, progress, i < n_all)
+        if first is not None:
+            progress.more = True
+            yield first
     if buf:
         progress.more = False
         yield b"".join(buf)
@@ -2563,7 +2687,8 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
 
 def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, facts: "_FetchFacts",
                  condstore: bool, reported: dict | None, utf8: bool, budget: int,
-                 progress: FetchProgress, read_email, recent: set | None):
+                 progress: FetchProgress, read_email, recent: set | None,
+                 downgrades: dict | None = None):
     """fetch_chunks for SIMPLE items (RECENT: the UIDs whose FLAGS show
     \\Recent, or None): each chunk is one ``fetchfmt.fetch_upto`` call under
     its own store view (the responses joined where they are formatted,
@@ -2579,6 +2704,7 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, facts: "_Fe
     i = 0
     while i < n_all:
         pending = None
+        first = None
         with store.view() as v:
             flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
                      if "FLAGS" in simple else None)
@@ -2592,11 +2718,15 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, facts: "_Fe
             if fell:
                 if plan is None:
                     plan = _FetchPlan(v, acc, items)
+                    plan.downgrades = downgrades
                 elif plan.spell is not None:
                     plan.spell.view = v
                 m = _fetch_message(v, acc, sel, uids[i], items, condstore, reported, utf8,
                                    plan, big=budget)
-                i += 1
+                if type(m) is _DowngradeFirst:
+                    first, m = m, None      # message i again once it is downgraded
+                else:
+                    i += 1
                 if m is not None:
                     if _literal_bytes(m[1]) > budget:
                         pending = m
@@ -2612,6 +2742,9 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, facts: "_Fe
             yield chunk
         if pending is not None:
             yield from _pieces(pending, budget, progress, i < n_all)
+        if first is not None:
+            progress.more = True
+            yield first
     progress.more = False
 
 
