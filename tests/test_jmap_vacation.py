@@ -122,6 +122,24 @@ def test_reply_shape():
     assert b"multipart/alternative" in raw
 
 
+@pytest.mark.parametrize("subject, want", [
+    ("Köln Grüße".encode(), "Auto: Köln Grüße"),               # raw UTF-8 (RFC 6532)
+    (b"=?utf-8?q?K=C3=B6ln?= =?iso-8859-1?q?Gr=FC=DFe?=", "Auto: KölnGrüße"),  # RFC 2047
+    ("a\r\n b Köln".encode(), "Auto: a b Köln"),                # folded
+    (b"bad \xff x", "Auto: bad \ufffd x"),                       # not UTF-8
+])
+def test_reply_subject_reads_the_original_as_text(subject, want):
+    """The reply's "Auto: <subject>" is the original's Subject as a reader
+    sees it (it made replacement characters of a raw UTF-8 Subject)."""
+    import email
+    import email.policy
+    raw = msg().replace(b"Subject: question", b"Subject: " + subject)
+    vac = {"isEnabled": True, "subject": None, "textBody": "Away", "htmlBody": None}
+    reply = autoreply.build_reply(raw, vac, "alice@localhost", "bob@example.com",
+                                  1_700_000_000, "mx")
+    assert email.message_from_bytes(reply, policy=email.policy.default)["Subject"] == want
+
+
 def test_active_window():
     v = {"isEnabled": True, "fromDate": "2030-01-01T00:00:00Z", "toDate": "2030-01-08T00:00:00Z"}
     assert not autoreply.active(v, 1_700_000_000)

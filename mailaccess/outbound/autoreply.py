@@ -32,6 +32,17 @@ def _headers(raw: bytes):
         raw[:_header_end(raw)])
 
 
+def _text_of(value) -> str:
+    """A raw header value of _headers (``raw_items``: 8-bit octets kept as
+    surrogates; ``get`` would give them as replacement characters) as text:
+    a raw UTF-8 field (RFC 6532) read as UTF-8, replacement characters for
+    what is not; RFC 2047 words are left to the reply's header policy,
+    which decodes them."""
+    if value is None:
+        return ""
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def should_reply(raw: bytes, return_path: str, user_addresses: set[str]) -> str | None:
     """Why RAW, delivered with envelope sender RETURN_PATH to a user known
     by USER_ADDRESSES (lowercased), must not be answered; None to answer."""
@@ -123,7 +134,8 @@ def build_reply(raw: bytes, vacation: dict, user_address: str, to: str, now: int
     return path), with the vacation response's subject and bodies (the
     subject and references bounded: MAX_LINE, MAX_REFERENCES)."""
     orig = _headers(raw)
-    osubj = " ".join(str(orig.get("Subject") or "").split())
+    osubj = " ".join(_text_of(next((v for k, v in orig.raw_items()
+                                    if k.lower() == "subject"), None)).split())
     subject = vacation.get("subject") or (f"Auto: {osubj}" if osubj else "Auto: away")
     if len(subject) > MAX_LINE:
         subject = _first_words(subject.split(), MAX_LINE)
