@@ -215,12 +215,13 @@ def test_messages_answer_as_the_oracle(raws):
 
 # ------------------------------------------------------------ over the wire
 
-WIRE = 20_000
+WIRE = 40_000
 
 
 async def test_thread_of_a_long_chain_over_the_wire(imap_server):
-    """20,000 messages, each naming its predecessor and an id nobody has
-    (minutes with the walking loop checks), then an In-Reply-To-only chain."""
+    """40,000 messages, each naming its predecessor and an id nobody has
+    (about two minutes with the walking loop checks, past run()'s 60 s),
+    then an In-Reply-To-only chain of 2,000."""
     from mailaccess.store import ops
     st_ = imap_server.store
     with st_.view() as v:
