@@ -15,6 +15,7 @@ import trio
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import thread_oracle
 from conftest import twin_params
 from imap_helpers import Raw, run
 from mailaccess import _speedups, storeio
@@ -213,23 +214,9 @@ async def test_a_big_index_is_decoded_off_the_loop(imap_server, monkeypatch):
 
 # ------------------------------------------------- THREAD=REFERENCES
 
-class _WalkedRoots:
-    """thread._Roots as it was: every question walks up to the root."""
-
-    def find(self, b):
-        while b.parent is not None:
-            b = b.parent
-        return b
-
-    def attached(self, root, under):
-        pass
-
-
-def _thread_of(msgs, monkeypatch, roots=None):
+def _thread_of(msgs, monkeypatch):
     from mailaccess.query import thread
     monkeypatch.setattr(thread, "_messages", lambda view, acc, cands: msgs)
-    if roots is not None:
-        monkeypatch.setattr(thread, "_Roots", roots)
     try:
         return thread.thread_references(None, 0, [])
     finally:
@@ -253,9 +240,7 @@ def test_thread_references_answers_as_when_every_loop_check_walked(spec):
     msgs = [thread._Msg(k, k, date, "s", "s", mid, tuple(refs))
             for k, (mid, refs, date) in enumerate(spec)]
     with pytest.MonkeyPatch.context() as mp:
-        walked = _thread_of(msgs, mp, _WalkedRoots)
-    with pytest.MonkeyPatch.context() as mp:
-        assert _thread_of(msgs, mp) == walked
+        assert _thread_of(msgs, mp) == thread_oracle.references(msgs)
 
 
 async def test_thread_references_of_a_huge_references_field(imap_server):

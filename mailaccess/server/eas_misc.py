@@ -18,8 +18,11 @@ MeetingResponse (2.2.1.11).
   CertificateRetrieval -> ``Certificates`` Status 7 (no valid
   certificate) with CertificateCount 0; Availability -> ``Availability``
   Status 163 (free/busy failed: there is no calendar); Picture ->
-  ``Picture`` Status 173 (no photo).  Matching scans the account list:
-  fine for the few thousand accounts one node holds.
+  ``Picture`` Status 173 (no photo).  The lookups run in the worker pool
+  (storeio.read), on one snapshot: the account list and each account's
+  identities are read once per request, into a sorted word index that each
+  name ``To`` searches by bisection (the per-query scan took 5 s for 100
+  ``To`` over 10,000 accounts, on the event loop).
 * ValidateCert: the server does not validate certificates (it has no trust
   store for S/MIME): the command Status is 1 and every certificate gets
   Status 17 ("an unknown server error has occurred", 2.2.3.177.18), which
@@ -34,6 +37,9 @@ None of them keeps device state.
 """
 from __future__ import annotations
 
+import bisect
+
+from .. import storeio
 from ..outbound import addresses
 from ..proto.eas.wbxml import E, Element
 from .eas_command import Command
@@ -64,11 +70,14 @@ def _display_names(view, acc) -> dict[str, str]:
             for r in view.identities(acc.id).values() if r.get("name")}
 
 
-def _entry(view, cfg, acc, address: str | None = None) -> tuple[str, str]:
-    """(display name, address) of account ACC in the directory."""
+def _entry(view, cfg, acc, address: str | None = None,
+           names: dict[str, str] | None = None) -> tuple[str, str]:
+    """(display name, address) of account ACC in the directory (NAMES: its
+    _display_names, when the caller has them)."""
     primary = addresses.default_address(acc.name, cfg.lmtp.local_domains, cfg.hostname)
     address = address or primary
-    names = _display_names(view, acc)
+    if names is None:
+        names = _display_names(view, acc)
     return names.get(address.lower()) or names.get(primary.lower()) or acc.name, address
 
 
@@ -88,28 +97,77 @@ def _one_address(query: str) -> str:
     return pairs[0][1]
 
 
+class _Directory:
+    """The accounts as one request's name search sees them: read once (each
+    account's identities once), then each name ``To`` is a binary search in
+    the sorted words.  An account matches a name when its name, one of its
+    identities' display names, or a word of one, starts with it
+    (case-insensitive); the words starting with Q are one run of the sorted
+    list, from bisect_left(Q).  Built per request on the request's snapshot,
+    so it cannot go stale when accounts or identities change."""
+
+    def __init__(self, view):
+        self.accounts = sorted(view.accounts(), key=lambda a: a.name)
+        self.names = [_display_names(view, a) for a in self.accounts]
+        words = []
+        for i, (acc, names) in enumerate(zip(self.accounts, self.names)):
+            words.append((acc.name.casefold(), i))
+            for n in names.values():
+                words.extend((w.casefold(), i) for w in [n] + n.split())
+        words.sort()
+        self.keys = [w for w, _ in words]
+        self.owner = [i for _, i in words]
+
+    def matches(self, q: str) -> list[int]:
+        """Indexes (in name order) of the accounts Q (casefolded) names."""
+        keys, found = self.keys, set()
+        j = bisect.bisect_left(keys, q)
+        while j < len(keys) and keys[j].startswith(q):
+            found.add(self.owner[j])
+            j += 1
+        return sorted(found)
+
+
+def _by_address(view, cfg, addr: str) -> list[tuple[str, str]]:
+    """The entry of the account LMTP would deliver ADDR to, if any."""
+    local, _, domain = addr.rpartition("@")
+    base = local.partition("+")[0]
+    acc = None
+    if domain.lower() in [d.lower() for d in cfg.lmtp.local_domains] and base:
+        acc = view.account_by_name(base)
+    if acc is None:
+        acc = view.account_by_name(addr)
+    return [_entry(view, cfg, acc, addr)] if acc is not None else []
+
+
 def resolve(view, cfg, query: str) -> list[tuple[str, str]]:
     """The directory entries (display name, address) QUERY names."""
-    addr = _one_address(query)
-    if "@" in addr:
-        local, _, domain = addr.rpartition("@")
-        base = local.partition("+")[0]
-        acc = None
-        if domain.lower() in [d.lower() for d in cfg.lmtp.local_domains] and base:
-            acc = view.account_by_name(base)
-        if acc is None:
-            acc = view.account_by_name(addr)
-        return [_entry(view, cfg, acc, addr)] if acc is not None else []
-    q = query.strip().casefold()
-    if not q:
-        return []
+    return resolve_all(view, cfg, [query])[0][1]
+
+
+def resolve_all(view, cfg, queries: list[str], limit: int | None = None
+                ) -> list[tuple[int, list[tuple[str, str]]]]:
+    """(how many entries, the first LIMIT of them) of each query, on one
+    snapshot; the account list is read once, and only when some query is a
+    name.  Grows with the accounts (and their identities): runs in the
+    worker pool."""
+    directory = None
     out = []
-    for acc in sorted(view.accounts(), key=lambda a: a.name):
-        hit = acc.name.casefold().startswith(q) or any(
-            w.casefold().startswith(q) for n in _display_names(view, acc).values()
-            for w in [n] + n.split())
-        if hit:
-            out.append(_entry(view, cfg, acc))
+    for query in queries:
+        addr = _one_address(query)
+        if "@" in addr:
+            hit = _by_address(view, cfg, addr)
+            out.append((len(hit), hit))
+            continue
+        q = query.strip().casefold()
+        if not q:
+            out.append((0, []))
+            continue
+        if directory is None:
+            directory = _Directory(view)
+        hits = directory.matches(q)
+        out.append((len(hits), [_entry(view, cfg, directory.accounts[i], names=directory.names[i])
+                                for i in hits[:limit]]))
     return out
 
 
@@ -134,16 +192,17 @@ async def resolve_recipients(ctx, body: Element | None) -> Element:
     max_amb = _int(opts, "ResolveRecipients:MaxAmbiguousRecipients", DEFAULT_MAX_AMBIGUOUS)
     max_amb = max(0, min(max_amb, 9999))
     out = [E("ResolveRecipients:Status", text=str(RR_OK))]
-    with ctx.store.view() as v:
-        found = [(t.text or "", resolve(v, ctx.app.cfg, t.text or "")) for t in tos]
-    for query, hits in found:
-        if not hits:
+    queries = [t.text or "" for t in tos]
+    # one match is shown whatever MaxAmbiguousRecipients says
+    found = await storeio.read(ctx.store, resolve_all, ctx.app.cfg, queries, max(1, max_amb))
+    for query, (count, hits) in zip(queries, found):
+        if not count:
             status, shown = RESP_NOT_FOUND, []
-        elif len(hits) == 1:
+        elif count == 1:
             status, shown = RESP_OK, hits
         else:
             shown = hits[:max_amb]
-            status = RESP_AMBIGUOUS if len(shown) == len(hits) else RESP_AMBIGUOUS_PARTIAL
+            status = RESP_AMBIGUOUS if len(shown) == count else RESP_AMBIGUOUS_PARTIAL
         recips = []
         for display, addr in shown:
             kids = [E("ResolveRecipients:Type", text="1"),
@@ -163,7 +222,7 @@ async def resolve_recipients(ctx, body: Element | None) -> Element:
         out.append(E("ResolveRecipients:Response",
                      E("ResolveRecipients:To", text=query),
                      E("ResolveRecipients:Status", text=str(status)),
-                     E("ResolveRecipients:RecipientCount", text=str(len(hits))),
+                     E("ResolveRecipients:RecipientCount", text=str(count)),
                      *recips))
     return E(root, *out)
 

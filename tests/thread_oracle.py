@@ -1,0 +1,145 @@
+"""THREAD=REFERENCES (RFC 5256) as it was written before it was made linear:
+a test oracle for mailaccess.query.thread.
+
+Every loop check walks from the container up to its root, a dummy's children
+are gathered bottom-up by copying lists, and a merged subject's dummy looks
+for its place in the root list by scanning it: quadratic on a long chain,
+but each step is the RFC's sentence read literally.  ``references(msgs)``
+takes the ``thread._Msg`` list that ``thread._messages`` builds.
+"""
+from mailaccess.query.thread import Thread, _Box, _freeze, _order, _thread_subject, \
+    is_reply_or_forward
+
+
+def _descends(a, b) -> bool:
+    """Is A the same as or a descendant of B?"""
+    while a is not None:
+        if a is b:
+            return True
+        a = a.parent
+    return False
+
+
+def _unlink(c) -> None:
+    if c.parent is not None:
+        c.parent.children.remove(c)
+        c.parent = None
+
+
+def _link(parent, child) -> None:
+    child.parent = parent
+    parent.children.append(child)
+
+
+def references(msgs) -> list[Thread]:
+    table = {}
+    # (1) link messages by their references
+    for x in msgs:
+        mid = x.message_id
+        box = table.get(mid) if mid is not None else None
+        if box is None or box.msg is not None:
+            if box is not None or mid is None:
+                mid = ("\0unique", x.seq)   # missing or duplicate Message-ID
+            box = table.setdefault(mid, _Box())
+        box.msg = x
+        prev = None
+        for ref in x.refs:                  # (1A)
+            rb = table.get(ref)
+            if rb is None:
+                rb = table[ref] = _Box()
+            if prev is not None and rb.parent is None and not _descends(prev, rb):
+                _link(prev, rb)
+            prev = rb
+        # (1B) break the current parent, link to the last reference unless a loop
+        _unlink(box)
+        if prev is not None and not _descends(prev, box):
+            _link(prev, box)
+    # (2) the root set
+    roots = [b for b in table.values() if b.parent is None]
+    del table
+    # (3) prune dummies, deepest first
+    pre = []
+    stack = list(roots)
+    while stack:
+        b = stack.pop()
+        pre.append(b)
+        stack.extend(b.children)
+    for b in reversed(pre):
+        kids = []
+        for ch in b.children:
+            if ch.msg is None:
+                kids.extend(ch.children)   # empty dummies vanish
+            else:
+                kids.append(ch)
+        for ch in kids:
+            ch.parent = b
+        b.children = kids
+    top = []
+    for r in roots:
+        if r.msg is None:
+            if not r.children:
+                continue
+            if len(r.children) == 1:
+                r = r.children[0]
+                r.parent = None
+        top.append(r)
+    # (4) sort the root set by date (a dummy by its earliest child)
+    for r in top:
+        if r.msg is None:
+            r.children.sort(key=_order)
+    top.sort(key=_order)
+    # (5) gather roots with the same base subject
+    subjects = {}
+    for r in top:
+        base, m = _thread_subject(r)
+        if not base:
+            continue
+        cur = subjects.get(base)
+        if cur is None:
+            subjects[base] = r
+        elif cur.msg is not None and (
+                r.msg is None
+                or (is_reply_or_forward(cur.msg.subject) and not is_reply_or_forward(m.subject))):
+            subjects[base] = r
+    gone = set()
+    merged = []
+    for r in top:
+        if id(r) in gone or r.parent is not None:
+            continue
+        base, m = _thread_subject(r)
+        cur = subjects.get(base) if base else None
+        if cur is None or cur is r:
+            merged.append(r)
+            continue
+        if cur.msg is None and r.msg is None:
+            for ch in r.children:
+                _link(cur, ch)
+            r.children = []
+            gone.add(id(r))
+        elif cur.msg is None:
+            _link(cur, r)
+        elif is_reply_or_forward(r.msg.subject) and not is_reply_or_forward(cur.msg.subject):
+            _link(cur, r)
+        else:
+            d = _Box()
+            for i, x in enumerate(merged):   # the dummy takes cur's place at the root
+                if x is cur:
+                    merged[i] = d
+                    break
+            else:
+                merged.append(d)
+            _link(d, cur)
+            _link(d, r)
+            subjects[base] = d
+    top = [r for r in merged if r.parent is None and id(r) not in gone]
+    # (6) sort every set of siblings by date, grandchildren before children
+    pre = []
+    stack = list(top)
+    while stack:
+        b = stack.pop()
+        pre.append(b)
+        stack.extend(b.children)
+    for b in reversed(pre):
+        b.children.sort(key=_order)
+    top.sort(key=_order)
+    return _freeze(top)
