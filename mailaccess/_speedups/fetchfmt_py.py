@@ -21,7 +21,10 @@ formatter, so this module needs nothing from the IMAP server.  A message it
 cannot answer byte for byte the way ``server.imap_session.build_fetch`` would
 is handed back as a fallback UID: raw UTF-8 headers for a client not in UTF-8
 mode (RFC 6858 downgrading), and records or indexes of a version it does not
-read (the Python path raises the proper error for those).
+read (the Python path raises the proper error for those).  HEADER.FIELDS
+items split the header once per message (mime.fieldspans), whatever their
+number; a message whose header is ``fieldspans.OFFLOOP_BYTES`` or more is a
+fallback UID too (the Python path splits it in the worker pool).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 from ..ids import email_id, thread_id
+from ..mime.fieldspans import OFFLOOP_BYTES as FIELDS_OFFLOOP_BYTES, FieldSpans
 from ..mime.index import INDEX_LAYOUT, header_fields, meta_header_end
 from ..proto.imap.dates import format_datetime
 from ..store.records import EMAIL_LAYOUT, decode_keywords
@@ -110,7 +114,11 @@ def header_literal(raw_header, item: HeaderFields) -> bytes:
     """``LABEL {n}\r\n`` + the matching field lines of RAW_HEADER (the
     message's bytes up to its header end) and the closing CRLF, NUL sent as
     0x80 as in every non-binary literal (server.imap_session._no_nul)."""
-    data = header_fields(bytes(raw_header), list(item.names), item.negate)
+    return _header_literal(header_fields(bytes(raw_header), list(item.names), item.negate),
+                           item)
+
+
+def _header_literal(data: bytes, item: HeaderFields) -> bytes:
     if b"\0" in data:
         data = data.replace(b"\0", b"\x80")
     return item.label + b" {%d}\r\n" % len(data) + data
@@ -218,6 +226,8 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
     want_header = HEADER_FIELDS in codes
     n_whole = codes.count(WHOLE_BODY)
     want_index = want_header or any(c in (ENVELOPE, BODYSTRUCTURE, BODY) for c in codes)
+    # every HEADER.FIELDS item's names: the header is split once for them all
+    hf_names = {n for j, c in enumerate(codes) if c == HEADER_FIELDS for n in items[j].names}
     if (want_header or n_whole) and read_blob is None:
         raise ValueError("HEADER.FIELDS and whole-body items need read_blob")
     unpack_msg = _MSG.unpack_from
@@ -264,10 +274,11 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
             # otherwise is decoded by the Python path); the fields from the
             # raw message, cut there as a Python slice cuts
             he = meta_header_end(idx, ends)
-            if he is None:
+            if he is None or min(he, len(raw)) >= FIELDS_OFFLOOP_BYTES:
                 yield k, u, None, None
                 continue
-            raw_header = raw[:he]
+            raw_header = bytes(raw[:he])
+            split = FieldSpans(raw_header, 0, len(raw_header), hf_names)
         pieces = []
         for j, c in enumerate(codes):
             if c == UID:
@@ -299,7 +310,9 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
             elif c == BODY:
                 pieces.append(b"BODY " + _idx_field(idx, ends, _BODY))
             elif c == HEADER_FIELDS:
-                pieces.append(header_literal(raw_header, items[j]))
+                item = items[j]
+                pieces.append(_header_literal(split.select(raw_header, item.names, item.negate),
+                                              item))
             elif c == WHOLE_BODY:
                 pieces.append(body_literal(raw, items[j]))
             elif c == EMAILID:
