@@ -8,6 +8,8 @@ or more is split in the worker pool.  No timing thresholds: a regression shows
 as a test that does not finish or a wrong answer.
 """
 import functools
+import pathlib
+import sys
 import threading
 
 import pytest
@@ -16,6 +18,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import twin_params
+sys.path.insert(0, str(pathlib.Path(__file__).parent / "speedups"))
+from test_fetchfmt import _selected  # noqa: E402
 from imap_helpers import Raw, run
 from mailaccess import _speedups
 from mailaccess.mime import fieldspans
@@ -169,13 +173,6 @@ def store(tmp_path_factory):
     st_.write_sync(load)
     yield st_, acc, ib
     st_.close()
-
-
-def _selected(v, acc, ib):
-    from mailaccess.views.imap_selected import SelectedMailbox, Snapshot
-    m = v.mailbox(acc, ib)
-    return SelectedMailbox(acc, ib, m.uidvalidity, False,
-                           Snapshot.from_pairs(sorted(v.uids(acc, ib)), m.highest_ms), m.uidnext)
 
 
 def _items(lists):
