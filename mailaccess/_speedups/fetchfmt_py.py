@@ -228,6 +228,7 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
     want_index = want_header or any(c in (ENVELOPE, BODYSTRUCTURE, BODY) for c in codes)
     # every HEADER.FIELDS item's names: the header is split once for them all
     hf_names = {n for j, c in enumerate(codes) if c == HEADER_FIELDS for n in items[j].names}
+    n_hf = codes.count(HEADER_FIELDS)
     if (want_header or n_whole) and read_blob is None:
         raise ValueError("HEADER.FIELDS and whole-body items need read_blob")
     unpack_msg = _MSG.unpack_from
@@ -278,7 +279,8 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
                 yield k, u, None, None
                 continue
             raw_header = bytes(raw[:he])
-            split = FieldSpans(raw_header, 0, len(raw_header), hf_names)
+            if n_hf > 1:        # one split for all of them
+                split = FieldSpans(raw_header, 0, len(raw_header), hf_names)
         pieces = []
         for j, c in enumerate(codes):
             if c == UID:
@@ -312,7 +314,8 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
             elif c == HEADER_FIELDS:
                 item = items[j]
                 pieces.append(_header_literal(split.select(raw_header, item.names, item.negate),
-                                              item))
+                                              item) if n_hf > 1 else
+                              header_literal(raw_header, item))
             elif c == WHOLE_BODY:
                 pieces.append(body_literal(raw, items[j]))
             elif c == EMAILID:

@@ -32,6 +32,8 @@ WINDOW = 1 << 20
 # fetchfmt hot path leaves such messages to the Python path, which hands the
 # split to the worker pool): as storeio.OFFLOOP_BYTES for indexing
 OFFLOOP_BYTES = 64 * 1024
+# named fields a FieldSpans keeps in order too (FieldSpans.order)
+ORDER_MAX = 64
 
 # folded continuation lines (each starts with SP or HTAB, RFC 5322 2.2.3):
 # they belong to the field before them, across a window's cut too
@@ -41,23 +43,28 @@ _CONTINUED = re.compile(rb"(?:[ \t][^\n]*\n?)*")
 class FieldSpans:
     """Where the fields named in WANTED lie in the header BUF[START:END].
 
-    ``spans[name]``: the (start, end) offsets into BUF of each field of that
-    lower-cased NAME, flattened, in message order (END just past the field's
-    last line break, or the header's end); ``first`` and ``last``: where the
+    ``order``: (lower-cased name, start, end) of those fields in message
+    order while there are at most ORDER_MAX of them (offsets into BUF, END
+    just past the field's last line break, or the header's end), else None
+    and ``spans[name]``: the (start, end) of each field of that name,
+    flattened, in message order.  ``first`` and ``last``: where the
     header's fields begin and end (-1, -1 when it has none).  Fields follow
     one another without a gap from ``first`` to ``last``."""
 
-    __slots__ = ("wanted", "spans", "first", "last")
+    __slots__ = ("wanted", "spans", "first", "last", "order")
 
     def __init__(self, buf: bytes, start: int, end: int, wanted):
         self.wanted = frozenset(n.lower() for n in wanted)
         self.spans: dict[str, array] = {}
         self.first = self.last = -1
+        # (name, start, end) of the named fields in order while they are
+        # few (the usual: a small message): a list is answered scanning
+        # them, faster than merging spans (None once more than ORDER_MAX)
+        self.order: list | None = []
         end = min(end, len(buf))
         pos = max(start, 0)
         split = _impl.split_header
         want = self.wanted
-        spans = self.spans
         open_name = None        # the last field seen, maybe folded on past the cut
         open_start = 0
         while pos < end:
@@ -82,11 +89,7 @@ class FieldSpans:
             for name, fstart, _vs, fend in fields[:-1]:
                 low = name.lower()
                 if low in want:
-                    a = spans.get(low)
-                    if a is None:
-                        a = spans[low] = array("q")
-                    a.append(fstart)
-                    a.append(fend)
+                    self._add(low, fstart, fend)
             name, fstart, _vs, fend = fields[-1]
             self.last = fend
             if fend != cut or cut == end:   # the header ended in this window
@@ -100,12 +103,24 @@ class FieldSpans:
 
     def _add(self, low: str, start: int, end: int) -> None:
         self.last = end
-        if low in self.wanted:
-            a = self.spans.get(low)
-            if a is None:
-                a = self.spans[low] = array("q")
-            a.append(start)
-            a.append(end)
+        if low not in self.wanted:
+            return
+        order = self.order
+        if order is not None:
+            if len(order) < ORDER_MAX:
+                order.append((low, start, end))
+                return
+            self.order = None           # many: by name from here on
+            for o in order:
+                self._span(*o)
+        self._span(low, start, end)
+
+    def _span(self, low: str, start: int, end: int) -> None:
+        a = self.spans.get(low)
+        if a is None:
+            a = self.spans[low] = array("q")
+        a.append(start)
+        a.append(end)
 
     def select(self, buf: bytes, names, negate: bool) -> bytes:
         """``BODY[HEADER.FIELDS (NAMES)]`` (``.NOT`` when NEGATE) of the
@@ -115,12 +130,15 @@ class FieldSpans:
         keys = {n.lower() for n in names}
         if not keys <= self.wanted:
             raise ValueError("field names not split for")
-        found = [self.spans[k] for k in keys if k in self.spans]
-        if len(found) == 1:
-            a = found[0]
-            pairs = zip(a[0::2], a[1::2])
+        if self.order is not None:      # a few fields: scanned, in order
+            pairs = [(s, e) for low, s, e in self.order if low in keys]
         else:
-            pairs = sorted(p for a in found for p in zip(a[0::2], a[1::2]))
+            found = [self.spans[k] for k in keys if k in self.spans]
+            if len(found) == 1:
+                a = found[0]
+                pairs = zip(a[0::2], a[1::2])
+            else:
+                pairs = sorted(p for a in found for p in zip(a[0::2], a[1::2]))
         out = []
         last = self.last
         if negate:      # the runs of fields between the named ones
@@ -150,5 +168,18 @@ class FieldSpans:
 
 
 def header_fields(buf: bytes, start: int, end: int, names, negate: bool) -> bytes:
-    """``FieldSpans(BUF, START, END, NAMES).select(BUF, NAMES, NEGATE)``: one list."""
-    return FieldSpans(buf, start, end, names).select(buf, names, negate)
+    """``FieldSpans(BUF, START, END, NAMES).select(BUF, NAMES, NEGATE)``: one
+    list.  A header of one window is split and filtered in one pass (the
+    common FETCH of a few fields of a small message: no spans kept)."""
+    if end - start > WINDOW:
+        return FieldSpans(buf, start, end, names).select(buf, names, negate)
+    keys = {n.lower() for n in names}
+    fields, _ = _impl.split_header(buf, start, end)
+    out = []
+    for name, fstart, _vs, fend in fields:
+        if (name.lower() in keys) != negate:
+            out.append(buf[fstart:fend])
+            if buf[fend - 1] != 10:     # (the header's last field only)
+                out.append(b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)

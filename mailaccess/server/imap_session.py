@@ -2630,13 +2630,25 @@ def _fields_of(raw: bytes, spans: dict, jobs: dict) -> dict:
     of the message RAW, each section's header (SPANS: _header_spans) split
     once for all of them (mime.fieldspans: each list then costs its output
     and its names, RFC 9051 6.4.5)."""
-    wanted: dict[str, set] = {}
+    wanted: dict[str, list] = {}        # section -> the names of all its lists
+    lists: dict[str, int] = {}
     for sec, names, _neg in jobs.values():
-        wanted.setdefault(sec, set()).update(names)
-    split = {sec: fieldspans.FieldSpans(raw, *spans[sec], names)
-             for sec, names in wanted.items() if spans[sec] is not None}
-    return {name: split[sec].select(raw, names, neg) if sec in split else None
-            for name, (sec, names, neg) in jobs.items()}
+        wanted.setdefault(sec, []).extend(names)
+        lists[sec] = lists.get(sec, 0) + 1
+    split: dict = {}
+    out = {}
+    for name, (sec, names, neg) in jobs.items():
+        span = spans[sec]
+        if span is None:
+            out[name] = None
+        elif lists[sec] == 1:       # the section's one list: one pass, no spans kept
+            out[name] = fieldspans.header_fields(raw, *span, names, neg)
+        else:
+            fs = split.get(sec)
+            if fs is None:
+                fs = split[sec] = fieldspans.FieldSpans(raw, *span, wanted[sec])
+            out[name] = fs.select(raw, names, neg)
+    return out
 
 
 def _fields_off_loop(_v, raw: bytes, spans: dict, jobs: dict) -> dict:
