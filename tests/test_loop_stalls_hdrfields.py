@@ -218,6 +218,35 @@ def test_twins_answer_many_lists_and_leave_a_big_header(store, impl, n_lists):
         assert expect[k] == b"* %d FETCH (%s)\r\n" % (k + 1, want[:-1])
 
 
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+def test_a_chunk_ends_once_its_headers_are_scanned(store, impl):
+    """fetch_upto's chunk ends after HEADER_WORK times its budget of header
+    bytes times HEADER.FIELDS items, whatever the (tiny) answers hold:
+    16 lists that match little on headers of 60 KB made 64 KB chunks of
+    105 messages (84 ms of C scanning on the loop per chunk)."""
+    st_, acc, ib = store
+    lists = [(["X-F%d" % k, "x-none"], False) for k in range(16)]
+    items = _items(lists)
+    names = imap_session._simple_items(items)
+    budget = 4096
+    assert impl.HEADER_WORK * budget < 16 * (_UNDER - 2000)     # the 2nd message passes it
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        uids = list(sel.uids)
+        expect = imap_session.build_fetch(v, acc, sel, uids, items, False, None, True,
+                                          simple=False)
+        assert len(b"".join(expect[:2])) < budget
+        steps, i = [], 0
+        while i < len(uids):
+            chunk, _rep, stop, fell = impl.fetch_upto(
+                v.email_reader(acc), v.index_reader(acc), uids, i, sel.snap.uids,
+                sel.snap.eids, names, None, False, True, v.blob_reader(acc), budget)
+            steps.append((chunk, stop, fell))
+            i = stop + fell
+    assert steps == [(b"".join(expect[:2]), 2, False), (b"", 2, True),
+                     (b"".join(expect[3:]), 5, False)]
+
+
 def test_nested_and_partial_items_answer_as_the_oracle(store):
     """BODY[1.HEADER.FIELDS ...] of a message/rfc822 part (the Python loop),
     <partial> cuts of one list, a part without a header (NIL)."""

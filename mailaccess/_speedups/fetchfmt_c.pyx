@@ -95,6 +95,8 @@ cdef Py_ssize_t IDX_SIZE = INDEX_LAYOUT.head.size
 # a header this big is left to the Python path (split once, in the worker
 # pool): here each HEADER.FIELDS item scans the header, up to MAX_HF of them
 cdef Py_ssize_t FIELDS_OFFLOOP = _FIELDS_OFFLOOP_BYTES
+HEADER_WORK = _py.HEADER_WORK
+cdef Py_ssize_t C_HEADER_WORK = HEADER_WORK     # (fetch_upto: see the pure twin)
 # IDX_OK[v]: version byte v is one of INDEX_LAYOUT.readable (same framing)
 cdef unsigned char IDX_OK[256]
 for _v in range(256):
@@ -630,6 +632,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef Py_ssize_t he = 0
     cdef Py_ssize_t i = -1, lo, hi, mid, off, tail_n, fn, pos, n_u, fb_pos = -1, stop
     cdef Py_ssize_t lit_at
+    cdef Py_ssize_t scanned = 0     # header bytes times HEADER.FIELDS items
     cdef const unsigned char *nul
     cdef bint joined = budget >= 0
     cdef long long u
@@ -779,6 +782,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
+                if want_header:
+                    scanned += he * nhf
                 if joined and n_whole and rs.n > budget // n_whole:
                     # bigger than the budget: the Python path sends it in pieces
                     _unspan(&xs)
@@ -875,7 +880,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
             reported[u_obj] = rep_ms_obj
             if not joined:
                 out.append(PyBytes_FromStringAndSize(b.p, b.n))
-            elif b.n >= budget:
+            elif b.n >= budget or scanned >= budget * C_HEADER_WORK:
                 stop = pos + 1
                 break
         if fb_pos >= 0:

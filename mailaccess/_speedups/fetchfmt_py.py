@@ -47,6 +47,11 @@ ITEMS = ("UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE", "ENVELOPE",
 _CODE = {name: i for i, name in enumerate(ITEMS)}
 HEADER_FIELDS = len(ITEMS)      # the code of a HeaderFields item
 WHOLE_BODY = HEADER_FIELDS + 1  # the code of a WholeBody item
+# fetch_upto's chunk also ends once its messages' headers times their
+# HEADER.FIELDS items come to this many times its budget: items that match
+# little (tiny answers) on big headers scan much for few bytes (16 lists on
+# 105 headers of 60 KB filled 64 KB: 84 ms in C, on the loop)
+HEADER_WORK = 16
 
 
 class HeaderFields(NamedTuple):
@@ -189,7 +194,9 @@ def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, i
 
     UIDS is a sequence; the arguments otherwise as for fetch_simple.  It
     stops after the response that brings CHUNK to BUDGET bytes or more (so
-    CHUNK stays under BUDGET plus one response), or at the end of UIDS.
+    CHUNK stays under BUDGET plus one response), or after the response
+    that brings the header bytes its HEADER.FIELDS items scan (a header's
+    size times those items) to HEADER_WORK times BUDGET, or at the end of UIDS.
     FALLBACK True: it stopped at ``UIDS[STOP]``, a message it leaves to the
     Python path (as fetch_simple would) or whose WholeBody literals together
     hold more than BUDGET bytes (the Python path sends those in pieces);
@@ -200,27 +207,30 @@ def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, i
     parts: list[bytes] = []
     held = 0
     reported: dict[int, int] = {}
+    scanned = [0]
     for k, u, resp, last_ms in _answers(read_email, read_index, uids, start, snap_uids,
                                         snap_eids, items, flags, condstore, utf8, read_blob,
-                                        budget, recent):
+                                        budget, recent, scanned):
         if resp is None:
             return b"".join(parts), reported, k, True
         parts.append(resp)
         held += len(resp)
         reported[u] = last_ms
-        if held >= budget:
+        if held >= budget or scanned[0] >= budget * HEADER_WORK:
             return b"".join(parts), reported, k + 1, False
     return b"".join(parts), reported, len(uids), False
 
 
 def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, items,
              flags, condstore: bool, utf8: bool, read_blob, limit: int | None,
-             recent=None):
+             recent=None, scanned: list | None = None):
     """``(k, uid, response, modseq)`` for the messages of ``UIDS[START:]`` in
     order (K: the position in UIDS), skipping UIDs not in the map and gone
     records; RESPONSE None (and modseq None) for one left to the Python
     path, and for one whose WholeBody literals hold more than LIMIT bytes.
-    FLAGS of the UIDs in RECENT show \\Recent as well."""
+    FLAGS of the UIDs in RECENT show \\Recent as well.  SCANNED[0] (when
+    given) counts the header bytes of each message times its HEADER.FIELDS
+    items (fetch_upto's HEADER_WORK)."""
     codes = item_codes(items)
     add_modseq = condstore and FLAGS in codes and MODSEQ not in codes
     want_header = HEADER_FIELDS in codes
@@ -279,6 +289,8 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
                 yield k, u, None, None
                 continue
             raw_header = bytes(raw[:he])
+            if scanned is not None:
+                scanned[0] += len(raw_header) * n_hf
             if n_hf > 1:        # one split for all of them
                 split = FieldSpans(raw_header, 0, len(raw_header), hf_names)
         pieces = []
