@@ -247,6 +247,27 @@ def test_a_chunk_ends_once_its_headers_are_scanned(store, impl):
                      (b"".join(expect[3:]), 5, False)]
 
 
+def test_a_python_loop_chunk_ends_once_its_headers_are_split(store):
+    """The Python FETCH loop (here for <partial>) splits headers under
+    fieldspans.OFFLOOP_BYTES on the loop: its chunk ends once it split
+    FETCH_SPLIT_WORK times its budget of them, whatever the (tiny) answers
+    hold (a chunk of 1,000 such messages: 1-3 s on the loop)."""
+    from mailaccess.proto.imap import events as ev
+    st_, acc, ib = store
+    items = (ev.FetchBody(ev.Section((), "HEADER.FIELDS", ("x-f1", "x-none")), peek=True,
+                          partial=(0, 10)),)
+    budget = 16 * 1024
+    header = _UNDER - 2000      # (about: the second message's)
+    assert header < budget * imap_session.FETCH_SPLIT_WORK < 2 * header
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        uids = [sel.uids[1]] * 6
+        [one] = imap_session.build_fetch(v, acc, sel, uids[:1], items, False, None, True)
+    chunks = list(imap_session.fetch_chunks(st_, acc, sel, uids, items, False, budget=budget,
+                                            downgrades={}))
+    assert chunks == [one * 2] * 3
+
+
 def test_nested_and_partial_items_answer_as_the_oracle(store):
     """BODY[1.HEADER.FIELDS ...] of a message/rfc822 part (the Python loop),
     <partial> cuts of one list, a part without a header (NIL)."""

@@ -79,6 +79,10 @@ FETCH_CHUNK = 64 * 1024     # ... built this many at a time (other sessions run 
 #: was not written yet) is sent with the tagged line, not written at once
 FETCH_HOLD = 16 * 1024
 FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many messages
+#: the Python FETCH loop's chunk also ends once it split this many times its
+#: budget of headers on the loop for HEADER.FIELDS (tiny answers of many
+#: headers under fieldspans.OFFLOOP_BYTES: 20-45 ms per MB of tiny fields)
+FETCH_SPLIT_WORK = 4
 #: how many FETCH answers may build a chunk at the same moment (see _fetch_turn)
 FETCH_BUILDERS = 1
 #: seconds of building one FETCH turn may use (chunks, at least one, until then)
@@ -2376,6 +2380,9 @@ class _FetchPlan:
         # field names, NOT); a message's header (of each section) is split
         # once for all of them (_fields_of), whatever their number
         self.fields: dict[bytes, tuple[str, tuple, bool]] = {}
+        # header bytes split on the loop for them since fetch_chunks' last
+        # chunk (FETCH_SPLIT_WORK)
+        self.split = 0
         for i in items:
             if isinstance(i, ev.FetchBody) and not i.binary and i.section.text in _HEADER_FIELDS:
                 name = self.body_names[id(i)] = b"BODY[" + _section_name(i) + b"]"
@@ -2471,8 +2478,8 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
         if mi is None and any(sec for sec, _n, _neg in plan.fields.values()):
             mi = em.require_index()
         spans = _header_spans(plan.fields, mi, em)
-        if plan.downgrades is not None and \
-                sum(e - s for s, e in filter(None, spans.values())) >= fieldspans.OFFLOOP_BYTES:
+        split = sum(e - s for s, e in filter(None, spans.values()))
+        if plan.downgrades is not None and split >= fieldspans.OFFLOOP_BYTES:
             # a big header: split in the worker pool (a 16 MB header of
             # small fields: 0.2 s a split in C, 1 s in Python)
             key = ("fields", acc, em.blob)
@@ -2481,6 +2488,7 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
             fields = plan.downgrades[key]
             used.append(key)
         else:
+            plan.split += split
             fields = _fields_of(raw, spans, plan.fields)
     sections: dict = {}
     # a section's data before any <partial>, once per message: items that
@@ -2737,7 +2745,9 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
             elif plan.spell is not None:
                 plan.spell.view = v     # spellings not read yet come from this slice's view
             stop = min(n_all, i + FETCH_SLICE)
-            while i < stop and held < budget:
+            plan.split = 0
+            work = budget * FETCH_SPLIT_WORK
+            while i < stop and held < budget and plan.split < work:
                 m = _fetch_message(v, acc, sel, uids[i], items, condstore, reported, utf8,
                                    plan, big=budget)
                 if type(m) is _DowngradeFirst:
@@ -2755,7 +2765,7 @@ def fetch_chunks(store, acc: int, sel: SelectedMailbox, uids, items, condstore: 
                     buf.append(data)
                     held += len(data)
         if buf and (held >= budget or pending is not None or i >= n_all
-                    or first is not None):
+                    or first is not None or plan.split >= work):
             progress.more = pending is not None or i < n_all
             yield b"".join(buf)
             buf, held = [], 0
