@@ -46,6 +46,7 @@ class WholeBody(NamedTuple):
     label: bytes
 
 WHOLE_BODY: int
+HEADER_WORK: int
 
 def body_literal(raw: Buffer, item: WholeBody) -> bytes: ...
 def with_recent(flags: bytes) -> bytes: ...

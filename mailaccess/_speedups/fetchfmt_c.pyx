@@ -12,7 +12,9 @@ outside the years 1..9999 (where ``datetime`` has the last word, errors
 included).  HEADER.FIELDS items scan the raw message's header in C the way
 ``msgindex``'s ``split_header`` splits it (the header end read from the
 index's meta prefix, ``INDEX_LAYOUT.header_end_at``) and match the names
-without regard to ASCII case.  It builds no LMDB key and imports nothing
+without regard to ASCII case (at most MAX_HF items of a header under
+``fieldspans.OFFLOOP_BYTES``: a bigger one is a fallback, as in the pure
+twin).  It builds no LMDB key and imports nothing
 above the store.
 
 The layouts are read at import from their descriptions (EMAIL_LAYOUT,
@@ -33,6 +35,7 @@ from libc.string cimport memchr, memcmp, memcpy
 from mailaccess._speedups.span cimport Span, _span, _unspan
 
 from ..ids import email_id, thread_id
+from ..mime.fieldspans import OFFLOOP_BYTES as _FIELDS_OFFLOOP_BYTES
 from ..mime.index import INDEX_LAYOUT
 from ..store.records import EMAIL_LAYOUT, decode_keywords
 from . import fetchfmt_py as _py
@@ -89,6 +92,11 @@ cdef Py_ssize_t O_NMEM = _L.offset("n_members")
 cdef Py_ssize_t BLOB_SIZE = _L.size("blob")
 
 cdef Py_ssize_t IDX_SIZE = INDEX_LAYOUT.head.size
+# a header this big is left to the Python path (split once, in the worker
+# pool): here each HEADER.FIELDS item scans the header, up to MAX_HF of them
+cdef Py_ssize_t FIELDS_OFFLOOP = _FIELDS_OFFLOOP_BYTES
+HEADER_WORK = _py.HEADER_WORK
+cdef Py_ssize_t C_HEADER_WORK = HEADER_WORK     # (fetch_upto: see the pure twin)
 # IDX_OK[v]: version byte v is one of INDEX_LAYOUT.readable (same framing)
 cdef unsigned char IDX_OK[256]
 for _v in range(256):
@@ -624,6 +632,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef Py_ssize_t he = 0
     cdef Py_ssize_t i = -1, lo, hi, mid, off, tail_n, fn, pos, n_u, fb_pos = -1, stop
     cdef Py_ssize_t lit_at
+    cdef Py_ssize_t scanned = 0     # header bytes times HEADER.FIELDS items
     cdef const unsigned char *nul
     cdef bint joined = budget >= 0
     cdef long long u
@@ -765,6 +774,16 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 _span(raw, &rs)
                 if he > rs.n:
                     he = rs.n
+                if want_header and he >= FIELDS_OFFLOOP:
+                    # a big header: split once, off the loop, by the Python path
+                    _unspan(&xs)
+                    _unspan(&rs)
+                    raw = None
+                    fallback.append(u_obj)
+                    fb_pos = pos if joined else -1
+                    continue
+                if want_header:
+                    scanned += he * nhf
                 if joined and n_whole and rs.n > budget // n_whole:
                     # bigger than the budget: the Python path sends it in pieces
                     _unspan(&xs)
@@ -861,7 +880,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
             reported[u_obj] = rep_ms_obj
             if not joined:
                 out.append(PyBytes_FromStringAndSize(b.p, b.n))
-            elif b.n >= budget:
+            elif b.n >= budget or scanned >= budget * C_HEADER_WORK:
                 stop = pos + 1
                 break
         if fb_pos >= 0:

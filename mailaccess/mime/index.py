@@ -19,6 +19,7 @@ import types
 from dataclasses import MISSING, dataclass, fields as dc_fields
 
 from mailaccess import _speedups
+from mailaccess.mime import fieldspans
 from mailaccess.mime.parts import Part
 
 _impl = _speedups.load("msgindex")
@@ -26,7 +27,8 @@ _impl = _speedups.load("msgindex")
 __all__ = [
     "MessageIndex", "Part", "UnknownCTE", "index_message", "index_with", "encode_index",
     "decode_index", "index_field", "normalize_search", "base_subject", "part_bytes",
-    "header_fields", "decoded_part", "body_text", "index_field_span", "index_fields",
+    "header_fields", "header_span", "decoded_part", "body_text", "index_field_span",
+    "index_fields",
     "FORMAT_VERSION", "READABLE_VERSIONS", "IndexFormatError", "index_version",
     "IndexSummary", "SUMMARY_FIELDS", "index_summary", "decode_index_meta",
     "index_header_end", "meta_header_end",
@@ -445,28 +447,32 @@ def part_bytes(raw: bytes, mi: MessageIndex, section: str, what: str = "") -> by
         return raw[p.body_start : p.end]
     if what == "MIME":
         return raw[p.header_start : p.body_start]
+    if what == "HEADER":
+        span = header_span(mi, section)
+        return raw[span[0] : span[1]] if span is not None else None
     if p.inner_body_start < 0:
         return None
-    if what == "HEADER":
-        return raw[p.body_start : p.inner_body_start]
     if what == "TEXT":
         return raw[p.inner_body_start : p.end]
     return None
 
 
+def header_span(mi: MessageIndex, section: str) -> tuple[int, int] | None:
+    """Where BODY[section.HEADER] lies in the raw message: the whole
+    message's header for "", the encapsulated message's header of a
+    message/rfc822 part; None when there is none."""
+    if section == "":
+        return 0, mi.header_end
+    p = _find(mi, section)
+    if p is None or p.inner_body_start < 0:
+        return None
+    return p.body_start, p.inner_body_start
+
+
 def header_fields(raw_header: bytes, names: list[str], negate: bool) -> bytes:
-    """BODY[HEADER.FIELDS (names)] (or .NOT): raw matching fields + closing CRLF."""
-    wanted = {n.lower() for n in names}
-    fields, _ = _impl.split_header(raw_header, 0, len(raw_header))
-    out = []
-    for name, fstart, _vs, fend in fields:
-        if (name.lower() in wanted) != negate:
-            chunk = raw_header[fstart:fend]
-            if not chunk.endswith(b"\n"):
-                chunk += b"\r\n"
-            out.append(chunk)
-    out.append(b"\r\n")
-    return b"".join(out)
+    """BODY[HEADER.FIELDS (names)] (or .NOT): raw matching fields + closing CRLF.
+    The header split once (fieldspans: one FETCH's many lists share a split)."""
+    return fieldspans.header_fields(raw_header, 0, len(raw_header), names, negate)
 
 
 _IDENTITY = ("7bit", "8bit", "binary", "")
