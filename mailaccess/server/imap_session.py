@@ -83,6 +83,15 @@ FETCH_SLICE = 1000  # FETCH answers are built in slices of at most this many mes
 #: budget of headers on the loop for HEADER.FIELDS (tiny answers of many
 #: headers under fieldspans.OFFLOOP_BYTES: 20-45 ms per MB of tiny fields)
 FETCH_SPLIT_WORK = 4
+#: what one message's FETCH answer may hold besides the message itself:
+#: this many bytes, plus this many times the message's size, of sections,
+#: decoded parts and HEADER.FIELDS answers made for it (each distinct one is
+#: built once; a <partial> is a window into its section, not a copy).  A
+#: command line of 64 KB can name ~1,800 HEADER.FIELDS.NOT lists or ~3,000
+#: partials: before, one FETCH of a 4 MB message held 5.7 GB.  Past it the
+#: command is answered NO [LIMIT] (RFC 5530 3)
+FETCH_MESSAGE_HOLD = 64 << 20
+FETCH_MESSAGE_HOLD_FACTOR = 4
 #: how many FETCH answers may build a chunk at the same moment (see _fetch_turn)
 FETCH_BUILDERS = 1
 #: seconds of building one FETCH turn may use (chunks, at least one, until then)
@@ -2393,13 +2402,17 @@ class _FetchPlan:
 
 
 class _Big:
-    """A literal too big to copy into its response line: streamed in pieces."""
+    """A literal too big to copy into its response line: streamed in pieces.
+    Its bytes are DATA[START:END] (a <partial> is a window into its section,
+    never a copy of it)."""
 
-    __slots__ = ("head", "data")
+    __slots__ = ("head", "data", "start", "end")
 
-    def __init__(self, head: bytes, data):
+    def __init__(self, head: bytes, data, start: int = 0, end: int | None = None):
         self.head = head
         self.data = data
+        self.start = start
+        self.end = len(data) if end is None else end
 
 
 def _message_segments(seq: int, pieces: list, chunk: int = FETCH_BUFFER):
@@ -2414,9 +2427,9 @@ def _message_segments(seq: int, pieces: list, chunk: int = FETCH_BUFFER):
             text.append(p.head)
             yield b"".join(text)
             text = []
-            data = p.data
-            for off in range(0, len(data), chunk):
-                yield data[off:off + chunk]
+            data, end = p.data, p.end
+            for off in range(p.start, end, chunk):
+                yield data[off:min(off + chunk, end)]
         else:
             text.append(p)
     text.append(b")\r\n")
@@ -2472,6 +2485,8 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     wire = dict(zip(wire_names, mindex.index_fields(idx, plan.wire_fields))) \
         if wire_names else None
     fields = None       # {name: data} of the HEADER.FIELDS items (_fields_of)
+    # what this answer holds besides the message (FETCH_MESSAGE_HOLD)
+    hold = _Hold(FETCH_MESSAGE_HOLD + FETCH_MESSAGE_HOLD_FACTOR * size)
     if plan.fields:
         if raw is None:
             raw = bytes(v.blob(acc, rec.blob))
@@ -2484,12 +2499,15 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
             # tiny fields; the lists then cost their answers)
             key = ("fields", acc, em.blob)
             if key not in plan.downgrades:
-                return _DowngradeFirst(key, _fields_off_loop, raw, spans, plan.fields)
+                return _DowngradeFirst(key, _fields_off_loop, raw, spans, plan.fields,
+                                       hold.limit)
             fields = plan.downgrades[key]
             used.append(key)
         else:
             plan.split += split
-            fields = _fields_of(raw, spans, plan.fields)
+            fields = _fields_of(raw, spans, plan.fields, hold.limit)
+        # the answers, made at most one past the bound (_fields_of)
+        hold.add(sum(len(d) for d in fields.values() if d is not None))
     sections: dict = {}
     # a section's data before any <partial>, once per message: items that
     # differ only in their partial range (BINARY[1]<0.1> BINARY[1]<1.1> ...)
@@ -2497,12 +2515,19 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
     # again (thousands of items times a 64 MB part)
     whole: dict = {}
 
-    def lit(name: bytes, data, binary: bool = False):
-        if not binary:
-            data = _no_nul(data)   # never NUL in a plain literal (RFC 9051 4.3)
+    # a plain literal's data with NUL replaced (_no_nul), once per section
+    clean: dict = {}
+
+    def lit(name: bytes, data, binary: bool = False, start: int = 0, end: int | None = None):
+        """NAME and the literal of DATA[START:END] (binary: literal8; else
+        DATA carries no NUL: _no_nul)."""
+        if end is None:
+            end = len(data)
         if big is not None:     # the body is not copied into its line (perf4-body)
-            return _Big(name + b" " + ((b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(data)),
-                        data)
+            return _Big(name + b" " + ((b"~{%d}\r\n" if binary else b"{%d}\r\n") % (end - start)),
+                        data, start, end)
+        if start or end != len(data):
+            data = data[start:end]
         return name + b" " + literal(data, binary)
 
     pieces = []
@@ -2548,7 +2573,11 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                 else:
                     he = mi.header_end if mi is not None else em.header_end()
                     data = raw[:he] if n == "RFC822.HEADER" else raw[he:]
-                pieces.append(lit(n.encode(), data))
+                    hold.add(len(data))
+                clean_data = _no_nul(data)   # never NUL in a plain literal (RFC 9051 4.3)
+                if clean_data is not data:
+                    hold.add(len(clean_data))
+                pieces.append(lit(n.encode(), clean_data))
         elif isinstance(it, ev.FetchBody):
             if raw is None:
                 raw = bytes(v.blob(acc, rec.blob))
@@ -2558,7 +2587,7 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                     (b"BINARY[" if it.binary else b"BODY[") + _section_name(it) + b"]"
             key = (name, it.partial)
             hit = sections.get(key)
-            if hit is not None:       # (name, data, binary): counted again by lit()
+            if hit is not None:       # (name, data, binary, start, end): counted again by lit()
                 pieces.append(lit(*hit) if hit[1] is not None else hit[0] + b" NIL")
                 continue
             data = whole.get(name, _NOT_YET)
@@ -2576,18 +2605,31 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                     if mi is None:
                         mi = em.require_index()
                     data = _fetch_section(raw, mi, it)
+                if data is not None and data is not raw and not (
+                        fields is not None and name in fields):
+                    hold.add(len(data))     # (the fields are counted above)
                 whole[name] = data
             if data is None:
-                sections[key] = (name, None, False)
+                sections[key] = (name, None, False, 0, 0)
                 pieces.append(name + b" NIL")
                 continue
+            if not it.binary:
+                # never NUL in a plain literal (RFC 9051 4.3): a BINARY item
+                # keeps it and becomes a literal8 when its range has one
+                src = clean.get(name)
+                if src is None:
+                    src = clean[name] = _no_nul(data)
+                    if src is not data:
+                        hold.add(len(src))
+                data = src
+            start, end = 0, len(data)
             if it.partial is not None:
                 off, ln = it.partial
-                data = data[off:off + ln]
+                start, end = min(off, end), min(off + ln, end)
                 name += b"<%d>" % off
-            binary = it.binary and b"\0" in data
-            sections[key] = (name, data, binary)
-            pieces.append(lit(name, data, binary))
+            binary = it.binary and data.find(b"\0", start, end) >= 0
+            sections[key] = (name, data, binary, start, end)
+            pieces.append(lit(name, data, binary, start, end))
         elif isinstance(it, ev.FetchBinarySize):
             if raw is None:
                 raw = bytes(v.blob(acc, rec.blob))
@@ -2601,6 +2643,8 @@ def _fetch_message(v, acc: int, sel: SelectedMailbox, u: int, items, condstore: 
                     data = mindex.decoded_part(raw, mi, sec)
                 except mindex.UnknownCTE:
                     data = _UNKNOWN_CTE
+                if data is not None and data is not _UNKNOWN_CTE and data is not raw:
+                    hold.add(len(data))
                 whole[bname] = data
             pieces.append(b"BINARY.SIZE[" + sec.encode() + b"] " +
                           (b"%d" % len(data) if data is not None and data is not _UNKNOWN_CTE
@@ -2632,12 +2676,14 @@ def _header_spans(jobs: dict, mi, em: LoadedEmail) -> dict:
     return out
 
 
-def _fields_of(raw: bytes, spans: dict, jobs: dict) -> dict:
+def _fields_of(raw: bytes, spans: dict, jobs: dict, limit: int | None = None) -> dict:
     """{name: BODY[...HEADER.FIELDS (...)] data, or None for a section
     without a header} of the HEADER.FIELDS items JOBS (_FetchPlan.fields)
     of the message RAW, each section's header (SPANS: _header_spans) split
     once for all of them (mime.fieldspans: each list then costs its output
-    and its names, RFC 9051 6.4.5)."""
+    and its names, RFC 9051 6.4.5).  Stops once the answers pass LIMIT
+    bytes (the caller's _Hold then refuses the FETCH): hundreds of
+    HEADER.FIELDS.NOT lists of a 16 MB header would be gigabytes."""
     wanted: dict[str, list] = {}        # section -> the names of all its lists
     lists: dict[str, int] = {}
     for sec, names, _neg in jobs.values():
@@ -2645,7 +2691,10 @@ def _fields_of(raw: bytes, spans: dict, jobs: dict) -> dict:
         lists[sec] = lists.get(sec, 0) + 1
     split: dict = {}
     out = {}
+    made = 0
     for name, (sec, names, neg) in jobs.items():
+        if limit is not None and made > limit:
+            break
         span = spans[sec]
         if span is None:
             out[name] = None
@@ -2656,12 +2705,31 @@ def _fields_of(raw: bytes, spans: dict, jobs: dict) -> dict:
             if fs is None:
                 fs = split[sec] = fieldspans.FieldSpans(raw, *span, wanted[sec])
             out[name] = fs.select(raw, names, neg)
+        made += len(out[name] or b"")
     return out
 
 
-def _fields_off_loop(_v, raw: bytes, spans: dict, jobs: dict) -> dict:
+def _fields_off_loop(_v, raw: bytes, spans: dict, jobs: dict, limit: int) -> dict:
     """_fields_of in a worker thread (storeio.read), for a big header."""
-    return _fields_of(raw, spans, jobs)
+    return _fields_of(raw, spans, jobs, limit)
+
+
+class _Hold:
+    """The bytes one message's FETCH answer made besides the message, against
+    its bound (FETCH_MESSAGE_HOLD): past it the command is refused."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int):
+        self.held = 0
+        self.limit = limit
+
+    def add(self, n: int) -> None:
+        self.held += n
+        if self.held > self.limit:
+            raise No("the answer for one message would hold more than %d MB: ask for "
+                     "fewer sections or header field lists per FETCH"
+                     % (self.limit >> 20), "LIMIT")
 
 
 _NOT_YET = object()      # _fetch_message's whole: not computed yet
@@ -2857,7 +2925,7 @@ def _pieces(m, budget: int, progress: FetchProgress, more: bool):
 
 def _literal_bytes(pieces: list) -> int:
     """Bytes of the ``_Big`` literals among one message's FETCH pieces."""
-    return sum(len(p.data) for p in pieces if type(p) is _Big)
+    return sum(p.end - p.start for p in pieces if type(p) is _Big)
 
 
 def _no_nul(data: bytes) -> bytes:
