@@ -43,6 +43,16 @@ class ImapConfig:
     # before login: one command (lines and literals) of at most this many
     # bytes; a bigger {n} gets NO [TOOBIG], a bigger {n+} closes (RFC 7888 §4)
     preauth_max_command: int = 8192
+    # connections at once (from accept, TLS handshake included), and from
+    # one client address not logged in yet; beyond either the greeting is
+    # "* BYE [UNAVAILABLE]" and the connection closes (IMAPS: closed before
+    # the handshake).  Logged-in connections count per user (above).
+    max_connections: int = 10000
+    max_preauth_per_ip: int = 256
+
+    def __post_init__(self):
+        if self.max_connections < 1 or self.max_preauth_per_ip < 1:
+            raise ValueError("max_connections and max_preauth_per_ip are at least 1")
 
 
 @dataclass(frozen=True)
