@@ -290,3 +290,48 @@ async def test_lmtp_client_that_never_reads_is_dropped(imap_server):
         finally:
             s.close()
     assert await run(go)
+
+
+# --- JMAP: body values in one response ---------------------------------------------------------
+
+async def test_body_values_of_one_request_are_bounded(tmp_path, monkeypatch):
+    """Each Email/get call of a request could ask for the same big body
+    again; the body values of the whole response are now at most
+    max_size_response characters, later calls answering requestTooLarge."""
+    from jmap_helpers import api, deliver, make_ctx, make_store, mbx_by_role, message
+    from mailaccess.server import jmap_email
+
+    monkeypatch.setattr(jmap_email, "DEFAULT_MAX_SIZE_RESPONSE", 25_000)
+    store = make_store(tmp_path)
+    try:
+        ctx = make_ctx(store)
+        eid = deliver(ctx, mbx_by_role(ctx, "inbox").id, message(body="x" * 10_000 + "\r\n")).email
+        get = {"ids": [_email_id(eid)], "properties": ["bodyValues"],
+               "fetchTextBodyValues": True}
+        out = await api(ctx, *[["Email/get", get] for _ in range(5)])
+        sizes = [sum(len(v["value"]) for v in r[1]["list"][0]["bodyValues"].values())
+                 if r[0] == "Email/get" else None for r in out]
+        # two calls fit in 25,000 characters; the third and later do not
+        assert sizes[:2] == [10_001, 10_001], sizes   # CRLF -> LF
+        assert [r[0] for r in out[2:]] == ["error"] * 3
+        assert {r[1]["type"] for r in out[2:]} == {"requestTooLarge"}
+        # cut with maxBodyValueBytes, the same calls fit (the server makes a
+        # context per request; here one is reused: its count starts again)
+        ctx.response_bytes = 0
+        out = await api(ctx, *[["Email/get", dict(get, maxBodyValueBytes=1000)]
+                               for _ in range(5)])
+        assert [r[0] for r in out] == ["Email/get"] * 5
+        # one call of many ids is held to the budget as it goes, too
+        more = [deliver(ctx, mbx_by_role(ctx, "inbox").id,
+                        message(mid=f"<m{i}@x>", body="y" * 10_000 + "\r\n")).email for i in range(4)]
+        ctx.response_bytes = 0
+        out = await api(ctx, ["Email/get", dict(get, ids=[_email_id(e) for e in more])])
+        assert out[0][0] == "error" and out[0][1]["type"] == "requestTooLarge", out
+    finally:
+        store.close()
+
+
+def _email_id(eid: int) -> str:
+    from mailaccess import ids
+
+    return ids.email_id(eid)
