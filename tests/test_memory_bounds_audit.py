@@ -335,3 +335,40 @@ def _email_id(eid: int) -> str:
     from mailaccess import ids
 
     return ids.email_id(eid)
+
+
+# --- ActiveSync: the bytes of one Sync answer ------------------------------------------------
+
+async def test_a_sync_answer_is_bounded_in_bytes_and_the_rest_follows(server, monkeypatch):
+    """A window of 512 whole bodies was built at once; past SYNC_BYTES of
+    item data an answer stops, says MoreAvailable, and the next Sync goes on
+    (the first item always goes, so a small budget still makes progress)."""
+    from eas_helpers import account, eas_client, fill, role, sid
+    from mailaccess import accounts
+    from mailaccess.server import eas_sync
+
+    await trio.to_thread.run_sync(accounts.add_user, server.store, "alice", "pw")
+    acc = account(server.store)
+    eids = await trio.to_thread.run_sync(fill, server.store, acc,
+                                         role(server.store, acc, "inbox"), 6)
+    monkeypatch.setattr(eas_sync, "SYNC_BYTES", 1)
+
+    def go(device):
+        with eas_client(server, device=device) as c:
+            c.provision()
+            fid = {f.name: f.id for f in c.list_folders()}["INBOX"]
+            key = c.sync_folder(fid, "0").sync_key
+            pages = []
+            while True:
+                r = c.sync_folder(fid, key, window_size=100)
+                pages.append(r)
+                key = r.sync_key
+                if not r.more_available:
+                    return pages
+    # no room: one item an answer, each sent once, then no MoreAvailable
+    pages = await run(go, "small")
+    assert [len(p.added) for p in pages] == [1] * 6
+    assert sorted(a.server_id for p in pages for a in p.added) == sorted(sid(e) for e in eids)
+    # room enough: the whole window at once
+    monkeypatch.setattr(eas_sync, "SYNC_BYTES", 1 << 20)
+    assert [len(p.added) for p in await run(go, "big")] == [6]
