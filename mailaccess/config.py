@@ -43,6 +43,16 @@ class ImapConfig:
     # before login: one command (lines and literals) of at most this many
     # bytes; a bigger {n} gets NO [TOOBIG], a bigger {n+} closes (RFC 7888 §4)
     preauth_max_command: int = 8192
+    # connections at once (from accept, TLS handshake included), and from
+    # one client address not logged in yet; beyond either the greeting is
+    # "* BYE [UNAVAILABLE]" and the connection closes (IMAPS: closed before
+    # the handshake).  Logged-in connections count per user (above).
+    max_connections: int = 10000
+    max_preauth_per_ip: int = 256
+
+    def __post_init__(self):
+        if self.max_connections < 1 or self.max_preauth_per_ip < 1:
+            raise ValueError("max_connections and max_preauth_per_ip are at least 1")
 
 
 @dataclass(frozen=True)
@@ -153,13 +163,17 @@ class JmapConfig:
     upload_ttl: int = 24 * 3600
     # bytes of unexpired uploads one account may hold at once (0: no limit)
     max_pending_upload_bytes: int = 1_000_000_000
+    # characters of body values (Email/get, Email/parse) in one response,
+    # all its method calls together; past it a call is requestTooLarge
+    max_size_response: int = 100_000_000
 
     def __post_init__(self):
         if self.upload_ttl < 3600:
             raise ValueError("upload_ttl is at least 3600 seconds (RFC 8620 §6.1)")
         if min(self.max_size_request, self.max_calls_in_request, self.max_objects_in_get,
                self.max_objects_in_set, self.max_concurrent_requests,
-               self.max_size_upload, self.max_concurrent_upload) < 1:
+               self.max_size_upload, self.max_concurrent_upload,
+               self.max_size_response) < 1:
             raise ValueError("every JMAP limit is at least 1")
 
     def limits(self):

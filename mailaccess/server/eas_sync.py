@@ -125,12 +125,34 @@ def _render(view, acc: int, eid: int, opts: CollOptions, version: str) -> list[E
             E("Email:MessageClass", text="IPM.Note")]
 
 
-def render_batch(view, acc: int, mbx: int, batch: list, opts: CollOptions, version: str
-                 ) -> tuple[list[Element], list, set[int]]:
+#: bytes of item data (text and opaque) one Sync answer carries, all its
+#: collections together: past it the rest of the window waits for the next
+#: Sync (MoreAvailable, MS-ASCMD 2.2.3.108), the first item always goes.
+#: Before, a window of 512 whole bodies (up to 64 MB each) was built at once.
+SYNC_BYTES = 32 * 1024 * 1024
+
+
+def _data_bytes(el: Element) -> int:
+    n, todo = 0, [el]
+    while todo:
+        e = todo.pop()
+        n += len(e.text or "") + len(e.opaque or b"")
+        todo.extend(e.children)
+    return n
+
+
+def render_batch(view, acc: int, mbx: int, batch: list, opts: CollOptions, version: str,
+                 room: list[int] | None = None) -> tuple[list[Element], list, set[int], int]:
     """Commands elements of BATCH [(op, eid)] -> (elements, the batch as sent
-    (items gone since are left out), the eids of Adds that could not be sent)."""
+    (items gone since are left out), the eids of Adds that could not be sent,
+    how many items of BATCH were used).  ROOM ([bytes left], shared by the
+    collections of one answer): the rendering stops once it is used up."""
     els, sent, gone = [], [], set()
+    used = 0
     for op, eid in batch:
+        if room is not None and room[0] <= 0:
+            break
+        used += 1
         sid = eas_item.server_id(eid)
         if op == "D":
             els.append(E("AirSync:Delete", E("AirSync:ServerId", text=sid)))
@@ -149,8 +171,10 @@ def render_batch(view, acc: int, mbx: int, batch: list, opts: CollOptions, versi
                 continue
             els.append(E("AirSync:Add", E("AirSync:ServerId", text=sid),
                          E("AirSync:ApplicationData", *data)))
+            if room is not None:
+                room[0] -= _data_bytes(els[-1])
         sent.append((op, eid))
-    return els, sent, gone
+    return els, sent, gone, used
 
 
 def choose(diff: ss.Diff, budget: int) -> list:
@@ -232,9 +256,11 @@ def _plan(view, ctx, cr: CollReq) -> Plan:
     return p
 
 
-def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outcome, int]:
+def _answer(view, ctx, p: Plan, budget: int, written: dict | None,
+            room: list[int] | None = None) -> tuple[Outcome, int]:
     """The collection's answer after the client's commands were written
-    (WRITTEN: write_client_ops's result).  -> (outcome, items sent)."""
+    (WRITTEN: write_client_ops's result; ROOM: render_batch's).  -> (outcome,
+    items sent)."""
     acc, cr, st, snap = ctx.account, p.req, p.state, p.snap
     client = p.client
     responses: list[Element] = list(client.responses)
@@ -269,7 +295,8 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
     if p.replay:
         # the same batch again under a new key; the device then holds what
         # the lost answer would have left it with (st.cur)
-        els, sent, gone = render_batch(view, acc, p.mbx, st.batch, p.opts, ctx.version)
+        # (the batch as it was sent: already cut to the room of its answer)
+        els, sent, gone, _ = render_batch(view, acc, p.mbx, st.batch, p.opts, ctx.version)
         if gone:
             cur = ss.Snapshot(counter, st.cur.modseq, ss.packed(set(st.cur.held) - gone),
                               st.cur.changed, st.cur.filter, False)
@@ -291,7 +318,8 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None) -> tuple[Outc
     window = cr.window if cr.window is not None else DEFAULT_WINDOW
     window = max(0, min(window, MAX_WINDOW, budget))
     batch = choose(diff, window) if get_changes else []
-    els, sent, gone = render_batch(view, acc, p.mbx, batch, p.opts, ctx.version)
+    els, sent, gone, used = render_batch(view, acc, p.mbx, batch, p.opts, ctx.version, room)
+    batch = batch[:used]        # the rest waits for the next Sync (MoreAvailable)
     sent_adds = [e for op, e in sent if op == "A"]
     sent_changes = [e for op, e in sent if op == "C"]
     sent_removed = [e for op, e in sent if op in ("D", "S")]
@@ -370,11 +398,12 @@ async def sync_once(ctx, req: SyncReq, apply: bool = True) -> tuple[list[Outcome
     def build(v):
         out = []
         left = budget
+        room = [SYNC_BYTES]
         for i, p in enumerate(plans):
             if p.outcome is not None:
                 out.append(p.outcome)
                 continue
-            o, n = _answer(v, ctx, p, left, written.get(i))
+            o, n = _answer(v, ctx, p, left, written.get(i), room)
             left -= n
             out.append(o)
         return out

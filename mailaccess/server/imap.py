@@ -60,6 +60,8 @@ RECV = 65536
 _IOV_MAX = 512
 #: seconds one write may take (a client that does not read is dropped)
 WRITE_TIMEOUT = 120
+#: seconds a TLS handshake may take (port 993, and after STARTTLS)
+HANDSHAKE_TIMEOUT = 30
 
 
 class DeflateStream(trio.abc.Stream):
@@ -101,19 +103,54 @@ class ImapService:
 
     ``views``: the latest sequence map of each mailbox and recent catch-up
     answers (the memory and fan-out budget of IDLE).  ``sessions``: account id
-    -> logged-in sessions, for ``imap.max_sessions_per_user``.  Kept here so
-    the process-wide ServerContext carries nothing IMAP-specific.
+    -> logged-in sessions, for ``imap.max_sessions_per_user``.
+    ``connections`` (all of them) and ``preauth_by_ip`` (client address ->
+    connections not logged in yet), for ``imap.max_connections`` and
+    ``imap.max_preauth_per_ip``.  Kept here so the process-wide
+    ServerContext carries nothing IMAP-specific.
     """
 
     def __init__(self, ctx: ServerContext):
         self.ctx = ctx
         self.views = SharedViews()
         self.sessions: dict[int, int] = {}
+        self.connections = 0
+        self.preauth_by_ip: dict[str, int] = {}
         self._greetings: dict[tuple, bytes] = {}
         #: where the connections' NOTIFY tasks run (set by ``serve``)
         self.nursery: trio.Nursery | None = None
         self._idle_waits: idle_wait.IdleWaits | None = None
         self._silence: SilenceWatch | None = None
+
+    # --- connection caps: a connection is counted from its accept (before
+    # the TLS handshake) to its end, and as not logged in from one address
+    # until its first login takes a session slot
+
+    def admit(self, host: str) -> bool:
+        """Count a new connection from HOST; False (not counted) past a cap."""
+        cfg = self.ctx.cfg.imap
+        n = self.preauth_by_ip.get(host, 0)
+        if self.connections >= cfg.max_connections or n >= cfg.max_preauth_per_ip:
+            log.warning("IMAP connection from %s refused: %d connections, %d not logged in "
+                        "from it", host or "?", self.connections, n)
+            return False
+        self.connections += 1
+        self.preauth_by_ip[host] = n + 1
+        return True
+
+    def logged_in(self, host: str) -> None:
+        """HOST's connection logged in: it no longer counts as not logged in."""
+        n = self.preauth_by_ip.get(host, 1) - 1
+        if n:
+            self.preauth_by_ip[host] = n
+        else:
+            self.preauth_by_ip.pop(host, None)
+
+    def ended(self, host: str, preauth: bool) -> None:
+        """A counted connection from HOST ended (PREAUTH: never logged in)."""
+        self.connections -= 1
+        if preauth:
+            self.logged_in(host)
 
     def silence(self) -> SilenceWatch | None:
         """The client-silence limit of the service's connections between
@@ -165,10 +202,12 @@ class ImapConnection:
 
     __slots__ = ("ctx", "service", "stream", "receiver", "session", "idle_timeout",
                  "write_lock", "turn", "_command_done", "notifier", "_scope",
-                 "_notify_scope", "_plain", "_slot_user", "_closing", "__weakref__")
+                 "_notify_scope", "_plain", "_slot_user", "_closing", "_counted",
+                 "_preauth", "__weakref__")
 
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, *, secure: bool,
-                 loopback: bool, service: ImapService, remote: str | None = None):
+                 loopback: bool, service: ImapService, remote: str | None = None,
+                 counted: str | None = None):
         self.ctx = ctx
         self.service = service
         self.stream = stream
@@ -194,6 +233,10 @@ class ImapConnection:
         self._notify_scope: trio.CancelScope | None = None  # the NOTIFY task's
         self._slot_user = None
         self._closing = False   # the connection is ending (close_soon, or over)
+        # the client address this connection is counted under in the
+        # service's caps (None: not counted), and whether as not logged in
+        self._counted = counted
+        self._preauth = counted is not None
         # the plain TCP stream this connection started with (send's fast path
         # applies while it is still self.stream: not after STARTTLS or COMPRESS)
         self._plain = stream if type(stream) is trio.SocketStream else None
@@ -389,10 +432,10 @@ class ImapConnection:
         cancelled by ``close_soon``, and by the service's SilenceWatch (or
         past its deadline) when the client stays silent too long
         (next_event)."""
-        await self.send(self.service.greeting(self.session))
         s = self.session
         receiver = self.receiver
         try:
+            await self.send(self.service.greeting(s))
             with trio.CancelScope() as scope:
                 self._scope = scope
                 while s.state is not LOGOUT:
@@ -442,6 +485,9 @@ class ImapConnection:
             if silence is not None:
                 silence.end(self)
             self.release_slot()
+            if self._counted is not None:
+                self.service.ended(self._counted, self._preauth)
+                self._counted = None
 
     async def _notify_task(self) -> None:
         """The NOTIFY task; a failure there ends the connection, not the reader's
@@ -539,12 +585,19 @@ class ImapConnection:
         return False
 
     def take_slot(self) -> bool:
+        # a login after UNAUTHENTICATE (RFC 8437) gives back the slot of the
+        # one before: each LOGIN/UNAUTHENTICATE pair used to keep one, and
+        # 100 of them on one connection locked the user out until a restart
+        self.release_slot()
         counts = self.service.sessions
         user = self.session.acc
         if counts.get(user, 0) >= self.ctx.cfg.imap.max_sessions_per_user:
             return False
         counts[user] = counts.get(user, 0) + 1
         self._slot_user = user
+        if self._preauth:
+            self._preauth = False
+            self.service.logged_in(self._counted)
         return True
 
     def release_slot(self) -> None:
@@ -560,7 +613,8 @@ class ImapConnection:
         self.receiver.discard_buffered()
         ssl_ctx = server_context(self.ctx.tls_cert, self.ctx.tls_key)
         tls = trio.SSLStream(self.stream, ssl_ctx, server_side=True)
-        await tls.do_handshake()
+        with trio.fail_after(HANDSHAKE_TIMEOUT):
+            await tls.do_handshake()
         self.stream = tls
         self.session.secure = True
 
@@ -774,6 +828,9 @@ class ImapConnection:
                 n.cancel_scope.cancel()
 
 
+_REFUSED = S.bye("too many connections, try again later", "UNAVAILABLE")
+
+
 def _read_plain(sock) -> bytes | None:
     """One non-blocking read from SOCK (b"" at EOF); None when nothing was
     there after all.  Errors as trio's SocketStream raises them."""
@@ -849,15 +906,37 @@ async def serve(ctx: ServerContext, task_status=trio.TASK_STATUS_IGNORED) -> Non
         # not a coroutine function: the connection's own coroutine is awaited
         # in its place (one frame less held by every connection's task)
         host = _peer_host(stream)
-        return ImapConnection(ctx, stream, secure=False, loopback=_loopback_host(host),
-                              service=service, remote=host).run()
+        if not service.admit(host):
+            # RFC 9051 7.1.5: BYE as the greeting, the server will not serve
+            # this client now (one try, no wait: the socket is closed after)
+            try:
+                _os_write(stream.socket.fileno(), _REFUSED)
+            except OSError:
+                pass
+            return _checkpoint()
+        try:
+            conn = ImapConnection(ctx, stream, secure=False, loopback=_loopback_host(host),
+                                  service=service, remote=host, counted=host)
+        except BaseException:
+            service.ended(host, True)
+            raise
+        return conn.run()
 
     async def tls_handler(stream):
-        loop = _is_loopback(stream)
-        tstream = trio.SSLStream(stream, ssl_ctx, server_side=True)
-        with trio.fail_after(30):
-            await tstream.do_handshake()
-        await ImapConnection(ctx, tstream, secure=True, loopback=loop, service=service).run()
+        host = _peer_host(stream)
+        if not service.admit(host):
+            return      # closed before the handshake (as the HTTP service does)
+        try:
+            loop = _is_loopback(stream)
+            tstream = trio.SSLStream(stream, ssl_ctx, server_side=True)
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                await tstream.do_handshake()
+            conn = ImapConnection(ctx, tstream, secure=True, loopback=loop, service=service,
+                                  remote=host, counted=host)
+        except BaseException:
+            service.ended(host, True)
+            raise
+        await conn.run()
 
     ctx.bound["imaps"] = bound_addresses(tls)
     task_status.started(bound_addresses(plain))

@@ -123,6 +123,11 @@ def _fetch_turn() -> trio.CapacityLimiter:
         return turn
 
 
+#: cached catch-up answers (SharedViews.remember): entries, and their bytes
+TRANSITIONS = 256
+TRANSITION_BYTES = 4 * 1024 * 1024
+
+
 class SharedViews:
     """Shared between the sessions of one server (the memory and fan-out
     budget of IDLE): the latest sequence map of each mailbox, and recent
@@ -136,6 +141,25 @@ class SharedViews:
         self.transitions: dict[tuple, tuple[Snapshot, bytes, tuple[str, ...]]] = {}
         self.claiming: set[tuple[int, int]] = set()   # \Recent claims on their way (imap_recent)
         self.marked: dict = {}     # messages carrying \Deleted, per mailbox (imap_marked)
+        self.transition_bytes = 0  # the answers' bytes held in ``transitions``
+
+    def remember(self, key: tuple, snap, data: bytes, flags: tuple[str, ...]) -> None:
+        """Keep the catch-up answer DATA for sessions starting from KEY's state:
+        at most TRANSITIONS entries and TRANSITION_BYTES of answers, the
+        oldest going first; the newest is kept whatever its size (the sessions
+        catching up now share it).  Before, 256 entries of any size: a
+        client toggling a flag on a 100,000-message mailbox, with a second
+        session catching up after each toggle, grew the server by 18 MB per
+        toggle (3.6 MB answers and their sequence maps)."""
+        old = self.transitions.pop(key, None)
+        if old is not None:
+            self.transition_bytes -= len(old[1])
+        while self.transitions and (len(self.transitions) >= TRANSITIONS or
+                                    self.transition_bytes + len(data) > TRANSITION_BYTES):
+            first = next(iter(self.transitions))
+            self.transition_bytes -= len(self.transitions.pop(first)[1])
+        self.transitions[key] = (snap, data, flags)
+        self.transition_bytes += len(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1861,10 +1885,7 @@ class ImapSession:
         data = b"".join(out)
         self.out.append(data)
         if shareable and not sel.gone:
-            transitions = self.shared.transitions
-            if len(transitions) > 256:   # each holds a snapshot: bound the memory
-                transitions.clear()
-            transitions[key] = (sel.snap, data, self.sel_flags)
+            self.shared.remember(key, sel.snap, data, self.sel_flags)
             if sel.snap.highest_ms == m.highest_ms:
                 self.shared.snapshots[(self.acc, sel.mbx)] = sel.snap
 

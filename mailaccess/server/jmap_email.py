@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import ids, storeio
+from ..config import JmapConfig
 from ..mime import headers as mh
 from ..mime import index as mindex
 from ..mime import jmapbody
@@ -338,6 +339,37 @@ def record_properties(rec: records.EmailRecord, props, out: dict) -> None:
             out[p] = g(rec)
 
 
+DEFAULT_MAX_SIZE_RESPONSE = JmapConfig.max_size_response
+
+
+def _value_bytes(obj: dict) -> int:
+    return sum(len(bv["value"]) for bv in (obj.get("bodyValues") or {}).values())
+
+
+class _ValueBudget:
+    """The body values one request may put in its response, at most
+    [jmap] max_size_response characters in all (the other properties are
+    bounded by the message and the ids per call).  Before, each call of a
+    request could ask for them again: 16 Email/get calls of one 20 MB text
+    body grew the server by 876 MB (64 calls are allowed, 8 requests at once).
+    Past the budget the call is ``requestTooLarge`` (RFC 8620 §5.1: more than
+    the server is willing to process in one call)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, call: Call):
+        cfg = getattr(call.ctx.cfg, "jmap", None)
+        limit = cfg.max_size_response if cfg is not None else DEFAULT_MAX_SIZE_RESPONSE
+        self.left = limit - call.ctx.response_bytes
+
+    def take(self, obj: dict) -> None:
+        self.left -= _value_bytes(obj)
+        if self.left < 0:
+            raise MethodError("requestTooLarge",
+                              "the body values asked for would make the response too large; "
+                              "ask for fewer emails or set maxBodyValueBytes")
+
+
 def _cache_key(h: bytes, data):
     return (h, bytes(data[:mindex.INDEX_LAYOUT.head.size])) if data is not None else None
 
@@ -361,8 +393,7 @@ async def email_get(call: Call) -> dict:
     if heavy:
         found, not_found, state = await storeio.read(call.ctx.store, _collect, call, want, opts,
                                                      False)
-        call.ctx.response_bytes += sum(len(bv["value"]) for o in found
-                                       for bv in (o.get("bodyValues") or {}).values())
+        call.ctx.response_bytes += sum(_value_bytes(o) for o in found)
     else:
         try:
             with call.view() as v:
@@ -397,6 +428,7 @@ def _collect(v, call: Call, want, opts: GetOptions, on_loop: bool):
     members = "mailboxIds" in props
     found, not_found = [], []
     acc = call.acc
+    budget = _ValueBudget(call)
     if want is None:
         eids = v.email_ids(acc)
         if len(eids) > limit:
@@ -433,6 +465,7 @@ def _collect(v, call: Call, want, opts: GetOptions, on_loop: bool):
                              lambda pid, h=h: ids.part_blob_id(h, pid),
                              index_data=data, cache_key=key if on_loop else None)
                 content_properties(src, props, opts, obj)
+                budget.take(obj)
         found.append({p: obj.get(p) for p in props})
     state = v.kind_state(acc, records.EMAIL)
     return found, not_found, state
@@ -480,8 +513,7 @@ async def email_parse(call: Call) -> dict:
     # index indexed, body values decoded (0.2-0.3 s for a 50 MB one)
     parsed, not_parsable, not_found = await storeio.read(call.ctx.store, _parse_all, call,
                                                          blob_ids, opts)
-    call.ctx.response_bytes += sum(len(bv["value"]) for o in parsed.values()
-                                   for bv in (o.get("bodyValues") or {}).values())
+    call.ctx.response_bytes += sum(_value_bytes(o) for o in parsed.values())
     return {"accountId": ids.account_id(call.acc), "parsed": parsed or None,
             "notParsable": not_parsable or None, "notFound": not_found or None}
 
@@ -491,6 +523,7 @@ def _parse_all(v, call: Call, blob_ids: list, opts: GetOptions):
     parsed: dict[str, dict] = {}
     not_parsable: list[str] = []
     not_found: list[str] = []
+    budget = _ValueBudget(call)
     for bid in dict.fromkeys(blob_ids):
         raw = read_blob(v, call.acc, bid)
         stored = None
@@ -515,5 +548,6 @@ def _parse_all(v, call: Call, blob_ids: list, opts: GetOptions):
             elif p in ("id", "mailboxIds", "keywords", "receivedAt", "threadId"):
                 obj[p] = None
         content_properties(src, opts.props, opts, obj)
+        budget.take(obj)
         parsed[bid] = {p: obj.get(p) for p in opts.props}
     return parsed, not_parsable, not_found

@@ -65,7 +65,11 @@ class LmtpSession:
         self.mail_from = ""
 
     async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
+        # within [lmtp] timeout, like each read: a client that pipelines
+        # commands and never reads the replies held its connection for
+        # good once the socket buffers were full
+        with trio.fail_after(self.ctx.cfg.lmtp.timeout):
+            await self.stream.send_all(data)
 
     async def run(self) -> None:
         host = self.ctx.cfg.hostname
