@@ -49,10 +49,22 @@ class ImapConfig:
     # the handshake).  Logged-in connections count per user (above).
     max_connections: int = 10000
     max_preauth_per_ip: int = 256
+    # literal bytes (APPEND messages on their way) that one user's connections
+    # to a worker may hold at once; 0: four times max_literal.  A literal past
+    # it gets NO [LIMIT] before "+" (a {n+} one is read and dropped: BAD
+    # [LIMIT]); each session could hold two max_literal before
+    max_literal_bytes_per_user: int = 0
 
     def __post_init__(self):
         if self.max_connections < 1 or self.max_preauth_per_ip < 1:
             raise ValueError("max_connections and max_preauth_per_ip are at least 1")
+        if self.max_literal_bytes_per_user and self.max_literal_bytes_per_user < self.max_literal:
+            raise ValueError("max_literal_bytes_per_user is at least max_literal")
+
+    @property
+    def literal_budget(self) -> int:
+        """max_literal_bytes_per_user, its default (0) made explicit."""
+        return self.max_literal_bytes_per_user or 4 * self.max_literal
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from ..proto.imap import frames
 from ..proto.imap import serialize as S
 from ..proto.imap import state as st
 from ..proto.imap.errors import CommandError
-from ..proto.imap.receiver import Limits, Receiver, preauth_limits
+from ..proto.imap.receiver import LiteralBudget, Limits, Receiver, preauth_limits
 from .app import ServerContext, bound_addresses, open_listeners, serve_connections
 from . import idle_wait
 from .imap_notifier import Notifier
@@ -116,6 +116,8 @@ class ImapService:
         self.sessions: dict[int, int] = {}
         self.connections = 0
         self.preauth_by_ip: dict[str, int] = {}
+        #: account id -> the literal bytes its connections hold (receiver.py)
+        self.literal_budgets: dict[int, LiteralBudget] = {}
         self._greetings: dict[tuple, bytes] = {}
         #: where the connections' NOTIFY tasks run (set by ``serve``)
         self.nursery: trio.Nursery | None = None
@@ -125,6 +127,13 @@ class ImapService:
     # --- connection caps: a connection is counted from its accept (before
     # the TLS handshake) to its end, and as not logged in from one address
     # until its first login takes a session slot
+
+    def literal_budget(self, acc: int) -> LiteralBudget:
+        """The literal budget ACC's connections share (imap.max_literal_bytes_per_user)."""
+        b = self.literal_budgets.get(acc)
+        if b is None:
+            b = self.literal_budgets[acc] = LiteralBudget(self.ctx.cfg.imap.literal_budget)
+        return b
 
     def admit(self, host: str) -> bool:
         """Count a new connection from HOST; False (not counted) past a cap."""
@@ -356,9 +365,14 @@ class ImapConnection:
 
     def sync_limits(self) -> None:
         """Pre-auth bounds until logged in (again after UNAUTHENTICATE)."""
-        want = self.preauth if self.session.state is st.NOT_AUTHENTICATED else self.limits
+        preauth = self.session.state is st.NOT_AUTHENTICATED
+        want = self.preauth if preauth else self.limits
         if self.receiver.limits is not want:
             self.receiver.set_limits(want)
+        budget = None if preauth else self.service.literal_budget(self.session.acc)
+        if self.receiver.budget is not budget:
+            self.receiver.release()
+            self.receiver.budget = budget
 
     async def next_event(self):
         """The next receiver event, reading from the peer as needed.
@@ -485,6 +499,7 @@ class ImapConnection:
             if silence is not None:
                 silence.end(self)
             self.release_slot()
+            self.receiver.release()
             if self._counted is not None:
                 self.service.ended(self._counted, self._preauth)
                 self._counted = None

@@ -85,6 +85,9 @@ LINE_TOO_LONG: Final = "line-too-long"
 LITERAL_TOO_LARGE: Final = "literal-too-large"  # sync literal: answer NO [TOOBIG], no "+"
 NONSYNC_TOO_LARGE: Final = "nonsync-literal-too-large"  # consumed and dropped: BAD [TOOBIG]
 COMMAND_TOO_LARGE: Final = "command-too-large"
+# the user's connections hold their literal budget: NO [LIMIT] before "+",
+# a {n+} consumed and dropped with BAD [LIMIT]
+LITERAL_BUDGET: Final = "literal-budget"
 BAD_LITERAL: Final = "bad-literal-header"
 INCOMPLETE: Final = "incomplete"  # EOF inside a command
 

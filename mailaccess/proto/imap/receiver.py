@@ -31,6 +31,14 @@ more than ``max_command`` bytes of one command.  Literal data is only ever
 held for a literal that was accepted, so the bytes a receiver holds are
 bounded by ``max_command`` plus one read.
 
+A ``LiteralBudget`` shared by several receivers (one user's connections)
+bounds the literal bytes they hold together: each accepted literal takes its
+size from it when its header is read, and gives it back when the connection
+asks for the next event after the command (the command has been handled) or
+calls ``release``.  A literal the budget cannot cover is refused like one
+over ``max_command`` (a ``{n}`` before "+", a ``{n+}`` skipped unread), with
+the code LIMIT.
+
 The I/O layer's loop::
 
     receiver.receive_data(chunk)          # b"" on EOF
@@ -58,6 +66,7 @@ from .frames import (
     CONNECTION_CLOSED,
     INCOMPLETE,
     LINE_TOO_LONG,
+    LITERAL_BUDGET,
     LITERAL_TOO_LARGE,
     NEED_DATA,
     NONSYNC_TOO_LARGE,
@@ -111,6 +120,26 @@ def preauth_limits(max_command: int = PREAUTH_MAX_COMMAND) -> Limits:
                   max_literals=4, close_on_refusal=True)
 
 
+class LiteralBudget:
+    """Literal bytes that the receivers sharing it may hold at once (one
+    user's connections: ``imap.max_literal_bytes_per_user``)."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
 def _valid_tag(tag: bytes) -> bytes | None:
     return tag if _TAG_RE.fullmatch(tag) else None
 
@@ -148,6 +177,12 @@ class Receiver:
         self._discard = False
         self._lit_left = 0
         self._lit_kind = 0
+        #: the LiteralBudget this receiver's literals count against (None: only
+        #: the Limits); bytes taken for the command being framed, and for the
+        #: last command returned (given back at the next next_event)
+        self.budget: LiteralBudget | None = None
+        self._taken = 0
+        self._frame_taken = 0
         self._chunks: list[bytes] = []
 
     def set_limits(self, limits: Limits) -> None:
@@ -223,8 +258,19 @@ class Receiver:
 
     # -- output -----------------------------------------------------------
 
+    def release(self) -> None:
+        """Give back to the budget every byte this receiver took (the
+        connection ends, or changes budget)."""
+        if self.budget is not None:
+            self.budget.give(self._taken + self._frame_taken)
+        self._taken = self._frame_taken = 0
+
     def next_event(self):
         """Return the next frame event, ``NEED_DATA`` or ``CONNECTION_CLOSED``."""
+        if self._frame_taken:
+            # asked again: the command returned before has been handled
+            self.budget.give(self._frame_taken)
+            self._frame_taken = 0
         buf = self._buf
         if not buf and self._state == _LINE:
             # nothing buffered between lines (the connection asks before each
@@ -359,6 +405,7 @@ class Receiver:
                 parts = self._parts
                 parts.append(piece)
                 frame = CommandFrame(tag, tuple(parts))  # type: ignore[arg-type]
+                self._frame_taken, self._taken = self._taken, 0
                 self._reset()
                 return frame
             etag = _valid_tag(tag) if tag is not None else None
@@ -373,7 +420,12 @@ class Receiver:
                 error, msg = COMMAND_TOO_LARGE, "command too large"
             elif not sync and size > self.max_nonsync_literal:
                 error, msg = NONSYNC_TOO_LARGE, "non-synchronizing literal too large"
+            elif self.budget is not None and not self.budget.take(size):
+                error, msg = LITERAL_BUDGET, ("too much literal data on its way from "
+                                              "this user's connections: try again later")
             else:
+                if self.budget is not None:
+                    self._taken += size
                 self._parts.append(piece)
                 self._nlit += 1
                 self._size += size
@@ -383,11 +435,12 @@ class Receiver:
                 if sync:
                     return ContinuationRequest(etag, size, tuple(self._parts))
                 continue
+            code = "LIMIT" if error is LITERAL_BUDGET else "TOOBIG"
             if sync:
                 # RFC 7888 §4 / RFC 9051 §7.1: refuse before "+"; the client
                 # does not send the data, so the next line is a new command.
                 self._reset()
-                return FrameError(etag, error, msg, code="TOOBIG", response="NO")
+                return FrameError(etag, error, msg, code=code, response="NO")
             if self.close_on_refusal:
                 # RFC 7888 §4: BAD [TOOBIG], then close instead of reading it
                 return self._fatal(etag, error, msg, "BAD")
@@ -397,7 +450,7 @@ class Receiver:
             self._discard = True
             self._state = _SKIP_LITERAL
             self._lit_left = size
-            return FrameError(etag, error, msg, code="TOOBIG", response="BAD")
+            return FrameError(etag, error, msg, code=code, response="BAD")
 
     def refuse_literal(self) -> None:
         """Right after a ``ContinuationRequest``, instead of sending "+": the
@@ -425,6 +478,9 @@ class Receiver:
         return FrameError(tag, INCOMPLETE, "connection closed inside a command", fatal=True, response="BYE")
 
     def _reset(self) -> None:
+        if self._taken:     # a command dropped before it was returned
+            self.budget.give(self._taken)
+            self._taken = 0
         self._parts = []
         self._tag = None
         self._size = 0
