@@ -164,6 +164,9 @@ def test_cli_lists_and_forgets(tmp_path, capsys, monkeypatch):
     assert cli.main(["eas", "list", "carol"] + d) == 0
     assert capsys.readouterr().out.splitlines() == [
         "ph1\tiPhone\t1970-01-01T00:00:01Z\tno", "ph2\t-\t-\tyes"]
+    capsys.readouterr()
+    assert cli.main(["eas", "status", "carol", "ph1"] + d) == 0     # seen, not provisioned
+    assert capsys.readouterr().out.strip() == "{}"
     assert cli.main(["eas", "forget", "carol", "ph1"] + d) == 0
     capsys.readouterr()
     assert cli.main(["eas", "list", "carol"] + d) == 0

@@ -241,10 +241,13 @@ def request_wipe(store, acc: int, device: str) -> None:
 
 
 def device_status(store, acc: int, device: str) -> dict | None:
-    """DEVICE's provisioning state (None: the store knows no such device)."""
+    """DEVICE's provisioning state ({} for a device seen but not provisioned;
+    None: the store knows no such device)."""
     with store.view() as v:
         raw = v.device_state(acc, device, STATE_KEY)
-    return json.loads(raw) if raw else None
+        if raw is None:
+            return {} if v.device_known(acc, device) else None
+    return json.loads(raw)
 
 
 def list_devices(store, acc: int) -> list[dict]:
