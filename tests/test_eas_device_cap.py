@@ -280,3 +280,73 @@ def test_config(tmp_path):
     p.write_text("[eas]\nmax_devices_per_user = 0\n")
     with pytest.raises(config.ConfigError):
         config.load(str(p))
+
+
+_OTHER_WORKER = r"""
+import sys
+from mailaccess.store import Store, ops
+s = Store(sys.argv[1])
+s.start()
+acc = int(sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()
+with s.view() as v:
+    print(len(v.devices(acc)), flush=True)     # the look: the other process's admission
+sys.stdin.readline()                           # is not committed yet
+print(s.write_sync(ops.admit_device, acc, "theirs", 2, "seen", b"{}"), flush=True)
+s.close()
+"""
+
+
+def test_admission_across_processes(tmp_path):
+    """Two worker processes, one slot left: this one admits its device in a
+    write transaction that stays open while the other process looks (a slot
+    is free) and then admits its own; LMDB's single writer makes the other's
+    count see this one's device, so it is refused."""
+    import subprocess
+    import sys
+    import threading
+
+    from mailaccess.store import Store
+
+    path = str(tmp_path / "store")
+    s = Store(path)
+    s.start()
+    try:
+        accounts.add_user(s, "erin", "pw")
+        acc = accounts.lookup(s, "erin").id
+        s.write_sync(ops.put_device_state, acc, "first", "seen", b"{}")
+        inside, gate = threading.Event(), threading.Event()
+
+        def mine(tx):
+            ok = ops.admit_device(tx, acc, "mine", 2, "seen", b"{}")
+            inside.set()
+            gate.wait()
+            return ok
+
+        box = []
+        other = subprocess.Popen([sys.executable, "-c", _OTHER_WORKER, path, str(acc)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert other.stdout.readline().strip() == "ready"  # opened before we write
+            s.submit(mine, done=lambda result, error: box.append((result, error)))
+            inside.wait()
+            other.stdin.write("look\n")
+            other.stdin.flush()
+            assert other.stdout.readline().strip() == "1"      # it saw a free slot
+            other.stdin.write("go\n")
+            other.stdin.flush()
+            gate.set()
+            assert other.stdout.readline().strip() == "False"
+            assert other.wait(timeout=300) == 0
+        finally:
+            gate.set()
+            if other.poll() is None:
+                other.kill()
+                other.wait()
+        s.write_sync(lambda tx: None)
+        assert box == [(True, None)]
+        with s.view() as v:
+            assert v.devices(acc) == ["first", "mine"]
+    finally:
+        s.close()
