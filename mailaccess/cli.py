@@ -92,10 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("name")
     _common(tr)
 
-    ea = sub.add_parser("eas", help="ActiveSync devices: remote wipe, status, forget",
+    ea = sub.add_parser("eas", help="ActiveSync devices: list, remote wipe, status, forget",
                         description="Manage a user's ActiveSync devices (by DeviceId).")
     easub = ea.add_subparsers(dest="eas_command", metavar="ACTION")
     easub.required = True
+    el = easub.add_parser("list", help="list the user's devices",
+                          description="List USER's devices: DeviceId, DeviceType, first "
+                          "request (UTC), provisioned. They count against [eas] "
+                          "max_devices_per_user; 'forget' frees a slot.")
+    el.add_argument("user")
+    _common(el)
     for action, text in (("wipe", "ask the device to wipe itself at its next request"),
                          ("status", "show the device's provisioning state"),
                          ("forget", "drop the device's state (it provisions and syncs "
@@ -287,7 +293,10 @@ def _eas(args, cfg) -> int:
         if a is None:
             print(f"error: no account {args.user}", file=sys.stderr)
             return 1
-        if args.eas_command == "wipe":
+        if args.eas_command == "list":
+            for dev in prov.list_devices(store, a.id):
+                print("\t".join(str(dev[k]) for k in ("device", "type", "since", "provisioned")))
+        elif args.eas_command == "wipe":
             prov.request_wipe(store, a.id, args.device)
             print(f"device {args.device} of {args.user} will be wiped at its next request")
         elif args.eas_command == "status":

@@ -231,9 +231,15 @@ class EasConfig:
     max_ping_folders: int = 300
     max_pings_per_user: int = 16
     max_pings: int = 10000
+    # devices (DeviceIds) one account may have state for (Exchange's default
+    # partnership limit); a new one beyond gets Status 177 (server/eas.py)
+    max_devices_per_user: int = 100
 
     def __post_init__(self):
         from .proto.eas.request import VERSIONS
+
+        if self.max_devices_per_user < 1:
+            raise ValueError("max_devices_per_user is at least 1")
 
         if not 1 <= self.min_heartbeat <= self.max_heartbeat:
             raise ValueError("min_heartbeat is at least 1 and at most max_heartbeat")

@@ -15,10 +15,18 @@ does not implement is HTTP 501; bad WBXML is status 102 in the command's
 response for 14.0+ and HTTP 400 for 12.x; a device without a valid policy
 key is HTTP 449 (12.x) or status 142/143/144 (14.0+).  Per-device state
 lives in the store (``put_device_state``), keyed by the request's DeviceId.
+
+Devices per account are capped (``[eas] max_devices_per_user``): a DeviceId
+the store does not know, from an account at the cap, gets the common status
+177 MaximumDevicesReached (MS-ASCMD 2.2.2; HTTP 403 for 12.x, which has no
+common status codes) before anything is stored or locked for it; the
+operator frees a slot with ``mailaccess eas forget``.
 """
 from __future__ import annotations
 
+import json
 import logging
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -30,6 +38,7 @@ import importlib
 from contextlib import asynccontextmanager
 
 from .. import storeio
+from ..store import ops
 from . import eas_provision, eas_push
 from .eas_command import Command
 from .http import HttpService, Request, Response, Route, problem
@@ -80,6 +89,7 @@ STATUS_REMOTE_WIPE_REQUESTED = 140
 STATUS_DEVICE_NOT_PROVISIONED = 142
 STATUS_POLICY_REFRESH = 143
 STATUS_INVALID_POLICY_KEY = 144
+STATUS_MAXIMUM_DEVICES_REACHED = 177     # a new device of an account at its device cap
 
 
 @dataclass
@@ -157,6 +167,21 @@ class Eas:
             self._device_locks[key] = lock
         return lock
 
+    async def _admit(self, account: int, er: R.EasRequest) -> bool:
+        """Whether the request's device may go on: one the store knows, or a
+        new one while the account has fewer than ``max_devices_per_user``
+        devices (it is registered, key ``seen``, in the same write as the
+        count: ops.admit_device).  Before the device lock, so a refused device
+        leaves nothing behind, neither rows nor a lock file."""
+        with self.ctx.store.view() as v:
+            if v.device_known(account, er.device_id):
+                return True
+        seen = json.dumps({"type": er.device_type, "since": int(time.time())},
+                          separators=(",", ":")).encode()
+        return await storeio.write_small(self.ctx.store, ops.admit_device, account,
+                                         er.device_id, self.cfg.max_devices_per_user,
+                                         eas_provision.SEEN_KEY, seen)
+
     def _common_headers(self) -> list[tuple[str, str]]:
         return [("ms-server-activesync", SERVER_VERSION),
                 ("ms-asprotocolversions", ",".join(self.versions))]
@@ -187,6 +212,15 @@ class Eas:
             r = problem(501, "Not Implemented", f"{er.cmd} is not implemented")
             r.headers += self._common_headers()
             return r
+        if not await self._admit(req.principal.account, er):
+            log.info("EAS %s: %s has %d devices, refused new device %s", er.cmd,
+                     req.principal.name, self.cfg.max_devices_per_user, er.device_id)
+            if R.major(er.version) < 14:
+                r = problem(403, "Forbidden", "too many ActiveSync devices for this user: "
+                            "remove one on the server (mailaccess eas forget)")
+                r.headers += self._common_headers()
+                return r
+            return self._answer(status_response(er.cmd, STATUS_MAXIMUM_DEVICES_REACHED))
         lock = self._device_lock(req.principal.account, er.device_id)
         async with lock:
             return await self._run(req, er, handler, lock)

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 
 from .. import storeio
 from ..proto.eas.wbxml import E, Element
@@ -39,6 +40,9 @@ from .eas_command import Command
 log = logging.getLogger("mailaccess.eas")
 
 STATE_KEY = "prov"
+#: the device-state key server/eas.py registers a new device under (its
+#: DeviceType and first request): the device counts against the cap from then
+SEEN_KEY = "seen"
 POLICY_TYPE = "MS-EAS-Provisioning-WBXML"
 
 # Provision Status (MS-ASPROV 2.2.2.54.2) and Policy Status (2.2.2.54.1)
@@ -226,7 +230,8 @@ async def _wipe(ctx, body: Element, state: dict) -> Element:
 # --- the operator's side (synchronous: the CLI) ----------------------------------------------
 
 def request_wipe(store, acc: int, device: str) -> None:
-    """Ask DEVICE of ACC to wipe itself at its next request."""
+    """Ask DEVICE of ACC to wipe itself at its next request (the operator's
+    act: a device not seen yet is made, and counts against the cap)."""
     with store.view() as v:
         raw = v.device_state(acc, device, STATE_KEY)
     state = json.loads(raw) if raw else {}
@@ -236,10 +241,30 @@ def request_wipe(store, acc: int, device: str) -> None:
 
 
 def device_status(store, acc: int, device: str) -> dict | None:
-    """DEVICE's provisioning state (None: the store knows no such device)."""
+    """DEVICE's provisioning state ({} for a device seen but not provisioned;
+    None: the store knows no such device)."""
     with store.view() as v:
         raw = v.device_state(acc, device, STATE_KEY)
-    return json.loads(raw) if raw else None
+        if raw is None:
+            return {} if v.device_known(acc, device) else None
+    return json.loads(raw)
+
+
+def list_devices(store, acc: int) -> list[dict]:
+    """ACC's devices (those counted against ``[eas] max_devices_per_user``):
+    DeviceId, DeviceType and first request (UTC) when the server registered
+    it (server/eas.py, key ``seen``), whether it holds a final policy key."""
+    out = []
+    with store.view() as v:
+        for dev in v.devices(acc):
+            seen = json.loads(v.device_state(acc, dev, SEEN_KEY) or b"{}")
+            prov = json.loads(v.device_state(acc, dev, STATE_KEY) or b"{}")
+            since = seen.get("since")
+            out.append({"device": dev, "type": seen.get("type", "-"),
+                        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+                        if since else "-",
+                        "provisioned": "yes" if prov.get("key") else "no"})
+    return out
 
 
 def forget_device(store, acc: int, device: str) -> None:

@@ -842,6 +842,21 @@ def put_device_state(tx: WriteTx, acc: int, device: str, key: str, value: bytes)
     tx.put("dev", keys.dev(acc, device, key), value)
 
 
+def admit_device(tx: WriteTx, acc: int, device: str, cap: int, key: str,
+                 value: bytes) -> bool:
+    """Let DEVICE of ACC in: True when ACC already has state for it, or has
+    state for fewer than CAP devices (then VALUE is stored under KEY, so the
+    device counts from now on); False (nothing written) at the cap.  The
+    count and the write are one write transaction: LMDB has one writer at a
+    time across processes, so two new devices cannot both take the last slot."""
+    if tx.device_known(acc, device):
+        return True
+    if len(tx.devices(acc, limit=cap)) >= cap:
+        return False
+    put_device_state(tx, acc, device, key, value)
+    return True
+
+
 def delete_device_state(tx: WriteTx, acc: int, device: str, key: str | None = None) -> None:
     if key is None:
         tx.delete_prefix("dev", keys.dev_prefix(acc, device))

@@ -352,6 +352,28 @@ class View:
         pre = keys.dev_prefix(acc, device)
         return [k[len(pre):].decode("utf-8") for k, _ in self._scan("dev", pre)]
 
+    def device_known(self, acc: int, device: str) -> bool:
+        """Whether ACC has any state for DEVICE (the device counts against
+        ``[eas] max_devices_per_user``)."""
+        return next(self._scan("dev", keys.dev_prefix(acc, device), values=False), None) is not None
+
+    def devices(self, acc: int, limit: int | None = None) -> list[str]:
+        """The DeviceIds ACC has state for, in key order, at most LIMIT.  One
+        seek per device, whatever the rows each holds: after device D's
+        first row the next seek is to ``D \x01``, past all of ``D \0 *``."""
+        pre = keys.account_prefix(acc)
+        cur = self.txn.cursor(db=self.db["dev"])
+        out: list[str] = []
+        at = pre
+        while (limit is None or len(out) < limit) and cur.set_range(at):
+            k = bytes(cur.key())
+            if k[:len(pre)] != pre:
+                break
+            end = k.index(b"\0", len(pre))
+            out.append(k[len(pre):end].decode("utf-8"))
+            at = k[:end] + b"\x01"
+        return out
+
     # --- outbound mail (store/sending.py) ------------------------------------------------
 
     def identities(self, acc: int) -> dict[int, dict]:
