@@ -52,7 +52,7 @@ from ..store.emails import LoadedEmail, load_email
 from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
 from ..views import imap_notify
-from ..proto.imap.serialize import literal, nstring
+from ..proto.imap.serialize import astring, literal, nstring
 from . import imap_marked, imap_recent
 from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flag_of, flags_list, keyword_of
 from . import imap_context   # RFC 5267 contexts (UPDATE, PARTIAL)
@@ -1995,13 +1995,17 @@ def _internaldate(rec: EmailRecord) -> bytes:
 
 
 def _section_name(item) -> bytes:
+    """ITEM's section as the response names it.  Field names go out as
+    astrings (RFC 9051 9: header-fld-name): a name that is not an atom (a
+    space, a parenthesis, a quote: ftext allows all but the colon, RFC 5322
+    3.6.8) is quoted, so ``("a b")`` and ``(a b)`` stay two items."""
     s = item.section
     parts = ".".join(str(p) for p in s.part)
     text = s.text or ""
+    spec = ".".join(x for x in (parts, text) if x).encode()
     if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        text += " (" + " ".join(s.fields) + ")"
-    spec = ".".join(x for x in (parts, text) if x)
-    return spec.encode()
+        spec += b" (" + b" ".join(astring(f) for f in s.fields) + b")"
+    return spec
 
 
 def _section_bytes(raw: bytes, mi, section: str) -> bytes | None:
