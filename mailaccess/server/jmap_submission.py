@@ -88,43 +88,72 @@ async def submission_changes(call: Call) -> dict:
 
 # --- /query, /queryChanges ------------------------------------------------------------
 
-def _check_filter(f, depth: int = 0) -> None:
+# Bounds, as for Email/query (server/jmap_email_filter.py): a filter of at
+# most MAX_FILTER_NODES operators + conditions + their properties, nested at
+# most MAX_FILTER_DEPTH deep, and at most MAX_SORT Comparators.  Without them
+# a 10 MB request held the loop for (submissions x conditions) and
+# (submissions x comparators) work.  RFC 8620 §5.5: a filter the server
+# cannot process is ``unsupportedFilter``, a sort ``unsupportedSort``.
+MAX_FILTER_NODES = 512
+MAX_FILTER_DEPTH = 16
+MAX_SORT = 16
+
+
+def _check_filter(f, depth: int = 0, budget: list[int] | None = None):
+    """The client's filter checked and compiled for ``_matches``: None, an
+    ``("op", operator, [compiled])`` or a ``("cond", {property: value})``
+    whose id lists are frozensets (one lookup per record, not a scan)."""
     if f is None:
-        return
-    if not isinstance(f, dict) or depth > 16:
+        return None
+    budget = budget if budget is not None else [MAX_FILTER_NODES]
+    if not isinstance(f, dict) or depth > MAX_FILTER_DEPTH:
         raise invalid("'filter' must be a FilterOperator or FilterCondition")
+    budget[0] -= 1 if "operator" in f else max(1, len(f))
+    if budget[0] < 0:
+        raise MethodError("unsupportedFilter",
+                          f"the filter has more than {MAX_FILTER_NODES} parts")
     if "operator" in f:
         if f.get("operator") not in ("AND", "OR", "NOT") or set(f) != {"operator", "conditions"} \
                 or not isinstance(f.get("conditions"), list):
             raise MethodError("unsupportedFilter", "a FilterOperator is operator + conditions")
-        for c in f["conditions"]:
-            _check_filter(c, depth + 1)
-        return
+        if len(f["conditions"]) > budget[0]:
+            raise MethodError("unsupportedFilter",
+                              f"the filter has more than {MAX_FILTER_NODES} parts")
+        return ("op", f["operator"], [_check_filter(c, depth + 1, budget)
+                                      for c in f["conditions"]])
+    cond = {}
     for k, v in f.items():
         if k not in FILTERS:
             raise MethodError("unsupportedFilter", f"no filter condition {k}")
         if k in ("identityIds", "emailIds", "threadIds"):
             if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                 raise MethodError("unsupportedFilter", f"{k} is a list of ids")
+            cond[k] = frozenset(v)
         elif k == "undoStatus":
             if v not in UNDO:
                 raise MethodError("unsupportedFilter", "undoStatus is pending, final or canceled")
-        elif parse_utc(v) is None:
-            raise MethodError("unsupportedFilter", f"{k} is a UTCDate")
+            cond[k] = v
+        else:
+            t = parse_utc(v)
+            if t is None:
+                raise MethodError("unsupportedFilter", f"{k} is a UTCDate")
+            cond[k] = t
+    return ("cond", cond)
 
 
 def _matches(f, rec: dict) -> bool:
+    """Whether REC passes F, a filter compiled by ``_check_filter``."""
     if f is None:
         return True
-    if "operator" in f:
-        res = [_matches(c, rec) for c in f["conditions"]]
-        if f["operator"] == "AND":
-            return all(res)
-        if f["operator"] == "OR":
-            return any(res)
-        return not any(res)
+    if f[0] == "op":
+        _, op, conds = f
+        if op == "AND":
+            return all(_matches(c, rec) for c in conds)
+        if op == "OR":
+            return any(_matches(c, rec) for c in conds)
+        return not any(_matches(c, rec) for c in conds)
     at = rec.get("at", 0)
-    for k, v in f.items():
+    for k, v in f[1].items():
         if k == "identityIds" and rec.get("identityId") not in v:
             return False
         if k == "emailIds" and rec.get("emailId") not in v:
@@ -133,9 +162,9 @@ def _matches(f, rec: dict) -> bool:
             return False
         if k == "undoStatus" and rec.get("undoStatus") != v:
             return False
-        if k == "before" and not at < parse_utc(v):
+        if k == "before" and not at < v:
             return False
-        if k == "after" and not at >= parse_utc(v):
+        if k == "after" and not at >= v:
             return False
     return True
 
@@ -156,6 +185,8 @@ def _parse_sort(call: Call) -> list[tuple[str, bool]]:
         return []
     if not isinstance(sort, list):
         raise invalid("'sort' must be a list of Comparators")
+    if len(sort) > MAX_SORT:
+        raise MethodError("unsupportedSort", f"at most {MAX_SORT} Comparators")
     out = []
     for c in sort:
         if not isinstance(c, dict) or not isinstance(c.get("property"), str):
@@ -170,7 +201,7 @@ def _parse_sort(call: Call) -> list[tuple[str, bool]]:
 
 
 def _compute(call: Call, recs: dict[int, dict]) -> list[str]:
-    f = call.args.get("filter")
+    f = _check_filter(call.args.get("filter"))
     items = [(sid, r) for sid, r in sorted(recs.items()) if _matches(f, r)]
     for prop, asc in reversed(_parse_sort(call)):
         items.sort(key=_sort_key(prop), reverse=not asc)
