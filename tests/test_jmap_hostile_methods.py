@@ -65,3 +65,31 @@ async def test_submission_query_many_comparators(ctx, n, ok):  # noqa: F811
     assert (r[0][0] == "EmailSubmission/query") is ok, r
     if not ok:
         assert r[0][1]["type"] == "unsupportedSort"
+
+
+async def test_submission_envelope_past_max_recipients_is_not_read(ctx):  # noqa: F811
+    """A given rcptTo longer than [smtp] max_recipients is tooManyRecipients
+    before any entry is parsed or checked (100k entries were each validated
+    on the loop first): entries that are not even Addresses prove it."""
+    e = draft(ctx)
+    mx = ctx.cfg.smtp.max_recipients
+    envl = {"mailFrom": {"email": "alice@localhost"}, "rcptTo": [7] * 100_000}
+    r = await one(ctx, "EmailSubmission/set", {"create": {"k": {
+        "identityId": await identity(ctx), "emailId": e, "envelope": envl}}})
+    assert r["notCreated"]["k"]["type"] == "tooManyRecipients", r
+    assert r["notCreated"]["k"]["maxRecipients"] == mx
+    envl["rcptTo"] = [7] * mx      # at the limit, entries are read
+    r = await one(ctx, "EmailSubmission/set", {"create": {"k": {
+        "identityId": await identity(ctx), "emailId": e, "envelope": envl}}})
+    assert r["notCreated"]["k"]["type"] == "invalidProperties", r
+
+
+async def test_submission_derived_recipients_counted_before_checked(ctx):  # noqa: F811
+    mx = ctx.cfg.smtp.max_recipients
+    to = ", ".join(f"bad{i}@x..y" for i in range(mx + 1))    # each invalid
+    r = await one(ctx, "EmailSubmission/set", {"create": {"k": {
+        "identityId": await identity(ctx), "emailId": draft(ctx, to=to)}}})
+    assert r["notCreated"]["k"]["type"] == "tooManyRecipients", r["notCreated"]
+    r = await one(ctx, "EmailSubmission/set", {"create": {"k": {
+        "identityId": await identity(ctx), "emailId": draft(ctx, to="bad@x..y")}}})
+    assert r["notCreated"]["k"]["type"] == "invalidRecipients", r["notCreated"]

@@ -248,13 +248,18 @@ def _address_obj(a, prop: str) -> str:
     return a["email"]
 
 
-def _envelope(obj: dict) -> tuple[str, list[str]] | None:
+def _envelope(obj: dict, max_recipients: int) -> tuple[str, list[str]] | None:
+    """The client's Envelope -> (mailFrom, rcptTo); more than MAX_RECIPIENTS
+    rcptTo entries is tooManyRecipients before any is read (RFC 8621 §7.5:
+    "the envelope ... contains more recipients than the server allows")."""
     e = obj.get("envelope")
     if e is None:
         return None
     if not isinstance(e, dict) or set(e) != {"mailFrom", "rcptTo"} or \
             not isinstance(e["rcptTo"], list):
         raise _bad("envelope", "an Envelope is {mailFrom, rcptTo}")
+    if len(e["rcptTo"]) > max_recipients:
+        raise SetError("tooManyRecipients", "too many recipients", maxRecipients=max_recipients)
     mail_from = _address_obj(e["mailFrom"], "envelope")
     rcpts = [_address_obj(a, "envelope") for a in e["rcptTo"]]
     return mail_from, rcpts
@@ -307,7 +312,7 @@ async def _create(call: Call, cid: str, obj: dict) -> dict:
     bad_from = [a for a in froms if not addresses.may_send_from(a, own)]
     if bad_from:
         raise SetError("forbiddenFrom", f"this account may not send as {', '.join(bad_from)}")
-    given_env = _envelope(obj)
+    given_env = _envelope(obj, cfg.smtp.max_recipients)
     if given_env is not None:
         mail_from, rcpts = given_env
         if not addresses.may_send_from(mail_from, own):
@@ -319,17 +324,19 @@ async def _create(call: Call, cid: str, obj: dict) -> dict:
             raise SetError("invalidEmail", str(exc), properties=["from", "sender"]) from None
         if mail_from is None or not addresses.may_send_from(mail_from, own):
             mail_from = ident["email"]          # §7: the identity's address then
-        rcpts = env.derive_rcpt_to(h)
+        # as many as the draft's headers hold: in the worker pool
+        rcpts = await storeio.cpu(env.derive_rcpt_to, h)
     rcpts = env.dedupe(rcpts)
     if not rcpts:
         raise SetError("noRecipients", "the submission has no recipients")
+    # counted before each is checked: checking is the costly part
+    if len(rcpts) > cfg.smtp.max_recipients:
+        raise SetError("tooManyRecipients", "too many recipients",
+                       maxRecipients=cfg.smtp.max_recipients)
     bad = [r for r in rcpts if not addresses.valid_address(r)]
     if bad:
         raise SetError("invalidRecipients", "invalid recipient addresses",
                        invalidRecipients=bad)
-    if len(rcpts) > cfg.smtp.max_recipients:
-        raise SetError("tooManyRecipients", "too many recipients",
-                       maxRecipients=cfg.smtp.max_recipients)
     now = time.time()
     send_at = now + cfg.smtp.hold
     record = {"identityId": ids.identity_id(iid), "emailId": ids.email_id(eid),
