@@ -3,9 +3,15 @@ work a request makes us do stays bounded by the method's limits, and what
 is past them is the protocol's error, not a long stall on the loop."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
+from mailaccess import ids
+from mailaccess.server import jmap_email_set as es
 from mailaccess.server import jmap_submission as sub
+
+from jmap_helpers import deliver, mbx_by_role, message
 
 from test_jmap_submission import call, ctx, draft, identity, one, submit  # noqa: F401
 
@@ -93,3 +99,63 @@ async def test_submission_derived_recipients_counted_before_checked(ctx):  # noq
     r = await one(ctx, "EmailSubmission/set", {"create": {"k": {
         "identityId": await identity(ctx), "emailId": draft(ctx, to="bad@x..y")}}})
     assert r["notCreated"]["k"]["type"] == "invalidRecipients", r["notCreated"]
+
+
+# --- Email/set: patches and placements counted before their entries are read ----------
+
+def _email(ctx):  # noqa: F811
+    return ids.email_id(deliver(ctx, mbx_by_role(ctx, "inbox").id, message()).email)
+
+
+async def _update(ctx, patch, n=1):  # noqa: F811
+    eids = [_email(ctx) for _ in range(n)]
+    r = await one(ctx, "Email/set", {"update": {e: patch for e in eids}})
+    return [(r["notUpdated"] or {}).get(e, {}).get("type") for e in eids]
+
+
+@pytest.mark.parametrize("n", [1, 3])          # the plain path and the batched one
+@pytest.mark.parametrize("head, value, err", [
+    ("keywords/k", True, "tooManyKeywords"), ("keywords/k", None, "tooManyKeywords"),
+    ("mailboxIds/Mnone", True, "tooManyMailboxes"), ("junk", 1, "invalidPatch")])
+async def test_email_patch_of_too_many_paths(ctx, n, head, value, err):  # noqa: F811
+    """100k paths in one PatchObject were each checked and resolved on the
+    loop (0.5 s for 8 MB); more than MAX_PATCH_PATHS is refused up front."""
+    patch = {f"{head}{i}": value for i in range(100_000)}
+    assert await _update(ctx, patch, n) == [err] * n
+
+
+async def test_email_patch_at_the_path_bound_applies(ctx):  # noqa: F811
+    patch = {f"keywords/k{i}": None for i in range(es.MAX_PATCH_PATHS - 1)}
+    patch["keywords/$seen"] = True
+    assert await _update(ctx, patch, 2) == [None, None]
+
+
+@pytest.mark.parametrize("prop, err, most", [("keywords", "tooManyKeywords", es.MAX_KEYWORDS),
+                                             ("mailboxIds", "tooManyMailboxes",
+                                              es.MAX_MAILBOXES)])
+async def test_email_whole_values_counted_first(ctx, prop, err, most):  # noqa: F811
+    """A whole keywords / mailboxIds value past its maximum is tooMany*
+    before its entries are read: entries that are all invalid prove it."""
+    bad = {f"x{i}": False for i in range(most + 1)}
+    assert await _update(ctx, {prop: bad}) == [err]
+    assert await _update(ctx, {prop: dict(list(bad.items())[:most])}) == ["invalidProperties"]
+    obj = {"mailboxIds": {ids.mailbox_id(mbx_by_role(ctx, "inbox").id): True},
+           "subject": "x", "bodyValues": {"1": {"value": "x"}},
+           "textBody": [{"partId": "1", "type": "text/plain"}]}
+    obj[prop] = bad
+    r = await one(ctx, "Email/set", {"create": {"c": obj}})
+    assert r["notCreated"]["c"]["type"] == err, r
+
+
+async def test_email_batched_patches_checked_off_the_loop(ctx, monkeypatch):  # noqa: F811
+    """A batch's patches (up to maxObjectsInSet x MAX_PATCH_PATHS paths) are
+    checked in the worker pool, not on the event loop's thread."""
+    seen = []
+    real = es.parse_patch
+
+    def spy(*a):
+        seen.append(threading.current_thread() is threading.main_thread())
+        return real(*a)
+    monkeypatch.setattr(es, "parse_patch", spy)
+    assert await _update(ctx, {"keywords/$seen": True}, 3) == [None] * 3
+    assert seen == [False] * 3
