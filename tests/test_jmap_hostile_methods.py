@@ -159,3 +159,29 @@ async def test_email_batched_patches_checked_off_the_loop(ctx, monkeypatch):  # 
     monkeypatch.setattr(es, "parse_patch", spy)
     assert await _update(ctx, {"keywords/$seen": True}, 3) == [None] * 3
     assert seen == [False] * 3
+
+
+# --- /changes: the server's own maxChanges ---------------------------------------------
+
+@pytest.mark.parametrize("asked", [None, 10 ** 9])
+async def test_changes_capped_by_the_server(ctx, monkeypatch, asked):  # noqa: F811
+    """RFC 8620 §5.2: the server may return fewer than maxChanges. Absent or
+    huge, a page holds at most MAX_CHANGES ids (not the account's whole
+    log); following hasMoreChanges still gives every change once."""
+    from mailaccess.server import jmap_standard as std
+    monkeypatch.setattr(std, "MAX_CHANGES", 4)
+    made = {_email(ctx) for _ in range(10)}
+    seen, state, pages = [], "0", 0
+    while True:
+        args = {"sinceState": state}
+        if asked is not None:
+            args["maxChanges"] = asked
+        r = await one(ctx, "Email/changes", args)
+        assert len(r["created"]) + len(r["updated"]) + len(r["destroyed"]) <= 4
+        seen += r["created"]
+        state, pages = r["newState"], pages + 1
+        if not r["hasMoreChanges"]:
+            break
+    assert sorted(seen) == sorted(made) and pages >= 3
+    r = await one(ctx, "Email/changes", {"sinceState": "0", "maxChanges": 2})
+    assert len(r["created"]) == 2 and r["hasMoreChanges"]
