@@ -185,3 +185,28 @@ async def test_changes_capped_by_the_server(ctx, monkeypatch, asked):  # noqa: F
     assert sorted(seen) == sorted(made) and pages >= 3
     r = await one(ctx, "Email/changes", {"sinceState": "0", "maxChanges": 2})
     assert len(r["created"]) == 2 and r["hasMoreChanges"]
+
+
+# --- Mailbox/set: renames over big subtrees ------------------------------------------
+
+async def test_mailbox_rename_walks_the_subtree_only_when_the_name_grows(ctx, monkeypatch):  # noqa: F811
+    """Renaming each mailbox of a chain over a wide subtree walked the whole
+    subtree per rename on the store writer (chain x subtree: 2.5 s for
+    100 x 5,000). A rename that does not lengthen the full name cannot push
+    a descendant past the path limit and walks nothing; one that does is
+    still checked (and refused when a descendant would be too long)."""
+    from mailaccess.store import ops
+    made = await one(ctx, "Mailbox/set", {"create": {
+        "a": {"name": "a"}, "b": {"name": "b", "parentId": "#a"},
+        "c": {"name": "c" * 200, "parentId": "#b"}, "d": {"name": "d" * 200, "parentId": "#c"}}})
+    a, b = made["created"]["a"]["id"], made["created"]["b"]["id"]
+    walked = []
+    real = ops._longest_below
+    monkeypatch.setattr(ops, "_longest_below", lambda tx, acc, m: walked.append(m) or
+                        real(tx, acc, m))
+    r = await one(ctx, "Mailbox/set", {"update": {a: {"name": "x"}, b: {"name": "y"}}})
+    assert r["updated"] == {a: None, b: None} and walked == []
+    r = await one(ctx, "Mailbox/set", {"update": {b: {"name": "y" * 100}}})
+    assert r["notUpdated"][b]["type"] == "invalidProperties" and len(walked) == 1
+    r = await one(ctx, "Mailbox/set", {"update": {b: {"name": "y" * 20}}})
+    assert r["updated"] == {b: None} and len(walked) == 2
