@@ -25,8 +25,9 @@ from ..store import sending
 from ..store.errors import Conflict, NotFound
 from .jmap_api import Call, method
 from .jmap_identity import config, ensure_default, own_addresses
-from .jmap_standard import (SetError, apply_patch, arg, changes_response, get_records,
-                            invalid, query_changes_response, query_response, run_set)
+from .jmap_standard import (PatchError, SetError, apply_patch, arg, changes_response,
+                            check_patch_size, get_records, invalid, query_changes_response,
+                            query_response, run_set)
 
 KIND = sending.SUBMISSION
 PROPERTIES = ("id", "identityId", "emailId", "threadId", "envelope", "sendAt", "undoStatus",
@@ -363,19 +364,24 @@ async def _update(call: Call, id_: str, patch: dict) -> dict | None:
     recs = submissions(call)
     if n is None or n not in recs:
         raise SetError("notFound", f"no submission {id_}")
+    check_patch_size(patch)
     cur = to_json(n, recs[n], PROPERTIES)
-    for p, v in patch.items():
-        if p == "undoStatus":
-            continue
-        root = p.split("/")[0]
-        if root not in PROPERTIES:
+    rest = {p: v for p, v in patch.items() if p != "undoStatus"}
+    for p in rest:
+        if p.split("/")[0] not in PROPERTIES:
             raise SetError("invalidProperties", "unknown property", properties=[p])
-        try:
-            same = apply_patch(cur, {p: v}) == cur
-        except ValueError:
-            same = False
-        if not same:
-            raise _bad(root, f"{root} cannot be changed")
+    # only undoStatus changes: the rest of the patch must leave the object as
+    # it is (RFC 8621 §7). Applied once (one copy of the object), not once
+    # per path: per path it was paths x object size on the loop (5.3 s for
+    # 20,000 no-op paths on a 100-recipient envelope)
+    try:
+        new = apply_patch(cur, rest)
+    except PatchError as exc:
+        root = (exc.path or "").split("/")[0] or "envelope"
+        raise _bad(root, f"{root} cannot be changed") from None
+    changed = [k for k in PROPERTIES if new.get(k) != cur.get(k)]
+    if changed:
+        raise _bad(changed[0], f"{changed[0]} cannot be changed")
     if "undoStatus" in patch:
         want = patch["undoStatus"]
         if want == cur["undoStatus"]:
