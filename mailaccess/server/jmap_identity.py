@@ -16,7 +16,7 @@ from ..proto.jmap import capabilities as cap
 from ..store import sending
 from ..store.errors import Conflict
 from .jmap_api import Call, method
-from .jmap_standard import SetError, changes_response, get_records, run_set
+from .jmap_standard import SetError, changes_response, check_patch_size, get_records, run_set
 
 KIND = sending.IDENTITY
 PROPERTIES = ("id", "name", "email", "replyTo", "bcc", "textSignature", "htmlSignature",
@@ -156,6 +156,7 @@ async def _update(call: Call, id_: str, patch: dict) -> dict | None:
     recs = identities(call)
     if n is None or n not in recs:
         raise SetError("notFound", f"no identity {id_}")
+    check_patch_size(patch)
     cur = recs[n]
     for p, v in patch.items():
         if "/" in p and p.split("/")[0] in ("replyTo", "bcc"):

@@ -21,7 +21,7 @@ from ..store.errors import AlreadyExists, Conflict, InvalidName, NotFound
 from ..store.records import EMAIL, MAILBOX, THREAD
 from .jmap_api import Call, method
 from .jmap_standard import (Deferred, PatchError, SetError, apply_patch, arg, changes_response,
-                            get_ids, get_properties, get_response, invalid,
+                            check_patch_size, get_ids, get_properties, get_response, invalid,
                             query_changes_response, query_response, run_set)
 
 COUNTS = ("totalEmails", "unreadEmails", "totalThreads", "unreadThreads")
@@ -469,6 +469,7 @@ async def _update(call: Call, id_: str, patch: dict) -> dict | None:
         if m is None:
             raise SetError("notFound")
         current = to_json(m, PROPERTIES, None)
+    check_patch_size(patch)
     top = {}
     for path in patch:
         if not isinstance(path, str) or not path:

@@ -187,8 +187,14 @@ def rename_mailbox(tx: WriteTx, acc: int, mbx: int, new_parent: int, new_name: s
             p = pm.parent
     if tx.child_id(acc, new_parent, new_name) is not None:
         raise AlreadyExists("a mailbox of that name exists already")
-    new_full = "/".join(tx.mailbox_path(acc, new_parent) + [new_name])
-    if len(new_full.encode("utf-8")) + _longest_below(tx, acc, mbx) > MAX_PATH_BYTES:
+    new_full = "/".join(tx.mailbox_path(acc, new_parent) + [new_name]).encode("utf-8")
+    old_full = "/".join(tx.mailbox_path(acc, mbx)).encode("utf-8")
+    # every descendant's full name grows by what MBX's grows: when it does
+    # not grow, no descendant's can pass the limit, and the subtree is not
+    # walked (renaming each of a chain of mailboxes over a wide subtree was
+    # chain x subtree reads on the writer: 2.5 s for 100 x 5,000)
+    if len(new_full) > MAX_PATH_BYTES or (len(new_full) > len(old_full) and len(
+            new_full) + _longest_below(tx, acc, mbx) > MAX_PATH_BYTES):
         raise InvalidName(f"mailbox name too long: at most {MAX_PATH_BYTES} bytes in all "
                           f"(child mailboxes included) and {MAX_NAME_BYTES} per level")
     tx.delete("mbox.name", keys.mbox_name(acc, m.parent, m.name))
