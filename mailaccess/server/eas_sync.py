@@ -383,9 +383,15 @@ async def sync_once(ctx, req: SyncReq, apply: bool = True) -> tuple[list[Outcome
     """One pass over the request's collections: commands written, answers
     built, states stored.  -> (outcomes, anything to report)."""
     acc = ctx.account
-    with ctx.store.view() as v:
-        plans = [_plan(v, ctx, cr) for cr in req.collections]
-        trash_m = v.mailbox_by_role(acc, "trash")
+
+    def plan_all(v):
+        # in the worker pool: each collection's state is decoded and each
+        # client command checked against the store (100,000 elements make
+        # 25,000 Changes or 50,000 Deletes: 156 ms of checks on the loop)
+        return ([_plan(v, ctx, cr) for cr in req.collections],
+                v.mailbox_by_role(acc, "trash"))
+
+    plans, trash_m = await storeio.read(ctx.store, plan_all)
     trash = trash_m.id if trash_m is not None else None
     written: dict[int, dict] = {}
     for i, p in enumerate(plans):
