@@ -6,13 +6,15 @@ import threading
 
 import trio
 
-from eas_helpers import account, cid, fill, message, role, sid, srv  # noqa: F401 (fixture)
+from eas_helpers import account, cid, fill, message, post, role, sid, srv  # noqa: F401 (fixture)
 from imap_helpers import run
 from mailaccess import ingest, vocab
-from mailaccess.proto.eas.wbxml import E
+from mailaccess.proto.eas.wbxml import E, decode
 from mailaccess.server import eas_foldersync as fsync
-from mailaccess.server import eas_sync, eas_sync_client
+from mailaccess.server import eas_sync
+from mailaccess.server import eas_syncstate as ss
 from mailaccess.store import ops
+from test_eas_estimate import answers, est_coll, estimate_body
 from test_eas_sync import Device
 
 
@@ -136,3 +138,36 @@ async def test_many_changes_of_one_item_are_one_net_change_checked_off_the_loop(
         assert vocab.SEEN in v.email(acc, eids[0]).keywords
         kws = v.email(acc, eids[1]).keywords
         assert vocab.SEEN not in kws and vocab.FLAGGED in kws
+
+
+async def test_get_item_estimate_of_one_collection_named_many_times_computes_once(srv,
+                                                                                monkeypatch):
+    # each estimate under another FilterType lists the whole mailbox: 1,000
+    # copies of one collection in a request (the cap) were 1,000 listings
+    # (7.5 s of a worker for 5,000 messages); now one per (collection, key,
+    # FilterType) of the request, each copy answered alike
+    acc = account(srv.store)
+    inbox = role(srv.store, acc, "inbox")
+    await trio.to_thread.run_sync(fill, srv.store, acc, inbox, 5)
+    computed = []
+    real = ss.compute
+
+    def compute(*a, **kw):
+        computed.append(a[2])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ss, "compute", compute)
+
+    def go():
+        d = Device(srv)
+        k = d.prime(cid(inbox))
+        colls = [est_coll(cid(inbox), k, filter_type=ft) for ft in (5, 5, 4) * 100]
+        colls += [est_coll("M424242", k)] * 3
+        r = post(d.c, "GetItemEstimate", estimate_body(*colls), version=d.version,
+                 device=d.device, key=d.pk)
+        d.close()
+        return decode(r.content)
+
+    got = answers(await run(go))
+    assert got == [(1, 5)] * 300 + [(2, None)] * 3
+    assert computed == [inbox, inbox]
