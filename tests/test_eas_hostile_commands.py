@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import trio
 
-from eas_helpers import account, cid, fill, message, post, role, sid, srv  # noqa: F401 (fixture)
+from conftest import twin_params
+from eas_helpers import account, cid, fill, http, message, post, provision, role, sid, srv  # noqa: F401 (fixture)
 from imap_helpers import run
 from mailaccess import ingest, vocab
-from mailaccess.proto.eas.wbxml import E, decode
+from mailaccess.proto.eas import wbxml
+from mailaccess.proto.eas.wbxml import E, WbxmlError, decode
 from mailaccess.server import eas_foldersync as fsync
 from mailaccess.server import eas_sync
 from mailaccess.server import eas_syncstate as ss
@@ -171,3 +174,67 @@ async def test_get_item_estimate_of_one_collection_named_many_times_computes_onc
     got = answers(await run(go))
     assert got == [(1, 5)] * 300 + [(2, None)] * 3
     assert computed == [inbox, inbox]
+
+
+def _mb(n: int) -> bytes:
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def _table_doc(string: bytes, refs: int) -> bytes:
+    """A Sync whose string table holds STRING, referenced (STR_T 0) by REFS
+    ServerId elements."""
+    table = string + b"\x00"
+    return (b"\x03\x01\x6a" + _mb(len(table)) + table + b"\x45"
+            + b"\x4d\x83\x00\x01" * refs + b"\x01")
+
+
+@pytest.mark.parametrize("impl", twin_params("wbxml"))
+def test_string_table_references_draw_at_most_max_string_in_all(impl):
+    # each STR_T copies its string: a 1 MB string referenced by 1,000
+    # elements decoded to 1 GB (1 GB resident) from a 1 MB request; now all
+    # the references of a document draw at most max_string bytes together
+    def body(data):
+        head = 3
+        n = 0
+        while True:
+            b = data[head]
+            n = (n << 7) | (b & 0x7F)
+            head += 1
+            if not b & 0x80:
+                break
+        return data, head + n, data[head:head + n]
+
+    def run_(string, refs, max_string):
+        data, pos, table = body(_table_doc(string, refs))
+        return impl.decode_body(data, pos, table, wbxml._TAG_ROWS, wbxml.Element, WbxmlError,
+                                32, 100_000, max_string, max_string)
+
+    ok = run_(b"abc", 10, 30)                     # 30 bytes drawn: just fits
+    assert [c.text for c in ok.children] == ["abc"] * 10
+    with pytest.raises(WbxmlError) as e:
+        run_(b"abc", 11, 30)
+    assert e.value.reason == "string-table-overused"
+    with pytest.raises(WbxmlError) as e:
+        run_(b"a" * 100_000, 1_000, 1_000_000)
+    assert e.value.reason == "string-table-overused"
+
+
+@pytest.mark.parametrize("version", ["12.1", "16.1"])
+async def test_a_string_table_bomb_is_a_bad_request(srv, version):
+    def go():
+        with http(srv) as c:
+            key = provision(c, version, "bomb")
+            return post(c, "Sync", _table_doc(b"a" * 1_000_000, 1_000), version=version,
+                        device="bomb", key=key)
+
+    r = await run(go)
+    if version == "12.1":
+        assert r.status_code == 400
+    else:
+        assert r.status_code == 200
+        assert decode(r.content) == E("AirSync:Sync", E("AirSync:Status", text="102"))
