@@ -14,7 +14,7 @@ from mailaccess import ingest, vocab
 from mailaccess.proto.eas import wbxml
 from mailaccess.proto.eas.wbxml import E, WbxmlError, decode
 from mailaccess.server import eas_foldersync as fsync
-from mailaccess.server import eas_sync, eas_sync_request
+from mailaccess.server import eas_item, eas_sync, eas_sync_request
 from mailaccess.server import eas_syncstate as ss
 from mailaccess.store import ops
 from test_eas_estimate import answers, est_coll, estimate_body
@@ -259,3 +259,16 @@ def test_a_sync_naming_too_many_collections_is_refused_at_once():
     with pytest.raises(eas_sync_request.RequestError) as e:   # named twice: Status 4
         eas_sync_request.parse_request(_sync_of(["M1", "M2", "M1"]), 14, None)
     assert e.value.status == eas_sync_request.PROTOCOL_ERROR
+
+
+def test_repeated_body_preferences_keep_the_first_of_each_type():
+    # choose_body scanned every BodyPreference for every item rendered:
+    # 25,000 of them (100,000 elements) cost 0.3 s per 512-item Sync page
+    prefs = [E("AirSyncBase:BodyPreference", E("AirSyncBase:Type", text=str(t)),
+               E("AirSyncBase:TruncationSize", text=str(i)))
+             for i, t in enumerate([9, 2, 1, 2, 4, 3, 1] * 3000)]
+    opts = eas_item.item_options(E("AirSync:Options", *prefs), "14.1")
+    assert [(p.type, p.truncation) for p in opts.body_prefs] == [(1, 0), (2, 1), (4, 4),
+                                                                 (3, 5)]
+    assert eas_item.choose_body(opts, 2, False).truncation == 1
+    assert eas_item.choose_body(opts, 3, False).truncation == 5
