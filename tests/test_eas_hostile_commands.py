@@ -12,7 +12,7 @@ from eas_helpers import account, cid, fill, http, message, post, provision, role
 from imap_helpers import run
 from mailaccess import ingest, vocab
 from mailaccess.proto.eas import wbxml
-from mailaccess.proto.eas.wbxml import E, WbxmlError, decode
+from mailaccess.proto.eas.wbxml import E, WbxmlError, decode, encode
 from mailaccess.server import eas_foldersync as fsync
 from mailaccess.server import eas_item, eas_sync, eas_sync_request
 from mailaccess.server import eas_syncstate as ss
@@ -272,3 +272,48 @@ def test_repeated_body_preferences_keep_the_first_of_each_type():
                                                                  (3, 5)]
     assert eas_item.choose_body(opts, 2, False).truncation == 1
     assert eas_item.choose_body(opts, 3, False).truncation == 5
+
+
+async def test_moveitems_tells_each_collection_state_once(srv, monkeypatch):
+    # each successful Move rewrote the device's states of both folders
+    # (decode, whole held set, encode): 512 moves out of a 10,000-item
+    # folder held the shared writer 674 ms; now each state is written once
+    # per request, with what the moves did in order
+    acc = account(srv.store)
+    inbox = role(srv.store, acc, "inbox")
+    trash = role(srv.store, acc, "trash")
+    eids = await trio.to_thread.run_sync(fill, srv.store, acc, inbox, 30)
+    writes = []
+    real = ops.put_device_state
+
+    def put(tx, acc_, device, key, value):
+        writes.append(key)
+        return real(tx, acc_, device, key, value)
+
+    def move(e, src, dst):
+        return E("Move:Move", E("Move:SrcMsgId", text=sid(e)),
+                 E("Move:SrcFldId", text=cid(src)), E("Move:DstFldId", text=cid(dst)))
+
+    def go():
+        d = Device(srv)
+        keys = {}
+        for m in (inbox, trash):
+            k = d.prime(cid(m))
+            keys[m] = d.one(cid(m), k, window=100).key
+        monkeypatch.setattr(ops, "put_device_state", put)
+        moves = [move(e, inbox, trash) for e in eids[:20]]
+        # moved twice: the second finds it gone from the source (planned first)
+        moves += [move(eids[0], inbox, trash)]
+        r = post(d.c, "MoveItems", encode(E("Move:MoveItems", *moves)), version=d.version,
+                 device=d.device, key=d.pk)
+        monkeypatch.setattr(ops, "put_device_state", real)
+        after = {m: d.one(cid(m), keys[m]) for m in (inbox, trash)}
+        d.close()
+        return decode(r.content), after
+
+    doc, after = await run(go)
+    assert [r.child_text("Move:Status") for r in doc.findall("Move:Response")] == ["3"] * 20 + ["1"]
+    assert sorted(writes) == sorted(["s:" + cid(inbox), "s:" + cid(trash)])
+    # the device's own moves do not come back
+    for m in (inbox, trash):
+        assert (after[m].adds, after[m].deletes) == ([], []), m
