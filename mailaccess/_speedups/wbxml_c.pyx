@@ -111,6 +111,7 @@ def decode_body(bytes data, Py_ssize_t pos, bytes table, tuple tag_rows, element
     cdef Py_ssize_t table_len = len(table)
     cdef Py_ssize_t npages = len(tag_rows)
     cdef Py_ssize_t depth = 0, cap = 0, elements = 0, n, at, i
+    cdef Py_ssize_t from_table = 0    # text bytes drawn from the string table, whole document
     cdef Py_ssize_t *text_len = NULL
     cdef Py_ssize_t *blob_len = NULL
     cdef Py_ssize_t *grown
@@ -195,6 +196,12 @@ def decode_body(bytes data, Py_ssize_t pos, bytes table, tuple tag_rows, element
                     n = (hit - tp) - <Py_ssize_t>v
                     if text_len[depth - 1] + n > max_string:
                         raise error("string-too-long", stack[depth - 1].qname, at)
+                    # each reference copies its string: all of them together
+                    # draw at most MAX_STRING bytes (a 1 MB string referenced
+                    # by 1,000 elements was 1 GB from a 1 MB request)
+                    from_table += n
+                    if from_table > max_string:
+                        raise error("string-table-overused", str(from_table), at)
                     s = _utf8(tp + v, n, at, error)
                 parts = pieces[depth - 1]
                 if parts is None:

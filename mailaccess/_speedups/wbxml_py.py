@@ -90,6 +90,7 @@ def decode_body(data: bytes, pos: int, table: bytes, tag_rows, element, error,
     blobs: list = []
     blob_len: list[int] = []
     elements = 0
+    from_table = 0      # text bytes drawn from the string table, whole document
     row = tag_rows[0]
 
     while pos < end:
@@ -149,6 +150,12 @@ def decode_body(data: bytes, pos: int, table: bytes, tag_rows, element, error,
                 n = nul - offset
                 if text_len[-1] + n > max_string:
                     raise error("string-too-long", el.qname, at)
+                # each reference copies its string: all of them together
+                # draw at most MAX_STRING bytes (a 1 MB string referenced by
+                # 1,000 elements was 1 GB from a 1 MB request)
+                from_table += n
+                if from_table > max_string:
+                    raise error("string-table-overused", str(from_table), at)
                 s = _utf8(table[offset:nul], at, error)
             parts = pieces[-1]
             if parts is None:

@@ -149,10 +149,18 @@ def item_options(options: Element | None, version: str) -> ItemOptions:
     if options is None:
         return ItemOptions()
     prefs = []
+    types = set()
     for bp in options.findall("AirSyncBase:BodyPreference"):
         t = _int(bp.child_text("AirSyncBase:Type"))
+        t = t if t in (PLAIN, HTML, RTF, MIME) else PLAIN
+        if t in types:
+            # only the first of a Type is ever chosen (choose_body): the
+            # rest are dropped here, not scanned for every item rendered
+            # (25,000 BodyPreferences: 0.3 s per 512-item Sync page)
+            continue
+        types.add(t)
         prefs.append(BodyPref(
-            type=t if t in (PLAIN, HTML, RTF, MIME) else PLAIN,
+            type=t,
             truncation=_int(bp.child_text("AirSyncBase:TruncationSize")),
             all_or_none=bp.child_text("AirSyncBase:AllOrNone") == "1",
             preview=_int(bp.child_text("AirSyncBase:Preview"))))

@@ -70,7 +70,7 @@ def _move_all(tx, acc: int, device: str, plan: list[tuple]) -> list[int]:
     """Every planned move in one transaction -> a status for each.  The
     moving device's sync states learn of its own moves (note_move), so its
     next Sync sends no Delete/Add for what it already moved."""
-    out = []
+    out, moved = [], []
     for st, src, uid, dst, _eid in plan:
         if st is not None:
             out.append(st)
@@ -83,8 +83,9 @@ def _move_all(tx, acc: int, device: str, plan: list[tuple]) -> list[int]:
         # nothing moved: the email left the source since the plan was made
         out.append(SUCCESS if done else BAD_SOURCE)
         if done:
-            eas_syncstate.note_move(tx, acc, device, ids.mailbox_id(src), ids.mailbox_id(dst),
-                                    [_eid])
+            moved.append((ids.mailbox_id(src), ids.mailbox_id(dst), _eid))
+    # the states told once per collection, not once per move
+    eas_syncstate.note_moves(tx, acc, device, moved)
     return out
 
 

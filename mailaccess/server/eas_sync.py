@@ -66,8 +66,8 @@ from . import eas_syncstate as ss
 from .eas_command import Command
 from .eas_sync_client import ClientOps, _draft_message, check_commands, item_response, write_client_ops
 from .eas_sync_request import (BAD_KEY, CONVERSION_ERROR, DEFAULT_WINDOW, FULL, HIERARCHY_CHANGED,
-                               MAX_WINDOW, NOT_FOUND, OK, CollOptions, CollReq, RequestError,
-                               SyncReq, cache_after, collection_options, parse_request,
+                               MAX_WINDOW, NOT_FOUND, OK, SERVER_ERROR, CollOptions, CollReq,
+                               RequestError, SyncReq, cache_after, collection_options, parse_request,
                                request_from_cache)
 from .http import Response
 
@@ -265,6 +265,12 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None,
     client = p.client
     responses: list[Element] = list(client.responses)
     for sid in client.fetches:
+        if room is not None and room[0] <= 0:
+            # the answer's bytes are used up (an 8 KB request of 1000
+            # Fetches of one 1 MB email built a 1 GB answer): the rest get
+            # Status 5, which MS-ASCMD 2.2.3.177.17 says to retry
+            responses.append(item_response("Fetch", "ServerId", sid, SERVER_ERROR))
+            continue
         eid = eas_item.parse_server_id(sid)
         rec = view.email(acc, eid) if eid is not None else None
         data = (_render(view, acc, eid, p.opts, ctx.version)
@@ -274,6 +280,8 @@ def _answer(view, ctx, p: Plan, budget: int, written: dict | None,
         else:
             responses.append(item_response("Fetch", "ServerId", sid, OK,
                                    E("AirSync:ApplicationData", *data)))
+            if room is not None:
+                room[0] -= _data_bytes(responses[-1])
     client_adds = dict(st.client_adds) if p.replay else {}
     new_held_extra: set[int] = set()
     for cid, eid in client.known_adds:
@@ -375,9 +383,15 @@ async def sync_once(ctx, req: SyncReq, apply: bool = True) -> tuple[list[Outcome
     """One pass over the request's collections: commands written, answers
     built, states stored.  -> (outcomes, anything to report)."""
     acc = ctx.account
-    with ctx.store.view() as v:
-        plans = [_plan(v, ctx, cr) for cr in req.collections]
-        trash_m = v.mailbox_by_role(acc, "trash")
+
+    def plan_all(v):
+        # in the worker pool: each collection's state is decoded and each
+        # client command checked against the store (100,000 elements make
+        # 25,000 Changes or 50,000 Deletes: 156 ms of checks on the loop)
+        return ([_plan(v, ctx, cr) for cr in req.collections],
+                v.mailbox_by_role(acc, "trash"))
+
+    plans, trash_m = await storeio.read(ctx.store, plan_all)
     trash = trash_m.id if trash_m is not None else None
     written: dict[int, dict] = {}
     for i, p in enumerate(plans):

@@ -110,6 +110,7 @@ def check_commands(view, acc: int, mbx: int, cmds: Element | None, snap: ss.Snap
     if cmds is None:
         return out
     changed_since = None
+    net: dict[int, tuple[dict, dict]] = {}     # eid -> (add, remove) of its Changes
     for c in cmds.children:
         sid = c.child_text("AirSync:ServerId") or ""
         if c.tag in ("Change", "Delete", "Fetch"):
@@ -131,7 +132,20 @@ def check_commands(view, acc: int, mbx: int, cmds: Element | None, snap: ss.Snap
                 # and gets the server's Change in this answer
                 out.responses.append(item_response("Change", "ServerId", sid, CONFLICT))
                 continue
-            out.changes.append((eid, kw[0], kw[1]))
+            if eid in net:
+                # the same item changed again in this request: one net change
+                # per item, in order (25,000 Changes of one email were 25,000
+                # updates, 0.46 s of the shared writer)
+                add, rem = net[eid]
+                for k in kw[0]:
+                    rem.pop(k, None)
+                    add[k] = True
+                for k in kw[1]:
+                    add.pop(k, None)
+                    rem[k] = True
+                continue
+            net[eid] = (dict.fromkeys(kw[0], True), dict.fromkeys(kw[1], True))
+            out.changes.append(eid)
         elif c.tag == "Delete":
             if not here:
                 out.responses.append(item_response("Delete", "ServerId", sid, NOT_FOUND))
@@ -151,6 +165,7 @@ def check_commands(view, acc: int, mbx: int, cmds: Element | None, snap: ss.Snap
                 out.responses.append(item_response("Add", "ClientId", cid, CONVERSION_ERROR))
                 continue
             out.adds.append((cid, app))
+    out.changes = [(eid, list(net[eid][0]), list(net[eid][1])) for eid in out.changes]
     return out
 
 

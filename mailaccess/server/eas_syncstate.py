@@ -631,19 +631,29 @@ def note_move(tx, acc: int, device: str, src: str, dst: str, eids) -> None:
     eas_syncstate.note_move, ...)``, after the move); keys do not change.
     The snapshots lose their basis (the next Sync computes in full).
     A collection the device never synced is left alone."""
+    note_moves(tx, acc, device, [(src, dst, e) for e in eids])
+
+
+def note_moves(tx, acc: int, device: str, moves) -> None:
+    """``note_move`` for MOVES [(src, dst, eid)] in order, each collection's
+    state read and written once (one per move was 512 decodes and packs of
+    the whole held set: 674 ms of the writer for a 10,000-item folder):
+    per collection and email, the last move in or out of it is what holds."""
     from ..store import ops      # the writer side only
-    moved = set(eids)
-    for cid, add in ((src, False), (dst, True)):
+    last: dict[str, dict[int, bool]] = {}       # collection -> eid -> moved in
+    for src, dst, eid in moves:
+        last.setdefault(src, {})[eid] = False
+        last.setdefault(dst, {})[eid] = True
+    for cid, fate in last.items():
         raw = tx.device_state(acc, device, state_key(cid))
         st = decode(raw) if raw is not None else None
         if st is None:
             continue
+        came = {e for e, into in fate.items() if into}
         for snap in (st.cur, st.prev):
             if snap is None:
                 continue
-            held = set(snap.held)
-            held = held | moved if add else held - moved
-            snap.held = packed(held)
-            snap.changed = packed(set(snap.changed) - moved)
+            snap.held = packed((set(snap.held) - set(fate)) | came)
+            snap.changed = packed(set(snap.changed) - set(fate))
             snap.basis = None
         ops.put_device_state(tx, acc, device, state_key(cid), encode(st))

@@ -10,7 +10,8 @@ What is accepted (WAP-192-WBXML 1.3, restricted as MS-ASWBXML uses it):
 
 * header: version 0x03; a public id (mb_u_int32; 0x01 "unknown" is what
   clients send, 0 followed by a string-table index is accepted too); charset
-  106 (UTF-8) only; a string table of any length within the limits;
+  106 (UTF-8) only; a string table of any length within the limits (the
+  STR_T references of a document copy at most ``max_string`` bytes in all);
 * SWITCH_PAGE to a page 0..25, END, STR_I, STR_T (an offset into the string
   table), ENTITY (a character entity, appended to the text), OPAQUE;
 * tags with and without content (the 0x40 bit).
