@@ -7,7 +7,7 @@ for its place in the root list by scanning it: quadratic on a long chain,
 but each step is the RFC's sentence read literally.  ``references(msgs)``
 takes the ``thread._Msg`` list that ``thread._messages`` builds.
 """
-from mailaccess.query.thread import Thread, _Box, _freeze, _order, _thread_subject, \
+from mailaccess.query.thread import Thread, _Box, _order, _sorted, _thread_subject, \
     is_reply_or_forward
 
 
@@ -132,14 +132,4 @@ def references(msgs) -> list[Thread]:
             _link(d, r)
             subjects[base] = d
     top = [r for r in merged if r.parent is None and id(r) not in gone]
-    # (6) sort every set of siblings by date, grandchildren before children
-    pre = []
-    stack = list(top)
-    while stack:
-        b = stack.pop()
-        pre.append(b)
-        stack.extend(b.children)
-    for b in reversed(pre):
-        b.children.sort(key=_order)
-    top.sort(key=_order)
-    return _freeze(top)
+    return _sorted(top)     # (6): unchanged, thread.py's own

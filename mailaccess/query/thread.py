@@ -389,7 +389,12 @@ def _references(msgs: list[_Msg]) -> list[Thread]:
             _link(d, r)
             subjects[base] = d
     top = [r for r in merged if r.parent is None and id(r) not in gone]
-    # (6) sort every set of siblings by date, grandchildren before children
+    return _sorted(top)
+
+
+def _sorted(top: list[_Box]) -> list[Thread]:
+    """Step 6 of RFC 5256's REFERENCES: every set of siblings sorted by date
+    (grandchildren before children, no recursion), then frozen."""
     pre = []
     stack = list(top)
     while stack:
