@@ -311,6 +311,9 @@ class StoreConfig:
     changelog_max_entries: int = 100_000    # logged object changes kept per account
     changelog_prune_slice: int = 2_000      # rows deleted per pruning transaction at most
     changelog_sweep_interval: int = 300     # seconds between age sweeps
+    # bytes of email facts (query/facts.py: what SORT, THREAD and SENT*
+    # searches read) each worker process remembers; 0 keeps none
+    facts_cache_bytes: int = 32 * 1024 * 1024
 
     def retention(self):
         from .store.changelog import Retention

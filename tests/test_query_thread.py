@@ -111,6 +111,7 @@ class _FakeView:
     """Just enough of store.View for the threading code, without a store."""
 
     def __init__(self, raws):
+        self.store = self        # whose facts cache (query/facts.py) this is
         self.recs = {}
         self.idx = {}
         for i, raw in enumerate(raws, 1):
@@ -127,6 +128,9 @@ class _FakeView:
 
     def blob_index(self, acc, h):
         return self.idx.get(h)
+
+    def counter(self, acc, kind):
+        return 0
 
 
 def test_deep_chain_has_no_recursion_limit():

@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from mailaccess.mime import index as mindex
-from mailaccess.store.emails import load_email
-from mailaccess.store.records import EmailRecord
+from mailaccess.store.emails import load_record
 
-from .sort import collate, sent_date
+from . import facts as _facts
+from .facts import normalize_msgid
+from .sort import collate
 
 __all__ = ["Thread", "thread_orderedsubject", "thread_references",
            "normalize_msgid", "is_reply_or_forward"]
@@ -47,20 +47,6 @@ class _Msg:
         return (self.date, self.seq)
 
 
-def normalize_msgid(mid: str | None) -> str | None:
-    """A msg-id in one form (RFC 5256: quoting must not cause non-matches):
-    without angle brackets, white space or local-part quoting.  Comparison
-    stays case-sensitive."""
-    if not mid:
-        return None
-    s = "".join(mid.split()).strip("<>")
-    local, at, dom = s.rpartition("@")
-    if at and '"' in local:
-        local = re.sub(r'\\(.)', r"\1", local.replace('"', ""))
-        s = local + "@" + dom
-    return s or None
-
-
 _REPLY_LEADER = re.compile(r"^(?:\[[^\[\]]*\]\s*)*(?:re|fwd?)\s*(?:\[[^\[\]]*\]\s*)?:", re.I)
 
 
@@ -79,23 +65,22 @@ def is_reply_or_forward(subject: str) -> bool:
 
 
 def _messages(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[_Msg]:
-    empty = EmailRecord(0, b"", 0, 0, 0, 0, 0, [], [])
+    eids = [e for _, e in candidates]
     out = []
-    for seq, (key, eid) in enumerate(candidates):
-        em = load_email(view, acc, eid, members=False)
-        rec = em.record if em is not None else empty
-        mi = em.index if em is not None else None
-        if mi is None:
-            out.append(_Msg(key, seq, rec.received_at, "", "", None, ()))
-            continue
-        subject = mi.subject or ""
-        refs = tuple(r for r in map(normalize_msgid, mi.references) if r)
-        if not refs:
-            first = next((r for r in map(normalize_msgid, mi.in_reply_to) if r), None)
-            refs = (first,) if first else ()
-        out.append(_Msg(key, seq, sent_date(rec, mi), subject,
-                        collate(mindex.base_subject(subject)), normalize_msgid(mi.message_id),
-                        refs))
+    memo: dict[str, str] = {}
+    for seq, ((key, eid), f) in enumerate(zip(candidates, _facts.facts(view, acc, eids))):
+        if f is None:
+            f = _facts.EMPTY
+        date = f.sent
+        if date is None:
+            # RFC 5256 section 2.2: the internal date when the Date: header is
+            # missing or bad (0 for an email that is gone)
+            rec = load_record(view, acc, eid, members=False)
+            date = rec.received_at if rec is not None else 0
+        base = memo.get(f.base)
+        if base is None:
+            base = memo[f.base] = collate(f.base)
+        out.append(_Msg(key, seq, date, f.subject, base, f.message_id, f.refs))
     return out
 
 

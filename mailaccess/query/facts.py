@@ -1,0 +1,302 @@
+"""The facts of an email's content that SORT, THREAD and the Sent /
+HasAttachment searches need, read fast and remembered.
+
+A :class:`Facts` holds, per email, the sent date and its zone, whether it
+has an attachment, the subject and its RFC 5256 base subject, the string
+each address sort key compares (before collation), the normalized
+Message-ID and the parent chain REFERENCES threads by.  They are derived
+from the stored message index alone, and :func:`from_index` (from a whole
+:class:`~mailaccess.mime.index.MessageIndex`) is their definition;
+:func:`from_data` reads the same values from the encoded index in place:
+the meta JSON only from its "subject" key to its "jmap_body" key, the
+ENVELOPE only to the first address of FROM/TO/CC (``_speedups/facts_*``,
+compiled with a pure twin).
+
+:func:`facts` answers for many emails at once from a per-process cache,
+one per store (held like view.py's keyword spellings), bounded in bytes
+(``[store] facts_cache_bytes``, least recently used out first).  It is
+keyed by (account, index generation, email id):
+
+* an email id is never reused within an account (a per-account counter,
+  store/ops.py) and account ids are never reused, and the content of an
+  email never changes, so its facts never change;
+* except that ``mailaccess reindex`` may rewrite a stored index while the
+  server runs (a parser fix): ``ops.replace_index`` bumps the account's
+  ``CTR_INDEXES`` counter, which is part of the key, so facts read from an
+  older index are never answered again (and age out of the LRU);
+* keying by blob hash instead would need the email record read per email
+  on every lookup; the id needs no read at all once cached.
+
+Collation is applied by the caller at sort time (sort.py): the cached
+strings are the uncollated values, so every collation sees the same facts.
+"""
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections import OrderedDict
+from typing import NamedTuple, Sequence
+import weakref
+
+from mailaccess import _speedups
+from mailaccess.mime import index as mindex
+from mailaccess.store import keys, records
+from mailaccess.store.emails import decode_index
+
+_impl = _speedups.load("facts")
+
+__all__ = ["Facts", "EMPTY", "facts", "from_index", "from_data", "configure", "FactsCache",
+           "addr_mailbox", "display_value", "normalize_msgid", "DEFAULT_BUDGET",
+           "first_groups", "group_text", "GROUP_FIELDS"]
+
+DEFAULT_BUDGET = 32 * 1024 * 1024
+"""Bytes of facts one process remembers per store, by default."""
+
+_budget = DEFAULT_BUDGET
+
+
+class Facts(NamedTuple):
+    sent: int | None           # Date: header, UTC seconds (None: missing or bad)
+    sent_tz: int | None        # its zone, minutes east of UTC
+    attachment: bool           # MessageIndex.has_attachment
+    subject: str               # the subject as decoded
+    base: str                  # its RFC 5256 section 2.1 base subject, case kept
+    from_: str                 # SORT FROM / TO / CC (RFC 5256 2.2): group name
+    to: str                    #   or the first address's addr-mailbox
+    cc: str
+    displayfrom: str           # SORT DISPLAYFROM / DISPLAYTO (RFC 5957 3):
+    displayto: str             #   group name or display name or address
+    jmap_from: str             # JMAP from / to sorts (RFC 8621 4.4.2): display
+    jmap_to: str               #   name or address of the first address, no groups
+    message_id: str | None     # normalized (normalize_msgid)
+    refs: tuple[str, ...]      # normalized References, else first In-Reply-To
+
+
+EMPTY = Facts(None, None, False, "", "", "", "", "", "", "", "", "", None, ())
+"""The facts of an email without a (readable) index: no headers at all."""
+
+
+def addr_mailbox(addrs) -> str:
+    """RFC 5256 FROM/TO/CC: the [IMAP] addr-mailbox (local part) of the first address."""
+    if not addrs:
+        return ""
+    email = addrs[0][1] or ""
+    local, at, _host = email.rpartition("@")
+    return local if at else email
+
+
+def display_value(addrs) -> str:
+    """RFC 5957 section 3: the first address's decoded display name if not
+    empty, else addr-mailbox@addr-host, else addr-mailbox, else empty."""
+    if not addrs:
+        return ""
+    name, email = addrs[0][0], addrs[0][1] or ""
+    if name and name.strip():
+        return name.strip()
+    return email
+
+
+def normalize_msgid(mid: str | None) -> str | None:
+    """A msg-id in one form (RFC 5256: quoting must not cause non-matches):
+    without angle brackets, white space or local-part quoting.  Comparison
+    stays case-sensitive."""
+    if not mid:
+        return None
+    s = "".join(mid.split()).strip("<>")
+    local, at, dom = s.rpartition("@")
+    if at and '"' in local:
+        local = re.sub(r'\\(.)', r"\1", local.replace('"', ""))
+        s = local + "@" + dom
+    return s or None
+
+
+GROUP_FIELDS = _impl.FIELDS
+"""Positions in the ENVELOPE of the fields first_groups reports (from, to, cc)."""
+
+
+def first_groups(envelope: bytes) -> tuple:
+    """(from, to, cc) group names (raw ENVELOPE bytes) or None each: see
+    ``_speedups/facts_py.first_groups``."""
+    return _impl.first_groups(envelope)
+
+
+def group_text(raw: bytes | None) -> str | None:
+    """A group name from the ENVELOPE (its mailbox bytes), RFC 2047 words decoded."""
+    if raw is None:
+        return None
+    from email.header import decode_header, make_header
+    text = raw.decode("utf-8", "replace")
+    try:
+        return str(make_header(decode_header(text)))
+    except Exception:  # a malformed encoded word: the raw text
+        return text
+
+
+def _make(subject, from_, to, cc, sent_at, sent_tz, message_id, in_reply_to, references,
+          has_attachment, envelope: bytes) -> Facts:
+    subject = subject or ""
+    gf, gt, gc = _impl.first_groups(envelope)
+    # RFC 5256: the first address of the field; when that is a group, its
+    # addr-mailbox in the ENVELOPE is the group name
+    gf, gt, gc = group_text(gf), group_text(gt), group_text(gc)
+    jf, jt = display_value(from_), display_value(to)
+    refs = tuple(r for r in map(normalize_msgid, references) if r)
+    if not refs:
+        first = next((r for r in map(normalize_msgid, in_reply_to) if r), None)
+        refs = (first,) if first else ()
+    return Facts(
+        sent_at, sent_tz, bool(has_attachment), subject, mindex.base_subject(subject),
+        gf if gf is not None else addr_mailbox(from_),
+        gt if gt is not None else addr_mailbox(to),
+        gc if gc is not None else addr_mailbox(cc),
+        gf if gf is not None else jf,
+        gt if gt is not None else jt,
+        jf, jt, normalize_msgid(message_id), refs)
+
+
+def from_index(mi: mindex.MessageIndex | None) -> Facts:
+    """The facts of a decoded message index (None: no index): the definition."""
+    if mi is None:
+        return EMPTY
+    return _make(mi.subject, mi.from_, mi.to, mi.cc, mi.sent_at, mi.sent_at_tz, mi.message_id,
+                 mi.in_reply_to, mi.references, mi.has_attachment, mi.envelope)
+
+
+# The meta JSON (mime/index.py, version 2) is one object written in _META
+# order: "subject" ... "has_attachment" come after "parts" and before
+# "jmap_body".  A key of the top-level object is found as the first
+# `,"subject":` / `,"jmap_body":` (inside a JSON string a quote is escaped,
+# and "parts" holds lists only, no keys), as mindex.index_summary does.
+_NEED = ("subject", "from_", "to", "cc", "sent_at", "sent_at_tz", "message_id",
+         "in_reply_to", "references", "has_attachment")
+_SUBJECT_RE = re.compile(re.escape(b',"subject":'))
+_CUT_RE = re.compile(re.escape(b',"jmap_body":'))
+_LAYOUT = mindex.INDEX_LAYOUT
+_HEAD = _LAYOUT.head
+_H = _HEAD.size
+_META_K = _LAYOUT.fields.index("meta")
+_ENV_K = _LAYOUT.fields.index("envelope")
+assert _ENV_K == 0
+_loads = json.loads
+
+
+def from_data(data) -> Facts:
+    """The facts of an encoded message index DATA (bytes or an LMDB buffer;
+    None: no index), equal to ``from_index(decode_index(data))``, reading
+    only the spans they come from; an index it cannot read that way (version
+    1, damaged) is decoded whole, leniently, as load_email does."""
+    if data is None:
+        return EMPTY
+    try:
+        if len(data) > _H and data[0] == 2:
+            ends = _HEAD.unpack_from(data)
+            start, end = _H + ends[_META_K], _H + ends[_META_K + 1]
+            m = _SUBJECT_RE.search(data, start, end)
+            if m is not None:
+                c = _CUT_RE.search(data, m.end(), end)
+                if c is not None:
+                    doc = _loads(b"{" + bytes(data[m.start() + 1:c.start()]) + b"}")
+                    if type(doc) is dict and all(k in doc for k in _NEED):
+                        return _make(doc["subject"], doc["from_"], doc["to"], doc["cc"],
+                                     doc["sent_at"], doc["sent_at_tz"], doc["message_id"],
+                                     doc["in_reply_to"], doc["references"],
+                                     doc["has_attachment"], bytes(data[_H:_H + ends[1]]))
+    except (ValueError, TypeError, IndexError, KeyError, struct.error):
+        pass
+    return from_index(decode_index(data))
+
+
+# ---------------------------------------------------------------- the cache
+
+
+def _cost(f: Facts) -> int:
+    """Bytes an entry holds, estimated from above: the key, the tuple, each
+    string (shared ones counted once per use) and the reference tuple."""
+    n = 200 + 8 * len(f.refs)
+    for s in f[3:13]:
+        if s:
+            n += 50 + len(s) * (1 if s.isascii() else 4)
+    for r in f.refs:
+        n += 50 + len(r) * (1 if r.isascii() else 4)
+    return n
+
+
+class FactsCache:
+    """(account, index generation, email id) -> Facts, at most BUDGET bytes
+    by :func:`_cost`, the least recently used dropped first.  An entry
+    bigger than the budget alone is not kept."""
+
+    __slots__ = ("budget", "used", "data", "__weakref__")
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.used = 0
+        self.data: OrderedDict = OrderedDict()
+
+    def put(self, key, f: Facts) -> None:
+        cost = _cost(f)
+        if cost > self.budget:
+            return
+        old = self.data.pop(key, None)
+        if old is not None:
+            self.used -= _cost(old)
+        data = self.data
+        self.used += cost
+        while self.used > self.budget:
+            _k, gone = data.popitem(last=False)
+            self.used -= _cost(gone)
+        data[key] = f
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.used = 0
+
+
+_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def configure(budget: int) -> None:
+    """Set the byte budget of every store's cache in this process (the
+    worker's [store] facts_cache_bytes); 0 keeps nothing."""
+    global _budget
+    _budget = max(0, int(budget))
+    for c in list(_CACHES.values()):
+        c.budget = _budget
+        c.clear()
+
+
+def cache_of(store) -> FactsCache:
+    c = _CACHES.get(store)
+    if c is None:
+        c = _CACHES[store] = FactsCache(_budget)
+    return c
+
+
+def facts(view, acc: int, eids: Sequence[int]) -> list[Facts | None]:
+    """The facts of emails EIDS of account ACC, in order; None for an email
+    that does not exist.  Read through VIEW on a miss, then remembered."""
+    cache = cache_of(view.store)
+    gen = view.counter(acc, keys.CTR_INDEXES)
+    data = cache.data
+    get = data.get
+    touch = data.move_to_end
+    out: list[Facts | None] = []
+    append = out.append
+    for eid in eids:
+        k = (acc, gen, eid)
+        f = get(k)
+        if f is not None:
+            touch(k)
+            append(f)
+            continue
+        raw = view.email_raw(acc, eid)
+        if raw is None:
+            append(None)
+            continue
+        f = from_data(view.blob_index(acc, records.blob_hash_of(raw)))
+        if cache.budget:
+            cache.put(k, f)
+        append(f)
+    return out
+
