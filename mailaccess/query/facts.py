@@ -191,6 +191,8 @@ def from_data(data) -> Facts:
     try:
         if len(data) > _H and data[0] == 2:
             ends = _HEAD.unpack_from(data)
+            if len(data) < _H + ends[-1]:
+                raise ValueError("cut short")
             start, end = _H + ends[_META_K], _H + ends[_META_K + 1]
             m = _SUBJECT_RE.search(data, start, end)
             if m is not None:
