@@ -8,77 +8,10 @@ from hypothesis import given, settings, strategies as st
 from conftest import twin_params
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
+from facts_oracle import envelope_items, oracle
 
 PY = _speedups.load_py("facts")
 C = _speedups.load_c("facts")
-
-
-def envelope_items(data: bytes):
-    """The ENVELOPE as nested lists of bytes/None (None when malformed)."""
-    pos = 0
-    n = len(data)
-
-    def value():
-        nonlocal pos
-        while pos < n and data[pos] == 0x20:
-            pos += 1
-        if pos >= n:
-            raise ValueError("truncated")
-        c = data[pos]
-        if c == 0x28:
-            pos += 1
-            out = []
-            while True:
-                while pos < n and data[pos] == 0x20:
-                    pos += 1
-                if pos >= n:
-                    raise ValueError("truncated")
-                if data[pos] == 0x29:
-                    pos += 1
-                    return out
-                out.append(value())
-        if c == 0x22:
-            pos += 1
-            buf = bytearray()
-            while pos < n and data[pos] != 0x22:
-                if data[pos] == 0x5C and pos + 1 < n:
-                    pos += 1
-                buf.append(data[pos])
-                pos += 1
-            pos += 1
-            return bytes(buf)
-        if c == 0x7B:
-            close = data.index(b"}", pos)
-            size = int(data[pos + 1:close])
-            start = close + 3
-            pos = start + size
-            return data[start:pos]
-        end = pos
-        while end < n and data[end] not in b" ()":
-            end += 1
-        atom = data[pos:end]
-        pos = end
-        return None if atom == b"NIL" else atom
-
-    try:
-        v = value()
-    except (ValueError, IndexError):
-        return None
-    return v if isinstance(v, list) else None
-
-
-def oracle(envelope: bytes) -> tuple:
-    items = envelope_items(envelope)
-    out = []
-    for field in (2, 5, 6):
-        g = None
-        if items and len(items) > field and isinstance(items[field], list) and items[field]:
-            first = items[field][0]
-            if isinstance(first, list) and len(first) >= 4 and first[3] is None \
-                    and isinstance(first[2], bytes):
-                g = first[2]
-        out.append(g)
-    return tuple(out)
 
 
 ADDR = st.sampled_from([
@@ -130,3 +63,6 @@ def test_examples(mod):
     assert mod.first_groups(env[:-1]) == (None, None, None)        # unbalanced
     assert mod.first_groups(b'(NIL "x) ((NIL NIL "g" NIL)))') == (None, None, None)
     assert mod.first_groups(b"") == (None, None, None)
+    # quoting: an escaped quote and parentheses inside a quoted string
+    env = b'(NIL "(s)" ((NIL NIL "a\\"b)" NIL)) NIL NIL ((NIL NIL "(" NIL)) NIL NIL NIL NIL)'
+    assert mod.first_groups(env) == (b'a"b)', b"(", None) == oracle(env)
