@@ -4,6 +4,7 @@ were, to hold the in-place reading to them)."""
 from email.header import decode_header, make_header
 
 from mailaccess.mime import index as mindex
+from mailaccess.query.sort import addr_mailbox, display_value
 
 
 def envelope_items(data: bytes):
@@ -83,23 +84,6 @@ def group_name(envelope: bytes, field: int):
         return str(make_header(decode_header(raw)))
     except Exception:
         return raw
-
-
-def addr_mailbox(addrs) -> str:
-    if not addrs:
-        return ""
-    email = addrs[0][1] or ""
-    local, at, _host = email.rpartition("@")
-    return local if at else email
-
-
-def display_value(addrs) -> str:
-    if not addrs:
-        return ""
-    name, email = addrs[0][0], addrs[0][1] or ""
-    if name and name.strip():
-        return name.strip()
-    return email
 
 
 def sort_strings(mi: mindex.MessageIndex) -> dict:
