@@ -136,23 +136,33 @@ def group_text(raw: bytes | None) -> str | None:
 def _make(subject, from_, to, cc, sent_at, sent_tz, message_id, in_reply_to, references,
           has_attachment, envelope: bytes) -> Facts:
     subject = subject or ""
-    gf, gt, gc = _impl.first_groups(envelope)
     # RFC 5256: the first address of the field; when that is a group, its
     # addr-mailbox in the ENVELOPE is the group name
-    gf, gt, gc = group_text(gf), group_text(gt), group_text(gc)
-    jf, jt = display_value(from_), display_value(to)
-    refs = tuple(r for r in map(normalize_msgid, references) if r)
-    if not refs:
-        first = next((r for r in map(normalize_msgid, in_reply_to) if r), None)
-        refs = (first,) if first else ()
-    return Facts(
-        sent_at, sent_tz, bool(has_attachment), subject, mindex.base_subject(subject),
-        gf if gf is not None else addr_mailbox(from_),
-        gt if gt is not None else addr_mailbox(to),
-        gc if gc is not None else addr_mailbox(cc),
-        gf if gf is not None else jf,
-        gt if gt is not None else jt,
-        jf, jt, normalize_msgid(message_id), refs)
+    gf, gt, gc = _impl.first_groups(envelope)
+    jf = display_value(from_)
+    jt = display_value(to)
+    if gf is None:
+        sf, df = addr_mailbox(from_), jf
+    else:
+        sf = df = group_text(gf)
+    if gt is None:
+        st, dt = addr_mailbox(to), jt
+    else:
+        st = dt = group_text(gt)
+    sc = addr_mailbox(cc) if gc is None else group_text(gc)
+    # REFERENCES threads by the References, else the first In-Reply-To
+    refs = ()
+    if references:
+        refs = tuple(r for r in map(normalize_msgid, references) if r)
+    if not refs and in_reply_to:
+        for r in in_reply_to:
+            r = normalize_msgid(r)
+            if r:
+                refs = (r,)
+                break
+    return Facts(sent_at, sent_tz, bool(has_attachment), subject, mindex.base_subject(subject),
+                 sf, st, sc, df, dt, jf, jt,
+                 normalize_msgid(message_id) if message_id else None, refs)
 
 
 def from_index(mi: mindex.MessageIndex | None) -> Facts:
@@ -167,25 +177,27 @@ def from_index(mi: mindex.MessageIndex | None) -> Facts:
 # order: "subject" ... "has_attachment" come after "parts" and before
 # "jmap_body".  A key of the top-level object is found as the first
 # `,"subject":` / `,"jmap_body":` (inside a JSON string a quote is escaped,
-# and "parts" holds lists only, no keys), as mindex.index_summary does.
+# and "parts" holds lists only, no keys), as mindex.index_summary does.  The
+# JSON is ASCII (written with ensure_ascii).
 _NEED = ("subject", "from_", "to", "cc", "sent_at", "sent_at_tz", "message_id",
          "in_reply_to", "references", "has_attachment")
-_SUBJECT_RE = re.compile(re.escape(b',"subject":'))
-_CUT_RE = re.compile(re.escape(b',"jmap_body":'))
 _LAYOUT = mindex.INDEX_LAYOUT
 _HEAD = _LAYOUT.head
 _H = _HEAD.size
 _META_K = _LAYOUT.fields.index("meta")
-_ENV_K = _LAYOUT.fields.index("envelope")
-assert _ENV_K == 0
-_loads = json.loads
+assert _LAYOUT.fields[0] == "envelope"
+_decode = json.JSONDecoder().raw_decode
+_SUBJECT_AT = re.compile(re.escape(b',"subject":')).search
+_CUT_AT = re.compile(re.escape(b',"jmap_body":')).search
 
 
 def from_data(data) -> Facts:
     """The facts of an encoded message index DATA (bytes or an LMDB buffer;
     None: no index), equal to ``from_index(decode_index(data))``, reading
     only the spans they come from; an index it cannot read that way (version
-    1, damaged) is decoded whole, leniently, as load_email does."""
+    1, damaged) is decoded whole, leniently, as load_email does.  (An index
+    damaged only outside those spans still gives its facts here, where
+    decode_index gives none.)"""
     if data is None:
         return EMPTY
     try:
@@ -194,16 +206,15 @@ def from_data(data) -> Facts:
             if len(data) < _H + ends[-1]:
                 raise ValueError("cut short")
             start, end = _H + ends[_META_K], _H + ends[_META_K + 1]
-            m = _SUBJECT_RE.search(data, start, end)
-            if m is not None:
-                c = _CUT_RE.search(data, m.end(), end)
-                if c is not None:
-                    doc = _loads(b"{" + bytes(data[m.start() + 1:c.start()]) + b"}")
-                    if type(doc) is dict and all(k in doc for k in _NEED):
-                        return _make(doc["subject"], doc["from_"], doc["to"], doc["cc"],
-                                     doc["sent_at"], doc["sent_at_tz"], doc["message_id"],
-                                     doc["in_reply_to"], doc["references"],
-                                     doc["has_attachment"], bytes(data[_H:_H + ends[1]]))
+            a = _SUBJECT_AT(data, start, end)
+            b = _CUT_AT(data, a.end(), end) if a is not None else None
+            if b is not None:
+                doc = _decode("{" + str(data[a.start() + 1:b.start()], "ascii") + "}")[0]
+                if type(doc) is dict and all(k in doc for k in _NEED):
+                    return _make(doc["subject"], doc["from_"], doc["to"], doc["cc"],
+                                 doc["sent_at"], doc["sent_at_tz"], doc["message_id"],
+                                 doc["in_reply_to"], doc["references"],
+                                 doc["has_attachment"], bytes(data[_H:_H + ends[1]]))
     except (ValueError, TypeError, IndexError, KeyError, struct.error):
         pass
     return from_index(decode_index(data))
