@@ -13,8 +13,7 @@ root list.  tests/thread_oracle.py keeps the walking version as the oracle.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from mailaccess.store.emails import load_record
 
@@ -26,25 +25,30 @@ __all__ = ["Thread", "thread_orderedsubject", "thread_references",
            "normalize_msgid", "is_reply_or_forward"]
 
 
-@dataclass(frozen=True, slots=True)
-class Thread:
+class Thread(NamedTuple):
+    """One message (KEY; None for a dummy) and the threads below it."""
+
     key: int | None
     children: tuple["Thread", ...] = ()
 
 
-@dataclass(slots=True)
 class _Msg:
-    key: int
-    seq: int          # candidate position: the tie-break
-    date: int         # RFC 5256 sent date
-    subject: str      # original subject
-    base: str         # collated base subject
-    message_id: str | None
-    refs: tuple[str, ...]
+    """One candidate as the algorithms see it; ORDER is (date, seq), the
+    position of a message among its siblings (RFC 5256: sent date, then
+    sequence number)."""
 
-    @property
-    def order(self) -> tuple[int, int]:
-        return (self.date, self.seq)
+    __slots__ = ("key", "seq", "date", "subject", "base", "message_id", "refs", "order")
+
+    def __init__(self, key: int, seq: int, date: int, subject: str, base: str,
+                 message_id: str | None, refs: tuple[str, ...]):
+        self.key = key
+        self.seq = seq            # candidate position: the tie-break
+        self.date = date          # RFC 5256 sent date
+        self.subject = subject    # original subject
+        self.base = base          # collated base subject
+        self.message_id = message_id
+        self.refs = refs
+        self.order = (date, seq)
 
 
 _REPLY_LEADER = re.compile(r"^(?:\[[^\[\]]*\]\s*)*(?:re|fwd?)\s*(?:\[[^\[\]]*\]\s*)?:", re.I)
@@ -64,39 +68,57 @@ def is_reply_or_forward(subject: str) -> bool:
     return _REPLY_LEADER.match(s) is not None
 
 
-def _messages(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[_Msg]:
-    eids = [e for _, e in candidates]
-    out = []
+def _columns(view, acc: int, candidates: Sequence[tuple[int, int]]):
+    """(dates, facts, collated base subjects) of CANDIDATES, in candidate
+    order, from their facts (query/facts.py)."""
+    fs = _facts.facts(view, acc, [e for _, e in candidates])
+    dates = []
+    bases = []
     memo: dict[str, str] = {}
-    for seq, ((key, eid), f) in enumerate(zip(candidates, _facts.facts(view, acc, eids))):
+    for p, f in enumerate(fs):
         if f is None:
-            f = _facts.EMPTY
+            f = fs[p] = _facts.EMPTY
         date = f.sent
         if date is None:
             # RFC 5256 section 2.2: the internal date when the Date: header is
             # missing or bad (0 for an email that is gone)
-            rec = load_record(view, acc, eid, members=False)
+            rec = load_record(view, acc, candidates[p][1], members=False)
             date = rec.received_at if rec is not None else 0
+        dates.append(date)
         base = memo.get(f.base)
         if base is None:
             base = memo[f.base] = collate(f.base)
-        out.append(_Msg(key, seq, date, f.subject, base, f.message_id, f.refs))
-    return out
+        bases.append(base)
+    return dates, fs, bases
+
+
+def _messages(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[_Msg]:
+    dates, fs, bases = _columns(view, acc, candidates)
+    return [_Msg(key, seq, dates[seq], f.subject, bases[seq], f.message_id, f.refs)
+            for seq, ((key, _eid), f) in enumerate(zip(candidates, fs))]
 
 
 # ------------------------------------------------------------ ORDEREDSUBJECT
 
 def thread_orderedsubject(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[Thread]:
-    """RFC 5256 ORDEREDSUBJECT ("poor man's threading")."""
-    msgs = sorted(_messages(view, acc, candidates), key=lambda x: (x.base, x.date, x.seq))
-    groups: list[list[_Msg]] = []
-    for x in msgs:
-        if groups and groups[-1][0].base == x.base:
-            groups[-1].append(x)
+    """RFC 5256 ORDEREDSUBJECT ("poor man's threading"): messages sorted by
+    base subject, then sent date (then sequence number); each run of one
+    base subject is a thread, its first message the parent of the others;
+    threads ordered by their first message's date (then sequence number)."""
+    dates, _fs, bases = _columns(view, acc, candidates)
+    keys = [k for k, _ in candidates]
+    groups: list[list[int]] = []
+    last = None
+    for base, _date, seq in sorted(zip(bases, dates, range(len(keys)))):
+        if groups and base == last:
+            groups[-1].append(seq)
         else:
-            groups.append([x])
-    groups.sort(key=lambda g: g[0].order)
-    return [Thread(g[0].key, tuple(Thread(x.key) for x in g[1:])) for g in groups]
+            groups.append([seq])
+            last = base
+    groups.sort(key=lambda g: (dates[g[0]], g[0]))
+    new = tuple.__new__               # Thread(key, children), without its Python __new__
+    return [new(Thread, (keys[g[0]], tuple([new(Thread, (keys[s], ())) for s in g[1:]])))
+            for g in groups]
 
 
 # ------------------------------------------------------------ REFERENCES
@@ -401,7 +423,8 @@ def _freeze(top: list[_Box]) -> list[Thread]:
         pre.append(b)
         stack.extend(b.children)
     done: dict[int, Thread] = {}
+    new = tuple.__new__               # Thread(key, children), without its Python __new__
     for b in reversed(pre):
-        done[id(b)] = Thread(b.msg.key if b.msg is not None else None,
-                             tuple(done[id(c)] for c in b.children))
+        done[id(b)] = new(Thread, (b.msg.key if b.msg is not None else None,
+                                   tuple([done[id(c)] for c in b.children])))
     return [done[id(b)] for b in top]
