@@ -184,3 +184,34 @@ def test_configure_sets_every_budget(store):
         assert not cache.data                           # 0 keeps nothing
     finally:
         F.configure(F.DEFAULT_BUDGET)
+
+
+def test_threads_share_one_cache(store, monkeypatch):
+    # sorts run in the worker pool's threads, all on the store's one cache
+    import sys
+    import threading
+    acc, inbox = _account(store, "a", [f"s{i:03}" for i in range(60)])
+    monkeypatch.setattr(sys, "getswitchinterval", sys.getswitchinterval)
+    sys.setswitchinterval(1e-6)                 # switch threads as often as possible
+    monkeypatch.setattr(F, "_CACHES", type(F._CACHES)())
+    monkeypatch.setattr(F, "_budget", 55 * F._cost(F.EMPTY._replace(subject="s000", base="s000")))
+    errors = []
+
+    def work():
+        try:
+            for _ in range(200):
+                assert _sorted(store, acc, inbox) == list(range(1, 61))
+        except BaseException as e:              # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    try:
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        sys.setswitchinterval(0.005)
+    cache = F.cache_of(store)
+    assert not errors and cache.used <= cache.budget
+    assert cache.used == sum(F._cost(f) for f in cache.data.values())

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import threading
 from collections import OrderedDict
 from typing import NamedTuple, Sequence
 import weakref
@@ -238,78 +239,105 @@ def _cost(f: Facts) -> int:
 class FactsCache:
     """(account, index generation, email id) -> Facts, at most BUDGET bytes
     by :func:`_cost`, the least recently used dropped first.  An entry
-    bigger than the budget alone is not kept."""
+    bigger than the budget alone is not kept.  Searches, sorts and threads
+    run in the worker pool's threads: every step holds LOCK (never while
+    facts are read from the store)."""
 
-    __slots__ = ("budget", "used", "data", "__weakref__")
+    __slots__ = ("budget", "used", "data", "lock", "__weakref__")
 
     def __init__(self, budget: int):
         self.budget = budget
         self.used = 0
         self.data: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get_many(self, keys: list) -> list:
+        """The entry of each of KEYS or None, each found one now the most recent."""
+        with self.lock:
+            data = self.data
+            get = data.get
+            touch = data.move_to_end
+            out = []
+            for k in keys:
+                f = get(k)
+                if f is not None:
+                    touch(k)
+                out.append(f)
+            return out
 
     def put(self, key, f: Facts) -> None:
-        cost = _cost(f)
-        if cost > self.budget:
-            return
-        old = self.data.pop(key, None)
-        if old is not None:
-            self.used -= _cost(old)
-        data = self.data
-        self.used += cost
-        while self.used > self.budget:
-            _k, gone = data.popitem(last=False)
-            self.used -= _cost(gone)
-        data[key] = f
+        self.put_many([(key, f)])
+
+    def put_many(self, items: list) -> None:
+        costs = [_cost(f) for _k, f in items]
+        with self.lock:
+            data = self.data
+            budget = self.budget
+            for (key, f), cost in zip(items, costs):
+                if cost > budget:
+                    continue
+                old = data.pop(key, None)
+                if old is not None:
+                    self.used -= _cost(old)
+                self.used += cost
+                while self.used > budget:
+                    _k, gone = data.popitem(last=False)
+                    self.used -= _cost(gone)
+                data[key] = f
 
     def clear(self) -> None:
-        self.data.clear()
-        self.used = 0
+        with self.lock:
+            self.data.clear()
+            self.used = 0
 
 
 _CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
 
 
 def configure(budget: int) -> None:
     """Set the byte budget of every store's cache in this process (the
     worker's [store] facts_cache_bytes); 0 keeps nothing."""
     global _budget
-    _budget = max(0, int(budget))
-    for c in list(_CACHES.values()):
-        c.budget = _budget
-        c.clear()
+    with _CACHES_LOCK:
+        _budget = max(0, int(budget))
+        caches = list(_CACHES.values())
+    for c in caches:
+        with c.lock:
+            c.budget = _budget
+            c.data.clear()
+            c.used = 0
 
 
 def cache_of(store) -> FactsCache:
+    """STORE's facts cache in this process."""
     c = _CACHES.get(store)
     if c is None:
-        c = _CACHES[store] = FactsCache(_budget)
+        with _CACHES_LOCK:
+            c = _CACHES.get(store)
+            if c is None:
+                c = _CACHES[store] = FactsCache(_budget)
     return c
 
 
 def facts(view, acc: int, eids: Sequence[int]) -> list[Facts | None]:
     """The facts of emails EIDS of account ACC, in order; None for an email
-    that does not exist.  Read through VIEW on a miss, then remembered."""
+    that does not exist (or gone since it was remembered: a caller passes
+    ids of VIEW's snapshot).  Read through VIEW on a miss, then remembered."""
     cache = cache_of(view.store)
     gen = view.counter(acc, keys.CTR_INDEXES)
-    data = cache.data
-    get = data.get
-    touch = data.move_to_end
-    out: list[Facts | None] = []
-    append = out.append
-    for eid in eids:
-        k = (acc, gen, eid)
-        f = get(k)
+    ks = [(acc, gen, eid) for eid in eids]
+    out = cache.get_many(ks)
+    new = []
+    for p, f in enumerate(out):
         if f is not None:
-            touch(k)
-            append(f)
             continue
+        eid = eids[p]
         raw = view.email_raw(acc, eid)
         if raw is None:
-            append(None)
             continue
-        f = from_data(view.blob_index(acc, records.blob_hash_of(raw)))
-        if cache.budget:
-            cache.put(k, f)
-        append(f)
+        f = out[p] = from_data(view.blob_index(acc, records.blob_hash_of(raw)))
+        new.append((ks[p], f))
+    if new and cache.budget:
+        cache.put_many(new)
     return out
-
