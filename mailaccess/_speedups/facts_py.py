@@ -1,7 +1,12 @@
 """Email facts hot path, pure Python: the source of truth.
 
-``facts_c.pyx`` has the same function, typed; tests hold both to the same
+``facts_c.pyx`` has the same functions, typed; tests hold both to the same
 results.  ``mailaccess.query.facts`` is the public face.
+
+:func:`extract` reads what query/facts.py needs from an encoded message
+index (mime/index.py's storage form, version 2) in place: the meta JSON
+from its "subject" key to its "jmap_body" key, and :func:`first_groups` of
+the ENVELOPE.
 
 :func:`first_groups` reads a stored ENVELOPE (IMAP wire form, RFC 9051
 7.5.2: date subject from sender reply-to to cc bcc in-reply-to message-id)
@@ -11,6 +16,21 @@ mailbox, the mailbox being the group name.  SORT by those fields sorts such
 a message by the group name (RFC 5256 section 2.2, RFC 5957 section 3).
 """
 from __future__ import annotations
+
+import json
+import re
+import struct
+
+# mime/index.py's storage form (INDEX_LAYOUT; tests check these against it):
+# a version byte, the u32 big-endian end offsets of the seven fields
+# (envelope first, meta last), then the fields
+VERSION = 2
+HEAD = struct.Struct(">B7I")
+NEED = ("subject", "from_", "to", "cc", "sent_at", "sent_at_tz", "message_id",
+        "in_reply_to", "references", "has_attachment")
+_SUBJECT_AT = re.compile(re.escape(b',"subject":')).search
+_CUT_AT = re.compile(re.escape(b',"jmap_body":')).search
+_decode = json.JSONDecoder().raw_decode
 
 # positions in the ENVELOPE list of the fields first_groups reports, in order
 FIELDS = (2, 5, 6)
@@ -115,3 +135,39 @@ def first_groups(env: bytes) -> tuple:
                 mailbox = value
             elif elem == 3:
                 host_nil = value is None
+
+
+def extract(data):
+    """(subject, from_, to, cc, sent_at, sent_at_tz, message_id, in_reply_to,
+    references, has_attachment, group from, group to, group cc) of the
+    encoded index DATA (bytes or a buffer), the JSON values as json.loads
+    gives them; None when it is not version 2, is cut short, or its meta
+    does not hold those keys between `,"subject":` and `,"jmap_body":`
+    (the caller then decodes the whole index).
+
+    The meta JSON (version 2) is one object written in mime/index.py's
+    _META order: "subject" ... "has_attachment" come after "parts" and
+    before "jmap_body".  A key of the top-level object is found as the
+    first `,"subject":` / `,"jmap_body":` (inside a JSON string a quote is
+    escaped, and "parts" holds lists only, no keys).  The JSON is ASCII."""
+    n = len(data)
+    if n <= HEAD.size or data[0] != VERSION:
+        return None
+    ends = HEAD.unpack_from(data)
+    h = HEAD.size
+    if n < h + ends[7]:
+        return None
+    start, end = h + ends[6], h + ends[7]
+    a = _SUBJECT_AT(data, start, end)
+    if a is None:
+        return None
+    b = _CUT_AT(data, a.end(), end)
+    if b is None:
+        return None
+    try:
+        doc = _decode("{" + str(data[a.start() + 1:b.start()], "ascii") + "}")[0]
+    except ValueError:
+        return None
+    if type(doc) is not dict or not all(k in doc for k in NEED):
+        return None
+    return tuple(doc[k] for k in NEED) + first_groups(bytes(data[h:h + ends[1]]))

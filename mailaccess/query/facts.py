@@ -32,13 +32,11 @@ strings are the uncollated values, so every collation sees the same facts.
 """
 from __future__ import annotations
 
-import json
 import re
-import struct
 import threading
+import weakref
 from collections import OrderedDict
 from typing import NamedTuple, Sequence
-import weakref
 
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
@@ -135,11 +133,11 @@ def group_text(raw: bytes | None) -> str | None:
 
 
 def _make(subject, from_, to, cc, sent_at, sent_tz, message_id, in_reply_to, references,
-          has_attachment, envelope: bytes) -> Facts:
+          has_attachment, gf, gt, gc) -> Facts:
+    """The facts of these index values; GF, GT, GC: first_groups of the ENVELOPE."""
     subject = subject or ""
     # RFC 5256: the first address of the field; when that is a group, its
     # addr-mailbox in the ENVELOPE is the group name
-    gf, gt, gc = _impl.first_groups(envelope)
     jf = display_value(from_)
     jt = display_value(to)
     if gf is None:
@@ -171,52 +169,30 @@ def from_index(mi: mindex.MessageIndex | None) -> Facts:
     if mi is None:
         return EMPTY
     return _make(mi.subject, mi.from_, mi.to, mi.cc, mi.sent_at, mi.sent_at_tz, mi.message_id,
-                 mi.in_reply_to, mi.references, mi.has_attachment, mi.envelope)
+                 mi.in_reply_to, mi.references, mi.has_attachment,
+                 *_impl.first_groups(mi.envelope))
 
 
-# The meta JSON (mime/index.py, version 2) is one object written in _META
-# order: "subject" ... "has_attachment" come after "parts" and before
-# "jmap_body".  A key of the top-level object is found as the first
-# `,"subject":` / `,"jmap_body":` (inside a JSON string a quote is escaped,
-# and "parts" holds lists only, no keys), as mindex.index_summary does.  The
-# JSON is ASCII (written with ensure_ascii).
-_NEED = ("subject", "from_", "to", "cc", "sent_at", "sent_at_tz", "message_id",
-         "in_reply_to", "references", "has_attachment")
 _LAYOUT = mindex.INDEX_LAYOUT
-_HEAD = _LAYOUT.head
-_H = _HEAD.size
-_META_K = _LAYOUT.fields.index("meta")
-assert _LAYOUT.fields[0] == "envelope"
-_decode = json.JSONDecoder().raw_decode
-_SUBJECT_AT = re.compile(re.escape(b',"subject":')).search
-_CUT_AT = re.compile(re.escape(b',"jmap_body":')).search
+assert (_speedups.load_py("facts").HEAD.format == _LAYOUT.head.format
+        and _LAYOUT.fields[0] == "envelope" and _LAYOUT.fields[-1] == "meta"
+        and _LAYOUT.version == _speedups.load_py("facts").VERSION), "facts_* read INDEX_LAYOUT"
 
 
 def from_data(data) -> Facts:
     """The facts of an encoded message index DATA (bytes or an LMDB buffer;
     None: no index), equal to ``from_index(decode_index(data))``, reading
-    only the spans they come from; an index it cannot read that way (version
-    1, damaged) is decoded whole, leniently, as load_email does.  (An index
-    damaged only outside those spans still gives its facts here, where
-    decode_index gives none.)"""
+    only the spans they come from (``_speedups/facts_*.extract``); an index
+    it cannot read that way (version 1, damaged) is decoded whole,
+    leniently, as load_email does.  (An index damaged only outside those
+    spans still gives its facts here, where decode_index gives none.)"""
     if data is None:
         return EMPTY
     try:
-        if len(data) > _H and data[0] == 2:
-            ends = _HEAD.unpack_from(data)
-            if len(data) < _H + ends[-1]:
-                raise ValueError("cut short")
-            start, end = _H + ends[_META_K], _H + ends[_META_K + 1]
-            a = _SUBJECT_AT(data, start, end)
-            b = _CUT_AT(data, a.end(), end) if a is not None else None
-            if b is not None:
-                doc = _decode("{" + str(data[a.start() + 1:b.start()], "ascii") + "}")[0]
-                if type(doc) is dict and all(k in doc for k in _NEED):
-                    return _make(doc["subject"], doc["from_"], doc["to"], doc["cc"],
-                                 doc["sent_at"], doc["sent_at_tz"], doc["message_id"],
-                                 doc["in_reply_to"], doc["references"],
-                                 doc["has_attachment"], bytes(data[_H:_H + ends[1]]))
-    except (ValueError, TypeError, IndexError, KeyError, struct.error):
+        v = _impl.extract(data)
+        if v is not None:
+            return _make(*v)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError):
         pass
     return from_index(decode_index(data))
 

@@ -66,3 +66,49 @@ def test_examples(mod):
     # quoting: an escaped quote and parentheses inside a quoted string
     env = b'(NIL "(s)" ((NIL NIL "a\\"b)" NIL)) NIL NIL ((NIL NIL "(" NIL)) NIL NIL NIL NIL)'
     assert mod.first_groups(env) == (b'a"b)', b"(", None) == oracle(env)
+
+
+# ---------------------------------------------------------------- extract
+
+HOSTILE = st.one_of(ADDR, st.text(max_size=30), st.sampled_from([
+    "Mon, 3 Nov 2025 10:00:00 -0200", "<a@b> <c@d>", '"\\u00e9"', "\x7f", "\\", "\u2028",
+    "\U0001F600 smile", "=?utf-8?b?w6l0w6k=?="]))
+
+
+def test_layout_is_the_index_layout():
+    assert PY.HEAD.format == mindex.INDEX_LAYOUT.head.format
+    assert PY.VERSION == mindex.FORMAT_VERSION
+    assert mindex.INDEX_LAYOUT.fields[0] == "envelope" and mindex.INDEX_LAYOUT.fields[-1] == "meta"
+
+
+@settings(max_examples=300, deadline=None)
+@given(headers=st.lists(st.tuples(st.sampled_from(["From", "To", "Cc", "Subject", "Date",
+                                                   "Message-ID", "References", "In-Reply-To"]),
+                                  HOSTILE), max_size=8))
+def test_extract_twins_agree_on_written_indexes(headers):
+    mi = mindex.index_message(message(headers))
+    data = mindex.encode_index(mi)
+    got = PY.extract(data)
+    want = (mi.subject, mi.from_, mi.to, mi.cc, mi.sent_at, mi.sent_at_tz, mi.message_id,
+            mi.in_reply_to, mi.references, mi.has_attachment) + PY.first_groups(mi.envelope)
+    assert got is not None
+    assert [list(map(list, v)) if k in (1, 2, 3) else (list(v) if k in (7, 8) else v)
+            for k, v in enumerate(want)] == list(got)
+    if C is not None:
+        assert C.extract(data) == got
+        assert C.extract(memoryview(data)) == got
+
+
+@settings(max_examples=1000, deadline=None)
+@given(headers=st.lists(st.tuples(st.sampled_from(["From", "Subject", "References"]), HOSTILE),
+                        max_size=4),
+       at=st.integers(0, 10**6), byte=st.sampled_from(b' \\"[],:{}0123456789.e-ntfu\x00\x80\n'),
+       cut=st.integers(0, 50))
+def test_extract_c_reads_damaged_meta_as_py_or_declines(headers, at, byte, cut):
+    data = bytearray(mindex.encode_index(mindex.index_message(message(headers))))
+    data[at % len(data)] = byte
+    data = bytes(data[:len(data) - cut % 3 * cut])
+    got = PY.extract(data) if True else None
+    if C is not None:
+        c = C.extract(data)
+        assert c is None or c == got
