@@ -72,6 +72,8 @@ class Facts(NamedTuple):
     refs: tuple[str, ...]      # normalized References, else first In-Reply-To
 
 
+_new = tuple.__new__      # Facts(...) without its Python-level __new__
+
 EMPTY = Facts(None, None, False, "", "", "", "", "", "", "", "", "", None, ())
 """The facts of an email without a (readable) index: no headers at all."""
 
@@ -159,9 +161,9 @@ def _make(subject, from_, to, cc, sent_at, sent_tz, message_id, in_reply_to, ref
             if r:
                 refs = (r,)
                 break
-    return Facts(sent_at, sent_tz, bool(has_attachment), subject, mindex.base_subject(subject),
-                 sf, st, sc, df, dt, jf, jt,
-                 normalize_msgid(message_id) if message_id else None, refs)
+    return _new(Facts, (sent_at, sent_tz, bool(has_attachment), subject,
+                        mindex.base_subject(subject), sf, st, sc, df, dt, jf, jt,
+                        normalize_msgid(message_id) if message_id else None, refs))
 
 
 def from_index(mi: mindex.MessageIndex | None) -> Facts:
