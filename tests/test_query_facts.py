@@ -1,6 +1,8 @@
 """query/facts.py: the facts read in place equal those of the whole message
 index (both twins), and the per-store cache that remembers them is bounded
 in bytes, per account, and right after expunges, new mail and a reindex."""
+import sys
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -53,6 +55,10 @@ def test_in_place_equals_whole_index(mod, headers):
     if not refs:
         refs = tuple(r for r in map(qthread.normalize_msgid, mi.in_reply_to) if r)[:1]
     assert want.refs == refs and want.subject == (mi.subject or "")
+    # the cache's estimate of an entry is not below what it holds
+    held = {id(x): x for x in want[3:13] + want.refs}
+    assert F._cost(want) >= (sys.getsizeof(want) + sys.getsizeof(want.refs)
+                             + sum(map(sys.getsizeof, held.values())))
 
 
 def test_unreadable_indexes_read_as_no_headers():
