@@ -126,15 +126,16 @@ def thread_orderedsubject(view, acc: int, candidates: Sequence[tuple[int, int]])
 
 class _Box:
     """A container: a message, or a dummy (msg None), in the thread tree.
-    ``n`` is its node in :class:`_Forest`."""
+    ``n`` is its node in :class:`_Forest`, ``frozen`` its Thread at the end."""
 
-    __slots__ = ("msg", "parent", "children", "n")
+    __slots__ = ("msg", "parent", "children", "n", "frozen")
 
     def __init__(self, msg: _Msg | None = None, n: int = -1):
         self.msg = msg
         self.parent: _Box | None = None
         self.children: list[_Box] = []
         self.n = n
+        self.frozen: Thread | None = None       # its Thread, once _sorted made it
 
 
 class _Forest:
@@ -401,30 +402,20 @@ def _references(msgs: list[_Msg]) -> list[Thread]:
 
 def _sorted(top: list[_Box]) -> list[Thread]:
     """Step 6 of RFC 5256's REFERENCES: every set of siblings sorted by date
-    (grandchildren before children, no recursion), then frozen."""
+    (grandchildren before children, no recursion), each container frozen to
+    a Thread once its children are."""
     pre = []
     stack = list(top)
     while stack:
         b = stack.pop()
         pre.append(b)
         stack.extend(b.children)
-    for b in reversed(pre):
-        b.children.sort(key=_order)
-    top.sort(key=_order)
-    return _freeze(top)
-
-
-def _freeze(top: list[_Box]) -> list[Thread]:
-    """Containers to Thread values, bottom-up without recursion."""
-    pre: list[_Box] = []
-    stack = list(top)
-    while stack:
-        b = stack.pop()
-        pre.append(b)
-        stack.extend(b.children)
-    done: dict[int, Thread] = {}
     new = tuple.__new__               # Thread(key, children), without its Python __new__
     for b in reversed(pre):
-        done[id(b)] = new(Thread, (b.msg.key if b.msg is not None else None,
-                                   tuple([done[id(c)] for c in b.children])))
-    return [done[id(b)] for b in top]
+        kids = b.children
+        if len(kids) > 1:
+            kids.sort(key=_order)
+        b.frozen = new(Thread, (b.msg.key if b.msg is not None else None,
+                                tuple([c.frozen for c in kids]) if kids else ()))
+    top.sort(key=_order)
+    return [b.frozen for b in top]
