@@ -16,7 +16,6 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
-from mailaccess.mime import index as mindex
 from mailaccess.store.emails import load_record
 from mailaccess.store.records import EMAIL_LAYOUT, EmailRecord
 
@@ -24,7 +23,7 @@ from . import facts as _facts
 from .facts import Facts, addr_mailbox, display_value
 
 __all__ = ["SortKey", "sort", "sort_rows", "values", "FIELDS", "COLLATIONS", "addr_mailbox",
-           "display_value", "collate", "ascii_casemap", "ascii_numeric", "sent_date"]
+           "display_value", "collate", "ascii_casemap", "ascii_numeric"]
 
 FIELDS = frozenset({
     "arrival", "date", "from", "to", "cc", "displayfrom", "displayto", "subject", "size",
@@ -110,13 +109,6 @@ def first_group_name(envelope: bytes, field: int) -> str | None:
     9051 7.5.2), else None."""
     return _facts.group_text(
         _facts.first_groups(envelope)[_facts.GROUP_FIELDS.index(field)])
-
-
-def sent_date(rec: EmailRecord, mi: mindex.MessageIndex | None) -> int:
-    """RFC 5256 section 2.2: the Date: header in UTC, else the internal date."""
-    if mi is not None and mi.sent_at is not None:
-        return mi.sent_at
-    return rec.received_at
 
 
 # the sort fields read from an email's facts (query/facts.py), before collation
