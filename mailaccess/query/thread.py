@@ -320,9 +320,11 @@ def _references(msgs: list[_Msg]) -> list[Thread]:
     # dummy is crossed once, from its nearest kept ancestor, so this is
     # linear however deep the dummies nest (gathering them bottom-up copied
     # a chain of dummies' lists once per level).
-    stack = list(roots)
+    stack = [b for b in roots if b.children]
     while stack:
         b = stack.pop()
+        if not b.children:
+            continue                        # (most messages: nothing below)
         kids: list[_Box] = []
         todo = b.children[::-1]
         while todo:
