@@ -13,6 +13,7 @@ root list.  tests/thread_oracle.py keeps the walking version as the oracle.
 from __future__ import annotations
 
 import re
+from collections import namedtuple
 from typing import NamedTuple, Sequence
 
 from mailaccess.store.emails import load_record
@@ -32,23 +33,19 @@ class Thread(NamedTuple):
     children: tuple["Thread", ...] = ()
 
 
-class _Msg:
-    """One candidate as the algorithms see it; ORDER is (date, seq), the
-    position of a message among its siblings (RFC 5256: sent date, then
-    sequence number)."""
+class _Msg(namedtuple("_Msg", "key seq date subject base message_id refs order")):
+    """One candidate as the algorithms see it: KEY, SEQ (its candidate
+    position: the tie-break), DATE (RFC 5256 sent date), SUBJECT (as
+    decoded), BASE (collated base subject), MESSAGE_ID, REFS; ORDER is
+    (date, seq), its position among siblings.  A tuple: once the garbage
+    collector has seen one it stops tracking it (it holds no containers),
+    so 10,000 of them alive during a THREAD add nothing to its later passes."""
 
-    __slots__ = ("key", "seq", "date", "subject", "base", "message_id", "refs", "order")
+    __slots__ = ()
 
-    def __init__(self, key: int, seq: int, date: int, subject: str, base: str,
-                 message_id: str | None, refs: tuple[str, ...]):
-        self.key = key
-        self.seq = seq            # candidate position: the tie-break
-        self.date = date          # RFC 5256 sent date
-        self.subject = subject    # original subject
-        self.base = base          # collated base subject
-        self.message_id = message_id
-        self.refs = refs
-        self.order = (date, seq)
+    def __new__(cls, key: int, seq: int, date: int, subject: str, base: str,
+                message_id: str | None, refs: tuple[str, ...]):
+        return tuple.__new__(cls, (key, seq, date, subject, base, message_id, refs, (date, seq)))
 
 
 _REPLY_LEADER = re.compile(r"^(?:\[[^\[\]]*\]\s*)*(?:re|fwd?)\s*(?:\[[^\[\]]*\]\s*)?:", re.I)
@@ -130,10 +127,13 @@ class _Box:
 
     __slots__ = ("msg", "parent", "children", "n", "frozen")
 
-    def __init__(self, msg: _Msg | None = None, n: int = -1):
+    def __init__(self, msg: _Msg | None = None, n: int = -1, children=None):
         self.msg = msg
         self.parent: _Box | None = None
-        self.children: list[_Box] = []
+        # CHILDREN () until the first child comes (_adopt): most containers
+        # never get one, and a list each is 10,000 more objects the garbage
+        # collector walks while a THREAD runs
+        self.children: list[_Box] = [] if children is None else children
         self.n = n
         self.frozen: Thread | None = None       # its Thread, once _sorted made it
 
@@ -242,9 +242,17 @@ def _thread_subject(c: _Box) -> tuple[str, _Msg | None]:
     return (m.base if m is not None else ""), m
 
 
+def _adopt(parent: _Box, child: _Box) -> None:
+    """CHILD joins PARENT's children (a list from the first one on)."""
+    if parent.children:
+        parent.children.append(child)
+    else:
+        parent.children = [child]
+
+
 def _link(parent: _Box, child: _Box) -> None:
     child.parent = parent
-    parent.children.append(child)
+    _adopt(parent, child)
 
 
 def thread_references(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[Thread]:
@@ -261,7 +269,7 @@ def _link_messages(msgs: list[_Msg]) -> list[_Box]:
     nkids: list[int] = []                   # children per container, for 1B's shortcut
 
     def new(mid: str | None) -> _Box:
-        b = _Box(None, forest.add())
+        b = _Box(None, forest.add(), ())
         nkids.append(0)
         boxes.append(b)
         if mid is not None:
@@ -311,7 +319,7 @@ def _references(msgs: list[_Msg]) -> list[Thread]:
     boxes = _link_messages(msgs)
     for b in boxes:
         if b.parent is not None:
-            b.parent.children.append(b)
+            _adopt(b.parent, b)
     # (2) the root set; the table is gone with _link_messages
     roots = [b for b in boxes if b.parent is None]
     del boxes
