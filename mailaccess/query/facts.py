@@ -35,7 +35,8 @@ from __future__ import annotations
 import re
 import threading
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from itertools import compress
 from typing import NamedTuple, Sequence
 
 from mailaccess import _speedups
@@ -238,14 +239,9 @@ class FactsCache:
         """The entry of each of KEYS or None, each found one now the most recent."""
         with self.lock:
             data = self.data
-            get = data.get
-            touch = data.move_to_end
-            out = []
-            for k in keys:
-                f = get(k)
-                if f is not None:
-                    touch(k)
-                out.append(f)
+            out = list(map(data.get, keys))
+            # the found ones become the most recent (Facts are non-empty tuples: true)
+            deque(map(data.move_to_end, compress(keys, out)), 0)
             return out
 
     def put(self, key, f: Facts) -> None:
