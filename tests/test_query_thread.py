@@ -129,7 +129,7 @@ class _FakeView:
     def blob_index(self, acc, h):
         return self.idx.get(h)
 
-    def counter(self, acc, kind):
+    def index_generation(self, acc):
         return 0
 
 

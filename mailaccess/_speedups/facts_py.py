@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 
-# mime/index.py's storage form (INDEX_LAYOUT; tests check these against it):
-# a version byte, the u32 big-endian end offsets of the seven fields
-# (envelope first, meta last), then the fields
+from mailaccess.mime.index import INDEX_LAYOUT
+
+# mime/index.py's storage form (INDEX_LAYOUT): a version byte, the u32
+# big-endian end offsets of the seven fields (envelope first, meta last),
+# then the fields; extract reads version 2 (its meta JSON's key order)
 VERSION = 2
-HEAD = struct.Struct(">B7I")
+HEAD = INDEX_LAYOUT.head
+assert VERSION in INDEX_LAYOUT.readable and HEAD.format == ">B7I"
+assert INDEX_LAYOUT.fields[0] == "envelope" and INDEX_LAYOUT.fields[-1] == "meta"
 NEED = ("subject", "from_", "to", "cc", "sent_at", "sent_at_tz", "message_id",
         "in_reply_to", "references", "has_attachment")
 _SUBJECT_AT = re.compile(re.escape(b',"subject":')).search

@@ -22,8 +22,9 @@ keyed by (account, index generation, email id):
   email never changes, so its facts never change;
 * except that ``mailaccess reindex`` may rewrite a stored index while the
   server runs (a parser fix): ``ops.replace_index`` bumps the account's
-  ``CTR_INDEXES`` counter, which is part of the key, so facts read from an
-  older index are never answered again (and age out of the LRU);
+  ``CTR_INDEXES`` counter (``View.index_generation``), which is part of the
+  key, so facts read from an older index are never answered again (and age
+  out of the LRU);
 * keying by blob hash instead would need the email record read per email
   on every lookup; the id needs no read at all once cached.
 
@@ -41,7 +42,7 @@ from typing import NamedTuple, Sequence
 
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
-from mailaccess.store import keys, records
+from mailaccess.store import records
 from mailaccess.store.emails import decode_index
 
 _impl = _speedups.load("facts")
@@ -176,12 +177,6 @@ def from_index(mi: mindex.MessageIndex | None) -> Facts:
                  *_impl.first_groups(mi.envelope))
 
 
-_LAYOUT = mindex.INDEX_LAYOUT
-assert (_speedups.load_py("facts").HEAD.format == _LAYOUT.head.format
-        and _LAYOUT.fields[0] == "envelope" and _LAYOUT.fields[-1] == "meta"
-        and _LAYOUT.version == _speedups.load_py("facts").VERSION), "facts_* read INDEX_LAYOUT"
-
-
 def from_data(data) -> Facts:
     """The facts of an encoded message index DATA (bytes or an LMDB buffer;
     None: no index), equal to ``from_index(decode_index(data))``, reading
@@ -304,7 +299,7 @@ def facts(view, acc: int, eids: Sequence[int]) -> list[Facts | None]:
     that does not exist (or gone since it was remembered: a caller passes
     ids of VIEW's snapshot).  Read through VIEW on a miss, then remembered."""
     cache = cache_of(view.store)
-    gen = view.counter(acc, keys.CTR_INDEXES)
+    gen = view.index_generation(acc)
     ks = [(acc, gen, eid) for eid in eids]
     out = cache.get_many(ks)
     new = []
