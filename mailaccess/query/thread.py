@@ -104,18 +104,23 @@ def thread_orderedsubject(view, acc: int, candidates: Sequence[tuple[int, int]])
     threads ordered by their first message's date (then sequence number)."""
     dates, _fs, bases = _columns(view, acc, candidates)
     keys = [k for k, _ in candidates]
-    groups: list[list[int]] = []
-    last = None
-    for base, _date, seq in sorted(zip(bases, dates, range(len(keys)))):
-        if groups and base == last:
-            groups[-1].append(seq)
-        else:
-            groups.append([seq])
-            last = base
-    groups.sort(key=lambda g: (dates[g[0]], g[0]))
+    # positions sorted by (base, date, seq): stable sorts on C-level keys, so
+    # no per-message tuple or list is made for the garbage collector to walk
+    idx = sorted(range(len(keys)), key=dates.__getitem__)
+    idx.sort(key=bases.__getitem__)
+    starts = [i for i in range(len(idx)) if i == 0 or bases[idx[i]] != bases[idx[i - 1]]]
+    starts.append(len(idx))
+    # threads by their first message's (date, seq)
+    firsts = [idx[i] for i in starts[:-1]]
+    order = sorted(range(len(firsts)), key=firsts.__getitem__)
+    order.sort(key=[dates[f] for f in firsts].__getitem__)
     new = tuple.__new__               # Thread(key, children), without its Python __new__
-    return [new(Thread, (keys[g[0]], tuple([new(Thread, (keys[s], ())) for s in g[1:]])))
-            for g in groups]
+    out = []
+    for j in order:
+        a, b = starts[j], starts[j + 1]
+        kids = tuple([new(Thread, (keys[s], ())) for s in idx[a + 1:b]]) if b - a > 1 else ()
+        out.append(new(Thread, (keys[idx[a]], kids)))
+    return out
 
 
 # ------------------------------------------------------------ REFERENCES
