@@ -37,15 +37,17 @@ class _Msg(namedtuple("_Msg", "key seq date subject base message_id refs order")
     """One candidate as the algorithms see it: KEY, SEQ (its candidate
     position: the tie-break), DATE (RFC 5256 sent date), SUBJECT (as
     decoded), BASE (collated base subject), MESSAGE_ID, REFS; ORDER is
-    (date, seq), its position among siblings.  A tuple: once the garbage
-    collector has seen one it stops tracking it (it holds no containers),
-    so 10,000 of them alive during a THREAD add nothing to its later passes."""
+    its position among siblings, (date, seq) as one integer (seq is below
+    2**32).  A tuple of no containers: once the garbage collector has seen
+    one it stops tracking it, so 10,000 of them alive during a THREAD add
+    nothing to its later passes."""
 
     __slots__ = ()
 
     def __new__(cls, key: int, seq: int, date: int, subject: str, base: str,
                 message_id: str | None, refs: tuple[str, ...]):
-        return tuple.__new__(cls, (key, seq, date, subject, base, message_id, refs, (date, seq)))
+        return tuple.__new__(cls, (key, seq, date, subject, base, message_id, refs,
+                                   (date << 32) + seq))
 
 
 _REPLY_LEADER = re.compile(r"^(?:\[[^\[\]]*\]\s*)*(?:re|fwd?)\s*(?:\[[^\[\]]*\]\s*)?:", re.I)
@@ -233,11 +235,12 @@ class _Forest:
         self.up[a] = -1
 
 
-def _order(c: _Box) -> tuple[int, int]:
-    """Sort position: the message's, or a dummy's first (sorted) child's."""
+def _order(c: _Box) -> int:
+    """Sort position: the message's, or a dummy's first (sorted) child's
+    (_Msg.order; an empty dummy's is that of (date 0, seq -1))."""
     while c.msg is None:
         if not c.children:
-            return (0, -1)
+            return -1
         c = c.children[0]
     return c.msg.order
 
