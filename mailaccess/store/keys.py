@@ -107,7 +107,7 @@ CTR_LOG_ROWS = 7      # chg.id rows the account's change log holds (size pruning
 CTR_LOG_HORIZON = 8   # highest modseq pruned from the log: older states cannot be answered
 CTR_PUSHSUB = 10      # last JMAP PushSubscription id of the account
 CTR_KEYWORDS = 11     # grows whenever a row joins the account's kw table (a cache version)
-CTR_INDEXES = 12      # grows whenever a stored message index is rewritten (reindex; a cache version)
+CTR_INDEXES = 13      # grows whenever a stored message index is rewritten (reindex; a cache version)
 
 
 def u32(n: int) -> bytes:
