@@ -311,6 +311,12 @@ class StoreConfig:
     changelog_max_entries: int = 100_000    # logged object changes kept per account
     changelog_prune_slice: int = 2_000      # rows deleted per pruning transaction at most
     changelog_sweep_interval: int = 300     # seconds between age sweeps
+    # mailboxes one account may have (every protocol's create); 0 = no limit
+    max_mailboxes_per_account: int = 10_000
+
+    def __post_init__(self):
+        if self.max_mailboxes_per_account < 0:
+            raise ValueError("max_mailboxes_per_account is 0 (no limit) or more")
 
     def retention(self):
         from .store.changelog import Retention

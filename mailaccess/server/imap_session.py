@@ -47,7 +47,7 @@ from ..proto.imap.modutf7 import InvalidName
 from ..proto.imap.numset import format_ints
 from ..proto.imap.pattern import compile_pattern   # LIST/LSUB "*" and "%"
 from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
-                     StoreFullError, ops)
+                     StoreFullError, LimitReached, ops)
 from ..store.emails import LoadedEmail, load_email
 from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
@@ -357,6 +357,8 @@ class ImapSession:
             self._complete(cmd, False, S.tagged(cmd.tag, status, exc.text, exc.code))
         except OverQuota as exc:
             self._complete(cmd, False, S.no(cmd.tag, str(exc), "OVERQUOTA"))
+        except LimitReached as exc:      # RFC 5530: an implementation limit
+            self._complete(cmd, False, S.no(cmd.tag, str(exc), "LIMIT"))
         except StoreFullError as exc:   # RFC 5530: try later
             self._complete(cmd, False, S.no(cmd.tag, str(exc), "UNAVAILABLE"))
         except AlreadyExists as exc:

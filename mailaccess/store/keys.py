@@ -107,6 +107,8 @@ CTR_LOG_ROWS = 7      # chg.id rows the account's change log holds (size pruning
 CTR_LOG_HORIZON = 8   # highest modseq pruned from the log: older states cannot be answered
 CTR_PUSHSUB = 10      # last JMAP PushSubscription id of the account
 CTR_KEYWORDS = 11     # grows whenever a row joins the account's kw table (a cache version)
+CTR_MAILBOXES = 12    # the account's mailboxes (the cap, ops.create_mailbox); absent in
+                      # stores made before it: counted once, then kept
 
 
 def u32(n: int) -> bytes:
@@ -157,6 +159,11 @@ def mbox_name(acc: int, parent: int, name: str) -> bytes:
 
 def mbox_name_prefix(acc: int, parent: int) -> bytes:
     return _U32U32.pack(acc, parent)
+
+
+def split_mbox_name_parent(k: bytes) -> int:
+    """The parent id of an ``mbox.name`` key (the name follows it)."""
+    return _U32U32.unpack_from(k)[1]
 
 
 def msg(acc: int, eid: int) -> bytes:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .. import _speedups, vocab
 from . import keys, logical, records, sending
-from .errors import AlreadyExists, Conflict, InvalidName, NotFound, OverQuota
+from .errors import AlreadyExists, Conflict, InvalidName, LimitReached, NotFound, OverQuota
 from .records import EMAIL, MAILBOX, THREAD, Account, EmailRecord, Mailbox, Membership
 from .tx import WriteTx
 
@@ -116,19 +116,39 @@ def _check_path(full: str) -> None:
 
 
 def _longest_below(tx: WriteTx, acc: int, mbx: int) -> int:
-    """Bytes the deepest descendant of MBX adds to MBX's full name."""
+    """Bytes the deepest descendant of MBX adds to MBX's full name.  One pass
+    over the account's ``mbox.name`` keys (parent id + the name's UTF-8
+    bytes: no mailbox record decoded, at most ``max_mailboxes`` keys), then
+    the subtree in memory: on the shared writer, a lengthening rename over a
+    subtree of 9,800 mailboxes took 86 ms walking and decoding records."""
+    kids: dict[int, list[tuple[int, int]]] = {}
+    unpack, read = keys.split_mbox_name_parent, keys.read_u32
+    for k, v in tx._scan("mbox.name", keys.account_prefix(acc)):
+        kids.setdefault(unpack(k), []).append((read(v), len(k) - 8))
     longest, todo, seen = 0, [(mbx, 0)], set()
     while todo:
         cur, extra = todo.pop()
         if cur in seen:
             continue
         seen.add(cur)
-        longest = max(longest, extra)
-        for child in tx.children(acc, cur):
-            m = tx.mailbox(acc, child)
-            if m is not None:
-                todo.append((child, extra + 1 + len(m.name.encode("utf-8"))))
+        if extra > longest:
+            longest = extra
+        for child, n in kids.get(cur, ()):
+            todo.append((child, extra + 1 + n))
     return longest
+
+
+def _mailbox_count(tx: WriteTx, acc: int) -> int:
+    """The account's mailboxes, from its counter; a store made before the
+    counter existed counts them once (one scan of the account's ``mbox``
+    rows) and keeps the counter from then on."""
+    key = keys.ctr(acc, keys.CTR_MAILBOXES)
+    v = tx._get("ctr", key)
+    if v is not None:
+        return keys.read_u64(v)
+    n = sum(1 for _ in tx._scan("mbox", keys.account_prefix(acc)))
+    tx.put("ctr", key, keys.u64(n))
+    return n
 
 
 def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str | None = None,
@@ -149,6 +169,15 @@ def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str |
         # ``sub`` table, keyed by IMAP names): it is again
         tx.delete("sub", keys.sub(acc, full))
         subscribed = True
+    # the cap ([store] max_mailboxes_per_account) bounds what every per-account
+    # walk of the mailboxes costs (LIST, Mailbox/get, FolderSync, a rename's
+    # subtree check), whichever protocol creates them
+    cap = getattr(tx.store, "max_mailboxes", 0)
+    count = _mailbox_count(tx, acc)
+    if cap and count >= cap:
+        raise LimitReached(f"an account has at most {cap} mailboxes "
+                      "([store] max_mailboxes_per_account); delete some first")
+    tx.put("ctr", keys.ctr(acc, keys.CTR_MAILBOXES), keys.u64(count + 1))
     mbx = tx.next_counter(acc, keys.CTR_MAILBOX)
     ms = tx.modseq(acc)
     uidvalidity = tx.next_counter(acc, keys.CTR_UIDVALIDITY, at_least=int(time.time()) & 0x7FFFFFFF)
@@ -226,6 +255,7 @@ def move_mailbox_to_path(tx: WriteTx, acc: int, mbx: int, path: list[str]) -> in
 
 def delete_mailbox(tx: WriteTx, acc: int, mbx: int, *, remove_emails: bool = True) -> None:
     m = tx.require_mailbox(acc, mbx)
+    count = _mailbox_count(tx, acc)     # (before its row goes: a first count scans)
     if m.role == vocab.ROLE_INBOX:
         raise Conflict("INBOX cannot be deleted")
     if tx.children(acc, mbx):
@@ -244,6 +274,7 @@ def delete_mailbox(tx: WriteTx, acc: int, mbx: int, *, remove_emails: bool = Tru
         tx.put("sub", keys.sub(acc, full), b"")
     tx.delete("mbox.name", keys.mbox_name(acc, m.parent, m.name))
     tx.delete("mbox", keys.mbox(acc, mbx))
+    tx.put("ctr", keys.ctr(acc, keys.CTR_MAILBOXES), keys.u64(max(0, count - 1)))
     tx.log(acc, "destroyed", MAILBOX, mbx)
 
 
