@@ -178,10 +178,15 @@ class JmapConfig:
     # characters of body values (Email/get, Email/parse) in one response,
     # all its method calls together; past it a call is requestTooLarge
     max_size_response: int = 100_000_000
+    # days a sent or canceled EmailSubmission is kept (then destroyed, and
+    # /changes says so; RFC 8621 7 lets the server); 0 = kept until destroyed
+    submission_retention_days: int = 30
 
     def __post_init__(self):
         if self.upload_ttl < 3600:
             raise ValueError("upload_ttl is at least 3600 seconds (RFC 8620 §6.1)")
+        if self.submission_retention_days < 0:
+            raise ValueError("submission_retention_days is 0 (keep) or more")
         if min(self.max_size_request, self.max_calls_in_request, self.max_objects_in_get,
                self.max_objects_in_set, self.max_concurrent_requests,
                self.max_size_upload, self.max_concurrent_upload,
