@@ -91,7 +91,7 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     uploads.delete_all(tx, acc)
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
                  keys.CTR_USAGE, keys.CTR_LOG_ROWS, keys.CTR_LOG_HORIZON,
-                 keys.CTR_PUSHSUB, keys.CTR_KEYWORDS):
+                 keys.CTR_PUSHSUB, keys.CTR_KEYWORDS, keys.CTR_MAILBOXES):
         tx.delete("ctr", keys.ctr(acc, kind))
     sending.forget_account(tx, acc)
     tx.delete("acct.name", keys.acct_name(a.name))
