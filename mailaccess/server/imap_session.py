@@ -45,7 +45,6 @@ from ..proto.imap import commands as imap_commands
 from ..proto.imap.errors import CommandError
 from ..proto.imap.modutf7 import InvalidName
 from ..proto.imap.numset import format_ints
-from ..proto.imap.pattern import compile_pattern   # LIST/LSUB "*" and "%"
 from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
                      StoreFullError, LimitReached, ops)
 from ..store.emails import LoadedEmail, load_email
@@ -53,8 +52,8 @@ from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
 from ..views.imap_selected import SelectedMailbox, Snapshot
 from ..views import imap_notify
 from ..proto.imap.serialize import astring, literal, nstring
-from . import imap_marked, imap_recent
-from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flag_of, flags_list, keyword_of
+from . import imap_list, imap_marked, imap_recent
+from .imap_fmt import SPECIAL_USE_TO_ROLE, flag_of, flags_list, keyword_of
 from . import imap_context   # RFC 5267 contexts (UPDATE, PARTIAL)
 
 log = logging.getLogger("mailaccess.imap")
@@ -778,80 +777,19 @@ class ImapSession:
             # RFC 9051 6.3.9: the hierarchy delimiter and root
             self.out.append(S.list_(["\\Noselect"], SEP, ""))
             return Done("LIST completed")
+        args = (self.acc, reference, patterns, selection, returns, extended, verb, self.utf8,
+                return_status is not None)
         with self.store.view() as v:
-            boxes = v.mailboxes(self.acc)
-            orphans = v.orphan_subscriptions(self.acc)
-            by_id = {m.id: m for m in boxes}
-            names = {}
-            for m in boxes:
-                parts, p, seen = [], m, set()
-                while p is not None and p.id not in seen:
-                    seen.add(p.id)
-                    parts.append(p.name)
-                    p = by_id.get(p.parent)
-                names[m.id] = SEP.join(reversed(parts))
-        children = {}
-        for m in boxes:
-            children.setdefault(m.parent, []).append(m.id)
-        regexes = [compile_pattern(reference, p, SEP) for p in patterns]
-        subscribed_only = "SUBSCRIBED" in selection
-        special_only = "SPECIAL-USE" in selection
-        recursive = "RECURSIVEMATCH" in selection
-        lines = []
-        matched = set()
-        for m in sorted(boxes, key=lambda b: (names[b.id] != "INBOX", names[b.id])):
-            name = names[m.id]
-            if not any(r.matches(name) for r in regexes):
-                # RECURSIVEMATCH / LSUB: a parent whose subscribed child matches
-                if (recursive or verb == "LSUB") and subscribed_only:
-                    pass
-                continue
-            if subscribed_only and not m.subscribed:
-                if recursive and _has_subscribed_descendant(m.id, children, by_id):
-                    lines.append((m, name, ["CHILDINFO"]))
-                elif verb == "LSUB" and any("%" in p for p in patterns) and \
-                        _has_subscribed_descendant(
-                        m.id, children, by_id,
-                        lambda d: not any(r.matches(names[d]) for r in regexes)):
-                    # RFC 3501 6.3.9: LSUB "%" shows the unsubscribed parent
-                    # of a subscribed mailbox the pattern does not reach
-                    lines.append((m, name, ["NOSELECT"]))
-                continue
-            if special_only and not m.role or (special_only and m.role == vocab.ROLE_INBOX):
-                continue
-            lines.append((m, name, []))
-            matched.add(m.id)
-        for m, name, extra in lines:
-            attrs = []
-            if children.get(m.id):
-                attrs.append("\\HasChildren")
-            else:
-                attrs.append("\\HasNoChildren")
-            if verb == "LIST":
-                want_su = "SPECIAL-USE" in returns or not extended or special_only
-                if want_su and m.role in ROLE_TO_SPECIAL_USE:
-                    attrs.append(ROLE_TO_SPECIAL_USE[m.role])
-                if (subscribed_only or "SUBSCRIBED" in returns) and m.subscribed:
-                    attrs.append("\\Subscribed")
-            elif extra == ["NOSELECT"]:
-                attrs = ["\\Noselect"]
-            self.out.append(S.list_(attrs, SEP, name, utf8=self.utf8, command=verb.encode(),
-                                    childinfo=["SUBSCRIBED"] if extra == ["CHILDINFO"] else ()))
-            if return_status is not None and not extra:
+            many = v.mailbox_count(self.acc)
+            if many is not None and many <= imap_list.LIST_INLINE:
+                lines = imap_list.listing(v, *args)
+        if many is None or many > imap_list.LIST_INLINE:
+            lines = await storeio.read(self.store, imap_list.listing, *args)
+        for line, m, name in lines:
+            self.out.append(line)
+            if m is not None:
                 with self.store.view() as v:
                     await self.status_line(v, m, name, return_status)
-        if subscribed_only:
-            # subscriptions whose mailbox is gone (RFC 9051 6.3.9)
-            for name in sorted(orphans):
-                if any(r.matches(name) for r in regexes):
-                    if verb != "LIST":
-                        attrs = []
-                    elif "CHILDREN" in returns:
-                        attrs = ["\\HasNoChildren", "\\NonExistent", "\\Subscribed"]
-                    else:
-                        attrs = ["\\NonExistent", "\\Subscribed"]
-                    self.out.append(S.list_(attrs, SEP, name, utf8=self.utf8,
-                                            command=verb.encode()))
         return Done(f"{verb} completed")
 
     async def do_status(self, cmd):
@@ -2994,16 +2932,6 @@ def _top_section(raw: bytes, header_end: int, s) -> bytes | None:
     if text == "TEXT":
         return raw[header_end:]
     return None         # MIME needs a part number
-
-
-def _has_subscribed_descendant(mbx, children, by_id, also=lambda d: True) -> bool:
-    stack = list(children.get(mbx, ()))
-    while stack:
-        c = stack.pop()
-        if by_id[c].subscribed and also(c):
-            return True
-        stack.extend(children.get(c, ()))
-    return False
 
 
 # An RFC 5092 IMAP URL naming one message (or a section or part of it), as

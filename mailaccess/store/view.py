@@ -116,6 +116,13 @@ class View:
             raise NotFound(f"mailbox {mbx} does not exist")
         return m
 
+    def mailbox_count(self, acc: int) -> int | None:
+        """How many mailboxes ACC has (the cap's counter, ops.create_mailbox);
+        None in a store made before the counter, until its first create or
+        delete."""
+        v = self._get("ctr", keys.ctr(acc, keys.CTR_MAILBOXES))
+        return keys.read_u64(v) if v is not None else None
+
     def mailboxes(self, acc: int) -> list[Mailbox]:
         return [records.decode_mailbox(keys.split_mbox(k)[1], v)
                 for k, v in self._scan("mbox", keys.account_prefix(acc))]
