@@ -5,9 +5,18 @@ sizes log-uniform 2-50 KB, fixed seed, a word planted in 1% of them) by
 concurrent APPEND, then run the same workloads; every workload checks its
 answers (counts, UIDs, bytes, hits) so speed cannot come from being wrong.
 
-Workloads (names for --only): append, select, fetch, body, search, store, idle.
+Workloads (names for --only): append, select, fetch, body, search, store, idle,
+and on a second mailbox loaded in a fixed order (bench/bench_imap_more.py):
+sort (UID SORT by ARRIVAL, DATE, SUBJECT, FROM, REVERSE DATE, DATE of UNSEEN,
+and DATE again after another connection's APPEND), thread (REFERENCES,
+ORDEREDSUBJECT, and again after an APPEND), search2 (UID SEARCH UNSEEN,
+LARGER, SINCE, SENTSINCE, FROM, SUBJECT, HEADER Message-ID), fetch2 (UID
+FETCH 1:* BODY.PEEK[HEADER], ENVELOPE, BODYSTRUCTURE), expunge (COPY all,
+STORE \Deleted, EXPUNGE; MOVE of half).  Their answers are also compared
+between the servers (the table's "met" column: same answer).
 APPEND always runs (it loads the data).  Short workloads run several times:
-"cold" is the first run, "warm" the median of the others.
+"cold" is the first run, "warm" the median of the others (the second
+mailbox's: "first" and the best of the others).
 
 Run:  .venv/bin/python bench/bench_imap.py [--messages 10000] [--only NAME] [--keep]
 """
@@ -36,8 +45,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import message  # noqa: E402
 import dovecot as dv  # noqa: E402
+import bench_imap_more as more  # noqa: E402
 
-WORKLOADS = ("append", "select", "fetch", "body", "search", "store", "idle")
+WORKLOADS = ("append", "select", "fetch", "body", "search", "store", "idle") + more.NAMES
 USER, PASSWORD = "alice", "pw"
 PLANTED = "kumquat"          # planted in 1% of the messages
 ABSENT = "zeppelin"          # in none
@@ -563,6 +573,8 @@ def run_server(server, msgs, planted, args, only) -> dict:
     if want("search"):
         res["search"] = w_search(conn, planted, args.repeat)
         print(f"[{server.name}] SEARCH TEXT {fmt_s(res['search'][PLANTED]['warm'])}", flush=True)
+    res.update(more.run(want, server.name, server.ports["imap"], connect, (USER, PASSWORD),
+                        msgs, args.repeat))
     if want("store"):
         res["store"] = w_store(conn, uids, min(args.store, n))
         print(f"[{server.name}] STORE {res['store']['single_s']:.0f}/s, bulk "
@@ -625,6 +637,8 @@ def table(a: dict, d: dict, args, planted: int, notes: list[str]) -> None:
         per_s, True, ">= 1x", 1.0)
     add("STORE 1:* +/-FLAGS (\\Seen) med3", g(a, "store", "bulk"), g(d, "store", "bulk"), fmt_s,
         False, ">= 1x", 1.0)
+    more.rows(a, d, lambda name, va, vd, same: add(
+        name, va, vd, fmt_s, False, "same answer", check=lambda v, r, same=same: same))
     kb = lambda x: f"{x:,.0f} KB"  # noqa: E731
     add(f"RSS per IDLE conn", g(a, "idle", "rss_per_conn"), g(d, "idle", "rss_per_conn"), kb,
         False, "<= 100 KB", check=lambda v, r: v <= 100)
