@@ -56,6 +56,7 @@ from ..proto.imap.serialize import astring, literal, nstring
 from . import imap_marked, imap_recent
 from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flag_of, flags_list, keyword_of
 from . import imap_context   # RFC 5267 contexts (UPDATE, PARTIAL)
+from . import imap_sortcache   # SORT orders and THREAD answers kept per worker
 
 log = logging.getLogger("mailaccess.imap")
 
@@ -1771,8 +1772,18 @@ class ImapSession:
         base = sel.known_ms
         uids = await self.run_search(cmd.key)
         keys = [qsort.SortKey(k.key.lower(), k.reverse) for k in cmd.criteria]
-        ordered = await storeio.read(self.store, qsort.sort, self.acc,
-                                     sel.pairs(uids), keys)
+        cache = self._sort_cache()
+        if cache is not None and imap_sortcache.cacheable(keys):
+            # the mailbox's whole order, kept per worker, filtered to the result
+            ck = cache.sort_key(self.acc, sel.mbx, sel.uidvalidity, keys)
+            known = cache.get(ck)
+            donor = cache.donor(ck) if known is None else None
+            ordered, new = await storeio.read(self.store, imap_sortcache.sorted_uids, self.acc,
+                                              keys, sel.pairs(), uids, known, donor)
+            cache.note_sort(ck, known, new)
+        else:
+            ordered = await storeio.read(self.store, qsort.sort, self.acc,
+                                         sel.pairs(uids), keys)
         nums = ordered if cmd.uid else [sel.seq_of(u) for u in ordered]
         if cmd.returns is None:
             self.out.append(S.sort(nums))
@@ -1794,9 +1805,25 @@ class ImapSession:
         fn = qthread.thread_references if cmd.algorithm == "REFERENCES" \
             else qthread.thread_orderedsubject
         cands = [(u if cmd.uid else sel.seq_of(u), e) for u, e in sel.pairs(uids)]
-        threads = await storeio.read(self.store, fn, self.acc, cands)
-        self.out.append(S.thread(threads))
+        cache = self._sort_cache()
+        if cache is None:
+            threads = await storeio.read(self.store, fn, self.acc, cands)
+            self.out.append(S.thread(threads))
+            return Done("THREAD completed")
+        # the answer for exactly these candidates, kept per worker
+        ck = cache.thread_key(self.acc, sel.mbx, sel.uidvalidity, cmd.algorithm, cmd.uid)
+        known = cache.get(ck)
+        data, new = await storeio.read(self.store, imap_sortcache.thread_answer, self.acc, fn,
+                                       cands, known)
+        if new is not None:
+            cache.put(ck, new, new.nbytes)
+        self.out.append(data)
         return Done("THREAD completed")
+
+    def _sort_cache(self) -> "imap_sortcache.SortCache | None":
+        """The worker's SORT/THREAD cache (None: [imap] sort_cache_bytes = 0)."""
+        limit = self.cfg.sort_cache_bytes
+        return imap_sortcache.for_views(self.shared, limit) if limit > 0 else None
 
     # --- updates ---------------------------------------------------------------------------------
 

@@ -1,0 +1,305 @@
+"""Per-worker cache of IMAP SORT orders and THREAD answers (RFC 5256).
+
+What this module owns
+- ``SortCache``: shared by the sessions of one server (``SharedViews``), so
+  by one worker process; bounded in bytes (``[imap] sort_cache_bytes``),
+  least recently used first out.  Two kinds of entries:
+
+  * SORT: per (account, mailbox, UIDVALIDITY, sort keys) an ``Order``: the
+    (UID, email id) pairs it knows, those UIDs in sort order, and each one's
+    sort values.  Every fact in it stays true for as long as the UIDVALIDITY
+    does: a UID names one email for good (RFC 9051 2.3.1.1), an email's
+    content never changes, and the values IMAP SORT compares (dates, size,
+    header fields) come from the content alone, not from flags or
+    membership.  So an order is never invalidated by a change; it is only
+    brought up to date.  A SORT answers with the order filtered to the
+    session's search result: the order is by the keys, then by UID (the
+    sequence order, RFC 5256 section 3: ties in sequence order, REVERSE
+    included), and the relative order of two messages under that total
+    order does not depend on the other messages, so the filtered full order
+    is exactly the sort of the subset.  Messages of the session's view the
+    order does not know (new mail, a MOVE in, an expunge another session has
+    not seen yet) are read and inserted by binary search on their values;
+    UIDs the view no longer holds (expunged, moved out) are skipped by the
+    filter and dropped from the order once they are more than a quarter of
+    it.  A UID found with another email id than the order says (a reused
+    account or mailbox id) discards the order.
+  * THREAD: the answer (serialized ``* THREAD`` bytes) for the exact
+    candidate list it was computed from ((number, email id) pairs: UIDs, or
+    sequence numbers for THREAD without UID), per (account, mailbox,
+    UIDVALIDITY, algorithm, UID or not).  THREAD's trees depend on the whole
+    searched set, so only an identical candidate list hits; anything else
+    recomputes and replaces it.
+
+- The work (reading sort values, filtering, comparing candidate lists) runs
+  in the caller's worker thread (``storeio.read``): entries are immutable, a
+  worker returns a new one and the loop installs it (``put``), so threads
+  never share a mutable entry.
+
+Not cached: JMAP's keyword sort keys (``hasKeyword:`` ...; flags, not
+content) never reach here (``cacheable``).  A ``mailaccess reindex`` that
+changes a message's sort value (a parser fix) shows in cached orders only
+once they are evicted or the worker restarts, as clients' own caches of
+ENVELOPE do (docs/operations.md).
+"""
+from __future__ import annotations
+
+import bisect
+import sys
+from array import array
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..proto.imap import serialize as S
+from ..query import sort as qsort
+
+__all__ = ["SortCache", "Order", "ThreadAnswer", "cacheable", "sorted_uids", "thread_answer",
+           "for_views", "DEFAULT_BYTES"]
+
+DEFAULT_BYTES = 32 * 1024 * 1024
+# past this share of the view unknown to an order, sorting everything again
+# reads no more records than inserting them one by one would
+_REBUILD_SHARE = 8
+
+
+def cacheable(keys: Sequence[qsort.SortKey]) -> bool:
+    """Keys whose values come from the message's content alone."""
+    return all(k.field in qsort.FIELDS for k in keys)
+
+
+@dataclass(frozen=True, eq=False)
+class Order:
+    """One mailbox's messages in the order of some sort keys (immutable)."""
+
+    uids: array          # the UIDs it knows, ascending
+    eids: array          # their email ids, parallel to uids
+    order: array         # the same UIDs in sort order
+    vals: list           # each one's sort values (a tuple), parallel to order
+    nbytes: int
+
+
+def _value_bytes(row: tuple) -> int:
+    return sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row)
+
+
+def _make(pairs_sorted: list[tuple[int, tuple]], eid_of: dict[int, int]) -> Order:
+    order = array("I", (u for u, _ in pairs_sorted))
+    vals = [v for _, v in pairs_sorted]
+    uids = array("I", sorted(order))
+    eids = array("I", (eid_of[u] for u in uids))
+    nbytes = 200 + 16 * len(uids) + 8 * len(vals) + sum(map(_value_bytes, vals))
+    return Order(uids, eids, order, vals, nbytes)
+
+
+def _before(keys, va: tuple, ua: int, vb: tuple, ub: int) -> bool:
+    """Does (values VA, UID UA) sort before (VB, UB)?  Key by key, each
+    reversed on its own; equal on every key: the lower UID first (sequence
+    order, RFC 5256 section 3)."""
+    for i, k in enumerate(keys):
+        a, b = va[i], vb[i]
+        if a == b:
+            continue
+        return (a > b) if k.reverse else (a < b)
+    return ua < ub
+
+
+def sorted_uids(view, acc: int, keys, pairs: Sequence[tuple[int, int]], wanted,
+                old: Order | None, donor: Order | None = None
+                ) -> tuple[list[int], Order | None]:
+    """(The UIDs of WANTED in sort order, a new Order to keep or None).
+
+    PAIRS: the session's view, (UID, email id) ascending; WANTED: the UIDs
+    to answer with (the search result, a subset of PAIRS' UIDs, ascending);
+    OLD: the cached order or None; DONOR (when OLD is None): a cached order
+    by the same fields with other REVERSE flags, whose values are sorted
+    again instead of read.  Runs in a worker thread."""
+    uids = array("I", (u for u, _ in pairs))
+    eids = array("I", (e for _, e in pairs))
+    new = None
+    if old is None and donor is not None:
+        old = new = _resorted(donor, keys)
+    if old is not None and not (old.uids == uids and old.eids == eids):
+        new = _catch_up(view, acc, keys, old, uids, eids)
+        old = new
+    if old is None:
+        rows = qsort.sort_rows(view, acc, pairs, list(keys))
+        new = old = _make(rows, dict(pairs))
+    order = old.order
+    if len(wanted) == len(order) == len(uids):
+        # the whole view: the order knows every UID of it (caught up) and no other
+        return order.tolist(), new
+    keep = set(wanted)
+    return [u for u in order if u in keep], new
+
+
+def _resorted(donor: Order, keys) -> Order:
+    """DONOR's messages ordered by KEYS (the same fields, other REVERSE
+    flags), from its values: in UID order, then stable sorts from the least
+    significant key up, as ``query.sort.sort_rows`` does."""
+    rows = sorted(zip(donor.order, donor.vals), key=lambda r: r[0])
+    for i in range(len(keys) - 1, -1, -1):
+        rows.sort(key=lambda r: r[1][i], reverse=keys[i].reverse)
+    order = array("I", (u for u, _ in rows))
+    return Order(donor.uids, donor.eids, order, [v for _, v in rows], donor.nbytes)
+
+
+def _catch_up(view, acc: int, keys, old: Order, uids: array, eids: array) -> Order | None:
+    """OLD brought up to the view UIDS/EIDS: unknown UIDs inserted, and UIDs
+    the view lacks dropped when they are many.  None: sort afresh (an email
+    id changed under a UID, or too much is unknown)."""
+    known_u, known_e = old.uids, old.eids
+    top = known_u[-1] if known_u else 0
+    k = bisect.bisect_right(uids, top)
+    missing_u: list[int] = []
+    missing_e: list[int] = []
+    if k == len(known_u) and known_u == uids[:k] and known_e == eids[:k]:
+        pass                            # the common case: only new mail above the top
+    else:
+        where = dict(zip(known_u, known_e))
+        for u, e in zip(uids[:k], eids[:k]):
+            have = where.get(u)
+            if have is None:
+                missing_u.append(u)
+                missing_e.append(e)
+            elif have != e:
+                return None
+    missing_u.extend(uids[k:])
+    missing_e.extend(eids[k:])
+    extra = len(known_u) + len(missing_u) - len(uids)   # known, not in the view
+    if len(missing_u) * _REBUILD_SHARE > len(uids):
+        return None
+    order = old.order
+    vals = old.vals
+    if missing_u:
+        rows = qsort.values(view, acc, list(zip(missing_u, missing_e)), list(keys))
+        order = order.tolist()
+        vals = list(vals)
+        for u, v in rows:
+            lo, hi = 0, len(order)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _before(keys, v, u, vals[mid], order[mid]):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            order.insert(lo, u)
+            vals.insert(lo, v)
+    if extra * 4 > len(uids):
+        keep = set(uids)
+        pos = [i for i, u in enumerate(order) if u in keep]
+        order = [order[i] for i in pos]
+        vals = [vals[i] for i in pos]
+        return _make(list(zip(order, vals)), dict(zip(uids, eids)))
+    if not missing_u:
+        return old
+    where = dict(zip(known_u, known_e))
+    where.update(zip(missing_u, missing_e))
+    return _make(list(zip(order, vals)), where)
+
+
+class SortCache:
+    """The cached orders and THREAD answers of one worker, at most LIMIT bytes."""
+
+    def __init__(self, limit: int = DEFAULT_BYTES):
+        self.limit = limit
+        self.entries: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+        self.nbytes = 0
+        self.hits = self.misses = 0      # (for tests and benchmarks)
+
+    def get(self, key: tuple):
+        hit = self.entries.get(key)
+        if hit is None:
+            return None
+        self.entries.move_to_end(key)
+        return hit[0]
+
+    def put(self, key: tuple, value, nbytes: int) -> None:
+        """Keep VALUE (NBYTES) under KEY, the least recently used going
+        first; a value bigger than the whole limit is not kept."""
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.nbytes -= old[1]
+        if nbytes > self.limit:
+            return
+        while self.entries and self.nbytes + nbytes > self.limit:
+            _k, (_v, n) = self.entries.popitem(last=False)
+            self.nbytes -= n
+        self.entries[key] = (value, nbytes)
+        self.nbytes += nbytes
+
+    # --- SORT ----------------------------------------------------------------------------
+
+    @staticmethod
+    def sort_key(acc: int, mbx: int, uidvalidity: int, keys) -> tuple:
+        return ("sort", acc, mbx, uidvalidity,
+                tuple((k.field, k.reverse, k.collation) for k in keys))
+
+    def donor(self, key: tuple) -> Order | None:
+        """A cached order of KEY's mailbox by KEY's fields and collations
+        with other REVERSE flags (``sorted_uids`` sorts its values again)."""
+        *head, ks = key
+        if len(ks) > 3:                 # (2 ** keys lookups: a few keys only)
+            return None
+        for flips in range(1, 1 << len(ks)):
+            other = (*head, tuple((f, r ^ bool(flips >> i & 1), c)
+                                  for i, (f, r, c) in enumerate(ks)))
+            hit = self.get(other)
+            if hit is not None:
+                return hit
+        return None
+
+    def note_sort(self, key: tuple, old: Order | None, new: Order | None) -> None:
+        if new is None:
+            self.hits += 1
+            return
+        self.misses += old is None
+        self.put(key, new, new.nbytes)
+
+    # --- THREAD --------------------------------------------------------------------------
+
+    @staticmethod
+    def thread_key(acc: int, mbx: int, uidvalidity: int, algorithm: str, uid: bool) -> tuple:
+        return ("thread", acc, mbx, uidvalidity, algorithm, uid)
+
+
+@dataclass(frozen=True, eq=False)
+class ThreadAnswer:
+    """A THREAD answer and the exact candidates it is the answer for."""
+
+    nums: array
+    eids: array
+    data: bytes
+
+    @property
+    def nbytes(self) -> int:
+        return 200 + 8 * len(self.nums) + len(self.data)
+
+    def matches(self, nums: array, eids: array) -> bool:
+        return self.nums == nums and self.eids == eids
+
+
+def thread_answer(view, acc: int, fn: Callable, cands: Sequence[tuple[int, int]],
+                  old: ThreadAnswer | None) -> tuple[bytes, ThreadAnswer | None]:
+    """(The ``* THREAD`` response of FN over CANDS, a new ThreadAnswer to
+    keep or None when OLD was it).  Runs in a worker thread."""
+    nums = array("I", (n for n, _ in cands))
+    eids = array("I", (e for _, e in cands))
+    if old is not None and old.matches(nums, eids):
+        return old.data, None
+    data = S.thread(fn(view, acc, cands))
+    return data, ThreadAnswer(nums, eids, data)
+
+
+# one SortCache per SharedViews (per IMAP service, so per worker process),
+# kept beside it rather than in it: it lives as long as the service does
+_CACHES: "weakref.WeakKeyDictionary[object, SortCache]" = weakref.WeakKeyDictionary()
+
+
+def for_views(shared, limit: int) -> SortCache:
+    """The SortCache of the sessions sharing SHARED (a SharedViews)."""
+    c = _CACHES.get(shared)
+    if c is None:
+        c = _CACHES[shared] = SortCache(limit)
+    return c
