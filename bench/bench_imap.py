@@ -18,7 +18,7 @@ APPEND always runs (it loads the data).  Short workloads run several times:
 "cold" is the first run, "warm" the median of the others (the second
 mailbox's: "first" and the best of the others).
 
-Run:  .venv/bin/python bench/bench_imap.py [--messages 10000] [--only NAME] [--keep]
+Run:  .venv/bin/python bench/bench_imap.py [--messages 10000] [--only NAME[,NAME]] [--keep]
 """
 from __future__ import annotations
 
@@ -541,13 +541,23 @@ def w_idle(server, n_exists: int, conns: int, rounds: int) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 
+def _names(text: str) -> frozenset:
+    """--only's value: workload names, comma-separated."""
+    names = frozenset(filter(None, text.split(",")))
+    bad = names - set(WORKLOADS)
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown workload(s) {sorted(bad)}; "
+                                         f"names: {', '.join(WORKLOADS)}")
+    return names
+
+
 def run_server(server, msgs, planted, args, only) -> dict:
     res: dict = {}
     n = len(msgs)
     print(f"[{server.name}] APPEND {n} messages, {args.clients} clients ...", flush=True)
     res["append"] = w_append(server.ports["imap"], msgs, args.clients)
     print(f"[{server.name}]   {res['append']['msgs_s']:.0f} msg/s", flush=True)
-    want = lambda w: only is None or only == w  # noqa: E731
+    want = lambda w: only is None or w in only  # noqa: E731
     ids = set(range(n))
     if want("select"):
         res["select"] = w_select(server.ports["imap"], n, args.repeat)
@@ -713,7 +723,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=10_000)
-    ap.add_argument("--only", choices=WORKLOADS, help="run APPEND plus this workload")
+    ap.add_argument("--only", type=_names,
+                    help="run APPEND plus these workloads (comma-separated names)")
     ap.add_argument("--keep", action="store_true", help="keep the temp directories")
     ap.add_argument("--clients", type=int, default=4, help="concurrent APPEND clients")
     ap.add_argument("--repeat", type=int, default=5, help="runs of the short workloads")
@@ -730,13 +741,11 @@ def main() -> None:
     args = ap.parse_args()
     global NODELAY
     NODELAY = args.nodelay
-    only = args.only if args.only != "append" else None
-    if args.only == "append":
-        only = "none"
+    only = args.only    # None: all; {"append"}: APPEND alone
 
     raise_limits(args.idle * 2 + 1024)
     notes = []
-    if only in (None, "idle"):
+    if only is None or "idle" in only:
         notes.append(raise_inotify(args.idle))
     binary = dv.ensure_installed()
     print(f"generating {args.messages} messages (seed {SEED}) ...", flush=True)
