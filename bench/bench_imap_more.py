@@ -197,16 +197,18 @@ def numbers(data: list, word: bytes) -> list[int]:
     return [int(x) for x in line.split()]
 
 
-def timed(conn: imaplib.IMAP4, runs: int, fn) -> tuple[float, float, object]:
-    """FN(conn) run RUNS times -> (first s, best s, its checked answer); every
-    run must give the same answer."""
+def timed(conn: imaplib.IMAP4, runs: int, args: tuple, check) -> tuple[float, float, object]:
+    """``conn.uid(*ARGS)`` run RUNS times -> (first s, best s, CHECK(its data));
+    only the command is timed (CHECK parses and checks the answer after),
+    and every run must give the same answer."""
     times, answer = [], None
     for r in range(runs):
         t0 = time.perf_counter()
-        got = fn(conn)
+        typ, data = conn.uid(*args)
         times.append(time.perf_counter() - t0)
+        got = check(ok(typ, data, " ".join(args)))
         if r and got != answer:
-            raise SystemExit("a repeat gave another answer")
+            raise SystemExit(f"{' '.join(args)}: a repeat gave another answer")
         answer = got
     return times[0], min(times[1:] or times), answer
 
@@ -215,10 +217,6 @@ def ok(typ, data, what):
     if typ != "OK":
         raise SystemExit(f"{what}: {typ} {data!r}")
     return data
-
-
-def uid_cmd(*args):
-    return lambda c: ok(*c.uid(*args), " ".join(args))
 
 
 def append_other(port, login, box: Box, conn: imaplib.IMAP4) -> None:
@@ -240,9 +238,8 @@ def append_other(port, login, box: Box, conn: imaplib.IMAP4) -> None:
 def w_sort(conn, port, login, box: Box, runs: int) -> dict:
     res = {}
     for label, keys, crit in SORTS:
-        def run(c, keys=keys, crit=crit):
-            return numbers(ok(*c.uid("SORT", keys, "UTF-8", crit), f"SORT {keys}"), b"SORT")
-        first, warm, ans = timed(conn, runs, run)
+        first, warm, ans = timed(conn, runs, ("SORT", keys, "UTF-8", crit),
+                                 lambda d: numbers(d, b"SORT"))
         want = sorted(i + 1 for i in range(len(box.msgs))
                       if crit == "ALL" or not box.seen[i])
         if sorted(ans) != want:
@@ -252,8 +249,9 @@ def w_sort(conn, port, login, box: Box, runs: int) -> dict:
         res[label] = {"first": first, "warm": warm, "answer": digest(ans)}
     append_other(port, login, box, conn)
     t0 = time.perf_counter()
-    ans = numbers(ok(*conn.uid("SORT", "(DATE)", "UTF-8", "ALL"), "SORT after"), b"SORT")
+    data = ok(*conn.uid("SORT", "(DATE)", "UTF-8", "ALL"), "SORT after")
     dt = time.perf_counter() - t0
+    ans = numbers(data, b"SORT")
     if sorted(ans) != list(range(1, len(box.msgs) + 1)):
         raise SystemExit("SORT (DATE) after APPEND: wrong UIDs")
     res["DATE"]["after"] = dt
@@ -264,8 +262,7 @@ def w_sort(conn, port, login, box: Box, runs: int) -> dict:
 def w_thread(conn, port, login, box: Box, runs: int) -> dict:
     res = {}
 
-    def run(c, alg):
-        data = ok(*c.uid("THREAD", alg, "UTF-8", "ALL"), f"THREAD {alg}")
+    def check(data, alg):
         tree, _ = parse(b" ".join(d for d in data if d))
         flat = re.findall(rb"\d+", b" ".join(d for d in data if d))
         if sorted(map(int, flat)) != list(range(1, len(box.msgs) + 1)):
@@ -273,13 +270,15 @@ def w_thread(conn, port, login, box: Box, runs: int) -> dict:
         return tree
 
     for alg in THREADS:
-        first, warm, ans = timed(conn, runs, lambda c, a=alg: run(c, a))
+        first, warm, ans = timed(conn, runs, ("THREAD", alg, "UTF-8", "ALL"),
+                                 lambda d, a=alg: check(d, a))
         res[alg] = {"first": first, "warm": warm, "answer": digest(ans)}
     append_other(port, login, box, conn)
     for alg in THREADS:
         t0 = time.perf_counter()
-        ans = run(conn, alg)
+        data = ok(*conn.uid("THREAD", alg, "UTF-8", "ALL"), f"THREAD {alg}")
         res[alg]["after"] = time.perf_counter() - t0
+        ans = check(data, alg)
         res[alg]["answer_after"] = digest(ans)
     return res
 
@@ -307,9 +306,7 @@ def searches(box: Box) -> list[tuple[str, tuple, object]]:
 def w_search2(conn, box: Box, runs: int) -> dict:
     res = {}
     for label, args, want in searches(box):
-        def run(c, args=args):
-            return numbers(ok(*c.uid("SEARCH", *args), f"SEARCH {label}"), b"SEARCH")
-        first, warm, ans = timed(conn, runs, run)
+        first, warm, ans = timed(conn, runs, ("SEARCH", *args), lambda d: numbers(d, b"SEARCH"))
         if want is not None and ans != want:
             raise SystemExit(f"SEARCH {label}: {len(ans)} hits, expected {len(want)}")
         if not ans or len(ans) == len(box.msgs):
@@ -358,10 +355,8 @@ def _lower(v):
 def w_fetch2(conn, box: Box, runs: int) -> dict:
     res = {}
     for item in FETCHES:
-        def run(c, item=item):
-            return fetch_answer(ok(*c.uid("FETCH", "1:*", f"({item})"), f"FETCH {item}"),
-                                item, box)
-        first, warm, ans = timed(conn, runs, run)
+        first, warm, ans = timed(conn, runs, ("FETCH", "1:*", f"({item})"),
+                                 lambda d, item=item: fetch_answer(d, item, box))
         # the first message whose value differs tells what differs between the servers
         res[item] = {"first": first, "warm": warm, "answer": digest(ans),
                      "values": [digest(v) for _u, v in ans], "sample": ans[:3]}

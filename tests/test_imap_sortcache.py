@@ -228,13 +228,17 @@ async def test_cached_answers_equal_the_uncached_through_every_change(env):
                expunge_some,
                move_in, move_out, move_within, lambda: append(env, 3, acc=env.other,
                                                                mbx=env.ib_other)]
+    held_back = 0
     for step in range(3):
         for change in changes:
             change()
-            # the stale session first: its view predates the change
+            # the stale session first: its view predates the change; after
+            # its first command it knows of expunges it may not announce
+            # (SORT, THREAD): its view leaves them out
             await check_all(stale, COMMANDS[step::3])
+            held_back += bool(stale.sel.gone)
             await check_all(a)
-    assert cache.hits > hits
+    assert cache.hits > hits and held_back
 
 
 async def test_a_stale_view_and_a_current_one_share_the_cache(env):

@@ -1770,18 +1770,15 @@ class ImapSession:
         sel = self.sel
         update = self._context_check(cmd)
         base = sel.known_ms
-        uids = await self.run_search(cmd.key)
         keys = [qsort.SortKey(k.key.lower(), k.reverse) for k in cmd.criteria]
         cache = self._sort_cache()
         if cache is not None and imap_sortcache.cacheable(keys):
-            # the mailbox's whole order, kept per worker, filtered to the result
-            ck = cache.sort_key(self.acc, sel.mbx, sel.uidvalidity, keys)
-            known = cache.get(ck)
-            donor = cache.donor(ck) if known is None else None
-            ordered, new = await storeio.read(self.store, imap_sortcache.sorted_uids, self.acc,
-                                              keys, sel.pairs(), uids, known, donor)
-            cache.note_sort(ck, known, new)
+            # the mailbox's whole order, kept per worker, filtered to the
+            # result (ALL: the whole view, no search)
+            uids = None if imap_sortcache.is_all(cmd.key) else await self.run_search(cmd.key)
+            ordered = await imap_sortcache.sort(cache, self.store, sel, keys, uids)
         else:
+            uids = await self.run_search(cmd.key)
             ordered = await storeio.read(self.store, qsort.sort, self.acc,
                                          sel.pairs(uids), keys)
         nums = ordered if cmd.uid else [sel.seq_of(u) for u in ordered]
@@ -1801,23 +1798,19 @@ class ImapSession:
         from ..query import thread as qthread
 
         sel = self.sel
-        uids = await self.run_search(cmd.key)
         fn = qthread.thread_references if cmd.algorithm == "REFERENCES" \
             else qthread.thread_orderedsubject
-        cands = [(u if cmd.uid else sel.seq_of(u), e) for u, e in sel.pairs(uids)]
         cache = self._sort_cache()
-        if cache is None:
-            threads = await storeio.read(self.store, fn, self.acc, cands)
-            self.out.append(S.thread(threads))
+        if cache is not None:
+            # the answer for exactly these candidates, kept per worker
+            uids = None if imap_sortcache.is_all(cmd.key) else await self.run_search(cmd.key)
+            self.out.append(await imap_sortcache.thread(cache, self.store, sel, cmd.algorithm,
+                                                        fn, cmd.uid, uids))
             return Done("THREAD completed")
-        # the answer for exactly these candidates, kept per worker
-        ck = cache.thread_key(self.acc, sel.mbx, sel.uidvalidity, cmd.algorithm, cmd.uid)
-        known = cache.get(ck)
-        data, new = await storeio.read(self.store, imap_sortcache.thread_answer, self.acc, fn,
-                                       cands, known)
-        if new is not None:
-            cache.put(ck, new, new.nbytes)
-        self.out.append(data)
+        uids = await self.run_search(cmd.key)
+        cands = [(u if cmd.uid else sel.seq_of(u), e) for u, e in sel.pairs(uids)]
+        threads = await storeio.read(self.store, fn, self.acc, cands)
+        self.out.append(S.thread(threads))
         return Done("THREAD completed")
 
     def _sort_cache(self) -> "imap_sortcache.SortCache | None":

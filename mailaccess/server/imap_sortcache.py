@@ -31,6 +31,8 @@ What this module owns
     searched set, so only an identical candidate list hits; anything else
     recomputes and replaces it.
 
+- SORT and THREAD with the search key ALL run no search: the candidates are
+  the session's view (its shared snapshot arrays, compared as they are).
 - The work (reading sort values, filtering, comparing candidate lists) runs
   in the caller's worker thread (``storeio.read``): entries are immutable, a
   worker returns a new one and the loop installs it (``put``), so threads
@@ -52,11 +54,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from .. import storeio
+from ..proto.imap import events as ev
 from ..proto.imap import serialize as S
 from ..query import sort as qsort
 
-__all__ = ["SortCache", "Order", "ThreadAnswer", "cacheable", "sorted_uids", "thread_answer",
-           "for_views", "DEFAULT_BYTES"]
+__all__ = ["SortCache", "Order", "ThreadAnswer", "cacheable", "is_all", "view_arrays", "sort",
+           "thread", "sorted_uids", "thread_answer", "for_views", "DEFAULT_BYTES"]
 
 DEFAULT_BYTES = 32 * 1024 * 1024
 # past this share of the view unknown to an order, sorting everything again
@@ -105,18 +109,69 @@ def _before(keys, va: tuple, ua: int, vb: tuple, ub: int) -> bool:
     return ua < ub
 
 
-def sorted_uids(view, acc: int, keys, pairs: Sequence[tuple[int, int]], wanted,
+def is_all(key) -> bool:
+    """Is the search key ALL (the whole view, no search to run)?"""
+    return type(key) is ev.All
+
+
+def view_arrays(sel) -> tuple[array, array]:
+    """The UIDs and email ids of SEL's view (expunges it knows of left out):
+    the shared snapshot's own arrays when there are none (they are never
+    changed in place, so a worker thread may read them)."""
+    if not sel.gone:
+        return sel.snap.uids, sel.snap.eids
+    pairs = sel.pairs()
+    return array("I", [u for u, _ in pairs]), array("I", [e for _, e in pairs])
+
+
+async def sort(cache: "SortCache", store, sel, keys, wanted) -> list[int]:
+    """The UIDs of WANTED (None: the whole view) in the order of KEYS,
+    from CACHE's order of the mailbox brought up to SEL's view."""
+    ck = cache.sort_key(sel.acc, sel.mbx, sel.uidvalidity, keys)
+    known = cache.get(ck)
+    donor = cache.donor(ck) if known is None else None
+    uids, eids = view_arrays(sel)
+    ordered, new = await storeio.read(store, sorted_uids, sel.acc, keys, uids, eids, wanted,
+                                      known, donor)
+    cache.note_sort(ck, known, new)
+    return ordered
+
+
+async def thread(cache: "SortCache", store, sel, algorithm: str, fn: Callable, uid: bool,
+                 wanted) -> bytes:
+    """The ``* THREAD`` response of FN over WANTED (None: the whole view),
+    numbered by UID or sequence number, from CACHE when it has the answer
+    for exactly these candidates."""
+    if wanted is None:
+        us, es = view_arrays(sel)
+        if uid:
+            nums = us
+        elif not sel.gone:
+            nums = array("I", range(1, len(us) + 1))
+        else:
+            nums = array("I", [sel.seq_of(u) for u in us])
+    else:
+        ul, el = sel.uids_eids(wanted)
+        nums = array("I", ul if uid else [sel.seq_of(u) for u in ul])
+        es = array("I", el)
+    ck = cache.thread_key(sel.acc, sel.mbx, sel.uidvalidity, algorithm, uid)
+    known = cache.get(ck)
+    data, new = await storeio.read(store, thread_answer, sel.acc, fn, nums, es, known)
+    if new is not None:
+        cache.put(ck, new, new.nbytes)
+    return data
+
+
+def sorted_uids(view, acc: int, keys, uids: array, eids: array, wanted,
                 old: Order | None, donor: Order | None = None
                 ) -> tuple[list[int], Order | None]:
     """(The UIDs of WANTED in sort order, a new Order to keep or None).
 
-    PAIRS: the session's view, (UID, email id) ascending; WANTED: the UIDs
-    to answer with (the search result, a subset of PAIRS' UIDs, ascending);
-    OLD: the cached order or None; DONOR (when OLD is None): a cached order
-    by the same fields with other REVERSE flags, whose values are sorted
-    again instead of read.  Runs in a worker thread."""
-    uids = array("I", (u for u, _ in pairs))
-    eids = array("I", (e for _, e in pairs))
+    UIDS/EIDS: the session's view, (UID, email id) ascending; WANTED: the
+    UIDs to answer with (the search result, a subset of UIDS, ascending;
+    None: all of them); OLD: the cached order or None; DONOR (when OLD is
+    None): a cached order by the same fields with other REVERSE flags, whose
+    values are sorted again instead of read.  Runs in a worker thread."""
     new = None
     if old is None and donor is not None:
         old = new = _resorted(donor, keys)
@@ -124,13 +179,14 @@ def sorted_uids(view, acc: int, keys, pairs: Sequence[tuple[int, int]], wanted,
         new = _catch_up(view, acc, keys, old, uids, eids)
         old = new
     if old is None:
+        pairs = list(zip(uids, eids))
         rows = qsort.sort_rows(view, acc, pairs, list(keys))
         new = old = _make(rows, dict(pairs))
     order = old.order
-    if len(wanted) == len(order) == len(uids):
+    if len(order) == len(uids) and (wanted is None or len(wanted) == len(uids)):
         # the whole view: the order knows every UID of it (caught up) and no other
         return order.tolist(), new
-    keep = set(wanted)
+    keep = set(uids if wanted is None else wanted)
     return [u for u in order if u in keep], new
 
 
@@ -280,15 +336,14 @@ class ThreadAnswer:
         return self.nums == nums and self.eids == eids
 
 
-def thread_answer(view, acc: int, fn: Callable, cands: Sequence[tuple[int, int]],
+def thread_answer(view, acc: int, fn: Callable, nums: array, eids: array,
                   old: ThreadAnswer | None) -> tuple[bytes, ThreadAnswer | None]:
-    """(The ``* THREAD`` response of FN over CANDS, a new ThreadAnswer to
-    keep or None when OLD was it).  Runs in a worker thread."""
-    nums = array("I", (n for n, _ in cands))
-    eids = array("I", (e for _, e in cands))
+    """(The ``* THREAD`` response of FN over the candidates NUMS/EIDS
+    (numbers and email ids, parallel), a new ThreadAnswer to keep or None
+    when OLD was it).  Runs in a worker thread."""
     if old is not None and old.matches(nums, eids):
         return old.data, None
-    data = S.thread(fn(view, acc, cands))
+    data = S.thread(fn(view, acc, list(zip(nums, eids))))
     return data, ThreadAnswer(nums, eids, data)
 
 
