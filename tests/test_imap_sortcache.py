@@ -179,6 +179,24 @@ def dead_numbers(sess, uid: bool) -> set[int]:
                 if v.email(sess.acc, e) is None}
 
 
+def assert_orders_hold(env):
+    """Every cached order: its UIDs ascending with their email ids as the
+    store has them (an expunged UID is no longer in the store), the order
+    a permutation of them, one value tuple each."""
+    with env.store.view() as v:
+        facts = {}
+        for acc in (env.acc, env.other):
+            for mbx in (env.ib, env.side, env.ib_other):
+                facts.update({(acc, mbx, u): e for u, e in v.uids(acc, mbx)})
+    for key, (entry, _n) in cache_of(env).entries.items():
+        if key[0] != "sort":
+            continue
+        assert list(entry.uids) == sorted(set(entry.uids))
+        assert sorted(entry.order) == list(entry.uids) and len(entry.vals) == len(entry.order)
+        for u, e in zip(entry.uids, entry.eids):
+            assert facts.get((key[1], key[2], u), e) == e
+
+
 def cache_of(env, shared=None) -> imap_sortcache.SortCache:
     return imap_sortcache.for_views(env.shared if shared is None else shared, 1 << 40)
 
@@ -238,6 +256,7 @@ async def test_cached_answers_equal_the_uncached_through_every_change(env):
             await check_all(stale, COMMANDS[step::3])
             held_back += bool(stale.sel.gone)
             await check_all(a)
+            assert_orders_hold(env)
     assert cache.hits > hits and held_back
 
 

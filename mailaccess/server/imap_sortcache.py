@@ -210,9 +210,8 @@ def _catch_up(view, acc: int, keys, old: Order, uids: array, eids: array) -> Ord
     k = bisect.bisect_right(uids, top)
     missing_u: list[int] = []
     missing_e: list[int] = []
-    if k == len(known_u) and known_u == uids[:k] and known_e == eids[:k]:
-        pass                            # the common case: only new mail above the top
-    else:
+    above = k == len(known_u) and known_u == uids[:k] and known_e == eids[:k]
+    if not above:                       # (the common case: only new mail above the top)
         where = dict(zip(known_u, known_e))
         for u, e in zip(uids[:k], eids[:k]):
             have = where.get(u)
@@ -250,9 +249,15 @@ def _catch_up(view, acc: int, keys, old: Order, uids: array, eids: array) -> Ord
         return _make(list(zip(order, vals)), dict(zip(uids, eids)))
     if not missing_u:
         return old
-    where = dict(zip(known_u, known_e))
-    where.update(zip(missing_u, missing_e))
-    return _make(list(zip(order, vals)), where)
+    if above:                           # the known UIDs, then the new ones above them
+        nu, ne = array("I", known_u), array("I", known_e)
+        nu.extend(missing_u)
+        ne.extend(missing_e)
+    else:
+        both = sorted([*zip(known_u, known_e), *zip(missing_u, missing_e)])
+        nu, ne = array("I", [u for u, _ in both]), array("I", [e for _, e in both])
+    nbytes = old.nbytes + sum(16 + 8 + _value_bytes(v) for _u, v in rows)
+    return Order(nu, ne, array("I", order), vals, nbytes)
 
 
 class SortCache:
