@@ -278,6 +278,17 @@ async def test_a_stale_view_and_a_current_one_share_the_cache(env):
     await check_all(a, [line])
 
 
+async def test_a_narrow_search_with_nothing_cached_sorts_its_result_alone(env):
+    append(env, 40)
+    a = session(env)
+    await command(a, b"SELECT INBOX")
+    await check_all(a, [b"UID SORT (DATE) UTF-8 SUBJECT zebra",
+                        b"SORT (REVERSE SUBJECT) UTF-8 UID 3:7"])
+    assert not cache_of(env).entries
+    await check_all(a, [b"UID SORT (DATE) UTF-8 ALL", b"UID SORT (DATE) UTF-8 SUBJECT zebra"])
+    assert len(cache_of(env).entries) == 1 and cache_of(env).hits == 1
+
+
 async def test_two_accounts_never_see_each_others_orders(env):
     append(env, 20)
     append(env, 20, acc=env.other, mbx=env.ib_other)

@@ -23,7 +23,10 @@ What this module owns
     UIDs the view no longer holds (expunged, moved out) are skipped by the
     filter and dropped from the order once they are more than a quarter of
     it.  A UID found with another email id than the order says (a reused
-    account or mailbox id) discards the order.
+    account or mailbox id) discards the order.  With no order to start from,
+    a search result under a quarter of the view is sorted alone (as without
+    the cache) and nothing is kept: a narrow search of a big mailbox does not
+    pay for sorting all of it.
   * THREAD: the answer (serialized ``* THREAD`` bytes) for the exact
     candidate list it was computed from ((number, email id) pairs: UIDs, or
     sequence numbers for THREAD without UID), per (account, mailbox,
@@ -66,6 +69,9 @@ DEFAULT_BYTES = 32 * 1024 * 1024
 # past this share of the view unknown to an order, sorting everything again
 # reads no more records than inserting them one by one would
 _REBUILD_SHARE = 8
+# a search result under this share of the view is sorted alone when there is
+# no order to filter (the whole mailbox's order is made for the next SORT)
+_NARROW = 4
 
 
 def cacheable(keys: Sequence[qsort.SortKey]) -> bool:
@@ -178,6 +184,12 @@ def sorted_uids(view, acc: int, keys, uids: array, eids: array, wanted,
     if old is not None and not (old.uids == uids and old.eids == eids):
         new = _catch_up(view, acc, keys, old, uids, eids)
         old = new
+    if old is None and wanted is not None and len(wanted) * _NARROW < len(uids):
+        # a narrow search and no order to start from: sorting the whole
+        # mailbox would read far more than the answer needs; sort the
+        # result alone and keep nothing
+        pairs = [(u, eids[bisect.bisect_left(uids, u)]) for u in wanted]
+        return qsort.sort(view, acc, pairs, list(keys)), None
     if old is None:
         pairs = list(zip(uids, eids))
         rows = qsort.sort_rows(view, acc, pairs, list(keys))
@@ -312,8 +324,8 @@ class SortCache:
         return None
 
     def note_sort(self, key: tuple, old: Order | None, new: Order | None) -> None:
-        if new is None:
-            self.hits += 1
+        if new is None:             # OLD as it was, or a narrow search sorted alone
+            self.hits += old is not None
             return
         self.misses += old is None
         self.put(key, new, new.nbytes)
