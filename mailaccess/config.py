@@ -54,10 +54,15 @@ class ImapConfig:
     # it gets NO [LIMIT] before "+" (a {n+} one is read and dropped: BAD
     # [LIMIT]); each session could hold two max_literal before
     max_literal_bytes_per_user: int = 0
+    # SORT orders and THREAD answers kept per worker process (bytes, least
+    # recently used out first); 0: none kept (server/imap_sortcache.py)
+    sort_cache_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self):
         if self.max_connections < 1 or self.max_preauth_per_ip < 1:
             raise ValueError("max_connections and max_preauth_per_ip are at least 1")
+        if self.sort_cache_bytes < 0:
+            raise ValueError("sort_cache_bytes is at least 0")
         if self.max_literal_bytes_per_user and self.max_literal_bytes_per_user < self.max_literal:
             raise ValueError("max_literal_bytes_per_user is at least max_literal")
 

@@ -55,6 +55,7 @@ from ..proto.imap.serialize import astring, literal, nstring
 from . import imap_list, imap_marked, imap_recent
 from .imap_fmt import SPECIAL_USE_TO_ROLE, flag_of, flags_list, keyword_of
 from . import imap_context   # RFC 5267 contexts (UPDATE, PARTIAL)
+from . import imap_sortcache   # SORT orders and THREAD answers kept per worker
 
 log = logging.getLogger("mailaccess.imap")
 
@@ -1709,10 +1710,17 @@ class ImapSession:
         sel = self.sel
         update = self._context_check(cmd)
         base = sel.known_ms
-        uids = await self.run_search(cmd.key)
         keys = [qsort.SortKey(k.key.lower(), k.reverse) for k in cmd.criteria]
-        ordered = await storeio.read(self.store, qsort.sort, self.acc,
-                                     sel.pairs(uids), keys)
+        cache = self._sort_cache()
+        if cache is not None and imap_sortcache.cacheable(keys):
+            # the mailbox's whole order, kept per worker, filtered to the
+            # result (ALL: the whole view, no search)
+            uids = None if imap_sortcache.is_all(cmd.key) else await self.run_search(cmd.key)
+            ordered = await imap_sortcache.sort(cache, self.store, sel, keys, uids)
+        else:
+            uids = await self.run_search(cmd.key)
+            ordered = await storeio.read(self.store, qsort.sort, self.acc,
+                                         sel.pairs(uids), keys)
         nums = ordered if cmd.uid else [sel.seq_of(u) for u in ordered]
         if cmd.returns is None:
             self.out.append(S.sort(nums))
@@ -1730,13 +1738,25 @@ class ImapSession:
         from ..query import thread as qthread
 
         sel = self.sel
-        uids = await self.run_search(cmd.key)
         fn = qthread.thread_references if cmd.algorithm == "REFERENCES" \
             else qthread.thread_orderedsubject
+        cache = self._sort_cache()
+        if cache is not None:
+            # the answer for exactly these candidates, kept per worker
+            uids = None if imap_sortcache.is_all(cmd.key) else await self.run_search(cmd.key)
+            self.out.append(await imap_sortcache.thread(cache, self.store, sel, cmd.algorithm,
+                                                        fn, cmd.uid, uids))
+            return Done("THREAD completed")
+        uids = await self.run_search(cmd.key)
         cands = [(u if cmd.uid else sel.seq_of(u), e) for u, e in sel.pairs(uids)]
         threads = await storeio.read(self.store, fn, self.acc, cands)
         self.out.append(S.thread(threads))
         return Done("THREAD completed")
+
+    def _sort_cache(self) -> "imap_sortcache.SortCache | None":
+        """The worker's SORT/THREAD cache (None: [imap] sort_cache_bytes = 0)."""
+        limit = self.cfg.sort_cache_bytes
+        return imap_sortcache.for_views(self.shared, limit) if limit > 0 else None
 
     # --- updates ---------------------------------------------------------------------------------
 
