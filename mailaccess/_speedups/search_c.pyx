@@ -475,3 +475,46 @@ def match_headers(read_email, read_index, list eids, list pos, bytes name, bytes
         rs.close()
         xs.close()
     return found, unusual
+
+
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+
+
+def number_list(nums):
+    """``b" ".join(b"%d" % n for n in NUMS)`` (search_py.number_list); ints
+    0 <= n < 2**63 written here, anything else by the twin's expression."""
+    if type(nums) is not list:
+        nums = list(nums)
+    cdef list ns = <list>nums
+    cdef Py_ssize_t n = PyList_GET_SIZE(ns), i, at = 0, k
+    cdef char *buf
+    cdef char tmp[24]
+    cdef long long v
+    cdef unsigned long long u
+    if n == 0:
+        return b""
+    buf = <char *>PyMem_Malloc(<size_t>n * 21)
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            o = <object>PyList_GET_ITEM(ns, i)
+            if type(o) is not int or o < 0 or o > 0x7FFFFFFFFFFFFFFF:
+                return b" ".join(b"%d" % x for x in ns)
+            v = o
+            u = <unsigned long long>v
+            k = 24
+            while True:
+                k -= 1
+                tmp[k] = <char>(48 + u % 10)
+                u //= 10
+                if u == 0:
+                    break
+            if i:
+                buf[at] = 32
+                at += 1
+            memcpy(buf + at, tmp + k, <size_t>(24 - k))
+            at += 24 - k
+        return PyBytes_FromStringAndSize(buf, at)
+    finally:
+        PyMem_Free(buf)

@@ -174,3 +174,9 @@ def match_headers(read_email, read_index, eids: list, pos: list, name: bytes, ne
         elif odd and _odd_line(t, prefix, odd):
             unusual.append(p)
     return found, unusual
+
+
+def number_list(nums) -> bytes:
+    """``b" ".join(b"%d" % n for n in NUMS)``: the numbers of a SEARCH or
+    SORT answer (10,000 of them for ``SEARCH UNSEEN`` in a big mailbox)."""
+    return b" ".join(b"%d" % n for n in nums)

@@ -27,7 +27,7 @@ from . import model as m
 
 _impl = _speedups.load("search")
 
-__all__ = ["search", "matches", "needle_bytes", "CHUNK"]
+__all__ = ["search", "search_columns", "matches", "needle_bytes", "CHUNK"]
 
 CHUNK = 512
 """Candidates evaluated together: bounds the text held in memory at once."""
@@ -406,22 +406,30 @@ def search(view, acc: int, candidates: Sequence[tuple[int, int]], query, *,
     """The keys of CANDIDATES ((key, email id) pairs) that match QUERY, in
     candidate order.  MAILBOX is the mailbox being searched (IMAP), used by
     :class:`~.model.Saved`; IMPL picks a ``search`` twin (default: the loaded one)."""
+    return search_columns(view, acc, [k for k, _ in candidates], [e for _, e in candidates],
+                          query, mailbox=mailbox, impl=impl)
+
+
+def search_columns(view, acc: int, keys: Sequence[int], eids: Sequence[int], query, *,
+                   mailbox: int | None = None,
+                   impl: types.ModuleType | None = None) -> list[int]:
+    """``search`` over candidates given as two parallel sequences, KEYS and
+    their email ids EIDS (lists or arrays: an IMAP mailbox's UID map as it
+    is, no pair built per message)."""
     plan = _compile(query)
     if type(plan) is m.All:
-        return [k for k, _ in candidates]
+        return list(keys)
     impl = impl or _impl
     members = _needs_members(plan)
     readers = (view.email_reader(acc), view.index_reader(acc))
     out: list[int] = []
-    n = len(candidates)
+    n = min(len(keys), len(eids))
     for start in range(0, n, CHUNK):
-        chunk = candidates[start:start + CHUNK]
-        keys = [k for k, _ in chunk]
-        eids = [e for _, e in chunk]
-        batch = _Batch(view, acc, keys, eids, mailbox, impl, readers)
+        ks = list(keys[start:start + CHUNK])
+        batch = _Batch(view, acc, ks, list(eids[start:start + CHUNK]), mailbox, impl, readers)
         batch.members = members
-        for p in batch.eval(plan, list(range(len(keys)))):
-            out.append(keys[p])
+        hits = batch.eval(plan, list(range(len(ks))))
+        out.extend(ks if len(hits) == len(ks) else [ks[p] for p in hits])
     return out
 
 
