@@ -156,6 +156,7 @@ for _v in range(256):
     X_READABLE[_v] = _v in INDEX_LAYOUT.readable
 
 cdef enum:
+    MDB_NEXT = 8
     MDB_SET_KEY = 16
 
 
@@ -177,16 +178,20 @@ cdef class _Source:
     cdef Py_ssize_t pn, sn
     cdef Py_buffer view
     cdef bint held
+    cdef bint seq           # keys mostly in table order: try the next entry first
+    cdef bint positioned    # the cursor is on the last key found
 
     def __cinit__(self):
         self.cur = NULL
         self.held = False
         self.fast = False
+        self.positioned = False
 
-    cdef int setup(self, reader, str suffix, Py_ssize_t sn) except -1:
+    cdef int setup(self, reader, str suffix, Py_ssize_t sn, bint seq=False) except -1:
         shape = getattr(reader, "shape", None)
         self.fn = reader
         self.sn = sn
+        self.seq = seq
         if shape is None or shape.suffix != suffix or type(shape.prefix) is not bytes \
                 or len(shape.prefix) + sn > 64:
             return 0
@@ -230,9 +235,20 @@ cdef class _Source:
         self.release()
         if self.cur != NULL:
             memcpy(self.kbuf + self.pn, suffix, self.sn)
+            if self.seq and self.positioned:
+                # the email ids of a mailbox mostly follow one another
+                rc = _c_get(self.cur.curs, &k, &d, MDB_NEXT)
+                if rc == 0 and <Py_ssize_t>k.mv_size == self.pn + self.sn \
+                        and memcmp(k.mv_data, self.kbuf, k.mv_size) == 0:
+                    p[0] = <const unsigned char *>d.mv_data
+                    n[0] = <Py_ssize_t>d.mv_size
+                    return 1
+                if rc and rc != MDB_NOTFOUND:
+                    _lmdb_raise("mdb_cursor_get", rc)
             k.mv_size = self.pn + self.sn
             k.mv_data = self.kbuf
             rc = _c_get(self.cur.curs, &k, &d, MDB_SET_KEY)
+            self.positioned = rc == 0
             if rc == MDB_NOTFOUND:
                 return 0
             if rc:
@@ -356,7 +372,7 @@ def match_records(read_email, list eids, list pos, tuple cond, bint want=True):
     else:
         raise ValueError(f"unknown record condition {op!r}")
     cdef _Source src = _Source()
-    src.setup(read_email, "u32", 4)
+    src.setup(read_email, "u32", 4, True)
     try:
         for i in range(np):
             if _email(src, _at(pos, eids, i), &p, &n):
@@ -442,7 +458,7 @@ def match_headers(read_email, read_index, list eids, list pos, bytes name, bytes
     cdef const unsigned char *x
     cdef list found = [], unusual = [], odds = [bytes(o) for o in odd]
     cdef _Source rs = _Source(), xs = _Source()
-    rs.setup(read_email, "u32", 4)
+    rs.setup(read_email, "u32", 4, True)
     xs.setup(read_index, "bytes", 32)
     try:
         for i in range(np):

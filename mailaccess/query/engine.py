@@ -15,6 +15,7 @@ the ``search`` hot path (compiled twin when built).
 """
 from __future__ import annotations
 
+import bisect
 import types
 from typing import Callable, Sequence
 
@@ -31,6 +32,8 @@ __all__ = ["search", "search_columns", "matches", "needle_bytes", "CHUNK"]
 
 CHUNK = 512
 """Candidates evaluated together: bounds the text held in memory at once."""
+RECORD_CHUNK = 8192
+"""... when only keys and records are looked at (nothing is held per message)."""
 
 # text fields of the message index
 F_HEADERS = "search_headers"
@@ -66,6 +69,10 @@ _C_KEY, _C_RECORD, _C_THREAD, _C_META, _C_HEADER, _C_BODY = range(6)
 
 def _cost(q) -> int:
     t = type(q)
+    if t is _Compiled:
+        if q.kind in (m.And, m.Or, m.Not):
+            return max((_cost(i) for i in q.items), default=_C_KEY)
+        return _C_HEADER if q.kind is m.Header else _C_BODY
     if t in (m.And, m.Or):
         return max((_cost(i) for i in q.items), default=_C_KEY)
     if t is m.Not:
@@ -152,6 +159,7 @@ class _Batch:
         self._threads: dict[int, list[EmailRecord]] = {}
         self.members = True
         self.read_email, self.read_index = readers
+        self.ascending = False      # KEYS ascend (IMAP UIDs): Uids by bisection
 
     # --- lazily read data (store.emails: each part read at most once) ----------
 
@@ -217,6 +225,8 @@ class _Batch:
             return pos
         if t is m.Uids:
             keys = self.keys
+            if self.ascending:
+                return _in_ranges(keys, pos, q.ranges)
             return [p for p in pos if keys[p] in q]
         if t is m.EmailIds:
             eids, ids = self.eids, q.ids
@@ -338,6 +348,18 @@ class _Batch:
         return out
 
 
+def _in_ranges(keys: list[int], pos: list[int], ranges) -> list[int]:
+    """The positions of POS (ascending) whose key is in one of RANGES
+    (inclusive, sorted, disjoint), KEYS ascending: two bisections per range."""
+    out: list[int] = []
+    for lo, hi in ranges:
+        i = bisect.bisect_left(keys, lo)
+        j = bisect.bisect_right(keys, hi, i)
+        if i < j:
+            out.extend(pos[bisect.bisect_left(pos, i):bisect.bisect_left(pos, j)])
+    return out
+
+
 def _record_cond(q, mailbox: int | None, impl) -> tuple:
     """The condition tuple of ``match_records`` (the search twins) for the
     record node Q; the predicate it stands for is ``_record_test(q, mailbox)``."""
@@ -411,11 +433,12 @@ def search(view, acc: int, candidates: Sequence[tuple[int, int]], query, *,
 
 
 def search_columns(view, acc: int, keys: Sequence[int], eids: Sequence[int], query, *,
-                   mailbox: int | None = None,
-                   impl: types.ModuleType | None = None) -> list[int]:
+                   mailbox: int | None = None, impl: types.ModuleType | None = None,
+                   ascending: bool = False) -> list[int]:
     """``search`` over candidates given as two parallel sequences, KEYS and
     their email ids EIDS (lists or arrays: an IMAP mailbox's UID map as it
-    is, no pair built per message)."""
+    is, no pair built per message).  ASCENDING: the caller knows KEYS
+    ascend (UID and sequence-set conditions then bisect)."""
     plan = _compile(query)
     if type(plan) is m.All:
         return list(keys)
@@ -424,10 +447,12 @@ def search_columns(view, acc: int, keys: Sequence[int], eids: Sequence[int], que
     readers = (view.email_reader(acc), view.index_reader(acc))
     out: list[int] = []
     n = min(len(keys), len(eids))
-    for start in range(0, n, CHUNK):
-        ks = list(keys[start:start + CHUNK])
-        batch = _Batch(view, acc, ks, list(eids[start:start + CHUNK]), mailbox, impl, readers)
+    step = RECORD_CHUNK if _cost(plan) <= _C_RECORD else CHUNK
+    for start in range(0, n, step):
+        ks = list(keys[start:start + step])
+        batch = _Batch(view, acc, ks, list(eids[start:start + step]), mailbox, impl, readers)
         batch.members = members
+        batch.ascending = ascending
         hits = batch.eval(plan, list(range(len(ks))))
         out.extend(ks if len(hits) == len(ks) else [ks[p] for p in hits])
     return out

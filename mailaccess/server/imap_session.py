@@ -1703,7 +1703,7 @@ class ImapSession:
         query = to_query(key, sel, self.acc)
         keys, eids = sel.columns()
         return await storeio.read(self.store, functools.partial(
-            engine.search_columns, mailbox=sel.mbx), self.acc, keys, eids, query)
+            engine.search_columns, mailbox=sel.mbx, ascending=True), self.acc, keys, eids, query)
 
     async def do_search(self, cmd):
         sel = self.sel
