@@ -1642,9 +1642,9 @@ class ImapSession:
 
         sel = self.sel
         query = to_query(key, sel, self.acc)
-        candidates = sel.pairs()
-        return await storeio.read(self.store, functools.partial(engine.search, mailbox=sel.mbx),
-                                  self.acc, candidates, query)
+        keys, eids = sel.columns()
+        return await storeio.read(self.store, functools.partial(
+            engine.search_columns, mailbox=sel.mbx, ascending=True), self.acc, keys, eids, query)
 
     async def do_search(self, cmd):
         sel = self.sel

@@ -167,6 +167,16 @@ class SelectedMailbox:
                     if u not in self.gone]
         return list(zip(*self.uids_eids(uids)))
 
+    def columns(self) -> tuple:
+        """``pairs()`` as two parallel sequences (the UIDs and their email
+        ids): the snapshot's own arrays when nothing is gone (never changed
+        in place, so a worker thread may read them)."""
+        if not self.gone:
+            return self.snap.uids, self.snap.eids
+        su, se, gone = self.snap.uids, self.snap.eids, self.gone
+        keep = [i for i, u in enumerate(su) if u not in gone]
+        return [su[i] for i in keep], [se[i] for i in keep]
+
     def uids_eids(self, uids) -> tuple[list[int], list[int]]:
         """``pairs(UIDS)`` as two parallel lists, the UIDs and their email
         ids (no tuple per message: a bulk STORE names 10,000)."""

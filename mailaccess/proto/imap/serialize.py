@@ -20,10 +20,13 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from mailaccess import _speedups
+
 from . import modutf7
 from .numset import format_ints
 
 CRLF = b"\r\n"
+_number_list = _speedups.load("search").number_list
 NIL = b"NIL"
 
 _ASTRING_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+\Z')
@@ -93,7 +96,9 @@ def paren(items: Iterable[bytes]) -> bytes:
 
 
 def _nums(nums: Iterable[int]) -> bytes:
-    return b" ".join(b"%d" % n for n in nums)
+    # b" ".join(b"%d" % n for n in nums), compiled: a SEARCH answer may
+    # list every message of the mailbox
+    return _number_list(nums)
 
 
 # ------------------------------------------------------------ status lines
