@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import types
-from typing import Callable, Sequence
+from typing import Sequence
 
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
@@ -362,7 +362,9 @@ def _in_ranges(keys: list[int], pos: list[int], ranges) -> list[int]:
 
 def _record_cond(q, mailbox: int | None, impl) -> tuple:
     """The condition tuple of ``match_records`` (the search twins) for the
-    record node Q; the predicate it stands for is ``_record_test(q, mailbox)``."""
+    record node Q; the predicate it stands for is ``record_test(q, mailbox)``
+    of tests/record_oracle.py (the Python predicate the engine used before the
+    twins, kept as the tests' oracle)."""
     t = type(q)
     if t is m.Keyword:
         return (impl.KEYWORD, q.name.encode("utf-8", "surrogatepass"))
@@ -382,44 +384,6 @@ def _record_cond(q, mailbox: int | None, impl) -> tuple:
         return (impl.OTHER_MAILBOX, q.mailboxes)
     if t is m.Saved:
         return (impl.SAVED, mailbox, q.after, q.before)
-    raise TypeError(f"not a query node: {q!r}")
-
-
-def _record_test(q, mailbox: int | None) -> Callable[[EmailRecord], bool]:
-    """A predicate over the decoded email record for the cheap nodes: what
-    ``match_records`` computes from the encoded record (the tests hold the
-    twins to it)."""
-    t = type(q)
-    if t is m.Keyword:
-        name = q.name
-        return lambda r: name in r.keywords
-    if t is m.Larger:
-        n = q.n
-        return lambda r: r.size > n
-    if t is m.Smaller:
-        n = q.n
-        return lambda r: r.size < n
-    if t is m.Received:
-        return lambda r: q.holds(r.received_at)
-    if t is m.ModSeqAtLeast:
-        n = q.n
-        return lambda r: r.last_ms >= n
-    if t is m.ThreadIds:
-        ids = q.ids
-        return lambda r: r.thread in ids
-    if t is m.InMailbox:
-        mbx = q.mailbox
-        return lambda r: any(x.mailbox == mbx for x in r.members)
-    if t is m.InMailboxOtherThan:
-        not_in = q.mailboxes
-        return lambda r: any(x.mailbox not in not_in for x in r.members)
-    if t is m.Saved:
-        if mailbox is not None:
-            def saved(r):
-                mem = r.member(mailbox)
-                return mem is not None and q.holds(mem.savedate)
-            return saved
-        return lambda r: any(q.holds(x.savedate) for x in r.members)
     raise TypeError(f"not a query node: {q!r}")
 
 

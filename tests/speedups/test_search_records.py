@@ -1,5 +1,5 @@
 """search_py and search_c: ``match_records`` on the encoded email records says
-what the engine's Python predicate (``engine._record_test``) says on the
+what the engine's Python predicate (``record_oracle.record_test``, the engine's before the twins) says on the
 decoded ones, and ``match_headers`` what ``find_header`` says on the header
 text of the message index, for generated records, indexes and conditions;
 the compiled twin calling LMDB directly, through py-lmdb's get, and through
@@ -9,6 +9,7 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import record_oracle
 from conftest import twin_params
 from mailaccess import _speedups
 from mailaccess.mime.index import INDEX_LAYOUT
@@ -102,7 +103,7 @@ def _run(mod, path, env, table, call):
 def test_match_records_is_the_record_predicate(lmdb_env, mod, path, recs, extra, cond, mailbox,
                                                want, ordered):
     """Both twins, every read path: the positions whose record passes
-    ``_record_test`` (a missing email as the empty record), or with WANT
+    ``record_test`` (a missing email as the empty record), or with WANT
     False those whose record does not.  Email ids in table order (ORDERED:
     the compiled twin steps to the next entry), with gaps, gone ones and
     repeats."""
@@ -111,7 +112,7 @@ def test_match_records_is_the_record_predicate(lmdb_env, mod, path, recs, extra,
     if ordered:
         eids.sort()
     pos = list(range(len(eids)))[::-1][::2][::-1] + [0] * bool(eids)   # a subset, a repeat
-    test = engine._record_test(cond, mailbox)
+    test = record_oracle.record_test(cond, mailbox)
     decoded = {r.id: records.decode_email(r.id, records.encode_email(r)) for r in recs}
     expect = [p for p in pos if test(decoded.get(eids[p], engine._EMPTY_RECORD)) == want]
     got = _run(mod, path, lmdb_env, table, lambda re, _rx: mod.match_records(
