@@ -39,8 +39,8 @@ def _load(path: str, redo: bool = False):
                         [(ingest.prepare(_msg(i), 1_700_000_000, 0),
                           ["$seen"] if i % 3 == 0 else ["$deleted"]) for i in range(120)])
     eids = [g.email for g in got]
-    st.write_sync(ops.copy, acc, eids[::2], a)       # half in two mailboxes
-    st.write_sync(ops.copy, acc, eids[::6], b)       # some in three
+    st.write_sync(ops.copy, acc, eids[:60:2], a)     # some in two mailboxes
+    st.write_sync(ops.copy, acc, eids[:60:6], b)     # some in three (threads after: all gone)
     with st.view() as v:
         uids = [u for u, _e in v.uids(acc, ib)]
     return st, acc, ib, uids

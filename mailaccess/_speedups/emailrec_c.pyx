@@ -719,6 +719,45 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
     return changed, req.conflicts, deltas.done(), recs
 
 
+def delete_keys(cur, keys_):
+    """See ``emailrec_py.delete_keys``: with py-lmdb 3.0.0, LMDB's own cursor
+    calls (MDB_SET, then del), the GIL held; else py-lmdb's methods."""
+    cdef list out = []
+    cdef ea_cursor *c = NULL
+    cdef ea_val k, d
+    cdef int rc
+    cdef bytes kb
+    if _direct == 0:
+        _direct_init()
+    if _direct == 1:
+        c = _lmdb_cursor(cur)
+    if c == NULL:
+        find, delete = cur.set_key, cur.delete
+        for key in keys_:
+            if find(key) and delete():
+                out.append(key)
+        return out
+    try:
+        for key in keys_:
+            kb = <bytes?>key
+            k.mv_size = <size_t>PyBytes_GET_SIZE(kb)
+            k.mv_data = <void *>PyBytes_AS_STRING(kb)
+            rc = _c_get(c.curs, &k, &d, MDB_SET)
+            if rc == MDB_NOTFOUND:
+                continue
+            if rc:
+                _lmdb_raise("mdb_cursor_get", rc)
+            rc = _c_del(c.curs, 0)
+            if rc:
+                _lmdb_raise("mdb_cursor_del", rc)
+            out.append(kb)
+    finally:
+        # py-lmdb refreshes a cursor's cached key and value when its
+        # transaction's mutation count moved: these deletes were not its own
+        c.trans.mutations += 1
+    return out
+
+
 cdef inline bytes _key1(bytes prefix, uint64_t a):
     """PREFIX + a u32, big-endian (a ``uid`` or ``msg`` key)."""
     cdef Py_ssize_t pl = PyBytes_GET_SIZE(prefix)

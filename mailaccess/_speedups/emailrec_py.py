@@ -6,7 +6,8 @@ of decode -> EmailRecord -> encode (one record: ``rewrite_keywords``; the
 whole loop of a bulk STORE, with its ``mbx.ms`` index keys:
 ``rewrite_many``; the same with its LMDB writes made: ``apply_keywords``),
 taking a mailbox's membership out of the records of a bulk EXPUNGE
-(``expunge_many``: the writes it implies, as lists),
+(``expunge_many``: the writes it implies, as lists), deleting keys in bulk
+(``delete_keys``),
 cutting a bulk write's ids in runs for the change log (``id_runs``), and
 encoding the redo log's table writes (store/redolog.py).  ``emailrec_c``
 is the compiled twin: same functions, same results, byte for byte.
@@ -227,6 +228,20 @@ def expunge_many(uid_get, msg_get, uid_shape, msg_shape, ms_shape, mbx: int, uid
                                    + [tail])))
         updated.append(eid)
     return done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others
+
+
+def delete_keys(cur, keys_) -> list:
+    """Delete each key of KEYS_ (in order) through CUR, an LMDB cursor of a
+    write transaction (LMDB looks on the cursor's page first: neighbouring
+    keys cost no descent of the tree each); -> the keys that were there
+    (and are gone now), in order.  The compiled twin calls LMDB itself
+    (py-lmdb 3.0.0, as apply_keywords does)."""
+    out = []
+    find, delete = cur.set_key, cur.delete
+    for k in keys_:
+        if find(k) and delete():
+            out.append(k)
+    return out
 
 
 def id_runs(ids) -> tuple[list[int], list[tuple[int, int]]]:

@@ -553,9 +553,57 @@ def _expunge_bulk(tx: WriteTx, acc: int, m: Mailbox, uids, cache: dict) -> list[
         tx.log_updated(acc, EMAIL, updated)
     for other in others:
         _load_mbx(tx, acc, cache, other)
-    for eid, data in destroy:
-        _destroy(tx, acc, records.decode_email(eid, data))
+    if destroy:
+        _destroy_many(tx, acc, destroy)
     return done
+
+
+_HEAD_OF = records.EMAIL_LAYOUT.head.unpack_from
+_I_BLOB, _I_SIZE, _I_THREAD = (records.EMAIL_LAYOUT.index(n) for n in ("blob", "size", "thread"))
+
+
+def _destroy_many(tx: WriteTx, acc: int, destroy: list) -> None:
+    """``_destroy`` of each email of DESTROY [(eid, encoded record)], left
+    in no mailbox by a bulk EXPUNGE: the same writes and change-log entries,
+    made one call per table (the records' keys sorted), the usage counter
+    moved once, each blob and thread looked at once after all of them went
+    (a blob still referred to is kept; a thread with members left is
+    updated, else destroyed: what the email-at-a-time order leaves too)."""
+    msg_keys, ref_keys, thr_keys = [], [], []
+    blobs: dict = {}
+    threads: dict = {}
+    total = 0
+    for eid, data in destroy:
+        h = _HEAD_OF(data)
+        blob, thread = h[_I_BLOB], h[_I_THREAD]
+        total += h[_I_SIZE]
+        msg_keys.append(keys.msg(acc, eid))
+        ref_keys.append(keys.blob_ref(acc, blob, eid))
+        thr_keys.append(keys.thr_mem(acc, thread, eid))
+        blobs[blob] = None
+        threads[thread] = None
+    tx.delete_many("msg", msg_keys)
+    ref_keys.sort()
+    tx.delete_many("blob.ref", ref_keys)
+    thr_keys.sort()
+    tx.delete_many("thr.mem", thr_keys)
+    tx.add_counter(acc, keys.CTR_USAGE, -total)
+    refs = tx._raw.cursor(db=tx.db["blob.ref"])
+    unused = sorted(keys.blob(acc, b) for b in blobs
+                    if not _any_key(refs, keys.blob_ref_prefix(acc, b)))
+    tx.delete_many("blob", unused)
+    tx.delete_many("blob.idx", unused)
+    for eid, _data in destroy:
+        tx.log(acc, "destroyed", EMAIL, eid)
+    members = tx._raw.cursor(db=tx.db["thr.mem"])
+    for t in threads:
+        tx.log(acc, "updated" if _any_key(members, keys.thr_mem_prefix(acc, t)) else "destroyed",
+               THREAD, t)
+
+
+def _any_key(cur, prefix: bytes) -> bool:
+    """A key starting with PREFIX is in CUR's table."""
+    return cur.set_range(prefix) and bytes(cur.key()[:len(prefix)]) == prefix
 
 
 def destroy_emails(tx: WriteTx, acc: int, eids: list[int]) -> list[int]:

@@ -378,3 +378,39 @@ def test_expunge_many_refuses_what_the_loop_refused(mod):
         mod.expunge_many(rows.get, {keys.msg_shape(1).key(5): b"\x09" + data[1:]}.get, *args,
                          lambda: 1)
     assert mod.expunge_many({}.get, {}.get, *args, lambda: 1 / 0)[0] == []
+
+
+@pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+@settings(max_examples=60, deadline=None)
+@given(have=st.sets(st.integers(0, 3000), max_size=300),
+       ask=st.lists(st.integers(0, 3100), max_size=300))
+def test_delete_keys_deletes_what_is_there(lmdb_env, mod, lmdb_path, have, ask):
+    """delete_keys: each asked key that is there is deleted (named twice:
+    once) and handed back, in order; the rest of the table stays; a py-lmdb
+    cursor positioned before the call reads the table as it is after."""
+    e, msg_db, _ms_db = lmdb_env
+    k = keys.u32
+    if mod is C:
+        C.lmdb_direct(lmdb_path == "direct")
+    try:
+        with e.begin(write=True) as txn:
+            txn.drop(msg_db, delete=False)
+            txn.cursor(db=msg_db).putmulti([(k(i), b"v%d" % i) for i in sorted(have)])
+            watch = txn.cursor(db=msg_db)
+            watch.first()
+            got = mod.delete_keys(txn.cursor(db=msg_db), [k(i) for i in ask])
+            want, left = [], set(have)
+            for i in ask:
+                if i in left:
+                    left.discard(i)
+                    want.append(k(i))
+            assert got == want
+            assert [bytes(x) for x, _v in txn.cursor(db=msg_db)] == [k(i) for i in sorted(left)]
+            assert watch.first() == bool(left)
+            if left:
+                assert bytes(watch.key()) == k(min(left))
+            txn.abort()
+    finally:
+        if mod is C:
+            C.lmdb_direct(True)
