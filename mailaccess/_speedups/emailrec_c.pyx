@@ -19,13 +19,14 @@ from libc.string cimport memcmp, memcpy
 
 import os as _os
 
+from ..store.errors import NotFound
 from ..store.records import EMAIL_LAYOUT
 from ..store.redolog import OP
 
 if OP.format not in (">BBHI", "!BBHI"):
     raise ImportError("emailrec_c: the redo log's op layout changed")
 
-_READS = {"last_ms": "Q", "n_keywords": "H", "n_members": "H"}
+_READS = {"version": "B", "size": "I", "last_ms": "Q", "n_keywords": "H", "n_members": "H"}
 if EMAIL_LAYOUT.head.format[:1] not in (">", "!"):
     raise ImportError("emailrec_c: email records are not big-endian")
 for _name, _code in _READS.items():
@@ -39,6 +40,9 @@ cdef Py_ssize_t OFF_MS = EMAIL_LAYOUT.offset("last_ms")
 cdef Py_ssize_t OFF_NKW = EMAIL_LAYOUT.offset("n_keywords")
 cdef Py_ssize_t OFF_NMEM = EMAIL_LAYOUT.offset("n_members")
 cdef Py_ssize_t MEMBER = EMAIL_LAYOUT.member.size
+cdef Py_ssize_t OFF_VERSION = EMAIL_LAYOUT.offset("version")
+cdef Py_ssize_t OFF_SIZE = EMAIL_LAYOUT.offset("size")
+cdef unsigned char VERSION = EMAIL_LAYOUT.version
 
 
 cdef inline uint64_t _be(const unsigned char *p, int n) noexcept:
@@ -546,6 +550,159 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
         ms_cur.putmulti(out_items)
         msg_cur.putmulti(items)
     return changed, req.conflicts, deltas.done(), recs
+
+
+def delete_keys(cur, keys_):
+    """See ``emailrec_py.delete_keys``: with py-lmdb 3.0.0, LMDB's own cursor
+    calls (MDB_SET, then del), the GIL held; else py-lmdb's methods."""
+    cdef list out = []
+    cdef ea_cursor *c = NULL
+    cdef ea_val k, d
+    cdef int rc
+    cdef bytes kb
+    if _direct == 0:
+        _direct_init()
+    if _direct == 1:
+        c = _lmdb_cursor(cur)
+    if c == NULL:
+        find, delete = cur.set_key, cur.delete
+        for key in keys_:
+            if find(key) and delete():
+                out.append(key)
+        return out
+    try:
+        for key in keys_:
+            kb = <bytes?>key
+            k.mv_size = <size_t>PyBytes_GET_SIZE(kb)
+            k.mv_data = <void *>PyBytes_AS_STRING(kb)
+            rc = _c_get(c.curs, &k, &d, MDB_SET)
+            if rc == MDB_NOTFOUND:
+                continue
+            if rc:
+                _lmdb_raise("mdb_cursor_get", rc)
+            rc = _c_del(c.curs, 0)
+            if rc:
+                _lmdb_raise("mdb_cursor_del", rc)
+            out.append(kb)
+    finally:
+        # py-lmdb refreshes a cursor's cached key and value when its
+        # transaction's mutation count moved: these deletes were not its own
+        c.trans.mutations += 1
+    return out
+
+
+cdef inline bytes _key1(bytes prefix, uint64_t a):
+    """PREFIX + a u32, big-endian (a ``uid`` or ``msg`` key)."""
+    cdef Py_ssize_t pl = PyBytes_GET_SIZE(prefix)
+    cdef bytes k = PyBytes_FromStringAndSize(NULL, pl + 4)
+    cdef unsigned char *w = <unsigned char *>PyBytes_AS_STRING(k)
+    memcpy(w, PyBytes_AS_STRING(prefix), pl)
+    _put_be(w + pl, a, 4)
+    return k
+
+
+cdef bint _has_kw(const unsigned char *p, Py_ssize_t n, bytes kw):
+    """The keyword bytes P[:N] ("\\0"-separated) hold KW."""
+    cdef Py_ssize_t kl = PyBytes_GET_SIZE(kw), a = 0, e
+    cdef const char *k = PyBytes_AS_STRING(kw)
+    while True:
+        e = a
+        while e < n and p[e] != 0:
+            e += 1
+        if e - a == kl and memcmp(p + a, k, kl) == 0:
+            return True
+        if e >= n:
+            return False
+        a = e + 1
+
+
+def expunge_many(uid_get, msg_get, uid_shape, msg_shape, ms_shape, long mbx, uids,
+                 str seen, alloc_ms):
+    """See ``emailrec_py.expunge_many``."""
+    if uid_shape.suffix != "u32" or msg_shape.suffix != "u32" or \
+            ms_shape.suffix != "u32.u64.u32":
+        raise ValueError("expunge_many: unexpected key shapes")
+    cdef bytes upre = uid_shape.prefix, mpre = msg_shape.prefix, xpre = ms_shape.prefix
+    cdef list done = [], uid_keys = [], gone = [], out_items = [], new = [], updated = []
+    cdef list destroy = []
+    cdef dict others = {}
+    cdef uint64_t size = 0, unseen = 0, ms = 0, old_ms
+    cdef bint have_ms = False
+    cdef bytes seen_b = seen.encode("utf-8")
+    cdef Py_buffer view
+    cdef const unsigned char *p
+    cdef unsigned char *w
+    cdef Py_ssize_t n, nmem, nkw, mem_end, i, at, tail_n, out_n
+    cdef uint64_t eid, m, u
+    cdef bytes k, mkey, record
+    for uid in uids:
+        k = _key1(upre, <uint64_t>uid)
+        v = uid_get(k)
+        if v is None:
+            continue
+        PyObject_GetBuffer(v, &view, PyBUF_SIMPLE)
+        try:
+            if view.len < 4:
+                raise ValueError("uid row too short")
+            eid = _be(<const unsigned char *>view.buf, 4)
+        finally:
+            PyBuffer_Release(&view)
+        mkey = _key1(mpre, eid)
+        data = msg_get(mkey)
+        if data is None:
+            raise ValueError(f"email {eid} (uid {uid}) has no record")
+        if not have_ms:
+            ms = alloc_ms()
+            have_ms = True
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            p = <const unsigned char *>view.buf
+            n = view.len
+            if n < HEAD:
+                raise ValueError("email record too short")
+            if p[OFF_VERSION] != VERSION:
+                raise ValueError(f"unknown email record version {p[OFF_VERSION]}")
+            mem_end = _members_end(p, n, &nkw, &nmem)
+            at = -1
+            for i in range(nmem):
+                if <long>_be(p + HEAD + i * MEMBER, 4) == mbx:
+                    at = i
+                    break
+            if at < 0:
+                raise NotFound("message not in mailbox")
+            old_ms = _be(p + OFF_MS, 8)
+            tail_n = n - mem_end if nkw else 0
+            done.append(uid)
+            uid_keys.append(k)
+            gone.append(_key3(xpre, <uint64_t>mbx, old_ms, _be(p + HEAD + at * MEMBER + 4, 4)))
+            size += _be(p + OFF_SIZE, 4)
+            if not _has_kw(p + mem_end, tail_n, seen_b):
+                unseen += 1
+            if nmem == 1:
+                destroy.append((eid, PyBytes_FromStringAndSize(<const char *>p, n)))
+                continue
+            for i in range(nmem):
+                if i == at:
+                    continue
+                m = _be(p + HEAD + i * MEMBER, 4)
+                u = _be(p + HEAD + i * MEMBER + 4, 4)
+                others.setdefault(m, None)
+                gone.append(_key3(xpre, m, old_ms, u))
+                out_items.append((_key3(xpre, m, ms, u), b""))
+            out_n = mem_end - MEMBER + tail_n
+            record = PyBytes_FromStringAndSize(NULL, out_n)
+            w = <unsigned char *>PyBytes_AS_STRING(record)
+            memcpy(w, p, HEAD + at * MEMBER)
+            memcpy(w + HEAD + at * MEMBER, p + HEAD + (at + 1) * MEMBER,
+                   (nmem - at - 1) * MEMBER)
+            memcpy(w + mem_end - MEMBER, p + mem_end, tail_n)
+            _put_be(w + OFF_MS, ms, 8)
+            _put_be(w + OFF_NMEM, <uint64_t>(nmem - 1), 2)
+        finally:
+            PyBuffer_Release(&view)
+        new.append((mkey, record))
+        updated.append(eid)
+    return done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others
 
 
 def id_runs(ids):

@@ -49,7 +49,7 @@ from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, 
                      StoreFullError, LimitReached, ops)
 from ..store.emails import LoadedEmail, load_email
 from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
-from ..views.imap_selected import SelectedMailbox, Snapshot
+from ..views.imap_selected import BULK_RATIO, SelectedMailbox, Snapshot
 from ..views import imap_notify
 from ..proto.imap.serialize import astring, literal, nstring
 from . import imap_list, imap_marked, imap_recent
@@ -1912,6 +1912,11 @@ def _deleted_uids(v, shared: SharedViews, acc: int, sel: SelectedMailbox,
                                                          vocab.DELETED)]
     if targets is not None:
         marked = marked.intersection(targets)
+    if len(marked) * BULK_RATIO >= sel.exists:
+        # many (an EXPUNGE of the whole mailbox): one pass over the map,
+        # ascending, instead of a bisection per UID
+        gone = sel.gone
+        return [u for u in sel.uids if u in marked and u not in gone]
     return [u for u in sorted(marked) if sel.live(u)]
 
 
@@ -2048,6 +2053,10 @@ _SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
 _HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
 _WHOLE_BODY = _fetchfmt.WholeBody(b"BODY[]")
 _WHOLE_RFC822 = _fetchfmt.WholeBody(b"RFC822")
+_WHOLE_HEADER = _fetchfmt.WholeHeader(b"BODY[HEADER]")
+_RFC822_HEADER = _fetchfmt.WholeHeader(b"RFC822.HEADER")
+# fetchfmt items that read the raw message
+_RAW_ITEMS = (_fetchfmt.HeaderFields, _fetchfmt.WholeBody, _fetchfmt.WholeHeader)
 # a STORE touching at most this many messages answers at once (do_store)
 STORE_REPLY_INLINE = 8
 # commands under way in this process's IMAP sessions (handle): a small STORE
@@ -2082,8 +2091,8 @@ class _FetchFacts:
     messages get \\Seen in a read-write mailbox), ``simple`` (their
     _simple_items, shared: not to be changed), ``want_blob`` and
     ``want_index`` (the simple items read the raw message, the message
-    index: fetchfmt reads the index for ENVELOPE, BODYSTRUCTURE, BODY and
-    HEADER.FIELDS alone)."""
+    index: fetchfmt reads the index for ENVELOPE, BODYSTRUCTURE, BODY,
+    HEADER.FIELDS and the whole header alone)."""
     __slots__ = ("with_uid", "modseq", "sets_seen", "simple", "want_blob", "want_index",
                  "keep")
 
@@ -2094,11 +2103,10 @@ class _FetchFacts:
         self.sets_seen = any(isinstance(i, ev.FetchBody) and not i.peek for i in items) or \
             "RFC822" in named or "RFC822.TEXT" in named
         self.simple = simple = _simple_items(items)
-        self.want_blob = simple is not None and any(
-            type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody for n in simple)
+        self.want_blob = simple is not None and any(type(n) in _RAW_ITEMS for n in simple)
         self.want_index = simple is not None and any(
-            type(n) is _fetchfmt.HeaderFields or type(n) is str and n in _INDEX_ITEMS
-            for n in simple)
+            type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeHeader
+            or type(n) is str and n in _INDEX_ITEMS for n in simple)
         # kept (_fetch_facts) when small: a few items, no HEADER.FIELDS list
         self.keep = len(items) <= 16 and not any(
             isinstance(i, ev.FetchBody) and i.section.fields for i in items)
@@ -2134,6 +2142,8 @@ def _simple_items(items) -> list | None:
         if isinstance(it, ev.FetchItem):
             if it.name == "RFC822":
                 out.append(_WHOLE_RFC822)
+            elif it.name == "RFC822.HEADER":
+                out.append(_RFC822_HEADER)
             elif it.name not in _SIMPLE_FETCH:
                 return None
             else:
@@ -2146,6 +2156,9 @@ def _simple_items(items) -> list | None:
         elif (isinstance(it, ev.FetchBody) and not it.binary and it.partial is None
               and not it.section.part and it.section.text is None):
             out.append(_WHOLE_BODY)     # BODY[], BODY.PEEK[] (perf5-body)
+        elif (isinstance(it, ev.FetchBody) and not it.binary and it.partial is None
+              and not it.section.part and it.section.text == "HEADER"):
+            out.append(_WHOLE_HEADER)   # BODY[HEADER], BODY.PEEK[HEADER] (stop 24)
         else:
             return None
     return out
@@ -2173,7 +2186,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         snap = sel.snap
         read_blob = None
         for n in names:
-            if type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody:
+            if type(n) in _RAW_ITEMS:
                 read_blob = v.blob_reader(acc)
                 break
         flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
