@@ -5,11 +5,20 @@ sizes log-uniform 2-50 KB, fixed seed, a word planted in 1% of them) by
 concurrent APPEND, then run the same workloads; every workload checks its
 answers (counts, UIDs, bytes, hits) so speed cannot come from being wrong.
 
-Workloads (names for --only): append, select, fetch, body, search, store, idle.
+Workloads (names for --only): append, select, fetch, body, search, store, idle,
+and on a second mailbox loaded in a fixed order (bench/bench_imap_more.py):
+sort (UID SORT by ARRIVAL, DATE, SUBJECT, FROM, REVERSE DATE, DATE of UNSEEN,
+and DATE again after another connection's APPEND), thread (REFERENCES,
+ORDEREDSUBJECT, and again after an APPEND), search2 (UID SEARCH UNSEEN,
+LARGER, SINCE, SENTSINCE, FROM, SUBJECT, HEADER Message-ID), fetch2 (UID
+FETCH 1:* BODY.PEEK[HEADER], ENVELOPE, BODYSTRUCTURE), expunge (COPY all,
+STORE \Deleted, EXPUNGE; MOVE of half).  Their answers are also compared
+between the servers (the table's "met" column: same answer).
 APPEND always runs (it loads the data).  Short workloads run several times:
-"cold" is the first run, "warm" the median of the others.
+"cold" is the first run, "warm" the median of the others (the second
+mailbox's: "first" and the best of the others).
 
-Run:  .venv/bin/python bench/bench_imap.py [--messages 10000] [--only NAME] [--keep]
+Run:  .venv/bin/python bench/bench_imap.py [--messages 10000] [--only NAME[,NAME]] [--keep]
 """
 from __future__ import annotations
 
@@ -36,8 +45,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import message  # noqa: E402
 import dovecot as dv  # noqa: E402
+import bench_imap_more as more  # noqa: E402
 
-WORKLOADS = ("append", "select", "fetch", "body", "search", "store", "idle")
+WORKLOADS = ("append", "select", "fetch", "body", "search", "store", "idle") + more.NAMES
 USER, PASSWORD = "alice", "pw"
 PLANTED = "kumquat"          # planted in 1% of the messages
 ABSENT = "zeppelin"          # in none
@@ -531,13 +541,23 @@ def w_idle(server, n_exists: int, conns: int, rounds: int) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 
+def _names(text: str) -> frozenset:
+    """--only's value: workload names, comma-separated."""
+    names = frozenset(filter(None, text.split(",")))
+    bad = names - set(WORKLOADS)
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown workload(s) {sorted(bad)}; "
+                                         f"names: {', '.join(WORKLOADS)}")
+    return names
+
+
 def run_server(server, msgs, planted, args, only) -> dict:
     res: dict = {}
     n = len(msgs)
     print(f"[{server.name}] APPEND {n} messages, {args.clients} clients ...", flush=True)
     res["append"] = w_append(server.ports["imap"], msgs, args.clients)
     print(f"[{server.name}]   {res['append']['msgs_s']:.0f} msg/s", flush=True)
-    want = lambda w: only is None or only == w  # noqa: E731
+    want = lambda w: only is None or w in only  # noqa: E731
     ids = set(range(n))
     if want("select"):
         res["select"] = w_select(server.ports["imap"], n, args.repeat)
@@ -563,6 +583,8 @@ def run_server(server, msgs, planted, args, only) -> dict:
     if want("search"):
         res["search"] = w_search(conn, planted, args.repeat)
         print(f"[{server.name}] SEARCH TEXT {fmt_s(res['search'][PLANTED]['warm'])}", flush=True)
+    res.update(more.run(want, server.name, server.ports["imap"], connect, (USER, PASSWORD),
+                        msgs, args.repeat))
     if want("store"):
         res["store"] = w_store(conn, uids, min(args.store, n))
         print(f"[{server.name}] STORE {res['store']['single_s']:.0f}/s, bulk "
@@ -625,6 +647,8 @@ def table(a: dict, d: dict, args, planted: int, notes: list[str]) -> None:
         per_s, True, ">= 1x", 1.0)
     add("STORE 1:* +/-FLAGS (\\Seen) med3", g(a, "store", "bulk"), g(d, "store", "bulk"), fmt_s,
         False, ">= 1x", 1.0)
+    more.rows(a, d, lambda name, va, vd, same: add(
+        name, va, vd, fmt_s, False, "same answer", check=lambda v, r, same=same: same))
     kb = lambda x: f"{x:,.0f} KB"  # noqa: E731
     add(f"RSS per IDLE conn", g(a, "idle", "rss_per_conn"), g(d, "idle", "rss_per_conn"), kb,
         False, "<= 100 KB", check=lambda v, r: v <= 100)
@@ -699,7 +723,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=10_000)
-    ap.add_argument("--only", choices=WORKLOADS, help="run APPEND plus this workload")
+    ap.add_argument("--only", type=_names,
+                    help="run APPEND plus these workloads (comma-separated names)")
     ap.add_argument("--keep", action="store_true", help="keep the temp directories")
     ap.add_argument("--clients", type=int, default=4, help="concurrent APPEND clients")
     ap.add_argument("--repeat", type=int, default=5, help="runs of the short workloads")
@@ -716,13 +741,11 @@ def main() -> None:
     args = ap.parse_args()
     global NODELAY
     NODELAY = args.nodelay
-    only = args.only if args.only != "append" else None
-    if args.only == "append":
-        only = "none"
+    only = args.only    # None: all; {"append"}: APPEND alone
 
     raise_limits(args.idle * 2 + 1024)
     notes = []
-    if only in (None, "idle"):
+    if only is None or "idle" in only:
         notes.append(raise_inotify(args.idle))
     binary = dv.ensure_installed()
     print(f"generating {args.messages} messages (seed {SEED}) ...", flush=True)

@@ -54,10 +54,15 @@ class ImapConfig:
     # it gets NO [LIMIT] before "+" (a {n+} one is read and dropped: BAD
     # [LIMIT]); each session could hold two max_literal before
     max_literal_bytes_per_user: int = 0
+    # SORT orders and THREAD answers kept per worker process (bytes, least
+    # recently used out first); 0: none kept (server/imap_sortcache.py)
+    sort_cache_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self):
         if self.max_connections < 1 or self.max_preauth_per_ip < 1:
             raise ValueError("max_connections and max_preauth_per_ip are at least 1")
+        if self.sort_cache_bytes < 0:
+            raise ValueError("sort_cache_bytes is at least 0")
         if self.max_literal_bytes_per_user and self.max_literal_bytes_per_user < self.max_literal:
             raise ValueError("max_literal_bytes_per_user is at least max_literal")
 
@@ -178,10 +183,15 @@ class JmapConfig:
     # characters of body values (Email/get, Email/parse) in one response,
     # all its method calls together; past it a call is requestTooLarge
     max_size_response: int = 100_000_000
+    # days a sent or canceled EmailSubmission is kept (then destroyed, and
+    # /changes says so; RFC 8621 7 lets the server); 0 = kept until destroyed
+    submission_retention_days: int = 30
 
     def __post_init__(self):
         if self.upload_ttl < 3600:
             raise ValueError("upload_ttl is at least 3600 seconds (RFC 8620 §6.1)")
+        if self.submission_retention_days < 0:
+            raise ValueError("submission_retention_days is 0 (keep) or more")
         if min(self.max_size_request, self.max_calls_in_request, self.max_objects_in_get,
                self.max_objects_in_set, self.max_concurrent_requests,
                self.max_size_upload, self.max_concurrent_upload,
@@ -314,6 +324,12 @@ class StoreConfig:
     # bytes of email facts (query/facts.py: what SORT, THREAD and SENT*
     # searches read) each worker process remembers; 0 keeps none
     facts_cache_bytes: int = 32 * 1024 * 1024
+    # mailboxes one account may have (every protocol's create); 0 = no limit
+    max_mailboxes_per_account: int = 10_000
+
+    def __post_init__(self):
+        if self.max_mailboxes_per_account < 0:
+            raise ValueError("max_mailboxes_per_account is 0 (no limit) or more")
 
     def retention(self):
         from .store.changelog import Retention

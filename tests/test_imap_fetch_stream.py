@@ -413,9 +413,11 @@ def test_fetch_facts_are_what_the_items_say(items):
     simple = imap_session._simple_items(its)
     assert f.simple == simple
     codes = F.item_codes(simple) if simple is not None else []
-    assert f.want_index == any(c in (F.ENVELOPE, F.BODYSTRUCTURE, F.BODY, F.HEADER_FIELDS)
+    assert f.want_index == any(c in (F.ENVELOPE, F.BODYSTRUCTURE, F.BODY, F.HEADER_FIELDS,
+                                     F.WHOLE_HEADER)
                                for c in codes)
-    assert f.want_blob == any(c in (F.HEADER_FIELDS, F.WHOLE_BODY) for c in codes)
+    assert f.want_blob == any(c in (F.HEADER_FIELDS, F.WHOLE_BODY, F.WHOLE_HEADER)
+                              for c in codes)
     # kept unless long or with a HEADER.FIELDS list (bounded memory)
     kept = imap_session._fetch_facts(its) is f
     assert kept == (len(its) <= 16 and "FIELDS" not in items)

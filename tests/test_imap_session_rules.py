@@ -56,6 +56,30 @@ async def test_no_expunge_announced_during_fetch_search_store(imap_server):
     await run(go)
 
 
+async def test_search_skips_messages_expunged_elsewhere(imap_server):
+    """A message another session expunged is not announced during SEARCH,
+    and not found by it either (the candidates are the session's map less
+    what is gone: SelectedMailbox.columns), whatever the condition."""
+    def go():
+        a = connect(imap_server)
+        for i in range(4):
+            a.append("INBOX", None, None, msg(f"m{i}"))
+        a.select("INBOX")
+        b = connect(imap_server)
+        b.select("INBOX")
+        b.store("2", "+FLAGS", "\\Deleted")
+        b.expunge()
+        b.logout()
+        a.fetch("1:*", "(FLAGS)")      # learns of it (not announced)
+        assert a.uid("SEARCH", "UNSEEN") == ("OK", [b"1 3 4"])
+        assert a.uid("SEARCH", "ALL") == ("OK", [b"1 3 4"])
+        assert a.uid("SEARCH", "UID", "1:2") == ("OK", [b"1"])
+        assert a.uid("SEARCH", "LARGER", "1") == ("OK", [b"1 3 4"])
+        assert a.search(None, "UNSEEN") == ("OK", [b"1 3 4"])
+        a.logout()
+    await run(go)
+
+
 async def test_enable_after_select_is_bad(imap_server):
     def go():
         r = Raw(imap_server)

@@ -229,6 +229,10 @@ def test_candidate_order_and_jmap_keys(box):
 def test_chunking(box, monkeypatch):
     monkeypatch.setattr(engine, "CHUNK", 1)
     assert run(box, q.Or([q.Keyword("$seen"), q.Body("pizza")])) == [1, 3]
+    # record-only plans take chunks of RECORD_CHUNK
+    monkeypatch.setattr(engine, "RECORD_CHUNK", 2)
+    assert run(box, q.Not(q.Keyword("$seen"))) == [2, 3]
+    assert run(box, q.Or([q.Keyword("$seen"), q.Keyword("work")])) == [1, 2]
 
 
 def test_model_validation():
@@ -249,3 +253,30 @@ def test_model_validation():
 
 def test_implementation_loaded_is_used():
     assert engine._impl is _speedups.load("search")
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=st.lists(st.integers(1, 60), unique=True, max_size=30).map(sorted),
+       ranges=st.lists(st.tuples(st.integers(0, 70), st.integers(0, 70)), max_size=5),
+       drop=st.sets(st.integers(0, 29)))
+def test_uids_by_bisection_is_membership(keys, ranges, drop):
+    """Ascending keys (IMAP UIDs): the bisection gives the positions whose
+    key is in the Uids set, in order."""
+    u = q.Uids(ranges)
+    pos = [p for p in range(len(keys)) if p not in drop]
+    assert engine._in_ranges(keys, pos, u.ranges) == [p for p in pos if keys[p] in u]
+
+
+def test_search_columns_ascending(box):
+    store, acc, inbox, _archive, _eids, _t = box
+    with store.view() as v:
+        cands = v.uids(acc, inbox)
+        ks, es = [k for k, _ in cands], [e for _, e in cands]
+        for query in (q.Uids([(2, 3)]), q.Not(q.Uids.of([2])), q.Uids(()),
+                      q.And([q.Uids([(1, 2)]), q.Not(q.Keyword("$seen"))])):
+            assert engine.search_columns(v, acc, ks, es, query, mailbox=inbox,
+                                         ascending=True) == \
+                engine.search(v, acc, cands, query, mailbox=inbox)

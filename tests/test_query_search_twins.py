@@ -47,3 +47,14 @@ def test_find_header_cases(impl):
     assert impl.find_header(hs, b"subject", b"bob <") == []
     assert impl.find_all(hs, b"") == [0, 1, 2, 3, 4]
     assert impl.find_all(hs, b"bob") == [0, 1, 2]
+
+
+@pytest.mark.parametrize("impl", [PY] + ([C] if C else []), ids=lambda m: m.__name__[-2:])
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 2**63 - 1) | st.sampled_from([0, 9, 10, 2**63, -1, True]),
+                max_size=30))
+def test_number_list_is_the_joined_decimals(impl, nums):
+    """The numbers of a SEARCH answer: C writes ints 0 <= n < 2**63 itself,
+    anything else as Python formats it."""
+    assert impl.number_list(nums) == b" ".join(b"%d" % n for n in nums)
+    assert impl.number_list(iter(nums)) == b" ".join(b"%d" % n for n in nums)

@@ -133,7 +133,12 @@ def test_logical_records_replay_to_the_same_store(tmp_path, monkeypatch, seed):
                                                           os.O_RDONLY), *_gen(st))
              for k, *_ in rec.ops}
     assert {logical.KEYWORDS, logical.RUN} <= kinds, kinds
-    # the disk as of the last flushes: the first checkpoint's data, the whole log
+    assert recovered(tmp_path, disk, st) == live
+
+
+def recovered(tmp_path, disk: Disk, st) -> dict:
+    """ST closed, then the dump of a store recovered from DISK (the disk as
+    of the last flushes: the first checkpoint's data, the whole log)."""
     image = tmp_path / "image"
     image.mkdir()
     (image / "data.mdb").write_bytes(disk.data)
@@ -141,7 +146,7 @@ def test_logical_records_replay_to_the_same_store(tmp_path, monkeypatch, seed):
     st.close()
     rec = Store(str(image), create=False)
     try:
-        assert dump(rec) == live
+        return dump(rec)
     finally:
         rec.close()
 

@@ -273,7 +273,10 @@ def test_no_second_checkpoint_starts_while_one_is_in_flight(tmp_path, monkeypatc
         assert waited.wait(30)          # the next write waits for the checkpoint
         gate.go.set()
         t.join(30)
-        assert _checkpoints(s) == base + 1
+        # the held checkpoint is done; the one the waiting write started when
+        # it switched may be done too (under load it can finish before this
+        # line: a full-suite run beside four helpers saw base + 2)
+        assert base + 1 <= _checkpoints(s) <= base + 2
         assert s._tail_state()[0] == gen + 2      # and switches once it is done
         assert _wait_for(lambda: _checkpoints(s) == base + 2)
     finally:

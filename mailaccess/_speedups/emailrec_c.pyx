@@ -19,13 +19,14 @@ from libc.string cimport memcmp, memcpy
 
 import os as _os
 
+from ..store.errors import NotFound
 from ..store.records import EMAIL_LAYOUT
 from ..store.redolog import OP
 
 if OP.format not in (">BBHI", "!BBHI"):
     raise ImportError("emailrec_c: the redo log's op layout changed")
 
-_READS = {"last_ms": "Q", "n_keywords": "H", "n_members": "H"}
+_READS = {"version": "B", "size": "I", "last_ms": "Q", "n_keywords": "H", "n_members": "H"}
 if EMAIL_LAYOUT.head.format[:1] not in (">", "!"):
     raise ImportError("emailrec_c: email records are not big-endian")
 for _name, _code in _READS.items():
@@ -39,6 +40,9 @@ cdef Py_ssize_t OFF_MS = EMAIL_LAYOUT.offset("last_ms")
 cdef Py_ssize_t OFF_NKW = EMAIL_LAYOUT.offset("n_keywords")
 cdef Py_ssize_t OFF_NMEM = EMAIL_LAYOUT.offset("n_members")
 cdef Py_ssize_t MEMBER = EMAIL_LAYOUT.member.size
+cdef Py_ssize_t OFF_VERSION = EMAIL_LAYOUT.offset("version")
+cdef Py_ssize_t OFF_SIZE = EMAIL_LAYOUT.offset("size")
+cdef unsigned char VERSION = EMAIL_LAYOUT.version
 
 
 cdef inline uint64_t _be(const unsigned char *p, int n) noexcept:
@@ -320,176 +324,9 @@ cdef inline bytes _key3(bytes prefix, uint64_t a, uint64_t b, uint64_t c):
     return k
 
 
-# --- LMDB called directly (apply_keywords) ------------------------------------------
-#
-# py-lmdb releases and retakes the GIL around every LMDB call (and counts the
-# call on its environment): a bulk STORE on 10,000 messages made ~70,000 such
-# calls through Python objects.  With py-lmdb 3.0.0, whose objects' layout is
-# known here, apply_keywords takes the LMDB cursors out of the py-lmdb Cursor
-# objects it is given and calls LMDB's own cursor functions (exported by
-# py-lmdb's module as mdb09_*) with the GIL held: the same operations on the
-# same transaction.  Everything is checked before the first use (the library's
-# version, the objects' sizes, the engine, each cursor's transaction and
-# database as LMDB itself reports them); anything else takes the py-lmdb path.
+# --- LMDB called directly (apply_keywords): see lmdb_direct.pxi ---------------------
 
-cdef extern from *:
-    """
-    #include <dlfcn.h>
-    typedef struct { size_t mv_size; void *mv_data; } ea_val;
-    typedef int (*ea_cursor_get_t)(void *, ea_val *, ea_val *, int);
-    typedef int (*ea_cursor_put_t)(void *, ea_val *, ea_val *, unsigned int);
-    typedef int (*ea_cursor_del_t)(void *, unsigned int);
-    typedef int (*ea_cursor_open_t)(void *, unsigned int, void **);
-    typedef void (*ea_cursor_close_t)(void *);
-    typedef void *(*ea_cursor_txn_t)(void *);
-    typedef unsigned int (*ea_cursor_dbi_t)(void *);
-    /* py-lmdb 3.0.0's Transaction and Cursor objects, the fields read here
-       and those before them */
-    typedef struct {
-        PyObject_HEAD
-        void *links[4];
-        int valid;
-        PyObject *weaklist;
-        void *env;
-        void *parent;
-        const void *libv;
-        void *txn;
-        int flags;
-        void *db;
-        int mutations;
-    } ea_trans;
-    typedef struct {
-        PyObject_HEAD
-        void *links[4];
-        int valid;
-        ea_trans *trans;
-        const void *libv;
-        int positioned;
-        void *curs;
-        ea_val key;
-        ea_val val;
-        int last_mutation;
-        unsigned int dbi_flags;
-        unsigned int dbi;
-    } ea_cursor;
-    """
-    ctypedef struct ea_val:
-        size_t mv_size
-        void *mv_data
-    ctypedef int (*ea_cursor_get_t)(void *, ea_val *, ea_val *, int)
-    ctypedef int (*ea_cursor_put_t)(void *, ea_val *, ea_val *, unsigned int)
-    ctypedef int (*ea_cursor_del_t)(void *, unsigned int)
-    ctypedef int (*ea_cursor_open_t)(void *, unsigned int, void **)
-    ctypedef void (*ea_cursor_close_t)(void *)
-    ctypedef void *(*ea_cursor_txn_t)(void *)
-    ctypedef unsigned int (*ea_cursor_dbi_t)(void *)
-    ctypedef struct ea_trans:
-        int valid
-        const void *libv
-        void *txn
-        int mutations
-    ctypedef struct ea_cursor:
-        int valid
-        ea_trans *trans
-        const void *libv
-        void *curs
-        unsigned int dbi
-    void *dlopen(const char *, int)
-    void *dlsym(void *, const char *)
-    int RTLD_NOW, RTLD_NOLOAD
-
-cdef enum:
-    MDB_SET = 15
-    MDB_CURRENT = 0x40
-    MDB_NOTFOUND = -30798
-
-cdef ea_cursor_get_t _c_get = NULL
-cdef ea_cursor_put_t _c_put = NULL
-cdef ea_cursor_del_t _c_del = NULL
-cdef ea_cursor_open_t _c_open = NULL
-cdef ea_cursor_close_t _c_close = NULL
-cdef ea_cursor_txn_t _c_txn = NULL
-cdef ea_cursor_dbi_t _c_dbi = NULL
-cdef const void *_v09 = NULL
-cdef PyTypeObject *_cursor_type = NULL
-cdef PyTypeObject *_trans_type = NULL
-cdef int _direct = 0           # 1: usable, -1: not, 0: not looked at yet
-_lmdb_mod = None
-
-
-cdef int _direct_init() except -1:
-    """Find py-lmdb's LMDB (once); -> 1 if apply_keywords may call it directly, else 0."""
-    global _c_get, _c_put, _c_del, _c_open, _c_close, _c_txn, _c_dbi, _v09, _direct
-    global _cursor_type, _trans_type, _lmdb_mod
-    _direct = -1
-    if _os.environ.get("MAILACCESS_LMDB_DIRECT", "1") == "0":
-        return 0
-    try:
-        import lmdb
-        import lmdb.cpython as lc
-    except ImportError:
-        return 0
-    if lmdb.__version__ != "3.0.0" or lmdb.Cursor is not lc.Cursor \
-            or lmdb.Cursor.__basicsize__ != sizeof(ea_cursor) \
-            or lmdb.Transaction.__basicsize__ != sizeof(ea_trans):
-        return 0
-    h = dlopen(_os.fsencode(lc.__file__), RTLD_NOW | RTLD_NOLOAD)
-    if h == NULL:
-        return 0
-    _v09 = dlsym(h, b"lmdb_api_v09")
-    _c_get = <ea_cursor_get_t>dlsym(h, b"mdb09_cursor_get")
-    _c_put = <ea_cursor_put_t>dlsym(h, b"mdb09_cursor_put")
-    _c_del = <ea_cursor_del_t>dlsym(h, b"mdb09_cursor_del")
-    _c_open = <ea_cursor_open_t>dlsym(h, b"mdb09_cursor_open")
-    _c_close = <ea_cursor_close_t>dlsym(h, b"mdb09_cursor_close")
-    _c_txn = <ea_cursor_txn_t>dlsym(h, b"mdb09_cursor_txn")
-    _c_dbi = <ea_cursor_dbi_t>dlsym(h, b"mdb09_cursor_dbi")
-    if _v09 == NULL or _c_get == NULL or _c_put == NULL or _c_del == NULL or _c_open == NULL \
-            or _c_close == NULL or _c_txn == NULL or _c_dbi == NULL:
-        return 0
-    _cursor_type = <PyTypeObject *>lmdb.Cursor
-    _trans_type = <PyTypeObject *>lmdb.Transaction
-    _lmdb_mod = lmdb
-    _direct = 1
-    return 1
-
-
-def lmdb_direct(enable=None) -> bool:
-    """Whether apply_keywords calls LMDB directly; ENABLE False turns it off
-    (tests: the py-lmdb path of this module), True looks again."""
-    global _direct
-    if enable is not None:
-        _direct = 0 if enable else -1
-    if _direct == 0:
-        _direct_init()
-    return _direct == 1
-
-
-cdef ea_cursor *_lmdb_cursor(object cur):
-    """CUR's LMDB cursor, checked, or NULL: CUR is not a live py-lmdb 3.0.0
-    cursor of the 0.9 engine (the caller then takes the py-lmdb path)."""
-    cdef PyObject *o = <PyObject *>cur
-    if o.ob_type != _cursor_type:
-        return NULL
-    cdef ea_cursor *c = <ea_cursor *>o
-    if not c.valid or c.libv != _v09 or c.curs == NULL or c.trans == NULL:
-        return NULL
-    cdef ea_trans *t = c.trans
-    if (<PyObject *>t).ob_type != _trans_type or not t.valid or t.libv != _v09 \
-            or t.txn == NULL or _c_txn(c.curs) != t.txn or _c_dbi(c.curs) != c.dbi:
-        return NULL
-    return c
-
-
-cdef int _lmdb_raise(str what, int rc) except -1:
-    lm = _lmdb_mod
-    cls = {-30799: lm.KeyExistsError, -30797: lm.PageNotFoundError,
-           -30796: lm.CorruptedError, -30795: lm.PanicError, -30792: lm.MapFullError,
-           -30791: lm.DbsFullError, -30788: lm.TxnFullError, -30787: lm.CursorFullError,
-           -30786: lm.PageFullError, -30785: lm.MapResizedError,
-           -30782: lm.BadTxnError, -30781: lm.BadValsizeError,
-           -30780: lm.BadDbiError}.get(rc, lm.Error)
-    raise cls(f"{what}: LMDB error {rc}")
+include "lmdb_direct.pxi"
 
 
 cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xpre, eids,
@@ -713,6 +550,159 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
         ms_cur.putmulti(out_items)
         msg_cur.putmulti(items)
     return changed, req.conflicts, deltas.done(), recs
+
+
+def delete_keys(cur, keys_):
+    """See ``emailrec_py.delete_keys``: with py-lmdb 3.0.0, LMDB's own cursor
+    calls (MDB_SET, then del), the GIL held; else py-lmdb's methods."""
+    cdef list out = []
+    cdef ea_cursor *c = NULL
+    cdef ea_val k, d
+    cdef int rc
+    cdef bytes kb
+    if _direct == 0:
+        _direct_init()
+    if _direct == 1:
+        c = _lmdb_cursor(cur)
+    if c == NULL:
+        find, delete = cur.set_key, cur.delete
+        for key in keys_:
+            if find(key) and delete():
+                out.append(key)
+        return out
+    try:
+        for key in keys_:
+            kb = <bytes?>key
+            k.mv_size = <size_t>PyBytes_GET_SIZE(kb)
+            k.mv_data = <void *>PyBytes_AS_STRING(kb)
+            rc = _c_get(c.curs, &k, &d, MDB_SET)
+            if rc == MDB_NOTFOUND:
+                continue
+            if rc:
+                _lmdb_raise("mdb_cursor_get", rc)
+            rc = _c_del(c.curs, 0)
+            if rc:
+                _lmdb_raise("mdb_cursor_del", rc)
+            out.append(kb)
+    finally:
+        # py-lmdb refreshes a cursor's cached key and value when its
+        # transaction's mutation count moved: these deletes were not its own
+        c.trans.mutations += 1
+    return out
+
+
+cdef inline bytes _key1(bytes prefix, uint64_t a):
+    """PREFIX + a u32, big-endian (a ``uid`` or ``msg`` key)."""
+    cdef Py_ssize_t pl = PyBytes_GET_SIZE(prefix)
+    cdef bytes k = PyBytes_FromStringAndSize(NULL, pl + 4)
+    cdef unsigned char *w = <unsigned char *>PyBytes_AS_STRING(k)
+    memcpy(w, PyBytes_AS_STRING(prefix), pl)
+    _put_be(w + pl, a, 4)
+    return k
+
+
+cdef bint _has_kw(const unsigned char *p, Py_ssize_t n, bytes kw):
+    """The keyword bytes P[:N] ("\\0"-separated) hold KW."""
+    cdef Py_ssize_t kl = PyBytes_GET_SIZE(kw), a = 0, e
+    cdef const char *k = PyBytes_AS_STRING(kw)
+    while True:
+        e = a
+        while e < n and p[e] != 0:
+            e += 1
+        if e - a == kl and memcmp(p + a, k, kl) == 0:
+            return True
+        if e >= n:
+            return False
+        a = e + 1
+
+
+def expunge_many(uid_get, msg_get, uid_shape, msg_shape, ms_shape, long mbx, uids,
+                 str seen, alloc_ms):
+    """See ``emailrec_py.expunge_many``."""
+    if uid_shape.suffix != "u32" or msg_shape.suffix != "u32" or \
+            ms_shape.suffix != "u32.u64.u32":
+        raise ValueError("expunge_many: unexpected key shapes")
+    cdef bytes upre = uid_shape.prefix, mpre = msg_shape.prefix, xpre = ms_shape.prefix
+    cdef list done = [], uid_keys = [], gone = [], out_items = [], new = [], updated = []
+    cdef list destroy = []
+    cdef dict others = {}
+    cdef uint64_t size = 0, unseen = 0, ms = 0, old_ms
+    cdef bint have_ms = False
+    cdef bytes seen_b = seen.encode("utf-8")
+    cdef Py_buffer view
+    cdef const unsigned char *p
+    cdef unsigned char *w
+    cdef Py_ssize_t n, nmem, nkw, mem_end, i, at, tail_n, out_n
+    cdef uint64_t eid, m, u
+    cdef bytes k, mkey, record
+    for uid in uids:
+        k = _key1(upre, <uint64_t>uid)
+        v = uid_get(k)
+        if v is None:
+            continue
+        PyObject_GetBuffer(v, &view, PyBUF_SIMPLE)
+        try:
+            if view.len < 4:
+                raise ValueError("uid row too short")
+            eid = _be(<const unsigned char *>view.buf, 4)
+        finally:
+            PyBuffer_Release(&view)
+        mkey = _key1(mpre, eid)
+        data = msg_get(mkey)
+        if data is None:
+            raise ValueError(f"email {eid} (uid {uid}) has no record")
+        if not have_ms:
+            ms = alloc_ms()
+            have_ms = True
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            p = <const unsigned char *>view.buf
+            n = view.len
+            if n < HEAD:
+                raise ValueError("email record too short")
+            if p[OFF_VERSION] != VERSION:
+                raise ValueError(f"unknown email record version {p[OFF_VERSION]}")
+            mem_end = _members_end(p, n, &nkw, &nmem)
+            at = -1
+            for i in range(nmem):
+                if <long>_be(p + HEAD + i * MEMBER, 4) == mbx:
+                    at = i
+                    break
+            if at < 0:
+                raise NotFound("message not in mailbox")
+            old_ms = _be(p + OFF_MS, 8)
+            tail_n = n - mem_end if nkw else 0
+            done.append(uid)
+            uid_keys.append(k)
+            gone.append(_key3(xpre, <uint64_t>mbx, old_ms, _be(p + HEAD + at * MEMBER + 4, 4)))
+            size += _be(p + OFF_SIZE, 4)
+            if not _has_kw(p + mem_end, tail_n, seen_b):
+                unseen += 1
+            if nmem == 1:
+                destroy.append((eid, PyBytes_FromStringAndSize(<const char *>p, n)))
+                continue
+            for i in range(nmem):
+                if i == at:
+                    continue
+                m = _be(p + HEAD + i * MEMBER, 4)
+                u = _be(p + HEAD + i * MEMBER + 4, 4)
+                others.setdefault(m, None)
+                gone.append(_key3(xpre, m, old_ms, u))
+                out_items.append((_key3(xpre, m, ms, u), b""))
+            out_n = mem_end - MEMBER + tail_n
+            record = PyBytes_FromStringAndSize(NULL, out_n)
+            w = <unsigned char *>PyBytes_AS_STRING(record)
+            memcpy(w, p, HEAD + at * MEMBER)
+            memcpy(w + HEAD + at * MEMBER, p + HEAD + (at + 1) * MEMBER,
+                   (nmem - at - 1) * MEMBER)
+            memcpy(w + mem_end - MEMBER, p + mem_end, tail_n)
+            _put_be(w + OFF_MS, ms, 8)
+            _put_be(w + OFF_NMEM, <uint64_t>(nmem - 1), 2)
+        finally:
+            PyBuffer_Release(&view)
+        new.append((mkey, record))
+        updated.append(eid)
+    return done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others
 
 
 def id_runs(ids):

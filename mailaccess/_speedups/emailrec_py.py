@@ -5,6 +5,9 @@ The hot loops of a bulk write run here (issue 10: ``STORE 1:* +FLAGS`` on
 of decode -> EmailRecord -> encode (one record: ``rewrite_keywords``; the
 whole loop of a bulk STORE, with its ``mbx.ms`` index keys:
 ``rewrite_many``; the same with its LMDB writes made: ``apply_keywords``),
+taking a mailbox's membership out of the records of a bulk EXPUNGE
+(``expunge_many``: the writes it implies, as lists), deleting keys in bulk
+(``delete_keys``),
 cutting a bulk write's ids in runs for the change log (``id_runs``), and
 encoding the redo log's table writes (store/redolog.py).  ``emailrec_c``
 is the compiled twin: same functions, same results, byte for byte.
@@ -15,6 +18,7 @@ store's key builders, ``apply_keywords`` its ``keys.KeyShape``s).
 """
 from __future__ import annotations
 
+from ..store.errors import NotFound
 from ..store.records import EMAIL_LAYOUT
 from ..store.redolog import OP as _OP
 
@@ -22,6 +26,8 @@ _HEAD = EMAIL_LAYOUT.head
 _I_MS = EMAIL_LAYOUT.index("last_ms")
 _I_NKW = EMAIL_LAYOUT.index("n_keywords")
 _I_NMEM = EMAIL_LAYOUT.index("n_members")
+_I_SIZE = EMAIL_LAYOUT.index("size")
+_VERSION = EMAIL_LAYOUT.version
 _MEMBER = EMAIL_LAYOUT.member
 
 
@@ -142,6 +148,100 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
         ms_cur.putmulti(out_items)
         msg_cur.putmulti(items)
     return changed, conflicts, deltas, recs
+
+
+def expunge_many(uid_get, msg_get, uid_shape, msg_shape, ms_shape, mbx: int, uids,
+                 seen: str, alloc_ms):
+    """The loop of a bulk EXPUNGE (store/ops.py ``expunge``): mailbox MBX's
+    membership taken out of the email record of each UID of UIDS (ascending,
+    distinct), read with ``uid_get(uid_shape.key(uid))`` (the email id, u32;
+    None: no such UID, skipped) and ``msg_get(msg_shape.key(eid))``.
+
+    ALLOC_MS() is called once, at the first UID found, and gives the
+    request's modseq MS.  A record that is missing, of another version, or
+    without MBX among its memberships raises (ValueError, NotFound) as the
+    record-at-a-time path did.  An email left in other mailboxes gets its
+    new record (the membership out, last_ms = MS, everything else as it
+    was) and its ``mbx.ms`` keys moved to MS in those mailboxes; an email
+    left in none is handed back to be destroyed.
+
+    -> (the UIDs removed, their ``uid`` keys, the ``mbx.ms`` keys to delete
+    [ms_shape.key((mailbox, old last_ms, uid))] (MBX's and the other
+    mailboxes'), the ``mbx.ms`` items to put [(key, b"")], the new records
+    [(msg key, record)], the ids of the emails rewritten, the emails to
+    destroy [(eid, record bytes)], the removed messages' total size, how
+    many of them lacked SEEN, the other mailboxes met {mailbox: None} in
+    first-met order)."""
+    done: list = []
+    uid_keys: list = []
+    gone: list = []
+    out_items: list = []
+    new: list = []
+    updated: list = []
+    destroy: list = []
+    others: dict = {}
+    size = unseen = 0
+    ms = None
+    seen_b = seen.encode("utf-8")
+    for uid in uids:
+        k = uid_shape.key(uid)
+        v = uid_get(k)
+        if v is None:
+            continue
+        eid = int.from_bytes(bytes(v[:4]), "big")
+        mkey = msg_shape.key(eid)
+        data = msg_get(mkey)
+        if data is None:
+            raise ValueError(f"email {eid} (uid {uid}) has no record")
+        if ms is None:
+            ms = alloc_ms()
+        data = bytes(data)
+        head = list(_HEAD.unpack_from(data))
+        if head[0] != _VERSION:
+            raise ValueError(f"unknown email record version {head[0]}")
+        nmem = head[_I_NMEM]
+        mem_end = _HEAD.size + nmem * _MEMBER.size
+        members = [_MEMBER.unpack_from(data, _HEAD.size + i * _MEMBER.size)
+                   for i in range(nmem)]
+        at = next((i for i, m in enumerate(members) if m[0] == mbx), None)
+        if at is None:
+            raise NotFound("message not in mailbox")
+        old_ms = head[_I_MS]
+        tail = data[mem_end:] if head[_I_NKW] else b""
+        done.append(uid)
+        uid_keys.append(k)
+        gone.append(ms_shape.key((mbx, old_ms, members[at][1])))
+        size += head[_I_SIZE]
+        if seen_b not in tail.split(b"\0"):
+            unseen += 1
+        rest = members[:at] + members[at + 1:]
+        if not rest:
+            destroy.append((eid, data))
+            continue
+        for m, u, _sd in rest:
+            others.setdefault(m, None)
+            gone.append(ms_shape.key((m, old_ms, u)))
+            out_items.append((ms_shape.key((m, ms, u)), b""))
+        head[_I_MS] = ms
+        head[_I_NMEM] = len(rest)
+        new.append((mkey, b"".join([_HEAD.pack(*head)] + [_MEMBER.pack(*m) for m in rest]
+                                   + [tail])))
+        updated.append(eid)
+    return done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others
+
+
+def delete_keys(cur, keys_) -> list:
+    """Delete each key of KEYS_ (in order) through CUR, an LMDB cursor of a
+    write transaction (LMDB looks on the cursor's page first: neighbouring
+    keys cost no descent of the tree each); -> the keys that were there
+    (and are gone now), in order.  The compiled twin calls LMDB itself
+    (py-lmdb 3.0.0, as apply_keywords does)."""
+    out = []
+    find, delete = cur.set_key, cur.delete
+    for k in keys_:
+        if find(k) and delete():
+            out.append(k)
+    return out
 
 
 def id_runs(ids) -> tuple[list[int], list[tuple[int, int]]]:

@@ -3,7 +3,7 @@ from typing import NamedTuple
 
 ITEMS: tuple[str, ...]
 
-def item_codes(items: Iterable[str | HeaderFields | WholeBody]) -> list[int]: ...
+def item_codes(items: Iterable[str | HeaderFields | WholeBody | WholeHeader]) -> list[int]: ...
 def internaldate(received: int, tz: int) -> bytes: ...
 def fetch_simple(
     read_email: Callable[[int], Buffer | None],
@@ -11,7 +11,7 @@ def fetch_simple(
     uids: Iterable[int],
     snap_uids: Sequence[int],
     snap_eids: Sequence[int],
-    items: Sequence[str | HeaderFields | WholeBody],
+    items: Sequence[str | HeaderFields | WholeBody | WholeHeader],
     flags: Callable[[list[str]], bytes] | None,
     condstore: bool,
     utf8: bool,
@@ -24,7 +24,7 @@ def fetch_upto(
     start: int,
     snap_uids: Sequence[int],
     snap_eids: Sequence[int],
-    items: Sequence[str | HeaderFields | WholeBody],
+    items: Sequence[str | HeaderFields | WholeBody | WholeHeader],
     flags: Callable[[list[str]], bytes] | None,
     condstore: bool,
     utf8: bool,
@@ -46,7 +46,12 @@ class WholeBody(NamedTuple):
     label: bytes
 
 WHOLE_BODY: int
+
+class WholeHeader(NamedTuple):
+    label: bytes
+
+WHOLE_HEADER: int
 HEADER_WORK: int
 
-def body_literal(raw: Buffer, item: WholeBody) -> bytes: ...
+def body_literal(raw: Buffer, item: WholeBody | WholeHeader) -> bytes: ...
 def with_recent(flags: bytes) -> bytes: ...

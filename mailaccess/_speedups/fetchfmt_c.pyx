@@ -14,8 +14,9 @@ included).  HEADER.FIELDS items scan the raw message's header in C the way
 index's meta prefix, ``INDEX_LAYOUT.header_end_at``) and match the names
 without regard to ASCII case (at most MAX_HF items of a header under
 ``fieldspans.OFFLOOP_BYTES``: a bigger one is a fallback, as in the pure
-twin).  It builds no LMDB key and imports nothing
-above the store.
+twin).  Whole-message (``WholeBody``) and whole-header (``WholeHeader``)
+literals are copied from the raw message into the buffer, NUL as 0x80.  It
+builds no LMDB key and imports nothing above the store.
 
 The layouts are read at import from their descriptions (EMAIL_LAYOUT,
 ``mime.index.INDEX_LAYOUT``): moving a field needs no rebuild, but if a
@@ -145,6 +146,10 @@ if _py.WHOLE_BODY != 11 or _py.WholeBody._fields != ("label",):
     raise ImportError("fetchfmt_c: WholeBody changed")
 WholeBody = _py.WholeBody
 WHOLE_BODY = _py.WHOLE_BODY
+if _py.WHOLE_HEADER != 12 or _py.WholeHeader._fields != ("label",):
+    raise ImportError("fetchfmt_c: WholeHeader changed")
+WholeHeader = _py.WholeHeader
+WHOLE_HEADER = _py.WHOLE_HEADER
 body_literal = _py.body_literal     # not on the hot path: the loop below writes its own
 with_recent = _py.with_recent
 
@@ -161,6 +166,7 @@ cdef enum:
     C_THREADID = 9
     C_HEADER_FIELDS = 10
     C_WHOLE_BODY = 11
+    C_WHOLE_HEADER = 12
     MAX_ITEMS = 64
     MAX_HF = 16         # HEADER.FIELDS items in one request (more: the pure twin)
     MAX_WANT = 256      # field names in all of them
@@ -453,6 +459,24 @@ cdef int _put_header_fields(Buf *b, Buf *t, const unsigned char *p, Py_ssize_t e
     return 0
 
 
+cdef int _put_literal(Buf *b, bytes label, const unsigned char *p, Py_ssize_t n) except -1:
+    """``LABEL {N}\\r\\n`` + P[:N], each NUL as 0x80 (fetchfmt_py.body_literal)."""
+    cdef Py_ssize_t at
+    cdef const unsigned char *nul
+    _put_bytes(b, label)
+    _put(b, b" {", 2)
+    _put_u64(b, <uint64_t>n)
+    _put(b, b"}\r\n", 3)
+    at = b.n
+    _put(b, <const char *>p, n)
+    nul = <const unsigned char *>memchr(b.p + at, 0, n)
+    while nul != NULL:
+        (<unsigned char *>nul)[0] = 0x80
+        at = nul - <const unsigned char *>b.p + 1
+        nul = <const unsigned char *>memchr(b.p + at, 0, b.n - at)
+    return 0
+
+
 def header_literal(raw_header, item):
     """``LABEL {n}\\r\\n`` + the matching field lines: see ``fetchfmt_py.header_literal``."""
     cdef const char *wname[MAX_WANT]
@@ -538,7 +562,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef int nhf = 0, nw = 0
     cdef list labels = [], keep = []
     cdef bytes w
-    cdef int n_whole = 0
+    cdef int n_whole = 0, n_head = 0
     cdef list whole_label = [None] * ncodes
     if ncodes > MAX_ITEMS:
         return None     # absurd but legal: let the pure twin do it
@@ -573,9 +597,16 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
         elif c == C_WHOLE_BODY:
             n_whole += 1
             whole_label[k] = bytes(items[k].label)
-    if (want_header or n_whole) and read_blob is None:
-        raise ValueError("HEADER.FIELDS and whole-body items need read_blob")
-    cdef bint want_raw = want_header or n_whole > 0
+        elif c == C_WHOLE_HEADER:
+            want_index = True
+            n_head += 1
+            whole_label[k] = bytes(items[k].label)
+    # the header end (from the index's meta prefix) for HEADER.FIELDS and
+    # whole-header items
+    cdef bint want_he = want_header or n_head > 0
+    if (want_he or n_whole) and read_blob is None:
+        raise ValueError("HEADER.FIELDS, whole-body and whole-header items need read_blob")
+    cdef bint want_raw = want_he or n_whole > 0
     add_modseq = condstore and want_flags and not want_ms
 
     if not isinstance(snap_uids, array) or snap_uids.typecode != "I":
@@ -631,9 +662,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef Buf b, t
     cdef Py_ssize_t he = 0
     cdef Py_ssize_t i = -1, lo, hi, mid, off, tail_n, fn, pos, n_u, fb_pos = -1, stop
-    cdef Py_ssize_t lit_at
     cdef Py_ssize_t scanned = 0     # header bytes times HEADER.FIELDS items
-    cdef const unsigned char *nul
     cdef bint joined = budget >= 0
     cdef long long u
     cdef unsigned int eid
@@ -763,9 +792,9 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 raw = r_get(rkey, None, r_db) if r_fast else read_blob(rkey)
                 rkey = None
                 he = -1
-                if raw is not None and want_header:
+                if raw is not None and want_he:
                     he = _header_end(&xs)
-                if raw is None or (want_header and he < 0):
+                if raw is None or (want_he and he < 0):
                     _unspan(&xs)
                     raw = None
                     fallback.append(u_obj)
@@ -784,7 +813,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                     continue
                 if want_header:
                     scanned += he * nhf
-                if joined and n_whole and rs.n > budget // n_whole:
+                if joined and (n_whole or n_head) and \
+                        n_whole * rs.n + n_head * he > budget:
                     # bigger than the budget: the Python path sends it in pieces
                     _unspan(&xs)
                     _unspan(&rs)
@@ -841,17 +871,10 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                                            hf_w[k2 + 1], hf_neg[k2], labels[k2])
                     elif c == C_WHOLE_BODY:
                         # LABEL {n}\r\n and the stored bytes, NUL as 0x80
-                        _put_bytes(&b, <bytes>whole_label[k])
-                        _put(&b, b" {", 2)
-                        _put_u64(&b, <uint64_t>rs.n)
-                        _put(&b, b"}\r\n", 3)
-                        lit_at = b.n
-                        _put(&b, <const char *>rs.p, rs.n)
-                        nul = <const unsigned char *>memchr(b.p + lit_at, 0, rs.n)
-                        while nul != NULL:
-                            (<unsigned char *>nul)[0] = 0x80
-                            lit_at = nul - <const unsigned char *>b.p + 1
-                            nul = <const unsigned char *>memchr(b.p + lit_at, 0, b.n - lit_at)
+                        _put_literal(&b, <bytes>whole_label[k], rs.p, rs.n)
+                    elif c == C_WHOLE_HEADER:
+                        # LABEL {n}\r\n and the header's stored bytes, NUL as 0x80
+                        _put_literal(&b, <bytes>whole_label[k], rs.p, he)
                     elif c == C_EMAILID:
                         _put(&b, b"EMAILID (", 9)
                         _put_bytes(&b, _EMAIL_PREFIX)

@@ -9,7 +9,10 @@ BODYSTRUCTURE, BODY, EMAILID, THREADID, the whole message's header
 fields, ``BODY[HEADER.FIELDS (...)]`` and ``.NOT`` (a ``HeaderFields`` item:
 the header's end from the index, the field lines from the raw message), and
 the whole message as a literal, ``BODY[]`` and ``RFC822`` (a ``WholeBody``
-item: the stored bytes, NUL sent as 0x80).  ``fetch_upto`` is the same
+item: the stored bytes, NUL sent as 0x80), and the whole message's header
+as a literal, ``BODY[HEADER]`` and ``RFC822.HEADER`` (a ``WholeHeader``
+item: the stored bytes up to the header end read from the index's meta
+prefix, NUL sent as 0x80).  ``fetch_upto`` is the same
 answer for a streamed FETCH: the responses of as many UIDs as fill a byte
 budget, joined, stopping before a message it leaves to the Python path.  It
 reads the stored values through the store's hot-path readers
@@ -47,6 +50,7 @@ ITEMS = ("UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE", "ENVELOPE",
 _CODE = {name: i for i, name in enumerate(ITEMS)}
 HEADER_FIELDS = len(ITEMS)      # the code of a HeaderFields item
 WHOLE_BODY = HEADER_FIELDS + 1  # the code of a WholeBody item
+WHOLE_HEADER = WHOLE_BODY + 1   # the code of a WholeHeader item
 # fetch_upto's chunk also ends once its messages' headers times their
 # HEADER.FIELDS items come to this many times its budget: items that match
 # little (tiny answers) on big headers scan much for few bytes (16 lists on
@@ -70,6 +74,17 @@ class WholeBody(NamedTuple):
     ``b"BODY[]"``) or ``RFC822`` (LABEL ``b"RFC822"``), without a partial
     range: ``LABEL {n}\\r\\n`` + the stored bytes, NUL as 0x80
     (server.imap_session._no_nul; the length stays the same)."""
+
+    label: bytes
+
+
+class WholeHeader(NamedTuple):
+    """The whole message's header as a literal, ``BODY[HEADER]`` /
+    ``BODY.PEEK[HEADER]`` (LABEL ``b"BODY[HEADER]"``) or ``RFC822.HEADER``
+    (LABEL ``b"RFC822.HEADER"``), without a partial range: ``LABEL {n}\\r\\n``
+    + the stored bytes up to the header end (the blank line included: RFC
+    9051 6.4.5), NUL as 0x80.  The header end is read from the index's meta
+    prefix (mime.index.meta_header_end); an index without it is a fallback."""
 
     label: bytes
 
@@ -108,6 +123,8 @@ def item_codes(items) -> list[int]:
             out.append(HEADER_FIELDS)
         elif isinstance(n, WholeBody):
             out.append(WHOLE_BODY)
+        elif isinstance(n, WholeHeader):
+            out.append(WHOLE_HEADER)
         elif type(n) is str and n in _CODE:
             out.append(_CODE[n])
         else:
@@ -129,8 +146,8 @@ def _header_literal(data: bytes, item: HeaderFields) -> bytes:
     return item.label + b" {%d}\r\n" % len(data) + data
 
 
-def body_literal(raw, item: WholeBody) -> bytes:
-    """``LABEL {n}\\r\\n`` + RAW (the stored message), NUL as 0x80."""
+def body_literal(raw, item: WholeBody | WholeHeader) -> bytes:
+    """``LABEL {n}\\r\\n`` + RAW (the stored message, or its header), NUL as 0x80."""
     data = bytes(raw)
     if b"\0" in data:
         data = data.replace(b"\0", b"\x80")
@@ -198,8 +215,8 @@ def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, i
     that brings the header bytes its HEADER.FIELDS items scan (a header's
     size times those items) to HEADER_WORK times BUDGET, or at the end of UIDS.
     FALLBACK True: it stopped at ``UIDS[STOP]``, a message it leaves to the
-    Python path (as fetch_simple would) or whose WholeBody literals together
-    hold more than BUDGET bytes (the Python path sends those in pieces);
+    Python path (as fetch_simple would) or whose WholeBody and WholeHeader
+    literals together hold more than BUDGET bytes (the Python path sends those in pieces);
     the caller answers that one and goes on from STOP + 1.  RECENT: UIDs
     (a container) whose FLAGS also show ``\\Recent``, the session's recent
     messages (server.imap_session._with_recent), or None.
@@ -227,7 +244,8 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
     """``(k, uid, response, modseq)`` for the messages of ``UIDS[START:]`` in
     order (K: the position in UIDS), skipping UIDs not in the map and gone
     records; RESPONSE None (and modseq None) for one left to the Python
-    path, and for one whose WholeBody literals hold more than LIMIT bytes.
+    path, and for one whose WholeBody and WholeHeader literals hold more
+    than LIMIT bytes.
     FLAGS of the UIDs in RECENT show \\Recent as well.  SCANNED[0] (when
     given) counts the header bytes of each message times its HEADER.FIELDS
     items (fetch_upto's HEADER_WORK)."""
@@ -235,12 +253,15 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
     add_modseq = condstore and FLAGS in codes and MODSEQ not in codes
     want_header = HEADER_FIELDS in codes
     n_whole = codes.count(WHOLE_BODY)
-    want_index = want_header or any(c in (ENVELOPE, BODYSTRUCTURE, BODY) for c in codes)
+    n_head = codes.count(WHOLE_HEADER)
+    want_index = want_header or n_head > 0 or \
+        any(c in (ENVELOPE, BODYSTRUCTURE, BODY) for c in codes)
+    want_he = want_header or n_head > 0      # the header end, from the index
     # every HEADER.FIELDS item's names: the header is split once for them all
     hf_names = {n for j, c in enumerate(codes) if c == HEADER_FIELDS for n in items[j].names}
     n_hf = codes.count(HEADER_FIELDS)
-    if (want_header or n_whole) and read_blob is None:
-        raise ValueError("HEADER.FIELDS and whole-body items need read_blob")
+    if (want_he or n_whole) and read_blob is None:
+        raise ValueError("HEADER.FIELDS, whole-body and whole-header items need read_blob")
     unpack_msg = _MSG.unpack_from
     unpack_idx = _IDX.unpack_from
     flag_cache: dict[bytes, bytes] = {}
@@ -275,17 +296,28 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
                 yield k, u, None, None
                 continue
             ends = unpack_idx(idx)
-        if want_header or n_whole:
+        he = 0
+        if want_he or n_whole:
             raw = read_blob(rec[_F_BLOB])
-            if raw is None or (limit is not None and n_whole * len(raw) > limit):
+            if raw is None:
                 yield k, u, None, None
                 continue
-        if want_header:
+        if want_he:
             # the header end from the meta's prefix (an index written
-            # otherwise is decoded by the Python path); the fields from the
+            # otherwise is decoded by the Python path); the header from the
             # raw message, cut there as a Python slice cuts
             he = meta_header_end(idx, ends)
-            if he is None or min(he, len(raw)) >= FIELDS_OFFLOOP_BYTES:
+            if he is None:
+                yield k, u, None, None
+                continue
+            he = min(he, len(raw))
+        # literals bigger than the budget: the Python path sends them in pieces
+        if limit is not None and (n_whole or n_head) and \
+                n_whole * len(raw) + n_head * he > limit:
+            yield k, u, None, None
+            continue
+        if want_header:
+            if he >= FIELDS_OFFLOOP_BYTES:
                 yield k, u, None, None
                 continue
             raw_header = bytes(raw[:he])
@@ -330,6 +362,8 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
                               header_literal(raw_header, item))
             elif c == WHOLE_BODY:
                 pieces.append(body_literal(raw, items[j]))
+            elif c == WHOLE_HEADER:
+                pieces.append(body_literal(raw[:he], items[j]))
             elif c == EMAILID:
                 pieces.append(f"EMAILID ({email_id(eid)})".encode())
             else:   # THREADID

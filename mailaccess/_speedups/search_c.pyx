@@ -6,7 +6,8 @@ else a memchr-on-the-first-byte loop; texts are read through the buffer
 protocol, so bytes and memoryview slices of LMDB values work without copies.
 """
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact, \
+    PyBytes_FromStringAndSize
 
 cdef extern from *:
     """
@@ -106,3 +107,430 @@ def find_header(list texts, bytes name, bytes needle):
         if hit:
             out.append(i)
     return out
+
+
+# --- record conditions and header conditions over a chunk of emails ---------------
+#
+# See search_py (the contract).  The records and indexes are read by LMDB
+# itself (lmdb_direct.pxi: a cursor of the reader's transaction, MDB_SET per
+# key, the value read in place) when py-lmdb 3.0.0 is there, else through the
+# store's Reader (``get(key, None, db)`` with the key assembled here, or the
+# reader called); either way no EmailRecord and no text copy per message.
+
+include "lmdb_direct.pxi"
+
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy
+
+from ..mime.index import INDEX_LAYOUT
+from ..store.records import EMAIL_LAYOUT
+
+KEYWORD, SIZE, RECEIVED, MODSEQ, THREAD, IN_MAILBOX, OTHER_MAILBOX, SAVED = range(8)
+
+_REC_READS = {"blob": "32s", "received_at": "q", "size": "I", "thread": "I", "last_ms": "Q",
+              "n_keywords": "H", "n_members": "H"}
+if EMAIL_LAYOUT.head.format[:1] not in (">", "!"):
+    raise ImportError("search_c: email records are not big-endian")
+for _name, _code in _REC_READS.items():
+    if EMAIL_LAYOUT.code(_name) != _code:
+        raise ImportError(f"search_c: email record field {_name!r} changed type")
+if EMAIL_LAYOUT.member.format not in (">IIq", "!IIq"):
+    raise ImportError("search_c: membership layout changed")
+if INDEX_LAYOUT.head.format.lstrip(">!") != "B%dI" % len(INDEX_LAYOUT.fields):
+    raise ImportError("search_c: the message index framing changed")
+
+cdef Py_ssize_t R_HEAD = EMAIL_LAYOUT.head.size
+cdef Py_ssize_t R_BLOB = EMAIL_LAYOUT.offset("blob")
+cdef Py_ssize_t R_RECEIVED = EMAIL_LAYOUT.offset("received_at")
+cdef Py_ssize_t R_SIZE = EMAIL_LAYOUT.offset("size")
+cdef Py_ssize_t R_THREAD = EMAIL_LAYOUT.offset("thread")
+cdef Py_ssize_t R_MS = EMAIL_LAYOUT.offset("last_ms")
+cdef Py_ssize_t R_NKW = EMAIL_LAYOUT.offset("n_keywords")
+cdef Py_ssize_t R_NMEM = EMAIL_LAYOUT.offset("n_members")
+cdef Py_ssize_t R_MEMBER = EMAIL_LAYOUT.member.size
+cdef Py_ssize_t X_HEAD = INDEX_LAYOUT.head.size
+cdef Py_ssize_t X_FIELD = INDEX_LAYOUT.fields.index("search_headers")
+cdef unsigned char X_READABLE[256]
+for _v in range(256):
+    X_READABLE[_v] = _v in INDEX_LAYOUT.readable
+
+cdef enum:
+    MDB_NEXT = 8
+    MDB_SET_KEY = 16
+
+
+cdef inline uint64_t _be(const unsigned char *p, int n) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(n):
+        v = (v << 8) | p[i]
+    return v
+
+
+cdef class _Source:
+    """One table read per key: directly (an LMDB cursor), through the
+    reader's get with the key assembled here, or by calling the reader."""
+    cdef ea_cursor *cur
+    cdef object pycur, get, db, fn
+    cdef bint fast
+    cdef unsigned char kbuf[64]
+    cdef Py_ssize_t pn, sn
+    cdef Py_buffer view
+    cdef bint held
+    cdef bint seq           # keys mostly in table order: try the next entry first
+    cdef bint positioned    # the cursor is on the last key found
+
+    def __cinit__(self):
+        self.cur = NULL
+        self.held = False
+        self.fast = False
+        self.positioned = False
+
+    cdef int setup(self, reader, str suffix, Py_ssize_t sn, bint seq=False) except -1:
+        shape = getattr(reader, "shape", None)
+        self.fn = reader
+        self.sn = sn
+        self.seq = seq
+        if shape is None or shape.suffix != suffix or type(shape.prefix) is not bytes \
+                or len(shape.prefix) + sn > 64:
+            return 0
+        self.pn = len(shape.prefix)
+        memcpy(self.kbuf, PyBytes_AS_STRING(shape.prefix), self.pn)
+        self.get, self.db, self.fast = reader.get, reader.db, True
+        if _direct == 0:
+            _direct_init()
+        if _direct != 1:
+            return 0
+        txn = getattr(self.get, "__self__", None)
+        if type(txn) is not _lmdb_mod.Transaction:
+            return 0
+        self.pycur = txn.cursor(db=self.db)
+        self.cur = _lmdb_cursor(self.pycur)
+        return 0
+
+    cdef inline void release(self) noexcept:
+        if self.held:
+            PyBuffer_Release(&self.view)
+            self.held = False
+
+    cdef int close(self) except -1:
+        self.release()
+        self.cur = NULL
+        if self.pycur is not None:
+            self.pycur.close()
+            self.pycur = None
+        return 0
+
+    def __dealloc__(self):
+        self.release()
+
+    cdef int fetch(self, const unsigned char *suffix, object x,
+                   const unsigned char **p, Py_ssize_t *n) except -1:
+        """The value under the key of SUFFIX (fast paths) or X (the reader
+        called) into P/N -> 1, or 0 when there is none.  Valid until the
+        next fetch."""
+        cdef ea_val k, d
+        cdef int rc
+        self.release()
+        if self.cur != NULL:
+            memcpy(self.kbuf + self.pn, suffix, self.sn)
+            if self.seq and self.positioned:
+                # the email ids of a mailbox mostly follow one another
+                rc = _c_get(self.cur.curs, &k, &d, MDB_NEXT)
+                if rc == 0 and <Py_ssize_t>k.mv_size == self.pn + self.sn \
+                        and memcmp(k.mv_data, self.kbuf, k.mv_size) == 0:
+                    p[0] = <const unsigned char *>d.mv_data
+                    n[0] = <Py_ssize_t>d.mv_size
+                    return 1
+                if rc and rc != MDB_NOTFOUND:
+                    _lmdb_raise("mdb_cursor_get", rc)
+            k.mv_size = self.pn + self.sn
+            k.mv_data = self.kbuf
+            rc = _c_get(self.cur.curs, &k, &d, MDB_SET_KEY)
+            self.positioned = rc == 0
+            if rc == MDB_NOTFOUND:
+                return 0
+            if rc:
+                _lmdb_raise("mdb_cursor_get", rc)
+            p[0] = <const unsigned char *>d.mv_data
+            n[0] = <Py_ssize_t>d.mv_size
+            return 1
+        if self.fast:
+            memcpy(self.kbuf + self.pn, suffix, self.sn)
+            v = self.get(PyBytes_FromStringAndSize(<char *>self.kbuf, self.pn + self.sn),
+                         None, self.db)
+        else:
+            v = self.fn(x)
+        if v is None:
+            return 0
+        PyObject_GetBuffer(v, &self.view, PyBUF_SIMPLE)
+        self.held = True
+        p[0] = <const unsigned char *>self.view.buf
+        n[0] = self.view.len
+        return 1
+
+
+cdef inline object _at(list pos, list eids, Py_ssize_t i):
+    """The email id at position ``pos[i]`` of EIDS (checked)."""
+    cdef Py_ssize_t j = <object>PyList_GET_ITEM(pos, i)
+    if j < 0 or j >= PyList_GET_SIZE(eids):
+        raise IndexError("position out of range")
+    return <object>PyList_GET_ITEM(eids, j)
+
+
+cdef inline int _email(_Source src, object eid, const unsigned char **p,
+                       Py_ssize_t *n) except -1:
+    """Email EID's record into P/N -> 1, or 0 when it is gone."""
+    cdef unsigned char s[4]
+    cdef uint64_t e = <uint64_t>eid
+    if e > 0xFFFFFFFF:
+        raise OverflowError("email id out of range")
+    s[0] = (e >> 24) & 255
+    s[1] = (e >> 16) & 255
+    s[2] = (e >> 8) & 255
+    s[3] = e & 255
+    return src.fetch(s, eid, p, n)
+
+
+cdef bint _has_keyword(const unsigned char *t, Py_ssize_t n, const unsigned char *k,
+                       Py_ssize_t m) noexcept nogil:
+    """Whether the NUL-joined list T (non-empty) has an item equal to K."""
+    cdef const unsigned char *end = t + n
+    cdef const unsigned char *nul
+    while True:
+        nul = <const unsigned char *>memchr(t, 0, <size_t>(end - t))
+        if nul == NULL:
+            nul = end
+        if nul - t == m and memcmp(t, k, <size_t>m) == 0:
+            return True
+        if nul == end:
+            return False
+        t = nul + 1
+
+
+def _span(lo, hi, fmin, fmax):
+    """[lo, hi) (None: unbounded) within a field's range [FMIN, FMAX] as an
+    inclusive pair, or None when it holds no value."""
+    a = fmin if lo is None else max(lo, fmin)
+    b = fmax if hi is None else min(hi - 1, fmax)
+    return (a, b) if a <= b else None
+
+
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def match_records(read_email, list eids, list pos, tuple cond, bint want=True):
+    """The positions p of POS whose email ``eids[p]`` satisfies COND (with
+    WANT False: does not); see search_py.match_records."""
+    cdef int op = cond[0]
+    cdef list out = []
+    cdef Py_ssize_t i, n, np = PyList_GET_SIZE(pos)
+    cdef Py_ssize_t nmem, off, km = 0
+    cdef const unsigned char *p
+    cdef const unsigned char *kw = NULL
+    cdef int64_t slo = 0, shi = 0, sv
+    cdef uint64_t ulo = 0, uhi = 0, uv, mbx = 0
+    cdef bint hit, found, signed_field = False, any_box = False, empty = False
+    cdef Py_ssize_t at = 0
+    cdef int width = 0
+    cdef object name = None, ids = None
+    if op == SIZE or op == MODSEQ or op == RECEIVED or op == SAVED:
+        lo, hi = (cond[2], cond[3]) if op == SAVED else (cond[1], cond[2])
+        if op == SIZE:
+            r, at, width = _span(lo, hi, 0, 0xFFFFFFFF), R_SIZE, 4
+        elif op == MODSEQ:
+            r, at, width = _span(lo, hi, 0, 0xFFFFFFFFFFFFFFFF), R_MS, 8
+        else:
+            r, at, width, signed_field = _span(lo, hi, *_I64), R_RECEIVED, 8, True
+        if r is None:
+            empty = True
+        elif signed_field:
+            slo, shi = r
+        else:
+            ulo, uhi = r
+        if op == SAVED:
+            any_box = cond[1] is None
+            if not any_box:
+                if not 0 <= cond[1] <= 0xFFFFFFFF:
+                    empty = True
+                else:
+                    mbx = cond[1]
+    elif op == KEYWORD:
+        name = cond[1]
+        if type(name) is not bytes:
+            raise TypeError("a keyword is bytes")
+        kw = <const unsigned char *>PyBytes_AS_STRING(name)
+        km = PyBytes_GET_SIZE(name)
+    elif op == THREAD or op == OTHER_MAILBOX:
+        ids = cond[1]
+    elif op == IN_MAILBOX:
+        if not 0 <= cond[1] <= 0xFFFFFFFF:
+            empty = True
+        else:
+            mbx = cond[1]
+    else:
+        raise ValueError(f"unknown record condition {op!r}")
+    cdef _Source src = _Source()
+    src.setup(read_email, "u32", 4, True)
+    try:
+        for i in range(np):
+            if _email(src, _at(pos, eids, i), &p, &n):
+                if n < R_HEAD:
+                    raise ValueError("damaged email record")
+                nmem = <Py_ssize_t>_be(p + R_NMEM, 2)
+                if R_HEAD + nmem * R_MEMBER > n:
+                    raise ValueError("damaged email record")
+            else:
+                p = NULL        # the empty record
+                n = nmem = 0
+            if empty:
+                hit = False
+            elif op == SIZE or op == MODSEQ or op == RECEIVED:
+                if p == NULL:
+                    sv = 0
+                    uv = 0
+                else:
+                    uv = _be(p + at, width)
+                    sv = <int64_t>uv
+                hit = (slo <= sv <= shi) if signed_field else (ulo <= uv <= uhi)
+            elif op == KEYWORD:
+                off = R_HEAD + nmem * R_MEMBER
+                hit = p != NULL and _be(p + R_NKW, 2) != 0 and off < n \
+                    and _has_keyword(p + off, n - off, kw, km)
+            elif op == THREAD:
+                hit = (_be(p + R_THREAD, 4) if p != NULL else 0) in ids
+            else:
+                hit = False
+                for k in range(nmem):
+                    off = R_HEAD + k * R_MEMBER
+                    uv = _be(p + off, 4)
+                    if op == IN_MAILBOX:
+                        if uv == mbx:
+                            hit = True
+                            break
+                    elif op == OTHER_MAILBOX:
+                        if uv not in ids:
+                            hit = True
+                            break
+                    elif any_box or uv == mbx:      # SAVED
+                        sv = <int64_t>_be(p + off + 8, 8)
+                        found = slo <= sv <= shi
+                        if found or not any_box:
+                            hit = found
+                            break
+            if hit == want:
+                out.append(<object>PyList_GET_ITEM(pos, i))
+    finally:
+        src.close()
+    return out
+
+
+cdef bint _odd_line(const char *h, Py_ssize_t n, const char *pre, Py_ssize_t k,
+                    list odd) except -1:
+    """Whether a line of H starting with PRE contains any of ODD (bytes)."""
+    cdef const char *line = h
+    cdef const char *end = h + n
+    cdef const char *nl
+    cdef Py_ssize_t ln
+    while line <= end:
+        nl = <const char *>memchr(line, 10, <size_t>(end - line))
+        if nl == NULL:
+            nl = end
+        ln = nl - line
+        if ln >= k and memcmp(line, pre, <size_t>k) == 0:
+            for o in odd:
+                if ma_find(line, ln, PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o)) != NULL:
+                    return True
+        line = nl + 1
+    return False
+
+
+def match_headers(read_email, read_index, list eids, list pos, bytes name, bytes needle,
+                  tuple odd=()):
+    """(found, unusual) over the positions POS; see search_py.match_headers."""
+    cdef bytes prefix = name + b":"
+    cdef const char *pre = prefix
+    cdef Py_ssize_t k = len(prefix), m = len(needle), i, n, xn, s, e
+    cdef Py_ssize_t np = PyList_GET_SIZE(pos)
+    cdef const char *nd = needle
+    cdef const unsigned char *p
+    cdef const unsigned char *x
+    cdef list found = [], unusual = [], odds = [bytes(o) for o in odd]
+    cdef _Source rs = _Source(), xs = _Source()
+    rs.setup(read_email, "u32", 4, True)
+    xs.setup(read_index, "bytes", 32)
+    try:
+        for i in range(np):
+            xn = 0
+            x = NULL
+            if _email(rs, _at(pos, eids, i), &p, &n):
+                if n < R_BLOB + 32:
+                    raise ValueError("damaged email record")
+                h = None if xs.fast else PyBytes_FromStringAndSize(<char *>p + R_BLOB, 32)
+                if xs.fetch(p + R_BLOB, h, &x, &xn) and xn >= X_HEAD and X_READABLE[x[0]]:
+                    # the head: the version byte, then each field's end
+                    s = X_HEAD + (<Py_ssize_t>_be(x + 1 + 4 * (X_FIELD - 1), 4)
+                                  if X_FIELD else 0)
+                    e = X_HEAD + <Py_ssize_t>_be(x + 1 + 4 * X_FIELD, 4)
+                    if e > xn:
+                        e = xn
+                    if s > e:
+                        s = e
+                    x += s
+                    xn = e - s
+                else:
+                    xn = 0
+            if x == NULL:
+                x = <const unsigned char *>""
+            if _header_in(<const char *>x, xn, pre, k, nd, m):
+                found.append(<object>PyList_GET_ITEM(pos, i))
+            elif odds and _odd_line(<const char *>x, xn, pre, k, odds):
+                unusual.append(<object>PyList_GET_ITEM(pos, i))
+    finally:
+        rs.close()
+        xs.close()
+    return found, unusual
+
+
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+
+
+def number_list(nums):
+    """``b" ".join(b"%d" % n for n in NUMS)`` (search_py.number_list); ints
+    0 <= n < 2**63 written here, anything else by the twin's expression."""
+    if type(nums) is not list:
+        nums = list(nums)
+    cdef list ns = <list>nums
+    cdef Py_ssize_t n = PyList_GET_SIZE(ns), i, at = 0, k
+    cdef char *buf
+    cdef char tmp[24]
+    cdef long long v
+    cdef unsigned long long u
+    if n == 0:
+        return b""
+    buf = <char *>PyMem_Malloc(<size_t>n * 21)
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            o = <object>PyList_GET_ITEM(ns, i)
+            if type(o) is not int or o < 0 or o > 0x7FFFFFFFFFFFFFFF:
+                return b" ".join(b"%d" % x for x in ns)
+            v = o
+            u = <unsigned long long>v
+            k = 24
+            while True:
+                k -= 1
+                tmp[k] = <char>(48 + u % 10)
+                u //= 10
+                if u == 0:
+                    break
+            if i:
+                buf[at] = 32
+                at += 1
+            memcpy(buf + at, tmp + k, <size_t>(24 - k))
+            at += 24 - k
+        return PyBytes_FromStringAndSize(buf, at)
+    finally:
+        PyMem_Free(buf)

@@ -35,3 +35,148 @@ def find_header(texts: list, name: bytes, needle: bytes) -> list[int]:
                 out.append(i)
                 break
     return out
+
+
+# --- record conditions and header conditions over a chunk of emails ---------------
+#
+# The SEARCH conditions on the email record (keywords, size, dates, modseq,
+# thread, mailboxes, save dates) and on one header field, tested on the stored
+# values themselves: the record read at the offsets EMAIL_LAYOUT gives (no
+# EmailRecord built), the header text sliced out of the message index.
+# READ_EMAIL is a store Reader (``View.email_reader``: email id -> encoded
+# record or None), READ_INDEX one of the index table (``View.index_reader``:
+# blob hash -> encoded index or None).  An email whose record is gone reads as
+# the empty record (no keywords, no mailboxes, every number 0), one without a
+# readable index as no header text: what the engine's Python path reads.
+
+from ..mime.index import INDEX_LAYOUT  # noqa: E402
+from ..store.records import EMAIL_LAYOUT  # noqa: E402
+
+# condition codes (the first item of a COND tuple, see match_records)
+KEYWORD, SIZE, RECEIVED, MODSEQ, THREAD, IN_MAILBOX, OTHER_MAILBOX, SAVED = range(8)
+
+_HEAD = EMAIL_LAYOUT.head
+_MEMBER = EMAIL_LAYOUT.member
+_I_RECEIVED = EMAIL_LAYOUT.index("received_at")
+_I_SIZE = EMAIL_LAYOUT.index("size")
+_I_THREAD = EMAIL_LAYOUT.index("thread")
+_I_MS = EMAIL_LAYOUT.index("last_ms")
+_I_NKW = EMAIL_LAYOUT.index("n_keywords")
+_I_NMEM = EMAIL_LAYOUT.index("n_members")
+_FIELD = {KEYWORD: None, SIZE: _I_SIZE, RECEIVED: _I_RECEIVED, MODSEQ: _I_MS,
+          THREAD: _I_THREAD}
+_EMPTY = (0,) * len(EMAIL_LAYOUT.fields)
+_BLOB_AT = EMAIL_LAYOUT.offset("blob")
+_BLOB_END = _BLOB_AT + EMAIL_LAYOUT.size("blob")
+_IDX_HEAD = INDEX_LAYOUT.head
+_IDX_READABLE = frozenset(INDEX_LAYOUT.readable)
+_HEADERS_FIELD = INDEX_LAYOUT.fields.index("search_headers")
+
+
+def _within(v: int, lo, hi) -> bool:
+    return (lo is None or v >= lo) and (hi is None or v < hi)
+
+
+def _record_holds(data, cond: tuple) -> bool:
+    op = cond[0]
+    if data is None:
+        head = _EMPTY
+    else:
+        if len(data) < _HEAD.size:
+            raise ValueError("damaged email record")
+        head = _HEAD.unpack_from(data)
+        if _HEAD.size + head[_I_NMEM] * _MEMBER.size > len(data):
+            raise ValueError("damaged email record")
+    if op == SIZE or op == RECEIVED or op == MODSEQ:
+        return _within(head[_FIELD[op]], cond[1], cond[2])
+    if op == THREAD:
+        return head[_I_THREAD] in cond[1]
+    if data is None:
+        return False        # no keywords, no mailboxes
+    nmem = head[_I_NMEM]
+    if op == KEYWORD:
+        # the keyword tail: NUL-joined UTF-8 (records.decode_keywords), none
+        # when the count is 0 or the tail is empty
+        tail = bytes(data[_HEAD.size + nmem * _MEMBER.size:])
+        return bool(head[_I_NKW]) and len(tail) > 0 and cond[1] in tail.split(b"\0")
+    members = [_MEMBER.unpack_from(data, _HEAD.size + i * _MEMBER.size) for i in range(nmem)]
+    if op == IN_MAILBOX:
+        return any(mb == cond[1] for mb, _u, _s in members)
+    if op == OTHER_MAILBOX:
+        return any(mb not in cond[1] for mb, _u, _s in members)
+    if op == SAVED:
+        mbx, lo, hi = cond[1], cond[2], cond[3]
+        if mbx is None:
+            return any(_within(sd, lo, hi) for _mb, _u, sd in members)
+        for mb, _u, sd in members:
+            if mb == mbx:       # the first membership in MBX (EmailRecord.member)
+                return _within(sd, lo, hi)
+        return False
+    raise ValueError(f"unknown record condition {op!r}")
+
+
+def match_records(read_email, eids: list, pos: list, cond: tuple,
+                  want: bool = True) -> list[int]:
+    """The positions p of POS (in order) whose email ``eids[p]`` satisfies
+    COND (with WANT False: does not), a tuple whose first item says what it
+    tests:
+
+    - ``(KEYWORD, name)``: NAME (UTF-8 bytes) is one of its keywords;
+    - ``(SIZE | RECEIVED | MODSEQ, lo, hi)``: lo <= the field < hi, None
+      for no bound (size, internal date, modseq of the last change);
+    - ``(THREAD, ids)``: its thread id is in the set IDS;
+    - ``(IN_MAILBOX, mailbox)``: one of its memberships is in MAILBOX;
+    - ``(OTHER_MAILBOX, mailboxes)``: one is in a mailbox not in MAILBOXES;
+    - ``(SAVED, mailbox, lo, hi)``: the save date of its (first) membership
+      in MAILBOX, or with MAILBOX None of any membership, is in [lo, hi).
+
+    A record too short for its head and memberships: ValueError.
+    """
+    return [p for p in pos if _record_holds(read_email(eids[p]), cond) == want]
+
+
+def header_text(read_email, read_index, eid: int):
+    """The search header text of email EID (``search_headers`` of its
+    index): b"" when the email, its index or a readable version of it is
+    missing, the field's bytes clamped to the value as a slice is."""
+    rec = read_email(eid)
+    if rec is None:
+        return b""
+    data = read_index(bytes(rec[_BLOB_AT:_BLOB_END]))
+    if data is None or not len(data) or data[0] not in _IDX_READABLE \
+            or len(data) < _IDX_HEAD.size:
+        return b""
+    ends = _IDX_HEAD.unpack_from(data)
+    k = _HEADERS_FIELD + 1
+    return bytes(data[_IDX_HEAD.size + ends[k - 1]:_IDX_HEAD.size + ends[k]])
+
+
+def _odd_line(t: bytes, prefix: bytes, odd: tuple) -> bool:
+    for line in t.split(b"\n"):
+        if line[:len(prefix)] == prefix and any(c in line for c in odd):
+            return True
+    return False
+
+
+def match_headers(read_email, read_index, eids: list, pos: list, name: bytes, needle: bytes,
+                  odd: tuple = ()) -> tuple[list[int], list[int]]:
+    """(found, unusual) over the positions POS: FOUND those whose email's
+    search header text has a line for header NAME whose value contains
+    NEEDLE (``find_header``'s rule); UNUSUAL those of the others with a line
+    for NAME containing any of the byte strings ODD (the engine decodes their
+    addresses)."""
+    found, unusual = [], []
+    prefix = name + b":"
+    for p in pos:
+        t = header_text(read_email, read_index, eids[p])
+        if find_header([t], name, needle):
+            found.append(p)
+        elif odd and _odd_line(t, prefix, odd):
+            unusual.append(p)
+    return found, unusual
+
+
+def number_list(nums) -> bytes:
+    """``b" ".join(b"%d" % n for n in NUMS)``: the numbers of a SEARCH or
+    SORT answer (10,000 of them for ``SEARCH UNSEEN`` in a big mailbox)."""
+    return b" ".join(b"%d" % n for n in nums)

@@ -15,8 +15,9 @@ the ``search`` hot path (compiled twin when built).
 """
 from __future__ import annotations
 
+import bisect
 import types
-from typing import Callable, Sequence
+from typing import Sequence
 
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
@@ -28,10 +29,12 @@ from . import model as m
 
 _impl = _speedups.load("search")
 
-__all__ = ["search", "matches", "needle_bytes", "CHUNK"]
+__all__ = ["search", "search_columns", "matches", "needle_bytes", "CHUNK"]
 
 CHUNK = 512
 """Candidates evaluated together: bounds the text held in memory at once."""
+RECORD_CHUNK = 8192
+"""... when only keys and records are looked at (nothing is held per message)."""
 
 # text fields of the message index
 F_HEADERS = "search_headers"
@@ -67,6 +70,10 @@ _C_KEY, _C_RECORD, _C_THREAD, _C_META, _C_HEADER, _C_BODY = range(6)
 
 def _cost(q) -> int:
     t = type(q)
+    if t is _Compiled:
+        if q.kind in (m.And, m.Or, m.Not):
+            return max((_cost(i) for i in q.items), default=_C_KEY)
+        return _C_HEADER if q.kind is m.Header else _C_BODY
     if t in (m.And, m.Or):
         return max((_cost(i) for i in q.items), default=_C_KEY)
     if t is m.Not:
@@ -120,18 +127,10 @@ def _compile(q):
 # address headers whose parsed form (the message index's address lists) is
 # searched too
 _ADDRESS_HEADERS = {b"from": "from_", b"to": "to", b"cc": "cc", b"bcc": "bcc"}
+# what in a header line writes an address in a way its plain text does not
+# show (comments, quoting, spaces): such a message's parsed addresses are
+# searched too (_Batch._addresses)
 _ODD_ADDRESS = (b"(", b'"', b"\\", b" @", b"@ ", b" .", b". ")
-
-
-def _unusual_address(text, name: bytes) -> bool:
-    """Whether header NAME's line in the search text TEXT writes an address
-    in a way its plain text does not show (comments, quoting, spaces)."""
-    t = bytes(text)
-    prefix = name + b":"
-    for line in t.split(b"\n"):
-        if line[:len(prefix)] == prefix and any(c in line for c in _ODD_ADDRESS):
-            return True
-    return False
 
 
 class _Compiled:
@@ -148,7 +147,7 @@ class _Batch:
     """One chunk of candidates and what has been read about them so far."""
 
     def __init__(self, view, acc: int, keys: list[int], eids: list[int],
-                 mailbox: int | None, impl):
+                 mailbox: int | None, impl, readers: tuple):
         self.view = view
         self.acc = acc
         self.keys = keys
@@ -160,6 +159,8 @@ class _Batch:
         self._fields: dict[tuple[str, int], bytes] = {}
         self._threads: dict[int, list[EmailRecord]] = {}
         self.members = True
+        self.read_email, self.read_index = readers
+        self.ascending = False      # KEYS ascend (IMAP UIDs): Uids by bisection
 
     # --- lazily read data (store.emails: each part read at most once) ----------
 
@@ -225,6 +226,8 @@ class _Batch:
             return pos
         if t is m.Uids:
             keys = self.keys
+            if self.ascending:
+                return _in_ranges(keys, pos, q.ranges)
             return [p for p in pos if keys[p] in q]
         if t is m.EmailIds:
             eids, ids = self.eids, q.ids
@@ -248,9 +251,8 @@ class _Batch:
             eids = self.eids
             return [p for p, f in zip(pos, _facts.facts(self.view, self.acc, [eids[p] for p in pos]))
                     if (f is not None and f.attachment) == q.value]
-        test = _record_test(q, self.mailbox)
-        rec = self.rec
-        return [p for p in pos if test(rec(p))]
+        return self.impl.match_records(self.read_email, self.eids, pos,
+                                       _record_cond(q, self.mailbox, self.impl))
 
     def _eval_compiled(self, q: _Compiled, pos: list[int]) -> list[int]:
         k = q.kind
@@ -272,7 +274,12 @@ class _Batch:
                         break
             return [p for p in pos if p in hit]
         if k is m.Not:
-            hit = set(self.eval(q.items[0], pos))
+            inner = q.items[0]
+            if _cost(inner) == _C_RECORD and type(inner) is not _Compiled:
+                return self.impl.match_records(self.read_email, self.eids, pos,
+                                               _record_cond(inner, self.mailbox, self.impl),
+                                               False)
+            hit = set(self.eval(inner, pos))
             return [p for p in pos if p not in hit]
         if k is m.Body:
             return self._scan(F_BODY, q.needle, pos)
@@ -284,24 +291,26 @@ class _Batch:
             hit.update(self._scan(F_BODY, q.needle, rest))
             return [p for p in pos if p in hit]
         if k is m.Header:
-            texts = self.texts(F_HEADERS, pos)
-            found = [pos[i] for i in self.impl.find_header(texts, q.name, q.needle)]
-            if q.needle and q.name in _ADDRESS_HEADERS and len(found) < len(pos):
-                found = self._addresses(q, pos, texts, found)
+            odd = _ODD_ADDRESS if q.needle and q.name in _ADDRESS_HEADERS else ()
+            found, unusual = self.impl.match_headers(
+                self.read_email, self.read_index, self.eids, pos, q.name,
+                q.needle, odd)
+            if unusual:
+                found = self._addresses(q, pos, found, unusual)
             return found
         raise TypeError(f"cannot evaluate {k!r}")
 
-    def _addresses(self, q: _Compiled, pos: list[int], texts: list, found: list[int]) -> list[int]:
+    def _addresses(self, q: _Compiled, pos: list[int], found: list[int],
+                   unusual: list[int]) -> list[int]:
         """FROM/TO/CC/BCC also match the parsed addresses (what ENVELOPE
         shows): ``user (comment) @ domain.org`` is found by
-        ``user@domain.org``.  Only messages whose header line is written
-        with comments, quotes or spaces in an address decode their index."""
+        ``user@domain.org``.  Only the UNUSUAL messages, whose header line is
+        written with comments, quotes or spaces in an address, decode their
+        index."""
         hit = set(found)
         field = _ADDRESS_HEADERS[q.name]
         needle = q.needle.decode("utf-8", "surrogatepass")
-        for i, p in enumerate(pos):
-            if p in hit or not _unusual_address(texts[i], q.name):
-                continue
+        for p in unusual:
             mi = self.meta(p)
             if mi is None:
                 continue
@@ -338,39 +347,42 @@ class _Batch:
         return out
 
 
-def _record_test(q, mailbox: int | None) -> Callable[[EmailRecord], bool]:
-    """A predicate over the email record for the cheap nodes."""
+def _in_ranges(keys: list[int], pos: list[int], ranges) -> list[int]:
+    """The positions of POS (ascending) whose key is in one of RANGES
+    (inclusive, sorted, disjoint), KEYS ascending: two bisections per range."""
+    out: list[int] = []
+    for lo, hi in ranges:
+        i = bisect.bisect_left(keys, lo)
+        j = bisect.bisect_right(keys, hi, i)
+        if i < j:
+            out.extend(pos[bisect.bisect_left(pos, i):bisect.bisect_left(pos, j)])
+    return out
+
+
+def _record_cond(q, mailbox: int | None, impl) -> tuple:
+    """The condition tuple of ``match_records`` (the search twins) for the
+    record node Q; the predicate it stands for is ``record_test(q, mailbox)``
+    of tests/record_oracle.py (the Python predicate the engine used before the
+    twins, kept as the tests' oracle)."""
     t = type(q)
     if t is m.Keyword:
-        name = q.name
-        return lambda r: name in r.keywords
+        return (impl.KEYWORD, q.name.encode("utf-8", "surrogatepass"))
     if t is m.Larger:
-        n = q.n
-        return lambda r: r.size > n
+        return (impl.SIZE, q.n + 1, None)
     if t is m.Smaller:
-        n = q.n
-        return lambda r: r.size < n
+        return (impl.SIZE, None, q.n)
     if t is m.Received:
-        return lambda r: q.holds(r.received_at)
+        return (impl.RECEIVED, q.after, q.before)
     if t is m.ModSeqAtLeast:
-        n = q.n
-        return lambda r: r.last_ms >= n
+        return (impl.MODSEQ, q.n, None)
     if t is m.ThreadIds:
-        ids = q.ids
-        return lambda r: r.thread in ids
+        return (impl.THREAD, q.ids)
     if t is m.InMailbox:
-        mbx = q.mailbox
-        return lambda r: any(x.mailbox == mbx for x in r.members)
+        return (impl.IN_MAILBOX, q.mailbox)
     if t is m.InMailboxOtherThan:
-        not_in = q.mailboxes
-        return lambda r: any(x.mailbox not in not_in for x in r.members)
+        return (impl.OTHER_MAILBOX, q.mailboxes)
     if t is m.Saved:
-        if mailbox is not None:
-            def saved(r):
-                mem = r.member(mailbox)
-                return mem is not None and q.holds(mem.savedate)
-            return saved
-        return lambda r: any(q.holds(x.savedate) for x in r.members)
+        return (impl.SAVED, mailbox, q.after, q.before)
     raise TypeError(f"not a query node: {q!r}")
 
 
@@ -379,21 +391,33 @@ def search(view, acc: int, candidates: Sequence[tuple[int, int]], query, *,
     """The keys of CANDIDATES ((key, email id) pairs) that match QUERY, in
     candidate order.  MAILBOX is the mailbox being searched (IMAP), used by
     :class:`~.model.Saved`; IMPL picks a ``search`` twin (default: the loaded one)."""
+    return search_columns(view, acc, [k for k, _ in candidates], [e for _, e in candidates],
+                          query, mailbox=mailbox, impl=impl)
+
+
+def search_columns(view, acc: int, keys: Sequence[int], eids: Sequence[int], query, *,
+                   mailbox: int | None = None, impl: types.ModuleType | None = None,
+                   ascending: bool = False) -> list[int]:
+    """``search`` over candidates given as two parallel sequences, KEYS and
+    their email ids EIDS (lists or arrays: an IMAP mailbox's UID map as it
+    is, no pair built per message).  ASCENDING: the caller knows KEYS
+    ascend (UID and sequence-set conditions then bisect)."""
     plan = _compile(query)
     if type(plan) is m.All:
-        return [k for k, _ in candidates]
+        return list(keys)
     impl = impl or _impl
     members = _needs_members(plan)
+    readers = (view.email_reader(acc), view.index_reader(acc))
     out: list[int] = []
-    n = len(candidates)
-    for start in range(0, n, CHUNK):
-        chunk = candidates[start:start + CHUNK]
-        keys = [k for k, _ in chunk]
-        eids = [e for _, e in chunk]
-        batch = _Batch(view, acc, keys, eids, mailbox, impl)
+    n = min(len(keys), len(eids))
+    step = RECORD_CHUNK if _cost(plan) <= _C_RECORD else CHUNK
+    for start in range(0, n, step):
+        ks = list(keys[start:start + step])
+        batch = _Batch(view, acc, ks, list(eids[start:start + step]), mailbox, impl, readers)
         batch.members = members
-        for p in batch.eval(plan, list(range(len(keys)))):
-            out.append(keys[p])
+        batch.ascending = ascending
+        hits = batch.eval(plan, list(range(len(ks))))
+        out.extend(ks if len(hits) == len(ks) else [ks[p] for p in hits])
     return out
 
 

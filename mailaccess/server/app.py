@@ -121,7 +121,8 @@ def open_store(cfg: Config, *, create: bool = True, readonly: bool = False,
     # worker's cached read transactions (64) and its readers in flight
     return Store(cfg.store_path, map_size=cfg.store.map_size or None,
                  retention=retention, create=create, readonly=readonly,
-                 max_readers=max(1024, 160 * cfg.server.count()))
+                 max_readers=max(1024, 160 * cfg.server.count()),
+                 max_mailboxes=cfg.store.max_mailboxes_per_account)
 
 
 def ensure_demo_account(cfg: Config, store: Store) -> bool:

@@ -45,17 +45,17 @@ from ..proto.imap import commands as imap_commands
 from ..proto.imap.errors import CommandError
 from ..proto.imap.modutf7 import InvalidName
 from ..proto.imap.numset import format_ints
-from ..proto.imap.pattern import compile_pattern   # LIST/LSUB "*" and "%"
 from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
-                     StoreFullError, ops)
+                     StoreFullError, LimitReached, ops)
 from ..store.emails import LoadedEmail, load_email
 from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
-from ..views.imap_selected import SelectedMailbox, Snapshot
+from ..views.imap_selected import BULK_RATIO, SelectedMailbox, Snapshot
 from ..views import imap_notify
 from ..proto.imap.serialize import astring, literal, nstring
-from . import imap_marked, imap_recent
-from .imap_fmt import ROLE_TO_SPECIAL_USE, SPECIAL_USE_TO_ROLE, flag_of, flags_list, keyword_of
+from . import imap_list, imap_marked, imap_recent
+from .imap_fmt import SPECIAL_USE_TO_ROLE, flag_of, flags_list, keyword_of
 from . import imap_context   # RFC 5267 contexts (UPDATE, PARTIAL)
+from . import imap_sortcache   # SORT orders and THREAD answers kept per worker
 
 log = logging.getLogger("mailaccess.imap")
 
@@ -357,6 +357,8 @@ class ImapSession:
             self._complete(cmd, False, S.tagged(cmd.tag, status, exc.text, exc.code))
         except OverQuota as exc:
             self._complete(cmd, False, S.no(cmd.tag, str(exc), "OVERQUOTA"))
+        except LimitReached as exc:      # RFC 5530: an implementation limit
+            self._complete(cmd, False, S.no(cmd.tag, str(exc), "LIMIT"))
         except StoreFullError as exc:   # RFC 5530: try later
             self._complete(cmd, False, S.no(cmd.tag, str(exc), "UNAVAILABLE"))
         except AlreadyExists as exc:
@@ -776,80 +778,19 @@ class ImapSession:
             # RFC 9051 6.3.9: the hierarchy delimiter and root
             self.out.append(S.list_(["\\Noselect"], SEP, ""))
             return Done("LIST completed")
+        args = (self.acc, reference, patterns, selection, returns, extended, verb, self.utf8,
+                return_status is not None)
         with self.store.view() as v:
-            boxes = v.mailboxes(self.acc)
-            orphans = v.orphan_subscriptions(self.acc)
-            by_id = {m.id: m for m in boxes}
-            names = {}
-            for m in boxes:
-                parts, p, seen = [], m, set()
-                while p is not None and p.id not in seen:
-                    seen.add(p.id)
-                    parts.append(p.name)
-                    p = by_id.get(p.parent)
-                names[m.id] = SEP.join(reversed(parts))
-        children = {}
-        for m in boxes:
-            children.setdefault(m.parent, []).append(m.id)
-        regexes = [compile_pattern(reference, p, SEP) for p in patterns]
-        subscribed_only = "SUBSCRIBED" in selection
-        special_only = "SPECIAL-USE" in selection
-        recursive = "RECURSIVEMATCH" in selection
-        lines = []
-        matched = set()
-        for m in sorted(boxes, key=lambda b: (names[b.id] != "INBOX", names[b.id])):
-            name = names[m.id]
-            if not any(r.matches(name) for r in regexes):
-                # RECURSIVEMATCH / LSUB: a parent whose subscribed child matches
-                if (recursive or verb == "LSUB") and subscribed_only:
-                    pass
-                continue
-            if subscribed_only and not m.subscribed:
-                if recursive and _has_subscribed_descendant(m.id, children, by_id):
-                    lines.append((m, name, ["CHILDINFO"]))
-                elif verb == "LSUB" and any("%" in p for p in patterns) and \
-                        _has_subscribed_descendant(
-                        m.id, children, by_id,
-                        lambda d: not any(r.matches(names[d]) for r in regexes)):
-                    # RFC 3501 6.3.9: LSUB "%" shows the unsubscribed parent
-                    # of a subscribed mailbox the pattern does not reach
-                    lines.append((m, name, ["NOSELECT"]))
-                continue
-            if special_only and not m.role or (special_only and m.role == vocab.ROLE_INBOX):
-                continue
-            lines.append((m, name, []))
-            matched.add(m.id)
-        for m, name, extra in lines:
-            attrs = []
-            if children.get(m.id):
-                attrs.append("\\HasChildren")
-            else:
-                attrs.append("\\HasNoChildren")
-            if verb == "LIST":
-                want_su = "SPECIAL-USE" in returns or not extended or special_only
-                if want_su and m.role in ROLE_TO_SPECIAL_USE:
-                    attrs.append(ROLE_TO_SPECIAL_USE[m.role])
-                if (subscribed_only or "SUBSCRIBED" in returns) and m.subscribed:
-                    attrs.append("\\Subscribed")
-            elif extra == ["NOSELECT"]:
-                attrs = ["\\Noselect"]
-            self.out.append(S.list_(attrs, SEP, name, utf8=self.utf8, command=verb.encode(),
-                                    childinfo=["SUBSCRIBED"] if extra == ["CHILDINFO"] else ()))
-            if return_status is not None and not extra:
+            many = v.mailbox_count(self.acc)
+            if many is not None and many <= imap_list.LIST_INLINE:
+                lines = imap_list.listing(v, *args)
+        if many is None or many > imap_list.LIST_INLINE:
+            lines = await storeio.read(self.store, imap_list.listing, *args)
+        for line, m, name in lines:
+            self.out.append(line)
+            if m is not None:
                 with self.store.view() as v:
                     await self.status_line(v, m, name, return_status)
-        if subscribed_only:
-            # subscriptions whose mailbox is gone (RFC 9051 6.3.9)
-            for name in sorted(orphans):
-                if any(r.matches(name) for r in regexes):
-                    if verb != "LIST":
-                        attrs = []
-                    elif "CHILDREN" in returns:
-                        attrs = ["\\HasNoChildren", "\\NonExistent", "\\Subscribed"]
-                    else:
-                        attrs = ["\\NonExistent", "\\Subscribed"]
-                    self.out.append(S.list_(attrs, SEP, name, utf8=self.utf8,
-                                            command=verb.encode()))
         return Done(f"{verb} completed")
 
     async def do_status(self, cmd):
@@ -1701,9 +1642,9 @@ class ImapSession:
 
         sel = self.sel
         query = to_query(key, sel, self.acc)
-        candidates = sel.pairs()
-        return await storeio.read(self.store, functools.partial(engine.search, mailbox=sel.mbx),
-                                  self.acc, candidates, query)
+        keys, eids = sel.columns()
+        return await storeio.read(self.store, functools.partial(
+            engine.search_columns, mailbox=sel.mbx, ascending=True), self.acc, keys, eids, query)
 
     async def do_search(self, cmd):
         sel = self.sel
@@ -1769,10 +1710,17 @@ class ImapSession:
         sel = self.sel
         update = self._context_check(cmd)
         base = sel.known_ms
-        uids = await self.run_search(cmd.key)
         keys = [qsort.SortKey(k.key.lower(), k.reverse) for k in cmd.criteria]
-        ordered = await storeio.read(self.store, qsort.sort, self.acc,
-                                     sel.pairs(uids), keys)
+        cache = self._sort_cache()
+        if cache is not None and imap_sortcache.cacheable(keys):
+            # the mailbox's whole order, kept per worker, filtered to the
+            # result (ALL: the whole view, no search)
+            uids = None if imap_sortcache.is_all(cmd.key) else await self.run_search(cmd.key)
+            ordered = await imap_sortcache.sort(cache, self.store, sel, keys, uids)
+        else:
+            uids = await self.run_search(cmd.key)
+            ordered = await storeio.read(self.store, qsort.sort, self.acc,
+                                         sel.pairs(uids), keys)
         nums = ordered if cmd.uid else [sel.seq_of(u) for u in ordered]
         if cmd.returns is None:
             self.out.append(S.sort(nums))
@@ -1790,13 +1738,25 @@ class ImapSession:
         from ..query import thread as qthread
 
         sel = self.sel
-        uids = await self.run_search(cmd.key)
         fn = qthread.thread_references if cmd.algorithm == "REFERENCES" \
             else qthread.thread_orderedsubject
+        cache = self._sort_cache()
+        if cache is not None:
+            # the answer for exactly these candidates, kept per worker
+            uids = None if imap_sortcache.is_all(cmd.key) else await self.run_search(cmd.key)
+            self.out.append(await imap_sortcache.thread(cache, self.store, sel, cmd.algorithm,
+                                                        fn, cmd.uid, uids))
+            return Done("THREAD completed")
+        uids = await self.run_search(cmd.key)
         cands = [(u if cmd.uid else sel.seq_of(u), e) for u, e in sel.pairs(uids)]
         threads = await storeio.read(self.store, fn, self.acc, cands)
         self.out.append(S.thread(threads))
         return Done("THREAD completed")
+
+    def _sort_cache(self) -> "imap_sortcache.SortCache | None":
+        """The worker's SORT/THREAD cache (None: [imap] sort_cache_bytes = 0)."""
+        limit = self.cfg.sort_cache_bytes
+        return imap_sortcache.for_views(self.shared, limit) if limit > 0 else None
 
     # --- updates ---------------------------------------------------------------------------------
 
@@ -1952,6 +1912,11 @@ def _deleted_uids(v, shared: SharedViews, acc: int, sel: SelectedMailbox,
                                                          vocab.DELETED)]
     if targets is not None:
         marked = marked.intersection(targets)
+    if len(marked) * BULK_RATIO >= sel.exists:
+        # many (an EXPUNGE of the whole mailbox): one pass over the map,
+        # ascending, instead of a bisection per UID
+        gone = sel.gone
+        return [u for u in sel.uids if u in marked and u not in gone]
     return [u for u in sorted(marked) if sel.live(u)]
 
 
@@ -2088,6 +2053,10 @@ _SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
 _HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
 _WHOLE_BODY = _fetchfmt.WholeBody(b"BODY[]")
 _WHOLE_RFC822 = _fetchfmt.WholeBody(b"RFC822")
+_WHOLE_HEADER = _fetchfmt.WholeHeader(b"BODY[HEADER]")
+_RFC822_HEADER = _fetchfmt.WholeHeader(b"RFC822.HEADER")
+# fetchfmt items that read the raw message
+_RAW_ITEMS = (_fetchfmt.HeaderFields, _fetchfmt.WholeBody, _fetchfmt.WholeHeader)
 # a STORE touching at most this many messages answers at once (do_store)
 STORE_REPLY_INLINE = 8
 # commands under way in this process's IMAP sessions (handle): a small STORE
@@ -2122,8 +2091,8 @@ class _FetchFacts:
     messages get \\Seen in a read-write mailbox), ``simple`` (their
     _simple_items, shared: not to be changed), ``want_blob`` and
     ``want_index`` (the simple items read the raw message, the message
-    index: fetchfmt reads the index for ENVELOPE, BODYSTRUCTURE, BODY and
-    HEADER.FIELDS alone)."""
+    index: fetchfmt reads the index for ENVELOPE, BODYSTRUCTURE, BODY,
+    HEADER.FIELDS and the whole header alone)."""
     __slots__ = ("with_uid", "modseq", "sets_seen", "simple", "want_blob", "want_index",
                  "keep")
 
@@ -2134,11 +2103,10 @@ class _FetchFacts:
         self.sets_seen = any(isinstance(i, ev.FetchBody) and not i.peek for i in items) or \
             "RFC822" in named or "RFC822.TEXT" in named
         self.simple = simple = _simple_items(items)
-        self.want_blob = simple is not None and any(
-            type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody for n in simple)
+        self.want_blob = simple is not None and any(type(n) in _RAW_ITEMS for n in simple)
         self.want_index = simple is not None and any(
-            type(n) is _fetchfmt.HeaderFields or type(n) is str and n in _INDEX_ITEMS
-            for n in simple)
+            type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeHeader
+            or type(n) is str and n in _INDEX_ITEMS for n in simple)
         # kept (_fetch_facts) when small: a few items, no HEADER.FIELDS list
         self.keep = len(items) <= 16 and not any(
             isinstance(i, ev.FetchBody) and i.section.fields for i in items)
@@ -2174,6 +2142,8 @@ def _simple_items(items) -> list | None:
         if isinstance(it, ev.FetchItem):
             if it.name == "RFC822":
                 out.append(_WHOLE_RFC822)
+            elif it.name == "RFC822.HEADER":
+                out.append(_RFC822_HEADER)
             elif it.name not in _SIMPLE_FETCH:
                 return None
             else:
@@ -2186,6 +2156,9 @@ def _simple_items(items) -> list | None:
         elif (isinstance(it, ev.FetchBody) and not it.binary and it.partial is None
               and not it.section.part and it.section.text is None):
             out.append(_WHOLE_BODY)     # BODY[], BODY.PEEK[] (perf5-body)
+        elif (isinstance(it, ev.FetchBody) and not it.binary and it.partial is None
+              and not it.section.part and it.section.text == "HEADER"):
+            out.append(_WHOLE_HEADER)   # BODY[HEADER], BODY.PEEK[HEADER] (stop 24)
         else:
             return None
     return out
@@ -2213,7 +2186,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
         snap = sel.snap
         read_blob = None
         for n in names:
-            if type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeBody:
+            if type(n) in _RAW_ITEMS:
                 read_blob = v.blob_reader(acc)
                 break
         flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
@@ -2992,16 +2965,6 @@ def _top_section(raw: bytes, header_end: int, s) -> bytes | None:
     if text == "TEXT":
         return raw[header_end:]
     return None         # MIME needs a part number
-
-
-def _has_subscribed_descendant(mbx, children, by_id, also=lambda d: True) -> bool:
-    stack = list(children.get(mbx, ()))
-    while stack:
-        c = stack.pop()
-        if by_id[c].subscribed and also(c):
-            return True
-        stack.extend(children.get(c, ()))
-    return False
 
 
 # An RFC 5092 IMAP URL naming one message (or a section or part of it), as

@@ -12,7 +12,8 @@
 * ``GET /jmap/eventsource/?types=&closeafter=&ping=`` (§7.3) and the
   WebSocket at ``/jmap/ws/`` (RFC 8887, server/jmap_ws.py).
 
-``background(service)`` sweeps expired uploads.
+``background(service)`` sweeps expired uploads and prunes old email
+submissions (``[jmap] submission_retention_days``).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .. import ids, storeio
 from ..proto.jmap.errors import RequestError
 from ..proto.jmap.request import Limits, parse_request
 from ..store import OverQuota
+from ..store import sending
 from . import jmap_api, jmap_push
 from . import jmap_blobs as blobs
 from . import jmap_session as S
@@ -267,7 +269,8 @@ def routes(service: HttpService) -> list[Route]:
 
 
 async def background(service: HttpService) -> None:
-    """Sweep expired uploads every UPLOAD_SWEEP_INTERVAL seconds."""
+    """Every UPLOAD_SWEEP_INTERVAL seconds: sweep expired uploads, and forget
+    submissions older than ``[jmap] submission_retention_days``."""
     import time
 
     store = service.ctx.store
@@ -279,3 +282,18 @@ async def background(service: HttpService) -> None:
                 pass
         except Exception:
             log.exception("sweeping expired uploads failed")
+        try:
+            await prune_submissions(store, service.ctx.cfg.jmap.submission_retention_days,
+                                    time.time())
+        except Exception:
+            log.exception("pruning old email submissions failed")
+
+
+async def prune_submissions(store, days: int, now: float) -> None:
+    """One pass of ``sending.prune_submissions`` over every account, a
+    write transaction per 1,000 records looked at (the writer is shared)."""
+    if not days:
+        return
+    cutoff, start = int(now - days * 86400), b""
+    while start is not None:
+        start = await storeio.write(store, sending.prune_submissions, cutoff, start)

@@ -17,7 +17,7 @@ from .. import ids, vocab
 from ..proto.jmap import capabilities as cap
 from ..proto.jmap.errors import MethodError
 from ..store import ops
-from ..store.errors import AlreadyExists, Conflict, InvalidName, NotFound
+from ..store.errors import AlreadyExists, Conflict, InvalidName, NotFound, LimitReached
 from ..store.records import EMAIL, MAILBOX, THREAD
 from .jmap_api import Call, method
 from .jmap_standard import (Deferred, PatchError, SetError, apply_patch, arg, changes_response,
@@ -455,6 +455,9 @@ async def _create(call: Call, cid: str, obj: dict) -> dict:
         raise _bad("name", str(exc)) from None
     except NotFound as exc:
         raise _bad("parentId", str(exc)) from None
+    except LimitReached as exc:
+        # RFC 8620 5.3: "a server-defined limit on the number ... of objects of this type"
+        raise SetError("overQuota", str(exc)) from None
     with call.view() as v:
         m = v.mailbox(call.acc, mbx)
     full = to_json(m, PROPERTIES, None)

@@ -6,7 +6,7 @@ the async ``mailaccess.storeio.write``).
 """
 from .errors import (AlreadyExists, CannotCalculateChanges, Conflict, InvalidName, NotFound,
                      OverQuota, StoreDamaged, StoreError, StoreFullError,
-                     StoreMissing)
+                     StoreMissing, LimitReached)
 from .lmdb_store import CommitInfo, LmdbStore as Store
 from .records import Account, Change, EmailRecord, Mailbox, Membership
 from .view import View
@@ -14,6 +14,6 @@ from .view import View
 __all__ = [
     "Store", "View", "CommitInfo", "Account", "Change", "EmailRecord", "Mailbox", "Membership",
     "StoreError", "StoreFullError", "StoreMissing", "StoreDamaged", "NotFound", "AlreadyExists",
-    "InvalidName", "OverQuota",
+    "InvalidName", "OverQuota", "LimitReached",
     "Conflict", "CannotCalculateChanges",
 ]

@@ -34,6 +34,14 @@ class OverQuota(StoreError):
     """The account's quota would be exceeded."""
 
 
+class LimitReached(StoreError):
+    """A per-account limit on the number of objects of a kind (mailboxes:
+    ``[store] max_mailboxes_per_account``) would be exceeded; nothing was
+    written.  IMAP answers ``NO [LIMIT]`` (RFC 5530), JMAP ``overQuota``
+    (RFC 8620 5.3: "a server-defined limit on the number ... of objects of
+    this type")."""
+
+
 class Conflict(StoreError):
     """The request conflicts with the current state (e.g. deleting INBOX)."""
 

@@ -107,6 +107,8 @@ CTR_LOG_ROWS = 7      # chg.id rows the account's change log holds (size pruning
 CTR_LOG_HORIZON = 8   # highest modseq pruned from the log: older states cannot be answered
 CTR_PUSHSUB = 10      # last JMAP PushSubscription id of the account
 CTR_KEYWORDS = 11     # grows whenever a row joins the account's kw table (a cache version)
+CTR_MAILBOXES = 12    # the account's mailboxes (the cap, ops.create_mailbox); absent in
+                      # stores made before it: counted once, then kept
 CTR_INDEXES = 13      # grows whenever a stored message index is rewritten (reindex; a cache version)
 
 
@@ -160,6 +162,11 @@ def mbox_name_prefix(acc: int, parent: int) -> bytes:
     return _U32U32.pack(acc, parent)
 
 
+def split_mbox_name_parent(k: bytes) -> int:
+    """The parent id of an ``mbox.name`` key (the name follows it)."""
+    return _U32U32.unpack_from(k)[1]
+
+
 def msg(acc: int, eid: int) -> bytes:
     return _U32U32.pack(acc, eid)
 
@@ -205,6 +212,11 @@ def uid_prefix(acc: int, mbx: int) -> bytes:
     return _U32U32.pack(acc, mbx)
 
 
+def uid_shape(acc: int, mbx: int) -> KeyShape:
+    """Keys of ``uid`` of mailbox MBX of ACC: ``uid(acc, mbx, u)`` is ``key(u)``."""
+    return KeyShape(_U32U32.pack(acc, mbx), "u32")
+
+
 def split_uid(k: bytes) -> int:
     return _U32.unpack_from(k, 8)[0]
 
@@ -232,6 +244,16 @@ def split_mbx_ms(k: bytes) -> tuple[int, int]:
     """-> (modseq, uid)"""
     _, _, ms, u = _U32U32U64U32.unpack_from(k)
     return ms, u
+
+
+# an mbx.ms (or vanished) key's modseq and uid, after its account and mailbox
+_MS_UID = struct.Struct(">8xQI")
+
+
+def split_mbx_ms_joined(data: bytes) -> list[tuple[int, int]]:
+    """``split_mbx_ms`` of each key of DATA, mbx.ms (or vanished) keys
+    joined: one C pass, no Python step per key."""
+    return list(_MS_UID.iter_unpack(data))
 
 
 vanished = mbx_ms

@@ -352,8 +352,11 @@ class LmdbStore:
     def __init__(self, path: str | os.PathLike, *, map_size: int | None = None,
                  max_batch: int = 256, readonly: bool = False,
                  retention: Retention | None = None, create: bool = True,
-                 max_readers: int = 1024, redo: bool | None = None):
+                 max_readers: int = 1024, redo: bool | None = None,
+                 max_mailboxes: int = 10_000):
         self.path = os.fspath(path)
+        # mailboxes one account may have (ops.create_mailbox); 0 = no limit
+        self.max_mailboxes = max_mailboxes
         self.readonly = readonly
         if redo is None:
             redo = os.environ.get("MAILACCESS_STORE_REDO", "1") != "0"

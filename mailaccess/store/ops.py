@@ -16,12 +16,13 @@ The features only IMAP needs are grouped at the end under "IMAP-only".
 from __future__ import annotations
 
 import functools
+import struct
 import time
 from dataclasses import dataclass
 
 from .. import _speedups, vocab
 from . import keys, logical, records, sending
-from .errors import AlreadyExists, Conflict, InvalidName, NotFound, OverQuota
+from .errors import AlreadyExists, Conflict, InvalidName, LimitReached, NotFound, OverQuota
 from .records import EMAIL, MAILBOX, THREAD, Account, EmailRecord, Mailbox, Membership
 from .tx import WriteTx
 
@@ -91,7 +92,8 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     uploads.delete_all(tx, acc)
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
                  keys.CTR_USAGE, keys.CTR_LOG_ROWS, keys.CTR_LOG_HORIZON,
-                 keys.CTR_PUSHSUB, keys.CTR_KEYWORDS, keys.CTR_INDEXES):
+                 keys.CTR_PUSHSUB, keys.CTR_KEYWORDS, keys.CTR_MAILBOXES,
+                 keys.CTR_INDEXES):
         tx.delete("ctr", keys.ctr(acc, kind))
     sending.forget_account(tx, acc)
     tx.delete("acct.name", keys.acct_name(a.name))
@@ -116,19 +118,39 @@ def _check_path(full: str) -> None:
 
 
 def _longest_below(tx: WriteTx, acc: int, mbx: int) -> int:
-    """Bytes the deepest descendant of MBX adds to MBX's full name."""
+    """Bytes the deepest descendant of MBX adds to MBX's full name.  One pass
+    over the account's ``mbox.name`` keys (parent id + the name's UTF-8
+    bytes: no mailbox record decoded, at most ``max_mailboxes`` keys), then
+    the subtree in memory: on the shared writer, a lengthening rename over a
+    subtree of 9,800 mailboxes took 86 ms walking and decoding records."""
+    kids: dict[int, list[tuple[int, int]]] = {}
+    unpack, read = keys.split_mbox_name_parent, keys.read_u32
+    for k, v in tx._scan("mbox.name", keys.account_prefix(acc)):
+        kids.setdefault(unpack(k), []).append((read(v), len(k) - 8))
     longest, todo, seen = 0, [(mbx, 0)], set()
     while todo:
         cur, extra = todo.pop()
         if cur in seen:
             continue
         seen.add(cur)
-        longest = max(longest, extra)
-        for child in tx.children(acc, cur):
-            m = tx.mailbox(acc, child)
-            if m is not None:
-                todo.append((child, extra + 1 + len(m.name.encode("utf-8"))))
+        if extra > longest:
+            longest = extra
+        for child, n in kids.get(cur, ()):
+            todo.append((child, extra + 1 + n))
     return longest
+
+
+def _mailbox_count(tx: WriteTx, acc: int) -> int:
+    """The account's mailboxes, from its counter; a store made before the
+    counter existed counts them once (one scan of the account's ``mbox``
+    rows) and keeps the counter from then on."""
+    key = keys.ctr(acc, keys.CTR_MAILBOXES)
+    v = tx._get("ctr", key)
+    if v is not None:
+        return keys.read_u64(v)
+    n = sum(1 for _ in tx._scan("mbox", keys.account_prefix(acc)))
+    tx.put("ctr", key, keys.u64(n))
+    return n
 
 
 def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str | None = None,
@@ -149,6 +171,15 @@ def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str |
         # ``sub`` table, keyed by IMAP names): it is again
         tx.delete("sub", keys.sub(acc, full))
         subscribed = True
+    # the cap ([store] max_mailboxes_per_account) bounds what every per-account
+    # walk of the mailboxes costs (LIST, Mailbox/get, FolderSync, a rename's
+    # subtree check), whichever protocol creates them
+    cap = getattr(tx.store, "max_mailboxes", 0)
+    count = _mailbox_count(tx, acc)
+    if cap and count >= cap:
+        raise LimitReached(f"an account has at most {cap} mailboxes "
+                      "([store] max_mailboxes_per_account); delete some first")
+    tx.put("ctr", keys.ctr(acc, keys.CTR_MAILBOXES), keys.u64(count + 1))
     mbx = tx.next_counter(acc, keys.CTR_MAILBOX)
     ms = tx.modseq(acc)
     uidvalidity = tx.next_counter(acc, keys.CTR_UIDVALIDITY, at_least=int(time.time()) & 0x7FFFFFFF)
@@ -226,6 +257,7 @@ def move_mailbox_to_path(tx: WriteTx, acc: int, mbx: int, path: list[str]) -> in
 
 def delete_mailbox(tx: WriteTx, acc: int, mbx: int, *, remove_emails: bool = True) -> None:
     m = tx.require_mailbox(acc, mbx)
+    count = _mailbox_count(tx, acc)     # (before its row goes: a first count scans)
     if m.role == vocab.ROLE_INBOX:
         raise Conflict("INBOX cannot be deleted")
     if tx.children(acc, mbx):
@@ -244,6 +276,7 @@ def delete_mailbox(tx: WriteTx, acc: int, mbx: int, *, remove_emails: bool = Tru
         tx.put("sub", keys.sub(acc, full), b"")
     tx.delete("mbox.name", keys.mbox_name(acc, m.parent, m.name))
     tx.delete("mbox", keys.mbox(acc, mbx))
+    tx.put("ctr", keys.ctr(acc, keys.CTR_MAILBOXES), keys.u64(max(0, count - 1)))
     tx.log(acc, "destroyed", MAILBOX, mbx)
 
 
@@ -490,6 +523,11 @@ def expunge(tx: WriteTx, acc: int, mbx: int, uids: list[int]) -> list[int]:
     UIDs actually removed, ascending."""
     cache: dict[int, Mailbox] = {}
     m = _load_mbx(tx, acc, cache, mbx)
+    if len(uids) >= EXPUNGE_BULK:
+        done = _expunge_bulk(tx, acc, m, uids, cache)
+        if done:
+            _save_mailboxes(tx, acc, cache)
+        return done
     done = []
     for uid in sorted(set(uids)):
         eid = tx.email_at(acc, mbx, uid)
@@ -508,6 +546,96 @@ def expunge(tx: WriteTx, acc: int, mbx: int, uids: list[int]) -> list[int]:
     if done:
         _save_mailboxes(tx, acc, cache)
     return done
+
+
+# an EXPUNGE of at least this many UIDs takes _expunge_bulk (the same writes)
+EXPUNGE_BULK = 32
+
+
+def _expunge_bulk(tx: WriteTx, acc: int, m: Mailbox, uids, cache: dict) -> list[int]:
+    """``expunge``'s loop for many UIDs (stop 24: EXPUNGE of 10,000 messages):
+    the records are read through cursors and rewritten in their encoded
+    form (_speedups/emailrec ``expunge_many``: compiled), and each table's
+    writes are made in one call (delete_many, put_many; the ``vanished``
+    rows as one RUN op of the redo log).  The same table contents, change
+    log and mailbox counts as the record-at-a-time loop (tests/
+    test_store_expunge_bulk.py holds them equal)."""
+    raw = tx._raw
+    done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others = \
+        _emailrec.expunge_many(
+            raw.cursor(db=tx.db["uid"]).get, raw.cursor(db=tx.db["msg"]).get,
+            keys.uid_shape(acc, m.id), keys.msg_shape(acc), keys.mbx_ms_shape(acc), m.id,
+            sorted(set(uids)), SEEN, lambda: tx.modseq(acc))
+    if not done:
+        return done
+    ms = tx.modseq(acc)
+    m.total -= len(done)
+    m.size -= size
+    m.unseen -= unseen
+    tx.delete_many("uid", uid_keys)
+    gone.sort()          # (neighbours on a page: no descent of the tree each)
+    tx.delete_many("mbx.ms", gone)
+    tx.put_run("vanished", keys.vanished_from(acc, m.id, ms),
+               struct.pack(">%dI" % len(done), *done), 4, b"")
+    if out_items:
+        out_items.sort()
+        tx.put_many("mbx.ms", out_items)
+    if new:
+        tx.put_many("msg", new)
+        tx.log_updated(acc, EMAIL, updated)
+    for other in others:
+        _load_mbx(tx, acc, cache, other)
+    if destroy:
+        _destroy_many(tx, acc, destroy)
+    return done
+
+
+_HEAD_OF = records.EMAIL_LAYOUT.head.unpack_from
+_I_BLOB, _I_SIZE, _I_THREAD = (records.EMAIL_LAYOUT.index(n) for n in ("blob", "size", "thread"))
+
+
+def _destroy_many(tx: WriteTx, acc: int, destroy: list) -> None:
+    """``_destroy`` of each email of DESTROY [(eid, encoded record)], left
+    in no mailbox by a bulk EXPUNGE: the same writes and change-log entries,
+    made one call per table (the records' keys sorted), the usage counter
+    moved once, each blob and thread looked at once after all of them went
+    (a blob still referred to is kept; a thread with members left is
+    updated, else destroyed: what the email-at-a-time order leaves too)."""
+    msg_keys, ref_keys, thr_keys = [], [], []
+    blobs: dict = {}
+    threads: dict = {}
+    total = 0
+    for eid, data in destroy:
+        h = _HEAD_OF(data)
+        blob, thread = h[_I_BLOB], h[_I_THREAD]
+        total += h[_I_SIZE]
+        msg_keys.append(keys.msg(acc, eid))
+        ref_keys.append(keys.blob_ref(acc, blob, eid))
+        thr_keys.append(keys.thr_mem(acc, thread, eid))
+        blobs[blob] = None
+        threads[thread] = None
+    tx.delete_many("msg", msg_keys)
+    ref_keys.sort()
+    tx.delete_many("blob.ref", ref_keys)
+    thr_keys.sort()
+    tx.delete_many("thr.mem", thr_keys)
+    tx.add_counter(acc, keys.CTR_USAGE, -total)
+    refs = tx._raw.cursor(db=tx.db["blob.ref"])
+    unused = sorted(keys.blob(acc, b) for b in blobs
+                    if not _any_key(refs, keys.blob_ref_prefix(acc, b)))
+    tx.delete_many("blob", unused)
+    tx.delete_many("blob.idx", unused)
+    for eid, _data in destroy:
+        tx.log(acc, "destroyed", EMAIL, eid)
+    members = tx._raw.cursor(db=tx.db["thr.mem"])
+    for t in threads:
+        tx.log(acc, "updated" if _any_key(members, keys.thr_mem_prefix(acc, t)) else "destroyed",
+               THREAD, t)
+
+
+def _any_key(cur, prefix: bytes) -> bool:
+    """A key starting with PREFIX is in CUR's table."""
+    return cur.set_range(prefix) and bytes(cur.key()[:len(prefix)]) == prefix
 
 
 def destroy_emails(tx: WriteTx, acc: int, eids: list[int]) -> list[int]:

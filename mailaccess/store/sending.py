@@ -196,6 +196,41 @@ def destroy_submission(tx, acc: int, sid: int) -> None:
     tx.log(acc, "destroyed", SUBMISSION, sid)
 
 
+def prune_submissions(tx, cutoff: int, start: bytes = b"", limit: int = 1000) -> bytes | None:
+    """Forget the submissions sent (undoStatus ``final``, every recipient
+    done: no queue entry left) or canceled whose send time (``at``) is
+    before CUTOFF, as if the user had destroyed them: each is logged
+    ``destroyed`` (RFC 8621 7: "the server MAY choose to delete
+    EmailSubmission objects after a certain time").  A submission still in
+    the queue stays whatever its age.  Ids grow with time within an account,
+    so an account's scan stops at its first younger submission.  Looks at
+    most LIMIT records from key START: -> the key to go on from, or None
+    when every account was looked at."""
+    cur = tx.txn.cursor(db=tx.db["esub"])
+    if not cur.set_range(start):
+        return None
+    gone: list[tuple[int, int]] = []
+    nxt: bytes | None = None
+    for _ in range(limit):
+        acc, sid = keys.split_acc_id(cur.key())
+        rec = _dec(cur.value())
+        if rec.get("at", 0) >= cutoff:
+            if acc == 0xFFFFFFFF or not cur.set_range(keys.account_prefix(acc + 1)):
+                break
+        else:
+            if rec.get("undoStatus") in ("final", "canceled") and \
+                    queue_entry(tx, acc, sid) is None:
+                gone.append((acc, sid))
+            if not cur.next():
+                break
+    else:
+        nxt = bytes(cur.key())
+    for acc, sid in gone:
+        tx.delete("esub", keys.acc_id(acc, sid))
+        tx.log(acc, "destroyed", SUBMISSION, sid)
+    return nxt
+
+
 def claim(tx, acc: int, qid: int) -> dict | None:
     """The queue takes entry QID for an attempt: its submission (if any and
     still there) becomes undoStatus final, so it can no longer be canceled.

@@ -122,6 +122,13 @@ class View:
             raise NotFound(f"mailbox {mbx} does not exist")
         return m
 
+    def mailbox_count(self, acc: int) -> int | None:
+        """How many mailboxes ACC has (the cap's counter, ops.create_mailbox);
+        None in a store made before the counter, until its first create or
+        delete."""
+        v = self._get("ctr", keys.ctr(acc, keys.CTR_MAILBOXES))
+        return keys.read_u64(v) if v is not None else None
+
     def mailboxes(self, acc: int) -> list[Mailbox]:
         return [records.decode_mailbox(keys.split_mbox(k)[1], v)
                 for k, v in self._scan("mbox", keys.account_prefix(acc))]
@@ -198,9 +205,8 @@ class View:
 
     def changed_since(self, acc: int, mbx: int, modseq: int) -> list[tuple[int, int]]:
         """[(modseq, uid)] of messages in MBX changed after MODSEQ (CHANGEDSINCE)."""
-        pre = keys.uid_prefix(acc, mbx)
-        start = keys.mbx_ms_from(acc, mbx, modseq + 1)
-        return [keys.split_mbx_ms(k) for k, _ in self._scan("mbx.ms", pre, start)]
+        return self._ms_uids("mbx.ms", keys.uid_prefix(acc, mbx),
+                             keys.mbx_ms_from(acc, mbx, modseq + 1))
 
     def vanished_since(self, acc: int, mbx: int, modseq: int) -> list[tuple[int, int]]:
         """[(modseq, uid)] expunged from MBX after MODSEQ (QRESYNC VANISHED).
@@ -212,9 +218,25 @@ class View:
             if m is None or modseq < m.highest_ms:
                 raise CannotCalculateChanges(
                     f"expunges after modseq {modseq} are no longer recorded")
-        pre = keys.uid_prefix(acc, mbx)
-        start = keys.vanished_from(acc, mbx, modseq + 1)
-        return [keys.split_vanished(k) for k, _ in self._scan("vanished", pre, start)]
+        return self._ms_uids("vanished", keys.uid_prefix(acc, mbx),
+                             keys.vanished_from(acc, mbx, modseq + 1))
+
+    def _ms_uids(self, table: str, pre: bytes, start: bytes) -> list[tuple[int, int]]:
+        """[(modseq, uid)] of the keys of TABLE (mbx.ms or vanished) from
+        START on that begin with PRE (account, mailbox): the keys copied in
+        one pass, split in one C call (an EXPUNGE of 10,000 messages is
+        caught up from 10,000 vanished rows)."""
+        cur = self.txn.cursor(db=self.db[table])
+        if not cur.set_range(start):
+            return []
+        n = len(pre)
+        got = []
+        add = got.append
+        for k in cur.iternext(keys=True, values=False):
+            if k[:n] != pre:
+                break
+            add(bytes(k))
+        return keys.split_mbx_ms_joined(b"".join(got))
 
     # --- emails ------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from ..proto.imap import events as ev
 from ..proto.imap import serialize as S
 from ..proto.imap.commands import NOTIFY_SELECTED
 from ..store.errors import CannotCalculateChanges
+from .mailbox_tree import full_names
 
 SEP = "/"
 
@@ -147,17 +148,9 @@ class BoxState:
 def scan(v, acc: int) -> dict[int, BoxState]:
     """mailbox id -> BoxState for every mailbox of ACC (one read of the list)."""
     boxes = v.mailboxes(acc)
-    by_id = {m.id: m for m in boxes}
-    out = {}
-    for m in boxes:
-        parts, p, seen = [], m, set()
-        while p is not None and p.id not in seen:
-            seen.add(p.id)
-            parts.append(p.name)
-            p = by_id.get(p.parent)
-        out[m.id] = BoxState(SEP.join(reversed(parts)), m.subscribed, m.uidvalidity, m.uidnext,
-                             m.total, m.unseen, m.highest_ms, m.role, m.parent)
-    return out
+    names = full_names(boxes, SEP)
+    return {m.id: BoxState(names[m.id], m.subscribed, m.uidvalidity, m.uidnext, m.total,
+                           m.unseen, m.highest_ms, m.role, m.parent) for m in boxes}
 
 
 def _normal(name: str) -> str:

@@ -296,3 +296,121 @@ def test_id_runs_cut_ids_in_runs_of_consecutive_ones(mod, ids):
     assert all(hi > lo for lo, hi in runs)
     bounds = sorted([(i, i) for i in singles] + runs)
     assert all(b[0] > a[1] + 1 for a, b in zip(bounds, bounds[1:]))     # maximal runs
+
+
+# --- expunge_many: a mailbox's membership out of many records (bulk EXPUNGE) ---------------
+
+def reference_expunge(table, uid_rows, mbx, uids, ms):
+    """What store/ops.py's record-at-a-time EXPUNGE made of the records:
+    decode, remove the membership, last_ms = MS, encode."""
+    done, uid_keys, gone, out_items, new, updated, destroy = [], [], [], [], [], [], []
+    others: dict = {}
+    size = unseen = 0
+    ushape, mshape, xshape = keys.uid_shape(1, mbx), keys.msg_shape(1), keys.mbx_ms_shape(1)
+    for uid in uids:
+        eid = uid_rows.get(uid)
+        if eid is None:
+            continue
+        rec = records.decode_email(eid, table[mshape.key(eid)])
+        mem = rec.member(mbx)
+        done.append(uid)
+        uid_keys.append(ushape.key(uid))
+        gone.append(xshape.key((mbx, rec.last_ms, mem.uid)))
+        size += rec.size
+        unseen += "$seen" not in rec.keywords
+        rec.members.remove(mem)
+        if not rec.members:
+            destroy.append((eid, table[mshape.key(eid)]))
+            continue
+        for m in rec.members:
+            others.setdefault(m.mailbox, None)
+            gone.append(xshape.key((m.mailbox, rec.last_ms, m.uid)))
+            out_items.append((xshape.key((m.mailbox, ms, m.uid)), b""))
+        rec.last_ms = ms
+        new.append((mshape.key(eid), records.encode_email(rec)))
+        updated.append(eid)
+    return done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others
+
+
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+@settings(max_examples=200, deadline=None)
+@given(recs=st.lists(records_, min_size=1, max_size=12, unique_by=lambda r: r.id),
+       missing=st.lists(st.integers(1, 2**32 - 1), max_size=3), ms=st.integers(1, 2**63))
+def test_expunge_many_is_decode_remove_encode(mod, recs, missing, ms):
+    """Each email is in mailbox MBX under some UID (its first membership's
+    mailbox made MBX for all); the twin's lists are the reference's, an
+    email left in no mailbox handed back whole; UIDs with no row skipped;
+    the modseq allocated once, at the first UID found."""
+    mbx = 77
+    table, uid_rows = {}, {}
+    for r in recs:
+        r.members = [Membership(mbx, r.members[0].uid, 5)] + \
+            [m for m in r.members[1:] if m.mailbox != mbx]
+        uid_rows[r.members[0].uid] = r.id
+        table[keys.msg_shape(1).key(r.id)] = records.encode_email(r)
+    if len(uid_rows) < len(recs):
+        return      # (two emails drew the same UID)
+    uids = sorted(set(uid_rows) | set(missing))
+    rows = {keys.uid_shape(1, mbx).key(u): keys.u32(e) for u, e in uid_rows.items()}
+    calls = []
+    got = mod.expunge_many(rows.get, table.get, keys.uid_shape(1, mbx), keys.msg_shape(1),
+                           keys.mbx_ms_shape(1), mbx, uids, "$seen",
+                           lambda: calls.append(1) or ms)
+    assert got == reference_expunge(table, uid_rows, mbx, uids, ms)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+def test_expunge_many_refuses_what_the_loop_refused(mod):
+    """A record not in the mailbox (NotFound), a missing record and another
+    version (ValueError) raise as decode_email and _remove_member did; no
+    UID found: no modseq taken."""
+    from mailaccess.store.errors import NotFound
+    rec = EmailRecord(5, bytes(32), 0, 0, 10, 5, 3, [], [Membership(9, 4, 0)], 0)
+    data = records.encode_email(rec)
+    args = (keys.uid_shape(1, 8), keys.msg_shape(1), keys.mbx_ms_shape(1), 8, [4], "$seen")
+    rows = {keys.uid_shape(1, 8).key(4): keys.u32(5)}
+    with pytest.raises(NotFound):
+        mod.expunge_many(rows.get, {keys.msg_shape(1).key(5): data}.get, *args, lambda: 1)
+    with pytest.raises(ValueError):
+        mod.expunge_many(rows.get, {}.get, *args, lambda: 1)
+    with pytest.raises(ValueError):
+        mod.expunge_many(rows.get, {keys.msg_shape(1).key(5): b"\x09" + data[1:]}.get, *args,
+                         lambda: 1)
+    assert mod.expunge_many({}.get, {}.get, *args, lambda: 1 / 0)[0] == []
+
+
+@pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+@settings(max_examples=60, deadline=None)
+@given(have=st.sets(st.integers(0, 3000), max_size=300),
+       ask=st.lists(st.integers(0, 3100), max_size=300))
+def test_delete_keys_deletes_what_is_there(lmdb_env, mod, lmdb_path, have, ask):
+    """delete_keys: each asked key that is there is deleted (named twice:
+    once) and handed back, in order; the rest of the table stays; a py-lmdb
+    cursor positioned before the call reads the table as it is after."""
+    e, msg_db, _ms_db = lmdb_env
+    k = keys.u32
+    if mod is C:
+        C.lmdb_direct(lmdb_path == "direct")
+    try:
+        with e.begin(write=True) as txn:
+            txn.drop(msg_db, delete=False)
+            txn.cursor(db=msg_db).putmulti([(k(i), b"v%d" % i) for i in sorted(have)])
+            watch = txn.cursor(db=msg_db)
+            watch.first()
+            got = mod.delete_keys(txn.cursor(db=msg_db), [k(i) for i in ask])
+            want, left = [], set(have)
+            for i in ask:
+                if i in left:
+                    left.discard(i)
+                    want.append(k(i))
+            assert got == want
+            assert [bytes(x) for x, _v in txn.cursor(db=msg_db)] == [k(i) for i in sorted(left)]
+            assert watch.first() == bool(left)
+            if left:
+                assert bytes(watch.key()) == k(min(left))
+            txn.abort()
+    finally:
+        if mod is C:
+            C.lmdb_direct(True)

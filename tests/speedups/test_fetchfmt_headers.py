@@ -244,8 +244,14 @@ def _reference(v, acc, sel, uids, items, condstore, reported, utf8):
        condstore=st.booleans(), utf8=st.booleans())
 def test_fetch_matches_python_loop(store, impl, names, negate, picks, before, after,
                                    condstore, utf8):
+    _check_fast_path(store, impl, _items(names, negate, before, after), picks, condstore, utf8)
+
+
+def _check_fast_path(store, impl, items, picks, condstore, utf8):
+    """fetch_simple of ITEMS on the messages PICKS (1-based; others: no such
+    UID) answers what the Python loop answers, and build_fetch's merge and
+    the streamed answer are that answer too."""
     st_, acc, ib = store
-    items = _items(names, negate, before, after)
     with st_.view() as v:
         sel = _selected(v, acc, ib)
         uids = [sel.uids[p - 1] if 0 < p <= len(sel.uids) else 10_000 + p for p in picks]
@@ -290,15 +296,21 @@ def test_which_requests_take_the_fast_path():
              ev.FetchItem("RFC822"))
     assert s((ev.FetchItem("UID"),) + whole) == [
         "UID", PY.WholeBody(b"BODY[]"), PY.WholeBody(b"BODY[]"), PY.WholeBody(b"RFC822")]
-    # a part's header, a partial range, BINARY, the whole header or text, RFC822.HEADER:
-    # the Python loop
+    # the whole message's header (BODY[HEADER], BODY.PEEK[HEADER], RFC822.HEADER: stop 24)
+    head = (ev.FetchBody(ev.Section((), "HEADER")),
+            ev.FetchBody(ev.Section((), "HEADER"), peek=True), ev.FetchItem("RFC822.HEADER"))
+    assert s((ev.FetchItem("UID"),) + head) == [
+        "UID", PY.WholeHeader(b"BODY[HEADER]"), PY.WholeHeader(b"BODY[HEADER]"),
+        PY.WholeHeader(b"RFC822.HEADER")]
+    # a part's header, a partial range, BINARY, the text: the Python loop
     for it in (ev.FetchBody(ev.Section((1,), "HEADER.FIELDS", ("From",))),
                ev.FetchBody(ev.Section((), "HEADER.FIELDS", ("From",)), partial=(0, 10)),
-               ev.FetchBody(ev.Section((), "HEADER")), ev.FetchBody(ev.Section((), "TEXT")),
+               ev.FetchBody(ev.Section((1,), "HEADER")),
+               ev.FetchBody(ev.Section((), "HEADER"), partial=(0, 10)),
+               ev.FetchBody(ev.Section((), "TEXT")),
                ev.FetchBody(ev.Section((), None), partial=(0, 10)),
                ev.FetchBody(ev.Section((), None), binary=True),
-               ev.FetchBody(ev.Section((1,), None)), ev.FetchItem("RFC822.HEADER"),
-               ev.FetchItem("RFC822.TEXT")):
+               ev.FetchBody(ev.Section((1,), None)), ev.FetchItem("RFC822.TEXT")):
         assert s((ev.FetchItem("UID"), it)) is None
 
 
@@ -338,6 +350,107 @@ def test_an_index_written_otherwise_goes_to_the_python_loop(store, impl):
         with pytest.raises(ValueError):
             impl.fetch_simple(v.email_reader(acc), read_index, uids, sel.snap.uids,
                               sel.snap.eids, names, flags, False, True)
+
+
+# --- the whole header: BODY[HEADER], BODY.PEEK[HEADER], RFC822.HEADER (stop 24) -------------
+
+_WHOLE_HEADERS = [
+    (ev.FetchBody(ev.Section((), "HEADER"), peek=True),),
+    (ev.FetchItem("RFC822.HEADER"),),
+    (ev.FetchBody(ev.Section((), "HEADER")), ev.FetchItem("RFC822.HEADER")),
+    (ev.FetchBody(ev.Section((), "HEADER"), peek=True), _body(STRESS),
+     ev.FetchItem("RFC822.HEADER"), ev.FetchBody(ev.Section((), None), peek=True)),
+]
+
+
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, len(_WHOLE_HEADERS) - 1), picks=_uids,
+       before=st.sampled_from([(), ("UID",), ("UID", "FLAGS"), ("ENVELOPE",)]),
+       after=st.sampled_from([(), ("RFC822.SIZE",), ("MODSEQ", "BODY")]),
+       condstore=st.booleans(), utf8=st.booleans())
+def test_whole_header_matches_python_loop(store, impl, which, picks, before, after,
+                                          condstore, utf8):
+    """The whole header on the fast path (a fetchfmt WholeHeader item) is the
+    Python loop's answer byte for byte (the header end from the decoded
+    index, NUL as 0x80), for the edge headers (none at all, no blank line,
+    bare LF, NUL) and the corpus; only downgrades go back."""
+    items = tuple(ev.FetchItem(n) for n in before) + _WHOLE_HEADERS[which] + \
+        tuple(ev.FetchItem(n) for n in after)
+    _check_fast_path(store, impl, items, picks, condstore, utf8)
+
+
+def test_whole_header_examples():
+    """The literal is the header with its blank line, NUL as 0x80; a message
+    without a blank line is all header."""
+    for impl in [p.values[0] for p in twin_params("fetchfmt")]:
+        for raw, head in ((b"From: a\r\nSubject: \x00x\r\n\r\nbody\r\n",
+                           b"From: a\r\nSubject: \x80x\r\n\r\n"),
+                          (b"From: a\nTo: b\n\nbody\n", b"From: a\nTo: b\n\n"),
+                          (b"From: no blank line\r\n", b"From: no blank line\r\n")):
+            assert impl.body_literal(raw[:len(head)], PY.WholeHeader(b"RFC822.HEADER")) == \
+                b"RFC822.HEADER {%d}\r\n" % len(head) + head
+
+
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+@pytest.mark.parametrize("budget", [0, 300, 2000, 1 << 16])
+def test_whole_header_upto_stops_before_a_header_over_the_budget(store, impl, budget):
+    """fetch_upto hands back a message whose whole-header literals (with its
+    whole-body ones) hold more than the budget (the Python path sends them
+    in pieces), and nothing else; its chunks and the Python loop's answers
+    for those join to the whole answer."""
+    st_, acc, ib = store
+    items = (ev.FetchItem("UID"), ev.FetchBody(ev.Section((), "HEADER"), peek=True),
+             ev.FetchItem("RFC822.HEADER"))
+    names = imap_session._simple_items(items)
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        uids = list(sel.uids)
+        eids = dict(zip(sel.uids, sel.snap.eids))
+        heads = {u: min(load_email(v, acc, eids[u]).header_end(),
+                        len(v.blob(acc, v.email(acc, eids[u]).blob))) for u in uids}
+        whole = _reference(v, acc, sel, uids, items, False, None, True)
+        got, i, fell_at = [], 0, []
+        while i < len(uids):
+            chunk, rep, stop, fell = impl.fetch_upto(
+                v.email_reader(acc), v.index_reader(acc), uids, i, sel.snap.uids,
+                sel.snap.eids, names, None, False, True, v.blob_reader(acc), budget)
+            got.append(chunk)
+            i = stop
+            if fell:
+                fell_at.append(uids[i])
+                got += build_fetch(v, acc, sel, [uids[i]], items, False, {}, True,
+                                   simple=False)
+                i += 1
+        assert b"".join(got) == b"".join(whole)
+        assert set(fell_at) == {u for u in uids if 2 * heads[u] > budget}
+
+
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+def test_whole_header_of_an_index_written_otherwise_goes_to_the_python_loop(store, impl):
+    """Without the meta prefix the header end is not guessed: the message is
+    handed back (the Python loop decodes the index)."""
+    st_, acc, ib = store
+    items = (ev.FetchItem("UID"), ev.FetchItem("RFC822.HEADER"))
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        uids = list(sel.uids)[:4]
+        eids = dict(zip(sel.uids, sel.snap.eids))
+        odd = v.email(acc, eids[uids[1]]).blob
+        read_index = v.index_reader(acc)
+
+        def odd_index(h):
+            data = read_index(h)
+            return _reframed(bytes(data), _other_metas(bytes(data))[0]) if h == odd else data
+
+        names = imap_session._simple_items(items)
+        out, rep, fallback = impl.fetch_simple(v.email_reader(acc), odd_index, uids,
+                                               sel.snap.uids, sel.snap.eids, names, None,
+                                               False, True, v.blob_reader(acc))
+        assert fallback == [uids[1]]
+        assert out == [r for r, u in zip(_reference(v, acc, sel, uids, items, False, None, True),
+                                         uids) if u != uids[1]]
 
 
 # --- the Python loop reads only the header end, not the whole index ------------------------

@@ -20,10 +20,13 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from mailaccess import _speedups
+
 from . import modutf7
 from .numset import format_ints
 
 CRLF = b"\r\n"
+_number_list = _speedups.load("search").number_list
 NIL = b"NIL"
 
 _ASTRING_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+\Z')
@@ -76,8 +79,11 @@ def nstring(s: str | bytes | None, utf8: bool = False) -> bytes:
     return NIL if s is None else string(s, utf8)
 
 
+@functools.lru_cache(maxsize=4096)
 def mailbox(name: str, utf8: bool = False) -> bytes:
-    """A mailbox name: modified UTF-7 unless UTF8=ACCEPT is enabled (RFC 6855)."""
+    """A mailbox name: modified UTF-7 unless UTF8=ACCEPT is enabled (RFC 6855).
+    Remembered (a LIST of 5,000 mailboxes formats each name again; names are
+    at most 500 bytes, so the cache holds at most ~4 MB)."""
     if name == "INBOX":
         return b"INBOX"
     if utf8:
@@ -90,7 +96,9 @@ def paren(items: Iterable[bytes]) -> bytes:
 
 
 def _nums(nums: Iterable[int]) -> bytes:
-    return b" ".join(b"%d" % n for n in nums)
+    # b" ".join(b"%d" % n for n in nums), compiled: a SEARCH answer may
+    # list every message of the mailbox
+    return _number_list(nums)
 
 
 # ------------------------------------------------------------ status lines
@@ -382,6 +390,9 @@ def thread(roots: Sequence[ThreadNode]) -> bytes:
     return b"* THREAD" + (b" " + body if body else b"") + CRLF
 
 
+_DELIMS = {"/": b'"/"', ".": b'"."'}
+
+
 def list_(
     attributes: Iterable[str],
     delimiter: str | None,
@@ -393,9 +404,10 @@ def list_(
     command: bytes = b"LIST",
 ) -> bytes:
     """``* LIST (\\HasNoChildren) "/" INBOX`` plus RFC 5258 extended items."""
-    delim = NIL if delimiter is None else quoted(delimiter)
+    delim = NIL if delimiter is None else _DELIMS.get(delimiter) or quoted(delimiter)
     out = [
-        b"* " + command + b" " + paren(a.encode("ascii") for a in attributes) + b" " + delim + b" " + mailbox(name, utf8)
+        b"* " + command + b" (" + " ".join(attributes).encode("ascii") + b") " + delim + b" "
+        + mailbox(name, utf8)
     ]
     ext = []
     childinfo = tuple(childinfo)
