@@ -321,6 +321,9 @@ class StoreConfig:
     changelog_max_entries: int = 100_000    # logged object changes kept per account
     changelog_prune_slice: int = 2_000      # rows deleted per pruning transaction at most
     changelog_sweep_interval: int = 300     # seconds between age sweeps
+    # bytes of email facts (query/facts.py: what SORT, THREAD and SENT*
+    # searches read) each worker process remembers; 0 keeps none
+    facts_cache_bytes: int = 32 * 1024 * 1024
     # mailboxes one account may have (every protocol's create); 0 = no limit
     max_mailboxes_per_account: int = 10_000
 

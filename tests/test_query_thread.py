@@ -1,6 +1,7 @@
 """THREAD=ORDEREDSUBJECT and THREAD=REFERENCES (RFC 5256) and the THREAD
 response syntax (RFC 5256 section 4)."""
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from mailaccess import ingest
 from mailaccess.mime import index as mindex
@@ -111,6 +112,7 @@ class _FakeView:
     """Just enough of store.View for the threading code, without a store."""
 
     def __init__(self, raws):
+        self.store = self        # whose facts cache (query/facts.py) this is
         self.recs = {}
         self.idx = {}
         for i, raw in enumerate(raws, 1):
@@ -128,6 +130,9 @@ class _FakeView:
     def blob_index(self, acc, h):
         return self.idx.get(h)
 
+    def index_generation(self, acc):
+        return 0
+
 
 def test_deep_chain_has_no_recursion_limit():
     n = 2500
@@ -142,3 +147,32 @@ def test_deep_chain_has_no_recursion_limit():
     for k in range(2999, 0, -2):
         t = Thread(k, (Thread(k + 1), t)) if t.key is not None else Thread(k, (Thread(k + 1),))
     assert format_thread([t]).startswith(b"(1 (2)(3 (4)(5 ")
+
+
+def _orderedsubject_oracle(msgs):
+    """ORDEREDSUBJECT as it was written over thread._Msg objects."""
+    msgs = sorted(msgs, key=lambda x: (x.base, x.date, x.seq))
+    groups = []
+    for x in msgs:
+        if groups and groups[-1][0].base == x.base:
+            groups[-1].append(x)
+        else:
+            groups.append([x])
+    groups.sort(key=lambda g: (g[0].date, g[0].seq))
+    return [Thread(g[0].key, tuple(Thread(x.key) for x in g[1:])) for g in groups]
+
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "Re: a", "b", "B", "[x] b", "", "Fwd: a"]),
+                          st.sampled_from(["10:00", "11:00", "12:00"]),
+                          st.booleans()), max_size=12))
+def test_orderedsubject_answers_as_it_was_written(spec):
+    # a message without a Date: sorts by its internal date (its record's)
+    raws = [msg(s, h).replace(b"Date: Mon, 3 Nov 2025 " + h.encode() + b" +0000\r\n", b"")
+            if nodate else msg(s, h) for s, h, nodate in spec]
+    v = _FakeView(raws)
+    cands = [(100 + i, i) for i in range(1, len(raws) + 1)]
+    from mailaccess.query import thread
+    assert thread.thread_orderedsubject(v, 0, cands) == \
+        _orderedsubject_oracle(thread._messages(v, 0, cands))

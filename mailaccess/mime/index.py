@@ -399,6 +399,11 @@ def base_subject(subject: str) -> str:
     Linear in the length of the subject: it works on indexes into one string.
     """
     s = " ".join(subject.split())  # (1)
+    if not s or (s[0] not in "[rRfF" and s[-1] != ")"):
+        # the common case: every subj-leader, subj-blob and "[fwd:" starts
+        # with one of "[rRfF" (under IGNORECASE too), every subj-trailer
+        # ends with ")", and (1) left no space at either end
+        return s
     i, hi = 0, len(s)
     while True:
         while i < hi:  # (2) trailing " " and "(fwd)", right to left

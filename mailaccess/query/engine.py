@@ -24,6 +24,7 @@ from mailaccess.mime import index as mindex
 from mailaccess.store.emails import LoadedEmail, load_email, load_record
 from mailaccess.store.records import EmailRecord
 
+from . import facts as _facts
 from . import model as m
 
 _impl = _speedups.load("search")
@@ -234,24 +235,22 @@ class _Batch:
         if t is m.ThreadKeyword:
             return self._thread_keyword(q, pos)
         if t is m.Sent:
+            # the facts of the email's content (query/facts.py: remembered)
+            eids = self.eids
             out = []
-            for p in pos:
-                mi = self.meta(p)
-                if mi is None or mi.sent_at is None:
+            for p, f in zip(pos, _facts.facts(self.view, self.acc, [eids[p] for p in pos])):
+                if f is None or f.sent is None:
                     continue
-                t = mi.sent_at
+                t = f.sent
                 if q.wall_clock:
-                    t += (mi.sent_at_tz or 0) * 60
+                    t += (f.sent_tz or 0) * 60
                 if q.holds(t):
                     out.append(p)
             return out
         if t is m.HasAttachment:
-            out = []
-            for p in pos:
-                mi = self.meta(p)
-                if (mi is not None and mi.has_attachment) == q.value:
-                    out.append(p)
-            return out
+            eids = self.eids
+            return [p for p, f in zip(pos, _facts.facts(self.view, self.acc, [eids[p] for p in pos]))
+                    if (f is not None and f.attachment) == q.value]
         return self.impl.match_records(self.read_email, self.eids, pos,
                                        _record_cond(q, self.mailbox, self.impl))
 

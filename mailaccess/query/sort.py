@@ -16,12 +16,14 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
-from mailaccess.mime import index as mindex
-from mailaccess.store.emails import load_email
+from mailaccess.store.emails import load_record
 from mailaccess.store.records import EMAIL_LAYOUT, EmailRecord
 
+from . import facts as _facts
+from .facts import Facts, addr_mailbox, display_value
+
 __all__ = ["SortKey", "sort", "sort_rows", "values", "FIELDS", "COLLATIONS", "addr_mailbox",
-           "display_value", "collate", "ascii_casemap", "ascii_numeric", "sent_date"]
+           "display_value", "collate", "ascii_casemap", "ascii_numeric"]
 
 FIELDS = frozenset({
     "arrival", "date", "from", "to", "cc", "displayfrom", "displayto", "subject", "size",
@@ -101,143 +103,29 @@ def _title(c: str) -> str:
     return t if len(t) == 1 else c
 
 
-def addr_mailbox(addrs) -> str:
-    """RFC 5256 FROM/TO/CC: the [IMAP] addr-mailbox (local part) of the first address."""
-    if not addrs:
-        return ""
-    email = addrs[0][1] or ""
-    local, at, _host = email.rpartition("@")
-    return local if at else email
-
-
-def display_value(addrs) -> str:
-    """RFC 5957 section 3: the first address's decoded display name if not
-    empty, else addr-mailbox@addr-host, else addr-mailbox, else empty."""
-    if not addrs:
-        return ""
-    name, email = addrs[0][0], addrs[0][1] or ""
-    if name and name.strip():
-        return name.strip()
-    return email
-
-
-# positions in the ENVELOPE list (RFC 9051 7.5.2): date subject from sender
-# reply-to to cc bcc in-reply-to message-id
-_ENVELOPE_FIELD = {"from": 2, "displayfrom": 2, "to": 5, "displayto": 5, "cc": 6}
-
-
-def _envelope_items(data: bytes) -> list | None:
-    """Parse an ENVELOPE in IMAP wire form into nested lists of bytes/None."""
-    pos = 0
-    n = len(data)
-
-    def value():
-        nonlocal pos
-        while pos < n and data[pos] == 0x20:
-            pos += 1
-        if pos >= n:
-            raise ValueError("truncated")
-        c = data[pos]
-        if c == 0x28:                       # (
-            pos += 1
-            out = []
-            while True:
-                while pos < n and data[pos] == 0x20:
-                    pos += 1
-                if pos >= n:
-                    raise ValueError("truncated")
-                if data[pos] == 0x29:       # )
-                    pos += 1
-                    return out
-                out.append(value())
-        if c == 0x22:                       # "quoted"
-            pos += 1
-            buf = bytearray()
-            while pos < n and data[pos] != 0x22:
-                if data[pos] == 0x5C and pos + 1 < n:
-                    pos += 1
-                buf.append(data[pos])
-                pos += 1
-            pos += 1
-            return bytes(buf)
-        if c == 0x7B:                       # {n}\r\n literal
-            close = data.index(b"}", pos)
-            size = int(data[pos + 1:close])
-            start = close + 3
-            pos = start + size
-            return data[start:pos]
-        end = pos
-        while end < n and data[end] not in b" ()":
-            end += 1
-        atom = data[pos:end]
-        pos = end
-        return None if atom == b"NIL" else atom
-
-    try:
-        v = value()
-    except (ValueError, IndexError):
-        return None
-    return v if isinstance(v, list) else None
-
-
 def first_group_name(envelope: bytes, field: int) -> str | None:
-    """The group name when the first address of envelope FIELD starts a group
-    (an address with NIL host and a mailbox, RFC 9051 7.5.2), else None."""
-    items = _envelope_items(envelope)
-    if not items or len(items) <= field or not items[field]:
-        return None
-    first = items[field][0]
-    if not isinstance(first, list) or len(first) < 4:
-        return None
-    if first[3] is None and first[2] is not None:
-        from email.header import decode_header, make_header
-        raw = first[2].decode("utf-8", "replace")
-        try:
-            return str(make_header(decode_header(raw)))
-        except Exception:  # a malformed encoded word: the raw text
-            return raw
-    return None
+    """The group name when the first address of envelope FIELD (2 from, 5
+    to, 6 cc) starts a group (an address with NIL host and a mailbox, RFC
+    9051 7.5.2), else None."""
+    return _facts.group_text(
+        _facts.first_groups(envelope)[_facts.GROUP_FIELDS.index(field)])
 
 
-def sent_date(rec: EmailRecord, mi: mindex.MessageIndex | None) -> int:
-    """RFC 5256 section 2.2: the Date: header in UTC, else the internal date."""
-    if mi is not None and mi.sent_at is not None:
-        return mi.sent_at
-    return rec.received_at
-
-
-def _value(fld: str, eid: int, rec: EmailRecord, mi, thread_kw, coll=collate) -> object:
-    if fld in ("arrival", "receivedAt"):
-        return rec.received_at
-    if fld == "size":
-        return rec.size
-    if fld == "id":
-        return eid
-    if fld in ("date", "sentAt"):
-        return sent_date(rec, mi)
-    if fld == "subject":
-        return coll(mindex.base_subject(mi.subject or "")) if mi else coll("")
-    if fld in ("jmapFrom", "jmapTo"):
-        # RFC 8621 4.4.2: the name, else the email, of the first address of
-        # the Email's from/to (asAddresses: groups are flattened, unlike the
-        # group names RFC 5256/5957 sort by)
-        if mi is None:
-            return coll("")
-        return coll(display_value(mi.from_ if fld == "jmapFrom" else mi.to))
-    if fld in ("from", "to", "cc", "displayfrom", "displayto"):
-        if mi is None:
-            return coll("")
-        # RFC 5256: the first address of the field; when that is a group,
-        # its addr-mailbox in the ENVELOPE is the group name
-        group = first_group_name(mi.envelope, _ENVELOPE_FIELD[fld])
-        if group is not None:
-            return coll(group)
-        if fld in ("displayfrom", "displayto"):
-            return coll(display_value(mi.from_ if fld == "displayfrom" else mi.to))
-        return coll(addr_mailbox(getattr(mi, "from_" if fld == "from" else fld)))
-    if fld.startswith("hasKeyword:"):
-        return fld[11:] in rec.keywords
-    return thread_kw(fld, rec)
+# the sort fields read from an email's facts (query/facts.py), before collation
+_FACT_FIELD = {
+    # RFC 5256 2.1: the base subject
+    "subject": Facts._fields.index("base"),
+    # RFC 5256 2.2: the first address's addr-mailbox, or the group name
+    "from": Facts._fields.index("from_"), "to": Facts._fields.index("to"),
+    "cc": Facts._fields.index("cc"),
+    # RFC 5957 3: the display name, else the address, or the group name
+    "displayfrom": Facts._fields.index("displayfrom"),
+    "displayto": Facts._fields.index("displayto"),
+    # RFC 8621 4.4.2: the name, else the email, of the first address of the
+    # Email's from/to (asAddresses: groups are flattened, unlike the group
+    # names RFC 5256/5957 sort by)
+    "jmapFrom": Facts._fields.index("jmap_from"), "jmapTo": Facts._fields.index("jmap_to"),
+}
 
 
 # fields read from the head of the email record alone (no keyword or
@@ -294,7 +182,19 @@ def values(view, acc: int, candidates: Sequence[tuple[int, int]],
     rows = _head_sort(view, acc, candidates, keys)
     if rows is not None:
         return rows
-    need_index = any(k.field in _NEEDS_INDEX for k in keys)
+    eids = [e for _, e in candidates]
+    fs = None
+    if any(k.field in _NEEDS_INDEX for k in keys):
+        fs = [f if f is not None else _facts.EMPTY for f in _facts.facts(view, acc, eids)]
+    recs: list[EmailRecord | None] = [None] * len(eids)
+    empty = EmailRecord(0, b"", 0, 0, 0, 0, 0, [], [])
+
+    def rec_of(p: int) -> EmailRecord:
+        r = recs[p]
+        if r is None:
+            r = recs[p] = load_record(view, acc, eids[p], members=False) or empty
+        return r
+
     thread_cache: dict[tuple[str, int], bool] = {}
 
     def thread_kw(fld: str, rec: EmailRecord) -> bool:
@@ -302,20 +202,47 @@ def values(view, acc: int, candidates: Sequence[tuple[int, int]],
         v = thread_cache.get(ck)
         if v is None:
             quant, _, kw = fld.partition("InThreadHaveKeyword:")
-            recs = [r for r in (view.email(acc, e) for e in view.thread_members(acc, rec.thread))
-                    if r is not None] or [rec]
-            has = [kw in r.keywords for r in recs]
+            members = [r for r in (view.email(acc, e)
+                                    for e in view.thread_members(acc, rec.thread))
+                       if r is not None] or [rec]
+            has = [kw in r.keywords for r in members]
             v = all(has) if quant == "all" else any(has)
             thread_cache[ck] = v
         return v
 
-    empty = EmailRecord(0, b"", 0, 0, 0, 0, 0, [], [])
-    colls = [COLLATIONS[k.collation] if k.collation else collate for k in keys]
-    rows = []
-    for key, eid in candidates:
-        em = load_email(view, acc, eid, members=False)
-        rec = em.record if em is not None else empty
-        mi = em.index if need_index and em is not None else None
-        rows.append((key, tuple(_value(k.field, eid, rec, mi, thread_kw, colls[i])
-                                for i, k in enumerate(keys))))
-    return rows
+    cols = []
+    n = len(eids)
+    for k in keys:
+        fld = k.field
+        coll = COLLATIONS[k.collation] if k.collation else collate
+        i = _FACT_FIELD.get(fld)
+        if i is not None:
+            cols.append(_collated([f[i] for f in fs], coll))
+        elif fld in ("date", "sentAt"):
+            # RFC 5256 section 2.2: the Date: header in UTC, else the internal date
+            cols.append([f.sent if f.sent is not None else rec_of(p).received_at
+                         for p, f in enumerate(fs)])
+        elif fld == "id":
+            cols.append(eids)
+        elif fld in ("arrival", "receivedAt"):
+            cols.append([rec_of(p).received_at for p in range(n)])
+        elif fld == "size":
+            cols.append([rec_of(p).size for p in range(n)])
+        elif fld.startswith("hasKeyword:"):
+            kw = fld[11:]
+            cols.append([kw in rec_of(p).keywords for p in range(n)])
+        else:
+            cols.append([thread_kw(fld, rec_of(p)) for p in range(n)])
+    return list(zip([k for k, _ in candidates], zip(*cols)))
+
+
+def _collated(strings: list[str], coll) -> list:
+    """COLL of each of STRINGS, each distinct string collated once."""
+    memo: dict[str, object] = {}
+    out = []
+    for s in strings:
+        v = memo.get(s)
+        if v is None:
+            v = memo[s] = coll(s)
+        out.append(v)
+    return out

@@ -13,52 +13,41 @@ root list.  tests/thread_oracle.py keeps the walking version as the oracle.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Sequence
+from collections import namedtuple
+from typing import NamedTuple, Sequence
 
-from mailaccess.mime import index as mindex
-from mailaccess.store.emails import load_email
-from mailaccess.store.records import EmailRecord
+from mailaccess.store.emails import load_record
 
-from .sort import collate, sent_date
+from . import facts as _facts
+from .facts import normalize_msgid
+from .sort import collate
 
 __all__ = ["Thread", "thread_orderedsubject", "thread_references",
            "normalize_msgid", "is_reply_or_forward"]
 
 
-@dataclass(frozen=True, slots=True)
-class Thread:
+class Thread(NamedTuple):
+    """One message (KEY; None for a dummy) and the threads below it."""
+
     key: int | None
     children: tuple["Thread", ...] = ()
 
 
-@dataclass(slots=True)
-class _Msg:
-    key: int
-    seq: int          # candidate position: the tie-break
-    date: int         # RFC 5256 sent date
-    subject: str      # original subject
-    base: str         # collated base subject
-    message_id: str | None
-    refs: tuple[str, ...]
+class _Msg(namedtuple("_Msg", "key seq date subject base message_id refs order")):
+    """One candidate as the algorithms see it: KEY, SEQ (its candidate
+    position: the tie-break), DATE (RFC 5256 sent date), SUBJECT (as
+    decoded), BASE (collated base subject), MESSAGE_ID, REFS; ORDER is
+    its position among siblings, (date, seq) as one integer (seq is below
+    2**32).  A tuple of no containers: once the garbage collector has seen
+    one it stops tracking it, so 10,000 of them alive during a THREAD add
+    nothing to its later passes."""
 
-    @property
-    def order(self) -> tuple[int, int]:
-        return (self.date, self.seq)
+    __slots__ = ()
 
-
-def normalize_msgid(mid: str | None) -> str | None:
-    """A msg-id in one form (RFC 5256: quoting must not cause non-matches):
-    without angle brackets, white space or local-part quoting.  Comparison
-    stays case-sensitive."""
-    if not mid:
-        return None
-    s = "".join(mid.split()).strip("<>")
-    local, at, dom = s.rpartition("@")
-    if at and '"' in local:
-        local = re.sub(r'\\(.)', r"\1", local.replace('"', ""))
-        s = local + "@" + dom
-    return s or None
+    def __new__(cls, key: int, seq: int, date: int, subject: str, base: str,
+                message_id: str | None, refs: tuple[str, ...]):
+        return tuple.__new__(cls, (key, seq, date, subject, base, message_id, refs,
+                                   (date << 32) + seq))
 
 
 _REPLY_LEADER = re.compile(r"^(?:\[[^\[\]]*\]\s*)*(?:re|fwd?)\s*(?:\[[^\[\]]*\]\s*)?:", re.I)
@@ -78,40 +67,62 @@ def is_reply_or_forward(subject: str) -> bool:
     return _REPLY_LEADER.match(s) is not None
 
 
+def _columns(view, acc: int, candidates: Sequence[tuple[int, int]]):
+    """(dates, facts, collated base subjects) of CANDIDATES, in candidate
+    order, from their facts (query/facts.py)."""
+    fs = _facts.facts(view, acc, [e for _, e in candidates])
+    dates = []
+    bases = []
+    memo: dict[str, str] = {}
+    for p, f in enumerate(fs):
+        if f is None:
+            f = fs[p] = _facts.EMPTY
+        date = f.sent
+        if date is None:
+            # RFC 5256 section 2.2: the internal date when the Date: header is
+            # missing or bad (0 for an email that is gone)
+            rec = load_record(view, acc, candidates[p][1], members=False)
+            date = rec.received_at if rec is not None else 0
+        dates.append(date)
+        base = memo.get(f.base)
+        if base is None:
+            base = memo[f.base] = collate(f.base)
+        bases.append(base)
+    return dates, fs, bases
+
+
 def _messages(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[_Msg]:
-    empty = EmailRecord(0, b"", 0, 0, 0, 0, 0, [], [])
-    out = []
-    for seq, (key, eid) in enumerate(candidates):
-        em = load_email(view, acc, eid, members=False)
-        rec = em.record if em is not None else empty
-        mi = em.index if em is not None else None
-        if mi is None:
-            out.append(_Msg(key, seq, rec.received_at, "", "", None, ()))
-            continue
-        subject = mi.subject or ""
-        refs = tuple(r for r in map(normalize_msgid, mi.references) if r)
-        if not refs:
-            first = next((r for r in map(normalize_msgid, mi.in_reply_to) if r), None)
-            refs = (first,) if first else ()
-        out.append(_Msg(key, seq, sent_date(rec, mi), subject,
-                        collate(mindex.base_subject(subject)), normalize_msgid(mi.message_id),
-                        refs))
-    return out
+    dates, fs, bases = _columns(view, acc, candidates)
+    return [_Msg(key, seq, dates[seq], f.subject, bases[seq], f.message_id, f.refs)
+            for seq, ((key, _eid), f) in enumerate(zip(candidates, fs))]
 
 
 # ------------------------------------------------------------ ORDEREDSUBJECT
 
 def thread_orderedsubject(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[Thread]:
-    """RFC 5256 ORDEREDSUBJECT ("poor man's threading")."""
-    msgs = sorted(_messages(view, acc, candidates), key=lambda x: (x.base, x.date, x.seq))
-    groups: list[list[_Msg]] = []
-    for x in msgs:
-        if groups and groups[-1][0].base == x.base:
-            groups[-1].append(x)
-        else:
-            groups.append([x])
-    groups.sort(key=lambda g: g[0].order)
-    return [Thread(g[0].key, tuple(Thread(x.key) for x in g[1:])) for g in groups]
+    """RFC 5256 ORDEREDSUBJECT ("poor man's threading"): messages sorted by
+    base subject, then sent date (then sequence number); each run of one
+    base subject is a thread, its first message the parent of the others;
+    threads ordered by their first message's date (then sequence number)."""
+    dates, _fs, bases = _columns(view, acc, candidates)
+    keys = [k for k, _ in candidates]
+    # positions sorted by (base, date, seq): stable sorts on C-level keys, so
+    # no per-message tuple or list is made for the garbage collector to walk
+    idx = sorted(range(len(keys)), key=dates.__getitem__)
+    idx.sort(key=bases.__getitem__)
+    starts = [i for i in range(len(idx)) if i == 0 or bases[idx[i]] != bases[idx[i - 1]]]
+    starts.append(len(idx))
+    # threads by their first message's (date, seq)
+    firsts = [idx[i] for i in starts[:-1]]
+    order = sorted(range(len(firsts)), key=firsts.__getitem__)
+    order.sort(key=[dates[f] for f in firsts].__getitem__)
+    new = tuple.__new__               # Thread(key, children), without its Python __new__
+    out = []
+    for j in order:
+        a, b = starts[j], starts[j + 1]
+        kids = tuple([new(Thread, (keys[s], ())) for s in idx[a + 1:b]]) if b - a > 1 else ()
+        out.append(new(Thread, (keys[idx[a]], kids)))
+    return out
 
 
 # ------------------------------------------------------------ REFERENCES
@@ -119,15 +130,19 @@ def thread_orderedsubject(view, acc: int, candidates: Sequence[tuple[int, int]])
 
 class _Box:
     """A container: a message, or a dummy (msg None), in the thread tree.
-    ``n`` is its node in :class:`_Forest`."""
+    ``n`` is its node in :class:`_Forest`, ``frozen`` its Thread at the end."""
 
-    __slots__ = ("msg", "parent", "children", "n")
+    __slots__ = ("msg", "parent", "children", "n", "frozen")
 
-    def __init__(self, msg: _Msg | None = None, n: int = -1):
+    def __init__(self, msg: _Msg | None = None, n: int = -1, children=None):
         self.msg = msg
         self.parent: _Box | None = None
-        self.children: list[_Box] = []
+        # CHILDREN () until the first child comes (_adopt): most containers
+        # never get one, and a list each is 10,000 more objects the garbage
+        # collector walks while a THREAD runs
+        self.children: list[_Box] = [] if children is None else children
         self.n = n
+        self.frozen: Thread | None = None       # its Thread, once _sorted made it
 
 
 class _Forest:
@@ -220,11 +235,12 @@ class _Forest:
         self.up[a] = -1
 
 
-def _order(c: _Box) -> tuple[int, int]:
-    """Sort position: the message's, or a dummy's first (sorted) child's."""
+def _order(c: _Box) -> int:
+    """Sort position: the message's, or a dummy's first (sorted) child's
+    (_Msg.order; an empty dummy's is that of (date 0, seq -1))."""
     while c.msg is None:
         if not c.children:
-            return (0, -1)
+            return -1
         c = c.children[0]
     return c.msg.order
 
@@ -234,9 +250,17 @@ def _thread_subject(c: _Box) -> tuple[str, _Msg | None]:
     return (m.base if m is not None else ""), m
 
 
+def _adopt(parent: _Box, child: _Box) -> None:
+    """CHILD joins PARENT's children (a list from the first one on)."""
+    if parent.children:
+        parent.children.append(child)
+    else:
+        parent.children = [child]
+
+
 def _link(parent: _Box, child: _Box) -> None:
     child.parent = parent
-    parent.children.append(child)
+    _adopt(parent, child)
 
 
 def thread_references(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[Thread]:
@@ -253,7 +277,7 @@ def _link_messages(msgs: list[_Msg]) -> list[_Box]:
     nkids: list[int] = []                   # children per container, for 1B's shortcut
 
     def new(mid: str | None) -> _Box:
-        b = _Box(None, forest.add())
+        b = _Box(None, forest.add(), ())
         nkids.append(0)
         boxes.append(b)
         if mid is not None:
@@ -303,7 +327,7 @@ def _references(msgs: list[_Msg]) -> list[Thread]:
     boxes = _link_messages(msgs)
     for b in boxes:
         if b.parent is not None:
-            b.parent.children.append(b)
+            _adopt(b.parent, b)
     # (2) the root set; the table is gone with _link_messages
     roots = [b for b in boxes if b.parent is None]
     del boxes
@@ -312,9 +336,11 @@ def _references(msgs: list[_Msg]) -> list[Thread]:
     # dummy is crossed once, from its nearest kept ancestor, so this is
     # linear however deep the dummies nest (gathering them bottom-up copied
     # a chain of dummies' lists once per level).
-    stack = list(roots)
+    stack = [b for b in roots if b.children]
     while stack:
         b = stack.pop()
+        if not b.children:
+            continue                        # (most messages: nothing below)
         kids: list[_Box] = []
         todo = b.children[::-1]
         while todo:
@@ -394,29 +420,20 @@ def _references(msgs: list[_Msg]) -> list[Thread]:
 
 def _sorted(top: list[_Box]) -> list[Thread]:
     """Step 6 of RFC 5256's REFERENCES: every set of siblings sorted by date
-    (grandchildren before children, no recursion), then frozen."""
+    (grandchildren before children, no recursion), each container frozen to
+    a Thread once its children are."""
     pre = []
     stack = list(top)
     while stack:
         b = stack.pop()
         pre.append(b)
         stack.extend(b.children)
+    new = tuple.__new__               # Thread(key, children), without its Python __new__
     for b in reversed(pre):
-        b.children.sort(key=_order)
+        kids = b.children
+        if len(kids) > 1:
+            kids.sort(key=_order)
+        b.frozen = new(Thread, (b.msg.key if b.msg is not None else None,
+                                tuple([c.frozen for c in kids]) if kids else ()))
     top.sort(key=_order)
-    return _freeze(top)
-
-
-def _freeze(top: list[_Box]) -> list[Thread]:
-    """Containers to Thread values, bottom-up without recursion."""
-    pre: list[_Box] = []
-    stack = list(top)
-    while stack:
-        b = stack.pop()
-        pre.append(b)
-        stack.extend(b.children)
-    done: dict[int, Thread] = {}
-    for b in reversed(pre):
-        done[id(b)] = Thread(b.msg.key if b.msg is not None else None,
-                             tuple(done[id(c)] for c in b.children))
-    return [done[id(b)] for b in top]
+    return [b.frozen for b in top]

@@ -110,6 +110,8 @@ def open_store(cfg: Config, *, create: bool = True, readonly: bool = False,
     SWEEP=False: this process never runs the change log's age sweep (a
     worker other than the primary)."""
     retention = cfg.store.retention()
+    from ..query import facts          # its per-process cache's budget
+    facts.configure(cfg.store.facts_cache_bytes)
     if not sweep:
         import dataclasses
 

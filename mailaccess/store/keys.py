@@ -109,6 +109,7 @@ CTR_PUSHSUB = 10      # last JMAP PushSubscription id of the account
 CTR_KEYWORDS = 11     # grows whenever a row joins the account's kw table (a cache version)
 CTR_MAILBOXES = 12    # the account's mailboxes (the cap, ops.create_mailbox); absent in
                       # stores made before it: counted once, then kept
+CTR_INDEXES = 13      # grows whenever a stored message index is rewritten (reindex; a cache version)
 
 
 def u32(n: int) -> bytes:

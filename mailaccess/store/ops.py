@@ -92,7 +92,8 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     uploads.delete_all(tx, acc)
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
                  keys.CTR_USAGE, keys.CTR_LOG_ROWS, keys.CTR_LOG_HORIZON,
-                 keys.CTR_PUSHSUB, keys.CTR_KEYWORDS, keys.CTR_MAILBOXES):
+                 keys.CTR_PUSHSUB, keys.CTR_KEYWORDS, keys.CTR_MAILBOXES,
+                 keys.CTR_INDEXES):
         tx.delete("ctr", keys.ctr(acc, kind))
     sending.forget_account(tx, acc)
     tx.delete("acct.name", keys.acct_name(a.name))
@@ -1099,6 +1100,8 @@ def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes) -> bool
     if bytes(old) == index:
         return False
     tx.put("blob.idx", bkey, index)
+    # facts read from the old index (query/facts.py) are keyed by this version
+    tx.add_counter(acc, keys.CTR_INDEXES, 1)
     return True
 
 

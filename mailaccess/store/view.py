@@ -76,6 +76,12 @@ class View:
         v = self._get("ctr", keys.ctr(acc, kind))
         return keys.read_u64(v) if v is not None else 0
 
+    def index_generation(self, acc: int) -> int:
+        """Grows whenever one of ACC's stored message indexes is rewritten
+        (``mailaccess reindex``, ops.replace_index): the version of caches of
+        what the indexes hold (query/facts.py)."""
+        return self.counter(acc, keys.CTR_INDEXES)
+
     # --- accounts --------------------------------------------------------------
 
     def account(self, acc: int) -> Account | None:

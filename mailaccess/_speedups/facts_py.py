@@ -1,0 +1,176 @@
+"""Email facts hot path, pure Python: the source of truth.
+
+``facts_c.pyx`` has the same functions, typed; tests hold both to the same
+results.  ``mailaccess.query.facts`` is the public face.
+
+:func:`extract` reads what query/facts.py needs from an encoded message
+index (mime/index.py's storage form, version 2) in place: the meta JSON
+from its "subject" key to its "jmap_body" key, and :func:`first_groups` of
+the ENVELOPE.
+
+:func:`first_groups` reads a stored ENVELOPE (IMAP wire form, RFC 9051
+7.5.2: date subject from sender reply-to to cc bcc in-reply-to message-id)
+in one pass, without building it, and tells for FROM, TO and CC whether the
+field's first address starts a group: an address with NIL host and a
+mailbox, the mailbox being the group name.  SORT by those fields sorts such
+a message by the group name (RFC 5256 section 2.2, RFC 5957 section 3).
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from mailaccess.mime.index import INDEX_LAYOUT
+
+# mime/index.py's storage form (INDEX_LAYOUT): a version byte, the u32
+# big-endian end offsets of the seven fields (envelope first, meta last),
+# then the fields; extract reads version 2 (its meta JSON's key order)
+VERSION = 2
+HEAD = INDEX_LAYOUT.head
+assert VERSION in INDEX_LAYOUT.readable and HEAD.format == ">B7I"
+assert INDEX_LAYOUT.fields[0] == "envelope" and INDEX_LAYOUT.fields[-1] == "meta"
+NEED = ("subject", "from_", "to", "cc", "sent_at", "sent_at_tz", "message_id",
+        "in_reply_to", "references", "has_attachment")
+_SUBJECT_AT = re.compile(re.escape(b',"subject":')).search
+_CUT_AT = re.compile(re.escape(b',"jmap_body":')).search
+_decode = json.JSONDecoder().raw_decode
+
+# positions in the ENVELOPE list of the fields first_groups reports, in order
+FIELDS = (2, 5, 6)
+_MAX_DIGITS = 9          # a literal's {size}: at most this many digits
+
+
+def first_groups(env: bytes) -> tuple:
+    """(from, to, cc): each the group name (the raw mailbox bytes, quoting
+    removed) when that field's first address starts a group, else None.
+
+    ENV must be one well-formed parenthesized list: values NIL, atoms,
+    "quoted" strings (backslash escapes the next byte), {n}CRLF literals and
+    nested lists, separated by spaces (0x20); bytes after its closing
+    parenthesis are ignored.  Anything else (unbalanced, an unterminated
+    string, a literal cut short) answers (None, None, None)."""
+    n = len(env)
+    pos = 0
+    while pos < n and env[pos] == 0x20:
+        pos += 1
+    if pos >= n or env[pos] != 0x28:
+        return (None, None, None)
+    pos += 1
+    depth = 1
+    field = -1          # index of the current value at depth 1
+    addr = -1           # index of the current value at depth 2
+    elem = -1           # index of the current value at depth 3
+    slot = -1           # FIELDS index of the current field, -1 when not reported
+    first_list = False  # the reported field's first address is a list
+    mailbox = None      # its third element when a string
+    host_nil = False    # its fourth element is NIL
+    found = [None, None, None]
+    while True:
+        while pos < n and env[pos] == 0x20:
+            pos += 1
+        if pos >= n:
+            return (None, None, None)
+        c = env[pos]
+        if c == 0x29:                                   # )
+            pos += 1
+            depth -= 1
+            if depth == 0:
+                return tuple(found)
+            if depth == 2 and slot >= 0 and addr == 0:
+                # the first address of a reported field is complete
+                if first_list and host_nil and mailbox is not None:
+                    found[slot] = mailbox
+            continue
+        if depth == 1:
+            field += 1
+            addr = -1
+            slot = FIELDS.index(field) if field in FIELDS else -1
+            first_list, mailbox, host_nil = False, None, False
+        elif depth == 2:
+            addr += 1
+            elem = -1
+        elif depth == 3:
+            elem += 1
+        if c == 0x28:                                   # (
+            if depth == 2 and slot >= 0 and addr == 0:
+                first_list, mailbox, host_nil = True, None, False
+            pos += 1
+            depth += 1
+            continue
+        # a string: quoted, literal or atom
+        if c == 0x22:
+            j = pos + 1
+            buf = bytearray()
+            while j < n and env[j] != 0x22:
+                if env[j] == 0x5C:
+                    j += 1
+                    if j >= n:
+                        return (None, None, None)
+                buf.append(env[j])
+                j += 1
+            if j >= n:
+                return (None, None, None)
+            value = bytes(buf)
+            pos = j + 1
+        elif c == 0x7B:
+            j = pos + 1
+            while j < n and 0x30 <= env[j] <= 0x39 and j - pos <= _MAX_DIGITS:
+                j += 1
+            if j == pos + 1 or j + 2 >= n or env[j] != 0x7D or env[j + 1] != 0x0D \
+                    or env[j + 2] != 0x0A:
+                return (None, None, None)
+            start = j + 3
+            end = start + int(env[pos + 1:j])
+            if end > n:
+                return (None, None, None)
+            value = env[start:end]
+            pos = end
+        else:
+            j = pos
+            while j < n and env[j] not in (0x20, 0x28, 0x29):
+                j += 1
+            value = env[pos:j]
+            if value == b"NIL":
+                value = None
+            pos = j
+        if depth == 3 and slot >= 0 and addr == 0:
+            if elem == 2:
+                mailbox = value
+            elif elem == 3:
+                host_nil = value is None
+
+
+def extract(data):
+    """(subject, from_, to, cc, sent_at, sent_at_tz, message_id, in_reply_to,
+    references, has_attachment, group from, group to, group cc) of the
+    encoded index DATA (bytes or a buffer), the JSON values as json.loads
+    gives them; None when it is not version 2, is cut short, or its meta
+    does not hold those keys between `,"subject":` and `,"jmap_body":`
+    (the caller then decodes the whole index).
+
+    The meta JSON (version 2) is one object written in mime/index.py's
+    _META order: "subject" ... "has_attachment" come after "parts" and
+    before "jmap_body".  A key of the top-level object is found as the
+    first `,"subject":` / `,"jmap_body":` (inside a JSON string a quote is
+    escaped, and "parts" holds lists only, no keys).  The JSON is ASCII."""
+    n = len(data)
+    if n <= HEAD.size or data[0] != VERSION:
+        return None
+    ends = HEAD.unpack_from(data)
+    h = HEAD.size
+    if n < h + ends[7]:
+        return None
+    start, end = h + ends[6], h + ends[7]
+    a = _SUBJECT_AT(data, start, end)
+    if a is None:
+        return None
+    b = _CUT_AT(data, a.end(), end)
+    if b is None:
+        return None
+    try:
+        doc = _decode("{" + str(data[a.start() + 1:b.start()], "ascii") + "}")[0]
+    except ValueError:
+        return None
+    if type(doc) is not dict or not all(k in doc for k in NEED):
+        return None
+    return tuple(doc[k] for k in NEED) + first_groups(bytes(data[h:h + ends[1]]))
