@@ -49,10 +49,6 @@ def needle_bytes(text: str) -> bytes:
     return mindex.normalize_search(text).encode("utf-8", "surrogatepass")
 
 
-def _field_bytes(data, name: str) -> bytes:
-    return mindex.index_field(data, name) if data is not None else b""
-
-
 def _field_view(data, name: str):
     """Field NAME of the index DATA without copying it when DATA is a buffer
     (an LMDB value in a read transaction): a memoryview slice, else bytes."""
