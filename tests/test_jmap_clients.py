@@ -346,6 +346,34 @@ async def test_imap_append_shows_in_email_changes_and_pushes(srv):
     assert evs[1]["changed"][acc]["Email"] == changes["newState"]
 
 
+async def test_imap_seen_in_inbox_moves_archive_thread_count_in_mailbox_changes(srv):
+    """RFC 8621 §2: a Thread with an unread Email counts in every Mailbox of
+    the Thread.  IMAP (imapclient) marks the INBOX half of a thread read;
+    jmapc's Mailbox/changes names the Archive, whose unreadThreads fell."""
+    from jmapc import Client
+    from jmapc.methods import MailboxChanges, MailboxGet
+
+    def go():
+        c = imap(srv)
+        c.append("INBOX", msg("plan", mid="<p1@test>"))
+        c.append("Archive", msg("Re: plan", mid="<p2@test>", extra="In-Reply-To: <p1@test>\r\n"
+                                "References: <p1@test>\r\n"), flags=[b"\\Seen"])
+        client = Client.create_with_password(host(srv), "alice", "pw")
+        before = client.request(MailboxGet(ids=None), raise_errors=True)
+        c.select_folder("INBOX")
+        c.add_flags(c.search("ALL"), [b"\\Seen"])
+        c.logout()
+        ch = client.request(MailboxChanges(since_state=before.state), raise_errors=True)
+        after = client.request(MailboxGet(ids=None), raise_errors=True)
+        return before, ch, after
+
+    before, ch, after = await run(go)
+    arch = {m.role: m for m in before.data}["archive"]
+    assert arch.unread_threads == 1
+    assert {m.role: m for m in after.data}["archive"].unread_threads == 0
+    assert arch.id in ch.updated, ch
+
+
 def _next_event(lines) -> dict:
     data = None
     for line in lines:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import ids, vocab
+from .. import ids, storeio, vocab
 from ..proto.jmap import capabilities as cap
 from ..proto.jmap.errors import MethodError
-from ..store import ops
+from ..store import changelog, ops
 from ..store.errors import AlreadyExists, Conflict, InvalidName, NotFound, LimitReached
 from ..store.records import EMAIL, MAILBOX, THREAD
+from . import jmap_mailbox_spread as spread
 from .jmap_api import Call, method
 from .jmap_standard import (Deferred, PatchError, SetError, apply_patch, arg, changes_response,
-                            check_patch_size, get_ids, get_properties, get_response, invalid,
+                            check_patch_size, max_changes, get_ids, get_properties, get_response, invalid,
                             query_changes_response, query_response, run_set)
 
 COUNTS = ("totalEmails", "unreadEmails", "totalThreads", "unreadThreads")
@@ -140,9 +141,34 @@ async def mailbox_get(call: Call) -> dict:
 
 # --- Mailbox/changes (§2.2) -------------------------------------------------------------------
 
+# Mailbox/changes reads the Threads of at most this many changed Emails on
+# the loop; up to SPREAD_LIMIT in the worker pool; past that every Mailbox
+# is named updated (jmap_mailbox_spread)
+SPREAD_INLINE = 256
+SPREAD_LIMIT = 20_000
+
+
 @method("Mailbox/changes", cap.MAIL, args=("sinceState", "maxChanges"))
 async def mailbox_changes(call: Call) -> dict:
-    out = changes_response(call, MAILBOX, ids.mailbox_id)
+    mx = max_changes(call)
+    fewer = mx
+    for _ in range(4):
+        out = changes_response(call, MAILBOX, ids.mailbox_id, fewer)
+        extra = await _thread_updates(call, out)
+        n = len(out["created"]) + len(out["updated"]) + len(out["destroyed"])
+        if n + len(extra) <= mx:
+            break
+        # RFC 8620 §5.2: never more ids than maxChanges: a shorter page (its
+        # extra Mailboxes are those of fewer Email changes), else the client
+        # fetches the Mailboxes again (there are few)
+        fewer = min(n - 1, mx - len(extra))
+        if fewer < 1:
+            break
+    else:
+        fewer = 0
+    if fewer < 1:
+        raise MethodError("cannotCalculateChanges",
+                          "the thread counts of more mailboxes changed than maxChanges")
     # only the counts changed when every update came with an email change
     # (the store logs a mailbox updated when its emails' changes move its
     # counts); else null
@@ -151,8 +177,30 @@ async def mailbox_changes(call: Call) -> dict:
         with call.view() as v:
             only_counts = v.updates_come_with(call.acc, MAILBOX, out["oldState"],
                                               out["newState"], (EMAIL, THREAD))
+    elif extra:
+        only_counts = True
+    out["updated"].extend(ids.mailbox_id(b) for b in sorted(extra))
     out["updatedProperties"] = list(COUNTS) if only_counts else None
     return out
+
+
+async def _thread_updates(call: Call, out: dict) -> set[int]:
+    """The Mailboxes whose thread counts the Email changes between the
+    answer's two states may have moved, beyond those it names
+    (jmap_mailbox_spread: RFC 8621 §2's unreadThreads reaches every Mailbox
+    of a Thread)."""
+    lo = changelog.parse_state(out["oldState"])[0]
+    hi = changelog.parse_state(out["newState"])[0]
+    if hi <= lo:
+        return set()
+    listed = {parse_id(i) for k in ("created", "updated", "destroyed") for i in out[k]}
+    with call.view() as v:
+        extra = spread.extra_updates(v, call.acc, lo, hi, listed, SPREAD_INLINE,
+                                     every_when_unknown=False)
+    if extra is None:
+        extra = await storeio.read(call.ctx.store, spread.extra_updates, call.acc, lo, hi,
+                                   listed, SPREAD_LIMIT)
+    return extra
 
 
 # --- Mailbox/query (§2.3) ---------------------------------------------------------------------

@@ -110,18 +110,25 @@ def get_records(call: Call, kind: str, records: dict[int, Any], prefix: str,
 MAX_CHANGES = 10_000    # ids one /changes answers at most (hasMoreChanges past it)
 
 
-def changes_response(call: Call, kind: str, to_id: Callable[[int], str]) -> dict:
-    """The whole /changes method for KIND, ids formatted with TO_ID."""
-    since = call.args.get("sinceState")
-    if not isinstance(since, str):
-        raise invalid("'sinceState' must be a string")
+def max_changes(call: Call) -> int:
+    """The /changes call's maxChanges, capped at MAX_CHANGES."""
     mx = arg(call, "maxChanges", int)
     if mx is not None and mx < 1:
         raise invalid("'maxChanges' must be a positive integer")
     # RFC 8620 §5.2: "The server MAY choose to return fewer than this value";
     # without a cap one call walked the whole log since SINCE on the loop
     # (0.1 s per 20,000 emails, an account's size)
-    mx = MAX_CHANGES if mx is None else min(mx, MAX_CHANGES)
+    return MAX_CHANGES if mx is None else min(mx, MAX_CHANGES)
+
+
+def changes_response(call: Call, kind: str, to_id: Callable[[int], str],
+                     fewer: int | None = None) -> dict:
+    """The whole /changes method for KIND, ids formatted with TO_ID; at most
+    FEWER ids when given (below the call's maxChanges)."""
+    since = call.args.get("sinceState")
+    if not isinstance(since, str):
+        raise invalid("'sinceState' must be a string")
+    mx = max_changes(call) if fewer is None else fewer
     try:
         with call.view() as v:
             page = v.changes(call.acc, kind, since, mx)

@@ -225,6 +225,21 @@ def updates_come_with(v, acc: int, kind: str, since: str, until: str,
     return True
 
 
+def ids_between(v, acc: int, kind: str, lo: int, hi: int, limit: int) -> set[int] | None:
+    """The ids of KIND logged at a modseq after LO up to and including HI,
+    whatever their status; None when there are more than LIMIT, or when LO
+    is older than KIND's horizon (the log no longer holds them all)."""
+    if lo < kind_meta(v, acc, kind)[1]:
+        return None
+    out: set[int] = set()
+    for rms, first, last, _code in _rows(v, acc, kind, lo, None):
+        if rms > hi:
+            break
+        if len(out) + (last - first + 1) > limit:
+            return None
+        out.update(range(first, last + 1))
+    return out
+
 def changes_since(v, acc: int, modseq: int, limit: int | None = None) -> list[Change]:
     """The whole Change of each modseq after MODSEQ, oldest first (for tests,
     tools and push catch-up); CannotCalculateChanges below the horizon."""
