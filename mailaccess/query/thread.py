@@ -15,6 +15,7 @@ keeps the walking version, the RFC read literally, as the oracle.
 from __future__ import annotations
 
 import re
+from array import array
 from collections import namedtuple
 from operator import itemgetter
 from typing import NamedTuple, Sequence
@@ -28,7 +29,8 @@ from .sort import collate
 
 _impl = _speedups.load("thread")
 
-__all__ = ["Thread", "thread_orderedsubject", "thread_references",
+__all__ = ["Thread", "Columns", "columns", "orderedsubject", "references", "OVER_COLUMNS",
+           "thread_orderedsubject", "thread_references",
            "normalize_msgid", "is_reply_or_forward"]
 
 
@@ -73,41 +75,80 @@ def is_reply_or_forward(subject: str) -> bool:
     return _REPLY_LEADER.match(s) is not None
 
 
-def _columns(view, acc: int, candidates: Sequence[tuple[int, int]]):
-    """(dates, facts, collated base subjects) of CANDIDATES, in candidate
-    order, from their facts (query/facts.py)."""
-    fs = _facts.facts(view, acc, [e for _, e in candidates])
-    dates = []
-    bases = []
-    memo: dict[str, str] = {}
-    for p, f in enumerate(fs):
-        if f is None:
-            f = fs[p] = _facts.EMPTY
-        date = f.sent
-        if date is None:
-            # RFC 5256 section 2.2: the internal date when the Date: header is
-            # missing or bad (0 for an email that is gone)
-            rec = load_record(view, acc, candidates[p][1], members=False)
-            date = rec.received_at if rec is not None else 0
-        dates.append(date)
-        base = memo.get(f.base)
-        if base is None:
-            base = memo[f.base] = collate(f.base)
-        bases.append(base)
-    return dates, fs, bases
+class Columns(NamedTuple):
+    """What the algorithms read of each candidate, in candidate order: the
+    RFC 5256 sent date, the collated base subject (section 2.1), the
+    normalized Message-ID, References (else the first In-Reply-To) and the
+    subject; for the email ids EIDS of one account at index generation GEN.
+    Each value depends on its email id alone (an email's content never
+    changes; a reindex bumps GEN): so columns stay right for as long as GEN
+    does, and the columns of a longer candidate list start with those of
+    any prefix of it (``columns``'s OLD)."""
+
+    gen: int
+    eids: array
+    dates: list
+    bases: list
+    mids: list
+    refs: list
+    subjects: list
+    nbytes: int           # an estimate from above, for a cache
 
 
+_SENT = itemgetter(0)           # Facts.sent
+_BASE = itemgetter(4)           # Facts.base
 _MID = itemgetter(12)           # Facts.message_id
 _REFS = itemgetter(13)          # Facts.refs
 _SUBJECT = itemgetter(3)        # Facts.subject
-assert _facts.Facts._fields[12] == "message_id" and _facts.Facts._fields[13] == "refs" \
-    and _facts.Facts._fields[3] == "subject"
+assert [_facts.Facts._fields[i] for i in (0, 3, 4, 12, 13)] == \
+    ["sent", "subject", "base", "message_id", "refs"]
+
+
+def columns(view, acc: int, eids: Sequence[int], old: Columns | None = None) -> Columns:
+    """The columns of the emails EIDS (candidate order) of account ACC.
+    OLD: columns computed earlier for this account (or None); when its ids
+    are a prefix of EIDS at the current index generation, only the rest is
+    read (new mail arrives above the known UIDs)."""
+    gen = view.index_generation(acc)
+    eids = eids if isinstance(eids, array) else array("I", eids)
+    if old is not None and old.gen == gen and eids[:len(old.eids)] == old.eids:
+        if len(eids) == len(old.eids):
+            return old
+        more = _read(view, acc, eids[len(old.eids):], gen)
+        return Columns(gen, eids, *(a + b for a, b in zip(old[2:7], more[2:7])),
+                       old.nbytes + more.nbytes)
+    return _read(view, acc, eids, gen)
+
+
+def _read(view, acc: int, eids: array, gen: int) -> Columns:
+    fs = _facts.facts(view, acc, eids)
+    if None in fs:
+        fs = [_facts.EMPTY if f is None else f for f in fs]
+    dates = list(map(_SENT, fs))
+    if None in dates:
+        for p, date in enumerate(dates):
+            if date is None:
+                # RFC 5256 section 2.2: the internal date when the Date:
+                # header is missing or bad (0 for an email that is gone)
+                rec = load_record(view, acc, eids[p], members=False)
+                dates[p] = rec.received_at if rec is not None else 0
+    raw = list(map(_BASE, fs))
+    memo = {b: collate(b) for b in set(raw)}
+    bases = list(map(memo.__getitem__, raw))
+    # per message: the lists, the date, the subject and ids (which the facts
+    # cache may let go of while these hold them), 480 bytes; the collated
+    # base subject and the subject, up to 4 bytes a character each; 60 per
+    # reference
+    refs = list(map(_REFS, fs))
+    nbytes = 200 + 480 * len(fs) + 8 * sum(map(len, raw)) + 60 * sum(map(len, refs))
+    return Columns(gen, eids, dates, bases, list(map(_MID, fs)), refs,
+                   list(map(_SUBJECT, fs)), nbytes)
 
 
 def _messages(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[_Msg]:
-    dates, fs, bases = _columns(view, acc, candidates)
-    return [_Msg(key, seq, dates[seq], f.subject, bases[seq], f.message_id, f.refs)
-            for seq, ((key, _eid), f) in enumerate(zip(candidates, fs))]
+    c = columns(view, acc, [e for _, e in candidates])
+    return [_Msg(key, seq, c.dates[seq], c.subjects[seq], c.bases[seq], c.mids[seq],
+                 c.refs[seq]) for seq, (key, _eid) in enumerate(candidates)]
 
 
 # ------------------------------------------------------------ the algorithms
@@ -117,16 +158,29 @@ def thread_orderedsubject(view, acc: int, candidates: Sequence[tuple[int, int]])
     base subject, then sent date (then sequence number); each run of one
     base subject is a thread, its first message the parent of the others;
     threads ordered by their first message's date (then sequence number)."""
-    dates, _fs, bases = _columns(view, acc, candidates)
-    return _impl.orderedsubject([k for k, _ in candidates], dates, bases, Thread)
+    return orderedsubject(columns(view, acc, [e for _, e in candidates]),
+                          [k for k, _ in candidates])
 
 
 def thread_references(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[Thread]:
     """RFC 5256 REFERENCES threading."""
-    dates, fs, bases = _columns(view, acc, candidates)
-    return _impl.references([k for k, _ in candidates], dates,
-                            list(map(_MID, fs)), list(map(_REFS, fs)), bases,
-                            list(map(_SUBJECT, fs)), is_reply_or_forward, Thread)
+    return references(columns(view, acc, [e for _, e in candidates]),
+                      [k for k, _ in candidates])
+
+
+def orderedsubject(c: Columns, keys: list[int]) -> list[Thread]:
+    """ORDEREDSUBJECT over the columns C, answering with KEYS (parallel)."""
+    return _impl.orderedsubject(keys, c.dates, c.bases, Thread)
+
+
+def references(c: Columns, keys: list[int]) -> list[Thread]:
+    """REFERENCES over the columns C, answering with KEYS (parallel)."""
+    return _impl.references(keys, c.dates, c.mids, c.refs, c.bases, c.subjects,
+                            is_reply_or_forward, Thread)
+
+
+OVER_COLUMNS = {thread_references: references, thread_orderedsubject: orderedsubject}
+"""Each algorithm's form over columns (imap_sortcache keeps the columns)."""
 
 
 def _references(msgs: list[_Msg]) -> list[Thread]:
