@@ -5,9 +5,11 @@ functions, the same results (tests run both, and tests/thread_oracle.py,
 on hypothesis input with hostile References).  Containers are indexes into
 C arrays allocated once per call; sorts are a stable merge sort on (key,
 index) pairs; the Message-ID table and the base subjects are Python dicts;
-the answer's nodes are the only objects made per container.
+the answer's nodes are the only objects made per container, and with
+THREAD None none at all: the thread-list is written into one C buffer.
 """
-from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.string cimport memcpy
@@ -112,6 +114,83 @@ cdef tuple _tuple_of(list items, Py_ssize_t *ids, Py_ssize_t k):
     return t
 
 
+cdef struct Out:
+    char *p
+    Py_ssize_t n, cap
+
+
+cdef int _grow(Out *o, Py_ssize_t more) except -1:
+    cdef Py_ssize_t cap = o.cap
+    cdef char *p
+    while cap < o.n + more:
+        cap = 2 * cap + 64
+    p = <char *>PyMem_Realloc(o.p, cap)
+    if p == NULL:
+        raise MemoryError()
+    o.p = p
+    o.cap = cap
+    return 0
+
+
+cdef inline int _put(Out *o, char c) except -1:
+    if o.n + 1 > o.cap:
+        _grow(o, 1)
+    o.p[o.n] = c
+    o.n += 1
+    return 0
+
+
+cdef int _put_num(Out *o, object key) except -1:
+    """KEY (a non-negative int) in decimal."""
+    cdef unsigned long long v = key
+    cdef char tmp[24]
+    cdef int k = 0
+    while True:
+        tmp[k] = 48 + <char>(v % 10)
+        k += 1
+        v //= 10
+        if v == 0:
+            break
+    if o.n + k > o.cap:
+        _grow(o, k)
+    while k:
+        k -= 1
+        o.p[o.n] = tmp[k]
+        o.n += 1
+    return 0
+
+
+cdef bytes _taken(Out *o):
+    return PyBytes_FromStringAndSize(o.p, o.n) if o.n else b""
+
+
+cdef bytes _ordered_wire(list keys, Py_ssize_t *head, Py_ssize_t *nxt, Py_ssize_t ng):
+    cdef Out o
+    cdef Py_ssize_t g, i, j
+    o.p = NULL
+    o.n = o.cap = 0
+    try:
+        for g in range(ng):
+            i = head[g]
+            _put(&o, 40)                    # (
+            _put_num(&o, keys[i])
+            j = nxt[i]
+            if j >= 0 and nxt[j] < 0:       # one child continues the list
+                _put(&o, 32)
+                _put_num(&o, keys[j])
+            elif j >= 0:
+                _put(&o, 32)
+                while j >= 0:
+                    _put(&o, 40)
+                    _put_num(&o, keys[j])
+                    _put(&o, 41)
+                    j = nxt[j]
+            _put(&o, 41)                    # )
+        return _taken(&o)
+    finally:
+        PyMem_Free(o.p)
+
+
 def orderedsubject(list keys, list dates, list bases, thread):
     cdef Py_ssize_t n = len(keys), i, j, g, r, ng = 0, k
     cdef Py_ssize_t *buf = <Py_ssize_t *>PyMem_Malloc((3 * n + 1) * sizeof(Py_ssize_t))
@@ -144,6 +223,8 @@ def orderedsubject(list keys, list dates, list bases, thread):
                 g = o
                 nxt[tail[g]] = i
                 tail[g] = i
+        if thread is None:
+            return _ordered_wire(keys, head, nxt, ng)
         for g in range(ng):
             i = head[g]
             k = 0
@@ -316,6 +397,65 @@ cdef void _sort_top(Work *w, Py_ssize_t nt) noexcept nogil:
     _msort(w.pairs, w.tmp, nt)
     for i in range(nt):
         w.top[i] = w.pairs[i].v
+
+
+cdef bytes _refs_wire(Work *w, Py_ssize_t nt, list keys):
+    """thread_py._wire: the work stack holds containers, -1 for a ")"; each
+    container is pushed once and each parent of several children one -1,
+    so twice the containers bound it (w.stack and w.todo, adjacent)."""
+    cdef Out o
+    cdef Py_ssize_t sp = 0, node, c, a, b, x, i
+    cdef Py_ssize_t *work = w.stack
+    cdef bint started
+    o.p = NULL
+    o.n = o.cap = 0
+    try:
+        i = nt
+        while i:
+            i -= 1
+            work[sp] = w.top[i]
+            sp += 1
+        while sp:
+            sp -= 1
+            node = work[sp]
+            if node < 0:
+                _put(&o, 41)
+                continue
+            _put(&o, 40)
+            started = False
+            while True:
+                if w.msg[node] >= 0:
+                    if started:
+                        _put(&o, 32)
+                    _put_num(&o, keys[w.msg[node]])
+                    started = True
+                c = w.first[node]
+                if c >= 0 and w.nxt[c] < 0:
+                    node = c
+                    continue
+                if c >= 0:
+                    if started:
+                        _put(&o, 32)
+                    work[sp] = -1
+                    sp += 1
+                    a = sp
+                    while c >= 0:
+                        work[sp] = c
+                        sp += 1
+                        c = w.nxt[c]
+                    b = sp - 1
+                    while a < b:
+                        x = work[a]
+                        work[a] = work[b]
+                        work[b] = x
+                        a += 1
+                        b -= 1
+                else:
+                    _put(&o, 41)
+                break
+        return _taken(&o)
+    finally:
+        PyMem_Free(o.p)
 
 
 def references(list keys, list dates, list mids, list refs, list bases, list subjects,
@@ -549,6 +689,12 @@ def references(list keys, list dates, list mids, list refs, list bases, list sub
                 w.stack[sp] = c
                 sp += 1
                 c = w.nxt[c]
+        if thread is None:
+            while tp:
+                tp -= 1
+                _sort_kids(&w, w.todo[tp])
+            _sort_top(&w, nt)
+            return _refs_wire(&w, nt, keys)
         frozen = [None] * m
         while tp:
             tp -= 1

@@ -13,6 +13,9 @@ base subjects); REFERENCES also MIDS (normalized Message-ID or None), REFS
 reply or forward" test of step 5, called only where two roots share a base
 subject).  THREAD is the class of the tree nodes, made as
 ``tuple.__new__(THREAD, (key, children))``; a key of None is a dummy.
+With THREAD None they answer with the trees as RFC 5256 section 4's
+thread-list bytes instead (what ``serialize.thread`` writes of the trees,
+after ``* THREAD ``), making no node at all; KEYS are then non-negative.
 
 Messages are compared by their rank in (date, position) order, so no sort
 key is a tuple.  Containers are integers: column arrays instead of
@@ -46,12 +49,57 @@ def orderedsubject(keys: list, dates: list, bases: list, thread) -> list:
             heads.append(g)
         else:
             g.append(i)
+    if thread is None:
+        out = []
+        for g in heads:
+            if len(g) == 1:
+                out.append(b"(%d)" % keys[g[0]])
+            elif len(g) == 2:               # one child continues the list
+                out.append(b"(%d %d)" % (keys[g[0]], keys[g[1]]))
+            else:
+                out.append(b"(%d " % keys[g[0]] + b"".join([b"(%d)" % keys[j] for j in g[1:]])
+                           + b")")
+        return b"".join(out)
     new = tuple.__new__
     out = []
     for g in heads:
         kids = tuple([new(thread, (keys[j], ())) for j in g[1:]]) if len(g) > 1 else ()
         out.append(new(thread, (keys[g[0]], kids)))
     return out
+
+
+def _wire(top: list, first: list, nxt: list, msg: list, keys: list) -> bytes:
+    """The thread-list of the trees at TOP (RFC 5256 section 4), as
+    ``serialize.thread`` writes it: a parent and its single child continue
+    one list (``3 6``), siblings open a list each, a dummy has no number."""
+    out = []
+    work = top[::-1]                    # containers; -1: a closing parenthesis
+    while work:
+        node = work.pop()
+        if node < 0:
+            out.append(b")")
+            continue
+        out.append(b"(")
+        started = False
+        while True:
+            if msg[node] >= 0:
+                if started:
+                    out.append(b" ")
+                out.append(b"%d" % keys[msg[node]])
+                started = True
+            c = first[node]
+            if c >= 0 and nxt[c] < 0:
+                node = c
+                continue
+            if c >= 0:
+                if started:
+                    out.append(b" ")
+                work.append(-1)
+                _push_kids(work, first, nxt, node)
+            else:
+                out.append(b")")
+            break
+    return b"".join(out)
 
 
 # ------------------------------------------------------------ REFERENCES
@@ -368,6 +416,11 @@ def _rest(keys, rank, msg, parent, m, n, bases, subjects, is_rf, thread) -> list
         while c >= 0:
             stack.append(c)
             c = nxt[c]
+    if thread is None:
+        for b in reversed(pre):
+            sort_kids(b)
+        top.sort(key=order)
+        return _wire(top, first, nxt, msg, keys)
     new = tuple.__new__
     frozen: list = [None] * cap
     for b in reversed(pre):

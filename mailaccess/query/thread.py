@@ -30,6 +30,7 @@ from .sort import collate
 _impl = _speedups.load("thread")
 
 __all__ = ["Thread", "Columns", "columns", "orderedsubject", "references", "OVER_COLUMNS",
+           "orderedsubject_response", "references_response",
            "thread_orderedsubject", "thread_references",
            "normalize_msgid", "is_reply_or_forward"]
 
@@ -179,8 +180,26 @@ def references(c: Columns, keys: list[int]) -> list[Thread]:
                             is_reply_or_forward, Thread)
 
 
-OVER_COLUMNS = {thread_references: references, thread_orderedsubject: orderedsubject}
-"""Each algorithm's form over columns (imap_sortcache keeps the columns)."""
+def _response(body: bytes) -> bytes:
+    """``* THREAD`` with BODY, as ``serialize.thread`` writes it."""
+    return b"* THREAD " + body + b"\r\n" if body else b"* THREAD\r\n"
+
+
+def orderedsubject_response(c: Columns, keys: list[int]) -> bytes:
+    """``S.thread(orderedsubject(C, KEYS))``, without making the trees."""
+    return _response(_impl.orderedsubject(keys, c.dates, c.bases, None))
+
+
+def references_response(c: Columns, keys: list[int]) -> bytes:
+    """``S.thread(references(C, KEYS))``, without making the trees."""
+    return _response(_impl.references(keys, c.dates, c.mids, c.refs, c.bases, c.subjects,
+                                      is_reply_or_forward, None))
+
+
+OVER_COLUMNS = {thread_references: references_response,
+                thread_orderedsubject: orderedsubject_response}
+"""Each algorithm's ``* THREAD`` response over columns and keys
+(imap_sortcache keeps the columns)."""
 
 
 def _references(msgs: list[_Msg]) -> list[Thread]:

@@ -381,7 +381,7 @@ def thread_answer(view, acc: int, fn: Callable, nums: array, eids: array,
         data = S.thread(fn(view, acc, list(zip(nums, eids))))
         return data, ThreadAnswer(nums, eids, data), None
     c = qthread.columns(view, acc, eids, cols)
-    data = S.thread(over(c, nums.tolist()))
+    data = over(c, nums.tolist())
     return data, ThreadAnswer(nums, eids, data), c if keep else None
 
 

@@ -3,7 +3,9 @@ and those of tests/thread_oracle.py (REFERENCES read literally) and of
 ORDEREDSUBJECT as first written (sorted by base subject, date, position),
 on hostile input: duplicate, missing and self-referring Message-IDs,
 References loops, ties of date, dates before 1970 and far ahead, subjects
-sharing a base subject with and without a reply leader."""
+sharing a base subject with and without a reply leader.  Also their
+thread-list bytes (no trees made) are what serialize.thread writes of the
+trees."""
 import sys
 
 import pytest
@@ -13,6 +15,7 @@ import thread_oracle
 from conftest import twin_params
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
+from mailaccess.proto.imap import serialize as S
 from mailaccess.query import thread
 from mailaccess.query.sort import collate
 from mailaccess.query.thread import Thread, is_reply_or_forward
@@ -45,16 +48,22 @@ def _msgs(draw, max_size=24):     # (past 16: the merge sort's runs)
     return out
 
 
-def refs_of(mod, msgs):
+def refs_of(mod, msgs, node=Thread):
+    """The trees (NODE None: their thread-list bytes)."""
     return mod.references([x.key for x in msgs], [x.date for x in msgs],
                           [x.message_id for x in msgs], [x.refs for x in msgs],
                           [x.base for x in msgs], [x.subject for x in msgs],
-                          is_reply_or_forward, Thread)
+                          is_reply_or_forward, node)
 
 
-def ordered_of(mod, msgs):
+def ordered_of(mod, msgs, node=Thread):
     return mod.orderedsubject([x.key for x in msgs], [x.date for x in msgs],
-                              [x.base for x in msgs], Thread)
+                              [x.base for x in msgs], node)
+
+
+def wire(trees) -> bytes:
+    """What serialize.thread writes of TREES after ``* THREAD ``."""
+    return S.thread(trees).removeprefix(b"* THREAD").strip()
 
 
 @pytest.mark.parametrize("mod", TWINS)
@@ -69,14 +78,18 @@ def ordered_of(mod, msgs):
 @example([M(0, "a", [], "Hello", 1), M(1, "b", [], "Hello", 0)])
 @given(_msgs())
 def test_references_answer_as_the_oracle(mod, msgs):
-    assert refs_of(mod, msgs) == thread_oracle.references(msgs)
+    want = thread_oracle.references(msgs)
+    assert refs_of(mod, msgs) == want
+    assert refs_of(mod, msgs, None) == wire(want)
 
 
 @pytest.mark.parametrize("mod", TWINS)
 @settings(max_examples=300, deadline=None)
 @given(_msgs())
 def test_orderedsubject_answers_as_first_written(mod, msgs):
-    assert ordered_of(mod, msgs) == _orderedsubject_oracle(msgs)
+    want = _orderedsubject_oracle(msgs)
+    assert ordered_of(mod, msgs) == want
+    assert ordered_of(mod, msgs, None) == wire(want)
 
 
 @pytest.mark.parametrize("mod", TWINS)
@@ -93,6 +106,8 @@ def test_twins_agree_on_bigger_mailboxes(msgs):
     py, c = _speedups.load_py("thread"), _speedups.load_c("thread")
     assert refs_of(c, msgs) == refs_of(py, msgs)
     assert ordered_of(c, msgs) == ordered_of(py, msgs)
+    assert refs_of(c, msgs, None) == refs_of(py, msgs, None) == wire(refs_of(py, msgs))
+    assert ordered_of(c, msgs, None) == ordered_of(py, msgs, None) == wire(ordered_of(py, msgs))
 
 
 @pytest.mark.parametrize("mod", TWINS)
@@ -114,8 +129,16 @@ def test_long_chains_do_not_recurse(mod):
             depth += 1
             node = node.children[0]
         assert len(t) == 1 and depth == n - 1 and node.key == 100 + n - 1
+        assert refs_of(mod, chain, None) == b"(" + b" ".join(b"%d" % (100 + i)
+                                                            for i in range(n)) + b")"
         t = refs_of(mod, dummies)
         assert len(t) == 1 and t[0].key is None
         assert [x.key for x in t[0].children] == [100 + i for i in range(n)]
+        assert refs_of(mod, dummies, None) == b"(" + b"".join(b"(%d)" % (100 + i)
+                                                             for i in range(n)) + b")"
+        # siblings at every level: 25,000 nested lists
+        deep = [M(i, f"m{i}", [f"m{i - 2 + i % 2}"] if i > 1 else [], "Re: c", i)
+                for i in range(n)]
+        assert refs_of(mod, deep, None) == wire(refs_of(mod, deep))
     finally:
         sys.setrecursionlimit(old)
