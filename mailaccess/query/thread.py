@@ -47,9 +47,8 @@ class _Msg(namedtuple("_Msg", "key seq date subject base message_id refs order")
     position: the tie-break), DATE (RFC 5256 sent date), SUBJECT (as
     decoded), BASE (collated base subject), MESSAGE_ID, REFS; ORDER is
     its position among siblings, (date, seq) as one integer (seq is below
-    2**32).  A tuple of no containers: once the garbage collector has seen
-    one it stops tracking it, so 10,000 of them alive during a THREAD add
-    nothing to its later passes."""
+    2**32).  The algorithms read columns (:class:`Columns`); these are for
+    tests and tests/thread_oracle.py (``_messages``, ``_references``)."""
 
     __slots__ = ()
 
