@@ -214,13 +214,9 @@ async def test_a_big_index_is_decoded_off_the_loop(imap_server, monkeypatch):
 
 # ------------------------------------------------- THREAD=REFERENCES
 
-def _thread_of(msgs, monkeypatch):
+def _thread_of(msgs):
     from mailaccess.query import thread
-    monkeypatch.setattr(thread, "_messages", lambda view, acc, cands: msgs)
-    try:
-        return thread.thread_references(None, 0, [])
-    finally:
-        monkeypatch.undo()
+    return thread._references(msgs)
 
 
 _ids = st.integers(0, 12).map(lambda i: f"{i}@x")
@@ -239,8 +235,7 @@ def test_thread_references_answers_as_when_every_loop_check_walked(spec):
     from mailaccess.query import thread
     msgs = [thread._Msg(k, k, date, "s", "s", mid, tuple(refs))
             for k, (mid, refs, date) in enumerate(spec)]
-    with pytest.MonkeyPatch.context() as mp:
-        assert _thread_of(msgs, mp) == thread_oracle.references(msgs)
+    assert _thread_of(msgs) == thread_oracle.references(msgs)
 
 
 async def test_thread_references_of_a_huge_references_field(imap_server):

@@ -7,8 +7,50 @@ for its place in the root list by scanning it: quadratic on a long chain,
 but each step is the RFC's sentence read literally.  ``references(msgs)``
 takes the ``thread._Msg`` list that ``thread._messages`` builds.
 """
-from mailaccess.query.thread import Thread, _Box, _order, _sorted, _thread_subject, \
-    is_reply_or_forward
+from mailaccess.query.thread import Thread, is_reply_or_forward
+
+
+class _Box:
+    """A container: a message (a ``thread._Msg``) or a dummy (msg None)."""
+
+    __slots__ = ("msg", "parent", "children", "frozen")
+
+    def __init__(self, msg=None):
+        self.msg = msg
+        self.parent = None
+        self.children = []
+        self.frozen = None
+
+
+def _order(c) -> int:
+    """Sort position: the message's (date, seq), or a dummy's first
+    child's; an empty dummy's is -1."""
+    while c.msg is None:
+        if not c.children:
+            return -1
+        c = c.children[0]
+    return c.msg.order
+
+
+def _thread_subject(c):
+    m = c.msg if c.msg is not None else (c.children[0].msg if c.children else None)
+    return (m.base if m is not None else ""), m
+
+
+def _sorted(top) -> list:
+    """(6) every set of siblings sorted by date, deepest first."""
+    pre = []
+    stack = list(top)
+    while stack:
+        b = stack.pop()
+        pre.append(b)
+        stack.extend(b.children)
+    for b in reversed(pre):
+        b.children.sort(key=_order)
+        b.frozen = Thread(b.msg.key if b.msg is not None else None,
+                          tuple(c.frozen for c in b.children))
+    top.sort(key=_order)
+    return [b.frozen for b in top]
 
 
 def _descends(a, b) -> bool:
@@ -132,4 +174,4 @@ def references(msgs) -> list[Thread]:
             _link(d, r)
             subjects[base] = d
     top = [r for r in merged if r.parent is None and id(r) not in gone]
-    return _sorted(top)     # (6): unchanged, thread.py's own
+    return _sorted(top)

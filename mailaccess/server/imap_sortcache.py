@@ -61,6 +61,7 @@ from .. import storeio
 from ..proto.imap import events as ev
 from ..proto.imap import serialize as S
 from ..query import sort as qsort
+from ..query import thread as qthread
 
 __all__ = ["SortCache", "Order", "ThreadAnswer", "cacheable", "is_all", "view_arrays", "sort",
            "thread", "sorted_uids", "thread_answer", "for_views", "DEFAULT_BYTES"]
@@ -147,7 +148,8 @@ async def thread(cache: "SortCache", store, sel, algorithm: str, fn: Callable, u
                  wanted) -> bytes:
     """The ``* THREAD`` response of FN over WANTED (None: the whole view),
     numbered by UID or sequence number, from CACHE when it has the answer
-    for exactly these candidates."""
+    for exactly these candidates; over the whole view, from the mailbox's
+    cached columns (``query.thread.Columns``) brought up to the view."""
     if wanted is None:
         us, es = view_arrays(sel)
         if uid:
@@ -162,9 +164,14 @@ async def thread(cache: "SortCache", store, sel, algorithm: str, fn: Callable, u
         es = array("I", el)
     ck = cache.thread_key(sel.acc, sel.mbx, sel.uidvalidity, algorithm, uid)
     known = cache.get(ck)
-    data, new = await storeio.read(store, thread_answer, sel.acc, fn, nums, es, known)
+    colk = cache.columns_key(sel.acc, sel.mbx, sel.uidvalidity) if wanted is None else None
+    cols = cache.get(colk) if colk is not None else None
+    data, new, newcols = await storeio.read(store, thread_answer, sel.acc, fn, nums, es, known,
+                                            cols, colk is not None)
     if new is not None:
         cache.put(ck, new, new.nbytes)
+    if newcols is not None and newcols is not cols:
+        cache.put(colk, newcols, newcols.nbytes)
     return data
 
 
@@ -336,6 +343,10 @@ class SortCache:
     def thread_key(acc: int, mbx: int, uidvalidity: int, algorithm: str, uid: bool) -> tuple:
         return ("thread", acc, mbx, uidvalidity, algorithm, uid)
 
+    @staticmethod
+    def columns_key(acc: int, mbx: int, uidvalidity: int) -> tuple:
+        return ("thread-columns", acc, mbx, uidvalidity)
+
 
 @dataclass(frozen=True, eq=False)
 class ThreadAnswer:
@@ -354,14 +365,24 @@ class ThreadAnswer:
 
 
 def thread_answer(view, acc: int, fn: Callable, nums: array, eids: array,
-                  old: ThreadAnswer | None) -> tuple[bytes, ThreadAnswer | None]:
+                  old: ThreadAnswer | None, cols: "qthread.Columns | None" = None,
+                  keep: bool = False) -> tuple[bytes, ThreadAnswer | None,
+                                               "qthread.Columns | None"]:
     """(The ``* THREAD`` response of FN over the candidates NUMS/EIDS
     (numbers and email ids, parallel), a new ThreadAnswer to keep or None
-    when OLD was it).  Runs in a worker thread."""
+    when OLD was it, the candidates' columns to keep or None).  COLS: the
+    mailbox's columns as cached (None: none), reused for the email ids they
+    start with; KEEP: the candidates are the whole view, whose columns are
+    worth keeping.  Runs in a worker thread."""
     if old is not None and old.matches(nums, eids):
-        return old.data, None
-    data = S.thread(fn(view, acc, list(zip(nums, eids))))
-    return data, ThreadAnswer(nums, eids, data)
+        return old.data, None, None
+    over = qthread.OVER_COLUMNS.get(fn)
+    if over is None:
+        data = S.thread(fn(view, acc, list(zip(nums, eids))))
+        return data, ThreadAnswer(nums, eids, data), None
+    c = qthread.columns(view, acc, eids, cols)
+    data = over(c, nums.tolist())
+    return data, ThreadAnswer(nums, eids, data), c if keep else None
 
 
 # one SortCache per SharedViews (per IMAP service, so per worker process),
