@@ -512,6 +512,12 @@ def header_literal(raw_header, item):
 
 # --- the hot path ---------------------------------------------------------------------------
 
+# the stored values are read through lmdb_direct.pxi's TableReads (LMDB
+# called directly when py-lmdb 3.0.0 is there; ``lmdb_direct(False)`` turns
+# that off for this module: the Reader's get)
+include "lmdb_direct.pxi"
+
+
 def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flags,
                  bint condstore, bint utf8, read_blob=None):
     """``(responses, reported, fallback)``: see ``fetchfmt_py.fetch_simple``."""
@@ -619,34 +625,27 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     if se.shape[0] < n_snap:
         n_snap = se.shape[0]
 
-    # a store Reader (store/view.py) spells its read out: get(key, None, db)
-    # with the key assembled here from the store's KeyShape, no call per key
-    cdef bint e_fast = False, x_fast = False
-    cdef object e_get = None, e_db = None, x_get = None, x_db = None
-    cdef bytes e_pre = b"", x_pre = b""
-    shape = getattr(read_email, "shape", None)
-    if shape is not None and shape.suffix == "u32" and type(shape.prefix) is bytes:
-        e_fast, e_pre, e_get, e_db = True, shape.prefix, read_email.get, read_email.db
-    shape = getattr(read_index, "shape", None)
-    if shape is not None and shape.suffix == "bytes" and type(shape.prefix) is bytes:
-        x_fast, x_pre, x_get, x_db = True, shape.prefix, read_index.get, read_index.db
-    cdef bint r_fast = False
-    cdef object r_get = None, r_db = None
-    cdef bytes r_pre = b""
-    shape = getattr(read_blob, "shape", None) if want_raw else None
-    if shape is not None and shape.suffix == "bytes" and type(shape.prefix) is bytes:
-        r_fast, r_pre, r_get, r_db = True, shape.prefix, read_blob.get, read_blob.db
+    # the stored values by key (lmdb_direct.pxi's TableReads): LMDB called
+    # directly on a cursor of the Reader's own transaction when it can (each
+    # value seen in place: only the pages of it read here are touched; the
+    # email records stepped in table order), else the Reader's get with the
+    # key assembled from its KeyShape, else the Reader called
+    cdef TableReads er = TableReads(), xr = TableReads(), rr = TableReads()
     # ... or a dict's get (a streamed STORE's records, by email id): looked
     # up here, no call per message
     cdef dict e_dict = None
-    if not e_fast and type(getattr(read_email, "__self__", None)) is dict \
+    if type(getattr(read_email, "__self__", None)) is dict \
             and getattr(read_email, "__name__", None) == "get":
         e_dict = read_email.__self__
+    else:
+        er.open(read_email, "u32", 4, True)
+    if want_index:
+        xr.open(read_index, "bytes", BLOB_SIZE, False)
+    if want_raw:
+        rr.open(read_blob, "bytes", BLOB_SIZE, False)
     cdef PyObject *found
-    cdef Py_ssize_t e_pn = PyBytes_GET_SIZE(e_pre), x_pn = PyBytes_GET_SIZE(x_pre)
-    cdef Py_ssize_t r_pn = PyBytes_GET_SIZE(r_pre)
-    cdef bytes key
-    cdef char *kp
+    cdef unsigned char ekey[4]
+    cdef unsigned char hsh[32]      # the blob hash (BLOB_SIZE: "32s", checked at import)
 
     cdef list out = []
     cdef dict reported = {}
@@ -657,7 +656,6 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef bytes last_tail = None
     cdef bytes fl = None
     cdef bytes tail
-    cdef bytes blob = None, rkey = None
     cdef Span ms, xs, rs
     cdef Buf b, t
     cdef Py_ssize_t he = 0
@@ -672,7 +670,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef uint64_t last_ms, rep_ms = 0
     cdef object rep_ms_obj = None
     cdef const unsigned char *fp
-    cdef object data, idx, raw
+    cdef object data
+    # (xs and rs point into values TableReads holds: nothing to release)
     ms.release = xs.release = rs.release = False
     b.p = t.p = NULL
     b.n = b.cap = t.n = t.cap = 0
@@ -704,24 +703,19 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                     i -= 1
                     continue
             eid = se[i]
-            if e_fast:
-                key = PyBytes_FromStringAndSize(NULL, e_pn + 4)
-                kp = PyBytes_AS_STRING(key)
-                memcpy(kp, PyBytes_AS_STRING(e_pre), e_pn)
-                kp[e_pn] = <char>(eid >> 24); kp[e_pn + 1] = <char>(eid >> 16)
-                kp[e_pn + 2] = <char>(eid >> 8); kp[e_pn + 3] = <char>eid
-                data = e_get(key, None, e_db)
-            elif e_dict is not None:
+            if e_dict is not None:
                 found = PyDict_GetItemWithError(e_dict, eid)
-                if found == NULL:
-                    data = None
-                else:
-                    data = <object>found
+                if found == NULL or <object>found is None:
+                    continue    # expunged meanwhile: RFC 9051 lets us omit it
+                data = <object>found
+                _span(data, &ms)
             else:
-                data = read_email(eid)
-            if data is None:
-                continue    # expunged meanwhile: RFC 9051 lets us omit it
-            _span(data, &ms)
+                ekey[0] = <unsigned char>(eid >> 24)
+                ekey[1] = <unsigned char>(eid >> 16)
+                ekey[2] = <unsigned char>(eid >> 8)
+                ekey[3] = <unsigned char>eid
+                if not er.read(ekey, eid if er.mode == TD_CALL else None, &ms.p, &ms.n):
+                    continue    # (as above)
             try:
                 if ms.n < MSG_SIZE or ms.p[0] != MSG_VERSION:
                     fallback.append(u_obj)
@@ -738,22 +732,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
-                if want_index:
-                    if x_fast:
-                        blob = PyBytes_FromStringAndSize(NULL, x_pn + BLOB_SIZE)
-                        kp = PyBytes_AS_STRING(blob)
-                        memcpy(kp, PyBytes_AS_STRING(x_pre), x_pn)
-                        memcpy(kp + x_pn, ms.p + O_BLOB, BLOB_SIZE)
-                    else:
-                        blob = PyBytes_FromStringAndSize(<const char *>ms.p + O_BLOB, BLOB_SIZE)
-                if want_raw:
-                    if r_fast:
-                        rkey = PyBytes_FromStringAndSize(NULL, r_pn + BLOB_SIZE)
-                        kp = PyBytes_AS_STRING(rkey)
-                        memcpy(kp, PyBytes_AS_STRING(r_pre), r_pn)
-                        memcpy(kp + r_pn, ms.p + O_BLOB, BLOB_SIZE)
-                    else:
-                        rkey = PyBytes_FromStringAndSize(<const char *>ms.p + O_BLOB, BLOB_SIZE)
+                if want_index or want_raw:
+                    memcpy(hsh, ms.p + O_BLOB, BLOB_SIZE)
                 if want_flags:
                     if nkw:
                         off = MSG_SIZE + <Py_ssize_t>nmem * MEMBER_SIZE
@@ -771,17 +751,11 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                         last_tail = tail
             finally:
                 _unspan(&ms)
-            data = None
+                data = None
             if want_index:
-                idx = x_get(blob, None, x_db) if x_fast else read_index(blob)
-                blob = None
-                if idx is None:
-                    fallback.append(u_obj)
-                    fb_pos = pos if joined else -1
-                    continue
-                _span(idx, &xs)
-                if xs.n < IDX_SIZE or not IDX_OK[xs.p[0]]:
-                    _unspan(&xs)
+                if not xr.read(hsh, _hash_obj(hsh) if xr.mode == TD_CALL else None,
+                               &xs.p, &xs.n) \
+                        or xs.n < IDX_SIZE or not IDX_OK[xs.p[0]]:
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
@@ -789,25 +763,17 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 # HEADER.FIELDS: the header end from the meta's prefix (an
                 # index written otherwise is decoded by the Python path), the
                 # fields from the raw message up to it
-                raw = r_get(rkey, None, r_db) if r_fast else read_blob(rkey)
-                rkey = None
-                he = -1
-                if raw is not None and want_he:
-                    he = _header_end(&xs)
-                if raw is None or (want_he and he < 0):
-                    _unspan(&xs)
-                    raw = None
+                he = _header_end(&xs) if want_he else -1
+                if (want_he and he < 0) or \
+                        not rr.read(hsh, _hash_obj(hsh) if rr.mode == TD_CALL else None,
+                                    &rs.p, &rs.n):
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
-                _span(raw, &rs)
                 if he > rs.n:
                     he = rs.n
                 if want_header and he >= FIELDS_OFFLOOP:
                     # a big header: split once, off the loop, by the Python path
-                    _unspan(&xs)
-                    _unspan(&rs)
-                    raw = None
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
@@ -816,86 +782,78 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 if joined and (n_whole or n_head) and \
                         n_whole * rs.n + n_head * he > budget:
                     # bigger than the budget: the Python path sends it in pieces
-                    _unspan(&xs)
-                    _unspan(&rs)
-                    raw = None
                     fallback.append(u_obj)
                     fb_pos = pos
                     continue
-            try:
-                if not joined:
-                    b.n = 0
-                _put(&b, b"* ", 2)
-                _put_u64(&b, <uint64_t>(i + 1))
-                _put(&b, b" FETCH (", 8)
-                for k in range(ncodes):
-                    if k:
-                        _put(&b, b" ", 1)
-                    c = codes[k]
-                    if c == C_UID:
-                        _put(&b, b"UID ", 4)
-                        _put_u64(&b, <uint64_t>u)
-                    elif c == C_FLAGS:
-                        if recent is not None and u_obj in recent:
-                            fl_r = recent_cache.get(fl)
-                            if fl_r is None:
-                                fl_r = recent_cache[fl] = _py.with_recent(fl)
-                            _put_bytes(&b, fl_r)
-                        else:
-                            _put_bytes(&b, fl)
-                    elif c == C_MODSEQ:
-                        _put(&b, b"MODSEQ (", 8)
-                        _put_u64(&b, last_ms)
-                        _put(&b, b")", 1)
-                    elif c == C_SIZE:
-                        _put(&b, b"RFC822.SIZE ", 12)
-                        _put_u64(&b, size)
-                    elif c == C_INTERNALDATE:
-                        _put(&b, b"INTERNALDATE ", 13)
-                        _put_date(&b, received, tz)
-                    elif c == C_ENVELOPE:
-                        _put(&b, b"ENVELOPE ", 9)
-                        _idx_field(&xs, 0, &fp, &fn)
-                        _put(&b, <const char *>fp, fn)
-                    elif c == C_BODYSTRUCTURE:
-                        _put(&b, b"BODYSTRUCTURE ", 14)
-                        _idx_field(&xs, 1, &fp, &fn)
-                        _put(&b, <const char *>fp, fn)
-                    elif c == C_BODY:
-                        _put(&b, b"BODY ", 5)
-                        _idx_field(&xs, 2, &fp, &fn)
-                        _put(&b, <const char *>fp, fn)
-                    elif c == C_HEADER_FIELDS:
-                        k2 = hf_of[k]
-                        _put_header_fields(&b, &t, rs.p, he, wname, wlen, hf_w[k2],
-                                           hf_w[k2 + 1], hf_neg[k2], labels[k2])
-                    elif c == C_WHOLE_BODY:
-                        # LABEL {n}\r\n and the stored bytes, NUL as 0x80
-                        _put_literal(&b, <bytes>whole_label[k], rs.p, rs.n)
-                    elif c == C_WHOLE_HEADER:
-                        # LABEL {n}\r\n and the header's stored bytes, NUL as 0x80
-                        _put_literal(&b, <bytes>whole_label[k], rs.p, he)
-                    elif c == C_EMAILID:
-                        _put(&b, b"EMAILID (", 9)
-                        _put_bytes(&b, _EMAIL_PREFIX)
-                        _put_u64(&b, eid)
-                        _put(&b, b")", 1)
+            if not joined:
+                b.n = 0
+            _put(&b, b"* ", 2)
+            _put_u64(&b, <uint64_t>(i + 1))
+            _put(&b, b" FETCH (", 8)
+            for k in range(ncodes):
+                if k:
+                    _put(&b, b" ", 1)
+                c = codes[k]
+                if c == C_UID:
+                    _put(&b, b"UID ", 4)
+                    _put_u64(&b, <uint64_t>u)
+                elif c == C_FLAGS:
+                    if recent is not None and u_obj in recent:
+                        fl_r = recent_cache.get(fl)
+                        if fl_r is None:
+                            fl_r = recent_cache[fl] = _py.with_recent(fl)
+                        _put_bytes(&b, fl_r)
                     else:
-                        _put(&b, b"THREADID (", 10)
-                        _put_bytes(&b, _THREAD_PREFIX)
-                        _put_u64(&b, thread)
-                        _put(&b, b")", 1)
-                if add_modseq:
-                    if ncodes:
-                        _put(&b, b" ", 1)
+                        _put_bytes(&b, fl)
+                elif c == C_MODSEQ:
                     _put(&b, b"MODSEQ (", 8)
                     _put_u64(&b, last_ms)
                     _put(&b, b")", 1)
-                _put(&b, b")\r\n", 3)
-            finally:
-                _unspan(&xs)
-                _unspan(&rs)
-            idx = raw = None
+                elif c == C_SIZE:
+                    _put(&b, b"RFC822.SIZE ", 12)
+                    _put_u64(&b, size)
+                elif c == C_INTERNALDATE:
+                    _put(&b, b"INTERNALDATE ", 13)
+                    _put_date(&b, received, tz)
+                elif c == C_ENVELOPE:
+                    _put(&b, b"ENVELOPE ", 9)
+                    _idx_field(&xs, 0, &fp, &fn)
+                    _put(&b, <const char *>fp, fn)
+                elif c == C_BODYSTRUCTURE:
+                    _put(&b, b"BODYSTRUCTURE ", 14)
+                    _idx_field(&xs, 1, &fp, &fn)
+                    _put(&b, <const char *>fp, fn)
+                elif c == C_BODY:
+                    _put(&b, b"BODY ", 5)
+                    _idx_field(&xs, 2, &fp, &fn)
+                    _put(&b, <const char *>fp, fn)
+                elif c == C_HEADER_FIELDS:
+                    k2 = hf_of[k]
+                    _put_header_fields(&b, &t, rs.p, he, wname, wlen, hf_w[k2],
+                                       hf_w[k2 + 1], hf_neg[k2], labels[k2])
+                elif c == C_WHOLE_BODY:
+                    # LABEL {n}\r\n and the stored bytes, NUL as 0x80
+                    _put_literal(&b, <bytes>whole_label[k], rs.p, rs.n)
+                elif c == C_WHOLE_HEADER:
+                    # LABEL {n}\r\n and the header's stored bytes, NUL as 0x80
+                    _put_literal(&b, <bytes>whole_label[k], rs.p, he)
+                elif c == C_EMAILID:
+                    _put(&b, b"EMAILID (", 9)
+                    _put_bytes(&b, _EMAIL_PREFIX)
+                    _put_u64(&b, eid)
+                    _put(&b, b")", 1)
+                else:
+                    _put(&b, b"THREADID (", 10)
+                    _put_bytes(&b, _THREAD_PREFIX)
+                    _put_u64(&b, thread)
+                    _put(&b, b")", 1)
+            if add_modseq:
+                if ncodes:
+                    _put(&b, b" ", 1)
+                _put(&b, b"MODSEQ (", 8)
+                _put_u64(&b, last_ms)
+                _put(&b, b")", 1)
+            _put(&b, b")\r\n", 3)
             if rep_ms_obj is None or rep_ms != last_ms:
                 # (a bulk STORE's lines share one modseq: one int for them)
                 rep_ms = last_ms
@@ -913,7 +871,13 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
         return out, reported, fallback, stop
     finally:
         _unspan(&ms)
-        _unspan(&xs)
-        _unspan(&rs)
+        er.close()
+        xr.close()
+        rr.close()
         PyMem_Free(b.p)
         PyMem_Free(t.p)
+
+
+cdef inline bytes _hash_obj(const unsigned char *h):
+    """The blob hash H as bytes: the key a plain reader is called with."""
+    return PyBytes_FromStringAndSize(<const char *>h, BLOB_SIZE)

@@ -175,3 +175,135 @@ cdef int _lmdb_raise(str what, int rc) except -1:
            -30782: lm.BadTxnError, -30781: lm.BadValsizeError,
            -30780: lm.BadDbiError}.get(rc, lm.Error)
     raise cls(f"{what}: LMDB error {rc}")
+
+
+# --- reading one table by key, the values in place (fetchfmt_c) ---------------------
+#
+# An addition: the functions above behave as they did.  A module reading
+# many values of one table of a store View (its ``Reader``: store/view.py)
+# opens a TableReads on it: LMDB called directly on a cursor of the
+# Reader's own transaction when it can (the value seen in place: no
+# py-lmdb buffer, no GIL round trip, no preload of every page of a big
+# value), else the Reader's get with the key assembled from its shape,
+# else the Reader called.
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from libc.string cimport memcmp as _td_memcmp, memcpy as _td_memcpy
+
+cdef enum:
+    TD_NEXT = 8             # MDB_NEXT
+    TD_KEY_MAX = 96         # the longest key read directly (prefix + suffix)
+    TD_DIRECT = 2           # TableReads.mode: LMDB called directly
+    TD_GET = 1              # ... the Reader's get with the key assembled here
+    TD_CALL = 0             # ... the Reader called with the caller's object
+
+
+cdef class TableReads:
+    """The values of one table by key suffix (SUFFIX_LEN bytes after the
+    Reader's shape prefix), for as long as the Reader's transaction lives;
+    each value valid until the next read (the in-place ones as long as the
+    transaction, when it writes nothing meanwhile).  STEP: the keys come
+    mostly in table order (a mailbox's email ids): the entry after the last
+    one found is tried before a search."""
+    cdef ea_cursor *cur
+    cdef object pycur, get, db, fn
+    cdef int mode
+    cdef bint step, positioned, held
+    cdef unsigned char kbuf[TD_KEY_MAX]
+    cdef Py_ssize_t pn, sn
+    cdef Py_buffer view
+
+    def __cinit__(self):
+        self.cur = NULL
+        self.mode = TD_CALL
+        self.held = self.positioned = self.step = False
+
+    cdef int open(self, reader, str suffix, Py_ssize_t suffix_len, bint step) except -1:
+        """Read READER (a store Reader; any callable works: mode TD_CALL)
+        whose keys end in SUFFIX_LEN bytes of kind SUFFIX (keys.KeyShape)."""
+        self.fn = reader
+        self.sn = suffix_len
+        self.step = step
+        shape = getattr(reader, "shape", None)
+        if shape is None or shape.suffix != suffix or type(shape.prefix) is not bytes \
+                or PyBytes_GET_SIZE(shape.prefix) + suffix_len > TD_KEY_MAX:
+            return 0
+        self.pn = PyBytes_GET_SIZE(shape.prefix)
+        _td_memcpy(self.kbuf, PyBytes_AS_STRING(shape.prefix), self.pn)
+        self.get, self.db, self.mode = reader.get, reader.db, TD_GET
+        if _direct == 0:
+            _direct_init()
+        if _direct != 1:
+            return 0
+        # the Reader's get is its transaction's (View: txn.get): a cursor of
+        # that very transaction, checked by _lmdb_cursor
+        txn = getattr(self.get, "__self__", None)
+        if type(txn) is not _lmdb_mod.Transaction:
+            return 0
+        self.pycur = txn.cursor(db=self.db)
+        self.cur = _lmdb_cursor(self.pycur)
+        if self.cur != NULL:
+            self.mode = TD_DIRECT
+        return 0
+
+    cdef inline void drop(self) noexcept:
+        """Let go of the value last read (a Python object's buffer)."""
+        if self.held:
+            PyBuffer_Release(&self.view)
+            self.held = False
+
+    cdef int close(self) except -1:
+        self.drop()
+        self.cur = NULL
+        if self.pycur is not None:
+            self.pycur.close()
+            self.pycur = None
+        return 0
+
+    def __dealloc__(self):
+        self.drop()
+
+    cdef int read(self, const unsigned char *suffix, object x, const unsigned char **p,
+                  Py_ssize_t *n) except -1:
+        """The value under the key ending in SUFFIX (modes TD_DIRECT and
+        TD_GET) or of X (TD_CALL: the Reader called with X) into P/N -> 1, or
+        0 when there is none."""
+        cdef ea_val k, d
+        cdef int rc
+        self.drop()
+        if self.mode == TD_DIRECT:
+            _td_memcpy(self.kbuf + self.pn, suffix, self.sn)
+            if self.step and self.positioned:
+                rc = _c_get(self.cur.curs, &k, &d, TD_NEXT)
+                if rc == 0 and <Py_ssize_t>k.mv_size == self.pn + self.sn \
+                        and _td_memcmp(k.mv_data, self.kbuf, k.mv_size) == 0:
+                    p[0] = <const unsigned char *>d.mv_data
+                    n[0] = <Py_ssize_t>d.mv_size
+                    return 1
+                if rc and rc != MDB_NOTFOUND:
+                    _lmdb_raise("mdb_cursor_get", rc)
+            k.mv_size = self.pn + self.sn
+            k.mv_data = self.kbuf
+            rc = _c_get(self.cur.curs, &k, &d, MDB_SET)
+            self.positioned = rc == 0
+            if rc == MDB_NOTFOUND:
+                return 0
+            if rc:
+                _lmdb_raise("mdb_cursor_get", rc)
+            p[0] = <const unsigned char *>d.mv_data
+            n[0] = <Py_ssize_t>d.mv_size
+            return 1
+        if self.mode == TD_GET:
+            _td_memcpy(self.kbuf + self.pn, suffix, self.sn)
+            v = self.get(PyBytes_FromStringAndSize(<char *>self.kbuf, self.pn + self.sn),
+                         None, self.db)
+        else:
+            v = self.fn(x)
+        if v is None:
+            return 0
+        PyObject_GetBuffer(v, &self.view, PyBUF_SIMPLE)
+        self.held = True
+        p[0] = <const unsigned char *>self.view.buf
+        n[0] = self.view.len
+        return 1
