@@ -32,7 +32,7 @@ from cpython.dict cimport PyDict_GetItemWithError
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memchr, memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy, memset
 from mailaccess._speedups.span cimport Span, _span, _unspan
 
 from ..ids import email_id, thread_id
@@ -518,6 +518,119 @@ def header_literal(raw_header, item):
 include "lmdb_direct.pxi"
 
 
+cdef inline bint _seat(const unsigned int *su, Py_ssize_t n_snap, long long u,
+                       Py_ssize_t *i) noexcept:
+    """Move I (the map slot of the UID before) to UID U's slot -> True, or
+    leave it before where U would be -> False (U not in the map).  FETCH 1:*
+    walks the map in order: the next slot is tried before bisecting."""
+    cdef Py_ssize_t k = i[0] + 1, lo = 0, hi = n_snap, mid
+    if k < n_snap and su[k] == u:
+        i[0] = k
+        return True
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if su[mid] < u:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo >= n_snap or su[lo] != u:
+        i[0] = lo - 1
+        return False
+    i[0] = lo
+    return True
+
+
+cdef bint _AHEAD = True
+
+
+def look_ahead(enable=None) -> bool:
+    """Whether fetch_simple/fetch_upto look the values up TD_AHEAD messages
+    at a time when they call LMDB directly; ENABLE False turns it off (tests:
+    the direct path one message at a time), True on again."""
+    global _AHEAD
+    if enable is not None:
+        _AHEAD = bool(enable)
+    return _AHEAD
+
+
+cdef struct Ahead:
+    # the messages of positions [base, base + TD_AHEAD) of the UIDs, looked
+    # up at once (_look_ahead): map slot (-1: none), record (NULL: gone),
+    # index and raw message (rc 0: read; MDB_NOTFOUND: none or not looked
+    # up; else LMDB's error, raised when the message is answered)
+    Py_ssize_t i[TD_AHEAD]
+    const unsigned char *mp[TD_AHEAD]
+    Py_ssize_t mn[TD_AHEAD]
+    int xrc[TD_AHEAD]
+    const unsigned char *xp[TD_AHEAD]
+    Py_ssize_t xn[TD_AHEAD]
+    int rrc[TD_AHEAD]
+    const unsigned char *rp[TD_AHEAD]
+    Py_ssize_t rn[TD_AHEAD]
+
+
+cdef int _look_ahead(Ahead *a, uids, Py_ssize_t base, Py_ssize_t end, const unsigned int *su,
+                     const unsigned int *se, Py_ssize_t n_snap, Py_ssize_t *fi, TableReads er,
+                     TableAhead xa, TableAhead ra, unsigned int fields) except -1:
+    """Look the messages of UIDS[BASE:END] (at most TD_AHEAD) up into A: the
+    records (stepped in table order by ER), then every index (XA) and raw
+    message (RA) key searched before any of their values is read, the
+    index fields in FIELDS (bit w: _idx_field's field w) prefetched as
+    soon as the index's head is there.  The big values' first pages are a
+    cache miss each: asked for together they are waited for together.
+    FI: the map slot of the UID before BASE (the main loop's I, run ahead)."""
+    cdef Py_ssize_t j, n = end - base, k, fn = 0
+    cdef long long u
+    cdef unsigned int eid
+    cdef unsigned char ekey[4]
+    cdef const unsigned char *fp = NULL
+    cdef Span s
+    cdef int w
+    for j in range(n):
+        a.i[j] = -1
+        a.mp[j] = NULL
+        a.xrc[j] = a.rrc[j] = MDB_NOTFOUND
+        u = uids[base + j]
+        if u < 0 or u > 0xFFFFFFFF or not _seat(su, n_snap, u, fi):
+            continue
+        a.i[j] = fi[0]
+        eid = se[fi[0]]
+        ekey[0] = <unsigned char>(eid >> 24)
+        ekey[1] = <unsigned char>(eid >> 16)
+        ekey[2] = <unsigned char>(eid >> 8)
+        ekey[3] = <unsigned char>eid
+        if not er.read(ekey, None, &a.mp[j], &a.mn[j]):
+            a.mp[j] = NULL
+            continue
+        if a.mn[j] < MSG_SIZE or a.mp[j][0] != MSG_VERSION:
+            continue        # (answered by the fallback: nothing more to read)
+        if xa is not None:
+            a.xrc[j] = xa.seek(<int>j, a.mp[j] + O_BLOB)
+        if ra is not None:
+            a.rrc[j] = ra.seek(<int>j, a.mp[j] + O_BLOB)
+    for j in range(n):
+        if xa is not None and a.xrc[j] == 0:
+            a.xrc[j] = xa.value(<int>j, &a.xp[j], &a.xn[j])
+            if a.xrc[j] == 0 and a.xn[j] >= IDX_SIZE and IDX_OK[a.xp[j][0]]:
+                s.p = a.xp[j]
+                s.n = a.xn[j]
+                for w in range(4):
+                    if fields & (1u << w):
+                        _idx_field(&s, w, &fp, &fn)
+                        k = 0
+                        while k < fn and k < 512:
+                            ea_prefetch(fp + k)
+                            k += 64
+        if ra is not None and a.rrc[j] == 0:
+            a.rrc[j] = ra.value(<int>j, &a.rp[j], &a.rn[j])
+            if a.rrc[j] == 0:
+                k = 128
+                while k < a.rn[j] and k < 512:
+                    ea_prefetch(a.rp[j] + k)
+                    k += 64
+    return 0
+
+
 def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flags,
                  bint condstore, bint utf8, read_blob=None):
     """``(responses, reported, fallback)``: see ``fetchfmt_py.fetch_simple``."""
@@ -624,6 +737,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef Py_ssize_t n_snap = su.shape[0]
     if se.shape[0] < n_snap:
         n_snap = se.shape[0]
+    cdef const unsigned int *sup = &su[0] if su.shape[0] else NULL
+    cdef const unsigned int *sep = &se[0] if se.shape[0] else NULL
 
     # the stored values by key (lmdb_direct.pxi's TableReads): LMDB called
     # directly on a cursor of the Reader's own transaction when it can (each
@@ -643,6 +758,29 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
         xr.open(read_index, "bytes", BLOB_SIZE, False)
     if want_raw:
         rr.open(read_blob, "bytes", BLOB_SIZE, False)
+    # ... and, LMDB called directly, the indexes and raw messages looked up
+    # TD_AHEAD messages at a time (_look_ahead)
+    cdef bint ahead = _AHEAD and er.mode == TD_DIRECT and (want_index or want_raw) \
+        and (xr.mode == TD_DIRECT or not want_index) and (rr.mode == TD_DIRECT or not want_raw)
+    cdef TableAhead xa = None, ra = None
+    cdef Ahead a
+    cdef Py_ssize_t a_base = 0, a_end = start, fi = -1, j = 0
+    cdef unsigned int fields = 0
+    cdef bint got
+    memset(&a, 0, sizeof(Ahead))
+    if ahead:
+        if want_index:
+            xa = TableAhead()
+            xa.open(xr)
+        if want_raw:
+            ra = TableAhead()
+            ra.open(rr)
+        for k in range(ncodes):
+            c = codes[k]
+            if c == C_ENVELOPE or c == C_BODYSTRUCTURE or c == C_BODY:
+                fields |= 1u << (c - C_ENVELOPE)
+        if want_he:
+            fields |= 1u << 3
     cdef PyObject *found
     cdef unsigned char ekey[4]
     cdef unsigned char hsh[32]      # the blob hash (BLOB_SIZE: "32s", checked at import)
@@ -659,7 +797,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef Span ms, xs, rs
     cdef Buf b, t
     cdef Py_ssize_t he = 0
-    cdef Py_ssize_t i = -1, lo, hi, mid, off, tail_n, fn, pos, n_u, fb_pos = -1, stop
+    cdef Py_ssize_t i = -1, off, tail_n, fn, pos, n_u, fb_pos = -1, stop
     cdef Py_ssize_t scanned = 0     # header bytes times HEADER.FIELDS items
     cdef bint joined = budget >= 0
     cdef long long u
@@ -685,37 +823,38 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 break       # fetch_upto stops at its first fallback
             u_obj = uids[pos]
             u = u_obj
-            if u < 0 or u > 0xFFFFFFFF:
-                continue
-            # FETCH 1:* walks the map in order: try the next slot before bisecting
-            i += 1
-            if not (i < n_snap and su[i] == u):
-                lo = 0
-                hi = n_snap
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if su[mid] < u:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                i = lo
-                if i >= n_snap or su[i] != u:
-                    i -= 1
+            if ahead:
+                if pos >= a_end:
+                    a_base = pos
+                    a_end = pos + TD_AHEAD if n_u - pos > TD_AHEAD else n_u
+                    _look_ahead(&a, uids, a_base, a_end, sup, sep, n_snap, &fi, er, xa, ra,
+                                fields)
+                j = pos - a_base
+                i = a.i[j]
+                if i < 0:
                     continue
-            eid = se[i]
-            if e_dict is not None:
-                found = PyDict_GetItemWithError(e_dict, eid)
-                if found == NULL or <object>found is None:
+                eid = se[i]
+                if a.mp[j] == NULL:
                     continue    # expunged meanwhile: RFC 9051 lets us omit it
-                data = <object>found
-                _span(data, &ms)
+                ms.p = a.mp[j]
+                ms.n = a.mn[j]
             else:
-                ekey[0] = <unsigned char>(eid >> 24)
-                ekey[1] = <unsigned char>(eid >> 16)
-                ekey[2] = <unsigned char>(eid >> 8)
-                ekey[3] = <unsigned char>eid
-                if not er.read(ekey, eid if er.mode == TD_CALL else None, &ms.p, &ms.n):
-                    continue    # (as above)
+                if u < 0 or u > 0xFFFFFFFF or not _seat(sup, n_snap, u, &i):
+                    continue
+                eid = se[i]
+                if e_dict is not None:
+                    found = PyDict_GetItemWithError(e_dict, eid)
+                    if found == NULL or <object>found is None:
+                        continue    # (as above)
+                    data = <object>found
+                    _span(data, &ms)
+                else:
+                    ekey[0] = <unsigned char>(eid >> 24)
+                    ekey[1] = <unsigned char>(eid >> 16)
+                    ekey[2] = <unsigned char>(eid >> 8)
+                    ekey[3] = <unsigned char>eid
+                    if not er.read(ekey, eid if er.mode == TD_CALL else None, &ms.p, &ms.n):
+                        continue    # (as above)
             try:
                 if ms.n < MSG_SIZE or ms.p[0] != MSG_VERSION:
                     fallback.append(u_obj)
@@ -753,9 +892,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 _unspan(&ms)
                 data = None
             if want_index:
-                if not xr.read(hsh, _hash_obj(hsh) if xr.mode == TD_CALL else None,
-                               &xs.p, &xs.n) \
-                        or xs.n < IDX_SIZE or not IDX_OK[xs.p[0]]:
+                got = _blob_value(ahead, a.xrc[j], a.xp[j], a.xn[j], xr, hsh, &xs)
+                if not got or xs.n < IDX_SIZE or not IDX_OK[xs.p[0]]:
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
@@ -765,8 +903,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 # fields from the raw message up to it
                 he = _header_end(&xs) if want_he else -1
                 if (want_he and he < 0) or \
-                        not rr.read(hsh, _hash_obj(hsh) if rr.mode == TD_CALL else None,
-                                    &rs.p, &rs.n):
+                        not _blob_value(ahead, a.rrc[j], a.rp[j], a.rn[j], rr, hsh, &rs):
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
@@ -871,11 +1008,29 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
         return out, reported, fallback, stop
     finally:
         _unspan(&ms)
+        if xa is not None:
+            xa.close()
+        if ra is not None:
+            ra.close()
         er.close()
         xr.close()
         rr.close()
         PyMem_Free(b.p)
         PyMem_Free(t.p)
+
+
+cdef inline bint _blob_value(bint ahead, int rc, const unsigned char *p, Py_ssize_t n,
+                             TableReads tr, const unsigned char *h, Span *s) except -1:
+    """The value under blob hash H in TR's table into S -> True, or False
+    when there is none: as _look_ahead found it (AHEAD: RC, P, N), or read
+    now."""
+    if not ahead:
+        return tr.read(h, _hash_obj(h) if tr.mode == TD_CALL else None, &s.p, &s.n)
+    if rc and rc != MDB_NOTFOUND:
+        _lmdb_raise("mdb_cursor_get", rc)
+    s.p = p
+    s.n = n
+    return rc == 0
 
 
 cdef inline bytes _hash_obj(const unsigned char *h):

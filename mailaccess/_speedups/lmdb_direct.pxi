@@ -307,3 +307,116 @@ cdef class TableReads:
         p[0] = <const unsigned char *>self.view.buf
         n[0] = self.view.len
         return 1
+
+
+# --- looking values up a batch ahead (fetchfmt_c) ------------------------------------
+#
+# A value bigger than a page sits on overflow pages away from its B-tree
+# leaf: reading one is a cache (and TLB) miss on its first page, and LMDB
+# takes it inside the read, one value after the other.  TableAhead splits a
+# read in two: ``seek`` runs LMDB's search without reading the value (a
+# cursor op with no data wanted), then asks the CPU to fetch the start of
+# the value's first page; ``value``, later, is LMDB's own read on the
+# positioned cursor, by then mostly from cache.  The page's address is only
+# a hint computed from LMDB 0.9's leaf node (lo, hi, flags, ksize, the key,
+# then the first overflow page's number) and the map's start as the first
+# big value read showed it: a prefetch never faults, and a wrong hint costs
+# time, never a wrong answer.
+
+from libc.stdint cimport uintptr_t as _td_uintptr_t
+
+cdef extern from *:
+    """
+    static inline void ea_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+    """
+    void ea_prefetch(const void *p) noexcept nogil
+
+cdef enum:
+    TD_GET_CURRENT = 4      # MDB_GET_CURRENT
+    TD_SET_KEY = 16         # MDB_SET_KEY
+    TD_AHEAD = 16           # the values a TableAhead holds looked up at once
+    TD_PAGEHDR = 16         # LMDB 0.9's page header: a value on overflow pages starts after it
+    TD_BIGDATA = 1          # LMDB 0.9's F_BIGDATA: the node's value is on overflow pages
+
+
+cdef class TableAhead:
+    """TD_AHEAD slots, each a cursor of the transaction and table of a
+    TableReads in mode TD_DIRECT: ``seek(slot, suffix)`` looks the key up
+    (-> 0, MDB_NOTFOUND or LMDB's error code, nothing raised) and prefetches
+    the value's start; ``value(slot, p, n)`` reads what the slot found (-> 0
+    or an error code), in place, valid as long as the transaction (when it
+    writes nothing meanwhile)."""
+    cdef void *curs[TD_AHEAD]
+    cdef int n_open
+    cdef unsigned char kbuf[TD_KEY_MAX]
+    cdef Py_ssize_t pn, sn
+    cdef _td_uintptr_t base     # the map's start (0: no big value read yet)
+    cdef size_t psize
+
+    def __cinit__(self):
+        self.n_open = 0
+        self.base = 0
+
+    cdef int open(self, TableReads src) except -1:
+        cdef int rc
+        if src.mode != TD_DIRECT:
+            raise ValueError("TableAhead needs a TableReads calling LMDB directly")
+        self.pn, self.sn = src.pn, src.sn
+        _td_memcpy(self.kbuf, src.kbuf, self.pn)
+        self.psize = src.get.__self__.stat(src.db)["psize"]
+        while self.n_open < TD_AHEAD:
+            rc = _c_open(_c_txn(src.cur.curs), _c_dbi(src.cur.curs), &self.curs[self.n_open])
+            if rc:
+                _lmdb_raise("mdb_cursor_open", rc)
+            self.n_open += 1
+        return 0
+
+    cdef void close(self) noexcept:
+        while self.n_open:
+            self.n_open -= 1
+            _c_close(self.curs[self.n_open])
+
+    def __dealloc__(self):
+        self.close()
+
+    cdef inline _td_uintptr_t _page(self, const unsigned char *key, size_t ksize) noexcept:
+        """The first overflow page's address the leaf node of KEY (in the
+        page) names, or 0 when its value is in the node."""
+        cdef unsigned short flags, nk
+        cdef size_t pgno
+        _td_memcpy(&flags, key - 4, 2)
+        _td_memcpy(&nk, key - 2, 2)
+        if not (flags & TD_BIGDATA) or nk != ksize:
+            return 0
+        _td_memcpy(&pgno, key + ksize, sizeof(size_t))
+        return self.base + <_td_uintptr_t>pgno * self.psize
+
+    cdef int seek(self, int slot, const unsigned char *suffix) noexcept:
+        cdef ea_val k
+        cdef _td_uintptr_t at
+        cdef int rc
+        _td_memcpy(self.kbuf + self.pn, suffix, self.sn)
+        k.mv_size = self.pn + self.sn
+        k.mv_data = self.kbuf
+        rc = _c_get(self.curs[slot], &k, NULL, TD_SET_KEY)
+        if rc == 0 and self.base:
+            at = self._page(<const unsigned char *>k.mv_data, k.mv_size)
+            if at:
+                ea_prefetch(<const void *>at)
+                ea_prefetch(<const void *>(at + 64))
+        return rc
+
+    cdef int value(self, int slot, const unsigned char **p, Py_ssize_t *n) noexcept:
+        cdef ea_val k, d
+        cdef _td_uintptr_t at
+        cdef int rc = _c_get(self.curs[slot], &k, &d, TD_GET_CURRENT)
+        if rc:
+            return rc
+        if not self.base:
+            # the map's start, from where LMDB found this value (if big)
+            self.base = 1   # (page 0 at address 0: a hint like any other)
+            at = self._page(<const unsigned char *>k.mv_data, k.mv_size)
+            self.base = <_td_uintptr_t>d.mv_data - TD_PAGEHDR - (at - 1) if at else 0
+        p[0] = <const unsigned char *>d.mv_data
+        n[0] = <Py_ssize_t>d.mv_size
+        return 0

@@ -1,9 +1,11 @@
 """fetchfmt_c reads the email records, message indexes and raw messages by
 LMDB directly (lmdb_direct.pxi's TableReads: a cursor of the Reader's own
-transaction, the values in place, the records stepped in table order) and
-answers byte for byte what the pure twin answers through the Readers, on
-every path: LMDB called directly, py-lmdb's get (``lmdb_direct(False)``: no
-py-lmdb 3.0.0), a plain callable; for generated tables with damaged values
+transaction, the values in place, the records stepped in table order; and
+TableAhead: the indexes and raw messages of TD_AHEAD messages looked up
+before any is read) and answers byte for byte what the pure twin answers
+through the Readers, on every path: LMDB called directly with and without
+the look-ahead (``look_ahead(False)``), py-lmdb's get (``lmdb_direct(False)``:
+no py-lmdb 3.0.0), a plain callable; for generated tables with damaged values
 (cut short, other versions, offsets past the end, no header end), gone
 values, the neighbouring accounts' records next to the account's own, and
 the UIDs in any order.  And the transaction read is the view's: a write
@@ -79,7 +81,7 @@ emails = st.lists(
                        max_size=3),
               st.sampled_from([0, 0, EMAIL_LAYOUT.flag_utf8_headers]),
               damage, index_damage, damage),
-    max_size=10, unique_by=lambda e: e[0])
+    max_size=24, unique_by=lambda e: e[0])
 
 
 def _index_damaged(value: bytes, how):
@@ -127,10 +129,10 @@ def _answers(mod, readers, uids, snap_uids, snap_eids, items, condstore, utf8, b
     return out
 
 
-@pytest.mark.parametrize("path", ["direct", "py-lmdb", "reader"])
+@pytest.mark.parametrize("path", ["ahead", "direct", "py-lmdb", "reader"])
 @settings(max_examples=150, deadline=None)
 @given(mails=emails, neighbours=st.booleans(), order=st.sampled_from(["eid", "shuffled"]),
-       pick=st.lists(st.integers(0, 40), max_size=12) | st.none(),
+       pick=st.lists(st.integers(0, 40), max_size=40) | st.none(),
        items=st.lists(st.sampled_from(ITEMS), min_size=1, max_size=5),
        condstore=st.booleans(), utf8=st.booleans(),
        budget=st.none() | st.integers(0, 12_000), recent=st.booleans(), rnd=st.randoms())
@@ -165,13 +167,15 @@ def test_compiled_reads_answer_as_the_readers(lmdb_env, path, mails, neighbours,
         expect = _answers(PY, readers, *args)
         if path == "reader":    # no key shape: each reader called
             readers = tuple((lambda x, r=r: r(x)) for r in readers)
-        C.lmdb_direct(path == "direct")
+        C.lmdb_direct(path in ("ahead", "direct"))
+        C.look_ahead(path == "ahead")
         try:
-            if path == "direct":
+            if path in ("ahead", "direct"):
                 assert C.lmdb_direct()
             assert _answers(C, readers, *args) == expect
         finally:
             C.lmdb_direct(True)
+            C.look_ahead(True)
             txn.abort()
 
 
@@ -187,8 +191,8 @@ def test_the_compiled_twin_calls_lmdb_directly():
     assert C.lmdb_direct()
 
 
-@pytest.mark.parametrize("direct", [True, False])
-def test_the_views_transaction_is_read(tmp_path, direct):
+@pytest.mark.parametrize("direct,ahead", [(True, True), (True, False), (False, False)])
+def test_the_views_transaction_is_read(tmp_path, direct, ahead):
     """The answer is the view's snapshot: flags changed and an email
     destroyed after the view opened are not seen through its Readers (the
     direct cursor is one of the view's own transaction); a new view sees
@@ -215,6 +219,7 @@ def test_the_views_transaction_is_read(tmp_path, direct):
                                   v.blob_reader(acc), 1 << 20)
 
         C.lmdb_direct(direct)
+        C.look_ahead(ahead)
         try:
             with st_.view() as v:
                 before = answer(v, PY)
@@ -228,6 +233,7 @@ def test_the_views_transaction_is_read(tmp_path, direct):
                 assert b"\\Flagged" in after[0] and len(after[1]) == 3
         finally:
             C.lmdb_direct(True)
+            C.look_ahead(True)
     finally:
         st_.close()
 
