@@ -2,9 +2,12 @@
 """FETCH responses for the simple items, compiled twin of ``fetchfmt_py``.
 
 Same functions, same results (the pure-Python module is the source of truth
-and documents the contract).  Per message this reads the stored values
-through the store's readers (``View.email_reader`` / ``index_reader``), looks
-at them through the buffer protocol without copying, picks the record's
+and documents the contract).  Per message this reads the stored values of
+the store's readers (``View.email_reader`` / ``index_reader`` /
+``blob_reader``): with py-lmdb 3.0.0 by LMDB's own cursor calls on the
+readers' transaction (lmdb_direct.pxi's TableReads; the indexes and raw
+messages of TD_AHEAD messages looked up before any is read, TableAhead),
+else through the readers; it looks at them in place, picks the record's
 fields at the offsets ``store.records.EMAIL_LAYOUT`` gives, and writes the
 response into one growing C buffer; FLAGS text is formatted by the caller's
 formatter once per distinct keyword set and INTERNALDATE by Python only

@@ -1,7 +1,7 @@
 # cython: language_level=3
 # LMDB called directly: shared by the compiled modules that read or write many
-# records per call (``include "lmdb_direct.pxi"``; each module finds the
-# library once for itself).
+# records per call (``include "lmdb_direct.pxi"``: search_c, emailrec_c,
+# fetchfmt_c; each module finds the library once for itself).
 #
 # py-lmdb releases and retakes the GIL around every LMDB call (and counts the
 # call on its environment): a bulk STORE on 10,000 messages made ~70,000 such
