@@ -2,9 +2,12 @@
 """FETCH responses for the simple items, compiled twin of ``fetchfmt_py``.
 
 Same functions, same results (the pure-Python module is the source of truth
-and documents the contract).  Per message this reads the stored values
-through the store's readers (``View.email_reader`` / ``index_reader``), looks
-at them through the buffer protocol without copying, picks the record's
+and documents the contract).  Per message this reads the stored values of
+the store's readers (``View.email_reader`` / ``index_reader`` /
+``blob_reader``): with py-lmdb 3.0.0 by LMDB's own cursor calls on the
+readers' transaction (lmdb_direct.pxi's TableReads; the indexes and raw
+messages of TD_AHEAD messages looked up before any is read, TableAhead),
+else through the readers; it looks at them in place, picks the record's
 fields at the offsets ``store.records.EMAIL_LAYOUT`` gives, and writes the
 response into one growing C buffer; FLAGS text is formatted by the caller's
 formatter once per distinct keyword set and INTERNALDATE by Python only
@@ -32,7 +35,7 @@ from cpython.dict cimport PyDict_GetItemWithError
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memchr, memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy, memset
 from mailaccess._speedups.span cimport Span, _span, _unspan
 
 from ..ids import email_id, thread_id
@@ -512,6 +515,125 @@ def header_literal(raw_header, item):
 
 # --- the hot path ---------------------------------------------------------------------------
 
+# the stored values are read through lmdb_direct.pxi's TableReads (LMDB
+# called directly when py-lmdb 3.0.0 is there; ``lmdb_direct(False)`` turns
+# that off for this module: the Reader's get)
+include "lmdb_direct.pxi"
+
+
+cdef inline bint _seat(const unsigned int *su, Py_ssize_t n_snap, long long u,
+                       Py_ssize_t *i) noexcept:
+    """Move I (the map slot of the UID before) to UID U's slot -> True, or
+    leave it before where U would be -> False (U not in the map).  FETCH 1:*
+    walks the map in order: the next slot is tried before bisecting."""
+    cdef Py_ssize_t k = i[0] + 1, lo = 0, hi = n_snap, mid
+    if k < n_snap and su[k] == u:
+        i[0] = k
+        return True
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if su[mid] < u:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo >= n_snap or su[lo] != u:
+        i[0] = lo - 1
+        return False
+    i[0] = lo
+    return True
+
+
+cdef bint _AHEAD = True
+
+
+def look_ahead(enable=None) -> bool:
+    """Whether fetch_simple/fetch_upto look the values up TD_AHEAD messages
+    at a time when they call LMDB directly; ENABLE False turns it off (tests:
+    the direct path one message at a time), True on again."""
+    global _AHEAD
+    if enable is not None:
+        _AHEAD = bool(enable)
+    return _AHEAD
+
+
+cdef struct Ahead:
+    # the messages of positions [base, base + TD_AHEAD) of the UIDs, looked
+    # up at once (_look_ahead): map slot (-1: none), record (NULL: gone),
+    # index and raw message (rc 0: read; MDB_NOTFOUND: none or not looked
+    # up; else LMDB's error, raised when the message is answered)
+    Py_ssize_t i[TD_AHEAD]
+    const unsigned char *mp[TD_AHEAD]
+    Py_ssize_t mn[TD_AHEAD]
+    int xrc[TD_AHEAD]
+    const unsigned char *xp[TD_AHEAD]
+    Py_ssize_t xn[TD_AHEAD]
+    int rrc[TD_AHEAD]
+    const unsigned char *rp[TD_AHEAD]
+    Py_ssize_t rn[TD_AHEAD]
+
+
+cdef int _look_ahead(Ahead *a, uids, Py_ssize_t base, Py_ssize_t end, const unsigned int *su,
+                     const unsigned int *se, Py_ssize_t n_snap, Py_ssize_t *fi, TableReads er,
+                     TableAhead xa, TableAhead ra, unsigned int fields) except -1:
+    """Look the messages of UIDS[BASE:END] (at most TD_AHEAD) up into A: the
+    records (stepped in table order by ER), then every index (XA) and raw
+    message (RA) key searched before any of their values is read, the
+    index fields in FIELDS (bit w: _idx_field's field w) prefetched as
+    soon as the index's head is there.  The big values' first pages are a
+    cache miss each: asked for together they are waited for together.
+    FI: the map slot of the UID before BASE (the main loop's I, run ahead)."""
+    cdef Py_ssize_t j, n = end - base, k, fn = 0
+    cdef long long u
+    cdef unsigned int eid
+    cdef unsigned char ekey[4]
+    cdef const unsigned char *fp = NULL
+    cdef Span s
+    cdef int w
+    for j in range(n):
+        a.i[j] = -1
+        a.mp[j] = NULL
+        a.xrc[j] = a.rrc[j] = MDB_NOTFOUND
+        u = uids[base + j]
+        if u < 0 or u > 0xFFFFFFFF or not _seat(su, n_snap, u, fi):
+            continue
+        a.i[j] = fi[0]
+        eid = se[fi[0]]
+        ekey[0] = <unsigned char>(eid >> 24)
+        ekey[1] = <unsigned char>(eid >> 16)
+        ekey[2] = <unsigned char>(eid >> 8)
+        ekey[3] = <unsigned char>eid
+        if not er.read(ekey, None, &a.mp[j], &a.mn[j]):
+            a.mp[j] = NULL
+            continue
+        if a.mn[j] < MSG_SIZE or a.mp[j][0] != MSG_VERSION:
+            continue        # (answered by the fallback: nothing more to read)
+        if xa is not None:
+            a.xrc[j] = xa.seek(<int>j, a.mp[j] + O_BLOB)
+        if ra is not None:
+            a.rrc[j] = ra.seek(<int>j, a.mp[j] + O_BLOB)
+    for j in range(n):
+        if xa is not None and a.xrc[j] == 0:
+            a.xrc[j] = xa.value(<int>j, &a.xp[j], &a.xn[j])
+            if a.xrc[j] == 0 and a.xn[j] >= IDX_SIZE and IDX_OK[a.xp[j][0]]:
+                s.p = a.xp[j]
+                s.n = a.xn[j]
+                for w in range(4):
+                    if fields & (1u << w):
+                        _idx_field(&s, w, &fp, &fn)
+                        k = 0
+                        while k < fn and k < 512:
+                            ea_prefetch(fp + k)
+                            k += 64
+        if ra is not None and a.rrc[j] == 0:
+            a.rrc[j] = ra.value(<int>j, &a.rp[j], &a.rn[j])
+            if a.rrc[j] == 0:
+                k = 128
+                while k < a.rn[j] and k < 512:
+                    ea_prefetch(a.rp[j] + k)
+                    k += 64
+    return 0
+
+
 def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flags,
                  bint condstore, bint utf8, read_blob=None):
     """``(responses, reported, fallback)``: see ``fetchfmt_py.fetch_simple``."""
@@ -618,35 +740,53 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef Py_ssize_t n_snap = su.shape[0]
     if se.shape[0] < n_snap:
         n_snap = se.shape[0]
+    cdef const unsigned int *sup = &su[0] if su.shape[0] else NULL
+    cdef const unsigned int *sep = &se[0] if se.shape[0] else NULL
 
-    # a store Reader (store/view.py) spells its read out: get(key, None, db)
-    # with the key assembled here from the store's KeyShape, no call per key
-    cdef bint e_fast = False, x_fast = False
-    cdef object e_get = None, e_db = None, x_get = None, x_db = None
-    cdef bytes e_pre = b"", x_pre = b""
-    shape = getattr(read_email, "shape", None)
-    if shape is not None and shape.suffix == "u32" and type(shape.prefix) is bytes:
-        e_fast, e_pre, e_get, e_db = True, shape.prefix, read_email.get, read_email.db
-    shape = getattr(read_index, "shape", None)
-    if shape is not None and shape.suffix == "bytes" and type(shape.prefix) is bytes:
-        x_fast, x_pre, x_get, x_db = True, shape.prefix, read_index.get, read_index.db
-    cdef bint r_fast = False
-    cdef object r_get = None, r_db = None
-    cdef bytes r_pre = b""
-    shape = getattr(read_blob, "shape", None) if want_raw else None
-    if shape is not None and shape.suffix == "bytes" and type(shape.prefix) is bytes:
-        r_fast, r_pre, r_get, r_db = True, shape.prefix, read_blob.get, read_blob.db
+    # the stored values by key (lmdb_direct.pxi's TableReads): LMDB called
+    # directly on a cursor of the Reader's own transaction when it can (each
+    # value seen in place: only the pages of it read here are touched; the
+    # email records stepped in table order), else the Reader's get with the
+    # key assembled from its KeyShape, else the Reader called
+    cdef TableReads er = TableReads(), xr = TableReads(), rr = TableReads()
     # ... or a dict's get (a streamed STORE's records, by email id): looked
     # up here, no call per message
     cdef dict e_dict = None
-    if not e_fast and type(getattr(read_email, "__self__", None)) is dict \
+    if type(getattr(read_email, "__self__", None)) is dict \
             and getattr(read_email, "__name__", None) == "get":
         e_dict = read_email.__self__
+    else:
+        er.open(read_email, "u32", 4, True)
+    if want_index:
+        xr.open(read_index, "bytes", BLOB_SIZE, False)
+    if want_raw:
+        rr.open(read_blob, "bytes", BLOB_SIZE, False)
+    # ... and, LMDB called directly, the indexes and raw messages looked up
+    # TD_AHEAD messages at a time (_look_ahead)
+    cdef bint ahead = _AHEAD and er.mode == TD_DIRECT and (want_index or want_raw) \
+        and (xr.mode == TD_DIRECT or not want_index) and (rr.mode == TD_DIRECT or not want_raw)
+    cdef TableAhead xa = None, ra = None
+    cdef Ahead a
+    cdef Py_ssize_t a_base = 0, a_end = start, fi = -1, j = 0
+    cdef unsigned int fields = 0
+    cdef bint got
+    memset(&a, 0, sizeof(Ahead))
+    if ahead:
+        if want_index:
+            xa = TableAhead()
+            xa.open(xr)
+        if want_raw:
+            ra = TableAhead()
+            ra.open(rr)
+        for k in range(ncodes):
+            c = codes[k]
+            if c == C_ENVELOPE or c == C_BODYSTRUCTURE or c == C_BODY:
+                fields |= 1u << (c - C_ENVELOPE)
+        if want_he:
+            fields |= 1u << 3
     cdef PyObject *found
-    cdef Py_ssize_t e_pn = PyBytes_GET_SIZE(e_pre), x_pn = PyBytes_GET_SIZE(x_pre)
-    cdef Py_ssize_t r_pn = PyBytes_GET_SIZE(r_pre)
-    cdef bytes key
-    cdef char *kp
+    cdef unsigned char ekey[4]
+    cdef unsigned char hsh[32]      # the blob hash (BLOB_SIZE: "32s", checked at import)
 
     cdef list out = []
     cdef dict reported = {}
@@ -657,11 +797,10 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef bytes last_tail = None
     cdef bytes fl = None
     cdef bytes tail
-    cdef bytes blob = None, rkey = None
     cdef Span ms, xs, rs
     cdef Buf b, t
     cdef Py_ssize_t he = 0
-    cdef Py_ssize_t i = -1, lo, hi, mid, off, tail_n, fn, pos, n_u, fb_pos = -1, stop
+    cdef Py_ssize_t i = -1, off, tail_n, fn, pos, n_u, fb_pos = -1, stop
     cdef Py_ssize_t scanned = 0     # header bytes times HEADER.FIELDS items
     cdef bint joined = budget >= 0
     cdef long long u
@@ -672,7 +811,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef uint64_t last_ms, rep_ms = 0
     cdef object rep_ms_obj = None
     cdef const unsigned char *fp
-    cdef object data, idx, raw
+    cdef object data
+    # (xs and rs point into values TableReads holds: nothing to release)
     ms.release = xs.release = rs.release = False
     b.p = t.p = NULL
     b.n = b.cap = t.n = t.cap = 0
@@ -686,42 +826,38 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 break       # fetch_upto stops at its first fallback
             u_obj = uids[pos]
             u = u_obj
-            if u < 0 or u > 0xFFFFFFFF:
-                continue
-            # FETCH 1:* walks the map in order: try the next slot before bisecting
-            i += 1
-            if not (i < n_snap and su[i] == u):
-                lo = 0
-                hi = n_snap
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if su[mid] < u:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                i = lo
-                if i >= n_snap or su[i] != u:
-                    i -= 1
+            if ahead:
+                if pos >= a_end:
+                    a_base = pos
+                    a_end = pos + TD_AHEAD if n_u - pos > TD_AHEAD else n_u
+                    _look_ahead(&a, uids, a_base, a_end, sup, sep, n_snap, &fi, er, xa, ra,
+                                fields)
+                j = pos - a_base
+                i = a.i[j]
+                if i < 0:
                     continue
-            eid = se[i]
-            if e_fast:
-                key = PyBytes_FromStringAndSize(NULL, e_pn + 4)
-                kp = PyBytes_AS_STRING(key)
-                memcpy(kp, PyBytes_AS_STRING(e_pre), e_pn)
-                kp[e_pn] = <char>(eid >> 24); kp[e_pn + 1] = <char>(eid >> 16)
-                kp[e_pn + 2] = <char>(eid >> 8); kp[e_pn + 3] = <char>eid
-                data = e_get(key, None, e_db)
-            elif e_dict is not None:
-                found = PyDict_GetItemWithError(e_dict, eid)
-                if found == NULL:
-                    data = None
-                else:
-                    data = <object>found
+                eid = se[i]
+                if a.mp[j] == NULL:
+                    continue    # expunged meanwhile: RFC 9051 lets us omit it
+                ms.p = a.mp[j]
+                ms.n = a.mn[j]
             else:
-                data = read_email(eid)
-            if data is None:
-                continue    # expunged meanwhile: RFC 9051 lets us omit it
-            _span(data, &ms)
+                if u < 0 or u > 0xFFFFFFFF or not _seat(sup, n_snap, u, &i):
+                    continue
+                eid = se[i]
+                if e_dict is not None:
+                    found = PyDict_GetItemWithError(e_dict, eid)
+                    if found == NULL or <object>found is None:
+                        continue    # (as above)
+                    data = <object>found
+                    _span(data, &ms)
+                else:
+                    ekey[0] = <unsigned char>(eid >> 24)
+                    ekey[1] = <unsigned char>(eid >> 16)
+                    ekey[2] = <unsigned char>(eid >> 8)
+                    ekey[3] = <unsigned char>eid
+                    if not er.read(ekey, eid if er.mode == TD_CALL else None, &ms.p, &ms.n):
+                        continue    # (as above)
             try:
                 if ms.n < MSG_SIZE or ms.p[0] != MSG_VERSION:
                     fallback.append(u_obj)
@@ -738,22 +874,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
-                if want_index:
-                    if x_fast:
-                        blob = PyBytes_FromStringAndSize(NULL, x_pn + BLOB_SIZE)
-                        kp = PyBytes_AS_STRING(blob)
-                        memcpy(kp, PyBytes_AS_STRING(x_pre), x_pn)
-                        memcpy(kp + x_pn, ms.p + O_BLOB, BLOB_SIZE)
-                    else:
-                        blob = PyBytes_FromStringAndSize(<const char *>ms.p + O_BLOB, BLOB_SIZE)
-                if want_raw:
-                    if r_fast:
-                        rkey = PyBytes_FromStringAndSize(NULL, r_pn + BLOB_SIZE)
-                        kp = PyBytes_AS_STRING(rkey)
-                        memcpy(kp, PyBytes_AS_STRING(r_pre), r_pn)
-                        memcpy(kp + r_pn, ms.p + O_BLOB, BLOB_SIZE)
-                    else:
-                        rkey = PyBytes_FromStringAndSize(<const char *>ms.p + O_BLOB, BLOB_SIZE)
+                if want_index or want_raw:
+                    memcpy(hsh, ms.p + O_BLOB, BLOB_SIZE)
                 if want_flags:
                     if nkw:
                         off = MSG_SIZE + <Py_ssize_t>nmem * MEMBER_SIZE
@@ -771,17 +893,10 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                         last_tail = tail
             finally:
                 _unspan(&ms)
-            data = None
+                data = None
             if want_index:
-                idx = x_get(blob, None, x_db) if x_fast else read_index(blob)
-                blob = None
-                if idx is None:
-                    fallback.append(u_obj)
-                    fb_pos = pos if joined else -1
-                    continue
-                _span(idx, &xs)
-                if xs.n < IDX_SIZE or not IDX_OK[xs.p[0]]:
-                    _unspan(&xs)
+                got = _blob_value(ahead, a.xrc[j], a.xp[j], a.xn[j], xr, hsh, &xs)
+                if not got or xs.n < IDX_SIZE or not IDX_OK[xs.p[0]]:
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
@@ -789,25 +904,16 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 # HEADER.FIELDS: the header end from the meta's prefix (an
                 # index written otherwise is decoded by the Python path), the
                 # fields from the raw message up to it
-                raw = r_get(rkey, None, r_db) if r_fast else read_blob(rkey)
-                rkey = None
-                he = -1
-                if raw is not None and want_he:
-                    he = _header_end(&xs)
-                if raw is None or (want_he and he < 0):
-                    _unspan(&xs)
-                    raw = None
+                he = _header_end(&xs) if want_he else -1
+                if (want_he and he < 0) or \
+                        not _blob_value(ahead, a.rrc[j], a.rp[j], a.rn[j], rr, hsh, &rs):
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
-                _span(raw, &rs)
                 if he > rs.n:
                     he = rs.n
                 if want_header and he >= FIELDS_OFFLOOP:
                     # a big header: split once, off the loop, by the Python path
-                    _unspan(&xs)
-                    _unspan(&rs)
-                    raw = None
                     fallback.append(u_obj)
                     fb_pos = pos if joined else -1
                     continue
@@ -816,86 +922,78 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 if joined and (n_whole or n_head) and \
                         n_whole * rs.n + n_head * he > budget:
                     # bigger than the budget: the Python path sends it in pieces
-                    _unspan(&xs)
-                    _unspan(&rs)
-                    raw = None
                     fallback.append(u_obj)
                     fb_pos = pos
                     continue
-            try:
-                if not joined:
-                    b.n = 0
-                _put(&b, b"* ", 2)
-                _put_u64(&b, <uint64_t>(i + 1))
-                _put(&b, b" FETCH (", 8)
-                for k in range(ncodes):
-                    if k:
-                        _put(&b, b" ", 1)
-                    c = codes[k]
-                    if c == C_UID:
-                        _put(&b, b"UID ", 4)
-                        _put_u64(&b, <uint64_t>u)
-                    elif c == C_FLAGS:
-                        if recent is not None and u_obj in recent:
-                            fl_r = recent_cache.get(fl)
-                            if fl_r is None:
-                                fl_r = recent_cache[fl] = _py.with_recent(fl)
-                            _put_bytes(&b, fl_r)
-                        else:
-                            _put_bytes(&b, fl)
-                    elif c == C_MODSEQ:
-                        _put(&b, b"MODSEQ (", 8)
-                        _put_u64(&b, last_ms)
-                        _put(&b, b")", 1)
-                    elif c == C_SIZE:
-                        _put(&b, b"RFC822.SIZE ", 12)
-                        _put_u64(&b, size)
-                    elif c == C_INTERNALDATE:
-                        _put(&b, b"INTERNALDATE ", 13)
-                        _put_date(&b, received, tz)
-                    elif c == C_ENVELOPE:
-                        _put(&b, b"ENVELOPE ", 9)
-                        _idx_field(&xs, 0, &fp, &fn)
-                        _put(&b, <const char *>fp, fn)
-                    elif c == C_BODYSTRUCTURE:
-                        _put(&b, b"BODYSTRUCTURE ", 14)
-                        _idx_field(&xs, 1, &fp, &fn)
-                        _put(&b, <const char *>fp, fn)
-                    elif c == C_BODY:
-                        _put(&b, b"BODY ", 5)
-                        _idx_field(&xs, 2, &fp, &fn)
-                        _put(&b, <const char *>fp, fn)
-                    elif c == C_HEADER_FIELDS:
-                        k2 = hf_of[k]
-                        _put_header_fields(&b, &t, rs.p, he, wname, wlen, hf_w[k2],
-                                           hf_w[k2 + 1], hf_neg[k2], labels[k2])
-                    elif c == C_WHOLE_BODY:
-                        # LABEL {n}\r\n and the stored bytes, NUL as 0x80
-                        _put_literal(&b, <bytes>whole_label[k], rs.p, rs.n)
-                    elif c == C_WHOLE_HEADER:
-                        # LABEL {n}\r\n and the header's stored bytes, NUL as 0x80
-                        _put_literal(&b, <bytes>whole_label[k], rs.p, he)
-                    elif c == C_EMAILID:
-                        _put(&b, b"EMAILID (", 9)
-                        _put_bytes(&b, _EMAIL_PREFIX)
-                        _put_u64(&b, eid)
-                        _put(&b, b")", 1)
+            if not joined:
+                b.n = 0
+            _put(&b, b"* ", 2)
+            _put_u64(&b, <uint64_t>(i + 1))
+            _put(&b, b" FETCH (", 8)
+            for k in range(ncodes):
+                if k:
+                    _put(&b, b" ", 1)
+                c = codes[k]
+                if c == C_UID:
+                    _put(&b, b"UID ", 4)
+                    _put_u64(&b, <uint64_t>u)
+                elif c == C_FLAGS:
+                    if recent is not None and u_obj in recent:
+                        fl_r = recent_cache.get(fl)
+                        if fl_r is None:
+                            fl_r = recent_cache[fl] = _py.with_recent(fl)
+                        _put_bytes(&b, fl_r)
                     else:
-                        _put(&b, b"THREADID (", 10)
-                        _put_bytes(&b, _THREAD_PREFIX)
-                        _put_u64(&b, thread)
-                        _put(&b, b")", 1)
-                if add_modseq:
-                    if ncodes:
-                        _put(&b, b" ", 1)
+                        _put_bytes(&b, fl)
+                elif c == C_MODSEQ:
                     _put(&b, b"MODSEQ (", 8)
                     _put_u64(&b, last_ms)
                     _put(&b, b")", 1)
-                _put(&b, b")\r\n", 3)
-            finally:
-                _unspan(&xs)
-                _unspan(&rs)
-            idx = raw = None
+                elif c == C_SIZE:
+                    _put(&b, b"RFC822.SIZE ", 12)
+                    _put_u64(&b, size)
+                elif c == C_INTERNALDATE:
+                    _put(&b, b"INTERNALDATE ", 13)
+                    _put_date(&b, received, tz)
+                elif c == C_ENVELOPE:
+                    _put(&b, b"ENVELOPE ", 9)
+                    _idx_field(&xs, 0, &fp, &fn)
+                    _put(&b, <const char *>fp, fn)
+                elif c == C_BODYSTRUCTURE:
+                    _put(&b, b"BODYSTRUCTURE ", 14)
+                    _idx_field(&xs, 1, &fp, &fn)
+                    _put(&b, <const char *>fp, fn)
+                elif c == C_BODY:
+                    _put(&b, b"BODY ", 5)
+                    _idx_field(&xs, 2, &fp, &fn)
+                    _put(&b, <const char *>fp, fn)
+                elif c == C_HEADER_FIELDS:
+                    k2 = hf_of[k]
+                    _put_header_fields(&b, &t, rs.p, he, wname, wlen, hf_w[k2],
+                                       hf_w[k2 + 1], hf_neg[k2], labels[k2])
+                elif c == C_WHOLE_BODY:
+                    # LABEL {n}\r\n and the stored bytes, NUL as 0x80
+                    _put_literal(&b, <bytes>whole_label[k], rs.p, rs.n)
+                elif c == C_WHOLE_HEADER:
+                    # LABEL {n}\r\n and the header's stored bytes, NUL as 0x80
+                    _put_literal(&b, <bytes>whole_label[k], rs.p, he)
+                elif c == C_EMAILID:
+                    _put(&b, b"EMAILID (", 9)
+                    _put_bytes(&b, _EMAIL_PREFIX)
+                    _put_u64(&b, eid)
+                    _put(&b, b")", 1)
+                else:
+                    _put(&b, b"THREADID (", 10)
+                    _put_bytes(&b, _THREAD_PREFIX)
+                    _put_u64(&b, thread)
+                    _put(&b, b")", 1)
+            if add_modseq:
+                if ncodes:
+                    _put(&b, b" ", 1)
+                _put(&b, b"MODSEQ (", 8)
+                _put_u64(&b, last_ms)
+                _put(&b, b")", 1)
+            _put(&b, b")\r\n", 3)
             if rep_ms_obj is None or rep_ms != last_ms:
                 # (a bulk STORE's lines share one modseq: one int for them)
                 rep_ms = last_ms
@@ -913,7 +1011,31 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
         return out, reported, fallback, stop
     finally:
         _unspan(&ms)
-        _unspan(&xs)
-        _unspan(&rs)
+        if xa is not None:
+            xa.close()
+        if ra is not None:
+            ra.close()
+        er.close()
+        xr.close()
+        rr.close()
         PyMem_Free(b.p)
         PyMem_Free(t.p)
+
+
+cdef inline bint _blob_value(bint ahead, int rc, const unsigned char *p, Py_ssize_t n,
+                             TableReads tr, const unsigned char *h, Span *s) except -1:
+    """The value under blob hash H in TR's table into S -> True, or False
+    when there is none: as _look_ahead found it (AHEAD: RC, P, N), or read
+    now."""
+    if not ahead:
+        return tr.read(h, _hash_obj(h) if tr.mode == TD_CALL else None, &s.p, &s.n)
+    if rc and rc != MDB_NOTFOUND:
+        _lmdb_raise("mdb_cursor_get", rc)
+    s.p = p
+    s.n = n
+    return rc == 0
+
+
+cdef inline bytes _hash_obj(const unsigned char *h):
+    """The blob hash H as bytes: the key a plain reader is called with."""
+    return PyBytes_FromStringAndSize(<const char *>h, BLOB_SIZE)
