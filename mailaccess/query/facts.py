@@ -37,7 +37,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict, deque
-from itertools import compress
+from itertools import compress, repeat
 from typing import NamedTuple, Sequence
 
 from mailaccess import _speedups
@@ -302,7 +302,7 @@ def facts(view, acc: int, eids: Sequence[int]) -> list[Facts | None]:
     ids of VIEW's snapshot).  Read through VIEW on a miss, then remembered."""
     cache = cache_of(view.store)
     gen = view.index_generation(acc)
-    ks = [(acc, gen, eid) for eid in eids]
+    ks = list(zip(repeat(acc), repeat(gen), eids))
     out = cache.get_many(ks)
     miss = [p for p, f in enumerate(out) if f is None]
     if not miss:

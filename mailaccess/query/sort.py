@@ -238,6 +238,12 @@ def values(view, acc: int, candidates: Sequence[tuple[int, int]],
 
 def _collated(strings: list[str], coll) -> list:
     """COLL of each of STRINGS, each distinct string collated once."""
+    if (coll is collate or coll is ascii_casemap) and strings:
+        # both map ASCII to upper case and leave the rest of ASCII as it is:
+        # all the strings at once, joined by a character none of them holds
+        joined = "\0".join(strings)
+        if joined.isascii() and joined.count("\0") == len(strings) - 1:
+            return joined.upper().split("\0")
     memo: dict[str, object] = {}
     out = []
     for s in strings:
