@@ -284,3 +284,53 @@ def test_read_many_equals_the_whole_index(store, mod, direct):
         with store.view() as v:
             data = v.blob_index(acc, v.email(acc, eids[-2]).blob)
             assert mod.facts_of(data, F.Facts) == want[-2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 900)), max_size=12),
+                max_size=6),
+       st.integers(900, 6000))
+def test_put_many_keeps_what_putting_each_keeps(batches, budget):
+    # put_many's all-at-once path (new keys) leaves the cache as putting each
+    # entry in turn does: the same entries in the same order, the same bytes
+    a, b = F.FactsCache(budget), F.FactsCache(budget)
+    for batch in batches:
+        items = [(k, _facts(n)) for k, n in batch]
+        a.put_many(items)
+        for k, f in items:
+            b.put(k, f)
+        assert list(a.data.items()) == list(b.data.items()) and a.used == b.used <= budget
+
+
+def test_cache_keys_never_collide():
+    top = (1 << 32) - 1
+    trios = [(a, g, e) for a in (0, 1, top) for g in (0, 1, 2, 1 << 40) for e in (0, 1, top)]
+    keys = [F._keys(a, g, [e])[0] for a, g, e in trios]
+    assert len(set(keys)) == len(trios)
+
+
+def test_sent_ranges_hold_at_their_bounds(store):
+    # the engine's Sent branch over the facts equals Sent.holds on each
+    # email's Date: (UTC instant, or with wall_clock its written local time,
+    # RFC 3501 6.4.4), bounds [after, before); no Date: matches nothing
+    import itertools
+    from mailaccess.query import engine, model as m
+    dates = ["Mon, 3 Nov 2025 10:00:00 +0000", "Mon, 3 Nov 2025 10:00:00 -0200",
+             "Mon, 3 Nov 2025 23:30:00 +1400", "Tue, 4 Nov 2025 00:00:00 +0000", None]
+    acc = store.write_sync(ops.create_account, "s", "h")
+    with store.view() as v:
+        inbox = v.mailbox_by_role(acc, "inbox").id
+    for i, d in enumerate(dates):
+        raw = message([("Subject", str(i))] + ([("Date", d)] if d else []))
+        store.write_sync(ops.append, acc, [inbox], ingest.prepare(raw, i), [])
+    with store.view() as v:
+        cands = v.uids(acc, inbox)
+        fs = F.facts(v, acc, [e for _, e in cands])
+        instants = sorted({f.sent for f in fs if f.sent is not None} |
+                          {f.sent + f.sent_tz * 60 for f in fs if f.sent is not None})
+        bounds = [None] + [t + d for t in instants for d in (-1, 0, 1)]
+        for lo, hi, wall in itertools.product(bounds, bounds, (False, True)):
+            cond = m.Sent(after=lo, before=hi, wall_clock=wall)
+            want = [k for (k, _e), f in zip(cands, fs) if f.sent is not None
+                    and cond.holds(f.sent + (f.sent_tz or 0) * 60 * wall)]
+            assert engine.search(v, acc, cands, cond) == want, (lo, hi, wall)
