@@ -159,3 +159,30 @@ def test_collated_all_at_once_is_each_one(strings, name):
     # collation of each string, also when a string holds the joining NUL
     coll = qsort.COLLATIONS[name]
     assert qsort._collated(strings, coll) == [coll(s) for s in strings]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["", "a", "B", "b"])),
+                max_size=30),
+       st.lists(st.tuples(st.sampled_from([0, 1]), st.booleans()), min_size=1, max_size=3))
+def test_sort_rows_orders_key_by_key_ties_in_candidate_order(vals, spec):
+    # RFC 5256 section 3: each key compared in turn, each reversed on its own;
+    # candidates equal on every key stay in candidate order (also reversed)
+    import functools
+    keys = [SortKey("arrival", rev) for _col, rev in spec]
+    rows = [(k, tuple(v[col] for col, _rev in spec)) for k, v in enumerate(vals)]
+
+    def cmp(a, b):
+        for i, (_col, rev) in enumerate(spec):
+            x, y = a[1][i], b[1][i]
+            if x != y:
+                return (1 if x > y else -1) * (-1 if rev else 1)
+        return a[0] - b[0]
+
+    saved = qsort.values
+    qsort.values = lambda view, acc, cands, ks: list(rows)
+    try:
+        got = qsort.sort_rows(None, 0, [], keys)
+    finally:
+        qsort.values = saved
+    assert got == sorted(rows, key=functools.cmp_to_key(cmp))

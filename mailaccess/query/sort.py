@@ -168,10 +168,14 @@ def sort_rows(view, acc: int, candidates: Sequence[tuple[int, int]],
     by; a caller keeping a sorted list places new entries with them)."""
     rows = values(view, acc, candidates, keys)
     # stable sorts from the least significant key up; reverse=True keeps
-    # equal items in their original order, so ties stay in candidate order
+    # equal items in their original order, so ties stay in candidate order.
+    # Positions are sorted, each by a column of one key's values (its
+    # __getitem__ as the key: no Python call per comparison key)
+    at = list(range(len(rows)))
     for i in range(len(keys) - 1, -1, -1):
-        rows.sort(key=lambda row: row[1][i], reverse=keys[i].reverse)
-    return rows
+        col = [v[i] for _k, v in rows]
+        at.sort(key=col.__getitem__, reverse=keys[i].reverse)
+    return list(map(rows.__getitem__, at))
 
 
 def values(view, acc: int, candidates: Sequence[tuple[int, int]],

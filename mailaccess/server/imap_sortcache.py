@@ -101,16 +101,20 @@ def _value_bytes(row: tuple) -> int:
 
 
 def _values_bytes(rows: list[tuple]) -> int:
-    """``sum(map(_value_bytes, ROWS))`` without a Python frame per row (a
-    generator per row was a third of building a 10,000-message order)."""
-    return sum(map(sys.getsizeof, rows)) + sum(map(sys.getsizeof, chain.from_iterable(rows)))
+    """``sum(map(_value_bytes, ROWS))`` (ROWS: tuples of one length, the
+    number of sort keys) without a Python frame per row (a generator per row
+    was a third of building a 10,000-message order)."""
+    if not rows:
+        return 0
+    return len(rows) * sys.getsizeof(rows[0]) + sum(map(sys.getsizeof,
+                                                        chain.from_iterable(rows)))
 
 
-def _make(pairs_sorted: list[tuple[int, tuple]], eid_of: dict[int, int], gen: int) -> Order:
+def _make(pairs_sorted: list[tuple[int, tuple]], uids: array, eids: array, gen: int) -> Order:
+    """The Order of PAIRS_SORTED ((UID, values) in sort order) over the UIDs
+    UIDS (ascending; the same ones) and their email ids EIDS."""
     order = array("I", map(itemgetter(0), pairs_sorted))
     vals = list(map(itemgetter(1), pairs_sorted))
-    uids = array("I", sorted(order))
-    eids = array("I", map(eid_of.__getitem__, uids))
     nbytes = 200 + 16 * len(uids) + 8 * len(vals) + _values_bytes(vals)
     return Order(uids, eids, order, vals, nbytes, gen)
 
@@ -215,7 +219,7 @@ def sorted_uids(view, acc: int, keys, uids: array, eids: array, wanted,
     if old is None:
         pairs = list(zip(uids, eids))
         rows = qsort.sort_rows(view, acc, pairs, list(keys))
-        new = old = _make(rows, dict(pairs), gen)
+        new = old = _make(rows, uids, eids, gen)
     order = old.order
     if len(order) == len(uids) and (wanted is None or len(wanted) == len(uids)):
         # the whole view: the order knows every UID of it (caught up) and no other
@@ -280,7 +284,8 @@ def _catch_up(view, acc: int, keys, old: Order, uids: array, eids: array) -> Ord
         pos = [i for i, u in enumerate(order) if u in keep]
         order = [order[i] for i in pos]
         vals = [vals[i] for i in pos]
-        return _make(list(zip(order, vals)), dict(zip(uids, eids)), old.gen)
+        # (every UID of the view is in ORDER now: known, or inserted above)
+        return _make(list(zip(order, vals)), uids, eids, old.gen)
     if not missing_u:
         return old
     if above:                           # the known UIDs, then the new ones above them
