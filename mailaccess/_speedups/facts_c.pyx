@@ -245,26 +245,50 @@ cdef class _Reader:
         self.pos = j
         return -v if neg else v
 
-    cdef object value(self, int depth):
+    cdef int skip_string(self) except -1:
+        """At a quote: past the string, not made (its escapes not read)."""
+        cdef Py_ssize_t j = self.pos + 1
         cdef unsigned char c
-        cdef list out
+        while j < self.end:
+            c = self.p[j]
+            if c == 0x22:
+                self.pos = j + 1
+                return 0
+            if c == 0x5C:
+                j += 1
+            elif c < 0x20 or c >= 0x80:
+                raise _Decline()
+            j += 1
+        raise _Decline()
+
+    cdef object value(self, int depth, bint make=True):
+        """The value here; MAKE False: past it, None made for strings and
+        lists (the meta keys _fast does not need)."""
+        cdef unsigned char c
+        cdef list out = None
         self.ws()
         if self.pos >= self.end:
             raise _Decline()
         c = self.p[self.pos]
         if c == 0x22:
-            return self.string()
+            if make:
+                return self.string()
+            self.skip_string()
+            return None
         if c == 0x5B:                            # [
             if depth > 8:
                 raise _Decline()
             self.pos += 1
-            out = []
+            if make:
+                out = []
             self.ws()
             if self.pos < self.end and self.p[self.pos] == 0x5D:
                 self.pos += 1
                 return out
             while True:
-                out.append(self.value(depth + 1))
+                v = self.value(depth + 1, make)
+                if make:
+                    out.append(v)
                 self.ws()
                 if self.pos >= self.end:
                     raise _Decline()
@@ -396,11 +420,6 @@ cdef Py_ssize_t R_BLOB = EMAIL_LAYOUT.offset("blob")
 if EMAIL_LAYOUT.code("blob") != "32s":
     raise ImportError("facts_c: the email record's blob hash changed type")
 
-cdef enum:
-    MDB_NEXT = 8
-    MDB_SET_KEY = 16
-
-
 cdef inline bint _ws(unsigned char c) noexcept:
     """An ASCII character str.split() / str.strip() treat as white space."""
     return c == 0x20 or 0x09 <= c <= 0x0D or 0x1C <= c <= 0x1F
@@ -491,50 +510,6 @@ cdef object _msgid(object mid):
     return PyUnicode_Substring(mid, a, b)
 
 
-cdef int _skip(_Reader r, int depth) except -1:
-    """Past one JSON value at R (not made); _Decline on what value() declines."""
-    cdef unsigned char c
-    cdef Py_ssize_t j
-    r.ws()
-    if r.pos >= r.end:
-        raise _Decline()
-    c = r.p[r.pos]
-    if c == 0x22:
-        j = r.pos + 1
-        while j < r.end:
-            c = r.p[j]
-            if c == 0x22:
-                r.pos = j + 1
-                return 0
-            if c == 0x5C:
-                j += 1
-            elif c < 0x20 or c >= 0x80:
-                raise _Decline()
-            j += 1
-        raise _Decline()
-    if c == 0x5B:
-        if depth > 8:
-            raise _Decline()
-        r.pos += 1
-        r.ws()
-        if r.pos < r.end and r.p[r.pos] == 0x5D:
-            r.pos += 1
-            return 0
-        while True:
-            _skip(r, depth + 1)
-            r.ws()
-            if r.pos >= r.end:
-                raise _Decline()
-            c = r.p[r.pos]
-            r.pos += 1
-            if c == 0x5D:
-                return 0
-            if c != 0x2C:
-                raise _Decline()
-    r.value(depth)                  # null, true, false, a number (nothing big)
-    return 0
-
-
 cdef tuple _first_address(_Reader r):
     """At an address list: (name, email) of its first address, (None, "")
     when there is none; the others skipped."""
@@ -568,7 +543,7 @@ cdef tuple _first_address(_Reader r):
             return (name, email or "")
         if c != 0x2C:
             raise _Decline()
-        _skip(r, 1)
+        r.value(1, False)
 
 
 cdef inline void _put(object t, Py_ssize_t i, object v):
@@ -676,7 +651,7 @@ cdef object _fast(const unsigned char *p, Py_ssize_t n, object cls):
             if slot == _JMAP_BODY:
                 break
             if slot < 0:
-                _skip(r, 0)
+                r.value(0, False)
             else:
                 vals[slot] = _first_address(r) if _FROM <= slot <= _CC else r.value(0)
                 seen |= 1 << slot
@@ -785,8 +760,6 @@ cdef class _Table:
         """The value under the key of SUFFIX (X for the reader) into P/N -> 1,
         or 0 when there is none; valid until the next fetch.  SEQ: try the
         entry after the last one found first (email ids mostly ascend)."""
-        cdef ea_val k, d
-        cdef int rc
         _unspan(&self.span)
         if self.cur == NULL:
             v = self.reader(x)
@@ -797,26 +770,7 @@ cdef class _Table:
             n[0] = self.span.n
             return 1
         memcpy(self.kbuf + self.pn, suffix, sn)
-        if seq and self.positioned:
-            rc = _c_get(self.cur.curs, &k, &d, MDB_NEXT)
-            if rc == 0 and <Py_ssize_t>k.mv_size == self.pn + sn \
-                    and memcmp(k.mv_data, self.kbuf, k.mv_size) == 0:
-                p[0] = <const unsigned char *>d.mv_data
-                n[0] = <Py_ssize_t>d.mv_size
-                return 1
-            if rc and rc != MDB_NOTFOUND:
-                _lmdb_raise("mdb_cursor_get", rc)
-        k.mv_size = self.pn + sn
-        k.mv_data = self.kbuf
-        rc = _c_get(self.cur.curs, &k, &d, MDB_SET_KEY)
-        self.positioned = rc == 0
-        if rc == MDB_NOTFOUND:
-            return 0
-        if rc:
-            _lmdb_raise("mdb_cursor_get", rc)
-        p[0] = <const unsigned char *>d.mv_data
-        n[0] = <Py_ssize_t>d.mv_size
-        return 1
+        return _direct_get(self.cur, self.kbuf, self.pn + sn, seq, &self.positioned, p, n)
 
 
 def read_many(read_email, read_index, list eids, cls, slow):

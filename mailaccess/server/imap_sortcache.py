@@ -232,11 +232,10 @@ def _resorted(donor: Order, keys) -> Order:
     """DONOR's messages ordered by KEYS (the same fields, other REVERSE
     flags), from its values: in UID order, then stable sorts from the least
     significant key up, as ``query.sort.sort_rows`` does."""
-    rows = sorted(zip(donor.order, donor.vals), key=lambda r: r[0])
-    for i in range(len(keys) - 1, -1, -1):
-        rows.sort(key=lambda r: r[1][i], reverse=keys[i].reverse)
-    order = array("I", (u for u, _ in rows))
-    return Order(donor.uids, donor.eids, order, [v for _, v in rows], donor.nbytes, donor.gen)
+    rows = qsort.order_rows(sorted(zip(donor.order, donor.vals), key=itemgetter(0)), keys)
+    order = array("I", map(itemgetter(0), rows))
+    return Order(donor.uids, donor.eids, order, list(map(itemgetter(1), rows)), donor.nbytes,
+                 donor.gen)
 
 
 def _catch_up(view, acc: int, keys, old: Order, uids: array, eids: array) -> Order | None:
