@@ -289,6 +289,37 @@ async def test_a_narrow_search_with_nothing_cached_sorts_its_result_alone(env):
     assert len(cache_of(env).entries) == 1 and cache_of(env).hits == 1
 
 
+async def test_a_reindex_that_changes_sort_values_is_not_answered_from_old_orders(env):
+    # mailaccess reindex may rewrite a stored index while the server runs (a
+    # parser fix): ops.replace_index bumps the account's CTR_INDEXES, and an
+    # order (or a donor for REVERSE) whose values were read before is not used
+    from mailaccess.mime import index as mindex
+    append(env, 12)
+    a = session(env)
+    await command(a, b"SELECT INBOX")
+    lines = [b"UID SORT (SUBJECT) UTF-8 ALL", b"UID SORT (DATE) UTF-8 ALL"]
+    await check_all(a, lines)
+    # REVERSE SUBJECT first after the reindex: no order of its own, the
+    # SUBJECT order (read before) would be its donor
+    before = {b"UID SORT (REVERSE SUBJECT) UTF-8 ALL":
+              await uncached(a, b"UID SORT (REVERSE SUBJECT) UTF-8 ALL")}
+    before.update({line: await answer(a, line) for line in lines})
+    last = uids_of(env)[-1]
+    with env.store.view() as v:
+        blob = v.email(env.acc, eids_of(env, [last])[0]).blob
+    fixed = mindex.encode_index(mindex.index_message(
+        b"Subject: 000 first now\r\nDate: Mon, 1 Jan 1990 00:00:00 +0000\r\n\r\nb\r\n"))
+    env.store.write_sync(ops.replace_index, env.acc, blob, fixed)
+    for line, old in before.items():
+        want = await uncached(a, line)
+        assert want != old, line                # (the reindex moved the message)
+        assert await answer(a, line) == want, line
+    # the orders made afresh are kept and answer again
+    hits = cache_of(env).hits
+    await check_all(a, lines)
+    assert cache_of(env).hits == hits + len(lines)
+
+
 async def test_two_accounts_never_see_each_others_orders(env):
     append(env, 20)
     append(env, 20, acc=env.other, mbx=env.ib_other)

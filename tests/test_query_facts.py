@@ -221,3 +221,116 @@ def test_threads_share_one_cache(store, monkeypatch):
     cache = F.cache_of(store)
     assert not errors and cache.used <= cache.budget
     assert cache.used == sum(F._cost(f) for f in cache.data.values())
+
+
+# ---------------------------------------------------------------- read_many
+
+SAMPLES = [
+    "Re: [list] Fwd: x (fwd)", "=?utf-8?b?w6l0w6k=?=", "grp: a@b, c@d;", "a@b",
+    '"Q \\" d" <q@x>', "undisclosed-recipients:;", "<a@b> <c@d>", "<\"x y\"@z>",
+    "Mon, 3 Nov 2025 10:00:00 -0200", "garbage", "\u00e9l\u00e8ve <e@x>", ",,,", ":;",
+    "=?x?q?bad", "\"\" <>", "a@b (c)", "[fwd: hi]", "x" * 300, "\\", "{5}\r\n",
+    "Sender 1 <s1@example.org>", "plain subject", "  two  spaces ", "<m1@x> <m2@x>",
+    "Tue, 4 Nov 2025 23:59:59 +1400", "<<>>", "<a b@c>", "Re: plain"]
+FIELDS = ["From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+          "Content-Type"]
+
+
+def _hostile_account(store, n=80):
+    import random
+    rng = random.Random(5)
+    msgs = [message([(rng.choice(FIELDS), rng.choice(SAMPLES))
+                     for _ in range(rng.randrange(8))]) for _ in range(n)]
+    msgs.append(message([("From", "Ann <ann@example.org>"), ("To", "bob@example.org"),
+                         ("Subject", "common mail"), ("Message-ID", "<c@x>"),
+                         ("Date", "Sat, 1 Nov 2025 10:00:00 +0100")]))
+    acc = store.write_sync(ops.create_account, "h", "h")
+    with store.view() as v:
+        inbox = v.mailbox_by_role(acc, "inbox").id
+    for i, raw in enumerate(msgs):
+        store.write_sync(ops.append, acc, [inbox], ingest.prepare(raw, i), [])
+    return acc, inbox
+
+
+@pytest.mark.parametrize("mod", twin_params("facts"))
+@pytest.mark.parametrize("direct", [True, False], ids=["lmdb", "reader"])
+def test_read_many_equals_the_whole_index(store, mod, direct):
+    # the batch read of facts() (records and indexes read in place, most
+    # facts finished in C) gives what the whole decoded index defines; an
+    # email that is gone reads as None
+    from mailaccess.store.emails import decode_index
+    acc, inbox = _hostile_account(store)
+    with store.view() as v:
+        gone = v.uids(acc, inbox)[3][1]
+        store.write_sync(ops.expunge, acc, inbox, [v.uids(acc, inbox)[3][0]])
+    if not direct and hasattr(mod, "lmdb_direct"):
+        mod.lmdb_direct(False)
+    saved, F._impl = F._impl, mod               # (from_data, the slow path, on MOD too)
+    try:
+        with store.view() as v:
+            eids = [e for _, e in v.uids(acc, inbox)] + [gone]
+            got = mod.read_many(v.email_reader(acc), v.index_reader(acc), eids, F.Facts,
+                                F.from_data)
+            want = [F.from_index(decode_index(v.blob_index(acc, v.email(acc, e).blob)))
+                    for e in eids[:-1]] + [None]
+    finally:
+        F._impl = saved
+        if hasattr(mod, "lmdb_direct"):
+            mod.lmdb_direct(True)
+    assert got == want
+    assert all(type(f) is F.Facts for f in got[:-1])
+    # the compiled twin finished the common message itself (no Python _make)
+    if hasattr(mod, "lmdb_direct"):
+        with store.view() as v:
+            data = v.blob_index(acc, v.email(acc, eids[-2]).blob)
+            assert mod.facts_of(data, F.Facts) == want[-2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 900)), max_size=12),
+                max_size=6),
+       st.integers(900, 6000))
+def test_put_many_keeps_what_putting_each_keeps(batches, budget):
+    # put_many's all-at-once path (new keys) leaves the cache as putting each
+    # entry in turn does: the same entries in the same order, the same bytes
+    a, b = F.FactsCache(budget), F.FactsCache(budget)
+    for batch in batches:
+        items = [(k, _facts(n)) for k, n in batch]
+        a.put_many(items)
+        for k, f in items:
+            b.put(k, f)
+        assert list(a.data.items()) == list(b.data.items()) and a.used == b.used <= budget
+
+
+def test_cache_keys_never_collide():
+    top = (1 << 32) - 1
+    trios = [(a, g, e) for a in (0, 1, top) for g in (0, 1, 2, 1 << 40) for e in (0, 1, top)]
+    keys = [F._keys(a, g, [e])[0] for a, g, e in trios]
+    assert len(set(keys)) == len(trios)
+
+
+def test_sent_ranges_hold_at_their_bounds(store):
+    # the engine's Sent branch over the facts equals Sent.holds on each
+    # email's Date: (UTC instant, or with wall_clock its written local time,
+    # RFC 3501 6.4.4), bounds [after, before); no Date: matches nothing
+    import itertools
+    from mailaccess.query import engine, model as m
+    dates = ["Mon, 3 Nov 2025 10:00:00 +0000", "Mon, 3 Nov 2025 10:00:00 -0200",
+             "Mon, 3 Nov 2025 23:30:00 +1400", "Tue, 4 Nov 2025 00:00:00 +0000", None]
+    acc = store.write_sync(ops.create_account, "s", "h")
+    with store.view() as v:
+        inbox = v.mailbox_by_role(acc, "inbox").id
+    for i, d in enumerate(dates):
+        raw = message([("Subject", str(i))] + ([("Date", d)] if d else []))
+        store.write_sync(ops.append, acc, [inbox], ingest.prepare(raw, i), [])
+    with store.view() as v:
+        cands = v.uids(acc, inbox)
+        fs = F.facts(v, acc, [e for _, e in cands])
+        instants = sorted({f.sent for f in fs if f.sent is not None} |
+                          {f.sent + f.sent_tz * 60 for f in fs if f.sent is not None})
+        bounds = [None] + [t + d for t in instants for d in (-1, 0, 1)]
+        for lo, hi, wall in itertools.product(bounds, bounds, (False, True)):
+            cond = m.Sent(after=lo, before=hi, wall_clock=wall)
+            want = [k for (k, _e), f in zip(cands, fs) if f.sent is not None
+                    and cond.holds(f.sent + (f.sent_tz or 0) * 60 * wall)]
+            assert engine.search(v, acc, cands, cond) == want, (lo, hi, wall)

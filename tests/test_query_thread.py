@@ -130,6 +130,12 @@ class _FakeView:
     def blob_index(self, acc, h):
         return self.idx.get(h)
 
+    def email_reader(self, acc):             # (query/facts.py reads many at once)
+        return lambda eid: self.email_raw(acc, eid)
+
+    def index_reader(self, acc):
+        return self.idx.get
+
     def index_generation(self, acc):
         return 0
 

@@ -21,6 +21,7 @@ import json
 import re
 
 from mailaccess.mime.index import INDEX_LAYOUT
+from mailaccess.store.records import EMAIL_LAYOUT
 
 # mime/index.py's storage form (INDEX_LAYOUT): a version byte, the u32
 # big-endian end offsets of the seven fields (envelope first, meta last),
@@ -34,6 +35,9 @@ NEED = ("subject", "from_", "to", "cc", "sent_at", "sent_at_tz", "message_id",
 _SUBJECT_AT = re.compile(re.escape(b',"subject":')).search
 _CUT_AT = re.compile(re.escape(b',"jmap_body":')).search
 _decode = json.JSONDecoder().raw_decode
+
+_BLOB_AT = EMAIL_LAYOUT.offset("blob")    # the email record's blob hash (32 bytes)
+assert EMAIL_LAYOUT.code("blob") == "32s"
 
 # positions in the ENVELOPE list of the fields first_groups reports, in order
 FIELDS = (2, 5, 6)
@@ -174,3 +178,29 @@ def extract(data):
     if type(doc) is not dict or not all(k in doc for k in NEED):
         return None
     return tuple(doc[k] for k in NEED) + first_groups(bytes(data[h:h + ends[1]]))
+
+
+def facts_of(data, cls):
+    """The facts (a CLS: query/facts.py's Facts) of the encoded index DATA
+    when they are quick to finish here, else None: the caller computes them
+    from extract's values (facts.py's _make) or the decoded index.  The
+    compiled twin finishes common mail itself (no group in the ENVELOPE, no
+    Message-ID needing more than its angle brackets stripped); this one
+    always leaves it to the caller, whose answer is the same."""
+    return None
+
+
+def read_many(read_email, read_index, eids, cls, slow):
+    """For each email id of EIDS (read_email: eid -> email record, or None;
+    read_index: blob hash -> encoded index, or None; both store Readers):
+    None when the email is gone, else its facts: ``facts_of(index, CLS)``,
+    or ``SLOW(index)`` when that declines (SLOW(None): no index)."""
+    out = []
+    for eid in eids:
+        raw = read_email(eid)
+        if raw is None:
+            out.append(None)
+            continue
+        data = read_index(bytes(raw[_BLOB_AT:_BLOB_AT + 32]))
+        out.append(slow(data) if data is None else (facts_of(data, cls) or slow(data)))
+    return out

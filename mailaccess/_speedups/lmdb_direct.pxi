@@ -420,3 +420,44 @@ cdef class TableAhead:
         p[0] = <const unsigned char *>d.mv_data
         n[0] = <Py_ssize_t>d.mv_size
         return 0
+
+
+cdef enum:
+    _DG_NEXT = 8           # MDB_NEXT
+    _DG_SET_KEY = 16       # MDB_SET_KEY
+
+
+cdef inline int _direct_get(ea_cursor *cur, const unsigned char *key, Py_ssize_t kn, bint seq,
+                            bint *positioned, const unsigned char **p,
+                            Py_ssize_t *n) except -1:
+    """The value under KEY (kn bytes) through CUR (``_lmdb_cursor``) into
+    P/N -> 1, or 0 when there is none; valid while the transaction lives.
+    SEQ: the keys come mostly in table order, the entry after the last one
+    found is tried first; POSITIONED: whether CUR is on the last key found
+    (kept here)."""
+    cdef ea_val k, d
+    cdef int rc
+    cdef Py_ssize_t i
+    if seq and positioned[0]:
+        rc = _c_get(cur.curs, &k, &d, _DG_NEXT)
+        if rc == 0 and <Py_ssize_t>k.mv_size == kn:
+            i = 0
+            while i < kn and (<const unsigned char *>k.mv_data)[i] == key[i]:
+                i += 1
+            if i == kn:
+                p[0] = <const unsigned char *>d.mv_data
+                n[0] = <Py_ssize_t>d.mv_size
+                return 1
+        elif rc and rc != MDB_NOTFOUND:
+            _lmdb_raise("mdb_cursor_get", rc)
+    k.mv_size = kn
+    k.mv_data = <void *>key
+    rc = _c_get(cur.curs, &k, &d, _DG_SET_KEY)
+    positioned[0] = rc == 0
+    if rc == MDB_NOTFOUND:
+        return 0
+    if rc:
+        _lmdb_raise("mdb_cursor_get", rc)
+    p[0] = <const unsigned char *>d.mv_data
+    n[0] = <Py_ssize_t>d.mv_size
+    return 1

@@ -28,6 +28,7 @@ from . import facts as _facts
 from . import model as m
 
 _impl = _speedups.load("search")
+_INF = float("inf")     # (an open bound of a Sent range)
 
 __all__ = ["search", "search_columns", "matches", "needle_bytes", "CHUNK"]
 
@@ -231,18 +232,19 @@ class _Batch:
         if t is m.ThreadKeyword:
             return self._thread_keyword(q, pos)
         if t is m.Sent:
-            # the facts of the email's content (query/facts.py: remembered)
+            # the facts of the email's content (query/facts.py: remembered);
+            # q.holds spelled out over the bounds (no call per email)
             eids = self.eids
-            out = []
-            for p, f in zip(pos, _facts.facts(self.view, self.acc, [eids[p] for p in pos])):
-                if f is None or f.sent is None:
-                    continue
-                t = f.sent
-                if q.wall_clock:
-                    t += (f.sent_tz or 0) * 60
-                if q.holds(t):
-                    out.append(p)
-            return out
+            fs = _facts.facts(self.view, self.acc, [eids[p] for p in pos])
+            # (sent, sent_tz) of each, None without a (readable) Date:
+            if q.wall_clock:
+                ts = [f[0] + (f[1] or 0) * 60 if f is not None and f[0] is not None else None
+                      for f in fs]
+            else:
+                ts = [f[0] if f is not None else None for f in fs]
+            lo = q.after if q.after is not None else -_INF
+            hi = q.before if q.before is not None else _INF
+            return [p for p, t in zip(pos, ts) if t is not None and lo <= t < hi]
         if t is m.HasAttachment:
             eids = self.eids
             return [p for p, f in zip(pos, _facts.facts(self.view, self.acc, [eids[p] for p in pos]))

@@ -15,7 +15,8 @@ compiled with a pure twin).
 :func:`facts` answers for many emails at once from a per-process cache,
 one per store (held like view.py's keyword spellings), bounded in bytes
 (``[store] facts_cache_bytes``, least recently used out first).  It is
-keyed by (account, index generation, email id):
+keyed by (account, index generation, email id), packed in one int
+(:func:`_keys`: a dict of 10,000 int keys answers faster than one of tuples):
 
 * an email id is never reused within an account (a per-account counter,
   store/ops.py) and account ids are never reused, and the content of an
@@ -38,11 +39,11 @@ import threading
 import weakref
 from collections import OrderedDict, deque
 from itertools import compress
+from operator import itemgetter
 from typing import NamedTuple, Sequence
 
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
-from mailaccess.store import records
 from mailaccess.store.emails import decode_index
 
 _impl = _speedups.load("facts")
@@ -187,6 +188,9 @@ def from_data(data) -> Facts:
     if data is None:
         return EMPTY
     try:
+        f = _impl.facts_of(data, Facts)
+        if f is not None:
+            return f
         v = _impl.extract(data)
         if v is not None:
             return _make(*v)
@@ -216,7 +220,7 @@ def _cost(f: Facts) -> int:
 
 
 class FactsCache:
-    """(account, index generation, email id) -> Facts, at most BUDGET bytes
+    """key (facts.py: account, index generation, email id) -> Facts, at most BUDGET bytes
     by :func:`_cost`, the least recently used dropped first.  An entry
     bigger than the budget alone is not kept.  Searches, sorts and threads
     run in the worker pool's threads: every step holds LOCK (never while
@@ -247,6 +251,19 @@ class FactsCache:
         with self.lock:
             data = self.data
             budget = self.budget
+            keys = list(map(itemgetter(0), items))
+            if costs and max(costs) <= budget and len(set(keys)) == len(keys) \
+                    and not any(map(data.__contains__, keys)):
+                # all new (the misses of facts()): appended at once, then the
+                # oldest out while over the budget; the same entries stay as
+                # when each was put and the oldest dropped after each (both
+                # keep the longest run of most recent entries that fits)
+                data.update(items)
+                self.used += sum(costs)
+                while self.used > budget:
+                    _k, gone = data.popitem(last=False)
+                    self.used -= _cost(gone)
+                return
             for (key, f), cost in zip(items, costs):
                 if cost > budget:
                     continue
@@ -294,24 +311,32 @@ def cache_of(store) -> FactsCache:
     return c
 
 
+def _keys(acc: int, gen: int, eids: Sequence[int]) -> list[int]:
+    """The cache keys of emails EIDS of account ACC at index generation GEN:
+    (GEN, ACC, eid) packed in one int (account and email ids are u32, as
+    the store's keys hold them: store/keys.py)."""
+    return list(map(((gen << 64) | (acc << 32)).__or__, eids))
+
+
 def facts(view, acc: int, eids: Sequence[int]) -> list[Facts | None]:
     """The facts of emails EIDS of account ACC, in order; None for an email
     that does not exist (or gone since it was remembered: a caller passes
     ids of VIEW's snapshot).  Read through VIEW on a miss, then remembered."""
     cache = cache_of(view.store)
-    gen = view.index_generation(acc)
-    ks = [(acc, gen, eid) for eid in eids]
+    ks = _keys(acc, view.index_generation(acc), eids)
     out = cache.get_many(ks)
+    miss = [p for p, f in enumerate(out) if f is None]
+    if not miss:
+        return out
+    # the misses read in one call (_speedups/facts_*.read_many: the record
+    # and index of each read in place, most facts finished without Python)
+    got = _impl.read_many(view.email_reader(acc), view.index_reader(acc),
+                          [eids[p] for p in miss], Facts, from_data)
     new = []
-    for p, f in enumerate(out):
+    for p, f in zip(miss, got):
         if f is not None:
-            continue
-        eid = eids[p]
-        raw = view.email_raw(acc, eid)
-        if raw is None:
-            continue
-        f = out[p] = from_data(view.blob_index(acc, records.blob_hash_of(raw)))
-        new.append((ks[p], f))
+            out[p] = f
+            new.append((ks[p], f))
     if new and cache.budget:
         cache.put_many(new)
     return out

@@ -22,8 +22,8 @@ from mailaccess.store.records import EMAIL_LAYOUT, EmailRecord
 from . import facts as _facts
 from .facts import Facts, addr_mailbox, display_value
 
-__all__ = ["SortKey", "sort", "sort_rows", "values", "FIELDS", "COLLATIONS", "addr_mailbox",
-           "display_value", "collate", "ascii_casemap", "ascii_numeric"]
+__all__ = ["SortKey", "sort", "sort_rows", "order_rows", "values", "FIELDS", "COLLATIONS",
+           "addr_mailbox", "display_value", "collate", "ascii_casemap", "ascii_numeric"]
 
 FIELDS = frozenset({
     "arrival", "date", "from", "to", "cc", "displayfrom", "displayto", "subject", "size",
@@ -166,12 +166,21 @@ def sort_rows(view, acc: int, candidates: Sequence[tuple[int, int]],
     """``(key, values)`` of CANDIDATES ordered by KEYS, VALUES being each
     candidate's comparison value under each key (what :func:`sort` orders
     by; a caller keeping a sorted list places new entries with them)."""
-    rows = values(view, acc, candidates, keys)
-    # stable sorts from the least significant key up; reverse=True keeps
-    # equal items in their original order, so ties stay in candidate order
+    return order_rows(values(view, acc, candidates, keys), keys)
+
+
+def order_rows(rows: list[tuple[int, tuple]], keys: Sequence[SortKey]) -> list[tuple[int, tuple]]:
+    """ROWS ((key, values) in candidate order) ordered by KEYS.
+
+    Stable sorts from the least significant key up; reverse=True keeps equal
+    items in their original order, so ties stay in candidate order (RFC 5256
+    section 3).  Positions are sorted, each by a column of one key's values
+    (its __getitem__ as the key: no Python call per comparison key)."""
+    at = list(range(len(rows)))
     for i in range(len(keys) - 1, -1, -1):
-        rows.sort(key=lambda row: row[1][i], reverse=keys[i].reverse)
-    return rows
+        col = [v[i] for _k, v in rows]
+        at.sort(key=col.__getitem__, reverse=keys[i].reverse)
+    return list(map(rows.__getitem__, at))
 
 
 def values(view, acc: int, candidates: Sequence[tuple[int, int]],
@@ -238,6 +247,12 @@ def values(view, acc: int, candidates: Sequence[tuple[int, int]],
 
 def _collated(strings: list[str], coll) -> list:
     """COLL of each of STRINGS, each distinct string collated once."""
+    if (coll is collate or coll is ascii_casemap) and strings:
+        # both map ASCII to upper case and leave the rest of ASCII as it is:
+        # all the strings at once, joined by a character none of them holds
+        joined = "\0".join(strings)
+        if joined.isascii() and joined.count("\0") == len(strings) - 1:
+            return joined.upper().split("\0")
     memo: dict[str, object] = {}
     out = []
     for s in strings:

@@ -43,9 +43,12 @@ What this module owns
 
 Not cached: JMAP's keyword sort keys (``hasKeyword:`` ...; flags, not
 content) never reach here (``cacheable``).  A ``mailaccess reindex`` that
-changes a message's sort value (a parser fix) shows in cached orders only
-once they are evicted or the worker restarts, as clients' own caches of
-ENVELOPE do (docs/operations.md).
+rewrites stored indexes (a parser fix) bumps the account's index generation
+(``CTR_INDEXES``, ``View.index_generation``); an order remembers the
+generation its values were read at and one read at another is not used
+(``sorted_uids`` reads it in the worker thread, where the view is: the
+entry is replaced by the order made afresh).  THREAD answers are left as
+they are (they show a reindex once they are replaced).
 """
 from __future__ import annotations
 
@@ -55,6 +58,8 @@ from array import array
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Callable, Sequence
 
 from .. import storeio
@@ -89,19 +94,30 @@ class Order:
     order: array         # the same UIDs in sort order
     vals: list           # each one's sort values (a tuple), parallel to order
     nbytes: int
+    gen: int = 0         # the account's index generation the values were read at
 
 
 def _value_bytes(row: tuple) -> int:
     return sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row)
 
 
-def _make(pairs_sorted: list[tuple[int, tuple]], eid_of: dict[int, int]) -> Order:
-    order = array("I", (u for u, _ in pairs_sorted))
-    vals = [v for _, v in pairs_sorted]
-    uids = array("I", sorted(order))
-    eids = array("I", (eid_of[u] for u in uids))
-    nbytes = 200 + 16 * len(uids) + 8 * len(vals) + sum(map(_value_bytes, vals))
-    return Order(uids, eids, order, vals, nbytes)
+def _values_bytes(rows: list[tuple]) -> int:
+    """``sum(map(_value_bytes, ROWS))`` (ROWS: tuples of one length, the
+    number of sort keys) without a Python frame per row (a generator per row
+    was a third of building a 10,000-message order)."""
+    if not rows:
+        return 0
+    return len(rows) * sys.getsizeof(rows[0]) + sum(map(sys.getsizeof,
+                                                        chain.from_iterable(rows)))
+
+
+def _make(pairs_sorted: list[tuple[int, tuple]], uids: array, eids: array, gen: int) -> Order:
+    """The Order of PAIRS_SORTED ((UID, values) in sort order) over the UIDs
+    UIDS (ascending; the same ones) and their email ids EIDS."""
+    order = array("I", map(itemgetter(0), pairs_sorted))
+    vals = list(map(itemgetter(1), pairs_sorted))
+    nbytes = 200 + 16 * len(uids) + 8 * len(vals) + _values_bytes(vals)
+    return Order(uids, eids, order, vals, nbytes, gen)
 
 
 def _before(keys, va: tuple, ua: int, vb: tuple, ub: int) -> bool:
@@ -184,7 +200,17 @@ def sorted_uids(view, acc: int, keys, uids: array, eids: array, wanted,
     UIDs to answer with (the search result, a subset of UIDS, ascending;
     None: all of them); OLD: the cached order or None; DONOR (when OLD is
     None): a cached order by the same fields with other REVERSE flags, whose
-    values are sorted again instead of read.  Runs in a worker thread."""
+    values are sorted again instead of read.  Runs in a worker thread.
+
+    OLD and DONOR hold values read from the stored message indexes as they
+    were at their index generation (``View.index_generation``): one that
+    ``mailaccess reindex`` has since rewritten any of is not used (the
+    caller's entry is replaced by the order made afresh)."""
+    gen = view.index_generation(acc)
+    if old is not None and old.gen != gen:
+        old = None
+    if donor is not None and donor.gen != gen:
+        donor = None
     new = None
     if old is None and donor is not None:
         old = new = _resorted(donor, keys)
@@ -200,7 +226,7 @@ def sorted_uids(view, acc: int, keys, uids: array, eids: array, wanted,
     if old is None:
         pairs = list(zip(uids, eids))
         rows = qsort.sort_rows(view, acc, pairs, list(keys))
-        new = old = _make(rows, dict(pairs))
+        new = old = _make(rows, uids, eids, gen)
     order = old.order
     if len(order) == len(uids) and (wanted is None or len(wanted) == len(uids)):
         # the whole view: the order knows every UID of it (caught up) and no other
@@ -213,11 +239,10 @@ def _resorted(donor: Order, keys) -> Order:
     """DONOR's messages ordered by KEYS (the same fields, other REVERSE
     flags), from its values: in UID order, then stable sorts from the least
     significant key up, as ``query.sort.sort_rows`` does."""
-    rows = sorted(zip(donor.order, donor.vals), key=lambda r: r[0])
-    for i in range(len(keys) - 1, -1, -1):
-        rows.sort(key=lambda r: r[1][i], reverse=keys[i].reverse)
-    order = array("I", (u for u, _ in rows))
-    return Order(donor.uids, donor.eids, order, [v for _, v in rows], donor.nbytes)
+    rows = qsort.order_rows(sorted(zip(donor.order, donor.vals), key=itemgetter(0)), keys)
+    order = array("I", map(itemgetter(0), rows))
+    return Order(donor.uids, donor.eids, order, list(map(itemgetter(1), rows)), donor.nbytes,
+                 donor.gen)
 
 
 def _catch_up(view, acc: int, keys, old: Order, uids: array, eids: array) -> Order | None:
@@ -265,7 +290,8 @@ def _catch_up(view, acc: int, keys, old: Order, uids: array, eids: array) -> Ord
         pos = [i for i, u in enumerate(order) if u in keep]
         order = [order[i] for i in pos]
         vals = [vals[i] for i in pos]
-        return _make(list(zip(order, vals)), dict(zip(uids, eids)))
+        # (every UID of the view is in ORDER now: known, or inserted above)
+        return _make(list(zip(order, vals)), uids, eids, old.gen)
     if not missing_u:
         return old
     if above:                           # the known UIDs, then the new ones above them
@@ -276,7 +302,7 @@ def _catch_up(view, acc: int, keys, old: Order, uids: array, eids: array) -> Ord
         both = sorted([*zip(known_u, known_e), *zip(missing_u, missing_e)])
         nu, ne = array("I", [u for u, _ in both]), array("I", [e for _, e in both])
     nbytes = old.nbytes + sum(16 + 8 + _value_bytes(v) for _u, v in rows)
-    return Order(nu, ne, array("I", order), vals, nbytes)
+    return Order(nu, ne, array("I", order), vals, nbytes, old.gen)
 
 
 class SortCache:
