@@ -225,3 +225,59 @@ async def test_search_sees_every_change_of_another_session(imap_server):
         a.logout()
         b.logout()
     await run(scenario)
+
+
+async def test_a_mailbox_over_the_inline_bound_is_built_in_the_pool(imap_server, monkeypatch):
+    """Beyond FLAG_INLINE messages the column is built in the worker pool
+    (then kept); the answers stay the engine's."""
+    from mailaccess.server import imap_session
+    monkeypatch.setattr(imap_session, "FLAG_INLINE", 3)
+
+    def scenario():
+        a, b = connect(imap_server), connect(imap_server)
+        for i in range(8):
+            a.append("INBOX", r"(\Seen)" if i % 2 else None, None, msg(f"p{i}"))
+        a.select("INBOX")
+        b.select("INBOX")
+        assert _uids(a, "UNSEEN") == [1, 3, 5, 7]
+        assert _uids(a, "UNSEEN") == [1, 3, 5, 7]        # (the kept column)
+        b.uid("STORE", "1:2", "FLAGS", r"(\Flagged)")
+        assert _uids(a, "UNSEEN") == [1, 2, 3, 5, 7]
+        assert _uids(a, "FLAGGED", "NOT", "SEEN") == [1, 2]
+        a.logout()
+        b.logout()
+    await run(scenario)
+
+
+def test_a_change_made_on_another_worker_process_is_seen(tmp_path):
+    """[server] workers = 2: the column of the worker that answers follows a
+    STORE, an APPEND and an EXPUNGE made by a session of the other worker."""
+    from test_workers import Cluster, Imap, _running, on_each_worker
+
+    for cluster in _running(Cluster(tmp_path)):
+        port = cluster.ports["imap"]
+        conns = list(on_each_worker(cluster, lambda: Imap(port).login()).values())
+        a, b = conns
+        for i in range(6):
+            a.cmd("APPEND INBOX" + (r" (\Seen)" if i % 2 else ""), msg(f"x{i}"))
+        for c in conns:
+            c.cmd("SELECT INBOX")
+
+        def unseen(c, *more):
+            line = [ln for ln in c.cmd(" ".join(("UID SEARCH UNSEEN",) + more))
+                    if ln.startswith(b"* SEARCH")][0]
+            return [int(x) for x in line.split()[2:]]
+
+        assert unseen(a) == [1, 3, 5]
+        b.cmd(r"UID STORE 1 +FLAGS (\Seen)")
+        b.cmd(r"UID STORE 2 -FLAGS (\Seen)")
+        assert unseen(a) == [2, 3, 5]
+        b.cmd("APPEND INBOX", msg("x6"))
+        a.cmd("NOOP")
+        assert unseen(a) == [2, 3, 5, 7]
+        b.cmd(r"UID STORE 3 +FLAGS (\Deleted)")
+        b.cmd("EXPUNGE")
+        a.cmd("NOOP")
+        assert unseen(a) == [2, 5, 7]
+        for c in conns:
+            c.close()
