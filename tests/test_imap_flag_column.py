@@ -12,6 +12,7 @@ from mailaccess.query import engine
 from mailaccess.query import model as q
 from mailaccess.store import Store, ops
 from mailaccess.views import flag_column
+from mailaccess.views.imap_selected import Snapshot
 
 from conftest import make_config, twin_params
 from imap_helpers import connect, msg, run
@@ -66,17 +67,23 @@ def check(store, acc, mbx, col, impl, extra=(), keys=None):
 def test_column_equals_engine_through_every_change(box, impl):
     store, acc, inbox, archive, rnd = box
     cols = flag_column.FlagColumns(1 << 20)
+    snaps = []
 
     def current():
         with store.view() as v:
             m = v.mailbox(acc, inbox)
             col = cols.get(v, acc, m, impl)
             fresh = flag_column.build(v, acc, m, impl)
+            # built from a session's older map (SELECT's), brought forward
+            snaps.append(Snapshot(*v.uid_map(acc, inbox), m.highest_ms))
+            started = [flag_column.build(v, acc, m, impl, start=s) for s in snaps]
+
         # brought forward = built again from scratch
         def rows(c):
             return (list(c.uids), list(c.mss),
                     [sorted(c.names[i] for i in range(32) if b >> i & 1) for b in c.bits])
         assert rows(col) == rows(fresh)
+        assert all(rows(c) == rows(fresh) for c in started)
         return col
 
     check(store, acc, inbox, current(), impl)

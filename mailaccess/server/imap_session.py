@@ -1664,15 +1664,16 @@ class ImapSession:
                 m = v.mailbox(self.acc, sel.mbx)
                 col = None
                 if m is not None:
-                    col = cols.get(v, self.acc, m) if m.total <= FLAG_INLINE \
-                        else cols.peek(self.acc, m)
+                    # (built from the session's map: its UIDs are not read again)
+                    col = cols.get(v, self.acc, m, start=sel.snap) \
+                        if m.total <= FLAG_INLINE else cols.peek(self.acc, m)
                     if col is not None:
                         got = flag_column.evaluate(col, keys, query)
                         if got is not None:
                             return got
             if m is not None and col is None:
                 col, got = await storeio.read(self.store, _column_search, self.acc, m.id,
-                                              keys, query)
+                                              sel.snap, keys, query)
                 if col is not None:
                     cols.put((self.acc, m.id), col)
                 if got is not None:
@@ -1996,14 +1997,14 @@ def _current_map(v, acc: int, m: Mailbox, last: Snapshot | None) -> Snapshot:
 FLAG_INLINE = 20_000
 
 
-def _column_search(v, acc: int, mbx: int, keys, query):
+def _column_search(v, acc: int, mbx: int, snap, keys, query):
     """In the worker pool: (the flags column of mailbox MBX as view V has
-    it, ``flag_column.evaluate`` of QUERY on it over KEYS); (None, None)
-    when the mailbox is gone."""
+    it, built from the session's map SNAP, ``flag_column.evaluate`` of
+    QUERY on it over KEYS); (None, None) when the mailbox is gone."""
     m = v.mailbox(acc, mbx)
     if m is None:
         return None, None
-    col = flag_column.build(v, acc, m)
+    col = flag_column.build(v, acc, m, start=snap)
     return col, flag_column.evaluate(col, keys, query)
 
 

@@ -67,9 +67,19 @@ class FlagColumn:
         return bits, mss
 
 
-def build(v, acc: int, m: Mailbox, impl=None) -> FlagColumn:
-    """The column of mailbox M as view V has it (one scan of its records)."""
+def build(v, acc: int, m: Mailbox, impl=None, start=None) -> FlagColumn:
+    """The column of mailbox M as view V has it (one scan of its records).
+    START: a sequence map of M at an older or the same modseq (a session's
+    ``Snapshot``: ``uids``, ``eids``, ``highest_ms``), whose UIDs are taken
+    instead of reading M's (the records are read in V all the same), then
+    brought forward to V's state."""
     impl = impl or _impl
+    if start is not None and start.highest_ms <= m.highest_ms:
+        col = FlagColumn(start.highest_ms, array("I", start.uids), array("I"), array("Q"),
+                         [], False)
+        col.bits, col.mss = col._rows(v.email_reader(acc), start.eids, impl)
+        if col.ms == m.highest_ms or forward(v, acc, m, col, impl):
+            return col
     uids, eids = v.uid_map(acc, m.id)
     col = FlagColumn(m.highest_ms, uids, array("I"), array("Q"), [], False)
     col.bits, col.mss = col._rows(v.email_reader(acc), eids, impl)
@@ -139,10 +149,11 @@ class FlagColumns:
         self.cols: OrderedDict[tuple[int, int], FlagColumn] = OrderedDict()
         self.bytes = 0
 
-    def get(self, v, acc: int, m: Mailbox, impl=None) -> FlagColumn:
+    def get(self, v, acc: int, m: Mailbox, impl=None, start=None) -> FlagColumn:
         """The column of mailbox M in view V's state: the kept one, brought
-        forward or built (and kept, within the budget).  Linear in M's
-        size when built, in what changed otherwise."""
+        forward or built (and kept, within the budget; START: see
+        ``build``).  Linear in M's size when built, in what changed
+        otherwise."""
         key = (acc, m.id)
         col = self.cols.get(key)
         if col is not None:
@@ -153,7 +164,7 @@ class FlagColumns:
             if col.ms > m.highest_ms or not forward(v, acc, m, col, impl):
                 col = None
         if col is None:
-            col = build(v, acc, m, impl)
+            col = build(v, acc, m, impl, start)
         self.put(key, col)
         return col
 
