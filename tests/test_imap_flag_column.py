@@ -229,6 +229,12 @@ async def test_search_sees_every_change_of_another_session(imap_server):
         lines = a.uid("FETCH", "1:*", "(MODSEQ)")[1]
         hi = max(int(ln.split(b"MODSEQ (")[1].split(b")")[0]) for ln in lines if ln and b"MODSEQ (" in ln)
         assert data[0].endswith(b"(MODSEQ %d)" % hi), data
+        # ... of those returned only, with MIN and no ALL (RFC 4731 3.2)
+        ms = {int(ln.split(b"UID ")[1].split(b" ")[0]): int(ln.split(b"MODSEQ (")[1].split(b")")[0])
+              for ln in lines if ln and b"MODSEQ (" in ln}
+        a.uid("SEARCH", "RETURN", "(MIN)", "MODSEQ", "1")
+        low = min(ms)
+        assert a.response("ESEARCH")[1][-1].endswith(b"MIN %d MODSEQ %d" % (low, ms[low]))
         a.logout()
         b.logout()
     await run(scenario)
