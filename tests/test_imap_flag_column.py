@@ -294,3 +294,19 @@ def test_a_change_made_on_another_worker_process_is_seen(tmp_path):
         assert unseen(a) == [2, 5, 7]
         for c in conns:
             c.close()
+
+
+def test_a_kept_column_of_another_mailbox_incarnation_is_not_used(box):
+    """Same (account, mailbox id) and modseq but another UIDVALIDITY: built again."""
+    store, acc, inbox, _archive, _rnd = box
+    cols = flag_column.FlagColumns(1 << 20)
+    with store.view() as v:
+        m = v.mailbox(acc, inbox)
+        fresh = flag_column.build(v, acc, m)
+        stale = flag_column.FlagColumn(m.highest_ms, array("I", fresh.uids),
+                                       array("I", [1] * len(fresh.uids)), fresh.mss,
+                                       [b"$seen"], False, m.uidvalidity + 1)
+        cols.put((acc, inbox), stale)
+        assert cols.peek(acc, m) is None
+        got = cols.get(v, acc, m)
+    assert got is not stale and list(got.bits) == list(fresh.bits)

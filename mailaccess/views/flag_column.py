@@ -45,10 +45,11 @@ REBUILD_SHARE = 4
 
 
 class FlagColumn:
-    __slots__ = ("ms", "uids", "bits", "mss", "names", "slots", "full")
+    __slots__ = ("ms", "uids", "bits", "mss", "names", "slots", "full", "uidvalidity")
 
     def __init__(self, ms: int, uids: array, bits: array, mss: array, names: list[bytes],
-                 full: bool):
+                 full: bool, uidvalidity: int = 0):
+        self.uidvalidity = uidvalidity  # of the mailbox (another one: built again)
         self.ms = ms            # the mailbox's HIGHESTMODSEQ this column is
         self.uids = uids        # array('I'), ascending
         self.bits = bits        # array('I'): bit i set = keyword names[i]
@@ -76,12 +77,12 @@ def build(v, acc: int, m: Mailbox, impl=None, start=None) -> FlagColumn:
     impl = impl or _impl
     if start is not None and start.highest_ms <= m.highest_ms:
         col = FlagColumn(start.highest_ms, array("I", start.uids), array("I"), array("Q"),
-                         [], False)
+                         [], False, m.uidvalidity)
         col.bits, col.mss = col._rows(v.email_reader(acc), start.eids, impl)
         if col.ms == m.highest_ms or forward(v, acc, m, col, impl):
             return col
     uids, eids = v.uid_map(acc, m.id)
-    col = FlagColumn(m.highest_ms, uids, array("I"), array("Q"), [], False)
+    col = FlagColumn(m.highest_ms, uids, array("I"), array("Q"), [], False, m.uidvalidity)
     col.bits, col.mss = col._rows(v.email_reader(acc), eids, impl)
     return col
 
@@ -157,11 +158,12 @@ class FlagColumns:
         key = (acc, m.id)
         col = self.cols.get(key)
         if col is not None:
-            if col.ms == m.highest_ms:
+            if col.ms == m.highest_ms and col.uidvalidity == m.uidvalidity:
                 self.cols.move_to_end(key)
                 return col
             self._drop(key)
-            if col.ms > m.highest_ms or not forward(v, acc, m, col, impl):
+            if col.ms > m.highest_ms or col.uidvalidity != m.uidvalidity \
+                    or not forward(v, acc, m, col, impl):
                 col = None
         if col is None:
             col = build(v, acc, m, impl, start)
@@ -171,7 +173,8 @@ class FlagColumns:
     def peek(self, acc: int, m: Mailbox) -> FlagColumn | None:
         """The kept column of M when it is M's state (no read)."""
         col = self.cols.get((acc, m.id))
-        return col if col is not None and col.ms == m.highest_ms else None
+        return col if col is not None and col.ms == m.highest_ms \
+            and col.uidvalidity == m.uidvalidity else None
 
     def put(self, key: tuple[int, int], col: FlagColumn) -> None:
         self._drop(key)
