@@ -57,12 +57,18 @@ class ImapConfig:
     # SORT orders and THREAD answers kept per worker process (bytes, least
     # recently used out first); 0: none kept (server/imap_sortcache.py)
     sort_cache_bytes: int = 32 * 1024 * 1024
+    # flags columns kept per worker process for SEARCH on flags, keywords
+    # and modseq (16 bytes a message, least recently used out first); 0:
+    # none, such a SEARCH reads every record (views/flag_column.py)
+    flag_cache_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self):
         if self.max_connections < 1 or self.max_preauth_per_ip < 1:
             raise ValueError("max_connections and max_preauth_per_ip are at least 1")
         if self.sort_cache_bytes < 0:
             raise ValueError("sort_cache_bytes is at least 0")
+        if self.flag_cache_bytes < 0:
+            raise ValueError("flag_cache_bytes is at least 0")
         if self.max_literal_bytes_per_user and self.max_literal_bytes_per_user < self.max_literal:
             raise ValueError("max_literal_bytes_per_user is at least max_literal")
 

@@ -534,3 +534,185 @@ def number_list(nums):
         return PyBytes_FromStringAndSize(buf, at)
     finally:
         PyMem_Free(buf)
+
+
+# --- the flags column (see search_py: the contract) --------------------------------
+
+from array import array as _array
+
+FLAG_SLOTS = 32
+
+
+cdef int _slot_of(list names, const unsigned char *k, Py_ssize_t m) except -2:
+    """The index of the keyword K (M bytes) in NAMES (a list of bytes), -1 if none."""
+    cdef Py_ssize_t i
+    cdef object o
+    for i in range(PyList_GET_SIZE(names)):
+        o = <object>PyList_GET_ITEM(names, i)
+        if PyBytes_GET_SIZE(o) == m and memcmp(PyBytes_AS_STRING(o), k, <size_t>m) == 0:
+            return <int>i
+    return -1
+
+
+def flag_rows(read_email, eids, names):
+    """See search_py.flag_rows."""
+    cdef Py_ssize_t count = len(eids), i = 0
+    cdef object bits = _array("I", bytes(4 * count)), mss = _array("Q", bytes(8 * count))
+    cdef unsigned int[::1] bv
+    cdef unsigned long long[::1] sv
+    cdef list nl = None
+    cdef bint full = False
+    cdef const unsigned char *p
+    cdef const unsigned char *t
+    cdef const unsigned char *end
+    cdef const unsigned char *nul
+    cdef Py_ssize_t n, nmem, off
+    cdef int s
+    cdef unsigned int b
+    if count == 0:
+        return bits, mss, False
+    bv = bits
+    sv = mss
+    if names is not None:
+        if type(names) is not list:
+            raise TypeError("names is a list")
+        nl = <list>names
+        for o in nl:
+            if type(o) is not bytes:
+                raise TypeError("a keyword is bytes")
+    cdef _Source src = _Source()
+    src.setup(read_email, "u32", 4, True)
+    try:
+        for e in eids:
+            if i >= count:
+                raise ValueError("EIDS changed size")
+            if not _email(src, e, &p, &n):
+                i += 1          # the empty record: no keywords, modseq 0
+                continue
+            if n < R_HEAD:
+                raise ValueError("damaged email record")
+            nmem = <Py_ssize_t>_be(p + R_NMEM, 2)
+            off = R_HEAD + nmem * R_MEMBER
+            if off > n:
+                raise ValueError("damaged email record")
+            sv[i] = _be(p + R_MS, 8)
+            b = 0
+            if nl is not None and _be(p + R_NKW, 2) != 0 and off < n:
+                t = p + off
+                end = p + n
+                while True:
+                    nul = <const unsigned char *>memchr(t, 0, <size_t>(end - t))
+                    if nul == NULL:
+                        nul = end
+                    s = _slot_of(nl, t, nul - t)
+                    if s < 0:
+                        if PyList_GET_SIZE(nl) >= FLAG_SLOTS:
+                            full = True
+                        else:
+                            s = <int>PyList_GET_SIZE(nl)
+                            nl.append(PyBytes_FromStringAndSize(<const char *>t, nul - t))
+                    if s >= 0:
+                        b |= (<unsigned int>1) << s
+                    if nul == end:
+                        break
+                    t = nul + 1
+            bv[i] = b
+            i += 1
+    finally:
+        src.close()
+    if i != count:
+        raise ValueError("EIDS changed size")
+    return bits, mss, full
+
+
+cdef object _u32(object xs):
+    """XS as something with a buffer of C unsigned ints (an array('I') as it is)."""
+    if type(xs) is _array and xs.typecode == "I":
+        return xs
+    return _array("I", xs)
+
+
+def flag_align(col_uids, keys):
+    """See search_py.flag_align."""
+    cdef const unsigned int[::1] c = _u32(col_uids)
+    cdef const unsigned int[::1] k = _u32(keys)
+    cdef Py_ssize_t i, j = 0, n = c.shape[0], m = k.shape[0]
+    out = _array("i", bytes(4 * m)) if m else _array("i")
+    cdef int[::1] o
+    if m == 0:
+        return out
+    o = out
+    for i in range(m):
+        while j < n and c[j] < k[i]:
+            j += 1
+        if j >= n or c[j] != k[i]:
+            return None
+        o[i] = <int>j
+        j += 1
+    return out
+
+
+cdef int _out_of_range() except -1:
+    raise IndexError("position out of range")
+
+
+def flag_bits(idx, bits, unsigned int mask):
+    """See search_py.flag_bits."""
+    cdef const int[::1] x = idx
+    cdef const unsigned int[::1] b = bits
+    cdef Py_ssize_t i, m = x.shape[0], n = b.shape[0]
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, m)
+    cdef char *o = PyBytes_AS_STRING(out)
+    cdef Py_ssize_t j
+    for i in range(m):
+        j = x[i]
+        if j < 0 or j >= n:
+            _out_of_range()
+        o[i] = 1 if b[j] & mask else 0
+    return out
+
+
+def flag_min(idx, mss, lo):
+    """See search_py.flag_min."""
+    cdef const int[::1] x = idx
+    cdef const unsigned long long[::1] s = mss
+    cdef Py_ssize_t i, m = x.shape[0], n = s.shape[0]
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, m)
+    cdef char *o = PyBytes_AS_STRING(out)
+    cdef unsigned long long v
+    if lo <= 0:
+        v = 0
+    elif lo > 0xFFFFFFFFFFFFFFFF:
+        return bytes(m)
+    else:
+        v = lo
+    cdef Py_ssize_t j
+    for i in range(m):
+        j = x[i]
+        if j < 0 or j >= n:
+            _out_of_range()
+        o[i] = 1 if s[j] >= v else 0
+    return out
+
+
+def flag_pick(bytes chosen, keys, idx, mss):
+    """See search_py.flag_pick."""
+    cdef const int[::1] x = idx
+    cdef const unsigned long long[::1] s = mss
+    cdef Py_ssize_t i, m = PyBytes_GET_SIZE(chosen), n = s.shape[0]
+    cdef const char *c = PyBytes_AS_STRING(chosen)
+    cdef unsigned long long top = 0, v
+    cdef Py_ssize_t j
+    cdef list out = []
+    if x.shape[0] < m or len(keys) < m:
+        raise IndexError("CHOSEN is longer than KEYS or IDX")
+    for i in range(m):
+        if c[i] & 1:
+            out.append(keys[i])
+            j = x[i]
+            if j < 0 or j >= n:
+                _out_of_range()
+            v = s[j]
+            if v > top:
+                top = v
+    return out, top

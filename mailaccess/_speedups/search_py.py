@@ -176,6 +176,93 @@ def match_headers(read_email, read_index, eids: list, pos: list, name: bytes, ne
     return found, unusual
 
 
+# --- the flags column (views/flag_column.py) -------------------------------------
+#
+# A mailbox's keywords and modseqs as parallel arrays, one slot per UID, and
+# SEARCH's flag conditions answered on them: a candidate set is a byte string
+# with one byte (0 or 1) per candidate, so that And/Or/Not are integer
+# operations on ``int.from_bytes`` of it.
+
+FLAG_SLOTS = 32
+"""Keywords a column gives a bit (the ``bits`` are ``array('I')``)."""
+
+
+def flag_rows(read_email, eids, names):
+    """Per email of EIDS: (bits, modseqs, full).  BITS (``array('I')``) has
+    bit i set when the email has keyword ``NAMES[i]`` (bytes); a keyword not
+    in NAMES is appended to it while it holds fewer than FLAG_SLOTS, else
+    FULL is True (that keyword has no bit).  MODSEQS (``array('Q')``) is the
+    record's last_ms.  A gone email reads as the empty record (no keywords,
+    modseq 0).  NAMES None: no keyword is looked at (bits all 0)."""
+    from array import array
+    bits, mss = array("I"), array("Q")
+    slot = {n: i for i, n in enumerate(names)} if names is not None else None
+    full = False
+    for e in eids:
+        data = read_email(e)
+        if data is None:
+            bits.append(0)
+            mss.append(0)
+            continue
+        if len(data) < _HEAD.size:
+            raise ValueError("damaged email record")
+        head = _HEAD.unpack_from(data)
+        off = _HEAD.size + head[_I_NMEM] * _MEMBER.size
+        if off > len(data):
+            raise ValueError("damaged email record")
+        mss.append(head[_I_MS])
+        b = 0
+        if slot is not None and head[_I_NKW] and off < len(data):
+            for kw in bytes(data[off:]).split(b"\0"):
+                i = slot.get(kw)
+                if i is None:
+                    if len(names) >= FLAG_SLOTS:
+                        full = True
+                        continue
+                    i = slot[kw] = len(names)
+                    names.append(kw)
+                b |= 1 << i
+        bits.append(b)
+    return bits, mss, full
+
+
+def flag_align(col_uids, keys):
+    """The position in COL_UIDS of each of KEYS (both ascending), as an
+    ``array('i')``; None when one of KEYS is not in COL_UIDS."""
+    from array import array
+    out = array("i")
+    j, n = 0, len(col_uids)
+    for k in keys:
+        while j < n and col_uids[j] < k:
+            j += 1
+        if j >= n or col_uids[j] != k:
+            return None
+        out.append(j)
+        j += 1
+    return out
+
+
+def flag_bits(idx, bits, mask: int) -> bytes:
+    """One byte per position of IDX: 1 when ``bits[idx[i]] & MASK``."""
+    return bytes(1 if bits[j] & mask else 0 for j in idx)
+
+
+def flag_min(idx, mss, lo: int) -> bytes:
+    """One byte per position of IDX: 1 when ``mss[idx[i]] >= LO``."""
+    return bytes(1 if mss[j] >= lo else 0 for j in idx)
+
+
+def flag_pick(chosen: bytes, keys, idx, mss) -> tuple[list[int], int]:
+    """(the KEYS whose byte in CHOSEN is odd, the highest ``mss[idx[i]]``
+    among them, 0 when none)."""
+    out, top = [], 0
+    for i, c in enumerate(chosen):
+        if c & 1:
+            out.append(keys[i])
+            top = max(top, mss[idx[i]])
+    return out, top
+
+
 def number_list(nums) -> bytes:
     """``b" ".join(b"%d" % n for n in NUMS)``: the numbers of a SEARCH or
     SORT answer (10,000 of them for ``SEARCH UNSEEN`` in a big mailbox)."""

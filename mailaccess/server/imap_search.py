@@ -30,7 +30,12 @@ def _date_range(op: str, d) -> dict:
     return {"after": start, "before": start + 86400}
 
 
-def to_query(key, sel: SelectedMailbox, acc: int, now: float | None = None) -> q.Query:
+def to_query(key, sel: SelectedMailbox, acc: int, now: float | None = None,
+             ranges: bool = False) -> q.Query:
+    """KEY as a query over SEL's view.  RANGES: sequence and UID sets
+    become UID ranges (a search over the view now: the same answer, built
+    in steps of the ranges), else the UIDs they name now (a context kept
+    for later, RFC 5267, matches no message that arrives in a range)."""
     now = time.time() if now is None else now
 
     def conv(k):
@@ -65,6 +70,8 @@ def to_query(key, sel: SelectedMailbox, acc: int, now: float | None = None) -> q
         if isinstance(k, ev.Size):
             return q.Larger(k.size) if k.op == "larger" else q.Smaller(k.size)
         if isinstance(k, ev.Sequence):
+            if ranges and not k.set.saved:
+                return q.Uids(sel.uid_ranges_for_set(k.set, k.uid))
             saved = sel.saved_result if k.set.saved else None
             if k.set.saved and not k.uid:
                 uids = sel.uids_for_set(k.set, True, saved)

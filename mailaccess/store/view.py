@@ -203,25 +203,30 @@ class View:
         v = self._get("uid", keys.uid(acc, mbx, uid))
         return keys.read_u32(v) if v is not None else None
 
-    def changed_since(self, acc: int, mbx: int, modseq: int) -> list[tuple[int, int]]:
-        """[(modseq, uid)] of messages in MBX changed after MODSEQ (CHANGEDSINCE)."""
+    def changed_since(self, acc: int, mbx: int, modseq: int,
+                      limit: int | None = None) -> list[tuple[int, int]]:
+        """[(modseq, uid)] of messages in MBX changed after MODSEQ (CHANGEDSINCE);
+        with LIMIT, at most LIMIT + 1 of them (the caller learns there are more)."""
         return self._ms_uids("mbx.ms", keys.uid_prefix(acc, mbx),
-                             keys.mbx_ms_from(acc, mbx, modseq + 1))
+                             keys.mbx_ms_from(acc, mbx, modseq + 1), limit)
 
-    def vanished_since(self, acc: int, mbx: int, modseq: int) -> list[tuple[int, int]]:
+    def vanished_since(self, acc: int, mbx: int, modseq: int,
+                       limit: int | None = None) -> list[tuple[int, int]]:
         """[(modseq, uid)] expunged from MBX after MODSEQ (QRESYNC VANISHED).
         Raises CannotCalculateChanges when expunges after MODSEQ may have been
         pruned (MODSEQ below the log's horizon and below the mailbox's highest
-        modseq): the caller then reports every absent UID (RFC 7162 3.2.5.2)."""
+        modseq): the caller then reports every absent UID (RFC 7162 3.2.5.2).
+        LIMIT: as changed_since."""
         if modseq < changelog.horizon(self, acc):
             m = self.mailbox(acc, mbx)
             if m is None or modseq < m.highest_ms:
                 raise CannotCalculateChanges(
                     f"expunges after modseq {modseq} are no longer recorded")
         return self._ms_uids("vanished", keys.uid_prefix(acc, mbx),
-                             keys.vanished_from(acc, mbx, modseq + 1))
+                             keys.vanished_from(acc, mbx, modseq + 1), limit)
 
-    def _ms_uids(self, table: str, pre: bytes, start: bytes) -> list[tuple[int, int]]:
+    def _ms_uids(self, table: str, pre: bytes, start: bytes,
+                 limit: int | None = None) -> list[tuple[int, int]]:
         """[(modseq, uid)] of the keys of TABLE (mbx.ms or vanished) from
         START on that begin with PRE (account, mailbox): the keys copied in
         one pass, split in one C call (an EXPUNGE of 10,000 messages is
@@ -232,10 +237,12 @@ class View:
         n = len(pre)
         got = []
         add = got.append
+        left = -1 if limit is None else limit + 1
         for k in cur.iternext(keys=True, values=False):
-            if k[:n] != pre:
+            if k[:n] != pre or not left:
                 break
             add(bytes(k))
+            left -= 1
         return keys.split_mbx_ms_joined(b"".join(got))
 
     # --- emails ------------------------------------------------------------------

@@ -255,6 +255,32 @@ class SelectedMailbox:
             out.extend(uids[lo - 1:min(hi, n)])
         return out
 
+    def uid_ranges_for_set(self, numset, uid: bool) -> list[tuple[int, int]]:
+        """``uids_for_set`` (no "$") as inclusive UID ranges, for a search
+        over the view: the view's UIDs inside them are exactly the UIDs that
+        would list, in steps of the ranges, not of the UIDs (``UID
+        1:5000`` is one range, not 5,000 UIDs)."""
+        uids = self.snap.uids
+        n = len(uids)
+        if not n:
+            return []
+        if not uid:
+            out = []
+            for lo, hi in numset.normalized(n):
+                if lo <= n:
+                    out.append((uids[lo - 1], uids[min(hi, n) - 1]))
+            return out
+        largest = uids[-1]
+        out = numset.normalized(largest)
+        for lo, hi in out:
+            if bisect.bisect_left(uids, lo) < bisect.bisect_right(uids, hi):
+                return out
+        # RFC 9051 6.4.9: "*" in a UID set is the highest UID in use, even
+        # when the client named a range entirely above it (uids_for_set)
+        if any(0 in r for r in numset.ranges):
+            return [(largest, largest)]
+        return []
+
     def seqs_valid(self, numset) -> bool:
         """False when a sequence set names a number beyond EXISTS (BAD per RFC 9051)."""
         n = self.exists
