@@ -144,3 +144,21 @@ async def test_a_reindex_is_not_answered_from_old_columns(env):  # noqa: F811
     await check_all(a, THREADS)
     c = [e for k, (e, _n) in cache_of(env).entries.items() if k[0] == "thread-columns"]
     assert c[0].subjects[0] == "reindexed"
+
+
+async def test_a_reindex_is_not_answered_from_an_old_thread_answer(env):  # noqa: F811
+    # the same candidates before and after: only the index generation tells
+    # the kept answer (a reindex that gives the first message a subject of
+    # another thread) from a current one
+    append(env, 12)
+    a = session(env)
+    await command(a, b"SELECT INBOX")
+    await check_all(a, THREADS)
+    with env.store.view() as v:
+        uid, eid = v.uids(env.acc, env.ib)[0]
+        h = blob_hash_of(v.email_raw(env.acc, eid))
+    idx = mindex.encode_index(mindex.index_message(
+        b"Subject: reindexed\r\nMessage-ID: <new@x>\r\n\r\nx\r\n"))
+    env.store.write_sync(ops.replace_index, env.acc, h, idx)
+    await command(a, b"NOOP")
+    await check_all(a, THREADS)

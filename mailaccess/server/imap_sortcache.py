@@ -47,8 +47,8 @@ rewrites stored indexes (a parser fix) bumps the account's index generation
 (``CTR_INDEXES``, ``View.index_generation``); an order remembers the
 generation its values were read at and one read at another is not used
 (``sorted_uids`` reads it in the worker thread, where the view is: the
-entry is replaced by the order made afresh).  THREAD answers are left as
-they are (they show a reindex once they are replaced).
+entry is replaced by the order made afresh); THREAD answers and columns
+remember it too.
 """
 from __future__ import annotations
 
@@ -376,18 +376,21 @@ class SortCache:
 
 @dataclass(frozen=True, eq=False)
 class ThreadAnswer:
-    """A THREAD answer and the exact candidates it is the answer for."""
+    """A THREAD answer, the exact candidates it is the answer for and the
+    account's index generation it was made at (a reindex may change what a
+    message threads by: References, subject, date)."""
 
     nums: array
     eids: array
     data: bytes
+    gen: int = 0
 
     @property
     def nbytes(self) -> int:
         return 200 + 8 * len(self.nums) + len(self.data)
 
-    def matches(self, nums: array, eids: array) -> bool:
-        return self.nums == nums and self.eids == eids
+    def matches(self, nums: array, eids: array, gen: int) -> bool:
+        return self.gen == gen and self.nums == nums and self.eids == eids
 
 
 def thread_answer(view, acc: int, fn: Callable, nums: array, eids: array,
@@ -400,15 +403,16 @@ def thread_answer(view, acc: int, fn: Callable, nums: array, eids: array,
     mailbox's columns as cached (None: none), reused for the email ids they
     start with; KEEP: the candidates are the whole view, whose columns are
     worth keeping.  Runs in a worker thread."""
-    if old is not None and old.matches(nums, eids):
+    gen = view.index_generation(acc)
+    if old is not None and old.matches(nums, eids, gen):
         return old.data, None, None
     over = qthread.OVER_COLUMNS.get(fn)
     if over is None:
         data = S.thread(fn(view, acc, list(zip(nums, eids))))
-        return data, ThreadAnswer(nums, eids, data), None
+        return data, ThreadAnswer(nums, eids, data, gen), None
     c = qthread.columns(view, acc, eids, cols)
     data = over(c, nums.tolist())
-    return data, ThreadAnswer(nums, eids, data), c if keep else None
+    return data, ThreadAnswer(nums, eids, data, gen), c if keep else None
 
 
 # one SortCache per SharedViews (per IMAP service, so per worker process),
