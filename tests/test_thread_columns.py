@@ -11,7 +11,6 @@
   read, the answer equal to the uncached one; a reindex is not answered
   from columns of the old index.
 """
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from mailaccess.mime import index as mindex
