@@ -404,6 +404,27 @@ def test_size_limit_moves_the_horizon(tmp_path, monkeypatch):
         s.close()
 
 
+def test_idle_pruning_leaves_its_commits_durable(tmp_path):
+    """The writer's idle pruning flushes the log behind its own commits
+    once it is done: a read snapshot afterwards flushes nothing (with the
+    durable mark behind, READ_DURABLE makes the reader -- the loop, before
+    its answer -- flush the log)."""
+    s = open_store(tmp_path / "d", max_entries=100, slice=30)
+    try:
+        acc, inbox = account(s)
+        eids = append_many(s, acc, inbox, 60)
+        for i in range(3):
+            s.write_sync(ops.set_keywords, acc, eids[::2], add=[f"k{i}"])
+        _settle(s)
+        before = s.stats.get("reader_flushes", 0)
+        with s.view() as v:
+            assert v.change_horizon(acc) > 0
+            assert v.counter(acc, keys.CTR_LOG_ROWS) <= 100
+        assert s.stats.get("reader_flushes", 0) == before
+    finally:
+        s.close()
+
+
 def test_pruning_by_age_in_slices_prunes_vanished_too(tmp_path):
     s = open_store(tmp_path / "d", max_age=3600, max_entries=0, slice=7)
     try:

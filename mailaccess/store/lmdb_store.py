@@ -478,6 +478,7 @@ class LmdbStore:
         # hooks (storeio sets loophop.batched: one loop wake-up per commit)
         self.around_completions: Callable[[], Any] | None = None
         self._sweep_from: int | None = 0      # account the next age sweep starts at
+        self._unsynced_tid = 0                # the last housekeeping commit (_unsynced_write)
         # size pruning a request made due (changelog.write): account -> the
         # entries to prune before the next request (0: idle time only)
         self._prune_due: dict[int, int] = {}
@@ -1460,7 +1461,9 @@ class LmdbStore:
                     try:
                         wtxn = txn if self.redo is None else redolog.LoggedTxn(txn, self._names)
                         res = fn(WriteTx(self, wtxn))
+                        tid = txn.id()
                         self._log_commit(txn, getattr(wtxn, "ops", []), sync=False)
+                        self._unsynced_tid = tid
                         return res
                     except BaseException:
                         txn.abort()
@@ -1512,6 +1515,19 @@ class LmdbStore:
                     due[acc] = max(0, urgent - spent)
                 if idle and not self._queue.empty():
                     return
+        if idle and not due and self._queue.empty():
+            self._flush_unsynced()
+
+    def _flush_unsynced(self) -> None:
+        """Flush the log behind the housekeeping commits just made (idle
+        pruning), here on the writer thread, when nothing waits: else the
+        loop's next read snapshot, newer than the durable mark, would
+        flush it itself before its answer (READ_DURABLE)."""
+        mark = self._mark
+        tid = self._unsynced_tid
+        if mark is not None and self.redo is not None and tid > mark.get():
+            self.redo.flush()
+            mark.advance(tid)
 
     def prune_changes(self, now: int | None = None) -> None:
         """Run the age/size pruning to completion now (tools and tests); one
