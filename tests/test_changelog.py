@@ -542,6 +542,7 @@ def test_flag_changes_alone_stop_growing_the_file_and_cost_no_quota(tmp_path, mo
     # checkpoints every REDO_MAX_COMMITS commits, not after a time that a
     # loaded machine may reach at another commit
     monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 3600.0)
+    monkeypatch.setattr(lmdb_store, "PRUNE_IDLE", 0.02)     # (each round waits for it)
 
     def settle(s):
         while not (s._queue.empty() and not s._busy.locked() and not s._prune_due

@@ -60,10 +60,12 @@ REDO_IDLE = 0.2
 # how often an idle checkpointing process looks for other workers' records
 REDO_POLL = 0.1
 # change-log pruning down to the size limit waits this long for the writer to
-# be idle (the request's answer is being sent meanwhile), and stops for the
-# next request; pruning past the hard limit (Retention.hard_entries) is done
-# before the next request
-PRUNE_IDLE = 0.02
+# be idle, and stops for the next request; pruning past the hard limit
+# (Retention.hard_entries) is done before the next request.  As long as the
+# idle checkpoint's wait: a client's commands come closer than that (imaplib
+# takes ~30 ms to read a 10,000-line answer), and pruning between them would
+# run beside the loop's reads (the GIL) and hold the next write for a slice
+PRUNE_IDLE = 0.2
 # a synchronous checkpoint that is due (``_checkpoint_due``: the log at
 # REDO_WRAP_BYTES) runs right after a commit's acknowledgements when no
 # request waits (the next one, a lone client's round trip away, then finds
