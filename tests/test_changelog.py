@@ -343,22 +343,53 @@ def test_pruning_never_changes_an_answer_only_withdraws_it(shared_store, reqs, d
 
 # --- retention: horizon, pruning, slices ------------------------------------------------------
 
-def test_size_limit_moves_the_horizon(tmp_path):
+def _settle(s, deadline=60.0):
+    """Wait until the writer has nothing queued, runs nothing and has no
+    pruning due (its idle pruning done)."""
+    end = time.monotonic() + deadline
+    while not (s._queue.empty() and not s._busy.locked() and not s._prune_due):
+        assert time.monotonic() < end, "the writer never got its pruning done"
+        time.sleep(0.002)
+
+
+def test_size_limit_moves_the_horizon(tmp_path, monkeypatch):
+    """Past max_entries the log is pruned in the writer's idle time, down to
+    the limit; writes with no idle moment between them let it grow to
+    twice the limit (Retention.hard_entries), past which each write's
+    excess (plus a slice) is pruned before the writer's next request.
+    Either way a state the pruning passed gets CannotCalculateChanges."""
+    from mailaccess.store import lmdb_store
+    # no idle moment: only the hard limit prunes
+    monkeypatch.setattr(lmdb_store, "PRUNE_IDLE", 3600.0)
     s = open_store(tmp_path / "d", max_entries=300, slice=50)
     try:
         acc, inbox = account(s)
-        eids = append_many(s, acc, inbox, 100)
+        eids = append_many(s, acc, inbox, 100)     # one modseq of ~200 entries
         with s.view() as v:
             early_email = v.kind_state(acc, EMAIL)
             thread_state = v.kind_state(acc, THREAD)
             assert v.change_horizon(acc) == 0
+        seen = []
         for i in range(6):
             s.write_sync(ops.set_keywords, acc, eids, add=[f"k{i}"])
             assert check_store(s) == []
+            with s.view() as v:
+                rows = v.counter(acc, keys.CTR_LOG_ROWS)
+                seen.append((rows, v.change_horizon(acc)))
+                assert rows <= 2 * 300 + 101       # the hard limit and one write
+        # over the limit, under twice it: nothing pruned yet (no idle time)
+        assert seen[0][0] > 300 and seen[0][1] == 0, seen
+        assert all(hz == 0 for rows, hz in seen[:4]), seen
+        # past it: pruned before the next request
+        assert seen[-1][1] > 0, seen
+        # idle time: down to the limit
+        monkeypatch.setattr(lmdb_store, "PRUNE_IDLE", 0.02)
+        s.write_sync(ops.set_keywords, acc, eids, add=["k6"])     # (wakes the writer)
+        _settle(s)
         with s.view() as v:
             hz = v.change_horizon(acc)
             assert hz > int(early_email)
-            assert v.counter(acc, keys.CTR_LOG_ROWS) <= 300 + 101
+            assert v.counter(acc, keys.CTR_LOG_ROWS) <= 300
             with pytest.raises(CannotCalculateChanges):
                 v.changes(acc, EMAIL, early_email)
             with pytest.raises(CannotCalculateChanges):
@@ -368,6 +399,28 @@ def test_size_limit_moves_the_horizon(tmp_path):
             # a state at or after the horizon answers
             now = v.kind_state(acc, EMAIL)
             assert v.changes(acc, EMAIL, now).updated == []
+        assert check_store(s) == []
+    finally:
+        s.close()
+
+
+def test_idle_pruning_leaves_its_commits_durable(tmp_path):
+    """The writer's idle pruning flushes the log behind its own commits
+    once it is done: a read snapshot afterwards flushes nothing (with the
+    durable mark behind, READ_DURABLE makes the reader -- the loop, before
+    its answer -- flush the log)."""
+    s = open_store(tmp_path / "d", max_entries=100, slice=30)
+    try:
+        acc, inbox = account(s)
+        eids = append_many(s, acc, inbox, 60)
+        for i in range(3):
+            s.write_sync(ops.set_keywords, acc, eids[::2], add=[f"k{i}"])
+        _settle(s)
+        before = s.stats.get("reader_flushes", 0)
+        with s.view() as v:
+            assert v.change_horizon(acc) > 0
+            assert v.counter(acc, keys.CTR_LOG_ROWS) <= 100
+        assert s.stats.get("reader_flushes", 0) == before
     finally:
         s.close()
 
@@ -489,6 +542,7 @@ def test_flag_changes_alone_stop_growing_the_file_and_cost_no_quota(tmp_path, mo
     # checkpoints every REDO_MAX_COMMITS commits, not after a time that a
     # loaded machine may reach at another commit
     monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 3600.0)
+    monkeypatch.setattr(lmdb_store, "PRUNE_IDLE", 0.02)     # (each round waits for it)
 
     def settle(s):
         while not (s._queue.empty() and not s._busy.locked() and not s._prune_due

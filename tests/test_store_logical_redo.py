@@ -56,6 +56,22 @@ def dump(st) -> dict:
     return out
 
 
+def _watched(path: str, **store_kw):
+    """A started store with a redo log at PATH, a Disk following its
+    flushes, and an account -> (store, disk, account, its inbox)."""
+    st = Store(path, redo=True, **store_kw)
+    st.start()
+    disk = Disk(path)
+    st.redo.on_sync = disk.on_sync
+    acc = st.write_sync(ops.create_account, "alice", "x")
+    return st, disk, acc, _inbox(st, acc)
+
+
+def _inbox(st, acc: int) -> int:
+    with st.view() as v:
+        return v.mailbox_by_role(acc, "inbox").id
+
+
 def _batch(st, calls) -> list:
     """Submit CALLS [(fn, args, kwargs)] at once (one batch, nested transactions)."""
     box: list = [None] * len(calls)
@@ -80,13 +96,7 @@ def test_logical_records_replay_to_the_same_store(tmp_path, monkeypatch, seed):
     import random
     rng = random.Random(seed)
     path = str(tmp_path / "live")
-    st = Store(path, redo=True)
-    st.start()
-    disk = Disk(path)
-    st.redo.on_sync = disk.on_sync
-    acc = st.write_sync(ops.create_account, "alice", "x")
-    with st.view() as v:
-        ib = v.mailbox_by_role(acc, "inbox").id
+    st, disk, acc, ib = _watched(path)
     other = st.write_sync(ops.create_mailbox, acc, 0, "Other")
     eids = []
     for lo in range(0, 150, 50):
@@ -168,3 +178,37 @@ def test_a_keywords_op_round_trips():
     run = logical.encode_run(b"u", 8, b"".join(i.to_bytes(8, "big") for i in (5, 9)))
     assert logical.run_items(b"P", run) == [(b"P" + (5).to_bytes(8, "big"), b"u"),
                                             (b"P" + (9).to_bytes(8, "big"), b"u")]
+
+
+def test_pruning_replays_to_the_same_store(tmp_path, monkeypatch):
+    """Change-log pruning (changelog.prune: a cursor per kind and per
+    mailbox, the deletes logged as it makes them) replays to the very same
+    store: small modseqs (one APPEND each), run rows cut by the budget, the
+    vanished rows of an expunge, past the hard limit (before the next
+    request), in idle time and by prune_changes."""
+    from mailaccess.store.changelog import Retention
+
+    monkeypatch.setattr(lmdb_store, "REDO_MAX_COMMITS", 10 ** 6)
+    monkeypatch.setattr(lmdb_store, "REDO_MAX_BYTES", 1 << 40)
+    monkeypatch.setattr(lmdb_store, "REDO_INTERVAL", 10 ** 6)
+    monkeypatch.setattr(lmdb_store, "REDO_IDLE", 10 ** 6)
+    path = str(tmp_path / "live")
+    st, disk, acc, ib = _watched(
+        path, retention=Retention(max_age=0, max_entries=150, slice=37, sweep_interval=0))
+    eids = []
+    for i in range(60):             # a modseq each
+        eids += [a.email for a in st.write_sync(ops.append_many, acc, ib,
+                                                [(ingest.prepare(_msg(i)), [])])]
+    for step in range(6):           # runs of consecutive ids, pruned part by part
+        st.write_sync(ops.set_keywords, acc, eids, add=[f"k{step}"])
+    with st.view() as v:
+        uids = [v.email(acc, e).uid_in(ib) for e in eids[10:50]]
+    st.write_sync(ops.expunge, acc, ib, uids)
+    for step in range(4):
+        st.write_sync(ops.set_keywords, acc, eids[:10] + eids[50:], add=[f"j{step}"])
+    st.prune_changes()
+    st.write_sync(ops.set_keywords, acc, eids[:3], add=["last"])    # flushes the log
+    with st.view() as v:
+        assert v.change_horizon(acc) > 60
+    live = dump(st)
+    assert recovered(tmp_path, disk, st) == live

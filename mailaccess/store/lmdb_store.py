@@ -59,9 +59,13 @@ REDO_INTERVAL = 2.0
 REDO_IDLE = 0.2
 # how often an idle checkpointing process looks for other workers' records
 REDO_POLL = 0.1
-# size pruning due after a request waits this long for the writer to be idle
-# (the request's answer is being sent meanwhile), or for the next request
-PRUNE_IDLE = 0.02
+# change-log pruning down to the size limit waits this long for the writer to
+# be idle, and stops for the next request; pruning past the hard limit
+# (Retention.hard_entries) is done before the next request.  As long as the
+# idle checkpoint's wait: a client's commands come closer than that (imaplib
+# takes ~30 ms to read a 10,000-line answer), and pruning between them would
+# run beside the loop's reads (the GIL) and hold the next write for a slice
+PRUNE_IDLE = 0.2
 # a synchronous checkpoint that is due (``_checkpoint_due``: the log at
 # REDO_WRAP_BYTES) runs right after a commit's acknowledgements when no
 # request waits (the next one, a lone client's round trip away, then finds
@@ -476,7 +480,9 @@ class LmdbStore:
         # hooks (storeio sets loophop.batched: one loop wake-up per commit)
         self.around_completions: Callable[[], Any] | None = None
         self._sweep_from: int | None = 0      # account the next age sweep starts at
-        # size pruning a request made due (changelog.write): account -> rows
+        self._unsynced_tid = 0                # the last housekeeping commit (_unsynced_write)
+        # size pruning a request made due (changelog.write): account -> the
+        # entries to prune before the next request (0: idle time only)
         self._prune_due: dict[int, int] = {}
         self._next_sweep = time.monotonic() + self.retention.sweep_interval
         self._thread: threading.Thread | None = None
@@ -1027,6 +1033,7 @@ class LmdbStore:
             gc_on = gc.isenabled()
             if gc_on:
                 gc.disable()        # (as for the writer's batches)
+            pruning = self._prune_state()
             try:
                 self._run_batch(batch, WriteTx, here=here, flat=flat)
             finally:
@@ -1034,8 +1041,10 @@ class LmdbStore:
                     gc.enable()
             # a checkpoint or change-log pruning (prune_later) made due here
             # is the writer thread's, not the caller's: it may sleep with no
-            # timeout and must be woken
-            due = (CHECKPOINT_AFTER_ACK and self._checkpoint_due()) or bool(self._prune_due)
+            # timeout (or one set before the pruning was due) and must be
+            # woken; pruning that was due already has its wake-up
+            due = (CHECKPOINT_AFTER_ACK and self._checkpoint_due()) or \
+                self._prune_state() > pruning
         finally:
             self._busy.release()
         if due:
@@ -1107,11 +1116,10 @@ class LmdbStore:
     def _writer_step(self, job) -> bool:
         """One batch (JOB and whatever else waits), with the checkpoint and
         sweep around it; False when told to stop."""
-        if job is _KICK:            # a write_here made a checkpoint or pruning due
-            if self._prune_due:
-                self._prune(WriteTx, idle=True)     # the rest when idle
-        elif self._prune_due:
-            self._prune(WriteTx, idle=False)        # due before the next request runs
+        if self._prune_due:
+            # past the hard limit: before the next request (or now, woken by
+            # a write_here); the rest when idle (_idle_timeout)
+            self._prune(WriteTx, idle=False)
         if self.redo is not None and not self._owner:
             self._take_over()
         if self._checkpoint_due():
@@ -1455,7 +1463,9 @@ class LmdbStore:
                     try:
                         wtxn = txn if self.redo is None else redolog.LoggedTxn(txn, self._names)
                         res = fn(WriteTx(self, wtxn))
+                        tid = txn.id()
                         self._log_commit(txn, getattr(wtxn, "ops", []), sync=False)
+                        self._unsynced_tid = tid
                         return res
                     except BaseException:
                         txn.abort()
@@ -1465,33 +1475,61 @@ class LmdbStore:
             except lmdb.MapResizedError:
                 self._adopt_map_size()
 
-    def prune_later(self, acc: int, budget: int) -> None:
-        """A request left ACC's change log over its size limit: prune up to
-        BUDGET rows after its acknowledgement (writer thread only)."""
-        self._prune_due[acc] = self._prune_due.get(acc, 0) + budget
+    def prune_later(self, acc: int, urgent: int) -> None:
+        """A request left ACC's change log over its size limit: prune it
+        down to the limit after the acknowledgement, in the writer's idle
+        time, and URGENT entries of it (the log is past its hard limit)
+        before the next request (writer thread only)."""
+        self._prune_due[acc] = self._prune_due.get(acc, 0) + urgent
+
+    def _prune_state(self) -> tuple[int, int]:
+        """(accounts with pruning due, of which urgent): what a write_here
+        compares to tell whether it made pruning due and must wake the writer."""
+        due = self._prune_due
+        return (len(due), sum(1 for n in due.values() if n)) if due else (0, 0)
 
     def _prune(self, WriteTx, idle: bool) -> None:
         """The size pruning requests made due, a slice per transaction (its
-        redo record synced with the next); IDLE: stop when a request waits."""
+        redo record synced with the next).  Not IDLE: the urgent entries
+        only (changelog.write: the log past its hard limit).  IDLE: each
+        account down to its limit, stopping when a request waits."""
         from . import changelog
 
         due = self._prune_due
-        while due:
-            acc, budget = next(iter(due.items()))
-            step = min(budget, max(1, self.retention.slice))
-            try:
-                spent, more = self._unsynced_write(WriteTx, lambda tx: changelog.prune(
-                    tx, acc, self.retention, int(time.time()), step))
-            except (lmdb.Error, OSError) as exc:  # OSError: the redo log
-                log.error("change-log pruning failed: %s", exc)
-                due.clear()       # the next write over the limit asks again
-                return
-            if more and budget > spent:
-                due[acc] = budget - spent
-            else:
-                del due[acc]
-            if idle and not self._queue.empty():
-                return
+        for acc in list(due):
+            while acc in due:
+                urgent = due[acc]
+                if not idle and not urgent:
+                    break
+                step = max(1, self.retention.slice)
+                if urgent:
+                    step = min(step, urgent)
+                try:
+                    spent, more = self._unsynced_write(WriteTx, lambda tx: changelog.prune(
+                        tx, acc, self.retention, int(time.time()), step))
+                except (lmdb.Error, OSError) as exc:  # OSError: the redo log
+                    log.error("change-log pruning failed: %s", exc)
+                    due.clear()       # the next write over the limit asks again
+                    return
+                if not more:
+                    del due[acc]      # within the limit (or only the newest modseq left)
+                else:
+                    due[acc] = max(0, urgent - spent)
+                if idle and not self._queue.empty():
+                    return
+        if idle and not due and self._queue.empty():
+            self._flush_unsynced()
+
+    def _flush_unsynced(self) -> None:
+        """Flush the log behind the housekeeping commits just made (idle
+        pruning), here on the writer thread, when nothing waits: else the
+        loop's next read snapshot, newer than the durable mark, would
+        flush it itself before its answer (READ_DURABLE)."""
+        mark = self._mark
+        tid = self._unsynced_tid
+        if mark is not None and self.redo is not None and tid > mark.get():
+            self.redo.flush()
+            mark.advance(tid)
 
     def prune_changes(self, now: int | None = None) -> None:
         """Run the age/size pruning to completion now (tools and tests); one
