@@ -32,11 +32,13 @@ async def on_select(store, shared, sel, m) -> None:
     sel.recent_told = sel.recent_count() if sel.show_recent else 0
 
 
-async def on_refresh(store, shared, sel) -> None:
+async def on_refresh(store, shared, sel, m=None) -> None:
     """Before a refresh: claim what arrived since SEL last looked.  One small
-    read; a write only when something is unclaimed."""
-    with store.view() as v:
-        m = v.mailbox(sel.acc, sel.mbx)
+    read (none when the caller passes M, the mailbox's record it read with
+    nothing awaited since); a write only when something is unclaimed."""
+    if m is None:
+        with store.view() as v:
+            m = v.mailbox(sel.acc, sel.mbx)
     if m is not None and unclaimed(sel, m):
         await _take(store, shared, sel, m)
 

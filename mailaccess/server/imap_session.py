@@ -237,6 +237,9 @@ class ImapSession:
         self.enabled: set[str] | frozenset[str] = _NONE
         self._condstore = False           # CONDSTORE active in this session (see condstore)
         self.sel_flags: tuple[str, ...] = ()   # the FLAGS list last sent for self.sel
+        # the View.keyword_spellings answer (shared, never changed) sel_flags
+        # was built from, when known: flag_updates compares it by identity
+        self._flags_from: dict | None = None
         # (sel_flags, {lowercase flag: flag}, the FLAGS formatters of a STORE's
         # answer) for the FLAGS list last sent (_told, do_store)
         self._told_flags: tuple | None = None
@@ -452,7 +455,11 @@ class ImapSession:
         from the FLAGS list this session last sent for the selected mailbox,
         the new ``* FLAGS`` and ``* OK [PERMANENTFLAGS]``; they must precede a
         FETCH that shows a new keyword."""
-        flags = _flag_list(v.keyword_spellings(self.acc))
+        spell = v.keyword_spellings(self.acc)
+        if spell is self._flags_from:
+            return []       # the very answer sel_flags was built from
+        flags = _flag_list(spell)
+        self._flags_from = spell
         if flags == self.sel_flags:
             return []
         self.sel_flags = flags
@@ -624,6 +631,7 @@ class ImapSession:
                 out.append(S.untagged("OK", "first unseen", S.code_unseen(first)))
         self.sel = sel
         self.sel_flags = flags
+        self._flags_from = spell
         if cmd.qresync is not None:
             await self.qresync_select(cmd.qresync)
         return Done("EXAMINE completed" if cmd.readonly else "SELECT completed",
@@ -1783,8 +1791,10 @@ class ImapSession:
             if m is None or not imap_recent.unclaimed(sel, m):
                 self._catch_up(v, m, allow_expunge)
                 return
-        # new mail nobody claimed as \Recent yet: claim it (a write), then look again
-        await imap_recent.on_refresh(self.store, self.shared, sel)
+        # new mail nobody claimed as \Recent yet: claim it (a write), then look
+        # again (M read just now, nothing awaited since: on_refresh reads no
+        # record of its own)
+        await imap_recent.on_refresh(self.store, self.shared, sel, m)
         with self.store.view() as v:
             self._catch_up(v, v.mailbox(self.acc, sel.mbx), allow_expunge)
 
@@ -1811,8 +1821,12 @@ class ImapSession:
             if hit is not None:
                 snap, data, flags = hit
                 sel.snap = snap
+                if snap.highest_ms == m.highest_ms:     # (as below)
+                    self.shared.snapshots[(self.acc, sel.mbx)] = snap
                 sel.known_ms = m.highest_ms
-                self.sel_flags = flags
+                if flags is not self.sel_flags:
+                    self.sel_flags = flags
+                    self._flags_from = None
                 self.out.append(data)
                 return
         top = sel.max_uid()
@@ -1844,8 +1858,15 @@ class ImapSession:
                                    self.condstore, None, self.utf8))
         data = b"".join(out)
         self.out.append(data)
-        if shareable and not sel.gone:
-            self.shared.remember(key, sel.snap, data, self.sel_flags)
+        if not sel.gone:
+            if shareable:
+                self.shared.remember(key, sel.snap, data, self.sel_flags)
+            # the map as of M, whatever this session's own state (\Recent,
+            # what it told): published, so that a SELECT brings it forward
+            # (_current_map) instead of reading every UID again.  (Before,
+            # only a shareable catch-up published it; the map of a session
+            # with recent messages was nobody's, and the weak entry died
+            # with the last session holding the older map.)
             if sel.snap.highest_ms == m.highest_ms:
                 self.shared.snapshots[(self.acc, sel.mbx)] = sel.snap
 

@@ -1,0 +1,96 @@
+"""The catch-up before each command without work it need not do (issue 10
+section 3, the many-client run): the sequence map a catch-up reaches is
+published for SELECT to bring forward even when the session's own state
+(its \\Recent messages) keeps its answer private; a refresh that claims
+\\Recent reads the mailbox record once before the claim; the FLAGS list is
+rebuilt only when the account's keyword spellings changed.  Sessions over a
+store in a temp dir, driven command by command; every map is compared with
+what the store holds."""
+import contextlib
+
+from mailaccess.server import imap_session
+
+from test_imap_selected_costs import (append, assert_view_is_store, env, run,  # noqa: F401
+                                      session, set_flags, spy_uid_map, store_uids)
+
+
+async def test_a_session_with_recent_mail_publishes_the_map_it_reached(env, monkeypatch):
+    append(env, 10)
+    a = session(env)
+    await run(a, b"SELECT INBOX")
+    assert a.sel.recent      # A claimed the mail: its catch-ups are its own
+    append(env, 3)
+    await run(a, b"NOOP")    # A alone holds the map it reached
+    assert env.shared.snapshots.get((env.acc, env.ib)) is a.sel.snap
+    append(env, 2)
+    top = [u for u, _ in store_uids(env)][-3]
+    reads = spy_uid_map(monkeypatch)
+    b = session(env)
+    out = await run(b, b"SELECT INBOX")
+    assert_view_is_store(b, env)
+    assert b"* 15 EXISTS" in out
+    assert reads == [top]    # brought forward: only the UIDs above A's map
+
+
+async def test_a_map_with_expunges_not_told_is_not_published(env):
+    append(env, 6)
+    a = session(env)
+    await run(a, b"SELECT INBOX")
+    uids = [u for u, _ in store_uids(env)]
+    env.store.write_sync(imap_session.ops.expunge, env.acc, env.ib, uids[1:3])
+    await run(a, b"FETCH 1 FLAGS")   # no EXPUNGE allowed: A's map keeps them
+    assert a.sel.gone
+    shared = env.shared.snapshots.get((env.acc, env.ib))
+    assert shared is None or list(shared.uids) == uids     # never A's, holding the gone
+    b = session(env)
+    await run(b, b"SELECT INBOX")
+    assert_view_is_store(b, env)
+
+
+async def test_claiming_recent_reads_the_mailbox_once(env, monkeypatch):
+    append(env, 4)
+    a = session(env)
+    await run(a, b"SELECT INBOX")
+    append(env, 2)
+    views = []
+    real = env.store.view
+
+    @contextlib.contextmanager
+    def counting(*args, **kw):
+        with real(*args, **kw) as v:
+            views.append(v)
+            yield v
+    monkeypatch.setattr(env.store, "view", counting)
+    out = await run(a, b"NOOP")
+    assert b"* 6 EXISTS" in out and b"* 3 RECENT" not in out and b"* 6 RECENT" in out
+    assert a.sel.recent_count() == 6
+    # the mailbox before the claim, the catch-up after it (before: a third,
+    # on_refresh's own read of the record)
+    assert len(views) == 2
+
+
+async def test_the_flags_list_is_rebuilt_only_when_the_spellings_change(env, monkeypatch):
+    append(env, 4)
+    a = session(env)
+    await run(a, b"SELECT INBOX")
+    built = []
+    real = imap_session._flag_list
+
+    def spy(spell):
+        built.append(dict(spell))
+        return real(spell)
+    monkeypatch.setattr(imap_session, "_flag_list", spy)
+    uids = [u for u, _ in store_uids(env)]
+    set_flags(env, uids[:1], add=["$seen"])
+    out = await run(a, b"NOOP")
+    assert b"FLAGS (\\Seen \\Recent)" in out and b"* FLAGS" not in out
+    set_flags(env, uids[1:2], add=["$seen"])
+    await run(a, b"NOOP")
+    assert built == []       # the account's spellings were the very same answer
+    set_flags(env, uids[:1], add=["MyWord"])
+    out = await run(a, b"NOOP")
+    assert len(built) == 1 and out.startswith(b"* FLAGS (")
+    assert b"MyWord" in out.split(b"\r\n")[0]      # RFC 9051 7.3.5: before the FETCH
+    set_flags(env, uids[2:3], add=["myword"])      # a keyword the account has: same spelling
+    out = await run(a, b"NOOP")
+    assert b"* FLAGS" not in out and b"MyWord" in out and len(built) == 1
