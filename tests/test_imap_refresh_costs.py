@@ -8,7 +8,10 @@ store in a temp dir, driven command by command; every map is compared with
 what the store holds."""
 import contextlib
 
-from mailaccess.server import imap_session
+import pytest
+
+from mailaccess.server import imap_fmt, imap_session
+from mailaccess.store import view as store_view
 
 from test_imap_selected_costs import (append, assert_view_is_store, env, run,  # noqa: F401
                                       session, set_flags, spy_uid_map, store_uids)
@@ -94,3 +97,43 @@ async def test_the_flags_list_is_rebuilt_only_when_the_spellings_change(env, mon
     set_flags(env, uids[2:3], add=["myword"])      # a keyword the account has: same spelling
     out = await run(a, b"NOOP")
     assert b"* FLAGS" not in out and b"MyWord" in out and len(built) == 1
+
+
+def _flags_list_as_before(keywords, spell=None) -> bytes:
+    return ("(" + " ".join(imap_fmt.flag_of(k, spell) for k in keywords) + ")").encode("utf-8")
+
+
+@pytest.mark.parametrize("spell", [None, {}, {"$own1": "$Own1", "x\u00e9": "X\u00c9"},
+                                   "spellings"])
+def test_flags_list_is_flag_of_each_keyword(env, spell):
+    words = [[], ["$seen"], ["$seen", "$flagged", "$answered", "$draft", "$deleted"],
+             ["$own1"], ["$own1", "$seen", "x\u00e9", "plain"], ["$junk", "$forwarded"]]
+    if spell == "spellings":     # what build_fetch passes without the catch-up's table
+        env.store.write_sync(imap_session.ops._remember_spellings, env.acc, ["$Own1", "X\u00c9"])
+        with env.store.view() as v:
+            spellings = imap_session._Spellings(v, env.acc)
+            for kws in words:
+                assert imap_fmt.flags_list(kws, spellings) == _flags_list_as_before(kws, spellings)
+            assert imap_fmt.flags_list(["$own1"], spellings) == b"($Own1)"
+        return
+    for kws in words:
+        assert imap_fmt.flags_list(kws, spell) == _flags_list_as_before(kws, spell)
+
+
+async def test_the_catch_up_spells_keywords_from_the_accounts_table(env, monkeypatch):
+    append(env, 3)
+    a = session(env)
+    await run(a, b"SELECT INBOX")
+    uids = [u for u, _ in store_uids(env)]
+    set_flags(env, uids[:2], add=["$Label1"])
+    out = await run(a, b"NOOP")
+    assert out.count(b"$Label1") == 4       # FLAGS, PERMANENTFLAGS, two FETCH
+
+    def one_by_one(self, acc, lower):
+        raise AssertionError("a keyword read on its own")
+    monkeypatch.setattr(store_view.View, "keyword_spelling", one_by_one)
+    set_flags(env, uids[2:], add=["$label1"])
+    set_flags(env, uids[:1], add=["$seen"])
+    out = await run(a, b"NOOP")
+    assert out.count(b" FETCH ") == 2 and out.count(b"$Label1") == 2
+    assert b"$label1" not in out

@@ -450,12 +450,14 @@ class ImapSession:
                                        S.code_highestmodseq(self.sel.known_ms)))
         self._condstore = on
 
-    def flag_updates(self, v) -> list[bytes]:
+    def flag_updates(self, v, spell: dict[str, str] | None = None) -> list[bytes]:
         """RFC 3501 7.2.6 / RFC 9051 7.3.5: when the account's keywords differ
         from the FLAGS list this session last sent for the selected mailbox,
         the new ``* FLAGS`` and ``* OK [PERMANENTFLAGS]``; they must precede a
-        FETCH that shows a new keyword."""
-        spell = v.keyword_spellings(self.acc)
+        FETCH that shows a new keyword.  SPELL: V's keyword_spellings, when
+        the caller read them."""
+        if spell is None:
+            spell = v.keyword_spellings(self.acc)
         if spell is self._flags_from:
             return []       # the very answer sel_flags was built from
         flags = _flag_list(spell)
@@ -1841,7 +1843,8 @@ class ImapSession:
         changed = v.changed_since(self.acc, sel.mbx, sel.known_ms)
         r = sel.apply(new_pairs, vanished, changed, m.highest_ms, allow_expunge)
         # a keyword new to the account is announced before any FETCH shows it
-        out = self.flag_updates(v)
+        spell = v.keyword_spellings(self.acc)
+        out = self.flag_updates(v, spell)
         if r.expunged:
             if self.qresync:
                 out.append(S.vanished(r.expunged))
@@ -1854,8 +1857,10 @@ class ImapSession:
             items = [ev.FetchItem("UID"), ev.FetchItem("FLAGS")]
             if self.condstore:
                 items.append(ev.FetchItem("MODSEQ"))
+            # the FLAGS spelled from the account's table read above (cached per
+            # worker until a keyword joins it), not a read per keyword
             out.extend(build_fetch(v, self.acc, sel, r.changed, tuple(items),
-                                   self.condstore, None, self.utf8))
+                                   self.condstore, None, self.utf8, spell=spell))
         data = b"".join(out)
         self.out.append(data)
         if not sel.gone:
@@ -2189,7 +2194,8 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 reported: dict | None = None, utf8: bool = True, *,
                 simple: bool = True, simple_items: list | None = None,
                 recent_uids: set | None = None, read_email=None,
-                fallback_to: list | None = None) -> list[bytes]:
+                fallback_to: list | None = None,
+                spell: dict[str, str] | None = None) -> list[bytes]:
     """FETCH responses for UIDS: the hot path.  Reads prepared index bytes;
     raw message bytes only for body sections.  UTF8=false: messages with raw
     UTF-8 headers are served downgraded (RFC 6858).  SIMPLE=False forces the
@@ -2200,7 +2206,9 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
     the email records (``eid -> record``; default the view's), e.g. the
     records a STORE just wrote, when they are known to be V's.  FALLBACK_TO:
     the UIDs the hot path cannot answer are appended there, unanswered,
-    instead of going through the Python loop (which reads V's records)."""
+    instead of going through the Python loop (which reads V's records).
+    SPELL: V's keyword_spellings, when the caller read them (the catch-up);
+    else the FLAGS read each keyword's spelling as they first show it."""
     names = (simple_items if simple_items is not None else _simple_items(items)) \
         if simple else None
     if names is not None:
@@ -2210,7 +2218,8 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
             if type(n) in _RAW_ITEMS:
                 read_blob = v.blob_reader(acc)
                 break
-        flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
+        flags = (functools.partial(flags_list, spell=_Spellings(v, acc) if spell is None
+                                   else spell)
                  if "FLAGS" in names else None)
         # \Recent is the session's, not the record's: the session's recent
         # messages take a second pass whose FLAGS formatter adds it

@@ -114,7 +114,9 @@ class View:
 
     def mailbox(self, acc: int, mbx: int) -> Mailbox | None:
         v = self._get("mbox", keys.mbox(acc, mbx))
-        return records.decode_mailbox(mbx, v) if v is not None else None
+        # as bytes: records.decode_mailbox remembers the records it decoded
+        # (a dict look-up for the next session catching up on the same change)
+        return records.decode_mailbox(mbx, bytes(v)) if v is not None else None
 
     def require_mailbox(self, acc: int, mbx: int) -> Mailbox:
         m = self.mailbox(acc, mbx)
