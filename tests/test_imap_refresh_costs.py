@@ -50,11 +50,7 @@ async def test_a_map_with_expunges_not_told_is_not_published(env):
     assert_view_is_store(b, env)
 
 
-async def test_claiming_recent_reads_the_mailbox_once(env, monkeypatch):
-    append(env, 4)
-    a = session(env)
-    await run(a, b"SELECT INBOX")
-    append(env, 2)
+def _count_views(env, monkeypatch) -> list:
     views = []
     real = env.store.view
 
@@ -64,12 +60,42 @@ async def test_claiming_recent_reads_the_mailbox_once(env, monkeypatch):
             views.append(v)
             yield v
     monkeypatch.setattr(env.store, "view", counting)
+    return views
+
+
+async def test_claiming_recent_reads_the_mailbox_once(env, monkeypatch):
+    append(env, 4)
+    a = session(env)
+    await run(a, b"SELECT INBOX")
+    append(env, 2)
+    views = _count_views(env, monkeypatch)
     out = await run(a, b"NOOP")
     assert b"* 6 EXISTS" in out and b"* 3 RECENT" not in out and b"* 6 RECENT" in out
     assert a.sel.recent_count() == 6
     # the mailbox before the claim, the catch-up after it (before: a third,
     # on_refresh's own read of the record)
     assert len(views) == 2
+
+
+async def test_mail_claimed_by_another_session_is_caught_up_in_one_view(env, monkeypatch):
+    append(env, 4)
+    a, b, c = session(env), session(env), session(env)
+    await run(a, b"SELECT INBOX")
+    await run(b, b"SELECT INBOX")
+    await run(c, b"EXAMINE INBOX")
+    append(env, 2)
+    await run(a, b"NOOP")                   # A claims the two
+    views = _count_views(env, monkeypatch)
+    out = await run(b, b"NOOP")
+    assert b"* 6 EXISTS" in out and b"RECENT" not in out and b.sel.recent_count() == 0
+    assert len(views) == 1                  # no write: the catch-up in the same view
+    append(env, 1)
+    del views[:]
+    out = await run(c, b"NOOP")             # read-only: nobody claimed the new one for it
+    assert b"* 7 EXISTS" in out and b"* 1 RECENT" in out and len(views) == 1
+    del views[:]
+    out = await run(a, b"NOOP")             # A claims it: the modseq check, two views
+    assert b"* 7 EXISTS" in out and b"* 7 RECENT" in out and len(views) == 3
 
 
 async def test_the_flags_list_is_rebuilt_only_when_the_spellings_change(env, monkeypatch):

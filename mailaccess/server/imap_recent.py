@@ -43,6 +43,20 @@ async def on_refresh(store, shared, sel, m=None) -> None:
         await _take(store, shared, sel, m)
 
 
+def settled(shared, sel, m) -> bool:
+    """Before a refresh, in the view mailbox record M was read from: whether
+    SEL's look at M for \\Recent needs no write (nothing arrived since SEL
+    last looked; a read-only view; mail another session claimed already; a
+    claim on its way).  What needs none is done here, so the refresh goes on
+    in the same view; False: on_refresh must claim (a write) first."""
+    if not unclaimed(sel, m):
+        return True
+    if sel.readonly or m.recent_from >= m.uidnext:
+        _look(sel, m)
+        return True
+    return (sel.acc, sel.mbx) in shared.claiming
+
+
 def unclaimed(sel, m) -> bool:
     """Whether mailbox record M has messages SEL has not looked at for
     \\Recent yet (on_refresh then has something to do)."""
@@ -61,12 +75,17 @@ def updates(sel) -> list[bytes]:
     return []
 
 
+def _look(sel, m) -> None:
+    """Nothing to claim in M (read-only, or claimed already): what nobody
+    claimed is recent in a read-only view."""
+    if sel.readonly:
+        sel.add_recent(max(m.recent_from, sel.recent_upto), m.uidnext)
+    sel.recent_upto = max(sel.recent_upto, m.uidnext)
+
+
 async def _take(store, shared, sel, m) -> None:
     if sel.readonly or m.recent_from >= m.uidnext:
-        # nothing to claim: what nobody claimed is recent in a read-only view
-        if sel.readonly:
-            sel.add_recent(max(m.recent_from, sel.recent_upto), m.uidnext)
-        sel.recent_upto = max(sel.recent_upto, m.uidnext)
+        _look(sel, m)
         return
     key = (sel.acc, sel.mbx)
     claiming = shared.claiming

@@ -1790,7 +1790,8 @@ class ImapSession:
             return
         with self.store.view() as v:
             m = v.mailbox(self.acc, sel.mbx)
-            if m is None or not imap_recent.unclaimed(sel, m):
+            # (new mail another session claimed, the usual: no write, one view)
+            if m is None or imap_recent.settled(self.shared, sel, m):
                 self._catch_up(v, m, allow_expunge)
                 return
         # new mail nobody claimed as \Recent yet: claim it (a write), then look
