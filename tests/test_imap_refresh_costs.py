@@ -163,3 +163,40 @@ async def test_the_catch_up_spells_keywords_from_the_accounts_table(env, monkeyp
     out = await run(a, b"NOOP")
     assert out.count(b" FETCH ") == 2 and out.count(b"$Label1") == 2
     assert b"$label1" not in out
+
+
+def test_spellings_come_from_the_cached_table_when_it_is_current(env, monkeypatch):
+    env.store.write_sync(imap_session.ops._remember_spellings, env.acc, ["$Own1", "X\u00c9"])
+    with env.store.view() as v:
+        assert v.keyword_spellings_if_cached(env.acc) is None     # nothing read yet
+        v.keyword_spellings(env.acc)
+    real = store_view.View.keyword_spelling
+    single = []
+
+    def counting(self, acc, lower):
+        single.append(lower)
+        return real(self, acc, lower)
+    monkeypatch.setattr(store_view.View, "keyword_spelling", counting)
+    with env.store.view() as v:
+        sp = imap_session._Spellings(v, env.acc)
+        assert [sp.get(k, k) for k in ("$own1", "x\u00e9", "other")] == ["$Own1", "X\u00c9", "other"]
+    assert single == []
+    # a keyword joins the table: the cached answer is an older version's
+    env.store.write_sync(imap_session.ops._remember_spellings, env.acc, ["NeW"])
+    with env.store.view() as v:
+        assert v.keyword_spellings_if_cached(env.acc) is None
+        sp = imap_session._Spellings(v, env.acc)
+        assert [sp.get(k, k) for k in ("$own1", "new", "other")] == ["$Own1", "NeW", "other"]
+    assert single == ["$own1", "new", "other"]
+
+
+async def test_a_fetch_after_the_catch_up_reads_no_keyword_on_its_own(env, monkeypatch):
+    append(env, 3, keywords=["$Label1"])
+    a = session(env)
+    await run(a, b"SELECT INBOX")        # reads the account's table
+
+    def one_by_one(self, acc, lower):
+        raise AssertionError("a keyword read on its own")
+    monkeypatch.setattr(store_view.View, "keyword_spelling", one_by_one)
+    out = await run(a, b"FETCH 1:3 (FLAGS)")
+    assert out.count(b"$Label1") == 3

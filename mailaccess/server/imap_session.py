@@ -2339,19 +2339,28 @@ class _Spellings:
     to grow the map; its transaction holds the write lock meanwhile, so
     every view sees the same spellings)."""
 
-    __slots__ = ("view", "acc", "known", "store")
+    __slots__ = ("view", "acc", "known", "store", "table")
 
     def __init__(self, view, acc: int, store=None):
         self.view = view
         self.acc = acc
         self.known: dict[str, str | None] = {}
         self.store = store
+        # the account's whole table when this worker holds it for VIEW's
+        # version (View.keyword_spellings_if_cached: one counter read, looked
+        # up at the first keyword not known yet); None: a read per keyword
+        self.table: dict[str, str] | None | bool = False
 
     def get(self, keyword: str, default=None):
         try:
             s = self.known[keyword]
         except KeyError:
-            if self.view is None:
+            table = self.table
+            if table is False and self.view is not None:
+                table = self.table = self.view.keyword_spellings_if_cached(self.acc)
+            if type(table) is dict:
+                s = self.known[keyword] = table.get(keyword)
+            elif self.view is None:
                 with self.store.view() as v:
                     s = self.known[keyword] = v.keyword_spelling(self.acc, keyword)
             else:
