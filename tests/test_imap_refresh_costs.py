@@ -98,17 +98,23 @@ async def test_mail_claimed_by_another_session_is_caught_up_in_one_view(env, mon
     assert b"* 7 EXISTS" in out and b"* 7 RECENT" in out and len(views) == 3
 
 
-async def test_the_flags_list_is_rebuilt_only_when_the_spellings_change(env, monkeypatch):
-    append(env, 4)
-    a = session(env)
-    await run(a, b"SELECT INBOX")
+def _spy_flag_list(monkeypatch) -> list:
+    """The keyword tables _flag_list builds a FLAGS list from, from here on."""
     built = []
     real = imap_session._flag_list
 
     def spy(spell):
-        built.append(dict(spell))
+        built.append(spell)
         return real(spell)
     monkeypatch.setattr(imap_session, "_flag_list", spy)
+    return built
+
+
+async def test_the_flags_list_is_rebuilt_only_when_the_spellings_change(env, monkeypatch):
+    append(env, 4)
+    a = session(env)
+    await run(a, b"SELECT INBOX")
+    built = _spy_flag_list(monkeypatch)
     uids = [u for u, _ in store_uids(env)]
     set_flags(env, uids[:1], add=["$seen"])
     out = await run(a, b"NOOP")
@@ -200,3 +206,16 @@ async def test_a_fetch_after_the_catch_up_reads_no_keyword_on_its_own(env, monke
     monkeypatch.setattr(store_view.View, "keyword_spelling", one_by_one)
     out = await run(a, b"FETCH 1:3 (FLAGS)")
     assert out.count(b"$Label1") == 3
+
+
+async def test_select_reuses_the_flags_list_of_the_same_table(env, monkeypatch):
+    append(env, 2, keywords=["$Label1"])
+    a = session(env)
+    first = await run(a, b"SELECT INBOX")
+    built = _spy_flag_list(monkeypatch)
+    again = await run(a, b"SELECT INBOX")
+    assert built == [] and again.split(b"\r\n")[0] == first.split(b"\r\n")[0]
+    assert b"$Label1" in again.split(b"\r\n")[0]
+    env.store.write_sync(imap_session.ops._remember_spellings, env.acc, ["Zed"])
+    third = await run(a, b"SELECT INBOX")
+    assert len(built) == 1 and b" Zed)" in third.split(b"\r\n")[0]    # a keyword joined

@@ -143,6 +143,13 @@ class SharedViews:
         self.marked: dict = {}     # messages carrying \Deleted, per mailbox (imap_marked)
         self.transition_bytes = 0  # the answers' bytes held in ``transitions``
 
+    def publish(self, acc: int, mbx: int, snap) -> None:
+        """SNAP is the newest map of mailbox MBX (a weak entry: replaced only
+        when it is another object; setting one costs a weak reference)."""
+        key = (acc, mbx)
+        if self.snapshots.get(key) is not snap:
+            self.snapshots[key] = snap
+
     def remember(self, key: tuple, snap, data: bytes, flags: tuple[str, ...]) -> None:
         """Keep the catch-up answer DATA for sessions starting from KEY's state:
         at most TRANSITIONS entries and TRANSITION_BYTES of answers, the
@@ -609,7 +616,8 @@ class ImapSession:
         sel = SelectedMailbox(self.acc, m.id, m.uidvalidity, cmd.readonly, snap, m.uidnext)
         sel.show_recent = not self.rev2
         await imap_recent.on_select(self.store, self.shared, sel, m)
-        flags = _flag_list(spell)
+        # (the list last told, when built from this very table)
+        flags = self.sel_flags if spell is self._flags_from else _flag_list(spell)
         out = self.out
         out.append(S.flags(flags))
         out.append(S.exists(sel.exists))
@@ -1825,7 +1833,7 @@ class ImapSession:
                 snap, data, flags = hit
                 sel.snap = snap
                 if snap.highest_ms == m.highest_ms:     # (as below)
-                    self.shared.snapshots[(self.acc, sel.mbx)] = snap
+                    self.shared.publish(self.acc, sel.mbx, snap)
                 sel.known_ms = m.highest_ms
                 if flags is not self.sel_flags:
                     self.sel_flags = flags
@@ -1874,7 +1882,7 @@ class ImapSession:
             # with recent messages was nobody's, and the weak entry died
             # with the last session holding the older map.)
             if sel.snap.highest_ms == m.highest_ms:
-                self.shared.snapshots[(self.acc, sel.mbx)] = sel.snap
+                self.shared.publish(self.acc, sel.mbx, sel.snap)
 
 
 # --- helpers that read the store (run inline or in a worker thread) --------------------------
