@@ -82,6 +82,18 @@ async def run(sess, line: bytes) -> bytes:
     return out
 
 
+def spy_uid_map(monkeypatch) -> list[int]:
+    """The ``after`` argument of each View.uid_map call from here on."""
+    reads = []
+    real = store_view.View.uid_map
+
+    def spy(self, acc, mbx, after=0):
+        reads.append(after)
+        return real(self, acc, mbx, after)
+    monkeypatch.setattr(store_view.View, "uid_map", spy)
+    return reads
+
+
 def assert_view_is_store(sess, env):
     assert list(zip(sess.sel.snap.uids, sess.sel.snap.eids)) == store_uids(env)
 
@@ -98,13 +110,7 @@ async def test_select_brings_the_shared_map_forward(env, monkeypatch):
     expunge(env, [uids[0], uids[7], uids[8], uids[-1]])
     append(env, 3)
     set_flags(env, uids[3:5], add=["$seen"])
-    reads = []
-    real = store_view.View.uid_map
-
-    def spy(self, acc, mbx, after=0):
-        reads.append(after)
-        return real(self, acc, mbx, after)
-    monkeypatch.setattr(store_view.View, "uid_map", spy)
+    reads = spy_uid_map(monkeypatch)
     b = session(env)
     out = await run(b, b"SELECT INBOX")
     assert_view_is_store(b, env)
@@ -126,13 +132,7 @@ async def test_select_reads_everything_when_expunges_are_no_longer_recorded(env,
     def pruned(self, acc, mbx, modseq):
         raise CannotCalculateChanges("pruned")
     monkeypatch.setattr(store_view.View, "vanished_since", pruned)
-    reads = []
-    real = store_view.View.uid_map
-
-    def spy(self, acc, mbx, after=0):
-        reads.append(after)
-        return real(self, acc, mbx, after)
-    monkeypatch.setattr(store_view.View, "uid_map", spy)
+    reads = spy_uid_map(monkeypatch)
     b = session(env)
     await run(b, b"SELECT INBOX")
     assert_view_is_store(b, env)

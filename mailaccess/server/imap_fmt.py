@@ -35,4 +35,12 @@ def flag_of(keyword: str, spell: dict[str, str] | None = None) -> str:
 
 
 def flags_list(keywords, spell: dict[str, str] | None = None) -> bytes:
-    return ("(" + " ".join(flag_of(k, spell) for k in keywords) + ")").encode("utf-8")
+    """KEYWORDS as a FETCH FLAGS list: ``flag_of`` of each, without a call
+    per keyword (a catch-up formats one per changed message)."""
+    system = SYSTEM_FLAGS.get
+    if spell:
+        custom = spell.get
+        names = [system(k) or custom(k, k) for k in keywords]
+    else:
+        names = [system(k) or k for k in keywords]
+    return ("(" + " ".join(names) + ")").encode("utf-8")

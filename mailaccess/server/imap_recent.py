@@ -32,13 +32,29 @@ async def on_select(store, shared, sel, m) -> None:
     sel.recent_told = sel.recent_count() if sel.show_recent else 0
 
 
-async def on_refresh(store, shared, sel) -> None:
+async def on_refresh(store, shared, sel, m=None) -> None:
     """Before a refresh: claim what arrived since SEL last looked.  One small
-    read; a write only when something is unclaimed."""
-    with store.view() as v:
-        m = v.mailbox(sel.acc, sel.mbx)
+    read (none when the caller passes M, the mailbox's record it read with
+    nothing awaited since); a write only when something is unclaimed."""
+    if m is None:
+        with store.view() as v:
+            m = v.mailbox(sel.acc, sel.mbx)
     if m is not None and unclaimed(sel, m):
         await _take(store, shared, sel, m)
+
+
+def settled(shared, sel, m) -> bool:
+    """Before a refresh, in the view mailbox record M was read from: whether
+    SEL's look at M for \\Recent needs no write (nothing arrived since SEL
+    last looked; a read-only view; mail another session claimed already; a
+    claim on its way).  What needs none is done here, so the refresh goes on
+    in the same view; False: on_refresh must claim (a write) first."""
+    if not unclaimed(sel, m):
+        return True
+    if sel.readonly or m.recent_from >= m.uidnext:
+        _look(sel, m)
+        return True
+    return (sel.acc, sel.mbx) in shared.claiming
 
 
 def unclaimed(sel, m) -> bool:
@@ -59,12 +75,17 @@ def updates(sel) -> list[bytes]:
     return []
 
 
+def _look(sel, m) -> None:
+    """Nothing to claim in M (read-only, or claimed already): what nobody
+    claimed is recent in a read-only view."""
+    if sel.readonly:
+        sel.add_recent(max(m.recent_from, sel.recent_upto), m.uidnext)
+    sel.recent_upto = max(sel.recent_upto, m.uidnext)
+
+
 async def _take(store, shared, sel, m) -> None:
     if sel.readonly or m.recent_from >= m.uidnext:
-        # nothing to claim: what nobody claimed is recent in a read-only view
-        if sel.readonly:
-            sel.add_recent(max(m.recent_from, sel.recent_upto), m.uidnext)
-        sel.recent_upto = max(sel.recent_upto, m.uidnext)
+        _look(sel, m)
         return
     key = (sel.acc, sel.mbx)
     claiming = shared.claiming

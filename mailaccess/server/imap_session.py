@@ -144,6 +144,13 @@ class SharedViews:
         self.transition_bytes = 0  # the answers' bytes held in ``transitions``
         self.flag_columns = None   # views/flag_column.FlagColumns, made at the first use
 
+    def publish(self, acc: int, mbx: int, snap) -> None:
+        """SNAP is the newest map of mailbox MBX (a weak entry: replaced only
+        when it is another object; setting one costs a weak reference)."""
+        key = (acc, mbx)
+        if self.snapshots.get(key) is not snap:
+            self.snapshots[key] = snap
+
     def remember(self, key: tuple, snap, data: bytes, flags: tuple[str, ...]) -> None:
         """Keep the catch-up answer DATA for sessions starting from KEY's state:
         at most TRANSITIONS entries and TRANSITION_BYTES of answers, the
@@ -238,6 +245,9 @@ class ImapSession:
         self.enabled: set[str] | frozenset[str] = _NONE
         self._condstore = False           # CONDSTORE active in this session (see condstore)
         self.sel_flags: tuple[str, ...] = ()   # the FLAGS list last sent for self.sel
+        # the View.keyword_spellings answer (shared, never changed) sel_flags
+        # was built from, when known: flag_updates compares it by identity
+        self._flags_from: dict | None = None
         # (sel_flags, {lowercase flag: flag}, the FLAGS formatters of a STORE's
         # answer) for the FLAGS list last sent (_told, do_store)
         self._told_flags: tuple | None = None
@@ -448,12 +458,18 @@ class ImapSession:
                                        S.code_highestmodseq(self.sel.known_ms)))
         self._condstore = on
 
-    def flag_updates(self, v) -> list[bytes]:
+    def flag_updates(self, v, spell: dict[str, str] | None = None) -> list[bytes]:
         """RFC 3501 7.2.6 / RFC 9051 7.3.5: when the account's keywords differ
         from the FLAGS list this session last sent for the selected mailbox,
         the new ``* FLAGS`` and ``* OK [PERMANENTFLAGS]``; they must precede a
-        FETCH that shows a new keyword."""
-        flags = _flag_list(v.keyword_spellings(self.acc))
+        FETCH that shows a new keyword.  SPELL: V's keyword_spellings, when
+        the caller read them."""
+        if spell is None:
+            spell = v.keyword_spellings(self.acc)
+        if spell is self._flags_from:
+            return []       # the very answer sel_flags was built from
+        flags = _flag_list(spell)
+        self._flags_from = spell
         if flags == self.sel_flags:
             return []
         self.sel_flags = flags
@@ -601,7 +617,8 @@ class ImapSession:
         sel = SelectedMailbox(self.acc, m.id, m.uidvalidity, cmd.readonly, snap, m.uidnext)
         sel.show_recent = not self.rev2
         await imap_recent.on_select(self.store, self.shared, sel, m)
-        flags = _flag_list(spell)
+        # (the list last told, when built from this very table)
+        flags = self.sel_flags if spell is self._flags_from else _flag_list(spell)
         out = self.out
         out.append(S.flags(flags))
         out.append(S.exists(sel.exists))
@@ -625,6 +642,7 @@ class ImapSession:
                 out.append(S.untagged("OK", "first unseen", S.code_unseen(first)))
         self.sel = sel
         self.sel_flags = flags
+        self._flags_from = spell
         if cmd.qresync is not None:
             await self.qresync_select(cmd.qresync)
         return Done("EXAMINE completed" if cmd.readonly else "SELECT completed",
@@ -1830,11 +1848,14 @@ class ImapSession:
             return
         with self.store.view() as v:
             m = v.mailbox(self.acc, sel.mbx)
-            if m is None or not imap_recent.unclaimed(sel, m):
+            # (new mail another session claimed, the usual: no write, one view)
+            if m is None or imap_recent.settled(self.shared, sel, m):
                 self._catch_up(v, m, allow_expunge)
                 return
-        # new mail nobody claimed as \Recent yet: claim it (a write), then look again
-        await imap_recent.on_refresh(self.store, self.shared, sel)
+        # new mail nobody claimed as \Recent yet: claim it (a write), then look
+        # again (M read just now, nothing awaited since: on_refresh reads no
+        # record of its own)
+        await imap_recent.on_refresh(self.store, self.shared, sel, m)
         with self.store.view() as v:
             self._catch_up(v, v.mailbox(self.acc, sel.mbx), allow_expunge)
 
@@ -1861,8 +1882,12 @@ class ImapSession:
             if hit is not None:
                 snap, data, flags = hit
                 sel.snap = snap
+                if snap.highest_ms == m.highest_ms:     # (as below)
+                    self.shared.publish(self.acc, sel.mbx, snap)
                 sel.known_ms = m.highest_ms
-                self.sel_flags = flags
+                if flags is not self.sel_flags:
+                    self.sel_flags = flags
+                    self._flags_from = None
                 self.out.append(data)
                 return
         top = sel.max_uid()
@@ -1877,7 +1902,8 @@ class ImapSession:
         changed = v.changed_since(self.acc, sel.mbx, sel.known_ms)
         r = sel.apply(new_pairs, vanished, changed, m.highest_ms, allow_expunge)
         # a keyword new to the account is announced before any FETCH shows it
-        out = self.flag_updates(v)
+        spell = v.keyword_spellings(self.acc)
+        out = self.flag_updates(v, spell)
         if r.expunged:
             if self.qresync:
                 out.append(S.vanished(r.expunged))
@@ -1890,14 +1916,23 @@ class ImapSession:
             items = [ev.FetchItem("UID"), ev.FetchItem("FLAGS")]
             if self.condstore:
                 items.append(ev.FetchItem("MODSEQ"))
+            # the FLAGS spelled from the account's table read above (cached per
+            # worker until a keyword joins it), not a read per keyword
             out.extend(build_fetch(v, self.acc, sel, r.changed, tuple(items),
-                                   self.condstore, None, self.utf8))
+                                   self.condstore, None, self.utf8, spell=spell))
         data = b"".join(out)
         self.out.append(data)
-        if shareable and not sel.gone:
-            self.shared.remember(key, sel.snap, data, self.sel_flags)
+        if not sel.gone:
+            if shareable:
+                self.shared.remember(key, sel.snap, data, self.sel_flags)
+            # the map as of M, whatever this session's own state (\Recent,
+            # what it told): published, so that a SELECT brings it forward
+            # (_current_map) instead of reading every UID again.  (Before,
+            # only a shareable catch-up published it; the map of a session
+            # with recent messages was nobody's, and the weak entry died
+            # with the last session holding the older map.)
             if sel.snap.highest_ms == m.highest_ms:
-                self.shared.snapshots[(self.acc, sel.mbx)] = sel.snap
+                self.shared.publish(self.acc, sel.mbx, sel.snap)
 
 
 # --- helpers that read the store (run inline or in a worker thread) --------------------------
@@ -2235,7 +2270,8 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 reported: dict | None = None, utf8: bool = True, *,
                 simple: bool = True, simple_items: list | None = None,
                 recent_uids: set | None = None, read_email=None,
-                fallback_to: list | None = None) -> list[bytes]:
+                fallback_to: list | None = None,
+                spell: dict[str, str] | None = None) -> list[bytes]:
     """FETCH responses for UIDS: the hot path.  Reads prepared index bytes;
     raw message bytes only for body sections.  UTF8=false: messages with raw
     UTF-8 headers are served downgraded (RFC 6858).  SIMPLE=False forces the
@@ -2246,7 +2282,9 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
     the email records (``eid -> record``; default the view's), e.g. the
     records a STORE just wrote, when they are known to be V's.  FALLBACK_TO:
     the UIDs the hot path cannot answer are appended there, unanswered,
-    instead of going through the Python loop (which reads V's records)."""
+    instead of going through the Python loop (which reads V's records).
+    SPELL: V's keyword_spellings, when the caller read them (the catch-up);
+    else the FLAGS read each keyword's spelling as they first show it."""
     names = (simple_items if simple_items is not None else _simple_items(items)) \
         if simple else None
     if names is not None:
@@ -2256,7 +2294,8 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
             if type(n) in _RAW_ITEMS:
                 read_blob = v.blob_reader(acc)
                 break
-        flags = (functools.partial(flags_list, spell=_Spellings(v, acc))
+        flags = (functools.partial(flags_list, spell=_Spellings(v, acc) if spell is None
+                                   else spell)
                  if "FLAGS" in names else None)
         # \Recent is the session's, not the record's: the session's recent
         # messages take a second pass whose FLAGS formatter adds it
@@ -2375,19 +2414,28 @@ class _Spellings:
     to grow the map; its transaction holds the write lock meanwhile, so
     every view sees the same spellings)."""
 
-    __slots__ = ("view", "acc", "known", "store")
+    __slots__ = ("view", "acc", "known", "store", "table")
 
     def __init__(self, view, acc: int, store=None):
         self.view = view
         self.acc = acc
         self.known: dict[str, str | None] = {}
         self.store = store
+        # the account's whole table when this worker holds it for VIEW's
+        # version (View.keyword_spellings_if_cached: one counter read, looked
+        # up at the first keyword not known yet); None: a read per keyword
+        self.table: dict[str, str] | None | bool = False
 
     def get(self, keyword: str, default=None):
         try:
             s = self.known[keyword]
         except KeyError:
-            if self.view is None:
+            table = self.table
+            if table is False and self.view is not None:
+                table = self.table = self.view.keyword_spellings_if_cached(self.acc)
+            if type(table) is dict:
+                s = self.known[keyword] = table.get(keyword)
+            elif self.view is None:
                 with self.store.view() as v:
                     s = self.known[keyword] = v.keyword_spelling(self.acc, keyword)
             else:

@@ -114,7 +114,9 @@ class View:
 
     def mailbox(self, acc: int, mbx: int) -> Mailbox | None:
         v = self._get("mbox", keys.mbox(acc, mbx))
-        return records.decode_mailbox(mbx, v) if v is not None else None
+        # as bytes: records.decode_mailbox remembers the records it decoded
+        # (a dict look-up for the next session catching up on the same change)
+        return records.decode_mailbox(mbx, bytes(v)) if v is not None else None
 
     def require_mailbox(self, acc: int, mbx: int) -> Mailbox:
         m = self.mailbox(acc, mbx)
@@ -348,20 +350,33 @@ class View:
         until a keyword joins the table): read it, never change it."""
         cacheable = type(self) is View   # a read snapshot: its state is committed
         if cacheable:
-            version = self.counter(acc, keys.CTR_KEYWORDS)
-            try:
-                per_acc = _SPELLINGS.setdefault(self.store, {})
-            except TypeError:            # a store without weak references
-                per_acc = {}
-            hit = per_acc.get(acc)
-            if hit is not None and hit[0] == version:
-                return hit[1]
+            version, per_acc, hit = self._spellings_cached(acc)
+            if hit is not None:
+                return hit
         pre = keys.account_prefix(acc)
         spell = {bytes(k[len(pre):]).decode("utf-8"): bytes(v).decode("utf-8")
                  for k, v in self._scan("kw", pre)}
         if cacheable:
             per_acc[acc] = (version, spell)
         return spell
+
+    def _spellings_cached(self, acc: int) -> tuple[int, dict, dict[str, str] | None]:
+        """(the kw table's version in this view, the store's cache of
+        keyword_spellings answers, the answer cached for this version or None)."""
+        version = self.counter(acc, keys.CTR_KEYWORDS)
+        try:
+            per_acc = _SPELLINGS.setdefault(self.store, {})
+        except TypeError:            # a store without weak references
+            per_acc = {}
+        hit = per_acc.get(acc)
+        return version, per_acc, hit[1] if hit is not None and hit[0] == version else None
+
+    def keyword_spellings_if_cached(self, acc: int) -> dict[str, str] | None:
+        """keyword_spellings' answer when this process holds it for this
+        view's version of the table (one counter read), else None: nothing
+        is scanned (for a caller that would otherwise read a few keywords
+        one at a time)."""
+        return self._spellings_cached(acc)[2] if type(self) is View else None
 
     def keyword_spelling(self, acc: int, lower: str) -> str | None:
         """IMAP-only (the ``kw`` table).  The spelling custom keyword LOWER was
