@@ -82,3 +82,17 @@ async def test_nothing_to_flush_costs_no_thread(env, monkeypatch):  # noqa: F811
     monkeypatch.setattr(trio.to_thread, "run_sync", lambda *a, **k: calls.append(a))
     await storeio.settle(env.store)
     assert calls == []
+
+
+async def test_a_jmap_request_never_flushes_on_the_loop(env):  # noqa: F811
+    from jmap_helpers import one
+    from mailaccess.proto.jmap.request import Limits
+    from mailaccess.server.jmap_api import JmapContext
+    append(env, 3)
+    ctx = JmapContext(env.store, None, None, env.acc, "a", Limits())
+    loop_thread = threading.current_thread()
+    seen = flush_threads(env)
+    undurable_commit(env, "fromimap")
+    res = await one(ctx, "Email/query", {"filter": {"hasKeyword": "fromimap"}})
+    assert len(res["ids"]) == 1
+    assert seen and loop_thread not in seen

@@ -2212,15 +2212,18 @@ class _FetchFacts:
         self.want_index = simple is not None and any(
             type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeHeader
             or type(n) is str and n in _INDEX_ITEMS for n in simple)
-        # kept (_fetch_facts) when small: a few items, no HEADER.FIELDS list
-        self.keep = len(items) <= 16 and not any(
-            isinstance(i, ev.FetchBody) and i.section.fields for i in items)
+        # kept (_fetch_facts) when small: a few items, HEADER.FIELDS lists
+        # of a few short names (what clients send for their message lists)
+        self.keep = len(items) <= 16 and sum(
+            sum(len(f) + 8 for f in i.section.fields) for i in items
+            if isinstance(i, ev.FetchBody) and i.section.fields) <= _KEEP_FIELDS_BYTES
 
 
 def _fetch_facts(items: tuple) -> _FetchFacts:
     """The _FetchFacts of ITEMS (a tuple), kept for the item lists clients
-    send (at most _FETCH_FACTS_MAX of them, each at most 16 items and no
-    HEADER.FIELDS list: a hostile client cannot make them hold much)."""
+    send (at most _FETCH_FACTS_MAX of them, each at most 16 items and
+    _KEEP_FIELDS_BYTES of HEADER.FIELDS names: a hostile client cannot make
+    them hold much, about 1 MB per worker at most)."""
     f = _FETCH_FACTS.get(items)
     if f is None:
         f = _FetchFacts(items)
@@ -2233,6 +2236,7 @@ def _fetch_facts(items: tuple) -> _FetchFacts:
 _INDEX_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY"})
 _FETCH_FACTS: dict[tuple, _FetchFacts] = {}
 _FETCH_FACTS_MAX = 1024
+_KEEP_FIELDS_BYTES = 512
 
 
 class _NotTold(Exception):
