@@ -40,20 +40,6 @@ except ImportError:     # pragma: no cover - another Trio: the public statistics
     _RUN_CONTEXT = None
 
 
-async def settle(store: Store) -> None:
-    """Before a command's reads: when the store's newest commit (another
-    session's, in flight on the sync thread) is not durable yet, flush the
-    log for it in a worker thread.  Else the command's first read view
-    would (``READ_DURABLE``: a snapshot newer than the durable mark flushes
-    the log before it is read), an fdatasync on the loop thread that stalls
-    every session of the worker meanwhile.  Nothing to do, the usual case:
-    one look at the mark."""
-    due = getattr(store, "read_flush_due", None)
-    txnid = due() if due is not None else 0
-    if txnid:
-        await trio.to_thread.run_sync(store.flush_for_reads, txnid)
-
-
 async def write(store: Store, fn: Callable[..., Any], *args, **kwargs) -> Any:
     hop = loophop.current()
     task = trio.lowlevel.current_task()

@@ -358,13 +358,10 @@ class ImapSession:
             attr = _HANDLERS[name] = "do_" + name.lower()
         _RUNNING[0] += 1
         try:
-            if self.state is SELECTED or self.state is AUTHENTICATED:
-                await storeio.settle(self.store)    # (no log flush on the loop)
             done = await getattr(self, attr)(cmd)
             if done is not None and name in REPORTS_UPDATES:
                 allow_expunge = st.may_announce_expunge(name)
                 if self._needs_refresh(allow_expunge, done.current):
-                    await storeio.settle(self.store)
                     await self.refresh(allow_expunge=allow_expunge)
         except No as exc:   # Bad too
             status = "BAD" if isinstance(exc, Bad) else "NO"

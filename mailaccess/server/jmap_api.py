@@ -216,7 +216,6 @@ async def run_request(ctx: JmapContext, req: Request, session_state: str = "") -
     using = set(req.using)
     created = dict(req.created_ids or {})
     responses: list[list] = []
-    await storeio.settle(ctx.store)     # (its reads flush no log on the loop)
     for inv in req.method_calls:
         call = Call(ctx, inv.name, inv.args, inv.call_id, created)
         try:

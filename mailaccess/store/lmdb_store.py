@@ -1393,24 +1393,6 @@ class LmdbStore:
                 for job in it.batch:
                     self._complete(job, None, fail)
 
-    def read_flush_due(self) -> int:
-        """The newest commit when a read snapshot opened now would have to
-        flush the log first (``READ_DURABLE``: it is newer than the durable
-        mark), else 0.  A look at LMDB's meta page and the shared mark, no
-        transaction (storeio.settle asks before a command's reads)."""
-        mark = self._mark
-        if mark is None or not READ_DURABLE or self.redo is None:
-            return 0
-        last = self.env.info()["last_txnid"]
-        return last if last > mark.get() else 0
-
-    def flush_for_reads(self, txnid: int) -> None:
-        """Every commit up to TXNID durable, as a read snapshot at TXNID would
-        make it (storeio.settle: in a worker thread, not on the loop)."""
-        mark = self._mark
-        if mark is not None and txnid > mark.get():
-            self._reader_flush(txnid)
-
     def _reader_flush(self, txnid: int) -> None:
         """A read snapshot at TXNID, newer than the durable mark: flush the
         log first (``READ_DURABLE``)."""
