@@ -112,10 +112,12 @@ async def test_invalid_mutf7_name_gets_no_and_list_a_plain_match(imap_server):
         assert tagged(r.cmd(b"s SELECT INBOX"), b"s").startswith(b"s OK")
         out = r.cmd(b"a SELECT &Jjo")
         assert tagged(out, b"a").startswith(b"a NO"), out
+        assert b"not valid modified UTF-7" in tagged(out, b"a"), out
         # a failed SELECT leaves nothing selected
         assert tagged(r.cmd(b"b FETCH 1 FLAGS"), b"b").startswith(b"b BAD")
         assert tagged(r.cmd(b"c EXAMINE &AGE-"), b"c").startswith(b"c NO")
-        assert tagged(r.cmd(b"d STATUS &Jjo (MESSAGES)"), b"d").startswith(b"d NO")
+        out = r.cmd(b"d STATUS &Jjo (MESSAGES)")
+        assert tagged(out, b"d").startswith(b"d NO") and b"modified UTF-7" in out, out
         out = r.cmd(b'e LIST "" "&Jjo*"')
         assert tagged(out, b"e").startswith(b"e OK") and b"* LIST" not in out
         # CREATE keeps refusing the name as a syntax error

@@ -43,8 +43,7 @@ from ..proto.imap import state as st
 from ..proto.imap.dates import format_datetime
 from ..proto.imap import commands as imap_commands
 from ..proto.imap.errors import CommandError
-from ..proto.imap.modutf7 import InvalidName
-from ..proto.imap.numset import format_ints
+from ..proto.imap.modutf7 import InvalidName as NotModifiedUtf7
 from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
                      StoreFullError, LimitReached, ops)
 from ..store.emails import LoadedEmail, load_email
@@ -210,7 +209,7 @@ def _path(name: str) -> list[str]:
 def _check_name(name: str) -> None:
     """SELECT/EXAMINE/STATUS of a name that is not valid modified UTF-7: NO
     (Dovecot's answer), not the BAD of a syntax error."""
-    if isinstance(name, InvalidName):
+    if isinstance(name, NotModifiedUtf7):
         raise No("mailbox name is not valid modified UTF-7")
 
 
