@@ -155,11 +155,6 @@ cdef unsigned char X_READABLE[256]
 for _v in range(256):
     X_READABLE[_v] = _v in INDEX_LAYOUT.readable
 
-cdef enum:
-    MDB_NEXT = 8
-    MDB_SET_KEY = 16
-
-
 cdef inline uint64_t _be(const unsigned char *p, int n) noexcept nogil:
     cdef uint64_t v = 0
     cdef int i
@@ -230,32 +225,12 @@ cdef class _Source:
         """The value under the key of SUFFIX (fast paths) or X (the reader
         called) into P/N -> 1, or 0 when there is none.  Valid until the
         next fetch."""
-        cdef ea_val k, d
-        cdef int rc
         self.release()
         if self.cur != NULL:
             memcpy(self.kbuf + self.pn, suffix, self.sn)
-            if self.seq and self.positioned:
-                # the email ids of a mailbox mostly follow one another
-                rc = _c_get(self.cur.curs, &k, &d, MDB_NEXT)
-                if rc == 0 and <Py_ssize_t>k.mv_size == self.pn + self.sn \
-                        and memcmp(k.mv_data, self.kbuf, k.mv_size) == 0:
-                    p[0] = <const unsigned char *>d.mv_data
-                    n[0] = <Py_ssize_t>d.mv_size
-                    return 1
-                if rc and rc != MDB_NOTFOUND:
-                    _lmdb_raise("mdb_cursor_get", rc)
-            k.mv_size = self.pn + self.sn
-            k.mv_data = self.kbuf
-            rc = _c_get(self.cur.curs, &k, &d, MDB_SET_KEY)
-            self.positioned = rc == 0
-            if rc == MDB_NOTFOUND:
-                return 0
-            if rc:
-                _lmdb_raise("mdb_cursor_get", rc)
-            p[0] = <const unsigned char *>d.mv_data
-            n[0] = <Py_ssize_t>d.mv_size
-            return 1
+            # (the email ids of a mailbox mostly follow one another: SEQ)
+            return _direct_get(self.cur, self.kbuf, self.pn + self.sn, self.seq,
+                               &self.positioned, p, n)
         if self.fast:
             memcpy(self.kbuf + self.pn, suffix, self.sn)
             v = self.get(PyBytes_FromStringAndSize(<char *>self.kbuf, self.pn + self.sn),
