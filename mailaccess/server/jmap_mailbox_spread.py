@@ -22,7 +22,6 @@ names every Mailbox instead.
 from __future__ import annotations
 
 from .. import vocab
-from ..store import changelog
 from ..store.records import EMAIL, MAILBOX, THREAD, email_thread_boxes_flags
 
 _SEEN, _DRAFT = vocab.SEEN.encode(), vocab.DRAFT.encode()
@@ -33,10 +32,10 @@ def spread(v, acc: int, lo: int, hi: int, limit: int) -> set[int] | None:
     an Email or Thread change logged after modseq LO up to HI touched; None
     when that takes more than LIMIT ids or records to find out (or the log
     no longer reaches back to LO)."""
-    emails = changelog.ids_between(v, acc, EMAIL, lo, hi, limit)
+    emails = v.ids_changed_between(acc, EMAIL, lo, hi, limit)
     if emails is None:
         return None
-    threads = changelog.ids_between(v, acc, THREAD, lo, hi, limit)
+    threads = v.ids_changed_between(acc, THREAD, lo, hi, limit)
     if threads is None:
         return None
     read = v.email_reader(acc)
@@ -72,7 +71,7 @@ def extra_updates(v, acc: int, lo: int, hi: int, listed: set[int],
         boxes = {m.id for m in v.mailboxes(acc)}
     # from HI itself on: a page may end inside modseq HI (the rest of it is
     # the next page's); an id of HI that the page lists is in LISTED anyway
-    later = changelog.ids_between(v, acc, MAILBOX, hi - 1, v.highest_modseq(acc), limit)
+    later = v.ids_changed_between(acc, MAILBOX, hi - 1, v.highest_modseq(acc), limit)
     if later is None:       # (thousands of mailbox changes since: keep the live ones)
         live = {m.id for m in v.mailboxes(acc)}
         return {b for b in boxes if b in live} - listed

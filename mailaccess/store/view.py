@@ -324,6 +324,12 @@ class View:
         ids; raises CannotCalculateChanges beyond the retention horizon."""
         return changelog.changes(self, acc, kind, since, max_changes)
 
+    def ids_changed_between(self, acc: int, kind: str, lo: int, hi: int,
+                            limit: int) -> set[int] | None:
+        """The ids of KIND logged after modseq LO up to HI; None past LIMIT
+        or when the log no longer reaches back to LO (changelog.ids_between)."""
+        return changelog.ids_between(self, acc, kind, lo, hi, limit)
+
     def updates_come_with(self, acc: int, kind: str, since: str, until: str,
                           companions: tuple[str, ...]) -> bool:
         """Whether every update of KIND between two states came with a change
