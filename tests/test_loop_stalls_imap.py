@@ -215,8 +215,7 @@ async def test_a_big_index_is_decoded_off_the_loop(imap_server, monkeypatch):
 # ------------------------------------------------- THREAD=REFERENCES
 
 def _thread_of(msgs):
-    from mailaccess.query import thread
-    return thread._references(msgs)
+    return thread_oracle.core_references(msgs)
 
 
 _ids = st.integers(0, 12).map(lambda i: f"{i}@x")
@@ -232,8 +231,7 @@ _spec = st.lists(st.tuples(st.one_of(st.none(), _ids), st.lists(_ids, max_size=8
 @given(_spec)
 def test_thread_references_answers_as_when_every_loop_check_walked(spec):
     """Loops, repeated ids, a message referring to itself or to a later one."""
-    from mailaccess.query import thread
-    msgs = [thread._Msg(k, k, date, "s", "s", mid, tuple(refs))
+    msgs = [thread_oracle.Msg(k, k, date, "s", "s", mid, tuple(refs))
             for k, (mid, refs, date) in enumerate(spec)]
     assert _thread_of(msgs) == thread_oracle.references(msgs)
 

@@ -156,7 +156,7 @@ def test_deep_chain_has_no_recursion_limit():
 
 
 def _orderedsubject_oracle(msgs):
-    """ORDEREDSUBJECT as it was written over thread._Msg objects."""
+    """ORDEREDSUBJECT as it was written over thread_oracle.Msg objects."""
     msgs = sorted(msgs, key=lambda x: (x.base, x.date, x.seq))
     groups = []
     for x in msgs:
@@ -179,6 +179,7 @@ def test_orderedsubject_answers_as_it_was_written(spec):
             if nodate else msg(s, h) for s, h, nodate in spec]
     v = _FakeView(raws)
     cands = [(100 + i, i) for i in range(1, len(raws) + 1)]
+    import thread_oracle
     from mailaccess.query import thread
     assert thread.thread_orderedsubject(v, 0, cands) == \
-        _orderedsubject_oracle(thread._messages(v, 0, cands))
+        _orderedsubject_oracle(thread_oracle.messages(v, 0, cands))

@@ -5,13 +5,49 @@ Every loop check walks from the container up to its root, a dummy's children
 are gathered bottom-up by copying lists, and a merged subject's dummy looks
 for its place in the root list by scanning it: quadratic on a long chain,
 but each step is the RFC's sentence read literally.  ``references(msgs)``
-takes the ``thread._Msg`` list that ``thread._messages`` builds.
+takes a list of ``Msg`` (one candidate each; ``messages`` reads them from a
+store view); ``core_references(msgs)`` runs the server's compiled (or pure)
+core over the same list, so tests need no store.
 """
+from collections import namedtuple
+
+from mailaccess.query import thread as _thread
 from mailaccess.query.thread import Thread, is_reply_or_forward
 
 
+class Msg(namedtuple("Msg", "key seq date subject base message_id refs order")):
+    """One candidate as the oracles see it: KEY, SEQ (its candidate
+    position: the tie-break), DATE (RFC 5256 sent date), SUBJECT (as
+    decoded), BASE (collated base subject), MESSAGE_ID, REFS; ORDER is
+    its position among siblings, (date, seq) as one integer (seq is below
+    2**32).  The server reads columns (``query.thread.Columns``)."""
+
+    __slots__ = ()
+
+    def __new__(cls, key: int, seq: int, date: int, subject: str, base: str,
+                message_id, refs):
+        return tuple.__new__(cls, (key, seq, date, subject, base, message_id, refs,
+                                   (date << 32) + seq))
+
+
+def messages(view, acc: int, candidates) -> list:
+    """The Msg of each (key, email id) of CANDIDATES, from the server's columns."""
+    c = _thread.columns(view, acc, [e for _, e in candidates])
+    return [Msg(key, seq, c.dates[seq], c.subjects[seq], c.bases[seq], c.mids[seq],
+                c.refs[seq]) for seq, (key, _eid) in enumerate(candidates)]
+
+
+def core_references(msgs: list) -> list:
+    """The server's REFERENCES core over MSGS (their positions are the
+    sequence numbers)."""
+    return _thread._impl.references(
+        [x.key for x in msgs], [x.date for x in msgs], [x.message_id for x in msgs],
+        [x.refs for x in msgs], [x.base for x in msgs], [x.subject for x in msgs],
+        is_reply_or_forward, Thread)
+
+
 class _Box:
-    """A container: a message (a ``thread._Msg``) or a dummy (msg None)."""
+    """A container: a message (a ``Msg``) or a dummy (msg None)."""
 
     __slots__ = ("msg", "parent", "children", "frozen")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections import namedtuple
 from operator import itemgetter
 from typing import NamedTuple, Sequence
 
@@ -40,22 +39,6 @@ class Thread(NamedTuple):
 
     key: int | None
     children: tuple["Thread", ...] = ()
-
-
-class _Msg(namedtuple("_Msg", "key seq date subject base message_id refs order")):
-    """One candidate as the algorithms see it: KEY, SEQ (its candidate
-    position: the tie-break), DATE (RFC 5256 sent date), SUBJECT (as
-    decoded), BASE (collated base subject), MESSAGE_ID, REFS; ORDER is
-    its position among siblings, (date, seq) as one integer (seq is below
-    2**32).  The algorithms read columns (:class:`Columns`); these are for
-    tests and tests/thread_oracle.py (``_messages``, ``_references``)."""
-
-    __slots__ = ()
-
-    def __new__(cls, key: int, seq: int, date: int, subject: str, base: str,
-                message_id: str | None, refs: tuple[str, ...]):
-        return tuple.__new__(cls, (key, seq, date, subject, base, message_id, refs,
-                                   (date << 32) + seq))
 
 
 _REPLY_LEADER = re.compile(r"^(?:\[[^\[\]]*\]\s*)*(?:re|fwd?)\s*(?:\[[^\[\]]*\]\s*)?:", re.I)
@@ -149,12 +132,6 @@ def _read(view, acc: int, eids: array, gen: int) -> Columns:
                    list(map(_SUBJECT, fs)), nbytes)
 
 
-def _messages(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[_Msg]:
-    c = columns(view, acc, [e for _, e in candidates])
-    return [_Msg(key, seq, c.dates[seq], c.subjects[seq], c.bases[seq], c.mids[seq],
-                 c.refs[seq]) for seq, (key, _eid) in enumerate(candidates)]
-
-
 # ------------------------------------------------------------ the algorithms
 
 def thread_orderedsubject(view, acc: int, candidates: Sequence[tuple[int, int]]) -> list[Thread]:
@@ -203,12 +180,3 @@ OVER_COLUMNS = {thread_references: references_response,
                 thread_orderedsubject: orderedsubject_response}
 """Each algorithm's ``* THREAD`` response over columns and keys
 (imap_sortcache keeps the columns)."""
-
-
-def _references(msgs: list[_Msg]) -> list[Thread]:
-    """REFERENCES over _Msg values (their positions are the sequence
-    numbers): for tests, whose messages need no store."""
-    return _impl.references([x.key for x in msgs], [x.date for x in msgs],
-                            [x.message_id for x in msgs], [x.refs for x in msgs],
-                            [x.base for x in msgs], [x.subject for x in msgs],
-                            is_reply_or_forward, Thread)

@@ -16,7 +16,6 @@ from conftest import twin_params
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
 from mailaccess.proto.imap import serialize as S
-from mailaccess.query import thread
 from mailaccess.query.sort import collate
 from mailaccess.query.thread import Thread, is_reply_or_forward
 from test_query_thread import _orderedsubject_oracle   # ORDEREDSUBJECT as first written
@@ -32,7 +31,7 @@ _DATE = st.one_of(st.integers(0, 3), st.sampled_from([-2_000_000_000, 253_402_30
 
 
 def M(seq, mid, refs, subject, date):
-    return thread._Msg(100 + seq, seq, date, subject, collate(mindex.base_subject(subject)),
+    return thread_oracle.Msg(100 + seq, seq, date, subject, collate(mindex.base_subject(subject)),
                        mid, tuple(refs))
 
 
