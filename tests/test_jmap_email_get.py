@@ -204,6 +204,69 @@ async def test_allowed_header_properties(env, prop):
     assert prop in res["list"][0]
 
 
+# every convenience field twice (RFC 5322 §3.6 allows one; real mail breaks
+# that): JMAP's header:{name} form, so its convenience property, is the last
+REPEATED = crlf("""From: First <first@example.com>
+Sender: First <first@example.com>
+To: a@example.com
+Cc: c1@example.com
+Bcc: b1@example.com
+Reply-To: r1@example.com
+Subject: first subject
+Date: Thu, 30 Oct 2014 14:12:00 +0800
+Message-ID: <first@example.com>
+In-Reply-To: <p1@example.com>
+References: <r1@example.com>
+From: Last <last@example.com>
+Sender: Last <last@example.com>
+To: b@example.com, c@example.com
+CC: c2@example.com
+bcc: b2@example.com
+Reply-To: r2@example.com
+SUBJECT: =?UTF-8?Q?last_caf=C3=A9?=
+Date: Fri, 21 Nov 1997 09:55:06 -0600
+Message-ID: <last@example.com>
+In-Reply-To: <p2@example.com>
+References: <r2@example.com> <r3@example.com>
+Content-Type: text/plain
+
+body
+""")
+# the last instance empty (or not parsing): the property is null
+REPEATED_EMPTY_LAST = crlf("""From: First <first@example.com>
+Subject: first subject
+Date: Thu, 30 Oct 2014 14:12:00 +0800
+From:
+Subject:
+Date: not a date
+
+body
+""")
+
+
+async def test_repeated_convenience_fields_answer_the_last(env):
+    """RFC 8621 §4.1.3: `from` is header:From:asAddresses, the last From
+    field's value, although the index (and IMAP's ENVELOPE) keep the first."""
+    eid = env.add(REPEATED)
+    e = await env.one(eid, properties=["from", "sender", "to", "cc", "bcc", "replyTo",
+                                       "subject", "sentAt", "messageId", "inReplyTo",
+                                       "references"])
+    assert e["from"] == [{"name": "Last", "email": "last@example.com"}]
+    assert e["sender"] == [{"name": "Last", "email": "last@example.com"}]
+    assert [a["email"] for a in e["to"]] == ["b@example.com", "c@example.com"]
+    assert e["cc"] == [{"name": None, "email": "c2@example.com"}]
+    assert e["bcc"] == [{"name": None, "email": "b2@example.com"}]
+    assert e["replyTo"] == [{"name": None, "email": "r2@example.com"}]
+    assert e["subject"] == "last caf\u00e9"
+    assert e["sentAt"] == "1997-11-21T09:55:06-06:00"
+    assert e["messageId"] == ["last@example.com"]
+    assert e["inReplyTo"] == ["p2@example.com"]
+    assert e["references"] == ["r2@example.com", "r3@example.com"]
+    eid = env.add(REPEATED_EMPTY_LAST)
+    e = await env.one(eid, properties=["from", "subject", "sentAt"])
+    assert e == {"id": eid, "from": None, "subject": None, "sentAt": None}
+
+
 async def test_convenience_properties_equal_their_header_forms(env):
     """from == header:From:asAddresses etc. (§4.1.3), over the corpus: the
     list fast path (index summary) and the header parse agree."""
@@ -214,7 +277,8 @@ async def test_convenience_properties_equal_their_header_forms(env):
              "inReplyTo": "header:In-Reply-To:asMessageIds",
              "references": "header:References:asMessageIds",
              "messageId": "header:Message-ID:asMessageIds"}
-    raws = [SIMPLE] + [p.read_bytes() for p in sorted(CORPUS.glob("*.eml"))]
+    raws = [SIMPLE, REPEATED, REPEATED_EMPTY_LAST] + [
+        p.read_bytes() for p in sorted(CORPUS.glob("*.eml"))]
     eids = [env.add(r) for r in raws]
     res = await env.get(eids, properties=list(pairs) + list(pairs.values()))
     for e in res["list"]:

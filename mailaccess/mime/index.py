@@ -28,7 +28,7 @@ __all__ = [
     "MessageIndex", "Part", "UnknownCTE", "index_message", "index_with", "encode_index",
     "decode_index", "index_field", "normalize_search", "base_subject", "part_bytes",
     "header_fields", "header_span", "decoded_part", "body_text", "index_field_span",
-    "index_fields",
+    "index_fields", "repeated_fields", "stored_repeated_fields",
     "FORMAT_VERSION", "READABLE_VERSIONS", "IndexFormatError", "index_version",
     "IndexSummary", "SUMMARY_FIELDS", "index_summary", "decode_index_meta",
     "index_header_end", "meta_header_end",
@@ -250,6 +250,40 @@ def index_field_span(data: bytes | memoryview, name: str) -> tuple[int, int]:
         _check_version(data)
     ends = _HEAD.unpack_from(data)
     return _HEAD.size + (ends[k] if k else 0), _HEAD.size + ends[k + 1]
+
+
+_FIELD_STARTS: dict[tuple[str, ...], re.Pattern] = {}
+
+
+def repeated_fields(search_headers: bytes | str, names: tuple[str, ...]) -> frozenset[str]:
+    """Which of NAMES (lowercase header field names) occur more than once in
+    a message's top-level header, read from its search_headers text: one
+    line per field, ``name: value`` casefolded with white space runs made one
+    space, so a field starts a line and no value holds a line break.  A
+    non-ASCII name that casefolds onto one of NAMES (``\u017fubject``) is
+    counted too: a caller then reads the fields themselves, never less.
+    Linear: the pattern is literal names anchored at line starts."""
+    rx = _FIELD_STARTS.get(names)
+    if rx is None:
+        alts = b"|".join(re.escape(n.encode("ascii")) for n in names)
+        rx = _FIELD_STARTS[names] = re.compile(rb"^(" + alts + rb"):", re.M)
+    if isinstance(search_headers, str):
+        search_headers = search_headers.encode("utf-8", "surrogatepass")
+    seen = set()
+    out = set()
+    for m in rx.finditer(search_headers):
+        k = m.group(1)
+        if k in seen:
+            out.add(k.decode("ascii"))
+        seen.add(k)
+    return frozenset(out)
+
+
+def stored_repeated_fields(data: bytes | memoryview, names: tuple[str, ...]) -> frozenset[str]:
+    """repeated_fields of the stored index DATA, scanning its search_headers
+    field in place; raises IndexFormatError like decode_index."""
+    start, end = index_field_span(data, "search_headers")
+    return repeated_fields(bytes(data[start:end]), names)
 
 
 def index_fields(data: bytes | memoryview, names: tuple[str, ...]) -> list[bytes]:

@@ -64,10 +64,12 @@ def _addresses(items) -> list[dict] | None:
 
 # convenience properties (§4.1.3) from the index's fields: the same parse as
 # header:{name}:as{form} (mime/headers.py uses the indexer's parsers), read
-# from the stored summary without decoding the body structure.  The indexer
-# keeps a header's first instance where JMAP names the last: they differ
-# only for a message with two From (Subject, ...) fields, which RFC 5322
-# forbids; and an empty field reads as an absent one (null).
+# from the stored summary without decoding the body structure; an empty field
+# reads as an absent one (null).  The index keeps a header's first instance
+# (IMAP's ENVELOPE reads it), where JMAP's header:{name} form is the last
+# (§4.1.3); so for a message with a repeated field (RFC 5322 §3.6 allows one
+# From, Subject, ...; real mail breaks that) the property is answered from
+# the last field itself: _LAST_INSTANCE.
 _CONVENIENCE: dict[str, Callable[[Any], Any]] = {
     "messageId": lambda s: [s.message_id] if s.message_id else None,
     "inReplyTo": lambda s: list(s.in_reply_to) or None,
@@ -83,6 +85,32 @@ _CONVENIENCE: dict[str, Callable[[Any], Any]] = {
     "preview": lambda s: s.preview,
     "hasAttachment": lambda s: s.has_attachment,
 }
+
+
+def _addresses_or_null(value: str):
+    return mh.as_addresses(value) or None
+
+
+def _ids_or_null(value: str):
+    return mh.as_message_ids(value)
+
+
+# property -> (field name, its form from one field's value) for _CONVENIENCE's
+# header-backed properties
+_LAST_INSTANCE: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "messageId": ("message-id", _ids_or_null),
+    "inReplyTo": ("in-reply-to", _ids_or_null),
+    "references": ("references", _ids_or_null),
+    "sender": ("sender", _addresses_or_null),
+    "from": ("from", _addresses_or_null),
+    "to": ("to", _addresses_or_null),
+    "cc": ("cc", _addresses_or_null),
+    "bcc": ("bcc", _addresses_or_null),
+    "replyTo": ("reply-to", _addresses_or_null),
+    "subject": ("subject", lambda v: mh.as_text(v) or None),
+    "sentAt": ("date", mh.as_date),
+}
+_LAST_NAMES = tuple(sorted({name for name, _ in _LAST_INSTANCE.values()}))
 
 
 # --- arguments -----------------------------------------------------------------------
@@ -223,6 +251,16 @@ class Source:
                 mi = self._reindex()
         return mi
 
+    def repeated_fields(self) -> frozenset[str]:
+        """Which convenience header fields the message repeats (_LAST_NAMES)."""
+        if self._data is not None:
+            try:
+                return mindex.stored_repeated_fields(self._data, _LAST_NAMES)
+            except Exception:     # unreadable: summary/mi reindexed the message
+                pass
+        mi = self._mi if self._mi is not None else self.mi
+        return mindex.repeated_fields(mi.search_headers, _LAST_NAMES)
+
     def raw(self):
         if self._raw is None:
             self._raw = self.read_raw()
@@ -289,7 +327,15 @@ def _part_list(src: Source, pids, opts: GetOptions) -> list[dict]:
 
 def _convenience(src: Source) -> dict:
     summary = src.summary
-    return {p: fn(summary) for p, fn in _CONVENIENCE.items()}
+    out = {p: fn(summary) for p, fn in _CONVENIENCE.items()}
+    repeated = src.repeated_fields()
+    if repeated:
+        headers = src.mi.jmap_body.get("headers", ())
+        for p, (name, form) in _LAST_INSTANCE.items():
+            if name in repeated:
+                vals = mh.values_of(headers, name)
+                out[p] = form(vals[-1]) if vals else None
+    return out
 
 
 def content_properties(src: Source, props, opts: GetOptions, out: dict) -> None:
