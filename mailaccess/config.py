@@ -54,8 +54,9 @@ class ImapConfig:
     # it gets NO [LIMIT] before "+" (a {n+} one is read and dropped: BAD
     # [LIMIT]); each session could hold two max_literal before
     max_literal_bytes_per_user: int = 0
-    # SORT orders and THREAD answers kept per worker process (bytes, least
-    # recently used out first); 0: none kept (server/imap_sortcache.py)
+    # SORT orders, THREAD answers and LIST answers kept per worker process
+    # (bytes, least recently used out first); 0: none kept
+    # (server/imap_sortcache.py, server/imap_list.py)
     sort_cache_bytes: int = 32 * 1024 * 1024
     # flags columns kept per worker process for SEARCH on flags, keywords
     # and modseq (16 bytes a message, least recently used out first); 0:

@@ -110,6 +110,8 @@ def where(monkeypatch):
         seen.append(threading.current_thread() is threading.main_thread())
         return real(*a)
     monkeypatch.setattr(imap_list, "listing", spy)
+    # every LIST computes its answer (none kept: tests/test_imap_list_cache.py)
+    monkeypatch.setattr(imap_list, "cache_key", lambda *a: object())
     return seen
 
 

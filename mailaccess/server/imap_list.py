@@ -8,6 +8,15 @@ The common patterns skip the pattern automaton: ``*`` matches every name,
 ``%`` every name without the delimiter, and a literal prefix followed by
 ``*`` is a prefix test (unless the prefix starts with INBOX, which matches
 case-insensitively: those go through ``MailboxPattern.matches``).
+
+An answer without LIST-STATUS is kept in the worker's SORT/THREAD cache
+(server/imap_sortcache.py, ``[imap] sort_cache_bytes``), as its bytes, under
+the command's arguments and the account's mailbox tree generation
+(``View.tree_generation``, ``CTR_TREE``): every write that can change a LIST
+line (a mailbox created, deleted, renamed or moved; a role or subscription
+changed; a subscription to a deleted name made or dropped) bumps it, so an
+answer is only reused while the tree it was made from holds.  Counts are
+not in a LIST line (LIST-STATUS answers, which carry them, are not kept).
 """
 from __future__ import annotations
 
@@ -20,13 +29,25 @@ from ..store.records import Mailbox
 from ..views.mailbox_tree import full_names
 from .imap_fmt import ROLE_TO_SPECIAL_USE
 
-__all__ = ["listing", "LIST_INLINE"]
+__all__ = ["listing", "listing_at", "cache_key", "LIST_INLINE"]
 
 SEP = "/"
 
 # accounts with at most this many mailboxes are listed on the loop (the pool's
 # hand-over costs more than the listing); more, or an unknown count, in the pool
 LIST_INLINE = 200
+
+
+def cache_key(gen: int, acc: int, reference: str, patterns, selection, returns,
+              extended: bool, verb: str, utf8: bool) -> tuple:
+    """The SortCache key of a LIST/LSUB answer at tree generation GEN."""
+    return ("list", acc, gen, reference, tuple(patterns), frozenset(selection),
+            frozenset(returns), extended, verb, utf8)
+
+
+def listing_at(v, acc: int, *args) -> tuple[int, list[tuple[bytes, Mailbox | None, str]]]:
+    """(ACC's tree generation, ``listing(v, acc, *args)``), both read in V."""
+    return v.tree_generation(acc), listing(v, acc, *args)
 
 
 def _matcher(r: MailboxPattern) -> Callable[[str], bool]:

@@ -798,12 +798,24 @@ class ImapSession:
             return Done("LIST completed")
         args = (self.acc, reference, patterns, selection, returns, extended, verb, self.utf8,
                 return_status is not None)
+        # an answer without LIST-STATUS is kept per tree generation (imap_list)
+        cache = self._sort_cache() if return_status is None else None
+        lines = None
         with self.store.view() as v:
             many = v.mailbox_count(self.acc)
+            if cache is not None:
+                gen = v.tree_generation(self.acc)
+                kept = cache.get(imap_list.cache_key(gen, *args[:-1]))
+                if kept is not None:
+                    self.out.append(kept)
+                    return Done(f"{verb} completed")
             if many is not None and many <= imap_list.LIST_INLINE:
                 lines = imap_list.listing(v, *args)
-        if many is None or many > imap_list.LIST_INLINE:
-            lines = await storeio.read(self.store, imap_list.listing, *args)
+        if lines is None:
+            gen, lines = await storeio.read(self.store, imap_list.listing_at, *args)
+        if cache is not None:
+            answer = b"".join(line for line, _m, _name in lines)
+            cache.put(imap_list.cache_key(gen, *args[:-1]), answer, len(answer) + 256)
         for line, m, name in lines:
             self.out.append(line)
             if m is not None:

@@ -110,6 +110,9 @@ CTR_KEYWORDS = 11     # grows whenever a row joins the account's kw table (a cac
 CTR_MAILBOXES = 12    # the account's mailboxes (the cap, ops.create_mailbox); absent in
                       # stores made before it: counted once, then kept
 CTR_INDEXES = 13      # grows whenever a stored message index is rewritten (reindex; a cache version)
+CTR_TREE = 15         # grows whenever a mailbox is created, deleted, renamed or moved, its role or
+                      # subscription changes, or a subscription to a deleted name comes or goes
+                      # (WriteTx.put_mailbox, tree_changed): the version of cached LIST answers
 
 
 def u32(n: int) -> bytes:

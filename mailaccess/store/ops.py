@@ -93,7 +93,7 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     for kind in (keys.CTR_MODSEQ, keys.CTR_EMAIL, keys.CTR_MAILBOX, keys.CTR_UIDVALIDITY,
                  keys.CTR_USAGE, keys.CTR_LOG_ROWS, keys.CTR_LOG_HORIZON,
                  keys.CTR_PUSHSUB, keys.CTR_KEYWORDS, keys.CTR_MAILBOXES,
-                 keys.CTR_INDEXES):
+                 keys.CTR_INDEXES, keys.CTR_TREE):
         tx.delete("ctr", keys.ctr(acc, kind))
     sending.forget_account(tx, acc)
     tx.delete("acct.name", keys.acct_name(a.name))
@@ -170,6 +170,7 @@ def create_mailbox(tx: WriteTx, acc: int, parent: int, name: str, *, role: str |
         # IMAP-only: the name was subscribed while it did not exist (the
         # ``sub`` table, keyed by IMAP names): it is again
         tx.delete("sub", keys.sub(acc, full))
+        tx.tree_changed(acc)
         subscribed = True
     # the cap ([store] max_mailboxes_per_account) bounds what every per-account
     # walk of the mailboxes costs (LIST, Mailbox/get, FolderSync, a rename's
@@ -276,6 +277,7 @@ def delete_mailbox(tx: WriteTx, acc: int, mbx: int, *, remove_emails: bool = Tru
         tx.put("sub", keys.sub(acc, full), b"")
     tx.delete("mbox.name", keys.mbox_name(acc, m.parent, m.name))
     tx.delete("mbox", keys.mbox(acc, mbx))
+    tx.tree_changed(acc)
     tx.put("ctr", keys.ctr(acc, keys.CTR_MAILBOXES), keys.u64(max(0, count - 1)))
     tx.log(acc, "destroyed", MAILBOX, mbx)
 
@@ -1061,7 +1063,10 @@ def unsubscribe_name(tx: WriteTx, acc: int, full_name: str) -> bool:
     table, keyed by "/"-joined IMAP names); True if there was one."""
     if not keys.fits(4 + len(full_name.encode("utf-8"))):
         return False    # no such key can exist
-    return tx.delete("sub", keys.sub(acc, full_name))
+    if not tx.delete("sub", keys.sub(acc, full_name)):
+        return False
+    tx.tree_changed(acc)
+    return True
 
 
 

@@ -140,7 +140,24 @@ class WriteTx(View):
     # --- records ----------------------------------------------------------------------
 
     def put_mailbox(self, acc: int, m: records.Mailbox) -> None:
-        self.put("mbox", keys.mbox(acc, m.id), records.encode_mailbox(m))
+        key = keys.mbox(acc, m.id)
+        old = self._get("mbox", key)
+        if old is None:
+            self.tree_changed(acc)
+        else:   # (the record was most likely just read: a decode-cache hit)
+            o = records.decode_mailbox(m.id, bytes(old))
+            if (o.name, o.parent, o.role, o.subscribed) != (m.name, m.parent, m.role,
+                                                            m.subscribed):
+                self.tree_changed(acc)
+        self.put("mbox", key, records.encode_mailbox(m))
+
+    def tree_changed(self, acc: int) -> None:
+        """Bump ACC's mailbox tree generation (CTR_TREE): what an IMAP LIST
+        answers (names, parents, roles, subscriptions) may have changed.
+        put_mailbox calls it for a new mailbox or a changed name, parent,
+        role or subscription; ops for a deleted mailbox and the ``sub``
+        table."""
+        self.next_counter(acc, keys.CTR_TREE)
 
     def put_email(self, acc: int, r: records.EmailRecord) -> None:
         self.put("msg", keys.msg(acc, r.id), records.encode_email(r))

@@ -82,6 +82,12 @@ class View:
         what the indexes hold (query/facts.py)."""
         return self.counter(acc, keys.CTR_INDEXES)
 
+    def tree_generation(self, acc: int) -> int:
+        """Grows whenever ACC's mailbox tree, roles or subscriptions change
+        (WriteTx.tree_changed): the version of cached LIST answers
+        (server/imap_list.py)."""
+        return self.counter(acc, keys.CTR_TREE)
+
     # --- accounts --------------------------------------------------------------
 
     def account(self, acc: int) -> Account | None:
