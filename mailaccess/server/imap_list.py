@@ -20,7 +20,7 @@ not in a LIST line (LIST-STATUS answers, which carry them, are not kept).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .. import vocab
 from ..proto.imap import serialize as S
@@ -64,45 +64,73 @@ def _matcher(r: MailboxPattern) -> Callable[[str], bool]:
     return r.matches
 
 
-def _has_subscribed_descendant(mbx, children, by_id, also=lambda d: True) -> bool:
+def _has_subscribed_descendant(mbx, children, record, also=lambda d: True) -> bool:
     stack = list(children.get(mbx, ()))
     while stack:
         c = stack.pop()
-        if by_id[c].subscribed and also(c):
+        m = record(c)
+        if m is not None and m.subscribed and also(c):
             return True
         stack.extend(children.get(c, ()))
     return False
+
+
+class _Node(NamedTuple):
+    """A mailbox as the ``mbox.name`` keys give it (full_names reads these)."""
+    id: int
+    parent: int
+    name: str
+
+
+def _records(v, acc: int, wanted: int, total: int) -> Callable[[int], Mailbox | None]:
+    """id -> the mailbox record (None: none), read once each: by one scan of
+    them all when WANTED of TOTAL is more than a quarter, else one look-up
+    each as asked (a LIST of one branch decodes only that branch)."""
+    if wanted * 4 > total:
+        return {m.id: m for m in v.mailboxes(acc)}.get
+    got: dict[int, Mailbox | None] = {}
+
+    def record(mbx: int) -> Mailbox | None:
+        if mbx in got:
+            return got[mbx]
+        m = got[mbx] = v.mailbox(acc, mbx)
+        return m
+    return record
 
 
 def listing(v, acc: int, reference: str, patterns, selection, returns, extended: bool,
             verb: str, utf8: bool, want_status: bool) -> list[tuple[bytes, Mailbox | None, str]]:
     """``(line, mailbox, name)`` for each line of the answer, in order;
     MAILBOX is set on the lines a LIST-STATUS ``* STATUS`` line follows
-    (WANT_STATUS), else None."""
-    boxes = v.mailboxes(acc)
+    (WANT_STATUS), else None.  Names and the tree come from the ``mbox.name``
+    keys; a mailbox record is decoded only for a listed mailbox (and, for
+    RECURSIVEMATCH or LSUB "%", the descendants it asks about)."""
+    nodes = [_Node(*t) for t in v.mailbox_tree(acc)]
     orphans = v.orphan_subscriptions(acc)
-    by_id = {m.id: m for m in boxes}
-    names = full_names(boxes, SEP)
+    names = full_names(nodes, SEP)
     children: dict[int, list[int]] = {}
-    for m in boxes:
-        children.setdefault(m.parent, []).append(m.id)
+    for n in nodes:
+        children.setdefault(n.parent, []).append(n.id)
     regexes = [compile_pattern(reference, p, SEP) for p in patterns]
     tests = [_matcher(r) for r in regexes]
+    matched = [n.id for n in nodes if any(t(names[n.id]) for t in tests)]
+    record = _records(v, acc, len(matched), len(nodes))
     subscribed_only = "SUBSCRIBED" in selection
     special_only = "SPECIAL-USE" in selection
     recursive = "RECURSIVEMATCH" in selection
     cmd = verb.encode()
     lines = []
-    for m in sorted(boxes, key=lambda b: (names[b.id] != "INBOX", names[b.id])):
-        name = names[m.id]
-        if not any(t(name) for t in tests):
+    for mbx in sorted(matched, key=lambda i: (names[i] != "INBOX", names[i])):
+        m = record(mbx)
+        if m is None:       # (a name key without its record: damaged, not listed)
             continue
+        name = names[mbx]
         if subscribed_only and not m.subscribed:
-            if recursive and _has_subscribed_descendant(m.id, children, by_id):
+            if recursive and _has_subscribed_descendant(mbx, children, record):
                 lines.append((m, name, ["CHILDINFO"]))
             elif verb == "LSUB" and any("%" in p for p in patterns) and \
                     _has_subscribed_descendant(
-                    m.id, children, by_id,
+                    mbx, children, record,
                     lambda d: not any(t(names[d]) for t in tests)):
                 # RFC 3501 6.3.9: LSUB "%" shows the unsubscribed parent
                 # of a subscribed mailbox the pattern does not reach

@@ -141,6 +141,14 @@ class View:
         return [records.decode_mailbox(keys.split_mbox(k)[1], v)
                 for k, v in self._scan("mbox", keys.account_prefix(acc))]
 
+    def mailbox_tree(self, acc: int) -> list[tuple[int, int, str]]:
+        """(id, parent, name) of every mailbox of ACC, from the ``mbox.name``
+        keys alone (no mailbox record decoded), in key order."""
+        pre = keys.account_prefix(acc)
+        read_u32 = keys.read_u32
+        return [(read_u32(v), keys.split_mbox_name_parent(k), k[8:].decode("utf-8"))
+                for k, v in self._scan("mbox.name", pre)]
+
     def child_id(self, acc: int, parent: int, name: str) -> int | None:
         try:
             key = keys.mbox_name(acc, parent, name)
