@@ -14,7 +14,11 @@ process tree, from /proc).  A second line per server gives the percentiles
 of the single STOREs' times and how many STOREs apart the slow ones (over
 the 90th percentile) most often are: a period of 8 is the checkpoint
 (REDO_MAX_COMMITS), whose data flush the next STORE's log flush queues
-behind (perf9).  AB_WORKERS sets mailaccess's worker count (default 1).
+behind (perf9).  "loop" is the CPU of the busiest worker's main thread
+(its Trio loop, which writes a lone STORE itself) per STORE, median over
+the rounds: the part of the server's CPU the STORE path owns, without
+the checkpoint thread, the other worker and the supervisor.  AB_WORKERS
+sets mailaccess's worker count (default 1).
 
 The servers are started from the temp directory: `python -m mailaccess`
 puts its working directory first on sys.path, so a server started from a
@@ -46,6 +50,11 @@ def cpu(pids) -> float:
         except OSError:
             pass
     return t / TCK
+
+
+def loop_cpu(pids) -> dict[int, float]:
+    """{pid: CPU seconds of its main thread} (the worker's Trio loop)."""
+    return {p: cpu([f"{p}/task/{p}"]) for p in pids}
 
 
 def start(spec: str):
@@ -118,13 +127,14 @@ def main() -> None:
     try:
         for spec in specs:
             srv, im = loaded(spec, msgs, servers)
-            srv.ab = (spec, im, [], [0.0, 0], [])
+            srv.ab = (spec, im, [], [0.0, 0], [], [])
         k = 0
         for r in range(rounds):
             for srv in (servers if r % 2 == 0 else servers[::-1]):
-                spec, im, walls, acc, each = srv.ab
+                spec, im, walls, acc, each, loops = srv.ab
                 pids = srv.pids() if hasattr(srv, "pids") else []
                 clock = time.perf_counter
+                l0 = loop_cpu(pids)
                 c0, t0 = cpu(pids), clock()
                 t = t0
                 for i in range(block):
@@ -134,14 +144,17 @@ def main() -> None:
                     each.append(clock() - t)
                     t += each[-1]
                 t1, c1 = clock(), cpu(pids)
+                l1 = loop_cpu(pids)
+                loops.append(max([l1[p] - l0[p] for p in pids] or [0.0]) / block * 1e6)
                 walls.append((t1 - t0) / block * 1e6)
                 acc[0] += c1 - c0
                 acc[1] += block
             k += block
         for srv in servers:
-            spec, im, walls, (c, n), each = srv.ab
+            spec, im, walls, (c, n), each, loops = srv.ab
             print(f"{spec:50s} median {statistics.median(walls):6.0f} us/STORE  "
-                  f"best {min(walls):6.0f}  server cpu {c / n * 1e6:5.0f} us/STORE", flush=True)
+                  f"best {min(walls):6.0f}  server cpu {c / n * 1e6:5.0f} us/STORE  "
+                  f"loop {statistics.median(loops):4.0f}", flush=True)
         for srv in servers:
             print(f"{srv.ab[0]:50s} {spread(srv.ab[4])}", flush=True)
     finally:

@@ -139,6 +139,13 @@ def notifications(changes) -> list[Notification]:
     """Fold a commit's ``(account, Change)`` list into one Notification per
     account (kinds: the Change's collections; mailboxes: those whose IMAP view
     moved plus the ids of Mailbox records created/updated/destroyed)."""
+    if len(changes) == 1:
+        # a one-message STORE's commit: emails updated in one mailbox (no
+        # Mailbox record among them), folded at once, as below
+        acc, c = changes[0]
+        if not c.created and not c.destroyed and MAILBOX_KIND not in c.updated and \
+                len(c.mailboxes) <= MAX_MAILBOXES:
+            return [Notification(acc, c.modseq, frozenset(c.updated), frozenset(c.mailboxes))]
     out: dict[int, Notification] = {}
     for acc, c in changes:
         mbx = set(c.mailboxes)

@@ -61,6 +61,24 @@ def test_notifications_from_a_commit_fold_per_account():
     assert out[2] == N(2, 9, ("Thread",), ())
 
 
+_ids = st.lists(st.integers(1, 40), max_size=4)
+_by_kind = st.dictionaries(st.sampled_from(["Email", "Mailbox", "Thread"]), _ids, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_by_kind, _by_kind, _by_kind, st.lists(st.integers(1, 40), max_size=MAX_MAILBOXES + 3),
+       st.integers(1, 10**6))
+def test_a_one_change_commit_folds_as_the_general_path(created, updated, destroyed,
+                                                       mailboxes, modseq):
+    """``notifications`` of a commit with one change (a one-message STORE's:
+    folded at once) says what the fold of several says for that account."""
+    c = Change(modseq, created=created, updated=updated, destroyed=destroyed,
+               mailboxes=mailboxes)
+    [alone] = notifications([(1, c)])
+    folded = {n.account: n for n in notifications([(1, c), (2, Change(1))])}[1]
+    assert alone == folded
+
+
 def test_a_commit_touching_many_mailboxes_says_all():
     c = Change(5, updated={"Mailbox": list(range(MAX_MAILBOXES + 1))})
     [n] = notifications([(1, c)])

@@ -47,7 +47,8 @@ from ..proto.imap.modutf7 import InvalidName as NotModifiedUtf7
 from ..store import (AlreadyExists, Conflict, InvalidName, NotFound, OverQuota, StoreError,
                      StoreFullError, LimitReached, ops)
 from ..store.emails import LoadedEmail, load_email
-from ..store.records import FLAG_UTF8_HEADERS, EmailRecord, Mailbox
+from ..store.records import EMAIL_LAYOUT, FLAG_UTF8_HEADERS, EmailRecord, Mailbox, \
+    decode_keywords
 from ..views.imap_selected import BULK_RATIO, SelectedMailbox, Snapshot
 from ..views import flag_column, imap_notify
 from ..proto.imap.serialize import astring, literal, nstring
@@ -1271,6 +1272,11 @@ class ImapSession:
         sel = self.sel
         if sel.readonly:
             raise No("the mailbox is read-only", "READ-ONLY")
+        if cmd.unchangedsince is None and not cmd.silent and _RUNNING[0] == 1 and \
+                STORE_REPLY_INLINE:
+            one = self._store_one(cmd)
+            if one is not None:
+                return one if type(one) is Done else await self._store_answer(*one)
         uids = self._targets(cmd)
         kws = []
         for f in cmd.flags:
@@ -1303,6 +1309,101 @@ class ImapSession:
         if not here:
             res = await storeio.write(*args, unchanged_since=cmd.unchangedsince,
                                       records=not cmd.silent, **kw)
+        return await self._store_answer(cmd, res, here, live, eids, kws, known, items)
+
+    def _store_one(self, cmd):
+        """A client's usual STORE: one message, no UNCHANGEDSINCE, not
+        .SILENT, no keyword the session was not told (no ``* FLAGS``
+        first), no other command running in this process (the loop writes
+        it itself: storeio.write_now).  The general path's answer (do_store,
+        _store_answer) with less on the way: the one target looked up in
+        the map (no set normalised), the FETCH line formatted from the
+        record the write left (_store_line).  -> Done; or, once written,
+        the arguments of _store_answer when the write found the mailbox
+        changed by someone else first (the general answer then); None when
+        nothing was written (do_store then does it all, errors included)."""
+        ns = cmd.set
+        if len(ns.ranges) != 1 or ns.saved:
+            return None
+        n, hi = ns.ranges[0]
+        if n != hi or n == 0:       # a range, or "*"
+            return None
+        sel = self.sel
+        snap = sel.snap
+        su = snap.uids
+        if cmd.uid:
+            i = bisect.bisect_left(su, n)
+            if i == len(su) or su[i] != n:
+                return None
+        elif n > len(su):
+            return None
+        else:
+            i = n - 1
+        u = su[i]
+        if u in sel.gone:
+            return None
+        kws = []
+        for f in cmd.flags:
+            k = keyword_of(f)
+            if not k:               # \Recent, or invalid (the general path answers)
+                return None
+            kws.append(k)
+        if kws and cmd.mode != "remove" and not self._announced(kws):
+            return None
+        eid = snap.eids[i]
+        known = sel.known_ms
+        res = storeio.write_now(self.store, ops.set_keywords_reporting, self.acc, sel.mbx,
+                                [eid], records=True, **{cmd.mode: kws})
+        if res is storeio.NOT_NOW:
+            return None
+        modseq = res.modseq_after
+        data = res.records.get(eid) if res.modseq_before == known else None
+        told = self._store_line(data, i + 1, u, cmd.uid) if data is not None else None
+        if told is None:
+            return (cmd, res, True, [u], [eid], kws, known, _STORE_ITEMS[cmd.uid, self.condstore])
+        # as _store_answer: alone, so up to date to MODSEQ once this is out
+        if modseq is not None and not sel.gone:
+            sel.known_ms = modseq
+            self._quiet_sel, self._quiet_ms = sel, modseq
+        line, sel.reported[u] = told        # (the line, the modseq it shows)
+        self.out.append(line)
+        return Done("STORE completed", None, -1 if modseq is None else modseq)
+
+    def _store_line(self, data, seq: int, u: int, uid_item: bool):
+        """``* SEQ FETCH ([UID U ]FLAGS (...)[ MODSEQ (m)])`` of one message,
+        from DATA, the record its STORE left: the bytes _store_fetch's
+        ``fetch_simple`` makes of it (tests/test_imap_store_one.py) ->
+        (line, modseq reported); None where fetch_simple leaves the message
+        to the Python path (a record of another version, raw UTF-8 headers
+        for a client not in UTF-8 mode) or a keyword was not told."""
+        if len(data) < _REC_SIZE or data[0] != _REC_VERSION:
+            return None
+        rec = _REC_HEAD.unpack_from(data)
+        if rec[_REC_FLAGS] & FLAG_UTF8_HEADERS and not self.utf8:
+            return None
+        told = self._told()
+        sel = self.sel
+        fmt = told[3] if sel.show_recent and sel.recent and sel.is_recent(u) else told[2]
+        try:
+            fl = fmt(decode_keywords(data[_REC_SIZE + rec[_REC_NMEM] * _REC_MEMBER:])
+                     if rec[_REC_NKW] else [])
+        except _NotTold:
+            return None
+        ms = rec[_REC_LAST_MS]
+        body = b"UID %d FLAGS %s" % (u, fl) if uid_item else b"FLAGS " + fl
+        if self.condstore:
+            body += b" MODSEQ (%d)" % ms
+        return b"* %d FETCH (%s)\r\n" % (seq, body), ms
+
+    async def _store_answer(self, cmd, res, here: bool, live: list[int], eids: list[int],
+                            kws: list[str], known: int, items):
+        """The answer of a STORE on a few messages (do_store, _store_one)
+        once RES (ops.KeywordsResult) is durable: the untagged FETCH lines
+        (RFC 9051 6.4.6), a new FLAGS list first if needed, the session's
+        modseqs moved -> Done.  HERE: the loop wrote it itself, no other
+        task having run since."""
+        sel = self.sel
+        mbx = sel.mbx
         inline = self._store_inline(cmd, res, eids, live, kws, known, items)
         conflicts, before, modseq = res.conflicts, res.modseq_before, res.modseq_after
         if conflicts:
@@ -2162,6 +2263,13 @@ def _downgrade_off_loop(v, acc: int, eid: int):
 # the whole message's HEADER.FIELDS: the compiled hot path answers requests
 # made of these alone (_speedups/fetchfmt)
 _fetchfmt = _speedups.load("fetchfmt")
+# the email record's layout, for a one-message STORE's answer (_store_line)
+_REC_HEAD = EMAIL_LAYOUT.head
+_REC_SIZE = _REC_HEAD.size
+_REC_VERSION = EMAIL_LAYOUT.version
+_REC_MEMBER = EMAIL_LAYOUT.member.size
+_REC_LAST_MS, _REC_FLAGS, _REC_NKW, _REC_NMEM = (
+    EMAIL_LAYOUT.index(n) for n in ("last_ms", "flags", "n_keywords", "n_members"))
 _SIMPLE_FETCH = frozenset(_fetchfmt.ITEMS)
 _HEADER_FIELDS = ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
 _WHOLE_BODY = _fetchfmt.WholeBody(b"BODY[]")
