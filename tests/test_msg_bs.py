@@ -269,13 +269,13 @@ def test_each_compiled_path_reads_the_rows_as_the_pure_twin(store, path):
             if path == "reader":
                 rs = tuple((lambda x, r=r: r(x)) for r in readers)
             C.lmdb_direct(path != "pylmdb")
-            C.look_ahead(path.startswith("ahead"), 1 if path == "ahead-1" else 64)
+            C.look_ahead(path.startswith("ahead"), 1 if path == "ahead-1" else 16)
             try:
                 got = C.fetch_upto(rs[0], rs[1], uids, 0, su, se, names, flags, False, True,
                                    None, 1 << 20, None, rs[2])
             finally:
                 C.lmdb_direct(True)
-                C.look_ahead(True, 64)
+                C.look_ahead(True, 16)
             assert got == want
             # and the rows change nothing in the answer
             assert got[0] == PY.fetch_upto(readers[0], readers[1], uids, 0, su, se, names,

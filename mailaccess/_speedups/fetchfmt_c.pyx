@@ -6,7 +6,7 @@ and documents the contract).  Per message this reads the stored values of
 the store's readers (``View.email_reader`` / ``index_reader`` /
 ``blob_reader``): with py-lmdb 3.0.0 by LMDB's own cursor calls on the
 readers' transaction (lmdb_direct.pxi's TableReads; the indexes and raw
-messages of 64 messages looked up before any is read, TableAhead),
+messages of 16 messages looked up before any is read, TableAhead),
 else through the readers; it looks at them in place, picks the record's
 fields at the offsets ``store.records.EMAIL_LAYOUT`` gives, and writes the
 response into one growing C buffer; FLAGS text is formatted by the caller's
@@ -544,17 +544,15 @@ cdef inline bint _seat(const unsigned int *su, Py_ssize_t n_snap, long long u,
 
 
 cdef bint _AHEAD = True
-# messages looked up at once (at most TD_AHEAD).  Each index sits on its own
-# overflow pages, away from the others (a cache and TLB miss on its first
-# page, the B-tree search a few more): 16 at once left FETCH 1:*
-# BODYSTRUCTURE of 10,000 messages at 8.4-10 ms in process, 64 at once
-# 5.4-5.9 ms (the misses waited for together); 128 was no better
-cdef int _DEPTH = 64
+# messages looked up at once (at most TD_AHEAD): measured in process (10,000
+# messages of bench_imap's corpus, CPU medians of 30 alternated runs),
+# BODY.PEEK[HEADER] 19.7 ms at 16 and 20.7 at 64, ENVELOPE 10.3 and 10.5
+cdef int _DEPTH = 16
 
 
 def look_ahead(enable=None, depth=None) -> bool:
     """Whether fetch_simple/fetch_upto look the values up DEPTH messages at
-    a time (default 64, at most TD_AHEAD) when they call LMDB directly;
+    a time (default 16, at most TD_AHEAD) when they call LMDB directly;
     ENABLE False turns it off (tests: the direct path one message at a
     time), True on again; DEPTH (tests, benchmarks) sets how many."""
     global _AHEAD, _DEPTH

@@ -334,7 +334,7 @@ cdef extern from *:
 cdef enum:
     TD_GET_CURRENT = 4      # MDB_GET_CURRENT
     TD_SET_KEY = 16         # MDB_SET_KEY
-    TD_AHEAD = 128          # the most values a TableAhead holds looked up at once
+    TD_AHEAD = 64           # the most values a TableAhead holds looked up at once
     TD_PAGEHDR = 16         # LMDB 0.9's page header: a value on overflow pages starts after it
     TD_BIGDATA = 1          # LMDB 0.9's F_BIGDATA: the node's value is on overflow pages
 
