@@ -280,3 +280,12 @@ def test_each_compiled_path_reads_the_rows_as_the_pure_twin(store, path):
             # and the rows change nothing in the answer
             assert got[0] == PY.fetch_upto(readers[0], readers[1], uids, 0, su, se, names,
                                            flags, False, True, None, 1 << 20)[0]
+
+
+@pytest.mark.skipif(C is None, reason="fetchfmt_c is not built")
+def test_the_look_ahead_depth_is_bounded():
+    with pytest.raises(ValueError):
+        C.look_ahead(None, 0)
+    with pytest.raises(ValueError):
+        C.look_ahead(None, 10_000)
+    assert C.look_ahead(None, 16)
