@@ -18,7 +18,8 @@ Invariants, per account:
   * emails: at least one membership; last_ms <= the account modseq and <= the
     highest_ms of each of its mailboxes; keywords lowercase; ids <= the email
     counter; blob and blob.idx exist, size = blob length, ``blob.ref`` has the
-    (hash, eid) entry; ``thr.mem`` has (thread, eid);
+    (hash, eid) entry; ``thr.mem`` has (thread, eid); a ``msg.bs`` row (none:
+    stored before format 5) is the index's BODYSTRUCTURE, none is an orphan;
   * blobs: no blob without a ref, no index without a blob, no ref to a
     missing email or to an email with another hash;
   * threads: every ``thr.mem`` entry names an email of that thread;
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from .mime.index import bodystructure_of
 from .store import changelog, keys, records
 from .store.ops import SEEN
 
@@ -42,7 +44,7 @@ __all__ = ["check_store", "check_account"]
 
 _ACCOUNT_TABLES = ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg", "chg.id",
                    "chg.kind", "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw",
-                   "sub", "tok", "upl", "psub")
+                   "sub", "tok", "upl", "psub", "msg.bs")
 
 
 def _scan(txn, db, prefix: bytes = b""):
@@ -261,8 +263,13 @@ def check_account(txn, db, acc: int) -> list[str]:
             P.append(f"email {eid}: blob {rec.blob.hex()[:16]} missing")
         elif len(raw) != rec.size:
             P.append(f"email {eid}: size {rec.size} but its blob holds {len(raw)} bytes")
-        if txn.get(bkey, db=db["blob.idx"]) is None:
+        idx = txn.get(bkey, db=db["blob.idx"])
+        if idx is None:
             P.append(f"email {eid}: blob.idx {rec.blob.hex()[:16]} missing")
+        bs = txn.get(keys.msg(acc, eid), db=db["msg.bs"]) if db["msg.bs"] is not None else None
+        if bs is not None and idx is not None and bodystructure_of(idx) != bytes(bs):
+            P.append(f"email {eid}: msg.bs differs from its index's BODYSTRUCTURE "
+                     f"(mailaccess reindex rewrites it)")
         if txn.get(keys.blob_ref(acc, rec.blob, eid), db=db["blob.ref"]) is None:
             P.append(f"email {eid}: blob.ref entry for its blob missing")
         if txn.get(keys.thr_mem(acc, rec.thread, eid), db=db["thr.mem"]) is None:
@@ -298,6 +305,12 @@ def check_account(txn, db, acc: int) -> list[str]:
         h = keys.parse_blob(k)
         if h not in blobs:
             P.append(f"blob.idx {h.hex()[:16]}: orphan (no blob)")
+
+    if db["msg.bs"] is not None:
+        for k, _ in _scan(txn, db["msg.bs"], pre):
+            eid = keys.split_msg(k)[1]
+            if eid not in emails:
+                P.append(f"msg.bs {eid}: orphan (no email)")
 
     # --- threads ------------------------------------------------------------------------
     for k, _ in _scan(txn, db["thr.mem"], pre):

@@ -6,7 +6,7 @@ and documents the contract).  Per message this reads the stored values of
 the store's readers (``View.email_reader`` / ``index_reader`` /
 ``blob_reader``): with py-lmdb 3.0.0 by LMDB's own cursor calls on the
 readers' transaction (lmdb_direct.pxi's TableReads; the indexes and raw
-messages of TD_AHEAD messages looked up before any is read, TableAhead),
+messages of 16 messages looked up before any is read, TableAhead),
 else through the readers; it looks at them in place, picks the record's
 fields at the offsets ``store.records.EMAIL_LAYOUT`` gives, and writes the
 response into one growing C buffer; FLAGS text is formatted by the caller's
@@ -544,20 +544,29 @@ cdef inline bint _seat(const unsigned int *su, Py_ssize_t n_snap, long long u,
 
 
 cdef bint _AHEAD = True
+# messages looked up at once (at most TD_AHEAD): measured in process (10,000
+# messages of bench_imap's corpus, CPU medians of 30 alternated runs),
+# BODY.PEEK[HEADER] 19.7 ms at 16 and 20.7 at 64, ENVELOPE 10.3 and 10.5
+cdef int _DEPTH = 16
 
 
-def look_ahead(enable=None) -> bool:
-    """Whether fetch_simple/fetch_upto look the values up TD_AHEAD messages
-    at a time when they call LMDB directly; ENABLE False turns it off (tests:
-    the direct path one message at a time), True on again."""
-    global _AHEAD
+def look_ahead(enable=None, depth=None) -> bool:
+    """Whether fetch_simple/fetch_upto look the values up DEPTH messages at
+    a time (default 16, at most TD_AHEAD) when they call LMDB directly;
+    ENABLE False turns it off (tests: the direct path one message at a
+    time), True on again; DEPTH (tests, benchmarks) sets how many."""
+    global _AHEAD, _DEPTH
     if enable is not None:
         _AHEAD = bool(enable)
+    if depth is not None:
+        if not 1 <= depth <= TD_AHEAD:
+            raise ValueError(f"look-ahead depth must be 1..{TD_AHEAD}")
+        _DEPTH = depth
     return _AHEAD
 
 
 cdef struct Ahead:
-    # the messages of positions [base, base + TD_AHEAD) of the UIDs, looked
+    # the messages of positions [base, base + _DEPTH) of the UIDs, looked
     # up at once (_look_ahead): map slot (-1: none), record (NULL: gone),
     # index and raw message (rc 0: read; MDB_NOTFOUND: none or not looked
     # up; else LMDB's error, raised when the message is answered)
@@ -570,17 +579,23 @@ cdef struct Ahead:
     int rrc[TD_AHEAD]
     const unsigned char *rp[TD_AHEAD]
     Py_ssize_t rn[TD_AHEAD]
+    # the msg.bs row (NULL: none, or not read): the index is not looked up
+    const unsigned char *bp[TD_AHEAD]
+    Py_ssize_t bn[TD_AHEAD]
 
 
 cdef int _look_ahead(Ahead *a, uids, Py_ssize_t base, Py_ssize_t end, const unsigned int *su,
                      const unsigned int *se, Py_ssize_t n_snap, Py_ssize_t *fi, TableReads er,
-                     TableAhead xa, TableAhead ra, unsigned int fields) except -1:
-    """Look the messages of UIDS[BASE:END] (at most TD_AHEAD) up into A: the
+                     TableAhead xa, TableAhead ra, unsigned int fields,
+                     TableReads br) except -1:
+    """Look the messages of UIDS[BASE:END] (at most _DEPTH) up into A: the
     records (stepped in table order by ER), then every index (XA) and raw
     message (RA) key searched before any of their values is read, the
     index fields in FIELDS (bit w: _idx_field's field w) prefetched as
     soon as the index's head is there.  The big values' first pages are a
     cache miss each: asked for together they are waited for together.
+    BR (or None): the msg.bs rows, read in table order; a message with one
+    has its index not looked up.
     FI: the map slot of the UID before BASE (the main loop's I, run ahead)."""
     cdef Py_ssize_t j, n = end - base, k, fn = 0
     cdef long long u
@@ -591,7 +606,7 @@ cdef int _look_ahead(Ahead *a, uids, Py_ssize_t base, Py_ssize_t end, const unsi
     cdef int w
     for j in range(n):
         a.i[j] = -1
-        a.mp[j] = NULL
+        a.mp[j] = a.bp[j] = NULL
         a.xrc[j] = a.rrc[j] = MDB_NOTFOUND
         u = uids[base + j]
         if u < 0 or u > 0xFFFFFFFF or not _seat(su, n_snap, u, fi):
@@ -607,7 +622,9 @@ cdef int _look_ahead(Ahead *a, uids, Py_ssize_t base, Py_ssize_t end, const unsi
             continue
         if a.mn[j] < MSG_SIZE or a.mp[j][0] != MSG_VERSION:
             continue        # (answered by the fallback: nothing more to read)
-        if xa is not None:
+        if br is not None and not br.read(ekey, None, &a.bp[j], &a.bn[j]):
+            a.bp[j] = NULL
+        if xa is not None and a.bp[j] == NULL:
             a.xrc[j] = xa.seek(<int>j, a.mp[j] + O_BLOB)
         if ra is not None:
             a.rrc[j] = ra.seek(<int>j, a.mp[j] + O_BLOB)
@@ -635,38 +652,39 @@ cdef int _look_ahead(Ahead *a, uids, Py_ssize_t base, Py_ssize_t end, const unsi
 
 
 def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flags,
-                 bint condstore, bint utf8, read_blob=None):
+                 bint condstore, bint utf8, read_blob=None, read_bs=None):
     """``(responses, reported, fallback)``: see ``fetchfmt_py.fetch_simple``."""
     if not isinstance(uids, (list, tuple, array)):
         uids = list(uids)
     r = _run(read_email, read_index, uids, 0, snap_uids, snap_eids, items, flags, condstore,
-             utf8, read_blob, -1, None)
+             utf8, read_blob, -1, None, read_bs)
     if r is None:       # absurd but legal requests: the pure twin
         return _py.fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
-                                flags, condstore, utf8, read_blob)
+                                flags, condstore, utf8, read_blob, read_bs)
     return r[0], r[1], r[2]
 
 
 def fetch_upto(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, items,
-               flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent=None):
+               flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent=None,
+               read_bs=None):
     """``(chunk, reported, stop, fallback)``: see ``fetchfmt_py.fetch_upto``."""
     if budget < 0:
         raise ValueError("budget must not be negative")
     r = _run(read_email, read_index, uids, start, snap_uids, snap_eids, items, flags,
-             condstore, utf8, read_blob, budget, recent)
+             condstore, utf8, read_blob, budget, recent, read_bs)
     if r is None:
         return _py.fetch_upto(read_email, read_index, uids, start, snap_uids, snap_eids, items,
-                              flags, condstore, utf8, read_blob, budget, recent)
+                              flags, condstore, utf8, read_blob, budget, recent, read_bs)
     return r[0], r[1], r[3], bool(r[2])
 
 
 cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, items,
-          flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent):
+          flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent, read_bs):
     """fetch_simple (BUDGET < 0: one response per message, every UID) or
     fetch_upto (BUDGET >= 0: the responses joined, until BUDGET bytes or the
     first fallback): ``(responses or chunk, reported, fallback, stop)``, or
     None for a request the pure twin answers.  FLAGS of the UIDs in RECENT
-    show \\Recent too."""
+    show \\Recent too.  READ_BS: the msg.bs rows (fetchfmt_py.fetch_simple)."""
     cdef list codes_l = _py.item_codes(items)
     cdef int ncodes = len(codes_l)
     cdef int codes[MAX_ITEMS]
@@ -729,6 +747,18 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     if (want_he or n_whole) and read_blob is None:
         raise ValueError("HEADER.FIELDS, whole-body and whole-header items need read_blob")
     cdef bint want_raw = want_he or n_whole > 0
+    # BODYSTRUCTURE the only item read from the index: a message's msg.bs
+    # row, when it has one, answers it and its index is not read
+    cdef bint want_env_body = False
+    for k in range(ncodes):
+        if codes[k] == C_ENVELOPE or codes[k] == C_BODY:
+            want_env_body = True
+    cdef bint bs_only = read_bs is not None and not want_he and not want_env_body
+    if bs_only:
+        bs_only = False
+        for k in range(ncodes):
+            if codes[k] == C_BODYSTRUCTURE:
+                bs_only = True
     add_modseq = condstore and want_flags and not want_ms
 
     if not isinstance(snap_uids, array) or snap_uids.typecode != "I":
@@ -748,7 +778,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     # value seen in place: only the pages of it read here are touched; the
     # email records stepped in table order), else the Reader's get with the
     # key assembled from its KeyShape, else the Reader called
-    cdef TableReads er = TableReads(), xr = TableReads(), rr = TableReads()
+    cdef TableReads er = TableReads(), xr = TableReads(), rr = TableReads(), br = TableReads()
     # ... or a dict's get (a streamed STORE's records, by email id): looked
     # up here, no call per message
     cdef dict e_dict = None
@@ -761,23 +791,30 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
         xr.open(read_index, "bytes", BLOB_SIZE, False)
     if want_raw:
         rr.open(read_blob, "bytes", BLOB_SIZE, False)
+    if bs_only:
+        br.open(read_bs, "u32", 4, True)
     # ... and, LMDB called directly, the indexes and raw messages looked up
-    # TD_AHEAD messages at a time (_look_ahead)
+    # _DEPTH messages at a time (_look_ahead; no more cursors than UIDs)
     cdef bint ahead = _AHEAD and er.mode == TD_DIRECT and (want_index or want_raw) \
-        and (xr.mode == TD_DIRECT or not want_index) and (rr.mode == TD_DIRECT or not want_raw)
+        and (xr.mode == TD_DIRECT or not want_index) and (rr.mode == TD_DIRECT or not want_raw) \
+        and (br.mode == TD_DIRECT or not bs_only)
     cdef TableAhead xa = None, ra = None
     cdef Ahead a
     cdef Py_ssize_t a_base = 0, a_end = start, fi = -1, j = 0
     cdef unsigned int fields = 0
     cdef bint got
+    cdef Py_ssize_t n_left = len(uids) - start
+    cdef int depth = _DEPTH if n_left > _DEPTH else <int>n_left
     memset(&a, 0, sizeof(Ahead))
+    if depth < 1:
+        ahead = False
     if ahead:
         if want_index:
             xa = TableAhead()
-            xa.open(xr)
+            xa.open(xr, depth)
         if want_raw:
             ra = TableAhead()
-            ra.open(rr)
+            ra.open(rr, depth)
         for k in range(ncodes):
             c = codes[k]
             if c == C_ENVELOPE or c == C_BODYSTRUCTURE or c == C_BODY:
@@ -811,6 +848,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef uint64_t last_ms, rep_ms = 0
     cdef object rep_ms_obj = None
     cdef const unsigned char *fp
+    cdef const unsigned char *bsp = NULL
+    cdef Py_ssize_t bsn = 0
     cdef object data
     # (xs and rs point into values TableReads holds: nothing to release)
     ms.release = xs.release = rs.release = False
@@ -829,9 +868,9 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
             if ahead:
                 if pos >= a_end:
                     a_base = pos
-                    a_end = pos + TD_AHEAD if n_u - pos > TD_AHEAD else n_u
+                    a_end = pos + depth if n_u - pos > depth else n_u
                     _look_ahead(&a, uids, a_base, a_end, sup, sep, n_snap, &fi, er, xa, ra,
-                                fields)
+                                fields, br if bs_only else None)
                 j = pos - a_base
                 i = a.i[j]
                 if i < 0:
@@ -841,6 +880,8 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                     continue    # expunged meanwhile: RFC 9051 lets us omit it
                 ms.p = a.mp[j]
                 ms.n = a.mn[j]
+                bsp = a.bp[j]
+                bsn = a.bn[j]
             else:
                 if u < 0 or u > 0xFFFFFFFF or not _seat(sup, n_snap, u, &i):
                     continue
@@ -858,6 +899,14 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                     ekey[3] = <unsigned char>eid
                     if not er.read(ekey, eid if er.mode == TD_CALL else None, &ms.p, &ms.n):
                         continue    # (as above)
+                bsp = NULL
+                if bs_only:
+                    ekey[0] = <unsigned char>(eid >> 24)
+                    ekey[1] = <unsigned char>(eid >> 16)
+                    ekey[2] = <unsigned char>(eid >> 8)
+                    ekey[3] = <unsigned char>eid
+                    if not br.read(ekey, eid if br.mode == TD_CALL else None, &bsp, &bsn):
+                        bsp = NULL
             try:
                 if ms.n < MSG_SIZE or ms.p[0] != MSG_VERSION:
                     fallback.append(u_obj)
@@ -894,7 +943,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
             finally:
                 _unspan(&ms)
                 data = None
-            if want_index:
+            if want_index and bsp == NULL:
                 got = _blob_value(ahead, a.xrc[j], a.xp[j], a.xn[j], xr, hsh, &xs)
                 if not got or xs.n < IDX_SIZE or not IDX_OK[xs.p[0]]:
                     fallback.append(u_obj)
@@ -961,8 +1010,11 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                     _put(&b, <const char *>fp, fn)
                 elif c == C_BODYSTRUCTURE:
                     _put(&b, b"BODYSTRUCTURE ", 14)
-                    _idx_field(&xs, 1, &fp, &fn)
-                    _put(&b, <const char *>fp, fn)
+                    if bsp != NULL:
+                        _put(&b, <const char *>bsp, bsn)
+                    else:
+                        _idx_field(&xs, 1, &fp, &fn)
+                        _put(&b, <const char *>fp, fn)
                 elif c == C_BODY:
                     _put(&b, b"BODY ", 5)
                     _idx_field(&xs, 2, &fp, &fn)
@@ -1018,6 +1070,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
         er.close()
         xr.close()
         rr.close()
+        br.close()
         PyMem_Free(b.p)
         PyMem_Free(t.p)
 

@@ -166,7 +166,7 @@ def internaldate(received: int, tz: int) -> bytes:
 
 def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
                  flags, condstore: bool, utf8: bool,
-                 read_blob=None) -> tuple[list[bytes], dict[int, int], list[int]]:
+                 read_blob=None, read_bs=None) -> tuple[list[bytes], dict[int, int], list[int]]:
     """``(responses, reported, fallback)`` for UIDS of a mailbox whose sequence
     map is SNAP_UIDS (ascending) / SNAP_EIDS (parallel email ids).
 
@@ -174,7 +174,11 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
     ``blob hash -> encoded message index or None`` (``View.email_reader`` and
     ``View.index_reader`` of the account); READ_BLOB ``blob hash -> raw
     message or None`` (``View.blob_reader``), needed for HeaderFields and
-    WholeBody items.
+    WholeBody items.  READ_BS (optional) is ``eid -> BODYSTRUCTURE wire
+    bytes or None`` (``View.bodystructure_reader``, the ``msg.bs`` rows):
+    when BODYSTRUCTURE is the only item read from the index, an email with
+    a row is answered from it and its index is not read (the same bytes:
+    the row is the index's field); one without is answered from its index.
     RESPONSES holds one ``* seq FETCH (...)\\r\\n`` per answered message, in
     UIDS order; UIDs not in the map and emails whose record is gone are
     skipped.  REPORTED maps each answered UID to the modseq it carried.
@@ -193,7 +197,7 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
     fallback: list[int] = []
     for _k, u, resp, last_ms in _answers(read_email, read_index, uids, 0, snap_uids,
                                          snap_eids, items, flags, condstore, utf8, read_blob,
-                                         None):
+                                         None, read_bs=read_bs):
         if resp is None:
             fallback.append(u)
         else:
@@ -204,7 +208,8 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
 
 def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, items,
                flags, condstore: bool, utf8: bool, read_blob,
-               budget: int, recent=None) -> tuple[bytes, dict[int, int], int, bool]:
+               budget: int, recent=None,
+               read_bs=None) -> tuple[bytes, dict[int, int], int, bool]:
     """``(chunk, reported, stop, fallback)``: the responses ``fetch_simple``
     gives for ``UIDS[START:STOP]``, joined into CHUNK, for a FETCH answer
     streamed in chunks of about BUDGET bytes (server.imap_session.fetch_chunks).
@@ -219,7 +224,8 @@ def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, i
     literals together hold more than BUDGET bytes (the Python path sends those in pieces);
     the caller answers that one and goes on from STOP + 1.  RECENT: UIDs
     (a container) whose FLAGS also show ``\\Recent``, the session's recent
-    messages (server.imap_session._with_recent), or None.
+    messages (server.imap_session._with_recent), or None.  READ_BS: as for
+    fetch_simple.
     """
     parts: list[bytes] = []
     held = 0
@@ -227,7 +233,7 @@ def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, i
     scanned = [0]
     for k, u, resp, last_ms in _answers(read_email, read_index, uids, start, snap_uids,
                                         snap_eids, items, flags, condstore, utf8, read_blob,
-                                        budget, recent, scanned):
+                                        budget, recent, scanned, read_bs):
         if resp is None:
             return b"".join(parts), reported, k, True
         parts.append(resp)
@@ -240,7 +246,7 @@ def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, i
 
 def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, items,
              flags, condstore: bool, utf8: bool, read_blob, limit: int | None,
-             recent=None, scanned: list | None = None):
+             recent=None, scanned: list | None = None, read_bs=None):
     """``(k, uid, response, modseq)`` for the messages of ``UIDS[START:]`` in
     order (K: the position in UIDS), skipping UIDs not in the map and gone
     records; RESPONSE None (and modseq None) for one left to the Python
@@ -257,6 +263,11 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
     want_index = want_header or n_head > 0 or \
         any(c in (ENVELOPE, BODYSTRUCTURE, BODY) for c in codes)
     want_he = want_header or n_head > 0      # the header end, from the index
+    # BODYSTRUCTURE the only item read from the index: the msg.bs row, if
+    # the email has one, answers it (the index is read for the others)
+    if read_bs is not None and not (BODYSTRUCTURE in codes and not want_he and
+                                    ENVELOPE not in codes and BODY not in codes):
+        read_bs = None
     # every HEADER.FIELDS item's names: the header is split once for them all
     hf_names = {n for j, c in enumerate(codes) if c == HEADER_FIELDS for n in items[j].names}
     n_hf = codes.count(HEADER_FIELDS)
@@ -290,7 +301,8 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
             continue
         last_ms = rec[_F_LAST_MS]
         idx = None
-        if want_index:
+        bs = read_bs(eid) if read_bs is not None else None
+        if want_index and bs is None:
             idx = read_index(rec[_F_BLOB])
             if idx is None or len(idx) < _IDX_SIZE or idx[0] not in _IDX_VERSIONS:
                 yield k, u, None, None
@@ -352,7 +364,8 @@ def _answers(read_email, read_index, uids, start: int, snap_uids, snap_eids, ite
             elif c == ENVELOPE:
                 pieces.append(b"ENVELOPE " + _idx_field(idx, ends, _ENV))
             elif c == BODYSTRUCTURE:
-                pieces.append(b"BODYSTRUCTURE " + _idx_field(idx, ends, _BS))
+                pieces.append(b"BODYSTRUCTURE " + (bytes(bs) if bs is not None
+                                                   else _idx_field(idx, ends, _BS)))
             elif c == BODY:
                 pieces.append(b"BODY " + _idx_field(idx, ends, _BODY))
             elif c == HEADER_FIELDS:

@@ -334,14 +334,14 @@ cdef extern from *:
 cdef enum:
     TD_GET_CURRENT = 4      # MDB_GET_CURRENT
     TD_SET_KEY = 16         # MDB_SET_KEY
-    TD_AHEAD = 16           # the values a TableAhead holds looked up at once
+    TD_AHEAD = 64           # the most values a TableAhead holds looked up at once
     TD_PAGEHDR = 16         # LMDB 0.9's page header: a value on overflow pages starts after it
     TD_BIGDATA = 1          # LMDB 0.9's F_BIGDATA: the node's value is on overflow pages
 
 
 cdef class TableAhead:
-    """TD_AHEAD slots, each a cursor of the transaction and table of a
-    TableReads in mode TD_DIRECT: ``seek(slot, suffix)`` looks the key up
+    """Up to TD_AHEAD slots (``open``'s N), each a cursor of the transaction
+    and table of a TableReads in mode TD_DIRECT: ``seek(slot, suffix)`` looks the key up
     (-> 0, MDB_NOTFOUND or LMDB's error code, nothing raised) and prefetches
     the value's start; ``value(slot, p, n)`` reads what the slot found (-> 0
     or an error code), in place, valid as long as the transaction (when it
@@ -357,14 +357,17 @@ cdef class TableAhead:
         self.n_open = 0
         self.base = 0
 
-    cdef int open(self, TableReads src) except -1:
+    cdef int open(self, TableReads src, int n) except -1:
+        """N slots (at most TD_AHEAD) on SRC's transaction and table."""
         cdef int rc
+        if n > TD_AHEAD:
+            n = TD_AHEAD
         if src.mode != TD_DIRECT:
             raise ValueError("TableAhead needs a TableReads calling LMDB directly")
         self.pn, self.sn = src.pn, src.sn
         _td_memcpy(self.kbuf, src.kbuf, self.pn)
         self.psize = src.get.__self__.stat(src.db)["psize"]
-        while self.n_open < TD_AHEAD:
+        while self.n_open < n:
             rc = _c_open(_c_txn(src.cur.curs), _c_dbi(src.cur.curs), &self.curs[self.n_open])
             if rc:
                 _lmdb_raise("mdb_cursor_open", rc)

@@ -242,6 +242,16 @@ def index_field(data: bytes | memoryview, name: str) -> bytes:
     return bytes(data[start:end])
 
 
+def bodystructure_of(data: bytes | memoryview) -> bytes | None:
+    """The BODYSTRUCTURE field of the storage form DATA (the ``msg.bs`` row
+    the store keeps beside it, store/keys.py), or None when DATA is not an
+    index this code reads."""
+    try:
+        return index_field(data, "bodystructure")
+    except (ValueError, struct.error):
+        return None
+
+
 def index_field_span(data: bytes | memoryview, name: str) -> tuple[int, int]:
     """(start, end) of field NAME inside the storage form DATA, so a caller
     holding an LMDB buffer can slice or scan it without a copy."""

@@ -2313,9 +2313,11 @@ class _FetchFacts:
     _simple_items, shared: not to be changed), ``want_blob`` and
     ``want_index`` (the simple items read the raw message, the message
     index: fetchfmt reads the index for ENVELOPE, BODYSTRUCTURE, BODY,
-    HEADER.FIELDS and the whole header alone)."""
+    HEADER.FIELDS and the whole header alone), ``want_bs`` (BODYSTRUCTURE
+    among them: fetchfmt reads the ``msg.bs`` rows, View.bodystructure_reader,
+    when it is the only one read from the index)."""
     __slots__ = ("with_uid", "modseq", "sets_seen", "simple", "want_blob", "want_index",
-                 "keep")
+                 "want_bs", "keep")
 
     def __init__(self, items: tuple):
         named = {i.name for i in items if isinstance(i, ev.FetchItem)}
@@ -2328,6 +2330,7 @@ class _FetchFacts:
         self.want_index = simple is not None and any(
             type(n) is _fetchfmt.HeaderFields or type(n) is _fetchfmt.WholeHeader
             or type(n) is str and n in _INDEX_ITEMS for n in simple)
+        self.want_bs = simple is not None and "BODYSTRUCTURE" in simple
         # kept (_fetch_facts) when small: a few items, HEADER.FIELDS lists
         # of a few short names (what clients send for their message lists)
         self.keep = len(items) <= 16 and sum(
@@ -2429,11 +2432,12 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
             recent = None
         if read_email is None:
             read_email = v.email_reader(acc)
+        read_bs = v.bodystructure_reader(acc) if "BODYSTRUCTURE" in names else None
         plain = [u for u in uids if u not in recent] if recent else uids
         if plain:
             out, rep, fallback = _fetchfmt.fetch_simple(
                 read_email, v.index_reader(acc), plain, snap.uids, snap.eids,
-                names, flags, condstore, utf8, read_blob)
+                names, flags, condstore, utf8, read_blob, read_bs)
             if reported is not None:
                 reported.update(rep)
         else:
@@ -2443,7 +2447,7 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
                 read_email, v.index_reader(acc),
                 [u for u in uids if u in recent] if plain else uids,
                 snap.uids, snap.eids, names, functools.partial(_with_recent, flags),
-                condstore, utf8, read_blob)
+                condstore, utf8, read_blob, read_bs)
             if reported is not None:
                 reported.update(rep_r)
             fallback = fallback + fallback_r
@@ -3110,7 +3114,8 @@ def _chunks_upto(store, acc: int, sel: SelectedMailbox, uids, items, facts: "_Fe
                 read_email if read_email is not None else v.email_reader(acc),
                 v.index_reader(acc) if want_index else _no_index, uids, i, sel.snap.uids,
                 sel.snap.eids, simple, flags,
-                condstore, utf8, v.blob_reader(acc) if want_blob else None, budget, recent)
+                condstore, utf8, v.blob_reader(acc) if want_blob else None, budget, recent,
+                v.bodystructure_reader(acc) if facts.want_bs else None)
             if reported is not None:
                 reported.update(rep)
             if fell:

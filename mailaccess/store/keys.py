@@ -25,9 +25,16 @@ from .errors import InvalidName
 #    format-2 or -3 store has none and reads as it is, so opening one only
 #    sets the version (older mailaccess would read a run as its first id
 #    and refuses format 4 by its version check).
-DATA_VERSION = 4
+# 5: the ``msg.bs`` table (each email's BODYSTRUCTURE, as its index holds
+#    it, by email id: FETCH BODYSTRUCTURE reads it in mailbox order, not the
+#    index on its own overflow pages); an email of a format-4 store has no
+#    row and is answered from its index, ``mailaccess reindex`` writes the
+#    rows, so opening a format-4 store only sets the version (older
+#    mailaccess would leave the rows behind when it reindexes, and refuses
+#    format 5 by its version check).
+DATA_VERSION = 5
 # formats this code reads as they are (a read-only open does not migrate)
-READABLE_DATA_VERSIONS = (2, 3, 4)
+READABLE_DATA_VERSIONS = (2, 3, 4, 5)
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -64,6 +71,7 @@ TABLES = {
     "mbox": False,      # acc mbx -> mailbox record
     "mbox.name": False,  # acc parent name -> mbx
     "msg": False,       # acc eid -> email record
+    "msg.bs": False,    # acc eid -> BODYSTRUCTURE wire bytes (the index's field; absent: read the index)
     "uid": False,       # acc mbx uid -> eid
     "mbx.ms": False,    # acc mbx ms uid -> ''
     "vanished": False,  # acc mbx ms uid -> ''
@@ -95,7 +103,7 @@ TABLES = {
 
 # Tables added after a store was first made: a read-only open of an older
 # store (backup, check) may not find them and reads them as empty.
-LATER_TABLES = ("tok", "tok.hash", "upl", "upl.exp")
+LATER_TABLES = ("tok", "tok.hash", "upl", "upl.exp", "msg.bs")
 
 # ctr kinds
 CTR_ACCOUNT = 1   # under account 0: last account id

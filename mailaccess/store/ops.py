@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from .. import _speedups, vocab
 from . import keys, logical, records, sending
+from ..mime.index import bodystructure_of
 from .errors import AlreadyExists, Conflict, InvalidName, LimitReached, NotFound, OverQuota
 from .records import EMAIL, MAILBOX, THREAD, Account, EmailRecord, Mailbox, Membership
 from .tx import WriteTx
@@ -85,7 +86,7 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     for table in ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg",
                   "chg.id", "chg.kind",
                   "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "sub",
-                  "psub", "acct"):
+                  "psub", "msg.bs", "acct"):
         tx.delete_prefix(table, pre)
     from . import tokens, uploads     # their own tables (app passwords, uploads)
     tokens.delete_all(tx, acc)
@@ -460,6 +461,9 @@ def append(tx: WriteTx, acc: int, mailboxes: list[int], new: NewEmail,
         tx.put("blob", bkey, new.raw)
         tx.put("blob.idx", bkey, new.index)
     tx.put("blob.ref", keys.blob_ref(acc, new.blob, eid), b"")
+    bs = bodystructure_of(new.index)     # (None: an index FETCH leaves to its Python path)
+    if bs is not None:
+        tx.put("msg.bs", keys.msg(acc, eid), bs)
     tid, thread_created = _assign_thread(tx, acc, eid, new)
     kws = sorted({k.lower() for k in keywords})
     _remember_spellings(tx, acc, keywords)
@@ -507,6 +511,7 @@ def append_each(tx: WriteTx, acc: int, items, quota: int = 0) -> list:
 def _destroy(tx: WriteTx, acc: int, rec: EmailRecord) -> None:
     """Remove an email with no memberships left, and its blob if unreferenced."""
     tx.delete("msg", keys.msg(acc, rec.id))
+    tx.delete("msg.bs", keys.msg(acc, rec.id))
     tx.delete("blob.ref", keys.blob_ref(acc, rec.blob, rec.id))
     tx.delete("thr.mem", keys.thr_mem(acc, rec.thread, rec.id))
     tx.add_counter(acc, keys.CTR_USAGE, -rec.size)
@@ -617,6 +622,7 @@ def _destroy_many(tx: WriteTx, acc: int, destroy: list) -> None:
         blobs[blob] = None
         threads[thread] = None
     tx.delete_many("msg", msg_keys)
+    tx.delete_many("msg.bs", msg_keys)
     ref_keys.sort()
     tx.delete_many("blob.ref", ref_keys)
     thr_keys.sort()
@@ -1028,6 +1034,9 @@ def _duplicate(tx: WriteTx, acc: int, rec: EmailRecord, m: Mailbox, now: int) ->
     eid = tx.next_counter(acc, keys.CTR_EMAIL)
     tx.put("blob.ref", keys.blob_ref(acc, rec.blob, eid), b"")
     tx.put("thr.mem", keys.thr_mem(acc, rec.thread, eid), b"")
+    bs = tx._get("msg.bs", keys.msg(acc, rec.id))
+    if bs is not None:      # (mail stored before format 5 has none: its index answers)
+        tx.put("msg.bs", keys.msg(acc, eid), bytes(bs))
     new = EmailRecord(eid, rec.blob, rec.received_at, rec.tz, rec.size, rec.thread, ms,
                       list(rec.keywords), [], rec.flags)
     uid = _add_member(tx, acc, new, m, now)
@@ -1102,6 +1111,17 @@ def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes) -> bool
     old = tx._get("blob.idx", bkey)
     if old is None:
         return None
+    # the msg.bs row of each email of the blob follows its index (and is
+    # written here for mail stored before format 5)
+    bs = bodystructure_of(index)
+    for eid in tx.blob_refs(acc, blob_hash):
+        k = keys.msg(acc, eid)
+        row = tx._get("msg.bs", k)
+        if bs is None:
+            if row is not None:
+                tx.delete("msg.bs", k)
+        elif row is None or bytes(row) != bs:
+            tx.put("msg.bs", k, bs)
     if bytes(old) == index:
         return False
     tx.put("blob.idx", bkey, index)

@@ -290,6 +290,16 @@ class View:
         return Reader(self.txn.get, keys.blob_of(acc), self.db["blob.idx"],
                       keys.blob_shape(acc))
 
+    def bodystructure_reader(self, acc: int) -> Reader | None:
+        """``eid -> BODYSTRUCTURE wire bytes`` (the ``msg.bs`` row: the
+        email's index's bodystructure field; None when the email has none:
+        mail stored before format 5, until ``mailaccess reindex``), or None
+        for a read-only older store without the table."""
+        db = self.db.get("msg.bs")
+        if db is None:
+            return None
+        return Reader(self.txn.get, keys.msg_of(acc), db, keys.msg_shape(acc))
+
     def blob_reader(self, acc: int) -> Reader:
         """``blob hash -> raw message bytes`` (None when missing)."""
         return Reader(self.txn.get, keys.blob_of(acc), self.db["blob"], keys.blob_shape(acc))
