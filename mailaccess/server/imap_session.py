@@ -1081,12 +1081,7 @@ class ImapSession:
         with self.store.view() as v:
             doomed = _deleted_uids(v, self.shared, self.acc, sel, targets)
         if doomed:
-            # a few messages while no other command runs in this process:
-            # written by the loop itself when the writer is idle, as a small
-            # STORE is (storeio.write_small: no hand-off to the writer thread)
-            write = storeio.write_small \
-                if len(doomed) <= STORE_REPLY_INLINE and _RUNNING[0] == 1 else storeio.write
-            await write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
+            await storeio.write(self.store, ops.expunge, self.acc, sel.mbx, doomed)
         code = None
         if self.condstore:
             with self.store.view() as v:
