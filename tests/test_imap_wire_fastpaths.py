@@ -170,3 +170,103 @@ def test_fetch_fast_path_takes_the_usual_fetch():
             CommandFrame(b"t", (wire,)))
     assert C._FETCH_ONE.match(b"UID FETCH 1 (BODY.PEEK[])") is None
     assert C._fetch_one(b"t", C._FETCH_ONE.match(b"FETCH 1 (PREVIEW)")) is None
+
+
+# --- STORE on a sequence set (bench_stress: UID STORE 1009,1013 -FLAGS (...)) ------------
+
+@settings(max_examples=600)
+@given(_mostly([b"", b"UID "], [b"UID"]),
+       _mostly([b"1:3", b"1,2", b"5,1:3", b"*", b"3:*", b"*:4", b"1:3,7,9:12", b"12"],
+               [b"$", b"1,$", b"1,,2", b",1", b"1,", b"1::2", b"0:3", b"1:0", b"01,2",
+                b"1:4294967296", b"4294967295,1", b"1,2,3,4,5,6", b"**", b"1:2:3"]),
+       _mostly([b"+FLAGS", b"-FLAGS.SILENT", b"FLAGS"], [b"+FLAG"]),
+       st.lists(st.one_of(_GOOD_FLAGS, _GOOD_FLAGS, _BAD_FLAGS), min_size=1, max_size=3),
+       st.sampled_from([C.DEFAULT_MAX_RANGES, 3]))
+def test_store_set_fast_path_equals_the_parser(uid, num, item, flags, max_ranges):
+    wire = uid + b"STORE " + num + b" " + item + b" (" + b" ".join(flags) + b")"
+    frame = CommandFrame(b"A7", (wire,))
+
+    def parse(**kw):
+        try:
+            return C.parse_command(frame, max_ranges=max_ranges)
+        except CommandError as exc:
+            return (exc.tag, exc.message, exc.code)
+    fast = parse()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "_STORE_ONE", C.re.compile(rb"(?!)"))
+        slow = parse()
+    assert fast == slow, wire
+    assert type(fast) is type(slow)
+
+
+def test_store_set_fast_path_takes_a_set():
+    m = C._STORE_ONE.match(b"UID STORE 1009,1013 -FLAGS ($own1 \\Seen)")
+    assert m is not None
+    cmd = C._store_one(b"t", m)
+    assert cmd is not None and cmd.set.ranges == ((1009, 1009), (1013, 1013))
+    assert C._store_one(b"t", C._STORE_ONE.match(b"STORE 1,2,3 FLAGS (x)"), max_ranges=2) is None
+
+
+# --- FETCH item lists kept by their wire text (bench_stress: FETCH a:b (UID FLAGS
+#     BODY.PEEK[HEADER.FIELDS (...)])) ---------------------------------------------------
+
+def _fetch_parse(wire: bytes, max_depth: int = C.DEFAULT_MAX_DEPTH):
+    try:
+        return C.parse_command(CommandFrame(b"A7", (wire,)), max_depth=max_depth)
+    except CommandError as exc:
+        return (exc.tag, exc.message, exc.code)
+
+
+def _fetch_uncached(wire: bytes, max_depth: int = C.DEFAULT_MAX_DEPTH):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "_FETCH_DEPTH", 1 << 30)      # the kept lists never consulted
+        mp.setattr(C, "_FETCH_TAILS", {})
+        return _fetch_parse(wire, max_depth)
+
+
+_ITEM_LISTS = [
+    b"(UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)])",
+    b"(FLAGS BODY[HEADER.FIELDS.NOT (X-A)]<0.100>)", b"BODY.PEEK[1.2.MIME]",
+    b"(BINARY.PEEK[1]<5.10> BINARY.SIZE[1])", b"(PREVIEW (LAZY) UID)", b"(PREVIEW)",
+    b"(UID FLAGS) (CHANGEDSINCE 5)", b"(UID FLAGS) (CHANGEDSINCE 5 VANISHED)",
+    b"ALL", b"(ALL)", b"FULL", b"(BODY[])", b"(BODY[HEADER.FIELDS ()])", b"(BODY[TEXT)",
+    b"(UID FLAGS", b"(UID  FLAGS)", b"( UID FLAGS )", b"(BODY[HEADER.FIELDS (\"A B\")])",
+    b"(X-NOPE)", b"(BODY.PEEK[0])", b"(BODY[MIME])", b"(BINARY[1.TEXT])", b"(uid flags)",
+    b"(BODY.PEEK[HEADER.FIELDS (FROM)] BODY.PEEK[HEADER.FIELDS (FROM)])",
+]
+
+
+@settings(max_examples=400)
+@given(st.sampled_from([b"", b"UID "]), st.sampled_from([b"1", b"2:5", b"1,3:*", b"$", b"0"]),
+       st.sampled_from(_ITEM_LISTS), st.sampled_from([C.DEFAULT_MAX_DEPTH, 2, 1]))
+def test_fetch_kept_item_lists_equal_the_parser(uid, num, items, depth):
+    wire = uid + b"FETCH " + num + b" " + items
+    slow = _fetch_uncached(wire, depth)
+    for _ in range(2):          # the second parse reads a kept list, if one was kept
+        fast = _fetch_parse(wire, depth)
+        assert fast == slow, wire
+        assert type(fast) is type(slow)
+
+
+def test_fetch_item_lists_are_kept_and_bounded(monkeypatch):
+    monkeypatch.setattr(C, "_FETCH_TAILS", {})
+    items = b"(UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)])"
+    first = C.parse_command(CommandFrame(b"a", (b"FETCH 1:5 " + items,)))
+    assert list(C._FETCH_TAILS) == [items]
+    calls = []
+    monkeypatch.setattr(C, "_fetch_att", lambda r: calls.append(1))
+    again = C.parse_command(CommandFrame(b"b", (b"UID FETCH 7 " + items,)))
+    assert calls == [] and again.items == first.items and again.uid and again.tag == b"b"
+    monkeypatch.undo()
+    # a list with modifiers, a failing one or a shallow Reader keeps nothing
+    monkeypatch.setattr(C, "_FETCH_TAILS", {})
+    _fetch_parse(b"UID FETCH 1 (UID FLAGS) (CHANGEDSINCE 5)")
+    _fetch_parse(b"FETCH 1 (UID FLAGS")
+    _fetch_parse(b"FETCH 1 (UID FLAGS)", max_depth=1)
+    assert C._FETCH_TAILS == {}
+    # bounded: no more lists past _FETCH_TAILS_MAX, none longer than _FETCH_TAIL_BYTES
+    for i in range(C._FETCH_TAILS_MAX + 10):
+        _fetch_parse(b"FETCH 1 (BODY.PEEK[HEADER.FIELDS (X-%d)])" % i)
+    _fetch_parse(b"FETCH 1 (BODY.PEEK[HEADER.FIELDS (" + b"X " * 300 + b"Y)])")
+    assert len(C._FETCH_TAILS) == C._FETCH_TAILS_MAX
+    assert max(map(len, C._FETCH_TAILS)) <= C._FETCH_TAIL_BYTES

@@ -57,6 +57,27 @@ def settled(shared, sel, m) -> bool:
     return (sel.acc, sel.mbx) in shared.claiming
 
 
+def claim_with_append(tx, acc: int, mbx: int, selected: int | None) -> tuple[int, int] | None:
+    """(The writer, in an APPEND's transaction, after its messages) An APPEND
+    into the mailbox its session has selected read-write claims, in its own
+    write, what its catch-up would claim right after (``on_refresh``: the
+    messages just appended, and whatever else arrived unclaimed), so the
+    APPEND costs one commit, not two.  The session is the first to be told
+    of them (its catch-up answers the APPEND with their EXISTS), as RFC 3501
+    2.3.2 wants, and no other session can ever see them unclaimed.  -> the
+    claimed range (lo, hi), for ``claimed``; None when MBX is not SELECTED."""
+    if selected is None or selected != mbx:
+        return None
+    return ops.claim_recent(tx, acc, mbx)
+
+
+def claimed(sel, lo: int, hi: int) -> None:
+    """The session of SEL claimed [LO, HI) (claim_with_append): recent in it,
+    and looked at up to HI."""
+    sel.add_recent(lo, hi)
+    sel.recent_upto = max(sel.recent_upto, hi)
+
+
 def unclaimed(sel, m) -> bool:
     """Whether mailbox record M has messages SEL has not looked at for
     \\Recent yet (on_refresh then has something to do)."""
@@ -100,8 +121,8 @@ async def _take(store, shared, sel, m) -> None:
         return
     finally:
         claiming.discard(key)
-    sel.add_recent(lo, hi)
-    sel.recent_upto = max(sel.recent_upto, hi, m.uidnext)
+    claimed(sel, lo, hi)
+    sel.recent_upto = max(sel.recent_upto, m.uidnext)
 
 
 def status_count(v, acc: int, sel, m) -> int:

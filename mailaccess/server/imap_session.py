@@ -907,10 +907,18 @@ class ImapSession:
         write = (storeio.write_gathered
                  if sum(len(new.raw) for new, _kws in prepared) < storeio.GATHER_BYTES
                  else storeio.write)
-        results = await write(self.store, _append_named, self.acc, cmd.mailbox,
-                              prepared, self.ctx.cfg.store.quota)
-        if results is None:
+        # into the selected mailbox (read-write): the \Recent claim the
+        # catch-up after it would make rides in the APPEND's own write
+        # (imap_recent.claim_with_append: one commit less per APPEND)
+        sel = self.sel
+        claim = sel.mbx if sel is not None and not sel.readonly else None
+        done = await write(self.store, _append_named, self.acc, cmd.mailbox,
+                           prepared, self.ctx.cfg.store.quota, claim)
+        if done is None:
             raise No(f"no mailbox {cmd.mailbox}", "TRYCREATE")
+        results, claimed = done
+        if claimed is not None and self.sel is sel:
+            imap_recent.claimed(sel, *claimed)
         uids = [r.placed[0][2] for r in results]
         # A client that appends usually appends again (an upload, a copy
         # between servers): announced from its OK on, so that another
@@ -2049,13 +2057,17 @@ class ImapSession:
 
 # --- helpers that read the store (run inline or in a worker thread) --------------------------
 
-def _append_named(tx, acc: int, name: str, items, quota: int):
+def _append_named(tx, acc: int, name: str, items, quota: int, claim: int | None = None):
     """(The writer) ``ops.append_many`` into the mailbox NAME, found in this
-    write transaction; None (nothing written) when there is no such mailbox."""
+    write transaction -> (its results, the \\Recent claim (lo, hi) made with
+    them when NAME is mailbox CLAIM, the session's read-write selection, else
+    None: imap_recent.claim_with_append); None (nothing written) when there is
+    no such mailbox."""
     mbx = _mailbox_id(tx, acc, name)
     if mbx is None:
         return None
-    return ops.append_many(tx, acc, mbx, items, quota)
+    results = ops.append_many(tx, acc, mbx, items, quota)
+    return results, imap_recent.claim_with_append(tx, acc, mbx, claim)
 
 
 def _mailbox_id(v, acc: int, name: str) -> int | None:

@@ -164,7 +164,7 @@ def parse_command(
         # (a mail client's single flag change), the event _store makes of it
         m = _STORE_ONE.match(parts[0])
         if m is not None and max_ranges > 0 and COMMAND_PARSERS.get("STORE") is _store:
-            cmd = _store_one(tag, m)
+            cmd = _store_one(tag, m, max_ranges)
             if cmd is not None:
                 return cmd
         # fast path: a FETCH of one number or range with data items without
@@ -702,6 +702,17 @@ def _fetch(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
     r.sp()
     seqs = r.seqset()
     r.sp()
+    # the item list as the client wrote it (the rest of a line with no
+    # literal): a client sends the same few lists again and again, so the
+    # items parsed from one are kept (_FETCH_TAILS) and the next FETCH with
+    # that list skips the item grammar
+    tail = None
+    if r._i == len(r._parts) - 1 and r.max_depth >= _FETCH_DEPTH:
+        tail = r.buf[r.pos:]
+        hit = _FETCH_TAILS.get(tail)
+        if hit is not None:
+            r.pos = len(r.buf)
+            return Fetch(tag, ctx.uid, seqs, hit)
     items: list[FetchAtt] = []
     if r.maybe_open():
         _spaces(r)
@@ -716,6 +727,10 @@ def _fetch(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
             items.extend(macro)
         else:
             items.append(_fetch_att(r))
+    if tail is not None and r.at_end():
+        # (only a list that is the whole tail, no modifier: what a hit returns)
+        if len(_FETCH_TAILS) < _FETCH_TAILS_MAX and len(tail) <= _FETCH_TAIL_BYTES:
+            _FETCH_TAILS[tail] = tuple(items)
     changedsince = None
     vanished = False
     if r.maybe_sp():
@@ -735,6 +750,18 @@ def _fetch(r: Reader, tag: bytes, ctx: _Ctx) -> Command:
         if vanished and (not ctx.uid or changedsince is None):
             raise ParseError("VANISHED needs UID FETCH and CHANGEDSINCE")
     return Fetch(tag, ctx.uid, seqs, tuple(items), changedsince, vanished)
+
+
+#: _fetch's item lists by their wire text: at most _FETCH_TAILS_MAX lists of at
+#: most _FETCH_TAIL_BYTES each (then no more are kept: bounded whatever
+#: clients send).  Only lists parsed whole and valid are kept, and only read
+#: by a Reader allowing _FETCH_DEPTH levels of parentheses, the most an item
+#: list nests (the list; in it a HEADER.FIELDS list or PREVIEW's modifiers),
+#: so a hit is exactly the event the grammar makes of that text.
+_FETCH_TAILS: dict[bytes, tuple] = {}
+_FETCH_TAILS_MAX = 256
+_FETCH_TAIL_BYTES = 512
+_FETCH_DEPTH = 2
 
 
 def _fetch_att(r: Reader) -> FetchAtt:
@@ -1204,23 +1231,36 @@ _BARE: dict[bytes, tuple] = {
         ("CHECK", Check), ("CLOSE", Close), ("UNSELECT", Unselect), ("EXPUNGE", Expunge))
 }
 
-#: parse_command's STORE fast path: [UID] STORE n [+-]FLAGS[.SILENT] (flag ...),
-#: n at most 9 digits (never out of range), names in any letter case, one
-#: space between flags (grammar.FLAG each): anything else takes the parser
+#: parse_command's STORE fast path: [UID] STORE set [+-]FLAGS[.SILENT] (flag ...),
+#: the set a number of at most 9 digits (never out of range) or a sequence
+#: set without "$" (NumSet.parse: what it refuses takes the parser, which
+#: refuses it alike), names in any letter case, one space between flags
+#: (grammar.FLAG each): anything else takes the parser
 _STORE_ONE = re.compile(
-    rb"(?i:(UID )?STORE )([1-9][0-9]{0,8}) (?i:([+-]?)FLAGS(\.SILENT)?) \("
+    rb"(?i:(UID )?STORE )([1-9][0-9]{0,8}|[0-9*][0-9:,*]*) "
+    rb"(?i:([+-]?)FLAGS(\.SILENT)?) \("
     rb"(\\?[^\x00-\x20\x7f-\xff(){%*\"\\\]]+(?: \\?[^\x00-\x20\x7f-\xff(){%*\"\\\]]+)*)\)\Z")
 _STORE_MODES = {b"": "replace", b"+": "add", b"-": "remove"}
 
 
-def _store_one(tag: bytes, m: "re.Match[bytes]") -> Command | None:
+def _store_one(tag: bytes, m: "re.Match[bytes]",
+               max_ranges: int = DEFAULT_MAX_RANGES) -> Command | None:
     """The Store event of a _STORE_ONE match, as _store makes it; None when
-    a flag is too long (the parser then refuses it)."""
+    a flag is too long or the set is not one NumSet.parse takes (the parser
+    then refuses it)."""
     toks = m.group(5).split(b" ")
     for tok in toks:
         if len(tok) > vocab.MAX_KEYWORD_BYTES:
             return None
-    n = int(m.group(2))
+    raw = m.group(2)
+    if raw.isdigit() and raw[0] != 0x30 and len(raw) <= 9:
+        n = int(raw)
+        seqs = NumSet(((n, n),))
+    else:
+        try:
+            seqs = NumSet.parse(raw, max_ranges=max_ranges)
+        except ParseError:
+            return None
     flags = []
     for tok in toks:
         f = _FLAG_NAMES.get(tok)
@@ -1229,7 +1269,7 @@ def _store_one(tag: bytes, m: "re.Match[bytes]") -> Command | None:
             if len(_FLAG_NAMES) < 256:      # the system flags and the usual keywords
                 _FLAG_NAMES[tok] = f
         flags.append(f)
-    return Store(tag, m.group(1) is not None, NumSet(((n, n),)), _STORE_MODES[m.group(3)],
+    return Store(tag, m.group(1) is not None, seqs, _STORE_MODES[m.group(3)],
                  tuple(flags), m.group(4) is not None, None)
 
 
