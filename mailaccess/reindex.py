@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 from .mime import index as mindex
+from .query import facts
 from .store import ops
 from .store.errors import NotFound
 
@@ -202,7 +203,11 @@ def _reindex_account(store, acc: int, after: bytes, summary: ReindexSummary, pro
                 store, acc, after, outdated_only, batch, batch_bytes)
             if not visited:
                 break
-            entries = [(h, mindex.encode_index(mindex.index_message(raw))) for h, raw in todo]
+            entries = []
+            for h, raw in todo:
+                index = mindex.encode_index(mindex.index_message(raw))
+                # the emails' msg.facts records are rewritten with the index
+                entries.append((h, index, facts.record(index)))
             settle()          # the previous batch is durable before this one goes
             flight.submit(ops.reindex_batch, acc, entries, last)
             report = (visited, nbytes, skipped, len(entries))

@@ -143,7 +143,7 @@ def count_writes(monkeypatch):
     real = ops.reindex_batch
 
     def counting(tx, acc, entries, cursor):
-        written.extend((acc, h) for h, _ in entries)
+        written.extend((acc, h) for h, *_ in entries)
         return real(tx, acc, entries, cursor)
 
     monkeypatch.setattr(ops, "reindex_batch", counting)

@@ -64,6 +64,7 @@ TABLES = {
     "mbox": False,      # acc mbx -> mailbox record
     "mbox.name": False,  # acc parent name -> mbx
     "msg": False,       # acc eid -> email record
+    "msg.facts": False,  # acc eid -> the email's sort/thread facts (records.encode_facts)
     "uid": False,       # acc mbx uid -> eid
     "mbx.ms": False,    # acc mbx ms uid -> ''
     "vanished": False,  # acc mbx ms uid -> ''
@@ -95,7 +96,7 @@ TABLES = {
 
 # Tables added after a store was first made: a read-only open of an older
 # store (backup, check) may not find them and reads them as empty.
-LATER_TABLES = ("tok", "tok.hash", "upl", "upl.exp")
+LATER_TABLES = ("tok", "tok.hash", "upl", "upl.exp", "msg.facts")
 
 # ctr kinds
 CTR_ACCOUNT = 1   # under account 0: last account id

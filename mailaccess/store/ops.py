@@ -82,7 +82,7 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     if a is None:
         raise NotFound("no such account")
     pre = keys.account_prefix(acc)
-    for table in ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg",
+    for table in ("mbox", "mbox.name", "msg", "msg.facts", "uid", "mbx.ms", "vanished", "chg",
                   "chg.id", "chg.kind",
                   "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "sub",
                   "psub", "acct"):
@@ -328,6 +328,7 @@ class NewEmail:
     thread_refs: tuple[str, ...] = ()   # In-Reply-To + References
     subject_hash: bytes = b"\0" * 8     # hash of the RFC 5256 base subject
     flags: int = 0                      # records.FLAG_* (e.g. UTF-8 header)
+    facts: bytes = b""                  # records.encode_facts of the index (b"": none kept)
 
 
 @dataclass(slots=True)
@@ -469,6 +470,8 @@ def append(tx: WriteTx, acc: int, mailboxes: list[int], new: NewEmail,
         uid = _add_member(tx, acc, rec, m, now)
         placed.append((mbx, m.uidvalidity, uid))
     tx.put_email(acc, rec)
+    if new.facts:
+        tx.put("msg.facts", keys.msg(acc, eid), new.facts)
     tx.add_counter(acc, keys.CTR_USAGE, size)
     _save_mailboxes(tx, acc, cache)
     tx.log(acc, "created", EMAIL, eid)
@@ -505,6 +508,7 @@ def append_each(tx: WriteTx, acc: int, items, quota: int = 0) -> list:
 def _destroy(tx: WriteTx, acc: int, rec: EmailRecord) -> None:
     """Remove an email with no memberships left, and its blob if unreferenced."""
     tx.delete("msg", keys.msg(acc, rec.id))
+    tx.delete("msg.facts", keys.msg(acc, rec.id))
     tx.delete("blob.ref", keys.blob_ref(acc, rec.blob, rec.id))
     tx.delete("thr.mem", keys.thr_mem(acc, rec.thread, rec.id))
     tx.add_counter(acc, keys.CTR_USAGE, -rec.size)
@@ -615,6 +619,7 @@ def _destroy_many(tx: WriteTx, acc: int, destroy: list) -> None:
         blobs[blob] = None
         threads[thread] = None
     tx.delete_many("msg", msg_keys)
+    tx.delete_many("msg.facts", msg_keys)
     ref_keys.sort()
     tx.delete_many("blob.ref", ref_keys)
     thr_keys.sort()
@@ -1030,6 +1035,9 @@ def _duplicate(tx: WriteTx, acc: int, rec: EmailRecord, m: Mailbox, now: int) ->
                       list(rec.keywords), [], rec.flags)
     uid = _add_member(tx, acc, new, m, now)
     tx.put_email(acc, new)
+    facts = tx._get("msg.facts", keys.msg(acc, rec.id))
+    if facts is not None:
+        tx.put("msg.facts", keys.msg(acc, eid), bytes(facts))
     tx.add_counter(acc, keys.CTR_USAGE, rec.size)
     tx.log(acc, "created", EMAIL, eid)
     tx.log(acc, "updated", THREAD, rec.thread)
@@ -1088,15 +1096,27 @@ def claim_recent(tx: WriteTx, acc: int, mbx: int) -> tuple[int, int]:
 # An index is derived from its blob's bytes, which never change for a hash, so
 # replacing it changes no id, UID, record or modseq: these ops log no change.
 
-def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes) -> bool | None:
-    """Store INDEX (built from the blob's own bytes) as BLOB_HASH's index.
+def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes,
+                  facts: bytes = b"") -> bool | None:
+    """Store INDEX (built from the blob's own bytes) as BLOB_HASH's index,
+    and FACTS (records.encode_facts of what query/facts.py reads from INDEX;
+    b"": none) as the ``msg.facts`` record of every email of that blob
+    (written where missing or different, removed when FACTS is b"").
 
-    -> True if the stored bytes changed, False if they were identical, None if
-    the blob is gone meanwhile (expunged: nothing is written)."""
+    -> True if the stored index bytes changed, False if they were identical,
+    None if the blob is gone meanwhile (expunged: nothing is written)."""
     bkey = keys.blob(acc, blob_hash)
     old = tx._get("blob.idx", bkey)
     if old is None:
         return None
+    for eid in tx.blob_refs(acc, blob_hash):
+        k = keys.msg(acc, eid)
+        had = tx._get("msg.facts", k)
+        if not facts:
+            if had is not None:
+                tx.delete("msg.facts", k)
+        elif had is None or bytes(had) != facts:
+            tx.put("msg.facts", k, facts)
     if bytes(old) == index:
         return False
     tx.put("blob.idx", bkey, index)
@@ -1105,15 +1125,16 @@ def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes) -> bool
     return True
 
 
-def reindex_batch(tx: WriteTx, acc: int, entries: list[tuple[bytes, bytes]],
+def reindex_batch(tx: WriteTx, acc: int, entries: list[tuple],
                   cursor: bytes) -> tuple[int, int]:
-    """Replace the indexes of ENTRIES [(blob hash, index)] and move ACC's
+    """Replace the indexes of ENTRIES [(blob hash, index[, facts record])]
+    (``replace_index``) and move ACC's
     reindex cursor to CURSOR (the last hash handled), in one transaction, so
     an interrupted run resumes after the last durable batch.
     -> (indexes changed, indexes identical)."""
     changed = same = 0
-    for h, index in entries:
-        r = replace_index(tx, acc, h, index)
+    for h, index, *facts in entries:
+        r = replace_index(tx, acc, h, index, *facts)
         if r:
             changed += 1
         elif r is False:
