@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import facts_oracle
 from conftest import twin_params
-from mailaccess import ingest
+from mailaccess import _speedups, ingest
 from mailaccess.mime import index as mindex
 from mailaccess.query import facts as F
 from mailaccess.query import sort as qsort, thread as qthread
@@ -59,6 +59,9 @@ def test_in_place_equals_whole_index(mod, headers):
     held = {id(x): x for x in want[3:13] + want.refs}
     assert F._cost(want) >= (sys.getsizeof(want) + sys.getsizeof(want.refs)
                              + sum(map(sys.getsizeof, held.values())))
+    # (both twins count it alike)
+    assert mod.costs([want, F.EMPTY]) == [_speedups.load_py("facts").cost(want),
+                                          _speedups.load_py("facts").cost(F.EMPTY)]
 
 
 def test_unreadable_indexes_read_as_no_headers():

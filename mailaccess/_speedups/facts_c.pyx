@@ -895,3 +895,43 @@ def read_many(read_facts, read_email, read_index, list eids, cls, slow):
         em.close()
         ix.close()
     return out
+
+
+# ---------------------------------------------------------------- costs
+
+cdef inline Py_ssize_t _text_cost(tuple t, Py_ssize_t a, Py_ssize_t b) except -1:
+    """The characters of the strings t[a:b] at 1 byte each, 4 when any is
+    beyond ASCII (the cost of their join)."""
+    cdef Py_ssize_t i, n = 0
+    cdef bint ascii = True
+    for i in range(a, b):
+        x = t[i]
+        if type(x) is not str:
+            raise TypeError("facts_c.costs: a string expected")
+        n += PyUnicode_GET_LENGTH(x)
+        if not PyUnicode_IS_ASCII(x):
+            ascii = False
+    return n if ascii else 4 * n
+
+
+def costs(list fs):
+    cdef list out = [None] * len(fs)
+    cdef Py_ssize_t i, n
+    cdef tuple t, refs
+    for i in range(len(fs)):
+        x = fs[i]
+        if not isinstance(x, tuple) or len(<tuple>x) != 14:
+            raise TypeError("facts_c.costs: 14 facts expected")
+        t = <tuple>x
+        n = 900 + _text_cost(t, 3, 12)
+        mid = t[12]
+        if mid:
+            n += 50 + len(mid) * 4
+        x = t[13]
+        if not isinstance(x, tuple):
+            raise TypeError("facts_c.costs: a tuple of references expected")
+        refs = <tuple>x
+        if refs:
+            n += 60 * len(refs) + _text_cost(refs, 0, len(refs))
+        out[i] = n
+    return out
