@@ -213,6 +213,34 @@ def test_reindex_writes_the_missing_records_and_rewrites_wrong_ones(store):
     assert stored(store, acc) == {e: r for e, r in want.items() if r}
 
 
+def test_a_rewritten_record_is_read_again(store):
+    # a record reindex finds wrong (the index itself unchanged) is rewritten,
+    # and facts remembered from it are not answered again (CTR_INDEXES)
+    acc, inbox = fill(store, "a", [message([("Subject", "b")]), message([("Subject", "a")])])
+    with store.view() as v:
+        blob, index = v.email(acc, 1).blob, bytes(v.blob_index(acc, v.email(acc, 1).blob))
+    wrong = F.record(mindex.encode_index(mindex.index_message(message([("Subject", "0")]))))
+    with store.env.begin(write=True) as txn:
+        txn.put(keys.msg(acc, 1), wrong, db=store.db["msg.facts"])
+    F.cache_of(store).clear()
+    with store.view() as v:                          # (read from the wrong record)
+        assert qsort.sort(v, acc, v.uids(acc, inbox), [SortKey("subject")]) == [1, 2]
+    assert store.write_sync(ops.replace_index, acc, blob, index, F.record(index)) is False
+    with store.view() as v:                          # (the cache as the sort above left it)
+        assert qsort.sort(v, acc, v.uids(acc, inbox), [SortKey("subject")]) == [2, 1]
+        assert stored(store, acc)[1] == F.record(index)
+    # the same with the index read instead: the record removed
+    with store.env.begin(write=True) as txn:
+        txn.put(keys.msg(acc, 1), wrong, db=store.db["msg.facts"])
+    F.cache_of(store).clear()
+    with store.view() as v:
+        assert qsort.sort(v, acc, v.uids(acc, inbox), [SortKey("subject")]) == [1, 2]
+    store.write_sync(ops.replace_index, acc, blob, index)
+    with store.view() as v:
+        assert qsort.sort(v, acc, v.uids(acc, inbox), [SortKey("subject")]) == [2, 1]
+    assert 1 not in stored(store, acc)
+
+
 def test_a_backup_holds_the_records(store, tmp_path):
     acc, _ = fill(store, "a", hostile(12))
     backup_store(store, tmp_path / "bk")

@@ -1109,20 +1109,27 @@ def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes,
     old = tx._get("blob.idx", bkey)
     if old is None:
         return None
+    rewritten = False        # a record's values changed (a missing one: read from the index)
     for eid in tx.blob_refs(acc, blob_hash):
         k = keys.msg(acc, eid)
         had = tx._get("msg.facts", k)
         if not facts:
             if had is not None:
                 tx.delete("msg.facts", k)
-        elif had is None or bytes(had) != facts:
+                rewritten = True
+        elif had is None:
             tx.put("msg.facts", k, facts)
-    if bytes(old) == index:
-        return False
-    tx.put("blob.idx", bkey, index)
-    # facts read from the old index (query/facts.py) are keyed by this version
-    tx.add_counter(acc, keys.CTR_INDEXES, 1)
-    return True
+        elif bytes(had) != facts:
+            tx.put("msg.facts", k, facts)
+            rewritten = True
+    same = bytes(old) == index
+    if not same:
+        tx.put("blob.idx", bkey, index)
+    if rewritten or not same:
+        # facts read from the old index or record (query/facts.py, the SORT
+        # orders of server/imap_sortcache.py) are keyed by this version
+        tx.add_counter(acc, keys.CTR_INDEXES, 1)
+    return not same
 
 
 def reindex_batch(tx: WriteTx, acc: int, entries: list[tuple],
