@@ -213,6 +213,21 @@ def test_reindex_writes_the_missing_records_and_rewrites_wrong_ones(store):
     assert stored(store, acc) == {e: r for e, r in want.items() if r}
 
 
+def test_outdated_only_writes_the_missing_records_from_the_indexes(store, monkeypatch):
+    # the indexes are current: nothing is parsed again, the records are
+    # made from the stored indexes
+    acc, inbox = fill(store, "a", hostile(40))
+    want = stored(store, acc)
+    raw_delete(store, acc, range(1, 31))
+    monkeypatch.setattr(mindex, "index_message", None)      # (no message is parsed)
+    s = rx.reindex(store, outdated_only=True, batch=16)
+    with store.view() as v:
+        blobs = {v.email(acc, e).blob for e in v.email_ids(acc)}
+    assert (s.rebuilt, s.skipped) == (0, len(blobs))
+    assert stored(store, acc) == want
+    assert_one_each(store, acc)
+
+
 def test_a_rewritten_record_is_read_again(store):
     # a record reindex finds wrong (the index itself unchanged) is rewritten,
     # and facts remembered from it are not answered again (CTR_INDEXES)

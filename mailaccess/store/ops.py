@@ -1096,6 +1096,27 @@ def claim_recent(tx: WriteTx, acc: int, mbx: int) -> tuple[int, int]:
 # An index is derived from its blob's bytes, which never change for a hash, so
 # replacing it changes no id, UID, record or modseq: these ops log no change.
 
+def _put_facts(tx: WriteTx, acc: int, blob_hash: bytes, facts: bytes) -> bool:
+    """FACTS as the ``msg.facts`` record of every email of BLOB_HASH (b"":
+    none), written where missing or different; -> whether a record's values
+    changed (writing a missing one changes none: they were read from the
+    index)."""
+    rewritten = False
+    for eid in tx.blob_refs(acc, blob_hash):
+        k = keys.msg(acc, eid)
+        had = tx._get("msg.facts", k)
+        if not facts:
+            if had is not None:
+                tx.delete("msg.facts", k)
+                rewritten = True
+        elif had is None:
+            tx.put("msg.facts", k, facts)
+        elif bytes(had) != facts:
+            tx.put("msg.facts", k, facts)
+            rewritten = True
+    return rewritten
+
+
 def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes,
                   facts: bytes = b"") -> bool | None:
     """Store INDEX (built from the blob's own bytes) as BLOB_HASH's index,
@@ -1109,19 +1130,7 @@ def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes,
     old = tx._get("blob.idx", bkey)
     if old is None:
         return None
-    rewritten = False        # a record's values changed (a missing one: read from the index)
-    for eid in tx.blob_refs(acc, blob_hash):
-        k = keys.msg(acc, eid)
-        had = tx._get("msg.facts", k)
-        if not facts:
-            if had is not None:
-                tx.delete("msg.facts", k)
-                rewritten = True
-        elif had is None:
-            tx.put("msg.facts", k, facts)
-        elif bytes(had) != facts:
-            tx.put("msg.facts", k, facts)
-            rewritten = True
+    rewritten = _put_facts(tx, acc, blob_hash, facts)
     same = bytes(old) == index
     if not same:
         tx.put("blob.idx", bkey, index)
@@ -1133,9 +1142,11 @@ def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes,
 
 
 def reindex_batch(tx: WriteTx, acc: int, entries: list[tuple],
-                  cursor: bytes) -> tuple[int, int]:
+                  cursor: bytes, facts_only: list[tuple[bytes, bytes]] = ()) -> tuple[int, int]:
     """Replace the indexes of ENTRIES [(blob hash, index[, facts record])]
-    (``replace_index``) and move ACC's
+    (``replace_index``), write the facts records of FACTS_ONLY [(blob hash,
+    facts record)] (blobs whose index stays: ``reindex --outdated-only``
+    on mail stored before ``msg.facts``), and move ACC's
     reindex cursor to CURSOR (the last hash handled), in one transaction, so
     an interrupted run resumes after the last durable batch.
     -> (indexes changed, indexes identical)."""
@@ -1146,6 +1157,9 @@ def reindex_batch(tx: WriteTx, acc: int, entries: list[tuple],
             changed += 1
         elif r is False:
             same += 1
+    for h, facts in facts_only:
+        if tx._get("blob.idx", keys.blob(acc, h)) is not None and _put_facts(tx, acc, h, facts):
+            tx.add_counter(acc, keys.CTR_INDEXES, 1)
     tx.put("meta", keys.reindex_cursor(acc), cursor)
     return changed, same
 
