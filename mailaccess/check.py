@@ -22,6 +22,9 @@ Invariants, per account:
     stored before format 5) is the index's BODYSTRUCTURE, none is an orphan;
   * blobs: no blob without a ref, no index without a blob, no ref to a
     missing email or to an email with another hash;
+  * ``msg.facts``: no record without its email, and each one the record of
+    the facts of its email's index (``query.facts.record``); an email may
+    have none (stored before the table existed);
   * threads: every ``thr.mem`` entry names an email of that thread;
   * mailbox counters total/unseen/size match the members;
   * change log: every modseq <= the account modseq and >= the horizon (pruned
@@ -37,12 +40,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .mime.index import bodystructure_of
+from .query import facts
 from .store import changelog, keys, records
 from .store.ops import SEEN
 
 __all__ = ["check_store", "check_account"]
 
-_ACCOUNT_TABLES = ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg", "chg.id",
+_ACCOUNT_TABLES = ("mbox", "mbox.name", "msg", "msg.facts", "uid", "mbx.ms", "vanished", "chg", "chg.id",
                    "chg.kind", "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw",
                    "sub", "tok", "upl", "psub", "msg.bs")
 
@@ -311,6 +315,19 @@ def check_account(txn, db, acc: int) -> list[str]:
             eid = keys.split_msg(k)[1]
             if eid not in emails:
                 P.append(f"msg.bs {eid}: orphan (no email)")
+
+    # --- msg.facts: a record per email at most, the facts of its index ----------------
+    if db["msg.facts"] is not None:      # (None: a read-only open of an older store)
+        for k, v in _scan(txn, db["msg.facts"], pre):
+            eid = keys.split_msg(k)[1]
+            rec = emails.get(eid)
+            if rec is None:
+                P.append(f"msg.facts of email {eid}, which does not exist")
+                continue
+            idx = txn.get(keys.blob(acc, rec.blob), db=db["blob.idx"])
+            if idx is not None and bytes(v) != facts.record(idx):
+                P.append(f"email {eid}: its msg.facts record is not the facts of its index "
+                         f"(run `mailaccess reindex`)")
 
     # --- threads ------------------------------------------------------------------------
     for k, _ in _scan(txn, db["thr.mem"], pre):

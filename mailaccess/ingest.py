@@ -9,6 +9,7 @@ import hashlib
 import time
 
 from .mime import index as mindex
+from .query import facts
 from .store import keys
 from .store.ops import NewEmail
 from .store.records import FLAG_UTF8_HEADERS
@@ -44,9 +45,12 @@ def thread_refs(in_reply_to, references) -> tuple[str, ...]:
 def prepare(raw: bytes, received_at: int | None = None, tz: int = 0) -> NewEmail:
     mi = mindex.index_message(raw)
     refs = thread_refs(mi.in_reply_to, mi.references)
+    index = mindex.encode_index(mi)
     return NewEmail(
         raw=raw,
-        index=mindex.encode_index(mi),
+        index=index,
+        # what SORT and THREAD read, kept beside the email (query/facts.py)
+        facts=facts.record(index),
         blob=keys.blob_hash(raw),
         received_at=int(time.time()) if received_at is None else int(received_at),
         tz=tz,

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 from .mime import index as mindex
+from .query import facts
 from .store import ops
 from .store.errors import NotFound
 
@@ -120,13 +121,16 @@ def reindex(store, user: str | None = None, *, progress=None, outdated_only: boo
 
 
 def _read_batch(store, acc: int, after: bytes, outdated_only: bool, batch: int,
-                batch_bytes: int) -> tuple[list[tuple[bytes, bytes]], bytes, int, int, int]:
+                batch_bytes: int) -> tuple[list[tuple[bytes, bytes]], bytes, int, int, int, list]:
     """-> ([(hash, raw)] to rebuild, last hash visited, blobs visited, bytes,
-    blobs skipped as current)."""
+    blobs skipped as current, [(hash, facts record)] of skipped blobs with an
+    email lacking its msg.facts record)."""
     todo: list[tuple[bytes, bytes]] = []
+    facts_only: list[tuple[bytes, bytes]] = []
     last = after
     visited = nbytes = skipped = 0
     with store.view() as v:
+        read_facts = v.facts_reader(acc)
         for h, idx in v.blob_indexes(acc, after):
             if visited >= batch or nbytes >= batch_bytes:
                 break
@@ -134,6 +138,10 @@ def _read_batch(store, acc: int, after: bytes, outdated_only: bool, batch: int,
             last = h
             if outdated_only and mindex.index_version(idx) == mindex.FORMAT_VERSION:
                 skipped += 1
+                # the index stays; the records older mail lacks are written from it
+                if read_facts is not None and any(read_facts(e) is None
+                                                   for e in v.blob_refs(acc, h)):
+                    facts_only.append((h, facts.record(idx)))
                 continue
             raw = v.blob(acc, h)
             if raw is None:
@@ -141,7 +149,7 @@ def _read_batch(store, acc: int, after: bytes, outdated_only: bool, batch: int,
             raw = bytes(raw)
             nbytes += len(raw)
             todo.append((h, raw))
-    return todo, last, visited, nbytes, skipped
+    return todo, last, visited, nbytes, skipped, facts_only
 
 
 class _InFlight:
@@ -198,13 +206,17 @@ def _reindex_account(store, acc: int, after: bytes, summary: ReindexSummary, pro
 
     try:
         while True:
-            todo, last, visited, nbytes, skipped = _read_batch(
+            todo, last, visited, nbytes, skipped, facts_only = _read_batch(
                 store, acc, after, outdated_only, batch, batch_bytes)
             if not visited:
                 break
-            entries = [(h, mindex.encode_index(mindex.index_message(raw))) for h, raw in todo]
+            entries = []
+            for h, raw in todo:
+                index = mindex.encode_index(mindex.index_message(raw))
+                # the emails' msg.facts records are rewritten with the index
+                entries.append((h, index, facts.record(index)))
             settle()          # the previous batch is durable before this one goes
-            flight.submit(ops.reindex_batch, acc, entries, last)
+            flight.submit(ops.reindex_batch, acc, entries, last, facts_only)
             report = (visited, nbytes, skipped, len(entries))
             after = last
     finally:

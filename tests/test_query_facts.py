@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import facts_oracle
 from conftest import twin_params
-from mailaccess import ingest
+from mailaccess import _speedups, ingest
 from mailaccess.mime import index as mindex
 from mailaccess.query import facts as F
 from mailaccess.query import sort as qsort, thread as qthread
@@ -59,6 +59,9 @@ def test_in_place_equals_whole_index(mod, headers):
     held = {id(x): x for x in want[3:13] + want.refs}
     assert F._cost(want) >= (sys.getsizeof(want) + sys.getsizeof(want.refs)
                              + sum(map(sys.getsizeof, held.values())))
+    # (both twins count it alike)
+    assert mod.costs([want, F.EMPTY]) == [_speedups.load_py("facts").cost(want),
+                                          _speedups.load_py("facts").cost(F.EMPTY)]
 
 
 def test_unreadable_indexes_read_as_no_headers():
@@ -254,10 +257,11 @@ def _hostile_account(store, n=80):
 
 @pytest.mark.parametrize("mod", twin_params("facts"))
 @pytest.mark.parametrize("direct", [True, False], ids=["lmdb", "reader"])
-def test_read_many_equals_the_whole_index(store, mod, direct):
-    # the batch read of facts() (records and indexes read in place, most
-    # facts finished in C) gives what the whole decoded index defines; an
-    # email that is gone reads as None
+@pytest.mark.parametrize("records", [True, False], ids=["msg.facts", "index"])
+def test_read_many_equals_the_whole_index(store, mod, direct, records):
+    # the batch read of facts() (the msg.facts records, else records and
+    # indexes read in place, most facts finished in C) gives what the whole
+    # decoded index defines; an email that is gone reads as None
     from mailaccess.store.emails import decode_index
     acc, inbox = _hostile_account(store)
     with store.view() as v:
@@ -269,7 +273,8 @@ def test_read_many_equals_the_whole_index(store, mod, direct):
     try:
         with store.view() as v:
             eids = [e for _, e in v.uids(acc, inbox)] + [gone]
-            got = mod.read_many(v.email_reader(acc), v.index_reader(acc), eids, F.Facts,
+            got = mod.read_many(v.facts_reader(acc) if records else None, v.email_reader(acc),
+                                v.index_reader(acc), eids, F.Facts,
                                 F.from_data)
             want = [F.from_index(decode_index(v.blob_index(acc, v.email(acc, e).blob)))
                     for e in eids[:-1]] + [None]

@@ -130,6 +130,9 @@ class _FakeView:
     def blob_index(self, acc, h):
         return self.idx.get(h)
 
+    def facts_reader(self, acc):             # (no msg.facts records: the index is read)
+        return None
+
     def email_reader(self, acc):             # (query/facts.py reads many at once)
         return lambda eid: self.email_raw(acc, eid)
 

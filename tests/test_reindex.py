@@ -142,9 +142,9 @@ def count_writes(monkeypatch):
     written = []
     real = ops.reindex_batch
 
-    def counting(tx, acc, entries, cursor):
-        written.extend((acc, h) for h, _ in entries)
-        return real(tx, acc, entries, cursor)
+    def counting(tx, acc, entries, cursor, facts_only=()):
+        written.extend((acc, h) for h, *_ in entries)
+        return real(tx, acc, entries, cursor, facts_only)
 
     monkeypatch.setattr(ops, "reindex_batch", counting)
     return written

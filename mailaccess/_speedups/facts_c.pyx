@@ -552,9 +552,9 @@ cdef inline void _put(object t, Py_ssize_t i, object v):
 
 
 cdef object _made(object cls, object sent, object tz, object att, object subject, object base,
-                  object sf, object st, object sc, object jf, object jt, object mid,
-                  object refs):
-    """CLS(sent, tz, att, subject, base, sf, st, sc, jf, jt, jf, jt, mid, refs),
+                  object sf, object st, object sc, object df, object dt, object jf, object jt,
+                  object mid, object refs):
+    """CLS(sent, tz, att, subject, base, sf, st, sc, df, dt, jf, jt, mid, refs),
     made as tuple.__new__(CLS, ...) makes it, without the argument tuple.
     It holds only strings, numbers, None, booleans and REFS (a tuple of
     strings), so neither can be in a reference cycle: both are untracked by
@@ -574,8 +574,8 @@ cdef object _made(object cls, object sent, object tz, object att, object subject
     _put(t, 5, sf)
     _put(t, 6, st)
     _put(t, 7, sc)
-    _put(t, 8, jf)
-    _put(t, 9, jt)
+    _put(t, 8, df)
+    _put(t, 9, dt)
     _put(t, 10, jf)
     _put(t, 11, jt)
     _put(t, 12, mid)
@@ -698,18 +698,92 @@ cdef object _fast(const unsigned char *p, Py_ssize_t n, object cls):
         jf = _display(fa[0], fa[1])
         jt = _display(ta[0], ta[1])
         return _made(cls, sent, tz, att, subject, _base(subject), _local(fa[1]),
-                     _local(ta[1]), _local(ca[1]), jf, jt, mid, PyList_AsTuple(out))
+                     _local(ta[1]), _local(ca[1]), jf, jt, jf, jt, mid, PyList_AsTuple(out))
     except (_Decline, ValueError, UnicodeDecodeError):
         return None
 
 
-def facts_of(data, cls):
+# ---------------------------------------------------------------- msg.facts records
+
+from mailaccess.store.records import (FACTS_HEAD, FACTS_VERSION, FACT_SENT, FACT_TZ,
+                                      FACT_ATTACHMENT, FACT_BASE_SAME, FACT_DFROM_SAME,
+                                      FACT_DTO_SAME, FACT_MSGID)
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.tuple cimport PyTuple_New
+
+if FACTS_HEAD.format != ">BBqhH" or FACTS_VERSION != 1 or (FACT_SENT, FACT_TZ, FACT_ATTACHMENT,
+        FACT_BASE_SAME, FACT_DFROM_SAME, FACT_DTO_SAME, FACT_MSGID) != (1, 2, 4, 8, 16, 32, 64):
+    raise ImportError("facts_c: the msg.facts record layout changed")
+cdef Py_ssize_t _FH = 14
+
+
+cdef object _fstr(const unsigned char *p, Py_ssize_t n, Py_ssize_t *off):
+    """The string at p[off] (a u32 length, UTF-8), OFF moved past it."""
+    cdef Py_ssize_t o = off[0], ln
+    if o + 4 > n:
+        raise _Decline()
+    ln = <Py_ssize_t>_u32(p + o)
+    o += 4
+    if ln > n - o:
+        raise _Decline()
+    off[0] = o + ln
+    return PyUnicode_DecodeUTF8(<const char *>p + o, ln, NULL)
+
+
+cdef object _record(const unsigned char *p, Py_ssize_t n, object cls):
+    """from_record over p[0:n]."""
+    cdef Py_ssize_t off = _FH, nrefs, i
+    cdef unsigned int bits
+    cdef long long sent
+    cdef int tz
+    if n < _FH or p[0] != FACTS_VERSION:
+        return None
+    bits = p[1]
+    sent = <long long>((<uint64_t>_u32(p + 2) << 32) | <uint64_t>_u32(p + 6))
+    tz = <short>((p[10] << 8) | p[11])
+    nrefs = (p[12] << 8) | p[13]
+    try:
+        subject = _fstr(p, n, &off)
+        base = subject if bits & 8 else _fstr(p, n, &off)
+        sf = _fstr(p, n, &off)
+        st = _fstr(p, n, &off)
+        sc = _fstr(p, n, &off)
+        jf = _fstr(p, n, &off)
+        jt = _fstr(p, n, &off)
+        df = jf if bits & 16 else _fstr(p, n, &off)
+        dt = jt if bits & 32 else _fstr(p, n, &off)
+        mid = _fstr(p, n, &off) if bits & 64 else None
+        if nrefs:
+            refs = PyTuple_New(nrefs)
+            for i in range(nrefs):
+                _put(refs, i, _fstr(p, n, &off))
+        else:
+            refs = ()
+    except (_Decline, UnicodeDecodeError):
+        return None
+    if off != n:
+        return None
+    return _made(cls, sent if bits & 1 else None, tz if bits & 2 else None,
+                 True if bits & 4 else False, subject, base, sf, st, sc, df, dt, jf, jt, mid,
+                 refs)
+
+
+cdef object _spanned(data, cls, bint record):
+    """_record (RECORD) or _fast over the bytes of DATA."""
     cdef Span s
     _span(data, &s)
     try:
-        return _fast(s.p, s.n, cls)
+        return _record(s.p, s.n, cls) if record else _fast(s.p, s.n, cls)
     finally:
         _unspan(&s)
+
+
+def from_record(data, cls):
+    return _spanned(data, cls, True)
+
+
+def facts_of(data, cls):
+    return _spanned(data, cls, False)
 
 
 cdef class _Table:
@@ -773,14 +847,17 @@ cdef class _Table:
         return _direct_get(self.cur, self.kbuf, self.pn + sn, seq, &self.positioned, p, n)
 
 
-def read_many(read_email, read_index, list eids, cls, slow):
-    cdef _Table em = _Table(), ix = _Table()
+def read_many(read_facts, read_email, read_index, list eids, cls, slow):
+    cdef _Table fx = _Table(), em = _Table(), ix = _Table()
     cdef const unsigned char *p
     cdef const unsigned char *x
     cdef Py_ssize_t n, xn, i, ne = len(eids)
     cdef unsigned char s[4]
     cdef uint64_t e
     cdef list out = [None] * ne
+    cdef bint facts = read_facts is not None
+    if facts:
+        fx.setup(read_facts, "u32")
     em.setup(read_email, "u32")
     ix.setup(read_index, "bytes")
     try:
@@ -793,6 +870,11 @@ def read_many(read_email, read_index, list eids, cls, slow):
             s[1] = (e >> 16) & 255
             s[2] = (e >> 8) & 255
             s[3] = e & 255
+            if facts and fx.fetch(s, 4, eid, True, &p, &n):
+                f = _record(p, n, cls)
+                if f is not None:
+                    out[i] = f
+                    continue
             if not em.fetch(s, 4, eid, True, &p, &n):
                 continue
             if n < R_BLOB + 32:             # damaged: as the twin reads it
@@ -809,6 +891,47 @@ def read_many(read_email, read_index, list eids, cls, slow):
                 f = slow(PyBytes_FromStringAndSize(<const char *>x, xn))
             out[i] = f
     finally:
+        fx.close()
         em.close()
         ix.close()
+    return out
+
+
+# ---------------------------------------------------------------- costs
+
+cdef inline Py_ssize_t _text_cost(tuple t, Py_ssize_t a, Py_ssize_t b) except -1:
+    """The characters of the strings t[a:b] at 1 byte each, 4 when any is
+    beyond ASCII (the cost of their join)."""
+    cdef Py_ssize_t i, n = 0
+    cdef bint ascii = True
+    for i in range(a, b):
+        x = t[i]
+        if type(x) is not str:
+            raise TypeError("facts_c.costs: a string expected")
+        n += PyUnicode_GET_LENGTH(x)
+        if not PyUnicode_IS_ASCII(x):
+            ascii = False
+    return n if ascii else 4 * n
+
+
+def costs(list fs):
+    cdef list out = [None] * len(fs)
+    cdef Py_ssize_t i, n
+    cdef tuple t, refs
+    for i in range(len(fs)):
+        x = fs[i]
+        if not isinstance(x, tuple) or len(<tuple>x) != 14:
+            raise TypeError("facts_c.costs: 14 facts expected")
+        t = <tuple>x
+        n = 900 + _text_cost(t, 3, 12)
+        mid = t[12]
+        if mid:
+            n += 50 + len(mid) * 4
+        x = t[13]
+        if not isinstance(x, tuple):
+            raise TypeError("facts_c.costs: a tuple of references expected")
+        refs = <tuple>x
+        if refs:
+            n += 60 * len(refs) + _text_cost(refs, 0, len(refs))
+        out[i] = n
     return out

@@ -45,12 +45,13 @@ from typing import NamedTuple, Sequence
 from mailaccess import _speedups
 from mailaccess.mime import index as mindex
 from mailaccess.store.emails import decode_index
+from mailaccess.store.records import encode_facts
 
 _impl = _speedups.load("facts")
 
 __all__ = ["Facts", "EMPTY", "facts", "from_index", "from_data", "configure", "FactsCache",
            "addr_mailbox", "display_value", "normalize_msgid", "DEFAULT_BUDGET",
-           "first_groups", "group_text", "GROUP_FIELDS"]
+           "first_groups", "group_text", "GROUP_FIELDS", "record"]
 
 DEFAULT_BUDGET = 32 * 1024 * 1024
 """Bytes of facts one process remembers per store, by default."""
@@ -199,24 +200,21 @@ def from_data(data) -> Facts:
     return from_index(decode_index(data))
 
 
+def record(data) -> bytes:
+    """The ``msg.facts`` record (store/records.py ``encode_facts``) of the
+    encoded message index DATA: ``from_data(DATA)`` as the store keeps it
+    beside each email of that index (ingest.prepare at delivery, ``mailaccess
+    reindex``), so :func:`facts` reads the same values without the index;
+    b"" when they do not fit a record (the index is read then)."""
+    return encode_facts(from_data(data))
+
+
 # ---------------------------------------------------------------- the cache
 
 
 def _cost(f: Facts) -> int:
-    """Bytes an entry holds, from above: 900 for the objects (the key, the
-    tuple, its dict node, ten string headers of 49 bytes; sys.getsizeof
-    counts 870 on typical mail, where some strings are shared or empty)
-    plus the characters at 1 byte each, 4 when any is beyond ASCII, and the
-    references likewise."""
-    text = "".join(f[3:12])
-    n = 900 + len(text) * (1 if text.isascii() else 4)
-    if f.message_id:
-        n += 50 + len(f.message_id) * 4
-    refs = f.refs
-    if refs:
-        text = "".join(refs)
-        n += 60 * len(refs) + len(text) * (1 if text.isascii() else 4)
-    return n
+    """Bytes an entry holds, from above: ``_speedups/facts_py.cost``."""
+    return _impl.costs([f])[0]
 
 
 class FactsCache:
@@ -247,7 +245,7 @@ class FactsCache:
         self.put_many([(key, f)])
 
     def put_many(self, items: list) -> None:
-        costs = [_cost(f) for _k, f in items]
+        costs = _impl.costs(list(map(itemgetter(1), items)))
         with self.lock:
             data = self.data
             budget = self.budget
@@ -328,10 +326,11 @@ def facts(view, acc: int, eids: Sequence[int]) -> list[Facts | None]:
     miss = [p for p, f in enumerate(out) if f is None]
     if not miss:
         return out
-    # the misses read in one call (_speedups/facts_*.read_many: the record
-    # and index of each read in place, most facts finished without Python)
-    got = _impl.read_many(view.email_reader(acc), view.index_reader(acc),
-                          [eids[p] for p in miss], Facts, from_data)
+    # the misses read in one call (_speedups/facts_*.read_many): each email's
+    # msg.facts record (a cursor over ascending email ids), else its email
+    # record and index read in place, most facts finished without Python
+    got = _impl.read_many(view.facts_reader(acc), view.email_reader(acc),
+                          view.index_reader(acc), [eids[p] for p in miss], Facts, from_data)
     new = []
     for p, f in zip(miss, got):
         if f is not None:

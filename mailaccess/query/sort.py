@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Sequence
 
 from mailaccess.store.emails import load_record
@@ -128,6 +129,8 @@ _FACT_FIELD = {
 }
 
 
+_SENT = itemgetter(Facts._fields.index("sent"))
+
 # fields read from the head of the email record alone (no keyword or
 # membership decoding, no message index): the common JMAP/IMAP sorts
 _HEAD_FIELDS = {"arrival": "received_at", "receivedAt": "received_at", "size": "size"}
@@ -194,7 +197,9 @@ def values(view, acc: int, candidates: Sequence[tuple[int, int]],
     eids = [e for _, e in candidates]
     fs = None
     if any(k.field in _NEEDS_INDEX for k in keys):
-        fs = [f if f is not None else _facts.EMPTY for f in _facts.facts(view, acc, eids)]
+        fs = _facts.facts(view, acc, eids)
+        if None in fs:
+            fs = [f if f is not None else _facts.EMPTY for f in fs]
     recs: list[EmailRecord | None] = [None] * len(eids)
     empty = EmailRecord(0, b"", 0, 0, 0, 0, 0, [], [])
 
@@ -229,8 +234,10 @@ def values(view, acc: int, candidates: Sequence[tuple[int, int]],
             cols.append(_collated([f[i] for f in fs], coll))
         elif fld in ("date", "sentAt"):
             # RFC 5256 section 2.2: the Date: header in UTC, else the internal date
-            cols.append([f.sent if f.sent is not None else rec_of(p).received_at
-                         for p, f in enumerate(fs)])
+            col = list(map(_SENT, fs))
+            if None in col:
+                col = [s if s is not None else rec_of(p).received_at for p, s in enumerate(col)]
+            cols.append(col)
         elif fld == "id":
             cols.append(eids)
         elif fld in ("arrival", "receivedAt"):

@@ -72,6 +72,7 @@ TABLES = {
     "mbox.name": False,  # acc parent name -> mbx
     "msg": False,       # acc eid -> email record
     "msg.bs": False,    # acc eid -> BODYSTRUCTURE wire bytes (the index's field; absent: read the index)
+    "msg.facts": False,  # acc eid -> the email's sort/thread facts (records.encode_facts)
     "uid": False,       # acc mbx uid -> eid
     "mbx.ms": False,    # acc mbx ms uid -> ''
     "vanished": False,  # acc mbx ms uid -> ''
@@ -103,7 +104,14 @@ TABLES = {
 
 # Tables added after a store was first made: a read-only open of an older
 # store (backup, check) may not find them and reads them as empty.
-LATER_TABLES = ("tok", "tok.hash", "upl", "upl.exp", "msg.bs")
+LATER_TABLES = ("tok", "tok.hash", "upl", "upl.exp", "msg.bs", "msg.facts")
+
+# Rows kept per email beside its record, keyed like ``msg`` (acc eid): each
+# is derived from the email's index, written when the email is made
+# (ops.append; copied by ops._duplicate), removed with it (ops._destroy,
+# _destroy_many, delete_account) and rewritten by a reindex; an email stored
+# before its table has none there and is read from its index.
+EMAIL_ROWS = ("msg.bs", "msg.facts")
 
 # ctr kinds
 CTR_ACCOUNT = 1   # under account 0: last account id

@@ -83,7 +83,7 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     if a is None:
         raise NotFound("no such account")
     pre = keys.account_prefix(acc)
-    for table in ("mbox", "mbox.name", "msg", "uid", "mbx.ms", "vanished", "chg",
+    for table in ("mbox", "mbox.name", "msg", "msg.facts", "uid", "mbx.ms", "vanished", "chg",
                   "chg.id", "chg.kind",
                   "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "sub",
                   "psub", "msg.bs", "acct"):
@@ -331,6 +331,7 @@ class NewEmail:
     thread_refs: tuple[str, ...] = ()   # In-Reply-To + References
     subject_hash: bytes = b"\0" * 8     # hash of the RFC 5256 base subject
     flags: int = 0                      # records.FLAG_* (e.g. UTF-8 header)
+    facts: bytes = b""                  # records.encode_facts of the index (b"": none kept)
 
 
 @dataclass(slots=True)
@@ -475,6 +476,8 @@ def append(tx: WriteTx, acc: int, mailboxes: list[int], new: NewEmail,
         uid = _add_member(tx, acc, rec, m, now)
         placed.append((mbx, m.uidvalidity, uid))
     tx.put_email(acc, rec)
+    if new.facts:
+        tx.put("msg.facts", keys.msg(acc, eid), new.facts)
     tx.add_counter(acc, keys.CTR_USAGE, size)
     _save_mailboxes(tx, acc, cache)
     tx.log(acc, "created", EMAIL, eid)
@@ -511,7 +514,8 @@ def append_each(tx: WriteTx, acc: int, items, quota: int = 0) -> list:
 def _destroy(tx: WriteTx, acc: int, rec: EmailRecord) -> None:
     """Remove an email with no memberships left, and its blob if unreferenced."""
     tx.delete("msg", keys.msg(acc, rec.id))
-    tx.delete("msg.bs", keys.msg(acc, rec.id))
+    for table in keys.EMAIL_ROWS:
+        tx.delete(table, keys.msg(acc, rec.id))
     tx.delete("blob.ref", keys.blob_ref(acc, rec.blob, rec.id))
     tx.delete("thr.mem", keys.thr_mem(acc, rec.thread, rec.id))
     tx.add_counter(acc, keys.CTR_USAGE, -rec.size)
@@ -622,7 +626,8 @@ def _destroy_many(tx: WriteTx, acc: int, destroy: list) -> None:
         blobs[blob] = None
         threads[thread] = None
     tx.delete_many("msg", msg_keys)
-    tx.delete_many("msg.bs", msg_keys)
+    for table in keys.EMAIL_ROWS:
+        tx.delete_many(table, msg_keys)
     ref_keys.sort()
     tx.delete_many("blob.ref", ref_keys)
     thr_keys.sort()
@@ -1034,9 +1039,10 @@ def _duplicate(tx: WriteTx, acc: int, rec: EmailRecord, m: Mailbox, now: int) ->
     eid = tx.next_counter(acc, keys.CTR_EMAIL)
     tx.put("blob.ref", keys.blob_ref(acc, rec.blob, eid), b"")
     tx.put("thr.mem", keys.thr_mem(acc, rec.thread, eid), b"")
-    bs = tx._get("msg.bs", keys.msg(acc, rec.id))
-    if bs is not None:      # (mail stored before format 5 has none: its index answers)
-        tx.put("msg.bs", keys.msg(acc, eid), bytes(bs))
+    for table in keys.EMAIL_ROWS:   # (mail stored before a table has no row there)
+        row = tx._get(table, keys.msg(acc, rec.id))
+        if row is not None:
+            tx.put(table, keys.msg(acc, eid), bytes(row))
     new = EmailRecord(eid, rec.blob, rec.received_at, rec.tz, rec.size, rec.thread, ms,
                       list(rec.keywords), [], rec.flags)
     uid = _add_member(tx, acc, new, m, now)
@@ -1102,47 +1108,78 @@ def claim_recent(tx: WriteTx, acc: int, mbx: int) -> tuple[int, int]:
 # An index is derived from its blob's bytes, which never change for a hash, so
 # replacing it changes no id, UID, record or modseq: these ops log no change.
 
-def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes) -> bool | None:
-    """Store INDEX (built from the blob's own bytes) as BLOB_HASH's index.
+def _put_rows(tx: WriteTx, acc: int, blob_hash: bytes, table: str, value: bytes | None) -> bool:
+    """VALUE as the TABLE row (one of keys.EMAIL_ROWS) of every email of
+    BLOB_HASH (None or b"": none), written where missing or different;
+    -> whether a row's value changed (writing a missing one changes none:
+    its readers read the same from the index)."""
+    rewritten = False
+    for eid in tx.blob_refs(acc, blob_hash):
+        k = keys.msg(acc, eid)
+        had = tx._get(table, k)
+        if not value:
+            if had is not None:
+                tx.delete(table, k)
+                rewritten = True
+        elif had is None:
+            tx.put(table, k, value)
+        elif bytes(had) != value:
+            tx.put(table, k, value)
+            rewritten = True
+    return rewritten
 
-    -> True if the stored bytes changed, False if they were identical, None if
-    the blob is gone meanwhile (expunged: nothing is written)."""
+
+def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes,
+                  facts: bytes = b"") -> bool | None:
+    """Store INDEX (built from the blob's own bytes) as BLOB_HASH's index,
+    and FACTS (records.encode_facts of what query/facts.py reads from INDEX;
+    b"": none) as the ``msg.facts`` record of every email of that blob
+    (written where missing or different, removed when FACTS is b"").
+
+    -> True if the stored index bytes changed, False if they were identical,
+    None if the blob is gone meanwhile (expunged: nothing is written)."""
     bkey = keys.blob(acc, blob_hash)
     old = tx._get("blob.idx", bkey)
     if old is None:
         return None
-    # the msg.bs row of each email of the blob follows its index (and is
-    # written here for mail stored before format 5)
-    bs = bodystructure_of(index)
-    for eid in tx.blob_refs(acc, blob_hash):
-        k = keys.msg(acc, eid)
-        row = tx._get("msg.bs", k)
-        if bs is None:
-            if row is not None:
-                tx.delete("msg.bs", k)
-        elif row is None or bytes(row) != bs:
-            tx.put("msg.bs", k, bs)
-    if bytes(old) == index:
-        return False
-    tx.put("blob.idx", bkey, index)
-    # facts read from the old index (query/facts.py) are keyed by this version
-    tx.add_counter(acc, keys.CTR_INDEXES, 1)
-    return True
+    # each email of the blob: its msg.bs row follows the index, its msg.facts
+    # record is FACTS (both written here for mail stored before their tables)
+    _put_rows(tx, acc, blob_hash, "msg.bs", bodystructure_of(index))
+    rewritten = _put_rows(tx, acc, blob_hash, "msg.facts", facts)
+    same = bytes(old) == index
+    if not same:
+        tx.put("blob.idx", bkey, index)
+    if rewritten or not same:
+        # facts read from the old index or record (query/facts.py, the SORT
+        # orders of server/imap_sortcache.py) are keyed by this version
+        tx.add_counter(acc, keys.CTR_INDEXES, 1)
+    return not same
 
 
-def reindex_batch(tx: WriteTx, acc: int, entries: list[tuple[bytes, bytes]],
-                  cursor: bytes) -> tuple[int, int]:
-    """Replace the indexes of ENTRIES [(blob hash, index)] and move ACC's
+def reindex_batch(tx: WriteTx, acc: int, entries: list[tuple],
+                  cursor: bytes, facts_only: list[tuple[bytes, bytes]] = ()) -> tuple[int, int]:
+    """Replace the indexes of ENTRIES [(blob hash, index[, facts record])]
+    (``replace_index``), write the facts records of FACTS_ONLY [(blob hash,
+    facts record)] (blobs whose index stays: ``reindex --outdated-only``
+    on mail stored before ``msg.facts``; their ``msg.bs`` rows are written
+    from the stored index too), and move ACC's
     reindex cursor to CURSOR (the last hash handled), in one transaction, so
     an interrupted run resumes after the last durable batch.
     -> (indexes changed, indexes identical)."""
     changed = same = 0
-    for h, index in entries:
-        r = replace_index(tx, acc, h, index)
+    for h, index, *facts in entries:
+        r = replace_index(tx, acc, h, index, *facts)
         if r:
             changed += 1
         elif r is False:
             same += 1
+    for h, facts in facts_only:
+        idx = tx._get("blob.idx", keys.blob(acc, h))
+        if idx is None:
+            continue
+        _put_rows(tx, acc, h, "msg.bs", bodystructure_of(idx))
+        if _put_rows(tx, acc, h, "msg.facts", facts):
+            tx.add_counter(acc, keys.CTR_INDEXES, 1)
     tx.put("meta", keys.reindex_cursor(acc), cursor)
     return changed, same
 

@@ -148,6 +148,131 @@ def blob_hash_of(data) -> bytes:
     return bytes(data[_BLOB_AT:_BLOB_END])
 
 
+# --- email facts (``msg.facts``) -----------------------------------------------
+#
+# What SORT, THREAD and the Sent / HasAttachment searches read of an email's
+# content (query/facts.py's ``Facts``: the 14 values in that order), kept
+# beside the email record from delivery on, so that a cold SORT reads one
+# small record per email (a cursor walking the account's email ids) instead
+# of parsing the 20 KB message index of each.  The values are those
+# ``facts.from_data`` reads from the index: derived from the blob alone, so a
+# record never changes, but ``mailaccess reindex`` rewrites it with the index.
+# Mail stored before the table existed has none: readers fall back to the
+# index (query/facts.py), and ``reindex`` writes the missing ones.
+# FACTS_VERSION goes up whenever query/facts.py derives any fact differently
+# (or this layout changes): readers take only records of their own version
+# (the others read as missing: the index is parsed), and ``mailaccess
+# reindex`` rewrites them.
+#
+# HEAD: version(u8), bits(u8: FACT_*), sent(i64 UTC seconds), tz(i16
+# minutes), n_refs(u16); then strings, each a u32 byte length and UTF-8:
+# subject, base (unless FACT_BASE_SAME), from, to, cc, jmap_from, jmap_to,
+# displayfrom (unless FACT_DFROM_SAME: equal to jmap_from), displayto
+# (unless FACT_DTO_SAME), message_id (if FACT_MSGID), then the N_REFS refs.
+FACTS_HEAD = struct.Struct(">BBqhH")
+FACTS_VERSION = 1
+FACT_SENT = 1           # sent is not None (else None; likewise FACT_TZ for tz)
+FACT_TZ = 2
+FACT_ATTACHMENT = 4
+FACT_BASE_SAME = 8      # the base subject is the subject
+FACT_DFROM_SAME = 16    # displayfrom is jmap_from (no group: RFC 5957 3, RFC 8621 4.4.2)
+FACT_DTO_SAME = 32
+FACT_MSGID = 64
+_FLEN = struct.Struct(">I")
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def encode_facts(v: tuple) -> bytes:
+    """The ``msg.facts`` record of the 14 facts V (query/facts.py's Facts
+    order); b"" when V has a value this layout does not hold exactly (a
+    string that is not UTF-8 encodable, a number out of range, more than
+    65,535 refs): no record is kept and readers use the index."""
+    (sent, tz, att, subject, base, from_, to, cc, dfrom, dto, jfrom, jto, mid, refs) = v
+    bits = 0
+    if sent is not None:
+        if type(sent) is not int or not _I64[0] <= sent <= _I64[1]:
+            return b""
+        bits |= FACT_SENT
+    if tz is not None:
+        if type(tz) is not int or not -32768 <= tz <= 32767:
+            return b""
+        bits |= FACT_TZ
+    if att is True:
+        bits |= FACT_ATTACHMENT
+    elif att is not False:
+        return b""
+    strs = [subject]
+    if base == subject:
+        bits |= FACT_BASE_SAME
+    else:
+        strs.append(base)
+    strs += [from_, to, cc, jfrom, jto]
+    if dfrom == jfrom:
+        bits |= FACT_DFROM_SAME
+    else:
+        strs.append(dfrom)
+    if dto == jto:
+        bits |= FACT_DTO_SAME
+    else:
+        strs.append(dto)
+    if mid is not None:
+        bits |= FACT_MSGID
+        strs.append(mid)
+    if type(refs) is not tuple or len(refs) > 0xFFFF:
+        return b""
+    strs += refs
+    parts = [FACTS_HEAD.pack(FACTS_VERSION, bits, sent or 0, tz or 0, len(refs))]
+    try:
+        for s in strs:
+            if type(s) is not str:
+                return b""
+            b = s.encode("utf-8")
+            parts.append(_FLEN.pack(len(b)))
+            parts.append(b)
+    except UnicodeEncodeError:
+        return b""
+    return b"".join(parts)
+
+
+def decode_facts(data) -> tuple | None:
+    """The 14 facts of a ``msg.facts`` record; None when it is not one this
+    code reads (another version, cut short, not UTF-8, bytes left over)."""
+    data = bytes(data)
+    n = len(data)
+    if n < FACTS_HEAD.size or data[0] != FACTS_VERSION:
+        return None
+    _v, bits, sent, tz, nrefs = FACTS_HEAD.unpack_from(data)
+    off = FACTS_HEAD.size
+
+    def take():
+        nonlocal off
+        if off + 4 > n:
+            raise ValueError("cut short")
+        ln = _FLEN.unpack_from(data, off)[0]
+        off += 4
+        if off + ln > n:
+            raise ValueError("cut short")
+        s = data[off:off + ln].decode("utf-8")
+        off += ln
+        return s
+
+    try:
+        subject = take()
+        base = subject if bits & FACT_BASE_SAME else take()
+        from_, to, cc, jfrom, jto = take(), take(), take(), take(), take()
+        dfrom = jfrom if bits & FACT_DFROM_SAME else take()
+        dto = jto if bits & FACT_DTO_SAME else take()
+        mid = take() if bits & FACT_MSGID else None
+        refs = tuple(take() for _ in range(nrefs))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if off != n:
+        return None
+    return (sent if bits & FACT_SENT else None, tz if bits & FACT_TZ else None,
+            bool(bits & FACT_ATTACHMENT), subject, base, from_, to, cc, dfrom, dto, jfrom, jto,
+            mid, refs)
+
+
 def email_keywords_and_ms(data) -> tuple[list[str], int]:
     """Just keywords and modseq (FETCH FLAGS fast path) without building members."""
     (_v, _h, _r, _tz, _s, _t, last_ms, _f, nkw, nmem) = _MSG_HEAD.unpack_from(data)

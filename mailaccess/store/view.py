@@ -284,6 +284,15 @@ class View:
         read it with ``records.EMAIL_LAYOUT``."""
         return Reader(self.txn.get, keys.msg_of(acc), self.db["msg"], keys.msg_shape(acc))
 
+    def facts_reader(self, acc: int) -> Reader | None:
+        """``eid -> msg.facts record`` (None when the email has none: read
+        it with ``records.decode_facts``); None for a read-only open of a
+        store made before the table (it has no records)."""
+        db = self.db["msg.facts"]
+        if db is None:
+            return None
+        return Reader(self.txn.get, keys.msg_of(acc), db, keys.msg_shape(acc))
+
     def index_reader(self, acc: int) -> Reader:
         """``blob hash -> encoded message index`` (None when missing); read
         it with ``mime.index.INDEX_LAYOUT``."""
