@@ -63,11 +63,11 @@ def fill(store, name: str, msgs) -> tuple[int, int]:
     return acc, inbox
 
 
-def stored(store, acc: int) -> dict[int, bytes]:
-    """eid -> the account's msg.facts records."""
+def stored(store, acc: int, table: str = "msg.facts") -> dict[int, bytes]:
+    """eid -> the account's msg.facts records (or TABLE's rows)."""
     out = {}
     with store.read() as txn:
-        cur = txn.cursor(db=store.db["msg.facts"])
+        cur = txn.cursor(db=store.db[table])
         pre = keys.account_prefix(acc)
         if cur.set_range(pre):
             for k, v in cur:
@@ -89,10 +89,10 @@ def assert_one_each(store, acc: int) -> None:
     assert check_store(store) == []
 
 
-def raw_delete(store, acc: int, eids) -> None:
+def raw_delete(store, acc: int, eids, table: str = "msg.facts") -> None:
     with store.env.begin(write=True) as txn:
         for e in eids:
-            txn.delete(keys.msg(acc, e), db=store.db["msg.facts"])
+            txn.delete(keys.msg(acc, e), db=store.db[table])
 
 
 def answers(store, acc: int, mbx: int) -> list:
@@ -216,15 +216,20 @@ def test_reindex_writes_the_missing_records_and_rewrites_wrong_ones(store):
 def test_outdated_only_writes_the_missing_records_from_the_indexes(store, monkeypatch):
     # the indexes are current: nothing is parsed again, the records are
     # made from the stored indexes
+    # (and the msg.bs rows, FETCH BODYSTRUCTURE's, from the same indexes)
     acc, inbox = fill(store, "a", hostile(40))
     want = stored(store, acc)
+    want_bs = stored(store, acc, "msg.bs")
+    assert want_bs
     raw_delete(store, acc, range(1, 31))
+    raw_delete(store, acc, range(5, 40), "msg.bs")
     monkeypatch.setattr(mindex, "index_message", None)      # (no message is parsed)
     s = rx.reindex(store, outdated_only=True, batch=16)
     with store.view() as v:
         blobs = {v.email(acc, e).blob for e in v.email_ids(acc)}
     assert (s.rebuilt, s.skipped) == (0, len(blobs))
     assert stored(store, acc) == want
+    assert stored(store, acc, "msg.bs") == want_bs
     assert_one_each(store, acc)
 
 
