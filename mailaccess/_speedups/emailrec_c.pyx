@@ -329,6 +329,14 @@ cdef inline bytes _key3(bytes prefix, uint64_t a, uint64_t b, uint64_t c):
 include "lmdb_direct.pxi"
 
 
+cdef inline void _keybuf(ea_val *v, unsigned char *buf, bytes prefix, Py_ssize_t suffix) noexcept:
+    """V: a key of BUF (64 bytes): PREFIX, then SUFFIX bytes filled in later."""
+    cdef Py_ssize_t pl = PyBytes_GET_SIZE(prefix)
+    memcpy(buf, PyBytes_AS_STRING(prefix), pl)
+    v.mv_size = <size_t>(pl + suffix)
+    v.mv_data = buf
+
+
 cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xpre, eids,
                           frozenset add, frozenset remove, replace, str seen,
                           unchanged_since, alloc_ms, bint want_records):
@@ -346,16 +354,10 @@ cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xp
     cdef unsigned char obuf[64]
     cdef unsigned char nbuf[64]
     cdef unsigned char nothing = 0
-    memcpy(kbuf, PyBytes_AS_STRING(mpre), mpl)
-    memcpy(obuf, PyBytes_AS_STRING(xpre), xpl)
-    memcpy(nbuf, PyBytes_AS_STRING(xpre), xpl)
     cdef ea_val k, d, ok, nk, empty, rv
-    k.mv_size = mpl + 4
-    k.mv_data = kbuf
-    ok.mv_size = xpl + 16
-    ok.mv_data = obuf
-    nk.mv_size = xpl + 16
-    nk.mv_data = nbuf
+    _keybuf(&k, kbuf, mpre, 4)
+    _keybuf(&ok, obuf, xpre, 16)
+    _keybuf(&nk, nbuf, xpre, 16)
     empty.mv_size = 0
     empty.mv_data = &nothing
     cdef list changed = []
@@ -616,6 +618,38 @@ cdef bint _has_kw(const unsigned char *p, Py_ssize_t n, bytes kw):
         a = e + 1
 
 
+cdef Py_ssize_t _member_at(const unsigned char *p, Py_ssize_t n, long mbx, Py_ssize_t *nkw,
+                           Py_ssize_t *nmem, Py_ssize_t *mem_end) except -1:
+    """Which membership of the record at P (N bytes) is mailbox MBX's
+    (*NKW, *NMEM, *MEM_END as _members_end sets them); a short record or
+    another version (ValueError) or no such membership (NotFound) raises,
+    as decode_email and _remove_member did."""
+    cdef Py_ssize_t i
+    if n < HEAD:
+        raise ValueError("email record too short")
+    if p[OFF_VERSION] != VERSION:
+        raise ValueError(f"unknown email record version {p[OFF_VERSION]}")
+    mem_end[0] = _members_end(p, n, nkw, nmem)
+    for i in range(nmem[0]):
+        if <long>_be(p + HEAD + i * MEMBER, 4) == mbx:
+            return i
+    raise NotFound("message not in mailbox")
+
+
+cdef bytes _without_member(const unsigned char *p, Py_ssize_t mem_end, Py_ssize_t nmem,
+                           Py_ssize_t at, Py_ssize_t tail_n, uint64_t ms):
+    """The record at P without its membership AT, last_ms MS (TAIL_N: its
+    keyword bytes)."""
+    cdef bytes record = PyBytes_FromStringAndSize(NULL, mem_end - MEMBER + tail_n)
+    cdef unsigned char *w = <unsigned char *>PyBytes_AS_STRING(record)
+    memcpy(w, p, HEAD + at * MEMBER)
+    memcpy(w + HEAD + at * MEMBER, p + HEAD + (at + 1) * MEMBER, (nmem - at - 1) * MEMBER)
+    memcpy(w + mem_end - MEMBER, p + mem_end, tail_n)
+    _put_be(w + OFF_MS, ms, 8)
+    _put_be(w + OFF_NMEM, <uint64_t>(nmem - 1), 2)
+    return record
+
+
 def expunge_many(uid_get, msg_get, uid_shape, msg_shape, ms_shape, long mbx, uids,
                  str seen, alloc_ms):
     """See ``emailrec_py.expunge_many``."""
@@ -631,8 +665,7 @@ def expunge_many(uid_get, msg_get, uid_shape, msg_shape, ms_shape, long mbx, uid
     cdef bytes seen_b = seen.encode("utf-8")
     cdef Py_buffer view
     cdef const unsigned char *p
-    cdef unsigned char *w
-    cdef Py_ssize_t n, nmem, nkw, mem_end, i, at, tail_n, out_n
+    cdef Py_ssize_t n, nmem, nkw, mem_end, i, at, tail_n
     cdef uint64_t eid, m, u
     cdef bytes k, mkey, record
     for uid in uids:
@@ -658,18 +691,7 @@ def expunge_many(uid_get, msg_get, uid_shape, msg_shape, ms_shape, long mbx, uid
         try:
             p = <const unsigned char *>view.buf
             n = view.len
-            if n < HEAD:
-                raise ValueError("email record too short")
-            if p[OFF_VERSION] != VERSION:
-                raise ValueError(f"unknown email record version {p[OFF_VERSION]}")
-            mem_end = _members_end(p, n, &nkw, &nmem)
-            at = -1
-            for i in range(nmem):
-                if <long>_be(p + HEAD + i * MEMBER, 4) == mbx:
-                    at = i
-                    break
-            if at < 0:
-                raise NotFound("message not in mailbox")
+            at = _member_at(p, n, mbx, &nkw, &nmem, &mem_end)
             old_ms = _be(p + OFF_MS, 8)
             tail_n = n - mem_end if nkw else 0
             done.append(uid)
@@ -689,20 +711,166 @@ def expunge_many(uid_get, msg_get, uid_shape, msg_shape, ms_shape, long mbx, uid
                 others.setdefault(m, None)
                 gone.append(_key3(xpre, m, old_ms, u))
                 out_items.append((_key3(xpre, m, ms, u), b""))
-            out_n = mem_end - MEMBER + tail_n
-            record = PyBytes_FromStringAndSize(NULL, out_n)
-            w = <unsigned char *>PyBytes_AS_STRING(record)
-            memcpy(w, p, HEAD + at * MEMBER)
-            memcpy(w + HEAD + at * MEMBER, p + HEAD + (at + 1) * MEMBER,
-                   (nmem - at - 1) * MEMBER)
-            memcpy(w + mem_end - MEMBER, p + mem_end, tail_n)
-            _put_be(w + OFF_MS, ms, 8)
-            _put_be(w + OFF_NMEM, <uint64_t>(nmem - 1), 2)
+            record = _without_member(p, mem_end, nmem, at, tail_n, ms)
         finally:
             PyBuffer_Release(&view)
         new.append((mkey, record))
         updated.append(eid)
     return done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others
+
+
+def apply_expunge(uid_cur, msg_cur, ms_cur, uid_shape, msg_shape, ms_shape, long mbx, uids,
+                  str seen, alloc_ms):
+    """See ``emailrec_py.apply_expunge``.  With py-lmdb 3.0.0: LMDB's own
+    cursor calls, the GIL held, each UID's writes made as it is met (no key,
+    list or tuple built per message); else the twin's steps on this
+    module's expunge_many."""
+    if uid_shape.suffix != "u32" or msg_shape.suffix != "u32" or \
+            ms_shape.suffix != "u32.u64.u32":
+        raise ValueError("apply_expunge: unexpected key shapes")
+    cdef ea_cursor *uc = NULL
+    cdef ea_cursor *mc = NULL
+    cdef ea_cursor *xc = NULL
+    if _direct == 0:
+        _direct_init()
+    if _direct == 1:
+        uc = _lmdb_cursor(uid_cur)
+        mc = _lmdb_cursor(msg_cur) if uc != NULL else NULL
+        xc = _lmdb_cursor(ms_cur) if mc != NULL else NULL
+        if xc != NULL and uc.trans == mc.trans and xc.trans == mc.trans:
+            got = _expunge_direct(uc, mc, xc, uid_shape.prefix, msg_shape.prefix,
+                                  ms_shape.prefix, mbx, uids, seen, alloc_ms)
+            if got is not None:
+                return got
+    from . import emailrec_py
+    return emailrec_py.write_expunge(
+        expunge_many(uid_cur.get, msg_cur.get, uid_shape, msg_shape, ms_shape, mbx, uids,
+                     seen, alloc_ms), uid_cur, msg_cur, ms_cur, delete_keys)
+
+
+cdef int _del_at(void *c, ea_val *k) except -1:
+    """Delete key K through cursor C if it is there."""
+    cdef ea_val d
+    cdef int rc = _c_get(c, k, &d, MDB_SET)
+    if rc == MDB_NOTFOUND:
+        return 0
+    if rc:
+        _lmdb_raise("mdb_cursor_get", rc)
+    rc = _c_del(c, 0)
+    if rc:
+        _lmdb_raise("mdb_cursor_del", rc)
+    return 0
+
+
+cdef object _expunge_direct(ea_cursor *ucur, ea_cursor *mcur, ea_cursor *xcur, bytes upre,
+                            bytes mpre, bytes xpre, long mbx, uids, str seen, alloc_ms):
+    """apply_expunge on the LMDB cursors of UCUR (uid), MCUR (msg) and XCUR
+    (mbx.ms).  Per UID: the record read and its new bytes made before any
+    write (the page it was read from is not looked at again), then the
+    record put, the uid row and the old index keys deleted, the new index
+    keys put.  The same final tables as the twin's (the keys it deletes
+    and puts differ: the new modseq is above every old one)."""
+    cdef void *uc = ucur.curs
+    cdef void *mc = mcur.curs
+    cdef void *xc = xcur.curs
+    cdef void *pc = NULL            # puts the new index keys (the deletes keep xc in place)
+    cdef Py_ssize_t upl = PyBytes_GET_SIZE(upre), mpl = PyBytes_GET_SIZE(mpre)
+    cdef Py_ssize_t xpl = PyBytes_GET_SIZE(xpre)
+    if upl + 4 > 64 or mpl + 4 > 64 or xpl + 16 > 64:
+        return None
+    cdef unsigned char ubuf[64]
+    cdef unsigned char mbuf[64]
+    cdef unsigned char xbuf[64]
+    cdef unsigned char nothing = 0
+    cdef ea_val uk, mk, xk, d, rv, empty
+    _keybuf(&uk, ubuf, upre, 4)
+    _keybuf(&mk, mbuf, mpre, 4)
+    _keybuf(&xk, xbuf, xpre, 16)
+    empty.mv_size = 0
+    empty.mv_data = &nothing
+    cdef list done = [], updated = [], destroy = []
+    cdef dict others = {}
+    cdef uint64_t size = 0, unseen = 0, ms = 0, old_ms, eid, m, u, at_uid, last_other = 0
+    cdef bint have_ms = False, have_other = False
+    cdef bytes seen_b = seen.encode("utf-8")
+    cdef const unsigned char *p
+    cdef const unsigned char *r
+    cdef Py_ssize_t n, nmem, nkw, mem_end, i, at, tail_n
+    cdef bytes record
+    cdef int rc
+    try:
+        for uid in uids:
+            _put_be(ubuf + upl, <uint64_t>uid, 4)
+            rc = _c_get(uc, &uk, &d, MDB_SET)
+            if rc == MDB_NOTFOUND:
+                continue
+            if rc:
+                _lmdb_raise("mdb_cursor_get", rc)
+            if d.mv_size < 4:
+                raise ValueError("uid row too short")
+            eid = _be(<const unsigned char *>d.mv_data, 4)
+            if not have_ms:
+                ms = alloc_ms()        # (may write: nothing read is held across it)
+                have_ms = True
+            _put_be(mbuf + mpl, eid, 4)
+            rc = _c_get(mc, &mk, &d, MDB_SET)
+            if rc == MDB_NOTFOUND:
+                raise ValueError(f"email {eid} (uid {uid}) has no record")
+            if rc:
+                _lmdb_raise("mdb_cursor_get", rc)
+            p = <const unsigned char *>d.mv_data
+            n = <Py_ssize_t>d.mv_size
+            at = _member_at(p, n, mbx, &nkw, &nmem, &mem_end)
+            old_ms = _be(p + OFF_MS, 8)
+            at_uid = _be(p + HEAD + at * MEMBER + 4, 4)
+            tail_n = n - mem_end if nkw else 0
+            size += _be(p + OFF_SIZE, 4)
+            if not _has_kw(p + mem_end, tail_n, seen_b):
+                unseen += 1
+            done.append(uid)
+            if nmem == 1:
+                destroy.append((eid, PyBytes_FromStringAndSize(<const char *>p, n)))
+                record = None
+            else:
+                record = _without_member(p, mem_end, nmem, at, tail_n, ms)
+                # (P is not read after this: the other memberships come from RECORD)
+                rv.mv_size = <size_t>PyBytes_GET_SIZE(record)
+                rv.mv_data = PyBytes_AS_STRING(record)
+                rc = _c_put(mc, &mk, &rv, MDB_CURRENT)
+                if rc:
+                    _lmdb_raise("mdb_cursor_put", rc)
+                updated.append(eid)
+            _del_at(uc, &uk)
+            _ms_suffix(xbuf + xpl, <uint64_t>mbx, old_ms, at_uid)
+            _del_at(xc, &xk)
+            if record is None:
+                continue
+            r = <const unsigned char *>PyBytes_AS_STRING(record)
+            if pc == NULL:
+                rc = _c_open(_c_txn(xc), _c_dbi(xc), &pc)
+                if rc:
+                    pc = NULL
+                    _lmdb_raise("mdb_cursor_open", rc)
+            for i in range(nmem - 1):
+                m = _be(r + HEAD + i * MEMBER, 4)
+                u = _be(r + HEAD + i * MEMBER + 4, 4)
+                if not have_other or m != last_other:
+                    others.setdefault(m, None)
+                    last_other = m
+                    have_other = True
+                _ms_suffix(xbuf + xpl, m, old_ms, u)
+                _del_at(xc, &xk)
+                _ms_suffix(xbuf + xpl, m, ms, u)
+                rc = _c_put(pc, &xk, &empty, 0)
+                if rc:
+                    _lmdb_raise("mdb_cursor_put", rc)
+    finally:
+        if pc != NULL:
+            _c_close(pc)
+        # py-lmdb refreshes a cursor's cached key and value when its
+        # transaction's mutation count moved: the writes above were not its own
+        mcur.trans.mutations += 1
+    return done, updated, destroy, size, unseen, others
 
 
 def id_runs(ids):

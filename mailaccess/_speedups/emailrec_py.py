@@ -6,8 +6,8 @@ of decode -> EmailRecord -> encode (one record: ``rewrite_keywords``; the
 whole loop of a bulk STORE, with its ``mbx.ms`` index keys:
 ``rewrite_many``; the same with its LMDB writes made: ``apply_keywords``),
 taking a mailbox's membership out of the records of a bulk EXPUNGE
-(``expunge_many``: the writes it implies, as lists), deleting keys in bulk
-(``delete_keys``),
+(``expunge_many``: the writes it implies, as lists; the same with its LMDB
+writes made: ``apply_expunge``), deleting keys in bulk (``delete_keys``),
 cutting a bulk write's ids in runs for the change log (``id_runs``), and
 encoding the redo log's table writes (store/redolog.py).  ``emailrec_c``
 is the compiled twin: same functions, same results, byte for byte.
@@ -228,6 +228,43 @@ def expunge_many(uid_get, msg_get, uid_shape, msg_shape, ms_shape, mbx: int, uid
                                    + [tail])))
         updated.append(eid)
     return done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others
+
+
+def apply_expunge(uid_cur, msg_cur, ms_cur, uid_shape, msg_shape, ms_shape, mbx: int, uids,
+                  seen: str, alloc_ms):
+    """``expunge_many`` over UIDS with its writes made (the logical EXPUNGE
+    redo op, store/logical.py): read through UID_CUR (``uid``) and MSG_CUR
+    (``msg``), then, when a UID was found, its ``uid`` key deleted, the old
+    ``mbx.ms`` keys deleted and the new ones put (MS_CUR), and the new
+    records put (MSG_CUR).  The records of the emails to destroy are left
+    to the caller (store/ops.py ``_destroy_many``: physical ops), as are the
+    ``vanished`` rows, the counts and the change log.  The compiled twin
+    makes the same writes.
+
+    -> (the UIDs removed, the ids of the emails rewritten, the emails to
+    destroy [(eid, record bytes)], the removed messages' total size, how
+    many of them lacked SEEN, the other mailboxes met {mailbox: None}), as
+    ``expunge_many``'s."""
+    return write_expunge(expunge_many(uid_cur.get, msg_cur.get, uid_shape, msg_shape, ms_shape,
+                                      mbx, uids, seen, alloc_ms),
+                         uid_cur, msg_cur, ms_cur, delete_keys)
+
+
+def write_expunge(lists, uid_cur, msg_cur, ms_cur, delete_keys_):
+    """The writes of ``expunge_many``'s LISTS through the cursors (keys
+    deleted with DELETE_KEYS_: this module's or the compiled twin's, whose
+    py-lmdb path ends here); -> ``apply_expunge``'s result."""
+    done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others = lists
+    if done:
+        delete_keys_(uid_cur, uid_keys)
+        gone.sort()
+        delete_keys_(ms_cur, gone)
+        if out_items:
+            out_items.sort()
+            ms_cur.putmulti(out_items)
+        if new:
+            msg_cur.putmulti(new)
+    return done, updated, destroy, size, unseen, others
 
 
 def delete_keys(cur, keys_) -> list:
