@@ -45,7 +45,7 @@ cdef Py_ssize_t OFF_SIZE = EMAIL_LAYOUT.offset("size")
 cdef unsigned char VERSION = EMAIL_LAYOUT.version
 
 
-cdef inline uint64_t _be(const unsigned char *p, int n) noexcept:
+cdef inline uint64_t _be(const unsigned char *p, int n) noexcept nogil:
     cdef uint64_t v = 0
     cdef int i
     for i in range(n):
@@ -53,14 +53,14 @@ cdef inline uint64_t _be(const unsigned char *p, int n) noexcept:
     return v
 
 
-cdef inline void _put_be(unsigned char *p, uint64_t v, int n) noexcept:
+cdef inline void _put_be(unsigned char *p, uint64_t v, int n) noexcept nogil:
     cdef int i
     for i in range(n - 1, -1, -1):
         p[i] = v & 0xFF
         v >>= 8
 
 
-cdef inline void _ms_suffix(unsigned char *w, uint64_t mbx, uint64_t ms, uint64_t uid) noexcept:
+cdef inline void _ms_suffix(unsigned char *w, uint64_t mbx, uint64_t ms, uint64_t uid) noexcept nogil:
     """An ``mbx.ms`` key's suffix at W: mailbox u32, modseq u64, uid u32, big-endian."""
     _put_be(w, mbx, 4)
     _put_be(w + 4, ms, 8)
@@ -329,6 +329,85 @@ cdef inline bytes _key3(bytes prefix, uint64_t a, uint64_t b, uint64_t c):
 include "lmdb_direct.pxi"
 
 
+cdef extern from "stdlib.h":
+    void *realloc(void *p, size_t n) nogil
+    void free(void *p) nogil
+
+ctypedef int (*_put_nogil_t)(void *, ea_val *, ea_val *, unsigned int) noexcept nogil
+ctypedef int (*_get_nogil_t)(void *, ea_val *, ea_val *, int) noexcept nogil
+ctypedef int (*_del_nogil_t)(void *, unsigned int) noexcept nogil
+
+
+ctypedef struct _Ix:
+    uint64_t mbx, old_ms, uid
+
+
+ctypedef struct _IxBuf:
+    # the index moves of _apply_direct, made once its records are: each
+    # (mailbox, old modseq, uid) key deleted, (mailbox, ms, uid) put
+    _Ix *v
+    Py_ssize_t n, cap
+    uint64_t ms
+    const char *failed          # the LMDB call that failed
+
+
+cdef int _ix_push(_IxBuf *b, uint64_t mbx, uint64_t old_ms, uint64_t uid) except -1:
+    cdef Py_ssize_t cap
+    cdef _Ix *v
+    if b.n == b.cap:
+        cap = b.cap * 2 if b.cap else 1024
+        v = <_Ix *>realloc(b.v, <size_t>cap * sizeof(_Ix))
+        if v == NULL:
+            raise MemoryError()
+        b.v = v
+        b.cap = cap
+    b.v[b.n].mbx = mbx
+    b.v[b.n].old_ms = old_ms
+    b.v[b.n].uid = uid
+    b.n += 1
+    return 0
+
+
+cdef int _ix_move(void *xc, void *pc, _IxBuf *b, unsigned char *kbuf,
+                  Py_ssize_t xpl) noexcept nogil:
+    """B's old ``mbx.ms`` keys deleted through XC, then its new ones put
+    through PC (KBUF: the keys' prefix, XPL bytes, and room for a suffix):
+    what the twin does (every old key deleted, then every new one put), so
+    an email named twice moves as there.  No Python object is touched: run
+    without the GIL, the loop formats a slice's answer meanwhile.  -> 0 or
+    LMDB's error (B.failed names the call)."""
+    cdef _get_nogil_t get = <_get_nogil_t>_c_get
+    cdef _del_nogil_t delete = <_del_nogil_t>_c_del
+    cdef _put_nogil_t put = <_put_nogil_t>_c_put
+    cdef ea_val k, d, empty
+    cdef unsigned char nothing = 0
+    cdef Py_ssize_t j
+    cdef int rc
+    k.mv_size = <size_t>(xpl + 16)
+    k.mv_data = kbuf
+    for j in range(b.n):
+        _ms_suffix(kbuf + xpl, b.v[j].mbx, b.v[j].old_ms, b.v[j].uid)
+        rc = get(xc, &k, &d, MDB_SET)
+        if rc == MDB_NOTFOUND:
+            continue
+        if rc:
+            b.failed = "mdb_cursor_get"
+            return rc
+        rc = delete(xc, 0)
+        if rc:
+            b.failed = "mdb_cursor_del"
+            return rc
+    empty.mv_size = 0
+    empty.mv_data = &nothing
+    for j in range(b.n):
+        _ms_suffix(kbuf + xpl, b.v[j].mbx, b.ms, b.v[j].uid)
+        rc = put(pc, &k, &empty, 0)
+        if rc:
+            b.failed = "mdb_cursor_put"
+            return rc
+    return 0
+
+
 cdef inline void _keybuf(ea_val *v, unsigned char *buf, bytes prefix, Py_ssize_t suffix) noexcept:
     """V: a key of BUF (64 bytes): PREFIX, then SUFFIX bytes filled in later."""
     cdef Py_ssize_t pl = PyBytes_GET_SIZE(prefix)
@@ -341,9 +420,15 @@ cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xp
                           frozenset add, frozenset remove, replace, str seen,
                           unchanged_since, alloc_ms, bint want_records):
     """apply_keywords on the LMDB cursors of MCUR (msg) and XCUR (mbx.ms):
-    each changed record put and its index keys moved as it is met (an email
-    named again reads what its first mention wrote, as the py-lmdb path reads
-    what it is about to write: the same writes)."""
+    each changed record put as it is met (an email named again reads what
+    its first mention wrote, as the py-lmdb path reads what it is about to
+    write: the same writes); the index keys moved after the last record, all
+    old keys deleted, then the new ones put (_ix_move), as the twin does, and
+    with the GIL released: the event loop formats the answer of the slice
+    before meanwhile.  (Measured, 10,000 emails, stop 26: 4.8 -> 4.2 ms of
+    CPU against deleting and putting each email's keys as it is met, and
+    ~half of it without the GIL.  The order of the deletes, forward or
+    backward, made no difference.)"""
     cdef void *mc = mcur.curs
     cdef void *xc = xcur.curs
     cdef void *pc = NULL            # puts the new index keys (the deletes keep xc in place)
@@ -374,6 +459,9 @@ cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xp
     cdef long delta
     cdef uint64_t mbx, uid
     cdef int rc
+    cdef _IxBuf ix
+    ix.v = NULL
+    ix.n = ix.cap = 0
     try:
         for eid in eids:
             e = <uint64_t>eid
@@ -420,22 +508,18 @@ cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xp
                 mbx = _be(r + HEAD + i * MEMBER, 4)
                 uid = _be(r + HEAD + i * MEMBER + 4, 4)
                 deltas.add(mbx, delta)
-                _ms_suffix(obuf + xpl, mbx, old_ms, uid)
-                rc = _c_get(xc, &ok, &d, MDB_SET)
-                if rc == 0:
-                    rc = _c_del(xc, 0)
-                    if rc:
-                        _lmdb_raise("mdb_cursor_del", rc)
-                elif rc != MDB_NOTFOUND:
-                    _lmdb_raise("mdb_cursor_get", rc)
-                _ms_suffix(nbuf + xpl, mbx, ms, uid)
-                rc = _c_put(pc, &nk, &empty, 0)
-                if rc:
-                    _lmdb_raise("mdb_cursor_put", rc)
+                _ix_push(&ix, mbx, old_ms, uid)
             changed.append(eid)
             if want_records:
                 recs[eid] = record
+        if ix.n:
+            ix.ms = req.ms
+            with nogil:
+                rc = _ix_move(xc, pc, &ix, obuf, xpl)
+            if rc:
+                _lmdb_raise(ix.failed.decode("ascii"), rc)
     finally:
+        free(ix.v)
         if pc != NULL:
             _c_close(pc)
         # py-lmdb refreshes a cursor's cached key and value when its
