@@ -957,6 +957,43 @@ cdef object _expunge_direct(ea_cursor *ucur, ea_cursor *mcur, ea_cursor *xcur, b
     return done, updated, destroy, size, unseen, others
 
 
+def put_run(cur, prefix, suffixes, Py_ssize_t width, value):
+    """See ``emailrec_py.put_run``: with py-lmdb 3.0.0, LMDB's own cursor
+    put on one reused key buffer (no key object per row)."""
+    cdef ea_cursor *c = NULL
+    cdef bytes pre = bytes(prefix), suf = bytes(suffixes), val = bytes(value)
+    cdef Py_ssize_t pl = PyBytes_GET_SIZE(pre), n, j
+    cdef unsigned char kbuf[96]
+    cdef ea_val k, v
+    cdef int rc
+    if width <= 0:
+        raise ValueError("put_run: width must be positive")
+    n = PyBytes_GET_SIZE(suf) // width
+    if _direct == 0:
+        _direct_init()
+    if _direct == 1 and pl + width <= 96:
+        c = _lmdb_cursor(cur)
+    if c == NULL:
+        from . import emailrec_py
+        return emailrec_py.put_run(cur, pre, suf, width, val)
+    memcpy(kbuf, PyBytes_AS_STRING(pre), pl)
+    k.mv_size = <size_t>(pl + width)
+    k.mv_data = kbuf
+    v.mv_size = <size_t>PyBytes_GET_SIZE(val)
+    v.mv_data = PyBytes_AS_STRING(val)
+    try:
+        for j in range(n):
+            memcpy(kbuf + pl, PyBytes_AS_STRING(suf) + j * width, width)
+            rc = _c_put(c.curs, &k, &v, 0)
+            if rc:
+                _lmdb_raise("mdb_cursor_put", rc)
+    finally:
+        # py-lmdb refreshes a cursor's cached key and value when its
+        # transaction's mutation count moved: these puts were not its own
+        c.trans.mutations += 1
+    return n
+
+
 def id_runs(ids):
     cdef list srt = sorted(ids)
     cdef list singles = [], runs = []

@@ -8,6 +8,7 @@ whole loop of a bulk STORE, with its ``mbx.ms`` index keys:
 taking a mailbox's membership out of the records of a bulk EXPUNGE
 (``expunge_many``: the writes it implies, as lists; the same with its LMDB
 writes made: ``apply_expunge``), deleting keys in bulk (``delete_keys``),
+putting a run of keys of one prefix (``put_run``),
 cutting a bulk write's ids in runs for the change log (``id_runs``), and
 encoding the redo log's table writes (store/redolog.py).  ``emailrec_c``
 is the compiled twin: same functions, same results, byte for byte.
@@ -279,6 +280,20 @@ def delete_keys(cur, keys_) -> list:
         if find(k) and delete():
             out.append(k)
     return out
+
+
+def put_run(cur, prefix: bytes, suffixes: bytes, width: int, value: bytes) -> int:
+    """``put(prefix + suffix, value)`` through CUR (an LMDB cursor of a write
+    transaction) for each WIDTH-byte suffix of SUFFIXES, in order (a RUN
+    redo op: store/tx.py ``put_run``); -> how many.  The compiled twin calls
+    LMDB itself (py-lmdb 3.0.0, as apply_keywords does)."""
+    if width <= 0:
+        raise ValueError("put_run: width must be positive")
+    n = len(suffixes) // width
+    prefix, value = bytes(prefix), bytes(value)
+    cur.putmulti([(prefix + bytes(suffixes[i:i + width]), value)
+                  for i in range(0, n * width, width)])
+    return n
 
 
 def id_runs(ids) -> tuple[list[int], list[tuple[int, int]]]:

@@ -486,6 +486,37 @@ def test_apply_expunge_refuses_what_the_loop_refused(lmdb_env3, lmdb_path, mod):
 @pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
 @pytest.mark.parametrize("mod", twin_params("emailrec"))
 @settings(max_examples=60, deadline=None)
+@given(have=st.sets(st.binary(min_size=1, max_size=12), max_size=30),
+       prefix=st.binary(max_size=90), width=st.integers(1, 8),
+       suffixes=st.binary(max_size=400), value=st.binary(max_size=20))
+def test_put_run_puts_each_prefixed_suffix(lmdb_env, mod, lmdb_path, have, prefix, width,
+                                           suffixes, value):
+    """put_run (a RUN redo op's writes): prefix + each whole WIDTH-byte
+    suffix put with VALUE, over what the table holds (a key there already
+    gets VALUE), a trailing partial suffix ignored; -> how many."""
+    e, msg_db, _ms_db = lmdb_env
+    n = len(suffixes) // width
+    if mod is C:
+        C.lmdb_direct(lmdb_path == "direct")
+    try:
+        with e.begin(write=True) as txn:
+            txn.drop(msg_db, delete=False)
+            txn.cursor(db=msg_db).putmulti([(k, b"old") for k in sorted(have)])
+            assert mod.put_run(txn.cursor(db=msg_db), prefix, suffixes, width, value) == n
+            got = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=msg_db)]
+            txn.abort()
+    finally:
+        if mod is C:
+            C.lmdb_direct(True)
+    want = {k: b"old" for k in have}
+    for i in range(n):
+        want[prefix + suffixes[i * width:(i + 1) * width]] = value
+    assert got == sorted(want.items())
+
+
+@pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+@settings(max_examples=60, deadline=None)
 @given(have=st.sets(st.integers(0, 3000), max_size=300),
        ask=st.lists(st.integers(0, 3100), max_size=300))
 def test_delete_keys_deletes_what_is_there(lmdb_env, mod, lmdb_path, have, ask):
