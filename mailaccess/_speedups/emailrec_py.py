@@ -125,7 +125,7 @@ def rewrite_many(get, msg_key, mbx_ms_key, eids, add: frozenset, remove: frozens
 
 def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
                    remove: frozenset, replace: frozenset | None, seen: str,
-                   unchanged_since: int | None, alloc_ms, want_records: bool):
+                   unchanged_since: int | None, alloc_ms, want_records: bool, made=None):
     """``rewrite_many`` over EIDS with its writes made: the records read
     through MSG_CUR (an LMDB cursor on ``msg``; keys ``msg_shape.key(eid)``),
     then, when something changed, every old ``mbx.ms`` key deleted through
@@ -136,18 +136,25 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
     py-lmdb 3.0.0, through LMDB's own cursor calls: each record put and its
     index keys moved as it is met, the same table contents at the end).
 
+    MADE: called as ``made(records or None)`` once the records are put,
+    before the index keys move (a streamed STORE's slice leaves while they
+    do: the compiled twin moves them without the GIL).
+
     -> (changed eids, conflicting eids, {mailbox: \\Seen delta}, records or
     None), as ``rewrite_many``'s last four."""
     items, gone, out_items, changed, conflicts, deltas, recs = rewrite_many(
         msg_cur.get, msg_shape.key, lambda mbx, ms, uid: ms_shape.key((mbx, ms, uid)), eids,
         add, remove, replace, seen, unchanged_since, alloc_ms, want_records)
     if changed:
+        msg_cur.putmulti(items)
+    if made is not None:
+        made(recs)
+    if changed:
         find, delete = ms_cur.set_key, ms_cur.delete
         for k in gone:
             if find(k):
                 delete()
         ms_cur.putmulti(out_items)
-        msg_cur.putmulti(items)
     return changed, conflicts, deltas, recs
 
 

@@ -68,16 +68,17 @@ _emailrec = _speedups.load("emailrec")
 
 def rewrite_keywords(txn, dbs, acc: int, eids, add: frozenset, remove: frozenset,
                      replace: frozenset | None, unchanged_since: int | None, alloc_ms,
-                     want_records: bool = False):
+                     want_records: bool = False, made=None):
     """The writes of a bulk keyword change on raw LMDB transaction TXN
     (DBS: table name -> handle): ``emailrec.apply_keywords`` (the records
     rewritten as ``emailrec.rewrite_many`` does, their old ``mbx.ms`` keys
-    deleted, the new ones and the new records put).
+    deleted, the new ones and the new records put; MADE(records), if given,
+    called once the records are put, before the index keys move).
     -> (changed eids, conflicting eids, {mailbox: \\Seen delta}, records or None)."""
     return _emailrec.apply_keywords(
         txn.cursor(db=dbs["msg"]), txn.cursor(db=dbs["mbx.ms"]), keys.msg_shape(acc),
         keys.mbx_ms_shape(acc), eids, add, remove, replace, vocab.SEEN, unchanged_since,
-        alloc_ms, want_records)
+        alloc_ms, want_records, made)
 
 
 def encode_keywords(acc: int, ms: int, eids, add, remove, replace,

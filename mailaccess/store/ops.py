@@ -713,15 +713,16 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
         changed, conflicts, deltas = [], [], {}
         recs = {} if want_records else None
         for a, b in slice_spans(len(eids), slices):
+            # (emitted once the records are written, before the index keys
+            # move: the loop formats the slice's answer while they do)
             c, x, d, r = _rewrite_keywords(tx, acc, eids[a:b], add, remove, replace,
-                                           unchanged_since, True)
+                                           unchanged_since, True, emit)
             changed += c
             conflicts += x
             for mbx, n in d.items():
                 deltas[mbx] = deltas.get(mbx, 0) + n
             if recs is not None:
                 recs.update(r)
-            emit(r)
     for mbx, seen_delta in deltas.items():
         m = loaded.get(mbx) if loaded else None
         if m is not None:
@@ -751,9 +752,11 @@ def slice_spans(n: int, sizes) -> list[tuple[int, int]]:
 
 
 def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_since,
-                      want_records: bool):
+                      want_records: bool, made=None):
     """The record and index writes of ``set_keywords`` on EIDS (keywords
-    lower-cased); -> (changed, conflicts, {mailbox: \\Seen delta}, records or None)."""
+    lower-cased); -> (changed, conflicts, {mailbox: \\Seen delta}, records or None).
+    MADE(records): called once the records are written (before the index
+    keys move, under the redo log), inside the transaction."""
     # the whole loop on the raw records (_speedups/emailrec: compiled): no
     # EmailRecord is built; the modseq is allocated at the first change only.
     # The records are read through one cursor (LMDB looks on its page
@@ -773,7 +776,7 @@ def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchang
 
         changed, conflicts, deltas, recs = logical.rewrite_keywords(
             tx._raw, tx.db, acc, eids, add, remove, replace, unchanged_since, alloc_ms,
-            want_records)
+            want_records, made)
         if changed:
             ops_.append((logical.KEYWORDS, "msg", b"", logical.encode_keywords(
                 acc, allocated[0], eids, add, remove, replace, unchanged_since)))
@@ -786,6 +789,8 @@ def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchang
         tx.delete_many("mbx.ms", index_gone)
         tx.put_many("mbx.ms", index_out)
         tx.put_many("msg", items)
+        if made is not None:
+            made(recs)
     return changed, conflicts, deltas, recs
 
 

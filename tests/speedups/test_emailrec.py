@@ -166,12 +166,17 @@ def _apply(mod, env, eids, add, remove, replace, since, want, table, index):
         txn.drop(ms_db, delete=False)
         txn.cursor(db=msg_db).putmulti(sorted(table.items()))
         txn.cursor(db=ms_db).putmulti([(k, b"") for k in sorted(index)])
+        made = []
         got = mod.apply_keywords(txn.cursor(db=msg_db), txn.cursor(db=ms_db), keys.msg_shape(7),
                                  keys.mbx_ms_shape(7), eids, add, remove, replace, "$seen", since,
-                                 alloc, want)
+                                 alloc, want, lambda recs: made.append(
+                                     (recs, [(bytes(k), bytes(v))
+                                             for k, v in txn.cursor(db=msg_db)])))
         after = ([(bytes(k), bytes(v)) for k, v in txn.cursor(db=msg_db)],
                  [bytes(k) for k, _ in txn.cursor(db=ms_db)])
         txn.abort()
+    # MADE: called once, with the records, when they are written
+    assert len(made) == 1 and made[0][0] is got[3] and made[0][1] == after[0]
     return got, after, len(calls)
 
 
