@@ -9,13 +9,14 @@ their ``mbx.ms`` keys moved), seen and unseen, UIDs named twice and UIDs
 that do not exist."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
 from mailaccess import ingest
-from mailaccess.store import Store, lmdb_store, ops
-from test_store_logical_redo import Disk, dump, recovered
+from mailaccess.store import Store, lmdb_store, logical, ops, redolog
+from test_store_logical_redo import Disk, _gen, dump, recovered
 
 
 def _msg(i: int) -> bytes:
@@ -57,8 +58,11 @@ def fixed_clock(monkeypatch):
     monkeypatch.setattr(time, "time", lambda: 1_750_000_000.0)
 
 
-def test_bulk_expunge_writes_what_the_loop_wrote(tmp_path, monkeypatch, fixed_clock):
-    st, acc, ib, uids = _load(str(tmp_path / "bulk"))
+@pytest.mark.parametrize("redo", [False, True])
+def test_bulk_expunge_writes_what_the_loop_wrote(tmp_path, monkeypatch, fixed_clock, redo):
+    """(REDO: the bulk path under the redo log, emailrec.apply_expunge
+    logged as one EXPUNGE op; without, the tables written from its lists)."""
+    st, acc, ib, uids = _load(str(tmp_path / "bulk"), redo)
     calls = []
     real = ops._expunge_bulk
     monkeypatch.setattr(ops, "_expunge_bulk", lambda *a: calls.append(1) or real(*a))
@@ -69,7 +73,7 @@ def test_bulk_expunge_writes_what_the_loop_wrote(tmp_path, monkeypatch, fixed_cl
         st.close()
     assert calls == [1] and done == sorted(uids[:100])
     monkeypatch.setattr(ops, "EXPUNGE_BULK", 10 ** 9)      # the record-at-a-time loop
-    st, acc, ib, uids = _load(str(tmp_path / "loop"))
+    st, acc, ib, uids = _load(str(tmp_path / "loop"), redo)
     try:
         assert _expunge_all(st, acc, ib, uids) == done
         loop = dump(st)
@@ -93,6 +97,10 @@ def test_bulk_expunge_replays_to_the_same_store(tmp_path, monkeypatch):
     _expunge_all(st, acc, ib, uids)
     st.write_sync(ops.expunge, acc, ib, uids)           # the rest, a second bulk one
     live = dump(st)
+    kinds = {k for rec, _ in redolog.read_records(os.open(os.path.join(path, "redo.log"),
+                                                          os.O_RDONLY), *_gen(st))
+             for k, *_ in rec.ops}
+    assert {logical.EXPUNGE, logical.RUN} <= kinds, kinds
     assert recovered(tmp_path, disk, st) == live
 
 

@@ -6,8 +6,9 @@ of decode -> EmailRecord -> encode (one record: ``rewrite_keywords``; the
 whole loop of a bulk STORE, with its ``mbx.ms`` index keys:
 ``rewrite_many``; the same with its LMDB writes made: ``apply_keywords``),
 taking a mailbox's membership out of the records of a bulk EXPUNGE
-(``expunge_many``: the writes it implies, as lists), deleting keys in bulk
-(``delete_keys``),
+(``expunge_many``: the writes it implies, as lists; the same with its LMDB
+writes made: ``apply_expunge``), deleting keys in bulk (``delete_keys``),
+putting a run of keys of one prefix (``put_run``),
 cutting a bulk write's ids in runs for the change log (``id_runs``), and
 encoding the redo log's table writes (store/redolog.py).  ``emailrec_c``
 is the compiled twin: same functions, same results, byte for byte.
@@ -124,7 +125,7 @@ def rewrite_many(get, msg_key, mbx_ms_key, eids, add: frozenset, remove: frozens
 
 def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
                    remove: frozenset, replace: frozenset | None, seen: str,
-                   unchanged_since: int | None, alloc_ms, want_records: bool):
+                   unchanged_since: int | None, alloc_ms, want_records: bool, made=None):
     """``rewrite_many`` over EIDS with its writes made: the records read
     through MSG_CUR (an LMDB cursor on ``msg``; keys ``msg_shape.key(eid)``),
     then, when something changed, every old ``mbx.ms`` key deleted through
@@ -135,18 +136,25 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
     py-lmdb 3.0.0, through LMDB's own cursor calls: each record put and its
     index keys moved as it is met, the same table contents at the end).
 
+    MADE: called as ``made(records or None)`` once the records are put,
+    before the index keys move (a streamed STORE's slice leaves while they
+    do: the compiled twin moves them without the GIL).
+
     -> (changed eids, conflicting eids, {mailbox: \\Seen delta}, records or
     None), as ``rewrite_many``'s last four."""
     items, gone, out_items, changed, conflicts, deltas, recs = rewrite_many(
         msg_cur.get, msg_shape.key, lambda mbx, ms, uid: ms_shape.key((mbx, ms, uid)), eids,
         add, remove, replace, seen, unchanged_since, alloc_ms, want_records)
     if changed:
+        msg_cur.putmulti(items)
+    if made is not None:
+        made(recs)
+    if changed:
         find, delete = ms_cur.set_key, ms_cur.delete
         for k in gone:
             if find(k):
                 delete()
         ms_cur.putmulti(out_items)
-        msg_cur.putmulti(items)
     return changed, conflicts, deltas, recs
 
 
@@ -230,6 +238,43 @@ def expunge_many(uid_get, msg_get, uid_shape, msg_shape, ms_shape, mbx: int, uid
     return done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others
 
 
+def apply_expunge(uid_cur, msg_cur, ms_cur, uid_shape, msg_shape, ms_shape, mbx: int, uids,
+                  seen: str, alloc_ms):
+    """``expunge_many`` over UIDS with its writes made (the logical EXPUNGE
+    redo op, store/logical.py): read through UID_CUR (``uid``) and MSG_CUR
+    (``msg``), then, when a UID was found, its ``uid`` key deleted, the old
+    ``mbx.ms`` keys deleted and the new ones put (MS_CUR), and the new
+    records put (MSG_CUR).  The records of the emails to destroy are left
+    to the caller (store/ops.py ``_destroy_many``: physical ops), as are the
+    ``vanished`` rows, the counts and the change log.  The compiled twin
+    makes the same writes.
+
+    -> (the UIDs removed, the ids of the emails rewritten, the emails to
+    destroy [(eid, record bytes)], the removed messages' total size, how
+    many of them lacked SEEN, the other mailboxes met {mailbox: None}), as
+    ``expunge_many``'s."""
+    return write_expunge(expunge_many(uid_cur.get, msg_cur.get, uid_shape, msg_shape, ms_shape,
+                                      mbx, uids, seen, alloc_ms),
+                         uid_cur, msg_cur, ms_cur, delete_keys)
+
+
+def write_expunge(lists, uid_cur, msg_cur, ms_cur, delete_keys_):
+    """The writes of ``expunge_many``'s LISTS through the cursors (keys
+    deleted with DELETE_KEYS_: this module's or the compiled twin's, whose
+    py-lmdb path ends here); -> ``apply_expunge``'s result."""
+    done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others = lists
+    if done:
+        delete_keys_(uid_cur, uid_keys)
+        gone.sort()
+        delete_keys_(ms_cur, gone)
+        if out_items:
+            out_items.sort()
+            ms_cur.putmulti(out_items)
+        if new:
+            msg_cur.putmulti(new)
+    return done, updated, destroy, size, unseen, others
+
+
 def delete_keys(cur, keys_) -> list:
     """Delete each key of KEYS_ (in order) through CUR, an LMDB cursor of a
     write transaction (LMDB looks on the cursor's page first: neighbouring
@@ -242,6 +287,20 @@ def delete_keys(cur, keys_) -> list:
         if find(k) and delete():
             out.append(k)
     return out
+
+
+def put_run(cur, prefix: bytes, suffixes: bytes, width: int, value: bytes) -> int:
+    """``put(prefix + suffix, value)`` through CUR (an LMDB cursor of a write
+    transaction) for each WIDTH-byte suffix of SUFFIXES, in order (a RUN
+    redo op: store/tx.py ``put_run``); -> how many.  The compiled twin calls
+    LMDB itself (py-lmdb 3.0.0, as apply_keywords does)."""
+    if width <= 0:
+        raise ValueError("put_run: width must be positive")
+    n = len(suffixes) // width
+    prefix, value = bytes(prefix), bytes(value)
+    cur.putmulti([(prefix + bytes(suffixes[i:i + width]), value)
+                  for i in range(0, n * width, width)])
+    return n
 
 
 def id_runs(ids) -> tuple[list[int], list[tuple[int, int]]]:

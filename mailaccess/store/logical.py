@@ -3,8 +3,9 @@
 A ``STORE 1:* +FLAGS`` on 10,000 messages rewrites 10,000 email records,
 moves 20,000 ``mbx.ms`` index keys and writes 10,000 change-log rows: logged
 physically (store/redolog.py ``PUT``/``DELETE``) that is 40,000 ops and a
-2 MB record built, written and synced before the answer can leave.  Two op
-kinds log it in a few kilobytes (framed like the others: kind, table, key,
+2 MB record built, written and synced before the answer can leave (and an
+EXPUNGE of as many, in a second mailbox too, 40,000).  Three op kinds log
+them in a few kilobytes (framed like the others: kind, table, key,
 value; docs/durability.md "Logical redo ops"):
 
 ``KEYWORDS`` (table ``msg``, empty key, value = the request): account,
@@ -17,6 +18,16 @@ value; docs/durability.md "Logical redo ops"):
     from the checkpoint) it makes the same writes.  Everything else the
     request writes (the modseq counter, the mailboxes' counts, the change
     log) is logged as ops of its own around it.
+
+``EXPUNGE`` (table ``uid``, empty key, value = the request): account,
+    mailbox, modseq and the UIDs (ascending, distinct).  Its writes are
+    those of ``expunge``: ``emailrec.apply_expunge``, a pure function of
+    the ``uid`` rows and email records it reads, the mailbox, the UIDs and
+    the modseq (the ``uid`` rows deleted, each email's membership of the
+    mailbox taken out of its record, the old ``mbx.ms`` keys deleted and
+    the new ones put).  The emails it leaves in no mailbox are destroyed by
+    physical ops after it (their records, blobs, thread rows), and the
+    ``vanished`` rows are a RUN op.
 
 ``RUN`` (a table, key = a prefix, value = the common value and the key
     suffixes): ``put(prefix + suffix, value)`` for each suffix, in order
@@ -36,6 +47,7 @@ from .. import _speedups, vocab
 from . import keys
 
 KEYWORDS, RUN = 3, 4           # op kinds (1, 2: PUT, DELETE in store/redolog.py)
+EXPUNGE = 6                    # (5: NEXT, store/redolog.py)
 
 # a set_keywords on fewer emails is logged physically (a single STORE's
 # record stays as it was)
@@ -45,6 +57,8 @@ MIN_EMAILS = 32
 # length of the keyword JSON u32; the JSON ([add, remove, replace|null],
 # sorted); then the email ids, u32 each
 _KW = struct.Struct(">IQQI")
+# EXPUNGE value: account u32, mailbox u32, modseq u64; then the UIDs, u32 each
+_EX = struct.Struct(">IIQ")
 # RUN value: length of the common value u32, suffix width u16; the value;
 # then the suffixes
 _RUN = struct.Struct(">IH")
@@ -54,16 +68,17 @@ _emailrec = _speedups.load("emailrec")
 
 def rewrite_keywords(txn, dbs, acc: int, eids, add: frozenset, remove: frozenset,
                      replace: frozenset | None, unchanged_since: int | None, alloc_ms,
-                     want_records: bool = False):
+                     want_records: bool = False, made=None):
     """The writes of a bulk keyword change on raw LMDB transaction TXN
     (DBS: table name -> handle): ``emailrec.apply_keywords`` (the records
     rewritten as ``emailrec.rewrite_many`` does, their old ``mbx.ms`` keys
-    deleted, the new ones and the new records put).
+    deleted, the new ones and the new records put; MADE(records), if given,
+    called once the records are put, before the index keys move).
     -> (changed eids, conflicting eids, {mailbox: \\Seen delta}, records or None)."""
     return _emailrec.apply_keywords(
         txn.cursor(db=dbs["msg"]), txn.cursor(db=dbs["mbx.ms"]), keys.msg_shape(acc),
         keys.mbx_ms_shape(acc), eids, add, remove, replace, vocab.SEEN, unchanged_since,
-        alloc_ms, want_records)
+        alloc_ms, want_records, made)
 
 
 def encode_keywords(acc: int, ms: int, eids, add, remove, replace,
@@ -92,6 +107,34 @@ def replay_keywords(txn, dbs, value: bytes) -> None:
     rewrite_keywords(txn, dbs, acc, eids, add, remove, replace, since, lambda: ms)
 
 
+def expunge(txn, dbs, acc: int, mbx: int, uids, alloc_ms):
+    """The writes of a bulk EXPUNGE of UIDS (ascending, distinct) from
+    mailbox MBX on raw LMDB transaction TXN (DBS: table name -> handle):
+    ``emailrec.apply_expunge``.  -> (the UIDs removed, the emails rewritten,
+    the emails to destroy [(eid, record)], their total size, how many were
+    unseen, the other mailboxes met {mailbox: None})."""
+    return _emailrec.apply_expunge(
+        txn.cursor(db=dbs["uid"]), txn.cursor(db=dbs["msg"]), txn.cursor(db=dbs["mbx.ms"]),
+        keys.uid_shape(acc, mbx), keys.msg_shape(acc), keys.mbx_ms_shape(acc), mbx, uids,
+        vocab.SEEN, alloc_ms)
+
+
+def encode_expunge(acc: int, mbx: int, ms: int, uids) -> bytes:
+    return _EX.pack(acc, mbx, ms) + struct.pack(f">{len(uids)}I", *uids)
+
+
+def decode_expunge(value: bytes):
+    """-> (acc, mbx, ms, uids)."""
+    acc, mbx, ms = _EX.unpack_from(value)
+    n = (len(value) - _EX.size) // 4
+    return acc, mbx, ms, list(struct.unpack_from(f">{n}I", value, _EX.size))
+
+
+def replay_expunge(txn, dbs, value: bytes) -> None:
+    acc, mbx, ms, uids = decode_expunge(value)
+    expunge(txn, dbs, acc, mbx, uids, lambda: ms)
+
+
 def encode_run(value: bytes, width: int, suffixes: bytes) -> bytes:
     return _RUN.pack(len(value), width) + value + suffixes
 
@@ -111,6 +154,8 @@ def apply(txn, dbs, kind: int, table: str, key, value) -> None:
     """Replay one logical op on TXN."""
     if kind == KEYWORDS:
         replay_keywords(txn, dbs, value)
+    elif kind == EXPUNGE:
+        replay_expunge(txn, dbs, value)
     elif kind == RUN:
         txn.cursor(db=dbs[table]).putmulti(run_items(key, value))
     else:

@@ -572,27 +572,41 @@ def _expunge_bulk(tx: WriteTx, acc: int, m: Mailbox, uids, cache: dict) -> list[
     log and mailbox counts as the record-at-a-time loop (tests/
     test_store_expunge_bulk.py holds them equal)."""
     raw = tx._raw
-    done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others = \
-        _emailrec.expunge_many(
-            raw.cursor(db=tx.db["uid"]).get, raw.cursor(db=tx.db["msg"]).get,
-            keys.uid_shape(acc, m.id), keys.msg_shape(acc), keys.mbx_ms_shape(acc), m.id,
-            sorted(set(uids)), SEEN, lambda: tx.modseq(acc))
-    if not done:
-        return done
-    ms = tx.modseq(acc)
+    uids = sorted(set(uids))
+    ops_ = tx._ops
+    if ops_ is not None:
+        # under the redo log: the uid, msg and mbx.ms writes made by
+        # emailrec.apply_expunge and logged as one EXPUNGE op (store/logical.py)
+        # instead of their 40,000 table writes
+        done, updated, destroy, size, unseen, others = logical.expunge(
+            raw, tx.db, acc, m.id, uids, lambda: tx.modseq(acc))
+        if not done:
+            return done
+        ms = tx.modseq(acc)
+        ops_.append((logical.EXPUNGE, "uid", b"", logical.encode_expunge(acc, m.id, ms, uids)))
+    else:
+        done, uid_keys, gone, out_items, new, updated, destroy, size, unseen, others = \
+            _emailrec.expunge_many(
+                raw.cursor(db=tx.db["uid"]).get, raw.cursor(db=tx.db["msg"]).get,
+                keys.uid_shape(acc, m.id), keys.msg_shape(acc), keys.mbx_ms_shape(acc), m.id,
+                uids, SEEN, lambda: tx.modseq(acc))
+        if not done:
+            return done
+        ms = tx.modseq(acc)
+        tx.delete_many("uid", uid_keys)
+        gone.sort()          # (neighbours on a page: no descent of the tree each)
+        tx.delete_many("mbx.ms", gone)
+        if out_items:
+            out_items.sort()
+            tx.put_many("mbx.ms", out_items)
+        if new:
+            tx.put_many("msg", new)
     m.total -= len(done)
     m.size -= size
     m.unseen -= unseen
-    tx.delete_many("uid", uid_keys)
-    gone.sort()          # (neighbours on a page: no descent of the tree each)
-    tx.delete_many("mbx.ms", gone)
     tx.put_run("vanished", keys.vanished_from(acc, m.id, ms),
                struct.pack(">%dI" % len(done), *done), 4, b"")
-    if out_items:
-        out_items.sort()
-        tx.put_many("mbx.ms", out_items)
-    if new:
-        tx.put_many("msg", new)
+    if updated:
         tx.log_updated(acc, EMAIL, updated)
     for other in others:
         _load_mbx(tx, acc, cache, other)
@@ -704,15 +718,16 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
         changed, conflicts, deltas = [], [], {}
         recs = {} if want_records else None
         for a, b in slice_spans(len(eids), slices):
+            # (emitted once the records are written, before the index keys
+            # move: the loop formats the slice's answer while they do)
             c, x, d, r = _rewrite_keywords(tx, acc, eids[a:b], add, remove, replace,
-                                           unchanged_since, True)
+                                           unchanged_since, True, emit)
             changed += c
             conflicts += x
             for mbx, n in d.items():
                 deltas[mbx] = deltas.get(mbx, 0) + n
             if recs is not None:
                 recs.update(r)
-            emit(r)
     for mbx, seen_delta in deltas.items():
         m = loaded.get(mbx) if loaded else None
         if m is not None:
@@ -742,9 +757,11 @@ def slice_spans(n: int, sizes) -> list[tuple[int, int]]:
 
 
 def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_since,
-                      want_records: bool):
+                      want_records: bool, made=None):
     """The record and index writes of ``set_keywords`` on EIDS (keywords
-    lower-cased); -> (changed, conflicts, {mailbox: \\Seen delta}, records or None)."""
+    lower-cased); -> (changed, conflicts, {mailbox: \\Seen delta}, records or None).
+    MADE(records): called once the records are written (before the index
+    keys move, under the redo log), inside the transaction."""
     # the whole loop on the raw records (_speedups/emailrec: compiled): no
     # EmailRecord is built; the modseq is allocated at the first change only.
     # The records are read through one cursor (LMDB looks on its page
@@ -764,7 +781,7 @@ def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchang
 
         changed, conflicts, deltas, recs = logical.rewrite_keywords(
             tx._raw, tx.db, acc, eids, add, remove, replace, unchanged_since, alloc_ms,
-            want_records)
+            want_records, made)
         if changed:
             ops_.append((logical.KEYWORDS, "msg", b"", logical.encode_keywords(
                 acc, allocated[0], eids, add, remove, replace, unchanged_since)))
@@ -777,6 +794,8 @@ def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchang
         tx.delete_many("mbx.ms", index_gone)
         tx.put_many("mbx.ms", index_out)
         tx.put_many("msg", items)
+        if made is not None:
+            made(recs)
     return changed, conflicts, deltas, recs
 
 

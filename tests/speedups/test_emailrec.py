@@ -166,12 +166,17 @@ def _apply(mod, env, eids, add, remove, replace, since, want, table, index):
         txn.drop(ms_db, delete=False)
         txn.cursor(db=msg_db).putmulti(sorted(table.items()))
         txn.cursor(db=ms_db).putmulti([(k, b"") for k in sorted(index)])
+        made = []
         got = mod.apply_keywords(txn.cursor(db=msg_db), txn.cursor(db=ms_db), keys.msg_shape(7),
                                  keys.mbx_ms_shape(7), eids, add, remove, replace, "$seen", since,
-                                 alloc, want)
+                                 alloc, want, lambda recs: made.append(
+                                     (recs, [(bytes(k), bytes(v))
+                                             for k, v in txn.cursor(db=msg_db)])))
         after = ([(bytes(k), bytes(v)) for k, v in txn.cursor(db=msg_db)],
                  [bytes(k) for k, _ in txn.cursor(db=ms_db)])
         txn.abort()
+    # MADE: called once, with the records, when they are written
+    assert len(made) == 1 and made[0][0] is got[3] and made[0][1] == after[0]
     return got, after, len(calls)
 
 
@@ -378,6 +383,140 @@ def test_expunge_many_refuses_what_the_loop_refused(mod):
         mod.expunge_many(rows.get, {keys.msg_shape(1).key(5): b"\x09" + data[1:]}.get, *args,
                          lambda: 1)
     assert mod.expunge_many({}.get, {}.get, *args, lambda: 1 / 0)[0] == []
+
+
+@pytest.fixture(scope="module")
+def lmdb_env3(tmp_path_factory):
+    import lmdb
+    env = lmdb.open(str(tmp_path_factory.mktemp("applyex")), max_dbs=4, map_size=1 << 26)
+    yield env, env.open_db(b"uid"), env.open_db(b"msg"), env.open_db(b"mbx.ms")
+    env.close()
+
+
+@pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+@settings(max_examples=150, deadline=None)
+@given(recs=st.lists(records_, min_size=1, max_size=12, unique_by=lambda r: r.id),
+       missing=st.lists(st.integers(1, 2**32 - 1), max_size=3), ms=st.integers(1, 2**63),
+       skip=st.sets(st.integers(0, 11), max_size=4))
+def test_apply_expunge_writes_what_expunge_many_says(lmdb_env3, lmdb_path, mod, recs, missing,
+                                                     ms, skip):
+    """apply_expunge (the logical EXPUNGE redo op): expunge_many's result,
+    and its writes made: the uid rows of the UIDs removed deleted, the old
+    mbx.ms keys deleted, the new ones put, the new records put; the records
+    of the emails left in no mailbox, other rows and keys untouched (some
+    emails of the mailbox not named; a key of another mailbox).  The
+    compiled twin both calling LMDB directly and through py-lmdb."""
+    if mod is PY and lmdb_path == "py-lmdb":
+        return                          # (the pure twin has one path)
+    mbx = 77
+    ushape, mshape, xshape = keys.uid_shape(1, mbx), keys.msg_shape(1), keys.mbx_ms_shape(1)
+    table, uid_rows = {}, {}
+    for r in recs:
+        r.members = [Membership(mbx, r.members[0].uid, 5)] + \
+            [m for m in r.members[1:] if m.mailbox != mbx]
+        uid_rows[r.members[0].uid] = r.id
+        table[mshape.key(r.id)] = records.encode_email(r)
+    if len(uid_rows) < len(recs) or ms <= max(r.last_ms for r in recs):
+        return      # (two emails drew the same UID; a request's modseq is above all)
+    named = sorted(u for i, u in enumerate(sorted(uid_rows)) if i not in skip)
+    uids = sorted(set(named) | set(missing))
+    rows = {ushape.key(u): keys.u32(e) for u, e in uid_rows.items()}
+    rows[keys.uid_shape(1, mbx + 1).key(1)] = keys.u32(1)          # another mailbox's
+    index = {xshape.key((m.mailbox, r.last_ms, m.uid)) for r in recs for m in r.members}
+    index.add(xshape.key((mbx + 1, 1, 1)))
+    e, uid_db, msg_db, ms_db = lmdb_env3
+    calls = []
+    if mod is C:
+        C.lmdb_direct(lmdb_path == "direct")
+    try:
+        with e.begin(write=True) as txn:
+            for db in (uid_db, msg_db, ms_db):
+                txn.drop(db, delete=False)
+            txn.cursor(db=uid_db).putmulti(sorted(rows.items()))
+            txn.cursor(db=msg_db).putmulti(sorted(table.items()))
+            txn.cursor(db=ms_db).putmulti([(k, b"") for k in sorted(index)])
+            got = mod.apply_expunge(txn.cursor(db=uid_db), txn.cursor(db=msg_db),
+                                    txn.cursor(db=ms_db), ushape, mshape, xshape, mbx, uids,
+                                    "$seen", lambda: calls.append(1) or ms)
+            after = tuple([(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
+                          for db in (uid_db, msg_db, ms_db))
+            txn.abort()
+    finally:
+        if mod is C:
+            C.lmdb_direct(True)
+    done, uid_keys, gone, out, new, updated, destroy, size, unseen, others = \
+        reference_expunge(table, uid_rows, mbx, uids, ms)
+    assert got == (done, updated, destroy, size, unseen, others)
+    assert list(got[5]) == list(others)             # first-met order
+    new_table = dict(table)
+    new_table.update(new)
+    new_index = (index - set(gone)) | {k for k, _ in out}
+    assert after == (sorted((k, v) for k, v in rows.items() if k not in set(uid_keys)),
+                     sorted(new_table.items()), sorted((k, b"") for k in new_index))
+    assert calls == ([1] if done else [])
+
+
+@pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+def test_apply_expunge_refuses_what_the_loop_refused(lmdb_env3, lmdb_path, mod):
+    """A record not in the mailbox (NotFound), a missing record and another
+    version (ValueError) raise, as expunge_many does."""
+    from mailaccess.store.errors import NotFound
+    rec = EmailRecord(5, bytes(32), 0, 0, 10, 5, 3, [], [Membership(9, 4, 0)], 0)
+    data = records.encode_email(rec)
+    e, uid_db, msg_db, ms_db = lmdb_env3
+    if mod is C:
+        C.lmdb_direct(lmdb_path == "direct")
+    try:
+        for record, exc in ((data, NotFound), (None, ValueError),
+                            (b"\x09" + data[1:], ValueError)):
+            with e.begin(write=True) as txn:
+                for db in (uid_db, msg_db, ms_db):
+                    txn.drop(db, delete=False)
+                txn.put(keys.uid_shape(1, 8).key(4), keys.u32(5), db=uid_db)
+                if record is not None:
+                    txn.put(keys.msg_shape(1).key(5), record, db=msg_db)
+                with pytest.raises(exc):
+                    mod.apply_expunge(txn.cursor(db=uid_db), txn.cursor(db=msg_db),
+                                      txn.cursor(db=ms_db), keys.uid_shape(1, 8),
+                                      keys.msg_shape(1), keys.mbx_ms_shape(1), 8, [4], "$seen",
+                                      lambda: 1)
+                txn.abort()
+    finally:
+        if mod is C:
+            C.lmdb_direct(True)
+
+
+@pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
+@pytest.mark.parametrize("mod", twin_params("emailrec"))
+@settings(max_examples=60, deadline=None)
+@given(have=st.sets(st.binary(min_size=1, max_size=12), max_size=30),
+       prefix=st.binary(max_size=90), width=st.integers(1, 8),
+       suffixes=st.binary(max_size=400), value=st.binary(max_size=20))
+def test_put_run_puts_each_prefixed_suffix(lmdb_env, mod, lmdb_path, have, prefix, width,
+                                           suffixes, value):
+    """put_run (a RUN redo op's writes): prefix + each whole WIDTH-byte
+    suffix put with VALUE, over what the table holds (a key there already
+    gets VALUE), a trailing partial suffix ignored; -> how many."""
+    e, msg_db, _ms_db = lmdb_env
+    n = len(suffixes) // width
+    if mod is C:
+        C.lmdb_direct(lmdb_path == "direct")
+    try:
+        with e.begin(write=True) as txn:
+            txn.drop(msg_db, delete=False)
+            txn.cursor(db=msg_db).putmulti([(k, b"old") for k in sorted(have)])
+            assert mod.put_run(txn.cursor(db=msg_db), prefix, suffixes, width, value) == n
+            got = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=msg_db)]
+            txn.abort()
+    finally:
+        if mod is C:
+            C.lmdb_direct(True)
+    want = {k: b"old" for k in have}
+    for i in range(n):
+        want[prefix + suffixes[i * width:(i + 1) * width]] = value
+    assert got == sorted(want.items())
 
 
 @pytest.mark.parametrize("lmdb_path", ["direct", "py-lmdb"])
