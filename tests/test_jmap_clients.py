@@ -233,6 +233,36 @@ async def test_jmapc_full_flow(srv, sink, tmp_path):
         or out["ev1"].data.changed[acc].mailbox != out["ev0"].data.changed[acc].mailbox
 
 
+async def test_jmapc_reads_the_last_of_repeated_fields(srv):
+    """RFC 8621 §4.1.3: a message with two From and two Subject fields (RFC
+    5322 allows one; real mail breaks that) shows jmapc the last ones, while
+    an IMAP client's ENVELOPE keeps the first (as Dovecot's does)."""
+    from jmapc import Client
+    from jmapc.methods import EmailGet, EmailQuery
+
+    raw = (b"From: First <first@example.com>\r\nSubject: first subject\r\n"
+           b"From: Last <last@example.com>\r\nSubject: last subject\r\n"
+           b"Message-ID: <twice@example.com>\r\n\r\nbody\r\n")
+
+    def go():
+        c = imap(srv)
+        c.append("INBOX", raw)
+        c.select_folder("INBOX")
+        env = c.fetch(c.search(), ["ENVELOPE"])
+        c.logout()
+        client = Client.create_with_password(host(srv), "alice", "pw")
+        r = client.request([EmailQuery(), EmailGet(ids=None, properties=["subject", "from"])],
+                           raise_errors=True)
+        return env, r[1].response.data
+    env, emails = await trio.to_thread.run_sync(go)
+    (e,) = env.values()
+    assert e[b"ENVELOPE"].subject == b"first subject"
+    assert e[b"ENVELOPE"].from_[0].mailbox == b"first"
+    (got,) = emails
+    assert got.subject == "last subject"
+    assert [a.email for a in got.mail_from] == ["last@example.com"]
+
+
 # --- jmaplib -----------------------------------------------------------------------------------
 
 async def test_jmaplib_flow_with_eventsource(srv):
