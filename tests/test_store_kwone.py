@@ -16,11 +16,12 @@ mailbox).
 from __future__ import annotations
 
 import time
+import types
 
 import pytest
 
 from mailaccess import _speedups, ingest
-from mailaccess.store import Store, ops, redolog
+from mailaccess.store import Store, keys, ops, redolog
 from mailaccess.store.errors import NotFound
 
 IMPLS = ["py", "c"]
@@ -118,4 +119,21 @@ def test_the_one_call_path_is_taken(tmp_path, monkeypatch):
     made = st._kwone_tables[1]
     if _speedups.IMPLEMENTATION.get("kwone") == "c" and _speedups.load_c("emailrec").lmdb_direct():
         assert made.direct          # LMDB called directly (else all of it is the twin's)
+    st.close()
+
+
+def test_the_compiled_keys_are_the_stores(tmp_path):
+    """kwone_c calls LMDB itself only when the keys it builds are the ones
+    store/keys.py builds (it is handed them); else its twin writes."""
+    kc = _speedups.load_c("kwone")
+    if kc is None or not _speedups.load_c("emailrec").lmdb_direct():
+        pytest.skip("kwone_c is not built, or LMDB is not called directly")
+    st, *_ = _filled(str(tmp_path / "s"))
+    moved = types.SimpleNamespace(**{**vars(keys), "chg": lambda acc, ms: keys.chg(acc, ms + 1)})
+
+    def direct(tx, k):
+        return kc.tables(tx._raw, ops._kwone_handles(tx.db), k).direct
+
+    assert st.write_sync(direct, keys) is True
+    assert st.write_sync(direct, moved) is False
     st.close()

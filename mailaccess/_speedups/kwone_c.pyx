@@ -14,7 +14,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
 
-from ..store import keys, records
+from ..store import records
 from ..store.records import EMAIL, MAILBOX
 from ..store.redolog import DELETE, PUT
 from . import load_py as _load_py, load as _load
@@ -70,29 +70,32 @@ cdef enum:
 
 
 cdef class Tables:
-    """A store's tables for ``write_one``: the py-lmdb handles, and their
-    LMDB numbers when LMDB is called directly."""
-    cdef readonly tuple handles
+    """A store's tables for ``write_one``: the twin's (the py-lmdb handles
+    and the store's key builders), and the tables' LMDB numbers when LMDB is
+    called directly."""
+    cdef readonly object py
     cdef unsigned int dbi[NT]
     cdef readonly bint direct
 
 
-def tables(txn, handles):
+def tables(txn, handles, keys):
     """As kwone_py.tables: -> a Tables (the numbers read from a cursor of
-    each table in TXN, as LMDB itself reports them)."""
+    each table in TXN, as LMDB itself reports them; direct only when the
+    keys built here are KEYS's)."""
     cdef Tables t = Tables.__new__(Tables)
     cdef ea_cursor *c
     cdef int i
-    t.handles = tuple(handles)
+    handles = tuple(handles)
+    t.py = _py.tables(txn, handles, keys)
     t.direct = False
-    if len(t.handles) != NT:
+    if len(handles) != NT:
         raise ValueError("kwone.tables: 7 tables")
     if _k_ready == 0:
         _k_init()
-    if _k_ready != 1 or type(txn) is not _lmdb_mod.Transaction:
+    if _k_ready != 1 or type(txn) is not _lmdb_mod.Transaction or not _same_keys(keys):
         return t
     for i in range(NT):
-        cur = txn.cursor(db=t.handles[i])
+        cur = txn.cursor(db=handles[i])
         c = _lmdb_cursor(cur)
         if c == NULL:
             cur.close()
@@ -182,15 +185,32 @@ cdef bytes _u64(uint64_t v):
     return _key(8, v, 8, NULL, 0, 0, 0, 0, 0, 0, 0)
 
 
+cdef bint _same_keys(keys) except -1:
+    """The keys built here are the store's (KEYS: store/keys.py), for a
+    sample of values; else the twin writes (with KEYS)."""
+    return keys.CTR_MODSEQ == 2 and keys.CTR_LOG_ROWS == 7 \
+        and keys.mbox(7, 9) == _key(8, 7, 4, NULL, 0, 9, 4, 0, 0, 0, 0) \
+        and keys.msg(7, 9) == _key(8, 7, 4, NULL, 0, 9, 4, 0, 0, 0, 0) \
+        and keys.mbx_ms(7, 9, 11, 13) == _key(20, 7, 4, NULL, 0, 9, 4, 11, 8, 13, 4) \
+        and keys.chg_id(7, EMAIL, 11, 13) == _key(26, 7, 4, b"\x05Email", 6, 11, 8, 13, 8, 0, 0) \
+        and keys.chg_id(7, MAILBOX, 11, 13) == \
+        _key(28, 7, 4, b"\x07Mailbox", 8, 11, 8, 13, 8, 0, 0) \
+        and keys.chg_kind(7, EMAIL) == _key(10, 7, 4, b"\x05Email", 6, 0, 0, 0, 0, 0, 0) \
+        and keys.chg_kind(7, MAILBOX) == _key(12, 7, 4, b"\x07Mailbox", 8, 0, 0, 0, 0, 0, 0) \
+        and keys.chg(7, 11) == _key(12, 7, 4, NULL, 0, 11, 8, 0, 0, 0, 0) \
+        and keys.u64(11) == _u64(11) \
+        and records.encode_kind_state(11, 13) == _key(16, 11, 8, NULL, 0, 13, 8, 0, 0, 0, 0)
+
+
 def write_one(txn, dbs, log, acc, mbx, eid, frozenset add, frozenset remove, replace,
               str seen, now):
     """As kwone_py.write_one (DBS: what ``tables`` made)."""
     cdef Tables t = <Tables?>dbs
     if not t.direct or type(txn) is not _lmdb_mod.Transaction:
-        return _py.write_one(txn, t.handles, log, acc, mbx, eid, add, remove, replace, seen, now)
+        return _py.write_one(txn, t.py, log, acc, mbx, eid, add, remove, replace, seen, now)
     cdef ea_trans *et = <ea_trans *>(<PyObject *>txn)
     if not et.valid or et.libv != _v09 or et.txn == NULL:
-        return _py.write_one(txn, t.handles, log, acc, mbx, eid, add, remove, replace, seen, now)
+        return _py.write_one(txn, t.py, log, acc, mbx, eid, add, remove, replace, seen, now)
     cdef _Txn x = _Txn.__new__(_Txn)
     x.t = et
     x.txn = et.txn
@@ -277,16 +297,3 @@ def write_one(txn, dbs, log, acc, mbx, eid, frozenset add, frozenset remove, rep
     return before, ms, record, total, bool(seen_delta)
 
 
-# the keys built here are the store's (store/keys.py), or the twin takes over
-if keys.CTR_MODSEQ != 2 or keys.CTR_LOG_ROWS != 7 \
-        or keys.mbox(7, 9) != _key(8, 7, 4, NULL, 0, 9, 4, 0, 0, 0, 0) \
-        or keys.msg(7, 9) != _key(8, 7, 4, NULL, 0, 9, 4, 0, 0, 0, 0) \
-        or keys.mbx_ms(7, 9, 11, 13) != _key(20, 7, 4, NULL, 0, 9, 4, 11, 8, 13, 4) \
-        or keys.chg_id(7, EMAIL, 11, 13) != _key(26, 7, 4, b"\x05Email", 6, 11, 8, 13, 8, 0, 0) \
-        or keys.chg_id(7, MAILBOX, 11, 13) != \
-        _key(28, 7, 4, b"\x07Mailbox", 8, 11, 8, 13, 8, 0, 0) \
-        or keys.chg_kind(7, EMAIL) != _key(10, 7, 4, b"\x05Email", 6, 0, 0, 0, 0, 0, 0) \
-        or keys.chg_kind(7, MAILBOX) != _key(12, 7, 4, b"\x07Mailbox", 8, 0, 0, 0, 0, 0, 0) \
-        or keys.chg(7, 11) != _key(12, 7, 4, NULL, 0, 11, 8, 0, 0, 0, 0) \
-        or records.encode_kind_state(11, 13) != _key(16, 11, 8, NULL, 0, 13, 8, 0, 0, 0, 0):
-    raise ImportError("kwone_c: the store's keys changed")

@@ -20,7 +20,7 @@ past its limit, is the caller's (store/ops.py: ``changelog.after_rows``).
 """
 from __future__ import annotations
 
-from ..store import keys, records
+from ..store import records
 from ..store.records import EMAIL, MAILBOX
 from ..store.redolog import DELETE, PUT
 from . import load as _load
@@ -30,12 +30,14 @@ _emailrec = _load("emailrec")
 _UPDATED = records.STATUS_CODES["updated"]
 
 
-def tables(txn, handles: tuple):
+def tables(txn, handles: tuple, keys):
     """What ``write_one`` takes for a store's tables: HANDLES, its py-lmdb
-    handles of ``ctr, msg, mbx.ms, mbox, chg.id, chg.kind, chg`` (TXN: one
-    of its write transactions; the compiled twin reads their LMDB numbers
-    through it).  Made once per store."""
-    return handles
+    handles of ``ctr, msg, mbx.ms, mbox, chg.id, chg.kind, chg``, and KEYS,
+    the store's key builders (store/keys.py, handed in: this module builds
+    no key of its own; the compiled twin checks its own against them).
+    TXN: one of the store's write transactions (the compiled twin reads
+    the tables' LMDB numbers through it).  Made once per store."""
+    return handles, keys
 
 
 def write_one(txn, dbs, log, acc: int, mbx: int, eid: int, add: frozenset,
@@ -53,7 +55,7 @@ def write_one(txn, dbs, log, acc: int, mbx: int, eid: int, add: frozenset,
     modseq or None when the keywords stay as they were (nothing written),
     the email's record after, the log's row count after or 0, whether the
     Mailbox was logged updated (its unseen count moved))."""
-    ctr, msg, mbx_ms, mbox, chg_id, chg_kind, chg = dbs
+    (ctr, msg, mbx_ms, mbox, chg_id, chg_kind, chg), keys = dbs
     get, put = txn.get, txn.put
     mkey = keys.mbox(acc, mbx)
     mraw = get(mkey, db=mbox)

@@ -854,7 +854,7 @@ def set_keywords_one(tx: WriteTx, acc: int, mbx: int, eid: int, *,
         kw1 = _kwone
         made = getattr(store, "_kwone_tables", None)     # (module, its tables), once
         if made is None or made[0] is not kw1:
-            made = store._kwone_tables = (kw1, kw1.tables(tx._raw, _kwone_handles(tx.db)))
+            made = store._kwone_tables = (kw1, kw1.tables(tx._raw, _kwone_handles(tx.db), keys))
         r = kw1.write_one(
             tx._raw, made[1], tx._ops, acc, mbx, eid,
             frozenset(map(str.lower, add)) if add else _NO_KEYWORDS,
