@@ -31,7 +31,7 @@ def cpu():
     return t / tck
 def spy(name, secs):
     if out == "-" or phase != name: return None
-    return subprocess.Popen(["/work/main/.venv/bin/py-spy", "record", "-p", str(pid), "-o", out, "-f", "raw", "-r", os.environ.get("RATE", "250"), *(["--gil"] if os.environ.get("GIL") else []), "-d", str(secs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(["/work/main/.venv/bin/py-spy", "record", "-p", str(pid), "-o", out, "-f", "raw", "-r", os.environ.get("RATE", "250"), *(["--native"] if os.environ.get("NATIVE") else []), *(["--gil"] if os.environ.get("GIL") else []), "-d", str(secs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 c = imaplib.IMAP4("127.0.0.1", ma.port); c.login(bs.USER, bs.PASSWORD)
 napp = min(nmsg, 1000)
 s = spy("append", 60); time.sleep(0.5 if s else 0)

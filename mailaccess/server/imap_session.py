@@ -1360,8 +1360,8 @@ class ImapSession:
             return None
         eid = snap.eids[i]
         known = sel.known_ms
-        res = storeio.write_now(self.store, ops.set_keywords_reporting, self.acc, sel.mbx,
-                                [eid], records=True, **{cmd.mode: kws})
+        res = storeio.write_now(self.store, ops.set_keywords_one, self.acc, sel.mbx, eid,
+                                **{cmd.mode: kws})
         if res is storeio.NOT_NOW:
             return None
         modseq = res.modseq_after

@@ -319,8 +319,16 @@ def write(tx, acc: int, c: Change, now: int, *, prune_after: bool = True) -> Non
     tx.put("chg", keys.chg(acc, ms), records.encode_summary_of(now, rows, kinds, c.mailboxes))
     total = tx.add_counter(acc, keys.CTR_LOG_ROWS, rows) if rows else \
         tx.counter(acc, keys.CTR_LOG_ROWS)
+    if prune_after:
+        after_rows(tx, acc, total, rows, now)
+
+
+def after_rows(tx, acc: int, total: int, rows: int, now: int) -> None:
+    """ROWS rows were written to ACC's log, which holds TOTAL now: pruning
+    due past the size limit (``write``; a one-email keyword change written
+    in one call, store/ops.py ``set_keywords_one``)."""
     policy = tx.store.retention
-    if prune_after and policy.max_entries and total > policy.max_entries:
+    if policy.max_entries and total > policy.max_entries:
         later = getattr(tx.store, "prune_later", None)
         if later is not None:
             # not in this request's transaction (a bulk STORE over a full log

@@ -16,18 +16,20 @@ The features only IMAP needs are grouped at the end under "IMAP-only".
 from __future__ import annotations
 
 import functools
+import operator
 import struct
 import time
 from dataclasses import dataclass
 
 from .. import _speedups, vocab
-from . import keys, logical, records, sending
+from . import changelog, keys, logical, records, sending
 from ..mime.index import bodystructure_of
 from .errors import AlreadyExists, Conflict, InvalidName, LimitReached, NotFound, OverQuota
 from .records import EMAIL, MAILBOX, THREAD, Account, EmailRecord, Mailbox, Membership
 from .tx import WriteTx
 
 _emailrec = _speedups.load("emailrec")
+_kwone = _speedups.load("kwone")
 
 SEEN = vocab.SEEN          # (kept for callers that import them from here)
 DELETED = vocab.DELETED
@@ -832,6 +834,47 @@ def set_keywords_reporting(tx: WriteTx, acc: int, mbx: int, eids: list[int], *,
         None if emit is None else functools.partial(emit, before), slices)
     return KeywordsResult(changed, conflicts, before, tx.modseq(acc) if changed else None,
                           recs)
+
+
+def set_keywords_one(tx: WriteTx, acc: int, mbx: int, eid: int, *,
+                     add: list[str] = (), remove: list[str] = (),
+                     replace: list[str] | None = None) -> KeywordsResult:
+    """``set_keywords_reporting(tx, acc, mbx, [eid], records=True, ...)``
+    of a lone request (a client's one-message STORE): the same writes,
+    redo ops, change (``tx.changes()``) and result, the writes made in one
+    call (_speedups/kwone) when the email is in MBX alone; the general
+    path otherwise."""
+    if not tx._changes and not tx._states:
+        if add:
+            _remember_spellings(tx, acc, add)
+        if replace:
+            _remember_spellings(tx, acc, replace)
+        now = int(time.time())
+        store = tx.store
+        kw1 = _kwone
+        made = getattr(store, "_kwone_tables", None)     # (module, its tables), once
+        if made is None or made[0] is not kw1:
+            made = store._kwone_tables = (kw1, kw1.tables(tx._raw, _kwone_handles(tx.db), keys))
+        r = kw1.write_one(
+            tx._raw, made[1], tx._ops, acc, mbx, eid,
+            frozenset(map(str.lower, add)) if add else _NO_KEYWORDS,
+            frozenset(map(str.lower, remove)) if remove else _NO_KEYWORDS,
+            None if replace is None else frozenset(map(str.lower, replace)), SEEN, now)
+        if r is not None:
+            before, ms, record, total, counted = r
+            if ms is None:
+                return KeywordsResult([], [], before, None, {eid: bytes(record)})
+            tx._flushed.append((acc, records.Change(
+                ms, updated={EMAIL: [eid], MAILBOX: [mbx]} if counted else {EMAIL: [eid]},
+                mailboxes=[mbx])))
+            changelog.after_rows(tx, acc, total, 2 if counted else 1, now)
+            return KeywordsResult([eid], [], before, ms, {eid: record})
+    return set_keywords_reporting(tx, acc, mbx, [eid], add=add, remove=remove,
+                                  replace=replace, records=True)
+
+
+# a store's handles of the tables kwone.write_one writes, as kwone.tables takes them
+_kwone_handles = operator.itemgetter("ctr", "msg", "mbx.ms", "mbox", "chg.id", "chg.kind", "chg")
 
 
 def copy(tx: WriteTx, acc: int, eids: list[int], dst: int) -> list[int]:

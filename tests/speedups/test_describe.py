@@ -14,8 +14,8 @@ BUILT = not os.environ.get("MAILACCESS_NO_EXTENSIONS")
 
 def test_every_hot_path_is_named():
     assert _speedups.names() == sorted(
-        ["emailrec", "facts", "fetchfmt", "imapscan", "imapsel", "msgindex", "search", "thread",
-         "wbxml"])
+        ["emailrec", "facts", "fetchfmt", "imapscan", "imapsel", "kwone", "msgindex", "search",
+         "thread", "wbxml"])
 
 
 @pytest.mark.skipif(not BUILT, reason="extensions disabled")
