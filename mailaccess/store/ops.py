@@ -720,8 +720,10 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
         for a, b in slice_spans(len(eids), slices):
             # (emitted once the records are written, before the index keys
             # move: the loop formats the slice's answer while they do)
+            # (no records wanted back: each slice's go to EMIT as one
+            # RecordRun, no bytes object or dict entry per email)
             c, x, d, r = _rewrite_keywords(tx, acc, eids[a:b], add, remove, replace,
-                                           unchanged_since, True, emit)
+                                           unchanged_since, True, emit, recs is None)
             changed += c
             conflicts += x
             for mbx, n in d.items():
@@ -757,11 +759,13 @@ def slice_spans(n: int, sizes) -> list[tuple[int, int]]:
 
 
 def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_since,
-                      want_records: bool, made=None):
+                      want_records: bool, made=None, run: bool = False):
     """The record and index writes of ``set_keywords`` on EIDS (keywords
     lower-cased); -> (changed, conflicts, {mailbox: \\Seen delta}, records or None).
     MADE(records): called once the records are written (before the index
-    keys move, under the redo log), inside the transaction."""
+    keys move, under the redo log), inside the transaction.  RUN: the
+    records of a bulk change as an ``emailrec_py.RecordRun`` (under the redo
+    log; else a dict all the same: both answer ``get``)."""
     # the whole loop on the raw records (_speedups/emailrec: compiled): no
     # EmailRecord is built; the modseq is allocated at the first change only.
     # The records are read through one cursor (LMDB looks on its page
@@ -781,7 +785,7 @@ def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchang
 
         changed, conflicts, deltas, recs = logical.rewrite_keywords(
             tx._raw, tx.db, acc, eids, add, remove, replace, unchanged_since, alloc_ms,
-            want_records, made)
+            want_records, made, run)
         if changed:
             ops_.append((logical.KEYWORDS, "msg", b"", logical.encode_keywords(
                 acc, allocated[0], eids, add, remove, replace, unchanged_since)))
