@@ -451,6 +451,10 @@ cdef int _ix_push(_IxBuf *b, uint64_t mbx, uint64_t old_ms, uint64_t uid) except
     return 0
 
 
+cdef enum:
+    _GET_CURRENT = 4            # MDB_GET_CURRENT
+
+
 cdef int _ix_move(void *xc, void *pc, _IxBuf *b, unsigned char *kbuf,
                   Py_ssize_t xpl) noexcept nogil:
     """B's old ``mbx.ms`` keys deleted through XC, then its new ones put
@@ -466,16 +470,28 @@ cdef int _ix_move(void *xc, void *pc, _IxBuf *b, unsigned char *kbuf,
     cdef unsigned char nothing = 0
     cdef Py_ssize_t j
     cdef int rc
+    cdef ea_val ck
+    cdef bint walk = False      # XC stands where its last delete left it
     k.mv_size = <size_t>(xpl + 16)
     k.mv_data = kbuf
     for j in range(b.n):
         _ms_suffix(kbuf + xpl, b.v[j].mbx, b.v[j].old_ms, b.v[j].uid)
-        rc = get(xc, &k, &d, MDB_SET)
-        if rc == MDB_NOTFOUND:
-            continue
-        if rc:
-            b.failed = "mdb_cursor_get"
-            return rc
+        # A delete leaves the cursor on the next key, and a bulk change's
+        # old keys mostly follow each other in the table (one mailbox, UIDs
+        # ascending, modseqs ascending with them): that key is compared
+        # first, LMDB's search made only when it is another one.
+        if walk:
+            rc = get(xc, &ck, &d, _GET_CURRENT)
+            walk = rc == 0 and ck.mv_size == k.mv_size and \
+                memcmp(ck.mv_data, kbuf, k.mv_size) == 0
+        if not walk:
+            rc = get(xc, &k, &d, MDB_SET)
+            if rc == MDB_NOTFOUND:
+                continue
+            if rc:
+                b.failed = "mdb_cursor_get"
+                return rc
+        walk = True
         rc = delete(xc, 0)
         if rc:
             b.failed = "mdb_cursor_del"
