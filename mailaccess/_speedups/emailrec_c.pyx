@@ -453,6 +453,7 @@ cdef int _ix_push(_IxBuf *b, uint64_t mbx, uint64_t old_ms, uint64_t uid) except
 
 cdef enum:
     _GET_CURRENT = 4            # MDB_GET_CURRENT
+    _IX_GROUPS = 4              # _ix_move's deletes grouped by mailbox up to this many
 
 
 cdef int _ix_move(void *xc, void *pc, _IxBuf *b, unsigned char *kbuf,
@@ -472,38 +473,61 @@ cdef int _ix_move(void *xc, void *pc, _IxBuf *b, unsigned char *kbuf,
     cdef int rc
     cdef ea_val ck
     cdef bint walk = False      # XC stands where its last delete left it
+    # A delete leaves the cursor on the next key, and a bulk change's old
+    # keys of one mailbox mostly follow each other in the table (UIDs
+    # ascending, modseqs ascending with them): that key is compared first,
+    # LMDB's search made only when it is another one.  The keys are deleted
+    # a mailbox at a time when they are of a few (emails in two mailboxes,
+    # as after a COPY, would otherwise alternate between them); the order
+    # of the deletes changes nothing in the table.
+    cdef uint64_t mb[_IX_GROUPS]
+    cdef int nmb = 0, g, q
+    for j in range(b.n):
+        for q in range(nmb):
+            if mb[q] == b.v[j].mbx:
+                break
+        else:
+            if nmb == _IX_GROUPS:
+                nmb = 0         # many: in the order met
+                break
+            mb[nmb] = b.v[j].mbx
+            nmb += 1
     k.mv_size = <size_t>(xpl + 16)
     k.mv_data = kbuf
-    for j in range(b.n):
-        _ms_suffix(kbuf + xpl, b.v[j].mbx, b.v[j].old_ms, b.v[j].uid)
-        # A delete leaves the cursor on the next key, and a bulk change's
-        # old keys mostly follow each other in the table (one mailbox, UIDs
-        # ascending, modseqs ascending with them): that key is compared
-        # first, LMDB's search made only when it is another one.
-        if walk:
-            rc = get(xc, &ck, &d, _GET_CURRENT)
-            walk = rc == 0 and ck.mv_size == k.mv_size and \
-                memcmp(ck.mv_data, kbuf, k.mv_size) == 0
-        if not walk:
-            rc = get(xc, &k, &d, MDB_SET)
-            if rc == MDB_NOTFOUND:
+    for g in range(nmb if nmb > 1 else 1):
+        for j in range(b.n):
+            if nmb > 1 and b.v[j].mbx != mb[g]:
                 continue
+            _ms_suffix(kbuf + xpl, b.v[j].mbx, b.v[j].old_ms, b.v[j].uid)
+            if walk:
+                rc = get(xc, &ck, &d, _GET_CURRENT)
+                walk = rc == 0 and ck.mv_size == k.mv_size and \
+                    memcmp(ck.mv_data, kbuf, k.mv_size) == 0
+            if not walk:
+                rc = get(xc, &k, &d, MDB_SET)
+                if rc == MDB_NOTFOUND:
+                    continue
+                if rc:
+                    b.failed = "mdb_cursor_get"
+                    return rc
+            walk = True
+            rc = delete(xc, 0)
             if rc:
-                b.failed = "mdb_cursor_get"
+                b.failed = "mdb_cursor_del"
                 return rc
-        walk = True
-        rc = delete(xc, 0)
-        if rc:
-            b.failed = "mdb_cursor_del"
-            return rc
     empty.mv_size = 0
     empty.mv_data = &nothing
-    for j in range(b.n):
-        _ms_suffix(kbuf + xpl, b.v[j].mbx, b.ms, b.v[j].uid)
-        rc = put(pc, &k, &empty, 0)
-        if rc:
-            b.failed = "mdb_cursor_put"
-            return rc
+    # (the new keys a mailbox at a time too: each put then lands next to
+    # the one before, on a page LMDB's cursor is on)
+    for g in range(nmb if nmb > 1 else 1):
+        for j in range(b.n):
+            if nmb > 1 and b.v[j].mbx != mb[g]:
+                continue
+            _ms_suffix(kbuf + xpl, b.v[j].mbx, b.ms, b.v[j].uid)
+            rc = put(pc, &k, &empty, 0)
+            if rc:
+                b.failed = "mdb_cursor_put"
+                return rc
     return 0
 
 
