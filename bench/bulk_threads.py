@@ -1,7 +1,8 @@
 """Server CPU per bulk STORE, per thread (stop 27, bulkstore).
 
     .venv/bin/python bench/bulk_threads.py TREE [TREE ...]     env: N (10000), R (15),
-        SPY=PREFIX (py-spy --native --threads raw profiles), PERF=PREFIX (perf record)
+        SPY=PREFIX (py-spy --native --threads raw profiles), PERF=PREFIX (perf record),
+        COPY=1 (the STORE of \\Deleted on a copy of INBOX: every email in two mailboxes)
 
 One `mailaccess serve` per tree (1 worker, change-log limit raised as in
 ab_bulk), NMSG messages, then R rounds, trees alternated: a raw-socket
@@ -9,7 +10,7 @@ ab_bulk), NMSG messages, then R rounds, trees alternated: a raw-socket
 each thread's CPU (/proc/PID/task/TID/schedstat) from before the command to
 50 ms after its tagged OK.  Prints per tree the median per thread ("tPID.TID";
 TID = PID is the event loop, the busiest other one the store's writer) and
-of their sum.
+of their sum, and the raw-socket client's wall time to the tagged OK ("wall").
 """
 import asyncio, os, socket, statistics, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -52,8 +53,13 @@ def cmd(s, tag, line):
         data += s.recv(1 << 20)
     assert b" OK " in data[data.rfind(tag + b" "):], data[-200:]
     return data
+FLAG = b"\\Seen"
 for tree, ma, s in servers:
     cmd(s, b"a", f"LOGIN {bs.USER} {bs.PASSWORD}".encode()); cmd(s, b"b", b"SELECT INBOX")
+    if os.environ.get("COPY"):      # bench_imap_more's case: \Deleted in a copy of INBOX
+        cmd(s, b"b1", b"CREATE Copy"); cmd(s, b"b2", b"UID COPY 1:* Copy")
+        cmd(s, b"b3", b"SELECT Copy")
+        FLAG = b"\\Deleted"
 res = {tree: {} for tree in trees}
 spy = []
 if os.environ.get("SPY"):
@@ -66,10 +72,12 @@ if os.environ.get("PERF"):
     time.sleep(1.0)
 for r in range(rounds):
     for tree, ma, s in (servers if r % 2 == 0 else servers[::-1]):
-        cmd(s, b"c", b"STORE 1:* -FLAGS (\\Seen)")
+        cmd(s, b"c", b"STORE 1:* -FLAGS (" + FLAG + b")")
         time.sleep(0.05)
         pids = ma.pids(); t0 = threads(pids)
-        d = cmd(s, b"d", b"STORE 1:* +FLAGS (\\Seen)")
+        w0 = time.perf_counter()
+        d = cmd(s, b"d", b"STORE 1:* +FLAGS (" + FLAG + b")")
+        res[tree].setdefault("wall", []).append((time.perf_counter() - w0) * 1e3)
         assert d.count(b"FETCH") == nmsg
         time.sleep(0.05)
         t1 = threads(pids)
