@@ -828,7 +828,9 @@ def set_keywords_reporting(tx: WriteTx, acc: int, mbx: int, eids: list[int], *,
     whether anybody else changed the mailbox meanwhile (then it must rescan),
     JMAP Email/set to return oldState/newState.  EMIT: called as
     ``emit(modseq before, {eid: record after})`` for each slice of EIDS
-    (sizes SLICES) once it is rewritten, before the commit."""
+    (sizes SLICES) once it is rewritten, before the commit (without
+    RECORDS, under the redo log, the mapping is an ``emailrec_py.RecordRun``:
+    the slice's records in one buffer; else a dict)."""
     m = tx.require_mailbox(acc, mbx)
     before = m.highest_ms
     changed, conflicts, recs = _set_keywords(
