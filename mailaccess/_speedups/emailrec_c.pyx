@@ -16,10 +16,14 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport uint64_t, uint32_t
 from libc.string cimport memcmp, memcpy
+from libc.stdlib cimport realloc, free
+
+from array import array
 
 import os as _os
 
 from ..store.errors import NotFound
+from .emailrec_py import RecordRun
 from ..store.records import EMAIL_LAYOUT
 from ..store.redolog import OP
 
@@ -153,15 +157,21 @@ cdef Py_ssize_t _members_end(const unsigned char *p, Py_ssize_t n, Py_ssize_t *n
 
 cdef bytes _new_record(const unsigned char *p, Py_ssize_t mem_end, tuple kc, uint64_t ms):
     """The record at P with the keywords of KC (a _kw_change) and last_ms MS."""
+    cdef bytes record = PyBytes_FromStringAndSize(NULL, mem_end + PyBytes_GET_SIZE(kc[0]))
+    _fill_record(<unsigned char *>PyBytes_AS_STRING(record), p, mem_end, kc, ms)
+    return record
+
+
+cdef inline Py_ssize_t _fill_record(unsigned char *w, const unsigned char *p, Py_ssize_t mem_end,
+                                    tuple kc, uint64_t ms) except -1:
+    """_new_record's bytes written at W (room for mem_end + len(KC's keywords)) -> their length."""
     cdef bytes kwb = <bytes>kc[0]
     cdef Py_ssize_t klen = PyBytes_GET_SIZE(kwb)
-    cdef bytes record = PyBytes_FromStringAndSize(NULL, mem_end + klen)
-    cdef unsigned char *w = <unsigned char *>PyBytes_AS_STRING(record)
     memcpy(w, p, mem_end)
     memcpy(w + mem_end, PyBytes_AS_STRING(kwb), klen)
     _put_be(w + OFF_MS, ms, 8)
     _put_be(w + OFF_NKW, <uint64_t>(<long>kc[1]), 2)
-    return record
+    return mem_end + klen
 
 
 def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove,
@@ -217,6 +227,79 @@ def rewrite_many(get, msg_key, mbx_ms_key, eids, frozenset add, frozenset remove
     return list(new.values()), gone, out_items, changed, req.conflicts, deltas, recs
 
 
+cdef class _RunBuf:
+    """apply_keywords's records with RUN: each copied into one growing
+    buffer as it is put (no bytes object or dict entry per email), handed
+    over as an ``emailrec_py.RecordRun``."""
+    cdef unsigned char *p
+    cdef uint32_t *e
+    cdef uint32_t *ends
+    cdef Py_ssize_t n, cap, k, kcap
+    cdef bint asc
+    cdef uint64_t last
+
+    def __cinit__(self):
+        self.p = NULL
+        self.e = self.ends = NULL
+        self.n = self.cap = self.k = self.kcap = 0
+        self.asc = True
+        self.last = 0
+
+    def __dealloc__(self):
+        free(self.p)
+        free(self.e)
+        free(self.ends)
+
+    cdef int add(self, uint64_t eid, const unsigned char *rp, Py_ssize_t rn) except -1:
+        memcpy(self.reserve(rn), rp, <size_t>rn)
+        return self.commit(eid, rn)
+
+    cdef unsigned char *reserve(self, Py_ssize_t rn) except NULL:
+        """Room for RN more bytes at the end -> where they go (valid until
+        the next reserve)."""
+        cdef Py_ssize_t cap
+        cdef void *q
+        if self.n + rn > self.cap:
+            cap = self.cap * 2 if self.cap else 65536
+            while cap < self.n + rn:
+                cap *= 2
+            q = realloc(self.p, <size_t>cap)
+            if q == NULL:
+                raise MemoryError()
+            self.p = <unsigned char *>q
+            self.cap = cap
+        if self.k == self.kcap:
+            cap = self.kcap * 2 if self.kcap else 1024
+            q = realloc(self.e, <size_t>cap * sizeof(uint32_t))
+            if q == NULL:
+                raise MemoryError()
+            self.e = <uint32_t *>q
+            q = realloc(self.ends, <size_t>cap * sizeof(uint32_t))
+            if q == NULL:
+                raise MemoryError()
+            self.ends = <uint32_t *>q
+            self.kcap = cap
+        return self.p + self.n
+
+    cdef int commit(self, uint64_t eid, Py_ssize_t rn) except -1:
+        """The RN bytes written where reserve said are EID's record."""
+        self.n += rn
+        if self.k and eid <= self.last:
+            self.asc = False
+        self.last = eid
+        self.e[self.k] = <uint32_t>eid
+        self.ends[self.k] = <uint32_t>self.n
+        self.k += 1
+        return 0
+
+    cdef object done(self):
+        eids, ends = array("I"), array("I")
+        eids.frombytes(PyBytes_FromStringAndSize(<const char *>self.e, self.k * 4))
+        ends.frombytes(PyBytes_FromStringAndSize(<const char *>self.ends, self.k * 4))
+        return RecordRun(PyBytes_FromStringAndSize(<const char *>self.p, self.n), eids, ends,
+                         self.asc)
+
+
 cdef class _KwRequest:
     """A bulk keyword change over records, as the loops below meet them: what
     it makes of each record's keywords (the keyword sets met so far are
@@ -231,19 +314,21 @@ cdef class _KwRequest:
     cdef list kw_seen          # [(has keywords, keyword bytes, _kw_change)]
     cdef list conflicts
     cdef dict recs
+    cdef _RunBuf run           # the records as a RecordRun (want_records, run): else None
     cdef object alloc_ms
     cdef object ms_obj         # the request's modseq once allocated, else None
     cdef uint64_t ms
 
     def __cinit__(self, frozenset add, frozenset remove, replace, str seen, unchanged_since,
-                  bint want_records, alloc_ms):
+                  bint want_records, alloc_ms, bint run=False):
         self.add, self.remove, self.replace, self.seen = add, remove, replace, seen
         self.alloc_ms = alloc_ms
         self.check = unchanged_since is not None
         self.since = <uint64_t>unchanged_since if self.check else 0
         self.kw_seen = []
         self.conflicts = []
-        self.recs = {} if want_records else None
+        self.recs = {} if want_records and not run else None
+        self.run = _RunBuf() if want_records and run else None
 
     cdef object change(self, object eid, const unsigned char *p, Py_ssize_t n,
                        uint64_t *old_ms, Py_ssize_t *mem_end, Py_ssize_t *nmem):
@@ -274,6 +359,8 @@ cdef class _KwRequest:
         if kc is _NOCHANGE:
             if self.recs is not None:
                 self.recs[eid] = PyBytes_FromStringAndSize(<const char *>p, n)
+            elif self.run is not None:
+                self.run.add(<uint64_t>eid, p, n)
             return None
         return kc
 
@@ -329,10 +416,6 @@ cdef inline bytes _key3(bytes prefix, uint64_t a, uint64_t b, uint64_t c):
 include "lmdb_direct.pxi"
 
 
-cdef extern from "stdlib.h":
-    void *realloc(void *p, size_t n) nogil
-    void free(void *p) nogil
-
 ctypedef int (*_put_nogil_t)(void *, ea_val *, ea_val *, unsigned int) noexcept nogil
 ctypedef int (*_get_nogil_t)(void *, ea_val *, ea_val *, int) noexcept nogil
 ctypedef int (*_del_nogil_t)(void *, unsigned int) noexcept nogil
@@ -368,6 +451,11 @@ cdef int _ix_push(_IxBuf *b, uint64_t mbx, uint64_t old_ms, uint64_t uid) except
     return 0
 
 
+cdef enum:
+    _GET_CURRENT = 4            # MDB_GET_CURRENT
+    _IX_GROUPS = 4              # _ix_move's deletes grouped by mailbox up to this many
+
+
 cdef int _ix_move(void *xc, void *pc, _IxBuf *b, unsigned char *kbuf,
                   Py_ssize_t xpl) noexcept nogil:
     """B's old ``mbx.ms`` keys deleted through XC, then its new ones put
@@ -383,28 +471,63 @@ cdef int _ix_move(void *xc, void *pc, _IxBuf *b, unsigned char *kbuf,
     cdef unsigned char nothing = 0
     cdef Py_ssize_t j
     cdef int rc
+    cdef ea_val ck
+    cdef bint walk = False      # XC stands where its last delete left it
+    # A delete leaves the cursor on the next key, and a bulk change's old
+    # keys of one mailbox mostly follow each other in the table (UIDs
+    # ascending, modseqs ascending with them): that key is compared first,
+    # LMDB's search made only when it is another one.  The keys are deleted
+    # a mailbox at a time when they are of a few (emails in two mailboxes,
+    # as after a COPY, would otherwise alternate between them); the order
+    # of the deletes changes nothing in the table.
+    cdef uint64_t mb[_IX_GROUPS]
+    cdef int nmb = 0, g, q
+    for j in range(b.n):
+        for q in range(nmb):
+            if mb[q] == b.v[j].mbx:
+                break
+        else:
+            if nmb == _IX_GROUPS:
+                nmb = 0         # many: in the order met
+                break
+            mb[nmb] = b.v[j].mbx
+            nmb += 1
     k.mv_size = <size_t>(xpl + 16)
     k.mv_data = kbuf
-    for j in range(b.n):
-        _ms_suffix(kbuf + xpl, b.v[j].mbx, b.v[j].old_ms, b.v[j].uid)
-        rc = get(xc, &k, &d, MDB_SET)
-        if rc == MDB_NOTFOUND:
-            continue
-        if rc:
-            b.failed = "mdb_cursor_get"
-            return rc
-        rc = delete(xc, 0)
-        if rc:
-            b.failed = "mdb_cursor_del"
-            return rc
+    for g in range(nmb if nmb > 1 else 1):
+        for j in range(b.n):
+            if nmb > 1 and b.v[j].mbx != mb[g]:
+                continue
+            _ms_suffix(kbuf + xpl, b.v[j].mbx, b.v[j].old_ms, b.v[j].uid)
+            if walk:
+                rc = get(xc, &ck, &d, _GET_CURRENT)
+                walk = rc == 0 and ck.mv_size == k.mv_size and \
+                    memcmp(ck.mv_data, kbuf, k.mv_size) == 0
+            if not walk:
+                rc = get(xc, &k, &d, MDB_SET)
+                if rc == MDB_NOTFOUND:
+                    continue
+                if rc:
+                    b.failed = "mdb_cursor_get"
+                    return rc
+            walk = True
+            rc = delete(xc, 0)
+            if rc:
+                b.failed = "mdb_cursor_del"
+                return rc
     empty.mv_size = 0
     empty.mv_data = &nothing
-    for j in range(b.n):
-        _ms_suffix(kbuf + xpl, b.v[j].mbx, b.ms, b.v[j].uid)
-        rc = put(pc, &k, &empty, 0)
-        if rc:
-            b.failed = "mdb_cursor_put"
-            return rc
+    # (the new keys a mailbox at a time too: each put then lands next to
+    # the one before, on a page LMDB's cursor is on)
+    for g in range(nmb if nmb > 1 else 1):
+        for j in range(b.n):
+            if nmb > 1 and b.v[j].mbx != mb[g]:
+                continue
+            _ms_suffix(kbuf + xpl, b.v[j].mbx, b.ms, b.v[j].uid)
+            rc = put(pc, &k, &empty, 0)
+            if rc:
+                b.failed = "mdb_cursor_put"
+                return rc
     return 0
 
 
@@ -418,7 +541,7 @@ cdef inline void _keybuf(ea_val *v, unsigned char *buf, bytes prefix, Py_ssize_t
 
 cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xpre, eids,
                           frozenset add, frozenset remove, replace, str seen,
-                          unchanged_since, alloc_ms, bint want_records, made):
+                          unchanged_since, alloc_ms, bint want_records, made, bint run):
     """apply_keywords on the LMDB cursors of MCUR (msg) and XCUR (mbx.ms):
     each changed record put as it is met (an email named again reads what
     its first mention wrote, as the py-lmdb path reads what it is about to
@@ -448,11 +571,14 @@ cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xp
     cdef list changed = []
     cdef _SeenDeltas deltas = _SeenDeltas()
     cdef _KwRequest req = _KwRequest(add, remove, replace, seen, unchanged_since, want_records,
-                                     alloc_ms)
+                                     alloc_ms, run)
     cdef dict recs = req.recs
+    cdef _RunBuf rbuf = req.run
+    cdef object out = None
     cdef uint64_t ms, old_ms, e
     cdef const unsigned char *p
     cdef const unsigned char *r
+    cdef unsigned char *w
     cdef Py_ssize_t n, nkw, nmem, mem_end, i
     cdef tuple kc
     cdef bytes record
@@ -490,10 +616,16 @@ cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xp
             ms = req.ms
             kc = <tuple>kc_obj
             delta = kc[2]
-            record = _new_record(p, mem_end, kc, ms)
-            # (P is not read after a write: the memberships come from RECORD)
-            r = <const unsigned char *>PyBytes_AS_STRING(record)
-            rv.mv_size = <size_t>PyBytes_GET_SIZE(record)
+            if rbuf is not None:
+                # (written where the run keeps it: no bytes object of its own)
+                w = rbuf.reserve(mem_end + PyBytes_GET_SIZE(kc[0]))
+                rv.mv_size = <size_t>_fill_record(w, p, mem_end, kc, ms)
+                r = w
+            else:
+                record = _new_record(p, mem_end, kc, ms)
+                r = <const unsigned char *>PyBytes_AS_STRING(record)
+                rv.mv_size = <size_t>PyBytes_GET_SIZE(record)
+            # (P is not read after a write: the memberships come from R)
             rv.mv_data = <void *>r
             # (the cursor stands on the record: MDB_SET just found it)
             rc = _c_put(mc, &k, &rv, MDB_CURRENT)
@@ -510,10 +642,13 @@ cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xp
                 deltas.add(mbx, delta)
                 _ix_push(&ix, mbx, old_ms, uid)
             changed.append(eid)
-            if want_records:
+            if rbuf is not None:
+                rbuf.commit(e, <Py_ssize_t>rv.mv_size)
+            elif want_records:
                 recs[eid] = record
+        out = rbuf.done() if rbuf is not None else recs
         if made is not None:
-            made(recs)
+            made(out)
         if ix.n:
             ix.ms = req.ms
             with nogil:
@@ -528,18 +663,18 @@ cdef object _apply_direct(ea_cursor *mcur, ea_cursor *xcur, bytes mpre, bytes xp
         # transaction's mutation count moved: the writes above were not its own
         mcur.trans.mutations += 1
         xcur.trans.mutations += 1
-    return changed, req.conflicts, deltas.done(), recs
+    return changed, req.conflicts, deltas.done(), out
 
 
 def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
                    frozenset remove, replace, str seen, unchanged_since, alloc_ms,
-                   bint want_records, made=None):
+                   bint want_records, made=None, bint run=False):
     # keys assembled here from the shapes; another shape: the twin's loop
     if msg_shape.suffix != "u32" or ms_shape.suffix != "u32.u64.u32":
         from . import emailrec_py
         return emailrec_py.apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add,
                                           remove, replace, seen, unchanged_since, alloc_ms,
-                                          want_records, made)
+                                          want_records, made, run)
     cdef bytes mpre = bytes(msg_shape.prefix), xpre = bytes(ms_shape.prefix)
     cdef ea_cursor *mcur
     cdef ea_cursor *xcur
@@ -550,7 +685,7 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
         xcur = _lmdb_cursor(ms_cur) if mcur != NULL else NULL
         if xcur != NULL and xcur.trans == mcur.trans:
             got = _apply_direct(mcur, xcur, mpre, xpre, eids, add, remove, replace, seen,
-                                unchanged_since, alloc_ms, want_records, made)
+                                unchanged_since, alloc_ms, want_records, made, run)
             if got is not None:
                 return got
     cdef Py_ssize_t mpl = PyBytes_GET_SIZE(mpre), xpl = PyBytes_GET_SIZE(xpre)
@@ -637,9 +772,10 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, frozenset add,
     if changed:
         ms_cur.putmulti(out_items)
         msg_cur.putmulti(items)
+    out = RecordRun.of(recs) if run and recs is not None else recs
     if made is not None:
-        made(recs)
-    return changed, req.conflicts, deltas.done(), recs
+        made(out)
+    return changed, req.conflicts, deltas.done(), out
 
 
 def delete_keys(cur, keys_):

@@ -19,6 +19,9 @@ store's key builders, ``apply_keywords`` its ``keys.KeyShape``s).
 """
 from __future__ import annotations
 
+from array import array
+from collections.abc import Mapping
+
 from ..store.errors import NotFound
 from ..store.records import EMAIL_LAYOUT
 from ..store.redolog import OP as _OP
@@ -123,9 +126,68 @@ def rewrite_many(get, msg_key, mbx_ms_key, eids, add: frozenset, remove: frozens
     return list(new.values()), gone, out_items, changed, conflicts, deltas, recs
 
 
+class RecordRun(Mapping):
+    """A slice's email records in one buffer, handed by the writer to the
+    loop (a streamed bulk STORE, stop 27): the ``{eid: record}`` of
+    ``apply_keywords`` with ``run=True``, without a bytes object or a dict
+    entry per email.  DATA: the records one after the other; EIDS and ENDS
+    (``array("I")``): entry k is email EIDS[k]'s record, DATA[ENDS[k-1]:ENDS[k]]
+    (from 0 for k = 0).  An email met twice has two entries, the later one
+    its record (as the dict's later assignment).  ASCENDING: EIDS strictly
+    ascending (each email once, in table order: the compiled formatter
+    finds an email's entry by walking them, fetchfmt_c).  A read-only
+    mapping eid -> record bytes, equal to the dict it stands for."""
+
+    __slots__ = ("data", "eids", "ends", "ascending", "_pos")
+
+    def __init__(self, data: bytes, eids: array, ends: array, ascending: bool | None = None):
+        self.data, self.eids, self.ends = data, eids, ends
+        if ascending is None:
+            ascending = all(a < b for a, b in zip(eids, eids[1:]))
+        self.ascending = ascending
+        self._pos: dict[int, int] | None = None
+
+    @classmethod
+    def of(cls, records: dict[int, bytes]) -> RecordRun:
+        """The run of RECORDS ({eid: record}), in the dict's order."""
+        ends, n = array("I"), 0
+        for r in records.values():
+            n += len(r)
+            ends.append(n)
+        return cls(b"".join(records.values()), array("I", records), ends)
+
+    def _index(self) -> dict[int, int]:
+        pos = self._pos
+        if pos is None:
+            pos = self._pos = {e: k for k, e in enumerate(self.eids)}
+        return pos
+
+    def get(self, eid: int, default=None):
+        k = self._index().get(eid)
+        if k is None:
+            return default
+        return self.data[self.ends[k - 1] if k else 0:self.ends[k]]
+
+    def __getitem__(self, eid: int) -> bytes:
+        r = self.get(eid)
+        if r is None:
+            raise KeyError(eid)
+        return r
+
+    def __iter__(self):
+        return iter(dict.fromkeys(self.eids))
+
+    def __len__(self) -> int:
+        return len(self._index())
+
+    def __repr__(self) -> str:
+        return f"RecordRun({len(self.eids)} entries, {len(self.data)} bytes)"
+
+
 def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
                    remove: frozenset, replace: frozenset | None, seen: str,
-                   unchanged_since: int | None, alloc_ms, want_records: bool, made=None):
+                   unchanged_since: int | None, alloc_ms, want_records: bool, made=None,
+                   run: bool = False):
     """``rewrite_many`` over EIDS with its writes made: the records read
     through MSG_CUR (an LMDB cursor on ``msg``; keys ``msg_shape.key(eid)``),
     then, when something changed, every old ``mbx.ms`` key deleted through
@@ -138,7 +200,9 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
 
     MADE: called as ``made(records or None)`` once the records are put,
     before the index keys move (a streamed STORE's slice leaves while they
-    do: the compiled twin moves them without the GIL).
+    do: the compiled twin moves them without the GIL).  RUN (with
+    WANT_RECORDS): the records as a ``RecordRun`` instead of a dict (the
+    compiled twin copies each into one buffer as it puts it).
 
     -> (changed eids, conflicting eids, {mailbox: \\Seen delta}, records or
     None), as ``rewrite_many``'s last four."""
@@ -147,6 +211,8 @@ def apply_keywords(msg_cur, ms_cur, msg_shape, ms_shape, eids, add: frozenset,
         add, remove, replace, seen, unchanged_since, alloc_ms, want_records)
     if changed:
         msg_cur.putmulti(items)
+    if run and recs is not None:
+        recs = RecordRun.of(recs)
     if made is not None:
         made(recs)
     if changed:

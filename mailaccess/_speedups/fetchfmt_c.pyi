@@ -33,6 +33,7 @@ def fetch_upto(
     budget: int,
     recent: Container[int] | None = None,
     read_bs: Callable[[int], Buffer | None] | None = None,
+    into: dict[int, int] | None = None,
 ) -> tuple[bytes, dict[int, int], int, bool]: ...
 
 class HeaderFields(NamedTuple):

@@ -43,6 +43,7 @@ from ..mime.fieldspans import OFFLOOP_BYTES as _FIELDS_OFFLOOP_BYTES
 from ..mime.index import INDEX_LAYOUT
 from ..store.records import EMAIL_LAYOUT, decode_keywords
 from . import fetchfmt_py as _py
+from .emailrec_py import RecordRun
 
 cdef extern from "Python.h":
     bint PyMemoryView_Check(object o)
@@ -657,7 +658,7 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
     if not isinstance(uids, (list, tuple, array)):
         uids = list(uids)
     r = _run(read_email, read_index, uids, 0, snap_uids, snap_eids, items, flags, condstore,
-             utf8, read_blob, -1, None, read_bs)
+             utf8, read_blob, -1, None, read_bs, None)
     if r is None:       # absurd but legal requests: the pure twin
         return _py.fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
                                 flags, condstore, utf8, read_blob, read_bs)
@@ -666,20 +667,21 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items, flag
 
 def fetch_upto(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, items,
                flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent=None,
-               read_bs=None):
+               read_bs=None, dict into=None):
     """``(chunk, reported, stop, fallback)``: see ``fetchfmt_py.fetch_upto``."""
     if budget < 0:
         raise ValueError("budget must not be negative")
     r = _run(read_email, read_index, uids, start, snap_uids, snap_eids, items, flags,
-             condstore, utf8, read_blob, budget, recent, read_bs)
+             condstore, utf8, read_blob, budget, recent, read_bs, into)
     if r is None:
         return _py.fetch_upto(read_email, read_index, uids, start, snap_uids, snap_eids, items,
-                              flags, condstore, utf8, read_blob, budget, recent, read_bs)
+                              flags, condstore, utf8, read_blob, budget, recent, read_bs, into)
     return r[0], r[1], r[3], bool(r[2])
 
 
 cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, items,
-          flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent, read_bs):
+          flags, bint condstore, bint utf8, read_blob, Py_ssize_t budget, recent, read_bs,
+          dict into):
     """fetch_simple (BUDGET < 0: one response per message, every UID) or
     fetch_upto (BUDGET >= 0: the responses joined, until BUDGET bytes or the
     first fallback): ``(responses or chunk, reported, fallback, stop)``, or
@@ -782,9 +784,24 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     # ... or a dict's get (a streamed STORE's records, by email id): looked
     # up here, no call per message
     cdef dict e_dict = None
-    if type(getattr(read_email, "__self__", None)) is dict \
-            and getattr(read_email, "__name__", None) == "get":
-        e_dict = read_email.__self__
+    # ... or a RecordRun's get (the same, the writer's records in one
+    # buffer): its entries walked along the UIDs (the request's order), a
+    # bisection when one is skipped
+    cdef bytes r_data = None
+    cdef const unsigned int[::1] r_eids
+    cdef const unsigned int[::1] r_ends
+    cdef Py_ssize_t r_n = 0, r_k = 0, r_at, r_lo
+    owner = getattr(read_email, "__self__", None)
+    if type(owner) is dict and getattr(read_email, "__name__", None) == "get":
+        e_dict = <dict>owner
+    elif type(owner) is RecordRun and getattr(read_email, "__name__", None) == "get":
+        if owner.ascending:
+            r_data = owner.data
+            r_eids = owner.eids
+            r_ends = owner.ends
+            r_n = r_eids.shape[0]
+        else:
+            e_dict = dict(owner)
     else:
         er.open(read_email, "u32", 4, True)
     if want_index:
@@ -826,7 +843,7 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
     cdef unsigned char hsh[32]      # the blob hash (BLOB_SIZE: "32s", checked at import)
 
     cdef list out = []
-    cdef dict reported = {}
+    cdef dict reported = {} if into is None else into
     cdef list fallback = []
     cdef dict flag_cache = {}
     cdef dict recent_cache = {}
@@ -886,7 +903,17 @@ cdef _run(read_email, read_index, uids, Py_ssize_t start, snap_uids, snap_eids, 
                 if u < 0 or u > 0xFFFFFFFF or not _seat(sup, n_snap, u, &i):
                     continue
                 eid = se[i]
-                if e_dict is not None:
+                if r_data is not None:
+                    # (the entries ascend: found as a UID in the map, the
+                    # entry after the last one found tried first)
+                    r_at = r_k - 1
+                    if not _seat(&r_eids[0] if r_n else NULL, r_n, eid, &r_at):
+                        continue    # (as below)
+                    r_lo = r_ends[r_at - 1] if r_at else 0
+                    ms.p = <const unsigned char *>PyBytes_AS_STRING(r_data) + r_lo
+                    ms.n = r_ends[r_at] - r_lo
+                    r_k = r_at + 1
+                elif e_dict is not None:
                     found = PyDict_GetItemWithError(e_dict, eid)
                     if found == NULL or <object>found is None:
                         continue    # (as above)

@@ -209,7 +209,7 @@ def fetch_simple(read_email, read_index, uids, snap_uids, snap_eids, items,
 def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, items,
                flags, condstore: bool, utf8: bool, read_blob,
                budget: int, recent=None,
-               read_bs=None) -> tuple[bytes, dict[int, int], int, bool]:
+               read_bs=None, into: dict | None = None) -> tuple[bytes, dict[int, int], int, bool]:
     """``(chunk, reported, stop, fallback)``: the responses ``fetch_simple``
     gives for ``UIDS[START:STOP]``, joined into CHUNK, for a FETCH answer
     streamed in chunks of about BUDGET bytes (server.imap_session.fetch_chunks).
@@ -225,11 +225,12 @@ def fetch_upto(read_email, read_index, uids, start: int, snap_uids, snap_eids, i
     the caller answers that one and goes on from STOP + 1.  RECENT: UIDs
     (a container) whose FLAGS also show ``\\Recent``, the session's recent
     messages (server.imap_session._with_recent), or None.  READ_BS: as for
-    fetch_simple.
+    fetch_simple.  INTO: the dict REPORTED is (its entries added to it, a
+    session's own: no dict of the chunk's made and merged), else a new one.
     """
     parts: list[bytes] = []
     held = 0
-    reported: dict[int, int] = {}
+    reported: dict[int, int] = {} if into is None else into
     scanned = [0]
     for k, u, resp, last_ms in _answers(read_email, read_index, uids, start, snap_uids,
                                         snap_eids, items, flags, condstore, utf8, read_blob,

@@ -1579,7 +1579,7 @@ class ImapSession:
         last_ms = None
         for a, b in ops.slice_spans(len(live), (STORE_COMMIT,)):
             spans = ops.slice_spans(b - a, STORE_SLICES)
-            told: list[int] = []         # UIDs answered before the commit
+            told = 0                     # UIDs answered before the commit: live[a:a + told]
             late: list[int] = []         # ... left to answer after it (fallback)
             s = storeio.stream(self.store, ops.set_keywords_reporting, self.acc, mbx,
                                eids[a:b], records=False, slices=STORE_SLICES, **kw)
@@ -1608,14 +1608,14 @@ class ImapSession:
                                                     recent_uids=recent and recent.all(),
                                                     read_email=recs.get,
                                                     fallback_to=late))
-                told += uids
+                told = max(told, hi)     # (a rerun after a map growth starts again at 0)
                 if self.sender is not None:
                     await self.sender(self.take_output())
             try:
                 res = await s.wait()
             except Exception:
                 if told:
-                    await self.send_fetch(told, items, uid_cmd=cmd.uid)
+                    await self.send_fetch(live[a:a + told], items, uid_cmd=cmd.uid)
                 raise
             before, modseq = res.modseq_before, res.modseq_after
             alone = quiet and before == sel.known_ms
@@ -2498,7 +2498,8 @@ def build_fetch(v, acc: int, sel: SelectedMailbox, uids, items, condstore: bool,
 def _slice_answer(sel: SelectedMailbox, uids: list[int], names: list, flags,
                   recent: _StoreRecent | None, read_email, late: list[int]) -> bytes:
     """The FETCH lines of one slice of a streamed STORE (_store_streamed),
-    formatted from the records its transaction left (READ_EMAIL) into one
+    formatted from the records its transaction left (READ_EMAIL: the get of
+    the slice's emailrec RecordRun, or of a dict) into one
     buffer by fetchfmt.fetch_upto, \\Recent added as RECENT says: the
     bytes build_fetch gives (joined), with the UIDs the compiled formatter
     leaves to the Python path appended to LATE, unanswered."""
@@ -2509,10 +2510,10 @@ def _slice_answer(sel: SelectedMailbox, uids: list[int], names: list, flags,
     out = []
     i, n = 0, len(uids)
     while i < n:
-        chunk, rep, i, fell = _fetchfmt.fetch_upto(
+        # (the modseqs told go straight into the session's dict)
+        chunk, _rep, i, fell = _fetchfmt.fetch_upto(
             read_email, _no_index, uids, i, sel.snap.uids, sel.snap.eids, names, flags,
-            False, True, None, STORE_SLICE_BYTES, recent)
-        sel.reported.update(rep)
+            False, True, None, STORE_SLICE_BYTES, recent, None, sel.reported)
         out.append(chunk)
         if fell:
             late.append(uids[i])

@@ -722,8 +722,10 @@ def _set_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_s
         for a, b in slice_spans(len(eids), slices):
             # (emitted once the records are written, before the index keys
             # move: the loop formats the slice's answer while they do)
+            # (no records wanted back: each slice's go to EMIT as one
+            # RecordRun, no bytes object or dict entry per email)
             c, x, d, r = _rewrite_keywords(tx, acc, eids[a:b], add, remove, replace,
-                                           unchanged_since, True, emit)
+                                           unchanged_since, True, emit, recs is None)
             changed += c
             conflicts += x
             for mbx, n in d.items():
@@ -759,11 +761,13 @@ def slice_spans(n: int, sizes) -> list[tuple[int, int]]:
 
 
 def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchanged_since,
-                      want_records: bool, made=None):
+                      want_records: bool, made=None, run: bool = False):
     """The record and index writes of ``set_keywords`` on EIDS (keywords
     lower-cased); -> (changed, conflicts, {mailbox: \\Seen delta}, records or None).
     MADE(records): called once the records are written (before the index
-    keys move, under the redo log), inside the transaction."""
+    keys move, under the redo log), inside the transaction.  RUN: the
+    records of a bulk change as an ``emailrec_py.RecordRun`` (under the redo
+    log; else a dict all the same: both answer ``get``)."""
     # the whole loop on the raw records (_speedups/emailrec: compiled): no
     # EmailRecord is built; the modseq is allocated at the first change only.
     # The records are read through one cursor (LMDB looks on its page
@@ -783,7 +787,7 @@ def _rewrite_keywords(tx: WriteTx, acc: int, eids, add, remove, replace, unchang
 
         changed, conflicts, deltas, recs = logical.rewrite_keywords(
             tx._raw, tx.db, acc, eids, add, remove, replace, unchanged_since, alloc_ms,
-            want_records, made)
+            want_records, made, run)
         if changed:
             ops_.append((logical.KEYWORDS, "msg", b"", logical.encode_keywords(
                 acc, allocated[0], eids, add, remove, replace, unchanged_since)))
@@ -826,7 +830,9 @@ def set_keywords_reporting(tx: WriteTx, acc: int, mbx: int, eids: list[int], *,
     whether anybody else changed the mailbox meanwhile (then it must rescan),
     JMAP Email/set to return oldState/newState.  EMIT: called as
     ``emit(modseq before, {eid: record after})`` for each slice of EIDS
-    (sizes SLICES) once it is rewritten, before the commit."""
+    (sizes SLICES) once it is rewritten, before the commit (without
+    RECORDS, under the redo log, the mapping is an ``emailrec_py.RecordRun``:
+    the slice's records in one buffer; else a dict)."""
     m = tx.require_mailbox(acc, mbx)
     before = m.highest_ms
     changed, conflicts, recs = _set_keywords(

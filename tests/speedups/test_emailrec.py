@@ -151,7 +151,7 @@ def lmdb_env(tmp_path_factory):
     env.close()
 
 
-def _apply(mod, env, eids, add, remove, replace, since, want, table, index):
+def _apply(mod, env, eids, add, remove, replace, since, want, table, index, run=False):
     """apply_keywords of MOD in a write transaction over TABLE (msg) and INDEX
     (mbx.ms) -> (its result, the tables after it, modseqs allocated); aborted."""
     e, msg_db, ms_db = env
@@ -171,7 +171,7 @@ def _apply(mod, env, eids, add, remove, replace, since, want, table, index):
                                  keys.mbx_ms_shape(7), eids, add, remove, replace, "$seen", since,
                                  alloc, want, lambda recs: made.append(
                                      (recs, [(bytes(k), bytes(v))
-                                             for k, v in txn.cursor(db=msg_db)])))
+                                             for k, v in txn.cursor(db=msg_db)])), run)
         after = ([(bytes(k), bytes(v)) for k, v in txn.cursor(db=msg_db)],
                  [bytes(k) for k, _ in txn.cursor(db=ms_db)])
         txn.abort()
@@ -186,13 +186,15 @@ def _apply(mod, env, eids, add, remove, replace, since, want, table, index):
 @given(recs=st.lists(records_ | shared_records, max_size=12, unique_by=lambda r: r.id),
        picks=st.lists(st.integers(0, 14), max_size=20),
        add=KWS, remove=KWS, replace=st.none() | KWS,
-       since=st.none() | st.integers(0, 2**63), want=st.booleans())
+       since=st.none() | st.integers(0, 2**63), want=st.booleans(), run=st.booleans())
 def test_apply_keywords_writes_what_rewrite_many_says(lmdb_env, lmdb_path, mod, recs, picks, add,
-                                                      remove, replace, since, want):
+                                                      remove, replace, since, want, run):
     """The records rewrite_many makes are put, the old index keys of the
     changed emails deleted and the new ones put; the same result (an email
     named twice or missing, conflicts, the \\Seen deltas in first-seen order).
-    The compiled twin both calling LMDB directly and through py-lmdb."""
+    The compiled twin both calling LMDB directly and through py-lmdb.  RUN:
+    the records as a RecordRun holding the same mapping (its buffer laid out
+    as its docstring says, ASCENDING true exactly when its ids ascend)."""
     if mod is PY and lmdb_path == "py-lmdb":
         return                          # (the pure twin has one path)
     table = {keys.msg(7, r.id): records.encode_email(r) for r in recs}
@@ -204,7 +206,7 @@ def test_apply_keywords_writes_what_rewrite_many_says(lmdb_env, lmdb_path, mod, 
         C.lmdb_direct(lmdb_path == "direct")
     try:
         got, after, nalloc = _apply(mod, lmdb_env, eids, add, remove, replace, since, want,
-                                    table, index)
+                                    table, index, run)
     finally:
         if mod is C:
             C.lmdb_direct(True)
@@ -212,11 +214,28 @@ def test_apply_keywords_writes_what_rewrite_many_says(lmdb_env, lmdb_path, mod, 
         table, eids, add, remove, replace, since, 99)
     assert got == (changed, conflicts, deltas, recs_ if want else None)
     assert list(got[2]) == list(deltas)             # first-seen order
+    if run and want:
+        check_run(got[3], recs_)
+    else:
+        assert type(got[3]) is not PY.RecordRun
     new_table = dict(table)
     new_table.update(items)
     new_index = (index - set(gone)) | {k for k, _ in out}
     assert after == (sorted(new_table.items()), sorted(new_index))
     assert nalloc == (1 if changed else 0)
+
+
+def check_run(run, recs: dict) -> None:
+    """RUN is a RecordRun standing for RECORDS (same mapping, same order of
+    first mentions), its parts consistent."""
+    assert type(run) is PY.RecordRun
+    assert run == recs and dict(run) == recs and list(run) == list(recs)
+    assert len(run.eids) == len(run.ends) and (not run.ends or run.ends[-1] == len(run.data))
+    assert run.ascending == all(a < b for a, b in zip(run.eids, run.eids[1:]))
+    for k, e in enumerate(run.eids):
+        if e not in run.eids[k + 1:]:       # an email's last entry is its record
+            assert run.data[run.ends[k - 1] if k else 0:run.ends[k]] == recs[e]
+    assert run.get(4_000_000_001) is None
 
 
 def test_the_compiled_apply_keywords_calls_lmdb_directly():

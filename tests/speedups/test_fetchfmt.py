@@ -204,6 +204,57 @@ def test_a_dicts_get_reads_as_any_callable(store, impl):
             assert uids[0] not in got[1] and len(got[1]) == len(uids) - 1
 
 
+@pytest.mark.parametrize("impl", twin_params("fetchfmt"))
+@pytest.mark.parametrize("shape", ["ascending", "gaps", "shuffled", "twice"])
+def test_a_record_runs_get_reads_as_the_dicts(store, impl, shape):
+    """A RecordRun's ``get`` as the record reader (a streamed STORE's slice,
+    emailrec apply_keywords run=True; the compiled twin walks its entries
+    along the UIDs) answers as the dict it stands for: records missing at
+    the start, in the middle, an entry the UIDs do not name, entries out of
+    order or an email twice (its later entry counts); in chunks too.  INTO:
+    the entries told land in that dict, which is the one returned."""
+    RecordRun = _speedups.load_py("emailrec").RecordRun
+    st_, acc, ib = store
+    names = ["UID", "FLAGS"]
+    with st_.view() as v:
+        sel = _selected(v, acc, ib)
+        em = v.email_reader(acc)
+        eids = list(sel.snap.eids)
+        recs = {e: bytes(em(e)) for e in eids}
+        if shape != "ascending":
+            for e in eids[:2] + eids[7:9]:
+                del recs[e]
+            recs[4_000_000_000] = recs[eids[3]]
+        if shape == "shuffled":
+            recs = dict(reversed(recs.items()))
+        run = RecordRun.of(recs)
+        if shape == "twice":        # a first, stale entry of eids[5]
+            stale = RecordRun.of({eids[5]: recs[eids[4]], **recs})
+            assert stale == recs and stale.get(eids[5]) == recs[eids[5]]
+            run = stale
+        assert run.ascending == (shape in ("ascending", "gaps"))
+        uids = list(sel.uids)
+        for budget in (-1, 200, 1 << 20):
+            if budget < 0:
+                args = (imap_session._no_index, uids, sel.snap.uids, sel.snap.eids, names,
+                        _flags(v, acc, names), False, True)
+                got = impl.fetch_simple(run.get, *args)
+                assert got == impl.fetch_simple(recs.get, *args)
+                continue
+            into = {1: 1}
+            at = 0
+            while at < len(uids):
+                args = (imap_session._no_index, uids, at, sel.snap.uids, sel.snap.eids, names,
+                        _flags(v, acc, names), False, True, None, budget, None, None)
+                got = impl.fetch_upto(run.get, *args, into)
+                exp = impl.fetch_upto(recs.get, *args)
+                assert (got[0], got[2], got[3]) == (exp[0], exp[2], exp[3])
+                assert got[1] is into and exp[1].items() <= into.items()
+                at = got[2] + got[3]
+            assert into == {1: 1, **{u: v.email(acc, e).last_ms for u, e in zip(uids, eids)
+                                     if e in recs}}
+
+
 def test_reader_is_the_store_read(store):
     """A Reader's spelled-out form and its key shape give the bytes its call gives."""
     st_, acc, ib = store
