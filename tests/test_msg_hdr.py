@@ -92,7 +92,8 @@ def test_the_row_holds_the_lines_and_the_parsed_addresses_of_unusual_fields():
     assert lines[0].startswith(b"from: user (the boss) @")
     assert b"from:the boss <user@domain.org>" in lines or any(
         ln.startswith(b"from:") and b"user@domain.org" in ln for ln in lines[1:])
-    assert not any(ln.startswith(b"message-id:") or ln.startswith(b"date:") for ln in lines)
+    assert b"message-id: <h1@example.org>" in lines
+    assert not any(ln.startswith(b"date:") for ln in lines)
     # a plain From gives no parsed-address line
     assert mindex.search_row(ingest.prepare(_raw(0)).index).count(b"from:") == 1
     assert mindex.search_row(b"") is None and mindex.search_row(b"\x09xx") is None
@@ -191,14 +192,18 @@ def message(draw):
             lines.append(f"{name}: {draw(field_value)}")
     for _ in range(draw(st.integers(0, 2))):
         lines.append(f"Subject: {draw(subject)}")
+    for _ in range(draw(st.integers(0, 2))):
+        lines.append(f"Message-ID: <{draw(local)}.{draw(st.integers(0, 3))}@{draw(domain)}>")
     lines.append("X-Other: bob@example.org")
     return ("\r\n".join(lines) + "\r\n\r\nbody\r\n").encode("utf-8")
 
 
 NEEDLES = ["bob", "BOB@EXAMPLE", "user@domain.org", "user (comment", "comment", "doe, john",
            "john.doe@example.org", "éric", "eric", "q@x.org", '"x q"@', "group", "smith <",
-           "résumé", "re: a b", "ss", "ß", "@", " ", "", "<", "x.org>", "example.org, "]
-KINDS = [q.From, q.To, q.Cc, q.Bcc, q.Subject, lambda t: q.Header("FROM", t)]
+           "résumé", "re: a b", "ss", "ß", "@", " ", "", "<", "x.org>", "example.org, ",
+           "<bob.1@", "eric.2@domain.org>"]
+KINDS = [q.From, q.To, q.Cc, q.Bcc, q.Subject, lambda t: q.Header("FROM", t),
+         lambda t: q.Header("Message-ID", t)]
 
 
 @pytest.fixture(scope="module")
@@ -261,11 +266,13 @@ def test_a_search_reads_the_row_not_the_index(store, impl):
     store.write_sync(lambda tx: tx.put("msg.hdr", keys.msg(acc, eid), b"\x01from: planted"))
     assert _search(store, acc, ib, q.From("planted"), impl) == [2]
     assert _search(store, acc, ib, q.Subject("report"), impl) == [1, 3]
+    assert _search(store, acc, ib, q.Header("message-id", "h1@"), impl) == []
+    # other headers are read from the index
+    assert _search(store, acc, ib, q.Header("date", "nov 2025"), impl) == [1, 2, 3]
     # a row of another version is not read: the index answers
     store.write_sync(lambda tx: tx.put("msg.hdr", keys.msg(acc, eid), b"\x07from: planted"))
     assert _search(store, acc, ib, q.From("planted"), impl) == []
     assert _search(store, acc, ib, q.Subject("report"), impl) == [1, 2, 3]
-    # other headers are read from the index
     assert _search(store, acc, ib, q.Header("message-id", "h1@"), impl) == [2]
 
 

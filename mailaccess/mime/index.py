@@ -266,10 +266,10 @@ def index_field_span(data: bytes | memoryview, name: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- search rows
 #
 # The ``msg.hdr`` row (store/keys.py) of an email: what SEARCH FROM / TO / CC
-# / BCC / SUBJECT (IMAP, and JMAP's Email/query from/to/cc/bcc/subject) look
-# at, so that they read a few hundred bytes by email id instead of the
-# message index (query/engine.py).  It is SEARCH_ROW_VERSION, then lines
-# joined by "\n":
+# / BCC / SUBJECT (IMAP, and JMAP's Email/query from/to/cc/bcc/subject) and
+# HEADER Message-ID (how clients find a message they know) look at, so that
+# they read a few hundred bytes by email id instead of the message index
+# (query/engine.py).  It is SEARCH_ROW_VERSION, then lines joined by "\n":
 #
 # * every line of the index's search_headers text for one of ROW_HEADERS
 #   (``name: value``, normalised as it is there: decoded, casefolded, white
@@ -289,7 +289,7 @@ def index_field_span(data: bytes | memoryview, name: str) -> tuple[int, int]:
 
 SEARCH_ROW_VERSION = b"\x01"
 SEARCH_ROW_MAX = 1500
-ROW_HEADERS = (b"from", b"to", b"cc", b"bcc", b"subject")
+ROW_HEADERS = (b"from", b"to", b"cc", b"bcc", b"subject", b"message-id")
 ADDRESS_FIELDS = {b"from": "from_", b"to": "to", b"cc": "cc", b"bcc": "bcc"}
 """Address headers: the MessageIndex field of their parsed addresses."""
 ODD_ADDRESS = (b"(", b'"', b"\\", b" @", b"@ ", b" .", b". ")

@@ -32,7 +32,7 @@ from .errors import InvalidName
 #    rows, so opening a format-4 store only sets the version (older
 #    mailaccess would leave the rows behind when it reindexes, and refuses
 #    format 5 by its version check).
-# 6: the ``msg.hdr`` table (each email's From/To/Cc/Bcc/Subject search lines,
+# 6: the ``msg.hdr`` table (each email's From/To/Cc/Bcc/Subject/Message-ID lines,
 #    mime/index.py search_row, by email id: SEARCH FROM etc. read it, not the
 #    index); an email of a format-5 store has no row and is searched in its
 #    index, ``mailaccess reindex --outdated-only`` writes the rows, so
@@ -78,7 +78,7 @@ TABLES = {
     "msg": False,       # acc eid -> email record
     "msg.bs": False,    # acc eid -> BODYSTRUCTURE wire bytes (the index's field; absent: read the index)
     "msg.facts": False,  # acc eid -> the email's sort/thread facts (records.encode_facts)
-    "msg.hdr": False,   # acc eid -> its From/To/Cc/Bcc/Subject search lines (mime/index.py search_row)
+    "msg.hdr": False,   # acc eid -> its From/To/Cc/Bcc/Subject/Message-ID search lines (index.search_row)
     "uid": False,       # acc mbx uid -> eid
     "mbx.ms": False,    # acc mbx ms uid -> ''
     "vanished": False,  # acc mbx ms uid -> ''
