@@ -11,6 +11,8 @@ store's mail, a header too big for a row) is searched in its index; the rows
 follow the emails (append, COPY, expunge, destroy, delete_account), ``check``
 reports a stale or orphan row, and ``reindex --outdated-only`` writes the
 missing ones."""
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -206,6 +208,9 @@ KINDS = [q.From, q.To, q.Cc, q.Bcc, q.Subject, lambda t: q.Header("FROM", t),
          lambda t: q.Header("Message-ID", t)]
 
 
+_BOXES = itertools.count()      # one new mailbox per example
+
+
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     with started_store(tmp_path_factory.mktemp("hdr") / "store") as st_:
@@ -216,7 +221,7 @@ def shared(tmp_path_factory):
 @given(st.lists(message(), min_size=1, max_size=6))
 def test_the_rows_give_the_hits_the_indexes_gave(shared, msgs):
     st_, acc = shared
-    mbx = st_.write_sync(ops.create_mailbox, acc, 0, f"m{id(msgs)}-{len(msgs)}")
+    mbx = st_.write_sync(ops.create_mailbox, acc, 0, f"m{next(_BOXES)}")
     st_.write_sync(lambda tx: [ops.append(tx, acc, [mbx], ingest.prepare(r, 1_700_000_000))
                                for r in msgs])
     with st_.view() as v:

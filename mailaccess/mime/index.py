@@ -296,6 +296,8 @@ ODD_ADDRESS = (b"(", b'"', b"\\", b" @", b"@ ", b" .", b". ")
 """What in an address header line writes an address in a way its plain text
 does not show (comments, quoting, spaces)."""
 _ROW_PREFIXES = tuple(n + b":" for n in ROW_HEADERS)
+_ADDRESS_PREFIXES = tuple(n + b":" for n in ADDRESS_FIELDS)
+_ODD_RX = re.compile(b"|".join(re.escape(c) for c in ODD_ADDRESS))
 
 
 def address_text(name: str | None, email: str | None) -> str:
@@ -310,10 +312,14 @@ def search_row(data) -> bytes | None:
         start, end = index_field_span(data, "search_headers")
     except (ValueError, struct.error):
         return None
-    lines = [ln for ln in bytes(data[start:end]).split(b"\n") if ln.startswith(_ROW_PREFIXES)]
-    odd = [name for name in ADDRESS_FIELDS
-           if any(ln.startswith(name + b":") and any(c in ln for c in ODD_ADDRESS)
-                  for ln in lines)]
+    lines = []
+    unusual: set[bytes] = set()     # address fields with a line holding ODD_ADDRESS
+    for ln in bytes(data[start:end]).split(b"\n"):
+        if ln.startswith(_ROW_PREFIXES):
+            lines.append(ln)
+            if ln.startswith(_ADDRESS_PREFIXES) and _ODD_RX.search(ln):
+                unusual.add(ln[:ln.index(b":")])
+    odd = [name for name in ADDRESS_FIELDS if name in unusual]
     if odd:
         try:
             mi = decode_index(bytes(data))
