@@ -20,6 +20,8 @@ Invariants, per account:
     counter; blob and blob.idx exist, size = blob length, ``blob.ref`` has the
     (hash, eid) entry; ``thr.mem`` has (thread, eid); a ``msg.bs`` row (none:
     stored before format 5) is the index's BODYSTRUCTURE, none is an orphan;
+    a ``msg.hdr`` row (none: stored before format 6, or too big) is the
+    index's ``search_row``, none is an orphan;
   * blobs: no blob without a ref, no index without a blob, no ref to a
     missing email or to an email with another hash;
   * ``msg.facts``: no record without its email, and each one the record of
@@ -39,7 +41,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .mime.index import bodystructure_of
+from .mime.index import bodystructure_of, search_row
 from .query import facts
 from .store import changelog, keys, records
 from .store.ops import SEEN
@@ -48,7 +50,7 @@ __all__ = ["check_store", "check_account"]
 
 _ACCOUNT_TABLES = ("mbox", "mbox.name", "msg", "msg.facts", "uid", "mbx.ms", "vanished", "chg", "chg.id",
                    "chg.kind", "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw",
-                   "sub", "tok", "upl", "psub", "msg.bs")
+                   "sub", "tok", "upl", "psub", "msg.bs", "msg.hdr")
 
 
 def _scan(txn, db, prefix: bytes = b""):
@@ -274,6 +276,10 @@ def check_account(txn, db, acc: int) -> list[str]:
         if bs is not None and idx is not None and bodystructure_of(idx) != bytes(bs):
             P.append(f"email {eid}: msg.bs differs from its index's BODYSTRUCTURE "
                      f"(mailaccess reindex rewrites it)")
+        sr = txn.get(keys.msg(acc, eid), db=db["msg.hdr"]) if db["msg.hdr"] is not None else None
+        if sr is not None and idx is not None and search_row(idx) != bytes(sr):
+            P.append(f"email {eid}: msg.hdr differs from its index's search lines "
+                     f"(mailaccess reindex rewrites it)")
         if txn.get(keys.blob_ref(acc, rec.blob, eid), db=db["blob.ref"]) is None:
             P.append(f"email {eid}: blob.ref entry for its blob missing")
         if txn.get(keys.thr_mem(acc, rec.thread, eid), db=db["thr.mem"]) is None:
@@ -315,6 +321,11 @@ def check_account(txn, db, acc: int) -> list[str]:
             eid = keys.split_msg(k)[1]
             if eid not in emails:
                 P.append(f"msg.bs {eid}: orphan (no email)")
+    if db["msg.hdr"] is not None:
+        for k, _ in _scan(txn, db["msg.hdr"], pre):
+            eid = keys.split_msg(k)[1]
+            if eid not in emails:
+                P.append(f"msg.hdr {eid}: orphan (no email)")
 
     # --- msg.facts: a record per email at most, the facts of its index ----------------
     if db["msg.facts"] is not None:      # (None: a read-only open of an older store)

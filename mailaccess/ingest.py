@@ -51,6 +51,8 @@ def prepare(raw: bytes, received_at: int | None = None, tz: int = 0) -> NewEmail
         index=index,
         # what SORT and THREAD read, kept beside the email (query/facts.py)
         facts=facts.record(index),
+        # what SEARCH FROM/TO/CC/BCC/SUBJECT read, kept beside it too (msg.hdr)
+        search=mindex.search_row(index),
         blob=keys.blob_hash(raw),
         received_at=int(time.time()) if received_at is None else int(received_at),
         tz=tz,

@@ -124,8 +124,8 @@ def _read_batch(store, acc: int, after: bytes, outdated_only: bool, batch: int,
                 batch_bytes: int) -> tuple[list[tuple[bytes, bytes]], bytes, int, int, int, list]:
     """-> ([(hash, raw)] to rebuild, last hash visited, blobs visited, bytes,
     blobs skipped as current, [(hash, facts record)] of skipped blobs with an
-    email lacking its msg.facts record or its msg.bs row: ops.reindex_batch
-    writes both from the stored index)."""
+    email lacking its msg.facts record, its msg.bs row or its msg.hdr row:
+    ops.reindex_batch writes them from the stored index)."""
     todo: list[tuple[bytes, bytes]] = []
     facts_only: list[tuple[bytes, bytes]] = []
     last = after
@@ -133,6 +133,7 @@ def _read_batch(store, acc: int, after: bytes, outdated_only: bool, batch: int,
     with store.view() as v:
         read_facts = v.facts_reader(acc)
         read_bs = v.bodystructure_reader(acc)
+        read_row = v.search_row_reader(acc)
         for h, idx in v.blob_indexes(acc, after):
             if visited >= batch or nbytes >= batch_bytes:
                 break
@@ -141,9 +142,12 @@ def _read_batch(store, acc: int, after: bytes, outdated_only: bool, batch: int,
             if outdated_only and mindex.index_version(idx) == mindex.FORMAT_VERSION:
                 skipped += 1
                 # the index stays; the records older mail lacks are written from it
-                if read_facts is not None and read_bs is not None and any(
-                        read_facts(e) is None or read_bs(e) is None
-                        for e in v.blob_refs(acc, h)):
+                # (an email whose header is too big for a msg.hdr row has
+                # none: its blob is visited again by each run, and nothing
+                # is written)
+                if read_facts is not None and read_bs is not None and read_row is not None \
+                        and any(read_facts(e) is None or read_bs(e) is None
+                                or read_row(e) is None for e in v.blob_refs(acc, h)):
                     facts_only.append((h, facts.record(idx)))
                 continue
             raw = v.blob(acc, h)

@@ -337,8 +337,8 @@ def test_a_format_2_mailbox_record_has_nothing_recent():
     assert records.decode_mailbox(7, records.encode_mailbox(m)).recent_from == 1
 
 
-@pytest.mark.parametrize("old", [b"2", b"3", b"4"])
-def test_format_2_3_or_4_store_opens_as_format_5(tmp_path, old):
+@pytest.mark.parametrize("old", [b"2", b"3", b"4", b"5"])
+def test_format_2_to_5_store_opens_as_format_6(tmp_path, old):
     st_, acc, inbox = _setup_store(tmp_path / "store")
     st_.close()
     import lmdb
@@ -351,7 +351,7 @@ def test_format_2_3_or_4_store_opens_as_format_5(tmp_path, old):
     st_ = Store(tmp_path / "store")
     with st_.read() as txn:
         assert bytes(txn.get(b"data_version", db=st_.db["meta"])) == \
-            str(keys.DATA_VERSION).encode() == b"5"
+            str(keys.DATA_VERSION).encode() == b"6"
     st_.close()
 
 

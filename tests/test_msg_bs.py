@@ -25,6 +25,8 @@ from mailaccess.store import Store, keys, ops
 from mailaccess.store.backup import backup_store
 from mailaccess.views.imap_selected import SelectedMailbox, Snapshot
 
+from email_rows import drop_table_rows, load_inbox, rows_after_delete_account, table_rows
+
 PY = _speedups.load_py("fetchfmt")
 C = _speedups.load_c("fetchfmt")
 TWINS = [PY] + ([C] if C is not None else [])
@@ -59,29 +61,11 @@ def store(tmp_path):
 
 
 def _setup(st_, n=8):
-    acc = st_.write_sync(ops.create_account, "a", "h")
-    with st_.view() as v:
-        ib = v.mailbox_by_role(acc, "inbox").id
-
-    def load(tx):
-        for k in range(n):
-            ops.append(tx, acc, [ib], _prepared(k), keywords=["$seen"] if k % 2 else [])
-    st_.write_sync(load)
-    return acc, ib
+    return load_inbox(st_, n, lambda k: (_prepared(k), ["$seen"] if k % 2 else []))
 
 
 def _rows(st_, acc) -> dict[int, bytes]:
-    pre = keys.account_prefix(acc)
-    with st_.read() as txn:
-        cur = txn.cursor(db=st_.db["msg.bs"])
-        out = {}
-        if cur.set_range(pre):
-            for k, v in cur:
-                k = bytes(k)
-                if not k.startswith(pre):
-                    break
-                out[keys.split_msg(k)[1]] = bytes(v)
-        return out
+    return table_rows(st_, acc, "msg.bs")
 
 
 def _expected(st_, acc) -> dict[int, bytes]:
@@ -118,10 +102,7 @@ def _answer(st_, acc, mbx, names, mod, budget=1 << 20) -> bytes:
 
 
 def _drop_rows(st_, acc, eids=None):
-    def drop(tx):
-        for eid in (eids if eids is not None else list(_rows(st_, acc))):
-            tx.delete("msg.bs", keys.msg(acc, eid))
-    st_.write_sync(drop)
+    drop_table_rows(st_, acc, "msg.bs", eids)
 
 
 # --- the rows follow the emails ----------------------------------------------------------------
@@ -176,13 +157,8 @@ def test_destroying_emails_removes_their_rows(store, how):
 
 def test_delete_account_removes_its_rows_only(store):
     acc, _ib = _setup(store, 3)
-    other = store.write_sync(ops.create_account, "b", "h")
-    with store.view() as v:
-        ob = v.mailbox_by_role(other, "inbox").id
-    store.write_sync(ops.append, other, [ob], _prepared(1))
-    store.write_sync(ops.delete_account, acc)
-    assert _rows(store, acc) == {}
-    assert len(_rows(store, other)) == 1
+    mine, others = rows_after_delete_account(store, acc, "msg.bs", _prepared(1))
+    assert mine == {} and len(others) == 1
 
 
 def test_reindex_rewrites_rows_and_writes_them_for_older_mail(store):

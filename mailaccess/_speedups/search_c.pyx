@@ -123,7 +123,7 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 
-from ..mime.index import INDEX_LAYOUT
+from ..mime.index import INDEX_LAYOUT, SEARCH_ROW_VERSION
 from ..store.records import EMAIL_LAYOUT
 
 KEYWORD, SIZE, RECEIVED, MODSEQ, THREAD, IN_MAILBOX, OTHER_MAILBOX, SAVED = range(8)
@@ -151,6 +151,7 @@ cdef Py_ssize_t R_NMEM = EMAIL_LAYOUT.offset("n_members")
 cdef Py_ssize_t R_MEMBER = EMAIL_LAYOUT.member.size
 cdef Py_ssize_t X_HEAD = INDEX_LAYOUT.head.size
 cdef Py_ssize_t X_FIELD = INDEX_LAYOUT.fields.index("search_headers")
+cdef unsigned char ROW_VERSION = SEARCH_ROW_VERSION[0]
 cdef unsigned char X_READABLE[256]
 for _v in range(256):
     X_READABLE[_v] = _v in INDEX_LAYOUT.readable
@@ -466,6 +467,29 @@ def match_headers(read_email, read_index, list eids, list pos, bytes name, bytes
         rs.close()
         xs.close()
     return found, unusual
+
+
+def match_header_rows(read_row, list eids, list pos, bytes name, bytes needle):
+    """(found, missing) over the positions POS from the msg.hdr rows; see
+    search_py.match_header_rows."""
+    cdef bytes prefix = name + b":"
+    cdef const char *pre = prefix
+    cdef Py_ssize_t k = len(prefix), m = len(needle), i, n
+    cdef Py_ssize_t np = PyList_GET_SIZE(pos)
+    cdef const char *nd = needle
+    cdef const unsigned char *p
+    cdef list found = [], missing = []
+    cdef _Source rs = _Source()
+    rs.setup(read_row, "u32", 4, True)
+    try:
+        for i in range(np):
+            if not _email(rs, _at(pos, eids, i), &p, &n) or n < 1 or p[0] != ROW_VERSION:
+                missing.append(<object>PyList_GET_ITEM(pos, i))
+            elif _header_in(<const char *>p + 1, n - 1, pre, k, nd, m):
+                found.append(<object>PyList_GET_ITEM(pos, i))
+    finally:
+        rs.close()
+    return found, missing
 
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Free

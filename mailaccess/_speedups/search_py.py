@@ -49,7 +49,7 @@ def find_header(texts: list, name: bytes, needle: bytes) -> list[int]:
 # the empty record (no keywords, no mailboxes, every number 0), one without a
 # readable index as no header text: what the engine's Python path reads.
 
-from ..mime.index import INDEX_LAYOUT  # noqa: E402
+from ..mime.index import INDEX_LAYOUT, SEARCH_ROW_VERSION  # noqa: E402
 from ..store.records import EMAIL_LAYOUT  # noqa: E402
 
 # condition codes (the first item of a COND tuple, see match_records)
@@ -71,6 +71,7 @@ _BLOB_END = _BLOB_AT + EMAIL_LAYOUT.size("blob")
 _IDX_HEAD = INDEX_LAYOUT.head
 _IDX_READABLE = frozenset(INDEX_LAYOUT.readable)
 _HEADERS_FIELD = INDEX_LAYOUT.fields.index("search_headers")
+_ROW_VERSION = SEARCH_ROW_VERSION[0]
 
 
 def _within(v: int, lo, hi) -> bool:
@@ -174,6 +175,24 @@ def match_headers(read_email, read_index, eids: list, pos: list, name: bytes, ne
         elif odd and _odd_line(t, prefix, odd):
             unusual.append(p)
     return found, unusual
+
+
+def match_header_rows(read_row, eids: list, pos: list, name: bytes,
+                      needle: bytes) -> tuple[list[int], list[int]]:
+    """(found, missing) over the positions POS, from the ``msg.hdr`` rows
+    READ_ROW gives (``View.search_row_reader``: email id -> row or None; see
+    mime/index.py search_row): FOUND those whose row has a line for header
+    NAME whose value contains NEEDLE (``find_header``'s rule over the lines
+    after the row's version byte), MISSING those with no row (or one of
+    another version), which the caller searches in their index."""
+    found, missing = [], []
+    for p in pos:
+        row = read_row(eids[p])
+        if row is None or len(row) < 1 or row[0] != _ROW_VERSION:
+            missing.append(p)
+        elif find_header([bytes(row[1:])], name, needle):
+            found.append(p)
+    return found, missing
 
 
 # --- the flags column (views/flag_column.py) -------------------------------------

@@ -31,7 +31,8 @@ __all__ = [
     "index_fields", "repeated_fields", "stored_repeated_fields",
     "FORMAT_VERSION", "READABLE_VERSIONS", "IndexFormatError", "index_version",
     "IndexSummary", "SUMMARY_FIELDS", "index_summary", "decode_index_meta",
-    "index_header_end", "meta_header_end",
+    "index_header_end", "meta_header_end", "search_row", "address_text", "SEARCH_ROW_VERSION",
+    "SEARCH_ROW_MAX", "ROW_HEADERS", "ADDRESS_FIELDS", "ODD_ADDRESS",
 ]
 
 Address = tuple  # (name: str | None, email: str)
@@ -260,6 +261,78 @@ def index_field_span(data: bytes | memoryview, name: str) -> tuple[int, int]:
         _check_version(data)
     ends = _HEAD.unpack_from(data)
     return _HEAD.size + (ends[k] if k else 0), _HEAD.size + ends[k + 1]
+
+
+# ---------------------------------------------------------------- search rows
+#
+# The ``msg.hdr`` row (store/keys.py) of an email: what SEARCH FROM / TO / CC
+# / BCC / SUBJECT (IMAP, and JMAP's Email/query from/to/cc/bcc/subject) and
+# HEADER Message-ID (how clients find a message they know) look at, so that
+# they read a few hundred bytes by email id instead of the message index
+# (query/engine.py).  It is SEARCH_ROW_VERSION, then lines joined by "\n":
+#
+# * every line of the index's search_headers text for one of ROW_HEADERS
+#   (``name: value``, normalised as it is there: decoded, casefolded, white
+#   space made one space), in their order;
+# * for an address header with a line holding one of ODD_ADDRESS (comments,
+#   quoting, spaces inside an address: its plain text does not show the
+#   address as written), one line ``name:TEXT`` per parsed address of that
+#   field, TEXT being ``normalize_search("display <addr>")`` (or of the bare
+#   address): the engine searched those parsed addresses of such a message
+#   too, so matching NEEDLE against the row's lines of NAME answers exactly
+#   what the index gave (the found lines, else the parsed addresses of an
+#   unusual message).
+#
+# None when the index is not one this code reads or the row would exceed
+# SEARCH_ROW_MAX bytes (kept on the B-tree's leaf pages): such an email has
+# no row and is searched in its index as before.
+
+SEARCH_ROW_VERSION = b"\x01"
+SEARCH_ROW_MAX = 1500
+ROW_HEADERS = (b"from", b"to", b"cc", b"bcc", b"subject", b"message-id")
+ADDRESS_FIELDS = {b"from": "from_", b"to": "to", b"cc": "cc", b"bcc": "bcc"}
+"""Address headers: the MessageIndex field of their parsed addresses."""
+ODD_ADDRESS = (b"(", b'"', b"\\", b" @", b"@ ", b" .", b". ")
+"""What in an address header line writes an address in a way its plain text
+does not show (comments, quoting, spaces)."""
+_ROW_PREFIXES = tuple(n + b":" for n in ROW_HEADERS)
+_ADDRESS_PREFIXES = tuple(n + b":" for n in ADDRESS_FIELDS)
+_ODD_RX = re.compile(b"|".join(re.escape(c) for c in ODD_ADDRESS))
+
+
+def address_text(name: str | None, email: str | None) -> str:
+    """The normalised search text of one parsed address (what FROM etc. match
+    in an unusual message): ``display <addr>``, or the address alone."""
+    return normalize_search(f"{name} <{email}>" if name else (email or ""))
+
+
+def search_row(data) -> bytes | None:
+    """The ``msg.hdr`` row of the stored index DATA (see above), or None."""
+    try:
+        start, end = index_field_span(data, "search_headers")
+    except (ValueError, struct.error):
+        return None
+    lines = []
+    unusual: set[bytes] = set()     # address fields with a line holding ODD_ADDRESS
+    for ln in bytes(data[start:end]).split(b"\n"):
+        if ln.startswith(_ROW_PREFIXES):
+            lines.append(ln)
+            if ln.startswith(_ADDRESS_PREFIXES) and _ODD_RX.search(ln):
+                unusual.add(ln[:ln.index(b":")])
+    odd = [name for name in ADDRESS_FIELDS if name in unusual]
+    if odd:
+        try:
+            mi = decode_index(bytes(data))
+        except (ValueError, struct.error):
+            return None
+        for name in odd:
+            for dname, email in getattr(mi, ADDRESS_FIELDS[name]):
+                t = address_text(dname, email).encode("utf-8", "surrogatepass")
+                if b"\n" in t:
+                    return None
+                lines.append(name + b":" + t)
+    row = SEARCH_ROW_VERSION + b"\n".join(lines)
+    return row if len(row) <= SEARCH_ROW_MAX else None
 
 
 _FIELD_STARTS: dict[tuple[str, ...], re.Pattern] = {}

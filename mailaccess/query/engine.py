@@ -123,11 +123,14 @@ def _compile(q):
 
 # address headers whose parsed form (the message index's address lists) is
 # searched too
-_ADDRESS_HEADERS = {b"from": "from_", b"to": "to", b"cc": "cc", b"bcc": "bcc"}
+_ADDRESS_HEADERS = mindex.ADDRESS_FIELDS
 # what in a header line writes an address in a way its plain text does not
 # show (comments, quoting, spaces): such a message's parsed addresses are
 # searched too (_Batch._addresses)
-_ODD_ADDRESS = (b"(", b'"', b"\\", b" @", b"@ ", b" .", b". ")
+_ODD_ADDRESS = mindex.ODD_ADDRESS
+# the headers an email's msg.hdr row holds (mime/index.py search_row): those
+# conditions read the row, and only an email without one its index
+_ROW_HEADERS = frozenset(mindex.ROW_HEADERS)
 
 
 class _Compiled:
@@ -156,7 +159,7 @@ class _Batch:
         self._fields: dict[tuple[str, int], bytes] = {}
         self._threads: dict[int, list[EmailRecord]] = {}
         self.members = True
-        self.read_email, self.read_index = readers
+        self.read_email, self.read_index, self.read_row = readers
         self.ascending = False      # KEYS ascend (IMAP UIDs): Uids by bisection
 
     # --- lazily read data (store.emails: each part read at most once) ----------
@@ -289,14 +292,28 @@ class _Batch:
             hit.update(self._scan(F_BODY, q.needle, rest))
             return [p for p in pos if p in hit]
         if k is m.Header:
-            odd = _ODD_ADDRESS if q.needle and q.name in _ADDRESS_HEADERS else ()
-            found, unusual = self.impl.match_headers(
-                self.read_email, self.read_index, self.eids, pos, q.name,
-                q.needle, odd)
-            if unusual:
-                found = self._addresses(q, pos, found, unusual)
-            return found
+            if q.name in _ROW_HEADERS and self.read_row is not None:
+                # the msg.hdr rows; an email without one (older mail, a
+                # header too big for a row) is searched in its index
+                found, rest = self.impl.match_header_rows(
+                    self.read_row, self.eids, pos, q.name, q.needle)
+                if not rest:
+                    return found
+                hit = set(found)
+                hit.update(self._in_index(q, rest))
+                return [p for p in pos if p in hit]
+            return self._in_index(q, pos)
         raise TypeError(f"cannot evaluate {k!r}")
+
+    def _in_index(self, q: _Compiled, pos: list[int]) -> list[int]:
+        """Header condition Q over POS, read from the message indexes."""
+        odd = _ODD_ADDRESS if q.needle and q.name in _ADDRESS_HEADERS else ()
+        found, unusual = self.impl.match_headers(
+            self.read_email, self.read_index, self.eids, pos, q.name,
+            q.needle, odd)
+        if unusual:
+            found = self._addresses(q, pos, found, unusual)
+        return found
 
     def _addresses(self, q: _Compiled, pos: list[int], found: list[int],
                    unusual: list[int]) -> list[int]:
@@ -313,8 +330,7 @@ class _Batch:
             if mi is None:
                 continue
             for name, email in getattr(mi, field):
-                text = f"{name} <{email}>" if name else email
-                if needle in mindex.normalize_search(text):
+                if needle in mindex.address_text(name, email):
                     hit.add(p)
                     break
         return [p for p in pos if p in hit]
@@ -405,7 +421,7 @@ def search_columns(view, acc: int, keys: Sequence[int], eids: Sequence[int], que
         return list(keys)
     impl = impl or _impl
     members = _needs_members(plan)
-    readers = (view.email_reader(acc), view.index_reader(acc))
+    readers = (view.email_reader(acc), view.index_reader(acc), _row_reader(view, acc))
     out: list[int] = []
     n = min(len(keys), len(eids))
     step = RECORD_CHUNK if _cost(plan) <= _C_RECORD else CHUNK
@@ -417,6 +433,12 @@ def search_columns(view, acc: int, keys: Sequence[int], eids: Sequence[int], que
         hits = batch.eval(plan, list(range(len(ks))))
         out.extend(ks if len(hits) == len(ks) else [ks[p] for p in hits])
     return out
+
+
+def _row_reader(view, acc: int):
+    """VIEW's reader of the msg.hdr rows (None: a view without them)."""
+    f = getattr(view, "search_row_reader", None)
+    return f(acc) if f is not None else None
 
 
 def _needs_members(q) -> bool:

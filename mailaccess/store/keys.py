@@ -32,9 +32,14 @@ from .errors import InvalidName
 #    rows, so opening a format-4 store only sets the version (older
 #    mailaccess would leave the rows behind when it reindexes, and refuses
 #    format 5 by its version check).
-DATA_VERSION = 5
+# 6: the ``msg.hdr`` table (each email's From/To/Cc/Bcc/Subject/Message-ID lines,
+#    mime/index.py search_row, by email id: SEARCH FROM etc. read it, not the
+#    index); an email of a format-5 store has no row and is searched in its
+#    index, ``mailaccess reindex --outdated-only`` writes the rows, so
+#    opening a format-5 store only sets the version.
+DATA_VERSION = 6
 # formats this code reads as they are (a read-only open does not migrate)
-READABLE_DATA_VERSIONS = (2, 3, 4, 5)
+READABLE_DATA_VERSIONS = (2, 3, 4, 5, 6)
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -73,6 +78,7 @@ TABLES = {
     "msg": False,       # acc eid -> email record
     "msg.bs": False,    # acc eid -> BODYSTRUCTURE wire bytes (the index's field; absent: read the index)
     "msg.facts": False,  # acc eid -> the email's sort/thread facts (records.encode_facts)
+    "msg.hdr": False,   # acc eid -> its From/To/Cc/Bcc/Subject/Message-ID search lines (index.search_row)
     "uid": False,       # acc mbx uid -> eid
     "mbx.ms": False,    # acc mbx ms uid -> ''
     "vanished": False,  # acc mbx ms uid -> ''
@@ -104,14 +110,14 @@ TABLES = {
 
 # Tables added after a store was first made: a read-only open of an older
 # store (backup, check) may not find them and reads them as empty.
-LATER_TABLES = ("tok", "tok.hash", "upl", "upl.exp", "msg.bs", "msg.facts")
+LATER_TABLES = ("tok", "tok.hash", "upl", "upl.exp", "msg.bs", "msg.facts", "msg.hdr")
 
 # Rows kept per email beside its record, keyed like ``msg`` (acc eid): each
 # is derived from the email's index, written when the email is made
 # (ops.append; copied by ops._duplicate), removed with it (ops._destroy,
 # _destroy_many, delete_account) and rewritten by a reindex; an email stored
 # before its table has none there and is read from its index.
-EMAIL_ROWS = ("msg.bs", "msg.facts")
+EMAIL_ROWS = ("msg.bs", "msg.facts", "msg.hdr")
 
 # ctr kinds
 CTR_ACCOUNT = 1   # under account 0: last account id

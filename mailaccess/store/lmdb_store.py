@@ -432,10 +432,10 @@ class LmdbStore:
             ver = txn.get(b"data_version", db=meta)
             if ver is not None and int(ver) == 1 and not readonly:
                 ver = self._migrate_v1(txn)
-            if ver is not None and int(ver) in (2, 3, 4) and not readonly:
+            if ver is not None and int(ver) in (2, 3, 4, 5) and not readonly:
                 old_ver = ver
-                # formats 2 -> 3 -> 4 -> 5 change no stored byte (records.decode_mailbox,
-                # change-log runs, msg.bs rows absent: keys.DATA_VERSION)
+                # formats 2 -> 3 -> 4 -> 5 -> 6 change no stored byte (records.decode_mailbox,
+                # change-log runs, msg.bs and msg.hdr rows absent: keys.DATA_VERSION)
                 ver = str(keys.DATA_VERSION).encode()
                 txn.put(b"data_version", ver, db=meta)
                 log.info("store format %d -> %d", int(old_ver), keys.DATA_VERSION)

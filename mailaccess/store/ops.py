@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .. import _speedups, vocab
 from . import changelog, keys, logical, records, sending
-from ..mime.index import bodystructure_of
+from ..mime.index import bodystructure_of, search_row
 from .errors import AlreadyExists, Conflict, InvalidName, LimitReached, NotFound, OverQuota
 from .records import EMAIL, MAILBOX, THREAD, Account, EmailRecord, Mailbox, Membership
 from .tx import WriteTx
@@ -88,7 +88,7 @@ def delete_account(tx: WriteTx, acc: int) -> None:
     for table in ("mbox", "mbox.name", "msg", "msg.facts", "uid", "mbx.ms", "vanished", "chg",
                   "chg.id", "chg.kind",
                   "blob", "blob.idx", "blob.ref", "thr.ref", "thr.mem", "dev", "kw", "sub",
-                  "psub", "msg.bs", "acct"):
+                  "psub", "msg.bs", "msg.hdr", "acct"):
         tx.delete_prefix(table, pre)
     from . import tokens, uploads     # their own tables (app passwords, uploads)
     tokens.delete_all(tx, acc)
@@ -334,6 +334,7 @@ class NewEmail:
     subject_hash: bytes = b"\0" * 8     # hash of the RFC 5256 base subject
     flags: int = 0                      # records.FLAG_* (e.g. UTF-8 header)
     facts: bytes = b""                  # records.encode_facts of the index (b"": none kept)
+    search: bytes | None = None         # mindex.search_row of the index (None: made in append)
 
 
 @dataclass(slots=True)
@@ -480,6 +481,9 @@ def append(tx: WriteTx, acc: int, mailboxes: list[int], new: NewEmail,
     tx.put_email(acc, rec)
     if new.facts:
         tx.put("msg.facts", keys.msg(acc, eid), new.facts)
+    row = new.search if new.search is not None else search_row(new.index)
+    if row:
+        tx.put("msg.hdr", keys.msg(acc, eid), row)
     tx.add_counter(acc, keys.CTR_USAGE, size)
     _save_mailboxes(tx, acc, cache)
     tx.log(acc, "created", EMAIL, eid)
@@ -1213,6 +1217,7 @@ def replace_index(tx: WriteTx, acc: int, blob_hash: bytes, index: bytes,
     # each email of the blob: its msg.bs row follows the index, its msg.facts
     # record is FACTS (both written here for mail stored before their tables)
     _put_rows(tx, acc, blob_hash, "msg.bs", bodystructure_of(index))
+    _put_rows(tx, acc, blob_hash, "msg.hdr", search_row(index))
     rewritten = _put_rows(tx, acc, blob_hash, "msg.facts", facts)
     same = bytes(old) == index
     if not same:
@@ -1246,6 +1251,7 @@ def reindex_batch(tx: WriteTx, acc: int, entries: list[tuple],
         if idx is None:
             continue
         _put_rows(tx, acc, h, "msg.bs", bodystructure_of(idx))
+        _put_rows(tx, acc, h, "msg.hdr", search_row(idx))
         if _put_rows(tx, acc, h, "msg.facts", facts):
             tx.add_counter(acc, keys.CTR_INDEXES, 1)
     tx.put("meta", keys.reindex_cursor(acc), cursor)

@@ -309,6 +309,17 @@ class View:
             return None
         return Reader(self.txn.get, keys.msg_of(acc), db, keys.msg_shape(acc))
 
+    def search_row_reader(self, acc: int) -> Reader | None:
+        """``eid -> msg.hdr row`` (mime/index.py search_row: the lines SEARCH
+        FROM/TO/CC/BCC/SUBJECT match; None when the email has none: mail
+        stored before format 6 until ``mailaccess reindex --outdated-only``,
+        or a header too big for a row), or None for a read-only older store
+        without the table."""
+        db = self.db.get("msg.hdr")
+        if db is None:
+            return None
+        return Reader(self.txn.get, keys.msg_of(acc), db, keys.msg_shape(acc))
+
     def blob_reader(self, acc: int) -> Reader:
         """``blob hash -> raw message bytes`` (None when missing)."""
         return Reader(self.txn.get, keys.blob_of(acc), self.db["blob"], keys.blob_shape(acc))
